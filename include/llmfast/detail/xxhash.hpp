@@ -1,0 +1,26 @@
+// llmfast/detail/xxhash.hpp — xxHash, used header-only.
+//
+// XXH_INLINE_ALL makes every XXH function static inline in this translation unit, so the library
+// needs no libxxhash at link time and cannot clash with another copy an application links.
+// Only XXH3 64-bit is used (exact-tier keys, embedder feature hashing, snapshot checksums).
+#pragma once
+
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#endif
+#include <xxhash.h>
+
+#include <cstdint>
+#include <string_view>
+
+namespace llmfast::detail {
+
+inline std::uint64_t xxh3_64(std::string_view bytes, std::uint64_t seed = 0) noexcept {
+    return XXH3_64bits_withSeed(bytes.data(), bytes.size(), seed);
+}
+
+inline std::uint64_t xxh3_64(const void* data, std::size_t size, std::uint64_t seed = 0) noexcept {
+    return XXH3_64bits_withSeed(data, size, seed);
+}
+
+}  // namespace llmfast::detail

@@ -1,0 +1,15 @@
+// llmfast/llmfast.hpp — the umbrella header: every core component of llmfast.
+//
+// llmfast takes latency and cost out of the request path to a large language model: streaming with
+// deadlines and SSE, dynamic batching, a semantic response cache, prompt compression and token-budget
+// truncation. Each component is also usable alone through its own header.
+//
+// Optional headers that need another dependency (llmfast/hnsw_index.hpp needs hnswlib) are not
+// included here: include them yourself.
+#pragma once
+
+#include <llmfast/version.hpp>
+#include <llmfast/error.hpp>
+#include <llmfast/clock.hpp>
+#include <llmfast/utf8.hpp>
+#include <llmfast/tokens.hpp>

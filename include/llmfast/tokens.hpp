@@ -1,0 +1,172 @@
+// llmfast/tokens.hpp — the `TokenCounter` concept and a model-free estimating counter.
+//
+// Budgets in llmfast are in tokens, as a model bills and limits them. Anything with
+// `count(std::string_view) -> std::size_t` is a `TokenCounter`: the exact tiktoken-compatible
+// `BpeTokenizer` (bpe_tokenizer.hpp), a wrapper around your model's own tokenizer, or the
+// `EstimatingTokenCounter` below, which needs no vocabulary file.
+//
+//     llmfast::EstimatingTokenCounter counter;                  // ratios tuned on cl100k_base
+//     std::size_t n = counter.count("Hello, 世界! 12345");
+//
+// The estimator reads the text once and counts each kind of run with its own ratio, instead of the
+// seed's "2 characters per token" (which is off by 2-2.5x for English):
+//   - CJK ideographs: `cjk_ideograph` tokens each (cl100k_base spends about 0.97 per character on
+//     Chinese, o200k_base about 0.74);
+//   - kana and hangul: `kana_hangul` tokens each;
+//   - a word of Latin, Greek or Cyrillic letters: 1 token, plus 1 per further `letters_per_token` letters
+//     (common words are one token; long rare words split);
+//   - a run of digits: 1 token per `digits_per_token` digits (cl100k_base groups digits by three);
+//   - a run of ASCII punctuation: `punctuation` tokens per character, at least 1 per run;
+//   - a whitespace run: free when it is one space (BPE merges it into the next word), else
+//     `whitespace_run` tokens;
+//   - anything else (emoji, other scripts, symbols, invalid bytes): `other_byte` tokens per UTF-8 byte,
+//     since byte-level BPE falls back to bytes for what its vocabulary lacks.
+// The result is rounded up. It is an estimate: use the exact tokenizer where a budget is billed.
+//
+// Thread-safety: `EstimatingTokenCounter` is immutable after construction; share it freely.
+#pragma once
+
+#include <llmfast/utf8.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <string_view>
+
+namespace llmfast {
+
+/// What the truncator, the compressor and the demo need of a tokenizer: how many tokens a text costs.
+/// `count` must be callable on a const object (counters are shared between threads).
+template <class Counter>
+concept TokenCounter = requires(const Counter& counter, std::string_view text) {
+    { counter.count(text) } -> std::convertible_to<std::size_t>;
+};
+
+/// The per-class costs the estimator uses; see the header comment. All must be >= 0.
+struct EstimatorRatios {
+    double cjk_ideograph = 1.0;
+    double kana_hangul = 1.0;
+    double letters_per_token = 6.0;  ///< letters a word holds before it costs another token (> 0)
+    double digits_per_token = 3.0;   ///< (> 0)
+    double punctuation = 0.7;
+    double whitespace_run = 1.0;
+    double other_byte = 0.5;
+
+    /// Ratios that approximate OpenAI's cl100k_base (GPT-4, GPT-3.5).
+    static constexpr EstimatorRatios cl100k() noexcept { return {}; }
+    /// Ratios that approximate OpenAI's o200k_base (GPT-4o): CJK text is cheaper there.
+    static constexpr EstimatorRatios o200k() noexcept {
+        EstimatorRatios ratios;
+        ratios.cjk_ideograph = 0.75;
+        ratios.kana_hangul = 0.8;
+        return ratios;
+    }
+};
+
+namespace detail {
+
+enum class CharClass : unsigned char { Letter, Digit, Punctuation, Space, Cjk, KanaHangul, Other };
+
+constexpr CharClass classify(char32_t cp) noexcept {
+    if (cp < 0x80U) {
+        if ((cp >= U'a' && cp <= U'z') || (cp >= U'A' && cp <= U'Z')) return CharClass::Letter;
+        if (cp >= U'0' && cp <= U'9') return CharClass::Digit;
+        if (cp == U' ' || cp == U'\t' || cp == U'\n' || cp == U'\r' || cp == U'\f' || cp == U'\v')
+            return CharClass::Space;
+        return CharClass::Punctuation;  // the remaining printable ASCII and control characters
+    }
+    if ((cp >= 0x00C0U && cp <= 0x024FU && cp != 0x00D7U && cp != 0x00F7U) ||  // Latin-1 and Latin Extended
+        (cp >= 0x0370U && cp <= 0x052FU))                                      // Greek, Cyrillic
+        return CharClass::Letter;
+    if ((cp >= 0x4E00U && cp <= 0x9FFFU) || (cp >= 0x3400U && cp <= 0x4DBFU) ||
+        (cp >= 0xF900U && cp <= 0xFAFFU) || (cp >= 0x20000U && cp <= 0x3134FU))
+        return CharClass::Cjk;
+    if ((cp >= 0x3040U && cp <= 0x30FFU) || (cp >= 0xAC00U && cp <= 0xD7AFU) || (cp >= 0x1100U && cp <= 0x11FFU))
+        return CharClass::KanaHangul;
+    if (cp == 0x3000U || cp == 0x00A0U) return CharClass::Space;  // ideographic and no-break space
+    if ((cp >= 0x3001U && cp <= 0x303FU) || (cp >= 0xFF01U && cp <= 0xFF65U))  // CJK and full-width punctuation
+        return CharClass::Cjk;  // mostly one token each, like ideographs
+    return CharClass::Other;
+}
+
+}  // namespace detail
+
+/// A fast, vocabulary-free token estimate for mixed CJK and Latin text (see the header comment).
+class EstimatingTokenCounter {
+public:
+    constexpr EstimatingTokenCounter() noexcept = default;
+    /// Never throws: a divisor ratio that is not > 0 is clamped to 1.
+    constexpr explicit EstimatingTokenCounter(EstimatorRatios ratios) noexcept : ratios_(ratios) {
+        if (!(ratios_.letters_per_token > 0)) ratios_.letters_per_token = 1;
+        if (!(ratios_.digits_per_token > 0)) ratios_.digits_per_token = 1;
+    }
+
+    [[nodiscard]] constexpr const EstimatorRatios& ratios() const noexcept { return ratios_; }
+
+    /// Estimated tokens in `text` (0 for empty text, at least 1 otherwise). Never throws; invalid
+    /// UTF-8 bytes are counted as `other_byte` each.
+    [[nodiscard]] std::size_t count(std::string_view text) const noexcept {
+        double total = 0;
+        std::size_t pos = 0;
+        while (pos < text.size()) {
+            const std::size_t run_start = pos;
+            const auto [cls, length] = class_at(text, pos);
+            pos += length;
+            switch (cls) {
+                case detail::CharClass::Letter:
+                case detail::CharClass::Digit:
+                case detail::CharClass::Punctuation:
+                case detail::CharClass::Space: {
+                    // A run of one class: count its characters, then price the run as a whole.
+                    std::size_t chars = 1;
+                    std::size_t run_end = pos;
+                    while (run_end < text.size()) {
+                        const auto [next_cls, next_length] = class_at(text, run_end);
+                        if (next_cls != cls) break;
+                        run_end += next_length;
+                        ++chars;
+                    }
+                    pos = run_end;
+                    total += price_run(cls, chars, text.substr(run_start, run_end - run_start));
+                    break;
+                }
+                case detail::CharClass::Cjk: total += ratios_.cjk_ideograph; break;
+                case detail::CharClass::KanaHangul: total += ratios_.kana_hangul; break;
+                case detail::CharClass::Other: total += ratios_.other_byte * static_cast<double>(length); break;
+            }
+        }
+        return static_cast<std::size_t>(std::ceil(total));
+    }
+
+private:
+    struct ClassAt {
+        detail::CharClass cls;
+        std::size_t length;
+    };
+
+    static constexpr ClassAt class_at(std::string_view text, std::size_t pos) noexcept {
+        const auto byte = static_cast<unsigned char>(text[pos]);
+        if (byte < 0x80U) return {detail::classify(byte), 1};
+        const utf8::DecodeResult decoded = utf8::decode(text, pos);
+        if (decoded.status != utf8::DecodeStatus::Valid) return {detail::CharClass::Other, decoded.length};
+        return {detail::classify(decoded.code_point), decoded.length};
+    }
+
+    [[nodiscard]] double price_run(detail::CharClass cls, std::size_t chars, std::string_view run) const noexcept {
+        const auto n = static_cast<double>(chars);
+        switch (cls) {
+            case detail::CharClass::Letter: return 1.0 + std::floor((n - 1.0) / ratios_.letters_per_token);
+            case detail::CharClass::Digit: return std::ceil(n / ratios_.digits_per_token);
+            case detail::CharClass::Punctuation: return std::max(1.0, ratios_.punctuation * n);
+            case detail::CharClass::Space: return run == " " ? 0.0 : ratios_.whitespace_run;
+            default: return 0.0;
+        }
+    }
+
+    EstimatorRatios ratios_{};
+};
+
+static_assert(TokenCounter<EstimatingTokenCounter>);
+
+}  // namespace llmfast
