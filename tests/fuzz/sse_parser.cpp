@@ -19,7 +19,9 @@ std::vector<llmfast::SseEvent> parse(std::string_view stream, std::size_t chunk,
     llmfast::SseParser parser({.max_event_size = max_event_size});
     std::vector<llmfast::SseEvent> events;
     const auto sink = [&](const llmfast::SseEventView& e) {
-        if (e.status == llmfast::ErrorCode::Ok && e.data.size() + e.type.size() > max_event_size) std::abort();
+        // The bound counts raw line bytes, which include every data and event value (not the default type).
+        if (e.data.size() > max_event_size) std::abort();
+        if (e.type != "message" && e.type.size() > max_event_size) std::abort();
         if (e.status != llmfast::ErrorCode::Ok && (!e.data.empty() || !e.type.empty())) std::abort();
         events.emplace_back(e);
     };
@@ -35,11 +37,13 @@ std::vector<llmfast::SseEvent> parse(std::string_view stream, std::size_t chunk,
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    if (size < 2) return 0;
-    // Byte 0 picks the chunk size, byte 1 the event size bound; the rest is the stream.
-    const std::size_t chunk = static_cast<std::size_t>(data[0] % 13) + 1;
-    const std::size_t max_event_size = data[1] < 128 ? std::size_t{1} << 20 : static_cast<std::size_t>(data[1] - 127);
-    const std::string_view input(reinterpret_cast<const char*>(data + 2), size - 2);
+    if (size == 0) return 0;
+    // The whole input is the stream (so the corpus holds real streams as they are); the chunk size
+    // and the event size bound are derived from it.
+    const std::size_t chunk = size % 13 + 1;
+    const std::size_t max_event_size =
+        (data[0] ^ data[size - 1]) & 1U ? static_cast<std::size_t>(data[size / 2] % 64) + 1 : std::size_t{1} << 20;
+    const std::string_view input(reinterpret_cast<const char*>(data), size);
 
     const std::vector<llmfast::SseEvent> whole = parse(input, 0, max_event_size);
     if (parse(input, chunk, max_event_size) != whole) std::abort();
