@@ -13,3 +13,6 @@
 #include <llmfast/clock.hpp>
 #include <llmfast/utf8.hpp>
 #include <llmfast/tokens.hpp>
+#include <llmfast/streaming_generator.hpp>
+#include <llmfast/stream.hpp>
+#include <llmfast/sse.hpp>
