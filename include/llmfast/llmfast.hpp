@@ -16,3 +16,4 @@
 #include <llmfast/streaming_generator.hpp>
 #include <llmfast/stream.hpp>
 #include <llmfast/sse.hpp>
+#include <llmfast/batcher.hpp>
