@@ -13,3 +13,6 @@
 #include <llmfast/clock.hpp>
 #include <llmfast/utf8.hpp>
 #include <llmfast/tokens.hpp>
+#include <llmfast/embedder.hpp>
+#include <llmfast/vector_index.hpp>
+#include <llmfast/semantic_cache.hpp>
