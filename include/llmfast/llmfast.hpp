@@ -17,3 +17,6 @@
 #include <llmfast/stream.hpp>
 #include <llmfast/sse.hpp>
 #include <llmfast/batcher.hpp>
+#include <llmfast/embedder.hpp>
+#include <llmfast/vector_index.hpp>
+#include <llmfast/semantic_cache.hpp>
