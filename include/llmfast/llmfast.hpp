@@ -13,3 +13,5 @@
 #include <llmfast/clock.hpp>
 #include <llmfast/utf8.hpp>
 #include <llmfast/tokens.hpp>
+#include <llmfast/compressor.hpp>
+#include <llmfast/truncator.hpp>
