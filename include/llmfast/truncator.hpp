@@ -390,18 +390,20 @@ private:
 
     Truncation truncate_valid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
         if (text.empty() || budget == 0) return {};
-        // Does the whole text fit? Price it from the start up to the budget (cost ~ what is kept).
-        const ForwardScan scan = scan_forward(text, budget);
+        // Does the whole text fit? Price it from the start, up to the budget plus some slack since a
+        // piecewise sum can overestimate (a word split between pieces); cost ~ what is kept.
+        const ForwardScan scan = scan_forward(text, budget + budget / 8 + 16);
         if (scan.checkpoints.back().pos == text.size()) {
             const std::size_t whole = count(text);
             if (whole <= budget) return {std::string(text), whole, false};
         }
-        if (marker_tokens_ >= budget) return {};
+        const Truncation nothing{{}, 0, true};  // not even one character fits next to the marker
+        if (marker_tokens_ >= budget) return nothing;
 
         std::size_t target = budget - marker_tokens_;
         for (int attempt = 0; attempt < 24 && target > 0; ++attempt) {
             std::string out = assemble(text, scan, target, strategy);
-            if (out.empty()) return {};
+            if (out.empty()) return nothing;
             const std::size_t tokens = count(out);
             if (tokens <= budget) return {std::move(out), tokens, true};
             // The counter disagrees with the piecewise sum: shrink by the excess (at least 1, and
@@ -409,7 +411,7 @@ private:
             const std::size_t excess = std::max<std::size_t>(tokens - budget, attempt < 4 ? 1 : target / 2);
             target = target > excess ? target - excess : 0;
         }
-        return {};
+        return nothing;
     }
 
     // head/tail/middle text for a text budget of `target` tokens; empty when no character fits.
