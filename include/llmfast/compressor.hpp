@@ -826,8 +826,10 @@ private:
         // Greedy by score (ties: earlier first), skipping what doesn't fit; then verify the joined text.
         std::vector<std::size_t> order(chunks.size());
         for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-        std::stable_sort(order.begin(), order.end(),
-                         [&](std::size_t x, std::size_t y) { return chunks[x].score > chunks[y].score; });
+        // (std::sort with an index tie-break: libstdc++'s stable_sort trips clang's deprecation warning.)
+        std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+            return chunks[x].score != chunks[y].score ? chunks[x].score > chunks[y].score : x < y;
+        });
         std::vector<bool> keep(chunks.size(), false);
         std::size_t used = 0;
         std::vector<std::size_t> kept_order;

@@ -389,7 +389,9 @@ private:
     }
 
     Truncation truncate_valid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
-        if (text.empty() || budget == 0) return {};
+        const Truncation nothing{{}, 0, true};  // not even one character fits next to the marker
+        if (text.empty()) return {};
+        if (budget == 0) return nothing;
         // Does the whole text fit? Price it from the start, up to the budget plus some slack since a
         // piecewise sum can overestimate (a word split between pieces); cost ~ what is kept.
         const ForwardScan scan = scan_forward(text, budget + budget / 8 + 16);
@@ -397,7 +399,6 @@ private:
             const std::size_t whole = count(text);
             if (whole <= budget) return {std::string(text), whole, false};
         }
-        const Truncation nothing{{}, 0, true};  // not even one character fits next to the marker
         if (marker_tokens_ >= budget) return nothing;
 
         std::size_t target = budget - marker_tokens_;
