@@ -22,3 +22,4 @@
 #include <llmfast/semantic_cache.hpp>
 #include <llmfast/compressor.hpp>
 #include <llmfast/truncator.hpp>
+#include <llmfast/bpe_tokenizer.hpp>
