@@ -580,4 +580,7498 @@ static_assert(TokenCounter<EstimatingTokenCounter>);
 
 }  // namespace llmfast
 // ---- end llmfast/tokens.hpp ----
+// ---- begin llmfast/streaming_generator.hpp ----
+// llmfast/streaming_generator.hpp — a C++20 coroutine generator: the shape of every token stream.
+//
+// `StreamingGenerator<Ref>` is what `std::generator` (C++23) is, for compilers that lack it (g++ 12):
+// a lazy, move-only `std::ranges::input_range` (and view) whose coroutine body `co_yield`s elements.
+//
+//     llmfast::StreamingGenerator<int> count_to(int n) {
+//         for (int i = 1; i <= n; ++i) co_yield i;
+//     }
+//     llmfast::StreamingGenerator<int> twice(int n) {
+//         co_yield llmfast::elements_of(count_to(n));        // a whole nested generator
+//         co_yield llmfast::elements_of(std::vector{7, 8});  // or any input range
+//     }
+//     for (int i : twice(3)) use(i);                         // 1 2 3 7 8
+//     auto evens = count_to(10) | std::views::filter([](int i) { return i % 2 == 0; });
+//
+// Element types (as std::generator): for a non-reference `Ref = T` the iterator's reference is `T&&`;
+// for a reference `Ref` (`const T&`, `T&`, `T&&`) it is `Ref` itself. Nothing is copied on the way
+// out: `co_yield` stores the address of the yielded object (a temporary lives until the coroutine is
+// resumed again). The single exception is `co_yield lvalue` into a `StreamingGenerator<T>`: the
+// consumer may move from a `T&&`, so the lvalue is copied once; use `StreamingGenerator<const T&>` to
+// hand out lvalues without copying.
+//
+// Lifetime: the coroutine frame belongs to the generator object and is destroyed in its destructor
+// (also when the consumer stops early), which destroys every local and every nested generator in
+// the body — RAII in the body (a lock, a stop_callback) ends when the consumer is done.
+//
+// Exceptions: an exception leaving the coroutine body (or a nested generator, when the enclosing body
+// does not catch it at its `co_yield elements_of(...)`) propagates out of `begin()` or `++it`, after
+// which the generator is finished (`it == end()`).
+//
+// Thread-safety: none; a generator is used by one thread at a time (it may be moved between threads
+// while suspended). `begin()` may be called once. llmfast itself throws nothing here; the
+// coroutine body's exceptions are rethrown as they are.
+
+#include <coroutine>
+#include <cstddef>
+#include <exception>
+#include <iterator>
+#include <memory>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+
+namespace llmfast {
+
+/// Wraps a range to be yielded element by element by `co_yield elements_of(range)` (the C++23
+/// `std::ranges::elements_of`). Yielding a `StreamingGenerator` of the same type transfers control
+/// into it directly (symmetric transfer, no per-element overhead); any other input range is iterated.
+template <class Range>
+struct elements_of {
+    constexpr explicit elements_of(Range&& r) noexcept : range(std::forward<Range>(r)) {}
+    Range range;  // a reference (see the deduction guide): the range lives in the co_yield expression
+};
+template <class Range>
+elements_of(Range&&) -> elements_of<Range&&>;
+
+template <class Ref>
+class StreamingGenerator;
+
+namespace detail {
+template <class T>
+struct is_streaming_generator : std::false_type {};
+template <class Ref>
+struct is_streaming_generator<StreamingGenerator<Ref>> : std::true_type {};
+}  // namespace detail
+
+template <class Ref>
+class StreamingGenerator : public std::ranges::view_interface<StreamingGenerator<Ref>> {
+public:
+    using value_type = std::remove_cvref_t<Ref>;
+    using reference = std::conditional_t<std::is_reference_v<Ref>, Ref, Ref&&>;
+    using yielded = reference;  // always a reference type
+
+    static_assert(!std::is_void_v<Ref> && std::is_object_v<value_type>,
+                  "StreamingGenerator<Ref>: Ref must be an object type or a reference to one");
+
+    class promise_type;
+    using handle_type = std::coroutine_handle<promise_type>;
+
+    class promise_type {
+    public:
+        StreamingGenerator get_return_object() noexcept {
+            return StreamingGenerator(handle_type::from_promise(*this));
+        }
+        std::suspend_always initial_suspend() const noexcept { return {}; }
+
+        struct FinalAwaiter {
+            bool await_ready() const noexcept { return false; }
+            std::coroutine_handle<> await_suspend(handle_type self) noexcept {
+                promise_type& promise = self.promise();
+                if (promise.parent_) {  // a nested generator ended: continue its parent
+                    promise.root_->active_ = promise.parent_;
+                    return promise.parent_;
+                }
+                return std::noop_coroutine();  // the root ended: back to the iterator
+            }
+            void await_resume() const noexcept {}
+        };
+        FinalAwaiter final_suspend() noexcept { return {}; }
+
+        /// `co_yield value`: no copy, the consumer reads the object through its address.
+        std::suspend_always yield_value(yielded value) noexcept {
+            root_->value_ = std::addressof(value);
+            return {};
+        }
+
+        /// `co_yield lvalue` where the consumer gets `T&&`: copy it once into the awaiter, which lives
+        /// in the frame until the next resumption.
+        struct CopyAwaiter {
+            value_type value;
+            promise_type* root;
+            bool await_ready() const noexcept { return false; }
+            void await_suspend(std::coroutine_handle<>) noexcept { root->value_ = std::addressof(value); }
+            void await_resume() const noexcept {}
+        };
+        CopyAwaiter yield_value(const std::remove_reference_t<yielded>& lvalue)
+            requires std::is_rvalue_reference_v<yielded> &&
+                     std::constructible_from<value_type, const std::remove_reference_t<yielded>&>
+        {
+            return CopyAwaiter{value_type(lvalue), root_};
+        }
+
+        /// `co_yield elements_of(generator)`: run the nested generator's frame in place of ours until
+        /// it ends; its elements go straight to our consumer.
+        struct NestedAwaiter {
+            StreamingGenerator nested;
+            bool await_ready() const noexcept { return !nested.handle_; }
+            std::coroutine_handle<> await_suspend(handle_type parent) noexcept {
+                promise_type& child = nested.handle_.promise();
+                promise_type& parent_promise = parent.promise();
+                child.root_ = parent_promise.root_;
+                child.parent_ = parent;
+                parent_promise.root_->active_ = nested.handle_;
+                return nested.handle_;
+            }
+            void await_resume() {
+                if (nested.handle_ && nested.handle_.promise().exception_) {
+                    std::rethrow_exception(std::exchange(nested.handle_.promise().exception_, nullptr));
+                }
+            }
+        };
+        template <class R>
+            requires std::same_as<std::remove_cvref_t<R>, StreamingGenerator>
+        NestedAwaiter yield_value(elements_of<R> nested) noexcept {
+            return NestedAwaiter{std::move(nested.range)};
+        }
+
+        /// `co_yield elements_of(range)` for any other input range: yields each element in turn.
+        template <class R>
+            requires(!std::same_as<std::remove_cvref_t<R>, StreamingGenerator> &&
+                     std::ranges::input_range<std::remove_cvref_t<R>>)
+        NestedAwaiter yield_value(elements_of<R> nested) {
+            auto each = [](std::ranges::iterator_t<std::remove_reference_t<R>> it,
+                           std::ranges::sentinel_t<std::remove_reference_t<R>> end) -> StreamingGenerator {
+                for (; it != end; ++it) co_yield *it;
+            };
+            auto& range = nested.range;
+            return NestedAwaiter{each(std::ranges::begin(range), std::ranges::end(range))};
+        }
+
+        void await_transform() = delete;  // a generator body must not co_await
+        void return_void() const noexcept {}
+
+        // Stored, not rethrown here: the root's iterator rethrows it after resume() returns, and a
+        // nested generator's parent rethrows it at its co_yield (so the parent body may catch it).
+        void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+
+    private:
+        friend class StreamingGenerator;
+        std::add_pointer_t<yielded> value_ = nullptr;  // root only: the current element
+        std::exception_ptr exception_;
+        promise_type* root_ = this;           // the outermost generator's promise
+        handle_type parent_;                  // nested only: whom to continue when we end
+        handle_type active_ = handle_type::from_promise(*this);  // root only: the innermost running frame
+    };
+
+    /// The generator's iterator: move-only, single pass.
+    class iterator {
+    public:
+        using value_type = StreamingGenerator::value_type;
+        using difference_type = std::ptrdiff_t;
+
+        iterator(iterator&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+        iterator& operator=(iterator&& other) noexcept {
+            handle_ = std::exchange(other.handle_, nullptr);
+            return *this;
+        }
+
+        /// The current element. Precondition: `*this != end()`.
+        reference operator*() const noexcept { return static_cast<reference>(*handle_.promise().value_); }
+
+        /// Runs the body to the next `co_yield` (or its end); rethrows what the body threw.
+        iterator& operator++() {
+            resume(handle_);
+            return *this;
+        }
+        void operator++(int) { ++*this; }
+
+        friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept {
+            return !it.handle_ || it.handle_.done();
+        }
+
+    private:
+        friend class StreamingGenerator;
+        explicit iterator(handle_type handle) noexcept : handle_(handle) {}
+        handle_type handle_;
+    };
+
+    StreamingGenerator() noexcept = default;
+    StreamingGenerator(StreamingGenerator&& other) noexcept
+        : handle_(std::exchange(other.handle_, nullptr)), started_(std::exchange(other.started_, false)) {}
+    StreamingGenerator& operator=(StreamingGenerator other) noexcept {
+        std::swap(handle_, other.handle_);
+        std::swap(started_, other.started_);
+        return *this;
+    }
+    ~StreamingGenerator() {
+        if (handle_) handle_.destroy();
+    }
+
+    /// Starts the body and runs it to its first `co_yield`. Call once; rethrows what the body threw.
+    iterator begin() {
+        if (handle_ && !started_) {
+            started_ = true;
+            resume(handle_);
+        }
+        return iterator(handle_);
+    }
+    std::default_sentinel_t end() const noexcept { return {}; }
+
+private:
+    explicit StreamingGenerator(handle_type handle) noexcept : handle_(handle) {}
+
+    // Invariant: `root` is suspended (initially or at a co_yield of some frame in its nest);
+    // `active_` is the innermost frame, which is what must run next.
+    static void resume(handle_type root) {
+        promise_type& promise = root.promise();
+        promise.active_.resume();
+        if (promise.exception_) std::rethrow_exception(std::exchange(promise.exception_, nullptr));
+    }
+
+    handle_type handle_;
+    bool started_ = false;
+};
+
+}  // namespace llmfast
+// ---- end llmfast/streaming_generator.hpp ----
+// ---- begin llmfast/stream.hpp ----
+// llmfast/stream.hpp — moving tokens from a model thread to a connection: a bounded channel with
+// backpressure and cancellation, deadline/idle-timeout adaptors, UTF-8-safe chunking and metrics.
+//
+//     llmfast::TokenChannel<std::string> channel({.capacity = 256});
+//     std::jthread model([&] {                                   // the producer (the model)
+//         for (std::string token : generate(prompt)) {
+//             if (channel.push(std::move(token)) != llmfast::StreamStatus::Ok) return;  // consumer gone
+//         }
+//         channel.close();                                       // or channel.close(std::current_exception())
+//     });
+//     // The consumer (the connection): an overall deadline and an inter-token idle timeout.
+//     llmfast::TimedReceiver receiver(channel, {.total = 30s, .idle = 2s});
+//     llmfast::StreamMetrics metrics;
+//     for (auto&& event : receiver.events()) {
+//         if (event.status != llmfast::StreamStatus::Ok) { send_end(event.status); break; }
+//         metrics.record_token();
+//         send(*event.value);
+//     }
+//     // Or whole code points only, with exceptions for timeouts:
+//     for (std::string_view text : llmfast::utf8_chunks(receiver.values())) send(text);
+//
+// Cancellation: the channel owns a `std::stop_source`. `cancel()` (the consumer went away, a timeout
+// fired, a `TimedReceiver` or a `stream()` generator was dropped before the end) requests stop:
+// the producer sees `stop_token().stop_requested()`, a blocked or later `push` returns `Cancelled`,
+// queued items are discarded. A producer that waits on something else can register a
+// `std::stop_callback` on `stop_token()`.
+//
+// Thread-safety: `TokenChannel` is fully thread-safe (any number of producers and consumers, though
+// one of each is the intended use). `TimedReceiver`, `StreamMetrics` and the generators are owned by
+// one consumer thread.
+//
+// Errors: `TokenChannelOptions` and `StreamTimeouts` with zero or negative values throw
+// `Error(InvalidArgument)` from the constructor that validates them. Hot-path calls return a
+// `StreamStatus`, never throw (except what moving a T throws). The generator views throw: `stream()`
+// and `TimedReceiver::values()` rethrow the producer's `close(error)` exception and throw
+// `Error(Cancelled)`, `Error(DeadlineExceeded)` or `Error(IdleTimeout)` for the other ends.
+
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace llmfast {
+
+/// The outcome of a channel or receiver operation. Only `Ok` carries an item (or accepted one).
+enum class StreamStatus : std::uint8_t {
+    Ok,                ///< push: accepted. pop: `value` holds the next item.
+    Closed,            ///< the producer closed the channel and every item was delivered: the normal end
+    Failed,            ///< the producer closed with an error (`Received::error`), after the queued items
+    Cancelled,         ///< `cancel()`ed: the consumer went away (or a timeout fired); nothing more flows
+    Timeout,           ///< a bounded wait (`*_for`, `*_until`, `try_*`) ran out; the channel is still open
+    DeadlineExceeded,  ///< `TimedReceiver`: the overall deadline passed; the producer was told to stop
+    IdleTimeout,       ///< `TimedReceiver`: no item within the idle timeout; the producer was told to stop
+};
+
+constexpr std::string_view to_string(StreamStatus status) noexcept {
+    switch (status) {
+        case StreamStatus::Ok: return "Ok";
+        case StreamStatus::Closed: return "Closed";
+        case StreamStatus::Failed: return "Failed";
+        case StreamStatus::Cancelled: return "Cancelled";
+        case StreamStatus::Timeout: return "Timeout";
+        case StreamStatus::DeadlineExceeded: return "DeadlineExceeded";
+        case StreamStatus::IdleTimeout: return "IdleTimeout";
+    }
+    return "Unknown";
+}
+
+/// The `ErrorCode` a status maps to when it is turned into an exception (`Failed` -> HandlerFailed).
+constexpr ErrorCode to_error_code(StreamStatus status) noexcept {
+    switch (status) {
+        case StreamStatus::Ok: return ErrorCode::Ok;
+        case StreamStatus::Closed: return ErrorCode::Closed;
+        case StreamStatus::Failed: return ErrorCode::HandlerFailed;
+        case StreamStatus::Cancelled: return ErrorCode::Cancelled;
+        case StreamStatus::Timeout: return ErrorCode::DeadlineExceeded;
+        case StreamStatus::DeadlineExceeded: return ErrorCode::DeadlineExceeded;
+        case StreamStatus::IdleTimeout: return ErrorCode::IdleTimeout;
+    }
+    return ErrorCode::InvalidArgument;
+}
+
+/// What a pop returns: a status, the item when `status == Ok`, the producer's error when `Failed`.
+template <class T>
+struct Received {
+    StreamStatus status = StreamStatus::Closed;
+    std::optional<T> value;
+    std::exception_ptr error;  ///< set only for `Failed`
+
+    explicit operator bool() const noexcept { return status == StreamStatus::Ok; }
+    /// True for every status after which nothing more will arrive.
+    [[nodiscard]] bool is_end() const noexcept { return status != StreamStatus::Ok && status != StreamStatus::Timeout; }
+};
+
+struct TokenChannelOptions {
+    std::size_t capacity = 1024;  ///< items buffered before `push` blocks (backpressure); > 0
+};
+
+namespace detail {
+
+/// Holds a clock: by pointer for stateful clocks (ManualClock, which tests keep and advance), or
+/// nothing at all for stateless ones (SteadyClock), so the default needs no clock argument.
+template <Clock C>
+class ClockRef {
+public:
+    static constexpr bool stateless = std::is_empty_v<C> && std::default_initializable<C>;
+
+    ClockRef() noexcept
+        requires stateless
+    = default;
+    explicit ClockRef(const C& clock) noexcept : clock_(&clock) {}
+
+    [[nodiscard]] typename C::time_point now() const {
+        if constexpr (stateless) {
+            return clock_ ? clock_->now() : C{}.now();
+        } else {
+            return clock_->now();
+        }
+    }
+
+private:
+    const C* clock_ = nullptr;
+};
+
+/// `point + by`, clamped to the time_point's range (durations::max() means "no limit").
+template <class TimePoint, class Duration>
+TimePoint saturating_add(TimePoint point, Duration by) noexcept {
+    using D = typename TimePoint::duration;
+    const D max_step = TimePoint::max() - point;
+    if (by >= std::chrono::duration_cast<Duration>(max_step)) return TimePoint::max();
+    return point + std::chrono::duration_cast<D>(by);
+}
+
+}  // namespace detail
+
+/// A bounded, blocking, cancellable FIFO from a producer thread (the model) to a consumer (the
+/// connection). Mutex + two condition variables; a side only notifies the other when it waits, and a
+/// blocked producer is woken only once half the capacity is free again, so a fast pair exchanges
+/// items in batches without a futex call per item.
+template <class T>
+    requires std::movable<T>
+class TokenChannel {
+public:
+    using clock = std::chrono::steady_clock;
+
+    explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity) {
+        if (options.capacity == 0) throw Error(ErrorCode::InvalidArgument, "TokenChannel: capacity must be > 0");
+        ring_.resize(capacity_);
+        producer_wake_free_ = std::max<std::size_t>(1, capacity_ / 2);
+    }
+    TokenChannel(const TokenChannel&) = delete;
+    TokenChannel& operator=(const TokenChannel&) = delete;
+    ~TokenChannel() = default;
+
+    // ---- producer side ----
+
+    /// Enqueues `value`, blocking while the channel is full (backpressure). Returns Ok, or Closed /
+    /// Cancelled without enqueuing; `value` is moved from only on Ok.
+    StreamStatus push(T&& value) { return push_impl(value, nullptr); }
+    StreamStatus push(const T& value)
+        requires std::copy_constructible<T>
+    {
+        T copy(value);
+        return push_impl(copy, nullptr);
+    }
+    /// As `push`, but gives up at `deadline` with `Timeout`.
+    StreamStatus push_until(T&& value, clock::time_point deadline) { return push_impl(value, &deadline); }
+    template <class Rep, class Period>
+    StreamStatus push_for(T&& value, std::chrono::duration<Rep, Period> timeout) {
+        return push_until(std::move(value), detail::saturating_add(clock::now(), timeout));
+    }
+    /// Never blocks: `Timeout` when full.
+    StreamStatus try_push(T&& value) {
+        const clock::time_point past{};
+        return push_impl(value, &past);
+    }
+
+    /// Ends the stream normally: the consumer receives the queued items, then `Closed`. Idempotent;
+    /// later pushes return `Closed`.
+    void close() noexcept { close_impl(nullptr); }
+    /// Ends the stream with an error: the consumer receives the queued items, then `Failed` with it.
+    void close(std::exception_ptr error) noexcept { close_impl(std::move(error)); }
+
+    /// Fires when the consumer cancelled (disconnect, timeout). The producer polls it or registers a
+    /// `std::stop_callback`.
+    [[nodiscard]] std::stop_token stop_token() const noexcept { return stop_.get_token(); }
+    [[nodiscard]] bool stop_requested() const noexcept { return stop_.stop_requested(); }
+
+    // ---- consumer side ----
+
+    /// Waits for the next item. Returns Ok with the item, or Closed, Failed, Cancelled.
+    Received<T> pop() { return pop_impl(nullptr); }
+    /// As `pop`, but returns `Timeout` at `deadline` (the channel stays usable).
+    Received<T> pop_until(clock::time_point deadline) { return pop_impl(&deadline); }
+    template <class Rep, class Period>
+    Received<T> pop_for(std::chrono::duration<Rep, Period> timeout) {
+        return pop_until(detail::saturating_add(clock::now(), timeout));
+    }
+    /// Never blocks: `Timeout` when nothing is queued.
+    Received<T> try_pop() {
+        const clock::time_point past{};
+        return pop_impl(&past);
+    }
+
+    /// Waits for at least one item (or the end, or `deadline`), then moves up to `max_items` queued
+    /// items to the back of `out` under one lock. Returns Ok when it appended any; else the status.
+    StreamStatus pop_batch(std::vector<T>& out, std::size_t max_items,
+                           clock::time_point deadline = clock::time_point::max()) {
+        std::unique_lock lock(mutex_);
+        const StreamStatus status = wait_for_item(lock, deadline == clock::time_point::max() ? nullptr : &deadline);
+        if (status != StreamStatus::Ok) return status;
+        const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, size_);
+        for (std::size_t i = 0; i < take; ++i) out.push_back(take_front());
+        after_take(lock);
+        return StreamStatus::Ok;
+    }
+
+    /// The consumer is gone: requests stop (the producer's `stop_token`), discards queued items and
+    /// wakes every waiter; pushes and pops return `Cancelled` from now on. Idempotent.
+    void cancel() noexcept {
+        {
+            std::lock_guard lock(mutex_);
+            if (cancelled_) return;
+            cancelled_ = true;
+            while (size_ > 0) (void)take_front();
+            not_empty_.notify_all();
+            not_full_.notify_all();
+        }
+        stop_.request_stop();  // outside the lock: stop callbacks run here and may touch the channel
+    }
+
+    /// The items as a generator: ends at `Closed`, rethrows the producer's error at `Failed`, throws
+    /// `Error(Cancelled)` if cancelled. Dropping the generator before the end cancels the channel
+    /// (the consumer went away). The channel must outlive the generator.
+    StreamingGenerator<T> stream() {
+        CancelUnlessDone guard{this};
+        std::vector<T> batch;
+        batch.reserve(stream_batch);
+        for (;;) {
+            batch.clear();
+            const StreamStatus status = pop_batch(batch, stream_batch);
+            if (status == StreamStatus::Ok) {
+                for (T& item : batch) co_yield std::move(item);
+                continue;
+            }
+            guard.done = true;
+            if (status == StreamStatus::Closed) co_return;
+            throw_end(status);
+        }
+    }
+
+    // ---- state ----
+    [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+    [[nodiscard]] std::size_t size() const {
+        std::lock_guard lock(mutex_);
+        return size_;
+    }
+    /// True once `close()` was called (items may still be queued).
+    [[nodiscard]] bool closed() const {
+        std::lock_guard lock(mutex_);
+        return closed_;
+    }
+    [[nodiscard]] bool cancelled() const {
+        std::lock_guard lock(mutex_);
+        return cancelled_;
+    }
+
+private:
+    static constexpr std::size_t stream_batch = 64;
+
+    struct CancelUnlessDone {
+        explicit CancelUnlessDone(TokenChannel* owner) noexcept : channel(owner) {}
+        TokenChannel* channel;
+        bool done = false;
+        CancelUnlessDone(const CancelUnlessDone&) = delete;
+        CancelUnlessDone& operator=(const CancelUnlessDone&) = delete;
+        ~CancelUnlessDone() {
+            if (!done) channel->cancel();
+        }
+    };
+
+    void throw_end(StreamStatus status) {
+        if (status == StreamStatus::Failed) {
+            std::exception_ptr error;
+            {
+                std::lock_guard lock(mutex_);
+                error = error_;
+            }
+            if (error) std::rethrow_exception(error);
+        }
+        throw Error(to_error_code(status), "TokenChannel: stream ended");
+    }
+
+    StreamStatus push_impl(T& value, const clock::time_point* deadline) {
+        std::unique_lock lock(mutex_);
+        while (!cancelled_ && !closed_ && size_ == capacity_) {
+            if (deadline && clock::now() >= *deadline) return StreamStatus::Timeout;
+            ++producers_waiting_;
+            if (deadline) {
+                not_full_.wait_until(lock, *deadline);
+            } else {
+                not_full_.wait(lock);
+            }
+            --producers_waiting_;
+        }
+        if (cancelled_) return StreamStatus::Cancelled;
+        if (closed_) return StreamStatus::Closed;
+        std::size_t tail = head_ + size_;
+        if (tail >= capacity_) tail -= capacity_;
+        ring_[tail].emplace(std::move(value));
+        ++size_;
+        if (consumers_waiting_ > 0) not_empty_.notify_one();
+        return StreamStatus::Ok;
+    }
+
+    void close_impl(std::exception_ptr error) noexcept {
+        std::lock_guard lock(mutex_);
+        if (closed_) return;
+        closed_ = true;
+        error_ = std::move(error);
+        not_empty_.notify_all();
+        not_full_.notify_all();
+    }
+
+    // Invariant (lock held): returns Ok iff size_ > 0 and the channel is not cancelled.
+    StreamStatus wait_for_item(std::unique_lock<std::mutex>& lock, const clock::time_point* deadline) {
+        while (!cancelled_ && size_ == 0 && !closed_) {
+            if (deadline && clock::now() >= *deadline) return StreamStatus::Timeout;
+            ++consumers_waiting_;
+            if (deadline) {
+                not_empty_.wait_until(lock, *deadline);
+            } else {
+                not_empty_.wait(lock);
+            }
+            --consumers_waiting_;
+        }
+        if (cancelled_) return StreamStatus::Cancelled;
+        if (size_ > 0) return StreamStatus::Ok;
+        return error_ ? StreamStatus::Failed : StreamStatus::Closed;
+    }
+
+    Received<T> pop_impl(const clock::time_point* deadline) {
+        std::unique_lock lock(mutex_);
+        Received<T> result;
+        result.status = wait_for_item(lock, deadline);
+        if (result.status == StreamStatus::Ok) {
+            result.value.emplace(take_front());
+            after_take(lock);
+        } else if (result.status == StreamStatus::Failed) {
+            result.error = error_;
+        }
+        return result;
+    }
+
+    T take_front() {
+        std::optional<T>& slot = ring_[head_];
+        T value(std::move(*slot));
+        slot.reset();
+        if (++head_ == capacity_) head_ = 0;
+        --size_;
+        return value;
+    }
+
+    void after_take(std::unique_lock<std::mutex>&) {
+        // Hysteresis: wake a blocked producer once half the ring is free, not for every slot.
+        if (producers_waiting_ > 0 && capacity_ - size_ >= producer_wake_free_) not_full_.notify_all();
+    }
+
+    const std::size_t capacity_;
+    std::size_t producer_wake_free_ = 1;
+    mutable std::mutex mutex_;
+    std::condition_variable not_empty_;
+    std::condition_variable not_full_;
+    std::vector<std::optional<T>> ring_;  // [head_, head_ + size_) mod capacity_ hold items
+    std::size_t head_ = 0;
+    std::size_t size_ = 0;
+    std::size_t producers_waiting_ = 0;
+    std::size_t consumers_waiting_ = 0;
+    bool closed_ = false;
+    bool cancelled_ = false;
+    std::exception_ptr error_;
+    std::stop_source stop_;
+};
+
+/// Limits for a `TimedReceiver`. Every value must be > 0; `max()` means no limit.
+struct StreamTimeouts {
+    std::chrono::nanoseconds total = std::chrono::nanoseconds::max();       ///< overall deadline, from construction
+    std::chrono::nanoseconds first_item = std::chrono::nanoseconds::max();  ///< wait for the first item (TTFT)
+    std::chrono::nanoseconds idle = std::chrono::nanoseconds::max();        ///< gap between two items
+};
+
+/// The consumer's side of a channel with an overall deadline and idle timeouts — what the seed's
+/// `stream_with_timeout` meant, done right: on expiry the consumer receives a distinct
+/// `DeadlineExceeded` / `IdleTimeout` status (not an in-band marker), the channel is cancelled so the
+/// producer is told to stop, and no wait lasts past the deadline.
+///
+/// Time is read from the injected clock `C`; the blocking wait lasts at most the remaining time by
+/// that clock (as steady_clock time). An item that arrives when the clock is already past a limit is
+/// not delivered: the limit is reported instead. Dropping the receiver before the end cancels.
+/// Owned by one consumer thread.
+template <class T, Clock C = SteadyClock>
+class TimedReceiver {
+public:
+    using time_point = typename C::time_point;
+
+    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts)
+        requires detail::ClockRef<C>::stateless
+        : TimedReceiver(channel, timeouts, detail::ClockRef<C>{}) {}
+    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, const C& clock)
+        : TimedReceiver(channel, timeouts, detail::ClockRef<C>{clock}) {}
+    TimedReceiver(const TimedReceiver&) = delete;
+    TimedReceiver& operator=(const TimedReceiver&) = delete;
+    ~TimedReceiver() {
+        if (!end_) channel_->cancel();  // the consumer left early: stop the producer
+    }
+
+    /// The next item (Ok) or the end: Closed, Failed, Cancelled, DeadlineExceeded, IdleTimeout. After
+    /// the end, returns the same status again.
+    Received<T> next() {
+        for (;;) {
+            if (end_) return Received<T>{*end_, std::nullopt, error_};
+            const time_point now = clock_.now();
+            time_point limit = deadline_;
+            StreamStatus kind = StreamStatus::DeadlineExceeded;
+            const time_point gap_limit = detail::saturating_add(last_, received_any_ ? timeouts_.idle : timeouts_.first_item);
+            if (gap_limit < limit) {
+                limit = gap_limit;
+                kind = StreamStatus::IdleTimeout;
+            }
+            if (now >= limit) return expire(kind);
+
+            // Wait at most the remaining time (clamped so a "no limit" never overflows steady_clock).
+            const auto remaining = std::min<std::chrono::nanoseconds>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(limit - now), max_single_wait);
+            Received<T> got = channel_->pop_for(remaining);
+            switch (got.status) {
+                case StreamStatus::Ok: {
+                    const time_point arrived = clock_.now();
+                    if (arrived > limit) return expire(kind);
+                    last_ = arrived;
+                    received_any_ = true;
+                    return got;
+                }
+                case StreamStatus::Timeout: continue;  // re-read the clock: expired, or a clamped wait
+                default:
+                    end_ = got.status;
+                    error_ = got.error;
+                    return got;
+            }
+        }
+    }
+
+    /// Every item as an Ok event, then exactly one end event (Closed included).
+    StreamingGenerator<Received<T>> events() {
+        for (;;) {
+            Received<T> event = next();
+            const bool last = event.is_end();
+            co_yield std::move(event);
+            if (last) co_return;
+        }
+    }
+
+    /// The items; ends at Closed; rethrows the producer's error; throws Error(DeadlineExceeded),
+    /// Error(IdleTimeout) or Error(Cancelled) for those ends.
+    StreamingGenerator<T> values() {
+        for (;;) {
+            Received<T> event = next();
+            if (event.status == StreamStatus::Ok) {
+                co_yield std::move(*event.value);
+                continue;
+            }
+            if (event.status == StreamStatus::Closed) co_return;
+            if (event.status == StreamStatus::Failed && event.error) std::rethrow_exception(event.error);
+            throw Error(to_error_code(event.status), fmt_end(event.status));
+        }
+    }
+
+    [[nodiscard]] time_point deadline() const noexcept { return deadline_; }
+    /// The end status once reached (nullopt while the stream runs).
+    [[nodiscard]] std::optional<StreamStatus> end_status() const noexcept { return end_; }
+
+private:
+    static constexpr std::chrono::nanoseconds max_single_wait = std::chrono::hours(24);
+
+    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, detail::ClockRef<C> clock)
+        : channel_(&channel), timeouts_(timeouts), clock_(clock) {
+        if (timeouts.total <= std::chrono::nanoseconds::zero() || timeouts.idle <= std::chrono::nanoseconds::zero() ||
+            timeouts.first_item <= std::chrono::nanoseconds::zero()) {
+            throw Error(ErrorCode::InvalidArgument, "StreamTimeouts: total, first_item and idle must be > 0");
+        }
+        last_ = clock_.now();
+        deadline_ = detail::saturating_add(last_, timeouts.total);
+    }
+
+    static std::string fmt_end(StreamStatus status) {
+        return std::string("stream ended: ") + std::string(to_string(status));
+    }
+
+    Received<T> expire(StreamStatus kind) {
+        end_ = kind;
+        channel_->cancel();  // the producer's stop_token fires; a blocked push returns Cancelled
+        return Received<T>{kind, std::nullopt, nullptr};
+    }
+
+    TokenChannel<T>* channel_;
+    StreamTimeouts timeouts_;
+    detail::ClockRef<C> clock_;
+    time_point deadline_{};
+    time_point last_{};  // construction time, then the arrival of the latest item
+    bool received_any_ = false;
+    std::optional<StreamStatus> end_;
+    std::exception_ptr error_;
+};
+
+template <class T>
+TimedReceiver(TokenChannel<T>&, StreamTimeouts) -> TimedReceiver<T, SteadyClock>;
+template <class T, Clock C>
+TimedReceiver(TokenChannel<T>&, StreamTimeouts, const C&) -> TimedReceiver<T, C>;
+
+namespace detail {
+template <class View>
+StreamingGenerator<std::string_view> utf8_chunks_impl(View tokens) {
+    utf8::Assembler assembler;
+    for (auto&& token : tokens) {
+        const std::string_view chunk = assembler.push(std::string_view(token));
+        if (!chunk.empty()) co_yield std::string_view(chunk);
+    }
+    const std::string_view tail = assembler.finish();
+    if (!tail.empty()) co_yield std::string_view(tail);
+}
+}  // namespace detail
+
+/// Re-chunks byte-level tokens into text of whole code points: a character split across tokens is
+/// held until its last byte arrives; ill-formed bytes become U+FFFD; an incomplete tail at the end is
+/// flushed as U+FFFD. Empty chunks are skipped. Each view is valid until the generator resumes.
+/// An lvalue range is referenced (keep it alive); an rvalue (e.g. a generator) is moved in.
+template <std::ranges::viewable_range R>
+    requires std::ranges::input_range<R> && std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>
+StreamingGenerator<std::string_view> utf8_chunks(R&& tokens) {
+    return detail::utf8_chunks_impl(std::views::all(std::forward<R>(tokens)));
+}
+
+/// A summary of one stream's timing.
+struct StreamStats {
+    std::size_t tokens = 0;
+    std::optional<std::chrono::nanoseconds> time_to_first_token;  ///< nullopt: no token arrived
+    std::chrono::nanoseconds total{0};                             ///< start to finish (or to now)
+    double tokens_per_second = 0;         ///< tokens / total
+    double decode_tokens_per_second = 0;  ///< (tokens - 1) / (last arrival - first arrival)
+    std::chrono::nanoseconds inter_token_p50{0};
+    std::chrono::nanoseconds inter_token_p90{0};
+    std::chrono::nanoseconds inter_token_p99{0};
+    std::chrono::nanoseconds inter_token_max{0};
+};
+
+/// Measures one stream: time to first token, inter-token latencies (percentiles), tokens per second
+/// and totals, read from an injectable clock. Owned by one thread; not thread-safe.
+///
+///     llmfast::StreamMetrics metrics;   // starts now (the request was sent)
+///     for (auto text : stream) { metrics.record_token(); send(text); }
+///     metrics.finish();
+///     StreamStats s = metrics.stats();  // s.time_to_first_token, s.inter_token_p99, ...
+template <Clock C = SteadyClock>
+class StreamMetrics {
+public:
+    using time_point = typename C::time_point;
+
+    StreamMetrics()
+        requires detail::ClockRef<C>::stateless
+    {
+        start();
+    }
+    explicit StreamMetrics(const C& clock) : clock_(clock) { start(); }
+
+    /// (Re)starts the measurement now, forgetting everything recorded.
+    void start() {
+        start_ = clock_.now();
+        has_first_ = false;
+        first_ = start_;
+        last_ = start_;
+        has_finish_ = false;
+        finish_ = start_;
+        tokens_ = 0;
+        gaps_.clear();
+    }
+
+    /// `count` tokens arrived now (one arrival; its gap to the previous arrival is one sample).
+    void record_token(std::size_t count = 1) {
+        const time_point now = clock_.now();
+        if (has_first_) {
+            gaps_.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_));
+        } else {
+            has_first_ = true;
+            first_ = now;
+        }
+        last_ = now;
+        tokens_ += count;
+    }
+
+    /// The stream ended now (later calls keep the first end).
+    void finish() {
+        if (!has_finish_) {
+            has_finish_ = true;
+            finish_ = clock_.now();
+        }
+    }
+
+    [[nodiscard]] std::size_t token_count() const noexcept { return tokens_; }
+    [[nodiscard]] std::optional<std::chrono::nanoseconds> time_to_first_token() const {
+        if (!has_first_) return std::nullopt;
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(first_ - start_);
+    }
+    /// Start to finish, or to now while the stream runs.
+    [[nodiscard]] std::chrono::nanoseconds elapsed() const {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>((has_finish_ ? finish_ : clock_.now()) - start_);
+    }
+    /// Nearest-rank percentile (0..100) of the gaps between arrivals; zero with fewer than 2 arrivals.
+    [[nodiscard]] std::chrono::nanoseconds inter_token_percentile(double percent) const {
+        if (gaps_.empty()) return std::chrono::nanoseconds{0};
+        std::vector<std::chrono::nanoseconds> sorted = gaps_;
+        std::sort(sorted.begin(), sorted.end());
+        return sorted[rank(percent, sorted.size())];
+    }
+    [[nodiscard]] const std::vector<std::chrono::nanoseconds>& inter_token_gaps() const noexcept { return gaps_; }
+
+    [[nodiscard]] StreamStats stats() const {
+        StreamStats s;
+        s.tokens = tokens_;
+        s.time_to_first_token = time_to_first_token();
+        s.total = elapsed();
+        if (s.total.count() > 0) s.tokens_per_second = static_cast<double>(tokens_) / seconds(s.total);
+        if (has_first_ && last_ > first_ && tokens_ > 1) {
+            s.decode_tokens_per_second = static_cast<double>(tokens_ - 1) /
+                                         seconds(std::chrono::duration_cast<std::chrono::nanoseconds>(last_ - first_));
+        }
+        if (!gaps_.empty()) {
+            std::vector<std::chrono::nanoseconds> sorted = gaps_;
+            std::sort(sorted.begin(), sorted.end());
+            s.inter_token_p50 = sorted[rank(50, sorted.size())];
+            s.inter_token_p90 = sorted[rank(90, sorted.size())];
+            s.inter_token_p99 = sorted[rank(99, sorted.size())];
+            s.inter_token_max = sorted.back();
+        }
+        return s;
+    }
+
+private:
+    static double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+    // Nearest rank: the smallest sample with at least `percent` % of the samples <= it.
+    static std::size_t rank(double percent, std::size_t n) {
+        const double clamped = std::clamp(percent, 0.0, 100.0);
+        const auto r = static_cast<std::size_t>(std::ceil(clamped / 100.0 * static_cast<double>(n)));
+        return r == 0 ? 0 : std::min(r, n) - 1;
+    }
+
+    detail::ClockRef<C> clock_;
+    time_point start_{};
+    // Plain flags, not std::optional<time_point>: g++ 12 warns maybe-uninitialized through optional.
+    bool has_first_ = false;
+    time_point first_{};
+    time_point last_{};
+    bool has_finish_ = false;
+    time_point finish_{};
+    std::size_t tokens_ = 0;
+    std::vector<std::chrono::nanoseconds> gaps_;
+};
+
+template <Clock C>
+StreamMetrics(const C&) -> StreamMetrics<C>;
+
+}  // namespace llmfast
+// ---- end llmfast/stream.hpp ----
+// ---- begin llmfast/sse.hpp ----
+// llmfast/sse.hpp — Server-Sent Events out (a writer and an OpenAI chat-completions chunk encoder)
+// and in (an incremental parser for upstream streams: vLLM, llama.cpp server, OpenAI).
+//
+// Output follows the WHATWG `text/event-stream` rules: every write is a complete frame ending in a
+// blank line; multi-line data becomes several `data:` lines (CR, LF and CRLF in data all become line
+// breaks, which a reader rejoins with LF — SSE cannot carry a CR); `event` and `id` must be one line.
+//
+//     std::string out;
+//     llmfast::sse::append_event(out, {.event = "update", .data = "line 1\nline 2", .id = "7"});
+//     llmfast::sse::append_comment(out, "keep-alive");
+//
+//     llmfast::OpenAiChunkEncoder encoder({.id = "chatcmpl-1", .model = "my-model", .created = 1700000000});
+//     encoder.append_role(out);                 // {"delta":{"role":"assistant","content":""}}
+//     encoder.append_content(out, "Hel");       // {"delta":{"content":"Hel"}}
+//     encoder.append_finish(out, "stop");       // {"delta":{},"finish_reason":"stop"}
+//     encoder.append_usage(out, {.prompt_tokens = 9, .completion_tokens = 12});
+//     llmfast::OpenAiChunkEncoder::append_done(out);  // data: [DONE]
+//
+//     llmfast::SseParser parser({.max_event_size = 1 << 20});
+//     parser.feed(bytes_from_socket, [&](const llmfast::SseEventView& event) {
+//         if (event.status != llmfast::ErrorCode::Ok) return log_oversized();  // EventTooLarge
+//         if (event.data == "[DONE]") return finish();
+//         forward(event.type, event.data);
+//     });
+//
+// JSON strings (the encoder's content, ids and model names) are escaped for every input: `"`, `\` and
+// all control characters U+0000..U+001F are escaped (`\n`, `\u0001`, ...), as are U+2028/U+2029 (legal
+// JSON but line breaks to JavaScript). Input that is not valid UTF-8 is NOT rejected: each ill-formed
+// subpart becomes U+FFFD (the same "maximal subpart" rule as `utf8::repair` and `utf8::Assembler`), so
+// the output is always valid UTF-8 JSON and a stream never dies on one bad byte. Feed the encoder
+// `utf8_chunks` output (llmfast/stream.hpp) so that a character split across tokens is not replaced.
+//
+// Thread-safety: the free functions are pure; an `OpenAiChunkEncoder` is immutable after construction
+// (usable from any thread); an `SseParser` belongs to one stream.
+//
+// Errors: `sse::append_event` throws `Error(InvalidArgument)` for an `event` or `id` containing CR or
+// LF (or an `id` containing NUL), which would break the framing; `SseParserOptions` with
+// `max_event_size == 0` throws `Error(InvalidArgument)`. The parser never throws for its input: an
+// event over the size bound is reported as an `SseEventView` with status `ErrorCode::EventTooLarge`.
+
+
+#include <fmt/format.h>
+
+#include <array>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace llmfast {
+
+// ---------------------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------------------
+
+/// One event to write. Empty `event` means the default type ("message"); `id` absent writes no id
+/// field (an empty one resets the reader's last event ID); `retry` asks the reader to reconnect after.
+struct SseEventOut {
+    std::string_view event{};
+    std::string_view data{};
+    std::optional<std::string_view> id{};
+    std::optional<std::chrono::milliseconds> retry{};
+};
+
+namespace sse {
+
+/// The media type of an event stream (the response's Content-Type).
+inline constexpr std::string_view content_type = "text/event-stream";
+
+namespace detail {
+inline bool has_line_break(std::string_view text) noexcept {
+    return text.find_first_of("\r\n") != std::string_view::npos;
+}
+
+/// Appends `data: <line>\n` for each line of `data` (split at CRLF, CR or LF). Empty data gives one
+/// empty `data:` line, so the reader still dispatches an event (with empty data).
+inline void append_data_lines(std::string& out, std::string_view data) {
+    for (;;) {
+        const std::size_t brk = data.find_first_of("\r\n");
+        out.append("data: ");
+        if (brk == std::string_view::npos) {
+            out.append(data);
+            out.push_back('\n');
+            return;
+        }
+        out.append(data.substr(0, brk));
+        out.push_back('\n');
+        const std::size_t skip = (data[brk] == '\r' && brk + 1 < data.size() && data[brk + 1] == '\n') ? 2 : 1;
+        data.remove_prefix(brk + skip);
+    }
+}
+}  // namespace detail
+
+/// Appends one complete event (terminated by a blank line) to `out`.
+/// Throws Error(InvalidArgument) when `event` or `id` contains CR/LF or `id` contains NUL.
+inline void append_event(std::string& out, const SseEventOut& event) {
+    if (detail::has_line_break(event.event)) {
+        throw Error(ErrorCode::InvalidArgument, "SSE event type must not contain CR or LF");
+    }
+    if (event.id && (detail::has_line_break(*event.id) || event.id->find('\0') != std::string_view::npos)) {
+        throw Error(ErrorCode::InvalidArgument, "SSE id must not contain CR, LF or NUL");
+    }
+    if (!event.event.empty()) {
+        out.append("event: ");
+        out.append(event.event);
+        out.push_back('\n');
+    }
+    if (event.id) {
+        out.append("id: ");
+        out.append(*event.id);
+        out.push_back('\n');
+    }
+    if (event.retry) fmt::format_to(std::back_inserter(out), "retry: {}\n", std::max<std::int64_t>(0, event.retry->count()));
+    detail::append_data_lines(out, event.data);
+    out.push_back('\n');
+}
+
+/// The event as a string.
+inline std::string format_event(const SseEventOut& event) {
+    std::string out;
+    append_event(out, event);
+    return out;
+}
+
+/// Appends a comment frame (`: text`, one `:` line per line of text, then a blank line). Readers
+/// ignore it; proxies see traffic, so it serves as a keep-alive.
+inline void append_comment(std::string& out, std::string_view text = {}) {
+    for (;;) {
+        const std::size_t brk = text.find_first_of("\r\n");
+        out.push_back(':');
+        if (!text.empty()) out.push_back(' ');
+        out.append(text.substr(0, brk));
+        out.push_back('\n');
+        if (brk == std::string_view::npos) break;
+        const std::size_t skip = (text[brk] == '\r' && brk + 1 < text.size() && text[brk + 1] == '\n') ? 2 : 1;
+        text.remove_prefix(brk + skip);
+    }
+    out.push_back('\n');
+}
+
+}  // namespace sse
+
+namespace detail {
+
+// 0: copied as is; 1: escaped (", \, C0 controls); 2: starts a multi-byte sequence (validated).
+inline constexpr std::array<std::uint8_t, 256> json_byte_class = [] {
+    std::array<std::uint8_t, 256> table{};
+    for (std::size_t i = 0; i < 0x20; ++i) table[i] = 1;
+    table['"'] = 1;
+    table['\\'] = 1;
+    for (std::size_t i = 0x80; i < 0x100; ++i) table[i] = 2;
+    return table;
+}();
+
+/// Appends `text` as a JSON string literal (with the quotes). Always valid UTF-8 JSON: see the header
+/// comment for the escaping and the U+FFFD rule.
+inline void append_json_string(std::string& out, std::string_view text) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out.push_back('"');
+    std::size_t run = 0;  // start of the pending run of bytes copied unchanged
+    std::size_t pos = 0;
+    const std::size_t n = text.size();
+    while (pos < n) {
+        const auto byte = static_cast<unsigned char>(text[pos]);
+        const std::uint8_t cls = json_byte_class[byte];
+        if (cls == 0) {
+            ++pos;
+            continue;
+        }
+        if (cls == 2) {
+            const utf8::DecodeResult d = utf8::decode(text, pos);
+            if (d.status == utf8::DecodeStatus::Valid && d.code_point != 0x2028 && d.code_point != 0x2029) {
+                pos += d.length;  // well-formed: stays in the run
+                continue;
+            }
+            out.append(text.substr(run, pos - run));
+            if (d.status == utf8::DecodeStatus::Valid) {
+                out.append(d.code_point == 0x2028 ? "\\u2028" : "\\u2029");
+            } else {
+                out.append(utf8::replacement_character);
+            }
+            pos += d.length;
+            run = pos;
+            continue;
+        }
+        out.append(text.substr(run, pos - run));
+        switch (byte) {
+            case '"': out.append("\\\""); break;
+            case '\\': out.append("\\\\"); break;
+            case '\n': out.append("\\n"); break;
+            case '\r': out.append("\\r"); break;
+            case '\t': out.append("\\t"); break;
+            case '\b': out.append("\\b"); break;
+            case '\f': out.append("\\f"); break;
+            default: {
+                const char escape[6] = {'\\', 'u', '0', '0', hex[byte >> 4], hex[byte & 0xF]};
+                out.append(escape, sizeof escape);
+            }
+        }
+        ++pos;
+        run = pos;
+    }
+    out.append(text.substr(run));
+    out.push_back('"');
+}
+
+}  // namespace detail
+
+/// Fixed fields of one OpenAI chat-completions stream (the same in every chunk).
+struct OpenAiStreamOptions {
+    std::string id{};                ///< e.g. "chatcmpl-..."
+    std::string model{};
+    std::int64_t created = 0;        ///< Unix time in seconds
+    std::string system_fingerprint{};  ///< omitted when empty
+};
+
+/// Token counts for the optional final usage chunk (`stream_options: {"include_usage": true}`).
+struct OpenAiUsage {
+    std::uint64_t prompt_tokens = 0;
+    std::uint64_t completion_tokens = 0;
+};
+
+/// Encodes OpenAI `chat.completion.chunk` objects as SSE frames (`data: {...}\n\n`), the wire format
+/// OpenAI, vLLM and llama.cpp server send and every OpenAI client library reads. The constant prefix
+/// (id, object, created, model, fingerprint) is formatted once at construction; a content chunk is a
+/// memcpy of it plus the escaped text.
+class OpenAiChunkEncoder {
+public:
+    explicit OpenAiChunkEncoder(const OpenAiStreamOptions& options) {
+        prefix_ = "data: {\"id\":";
+        detail::append_json_string(prefix_, options.id);
+        prefix_.append(",\"object\":\"chat.completion.chunk\",\"created\":");
+        fmt::format_to(std::back_inserter(prefix_), "{}", options.created);
+        prefix_.append(",\"model\":");
+        detail::append_json_string(prefix_, options.model);
+        if (!options.system_fingerprint.empty()) {
+            prefix_.append(",\"system_fingerprint\":");
+            detail::append_json_string(prefix_, options.system_fingerprint);
+        }
+        prefix_.append(",\"choices\":");
+    }
+
+    /// The first chunk of a choice: `"delta":{"role":<role>,"content":""}`.
+    void append_role(std::string& out, std::string_view role = "assistant", std::size_t choice = 0) const {
+        open_choice(out, choice);
+        out.append("{\"role\":");
+        detail::append_json_string(out, role);
+        out.append(",\"content\":\"\"}");
+        close_choice(out, {});
+    }
+
+    /// A content delta: `"delta":{"content":<text>}`.
+    void append_content(std::string& out, std::string_view text, std::size_t choice = 0) const {
+        open_choice(out, choice);
+        out.append("{\"content\":");
+        detail::append_json_string(out, text);
+        out.push_back('}');
+        close_choice(out, {});
+    }
+
+    /// The last chunk of a choice: an empty delta and `"finish_reason"` ("stop", "length", ...).
+    void append_finish(std::string& out, std::string_view finish_reason = "stop", std::size_t choice = 0) const {
+        open_choice(out, choice);
+        out.append("{}");
+        close_choice(out, finish_reason);
+    }
+
+    /// The usage chunk: `"choices":[]` and `"usage":{prompt_tokens, completion_tokens, total_tokens}`.
+    void append_usage(std::string& out, OpenAiUsage usage) const {
+        out.append(prefix_);
+        fmt::format_to(std::back_inserter(out),
+                       "[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+                       usage.prompt_tokens, usage.completion_tokens, usage.prompt_tokens + usage.completion_tokens);
+    }
+
+    /// The stream terminator every OpenAI client waits for: `data: [DONE]`.
+    static void append_done(std::string& out) { out.append("data: [DONE]\n\n"); }
+
+private:
+    void open_choice(std::string& out, std::size_t choice) const {
+        out.append(prefix_);
+        out.append("[{\"index\":");
+        if (choice < 10) {
+            out.push_back(static_cast<char>('0' + choice));
+        } else {
+            fmt::format_to(std::back_inserter(out), "{}", choice);
+        }
+        out.append(",\"delta\":");
+    }
+    static void close_choice(std::string& out, std::string_view finish_reason) {
+        out.append(",\"logprobs\":null,\"finish_reason\":");
+        if (finish_reason.empty()) {
+            out.append("null");
+        } else {
+            detail::append_json_string(out, finish_reason);
+        }
+        out.append("}]}\n\n");
+    }
+
+    std::string prefix_;
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Input
+// ---------------------------------------------------------------------------------------------------
+
+struct SseParserOptions {
+    /// Bound on one event: the bytes of its lines (fields, comments, the line being read; not the
+    /// line ends) since the last blank line. Past it the event is reported once as EventTooLarge and
+    /// skipped up to the next blank line. Measured on raw lines, so how the input is split never
+    /// changes the outcome. > 0.
+    std::size_t max_event_size = std::size_t{1} << 20;
+};
+
+/// An event as the parser hands it to the callback; the views are valid during the callback only.
+struct SseEventView {
+    ErrorCode status = ErrorCode::Ok;  ///< Ok, or EventTooLarge (then type and data are empty)
+    std::string_view type;             ///< "message" unless an `event:` field set it
+    std::string_view data;             ///< the data lines joined with LF
+    std::string_view id;               ///< the last event ID at dispatch (may come from an earlier event)
+};
+
+/// An owned event (for collecting).
+struct SseEvent {
+    ErrorCode status = ErrorCode::Ok;
+    std::string type;
+    std::string data;
+    std::string id;
+
+    SseEvent() = default;
+    explicit SseEvent(const SseEventView& view)
+        : status(view.status), type(view.type), data(view.data), id(view.id) {}
+    friend bool operator==(const SseEvent&, const SseEvent&) = default;
+};
+
+/// Incremental `text/event-stream` parser (WHATWG "event stream interpretation"): bytes may arrive
+/// split anywhere (inside a line, a CRLF or a UTF-8 character). Handles CR, LF and CRLF line ends,
+/// one leading BOM, comments, multi-line data, `event`, `id` (ignored when it contains NUL) and
+/// `retry` (digits only), ignores unknown fields and dispatches on blank lines. At the end of the
+/// stream an unterminated event is discarded, as the standard says (`finish()`).
+///
+/// Bytes are passed through; the parser does not decode or validate UTF-8 (a proxy forwards what it
+/// got). Memory is bounded by `max_event_size`. Hot-path invariant: a line that lies entirely inside
+/// one `feed` is parsed in place (no copy), only a line split across feeds is buffered.
+class SseParser {
+public:
+    explicit SseParser(SseParserOptions options = {}) : max_event_size_(options.max_event_size) {
+        if (options.max_event_size == 0) throw Error(ErrorCode::InvalidArgument, "SseParser: max_event_size must be > 0");
+    }
+
+    /// Parses `bytes` and calls `on_event(const SseEventView&)` for each dispatched event (and once
+    /// for each event that exceeded the bound). Returns the number of calls.
+    template <class OnEvent>
+        requires std::invocable<OnEvent&, const SseEventView&>
+    std::size_t feed(std::string_view bytes, OnEvent&& on_event) {
+        std::size_t calls = 0;
+        const auto emit = [&](const SseEventView& view) {
+            ++calls;
+            std::invoke(on_event, view);
+        };
+        const char* const begin = bytes.data();
+        const std::size_t n = bytes.size();
+        std::size_t pos = 0;
+        if (n == 0) return 0;
+        if (pending_cr_) {  // the previous feed ended with CR: an LF here completes that CRLF
+            pending_cr_ = false;
+            if (begin[0] == '\n') pos = 1;
+        }
+        // The next CR at or after `pos` is looked up once and cached, so CR-free input (the common
+        // case) costs one memchr for CR per feed, not one per line.
+        std::size_t next_cr = find(begin, pos, n, '\r');
+        while (pos < n) {
+            if (next_cr != npos && next_cr < pos) next_cr = find(begin, pos, n, '\r');
+            const std::size_t lf_limit = next_cr == npos ? n : next_cr;
+            const std::size_t lf = find(begin, pos, lf_limit, '\n');
+            const std::size_t end = lf != npos ? lf : next_cr;
+            if (end == npos) {  // no terminator: keep the partial line for the next feed
+                take_partial(std::string_view(begin + pos, n - pos), emit);
+                return calls;
+            }
+            const std::string_view piece(begin + pos, end - pos);
+            if (line_.empty() && !partial_line_) {
+                process_line(piece, emit);
+            } else {
+                if (!discarding_) line_.append(piece);
+                const std::string_view line = discarding_ ? std::string_view(partial_line_ ? "x" : "") : line_;
+                process_line(line, emit);
+                line_.clear();
+                partial_line_ = false;
+            }
+            pos = end + 1;
+            if (begin[end] == '\r') {
+                if (pos < n) {
+                    if (begin[pos] == '\n') ++pos;
+                } else {
+                    pending_cr_ = true;
+                }
+            }
+        }
+        return calls;
+    }
+
+    /// The stream ended: an event without its closing blank line is discarded (WHATWG). The last
+    /// event ID and retry survive (a reconnecting client needs them); the next feed may start with a
+    /// BOM again.
+    void finish() noexcept {
+        line_.clear();
+        data_.clear();
+        type_.clear();
+        event_raw_ = 0;
+        partial_line_ = false;
+        discarding_ = false;
+        pending_cr_ = false;
+        at_start_ = true;
+    }
+
+    /// Back to the initial state (forgets the last event ID and retry too).
+    void reset() noexcept {
+        finish();
+        last_id_.clear();
+        retry_.reset();
+        events_too_large_ = 0;
+    }
+
+    [[nodiscard]] std::string_view last_event_id() const noexcept { return last_id_; }
+    /// The latest valid `retry:` value.
+    [[nodiscard]] std::optional<std::chrono::milliseconds> retry() const noexcept { return retry_; }
+    /// Events reported as EventTooLarge so far.
+    [[nodiscard]] std::size_t events_too_large() const noexcept { return events_too_large_; }
+
+    /// Parses a whole stream at once (then `finish()`), collecting owned events.
+    [[nodiscard]] static std::vector<SseEvent> parse_all(std::string_view stream, SseParserOptions options = {}) {
+        SseParser parser(options);
+        std::vector<SseEvent> events;
+        parser.feed(stream, [&](const SseEventView& e) { events.emplace_back(e); });
+        parser.finish();
+        return events;
+    }
+
+private:
+    static constexpr std::size_t npos = std::string_view::npos;
+    static constexpr std::string_view bom = "\xEF\xBB\xBF";
+
+    static std::size_t find(const char* base, std::size_t from, std::size_t to, char c) noexcept {
+        if (from >= to) return npos;
+        const void* hit = std::memchr(base + from, c, to - from);
+        return hit ? static_cast<std::size_t>(static_cast<const char*>(hit) - base) : npos;
+    }
+
+    template <class Emit>
+    void overflow(Emit& emit) {
+        ++events_too_large_;
+        discarding_ = true;
+        event_raw_ = 0;
+        data_.clear();
+        type_.clear();
+        line_.clear();
+        emit(SseEventView{ErrorCode::EventTooLarge, {}, {}, last_id_});
+    }
+
+    template <class Emit>
+    void take_partial(std::string_view rest, Emit& emit) {
+        if (rest.empty()) return;
+        partial_line_ = true;
+        if (discarding_) return;  // only whether the line is empty matters now
+        if (event_raw_ + line_.size() + rest.size() > max_event_size_) {
+            overflow(emit);
+            return;
+        }
+        line_.append(rest);
+    }
+
+    template <class Emit>
+    void process_line(std::string_view line, Emit& emit) {
+        if (discarding_) {
+            at_start_ = false;
+            if (line.empty()) discarding_ = false;  // resynchronized at the blank line
+            return;
+        }
+        if (event_raw_ + line.size() > max_event_size_) return overflow(emit);  // BOM included, as in take_partial
+        event_raw_ += line.size();
+        if (at_start_) {
+            at_start_ = false;
+            if (line.starts_with(bom)) line.remove_prefix(bom.size());
+        }
+        if (line.empty()) {
+            dispatch(emit);
+            return;
+        }
+        if (line.front() == ':') return;  // a comment
+        const std::size_t colon = line.find(':');
+        std::string_view field = line;
+        std::string_view value;
+        if (colon != npos) {
+            field = line.substr(0, colon);
+            value = line.substr(colon + 1);
+            if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+        }
+        if (field == "data") {
+            data_.append(value);
+            data_.push_back('\n');
+        } else if (field == "event") {
+            type_.assign(value);
+        } else if (field == "id") {
+            if (value.find('\0') == npos) last_id_.assign(value);
+        } else if (field == "retry") {
+            parse_retry(value);
+        }
+        // any other field is ignored
+    }
+
+    void parse_retry(std::string_view value) noexcept {
+        if (value.empty() || value.size() > 15) return;  // 15 digits: no overflow, ~31,000 years
+        std::int64_t ms = 0;
+        for (const char c : value) {
+            if (c < '0' || c > '9') return;
+            ms = ms * 10 + (c - '0');
+        }
+        retry_ = std::chrono::milliseconds(ms);
+    }
+
+    template <class Emit>
+    void dispatch(Emit& emit) {
+        event_raw_ = 0;
+        if (data_.empty()) {  // no data lines: nothing is dispatched (WHATWG)
+            type_.clear();
+            return;
+        }
+        const std::string_view data(data_.data(), data_.size() - 1);  // drop the last LF
+        const std::string_view type = type_.empty() ? std::string_view("message") : std::string_view(type_);
+        emit(SseEventView{ErrorCode::Ok, type, data, last_id_});
+        data_.clear();
+        type_.clear();
+    }
+
+    std::size_t max_event_size_;
+    std::string line_;     // a line split across feeds (its first part(s))
+    std::string data_;     // data buffer: each data line followed by LF
+    std::string type_;     // event type buffer
+    std::string last_id_;  // last event ID buffer
+    std::optional<std::chrono::milliseconds> retry_;
+    std::size_t events_too_large_ = 0;
+    std::size_t event_raw_ = 0;  // bytes of the current event's complete lines (the size bound)
+    bool partial_line_ = false;  // bytes of the current line arrived in an earlier feed
+    bool discarding_ = false;    // the current event overflowed: skip to the next blank line
+    bool pending_cr_ = false;    // the last feed ended with CR (maybe the first half of CRLF)
+    bool at_start_ = true;       // the next line is the stream's first (a BOM may lead it)
+};
+
+namespace detail {
+template <class View>
+StreamingGenerator<SseEvent> sse_events_impl(View chunks, SseParserOptions options) {
+    SseParser parser(options);
+    std::vector<SseEvent> ready;
+    for (auto&& chunk : chunks) {
+        ready.clear();
+        parser.feed(std::string_view(chunk), [&](const SseEventView& e) { ready.emplace_back(e); });
+        for (SseEvent& event : ready) co_yield std::move(event);
+    }
+    parser.finish();
+}
+}  // namespace detail
+
+/// The events of a stream that arrives as a range of byte chunks (e.g. a generator over socket reads).
+/// An lvalue range is referenced (keep it alive); an rvalue is moved in.
+template <std::ranges::viewable_range R>
+    requires std::ranges::input_range<R> && std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>
+StreamingGenerator<SseEvent> sse_events(R&& chunks, SseParserOptions options = {}) {
+    if (options.max_event_size == 0) throw Error(ErrorCode::InvalidArgument, "SseParser: max_event_size must be > 0");
+    return detail::sse_events_impl(std::views::all(std::forward<R>(chunks)), options);
+}
+
+}  // namespace llmfast
+// ---- end llmfast/sse.hpp ----
+// ---- begin llmfast/batcher.hpp ----
+// llmfast/batcher.hpp — DynamicBatcher<Req, Resp>: groups concurrent requests into batches for a backend
+// that is cheaper per item in bulk (an LLM server, an embedding model), the way Triton's dynamic batcher,
+// TF Serving's BasicBatchScheduler or Ray Serve's @serve.batch do, as a header-only template.
+//
+// A batch is dispatched as soon as a worker is free and any of these holds: it has `max_batch_size`
+// requests; their summed cost (a user cost function, e.g. prompt tokens; 1 per request by default) reached
+// `max_batch_cost`; the oldest queued request has waited `max_wait` (0 = "whatever is queued, now"); the
+// batcher is closing. A single request costlier than `max_batch_cost` goes alone. Higher priority levels are
+// served first, FIFO within a level. Requests whose deadline passes or whose stop token fires while queued
+// never reach the handler. `workers` threads (owned by the batcher, started in the constructor) run the
+// handler, so at most `workers` batches run at once and a busy backend lets the next batch grow.
+//
+//     llmfast::DynamicBatcher<std::string, std::string> batcher(
+//         [](std::span<std::string> prompts) {            // one response per request, in order
+//             std::vector<std::string> out;
+//             for (auto& p : prompts) out.push_back(model.generate(p));
+//             return out;
+//         },
+//         {.max_batch_size = 32, .max_wait = std::chrono::milliseconds(5)});
+//     std::future<std::string> reply = batcher.submit("hello", {.timeout = std::chrono::seconds(2)});
+//     batcher.submit("hi", {.priority = 1}, [](llmfast::BatchResult<std::string>&& r) {   // no shared state
+//         if (r.ok()) use(r.value()); else log(r.error());
+//     });
+//
+// Guarantee: every accepted request completes exactly once — its future becomes ready / its callback runs
+// once, with a response or an error — including when the handler throws, returns the wrong number of
+// responses, and at close(). A rejected submission (an exception thrown by submit, a non-Ok status from
+// try_submit) never invokes the callback.
+//
+// Thread-safety: submit / try_submit / metrics / close may be called from any number of threads.
+// The handler is called from the worker threads: with `workers > 1` it runs concurrently with itself.
+// Callbacks run on a worker thread after the handler returns; keep them short and non-throwing (an
+// exception a callback throws is swallowed and counted in `BatcherMetrics::callback_errors`).
+//
+// Errors (llmfast::Error codes):
+//   constructor                  InvalidArgument (an option out of range)
+//   submit (both forms)          throws QueueFull (queue at max_queue, not blocking or the block timed out),
+//                                Closed (close() was called), InvalidArgument (priority out of range),
+//                                DeadlineExceeded / Cancelled (already past deadline / stop requested);
+//                                exceptions of the cost function propagate. Nothing is enqueued then.
+//   try_submit                   returns those codes instead of throwing (ErrorCode::Ok on success).
+//   the future / BatchResult     DeadlineExceeded (deadline passed while queued), Cancelled (stop token
+//                                fired while queued), HandlerFailed (the handler threw — the message carries
+//                                its what() — or returned a wrong number of responses).
+
+// ---- begin llmfast/detail/inplace_function.hpp ----
+// llmfast/detail/inplace_function.hpp — a move-only, small-buffer callable (internal).
+//
+// C++20 has no std::move_only_function, and std::function needs copyable targets and allocates for
+// anything bigger than two pointers. `InplaceFunction<R(Args...), Capacity>` stores a target of up to
+// `Capacity` bytes (max_align_t alignment, nothrow-movable) inside the object, so wrapping a lambda that
+// captures a pointer and an index, or a std::promise, never touches the heap. Larger targets still work:
+// they are boxed on the heap (one allocation), so callers never have to care, only hot paths do.
+//
+// Thread-safety: a plain value; one object must not be used from two threads at once.
+
+#include <cstddef>
+#include <functional>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+namespace llmfast::detail {
+
+template <class Signature, std::size_t Capacity = 48>
+class InplaceFunction;
+
+template <class R, class... Args, std::size_t Capacity>
+class InplaceFunction<R(Args...), Capacity> {
+public:
+    static constexpr std::size_t capacity = Capacity;
+
+    /// True when a target of type F is stored inline (no allocation).
+    template <class F>
+    static constexpr bool stores_inline = sizeof(F) <= Capacity && alignof(F) <= alignof(std::max_align_t) &&
+                                          std::is_nothrow_move_constructible_v<F>;
+
+    InplaceFunction() noexcept = default;
+    InplaceFunction(std::nullptr_t) noexcept {}  // NOLINT(google-explicit-constructor)
+
+    template <class F>
+        requires(!std::is_same_v<std::remove_cvref_t<F>, InplaceFunction> &&
+                 std::is_constructible_v<std::decay_t<F>, F> && std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
+    InplaceFunction(F&& f) {  // NOLINT(google-explicit-constructor): a callable converts like std::function
+        using D = std::decay_t<F>;
+        if constexpr (stores_inline<D>) {
+            ::new (static_cast<void*>(storage_)) D(std::forward<F>(f));
+            ops_ = &inline_ops<D>;
+        } else {
+            D* boxed = new D(std::forward<F>(f));
+            ::new (static_cast<void*>(storage_)) D*(boxed);
+            ops_ = &boxed_ops<D>;
+        }
+    }
+
+    InplaceFunction(InplaceFunction&& other) noexcept : ops_(other.ops_) {
+        if (ops_) {
+            ops_->relocate(other.storage_, storage_);
+            other.ops_ = nullptr;
+        }
+    }
+
+    InplaceFunction& operator=(InplaceFunction&& other) noexcept {
+        if (this != &other) {
+            reset();
+            if (other.ops_) {
+                other.ops_->relocate(other.storage_, storage_);
+                ops_ = other.ops_;
+                other.ops_ = nullptr;
+            }
+        }
+        return *this;
+    }
+
+    InplaceFunction(const InplaceFunction&) = delete;
+    InplaceFunction& operator=(const InplaceFunction&) = delete;
+
+    ~InplaceFunction() { reset(); }
+
+    void reset() noexcept {
+        if (ops_) {
+            ops_->destroy(storage_);
+            ops_ = nullptr;
+        }
+    }
+
+    explicit operator bool() const noexcept { return ops_ != nullptr; }
+
+    /// Calls the target. Throws std::bad_function_call when empty.
+    R operator()(Args... args) {
+        if (!ops_) throw std::bad_function_call();
+        return ops_->invoke(storage_, std::forward<Args>(args)...);
+    }
+
+private:
+    struct Ops {
+        R (*invoke)(void*, Args&&...);
+        void (*relocate)(void* from, void* to) noexcept;  // move-construct into `to`, destroy `from`
+        void (*destroy)(void*) noexcept;
+    };
+
+    template <class D>
+    static constexpr Ops inline_ops{
+        [](void* self, Args&&... args) -> R { return std::invoke(*static_cast<D*>(self), std::forward<Args>(args)...); },
+        [](void* from, void* to) noexcept {
+            D* source = static_cast<D*>(from);
+            ::new (to) D(std::move(*source));
+            source->~D();
+        },
+        [](void* self) noexcept { static_cast<D*>(self)->~D(); },
+    };
+
+    template <class D>
+    static constexpr Ops boxed_ops{
+        [](void* self, Args&&... args) -> R { return std::invoke(**static_cast<D**>(self), std::forward<Args>(args)...); },
+        [](void* from, void* to) noexcept { ::new (to) D*(*static_cast<D**>(from)); },
+        [](void* self) noexcept { delete *static_cast<D**>(self); },
+    };
+
+    alignas(std::max_align_t) unsigned char storage_[Capacity];
+    const Ops* ops_ = nullptr;
+};
+
+}  // namespace llmfast::detail
+// ---- end llmfast/detail/inplace_function.hpp ----
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <future>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace llmfast {
+
+/// A model of BatchHandler<Req, Resp> is called with a batch of requests (a span it may move from) and
+/// returns one response per request, in the same order.
+template <class H, class Req, class Resp>
+concept BatchHandler = std::invocable<H&, std::span<Req>> &&
+                       std::convertible_to<std::invoke_result_t<H&, std::span<Req>>, std::vector<Resp>>;
+
+/// The default handler type: any callable `std::vector<Resp>(std::span<Req>)`.
+template <class Req, class Resp>
+using BatchFunction = std::function<std::vector<Resp>(std::span<Req>)>;
+
+/// Batcher-wide settings. Validated by the DynamicBatcher constructor (InvalidArgument).
+struct BatcherOptions {
+    std::size_t max_batch_size = 32;                                      ///< >= 1
+    std::size_t max_batch_cost = std::numeric_limits<std::size_t>::max();  ///< >= 1; summed request cost
+    std::chrono::nanoseconds max_wait = std::chrono::milliseconds(5);     ///< >= 0; 0 = dispatch at once
+    std::size_t max_queue = 65536;                                        ///< >= 1; requests waiting
+    std::size_t workers = 1;                                              ///< >= 1; batches running at once
+    std::size_t priority_levels = 4;                                      ///< 1..64; priorities 0..levels-1
+    /// When the queue is full, submit blocks up to this long for room before failing with QueueFull.
+    /// 0 (the default): fail at once. Measured on std::chrono::steady_clock whatever the batcher's Clock.
+    std::chrono::nanoseconds block_when_full_for = std::chrono::nanoseconds::zero();
+};
+
+/// Per-request settings. `C` is the batcher's clock.
+template <Clock C = SteadyClock>
+struct SubmitOptions {
+    /// The request must be dispatched before this; otherwise it completes with DeadlineExceeded.
+    typename C::time_point deadline = C::time_point::max();
+    /// Alternative to `deadline`: now + timeout (the earlier of the two applies when both are set).
+    std::optional<std::chrono::nanoseconds> timeout{};
+    /// 0 .. priority_levels-1; higher levels are dispatched first, FIFO within a level.
+    int priority = 0;
+    /// Cancels the request while it is queued (Cancelled); once dispatched it runs to completion.
+    std::stop_token stop_token{};
+};
+
+/// What a completion callback receives: the response, or the error code (and exception) of the request.
+template <class Resp>
+class BatchResult {
+public:
+    explicit BatchResult(Resp&& response) noexcept(std::is_nothrow_move_constructible_v<Resp>)
+        : response_(std::move(response)) {}
+    /// An error; `cause` (may be null) is the exception a future would carry.
+    BatchResult(ErrorCode code, std::exception_ptr cause) noexcept : code_(code), cause_(std::move(cause)) {}
+
+    [[nodiscard]] bool ok() const noexcept { return code_ == ErrorCode::Ok; }
+    [[nodiscard]] ErrorCode error() const noexcept { return code_; }
+
+    /// The response; throws the request's error when !ok().
+    [[nodiscard]] Resp& value() & {
+        if (!ok()) rethrow();
+        return *response_;
+    }
+    [[nodiscard]] Resp&& value() && {
+        if (!ok()) rethrow();
+        return std::move(*response_);
+    }
+
+    /// The error as an exception (an llmfast::Error); null when ok().
+    [[nodiscard]] std::exception_ptr exception() const {
+        if (ok()) return nullptr;
+        if (cause_) return cause_;
+        return std::make_exception_ptr(Error(code_, default_message(code_)));
+    }
+
+    [[noreturn]] void rethrow() const { std::rethrow_exception(exception()); }
+
+private:
+    static std::string_view default_message(ErrorCode code) noexcept {
+        switch (code) {
+            case ErrorCode::DeadlineExceeded: return "the request's deadline passed before it was dispatched";
+            case ErrorCode::Cancelled: return "the request was cancelled before it was dispatched";
+            case ErrorCode::HandlerFailed: return "the batch handler failed";
+            default: return "the request failed";
+        }
+    }
+
+    std::optional<Resp> response_{};
+    ErrorCode code_ = ErrorCode::Ok;
+    std::exception_ptr cause_{};
+};
+
+/// The future form of try_submit: status Ok and a valid future, or the error and no future.
+template <class Resp>
+struct TrySubmitResult {
+    ErrorCode status = ErrorCode::Ok;
+    std::future<Resp> future{};
+    explicit operator bool() const noexcept { return status == ErrorCode::Ok; }
+};
+
+/// A snapshot of the batcher's counters (metrics()).
+struct BatcherMetrics {
+    std::size_t queue_depth = 0;          ///< requests waiting now (incl. expired/cancelled not yet removed)
+    std::size_t batches_running = 0;      ///< batches in the handler now
+    std::uint64_t accepted = 0;           ///< requests enqueued
+    std::uint64_t batches = 0;            ///< batches dispatched to the handler
+    std::uint64_t dispatched = 0;         ///< requests dispatched to the handler
+    std::uint64_t succeeded = 0;          ///< requests completed with a response
+    std::uint64_t rejected = 0;           ///< submissions refused with QueueFull or Closed
+    std::uint64_t expired = 0;            ///< requests refused or dropped with DeadlineExceeded
+    std::uint64_t cancelled = 0;          ///< requests refused or dropped with Cancelled
+    std::uint64_t failed = 0;             ///< requests completed with HandlerFailed
+    std::uint64_t callback_errors = 0;    ///< exceptions thrown by completion callbacks (swallowed)
+    /// batch_size_histogram[n] = batches of exactly n requests (n >= 1); the last bucket also counts
+    /// bigger batches (the histogram has min(max_batch_size, 1024) + 1 buckets).
+    std::vector<std::uint64_t> batch_size_histogram{};
+    /// Time from submission to dispatch of the requests dispatched so far (log-bucketed, <= 12.5% high).
+    std::chrono::nanoseconds queue_wait_p50{}, queue_wait_p90{}, queue_wait_p99{}, queue_wait_max{};
+
+    [[nodiscard]] double mean_batch_size() const noexcept {
+        return batches ? static_cast<double>(dispatched) / static_cast<double>(batches) : 0.0;
+    }
+};
+
+namespace detail {
+
+/// Log-linear histogram of non-negative nanosecond values: exact below 16, then 8 sub-buckets per power
+/// of two (relative error <= 12.5%). Not synchronised: the batcher updates it under its mutex.
+class WaitHistogram {
+public:
+    void record(std::int64_t ns) noexcept {
+        const std::uint64_t v = ns > 0 ? static_cast<std::uint64_t>(ns) : 0U;
+        ++counts_[bucket(v)];
+        ++total_;
+        max_ = std::max(max_, v);
+    }
+    [[nodiscard]] std::uint64_t total() const noexcept { return total_; }
+    [[nodiscard]] std::uint64_t max() const noexcept { return max_; }
+    /// Upper bound of the bucket holding the p-th percentile (0..100), capped at the maximum seen.
+    [[nodiscard]] std::uint64_t percentile(double p) const noexcept {
+        if (total_ == 0) return 0;
+        const auto rank = static_cast<std::uint64_t>(p / 100.0 * static_cast<double>(total_ - 1)) + 1;
+        std::uint64_t seen = 0;
+        for (std::size_t b = 0; b < counts_.size(); ++b) {
+            seen += counts_[b];
+            if (seen >= rank) return std::min(upper(b), max_);
+        }
+        return max_;
+    }
+
+private:
+    static constexpr std::size_t sub_bits = 3;
+    static constexpr std::size_t buckets = 16 + (64 - 4) * 8;
+
+    static std::size_t bucket(std::uint64_t v) noexcept {
+        if (v < 16) return static_cast<std::size_t>(v);
+        const auto exponent = static_cast<std::size_t>(63 - std::countl_zero(v));  // >= 4
+        const auto sub = static_cast<std::size_t>((v >> (exponent - sub_bits)) & 7U);
+        return 16 + (exponent - 4) * 8 + sub;
+    }
+    static std::uint64_t upper(std::size_t b) noexcept {
+        if (b < 16) return b;
+        const std::size_t exponent = (b - 16) / 8 + 4;
+        const std::size_t sub = (b - 16) % 8;
+        const std::uint64_t base = std::uint64_t{1} << exponent;
+        const std::uint64_t step = base >> sub_bits;
+        return base + step * (sub + 1) - 1;
+    }
+
+    std::array<std::uint64_t, buckets> counts_{};
+    std::uint64_t total_ = 0;
+    std::uint64_t max_ = 0;
+};
+
+}  // namespace detail
+
+/// Groups requests into batches for `Handler` (see the file comment). Thread-safe; owns `workers` threads.
+template <class Req, class Resp, class Handler = BatchFunction<Req, Resp>, class C = SteadyClock>
+class DynamicBatcher {
+    static_assert(Clock<C>, "DynamicBatcher<Req, Resp, Handler, C>: C must model llmfast::Clock");
+    static_assert(BatchHandler<Handler, Req, Resp>,
+                  "DynamicBatcher<Req, Resp, Handler>: Handler must model llmfast::BatchHandler<Req, Resp> "
+                  "(callable with std::span<Req>, returning std::vector<Resp>)");
+    static_assert(std::is_move_constructible_v<Req> && std::is_move_constructible_v<Resp> && !std::is_void_v<Resp>,
+                  "DynamicBatcher: Req and Resp must be move-constructible object types");
+
+public:
+    using request_type = Req;
+    using response_type = Resp;
+    using clock_type = C;
+    using time_point = typename C::time_point;
+    using Options = SubmitOptions<C>;
+    using Result = BatchResult<Resp>;
+    /// The completion callback storage: a move-only callable stored inline up to 48 bytes (no allocation).
+    using Callback = detail::InplaceFunction<void(Result&&), 48>;
+    /// Cost of one request (e.g. its prompt tokens). Empty: every request costs 1.
+    using CostFunction = std::function<std::size_t(const Req&)>;
+
+    explicit DynamicBatcher(Handler handler, BatcherOptions options = {}, CostFunction cost = {})
+        : DynamicBatcher(std::move(handler), options, std::move(cost), nullptr) {}
+
+    /// Uses `clock` (which must outlive the batcher) instead of a default-constructed C; for tests.
+    DynamicBatcher(Handler handler, BatcherOptions options, CostFunction cost, const C& clock)
+        : DynamicBatcher(std::move(handler), options, std::move(cost), &clock) {}
+
+    DynamicBatcher(const DynamicBatcher&) = delete;
+    DynamicBatcher& operator=(const DynamicBatcher&) = delete;
+
+    /// close(): drains what is queued and joins the workers.
+    ~DynamicBatcher() { close(); }
+
+    /// Enqueues `request`; the future carries the response or the request's error.
+    /// Throws QueueFull, Closed, InvalidArgument, DeadlineExceeded, Cancelled (see the file comment).
+    [[nodiscard]] std::future<Resp> submit(Req request, Options options = {}) {
+        std::promise<Resp> promise;
+        std::future<Resp> future = promise.get_future();
+        Callback done{PromiseCompletion{std::move(promise)}};
+        if (const ErrorCode status = enqueue(request, options, done); status != ErrorCode::Ok) throw_status(status);
+        return future;
+    }
+
+    /// Enqueues `request`; `callback(BatchResult<Resp>&&)` runs exactly once on a worker thread. It is not
+    /// invoked when this throws (same errors as the future form).
+    template <class F>
+        requires std::is_invocable_v<std::decay_t<F>&, Result&&>
+    void submit(Req request, Options options, F&& callback) {
+        Callback done{std::forward<F>(callback)};
+        if (const ErrorCode status = enqueue(request, options, done); status != ErrorCode::Ok) throw_status(status);
+    }
+
+    /// Like submit, but returns the status instead of throwing. `request` is moved from only on Ok (so a
+    /// caller can retry it), and the callback is invoked only on Ok.
+    template <class F>
+        requires std::is_invocable_v<std::decay_t<F>&, Result&&>
+    [[nodiscard]] ErrorCode try_submit(Req&& request, Options options, F&& callback) {
+        Callback done{std::forward<F>(callback)};
+        return enqueue(request, options, done);
+    }
+
+    /// Future form of try_submit: `request` is moved from only on Ok.
+    [[nodiscard]] TrySubmitResult<Resp> try_submit(Req&& request, Options options = {}) {
+        std::promise<Resp> promise;
+        TrySubmitResult<Resp> result{ErrorCode::Ok, promise.get_future()};
+        Callback done{PromiseCompletion{std::move(promise)}};
+        result.status = enqueue(request, options, done);
+        if (result.status != ErrorCode::Ok) result.future = {};
+        return result;
+    }
+
+    /// Stops intake (later submits fail with Closed), dispatches everything queued without waiting for
+    /// max_wait, waits for the running batches and joins the workers. Idempotent; concurrent callers all
+    /// return once the batcher is drained. Called from a handler or callback (a worker thread) it only
+    /// stops intake and returns: the workers finish draining on their own.
+    void close() {
+        {
+            std::lock_guard lock(mutex_);
+            closing_ = true;
+        }
+        work_cv_.notify_all();
+        space_cv_.notify_all();
+        const auto self = std::this_thread::get_id();
+        for (const std::thread& worker : workers_)
+            if (worker.get_id() == self) return;
+        std::lock_guard join_lock(join_mutex_);
+        for (std::thread& worker : workers_)
+            if (worker.joinable()) worker.join();
+    }
+
+    /// True once close() was called.
+    [[nodiscard]] bool closed() const {
+        std::lock_guard lock(mutex_);
+        return closing_;
+    }
+
+    /// A consistent snapshot of the counters; cheap enough to poll (copies a few KB under the lock).
+    [[nodiscard]] BatcherMetrics metrics() const {
+        BatcherMetrics m;
+        std::lock_guard lock(mutex_);
+        m.queue_depth = depth_;
+        m.batches_running = running_;
+        m.accepted = accepted_;
+        m.batches = batches_;
+        m.dispatched = dispatched_;
+        m.succeeded = succeeded_;
+        m.rejected = rejected_;
+        m.expired = expired_;
+        m.cancelled = cancelled_;
+        m.failed = failed_;
+        m.callback_errors = callback_errors_;
+        m.batch_size_histogram = batch_sizes_;
+        m.queue_wait_p50 = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.percentile(50)));
+        m.queue_wait_p90 = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.percentile(90)));
+        m.queue_wait_p99 = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.percentile(99)));
+        m.queue_wait_max = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.max()));
+        return m;
+    }
+
+    [[nodiscard]] const BatcherOptions& options() const noexcept { return options_; }
+
+private:
+    // Wakes a worker when a queued request's stop token fires, so it is completed with Cancelled promptly.
+    struct CancelNotifier {
+        DynamicBatcher* self;
+        void operator()() const noexcept { self->on_cancel(); }
+    };
+    using StopCallback = std::stop_callback<CancelNotifier>;
+
+    struct Entry {
+        Req request;
+        std::size_t cost;
+        time_point enqueued;
+        time_point deadline;
+        std::stop_token stop;
+        std::unique_ptr<StopCallback> on_stop;  // only when the token can fire; destroyed outside mutex_
+        Callback done;
+    };
+
+    struct PromiseCompletion {
+        std::promise<Resp> promise;
+        void operator()(Result&& result) {
+            if (result.ok())
+                promise.set_value(std::move(result).value());
+            else
+                promise.set_exception(result.exception());
+        }
+    };
+
+    // What one worker moves out of the queue under the lock and completes outside it.
+    struct Work {
+        std::vector<Req> requests;
+        std::vector<Callback> completions;
+        std::vector<std::pair<Callback, ErrorCode>> dropped;
+        std::vector<std::unique_ptr<StopCallback>> stop_callbacks;
+        [[nodiscard]] bool empty() const noexcept { return requests.empty() && dropped.empty() && stop_callbacks.empty(); }
+    };
+
+    DynamicBatcher(Handler handler, BatcherOptions options, CostFunction cost, const C* clock)
+        : handler_(std::move(handler)), options_(validate(options)), cost_(std::move(cost)) {
+        clock_ = clock ? clock : &own_clock_;
+        levels_.resize(options_.priority_levels);
+        batch_sizes_.assign(std::min<std::size_t>(options_.max_batch_size, 1024) + 1, 0);
+        workers_.reserve(options_.workers);
+        try {
+            for (std::size_t i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+        } catch (...) {
+            close();
+            throw;
+        }
+    }
+
+    static BatcherOptions validate(const BatcherOptions& o) {
+        auto fail = [](const char* what) { throw Error(ErrorCode::InvalidArgument, what); };
+        if (o.max_batch_size == 0) fail("BatcherOptions::max_batch_size must be >= 1");
+        if (o.max_batch_cost == 0) fail("BatcherOptions::max_batch_cost must be >= 1");
+        if (o.max_wait < std::chrono::nanoseconds::zero()) fail("BatcherOptions::max_wait must be >= 0");
+        if (o.max_queue == 0) fail("BatcherOptions::max_queue must be >= 1");
+        if (o.workers == 0) fail("BatcherOptions::workers must be >= 1");
+        if (o.priority_levels == 0 || o.priority_levels > 64) fail("BatcherOptions::priority_levels must be in 1..64");
+        if (o.block_when_full_for < std::chrono::nanoseconds::zero())
+            fail("BatcherOptions::block_when_full_for must be >= 0");
+        return o;
+    }
+
+    [[noreturn]] static void throw_status(ErrorCode status) {
+        switch (status) {
+            case ErrorCode::QueueFull: throw Error(status, "the batcher queue is full");
+            case ErrorCode::Closed: throw Error(status, "the batcher is closed");
+            case ErrorCode::InvalidArgument: throw Error(status, "priority out of range 0..priority_levels-1");
+            case ErrorCode::DeadlineExceeded: throw Error(status, "the request's deadline already passed");
+            case ErrorCode::Cancelled: throw Error(status, "the request's stop token was already triggered");
+            default: throw Error(status, "submit failed");
+        }
+    }
+
+    static time_point add_saturating(time_point t, std::chrono::nanoseconds d) {
+        using Dur = typename time_point::duration;
+        const auto step = std::chrono::duration_cast<Dur>(d);
+        if (step.count() > 0 && t > time_point::max() - step) return time_point::max();
+        return t + step;
+    }
+
+    // Moves `request` and `done` into the queue on Ok; leaves both untouched otherwise.
+    ErrorCode enqueue(Req& request, const Options& options, Callback& done) {
+        if (options.priority < 0 || static_cast<std::size_t>(options.priority) >= levels_.size())
+            return ErrorCode::InvalidArgument;
+        const time_point now = clock_->now();
+        time_point deadline = options.deadline;
+        if (options.timeout) deadline = std::min(deadline, add_saturating(now, *options.timeout));
+        // Capped: a request costlier than max_batch_cost is dispatched alone either way, and the cap keeps
+        // total_cost_ far from overflowing.
+        const std::size_t cost = cost_ ? std::min(cost_(request), options_.max_batch_cost) : std::size_t{1};
+
+        // Registered before taking mutex_ (the callback takes it) and, on failure, destroyed after
+        // releasing it: a stop_callback's destructor waits for a running callback.
+        std::unique_ptr<StopCallback> on_stop;
+        if (options.stop_token.stop_possible() && !options.stop_token.stop_requested())
+            on_stop = std::make_unique<StopCallback>(options.stop_token, CancelNotifier{this});
+
+        bool notify = false;
+        {
+            std::unique_lock lock(mutex_);
+            if (deadline <= now) {
+                ++expired_;
+                return ErrorCode::DeadlineExceeded;
+            }
+            if (options.stop_token.stop_requested()) {
+                ++cancelled_;
+                return ErrorCode::Cancelled;
+            }
+            if (closing_) {
+                ++rejected_;
+                return ErrorCode::Closed;
+            }
+            if (depth_ >= options_.max_queue) {
+                if (options_.block_when_full_for > std::chrono::nanoseconds::zero()) {
+                    const auto until = std::chrono::steady_clock::now() + options_.block_when_full_for;
+                    ++blocked_producers_;
+                    space_cv_.wait_until(lock, until, [&] { return closing_ || depth_ < options_.max_queue; });
+                    --blocked_producers_;
+                }
+                if (closing_) {
+                    ++rejected_;
+                    return ErrorCode::Closed;
+                }
+                if (depth_ >= options_.max_queue) {
+                    ++rejected_;
+                    return ErrorCode::QueueFull;
+                }
+            }
+            const bool was_empty = depth_ == 0;
+            levels_[static_cast<std::size_t>(options.priority)].push_back(
+                Entry{std::move(request), cost, now, deadline, options.stop_token, std::move(on_stop), std::move(done)});
+            ++depth_;
+            ++accepted_;
+            total_cost_ += cost;
+            bool earlier_deadline = false;
+            if (deadline < earliest_deadline_) {
+                earliest_deadline_ = deadline;
+                earlier_deadline = true;
+            }
+            // Wake an idle worker only when its decision changes: it slept with nothing queued, the batch
+            // just became ready, or it must now wake for an earlier deadline. One notify per batch.
+            if (idle_workers_ > 0 && !wake_pending_ &&
+                (was_empty || earlier_deadline || batch_ready_by_size_or_cost())) {
+                wake_pending_ = true;
+                notify = true;
+            }
+        }
+        if (notify) work_cv_.notify_one();
+        return ErrorCode::Ok;
+    }
+
+    void on_cancel() {
+        {
+            std::lock_guard lock(mutex_);
+            cancel_pending_ = true;
+        }
+        work_cv_.notify_one();
+    }
+
+    bool batch_ready_by_size_or_cost() const noexcept {
+        return options_.max_wait == std::chrono::nanoseconds::zero() || depth_ >= options_.max_batch_size ||
+               total_cost_ >= options_.max_batch_cost;
+    }
+
+    time_point oldest_enqueued() const noexcept {
+        time_point oldest = time_point::max();
+        for (const auto& level : levels_)
+            if (!level.empty()) oldest = std::min(oldest, level.front().enqueued);
+        return oldest;
+    }
+
+    void pop_front(std::deque<Entry>& level, Entry& entry, Work& work) {
+        if (entry.on_stop) work.stop_callbacks.push_back(std::move(entry.on_stop));
+        --depth_;
+        total_cost_ -= entry.cost;
+        level.pop_front();
+    }
+
+    // Removes every expired or cancelled request (completed by the caller outside the lock) and
+    // recomputes earliest_deadline_.
+    void sweep(time_point now, Work& work) {
+        time_point earliest = time_point::max();
+        for (auto& level : levels_) {
+            bool any = false;
+            for (const Entry& e : level)
+                if (e.deadline <= now || e.stop.stop_requested()) any = true;
+            if (!any) {
+                for (const Entry& e : level) earliest = std::min(earliest, e.deadline);
+                continue;
+            }
+            std::deque<Entry> kept;
+            for (Entry& e : level) {
+                const bool expired = e.deadline <= now;
+                if (expired || e.stop.stop_requested()) {
+                    drop(e, expired ? ErrorCode::DeadlineExceeded : ErrorCode::Cancelled, work);
+                } else {
+                    earliest = std::min(earliest, e.deadline);
+                    kept.push_back(std::move(e));
+                }
+            }
+            level.swap(kept);  // `kept` (now the old entries, all moved-from) dies here, under the lock: fine
+        }
+        earliest_deadline_ = earliest;
+        cancel_pending_ = false;
+    }
+
+    void drop(Entry& e, ErrorCode code, Work& work) {
+        (code == ErrorCode::DeadlineExceeded ? expired_ : cancelled_) += 1;
+        if (e.on_stop) work.stop_callbacks.push_back(std::move(e.on_stop));
+        work.dropped.emplace_back(std::move(e.done), code);
+        --depth_;
+        total_cost_ -= e.cost;
+    }
+
+    // Pops the next batch: priority order, FIFO within a level, up to max_batch_size requests and
+    // max_batch_cost (a first request costlier than that goes alone).
+    void form_batch(time_point now, Work& work) {
+        std::size_t cost = 0;
+        for (auto level = levels_.rbegin(); level != levels_.rend(); ++level) {
+            while (!level->empty() && work.requests.size() < options_.max_batch_size) {
+                Entry& e = level->front();
+                if (e.deadline <= now || e.stop.stop_requested()) {
+                    drop(e, e.deadline <= now ? ErrorCode::DeadlineExceeded : ErrorCode::Cancelled, work);
+                    level->pop_front();
+                    continue;
+                }
+                if (!work.requests.empty() && e.cost > options_.max_batch_cost - cost) return;
+                cost += e.cost;
+                waits_.record(std::chrono::duration_cast<std::chrono::nanoseconds>(now - e.enqueued).count());
+                work.requests.push_back(std::move(e.request));
+                work.completions.push_back(std::move(e.done));
+                pop_front(*level, e, work);
+                if (cost >= options_.max_batch_cost) return;
+            }
+            if (work.requests.size() >= options_.max_batch_size) return;
+        }
+    }
+
+    static constexpr bool steady_time = std::is_same_v<time_point, std::chrono::steady_clock::time_point>;
+    // With a clock other than steady_clock (a ManualClock in tests) a timed wait cannot be expressed in
+    // real time, so the worker re-checks the clock this often.
+    static constexpr std::chrono::microseconds poll_interval{200};
+
+    void wait_until(std::unique_lock<std::mutex>& lock, time_point target) {
+        ++idle_workers_;
+        if (target == time_point::max()) {
+            work_cv_.wait(lock);
+        } else if constexpr (steady_time) {
+            work_cv_.wait_until(lock, target);
+        } else {
+            work_cv_.wait_for(lock, poll_interval);
+        }
+        --idle_workers_;
+        wake_pending_ = false;
+    }
+
+    void worker_loop() {
+        Work work;
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            const time_point now = clock_->now();
+            if (cancel_pending_ || now >= earliest_deadline_) sweep(now, work);
+            if (!work.dropped.empty()) {
+                lock.unlock();
+                finish(work);
+                lock.lock();
+                continue;
+            }
+            if (depth_ == 0) {
+                if (closing_) break;
+                wait_until(lock, time_point::max());
+                continue;
+            }
+            if (!closing_ && !batch_ready_by_size_or_cost()) {
+                const time_point due = add_saturating(oldest_enqueued(), options_.max_wait);
+                if (now < due) {
+                    wait_until(lock, std::min(due, earliest_deadline_));
+                    continue;
+                }
+            }
+            form_batch(now, work);
+            const bool dispatching = !work.requests.empty();
+            if (dispatching) {
+                ++batches_;
+                ++running_;
+                dispatched_ += work.requests.size();
+                ++batch_sizes_[std::min(work.requests.size(), batch_sizes_.size() - 1)];
+            }
+            // Chain: another idle worker may take the next batch while this one runs.
+            const bool wake_other = depth_ > 0 && idle_workers_ > 0 && !wake_pending_;
+            if (wake_other) wake_pending_ = true;
+            const bool room = blocked_producers_ > 0;
+            lock.unlock();
+            if (wake_other) work_cv_.notify_one();
+            if (room) space_cv_.notify_all();
+            if (dispatching) run(work);
+            finish(work);
+            lock.lock();
+        }
+    }
+
+    static void invoke(Callback& done, Result&& result, std::uint64_t& errors) noexcept {
+        try {
+            done(std::move(result));
+        } catch (...) {
+            ++errors;
+        }
+    }
+
+    // Runs the handler on work.requests and completes work.completions (outside the lock).
+    void run(Work& work) {
+        const std::size_t n = work.requests.size();
+        std::exception_ptr failure;
+        std::vector<Resp> responses;
+        try {
+            responses = handler_(std::span<Req>(work.requests));
+            if (responses.size() != n)
+                failure = std::make_exception_ptr(
+                    Error(ErrorCode::HandlerFailed, "the batch handler returned " + std::to_string(responses.size()) +
+                                                        " responses for " + std::to_string(n) + " requests"));
+        } catch (const std::exception& e) {
+            failure = std::make_exception_ptr(Error(ErrorCode::HandlerFailed, std::string("the batch handler threw: ") + e.what()));
+        } catch (...) {
+            failure = std::make_exception_ptr(Error(ErrorCode::HandlerFailed, "the batch handler threw a non-std exception"));
+        }
+        {
+            // Counted before completing, so a caller that saw its result also sees it in metrics().
+            std::lock_guard lock(mutex_);
+            (failure ? failed_ : succeeded_) += n;
+            --running_;
+        }
+        std::uint64_t callback_errors = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            if (failure)
+                invoke(work.completions[i], Result(ErrorCode::HandlerFailed, failure), callback_errors);
+            else
+                invoke(work.completions[i], Result(std::move(responses[i])), callback_errors);
+        }
+        if (callback_errors) {
+            std::lock_guard lock(mutex_);
+            callback_errors_ += callback_errors;
+        }
+    }
+
+    // Completes dropped requests and releases what was moved out of the queue (outside the lock).
+    void finish(Work& work) {
+        std::uint64_t callback_errors = 0;
+        for (auto& [done, code] : work.dropped) invoke(done, Result(code, nullptr), callback_errors);
+        work.requests.clear();
+        work.completions.clear();
+        work.dropped.clear();
+        work.stop_callbacks.clear();
+        if (callback_errors) {
+            std::lock_guard lock(mutex_);
+            callback_errors_ += callback_errors;
+        }
+    }
+
+    Handler handler_;
+    const BatcherOptions options_;
+    CostFunction cost_;
+    C own_clock_{};
+    const C* clock_ = nullptr;
+
+    mutable std::mutex mutex_;
+    std::condition_variable work_cv_;   // workers: work arrived, batch ready, cancel, close
+    std::condition_variable space_cv_;  // blocked producers: room in the queue, close
+    // --- guarded by mutex_ ---
+    std::vector<std::deque<Entry>> levels_;  // index = priority
+    std::size_t depth_ = 0;
+    std::size_t total_cost_ = 0;
+    time_point earliest_deadline_ = time_point::max();  // <= every queued deadline (may be stale-early)
+    std::size_t idle_workers_ = 0;
+    std::size_t blocked_producers_ = 0;
+    std::size_t running_ = 0;
+    bool wake_pending_ = false;  // a worker was notified and has not woken yet: don't notify again
+    bool cancel_pending_ = false;
+    bool closing_ = false;
+    std::uint64_t accepted_ = 0, batches_ = 0, dispatched_ = 0, succeeded_ = 0, rejected_ = 0, expired_ = 0,
+                  cancelled_ = 0, failed_ = 0, callback_errors_ = 0;
+    std::vector<std::uint64_t> batch_sizes_;
+    detail::WaitHistogram waits_;
+    // --- end guarded ---
+    std::mutex join_mutex_;
+    std::vector<std::thread> workers_;
+};
+
+}  // namespace llmfast
+// ---- end llmfast/batcher.hpp ----
+// ---- begin llmfast/embedder.hpp ----
+// llmfast/embedder.hpp — the `Embedder` concept and `HashingEmbedder`, a model-free default.
+//
+// An embedder turns a prompt into a fixed-size vector so the semantic cache can find a cached prompt
+// that is close to a new one. Plug a real sentence-embedding model in by writing a type that models
+// `Embedder`; `HashingEmbedder` needs no model and measures *lexical* similarity (shared characters
+// and words), not meaning: "机器学习是什么?" and "什么是机器学习?" come out close, but so do
+// "第一季比第二季好" and "第二季比第一季好". See SemanticCache's hit guards and the quality table.
+//
+//     llmfast::HashingEmbedder embedder;                    // 384 dimensions
+//     std::vector<float> v(embedder.dimension());
+//     embedder.embed("什么是机器学习?", v);                 // L2-normalized
+//
+// Thread-safety: `HashingEmbedder` is immutable after construction; `embed` may be called from any
+// number of threads at once. A user embedder must allow concurrent `embed` calls on a const object
+// (SemanticCache embeds outside its locks, from the calling threads).
+//
+// Errors: HashingEmbedder's constructor throws Error(InvalidArgument) for a zero dimension; `embed`
+// throws Error(InvalidArgument) when `out.size() != dimension()`.
+
+// ---- begin llmfast/detail/cache_text.hpp ----
+// llmfast/detail/cache_text.hpp — prompt normalization and character classes shared by the
+// semantic cache (exact-tier keys, hit guards) and HashingEmbedder (features).
+//
+// Internal: users must not depend on anything here.
+
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace llmfast::detail {
+
+/// True for code points treated as whitespace by normalization (ASCII whitespace, NBSP, the
+/// Unicode space separators, line/paragraph separators, the ideographic space).
+constexpr bool is_space_code_point(char32_t cp) noexcept {
+    if (cp < 0x80U) return cp == ' ' || (cp >= '\t' && cp <= '\r');
+    return cp == 0x85U || cp == 0xA0U || cp == 0x1680U || (cp >= 0x2000U && cp <= 0x200AU) || cp == 0x2028U ||
+           cp == 0x2029U || cp == 0x202FU || cp == 0x205FU || cp == 0x3000U;
+}
+
+/// Han, kana, Hangul and CJK compatibility ideographs: scripts written without spaces, where
+/// HashingEmbedder uses character uni/bigrams instead of words.
+constexpr bool is_cjk(char32_t cp) noexcept {
+    return (cp >= 0x2E80U && cp <= 0x2FDFU) ||   // radicals
+           (cp >= 0x3040U && cp <= 0x30FFU) ||   // hiragana, katakana
+           (cp >= 0x3100U && cp <= 0x31FFU) ||   // bopomofo, kana extensions
+           (cp >= 0x3400U && cp <= 0x4DBFU) ||   // CJK extension A
+           (cp >= 0x4E00U && cp <= 0x9FFFU) ||   // CJK unified ideographs
+           (cp >= 0xAC00U && cp <= 0xD7AFU) ||   // Hangul syllables
+           (cp >= 0xF900U && cp <= 0xFAFFU) ||   // compatibility ideographs
+           (cp >= 0x20000U && cp <= 0x3FFFFU);   // extensions B..
+}
+
+/// Punctuation and symbols that separate words (ASCII punctuation, Latin-1 punctuation, general
+/// punctuation, CJK punctuation, full-width forms, symbols and arrows).
+constexpr bool is_separator(char32_t cp) noexcept {
+    if (cp < 0x80U) {
+        return !((cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z'));
+    }
+    return (cp >= 0x80U && cp <= 0xBFU) || cp == 0xD7U || cp == 0xF7U || (cp >= 0x2000U && cp <= 0x2BFFU) ||
+           (cp >= 0x3000U && cp <= 0x303FU) || (cp >= 0xFE30U && cp <= 0xFE4FU) || (cp >= 0xFF00U && cp <= 0xFF0FU) ||
+           (cp >= 0xFF1AU && cp <= 0xFF20U) || (cp >= 0xFF3BU && cp <= 0xFF40U) || (cp >= 0xFF5BU && cp <= 0xFF65U) ||
+           cp == 0xFFFDU || cp == 0x30FBU;
+}
+
+/// One code point (or one invalid byte) of a string, as normalization and the embedder see it.
+struct CodePoint {
+    char32_t value;     ///< the code point; for an invalid byte, 0xFFFD
+    std::size_t length; ///< bytes it occupies in the source
+};
+
+inline CodePoint next_code_point(std::string_view text, std::size_t pos) noexcept {
+    const auto byte = static_cast<unsigned char>(text[pos]);
+    if (byte < 0x80U) return {byte, 1};
+    const utf8::DecodeResult result = utf8::decode(text, pos);
+    if (result.status == utf8::DecodeStatus::Valid) return {result.code_point, result.length};
+    return {0xFFFDU, result.length == 0 ? 1 : result.length};
+}
+
+/// The exact tier's normal form: whitespace trimmed and collapsed to one ASCII space, ASCII letters
+/// lower-cased, full-width forms (U+FF01..U+FF5E) and the ideographic space mapped to ASCII, so
+/// "  What is  ML？" and "what is ml?" agree. Ill-formed UTF-8 bytes are copied unchanged (two
+/// different invalid prompts must not collapse into one key). Writes into `out` (cleared first) so
+/// a caller can reuse one buffer and keep the hot path free of allocations.
+inline void normalize_prompt(std::string_view text, std::string& out) {
+    out.clear();
+    out.reserve(text.size());
+    bool pending_space = false;  // a whitespace run seen after some output: emitted before the next character
+    std::size_t pos = 0;
+    const std::size_t size = text.size();
+    while (pos < size) {
+        const auto byte = static_cast<unsigned char>(text[pos]);
+        if (byte < 0x80U) {  // fast path: ASCII
+            ++pos;
+            if (byte == ' ' || (byte >= '\t' && byte <= '\r')) {
+                pending_space = !out.empty();
+                continue;
+            }
+            if (pending_space) {
+                out.push_back(' ');
+                pending_space = false;
+            }
+            out.push_back(static_cast<char>(byte >= 'A' && byte <= 'Z' ? byte + ('a' - 'A') : byte));
+            continue;
+        }
+        const utf8::DecodeResult result = utf8::decode(text, pos);
+        if (result.status != utf8::DecodeStatus::Valid) {
+            const std::size_t length = result.length == 0 ? 1 : result.length;
+            if (pending_space) {
+                out.push_back(' ');
+                pending_space = false;
+            }
+            out.append(text.substr(pos, length));
+            pos += length;
+            continue;
+        }
+        char32_t cp = result.code_point;
+        const std::size_t start = pos;
+        pos += result.length;
+        if (is_space_code_point(cp)) {
+            pending_space = !out.empty();
+            continue;
+        }
+        if (pending_space) {
+            out.push_back(' ');
+            pending_space = false;
+        }
+        if (cp >= 0xFF01U && cp <= 0xFF5EU) {  // full-width ASCII variants
+            cp -= 0xFEE0U;
+            if (cp >= 'A' && cp <= 'Z') cp += 'a' - 'A';
+            out.push_back(static_cast<char>(cp));
+            continue;
+        }
+        out.append(text.substr(start, result.length));
+    }
+}
+
+inline std::string normalize_prompt(std::string_view text) {
+    std::string out;
+    normalize_prompt(text, out);
+    return out;
+}
+
+}  // namespace llmfast::detail
+// ---- end llmfast/detail/cache_text.hpp ----
+// ---- begin llmfast/detail/xxhash.hpp ----
+// llmfast/detail/xxhash.hpp — xxHash, used header-only.
+//
+// XXH_INLINE_ALL makes every XXH function static inline in this translation unit, so the library
+// needs no libxxhash at link time and cannot clash with another copy an application links.
+// Only XXH3 64-bit is used (exact-tier keys, embedder feature hashing, snapshot checksums).
+
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#endif
+#include <xxhash.h>
+
+#include <cstdint>
+#include <string_view>
+
+namespace llmfast::detail {
+
+inline std::uint64_t xxh3_64(std::string_view bytes, std::uint64_t seed = 0) noexcept {
+    return XXH3_64bits_withSeed(bytes.data(), bytes.size(), seed);
+}
+
+inline std::uint64_t xxh3_64(const void* data, std::size_t size, std::uint64_t seed = 0) noexcept {
+    return XXH3_64bits_withSeed(data, size, seed);
+}
+
+}  // namespace llmfast::detail
+// ---- end llmfast/detail/xxhash.hpp ----
+
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+namespace llmfast {
+
+/// A type that maps text to a vector of `dimension()` floats, written into a caller-provided span.
+/// Optionally it provides `identity()` (a string naming the model and its parameters, stored in
+/// snapshots so a cache never loads vectors of another model) and
+/// `embed_batch(std::span<const std::string_view>, std::span<float>)` (row-major output).
+template <class E>
+concept Embedder = requires(const E& embedder, std::string_view text, std::span<float> out) {
+    { embedder.dimension() } -> std::convertible_to<std::size_t>;
+    embedder.embed(text, out);
+};
+
+/// The embedder's identity for snapshots: `identity()` if it has one, otherwise a name built from its
+/// dimension alone (which cannot tell two models of the same width apart — give yours an identity()).
+template <Embedder E>
+std::string embedder_identity(const E& embedder) {
+    if constexpr (requires { { embedder.identity() } -> std::convertible_to<std::string>; }) {
+        return std::string(embedder.identity());
+    } else {
+        return fmt::format("anonymous-embedder dim={}", static_cast<std::size_t>(embedder.dimension()));
+    }
+}
+
+/// Embeds `texts` into `out` (row i = texts[i], `dimension()` floats each), through the embedder's own
+/// `embed_batch` when it has one (a model runs a batch faster than single calls), else one by one.
+template <Embedder E>
+void embed_batch(const E& embedder, std::span<const std::string_view> texts, std::span<float> out) {
+    const std::size_t dim = embedder.dimension();
+    if (out.size() != texts.size() * dim) {
+        throw Error(ErrorCode::InvalidArgument, "embed_batch: output size must be texts.size() * dimension()");
+    }
+    if constexpr (requires { embedder.embed_batch(texts, out); }) {
+        embedder.embed_batch(texts, out);
+    } else {
+        for (std::size_t i = 0; i < texts.size(); ++i) embedder.embed(texts[i], out.subspan(i * dim, dim));
+    }
+}
+
+struct HashingEmbedderOptions {
+    std::size_t dimension = 384;  ///< output width; more dimensions = fewer hash collisions
+    std::uint64_t seed = 0;       ///< hashing seed (part of the identity)
+};
+
+/// Feature hashing of character n-grams: CJK runs (no spaces) give character unigrams and bigrams;
+/// Latin and other alphabetic text gives whole words plus their character trigrams. Each feature is
+/// hashed with xxHash3 to a bucket and a sign (signed hashing keeps collisions from biasing the
+/// cosine), and the vector is L2-normalized. Input is normalized first like the exact tier (ASCII
+/// case-fold, full-width to half-width, whitespace collapsed). Deterministic across runs and builds.
+/// Empty or punctuation-only text gives the zero vector (similarity 0 to everything).
+class HashingEmbedder {
+public:
+    using Options = HashingEmbedderOptions;
+
+    HashingEmbedder() : HashingEmbedder(Options{}) {}
+    explicit HashingEmbedder(Options options) : options_(options) {
+        if (options_.dimension == 0) throw Error(ErrorCode::InvalidArgument, "HashingEmbedder: dimension must be > 0");
+    }
+
+    [[nodiscard]] std::size_t dimension() const noexcept { return options_.dimension; }
+
+    [[nodiscard]] std::string identity() const {
+        return fmt::format("llmfast.HashingEmbedder/1 dim={} seed={}", options_.dimension, options_.seed);
+    }
+
+    void embed(std::string_view text, std::span<float> out) const {
+        if (out.size() != options_.dimension) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("HashingEmbedder::embed: output has {} floats, dimension is {}", out.size(),
+                                    options_.dimension));
+        }
+        for (float& value : out) value = 0.0F;
+        std::string normalized;
+        detail::normalize_prompt(text, normalized);
+        accumulate(normalized, out);
+        double norm = 0;
+        for (const float value : out) norm += static_cast<double>(value) * static_cast<double>(value);
+        if (norm > 0) {
+            const auto inv = static_cast<float>(1.0 / std::sqrt(norm));
+            for (float& value : out) value *= inv;
+        }
+    }
+
+    void embed_batch(std::span<const std::string_view> texts, std::span<float> out) const {
+        const std::size_t dim = options_.dimension;
+        if (out.size() != texts.size() * dim) {
+            throw Error(ErrorCode::InvalidArgument, "HashingEmbedder::embed_batch: output size must be texts.size() * dimension()");
+        }
+        for (std::size_t i = 0; i < texts.size(); ++i) embed(texts[i], out.subspan(i * dim, dim));
+    }
+
+    [[nodiscard]] const Options& options() const noexcept { return options_; }
+
+private:
+    // Feature kinds hash with different seeds so a word "ab" and a bigram "ab" never share a bucket
+    // by construction.
+    static constexpr std::uint64_t kind_unigram = 0x9E3779B97F4A7C15ULL;
+    static constexpr std::uint64_t kind_bigram = 0xC2B2AE3D27D4EB4FULL;
+    static constexpr std::uint64_t kind_word = 0x165667B19E3779F9ULL;
+    static constexpr std::uint64_t kind_trigram = 0x27D4EB2F165667C5ULL;
+
+    void add_feature(std::string_view bytes, std::uint64_t kind, float weight, std::span<float> out) const {
+        const std::uint64_t hash = detail::xxh3_64(bytes, options_.seed ^ kind);
+        const std::size_t bucket = static_cast<std::size_t>(hash % options_.dimension);
+        out[bucket] += (hash >> 63) != 0 ? -weight : weight;
+    }
+
+    // One pass over the normalized text. Invariant: `word_start` is npos outside a word; inside one,
+    // `starts` holds the byte offsets of the word's last three code points (for trigrams).
+    void accumulate(std::string_view text, std::span<float> out) const {
+        constexpr std::size_t npos = std::string_view::npos;
+        std::size_t prev_cjk = npos;  // offset of the previous code point if it was CJK
+        std::size_t word_start = npos;
+        std::size_t word_chars = 0;
+        std::size_t starts[3] = {0, 0, 0};
+        const auto end_word = [&](std::size_t end) {
+            if (word_start == npos) return;
+            add_feature(text.substr(word_start, end - word_start), kind_word, 1.0F, out);
+            word_start = npos;
+            word_chars = 0;
+        };
+        std::size_t pos = 0;
+        while (pos < text.size()) {
+            const detail::CodePoint cp = detail::next_code_point(text, pos);
+            if (detail::is_cjk(cp.value)) {
+                end_word(pos);
+                add_feature(text.substr(pos, cp.length), kind_unigram, 1.0F, out);
+                if (prev_cjk != npos) add_feature(text.substr(prev_cjk, pos + cp.length - prev_cjk), kind_bigram, 1.0F, out);
+                prev_cjk = pos;
+            } else if (detail::is_separator(cp.value)) {
+                end_word(pos);
+                prev_cjk = npos;
+            } else {  // a word character
+                prev_cjk = npos;
+                if (word_start == npos) word_start = pos;
+                starts[0] = starts[1];
+                starts[1] = starts[2];
+                starts[2] = pos;
+                ++word_chars;
+                if (word_chars >= 3) add_feature(text.substr(starts[0], pos + cp.length - starts[0]), kind_trigram, 0.5F, out);
+            }
+            pos += cp.length;
+        }
+        end_word(text.size());
+    }
+
+    Options options_;
+};
+
+static_assert(Embedder<HashingEmbedder>);
+
+}  // namespace llmfast
+// ---- end llmfast/embedder.hpp ----
+// ---- begin llmfast/vector_index.hpp ----
+// llmfast/vector_index.hpp — the `VectorIndex` concept and `FlatIndex`, exact nearest-neighbour search.
+//
+// The semantic cache keeps one index per scope and asks it for the entries most similar to a query
+// vector. Similarity is the inner product, which is the cosine for the L2-normalized vectors the cache
+// stores. `FlatIndex` keeps all vectors in one contiguous array and scans it with loops the compiler
+// vectorizes: exact, and faster than a graph index up to ~100k vectors per scope. For millions use
+// `HnswIndex` (llmfast/hnsw_index.hpp, needs hnswlib).
+//
+//     llmfast::FlatIndex index(384);                      // or FlatIndex(384, {.storage = Int8})
+//     index.add(42, vector);                              // ids are the caller's; add replaces
+//     for (auto hit : index.search(query, 3)) use(hit.id, hit.score);
+//     index.remove(42);                                   // O(1): swaps with the last row
+//
+// FlatIndex storage: Float32 (4 bytes per dimension) or Int8 (symmetric scalar quantization with a
+// per-vector scale: a quarter of the memory; scores are approximate, see the cache benchmark for the
+// recall it costs).
+//
+// Thread-safety: not synchronized. Concurrent `search` calls on a const index are safe; `add` and
+// `remove` need exclusive access (SemanticCache holds a reader/writer lock per scope).
+//
+// Errors: the constructor throws Error(InvalidArgument) for dimension 0; `add` and `search` throw
+// Error(InvalidArgument) when the vector's size differs from `dimension()`.
+
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace llmfast {
+
+/// One search result: the id given to `add` and its similarity (inner product) to the query.
+struct SearchHit {
+    std::uint64_t id = 0;
+    float score = 0;
+};
+
+/// An index of vectors under caller-chosen 64-bit ids. `add` inserts or replaces, `remove` returns
+/// whether the id was present, `search(query, k)` returns up to k hits, best (highest score) first.
+/// The cache constructs indexes itself, so a model also needs `typename I::Options` and a constructor
+/// `I(std::size_t dimension, const typename I::Options&)`.
+template <class I>
+concept VectorIndex = requires(I& index, const I& const_index, std::uint64_t id, std::span<const float> vector,
+                               std::size_t k) {
+    typename I::Options;
+    requires std::constructible_from<I, std::size_t, const typename I::Options&>;
+    { const_index.dimension() } -> std::convertible_to<std::size_t>;
+    { const_index.size() } -> std::convertible_to<std::size_t>;
+    index.add(id, vector);
+    { index.remove(id) } -> std::convertible_to<bool>;
+    { const_index.search(vector, k) } -> std::same_as<std::vector<SearchHit>>;
+};
+
+namespace detail {
+
+/// Keeps the best `k` hits seen so far, sorted best first. `k` is small (the cache asks for a
+/// handful), so insertion into a short sorted array beats a heap.
+class TopK {
+public:
+    explicit TopK(std::size_t k) : k_(k) { hits_.reserve(k); }
+
+    [[nodiscard]] float threshold() const noexcept {
+        return hits_.size() < k_ ? -std::numeric_limits<float>::infinity() : hits_.back().score;
+    }
+    void push(std::uint64_t id, float score) {
+        if (k_ == 0) return;
+        if (hits_.size() == k_) {
+            if (!(score > hits_.back().score)) return;
+            hits_.pop_back();
+        }
+        auto at = std::upper_bound(hits_.begin(), hits_.end(), score,
+                                   [](float s, const SearchHit& hit) { return s > hit.score; });
+        hits_.insert(at, SearchHit{id, score});
+    }
+    std::vector<SearchHit> take() && { return std::move(hits_); }
+
+private:
+    std::size_t k_;
+    std::vector<SearchHit> hits_;
+};
+
+// Rows are padded to a multiple of `lanes` floats with zeros, so the kernels below have no tail loop
+// and the compiler turns the fixed-width inner loop into SIMD (16 independent accumulators also keep
+// the float adds from forming one serial dependency chain).
+inline constexpr std::size_t lanes = 16;
+
+inline float dot_f32(const float* a, const float* b, std::size_t padded_dim) noexcept {
+    float acc[lanes] = {};
+    for (std::size_t i = 0; i < padded_dim; i += lanes) {
+        for (std::size_t j = 0; j < lanes; ++j) acc[j] += a[i + j] * b[i + j];
+    }
+    float sum = 0;
+    for (std::size_t j = 0; j < lanes; ++j) sum += acc[j];
+    return sum;
+}
+
+inline std::int32_t dot_i8(const std::int8_t* a, const std::int8_t* b, std::size_t padded_dim) noexcept {
+    std::int32_t acc[lanes] = {};
+    for (std::size_t i = 0; i < padded_dim; i += lanes) {
+        for (std::size_t j = 0; j < lanes; ++j) acc[j] += static_cast<std::int32_t>(a[i + j]) * static_cast<std::int32_t>(b[i + j]);
+    }
+    std::int32_t sum = 0;
+    for (std::size_t j = 0; j < lanes; ++j) sum += acc[j];
+    return sum;
+}
+
+/// Symmetric int8 quantization: scale = max|x| / 127; returns the scale (0 for the zero vector).
+inline float quantize_i8(std::span<const float> in, std::int8_t* out) noexcept {
+    float max_abs = 0;
+    for (const float x : in) max_abs = std::max(max_abs, std::fabs(x));
+    if (!(max_abs > 0) || !std::isfinite(max_abs)) {
+        std::memset(out, 0, in.size());
+        return 0;
+    }
+    const float inv = 127.0F / max_abs;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        const float q = std::nearbyint(in[i] * inv);
+        out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0F, 127.0F));
+    }
+    return max_abs / 127.0F;
+}
+
+}  // namespace detail
+
+struct FlatIndexOptions {
+    enum class Storage : std::uint8_t {
+        Float32,  ///< exact scores
+        Int8,     ///< scalar-quantized: 1 byte per dimension plus a scale per vector
+    };
+    Storage storage = Storage::Float32;
+    std::size_t initial_capacity = 0;  ///< vectors to reserve room for up front
+};
+
+/// Exact inner-product search over contiguous rows. O(n * dimension) per search, O(1) add (amortized)
+/// and remove (the last row moves into the hole).
+class FlatIndex {
+public:
+    using Options = FlatIndexOptions;
+    using Storage = FlatIndexOptions::Storage;
+
+    explicit FlatIndex(std::size_t dimension, const Options& options = {})
+        : dimension_(dimension), padded_(round_up(dimension)), options_(options) {
+        if (dimension == 0) throw Error(ErrorCode::InvalidArgument, "FlatIndex: dimension must be > 0");
+        reserve(options.initial_capacity);
+    }
+
+    [[nodiscard]] std::size_t dimension() const noexcept { return dimension_; }
+    [[nodiscard]] std::size_t size() const noexcept { return ids_.size(); }
+    [[nodiscard]] Storage storage() const noexcept { return options_.storage; }
+
+    void reserve(std::size_t vectors) {
+        ids_.reserve(vectors);
+        slots_.reserve(vectors);
+        if (options_.storage == Storage::Float32) {
+            f32_.reserve(vectors * padded_);
+        } else {
+            i8_.reserve(vectors * padded_);
+            scales_.reserve(vectors);
+        }
+    }
+
+    /// Adds `vector` under `id`, replacing the vector already stored under that id.
+    void add(std::uint64_t id, std::span<const float> vector) {
+        check_size(vector.size(), "add");
+        std::size_t row = 0;
+        if (const auto it = slots_.find(id); it != slots_.end()) {
+            row = it->second;
+        } else {
+            row = ids_.size();
+            // Grow every array before recording the id, so an allocation failure leaves the index as it was.
+            if (options_.storage == Storage::Float32) {
+                f32_.resize(f32_.size() + padded_, 0.0F);
+            } else {
+                i8_.resize(i8_.size() + padded_, 0);
+                scales_.push_back(0);
+            }
+            try {
+                ids_.push_back(id);
+                slots_.emplace(id, row);
+            } catch (...) {
+                shrink_to(row);
+                throw;
+            }
+        }
+        if (options_.storage == Storage::Float32) {
+            std::copy(vector.begin(), vector.end(), f32_.begin() + static_cast<std::ptrdiff_t>(row * padded_));
+        } else {
+            scales_[row] = detail::quantize_i8(vector, i8_.data() + row * padded_);
+        }
+    }
+
+    /// Removes `id`; false if it was not present.
+    bool remove(std::uint64_t id) {
+        const auto it = slots_.find(id);
+        if (it == slots_.end()) return false;
+        const std::size_t row = it->second;
+        const std::size_t last = ids_.size() - 1;
+        slots_.erase(it);
+        if (row != last) {
+            ids_[row] = ids_[last];
+            slots_[ids_[row]] = row;
+            if (options_.storage == Storage::Float32) {
+                std::copy_n(f32_.begin() + static_cast<std::ptrdiff_t>(last * padded_), padded_,
+                            f32_.begin() + static_cast<std::ptrdiff_t>(row * padded_));
+            } else {
+                std::copy_n(i8_.begin() + static_cast<std::ptrdiff_t>(last * padded_), padded_,
+                            i8_.begin() + static_cast<std::ptrdiff_t>(row * padded_));
+                scales_[row] = scales_[last];
+            }
+        }
+        ids_.pop_back();
+        shrink_to(last);
+        return true;
+    }
+
+    [[nodiscard]] bool contains(std::uint64_t id) const { return slots_.contains(id); }
+
+    /// Up to `k` ids with the highest inner product with `query`, best first.
+    [[nodiscard]] std::vector<SearchHit> search(std::span<const float> query, std::size_t k) const {
+        check_size(query.size(), "search");
+        const std::size_t n = ids_.size();
+        if (k == 0 || n == 0) return {};
+        if (options_.storage == Storage::Float32) {
+            std::vector<float> padded_query(padded_, 0.0F);
+            std::copy(query.begin(), query.end(), padded_query.begin());
+            const float* q = padded_query.data();
+            const float* rows = f32_.data();
+            if (k == 1) {  // the cache's common case: one pass, no bookkeeping
+                std::size_t best = 0;
+                float best_score = detail::dot_f32(q, rows, padded_);
+                for (std::size_t row = 1; row < n; ++row) {
+                    const float score = detail::dot_f32(q, rows + row * padded_, padded_);
+                    if (score > best_score) {
+                        best_score = score;
+                        best = row;
+                    }
+                }
+                return {SearchHit{ids_[best], best_score}};
+            }
+            detail::TopK top(k);
+            for (std::size_t row = 0; row < n; ++row) {
+                const float score = detail::dot_f32(q, rows + row * padded_, padded_);
+                if (score > top.threshold()) top.push(ids_[row], score);
+            }
+            return std::move(top).take();
+        }
+        std::vector<std::int8_t> quantized(padded_, 0);
+        const float query_scale = detail::quantize_i8(query, quantized.data());
+        detail::TopK top(k);
+        const std::int8_t* rows = i8_.data();
+        for (std::size_t row = 0; row < n; ++row) {
+            const std::int32_t dot = detail::dot_i8(quantized.data(), rows + row * padded_, padded_);
+            const float score = static_cast<float>(dot) * query_scale * scales_[row];
+            if (score > top.threshold()) top.push(ids_[row], score);
+        }
+        return std::move(top).take();
+    }
+
+    /// Bytes held by the index (vectors, ids, the id map), for the cache's memory statistics.
+    [[nodiscard]] std::size_t memory_bytes() const noexcept {
+        return f32_.capacity() * sizeof(float) + i8_.capacity() + scales_.capacity() * sizeof(float) +
+               ids_.capacity() * sizeof(std::uint64_t) +
+               slots_.size() * (sizeof(std::uint64_t) + sizeof(std::size_t) + 2 * sizeof(void*)) +
+               slots_.bucket_count() * sizeof(void*);
+    }
+
+    /// Bytes one more vector adds (its row, id and map node), for per-entry accounting.
+    [[nodiscard]] std::size_t bytes_per_vector() const noexcept {
+        const std::size_t row = options_.storage == Storage::Float32 ? padded_ * sizeof(float) : padded_ + sizeof(float);
+        return row + sizeof(std::uint64_t) + (sizeof(std::uint64_t) + sizeof(std::size_t) + 3 * sizeof(void*));
+    }
+
+private:
+    static constexpr std::size_t round_up(std::size_t dimension) noexcept {
+        return (dimension + detail::lanes - 1) / detail::lanes * detail::lanes;
+    }
+
+    void check_size(std::size_t size, const char* what) const {
+        if (size != dimension_) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("FlatIndex::{}: vector has {} floats, index dimension is {}", what, size, dimension_));
+        }
+    }
+
+    void shrink_to(std::size_t rows) {
+        if (options_.storage == Storage::Float32) {
+            f32_.resize(rows * padded_);
+        } else {
+            i8_.resize(rows * padded_);
+            scales_.resize(rows);
+        }
+    }
+
+    std::size_t dimension_;
+    std::size_t padded_;
+    Options options_;
+    std::vector<float> f32_;
+    std::vector<std::int8_t> i8_;
+    std::vector<float> scales_;
+    std::vector<std::uint64_t> ids_;                        // row -> id
+    std::unordered_map<std::uint64_t, std::size_t> slots_;  // id -> row
+};
+
+static_assert(VectorIndex<FlatIndex>);
+
+}  // namespace llmfast
+// ---- end llmfast/vector_index.hpp ----
+// ---- begin llmfast/semantic_cache.hpp ----
+// llmfast/semantic_cache.hpp — an in-process LLM response cache: exact tier + semantic tier, scopes,
+// TTL, LRU by entries and bytes, single-flight, statistics and crash-safe snapshots.
+//
+// A lookup first tries the exact tier: xxHash3 of the normalized prompt (whitespace trimmed and
+// collapsed, ASCII case-folded, full-width forms mapped to ASCII, so "什么是ML？" == "什么是ml?").
+// If the semantic tier is on, it then embeds the prompt (outside every lock) and takes the nearest
+// cached prompt *of the same scope* whose cosine similarity reaches `similarity_threshold` and that
+// no hit guard vetoes (different numbers, a negation in only one, different Latin names, key terms
+// in another order). A scope is whatever must match for an answer to be reusable: model name,
+// system prompt, sampling parameters. Hits never cross scopes.
+//
+//     llmfast::SemanticCache<llmfast::HashingEmbedder> cache(llmfast::HashingEmbedder{},
+//         {.max_entries = 100'000, .ttl = std::chrono::hours(1)});
+//     auto result = cache.get_or_compute(prompt, "gpt-4o|temp=0", [&] { return call_model(prompt); });
+//     // result.match: Exact, Semantic or Computed; result.response(); result.similarity; result.age
+//     cache.save("cache.snap");  // later: cache.load("cache.snap")
+//
+// The semantic tier is OFF by default (`SemanticTier::Auto` turns it on only for an embedder that is
+// not the lexical HashingEmbedder): on labelled paraphrase data HashingEmbedder with every guard does
+// not reach the 0.95 precision a cache needs (see the README's quality table), and a wrong answer
+// served from cache is worse than a miss. Opt in with `.semantic_tier = SemanticTier::On` when your
+// prompts are templated enough that lexical similarity is safe, or plug in a sentence-embedding model.
+//
+// Thread-safety: every member function may be called concurrently. Entries live in `shards`
+// independently locked LRU lists (a lookup locks one shard; LRU order and capacities are per shard),
+// each scope's vector index has its own reader/writer lock (searches run in parallel), and the
+// embedder runs outside all locks. `get_or_compute` runs `fn` once for concurrent misses on the same
+// scope + normalized prompt; the others wait for its result or its exception. `load` and `clear`
+// are not atomic with respect to concurrent lookups (a lookup during `load` may miss).
+//
+// Time: `Clock` (default: the system clock) gives wall-clock time; entries store creation and expiry
+// as nanoseconds since the clock's epoch, so TTLs survive save/load across a restart. Tests inject
+// `ManualClock` by reference.
+//
+// Errors: the constructor throws Error(InvalidArgument) for invalid options; `insert` and
+// `get_or_compute` throw Error(InvalidArgument) for a zero TTL, and propagate what the embedder or
+// `fn` throws (waiters of a single flight get the same exception); `save` throws Error(IoError);
+// `load`/`load_from_string` throw Error(IoError) when the file cannot be read and
+// Error(CorruptSnapshot) when it is truncated, corrupted, of another version or written with another
+// embedder — the cache is then unchanged.
+
+// ---- begin llmfast/detail/hit_guards.hpp ----
+// llmfast/detail/hit_guards.hpp — the semantic cache's hit guards: cheap checks that veto a semantic
+// hit when two prompts disagree on what matters (numbers, negation, Latin-script names, the order of
+// key terms). Included by llmfast/semantic_cache.hpp, which documents the public names
+// (`HitGuards`, `GuardSignature`, `make_guard_signature`, `check_hit_guards`).
+
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace llmfast {
+
+/// Which guards may veto a semantic hit. Each is cheap (one pass over both prompts, precomputed for
+/// cached entries). See the quality table in the README for what each one buys.
+struct HitGuards {
+    bool numbers = true;     ///< the prompts' numbers (digits, number words, Chinese numerals) differ
+    bool negation = true;    ///< a negation (not, never, 不, 没, 无 ...) occurs in only one of them
+    bool latin_names = true; ///< their Latin-script names differ (capitalized words in Latin text, any
+                             ///< Latin word inside CJK text)
+    bool term_order = true;  ///< the key terms both share (names, numbers) occur in a different order
+};
+
+/// Why a semantic hit was vetoed.
+enum class GuardVeto : std::uint8_t { None, Numbers, Negation, LatinNames, TermOrder };
+
+/// What the guards compare, computed once per prompt (cached entries keep theirs).
+struct GuardSignature {
+    std::vector<std::uint64_t> numbers;     ///< sorted hashes of number tokens (canonical form)
+    std::vector<std::uint64_t> names;       ///< sorted unique hashes of lower-cased Latin names
+    std::vector<std::uint64_t> latin_words; ///< sorted unique hashes of every lower-cased Latin word
+    std::vector<std::uint64_t> key_terms;   ///< names and numbers in order of appearance
+    /// CJK content bigrams that occur once in the prompt: (32-bit hash << 32 | position), sorted.
+    std::vector<std::uint64_t> cjk_bigrams;
+    std::uint32_t negations = 0;            ///< negation markers counted
+
+    [[nodiscard]] std::size_t memory_bytes() const noexcept {
+        return (numbers.capacity() + names.capacity() + latin_words.capacity() + key_terms.capacity() +
+                cjk_bigrams.capacity()) *
+               sizeof(std::uint64_t);
+    }
+    friend bool operator==(const GuardSignature&, const GuardSignature&) = default;
+};
+
+namespace detail {
+
+constexpr bool is_ascii_digit(char32_t cp) noexcept { return cp >= '0' && cp <= '9'; }
+constexpr bool is_ascii_upper(char32_t cp) noexcept { return cp >= 'A' && cp <= 'Z'; }
+
+/// Chinese numeral characters and their digit value (-1 for 十/百/千/万/亿, which are multipliers).
+constexpr int chinese_numeral(char32_t cp) noexcept {
+    switch (cp) {
+        case U'零': case U'〇': return 0;
+        case U'一': return 1;
+        case U'二': case U'两': return 2;
+        case U'三': return 3;
+        case U'四': return 4;
+        case U'五': return 5;
+        case U'六': return 6;
+        case U'七': return 7;
+        case U'八': return 8;
+        case U'九': return 9;
+        case U'十': case U'百': case U'千': case U'万': case U'亿': return -1;
+        default: return -2;
+    }
+}
+
+inline std::string_view english_number_word(std::string_view word) noexcept {
+    struct Pair { std::string_view word, digits; };
+    static constexpr std::array<Pair, 32> table{{
+        {"zero", "0"}, {"one", "1"}, {"two", "2"}, {"three", "3"}, {"four", "4"}, {"five", "5"},
+        {"six", "6"}, {"seven", "7"}, {"eight", "8"}, {"nine", "9"}, {"ten", "10"}, {"eleven", "11"},
+        {"twelve", "12"}, {"twenty", "20"}, {"thirty", "30"}, {"hundred", "100"}, {"thousand", "1000"},
+        {"million", "1000000"}, {"billion", "1000000000"}, {"first", "1"}, {"second", "2"}, {"third", "3"},
+        {"fourth", "4"}, {"fifth", "5"}, {"sixth", "6"}, {"seventh", "7"}, {"eighth", "8"}, {"ninth", "9"},
+        {"tenth", "10"}, {"once", "1"}, {"twice", "2"}, {"half", "0.5"},
+    }};
+    for (const Pair& pair : table) {
+        if (pair.word == word) return pair.digits;
+    }
+    return {};
+}
+
+inline bool is_english_negation(std::string_view word) noexcept {
+    static constexpr std::array<std::string_view, 11> words{
+        "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot", "without", "nowhere"};
+    if (std::find(words.begin(), words.end(), word) != words.end()) return true;
+    return word.size() > 3 && word.ends_with("n't");
+}
+
+/// Counts Chinese negation characters, skipping common words in which the character does not negate
+/// (非常 "very", 不同 "different", 不过 "but", 不仅 "not only", 无论 "no matter", 别人 "others" ...).
+inline bool is_chinese_negation(char32_t cp, char32_t next, char32_t prev) noexcept {
+    switch (cp) {
+        case U'不':
+            return next != U'同' && next != U'过' && next != U'仅' && next != U'但' && next != U'断' && next != U'久' &&
+                   next != U'少' && next != U'列' && next != U'论' && prev != U'了' && prev != U'对';
+        case U'没': return true;
+        case U'无': return next != U'论' && next != U'数' && next != U'线' && next != U'人';
+        case U'非': return next != U'常' && next != U'洲' && prev != U'是';
+        case U'未': return next != U'来';
+        case U'勿': case U'莫': return true;
+        default: return false;
+    }
+}
+
+/// Question words, particles and copulas that paraphrases move freely ("什么是X" = "X是什么"):
+/// bigrams containing them do not count for the order guard.
+constexpr bool is_movable_cjk(char32_t cp) noexcept {
+    switch (cp) {
+        case U'什': case U'么': case U'怎': case U'吗': case U'呢': case U'哪': case U'谁': case U'何':
+        case U'是': case U'的': case U'了': case U'吧': case U'啊': case U'呀': case U'在': case U'有':
+        case U'和': case U'与': case U'及': case U'并': case U'也': case U'都': case U'就': case U'而':
+            return true;
+        default:
+            return false;
+    }
+}
+
+struct Word {
+    std::size_t begin, end;  ///< byte range in the original text
+    bool capitalized;
+    bool sentence_start;
+};
+
+/// The guard signature of `text` (the original prompt: capitalization marks names in Latin text).
+inline GuardSignature make_guard_signature(std::string_view text) {
+    GuardSignature sig;
+    // Pass 1: classify the text and collect words and CJK numeral runs in order of appearance.
+    bool has_cjk = false;
+    std::vector<std::pair<std::size_t, std::uint64_t>> ordered_terms;  // (position, hash)
+    std::string lowered;
+    std::size_t pos = 0;
+    std::vector<Word> words;
+    bool at_sentence_start = true;
+    std::size_t word_begin = std::string_view::npos;
+    bool word_capitalized = false;
+    bool word_sentence_start = false;
+    char32_t prev_cp = 0;
+    std::size_t prev_cjk = std::string_view::npos;  // offset of the previous code point if it was CJK
+    std::uint32_t cjk_index = 0;
+    std::vector<std::uint64_t> bigrams;  // (hash << 32 | index)
+    std::string numeral_run;  // canonical digits of a running CJK numeral
+    std::size_t numeral_begin = 0;
+    bool numeral_after_di = false;  // preceded by 第 ("第一" = "first")
+    std::size_t numeral_chars = 0;
+    const auto end_numeral = [&](std::size_t at) {
+        (void)at;
+        if (numeral_chars == 0) return;
+        // A lone 一 is usually the article "a"/"one of" (一种, 一个, 统一): count it only after 第.
+        const bool counts = numeral_chars > 1 || numeral_after_di || numeral_run != "1";
+        if (counts) {
+            const std::uint64_t hash = xxh3_64(numeral_run, 0x4E554DULL);
+            sig.numbers.push_back(hash);
+            ordered_terms.emplace_back(numeral_begin, hash);
+        }
+        numeral_run.clear();
+        numeral_chars = 0;
+    };
+    const auto end_word = [&](std::size_t at) {
+        if (word_begin == std::string_view::npos) return;
+        words.push_back(Word{word_begin, at, word_capitalized, word_sentence_start});
+        word_begin = std::string_view::npos;
+    };
+    while (pos < text.size()) {
+        const CodePoint cp = next_code_point(text, pos);
+        char32_t value = cp.value;
+        if (value >= 0xFF01U && value <= 0xFF5EU) value -= 0xFEE0U;  // full-width forms
+        const std::size_t next_pos = pos + cp.length;
+        const char32_t next = next_pos < text.size() ? next_code_point(text, next_pos).value : 0;
+        if (is_cjk(value)) {
+            if (prev_cjk != std::string_view::npos && !is_movable_cjk(value) && !is_movable_cjk(prev_cp)) {
+                const auto hash = static_cast<std::uint32_t>(xxh3_64(text.substr(prev_cjk, next_pos - prev_cjk), 0x4F5244ULL));
+                bigrams.push_back(static_cast<std::uint64_t>(hash) << 32 | cjk_index);
+            }
+            ++cjk_index;
+            prev_cjk = pos;
+        } else {
+            prev_cjk = std::string_view::npos;
+        }
+        const int numeral = chinese_numeral(value);
+        if (numeral != -2) {
+            end_word(pos);
+            if (numeral_chars == 0) {
+                numeral_begin = pos;
+                numeral_after_di = prev_cp == U'第';
+            }
+            numeral_run.push_back(numeral >= 0 ? static_cast<char>('0' + numeral) : 'x');
+            // keep the multiplier character itself so 二十 and 二百 differ
+            if (numeral < 0) numeral_run.append(text.substr(pos, cp.length));
+            ++numeral_chars;
+            has_cjk = true;
+            at_sentence_start = false;
+        } else {
+            end_numeral(pos);
+            if (is_cjk(value)) {
+                end_word(pos);
+                has_cjk = true;
+                if (is_chinese_negation(value, next, prev_cp)) ++sig.negations;
+                at_sentence_start = false;
+            } else if (is_separator(value) && !(value == '\'' && word_begin != std::string_view::npos) &&
+                       !((value == '.' || value == ',') && word_begin != std::string_view::npos &&
+                         pos > 0 && is_ascii_digit(static_cast<unsigned char>(text[pos - 1])) && is_ascii_digit(next))) {
+                end_word(pos);
+                if (value == '.' || value == '!' || value == '?' || value == U'。' || value == U'！' || value == U'？') {
+                    at_sentence_start = true;
+                }
+            } else {
+                if (word_begin == std::string_view::npos) {
+                    word_begin = pos;
+                    word_capitalized = is_ascii_upper(value);
+                    word_sentence_start = at_sentence_start;
+                    at_sentence_start = false;
+                }
+            }
+        }
+        prev_cp = value;
+        pos = next_pos;
+    }
+    end_numeral(text.size());
+    end_word(text.size());
+
+    // Pass 2: words -> numbers, negations, names.
+    for (const Word& word : words) {
+        lowered.clear();
+        bool all_digits = true;
+        bool any_digit = false;
+        for (std::size_t i = word.begin; i < word.end; ++i) {
+            const auto byte = static_cast<unsigned char>(text[i]);
+            if (byte >= 'A' && byte <= 'Z') {
+                lowered.push_back(static_cast<char>(byte + ('a' - 'A')));
+            } else if (byte >= 0xEFU && i + 2 < word.end && static_cast<unsigned char>(text[i + 1]) >= 0xBCU &&
+                       static_cast<unsigned char>(text[i + 1]) <= 0xBDU) {
+                // full-width ASCII (U+FF01..U+FF5E, 3 bytes): fold to ASCII
+                const CodePoint cp = next_code_point(text, i);
+                char32_t v = cp.value >= 0xFF01U && cp.value <= 0xFF5EU ? cp.value - 0xFEE0U : cp.value;
+                if (is_ascii_upper(v)) v += 'a' - 'A';
+                lowered.push_back(static_cast<char>(v));
+                i += cp.length - 1;
+                continue;
+            } else {
+                lowered.push_back(static_cast<char>(byte));
+            }
+            const bool digit = is_ascii_digit(static_cast<unsigned char>(lowered.back()));
+            any_digit = any_digit || digit;
+            all_digits = all_digits && (digit || lowered.back() == '.' || lowered.back() == ',');
+        }
+        if (any_digit) {
+            std::string canonical;
+            for (const char c : lowered) {
+                if (c != ',') canonical.push_back(c);  // 1,000 == 1000
+            }
+            const std::uint64_t hash = xxh3_64(canonical, 0x4E554DULL);
+            sig.numbers.push_back(hash);
+            ordered_terms.emplace_back(word.begin, hash);
+            if (all_digits) continue;
+        }
+        if (const std::string_view digits = english_number_word(lowered); !digits.empty()) {
+            const std::uint64_t hash = xxh3_64(digits, 0x4E554DULL);
+            sig.numbers.push_back(hash);
+            ordered_terms.emplace_back(word.begin, hash);
+            continue;
+        }
+        sig.latin_words.push_back(xxh3_64(lowered, 0x4E414DULL));
+        if (is_english_negation(lowered)) {
+            ++sig.negations;
+            continue;
+        }
+        // Names: in CJK text every Latin word is a name or a term of art (it was left untranslated);
+        // in Latin text, a capitalized word that does not start a sentence.
+        const bool latin = static_cast<unsigned char>(text[word.begin]) < 0x80U || !has_cjk;
+        const bool name = has_cjk ? latin : (word.capitalized && !word.sentence_start);
+        if (name && !any_digit && lowered != "i") {  // the pronoun I is capitalized everywhere
+            const std::uint64_t hash = xxh3_64(lowered, 0x4E414DULL);
+            sig.names.push_back(hash);
+            ordered_terms.emplace_back(word.begin, hash);
+        }
+    }
+    std::sort(sig.numbers.begin(), sig.numbers.end());
+    std::sort(sig.names.begin(), sig.names.end());
+    sig.names.erase(std::unique(sig.names.begin(), sig.names.end()), sig.names.end());
+    std::sort(sig.latin_words.begin(), sig.latin_words.end());
+    sig.latin_words.erase(std::unique(sig.latin_words.begin(), sig.latin_words.end()), sig.latin_words.end());
+    std::sort(ordered_terms.begin(), ordered_terms.end());
+    // Keep the bigrams that occur once: a repeated one has no single position to compare.
+    std::sort(bigrams.begin(), bigrams.end());
+    for (std::size_t i = 0; i < bigrams.size();) {
+        std::size_t j = i + 1;
+        while (j < bigrams.size() && (bigrams[j] >> 32) == (bigrams[i] >> 32)) ++j;
+        if (j == i + 1) sig.cjk_bigrams.push_back(bigrams[i]);
+        i = j;
+    }
+    sig.key_terms.reserve(ordered_terms.size());
+    for (const auto& term : ordered_terms) sig.key_terms.push_back(term.second);
+    return sig;
+}
+
+/// The terms of `a` that occur exactly once in both, in `a`'s order, must occur in the same order in `b`.
+inline bool same_term_order(const std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b) {
+    const auto count = [](const std::vector<std::uint64_t>& v, std::uint64_t x) {
+        return std::count(v.begin(), v.end(), x);
+    };
+    std::vector<std::size_t> positions_in_b;
+    for (const std::uint64_t term : a) {
+        if (count(a, term) != 1 || count(b, term) != 1) continue;
+        positions_in_b.push_back(static_cast<std::size_t>(std::find(b.begin(), b.end(), term) - b.begin()));
+    }
+    return std::is_sorted(positions_in_b.begin(), positions_in_b.end());
+}
+
+/// The CJK bigrams both prompts contain once must appear in the same relative order: a swap of two
+/// terms ("第一季比第二季" vs "第二季比第一季", "东部A和西部B" vs "西部A和东部B") changes the meaning
+/// while keeping every character.
+inline bool same_cjk_order(const std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b) {
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> shared;  // (position in a, position in b)
+    std::size_t i = 0, j = 0;
+    while (i < a.size() && j < b.size()) {
+        const std::uint64_t ha = a[i] >> 32, hb = b[j] >> 32;
+        if (ha < hb) {
+            ++i;
+        } else if (hb < ha) {
+            ++j;
+        } else {
+            shared.emplace_back(static_cast<std::uint32_t>(a[i]), static_cast<std::uint32_t>(b[j]));
+            ++i;
+            ++j;
+        }
+    }
+    std::sort(shared.begin(), shared.end());
+    for (std::size_t k = 1; k < shared.size(); ++k) {
+        if (shared[k].second < shared[k - 1].second) return false;
+    }
+    return true;
+}
+
+inline GuardVeto check_hit_guards(const GuardSignature& a, const GuardSignature& b, const HitGuards& guards) {
+    if (guards.numbers && a.numbers != b.numbers) return GuardVeto::Numbers;
+    if (guards.negation && (a.negations > 0) != (b.negations > 0)) return GuardVeto::Negation;
+    // A name of one prompt must occur in the other as a word (in any case: "Paris" vs "paris" agree).
+    if (guards.latin_names && (!std::includes(b.latin_words.begin(), b.latin_words.end(), a.names.begin(), a.names.end()) ||
+                               !std::includes(a.latin_words.begin(), a.latin_words.end(), b.names.begin(), b.names.end()))) {
+        return GuardVeto::LatinNames;
+    }
+    if (guards.term_order && (!same_term_order(a.key_terms, b.key_terms) || !same_cjk_order(a.cjk_bigrams, b.cjk_bigrams))) {
+        return GuardVeto::TermOrder;
+    }
+    return GuardVeto::None;
+}
+
+}  // namespace detail
+
+using detail::check_hit_guards;
+using detail::make_guard_signature;
+
+}  // namespace llmfast
+// ---- end llmfast/detail/hit_guards.hpp ----
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <iterator>
+#include <limits>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#if __has_include(<unistd.h>)
+#include <fcntl.h>
+#include <unistd.h>
+#define LLMFAST_CACHE_HAVE_FSYNC 1
+#endif
+
+namespace llmfast {
+
+/// The wall clock as a `Clock` object (the cache's default: stored times must mean the same after a restart).
+using WallClock = ChronoClockAdapter<std::chrono::system_clock>;
+
+enum class SemanticTier : std::uint8_t {
+    Auto,  ///< on for a user-supplied embedder, off for HashingEmbedder (lexical; below 0.95 precision)
+    On,    ///< always on
+    Off,   ///< exact tier only; nothing is embedded
+};
+
+struct SemanticCacheOptions {
+    /// An entry's time to live unless `insert` overrides it; `never` disables expiry.
+    static constexpr std::chrono::nanoseconds never = std::chrono::nanoseconds::max();
+
+    std::size_t max_entries = 100'000;                ///< capacity in entries (> 0)
+    std::size_t max_bytes = std::size_t{1} << 30;     ///< capacity in bytes of entries, vectors included (> 0)
+    std::chrono::nanoseconds ttl = std::chrono::hours(24);  ///< > 0
+    SemanticTier semantic_tier = SemanticTier::Auto;
+    float similarity_threshold = 0.9F;   ///< cosine in (0, 1]: a semantic hit needs at least this
+    std::size_t semantic_candidates = 4; ///< nearest entries examined when the best is vetoed or expired (>= 1)
+    HitGuards guards{};                  ///< vetoes for semantic hits
+    std::size_t shards = 16;             ///< independently locked LRU partitions (>= 1; capped at max_entries)
+};
+
+enum class MatchKind : std::uint8_t {
+    Miss,      ///< nothing usable cached
+    Exact,     ///< same scope and normalized prompt
+    Semantic,  ///< a different prompt of the same scope, similar enough and not vetoed
+    Computed,  ///< get_or_compute ran the function (here or in a concurrent call for the same key)
+};
+
+constexpr std::string_view to_string(MatchKind kind) noexcept {
+    switch (kind) {
+        case MatchKind::Miss: return "Miss";
+        case MatchKind::Exact: return "Exact";
+        case MatchKind::Semantic: return "Semantic";
+        case MatchKind::Computed: return "Computed";
+    }
+    return "Unknown";
+}
+
+/// The outcome of `lookup` / `get_or_compute`. The response is shared (no copy on a hit).
+struct LookupResult {
+    MatchKind match = MatchKind::Miss;
+    float similarity = 0;                  ///< 1 for Exact/Computed; the cosine for Semantic
+    std::chrono::nanoseconds age{0};       ///< how long ago the entry was inserted
+    std::shared_ptr<const std::string> response_ptr;
+
+    [[nodiscard]] bool hit() const noexcept { return response_ptr != nullptr; }
+    explicit operator bool() const noexcept { return hit(); }
+    /// The cached (or computed) response; an empty string on a miss.
+    [[nodiscard]] const std::string& response() const noexcept {
+        static const std::string empty;
+        return response_ptr ? *response_ptr : empty;
+    }
+};
+
+struct CacheStats {
+    std::uint64_t exact_hits = 0;
+    std::uint64_t semantic_hits = 0;
+    std::uint64_t misses = 0;
+    std::uint64_t insertions = 0;
+    std::uint64_t evictions = 0;    ///< removed to respect max_entries / max_bytes
+    std::uint64_t expirations = 0;  ///< removed because their TTL passed
+    std::uint64_t guard_vetoes = 0; ///< semantic candidates rejected by a hit guard
+    std::uint64_t computations = 0; ///< get_or_compute calls that ran their function
+    std::size_t entries = 0;
+    std::size_t memory_bytes = 0;   ///< accounted bytes of all entries (strings, vectors, bookkeeping)
+
+    [[nodiscard]] double hit_rate() const noexcept {
+        const std::uint64_t lookups = exact_hits + semantic_hits + misses;
+        return lookups == 0 ? 0.0 : static_cast<double>(exact_hits + semantic_hits) / static_cast<double>(lookups);
+    }
+};
+
+namespace detail {
+
+/// Snapshot layout (little-endian as written by the host; the magic rejects other byte orders):
+///   header: "LLMFSNAP" | u32 version | u32 reserved(0) | u64 payload size | u64 xxh3(payload)
+///   payload: str embedder identity | u64 dimension | i64 saved-at (ns) | u64 entry count |
+///            entries: str scope | str prompt | str response | i64 created (ns) | i64 expires (ns)
+///   str = u32 length + bytes. Entries are written least recently used first.
+inline constexpr std::string_view snapshot_magic = "LLMFSNAP";
+inline constexpr std::uint32_t snapshot_version = 1;
+inline constexpr std::size_t snapshot_header_size = 8 + 4 + 4 + 8 + 8;
+
+class ByteWriter {
+public:
+    template <class T>
+    void pod(T value) {
+        static_assert(std::is_trivially_copyable_v<T>);
+        char bytes[sizeof(T)];
+        std::memcpy(bytes, &value, sizeof(T));
+        out_.append(bytes, sizeof(T));
+    }
+    void str(std::string_view s) {
+        pod(static_cast<std::uint32_t>(s.size()));
+        out_.append(s);
+    }
+    std::string& bytes() noexcept { return out_; }
+
+private:
+    std::string out_;
+};
+
+class ByteReader {
+public:
+    explicit ByteReader(std::string_view in) : in_(in) {}
+    template <class T>
+    T pod(const char* what) {
+        static_assert(std::is_trivially_copyable_v<T>);
+        need(sizeof(T), what);
+        T value;
+        std::memcpy(&value, in_.data() + pos_, sizeof(T));
+        pos_ += sizeof(T);
+        return value;
+    }
+    std::string_view str(const char* what) {
+        const auto size = pod<std::uint32_t>(what);
+        need(size, what);
+        const std::string_view s = in_.substr(pos_, size);
+        pos_ += size;
+        return s;
+    }
+    [[nodiscard]] std::size_t remaining() const noexcept { return in_.size() - pos_; }
+
+private:
+    void need(std::size_t bytes, const char* what) const {
+        if (in_.size() - pos_ < bytes) {
+            throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot truncated while reading {}", what));
+        }
+    }
+    std::string_view in_;
+    std::size_t pos_ = 0;
+};
+
+struct CacheKey {
+    std::uint64_t low = 0;
+    std::uint64_t high = 0;
+    friend bool operator==(const CacheKey&, const CacheKey&) = default;
+};
+
+struct CacheKeyHash {
+    std::size_t operator()(const CacheKey& key) const noexcept { return static_cast<std::size_t>(key.low); }
+};
+
+/// 128-bit key of (scope, normalized prompt): the scope's hash seeds the prompt's. At 128 bits a
+/// collision is not a practical concern, so entries need not keep the normalized prompt.
+inline CacheKey make_cache_key(std::string_view scope, std::string_view normalized_prompt) noexcept {
+    const XXH128_hash_t hash =
+        XXH3_128bits_withSeed(normalized_prompt.data(), normalized_prompt.size(), xxh3_64(scope, 0x53434F5045ULL));
+    return {hash.low64, hash.high64};
+}
+
+}  // namespace detail
+
+/// The response cache. `E` embeds prompts for the semantic tier; `Index` is the per-scope vector
+/// index (FlatIndex: exact; HnswIndex from llmfast/hnsw_index.hpp: approximate, for millions);
+/// `C` is the clock (wall clock by default).
+template <Embedder E, VectorIndex Index = FlatIndex, Clock C = WallClock>
+class SemanticCache {
+public:
+    using Options = SemanticCacheOptions;
+    using IndexOptions = typename Index::Options;
+    using EmbedderType = E;
+
+    explicit SemanticCache(E embedder = E{}, Options options = {}, IndexOptions index_options = {})
+        requires std::default_initializable<C>
+        : SemanticCache(std::move(embedder), options, index_options, nullptr) {}
+
+    /// Uses `clock` (which must outlive the cache) instead of a default-constructed one.
+    SemanticCache(E embedder, Options options, IndexOptions index_options, const C& clock)
+        : SemanticCache(std::move(embedder), options, index_options, &clock) {}
+
+    SemanticCache(const SemanticCache&) = delete;
+    SemanticCache& operator=(const SemanticCache&) = delete;
+
+    [[nodiscard]] const Options& options() const noexcept { return options_; }
+    [[nodiscard]] const E& embedder() const noexcept { return embedder_; }
+    [[nodiscard]] bool semantic_enabled() const noexcept { return semantic_; }
+
+    /// Exact tier, then (if enabled) semantic tier. Never throws for ordinary input; what the
+    /// embedder throws propagates.
+    LookupResult lookup(std::string_view prompt, std::string_view scope) {
+        thread_local std::string normalized;
+        detail::normalize_prompt(prompt, normalized);
+        const detail::CacheKey key = detail::make_cache_key(scope, normalized);
+        const std::int64_t now = now_ns();
+        if (LookupResult exact = lookup_exact(key, scope, now); exact) return exact;
+        if (semantic_) {
+            if (LookupResult similar = lookup_semantic(prompt, scope); similar) return similar;
+        }
+        stats_.misses.fetch_add(1, std::memory_order_relaxed);
+        return {};
+    }
+
+    /// Stores `response` for (`scope`, `prompt`), replacing an entry with the same normalized prompt.
+    /// `ttl` overrides the cache's TTL. Returns false when the entry alone exceeds a shard's byte
+    /// budget (max_bytes / shards) and so was not stored.
+    bool insert(std::string_view prompt, std::string_view scope, std::string response,
+                std::optional<std::chrono::nanoseconds> ttl = std::nullopt) {
+        const std::chrono::nanoseconds entry_ttl = ttl.value_or(options_.ttl);
+        if (entry_ttl <= std::chrono::nanoseconds::zero()) throw Error(ErrorCode::InvalidArgument, "insert: ttl must be > 0");
+        Prepared prepared = prepare(prompt, scope, std::make_shared<const std::string>(std::move(response)));
+        const std::int64_t now = now_ns();
+        prepared.created = now;
+        prepared.expires = expiry(now, entry_ttl);
+        return insert_prepared(std::move(prepared), true);
+    }
+
+    /// The cached response, or `fn()`'s result (stored, then returned). Concurrent calls that miss on
+    /// the same scope + normalized prompt run `fn` once; the others wait and get its result or its
+    /// exception. `fn` must return something convertible to std::string.
+    template <class Fn>
+        requires std::invocable<Fn&> && std::convertible_to<std::invoke_result_t<Fn&>, std::string>
+    LookupResult get_or_compute(std::string_view prompt, std::string_view scope, Fn&& fn,
+                                std::optional<std::chrono::nanoseconds> ttl = std::nullopt) {
+        const std::chrono::nanoseconds entry_ttl = ttl.value_or(options_.ttl);
+        if (entry_ttl <= std::chrono::nanoseconds::zero()) {
+            throw Error(ErrorCode::InvalidArgument, "get_or_compute: ttl must be > 0");
+        }
+        if (LookupResult cached = lookup(prompt, scope); cached) return cached;
+
+        const std::string normalized = detail::normalize_prompt(prompt);
+        const detail::CacheKey key = detail::make_cache_key(scope, normalized);
+        Shard& shard = shard_for(key);
+        std::shared_ptr<Flight> flight;
+        {
+            std::unique_lock lock(shard.mutex);
+            if (const auto it = shard.flights.find(key); it != shard.flights.end()) {
+                std::shared_future<std::shared_ptr<const std::string>> future = it->second->future;
+                lock.unlock();
+                return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), future.get()};
+            }
+            // Another caller may have finished its flight between our lookup and taking the lock.
+            if (LookupResult exact = lookup_exact_locked(shard, key, scope, now_ns()); exact) return exact;
+            flight = std::make_shared<Flight>();
+            shard.flights.emplace(key, flight);
+        }
+        const auto finish_flight = [&] {
+            std::lock_guard lock(shard.mutex);
+            shard.flights.erase(key);
+        };
+        std::shared_ptr<const std::string> response;
+        try {
+            stats_.computations.fetch_add(1, std::memory_order_relaxed);
+            response = std::make_shared<const std::string>(std::invoke(fn));
+            Prepared prepared = prepare(prompt, scope, response);
+            const std::int64_t now = now_ns();
+            prepared.created = now;
+            prepared.expires = expiry(now, entry_ttl);
+            insert_prepared(std::move(prepared), true);
+        } catch (...) {
+            finish_flight();
+            flight->promise.set_exception(std::current_exception());
+            throw;
+        }
+        // Inserted before the flight ends, so a caller arriving now finds the entry.
+        finish_flight();
+        flight->promise.set_value(response);
+        return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), std::move(response)};
+    }
+
+    /// Removes the entry for (`scope`, normalized `prompt`); false if there was none.
+    bool erase(std::string_view prompt, std::string_view scope) {
+        const std::string normalized = detail::normalize_prompt(prompt);
+        const detail::CacheKey key = detail::make_cache_key(scope, normalized);
+        Shard& shard = shard_for(key);
+        std::lock_guard lock(shard.mutex);
+        const auto it = shard.by_key.find(key);
+        if (it == shard.by_key.end() || it->second->scope->name != scope) return false;
+        remove_locked(shard, it->second);
+        return true;
+    }
+
+    /// Removes every entry of `scope`; returns how many. Entries inserted into the scope while this
+    /// runs may survive (they are then in a fresh scope).
+    std::size_t erase_scope(std::string_view scope) {
+        std::shared_ptr<Scope> victim;
+        {
+            std::unique_lock lock(scopes_mutex_);
+            const auto it = scopes_.find(std::string(scope));
+            if (it == scopes_.end()) return 0;
+            victim = it->second;
+            victim->erased.store(true, std::memory_order_release);
+            scopes_.erase(it);
+        }
+        std::size_t removed = 0;
+        for (std::size_t i = 0; i < shard_count_; ++i) {
+            Shard& shard = shards_[i];
+            std::lock_guard lock(shard.mutex);
+            for (auto it = shard.lru.begin(); it != shard.lru.end();) {
+                const auto next = std::next(it);
+                if (it->scope == victim) {
+                    remove_locked(shard, it);
+                    ++removed;
+                }
+                it = next;
+            }
+        }
+        return removed;
+    }
+
+    /// Removes every entry.
+    void clear() {
+        {
+            std::unique_lock lock(scopes_mutex_);
+            for (auto& [name, scope] : scopes_) scope->erased.store(true, std::memory_order_release);
+            scopes_.clear();
+        }
+        for (std::size_t i = 0; i < shard_count_; ++i) {
+            Shard& shard = shards_[i];
+            std::lock_guard lock(shard.mutex);
+            while (!shard.lru.empty()) remove_locked(shard, std::prev(shard.lru.end()));
+        }
+    }
+
+    /// Removes every expired entry now (lookups also drop expired entries they meet); returns how many.
+    std::size_t purge_expired() {
+        const std::int64_t now = now_ns();
+        std::size_t removed = 0;
+        for (std::size_t i = 0; i < shard_count_; ++i) {
+            Shard& shard = shards_[i];
+            std::lock_guard lock(shard.mutex);
+            for (auto it = shard.lru.begin(); it != shard.lru.end();) {
+                const auto next = std::next(it);
+                if (it->expires <= now) {
+                    remove_locked(shard, it);
+                    stats_.expirations.fetch_add(1, std::memory_order_relaxed);
+                    ++removed;
+                }
+                it = next;
+            }
+        }
+        return removed;
+    }
+
+    [[nodiscard]] std::size_t size() const noexcept { return entry_count_.load(std::memory_order_relaxed); }
+
+    [[nodiscard]] CacheStats stats() const noexcept {
+        CacheStats s;
+        s.exact_hits = stats_.exact_hits.load(std::memory_order_relaxed);
+        s.semantic_hits = stats_.semantic_hits.load(std::memory_order_relaxed);
+        s.misses = stats_.misses.load(std::memory_order_relaxed);
+        s.insertions = stats_.insertions.load(std::memory_order_relaxed);
+        s.evictions = stats_.evictions.load(std::memory_order_relaxed);
+        s.expirations = stats_.expirations.load(std::memory_order_relaxed);
+        s.guard_vetoes = stats_.guard_vetoes.load(std::memory_order_relaxed);
+        s.computations = stats_.computations.load(std::memory_order_relaxed);
+        s.entries = entry_count_.load(std::memory_order_relaxed);
+        s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
+        return s;
+    }
+
+    /// The snapshot as bytes (see `save`).
+    [[nodiscard]] std::string save_to_string() const {
+        detail::ByteWriter payload;
+        payload.str(identity_);
+        payload.pod(static_cast<std::uint64_t>(dimension_));
+        payload.pod(now_ns());
+        std::vector<SavedEntry> entries;
+        for (std::size_t i = 0; i < shard_count_; ++i) {
+            Shard& shard = shards_[i];
+            std::lock_guard lock(shard.mutex);
+            for (auto it = shard.lru.rbegin(); it != shard.lru.rend(); ++it) {  // least recent first
+                entries.push_back(SavedEntry{it->scope, it->prompt, it->response, it->created, it->expires});
+            }
+        }
+        payload.pod(static_cast<std::uint64_t>(entries.size()));
+        for (const SavedEntry& entry : entries) {
+            payload.str(entry.scope->name);
+            payload.str(entry.prompt);
+            payload.str(*entry.response);
+            payload.pod(entry.created);
+            payload.pod(entry.expires);
+        }
+        detail::ByteWriter out;
+        out.bytes().append(detail::snapshot_magic);
+        out.pod(detail::snapshot_version);
+        out.pod(std::uint32_t{0});
+        out.pod(static_cast<std::uint64_t>(payload.bytes().size()));
+        out.pod(detail::xxh3_64(payload.bytes(), 0));
+        out.bytes().append(payload.bytes());
+        return std::move(out.bytes());
+    }
+
+    /// Writes a snapshot to `path` atomically: into a temporary file beside it (flushed to disk), then
+    /// renamed over `path`, so a crash leaves either the old snapshot or the new one, never half of one.
+    void save(const std::filesystem::path& path) const {
+        const std::string bytes = save_to_string();
+        std::filesystem::path temp = path;
+        temp += fmt::format(".tmp.{:x}", std::random_device{}());
+        {
+            std::FILE* file = std::fopen(temp.string().c_str(), "wb");
+            if (file == nullptr) throw Error(ErrorCode::IoError, fmt::format("save: cannot create {}", temp.string()));
+            bool ok = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size() && std::fflush(file) == 0;
+#ifdef LLMFAST_CACHE_HAVE_FSYNC
+            ok = ok && ::fsync(::fileno(file)) == 0;
+#endif
+            ok = std::fclose(file) == 0 && ok;
+            if (!ok) {
+                std::error_code ignored;
+                std::filesystem::remove(temp, ignored);
+                throw Error(ErrorCode::IoError, fmt::format("save: writing {} failed", temp.string()));
+            }
+        }
+        std::error_code error;
+        std::filesystem::rename(temp, path, error);
+        if (error) {
+            std::error_code ignored;
+            std::filesystem::remove(temp, ignored);
+            throw Error(ErrorCode::IoError, fmt::format("save: renaming to {} failed: {}", path.string(), error.message()));
+        }
+    }
+
+    /// Replaces the cache's content with the snapshot's (expired entries are dropped; if it holds more
+    /// than the capacity, the least recently used are evicted). Validates everything first: on any
+    /// error the cache is unchanged. Re-embeds the prompts (outside locks) when the semantic tier is on.
+    void load_from_string(std::string_view bytes) {
+        std::vector<Prepared> prepared = parse_snapshot(bytes);
+        clear();
+        for (Prepared& entry : prepared) insert_prepared(std::move(entry), false);
+    }
+
+    void load(const std::filesystem::path& path) {
+        std::ifstream file(path, std::ios::binary);
+        if (!file) throw Error(ErrorCode::IoError, fmt::format("load: cannot open {}", path.string()));
+        std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+        if (file.bad()) throw Error(ErrorCode::IoError, fmt::format("load: reading {} failed", path.string()));
+        load_from_string(bytes);
+    }
+
+private:
+    struct Scope {
+        explicit Scope(std::string scope_name, std::optional<Index> scope_index)
+            : name(std::move(scope_name)), index(std::move(scope_index)) {}
+        std::string name;
+        std::shared_mutex mutex;      // guards `index`
+        std::optional<Index> index;   // present when the semantic tier is on
+        std::atomic<bool> erased{false};
+    };
+
+    struct Entry {
+        std::uint64_t id = 0;
+        detail::CacheKey key;
+        std::shared_ptr<Scope> scope;
+        std::string prompt;  // as inserted: re-embedded on load, and what the guards saw
+        std::shared_ptr<const std::string> response;
+        GuardSignature signature;
+        std::int64_t created = 0;
+        std::int64_t expires = 0;
+        std::size_t bytes = 0;
+        bool indexed = false;
+    };
+
+    using EntryList = std::list<Entry>;
+    using EntryIter = typename EntryList::iterator;
+
+    struct Flight {
+        Flight() : future(promise.get_future().share()) {}
+        std::promise<std::shared_ptr<const std::string>> promise;
+        std::shared_future<std::shared_ptr<const std::string>> future;
+    };
+
+
+    // One LRU partition. Invariant: `by_key` and `by_id` index exactly the entries of `lru`; an
+    // entry with `indexed` has its vector in `scope->index` under `id`. Lock order: shard mutex,
+    // then scopes_mutex_, then a scope's mutex; never the reverse.
+    struct alignas(64) Shard {
+        std::mutex mutex;
+        EntryList lru;  // front = most recently used
+        std::unordered_map<detail::CacheKey, EntryIter, detail::CacheKeyHash> by_key;
+        std::unordered_map<std::uint64_t, EntryIter> by_id;
+        std::unordered_map<detail::CacheKey, std::shared_ptr<Flight>, detail::CacheKeyHash> flights;
+        std::size_t bytes = 0;
+        std::size_t max_entries = 0;
+        std::size_t max_bytes = 0;
+    };
+
+    // Everything an insertion needs that can be computed (and can fail) outside the locks.
+    struct Prepared {
+        detail::CacheKey key;
+        std::string scope;
+        std::string prompt;
+        std::shared_ptr<const std::string> response;
+        GuardSignature signature;
+        std::vector<float> vector;  // empty when the semantic tier is off
+        std::int64_t created = 0;
+        std::int64_t expires = 0;
+    };
+
+    struct SavedEntry {
+        std::shared_ptr<Scope> scope;
+        std::string prompt;
+        std::shared_ptr<const std::string> response;
+        std::int64_t created;
+        std::int64_t expires;
+    };
+
+    struct Counters {
+        std::atomic<std::uint64_t> exact_hits{0}, semantic_hits{0}, misses{0}, insertions{0}, evictions{0},
+            expirations{0}, guard_vetoes{0}, computations{0};
+    };
+
+    SemanticCache(E embedder, Options options, IndexOptions index_options, const C* clock)
+        : embedder_(std::move(embedder)), options_(options), index_options_(index_options),
+          clock_(clock != nullptr ? clock : &own_clock()) {
+        if (options_.max_entries == 0) throw Error(ErrorCode::InvalidArgument, "SemanticCache: max_entries must be > 0");
+        if (options_.max_bytes == 0) throw Error(ErrorCode::InvalidArgument, "SemanticCache: max_bytes must be > 0");
+        if (options_.ttl <= std::chrono::nanoseconds::zero()) {
+            throw Error(ErrorCode::InvalidArgument, "SemanticCache: ttl must be > 0 (use Options::never for no expiry)");
+        }
+        if (!(options_.similarity_threshold > 0.0F && options_.similarity_threshold <= 1.0F)) {
+            throw Error(ErrorCode::InvalidArgument, "SemanticCache: similarity_threshold must be in (0, 1]");
+        }
+        if (options_.semantic_candidates == 0) {
+            throw Error(ErrorCode::InvalidArgument, "SemanticCache: semantic_candidates must be >= 1");
+        }
+        if (options_.shards == 0) throw Error(ErrorCode::InvalidArgument, "SemanticCache: shards must be >= 1");
+        dimension_ = static_cast<std::size_t>(embedder_.dimension());
+        if (dimension_ == 0) throw Error(ErrorCode::InvalidArgument, "SemanticCache: the embedder's dimension is 0");
+        identity_ = embedder_identity(embedder_);
+        switch (options_.semantic_tier) {
+            case SemanticTier::On: semantic_ = true; break;
+            case SemanticTier::Off: semantic_ = false; break;
+            case SemanticTier::Auto: semantic_ = !std::is_same_v<E, HashingEmbedder>; break;
+        }
+        shard_count_ = std::min(options_.shards, options_.max_entries);
+        shards_ = std::make_unique<Shard[]>(shard_count_);
+        for (std::size_t i = 0; i < shard_count_; ++i) {
+            // Split the capacities so the shards sum to exactly the configured totals.
+            shards_[i].max_entries = options_.max_entries / shard_count_ + (i < options_.max_entries % shard_count_ ? 1 : 0);
+            shards_[i].max_bytes = std::max<std::size_t>(
+                1, options_.max_bytes / shard_count_ + (i < options_.max_bytes % shard_count_ ? 1 : 0));
+        }
+    }
+
+    const C& own_clock() {
+        if constexpr (std::default_initializable<C>) {
+            owned_clock_.emplace();
+            return *owned_clock_;
+        } else {
+            throw Error(ErrorCode::InvalidArgument, "SemanticCache: this clock type must be passed in");
+        }
+    }
+
+    [[nodiscard]] std::int64_t now_ns() const {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_->now().time_since_epoch()).count();
+    }
+
+    static std::int64_t expiry(std::int64_t now, std::chrono::nanoseconds ttl) noexcept {
+        constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
+        const std::int64_t t = ttl.count();
+        return t >= max - now ? max : now + t;
+    }
+
+    Shard& shard_for(const detail::CacheKey& key) const noexcept { return shards_[key.high % shard_count_]; }
+
+    static bool expired(const Entry& entry, std::int64_t now) noexcept { return entry.expires <= now; }
+
+    LookupResult lookup_exact(const detail::CacheKey& key, std::string_view scope, std::int64_t now) {
+        Shard& shard = shard_for(key);
+        std::lock_guard lock(shard.mutex);
+        return lookup_exact_locked(shard, key, scope, now);
+    }
+
+    LookupResult lookup_exact_locked(Shard& shard, const detail::CacheKey& key, std::string_view scope, std::int64_t now) {
+        const auto it = shard.by_key.find(key);
+        if (it == shard.by_key.end()) return {};
+        const EntryIter entry = it->second;
+        if (entry->scope->name != scope) return {};
+        if (expired(*entry, now)) {
+            remove_locked(shard, entry);
+            stats_.expirations.fetch_add(1, std::memory_order_relaxed);
+            return {};
+        }
+        shard.lru.splice(shard.lru.begin(), shard.lru, entry);
+        stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
+        return LookupResult{MatchKind::Exact, 1.0F, std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry->created)),
+                            entry->response};
+    }
+
+    std::shared_ptr<Scope> find_scope(std::string_view name) const {
+        std::shared_lock lock(scopes_mutex_);
+        const auto it = scopes_.find(std::string(name));
+        return it == scopes_.end() ? nullptr : it->second;
+    }
+
+    std::shared_ptr<Scope> find_or_create_scope(const std::string& name) {
+        if (auto scope = find_scope(name)) return scope;
+        std::unique_lock lock(scopes_mutex_);
+        auto& slot = scopes_[name];
+        if (!slot) {
+            slot = std::make_shared<Scope>(name, semantic_ ? std::optional<Index>(std::in_place, dimension_, index_options_)
+                                                           : std::optional<Index>());
+        }
+        return slot;
+    }
+
+    // Embeds into `out` and L2-normalizes it, so the index's inner product is the cosine whatever the
+    // embedder returns. False for a zero (or non-finite) vector, which must never match anything.
+    bool embed_normalized(std::string_view prompt, std::span<float> out) const {
+        embedder_.embed(prompt, out);
+        double norm = 0;
+        for (const float x : out) norm += static_cast<double>(x) * static_cast<double>(x);
+        if (!(norm > 0) || !std::isfinite(norm)) return false;
+        const auto inv = static_cast<float>(1.0 / std::sqrt(norm));
+        for (float& x : out) x *= inv;
+        return true;
+    }
+
+    LookupResult lookup_semantic(std::string_view prompt, std::string_view scope_name) {
+        const std::shared_ptr<Scope> scope = find_scope(scope_name);
+        if (!scope) return {};
+        thread_local std::vector<float> query;
+        query.resize(dimension_);
+        if (!embed_normalized(prompt, query)) return {};
+        std::vector<SearchHit> candidates;
+        {
+            std::shared_lock lock(scope->mutex);
+            if (!scope->index || scope->index->size() == 0) return {};
+            candidates = scope->index->search(std::span<const float>(query), options_.semantic_candidates);
+        }
+        std::optional<GuardSignature> signature;
+        for (const SearchHit& candidate : candidates) {
+            if (!(candidate.score >= options_.similarity_threshold)) break;  // best first
+            if (!signature) signature = make_guard_signature(prompt);
+            Shard& shard = shards_[candidate.id % shard_count_];
+            const std::int64_t now = now_ns();
+            std::lock_guard lock(shard.mutex);
+            const auto it = shard.by_id.find(candidate.id);
+            if (it == shard.by_id.end()) continue;  // evicted since the search
+            const EntryIter entry = it->second;
+            if (entry->scope != scope) continue;
+            if (expired(*entry, now)) {
+                remove_locked(shard, entry);
+                stats_.expirations.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            if (check_hit_guards(*signature, entry->signature, options_.guards) != GuardVeto::None) {
+                stats_.guard_vetoes.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            shard.lru.splice(shard.lru.begin(), shard.lru, entry);
+            stats_.semantic_hits.fetch_add(1, std::memory_order_relaxed);
+            return LookupResult{MatchKind::Semantic, std::min(candidate.score, 1.0F),
+                                std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry->created)), entry->response};
+        }
+        return {};
+    }
+
+    Prepared prepare(std::string_view prompt, std::string_view scope, std::shared_ptr<const std::string> response) const {
+        Prepared prepared;
+        const std::string normalized = detail::normalize_prompt(prompt);
+        prepared.key = detail::make_cache_key(scope, normalized);
+        prepared.scope = std::string(scope);
+        prepared.prompt = std::string(prompt);
+        prepared.response = std::move(response);
+        if (semantic_) {
+            prepared.signature = make_guard_signature(prompt);
+            prepared.vector.resize(dimension_);
+            if (!embed_normalized(prompt, prepared.vector)) prepared.vector.clear();  // stored, never matched
+        }
+        return prepared;
+    }
+
+    std::size_t entry_bytes(const Entry& entry) const noexcept {
+        // Bookkeeping: the list node, two map nodes and their buckets, the shared response's control block.
+        constexpr std::size_t overhead = sizeof(Entry) + 2 * sizeof(void*) + 2 * 48 + 2 * sizeof(void*) + 32;
+        std::size_t bytes = overhead + entry.prompt.capacity() + entry.response->capacity() + entry.signature.memory_bytes();
+        if (entry.indexed) {
+            if constexpr (requires(const Index& index) { index.bytes_per_vector(); }) {
+                bytes += entry.scope->index->bytes_per_vector();
+            } else {
+                bytes += dimension_ * sizeof(float) + 32;
+            }
+        }
+        return bytes;
+    }
+
+    bool insert_prepared(Prepared prepared, bool count_insertion) {
+        Shard& shard = shard_for(prepared.key);
+        for (;;) {
+            std::shared_ptr<Scope> scope = find_or_create_scope(prepared.scope);
+            std::lock_guard lock(shard.mutex);
+            // erase_scope/clear mark a scope erased before removing its entries shard by shard; checking
+            // under the shard lock means either we see the mark or they will see (and remove) our entry.
+            if (scope->erased.load(std::memory_order_acquire)) continue;
+            if (const auto it = shard.by_key.find(prepared.key); it != shard.by_key.end()) remove_locked(shard, it->second);
+
+            shard.lru.emplace_front();
+            const EntryIter entry = shard.lru.begin();
+            try {
+                entry->id = next_id_.fetch_add(1, std::memory_order_relaxed) * shard_count_ +
+                            static_cast<std::uint64_t>(&shard - shards_.get());
+                entry->key = prepared.key;
+                entry->scope = scope;
+                entry->prompt = std::move(prepared.prompt);
+                entry->response = std::move(prepared.response);
+                entry->signature = std::move(prepared.signature);
+                entry->created = prepared.created;
+                entry->expires = prepared.expires;
+                entry->indexed = !prepared.vector.empty() && scope->index.has_value();
+                entry->bytes = entry_bytes(*entry);
+                if (entry->bytes > shard.max_bytes) {
+                    shard.lru.pop_front();
+                    return false;
+                }
+                shard.by_key.emplace(entry->key, entry);
+                try {
+                    shard.by_id.emplace(entry->id, entry);
+                    if (entry->indexed) {
+                        std::unique_lock index_lock(scope->mutex);
+                        scope->index->add(entry->id, std::span<const float>(prepared.vector));
+                    }
+                } catch (...) {
+                    shard.by_key.erase(entry->key);
+                    shard.by_id.erase(entry->id);
+                    throw;
+                }
+            } catch (...) {
+                shard.lru.erase(entry);
+                throw;
+            }
+            shard.bytes += entry->bytes;
+            entry_count_.fetch_add(1, std::memory_order_relaxed);
+            memory_bytes_.fetch_add(entry->bytes, std::memory_order_relaxed);
+            if (count_insertion) stats_.insertions.fetch_add(1, std::memory_order_relaxed);
+            // Evict least recently used entries (never the new one: it fits the budget on its own).
+            while (shard.lru.size() > shard.max_entries || shard.bytes > shard.max_bytes) {
+                remove_locked(shard, std::prev(shard.lru.end()));
+                stats_.evictions.fetch_add(1, std::memory_order_relaxed);
+            }
+            return true;
+        }
+    }
+
+    // Requires shard.mutex held. Removes the entry from every structure, its vector from its scope.
+    void remove_locked(Shard& shard, EntryIter entry) noexcept {
+        if (entry->indexed) {
+            std::unique_lock index_lock(entry->scope->mutex);
+            // FlatIndex/HnswIndex removal does not allocate; a throwing user index would leave a stale
+            // vector whose id no longer resolves, which lookups skip.
+            try {
+                entry->scope->index->remove(entry->id);
+            } catch (...) {
+            }
+        }
+        shard.by_key.erase(entry->key);
+        shard.by_id.erase(entry->id);
+        shard.bytes -= entry->bytes;
+        entry_count_.fetch_sub(1, std::memory_order_relaxed);
+        memory_bytes_.fetch_sub(entry->bytes, std::memory_order_relaxed);
+        shard.lru.erase(entry);
+    }
+
+    std::vector<Prepared> parse_snapshot(std::string_view bytes) const {
+        using detail::ByteReader;
+        if (bytes.size() < detail::snapshot_header_size) {
+            throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot too short ({} bytes)", bytes.size()));
+        }
+        if (bytes.substr(0, detail::snapshot_magic.size()) != detail::snapshot_magic) {
+            throw Error(ErrorCode::CorruptSnapshot, "not an llmfast cache snapshot (bad magic)");
+        }
+        ByteReader header(bytes.substr(detail::snapshot_magic.size(), detail::snapshot_header_size - detail::snapshot_magic.size()));
+        const auto version = header.pod<std::uint32_t>("version");
+        const auto reserved = header.pod<std::uint32_t>("flags");
+        const auto payload_size = header.pod<std::uint64_t>("payload size");
+        const auto checksum = header.pod<std::uint64_t>("checksum");
+        if (version != detail::snapshot_version) {
+            throw Error(ErrorCode::CorruptSnapshot,
+                        fmt::format("snapshot version {} is not supported (this build reads version {})", version,
+                                    detail::snapshot_version));
+        }
+        if (reserved != 0) throw Error(ErrorCode::CorruptSnapshot, "snapshot has unknown flags");
+        const std::string_view payload = bytes.substr(detail::snapshot_header_size);
+        if (payload_size != payload.size()) {
+            throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot payload is {} bytes, header says {} (truncated?)",
+                                                                payload.size(), payload_size));
+        }
+        if (detail::xxh3_64(payload, 0) != checksum) throw Error(ErrorCode::CorruptSnapshot, "snapshot checksum mismatch");
+
+        ByteReader in(payload);
+        const std::string_view identity = in.str("embedder identity");
+        const auto dimension = in.pod<std::uint64_t>("dimension");
+        if (identity != identity_ || dimension != dimension_) {
+            throw Error(ErrorCode::CorruptSnapshot,
+                        fmt::format("snapshot was written with embedder '{}' (dimension {}), this cache uses '{}' (dimension {})",
+                                    identity, dimension, identity_, dimension_));
+        }
+        (void)in.pod<std::int64_t>("saved-at time");
+        const auto count = in.pod<std::uint64_t>("entry count");
+        constexpr std::size_t min_entry_bytes = 3 * 4 + 2 * 8;
+        if (count > in.remaining() / min_entry_bytes) {
+            throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot claims {} entries, too many for its size", count));
+        }
+        struct Raw {
+            std::string_view scope, prompt, response;
+            std::int64_t created, expires;
+        };
+        std::vector<Raw> raw;
+        raw.reserve(static_cast<std::size_t>(count));
+        for (std::uint64_t i = 0; i < count; ++i) {
+            Raw r{};
+            r.scope = in.str("entry scope");
+            r.prompt = in.str("entry prompt");
+            r.response = in.str("entry response");
+            r.created = in.pod<std::int64_t>("entry creation time");
+            r.expires = in.pod<std::int64_t>("entry expiry time");
+            if (r.expires <= r.created) throw Error(ErrorCode::CorruptSnapshot, "snapshot entry expires before it was created");
+            raw.push_back(r);
+        }
+        if (in.remaining() != 0) throw Error(ErrorCode::CorruptSnapshot, "snapshot has trailing bytes");
+
+        // Valid. Now the work that may allocate or embed, still without touching the cache.
+        const std::int64_t now = now_ns();
+        std::vector<Prepared> prepared;
+        prepared.reserve(raw.size());
+        for (const Raw& r : raw) {
+            if (r.expires <= now) continue;  // TTL passed while the snapshot sat on disk
+            Prepared p = prepare(r.prompt, r.scope, std::make_shared<const std::string>(r.response));
+            p.created = r.created;
+            p.expires = r.expires;
+            prepared.push_back(std::move(p));
+        }
+        return prepared;
+    }
+
+    E embedder_;
+    Options options_;
+    IndexOptions index_options_;
+    std::optional<C> owned_clock_;
+    const C* clock_;
+    std::size_t dimension_ = 0;
+    std::string identity_;
+    bool semantic_ = false;
+    std::size_t shard_count_ = 0;
+    std::unique_ptr<Shard[]> shards_;
+    mutable std::shared_mutex scopes_mutex_;
+    std::unordered_map<std::string, std::shared_ptr<Scope>> scopes_;
+    std::atomic<std::uint64_t> next_id_{0};
+    std::atomic<std::size_t> entry_count_{0};
+    std::atomic<std::size_t> memory_bytes_{0};
+    Counters stats_;
+};
+
+}  // namespace llmfast
+// ---- end llmfast/semantic_cache.hpp ----
+// ---- begin llmfast/compressor.hpp ----
+// llmfast/compressor.hpp — rule-based, model-free prompt compression: fewer tokens for the same request.
+//
+// `PromptCompressor` applies replacement rules (verbose phrase -> short phrase) in ONE pass over the
+// prompt, leftmost-longest, with an Aho-Corasick automaton built once per rule set: the time is linear
+// in the input whatever the number of rules, and a replacement is never re-scanned (the seed ran one
+// `str.replace` per rule, so a later rule could rewrite what an earlier one produced). Then it
+// normalizes whitespace (Unicode-aware, never inside ``` fenced code blocks), optionally drops
+// repeated lines and sentences (common in retrieved context), and reports what it did.
+//
+//     llmfast::PromptCompressor compressor;                       // Chinese + English built-in rules
+//     auto result = compressor.compress("请你帮我分析以下是一段代码。");
+//     // result.text == "帮我分析一段代码。", result.stats.tokens_before/after, result.stats.rules_fired
+//
+//     // Budget mode for retrieval context: keep the sentences most relevant to the query (BM25 over
+//     // words and Chinese character bigrams), in their original order, until the token budget is met.
+//     auto ctx = compressor.compress_to_budget(retrieved_text, "how do I rotate the API key?", 500);
+//
+// Rules: built-in sets `chinese_rules()` (the seed's: 请你, 请注意→注意, 你需要, 以下是, 首先，→1.,
+// 其次，→2., 最后，→3., with full-width and ASCII comma) and `english_rules()` ("please note that",
+// "I would like you to", "in order to"→"to", …; ASCII case-insensitive, on word boundaries). Your own
+// rules (`CompressorOptions::rules`) come first and win over a built-in rule with the same pattern;
+// `rules()` is the set in use, and `RuleFiring::rule` indexes it. At one position the longest
+// matching pattern wins; among equal patterns, the first rule. Rules never apply inside fenced code.
+//
+// Whitespace normalization: runs of spaces, tabs, U+00A0 and U+3000 inside a line become one space,
+// trailing whitespace goes, at most one blank line in a row, the text is trimmed. Leading indentation
+// made of ASCII spaces/tabs is kept (it structures lists); a leading run with U+3000 (a Chinese
+// paragraph indent) is dropped. CRLF becomes LF. Fenced code blocks are copied byte for byte.
+//
+// Template parameter: any `llmfast::TokenCounter` (default `EstimatingTokenCounter`; an exact
+// `BpeTokenizer` works the same way) — it only prices the text for the statistics and the budget.
+//
+// Thread-safety: a `PromptCompressor` is immutable after construction; `compress` and
+// `compress_to_budget` are const and may run concurrently on one shared instance (if the counter's
+// `count` is safe to call concurrently, which the concept requires of a const member).
+//
+// Errors: the constructor throws `Error(InvalidArgument)` for an empty rule pattern, a pattern or
+// replacement that is not valid UTF-8, or `min_repeated_length == 0`. `compress` and
+// `compress_to_budget` throw `Error(InvalidUtf8)` for input that is not valid UTF-8, unless
+// `CompressorOptions::repair_invalid_utf8` is set (then ill-formed bytes become U+FFFD first).
+
+// ---- begin llmfast/detail/text_scan.hpp ----
+// llmfast/detail/text_scan.hpp — small text helpers shared by the compressor and the truncator
+// (internal: code fences, whitespace, sentence ends, Han characters). Not part of the public API.
+
+
+#include <cstddef>
+#include <string_view>
+#include <vector>
+
+namespace llmfast::detail {
+
+/// A byte range [begin, end) of a text, and whether it is a fenced code block (``` or ~~~ fences,
+/// the opening and closing lines included).
+struct TextSegment {
+    std::size_t begin = 0;
+    std::size_t end = 0;
+    bool fenced = false;
+};
+
+/// True when the line starting at `pos` opens or closes a fence: up to 3 spaces, then ``` or ~~~.
+/// Returns the fence character ('`' or '~') or 0.
+inline char fence_at(std::string_view text, std::size_t pos) noexcept {
+    std::size_t spaces = 0;
+    while (pos < text.size() && text[pos] == ' ' && spaces < 3) {
+        ++pos;
+        ++spaces;
+    }
+    if (pos + 3 > text.size()) return 0;
+    const char c = text[pos];
+    if ((c == '`' || c == '~') && text[pos + 1] == c && text[pos + 2] == c) return c;
+    return 0;
+}
+
+/// Splits `text` into prose and fenced segments, line-aligned: every segment but the last ends just
+/// after a '\n'. An unclosed fence runs to the end of the text (Markdown's rule).
+inline std::vector<TextSegment> split_fences(std::string_view text) {
+    std::vector<TextSegment> segments;
+    std::size_t prose_begin = 0;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        std::size_t line_end = text.find('\n', pos);
+        line_end = line_end == std::string_view::npos ? text.size() : line_end + 1;
+        const char fence = fence_at(text, pos);
+        if (fence == 0) {
+            pos = line_end;
+            continue;
+        }
+        if (pos > prose_begin) segments.push_back({prose_begin, pos, false});
+        const std::size_t fence_begin = pos;
+        pos = line_end;
+        std::size_t fence_end = text.size();
+        while (pos < text.size()) {
+            std::size_t end = text.find('\n', pos);
+            end = end == std::string_view::npos ? text.size() : end + 1;
+            if (fence_at(text, pos) == fence) {
+                fence_end = end;
+                pos = end;
+                break;
+            }
+            pos = end;
+        }
+        if (fence_end == text.size()) pos = text.size();
+        segments.push_back({fence_begin, fence_end, true});
+        prose_begin = fence_end;
+    }
+    if (prose_begin < text.size() || segments.empty()) segments.push_back({prose_begin, text.size(), false});
+    return segments;
+}
+
+/// Length of the horizontal whitespace character at `pos` (space, tab, CR, FF, VT, U+00A0 no-break
+/// space, U+3000 ideographic space), or 0.
+inline std::size_t horizontal_space_at(std::string_view text, std::size_t pos) noexcept {
+    const auto b = static_cast<unsigned char>(text[pos]);
+    if (b == ' ' || b == '\t' || b == '\r' || b == '\f' || b == '\v') return 1;
+    if (b == 0xC2U && pos + 1 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0xA0U) return 2;
+    if (b == 0xE3U && pos + 2 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0x80U &&
+        static_cast<unsigned char>(text[pos + 2]) == 0x80U)
+        return 3;
+    return 0;
+}
+
+/// True for CJK unified ideographs (the characters whose bigrams the BM25 ranking indexes).
+constexpr bool is_han(char32_t cp) noexcept {
+    return (cp >= 0x4E00U && cp <= 0x9FFFU) || (cp >= 0x3400U && cp <= 0x4DBFU) ||
+           (cp >= 0xF900U && cp <= 0xFAFFU) || (cp >= 0x20000U && cp <= 0x3134FU);
+}
+
+/// If a sentence ends at `pos` (a sentence-ending punctuation mark, Chinese or ASCII), returns the
+/// offset just after it and any closing quotes/brackets; else 0. ASCII '.', '!', '?' end a sentence
+/// only when followed by whitespace or the end of the text ("3.14", "e.g.x" do not).
+inline std::size_t sentence_end_at(std::string_view text, std::size_t pos) noexcept {
+    const auto b = static_cast<unsigned char>(text[pos]);
+    std::size_t end = 0;
+    if (b == '.' || b == '!' || b == '?' || b == ';') {
+        end = pos + 1;
+        if (end < text.size() && text[end] != ' ' && text[end] != '\n' && text[end] != '\t' && text[end] != '\r' &&
+            text[end] != '"' && text[end] != '\'' && text[end] != ')')
+            return 0;
+    } else if (b == 0xE3U && pos + 2 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0x80U &&
+               static_cast<unsigned char>(text[pos + 2]) == 0x82U) {
+        end = pos + 3;  // 。
+    } else if (b == 0xEFU && pos + 2 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0xBCU) {
+        const auto c = static_cast<unsigned char>(text[pos + 2]);
+        if (c != 0x81U && c != 0x9FU && c != 0x9BU) return 0;  // ！ ？ ；
+        end = pos + 3;
+    } else {
+        return 0;
+    }
+    // Absorb closing quotes and brackets: ” ’ 」 』 ） " ' )
+    while (end < text.size()) {
+        const auto c = static_cast<unsigned char>(text[end]);
+        if (c == '"' || c == '\'' || c == ')') {
+            ++end;
+        } else if (c == 0xE2U && end + 2 < text.size() && static_cast<unsigned char>(text[end + 1]) == 0x80U &&
+                   (static_cast<unsigned char>(text[end + 2]) == 0x9DU ||
+                    static_cast<unsigned char>(text[end + 2]) == 0x99U)) {
+            end += 3;
+        } else if (c == 0xE3U && end + 2 < text.size() && static_cast<unsigned char>(text[end + 1]) == 0x80U &&
+                   (static_cast<unsigned char>(text[end + 2]) == 0x8DU ||
+                    static_cast<unsigned char>(text[end + 2]) == 0x8FU)) {
+            end += 3;
+        } else if (c == 0xEFU && end + 2 < text.size() && static_cast<unsigned char>(text[end + 1]) == 0xBCU &&
+                   static_cast<unsigned char>(text[end + 2]) == 0x89U) {
+            end += 3;
+        } else {
+            break;
+        }
+    }
+    return end;
+}
+
+/// True for an ASCII letter, digit or underscore: what a word boundary separates.
+constexpr bool is_ascii_word_byte(unsigned char b) noexcept {
+    return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '_';
+}
+
+}  // namespace llmfast::detail
+// ---- end llmfast/detail/text_scan.hpp ----
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace llmfast {
+
+/// One replacement rule: every occurrence of `pattern` becomes `replacement`.
+struct CompressionRule {
+    std::string pattern;
+    std::string replacement;
+    bool ignore_case = false;  ///< ASCII letters match either case (non-ASCII bytes always match exactly)
+    /// The match must not touch an ASCII letter, digit or '_' on either side (checked only on a side
+    /// where the pattern itself starts/ends with such a character), so "in order to" does not fire
+    /// inside "within order total".
+    bool whole_word = false;
+};
+
+/// The seed's Chinese rules, each with the full-width (，) and the ASCII (,) comma where it has one.
+inline std::vector<CompressionRule> chinese_rules() {
+    return {
+        {"请你", "", false, false},
+        {"请注意", "注意", false, false},
+        {"你需要", "", false, false},
+        {"以下是", "", false, false},
+        {"首先，", "1.", false, false},
+        {"首先,", "1.", false, false},
+        {"其次，", "2.", false, false},
+        {"其次,", "2.", false, false},
+        {"最后，", "3.", false, false},
+        {"最后,", "3.", false, false},
+    };
+}
+
+/// Verbose English phrasings with the same meaning in fewer tokens (ASCII case-insensitive, on word
+/// boundaries). A deletion includes the following space so no stray space is left behind; a
+/// replacement keeps the capital of a capitalized match ("In order to" -> "To").
+inline std::vector<CompressionRule> english_rules() {
+    const auto rule = [](const char* pattern, const char* replacement) {
+        return CompressionRule{pattern, replacement, true, true};
+    };
+    return {
+        rule("please note that ", ""),
+        rule("it is important to note that ", ""),
+        rule("it should be noted that ", ""),
+        rule("it is worth noting that ", ""),
+        rule("i would like you to ", ""),
+        rule("i want you to ", ""),
+        rule("could you please ", ""),
+        rule("can you please ", ""),
+        rule("in order to", "to"),
+        rule("due to the fact that", "because"),
+        rule("in spite of the fact that", "although"),
+        rule("despite the fact that", "although"),
+        rule("at this point in time", "now"),
+        rule("at the present time", "now"),
+        rule("for the purpose of", "for"),
+        rule("in the event that", "if"),
+        rule("with regard to", "about"),
+        rule("with respect to", "about"),
+        rule("a large number of", "many"),
+        rule("is able to", "can"),
+        rule("are able to", "can"),
+        rule("has the ability to", "can"),
+        rule("prior to", "before"),
+        rule("on a daily basis", "daily"),
+        rule("make sure that", "ensure"),
+    };
+}
+
+struct CompressorOptions {
+    std::vector<CompressionRule> rules{};  ///< your rules; they take precedence over the built-in ones
+    bool chinese_rules = true;             ///< add `chinese_rules()`
+    bool english_rules = true;             ///< add `english_rules()`
+    bool normalize_whitespace = true;
+    bool remove_repeated_lines = false;      ///< drop a line whose (whitespace-normalized) text was seen before
+    bool remove_repeated_sentences = false;  ///< drop a sentence seen before (anywhere in the prose)
+    std::size_t min_repeated_length = 12;    ///< shorter lines/sentences ("}", "---") are never dropped (> 0)
+    bool repair_invalid_utf8 = false;        ///< replace ill-formed bytes with U+FFFD instead of throwing
+    double bm25_k1 = 1.2;                    ///< budget mode: BM25 term-frequency saturation (>= 0)
+    double bm25_b = 0.75;                    ///< budget mode: BM25 length normalization (0..1)
+};
+
+/// A rule that fired: `rule` indexes `PromptCompressor::rules()`.
+struct RuleFiring {
+    std::size_t rule = 0;
+    std::size_t count = 0;
+};
+
+struct CompressionStats {
+    std::size_t bytes_before = 0;
+    std::size_t bytes_after = 0;
+    std::size_t chars_before = 0;  ///< code points
+    std::size_t chars_after = 0;
+    std::size_t tokens_before = 0;  ///< as the compressor's TokenCounter counts them
+    std::size_t tokens_after = 0;
+    std::vector<RuleFiring> rules_fired;  ///< in rule order, only rules that fired
+    std::size_t lines_removed = 0;        ///< repeated lines dropped
+    std::size_t sentences_removed = 0;    ///< repeated sentences dropped
+    std::size_t chunks_total = 0;         ///< budget mode: sentences/chunks the context was split into
+    std::size_t chunks_kept = 0;          ///< budget mode: how many were kept
+
+    /// Fraction of tokens saved, 0..1 (0 for empty input).
+    [[nodiscard]] double token_reduction() const noexcept {
+        if (tokens_before == 0 || tokens_after >= tokens_before) return 0;
+        return 1.0 - static_cast<double>(tokens_after) / static_cast<double>(tokens_before);
+    }
+};
+
+struct CompressionResult {
+    std::string text;
+    CompressionStats stats;
+};
+
+namespace detail {
+
+/// ASCII lowercase, identity elsewhere (UTF-8 continuation and lead bytes are >= 0x80, so folding
+/// can never make a multi-byte sequence match an ASCII one).
+constexpr unsigned char fold_ascii(unsigned char b) noexcept {
+    return (b >= 'A' && b <= 'Z') ? static_cast<unsigned char>(b + ('a' - 'A')) : b;
+}
+
+/// An Aho-Corasick automaton, as a DFA over byte classes, that finds the leftmost-longest rule match.
+///
+/// Patterns are inserted ASCII-folded; a case-sensitive pattern is verified against the original
+/// bytes on a hit, and word boundaries are checked there too. Invariant of `replace_all`: when a
+/// candidate match starts at `s`, it is committed as soon as the automaton's deepest live state
+/// starts after `s` (no longer match at `s`, and no match starting earlier, is still possible); the
+/// scan then restarts at the end of the match, so replacements are never re-scanned.
+class RuleAutomaton {
+public:
+    RuleAutomaton() = default;
+
+    explicit RuleAutomaton(const std::vector<CompressionRule>& rules) : rules_(&rules) {
+        // Byte classes: each byte used by some folded pattern gets its own class, the rest share 0.
+        class_of_.fill(0);
+        std::uint32_t classes = 1;
+        for (const CompressionRule& rule : rules)
+            for (const char ch : rule.pattern) {
+                const unsigned char b = fold_ascii(static_cast<unsigned char>(ch));
+                if (class_of_[b] == 0) class_of_[b] = classes++;
+            }
+        for (unsigned b = 'A'; b <= 'Z'; ++b) class_of_[b] = class_of_[fold_ascii(static_cast<unsigned char>(b))];
+        classes_ = classes;
+
+        // The trie, with -1 for "no child" until the DFA is completed below.
+        std::vector<std::int32_t> next(classes_, -1);
+        depth_.push_back(0);
+        own_begin_.push_back(0);
+        std::vector<std::vector<std::uint32_t>> own(1);
+        for (std::size_t index = 0; index < rules.size(); ++index) {
+            std::uint32_t state = 0;
+            for (const char ch : rules[index].pattern) {
+                const std::uint32_t cls = class_of_[static_cast<unsigned char>(ch)];
+                std::int32_t& child = next[state * classes_ + cls];
+                if (child < 0) {
+                    child = static_cast<std::int32_t>(depth_.size());
+                    const std::uint32_t child_depth = depth_[state] + 1;
+                    depth_.push_back(child_depth);
+                    own.emplace_back();
+                    next.resize(next.size() + classes_, -1);
+                }
+                state = static_cast<std::uint32_t>(next[state * classes_ + cls]);
+            }
+            own[state].push_back(static_cast<std::uint32_t>(index));
+        }
+        const std::size_t states = depth_.size();
+
+        // Breadth-first: failure links, dictionary links (nearest proper suffix state with an output)
+        // and the completed DFA transitions.
+        std::vector<std::uint32_t> fail(states, 0);
+        dict_.assign(states, -1);
+        std::vector<std::uint32_t> queue;
+        queue.reserve(states);
+        for (std::uint32_t cls = 0; cls < classes_; ++cls) {
+            std::int32_t& child = next[cls];
+            if (child < 0) {
+                child = 0;
+            } else {
+                fail[static_cast<std::size_t>(child)] = 0;
+                queue.push_back(static_cast<std::uint32_t>(child));
+            }
+        }
+        for (std::size_t head = 0; head < queue.size(); ++head) {
+            const std::uint32_t state = queue[head];
+            const std::uint32_t f = fail[state];
+            dict_[state] = own[f].empty() ? dict_[f] : static_cast<std::int32_t>(f);
+            for (std::uint32_t cls = 0; cls < classes_; ++cls) {
+                std::int32_t& child = next[state * classes_ + cls];
+                const std::int32_t via_fail = next[f * classes_ + cls];
+                if (child < 0) {
+                    child = via_fail;
+                } else {
+                    fail[static_cast<std::size_t>(child)] = static_cast<std::uint32_t>(via_fail);
+                    queue.push_back(static_cast<std::uint32_t>(child));
+                }
+            }
+        }
+        next_.assign(next.begin(), next.end());
+        // Flatten the output lists; mark states that have any output (own or via dictionary link).
+        own_begin_.assign(states + 1, 0);
+        for (std::size_t s = 0; s < states; ++s) {
+            own_begin_[s] = static_cast<std::uint32_t>(own_ids_.size());
+            own_ids_.insert(own_ids_.end(), own[s].begin(), own[s].end());
+        }
+        own_begin_[states] = static_cast<std::uint32_t>(own_ids_.size());
+        has_output_.assign(states, 0);
+        for (std::size_t s = 0; s < states; ++s)
+            has_output_[s] = static_cast<unsigned char>(!own[s].empty() || dict_[s] >= 0);
+    }
+
+    /// Appends `text` with every leftmost-longest match replaced to `out`; counts firings per rule
+    /// into `fired` (sized like the rule set).
+    void replace_all(std::string_view text, std::string& out, std::vector<std::size_t>& fired) const {
+        if (rules_ == nullptr || rules_->empty()) {
+            out.append(text);
+            return;
+        }
+        const std::vector<CompressionRule>& rules = *rules_;
+        const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+        const std::size_t n = text.size();
+        std::size_t copied = 0;  // text[copied, ...) is not yet in `out`
+        std::uint32_t state = 0;
+        std::size_t capitalize_at = std::string::npos;  // see emit()
+        bool have = false;
+        std::size_t cand_start = 0, cand_end = 0, cand_rule = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            state = static_cast<std::uint32_t>(next_[state * classes_ + class_of_[bytes[i]]]);
+            if (have && i + 1 - depth_[state] > cand_start) {
+                emit(text, out, copied, cand_start, rules[cand_rule], capitalize_at);
+                ++fired[cand_rule];
+                copied = cand_end;
+                have = false;
+                state = 0;
+                i = cand_end - 1;  // resume right after the match: replacements are never re-scanned
+                continue;
+            }
+            if (has_output_[state] == 0) continue;
+            // Walk the output chain from the deepest state: the first verified hit is the longest
+            // match ending here, i.e. the leftmost one.
+            std::int32_t s = own_begin_[state] == own_begin_[state + 1] ? dict_[state] : static_cast<std::int32_t>(state);
+            while (s >= 0) {
+                const auto us = static_cast<std::size_t>(s);
+                const std::size_t length = depth_[us];
+                const std::size_t start = i + 1 - length;
+                bool found = false;
+                for (std::uint32_t k = own_begin_[us]; k < own_begin_[us + 1]; ++k) {
+                    const std::uint32_t rule = own_ids_[k];
+                    if (!verify(text, start, i + 1, rules[rule])) continue;
+                    if (!have || start < cand_start || (start == cand_start && i + 1 > cand_end)) {
+                        have = true;
+                        cand_start = start;
+                        cand_end = i + 1;
+                        cand_rule = rule;
+                    }
+                    found = true;
+                    break;
+                }
+                if (found) break;
+                s = dict_[us];
+            }
+        }
+        if (have) {
+            emit(text, out, copied, cand_start, rules[cand_rule], capitalize_at);
+            ++fired[cand_rule];
+            copied = cand_end;
+        }
+        out.append(text.substr(copied));
+        capitalize(out, capitalize_at);
+    }
+
+private:
+    static bool verify(std::string_view text, std::size_t start, std::size_t end, const CompressionRule& rule) noexcept {
+        if (!rule.ignore_case && text.compare(start, end - start, rule.pattern) != 0) return false;
+        if (rule.whole_word) {
+            const auto first = static_cast<unsigned char>(rule.pattern.front());
+            const auto last = static_cast<unsigned char>(rule.pattern.back());
+            if (start > 0 && is_ascii_word_byte(first) && is_ascii_word_byte(static_cast<unsigned char>(text[start - 1])))
+                return false;
+            if (end < text.size() && is_ascii_word_byte(last) && is_ascii_word_byte(static_cast<unsigned char>(text[end])))
+                return false;
+        }
+        return true;
+    }
+
+    // After a capitalized match was deleted ("Please note that the ..."), the next letter written
+    // takes the capital ("The ...").
+    static void capitalize(std::string& out, std::size_t& capitalize_at) noexcept {
+        if (capitalize_at >= out.size()) return;
+        const auto c = static_cast<unsigned char>(out[capitalize_at]);
+        if (c >= 'a' && c <= 'z') out[capitalize_at] = static_cast<char>(c - ('a' - 'A'));
+        capitalize_at = std::string::npos;
+    }
+
+    static void emit(std::string_view text, std::string& out, std::size_t copied, std::size_t start,
+                     const CompressionRule& rule, std::size_t& capitalize_at) {
+        out.append(text.substr(copied, start - copied));
+        capitalize(out, capitalize_at);
+        const std::size_t at = out.size();
+        out.append(rule.replacement);
+        const auto m = static_cast<unsigned char>(text[start]);
+        if (!rule.ignore_case || m < 'A' || m > 'Z') return;
+        // A capitalized case-insensitive match keeps its capital: "In order to" -> "To".
+        capitalize_at = at;
+        capitalize(out, capitalize_at);
+        if (rule.replacement.empty()) capitalize_at = at;
+    }
+
+    const std::vector<CompressionRule>* rules_ = nullptr;  // owned by the compressor (stable address)
+    std::array<std::uint32_t, 256> class_of_{};
+    std::uint32_t classes_ = 1;
+    std::vector<std::int32_t> next_;
+    std::vector<std::uint32_t> depth_;
+    std::vector<std::int32_t> dict_;
+    std::vector<std::uint32_t> own_begin_;
+    std::vector<std::uint32_t> own_ids_;
+    std::vector<unsigned char> has_output_;
+};
+
+/// Appends one line (without its '\n') to `out`, whitespace-normalized: inner runs -> one space,
+/// trailing run removed, a leading ASCII indentation kept (a leading run with other spaces dropped).
+inline void append_normalized_line(std::string& out, std::string_view line) {
+    std::size_t pos = 0;
+    bool ascii_indent = true;
+    while (pos < line.size()) {
+        const std::size_t w = horizontal_space_at(line, pos);
+        if (w == 0) break;
+        if (w > 1 || line[pos] == '\r' || line[pos] == '\f' || line[pos] == '\v') ascii_indent = false;
+        pos += w;
+    }
+    if (pos == line.size()) return;  // blank
+    if (ascii_indent) out.append(line.substr(0, pos));
+    std::size_t run_start = pos;  // start of the not-yet-copied non-space run
+    while (pos < line.size()) {
+        const auto b = static_cast<unsigned char>(line[pos]);
+        // Fast path: bytes that can't start a horizontal space.
+        if (b != ' ' && b != '\t' && b != '\r' && b != '\f' && b != '\v' && b != 0xC2U && b != 0xE3U) {
+            ++pos;
+            continue;
+        }
+        std::size_t w = horizontal_space_at(line, pos);
+        if (w == 0) {
+            ++pos;
+            continue;
+        }
+        out.append(line.substr(run_start, pos - run_start));
+        std::size_t end = pos;
+        while (end < line.size() && (w = horizontal_space_at(line, end)) != 0) end += w;
+        if (end < line.size()) out.push_back(' ');  // inner run; a trailing run is dropped
+        pos = end;
+        run_start = end;
+    }
+    out.append(line.substr(run_start));
+}
+
+/// Builds the normalized document line by line: one blank line at most between lines, none at the
+/// start or the end, fenced blocks verbatim (their own blank lines included).
+class NormalizedWriter {
+public:
+    explicit NormalizedWriter(std::string& out) : out_(out) {}
+
+    void prose(std::string_view text) {
+        std::size_t pos = 0;
+        while (pos < text.size()) {
+            std::size_t end = text.find('\n', pos);
+            if (end == std::string_view::npos) end = text.size();
+            const std::size_t before = out_.size();
+            separator();
+            const std::size_t content = out_.size();
+            append_normalized_line(out_, text.substr(pos, end - pos));
+            if (!started_) {  // the document is trimmed: no indentation on its first line
+                std::size_t indent = content;
+                while (indent < out_.size() && (out_[indent] == ' ' || out_[indent] == '\t')) ++indent;
+                out_.erase(content, indent - content);
+            }
+            if (out_.size() == content) {  // blank line: undo the separator, remember the gap
+                out_.resize(before);
+                if (started_) blank_ = true;
+            } else {
+                started_ = true;
+                blank_ = false;
+            }
+            pos = end + 1;
+        }
+    }
+
+    void fenced(std::string_view text) {
+        if (text.empty()) return;
+        if (text.back() == '\n') text.remove_suffix(1);
+        separator();
+        out_.append(text);
+        started_ = true;
+        blank_ = false;
+    }
+
+private:
+    void separator() {
+        if (!started_) return;
+        out_.push_back('\n');
+        if (blank_) out_.push_back('\n');
+    }
+
+    std::string& out_;
+    bool started_ = false;
+    bool blank_ = false;
+};
+
+/// BM25 terms of a text: lowercase ASCII/Latin words and Han character bigrams (a lone Han
+/// character is its own term). Each term is reported as a 64-bit hash.
+template <class Sink>
+void for_each_term(std::string_view text, Sink&& sink) {
+    std::string word;
+    char32_t prev_han = 0;
+    std::size_t prev_han_start = 0;
+    bool han_pair_emitted = false;
+    const auto flush_word = [&] {
+        if (!word.empty()) sink(xxh3_64(word, 1));
+        word.clear();
+    };
+    const auto end_han_run = [&] {
+        if (prev_han != 0 && !han_pair_emitted) sink(xxh3_64(text.substr(prev_han_start, utf8::decode(text, prev_han_start).length), 2));
+        prev_han = 0;
+        han_pair_emitted = false;
+    };
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const auto b = static_cast<unsigned char>(text[pos]);
+        if (b < 0x80U) {
+            end_han_run();
+            if (is_ascii_word_byte(b) && b != '_') {
+                word.push_back(static_cast<char>(fold_ascii(b)));
+            } else {
+                flush_word();
+            }
+            ++pos;
+            continue;
+        }
+        const utf8::DecodeResult d = utf8::decode(text, pos);
+        const char32_t cp = d.status == utf8::DecodeStatus::Valid ? d.code_point : 0xFFFDU;
+        if (is_han(cp)) {
+            flush_word();
+            if (prev_han != 0) {
+                sink(xxh3_64(text.substr(prev_han_start, pos + d.length - prev_han_start), 2));
+                han_pair_emitted = true;
+            } else {
+                han_pair_emitted = false;
+            }
+            prev_han = cp;
+            prev_han_start = pos;
+        } else {
+            end_han_run();
+            if (classify(cp) == CharClass::Letter) {
+                word.append(text.substr(pos, d.length));
+            } else {
+                flush_word();
+            }
+        }
+        pos += d.length;
+    }
+    end_han_run();
+    flush_word();
+}
+
+}  // namespace detail
+
+/// Rule-based prompt compression with statistics; see the header comment.
+template <TokenCounter Counter = EstimatingTokenCounter>
+class PromptCompressor {
+public:
+    explicit PromptCompressor(CompressorOptions options = {}, Counter counter = {})
+        : options_(std::move(options)), counter_(std::move(counter)) {
+        if (options_.min_repeated_length == 0)
+            throw Error(ErrorCode::InvalidArgument, "CompressorOptions::min_repeated_length must be > 0");
+        if (!(options_.bm25_k1 >= 0) || !(options_.bm25_b >= 0 && options_.bm25_b <= 1))
+            throw Error(ErrorCode::InvalidArgument, "CompressorOptions: bm25_k1 must be >= 0 and bm25_b in [0, 1]");
+        const auto add = [this](const CompressionRule& rule) {
+            if (rule.pattern.empty()) throw Error(ErrorCode::InvalidArgument, "compression rule with an empty pattern");
+            if (!utf8::is_valid(rule.pattern) || !utf8::is_valid(rule.replacement))
+                throw Error(ErrorCode::InvalidArgument, "compression rule that is not valid UTF-8: " + utf8::repair(rule.pattern));
+            // Same pattern and matching mode as an earlier rule: the earlier one (yours) wins.
+            for (const CompressionRule& existing : rules_)
+                if (existing.pattern == rule.pattern && existing.ignore_case == rule.ignore_case &&
+                    existing.whole_word == rule.whole_word)
+                    return;
+            rules_.push_back(rule);
+        };
+        for (const CompressionRule& rule : options_.rules) add(rule);
+        if (options_.chinese_rules)
+            for (const CompressionRule& rule : chinese_rules()) add(rule);
+        if (options_.english_rules)
+            for (const CompressionRule& rule : english_rules()) add(rule);
+        automaton_ = detail::RuleAutomaton(rules_);
+    }
+
+    // The automaton points into rules_: copying/moving must rebuild or re-point it.
+    PromptCompressor(const PromptCompressor& other)
+        : options_(other.options_), counter_(other.counter_), rules_(other.rules_), automaton_(rules_) {}
+    PromptCompressor& operator=(const PromptCompressor& other) {
+        if (this != &other) {
+            options_ = other.options_;
+            counter_ = other.counter_;
+            rules_ = other.rules_;
+            automaton_ = detail::RuleAutomaton(rules_);
+        }
+        return *this;
+    }
+    PromptCompressor(PromptCompressor&& other) : PromptCompressor(static_cast<const PromptCompressor&>(other)) {}
+    PromptCompressor& operator=(PromptCompressor&& other) { return *this = static_cast<const PromptCompressor&>(other); }
+    ~PromptCompressor() = default;
+
+    /// The rules in use, in priority order (yours first, then the enabled built-in sets, duplicates removed).
+    [[nodiscard]] const std::vector<CompressionRule>& rules() const noexcept { return rules_; }
+    [[nodiscard]] const CompressorOptions& options() const noexcept { return options_; }
+    [[nodiscard]] const Counter& counter() const noexcept { return counter_; }
+
+    /// Rules, repeated-text removal and whitespace normalization, with statistics.
+    /// Throws Error(InvalidUtf8) for ill-formed input unless `repair_invalid_utf8`.
+    [[nodiscard]] CompressionResult compress(std::string_view text) const {
+        std::string repaired;
+        text = checked(text, repaired);
+        CompressionResult result;
+        result.text = transform(text, result.stats);
+        fill_stats(text, result);
+        return result;
+    }
+
+    /// Budget mode: compresses `context` as `compress` does, splits it into sentences (Chinese and
+    /// ASCII sentence ends, line breaks; a fenced code block is one chunk), ranks them by BM25
+    /// relevance to `query` and keeps the best, in their original order, while the total fits
+    /// `budget` tokens. Chunks that don't mention the query come last (in original order). The
+    /// result never exceeds `budget` as the counter counts it; a budget of 0 gives empty text.
+    [[nodiscard]] CompressionResult compress_to_budget(std::string_view context, std::string_view query,
+                                                       std::size_t budget) const {
+        std::string repaired_context, repaired_query;
+        context = checked(context, repaired_context);
+        query = checked(query, repaired_query);
+        CompressionResult result;
+        const std::string compressed = transform(context, result.stats);
+        result.text = select(compressed, query, budget, result.stats);
+        fill_stats(context, result);
+        return result;
+    }
+
+private:
+    struct Chunk {
+        std::size_t begin = 0;
+        std::size_t end = 0;
+        bool fenced = false;
+        double score = 0;
+        std::size_t tokens = 0;
+    };
+
+    std::string_view checked(std::string_view text, std::string& storage) const {
+        if (utf8::is_valid(text)) return text;
+        if (!options_.repair_invalid_utf8)
+            throw Error(ErrorCode::InvalidUtf8, "PromptCompressor: input is not valid UTF-8 at byte " +
+                                                    std::to_string(utf8::find_invalid(text)));
+        storage = utf8::repair(text);
+        return storage;
+    }
+
+    void fill_stats(std::string_view original, CompressionResult& result) const {
+        CompressionStats& stats = result.stats;
+        stats.bytes_before = original.size();
+        stats.bytes_after = result.text.size();
+        stats.chars_before = utf8::count_code_points(original);
+        stats.chars_after = utf8::count_code_points(result.text);
+        stats.tokens_before = static_cast<std::size_t>(counter_.count(original));
+        stats.tokens_after = static_cast<std::size_t>(counter_.count(result.text));
+    }
+
+    std::string transform(std::string_view text, CompressionStats& stats) const {
+        const std::vector<detail::TextSegment> segments = detail::split_fences(text);
+        std::vector<std::size_t> fired(rules_.size(), 0);
+        std::string replaced;  // all prose and fenced segments, rules applied to prose
+        replaced.reserve(text.size());
+        std::vector<detail::TextSegment> out_segments;
+        out_segments.reserve(segments.size());
+        std::unordered_set<std::uint64_t> seen;
+        const bool dedupe = options_.remove_repeated_lines || options_.remove_repeated_sentences;
+        std::string scratch;
+        for (const detail::TextSegment& segment : segments) {
+            const std::string_view part = text.substr(segment.begin, segment.end - segment.begin);
+            const std::size_t begin = replaced.size();
+            if (segment.fenced) {
+                replaced.append(part);
+            } else if (dedupe) {
+                scratch.clear();
+                automaton_.replace_all(part, scratch, fired);
+                remove_repeats(scratch, replaced, seen, stats);
+            } else {
+                automaton_.replace_all(part, replaced, fired);
+            }
+            out_segments.push_back({begin, replaced.size(), segment.fenced});
+        }
+        for (std::size_t rule = 0; rule < fired.size(); ++rule)
+            if (fired[rule] != 0) stats.rules_fired.push_back({rule, fired[rule]});
+        if (!options_.normalize_whitespace) return replaced;
+
+        std::string out;
+        out.reserve(replaced.size());
+        detail::NormalizedWriter writer(out);
+        const std::string_view all = replaced;
+        for (const detail::TextSegment& segment : out_segments) {
+            const std::string_view part = all.substr(segment.begin, segment.end - segment.begin);
+            if (segment.fenced) {
+                writer.fenced(part);
+            } else {
+                writer.prose(part);
+            }
+        }
+        return out;
+    }
+
+    // Key of a line or sentence for repeat detection: its whitespace-normalized text.
+    static std::uint64_t repeat_key(std::string_view text, std::string& buffer) {
+        buffer.clear();
+        detail::append_normalized_line(buffer, text);
+        std::size_t start = 0;
+        while (start < buffer.size() && (buffer[start] == ' ' || buffer[start] == '\t')) ++start;
+        return detail::xxh3_64(std::string_view(buffer).substr(start), 3);
+    }
+
+    void remove_repeats(std::string_view text, std::string& out, std::unordered_set<std::uint64_t>& seen,
+                        CompressionStats& stats) const {
+        std::string buffer;
+        std::size_t pos = 0;
+        while (pos < text.size()) {
+            std::size_t end = text.find('\n', pos);
+            const std::size_t next = end == std::string_view::npos ? text.size() : end + 1;
+            if (end == std::string_view::npos) end = text.size();
+            const std::string_view line = text.substr(pos, end - pos);
+            const std::string_view with_newline = text.substr(pos, next - pos);
+            pos = next;
+            if (options_.remove_repeated_lines && significant(line)) {
+                if (!seen.insert(repeat_key(line, buffer) ^ 0x9E3779B97F4A7C15ULL).second) {
+                    ++stats.lines_removed;
+                    continue;
+                }
+            }
+            if (!options_.remove_repeated_sentences) {
+                out.append(with_newline);
+                continue;
+            }
+            // Sentence by sentence within the line; a dropped sentence takes its trailing spaces along.
+            const auto handle = [&](std::size_t begin, std::size_t sentence_end, std::size_t after) {
+                const std::string_view sentence = line.substr(begin, sentence_end - begin);
+                if (significant(sentence) && !seen.insert(repeat_key(sentence, buffer)).second) {
+                    ++stats.sentences_removed;
+                } else {
+                    out.append(line.substr(begin, after - begin));
+                }
+            };
+            std::size_t s = 0;
+            std::size_t i = 0;
+            while (i < line.size()) {
+                const std::size_t e = detail::sentence_end_at(line, i);
+                if (e == 0) {
+                    ++i;
+                    continue;
+                }
+                std::size_t after = e;
+                while (after < line.size() && (line[after] == ' ' || line[after] == '\t')) ++after;
+                handle(s, e, after);
+                s = i = after;
+            }
+            if (s < line.size()) handle(s, line.size(), line.size());
+            if (next > end) out.push_back('\n');
+        }
+    }
+
+    bool significant(std::string_view text) const noexcept {
+        std::size_t length = 0;
+        for (std::size_t i = 0; i < text.size(); ++i)
+            if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r') ++length;
+        return length >= options_.min_repeated_length;
+    }
+
+    static std::vector<Chunk> split_chunks(std::string_view text) {
+        std::vector<Chunk> chunks;
+        const auto push = [&](std::size_t b, std::size_t e, bool fenced) {
+            while (b < e && detail::horizontal_space_at(text, b) != 0) b += detail::horizontal_space_at(text, b);
+            while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r' || text[e - 1] == '\n')) --e;
+            if (e > b) chunks.push_back({b, e, fenced, 0, 0});
+        };
+        for (const detail::TextSegment& segment : detail::split_fences(text)) {
+            if (segment.fenced) {
+                push(segment.begin, segment.end, true);
+                continue;
+            }
+            std::size_t start = segment.begin;
+            for (std::size_t i = segment.begin; i < segment.end;) {
+                if (text[i] == '\n') {
+                    push(start, i, false);
+                    start = ++i;
+                    continue;
+                }
+                const std::size_t e = detail::sentence_end_at(text.substr(0, segment.end), i);
+                if (e != 0) {
+                    push(start, e, false);
+                    start = i = e;
+                    continue;
+                }
+                ++i;
+            }
+            push(start, segment.end, false);
+        }
+        return chunks;
+    }
+
+    std::string join(std::string_view text, const std::vector<Chunk>& chunks, const std::vector<bool>& keep) const {
+        std::string out;
+        const Chunk* previous = nullptr;
+        for (std::size_t i = 0; i < chunks.size(); ++i) {
+            if (!keep[i]) continue;
+            const Chunk& chunk = chunks[i];
+            if (previous != nullptr) {
+                const std::string_view gap = text.substr(previous->end, chunk.begin - previous->end);
+                const bool adjacent = i > 0 && &chunks[i - 1] == previous;
+                if (previous->fenced || chunk.fenced || gap.find('\n') != std::string_view::npos) {
+                    out.push_back('\n');
+                } else if (adjacent) {
+                    out.append(gap);
+                } else {
+                    // Not adjacent: a space between Latin sentences, nothing after a CJK sentence end.
+                    const auto last = static_cast<unsigned char>(text[previous->end - 1]);
+                    if (last < 0x80U) out.push_back(' ');
+                }
+            }
+            out.append(text.substr(chunk.begin, chunk.end - chunk.begin));
+            previous = &chunk;
+        }
+        return out;
+    }
+
+    std::string select(std::string_view text, std::string_view query, std::size_t budget, CompressionStats& stats) const {
+        std::vector<Chunk> chunks = split_chunks(text);
+        stats.chunks_total = chunks.size();
+        if (budget == 0 || chunks.empty()) return {};
+
+        // BM25: document frequency per term over chunks, then each chunk's score for the query terms.
+        std::unordered_set<std::uint64_t> query_terms;
+        detail::for_each_term(query, [&](std::uint64_t term) { query_terms.insert(term); });
+        std::vector<std::unordered_map<std::uint64_t, std::uint32_t>> tf(chunks.size());
+        std::vector<std::size_t> length(chunks.size(), 0);
+        std::unordered_map<std::uint64_t, std::uint32_t> df;
+        double total_length = 0;
+        for (std::size_t i = 0; i < chunks.size(); ++i) {
+            detail::for_each_term(text.substr(chunks[i].begin, chunks[i].end - chunks[i].begin), [&](std::uint64_t term) {
+                ++length[i];
+                if (query_terms.count(term) != 0) ++tf[i][term];
+            });
+            for (const auto& [term, count] : tf[i]) ++df[term];
+            total_length += static_cast<double>(length[i]);
+        }
+        const double n = static_cast<double>(chunks.size());
+        const double average = total_length > 0 ? total_length / n : 1;
+        const double k1 = options_.bm25_k1, b = options_.bm25_b;
+        for (std::size_t i = 0; i < chunks.size(); ++i) {
+            double score = 0;
+            for (const auto& [term, count] : tf[i]) {
+                const double d = df[term];
+                const double idf = std::log(1.0 + (n - d + 0.5) / (d + 0.5));
+                const double f = count;
+                score += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * static_cast<double>(length[i]) / average));
+            }
+            chunks[i].score = score;
+            chunks[i].tokens = static_cast<std::size_t>(counter_.count(text.substr(chunks[i].begin, chunks[i].end - chunks[i].begin)));
+        }
+
+        // Greedy by score (ties: earlier first), skipping what doesn't fit; then verify the joined text.
+        std::vector<std::size_t> order(chunks.size());
+        for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+        // (std::sort with an index tie-break: libstdc++'s stable_sort trips clang's deprecation warning.)
+        std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+            return chunks[x].score != chunks[y].score ? chunks[x].score > chunks[y].score : x < y;
+        });
+        std::vector<bool> keep(chunks.size(), false);
+        std::size_t used = 0;
+        std::vector<std::size_t> kept_order;
+        for (const std::size_t i : order) {
+            if (chunks[i].tokens == 0 || used + chunks[i].tokens > budget) continue;
+            keep[i] = true;
+            used += chunks[i].tokens;
+            kept_order.push_back(i);
+        }
+        std::string out = join(text, chunks, keep);
+        // Joining can cost tokens the per-chunk counts missed (separators, merged runs): drop the
+        // lowest-ranked kept chunk until the counter agrees the budget is met.
+        while (!kept_order.empty() && static_cast<std::size_t>(counter_.count(out)) > budget) {
+            keep[kept_order.back()] = false;
+            kept_order.pop_back();
+            out = join(text, chunks, keep);
+        }
+        stats.chunks_kept = kept_order.size();
+        return out;
+    }
+
+    CompressorOptions options_;
+    Counter counter_;
+    std::vector<CompressionRule> rules_;
+    detail::RuleAutomaton automaton_;
+};
+
+}  // namespace llmfast
+// ---- end llmfast/compressor.hpp ----
+// ---- begin llmfast/truncator.hpp ----
+// llmfast/truncator.hpp — cut a text or a chat history to a token budget, never over it, never
+// through a character.
+//
+// `Truncator::truncate(text, budget, strategy)` keeps the head, the tail, or both ends (`Middle`) of
+// `text`, with a marker ("…" by default) where text was cut; the marker's tokens count toward the
+// budget. The result never exceeds `budget` as the `TokenCounter` counts it (it is verified with the
+// counter before it is returned), never splits a UTF-8 sequence, and a cut moves back (head) or
+// forward (tail) by up to `boundary_window` bytes to land after a line break, else after a sentence
+// end (。！？；.!?;), else at a space. The seed estimated 2 characters per token and cut by
+// characters; in UTF-8 bytes that splits characters and overshoots budgets.
+//
+//     llmfast::Truncator truncator;                              // estimating counter
+//     auto cut = truncator.truncate(log_text, 2000, llmfast::TruncateStrategy::Tail);
+//     // cut.text == "…" + the last lines of log_text; cut.tokens <= 2000
+//
+//     std::vector<llmfast::ChatMessage> history = {{"system", "..."}, {"user", "..."}, ...};
+//     auto fit = truncator.fit_messages(history, 4096);        // fit.messages, fit.dropped, fit.shortened
+//
+// Cost is proportional to what is kept, not to the input: the text is priced in pieces of about
+// `piece_bytes` bytes (split just before a space or line break, where token counts add up) from the
+// end that is kept, until the budget is reached; only the last piece is bisected, and the assembled
+// result is counted once more to verify it (if the counter disagrees with the piecewise sum, the
+// target shrinks by the excess and the cut is redone). Truncating 10 MB to 2 000 tokens reads a few
+// tens of kilobytes. Consequently only the bytes it reads are checked for UTF-8 validity, unless
+// `TruncatorOptions::check_whole_input` is set.
+//
+// `fit_messages(messages, budget, options)` fits a chat history: it keeps every system message,
+// drops the oldest whole turns first (a turn is a user message and the replies after it, so an
+// assistant reply is never left without its user message), then shortens the oldest kept messages
+// if the newest turn alone is too long, and reports what it dropped and shortened. Each message costs
+// `per_message_overhead` tokens plus its role and content, and the reply costs `reply_overhead`, as
+// the OpenAI chat format does (3 and 3); both are configurable.
+//
+// Template parameter: any `llmfast::TokenCounter` (default `EstimatingTokenCounter`; the exact
+// `BpeTokenizer` works the same way). The counter need not be monotone or additive: the result is
+// verified, and shrunk, against the counter itself.
+//
+// Thread-safety: a `Truncator` is immutable after construction; its const calls may run concurrently.
+//
+// Errors: the constructor throws `Error(InvalidArgument)` for a marker that is not valid UTF-8,
+// `piece_bytes < 16` or `head_share` outside [0, 1]. `truncate` and `fit_messages` throw
+// `Error(InvalidUtf8)` when a byte they read is not valid UTF-8, unless `repair_invalid_utf8` is set
+// (then the input is repaired with U+FFFD first, which costs a pass over all of it). `truncate` never
+// throws for a small budget: when not even one character fits next to the marker it returns an empty
+// text. `fit_messages` throws `Error(BudgetTooSmall)` when the system messages, or the newest turn's
+// per-message overheads, cannot fit the budget.
+
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace llmfast {
+
+enum class TruncateStrategy : std::uint8_t {
+    Head,    ///< keep the beginning: text + marker
+    Tail,    ///< keep the end: marker + text
+    Middle,  ///< keep both ends: head + marker + tail
+};
+
+struct TruncatorOptions {
+    std::string marker = "\xE2\x80\xA6";  ///< "…", placed where text was cut; its tokens count
+    std::size_t boundary_window = 160;    ///< bytes a cut may move to land on a line/sentence/word boundary
+    double head_share = 0.5;              ///< Middle: share of the text budget given to the head (0..1)
+    std::size_t piece_bytes = 256;        ///< size of the pieces the text is priced in (>= 16)
+    bool repair_invalid_utf8 = false;     ///< replace ill-formed bytes with U+FFFD instead of throwing
+    bool check_whole_input = false;       ///< validate all of the input, not only the bytes read (O(n))
+};
+
+/// The result of `truncate`.
+struct Truncation {
+    std::string text;
+    std::size_t tokens = 0;  ///< `counter.count(text)`, <= the budget
+    bool truncated = false;  ///< false when the whole text fit and is returned unchanged
+};
+
+struct ChatMessage {
+    std::string role;  ///< "system", "user", "assistant", "tool", ...
+    std::string content;
+};
+
+struct FitOptions {
+    std::size_t per_message_overhead = 3;  ///< tokens each message costs beyond its content (OpenAI: 3)
+    std::size_t reply_overhead = 3;        ///< tokens priming the reply (OpenAI: 3)
+    bool count_role = true;                ///< also count the role's tokens
+    TruncateStrategy shorten_strategy = TruncateStrategy::Middle;  ///< how a kept message is shortened
+    std::string system_role = "system";
+    std::string user_role = "user";  ///< a turn starts at each message with this role
+};
+
+/// The result of `fit_messages`.
+struct FitResult {
+    std::vector<ChatMessage> messages;    ///< kept messages, in their original order
+    std::vector<std::size_t> dropped;     ///< indices (into the input) of dropped messages, ascending
+    std::vector<std::size_t> shortened;   ///< indices of kept messages whose content was truncated
+    std::size_t tokens = 0;               ///< total, overheads included; <= the budget
+};
+
+/// Truncation to a token budget; see the header comment.
+template <TokenCounter Counter = EstimatingTokenCounter>
+class Truncator {
+public:
+    explicit Truncator(TruncatorOptions options = {}, Counter counter = {})
+        : options_(std::move(options)), counter_(std::move(counter)) {
+        if (!utf8::is_valid(options_.marker))
+            throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::marker is not valid UTF-8");
+        if (options_.piece_bytes < 16) throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::piece_bytes must be >= 16");
+        if (!(options_.head_share >= 0 && options_.head_share <= 1))
+            throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::head_share must be in [0, 1]");
+        marker_tokens_ = count(options_.marker);
+    }
+
+    [[nodiscard]] const TruncatorOptions& options() const noexcept { return options_; }
+    [[nodiscard]] const Counter& counter() const noexcept { return counter_; }
+
+    /// `text` cut to at most `budget` tokens (see the header comment). Throws Error(InvalidUtf8) for
+    /// ill-formed bytes it reads unless `repair_invalid_utf8`.
+    [[nodiscard]] Truncation truncate(std::string_view text, std::size_t budget,
+                                      TruncateStrategy strategy = TruncateStrategy::Head) const {
+        if (options_.check_whole_input && !utf8::is_valid(text)) return invalid(text, budget, strategy);
+        try {
+            return truncate_valid(text, budget, strategy);
+        } catch (const InvalidSeen&) {
+            return invalid(text, budget, strategy);
+        }
+    }
+
+    /// A chat history fitted to `budget` tokens (see the header comment).
+    [[nodiscard]] FitResult fit_messages(std::span<const ChatMessage> messages, std::size_t budget,
+                                         const FitOptions& fit = {}) const {
+        FitResult result;
+        if (messages.empty()) return result;
+        std::vector<ChatMessage> repaired;
+        if (options_.repair_invalid_utf8) {
+            repaired.reserve(messages.size());
+            for (const ChatMessage& m : messages) repaired.push_back({utf8::repair(m.role), utf8::repair(m.content)});
+            messages = repaired;
+        } else {
+            for (std::size_t i = 0; i < messages.size(); ++i)
+                if (!utf8::is_valid(messages[i].role) || !utf8::is_valid(messages[i].content))
+                    throw Error(ErrorCode::InvalidUtf8, "fit_messages: message " + std::to_string(i) + " is not valid UTF-8");
+        }
+
+        const std::size_t n = messages.size();
+        std::vector<std::size_t> content_tokens(n), cost(n);
+        std::vector<std::size_t> turn(n, 0);  // turn number of each non-system message
+        std::size_t mandatory = fit.reply_overhead;
+        std::size_t total = fit.reply_overhead;
+        std::size_t turns = 0;
+        bool any_turn = false;
+        for (std::size_t i = 0; i < n; ++i) {
+            content_tokens[i] = count(messages[i].content);
+            cost[i] = fit.per_message_overhead + (fit.count_role ? count(messages[i].role) : 0) + content_tokens[i];
+            total += cost[i];
+            if (messages[i].role == fit.system_role) {
+                mandatory += cost[i];
+                continue;
+            }
+            if (messages[i].role == fit.user_role && any_turn) ++turns;
+            any_turn = true;
+            turn[i] = turns;
+        }
+        if (mandatory > budget)
+            throw Error(ErrorCode::BudgetTooSmall, "fit_messages: the system messages alone need " +
+                                                       std::to_string(mandatory) + " tokens, the budget is " +
+                                                       std::to_string(budget));
+
+        // Drop the oldest whole turns while over budget, always keeping the newest turn.
+        std::vector<bool> keep(n, true);
+        std::size_t first_turn = 0;
+        while (total > budget && first_turn < turns) {
+            for (std::size_t i = 0; i < n; ++i)
+                if (keep[i] && messages[i].role != fit.system_role && turn[i] == first_turn) {
+                    keep[i] = false;
+                    total -= cost[i];
+                }
+            ++first_turn;
+        }
+
+        // Still over: shorten kept messages, oldest first, each by what is still in excess.
+        std::vector<std::string> new_content(n);
+        std::vector<bool> shortened(n, false);
+        for (std::size_t i = 0; i < n && total > budget; ++i) {
+            if (!keep[i] || messages[i].role == fit.system_role || content_tokens[i] == 0) continue;
+            const std::size_t excess = total - budget;
+            const std::size_t allowed = content_tokens[i] > excess ? content_tokens[i] - excess : 0;
+            Truncation cut = truncate(messages[i].content, allowed, fit.shorten_strategy);
+            total = total - content_tokens[i] + cut.tokens;
+            new_content[i] = std::move(cut.text);
+            shortened[i] = true;
+        }
+        if (total > budget)
+            throw Error(ErrorCode::BudgetTooSmall, "fit_messages: the newest turn's message overheads need more than the budget of " +
+                                                       std::to_string(budget) + " tokens");
+
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!keep[i]) {
+                result.dropped.push_back(i);
+                continue;
+            }
+            if (shortened[i]) {
+                result.messages.push_back({messages[i].role, std::move(new_content[i])});
+                result.shortened.push_back(i);
+            } else {
+                result.messages.push_back(messages[i]);
+            }
+        }
+        result.tokens = total;
+        return result;
+    }
+
+private:
+    struct InvalidSeen {};  // internal signal: a byte read was ill-formed
+
+    // A priced piece boundary: the text in [0, pos) (forward) or [pos, n) (backward) costs `used`
+    // tokens by the piecewise sum.
+    struct Checkpoint {
+        std::size_t pos = 0;
+        std::size_t used = 0;
+    };
+
+    std::size_t count(std::string_view text) const { return static_cast<std::size_t>(counter_.count(text)); }
+
+    static void validate(std::string_view piece) {
+        if (!utf8::is_valid(piece)) throw InvalidSeen{};
+    }
+
+    Truncation invalid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
+        if (!options_.repair_invalid_utf8)
+            throw Error(ErrorCode::InvalidUtf8, "Truncator: input is not valid UTF-8 at byte " +
+                                                    std::to_string(utf8::find_invalid(text)));
+        const std::string repaired = utf8::repair(text);
+        return truncate_valid(repaired, budget, strategy);
+    }
+
+    static bool is_break(char c) noexcept { return c == ' ' || c == '\n' || c == '\t'; }
+
+    // End of the forward piece starting at `pos`: just before a space or line break near
+    // pos + piece_bytes (where counts add up), else a code-point boundary.
+    std::size_t piece_end(std::string_view text, std::size_t pos) const noexcept {
+        const std::size_t target = pos + options_.piece_bytes;
+        if (target >= text.size()) return text.size();
+        const std::size_t limit = std::min(text.size(), target + 64);
+        for (std::size_t j = target; j < limit; ++j)
+            if (is_break(text[j])) return j;
+        return utf8::ceil_boundary(text, target);
+    }
+
+    // Start of the backward piece ending at `end`, the mirror of piece_end.
+    std::size_t piece_start(std::string_view text, std::size_t end, std::size_t floor) const noexcept {
+        if (end <= floor + options_.piece_bytes) return floor;
+        const std::size_t target = end - options_.piece_bytes;
+        const std::size_t limit = target > floor + 64 ? target - 64 : floor;
+        for (std::size_t j = target; j > limit; --j)
+            if (is_break(text[j])) return j;
+        const std::size_t b = utf8::floor_boundary(text, target);
+        return b > floor ? b : floor;
+    }
+
+    // Prices pieces from the start while the sum stays <= limit. The last checkpoint is the end of
+    // the text when all of it fit; else `over` is the first piece that did not fit.
+    struct ForwardScan {
+        std::vector<Checkpoint> checkpoints;  // ascending; checkpoints[0] = {0, 0}
+        std::size_t over_end = 0;             // end of the piece that overflowed (0 if none)
+    };
+
+    ForwardScan scan_forward(std::string_view text, std::size_t limit) const {
+        ForwardScan scan;
+        scan.checkpoints.push_back({0, 0});
+        std::size_t pos = 0, used = 0;
+        while (pos < text.size()) {
+            const std::size_t end = piece_end(text, pos);
+            const std::string_view piece = text.substr(pos, end - pos);
+            validate(piece);
+            const std::size_t c = count(piece);
+            if (used + c > limit) {
+                scan.over_end = end;
+                return scan;
+            }
+            used += c;
+            pos = end;
+            scan.checkpoints.push_back({pos, used});
+        }
+        return scan;
+    }
+
+    // The largest prefix length (piecewise-priced) whose cost is <= target, from a forward scan
+    // whose limit was >= target.
+    std::size_t prefix_for(std::string_view text, const ForwardScan& scan, std::size_t target) const {
+        std::size_t k = 0;
+        while (k + 1 < scan.checkpoints.size() && scan.checkpoints[k + 1].used <= target) ++k;
+        const Checkpoint base = scan.checkpoints[k];
+        if (base.pos == text.size()) return base.pos;
+        const std::size_t end = k + 1 < scan.checkpoints.size() ? scan.checkpoints[k + 1].pos
+                                                                : (scan.over_end != 0 ? scan.over_end : piece_end(text, base.pos));
+        validate(text.substr(base.pos, end - base.pos));
+        // Bisect inside the piece [base.pos, end): lo fits, hi does not.
+        std::size_t lo = base.pos, hi = end;
+        while (true) {
+            std::size_t mid = utf8::floor_boundary(text, lo + (hi - lo) / 2);
+            if (mid <= lo) mid = utf8::ceil_boundary(text, lo + 1);
+            if (mid >= hi) break;
+            if (base.used + count(text.substr(base.pos, mid - base.pos)) <= target) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        return lo;
+    }
+
+    // The smallest suffix start >= floor whose piecewise cost is <= target.
+    std::size_t suffix_for(std::string_view text, std::size_t floor, std::size_t target) const {
+        std::size_t start = text.size(), used = 0;
+        while (start > floor) {
+            const std::size_t begin = piece_start(text, start, floor);
+            const std::string_view piece = text.substr(begin, start - begin);
+            validate(piece);
+            const std::size_t c = count(piece);
+            if (used + c <= target) {
+                used += c;
+                start = begin;
+                continue;
+            }
+            // Bisect inside [begin, start): hi fits (suffix from hi), lo does not.
+            std::size_t lo = begin, hi = start;
+            while (true) {
+                std::size_t mid = utf8::ceil_boundary(text, lo + (hi - lo + 1) / 2);
+                if (mid >= hi) mid = utf8::floor_boundary(text, hi - 1);
+                if (mid <= lo) break;
+                if (used + count(text.substr(mid, start - mid)) <= target) {
+                    hi = mid;
+                } else {
+                    lo = mid;
+                }
+            }
+            return hi;
+        }
+        return start;
+    }
+
+    // Moves a head cut back to a boundary within the window: after a line break, else after a
+    // sentence end, else before a space. `floor` is the lowest allowed cut.
+    std::size_t head_boundary(std::string_view text, std::size_t cut, std::size_t floor) const {
+        if (cut >= text.size() || cut <= floor) return cut;
+        // The window never takes more than half of what is kept.
+        const std::size_t low = cut - std::min({cut - floor, options_.boundary_window, (cut - floor) / 2});
+        const std::string_view view = text.substr(0, cut);
+        for (std::size_t j = cut; j > low; --j)
+            if (view[j - 1] == '\n') return j;
+        for (std::size_t j = cut; j > low; --j) {
+            const std::size_t e = detail::sentence_end_at(view, j - 1);
+            if (e != 0 && e <= cut) return e;
+        }
+        for (std::size_t j = cut; j > low; --j)
+            if (view[j - 1] == ' ') return j - 1 > low ? j - 1 : cut;
+        return cut;
+    }
+
+    // Moves a tail cut forward to a boundary within the window: after a line break, else after a
+    // sentence end (and its spaces), else after a space. `ceil` is the highest allowed start.
+    std::size_t tail_boundary(std::string_view text, std::size_t start, std::size_t ceil) const {
+        if (start == 0 || start >= ceil) return start;
+        if (text[start - 1] == '\n') return start;  // already at a line start
+        const std::size_t high = start + std::min({ceil - start, options_.boundary_window, (ceil - start) / 2});
+        for (std::size_t j = start; j < high; ++j)
+            if (text[j] == '\n') return j + 1;
+        for (std::size_t j = start; j < high; ++j) {
+            const std::size_t e = detail::sentence_end_at(text, j);
+            if (e != 0 && e <= high) {
+                std::size_t s = e;
+                while (s < high && (text[s] == ' ' || text[s] == '\t')) ++s;
+                return s;
+            }
+        }
+        for (std::size_t j = start; j < high; ++j)
+            if (text[j] == ' ') return j + 1;
+        return start;
+    }
+
+    Truncation truncate_valid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
+        const Truncation nothing{{}, 0, true};  // not even one character fits next to the marker
+        if (text.empty()) return {};
+        if (budget == 0) return nothing;
+        // Does the whole text fit? Price it from the start, up to the budget plus some slack since a
+        // piecewise sum can overestimate (a word split between pieces); cost ~ what is kept.
+        const ForwardScan scan = scan_forward(text, budget + budget / 8 + 16);
+        if (scan.checkpoints.back().pos == text.size()) {
+            const std::size_t whole = count(text);
+            if (whole <= budget) return {std::string(text), whole, false};
+        }
+        if (marker_tokens_ >= budget) return nothing;
+
+        std::size_t target = budget - marker_tokens_;
+        for (int attempt = 0; attempt < 24 && target > 0; ++attempt) {
+            std::string out = assemble(text, scan, target, strategy);
+            if (out.empty()) return nothing;
+            const std::size_t tokens = count(out);
+            if (tokens <= budget) return {std::move(out), tokens, true};
+            // The counter disagrees with the piecewise sum: shrink by the excess (at least 1, and
+            // faster after a few attempts so a pathological counter still terminates quickly).
+            const std::size_t excess = std::max<std::size_t>(tokens - budget, attempt < 4 ? 1 : target / 2);
+            target = target > excess ? target - excess : 0;
+        }
+        return nothing;
+    }
+
+    // head/tail/middle text for a text budget of `target` tokens; empty when no character fits.
+    std::string assemble(std::string_view text, const ForwardScan& scan, std::size_t target,
+                         TruncateStrategy strategy) const {
+        const std::string& marker = options_.marker;
+        std::string out;
+        switch (strategy) {
+            case TruncateStrategy::Head: {
+                std::size_t cut = prefix_for(text, scan, target);
+                if (cut == 0) return {};
+                cut = head_boundary(text, cut, 0);
+                out.reserve(cut + marker.size());
+                out.append(text.substr(0, cut));
+                out.append(marker);
+                return out;
+            }
+            case TruncateStrategy::Tail: {
+                std::size_t start = suffix_for(text, 0, target);
+                if (start >= text.size()) return {};
+                start = tail_boundary(text, start, text.size());
+                out.reserve(text.size() - start + marker.size());
+                out.append(marker);
+                out.append(text.substr(start));
+                return out;
+            }
+            case TruncateStrategy::Middle: {
+                const auto head_target =
+                    static_cast<std::size_t>(static_cast<double>(target) * options_.head_share);
+                std::size_t cut = head_target == 0 ? 0 : prefix_for(text, scan, head_target);
+                std::size_t start = suffix_for(text, cut, target - std::min(target, head_target));
+                if (cut == 0 && start >= text.size()) return {};
+                cut = head_boundary(text, cut, 0);
+                start = tail_boundary(text, start, text.size());
+                if (start < cut) start = cut;
+                out.reserve(cut + marker.size() + text.size() - start);
+                out.append(text.substr(0, cut));
+                out.append(marker);
+                out.append(text.substr(start));
+                return out;
+            }
+        }
+        return out;
+    }
+
+    TruncatorOptions options_;
+    Counter counter_;
+    std::size_t marker_tokens_ = 0;
+};
+
+}  // namespace llmfast
+// ---- end llmfast/truncator.hpp ----
+// ---- begin llmfast/bpe_tokenizer.hpp ----
+// llmfast/bpe_tokenizer.hpp — exact token counts: a tiktoken-compatible byte-level BPE tokenizer.
+//
+// Budgets are billed in the model's tokens, so a truncator that "never exceeds the budget" needs the
+// exact count. `BpeTokenizer` loads a tiktoken rank file (one `base64(token bytes) rank` per line,
+// as OpenAI publishes cl100k_base and o200k_base) from a path you supply, splits text with the
+// encoding's pre-tokenization pattern (written by hand over UTF-8, see below) and merges each piece
+// with tiktoken's algorithm, giving the same ids as tiktoken. It models `llmfast::TokenCounter`.
+//
+//     auto tokenizer = llmfast::BpeTokenizer::cl100k_base("/data/cl100k_base.tiktoken");
+//     std::size_t n = tokenizer.count("Hello, 世界!");                  // exact, no allocation
+//     std::vector<llmfast::TokenId> ids = tokenizer.encode("Hello");   // [9906]
+//     std::string text = tokenizer.decode(ids);                        // "Hello"
+//     tokenizer.encode("<|endoftext|>", {.allow_special = true});     // [100257]
+//
+// An encoding is a rank file plus a `BpeEncoding`: a name, a named split pattern and the special
+// tokens; `BpeEncoding::cl100k_base()` and `o200k_base()` describe OpenAI's, and another
+// tiktoken-format encoding with one of these patterns needs no change here.
+//
+// Special-token strings such as `<|endoftext|>` are ordinary text by default (tiktoken's
+// `encode_ordinary`): user input cannot smuggle a control token in. `EncodeOptions::allow_special`
+// recognizes them (tiktoken's `encode(text, allowed_special="all")`).
+//
+// Pre-tokenization: tiktoken splits with a regex (`\p{L}`, `\p{N}`, possessive quantifiers) that
+// std::regex cannot express; each pattern is implemented here as a hand-written matcher that follows
+// the regex's leftmost-first, backtracking semantics alternative by alternative, over Unicode classes
+// generated from the UCD (detail/unicode_tables.hpp, scripts/gen_unicode_tables.py). That is faster
+// than any regex engine and needs no dependency. Invalid UTF-8 (which tiktoken cannot receive) is
+// split as if each ill-formed subsequence were a symbol, and encodes to its byte tokens, so
+// `decode(encode(s)) == s` holds for any bytes.
+//
+// Merging: tiktoken's rule (repeatedly merge the adjacent pair of lowest rank, leftmost on ties).
+// Short pieces use tiktoken's array scan on the stack; long pieces (a long word, a run of digits or
+// spaces, base64 blobs) use a heap and a linked list, O(n log n) instead of O(n^2), same result.
+//
+// Thread-safety: a constructed `BpeTokenizer` is immutable; `encode`, `decode` and `count` may be
+// called from any number of threads. `count` allocates nothing except, for pieces longer than
+// `detail::bpe::small_piece_limit` bytes, a per-thread scratch buffer that is reused.
+//
+// Errors:
+//   - `BpeTokenizer(path, encoding)`, `cl100k_base(path)`, `o200k_base(path)`: `IoError` when the
+//     file cannot be read; otherwise as `from_rank_data`.
+//   - `from_rank_data(data, encoding)`: `InvalidFormat` for a malformed rank file (bad base64, a
+//     missing or non-numeric rank, ranks that are not exactly 0..n-1, duplicate token bytes, a byte
+//     without a single-byte token, fewer or more ranks than the encoding expects, i.e. a truncated
+//     file, a special token id that collides with a rank); `InvalidArgument` for a bad `BpeEncoding`
+//     (an empty or duplicate special token).
+//   - `decode`: `InvalidArgument` for an id that is neither a rank nor a special token.
+//   - `encode`, `count`: never throw (except `std::bad_alloc` from `encode`'s result vector).
+
+// ---- begin llmfast/detail/unicode_tables.hpp ----
+// llmfast/detail/unicode_tables.hpp — GENERATED by scripts/gen_unicode_tables.py; do not edit.
+//
+// Character classes for the BPE pre-tokenizer, from the Unicode Character Database 15.0.0
+// (Debian package unicode-data: UnicodeData.txt, PropList.txt). One 4-bit class per code point:
+// 0 other, 1 Lu, 2 Ll, 3 Lt, 4 Lm, 5 Lo, 6 M (Mn Mc Me), 7 N (Nd Nl No); +8 when White_Space.
+// Regenerate: scripts/gen_unicode_tables.py /usr/share/unicode > include/llmfast/detail/unicode_tables.hpp
+//
+// Unicode data licence notice:
+// COPYRIGHT AND PERMISSION NOTICE (Unicode-3.0 / Unicode Data Files and Software License)
+// Copyright (c) 1991-2022 Unicode, Inc. All rights reserved.
+// Distributed under the Terms of Use in https://www.unicode.org/copyright.html.
+//
+// Permission is hereby granted, free of charge, to any person obtaining a copy of the Unicode data
+// files and any associated documentation (the "Data Files") or Unicode software and any associated
+// documentation (the "Software") to deal in the Data Files or Software without restriction,
+// including without limitation the rights to use, copy, modify, merge, publish, distribute, and/or
+// sell copies of the Data Files or Software, and to permit persons to whom the Data Files or
+// Software are furnished to do so, provided that either (a) this copyright and permission notice
+// appear with all copies of the Data Files or Software, or (b) this copyright and permission notice
+// appear in associated Documentation.
+//
+// THE DATA FILES AND SOFTWARE ARE PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+// IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR
+// PURPOSE AND NONINFRINGEMENT OF THIRD PARTY RIGHTS. IN NO EVENT SHALL THE COPYRIGHT HOLDER OR
+// HOLDERS INCLUDED IN THIS NOTICE BE LIABLE FOR ANY CLAIM, OR ANY SPECIAL INDIRECT OR CONSEQUENTIAL
+// DAMAGES, OR ANY DAMAGES WHATSOEVER RESULTING FROM LOSS OF USE, DATA OR PROFITS, WHETHER IN AN
+// ACTION OF CONTRACT, NEGLIGENCE OR OTHER TORTIOUS ACTION, ARISING OUT OF OR IN CONNECTION WITH THE
+// USE OR PERFORMANCE OF THE DATA FILES OR SOFTWARE.
+//
+// Except as contained in this notice, the name of a copyright holder shall not be used in
+// advertising or otherwise to promote the sale, use or other dealings in these Data Files or
+// Software without prior written authorization of the copyright holder.
+
+#include <cstdint>
+
+namespace llmfast::detail::unicode {
+
+inline constexpr char unicode_version[] = "15.0.0";
+inline constexpr unsigned block_shift = 7;  // 128 code points per block
+
+// stage1[cp >> block_shift] is the index of cp's block in stage2.
+inline constexpr std::uint16_t stage1[8704] = {
+    0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,
+    24,25,26,27,28,29,30,31,32,33,34,34,35,36,37,38,39,34,34,34,40,41,42,43,
+    44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,64,64,64,
+    65,66,64,64,64,64,67,68,64,64,64,64,64,64,64,64,69,70,71,72,73,64,64,64,
+    74,75,76,77,78,79,64,64,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,80,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,81,34,34,34,34,34,34,34,34,82,34,34,83,84,85,86,
+    87,88,89,90,91,92,93,94,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,95,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,34,34,96,97,98,99,
+    34,34,100,101,102,103,104,105,106,107,108,109,64,110,111,112,113,114,115,116,34,34,117,118,
+    119,120,121,122,123,124,125,126,127,128,129,64,130,131,132,133,134,135,136,137,138,139,140,64,
+    141,142,64,143,144,145,146,64,147,148,149,150,151,152,64,64,153,154,155,156,64,157,158,159,
+    34,34,34,34,34,34,34,160,161,34,162,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,163,34,34,34,34,34,34,34,34,164,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    34,34,34,34,165,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    34,34,34,34,166,167,168,169,64,64,64,64,170,171,172,173,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,174,34,34,34,34,34,34,34,34,
+    34,175,176,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,177,
+    34,34,178,34,34,179,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    180,181,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,182,64,64,64,183,184,185,186,187,64,
+    188,189,190,191,192,193,194,195,64,64,64,64,196,197,64,64,64,64,64,64,64,64,198,64,
+    199,200,201,64,64,202,64,64,64,203,64,64,64,64,64,204,34,205,206,64,64,64,64,64,
+    207,208,209,64,210,211,64,64,64,64,212,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,213,64,64,64,64,64,64,64,64,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,214,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,215,34,
+    216,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,217,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,218,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,34,34,34,34,219,64,64,64,64,64,64,64,64,64,64,64,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,220,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,221,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,222,223,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+    64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
+};
+
+// stage2[block * 64 + (cp % 128) / 2]: two classes per byte, the even code point in the low nibble.
+inline constexpr std::uint8_t stage2[14336] = {
+    0,0,0,0,128,136,136,0,0,0,0,0,0,0,0,0,8,0,0,0,0,0,0,0,119,119,119,119,119,0,0,0,
+    16,17,17,17,17,17,17,17,17,17,17,17,17,1,0,0,32,34,34,34,34,34,34,34,34,34,34,34,34,2,0,0,
+    0,0,128,0,0,0,0,0,0,0,0,0,0,0,0,0,8,0,0,0,0,5,0,0,0,119,32,0,112,5,119,7,
+    17,17,17,17,17,17,17,17,17,17,17,1,17,17,17,33,34,34,34,34,34,34,34,34,34,34,34,2,34,34,34,34,
+    33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,18,18,18,18,
+    18,18,18,18,34,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,17,18,18,34,
+    18,33,33,17,18,17,34,17,17,18,33,17,33,34,17,18,33,33,33,17,18,34,33,17,18,17,18,18,33,82,33,34,
+    85,85,49,18,35,49,18,18,18,18,18,18,18,18,34,33,33,33,33,33,33,33,33,33,18,35,33,17,33,33,33,33,
+    33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,34,34,34,17,18,33,
+    18,18,17,33,33,33,33,33,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,37,34,34,34,34,34,34,34,34,34,34,34,34,34,68,68,68,68,68,68,68,68,
+    68,0,0,68,68,68,68,68,68,0,0,0,0,0,0,0,68,68,4,0,0,0,4,4,0,0,0,0,0,0,0,0,
+    102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,
+    102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,33,33,4,33,0,36,34,16,
+    0,0,0,1,17,1,1,17,18,17,17,17,17,17,17,17,17,16,17,17,17,17,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,18,34,17,33,34,33,33,33,33,33,33,33,33,33,33,33,33,34,34,33,16,18,33,18,17,
+    17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,
+    33,96,102,102,102,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,
+    17,18,18,18,18,18,18,34,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,
+    33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,16,17,17,17,17,17,17,17,
+    17,17,17,17,17,17,17,17,17,17,17,1,64,0,0,0,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,2,0,0,0,96,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,96,
+    96,6,102,96,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,80,85,5,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,102,102,102,102,102,6,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    84,85,85,85,85,101,102,102,102,102,102,102,102,102,102,102,119,119,119,119,119,0,0,85,86,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,80,102,102,102,6,96,102,102,70,100,6,102,102,85,119,119,119,119,119,85,5,80,
+    0,0,0,0,0,0,0,0,101,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,102,102,102,
+    102,102,102,102,102,6,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,86,0,0,0,0,0,0,0,
+    119,119,119,119,119,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,102,68,0,0,4,96,0,
+    85,85,85,85,85,85,85,85,85,85,85,102,102,100,102,102,102,102,100,102,100,102,102,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,101,102,0,0,85,85,85,85,85,5,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,80,85,85,5,0,0,0,0,102,102,102,102,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,69,102,102,102,102,102,102,102,102,102,102,102,102,96,102,102,102,102,102,102,102,102,102,102,102,102,102,102,
+    102,102,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,86,102,
+    102,102,102,102,102,102,102,102,101,102,102,102,85,85,85,85,85,102,0,119,119,119,119,119,64,85,85,85,85,85,85,85,
+    101,102,80,85,85,85,5,80,5,80,85,85,85,85,85,85,85,85,85,85,5,85,85,85,5,5,0,85,85,0,86,102,
+    102,102,6,96,6,96,102,5,0,0,0,96,0,0,85,80,85,102,0,119,119,119,119,119,85,0,119,119,119,0,5,6,
+    96,102,80,85,85,5,0,80,5,80,85,85,85,85,85,85,85,85,85,85,5,85,85,85,5,85,80,5,85,0,6,102,
+    102,6,0,96,6,96,102,0,96,0,0,0,80,85,5,5,0,0,0,119,119,119,119,119,102,85,101,0,0,0,0,0,
+    96,102,80,85,85,85,85,80,85,80,85,85,85,85,85,85,85,85,85,85,5,85,85,85,5,85,80,85,85,0,86,102,
+    102,102,102,96,102,96,102,0,5,0,0,0,0,0,0,0,85,102,0,119,119,119,119,119,0,0,0,0,80,102,102,102,
+    96,102,80,85,85,85,5,80,5,80,85,85,85,85,85,85,85,85,85,85,5,85,85,85,5,85,80,85,85,0,86,102,
+    102,102,6,96,6,96,102,0,0,0,96,102,0,0,85,80,85,102,0,119,119,119,119,119,80,119,119,119,0,0,0,0,
+    0,86,80,85,85,5,0,85,5,85,85,0,80,5,5,85,0,80,5,0,85,5,0,85,85,85,85,85,85,0,0,102,
+    102,6,0,102,6,102,102,0,5,0,0,96,0,0,0,0,0,0,0,119,119,119,119,119,119,7,0,0,0,0,0,0,
+    102,102,86,85,85,85,5,85,5,85,85,85,85,85,85,85,85,85,85,85,5,85,85,85,85,85,85,85,85,0,86,102,
+    102,102,6,102,6,102,102,0,0,0,96,6,85,5,80,0,85,102,0,119,119,119,119,119,0,0,0,0,119,119,119,7,
+    101,102,80,85,85,85,5,85,5,85,85,85,85,85,85,85,85,85,85,85,5,85,85,85,85,85,80,85,85,0,86,102,
+    102,102,6,102,6,102,102,0,0,0,96,6,0,0,80,5,85,102,0,119,119,119,119,119,80,101,0,0,0,0,0,0,
+    102,102,85,85,85,85,5,85,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,86,102,
+    102,102,6,102,6,102,102,5,0,0,85,101,119,119,119,87,85,102,0,119,119,119,119,119,119,119,119,119,7,85,85,85,
+    96,102,80,85,85,85,85,85,85,85,85,5,0,85,85,85,85,85,85,85,85,85,85,85,85,80,85,85,85,85,80,0,
+    85,85,85,5,0,6,0,96,102,102,6,6,102,102,102,102,0,0,0,119,119,119,119,119,0,102,0,0,0,0,0,0,
+    80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,85,102,102,102,6,0,0,
+    85,85,85,100,102,102,102,6,119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    80,5,5,85,85,5,85,85,85,85,85,85,85,85,85,85,85,85,80,80,85,85,85,85,101,85,102,102,102,102,86,0,
+    85,85,5,4,102,102,102,6,119,119,119,119,119,0,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    5,0,0,0,0,0,0,0,0,0,0,0,102,0,0,0,119,119,119,119,119,119,119,119,119,119,96,96,96,0,0,102,
+    85,85,85,85,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,96,102,102,102,102,102,102,102,
+    102,102,6,102,85,85,101,102,102,102,102,102,96,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,6,0,
+    0,0,0,6,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,102,102,102,102,102,102,86,
+    119,119,119,119,119,0,0,0,85,85,85,102,102,85,85,102,86,102,86,101,102,102,102,85,101,102,86,85,85,85,85,85,
+    85,102,102,102,102,102,102,101,119,119,119,119,119,102,102,0,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,
+    17,17,17,16,0,0,16,0,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,2,36,34,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,5,85,85,0,85,85,85,5,5,85,85,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,5,85,85,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,85,85,0,85,85,85,5,
+    5,85,85,0,85,85,85,85,85,85,85,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,5,85,85,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,5,96,102,0,0,0,0,112,119,119,119,119,119,119,119,119,119,7,0,
+    85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,
+    17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,0,34,34,34,0,
+    80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,80,85,85,85,85,85,85,85,85,
+    88,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,119,87,85,85,85,5,0,0,0,
+    85,85,85,85,85,85,85,85,85,102,102,0,0,0,0,80,85,85,85,85,85,85,85,85,85,102,6,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,102,0,0,0,0,0,0,85,85,85,85,85,85,5,85,5,102,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,102,
+    102,102,102,102,102,102,102,102,102,102,0,64,0,0,101,0,119,119,119,119,119,0,0,0,119,119,119,119,119,0,0,0,
+    0,0,0,0,0,96,102,96,119,119,119,119,119,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,69,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,
+    85,85,101,86,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,5,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,102,102,102,102,102,102,0,0,102,102,102,102,102,102,0,0,
+    0,0,0,119,119,119,119,119,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,85,85,5,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,0,0,0,119,119,119,119,119,7,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,101,102,102,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,101,102,102,102,102,6,102,102,102,102,102,102,102,102,102,102,102,102,102,102,6,96,
+    119,119,119,119,119,0,0,0,119,119,119,119,119,0,0,0,0,0,0,64,0,0,0,0,102,102,102,102,102,102,102,102,
+    102,102,102,102,102,102,102,6,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    102,102,86,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,102,
+    102,102,86,85,85,85,5,0,119,119,119,119,119,0,0,0,0,0,0,0,0,96,102,102,102,102,0,0,0,0,0,0,
+    102,86,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,102,102,102,85,119,119,119,119,119,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,102,102,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,102,102,102,102,102,0,0,0,0,
+    119,119,119,119,119,0,80,85,119,119,119,119,119,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,68,68,68,0,
+    34,34,34,34,2,0,0,0,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,1,16,17,
+    0,0,0,0,0,0,0,0,102,6,102,102,102,102,102,102,102,102,102,102,86,85,101,85,85,85,86,101,102,5,0,0,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,68,68,68,68,68,68,68,68,68,68,
+    68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,36,34,34,34,34,34,34,36,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,66,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,
+    102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,
+    33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,
+    33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,
+    33,33,33,33,33,33,33,33,33,33,33,34,34,34,34,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,
+    33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,
+    34,34,34,34,17,17,17,17,34,34,34,0,17,17,17,0,34,34,34,34,17,17,17,17,34,34,34,34,17,17,17,17,
+    34,34,34,0,17,17,17,0,34,34,34,34,16,16,16,16,34,34,34,34,17,17,17,17,34,34,34,34,34,34,34,0,
+    34,34,34,34,51,51,51,51,34,34,34,34,51,51,51,51,34,34,34,34,51,51,51,51,34,34,2,34,17,17,3,2,
+    0,34,2,34,17,17,3,0,34,34,0,34,17,17,0,0,34,34,34,34,17,17,1,0,0,34,2,34,17,17,3,0,
+    136,136,136,136,136,8,0,0,0,0,0,0,0,0,0,0,0,0,0,0,136,0,0,128,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,128,0,0,0,0,0,0,0,0,71,0,119,119,119,0,0,64,
+    119,119,119,119,119,0,0,0,68,68,68,68,68,68,4,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,6,0,0,0,0,0,0,0,
+    0,1,0,16,0,18,17,34,17,33,16,0,16,17,17,0,0,0,1,1,1,17,17,32,17,17,82,85,37,0,34,17,
+    0,0,16,34,34,0,0,2,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,
+    119,23,114,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,
+    119,119,119,119,119,119,119,119,119,119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,119,119,119,119,119,119,119,119,119,119,119,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,119,119,119,119,119,
+    119,119,119,119,119,119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,33,17,33,18,18,18,18,17,33,33,18,34,34,34,68,17,
+    33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,
+    33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,2,0,0,16,18,98,102,33,0,0,0,0,112,0,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,32,0,0,32,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,64,0,0,0,0,0,0,0,96,
+    85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,85,85,85,5,85,85,85,5,85,85,85,5,85,85,85,5,
+    85,85,85,5,85,85,85,5,85,85,85,5,85,85,85,5,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,64,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    8,0,64,117,0,0,0,0,0,0,0,0,0,0,0,0,112,119,119,119,119,102,102,102,64,68,68,0,119,71,5,0,
+    80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,5,96,6,64,84,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,68,84,
+    0,0,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,80,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,5,0,119,119,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,119,119,119,119,112,119,119,119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,112,119,119,119,119,119,119,119,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,69,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,68,68,68,0,
+    85,85,85,85,85,85,4,0,85,85,85,85,85,85,85,85,119,119,119,119,119,85,0,0,0,0,0,0,0,0,0,0,
+    33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,101,102,6,102,102,102,102,102,64,
+    33,33,33,33,33,33,33,33,33,33,33,33,33,33,68,102,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,119,119,119,119,119,102,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,64,68,68,68,68,0,33,33,33,33,33,33,33,34,33,33,33,33,33,33,33,
+    33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,33,36,34,34,34,18,18,18,33,
+    33,33,33,33,4,16,18,82,33,33,34,33,33,33,33,33,33,33,33,33,33,17,17,33,17,17,33,33,33,33,33,33,
+    33,33,17,17,18,2,0,0,33,32,32,33,33,0,0,0,0,0,0,0,0,0,0,0,0,68,20,82,68,82,85,85,
+    85,86,85,86,85,101,85,85,85,85,85,85,85,85,85,85,85,101,102,102,0,0,6,0,119,119,119,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,
+    102,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,102,
+    102,102,102,0,0,0,0,0,119,119,119,119,119,0,0,0,102,102,102,102,102,102,102,102,102,85,85,85,0,80,80,101,
+    119,119,119,119,119,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,0,85,85,85,85,85,85,85,85,
+    85,85,85,101,102,102,102,102,102,102,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,
+    102,102,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,102,102,102,
+    6,0,0,0,0,0,0,64,119,119,119,119,119,0,0,0,85,85,101,84,85,85,85,85,119,119,119,119,119,85,85,5,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,102,102,102,6,0,0,0,0,
+    85,101,85,85,85,85,102,0,119,119,119,119,119,0,0,0,85,85,85,85,85,85,85,85,84,85,85,5,0,101,102,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,86,102,86,101,86,85,85,102,
+    101,5,0,0,0,0,0,0,0,0,0,0,0,80,69,0,85,85,85,85,85,101,102,102,0,69,100,6,0,0,0,0,
+    80,85,85,5,80,85,85,5,80,85,85,5,0,0,0,0,85,85,85,5,85,85,85,5,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,2,68,68,34,34,34,34,66,0,0,0,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,6,102,0,119,119,119,119,119,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,5,0,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    34,34,34,2,0,0,0,0,0,32,34,34,0,0,80,86,85,85,85,85,5,85,85,85,85,85,85,5,85,85,5,5,
+    85,80,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,
+    0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,0,0,
+    102,102,102,102,102,102,102,102,0,0,0,0,0,0,0,0,102,102,102,102,102,102,102,102,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,5,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,
+    0,0,0,0,0,0,0,0,119,119,119,119,119,0,0,0,16,17,17,17,17,17,17,17,17,17,17,17,17,1,0,0,
+    32,34,34,34,34,34,34,34,34,34,34,34,34,2,0,0,0,0,0,85,85,85,85,85,84,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,68,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,
+    0,85,85,85,0,85,85,85,0,85,85,85,0,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,80,85,85,85,85,85,85,85,85,85,85,85,85,5,85,85,85,85,85,85,85,85,85,5,85,80,
+    85,85,85,85,85,85,85,0,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,
+    0,0,0,112,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,0,0,0,0,0,0,
+    119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,7,0,0,0,
+    0,0,0,0,0,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,96,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,118,119,119,119,119,119,119,119,119,119,119,119,119,119,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,119,119,0,0,0,0,80,85,85,85,85,85,85,85,85,85,
+    117,85,85,85,85,7,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,6,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,0,0,85,85,85,85,112,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,34,34,34,34,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,119,119,119,119,119,0,0,0,17,17,17,17,17,17,17,17,
+    17,17,17,17,17,17,17,17,17,17,0,0,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,17,17,17,17,17,1,17,17,
+    17,17,17,17,17,1,17,17,17,1,17,32,34,34,34,34,34,32,34,34,34,34,34,34,34,32,34,34,34,32,2,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,
+    68,68,68,64,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,4,68,68,68,68,4,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,0,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,80,5,0,5,80,
+    85,85,85,85,85,85,85,85,85,85,85,0,119,119,119,119,85,85,85,85,85,85,85,85,85,85,85,5,112,119,119,119,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,112,119,119,119,119,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,5,85,0,0,112,119,119,
+    85,85,85,85,85,85,85,85,85,85,85,119,119,119,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,119,85,
+    119,119,119,119,119,119,119,119,0,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,
+    101,102,96,6,0,0,102,102,85,85,80,85,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,102,6,0,96,
+    119,119,119,119,7,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,117,7,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,117,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,80,85,85,85,85,85,85,85,85,85,85,85,85,85,101,6,0,112,119,119,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,0,119,119,119,119,85,85,85,85,85,85,85,85,85,5,0,0,119,119,119,119,
+    85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,112,119,119,119,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,1,0,0,0,0,0,0,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,2,0,0,0,119,119,119,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,0,0,0,0,119,119,119,119,119,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,7,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,96,6,0,85,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,96,102,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,117,119,119,119,119,87,0,0,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,102,102,102,102,102,118,119,7,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,
+    85,102,102,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,
+    85,85,117,119,119,119,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,
+    102,86,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,
+    102,102,102,6,0,0,0,0,0,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,86,101,86,0,0,0,0,96,
+    102,86,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,6,0,0,
+    0,6,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,119,119,119,119,119,0,0,0,
+    102,86,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,102,102,102,6,119,119,119,119,119,
+    0,0,101,86,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,0,5,0,0,0,0,
+    102,86,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,102,102,102,
+    86,85,5,0,96,102,6,102,119,119,119,119,119,5,5,0,112,119,119,119,119,119,119,119,119,119,7,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,80,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,102,0,0,0,86,
+    101,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,5,5,85,85,80,85,85,85,85,85,85,85,80,85,85,85,85,5,0,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,102,102,6,0,0,119,119,119,119,119,0,0,0,
+    102,102,80,85,85,85,5,80,5,80,85,85,85,85,85,85,85,85,85,85,5,85,85,85,5,85,80,85,85,96,86,102,
+    102,102,6,96,6,96,102,0,5,0,0,96,0,0,80,85,85,102,0,102,102,102,6,0,102,102,6,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,102,102,
+    102,102,102,86,85,5,0,0,119,119,119,119,119,0,0,86,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,102,102,102,
+    102,102,85,80,0,0,0,0,119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,0,102,102,102,102,
+    6,0,0,0,0,0,0,0,0,0,0,0,85,85,102,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,102,102,102,
+    6,0,5,0,0,0,0,0,119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,102,102,102,5,0,0,0,
+    119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,5,96,102,102,102,102,102,102,102,0,0,119,119,119,119,119,119,0,0,
+    85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,102,102,102,102,6,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,
+    34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,119,119,119,119,119,119,119,119,119,7,0,0,0,0,0,80,
+    85,85,85,5,80,0,85,85,85,85,80,5,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,96,6,96,102,86,
+    86,102,0,0,0,0,0,0,119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,0,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,101,102,102,102,0,102,102,102,86,80,6,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    101,102,102,102,102,86,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,101,102,6,
+    0,0,0,96,0,0,0,0,101,102,102,102,102,102,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,102,102,102,102,102,102,102,102,0,80,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,
+    85,85,85,85,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,102,6,102,102,102,102,
+    5,0,0,0,0,0,0,0,119,119,119,119,119,119,119,119,119,119,119,119,119,119,7,0,0,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,0,102,102,102,102,102,102,102,102,102,102,102,96,102,102,102,102,102,102,6,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,5,85,80,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,101,102,102,6,0,6,102,96,
+    102,102,102,101,0,0,0,0,119,119,119,119,119,0,0,0,85,85,85,80,5,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,102,102,6,102,96,102,102,5,0,0,0,119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,101,102,6,0,0,0,0,
+    102,101,85,85,85,85,85,85,5,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,6,0,102,
+    102,6,0,0,0,0,0,0,119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,5,0,0,0,0,0,0,0,
+    119,119,119,119,119,119,119,119,119,119,7,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,
+    119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,7,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,
+    86,85,85,101,102,102,102,102,102,102,102,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,119,119,119,119,119,0,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,
+    119,119,119,119,119,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,102,102,6,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,102,6,0,0,0,0,
+    68,68,0,0,0,0,0,0,119,119,119,119,119,112,119,119,119,80,85,85,85,85,85,85,85,85,85,85,0,0,80,85,
+    85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    119,119,119,119,119,119,119,119,119,119,119,7,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,5,0,96,101,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,
+    102,102,102,102,0,0,0,96,102,70,68,68,68,68,68,68,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,68,64,6,0,0,0,0,0,102,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,68,68,64,68,68,68,64,4,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,5,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,85,5,80,0,0,0,0,0,0,0,85,85,0,0,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,85,85,85,85,85,85,5,0,
+    85,85,85,85,5,0,0,0,85,85,85,85,85,0,96,6,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,0,102,102,102,102,102,102,102,102,
+    102,102,102,6,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,96,102,102,0,96,102,102,6,0,0,0,96,102,102,
+    102,6,96,102,102,102,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,102,102,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,102,6,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    119,119,119,119,119,119,119,119,119,119,0,0,0,0,0,0,119,119,119,119,119,119,119,119,119,119,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,119,119,119,119,119,119,119,119,119,119,119,119,7,0,0,0,
+    17,17,17,17,17,17,17,17,17,17,17,17,17,34,34,34,34,34,34,34,34,34,34,34,34,34,17,17,17,17,17,17,
+    17,17,17,17,17,17,17,34,34,34,2,34,34,34,34,34,34,34,34,34,17,17,17,17,17,17,17,17,17,17,17,17,
+    17,34,34,34,34,34,34,34,34,34,34,34,34,34,1,17,0,1,16,1,16,17,1,17,17,17,17,34,34,32,32,34,
+    34,34,32,34,34,34,34,34,17,17,17,17,17,17,17,17,17,17,17,17,17,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,17,16,17,1,16,17,17,17,1,17,17,17,1,34,34,34,34,34,34,34,34,34,34,34,34,34,17,16,17,1,
+    17,17,1,1,0,17,17,17,1,34,34,34,34,34,34,34,34,34,34,34,34,34,17,17,17,17,17,17,17,17,17,17,
+    17,17,17,34,34,34,34,34,34,34,34,34,34,34,34,34,17,17,17,17,17,17,17,17,17,17,17,17,17,34,34,34,
+    34,34,34,34,34,34,34,34,34,34,17,17,17,17,17,17,17,17,17,17,17,17,17,34,34,34,34,34,34,34,34,34,
+    34,34,34,34,17,17,17,17,17,17,17,17,17,17,17,17,17,34,34,34,34,34,34,34,34,34,34,34,34,34,17,17,
+    17,17,17,17,17,17,17,17,17,17,17,34,34,34,34,34,34,34,34,34,34,34,34,34,17,17,17,17,17,17,17,17,
+    17,17,17,17,17,34,34,34,34,34,34,34,34,34,34,34,34,34,34,0,17,17,17,17,17,17,17,17,17,17,17,17,
+    1,34,34,34,34,34,34,34,34,34,34,34,34,2,34,34,34,17,17,17,17,17,17,17,17,17,17,17,17,1,34,34,
+    34,34,34,34,34,34,34,34,34,34,2,34,34,34,17,17,17,17,17,17,17,17,17,17,17,17,1,34,34,34,34,34,
+    34,34,34,34,34,34,34,2,34,34,34,17,17,17,17,17,17,17,17,17,17,17,17,1,34,34,34,34,34,34,34,34,
+    34,34,34,34,2,34,34,34,17,17,17,17,17,17,17,17,17,17,17,17,1,34,34,34,34,34,34,34,34,34,34,34,
+    34,2,34,34,34,33,0,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,
+    102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,6,0,96,102,102,
+    102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,6,0,0,0,96,0,0,0,0,0,
+    0,0,6,0,0,0,0,0,0,0,0,0,0,96,102,102,96,102,102,102,102,102,102,102,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    34,34,34,34,34,37,34,34,34,34,34,34,34,34,34,2,0,0,32,34,34,2,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    102,102,102,6,102,102,102,102,102,102,102,102,6,96,102,102,102,96,6,102,102,6,0,0,68,68,68,68,68,68,68,68,
+    68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,68,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,96,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,102,102,102,70,68,68,68,0,
+    119,119,119,119,119,0,0,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,6,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,102,102,119,119,119,119,119,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,69,102,102,119,119,119,119,119,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,5,85,85,80,5,85,85,85,85,85,85,85,5,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,5,112,119,119,119,119,102,102,102,6,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,17,34,34,34,34,34,34,34,34,34,34,34,34,34,34,34,
+    34,34,102,102,102,70,0,0,119,119,119,119,119,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,112,119,119,119,119,119,119,119,
+    119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,112,119,112,119,7,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    112,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,119,112,119,119,119,119,119,119,119,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,80,85,85,85,85,85,85,85,85,85,85,85,85,85,80,5,5,80,80,85,85,85,85,5,85,85,80,80,0,0,
+    0,5,0,80,80,80,80,85,80,5,5,80,80,80,80,80,80,5,5,80,85,5,85,85,85,5,85,85,80,85,5,5,
+    85,85,85,85,85,80,85,85,85,85,85,85,85,85,0,0,80,85,80,85,85,80,85,85,85,85,85,85,85,85,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    119,119,119,119,119,119,7,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,119,119,119,119,119,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,5,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,5,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,
+    102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,
+    102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,
+    102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,0,0,0,0,0,0,0,0,
+};
+
+}  // namespace llmfast::detail::unicode
+// ---- end llmfast/detail/unicode_tables.hpp ----
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace llmfast {
+
+/// A token id: a rank of the rank file, or a special token's id.
+using TokenId = std::uint32_t;
+
+/// The pre-tokenization patterns implemented (each matches the tiktoken regex named).
+enum class SplitPattern : std::uint8_t {
+    /// cl100k_base as the npm `tiktoken` (WASM) build and Python tiktoken < 0.7 define it:
+    /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|`
+    /// `\s*[\r\n]+|\s+(?!\S)|\s+`
+    Cl100k,
+    /// cl100k_base as Python tiktoken >= 0.7 writes it (possessive quantifiers and `\s++$`). It
+    /// differs from `Cl100k` only for a whitespace run that ends the text and holds a line break
+    /// followed by other whitespace ("a\n  "), which it keeps as one piece.
+    Cl100kTrailingSpace,
+    /// o200k_base: `[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+`
+    /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+`
+    /// `[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|`
+    /// `\s*[\r\n]+|\s+(?!\S)|\s+`
+    O200k,
+};
+
+/// A special token: its text and its id (outside the rank file's ranks).
+struct SpecialToken {
+    std::string text;
+    TokenId id = 0;
+};
+
+/// What makes an encoding besides its rank file.
+struct BpeEncoding {
+    std::string name;
+    SplitPattern pattern = SplitPattern::Cl100k;
+    std::vector<SpecialToken> special_tokens;
+    /// The number of ranks the rank file must hold (a shorter file is truncated); 0 accepts any.
+    std::size_t expected_ranks = 0;
+
+    /// OpenAI's cl100k_base (GPT-4, GPT-3.5-turbo, text-embedding-3): 100,256 ranks.
+    static BpeEncoding cl100k_base() {
+        return {"cl100k_base",
+                SplitPattern::Cl100k,
+                {{"<|endoftext|>", 100257},
+                 {"<|fim_prefix|>", 100258},
+                 {"<|fim_middle|>", 100259},
+                 {"<|fim_suffix|>", 100260},
+                 {"<|endofprompt|>", 100276}},
+                100256};
+    }
+    /// OpenAI's o200k_base (GPT-4o, o1, o3): 199,998 ranks.
+    static BpeEncoding o200k_base() {
+        return {"o200k_base", SplitPattern::O200k, {{"<|endoftext|>", 199999}, {"<|endofprompt|>", 200018}}, 199998};
+    }
+};
+
+/// Options of `encode` and `count`.
+struct EncodeOptions {
+    /// Recognize the encoding's special-token strings in the text and emit their ids; by default they
+    /// are encoded as ordinary text (tiktoken's `encode_ordinary`).
+    bool allow_special = false;
+};
+
+namespace detail::bpe {
+
+inline constexpr TokenId no_rank = std::numeric_limits<TokenId>::max();
+/// Pieces up to this many bytes are merged with tiktoken's scan on a stack array; longer ones with a heap.
+inline constexpr std::size_t small_piece_limit = 96;
+
+// ---------------------------------------------------------------------------------------------
+// Character classes (see detail/unicode_tables.hpp): the low 3 bits are the category, bit 3 is \s.
+enum : std::uint8_t {
+    cls_other = 0, cls_lu = 1, cls_ll = 2, cls_lt = 3, cls_lm = 4, cls_lo = 5, cls_mark = 6, cls_number = 7,
+    cls_space = 8,
+};
+
+constexpr std::uint8_t unicode_class(char32_t cp) noexcept {
+    if (cp >= 0x110000U) return cls_other;
+    constexpr unsigned shift = unicode::block_shift;
+    const std::size_t block = unicode::stage1[cp >> shift];
+    const std::uint8_t packed = unicode::stage2[(block << (shift - 1)) + ((cp & ((1U << shift) - 1U)) >> 1)];
+    return static_cast<std::uint8_t>((cp & 1U) ? packed >> 4 : packed & 0x0FU);
+}
+
+inline constexpr std::array<std::uint8_t, 128> ascii_class = [] {
+    std::array<std::uint8_t, 128> table{};
+    for (char32_t cp = 0; cp < 128; ++cp) table[cp] = unicode_class(cp);
+    return table;
+}();
+
+constexpr bool is_letter(std::uint8_t cls) noexcept { return ((0x3EU >> (cls & 7U)) & 1U) != 0; }   // Lu Ll Lt Lm Lo
+constexpr bool is_number(std::uint8_t cls) noexcept { return (cls & 7U) == cls_number; }
+constexpr bool is_space(std::uint8_t cls) noexcept { return (cls & cls_space) != 0; }
+// o200k's [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] and [\p{Ll}\p{Lm}\p{Lo}\p{M}]
+constexpr bool is_upper_class(std::uint8_t cls) noexcept { return ((0x7AU >> (cls & 7U)) & 1U) != 0; }
+constexpr bool is_lower_class(std::uint8_t cls) noexcept { return ((0x74U >> (cls & 7U)) & 1U) != 0; }
+
+/// One character of the text: a code point, or one ill-formed UTF-8 subsequence (class other, so it
+/// behaves like a symbol: not a letter, digit or space).
+struct Char {
+    std::uint32_t length;
+    std::uint8_t cls;
+    char32_t cp;  ///< 0xFFFFFFFF for an ill-formed subsequence
+};
+
+inline Char char_at(std::string_view text, std::size_t pos) noexcept {
+    const auto byte = static_cast<unsigned char>(text[pos]);
+    if (byte < 0x80U) return {1, ascii_class[byte], byte};
+    const utf8::DecodeResult decoded = utf8::decode(text, pos);
+    if (decoded.status != utf8::DecodeStatus::Valid)
+        return {static_cast<std::uint32_t>(decoded.length), cls_other, 0xFFFFFFFFU};
+    return {static_cast<std::uint32_t>(decoded.length), unicode_class(decoded.code_point), decoded.code_point};
+}
+
+constexpr bool is_line_break(char32_t cp) noexcept { return cp == U'\r' || cp == U'\n'; }
+// [^\r\n\p{L}\p{N}]
+constexpr bool is_word_prefix(const Char& c) noexcept {
+    return !is_letter(c.cls) && !is_number(c.cls) && !is_line_break(c.cp);
+}
+// [^\s\p{L}\p{N}]
+constexpr bool is_symbol(const Char& c) noexcept { return !is_letter(c.cls) && !is_number(c.cls) && !is_space(c.cls); }
+
+/// Length of `(?i:'s|'t|'re|'ve|'m|'ll|'d)` at `pos`, 0 when there is none. Case-insensitive as the
+/// regex crate does it (simple case folding), so U+017F LATIN SMALL LETTER LONG S counts as an s.
+inline std::size_t contraction_length(std::string_view text, std::size_t pos) noexcept {
+    if (pos + 1 >= text.size() || text[pos] != '\'') return 0;
+    const auto lower = [&](std::size_t i) { return static_cast<unsigned char>(static_cast<unsigned char>(text[i]) | 0x20U); };
+    const unsigned char a = lower(pos + 1);  // only 'X' and 'x' map to 'x' for the letters below
+    if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+    if (pos + 2 < text.size()) {
+        if (static_cast<unsigned char>(text[pos + 1]) == 0xC5U && static_cast<unsigned char>(text[pos + 2]) == 0xBFU)
+            return 3;  // U+017F
+        const unsigned char b = lower(pos + 2);
+        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    }
+    return 0;
+}
+
+template <class Predicate>
+inline std::size_t run_end(std::string_view text, std::size_t pos, Predicate predicate) noexcept {
+    while (pos < text.size()) {
+        const Char c = char_at(text, pos);
+        if (!predicate(c)) break;
+        pos += c.length;
+    }
+    return pos;
+}
+
+/// `\p{N}{1,3}` at `pos` (a digit is known to be there).
+inline std::size_t digits_end(std::string_view text, std::size_t pos, const Char& first) noexcept {
+    std::size_t end = pos + first.length;
+    for (int k = 1; k < 3 && end < text.size(); ++k) {
+        const Char c = char_at(text, end);
+        if (!is_number(c.cls)) break;
+        end += c.length;
+    }
+    return end;
+}
+
+/// ` ?[^\s\p{L}\p{N}]+` followed by `[\r\n]*` (or `[\r\n/]*` for o200k); 0 when it does not match.
+inline std::size_t symbols_end(std::string_view text, std::size_t pos, const Char& first, bool slash_tail) noexcept {
+    std::size_t p = pos;
+    Char c = first;
+    if (first.cp == U' ' && pos + 1 < text.size()) {
+        p = pos + 1;
+        c = char_at(text, p);
+    }
+    if (!is_symbol(c)) return 0;
+    p = run_end(text, p + c.length, [](const Char& d) { return is_symbol(d); });
+    while (p < text.size() && (text[p] == '\r' || text[p] == '\n' || (slash_tail && text[p] == '/'))) ++p;
+    return p;
+}
+
+/// The whitespace alternatives at `pos` (a blank is known to be there):
+/// `[\s++$|]\s*[\r\n]+|\s+(?!\S)|\s+`.
+inline std::size_t blanks_end(std::string_view text, std::size_t pos, bool whole_tail) noexcept {
+    std::size_t end = pos;
+    std::size_t last_start = pos;
+    std::size_t after_line_break = 0;
+    while (end < text.size()) {
+        const Char c = char_at(text, end);
+        if (!is_space(c.cls)) break;
+        if (is_line_break(c.cp)) after_line_break = end + 1;
+        last_start = end;
+        end += c.length;
+    }
+    if (whole_tail && end == text.size()) return end;  // \s++$
+    if (after_line_break != 0) return after_line_break;  // \s*[\r\n]+ backtracks to the last line break
+    if (end == text.size()) return end;                  // \s+(?!\S) at the end of the text
+    if (last_start > pos) return last_start;             // \s+(?!\S): the last blank joins the next word
+    return end;                                          // \s+: one blank before a non-blank
+}
+
+/// End of the cl100k piece that starts at `pos` (< text.size()).
+inline std::size_t cl100k_piece_end(std::string_view text, std::size_t pos, bool whole_tail) noexcept {
+    const Char c = char_at(text, pos);
+    if (c.cp == U'\'') {
+        if (const std::size_t n = contraction_length(text, pos)) return pos + n;
+    }
+    const auto letter = [](const Char& d) { return is_letter(d.cls); };
+    if (is_letter(c.cls)) return run_end(text, pos + c.length, letter);
+    if (is_word_prefix(c) && pos + c.length < text.size()) {
+        const Char next = char_at(text, pos + c.length);
+        if (is_letter(next.cls)) return run_end(text, pos + c.length + next.length, letter);
+    }
+    if (is_number(c.cls)) return digits_end(text, pos, c);
+    if (const std::size_t end = symbols_end(text, pos, c, false)) return end;
+    return blanks_end(text, pos, whole_tail);  // what is left is a blank
+}
+
+/// o200k's first word alternative at `start`: `[U]*[W]+` (U, W: the two letter classes) plus an
+/// optional contraction; 0 when it does not match. `[U]*` backtracks to the last position where
+/// `[W]+` can start, i.e. the end of the U run if a W follows it, else the run's last U-and-W char.
+inline std::size_t o200k_word1_end(std::string_view text, std::size_t start) noexcept {
+    std::size_t p = start;
+    std::size_t last_both = std::string_view::npos;
+    while (p < text.size()) {
+        const Char c = char_at(text, p);
+        if (!is_upper_class(c.cls)) break;
+        if (is_lower_class(c.cls)) last_both = p;
+        p += c.length;
+    }
+    std::size_t w_start = p;
+    if (p >= text.size() || !is_lower_class(char_at(text, p).cls)) {
+        if (last_both == std::string_view::npos) return 0;
+        w_start = last_both;
+    }
+    const std::size_t end = run_end(text, w_start, [](const Char& d) { return is_lower_class(d.cls); });
+    return end + contraction_length(text, end);
+}
+
+/// o200k's second word alternative at `start`: `[U]+[W]*` plus an optional contraction; 0 if no match.
+inline std::size_t o200k_word2_end(std::string_view text, std::size_t start) noexcept {
+    const std::size_t upper_end = run_end(text, start, [](const Char& d) { return is_upper_class(d.cls); });
+    if (upper_end == start) return 0;
+    const std::size_t end = run_end(text, upper_end, [](const Char& d) { return is_lower_class(d.cls); });
+    return end + contraction_length(text, end);
+}
+
+/// End of the o200k piece that starts at `pos` (< text.size()).
+inline std::size_t o200k_piece_end(std::string_view text, std::size_t pos) noexcept {
+    const Char c = char_at(text, pos);
+    // Each word alternative is tried with its optional prefix first, then without (regex order).
+    const bool prefixed = is_word_prefix(c) && pos + c.length < text.size();
+    if (prefixed) {
+        if (const std::size_t end = o200k_word1_end(text, pos + c.length)) return end;
+    }
+    if (const std::size_t end = o200k_word1_end(text, pos)) return end;
+    if (prefixed) {
+        if (const std::size_t end = o200k_word2_end(text, pos + c.length)) return end;
+    }
+    if (const std::size_t end = o200k_word2_end(text, pos)) return end;
+    if (is_number(c.cls)) return digits_end(text, pos, c);
+    if (const std::size_t end = symbols_end(text, pos, c, true)) return end;
+    return blanks_end(text, pos, false);
+}
+
+/// End of the piece of `pattern` that starts at `pos` (< text.size()); always > pos.
+inline std::size_t piece_end(SplitPattern pattern, std::string_view text, std::size_t pos) noexcept {
+    switch (pattern) {
+        case SplitPattern::Cl100k: return cl100k_piece_end(text, pos, false);
+        case SplitPattern::Cl100kTrailingSpace: return cl100k_piece_end(text, pos, true);
+        case SplitPattern::O200k: return o200k_piece_end(text, pos);
+    }
+    return text.size();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Base64 (RFC 4648, standard alphabet, padded), as the rank files use it.
+
+inline constexpr std::array<std::int8_t, 256> base64_values = [] {
+    std::array<std::int8_t, 256> table{};
+    table.fill(-1);
+    constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (std::size_t i = 0; i < alphabet.size(); ++i)
+        table[static_cast<unsigned char>(alphabet[i])] = static_cast<std::int8_t>(i);
+    return table;
+}();
+
+/// Appends the decoded bytes to `out`; false when `text` is not canonical padded base64.
+inline bool base64_decode(std::string_view text, std::string& out) {
+    if (text.empty() || text.size() % 4 != 0) return false;
+    for (std::size_t i = 0; i < text.size(); i += 4) {
+        const bool last = i + 4 == text.size();
+        std::uint32_t value = 0;
+        int padding = 0;
+        for (std::size_t k = 0; k < 4; ++k) {
+            const char ch = text[i + k];
+            if (ch == '=') {
+                if (!last || k < 2) return false;
+                ++padding;
+                value <<= 6;
+                continue;
+            }
+            if (padding > 0) return false;  // data after '='
+            const std::int8_t v = base64_values[static_cast<unsigned char>(ch)];
+            if (v < 0) return false;
+            value = (value << 6) | static_cast<std::uint32_t>(v);
+        }
+        out.push_back(static_cast<char>((value >> 16) & 0xFFU));
+        if (padding < 2) out.push_back(static_cast<char>((value >> 8) & 0xFFU));
+        if (padding < 1) out.push_back(static_cast<char>(value & 0xFFU));
+    }
+    return true;
+}
+
+inline std::string base64_encode(std::string_view bytes) {
+    constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    out.reserve((bytes.size() + 2) / 3 * 4);
+    for (std::size_t i = 0; i < bytes.size(); i += 3) {
+        const std::size_t n = std::min<std::size_t>(3, bytes.size() - i);
+        std::uint32_t value = 0;
+        for (std::size_t k = 0; k < 3; ++k)
+            value = (value << 8) | (k < n ? static_cast<unsigned char>(bytes[i + k]) : 0U);
+        out.push_back(alphabet[(value >> 18) & 63U]);
+        out.push_back(alphabet[(value >> 12) & 63U]);
+        out.push_back(n > 1 ? alphabet[(value >> 6) & 63U] : '=');
+        out.push_back(n > 2 ? alphabet[value & 63U] : '=');
+    }
+    return out;
+}
+
+/// Scratch for merging long pieces: reused by each thread, so `count` does not allocate per call.
+struct LongMergeScratch {
+    struct Candidate {
+        TokenId rank;
+        std::uint32_t pos;
+        bool operator>(const Candidate& other) const noexcept {
+            return rank != other.rank ? rank > other.rank : pos > other.pos;
+        }
+    };
+    std::vector<std::uint32_t> next;   ///< next[i]: start of the part after the part starting at i
+    std::vector<std::uint32_t> prev;   ///< prev[i]: start of the part before it
+    std::vector<TokenId> pair_rank;    ///< rank of the part at i merged with its successor
+    std::vector<Candidate> heap;       ///< min-heap of (rank, pos), stale entries skipped on pop
+};
+
+inline LongMergeScratch& long_merge_scratch() {
+    thread_local LongMergeScratch scratch;
+    return scratch;
+}
+
+}  // namespace detail::bpe
+
+/// A tiktoken-compatible BPE tokenizer. See the header comment.
+class BpeTokenizer {
+public:
+    /// Loads the rank file at `rank_file` for `encoding`. Throws `IoError`, `InvalidFormat`, `InvalidArgument`.
+    BpeTokenizer(const std::filesystem::path& rank_file, BpeEncoding encoding)
+        : BpeTokenizer(from_rank_data(read_file(rank_file), std::move(encoding))) {}
+
+    /// cl100k_base from its rank file (e.g. gpt-tokenizer's data/cl100k_base.tiktoken).
+    static BpeTokenizer cl100k_base(const std::filesystem::path& rank_file) {
+        return BpeTokenizer(rank_file, BpeEncoding::cl100k_base());
+    }
+    /// o200k_base from its rank file.
+    static BpeTokenizer o200k_base(const std::filesystem::path& rank_file) {
+        return BpeTokenizer(rank_file, BpeEncoding::o200k_base());
+    }
+
+    /// Builds a tokenizer from the contents of a rank file. Throws `InvalidFormat`, `InvalidArgument`.
+    static BpeTokenizer from_rank_data(std::string_view data, BpeEncoding encoding) {
+        BpeTokenizer tokenizer;
+        tokenizer.encoding_ = std::move(encoding);
+        tokenizer.load(data);
+        return tokenizer;
+    }
+
+    [[nodiscard]] const BpeEncoding& encoding() const noexcept { return encoding_; }
+    /// Number of ranks (ordinary tokens) in the rank file.
+    [[nodiscard]] std::size_t rank_count() const noexcept { return offsets_.empty() ? 0 : offsets_.size() - 1; }
+    /// The id of a special token's text, if the encoding has it.
+    [[nodiscard]] std::optional<TokenId> special_token_id(std::string_view text) const noexcept {
+        for (const SpecialToken& token : encoding_.special_tokens)
+            if (token.text == text) return token.id;
+        return std::nullopt;
+    }
+    /// The bytes of a token (a rank or a special token); nullopt for an unknown id.
+    [[nodiscard]] std::optional<std::string_view> token_bytes(TokenId id) const noexcept {
+        if (id < rank_count()) return rank_bytes(id);
+        for (const SpecialToken& token : encoding_.special_tokens)
+            if (token.id == id) return std::string_view(token.text);
+        return std::nullopt;
+    }
+
+    /// Appends the tokens of `text` to `out`.
+    void encode(std::string_view text, std::vector<TokenId>& out, EncodeOptions options = {}) const {
+        for_each_segment(text, options, [&](std::string_view segment, TokenId special) {
+            encode_ordinary(segment, [&](TokenId id) { out.push_back(id); });
+            if (special != detail::bpe::no_rank) out.push_back(special);
+        });
+    }
+    /// The tokens of `text`.
+    [[nodiscard]] std::vector<TokenId> encode(std::string_view text, EncodeOptions options = {}) const {
+        std::vector<TokenId> out;
+        out.reserve(text.size() / 3 + 4);
+        encode(text, out, options);
+        return out;
+    }
+
+    /// Number of tokens `encode(text, options)` would return, without building the vector.
+    [[nodiscard]] std::size_t count(std::string_view text, EncodeOptions options) const noexcept {
+        std::size_t total = 0;
+        for_each_segment(text, options, [&](std::string_view segment, TokenId special) {
+            total += count_ordinary(segment);
+            if (special != detail::bpe::no_rank) ++total;
+        });
+        return total;
+    }
+    /// Number of tokens of `text`, special-token strings counted as ordinary text (the `TokenCounter`
+    /// call).
+    [[nodiscard]] std::size_t count(std::string_view text) const noexcept { return count_ordinary(text); }
+
+    /// The bytes of `ids`, concatenated. A prefix of a token sequence may end inside a UTF-8
+    /// character: use `utf8::Assembler` to stream decoded text. Throws `InvalidArgument` for an
+    /// unknown id.
+    [[nodiscard]] std::string decode(std::span<const TokenId> ids) const {
+        std::string out;
+        for (const TokenId id : ids) {
+            const std::optional<std::string_view> bytes = token_bytes(id);
+            if (!bytes) throw Error(ErrorCode::InvalidArgument, "decode: unknown token id " + std::to_string(id));
+            out.append(*bytes);
+        }
+        return out;
+    }
+    [[nodiscard]] std::string decode(std::initializer_list<TokenId> ids) const {
+        return decode(std::span<const TokenId>(ids.begin(), ids.size()));
+    }
+
+private:
+    BpeTokenizer() = default;
+
+    static std::string read_file(const std::filesystem::path& path) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) throw Error(ErrorCode::IoError, "cannot open rank file " + path.string());
+        std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (in.bad()) throw Error(ErrorCode::IoError, "cannot read rank file " + path.string());
+        return data;
+    }
+
+    [[noreturn]] void fail(std::size_t line, std::string_view what) const {
+        throw Error(ErrorCode::InvalidFormat, "rank file for " + (encoding_.name.empty() ? std::string("encoding") : encoding_.name) +
+                                                  (line ? ", line " + std::to_string(line) : std::string()) + ": " +
+                                                  std::string(what));
+    }
+
+    void load(std::string_view data) {
+        // The encoding first: its errors are the caller's, not the file's.
+        for (std::size_t i = 0; i < encoding_.special_tokens.size(); ++i) {
+            const SpecialToken& token = encoding_.special_tokens[i];
+            if (token.text.empty()) throw Error(ErrorCode::InvalidArgument, "BpeEncoding: empty special token text");
+            for (std::size_t k = 0; k < i; ++k)
+                if (encoding_.special_tokens[k].text == token.text || encoding_.special_tokens[k].id == token.id)
+                    throw Error(ErrorCode::InvalidArgument, "BpeEncoding: duplicate special token " + token.text);
+        }
+
+        // Pass 1: parse every line into (rank, bytes), checking syntax.
+        struct Entry {
+            TokenId rank;
+            std::uint32_t offset;
+            std::uint32_t length;
+            std::uint32_t line;
+        };
+        std::vector<Entry> entries;
+        std::string bytes;
+        bytes.reserve(data.size() / 2);
+        std::size_t line_number = 0;
+        std::size_t pos = 0;
+        while (pos < data.size()) {
+            std::size_t eol = data.find('\n', pos);
+            const bool has_newline = eol != std::string_view::npos;
+            if (!has_newline) eol = data.size();
+            std::string_view line = data.substr(pos, eol - pos);
+            pos = has_newline ? eol + 1 : data.size();
+            ++line_number;
+            if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+            if (line.empty()) continue;  // tiktoken skips blank lines
+            const std::size_t space = line.find(' ');
+            if (space == std::string_view::npos) fail(line_number, "expected \"<base64 token> <rank>\" (truncated line?)");
+            const std::string_view encoded = line.substr(0, space);
+            const std::string_view rank_text = line.substr(space + 1);
+            if (rank_text.empty() || rank_text.size() > 10 ||
+                !std::all_of(rank_text.begin(), rank_text.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+                fail(line_number, "rank is not a decimal number: \"" + std::string(rank_text.substr(0, 32)) + "\"");
+            const std::uint64_t rank = std::stoull(std::string(rank_text));
+            const std::size_t offset = bytes.size();
+            if (!detail::bpe::base64_decode(encoded, bytes))
+                fail(line_number, "invalid base64 token \"" + std::string(encoded.substr(0, 64)) + "\"");
+            if (bytes.size() > std::numeric_limits<std::uint32_t>::max() - 1) fail(line_number, "rank file too large");
+            if (rank >= detail::bpe::no_rank) fail(line_number, "rank out of range");
+            entries.push_back({static_cast<TokenId>(rank), static_cast<std::uint32_t>(offset),
+                               static_cast<std::uint32_t>(bytes.size() - offset), static_cast<std::uint32_t>(line_number)});
+        }
+        const std::size_t n = entries.size();
+        if (n == 0) fail(0, "no ranks (empty file)");
+        if (encoding_.expected_ranks != 0 && n != encoding_.expected_ranks)
+            fail(0, "expected " + std::to_string(encoding_.expected_ranks) + " ranks, found " + std::to_string(n) +
+                        (n < encoding_.expected_ranks ? " (truncated file?)" : ""));
+
+        // Ranks must be exactly 0..n-1 (any order).
+        std::vector<std::uint32_t> index_of_rank(n, std::numeric_limits<std::uint32_t>::max());
+        for (std::size_t i = 0; i < n; ++i) {
+            const Entry& entry = entries[i];
+            if (entry.rank >= n)
+                fail(entry.line, "rank " + std::to_string(entry.rank) + " out of sequence: ranks must be 0.." +
+                                     std::to_string(n - 1) + " without gaps (non-contiguous ranks)");
+            if (index_of_rank[entry.rank] != std::numeric_limits<std::uint32_t>::max())
+                fail(entry.line, "rank " + std::to_string(entry.rank) + " appears twice (non-contiguous ranks)");
+            index_of_rank[entry.rank] = static_cast<std::uint32_t>(i);
+        }
+
+        // Token bytes in rank order.
+        arena_.clear();
+        arena_.reserve(bytes.size());
+        offsets_.assign(n + 1, 0);
+        for (std::size_t rank = 0; rank < n; ++rank) {
+            const Entry& entry = entries[index_of_rank[rank]];
+            offsets_[rank] = static_cast<std::uint32_t>(arena_.size());
+            arena_.append(bytes, entry.offset, entry.length);
+            max_token_length_ = std::max<std::size_t>(max_token_length_, entry.length);
+        }
+        offsets_[n] = static_cast<std::uint32_t>(arena_.size());
+
+        // The hash map; duplicate token bytes are an error (they would make decode ambiguous).
+        std::size_t capacity = 16;
+        while (capacity < n * 2) capacity <<= 1;
+        slots_.assign(capacity, 0);
+        mask_ = capacity - 1;
+        for (std::size_t rank = 0; rank < n; ++rank) {
+            const std::string_view token = rank_bytes(static_cast<TokenId>(rank));
+            if (token.empty()) fail(entries[index_of_rank[rank]].line, "empty token");
+            const TokenId existing = find(token);
+            if (existing != detail::bpe::no_rank)
+                fail(entries[index_of_rank[rank]].line, "token bytes duplicate those of rank " + std::to_string(existing));
+            const std::uint64_t hash = detail::xxh3_64(token);
+            std::size_t slot = hash & mask_;
+            while (slots_[slot] != 0) slot = (slot + 1) & mask_;
+            slots_[slot] = (hash & ~std::uint64_t{0xFFFFFFFFU}) | (rank + 1);
+        }
+
+        // Byte-level BPE needs a token for every single byte, or some text would be unencodable.
+        byte_rank_.fill(detail::bpe::no_rank);
+        pair_rank_.assign(65536, detail::bpe::no_rank);
+        for (std::size_t rank = 0; rank < n; ++rank) {
+            const std::string_view token = rank_bytes(static_cast<TokenId>(rank));
+            if (token.size() == 1) byte_rank_[static_cast<unsigned char>(token[0])] = static_cast<TokenId>(rank);
+            if (token.size() == 2)
+                pair_rank_[pair_index(token[0], token[1])] = static_cast<TokenId>(rank);
+        }
+        for (std::size_t b = 0; b < 256; ++b)
+            if (byte_rank_[b] == detail::bpe::no_rank) fail(0, "no single-byte token for byte " + std::to_string(b));
+
+        for (const SpecialToken& token : encoding_.special_tokens)
+            if (token.id < n)
+                fail(0, "special token " + token.text + " id " + std::to_string(token.id) + " collides with a rank");
+    }
+
+    static std::size_t pair_index(char a, char b) noexcept {
+        return (std::size_t{static_cast<unsigned char>(a)} << 8) | static_cast<unsigned char>(b);
+    }
+
+    [[nodiscard]] std::string_view rank_bytes(TokenId rank) const noexcept {
+        return std::string_view(arena_).substr(offsets_[rank], offsets_[rank + 1] - offsets_[rank]);
+    }
+
+    /// The rank of exactly these bytes, or no_rank.
+    [[nodiscard]] TokenId find(std::string_view bytes) const noexcept {
+        if (bytes.size() > max_token_length_) return detail::bpe::no_rank;
+        const std::uint64_t hash = detail::xxh3_64(bytes);
+        const std::uint64_t tag = hash & ~std::uint64_t{0xFFFFFFFFU};
+        // Invariant: the table is at most half full, so an empty slot ends every probe sequence.
+        for (std::size_t slot = hash & mask_;; slot = (slot + 1) & mask_) {
+            const std::uint64_t value = slots_[slot];
+            if (value == 0) return detail::bpe::no_rank;
+            if ((value & ~std::uint64_t{0xFFFFFFFFU}) != tag) continue;
+            const auto rank = static_cast<TokenId>((value & 0xFFFFFFFFU) - 1);
+            const std::uint32_t begin = offsets_[rank];
+            if (offsets_[rank + 1] - begin == bytes.size() && std::memcmp(arena_.data() + begin, bytes.data(), bytes.size()) == 0)
+                return rank;
+        }
+    }
+
+    [[nodiscard]] TokenId rank_of(const char* data, std::size_t length) const noexcept {
+        if (length == 2) return pair_rank_[pair_index(data[0], data[1])];
+        return find(std::string_view(data, length));
+    }
+
+    /// Splits `text` at recognized special tokens (when allowed): calls `segment(ordinary, special_id)`
+    /// for each ordinary run followed by a special token (no_rank after the last run).
+    template <class Segment>
+    void for_each_segment(std::string_view text, EncodeOptions options, Segment&& segment) const {
+        if (!options.allow_special || encoding_.special_tokens.empty()) {
+            segment(text, detail::bpe::no_rank);
+            return;
+        }
+        std::size_t pos = 0;
+        while (true) {
+            // The leftmost occurrence of any special token; the longest one on a tie.
+            std::size_t best = std::string_view::npos;
+            const SpecialToken* best_token = nullptr;
+            for (const SpecialToken& token : encoding_.special_tokens) {
+                const std::size_t at = text.find(token.text, pos);
+                if (at == std::string_view::npos) continue;
+                if (at < best || (at == best && token.text.size() > best_token->text.size())) {
+                    best = at;
+                    best_token = &token;
+                }
+            }
+            if (best_token == nullptr) {
+                segment(text.substr(pos), detail::bpe::no_rank);
+                return;
+            }
+            segment(text.substr(pos, best - pos), best_token->id);
+            pos = best + best_token->text.size();
+        }
+    }
+
+    template <class Emit>
+    void encode_ordinary(std::string_view text, Emit&& emit) const {
+        std::size_t pos = 0;
+        while (pos < text.size()) {
+            const std::size_t end = detail::bpe::piece_end(encoding_.pattern, text, pos);
+            encode_piece<true>(text.substr(pos, end - pos), emit);
+            pos = end;
+        }
+    }
+
+    [[nodiscard]] std::size_t count_ordinary(std::string_view text) const noexcept {
+        std::size_t total = 0;
+        std::size_t pos = 0;
+        const auto no_emit = [](TokenId) noexcept {};
+        while (pos < text.size()) {
+            const std::size_t end = detail::bpe::piece_end(encoding_.pattern, text, pos);
+            total += encode_piece<false>(text.substr(pos, end - pos), no_emit);
+            pos = end;
+        }
+        return total;
+    }
+
+    /// Tokens of one piece: calls `emit(id)` for each when `Ids`; returns how many.
+    template <bool Ids, class Emit>
+    std::size_t encode_piece(std::string_view piece, Emit& emit) const {
+        if (piece.size() == 1) {
+            if constexpr (Ids) emit(byte_rank_[static_cast<unsigned char>(piece[0])]);
+            return 1;
+        }
+        if (const TokenId whole = rank_of(piece.data(), piece.size()); whole != detail::bpe::no_rank) {
+            if constexpr (Ids) emit(whole);
+            return 1;
+        }
+        if (piece.size() <= detail::bpe::small_piece_limit) return merge_small<Ids>(piece, emit);
+        return merge_long<Ids>(piece, emit);
+    }
+
+    /// tiktoken's byte_pair_merge on a stack array: parts[i] = (start, rank of merging part i with
+    /// part i+1); repeatedly merge the lowest rank (leftmost on ties). O(n^2) but tiny n.
+    template <bool Ids, class Emit>
+    std::size_t merge_small(std::string_view piece, Emit& emit) const {
+        struct Part {
+            std::uint32_t start;
+            TokenId rank;
+        };
+        std::array<Part, detail::bpe::small_piece_limit + 1> parts;  // NOLINT: filled below
+        const std::size_t n = piece.size();
+        for (std::size_t i = 0; i + 1 < n; ++i)
+            parts[i] = {static_cast<std::uint32_t>(i), pair_rank_[pair_index(piece[i], piece[i + 1])]};
+        parts[n - 1] = {static_cast<std::uint32_t>(n - 1), detail::bpe::no_rank};
+        parts[n] = {static_cast<std::uint32_t>(n), detail::bpe::no_rank};
+        std::size_t size = n + 1;  // parts in use (the last one marks the end)
+        const auto rank_at = [&](std::size_t i) -> TokenId {  // rank of parts i and i+1 merged with i+2
+            if (i + 3 >= size) return detail::bpe::no_rank;
+            return rank_of(piece.data() + parts[i].start, parts[i + 3].start - parts[i].start);
+        };
+        while (true) {
+            TokenId min_rank = detail::bpe::no_rank;
+            std::size_t min_index = 0;
+            for (std::size_t i = 0; i + 1 < size; ++i) {
+                if (parts[i].rank < min_rank) {
+                    min_rank = parts[i].rank;
+                    min_index = i;
+                }
+            }
+            if (min_rank == detail::bpe::no_rank) break;
+            const std::size_t i = min_index;
+            if (i > 0) parts[i - 1].rank = rank_at(i - 1);
+            parts[i].rank = rank_at(i);
+            std::memmove(&parts[i + 1], &parts[i + 2], (size - i - 2) * sizeof(Part));
+            --size;
+        }
+        if constexpr (Ids) {
+            for (std::size_t i = 0; i + 1 < size; ++i)
+                emit(rank_of_part(piece.data() + parts[i].start, parts[i + 1].start - parts[i].start));
+        }
+        return size - 1;
+    }
+
+    [[nodiscard]] TokenId rank_of_part(const char* data, std::size_t length) const noexcept {
+        if (length == 1) return byte_rank_[static_cast<unsigned char>(data[0])];
+        return rank_of(data, length);
+    }
+
+    /// The same merges for long pieces with a min-heap of (rank, start) and a linked list of parts:
+    /// O(n log n). Stale heap entries (a part merged away, or its pair rank changed) are skipped.
+    template <bool Ids, class Emit>
+    std::size_t merge_long(std::string_view piece, Emit& emit) const {
+        using Candidate = detail::bpe::LongMergeScratch::Candidate;
+        constexpr std::uint32_t dead = std::numeric_limits<std::uint32_t>::max();
+        detail::bpe::LongMergeScratch& scratch = detail::bpe::long_merge_scratch();
+        const auto n = static_cast<std::uint32_t>(piece.size());
+        scratch.next.resize(n);
+        scratch.prev.resize(n);
+        scratch.pair_rank.resize(n);
+        scratch.heap.clear();
+        std::uint32_t* next = scratch.next.data();
+        std::uint32_t* prev = scratch.prev.data();
+        TokenId* pair_rank = scratch.pair_rank.data();
+        const auto greater = std::greater<Candidate>();
+        for (std::uint32_t i = 0; i < n; ++i) {
+            next[i] = i + 1;  // == n for the last part
+            prev[i] = i == 0 ? dead : i - 1;
+            pair_rank[i] = i + 1 < n ? pair_rank_[pair_index(piece[i], piece[i + 1])] : detail::bpe::no_rank;
+            if (pair_rank[i] != detail::bpe::no_rank) scratch.heap.push_back({pair_rank[i], i});
+        }
+        std::make_heap(scratch.heap.begin(), scratch.heap.end(), greater);
+        // Rank of the part at i merged with its successor (which must exist and have a successor end).
+        const auto pair_at = [&](std::uint32_t i) -> TokenId {
+            const std::uint32_t j = next[i];
+            if (j >= n) return detail::bpe::no_rank;
+            const std::uint32_t end = next[j];
+            return rank_of(piece.data() + i, end - i);
+        };
+        std::size_t parts = n;
+        while (!scratch.heap.empty()) {
+            std::pop_heap(scratch.heap.begin(), scratch.heap.end(), greater);
+            const Candidate top = scratch.heap.back();
+            scratch.heap.pop_back();
+            const std::uint32_t i = top.pos;
+            if (next[i] == dead || pair_rank[i] != top.rank) continue;  // stale
+            const std::uint32_t j = next[i];
+            next[i] = next[j];
+            if (next[j] < n) prev[next[j]] = i;
+            next[j] = dead;
+            --parts;
+            pair_rank[i] = pair_at(i);
+            if (pair_rank[i] != detail::bpe::no_rank) {
+                scratch.heap.push_back({pair_rank[i], i});
+                std::push_heap(scratch.heap.begin(), scratch.heap.end(), greater);
+            }
+            if (prev[i] != dead) {
+                const std::uint32_t p = prev[i];
+                pair_rank[p] = pair_at(p);
+                if (pair_rank[p] != detail::bpe::no_rank) {
+                    scratch.heap.push_back({pair_rank[p], p});
+                    std::push_heap(scratch.heap.begin(), scratch.heap.end(), greater);
+                }
+            }
+        }
+        if constexpr (Ids) {
+            for (std::uint32_t i = 0; i < n; i = next[i]) emit(rank_of_part(piece.data() + i, next[i] - i));
+        }
+        return parts;
+    }
+
+    BpeEncoding encoding_;
+    std::string arena_;                 ///< token bytes in rank order
+    std::vector<std::uint32_t> offsets_;  ///< rank r's bytes are arena_[offsets_[r], offsets_[r+1])
+    std::vector<std::uint64_t> slots_;  ///< open addressing: (hash high 32 bits << 32) | (rank + 1); 0 empty
+    std::size_t mask_ = 0;
+    std::size_t max_token_length_ = 0;
+    std::array<TokenId, 256> byte_rank_{};
+    std::vector<TokenId> pair_rank_;    ///< rank of each two-byte token, indexed by (b0 << 8) | b1
+};
+
+static_assert(TokenCounter<BpeTokenizer>);
+
+}  // namespace llmfast
+// ---- end llmfast/bpe_tokenizer.hpp ----
 // ---- end llmfast/llmfast.hpp ----
