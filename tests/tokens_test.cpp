@@ -28,12 +28,13 @@ TEST_CASE("estimating counter prices each kind of run", "[tokens]") {
     CHECK(counter.count("") == 0);
     CHECK(counter.count("hello") == 1);
     CHECK(counter.count("hello world") == 2);               // one space is merged into the next word
-    CHECK(counter.count("internationalization") == 4);      // 1 + floor(19 / 6)
+    CHECK(counter.count("internationalization") == 2);      // 1 + floor(19 / 10)
     CHECK(counter.count("1234567") == 3);                   // digits in groups of three
-    CHECK(counter.count("\xE4\xBD\xA0\xE5\xA5\xBD") == 2);  // 你好: one per ideograph
+    CHECK(counter.count("\xE4\xBD\xA0\xE5\xA5\xBD") == 3);  // 你好: 2 * 1.15, rounded up
     CHECK(counter.count("\xE3\x81\x93\xE3\x82\x93") == 2);  // こん: kana
     CHECK(counter.count("!") == 1);
-    CHECK(counter.count("\n\n") == 1);
+    CHECK(counter.count("\n\n") == 1);                    // a whitespace run: 0.5, rounded up
+    CHECK(counter.count("a\n\nb") == 3);                   // 1 + 0.5 + 1, rounded up
     CHECK(counter.count("\xF0\x9F\x98\x80") == 2);          // emoji: byte fallback, 4 bytes * 0.5
 }
 
@@ -41,9 +42,9 @@ TEST_CASE("estimating counter: mixed text, ratios and invalid bytes", "[tokens]"
     const std::string mixed = "Please summarize \xE8\xBF\x99\xE7\xAF\x87\xE6\x96\x87\xE7\xAB\xA0 in 3 points.";
     const EstimatingTokenCounter cl100k;
     const EstimatingTokenCounter o200k(EstimatorRatios::o200k());
-    // Please, summarize, 4 ideographs, in, 3, points, "." -> 1 + 2 + 4 + 1 + 1 + 1 + 1 = 11
-    CHECK(cl100k.count(mixed) == 11);
-    CHECK(o200k.count(mixed) == 10);  // the same with 4 * 0.75 for the ideographs
+    // Please, summarize, 4 ideographs, in, 3, points, "." (a punctuation run costs at least 1)
+    CHECK(cl100k.count(mixed) == 11);  // 1 + 1 + 4 * 1.15 + 1 + 1 + 1 + 1 = 10.6
+    CHECK(o200k.count(mixed) == 10);   // 1 + 1 + 4 * 0.8 + 1 + 1 + 1 + 1 = 9.2
     CHECK(cl100k.count("\xFF\xFE") == 1);  // two invalid bytes, 0.5 each, never a crash
 
     EstimatorRatios zero;
