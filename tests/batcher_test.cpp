@@ -310,6 +310,24 @@ TEST_CASE("requests past their deadline never reach the handler", "[batcher]") {
     }
 }
 
+TEST_CASE("sweeping expired requests out of a long queue keeps the others in FIFO order", "[batcher]") {
+    llmfast::ManualClock clock;
+    Recorder recorder;
+    ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_wait = 1h}, {}, clock);
+    std::vector<std::future<int>> futures;
+    for (int i = 0; i < 70; ++i)  // grows the ring buffer past 16, 32 and 64 entries
+        futures.push_back(i % 3 == 0 ? batcher.submit(i, {.timeout = 5ms}) : batcher.submit(i));
+    clock.advance(6ms);
+    for (int i = 0; i < 70; i += 3) CHECK(error_of(futures[static_cast<std::size_t>(i)]) == ErrorCode::DeadlineExceeded);
+    for (int i = 70; i < 80; ++i) futures.push_back(batcher.submit(i));
+    batcher.close();
+    std::vector<int> expected;
+    for (int i = 0; i < 80; ++i)
+        if (i >= 70 || i % 3 != 0) expected.push_back(i);
+    CHECK(recorder.snapshot() == Batches{expected});
+    CHECK(batcher.metrics().expired == 24);
+}
+
 TEST_CASE("cancelled requests never reach the handler", "[batcher]") {
     Recorder recorder;
 
