@@ -227,6 +227,17 @@ TEST_CASE("flush when the summed cost reaches max_batch_cost; oversize requests 
         CHECK(recorder.snapshot() == Batches{{2}, {50}});
         CHECK(batcher.submit(11).get() == 110);
     }
+    SECTION("an oversize request goes alone even next to zero-cost requests (found by fuzz_batcher_ops)") {
+        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_batch_cost = 10, .max_wait = 1h}, cost, clock);
+        auto zero = batcher.submit(0);
+        auto huge = batcher.submit(15);
+        auto zero2 = batcher.submit(0);
+        CHECK(zero.get() == 0);
+        CHECK(huge.get() == 150);
+        batcher.close();
+        CHECK(zero2.get() == 0);
+        CHECK(recorder.snapshot() == Batches{{0}, {15}, {0}});
+    }
 }
 
 TEST_CASE("a batch is formed when a worker is free; higher priorities first, FIFO within a level", "[batcher]") {

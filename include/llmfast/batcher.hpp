@@ -522,9 +522,7 @@ private:
         time_point now = clock_->now();
         time_point deadline = options.deadline;
         if (options.timeout) deadline = std::min(deadline, add_saturating(now, *options.timeout));
-        // Capped: a request costlier than max_batch_cost is dispatched alone either way, and the cap keeps
-        // total_cost_ far from overflowing.
-        const std::size_t cost = cost_ ? std::min(cost_(request), options_.max_batch_cost) : std::size_t{1};
+        const std::size_t cost = cost_ ? cost_(request) : std::size_t{1};
 
         // Registered before taking mutex_ (the callback takes it) and, on failure, destroyed after
         // releasing it: a stop_callback's destructor waits for a running callback.
@@ -572,7 +570,7 @@ private:
                 Entry{std::move(request), cost, now, deadline, options.stop_token, std::move(on_stop), std::move(done)});
             ++depth_;
             ++accepted_;
-            total_cost_ += cost;
+            total_cost_ += capped(cost);
             bool earlier_deadline = false;
             if (deadline < earliest_deadline_) {
                 earliest_deadline_ = deadline;
@@ -598,6 +596,10 @@ private:
         work_cv_.notify_one();
     }
 
+    // What a request adds to total_cost_: above max_batch_cost it goes alone anyway, and the cap keeps the
+    // sum from overflowing.
+    std::size_t capped(std::size_t cost) const noexcept { return std::min(cost, options_.max_batch_cost); }
+
     bool batch_ready_by_size_or_cost() const noexcept {
         return options_.max_wait == std::chrono::nanoseconds::zero() || depth_ >= options_.max_batch_size ||
                total_cost_ >= options_.max_batch_cost;
@@ -613,7 +615,7 @@ private:
     void pop_front(detail::RingQueue<Entry>& level, Entry& entry, Work& work) {
         if (entry.on_stop) work.stop_callbacks.push_back(std::move(entry.on_stop));
         --depth_;
-        total_cost_ -= entry.cost;
+        total_cost_ -= capped(entry.cost);
         level.pop_front();
     }
 
@@ -646,7 +648,7 @@ private:
         if (e.on_stop) work.stop_callbacks.push_back(std::move(e.on_stop));
         work.dropped.emplace_back(std::move(e.done), code);
         --depth_;
-        total_cost_ -= e.cost;
+        total_cost_ -= capped(e.cost);
     }
 
     // Pops the next batch: priority order, FIFO within a level, up to max_batch_size requests and
@@ -661,6 +663,7 @@ private:
                     level->pop_front();
                     continue;
                 }
+                // cost <= max_batch_cost here, and only a first request may exceed what is left: no overflow.
                 if (!work.requests.empty() && e.cost > options_.max_batch_cost - cost) return;
                 cost += e.cost;
                 waits_.record(std::chrono::duration_cast<std::chrono::nanoseconds>(now - e.enqueued).count());
