@@ -378,6 +378,25 @@ int main(int argc, char** argv) {
                  llmfast::bench::Better::Lower);
     deadline.add("lateness p99", llmfast::bench::percentile(ours_late, 99), llmfast::bench::percentile(base_late, 99), "us",
                  llmfast::bench::Better::Lower);
+    // The floor: how late a bare condition_variable::wait_until wakes on this machine right now (the
+    // scheduler's wake-up latency). No batcher can be dispatched earlier than its thread wakes.
+    // Measured on a thread with the batcher workers' 1 ns timer slack.
+    std::vector<double> floor_late;
+    std::thread([&] {
+#if defined(PR_SET_TIMERSLACK)
+        (void)::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+#endif
+        std::mutex mutex;
+        std::condition_variable cv;
+        std::unique_lock lock(mutex);
+        for (int i = 0; i < trickle; ++i) {
+            const auto due = Clock::now() + gap;
+            while (Clock::now() < due) cv.wait_until(lock, due);
+            floor_late.push_back(std::chrono::duration<double, std::micro>(Clock::now() - due).count());
+        }
+    }).join();
+    deadline.add_absolute("floor: bare condition_variable wake p50", llmfast::bench::percentile(floor_late, 50), "us");
+    deadline.add_absolute("floor: bare condition_variable wake p99", llmfast::bench::percentile(floor_late, 99), "us");
     deadline.print();
     }
 
