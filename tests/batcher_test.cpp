@@ -523,7 +523,7 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
         CHECK(m.rejected == 2);
         CHECK(m.succeeded == 10);
     }
-    SECTION("the destructor drains too, and a blocked producer is released with Closed") {
+    SECTION("close releases a blocked producer with Closed, and the destructor drains") {
         std::atomic<int> completed{0};
         std::future<ErrorCode> blocked;
         {
@@ -536,6 +536,7 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
             blocked = std::async(std::launch::async, [&] { return code_of([&] { (void)batcher.submit(9); }); });
             CHECK(blocked.wait_for(30ms) == std::future_status::timeout);
             batcher.close();
+            blocked.wait();  // no call may still be inside the batcher when it is destroyed
         }
         CHECK(completed == 3);
         CHECK(blocked.get() == ErrorCode::Closed);
@@ -575,6 +576,28 @@ TEST_CASE("callback form: results, errors and throwing callbacks", "[batcher]") 
     CHECK(batcher.submit(2).get() == "2");  // still serving
     batcher.close();
     CHECK(batcher.metrics().callback_errors == 1);
+}
+
+TEST_CASE("move-only requests and responses", "[batcher]") {
+    llmfast::DynamicBatcher<std::unique_ptr<int>, std::unique_ptr<long>> batcher(
+        [](std::span<std::unique_ptr<int>> batch) {
+            std::vector<std::unique_ptr<long>> out;
+            for (auto& p : batch) out.push_back(std::make_unique<long>(*p + 1));
+            return out;
+        },
+        {.max_batch_size = 2, .max_wait = 0ms});
+    auto f = batcher.submit(std::make_unique<int>(41));
+    CHECK(*f.get() == 42);
+    std::promise<long> got;
+    batcher.submit(std::make_unique<int>(1), {}, [&](llmfast::BatchResult<std::unique_ptr<long>>&& r) {
+        got.set_value(*std::move(r).value());
+    });
+    CHECK(got.get_future().get() == 2);
+    auto request = std::make_unique<int>(7);
+    auto result = batcher.try_submit(std::move(request));
+    REQUIRE(result);
+    CHECK(request == nullptr);  // NOLINT(bugprone-use-after-move): moved on Ok
+    CHECK(*result.future.get() == 8);
 }
 
 TEST_CASE("several workers run batches concurrently", "[batcher]") {

@@ -27,7 +27,8 @@
 // responses, and at close(). A rejected submission (an exception thrown by submit, a non-Ok status from
 // try_submit) never invokes the callback.
 //
-// Thread-safety: submit / try_submit / metrics / close may be called from any number of threads.
+// Thread-safety: submit / try_submit / metrics / close may be called from any number of threads (but,
+// as for any object, no call may still be running when the destructor starts).
 // The handler is called from the worker threads: with `workers > 1` it runs concurrently with itself.
 // Callbacks run on a worker thread after the handler returns (those of one batch in no particular
 // order); keep them short and non-throwing (an exception a callback throws is swallowed and counted in
