@@ -541,6 +541,21 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
         CHECK(completed == 3);
         CHECK(blocked.get() == ErrorCode::Closed);
     }
+    SECTION("the destructor alone drains") {
+        std::atomic<int> completed{0};
+        std::future<int> future;
+        {
+            ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 4, .max_wait = 1h}, {}, clock);
+            future = batcher.submit(100);
+            for (int i = 0; i < 5; ++i)
+                batcher.submit(i, {}, [&](llmfast::BatchResult<int>&& r) {
+                    if (r.ok()) ++completed;
+                });
+        }
+        CHECK(completed == 5);
+        CHECK(future.get() == 1000);
+        CHECK(recorder.snapshot() == Batches{{100, 0, 1, 2}, {3, 4}});
+    }
     SECTION("close from inside a callback does not deadlock") {
         auto batcher = std::make_unique<ManualBatcher>(handler_of(recorder), BatcherOptions{.max_wait = 0ms},
                                                        ManualBatcher::CostFunction{}, clock);
