@@ -434,7 +434,7 @@ inline void append_normalized_line(std::string& out, std::string_view line) {
     std::size_t run_start = pos;  // start of the not-yet-copied non-space run
     static constexpr auto may_start_space = [] {
         std::array<bool, 256> table{};
-        for (const unsigned char b : {' ', '\t', '\r', '\f', '\v'}) table[b] = true;
+        for (const char b : {' ', '\t', '\r', '\f', '\v'}) table[static_cast<unsigned char>(b)] = true;
         table[0xC2U] = table[0xE3U] = true;
         return table;
     }();
