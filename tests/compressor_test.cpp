@@ -205,6 +205,76 @@ TEST_CASE("whitespace normalization: Unicode spaces, blank lines, trimming", "[c
     CHECK(run(c, "- item\n  - nested") == "- item\n  - nested");
 }
 
+namespace {
+// Reference whitespace normalization, written plainly (no fences in its input).
+std::size_t space_width(std::string_view text, std::size_t i) {
+    const char c = text[i];
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v') return 1;
+    if (text.substr(i, 2) == "\xC2\xA0") return 2;
+    if (text.substr(i, 3) == "\xE3\x80\x80") return 3;
+    return 0;
+}
+std::string reference_normalize(std::string_view text) {
+    std::string out;
+    bool started = false, blank = false;
+    std::size_t line_start = 0;
+    while (line_start <= text.size()) {
+        std::size_t line_end = text.find('\n', line_start);
+        if (line_end == std::string_view::npos) line_end = text.size();
+        const std::string_view line = text.substr(line_start, line_end - line_start);
+        line_start = line_end + 1;
+        std::size_t i = 0;
+        bool ascii = true;
+        while (i < line.size() && space_width(line, i) != 0) {
+            if (space_width(line, i) > 1 || (line[i] != ' ' && line[i] != '\t')) ascii = false;
+            i += space_width(line, i);
+        }
+        if (i == line.size()) {
+            blank = blank || started;
+            continue;
+        }
+        std::string body = started && ascii ? std::string(line.substr(0, i)) : std::string();
+        bool in_run = false;
+        for (; i < line.size();) {
+            if (const std::size_t w = space_width(line, i); w != 0) {
+                in_run = true;
+                i += w;
+                continue;
+            }
+            if (in_run) body += ' ';
+            in_run = false;
+            body += line[i++];
+        }
+        if (started) out += blank ? "\n\n" : "\n";
+        out += body;
+        started = true;
+        blank = false;
+    }
+    return out;
+}
+}  // namespace
+
+TEST_CASE("whitespace normalization agrees with a plain reference on random text", "[compressor]") {
+    CompressorOptions options;
+    options.chinese_rules = false;
+    options.english_rules = false;
+    const PromptCompressor<> c(options);
+    const std::vector<std::string> alphabet = {" ", " ", " ", "\t", "\r", "a", "b", "c", "\n", "\xE3\x80\x80",
+                                               "\xC2\xA0", "\xE3\x80\x82", "\xC3\xA9", "\xE4\xB8\xAD", "xyz"};
+    std::uint32_t state = 99;
+    for (int round = 0; round < 3000; ++round) {
+        std::string text;
+        state = state * 1103515245U + 12345U;
+        const std::size_t length = (state >> 16) % 70;
+        for (std::size_t i = 0; i < length; ++i) {
+            state = state * 1103515245U + 12345U;
+            text += alphabet[(state >> 16) % alphabet.size()];
+        }
+        INFO(text);
+        CHECK(c.compress(text).text == reference_normalize(text));
+    }
+}
+
 TEST_CASE("code fences are copied byte for byte", "[compressor]") {
     const PromptCompressor<> c;
     const std::string code = "```python\ndef f(x):\n    请你  =  1\n\n\n\n    return   x  # in order to\n```";

@@ -440,13 +440,18 @@ inline void append_normalized_line(std::string& out, std::string_view line) {
     }();
     constexpr std::uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
     while (pos < line.size()) {
-        // Hot loop: skip 8 bytes at a time while none is <= 0x20 or a 0xC2/0xE3 lead byte.
-        if (pos + 8 <= line.size()) {
+        // Hot loop: skip 8 bytes at a time while none is a control byte (tab, CR, ...), a 0xC2/0xE3
+        // lead byte (no-break and ideographic space) or a space followed by a space. Byte masks can
+        // have false positives (then the byte loop below decides), never false negatives. The second
+        // load reads one byte further, so a skipped block never holds the line's last byte.
+        if (pos + 9 <= line.size()) {
             const std::uint64_t x = load64(line.data() + pos);
-            const std::uint64_t c2 = x ^ (ones * 0xC2U), e3 = x ^ (ones * 0xE3U);
-            const std::uint64_t special =
-                ((x - ones * 0x21U) & ~x) | ((c2 - ones) & ~c2) | ((e3 - ones) & ~e3);
-            if ((special & high) == 0) {
+            const std::uint64_t y = load64(line.data() + pos + 1);
+            const auto zero_bytes = [&](std::uint64_t v) { return (v - ones) & ~v & high; };
+            const std::uint64_t special = ((x - ones * 0x20U) & ~x & high) | zero_bytes(x ^ (ones * 0xC2U)) |
+                                          zero_bytes(x ^ (ones * 0xE3U)) |
+                                          (zero_bytes(x ^ (ones * 0x20U)) & zero_bytes(y ^ (ones * 0x20U)));
+            if (special == 0) {
                 pos += 8;
                 continue;
             }
@@ -465,7 +470,11 @@ inline void append_normalized_line(std::string& out, std::string_view line) {
             ++pos;
             continue;
         }
-        out.append(line.substr(run_start, pos - run_start));
+        // A single space just before this run was copied along (it ended a skipped block): the run
+        // starts there.
+        std::size_t run_begin = pos;
+        if (run_begin > run_start && line[run_begin - 1] == ' ') --run_begin;
+        out.append(line.substr(run_start, run_begin - run_start));
         std::size_t end = pos;
         while (end < line.size() && (w = horizontal_space_at(line, end)) != 0) end += w;
         if (end < line.size()) out.push_back(' ');  // inner run; a trailing run is dropped
