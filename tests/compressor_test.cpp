@@ -355,6 +355,27 @@ TEST_CASE("budget mode: BM25 relevance, original order, budget met", "[compresso
     CHECK(w.text.find("rotate") != std::string::npos);
 }
 
+TEST_CASE("budget mode keeps a fenced code block whole or not at all", "[compressor]") {
+    const std::string context =
+        "The config loader reads YAML. It retries twice.\n"
+        "```python\ndef load_config(path):\n    return yaml.safe_load(open(path))\n```\n"
+        "Lunch is at noon. The loader caches results.";
+    const PromptCompressor<> c;
+    const llmfast::EstimatingTokenCounter counter;
+    const std::string fence = "```python\ndef load_config(path):\n    return yaml.safe_load(open(path))\n```";
+    for (std::size_t budget = 0; budget <= 60; ++budget) {
+        const auto r = c.compress_to_budget(context, "load_config yaml loader", budget);
+        INFO(budget << ": " << r.text);
+        CHECK(counter.count(r.text) <= budget);
+        const bool has_start = r.text.find("```python") != std::string::npos;
+        const bool has_whole = r.text.find(fence) != std::string::npos;
+        CHECK(has_start == has_whole);
+    }
+    const auto r = c.compress_to_budget(context, "load_config yaml", 40);
+    CHECK(r.text.find(fence) != std::string::npos);
+    CHECK(r.text.find("Lunch") == std::string::npos);
+}
+
 TEST_CASE("statistics", "[compressor]") {
     const PromptCompressor<> c;
     const auto r = c.compress("请你  翻译");

@@ -54,6 +54,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -413,7 +414,10 @@ private:
         // Price the text from the end(s) that will be kept, up to the budget plus some slack (a
         // piecewise sum can overestimate: a word split between pieces). If a scan reaches the other
         // end, the whole text may fit: count it once to know. Cost ~ what is kept.
-        const auto slack = [](std::size_t tokens) { return tokens + tokens / 8 + 16; };
+        const auto slack = [](std::size_t tokens) {  // saturating: a budget may be SIZE_MAX ("no limit")
+            const std::size_t extra = tokens / 8 + 16;
+            return tokens > std::numeric_limits<std::size_t>::max() - extra ? std::numeric_limits<std::size_t>::max() : tokens + extra;
+        };
         Scan forward, backward;
         bool whole_scanned = false;
         switch (strategy) {
@@ -462,7 +466,8 @@ private:
     }
 
     std::size_t head_tokens(std::size_t target) const noexcept {
-        return static_cast<std::size_t>(static_cast<double>(target) * options_.head_share);
+        const double share = static_cast<double>(target) * options_.head_share;
+        return share >= static_cast<double>(target) ? target : static_cast<std::size_t>(share);
     }
 
     // head/tail/middle text for a text budget of `target` tokens; empty when no character fits.
