@@ -233,7 +233,7 @@ private:
     std::size_t count(std::string_view text) const { return static_cast<std::size_t>(counter_.count(text)); }
 
     static void validate(std::string_view piece) {
-        if (!utf8::is_valid(piece)) throw InvalidSeen{};
+        if (!detail::is_valid_utf8_fast(piece)) throw InvalidSeen{};
     }
 
     Truncation invalid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
