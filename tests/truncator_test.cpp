@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -239,6 +240,16 @@ TEST_CASE("small budgets, empty text, options", "[truncator]") {
     CHECK(truncator.truncate("", 10).text.empty());
     CHECK(truncator.truncate("hello world", 0).text.empty());
     CHECK(truncator.truncate("hello", 1).text == "hello");  // fits whole: no marker needed
+    for (const TruncateStrategy strategy : strategies) {
+        const auto unlimited = truncator.truncate(mixed_text, std::numeric_limits<std::size_t>::max(), strategy);
+        CHECK(unlimited.text == mixed_text);
+        CHECK_FALSE(unlimited.truncated);
+    }
+    TruncatorOptions all_head;
+    all_head.head_share = 1.0;
+    const auto head_only = Truncator<>(all_head).truncate(mixed_text, 20, TruncateStrategy::Middle);
+    CHECK(ends_with(head_only.text, "\xE2\x80\xA6"));
+    CHECK(head_only.tokens <= 20);
     const auto tiny = truncator.truncate(repeat("hello ", 100), 1);
     CHECK(tiny.text.empty());  // the marker alone uses the budget: nothing of the text fits
     CHECK(tiny.truncated);

@@ -55,6 +55,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const bool dedupe = (flags & 2U) != 0;
     const auto& compressor = full(repair, dedupe);
     const bool valid = llmfast::utf8::is_valid(text);
+    if (llmfast::detail::is_valid_utf8_fast(text) != valid) std::abort();
+    if (valid && llmfast::detail::count_code_points_fast(text) != llmfast::utf8::count_code_points(text)) std::abort();
     try {
         const auto result = compressor.compress(text);
         if (!valid && !repair) std::abort();
