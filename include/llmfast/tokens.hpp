@@ -33,6 +33,7 @@
 #include <llmfast/utf8.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -97,6 +98,13 @@ constexpr CharClass classify(char32_t cp) noexcept {
     return CharClass::Other;
 }
 
+/// classify() of every ASCII byte, so the common case is one table load.
+inline constexpr std::array<CharClass, 128> ascii_classes = [] {
+    std::array<CharClass, 128> table{};
+    for (char32_t c = 0; c < 128; ++c) table[c] = classify(c);
+    return table;
+}();
+
 }  // namespace detail
 
 /// A fast, vocabulary-free token estimate for mixed CJK and Latin text (see the header comment).
@@ -114,35 +122,48 @@ public:
     /// Estimated tokens in `text` (0 for empty text, at least 1 otherwise). Never throws; invalid
     /// UTF-8 bytes are counted as `other_byte` each.
     [[nodiscard]] std::size_t count(std::string_view text) const noexcept {
+        // One pass. Letters, digits, punctuation and whitespace are priced per run, so the loop keeps
+        // the class and length of the run in progress and prices it when a character of another
+        // class ends it; every other class is priced per character. ASCII goes through a table.
+        const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
         double total = 0;
+        detail::CharClass run_class = detail::CharClass::Other;
+        std::size_t run_chars = 0;  // 0: no run in progress
+        std::size_t run_start = 0;
         std::size_t pos = 0;
         while (pos < text.size()) {
-            const std::size_t run_start = pos;
-            const auto [cls, length] = class_at(text, pos);
-            pos += length;
+            detail::CharClass cls;
+            std::size_t length = 1;
+            if (bytes[pos] < 0x80U) {
+                cls = detail::ascii_classes[bytes[pos]];
+            } else {
+                const ClassAt at = class_at(text, pos);
+                cls = at.cls;
+                length = at.length;
+            }
+            if (run_chars > 0 && cls == run_class) {
+                ++run_chars;
+                pos += length;
+                continue;
+            }
+            if (run_chars > 0) total += price_run(run_class, run_chars, bytes[run_start]);
+            run_chars = 0;
             switch (cls) {
                 case detail::CharClass::Letter:
                 case detail::CharClass::Digit:
                 case detail::CharClass::Punctuation:
-                case detail::CharClass::Space: {
-                    // A run of one class: count its characters, then price the run as a whole.
-                    std::size_t chars = 1;
-                    std::size_t run_end = pos;
-                    while (run_end < text.size()) {
-                        const auto [next_cls, next_length] = class_at(text, run_end);
-                        if (next_cls != cls) break;
-                        run_end += next_length;
-                        ++chars;
-                    }
-                    pos = run_end;
-                    total += price_run(cls, chars, text.substr(run_start, run_end - run_start));
+                case detail::CharClass::Space:
+                    run_class = cls;
+                    run_chars = 1;
+                    run_start = pos;
                     break;
-                }
                 case detail::CharClass::Cjk: total += ratios_.cjk_ideograph; break;
                 case detail::CharClass::KanaHangul: total += ratios_.kana_hangul; break;
                 case detail::CharClass::Other: total += ratios_.other_byte * static_cast<double>(length); break;
             }
+            pos += length;
         }
+        if (run_chars > 0) total += price_run(run_class, run_chars, bytes[run_start]);
         return static_cast<std::size_t>(std::ceil(total));
     }
 
@@ -153,20 +174,19 @@ private:
     };
 
     static constexpr ClassAt class_at(std::string_view text, std::size_t pos) noexcept {
-        const auto byte = static_cast<unsigned char>(text[pos]);
-        if (byte < 0x80U) return {detail::classify(byte), 1};
         const utf8::DecodeResult decoded = utf8::decode(text, pos);
         if (decoded.status != utf8::DecodeStatus::Valid) return {detail::CharClass::Other, decoded.length};
         return {detail::classify(decoded.code_point), decoded.length};
     }
 
-    [[nodiscard]] double price_run(detail::CharClass cls, std::size_t chars, std::string_view run) const noexcept {
+    /// The price of a run of `chars` characters of one class; `first_byte` tells a lone space apart.
+    [[nodiscard]] double price_run(detail::CharClass cls, std::size_t chars, unsigned char first_byte) const noexcept {
         const auto n = static_cast<double>(chars);
         switch (cls) {
             case detail::CharClass::Letter: return 1.0 + std::floor((n - 1.0) / ratios_.letters_per_token);
             case detail::CharClass::Digit: return std::ceil(n / ratios_.digits_per_token);
             case detail::CharClass::Punctuation: return std::max(1.0, ratios_.punctuation * n);
-            case detail::CharClass::Space: return run == " " ? 0.0 : ratios_.whitespace_run;
+            case detail::CharClass::Space: return chars == 1 && first_byte == ' ' ? 0.0 : ratios_.whitespace_run;
             default: return 0.0;
         }
     }
