@@ -49,7 +49,6 @@
 #pragma once
 
 #include <llmfast/detail/unicode_tables.hpp>
-#include <llmfast/detail/xxhash.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/tokens.hpp>
 #include <llmfast/utf8.hpp>
@@ -172,13 +171,18 @@ struct Char {
     char32_t cp;  ///< 0xFFFFFFFF for an ill-formed subsequence
 };
 
-inline Char char_at(std::string_view text, std::size_t pos) noexcept {
-    const auto byte = static_cast<unsigned char>(text[pos]);
-    if (byte < 0x80U) return {1, ascii_class[byte], byte};
+inline Char char_at_multibyte(std::string_view text, std::size_t pos) noexcept {
     const utf8::DecodeResult decoded = utf8::decode(text, pos);
     if (decoded.status != utf8::DecodeStatus::Valid)
         return {static_cast<std::uint32_t>(decoded.length), cls_other, 0xFFFFFFFFU};
     return {static_cast<std::uint32_t>(decoded.length), unicode_class(decoded.code_point), decoded.code_point};
+}
+
+// Kept tiny so that it inlines into the splitters: ASCII is a table lookup.
+inline Char char_at(std::string_view text, std::size_t pos) noexcept {
+    const auto byte = static_cast<unsigned char>(text[pos]);
+    if (byte < 0x80U) return {1, ascii_class[byte], byte};
+    return char_at_multibyte(text, pos);
 }
 
 constexpr bool is_line_break(char32_t cp) noexcept { return cp == U'\r' || cp == U'\n'; }
@@ -390,6 +394,32 @@ inline std::string base64_encode(std::string_view bytes) {
     return out;
 }
 
+/// Hash of a short byte string (a token or a candidate merge) for the rank map. Tokens are short
+/// (at most a few hundred bytes), so a word-at-a-time multiply-mix beats a general hash's setup cost;
+/// the murmur3 finalizer spreads the bits so both the low (slot) and high (tag) halves are usable.
+inline std::uint64_t hash_bytes(const char* data, std::size_t length) noexcept {
+    constexpr std::uint64_t k = 0x9E3779B97F4A7C15ULL;
+    std::uint64_t h = (length + 1) * k;
+    std::size_t i = 0;
+    for (; i + 8 <= length; i += 8) {
+        std::uint64_t word;
+        std::memcpy(&word, data + i, 8);
+        h = (h ^ word) * k;
+        h ^= h >> 32;
+    }
+    if (i < length) {
+        std::uint64_t word = 0;
+        std::memcpy(&word, data + i, length - i);
+        h = (h ^ word) * k;
+    }
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDULL;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
 /// Scratch for merging long pieces: reused by each thread, so `count` does not allocate per call.
 struct LongMergeScratch {
     struct Candidate {
@@ -592,6 +622,11 @@ private:
         offsets_[n] = static_cast<std::uint32_t>(arena_.size());
 
         // The hash map; duplicate token bytes are an error (they would make decode ambiguous).
+        // 32-bit slots (half the cache footprint of 64-bit ones): rank + 1 in the low `rank_bits_`
+        // bits, the top bits of the hash above them as a tag that rejects most mismatches early.
+        rank_bits_ = 1;
+        while ((std::uint64_t{1} << rank_bits_) <= n) ++rank_bits_;
+        if (rank_bits_ > max_rank_bits) fail(0, "too many ranks (at most " + std::to_string((1U << max_rank_bits) - 1) + ")");
         std::size_t capacity = 16;
         while (capacity < n * 2) capacity <<= 1;
         slots_.assign(capacity, 0);
@@ -602,10 +637,10 @@ private:
             const TokenId existing = find(token);
             if (existing != detail::bpe::no_rank)
                 fail(entries[index_of_rank[rank]].line, "token bytes duplicate those of rank " + std::to_string(existing));
-            const std::uint64_t hash = detail::xxh3_64(token);
+            const std::uint64_t hash = detail::bpe::hash_bytes(token.data(), token.size());
             std::size_t slot = hash & mask_;
             while (slots_[slot] != 0) slot = (slot + 1) & mask_;
-            slots_[slot] = (hash & ~std::uint64_t{0xFFFFFFFFU}) | (rank + 1);
+            slots_[slot] = slot_tag(hash) | static_cast<std::uint32_t>(rank + 1);
         }
 
         // Byte-level BPE needs a token for every single byte, or some text would be unencodable.
@@ -625,6 +660,11 @@ private:
                 fail(0, "special token " + token.text + " id " + std::to_string(token.id) + " collides with a rank");
     }
 
+    /// The hash's top bits, placed above the rank bits of a slot.
+    [[nodiscard]] std::uint32_t slot_tag(std::uint64_t hash) const noexcept {
+        return static_cast<std::uint32_t>(hash >> 32) & ~((std::uint32_t{1} << rank_bits_) - 1U);
+    }
+
     static std::size_t pair_index(char a, char b) noexcept {
         return (std::size_t{static_cast<unsigned char>(a)} << 8) | static_cast<unsigned char>(b);
     }
@@ -636,14 +676,15 @@ private:
     /// The rank of exactly these bytes, or no_rank.
     [[nodiscard]] TokenId find(std::string_view bytes) const noexcept {
         if (bytes.size() > max_token_length_) return detail::bpe::no_rank;
-        const std::uint64_t hash = detail::xxh3_64(bytes);
-        const std::uint64_t tag = hash & ~std::uint64_t{0xFFFFFFFFU};
+        const std::uint64_t hash = detail::bpe::hash_bytes(bytes.data(), bytes.size());
+        const std::uint32_t tag = slot_tag(hash);
+        const std::uint32_t rank_mask = (std::uint32_t{1} << rank_bits_) - 1U;
         // Invariant: the table is at most half full, so an empty slot ends every probe sequence.
         for (std::size_t slot = hash & mask_;; slot = (slot + 1) & mask_) {
-            const std::uint64_t value = slots_[slot];
+            const std::uint32_t value = slots_[slot];
             if (value == 0) return detail::bpe::no_rank;
-            if ((value & ~std::uint64_t{0xFFFFFFFFU}) != tag) continue;
-            const auto rank = static_cast<TokenId>((value & 0xFFFFFFFFU) - 1);
+            if ((value & ~rank_mask) != tag) continue;
+            const TokenId rank = (value & rank_mask) - 1;
             const std::uint32_t begin = offsets_[rank];
             if (offsets_[rank + 1] - begin == bytes.size() && std::memcmp(arena_.data() + begin, bytes.data(), bytes.size()) == 0)
                 return rank;
@@ -834,8 +875,10 @@ private:
     BpeEncoding encoding_;
     std::string arena_;                 ///< token bytes in rank order
     std::vector<std::uint32_t> offsets_;  ///< rank r's bytes are arena_[offsets_[r], offsets_[r+1])
-    std::vector<std::uint64_t> slots_;  ///< open addressing: (hash high 32 bits << 32) | (rank + 1); 0 empty
+    static constexpr unsigned max_rank_bits = 26;  ///< leaves at least 6 tag bits per slot
+    std::vector<std::uint32_t> slots_;  ///< open addressing: tag | (rank + 1); 0 is empty
     std::size_t mask_ = 0;
+    unsigned rank_bits_ = 1;
     std::size_t max_token_length_ = 0;
     std::array<TokenId, 256> byte_rank_{};
     std::vector<TokenId> pair_rank_;    ///< rank of each two-byte token, indexed by (b0 << 8) | b1
