@@ -40,7 +40,7 @@ std::string rank_file(const std::vector<std::string>& merges) {
 }
 
 BpeEncoding test_encoding(SplitPattern pattern = SplitPattern::Cl100k) {
-    return {"test", pattern, {{"<|end|>", 1000}, {"<|endoftext|>", 1001}}, 0};
+    return {"test", pattern, {{"<|end|>", 1000}, {"<|endoftext|>", 1001}}, 0, nullptr};
 }
 
 const std::vector<std::string> small_merges = {"he", "ll", "hell", "hello", " w", "or", " wor", "ld", " world", "aa", "aaaa"};
@@ -245,6 +245,19 @@ TEST_CASE("BpeTokenizer loads a rank file from a path") {
     const BpeTokenizer tokenizer(path, test_encoding());
     CHECK(tokenizer.encode("hello world") == std::vector<TokenId>{259, 264});
     std::filesystem::remove(path);
+}
+
+TEST_CASE("BpeTokenizer takes a custom splitter") {
+    BpeEncoding encoding = test_encoding();
+    // Pieces of at most two bytes: "hello" can no longer merge past "he" + "ll" + "o".
+    encoding.custom_split = [](std::string_view text, std::size_t pos) noexcept { return std::min(text.size(), pos + 2); };
+    const BpeTokenizer tokenizer = BpeTokenizer::from_rank_data(rank_file(small_merges), encoding);
+    CHECK(tokenizer.encode("hello") == std::vector<TokenId>{256, 257, 'o'});
+    CHECK(tokenizer.count("hello") == 3);
+    // A faulty splitter (no progress) cannot hang the tokenizer: the rest becomes one piece.
+    encoding.custom_split = [](std::string_view, std::size_t pos) noexcept { return pos; };
+    const BpeTokenizer stuck = BpeTokenizer::from_rank_data(rank_file(small_merges), encoding);
+    CHECK(stuck.decode(stuck.encode("hello world")) == "hello world");
 }
 
 TEST_CASE("cl100k split pattern") {

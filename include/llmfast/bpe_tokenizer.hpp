@@ -13,8 +13,9 @@
 //     tokenizer.encode("<|endoftext|>", {.allow_special = true});     // [100257]
 //
 // An encoding is a rank file plus a `BpeEncoding`: a name, a named split pattern and the special
-// tokens; `BpeEncoding::cl100k_base()` and `o200k_base()` describe OpenAI's, and another
-// tiktoken-format encoding with one of these patterns needs no change here.
+// tokens; `BpeEncoding::cl100k_base()` and `o200k_base()` describe OpenAI's. Another tiktoken-format
+// encoding needs no change here: name one of the patterns, or pass your own splitter
+// (`BpeEncoding::custom_split`).
 //
 // Special-token strings such as `<|endoftext|>` are ordinary text by default (tiktoken's
 // `encode_ordinary`): user input cannot smuggle a control token in. `EncodeOptions::allow_special`
@@ -31,6 +32,9 @@
 // Merging: tiktoken's rule (repeatedly merge the adjacent pair of lowest rank, leftmost on ties).
 // Short pieces use tiktoken's array scan on the stack; long pieces (a long word, a run of digits or
 // spaces, base64 blobs) use a heap and a linked list, O(n log n) instead of O(n^2), same result.
+// Ranks live in a flat open-addressing map (16-byte slots that hold a token of up to 8 bytes
+// outright, so most lookups touch one cache line) behind a small Bloom filter, since most merge
+// candidates are not tokens; two-byte tokens come from a direct 64K table.
 //
 // Thread-safety: a constructed `BpeTokenizer` is immutable; `encode`, `decode` and `count` may be
 // called from any number of threads. `count` allocates nothing except, for pieces longer than
@@ -60,6 +64,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <initializer_list>
 #include <iterator>
 #include <limits>
 #include <optional>
@@ -97,6 +103,10 @@ struct SpecialToken {
     TokenId id = 0;
 };
 
+/// A pre-tokenizer of your own: the end of the piece that starts at `pos` (< text.size()). It must
+/// return a value in (pos, text.size()] for any bytes, invalid UTF-8 included.
+using PieceEndFunction = std::size_t (*)(std::string_view text, std::size_t pos) noexcept;
+
 /// What makes an encoding besides its rank file.
 struct BpeEncoding {
     std::string name;
@@ -104,6 +114,9 @@ struct BpeEncoding {
     std::vector<SpecialToken> special_tokens;
     /// The number of ranks the rank file must hold (a shorter file is truncated); 0 accepts any.
     std::size_t expected_ranks = 0;
+    /// When set, splits the text instead of `pattern` (for an encoding whose regex is not one of
+    /// the built-in patterns).
+    PieceEndFunction custom_split = nullptr;
 
     /// OpenAI's cl100k_base (GPT-4, GPT-3.5-turbo, text-embedding-3): 100,256 ranks.
     static BpeEncoding cl100k_base() {
@@ -114,11 +127,12 @@ struct BpeEncoding {
                  {"<|fim_middle|>", 100259},
                  {"<|fim_suffix|>", 100260},
                  {"<|endofprompt|>", 100276}},
-                100256};
+                100256,
+                nullptr};
     }
     /// OpenAI's o200k_base (GPT-4o, o1, o3): 199,998 ranks.
     static BpeEncoding o200k_base() {
-        return {"o200k_base", SplitPattern::O200k, {{"<|endoftext|>", 199999}, {"<|endofprompt|>", 200018}}, 199998};
+        return {"o200k_base", SplitPattern::O200k, {{"<|endoftext|>", 199999}, {"<|endofprompt|>", 200018}}, 199998, nullptr};
     }
 };
 
@@ -769,11 +783,20 @@ private:
         }
     }
 
+    [[nodiscard]] std::size_t piece_end(std::string_view text, std::size_t pos) const noexcept {
+        if (encoding_.custom_split != nullptr) {
+            // Guard the invariant the loops rely on (progress, in bounds) against a faulty splitter.
+            const std::size_t end = encoding_.custom_split(text, pos);
+            return end > pos && end <= text.size() ? end : text.size();
+        }
+        return detail::bpe::piece_end(encoding_.pattern, text, pos);
+    }
+
     template <class Emit>
     void encode_ordinary(std::string_view text, Emit&& emit) const {
         std::size_t pos = 0;
         while (pos < text.size()) {
-            const std::size_t end = detail::bpe::piece_end(encoding_.pattern, text, pos);
+            const std::size_t end = piece_end(text, pos);
             encode_piece<true>(text.substr(pos, end - pos), emit);
             pos = end;
         }
@@ -784,7 +807,7 @@ private:
         std::size_t pos = 0;
         const auto no_emit = [](TokenId) noexcept {};
         while (pos < text.size()) {
-            const std::size_t end = detail::bpe::piece_end(encoding_.pattern, text, pos);
+            const std::size_t end = piece_end(text, pos);
             total += encode_piece<false>(text.substr(pos, end - pos), no_emit);
             pos = end;
         }
