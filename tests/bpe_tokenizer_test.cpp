@@ -10,7 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cstdlib>
+#include <new>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +21,26 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+// Counts heap allocations, to check that count() makes none.
+namespace {
+std::atomic<std::size_t> allocations{0};
+}  // namespace
+
+void* operator new(std::size_t size) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    if (void* pointer = std::malloc(size == 0 ? 1 : size)) return pointer;
+    throw std::bad_alloc();
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"  // g++ 12 false positive on replaced operators
+#endif
+void operator delete(void* pointer) noexcept { std::free(pointer); }
+void operator delete(void* pointer, std::size_t) noexcept { std::free(pointer); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 using llmfast::BpeEncoding;
 using llmfast::BpeTokenizer;
@@ -335,6 +357,20 @@ TEST_CASE("BpeTokenizer round-trips arbitrary bytes, invalid UTF-8 included") {
             REQUIRE(tokenizer.count(text) == ids.size());
         }
     }
+}
+
+TEST_CASE("BpeTokenizer count allocates nothing after warm-up") {
+    const BpeTokenizer tokenizer = small_tokenizer();
+    std::mt19937 rng(9);
+    // Short pieces, long pieces (the per-thread scratch), special tokens.
+    const std::string text = random_bytes(rng, 2000) + std::string(5000, 'a') + " <|end|> hello world";
+    const std::size_t expected = tokenizer.encode(text).size();
+    REQUIRE(tokenizer.count(text) == expected);  // warm-up: the scratch grows once per thread
+    const std::size_t before = allocations.load();
+    std::size_t total = 0;
+    for (int i = 0; i < 10; ++i) total += tokenizer.count(text) + tokenizer.count(text, {.allow_special = true});
+    CHECK(allocations.load() == before);
+    CHECK(total > 10 * expected);
 }
 
 TEST_CASE("BpeTokenizer is safe to share between threads") {
