@@ -22,22 +22,36 @@
 #include <thread>
 #include <vector>
 
-// Counts heap allocations, to check that count() makes none.
+// Counts heap allocations, to check that count() makes none. The whole non-aligned family is
+// replaced so that every allocation and deallocation pairs malloc with free (sanitizers check that).
 namespace {
 std::atomic<std::size_t> allocations{0};
+void* counted_malloc(std::size_t size) noexcept {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    return std::malloc(size == 0 ? 1 : size);
+}
 }  // namespace
 
 void* operator new(std::size_t size) {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* pointer = std::malloc(size == 0 ? 1 : size)) return pointer;
+    if (void* pointer = counted_malloc(size)) return pointer;
     throw std::bad_alloc();
 }
+void* operator new[](std::size_t size) {
+    if (void* pointer = counted_malloc(size)) return pointer;
+    throw std::bad_alloc();
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept { return counted_malloc(size); }
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept { return counted_malloc(size); }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"  // g++ 12 false positive on replaced operators
 #endif
 void operator delete(void* pointer) noexcept { std::free(pointer); }
+void operator delete[](void* pointer) noexcept { std::free(pointer); }
 void operator delete(void* pointer, std::size_t) noexcept { std::free(pointer); }
+void operator delete[](void* pointer, std::size_t) noexcept { std::free(pointer); }
+void operator delete(void* pointer, const std::nothrow_t&) noexcept { std::free(pointer); }
+void operator delete[](void* pointer, const std::nothrow_t&) noexcept { std::free(pointer); }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
