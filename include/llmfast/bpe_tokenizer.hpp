@@ -24,8 +24,8 @@
 // Pre-tokenization: tiktoken splits with a regex (`\p{L}`, `\p{N}`, possessive quantifiers) that
 // std::regex cannot express; each pattern is implemented here as a hand-written matcher that follows
 // the regex's leftmost-first, backtracking semantics alternative by alternative, over Unicode classes
-// generated from the UCD (detail/unicode_tables.hpp, scripts/gen_unicode_tables.py). That is faster
-// than any regex engine and needs no dependency. Invalid UTF-8 (which tiktoken cannot receive) is
+// generated from the UCD (detail/unicode_tables.hpp, scripts/gen_unicode_tables.py). It needs no
+// regex library and does no more work than the patterns require. Invalid UTF-8 (which tiktoken cannot receive) is
 // split as if each ill-formed subsequence were a symbol, and encodes to its byte tokens, so
 // `decode(encode(s)) == s` holds for any bytes.
 //
@@ -49,7 +49,8 @@
 //     file, a special token id that collides with a rank); `InvalidArgument` for a bad `BpeEncoding`
 //     (an empty or duplicate special token).
 //   - `decode`: `InvalidArgument` for an id that is neither a rank nor a special token.
-//   - `encode`, `count`: never throw (except `std::bad_alloc` from `encode`'s result vector).
+//   - `encode`, `count`: throw nothing but `std::bad_alloc` (`encode`'s result; the per-thread
+//     scratch of either, the first time a thread meets a long piece).
 #pragma once
 
 #include <llmfast/detail/unicode_tables.hpp>
@@ -530,7 +531,7 @@ public:
     }
 
     /// Number of tokens `encode(text, options)` would return, without building the vector.
-    [[nodiscard]] std::size_t count(std::string_view text, EncodeOptions options) const noexcept {
+    [[nodiscard]] std::size_t count(std::string_view text, EncodeOptions options) const {
         std::size_t total = 0;
         for_each_segment(text, options, [&](std::string_view segment, TokenId special) {
             total += count_ordinary(segment);
@@ -540,7 +541,7 @@ public:
     }
     /// Number of tokens of `text`, special-token strings counted as ordinary text (the `TokenCounter`
     /// call).
-    [[nodiscard]] std::size_t count(std::string_view text) const noexcept { return count_ordinary(text); }
+    [[nodiscard]] std::size_t count(std::string_view text) const { return count_ordinary(text); }
 
     /// The bytes of `ids`, concatenated. A prefix of a token sequence may end inside a UTF-8
     /// character: use `utf8::Assembler` to stream decoded text. Throws `InvalidArgument` for an
@@ -802,7 +803,7 @@ private:
         }
     }
 
-    [[nodiscard]] std::size_t count_ordinary(std::string_view text) const noexcept {
+    [[nodiscard]] std::size_t count_ordinary(std::string_view text) const {
         std::size_t total = 0;
         std::size_t pos = 0;
         const auto no_emit = [](TokenId) noexcept {};
