@@ -193,6 +193,19 @@ TEST_CASE("BpeTokenizer special tokens are ordinary text unless allowed") {
     CHECK(tokenizer.encode("<|end|><|end|>", {.allow_special = true}) == std::vector<TokenId>{1000, 1000});
     CHECK(tokenizer.encode("<|end", {.allow_special = true}) == tokenizer.encode("<|end"));
     CHECK(tokenizer.special_token_id("<|endoftext|>") == std::optional<TokenId>(1001));
+
+    // Many occurrences of one special token and a late one of the other: linear, and in order.
+    std::string many;
+    std::vector<TokenId> expected;
+    for (int i = 0; i < 20000; ++i) {
+        many += "a<|end|>";
+        expected.push_back('a');
+        expected.push_back(1000);
+    }
+    many += "<|endoftext|>";
+    expected.push_back(1001);
+    CHECK(tokenizer.encode(many, {.allow_special = true}) == expected);
+    CHECK(tokenizer.count(many, {.allow_special = true}) == expected.size());
     CHECK_FALSE(tokenizer.special_token_id("<|nope|>").has_value());
 }
 

@@ -762,13 +762,28 @@ private:
             segment(text, detail::bpe::no_rank);
             return;
         }
+        // next_at[k]: the next occurrence of special token k at or after `pos` (npos: none left).
+        // Remembered between segments, so text full of one special token is not rescanned for the
+        // others each time (which would be quadratic). Encodings have a handful of special tokens;
+        // beyond `cached` the rest are searched afresh, still correct.
+        constexpr std::size_t cached = 16;
+        const std::size_t specials = encoding_.special_tokens.size();
+        std::array<std::size_t, cached> next_at{};
+        for (std::size_t k = 0; k < std::min(specials, cached); ++k) next_at[k] = text.find(encoding_.special_tokens[k].text);
         std::size_t pos = 0;
         while (true) {
             // The leftmost occurrence of any special token; the longest one on a tie.
             std::size_t best = std::string_view::npos;
             const SpecialToken* best_token = nullptr;
-            for (const SpecialToken& token : encoding_.special_tokens) {
-                const std::size_t at = text.find(token.text, pos);
+            for (std::size_t k = 0; k < specials; ++k) {
+                const SpecialToken& token = encoding_.special_tokens[k];
+                std::size_t at = 0;
+                if (k < cached) {
+                    if (next_at[k] != std::string_view::npos && next_at[k] < pos) next_at[k] = text.find(token.text, pos);
+                    at = next_at[k];
+                } else {
+                    at = text.find(token.text, pos);
+                }
                 if (at == std::string_view::npos) continue;
                 if (at < best || (at == best && token.text.size() > best_token->text.size())) {
                     best = at;
