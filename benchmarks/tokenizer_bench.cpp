@@ -236,8 +236,10 @@ int main(int argc, char** argv) {
         if (auto text = read_text(options.positional[1])) chinese_source = *text;
     }
     const std::filesystem::path temp = std::filesystem::temp_directory_path();
-    std::vector<Corpus> corpora = {{"English", repeat_to(english_source, size), (temp / "llmfast_bench_english.txt").string()},
-                                   {"Chinese", repeat_to(chinese_source, size), (temp / "llmfast_bench_chinese.txt").string()}};
+    const std::string tag = std::to_string(getpid());  // concurrent runs must not share the files
+    std::vector<Corpus> corpora = {
+        {"English", repeat_to(english_source, size), (temp / ("llmfast_bench_english_" + tag + ".txt")).string()},
+        {"Chinese", repeat_to(chinese_source, size), (temp / ("llmfast_bench_chinese_" + tag + ".txt")).string()}};
     for (const Corpus& corpus : corpora) std::ofstream(corpus.file, std::ios::binary) << corpus.text;
 
     std::optional<NodeBaseline> node = NodeBaseline::start(source + "/scripts/tiktoken_bench.mjs", modules);
