@@ -504,6 +504,26 @@ TEST_CASE("o200k_base matches tiktoken token for token", "[.data]") {
     check_reference(tokenizer, load_reference(files.reference), "o200k_base");
 }
 
+TEST_CASE("split patterns match the regexes piece for piece", "[.data]") {
+    // The reference pieces come from the patterns run as JavaScript regexes (tokenizer_reference.mjs);
+    // this also covers SplitPattern::Cl100kTrailingSpace, which no tiktoken build at hand uses.
+    const DataFiles files;
+    require_data(files);
+    const nlohmann::json reference = load_reference(files.reference);
+    std::size_t compared = 0;
+    for (const nlohmann::json& entry : reference.at("cases")) {
+        const std::string text = entry.at("text").get<std::string>();
+        const nlohmann::json& pieces = entry.at("pieces");
+        INFO("text: \"" << text << "\"");
+        CHECK(split(SplitPattern::Cl100k, text) == pieces.at("cl100k").get<std::vector<std::string>>());
+        CHECK(split(SplitPattern::Cl100kTrailingSpace, text) ==
+              pieces.at("cl100k_trailing_space").get<std::vector<std::string>>());
+        CHECK(split(SplitPattern::O200k, text) == pieces.at("o200k").get<std::vector<std::string>>());
+        compared += pieces.at("cl100k").size();
+    }
+    CHECK(compared > 10000);
+}
+
 TEST_CASE("real encodings round-trip arbitrary bytes", "[.data]") {
     const DataFiles files;
     require_data(files);
