@@ -853,7 +853,7 @@ private:
             std::uint32_t start;
             TokenId rank;
         };
-        std::array<Part, detail::bpe::small_piece_limit + 1> parts;  // NOLINT: filled below
+        std::array<Part, detail::bpe::small_piece_limit + 1> parts;  // parts[0..n] are set below
         const std::size_t n = piece.size();
         for (std::size_t i = 0; i + 1 < n; ++i)
             parts[i] = {static_cast<std::uint32_t>(i), pair_rank_[pair_index(piece[i], piece[i + 1])]};
