@@ -182,6 +182,7 @@ struct EstimateError {
     double mean = 0;
     double worst = 0;
     double whole = 0;  ///< on the whole text at once
+    double bias = 0;   ///< mean signed error per paragraph: > 0 overestimates (safe), < 0 underestimates
 };
 
 EstimateError estimate_error(const llmfast::BpeTokenizer& tokenizer, const llmfast::EstimatingTokenCounter& estimator,
@@ -196,13 +197,18 @@ EstimateError estimate_error(const llmfast::BpeTokenizer& tokenizer, const llmfa
         pos = end + 2;
         const std::size_t exact = tokenizer.count(paragraph);
         if (exact == 0) continue;
-        const double relative = std::fabs(static_cast<double>(estimator.count(paragraph)) - static_cast<double>(exact)) /
-                                static_cast<double>(exact);
+        const double signed_error =
+            (static_cast<double>(estimator.count(paragraph)) - static_cast<double>(exact)) / static_cast<double>(exact);
+        const double relative = std::fabs(signed_error);
+        error.bias += signed_error;
         error.mean += relative;
         error.worst = std::max(error.worst, relative);
         ++paragraphs;
     }
-    if (paragraphs > 0) error.mean /= static_cast<double>(paragraphs);
+    if (paragraphs > 0) {
+        error.mean /= static_cast<double>(paragraphs);
+        error.bias /= static_cast<double>(paragraphs);
+    }
     const auto exact = static_cast<double>(tokenizer.count(sample));
     error.whole = std::fabs(static_cast<double>(estimator.count(sample)) - exact) / exact;
     return error;
@@ -236,8 +242,10 @@ int main(int argc, char** argv) {
         if (auto text = read_text(options.positional[1])) chinese_source = *text;
     }
     const std::filesystem::path temp = std::filesystem::temp_directory_path();
-    std::vector<Corpus> corpora = {{"English", repeat_to(english_source, size), (temp / "llmfast_bench_english.txt").string()},
-                                   {"Chinese", repeat_to(chinese_source, size), (temp / "llmfast_bench_chinese.txt").string()}};
+    const std::string tag = std::to_string(getpid());  // concurrent runs must not share the files
+    std::vector<Corpus> corpora = {
+        {"English", repeat_to(english_source, size), (temp / ("llmfast_bench_english_" + tag + ".txt")).string()},
+        {"Chinese", repeat_to(chinese_source, size), (temp / ("llmfast_bench_chinese_" + tag + ".txt")).string()}};
     for (const Corpus& corpus : corpora) std::ofstream(corpus.file, std::ios::binary) << corpus.text;
 
     std::optional<NodeBaseline> node = NodeBaseline::start(source + "/scripts/tiktoken_bench.mjs", modules);
@@ -322,9 +330,11 @@ int main(int argc, char** argv) {
         error_table.add_absolute(fmt::format("cl100k_base {} mean", name), c.mean * 100, "%");
         error_table.add_absolute(fmt::format("cl100k_base {} worst", name), c.worst * 100, "%");
         error_table.add_absolute(fmt::format("cl100k_base {} whole text", name), c.whole * 100, "%");
+        error_table.add_absolute(fmt::format("cl100k_base {} mean signed (+ = over)", name), c.bias * 100, "%");
         error_table.add_absolute(fmt::format("o200k_base {} mean", name), o.mean * 100, "%");
         error_table.add_absolute(fmt::format("o200k_base {} worst", name), o.worst * 100, "%");
         error_table.add_absolute(fmt::format("o200k_base {} whole text", name), o.whole * 100, "%");
+        error_table.add_absolute(fmt::format("o200k_base {} mean signed (+ = over)", name), o.bias * 100, "%");
     }
     error_table.print();
 

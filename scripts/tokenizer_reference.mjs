@@ -7,6 +7,8 @@
 // Output: {"tiktoken_version": "...", "cases": [{"text": "...", "cl100k_base": [...], "o200k_base": [...],
 //          "cl100k_base_special": [...], "o200k_base_special": [...]}, ...]}
 // "*_special" is encode(text, "all") (special-token strings recognized); the others encode_ordinary.
+// "pieces": {"cl100k": [...], "cl100k_trailing_space": [...], "o200k": [...]}, the pre-tokenization
+// of the text by each split pattern, run as a JavaScript regex (see splitPatterns).
 import { createRequire } from "node:module";
 import { writeFileSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -72,6 +74,37 @@ for (let i = 0; i < 3000; ++i) {
   randomCases.push(text);
 }
 
+// The split patterns as JavaScript regexes, for a piece-level reference of the hand-written
+// splitters (including SplitPattern::Cl100kTrailingSpace, Python tiktoken >= 0.7's cl100k pattern,
+// which the npm package does not use). Rewritten for JS without changing what they match:
+//   - \s is spelled out as Unicode White_Space (the regex crate's \s); JS's \s differs (U+FEFF, U+0085);
+//   - (?i:'s|...) becomes explicit case classes; simple case folding adds U+017F (long s) to s;
+//   - possessive quantifiers are dropped: in these patterns nothing after them could match what
+//     backtracking would give back, so they match the same (\s++$ is \s+$).
+const S = "[\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+const NS = S.replace("[", "[^");
+const notSLN = "[^\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\p{L}\\p{N}]";
+const C = "'(?:[sS\\u017f]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD])";
+const U = "[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]";
+const W = "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]";
+const splitPatterns = {
+  cl100k: `${C}|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?${notSLN}+[\\r\\n]*|${S}*[\\r\\n]+|${S}+(?!${NS})|${S}+`,
+  cl100k_trailing_space: `${C}|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?${notSLN}+[\\r\\n]*|${S}+$|${S}*[\\r\\n]|${S}+(?!${NS})|${S}`,
+  o200k: `[^\\r\\n\\p{L}\\p{N}]?${U}*${W}+(?:${C})?|[^\\r\\n\\p{L}\\p{N}]?${U}+${W}*(?:${C})?|\\p{N}{1,3}| ?${notSLN}+[\\r\\n/]*|${S}*[\\r\\n]+|${S}+(?!${NS})|${S}+`,
+};
+const splitRegexes = Object.fromEntries(Object.entries(splitPatterns).map(([name, source]) => [name, new RegExp(source, "gu")]));
+const split = (regex, text) => {
+  const pieces = [];
+  let joined = "";
+  for (const match of text.matchAll(regex)) {
+    if (match.index !== joined.length) throw new Error(`split gap in ${JSON.stringify(text)}`);
+    pieces.push(match[0]);
+    joined += match[0];
+  }
+  if (joined !== text) throw new Error(`split does not cover ${JSON.stringify(text)}`);
+  return pieces;
+};
+
 const encodings = ["cl100k_base", "o200k_base"];
 const encoders = Object.fromEntries(encodings.map((name) => [name, tiktoken.get_encoding(name)]));
 const cases = [...fixed, ...randomCases].map((text) => {
@@ -80,6 +113,7 @@ const cases = [...fixed, ...randomCases].map((text) => {
     entry[name] = Array.from(encoders[name].encode_ordinary(text));
     entry[`${name}_special`] = Array.from(encoders[name].encode(text, "all"));
   }
+  entry.pieces = Object.fromEntries(Object.entries(splitRegexes).map(([name, regex]) => [name, split(regex, text)]));
   return entry;
 });
 for (const encoder of Object.values(encoders)) encoder.free();

@@ -10,7 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cstdlib>
+#include <new>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +21,40 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+// Counts heap allocations, to check that count() makes none. The whole non-aligned family is
+// replaced so that every allocation and deallocation pairs malloc with free (sanitizers check that).
+namespace {
+std::atomic<std::size_t> allocations{0};
+void* counted_malloc(std::size_t size) noexcept {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    return std::malloc(size == 0 ? 1 : size);
+}
+}  // namespace
+
+void* operator new(std::size_t size) {
+    if (void* pointer = counted_malloc(size)) return pointer;
+    throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) {
+    if (void* pointer = counted_malloc(size)) return pointer;
+    throw std::bad_alloc();
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept { return counted_malloc(size); }
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept { return counted_malloc(size); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"  // g++ 12 false positive on replaced operators
+#endif
+void operator delete(void* pointer) noexcept { std::free(pointer); }
+void operator delete[](void* pointer) noexcept { std::free(pointer); }
+void operator delete(void* pointer, std::size_t) noexcept { std::free(pointer); }
+void operator delete[](void* pointer, std::size_t) noexcept { std::free(pointer); }
+void operator delete(void* pointer, const std::nothrow_t&) noexcept { std::free(pointer); }
+void operator delete[](void* pointer, const std::nothrow_t&) noexcept { std::free(pointer); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 using llmfast::BpeEncoding;
 using llmfast::BpeTokenizer;
@@ -40,7 +76,7 @@ std::string rank_file(const std::vector<std::string>& merges) {
 }
 
 BpeEncoding test_encoding(SplitPattern pattern = SplitPattern::Cl100k) {
-    return {"test", pattern, {{"<|end|>", 1000}, {"<|endoftext|>", 1001}}, 0};
+    return {"test", pattern, {{"<|end|>", 1000}, {"<|endoftext|>", 1001}}, 0, nullptr};
 }
 
 const std::vector<std::string> small_merges = {"he", "ll", "hell", "hello", " w", "or", " wor", "ld", " world", "aa", "aaaa"};
@@ -157,6 +193,19 @@ TEST_CASE("BpeTokenizer special tokens are ordinary text unless allowed") {
     CHECK(tokenizer.encode("<|end|><|end|>", {.allow_special = true}) == std::vector<TokenId>{1000, 1000});
     CHECK(tokenizer.encode("<|end", {.allow_special = true}) == tokenizer.encode("<|end"));
     CHECK(tokenizer.special_token_id("<|endoftext|>") == std::optional<TokenId>(1001));
+
+    // Many occurrences of one special token and a late one of the other: linear, and in order.
+    std::string many;
+    std::vector<TokenId> expected;
+    for (int i = 0; i < 20000; ++i) {
+        many += "a<|end|>";
+        expected.push_back('a');
+        expected.push_back(1000);
+    }
+    many += "<|endoftext|>";
+    expected.push_back(1001);
+    CHECK(tokenizer.encode(many, {.allow_special = true}) == expected);
+    CHECK(tokenizer.count(many, {.allow_special = true}) == expected.size());
     CHECK_FALSE(tokenizer.special_token_id("<|nope|>").has_value());
 }
 
@@ -247,6 +296,19 @@ TEST_CASE("BpeTokenizer loads a rank file from a path") {
     std::filesystem::remove(path);
 }
 
+TEST_CASE("BpeTokenizer takes a custom splitter") {
+    BpeEncoding encoding = test_encoding();
+    // Pieces of at most two bytes: "hello" can no longer merge past "he" + "ll" + "o".
+    encoding.custom_split = [](std::string_view text, std::size_t pos) noexcept { return std::min(text.size(), pos + 2); };
+    const BpeTokenizer tokenizer = BpeTokenizer::from_rank_data(rank_file(small_merges), encoding);
+    CHECK(tokenizer.encode("hello") == std::vector<TokenId>{256, 257, 'o'});
+    CHECK(tokenizer.count("hello") == 3);
+    // A faulty splitter (no progress) cannot hang the tokenizer: the rest becomes one piece.
+    encoding.custom_split = [](std::string_view, std::size_t pos) noexcept { return pos; };
+    const BpeTokenizer stuck = BpeTokenizer::from_rank_data(rank_file(small_merges), encoding);
+    CHECK(stuck.decode(stuck.encode("hello world")) == "hello world");
+}
+
 TEST_CASE("cl100k split pattern") {
     using V = std::vector<std::string>;
     const auto cl = [](std::string_view text) { return split(SplitPattern::Cl100k, text); };
@@ -322,6 +384,20 @@ TEST_CASE("BpeTokenizer round-trips arbitrary bytes, invalid UTF-8 included") {
             REQUIRE(tokenizer.count(text) == ids.size());
         }
     }
+}
+
+TEST_CASE("BpeTokenizer count allocates nothing after warm-up") {
+    const BpeTokenizer tokenizer = small_tokenizer();
+    std::mt19937 rng(9);
+    // Short pieces, long pieces (the per-thread scratch), special tokens.
+    const std::string text = random_bytes(rng, 2000) + std::string(5000, 'a') + " <|end|> hello world";
+    const std::size_t expected = tokenizer.encode(text).size();
+    REQUIRE(tokenizer.count(text) == expected);  // warm-up: the scratch grows once per thread
+    const std::size_t before = allocations.load();
+    std::size_t total = 0;
+    for (int i = 0; i < 10; ++i) total += tokenizer.count(text) + tokenizer.count(text, {.allow_special = true});
+    CHECK(allocations.load() == before);
+    CHECK(total > 10 * expected);
 }
 
 TEST_CASE("BpeTokenizer is safe to share between threads") {
@@ -426,6 +502,26 @@ TEST_CASE("o200k_base matches tiktoken token for token", "[.data]") {
     CHECK(tokenizer.rank_count() == 199998);
     CHECK(tokenizer.encode("<|endoftext|>", {.allow_special = true}) == std::vector<TokenId>{199999});
     check_reference(tokenizer, load_reference(files.reference), "o200k_base");
+}
+
+TEST_CASE("split patterns match the regexes piece for piece", "[.data]") {
+    // The reference pieces come from the patterns run as JavaScript regexes (tokenizer_reference.mjs);
+    // this also covers SplitPattern::Cl100kTrailingSpace, which no tiktoken build at hand uses.
+    const DataFiles files;
+    require_data(files);
+    const nlohmann::json reference = load_reference(files.reference);
+    std::size_t compared = 0;
+    for (const nlohmann::json& entry : reference.at("cases")) {
+        const std::string text = entry.at("text").get<std::string>();
+        const nlohmann::json& pieces = entry.at("pieces");
+        INFO("text: \"" << text << "\"");
+        CHECK(split(SplitPattern::Cl100k, text) == pieces.at("cl100k").get<std::vector<std::string>>());
+        CHECK(split(SplitPattern::Cl100kTrailingSpace, text) ==
+              pieces.at("cl100k_trailing_space").get<std::vector<std::string>>());
+        CHECK(split(SplitPattern::O200k, text) == pieces.at("o200k").get<std::vector<std::string>>());
+        compared += pieces.at("cl100k").size();
+    }
+    CHECK(compared > 10000);
 }
 
 TEST_CASE("real encodings round-trip arbitrary bytes", "[.data]") {

@@ -13,8 +13,9 @@
 //     tokenizer.encode("<|endoftext|>", {.allow_special = true});     // [100257]
 //
 // An encoding is a rank file plus a `BpeEncoding`: a name, a named split pattern and the special
-// tokens; `BpeEncoding::cl100k_base()` and `o200k_base()` describe OpenAI's, and another
-// tiktoken-format encoding with one of these patterns needs no change here.
+// tokens; `BpeEncoding::cl100k_base()` and `o200k_base()` describe OpenAI's. Another tiktoken-format
+// encoding needs no change here: name one of the patterns, or pass your own splitter
+// (`BpeEncoding::custom_split`).
 //
 // Special-token strings such as `<|endoftext|>` are ordinary text by default (tiktoken's
 // `encode_ordinary`): user input cannot smuggle a control token in. `EncodeOptions::allow_special`
@@ -23,14 +24,17 @@
 // Pre-tokenization: tiktoken splits with a regex (`\p{L}`, `\p{N}`, possessive quantifiers) that
 // std::regex cannot express; each pattern is implemented here as a hand-written matcher that follows
 // the regex's leftmost-first, backtracking semantics alternative by alternative, over Unicode classes
-// generated from the UCD (detail/unicode_tables.hpp, scripts/gen_unicode_tables.py). That is faster
-// than any regex engine and needs no dependency. Invalid UTF-8 (which tiktoken cannot receive) is
+// generated from the UCD (detail/unicode_tables.hpp, scripts/gen_unicode_tables.py). It needs no
+// regex library and does no more work than the patterns require. Invalid UTF-8 (which tiktoken cannot receive) is
 // split as if each ill-formed subsequence were a symbol, and encodes to its byte tokens, so
 // `decode(encode(s)) == s` holds for any bytes.
 //
 // Merging: tiktoken's rule (repeatedly merge the adjacent pair of lowest rank, leftmost on ties).
 // Short pieces use tiktoken's array scan on the stack; long pieces (a long word, a run of digits or
 // spaces, base64 blobs) use a heap and a linked list, O(n log n) instead of O(n^2), same result.
+// Ranks live in a flat open-addressing map (16-byte slots that hold a token of up to 8 bytes
+// outright, so most lookups touch one cache line) behind a small Bloom filter, since most merge
+// candidates are not tokens; two-byte tokens come from a direct 64K table.
 //
 // Thread-safety: a constructed `BpeTokenizer` is immutable; `encode`, `decode` and `count` may be
 // called from any number of threads. `count` allocates nothing except, for pieces longer than
@@ -45,11 +49,11 @@
 //     file, a special token id that collides with a rank); `InvalidArgument` for a bad `BpeEncoding`
 //     (an empty or duplicate special token).
 //   - `decode`: `InvalidArgument` for an id that is neither a rank nor a special token.
-//   - `encode`, `count`: never throw (except `std::bad_alloc` from `encode`'s result vector).
+//   - `encode`, `count`: throw nothing but `std::bad_alloc` (`encode`'s result; the per-thread
+//     scratch of either, the first time a thread meets a long piece).
 #pragma once
 
 #include <llmfast/detail/unicode_tables.hpp>
-#include <llmfast/detail/xxhash.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/tokens.hpp>
 #include <llmfast/utf8.hpp>
@@ -61,6 +65,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <initializer_list>
 #include <iterator>
 #include <limits>
 #include <optional>
@@ -98,6 +104,10 @@ struct SpecialToken {
     TokenId id = 0;
 };
 
+/// A pre-tokenizer of your own: the end of the piece that starts at `pos` (< text.size()). It must
+/// return a value in (pos, text.size()] for any bytes, invalid UTF-8 included.
+using PieceEndFunction = std::size_t (*)(std::string_view text, std::size_t pos) noexcept;
+
 /// What makes an encoding besides its rank file.
 struct BpeEncoding {
     std::string name;
@@ -105,6 +115,9 @@ struct BpeEncoding {
     std::vector<SpecialToken> special_tokens;
     /// The number of ranks the rank file must hold (a shorter file is truncated); 0 accepts any.
     std::size_t expected_ranks = 0;
+    /// When set, splits the text instead of `pattern` (for an encoding whose regex is not one of
+    /// the built-in patterns).
+    PieceEndFunction custom_split = nullptr;
 
     /// OpenAI's cl100k_base (GPT-4, GPT-3.5-turbo, text-embedding-3): 100,256 ranks.
     static BpeEncoding cl100k_base() {
@@ -115,11 +128,12 @@ struct BpeEncoding {
                  {"<|fim_middle|>", 100259},
                  {"<|fim_suffix|>", 100260},
                  {"<|endofprompt|>", 100276}},
-                100256};
+                100256,
+                nullptr};
     }
     /// OpenAI's o200k_base (GPT-4o, o1, o3): 199,998 ranks.
     static BpeEncoding o200k_base() {
-        return {"o200k_base", SplitPattern::O200k, {{"<|endoftext|>", 199999}, {"<|endofprompt|>", 200018}}, 199998};
+        return {"o200k_base", SplitPattern::O200k, {{"<|endoftext|>", 199999}, {"<|endofprompt|>", 200018}}, 199998, nullptr};
     }
 };
 
@@ -172,13 +186,18 @@ struct Char {
     char32_t cp;  ///< 0xFFFFFFFF for an ill-formed subsequence
 };
 
-inline Char char_at(std::string_view text, std::size_t pos) noexcept {
-    const auto byte = static_cast<unsigned char>(text[pos]);
-    if (byte < 0x80U) return {1, ascii_class[byte], byte};
+inline Char char_at_multibyte(std::string_view text, std::size_t pos) noexcept {
     const utf8::DecodeResult decoded = utf8::decode(text, pos);
     if (decoded.status != utf8::DecodeStatus::Valid)
         return {static_cast<std::uint32_t>(decoded.length), cls_other, 0xFFFFFFFFU};
     return {static_cast<std::uint32_t>(decoded.length), unicode_class(decoded.code_point), decoded.code_point};
+}
+
+// Kept tiny so that it inlines into the splitters: ASCII is a table lookup.
+inline Char char_at(std::string_view text, std::size_t pos) noexcept {
+    const auto byte = static_cast<unsigned char>(text[pos]);
+    if (byte < 0x80U) return {1, ascii_class[byte], byte};
+    return char_at_multibyte(text, pos);
 }
 
 constexpr bool is_line_break(char32_t cp) noexcept { return cp == U'\r' || cp == U'\n'; }
@@ -390,6 +409,49 @@ inline std::string base64_encode(std::string_view bytes) {
     return out;
 }
 
+inline std::uint64_t load64(const char* data) noexcept {
+    std::uint64_t word;
+    std::memcpy(&word, data, 8);
+    return word;
+}
+inline std::uint64_t load32(const char* data) noexcept {
+    std::uint32_t word;
+    std::memcpy(&word, data, 4);
+    return word;
+}
+
+/// A word that determines a string of 1..8 bytes given its length, read without a variable-length
+/// copy (two overlapping loads, or three single bytes), as wyhash does.
+inline std::uint64_t short_key(const char* data, std::size_t length) noexcept {
+    if (length >= 4) return load32(data) | (load32(data + length - 4) << 32);
+    const auto byte = [&](std::size_t i) { return static_cast<std::uint64_t>(static_cast<unsigned char>(data[i])); };
+    return byte(0) | (byte(length / 2) << 8) | (byte(length - 1) << 16);
+}
+
+/// Hash of a token or merge candidate (1 or more bytes) for the rank map. Tokens are short, so a
+/// word-at-a-time multiply-mix beats a general hash's setup cost; the murmur3 finalizer spreads the
+/// bits so that the low (slot) and high (filter, check) parts are all usable.
+inline std::uint64_t hash_bytes(const char* data, std::size_t length) noexcept {
+    constexpr std::uint64_t k = 0x9E3779B97F4A7C15ULL;
+    std::uint64_t h = (length + 1) * k;
+    if (length <= 8) {
+        h = (h ^ short_key(data, length)) * k;
+    } else {
+        std::size_t i = 0;
+        for (; i + 8 < length; i += 8) {
+            h = (h ^ load64(data + i)) * k;
+            h ^= h >> 32;
+        }
+        h = (h ^ load64(data + length - 8)) * k;  // the last 8 bytes, overlapping the previous word
+    }
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDULL;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
 /// Scratch for merging long pieces: reused by each thread, so `count` does not allocate per call.
 struct LongMergeScratch {
     struct Candidate {
@@ -469,7 +531,7 @@ public:
     }
 
     /// Number of tokens `encode(text, options)` would return, without building the vector.
-    [[nodiscard]] std::size_t count(std::string_view text, EncodeOptions options) const noexcept {
+    [[nodiscard]] std::size_t count(std::string_view text, EncodeOptions options) const {
         std::size_t total = 0;
         for_each_segment(text, options, [&](std::string_view segment, TokenId special) {
             total += count_ordinary(segment);
@@ -479,7 +541,7 @@ public:
     }
     /// Number of tokens of `text`, special-token strings counted as ordinary text (the `TokenCounter`
     /// call).
-    [[nodiscard]] std::size_t count(std::string_view text) const noexcept { return count_ordinary(text); }
+    [[nodiscard]] std::size_t count(std::string_view text) const { return count_ordinary(text); }
 
     /// The bytes of `ids`, concatenated. A prefix of a token sequence may end inside a UTF-8
     /// character: use `utf8::Assembler` to stream decoded text. Throws `InvalidArgument` for an
@@ -594,18 +656,24 @@ private:
         // The hash map; duplicate token bytes are an error (they would make decode ambiguous).
         std::size_t capacity = 16;
         while (capacity < n * 2) capacity <<= 1;
-        slots_.assign(capacity, 0);
+        slots_.assign(capacity, Slot{});
         mask_ = capacity - 1;
+        std::size_t filter_words = 64;
+        while (filter_words * 64 < n * 8) filter_words <<= 1;  // about 8 bits per token
+        filter_.assign(filter_words, 0);
+        filter_mask_ = filter_words - 1;
         for (std::size_t rank = 0; rank < n; ++rank) {
             const std::string_view token = rank_bytes(static_cast<TokenId>(rank));
             if (token.empty()) fail(entries[index_of_rank[rank]].line, "empty token");
             const TokenId existing = find(token);
             if (existing != detail::bpe::no_rank)
                 fail(entries[index_of_rank[rank]].line, "token bytes duplicate those of rank " + std::to_string(existing));
-            const std::uint64_t hash = detail::xxh3_64(token);
+            const std::uint64_t hash = detail::bpe::hash_bytes(token.data(), token.size());
+            filter_[filter_word(hash)] |= filter_bits(hash);
             std::size_t slot = hash & mask_;
-            while (slots_[slot] != 0) slot = (slot + 1) & mask_;
-            slots_[slot] = (hash & ~std::uint64_t{0xFFFFFFFFU}) | (rank + 1);
+            while (slots_[slot].rank_plus_one != 0) slot = (slot + 1) & mask_;
+            slots_[slot] = {head_of(token.data(), token.size()), static_cast<std::uint32_t>(rank + 1),
+                            check_of(hash, token.size())};
         }
 
         // Byte-level BPE needs a token for every single byte, or some text would be unencodable.
@@ -625,6 +693,31 @@ private:
                 fail(0, "special token " + token.text + " id " + std::to_string(token.id) + " collides with a rank");
     }
 
+    /// A slot of the rank map. Most lookups are for short byte strings (a merge candidate), so a slot
+    /// holds a word that determines a token of up to 8 bytes: those are verified without touching
+    /// the arena, one cache line per lookup instead of three.
+    struct Slot {
+        std::uint64_t head = 0;           ///< head_of(token)
+        std::uint32_t rank_plus_one = 0;  ///< 0: empty
+        std::uint32_t check = 0;          ///< hash bits 40..63 above min(length, 255)
+    };
+
+    // A blocked Bloom filter over the tokens: two bits in one 64-bit word per token. The hash bits
+    // used here are disjoint from the slot index (low bits) where the tables are of realistic size.
+    [[nodiscard]] std::size_t filter_word(std::uint64_t hash) const noexcept { return (hash >> 24) & filter_mask_; }
+    static std::uint64_t filter_bits(std::uint64_t hash) noexcept {
+        return (std::uint64_t{1} << ((hash >> 52) & 63U)) | (std::uint64_t{1} << ((hash >> 58) & 63U));
+    }
+
+    /// For up to 8 bytes a word that determines them (with the length, which `check` holds); for
+    /// longer tokens their first 8 bytes.
+    static std::uint64_t head_of(const char* data, std::size_t length) noexcept {
+        return length <= 8 ? detail::bpe::short_key(data, length) : detail::bpe::load64(data);
+    }
+    static std::uint32_t check_of(std::uint64_t hash, std::size_t length) noexcept {
+        return (static_cast<std::uint32_t>(hash >> 40) << 8) | static_cast<std::uint32_t>(std::min<std::size_t>(length, 255));
+    }
+
     static std::size_t pair_index(char a, char b) noexcept {
         return (std::size_t{static_cast<unsigned char>(a)} << 8) | static_cast<unsigned char>(b);
     }
@@ -636,14 +729,20 @@ private:
     /// The rank of exactly these bytes, or no_rank.
     [[nodiscard]] TokenId find(std::string_view bytes) const noexcept {
         if (bytes.size() > max_token_length_) return detail::bpe::no_rank;
-        const std::uint64_t hash = detail::xxh3_64(bytes);
-        const std::uint64_t tag = hash & ~std::uint64_t{0xFFFFFFFFU};
+        const std::uint64_t hash = detail::bpe::hash_bytes(bytes.data(), bytes.size());
+        // Most merge candidates are not tokens; the filter (small enough to stay in L2) rejects
+        // about 95% of them without touching the big table.
+        const std::uint64_t bits = filter_bits(hash);
+        if ((filter_[filter_word(hash)] & bits) != bits) return detail::bpe::no_rank;
+        const std::uint32_t check = check_of(hash, bytes.size());
+        const std::uint64_t head = head_of(bytes.data(), bytes.size());
         // Invariant: the table is at most half full, so an empty slot ends every probe sequence.
-        for (std::size_t slot = hash & mask_;; slot = (slot + 1) & mask_) {
-            const std::uint64_t value = slots_[slot];
-            if (value == 0) return detail::bpe::no_rank;
-            if ((value & ~std::uint64_t{0xFFFFFFFFU}) != tag) continue;
-            const auto rank = static_cast<TokenId>((value & 0xFFFFFFFFU) - 1);
+        for (std::size_t index = hash & mask_;; index = (index + 1) & mask_) {
+            const Slot& slot = slots_[index];
+            if (slot.rank_plus_one == 0) return detail::bpe::no_rank;
+            if (slot.check != check || slot.head != head) continue;
+            const TokenId rank = slot.rank_plus_one - 1;
+            if (bytes.size() <= 8) return rank;  // head and length (in check) cover every byte
             const std::uint32_t begin = offsets_[rank];
             if (offsets_[rank + 1] - begin == bytes.size() && std::memcmp(arena_.data() + begin, bytes.data(), bytes.size()) == 0)
                 return rank;
@@ -663,13 +762,28 @@ private:
             segment(text, detail::bpe::no_rank);
             return;
         }
+        // next_at[k]: the next occurrence of special token k at or after `pos` (npos: none left).
+        // Remembered between segments, so text full of one special token is not rescanned for the
+        // others each time (which would be quadratic). Encodings have a handful of special tokens;
+        // beyond `cached` the rest are searched afresh, still correct.
+        constexpr std::size_t cached = 16;
+        const std::size_t specials = encoding_.special_tokens.size();
+        std::array<std::size_t, cached> next_at{};
+        for (std::size_t k = 0; k < std::min(specials, cached); ++k) next_at[k] = text.find(encoding_.special_tokens[k].text);
         std::size_t pos = 0;
         while (true) {
             // The leftmost occurrence of any special token; the longest one on a tie.
             std::size_t best = std::string_view::npos;
             const SpecialToken* best_token = nullptr;
-            for (const SpecialToken& token : encoding_.special_tokens) {
-                const std::size_t at = text.find(token.text, pos);
+            for (std::size_t k = 0; k < specials; ++k) {
+                const SpecialToken& token = encoding_.special_tokens[k];
+                std::size_t at = 0;
+                if (k < cached) {
+                    if (next_at[k] != std::string_view::npos && next_at[k] < pos) next_at[k] = text.find(token.text, pos);
+                    at = next_at[k];
+                } else {
+                    at = text.find(token.text, pos);
+                }
                 if (at == std::string_view::npos) continue;
                 if (at < best || (at == best && token.text.size() > best_token->text.size())) {
                     best = at;
@@ -685,22 +799,31 @@ private:
         }
     }
 
+    [[nodiscard]] std::size_t piece_end(std::string_view text, std::size_t pos) const noexcept {
+        if (encoding_.custom_split != nullptr) {
+            // Guard the invariant the loops rely on (progress, in bounds) against a faulty splitter.
+            const std::size_t end = encoding_.custom_split(text, pos);
+            return end > pos && end <= text.size() ? end : text.size();
+        }
+        return detail::bpe::piece_end(encoding_.pattern, text, pos);
+    }
+
     template <class Emit>
     void encode_ordinary(std::string_view text, Emit&& emit) const {
         std::size_t pos = 0;
         while (pos < text.size()) {
-            const std::size_t end = detail::bpe::piece_end(encoding_.pattern, text, pos);
+            const std::size_t end = piece_end(text, pos);
             encode_piece<true>(text.substr(pos, end - pos), emit);
             pos = end;
         }
     }
 
-    [[nodiscard]] std::size_t count_ordinary(std::string_view text) const noexcept {
+    [[nodiscard]] std::size_t count_ordinary(std::string_view text) const {
         std::size_t total = 0;
         std::size_t pos = 0;
         const auto no_emit = [](TokenId) noexcept {};
         while (pos < text.size()) {
-            const std::size_t end = detail::bpe::piece_end(encoding_.pattern, text, pos);
+            const std::size_t end = piece_end(text, pos);
             total += encode_piece<false>(text.substr(pos, end - pos), no_emit);
             pos = end;
         }
@@ -730,7 +853,7 @@ private:
             std::uint32_t start;
             TokenId rank;
         };
-        std::array<Part, detail::bpe::small_piece_limit + 1> parts;  // NOLINT: filled below
+        std::array<Part, detail::bpe::small_piece_limit + 1> parts;  // parts[0..n] are set below
         const std::size_t n = piece.size();
         for (std::size_t i = 0; i + 1 < n; ++i)
             parts[i] = {static_cast<std::uint32_t>(i), pair_rank_[pair_index(piece[i], piece[i + 1])]};
@@ -834,8 +957,10 @@ private:
     BpeEncoding encoding_;
     std::string arena_;                 ///< token bytes in rank order
     std::vector<std::uint32_t> offsets_;  ///< rank r's bytes are arena_[offsets_[r], offsets_[r+1])
-    std::vector<std::uint64_t> slots_;  ///< open addressing: (hash high 32 bits << 32) | (rank + 1); 0 empty
+    std::vector<Slot> slots_;           ///< open addressing, linear probing, at most half full
     std::size_t mask_ = 0;
+    std::vector<std::uint64_t> filter_;  ///< Bloom filter of the tokens (see filter_bits)
+    std::size_t filter_mask_ = 0;
     std::size_t max_token_length_ = 0;
     std::array<TokenId, 256> byte_rank_{};
     std::vector<TokenId> pair_rank_;    ///< rank of each two-byte token, indexed by (b0 << 8) | b1

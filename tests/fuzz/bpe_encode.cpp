@@ -21,7 +21,7 @@ const std::vector<llmfast::BpeTokenizer>& tokenizers() {
             file += llmfast::detail::bpe::base64_encode(token) + " " + std::to_string(rank++) + "\n";
         std::vector<llmfast::BpeTokenizer> list;
         for (const auto pattern : {llmfast::SplitPattern::Cl100k, llmfast::SplitPattern::Cl100kTrailingSpace, llmfast::SplitPattern::O200k})
-            list.push_back(llmfast::BpeTokenizer::from_rank_data(file, {"fuzz", pattern, {{"<|endoftext|>", 5000}}, 0}));
+            list.push_back(llmfast::BpeTokenizer::from_rank_data(file, {"fuzz", pattern, {{"<|endoftext|>", 5000}}, 0, nullptr}));
         return list;
     }();
     return instances;

@@ -11,7 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (size == 0) return 0;
     const auto pattern = static_cast<llmfast::SplitPattern>(data[0] % 3);
     const std::string_view file(reinterpret_cast<const char*>(data + 1), size - 1);
-    llmfast::BpeEncoding encoding{"fuzz", pattern, {{"<|endoftext|>", 1000000}}, 0};
+    llmfast::BpeEncoding encoding{"fuzz", pattern, {{"<|endoftext|>", 1000000}}, 0, nullptr};
     try {
         const llmfast::BpeTokenizer tokenizer = llmfast::BpeTokenizer::from_rank_data(file, encoding);
         // A loaded tokenizer must round-trip any text, here the file itself and a fixed mix.

@@ -31,7 +31,7 @@ int main() {
         std::ofstream out(path, std::ios::binary);
         out << ranks;
     }
-    const llmfast::BpeEncoding encoding{"tiny", llmfast::SplitPattern::Cl100k, {{"<|endoftext|>", 300}}, 258};
+    const llmfast::BpeEncoding encoding{"tiny", llmfast::SplitPattern::Cl100k, {{"<|endoftext|>", 300}}, 258, nullptr};
     const llmfast::BpeTokenizer tokenizer(path, encoding);
     std::filesystem::remove(path);
 
