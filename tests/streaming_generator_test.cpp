@@ -204,10 +204,12 @@ TEST_CASE("an exception in the body reaches the consumer, then the generator is 
             throw std::out_of_range("inner");
         };
         bool parent_continued = false;
-        auto outer = [&](bool* flag) -> StreamingGenerator<int> {
+        // A coroutine lambda with captures must outlive its generator: keep the lambda in a variable.
+        auto make_outer = [&](bool* flag) -> StreamingGenerator<int> {
             co_yield elements_of(inner());
             *flag = true;
-        }(&parent_continued);
+        };
+        auto outer = make_outer(&parent_continued);
         auto it = outer.begin();
         CHECK(*it == 1);
         CHECK_THROWS_AS(++it, std::out_of_range);
@@ -247,10 +249,11 @@ TEST_CASE("destroying a suspended generator destroys its frame and nested frames
         for (int i = 0;; ++i) co_yield i;  // never ends on its own
     };
     {
-        auto outer = [&](int* counter) -> StreamingGenerator<int> {
+        auto make_outer = [&](int* counter) -> StreamingGenerator<int> {
             Guard guard(counter);
             co_yield elements_of(inner(counter));
-        }(&alive);
+        };
+        auto outer = make_outer(&alive);
         auto it = outer.begin();
         ++it;
         CHECK(*it == 1);

@@ -237,15 +237,18 @@ public:
     /// The consumer is gone: requests stop (the producer's `stop_token`), discards queued items and
     /// wakes every waiter; pushes and pops return `Cancelled` from now on. Idempotent.
     void cancel() noexcept {
-        {
-            std::lock_guard lock(mutex_);
-            if (cancelled_) return;
-            cancelled_ = true;
-            while (size_ > 0) (void)take_front();
-            not_empty_.notify_all();
-            not_full_.notify_all();
+        // Stop first, outside the lock (stop callbacks run here and may touch the channel), so that
+        // whoever sees `Cancelled` also sees `stop_requested()`.
+        stop_.request_stop();
+        std::lock_guard lock(mutex_);
+        if (cancelled_) return;
+        cancelled_ = true;
+        for (; size_ > 0; --size_) {  // destroy, don't move: nothing here may throw
+            ring_[head_].reset();
+            if (++head_ == capacity_) head_ = 0;
         }
-        stop_.request_stop();  // outside the lock: stop callbacks run here and may touch the channel
+        not_empty_.notify_all();
+        not_full_.notify_all();
     }
 
     /// The items as a generator: ends at `Closed`, rethrows the producer's error at `Failed`, throws
