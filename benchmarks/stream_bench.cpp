@@ -125,7 +125,7 @@ std::string make_openai_stream(std::size_t chunks) {
                                                .model = "gpt-4o-mini-2024-07-18",
                                                .created = 1728499445,
                                                .system_fingerprint = "fp_e2bde53e6e"});
-    const char* tokens[] = {"Hello", ",", " world", " \xE4\xBD\xA0\xE5\xA5\xBD", "\n", " the", " quick", " \"fox\""};
+    const std::string_view tokens[] = {"Hello", ",", " world", " \xE4\xBD\xA0\xE5\xA5\xBD", "\n", " the", " quick", " \"fox\""};
     std::string out;
     encoder.append_role(out);
     for (std::size_t i = 0; i < chunks; ++i) encoder.append_content(out, tokens[i % std::size(tokens)]);
@@ -201,7 +201,7 @@ double parse_mb_per_second(const std::string& stream, int reps, bool ours, std::
 // ---- 4. OpenAI chunk encode ----
 
 double encode_ns(std::size_t n, bool ours) {
-    static const char* tokens[] = {"Hello", ",", " world", " \xE4\xBD\xA0\xE5\xA5\xBD", "\n", " the", " quick", " \"fox\""};
+    static const std::string_view tokens[] = {"Hello", ",", " world", " \xE4\xBD\xA0\xE5\xA5\xBD", "\n", " the", " quick", " \"fox\""};
     std::string out;
     out.reserve(512);
     std::size_t total = 0;

@@ -250,6 +250,7 @@ public:
             detail::append_json_string(prefix_, options.system_fingerprint);
         }
         prefix_.append(",\"choices\":");
+        content_prefix_ = prefix_ + "[{\"index\":0,\"delta\":{\"content\":";
     }
 
     /// The first chunk of a choice: `"delta":{"role":<role>,"content":""}`.
@@ -263,6 +264,12 @@ public:
 
     /// A content delta: `"delta":{"content":<text>}`.
     void append_content(std::string& out, std::string_view text, std::size_t choice = 0) const {
+        if (choice == 0) {  // the hot path: two memcpys around the escaped text
+            out.append(content_prefix_);
+            detail::append_json_string(out, text);
+            out.append("},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+            return;
+        }
         open_choice(out, choice);
         out.append("{\"content\":");
         detail::append_json_string(out, text);
@@ -309,7 +316,8 @@ private:
         out.append("}]}\n\n");
     }
 
-    std::string prefix_;
+    std::string prefix_;          // `data: {"id":...,"choices":`
+    std::string content_prefix_;  // prefix_ + `[{"index":0,"delta":{"content":`
 };
 
 // ---------------------------------------------------------------------------------------------------

@@ -244,4 +244,9 @@ private:
     bool started_ = false;
 };
 
+// What the design promises, checked where it is defined.
+static_assert(std::ranges::input_range<StreamingGenerator<int>>);
+static_assert(std::ranges::view<StreamingGenerator<int>>);
+static_assert(std::movable<StreamingGenerator<int>> && !std::copyable<StreamingGenerator<int>>);
+
 }  // namespace llmfast
