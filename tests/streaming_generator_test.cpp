@@ -168,6 +168,16 @@ TEST_CASE("elements_of yields a nested generator or range in place", "[generator
     CHECK(seen[201] == -200);
     CHECK(seen.back() == 0);
 
+    // An lvalue generator is iterated (not taken over): the caller keeps it, and its rest.
+    auto partial = []() -> StreamingGenerator<int> {
+        auto source = count_to(5);
+        auto it = source.begin();  // already started: iteration continues at the current element
+        (void)it;
+        co_yield elements_of(source);
+        co_yield -1;
+    };
+    CHECK(collect(partial()) == std::vector<int>{1, 2, 3, 4, 5, -1});
+
     // A generator of another reference type is iterated as a range.
     auto strings = []() -> StreamingGenerator<const std::string&> {
         const std::string a = "a";
