@@ -131,6 +131,37 @@ TEST_CASE("cancel_on links a consumer's stop token (client disconnect) to the ch
     CHECK(other.cancelled());
 }
 
+TEST_CASE("the ring grows with the backlog and keeps FIFO order across wrap-arounds", "[channel]") {
+    TokenChannel<std::string> channel({.capacity = 100});
+    int next_in = 0;
+    int next_out = 0;
+    bool in_order = true;
+    // Push 5, pop 3, until full: the ring wraps while it grows (16 -> 32 -> 64 -> 100).
+    bool full = false;
+    while (!full) {
+        for (int i = 0; i < 5; ++i) {
+            if (channel.try_push(std::to_string(next_in)) != StreamStatus::Ok) {
+                full = true;
+                break;
+            }
+            ++next_in;
+        }
+        for (int i = 0; i < 3 && !full; ++i) {
+            Received<std::string> r = channel.try_pop();
+            REQUIRE(r);
+            in_order = in_order && *r.value == std::to_string(next_out++);
+        }
+    }
+    CHECK(channel.size() == 100);  // full at exactly the capacity
+    CHECK(next_in - next_out == 100);
+    channel.close();
+    for (Received<std::string> r = channel.pop(); r; r = channel.pop()) {
+        in_order = in_order && *r.value == std::to_string(next_out++);
+    }
+    CHECK(in_order);
+    CHECK(next_out == next_in);
+}
+
 TEST_CASE("pop with a deadline returns Timeout and the channel stays usable", "[channel]") {
     TokenChannel<int> channel({.capacity = 2});
     CHECK(channel.pop_until(std::chrono::steady_clock::now() - 1s).status == StreamStatus::Timeout);

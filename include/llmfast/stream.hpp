@@ -165,7 +165,7 @@ public:
 
     explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity) {
         if (options.capacity == 0) throw Error(ErrorCode::InvalidArgument, "TokenChannel: capacity must be > 0");
-        ring_.resize(capacity_);
+        ring_.resize(std::min(capacity_, initial_ring));
         producer_wake_free_ = std::max<std::size_t>(1, capacity_ / 2);
     }
     TokenChannel(const TokenChannel&) = delete;
@@ -246,7 +246,7 @@ public:
         cancelled_ = true;
         for (; size_ > 0; --size_) {  // destroy, don't move: nothing here may throw
             ring_[head_].reset();
-            if (++head_ == capacity_) head_ = 0;
+            if (++head_ == ring_.size()) head_ = 0;
         }
         not_empty_.notify_all();
         not_full_.notify_all();
@@ -301,6 +301,7 @@ public:
 
 private:
     static constexpr std::size_t stream_batch = 64;
+    static constexpr std::size_t initial_ring = 16;
     // Before sleeping on a condition variable a side yields this many times: the other side usually
     // refills (or drains) within microseconds, and a futex sleep + wake costs more than that. At real
     // model speeds (~100 tokens/s) it is a few microseconds of CPU per token.
@@ -350,8 +351,9 @@ private:
         }
         if (cancelled_) return StreamStatus::Cancelled;
         if (closed_) return StreamStatus::Closed;
+        if (size_ == ring_.size()) grow();  // size_ < capacity_ here
         std::size_t tail = head_ + size_;
-        if (tail >= capacity_) tail -= capacity_;
+        if (tail >= ring_.size()) tail -= ring_.size();
         ring_[tail].emplace(std::move(value));
         ++size_;
         if (consumers_waiting_ > 0) not_empty_.notify_one();
@@ -404,11 +406,22 @@ private:
         return result;
     }
 
+    void grow() {
+        std::vector<std::optional<T>> bigger(std::min(capacity_, ring_.size() * 2));
+        for (std::size_t i = 0; i < size_; ++i) {
+            std::size_t from = head_ + i;
+            if (from >= ring_.size()) from -= ring_.size();
+            bigger[i] = std::move(ring_[from]);
+        }
+        ring_.swap(bigger);
+        head_ = 0;
+    }
+
     T take_front() {
         std::optional<T>& slot = ring_[head_];
         T value(std::move(*slot));
         slot.reset();
-        if (++head_ == capacity_) head_ = 0;
+        if (++head_ == ring_.size()) head_ = 0;
         --size_;
         return value;
     }
@@ -423,7 +436,9 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable not_empty_;
     std::condition_variable not_full_;
-    std::vector<std::optional<T>> ring_;  // [head_, head_ + size_) mod capacity_ hold items
+    // [head_, head_ + size_) mod ring_.size() hold items. The ring starts small and doubles up to
+    // capacity_ only when a backlog builds, so thousands of idle streams cost little memory.
+    std::vector<std::optional<T>> ring_;
     std::size_t head_ = 0;
     std::size_t size_ = 0;
     std::size_t producers_waiting_ = 0;
