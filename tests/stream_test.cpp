@@ -279,6 +279,52 @@ TEST_CASE("stream(): a generator view over the channel", "[channel]") {
     }
 }
 
+TEST_CASE("spawn_producer runs a generator into the channel", "[channel]") {
+    SECTION("all items, then Closed") {
+        TokenChannel<int> channel({.capacity = 4});
+        auto model = llmfast::spawn_producer(channel, [](std::stop_token) -> llmfast::StreamingGenerator<int> {
+            for (int i = 0; i < 100; ++i) co_yield i;
+        });
+        int sum = 0;
+        for (int v : channel.stream()) sum += v;
+        CHECK(sum == 4950);
+    }
+    SECTION("an exception in the model reaches the consumer") {
+        TokenChannel<std::string> channel;
+        auto model = llmfast::spawn_producer(channel, [](std::stop_token) -> llmfast::StreamingGenerator<std::string> {
+            co_yield "a";
+            throw std::runtime_error("CUDA out of memory");
+        });
+        std::vector<std::string> seen;
+        CHECK_THROWS_AS(
+            [&] {
+                for (std::string&& s : channel.stream()) seen.push_back(s);
+            }(),
+            std::runtime_error);
+        CHECK(seen == std::vector<std::string>{"a"});
+    }
+    SECTION("a timeout stops an endless model; its stop_token fires") {
+        ManualClock clock;
+        TokenChannel<int> channel({.capacity = 2});
+        auto model = llmfast::spawn_producer(channel, [](std::stop_token stop) -> llmfast::StreamingGenerator<int> {
+            for (int i = 0; !stop.stop_requested(); ++i) co_yield i;  // a model loop that checks its token
+        });
+        TimedReceiver receiver(channel, {.total = 1s}, clock);
+        CHECK(receiver.next());
+        clock.advance(1s);
+        CHECK(receiver.next().status == StreamStatus::DeadlineExceeded);
+        model.join();  // returns: the producer was stopped
+        CHECK(channel.stop_requested());
+    }
+    SECTION("destroying the jthread early cancels the channel") {
+        TokenChannel<int> channel({.capacity = 1});
+        {
+            auto model = llmfast::spawn_producer(channel, [](std::stop_token) { return std::views::iota(0); });
+        }
+        CHECK(channel.cancelled());
+    }
+}
+
 TEST_CASE("TimedReceiver passes items and ends through", "[timeout]") {
     ManualClock clock;
     TokenChannel<int> channel;

@@ -49,6 +49,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <ranges>
@@ -449,11 +450,38 @@ private:
     std::stop_source stop_;
 };
 
+/// Runs the producer side on a new `std::jthread`: `produce(stop_token)` returns a range of items
+/// (typically a `StreamingGenerator<T>` — the model loop written with `co_yield`); each item is pushed
+/// into `channel`, which is closed at the end or closed with the exception `produce` or the range threw.
+/// The token is the channel's: it fires when the consumer cancels (disconnect, timeout), and the loop
+/// also stops at the next push. Destroying the returned jthread before the end cancels the channel,
+/// then joins. The channel must outlive the thread.
+///
+///     auto model = llmfast::spawn_producer(channel, [&](std::stop_token stop) { return generate(prompt, stop); });
+template <class T, class Produce>
+    requires std::invocable<Produce&, std::stop_token> &&
+             std::ranges::input_range<std::invoke_result_t<Produce&, std::stop_token>> &&
+             std::constructible_from<T, std::ranges::range_reference_t<std::invoke_result_t<Produce&, std::stop_token>>>
+[[nodiscard]] std::jthread spawn_producer(TokenChannel<T>& channel, Produce produce) {
+    return std::jthread([&channel, produce = std::move(produce)](std::stop_token thread_stop) mutable {
+        const std::stop_callback on_thread_stop(thread_stop, [&channel]() noexcept { channel.cancel(); });
+        try {
+            auto&& items = std::invoke(produce, channel.stop_token());
+            for (auto&& item : items) {
+                if (channel.push(T(std::forward<decltype(item)>(item))) != StreamStatus::Ok) return;
+            }
+            channel.close();
+        } catch (...) {
+            channel.close(std::current_exception());
+        }
+    });
+}
+
 /// Limits for a `TimedReceiver`. Every value must be > 0; `max()` means no limit.
 struct StreamTimeouts {
     std::chrono::nanoseconds total = std::chrono::nanoseconds::max();       ///< overall deadline, from construction
-    std::chrono::nanoseconds first_item = std::chrono::nanoseconds::max();  ///< wait for the first item (TTFT)
-    std::chrono::nanoseconds idle = std::chrono::nanoseconds::max();        ///< gap between two items
+    std::chrono::nanoseconds first_item = std::chrono::nanoseconds::max();  ///< wait for the first item (TTFT); expiry reports IdleTimeout
+    std::chrono::nanoseconds idle = std::chrono::nanoseconds::max();        ///< gap between two items; expiry reports IdleTimeout
 };
 
 /// The consumer's side of a channel with an overall deadline and idle timeouts — what the seed's
