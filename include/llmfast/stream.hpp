@@ -8,6 +8,7 @@
 //         }
 //         channel.close();                                       // or channel.close(std::current_exception())
 //     });
+//     // (or: auto model = llmfast::spawn_producer(channel, [&](std::stop_token s) { return generate(prompt, s); });)
 //     // The consumer (the connection): an overall deadline and an inter-token idle timeout.
 //     llmfast::TimedReceiver receiver(channel, {.total = 30s, .idle = 2s});
 //     llmfast::StreamMetrics metrics;
