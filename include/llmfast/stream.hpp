@@ -329,7 +329,7 @@ private:
             }
             if (error) std::rethrow_exception(error);
         }
-        throw Error(to_error_code(status), "TokenChannel: stream ended");
+        throw Error(to_error_code(status), status == StreamStatus::Cancelled ? "the stream was cancelled" : "the stream ended");
     }
 
     StreamStatus push_impl(T& value, const clock::time_point* deadline) {
@@ -588,8 +588,16 @@ private:
         deadline_ = detail::saturating_add(last_, timeouts.total);
     }
 
-    static std::string fmt_end(StreamStatus status) {
-        return std::string("stream ended: ") + std::string(to_string(status));
+    std::string fmt_end(StreamStatus status) const {
+        const auto ms = [](std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+        switch (status) {
+            case StreamStatus::DeadlineExceeded: return "the stream's deadline of " + std::to_string(ms(timeouts_.total)) + " ms passed";
+            case StreamStatus::IdleTimeout:
+                return received_any_ ? "no token within the idle timeout of " + std::to_string(ms(timeouts_.idle)) + " ms"
+                                     : "no first token within " + std::to_string(ms(timeouts_.first_item)) + " ms";
+            case StreamStatus::Cancelled: return "the stream was cancelled";
+            default: return "the stream ended: " + std::string(to_string(status));
+        }
     }
 
     Received<T> expire(StreamStatus kind) {
