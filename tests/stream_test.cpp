@@ -339,6 +339,51 @@ TEST_CASE("TimedReceiver passes items and ends through", "[timeout]") {
     CHECK(receiver.end_status() == StreamStatus::Closed);
 }
 
+TEST_CASE("TimedReceiver passes the producer's error and a cancellation through", "[timeout]") {
+    ManualClock clock;
+    SECTION("Failed: next() carries the error, values() rethrows it") {
+        TokenChannel<int> channel;
+        (void)channel.push(1);
+        channel.close(std::make_exception_ptr(std::invalid_argument("bad prompt")));
+        TimedReceiver receiver(channel, {.total = 10s}, clock);
+        std::vector<int> seen;
+        CHECK_THROWS_AS(
+            [&] {
+                for (int v : receiver.values()) seen.push_back(v);
+            }(),
+            std::invalid_argument);
+        CHECK(seen == std::vector<int>{1});
+        Received<int> again = receiver.next();
+        CHECK(again.status == StreamStatus::Failed);
+        CHECK(again.error);
+        CHECK_FALSE(channel.stop_requested());  // a producer failure is not a cancellation
+    }
+    SECTION("Cancelled elsewhere: Error(Cancelled) with a message") {
+        TokenChannel<int> channel;
+        TimedReceiver receiver(channel, {.total = 10s}, clock);
+        channel.cancel();
+        try {
+            for (int v : receiver.values()) (void)v;
+            FAIL("no exception");
+        } catch (const llmfast::Error& e) {
+            CHECK(e.code() == ErrorCode::Cancelled);
+            CHECK(std::string(e.what()).find("cancelled") != std::string::npos);
+        }
+    }
+    SECTION("timeout messages say which limit fired") {
+        TokenChannel<int> channel;
+        TimedReceiver receiver(channel, {.first_item = 250ms}, clock);
+        clock.advance(250ms);
+        try {
+            for (int v : receiver.values()) (void)v;
+            FAIL("no exception");
+        } catch (const llmfast::Error& e) {
+            CHECK(e.code() == ErrorCode::IdleTimeout);
+            CHECK(std::string(e.what()) == "IdleTimeout: no first token within 250 ms");
+        }
+    }
+}
+
 TEST_CASE("TimedReceiver: overall deadline", "[timeout]") {
     ManualClock clock;
     TokenChannel<int> channel;
