@@ -275,7 +275,7 @@ public:
         detail::normalize_prompt(prompt, normalized);
         const detail::CacheKey key = detail::make_cache_key(scope, normalized);
         const std::int64_t now = now_ns();
-        if (LookupResult exact = lookup_exact(key, scope, now); exact) return exact;
+        if (LookupResult exact = lookup_exact(key, now); exact) return exact;
         if (semantic_) {
             if (LookupResult similar = lookup_semantic(prompt, scope); similar) return similar;
         }
@@ -322,7 +322,7 @@ public:
                 return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), future.get()};
             }
             // Another caller may have finished its flight between our lookup and taking the lock.
-            if (LookupResult exact = lookup_exact_locked(shard, key, scope, now_ns()); exact) return exact;
+            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact) return exact;
             flight = std::make_shared<Flight>();
             shard.flights.emplace(key, flight);
         }
@@ -357,7 +357,7 @@ public:
         Shard& shard = shard_for(key);
         std::lock_guard lock(shard.mutex);
         const auto it = shard.by_key.find(key);
-        if (it == shard.by_key.end() || it->second->scope->name != scope) return false;
+        if (it == shard.by_key.end()) return false;
         remove_locked(shard, it->second);
         return true;
     }
@@ -647,23 +647,24 @@ private:
 
     static bool expired(const Entry& entry, std::int64_t now) noexcept { return entry.expires <= now; }
 
-    LookupResult lookup_exact(const detail::CacheKey& key, std::string_view scope, std::int64_t now) {
+    LookupResult lookup_exact(const detail::CacheKey& key, std::int64_t now) {
         Shard& shard = shard_for(key);
         std::lock_guard lock(shard.mutex);
-        return lookup_exact_locked(shard, key, scope, now);
+        return lookup_exact_locked(shard, key, now);
     }
 
-    LookupResult lookup_exact_locked(Shard& shard, const detail::CacheKey& key, std::string_view scope, std::int64_t now) {
+    LookupResult lookup_exact_locked(Shard& shard, const detail::CacheKey& key, std::int64_t now) {
         const auto it = shard.by_key.find(key);
         if (it == shard.by_key.end()) return {};
+        // The 128-bit key covers scope and prompt, so no string comparison (and no pointer chase
+        // into the scope) is needed on this hot path.
         const EntryIter entry = it->second;
-        if (entry->scope->name != scope) return {};
         if (expired(*entry, now)) {
             remove_locked(shard, entry);
             stats_.expirations.fetch_add(1, std::memory_order_relaxed);
             return {};
         }
-        shard.lru.splice(shard.lru.begin(), shard.lru, entry);
+        if (entry != shard.lru.begin()) shard.lru.splice(shard.lru.begin(), shard.lru, entry);
         stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
         return LookupResult{MatchKind::Exact, 1.0F, std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry->created)),
                             entry->response};
