@@ -236,9 +236,10 @@ struct CacheKeyHash {
 /// 128-bit key of (scope, normalized prompt): the scope's hash seeds the prompt's. At 128 bits a
 /// collision is not a practical concern, so entries need not keep the normalized prompt.
 inline CacheKey make_cache_key(std::string_view scope, std::string_view normalized_prompt) noexcept {
-    const XXH128_hash_t hash =
-        XXH3_128bits_withSeed(normalized_prompt.data(), normalized_prompt.size(), xxh3_64(scope, 0x53434F5045ULL));
-    return {hash.low64, hash.high64};
+    // Two independently seeded 64-bit hashes (XXH3_128bits trips g++ 12's -Wmaybe-uninitialized in
+    // xxhash's AVX-512 path under -march=native).
+    const std::uint64_t scope_hash = xxh3_64(scope, 0x53434F5045ULL);
+    return {xxh3_64(normalized_prompt, scope_hash), xxh3_64(normalized_prompt, scope_hash ^ 0x9E3779B97F4A7C15ULL)};
 }
 
 }  // namespace detail
