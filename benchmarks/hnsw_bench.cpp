@@ -26,7 +26,8 @@ namespace {
 using llmfast::bench::thread_cpu_seconds;
 
 void run(const char* name, const std::vector<float>& data, const std::vector<float>& queries, std::size_t dim,
-         const llmfast::bench::Options& options, llmfast::bench::Table& table) {
+         const llmfast::bench::Options& options) {
+    llmfast::bench::Table table(fmt::format("HnswIndex (M=16), dimension 384, {}: {} entries", name, data.size() / dim));
     const std::size_t n = data.size() / dim;
     const std::size_t q = queries.size() / dim;
     llmfast::FlatIndex flat(dim, {.initial_capacity = n});
@@ -69,32 +70,31 @@ void run(const char* name, const std::vector<float>& data, const std::vector<flo
         flat_samples.push_back((thread_cpu_seconds() - start) * 1e6 / static_cast<double>(std::min<std::size_t>(q, 20)));
     }
     table.add_absolute(fmt::format("{} {}k: FlatIndex exact latency", name, n / 1000), llmfast::bench::median(flat_samples), "us");
+    table.print();  // per data set, so a long run shows progress
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     auto options = llmfast::bench::parse_options(argc, argv, "[--n ENTRIES]");
-    std::size_t n = options.quick ? 2000 : 200000;
+    std::size_t n = options.quick ? 2000 : 100000;
     for (std::size_t i = 0; i + 1 < options.positional.size(); ++i) {
         if (options.positional[i] == "--n") n = static_cast<std::size_t>(std::atoll(options.positional[i + 1].c_str()));
     }
     const std::size_t dim = 384;
-    const std::size_t queries_n = options.quick ? 50 : 500;
-    llmfast::bench::Table table(fmt::format("HnswIndex (M=16), dimension 384, {} entries", n));
+    const std::size_t queries_n = options.quick ? 50 : 300;
     {
         const llmfast::HashingEmbedder embedder;
         llmfast::bench::PromptGenerator gen(42);
         std::vector<float> data(n * dim), queries(queries_n * dim);
         for (std::size_t i = 0; i < n; ++i) embedder.embed(gen.next(), std::span<float>(data.data() + i * dim, dim));
         for (std::size_t i = 0; i < queries_n; ++i) embedder.embed(gen.next(), std::span<float>(queries.data() + i * dim, dim));
-        run("prompts", data, queries, dim, options, table);
+        run("prompts", data, queries, dim, options);
     }
     {
         const std::vector<float> data = llmfast::bench::random_unit_vectors(n, dim, 1);
         const std::vector<float> queries = llmfast::bench::random_unit_vectors(queries_n, dim, 2);
-        run("random", data, queries, dim, options, table);
+        run("random", data, queries, dim, options);
     }
-    table.print();
     return 0;
 }
