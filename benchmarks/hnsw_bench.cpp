@@ -1,6 +1,6 @@
 // benchmarks/hnsw_bench.cpp — HnswIndex at large N: search latency and recall@1 against exact search.
 //
-//   hnsw_bench [--quick] [--rounds N] [--n ENTRIES]
+//   hnsw_bench [--quick] [--rounds N] [--n ENTRIES] [--prompts-only]
 //
 // Two data sets, dimension 384:
 //  - realistic: HashingEmbedder vectors of generated prompts (Chinese/English question templates with
@@ -76,10 +76,14 @@ void run(const char* name, const std::vector<float>& data, const std::vector<flo
 }  // namespace
 
 int main(int argc, char** argv) {
-    auto options = llmfast::bench::parse_options(argc, argv, "[--n ENTRIES]");
+    auto options = llmfast::bench::parse_options(argc, argv, "[--n ENTRIES] [--prompts-only]");
     std::size_t n = options.quick ? 2000 : 100000;
-    for (std::size_t i = 0; i + 1 < options.positional.size(); ++i) {
-        if (options.positional[i] == "--n") n = static_cast<std::size_t>(std::atoll(options.positional[i + 1].c_str()));
+    bool prompts_only = false;  // --prompts-only: skip the random-vector set (for a long 1M run)
+    for (std::size_t i = 0; i < options.positional.size(); ++i) {
+        if (options.positional[i] == "--n" && i + 1 < options.positional.size()) {
+            n = static_cast<std::size_t>(std::atoll(options.positional[i + 1].c_str()));
+        }
+        if (options.positional[i] == "--prompts-only") prompts_only = true;
     }
     const std::size_t dim = 384;
     const std::size_t queries_n = options.quick ? 50 : 300;
@@ -91,7 +95,7 @@ int main(int argc, char** argv) {
         for (std::size_t i = 0; i < queries_n; ++i) embedder.embed(gen.next(), std::span<float>(queries.data() + i * dim, dim));
         run("prompts", data, queries, dim, options);
     }
-    {
+    if (!prompts_only) {
         const std::vector<float> data = llmfast::bench::random_unit_vectors(n, dim, 1);
         const std::vector<float> queries = llmfast::bench::random_unit_vectors(queries_n, dim, 2);
         run("random", data, queries, dim, options);
