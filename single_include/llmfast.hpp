@@ -749,15 +749,17 @@ public:
                 }
             }
         };
+        // Only an rvalue generator is taken over; an lvalue one is iterated as a range (the caller
+        // keeps it, as with std::generator).
         template <class R>
-            requires std::same_as<std::remove_cvref_t<R>, StreamingGenerator>
+            requires std::same_as<std::remove_cvref_t<R>, StreamingGenerator> && (!std::is_lvalue_reference_v<R>)
         NestedAwaiter yield_value(elements_of<R> nested) noexcept {
             return NestedAwaiter{std::move(nested.range)};
         }
 
         /// `co_yield elements_of(range)` for any other input range: yields each element in turn.
         template <class R>
-            requires(!std::same_as<std::remove_cvref_t<R>, StreamingGenerator> &&
+            requires((!std::same_as<std::remove_cvref_t<R>, StreamingGenerator> || std::is_lvalue_reference_v<R>) &&
                      std::ranges::input_range<std::remove_cvref_t<R>>)
         NestedAwaiter yield_value(elements_of<R> nested) {
             auto each = [](std::ranges::iterator_t<std::remove_reference_t<R>> it,
@@ -853,6 +855,11 @@ private:
     bool started_ = false;
 };
 
+// What the design promises, checked where it is defined.
+static_assert(std::ranges::input_range<StreamingGenerator<int>>);
+static_assert(std::ranges::view<StreamingGenerator<int>>);
+static_assert(std::movable<StreamingGenerator<int>> && !std::copyable<StreamingGenerator<int>>);
+
 }  // namespace llmfast
 // ---- end llmfast/streaming_generator.hpp ----
 // ---- begin llmfast/stream.hpp ----
@@ -866,6 +873,7 @@ private:
 //         }
 //         channel.close();                                       // or channel.close(std::current_exception())
 //     });
+//     // (or: auto model = llmfast::spawn_producer(channel, [&](std::stop_token s) { return generate(prompt, s); });)
 //     // The consumer (the connection): an overall deadline and an inter-token idle timeout.
 //     llmfast::TimedReceiver receiver(channel, {.total = 30s, .idle = 2s});
 //     llmfast::StreamMetrics metrics;
@@ -902,12 +910,14 @@ private:
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <ranges>
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -1017,7 +1027,7 @@ public:
 
     explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity) {
         if (options.capacity == 0) throw Error(ErrorCode::InvalidArgument, "TokenChannel: capacity must be > 0");
-        ring_.resize(capacity_);
+        ring_.resize(std::min(capacity_, initial_ring));
         producer_wake_free_ = std::max<std::size_t>(1, capacity_ / 2);
     }
     TokenChannel(const TokenChannel&) = delete;
@@ -1090,15 +1100,29 @@ public:
     /// The consumer is gone: requests stop (the producer's `stop_token`), discards queued items and
     /// wakes every waiter; pushes and pops return `Cancelled` from now on. Idempotent.
     void cancel() noexcept {
-        {
-            std::lock_guard lock(mutex_);
-            if (cancelled_) return;
-            cancelled_ = true;
-            while (size_ > 0) (void)take_front();
-            not_empty_.notify_all();
-            not_full_.notify_all();
+        // Stop first, outside the lock (stop callbacks run here and may touch the channel), so that
+        // whoever sees `Cancelled` also sees `stop_requested()`.
+        stop_.request_stop();
+        std::lock_guard lock(mutex_);
+        if (cancelled_) return;
+        cancelled_ = true;
+        for (; size_ > 0; --size_) {  // destroy, don't move: nothing here may throw
+            ring_[head_].reset();
+            if (++head_ == ring_.size()) head_ = 0;
         }
-        stop_.request_stop();  // outside the lock: stop callbacks run here and may touch the channel
+        not_empty_.notify_all();
+        not_full_.notify_all();
+    }
+
+    /// Calls `cancel()` when `token` fires — e.g. the HTTP server's token for the client connection,
+    /// so that a disconnect stops generation. The link holds while the returned callback lives
+    /// (destroy it before the channel); a token that already fired cancels at once.
+    struct CancelOnStop {
+        TokenChannel* channel;
+        void operator()() const noexcept { channel->cancel(); }
+    };
+    [[nodiscard]] std::stop_callback<CancelOnStop> cancel_on(std::stop_token token) {
+        return std::stop_callback<CancelOnStop>(std::move(token), CancelOnStop{this});
     }
 
     /// The items as a generator: ends at `Closed`, rethrows the producer's error at `Failed`, throws
@@ -1139,6 +1163,11 @@ public:
 
 private:
     static constexpr std::size_t stream_batch = 64;
+    static constexpr std::size_t initial_ring = 16;
+    // Before sleeping on a condition variable a side yields this many times: the other side usually
+    // refills (or drains) within microseconds, and a futex sleep + wake costs more than that. At real
+    // model speeds (~100 tokens/s) it is a few microseconds of CPU per token.
+    static constexpr int spin_before_block = 16;
 
     struct CancelUnlessDone {
         explicit CancelUnlessDone(TokenChannel* owner) noexcept : channel(owner) {}
@@ -1160,13 +1189,20 @@ private:
             }
             if (error) std::rethrow_exception(error);
         }
-        throw Error(to_error_code(status), "TokenChannel: stream ended");
+        throw Error(to_error_code(status), status == StreamStatus::Cancelled ? "the stream was cancelled" : "the stream ended");
     }
 
     StreamStatus push_impl(T& value, const clock::time_point* deadline) {
         std::unique_lock lock(mutex_);
+        int spins = spin_before_block;
         while (!cancelled_ && !closed_ && size_ == capacity_) {
             if (deadline && clock::now() >= *deadline) return StreamStatus::Timeout;
+            if (spins-- > 0) {
+                lock.unlock();
+                std::this_thread::yield();
+                lock.lock();
+                continue;
+            }
             ++producers_waiting_;
             if (deadline) {
                 not_full_.wait_until(lock, *deadline);
@@ -1177,8 +1213,9 @@ private:
         }
         if (cancelled_) return StreamStatus::Cancelled;
         if (closed_) return StreamStatus::Closed;
+        if (size_ == ring_.size()) grow();  // size_ < capacity_ here
         std::size_t tail = head_ + size_;
-        if (tail >= capacity_) tail -= capacity_;
+        if (tail >= ring_.size()) tail -= ring_.size();
         ring_[tail].emplace(std::move(value));
         ++size_;
         if (consumers_waiting_ > 0) not_empty_.notify_one();
@@ -1196,8 +1233,15 @@ private:
 
     // Invariant (lock held): returns Ok iff size_ > 0 and the channel is not cancelled.
     StreamStatus wait_for_item(std::unique_lock<std::mutex>& lock, const clock::time_point* deadline) {
+        int spins = spin_before_block;
         while (!cancelled_ && size_ == 0 && !closed_) {
             if (deadline && clock::now() >= *deadline) return StreamStatus::Timeout;
+            if (spins-- > 0) {
+                lock.unlock();
+                std::this_thread::yield();
+                lock.lock();
+                continue;
+            }
             ++consumers_waiting_;
             if (deadline) {
                 not_empty_.wait_until(lock, *deadline);
@@ -1224,11 +1268,22 @@ private:
         return result;
     }
 
+    void grow() {
+        std::vector<std::optional<T>> bigger(std::min(capacity_, ring_.size() * 2));
+        for (std::size_t i = 0; i < size_; ++i) {
+            std::size_t from = head_ + i;
+            if (from >= ring_.size()) from -= ring_.size();
+            bigger[i] = std::move(ring_[from]);
+        }
+        ring_.swap(bigger);
+        head_ = 0;
+    }
+
     T take_front() {
         std::optional<T>& slot = ring_[head_];
         T value(std::move(*slot));
         slot.reset();
-        if (++head_ == capacity_) head_ = 0;
+        if (++head_ == ring_.size()) head_ = 0;
         --size_;
         return value;
     }
@@ -1243,7 +1298,9 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable not_empty_;
     std::condition_variable not_full_;
-    std::vector<std::optional<T>> ring_;  // [head_, head_ + size_) mod capacity_ hold items
+    // [head_, head_ + size_) mod ring_.size() hold items. The ring starts small and doubles up to
+    // capacity_ only when a backlog builds, so thousands of idle streams cost little memory.
+    std::vector<std::optional<T>> ring_;
     std::size_t head_ = 0;
     std::size_t size_ = 0;
     std::size_t producers_waiting_ = 0;
@@ -1254,11 +1311,38 @@ private:
     std::stop_source stop_;
 };
 
+/// Runs the producer side on a new `std::jthread`: `produce(stop_token)` returns a range of items
+/// (typically a `StreamingGenerator<T>` — the model loop written with `co_yield`); each item is pushed
+/// into `channel`, which is closed at the end or closed with the exception `produce` or the range threw.
+/// The token is the channel's: it fires when the consumer cancels (disconnect, timeout), and the loop
+/// also stops at the next push. Destroying the returned jthread before the end cancels the channel,
+/// then joins. The channel must outlive the thread.
+///
+///     auto model = llmfast::spawn_producer(channel, [&](std::stop_token stop) { return generate(prompt, stop); });
+template <class T, class Produce>
+    requires std::invocable<Produce&, std::stop_token> &&
+             std::ranges::input_range<std::invoke_result_t<Produce&, std::stop_token>> &&
+             std::constructible_from<T, std::ranges::range_reference_t<std::invoke_result_t<Produce&, std::stop_token>>>
+[[nodiscard]] std::jthread spawn_producer(TokenChannel<T>& channel, Produce produce) {
+    return std::jthread([&channel, produce = std::move(produce)](std::stop_token thread_stop) mutable {
+        const std::stop_callback on_thread_stop(thread_stop, [&channel]() noexcept { channel.cancel(); });
+        try {
+            auto&& items = std::invoke(produce, channel.stop_token());
+            for (auto&& item : items) {
+                if (channel.push(T(std::forward<decltype(item)>(item))) != StreamStatus::Ok) return;
+            }
+            channel.close();
+        } catch (...) {
+            channel.close(std::current_exception());
+        }
+    });
+}
+
 /// Limits for a `TimedReceiver`. Every value must be > 0; `max()` means no limit.
 struct StreamTimeouts {
     std::chrono::nanoseconds total = std::chrono::nanoseconds::max();       ///< overall deadline, from construction
-    std::chrono::nanoseconds first_item = std::chrono::nanoseconds::max();  ///< wait for the first item (TTFT)
-    std::chrono::nanoseconds idle = std::chrono::nanoseconds::max();        ///< gap between two items
+    std::chrono::nanoseconds first_item = std::chrono::nanoseconds::max();  ///< wait for the first item (TTFT); expiry reports IdleTimeout
+    std::chrono::nanoseconds idle = std::chrono::nanoseconds::max();        ///< gap between two items; expiry reports IdleTimeout
 };
 
 /// The consumer's side of a channel with an overall deadline and idle timeouts — what the seed's
@@ -1364,8 +1448,16 @@ private:
         deadline_ = detail::saturating_add(last_, timeouts.total);
     }
 
-    static std::string fmt_end(StreamStatus status) {
-        return std::string("stream ended: ") + std::string(to_string(status));
+    std::string fmt_end(StreamStatus status) const {
+        const auto ms = [](std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+        switch (status) {
+            case StreamStatus::DeadlineExceeded: return "the stream's deadline of " + std::to_string(ms(timeouts_.total)) + " ms passed";
+            case StreamStatus::IdleTimeout:
+                return received_any_ ? "no token within the idle timeout of " + std::to_string(ms(timeouts_.idle)) + " ms"
+                                     : "no first token within " + std::to_string(ms(timeouts_.first_item)) + " ms";
+            case StreamStatus::Cancelled: return "the stream was cancelled";
+            default: return "the stream ended: " + std::string(to_string(status));
+        }
     }
 
     Received<T> expire(StreamStatus kind) {
@@ -1791,6 +1883,7 @@ public:
             detail::append_json_string(prefix_, options.system_fingerprint);
         }
         prefix_.append(",\"choices\":");
+        content_prefix_ = prefix_ + "[{\"index\":0,\"delta\":{\"content\":";
     }
 
     /// The first chunk of a choice: `"delta":{"role":<role>,"content":""}`.
@@ -1804,6 +1897,12 @@ public:
 
     /// A content delta: `"delta":{"content":<text>}`.
     void append_content(std::string& out, std::string_view text, std::size_t choice = 0) const {
+        if (choice == 0) {  // the hot path: two memcpys around the escaped text
+            out.append(content_prefix_);
+            detail::append_json_string(out, text);
+            out.append("},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+            return;
+        }
         open_choice(out, choice);
         out.append("{\"content\":");
         detail::append_json_string(out, text);
@@ -1850,7 +1949,8 @@ private:
         out.append("}]}\n\n");
     }
 
-    std::string prefix_;
+    std::string prefix_;          // `data: {"id":...,"choices":`
+    std::string content_prefix_;  // prefix_ + `[{"index":0,"delta":{"content":`
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -1894,7 +1994,9 @@ struct SseEvent {
 ///
 /// Bytes are passed through; the parser does not decode or validate UTF-8 (a proxy forwards what it
 /// got). Memory is bounded by `max_event_size`. Hot-path invariant: a line that lies entirely inside
-/// one `feed` is parsed in place (no copy), only a line split across feeds is buffered.
+/// one `feed` is parsed in place, and a one-line event (the OpenAI/vLLM/llama.cpp shape) that lies
+/// inside one `feed` reaches the callback as a view of the input, with no copy; only a line or an
+/// event split across feeds is buffered.
 class SseParser {
 public:
     explicit SseParser(SseParserOptions options = {}) : max_event_size_(options.max_event_size) {
@@ -1902,7 +2004,8 @@ public:
     }
 
     /// Parses `bytes` and calls `on_event(const SseEventView&)` for each dispatched event (and once
-    /// for each event that exceeded the bound). Returns the number of calls.
+    /// for each event that exceeded the bound). Returns the number of calls. If `on_event` throws,
+    /// the exception propagates and the rest of `bytes` is not parsed (the parser itself stays usable).
     template <class OnEvent>
         requires std::invocable<OnEvent&, const SseEventView&>
     std::size_t feed(std::string_view bytes, OnEvent&& on_event) {
@@ -1929,15 +2032,16 @@ public:
             const std::size_t end = lf != npos ? lf : next_cr;
             if (end == npos) {  // no terminator: keep the partial line for the next feed
                 take_partial(std::string_view(begin + pos, n - pos), emit);
+                own_data_view();
                 return calls;
             }
             const std::string_view piece(begin + pos, end - pos);
             if (line_.empty() && !partial_line_) {
-                process_line(piece, emit);
+                process_line(piece, /*in_place=*/true, emit);
             } else {
                 if (!discarding_) line_.append(piece);
                 const std::string_view line = discarding_ ? std::string_view(partial_line_ ? "x" : "") : line_;
-                process_line(line, emit);
+                process_line(line, /*in_place=*/false, emit);
                 line_.clear();
                 partial_line_ = false;
             }
@@ -1950,6 +2054,7 @@ public:
                 }
             }
         }
+        own_data_view();
         return calls;
     }
 
@@ -1957,6 +2062,7 @@ public:
     /// event ID and retry survive (a reconnecting client needs them); the next feed may start with a
     /// BOM again.
     void finish() noexcept {
+        data_view_active_ = false;
         line_.clear();
         data_.clear();
         type_.clear();
@@ -2000,10 +2106,19 @@ private:
         return hit ? static_cast<std::size_t>(static_cast<const char*>(hit) - base) : npos;
     }
 
+    // Moves a pending in-place data view into the owned buffer (before its bytes go away).
+    void own_data_view() {
+        if (!data_view_active_) return;
+        data_view_active_ = false;
+        data_.assign(data_view_);
+        data_.push_back('\n');
+    }
+
     template <class Emit>
     void overflow(Emit& emit) {
         ++events_too_large_;
         discarding_ = true;
+        data_view_active_ = false;
         event_raw_ = 0;
         data_.clear();
         type_.clear();
@@ -2024,7 +2139,7 @@ private:
     }
 
     template <class Emit>
-    void process_line(std::string_view line, Emit& emit) {
+    void process_line(std::string_view line, bool in_place, Emit& emit) {
         if (discarding_) {
             at_start_ = false;
             if (line.empty()) discarding_ = false;  // resynchronized at the blank line
@@ -2050,8 +2165,14 @@ private:
             if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
         }
         if (field == "data") {
-            data_.append(value);
-            data_.push_back('\n');
+            if (data_view_active_) own_data_view();  // a second data line: join in the buffer
+            if (in_place && data_.empty()) {
+                data_view_ = value;  // the usual one-line event: no copy until it is dispatched
+                data_view_active_ = true;
+            } else {
+                data_.append(value);
+                data_.push_back('\n');
+            }
         } else if (field == "event") {
             type_.assign(value);
         } else if (field == "id") {
@@ -2075,6 +2196,13 @@ private:
     template <class Emit>
     void dispatch(Emit& emit) {
         event_raw_ = 0;
+        if (data_view_active_) {
+            data_view_active_ = false;
+            const std::string_view type = type_.empty() ? std::string_view("message") : std::string_view(type_);
+            emit(SseEventView{ErrorCode::Ok, type, data_view_, last_id_});
+            type_.clear();
+            return;
+        }
         if (data_.empty()) {  // no data lines: nothing is dispatched (WHATWG)
             type_.clear();
             return;
@@ -2098,6 +2226,11 @@ private:
     bool discarding_ = false;    // the current event overflowed: skip to the next blank line
     bool pending_cr_ = false;    // the last feed ended with CR (maybe the first half of CRLF)
     bool at_start_ = true;       // the next line is the stream's first (a BOM may lead it)
+    // The data of a one-line event whose line lay inside the current feed: a view into the caller's
+    // bytes, valid until `feed` returns (then copied into data_ if the event is still open).
+    // Invariant: while active, data_ is empty.
+    std::string_view data_view_;
+    bool data_view_active_ = false;
 };
 
 namespace detail {
@@ -3115,7 +3248,10 @@ private:
 // Internal: users must not depend on anything here.
 
 
+#include <bit>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -3174,34 +3310,68 @@ inline CodePoint next_code_point(std::string_view text, std::size_t pos) noexcep
 /// different invalid prompts must not collapse into one key). Writes into `out` (cleared first) so
 /// a caller can reuse one buffer and keep the hot path free of allocations.
 inline void normalize_prompt(std::string_view text, std::string& out) {
-    out.clear();
-    out.reserve(text.size());
+    // The output is never longer than the input (every mapping keeps or shrinks a character), so the
+    // loop writes through a raw pointer into a pre-sized buffer: this is the exact tier's hot path.
+    out.resize(text.size());
+    char* const begin = out.data();
+    char* dst = begin;
     bool pending_space = false;  // a whitespace run seen after some output: emitted before the next character
     std::size_t pos = 0;
     const std::size_t size = text.size();
+    const char* const src = text.data();
     while (pos < size) {
-        const auto byte = static_cast<unsigned char>(text[pos]);
+        // Fastest path, 8 bytes at a time: a chunk of printable ASCII whose spaces are single (no
+        // run to collapse, none at the chunk's edges) is lower-cased with SWAR arithmetic and copied
+        // as is. Prompts are mostly such text. Little-endian only (byte 0 = lowest bits).
+        while (std::endian::native == std::endian::little && pos + 8 <= size) {
+            constexpr std::uint64_t ones = 0x0101010101010101ULL;
+            constexpr std::uint64_t highs = 0x8080808080808080ULL;
+            constexpr std::uint64_t lows = 0x7F7F7F7F7F7F7F7FULL;
+            std::uint64_t word;
+            std::memcpy(&word, src + pos, 8);
+            // Any byte >= 0x80 (non-ASCII) or < 0x20 (tab, newline, control)? Exact as an "any" test.
+            if ((word & highs) != 0 || ((word - ones * 0x20) & ~word & highs) != 0) break;
+            const std::uint64_t x = word ^ (ones * 0x20);
+            const std::uint64_t spaces = ~(((x & lows) + lows) | x) & highs;  // exact: high bit per space byte
+            const bool leading_space_ok = !(pending_space || dst == begin);
+            if ((spaces & (spaces << 8)) != 0 || (spaces & (std::uint64_t{0x80} << 56)) != 0 ||
+                ((spaces & 0x80U) != 0 && !leading_space_ok)) {
+                break;
+            }
+            const std::uint64_t ge_a = word + ones * (0x80 - 'A');  // high bit set where byte >= 'A'
+            const std::uint64_t gt_z = word + ones * (0x7F - 'Z');  // high bit set where byte > 'Z'
+            word |= (ge_a & ~gt_z & highs) >> 2;                     // 0x80 >> 2 == 0x20: to lower case
+            if (pending_space) {
+                *dst++ = ' ';
+                pending_space = false;
+            }
+            std::memcpy(dst, &word, 8);
+            dst += 8;
+            pos += 8;
+        }
+        if (pos >= size) break;
+        const auto byte = static_cast<unsigned char>(src[pos]);
         if (byte < 0x80U) {  // fast path: ASCII
             ++pos;
             if (byte == ' ' || (byte >= '\t' && byte <= '\r')) {
-                pending_space = !out.empty();
+                pending_space = dst != begin;
                 continue;
             }
             if (pending_space) {
-                out.push_back(' ');
+                *dst++ = ' ';
                 pending_space = false;
             }
-            out.push_back(static_cast<char>(byte >= 'A' && byte <= 'Z' ? byte + ('a' - 'A') : byte));
+            *dst++ = static_cast<char>(static_cast<unsigned>(byte - 'A') < 26U ? byte + ('a' - 'A') : byte);
             continue;
         }
         const utf8::DecodeResult result = utf8::decode(text, pos);
         if (result.status != utf8::DecodeStatus::Valid) {
             const std::size_t length = result.length == 0 ? 1 : result.length;
             if (pending_space) {
-                out.push_back(' ');
+                *dst++ = ' ';
                 pending_space = false;
             }
-            out.append(text.substr(pos, length));
+            for (std::size_t i = 0; i < length; ++i) *dst++ = src[pos + i];
             pos += length;
             continue;
         }
@@ -3209,21 +3379,22 @@ inline void normalize_prompt(std::string_view text, std::string& out) {
         const std::size_t start = pos;
         pos += result.length;
         if (is_space_code_point(cp)) {
-            pending_space = !out.empty();
+            pending_space = dst != begin;
             continue;
         }
         if (pending_space) {
-            out.push_back(' ');
+            *dst++ = ' ';
             pending_space = false;
         }
         if (cp >= 0xFF01U && cp <= 0xFF5EU) {  // full-width ASCII variants
             cp -= 0xFEE0U;
             if (cp >= 'A' && cp <= 'Z') cp += 'a' - 'A';
-            out.push_back(static_cast<char>(cp));
+            *dst++ = static_cast<char>(cp);
             continue;
         }
-        out.append(text.substr(start, result.length));
+        for (std::size_t i = start; i < pos; ++i) *dst++ = src[i];
     }
+    out.resize(static_cast<std::size_t>(dst - begin));
 }
 
 inline std::string normalize_prompt(std::string_view text) {
@@ -3354,7 +3525,7 @@ public:
                                     options_.dimension));
         }
         for (float& value : out) value = 0.0F;
-        std::string normalized;
+        thread_local std::string normalized;  // reused: no allocation per call once warm
         detail::normalize_prompt(text, normalized);
         accumulate(normalized, out);
         double norm = 0;
@@ -3530,14 +3701,35 @@ private:
 // the float adds from forming one serial dependency chain).
 inline constexpr std::size_t lanes = 16;
 
-inline float dot_f32(const float* a, const float* b, std::size_t padded_dim) noexcept {
-    float acc[lanes] = {};
-    for (std::size_t i = 0; i < padded_dim; i += lanes) {
-        for (std::size_t j = 0; j < lanes; ++j) acc[j] += a[i + j] * b[i + j];
+/// Sums `lanes` partial sums as a tree (log2(lanes) dependent adds instead of `lanes`).
+template <class T>
+inline T reduce_lanes(T* acc) noexcept {
+    for (std::size_t width = lanes / 2; width >= 1; width /= 2) {
+        for (std::size_t j = 0; j < width; ++j) acc[j] += acc[j + width];
     }
-    float sum = 0;
-    for (std::size_t j = 0; j < lanes; ++j) sum += acc[j];
-    return sum;
+    return acc[0];
+}
+
+/// Float32 rows are stored in blocks of `block_rows` rows, dimension-major inside a block
+/// (element d of the block's row j at [d * block_rows + j]). Scoring a block then needs no horizontal
+/// sums: each query element is broadcast against 16 rows at once, and four accumulator sets give four
+/// independent chains. (A row-major dot product spends as long reducing 16 lanes as multiplying at
+/// dimension 384.)
+inline constexpr std::size_t block_rows = 16;
+
+inline void block_scores(const float* q, const float* block, std::size_t dim4, float* scores) noexcept {
+    float a0[block_rows] = {}, a1[block_rows] = {}, a2[block_rows] = {}, a3[block_rows] = {};
+    for (std::size_t d = 0; d < dim4; d += 4) {
+        const float* p = block + d * block_rows;
+        const float q0 = q[d], q1 = q[d + 1], q2 = q[d + 2], q3 = q[d + 3];
+        for (std::size_t j = 0; j < block_rows; ++j) {
+            a0[j] += q0 * p[j];
+            a1[j] += q1 * p[block_rows + j];
+            a2[j] += q2 * p[2 * block_rows + j];
+            a3[j] += q3 * p[3 * block_rows + j];
+        }
+    }
+    for (std::size_t j = 0; j < block_rows; ++j) scores[j] = (a0[j] + a1[j]) + (a2[j] + a3[j]);
 }
 
 inline std::int32_t dot_i8(const std::int8_t* a, const std::int8_t* b, std::size_t padded_dim) noexcept {
@@ -3545,9 +3737,7 @@ inline std::int32_t dot_i8(const std::int8_t* a, const std::int8_t* b, std::size
     for (std::size_t i = 0; i < padded_dim; i += lanes) {
         for (std::size_t j = 0; j < lanes; ++j) acc[j] += static_cast<std::int32_t>(a[i + j]) * static_cast<std::int32_t>(b[i + j]);
     }
-    std::int32_t sum = 0;
-    for (std::size_t j = 0; j < lanes; ++j) sum += acc[j];
-    return sum;
+    return reduce_lanes(acc);
 }
 
 /// Symmetric int8 quantization: scale = max|x| / 127; returns the scale (0 for the zero vector).
@@ -3585,7 +3775,7 @@ public:
     using Storage = FlatIndexOptions::Storage;
 
     explicit FlatIndex(std::size_t dimension, const Options& options = {})
-        : dimension_(dimension), padded_(round_up(dimension)), options_(options) {
+        : dimension_(dimension), padded_(round_up(dimension)), dim4_((dimension + 3) / 4 * 4), options_(options) {
         if (dimension == 0) throw Error(ErrorCode::InvalidArgument, "FlatIndex: dimension must be > 0");
         reserve(options.initial_capacity);
     }
@@ -3598,7 +3788,7 @@ public:
         ids_.reserve(vectors);
         slots_.reserve(vectors);
         if (options_.storage == Storage::Float32) {
-            f32_.reserve(vectors * padded_);
+            f32_.reserve((vectors + detail::block_rows - 1) / detail::block_rows * detail::block_rows * dim4_);
         } else {
             i8_.reserve(vectors * padded_);
             scales_.reserve(vectors);
@@ -3615,7 +3805,7 @@ public:
             row = ids_.size();
             // Grow every array before recording the id, so an allocation failure leaves the index as it was.
             if (options_.storage == Storage::Float32) {
-                f32_.resize(f32_.size() + padded_, 0.0F);
+                if (row % detail::block_rows == 0) f32_.resize(f32_.size() + detail::block_rows * dim4_, 0.0F);
             } else {
                 i8_.resize(i8_.size() + padded_, 0);
                 scales_.push_back(0);
@@ -3629,7 +3819,8 @@ public:
             }
         }
         if (options_.storage == Storage::Float32) {
-            std::copy(vector.begin(), vector.end(), f32_.begin() + static_cast<std::ptrdiff_t>(row * padded_));
+            float* lane = f32_lane(row);
+            for (std::size_t d = 0; d < dimension_; ++d) lane[d * detail::block_rows] = vector[d];
         } else {
             scales_[row] = detail::quantize_i8(vector, i8_.data() + row * padded_);
         }
@@ -3646,8 +3837,9 @@ public:
             ids_[row] = ids_[last];
             slots_[ids_[row]] = row;
             if (options_.storage == Storage::Float32) {
-                std::copy_n(f32_.begin() + static_cast<std::ptrdiff_t>(last * padded_), padded_,
-                            f32_.begin() + static_cast<std::ptrdiff_t>(row * padded_));
+                const float* from = f32_lane(last);
+                float* to = f32_lane(row);
+                for (std::size_t d = 0; d < dim4_; ++d) to[d * detail::block_rows] = from[d * detail::block_rows];
             } else {
                 std::copy_n(i8_.begin() + static_cast<std::ptrdiff_t>(last * padded_), padded_,
                             i8_.begin() + static_cast<std::ptrdiff_t>(row * padded_));
@@ -3667,26 +3859,33 @@ public:
         const std::size_t n = ids_.size();
         if (k == 0 || n == 0) return {};
         if (options_.storage == Storage::Float32) {
-            std::vector<float> padded_query(padded_, 0.0F);
+            std::vector<float> padded_query(dim4_, 0.0F);
             std::copy(query.begin(), query.end(), padded_query.begin());
             const float* q = padded_query.data();
-            const float* rows = f32_.data();
+            const std::size_t block_size = detail::block_rows * dim4_;
+            float scores[detail::block_rows];
             if (k == 1) {  // the cache's common case: one pass, no bookkeeping
                 std::size_t best = 0;
-                float best_score = detail::dot_f32(q, rows, padded_);
-                for (std::size_t row = 1; row < n; ++row) {
-                    const float score = detail::dot_f32(q, rows + row * padded_, padded_);
-                    if (score > best_score) {
-                        best_score = score;
-                        best = row;
+                float best_score = -std::numeric_limits<float>::infinity();
+                for (std::size_t first = 0; first < n; first += detail::block_rows) {
+                    detail::block_scores(q, f32_.data() + first / detail::block_rows * block_size, dim4_, scores);
+                    const std::size_t valid = std::min(detail::block_rows, n - first);  // the last block may be partial
+                    for (std::size_t j = 0; j < valid; ++j) {
+                        if (scores[j] > best_score) {
+                            best_score = scores[j];
+                            best = first + j;
+                        }
                     }
                 }
                 return {SearchHit{ids_[best], best_score}};
             }
             detail::TopK top(k);
-            for (std::size_t row = 0; row < n; ++row) {
-                const float score = detail::dot_f32(q, rows + row * padded_, padded_);
-                if (score > top.threshold()) top.push(ids_[row], score);
+            for (std::size_t first = 0; first < n; first += detail::block_rows) {
+                detail::block_scores(q, f32_.data() + first / detail::block_rows * block_size, dim4_, scores);
+                const std::size_t valid = std::min(detail::block_rows, n - first);
+                for (std::size_t j = 0; j < valid; ++j) {
+                    if (scores[j] > top.threshold()) top.push(ids_[first + j], scores[j]);
+                }
             }
             return std::move(top).take();
         }
@@ -3712,7 +3911,7 @@ public:
 
     /// Bytes one more vector adds (its row, id and map node), for per-entry accounting.
     [[nodiscard]] std::size_t bytes_per_vector() const noexcept {
-        const std::size_t row = options_.storage == Storage::Float32 ? padded_ * sizeof(float) : padded_ + sizeof(float);
+        const std::size_t row = options_.storage == Storage::Float32 ? dim4_ * sizeof(float) : padded_ + sizeof(float);
         return row + sizeof(std::uint64_t) + (sizeof(std::uint64_t) + sizeof(std::size_t) + 3 * sizeof(void*));
     }
 
@@ -3728,9 +3927,14 @@ private:
         }
     }
 
+    // Element 0 of `row`'s lane in its block; element d is at [d * block_rows].
+    float* f32_lane(std::size_t row) noexcept {
+        return f32_.data() + row / detail::block_rows * detail::block_rows * dim4_ + row % detail::block_rows;
+    }
+
     void shrink_to(std::size_t rows) {
         if (options_.storage == Storage::Float32) {
-            f32_.resize(rows * padded_);
+            f32_.resize((rows + detail::block_rows - 1) / detail::block_rows * detail::block_rows * dim4_);
         } else {
             i8_.resize(rows * padded_);
             scales_.resize(rows);
@@ -3738,7 +3942,8 @@ private:
     }
 
     std::size_t dimension_;
-    std::size_t padded_;
+    std::size_t padded_;  // Int8 row stride (a multiple of detail::lanes)
+    std::size_t dim4_;    // Float32 dimension rounded up to 4 (the block kernel's step)
     Options options_;
     std::vector<float> f32_;
     std::vector<std::int8_t> i8_;
@@ -4342,9 +4547,10 @@ struct CacheKeyHash {
 /// 128-bit key of (scope, normalized prompt): the scope's hash seeds the prompt's. At 128 bits a
 /// collision is not a practical concern, so entries need not keep the normalized prompt.
 inline CacheKey make_cache_key(std::string_view scope, std::string_view normalized_prompt) noexcept {
-    const XXH128_hash_t hash =
-        XXH3_128bits_withSeed(normalized_prompt.data(), normalized_prompt.size(), xxh3_64(scope, 0x53434F5045ULL));
-    return {hash.low64, hash.high64};
+    // Two independently seeded 64-bit hashes (XXH3_128bits trips g++ 12's -Wmaybe-uninitialized in
+    // xxhash's AVX-512 path under -march=native).
+    const std::uint64_t scope_hash = xxh3_64(scope, 0x53434F5045ULL);
+    return {xxh3_64(normalized_prompt, scope_hash), xxh3_64(normalized_prompt, scope_hash ^ 0x9E3779B97F4A7C15ULL)};
 }
 
 }  // namespace detail
@@ -4381,7 +4587,7 @@ public:
         detail::normalize_prompt(prompt, normalized);
         const detail::CacheKey key = detail::make_cache_key(scope, normalized);
         const std::int64_t now = now_ns();
-        if (LookupResult exact = lookup_exact(key, scope, now); exact) return exact;
+        if (LookupResult exact = lookup_exact(key, now); exact) return exact;
         if (semantic_) {
             if (LookupResult similar = lookup_semantic(prompt, scope); similar) return similar;
         }
@@ -4428,7 +4634,7 @@ public:
                 return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), future.get()};
             }
             // Another caller may have finished its flight between our lookup and taking the lock.
-            if (LookupResult exact = lookup_exact_locked(shard, key, scope, now_ns()); exact) return exact;
+            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact) return exact;
             flight = std::make_shared<Flight>();
             shard.flights.emplace(key, flight);
         }
@@ -4463,7 +4669,7 @@ public:
         Shard& shard = shard_for(key);
         std::lock_guard lock(shard.mutex);
         const auto it = shard.by_key.find(key);
-        if (it == shard.by_key.end() || it->second->scope->name != scope) return false;
+        if (it == shard.by_key.end()) return false;
         remove_locked(shard, it->second);
         return true;
     }
@@ -4753,23 +4959,24 @@ private:
 
     static bool expired(const Entry& entry, std::int64_t now) noexcept { return entry.expires <= now; }
 
-    LookupResult lookup_exact(const detail::CacheKey& key, std::string_view scope, std::int64_t now) {
+    LookupResult lookup_exact(const detail::CacheKey& key, std::int64_t now) {
         Shard& shard = shard_for(key);
         std::lock_guard lock(shard.mutex);
-        return lookup_exact_locked(shard, key, scope, now);
+        return lookup_exact_locked(shard, key, now);
     }
 
-    LookupResult lookup_exact_locked(Shard& shard, const detail::CacheKey& key, std::string_view scope, std::int64_t now) {
+    LookupResult lookup_exact_locked(Shard& shard, const detail::CacheKey& key, std::int64_t now) {
         const auto it = shard.by_key.find(key);
         if (it == shard.by_key.end()) return {};
+        // The 128-bit key covers scope and prompt, so no string comparison (and no pointer chase
+        // into the scope) is needed on this hot path.
         const EntryIter entry = it->second;
-        if (entry->scope->name != scope) return {};
         if (expired(*entry, now)) {
             remove_locked(shard, entry);
             stats_.expirations.fetch_add(1, std::memory_order_relaxed);
             return {};
         }
-        shard.lru.splice(shard.lru.begin(), shard.lru, entry);
+        if (entry != shard.lru.begin()) shard.lru.splice(shard.lru.begin(), shard.lru, entry);
         stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
         return LookupResult{MatchKind::Exact, 1.0F, std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry->created)),
                             entry->response};
