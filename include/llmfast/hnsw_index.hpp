@@ -60,7 +60,9 @@ struct HnswIndexOptions {
     std::size_t m = 16;                   ///< graph degree (hnswlib's M)
     std::size_t ef_construction = 200;    ///< candidate list size while building
     std::size_t ef_search = 64;           ///< candidate list size while searching (recall vs latency)
-    std::size_t initial_capacity = 1024;  ///< elements allocated up front; doubled when full
+    /// Elements allocated up front (vectors + links, ~1.9 KB each at dimension 384); doubled when full.
+    /// The cache builds one index per scope: with many small scopes, keep this small.
+    std::size_t initial_capacity = 1024;
     std::size_t random_seed = 100;        ///< level generator seed (fixed: builds are reproducible)
 };
 
@@ -106,9 +108,13 @@ public:
                 capacity_ *= 2;
             }
         }
-        // Reserve our bookkeeping first so that after hnswlib accepted the point nothing can fail.
-        labels_.reserve(labels_.size() + 1);
-        if (!reuse) ids_.reserve(ids_.size() + 1);
+        // Make room in our bookkeeping first (geometric growth, as push_back would), so that after
+        // hnswlib accepted the point nothing can fail.
+        if (static_cast<double>(labels_.size() + 1) >
+            static_cast<double>(labels_.bucket_count()) * static_cast<double>(labels_.max_load_factor())) {
+            labels_.reserve(std::max<std::size_t>(16, 2 * labels_.size()));
+        }
+        if (!reuse && ids_.size() == ids_.capacity()) ids_.reserve(std::max<std::size_t>(16, 2 * ids_.capacity()));
         graph_->addPoint(vector.data(), label);  // a reused (deleted) label is un-deleted and updated
         if (reuse) {
             free_labels_.pop_back();
@@ -123,7 +129,9 @@ public:
     bool remove(std::uint64_t id) {
         const auto it = labels_.find(id);
         if (it == labels_.end()) return false;
-        free_labels_.reserve(free_labels_.size() + 1);
+        if (free_labels_.size() == free_labels_.capacity()) {
+            free_labels_.reserve(std::max<std::size_t>(16, 2 * free_labels_.capacity()));
+        }
         graph_->markDelete(it->second);
         free_labels_.push_back(it->second);
         labels_.erase(it);
