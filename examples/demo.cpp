@@ -1,0 +1,1069 @@
+// examples/demo.cpp — llmfast's main demo (`llmfast-demo`): the seed chapter's optimization table,
+// measured end to end against a simulated LLM backend.
+//
+// A workload of Chinese and English prompts (exact repeats, paraphrases, new prompts) is replayed by
+// many concurrent clients through a SIMULATED backend (a latency model of a 7-8B model on one GPU; no
+// model runs). Each optimization is measured once plainly and once switched on, and the result is
+// printed next to what the seed chapter claimed. `llmfast-demo --help` lists every option.
+//
+// Time: the backend sleeps for its modelled durations divided by --time-scale, so the run finishes
+// quickly; every figure is converted back and reported in simulated milliseconds.
+#include "demo/standins.hpp"
+
+#include <llmfast/llmfast.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <condition_variable>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <numeric>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#if defined(__linux__)
+#include <sys/prctl.h>
+#include <unistd.h>
+#endif
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+#ifndef LLMFAST_EXAMPLES_DIR
+#define LLMFAST_EXAMPLES_DIR "examples"
+#endif
+
+// ------------------------------------------------------------------------------------------------
+// Options
+
+struct Options {
+    // workload
+    std::string workload = std::string(LLMFAST_EXAMPLES_DIR) + "/data/workload.jsonl";
+    std::size_t requests = 240;
+    std::size_t clients = 16;
+    double repeat_share = 0.25;
+    double paraphrase_share = 0.25;
+    std::uint64_t seed = 42;
+    double output_scale = 1.0;
+    // backend model (simulated milliseconds)
+    double time_scale = 100.0;
+    double overhead_ms = 30.0;
+    double prefill_ms_per_token = 0.1;
+    double decode_ms_per_token = 13.0;
+    double batch_item_ms = 0.4;
+    // optimizations
+    std::size_t max_batch = 16;
+    double max_wait_ms = 20.0;
+    double similarity_threshold = 0.0;  // 0: the cache's default
+    double price_in = 1.0;
+    double price_out = 1.0;
+    // output
+    std::string json_path;
+    std::vector<std::string> rows = {"streaming", "cache", "batching", "compression", "int8", "all"};
+    bool progress = true;
+    bool quick = false;
+};
+
+struct OptionSpec {
+    const char* name;
+    const char* arg;
+    const char* help;
+    std::function<void(std::string_view)> set;
+};
+
+double parse_double(std::string_view name, std::string_view text) {
+    try {
+        std::size_t used = 0;
+        const double value = std::stod(std::string(text), &used);
+        if (used != text.size() || !std::isfinite(value)) throw std::invalid_argument("trailing");
+        return value;
+    } catch (const std::exception&) {
+        throw llmfast::Error(llmfast::ErrorCode::InvalidArgument, fmt::format("{}: not a number: '{}'", name, text));
+    }
+}
+
+std::size_t parse_size(std::string_view name, std::string_view text) {
+    std::size_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size())
+        throw llmfast::Error(llmfast::ErrorCode::InvalidArgument, fmt::format("{}: not a count: '{}'", name, text));
+    return value;
+}
+
+std::vector<std::string> split_list(std::string_view text) {
+    std::vector<std::string> out;
+    std::size_t pos = 0;
+    while (pos <= text.size()) {
+        const std::size_t comma = std::min(text.find(',', pos), text.size());
+        if (comma > pos) out.emplace_back(text.substr(pos, comma - pos));
+        pos = comma + 1;
+    }
+    return out;
+}
+
+std::vector<OptionSpec> option_specs(Options& o) {
+    auto d = [](std::string_view name, double& target) {
+        return [name, &target](std::string_view v) { target = parse_double(name, v); };
+    };
+    auto z = [](std::string_view name, std::size_t& target) {
+        return [name, &target](std::string_view v) { target = parse_size(name, v); };
+    };
+    return {
+        {"--workload", "PATH", "JSONL workload: one object per line with \"prompt\", \"lang\" (zh/en), \"group\" "
+                               "(same group = paraphrases), optional \"output_tokens\" [examples/data/workload.jsonl]",
+         [&o](std::string_view v) { o.workload = std::string(v); }},
+        {"--requests", "N", "requests replayed per run [240]", z("--requests", o.requests)},
+        {"--clients", "N", "concurrent clients; each sends its next request when the last one finished [16]",
+         z("--clients", o.clients)},
+        {"--repeat", "SHARE", "share of requests that repeat an earlier prompt exactly [0.25]",
+         d("--repeat", o.repeat_share)},
+        {"--paraphrase", "SHARE", "share of requests that paraphrase an earlier prompt (another prompt of a group "
+                                  "already seen); the rest are new prompts [0.25]",
+         d("--paraphrase", o.paraphrase_share)},
+        {"--seed", "N", "random seed of the request sequence [42]",
+         [&o](std::string_view v) { o.seed = parse_size("--seed", v); }},
+        {"--output-scale", "F", "multiplies every output length of the workload [1]", d("--output-scale", o.output_scale)},
+        {"--time-scale", "F", "simulated time runs F times faster than real time [100]", d("--time-scale", o.time_scale)},
+        {"--overhead-ms", "MS", "per backend call: HTTP round trip, tokenization, scheduling; latency, not GPU time [30]",
+         d("--overhead-ms", o.overhead_ms)},
+        {"--prefill-ms", "MS", "prefill time per prompt token (compute-bound: a batch pays for the sum) [0.1]",
+         d("--prefill-ms", o.prefill_ms_per_token)},
+        {"--decode-ms", "MS", "decode time per output token of a single sequence [13]", d("--decode-ms", o.decode_ms_per_token)},
+        {"--batch-item-ms", "MS", "extra decode-step time per sequence in a batch: one step for n sequences costs "
+                                  "(decode-ms - batch-item-ms) + batch-item-ms * n [0.4]",
+         d("--batch-item-ms", o.batch_item_ms)},
+        {"--max-batch", "N", "batching: largest batch [16]", z("--max-batch", o.max_batch)},
+        {"--max-wait-ms", "MS", "batching: longest a request waits for its batch to fill (simulated ms) [20]",
+         d("--max-wait-ms", o.max_wait_ms)},
+        {"--threshold", "F", "semantic cache similarity threshold (0 = the cache's default) [0]",
+         d("--threshold", o.similarity_threshold)},
+        {"--price-in", "P", "cost per prompt token sent to the backend (any unit) [1]", d("--price-in", o.price_in)},
+        {"--price-out", "P", "cost per output token generated by the backend [1]", d("--price-out", o.price_out)},
+        {"--rows", "LIST", "comma-separated rows to run: streaming,cache,batching,compression,int8,all [all of them]",
+         [&o](std::string_view v) { o.rows = split_list(v); }},
+        {"--json", "PATH", "also write the results as JSON to PATH", [&o](std::string_view v) { o.json_path = std::string(v); }},
+        {"--quick", "", "tiny run for tests: 40 requests, 8 clients, time scale 400, outputs x0.25",
+         [&o](std::string_view) {
+             o.quick = true;
+             o.requests = 40;
+             o.clients = 8;
+             o.time_scale = 400;
+             o.output_scale = 0.25;
+         }},
+        {"--no-progress", "", "do not print progress to stderr", [&o](std::string_view) { o.progress = false; }},
+    };
+}
+
+void print_help(Options& o) {
+    fmt::print(
+        "llmfast-demo: replays a workload of Chinese and English prompts from many concurrent clients through a\n"
+        "SIMULATED LLM backend (a latency model of a 7-8B model on one GPU; no model runs), once plainly and once\n"
+        "with each llmfast optimization, and prints the measured gains next to the figures the seed chapter\n"
+        "claimed. Figures are in simulated milliseconds.\n\n"
+        "usage: llmfast-demo [options]   (later options override earlier ones, e.g. --quick --requests 60)\n\n");
+    for (const auto& spec : option_specs(o)) {
+        const std::string head = fmt::format("  {} {}", spec.name, spec.arg);
+        fmt::print("{:<24}{}\n", head, spec.help);
+    }
+    fmt::print("  {:<22}{}\n", "--help", "this text");
+}
+
+// Returns false when the program should exit (help printed).
+bool parse_options(int argc, char** argv, Options& o) {
+    auto specs = option_specs(o);
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            print_help(o);
+            return false;
+        }
+        const auto it = std::find_if(specs.begin(), specs.end(), [&](const OptionSpec& s) { return arg == s.name; });
+        if (it == specs.end())
+            throw llmfast::Error(llmfast::ErrorCode::InvalidArgument, fmt::format("unknown option '{}' (see --help)", arg));
+        if (std::string_view(it->arg).empty()) {
+            it->set({});
+        } else {
+            if (i + 1 >= argc)
+                throw llmfast::Error(llmfast::ErrorCode::InvalidArgument, fmt::format("{} needs a value", arg));
+            it->set(argv[++i]);
+        }
+    }
+    auto fail = [](std::string what) { throw llmfast::Error(llmfast::ErrorCode::InvalidArgument, std::move(what)); };
+    if (o.requests == 0) fail("--requests must be > 0");
+    if (o.clients == 0) fail("--clients must be > 0");
+    if (o.repeat_share < 0 || o.paraphrase_share < 0 || o.repeat_share + o.paraphrase_share > 1)
+        fail("--repeat and --paraphrase must be >= 0 with a sum <= 1");
+    if (!(o.time_scale > 0)) fail("--time-scale must be > 0");
+    if (!(o.output_scale > 0)) fail("--output-scale must be > 0");
+    if (o.overhead_ms < 0 || o.prefill_ms_per_token < 0 || o.decode_ms_per_token <= 0 || o.batch_item_ms < 0 ||
+        o.batch_item_ms > o.decode_ms_per_token)
+        fail("backend times must be >= 0, --decode-ms > 0 and --batch-item-ms <= --decode-ms");
+    if (o.max_batch == 0) fail("--max-batch must be > 0");
+    if (o.max_wait_ms < 0) fail("--max-wait-ms must be >= 0");
+    if (o.similarity_threshold < 0 || o.similarity_threshold > 1) fail("--threshold must be in [0, 1]");
+    static const std::unordered_set<std::string> known = {"streaming", "cache", "batching", "compression", "int8", "all"};
+    for (const auto& row : o.rows)
+        if (!known.contains(row)) fail(fmt::format("--rows: unknown row '{}'", row));
+    return true;
+}
+
+bool wants(const Options& o, std::string_view row) {
+    return std::find(o.rows.begin(), o.rows.end(), row) != o.rows.end();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Workload
+
+struct Prompt {
+    std::string text;
+    std::string lang;
+    long long group = 0;
+    std::size_t output_tokens = 0;
+};
+
+enum class Kind { New, Repeat, Paraphrase };
+constexpr std::string_view kind_name(Kind k) {
+    return k == Kind::New ? "new" : k == Kind::Repeat ? "repeat" : "paraphrase";
+}
+
+struct Request {
+    std::size_t prompt = 0;  // index into the pool
+    Kind kind = Kind::New;
+};
+
+std::vector<Prompt> load_workload(const std::string& path, double output_scale) {
+    std::ifstream in(path);
+    if (!in) throw llmfast::Error(llmfast::ErrorCode::IoError, fmt::format("cannot open workload '{}'", path));
+    std::vector<Prompt> pool;
+    std::string line;
+    std::size_t line_no = 0;
+    while (std::getline(in, line)) {
+        ++line_no;
+        if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+        Json j;
+        try {
+            j = Json::parse(line);
+        } catch (const std::exception& e) {
+            throw llmfast::Error(llmfast::ErrorCode::InvalidFormat, fmt::format("{}:{}: {}", path, line_no, e.what()));
+        }
+        if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string() || !j.contains("group"))
+            throw llmfast::Error(llmfast::ErrorCode::InvalidFormat,
+                                 fmt::format("{}:{}: needs \"prompt\" (string) and \"group\"", path, line_no));
+        Prompt p;
+        p.text = j["prompt"].get<std::string>();
+        if (!llmfast::utf8::is_valid(p.text))
+            throw llmfast::Error(llmfast::ErrorCode::InvalidUtf8, fmt::format("{}:{}: prompt is not UTF-8", path, line_no));
+        p.lang = j.value("lang", "");
+        const auto& g = j["group"];
+        if (g.is_number_integer()) {
+            p.group = g.get<long long>();
+        } else if (g.is_string()) {  // string group names: map to numbers by first appearance
+            static std::unordered_map<std::string, long long> names;
+            p.group = names.emplace(g.get<std::string>(), -1 - static_cast<long long>(names.size())).first->second;
+        } else {
+            throw llmfast::Error(llmfast::ErrorCode::InvalidFormat, fmt::format("{}:{}: bad \"group\"", path, line_no));
+        }
+        const double out = j.contains("output_tokens") && j["output_tokens"].is_number() ? j["output_tokens"].get<double>()
+                                                                                           : 150.0;
+        p.output_tokens = std::max<std::size_t>(1, static_cast<std::size_t>(std::lround(out * output_scale)));
+        pool.push_back(std::move(p));
+    }
+    if (pool.empty()) throw llmfast::Error(llmfast::ErrorCode::InvalidFormat, fmt::format("{}: no prompts", path));
+    return pool;
+}
+
+// Draws the request sequence: each request is an exact repeat of a prompt already sent, a paraphrase
+// (a prompt of a group already seen that differs from what was sent), or a prompt of an unseen group,
+// with the requested shares; when a kind is impossible (nothing sent yet, no group left) it falls back.
+std::vector<Request> make_sequence(const std::vector<Prompt>& pool, const Options& o) {
+    std::mt19937_64 rng(o.seed);
+    std::map<long long, std::vector<std::size_t>> by_group;
+    for (std::size_t i = 0; i < pool.size(); ++i) by_group[pool[i].group].push_back(i);
+    std::vector<long long> unseen;
+    for (const auto& [g, members] : by_group) unseen.push_back(g);
+    std::shuffle(unseen.begin(), unseen.end(), rng);
+
+    std::vector<std::size_t> sent;                               // prompts sent, with repetition
+    std::unordered_set<std::size_t> sent_set;
+    std::vector<long long> seen;                                 // groups seen
+    auto uniform = [&](std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng); };
+
+    auto take_new = [&]() -> std::optional<std::size_t> {
+        if (unseen.empty()) return std::nullopt;
+        const long long g = unseen.back();
+        unseen.pop_back();
+        seen.push_back(g);
+        const auto& members = by_group[g];
+        return members[uniform(members.size())];
+    };
+    auto take_paraphrase = [&]() -> std::optional<std::size_t> {
+        std::vector<std::size_t> fresh, other;  // unsent members of seen groups; any member of a multi-prompt group
+        for (long long g : seen)
+            for (std::size_t m : by_group[g]) {
+                if (!sent_set.contains(m)) fresh.push_back(m);
+                if (by_group[g].size() > 1) other.push_back(m);
+            }
+        if (!fresh.empty()) return fresh[uniform(fresh.size())];
+        if (!other.empty()) return other[uniform(other.size())];
+        return std::nullopt;
+    };
+    auto take_repeat = [&]() -> std::optional<std::size_t> {
+        if (sent.empty()) return std::nullopt;
+        return sent[uniform(sent.size())];
+    };
+
+    std::vector<Request> out;
+    std::uniform_real_distribution<double> coin(0.0, 1.0);
+    for (std::size_t i = 0; i < o.requests; ++i) {
+        const double r = coin(rng);
+        Kind want = r < o.repeat_share ? Kind::Repeat : r < o.repeat_share + o.paraphrase_share ? Kind::Paraphrase : Kind::New;
+        std::optional<std::size_t> pick;
+        Kind got = want;
+        const Kind order[3][3] = {{Kind::New, Kind::Paraphrase, Kind::Repeat},
+                                  {Kind::Repeat, Kind::Paraphrase, Kind::New},
+                                  {Kind::Paraphrase, Kind::Repeat, Kind::New}};
+        for (Kind k : order[static_cast<int>(want)]) {
+            pick = k == Kind::New ? take_new() : k == Kind::Repeat ? take_repeat() : take_paraphrase();
+            if (pick) {
+                got = k;
+                break;
+            }
+        }
+        // A "paraphrase" that happens to be a text already sent is an exact repeat.
+        if (got == Kind::Paraphrase && sent_set.contains(*pick)) got = Kind::Repeat;
+        sent.push_back(*pick);
+        sent_set.insert(*pick);
+        out.push_back({*pick, got});
+    }
+    return out;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Simulated time
+
+class SimClock {
+public:
+    using Real = std::chrono::steady_clock;
+    explicit SimClock(double scale) : origin_(Real::now()), scale_(scale) {}
+    [[nodiscard]] double now_ms() const {
+        return std::chrono::duration<double, std::milli>(Real::now() - origin_).count() * scale_;
+    }
+    void sleep_until_ms(double sim_ms) const {
+        const auto real = origin_ + std::chrono::duration_cast<Real::duration>(
+                                        std::chrono::duration<double, std::milli>(sim_ms / scale_));
+        std::this_thread::sleep_until(real);
+    }
+    void sleep_for_ms(double sim_ms) const { sleep_until_ms(now_ms() + sim_ms); }
+    [[nodiscard]] std::chrono::nanoseconds real_duration(double sim_ms) const {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::duration<double, std::milli>(sim_ms / scale_));
+    }
+
+private:
+    Real::time_point origin_;
+    double scale_;
+};
+
+// Sleeps of ~100 µs are common here: ask Linux for a tight timer slack on each thread that sleeps.
+void tighten_timer_slack() {
+#if defined(__linux__)
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+#endif
+}
+
+// ------------------------------------------------------------------------------------------------
+// The simulated backend
+
+struct BackendParams {
+    double overhead_ms;
+    double prefill_ms_per_token;
+    double decode_ms_per_token;
+    double batch_item_ms;
+    [[nodiscard]] double step_ms(std::size_t active) const {
+        return (decode_ms_per_token - batch_item_ms) + batch_item_ms * static_cast<double>(active);
+    }
+};
+
+using Channel = standin::Channel;
+
+struct Job {
+    std::string prompt;  // as sent (maybe compressed)
+    std::size_t prompt_tokens = 0;
+    std::size_t output_tokens = 0;
+    long long group = 0;
+    std::shared_ptr<Channel> channel;  // set when the client streams
+};
+
+struct JobResult {
+    std::string text;
+    double service_start_ms = 0;
+};
+
+// The simulated answer: a tag naming the prompt's group (so a cache hit can be checked against the
+// workload's labels), then filler text of the requested length. Chinese answers are cut into byte
+// pieces that sometimes split a character, as byte-level BPE models do; the stream reassembles them.
+std::vector<std::string> answer_pieces(const Job& job, bool chinese) {
+    static constexpr std::string_view zh_filler =
+        "大型语言模型的推理延迟主要来自预填充和解码两个阶段输出越长延迟越高缓存批处理和流式响应都能改善用户体验";
+    static constexpr std::string_view en_words[] = {" large", " language", " models", " spend", " most", " of",
+                                                    " their", " time", " decoding", " one", " token", " at", " a",
+                                                    " time,", " so", " longer", " answers", " take", " longer."};
+    std::vector<std::string> pieces;
+    pieces.reserve(job.output_tokens);
+    const std::string tag = fmt::format("[answer for group {}]", job.group);
+    if (chinese) {
+        std::string text;
+        const std::size_t chars = zh_filler.size() / 3;
+        for (std::size_t i = 0; i + 1 < job.output_tokens; ++i) text += zh_filler.substr((i % chars) * 3, 3);
+        pieces.push_back(tag);
+        // n-1 pieces of ~3 bytes; every fifth boundary is moved by one byte to split a character.
+        const std::size_t n = job.output_tokens - 1;
+        std::size_t start = 0;
+        for (std::size_t k = 1; k <= n; ++k) {
+            std::size_t end = k == n ? text.size() : k * 3 + (k % 5 == 2 ? 1 : 0);
+            end = std::min(std::max(end, start), text.size());
+            pieces.push_back(text.substr(start, end - start));
+            start = end;
+        }
+    } else {
+        pieces.push_back(tag);
+        for (std::size_t i = 0; i + 1 < job.output_tokens; ++i) pieces.emplace_back(en_words[i % std::size(en_words)]);
+    }
+    return pieces;
+}
+
+// One GPU: the batch handler runs one batch at a time. A batch of n jobs pays prefill for the sum of
+// their prompt tokens, then decode steps until its longest answer is done; a step for k unfinished
+// sequences costs step_ms(k). Tokens are pushed to each job's channel as their step completes.
+class Backend {
+public:
+    Backend(BackendParams params, const SimClock& clock, const std::vector<bool>& chinese_by_group_unused = {})
+        : params_(params), clock_(clock) {
+        (void)chinese_by_group_unused;
+    }
+
+    std::vector<JobResult> run_batch(std::span<Job> jobs) {
+        tighten_timer_slack();
+        const double start = clock_.now_ms();
+        std::vector<JobResult> results(jobs.size());
+        std::vector<std::vector<std::string>> pieces(jobs.size());
+        std::size_t prompt_tokens = 0, longest = 0;
+        for (std::size_t i = 0; i < jobs.size(); ++i) {
+            results[i].service_start_ms = start;
+            pieces[i] = answer_pieces(jobs[i], is_chinese(jobs[i].prompt));
+            prompt_tokens += jobs[i].prompt_tokens;
+            longest = std::max(longest, pieces[i].size());
+        }
+        double t = start + params_.prefill_ms_per_token * static_cast<double>(prompt_tokens);
+        for (std::size_t step = 0; step < longest; ++step) {
+            std::size_t active = 0;
+            for (const auto& p : pieces) active += p.size() > step ? 1 : 0;
+            t += params_.step_ms(active);
+            clock_.sleep_until_ms(t);
+            for (std::size_t i = 0; i < jobs.size(); ++i) {
+                if (pieces[i].size() <= step) continue;
+                results[i].text += pieces[i][step];
+                if (jobs[i].channel) jobs[i].channel->push(pieces[i][step]);
+                if (pieces[i].size() == step + 1 && jobs[i].channel) jobs[i].channel->close();
+            }
+        }
+        const double end = clock_.now_ms();
+        {
+            std::lock_guard lock(mutex_);
+            busy_ms_ += end - start;
+            ++batches_;
+            batched_jobs_ += jobs.size();
+        }
+        return results;
+    }
+
+    [[nodiscard]] double busy_ms() const {
+        std::lock_guard lock(mutex_);
+        return busy_ms_;
+    }
+    [[nodiscard]] std::size_t batches() const {
+        std::lock_guard lock(mutex_);
+        return batches_;
+    }
+    [[nodiscard]] std::size_t batched_jobs() const {
+        std::lock_guard lock(mutex_);
+        return batched_jobs_;
+    }
+    [[nodiscard]] const BackendParams& params() const { return params_; }
+
+    static bool is_chinese(std::string_view text) {
+        for (std::size_t i = 0; i < text.size();) {
+            const auto d = llmfast::utf8::decode(text, i);
+            if (d.status == llmfast::utf8::DecodeStatus::Valid && d.code_point >= 0x4E00 && d.code_point <= 0x9FFF)
+                return true;
+            i += std::max<std::size_t>(1, d.length);
+        }
+        return false;
+    }
+
+private:
+    BackendParams params_;
+    const SimClock& clock_;
+    mutable std::mutex mutex_;
+    double busy_ms_ = 0;
+    std::size_t batches_ = 0;
+    std::size_t batched_jobs_ = 0;
+};
+
+long long group_of_answer(std::string_view text) {
+    constexpr std::string_view prefix = "[answer for group ";
+    if (!text.starts_with(prefix)) return 0;
+    text.remove_prefix(prefix.size());
+    long long g = 0;
+    std::from_chars(text.data(), text.data() + text.size(), g);
+    return g;
+}
+
+// ------------------------------------------------------------------------------------------------
+// One run: the workload through one configuration
+
+struct Config {
+    std::string name;
+    bool streaming = false;
+    bool cache = false;
+    bool batching = false;
+    bool compression = false;
+    bool int8 = false;
+};
+
+enum class CacheOutcome { None, Miss, Exact, Semantic };
+
+struct Record {
+    Kind kind = Kind::New;
+    double issue_ms = 0;
+    double first_ms = 0;  // first token visible to the client
+    double done_ms = 0;
+    double service_start_ms = -1;  // -1: served from cache
+    std::size_t prompt_tokens_original = 0;
+    std::size_t prompt_tokens_sent = 0;  // to the backend (0 on a cache hit)
+    std::size_t output_tokens = 0;       // generated by the backend (0 on a cache hit)
+    bool prompt_changed = false;         // the compressor changed it
+    CacheOutcome cache = CacheOutcome::None;
+    bool wrong_hit = false;
+    bool valid_utf8 = true;
+};
+
+struct RunResult {
+    Config config;
+    std::vector<Record> records;
+    double span_ms = 0;  // first issue to last completion
+    double busy_ms = 0;  // backend (GPU) busy time
+    std::size_t batches = 0;
+    std::size_t batched_jobs = 0;
+    std::size_t cache_entries = 0;
+    std::size_t cache_vector_bytes = 0;
+    double real_seconds = 0;
+};
+
+class Progress {
+public:
+    Progress(bool enabled, std::string label, std::size_t total)
+        : enabled_(enabled), label_(std::move(label)), total_(total), tty_(is_tty()) {
+        if (enabled_) thread_ = std::thread([this] { loop(); });
+    }
+    ~Progress() {
+        if (!enabled_) return;
+        {
+            std::lock_guard lock(mutex_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+        print(true);
+    }
+    void tick() { done_.fetch_add(1, std::memory_order_relaxed); }
+
+private:
+    static bool is_tty() {
+#if defined(__linux__)
+        return isatty(2) != 0;
+#else
+        return false;
+#endif
+    }
+    void loop() {
+        std::unique_lock lock(mutex_);
+        while (!cv_.wait_for(lock, std::chrono::milliseconds(tty_ ? 200 : 2000), [&] { return stop_; })) print(false);
+    }
+    void print(bool final) {
+        const std::size_t done = done_.load(std::memory_order_relaxed);
+        const std::size_t width = 30;
+        const std::size_t filled = total_ ? done * width / total_ : width;
+        const std::string bar = std::string(filled, '#') + std::string(width - filled, '.');
+        if (tty_)
+            fmt::print(stderr, "\r  {:<28} [{}] {:>4}/{}{}", label_, bar, done, total_, final ? "\n" : "");
+        else
+            fmt::print(stderr, "  {:<28} {:>4}/{} requests{}\n", label_, done, total_, final ? " (done)" : "");
+        std::fflush(stderr);
+    }
+    bool enabled_;
+    std::string label_;
+    std::size_t total_;
+    bool tty_;
+    std::atomic<std::size_t> done_{0};
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+    std::thread thread_;
+};
+
+class Demo {
+public:
+    Demo(const Options& o, std::vector<Prompt> pool, std::vector<Request> sequence)
+        : o_(o), pool_(std::move(pool)), sequence_(std::move(sequence)) {}
+
+    RunResult run(const Config& config) {
+        const auto real_start = std::chrono::steady_clock::now();
+        SimClock clock(o_.time_scale);
+        Backend backend({o_.overhead_ms, o_.prefill_ms_per_token, o_.decode_ms_per_token, o_.batch_item_ms}, clock);
+        // Without batching the same queue feeds the GPU one request at a time (a FIFO server).
+        standin::Batcher<Job, JobResult> server(
+            [&backend](std::span<Job> jobs) { return backend.run_batch(jobs); },
+            config.batching ? o_.max_batch : 1,
+            config.batching ? clock.real_duration(o_.max_wait_ms) : std::chrono::nanoseconds(0));
+        std::optional<standin::Cache> cache;
+        if (config.cache) cache.emplace(o_.similarity_threshold > 0 ? static_cast<float>(o_.similarity_threshold) : 0.8f,
+                                        config.int8);
+
+        RunResult result;
+        result.config = config;
+        result.records.resize(sequence_.size());
+        std::atomic<std::size_t> next{0};
+        Progress progress(o_.progress, config.name, sequence_.size());
+
+        auto client = [&] {
+            tighten_timer_slack();
+            for (;;) {
+                const std::size_t i = next.fetch_add(1);
+                if (i >= sequence_.size()) return;
+                serve_one(config, clock, backend, server, cache ? &*cache : nullptr, sequence_[i], result.records[i]);
+                progress.tick();
+            }
+        };
+        std::vector<std::thread> clients;
+        for (std::size_t c = 0; c < o_.clients; ++c) clients.emplace_back(client);
+        for (auto& t : clients) t.join();
+
+        double first = 1e300, last = 0;
+        for (const auto& r : result.records) {
+            first = std::min(first, r.issue_ms);
+            last = std::max(last, r.done_ms);
+        }
+        result.span_ms = last - first;
+        result.busy_ms = backend.busy_ms();
+        result.batches = backend.batches();
+        result.batched_jobs = backend.batched_jobs();
+        if (cache) {
+            result.cache_entries = cache->size();
+            result.cache_vector_bytes = cache->vector_bytes();
+        }
+        result.real_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - real_start).count();
+        return result;
+    }
+
+    [[nodiscard]] const std::vector<Prompt>& pool() const { return pool_; }
+    [[nodiscard]] const std::vector<Request>& sequence() const { return sequence_; }
+
+private:
+    void serve_one(const Config& config, const SimClock& clock, Backend& backend,
+                   standin::Batcher<Job, JobResult>& server, standin::Cache* cache, const Request& request,
+                   Record& rec) {
+        const Prompt& prompt = pool_[request.prompt];
+        rec.kind = request.kind;
+        rec.issue_ms = clock.now_ms();
+        rec.prompt_tokens_original = counter_.count(prompt.text);
+
+        std::string sent = prompt.text;
+        rec.prompt_tokens_sent = rec.prompt_tokens_original;
+        if (config.compression) {
+            auto c = compressor_.compress(prompt.text);
+            rec.prompt_changed = c.text != prompt.text;
+            sent = std::move(c.text);
+            rec.prompt_tokens_sent = c.tokens_after;
+        }
+
+        if (cache) {
+            if (auto hit = cache->lookup(sent)) {
+                rec.cache = hit->match == standin::Match::Exact ? CacheOutcome::Exact : CacheOutcome::Semantic;
+                rec.wrong_hit = group_of_answer(hit->response) != prompt.group;
+                rec.prompt_tokens_sent = 0;
+                rec.output_tokens = 0;
+                if (config.streaming) {
+                    // Replay the cached answer as a stream: the client sees its first chunk at once.
+                    auto channel = std::make_shared<Channel>();
+                    channel->push(hit->response);
+                    channel->close();
+                    bool first = true;
+                    std::string text;
+                    while (auto chunk = channel->pop()) {
+                        if (first) rec.first_ms = clock.now_ms(), first = false;
+                        text += *chunk;
+                    }
+                    rec.valid_utf8 = llmfast::utf8::is_valid(text);
+                }
+                rec.done_ms = clock.now_ms();
+                if (!config.streaming) rec.first_ms = rec.done_ms;
+                return;
+            }
+            rec.cache = CacheOutcome::Miss;
+        }
+
+        // A backend call: its fixed overhead (network, tokenization, scheduling) is latency, not GPU time.
+        clock.sleep_for_ms(backend.params().overhead_ms);
+        Job job;
+        job.prompt = sent;
+        job.prompt_tokens = rec.prompt_tokens_sent;
+        job.output_tokens = prompt.output_tokens;
+        job.group = prompt.group;
+        if (config.streaming) job.channel = std::make_shared<Channel>();
+        auto channel = job.channel;
+        auto future = server.submit(std::move(job));
+        std::string text;
+        if (channel) {
+            bool first = true;
+            while (auto chunk = channel->pop()) {
+                if (first) rec.first_ms = clock.now_ms(), first = false;
+                if (!llmfast::utf8::is_valid(*chunk)) rec.valid_utf8 = false;
+                text += *chunk;
+            }
+        }
+        JobResult res = future.get();
+        rec.done_ms = clock.now_ms();
+        if (!channel) {
+            rec.first_ms = rec.done_ms;  // without streaming the first token arrives with the last
+            text = res.text;
+        }
+        rec.service_start_ms = res.service_start_ms;
+        rec.output_tokens = prompt.output_tokens;
+        if (text != res.text) rec.valid_utf8 = false;
+        if (cache) cache->insert(sent, res.text);
+    }
+
+    const Options& o_;
+    std::vector<Prompt> pool_;
+    std::vector<Request> sequence_;
+    llmfast::EstimatingTokenCounter counter_;
+    standin::Compressor compressor_;
+};
+
+// ------------------------------------------------------------------------------------------------
+// Statistics and the table
+
+double percentile(std::vector<double> v, double p) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const double rank = std::ceil(p / 100.0 * static_cast<double>(v.size()));
+    const std::size_t idx = static_cast<std::size_t>(std::clamp(rank, 1.0, static_cast<double>(v.size()))) - 1;
+    return v[idx];
+}
+double mean(const std::vector<double>& v) {
+    return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+}
+
+struct Summary {
+    double ttft_p50, ttft_p95, ttft_service_p50, latency_p50, latency_p95, latency_p99, latency_mean;
+    double throughput_rps, output_tps;
+    std::size_t prompt_tokens, output_tokens, prompt_tokens_original;
+    double cost, busy_ms, span_ms;
+    std::size_t lookups, exact_hits, semantic_hits, wrong_hits, misses;
+    std::size_t prompts_changed;
+    std::size_t invalid_utf8;
+};
+
+Summary summarize(const RunResult& r, const Options& o) {
+    std::vector<double> ttft, ttft_service, latency;
+    Summary s{};
+    for (const auto& rec : r.records) {
+        ttft.push_back(rec.first_ms - rec.issue_ms);
+        latency.push_back(rec.done_ms - rec.issue_ms);
+        if (rec.service_start_ms >= 0) ttft_service.push_back(rec.first_ms - rec.service_start_ms);
+        s.prompt_tokens += rec.prompt_tokens_sent;
+        s.output_tokens += rec.output_tokens;
+        s.prompt_tokens_original += rec.prompt_tokens_original;
+        if (rec.cache != CacheOutcome::None) ++s.lookups;
+        if (rec.cache == CacheOutcome::Exact) ++s.exact_hits;
+        if (rec.cache == CacheOutcome::Semantic) ++s.semantic_hits;
+        if (rec.cache == CacheOutcome::Miss) ++s.misses;
+        if (rec.wrong_hit) ++s.wrong_hits;
+        if (rec.prompt_changed) ++s.prompts_changed;
+        if (!rec.valid_utf8) ++s.invalid_utf8;
+    }
+    s.ttft_p50 = percentile(ttft, 50);
+    s.ttft_p95 = percentile(ttft, 95);
+    s.ttft_service_p50 = percentile(ttft_service, 50);
+    s.latency_p50 = percentile(latency, 50);
+    s.latency_p95 = percentile(latency, 95);
+    s.latency_p99 = percentile(latency, 99);
+    s.latency_mean = mean(latency);
+    s.span_ms = r.span_ms;
+    s.busy_ms = r.busy_ms;
+    s.throughput_rps = r.span_ms > 0 ? static_cast<double>(r.records.size()) / (r.span_ms / 1000.0) : 0;
+    s.output_tps = r.span_ms > 0 ? static_cast<double>(s.output_tokens) / (r.span_ms / 1000.0) : 0;
+    s.cost = static_cast<double>(s.prompt_tokens) * o.price_in + static_cast<double>(s.output_tokens) * o.price_out;
+    return s;
+}
+
+Json summary_json(const Summary& s, const RunResult& r) {
+    Json j;
+    j["config"] = {{"streaming", r.config.streaming}, {"cache", r.config.cache}, {"batching", r.config.batching},
+                   {"compression", r.config.compression}, {"int8", r.config.int8}};
+    j["requests"] = r.records.size();
+    j["ttft_ms"] = {{"p50", s.ttft_p50}, {"p95", s.ttft_p95}, {"in_service_p50", s.ttft_service_p50}};
+    j["latency_ms"] = {{"p50", s.latency_p50}, {"p95", s.latency_p95}, {"p99", s.latency_p99}, {"mean", s.latency_mean}};
+    j["throughput"] = {{"requests_per_s", s.throughput_rps}, {"output_tokens_per_s", s.output_tps}, {"span_ms", s.span_ms}};
+    j["backend"] = {{"prompt_tokens", s.prompt_tokens}, {"output_tokens", s.output_tokens}, {"cost", s.cost},
+                    {"gpu_busy_ms", s.busy_ms}, {"batches", r.batches},
+                    {"mean_batch_size", r.batches ? static_cast<double>(r.batched_jobs) / static_cast<double>(r.batches) : 0.0}};
+    j["invalid_utf8_responses"] = s.invalid_utf8;
+    j["real_seconds"] = r.real_seconds;
+    return j;
+}
+
+double change_pct(double plain, double optimized) { return plain != 0 ? (optimized - plain) / plain * 100.0 : 0.0; }
+
+std::string pct(double v) { return fmt::format("{:+.1f} %", v); }
+
+struct TableRow {
+    std::string optimization, metric, plain, optimized, change, claim;
+};
+
+void print_table(const std::vector<TableRow>& rows) {
+    using Cells = std::array<std::string, 6>;
+    auto width = [](const std::string& s) { return llmfast::utf8::count_code_points(s); };
+    std::vector<Cells> lines = {{"optimization", "metric", "plain", "optimized", "change", "seed claims"}};
+    std::string last;
+    for (const auto& r : rows) {
+        lines.push_back({r.optimization == last ? std::string() : r.optimization, r.metric, r.plain, r.optimized,
+                         r.change, r.claim});
+        last = r.optimization;
+    }
+    std::array<std::size_t, 6> w{};
+    for (const auto& l : lines)
+        for (std::size_t c = 0; c < 6; ++c) w[c] = std::max(w[c], width(l[c]));
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        std::string out = "|";
+        for (std::size_t c = 0; c < 6; ++c) {
+            const std::size_t pad = w[c] - width(lines[i][c]);
+            const bool right = i > 0 && c >= 2 && c <= 4;
+            out += " " + (right ? std::string(pad, ' ') + lines[i][c] : lines[i][c] + std::string(pad, ' ')) + " |";
+        }
+        fmt::print("{}\n", out);
+        if (i == 0) {
+            std::string sep = "|";
+            for (std::size_t c = 0; c < 6; ++c) sep += std::string(w[c] + 2, '-') + "|";
+            fmt::print("{}\n", sep);
+        }
+    }
+}
+
+std::string ms(double v) { return v >= 10000 ? fmt::format("{:.1f} s", v / 1000) : fmt::format("{:.0f} ms", v); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    try {
+        if (!parse_options(argc, argv, o)) return 0;
+        auto pool = load_workload(o.workload, o.output_scale);
+        auto sequence = make_sequence(pool, o);
+        std::size_t kinds[3] = {};
+        for (const auto& r : sequence) ++kinds[static_cast<int>(r.kind)];
+        std::size_t zh = 0;
+        for (const auto& p : pool) zh += p.lang == "zh" ? 1 : 0;
+
+        fmt::print("llmfast demo: a SIMULATED LLM backend (latency model of a 7-8B model on one GPU; no model runs)\n");
+        fmt::print("  backend: overhead {} ms/call, prefill {} ms/prompt token, decode {} ms/output token, "
+                   "batch step = {:.2f} + {} x n ms; time scale {}x\n",
+                   o.overhead_ms, o.prefill_ms_per_token, o.decode_ms_per_token, o.decode_ms_per_token - o.batch_item_ms,
+                   o.batch_item_ms, o.time_scale);
+        fmt::print("  workload: {} ({} prompts, {} zh); {} requests from {} clients: {} new, {} exact repeats, "
+                   "{} paraphrases\n\n",
+                   o.workload, pool.size(), zh, sequence.size(), o.clients, kinds[0], kinds[1], kinds[2]);
+
+        Demo demo(o, std::move(pool), std::move(sequence));
+        Json out;
+        out["simulated"] = true;
+        out["options"] = {{"requests", o.requests}, {"clients", o.clients}, {"repeat", o.repeat_share},
+                          {"paraphrase", o.paraphrase_share}, {"seed", o.seed}, {"time_scale", o.time_scale},
+                          {"overhead_ms", o.overhead_ms}, {"prefill_ms_per_token", o.prefill_ms_per_token},
+                          {"decode_ms_per_token", o.decode_ms_per_token}, {"batch_item_ms", o.batch_item_ms},
+                          {"max_batch", o.max_batch}, {"max_wait_ms", o.max_wait_ms}, {"output_scale", o.output_scale}};
+        out["workload"] = {{"path", o.workload}, {"prompts", demo.pool().size()}, {"requests", demo.sequence().size()},
+                           {"new", kinds[0]}, {"repeat", kinds[1]}, {"paraphrase", kinds[2]}};
+
+        std::vector<TableRow> table;
+        const bool need_plain = wants(o, "streaming") || wants(o, "cache") || wants(o, "batching") ||
+                                wants(o, "compression") || wants(o, "all");
+        std::optional<RunResult> plain_run;
+        std::optional<Summary> plain;
+        if (need_plain) {
+            plain_run = demo.run({.name = "plain"});
+            plain = summarize(*plain_run, o);
+            out["runs"]["plain"] = summary_json(*plain, *plain_run);
+        }
+
+        if (wants(o, "streaming")) {
+            auto r = demo.run({.name = "streaming", .streaming = true});
+            auto s = summarize(r, o);
+            out["runs"]["streaming"] = summary_json(s, r);
+            out["rows"]["streaming"] = {{"ttft_p50_ms", {{"plain", plain->ttft_p50}, {"optimized", s.ttft_p50}}},
+                                        {"ttft_p95_ms", {{"plain", plain->ttft_p95}, {"optimized", s.ttft_p95}}},
+                                        {"ttft_change_pct", change_pct(plain->ttft_p50, s.ttft_p50)},
+                                        {"ttft_in_service_p50_ms", {{"plain", plain->ttft_service_p50}, {"optimized", s.ttft_service_p50}}},
+                                        {"invalid_utf8_chunks", s.invalid_utf8}};
+            table.push_back({"streaming", "TTFT p50", ms(plain->ttft_p50), ms(s.ttft_p50),
+                             pct(change_pct(plain->ttft_p50, s.ttft_p50)), "TTFT -80 %"});
+            table.push_back({"streaming", "TTFT p95", ms(plain->ttft_p95), ms(s.ttft_p95),
+                             pct(change_pct(plain->ttft_p95, s.ttft_p95)), ""});
+            table.push_back({"streaming", "TTFT p50 once served (excl. queue)", ms(plain->ttft_service_p50),
+                             ms(s.ttft_service_p50), pct(change_pct(plain->ttft_service_p50, s.ttft_service_p50)), ""});
+        }
+        if (wants(o, "cache")) {
+            auto r = demo.run({.name = "semantic cache", .cache = true});
+            auto s = summarize(r, o);
+            out["runs"]["cache"] = summary_json(s, r);
+            const std::size_t hits = s.exact_hits + s.semantic_hits;
+            const double hit_rate = s.lookups ? static_cast<double>(hits) / static_cast<double>(s.lookups) : 0.0;
+            const std::size_t plain_tokens = plain->prompt_tokens + plain->output_tokens;
+            const std::size_t tokens = s.prompt_tokens + s.output_tokens;
+            out["rows"]["cache"] = {{"lookups", s.lookups}, {"hits", hits}, {"exact_hits", s.exact_hits},
+                                    {"semantic_hits", s.semantic_hits}, {"misses", s.misses},
+                                    {"hit_rate", hit_rate}, {"wrong_hits", s.wrong_hits},
+                                    {"latency_p50_ms", {{"plain", plain->latency_p50}, {"optimized", s.latency_p50}}},
+                                    {"latency_mean_ms", {{"plain", plain->latency_mean}, {"optimized", s.latency_mean}}},
+                                    {"backend_tokens", {{"plain", plain_tokens}, {"optimized", tokens}}},
+                                    {"cost", {{"plain", plain->cost}, {"optimized", s.cost}}}};
+            table.push_back({"semantic cache", "hit rate (exact + semantic)", "-",
+                             fmt::format("{:.1f} % ({} + {})", hit_rate * 100, s.exact_hits, s.semantic_hits), "", ""});
+            table.push_back({"semantic cache", "wrong hits (not a paraphrase)", "-", fmt::format("{}", s.wrong_hits), "", ""});
+            table.push_back({"semantic cache", "latency p50", ms(plain->latency_p50), ms(s.latency_p50),
+                             pct(change_pct(plain->latency_p50, s.latency_p50)), "latency -40...70 %"});
+            table.push_back({"semantic cache", "latency mean", ms(plain->latency_mean), ms(s.latency_mean),
+                             pct(change_pct(plain->latency_mean, s.latency_mean)), ""});
+            table.push_back({"semantic cache", "backend tokens (cost)", fmt::format("{}", plain_tokens),
+                             fmt::format("{}", tokens),
+                             pct(change_pct(static_cast<double>(plain_tokens), static_cast<double>(tokens))),
+                             "cost -40...70 %"});
+        }
+        if (wants(o, "batching")) {
+            auto r = demo.run({.name = "batching", .batching = true});
+            auto s = summarize(r, o);
+            out["runs"]["batching"] = summary_json(s, r);
+            out["rows"]["batching"] = {
+                {"throughput_rps", {{"plain", plain->throughput_rps}, {"optimized", s.throughput_rps}}},
+                {"throughput_ratio", plain->throughput_rps > 0 ? s.throughput_rps / plain->throughput_rps : 0.0},
+                {"latency_p50_ms", {{"plain", plain->latency_p50}, {"optimized", s.latency_p50}}},
+                {"latency_p99_ms", {{"plain", plain->latency_p99}, {"optimized", s.latency_p99}}},
+                {"gpu_busy_ms", {{"plain", plain->busy_ms}, {"optimized", s.busy_ms}}},
+                {"mean_batch_size", r.batches ? static_cast<double>(r.batched_jobs) / static_cast<double>(r.batches) : 0.0}};
+            table.push_back({"batching", "throughput (requests/s)", fmt::format("{:.2f}", plain->throughput_rps),
+                             fmt::format("{:.2f}", s.throughput_rps),
+                             fmt::format("x{:.2f}", plain->throughput_rps > 0 ? s.throughput_rps / plain->throughput_rps : 0.0),
+                             "throughput +3x"});
+            table.push_back({"batching", "latency p50", ms(plain->latency_p50), ms(s.latency_p50),
+                             pct(change_pct(plain->latency_p50, s.latency_p50)), ""});
+            table.push_back({"batching", "latency p99", ms(plain->latency_p99), ms(s.latency_p99),
+                             pct(change_pct(plain->latency_p99, s.latency_p99)), ""});
+            table.push_back({"batching", "GPU busy time (cost)", ms(plain->busy_ms), ms(s.busy_ms),
+                             pct(change_pct(plain->busy_ms, s.busy_ms)), "cost -30 %"});
+        }
+        if (wants(o, "compression")) {
+            auto r = demo.run({.name = "prompt compression", .compression = true});
+            auto s = summarize(r, o);
+            out["runs"]["compression"] = summary_json(s, r);
+            out["rows"]["compression"] = {
+                {"prompt_tokens", {{"plain", plain->prompt_tokens}, {"optimized", s.prompt_tokens}}},
+                {"prompts_changed", s.prompts_changed},
+                {"latency_mean_ms", {{"plain", plain->latency_mean}, {"optimized", s.latency_mean}}},
+                {"cost", {{"plain", plain->cost}, {"optimized", s.cost}}}};
+            table.push_back({"prompt compression", "prompt tokens", fmt::format("{}", plain->prompt_tokens),
+                             fmt::format("{}", s.prompt_tokens),
+                             pct(change_pct(static_cast<double>(plain->prompt_tokens), static_cast<double>(s.prompt_tokens))),
+                             "cost -10...30 %"});
+            table.push_back({"prompt compression", "cost (prompt + output tokens)", fmt::format("{:.0f}", plain->cost),
+                             fmt::format("{:.0f}", s.cost), pct(change_pct(plain->cost, s.cost)), ""});
+            table.push_back({"prompt compression", "latency mean", ms(plain->latency_mean), ms(s.latency_mean),
+                             pct(change_pct(plain->latency_mean, s.latency_mean)), "latency -10...20 %"});
+        }
+        if (wants(o, "int8")) {
+            auto f = demo.run({.name = "cache, float32 vectors", .cache = true});
+            auto q = demo.run({.name = "cache, int8 vectors", .cache = true, .int8 = true});
+            auto fs = summarize(f, o);
+            auto qs = summarize(q, o);
+            out["rows"]["int8"] = {{"vector_bytes", {{"plain", f.cache_vector_bytes}, {"optimized", q.cache_vector_bytes}}},
+                                   {"entries", {{"plain", f.cache_entries}, {"optimized", q.cache_entries}}},
+                                   {"semantic_hits", {{"plain", fs.semantic_hits}, {"optimized", qs.semantic_hits}}},
+                                   {"wrong_hits", {{"plain", fs.wrong_hits}, {"optimized", qs.wrong_hits}}}};
+            table.push_back({"int8 cache vectors", "vector memory", fmt::format("{} B", f.cache_vector_bytes),
+                             fmt::format("{} B", q.cache_vector_bytes),
+                             pct(change_pct(static_cast<double>(f.cache_vector_bytes), static_cast<double>(q.cache_vector_bytes))),
+                             "quantization: memory -50 %"});
+            table.push_back({"int8 cache vectors", "semantic hits (wrong)", fmt::format("{} ({})", fs.semantic_hits, fs.wrong_hits),
+                             fmt::format("{} ({})", qs.semantic_hits, qs.wrong_hits), "", ""});
+        }
+        if (wants(o, "all")) {
+            auto r = demo.run({.name = "all together", .streaming = true, .cache = true, .batching = true,
+                               .compression = true, .int8 = true});
+            auto s = summarize(r, o);
+            out["runs"]["all"] = summary_json(s, r);
+            out["rows"]["all"] = {{"ttft_p50_ms", {{"plain", plain->ttft_p50}, {"optimized", s.ttft_p50}}},
+                                  {"latency_p50_ms", {{"plain", plain->latency_p50}, {"optimized", s.latency_p50}}},
+                                  {"throughput_rps", {{"plain", plain->throughput_rps}, {"optimized", s.throughput_rps}}},
+                                  {"cost", {{"plain", plain->cost}, {"optimized", s.cost}}},
+                                  {"wrong_hits", s.wrong_hits}};
+            table.push_back({"all together", "TTFT p50", ms(plain->ttft_p50), ms(s.ttft_p50),
+                             pct(change_pct(plain->ttft_p50, s.ttft_p50)), ""});
+            table.push_back({"all together", "latency p50", ms(plain->latency_p50), ms(s.latency_p50),
+                             pct(change_pct(plain->latency_p50, s.latency_p50)), ""});
+            table.push_back({"all together", "throughput (requests/s)", fmt::format("{:.2f}", plain->throughput_rps),
+                             fmt::format("{:.2f}", s.throughput_rps),
+                             fmt::format("x{:.2f}", plain->throughput_rps > 0 ? s.throughput_rps / plain->throughput_rps : 0.0), ""});
+            table.push_back({"all together", "cost (tokens)", fmt::format("{:.0f}", plain->cost), fmt::format("{:.0f}", s.cost),
+                             pct(change_pct(plain->cost, s.cost)), ""});
+        }
+
+        fmt::print("\n");
+        print_table(table);
+        fmt::print("\nAll figures are from a simulation (simulated ms); see --help for the latency model.\n");
+        if (!o.json_path.empty()) {
+            std::ofstream file(o.json_path);
+            if (!file) throw llmfast::Error(llmfast::ErrorCode::IoError, fmt::format("cannot write '{}'", o.json_path));
+            file << out.dump(2) << "\n";
+            if (!file) throw llmfast::Error(llmfast::ErrorCode::IoError, fmt::format("cannot write '{}'", o.json_path));
+            fmt::print("results written to {}\n", o.json_path);
+        }
+        return 0;
+    } catch (const llmfast::Error& e) {
+        fmt::print(stderr, "llmfast-demo: {}\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "llmfast-demo: {}\n", e.what());
+        return 1;
+    }
+}
