@@ -1,0 +1,690 @@
+// llmfast/stream.hpp — moving tokens from a model thread to a connection: a bounded channel with
+// backpressure and cancellation, deadline/idle-timeout adaptors, UTF-8-safe chunking and metrics.
+//
+//     llmfast::TokenChannel<std::string> channel({.capacity = 256});
+//     std::jthread model([&] {                                   // the producer (the model)
+//         for (std::string token : generate(prompt)) {
+//             if (channel.push(std::move(token)) != llmfast::StreamStatus::Ok) return;  // consumer gone
+//         }
+//         channel.close();                                       // or channel.close(std::current_exception())
+//     });
+//     // The consumer (the connection): an overall deadline and an inter-token idle timeout.
+//     llmfast::TimedReceiver receiver(channel, {.total = 30s, .idle = 2s});
+//     llmfast::StreamMetrics metrics;
+//     for (auto&& event : receiver.events()) {
+//         if (event.status != llmfast::StreamStatus::Ok) { send_end(event.status); break; }
+//         metrics.record_token();
+//         send(*event.value);
+//     }
+//     // Or whole code points only, with exceptions for timeouts:
+//     for (std::string_view text : llmfast::utf8_chunks(receiver.values())) send(text);
+//
+// Cancellation: the channel owns a `std::stop_source`. `cancel()` (the consumer went away, a timeout
+// fired, a `TimedReceiver` or a `stream()` generator was dropped before the end) requests stop:
+// the producer sees `stop_token().stop_requested()`, a blocked or later `push` returns `Cancelled`,
+// queued items are discarded. A producer that waits on something else can register a
+// `std::stop_callback` on `stop_token()`.
+//
+// Thread-safety: `TokenChannel` is fully thread-safe (any number of producers and consumers, though
+// one of each is the intended use). `TimedReceiver`, `StreamMetrics` and the generators are owned by
+// one consumer thread.
+//
+// Errors: `TokenChannelOptions` and `StreamTimeouts` with zero or negative values throw
+// `Error(InvalidArgument)` from the constructor that validates them. Hot-path calls return a
+// `StreamStatus`, never throw (except what moving a T throws). The generator views throw: `stream()`
+// and `TimedReceiver::values()` rethrow the producer's `close(error)` exception and throw
+// `Error(Cancelled)`, `Error(DeadlineExceeded)` or `Error(IdleTimeout)` for the other ends.
+#pragma once
+
+#include <llmfast/clock.hpp>
+#include <llmfast/error.hpp>
+#include <llmfast/streaming_generator.hpp>
+#include <llmfast/utf8.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace llmfast {
+
+/// The outcome of a channel or receiver operation. Only `Ok` carries an item (or accepted one).
+enum class StreamStatus : std::uint8_t {
+    Ok,                ///< push: accepted. pop: `value` holds the next item.
+    Closed,            ///< the producer closed the channel and every item was delivered: the normal end
+    Failed,            ///< the producer closed with an error (`Received::error`), after the queued items
+    Cancelled,         ///< `cancel()`ed: the consumer went away (or a timeout fired); nothing more flows
+    Timeout,           ///< a bounded wait (`*_for`, `*_until`, `try_*`) ran out; the channel is still open
+    DeadlineExceeded,  ///< `TimedReceiver`: the overall deadline passed; the producer was told to stop
+    IdleTimeout,       ///< `TimedReceiver`: no item within the idle timeout; the producer was told to stop
+};
+
+constexpr std::string_view to_string(StreamStatus status) noexcept {
+    switch (status) {
+        case StreamStatus::Ok: return "Ok";
+        case StreamStatus::Closed: return "Closed";
+        case StreamStatus::Failed: return "Failed";
+        case StreamStatus::Cancelled: return "Cancelled";
+        case StreamStatus::Timeout: return "Timeout";
+        case StreamStatus::DeadlineExceeded: return "DeadlineExceeded";
+        case StreamStatus::IdleTimeout: return "IdleTimeout";
+    }
+    return "Unknown";
+}
+
+/// The `ErrorCode` a status maps to when it is turned into an exception (`Failed` -> HandlerFailed).
+constexpr ErrorCode to_error_code(StreamStatus status) noexcept {
+    switch (status) {
+        case StreamStatus::Ok: return ErrorCode::Ok;
+        case StreamStatus::Closed: return ErrorCode::Closed;
+        case StreamStatus::Failed: return ErrorCode::HandlerFailed;
+        case StreamStatus::Cancelled: return ErrorCode::Cancelled;
+        case StreamStatus::Timeout: return ErrorCode::DeadlineExceeded;
+        case StreamStatus::DeadlineExceeded: return ErrorCode::DeadlineExceeded;
+        case StreamStatus::IdleTimeout: return ErrorCode::IdleTimeout;
+    }
+    return ErrorCode::InvalidArgument;
+}
+
+/// What a pop returns: a status, the item when `status == Ok`, the producer's error when `Failed`.
+template <class T>
+struct Received {
+    StreamStatus status = StreamStatus::Closed;
+    std::optional<T> value;
+    std::exception_ptr error;  ///< set only for `Failed`
+
+    explicit operator bool() const noexcept { return status == StreamStatus::Ok; }
+    /// True for every status after which nothing more will arrive.
+    [[nodiscard]] bool is_end() const noexcept { return status != StreamStatus::Ok && status != StreamStatus::Timeout; }
+};
+
+struct TokenChannelOptions {
+    std::size_t capacity = 1024;  ///< items buffered before `push` blocks (backpressure); > 0
+};
+
+namespace detail {
+
+/// Holds a clock: by pointer for stateful clocks (ManualClock, which tests keep and advance), or
+/// nothing at all for stateless ones (SteadyClock), so the default needs no clock argument.
+template <Clock C>
+class ClockRef {
+public:
+    static constexpr bool stateless = std::is_empty_v<C> && std::default_initializable<C>;
+
+    ClockRef() noexcept
+        requires stateless
+    = default;
+    explicit ClockRef(const C& clock) noexcept : clock_(&clock) {}
+
+    [[nodiscard]] typename C::time_point now() const {
+        if constexpr (stateless) {
+            return clock_ ? clock_->now() : C{}.now();
+        } else {
+            return clock_->now();
+        }
+    }
+
+private:
+    const C* clock_ = nullptr;
+};
+
+/// `point + by`, clamped to the time_point's range (durations::max() means "no limit").
+template <class TimePoint, class Duration>
+TimePoint saturating_add(TimePoint point, Duration by) noexcept {
+    using D = typename TimePoint::duration;
+    const D max_step = TimePoint::max() - point;
+    if (by >= std::chrono::duration_cast<Duration>(max_step)) return TimePoint::max();
+    return point + std::chrono::duration_cast<D>(by);
+}
+
+}  // namespace detail
+
+/// A bounded, blocking, cancellable FIFO from a producer thread (the model) to a consumer (the
+/// connection). Mutex + two condition variables; a side only notifies the other when it waits, and a
+/// blocked producer is woken only once half the capacity is free again, so a fast pair exchanges
+/// items in batches without a futex call per item.
+template <class T>
+    requires std::movable<T>
+class TokenChannel {
+public:
+    using clock = std::chrono::steady_clock;
+
+    explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity) {
+        if (options.capacity == 0) throw Error(ErrorCode::InvalidArgument, "TokenChannel: capacity must be > 0");
+        ring_.resize(capacity_);
+        producer_wake_free_ = std::max<std::size_t>(1, capacity_ / 2);
+    }
+    TokenChannel(const TokenChannel&) = delete;
+    TokenChannel& operator=(const TokenChannel&) = delete;
+    ~TokenChannel() = default;
+
+    // ---- producer side ----
+
+    /// Enqueues `value`, blocking while the channel is full (backpressure). Returns Ok, or Closed /
+    /// Cancelled without enqueuing; `value` is moved from only on Ok.
+    StreamStatus push(T&& value) { return push_impl(value, nullptr); }
+    StreamStatus push(const T& value)
+        requires std::copy_constructible<T>
+    {
+        T copy(value);
+        return push_impl(copy, nullptr);
+    }
+    /// As `push`, but gives up at `deadline` with `Timeout`.
+    StreamStatus push_until(T&& value, clock::time_point deadline) { return push_impl(value, &deadline); }
+    template <class Rep, class Period>
+    StreamStatus push_for(T&& value, std::chrono::duration<Rep, Period> timeout) {
+        return push_until(std::move(value), detail::saturating_add(clock::now(), timeout));
+    }
+    /// Never blocks: `Timeout` when full.
+    StreamStatus try_push(T&& value) {
+        const clock::time_point past{};
+        return push_impl(value, &past);
+    }
+
+    /// Ends the stream normally: the consumer receives the queued items, then `Closed`. Idempotent;
+    /// later pushes return `Closed`.
+    void close() noexcept { close_impl(nullptr); }
+    /// Ends the stream with an error: the consumer receives the queued items, then `Failed` with it.
+    void close(std::exception_ptr error) noexcept { close_impl(std::move(error)); }
+
+    /// Fires when the consumer cancelled (disconnect, timeout). The producer polls it or registers a
+    /// `std::stop_callback`.
+    [[nodiscard]] std::stop_token stop_token() const noexcept { return stop_.get_token(); }
+    [[nodiscard]] bool stop_requested() const noexcept { return stop_.stop_requested(); }
+
+    // ---- consumer side ----
+
+    /// Waits for the next item. Returns Ok with the item, or Closed, Failed, Cancelled.
+    Received<T> pop() { return pop_impl(nullptr); }
+    /// As `pop`, but returns `Timeout` at `deadline` (the channel stays usable).
+    Received<T> pop_until(clock::time_point deadline) { return pop_impl(&deadline); }
+    template <class Rep, class Period>
+    Received<T> pop_for(std::chrono::duration<Rep, Period> timeout) {
+        return pop_until(detail::saturating_add(clock::now(), timeout));
+    }
+    /// Never blocks: `Timeout` when nothing is queued.
+    Received<T> try_pop() {
+        const clock::time_point past{};
+        return pop_impl(&past);
+    }
+
+    /// Waits for at least one item (or the end, or `deadline`), then moves up to `max_items` queued
+    /// items to the back of `out` under one lock. Returns Ok when it appended any; else the status.
+    StreamStatus pop_batch(std::vector<T>& out, std::size_t max_items,
+                           clock::time_point deadline = clock::time_point::max()) {
+        std::unique_lock lock(mutex_);
+        const StreamStatus status = wait_for_item(lock, deadline == clock::time_point::max() ? nullptr : &deadline);
+        if (status != StreamStatus::Ok) return status;
+        const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, size_);
+        for (std::size_t i = 0; i < take; ++i) out.push_back(take_front());
+        after_take(lock);
+        return StreamStatus::Ok;
+    }
+
+    /// The consumer is gone: requests stop (the producer's `stop_token`), discards queued items and
+    /// wakes every waiter; pushes and pops return `Cancelled` from now on. Idempotent.
+    void cancel() noexcept {
+        {
+            std::lock_guard lock(mutex_);
+            if (cancelled_) return;
+            cancelled_ = true;
+            while (size_ > 0) (void)take_front();
+            not_empty_.notify_all();
+            not_full_.notify_all();
+        }
+        stop_.request_stop();  // outside the lock: stop callbacks run here and may touch the channel
+    }
+
+    /// The items as a generator: ends at `Closed`, rethrows the producer's error at `Failed`, throws
+    /// `Error(Cancelled)` if cancelled. Dropping the generator before the end cancels the channel
+    /// (the consumer went away). The channel must outlive the generator.
+    StreamingGenerator<T> stream() {
+        CancelUnlessDone guard{this};
+        std::vector<T> batch;
+        batch.reserve(stream_batch);
+        for (;;) {
+            batch.clear();
+            const StreamStatus status = pop_batch(batch, stream_batch);
+            if (status == StreamStatus::Ok) {
+                for (T& item : batch) co_yield std::move(item);
+                continue;
+            }
+            guard.done = true;
+            if (status == StreamStatus::Closed) co_return;
+            throw_end(status);
+        }
+    }
+
+    // ---- state ----
+    [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+    [[nodiscard]] std::size_t size() const {
+        std::lock_guard lock(mutex_);
+        return size_;
+    }
+    /// True once `close()` was called (items may still be queued).
+    [[nodiscard]] bool closed() const {
+        std::lock_guard lock(mutex_);
+        return closed_;
+    }
+    [[nodiscard]] bool cancelled() const {
+        std::lock_guard lock(mutex_);
+        return cancelled_;
+    }
+
+private:
+    static constexpr std::size_t stream_batch = 64;
+
+    struct CancelUnlessDone {
+        explicit CancelUnlessDone(TokenChannel* owner) noexcept : channel(owner) {}
+        TokenChannel* channel;
+        bool done = false;
+        CancelUnlessDone(const CancelUnlessDone&) = delete;
+        CancelUnlessDone& operator=(const CancelUnlessDone&) = delete;
+        ~CancelUnlessDone() {
+            if (!done) channel->cancel();
+        }
+    };
+
+    void throw_end(StreamStatus status) {
+        if (status == StreamStatus::Failed) {
+            std::exception_ptr error;
+            {
+                std::lock_guard lock(mutex_);
+                error = error_;
+            }
+            if (error) std::rethrow_exception(error);
+        }
+        throw Error(to_error_code(status), "TokenChannel: stream ended");
+    }
+
+    StreamStatus push_impl(T& value, const clock::time_point* deadline) {
+        std::unique_lock lock(mutex_);
+        while (!cancelled_ && !closed_ && size_ == capacity_) {
+            if (deadline && clock::now() >= *deadline) return StreamStatus::Timeout;
+            ++producers_waiting_;
+            if (deadline) {
+                not_full_.wait_until(lock, *deadline);
+            } else {
+                not_full_.wait(lock);
+            }
+            --producers_waiting_;
+        }
+        if (cancelled_) return StreamStatus::Cancelled;
+        if (closed_) return StreamStatus::Closed;
+        std::size_t tail = head_ + size_;
+        if (tail >= capacity_) tail -= capacity_;
+        ring_[tail].emplace(std::move(value));
+        ++size_;
+        if (consumers_waiting_ > 0) not_empty_.notify_one();
+        return StreamStatus::Ok;
+    }
+
+    void close_impl(std::exception_ptr error) noexcept {
+        std::lock_guard lock(mutex_);
+        if (closed_) return;
+        closed_ = true;
+        error_ = std::move(error);
+        not_empty_.notify_all();
+        not_full_.notify_all();
+    }
+
+    // Invariant (lock held): returns Ok iff size_ > 0 and the channel is not cancelled.
+    StreamStatus wait_for_item(std::unique_lock<std::mutex>& lock, const clock::time_point* deadline) {
+        while (!cancelled_ && size_ == 0 && !closed_) {
+            if (deadline && clock::now() >= *deadline) return StreamStatus::Timeout;
+            ++consumers_waiting_;
+            if (deadline) {
+                not_empty_.wait_until(lock, *deadline);
+            } else {
+                not_empty_.wait(lock);
+            }
+            --consumers_waiting_;
+        }
+        if (cancelled_) return StreamStatus::Cancelled;
+        if (size_ > 0) return StreamStatus::Ok;
+        return error_ ? StreamStatus::Failed : StreamStatus::Closed;
+    }
+
+    Received<T> pop_impl(const clock::time_point* deadline) {
+        std::unique_lock lock(mutex_);
+        Received<T> result;
+        result.status = wait_for_item(lock, deadline);
+        if (result.status == StreamStatus::Ok) {
+            result.value.emplace(take_front());
+            after_take(lock);
+        } else if (result.status == StreamStatus::Failed) {
+            result.error = error_;
+        }
+        return result;
+    }
+
+    T take_front() {
+        std::optional<T>& slot = ring_[head_];
+        T value(std::move(*slot));
+        slot.reset();
+        if (++head_ == capacity_) head_ = 0;
+        --size_;
+        return value;
+    }
+
+    void after_take(std::unique_lock<std::mutex>&) {
+        // Hysteresis: wake a blocked producer once half the ring is free, not for every slot.
+        if (producers_waiting_ > 0 && capacity_ - size_ >= producer_wake_free_) not_full_.notify_all();
+    }
+
+    const std::size_t capacity_;
+    std::size_t producer_wake_free_ = 1;
+    mutable std::mutex mutex_;
+    std::condition_variable not_empty_;
+    std::condition_variable not_full_;
+    std::vector<std::optional<T>> ring_;  // [head_, head_ + size_) mod capacity_ hold items
+    std::size_t head_ = 0;
+    std::size_t size_ = 0;
+    std::size_t producers_waiting_ = 0;
+    std::size_t consumers_waiting_ = 0;
+    bool closed_ = false;
+    bool cancelled_ = false;
+    std::exception_ptr error_;
+    std::stop_source stop_;
+};
+
+/// Limits for a `TimedReceiver`. Every value must be > 0; `max()` means no limit.
+struct StreamTimeouts {
+    std::chrono::nanoseconds total = std::chrono::nanoseconds::max();       ///< overall deadline, from construction
+    std::chrono::nanoseconds first_item = std::chrono::nanoseconds::max();  ///< wait for the first item (TTFT)
+    std::chrono::nanoseconds idle = std::chrono::nanoseconds::max();        ///< gap between two items
+};
+
+/// The consumer's side of a channel with an overall deadline and idle timeouts — what the seed's
+/// `stream_with_timeout` meant, done right: on expiry the consumer receives a distinct
+/// `DeadlineExceeded` / `IdleTimeout` status (not an in-band marker), the channel is cancelled so the
+/// producer is told to stop, and no wait lasts past the deadline.
+///
+/// Time is read from the injected clock `C`; the blocking wait lasts at most the remaining time by
+/// that clock (as steady_clock time). An item that arrives when the clock is already past a limit is
+/// not delivered: the limit is reported instead. Dropping the receiver before the end cancels.
+/// Owned by one consumer thread.
+template <class T, Clock C = SteadyClock>
+class TimedReceiver {
+public:
+    using time_point = typename C::time_point;
+
+    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts)
+        requires detail::ClockRef<C>::stateless
+        : TimedReceiver(channel, timeouts, detail::ClockRef<C>{}) {}
+    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, const C& clock)
+        : TimedReceiver(channel, timeouts, detail::ClockRef<C>{clock}) {}
+    TimedReceiver(const TimedReceiver&) = delete;
+    TimedReceiver& operator=(const TimedReceiver&) = delete;
+    ~TimedReceiver() {
+        if (!end_) channel_->cancel();  // the consumer left early: stop the producer
+    }
+
+    /// The next item (Ok) or the end: Closed, Failed, Cancelled, DeadlineExceeded, IdleTimeout. After
+    /// the end, returns the same status again.
+    Received<T> next() {
+        for (;;) {
+            if (end_) return Received<T>{*end_, std::nullopt, error_};
+            const time_point now = clock_.now();
+            time_point limit = deadline_;
+            StreamStatus kind = StreamStatus::DeadlineExceeded;
+            const time_point gap_limit = detail::saturating_add(last_, received_any_ ? timeouts_.idle : timeouts_.first_item);
+            if (gap_limit < limit) {
+                limit = gap_limit;
+                kind = StreamStatus::IdleTimeout;
+            }
+            if (now >= limit) return expire(kind);
+
+            // Wait at most the remaining time (clamped so a "no limit" never overflows steady_clock).
+            const auto remaining = std::min<std::chrono::nanoseconds>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(limit - now), max_single_wait);
+            Received<T> got = channel_->pop_for(remaining);
+            switch (got.status) {
+                case StreamStatus::Ok: {
+                    const time_point arrived = clock_.now();
+                    if (arrived > limit) return expire(kind);
+                    last_ = arrived;
+                    received_any_ = true;
+                    return got;
+                }
+                case StreamStatus::Timeout: continue;  // re-read the clock: expired, or a clamped wait
+                default:
+                    end_ = got.status;
+                    error_ = got.error;
+                    return got;
+            }
+        }
+    }
+
+    /// Every item as an Ok event, then exactly one end event (Closed included).
+    StreamingGenerator<Received<T>> events() {
+        for (;;) {
+            Received<T> event = next();
+            const bool last = event.is_end();
+            co_yield std::move(event);
+            if (last) co_return;
+        }
+    }
+
+    /// The items; ends at Closed; rethrows the producer's error; throws Error(DeadlineExceeded),
+    /// Error(IdleTimeout) or Error(Cancelled) for those ends.
+    StreamingGenerator<T> values() {
+        for (;;) {
+            Received<T> event = next();
+            if (event.status == StreamStatus::Ok) {
+                co_yield std::move(*event.value);
+                continue;
+            }
+            if (event.status == StreamStatus::Closed) co_return;
+            if (event.status == StreamStatus::Failed && event.error) std::rethrow_exception(event.error);
+            throw Error(to_error_code(event.status), fmt_end(event.status));
+        }
+    }
+
+    [[nodiscard]] time_point deadline() const noexcept { return deadline_; }
+    /// The end status once reached (nullopt while the stream runs).
+    [[nodiscard]] std::optional<StreamStatus> end_status() const noexcept { return end_; }
+
+private:
+    static constexpr std::chrono::nanoseconds max_single_wait = std::chrono::hours(24);
+
+    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, detail::ClockRef<C> clock)
+        : channel_(&channel), timeouts_(timeouts), clock_(clock) {
+        if (timeouts.total <= std::chrono::nanoseconds::zero() || timeouts.idle <= std::chrono::nanoseconds::zero() ||
+            timeouts.first_item <= std::chrono::nanoseconds::zero()) {
+            throw Error(ErrorCode::InvalidArgument, "StreamTimeouts: total, first_item and idle must be > 0");
+        }
+        last_ = clock_.now();
+        deadline_ = detail::saturating_add(last_, timeouts.total);
+    }
+
+    static std::string fmt_end(StreamStatus status) {
+        return std::string("stream ended: ") + std::string(to_string(status));
+    }
+
+    Received<T> expire(StreamStatus kind) {
+        end_ = kind;
+        channel_->cancel();  // the producer's stop_token fires; a blocked push returns Cancelled
+        return Received<T>{kind, std::nullopt, nullptr};
+    }
+
+    TokenChannel<T>* channel_;
+    StreamTimeouts timeouts_;
+    detail::ClockRef<C> clock_;
+    time_point deadline_{};
+    time_point last_{};  // construction time, then the arrival of the latest item
+    bool received_any_ = false;
+    std::optional<StreamStatus> end_;
+    std::exception_ptr error_;
+};
+
+template <class T>
+TimedReceiver(TokenChannel<T>&, StreamTimeouts) -> TimedReceiver<T, SteadyClock>;
+template <class T, Clock C>
+TimedReceiver(TokenChannel<T>&, StreamTimeouts, const C&) -> TimedReceiver<T, C>;
+
+namespace detail {
+template <class View>
+StreamingGenerator<std::string_view> utf8_chunks_impl(View tokens) {
+    utf8::Assembler assembler;
+    for (auto&& token : tokens) {
+        const std::string_view chunk = assembler.push(std::string_view(token));
+        if (!chunk.empty()) co_yield std::string_view(chunk);
+    }
+    const std::string_view tail = assembler.finish();
+    if (!tail.empty()) co_yield std::string_view(tail);
+}
+}  // namespace detail
+
+/// Re-chunks byte-level tokens into text of whole code points: a character split across tokens is
+/// held until its last byte arrives; ill-formed bytes become U+FFFD; an incomplete tail at the end is
+/// flushed as U+FFFD. Empty chunks are skipped. Each view is valid until the generator resumes.
+/// An lvalue range is referenced (keep it alive); an rvalue (e.g. a generator) is moved in.
+template <std::ranges::viewable_range R>
+    requires std::ranges::input_range<R> && std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>
+StreamingGenerator<std::string_view> utf8_chunks(R&& tokens) {
+    return detail::utf8_chunks_impl(std::views::all(std::forward<R>(tokens)));
+}
+
+/// A summary of one stream's timing.
+struct StreamStats {
+    std::size_t tokens = 0;
+    std::optional<std::chrono::nanoseconds> time_to_first_token;  ///< nullopt: no token arrived
+    std::chrono::nanoseconds total{0};                             ///< start to finish (or to now)
+    double tokens_per_second = 0;         ///< tokens / total
+    double decode_tokens_per_second = 0;  ///< (tokens - 1) / (last arrival - first arrival)
+    std::chrono::nanoseconds inter_token_p50{0};
+    std::chrono::nanoseconds inter_token_p90{0};
+    std::chrono::nanoseconds inter_token_p99{0};
+    std::chrono::nanoseconds inter_token_max{0};
+};
+
+/// Measures one stream: time to first token, inter-token latencies (percentiles), tokens per second
+/// and totals, read from an injectable clock. Owned by one thread; not thread-safe.
+///
+///     llmfast::StreamMetrics metrics;   // starts now (the request was sent)
+///     for (auto text : stream) { metrics.record_token(); send(text); }
+///     metrics.finish();
+///     StreamStats s = metrics.stats();  // s.time_to_first_token, s.inter_token_p99, ...
+template <Clock C = SteadyClock>
+class StreamMetrics {
+public:
+    using time_point = typename C::time_point;
+
+    StreamMetrics()
+        requires detail::ClockRef<C>::stateless
+    {
+        start();
+    }
+    explicit StreamMetrics(const C& clock) : clock_(clock) { start(); }
+
+    /// (Re)starts the measurement now, forgetting everything recorded.
+    void start() {
+        start_ = clock_.now();
+        has_first_ = false;
+        first_ = start_;
+        last_ = start_;
+        has_finish_ = false;
+        finish_ = start_;
+        tokens_ = 0;
+        gaps_.clear();
+    }
+
+    /// `count` tokens arrived now (one arrival; its gap to the previous arrival is one sample).
+    void record_token(std::size_t count = 1) {
+        const time_point now = clock_.now();
+        if (has_first_) {
+            gaps_.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_));
+        } else {
+            has_first_ = true;
+            first_ = now;
+        }
+        last_ = now;
+        tokens_ += count;
+    }
+
+    /// The stream ended now (later calls keep the first end).
+    void finish() {
+        if (!has_finish_) {
+            has_finish_ = true;
+            finish_ = clock_.now();
+        }
+    }
+
+    [[nodiscard]] std::size_t token_count() const noexcept { return tokens_; }
+    [[nodiscard]] std::optional<std::chrono::nanoseconds> time_to_first_token() const {
+        if (!has_first_) return std::nullopt;
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(first_ - start_);
+    }
+    /// Start to finish, or to now while the stream runs.
+    [[nodiscard]] std::chrono::nanoseconds elapsed() const {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>((has_finish_ ? finish_ : clock_.now()) - start_);
+    }
+    /// Nearest-rank percentile (0..100) of the gaps between arrivals; zero with fewer than 2 arrivals.
+    [[nodiscard]] std::chrono::nanoseconds inter_token_percentile(double percent) const {
+        if (gaps_.empty()) return std::chrono::nanoseconds{0};
+        std::vector<std::chrono::nanoseconds> sorted = gaps_;
+        std::sort(sorted.begin(), sorted.end());
+        return sorted[rank(percent, sorted.size())];
+    }
+    [[nodiscard]] const std::vector<std::chrono::nanoseconds>& inter_token_gaps() const noexcept { return gaps_; }
+
+    [[nodiscard]] StreamStats stats() const {
+        StreamStats s;
+        s.tokens = tokens_;
+        s.time_to_first_token = time_to_first_token();
+        s.total = elapsed();
+        if (s.total.count() > 0) s.tokens_per_second = static_cast<double>(tokens_) / seconds(s.total);
+        if (has_first_ && last_ > first_ && tokens_ > 1) {
+            s.decode_tokens_per_second = static_cast<double>(tokens_ - 1) /
+                                         seconds(std::chrono::duration_cast<std::chrono::nanoseconds>(last_ - first_));
+        }
+        if (!gaps_.empty()) {
+            std::vector<std::chrono::nanoseconds> sorted = gaps_;
+            std::sort(sorted.begin(), sorted.end());
+            s.inter_token_p50 = sorted[rank(50, sorted.size())];
+            s.inter_token_p90 = sorted[rank(90, sorted.size())];
+            s.inter_token_p99 = sorted[rank(99, sorted.size())];
+            s.inter_token_max = sorted.back();
+        }
+        return s;
+    }
+
+private:
+    static double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+    // Nearest rank: the smallest sample with at least `percent` % of the samples <= it.
+    static std::size_t rank(double percent, std::size_t n) {
+        const double clamped = std::clamp(percent, 0.0, 100.0);
+        const auto r = static_cast<std::size_t>(std::ceil(clamped / 100.0 * static_cast<double>(n)));
+        return r == 0 ? 0 : std::min(r, n) - 1;
+    }
+
+    detail::ClockRef<C> clock_;
+    time_point start_{};
+    // Plain flags, not std::optional<time_point>: g++ 12 warns maybe-uninitialized through optional.
+    bool has_first_ = false;
+    time_point first_{};
+    time_point last_{};
+    bool has_finish_ = false;
+    time_point finish_{};
+    std::size_t tokens_ = 0;
+    std::vector<std::chrono::nanoseconds> gaps_;
+};
+
+template <Clock C>
+StreamMetrics(const C&) -> StreamMetrics<C>;
+
+}  // namespace llmfast

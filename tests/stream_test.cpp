@@ -1,0 +1,461 @@
+#include <llmfast/stream.hpp>
+
+#include "catch.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using llmfast::ErrorCode;
+using llmfast::ManualClock;
+using llmfast::Received;
+using llmfast::StreamStatus;
+using llmfast::TimedReceiver;
+using llmfast::TokenChannel;
+
+namespace {
+
+// Blocks the calling thread until the stop token fires (a model that stalls until told to stop).
+void wait_for_stop(std::stop_token token) {
+    std::mutex mutex;
+    std::condition_variable_any cv;
+    std::unique_lock lock(mutex);
+    cv.wait(lock, token, [] { return false; });
+}
+
+ErrorCode code_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const llmfast::Error& e) {
+        return e.code();
+    }
+    return ErrorCode::Ok;
+}
+
+}  // namespace
+
+TEST_CASE("options are validated at construction", "[channel]") {
+    CHECK(code_of([] { TokenChannel<int> channel({.capacity = 0}); }) == ErrorCode::InvalidArgument);
+    TokenChannel<int> channel;
+    CHECK(channel.capacity() == 1024);
+    CHECK(code_of([&] { TimedReceiver receiver(channel, {.total = 0s}); }) == ErrorCode::InvalidArgument);
+    CHECK(code_of([&] { TimedReceiver receiver(channel, {.idle = -1ms}); }) == ErrorCode::InvalidArgument);
+    CHECK(code_of([&] { TimedReceiver receiver(channel, {.first_item = 0ms}); }) == ErrorCode::InvalidArgument);
+    CHECK(llmfast::to_string(StreamStatus::IdleTimeout) == "IdleTimeout");
+    CHECK(llmfast::to_error_code(StreamStatus::DeadlineExceeded) == ErrorCode::DeadlineExceeded);
+}
+
+TEST_CASE("a channel is a bounded FIFO that drains before reporting its end", "[channel]") {
+    TokenChannel<std::string> channel({.capacity = 3});
+    CHECK(channel.try_push("a") == StreamStatus::Ok);
+    const std::string b = "b";
+    CHECK(channel.push(b) == StreamStatus::Ok);  // a copy of an lvalue
+    CHECK(channel.push("c") == StreamStatus::Ok);
+    CHECK(channel.size() == 3);
+    CHECK(channel.try_push("d") == StreamStatus::Timeout);  // full: backpressure
+    CHECK(channel.push_until("d", std::chrono::steady_clock::now()) == StreamStatus::Timeout);
+    CHECK(channel.push_for("d", 1ms) == StreamStatus::Timeout);
+
+    Received<std::string> first = channel.try_pop();
+    REQUIRE(first);
+    CHECK(*first.value == "a");
+    CHECK(channel.push("d") == StreamStatus::Ok);  // the ring wraps around
+
+    SECTION("close: queued items, then Closed, forever") {
+        channel.close();
+        CHECK(channel.closed());
+        CHECK(channel.push("e") == StreamStatus::Closed);
+        std::vector<std::string> rest;
+        for (Received<std::string> r = channel.pop(); r; r = channel.pop()) rest.push_back(*r.value);
+        CHECK(rest == std::vector<std::string>{"b", "c", "d"});
+        CHECK(channel.pop().status == StreamStatus::Closed);
+        CHECK(channel.try_pop().status == StreamStatus::Closed);
+        CHECK(channel.pop().is_end());
+    }
+    SECTION("close(error): queued items, then Failed with the error") {
+        channel.close(std::make_exception_ptr(std::runtime_error("model crashed")));
+        channel.close();  // idempotent: the first close wins
+        std::vector<std::string> out;
+        std::vector<std::string> batch;
+        while (channel.pop_batch(batch, 2) == StreamStatus::Ok) out.insert(out.end(), batch.begin(), batch.end()), batch.clear();
+        CHECK(out == std::vector<std::string>{"b", "c", "d"});
+        Received<std::string> end = channel.pop();
+        CHECK(end.status == StreamStatus::Failed);
+        REQUIRE(end.error);
+        CHECK_THROWS_AS(std::rethrow_exception(end.error), std::runtime_error);
+    }
+    SECTION("cancel: stop requested, queue dropped, both sides see Cancelled") {
+        int callbacks = 0;
+        std::stop_callback on_stop(channel.stop_token(), [&] { ++callbacks; });
+        CHECK_FALSE(channel.stop_requested());
+        channel.cancel();
+        channel.cancel();
+        CHECK(callbacks == 1);
+        CHECK(channel.stop_requested());
+        CHECK(channel.cancelled());
+        CHECK(channel.size() == 0);
+        CHECK(channel.push("e") == StreamStatus::Cancelled);
+        CHECK(channel.pop().status == StreamStatus::Cancelled);
+    }
+}
+
+TEST_CASE("pop with a deadline returns Timeout and the channel stays usable", "[channel]") {
+    TokenChannel<int> channel({.capacity = 2});
+    CHECK(channel.pop_until(std::chrono::steady_clock::now() - 1s).status == StreamStatus::Timeout);
+    CHECK(channel.pop_for(2ms).status == StreamStatus::Timeout);
+    CHECK(channel.try_pop().status == StreamStatus::Timeout);
+    CHECK_FALSE(channel.try_pop().is_end());
+    std::vector<int> batch;
+    CHECK(channel.pop_batch(batch, 4, std::chrono::steady_clock::now()) == StreamStatus::Timeout);
+    CHECK(channel.push(7) == StreamStatus::Ok);
+    Received<int> r = channel.pop_for(1h);
+    REQUIRE(r);
+    CHECK(*r.value == 7);
+}
+
+TEST_CASE("two threads: order kept under backpressure, every item delivered once", "[channel]") {
+    constexpr int count = 20000;
+    for (std::size_t capacity : {std::size_t{1}, std::size_t{3}, std::size_t{64}}) {
+        TokenChannel<std::unique_ptr<int>> channel({.capacity = capacity});
+        std::atomic<int> push_failures{0};  // Catch2 assertions are not thread-safe: count, check later
+        std::jthread producer([&] {
+            for (int i = 0; i < count; ++i) {
+                if (channel.push(std::make_unique<int>(i)) != StreamStatus::Ok) push_failures.fetch_add(1);
+            }
+            channel.close();
+        });
+        int expected = 0;
+        bool in_order = true;
+        std::vector<std::unique_ptr<int>> batch;
+        for (;;) {
+            if (expected % 2 == 0) {
+                Received<std::unique_ptr<int>> r = channel.pop();
+                if (!r) break;
+                in_order = in_order && **r.value == expected;
+                ++expected;
+            } else {
+                batch.clear();
+                if (channel.pop_batch(batch, 5) != StreamStatus::Ok) break;
+                for (auto& p : batch) in_order = in_order && *p == expected++;
+            }
+        }
+        producer.join();
+        CHECK(push_failures.load() == 0);
+        CHECK(in_order);
+        CHECK(expected == count);
+    }
+}
+
+TEST_CASE("a producer blocked by backpressure is released by cancel", "[channel]") {
+    TokenChannel<int> channel({.capacity = 2});
+    std::atomic<int> pushed{0};
+    StreamStatus last = StreamStatus::Ok;
+    std::thread producer([&] {
+        for (;;) {
+            last = channel.push(1);
+            if (last != StreamStatus::Ok) return;
+            pushed.fetch_add(1);
+        }
+    });
+    while (pushed.load() < 2) std::this_thread::yield();  // the ring is full; the producer blocks
+    channel.cancel();  // the consumer disconnects
+    producer.join();
+    CHECK(last == StreamStatus::Cancelled);
+    CHECK(pushed.load() == 2);
+}
+
+TEST_CASE("stream(): a generator view over the channel", "[channel]") {
+    SECTION("all items, then the end") {
+        TokenChannel<int> channel({.capacity = 8});
+        std::jthread producer([&] {
+            for (int i = 0; i < 1000; ++i) (void)channel.push(std::move(i));
+            channel.close();
+        });
+        long long sum = 0;
+        int n = 0;
+        for (int v : channel.stream()) sum += v, ++n;
+        CHECK(n == 1000);
+        CHECK(sum == 999LL * 1000 / 2);
+        CHECK_FALSE(channel.stop_requested());
+    }
+    SECTION("the producer's error is rethrown after the items") {
+        TokenChannel<int> channel;
+        (void)channel.push(1);
+        channel.close(std::make_exception_ptr(std::out_of_range("boom")));
+        std::vector<int> seen;
+        CHECK_THROWS_AS(
+            [&] {
+                for (int v : channel.stream()) seen.push_back(v);
+            }(),
+            std::out_of_range);
+        CHECK(seen == std::vector<int>{1});
+    }
+    SECTION("cancellation from elsewhere throws Error(Cancelled)") {
+        TokenChannel<int> channel;
+        channel.cancel();
+        CHECK(code_of([&] {
+                  for (int v : channel.stream()) (void)v;
+              }) == ErrorCode::Cancelled);
+    }
+    SECTION("a consumer that stops early cancels the producer") {
+        TokenChannel<int> channel({.capacity = 4});
+        bool producer_saw_stop = false;
+        std::thread producer([&] {
+            for (int i = 0;; ++i) {
+                if (channel.push(std::move(i)) != StreamStatus::Ok) break;
+            }
+            producer_saw_stop = channel.stop_token().stop_requested();
+        });
+        int taken = 0;
+        for (int v : channel.stream()) {
+            (void)v;
+            if (++taken == 10) break;  // the client disconnects
+        }
+        producer.join();
+        CHECK(producer_saw_stop);
+    }
+}
+
+TEST_CASE("TimedReceiver passes items and ends through", "[timeout]") {
+    ManualClock clock;
+    TokenChannel<int> channel;
+    (void)channel.push(1);
+    (void)channel.push(2);
+    channel.close();
+    TimedReceiver receiver(channel, {.total = 10s, .idle = 1s}, clock);
+    CHECK(*receiver.next().value == 1);
+    CHECK(*receiver.next().value == 2);
+    CHECK(receiver.next().status == StreamStatus::Closed);
+    CHECK(receiver.next().status == StreamStatus::Closed);  // sticky
+    CHECK(receiver.end_status() == StreamStatus::Closed);
+}
+
+TEST_CASE("TimedReceiver: overall deadline", "[timeout]") {
+    ManualClock clock;
+    TokenChannel<int> channel;
+    TimedReceiver receiver(channel, {.total = 5s, .idle = 2s}, clock);
+    CHECK(receiver.deadline() == ManualClock::time_point(5s));
+    // Tokens every second: the idle timeout never fires, the total deadline does.
+    int delivered = 0;
+    StreamStatus end = StreamStatus::Ok;
+    for (int i = 0; i < 10; ++i) {
+        if (channel.push(std::move(i)) != StreamStatus::Ok) break;
+        Received<int> r = receiver.next();
+        if (!r) {
+            end = r.status;
+            break;
+        }
+        ++delivered;
+        clock.advance(1s);
+    }
+    CHECK(end == StreamStatus::DeadlineExceeded);
+    CHECK(delivered == 5);                       // at t = 0, 1, 2, 3, 4
+    CHECK(channel.stop_requested());             // the producer was told to stop
+    CHECK(channel.push(99) == StreamStatus::Cancelled);
+    CHECK(receiver.next().status == StreamStatus::DeadlineExceeded);
+}
+
+TEST_CASE("TimedReceiver: idle and first-item timeouts", "[timeout]") {
+    ManualClock clock;
+    TokenChannel<int> channel;
+    SECTION("a gap longer than idle ends the stream with IdleTimeout") {
+        TimedReceiver receiver(channel, {.idle = 100ms}, clock);
+        clock.advance(10s);  // no first_item limit: a slow prefill is fine
+        (void)channel.push(1);
+        CHECK(receiver.next());
+        clock.advance(100ms);
+        (void)channel.push(2);  // too late: the gap already reached the idle timeout
+        CHECK(receiver.next().status == StreamStatus::IdleTimeout);
+        CHECK(channel.stop_requested());
+    }
+    SECTION("an item that arrives while waiting, but after the limit, is not delivered") {
+        TimedReceiver receiver(channel, {.idle = 1h}, clock);
+        (void)channel.push(1);
+        CHECK(receiver.next());
+        std::jthread producer([&] {
+            clock.advance(2h);  // the model stalls (by the injected clock) ...
+            (void)channel.push(2);  // ... then emits
+        });
+        CHECK(receiver.next().status == StreamStatus::IdleTimeout);
+    }
+    SECTION("first_item bounds the wait for the first token") {
+        TimedReceiver receiver(channel, {.first_item = 3s, .idle = 100ms}, clock);
+        clock.advance(3s);
+        CHECK(receiver.next().status == StreamStatus::IdleTimeout);
+    }
+    SECTION("values() throws the distinct timeout error") {
+        TimedReceiver receiver(channel, {.total = 1s}, clock);
+        (void)channel.push(1);
+        std::vector<int> seen;
+        CHECK(code_of([&] {
+                  for (int v : receiver.values()) {
+                      seen.push_back(v);
+                      clock.advance(1s);
+                  }
+              }) == ErrorCode::DeadlineExceeded);
+        CHECK(seen == std::vector<int>{1});
+    }
+    SECTION("events() yields the items and exactly one end event") {
+        TimedReceiver receiver(channel, {.idle = 1s}, clock);
+        (void)channel.push(1);
+        std::vector<StreamStatus> statuses;
+        std::vector<int> values;
+        for (auto&& event : receiver.events()) {
+            statuses.push_back(event.status);
+            if (!event) continue;  // the end event is the last one the generator yields
+            values.push_back(*event.value);
+            if (*event.value < 3) {
+                (void)channel.push(*event.value + 1);
+                clock.advance(600ms);  // within idle
+            } else {
+                clock.advance(2s);  // the model stalls
+            }
+        }
+        CHECK(values == std::vector<int>{1, 2, 3});
+        CHECK(statuses == std::vector<StreamStatus>{StreamStatus::Ok, StreamStatus::Ok, StreamStatus::Ok,
+                                                    StreamStatus::IdleTimeout});
+    }
+}
+
+TEST_CASE("a receiver dropped before the end cancels the producer", "[timeout]") {
+    TokenChannel<int> channel;
+    {
+        TimedReceiver receiver(channel, {.total = 1h});
+        (void)channel.push(1);
+        CHECK(receiver.next());
+    }
+    CHECK(channel.stop_requested());
+    TokenChannel<int> finished;
+    finished.close();
+    {
+        TimedReceiver receiver(finished, {.total = 1h});
+        CHECK(receiver.next().status == StreamStatus::Closed);
+    }
+    CHECK_FALSE(finished.stop_requested());  // a stream that ended normally is not cancelled
+}
+
+TEST_CASE("end to end: a stalled producer is stopped at the deadline (real clock)", "[timeout][e2e]") {
+    for (const bool idle : {false, true}) {
+        TokenChannel<std::string> channel({.capacity = 4});
+        std::atomic<bool> producer_stopped{false};
+        std::jthread model([&] {
+            (void)channel.push("first");
+            wait_for_stop(channel.stop_token());  // stalls until told to stop
+            producer_stopped = true;
+        });
+        const auto started = std::chrono::steady_clock::now();
+        llmfast::StreamTimeouts limits;
+        if (idle) {
+            limits.idle = 50ms;
+        } else {
+            limits.total = 100ms;
+        }
+        TimedReceiver receiver(channel, limits);
+        std::vector<std::string> got;
+        StreamStatus end = StreamStatus::Ok;
+        for (auto&& event : receiver.events()) {
+            if (event) {
+                got.push_back(*event.value);
+            } else {
+                end = event.status;
+            }
+        }
+        model.join();
+        const auto waited = std::chrono::steady_clock::now() - started;
+        CHECK(got == std::vector<std::string>{"first"});
+        CHECK(end == (idle ? StreamStatus::IdleTimeout : StreamStatus::DeadlineExceeded));
+        CHECK(producer_stopped);
+        CHECK(waited < 10s);  // generous: the point is that it returns at all
+    }
+}
+
+TEST_CASE("utf8_chunks: characters split at every byte position come out whole", "[utf8]") {
+    // 1-, 2-, 3- and 4-byte characters: "a", "é", "中", "文", U+1F600.
+    const std::string text = "a\xC3\xA9\xE4\xB8\xAD\xE6\x96\x87\xF0\x9F\x98\x80z";
+    for (std::size_t i = 0; i <= text.size(); ++i) {
+        for (std::size_t j = i; j <= text.size(); ++j) {
+            const std::vector<std::string> tokens = {text.substr(0, i), text.substr(i, j - i), text.substr(j)};
+            std::string joined;
+            bool all_valid = true;
+            for (std::string_view chunk : llmfast::utf8_chunks(tokens)) {
+                all_valid = all_valid && llmfast::utf8::is_valid(chunk) && !chunk.empty();
+                joined += chunk;
+            }
+            CHECK(all_valid);
+            CHECK(joined == text);
+        }
+    }
+    // One byte per token: every chunk is one whole character.
+    std::vector<std::string> bytes;
+    for (char c : text) bytes.emplace_back(1, c);
+    std::vector<std::string> chunks;
+    for (std::string_view chunk : llmfast::utf8_chunks(bytes)) chunks.emplace_back(chunk);
+    CHECK(chunks == std::vector<std::string>{"a", "\xC3\xA9", "\xE4\xB8\xAD", "\xE6\x96\x87", "\xF0\x9F\x98\x80", "z"});
+}
+
+TEST_CASE("utf8_chunks: a dangling tail and ill-formed bytes become U+FFFD", "[utf8]") {
+    const std::vector<std::string_view> tokens = {"ok", "\xFF", "\xE4\xB8"};
+    std::string joined;
+    for (std::string_view chunk : llmfast::utf8_chunks(tokens)) joined += chunk;
+    CHECK(joined == "ok\xEF\xBF\xBD\xEF\xBF\xBD");
+
+    // Over a channel's generator (an rvalue range is moved in).
+    TokenChannel<std::string> channel;
+    (void)channel.push("\xE4");
+    (void)channel.push("\xBD\xA0\xE5\xA5");
+    (void)channel.push("\xBD");
+    channel.close();
+    std::vector<std::string> out;
+    for (std::string_view chunk : llmfast::utf8_chunks(channel.stream())) out.emplace_back(chunk);
+    CHECK(out == std::vector<std::string>{"\xE4\xBD\xA0", "\xE5\xA5\xBD"});
+}
+
+TEST_CASE("StreamMetrics: TTFT, inter-token percentiles, rates", "[metrics]") {
+    ManualClock clock;
+    llmfast::StreamMetrics metrics(clock);
+    CHECK_FALSE(metrics.time_to_first_token());
+    CHECK(metrics.inter_token_percentile(50) == 0ns);
+    clock.advance(200ms);
+    metrics.record_token();
+    for (int gap_ms = 10; gap_ms <= 100; gap_ms += 10) {  // gaps 10, 20, ..., 100 ms
+        clock.advance(std::chrono::milliseconds(gap_ms));
+        metrics.record_token();
+    }
+    clock.advance(250ms);
+    metrics.finish();
+    clock.advance(1h);  // after finish: no effect
+    const llmfast::StreamStats s = metrics.stats();
+    CHECK(s.tokens == 11);
+    REQUIRE(s.time_to_first_token);
+    CHECK(*s.time_to_first_token == 200ms);
+    CHECK(s.total == 200ms + 550ms + 250ms);
+    CHECK(s.tokens_per_second == Approx(11.0));
+    CHECK(s.decode_tokens_per_second == Approx(10.0 / 0.55));
+    CHECK(s.inter_token_p50 == 50ms);
+    CHECK(s.inter_token_p90 == 90ms);
+    CHECK(s.inter_token_p99 == 100ms);
+    CHECK(s.inter_token_max == 100ms);
+    CHECK(metrics.inter_token_percentile(0) == 10ms);
+    CHECK(metrics.inter_token_percentile(100) == 100ms);
+    CHECK(metrics.inter_token_gaps().size() == 10);
+
+    metrics.start();
+    metrics.record_token(5);  // one arrival carrying 5 tokens
+    CHECK(metrics.token_count() == 5);
+    CHECK(metrics.time_to_first_token() == 0ns);
+    CHECK(metrics.inter_token_gaps().empty());
+
+    llmfast::StreamMetrics steady;  // the default clock needs no argument
+    steady.record_token();
+    CHECK(steady.token_count() == 1);
+}
