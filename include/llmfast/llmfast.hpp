@@ -13,3 +13,4 @@
 #include <llmfast/clock.hpp>
 #include <llmfast/utf8.hpp>
 #include <llmfast/tokens.hpp>
+#include <llmfast/batcher.hpp>
