@@ -14,3 +14,6 @@
 #include <llmfast/utf8.hpp>
 #include <llmfast/tokens.hpp>
 #include <llmfast/batcher.hpp>
+#include <llmfast/embedder.hpp>
+#include <llmfast/vector_index.hpp>
+#include <llmfast/semantic_cache.hpp>

@@ -1,0 +1,316 @@
+// llmfast/vector_index.hpp — the `VectorIndex` concept and `FlatIndex`, exact nearest-neighbour search.
+//
+// The semantic cache keeps one index per scope and asks it for the entries most similar to a query
+// vector. Similarity is the inner product, which is the cosine for the L2-normalized vectors the cache
+// stores. `FlatIndex` keeps all vectors in one contiguous array and scans it with loops the compiler
+// vectorizes: exact, and faster than a graph index up to ~100k vectors per scope. For millions use
+// `HnswIndex` (llmfast/hnsw_index.hpp, needs hnswlib).
+//
+//     llmfast::FlatIndex index(384);                      // or FlatIndex(384, {.storage = Int8})
+//     index.add(42, vector);                              // ids are the caller's; add replaces
+//     for (auto hit : index.search(query, 3)) use(hit.id, hit.score);
+//     index.remove(42);                                   // O(1): swaps with the last row
+//
+// FlatIndex storage: Float32 (4 bytes per dimension) or Int8 (symmetric scalar quantization with a
+// per-vector scale: a quarter of the memory; scores are approximate, see the cache benchmark for the
+// recall it costs).
+//
+// Thread-safety: not synchronized. Concurrent `search` calls on a const index are safe; `add` and
+// `remove` need exclusive access (SemanticCache holds a reader/writer lock per scope).
+//
+// Errors: the constructor throws Error(InvalidArgument) for dimension 0; `add` and `search` throw
+// Error(InvalidArgument) when the vector's size differs from `dimension()`.
+#pragma once
+
+#include <llmfast/error.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace llmfast {
+
+/// One search result: the id given to `add` and its similarity (inner product) to the query.
+struct SearchHit {
+    std::uint64_t id = 0;
+    float score = 0;
+};
+
+/// An index of vectors under caller-chosen 64-bit ids. `add` inserts or replaces, `remove` returns
+/// whether the id was present, `search(query, k)` returns up to k hits, best (highest score) first.
+/// The cache constructs indexes itself, so a model also needs `typename I::Options` and a constructor
+/// `I(std::size_t dimension, const typename I::Options&)`.
+template <class I>
+concept VectorIndex = requires(I& index, const I& const_index, std::uint64_t id, std::span<const float> vector,
+                               std::size_t k) {
+    typename I::Options;
+    requires std::constructible_from<I, std::size_t, const typename I::Options&>;
+    { const_index.dimension() } -> std::convertible_to<std::size_t>;
+    { const_index.size() } -> std::convertible_to<std::size_t>;
+    index.add(id, vector);
+    { index.remove(id) } -> std::convertible_to<bool>;
+    { const_index.search(vector, k) } -> std::same_as<std::vector<SearchHit>>;
+};
+
+namespace detail {
+
+/// Keeps the best `k` hits seen so far, sorted best first. `k` is small (the cache asks for a
+/// handful), so insertion into a short sorted array beats a heap.
+class TopK {
+public:
+    explicit TopK(std::size_t k) : k_(k) { hits_.reserve(k); }
+
+    [[nodiscard]] float threshold() const noexcept {
+        return hits_.size() < k_ ? -std::numeric_limits<float>::infinity() : hits_.back().score;
+    }
+    void push(std::uint64_t id, float score) {
+        if (k_ == 0) return;
+        if (hits_.size() == k_) {
+            if (!(score > hits_.back().score)) return;
+            hits_.pop_back();
+        }
+        auto at = std::upper_bound(hits_.begin(), hits_.end(), score,
+                                   [](float s, const SearchHit& hit) { return s > hit.score; });
+        hits_.insert(at, SearchHit{id, score});
+    }
+    std::vector<SearchHit> take() && { return std::move(hits_); }
+
+private:
+    std::size_t k_;
+    std::vector<SearchHit> hits_;
+};
+
+// Rows are padded to a multiple of `lanes` floats with zeros, so the kernels below have no tail loop
+// and the compiler turns the fixed-width inner loop into SIMD (16 independent accumulators also keep
+// the float adds from forming one serial dependency chain).
+inline constexpr std::size_t lanes = 16;
+
+inline float dot_f32(const float* a, const float* b, std::size_t padded_dim) noexcept {
+    float acc[lanes] = {};
+    for (std::size_t i = 0; i < padded_dim; i += lanes) {
+        for (std::size_t j = 0; j < lanes; ++j) acc[j] += a[i + j] * b[i + j];
+    }
+    float sum = 0;
+    for (std::size_t j = 0; j < lanes; ++j) sum += acc[j];
+    return sum;
+}
+
+inline std::int32_t dot_i8(const std::int8_t* a, const std::int8_t* b, std::size_t padded_dim) noexcept {
+    std::int32_t acc[lanes] = {};
+    for (std::size_t i = 0; i < padded_dim; i += lanes) {
+        for (std::size_t j = 0; j < lanes; ++j) acc[j] += static_cast<std::int32_t>(a[i + j]) * static_cast<std::int32_t>(b[i + j]);
+    }
+    std::int32_t sum = 0;
+    for (std::size_t j = 0; j < lanes; ++j) sum += acc[j];
+    return sum;
+}
+
+/// Symmetric int8 quantization: scale = max|x| / 127; returns the scale (0 for the zero vector).
+inline float quantize_i8(std::span<const float> in, std::int8_t* out) noexcept {
+    float max_abs = 0;
+    for (const float x : in) max_abs = std::max(max_abs, std::fabs(x));
+    if (!(max_abs > 0) || !std::isfinite(max_abs)) {
+        std::memset(out, 0, in.size());
+        return 0;
+    }
+    const float inv = 127.0F / max_abs;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        const float q = std::nearbyint(in[i] * inv);
+        out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0F, 127.0F));
+    }
+    return max_abs / 127.0F;
+}
+
+}  // namespace detail
+
+struct FlatIndexOptions {
+    enum class Storage : std::uint8_t {
+        Float32,  ///< exact scores
+        Int8,     ///< scalar-quantized: 1 byte per dimension plus a scale per vector
+    };
+    Storage storage = Storage::Float32;
+    std::size_t initial_capacity = 0;  ///< vectors to reserve room for up front
+};
+
+/// Exact inner-product search over contiguous rows. O(n * dimension) per search, O(1) add (amortized)
+/// and remove (the last row moves into the hole).
+class FlatIndex {
+public:
+    using Options = FlatIndexOptions;
+    using Storage = FlatIndexOptions::Storage;
+
+    explicit FlatIndex(std::size_t dimension, const Options& options = {})
+        : dimension_(dimension), padded_(round_up(dimension)), options_(options) {
+        if (dimension == 0) throw Error(ErrorCode::InvalidArgument, "FlatIndex: dimension must be > 0");
+        reserve(options.initial_capacity);
+    }
+
+    [[nodiscard]] std::size_t dimension() const noexcept { return dimension_; }
+    [[nodiscard]] std::size_t size() const noexcept { return ids_.size(); }
+    [[nodiscard]] Storage storage() const noexcept { return options_.storage; }
+
+    void reserve(std::size_t vectors) {
+        ids_.reserve(vectors);
+        slots_.reserve(vectors);
+        if (options_.storage == Storage::Float32) {
+            f32_.reserve(vectors * padded_);
+        } else {
+            i8_.reserve(vectors * padded_);
+            scales_.reserve(vectors);
+        }
+    }
+
+    /// Adds `vector` under `id`, replacing the vector already stored under that id.
+    void add(std::uint64_t id, std::span<const float> vector) {
+        check_size(vector.size(), "add");
+        std::size_t row = 0;
+        if (const auto it = slots_.find(id); it != slots_.end()) {
+            row = it->second;
+        } else {
+            row = ids_.size();
+            // Grow every array before recording the id, so an allocation failure leaves the index as it was.
+            if (options_.storage == Storage::Float32) {
+                f32_.resize(f32_.size() + padded_, 0.0F);
+            } else {
+                i8_.resize(i8_.size() + padded_, 0);
+                scales_.push_back(0);
+            }
+            try {
+                ids_.push_back(id);
+                slots_.emplace(id, row);
+            } catch (...) {
+                shrink_to(row);
+                throw;
+            }
+        }
+        if (options_.storage == Storage::Float32) {
+            std::copy(vector.begin(), vector.end(), f32_.begin() + static_cast<std::ptrdiff_t>(row * padded_));
+        } else {
+            scales_[row] = detail::quantize_i8(vector, i8_.data() + row * padded_);
+        }
+    }
+
+    /// Removes `id`; false if it was not present.
+    bool remove(std::uint64_t id) {
+        const auto it = slots_.find(id);
+        if (it == slots_.end()) return false;
+        const std::size_t row = it->second;
+        const std::size_t last = ids_.size() - 1;
+        slots_.erase(it);
+        if (row != last) {
+            ids_[row] = ids_[last];
+            slots_[ids_[row]] = row;
+            if (options_.storage == Storage::Float32) {
+                std::copy_n(f32_.begin() + static_cast<std::ptrdiff_t>(last * padded_), padded_,
+                            f32_.begin() + static_cast<std::ptrdiff_t>(row * padded_));
+            } else {
+                std::copy_n(i8_.begin() + static_cast<std::ptrdiff_t>(last * padded_), padded_,
+                            i8_.begin() + static_cast<std::ptrdiff_t>(row * padded_));
+                scales_[row] = scales_[last];
+            }
+        }
+        ids_.pop_back();
+        shrink_to(last);
+        return true;
+    }
+
+    [[nodiscard]] bool contains(std::uint64_t id) const { return slots_.contains(id); }
+
+    /// Up to `k` ids with the highest inner product with `query`, best first.
+    [[nodiscard]] std::vector<SearchHit> search(std::span<const float> query, std::size_t k) const {
+        check_size(query.size(), "search");
+        const std::size_t n = ids_.size();
+        if (k == 0 || n == 0) return {};
+        if (options_.storage == Storage::Float32) {
+            std::vector<float> padded_query(padded_, 0.0F);
+            std::copy(query.begin(), query.end(), padded_query.begin());
+            const float* q = padded_query.data();
+            const float* rows = f32_.data();
+            if (k == 1) {  // the cache's common case: one pass, no bookkeeping
+                std::size_t best = 0;
+                float best_score = detail::dot_f32(q, rows, padded_);
+                for (std::size_t row = 1; row < n; ++row) {
+                    const float score = detail::dot_f32(q, rows + row * padded_, padded_);
+                    if (score > best_score) {
+                        best_score = score;
+                        best = row;
+                    }
+                }
+                return {SearchHit{ids_[best], best_score}};
+            }
+            detail::TopK top(k);
+            for (std::size_t row = 0; row < n; ++row) {
+                const float score = detail::dot_f32(q, rows + row * padded_, padded_);
+                if (score > top.threshold()) top.push(ids_[row], score);
+            }
+            return std::move(top).take();
+        }
+        std::vector<std::int8_t> quantized(padded_, 0);
+        const float query_scale = detail::quantize_i8(query, quantized.data());
+        detail::TopK top(k);
+        const std::int8_t* rows = i8_.data();
+        for (std::size_t row = 0; row < n; ++row) {
+            const std::int32_t dot = detail::dot_i8(quantized.data(), rows + row * padded_, padded_);
+            const float score = static_cast<float>(dot) * query_scale * scales_[row];
+            if (score > top.threshold()) top.push(ids_[row], score);
+        }
+        return std::move(top).take();
+    }
+
+    /// Bytes held by the index (vectors, ids, the id map), for the cache's memory statistics.
+    [[nodiscard]] std::size_t memory_bytes() const noexcept {
+        return f32_.capacity() * sizeof(float) + i8_.capacity() + scales_.capacity() * sizeof(float) +
+               ids_.capacity() * sizeof(std::uint64_t) +
+               slots_.size() * (sizeof(std::uint64_t) + sizeof(std::size_t) + 2 * sizeof(void*)) +
+               slots_.bucket_count() * sizeof(void*);
+    }
+
+    /// Bytes one more vector adds (its row, id and map node), for per-entry accounting.
+    [[nodiscard]] std::size_t bytes_per_vector() const noexcept {
+        const std::size_t row = options_.storage == Storage::Float32 ? padded_ * sizeof(float) : padded_ + sizeof(float);
+        return row + sizeof(std::uint64_t) + (sizeof(std::uint64_t) + sizeof(std::size_t) + 3 * sizeof(void*));
+    }
+
+private:
+    static constexpr std::size_t round_up(std::size_t dimension) noexcept {
+        return (dimension + detail::lanes - 1) / detail::lanes * detail::lanes;
+    }
+
+    void check_size(std::size_t size, const char* what) const {
+        if (size != dimension_) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("FlatIndex::{}: vector has {} floats, index dimension is {}", what, size, dimension_));
+        }
+    }
+
+    void shrink_to(std::size_t rows) {
+        if (options_.storage == Storage::Float32) {
+            f32_.resize(rows * padded_);
+        } else {
+            i8_.resize(rows * padded_);
+            scales_.resize(rows);
+        }
+    }
+
+    std::size_t dimension_;
+    std::size_t padded_;
+    Options options_;
+    std::vector<float> f32_;
+    std::vector<std::int8_t> i8_;
+    std::vector<float> scales_;
+    std::vector<std::uint64_t> ids_;                        // row -> id
+    std::unordered_map<std::uint64_t, std::size_t> slots_;  // id -> row
+};
+
+static_assert(VectorIndex<FlatIndex>);
+
+}  // namespace llmfast

@@ -1,0 +1,504 @@
+#include <llmfast/semantic_cache.hpp>
+
+#include "catch.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <latch>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using llmfast::MatchKind;
+
+namespace {
+
+using Cache = llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::ManualClock>;
+
+llmfast::SemanticCacheOptions semantic_options() {
+    return {.max_entries = 1000, .ttl = 1h, .semantic_tier = llmfast::SemanticTier::On,
+            .similarity_threshold = 0.6F, .shards = 4};
+}
+
+Cache make_cache(const llmfast::ManualClock& clock, llmfast::SemanticCacheOptions options = semantic_options()) {
+    return Cache(llmfast::HashingEmbedder{}, options, {}, clock);
+}
+
+std::filesystem::path temp_path(const std::string& name) {
+    return std::filesystem::temp_directory_path() / fmt::format("llmfast_cache_test_{}_{}", name, ::getpid());
+}
+
+// A user "model": one dimension per keyword, so similarities are predictable in tests.
+struct KeywordEmbedder {
+    std::size_t dimension() const { return 4; }
+    std::string identity() const { return "keyword/1"; }
+    void embed(std::string_view text, std::span<float> out) const {
+        const char* words[] = {"apple", "banana", "cherry", "date"};
+        for (std::size_t i = 0; i < 4; ++i) out[i] = text.find(words[i]) != std::string_view::npos ? 1.0F : 0.0F;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("exact tier: normalization, misses, scopes", "[cache]") {
+    llmfast::ManualClock clock;
+    auto cache = make_cache(clock, {.semantic_tier = llmfast::SemanticTier::Off});
+    CHECK_FALSE(cache.semantic_enabled());
+    CHECK_FALSE(cache.lookup("What is ML?", "m1"));
+    CHECK(cache.insert("  What is   ML？ ", "m1", "machine learning"));
+    for (const char* variant : {"What is ML?", "what is ml?", "WHAT IS ML?", "\twhat\u3000is ml？\n", "ｗｈａｔ ｉｓ ＭＬ?"}) {
+        const auto result = cache.lookup(variant, "m1");
+        INFO(variant);
+        REQUIRE(result);
+        CHECK(result.match == MatchKind::Exact);
+        CHECK(result.response() == "machine learning");
+        CHECK(result.similarity == 1.0F);
+    }
+    CHECK_FALSE(cache.lookup("What is ML", "m1"));       // punctuation matters
+    CHECK_FALSE(cache.lookup("What is ML?", "m2"));      // other scope
+    CHECK_FALSE(cache.lookup("What is ML?", ""));
+    // Replacing keeps one entry.
+    cache.insert("what is ml?", "m1", "v2");
+    CHECK(cache.size() == 1);
+    CHECK(cache.lookup("What is ML?", "m1").response() == "v2");
+    const auto stats = cache.stats();
+    CHECK(stats.exact_hits == 6);
+    CHECK(stats.misses == 4);
+    CHECK(stats.insertions == 2);
+    CHECK(stats.semantic_hits == 0);
+    CHECK(stats.hit_rate() == Approx(0.6));
+}
+
+TEST_CASE("semantic tier: paraphrase hit, unrelated miss, off by default for HashingEmbedder", "[cache]") {
+    llmfast::ManualClock clock;
+    auto cache = make_cache(clock);
+    CHECK(cache.semantic_enabled());
+    cache.insert("什么是机器学习?", "m", "ML is ...");
+    clock.advance(5s);
+    const auto hit = cache.lookup("机器学习是什么？", "m");
+    REQUIRE(hit);
+    CHECK(hit.match == MatchKind::Semantic);
+    CHECK(hit.similarity >= 0.6F);
+    CHECK(hit.similarity < 1.0F);
+    CHECK(hit.age == 5s);
+    CHECK(hit.response() == "ML is ...");
+    CHECK_FALSE(cache.lookup("今天天气怎么样", "m"));
+    CHECK_FALSE(cache.lookup("机器学习是什么？", "other-scope"));
+    CHECK(cache.stats().semantic_hits == 1);
+
+    // Auto: a lexical HashingEmbedder does not serve semantic hits unless opted in.
+    Cache by_default(llmfast::HashingEmbedder{}, {}, {}, clock);
+    CHECK_FALSE(by_default.semantic_enabled());
+    by_default.insert("什么是机器学习?", "m", "ML is ...");
+    CHECK_FALSE(by_default.lookup("机器学习是什么？", "m"));
+    // Auto with a user-supplied embedder: on.
+    llmfast::SemanticCache<KeywordEmbedder> user(KeywordEmbedder{}, {.similarity_threshold = 0.99F});
+    CHECK(user.semantic_enabled());
+    user.insert("I like apple and banana", "s", "fruit");
+    CHECK(user.lookup("banana, apple: which is better?", "s").match == MatchKind::Semantic);
+    CHECK_FALSE(user.lookup("cherry", "s"));
+}
+
+TEST_CASE("semantic tier finds the nearest entry within the scope, not globally", "[cache]") {
+    llmfast::SemanticCache<KeywordEmbedder> cache(KeywordEmbedder{}, {.similarity_threshold = 0.5F});
+    // Scope A holds entries identical to the query; scope B holds one merely similar.
+    for (int i = 0; i < 20; ++i) cache.insert(fmt::format("apple banana cherry #{}", i), "A", "a");
+    cache.insert("apple banana", "B", "b");
+    const auto result = cache.lookup("apple banana cherry?", "B");
+    REQUIRE(result);
+    CHECK(result.match == MatchKind::Semantic);
+    CHECK(result.response() == "b");
+    CHECK(result.similarity == Approx(2.0 / std::sqrt(6.0)).epsilon(1e-4));
+}
+
+TEST_CASE("hit guards veto semantic hits that disagree on what matters", "[cache]") {
+    llmfast::ManualClock clock;
+    auto options = semantic_options();
+    options.similarity_threshold = 0.5F;
+    auto cache = make_cache(clock, options);
+    cache.insert("How do I book 3 tickets to Paris?", "s", "three");
+    cache.insert("Is it safe to eat raw eggs?", "s", "safe");
+    cache.insert("第一季比第二季好看吗", "s", "season");
+    cache.insert("Does Alice earn more than Bob?", "s", "alice");
+
+    CHECK_FALSE(cache.lookup("How do I book 4 tickets to Paris?", "s"));     // numbers
+    CHECK_FALSE(cache.lookup("Is it not safe to eat raw eggs?", "s"));       // negation
+    CHECK_FALSE(cache.lookup("How do I book 3 tickets to London?", "s"));   // names
+    CHECK_FALSE(cache.lookup("第二季比第一季好看吗", "s"));                 // order of key terms
+    CHECK_FALSE(cache.lookup("Does Bob earn more than Alice?", "s"));       // order of names
+    CHECK(cache.stats().guard_vetoes >= 5);
+    const auto ok = cache.lookup("how do i book 3 tickets to Paris", "s");
+    CHECK(ok.match == MatchKind::Semantic);
+    CHECK(ok.response() == "three");
+
+    // With the guards off, the lexical embedder serves the wrong answer: that is what they are for.
+    options.guards = {.numbers = false, .negation = false, .latin_names = false, .term_order = false};
+    auto unguarded = make_cache(clock, options);
+    unguarded.insert("How do I book 3 tickets to Paris?", "s", "three");
+    CHECK(unguarded.lookup("How do I book 4 tickets to Paris?", "s").match == MatchKind::Semantic);
+}
+
+TEST_CASE("guard signatures", "[cache]") {
+    using llmfast::GuardVeto;
+    const llmfast::HitGuards all{};
+    const auto veto = [&](std::string_view a, std::string_view b) {
+        return llmfast::check_hit_guards(llmfast::make_guard_signature(a), llmfast::make_guard_signature(b), all);
+    };
+    CHECK(veto("I have 1,000 apples", "I have 1000 apples") == GuardVeto::None);
+    CHECK(veto("I have two apples", "I have 2 apples") == GuardVeto::None);
+    CHECK(veto("3.5 kg", "3.6 kg") == GuardVeto::Numbers);
+    CHECK(veto("我有一个苹果", "我有一些苹果") == GuardVeto::None);  // 一 as an article is not a number
+    CHECK(veto("第一章", "第二章") == GuardVeto::Numbers);
+    CHECK(veto("这个问题很难", "这个问题不难") == GuardVeto::Negation);
+    CHECK(veto("这个问题非常难", "这个问题很难") == GuardVeto::None);  // 非常 = very
+    CHECK(veto("I can't swim", "I can swim") == GuardVeto::Negation);
+    CHECK(veto("Shawnee Trails 委员会", "Audubon 委员会") == GuardVeto::LatinNames);
+    CHECK(veto("The man met John", "the man met John") == GuardVeto::None);  // sentence start is not a name
+    CHECK(veto("A 比 B 大", "B 比 A 大") == GuardVeto::TermOrder);
+    CHECK(llmfast::check_hit_guards(llmfast::make_guard_signature("A 比 B 大"), llmfast::make_guard_signature("B 比 A 大"),
+                                    {.term_order = false}) == GuardVeto::None);
+}
+
+TEST_CASE("TTL with an injected clock, per-entry override, purge", "[cache]") {
+    llmfast::ManualClock clock(100h);
+    auto cache = make_cache(clock, {.ttl = 10min, .semantic_tier = llmfast::SemanticTier::Off});
+    cache.insert("a", "s", "A");
+    cache.insert("b", "s", "B", 1h);
+    clock.advance(10min - 1ns);
+    CHECK(cache.lookup("a", "s").age == 10min - 1ns);
+    clock.advance(1ns);
+    CHECK_FALSE(cache.lookup("a", "s"));  // expires exactly at created + ttl
+    CHECK(cache.stats().expirations == 1);
+    CHECK(cache.lookup("b", "s"));
+    cache.insert("c", "s", "C", llmfast::SemanticCacheOptions::never);
+    clock.advance(2h);
+    CHECK(cache.purge_expired() == 1);  // b
+    CHECK(cache.size() == 1);
+    CHECK(cache.lookup("c", "s"));
+    CHECK_THROWS_AS(cache.insert("d", "s", "D", 0s), llmfast::Error);
+}
+
+TEST_CASE("semantic hits respect TTL too", "[cache]") {
+    llmfast::ManualClock clock;
+    auto options = semantic_options();
+    options.ttl = 1min;
+    auto cache = make_cache(clock, options);
+    cache.insert("什么是机器学习?", "m", "ML");
+    CHECK(cache.lookup("机器学习是什么?", "m").match == MatchKind::Semantic);
+    clock.advance(1min);
+    CHECK_FALSE(cache.lookup("机器学习是什么?", "m"));
+    CHECK(cache.size() == 0);
+}
+
+TEST_CASE("LRU eviction by entries and by bytes", "[cache]") {
+    llmfast::ManualClock clock;
+    auto cache = make_cache(clock, {.max_entries = 3, .semantic_tier = llmfast::SemanticTier::Off, .shards = 1});
+    cache.insert("a", "s", "A");
+    cache.insert("b", "s", "B");
+    cache.insert("c", "s", "C");
+    CHECK(cache.lookup("a", "s"));  // a is now the most recent; b the least
+    cache.insert("d", "s", "D");
+    CHECK(cache.size() == 3);
+    CHECK_FALSE(cache.lookup("b", "s"));
+    CHECK(cache.lookup("a", "s"));
+    CHECK(cache.lookup("c", "s"));
+    CHECK(cache.lookup("d", "s"));
+    CHECK(cache.stats().evictions == 1);
+
+    // Bytes: each entry with a 1000-byte response costs more than 1000 bytes; room for about three.
+    auto by_bytes = make_cache(clock, {.max_bytes = 4000, .semantic_tier = llmfast::SemanticTier::Off, .shards = 1});
+    for (int i = 0; i < 10; ++i) by_bytes.insert(fmt::format("p{}", i), "s", std::string(1000, 'x'));
+    CHECK(by_bytes.size() >= 2);
+    CHECK(by_bytes.size() <= 3);
+    CHECK(by_bytes.stats().memory_bytes <= 4000);
+    CHECK(by_bytes.lookup("p9", "s"));
+    CHECK_FALSE(by_bytes.lookup("p0", "s"));
+    // An entry bigger than the whole budget is refused, and nothing is evicted for it.
+    const std::size_t before = by_bytes.size();
+    CHECK_FALSE(by_bytes.insert("huge", "s", std::string(5000, 'y')));
+    CHECK(by_bytes.size() == before);
+}
+
+TEST_CASE("evicted entries leave the vector index", "[cache]") {
+    llmfast::ManualClock clock;
+    auto options = semantic_options();
+    options.max_entries = 2;
+    options.shards = 1;
+    auto cache = make_cache(clock, options);
+    cache.insert("什么是机器学习?", "m", "ML");
+    cache.insert("hello world", "m", "hi");
+    cache.insert("good morning", "m", "gm");  // evicts the ML entry
+    CHECK_FALSE(cache.lookup("机器学习是什么?", "m"));
+    CHECK(cache.lookup("hello world!", "m").match == MatchKind::Semantic);
+}
+
+TEST_CASE("erase, erase_scope, clear", "[cache]") {
+    llmfast::ManualClock clock;
+    auto cache = make_cache(clock);
+    cache.insert("什么是机器学习?", "a", "1");
+    cache.insert("hello", "a", "2");
+    cache.insert("什么是机器学习?", "b", "3");
+    CHECK_FALSE(cache.erase("hello", "b"));
+    CHECK(cache.erase("HELLO", "a"));
+    CHECK_FALSE(cache.lookup("hello", "a"));
+    CHECK(cache.size() == 2);
+    CHECK(cache.erase_scope("a") == 1);
+    CHECK(cache.erase_scope("a") == 0);
+    CHECK_FALSE(cache.lookup("机器学习是什么?", "a"));
+    CHECK(cache.lookup("机器学习是什么?", "b").response() == "3");
+    // A scope can be used again after erase_scope.
+    cache.insert("hello", "a", "again");
+    CHECK(cache.lookup("hello", "a").response() == "again");
+    cache.clear();
+    CHECK(cache.size() == 0);
+    CHECK(cache.stats().memory_bytes == 0);
+    CHECK_FALSE(cache.lookup("hello", "a"));
+    CHECK_FALSE(cache.lookup("什么是机器学习?", "b"));
+}
+
+TEST_CASE("get_or_compute: single flight under many threads", "[cache]") {
+    constexpr int threads = 16;
+    llmfast::ManualClock clock;
+    auto cache = make_cache(clock);
+    std::atomic<int> calls{0};
+    std::latch start(threads);
+    std::vector<llmfast::LookupResult> results(threads);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+            start.arrive_and_wait();
+            // Varying spelling: the same normalized key.
+            results[static_cast<std::size_t>(t)] = cache.get_or_compute(t % 2 ? "Same Question?" : " same question? ", "s", [&] {
+                calls.fetch_add(1);
+                // Every thread's lookup has missed before the answer exists, so every one of them
+                // must end up waiting on this flight.
+                while (cache.stats().misses < threads) std::this_thread::yield();
+                return std::string("answer");
+            });
+        });
+    }
+    for (auto& thread : pool) thread.join();
+    CHECK(calls.load() == 1);
+    for (const auto& result : results) {
+        CHECK(result.response() == "answer");
+        CHECK(result.match == MatchKind::Computed);
+    }
+    CHECK(cache.stats().computations == 1);
+    CHECK(cache.lookup("same question?", "s").match == MatchKind::Exact);
+    // Later calls hit the cache without computing.
+    CHECK(cache.get_or_compute("same question?", "s", [] { return std::string("other"); }).match == MatchKind::Exact);
+}
+
+TEST_CASE("get_or_compute: every waiter gets the exception, nothing is cached", "[cache]") {
+    constexpr int threads = 8;
+    llmfast::ManualClock clock;
+    auto cache = make_cache(clock, {.semantic_tier = llmfast::SemanticTier::Off});
+    std::atomic<int> calls{0};
+    std::atomic<int> failures{0};
+    std::latch start(threads);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&] {
+            start.arrive_and_wait();
+            try {
+                cache.get_or_compute("q", "s", [&]() -> std::string {
+                    calls.fetch_add(1);
+                    while (cache.stats().misses < threads) std::this_thread::yield();
+                    throw std::runtime_error("backend down");
+                });
+            } catch (const std::runtime_error& e) {
+                if (std::string_view(e.what()) == "backend down") failures.fetch_add(1);
+            }
+        });
+    }
+    for (auto& thread : pool) thread.join();
+    CHECK(calls.load() == 1);
+    CHECK(failures.load() == threads);
+    CHECK(cache.size() == 0);
+    CHECK(cache.get_or_compute("q", "s", [] { return std::string("ok"); }).response() == "ok");
+}
+
+TEST_CASE("concurrent inserts, lookups and erasures (TSan)", "[cache]") {
+    llmfast::ManualClock clock;
+    auto options = semantic_options();
+    options.max_entries = 64;
+    auto cache = make_cache(clock, options);
+    std::vector<std::thread> pool;
+    std::atomic<int> wrong{0};
+    for (int t = 0; t < 4; ++t) {
+        pool.emplace_back([&, t] {
+            for (int i = 0; i < 300; ++i) {
+                const std::string prompt = fmt::format("question number {} about topic {}", i % 50, t % 2);
+                const std::string scope = fmt::format("scope{}", t % 2);
+                if (i % 3 == 0) {
+                    cache.insert(prompt, scope, prompt);
+                } else if (i % 17 == 0) {
+                    cache.erase(prompt, scope);
+                } else if (i % 101 == 0) {
+                    cache.erase_scope(scope);
+                } else {
+                    const auto result = cache.lookup(prompt, scope);
+                    // An exact hit must return its own prompt's answer (responses echo prompts).
+                    if (result.match == MatchKind::Exact && result.response() != prompt) wrong.fetch_add(1);
+                }
+            }
+        });
+    }
+    for (auto& thread : pool) thread.join();
+    CHECK(wrong.load() == 0);
+    CHECK(cache.size() <= 64);
+    const auto stats = cache.stats();
+    CHECK(stats.entries == cache.size());
+}
+
+TEST_CASE("snapshot round trip keeps entries, scopes, TTLs and LRU order", "[cache]") {
+    llmfast::ManualClock clock(1000h);
+    auto options = semantic_options();
+    options.shards = 1;
+    options.max_entries = 3;
+    options.ttl = 10h;
+    auto cache = make_cache(clock, options);
+    cache.insert("什么是机器学习?", "a", "ML");
+    cache.insert("hello", "b", "hi", 2h);
+    cache.insert("bye", "b", "ciao");
+    CHECK(cache.lookup("什么是机器学习?", "a"));  // LRU now: bye, hello least recent... order: ML, bye, hello
+    const auto path = temp_path("roundtrip");
+    cache.save(path);
+    CHECK(std::filesystem::exists(path));
+
+    clock.advance(1h);
+    auto loaded = make_cache(clock, options);
+    loaded.insert("stale", "z", "will be replaced");
+    loaded.load(path);
+    CHECK(loaded.size() == 3);
+    CHECK_FALSE(loaded.lookup("stale", "z"));
+    CHECK(loaded.lookup("机器学习是什么?", "a").match == MatchKind::Semantic);
+    const auto hello = loaded.lookup("hello", "b");
+    CHECK(hello.response() == "hi");
+    CHECK(hello.age == 1h);
+    // LRU order survived: "bye" is now least recent (hello and ML were just used).
+    loaded.insert("new", "b", "n");
+    CHECK_FALSE(loaded.lookup("bye", "b"));
+    // TTL survived: hello had 2h and 1h has passed.
+    clock.advance(1h);
+    CHECK_FALSE(loaded.lookup("hello", "b"));
+    // Loading after everything expired gives an empty cache.
+    clock.advance(100h);
+    loaded.load(path);
+    CHECK(loaded.size() == 0);
+    std::filesystem::remove(path);
+    CHECK_THROWS_AS(loaded.load(temp_path("does-not-exist")), llmfast::Error);
+}
+
+TEST_CASE("every corruption of a snapshot is rejected and leaves the cache unchanged", "[cache]") {
+    llmfast::ManualClock clock;
+    auto source = make_cache(clock);
+    source.insert("什么是机器学习?", "a", "ML");
+    source.insert("hello", "b", "hi");
+    const std::string good = source.save_to_string();
+
+    auto target = make_cache(clock);
+    target.insert("sentinel", "s", "still here");
+    const auto check_unchanged = [&] {
+        REQUIRE(target.size() == 1);
+        REQUIRE(target.lookup("sentinel", "s").response() == "still here");
+    };
+    const auto expect_corrupt = [&](std::string_view bytes) {
+        try {
+            target.load_from_string(bytes);
+            FAIL("corrupt snapshot accepted");
+        } catch (const llmfast::Error& e) {
+            CHECK(e.code() == llmfast::ErrorCode::CorruptSnapshot);
+        }
+    };
+    for (std::size_t length = 0; length < good.size(); ++length) expect_corrupt(std::string_view(good).substr(0, length));
+    check_unchanged();
+    for (std::size_t i = 0; i < good.size(); ++i) {
+        std::string bad = good;
+        bad[i] = static_cast<char>(bad[i] ^ 0x5A);
+        expect_corrupt(bad);
+    }
+    check_unchanged();
+    expect_corrupt(good + "x");
+
+    // Wrong version (the checksum covers only the payload, so this reaches the version check).
+    std::string wrong_version = good;
+    wrong_version[8] = 2;
+    try {
+        target.load_from_string(wrong_version);
+        FAIL("wrong version accepted");
+    } catch (const llmfast::Error& e) {
+        CHECK(std::string_view(e.what()).find("version") != std::string_view::npos);
+    }
+    // Another embedder (same dimension, other seed): rejected by identity.
+    Cache other(llmfast::HashingEmbedder({.seed = 1}), semantic_options(), {}, clock);
+    try {
+        other.load_from_string(good);
+        FAIL("snapshot of another embedder accepted");
+    } catch (const llmfast::Error& e) {
+        CHECK(e.code() == llmfast::ErrorCode::CorruptSnapshot);
+        CHECK(std::string_view(e.what()).find("embedder") != std::string_view::npos);
+    }
+    check_unchanged();
+    target.load_from_string(good);
+    CHECK(target.size() == 2);
+}
+
+TEST_CASE("save writes atomically through a temporary file", "[cache]") {
+    llmfast::ManualClock clock;
+    auto cache = make_cache(clock, {.semantic_tier = llmfast::SemanticTier::Off});
+    cache.insert("q", "s", "a");
+    const auto dir = temp_path("dir");
+    std::filesystem::create_directories(dir);
+    const auto path = dir / "cache.snap";
+    {
+        std::ofstream old(path);
+        old << "old content";
+    }
+    cache.save(path);
+    std::size_t files = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir)) ++files;
+    CHECK(files == 1);  // no temporary left behind
+    auto loaded = make_cache(clock, {.semantic_tier = llmfast::SemanticTier::Off});
+    loaded.load(path);
+    CHECK(loaded.lookup("q", "s").response() == "a");
+    CHECK_THROWS_AS(cache.save(dir / "no-such-dir" / "x.snap"), llmfast::Error);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("options are validated at construction", "[cache]") {
+    llmfast::ManualClock clock;
+    const auto expect_invalid = [&](llmfast::SemanticCacheOptions options) {
+        try {
+            Cache cache(llmfast::HashingEmbedder{}, options, {}, clock);
+            FAIL("invalid options accepted");
+        } catch (const llmfast::Error& e) {
+            CHECK(e.code() == llmfast::ErrorCode::InvalidArgument);
+        }
+    };
+    expect_invalid({.max_entries = 0});
+    expect_invalid({.max_bytes = 0});
+    expect_invalid({.ttl = 0s});
+    expect_invalid({.similarity_threshold = 0.0F});
+    expect_invalid({.similarity_threshold = 1.5F});
+    expect_invalid({.semantic_candidates = 0});
+    expect_invalid({.shards = 0});
+    // More shards than entries is fine (capped).
+    Cache small(llmfast::HashingEmbedder{}, {.max_entries = 2, .shards = 64}, {}, clock);
+    small.insert("a", "s", "1");
+    small.insert("b", "s", "2");
+    small.insert("c", "s", "3");
+    CHECK(small.size() <= 2);
+}
+
+TEST_CASE("Int8 index storage works behind the cache", "[cache]") {
+    llmfast::ManualClock clock;
+    llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::ManualClock> cache(
+        llmfast::HashingEmbedder{}, semantic_options(), {.storage = llmfast::FlatIndex::Storage::Int8}, clock);
+    cache.insert("什么是机器学习?", "m", "ML");
+    CHECK(cache.lookup("机器学习是什么?", "m").match == MatchKind::Semantic);
+}
