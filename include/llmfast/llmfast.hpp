@@ -17,3 +17,5 @@
 #include <llmfast/embedder.hpp>
 #include <llmfast/vector_index.hpp>
 #include <llmfast/semantic_cache.hpp>
+#include <llmfast/compressor.hpp>
+#include <llmfast/truncator.hpp>
