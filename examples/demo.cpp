@@ -382,7 +382,7 @@ public:
     using rep = duration::rep;
     using period = duration::period;
     using time_point = std::chrono::time_point<SimClock, duration>;
-    static constexpr bool is_steady = true;
+    [[maybe_unused]] static constexpr bool is_steady = true;
 
     explicit SimClock(double scale) : origin_(Real::now()), scale_(scale) {}
     [[nodiscard]] time_point now() const {
@@ -1002,6 +1002,8 @@ struct Summary {
     // Cache opportunities, from the workload's labels and the run's timing: a request whose exact
     // prompt was answered (and cached) before it was issued, and one for which only a paraphrase was.
     std::size_t exact_opportunities, semantic_opportunities, semantic_opportunities_hit;
+    // Cache outcomes by the request's kind in the workload: [kind][miss, exact, semantic, wrong].
+    std::size_t by_kind[3][4];
 };
 
 Summary summarize(const RunResult& r, const Options& o) {
@@ -1020,6 +1022,11 @@ Summary summarize(const RunResult& r, const Options& o) {
         if (rec.cache == CacheOutcome::Semantic) ++s.semantic_hits;
         if (rec.cache == CacheOutcome::Miss) ++s.misses;
         if (rec.wrong_hit) ++s.wrong_hits;
+        if (rec.cache != CacheOutcome::None) {
+            const int outcome = rec.cache == CacheOutcome::Miss ? 0 : rec.cache == CacheOutcome::Exact ? 1 : 2;
+            ++s.by_kind[static_cast<int>(rec.kind)][outcome];
+            if (rec.wrong_hit) ++s.by_kind[static_cast<int>(rec.kind)][3];
+        }
         if (rec.prompt_changed) ++s.prompts_changed;
         if (!rec.valid_utf8) ++s.invalid_utf8;
     }
@@ -1070,6 +1077,15 @@ Json summary_json(const Summary& s, const RunResult& r) {
     // How late (simulated ms, i.e. real lateness x time scale) the stream delivered first tokens.
     j["stream_delivery_lag_ms"] = {{"p50", s.delivery_lag_p50}, {"p95", s.delivery_lag_p95}};
     j["real_seconds"] = r.real_seconds;
+    return j;
+}
+
+Json by_kind_json(const Summary& s) {
+    Json j = Json::object();
+    for (const Kind kind : {Kind::New, Kind::Repeat, Kind::Paraphrase}) {
+        const auto& k = s.by_kind[static_cast<int>(kind)];
+        j[std::string(kind_name(kind))] = {{"misses", k[0]}, {"exact_hits", k[1]}, {"semantic_hits", k[2]}, {"wrong_hits", k[3]}};
+    }
     return j;
 }
 
@@ -1185,6 +1201,7 @@ int main(int argc, char** argv) {
                                     {"hit_rate", hit_rate}, {"wrong_hits", s.wrong_hits},
                                     {"cache_stats", {{"lookups", r.cache_stats_lookups}, {"hit_rate", r.cache_stats_hit_rate},
                                                      {"entries", r.cache_entries}, {"memory_bytes", r.cache_memory_bytes}}},
+                                    {"by_kind", by_kind_json(s)},
                                     {"exact_opportunities", s.exact_opportunities},
                                     {"paraphrase_opportunities", s.semantic_opportunities},
                                     {"paraphrase_opportunities_hit", s.semantic_opportunities_hit},
