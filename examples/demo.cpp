@@ -615,7 +615,9 @@ struct Config {
     bool int8 = false;
 };
 
-enum class CacheOutcome { None, Miss, Exact, Semantic };
+// Miss: this request called the backend. Coalesced: an identical request was in flight; the cache's
+// single-flight made this one wait for that answer instead of calling the backend again.
+enum class CacheOutcome { None, Miss, Exact, Semantic, Coalesced };
 
 struct Record {
     Kind kind = Kind::New;
@@ -644,8 +646,7 @@ struct RunResult {
     std::size_t batched_jobs = 0;
     std::size_t cache_entries = 0;
     std::size_t cache_memory_bytes = 0;
-    std::size_t cache_stats_lookups = 0;  // as the cache counted them
-    double cache_stats_hit_rate = 0;
+    llmfast::CacheStats cache_stats{};  // as the cache counted them
     double real_seconds = 0;
 };
 
@@ -708,12 +709,13 @@ using Compressor = llmfast::PromptCompressor<llmfast::EstimatingTokenCounter>;
 // Every entry of the demo's cache lives in one scope: the (simulated) model and its sampling settings.
 constexpr std::string_view cache_scope = "sim-llama-3.1-8b|temperature=0";
 
-std::unique_ptr<Cache> make_cache(const Options& o, bool int8) {
+std::unique_ptr<Cache> make_cache(const Options& o, bool int8, double threshold = 0) {
     llmfast::SemanticCacheOptions options;
     // The cache leaves its semantic tier off for the lexical HashingEmbedder unless asked: the demo
     // opts in (--semantic off to compare) and counts the wrong hits that costs.
     options.semantic_tier = o.semantic ? llmfast::SemanticTier::On : llmfast::SemanticTier::Off;
-    if (o.similarity_threshold > 0) options.similarity_threshold = static_cast<float>(o.similarity_threshold);
+    if (threshold <= 0) threshold = o.similarity_threshold;
+    if (threshold > 0) options.similarity_threshold = static_cast<float>(threshold);
     llmfast::FlatIndexOptions index;
     index.storage = int8 ? llmfast::FlatIndexOptions::Storage::Int8 : llmfast::FlatIndexOptions::Storage::Float32;
     return std::make_unique<Cache>(llmfast::HashingEmbedder{}, options, index);
@@ -751,6 +753,7 @@ public:
         Server server([&backend](std::span<Job> jobs) { return backend.run_batch(jobs); }, batching,
                       [](const Job& job) { return std::max<std::size_t>(1, job.prompt_tokens); });
         std::unique_ptr<Cache> cache = config.cache ? make_cache(o_, config.int8) : nullptr;
+        flights_.clear();
 
         RunResult result;
         result.config = config;
@@ -795,8 +798,7 @@ public:
             const llmfast::CacheStats stats = cache->stats();
             result.cache_entries = stats.entries;
             result.cache_memory_bytes = stats.memory_bytes;
-            result.cache_stats_hit_rate = stats.hit_rate();
-            result.cache_stats_lookups = stats.exact_hits + stats.semantic_hits + stats.misses;
+            result.cache_stats = stats;
         }
         result.real_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - real_start).count();
         return result;
@@ -806,6 +808,11 @@ public:
     [[nodiscard]] const std::vector<Request>& sequence() const { return sequence_; }
 
 private:
+    using Real = std::chrono::steady_clock;
+    static double real_ms(Real::time_point from) {
+        return std::chrono::duration<double, std::milli>(Real::now() - from).count();
+    }
+
     // One request of one client, end to end: compress, look up the cache, else call the backend
     // (streaming or not), then cache the answer.
     //
@@ -816,10 +823,6 @@ private:
     // of the figures; `delivery_lag_ms` records how late the stream delivered tokens in real time.
     void serve_one(const Config& config, const SimClock& clock, Backend& backend, Server& server, Cache* cache,
                    const Request& request, Record& rec) {
-        using Real = std::chrono::steady_clock;
-        auto real_ms = [](Real::time_point from) {
-            return std::chrono::duration<double, std::milli>(Real::now() - from).count();
-        };
         const Prompt& prompt = pool_[request.prompt];
         rec.kind = request.kind;
         rec.prompt = request.prompt;
@@ -836,37 +839,60 @@ private:
             sent = std::move(compressed.text);
             rec.prompt_tokens_sent = compressed.stats.tokens_after;
         }
-
-        if (cache) {
-            const llmfast::LookupResult hit = cache->lookup(sent, cache_scope);
-            if (hit) {
-                rec.cache = hit.match == llmfast::MatchKind::Exact ? CacheOutcome::Exact : CacheOutcome::Semantic;
-                rec.wrong_hit = group_of_answer(hit.response()) != prompt.group;
-                rec.prompt_tokens_sent = 0;
-                rec.output_tokens = 0;
-                double first = -1;
-                if (config.streaming) {
-                    // A hit is replayed as a stream, like a generated answer: same client code path.
-                    Channel channel;
-                    const std::string& cached = hit.response();
-                    for (std::size_t pos = 0; pos < cached.size(); pos += replay_piece_bytes)
-                        (void)channel.push(cached.substr(pos, replay_piece_bytes));
-                    channel.close();
-                    std::string text;
-                    for (std::string_view chunk : llmfast::utf8_chunks(channel.stream())) {
-                        if (first < 0) first = real_ms(real_issue);
-                        text += chunk;
-                    }
-                    rec.valid_utf8 = text == cached;
-                }
-                rec.done_ms = rec.issue_ms + real_ms(real_issue);
-                rec.first_ms = first >= 0 ? rec.issue_ms + first : rec.done_ms;
-                return;
-            }
-            rec.cache = CacheOutcome::Miss;
+        if (!cache) {
+            call_backend(config, clock, backend, server, prompt, sent, real_issue, rec);
+            return;
         }
 
-        // A backend call: its fixed overhead (network, tokenization, scheduling) is latency, not GPU time.
+        // Exact tier, semantic tier, else the backend; concurrent identical misses call it once.
+        bool called = false;
+        const llmfast::LookupResult result = cache->get_or_compute(sent, cache_scope, [&] {
+            called = true;
+            return call_backend(config, clock, backend, server, prompt, sent, real_issue, rec);
+        });
+        if (called) {
+            rec.cache = CacheOutcome::Miss;
+            std::lock_guard lock(flights_mutex_);
+            flights_[sent] = rec.done_ms;
+            return;
+        }
+        rec.cache = result.match == llmfast::MatchKind::Exact      ? CacheOutcome::Exact
+                    : result.match == llmfast::MatchKind::Semantic ? CacheOutcome::Semantic
+                                                                   : CacheOutcome::Coalesced;
+        rec.wrong_hit = group_of_answer(result.response()) != prompt.group;
+        rec.prompt_tokens_sent = 0;
+        rec.output_tokens = 0;
+        // A coalesced request got its answer when the request it waited for did (device timeline).
+        double ready = rec.issue_ms;
+        if (rec.cache == CacheOutcome::Coalesced) {
+            std::lock_guard lock(flights_mutex_);
+            const auto it = flights_.find(sent);
+            ready = it != flights_.end() ? std::max(it->second, rec.issue_ms) : clock.now_ms();
+        }
+        double first = -1;
+        if (config.streaming) {
+            // A hit is replayed as a stream, like a generated answer: the same client code path.
+            Channel channel;
+            const std::string& cached = result.response();
+            for (std::size_t pos = 0; pos < cached.size(); pos += replay_piece_bytes)
+                (void)channel.push(cached.substr(pos, replay_piece_bytes));
+            channel.close();
+            std::string text;
+            for (std::string_view chunk : llmfast::utf8_chunks(channel.stream())) {
+                if (first < 0) first = real_ms(real_issue);
+                text += chunk;
+            }
+            rec.valid_utf8 = text == cached;
+        }
+        const double own = real_ms(real_issue);  // llmfast's own work, at its real duration
+        rec.done_ms = std::max(ready, rec.issue_ms + own);
+        rec.first_ms = first >= 0 ? std::max(ready, rec.issue_ms + first) : rec.done_ms;
+    }
+
+    // A backend call: the modelled overhead, then the batcher and the device. Returns the answer.
+    std::string call_backend(const Config& config, const SimClock& clock, Backend& backend, Server& server,
+                             const Prompt& prompt, const std::string& sent, Real::time_point real_issue, Record& rec) {
+        // Overhead (network, tokenization, scheduling) is latency, not GPU time.
         const double submitted = rec.issue_ms + real_ms(real_issue) + backend.params().overhead_ms;
         clock.sleep_until_ms(submitted);
         Job job;
@@ -900,7 +926,7 @@ private:
             rec.done_ms = res.batch_end_ms;  // the reply leaves when the batch is done
             rec.first_ms = rec.done_ms;      // without streaming the first token arrives with the last
         }
-        if (cache) cache->insert(sent, cache_scope, std::move(res.text));
+        return std::move(res.text);
     }
 
     static constexpr std::size_t replay_piece_bytes = 16;
@@ -910,6 +936,8 @@ private:
     std::vector<Request> sequence_;
     llmfast::EstimatingTokenCounter counter_;
     Compressor compressor_;
+    std::mutex flights_mutex_;
+    std::unordered_map<std::string, double> flights_;  // prompt sent -> when its backend answer was done
 };
 
 // The int8 row needs no timing: the request sequence goes through a float32 and an int8 cache
@@ -924,26 +952,33 @@ struct Int8Comparison {
     double nearest_neighbour_agreement = 1.0;
 };
 
+// The request sequence through a cache one request at a time (insert on miss): no timing, no
+// in-flight misses, so the hits depend on the cache alone.
+CacheReplay replay_cache(const Options& o, const std::vector<Prompt>& pool, const std::vector<Request>& sequence,
+                         bool int8, double threshold = 0) {
+    auto cache = make_cache(o, int8, threshold);
+    CacheReplay r;
+    for (const auto& request : sequence) {
+        const Prompt& prompt = pool[request.prompt];
+        const llmfast::LookupResult hit = cache->lookup(prompt.text, cache_scope);
+        if (!hit) {
+            cache->insert(prompt.text, cache_scope, answer_text(prompt));
+            continue;
+        }
+        if (hit.match == llmfast::MatchKind::Exact) ++r.exact_hits;
+        if (hit.match == llmfast::MatchKind::Semantic) ++r.semantic_hits;
+        if (group_of_answer(hit.response()) != prompt.group) ++r.wrong_hits;
+    }
+    const llmfast::CacheStats stats = cache->stats();
+    r.entries = stats.entries;
+    r.memory_bytes = stats.memory_bytes;
+    return r;
+}
+
 Int8Comparison int8_comparison(const Options& o, const std::vector<Prompt>& pool, const std::vector<Request>& sequence) {
     Int8Comparison c;
-    for (const bool int8 : {false, true}) {
-        auto cache = make_cache(o, int8);
-        CacheReplay& r = int8 ? c.i8 : c.f32;
-        for (const auto& request : sequence) {
-            const Prompt& prompt = pool[request.prompt];
-            const llmfast::LookupResult hit = cache->lookup(prompt.text, cache_scope);
-            if (!hit) {
-                cache->insert(prompt.text, cache_scope, answer_text(prompt));
-                continue;
-            }
-            if (hit.match == llmfast::MatchKind::Exact) ++r.exact_hits;
-            if (hit.match == llmfast::MatchKind::Semantic) ++r.semantic_hits;
-            if (group_of_answer(hit.response()) != prompt.group) ++r.wrong_hits;
-        }
-        const llmfast::CacheStats stats = cache->stats();
-        r.entries = stats.entries;
-        r.memory_bytes = stats.memory_bytes;
-    }
+    c.f32 = replay_cache(o, pool, sequence, false);
+    c.i8 = replay_cache(o, pool, sequence, true);
     // The index alone, over every prompt of the workload.
     const llmfast::HashingEmbedder embedder;
     llmfast::FlatIndex f32(embedder.dimension());
@@ -995,7 +1030,7 @@ struct Summary {
     double throughput_rps, output_tps;
     std::size_t prompt_tokens, output_tokens, prompt_tokens_original;
     double cost, busy_ms, span_ms;
-    std::size_t lookups, exact_hits, semantic_hits, wrong_hits, misses;
+    std::size_t lookups, exact_hits, semantic_hits, wrong_hits, misses, coalesced;
     std::size_t prompts_changed;
     std::size_t invalid_utf8;
     double delivery_lag_p50, delivery_lag_p95;
@@ -1021,9 +1056,10 @@ Summary summarize(const RunResult& r, const Options& o) {
         if (rec.cache == CacheOutcome::Exact) ++s.exact_hits;
         if (rec.cache == CacheOutcome::Semantic) ++s.semantic_hits;
         if (rec.cache == CacheOutcome::Miss) ++s.misses;
+        if (rec.cache == CacheOutcome::Coalesced) ++s.coalesced;
         if (rec.wrong_hit) ++s.wrong_hits;
         if (rec.cache != CacheOutcome::None) {
-            const int outcome = rec.cache == CacheOutcome::Miss ? 0 : rec.cache == CacheOutcome::Exact ? 1 : 2;
+            const int outcome = rec.cache == CacheOutcome::Exact ? 1 : rec.cache == CacheOutcome::Semantic ? 2 : 0;
             ++s.by_kind[static_cast<int>(rec.kind)][outcome];
             if (rec.wrong_hit) ++s.by_kind[static_cast<int>(rec.kind)][3];
         }
@@ -1084,7 +1120,7 @@ Json by_kind_json(const Summary& s) {
     Json j = Json::object();
     for (const Kind kind : {Kind::New, Kind::Repeat, Kind::Paraphrase}) {
         const auto& k = s.by_kind[static_cast<int>(kind)];
-        j[std::string(kind_name(kind))] = {{"misses", k[0]}, {"exact_hits", k[1]}, {"semantic_hits", k[2]}, {"wrong_hits", k[3]}};
+        j[std::string(kind_name(kind))] = {{"not_hits", k[0]}, {"exact_hits", k[1]}, {"semantic_hits", k[2]}, {"wrong_hits", k[3]}};
     }
     return j;
 }
@@ -1162,6 +1198,7 @@ int main(int argc, char** argv) {
                            {"new", kinds[0]}, {"repeat", kinds[1]}, {"paraphrase", kinds[2]}};
 
         std::vector<TableRow> table;
+        std::vector<std::string> notes;
         const bool need_plain = wants(o, "streaming") || wants(o, "cache") || wants(o, "batching") ||
                                 wants(o, "compression") || wants(o, "all");
         std::optional<RunResult> plain_run;
@@ -1197,9 +1234,14 @@ int main(int argc, char** argv) {
             const std::size_t plain_tokens = plain->prompt_tokens + plain->output_tokens;
             const std::size_t tokens = s.prompt_tokens + s.output_tokens;
             out["rows"]["cache"] = {{"lookups", s.lookups}, {"hits", hits}, {"exact_hits", s.exact_hits},
-                                    {"semantic_hits", s.semantic_hits}, {"misses", s.misses},
+                                    {"semantic_hits", s.semantic_hits}, {"coalesced", s.coalesced}, {"misses", s.misses},
                                     {"hit_rate", hit_rate}, {"wrong_hits", s.wrong_hits},
-                                    {"cache_stats", {{"lookups", r.cache_stats_lookups}, {"hit_rate", r.cache_stats_hit_rate},
+                                    {"cache_stats", {{"exact_hits", r.cache_stats.exact_hits},
+                                                     {"semantic_hits", r.cache_stats.semantic_hits},
+                                                     {"misses", r.cache_stats.misses},
+                                                     {"computations", r.cache_stats.computations},
+                                                     {"guard_vetoes", r.cache_stats.guard_vetoes},
+                                                     {"hit_rate", r.cache_stats.hit_rate()},
                                                      {"entries", r.cache_entries}, {"memory_bytes", r.cache_memory_bytes}}},
                                     {"by_kind", by_kind_json(s)},
                                     {"exact_opportunities", s.exact_opportunities},
@@ -1211,6 +1253,22 @@ int main(int argc, char** argv) {
                                     {"cost", {{"plain", plain->cost}, {"optimized", s.cost}}}};
             table.push_back({"semantic cache", "hit rate (exact + semantic)", "-",
                              fmt::format("{:.1f} % ({} + {})", hit_rate * 100, s.exact_hits, s.semantic_hits), "", ""});
+            table.push_back({"semantic cache", "waited for an identical request in flight", "-",
+                             fmt::format("{}", s.coalesced), "", ""});
+            // The semantic tier's trade-off on this workload, without timing: sequential replays.
+            Json sweep = Json::array();
+            std::string sweep_line;
+            for (const double threshold : {0.6, 0.7, 0.8, 0.85, 0.9, 0.95}) {
+                const CacheReplay rr = replay_cache(o, demo.pool(), demo.sequence(), false, threshold);
+                sweep.push_back({{"threshold", threshold}, {"exact_hits", rr.exact_hits},
+                                 {"semantic_hits", rr.semantic_hits}, {"wrong_hits", rr.wrong_hits}});
+                sweep_line += fmt::format("{}{:.2f}: {} ({} wrong)", sweep_line.empty() ? "" : ", ", threshold,
+                                          rr.semantic_hits, rr.wrong_hits);
+            }
+            out["rows"]["cache"]["threshold_sweep"] = sweep;
+            notes.push_back(fmt::format("semantic cache: semantic hits by threshold in a sequential replay of the same "
+                                        "requests (default {:.2f}): {}",
+                                        make_cache(o, false)->options().similarity_threshold, sweep_line));
             table.push_back({"semantic cache", "paraphrases of answered prompts served", "-",
                              fmt::format("{} of {}", s.semantic_opportunities_hit, s.semantic_opportunities), "", ""});
             table.push_back({"semantic cache", "wrong hits (not a paraphrase)", "-", fmt::format("{}", s.wrong_hits), "", ""});
@@ -1313,6 +1371,7 @@ int main(int argc, char** argv) {
         fmt::print("\n");
         print_table(table);
         fmt::print("\nAll figures are from a simulation (simulated ms); see --help for the latency model.\n");
+        for (const auto& note : notes) fmt::print("- {}\n", note);
         if (!o.json_path.empty()) {
             std::ofstream file(o.json_path);
             if (!file) throw llmfast::Error(llmfast::ErrorCode::IoError, fmt::format("cannot write '{}'", o.json_path));
