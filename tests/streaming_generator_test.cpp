@@ -168,6 +168,16 @@ TEST_CASE("elements_of yields a nested generator or range in place", "[generator
     CHECK(seen[201] == -200);
     CHECK(seen.back() == 0);
 
+    // An lvalue generator is iterated (not taken over): the caller keeps it, and its rest.
+    auto partial = []() -> StreamingGenerator<int> {
+        auto source = count_to(5);
+        auto it = source.begin();  // already started: iteration continues at the current element
+        (void)it;
+        co_yield elements_of(source);
+        co_yield -1;
+    };
+    CHECK(collect(partial()) == std::vector<int>{1, 2, 3, 4, 5, -1});
+
     // A generator of another reference type is iterated as a range.
     auto strings = []() -> StreamingGenerator<const std::string&> {
         const std::string a = "a";
@@ -204,10 +214,12 @@ TEST_CASE("an exception in the body reaches the consumer, then the generator is 
             throw std::out_of_range("inner");
         };
         bool parent_continued = false;
-        auto outer = [&](bool* flag) -> StreamingGenerator<int> {
+        // A coroutine lambda with captures must outlive its generator: keep the lambda in a variable.
+        auto make_outer = [&](bool* flag) -> StreamingGenerator<int> {
             co_yield elements_of(inner());
             *flag = true;
-        }(&parent_continued);
+        };
+        auto outer = make_outer(&parent_continued);
         auto it = outer.begin();
         CHECK(*it == 1);
         CHECK_THROWS_AS(++it, std::out_of_range);
@@ -247,10 +259,11 @@ TEST_CASE("destroying a suspended generator destroys its frame and nested frames
         for (int i = 0;; ++i) co_yield i;  // never ends on its own
     };
     {
-        auto outer = [&](int* counter) -> StreamingGenerator<int> {
+        auto make_outer = [&](int* counter) -> StreamingGenerator<int> {
             Guard guard(counter);
             co_yield elements_of(inner(counter));
-        }(&alive);
+        };
+        auto outer = make_outer(&alive);
         auto it = outer.begin();
         ++it;
         CHECK(*it == 1);

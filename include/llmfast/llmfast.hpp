@@ -19,3 +19,6 @@
 #include <llmfast/semantic_cache.hpp>
 #include <llmfast/compressor.hpp>
 #include <llmfast/truncator.hpp>
+#include <llmfast/streaming_generator.hpp>
+#include <llmfast/stream.hpp>
+#include <llmfast/sse.hpp>

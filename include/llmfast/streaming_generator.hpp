@@ -140,15 +140,17 @@ public:
                 }
             }
         };
+        // Only an rvalue generator is taken over; an lvalue one is iterated as a range (the caller
+        // keeps it, as with std::generator).
         template <class R>
-            requires std::same_as<std::remove_cvref_t<R>, StreamingGenerator>
+            requires std::same_as<std::remove_cvref_t<R>, StreamingGenerator> && (!std::is_lvalue_reference_v<R>)
         NestedAwaiter yield_value(elements_of<R> nested) noexcept {
             return NestedAwaiter{std::move(nested.range)};
         }
 
         /// `co_yield elements_of(range)` for any other input range: yields each element in turn.
         template <class R>
-            requires(!std::same_as<std::remove_cvref_t<R>, StreamingGenerator> &&
+            requires((!std::same_as<std::remove_cvref_t<R>, StreamingGenerator> || std::is_lvalue_reference_v<R>) &&
                      std::ranges::input_range<std::remove_cvref_t<R>>)
         NestedAwaiter yield_value(elements_of<R> nested) {
             auto each = [](std::ranges::iterator_t<std::remove_reference_t<R>> it,
@@ -243,5 +245,10 @@ private:
     handle_type handle_;
     bool started_ = false;
 };
+
+// What the design promises, checked where it is defined.
+static_assert(std::ranges::input_range<StreamingGenerator<int>>);
+static_assert(std::ranges::view<StreamingGenerator<int>>);
+static_assert(std::movable<StreamingGenerator<int>> && !std::copyable<StreamingGenerator<int>>);
 
 }  // namespace llmfast
