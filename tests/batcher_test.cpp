@@ -227,6 +227,17 @@ TEST_CASE("flush when the summed cost reaches max_batch_cost; oversize requests 
         CHECK(recorder.snapshot() == Batches{{2}, {50}});
         CHECK(batcher.submit(11).get() == 110);
     }
+    SECTION("an oversize request goes alone even next to zero-cost requests (found by fuzz_batcher_ops)") {
+        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_batch_cost = 10, .max_wait = 1h}, cost, clock);
+        auto zero = batcher.submit(0);
+        auto huge = batcher.submit(15);
+        auto zero2 = batcher.submit(0);
+        CHECK(zero.get() == 0);
+        CHECK(huge.get() == 150);
+        batcher.close();
+        CHECK(zero2.get() == 0);
+        CHECK(recorder.snapshot() == Batches{{0}, {15}, {0}});
+    }
 }
 
 TEST_CASE("a batch is formed when a worker is free; higher priorities first, FIFO within a level", "[batcher]") {
@@ -308,6 +319,24 @@ TEST_CASE("requests past their deadline never reach the handler", "[batcher]") {
         CHECK(batcher.metrics().expired == 2);
         CHECK(batcher.metrics().accepted == 0);
     }
+}
+
+TEST_CASE("sweeping expired requests out of a long queue keeps the others in FIFO order", "[batcher]") {
+    llmfast::ManualClock clock;
+    Recorder recorder;
+    ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_wait = 1h}, {}, clock);
+    std::vector<std::future<int>> futures;
+    for (int i = 0; i < 70; ++i)  // grows the ring buffer past 16, 32 and 64 entries
+        futures.push_back(i % 3 == 0 ? batcher.submit(i, {.timeout = 5ms}) : batcher.submit(i));
+    clock.advance(6ms);
+    for (int i = 0; i < 70; i += 3) CHECK(error_of(futures[static_cast<std::size_t>(i)]) == ErrorCode::DeadlineExceeded);
+    for (int i = 70; i < 80; ++i) futures.push_back(batcher.submit(i));
+    batcher.close();
+    std::vector<int> expected;
+    for (int i = 0; i < 80; ++i)
+        if (i >= 70 || i % 3 != 0) expected.push_back(i);
+    CHECK(recorder.snapshot() == Batches{expected});
+    CHECK(batcher.metrics().expired == 24);
 }
 
 TEST_CASE("cancelled requests never reach the handler", "[batcher]") {
@@ -494,7 +523,7 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
         CHECK(m.rejected == 2);
         CHECK(m.succeeded == 10);
     }
-    SECTION("the destructor drains too, and a blocked producer is released with Closed") {
+    SECTION("close releases a blocked producer with Closed, and the destructor drains") {
         std::atomic<int> completed{0};
         std::future<ErrorCode> blocked;
         {
@@ -507,9 +536,25 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
             blocked = std::async(std::launch::async, [&] { return code_of([&] { (void)batcher.submit(9); }); });
             CHECK(blocked.wait_for(30ms) == std::future_status::timeout);
             batcher.close();
+            blocked.wait();  // no call may still be inside the batcher when it is destroyed
         }
         CHECK(completed == 3);
         CHECK(blocked.get() == ErrorCode::Closed);
+    }
+    SECTION("the destructor alone drains") {
+        std::atomic<int> completed{0};
+        std::future<int> future;
+        {
+            ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 4, .max_wait = 1h}, {}, clock);
+            future = batcher.submit(100);
+            for (int i = 0; i < 5; ++i)
+                batcher.submit(i, {}, [&](llmfast::BatchResult<int>&& r) {
+                    if (r.ok()) ++completed;
+                });
+        }
+        CHECK(completed == 5);
+        CHECK(future.get() == 1000);
+        CHECK(recorder.snapshot() == Batches{{100, 0, 1, 2}, {3, 4}});
     }
     SECTION("close from inside a callback does not deadlock") {
         auto batcher = std::make_unique<ManualBatcher>(handler_of(recorder), BatcherOptions{.max_wait = 0ms},
@@ -546,6 +591,28 @@ TEST_CASE("callback form: results, errors and throwing callbacks", "[batcher]") 
     CHECK(batcher.submit(2).get() == "2");  // still serving
     batcher.close();
     CHECK(batcher.metrics().callback_errors == 1);
+}
+
+TEST_CASE("move-only requests and responses", "[batcher]") {
+    llmfast::DynamicBatcher<std::unique_ptr<int>, std::unique_ptr<long>> batcher(
+        [](std::span<std::unique_ptr<int>> batch) {
+            std::vector<std::unique_ptr<long>> out;
+            for (auto& p : batch) out.push_back(std::make_unique<long>(*p + 1));
+            return out;
+        },
+        {.max_batch_size = 2, .max_wait = 0ms});
+    auto f = batcher.submit(std::make_unique<int>(41));
+    CHECK(*f.get() == 42);
+    std::promise<long> got;
+    batcher.submit(std::make_unique<int>(1), {}, [&](llmfast::BatchResult<std::unique_ptr<long>>&& r) {
+        got.set_value(*std::move(r).value());
+    });
+    CHECK(got.get_future().get() == 2);
+    auto request = std::make_unique<int>(7);
+    auto result = batcher.try_submit(std::move(request));
+    REQUIRE(result);
+    CHECK(request == nullptr);  // NOLINT(bugprone-use-after-move): moved on Ok
+    CHECK(*result.future.get() == 8);
 }
 
 TEST_CASE("several workers run batches concurrently", "[batcher]") {
