@@ -5,7 +5,9 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <latch>
 #include <stdexcept>
 #include <string>
@@ -501,4 +503,32 @@ TEST_CASE("Int8 index storage works behind the cache", "[cache]") {
         llmfast::HashingEmbedder{}, semantic_options(), {.storage = llmfast::FlatIndex::Storage::Int8}, clock);
     cache.insert("什么是机器学习?", "m", "ML");
     CHECK(cache.lookup("机器学习是什么?", "m").match == MatchKind::Semantic);
+}
+
+TEST_CASE("fuzz seed: a small valid snapshot for tests/fuzz/cache_snapshot", "[cache]") {
+    // Must match the cache the fuzz target builds (dimension 16, clock at 1000h).
+    llmfast::ManualClock clock(1000h);
+    const auto make = [&] {
+        return Cache(llmfast::HashingEmbedder({.dimension = 16}),
+                     {.max_entries = 64, .ttl = 24h, .semantic_tier = llmfast::SemanticTier::On,
+                      .similarity_threshold = 0.5F, .shards = 2},
+                     {}, clock);
+    };
+    auto cache = make();
+    cache.insert("什么是机器学习?", "model-a", "ML is ...");
+    cache.insert("How do I book 3 tickets?", "model-b", "Like this.");
+    cache.insert("never expires", "model-b", "forever", llmfast::SemanticCacheOptions::never);
+    const std::string bytes = cache.save_to_string();
+    const std::filesystem::path seed = std::filesystem::path(LLMFAST_SOURCE_DIR) / "tests/fuzz/corpus/cache_snapshot/valid.snap";
+    if (std::getenv("LLMFAST_WRITE_FUZZ_SEED") != nullptr) {
+        std::ofstream out(seed, std::ios::binary);
+        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    }
+    std::ifstream in(seed, std::ios::binary);
+    REQUIRE(in);
+    const std::string committed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto loaded = make();
+    loaded.load_from_string(committed);  // the committed seed is still a valid snapshot
+    CHECK(loaded.size() == 3);
+    CHECK(loaded.lookup("机器学习是什么?", "model-a").response() == "ML is ...");
 }

@@ -236,9 +236,10 @@ struct CacheKeyHash {
 /// 128-bit key of (scope, normalized prompt): the scope's hash seeds the prompt's. At 128 bits a
 /// collision is not a practical concern, so entries need not keep the normalized prompt.
 inline CacheKey make_cache_key(std::string_view scope, std::string_view normalized_prompt) noexcept {
-    const XXH128_hash_t hash =
-        XXH3_128bits_withSeed(normalized_prompt.data(), normalized_prompt.size(), xxh3_64(scope, 0x53434F5045ULL));
-    return {hash.low64, hash.high64};
+    // Two independently seeded 64-bit hashes (XXH3_128bits trips g++ 12's -Wmaybe-uninitialized in
+    // xxhash's AVX-512 path under -march=native).
+    const std::uint64_t scope_hash = xxh3_64(scope, 0x53434F5045ULL);
+    return {xxh3_64(normalized_prompt, scope_hash), xxh3_64(normalized_prompt, scope_hash ^ 0x9E3779B97F4A7C15ULL)};
 }
 
 }  // namespace detail
@@ -275,7 +276,7 @@ public:
         detail::normalize_prompt(prompt, normalized);
         const detail::CacheKey key = detail::make_cache_key(scope, normalized);
         const std::int64_t now = now_ns();
-        if (LookupResult exact = lookup_exact(key, scope, now); exact) return exact;
+        if (LookupResult exact = lookup_exact(key, now); exact) return exact;
         if (semantic_) {
             if (LookupResult similar = lookup_semantic(prompt, scope); similar) return similar;
         }
@@ -322,7 +323,7 @@ public:
                 return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), future.get()};
             }
             // Another caller may have finished its flight between our lookup and taking the lock.
-            if (LookupResult exact = lookup_exact_locked(shard, key, scope, now_ns()); exact) return exact;
+            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact) return exact;
             flight = std::make_shared<Flight>();
             shard.flights.emplace(key, flight);
         }
@@ -357,7 +358,7 @@ public:
         Shard& shard = shard_for(key);
         std::lock_guard lock(shard.mutex);
         const auto it = shard.by_key.find(key);
-        if (it == shard.by_key.end() || it->second->scope->name != scope) return false;
+        if (it == shard.by_key.end()) return false;
         remove_locked(shard, it->second);
         return true;
     }
@@ -647,23 +648,24 @@ private:
 
     static bool expired(const Entry& entry, std::int64_t now) noexcept { return entry.expires <= now; }
 
-    LookupResult lookup_exact(const detail::CacheKey& key, std::string_view scope, std::int64_t now) {
+    LookupResult lookup_exact(const detail::CacheKey& key, std::int64_t now) {
         Shard& shard = shard_for(key);
         std::lock_guard lock(shard.mutex);
-        return lookup_exact_locked(shard, key, scope, now);
+        return lookup_exact_locked(shard, key, now);
     }
 
-    LookupResult lookup_exact_locked(Shard& shard, const detail::CacheKey& key, std::string_view scope, std::int64_t now) {
+    LookupResult lookup_exact_locked(Shard& shard, const detail::CacheKey& key, std::int64_t now) {
         const auto it = shard.by_key.find(key);
         if (it == shard.by_key.end()) return {};
+        // The 128-bit key covers scope and prompt, so no string comparison (and no pointer chase
+        // into the scope) is needed on this hot path.
         const EntryIter entry = it->second;
-        if (entry->scope->name != scope) return {};
         if (expired(*entry, now)) {
             remove_locked(shard, entry);
             stats_.expirations.fetch_add(1, std::memory_order_relaxed);
             return {};
         }
-        shard.lru.splice(shard.lru.begin(), shard.lru, entry);
+        if (entry != shard.lru.begin()) shard.lru.splice(shard.lru.begin(), shard.lru, entry);
         stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
         return LookupResult{MatchKind::Exact, 1.0F, std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry->created)),
                             entry->response};

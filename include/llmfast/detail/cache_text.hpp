@@ -6,7 +6,10 @@
 
 #include <llmfast/utf8.hpp>
 
+#include <bit>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -65,34 +68,68 @@ inline CodePoint next_code_point(std::string_view text, std::size_t pos) noexcep
 /// different invalid prompts must not collapse into one key). Writes into `out` (cleared first) so
 /// a caller can reuse one buffer and keep the hot path free of allocations.
 inline void normalize_prompt(std::string_view text, std::string& out) {
-    out.clear();
-    out.reserve(text.size());
+    // The output is never longer than the input (every mapping keeps or shrinks a character), so the
+    // loop writes through a raw pointer into a pre-sized buffer: this is the exact tier's hot path.
+    out.resize(text.size());
+    char* const begin = out.data();
+    char* dst = begin;
     bool pending_space = false;  // a whitespace run seen after some output: emitted before the next character
     std::size_t pos = 0;
     const std::size_t size = text.size();
+    const char* const src = text.data();
     while (pos < size) {
-        const auto byte = static_cast<unsigned char>(text[pos]);
+        // Fastest path, 8 bytes at a time: a chunk of printable ASCII whose spaces are single (no
+        // run to collapse, none at the chunk's edges) is lower-cased with SWAR arithmetic and copied
+        // as is. Prompts are mostly such text. Little-endian only (byte 0 = lowest bits).
+        while (std::endian::native == std::endian::little && pos + 8 <= size) {
+            constexpr std::uint64_t ones = 0x0101010101010101ULL;
+            constexpr std::uint64_t highs = 0x8080808080808080ULL;
+            constexpr std::uint64_t lows = 0x7F7F7F7F7F7F7F7FULL;
+            std::uint64_t word;
+            std::memcpy(&word, src + pos, 8);
+            // Any byte >= 0x80 (non-ASCII) or < 0x20 (tab, newline, control)? Exact as an "any" test.
+            if ((word & highs) != 0 || ((word - ones * 0x20) & ~word & highs) != 0) break;
+            const std::uint64_t x = word ^ (ones * 0x20);
+            const std::uint64_t spaces = ~(((x & lows) + lows) | x) & highs;  // exact: high bit per space byte
+            const bool leading_space_ok = !(pending_space || dst == begin);
+            if ((spaces & (spaces << 8)) != 0 || (spaces & (std::uint64_t{0x80} << 56)) != 0 ||
+                ((spaces & 0x80U) != 0 && !leading_space_ok)) {
+                break;
+            }
+            const std::uint64_t ge_a = word + ones * (0x80 - 'A');  // high bit set where byte >= 'A'
+            const std::uint64_t gt_z = word + ones * (0x7F - 'Z');  // high bit set where byte > 'Z'
+            word |= (ge_a & ~gt_z & highs) >> 2;                     // 0x80 >> 2 == 0x20: to lower case
+            if (pending_space) {
+                *dst++ = ' ';
+                pending_space = false;
+            }
+            std::memcpy(dst, &word, 8);
+            dst += 8;
+            pos += 8;
+        }
+        if (pos >= size) break;
+        const auto byte = static_cast<unsigned char>(src[pos]);
         if (byte < 0x80U) {  // fast path: ASCII
             ++pos;
             if (byte == ' ' || (byte >= '\t' && byte <= '\r')) {
-                pending_space = !out.empty();
+                pending_space = dst != begin;
                 continue;
             }
             if (pending_space) {
-                out.push_back(' ');
+                *dst++ = ' ';
                 pending_space = false;
             }
-            out.push_back(static_cast<char>(byte >= 'A' && byte <= 'Z' ? byte + ('a' - 'A') : byte));
+            *dst++ = static_cast<char>(static_cast<unsigned>(byte - 'A') < 26U ? byte + ('a' - 'A') : byte);
             continue;
         }
         const utf8::DecodeResult result = utf8::decode(text, pos);
         if (result.status != utf8::DecodeStatus::Valid) {
             const std::size_t length = result.length == 0 ? 1 : result.length;
             if (pending_space) {
-                out.push_back(' ');
+                *dst++ = ' ';
                 pending_space = false;
             }
-            out.append(text.substr(pos, length));
+            for (std::size_t i = 0; i < length; ++i) *dst++ = src[pos + i];
             pos += length;
             continue;
         }
@@ -100,21 +137,22 @@ inline void normalize_prompt(std::string_view text, std::string& out) {
         const std::size_t start = pos;
         pos += result.length;
         if (is_space_code_point(cp)) {
-            pending_space = !out.empty();
+            pending_space = dst != begin;
             continue;
         }
         if (pending_space) {
-            out.push_back(' ');
+            *dst++ = ' ';
             pending_space = false;
         }
         if (cp >= 0xFF01U && cp <= 0xFF5EU) {  // full-width ASCII variants
             cp -= 0xFEE0U;
             if (cp >= 'A' && cp <= 'Z') cp += 'a' - 'A';
-            out.push_back(static_cast<char>(cp));
+            *dst++ = static_cast<char>(cp);
             continue;
         }
-        out.append(text.substr(start, result.length));
+        for (std::size_t i = start; i < pos; ++i) *dst++ = src[i];
     }
+    out.resize(static_cast<std::size_t>(dst - begin));
 }
 
 inline std::string normalize_prompt(std::string_view text) {

@@ -34,11 +34,16 @@ enum class GuardVeto : std::uint8_t { None, Numbers, Negation, LatinNames, TermO
 struct GuardSignature {
     std::vector<std::uint64_t> numbers;     ///< sorted hashes of number tokens (canonical form)
     std::vector<std::uint64_t> names;       ///< sorted unique hashes of lower-cased Latin names
+    std::vector<std::uint64_t> latin_words; ///< sorted unique hashes of every lower-cased Latin word
     std::vector<std::uint64_t> key_terms;   ///< names and numbers in order of appearance
+    /// CJK content bigrams that occur once in the prompt: (32-bit hash << 32 | position), sorted.
+    std::vector<std::uint64_t> cjk_bigrams;
     std::uint32_t negations = 0;            ///< negation markers counted
 
     [[nodiscard]] std::size_t memory_bytes() const noexcept {
-        return (numbers.capacity() + names.capacity() + key_terms.capacity()) * sizeof(std::uint64_t);
+        return (numbers.capacity() + names.capacity() + latin_words.capacity() + key_terms.capacity() +
+                cjk_bigrams.capacity()) *
+               sizeof(std::uint64_t);
     }
     friend bool operator==(const GuardSignature&, const GuardSignature&) = default;
 };
@@ -105,6 +110,19 @@ inline bool is_chinese_negation(char32_t cp, char32_t next, char32_t prev) noexc
     }
 }
 
+/// Question words, particles and copulas that paraphrases move freely ("什么是X" = "X是什么"):
+/// bigrams containing them do not count for the order guard.
+constexpr bool is_movable_cjk(char32_t cp) noexcept {
+    switch (cp) {
+        case U'什': case U'么': case U'怎': case U'吗': case U'呢': case U'哪': case U'谁': case U'何':
+        case U'是': case U'的': case U'了': case U'吧': case U'啊': case U'呀': case U'在': case U'有':
+        case U'和': case U'与': case U'及': case U'并': case U'也': case U'都': case U'就': case U'而':
+            return true;
+        default:
+            return false;
+    }
+}
+
 struct Word {
     std::size_t begin, end;  ///< byte range in the original text
     bool capitalized;
@@ -125,6 +143,9 @@ inline GuardSignature make_guard_signature(std::string_view text) {
     bool word_capitalized = false;
     bool word_sentence_start = false;
     char32_t prev_cp = 0;
+    std::size_t prev_cjk = std::string_view::npos;  // offset of the previous code point if it was CJK
+    std::uint32_t cjk_index = 0;
+    std::vector<std::uint64_t> bigrams;  // (hash << 32 | index)
     std::string numeral_run;  // canonical digits of a running CJK numeral
     std::size_t numeral_begin = 0;
     bool numeral_after_di = false;  // preceded by 第 ("第一" = "first")
@@ -153,6 +174,16 @@ inline GuardSignature make_guard_signature(std::string_view text) {
         if (value >= 0xFF01U && value <= 0xFF5EU) value -= 0xFEE0U;  // full-width forms
         const std::size_t next_pos = pos + cp.length;
         const char32_t next = next_pos < text.size() ? next_code_point(text, next_pos).value : 0;
+        if (is_cjk(value)) {
+            if (prev_cjk != std::string_view::npos && !is_movable_cjk(value) && !is_movable_cjk(prev_cp)) {
+                const auto hash = static_cast<std::uint32_t>(xxh3_64(text.substr(prev_cjk, next_pos - prev_cjk), 0x4F5244ULL));
+                bigrams.push_back(static_cast<std::uint64_t>(hash) << 32 | cjk_index);
+            }
+            ++cjk_index;
+            prev_cjk = pos;
+        } else {
+            prev_cjk = std::string_view::npos;
+        }
         const int numeral = chinese_numeral(value);
         if (numeral != -2) {
             end_word(pos);
@@ -236,6 +267,7 @@ inline GuardSignature make_guard_signature(std::string_view text) {
             ordered_terms.emplace_back(word.begin, hash);
             continue;
         }
+        sig.latin_words.push_back(xxh3_64(lowered, 0x4E414DULL));
         if (is_english_negation(lowered)) {
             ++sig.negations;
             continue;
@@ -253,7 +285,17 @@ inline GuardSignature make_guard_signature(std::string_view text) {
     std::sort(sig.numbers.begin(), sig.numbers.end());
     std::sort(sig.names.begin(), sig.names.end());
     sig.names.erase(std::unique(sig.names.begin(), sig.names.end()), sig.names.end());
+    std::sort(sig.latin_words.begin(), sig.latin_words.end());
+    sig.latin_words.erase(std::unique(sig.latin_words.begin(), sig.latin_words.end()), sig.latin_words.end());
     std::sort(ordered_terms.begin(), ordered_terms.end());
+    // Keep the bigrams that occur once: a repeated one has no single position to compare.
+    std::sort(bigrams.begin(), bigrams.end());
+    for (std::size_t i = 0; i < bigrams.size();) {
+        std::size_t j = i + 1;
+        while (j < bigrams.size() && (bigrams[j] >> 32) == (bigrams[i] >> 32)) ++j;
+        if (j == i + 1) sig.cjk_bigrams.push_back(bigrams[i]);
+        i = j;
+    }
     sig.key_terms.reserve(ordered_terms.size());
     for (const auto& term : ordered_terms) sig.key_terms.push_back(term.second);
     return sig;
@@ -272,11 +314,42 @@ inline bool same_term_order(const std::vector<std::uint64_t>& a, const std::vect
     return std::is_sorted(positions_in_b.begin(), positions_in_b.end());
 }
 
+/// The CJK bigrams both prompts contain once must appear in the same relative order: a swap of two
+/// terms ("第一季比第二季" vs "第二季比第一季", "东部A和西部B" vs "西部A和东部B") changes the meaning
+/// while keeping every character.
+inline bool same_cjk_order(const std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b) {
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> shared;  // (position in a, position in b)
+    std::size_t i = 0, j = 0;
+    while (i < a.size() && j < b.size()) {
+        const std::uint64_t ha = a[i] >> 32, hb = b[j] >> 32;
+        if (ha < hb) {
+            ++i;
+        } else if (hb < ha) {
+            ++j;
+        } else {
+            shared.emplace_back(static_cast<std::uint32_t>(a[i]), static_cast<std::uint32_t>(b[j]));
+            ++i;
+            ++j;
+        }
+    }
+    std::sort(shared.begin(), shared.end());
+    for (std::size_t k = 1; k < shared.size(); ++k) {
+        if (shared[k].second < shared[k - 1].second) return false;
+    }
+    return true;
+}
+
 inline GuardVeto check_hit_guards(const GuardSignature& a, const GuardSignature& b, const HitGuards& guards) {
     if (guards.numbers && a.numbers != b.numbers) return GuardVeto::Numbers;
     if (guards.negation && (a.negations > 0) != (b.negations > 0)) return GuardVeto::Negation;
-    if (guards.latin_names && a.names != b.names) return GuardVeto::LatinNames;
-    if (guards.term_order && !same_term_order(a.key_terms, b.key_terms)) return GuardVeto::TermOrder;
+    // A name of one prompt must occur in the other as a word (in any case: "Paris" vs "paris" agree).
+    if (guards.latin_names && (!std::includes(b.latin_words.begin(), b.latin_words.end(), a.names.begin(), a.names.end()) ||
+                               !std::includes(a.latin_words.begin(), a.latin_words.end(), b.names.begin(), b.names.end()))) {
+        return GuardVeto::LatinNames;
+    }
+    if (guards.term_order && (!same_term_order(a.key_terms, b.key_terms) || !same_cjk_order(a.cjk_bigrams, b.cjk_bigrams))) {
+        return GuardVeto::TermOrder;
+    }
     return GuardVeto::None;
 }
 

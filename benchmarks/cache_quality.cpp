@@ -1,0 +1,208 @@
+// benchmarks/cache_quality.cpp — how often would the semantic tier serve a wrong answer?
+//
+// Reads labelled prompt pairs (TSV: lang, label, source, text_a, text_b; label 1 = an answer cached
+// for text_a is right for text_b) and reports, per source and overall, the precision and recall of
+// *semantic-tier* hits (pairs whose texts differ after normalization; identical ones are exact-tier
+// hits) over a range of similarity thresholds, with each hit guard on and off. Then it checks the
+// figures through a real SemanticCache (insert text_a, look up text_b) at the defaults.
+//
+//     cache_quality /work/shared/data/pairs-dev.tsv
+//     cache_quality --quick            # built-in sample, for CI
+#include <llmfast/semantic_cache.hpp>
+
+#include "bench_common.hpp"
+
+#include <array>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Pair {
+    std::string source;
+    int label = 0;
+    std::string a, b;
+};
+
+std::vector<Pair> builtin_sample() {
+    return {
+        {"sample-zh", 1, "什么是机器学习?", "机器学习是什么?"},
+        {"sample-zh", 0, "第一季比第二季好看吗", "第二季比第一季好看吗"},
+        {"sample-zh", 1, "今天北京天气怎么样", "北京今天天气如何"},
+        {"sample-zh", 0, "这个问题很难", "这个问题不难"},
+        {"sample-zh", 0, "Alice 比 Bob 高吗", "Bob 比 Alice 高吗"},
+        {"sample-en", 1, "How do I reset my password?", "how can I reset my password"},
+        {"sample-en", 0, "How do I book 3 tickets to Paris?", "How do I book 4 tickets to Paris?"},
+        {"sample-en", 0, "Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"},
+        {"sample-en", 1, "What is the capital of France?", "what's the capital of France"},
+        {"sample-en", 0, "Does Alice earn more than Bob?", "Does Bob earn more than Alice?"},
+    };
+}
+
+std::vector<Pair> read_pairs(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) {
+        std::fprintf(stderr, "cannot open %s\n", path.c_str());
+        std::exit(2);
+    }
+    std::vector<Pair> pairs;
+    std::string line;
+    bool header = true;
+    while (std::getline(in, line)) {
+        if (header) {
+            header = false;
+            continue;
+        }
+        std::array<std::string, 5> fields;
+        std::size_t field = 0, start = 0;
+        for (std::size_t i = 0; i <= line.size() && field < 5; ++i) {
+            if (i == line.size() || (line[i] == '\t' && field < 4)) {
+                fields[field++] = line.substr(start, i - start);
+                start = i + 1;
+            }
+        }
+        if (field != 5) continue;
+        pairs.push_back({fields[2], fields[1] == "1" ? 1 : 0, fields[3], fields[4]});
+    }
+    return pairs;
+}
+
+struct Scored {
+    const Pair* pair;
+    float similarity;
+    llmfast::GuardSignature sig_a, sig_b;
+};
+
+struct Count {
+    int hits = 0, true_hits = 0, positives = 0;
+    [[nodiscard]] double precision() const { return hits ? static_cast<double>(true_hits) / hits : 0.0; }
+    [[nodiscard]] double recall() const { return positives ? static_cast<double>(true_hits) / positives : 0.0; }
+};
+
+struct GuardConfig {
+    const char* name;
+    llmfast::HitGuards guards;
+};
+
+Count evaluate(const std::vector<Scored>& scored, const std::string& source, float threshold, const llmfast::HitGuards& guards) {
+    Count count;
+    for (const Scored& s : scored) {
+        if (!source.empty() && s.pair->source != source) continue;
+        count.positives += s.pair->label;
+        if (s.similarity < threshold) continue;
+        if (llmfast::check_hit_guards(s.sig_b, s.sig_a, guards) != llmfast::GuardVeto::None) continue;
+        ++count.hits;
+        count.true_hits += s.pair->label;
+    }
+    return count;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const auto options = llmfast::bench::parse_options(argc, argv, "[pairs.tsv]");
+    std::vector<Pair> pairs;
+    if (!options.positional.empty()) {
+        pairs = read_pairs(options.positional[0]);
+    } else if (options.quick) {
+        pairs = builtin_sample();
+    } else {
+        std::fprintf(stderr, "usage: cache_quality [--quick] pairs.tsv (e.g. /work/shared/data/pairs-dev.tsv)\n");
+        return 2;
+    }
+
+    const llmfast::HashingEmbedder embedder;
+    const std::size_t dim = embedder.dimension();
+    std::vector<float> va(dim), vb(dim);
+    std::vector<Scored> scored;
+    std::map<std::string, int> exact_by_source;
+    std::vector<std::string> sources;
+    for (const Pair& pair : pairs) {
+        if (std::find(sources.begin(), sources.end(), pair.source) == sources.end()) sources.push_back(pair.source);
+        if (llmfast::detail::normalize_prompt(pair.a) == llmfast::detail::normalize_prompt(pair.b)) {
+            ++exact_by_source[pair.source];  // the exact tier's business, not the semantic tier's
+            continue;
+        }
+        embedder.embed(pair.a, va);
+        embedder.embed(pair.b, vb);
+        double dot = 0;
+        for (std::size_t i = 0; i < dim; ++i) dot += static_cast<double>(va[i]) * static_cast<double>(vb[i]);
+        scored.push_back({&pair, static_cast<float>(dot), llmfast::make_guard_signature(pair.a), llmfast::make_guard_signature(pair.b)});
+    }
+    std::printf("pairs: %zu, of which %zu differ after normalization (semantic tier)\n", pairs.size(), scored.size());
+    for (const auto& [source, n] : exact_by_source) std::printf("  %s: %d pairs identical after normalization (exact tier)\n", source.c_str(), n);
+
+    const llmfast::HitGuards none{.numbers = false, .negation = false, .latin_names = false, .term_order = false};
+    const std::vector<GuardConfig> configs{
+        {"no guards", none},
+        {"numbers only", {.numbers = true, .negation = false, .latin_names = false, .term_order = false}},
+        {"negation only", {.numbers = false, .negation = true, .latin_names = false, .term_order = false}},
+        {"latin names only", {.numbers = false, .negation = false, .latin_names = true, .term_order = false}},
+        {"term order only", {.numbers = false, .negation = false, .latin_names = false, .term_order = true}},
+        {"all guards", llmfast::HitGuards{}},
+    };
+    const std::vector<float> thresholds{0.5F, 0.6F, 0.7F, 0.75F, 0.8F, 0.85F, 0.9F, 0.95F, 0.98F};
+
+    std::vector<std::string> groups{""};
+    groups.insert(groups.end(), sources.begin(), sources.end());
+    for (const std::string& group : groups) {
+        std::printf("\n== semantic-tier precision / recall: %s ==\n%-18s", group.empty() ? "overall" : group.c_str(), "threshold");
+        for (const float t : thresholds) std::printf(" %11.2f", static_cast<double>(t));
+        std::printf("\n");
+        for (const GuardConfig& config : configs) {
+            std::printf("%-18s", config.name);
+            for (const float t : thresholds) {
+                const Count c = evaluate(scored, group, t, config.guards);
+                if (c.hits == 0) {
+                    std::printf(" %11s", "  -  /0.00");
+                } else {
+                    std::printf("  %4.2f/%4.2f", c.precision(), c.recall());
+                }
+            }
+            std::printf("\n");
+        }
+    }
+
+    // What each guard vetoes, by label (a veto of a label-0 pair is a wrong answer avoided; of a
+    // label-1 pair, a right answer lost), among pairs at or above 0.8.
+    std::printf("\n== guard vetoes among pairs with similarity >= 0.80 (each guard alone) ==\n");
+    for (std::size_t i = 1; i + 1 < configs.size(); ++i) {
+        int wrong_avoided = 0, right_lost = 0;
+        for (const Scored& s : scored) {
+            if (s.similarity < 0.8F) continue;
+            if (llmfast::check_hit_guards(s.sig_b, s.sig_a, configs[i].guards) == llmfast::GuardVeto::None) continue;
+            (s.pair->label ? right_lost : wrong_avoided)++;
+        }
+        std::printf("%-18s wrong answers avoided %5d   right answers lost %5d\n", configs[i].name, wrong_avoided, right_lost);
+    }
+
+    // The defaults, measured through the cache itself: insert text_a, look up text_b.
+    const auto through_cache = [&](llmfast::SemanticCacheOptions cache_options, const char* what) {
+        Count overall;
+        int exact_hits = 0;
+        for (const Pair& pair : pairs) {
+            llmfast::SemanticCache<llmfast::HashingEmbedder> cache(llmfast::HashingEmbedder{}, cache_options);
+            cache.insert(pair.a, "scope", "answer");
+            const auto result = cache.lookup(pair.b, "scope");
+            if (result.match == llmfast::MatchKind::Exact) {
+                ++exact_hits;
+                continue;
+            }
+            overall.positives += pair.label;
+            if (result.match == llmfast::MatchKind::Semantic) {
+                ++overall.hits;
+                overall.true_hits += pair.label;
+            }
+        }
+        std::printf("%-52s semantic hits %5d  precision %.3f  recall %.3f  (exact-tier hits %d)\n", what, overall.hits,
+                    overall.precision(), overall.recall(), exact_hits);
+    };
+    std::printf("\n== through SemanticCache<HashingEmbedder> ==\n");
+    through_cache({}, "defaults (semantic tier Auto = off for HashingEmbedder)");
+    llmfast::SemanticCacheOptions opted_in;
+    opted_in.semantic_tier = llmfast::SemanticTier::On;
+    through_cache(opted_in, fmt::format("opted in: threshold {:.2f}, all guards", static_cast<double>(opted_in.similarity_threshold)).c_str());
+    return 0;
+}

@@ -1,0 +1,175 @@
+// llmfast/hnsw_index.hpp — `HnswIndex`: approximate nearest-neighbour search over hnswlib, for
+// caches with millions of entries per scope. Optional: needs hnswlib (Debian: libhnswlib-dev; link
+// the CMake target llmfast::hnsw) and is not part of llmfast/llmfast.hpp.
+//
+//     #include <llmfast/hnsw_index.hpp>
+//     llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::HnswIndex> cache(
+//         llmfast::HashingEmbedder{}, {.semantic_tier = llmfast::SemanticTier::On},
+//         {.m = 16, .ef_construction = 200, .ef_search = 64});
+//
+// It models `VectorIndex` (llmfast/vector_index.hpp) with inner-product similarity. Written for
+// hnswlib 0.6.2 (Debian 12), which has no filtered search, no slot reuse for deleted elements and
+// throws when adding past `max_elements`, so:
+//   - the cache keeps one index per scope (a hit never crosses scopes, and nothing is filtered away);
+//   - `remove` marks the element deleted and keeps its label on a free list; the next `add` of a new
+//     id reuses that label (`addPoint` on an existing label un-deletes and updates it in place), so
+//     churn does not grow the index;
+//   - when no label is free and the index is full, `add` doubles it with `resizeIndex`.
+//
+// Thread-safety: like FlatIndex, not synchronized: concurrent `search` calls on a const index are
+// safe (hnswlib's search only takes its own internal locks); `add`, `remove` and `set_ef_search`
+// need exclusive access (`resizeIndex` is not thread-safe) — SemanticCache holds a reader/writer lock
+// per scope.
+//
+// Errors: the constructor throws Error(InvalidArgument) for dimension 0, m < 2, ef_construction or
+// ef_search 0; `add`/`search` throw Error(InvalidArgument) for a vector of the wrong size; hnswlib's
+// own failures (out of memory) propagate as std::runtime_error / std::bad_alloc.
+#pragma once
+
+#include <llmfast/error.hpp>
+#include <llmfast/vector_index.hpp>
+
+#include <hnswlib/hnswlib.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace llmfast {
+
+struct HnswIndexOptions {
+    std::size_t m = 16;                   ///< graph degree (hnswlib's M)
+    std::size_t ef_construction = 200;    ///< candidate list size while building
+    std::size_t ef_search = 64;           ///< candidate list size while searching (recall vs latency)
+    std::size_t initial_capacity = 1024;  ///< elements allocated up front; doubled when full
+    std::size_t random_seed = 100;        ///< level generator seed (fixed: builds are reproducible)
+};
+
+class HnswIndex {
+public:
+    using Options = HnswIndexOptions;
+
+    explicit HnswIndex(std::size_t dimension, const Options& options = {})
+        : dimension_(dimension), options_(options) {
+        if (dimension == 0) throw Error(ErrorCode::InvalidArgument, "HnswIndex: dimension must be > 0");
+        if (options.m < 2) throw Error(ErrorCode::InvalidArgument, "HnswIndex: m must be >= 2");
+        if (options.ef_construction == 0 || options.ef_search == 0) {
+            throw Error(ErrorCode::InvalidArgument, "HnswIndex: ef_construction and ef_search must be > 0");
+        }
+        space_ = std::make_unique<hnswlib::InnerProductSpace>(dimension);
+        capacity_ = std::max<std::size_t>(options.initial_capacity, 16);
+        graph_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), capacity_, options.m,
+                                                                   options.ef_construction, options.random_seed);
+        graph_->setEf(options.ef_search);
+    }
+
+    [[nodiscard]] std::size_t dimension() const noexcept { return dimension_; }
+    /// Live (not removed) vectors.
+    [[nodiscard]] std::size_t size() const noexcept { return labels_.size(); }
+    /// Elements allocated in the graph (live + reusable slots + spare room).
+    [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+
+    /// Adds `vector` under `id`, replacing the vector already stored under that id.
+    void add(std::uint64_t id, std::span<const float> vector) {
+        check_size(vector.size(), "add");
+        if (const auto it = labels_.find(id); it != labels_.end()) {
+            graph_->addPoint(vector.data(), it->second);  // existing label: updated in place
+            return;
+        }
+        hnswlib::labeltype label = 0;
+        const bool reuse = !free_labels_.empty();
+        if (reuse) {
+            label = free_labels_.back();
+        } else {
+            label = static_cast<hnswlib::labeltype>(ids_.size());
+            if (ids_.size() >= capacity_) {
+                graph_->resizeIndex(capacity_ * 2);
+                capacity_ *= 2;
+            }
+        }
+        // Reserve our bookkeeping first so that after hnswlib accepted the point nothing can fail.
+        labels_.reserve(labels_.size() + 1);
+        if (!reuse) ids_.reserve(ids_.size() + 1);
+        graph_->addPoint(vector.data(), label);  // a reused (deleted) label is un-deleted and updated
+        if (reuse) {
+            free_labels_.pop_back();
+            ids_[label] = id;
+        } else {
+            ids_.push_back(id);
+        }
+        labels_.emplace(id, label);
+    }
+
+    /// Removes `id` (marks it deleted; its slot is reused by a later add); false if absent.
+    bool remove(std::uint64_t id) {
+        const auto it = labels_.find(id);
+        if (it == labels_.end()) return false;
+        free_labels_.reserve(free_labels_.size() + 1);
+        graph_->markDelete(it->second);
+        free_labels_.push_back(it->second);
+        labels_.erase(it);
+        return true;
+    }
+
+    [[nodiscard]] bool contains(std::uint64_t id) const { return labels_.contains(id); }
+
+    /// Up to `k` approximate nearest ids by inner product, best first.
+    [[nodiscard]] std::vector<SearchHit> search(std::span<const float> query, std::size_t k) const {
+        check_size(query.size(), "search");
+        if (k == 0 || labels_.empty()) return {};
+        auto queue = graph_->searchKnn(query.data(), std::min(k, labels_.size()));
+        std::vector<SearchHit> hits(queue.size());
+        // hnswlib's queue pops the farthest first; its inner-product "distance" is 1 - dot.
+        for (std::size_t i = hits.size(); i-- > 0;) {
+            const auto& [distance, label] = queue.top();
+            hits[i] = SearchHit{ids_[label], 1.0F - distance};
+            queue.pop();
+        }
+        return hits;
+    }
+
+    /// Changes the search candidate list size (needs exclusive access).
+    void set_ef_search(std::size_t ef) {
+        if (ef == 0) throw Error(ErrorCode::InvalidArgument, "HnswIndex: ef_search must be > 0");
+        graph_->setEf(ef);
+        options_.ef_search = ef;
+    }
+
+    /// Bytes of the graph (vectors and links for every allocated element) and the id maps.
+    [[nodiscard]] std::size_t memory_bytes() const noexcept {
+        return capacity_ * (graph_->size_data_per_element_ + sizeof(void*)) + ids_.capacity() * sizeof(std::uint64_t) +
+               labels_.size() * 48 + free_labels_.capacity() * sizeof(hnswlib::labeltype);
+    }
+
+    /// Bytes one more vector adds (its graph element and map entries).
+    [[nodiscard]] std::size_t bytes_per_vector() const noexcept {
+        return graph_->size_data_per_element_ + sizeof(void*) + sizeof(std::uint64_t) + 48;
+    }
+
+private:
+    void check_size(std::size_t size, const char* what) const {
+        if (size != dimension_) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("HnswIndex::{}: vector has {} floats, index dimension is {}", what, size, dimension_));
+        }
+    }
+
+    std::size_t dimension_;
+    Options options_;
+    std::size_t capacity_ = 0;
+    std::unique_ptr<hnswlib::InnerProductSpace> space_;
+    std::unique_ptr<hnswlib::HierarchicalNSW<float>> graph_;
+    std::vector<std::uint64_t> ids_;                                  // label -> id (stale for free labels)
+    std::unordered_map<std::uint64_t, hnswlib::labeltype> labels_;    // id -> label, live only
+    std::vector<hnswlib::labeltype> free_labels_;                     // deleted labels to reuse
+};
+
+static_assert(VectorIndex<HnswIndex>);
+
+}  // namespace llmfast
