@@ -205,6 +205,76 @@ TEST_CASE("whitespace normalization: Unicode spaces, blank lines, trimming", "[c
     CHECK(run(c, "- item\n  - nested") == "- item\n  - nested");
 }
 
+namespace {
+// Reference whitespace normalization, written plainly (no fences in its input).
+std::size_t space_width(std::string_view text, std::size_t i) {
+    const char c = text[i];
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v') return 1;
+    if (text.substr(i, 2) == "\xC2\xA0") return 2;
+    if (text.substr(i, 3) == "\xE3\x80\x80") return 3;
+    return 0;
+}
+std::string reference_normalize(std::string_view text) {
+    std::string out;
+    bool started = false, blank = false;
+    std::size_t line_start = 0;
+    while (line_start <= text.size()) {
+        std::size_t line_end = text.find('\n', line_start);
+        if (line_end == std::string_view::npos) line_end = text.size();
+        const std::string_view line = text.substr(line_start, line_end - line_start);
+        line_start = line_end + 1;
+        std::size_t i = 0;
+        bool ascii = true;
+        while (i < line.size() && space_width(line, i) != 0) {
+            if (space_width(line, i) > 1 || (line[i] != ' ' && line[i] != '\t')) ascii = false;
+            i += space_width(line, i);
+        }
+        if (i == line.size()) {
+            blank = blank || started;
+            continue;
+        }
+        std::string body = started && ascii ? std::string(line.substr(0, i)) : std::string();
+        bool in_run = false;
+        for (; i < line.size();) {
+            if (const std::size_t w = space_width(line, i); w != 0) {
+                in_run = true;
+                i += w;
+                continue;
+            }
+            if (in_run) body += ' ';
+            in_run = false;
+            body += line[i++];
+        }
+        if (started) out += blank ? "\n\n" : "\n";
+        out += body;
+        started = true;
+        blank = false;
+    }
+    return out;
+}
+}  // namespace
+
+TEST_CASE("whitespace normalization agrees with a plain reference on random text", "[compressor]") {
+    CompressorOptions options;
+    options.chinese_rules = false;
+    options.english_rules = false;
+    const PromptCompressor<> c(options);
+    const std::vector<std::string> alphabet = {" ", " ", " ", "\t", "\r", "a", "b", "c", "\n", "\xE3\x80\x80",
+                                               "\xC2\xA0", "\xE3\x80\x82", "\xC3\xA9", "\xE4\xB8\xAD", "xyz"};
+    std::uint32_t state = 99;
+    for (int round = 0; round < 3000; ++round) {
+        std::string text;
+        state = state * 1103515245U + 12345U;
+        const std::size_t length = (state >> 16) % 70;
+        for (std::size_t i = 0; i < length; ++i) {
+            state = state * 1103515245U + 12345U;
+            text += alphabet[(state >> 16) % alphabet.size()];
+        }
+        INFO(text);
+        CHECK(c.compress(text).text == reference_normalize(text));
+    }
+}
+
 TEST_CASE("code fences are copied byte for byte", "[compressor]") {
     const PromptCompressor<> c;
     const std::string code = "```python\ndef f(x):\n    请你  =  1\n\n\n\n    return   x  # in order to\n```";
@@ -283,6 +353,27 @@ TEST_CASE("budget mode: BM25 relevance, original order, budget met", "[compresso
     const auto w = words.compress_to_budget(context, "rotate API key", 20);
     CHECK(WordCounter{}.count(w.text) <= 20);
     CHECK(w.text.find("rotate") != std::string::npos);
+}
+
+TEST_CASE("budget mode keeps a fenced code block whole or not at all", "[compressor]") {
+    const std::string context =
+        "The config loader reads YAML. It retries twice.\n"
+        "```python\ndef load_config(path):\n    return yaml.safe_load(open(path))\n```\n"
+        "Lunch is at noon. The loader caches results.";
+    const PromptCompressor<> c;
+    const llmfast::EstimatingTokenCounter counter;
+    const std::string fence = "```python\ndef load_config(path):\n    return yaml.safe_load(open(path))\n```";
+    for (std::size_t budget = 0; budget <= 60; ++budget) {
+        const auto r = c.compress_to_budget(context, "load_config yaml loader", budget);
+        INFO(budget << ": " << r.text);
+        CHECK(counter.count(r.text) <= budget);
+        const bool has_start = r.text.find("```python") != std::string::npos;
+        const bool has_whole = r.text.find(fence) != std::string::npos;
+        CHECK(has_start == has_whole);
+    }
+    const auto r = c.compress_to_budget(context, "load_config yaml", 40);
+    CHECK(r.text.find(fence) != std::string::npos);
+    CHECK(r.text.find("Lunch") == std::string::npos);
 }
 
 TEST_CASE("statistics", "[compressor]") {

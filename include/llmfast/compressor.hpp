@@ -41,7 +41,6 @@
 #pragma once
 
 #include <llmfast/detail/text_scan.hpp>
-#include <llmfast/detail/xxhash.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/tokens.hpp>
 #include <llmfast/utf8.hpp>
@@ -51,6 +50,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -132,6 +132,9 @@ struct CompressorOptions {
     bool remove_repeated_sentences = false;  ///< drop a sentence seen before (anywhere in the prose)
     std::size_t min_repeated_length = 12;    ///< shorter lines/sentences ("}", "---") are never dropped (> 0)
     bool repair_invalid_utf8 = false;        ///< replace ill-formed bytes with U+FFFD instead of throwing
+    /// Fill `tokens_before`/`tokens_after`. Counting both texts can cost more than compressing them;
+    /// turn it off on a hot path that doesn't read them (budget mode always counts what it keeps).
+    bool count_tokens = true;
     double bm25_k1 = 1.2;                    ///< budget mode: BM25 term-frequency saturation (>= 0)
     double bm25_b = 0.75;                    ///< budget mode: BM25 length normalization (0..1)
 };
@@ -147,7 +150,7 @@ struct CompressionStats {
     std::size_t bytes_after = 0;
     std::size_t chars_before = 0;  ///< code points
     std::size_t chars_after = 0;
-    std::size_t tokens_before = 0;  ///< as the compressor's TokenCounter counts them
+    std::size_t tokens_before = 0;  ///< as the compressor's TokenCounter counts them (0 if !count_tokens)
     std::size_t tokens_after = 0;
     std::vector<RuleFiring> rules_fired;  ///< in rule order, only rules that fired
     std::size_t lines_removed = 0;        ///< repeated lines dropped
@@ -251,7 +254,9 @@ public:
                 }
             }
         }
-        next_.assign(next.begin(), next.end());
+        // The scan's table: each entry is the target's row offset (id * classes) shifted left by one,
+        // with the low bit set when the target has an output, so one load per byte drives the scan.
+        trans_.resize(next.size());
         // Flatten the output lists; mark states that have any output (own or via dictionary link).
         own_begin_.assign(states + 1, 0);
         for (std::size_t s = 0; s < states; ++s) {
@@ -262,6 +267,20 @@ public:
         has_output_.assign(states, 0);
         for (std::size_t s = 0; s < states; ++s)
             has_output_[s] = static_cast<unsigned char>(!own[s].empty() || dict_[s] >= 0);
+        for (std::size_t k = 0; k < next.size(); ++k) {
+            const auto target = static_cast<std::size_t>(next[k]);
+            trans_[k] = static_cast<std::uint32_t>(target * classes_ * 2 + has_output_[target]);
+        }
+        // Which (folded) byte pairs can start a match: at the root the scan skips every other pair.
+        start_pairs_.assign(65536 / 64, 0);
+        for (const CompressionRule& rule : rules) {
+            const unsigned first = fold_ascii(static_cast<unsigned char>(rule.pattern[0]));
+            if (rule.pattern.size() == 1) {
+                for (unsigned second = 0; second < 256; ++second) set_pair(first, second);
+            } else {
+                set_pair(first, fold_ascii(static_cast<unsigned char>(rule.pattern[1])));
+            }
+        }
     }
 
     /// Appends `text` with every leftmost-longest match replaced to `out`; counts firings per rule
@@ -275,18 +294,25 @@ public:
         const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
         const std::size_t n = text.size();
         std::size_t copied = 0;  // text[copied, ...) is not yet in `out`
-        std::uint32_t state = 0;
+        std::uint32_t row = 0;  // current state's row offset in trans_ (state id * classes_)
         std::size_t capitalize_at = std::string::npos;  // see emit()
         bool have = false;
         std::size_t cand_start = 0, cand_end = 0, cand_rule = 0;
         for (std::size_t i = 0; i < n; ++i) {
-            state = static_cast<std::uint32_t>(next_[state * classes_ + class_of_[bytes[i]]]);
+            if (row == 0) {
+                // Hot loop: at the root (no candidate pending), skip pairs of bytes no pattern starts with.
+                while (i + 1 < n && !starts_pair(bytes[i], bytes[i + 1])) ++i;
+            }
+            const std::uint32_t entry = trans_[row + class_of_[bytes[i]]];
+            row = entry >> 1;
+            if (!have && (entry & 1U) == 0) continue;  // the common case: nothing to decide here
+            const std::uint32_t state = row / classes_;
             if (have && i + 1 - depth_[state] > cand_start) {
                 emit(text, out, copied, cand_start, rules[cand_rule], capitalize_at);
                 ++fired[cand_rule];
                 copied = cand_end;
                 have = false;
-                state = 0;
+                row = 0;
                 i = cand_end - 1;  // resume right after the match: replacements are never re-scanned
                 continue;
             }
@@ -361,10 +387,30 @@ private:
         if (rule.replacement.empty()) capitalize_at = at;
     }
 
+    void set_pair(unsigned first, unsigned second) {
+        const unsigned index = first << 8 | second;
+        start_pairs_[index >> 6] |= std::uint64_t{1} << (index & 63U);
+        if (second >= 'a' && second <= 'z') set_pair_exact(first, second - ('a' - 'A'));
+        if (first >= 'a' && first <= 'z') {
+            const unsigned upper = first - ('a' - 'A');
+            set_pair_exact(upper, second);
+            if (second >= 'a' && second <= 'z') set_pair_exact(upper, second - ('a' - 'A'));
+        }
+    }
+    void set_pair_exact(unsigned first, unsigned second) {
+        const unsigned index = first << 8 | second;
+        start_pairs_[index >> 6] |= std::uint64_t{1} << (index & 63U);
+    }
+    bool starts_pair(unsigned char first, unsigned char second) const noexcept {
+        const unsigned index = static_cast<unsigned>(first) << 8 | second;
+        return (start_pairs_[index >> 6] >> (index & 63U) & 1U) != 0;
+    }
+
     const std::vector<CompressionRule>* rules_ = nullptr;  // owned by the compressor (stable address)
+    std::vector<std::uint64_t> start_pairs_;
     std::array<std::uint32_t, 256> class_of_{};
     std::uint32_t classes_ = 1;
-    std::vector<std::int32_t> next_;
+    std::vector<std::uint32_t> trans_;
     std::vector<std::uint32_t> depth_;
     std::vector<std::int32_t> dict_;
     std::vector<std::uint32_t> own_begin_;
@@ -386,10 +432,31 @@ inline void append_normalized_line(std::string& out, std::string_view line) {
     if (pos == line.size()) return;  // blank
     if (ascii_indent) out.append(line.substr(0, pos));
     std::size_t run_start = pos;  // start of the not-yet-copied non-space run
+    static constexpr auto may_start_space = [] {
+        std::array<bool, 256> table{};
+        for (const char b : {' ', '\t', '\r', '\f', '\v'}) table[static_cast<unsigned char>(b)] = true;
+        table[0xC2U] = table[0xE3U] = true;
+        return table;
+    }();
+    constexpr std::uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
     while (pos < line.size()) {
-        const auto b = static_cast<unsigned char>(line[pos]);
-        // Fast path: bytes that can't start a horizontal space.
-        if (b != ' ' && b != '\t' && b != '\r' && b != '\f' && b != '\v' && b != 0xC2U && b != 0xE3U) {
+        // Hot loop: skip 8 bytes at a time while none is a control byte (tab, CR, ...), a 0xC2/0xE3
+        // lead byte (no-break and ideographic space) or a space followed by a space. Byte masks can
+        // have false positives (then the byte loop below decides), never false negatives. The second
+        // load reads one byte further, so a skipped block never holds the line's last byte.
+        if (pos + 9 <= line.size()) {
+            const std::uint64_t x = load64(line.data() + pos);
+            const std::uint64_t y = load64(line.data() + pos + 1);
+            const auto zero_bytes = [&](std::uint64_t v) { return (v - ones) & ~v & high; };
+            const std::uint64_t special = ((x - ones * 0x20U) & ~x & high) | zero_bytes(x ^ (ones * 0xC2U)) |
+                                          zero_bytes(x ^ (ones * 0xE3U)) |
+                                          (zero_bytes(x ^ (ones * 0x20U)) & zero_bytes(y ^ (ones * 0x20U)));
+            if (special == 0) {
+                pos += 8;
+                continue;
+            }
+        }
+        if (!may_start_space[static_cast<unsigned char>(line[pos])]) {
             ++pos;
             continue;
         }
@@ -398,7 +465,16 @@ inline void append_normalized_line(std::string& out, std::string_view line) {
             ++pos;
             continue;
         }
-        out.append(line.substr(run_start, pos - run_start));
+        // One ASCII space between words is already normal: keep copying.
+        if (line[pos] == ' ' && pos + 1 < line.size() && horizontal_space_at(line, pos + 1) == 0) {
+            ++pos;
+            continue;
+        }
+        // A single space just before this run was copied along (it ended a skipped block): the run
+        // starts there.
+        std::size_t run_begin = pos;
+        if (run_begin > run_start && line[run_begin - 1] == ' ') --run_begin;
+        out.append(line.substr(run_start, run_begin - run_start));
         std::size_t end = pos;
         while (end < line.size() && (w = horizontal_space_at(line, end)) != 0) end += w;
         if (end < line.size()) out.push_back(' ');  // inner run; a trailing run is dropped
@@ -460,6 +536,13 @@ private:
     bool blank_ = false;
 };
 
+/// A 64-bit hash of `bytes` salted by `kind` (std::hash is enough for in-memory sets and keeps this
+/// header free of xxHash, whose AVX-512 path warns under g++ 12 -march=native -Werror).
+inline std::uint64_t text_hash(std::string_view bytes, std::uint64_t kind) noexcept {
+    const std::uint64_t h = std::hash<std::string_view>{}(bytes);
+    return h ^ (kind * 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2));
+}
+
 /// BM25 terms of a text: lowercase ASCII/Latin words and Han character bigrams (a lone Han
 /// character is its own term). Each term is reported as a 64-bit hash.
 template <class Sink>
@@ -469,11 +552,11 @@ void for_each_term(std::string_view text, Sink&& sink) {
     std::size_t prev_han_start = 0;
     bool han_pair_emitted = false;
     const auto flush_word = [&] {
-        if (!word.empty()) sink(xxh3_64(word, 1));
+        if (!word.empty()) sink(text_hash(word, 1));
         word.clear();
     };
     const auto end_han_run = [&] {
-        if (prev_han != 0 && !han_pair_emitted) sink(xxh3_64(text.substr(prev_han_start, utf8::decode(text, prev_han_start).length), 2));
+        if (prev_han != 0 && !han_pair_emitted) sink(text_hash(text.substr(prev_han_start, utf8::decode(text, prev_han_start).length), 2));
         prev_han = 0;
         han_pair_emitted = false;
     };
@@ -495,7 +578,7 @@ void for_each_term(std::string_view text, Sink&& sink) {
         if (is_han(cp)) {
             flush_word();
             if (prev_han != 0) {
-                sink(xxh3_64(text.substr(prev_han_start, pos + d.length - prev_han_start), 2));
+                sink(text_hash(text.substr(prev_han_start, pos + d.length - prev_han_start), 2));
                 han_pair_emitted = true;
             } else {
                 han_pair_emitted = false;
@@ -606,7 +689,7 @@ private:
     };
 
     std::string_view checked(std::string_view text, std::string& storage) const {
-        if (utf8::is_valid(text)) return text;
+        if (detail::is_valid_utf8_fast(text)) return text;
         if (!options_.repair_invalid_utf8)
             throw Error(ErrorCode::InvalidUtf8, "PromptCompressor: input is not valid UTF-8 at byte " +
                                                     std::to_string(utf8::find_invalid(text)));
@@ -618,8 +701,9 @@ private:
         CompressionStats& stats = result.stats;
         stats.bytes_before = original.size();
         stats.bytes_after = result.text.size();
-        stats.chars_before = utf8::count_code_points(original);
-        stats.chars_after = utf8::count_code_points(result.text);
+        stats.chars_before = detail::count_code_points_fast(original);
+        stats.chars_after = detail::count_code_points_fast(result.text);
+        if (!options_.count_tokens) return;
         stats.tokens_before = static_cast<std::size_t>(counter_.count(original));
         stats.tokens_after = static_cast<std::size_t>(counter_.count(result.text));
     }
@@ -673,7 +757,7 @@ private:
         detail::append_normalized_line(buffer, text);
         std::size_t start = 0;
         while (start < buffer.size() && (buffer[start] == ' ' || buffer[start] == '\t')) ++start;
-        return detail::xxh3_64(std::string_view(buffer).substr(start), 3);
+        return detail::text_hash(std::string_view(buffer).substr(start), 3);
     }
 
     void remove_repeats(std::string_view text, std::string& out, std::unordered_set<std::uint64_t>& seen,
@@ -826,8 +910,10 @@ private:
         // Greedy by score (ties: earlier first), skipping what doesn't fit; then verify the joined text.
         std::vector<std::size_t> order(chunks.size());
         for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-        std::stable_sort(order.begin(), order.end(),
-                         [&](std::size_t x, std::size_t y) { return chunks[x].score > chunks[y].score; });
+        // (std::sort with an index tie-break: libstdc++'s stable_sort trips clang's deprecation warning.)
+        std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+            return chunks[x].score != chunks[y].score ? chunks[x].score > chunks[y].score : x < y;
+        });
         std::vector<bool> keep(chunks.size(), false);
         std::size_t used = 0;
         std::vector<std::size_t> kept_order;

@@ -54,6 +54,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -232,7 +233,7 @@ private:
     std::size_t count(std::string_view text) const { return static_cast<std::size_t>(counter_.count(text)); }
 
     static void validate(std::string_view piece) {
-        if (!utf8::is_valid(piece)) throw InvalidSeen{};
+        if (!detail::is_valid_utf8_fast(piece)) throw InvalidSeen{};
     }
 
     Truncation invalid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
@@ -267,15 +268,17 @@ private:
         return b > floor ? b : floor;
     }
 
-    // Prices pieces from the start while the sum stays <= limit. The last checkpoint is the end of
-    // the text when all of it fit; else `over` is the first piece that did not fit.
-    struct ForwardScan {
-        std::vector<Checkpoint> checkpoints;  // ascending; checkpoints[0] = {0, 0}
-        std::size_t over_end = 0;             // end of the piece that overflowed (0 if none)
+    // Pieces priced from one end while the running sum stays <= a limit. Forward: checkpoints ascend
+    // from {0, 0}; backward: they descend from {n, 0}. `over` is the far end of the first piece that
+    // did not fit (forward: its end, backward: its start), or npos when the scan reached the other end.
+    struct Scan {
+        std::vector<Checkpoint> checkpoints;
+        std::size_t over = std::string_view::npos;
+        [[nodiscard]] bool complete() const noexcept { return over == std::string_view::npos; }
     };
 
-    ForwardScan scan_forward(std::string_view text, std::size_t limit) const {
-        ForwardScan scan;
+    Scan scan_forward(std::string_view text, std::size_t limit) const {
+        Scan scan;
         scan.checkpoints.push_back({0, 0});
         std::size_t pos = 0, used = 0;
         while (pos < text.size()) {
@@ -284,7 +287,7 @@ private:
             validate(piece);
             const std::size_t c = count(piece);
             if (used + c > limit) {
-                scan.over_end = end;
+                scan.over = end;
                 return scan;
             }
             used += c;
@@ -294,16 +297,34 @@ private:
         return scan;
     }
 
+    Scan scan_backward(std::string_view text, std::size_t limit) const {
+        Scan scan;
+        scan.checkpoints.push_back({text.size(), 0});
+        std::size_t pos = text.size(), used = 0;
+        while (pos > 0) {
+            const std::size_t begin = piece_start(text, pos, 0);
+            const std::string_view piece = text.substr(begin, pos - begin);
+            validate(piece);
+            const std::size_t c = count(piece);
+            if (used + c > limit) {
+                scan.over = begin;
+                return scan;
+            }
+            used += c;
+            pos = begin;
+            scan.checkpoints.push_back({pos, used});
+        }
+        return scan;
+    }
+
     // The largest prefix length (piecewise-priced) whose cost is <= target, from a forward scan
-    // whose limit was >= target.
-    std::size_t prefix_for(std::string_view text, const ForwardScan& scan, std::size_t target) const {
+    // whose limit was >= target. Only the piece where the target falls is bisected.
+    std::size_t prefix_for(std::string_view text, const Scan& scan, std::size_t target) const {
         std::size_t k = 0;
         while (k + 1 < scan.checkpoints.size() && scan.checkpoints[k + 1].used <= target) ++k;
         const Checkpoint base = scan.checkpoints[k];
         if (base.pos == text.size()) return base.pos;
-        const std::size_t end = k + 1 < scan.checkpoints.size() ? scan.checkpoints[k + 1].pos
-                                                                : (scan.over_end != 0 ? scan.over_end : piece_end(text, base.pos));
-        validate(text.substr(base.pos, end - base.pos));
+        const std::size_t end = k + 1 < scan.checkpoints.size() ? scan.checkpoints[k + 1].pos : scan.over;
         // Bisect inside the piece [base.pos, end): lo fits, hi does not.
         std::size_t lo = base.pos, hi = end;
         while (true) {
@@ -319,34 +340,32 @@ private:
         return lo;
     }
 
-    // The smallest suffix start >= floor whose piecewise cost is <= target.
-    std::size_t suffix_for(std::string_view text, std::size_t floor, std::size_t target) const {
-        std::size_t start = text.size(), used = 0;
-        while (start > floor) {
-            const std::size_t begin = piece_start(text, start, floor);
-            const std::string_view piece = text.substr(begin, start - begin);
-            validate(piece);
-            const std::size_t c = count(piece);
-            if (used + c <= target) {
-                used += c;
-                start = begin;
-                continue;
+    // The smallest suffix start >= floor whose piecewise cost is <= target, from a backward scan
+    // whose limit was >= target.
+    std::size_t suffix_for(std::string_view text, const Scan& scan, std::size_t floor, std::size_t target) const {
+        std::size_t k = 0;
+        while (k + 1 < scan.checkpoints.size() && scan.checkpoints[k + 1].used <= target &&
+               scan.checkpoints[k + 1].pos >= floor)
+            ++k;
+        const Checkpoint base = scan.checkpoints[k];
+        if (base.pos <= floor) return base.pos;
+        std::size_t begin = k + 1 < scan.checkpoints.size() ? scan.checkpoints[k + 1].pos
+                                                            : (scan.complete() ? 0 : scan.over);
+        begin = std::max(begin, floor);
+        if (base.used + count(text.substr(begin, base.pos - begin)) <= target) return begin;
+        // Bisect inside [begin, base.pos): a suffix from hi fits, from lo it does not.
+        std::size_t lo = begin, hi = base.pos;
+        while (true) {
+            std::size_t mid = utf8::ceil_boundary(text, lo + (hi - lo + 1) / 2);
+            if (mid >= hi) mid = utf8::floor_boundary(text, hi - 1);
+            if (mid <= lo) break;
+            if (base.used + count(text.substr(mid, base.pos - mid)) <= target) {
+                hi = mid;
+            } else {
+                lo = mid;
             }
-            // Bisect inside [begin, start): hi fits (suffix from hi), lo does not.
-            std::size_t lo = begin, hi = start;
-            while (true) {
-                std::size_t mid = utf8::ceil_boundary(text, lo + (hi - lo + 1) / 2);
-                if (mid >= hi) mid = utf8::floor_boundary(text, hi - 1);
-                if (mid <= lo) break;
-                if (used + count(text.substr(mid, start - mid)) <= target) {
-                    hi = mid;
-                } else {
-                    lo = mid;
-                }
-            }
-            return hi;
         }
-        return start;
+        return hi;
     }
 
     // Moves a head cut back to a boundary within the window: after a line break, else after a
@@ -389,19 +408,53 @@ private:
     }
 
     Truncation truncate_valid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
-        if (text.empty() || budget == 0) return {};
-        // Does the whole text fit? Price it from the start up to the budget (cost ~ what is kept).
-        const ForwardScan scan = scan_forward(text, budget);
-        if (scan.checkpoints.back().pos == text.size()) {
+        const Truncation nothing{{}, 0, true};  // not even one character fits next to the marker
+        if (text.empty()) return {};
+        if (budget == 0) return nothing;
+        // Price the text from the end(s) that will be kept, up to the budget plus some slack (a
+        // piecewise sum can overestimate: a word split between pieces). If a scan reaches the other
+        // end, the whole text may fit: count it once to know. Cost ~ what is kept.
+        const auto slack = [](std::size_t tokens) {  // saturating: a budget may be SIZE_MAX ("no limit")
+            const std::size_t extra = tokens / 8 + 16;
+            return tokens > std::numeric_limits<std::size_t>::max() - extra ? std::numeric_limits<std::size_t>::max() : tokens + extra;
+        };
+        Scan forward, backward;
+        bool whole_scanned = false;
+        switch (strategy) {
+            case TruncateStrategy::Head:
+                forward = scan_forward(text, slack(budget));
+                whole_scanned = forward.complete();
+                break;
+            case TruncateStrategy::Tail:
+                backward = scan_backward(text, slack(budget));
+                whole_scanned = backward.complete();
+                break;
+            case TruncateStrategy::Middle:
+                // Each end priced up to its share; if the two scans meet, all of the text was priced.
+                forward = scan_forward(text, slack(head_tokens(budget)));
+                backward = scan_backward(text, slack(budget - head_tokens(budget)));
+                whole_scanned = forward.complete() || backward.complete() ||
+                                backward.checkpoints.back().pos <= forward.checkpoints.back().pos;
+                break;
+        }
+        if (!whole_scanned) {
+            // A piecewise sum can overestimate a lot (a counter whose tokens span piece borders): if
+            // what was not priced is no larger than what was, counting all of it stays ~ kept.
+            const std::size_t head_end = forward.checkpoints.empty() ? 0 : forward.checkpoints.back().pos;
+            const std::size_t tail_begin = backward.checkpoints.empty() ? text.size() : backward.checkpoints.back().pos;
+            const std::size_t unpriced = tail_begin > head_end ? tail_begin - head_end : 0;
+            whole_scanned = unpriced <= text.size() - unpriced;
+        }
+        if (whole_scanned) {
             const std::size_t whole = count(text);
             if (whole <= budget) return {std::string(text), whole, false};
         }
-        if (marker_tokens_ >= budget) return {};
+        if (marker_tokens_ >= budget) return nothing;
 
         std::size_t target = budget - marker_tokens_;
         for (int attempt = 0; attempt < 24 && target > 0; ++attempt) {
-            std::string out = assemble(text, scan, target, strategy);
-            if (out.empty()) return {};
+            std::string out = assemble(text, forward, backward, target, strategy);
+            if (out.empty()) return nothing;
             const std::size_t tokens = count(out);
             if (tokens <= budget) return {std::move(out), tokens, true};
             // The counter disagrees with the piecewise sum: shrink by the excess (at least 1, and
@@ -409,17 +462,22 @@ private:
             const std::size_t excess = std::max<std::size_t>(tokens - budget, attempt < 4 ? 1 : target / 2);
             target = target > excess ? target - excess : 0;
         }
-        return {};
+        return nothing;
+    }
+
+    std::size_t head_tokens(std::size_t target) const noexcept {
+        const double share = static_cast<double>(target) * options_.head_share;
+        return share >= static_cast<double>(target) ? target : static_cast<std::size_t>(share);
     }
 
     // head/tail/middle text for a text budget of `target` tokens; empty when no character fits.
-    std::string assemble(std::string_view text, const ForwardScan& scan, std::size_t target,
+    std::string assemble(std::string_view text, const Scan& forward, const Scan& backward, std::size_t target,
                          TruncateStrategy strategy) const {
         const std::string& marker = options_.marker;
         std::string out;
         switch (strategy) {
             case TruncateStrategy::Head: {
-                std::size_t cut = prefix_for(text, scan, target);
+                std::size_t cut = prefix_for(text, forward, target);
                 if (cut == 0) return {};
                 cut = head_boundary(text, cut, 0);
                 out.reserve(cut + marker.size());
@@ -428,7 +486,7 @@ private:
                 return out;
             }
             case TruncateStrategy::Tail: {
-                std::size_t start = suffix_for(text, 0, target);
+                std::size_t start = suffix_for(text, backward, 0, target);
                 if (start >= text.size()) return {};
                 start = tail_boundary(text, start, text.size());
                 out.reserve(text.size() - start + marker.size());
@@ -437,10 +495,9 @@ private:
                 return out;
             }
             case TruncateStrategy::Middle: {
-                const auto head_target =
-                    static_cast<std::size_t>(static_cast<double>(target) * options_.head_share);
-                std::size_t cut = head_target == 0 ? 0 : prefix_for(text, scan, head_target);
-                std::size_t start = suffix_for(text, cut, target - std::min(target, head_target));
+                const std::size_t head_target = head_tokens(target);
+                std::size_t cut = head_target == 0 ? 0 : prefix_for(text, forward, head_target);
+                std::size_t start = suffix_for(text, backward, cut, target - head_target);
                 if (cut == 0 && start >= text.size()) return {};
                 cut = head_boundary(text, cut, 0);
                 start = tail_boundary(text, start, text.size());

@@ -5,10 +5,61 @@
 #include <llmfast/utf8.hpp>
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
 namespace llmfast::detail {
+
+/// Loads 8 bytes (any alignment).
+inline std::uint64_t load64(const char* p) noexcept {
+    std::uint64_t word;
+    std::memcpy(&word, p, sizeof word);
+    return word;
+}
+
+/// Code points in valid UTF-8: the bytes that are not continuation bytes (10xxxxxx), 8 at a time.
+inline std::size_t count_code_points_fast(std::string_view text) noexcept {
+    constexpr std::uint64_t high = 0x8080808080808080ULL;
+    std::size_t continuation = 0;
+    std::size_t pos = 0;
+    for (; pos + 8 <= text.size(); pos += 8) {
+        const std::uint64_t x = load64(text.data() + pos);
+        continuation += static_cast<std::size_t>(__builtin_popcountll(x & ~(x << 1) & high));
+    }
+    for (; pos < text.size(); ++pos) continuation += (static_cast<unsigned char>(text[pos]) & 0xC0U) == 0x80U ? 1U : 0U;
+    return text.size() - continuation;
+}
+
+/// Same answer as utf8::is_valid, faster on long texts: 8 ASCII bytes at a time, and the common
+/// three-byte sequences (most of CJK) checked inline; everything else goes through utf8::decode.
+inline bool is_valid_utf8_fast(std::string_view text) noexcept {
+    const auto* b = reinterpret_cast<const unsigned char*>(text.data());
+    const std::size_t n = text.size();
+    std::size_t pos = 0;
+    while (pos < n) {
+        if (pos + 8 <= n && (load64(text.data() + pos) & 0x8080808080808080ULL) == 0) {
+            pos += 8;
+            continue;
+        }
+        const unsigned char lead = b[pos];
+        if (lead < 0x80U) {
+            ++pos;
+            continue;
+        }
+        // E1..EC and EE..EF take any two continuation bytes (E0 and ED restrict the second byte).
+        if (pos + 2 < n && lead >= 0xE1U && lead <= 0xEFU && lead != 0xEDU && (b[pos + 1] & 0xC0U) == 0x80U &&
+            (b[pos + 2] & 0xC0U) == 0x80U) {
+            pos += 3;
+            continue;
+        }
+        const utf8::DecodeResult d = utf8::decode(text, pos);
+        if (d.status != utf8::DecodeStatus::Valid) return false;
+        pos += d.length;
+    }
+    return true;
+}
 
 /// A byte range [begin, end) of a text, and whether it is a fenced code block (``` or ~~~ fences,
 /// the opening and closing lines included).
