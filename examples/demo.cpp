@@ -9,6 +9,7 @@
 // Time: the backend sleeps for its modelled durations divided by --time-scale, so the run finishes
 // quickly; every figure is converted back and reported in simulated milliseconds.
 #include <llmfast/llmfast.hpp>
+#include <llmfast/sse.hpp>
 #include <llmfast/stream.hpp>
 #include <llmfast/streaming_generator.hpp>
 
@@ -635,6 +636,7 @@ struct Record {
     bool wrong_hit = false;
     bool valid_utf8 = true;
     double delivery_lag_ms = 0;  // streaming: the first chunk reached the client this late (host jitter)
+    std::size_t sse_bytes = 0;   // streaming: bytes of SSE sent to the client
 };
 
 struct RunResult {
@@ -700,6 +702,43 @@ private:
     std::condition_variable cv_;
     bool stop_ = false;
     std::thread thread_;
+};
+
+// The connection to the user, when streaming: the gateway writes OpenAI-style SSE chunks; the "browser"
+// at the other end parses them back (fed in small arbitrary pieces, as a socket delivers them).
+class SseConnection {
+public:
+    explicit SseConnection(const llmfast::OpenAiChunkEncoder& encoder) : encoder_(encoder) { encoder_.append_role(wire_); }
+    void send(std::string_view text) { encoder_.append_content(wire_, text); }
+    void finish() {
+        encoder_.append_finish(wire_, "stop");
+        llmfast::OpenAiChunkEncoder::append_done(wire_);
+    }
+    [[nodiscard]] std::size_t bytes() const noexcept { return wire_.size(); }
+
+    // What the client reads: the concatenated `delta.content` of every chunk up to [DONE].
+    [[nodiscard]] std::optional<std::string> client_text() const {
+        llmfast::SseParser parser;
+        std::string text;
+        bool done = false, ok = true;
+        constexpr std::size_t piece = 61;  // a prime, so pieces end anywhere in a frame
+        for (std::size_t pos = 0; pos < wire_.size(); pos += piece) {
+            parser.feed(std::string_view(wire_).substr(pos, piece), [&](const llmfast::SseEventView& event) {
+                if (event.status != llmfast::ErrorCode::Ok || done) return void(ok = false);
+                if (event.data == "[DONE]") return void(done = true);
+                const Json chunk = Json::parse(event.data, nullptr, false);
+                if (chunk.is_discarded()) return void(ok = false);
+                const auto& delta = chunk["choices"][0]["delta"];
+                if (delta.contains("content")) text += delta["content"].get<std::string>();
+            });
+        }
+        if (!ok || !done) return std::nullopt;
+        return text;
+    }
+
+private:
+    const llmfast::OpenAiChunkEncoder& encoder_;
+    std::string wire_;
 };
 
 using Cache = llmfast::SemanticCache<llmfast::HashingEmbedder>;
@@ -877,12 +916,14 @@ private:
             for (std::size_t pos = 0; pos < cached.size(); pos += replay_piece_bytes)
                 (void)channel.push(cached.substr(pos, replay_piece_bytes));
             channel.close();
-            std::string text;
+            SseConnection connection(encoder_);
             for (std::string_view chunk : llmfast::utf8_chunks(channel.stream())) {
                 if (first < 0) first = real_ms(real_issue);
-                text += chunk;
+                connection.send(chunk);
             }
-            rec.valid_utf8 = text == cached;
+            connection.finish();
+            rec.sse_bytes = connection.bytes();
+            rec.valid_utf8 = connection.client_text() == cached;
         }
         const double own = real_ms(real_issue);  // llmfast's own work, at its real duration
         rec.done_ms = std::max(ready, rec.issue_ms + own);
@@ -904,15 +945,17 @@ private:
         if (config.streaming) job.channel = std::make_shared<Channel>();
         const std::shared_ptr<Channel> channel = job.channel;
         std::future<JobResult> future = server.submit(std::move(job));
-        std::string text;
         double first_seen = -1;
+        std::optional<SseConnection> connection;
         if (channel) {
             // Whole code points only: the backend's byte-level pieces split Chinese characters.
+            connection.emplace(encoder_);
             for (std::string_view chunk : llmfast::utf8_chunks(channel->stream())) {
                 if (first_seen < 0) first_seen = clock.now_ms();
                 if (!llmfast::utf8::is_valid(chunk)) rec.valid_utf8 = false;
-                text += chunk;
+                connection->send(chunk);
             }
+            connection->finish();
         }
         JobResult res = future.get();
         rec.service_start_ms = res.service_start_ms;
@@ -921,7 +964,8 @@ private:
             rec.first_ms = res.first_token_ms;
             rec.done_ms = res.last_token_ms;
             rec.delivery_lag_ms = std::max(0.0, first_seen - res.first_token_ms);
-            if (text != res.text) rec.valid_utf8 = false;
+            rec.sse_bytes = connection->bytes();
+            if (connection->client_text() != res.text) rec.valid_utf8 = false;
         } else {
             rec.done_ms = res.batch_end_ms;  // the reply leaves when the batch is done
             rec.first_ms = rec.done_ms;      // without streaming the first token arrives with the last
@@ -936,6 +980,7 @@ private:
     std::vector<Request> sequence_;
     llmfast::EstimatingTokenCounter counter_;
     Compressor compressor_;
+    llmfast::OpenAiChunkEncoder encoder_{{.id = "chatcmpl-llmfast-demo", .model = "sim-llama-3.1-8b", .created = 1700000000}};
     std::mutex flights_mutex_;
     std::unordered_map<std::string, double> flights_;  // prompt sent -> when its backend answer was done
 };
@@ -1033,6 +1078,7 @@ struct Summary {
     std::size_t lookups, exact_hits, semantic_hits, wrong_hits, misses, coalesced;
     std::size_t prompts_changed;
     std::size_t invalid_utf8;
+    std::size_t sse_bytes;
     double delivery_lag_p50, delivery_lag_p95;
     // Cache opportunities, from the workload's labels and the run's timing: a request whose exact
     // prompt was answered (and cached) before it was issued, and one for which only a paraphrase was.
@@ -1065,6 +1111,7 @@ Summary summarize(const RunResult& r, const Options& o) {
         }
         if (rec.prompt_changed) ++s.prompts_changed;
         if (!rec.valid_utf8) ++s.invalid_utf8;
+        s.sse_bytes += rec.sse_bytes;
     }
     s.ttft_p50 = percentile(ttft, 50);
     s.ttft_p95 = percentile(ttft, 95);
@@ -1109,7 +1156,9 @@ Json summary_json(const Summary& s, const RunResult& r) {
     j["backend"] = {{"prompt_tokens", s.prompt_tokens}, {"output_tokens", s.output_tokens}, {"cost", s.cost},
                     {"gpu_busy_ms", s.busy_ms}, {"batches", r.batches},
                     {"mean_batch_size", r.batches ? static_cast<double>(r.batched_jobs) / static_cast<double>(r.batches) : 0.0}};
+    // Streamed answers the client did not read back intact (SSE parsed, JSON decoded, compared).
     j["invalid_utf8_responses"] = s.invalid_utf8;
+    j["sse_bytes"] = s.sse_bytes;
     // How late (simulated ms, i.e. real lateness x time scale) the stream delivered first tokens.
     j["stream_delivery_lag_ms"] = {{"p50", s.delivery_lag_p50}, {"p95", s.delivery_lag_p95}};
     j["real_seconds"] = r.real_seconds;
