@@ -1077,6 +1077,7 @@ struct Summary {
     double cost, busy_ms, span_ms;
     std::size_t lookups, exact_hits, semantic_hits, wrong_hits, misses, coalesced;
     std::size_t prompts_changed;
+    std::size_t changed_tokens_before, changed_tokens_after;  // over the prompts the compressor changed
     std::size_t invalid_utf8;
     std::size_t sse_bytes;
     double delivery_lag_p50, delivery_lag_p95;
@@ -1109,7 +1110,11 @@ Summary summarize(const RunResult& r, const Options& o) {
             ++s.by_kind[static_cast<int>(rec.kind)][outcome];
             if (rec.wrong_hit) ++s.by_kind[static_cast<int>(rec.kind)][3];
         }
-        if (rec.prompt_changed) ++s.prompts_changed;
+        if (rec.prompt_changed) {
+            ++s.prompts_changed;
+            s.changed_tokens_before += rec.prompt_tokens_original;
+            s.changed_tokens_after += rec.prompt_tokens_sent;
+        }
         if (!rec.valid_utf8) ++s.invalid_utf8;
         s.sse_bytes += rec.sse_bytes;
     }
@@ -1234,6 +1239,7 @@ int main(int argc, char** argv) {
         fmt::print("  workload: {} ({} prompts, {} zh); {} requests from {} clients: {} new, {} exact repeats, "
                    "{} paraphrases\n\n",
                    o.workload, pool.size(), zh, sequence.size(), o.clients, kinds[0], kinds[1], kinds[2]);
+        std::fflush(stdout);  // before the progress lines on stderr
 
         Demo demo(o, std::move(pool), std::move(sequence));
         Json out;
@@ -1273,6 +1279,13 @@ int main(int argc, char** argv) {
                              pct(change_pct(plain->ttft_p95, s.ttft_p95)), ""});
             table.push_back({"streaming", "TTFT p50 once served (excl. queue)", ms(plain->ttft_service_p50),
                              ms(s.ttft_service_p50), pct(change_pct(plain->ttft_service_p50, s.ttft_service_p50)), ""});
+            notes.push_back(fmt::format(
+                "streaming: {} clients share one GPU that serves one request at a time, so TTFT is mostly queueing, "
+                "the same with or without streaming; once served, the first token comes after prefill and one decode "
+                "step instead of with the whole answer. Where queues are short (with batching, see 'all together') "
+                "that gain shows end to end. Every streamed answer went out as OpenAI SSE chunks and was parsed "
+                "back intact by the client.",
+                o.clients));
         }
         if (wants(o, "cache")) {
             auto r = demo.run({.name = "semantic cache", .cache = true});
@@ -1311,13 +1324,17 @@ int main(int argc, char** argv) {
                 const CacheReplay rr = replay_cache(o, demo.pool(), demo.sequence(), false, threshold);
                 sweep.push_back({{"threshold", threshold}, {"exact_hits", rr.exact_hits},
                                  {"semantic_hits", rr.semantic_hits}, {"wrong_hits", rr.wrong_hits}});
-                sweep_line += fmt::format("{}{:.2f}: {} ({} wrong)", sweep_line.empty() ? "" : ", ", threshold,
+                sweep_line += fmt::format("{}{:.2f}: {} ({})", sweep_line.empty() ? "" : ", ", threshold,
                                           rr.semantic_hits, rr.wrong_hits);
             }
             out["rows"]["cache"]["threshold_sweep"] = sweep;
-            notes.push_back(fmt::format("semantic cache: semantic hits by threshold in a sequential replay of the same "
-                                        "requests (default {:.2f}): {}",
-                                        make_cache(o, false)->options().similarity_threshold, sweep_line));
+            notes.push_back(fmt::format(
+                "semantic cache: exact tier plus the semantic tier (HashingEmbedder, threshold {:.2f}, hit guards on; "
+                "off by default for a lexical embedder; the demo turns it on, --semantic off compares). A wrong "
+                "hit is one whose cached prompt is in another paraphrase group of the workload. Repeats of a request "
+                "still in flight wait for it (get_or_compute's single-flight) instead of calling the backend. Semantic "
+                "hits (wrong ones) by threshold, replaying the same requests one at a time: {}.",
+                make_cache(o, false)->options().similarity_threshold, sweep_line));
             table.push_back({"semantic cache", "paraphrases of answered prompts served", "-",
                              fmt::format("{} of {}", s.semantic_opportunities_hit, s.semantic_opportunities), "", ""});
             table.push_back({"semantic cache", "wrong hits (not a paraphrase)", "-", fmt::format("{}", s.wrong_hits), "", ""});
@@ -1351,6 +1368,12 @@ int main(int argc, char** argv) {
                              pct(change_pct(plain->latency_p99, s.latency_p99)), ""});
             table.push_back({"batching", "GPU busy time (cost)", ms(plain->busy_ms), ms(s.busy_ms),
                              pct(change_pct(plain->busy_ms, s.busy_ms)), "cost -30 %"});
+            notes.push_back(fmt::format(
+                "batching: DynamicBatcher (max {} requests or {} prompt tokens, max wait {} ms) in front of a GPU that "
+                "runs one batch at a time; mean batch {:.1f}. A batch runs until its longest answer is done (static "
+                "batching), so its replies wait for the slowest; continuous batching in the server would do better.",
+                o.max_batch, o.max_batch_tokens, o.max_wait_ms,
+                r.batches ? static_cast<double>(r.batched_jobs) / static_cast<double>(r.batches) : 0.0));
         }
         if (wants(o, "compression")) {
             auto r = demo.run({.name = "prompt compression", .compression = true});
@@ -1359,16 +1382,29 @@ int main(int argc, char** argv) {
             out["rows"]["compression"] = {
                 {"prompt_tokens", {{"plain", plain->prompt_tokens}, {"optimized", s.prompt_tokens}}},
                 {"prompts_changed", s.prompts_changed},
+                {"changed_prompts_tokens", {{"plain", s.changed_tokens_before}, {"optimized", s.changed_tokens_after}}},
                 {"latency_mean_ms", {{"plain", plain->latency_mean}, {"optimized", s.latency_mean}}},
                 {"cost", {{"plain", plain->cost}, {"optimized", s.cost}}}};
             table.push_back({"prompt compression", "prompt tokens", fmt::format("{}", plain->prompt_tokens),
                              fmt::format("{}", s.prompt_tokens),
                              pct(change_pct(static_cast<double>(plain->prompt_tokens), static_cast<double>(s.prompt_tokens))),
                              "cost -10...30 %"});
+            table.push_back({"prompt compression", fmt::format("  on the {} verbose prompts", s.prompts_changed),
+                             fmt::format("{}", s.changed_tokens_before), fmt::format("{}", s.changed_tokens_after),
+                             pct(change_pct(static_cast<double>(s.changed_tokens_before), static_cast<double>(s.changed_tokens_after))),
+                             ""});
             table.push_back({"prompt compression", "cost (prompt + output tokens)", fmt::format("{:.0f}", plain->cost),
                              fmt::format("{:.0f}", s.cost), pct(change_pct(plain->cost, s.cost)), ""});
             table.push_back({"prompt compression", "latency mean", ms(plain->latency_mean), ms(s.latency_mean),
                              pct(change_pct(plain->latency_mean, s.latency_mean)), "latency -10...20 %"});
+            const double prefill_share =
+                plain->busy_ms > 0 ? static_cast<double>(plain->prompt_tokens) * o.prefill_ms_per_token / plain->busy_ms : 0.0;
+            out["rows"]["compression"]["prefill_share_of_gpu_time"] = prefill_share;
+            notes.push_back(fmt::format(
+                "prompt compression: the rules changed {} of {} prompts (the verbose ones); only prefill shrinks, and "
+                "prefill is {:.1f} % of the GPU time here (decode dominates: {} output vs {} prompt tokens), which "
+                "bounds the latency gain. Long prompts (retrieved context) gain more.",
+                s.prompts_changed, r.records.size(), prefill_share * 100, plain->output_tokens, plain->prompt_tokens));
         }
         if (wants(o, "int8")) {
             if (o.progress)
@@ -1395,6 +1431,9 @@ int main(int argc, char** argv) {
                              fmt::format("{} ({})", q.i8.semantic_hits, q.i8.wrong_hits), "", ""});
             table.push_back({"int8 cache vectors", "same nearest prompt as float32", "-",
                              fmt::format("{:.1f} %", q.nearest_neighbour_agreement * 100), "", ""});
+            notes.push_back("int8: the seed's row is about model weights (int8 instead of fp16: -50 %), which is the "
+                            "serving engine's business; what llmfast quantizes is the semantic cache's vectors "
+                            "(float32 to int8 with a scale per vector).");
         }
         if (wants(o, "all")) {
             auto r = demo.run({.name = "all together", .streaming = true, .cache = true, .batching = true,
