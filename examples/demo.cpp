@@ -4,10 +4,27 @@
 // A workload of Chinese and English prompts (exact repeats, paraphrases, new prompts) is replayed by
 // many concurrent clients through a SIMULATED backend (a latency model of a 7-8B model on one GPU; no
 // model runs). Each optimization is measured once plainly and once switched on, and the result is
-// printed next to what the seed chapter claimed. `llmfast-demo --help` lists every option.
+// printed next to what the seed chapter claimed. `llmfast-demo --help` lists every option and the
+// latency model with its sources.
+//
+// One request, as a client thread serves it (Demo::serve_one):
+//
+//   prompt ──► PromptCompressor ──► SemanticCache::get_or_compute ──hit──► replay ──┐
+//                                        │ miss (concurrent identical misses: once)   │
+//                                        ▼                                            │
+//                          DynamicBatcher<Job, JobResult> ──► Backend::run_batch      │
+//                                                   (the simulated GPU, one batch     │
+//                                                    at a time) pushes byte-level     │
+//                                                    tokens into a TokenChannel       │
+//                                        ┌───────────────────────┘                    │
+//                                        ▼                                            ▼
+//                       utf8_chunks(channel.stream()) ──► OpenAiChunkEncoder (SSE) ──► SseParser: the
+//                       whole code points only                                        client reads it back
 //
 // Time: the backend sleeps for its modelled durations divided by --time-scale, so the run finishes
-// quickly; every figure is converted back and reported in simulated milliseconds.
+// quickly; every figure is reported in simulated milliseconds. The GPU keeps its own simulated
+// timeline (Backend) and llmfast's own work is counted at its real duration (Demo::serve_one), so the
+// scheduling jitter of a busy host, which the time scale magnifies, stays out of the figures.
 #include <llmfast/llmfast.hpp>
 #include <llmfast/sse.hpp>
 #include <llmfast/stream.hpp>
@@ -1288,7 +1305,7 @@ int main(int argc, char** argv) {
                           {"decode_ms_per_token", o.decode_ms_per_token}, {"batch_item_ms", o.batch_item_ms},
                           {"max_batch", o.max_batch}, {"max_wait_ms", o.max_wait_ms},
                           {"max_batch_tokens", o.max_batch_tokens}, {"output_scale", o.output_scale},
-                          {"semantic", o.semantic}, {"similarity_threshold", make_cache(o, false)->options().similarity_threshold},
+                          {"semantic", o.semantic}, {"similarity_threshold", std::round(static_cast<double>(make_cache(o, false)->options().similarity_threshold) * 1e6) / 1e6},
                           {"price_in", o.price_in}, {"price_out", o.price_out}, {"rows", o.rows}, {"quick", o.quick}};
         out["workload"] = {{"path", o.workload}, {"prompts", demo.pool().size()}, {"requests", demo.sequence().size()},
                            {"new", kinds[0]}, {"repeat", kinds[1]}, {"paraphrase", kinds[2]}};
