@@ -361,8 +361,9 @@ std::vector<Prompt> load_workload(const std::string& path, double output_scale) 
 }
 
 // Draws the request sequence: each request is an exact repeat of a prompt already sent, a paraphrase
-// (a prompt of a group already seen that differs from what was sent), or a prompt of an unseen group,
-// with the requested shares; when a kind is impossible (nothing sent yet, no group left) it falls back.
+// (a prompt of a group already seen that was not sent yet), or a prompt of an unseen group, with the
+// requested shares; when a kind is impossible (nothing sent yet, no group or paraphrase left) it falls
+// back to another kind, and the counts report what was drawn.
 std::vector<Request> make_sequence(const std::vector<Prompt>& pool, const Options& o) {
     std::mt19937_64 rng(o.seed);
     std::map<long long, std::vector<std::size_t>> by_group;
@@ -385,15 +386,12 @@ std::vector<Request> make_sequence(const std::vector<Prompt>& pool, const Option
         return members[uniform(members.size())];
     };
     auto take_paraphrase = [&]() -> std::optional<std::size_t> {
-        std::vector<std::size_t> fresh, other;  // unsent members of seen groups; any member of a multi-prompt group
+        std::vector<std::size_t> fresh;  // the prompts of seen groups not sent yet
         for (long long g : seen)
-            for (std::size_t m : by_group[g]) {
+            for (std::size_t m : by_group[g])
                 if (!sent_set.contains(m)) fresh.push_back(m);
-                if (by_group[g].size() > 1) other.push_back(m);
-            }
-        if (!fresh.empty()) return fresh[uniform(fresh.size())];
-        if (!other.empty()) return other[uniform(other.size())];
-        return std::nullopt;
+        if (fresh.empty()) return std::nullopt;
+        return fresh[uniform(fresh.size())];
     };
     auto take_repeat = [&]() -> std::optional<std::size_t> {
         if (sent.empty()) return std::nullopt;
@@ -409,7 +407,7 @@ std::vector<Request> make_sequence(const std::vector<Prompt>& pool, const Option
         Kind got = want;
         const Kind order[3][3] = {{Kind::New, Kind::Paraphrase, Kind::Repeat},
                                   {Kind::Repeat, Kind::Paraphrase, Kind::New},
-                                  {Kind::Paraphrase, Kind::Repeat, Kind::New}};
+                                  {Kind::Paraphrase, Kind::New, Kind::Repeat}};
         for (Kind k : order[static_cast<int>(want)]) {
             pick = k == Kind::New ? take_new() : k == Kind::Repeat ? take_repeat() : take_paraphrase();
             if (pick) {
@@ -417,8 +415,6 @@ std::vector<Request> make_sequence(const std::vector<Prompt>& pool, const Option
                 break;
             }
         }
-        // A "paraphrase" that happens to be a text already sent is an exact repeat.
-        if (got == Kind::Paraphrase && sent_set.contains(*pick)) got = Kind::Repeat;
         sent.push_back(*pick);
         sent_set.insert(*pick);
         out.push_back({*pick, got});
