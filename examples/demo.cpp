@@ -605,8 +605,6 @@ public:
             std::lock_guard lock(mutex_);
             free_at_ms_ = t;
             busy_ms_ += t - start;
-            ++batches_;
-            batched_jobs_ += jobs.size();
         }
         return results;
     }
@@ -614,14 +612,6 @@ public:
     [[nodiscard]] double busy_ms() const {
         std::lock_guard lock(mutex_);
         return busy_ms_;
-    }
-    [[nodiscard]] std::size_t batches() const {
-        std::lock_guard lock(mutex_);
-        return batches_;
-    }
-    [[nodiscard]] std::size_t batched_jobs() const {
-        std::lock_guard lock(mutex_);
-        return batched_jobs_;
     }
     [[nodiscard]] const BackendParams& params() const { return params_; }
 
@@ -642,8 +632,6 @@ private:
     mutable std::mutex mutex_;
     double free_at_ms_ = 0;
     double busy_ms_ = 0;
-    std::size_t batches_ = 0;
-    std::size_t batched_jobs_ = 0;
 };
 
 long long group_of_answer(std::string_view text) {
