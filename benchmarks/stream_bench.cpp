@@ -259,7 +259,7 @@ double encode_ns(std::size_t n, bool ours) {
 
 int main(int argc, char** argv) {
     const bench::Options options = bench::parse_options(argc, argv);
-    const std::size_t n = options.quick ? 200'000 : 5'000'000;
+    const std::size_t n = options.quick ? 200'000 : 2'000'000;
 
     {
         std::vector<int> data(n);
@@ -299,7 +299,7 @@ int main(int argc, char** argv) {
     }
 
     {
-        const std::size_t items = options.quick ? 200'000 : 4'000'000;
+        const std::size_t items = options.quick ? 200'000 : 2'000'000;
         bench::Table table("TokenChannel: hand-over between two threads (goal >= 5e6 tokens/s)");
         for (std::size_t capacity : {std::size_t{64}, std::size_t{1024}}) {
             auto [pop, naive] = bench::interleave(options.rounds, [&] { return channel_tokens_per_second(items, capacity, 0); },
@@ -316,7 +316,7 @@ int main(int argc, char** argv) {
     {
         const std::size_t chunks = options.quick ? 2'000 : 20'000;
         const std::string stream = make_openai_stream(chunks);
-        const int reps = options.quick ? 2 : 10;
+        const int reps = options.quick ? 2 : 5;
         auto [ours, naive] = bench::interleave(options.rounds, [&] { return parse_mb_per_second(stream, reps, true, chunks + 3); },
                                                [&] { return parse_mb_per_second(stream, reps, false, chunks + 3); });
         bench::Table table("SSE parse: OpenAI chunk stream in 4 KiB reads (goal >= 500 MB/s)");
@@ -325,7 +325,7 @@ int main(int argc, char** argv) {
     }
 
     {
-        const std::size_t count = options.quick ? 100'000 : 2'000'000;
+        const std::size_t count = options.quick ? 100'000 : 1'000'000;
         auto [ours, baseline] = bench::interleave(options.rounds, [&] { return encode_ns(count, true); },
                                                   [&] { return encode_ns(count, false); });
         bench::Table table("OpenAI chunk encode (goal <= 200 ns/chunk)");

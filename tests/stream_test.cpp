@@ -109,6 +109,28 @@ TEST_CASE("a channel is a bounded FIFO that drains before reporting its end", "[
     }
 }
 
+TEST_CASE("cancel_on links a consumer's stop token (client disconnect) to the channel", "[channel]") {
+    TokenChannel<int> channel;
+    std::stop_source connection;
+    {
+        auto link = channel.cancel_on(connection.get_token());
+        CHECK_FALSE(channel.cancelled());
+        std::thread producer([&] {
+            while (channel.push(1) == StreamStatus::Ok) {
+            }  // fills the channel, then blocks until the disconnect
+        });
+        connection.request_stop();  // the client went away
+        producer.join();
+        CHECK(channel.cancelled());
+        CHECK(channel.stop_requested());
+    }
+    TokenChannel<int> other;
+    std::stop_source fired;
+    fired.request_stop();
+    auto link = other.cancel_on(fired.get_token());  // already fired: cancels at once
+    CHECK(other.cancelled());
+}
+
 TEST_CASE("pop with a deadline returns Timeout and the channel stays usable", "[channel]") {
     TokenChannel<int> channel({.capacity = 2});
     CHECK(channel.pop_until(std::chrono::steady_clock::now() - 1s).status == StreamStatus::Timeout);

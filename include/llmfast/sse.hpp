@@ -361,7 +361,9 @@ struct SseEvent {
 ///
 /// Bytes are passed through; the parser does not decode or validate UTF-8 (a proxy forwards what it
 /// got). Memory is bounded by `max_event_size`. Hot-path invariant: a line that lies entirely inside
-/// one `feed` is parsed in place (no copy), only a line split across feeds is buffered.
+/// one `feed` is parsed in place, and a one-line event (the OpenAI/vLLM/llama.cpp shape) that lies
+/// inside one `feed` reaches the callback as a view of the input, with no copy; only a line or an
+/// event split across feeds is buffered.
 class SseParser {
 public:
     explicit SseParser(SseParserOptions options = {}) : max_event_size_(options.max_event_size) {
@@ -396,15 +398,16 @@ public:
             const std::size_t end = lf != npos ? lf : next_cr;
             if (end == npos) {  // no terminator: keep the partial line for the next feed
                 take_partial(std::string_view(begin + pos, n - pos), emit);
+                own_data_view();
                 return calls;
             }
             const std::string_view piece(begin + pos, end - pos);
             if (line_.empty() && !partial_line_) {
-                process_line(piece, emit);
+                process_line(piece, /*in_place=*/true, emit);
             } else {
                 if (!discarding_) line_.append(piece);
                 const std::string_view line = discarding_ ? std::string_view(partial_line_ ? "x" : "") : line_;
-                process_line(line, emit);
+                process_line(line, /*in_place=*/false, emit);
                 line_.clear();
                 partial_line_ = false;
             }
@@ -417,6 +420,7 @@ public:
                 }
             }
         }
+        own_data_view();
         return calls;
     }
 
@@ -424,6 +428,7 @@ public:
     /// event ID and retry survive (a reconnecting client needs them); the next feed may start with a
     /// BOM again.
     void finish() noexcept {
+        data_view_active_ = false;
         line_.clear();
         data_.clear();
         type_.clear();
@@ -467,10 +472,19 @@ private:
         return hit ? static_cast<std::size_t>(static_cast<const char*>(hit) - base) : npos;
     }
 
+    // Moves a pending in-place data view into the owned buffer (before its bytes go away).
+    void own_data_view() {
+        if (!data_view_active_) return;
+        data_view_active_ = false;
+        data_.assign(data_view_);
+        data_.push_back('\n');
+    }
+
     template <class Emit>
     void overflow(Emit& emit) {
         ++events_too_large_;
         discarding_ = true;
+        data_view_active_ = false;
         event_raw_ = 0;
         data_.clear();
         type_.clear();
@@ -491,7 +505,7 @@ private:
     }
 
     template <class Emit>
-    void process_line(std::string_view line, Emit& emit) {
+    void process_line(std::string_view line, bool in_place, Emit& emit) {
         if (discarding_) {
             at_start_ = false;
             if (line.empty()) discarding_ = false;  // resynchronized at the blank line
@@ -517,8 +531,14 @@ private:
             if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
         }
         if (field == "data") {
-            data_.append(value);
-            data_.push_back('\n');
+            if (data_view_active_) own_data_view();  // a second data line: join in the buffer
+            if (in_place && data_.empty()) {
+                data_view_ = value;  // the usual one-line event: no copy until it is dispatched
+                data_view_active_ = true;
+            } else {
+                data_.append(value);
+                data_.push_back('\n');
+            }
         } else if (field == "event") {
             type_.assign(value);
         } else if (field == "id") {
@@ -542,6 +562,13 @@ private:
     template <class Emit>
     void dispatch(Emit& emit) {
         event_raw_ = 0;
+        if (data_view_active_) {
+            data_view_active_ = false;
+            const std::string_view type = type_.empty() ? std::string_view("message") : std::string_view(type_);
+            emit(SseEventView{ErrorCode::Ok, type, data_view_, last_id_});
+            type_.clear();
+            return;
+        }
         if (data_.empty()) {  // no data lines: nothing is dispatched (WHATWG)
             type_.clear();
             return;
@@ -565,6 +592,11 @@ private:
     bool discarding_ = false;    // the current event overflowed: skip to the next blank line
     bool pending_cr_ = false;    // the last feed ended with CR (maybe the first half of CRLF)
     bool at_start_ = true;       // the next line is the stream's first (a BOM may lead it)
+    // The data of a one-line event whose line lay inside the current feed: a view into the caller's
+    // bytes, valid until `feed` returns (then copied into data_ if the event is still open).
+    // Invariant: while active, data_ is empty.
+    std::string_view data_view_;
+    bool data_view_active_ = false;
 };
 
 namespace detail {

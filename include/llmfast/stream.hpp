@@ -252,6 +252,17 @@ public:
         not_full_.notify_all();
     }
 
+    /// Calls `cancel()` when `token` fires — e.g. the HTTP server's token for the client connection,
+    /// so that a disconnect stops generation. The link holds while the returned callback lives
+    /// (destroy it before the channel); a token that already fired cancels at once.
+    struct CancelOnStop {
+        TokenChannel* channel;
+        void operator()() const noexcept { channel->cancel(); }
+    };
+    [[nodiscard]] std::stop_callback<CancelOnStop> cancel_on(std::stop_token token) {
+        return std::stop_callback<CancelOnStop>(std::move(token), CancelOnStop{this});
+    }
+
     /// The items as a generator: ends at `Closed`, rethrows the producer's error at `Failed`, throws
     /// `Error(Cancelled)` if cancelled. Dropping the generator before the end cancels the channel
     /// (the consumer went away). The channel must outlive the generator.
