@@ -103,7 +103,7 @@ public:
                                     options_.dimension));
         }
         for (float& value : out) value = 0.0F;
-        std::string normalized;
+        thread_local std::string normalized;  // reused: no allocation per call once warm
         detail::normalize_prompt(text, normalized);
         accumulate(normalized, out);
         double norm = 0;

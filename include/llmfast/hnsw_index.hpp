@@ -29,6 +29,19 @@
 #include <llmfast/error.hpp>
 #include <llmfast/vector_index.hpp>
 
+// hnswlib 0.6.2's SSE prefetches read one link past the end of a node's neighbour list (harmless on
+// real hardware, a heap-buffer-overflow to AddressSanitizer). Under ASan, build hnswlib without its
+// manual vectorization (only if nothing included it before us).
+#if defined(__SANITIZE_ADDRESS__)
+#define LLMFAST_HNSW_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LLMFAST_HNSW_ASAN 1
+#endif
+#endif
+#if defined(LLMFAST_HNSW_ASAN) && !defined(NO_MANUAL_VECTORIZATION)
+#define NO_MANUAL_VECTORIZATION
+#endif
 #include <hnswlib/hnswlib.h>
 
 #include <algorithm>
