@@ -350,6 +350,11 @@ public:
         capitalize(out, capitalize_at);
     }
 
+    /// "states=N classes=M" (for benchmarks and tests).
+    [[nodiscard]] std::string describe() const {
+        return "states=" + std::to_string(depth_.size()) + " classes=" + std::to_string(classes_);
+    }
+
 private:
     static bool verify(std::string_view text, std::size_t start, std::size_t end, const CompressionRule& rule) noexcept {
         if (!rule.ignore_case && text.compare(start, end - start, rule.pattern) != 0) return false;

@@ -20,9 +20,10 @@
 // `piece_bytes` bytes (split just before a space or line break, where token counts add up) from the
 // end that is kept, until the budget is reached; only the last piece is bisected, and the assembled
 // result is counted once more to verify it (if the counter disagrees with the piecewise sum, the
-// target shrinks by the excess and the cut is redone). Truncating 10 MB to 2 000 tokens reads a few
-// tens of kilobytes. Consequently only the bytes it reads are checked for UTF-8 validity, unless
-// `TruncatorOptions::check_whole_input` is set.
+// target shrinks by the excess and the cut is redone). Truncating 10 MB to 2 000 tokens prices about
+// twice the ~10 KB it keeps. A text that fits is returned unchanged; whether it fits is settled by
+// counting it whole only once the pieces priced cover at least half of it. Consequently only the
+// bytes it reads are checked for UTF-8 validity, unless `TruncatorOptions::check_whole_input` is set.
 //
 // `fit_messages(messages, budget, options)` fits a chat history: it keeps every system message,
 // drops the oldest whole turns first (a turn is a user message and the replies after it, so an
@@ -54,7 +55,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -325,14 +325,17 @@ private:
         const Checkpoint base = scan.checkpoints[k];
         if (base.pos == text.size()) return base.pos;
         const std::size_t end = k + 1 < scan.checkpoints.size() ? scan.checkpoints[k + 1].pos : scan.over;
-        // Bisect inside the piece [base.pos, end): lo fits, hi does not.
-        std::size_t lo = base.pos, hi = end;
+        // Bisect inside the piece [base.pos, end): lo fits, hi does not. Each probe prices only the
+        // bytes beyond lo (piecewise, like the scan), so the bisection costs about one piece.
+        std::size_t lo = base.pos, hi = end, used = base.used;
         while (true) {
             std::size_t mid = utf8::floor_boundary(text, lo + (hi - lo) / 2);
             if (mid <= lo) mid = utf8::ceil_boundary(text, lo + 1);
             if (mid >= hi) break;
-            if (base.used + count(text.substr(base.pos, mid - base.pos)) <= target) {
+            const std::size_t c = count(text.substr(lo, mid - lo));
+            if (used + c <= target) {
                 lo = mid;
+                used += c;
             } else {
                 hi = mid;
             }
@@ -353,14 +356,17 @@ private:
                                                             : (scan.complete() ? 0 : scan.over);
         begin = std::max(begin, floor);
         if (base.used + count(text.substr(begin, base.pos - begin)) <= target) return begin;
-        // Bisect inside [begin, base.pos): a suffix from hi fits, from lo it does not.
-        std::size_t lo = begin, hi = base.pos;
+        // Bisect inside [begin, base.pos): a suffix from hi fits, from lo it does not; each probe
+        // prices only the bytes before hi.
+        std::size_t lo = begin, hi = base.pos, used = base.used;
         while (true) {
             std::size_t mid = utf8::ceil_boundary(text, lo + (hi - lo + 1) / 2);
             if (mid >= hi) mid = utf8::floor_boundary(text, hi - 1);
             if (mid <= lo) break;
-            if (base.used + count(text.substr(mid, base.pos - mid)) <= target) {
+            const std::size_t c = count(text.substr(mid, hi - mid));
+            if (used + c <= target) {
                 hi = mid;
+                used += c;
             } else {
                 lo = mid;
             }
@@ -411,28 +417,25 @@ private:
         const Truncation nothing{{}, 0, true};  // not even one character fits next to the marker
         if (text.empty()) return {};
         if (budget == 0) return nothing;
-        // Price the text from the end(s) that will be kept, up to the budget plus some slack (a
-        // piecewise sum can overestimate: a word split between pieces). If a scan reaches the other
-        // end, the whole text may fit: count it once to know. Cost ~ what is kept.
-        const auto slack = [](std::size_t tokens) {  // saturating: a budget may be SIZE_MAX ("no limit")
-            const std::size_t extra = tokens / 8 + 16;
-            return tokens > std::numeric_limits<std::size_t>::max() - extra ? std::numeric_limits<std::size_t>::max() : tokens + extra;
-        };
+        // Price the text from the end(s) that will be kept, up to the budget. If a scan reaches the
+        // other end, or what is left unpriced is no larger than what was priced (a piecewise sum can
+        // overestimate: a word split between pieces), count the whole text once to know whether it
+        // fits. Cost ~ what is kept.
         Scan forward, backward;
         bool whole_scanned = false;
         switch (strategy) {
             case TruncateStrategy::Head:
-                forward = scan_forward(text, slack(budget));
+                forward = scan_forward(text, budget);
                 whole_scanned = forward.complete();
                 break;
             case TruncateStrategy::Tail:
-                backward = scan_backward(text, slack(budget));
+                backward = scan_backward(text, budget);
                 whole_scanned = backward.complete();
                 break;
             case TruncateStrategy::Middle:
                 // Each end priced up to its share; if the two scans meet, all of the text was priced.
-                forward = scan_forward(text, slack(head_tokens(budget)));
-                backward = scan_backward(text, slack(budget - head_tokens(budget)));
+                forward = scan_forward(text, head_tokens(budget));
+                backward = scan_backward(text, budget - head_tokens(budget));
                 whole_scanned = forward.complete() || backward.complete() ||
                                 backward.checkpoints.back().pos <= forward.checkpoints.back().pos;
                 break;
