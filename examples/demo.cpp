@@ -1291,7 +1291,8 @@ int main(int argc, char** argv) {
                           {"max_batch_tokens", o.max_batch_tokens}, {"output_scale", o.output_scale},
                           {"semantic", o.semantic}, {"similarity_threshold", std::round(static_cast<double>(make_cache(o, false)->options().similarity_threshold) * 1e6) / 1e6},
                           {"price_in", o.price_in}, {"price_out", o.price_out}, {"rows", o.rows}, {"quick", o.quick}};
-        out["workload"] = {{"path", o.workload}, {"prompts", demo.pool().size()}, {"requests", demo.sequence().size()},
+        out["workload"] = {{"path", o.workload}, {"prompts", demo.pool().size()}, {"zh_prompts", zh},
+                           {"requests", demo.sequence().size()},
                            {"new", kinds[0]}, {"repeat", kinds[1]}, {"paraphrase", kinds[2]}};
 
         std::vector<TableRow> table;
