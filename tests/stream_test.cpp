@@ -131,6 +131,37 @@ TEST_CASE("cancel_on links a consumer's stop token (client disconnect) to the ch
     CHECK(other.cancelled());
 }
 
+TEST_CASE("the ring grows with the backlog and keeps FIFO order across wrap-arounds", "[channel]") {
+    TokenChannel<std::string> channel({.capacity = 100});
+    int next_in = 0;
+    int next_out = 0;
+    bool in_order = true;
+    // Push 5, pop 3, until full: the ring wraps while it grows (16 -> 32 -> 64 -> 100).
+    bool full = false;
+    while (!full) {
+        for (int i = 0; i < 5; ++i) {
+            if (channel.try_push(std::to_string(next_in)) != StreamStatus::Ok) {
+                full = true;
+                break;
+            }
+            ++next_in;
+        }
+        for (int i = 0; i < 3 && !full; ++i) {
+            Received<std::string> r = channel.try_pop();
+            REQUIRE(r);
+            in_order = in_order && *r.value == std::to_string(next_out++);
+        }
+    }
+    CHECK(channel.size() == 100);  // full at exactly the capacity
+    CHECK(next_in - next_out == 100);
+    channel.close();
+    for (Received<std::string> r = channel.pop(); r; r = channel.pop()) {
+        in_order = in_order && *r.value == std::to_string(next_out++);
+    }
+    CHECK(in_order);
+    CHECK(next_out == next_in);
+}
+
 TEST_CASE("pop with a deadline returns Timeout and the channel stays usable", "[channel]") {
     TokenChannel<int> channel({.capacity = 2});
     CHECK(channel.pop_until(std::chrono::steady_clock::now() - 1s).status == StreamStatus::Timeout);
@@ -248,6 +279,52 @@ TEST_CASE("stream(): a generator view over the channel", "[channel]") {
     }
 }
 
+TEST_CASE("spawn_producer runs a generator into the channel", "[channel]") {
+    SECTION("all items, then Closed") {
+        TokenChannel<int> channel({.capacity = 4});
+        auto model = llmfast::spawn_producer(channel, [](std::stop_token) -> llmfast::StreamingGenerator<int> {
+            for (int i = 0; i < 100; ++i) co_yield i;
+        });
+        int sum = 0;
+        for (int v : channel.stream()) sum += v;
+        CHECK(sum == 4950);
+    }
+    SECTION("an exception in the model reaches the consumer") {
+        TokenChannel<std::string> channel;
+        auto model = llmfast::spawn_producer(channel, [](std::stop_token) -> llmfast::StreamingGenerator<std::string> {
+            co_yield "a";
+            throw std::runtime_error("CUDA out of memory");
+        });
+        std::vector<std::string> seen;
+        CHECK_THROWS_AS(
+            [&] {
+                for (std::string&& s : channel.stream()) seen.push_back(s);
+            }(),
+            std::runtime_error);
+        CHECK(seen == std::vector<std::string>{"a"});
+    }
+    SECTION("a timeout stops an endless model; its stop_token fires") {
+        ManualClock clock;
+        TokenChannel<int> channel({.capacity = 2});
+        auto model = llmfast::spawn_producer(channel, [](std::stop_token stop) -> llmfast::StreamingGenerator<int> {
+            for (int i = 0; !stop.stop_requested(); ++i) co_yield i;  // a model loop that checks its token
+        });
+        TimedReceiver receiver(channel, {.total = 1s}, clock);
+        CHECK(receiver.next());
+        clock.advance(1s);
+        CHECK(receiver.next().status == StreamStatus::DeadlineExceeded);
+        model.join();  // returns: the producer was stopped
+        CHECK(channel.stop_requested());
+    }
+    SECTION("destroying the jthread early cancels the channel") {
+        TokenChannel<int> channel({.capacity = 1});
+        {
+            auto model = llmfast::spawn_producer(channel, [](std::stop_token) { return std::views::iota(0); });
+        }
+        CHECK(channel.cancelled());
+    }
+}
+
 TEST_CASE("TimedReceiver passes items and ends through", "[timeout]") {
     ManualClock clock;
     TokenChannel<int> channel;
@@ -260,6 +337,51 @@ TEST_CASE("TimedReceiver passes items and ends through", "[timeout]") {
     CHECK(receiver.next().status == StreamStatus::Closed);
     CHECK(receiver.next().status == StreamStatus::Closed);  // sticky
     CHECK(receiver.end_status() == StreamStatus::Closed);
+}
+
+TEST_CASE("TimedReceiver passes the producer's error and a cancellation through", "[timeout]") {
+    ManualClock clock;
+    SECTION("Failed: next() carries the error, values() rethrows it") {
+        TokenChannel<int> channel;
+        (void)channel.push(1);
+        channel.close(std::make_exception_ptr(std::invalid_argument("bad prompt")));
+        TimedReceiver receiver(channel, {.total = 10s}, clock);
+        std::vector<int> seen;
+        CHECK_THROWS_AS(
+            [&] {
+                for (int v : receiver.values()) seen.push_back(v);
+            }(),
+            std::invalid_argument);
+        CHECK(seen == std::vector<int>{1});
+        Received<int> again = receiver.next();
+        CHECK(again.status == StreamStatus::Failed);
+        CHECK(again.error);
+        CHECK_FALSE(channel.stop_requested());  // a producer failure is not a cancellation
+    }
+    SECTION("Cancelled elsewhere: Error(Cancelled) with a message") {
+        TokenChannel<int> channel;
+        TimedReceiver receiver(channel, {.total = 10s}, clock);
+        channel.cancel();
+        try {
+            for (int v : receiver.values()) (void)v;
+            FAIL("no exception");
+        } catch (const llmfast::Error& e) {
+            CHECK(e.code() == ErrorCode::Cancelled);
+            CHECK(std::string(e.what()).find("cancelled") != std::string::npos);
+        }
+    }
+    SECTION("timeout messages say which limit fired") {
+        TokenChannel<int> channel;
+        TimedReceiver receiver(channel, {.first_item = 250ms}, clock);
+        clock.advance(250ms);
+        try {
+            for (int v : receiver.values()) (void)v;
+            FAIL("no exception");
+        } catch (const llmfast::Error& e) {
+            CHECK(e.code() == ErrorCode::IdleTimeout);
+            CHECK(std::string(e.what()) == "IdleTimeout: no first token within 250 ms");
+        }
+    }
 }
 
 TEST_CASE("TimedReceiver: overall deadline", "[timeout]") {

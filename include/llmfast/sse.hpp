@@ -371,7 +371,8 @@ public:
     }
 
     /// Parses `bytes` and calls `on_event(const SseEventView&)` for each dispatched event (and once
-    /// for each event that exceeded the bound). Returns the number of calls.
+    /// for each event that exceeded the bound). Returns the number of calls. If `on_event` throws,
+    /// the exception propagates and the rest of `bytes` is not parsed (the parser itself stays usable).
     template <class OnEvent>
         requires std::invocable<OnEvent&, const SseEventView&>
     std::size_t feed(std::string_view bytes, OnEvent&& on_event) {

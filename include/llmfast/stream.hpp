@@ -8,6 +8,7 @@
 //         }
 //         channel.close();                                       // or channel.close(std::current_exception())
 //     });
+//     // (or: auto model = llmfast::spawn_producer(channel, [&](std::stop_token s) { return generate(prompt, s); });)
 //     // The consumer (the connection): an overall deadline and an inter-token idle timeout.
 //     llmfast::TimedReceiver receiver(channel, {.total = 30s, .idle = 2s});
 //     llmfast::StreamMetrics metrics;
@@ -49,6 +50,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <ranges>
@@ -165,7 +167,7 @@ public:
 
     explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity) {
         if (options.capacity == 0) throw Error(ErrorCode::InvalidArgument, "TokenChannel: capacity must be > 0");
-        ring_.resize(capacity_);
+        ring_.resize(std::min(capacity_, initial_ring));
         producer_wake_free_ = std::max<std::size_t>(1, capacity_ / 2);
     }
     TokenChannel(const TokenChannel&) = delete;
@@ -246,7 +248,7 @@ public:
         cancelled_ = true;
         for (; size_ > 0; --size_) {  // destroy, don't move: nothing here may throw
             ring_[head_].reset();
-            if (++head_ == capacity_) head_ = 0;
+            if (++head_ == ring_.size()) head_ = 0;
         }
         not_empty_.notify_all();
         not_full_.notify_all();
@@ -301,6 +303,7 @@ public:
 
 private:
     static constexpr std::size_t stream_batch = 64;
+    static constexpr std::size_t initial_ring = 16;
     // Before sleeping on a condition variable a side yields this many times: the other side usually
     // refills (or drains) within microseconds, and a futex sleep + wake costs more than that. At real
     // model speeds (~100 tokens/s) it is a few microseconds of CPU per token.
@@ -326,7 +329,7 @@ private:
             }
             if (error) std::rethrow_exception(error);
         }
-        throw Error(to_error_code(status), "TokenChannel: stream ended");
+        throw Error(to_error_code(status), status == StreamStatus::Cancelled ? "the stream was cancelled" : "the stream ended");
     }
 
     StreamStatus push_impl(T& value, const clock::time_point* deadline) {
@@ -350,8 +353,9 @@ private:
         }
         if (cancelled_) return StreamStatus::Cancelled;
         if (closed_) return StreamStatus::Closed;
+        if (size_ == ring_.size()) grow();  // size_ < capacity_ here
         std::size_t tail = head_ + size_;
-        if (tail >= capacity_) tail -= capacity_;
+        if (tail >= ring_.size()) tail -= ring_.size();
         ring_[tail].emplace(std::move(value));
         ++size_;
         if (consumers_waiting_ > 0) not_empty_.notify_one();
@@ -404,11 +408,22 @@ private:
         return result;
     }
 
+    void grow() {
+        std::vector<std::optional<T>> bigger(std::min(capacity_, ring_.size() * 2));
+        for (std::size_t i = 0; i < size_; ++i) {
+            std::size_t from = head_ + i;
+            if (from >= ring_.size()) from -= ring_.size();
+            bigger[i] = std::move(ring_[from]);
+        }
+        ring_.swap(bigger);
+        head_ = 0;
+    }
+
     T take_front() {
         std::optional<T>& slot = ring_[head_];
         T value(std::move(*slot));
         slot.reset();
-        if (++head_ == capacity_) head_ = 0;
+        if (++head_ == ring_.size()) head_ = 0;
         --size_;
         return value;
     }
@@ -423,7 +438,9 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable not_empty_;
     std::condition_variable not_full_;
-    std::vector<std::optional<T>> ring_;  // [head_, head_ + size_) mod capacity_ hold items
+    // [head_, head_ + size_) mod ring_.size() hold items. The ring starts small and doubles up to
+    // capacity_ only when a backlog builds, so thousands of idle streams cost little memory.
+    std::vector<std::optional<T>> ring_;
     std::size_t head_ = 0;
     std::size_t size_ = 0;
     std::size_t producers_waiting_ = 0;
@@ -434,11 +451,38 @@ private:
     std::stop_source stop_;
 };
 
+/// Runs the producer side on a new `std::jthread`: `produce(stop_token)` returns a range of items
+/// (typically a `StreamingGenerator<T>` — the model loop written with `co_yield`); each item is pushed
+/// into `channel`, which is closed at the end or closed with the exception `produce` or the range threw.
+/// The token is the channel's: it fires when the consumer cancels (disconnect, timeout), and the loop
+/// also stops at the next push. Destroying the returned jthread before the end cancels the channel,
+/// then joins. The channel must outlive the thread.
+///
+///     auto model = llmfast::spawn_producer(channel, [&](std::stop_token stop) { return generate(prompt, stop); });
+template <class T, class Produce>
+    requires std::invocable<Produce&, std::stop_token> &&
+             std::ranges::input_range<std::invoke_result_t<Produce&, std::stop_token>> &&
+             std::constructible_from<T, std::ranges::range_reference_t<std::invoke_result_t<Produce&, std::stop_token>>>
+[[nodiscard]] std::jthread spawn_producer(TokenChannel<T>& channel, Produce produce) {
+    return std::jthread([&channel, produce = std::move(produce)](std::stop_token thread_stop) mutable {
+        const std::stop_callback on_thread_stop(thread_stop, [&channel]() noexcept { channel.cancel(); });
+        try {
+            auto&& items = std::invoke(produce, channel.stop_token());
+            for (auto&& item : items) {
+                if (channel.push(T(std::forward<decltype(item)>(item))) != StreamStatus::Ok) return;
+            }
+            channel.close();
+        } catch (...) {
+            channel.close(std::current_exception());
+        }
+    });
+}
+
 /// Limits for a `TimedReceiver`. Every value must be > 0; `max()` means no limit.
 struct StreamTimeouts {
     std::chrono::nanoseconds total = std::chrono::nanoseconds::max();       ///< overall deadline, from construction
-    std::chrono::nanoseconds first_item = std::chrono::nanoseconds::max();  ///< wait for the first item (TTFT)
-    std::chrono::nanoseconds idle = std::chrono::nanoseconds::max();        ///< gap between two items
+    std::chrono::nanoseconds first_item = std::chrono::nanoseconds::max();  ///< wait for the first item (TTFT); expiry reports IdleTimeout
+    std::chrono::nanoseconds idle = std::chrono::nanoseconds::max();        ///< gap between two items; expiry reports IdleTimeout
 };
 
 /// The consumer's side of a channel with an overall deadline and idle timeouts — what the seed's
@@ -544,8 +588,16 @@ private:
         deadline_ = detail::saturating_add(last_, timeouts.total);
     }
 
-    static std::string fmt_end(StreamStatus status) {
-        return std::string("stream ended: ") + std::string(to_string(status));
+    std::string fmt_end(StreamStatus status) const {
+        const auto ms = [](std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+        switch (status) {
+            case StreamStatus::DeadlineExceeded: return "the stream's deadline of " + std::to_string(ms(timeouts_.total)) + " ms passed";
+            case StreamStatus::IdleTimeout:
+                return received_any_ ? "no token within the idle timeout of " + std::to_string(ms(timeouts_.idle)) + " ms"
+                                     : "no first token within " + std::to_string(ms(timeouts_.first_item)) + " ms";
+            case StreamStatus::Cancelled: return "the stream was cancelled";
+            default: return "the stream ended: " + std::string(to_string(status));
+        }
     }
 
     Received<T> expire(StreamStatus kind) {
