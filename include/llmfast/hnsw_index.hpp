@@ -60,7 +60,9 @@ struct HnswIndexOptions {
     std::size_t m = 16;                   ///< graph degree (hnswlib's M)
     std::size_t ef_construction = 200;    ///< candidate list size while building
     std::size_t ef_search = 64;           ///< candidate list size while searching (recall vs latency)
-    std::size_t initial_capacity = 1024;  ///< elements allocated up front; doubled when full
+    /// Elements allocated up front (vectors + links, ~1.9 KB each at dimension 384); doubled when full.
+    /// The cache builds one index per scope: with many small scopes, keep this small.
+    std::size_t initial_capacity = 1024;
     std::size_t random_seed = 100;        ///< level generator seed (fixed: builds are reproducible)
 };
 
