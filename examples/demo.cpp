@@ -323,6 +323,7 @@ std::vector<Prompt> load_workload(const std::string& path, double output_scale) 
     std::ifstream in(path);
     if (!in) throw llmfast::Error(llmfast::ErrorCode::IoError, fmt::format("cannot open workload '{}'", path));
     std::vector<Prompt> pool;
+    std::unordered_map<std::string, long long> group_names;  // string groups get negative numbers
     std::string line;
     std::size_t line_no = 0;
     while (std::getline(in, line)) {
@@ -345,9 +346,8 @@ std::vector<Prompt> load_workload(const std::string& path, double output_scale) 
         const auto& g = j["group"];
         if (g.is_number_integer()) {
             p.group = g.get<long long>();
-        } else if (g.is_string()) {  // string group names: map to numbers by first appearance
-            static std::unordered_map<std::string, long long> names;
-            p.group = names.emplace(g.get<std::string>(), -1 - static_cast<long long>(names.size())).first->second;
+        } else if (g.is_string()) {  // string group names: numbered by first appearance
+            p.group = group_names.emplace(g.get<std::string>(), -1 - static_cast<long long>(group_names.size())).first->second;
         } else {
             throw llmfast::Error(llmfast::ErrorCode::InvalidFormat, fmt::format("{}:{}: bad \"group\"", path, line_no));
         }
