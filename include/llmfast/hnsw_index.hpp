@@ -108,9 +108,13 @@ public:
                 capacity_ *= 2;
             }
         }
-        // Reserve our bookkeeping first so that after hnswlib accepted the point nothing can fail.
-        labels_.reserve(labels_.size() + 1);
-        if (!reuse) ids_.reserve(ids_.size() + 1);
+        // Make room in our bookkeeping first (geometric growth, as push_back would), so that after
+        // hnswlib accepted the point nothing can fail.
+        if (static_cast<double>(labels_.size() + 1) >
+            static_cast<double>(labels_.bucket_count()) * static_cast<double>(labels_.max_load_factor())) {
+            labels_.reserve(std::max<std::size_t>(16, 2 * labels_.size()));
+        }
+        if (!reuse && ids_.size() == ids_.capacity()) ids_.reserve(std::max<std::size_t>(16, 2 * ids_.capacity()));
         graph_->addPoint(vector.data(), label);  // a reused (deleted) label is un-deleted and updated
         if (reuse) {
             free_labels_.pop_back();
@@ -125,7 +129,9 @@ public:
     bool remove(std::uint64_t id) {
         const auto it = labels_.find(id);
         if (it == labels_.end()) return false;
-        free_labels_.reserve(free_labels_.size() + 1);
+        if (free_labels_.size() == free_labels_.capacity()) {
+            free_labels_.reserve(std::max<std::size_t>(16, 2 * free_labels_.capacity()));
+        }
         graph_->markDelete(it->second);
         free_labels_.push_back(it->second);
         labels_.erase(it);
