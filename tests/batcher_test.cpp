@@ -8,6 +8,7 @@
 #include <llmfast/llmfast.hpp>
 
 #include "catch.hpp"
+#include "test_support.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -24,6 +25,8 @@
 using namespace std::chrono_literals;
 using llmfast::BatcherOptions;
 using llmfast::ErrorCode;
+
+using llmfast::testing::error_code_of;
 
 namespace {
 
@@ -85,15 +88,6 @@ ErrorCode error_of(std::future<T>& future) {
     return ErrorCode::Ok;
 }
 
-template <class F>
-ErrorCode code_of(F&& f) {
-    try {
-        f();
-    } catch (const llmfast::Error& e) {
-        return e.code();
-    }
-    return ErrorCode::Ok;
-}
 
 }  // namespace
 
@@ -133,7 +127,7 @@ TEST_CASE("BatchHandler concept and InplaceFunction", "[batcher]") {
 
 TEST_CASE("options are validated at construction", "[batcher]") {
     auto handler = [](std::span<int> s) { return std::vector<int>(s.begin(), s.end()); };
-    auto make = [&](BatcherOptions o) { return code_of([&] { llmfast::DynamicBatcher<int, int> b(handler, o); }); };
+    auto make = [&](BatcherOptions o) { return error_code_of([&] { llmfast::DynamicBatcher<int, int> b(handler, o); }); };
     CHECK(make({}) == ErrorCode::Ok);
     CHECK(make({.max_batch_size = 0}) == ErrorCode::InvalidArgument);
     CHECK(make({.max_batch_cost = 0}) == ErrorCode::InvalidArgument);
@@ -145,8 +139,8 @@ TEST_CASE("options are validated at construction", "[batcher]") {
     CHECK(make({.block_when_full_for = -1ns}) == ErrorCode::InvalidArgument);
 
     llmfast::DynamicBatcher<int, int> batcher(handler, {.priority_levels = 2});
-    CHECK(code_of([&] { (void)batcher.submit(1, {.priority = 2}); }) == ErrorCode::InvalidArgument);
-    CHECK(code_of([&] { (void)batcher.submit(1, {.priority = -1}); }) == ErrorCode::InvalidArgument);
+    CHECK(error_code_of([&] { (void)batcher.submit(1, {.priority = 2}); }) == ErrorCode::InvalidArgument);
+    CHECK(error_code_of([&] { (void)batcher.submit(1, {.priority = -1}); }) == ErrorCode::InvalidArgument);
     CHECK(batcher.submit(4, {.priority = 1}).get() == 4);
 }
 
@@ -313,7 +307,7 @@ TEST_CASE("requests past their deadline never reach the handler", "[batcher]") {
     }
     SECTION("already past at submission") {
         ManualBatcher batcher(handler_of(recorder), {}, {}, clock);
-        CHECK(code_of([&] { (void)batcher.submit(1, {.deadline = clock.now()}); }) == ErrorCode::DeadlineExceeded);
+        CHECK(error_code_of([&] { (void)batcher.submit(1, {.deadline = clock.now()}); }) == ErrorCode::DeadlineExceeded);
         int request = 1;
         CHECK(batcher.try_submit(std::move(request), {.timeout = 0ns}).status == ErrorCode::DeadlineExceeded);
         CHECK(batcher.metrics().expired == 2);
@@ -376,7 +370,7 @@ TEST_CASE("cancelled requests never reach the handler", "[batcher]") {
         llmfast::DynamicBatcher<int, int> batcher(handler_of(recorder));
         std::stop_source source;
         source.request_stop();
-        CHECK(code_of([&] { (void)batcher.submit(1, {.stop_token = source.get_token()}); }) == ErrorCode::Cancelled);
+        CHECK(error_code_of([&] { (void)batcher.submit(1, {.stop_token = source.get_token()}); }) == ErrorCode::Cancelled);
         bool called = false;
         int request = 1;
         CHECK(batcher.try_submit(std::move(request), {.stop_token = source.get_token()},
@@ -450,7 +444,7 @@ TEST_CASE("the queue bound rejects at once, or blocks up to a timeout when asked
         recorder.wait_entered(1);
         auto a = batcher.submit(1);
         auto b = batcher.submit(2);
-        CHECK(code_of([&] { (void)batcher.submit(3); }) == ErrorCode::QueueFull);
+        CHECK(error_code_of([&] { (void)batcher.submit(3); }) == ErrorCode::QueueFull);
         int request = 4;
         CHECK(batcher.try_submit(std::move(request)).status == ErrorCode::QueueFull);
         bool called = false;
@@ -496,7 +490,7 @@ TEST_CASE("the queue bound rejects at once, or blocks up to a timeout when asked
         auto blocker = batcher.submit(0);
         recorder.wait_entered(1);
         auto a = batcher.submit(1);
-        CHECK(code_of([&] { (void)batcher.submit(2); }) == ErrorCode::QueueFull);
+        CHECK(error_code_of([&] { (void)batcher.submit(2); }) == ErrorCode::QueueFull);
         recorder.set_hold(false);
         CHECK(a.get() == 10);
         blocker.get();
@@ -514,7 +508,7 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
         batcher.close();
         for (int i = 0; i < 10; ++i) CHECK(futures[static_cast<std::size_t>(i)].get() == i * 10);
         CHECK(recorder.snapshot() == Batches{{0, 1, 2, 3}, {4, 5, 6, 7}, {8, 9}});
-        CHECK(code_of([&] { (void)batcher.submit(1); }) == ErrorCode::Closed);
+        CHECK(error_code_of([&] { (void)batcher.submit(1); }) == ErrorCode::Closed);
         CHECK(batcher.try_submit(1, {}, [](llmfast::BatchResult<int>&&) {}) == ErrorCode::Closed);
         CHECK(batcher.closed());
         batcher.close();  // idempotent
@@ -533,7 +527,7 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
                 batcher.submit(i, {}, [&](llmfast::BatchResult<int>&& r) {
                     if (r.ok()) ++completed;
                 });
-            blocked = std::async(std::launch::async, [&] { return code_of([&] { (void)batcher.submit(9); }); });
+            blocked = std::async(std::launch::async, [&] { return error_code_of([&] { (void)batcher.submit(9); }); });
             CHECK(blocked.wait_for(30ms) == std::future_status::timeout);
             batcher.close();
             blocked.wait();  // no call may still be inside the batcher when it is destroyed

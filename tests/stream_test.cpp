@@ -1,6 +1,7 @@
 #include <llmfast/stream.hpp>
 
 #include "catch.hpp"
+#include "test_support.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -23,6 +24,8 @@ using llmfast::StreamStatus;
 using llmfast::TimedReceiver;
 using llmfast::TokenChannel;
 
+using llmfast::testing::error_code_of;
+
 namespace {
 
 // Blocks the calling thread until the stop token fires (a model that stalls until told to stop).
@@ -33,24 +36,16 @@ void wait_for_stop(std::stop_token token) {
     cv.wait(lock, token, [] { return false; });
 }
 
-ErrorCode code_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const llmfast::Error& e) {
-        return e.code();
-    }
-    return ErrorCode::Ok;
-}
 
 }  // namespace
 
 TEST_CASE("options are validated at construction", "[channel]") {
-    CHECK(code_of([] { TokenChannel<int> channel({.capacity = 0}); }) == ErrorCode::InvalidArgument);
+    CHECK(error_code_of([] { TokenChannel<int> channel({.capacity = 0}); }) == ErrorCode::InvalidArgument);
     TokenChannel<int> channel;
     CHECK(channel.capacity() == 1024);
-    CHECK(code_of([&] { TimedReceiver receiver(channel, {.total = 0s}); }) == ErrorCode::InvalidArgument);
-    CHECK(code_of([&] { TimedReceiver receiver(channel, {.idle = -1ms}); }) == ErrorCode::InvalidArgument);
-    CHECK(code_of([&] { TimedReceiver receiver(channel, {.first_item = 0ms}); }) == ErrorCode::InvalidArgument);
+    CHECK(error_code_of([&] { TimedReceiver receiver(channel, {.total = 0s}); }) == ErrorCode::InvalidArgument);
+    CHECK(error_code_of([&] { TimedReceiver receiver(channel, {.idle = -1ms}); }) == ErrorCode::InvalidArgument);
+    CHECK(error_code_of([&] { TimedReceiver receiver(channel, {.first_item = 0ms}); }) == ErrorCode::InvalidArgument);
     CHECK(llmfast::to_string(StreamStatus::IdleTimeout) == "IdleTimeout");
     CHECK(llmfast::to_error_code(StreamStatus::DeadlineExceeded) == ErrorCode::DeadlineExceeded);
 }
@@ -256,7 +251,7 @@ TEST_CASE("stream(): a generator view over the channel", "[channel]") {
     SECTION("cancellation from elsewhere throws Error(Cancelled)") {
         TokenChannel<int> channel;
         channel.cancel();
-        CHECK(code_of([&] {
+        CHECK(error_code_of([&] {
                   for (int v : channel.stream()) (void)v;
               }) == ErrorCode::Cancelled);
     }
@@ -441,7 +436,7 @@ TEST_CASE("TimedReceiver: idle and first-item timeouts", "[timeout]") {
         TimedReceiver receiver(channel, {.total = 1s}, clock);
         (void)channel.push(1);
         std::vector<int> seen;
-        CHECK(code_of([&] {
+        CHECK(error_code_of([&] {
                   for (int v : receiver.values()) {
                       seen.push_back(v);
                       clock.advance(1s);
