@@ -1192,25 +1192,37 @@ private:
         throw Error(to_error_code(status), status == StreamStatus::Cancelled ? "the stream was cancelled" : "the stream ended");
     }
 
-    StreamStatus push_impl(T& value, const clock::time_point* deadline) {
-        std::unique_lock lock(mutex_);
+    // The one wait both sides use (lock held): until `ready()` holds or `deadline` (if any) passes.
+    // It yields `spin_before_block` times first, then sleeps on `cv`, counted in `waiters` so that the
+    // other side notifies only when someone sleeps. Returns false on timeout (ready() still false).
+    template <class Ready>
+    bool wait_until_ready(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, std::size_t& waiters,
+                          const clock::time_point* deadline, Ready ready) {
         int spins = spin_before_block;
-        while (!cancelled_ && !closed_ && size_ == capacity_) {
-            if (deadline && clock::now() >= *deadline) return StreamStatus::Timeout;
+        while (!ready()) {
+            if (deadline && clock::now() >= *deadline) return false;
             if (spins-- > 0) {
                 lock.unlock();
                 std::this_thread::yield();
                 lock.lock();
                 continue;
             }
-            ++producers_waiting_;
+            ++waiters;
             if (deadline) {
-                not_full_.wait_until(lock, *deadline);
+                cv.wait_until(lock, *deadline);
             } else {
-                not_full_.wait(lock);
+                cv.wait(lock);
             }
-            --producers_waiting_;
+            --waiters;
         }
+        return true;
+    }
+
+    StreamStatus push_impl(T& value, const clock::time_point* deadline) {
+        std::unique_lock lock(mutex_);
+        const bool ready = wait_until_ready(lock, not_full_, producers_waiting_, deadline,
+                                            [this] { return cancelled_ || closed_ || size_ < capacity_; });
+        if (!ready) return StreamStatus::Timeout;
         if (cancelled_) return StreamStatus::Cancelled;
         if (closed_) return StreamStatus::Closed;
         if (size_ == ring_.size()) grow();  // size_ < capacity_ here
@@ -1233,23 +1245,9 @@ private:
 
     // Invariant (lock held): returns Ok iff size_ > 0 and the channel is not cancelled.
     StreamStatus wait_for_item(std::unique_lock<std::mutex>& lock, const clock::time_point* deadline) {
-        int spins = spin_before_block;
-        while (!cancelled_ && size_ == 0 && !closed_) {
-            if (deadline && clock::now() >= *deadline) return StreamStatus::Timeout;
-            if (spins-- > 0) {
-                lock.unlock();
-                std::this_thread::yield();
-                lock.lock();
-                continue;
-            }
-            ++consumers_waiting_;
-            if (deadline) {
-                not_empty_.wait_until(lock, *deadline);
-            } else {
-                not_empty_.wait(lock);
-            }
-            --consumers_waiting_;
-        }
+        const bool ready = wait_until_ready(lock, not_empty_, consumers_waiting_, deadline,
+                                            [this] { return cancelled_ || closed_ || size_ > 0; });
+        if (!ready) return StreamStatus::Timeout;
         if (cancelled_) return StreamStatus::Cancelled;
         if (size_ > 0) return StreamStatus::Ok;
         return error_ ? StreamStatus::Failed : StreamStatus::Closed;
@@ -4686,20 +4684,7 @@ public:
             victim->erased.store(true, std::memory_order_release);
             scopes_.erase(it);
         }
-        std::size_t removed = 0;
-        for (std::size_t i = 0; i < shard_count_; ++i) {
-            Shard& shard = shards_[i];
-            std::lock_guard lock(shard.mutex);
-            for (auto it = shard.lru.begin(); it != shard.lru.end();) {
-                const auto next = std::next(it);
-                if (it->scope == victim) {
-                    remove_locked(shard, it);
-                    ++removed;
-                }
-                it = next;
-            }
-        }
-        return removed;
+        return remove_entries_if([&](const auto& entry) { return entry.scope == victim; });
     }
 
     /// Removes every entry.
@@ -4719,20 +4704,8 @@ public:
     /// Removes every expired entry now (lookups also drop expired entries they meet); returns how many.
     std::size_t purge_expired() {
         const std::int64_t now = now_ns();
-        std::size_t removed = 0;
-        for (std::size_t i = 0; i < shard_count_; ++i) {
-            Shard& shard = shards_[i];
-            std::lock_guard lock(shard.mutex);
-            for (auto it = shard.lru.begin(); it != shard.lru.end();) {
-                const auto next = std::next(it);
-                if (it->expires <= now) {
-                    remove_locked(shard, it);
-                    stats_.expirations.fetch_add(1, std::memory_order_relaxed);
-                    ++removed;
-                }
-                it = next;
-            }
-        }
+        const std::size_t removed = remove_entries_if([&](const auto& entry) { return entry.expires <= now; });
+        stats_.expirations.fetch_add(removed, std::memory_order_relaxed);
         return removed;
     }
 
@@ -5154,6 +5127,25 @@ private:
         entry_count_.fetch_sub(1, std::memory_order_relaxed);
         memory_bytes_.fetch_sub(entry->bytes, std::memory_order_relaxed);
         shard.lru.erase(entry);
+    }
+
+    // Removes, shard by shard (one shard lock at a time), every entry for which `pred` holds.
+    template <class Pred>
+    std::size_t remove_entries_if(Pred pred) {
+        std::size_t removed = 0;
+        for (std::size_t i = 0; i < shard_count_; ++i) {
+            Shard& shard = shards_[i];
+            std::lock_guard lock(shard.mutex);
+            for (auto it = shard.lru.begin(); it != shard.lru.end();) {
+                const auto next = std::next(it);
+                if (pred(*it)) {
+                    remove_locked(shard, it);
+                    ++removed;
+                }
+                it = next;
+            }
+        }
+        return removed;
     }
 
     std::vector<Prepared> parse_snapshot(std::string_view bytes) const {

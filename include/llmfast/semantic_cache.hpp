@@ -375,20 +375,7 @@ public:
             victim->erased.store(true, std::memory_order_release);
             scopes_.erase(it);
         }
-        std::size_t removed = 0;
-        for (std::size_t i = 0; i < shard_count_; ++i) {
-            Shard& shard = shards_[i];
-            std::lock_guard lock(shard.mutex);
-            for (auto it = shard.lru.begin(); it != shard.lru.end();) {
-                const auto next = std::next(it);
-                if (it->scope == victim) {
-                    remove_locked(shard, it);
-                    ++removed;
-                }
-                it = next;
-            }
-        }
-        return removed;
+        return remove_entries_if([&](const auto& entry) { return entry.scope == victim; });
     }
 
     /// Removes every entry.
@@ -408,20 +395,8 @@ public:
     /// Removes every expired entry now (lookups also drop expired entries they meet); returns how many.
     std::size_t purge_expired() {
         const std::int64_t now = now_ns();
-        std::size_t removed = 0;
-        for (std::size_t i = 0; i < shard_count_; ++i) {
-            Shard& shard = shards_[i];
-            std::lock_guard lock(shard.mutex);
-            for (auto it = shard.lru.begin(); it != shard.lru.end();) {
-                const auto next = std::next(it);
-                if (it->expires <= now) {
-                    remove_locked(shard, it);
-                    stats_.expirations.fetch_add(1, std::memory_order_relaxed);
-                    ++removed;
-                }
-                it = next;
-            }
-        }
+        const std::size_t removed = remove_entries_if([&](const auto& entry) { return entry.expires <= now; });
+        stats_.expirations.fetch_add(removed, std::memory_order_relaxed);
         return removed;
     }
 
@@ -843,6 +818,25 @@ private:
         entry_count_.fetch_sub(1, std::memory_order_relaxed);
         memory_bytes_.fetch_sub(entry->bytes, std::memory_order_relaxed);
         shard.lru.erase(entry);
+    }
+
+    // Removes, shard by shard (one shard lock at a time), every entry for which `pred` holds.
+    template <class Pred>
+    std::size_t remove_entries_if(Pred pred) {
+        std::size_t removed = 0;
+        for (std::size_t i = 0; i < shard_count_; ++i) {
+            Shard& shard = shards_[i];
+            std::lock_guard lock(shard.mutex);
+            for (auto it = shard.lru.begin(); it != shard.lru.end();) {
+                const auto next = std::next(it);
+                if (pred(*it)) {
+                    remove_locked(shard, it);
+                    ++removed;
+                }
+                it = next;
+            }
+        }
+        return removed;
     }
 
     std::vector<Prepared> parse_snapshot(std::string_view bytes) const {
