@@ -5,10 +5,13 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "compressor_reference.hpp"
 
 using llmfast::CompressionRule;
 using llmfast::CompressorOptions;
 using llmfast::PromptCompressor;
+
+using llmfast::testing::reference_replace;
 
 namespace {
 
@@ -24,25 +27,6 @@ PromptCompressor<> rules_only(std::vector<CompressionRule> rules, bool normalize
 
 std::string run(const PromptCompressor<>& compressor, std::string_view text) { return compressor.compress(text).text; }
 
-// A naive reference: at each position, the longest pattern matching there (first rule on ties) wins.
-std::string reference_replace(std::string_view text, const std::vector<CompressionRule>& rules) {
-    std::string out;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        const CompressionRule* best = nullptr;
-        for (const CompressionRule& rule : rules)
-            if (text.substr(pos, rule.pattern.size()) == rule.pattern &&
-                (best == nullptr || rule.pattern.size() > best->pattern.size()))
-                best = &rule;
-        if (best != nullptr) {
-            out += best->replacement;
-            pos += best->pattern.size();
-        } else {
-            out += text[pos++];
-        }
-    }
-    return out;
-}
 
 struct WordCounter {  // counts space-separated words: a simple, exact-ish counter for budgets
     std::size_t count(std::string_view text) const {

@@ -2,6 +2,8 @@
 // one-pass rule engine agrees with a naive leftmost-longest reference, and budget mode meets its budget.
 #include <llmfast/compressor.hpp>
 
+#include "../compressor_reference.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -9,26 +11,10 @@
 #include <string_view>
 #include <vector>
 
+using llmfast::testing::reference_replace;
+
 namespace {
 
-std::string reference_replace(std::string_view text, const std::vector<llmfast::CompressionRule>& rules) {
-    std::string out;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        const llmfast::CompressionRule* best = nullptr;
-        for (const auto& rule : rules)
-            if (text.substr(pos, rule.pattern.size()) == rule.pattern &&
-                (best == nullptr || rule.pattern.size() > best->pattern.size()))
-                best = &rule;
-        if (best != nullptr) {
-            out += best->replacement;
-            pos += best->pattern.size();
-        } else {
-            out += text[pos++];
-        }
-    }
-    return out;
-}
 
 const llmfast::PromptCompressor<>& full(bool repair, bool dedupe) {
     static const auto make = [](bool r, bool d) {
