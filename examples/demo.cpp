@@ -1244,7 +1244,11 @@ void print_table(const std::vector<TableRow>& rows) {
         for (std::size_t c = 0; c < 6; ++c) {
             const std::size_t pad = w[c] - width(lines[i][c]);
             const bool right = i > 0 && c >= 2 && c <= 4;
-            out += " " + (right ? std::string(pad, ' ') + lines[i][c] : lines[i][c] + std::string(pad, ' ')) + " |";
+            out += ' ';
+            if (right) out.append(pad, ' ');
+            out += lines[i][c];
+            if (!right) out.append(pad, ' ');
+            out += " |";
         }
         fmt::print("{}\n", out);
         if (i == 0) {
