@@ -1,4 +1,4 @@
-"""Conan 2 recipe for llmfast (header-only). `conan create . --version 0.1.0` from the repository root.
+"""Conan 2 recipe for llmfast (header-only). `conan create . --version 0.2.0` from the repository root.
 
 The package is the tree `cmake --install` produces; consumers use the CMakeDeps-generated targets
 `llmfast::llmfast` (and `llmfast::hnsw` with the `with_hnsw` option).
