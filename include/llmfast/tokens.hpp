@@ -29,8 +29,9 @@
 // long runs, but not without limit. A token budget priced with this estimator therefore does not bound
 // the size of untrusted text: bound the bytes too (`TruncatorOptions::max_bytes` in truncator.hpp).
 //
-// `count` is monotone: a substring never costs more than the text it is taken from (every run price
-// grows with the run's length, and prices are >= 0), so a longer prefix never costs less.
+// `count` is monotone: a substring (between code points) never costs more than the text it is taken
+// from (every run price grows with the run's length, and prices are >= 0), and a longer prefix never
+// costs less.
 // `truncate(text, max_tokens)` is consistent with it: it returns the longest prefix, cut at a
 // character boundary (an ill-formed byte is one character), with `count(prefix) <= max_tokens`; when
 // `count(text) <= max_tokens` that is all of `text`.
@@ -58,7 +59,8 @@ namespace llmfast {
 /// `count` must be callable on a const object (counters are shared between threads).
 ///
 /// Optional: a counter may declare `static constexpr bool monotone = true;` when a substring never
-/// costs more than the text it is taken from (`count(s) <= count(t)` for every substring `s` of `t`).
+/// costs more than the text it is taken from: `count(s) <= count(t)` for valid UTF-8 `t` and every
+/// substring `s` of it that starts and ends at code-point boundaries.
 /// The truncator then proves that a long text does not fit by counting a prefix of it instead of the
 /// whole text. Declare it only if it holds for every text: a wrong claim makes the truncator cut a text
 /// that fits. `EstimatingTokenCounter` declares it; `BpeTokenizer` does not (BPE counts are not monotone).
