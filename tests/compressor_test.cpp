@@ -424,3 +424,20 @@ TEST_CASE("copies work and a compressor is shared between threads", "[compressor
     for (std::thread& thread : threads) thread.join();
     for (const int count : ok) CHECK(count == 200);
 }
+
+TEST_CASE("end of input behaves like a non-matching character", "[compressor]") {
+    // Issue 11: the automaton inside "abcd" when "abc" ended emitted "ab" and copied "c" raw.
+    const std::vector<CompressionRule> rules = {{"ab", "X"}, {"abcd", "Y"}, {"c", "Z"}};
+    const auto c = rules_only(rules);
+    CHECK(run(c, "abc") == "XZ");
+    CHECK(run(c, "abc.") == "XZ.");
+    CHECK(run(c, "abcabc") == "XZXZ");
+    CHECK(run(c, "abcd") == "Y");
+    CHECK(run(c, "xabcdabc") == "xYXZ");
+    const auto deep = rules_only({{"a", "1"}, {"abcde", "2"}, {"b", "3"}, {"cd", "4"}});
+    CHECK(run(deep, "abcd") == "134");
+    for (const std::string_view text : {"abc", "abcabc", "ab", "abcab", "cabca"}) {
+        INFO(text);
+        CHECK(run(c, text) == reference_replace(text, rules));
+    }
+}

@@ -61,3 +61,46 @@ TEST_CASE("the estimate beats the seed's 2-characters-per-token on English", "[t
     CHECK(per_char > 0.15);
     CHECK(per_char < 0.3);
 }
+
+TEST_CASE("estimating counter: at least 1 for non-empty text, truncate consistent with count", "[tokens]") {
+    // Issue 11: count(" ") was 0 although the header promised at least 1 for non-empty text.
+    const EstimatingTokenCounter counter;
+    CHECK(counter.count(" ") == 1);
+    CHECK(counter.count("") == 0);
+    STATIC_REQUIRE(llmfast::is_monotone_token_counter<EstimatingTokenCounter>);
+    STATIC_REQUIRE_FALSE(llmfast::is_monotone_token_counter<ConstantCounter>);
+
+    // "字…": 1.15 + 3 * 0.5 = 2.65, i.e. 3 tokens; the longest prefix within 3 tokens is all of it.
+    const std::string zi = "\xE5\xAD\x97\xE2\x80\xA6";
+    REQUIRE(counter.count(zi) == 3);
+    CHECK(counter.truncate(zi, 3) == zi);
+    CHECK(counter.truncate(zi, 2) == "\xE5\xAD\x97");
+    CHECK(counter.truncate(zi, 0).empty());
+
+    // On mixed text: truncate(text, n) is the longest prefix at a character boundary within n tokens.
+    const std::string text = "Hello, \xE4\xB8\x96\xE7\x95\x8C! 12345 internationalization  \n\n\xF0\x9F\x98\x80 ok \xFF.";
+    for (std::size_t n = 0; n <= counter.count(text) + 1; ++n) {
+        const std::string_view prefix = counter.truncate(text, n);
+        INFO(n << ": " << prefix);
+        CHECK(counter.count(prefix) <= n);
+        if (prefix.size() < text.size()) {
+            // the next character boundary costs more
+            std::size_t next = prefix.size() + 1;
+            while (next < text.size() && (static_cast<unsigned char>(text[next]) & 0xC0U) == 0x80U) ++next;
+            CHECK(counter.count(std::string_view(text).substr(0, next)) > n);
+        } else {
+            CHECK(counter.count(text) <= n);
+        }
+    }
+    // Monotone in the prefix.
+    std::size_t previous = 0;
+    for (std::size_t length = 0; length <= text.size(); ++length) {
+        const std::size_t c = counter.count(std::string_view(text).substr(0, length));
+        CHECK(c >= previous);
+        previous = c;
+    }
+    // Negative prices are clamped to 0 (a negative price would break monotonicity).
+    EstimatorRatios negative;
+    negative.whitespace_run = -5;
+    CHECK(EstimatingTokenCounter(negative).count("a \n\n b") == EstimatingTokenCounter(negative).count("a b") + 0);
+}

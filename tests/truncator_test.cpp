@@ -42,8 +42,10 @@ struct GreedyVocabCounter {
     }
 };
 
-// Records how many bytes it was asked to count in total (to check cost ~ what is kept).
+// Records how many bytes it was asked to count in total (to check cost ~ what is kept). Monotone
+// like the estimator it wraps, so the truncator may settle "does not fit" from a prefix.
 struct MeteredCounter {
+    static constexpr bool monotone = true;
     std::size_t* bytes;
     std::size_t count(std::string_view text) const {
         *bytes += text.size();
@@ -392,4 +394,91 @@ TEST_CASE("fit_messages edge cases", "[truncator]") {
     const Truncator<CodePointCounter> repairing(repair, counter);
     const auto fixed = repairing.fit_messages(invalid, 100, plain);
     CHECK(fixed.messages[1].content == "bad\xEF\xBF\xBD");
+}
+
+TEST_CASE("a text that fits is returned unchanged under every strategy, whatever its length", "[truncator]") {
+    // Issue 11: below about two pieces, a Middle cut whose cost was between budget/2 and the budget
+    // came back cut; a long whitespace run (1 token whole, 1 per piece) was cut under every strategy.
+    const Truncator<> truncator;
+    const llmfast::EstimatingTokenCounter counter;
+    const std::string words = repeat("word ", 200);
+    for (std::size_t length = 1; length <= words.size(); length += 7) {
+        const std::string text = words.substr(0, length);
+        const std::size_t cost = counter.count(text);
+        for (const TruncateStrategy strategy : strategies)
+            for (const std::size_t budget : {cost, cost + 1, 2 * cost}) {
+                const auto cut = truncator.truncate(text, budget, strategy);
+                INFO("length " << length << " cost " << cost << " budget " << budget << " strategy "
+                               << static_cast<int>(strategy));
+                CHECK_FALSE(cut.truncated);
+                CHECK(cut.text == text);
+                CHECK(cut.tokens == cost);
+            }
+    }
+    const std::string sixty_four = words.substr(0, 64);
+    CHECK(truncator.truncate(sixty_four, counter.count(sixty_four), TruncateStrategy::Middle).text == sixty_four);
+
+    const std::string newlines(100000, '\n');
+    REQUIRE(counter.count(newlines) <= 10);
+    for (const TruncateStrategy strategy : strategies) {
+        const auto cut = truncator.truncate(newlines, 10, strategy);
+        CHECK_FALSE(cut.truncated);
+        CHECK(cut.text == newlines);
+    }
+    // Counters that are not monotone take the whole-count path; the same holds.
+    const Truncator<CodePointCounter> code_points;
+    const Truncator<GreedyVocabCounter> greedy;
+    for (const TruncateStrategy strategy : strategies) {
+        CHECK(code_points.truncate(sixty_four, 64, strategy).text == sixty_four);
+        CHECK_FALSE(greedy.truncate(newlines, 50000, strategy).truncated);  // "\n\n" is one token
+    }
+}
+
+TEST_CASE("empty only when not even one character fits next to the marker", "[truncator]") {
+    // Issue 11: "字" and "…" cost 2 each when priced alone, "字…" costs 3: budget 3 gave "".
+    const Truncator<> truncator;
+    const std::string han = repeat("\xE5\xAD\x97", 20);
+    REQUIRE(truncator.counter().count("\xE5\xAD\x97\xE2\x80\xA6") == 3);
+    CHECK(truncator.truncate(han, 3, TruncateStrategy::Head).text == "\xE5\xAD\x97\xE2\x80\xA6");
+    CHECK(truncator.truncate(han, 3, TruncateStrategy::Tail).text == "\xE2\x80\xA6\xE5\xAD\x97");
+    const auto middle = truncator.truncate(han, 3, TruncateStrategy::Middle);
+    CHECK(middle.tokens == 3);
+    CHECK(middle.text.size() == 6);
+    CHECK(truncator.truncate(han, 2, TruncateStrategy::Head).text.empty());  // the marker alone costs 2
+}
+
+TEST_CASE("max_bytes caps every result, marker included, and never splits a character", "[truncator]") {
+    const std::string spaces(5'000'000, ' ');  // the estimator: 1 token
+    const std::string text = repeat("The model 模型推理 streams 😀 tokens.\n", 400);
+    for (const std::size_t cap : {0U, 1U, 3U, 4U, 5U, 17U, 100U, 1000U, 4096U}) {
+        TruncatorOptions options;
+        options.max_bytes = cap;
+        const Truncator<> truncator(options);
+        for (const TruncateStrategy strategy : strategies) {
+            INFO("cap " << cap << " strategy " << static_cast<int>(strategy));
+            for (const std::string* input : {&spaces, &text}) {
+                const auto cut = truncator.truncate(*input, 100000, strategy);
+                CHECK(cut.text.size() <= cap);
+                CHECK(utf8::is_valid(cut.text));
+                CHECK(cut.truncated);
+                if (cap >= 4 + 3) {
+                    CHECK_FALSE(cut.text.empty());  // room for the marker and a character
+                }
+                CHECK(cut.tokens == truncator.counter().count(cut.text));
+            }
+            const auto small = truncator.truncate("abc", 100, strategy);
+            CHECK(small.truncated == (cap < 3));
+            if (cap >= 3) CHECK(small.text == "abc");
+        }
+    }
+    // fit_messages applies the cap to every content, reports it as shortened, and still fits.
+    TruncatorOptions options;
+    options.max_bytes = 64;
+    const Truncator<> truncator(options);
+    const std::vector<ChatMessage> history = {{"system", "be brief"}, {"user", spaces}, {"assistant", "ok"}};
+    const auto fit = truncator.fit_messages(history, 1000);
+    REQUIRE(fit.messages.size() == 3);
+    for (const ChatMessage& m : fit.messages) CHECK(m.content.size() <= 64);
+    CHECK(fit.shortened == std::vector<std::size_t>{1});
+    CHECK(fit.tokens <= 1000);
 }

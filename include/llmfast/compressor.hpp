@@ -298,7 +298,20 @@ public:
         std::size_t capitalize_at = std::string::npos;  // see emit()
         bool have = false;
         std::size_t cand_start = 0, cand_end = 0, cand_rule = 0;
-        for (std::size_t i = 0; i < n; ++i) {
+        for (std::size_t i = 0;; ++i) {
+            if (i == n) {
+                // The end of the text is where every pending longer match dies: commit the candidate
+                // and rescan from its end, exactly as when a non-matching byte follows ("abc" with
+                // ab, abcd, c is "XZ", like "abc." is "XZ.").
+                if (!have) break;
+                emit(text, out, copied, cand_start, rules[cand_rule], capitalize_at);
+                ++fired[cand_rule];
+                copied = cand_end;
+                have = false;
+                row = 0;
+                i = cand_end - 1;
+                continue;
+            }
             if (row == 0) {
                 // Hot loop: at the root (no candidate pending), skip pairs of bytes no pattern starts with.
                 while (i + 1 < n && !starts_pair(bytes[i], bytes[i + 1])) ++i;
@@ -340,11 +353,6 @@ public:
                 if (found) break;
                 s = dict_[us];
             }
-        }
-        if (have) {
-            emit(text, out, copied, cand_start, rules[cand_rule], capitalize_at);
-            ++fired[cand_rule];
-            copied = cand_end;
         }
         out.append(text.substr(copied));
         capitalize(out, capitalize_at);

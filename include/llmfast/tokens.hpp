@@ -21,7 +21,20 @@
 //     `whitespace_run` tokens;
 //   - anything else (emoji, other scripts, symbols, invalid bytes): `other_byte` tokens per UTF-8 byte,
 //     since byte-level BPE falls back to bytes for what its vocabulary lacks.
-// The result is rounded up. It is an estimate: use the exact tokenizer where a budget is billed.
+// The result is rounded up, and a non-empty text costs at least 1. It is an estimate: use the exact
+// tokenizer where a budget is billed.
+//
+// WARNING — whitespace is nearly free: a whitespace run of ANY length costs `whitespace_run` (0.5)
+// tokens, so 50 MB of spaces or line breaks is estimated at 1 token. Real BPE vocabularies do merge
+// long runs, but not without limit. A token budget priced with this estimator therefore does not bound
+// the size of untrusted text: bound the bytes too (`TruncatorOptions::max_bytes` in truncator.hpp).
+//
+// `count` is monotone: a substring (between code points) never costs more than the text it is taken
+// from (every run price grows with the run's length, and prices are >= 0), and a longer prefix never
+// costs less.
+// `truncate(text, max_tokens)` is consistent with it: it returns the longest prefix, cut at a
+// character boundary (an ill-formed byte is one character), with `count(prefix) <= max_tokens`; when
+// `count(text) <= max_tokens` that is all of `text`.
 // Measured against the exact BPE counts (paragraphs of five sentences from shared/data/pairs-dev.tsv
 // and the demo's prompts), mean |relative error|: English 3 % (worst 22 %) with both presets; Chinese
 // 8-15 % for cl100k_base and 10-15 % for o200k_base (worst 35 %), lowest on everyday prompts, highest
@@ -37,16 +50,34 @@
 #include <cmath>
 #include <concepts>
 #include <cstddef>
+#include <initializer_list>
 #include <string_view>
 
 namespace llmfast {
 
 /// What the truncator, the compressor and the demo need of a tokenizer: how many tokens a text costs.
 /// `count` must be callable on a const object (counters are shared between threads).
+///
+/// Optional: a counter may declare `static constexpr bool monotone = true;` when a substring never
+/// costs more than the text it is taken from: `count(s) <= count(t)` for valid UTF-8 `t` and every
+/// substring `s` of it that starts and ends at code-point boundaries.
+/// The truncator then proves that a long text does not fit by counting a prefix of it instead of the
+/// whole text. Declare it only if it holds for every text: a wrong claim makes the truncator cut a text
+/// that fits. `EstimatingTokenCounter` declares it; `BpeTokenizer` does not (BPE counts are not monotone).
 template <class Counter>
 concept TokenCounter = requires(const Counter& counter, std::string_view text) {
     { counter.count(text) } -> std::convertible_to<std::size_t>;
 };
+
+/// True when `Counter` declares `static constexpr bool monotone = true` (see `TokenCounter`).
+template <class Counter>
+inline constexpr bool is_monotone_token_counter = [] {
+    if constexpr (requires { Counter::monotone; }) {
+        return static_cast<bool>(Counter::monotone);
+    } else {
+        return false;
+    }
+}();
 
 /// The per-class costs the estimator uses; see the header comment. All must be >= 0.
 struct EstimatorRatios {
@@ -111,26 +142,57 @@ inline constexpr std::array<CharClass, 128> ascii_classes = [] {
 class EstimatingTokenCounter {
 public:
     constexpr EstimatingTokenCounter() noexcept = default;
-    /// Never throws: a divisor ratio that is not > 0 is clamped to 1.
+    /// Never throws: a divisor ratio that is not > 0 is clamped to 1, a price that is not >= 0 (or
+    /// NaN) to 0 (so the count stays monotone, see `TokenCounter`).
     constexpr explicit EstimatingTokenCounter(EstimatorRatios ratios) noexcept : ratios_(ratios) {
         if (!(ratios_.letters_per_token > 0)) ratios_.letters_per_token = 1;
         if (!(ratios_.digits_per_token > 0)) ratios_.digits_per_token = 1;
+        for (double* price : {&ratios_.cjk_ideograph, &ratios_.kana_hangul, &ratios_.punctuation,
+                              &ratios_.whitespace_run, &ratios_.other_byte})
+            if (!(*price >= 0)) *price = 0;
     }
 
     [[nodiscard]] constexpr const EstimatorRatios& ratios() const noexcept { return ratios_; }
 
+    /// A substring never costs more than the text it is taken from (see `TokenCounter`).
+    static constexpr bool monotone = true;
+
     /// Estimated tokens in `text` (0 for empty text, at least 1 otherwise). Never throws; invalid
     /// UTF-8 bytes are counted as `other_byte` each.
     [[nodiscard]] std::size_t count(std::string_view text) const noexcept {
+        return scan(text, static_cast<std::size_t>(-1)).tokens;
+    }
+
+    /// The longest prefix of `text`, cut at a character boundary (an ill-formed byte counts as one
+    /// character), with `count(prefix) <= max_tokens`; all of `text` when `count(text) <= max_tokens`,
+    /// empty when not even the first character fits. Reads only the prefix and the character after
+    /// it. Never throws.
+    [[nodiscard]] std::string_view truncate(std::string_view text, std::size_t max_tokens) const noexcept {
+        return text.substr(0, scan(text, max_tokens).length);
+    }
+
+private:
+    struct ScanResult {
+        std::size_t length;  ///< bytes of the longest prefix that costs <= the limit
+        std::size_t tokens;  ///< count() of that prefix
+    };
+
+    /// count() of the prefix up to each character boundary, stopping before the first boundary whose
+    /// prefix costs more than `limit`. The running sum is formed exactly as for the whole text, so
+    /// the prefix's price here is bit for bit `count(prefix)`; count is monotone, so the first prefix
+    /// over the limit ends the search.
+    [[nodiscard]] ScanResult scan(std::string_view text, std::size_t limit) const noexcept {
         // One pass. Letters, digits, punctuation and whitespace are priced per run, so the loop keeps
         // the class and length of the run in progress and prices it when a character of another
         // class ends it; every other class is priced per character. ASCII goes through a table.
+        const bool bounded = limit != static_cast<std::size_t>(-1);
         const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
         double total = 0;
         detail::CharClass run_class = detail::CharClass::Other;
         std::size_t run_chars = 0;  // 0: no run in progress
         std::size_t run_start = 0;
         std::size_t pos = 0;
+        std::size_t fitted = 0;  // bounded: tokens of text[0, pos)
         while (pos < text.size()) {
             detail::CharClass cls;
             std::size_t length = 1;
@@ -143,31 +205,43 @@ public:
             }
             if (run_chars > 0 && cls == run_class) {
                 ++run_chars;
-                pos += length;
-                continue;
+            } else {
+                if (run_chars > 0) total += price_run(run_class, run_chars, bytes[run_start]);
+                run_chars = 0;
+                switch (cls) {
+                    case detail::CharClass::Letter:
+                    case detail::CharClass::Digit:
+                    case detail::CharClass::Punctuation:
+                    case detail::CharClass::Space:
+                        run_class = cls;
+                        run_chars = 1;
+                        run_start = pos;
+                        break;
+                    case detail::CharClass::Cjk: total += ratios_.cjk_ideograph; break;
+                    case detail::CharClass::KanaHangul: total += ratios_.kana_hangul; break;
+                    case detail::CharClass::Other: total += ratios_.other_byte * static_cast<double>(length); break;
+                }
             }
-            if (run_chars > 0) total += price_run(run_class, run_chars, bytes[run_start]);
-            run_chars = 0;
-            switch (cls) {
-                case detail::CharClass::Letter:
-                case detail::CharClass::Digit:
-                case detail::CharClass::Punctuation:
-                case detail::CharClass::Space:
-                    run_class = cls;
-                    run_chars = 1;
-                    run_start = pos;
-                    break;
-                case detail::CharClass::Cjk: total += ratios_.cjk_ideograph; break;
-                case detail::CharClass::KanaHangul: total += ratios_.kana_hangul; break;
-                case detail::CharClass::Other: total += ratios_.other_byte * static_cast<double>(length); break;
+            if (bounded) {
+                const std::size_t tokens = finish(total, run_class, run_chars, bytes[run_start]);
+                if (tokens > limit) return {pos, fitted};  // monotone: no longer prefix fits either
+                fitted = tokens;
             }
             pos += length;
         }
-        if (run_chars > 0) total += price_run(run_class, run_chars, bytes[run_start]);
-        return static_cast<std::size_t>(std::ceil(total));
+        if (bounded || text.empty()) return {pos, fitted};
+        return {pos, finish(total, run_class, run_chars, run_chars > 0 ? bytes[run_start] : 0)};
     }
 
-private:
+    /// count() of a non-empty text whose closed runs sum to `total` and whose open run is (cls, chars).
+    [[nodiscard]] std::size_t finish(double total, detail::CharClass cls, std::size_t chars,
+                                     unsigned char first_byte) const noexcept {
+        if (chars > 0) total += price_run(cls, chars, first_byte);
+        if (!(total < 1e18)) return static_cast<std::size_t>(1e18);  // absurd ratios: saturate, never UB
+        const auto tokens = static_cast<std::size_t>(std::ceil(total));
+        return std::max<std::size_t>(tokens, 1);  // called only for non-empty text
+    }
+
     struct ClassAt {
         detail::CharClass cls;
         std::size_t length;

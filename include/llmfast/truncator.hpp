@@ -16,14 +16,25 @@
 //     std::vector<llmfast::ChatMessage> history = {{"system", "..."}, {"user", "..."}, ...};
 //     auto fit = truncator.fit_messages(history, 4096);        // fit.messages, fit.dropped, fit.shortened
 //
+// A text that fits — its count is <= the budget and it has at most `TruncatorOptions::max_bytes`
+// bytes — is returned unchanged (`truncated == false`), under every strategy, whatever its length.
+// Otherwise the result is cut: it has at most `max_bytes` bytes, marker included (a token budget
+// alone does not bound bytes: the estimator prices any whitespace run at 0.5 token, see tokens.hpp,
+// so set `max_bytes` for untrusted input), and it is empty only when not even one character fits
+// next to the marker (checked with the counter).
+//
 // Cost is proportional to what is kept, not to the input: the text is priced in pieces of about
 // `piece_bytes` bytes (split just before a space or line break, where token counts add up) from the
-// end that is kept, until the budget is reached; only the last piece is bisected, and the assembled
-// result is counted once more to verify it (if the counter disagrees with the piecewise sum, the
-// target shrinks by the excess and the cut is redone). Truncating 10 MB to 2 000 tokens prices about
-// twice the ~10 KB it keeps. A text that fits is returned unchanged; whether it fits is settled by
-// counting it whole only once the pieces priced cover at least half of it. Consequently only the
-// bytes it reads are checked for UTF-8 validity, unless `TruncatorOptions::check_whole_input` is set.
+// end that is kept, until the budget (or the byte cap) is reached; only the last piece is bisected,
+// and the assembled result is counted once more to verify it (if the counter disagrees with the
+// piecewise sum, the target shrinks by the excess and the cut is redone). Whether the text fits is
+// settled exactly: by counting it whole, or — for a counter that declares itself monotone (see
+// `TokenCounter` in tokens.hpp; `EstimatingTokenCounter` does) — by counting a prefix (a suffix for
+// Tail) that alone exceeds the budget, grown by doubling from what was priced. So with the estimator
+// truncating 10 MB to 2 000 tokens reads a few times the ~10 KB it keeps; with a counter that is not
+// monotone (`BpeTokenizer`) a text of at most `max_bytes` bytes is counted whole (O(n)): set
+// `max_bytes` to bound that too. Only the bytes read are checked for UTF-8 validity, unless
+// `TruncatorOptions::check_whole_input` is set.
 //
 // `fit_messages(messages, budget, options)` fits a chat history: it keeps every system message,
 // drops the oldest whole turns first (a turn is a user message and the replies after it, so an
@@ -42,9 +53,12 @@
 // `piece_bytes < 16` or `head_share` outside [0, 1]. `truncate` and `fit_messages` throw
 // `Error(InvalidUtf8)` when a byte they read is not valid UTF-8, unless `repair_invalid_utf8` is set
 // (then the input is repaired with U+FFFD first, which costs a pass over all of it). `truncate` never
-// throws for a small budget: when not even one character fits next to the marker it returns an empty
-// text. `fit_messages` throws `Error(BudgetTooSmall)` when the system messages, or the newest turn's
-// per-message overheads, cannot fit the budget.
+// throws for a small budget or byte cap: when not even one character fits next to the marker (in
+// tokens or in `max_bytes`) it returns an empty text. `fit_messages` throws `Error(BudgetTooSmall)`
+// when the system messages, or the newest turn's per-message overheads, cannot fit the budget.
+// `fit_messages` also cuts each message content longer than `max_bytes` to that many bytes (with
+// `shorten_strategy`; reported in `shortened`), the system messages' included, before it fits the
+// budget.
 #pragma once
 
 #include <llmfast/detail/text_scan.hpp>
@@ -76,13 +90,18 @@ struct TruncatorOptions {
     std::size_t piece_bytes = 256;        ///< size of the pieces the text is priced in (>= 16)
     bool repair_invalid_utf8 = false;     ///< replace ill-formed bytes with U+FFFD instead of throwing
     bool check_whole_input = false;       ///< validate all of the input, not only the bytes read (O(n))
+    /// The most bytes a result may have, marker included. A token budget alone does not bound bytes
+    /// (the estimator prices any whitespace run at 0.5 token: see tokens.hpp), so set this for
+    /// untrusted input. A text longer than this is cut even when its tokens fit; never splits a
+    /// character. fit_messages applies it to each message's content. Default: no limit.
+    std::size_t max_bytes = static_cast<std::size_t>(-1);
 };
 
 /// The result of `truncate`.
 struct Truncation {
     std::string text;
     std::size_t tokens = 0;  ///< `counter.count(text)`, <= the budget
-    bool truncated = false;  ///< false when the whole text fit and is returned unchanged
+    bool truncated = false;  ///< false exactly when the whole text fit (tokens and max_bytes) and is returned unchanged
 };
 
 struct ChatMessage {
@@ -153,6 +172,18 @@ public:
         }
 
         const std::size_t n = messages.size();
+        // The byte cap first: a content longer than max_bytes is cut to it (tokens alone do not bound
+        // bytes), and counts as shortened.
+        std::vector<std::string> new_content(n);
+        std::vector<bool> shortened(n, false);
+        const auto content = [&](std::size_t i) -> std::string_view {
+            return shortened[i] ? std::string_view(new_content[i]) : std::string_view(messages[i].content);
+        };
+        for (std::size_t i = 0; i < n; ++i) {
+            if (messages[i].content.size() <= options_.max_bytes) continue;
+            new_content[i] = truncate(messages[i].content, static_cast<std::size_t>(-1), fit.shorten_strategy).text;
+            shortened[i] = true;
+        }
         std::vector<std::size_t> content_tokens(n), cost(n);
         std::vector<std::size_t> turn(n, 0);  // turn number of each non-system message
         std::size_t mandatory = fit.reply_overhead;
@@ -160,7 +191,7 @@ public:
         std::size_t turns = 0;
         bool any_turn = false;
         for (std::size_t i = 0; i < n; ++i) {
-            content_tokens[i] = count(messages[i].content);
+            content_tokens[i] = count(content(i));
             cost[i] = fit.per_message_overhead + (fit.count_role ? count(messages[i].role) : 0) + content_tokens[i];
             total += cost[i];
             if (messages[i].role == fit.system_role) {
@@ -189,13 +220,11 @@ public:
         }
 
         // Still over: shorten kept messages, oldest first, each by what is still in excess.
-        std::vector<std::string> new_content(n);
-        std::vector<bool> shortened(n, false);
         for (std::size_t i = 0; i < n && total > budget; ++i) {
             if (!keep[i] || messages[i].role == fit.system_role || content_tokens[i] == 0) continue;
             const std::size_t excess = total - budget;
             const std::size_t allowed = content_tokens[i] > excess ? content_tokens[i] - excess : 0;
-            Truncation cut = truncate(messages[i].content, allowed, fit.shorten_strategy);
+            Truncation cut = truncate(content(i), allowed, fit.shorten_strategy);
             total = total - content_tokens[i] + cut.tokens;
             new_content[i] = std::move(cut.text);
             shortened[i] = true;
@@ -277,7 +306,8 @@ private:
         [[nodiscard]] bool complete() const noexcept { return over == std::string_view::npos; }
     };
 
-    Scan scan_forward(std::string_view text, std::size_t limit) const {
+    // `byte_limit`: the scan also stops (as if over) at the first piece ending beyond it.
+    Scan scan_forward(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
         Scan scan;
         scan.checkpoints.push_back({0, 0});
         std::size_t pos = 0, used = 0;
@@ -286,7 +316,7 @@ private:
             const std::string_view piece = text.substr(pos, end - pos);
             validate(piece);
             const std::size_t c = count(piece);
-            if (used + c > limit) {
+            if (used + c > limit || end > byte_limit) {
                 scan.over = end;
                 return scan;
             }
@@ -297,7 +327,7 @@ private:
         return scan;
     }
 
-    Scan scan_backward(std::string_view text, std::size_t limit) const {
+    Scan scan_backward(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
         Scan scan;
         scan.checkpoints.push_back({text.size(), 0});
         std::size_t pos = text.size(), used = 0;
@@ -306,7 +336,7 @@ private:
             const std::string_view piece = text.substr(begin, pos - begin);
             validate(piece);
             const std::size_t c = count(piece);
-            if (used + c > limit) {
+            if (used + c > limit || text.size() - begin > byte_limit) {
                 scan.over = begin;
                 return scan;
             }
@@ -325,17 +355,16 @@ private:
         const Checkpoint base = scan.checkpoints[k];
         if (base.pos == text.size()) return base.pos;
         const std::size_t end = k + 1 < scan.checkpoints.size() ? scan.checkpoints[k + 1].pos : scan.over;
-        // Bisect inside the piece [base.pos, end): lo fits, hi does not. Each probe prices only the
-        // bytes beyond lo (piecewise, like the scan), so the bisection costs about one piece.
-        std::size_t lo = base.pos, hi = end, used = base.used;
+        // Bisect inside the piece [base.pos, end): lo fits, hi does not. Each probe prices the bytes
+        // from the checkpoint to mid in one count (pricing only the bytes beyond lo would round up
+        // once per probe and lose up to a token each time), so the bisection costs a few pieces.
+        std::size_t lo = base.pos, hi = end;
         while (true) {
             std::size_t mid = utf8::floor_boundary(text, lo + (hi - lo) / 2);
             if (mid <= lo) mid = utf8::ceil_boundary(text, lo + 1);
             if (mid >= hi) break;
-            const std::size_t c = count(text.substr(lo, mid - lo));
-            if (used + c <= target) {
+            if (base.used + count(text.substr(base.pos, mid - base.pos)) <= target) {
                 lo = mid;
-                used += c;
             } else {
                 hi = mid;
             }
@@ -357,16 +386,14 @@ private:
         begin = std::max(begin, floor);
         if (base.used + count(text.substr(begin, base.pos - begin)) <= target) return begin;
         // Bisect inside [begin, base.pos): a suffix from hi fits, from lo it does not; each probe
-        // prices only the bytes before hi.
-        std::size_t lo = begin, hi = base.pos, used = base.used;
+        // prices the bytes from mid to the checkpoint in one count (see prefix_for).
+        std::size_t lo = begin, hi = base.pos;
         while (true) {
             std::size_t mid = utf8::ceil_boundary(text, lo + (hi - lo + 1) / 2);
             if (mid >= hi) mid = utf8::floor_boundary(text, hi - 1);
             if (mid <= lo) break;
-            const std::size_t c = count(text.substr(mid, hi - mid));
-            if (used + c <= target) {
+            if (base.used + count(text.substr(mid, base.pos - mid)) <= target) {
                 hi = mid;
-                used += c;
             } else {
                 lo = mid;
             }
@@ -413,59 +440,112 @@ private:
         return start;
     }
 
+    // Bytes of text a cut result may keep next to the marker.
+    std::size_t text_byte_cap() const noexcept {
+        return options_.max_bytes > options_.marker.size() ? options_.max_bytes - options_.marker.size() : 0;
+    }
+
     Truncation truncate_valid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
         const Truncation nothing{{}, 0, true};  // not even one character fits next to the marker
         if (text.empty()) return {};
-        if (budget == 0) return nothing;
-        // Price the text from the end(s) that will be kept, up to the budget. If a scan reaches the
-        // other end, or what is left unpriced is no larger than what was priced (a piecewise sum can
-        // overestimate: a word split between pieces), count the whole text once to know whether it
-        // fits. Cost ~ what is kept.
+        // Price the text from the end(s) that will be kept, up to the budget (and the byte cap).
+        const std::size_t byte_cap = text_byte_cap();
         Scan forward, backward;
         bool whole_scanned = false;
         switch (strategy) {
             case TruncateStrategy::Head:
-                forward = scan_forward(text, budget);
+                forward = scan_forward(text, budget, byte_cap);
                 whole_scanned = forward.complete();
                 break;
             case TruncateStrategy::Tail:
-                backward = scan_backward(text, budget);
+                backward = scan_backward(text, budget, byte_cap);
                 whole_scanned = backward.complete();
                 break;
             case TruncateStrategy::Middle:
                 // Each end priced up to its share; if the two scans meet, all of the text was priced.
-                forward = scan_forward(text, head_tokens(budget));
-                backward = scan_backward(text, budget - head_tokens(budget));
+                forward = scan_forward(text, head_tokens(budget), byte_cap);
+                backward = scan_backward(text, budget - head_tokens(budget), byte_cap);
                 whole_scanned = forward.complete() || backward.complete() ||
                                 backward.checkpoints.back().pos <= forward.checkpoints.back().pos;
                 break;
         }
-        if (!whole_scanned) {
-            // A piecewise sum can overestimate a lot (a counter whose tokens span piece borders): if
-            // what was not priced is no larger than what was, counting all of it stays ~ kept.
-            const std::size_t head_end = forward.checkpoints.empty() ? 0 : forward.checkpoints.back().pos;
-            const std::size_t tail_begin = backward.checkpoints.empty() ? text.size() : backward.checkpoints.back().pos;
-            const std::size_t unpriced = tail_begin > head_end ? tail_begin - head_end : 0;
-            whole_scanned = unpriced <= text.size() - unpriced;
+        // A text that fits (tokens and bytes) is returned unchanged, whatever the scans found: a
+        // piecewise sum can overestimate without bound (a long whitespace run costs 0.5 token whole
+        // but 1 per piece), so only a count of the whole text, or for a monotone counter a prefix or
+        // suffix that alone exceeds the budget, settles it.
+        if (text.size() <= options_.max_bytes) {
+            std::size_t whole = 0;
+            if (whole_fits(text, budget, strategy, forward, backward, whole_scanned, whole))
+                return {std::string(text), whole, false};
         }
-        if (whole_scanned) {
-            const std::size_t whole = count(text);
-            if (whole <= budget) return {std::string(text), whole, false};
-        }
-        if (marker_tokens_ >= budget) return nothing;
 
-        std::size_t target = budget - marker_tokens_;
-        for (int attempt = 0; attempt < 24 && target > 0; ++attempt) {
-            std::string out = assemble(text, forward, backward, target, strategy);
-            if (out.empty()) return nothing;
-            const std::size_t tokens = count(out);
-            if (tokens <= budget) return {std::move(out), tokens, true};
-            // The counter disagrees with the piecewise sum: shrink by the excess (at least 1, and
-            // faster after a few attempts so a pathological counter still terminates quickly).
-            const std::size_t excess = std::max<std::size_t>(tokens - budget, attempt < 4 ? 1 : target / 2);
-            target = target > excess ? target - excess : 0;
+        if (marker_tokens_ < budget) {
+            std::size_t target = budget - marker_tokens_;
+            for (int attempt = 0; attempt < 24 && target > 0; ++attempt) {
+                std::string out = assemble(text, forward, backward, target, strategy);
+                if (out.empty()) break;
+                const std::size_t tokens = count(out);
+                if (tokens <= budget) return {std::move(out), tokens, true};
+                // The counter disagrees with the piecewise sum: shrink by the excess (at least 1, and
+                // faster after a few attempts so a pathological counter still terminates quickly).
+                const std::size_t excess = std::max<std::size_t>(tokens - budget, attempt < 4 ? 1 : target / 2);
+                target = target > excess ? target - excess : 0;
+            }
         }
-        return nothing;
+        // The pieces are priced one by one, each rounded up: one character may still fit next to the
+        // marker although the sums say not ("字" and "…" cost 2 each alone, "字…" costs 3). Try it.
+        return smallest(text, budget, strategy);
+    }
+
+    // Whether all of `text` costs <= budget (its count in `whole` then). Exact for every counter.
+    bool whole_fits(std::string_view text, std::size_t budget, TruncateStrategy strategy, const Scan& forward,
+                    const Scan& backward, bool whole_scanned, std::size_t& whole) const {
+        if (!whole_scanned) {
+            if constexpr (is_monotone_token_counter<Counter>) {
+                // A part that alone exceeds the budget proves the whole does too; grow the part from
+                // the kept end (what the scans priced) by doubling until it exceeds or is everything.
+                const bool from_tail = strategy == TruncateStrategy::Tail;
+                // Start with what the scan priced up to the end of the first piece that went over.
+                const std::size_t over = from_tail ? backward.over : forward.over;
+                std::size_t length = over == std::string_view::npos ? text.size()
+                                     : from_tail                    ? text.size() - over
+                                                                    : over;
+                length = std::max(length, options_.piece_bytes);
+                while (length < text.size()) {
+                    const std::string_view part =
+                        from_tail ? text.substr(utf8::floor_boundary(text, text.size() - length))
+                                  : text.substr(0, utf8::ceil_boundary(text, length));
+                    validate(part);
+                    if (count(part) > budget) return false;
+                    length = length > text.size() / 2 ? text.size() : length * 2;
+                }
+            }
+            validate(text);  // every byte is about to be read
+        }
+        whole = count(text);
+        return whole <= budget;
+    }
+
+    // The one-character results (first character + marker, marker + last character), if one fits.
+    Truncation smallest(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
+        const std::string& marker = options_.marker;
+        const std::size_t first = utf8::ceil_boundary(text, 1);
+        const std::size_t last = utf8::floor_boundary(text, text.size() - 1);
+        std::string candidates[2];
+        if (strategy != TruncateStrategy::Tail && first <= text_byte_cap()) {
+            validate(text.substr(0, first));
+            candidates[0] = std::string(text.substr(0, first)) + marker;
+        }
+        if (strategy != TruncateStrategy::Head && text.size() - last <= text_byte_cap()) {
+            validate(text.substr(last));
+            candidates[1] = marker + std::string(text.substr(last));
+        }
+        for (std::string& candidate : candidates) {
+            if (candidate.empty()) continue;
+            const std::size_t tokens = count(candidate);
+            if (tokens <= budget) return {std::move(candidate), tokens, true};
+        }
+        return {{}, 0, true};
     }
 
     std::size_t head_tokens(std::size_t target) const noexcept {
@@ -477,10 +557,11 @@ private:
     std::string assemble(std::string_view text, const Scan& forward, const Scan& backward, std::size_t target,
                          TruncateStrategy strategy) const {
         const std::string& marker = options_.marker;
+        const std::size_t byte_cap = text_byte_cap();
         std::string out;
         switch (strategy) {
             case TruncateStrategy::Head: {
-                std::size_t cut = prefix_for(text, forward, target);
+                std::size_t cut = std::min(prefix_for(text, forward, target), utf8::floor_boundary(text, byte_cap));
                 if (cut == 0) return {};
                 cut = head_boundary(text, cut, 0);
                 out.reserve(cut + marker.size());
@@ -490,6 +571,7 @@ private:
             }
             case TruncateStrategy::Tail: {
                 std::size_t start = suffix_for(text, backward, 0, target);
+                if (byte_cap < text.size()) start = std::max(start, utf8::ceil_boundary(text, text.size() - byte_cap));
                 if (start >= text.size()) return {};
                 start = tail_boundary(text, start, text.size());
                 out.reserve(text.size() - start + marker.size());
@@ -500,11 +582,16 @@ private:
             case TruncateStrategy::Middle: {
                 const std::size_t head_target = head_tokens(target);
                 std::size_t cut = head_target == 0 ? 0 : prefix_for(text, forward, head_target);
+                // The byte cap is shared like the tokens: the head gets its share, the tail the rest.
+                const auto head_bytes = static_cast<std::size_t>(static_cast<double>(byte_cap) * options_.head_share);
+                cut = std::min(cut, utf8::floor_boundary(text, std::min(head_bytes, byte_cap)));
                 std::size_t start = suffix_for(text, backward, cut, target - head_target);
-                if (cut == 0 && start >= text.size()) return {};
                 cut = head_boundary(text, cut, 0);
                 start = tail_boundary(text, start, text.size());
                 if (start < cut) start = cut;
+                if (byte_cap - cut < text.size() - start)
+                    start = std::max(start, utf8::ceil_boundary(text, text.size() - (byte_cap - cut)));
+                if (cut == 0 && start >= text.size()) return {};
                 out.reserve(cut + marker.size() + text.size() - start);
                 out.append(text.substr(0, cut));
                 out.append(marker);

@@ -1,5 +1,7 @@
 // Fuzzes PromptCompressor: any bytes give valid UTF-8 out (or InvalidUtf8, never anything else), the
-// one-pass rule engine agrees with a naive leftmost-longest reference, and budget mode meets its budget.
+// one-pass rule engine agrees with a naive leftmost-longest reference on random rule sets (patterns
+// that are prefixes of each other, every prefix of the input so it ends mid-pattern), and budget mode
+// meets its budget.
 #include <llmfast/compressor.hpp>
 
 #include "../compressor_reference.hpp"
@@ -58,21 +60,44 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (e.code() != llmfast::ErrorCode::InvalidUtf8 || valid || repair) std::abort();
     }
 
-    // Rule semantics on a tiny alphabet: one pass, leftmost-longest, equal to the naive reference.
-    if ((flags & 4U) != 0) {
-        static const std::vector<llmfast::CompressionRule> rules = {
-            {"ab", "b"}, {"abc", "c"}, {"bca", ""}, {"c", "ab"}, {"aaa", "a"}, {"ba", "abc"}};
-        static const llmfast::PromptCompressor<> rules_only([] {
-            llmfast::CompressorOptions options;
-            options.rules = rules;
-            options.chinese_rules = false;
-            options.english_rules = false;
-            options.normalize_whitespace = false;
-            return options;
-        }());
+    // Rule semantics: a random rule set over a tiny alphabet, built from the input, against the naive
+    // leftmost-longest reference, on the text AND on every prefix of it (so inputs end inside a
+    // pattern: issue 11's "abc" with ab, abcd, c). Patterns are often extensions of earlier ones
+    // (prefixes of each other), and replacements use the same letters (never re-scanned).
+    if ((flags & 4U) != 0 && text.size() >= 2) {
+        std::size_t at = 0;
+        const auto next = [&]() -> unsigned { return at < text.size() ? static_cast<unsigned char>(text[at++]) : 0U; };
+        const auto letter = [](unsigned b) { return static_cast<char>('a' + b % 4); };
+        std::vector<llmfast::CompressionRule> rules;
+        const unsigned rule_count = 1 + next() % 7;
+        for (unsigned r = 0; r < rule_count; ++r) {
+            const unsigned shape = next();
+            std::string pattern;
+            if (!rules.empty() && (shape & 3U) != 0) pattern = rules[(shape >> 2) % rules.size()].pattern;  // extend
+            const unsigned extra = 1 + (shape >> 4) % 4;
+            for (unsigned k = 0; k < extra; ++k) pattern += letter(next());
+            if ((shape & 0x80U) != 0 && pattern.size() > 1) pattern.erase(0, 1);  // a suffix too, sometimes
+            std::string replacement;
+            const unsigned replacement_length = next() % 4;
+            for (unsigned k = 0; k < replacement_length; ++k) {
+                const unsigned b = next();
+                replacement += b % 5 == 4 ? 'X' : letter(b);
+            }
+            rules.push_back({pattern, replacement});
+        }
+        llmfast::CompressorOptions options;
+        options.rules = rules;
+        options.chinese_rules = false;
+        options.english_rules = false;
+        options.normalize_whitespace = false;
+        options.count_tokens = false;
+        const llmfast::PromptCompressor<> rules_only(options);
         std::string small;
-        for (const char c : text) small += static_cast<char>('a' + static_cast<unsigned char>(c) % 4);
-        if (rules_only.compress(small).text != reference_replace(small, rules)) std::abort();
+        for (std::size_t k = at; k < text.size() && small.size() < 48; ++k) small += letter(static_cast<unsigned char>(text[k]));
+        for (std::size_t length = 0; length <= small.size(); ++length) {
+            const std::string_view input = std::string_view(small).substr(0, length);
+            if (rules_only.compress(input).text != reference_replace(input, rules)) std::abort();
+        }
     }
     return 0;
 }
