@@ -360,3 +360,127 @@ TEST_CASE("sse_events: a generator over byte chunks", "[sse][parser]") {
     CHECK(from_channel == std::vector<std::string>{"[DONE]"});
     CHECK_THROWS_AS(llmfast::sse_events(chunks, {.max_event_size = 0}), llmfast::Error);
 }
+
+namespace {
+struct CallbackFailed {};  // what a caller's JSON error inside the callback looks like to the parser
+}  // namespace
+
+TEST_CASE("SSE parser: a throwing callback leaves the parser consistent and loses no input", "[sse][parser]") {
+    // Issue 11: type and data were cleared only after the callback returned, so a throw leaked the
+    // event type and the data lines into the next event.
+    const auto throwing_then_collecting = [](const std::vector<std::string>& first_feeds,
+                                             const std::vector<std::string>& later_feeds) {
+        SseParser parser;
+        std::vector<SseEvent> events;
+        bool threw = false;
+        for (const std::string& bytes : first_feeds) {
+            try {
+                parser.feed(bytes, [&](const SseEventView& e) {
+                    events.emplace_back(e);
+                    throw CallbackFailed{};
+                });
+            } catch (const CallbackFailed&) {
+                threw = true;
+            }
+        }
+        CHECK(threw);
+        for (const std::string& bytes : later_feeds) {
+            parser.feed(bytes, [&](const SseEventView& e) { events.emplace_back(e); });
+        }
+        parser.finish();
+        return events;
+    };
+    SECTION("the event type does not leak into the next event") {
+        CHECK(throwing_then_collecting({"event: alert\ndata: x\n\n"}, {"data: y\n\n"}) ==
+              std::vector{ev("x", "alert"), ev("y")});
+        CHECK(throwing_then_collecting({"event: alert\ndata: x\n", "\n"}, {"data: y\n\n"}) ==
+              std::vector{ev("x", "alert"), ev("y")});
+    }
+    SECTION("multi-line data is not glued onto the next event") {
+        CHECK(throwing_then_collecting({"data: a\ndata: b\n\n"}, {"data: c\n\n"}) == std::vector{ev("a\nb"), ev("c")});
+        CHECK(throwing_then_collecting({"data: a\ndata: b", "\n\n"}, {"data: c\n\n"}) == std::vector{ev("a\nb"), ev("c")});
+        CHECK(throwing_then_collecting({"data: a\ndata: b\n\r", "\n"}, {"data: c\r\n\r\n"}) ==
+              std::vector{ev("a\nb"), ev("c")});
+    }
+    SECTION("the rest of the feed after the event is parsed at the next feed, in order, once") {
+        const std::string stream = "id: 1\ndata: one\n\nevent: t\ndata: two\n\ndata: thr";
+        CHECK(throwing_then_collecting({stream}, {"ee\n\n", "data: four\n\n"}) ==
+              std::vector{ev("one", "message", "1"), ev("two", "t", "1"), ev("three", "message", "1"),
+                          ev("four", "message", "1")});
+        // An empty feed resumes without new input.
+        CHECK(throwing_then_collecting({stream}, {""}) == std::vector{ev("one", "message", "1"), ev("two", "t", "1")});
+        // finish() drops the kept rest (as it drops an unterminated event).
+        SseParser parser;
+        std::vector<SseEvent> events;
+        CHECK_THROWS_AS(parser.feed("data: one\n\ndata: two\n\n",
+                                    [&](const SseEventView&) -> void { throw CallbackFailed{}; }),
+                        CallbackFailed);
+        parser.finish();
+        parser.feed("data: three\n\n", [&](const SseEventView& e) { events.emplace_back(e); });
+        CHECK(events == std::vector{ev("three")});
+    }
+    SECTION("a CR that ended the thrown-on event still pairs with an LF in the next feed") {
+        CHECK(throwing_then_collecting({"data: a\r\r"}, {"\ndata: b\n\n"}) == std::vector{ev("a"), ev("b")});
+    }
+    SECTION("every event throwing, the caller feeding on: every event is seen exactly once") {
+        const std::string stream = "event: a\ndata: 1\ndata: 2\n\ndata: 3\n\nevent: b\ndata: 4\n\n: c\n\ndata: 5\n\n";
+        const std::vector<SseEvent> expected = SseParser::parse_all(stream);
+        REQUIRE(expected.size() == 4);
+        for (std::size_t chunk = 1; chunk <= stream.size(); ++chunk) {
+            SseParser parser;
+            std::vector<SseEvent> events;
+            const auto thrower = [&](const SseEventView& e) {
+                events.emplace_back(e);
+                throw CallbackFailed{};
+            };
+            for (std::size_t pos = 0; pos < stream.size(); pos += chunk) {
+                try {
+                    parser.feed(std::string_view(stream).substr(pos, chunk), thrower);
+                } catch (const CallbackFailed&) {
+                }
+            }
+            for (int i = 0; i < 10; ++i) {  // drain what the throws left
+                try {
+                    parser.feed({}, thrower);
+                } catch (const CallbackFailed&) {
+                }
+            }
+            if (events != expected) FAIL("chunk size " << chunk);
+        }
+    }
+    SECTION("a throw on an EventTooLarge report") {
+        SseParser parser({.max_event_size = 8});
+        std::vector<SseEvent> events;
+        CHECK_THROWS_AS(parser.feed("event: t\ndata: far too long\ndata: x\n\ndata: ok\n\n",
+                                    [&](const SseEventView& e) {
+                                        events.emplace_back(e);
+                                        throw CallbackFailed{};
+                                    }),
+                        CallbackFailed);
+        parser.feed({}, [&](const SseEventView& e) { events.emplace_back(e); });
+        CHECK(events == std::vector{too_large(), ev("ok")});
+    }
+}
+
+TEST_CASE("SSE parser: retry takes any run of ASCII digits (WHATWG)", "[sse][parser]") {
+    const auto retry_after = [](std::string_view stream) {
+        SseParser parser;
+        parser.feed(stream, [](const SseEventView&) {});
+        return parser.retry();
+    };
+    CHECK(retry_after("retry: 0000000000000005\n") == 5ms);  // issue 11: 16 digits were ignored
+    CHECK(retry_after("retry: 00000000000000000000000000000000000000000000007\n") == 7ms);
+    CHECK(retry_after("retry: 0\n") == 0ms);
+    CHECK(retry_after("retry: 9223372036854775807\n") == std::chrono::milliseconds::max());
+    CHECK(retry_after("retry: 9223372036854775806\n") == std::chrono::milliseconds(9223372036854775806));
+    // Only digits but too big: saturates.
+    CHECK(retry_after("retry: 9223372036854775808\n") == std::chrono::milliseconds::max());
+    CHECK(retry_after("retry: 99999999999999999999999999999\n") == std::chrono::milliseconds::max());
+    // Anything else is ignored, however long.
+    CHECK(!retry_after("retry: 99999999999999999999999999999x\n").has_value());
+    CHECK(!retry_after("retry: 1e3\n").has_value());
+    CHECK(!retry_after("retry: +5\n").has_value());
+    CHECK(!retry_after("retry:  5\n").has_value());  // only one leading space is stripped
+    CHECK(!retry_after("retry: \xD9\xA5\n").has_value());  // ARABIC-INDIC DIGIT FIVE is not ASCII
+    CHECK(retry_after("retry: 10\nretry: 00000000000000000000x\n") == 10ms);
+}

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -597,4 +598,89 @@ TEST_CASE("StreamMetrics: TTFT, inter-token percentiles, rates", "[metrics]") {
     llmfast::StreamMetrics steady;  // the default clock needs no argument
     steady.record_token();
     CHECK(steady.token_count() == 1);
+}
+
+TEST_CASE("saturating deadlines: extreme and negative durations never overflow", "[channel][timeout]") {
+    // Issue 11: pop_for(hours::min()) converted hours::min() to nanoseconds (signed overflow, UB;
+    // UBSan reports it under the asan preset) because the add saturated only upward.
+    using TP = ManualClock::time_point;
+    using llmfast::detail::saturating_add;
+    const TP zero{};
+    const TP five(5ns);
+    const TP minus_five(-5ns);
+    CHECK(saturating_add(five, std::chrono::hours::max()) == TP::max());
+    CHECK(saturating_add(five, std::chrono::hours::min()) == TP::min());
+    CHECK(saturating_add(zero, std::chrono::nanoseconds::min()) == TP::min());
+    CHECK(saturating_add(zero, std::chrono::nanoseconds::max()) == TP::max());
+    CHECK(saturating_add(five, std::chrono::nanoseconds::max()) == TP::max());
+    CHECK(saturating_add(minus_five, std::chrono::nanoseconds::min()) == TP::min());
+    CHECK(saturating_add(minus_five, std::chrono::nanoseconds::max()) == TP(std::chrono::nanoseconds::max() - 5ns));
+    CHECK(saturating_add(TP::max(), 1ns) == TP::max());
+    CHECK(saturating_add(TP::min(), -1ns) == TP::min());
+    CHECK(saturating_add(TP::max(), std::chrono::hours::min()) == TP::min());
+    CHECK(saturating_add(TP::max(), std::chrono::nanoseconds::min()) == TP(-1ns));  // in range: exact
+    CHECK(saturating_add(TP::min(), std::chrono::nanoseconds::max()) == TP(-1ns));
+    CHECK(saturating_add(TP::min(), std::chrono::hours::max()) == TP::max());
+    CHECK(saturating_add(five, -3ns) == TP(2ns));
+    CHECK(saturating_add(five, 2h) == TP(2h + 5ns));
+    CHECK(saturating_add(five, -2h) == TP(-2h + 5ns));
+    CHECK(saturating_add(five, std::chrono::duration<double>(-1e300)) == TP::min());
+    CHECK(saturating_add(five, std::chrono::duration<double>(1e300)) == TP::max());
+    CHECK(saturating_add(five, std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN())) == five);
+    CHECK(saturating_add(five, std::chrono::duration<double>(1.5)) == TP(1500ms + 5ns));
+    // Just below and just above the room left: exact, then saturated.
+    const auto room = TP::max() - five;
+    CHECK(saturating_add(five, room - 1ns) == TP::max() - 1ns);
+    CHECK(saturating_add(five, room) == TP::max());
+    CHECK(saturating_add(five, std::chrono::duration_cast<std::chrono::hours>(room)) ==
+          five + std::chrono::duration_cast<std::chrono::hours>(room));
+    CHECK(saturating_add(five, std::chrono::duration_cast<std::chrono::hours>(room) + 1h) == TP::max());
+}
+
+TEST_CASE("pop_for / push_for: a negative or minimal timeout does not wait, a maximal one is no limit",
+          "[channel]") {
+    TokenChannel<int> channel({.capacity = 1});
+    CHECK(channel.pop_for(std::chrono::hours::min()).status == StreamStatus::Timeout);
+    CHECK(channel.pop_for(std::chrono::nanoseconds::min()).status == StreamStatus::Timeout);
+    CHECK(channel.pop_for(-1s).status == StreamStatus::Timeout);
+    CHECK(channel.pop_for(std::chrono::duration<double>(-std::numeric_limits<double>::infinity())).status ==
+          StreamStatus::Timeout);
+    CHECK(channel.pop_for(std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN())).status ==
+          StreamStatus::Timeout);
+    CHECK(channel.push_for(1, std::chrono::hours::max()) == StreamStatus::Ok);
+    CHECK(channel.push_for(2, std::chrono::hours::min()) == StreamStatus::Timeout);  // full
+    CHECK(channel.push_for(2, -1h) == StreamStatus::Timeout);
+    Received<int> got = channel.pop_for(std::chrono::hours::max());
+    REQUIRE(got);
+    CHECK(*got.value == 1);
+    // hours::max() while empty: waits (no limit) until a producer delivers.
+    std::jthread producer([&] { CHECK(channel.push_for(3, std::chrono::hours::max()) == StreamStatus::Ok); });
+    got = channel.pop_for(std::chrono::hours::max());
+    REQUIRE(got);
+    CHECK(*got.value == 3);
+    producer.join();
+    channel.close();
+    CHECK(channel.pop_for(std::chrono::hours::min()).status == StreamStatus::Closed);
+}
+
+TEST_CASE("TimedReceiver: a clock with negative time_points and no limits does not overflow", "[timeout]") {
+    // The remaining wait was `limit - now`: max() - (a negative now) overflowed.
+    ManualClock clock(-1h);
+    TokenChannel<int> channel;
+    TimedReceiver receiver(channel, {}, clock);
+    CHECK(receiver.deadline() == ManualClock::time_point::max() - 1h);  // no limit: -1h + nanoseconds::max()
+    CHECK(channel.push(1) == StreamStatus::Ok);
+    Received<int> got = receiver.next();
+    REQUIRE(got);
+    CHECK(*got.value == 1);
+    channel.close();
+    CHECK(receiver.next().status == StreamStatus::Closed);
+
+    ManualClock late(std::chrono::nanoseconds::min() + 1h);
+    TokenChannel<int> other;
+    TimedReceiver limited(other, {.total = 2h, .idle = 1h}, late);
+    CHECK(other.push(2) == StreamStatus::Ok);
+    REQUIRE(limited.next());
+    late.advance(90min);
+    CHECK(limited.next().status == StreamStatus::IdleTimeout);
 }

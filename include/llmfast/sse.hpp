@@ -37,6 +37,7 @@
 // LF (or an `id` containing NUL), which would break the framing; `SseParserOptions` with
 // `max_event_size == 0` throws `Error(InvalidArgument)`. The parser never throws for its input: an
 // event over the size bound is reported as an `SseEventView` with status `ErrorCode::EventTooLarge`.
+// `SseParser::feed` propagates what its callback throws, and the parser stays consistent (see `feed`).
 #pragma once
 
 #include <llmfast/error.hpp>
@@ -356,14 +357,17 @@ struct SseEvent {
 /// Incremental `text/event-stream` parser (WHATWG "event stream interpretation"): bytes may arrive
 /// split anywhere (inside a line, a CRLF or a UTF-8 character). Handles CR, LF and CRLF line ends,
 /// one leading BOM, comments, multi-line data, `event`, `id` (ignored when it contains NUL) and
-/// `retry` (digits only), ignores unknown fields and dispatches on blank lines. At the end of the
-/// stream an unterminated event is discarded, as the standard says (`finish()`).
+/// `retry` (ASCII digits only, any number of them, leading zeros included, else ignored; a value
+/// past `milliseconds::max()` saturates to it), ignores unknown fields and dispatches on blank
+/// lines. At the end of the stream an unterminated event is discarded, as the standard says
+/// (`finish()`). A callback that throws leaves the parser consistent and loses no input (`feed`).
 ///
 /// Bytes are passed through; the parser does not decode or validate UTF-8 (a proxy forwards what it
-/// got). Memory is bounded by `max_event_size`. Hot-path invariant: a line that lies entirely inside
-/// one `feed` is parsed in place, and a one-line event (the OpenAI/vLLM/llama.cpp shape) that lies
-/// inside one `feed` reaches the callback as a view of the input, with no copy; only a line or an
-/// event split across feeds is buffered.
+/// got). Memory is bounded by `max_event_size` (plus, only after a callback threw, a copy of the
+/// unparsed rest of that one `feed` call's bytes until the next feed). Hot-path invariant: a line
+/// that lies entirely inside one `feed` is parsed in place, and a one-line event (the
+/// OpenAI/vLLM/llama.cpp shape) that lies inside one `feed` reaches the callback as a view of the
+/// input, with no copy; only a line or an event split across feeds is buffered.
 class SseParser {
 public:
     explicit SseParser(SseParserOptions options = {}) : max_event_size_(options.max_event_size) {
@@ -371,11 +375,30 @@ public:
     }
 
     /// Parses `bytes` and calls `on_event(const SseEventView&)` for each dispatched event (and once
-    /// for each event that exceeded the bound). Returns the number of calls. If `on_event` throws,
-    /// the exception propagates and the rest of `bytes` is not parsed (the parser itself stays usable).
+    /// for each event that exceeded the bound). Returns the number of calls.
+    ///
+    /// If `on_event` throws, the exception propagates out of `feed`, and the event it was called for
+    /// counts as delivered: the parser's state is as if the callback had returned (that event's type
+    /// and data are gone; the last event ID and retry stay). The bytes of `bytes` after the line that
+    /// ended that event are not parsed now: the parser keeps a copy of them and parses them first at
+    /// the next `feed` call, before that call's own bytes (`feed({}, on_event)` resumes without new
+    /// input), so catching the exception and feeding on loses nothing and repeats nothing.
+    /// `finish()` and `reset()` drop that kept rest, as they drop an unterminated event.
     template <class OnEvent>
         requires std::invocable<OnEvent&, const SseEventView&>
     std::size_t feed(std::string_view bytes, OnEvent&& on_event) {
+        if (!resume_.empty()) {  // the rest of a feed whose callback threw: parse it first
+            std::string input = std::move(resume_);
+            resume_.clear();
+            input.append(bytes);
+            return feed_bytes(input, on_event);
+        }
+        return feed_bytes(bytes, on_event);
+    }
+
+private:
+    template <class OnEvent>
+    std::size_t feed_bytes(std::string_view bytes, OnEvent& on_event) {
         std::size_t calls = 0;
         const auto emit = [&](const SseEventView& view) {
             ++calls;
@@ -392,44 +415,74 @@ public:
         // The next CR at or after `pos` is looked up once and cached, so CR-free input (the common
         // case) costs one memchr for CR per feed, not one per line.
         std::size_t next_cr = find(begin, pos, n, '\r');
-        while (pos < n) {
-            if (next_cr != npos && next_cr < pos) next_cr = find(begin, pos, n, '\r');
-            const std::size_t lf_limit = next_cr == npos ? n : next_cr;
-            const std::size_t lf = find(begin, pos, lf_limit, '\n');
-            const std::size_t end = lf != npos ? lf : next_cr;
-            if (end == npos) {  // no terminator: keep the partial line for the next feed
-                take_partial(std::string_view(begin + pos, n - pos), emit);
-                own_data_view();
-                return calls;
-            }
-            const std::string_view piece(begin + pos, end - pos);
-            if (line_.empty() && !partial_line_) {
-                process_line(piece, /*in_place=*/true, emit);
-            } else {
-                if (!discarding_) line_.append(piece);
-                const std::string_view line = discarding_ ? std::string_view(partial_line_ ? "x" : "") : line_;
-                process_line(line, /*in_place=*/false, emit);
-                line_.clear();
-                partial_line_ = false;
-            }
-            pos = end + 1;
-            if (begin[end] == '\r') {
-                if (pos < n) {
-                    if (begin[pos] == '\n') ++pos;
+        // `pos` moves past a line (and its terminator) before the line is processed, so that when the
+        // callback throws, [pos, n) is exactly the unparsed rest (kept in resume_ for the next feed).
+        try {
+            while (pos < n) {
+                if (next_cr != npos && next_cr < pos) next_cr = find(begin, pos, n, '\r');
+                const std::size_t lf_limit = next_cr == npos ? n : next_cr;
+                const std::size_t lf = find(begin, pos, lf_limit, '\n');
+                const std::size_t end = lf != npos ? lf : next_cr;
+                if (end == npos) {  // no terminator: keep the partial line for the next feed
+                    const std::string_view rest(begin + pos, n - pos);
+                    pos = n;
+                    take_partial(rest, emit);
+                    break;
+                }
+                const std::string_view piece(begin + pos, end - pos);
+                pos = end + 1;
+                if (begin[end] == '\r') {
+                    if (pos < n) {
+                        if (begin[pos] == '\n') ++pos;
+                    } else {
+                        pending_cr_ = true;
+                    }
+                }
+                if (line_.empty() && !partial_line_) {
+                    process_line(piece, /*in_place=*/true, emit);
                 } else {
-                    pending_cr_ = true;
+                    const LineDone done{*this};  // the buffered line is consumed, even if the callback throws
+                    if (!discarding_) line_.append(piece);
+                    const std::string_view line = discarding_ ? std::string_view(partial_line_ ? "x" : "") : line_;
+                    process_line(line, /*in_place=*/false, emit);
                 }
             }
+        } catch (...) {
+            own_data_view();  // (never active here: dispatch and overflow end it before calling back)
+            resume_.assign(begin + pos, n - pos);
+            throw;
         }
         own_data_view();
         return calls;
     }
+
+    // Ends the buffered line on scope exit (normal or by an exception from the callback).
+    struct LineDone {
+        SseParser& parser;
+        ~LineDone() {
+            parser.line_.clear();
+            parser.partial_line_ = false;
+        }
+    };
+
+    // Ends the dispatched event on scope exit (normal or by an exception from the callback), so the
+    // next event starts clean: no leftover type or data lines.
+    struct EventDone {
+        SseParser& parser;
+        ~EventDone() {
+            parser.data_.clear();
+            parser.type_.clear();
+        }
+    };
+
+public:
 
     /// The stream ended: an event without its closing blank line is discarded (WHATWG). The last
     /// event ID and retry survive (a reconnecting client needs them); the next feed may start with a
     /// BOM again.
     void finish() noexcept {
         data_view_active_ = false;
+        resume_.clear();
         line_.clear();
         data_.clear();
         type_.clear();
@@ -550,12 +603,17 @@ private:
         // any other field is ignored
     }
 
+    // WHATWG: a value of only ASCII digits (any number of them, leading zeros included) is the
+    // reconnection time in ms; anything else is ignored. A value too big for milliseconds saturates.
     void parse_retry(std::string_view value) noexcept {
-        if (value.empty() || value.size() > 15) return;  // 15 digits: no overflow, ~31,000 years
-        std::int64_t ms = 0;
+        if (value.empty()) return;
+        using Rep = std::chrono::milliseconds::rep;
+        constexpr Rep max = std::chrono::milliseconds::max().count();
+        Rep ms = 0;
         for (const char c : value) {
             if (c < '0' || c > '9') return;
-            ms = ms * 10 + (c - '0');
+            const Rep digit = c - '0';
+            ms = ms > (max - digit) / 10 ? max : ms * 10 + digit;
         }
         retry_ = std::chrono::milliseconds(ms);
     }
@@ -563,26 +621,22 @@ private:
     template <class Emit>
     void dispatch(Emit& emit) {
         event_raw_ = 0;
+        const EventDone done{*this};  // clears type_ and data_ after the callback, also when it throws
         if (data_view_active_) {
             data_view_active_ = false;
             const std::string_view type = type_.empty() ? std::string_view("message") : std::string_view(type_);
             emit(SseEventView{ErrorCode::Ok, type, data_view_, last_id_});
-            type_.clear();
             return;
         }
-        if (data_.empty()) {  // no data lines: nothing is dispatched (WHATWG)
-            type_.clear();
-            return;
-        }
+        if (data_.empty()) return;  // no data lines: nothing is dispatched (WHATWG)
         const std::string_view data(data_.data(), data_.size() - 1);  // drop the last LF
         const std::string_view type = type_.empty() ? std::string_view("message") : std::string_view(type_);
         emit(SseEventView{ErrorCode::Ok, type, data, last_id_});
-        data_.clear();
-        type_.clear();
     }
 
     std::size_t max_event_size_;
     std::string line_;     // a line split across feeds (its first part(s))
+    std::string resume_;   // the unparsed rest of a feed whose callback threw (parsed first next time)
     std::string data_;     // data buffer: each data line followed by LF
     std::string type_;     // event type buffer
     std::string last_id_;  // last event ID buffer

@@ -51,6 +51,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <ranges>
@@ -144,13 +145,28 @@ private:
     const C* clock_ = nullptr;
 };
 
-/// `point + by`, clamped to the time_point's range (durations::max() means "no limit").
-template <class TimePoint, class Duration>
-TimePoint saturating_add(TimePoint point, Duration by) noexcept {
+/// `point + by`, clamped to the time_point's range in both directions: a sum past the top gives
+/// TimePoint::max() (durations::max() means "no limit"), one past the bottom TimePoint::min()
+/// (hours::min(), a negative timeout: a deadline already passed); a NaN `by` gives `point`. Never
+/// overflows, whatever the units and rep of `by`: the range check is done in long double (exact for
+/// 64-bit counts where long double has a 64-bit mantissa, as on x86-64 and AArch64 Linux; elsewhere
+/// a margin keeps it safe, so a sum within a rounding error of a bound saturates), and the sum in
+/// range is computed in the time_point's own integer rep.
+template <class TimePoint, class Rep, class Period>
+TimePoint saturating_add(TimePoint point, std::chrono::duration<Rep, Period> by) noexcept {
     using D = typename TimePoint::duration;
-    const D max_step = TimePoint::max() - point;
-    if (by >= std::chrono::duration_cast<Duration>(max_step)) return TimePoint::max();
-    return point + std::chrono::duration_cast<D>(by);
+    using Long = long double;
+    constexpr Long margin = std::numeric_limits<Long>::digits >= 64 ? Long{0} : std::numeric_limits<Long>::epsilon() * 4;
+    constexpr Long hi = static_cast<Long>(D::max().count()) * (1 - margin);
+    constexpr Long lo = static_cast<Long>(D::min().count()) * (1 - margin);
+    const Long step = std::chrono::duration<Long, typename D::period>(by).count();
+    if (std::isnan(step)) return point;
+    const Long target = static_cast<Long>(point.time_since_epoch().count()) + step;
+    if (target >= hi) return TimePoint::max();
+    if (target <= lo) return TimePoint::min();
+    // The sum is in range. `by` itself fits D unless it is huge and `point` is far the other way.
+    if (step < hi && step > lo) return point + std::chrono::duration_cast<D>(by);
+    return TimePoint(D(static_cast<typename D::rep>(target)));
 }
 
 }  // namespace detail
@@ -185,7 +201,8 @@ public:
         T copy(value);
         return push_impl(copy, nullptr);
     }
-    /// As `push`, but gives up at `deadline` with `Timeout`.
+    /// As `push`, but gives up at `deadline` with `Timeout`. `push_for`: a zero, negative or
+    /// `min()` timeout does not wait (as `try_push`); `max()` waits without a limit in practice.
     StreamStatus push_until(T&& value, clock::time_point deadline) { return push_impl(value, &deadline); }
     template <class Rep, class Period>
     StreamStatus push_for(T&& value, std::chrono::duration<Rep, Period> timeout) {
@@ -212,7 +229,9 @@ public:
 
     /// Waits for the next item. Returns Ok with the item, or Closed, Failed, Cancelled.
     Received<T> pop() { return pop_impl(nullptr); }
-    /// As `pop`, but returns `Timeout` at `deadline` (the channel stays usable).
+    /// As `pop`, but returns `Timeout` at `deadline` (the channel stays usable). `pop_for`: a zero,
+    /// negative or `min()` timeout does not wait (as `try_pop`); `max()` waits without a limit in
+    /// practice (the deadline saturates at time_point::max(), never overflows).
     Received<T> pop_until(clock::time_point deadline) { return pop_impl(&deadline); }
     template <class Rep, class Period>
     Received<T> pop_for(std::chrono::duration<Rep, Period> timeout) {
@@ -524,8 +543,12 @@ public:
             if (now >= limit) return expire(kind);
 
             // Wait at most the remaining time (clamped so a "no limit" never overflows steady_clock).
-            const auto remaining = std::min<std::chrono::nanoseconds>(
-                std::chrono::duration_cast<std::chrono::nanoseconds>(limit - now), max_single_wait);
+            // `limit - now` is computed only when it is below max_single_wait: it cannot overflow
+            // even for a clock whose time_points are negative.
+            const std::chrono::nanoseconds remaining =
+                detail::saturating_add(now, max_single_wait) <= limit
+                    ? max_single_wait
+                    : std::chrono::duration_cast<std::chrono::nanoseconds>(limit - now);
             Received<T> got = channel_->pop_for(remaining);
             switch (got.status) {
                 case StreamStatus::Ok: {
