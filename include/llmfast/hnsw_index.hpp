@@ -22,7 +22,8 @@
 // per scope.
 //
 // Errors: the constructor throws Error(InvalidArgument) for dimension 0, m < 2, ef_construction or
-// ef_search 0; `add`/`search` throw Error(InvalidArgument) for a vector of the wrong size; hnswlib's
+// ef_search 0; `add`/`search` throw Error(InvalidArgument) for a vector of the wrong size or with a
+// NaN or an infinity (the index is then unchanged); hnswlib's
 // own failures (out of memory) propagate as std::runtime_error / std::bad_alloc.
 #pragma once
 
@@ -93,6 +94,7 @@ public:
     /// Adds `vector` under `id`, replacing the vector already stored under that id.
     void add(std::uint64_t id, std::span<const float> vector) {
         check_size(vector.size(), "add");
+        detail::require_finite(vector, "HnswIndex", "add");
         if (const auto it = labels_.find(id); it != labels_.end()) {
             graph_->addPoint(vector.data(), it->second);  // existing label: updated in place
             return;
@@ -143,6 +145,7 @@ public:
     /// Up to `k` approximate nearest ids by inner product, best first.
     [[nodiscard]] std::vector<SearchHit> search(std::span<const float> query, std::size_t k) const {
         check_size(query.size(), "search");
+        detail::require_finite(query, "HnswIndex", "search");
         if (k == 0 || labels_.empty()) return {};
         auto queue = graph_->searchKnn(query.data(), std::min(k, labels_.size()));
         std::vector<SearchHit> hits(queue.size());
