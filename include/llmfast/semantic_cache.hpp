@@ -446,9 +446,9 @@ public:
                 entries.push_back(SavedEntry{it->last_use, it->scope, it->prompt, it->response, it->created, it->expires});
             }
         }
-        // One recency order for the whole cache (each shard's list is already in it; merge them).
-        std::stable_sort(entries.begin(), entries.end(),
-                         [](const SavedEntry& a, const SavedEntry& b) { return a.last_use < b.last_use; });
+        // One recency order for the whole cache (stamps are unique: a plain sort is stable enough).
+        std::sort(entries.begin(), entries.end(),
+                  [](const SavedEntry& a, const SavedEntry& b) { return a.last_use < b.last_use; });
         payload.pod(static_cast<std::uint64_t>(entries.size()));
         for (const SavedEntry& entry : entries) {
             payload.str(entry.scope->name);
