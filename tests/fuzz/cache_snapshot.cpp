@@ -14,6 +14,7 @@
 // (`LLMFAST_WRITE_FUZZ_SEED=1 semantic_cache_test "fuzz seed*"`), which otherwise checks it still loads.
 #include <llmfast/semantic_cache.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -73,28 +74,32 @@ std::vector<RawEntry> parse_accepted(std::string_view bytes) {
 }
 
 // What load must leave in a cache of `max_entries` over `shards` (both as the cache computes them;
-// the byte budget, 1 GiB, is never reached here): per shard, most recent first.
+// the byte budget, 1 GiB, is never reached here), least recently used first across all shards.
 std::vector<RawEntry> expected_content(const std::vector<RawEntry>& entries, std::size_t max_entries, std::size_t shards) {
     const std::size_t count = std::min(shards, max_entries);
     struct Item {
         llmfast::detail::CacheKey key;
         const RawEntry* entry;
+        std::size_t seq;  // position in the file = recency order
     };
     std::vector<std::list<Item>> lru(count);
     const std::int64_t now = now_ns();
-    for (const RawEntry& e : entries) {
+    for (std::size_t seq = 0; seq < entries.size(); ++seq) {
+        const RawEntry& e = entries[seq];
         if (e.expires <= now) continue;
         const auto key = llmfast::detail::make_cache_key(e.scope, llmfast::detail::normalize_prompt(e.prompt));
         auto& list = lru[key.high % count];
         list.remove_if([&](const Item& item) { return item.key == key; });
-        list.push_front(Item{key, &e});
+        list.push_front(Item{key, &e, seq});
         const std::size_t i = static_cast<std::size_t>(key.high % count);
         const std::size_t capacity = max_entries / count + (i < max_entries % count ? 1 : 0);
         while (list.size() > capacity) list.pop_back();
     }
+    std::vector<Item> kept;
+    for (const auto& list : lru) kept.insert(kept.end(), list.begin(), list.end());
+    std::sort(kept.begin(), kept.end(), [](const Item& a, const Item& b) { return a.seq < b.seq; });
     std::vector<RawEntry> out;
-    for (const auto& list : lru)
-        for (const Item& item : list) out.push_back(*item.entry);
+    for (const Item& item : kept) out.push_back(*item.entry);
     return out;
 }
 
@@ -182,7 +187,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Accepted: exactly the reference content, here and in a cache with another shard count.
     const std::vector<RawEntry> entries = parse_accepted(input);
     const std::string again = cache.save_to_string();
-    check_content(cache, expected_content(entries, 64, 2));
+    const std::vector<RawEntry> content = expected_content(entries, 64, 2);
+    check_content(cache, content);
     Cache narrow = make_cache(8, 1);
     narrow.load_from_string(input);
     check_content(narrow, expected_content(entries, 8, 1));
@@ -193,6 +199,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Cache other = make_cache();
     other.load_from_string(again);
     check(other.save_to_string() == again);
-    check_content(other, expected_content(entries, 64, 2));
+    check_content(other, content);
+    // What a 2-shard cache saved is in one recency order: a cache with another shard count and a
+    // smaller capacity keeps the most recently used of it (issue 11 #6).
+    Cache narrow_again = make_cache(8, 1);
+    narrow_again.load_from_string(again);
+    check_content(narrow_again, expected_content(content, 8, 1));
+    Cache odd_again = make_cache(9, 3);
+    odd_again.load_from_string(again);
+    check_content(odd_again, expected_content(content, 9, 3));
     return 0;
 }
