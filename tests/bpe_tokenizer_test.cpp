@@ -5,6 +5,7 @@
 // patterns on hand-checked inputs. Hidden tag [.data] (CTest entry bpe_tokenizer_data_test): the real
 // cl100k_base / o200k_base rank files against ids from the npm `tiktoken` package, token for token.
 #include "catch.hpp"
+#include "test_support.hpp"
 
 #include <llmfast/bpe_tokenizer.hpp>
 
@@ -283,6 +284,34 @@ TEST_CASE("BpeTokenizer reports bad encodings and unreadable files") {
     } catch (const llmfast::Error& error) {
         CHECK(error.code() == ErrorCode::IoError);
     }
+}
+
+// Issue 11 #4: a directory (and a read error) escaped as std::ios_base::failure from
+// basic_filebuf::underflow, not as Error(IoError); the earlier test only tried a missing file.
+TEST_CASE("BpeTokenizer: unreadable rank files throw IoError naming the path, nothing else") {
+    const auto io_error_of = [](const std::filesystem::path& path) -> std::string {
+        try {
+            (void)BpeTokenizer::cl100k_base(path);
+        } catch (const llmfast::Error& error) {
+            if (error.code() != ErrorCode::IoError) return std::string("wrong code: ") + error.what();
+            if (std::string_view(error.what()).find(path.string()) == std::string_view::npos) {
+                return std::string("path missing from: ") + error.what();
+            }
+            return "IoError";
+        } catch (const std::exception& other) {
+            return std::string("not an llmfast::Error: ") + other.what();
+        }
+        return "loaded";
+    };
+    const std::filesystem::path directory = std::filesystem::temp_directory_path();
+    CHECK(io_error_of(directory) == "IoError");
+    CHECK(io_error_of("/nonexistent/llmfast/cl100k_base.tiktoken") == "IoError");
+    CHECK(io_error_of("") == "IoError");
+    // A read that fails after a successful open: /proc/self/mem errors (EIO) at offset 0, unmapped.
+    if (std::filesystem::exists("/proc/self/mem")) CHECK(io_error_of("/proc/self/mem") == "IoError");
+    // The other entry points share the reader.
+    CHECK(llmfast::testing::error_code_of([&] { (void)BpeTokenizer::o200k_base(directory); }) == ErrorCode::IoError);
+    CHECK(llmfast::testing::error_code_of([&] { (void)BpeTokenizer(directory, test_encoding()); }) == ErrorCode::IoError);
 }
 
 TEST_CASE("BpeTokenizer loads a rank file from a path") {

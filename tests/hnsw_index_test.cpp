@@ -2,8 +2,10 @@
 #include <llmfast/semantic_cache.hpp>
 
 #include "catch.hpp"
+#include "test_support.hpp"
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <thread>
 #include <vector>
@@ -122,4 +124,26 @@ TEST_CASE("HnswIndex behind SemanticCache, concurrent lookups", "[cache]") {
     for (auto& thread : threads) thread.join();
     CHECK(hits.load() == 400);
     CHECK(cache.size() <= 100);
+}
+
+// Issue 11 #10: non-finite input is an InvalidArgument for HnswIndex as for FlatIndex (hnswlib would
+// store the NaN and return NaN scores).
+TEST_CASE("HnswIndex rejects non-finite vectors in add and search, and stays unchanged", "[cache]") {
+    llmfast::HnswIndex index(3, {.initial_capacity = 16});
+    index.add(1, std::vector<float>{1, 0, 0});
+    index.add(2, std::vector<float>{0, 1, 0});
+    for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()}) {
+        const std::vector<float> vector{0.5F, bad, 0};
+        CHECK(llmfast::testing::error_code_of([&] { index.add(3, vector); }) == llmfast::ErrorCode::InvalidArgument);
+        CHECK(llmfast::testing::error_code_of([&] { index.add(1, vector); }) == llmfast::ErrorCode::InvalidArgument);
+        CHECK(llmfast::testing::error_code_of([&] { (void)index.search(vector, 1); }) == llmfast::ErrorCode::InvalidArgument);
+        CHECK(llmfast::testing::error_code_of([&] { (void)index.search(vector, 2); }) == llmfast::ErrorCode::InvalidArgument);
+    }
+    CHECK(index.size() == 2);
+    CHECK_FALSE(index.contains(3));
+    const auto hits = index.search(std::vector<float>{1, 0, 0}, 2);
+    REQUIRE(hits.size() == 2);
+    CHECK(hits[0].id == 1);
+    CHECK(hits[0].score == Approx(1.0).margin(1e-5));
 }

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <iterator>
 #include <latch>
+#include <limits>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -531,4 +533,147 @@ TEST_CASE("fuzz seed: a small valid snapshot for tests/fuzz/cache_snapshot", "[c
     loaded.load_from_string(committed);  // the committed seed is still a valid snapshot
     CHECK(loaded.size() == 3);
     CHECK(loaded.lookup("机器学习是什么?", "model-a").response() == "ML is ...");
+}
+
+// Issue 11 #4: `load` of a directory threw std::ios_base::failure (basic_filebuf::underflow), and so
+// would a read error after a successful open; only a missing file was tested before.
+TEST_CASE("load and save fail with IoError naming the path, and the cache is unchanged", "[cache]") {
+    llmfast::ManualClock clock;
+    auto cache = make_cache(clock, {.semantic_tier = llmfast::SemanticTier::Off});
+    cache.insert("q", "s", "a");
+    const std::string before = cache.save_to_string();
+    const auto outcome = [](auto&& f, const std::filesystem::path& path) -> std::string {
+        try {
+            f();
+        } catch (const llmfast::Error& error) {
+            if (error.code() != llmfast::ErrorCode::IoError) return std::string("wrong code: ") + error.what();
+            if (std::string_view(error.what()).find(path.string()) == std::string_view::npos) {
+                return std::string("path missing from: ") + error.what();
+            }
+            return "IoError";
+        } catch (const std::exception& other) {
+            return std::string("not an llmfast::Error: ") + other.what();
+        }
+        return "succeeded";
+    };
+    const auto dir = temp_path("io-errors");
+    std::filesystem::create_directories(dir);
+    std::vector<std::filesystem::path> unreadable = {dir, dir / "missing.snap"};
+    if (std::filesystem::exists("/proc/self/mem")) unreadable.emplace_back("/proc/self/mem");  // EIO on read, not on open
+    for (const auto& path : unreadable) {
+        INFO(path.string());
+        CHECK(outcome([&] { cache.load(path); }, path) == "IoError");
+        CHECK(cache.save_to_string() == before);
+    }
+    // save onto a directory (rename fails) and into a missing directory (create fails).
+    CHECK(outcome([&] { cache.save(dir); }, dir) == "IoError");
+    const auto nowhere = dir / "no-such-dir" / "x.snap";
+    CHECK(outcome([&] { cache.save(nowhere); }, nowhere.parent_path()) == "IoError");
+    std::size_t files = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(dir)) ++files;
+    CHECK(files == 0);  // no temporary left behind by the failed save
+    std::filesystem::remove_all(dir);
+    CHECK(cache.lookup("q", "s").response() == "a");
+}
+
+// Issue 11 #6: the snapshot was written shard by shard (each shard least recent first), so a cache
+// with another shard count replayed shard 0's newest entries before shard 15's oldest and evicted
+// recent entries while keeping old ones.
+TEST_CASE("load into a cache with another shard count keeps the most recently used", "[cache]") {
+    llmfast::ManualClock clock(1000h);
+    auto source = make_cache(clock, {.max_entries = 1000, .semantic_tier = llmfast::SemanticTier::Off, .shards = 16});
+    for (int i = 0; i < 64; ++i) source.insert(fmt::format("prompt {}", i), "s", fmt::format("r{}", i));
+    for (int i = 0; i < 8; ++i) REQUIRE(source.lookup(fmt::format("prompt {}", i), "s"));  // now the most recent
+    const std::string bytes = source.save_to_string();
+
+    // One shard of 16: exactly the 16 most recently used survive (0..7 touched last, then 56..63).
+    auto small = make_cache(clock, {.max_entries = 16, .semantic_tier = llmfast::SemanticTier::Off, .shards = 1});
+    small.load_from_string(bytes);
+    CHECK(small.size() == 16);
+    std::vector<int> kept;
+    for (int i = 0; i < 64; ++i) {
+        if (small.lookup(fmt::format("prompt {}", i), "s")) kept.push_back(i);
+    }
+    std::vector<int> expected = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (int i = 56; i < 64; ++i) expected.push_back(i);
+    CHECK(kept == expected);
+
+    // Into more shards than written: every entry fits, the recency order is the same one.
+    auto wide = make_cache(clock, {.max_entries = 1000, .semantic_tier = llmfast::SemanticTier::Off, .shards = 7});
+    wide.load_from_string(bytes);
+    CHECK(wide.size() == 64);
+    auto again = make_cache(clock, {.max_entries = 16, .semantic_tier = llmfast::SemanticTier::Off, .shards = 1});
+    again.load_from_string(wide.save_to_string());
+    kept.clear();
+    for (int i = 0; i < 64; ++i) {
+        if (again.lookup(fmt::format("prompt {}", i), "s")) kept.push_back(i);
+    }
+    CHECK(kept == expected);
+}
+
+namespace {
+
+// Embeds like KeywordEmbedder, but "nan" gives NaNs, "inf" an infinity and "tiny" subnormal floats
+// (so no "banana" in these tests).
+struct HostileEmbedder {
+    std::size_t dimension() const { return 4; }
+    std::string identity() const { return "hostile/1"; }
+    void embed(std::string_view text, std::span<float> out) const {
+        KeywordEmbedder{}.embed(text, out);
+        if (text.find("nan") != std::string_view::npos) out[1] = std::numeric_limits<float>::quiet_NaN();
+        if (text.find("inf") != std::string_view::npos) out[2] = std::numeric_limits<float>::infinity();
+        if (text.find("tiny") != std::string_view::npos) {
+            for (float& x : out) x *= 1e-40F;  // subnormal: 1/norm overflows a float
+        }
+    }
+};
+
+}  // namespace
+
+// Issue 11 #10 (cache side): a subnormal embedding was normalized with a float 1/norm that overflows
+// to inf, so its vector became inf/NaN and went into the index: the entry could never be found
+// semantically (and an Int8 index converted NaN to int8, undefined behaviour).
+TEST_CASE("subnormal embeddings are normalized exactly, for both index storages", "[cache]") {
+    for (const auto storage : {llmfast::FlatIndex::Storage::Float32, llmfast::FlatIndex::Storage::Int8}) {
+        llmfast::ManualClock clock;
+        llmfast::SemanticCache<HostileEmbedder, llmfast::FlatIndex, llmfast::ManualClock> cache(
+            HostileEmbedder{}, semantic_options(), {.storage = storage}, clock);
+        cache.insert("tiny apple cherry", "m", "fruit");
+        const auto hit = cache.lookup("cherry apple tiny!", "m");
+        CHECK(hit.match == MatchKind::Semantic);
+        CHECK(hit.response() == "fruit");
+    }
+}
+
+TEST_CASE("non-finite embeddings: exact tier only, counted, the index stays clean", "[cache]") {
+    for (const auto storage : {llmfast::FlatIndex::Storage::Float32, llmfast::FlatIndex::Storage::Int8}) {
+        llmfast::ManualClock clock;
+        llmfast::SemanticCache<HostileEmbedder, llmfast::FlatIndex, llmfast::ManualClock> cache(
+            HostileEmbedder{}, semantic_options(), {.storage = storage}, clock);
+        CHECK(cache.insert("apple cherry", "m", "good"));
+        CHECK(cache.insert("nan apple cherry", "m", "nan entry"));  // stored, exact only
+        CHECK(cache.insert("inf apple cherry", "m", "inf entry"));
+        CHECK(cache.stats().unusable_embeddings == 2);
+        CHECK(cache.lookup("nan apple cherry", "m").match == MatchKind::Exact);
+        CHECK(cache.lookup("inf apple cherry", "m").match == MatchKind::Exact);
+        // A non-finite query skips the semantic tier (a miss, not an error, not a made-up hit) ...
+        CHECK_FALSE(cache.lookup("cherry apple nan", "m"));
+        CHECK(cache.stats().unusable_embeddings == 3);
+        // ... and the finite entries still match semantically.
+        const auto hit = cache.lookup("cherry apple", "m");
+        CHECK(hit.match == MatchKind::Semantic);
+        CHECK(hit.response() == "good");
+        // get_or_compute with a non-finite embedding computes, stores and then hits exactly.
+        int calls = 0;
+        CHECK(cache.get_or_compute("nan date", "m", [&] { ++calls; return std::string("d"); }).match == MatchKind::Computed);
+        CHECK(cache.get_or_compute("nan date", "m", [&] { ++calls; return std::string("d"); }).match == MatchKind::Exact);
+        CHECK(calls == 1);
+        // Snapshots re-embed: the same holds after a round trip.
+        llmfast::SemanticCache<HostileEmbedder, llmfast::FlatIndex, llmfast::ManualClock> loaded(
+            HostileEmbedder{}, semantic_options(), {.storage = storage}, clock);
+        loaded.load_from_string(cache.save_to_string());
+        CHECK(loaded.size() == cache.size());
+        CHECK(loaded.lookup("inf apple cherry", "m").response() == "inf entry");
+        CHECK(loaded.lookup("cherry apple", "m").response() == "good");
+    }
 }

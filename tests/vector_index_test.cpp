@@ -1,9 +1,11 @@
 #include <llmfast/vector_index.hpp>
 
 #include "catch.hpp"
+#include "test_support.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -110,4 +112,46 @@ TEST_CASE("FlatIndex errors", "[cache]") {
     CHECK_THROWS_AS(index.search(std::vector<float>(5), 1), llmfast::Error);
     CHECK(index.size() == 0);
     CHECK(index.search(std::vector<float>(4, 1.0F), 0).empty());
+}
+
+// Issue 11 #10: a NaN query gave a made-up hit (score -inf) with k = 1 and none with k = 2, and an
+// Int8 add converted NaN to int8 (undefined behaviour). Non-finite input is now an InvalidArgument.
+TEST_CASE("FlatIndex rejects non-finite vectors in add and search, and stays unchanged", "[cache]") {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float inf = std::numeric_limits<float>::infinity();
+    for (const auto storage : {llmfast::FlatIndex::Storage::Float32, llmfast::FlatIndex::Storage::Int8}) {
+        INFO((storage == llmfast::FlatIndex::Storage::Float32 ? "float32" : "int8"));
+        llmfast::FlatIndex index(3, {.storage = storage});
+        index.add(1, std::vector<float>{1, 0, 0});
+        index.add(2, std::vector<float>{0, 1, 0});
+        for (const float bad : {nan, inf, -inf}) {
+            const std::vector<float> vector{bad, 0.5F, 0};
+            CHECK(llmfast::testing::error_code_of([&] { index.add(3, vector); }) == llmfast::ErrorCode::InvalidArgument);
+            CHECK(llmfast::testing::error_code_of([&] { index.add(1, vector); }) == llmfast::ErrorCode::InvalidArgument);
+            for (const std::size_t k : {std::size_t{1}, std::size_t{2}, std::size_t{5}}) {
+                CHECK(llmfast::testing::error_code_of([&] { (void)index.search(vector, k); }) ==
+                      llmfast::ErrorCode::InvalidArgument);
+            }
+        }
+        CHECK(index.size() == 2);
+        CHECK_FALSE(index.contains(3));
+        const auto hits = index.search(std::vector<float>{1, 0, 0}, 2);  // id 1 keeps its vector
+        REQUIRE(hits.size() == 2);
+        CHECK(hits[0].id == 1);
+        CHECK(hits[0].score == Approx(1.0).margin(0.01));
+        // Subnormal vectors are finite: accepted, and Int8 quantizes them without overflow.
+        index.add(4, std::vector<float>{1e-40F, 0, 0});
+        CHECK(index.search(std::vector<float>{1e-40F, 0, 0}, 3).size() >= 2);
+    }
+}
+
+TEST_CASE("FlatIndex: k = 1 is the first hit of k = 2, also when every product overflows", "[cache]") {
+    llmfast::FlatIndex index(2);
+    index.add(7, std::vector<float>{3e38F, 3e38F});
+    const std::vector<float> query{3e38F, -3e38F};  // inf + -inf = NaN: no score at all
+    const auto one = index.search(query, 1);
+    const auto two = index.search(query, 2);
+    CHECK(two.empty());
+    CHECK(one.size() == two.size());
+    for (const auto& hit : one) CHECK(std::isfinite(hit.score));
 }

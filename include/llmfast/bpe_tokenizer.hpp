@@ -41,8 +41,10 @@
 // `detail::bpe::small_piece_limit` bytes, a per-thread scratch buffer that is reused.
 //
 // Errors:
-//   - `BpeTokenizer(path, encoding)`, `cl100k_base(path)`, `o200k_base(path)`: `IoError` when the
-//     file cannot be read; otherwise as `from_rank_data`.
+//   - `BpeTokenizer(path, encoding)`, `cl100k_base(path)`, `o200k_base(path)`: `IoError` (with the
+//     path and the reason) when the file cannot be opened or read — a missing file, a directory, a
+//     read error part way through; no std::ios_base::failure or filesystem_error escapes; otherwise
+//     as `from_rank_data`.
 //   - `from_rank_data(data, encoding)`: `InvalidFormat` for a malformed rank file (bad base64, a
 //     missing or non-numeric rank, ranks that are not exactly 0..n-1, duplicate token bytes, a byte
 //     without a single-byte token, fewer or more ranks than the encoding expects, i.e. a truncated
@@ -53,6 +55,7 @@
 //     scratch of either, the first time a thread meets a long piece).
 #pragma once
 
+#include <llmfast/detail/file_io.hpp>
 #include <llmfast/detail/unicode_tables.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/tokens.hpp>
@@ -64,7 +67,6 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <initializer_list>
 #include <iterator>
@@ -563,11 +565,7 @@ private:
     BpeTokenizer() = default;
 
     static std::string read_file(const std::filesystem::path& path) {
-        std::ifstream in(path, std::ios::binary);
-        if (!in) throw Error(ErrorCode::IoError, "cannot open rank file " + path.string());
-        std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        if (in.bad()) throw Error(ErrorCode::IoError, "cannot read rank file " + path.string());
-        return data;
+        return detail::read_whole_file(path, "rank file");  // only Error(IoError) (or bad_alloc) escapes
     }
 
     [[noreturn]] void fail(std::size_t line, std::string_view what) const {

@@ -14,7 +14,11 @@
 //   - `remove` marks the element deleted and keeps its label on a free list; the next `add` of a new
 //     id reuses that label (`addPoint` on an existing label un-deletes and updates it in place), so
 //     churn does not grow the index;
-//   - when no label is free and the index is full, `add` doubles it with `resizeIndex`.
+//   - when no label is free and the index is full, `add` doubles it with `resizeIndex`;
+//   - an even dimension is stored with one extra zero component: hnswlib puts each element's 8-byte
+//     label right after its 8M + 4 bytes of links and its vector, so with an even dimension every
+//     label is misaligned (undefined behaviour that clang's UBSan reports in hnswlib's addPoint); an
+//     odd stored dimension aligns them, and a zero component changes no inner product.
 //
 // Thread-safety: like FlatIndex, not synchronized: concurrent `search` calls on a const index are
 // safe (hnswlib's search only takes its own internal locks); `add`, `remove` and `set_ef_search`
@@ -22,7 +26,8 @@
 // per scope.
 //
 // Errors: the constructor throws Error(InvalidArgument) for dimension 0, m < 2, ef_construction or
-// ef_search 0; `add`/`search` throw Error(InvalidArgument) for a vector of the wrong size; hnswlib's
+// ef_search 0; `add`/`search` throw Error(InvalidArgument) for a vector of the wrong size or with a
+// NaN or an infinity (the index is then unchanged); hnswlib's
 // own failures (out of memory) propagate as std::runtime_error / std::bad_alloc.
 #pragma once
 
@@ -77,7 +82,8 @@ public:
         if (options.ef_construction == 0 || options.ef_search == 0) {
             throw Error(ErrorCode::InvalidArgument, "HnswIndex: ef_construction and ef_search must be > 0");
         }
-        space_ = std::make_unique<hnswlib::InnerProductSpace>(dimension);
+        stored_dimension_ = dimension % 2 == 0 ? dimension + 1 : dimension;
+        space_ = std::make_unique<hnswlib::InnerProductSpace>(stored_dimension_);
         capacity_ = std::max<std::size_t>(options.initial_capacity, 16);
         graph_ = std::make_unique<hnswlib::HierarchicalNSW<float>>(space_.get(), capacity_, options.m,
                                                                    options.ef_construction, options.random_seed);
@@ -93,8 +99,9 @@ public:
     /// Adds `vector` under `id`, replacing the vector already stored under that id.
     void add(std::uint64_t id, std::span<const float> vector) {
         check_size(vector.size(), "add");
+        detail::require_finite(vector, "HnswIndex", "add");
         if (const auto it = labels_.find(id); it != labels_.end()) {
-            graph_->addPoint(vector.data(), it->second);  // existing label: updated in place
+            graph_->addPoint(stored(vector), it->second);  // existing label: updated in place
             return;
         }
         hnswlib::labeltype label = 0;
@@ -115,7 +122,7 @@ public:
             labels_.reserve(std::max<std::size_t>(16, 2 * labels_.size()));
         }
         if (!reuse && ids_.size() == ids_.capacity()) ids_.reserve(std::max<std::size_t>(16, 2 * ids_.capacity()));
-        graph_->addPoint(vector.data(), label);  // a reused (deleted) label is un-deleted and updated
+        graph_->addPoint(stored(vector), label);  // a reused (deleted) label is un-deleted and updated
         if (reuse) {
             free_labels_.pop_back();
             ids_[label] = id;
@@ -143,8 +150,9 @@ public:
     /// Up to `k` approximate nearest ids by inner product, best first.
     [[nodiscard]] std::vector<SearchHit> search(std::span<const float> query, std::size_t k) const {
         check_size(query.size(), "search");
+        detail::require_finite(query, "HnswIndex", "search");
         if (k == 0 || labels_.empty()) return {};
-        auto queue = graph_->searchKnn(query.data(), std::min(k, labels_.size()));
+        auto queue = graph_->searchKnn(stored(query), std::min(k, labels_.size()));
         std::vector<SearchHit> hits(queue.size());
         // hnswlib's queue pops the farthest first; its inner-product "distance" is 1 - dot.
         for (std::size_t i = hits.size(); i-- > 0;) {
@@ -181,7 +189,18 @@ private:
         }
     }
 
+    // `vector` as hnswlib stores it: itself for an odd dimension, else copied into a per-thread buffer
+    // with the zero component appended (valid until this thread's next call).
+    const float* stored(std::span<const float> vector) const {
+        if (stored_dimension_ == dimension_) return vector.data();
+        thread_local std::vector<float> buffer;
+        buffer.assign(vector.begin(), vector.end());
+        buffer.resize(stored_dimension_, 0.0F);
+        return buffer.data();
+    }
+
     std::size_t dimension_;
+    std::size_t stored_dimension_ = 0;  // dimension_ rounded up to odd (see the header comment)
     Options options_;
     std::size_t capacity_ = 0;
     std::unique_ptr<hnswlib::InnerProductSpace> space_;

@@ -34,14 +34,21 @@
 //
 // Errors: the constructor throws Error(InvalidArgument) for invalid options; `insert` and
 // `get_or_compute` throw Error(InvalidArgument) for a zero TTL, and propagate what the embedder or
-// `fn` throws (waiters of a single flight get the same exception); `save` throws Error(IoError);
-// `load`/`load_from_string` throw Error(IoError) when the file cannot be read and
+// `fn` throws (waiters of a single flight get the same exception); `save` throws Error(IoError)
+// naming the path; `load` throws Error(IoError) naming the path when the file cannot be opened or
+// read (missing, a directory, a read error part way through: no std::ios_base::failure or
+// std::filesystem::filesystem_error escapes), and `load`/`load_from_string` throw
 // Error(CorruptSnapshot) when it is truncated, corrupted, of another version or written with another
 // embedder — the cache is then unchanged.
+//
+// An embedding the semantic tier cannot use (all zeros, or any NaN / infinity) is not an error: that
+// lookup skips the semantic tier (the exact tier still answers), that entry is stored for exact hits
+// only, and `CacheStats::unusable_embeddings` counts it. Nothing non-finite reaches the index.
 #pragma once
 
 #include <llmfast/clock.hpp>
 #include <llmfast/detail/cache_text.hpp>
+#include <llmfast/detail/file_io.hpp>
 #include <llmfast/detail/hit_guards.hpp>
 #include <llmfast/detail/xxhash.hpp>
 #include <llmfast/embedder.hpp>
@@ -50,6 +57,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <concepts>
@@ -59,7 +67,6 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <future>
 #include <iterator>
@@ -73,6 +80,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -153,6 +161,9 @@ struct CacheStats {
     std::uint64_t expirations = 0;  ///< removed because their TTL passed
     std::uint64_t guard_vetoes = 0; ///< semantic candidates rejected by a hit guard
     std::uint64_t computations = 0; ///< get_or_compute calls that ran their function
+    /// Embeddings the semantic tier could not use (zero, NaN or infinite): that lookup skipped the
+    /// semantic tier, that entry was stored for exact hits only.
+    std::uint64_t unusable_embeddings = 0;
     std::size_t entries = 0;
     std::size_t memory_bytes = 0;   ///< accounted bytes of all entries (strings, vectors, bookkeeping)
 
@@ -168,7 +179,10 @@ namespace detail {
 ///   header: "LLMFSNAP" | u32 version | u32 reserved(0) | u64 payload size | u64 xxh3(payload)
 ///   payload: str embedder identity | u64 dimension | i64 saved-at (ns) | u64 entry count |
 ///            entries: str scope | str prompt | str response | i64 created (ns) | i64 expires (ns)
-///   str = u32 length + bytes. Entries are written least recently used first.
+///   str = u32 length + bytes. Entries are written least recently used first across the whole cache
+///   (ordered by a cache-wide use counter, not shard by shard), so loading into a cache with another
+///   shard count or a smaller capacity evicts the least recently used. Snapshots written before that
+///   (same layout, same version, ordered per shard) still load; only their eviction order is per shard.
 inline constexpr std::string_view snapshot_magic = "LLMFSNAP";
 inline constexpr std::uint32_t snapshot_version = 1;
 inline constexpr std::size_t snapshot_header_size = 8 + 4 + 4 + 8 + 8;
@@ -412,6 +426,7 @@ public:
         s.expirations = stats_.expirations.load(std::memory_order_relaxed);
         s.guard_vetoes = stats_.guard_vetoes.load(std::memory_order_relaxed);
         s.computations = stats_.computations.load(std::memory_order_relaxed);
+        s.unusable_embeddings = unusable_embeddings_.load(std::memory_order_relaxed);
         s.entries = entry_count_.load(std::memory_order_relaxed);
         s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
         return s;
@@ -428,9 +443,12 @@ public:
             Shard& shard = shards_[i];
             std::lock_guard lock(shard.mutex);
             for (auto it = shard.lru.rbegin(); it != shard.lru.rend(); ++it) {  // least recent first
-                entries.push_back(SavedEntry{it->scope, it->prompt, it->response, it->created, it->expires});
+                entries.push_back(SavedEntry{it->last_use, it->scope, it->prompt, it->response, it->created, it->expires});
             }
         }
+        // One recency order for the whole cache (stamps are unique: a plain sort is stable enough).
+        std::sort(entries.begin(), entries.end(),
+                  [](const SavedEntry& a, const SavedEntry& b) { return a.last_use < b.last_use; });
         payload.pod(static_cast<std::uint64_t>(entries.size()));
         for (const SavedEntry& entry : entries) {
             payload.str(entry.scope->name);
@@ -451,13 +469,20 @@ public:
 
     /// Writes a snapshot to `path` atomically: into a temporary file beside it (flushed to disk), then
     /// renamed over `path`, so a crash leaves either the old snapshot or the new one, never half of one.
+    /// Throws Error(IoError) naming the path when the file cannot be created, written or renamed.
     void save(const std::filesystem::path& path) const {
         const std::string bytes = save_to_string();
         std::filesystem::path temp = path;
-        temp += fmt::format(".tmp.{:x}", std::random_device{}());
+        temp += fmt::format(".tmp.{:x}", temp_suffix());
+        const std::string temp_name = detail::path_for_message(temp);
         {
-            std::FILE* file = std::fopen(temp.string().c_str(), "wb");
-            if (file == nullptr) throw Error(ErrorCode::IoError, fmt::format("save: cannot create {}", temp.string()));
+            errno = 0;
+            std::FILE* file = std::fopen(temp_name.c_str(), "wb");
+            if (file == nullptr) {
+                const int error = errno;
+                throw Error(ErrorCode::IoError, fmt::format("save: cannot create {}: {}", temp_name,
+                                                            std::generic_category().message(error != 0 ? error : EIO)));
+            }
             bool ok = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size() && std::fflush(file) == 0;
 #ifdef LLMFAST_CACHE_HAVE_FSYNC
             ok = ok && ::fsync(::fileno(file)) == 0;
@@ -466,7 +491,7 @@ public:
             if (!ok) {
                 std::error_code ignored;
                 std::filesystem::remove(temp, ignored);
-                throw Error(ErrorCode::IoError, fmt::format("save: writing {} failed", temp.string()));
+                throw Error(ErrorCode::IoError, fmt::format("save: writing {} failed", temp_name));
             }
         }
         std::error_code error;
@@ -474,26 +499,27 @@ public:
         if (error) {
             std::error_code ignored;
             std::filesystem::remove(temp, ignored);
-            throw Error(ErrorCode::IoError, fmt::format("save: renaming to {} failed: {}", path.string(), error.message()));
+            throw Error(ErrorCode::IoError,
+                        fmt::format("save: renaming to {} failed: {}", detail::path_for_message(path), error.message()));
         }
     }
 
     /// Replaces the cache's content with the snapshot's (expired entries are dropped; if it holds more
-    /// than the capacity, the least recently used are evicted). Validates everything first: on any
-    /// error the cache is unchanged. Re-embeds the prompts (outside locks) when the semantic tier is on.
+    /// than the capacity, the least recently used are evicted — the snapshot is in one recency order
+    /// for the whole cache, so this holds whatever shard count either cache has; as everywhere in the
+    /// cache, capacity is per shard, so each shard keeps its own most recently used). Validates
+    /// everything first: on any error the cache is unchanged. Re-embeds the prompts (outside locks)
+    /// when the semantic tier is on.
     void load_from_string(std::string_view bytes) {
         std::vector<Prepared> prepared = parse_snapshot(bytes);
         clear();
         for (Prepared& entry : prepared) insert_prepared(std::move(entry), false);
     }
 
-    void load(const std::filesystem::path& path) {
-        std::ifstream file(path, std::ios::binary);
-        if (!file) throw Error(ErrorCode::IoError, fmt::format("load: cannot open {}", path.string()));
-        std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-        if (file.bad()) throw Error(ErrorCode::IoError, fmt::format("load: reading {} failed", path.string()));
-        load_from_string(bytes);
-    }
+    /// `load_from_string` of the file at `path`. A path that cannot be opened or read (missing, a
+    /// directory, a read error part way through) throws Error(IoError) naming the path, and the cache
+    /// is unchanged.
+    void load(const std::filesystem::path& path) { load_from_string(detail::read_whole_file(path, "load")); }
 
 private:
     struct Scope {
@@ -515,6 +541,7 @@ private:
         std::int64_t created = 0;
         std::int64_t expires = 0;
         std::size_t bytes = 0;
+        std::uint64_t last_use = 0;  // next_use_ when inserted or last hit (taken under the shard lock)
         bool indexed = false;
     };
 
@@ -555,6 +582,7 @@ private:
     };
 
     struct SavedEntry {
+        std::uint64_t last_use;
         std::shared_ptr<Scope> scope;
         std::string prompt;
         std::shared_ptr<const std::string> response;
@@ -609,6 +637,18 @@ private:
         }
     }
 
+    // A name for save's temporary file that concurrent saves to the same path do not share; never
+    // throws (std::random_device may, when the system has no entropy source).
+    std::uint64_t temp_suffix() const noexcept {
+        std::uint64_t suffix = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                               static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(this));
+        try {
+            suffix ^= static_cast<std::uint64_t>(std::random_device{}()) << 32U;
+        } catch (...) {
+        }
+        return suffix;
+    }
+
     [[nodiscard]] std::int64_t now_ns() const {
         return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_->now().time_since_epoch()).count();
     }
@@ -641,6 +681,7 @@ private:
             return {};
         }
         if (entry != shard.lru.begin()) shard.lru.splice(shard.lru.begin(), shard.lru, entry);
+        entry->last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
         stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
         return LookupResult{MatchKind::Exact, 1.0F, std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry->created)),
                             entry->response};
@@ -664,15 +705,23 @@ private:
     }
 
     // Embeds into `out` and L2-normalizes it, so the index's inner product is the cosine whatever the
-    // embedder returns. False for a zero (or non-finite) vector, which must never match anything.
+    // embedder returns. False (and counted in `unusable_embeddings`) for a zero or non-finite vector:
+    // it must never match anything, and the indexes reject non-finite input. The scaling is done in
+    // double: a float 1/norm overflows to inf for a vector of subnormals, which made NaNs.
     bool embed_normalized(std::string_view prompt, std::span<float> out) const {
         embedder_.embed(prompt, out);
         double norm = 0;
         for (const float x : out) norm += static_cast<double>(x) * static_cast<double>(x);
-        if (!(norm > 0) || !std::isfinite(norm)) return false;
-        const auto inv = static_cast<float>(1.0 / std::sqrt(norm));
-        for (float& x : out) x *= inv;
-        return true;
+        bool usable = norm > 0 && std::isfinite(norm);
+        if (usable) {
+            const double inv = 1.0 / std::sqrt(norm);
+            for (float& x : out) {
+                x = static_cast<float>(static_cast<double>(x) * inv);
+                usable = usable && std::isfinite(x);
+            }
+        }
+        if (!usable) unusable_embeddings_.fetch_add(1, std::memory_order_relaxed);
+        return usable;
     }
 
     LookupResult lookup_semantic(std::string_view prompt, std::string_view scope_name) {
@@ -708,6 +757,7 @@ private:
                 continue;
             }
             shard.lru.splice(shard.lru.begin(), shard.lru, entry);
+            entry->last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
             stats_.semantic_hits.fetch_add(1, std::memory_order_relaxed);
             return LookupResult{MatchKind::Semantic, std::min(candidate.score, 1.0F),
                                 std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry->created)), entry->response};
@@ -766,6 +816,7 @@ private:
                 entry->signature = std::move(prepared.signature);
                 entry->created = prepared.created;
                 entry->expires = prepared.expires;
+                entry->last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
                 entry->indexed = !prepared.vector.empty() && scope->index.has_value();
                 entry->bytes = entry_bytes(*entry);
                 if (entry->bytes > shard.max_bytes) {
@@ -924,6 +975,8 @@ private:
     mutable std::shared_mutex scopes_mutex_;
     std::unordered_map<std::string, std::shared_ptr<Scope>> scopes_;
     std::atomic<std::uint64_t> next_id_{0};
+    std::atomic<std::uint64_t> next_use_{0};  // recency stamps: one order across all shards
+    mutable std::atomic<std::uint64_t> unusable_embeddings_{0};
     std::atomic<std::size_t> entry_count_{0};
     std::atomic<std::size_t> memory_bytes_{0};
     Counters stats_;

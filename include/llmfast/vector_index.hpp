@@ -19,7 +19,8 @@
 // `remove` need exclusive access (SemanticCache holds a reader/writer lock per scope).
 //
 // Errors: the constructor throws Error(InvalidArgument) for dimension 0; `add` and `search` throw
-// Error(InvalidArgument) when the vector's size differs from `dimension()`.
+// Error(InvalidArgument) when the vector's size differs from `dimension()` or when it holds a NaN or
+// an infinity (no score can be computed from one; the index is then unchanged).
 #pragma once
 
 #include <llmfast/error.hpp>
@@ -62,6 +63,16 @@ concept VectorIndex = requires(I& index, const I& const_index, std::uint64_t id,
 };
 
 namespace detail {
+
+/// Throws Error(InvalidArgument) "<index>::<what>: ..." if `vector` holds a NaN or an infinity.
+inline void require_finite(std::span<const float> vector, const char* index, const char* what) {
+    for (std::size_t i = 0; i < vector.size(); ++i) {
+        if (!std::isfinite(vector[i])) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("{}::{}: element {} of the vector is not finite ({})", index, what, i, vector[i]));
+        }
+    }
+}
 
 /// Keeps the best `k` hits seen so far, sorted best first. `k` is small (the cache asks for a
 /// handful), so insertion into a short sorted array beats a heap.
@@ -134,6 +145,8 @@ inline std::int32_t dot_i8(const std::int8_t* a, const std::int8_t* b, std::size
 }
 
 /// Symmetric int8 quantization: scale = max|x| / 127; returns the scale (0 for the zero vector).
+/// `in` must be finite (the index checks). The factor is a double: 127 / max|x| overflows a float
+/// for subnormal input, and inf * 0 = NaN must never reach the int8 conversion.
 inline float quantize_i8(std::span<const float> in, std::int8_t* out) noexcept {
     float max_abs = 0;
     for (const float x : in) max_abs = std::max(max_abs, std::fabs(x));
@@ -141,10 +154,10 @@ inline float quantize_i8(std::span<const float> in, std::int8_t* out) noexcept {
         std::memset(out, 0, in.size());
         return 0;
     }
-    const float inv = 127.0F / max_abs;
+    const double inv = 127.0 / static_cast<double>(max_abs);
     for (std::size_t i = 0; i < in.size(); ++i) {
-        const float q = std::nearbyint(in[i] * inv);
-        out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0F, 127.0F));
+        const double q = std::nearbyint(static_cast<double>(in[i]) * inv);
+        out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0, 127.0));
     }
     return max_abs / 127.0F;
 }
@@ -188,9 +201,11 @@ public:
         }
     }
 
-    /// Adds `vector` under `id`, replacing the vector already stored under that id.
+    /// Adds `vector` under `id`, replacing the vector already stored under that id. Throws
+    /// Error(InvalidArgument) for a wrong size or a non-finite element (the index is then unchanged).
     void add(std::uint64_t id, std::span<const float> vector) {
         check_size(vector.size(), "add");
+        detail::require_finite(vector, "FlatIndex", "add");
         std::size_t row = 0;
         if (const auto it = slots_.find(id); it != slots_.end()) {
             row = it->second;
@@ -246,9 +261,11 @@ public:
 
     [[nodiscard]] bool contains(std::uint64_t id) const { return slots_.contains(id); }
 
-    /// Up to `k` ids with the highest inner product with `query`, best first.
+    /// Up to `k` ids with the highest inner product with `query`, best first. Throws
+    /// Error(InvalidArgument) for a wrong size or a non-finite element.
     [[nodiscard]] std::vector<SearchHit> search(std::span<const float> query, std::size_t k) const {
         check_size(query.size(), "search");
+        detail::require_finite(query, "FlatIndex", "search");
         const std::size_t n = ids_.size();
         if (k == 0 || n == 0) return {};
         if (options_.storage == Storage::Float32) {
@@ -258,7 +275,8 @@ public:
             const std::size_t block_size = detail::block_rows * dim4_;
             float scores[detail::block_rows];
             if (k == 1) {  // the cache's common case: one pass, no bookkeeping
-                std::size_t best = 0;
+                // As TopK: a score that is not above -inf (an overflowed or NaN product) is no hit.
+                std::size_t best = n;
                 float best_score = -std::numeric_limits<float>::infinity();
                 for (std::size_t first = 0; first < n; first += detail::block_rows) {
                     detail::block_scores(q, f32_.data() + first / detail::block_rows * block_size, dim4_, scores);
@@ -270,6 +288,7 @@ public:
                         }
                     }
                 }
+                if (best == n) return {};
                 return {SearchHit{ids_[best], best_score}};
             }
             detail::TopK top(k);
