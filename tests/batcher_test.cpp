@@ -14,10 +14,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <future>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <numeric>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -67,6 +69,16 @@ struct Recorder {
         std::lock_guard lock(mutex);
         return batches;
     }
+};
+
+// Releases the recorder's hold when it goes out of scope, so a failed REQUIRE cannot leave the worker
+// stuck in the handler (and the batcher's destructor waiting for it) — declare it after what must end first.
+struct ReleaseOnExit {
+    Recorder& recorder;
+    explicit ReleaseOnExit(Recorder& r) : recorder(r) {}
+    ReleaseOnExit(const ReleaseOnExit&) = delete;
+    ReleaseOnExit& operator=(const ReleaseOnExit&) = delete;
+    ~ReleaseOnExit() { recorder.set_hold(false); }
 };
 
 llmfast::BatchFunction<int, int> handler_of(Recorder& recorder) {
@@ -494,6 +506,169 @@ TEST_CASE("the queue bound rejects at once, or blocks up to a timeout when asked
         recorder.set_hold(false);
         CHECK(a.get() == 10);
         blocker.get();
+    }
+}
+
+// Issue 11, defect 5: a submit blocked on a full queue ended only at block_when_full_for (or room / close),
+// ignoring the request's own deadline and stop token.
+TEST_CASE("a submit blocked on a full queue ends at the earliest of its bounds", "[batcher]") {
+    llmfast::ManualClock clock(1h);
+    Recorder recorder;
+    // Worker held in the handler, queue (max_queue = 1) full: the next submit blocks.
+    auto fill = [&](ManualBatcher& batcher, std::vector<std::future<int>>& keep) {
+        recorder.set_hold(true);
+        keep.push_back(batcher.submit(0));
+        recorder.wait_entered(1);
+        keep.push_back(batcher.submit(1));
+    };
+    auto message_of = [](auto&& f) -> std::string {
+        try {
+            f();
+        } catch (const llmfast::Error& e) {
+            return e.what();
+        }
+        return "no error";
+    };
+    const BatcherOptions options{.max_batch_size = 8, .max_wait = 0ms, .max_queue = 1, .block_when_full_for = 30s};
+
+    SECTION("its timeout, on the manual clock: DeadlineExceeded when the clock passes it, not QueueFull at 30 s") {
+        ManualBatcher batcher(handler_of(recorder), options, {}, clock);
+        std::vector<std::future<int>> keep;
+        fill(batcher, keep);
+        auto blocked = std::async(std::launch::async, [&] {
+            return message_of([&] { (void)batcher.submit(2, {.timeout = 100ms}); });
+        });
+        ReleaseOnExit release{recorder};
+        CHECK(blocked.wait_for(30ms) == std::future_status::timeout);  // the manual clock is frozen
+        clock.advance(100ms);
+        REQUIRE(blocked.wait_for(10s) == std::future_status::ready);  // well before block_when_full_for (30 s)
+        const std::string message = blocked.get();
+        CHECK(message.rfind("DeadlineExceeded", 0) == 0);
+        CHECK(message.find("already") == std::string::npos);
+        CHECK(batcher.metrics().expired == 1);
+        recorder.set_hold(false);
+        for (auto& f : keep) f.get();
+    }
+    SECTION("try_submit: its deadline ends the wait with the status DeadlineExceeded, the callback never runs") {
+        ManualBatcher batcher(handler_of(recorder), options, {}, clock);
+        std::vector<std::future<int>> keep;
+        fill(batcher, keep);
+        std::atomic<bool> called{false};
+        const auto deadline = clock.now() + 5ms;
+        auto blocked = std::async(std::launch::async, [&] {
+            return batcher.try_submit(2, {.deadline = deadline}, [&](llmfast::BatchResult<int>&&) { called = true; });
+        });
+        ReleaseOnExit release{recorder};
+        CHECK(blocked.wait_for(30ms) == std::future_status::timeout);
+        clock.advance(5ms);
+        REQUIRE(blocked.wait_for(10s) == std::future_status::ready);
+        CHECK(blocked.get() == ErrorCode::DeadlineExceeded);
+        recorder.set_hold(false);
+        for (auto& f : keep) f.get();
+        CHECK_FALSE(called);
+    }
+    SECTION("its stop token: Cancelled as soon as it fires, and the message does not say 'already'") {
+        ManualBatcher batcher(handler_of(recorder), options, {}, clock);
+        std::vector<std::future<int>> keep;
+        fill(batcher, keep);
+        std::stop_source stop;
+        auto blocked = std::async(std::launch::async, [&] {
+            return message_of([&] { (void)batcher.submit(2, {.stop_token = stop.get_token()}); });
+        });
+        ReleaseOnExit release{recorder};
+        CHECK(blocked.wait_for(30ms) == std::future_status::timeout);
+        stop.request_stop();
+        REQUIRE(blocked.wait_for(10s) == std::future_status::ready);
+        const std::string message = blocked.get();
+        CHECK(message.rfind("Cancelled", 0) == 0);
+        CHECK(message.find("already") == std::string::npos);
+        CHECK(batcher.metrics().cancelled == 1);
+        recorder.set_hold(false);
+        for (auto& f : keep) f.get();
+    }
+    SECTION("block_when_full_for = nanoseconds::max() waits for room instead of overflowing into QueueFull") {
+        auto unbounded = options;
+        unbounded.block_when_full_for = std::chrono::nanoseconds::max();
+        ManualBatcher batcher(handler_of(recorder), unbounded, {}, clock);
+        std::vector<std::future<int>> keep;
+        fill(batcher, keep);
+        auto blocked = std::async(std::launch::async, [&] { return batcher.submit(2).get(); });
+        ReleaseOnExit release{recorder};
+        CHECK(blocked.wait_for(30ms) == std::future_status::timeout);
+        recorder.set_hold(false);
+        CHECK(blocked.get() == 20);
+        for (auto& f : keep) f.get();
+    }
+}
+
+TEST_CASE("end to end on the steady clock: a submit blocked on a full queue ends at its timeout", "[batcher]") {
+    Recorder recorder;
+    llmfast::DynamicBatcher<int, int> batcher(
+        handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms, .max_queue = 1, .block_when_full_for = 30s});
+    recorder.set_hold(true);
+    auto blocker = batcher.submit(0);
+    recorder.wait_entered(1);
+    auto a = batcher.submit(1);
+    auto blocked = std::async(std::launch::async, [&] {
+        return error_code_of([&] { (void)batcher.submit(2, {.timeout = 100ms}); });
+    });
+    ReleaseOnExit release{recorder};
+    // Generous: the bound that must end the wait is 100 ms, the one that must not is 30 s.
+    REQUIRE(blocked.wait_for(10s) == std::future_status::ready);
+    CHECK(blocked.get() == ErrorCode::DeadlineExceeded);
+    recorder.set_hold(false);
+    CHECK(a.get() == 10);
+    blocker.get();
+}
+
+// Issue 11, defect 7: with the default max_batch_cost (SIZE_MAX) the summed cost wrapped around, so a batch
+// ready by cost waited for max_wait.
+TEST_CASE("costs near SIZE_MAX: the summed cost does not overflow", "[batcher]") {
+    llmfast::ManualClock clock;
+    Recorder recorder;
+    constexpr std::size_t half = std::size_t{1} << (std::numeric_limits<std::size_t>::digits - 1);  // 2^63
+    auto cost = [](const int& v) -> std::size_t {
+        if (v == 1) return half;
+        if (v == 2) return std::numeric_limits<std::size_t>::max();
+        return static_cast<std::size_t>(v);
+    };
+    SECTION("two requests of 2^63 reach SIZE_MAX: the first is dispatched without waiting max_wait") {
+        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_wait = 1h}, cost, clock);
+        auto a = batcher.submit(1);
+        auto b = batcher.submit(1);
+        REQUIRE(ready_within(a, 10000ms));  // the clock is frozen: only the cost trigger can dispatch it
+        CHECK(a.get() == 10);
+        CHECK_FALSE(ready_within(b, 30ms));  // alone, 2^63 < SIZE_MAX: waits for max_wait
+        clock.advance(1h);
+        CHECK(b.get() == 10);
+        CHECK(recorder.snapshot() == Batches{{1}, {1}});
+    }
+    SECTION("a cost of SIZE_MAX behind a cost of 3: both dispatched, each alone") {
+        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_wait = 1h}, cost, clock);
+        auto a = batcher.submit(3);
+        auto b = batcher.submit(2);
+        REQUIRE(ready_within(a, 10000ms));
+        REQUIRE(ready_within(b, 10000ms));
+        CHECK(a.get() == 30);
+        CHECK(b.get() == 20);
+        CHECK(recorder.snapshot() == Batches{{3}, {2}});
+    }
+}
+
+TEST_CASE("now + timeout saturates at the clock's limits both ways", "[batcher]") {
+    Recorder recorder;
+    SECTION("a hugely negative timeout has already passed (even on a clock before its epoch)") {
+        llmfast::ManualClock clock(-1h);
+        ManualBatcher batcher(handler_of(recorder), {.max_wait = 0ms}, {}, clock);
+        CHECK(error_code_of([&] { (void)batcher.submit(1, {.timeout = std::chrono::nanoseconds::min()}); }) ==
+              ErrorCode::DeadlineExceeded);
+        CHECK(error_code_of([&] { (void)batcher.submit(1, {.timeout = -1ns}); }) == ErrorCode::DeadlineExceeded);
+        CHECK(batcher.metrics().accepted == 0);
+    }
+    SECTION("a huge timeout never expires (even late in the clock's range)") {
+        llmfast::ManualClock clock(std::chrono::nanoseconds::max() - 1h);
+        ManualBatcher batcher(handler_of(recorder), {.max_wait = 0ms}, {}, clock);
+        CHECK(batcher.submit(4, {.timeout = std::chrono::nanoseconds::max()}).get() == 40);
     }
 }
 

@@ -34,19 +34,25 @@
 // order); keep them short and non-throwing (an exception a callback throws is swallowed and counted in
 // `BatcherMetrics::callback_errors`). A callback may submit and may call close(), but must not destroy
 // the batcher. Cancellation is noticed at once when a worker is idle, otherwise when the next batch is
-// formed; a request that was dispatched runs to completion.
+// formed; a request that was dispatched runs to completion. A submit blocked on a full queue
+// (`block_when_full_for`) returns at the earliest of: room in the queue, block_when_full_for, the
+// request's deadline / timeout, its stop token, close().
 //
 // Time: deadlines, max_wait and the queue-wait metrics use the clock `C` (std::chrono::steady_clock by
-// default). With another clock (llmfast::ManualClock in tests) the idle workers re-read it every 200 µs.
+// default). With another clock (llmfast::ManualClock in tests) the idle workers, and a submit blocked on a
+// full queue whose request has a deadline, re-read it every 200 µs. `now + timeout` saturates at the
+// clock's limits both ways (a huge timeout never expires, a hugely negative one has already passed);
+// summed costs never overflow (any cost up to SIZE_MAX).
 // Hot path: the callback form allocates nothing per request once the queue has grown (a ring buffer,
 // the callback stored inline up to 48 bytes; a stop token that can fire costs one allocation). The future
 // form pays for std::promise (an allocation, and in libstdc++ a futex syscall to set the value).
 //
 // Errors (llmfast::Error codes):
 //   constructor                  InvalidArgument (an option out of range)
-//   submit (both forms)          throws QueueFull (queue at max_queue, not blocking or the block timed out),
-//                                Closed (close() was called), InvalidArgument (priority out of range),
-//                                DeadlineExceeded / Cancelled (already past deadline / stop requested);
+//   submit (both forms)          throws QueueFull (queue at max_queue, not blocking or block_when_full_for
+//                                ran out), Closed (close() was called, also while blocked), InvalidArgument
+//                                (priority out of range), DeadlineExceeded / Cancelled (deadline passed /
+//                                stop requested, before the call or while it blocked on a full queue);
 //                                exceptions of the cost function propagate. Nothing is enqueued then.
 //   try_submit                   returns those codes instead of throwing (ErrorCode::Ok on success).
 //   the future / BatchResult     DeadlineExceeded (deadline passed while queued), Cancelled (stop token
@@ -73,6 +79,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ratio>
 #include <span>
 #include <stop_token>
 #include <string>
@@ -106,7 +113,9 @@ struct BatcherOptions {
     std::size_t workers = 1;                                              ///< >= 1; batches running at once
     std::size_t priority_levels = 4;                                      ///< 1..64; priorities 0..levels-1
     /// When the queue is full, submit blocks up to this long for room before failing with QueueFull.
-    /// 0 (the default): fail at once. Measured on std::chrono::steady_clock whatever the batcher's Clock.
+    /// 0 (the default): fail at once; nanoseconds::max(): no limit of its own. Measured on
+    /// std::chrono::steady_clock whatever the batcher's Clock. The request's own deadline / timeout
+    /// (DeadlineExceeded), its stop token (Cancelled) and close() (Closed) end the wait earlier.
     std::chrono::nanoseconds block_when_full_for = std::chrono::nanoseconds::zero();
 };
 
@@ -251,6 +260,42 @@ private:
     std::uint64_t max_ = 0;
 };
 
+/// The exact sum of up to SIZE_MAX values of std::size_t (two words with a carry), so costs near SIZE_MAX
+/// never wrap around. Not synchronised: the batcher updates it under its mutex.
+class CostSum {
+public:
+    void add(std::size_t v) noexcept {
+        low_ += v;
+        if (low_ < v) ++high_;  // carry
+    }
+    void subtract(std::size_t v) noexcept {  // v was added before
+        if (low_ < v) --high_;  // borrow
+        low_ -= v;
+    }
+    [[nodiscard]] bool at_least(std::size_t v) const noexcept { return high_ > 0 || low_ >= v; }
+
+private:
+    std::size_t low_ = 0;
+    std::size_t high_ = 0;
+};
+
+/// `t + d`, saturated at TimePoint's min() / max() instead of overflowing (both signs of d, and a clock
+/// whose duration is finer than a nanosecond).
+template <class TimePoint>
+TimePoint add_saturating(TimePoint t, std::chrono::nanoseconds d) noexcept {
+    using Dur = typename TimePoint::duration;
+    if constexpr (std::ratio_less_v<typename Dur::period, std::nano>) {
+        // Converting d to the finer unit multiplies: clamp first (Dur::max() in nanoseconds divides).
+        const auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(Dur::max());
+        if (d >= limit) return TimePoint::max();
+        if (d <= -limit) return TimePoint::min();
+    }
+    const auto step = std::chrono::duration_cast<Dur>(d);
+    if (step > Dur::zero() && t > TimePoint::max() - step) return TimePoint::max();
+    if (step < Dur::zero() && t < TimePoint::min() - step) return TimePoint::min();
+    return t + step;
+}
+
 /// A FIFO ring buffer that grows geometrically and never shrinks, so a steady-state queue allocates
 /// nothing (std::deque allocates and frees a block every few elements, and the batcher would do that
 /// under its mutex). Not synchronised.
@@ -353,7 +398,9 @@ public:
         std::promise<Resp> promise;
         std::future<Resp> future = promise.get_future();
         Callback done{PromiseCompletion{std::move(promise)}};
-        if (const ErrorCode status = enqueue(request, options, done); status != ErrorCode::Ok) throw_status(status);
+        bool blocked = false;
+        if (const ErrorCode status = enqueue(request, options, done, blocked); status != ErrorCode::Ok)
+            throw_status(status, blocked);
         return future;
     }
 
@@ -363,7 +410,9 @@ public:
         requires std::is_invocable_v<std::decay_t<F>&, Result&&>
     void submit(Req request, Options options, F&& callback) {
         Callback done{std::forward<F>(callback)};
-        if (const ErrorCode status = enqueue(request, options, done); status != ErrorCode::Ok) throw_status(status);
+        bool blocked = false;
+        if (const ErrorCode status = enqueue(request, options, done, blocked); status != ErrorCode::Ok)
+            throw_status(status, blocked);
     }
 
     /// Like submit, but returns the status instead of throwing. `request` is moved from only on Ok (so a
@@ -372,7 +421,8 @@ public:
         requires std::is_invocable_v<std::decay_t<F>&, Result&&>
     [[nodiscard]] ErrorCode try_submit(Req&& request, Options options, F&& callback) {
         Callback done{std::forward<F>(callback)};
-        return enqueue(request, options, done);
+        bool blocked = false;
+        return enqueue(request, options, done, blocked);
     }
 
     /// Future form of try_submit: `request` is moved from only on Ok.
@@ -380,7 +430,8 @@ public:
         std::promise<Resp> promise;
         TrySubmitResult<Resp> result{ErrorCode::Ok, promise.get_future()};
         Callback done{PromiseCompletion{std::move(promise)}};
-        result.status = enqueue(request, options, done);
+        bool blocked = false;
+        result.status = enqueue(request, options, done, blocked);
         if (result.status != ErrorCode::Ok) result.future = {};
         return result;
     }
@@ -498,31 +549,35 @@ private:
         return o;
     }
 
-    [[noreturn]] static void throw_status(ErrorCode status) {
+    // `blocked`: the submit waited for room in a full queue, so the bound that ended it fired meanwhile.
+    [[noreturn]] static void throw_status(ErrorCode status, bool blocked) {
         switch (status) {
-            case ErrorCode::QueueFull: throw Error(status, "the batcher queue is full");
-            case ErrorCode::Closed: throw Error(status, "the batcher is closed");
+            case ErrorCode::QueueFull:
+                throw Error(status, blocked ? "the batcher queue stayed full for block_when_full_for"
+                                            : "the batcher queue is full");
+            case ErrorCode::Closed:
+                throw Error(status, blocked ? "the batcher was closed while submit waited for room in the queue"
+                                            : "the batcher is closed");
             case ErrorCode::InvalidArgument: throw Error(status, "priority out of range 0..priority_levels-1");
-            case ErrorCode::DeadlineExceeded: throw Error(status, "the request's deadline already passed");
-            case ErrorCode::Cancelled: throw Error(status, "the request's stop token was already triggered");
+            case ErrorCode::DeadlineExceeded:
+                throw Error(status, blocked ? "the request's deadline passed while submit waited for room in the queue"
+                                            : "the request's deadline already passed");
+            case ErrorCode::Cancelled:
+                throw Error(status, blocked ? "the request's stop token was triggered while submit waited for room "
+                                              "in the queue"
+                                            : "the request's stop token was already triggered");
             default: throw Error(status, "submit failed");
         }
     }
 
-    static time_point add_saturating(time_point t, std::chrono::nanoseconds d) {
-        using Dur = typename time_point::duration;
-        const auto step = std::chrono::duration_cast<Dur>(d);
-        if (step.count() > 0 && t > time_point::max() - step) return time_point::max();
-        return t + step;
-    }
-
-    // Moves `request` and `done` into the queue on Ok; leaves both untouched otherwise.
-    ErrorCode enqueue(Req& request, const Options& options, Callback& done) {
+    // Moves `request` and `done` into the queue on Ok; leaves both untouched otherwise. Sets `blocked`
+    // when it waited for room in a full queue.
+    ErrorCode enqueue(Req& request, const Options& options, Callback& done, bool& blocked) {
         if (options.priority < 0 || static_cast<std::size_t>(options.priority) >= levels_.size())
             return ErrorCode::InvalidArgument;
         time_point now = clock_->now();
         time_point deadline = options.deadline;
-        if (options.timeout) deadline = std::min(deadline, add_saturating(now, *options.timeout));
+        if (options.timeout) deadline = std::min(deadline, detail::add_saturating(now, *options.timeout));
         const std::size_t cost = cost_ ? cost_(request) : std::size_t{1};
 
         // Registered before taking mutex_ (the callback takes it) and, on failure, destroyed after
@@ -551,27 +606,43 @@ private:
                 return ErrorCode::Closed;
             }
             if (depth_ >= options_.max_queue && options_.block_when_full_for > std::chrono::nanoseconds::zero()) {
-                const auto until = std::chrono::steady_clock::now() + options_.block_when_full_for;
+                // Ends at the earliest of: room, close(), the stop token (on_stop wakes space_cv_), the
+                // request's deadline, block_when_full_for.
+                blocked = true;
+                using steady = std::chrono::steady_clock;
+                const steady::time_point until = detail::add_saturating(steady::now(), options_.block_when_full_for);
                 ++blocked_producers_;
-                space_cv_.wait_until(lock, until, [&] { return closing_ || depth_ < options_.max_queue; });
+                for (;;) {
+                    now = clock_->now();  // queue wait and max_wait count from the actual enqueue
+                    if (closing_ || depth_ < options_.max_queue || deadline <= now || options.stop_token.stop_requested())
+                        break;
+                    const steady::time_point real_now = steady::now();
+                    if (real_now >= until) break;
+                    if constexpr (steady_time) {
+                        space_cv_.wait_until(lock, std::min(until, deadline));
+                    } else if (deadline == time_point::max()) {
+                        space_cv_.wait_until(lock, until);
+                    } else {  // the deadline is on a clock the condition variable cannot wait on: poll it
+                        space_cv_.wait_until(lock, std::min(until, detail::add_saturating(real_now, poll_interval)));
+                    }
+                }
                 --blocked_producers_;
-                now = clock_->now();  // queue wait and max_wait count from the actual enqueue
                 if (closing_) {
                     ++rejected_;
                     return ErrorCode::Closed;
                 }
+                if (const ErrorCode status = expired_or_cancelled(); status != ErrorCode::Ok) return status;
             }
             if (depth_ >= options_.max_queue) {
                 ++rejected_;
                 return ErrorCode::QueueFull;
             }
-            if (const ErrorCode status = expired_or_cancelled(); status != ErrorCode::Ok) return status;  // blocked meanwhile
             const bool was_empty = depth_ == 0;
             levels_[static_cast<std::size_t>(options.priority)].push_back(
                 Entry{std::move(request), cost, now, deadline, options.stop_token, std::move(on_stop), std::move(done)});
             ++depth_;
             ++accepted_;
-            total_cost_ += capped(cost);
+            total_cost_.add(cost);
             bool earlier_deadline = false;
             if (deadline < earliest_deadline_) {
                 earliest_deadline_ = deadline;
@@ -590,20 +661,19 @@ private:
     }
 
     void on_cancel() {
+        bool producers = false;
         {
             std::lock_guard lock(mutex_);
             cancel_pending_ = true;
+            producers = blocked_producers_ > 0;
         }
         work_cv_.notify_one();
+        if (producers) space_cv_.notify_all();  // the token may be a blocked submit's: end its wait
     }
-
-    // What a request adds to total_cost_: above max_batch_cost it goes alone anyway, and the cap keeps the
-    // sum from overflowing.
-    std::size_t capped(std::size_t cost) const noexcept { return std::min(cost, options_.max_batch_cost); }
 
     bool batch_ready_by_size_or_cost() const noexcept {
         return options_.max_wait == std::chrono::nanoseconds::zero() || depth_ >= options_.max_batch_size ||
-               total_cost_ >= options_.max_batch_cost;
+               total_cost_.at_least(options_.max_batch_cost);
     }
 
     time_point oldest_enqueued() const noexcept {
@@ -616,7 +686,7 @@ private:
     void pop_front(detail::RingQueue<Entry>& level, Entry& entry, Work& work) {
         if (entry.on_stop) work.stop_callbacks.push_back(std::move(entry.on_stop));
         --depth_;
-        total_cost_ -= capped(entry.cost);
+        total_cost_.subtract(entry.cost);
         level.pop_front();
     }
 
@@ -649,7 +719,7 @@ private:
         if (e.on_stop) work.stop_callbacks.push_back(std::move(e.on_stop));
         work.dropped.emplace_back(std::move(e.done), code);
         --depth_;
-        total_cost_ -= capped(e.cost);
+        total_cost_.subtract(e.cost);
     }
 
     // Pops the next batch: priority order, FIFO within a level, up to max_batch_size requests and
@@ -726,7 +796,7 @@ private:
                 continue;
             }
             if (!closing_ && !batch_ready_by_size_or_cost()) {
-                const time_point due = add_saturating(oldest_enqueued(), options_.max_wait);
+                const time_point due = detail::add_saturating(oldest_enqueued(), options_.max_wait);
                 if (now < due) {
                     wait_until(lock, std::min(due, earliest_deadline_));
                     continue;
@@ -825,7 +895,7 @@ private:
     // --- guarded by mutex_ ---
     std::vector<detail::RingQueue<Entry>> levels_;  // index = priority
     std::size_t depth_ = 0;
-    std::size_t total_cost_ = 0;
+    detail::CostSum total_cost_;  // summed cost of the queued requests (exact, no overflow)
     time_point earliest_deadline_ = time_point::max();  // <= every queued deadline (may be stale-early)
     std::size_t idle_workers_ = 0;
     std::size_t blocked_producers_ = 0;
