@@ -17,19 +17,33 @@
 //
 // The three macros are the single source of truth: CMake reads them to set the project version,
 // and the package configuration files are generated from it.
+//
+// Every llmfast header includes this one first: it also defines the namespace macros. All of the
+// library lives in an inline namespace named after the ABI version (`llmfast::v0_2`), as fmt does, so
+// two llmfast versions linked into one program get distinct symbols instead of silently violating the
+// one-definition rule; users keep writing `llmfast::X`.
 
 #define LLMFAST_VERSION_MAJOR 0
-#define LLMFAST_VERSION_MINOR 1
+#define LLMFAST_VERSION_MINOR 2
 #define LLMFAST_VERSION_PATCH 0
 
 // Encoded as MAJOR * 10000 + MINOR * 100 + PATCH, for `#if LLMFAST_VERSION >= 100` style checks.
 #define LLMFAST_VERSION (LLMFAST_VERSION_MAJOR * 10000 + LLMFAST_VERSION_MINOR * 100 + LLMFAST_VERSION_PATCH)
 
-namespace llmfast {
+// The inline namespace changes whenever the ABI may change: every minor version while at 0.x.
+#define LLMFAST_ABI_NAMESPACE v0_2
+#define LLMFAST_BEGIN_NAMESPACE \
+    namespace llmfast {         \
+    inline namespace LLMFAST_ABI_NAMESPACE {
+#define LLMFAST_END_NAMESPACE \
+    }                         \
+    }
+
+LLMFAST_BEGIN_NAMESPACE
 inline constexpr int version_major = LLMFAST_VERSION_MAJOR;
 inline constexpr int version_minor = LLMFAST_VERSION_MINOR;
 inline constexpr int version_patch = LLMFAST_VERSION_PATCH;
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE
 // ---- end llmfast/version.hpp ----
 // ---- begin llmfast/error.hpp ----
 // llmfast/error.hpp — the one error type of the library, and the codes callers branch on.
@@ -432,7 +446,20 @@ private:
 //     `whitespace_run` tokens;
 //   - anything else (emoji, other scripts, symbols, invalid bytes): `other_byte` tokens per UTF-8 byte,
 //     since byte-level BPE falls back to bytes for what its vocabulary lacks.
-// The result is rounded up. It is an estimate: use the exact tokenizer where a budget is billed.
+// The result is rounded up, and a non-empty text costs at least 1. It is an estimate: use the exact
+// tokenizer where a budget is billed.
+//
+// WARNING — whitespace is nearly free: a whitespace run of ANY length costs `whitespace_run` (0.5)
+// tokens, so 50 MB of spaces or line breaks is estimated at 1 token. Real BPE vocabularies do merge
+// long runs, but not without limit. A token budget priced with this estimator therefore does not bound
+// the size of untrusted text: bound the bytes too (`TruncatorOptions::max_bytes` in truncator.hpp).
+//
+// `count` is monotone: a substring (between code points) never costs more than the text it is taken
+// from (every run price grows with the run's length, and prices are >= 0), and a longer prefix never
+// costs less.
+// `truncate(text, max_tokens)` is consistent with it: it returns the longest prefix, cut at a
+// character boundary (an ill-formed byte is one character), with `count(prefix) <= max_tokens`; when
+// `count(text) <= max_tokens` that is all of `text`.
 // Measured against the exact BPE counts (paragraphs of five sentences from shared/data/pairs-dev.tsv
 // and the demo's prompts), mean |relative error|: English 3 % (worst 22 %) with both presets; Chinese
 // 8-15 % for cl100k_base and 10-15 % for o200k_base (worst 35 %), lowest on everyday prompts, highest
@@ -446,16 +473,34 @@ private:
 #include <cmath>
 #include <concepts>
 #include <cstddef>
+#include <initializer_list>
 #include <string_view>
 
 namespace llmfast {
 
 /// What the truncator, the compressor and the demo need of a tokenizer: how many tokens a text costs.
 /// `count` must be callable on a const object (counters are shared between threads).
+///
+/// Optional: a counter may declare `static constexpr bool monotone = true;` when a substring never
+/// costs more than the text it is taken from: `count(s) <= count(t)` for valid UTF-8 `t` and every
+/// substring `s` of it that starts and ends at code-point boundaries.
+/// The truncator then proves that a long text does not fit by counting a prefix of it instead of the
+/// whole text. Declare it only if it holds for every text: a wrong claim makes the truncator cut a text
+/// that fits. `EstimatingTokenCounter` declares it; `BpeTokenizer` does not (BPE counts are not monotone).
 template <class Counter>
 concept TokenCounter = requires(const Counter& counter, std::string_view text) {
     { counter.count(text) } -> std::convertible_to<std::size_t>;
 };
+
+/// True when `Counter` declares `static constexpr bool monotone = true` (see `TokenCounter`).
+template <class Counter>
+inline constexpr bool is_monotone_token_counter = [] {
+    if constexpr (requires { Counter::monotone; }) {
+        return static_cast<bool>(Counter::monotone);
+    } else {
+        return false;
+    }
+}();
 
 /// The per-class costs the estimator uses; see the header comment. All must be >= 0.
 struct EstimatorRatios {
@@ -520,26 +565,57 @@ inline constexpr std::array<CharClass, 128> ascii_classes = [] {
 class EstimatingTokenCounter {
 public:
     constexpr EstimatingTokenCounter() noexcept = default;
-    /// Never throws: a divisor ratio that is not > 0 is clamped to 1.
+    /// Never throws: a divisor ratio that is not > 0 is clamped to 1, a price that is not >= 0 (or
+    /// NaN) to 0 (so the count stays monotone, see `TokenCounter`).
     constexpr explicit EstimatingTokenCounter(EstimatorRatios ratios) noexcept : ratios_(ratios) {
         if (!(ratios_.letters_per_token > 0)) ratios_.letters_per_token = 1;
         if (!(ratios_.digits_per_token > 0)) ratios_.digits_per_token = 1;
+        for (double* price : {&ratios_.cjk_ideograph, &ratios_.kana_hangul, &ratios_.punctuation,
+                              &ratios_.whitespace_run, &ratios_.other_byte})
+            if (!(*price >= 0)) *price = 0;
     }
 
     [[nodiscard]] constexpr const EstimatorRatios& ratios() const noexcept { return ratios_; }
 
+    /// A substring never costs more than the text it is taken from (see `TokenCounter`).
+    static constexpr bool monotone = true;
+
     /// Estimated tokens in `text` (0 for empty text, at least 1 otherwise). Never throws; invalid
     /// UTF-8 bytes are counted as `other_byte` each.
     [[nodiscard]] std::size_t count(std::string_view text) const noexcept {
+        return scan(text, static_cast<std::size_t>(-1)).tokens;
+    }
+
+    /// The longest prefix of `text`, cut at a character boundary (an ill-formed byte counts as one
+    /// character), with `count(prefix) <= max_tokens`; all of `text` when `count(text) <= max_tokens`,
+    /// empty when not even the first character fits. Reads only the prefix and the character after
+    /// it. Never throws.
+    [[nodiscard]] std::string_view truncate(std::string_view text, std::size_t max_tokens) const noexcept {
+        return text.substr(0, scan(text, max_tokens).length);
+    }
+
+private:
+    struct ScanResult {
+        std::size_t length;  ///< bytes of the longest prefix that costs <= the limit
+        std::size_t tokens;  ///< count() of that prefix
+    };
+
+    /// count() of the prefix up to each character boundary, stopping before the first boundary whose
+    /// prefix costs more than `limit`. The running sum is formed exactly as for the whole text, so
+    /// the prefix's price here is bit for bit `count(prefix)`; count is monotone, so the first prefix
+    /// over the limit ends the search.
+    [[nodiscard]] ScanResult scan(std::string_view text, std::size_t limit) const noexcept {
         // One pass. Letters, digits, punctuation and whitespace are priced per run, so the loop keeps
         // the class and length of the run in progress and prices it when a character of another
         // class ends it; every other class is priced per character. ASCII goes through a table.
+        const bool bounded = limit != static_cast<std::size_t>(-1);
         const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
         double total = 0;
         detail::CharClass run_class = detail::CharClass::Other;
         std::size_t run_chars = 0;  // 0: no run in progress
         std::size_t run_start = 0;
         std::size_t pos = 0;
+        std::size_t fitted = 0;  // bounded: tokens of text[0, pos)
         while (pos < text.size()) {
             detail::CharClass cls;
             std::size_t length = 1;
@@ -552,31 +628,43 @@ public:
             }
             if (run_chars > 0 && cls == run_class) {
                 ++run_chars;
-                pos += length;
-                continue;
+            } else {
+                if (run_chars > 0) total += price_run(run_class, run_chars, bytes[run_start]);
+                run_chars = 0;
+                switch (cls) {
+                    case detail::CharClass::Letter:
+                    case detail::CharClass::Digit:
+                    case detail::CharClass::Punctuation:
+                    case detail::CharClass::Space:
+                        run_class = cls;
+                        run_chars = 1;
+                        run_start = pos;
+                        break;
+                    case detail::CharClass::Cjk: total += ratios_.cjk_ideograph; break;
+                    case detail::CharClass::KanaHangul: total += ratios_.kana_hangul; break;
+                    case detail::CharClass::Other: total += ratios_.other_byte * static_cast<double>(length); break;
+                }
             }
-            if (run_chars > 0) total += price_run(run_class, run_chars, bytes[run_start]);
-            run_chars = 0;
-            switch (cls) {
-                case detail::CharClass::Letter:
-                case detail::CharClass::Digit:
-                case detail::CharClass::Punctuation:
-                case detail::CharClass::Space:
-                    run_class = cls;
-                    run_chars = 1;
-                    run_start = pos;
-                    break;
-                case detail::CharClass::Cjk: total += ratios_.cjk_ideograph; break;
-                case detail::CharClass::KanaHangul: total += ratios_.kana_hangul; break;
-                case detail::CharClass::Other: total += ratios_.other_byte * static_cast<double>(length); break;
+            if (bounded) {
+                const std::size_t tokens = finish(total, run_class, run_chars, bytes[run_start]);
+                if (tokens > limit) return {pos, fitted};  // monotone: no longer prefix fits either
+                fitted = tokens;
             }
             pos += length;
         }
-        if (run_chars > 0) total += price_run(run_class, run_chars, bytes[run_start]);
-        return static_cast<std::size_t>(std::ceil(total));
+        if (bounded || text.empty()) return {pos, fitted};
+        return {pos, finish(total, run_class, run_chars, run_chars > 0 ? bytes[run_start] : 0)};
     }
 
-private:
+    /// count() of a non-empty text whose closed runs sum to `total` and whose open run is (cls, chars).
+    [[nodiscard]] std::size_t finish(double total, detail::CharClass cls, std::size_t chars,
+                                     unsigned char first_byte) const noexcept {
+        if (chars > 0) total += price_run(cls, chars, first_byte);
+        if (!(total < 1e18)) return static_cast<std::size_t>(1e18);  // absurd ratios: saturate, never UB
+        const auto tokens = static_cast<std::size_t>(std::ceil(total));
+        return std::max<std::size_t>(tokens, 1);  // called only for non-empty text
+    }
+
     struct ClassAt {
         detail::CharClass cls;
         std::size_t length;
@@ -911,6 +999,7 @@ static_assert(std::movable<StreamingGenerator<int>> && !std::copyable<StreamingG
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <ranges>
@@ -1004,13 +1093,28 @@ private:
     const C* clock_ = nullptr;
 };
 
-/// `point + by`, clamped to the time_point's range (durations::max() means "no limit").
-template <class TimePoint, class Duration>
-TimePoint saturating_add(TimePoint point, Duration by) noexcept {
+/// `point + by`, clamped to the time_point's range in both directions: a sum past the top gives
+/// TimePoint::max() (durations::max() means "no limit"), one past the bottom TimePoint::min()
+/// (hours::min(), a negative timeout: a deadline already passed); a NaN `by` gives `point`. Never
+/// overflows, whatever the units and rep of `by`: the range check is done in long double (exact for
+/// 64-bit counts where long double has a 64-bit mantissa, as on x86-64 and AArch64 Linux; elsewhere
+/// a margin keeps it safe, so a sum within a rounding error of a bound saturates), and the sum in
+/// range is computed in the time_point's own integer rep.
+template <class TimePoint, class Rep, class Period>
+TimePoint saturating_add(TimePoint point, std::chrono::duration<Rep, Period> by) noexcept {
     using D = typename TimePoint::duration;
-    const D max_step = TimePoint::max() - point;
-    if (by >= std::chrono::duration_cast<Duration>(max_step)) return TimePoint::max();
-    return point + std::chrono::duration_cast<D>(by);
+    using Long = long double;
+    constexpr Long margin = std::numeric_limits<Long>::digits >= 64 ? Long{0} : std::numeric_limits<Long>::epsilon() * 4;
+    constexpr Long hi = static_cast<Long>(D::max().count()) * (1 - margin);
+    constexpr Long lo = static_cast<Long>(D::min().count()) * (1 - margin);
+    const Long step = std::chrono::duration<Long, typename D::period>(by).count();
+    if (std::isnan(step)) return point;
+    const Long target = static_cast<Long>(point.time_since_epoch().count()) + step;
+    if (target >= hi) return TimePoint::max();
+    if (target <= lo) return TimePoint::min();
+    // The sum is in range. `by` itself fits D unless it is huge and `point` is far the other way.
+    if (step < hi && step > lo) return point + std::chrono::duration_cast<D>(by);
+    return TimePoint(D(static_cast<typename D::rep>(target)));
 }
 
 }  // namespace detail
@@ -1045,7 +1149,8 @@ public:
         T copy(value);
         return push_impl(copy, nullptr);
     }
-    /// As `push`, but gives up at `deadline` with `Timeout`.
+    /// As `push`, but gives up at `deadline` with `Timeout`. `push_for`: a zero, negative or
+    /// `min()` timeout does not wait (as `try_push`); `max()` waits without a limit in practice.
     StreamStatus push_until(T&& value, clock::time_point deadline) { return push_impl(value, &deadline); }
     template <class Rep, class Period>
     StreamStatus push_for(T&& value, std::chrono::duration<Rep, Period> timeout) {
@@ -1072,7 +1177,9 @@ public:
 
     /// Waits for the next item. Returns Ok with the item, or Closed, Failed, Cancelled.
     Received<T> pop() { return pop_impl(nullptr); }
-    /// As `pop`, but returns `Timeout` at `deadline` (the channel stays usable).
+    /// As `pop`, but returns `Timeout` at `deadline` (the channel stays usable). `pop_for`: a zero,
+    /// negative or `min()` timeout does not wait (as `try_pop`); `max()` waits without a limit in
+    /// practice (the deadline saturates at time_point::max(), never overflows).
     Received<T> pop_until(clock::time_point deadline) { return pop_impl(&deadline); }
     template <class Rep, class Period>
     Received<T> pop_for(std::chrono::duration<Rep, Period> timeout) {
@@ -1384,8 +1491,12 @@ public:
             if (now >= limit) return expire(kind);
 
             // Wait at most the remaining time (clamped so a "no limit" never overflows steady_clock).
-            const auto remaining = std::min<std::chrono::nanoseconds>(
-                std::chrono::duration_cast<std::chrono::nanoseconds>(limit - now), max_single_wait);
+            // `limit - now` is computed only when it is below max_single_wait: it cannot overflow
+            // even for a clock whose time_points are negative.
+            const std::chrono::nanoseconds remaining =
+                detail::saturating_add(now, max_single_wait) <= limit
+                    ? max_single_wait
+                    : std::chrono::duration_cast<std::chrono::nanoseconds>(limit - now);
             Received<T> got = channel_->pop_for(remaining);
             switch (got.status) {
                 case StreamStatus::Ok: {
@@ -1672,6 +1783,7 @@ StreamMetrics(const C&) -> StreamMetrics<C>;
 // LF (or an `id` containing NUL), which would break the framing; `SseParserOptions` with
 // `max_event_size == 0` throws `Error(InvalidArgument)`. The parser never throws for its input: an
 // event over the size bound is reported as an `SseEventView` with status `ErrorCode::EventTooLarge`.
+// `SseParser::feed` propagates what its callback throws, and the parser stays consistent (see `feed`).
 
 
 #include <fmt/format.h>
@@ -1987,14 +2099,17 @@ struct SseEvent {
 /// Incremental `text/event-stream` parser (WHATWG "event stream interpretation"): bytes may arrive
 /// split anywhere (inside a line, a CRLF or a UTF-8 character). Handles CR, LF and CRLF line ends,
 /// one leading BOM, comments, multi-line data, `event`, `id` (ignored when it contains NUL) and
-/// `retry` (digits only), ignores unknown fields and dispatches on blank lines. At the end of the
-/// stream an unterminated event is discarded, as the standard says (`finish()`).
+/// `retry` (ASCII digits only, any number of them, leading zeros included, else ignored; a value
+/// past `milliseconds::max()` saturates to it), ignores unknown fields and dispatches on blank
+/// lines. At the end of the stream an unterminated event is discarded, as the standard says
+/// (`finish()`). A callback that throws leaves the parser consistent and loses no input (`feed`).
 ///
 /// Bytes are passed through; the parser does not decode or validate UTF-8 (a proxy forwards what it
-/// got). Memory is bounded by `max_event_size`. Hot-path invariant: a line that lies entirely inside
-/// one `feed` is parsed in place, and a one-line event (the OpenAI/vLLM/llama.cpp shape) that lies
-/// inside one `feed` reaches the callback as a view of the input, with no copy; only a line or an
-/// event split across feeds is buffered.
+/// got). Memory is bounded by `max_event_size` (plus, only after a callback threw, a copy of the
+/// unparsed rest of that one `feed` call's bytes until the next feed). Hot-path invariant: a line
+/// that lies entirely inside one `feed` is parsed in place, and a one-line event (the
+/// OpenAI/vLLM/llama.cpp shape) that lies inside one `feed` reaches the callback as a view of the
+/// input, with no copy; only a line or an event split across feeds is buffered.
 class SseParser {
 public:
     explicit SseParser(SseParserOptions options = {}) : max_event_size_(options.max_event_size) {
@@ -2002,11 +2117,30 @@ public:
     }
 
     /// Parses `bytes` and calls `on_event(const SseEventView&)` for each dispatched event (and once
-    /// for each event that exceeded the bound). Returns the number of calls. If `on_event` throws,
-    /// the exception propagates and the rest of `bytes` is not parsed (the parser itself stays usable).
+    /// for each event that exceeded the bound). Returns the number of calls.
+    ///
+    /// If `on_event` throws, the exception propagates out of `feed`, and the event it was called for
+    /// counts as delivered: the parser's state is as if the callback had returned (that event's type
+    /// and data are gone; the last event ID and retry stay). The bytes of `bytes` after the line that
+    /// ended that event are not parsed now: the parser keeps a copy of them and parses them first at
+    /// the next `feed` call, before that call's own bytes (`feed({}, on_event)` resumes without new
+    /// input), so catching the exception and feeding on loses nothing and repeats nothing.
+    /// `finish()` and `reset()` drop that kept rest, as they drop an unterminated event.
     template <class OnEvent>
         requires std::invocable<OnEvent&, const SseEventView&>
     std::size_t feed(std::string_view bytes, OnEvent&& on_event) {
+        if (!resume_.empty()) {  // the rest of a feed whose callback threw: parse it first
+            std::string input = std::move(resume_);
+            resume_.clear();
+            input.append(bytes);
+            return feed_bytes(input, on_event);
+        }
+        return feed_bytes(bytes, on_event);
+    }
+
+private:
+    template <class OnEvent>
+    std::size_t feed_bytes(std::string_view bytes, OnEvent& on_event) {
         std::size_t calls = 0;
         const auto emit = [&](const SseEventView& view) {
             ++calls;
@@ -2023,44 +2157,74 @@ public:
         // The next CR at or after `pos` is looked up once and cached, so CR-free input (the common
         // case) costs one memchr for CR per feed, not one per line.
         std::size_t next_cr = find(begin, pos, n, '\r');
-        while (pos < n) {
-            if (next_cr != npos && next_cr < pos) next_cr = find(begin, pos, n, '\r');
-            const std::size_t lf_limit = next_cr == npos ? n : next_cr;
-            const std::size_t lf = find(begin, pos, lf_limit, '\n');
-            const std::size_t end = lf != npos ? lf : next_cr;
-            if (end == npos) {  // no terminator: keep the partial line for the next feed
-                take_partial(std::string_view(begin + pos, n - pos), emit);
-                own_data_view();
-                return calls;
-            }
-            const std::string_view piece(begin + pos, end - pos);
-            if (line_.empty() && !partial_line_) {
-                process_line(piece, /*in_place=*/true, emit);
-            } else {
-                if (!discarding_) line_.append(piece);
-                const std::string_view line = discarding_ ? std::string_view(partial_line_ ? "x" : "") : line_;
-                process_line(line, /*in_place=*/false, emit);
-                line_.clear();
-                partial_line_ = false;
-            }
-            pos = end + 1;
-            if (begin[end] == '\r') {
-                if (pos < n) {
-                    if (begin[pos] == '\n') ++pos;
+        // `pos` moves past a line (and its terminator) before the line is processed, so that when the
+        // callback throws, [pos, n) is exactly the unparsed rest (kept in resume_ for the next feed).
+        try {
+            while (pos < n) {
+                if (next_cr != npos && next_cr < pos) next_cr = find(begin, pos, n, '\r');
+                const std::size_t lf_limit = next_cr == npos ? n : next_cr;
+                const std::size_t lf = find(begin, pos, lf_limit, '\n');
+                const std::size_t end = lf != npos ? lf : next_cr;
+                if (end == npos) {  // no terminator: keep the partial line for the next feed
+                    const std::string_view rest(begin + pos, n - pos);
+                    pos = n;
+                    take_partial(rest, emit);
+                    break;
+                }
+                const std::string_view piece(begin + pos, end - pos);
+                pos = end + 1;
+                if (begin[end] == '\r') {
+                    if (pos < n) {
+                        if (begin[pos] == '\n') ++pos;
+                    } else {
+                        pending_cr_ = true;
+                    }
+                }
+                if (line_.empty() && !partial_line_) {
+                    process_line(piece, /*in_place=*/true, emit);
                 } else {
-                    pending_cr_ = true;
+                    const LineDone done{*this};  // the buffered line is consumed, even if the callback throws
+                    if (!discarding_) line_.append(piece);
+                    const std::string_view line = discarding_ ? std::string_view(partial_line_ ? "x" : "") : line_;
+                    process_line(line, /*in_place=*/false, emit);
                 }
             }
+        } catch (...) {
+            own_data_view();  // (never active here: dispatch and overflow end it before calling back)
+            resume_.assign(begin + pos, n - pos);
+            throw;
         }
         own_data_view();
         return calls;
     }
+
+    // Ends the buffered line on scope exit (normal or by an exception from the callback).
+    struct LineDone {
+        SseParser& parser;
+        ~LineDone() {
+            parser.line_.clear();
+            parser.partial_line_ = false;
+        }
+    };
+
+    // Ends the dispatched event on scope exit (normal or by an exception from the callback), so the
+    // next event starts clean: no leftover type or data lines.
+    struct EventDone {
+        SseParser& parser;
+        ~EventDone() {
+            parser.data_.clear();
+            parser.type_.clear();
+        }
+    };
+
+public:
 
     /// The stream ended: an event without its closing blank line is discarded (WHATWG). The last
     /// event ID and retry survive (a reconnecting client needs them); the next feed may start with a
     /// BOM again.
     void finish() noexcept {
         data_view_active_ = false;
+        resume_.clear();
         line_.clear();
         data_.clear();
         type_.clear();
@@ -2181,12 +2345,17 @@ private:
         // any other field is ignored
     }
 
+    // WHATWG: a value of only ASCII digits (any number of them, leading zeros included) is the
+    // reconnection time in ms; anything else is ignored. A value too big for milliseconds saturates.
     void parse_retry(std::string_view value) noexcept {
-        if (value.empty() || value.size() > 15) return;  // 15 digits: no overflow, ~31,000 years
-        std::int64_t ms = 0;
+        if (value.empty()) return;
+        using Rep = std::chrono::milliseconds::rep;
+        constexpr Rep max = std::chrono::milliseconds::max().count();
+        Rep ms = 0;
         for (const char c : value) {
             if (c < '0' || c > '9') return;
-            ms = ms * 10 + (c - '0');
+            const Rep digit = c - '0';
+            ms = ms > (max - digit) / 10 ? max : ms * 10 + digit;
         }
         retry_ = std::chrono::milliseconds(ms);
     }
@@ -2194,26 +2363,22 @@ private:
     template <class Emit>
     void dispatch(Emit& emit) {
         event_raw_ = 0;
+        const EventDone done{*this};  // clears type_ and data_ after the callback, also when it throws
         if (data_view_active_) {
             data_view_active_ = false;
             const std::string_view type = type_.empty() ? std::string_view("message") : std::string_view(type_);
             emit(SseEventView{ErrorCode::Ok, type, data_view_, last_id_});
-            type_.clear();
             return;
         }
-        if (data_.empty()) {  // no data lines: nothing is dispatched (WHATWG)
-            type_.clear();
-            return;
-        }
+        if (data_.empty()) return;  // no data lines: nothing is dispatched (WHATWG)
         const std::string_view data(data_.data(), data_.size() - 1);  // drop the last LF
         const std::string_view type = type_.empty() ? std::string_view("message") : std::string_view(type_);
         emit(SseEventView{ErrorCode::Ok, type, data, last_id_});
-        data_.clear();
-        type_.clear();
     }
 
     std::size_t max_event_size_;
     std::string line_;     // a line split across feeds (its first part(s))
+    std::string resume_;   // the unparsed rest of a feed whose callback threw (parsed first next time)
     std::string data_;     // data buffer: each data line followed by LF
     std::string type_;     // event type buffer
     std::string last_id_;  // last event ID buffer
@@ -2293,19 +2458,25 @@ StreamingGenerator<SseEvent> sse_events(R&& chunks, SseParserOptions options = {
 // order); keep them short and non-throwing (an exception a callback throws is swallowed and counted in
 // `BatcherMetrics::callback_errors`). A callback may submit and may call close(), but must not destroy
 // the batcher. Cancellation is noticed at once when a worker is idle, otherwise when the next batch is
-// formed; a request that was dispatched runs to completion.
+// formed; a request that was dispatched runs to completion. A submit blocked on a full queue
+// (`block_when_full_for`) returns at the earliest of: room in the queue, block_when_full_for, the
+// request's deadline / timeout, its stop token, close().
 //
 // Time: deadlines, max_wait and the queue-wait metrics use the clock `C` (std::chrono::steady_clock by
-// default). With another clock (llmfast::ManualClock in tests) the idle workers re-read it every 200 µs.
+// default). With another clock (llmfast::ManualClock in tests) the idle workers, and a submit blocked on a
+// full queue whose request has a deadline, re-read it every 200 µs. `now + timeout` saturates at the
+// clock's limits both ways (a huge timeout never expires, a hugely negative one has already passed);
+// summed costs never overflow (any cost up to SIZE_MAX).
 // Hot path: the callback form allocates nothing per request once the queue has grown (a ring buffer,
 // the callback stored inline up to 48 bytes; a stop token that can fire costs one allocation). The future
 // form pays for std::promise (an allocation, and in libstdc++ a futex syscall to set the value).
 //
 // Errors (llmfast::Error codes):
 //   constructor                  InvalidArgument (an option out of range)
-//   submit (both forms)          throws QueueFull (queue at max_queue, not blocking or the block timed out),
-//                                Closed (close() was called), InvalidArgument (priority out of range),
-//                                DeadlineExceeded / Cancelled (already past deadline / stop requested);
+//   submit (both forms)          throws QueueFull (queue at max_queue, not blocking or block_when_full_for
+//                                ran out), Closed (close() was called, also while blocked), InvalidArgument
+//                                (priority out of range), DeadlineExceeded / Cancelled (deadline passed /
+//                                stop requested, before the call or while it blocked on a full queue);
 //                                exceptions of the cost function propagate. Nothing is enqueued then.
 //   try_submit                   returns those codes instead of throwing (ErrorCode::Ok on success).
 //   the future / BatchResult     DeadlineExceeded (deadline passed while queued), Cancelled (stop token
@@ -2448,6 +2619,7 @@ private:
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ratio>
 #include <span>
 #include <stop_token>
 #include <string>
@@ -2481,7 +2653,9 @@ struct BatcherOptions {
     std::size_t workers = 1;                                              ///< >= 1; batches running at once
     std::size_t priority_levels = 4;                                      ///< 1..64; priorities 0..levels-1
     /// When the queue is full, submit blocks up to this long for room before failing with QueueFull.
-    /// 0 (the default): fail at once. Measured on std::chrono::steady_clock whatever the batcher's Clock.
+    /// 0 (the default): fail at once; nanoseconds::max(): no limit of its own. Measured on
+    /// std::chrono::steady_clock whatever the batcher's Clock. The request's own deadline / timeout
+    /// (DeadlineExceeded), its stop token (Cancelled) and close() (Closed) end the wait earlier.
     std::chrono::nanoseconds block_when_full_for = std::chrono::nanoseconds::zero();
 };
 
@@ -2626,6 +2800,42 @@ private:
     std::uint64_t max_ = 0;
 };
 
+/// The exact sum of up to SIZE_MAX values of std::size_t (two words with a carry), so costs near SIZE_MAX
+/// never wrap around. Not synchronised: the batcher updates it under its mutex.
+class CostSum {
+public:
+    void add(std::size_t v) noexcept {
+        low_ += v;
+        if (low_ < v) ++high_;  // carry
+    }
+    void subtract(std::size_t v) noexcept {  // v was added before
+        if (low_ < v) --high_;  // borrow
+        low_ -= v;
+    }
+    [[nodiscard]] bool at_least(std::size_t v) const noexcept { return high_ > 0 || low_ >= v; }
+
+private:
+    std::size_t low_ = 0;
+    std::size_t high_ = 0;
+};
+
+/// `t + d`, saturated at TimePoint's min() / max() instead of overflowing (both signs of d, and a clock
+/// whose duration is finer than a nanosecond).
+template <class TimePoint>
+TimePoint add_saturating(TimePoint t, std::chrono::nanoseconds d) noexcept {
+    using Dur = typename TimePoint::duration;
+    if constexpr (std::ratio_less_v<typename Dur::period, std::nano>) {
+        // Converting d to the finer unit multiplies: clamp first (Dur::max() in nanoseconds divides).
+        const auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(Dur::max());
+        if (d >= limit) return TimePoint::max();
+        if (d <= -limit) return TimePoint::min();
+    }
+    const auto step = std::chrono::duration_cast<Dur>(d);
+    if (step > Dur::zero() && t > TimePoint::max() - step) return TimePoint::max();
+    if (step < Dur::zero() && t < TimePoint::min() - step) return TimePoint::min();
+    return t + step;
+}
+
 /// A FIFO ring buffer that grows geometrically and never shrinks, so a steady-state queue allocates
 /// nothing (std::deque allocates and frees a block every few elements, and the batcher would do that
 /// under its mutex). Not synchronised.
@@ -2728,7 +2938,9 @@ public:
         std::promise<Resp> promise;
         std::future<Resp> future = promise.get_future();
         Callback done{PromiseCompletion{std::move(promise)}};
-        if (const ErrorCode status = enqueue(request, options, done); status != ErrorCode::Ok) throw_status(status);
+        bool blocked = false;
+        if (const ErrorCode status = enqueue(request, options, done, blocked); status != ErrorCode::Ok)
+            throw_status(status, blocked);
         return future;
     }
 
@@ -2738,7 +2950,9 @@ public:
         requires std::is_invocable_v<std::decay_t<F>&, Result&&>
     void submit(Req request, Options options, F&& callback) {
         Callback done{std::forward<F>(callback)};
-        if (const ErrorCode status = enqueue(request, options, done); status != ErrorCode::Ok) throw_status(status);
+        bool blocked = false;
+        if (const ErrorCode status = enqueue(request, options, done, blocked); status != ErrorCode::Ok)
+            throw_status(status, blocked);
     }
 
     /// Like submit, but returns the status instead of throwing. `request` is moved from only on Ok (so a
@@ -2747,7 +2961,8 @@ public:
         requires std::is_invocable_v<std::decay_t<F>&, Result&&>
     [[nodiscard]] ErrorCode try_submit(Req&& request, Options options, F&& callback) {
         Callback done{std::forward<F>(callback)};
-        return enqueue(request, options, done);
+        bool blocked = false;
+        return enqueue(request, options, done, blocked);
     }
 
     /// Future form of try_submit: `request` is moved from only on Ok.
@@ -2755,7 +2970,8 @@ public:
         std::promise<Resp> promise;
         TrySubmitResult<Resp> result{ErrorCode::Ok, promise.get_future()};
         Callback done{PromiseCompletion{std::move(promise)}};
-        result.status = enqueue(request, options, done);
+        bool blocked = false;
+        result.status = enqueue(request, options, done, blocked);
         if (result.status != ErrorCode::Ok) result.future = {};
         return result;
     }
@@ -2873,31 +3089,35 @@ private:
         return o;
     }
 
-    [[noreturn]] static void throw_status(ErrorCode status) {
+    // `blocked`: the submit waited for room in a full queue, so the bound that ended it fired meanwhile.
+    [[noreturn]] static void throw_status(ErrorCode status, bool blocked) {
         switch (status) {
-            case ErrorCode::QueueFull: throw Error(status, "the batcher queue is full");
-            case ErrorCode::Closed: throw Error(status, "the batcher is closed");
+            case ErrorCode::QueueFull:
+                throw Error(status, blocked ? "the batcher queue stayed full for block_when_full_for"
+                                            : "the batcher queue is full");
+            case ErrorCode::Closed:
+                throw Error(status, blocked ? "the batcher was closed while submit waited for room in the queue"
+                                            : "the batcher is closed");
             case ErrorCode::InvalidArgument: throw Error(status, "priority out of range 0..priority_levels-1");
-            case ErrorCode::DeadlineExceeded: throw Error(status, "the request's deadline already passed");
-            case ErrorCode::Cancelled: throw Error(status, "the request's stop token was already triggered");
+            case ErrorCode::DeadlineExceeded:
+                throw Error(status, blocked ? "the request's deadline passed while submit waited for room in the queue"
+                                            : "the request's deadline already passed");
+            case ErrorCode::Cancelled:
+                throw Error(status, blocked ? "the request's stop token was triggered while submit waited for room "
+                                              "in the queue"
+                                            : "the request's stop token was already triggered");
             default: throw Error(status, "submit failed");
         }
     }
 
-    static time_point add_saturating(time_point t, std::chrono::nanoseconds d) {
-        using Dur = typename time_point::duration;
-        const auto step = std::chrono::duration_cast<Dur>(d);
-        if (step.count() > 0 && t > time_point::max() - step) return time_point::max();
-        return t + step;
-    }
-
-    // Moves `request` and `done` into the queue on Ok; leaves both untouched otherwise.
-    ErrorCode enqueue(Req& request, const Options& options, Callback& done) {
+    // Moves `request` and `done` into the queue on Ok; leaves both untouched otherwise. Sets `blocked`
+    // when it waited for room in a full queue.
+    ErrorCode enqueue(Req& request, const Options& options, Callback& done, bool& blocked) {
         if (options.priority < 0 || static_cast<std::size_t>(options.priority) >= levels_.size())
             return ErrorCode::InvalidArgument;
         time_point now = clock_->now();
         time_point deadline = options.deadline;
-        if (options.timeout) deadline = std::min(deadline, add_saturating(now, *options.timeout));
+        if (options.timeout) deadline = std::min(deadline, detail::add_saturating(now, *options.timeout));
         const std::size_t cost = cost_ ? cost_(request) : std::size_t{1};
 
         // Registered before taking mutex_ (the callback takes it) and, on failure, destroyed after
@@ -2926,27 +3146,43 @@ private:
                 return ErrorCode::Closed;
             }
             if (depth_ >= options_.max_queue && options_.block_when_full_for > std::chrono::nanoseconds::zero()) {
-                const auto until = std::chrono::steady_clock::now() + options_.block_when_full_for;
+                // Ends at the earliest of: room, close(), the stop token (on_stop wakes space_cv_), the
+                // request's deadline, block_when_full_for.
+                blocked = true;
+                using steady = std::chrono::steady_clock;
+                const steady::time_point until = detail::add_saturating(steady::now(), options_.block_when_full_for);
                 ++blocked_producers_;
-                space_cv_.wait_until(lock, until, [&] { return closing_ || depth_ < options_.max_queue; });
+                for (;;) {
+                    now = clock_->now();  // queue wait and max_wait count from the actual enqueue
+                    if (closing_ || depth_ < options_.max_queue || deadline <= now || options.stop_token.stop_requested())
+                        break;
+                    const steady::time_point real_now = steady::now();
+                    if (real_now >= until) break;
+                    if constexpr (steady_time) {
+                        space_cv_.wait_until(lock, std::min(until, deadline));
+                    } else if (deadline == time_point::max()) {
+                        space_cv_.wait_until(lock, until);
+                    } else {  // the deadline is on a clock the condition variable cannot wait on: poll it
+                        space_cv_.wait_until(lock, std::min(until, detail::add_saturating(real_now, poll_interval)));
+                    }
+                }
                 --blocked_producers_;
-                now = clock_->now();  // queue wait and max_wait count from the actual enqueue
                 if (closing_) {
                     ++rejected_;
                     return ErrorCode::Closed;
                 }
+                if (const ErrorCode status = expired_or_cancelled(); status != ErrorCode::Ok) return status;
             }
             if (depth_ >= options_.max_queue) {
                 ++rejected_;
                 return ErrorCode::QueueFull;
             }
-            if (const ErrorCode status = expired_or_cancelled(); status != ErrorCode::Ok) return status;  // blocked meanwhile
             const bool was_empty = depth_ == 0;
             levels_[static_cast<std::size_t>(options.priority)].push_back(
                 Entry{std::move(request), cost, now, deadline, options.stop_token, std::move(on_stop), std::move(done)});
             ++depth_;
             ++accepted_;
-            total_cost_ += capped(cost);
+            total_cost_.add(cost);
             bool earlier_deadline = false;
             if (deadline < earliest_deadline_) {
                 earliest_deadline_ = deadline;
@@ -2965,20 +3201,19 @@ private:
     }
 
     void on_cancel() {
+        bool producers = false;
         {
             std::lock_guard lock(mutex_);
             cancel_pending_ = true;
+            producers = blocked_producers_ > 0;
         }
         work_cv_.notify_one();
+        if (producers) space_cv_.notify_all();  // the token may be a blocked submit's: end its wait
     }
-
-    // What a request adds to total_cost_: above max_batch_cost it goes alone anyway, and the cap keeps the
-    // sum from overflowing.
-    std::size_t capped(std::size_t cost) const noexcept { return std::min(cost, options_.max_batch_cost); }
 
     bool batch_ready_by_size_or_cost() const noexcept {
         return options_.max_wait == std::chrono::nanoseconds::zero() || depth_ >= options_.max_batch_size ||
-               total_cost_ >= options_.max_batch_cost;
+               total_cost_.at_least(options_.max_batch_cost);
     }
 
     time_point oldest_enqueued() const noexcept {
@@ -2991,7 +3226,7 @@ private:
     void pop_front(detail::RingQueue<Entry>& level, Entry& entry, Work& work) {
         if (entry.on_stop) work.stop_callbacks.push_back(std::move(entry.on_stop));
         --depth_;
-        total_cost_ -= capped(entry.cost);
+        total_cost_.subtract(entry.cost);
         level.pop_front();
     }
 
@@ -3024,7 +3259,7 @@ private:
         if (e.on_stop) work.stop_callbacks.push_back(std::move(e.on_stop));
         work.dropped.emplace_back(std::move(e.done), code);
         --depth_;
-        total_cost_ -= capped(e.cost);
+        total_cost_.subtract(e.cost);
     }
 
     // Pops the next batch: priority order, FIFO within a level, up to max_batch_size requests and
@@ -3101,7 +3336,7 @@ private:
                 continue;
             }
             if (!closing_ && !batch_ready_by_size_or_cost()) {
-                const time_point due = add_saturating(oldest_enqueued(), options_.max_wait);
+                const time_point due = detail::add_saturating(oldest_enqueued(), options_.max_wait);
                 if (now < due) {
                     wait_until(lock, std::min(due, earliest_deadline_));
                     continue;
@@ -3200,7 +3435,7 @@ private:
     // --- guarded by mutex_ ---
     std::vector<detail::RingQueue<Entry>> levels_;  // index = priority
     std::size_t depth_ = 0;
-    std::size_t total_cost_ = 0;
+    detail::CostSum total_cost_;  // summed cost of the queued requests (exact, no overflow)
     time_point earliest_deadline_ = time_point::max();  // <= every queued deadline (may be stale-early)
     std::size_t idle_workers_ = 0;
     std::size_t blocked_producers_ = 0;
@@ -3626,7 +3861,8 @@ static_assert(Embedder<HashingEmbedder>);
 // `remove` need exclusive access (SemanticCache holds a reader/writer lock per scope).
 //
 // Errors: the constructor throws Error(InvalidArgument) for dimension 0; `add` and `search` throw
-// Error(InvalidArgument) when the vector's size differs from `dimension()`.
+// Error(InvalidArgument) when the vector's size differs from `dimension()` or when it holds a NaN or
+// an infinity (no score can be computed from one; the index is then unchanged).
 
 
 #include <algorithm>
@@ -3667,6 +3903,16 @@ concept VectorIndex = requires(I& index, const I& const_index, std::uint64_t id,
 };
 
 namespace detail {
+
+/// Throws Error(InvalidArgument) "<index>::<what>: ..." if `vector` holds a NaN or an infinity.
+inline void require_finite(std::span<const float> vector, const char* index, const char* what) {
+    for (std::size_t i = 0; i < vector.size(); ++i) {
+        if (!std::isfinite(vector[i])) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("{}::{}: element {} of the vector is not finite ({})", index, what, i, vector[i]));
+        }
+    }
+}
 
 /// Keeps the best `k` hits seen so far, sorted best first. `k` is small (the cache asks for a
 /// handful), so insertion into a short sorted array beats a heap.
@@ -3739,6 +3985,8 @@ inline std::int32_t dot_i8(const std::int8_t* a, const std::int8_t* b, std::size
 }
 
 /// Symmetric int8 quantization: scale = max|x| / 127; returns the scale (0 for the zero vector).
+/// `in` must be finite (the index checks). The factor is a double: 127 / max|x| overflows a float
+/// for subnormal input, and inf * 0 = NaN must never reach the int8 conversion.
 inline float quantize_i8(std::span<const float> in, std::int8_t* out) noexcept {
     float max_abs = 0;
     for (const float x : in) max_abs = std::max(max_abs, std::fabs(x));
@@ -3746,10 +3994,10 @@ inline float quantize_i8(std::span<const float> in, std::int8_t* out) noexcept {
         std::memset(out, 0, in.size());
         return 0;
     }
-    const float inv = 127.0F / max_abs;
+    const double inv = 127.0 / static_cast<double>(max_abs);
     for (std::size_t i = 0; i < in.size(); ++i) {
-        const float q = std::nearbyint(in[i] * inv);
-        out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0F, 127.0F));
+        const double q = std::nearbyint(static_cast<double>(in[i]) * inv);
+        out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0, 127.0));
     }
     return max_abs / 127.0F;
 }
@@ -3793,9 +4041,11 @@ public:
         }
     }
 
-    /// Adds `vector` under `id`, replacing the vector already stored under that id.
+    /// Adds `vector` under `id`, replacing the vector already stored under that id. Throws
+    /// Error(InvalidArgument) for a wrong size or a non-finite element (the index is then unchanged).
     void add(std::uint64_t id, std::span<const float> vector) {
         check_size(vector.size(), "add");
+        detail::require_finite(vector, "FlatIndex", "add");
         std::size_t row = 0;
         if (const auto it = slots_.find(id); it != slots_.end()) {
             row = it->second;
@@ -3851,9 +4101,11 @@ public:
 
     [[nodiscard]] bool contains(std::uint64_t id) const { return slots_.contains(id); }
 
-    /// Up to `k` ids with the highest inner product with `query`, best first.
+    /// Up to `k` ids with the highest inner product with `query`, best first. Throws
+    /// Error(InvalidArgument) for a wrong size or a non-finite element.
     [[nodiscard]] std::vector<SearchHit> search(std::span<const float> query, std::size_t k) const {
         check_size(query.size(), "search");
+        detail::require_finite(query, "FlatIndex", "search");
         const std::size_t n = ids_.size();
         if (k == 0 || n == 0) return {};
         if (options_.storage == Storage::Float32) {
@@ -3863,7 +4115,8 @@ public:
             const std::size_t block_size = detail::block_rows * dim4_;
             float scores[detail::block_rows];
             if (k == 1) {  // the cache's common case: one pass, no bookkeeping
-                std::size_t best = 0;
+                // As TopK: a score that is not above -inf (an overflowed or NaN product) is no hit.
+                std::size_t best = n;
                 float best_score = -std::numeric_limits<float>::infinity();
                 for (std::size_t first = 0; first < n; first += detail::block_rows) {
                     detail::block_scores(q, f32_.data() + first / detail::block_rows * block_size, dim4_, scores);
@@ -3875,6 +4128,7 @@ public:
                         }
                     }
                 }
+                if (best == n) return {};
                 return {SearchHit{ids_[best], best_score}};
             }
             detail::TopK top(k);
@@ -3991,11 +4245,85 @@ static_assert(VectorIndex<FlatIndex>);
 //
 // Errors: the constructor throws Error(InvalidArgument) for invalid options; `insert` and
 // `get_or_compute` throw Error(InvalidArgument) for a zero TTL, and propagate what the embedder or
-// `fn` throws (waiters of a single flight get the same exception); `save` throws Error(IoError);
-// `load`/`load_from_string` throw Error(IoError) when the file cannot be read and
+// `fn` throws (waiters of a single flight get the same exception); `save` throws Error(IoError)
+// naming the path; `load` throws Error(IoError) naming the path when the file cannot be opened or
+// read (missing, a directory, a read error part way through: no std::ios_base::failure or
+// std::filesystem::filesystem_error escapes), and `load`/`load_from_string` throw
 // Error(CorruptSnapshot) when it is truncated, corrupted, of another version or written with another
 // embedder — the cache is then unchanged.
+//
+// An embedding the semantic tier cannot use (all zeros, or any NaN / infinity) is not an error: that
+// lookup skips the semantic tier (the exact tier still answers), that entry is stored for exact hits
+// only, and `CacheStats::unusable_embeddings` counts it. Nothing non-finite reaches the index.
 
+// ---- begin llmfast/detail/file_io.hpp ----
+// llmfast/detail/file_io.hpp — whole-file reads that fail only with Error(IoError).
+//
+// std::ifstream + istreambuf_iterator lets libstdc++'s basic_filebuf::underflow throw
+// std::ios_base::failure when read(2) fails (a directory: EISDIR; /proc/self/mem: EIO), which the
+// stream's exception mask does not catch. This reads with <cstdio> instead and reports every failure,
+// with the path and the system's reason, as llmfast::Error(IoError).
+
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace llmfast::detail {
+
+/// `path` as text for an error message (never throws on a path that does not convert).
+inline std::string path_for_message(const std::filesystem::path& path) {
+    try {
+        return path.string();
+    } catch (...) {
+        return "<unprintable path>";
+    }
+}
+
+/// The whole content of the file at `path`. Throws Error(IoError) "<what>: cannot open|read <path>: <reason>"
+/// (a directory, a missing file, a read error part way through); std::bad_alloc for a file too large.
+inline std::string read_whole_file(const std::filesystem::path& path, std::string_view what) {
+    const std::string shown = path_for_message(path);
+    errno = 0;
+    std::FILE* file = std::fopen(shown.c_str(), "rb");
+    if (file == nullptr) {
+        const int error = errno;
+        throw Error(ErrorCode::IoError, std::string(what) + ": cannot open " + shown + ": " +
+                                            std::generic_category().message(error != 0 ? error : EIO));
+    }
+    std::string data;
+    char buffer[1 << 16];
+    for (;;) {
+        errno = 0;
+        const std::size_t got = std::fread(buffer, 1, sizeof(buffer), file);
+        if (got > 0) {
+            try {
+                data.append(buffer, got);
+            } catch (...) {
+                std::fclose(file);
+                throw;
+            }
+        }
+        if (got < sizeof(buffer)) {
+            if (std::ferror(file) != 0) {
+                const int error = errno;
+                std::fclose(file);
+                throw Error(ErrorCode::IoError, std::string(what) + ": cannot read " + shown + ": " +
+                                                    std::generic_category().message(error != 0 ? error : EIO));
+            }
+            if (std::feof(file) != 0) break;
+        }
+    }
+    std::fclose(file);
+    return data;
+}
+
+}  // namespace llmfast::detail
+// ---- end llmfast/detail/file_io.hpp ----
 // ---- begin llmfast/detail/hit_guards.hpp ----
 // llmfast/detail/hit_guards.hpp — the semantic cache's hit guards: cheap checks that veto a semantic
 // hit when two prompts disagree on what matters (numbers, negation, Latin-script names, the order of
@@ -4359,6 +4687,7 @@ using detail::make_guard_signature;
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <concepts>
@@ -4368,7 +4697,6 @@ using detail::make_guard_signature;
 #include <cstring>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <future>
 #include <iterator>
@@ -4382,6 +4710,7 @@ using detail::make_guard_signature;
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>
@@ -4462,6 +4791,9 @@ struct CacheStats {
     std::uint64_t expirations = 0;  ///< removed because their TTL passed
     std::uint64_t guard_vetoes = 0; ///< semantic candidates rejected by a hit guard
     std::uint64_t computations = 0; ///< get_or_compute calls that ran their function
+    /// Embeddings the semantic tier could not use (zero, NaN or infinite): that lookup skipped the
+    /// semantic tier, that entry was stored for exact hits only.
+    std::uint64_t unusable_embeddings = 0;
     std::size_t entries = 0;
     std::size_t memory_bytes = 0;   ///< accounted bytes of all entries (strings, vectors, bookkeeping)
 
@@ -4477,7 +4809,10 @@ namespace detail {
 ///   header: "LLMFSNAP" | u32 version | u32 reserved(0) | u64 payload size | u64 xxh3(payload)
 ///   payload: str embedder identity | u64 dimension | i64 saved-at (ns) | u64 entry count |
 ///            entries: str scope | str prompt | str response | i64 created (ns) | i64 expires (ns)
-///   str = u32 length + bytes. Entries are written least recently used first.
+///   str = u32 length + bytes. Entries are written least recently used first across the whole cache
+///   (ordered by a cache-wide use counter, not shard by shard), so loading into a cache with another
+///   shard count or a smaller capacity evicts the least recently used. Snapshots written before that
+///   (same layout, same version, ordered per shard) still load; only their eviction order is per shard.
 inline constexpr std::string_view snapshot_magic = "LLMFSNAP";
 inline constexpr std::uint32_t snapshot_version = 1;
 inline constexpr std::size_t snapshot_header_size = 8 + 4 + 4 + 8 + 8;
@@ -4721,6 +5056,7 @@ public:
         s.expirations = stats_.expirations.load(std::memory_order_relaxed);
         s.guard_vetoes = stats_.guard_vetoes.load(std::memory_order_relaxed);
         s.computations = stats_.computations.load(std::memory_order_relaxed);
+        s.unusable_embeddings = unusable_embeddings_.load(std::memory_order_relaxed);
         s.entries = entry_count_.load(std::memory_order_relaxed);
         s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
         return s;
@@ -4737,9 +5073,12 @@ public:
             Shard& shard = shards_[i];
             std::lock_guard lock(shard.mutex);
             for (auto it = shard.lru.rbegin(); it != shard.lru.rend(); ++it) {  // least recent first
-                entries.push_back(SavedEntry{it->scope, it->prompt, it->response, it->created, it->expires});
+                entries.push_back(SavedEntry{it->last_use, it->scope, it->prompt, it->response, it->created, it->expires});
             }
         }
+        // One recency order for the whole cache (stamps are unique: a plain sort is stable enough).
+        std::sort(entries.begin(), entries.end(),
+                  [](const SavedEntry& a, const SavedEntry& b) { return a.last_use < b.last_use; });
         payload.pod(static_cast<std::uint64_t>(entries.size()));
         for (const SavedEntry& entry : entries) {
             payload.str(entry.scope->name);
@@ -4760,13 +5099,20 @@ public:
 
     /// Writes a snapshot to `path` atomically: into a temporary file beside it (flushed to disk), then
     /// renamed over `path`, so a crash leaves either the old snapshot or the new one, never half of one.
+    /// Throws Error(IoError) naming the path when the file cannot be created, written or renamed.
     void save(const std::filesystem::path& path) const {
         const std::string bytes = save_to_string();
         std::filesystem::path temp = path;
-        temp += fmt::format(".tmp.{:x}", std::random_device{}());
+        temp += fmt::format(".tmp.{:x}", temp_suffix());
+        const std::string temp_name = detail::path_for_message(temp);
         {
-            std::FILE* file = std::fopen(temp.string().c_str(), "wb");
-            if (file == nullptr) throw Error(ErrorCode::IoError, fmt::format("save: cannot create {}", temp.string()));
+            errno = 0;
+            std::FILE* file = std::fopen(temp_name.c_str(), "wb");
+            if (file == nullptr) {
+                const int error = errno;
+                throw Error(ErrorCode::IoError, fmt::format("save: cannot create {}: {}", temp_name,
+                                                            std::generic_category().message(error != 0 ? error : EIO)));
+            }
             bool ok = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size() && std::fflush(file) == 0;
 #ifdef LLMFAST_CACHE_HAVE_FSYNC
             ok = ok && ::fsync(::fileno(file)) == 0;
@@ -4775,7 +5121,7 @@ public:
             if (!ok) {
                 std::error_code ignored;
                 std::filesystem::remove(temp, ignored);
-                throw Error(ErrorCode::IoError, fmt::format("save: writing {} failed", temp.string()));
+                throw Error(ErrorCode::IoError, fmt::format("save: writing {} failed", temp_name));
             }
         }
         std::error_code error;
@@ -4783,26 +5129,27 @@ public:
         if (error) {
             std::error_code ignored;
             std::filesystem::remove(temp, ignored);
-            throw Error(ErrorCode::IoError, fmt::format("save: renaming to {} failed: {}", path.string(), error.message()));
+            throw Error(ErrorCode::IoError,
+                        fmt::format("save: renaming to {} failed: {}", detail::path_for_message(path), error.message()));
         }
     }
 
     /// Replaces the cache's content with the snapshot's (expired entries are dropped; if it holds more
-    /// than the capacity, the least recently used are evicted). Validates everything first: on any
-    /// error the cache is unchanged. Re-embeds the prompts (outside locks) when the semantic tier is on.
+    /// than the capacity, the least recently used are evicted — the snapshot is in one recency order
+    /// for the whole cache, so this holds whatever shard count either cache has; as everywhere in the
+    /// cache, capacity is per shard, so each shard keeps its own most recently used). Validates
+    /// everything first: on any error the cache is unchanged. Re-embeds the prompts (outside locks)
+    /// when the semantic tier is on.
     void load_from_string(std::string_view bytes) {
         std::vector<Prepared> prepared = parse_snapshot(bytes);
         clear();
         for (Prepared& entry : prepared) insert_prepared(std::move(entry), false);
     }
 
-    void load(const std::filesystem::path& path) {
-        std::ifstream file(path, std::ios::binary);
-        if (!file) throw Error(ErrorCode::IoError, fmt::format("load: cannot open {}", path.string()));
-        std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-        if (file.bad()) throw Error(ErrorCode::IoError, fmt::format("load: reading {} failed", path.string()));
-        load_from_string(bytes);
-    }
+    /// `load_from_string` of the file at `path`. A path that cannot be opened or read (missing, a
+    /// directory, a read error part way through) throws Error(IoError) naming the path, and the cache
+    /// is unchanged.
+    void load(const std::filesystem::path& path) { load_from_string(detail::read_whole_file(path, "load")); }
 
 private:
     struct Scope {
@@ -4824,6 +5171,7 @@ private:
         std::int64_t created = 0;
         std::int64_t expires = 0;
         std::size_t bytes = 0;
+        std::uint64_t last_use = 0;  // next_use_ when inserted or last hit (taken under the shard lock)
         bool indexed = false;
     };
 
@@ -4864,6 +5212,7 @@ private:
     };
 
     struct SavedEntry {
+        std::uint64_t last_use;
         std::shared_ptr<Scope> scope;
         std::string prompt;
         std::shared_ptr<const std::string> response;
@@ -4918,6 +5267,18 @@ private:
         }
     }
 
+    // A name for save's temporary file that concurrent saves to the same path do not share; never
+    // throws (std::random_device may, when the system has no entropy source).
+    std::uint64_t temp_suffix() const noexcept {
+        std::uint64_t suffix = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                               static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(this));
+        try {
+            suffix ^= static_cast<std::uint64_t>(std::random_device{}()) << 32U;
+        } catch (...) {
+        }
+        return suffix;
+    }
+
     [[nodiscard]] std::int64_t now_ns() const {
         return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_->now().time_since_epoch()).count();
     }
@@ -4950,6 +5311,7 @@ private:
             return {};
         }
         if (entry != shard.lru.begin()) shard.lru.splice(shard.lru.begin(), shard.lru, entry);
+        entry->last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
         stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
         return LookupResult{MatchKind::Exact, 1.0F, std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry->created)),
                             entry->response};
@@ -4973,15 +5335,23 @@ private:
     }
 
     // Embeds into `out` and L2-normalizes it, so the index's inner product is the cosine whatever the
-    // embedder returns. False for a zero (or non-finite) vector, which must never match anything.
+    // embedder returns. False (and counted in `unusable_embeddings`) for a zero or non-finite vector:
+    // it must never match anything, and the indexes reject non-finite input. The scaling is done in
+    // double: a float 1/norm overflows to inf for a vector of subnormals, which made NaNs.
     bool embed_normalized(std::string_view prompt, std::span<float> out) const {
         embedder_.embed(prompt, out);
         double norm = 0;
         for (const float x : out) norm += static_cast<double>(x) * static_cast<double>(x);
-        if (!(norm > 0) || !std::isfinite(norm)) return false;
-        const auto inv = static_cast<float>(1.0 / std::sqrt(norm));
-        for (float& x : out) x *= inv;
-        return true;
+        bool usable = norm > 0 && std::isfinite(norm);
+        if (usable) {
+            const double inv = 1.0 / std::sqrt(norm);
+            for (float& x : out) {
+                x = static_cast<float>(static_cast<double>(x) * inv);
+                usable = usable && std::isfinite(x);
+            }
+        }
+        if (!usable) unusable_embeddings_.fetch_add(1, std::memory_order_relaxed);
+        return usable;
     }
 
     LookupResult lookup_semantic(std::string_view prompt, std::string_view scope_name) {
@@ -5017,6 +5387,7 @@ private:
                 continue;
             }
             shard.lru.splice(shard.lru.begin(), shard.lru, entry);
+            entry->last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
             stats_.semantic_hits.fetch_add(1, std::memory_order_relaxed);
             return LookupResult{MatchKind::Semantic, std::min(candidate.score, 1.0F),
                                 std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry->created)), entry->response};
@@ -5075,6 +5446,7 @@ private:
                 entry->signature = std::move(prepared.signature);
                 entry->created = prepared.created;
                 entry->expires = prepared.expires;
+                entry->last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
                 entry->indexed = !prepared.vector.empty() && scope->index.has_value();
                 entry->bytes = entry_bytes(*entry);
                 if (entry->bytes > shard.max_bytes) {
@@ -5233,6 +5605,8 @@ private:
     mutable std::shared_mutex scopes_mutex_;
     std::unordered_map<std::string, std::shared_ptr<Scope>> scopes_;
     std::atomic<std::uint64_t> next_id_{0};
+    std::atomic<std::uint64_t> next_use_{0};  // recency stamps: one order across all shards
+    mutable std::atomic<std::uint64_t> unusable_embeddings_{0};
     std::atomic<std::size_t> entry_count_{0};
     std::atomic<std::size_t> memory_bytes_{0};
     Counters stats_;
@@ -5725,7 +6099,20 @@ public:
         std::size_t capitalize_at = std::string::npos;  // see emit()
         bool have = false;
         std::size_t cand_start = 0, cand_end = 0, cand_rule = 0;
-        for (std::size_t i = 0; i < n; ++i) {
+        for (std::size_t i = 0;; ++i) {
+            if (i == n) {
+                // The end of the text is where every pending longer match dies: commit the candidate
+                // and rescan from its end, exactly as when a non-matching byte follows ("abc" with
+                // ab, abcd, c is "XZ", like "abc." is "XZ.").
+                if (!have) break;
+                emit(text, out, copied, cand_start, rules[cand_rule], capitalize_at);
+                ++fired[cand_rule];
+                copied = cand_end;
+                have = false;
+                row = 0;
+                i = cand_end - 1;
+                continue;
+            }
             if (row == 0) {
                 // Hot loop: at the root (no candidate pending), skip pairs of bytes no pattern starts with.
                 while (i + 1 < n && !starts_pair(bytes[i], bytes[i + 1])) ++i;
@@ -5767,11 +6154,6 @@ public:
                 if (found) break;
                 s = dict_[us];
             }
-        }
-        if (have) {
-            emit(text, out, copied, cand_start, rules[cand_rule], capitalize_at);
-            ++fired[cand_rule];
-            copied = cand_end;
         }
         out.append(text.substr(copied));
         capitalize(out, capitalize_at);
@@ -6394,14 +6776,25 @@ private:
 //     std::vector<llmfast::ChatMessage> history = {{"system", "..."}, {"user", "..."}, ...};
 //     auto fit = truncator.fit_messages(history, 4096);        // fit.messages, fit.dropped, fit.shortened
 //
+// A text that fits — its count is <= the budget and it has at most `TruncatorOptions::max_bytes`
+// bytes — is returned unchanged (`truncated == false`), under every strategy, whatever its length.
+// Otherwise the result is cut: it has at most `max_bytes` bytes, marker included (a token budget
+// alone does not bound bytes: the estimator prices any whitespace run at 0.5 token, see tokens.hpp,
+// so set `max_bytes` for untrusted input), and it is empty only when not even one character fits
+// next to the marker (checked with the counter).
+//
 // Cost is proportional to what is kept, not to the input: the text is priced in pieces of about
 // `piece_bytes` bytes (split just before a space or line break, where token counts add up) from the
-// end that is kept, until the budget is reached; only the last piece is bisected, and the assembled
-// result is counted once more to verify it (if the counter disagrees with the piecewise sum, the
-// target shrinks by the excess and the cut is redone). Truncating 10 MB to 2 000 tokens prices about
-// twice the ~10 KB it keeps. A text that fits is returned unchanged; whether it fits is settled by
-// counting it whole only once the pieces priced cover at least half of it. Consequently only the
-// bytes it reads are checked for UTF-8 validity, unless `TruncatorOptions::check_whole_input` is set.
+// end that is kept, until the budget (or the byte cap) is reached; only the last piece is bisected,
+// and the assembled result is counted once more to verify it (if the counter disagrees with the
+// piecewise sum, the target shrinks by the excess and the cut is redone). Whether the text fits is
+// settled exactly: by counting it whole, or — for a counter that declares itself monotone (see
+// `TokenCounter` in tokens.hpp; `EstimatingTokenCounter` does) — by counting a prefix (a suffix for
+// Tail) that alone exceeds the budget, grown by doubling from what was priced. So with the estimator
+// truncating 10 MB to 2 000 tokens reads a few times the ~10 KB it keeps; with a counter that is not
+// monotone (`BpeTokenizer`) a text of at most `max_bytes` bytes is counted whole (O(n)): set
+// `max_bytes` to bound that too. Only the bytes read are checked for UTF-8 validity, unless
+// `TruncatorOptions::check_whole_input` is set.
 //
 // `fit_messages(messages, budget, options)` fits a chat history: it keeps every system message,
 // drops the oldest whole turns first (a turn is a user message and the replies after it, so an
@@ -6420,9 +6813,12 @@ private:
 // `piece_bytes < 16` or `head_share` outside [0, 1]. `truncate` and `fit_messages` throw
 // `Error(InvalidUtf8)` when a byte they read is not valid UTF-8, unless `repair_invalid_utf8` is set
 // (then the input is repaired with U+FFFD first, which costs a pass over all of it). `truncate` never
-// throws for a small budget: when not even one character fits next to the marker it returns an empty
-// text. `fit_messages` throws `Error(BudgetTooSmall)` when the system messages, or the newest turn's
-// per-message overheads, cannot fit the budget.
+// throws for a small budget or byte cap: when not even one character fits next to the marker (in
+// tokens or in `max_bytes`) it returns an empty text. `fit_messages` throws `Error(BudgetTooSmall)`
+// when the system messages, or the newest turn's per-message overheads, cannot fit the budget.
+// `fit_messages` also cuts each message content longer than `max_bytes` to that many bytes (with
+// `shorten_strategy`; reported in `shortened`), the system messages' included, before it fits the
+// budget.
 
 
 #include <algorithm>
@@ -6449,13 +6845,18 @@ struct TruncatorOptions {
     std::size_t piece_bytes = 256;        ///< size of the pieces the text is priced in (>= 16)
     bool repair_invalid_utf8 = false;     ///< replace ill-formed bytes with U+FFFD instead of throwing
     bool check_whole_input = false;       ///< validate all of the input, not only the bytes read (O(n))
+    /// The most bytes a result may have, marker included. A token budget alone does not bound bytes
+    /// (the estimator prices any whitespace run at 0.5 token: see tokens.hpp), so set this for
+    /// untrusted input. A text longer than this is cut even when its tokens fit; never splits a
+    /// character. fit_messages applies it to each message's content. Default: no limit.
+    std::size_t max_bytes = static_cast<std::size_t>(-1);
 };
 
 /// The result of `truncate`.
 struct Truncation {
     std::string text;
     std::size_t tokens = 0;  ///< `counter.count(text)`, <= the budget
-    bool truncated = false;  ///< false when the whole text fit and is returned unchanged
+    bool truncated = false;  ///< false exactly when the whole text fit (tokens and max_bytes) and is returned unchanged
 };
 
 struct ChatMessage {
@@ -6526,6 +6927,18 @@ public:
         }
 
         const std::size_t n = messages.size();
+        // The byte cap first: a content longer than max_bytes is cut to it (tokens alone do not bound
+        // bytes), and counts as shortened.
+        std::vector<std::string> new_content(n);
+        std::vector<bool> shortened(n, false);
+        const auto content = [&](std::size_t i) -> std::string_view {
+            return shortened[i] ? std::string_view(new_content[i]) : std::string_view(messages[i].content);
+        };
+        for (std::size_t i = 0; i < n; ++i) {
+            if (messages[i].content.size() <= options_.max_bytes) continue;
+            new_content[i] = truncate(messages[i].content, static_cast<std::size_t>(-1), fit.shorten_strategy).text;
+            shortened[i] = true;
+        }
         std::vector<std::size_t> content_tokens(n), cost(n);
         std::vector<std::size_t> turn(n, 0);  // turn number of each non-system message
         std::size_t mandatory = fit.reply_overhead;
@@ -6533,7 +6946,7 @@ public:
         std::size_t turns = 0;
         bool any_turn = false;
         for (std::size_t i = 0; i < n; ++i) {
-            content_tokens[i] = count(messages[i].content);
+            content_tokens[i] = count(content(i));
             cost[i] = fit.per_message_overhead + (fit.count_role ? count(messages[i].role) : 0) + content_tokens[i];
             total += cost[i];
             if (messages[i].role == fit.system_role) {
@@ -6562,13 +6975,11 @@ public:
         }
 
         // Still over: shorten kept messages, oldest first, each by what is still in excess.
-        std::vector<std::string> new_content(n);
-        std::vector<bool> shortened(n, false);
         for (std::size_t i = 0; i < n && total > budget; ++i) {
             if (!keep[i] || messages[i].role == fit.system_role || content_tokens[i] == 0) continue;
             const std::size_t excess = total - budget;
             const std::size_t allowed = content_tokens[i] > excess ? content_tokens[i] - excess : 0;
-            Truncation cut = truncate(messages[i].content, allowed, fit.shorten_strategy);
+            Truncation cut = truncate(content(i), allowed, fit.shorten_strategy);
             total = total - content_tokens[i] + cut.tokens;
             new_content[i] = std::move(cut.text);
             shortened[i] = true;
@@ -6650,7 +7061,8 @@ private:
         [[nodiscard]] bool complete() const noexcept { return over == std::string_view::npos; }
     };
 
-    Scan scan_forward(std::string_view text, std::size_t limit) const {
+    // `byte_limit`: the scan also stops (as if over) at the first piece ending beyond it.
+    Scan scan_forward(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
         Scan scan;
         scan.checkpoints.push_back({0, 0});
         std::size_t pos = 0, used = 0;
@@ -6659,7 +7071,7 @@ private:
             const std::string_view piece = text.substr(pos, end - pos);
             validate(piece);
             const std::size_t c = count(piece);
-            if (used + c > limit) {
+            if (used + c > limit || end > byte_limit) {
                 scan.over = end;
                 return scan;
             }
@@ -6670,7 +7082,7 @@ private:
         return scan;
     }
 
-    Scan scan_backward(std::string_view text, std::size_t limit) const {
+    Scan scan_backward(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
         Scan scan;
         scan.checkpoints.push_back({text.size(), 0});
         std::size_t pos = text.size(), used = 0;
@@ -6679,7 +7091,7 @@ private:
             const std::string_view piece = text.substr(begin, pos - begin);
             validate(piece);
             const std::size_t c = count(piece);
-            if (used + c > limit) {
+            if (used + c > limit || text.size() - begin > byte_limit) {
                 scan.over = begin;
                 return scan;
             }
@@ -6698,17 +7110,16 @@ private:
         const Checkpoint base = scan.checkpoints[k];
         if (base.pos == text.size()) return base.pos;
         const std::size_t end = k + 1 < scan.checkpoints.size() ? scan.checkpoints[k + 1].pos : scan.over;
-        // Bisect inside the piece [base.pos, end): lo fits, hi does not. Each probe prices only the
-        // bytes beyond lo (piecewise, like the scan), so the bisection costs about one piece.
-        std::size_t lo = base.pos, hi = end, used = base.used;
+        // Bisect inside the piece [base.pos, end): lo fits, hi does not. Each probe prices the bytes
+        // from the checkpoint to mid in one count (pricing only the bytes beyond lo would round up
+        // once per probe and lose up to a token each time), so the bisection costs a few pieces.
+        std::size_t lo = base.pos, hi = end;
         while (true) {
             std::size_t mid = utf8::floor_boundary(text, lo + (hi - lo) / 2);
             if (mid <= lo) mid = utf8::ceil_boundary(text, lo + 1);
             if (mid >= hi) break;
-            const std::size_t c = count(text.substr(lo, mid - lo));
-            if (used + c <= target) {
+            if (base.used + count(text.substr(base.pos, mid - base.pos)) <= target) {
                 lo = mid;
-                used += c;
             } else {
                 hi = mid;
             }
@@ -6730,16 +7141,14 @@ private:
         begin = std::max(begin, floor);
         if (base.used + count(text.substr(begin, base.pos - begin)) <= target) return begin;
         // Bisect inside [begin, base.pos): a suffix from hi fits, from lo it does not; each probe
-        // prices only the bytes before hi.
-        std::size_t lo = begin, hi = base.pos, used = base.used;
+        // prices the bytes from mid to the checkpoint in one count (see prefix_for).
+        std::size_t lo = begin, hi = base.pos;
         while (true) {
             std::size_t mid = utf8::ceil_boundary(text, lo + (hi - lo + 1) / 2);
             if (mid >= hi) mid = utf8::floor_boundary(text, hi - 1);
             if (mid <= lo) break;
-            const std::size_t c = count(text.substr(mid, hi - mid));
-            if (used + c <= target) {
+            if (base.used + count(text.substr(mid, base.pos - mid)) <= target) {
                 hi = mid;
-                used += c;
             } else {
                 lo = mid;
             }
@@ -6786,59 +7195,112 @@ private:
         return start;
     }
 
+    // Bytes of text a cut result may keep next to the marker.
+    std::size_t text_byte_cap() const noexcept {
+        return options_.max_bytes > options_.marker.size() ? options_.max_bytes - options_.marker.size() : 0;
+    }
+
     Truncation truncate_valid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
         const Truncation nothing{{}, 0, true};  // not even one character fits next to the marker
         if (text.empty()) return {};
-        if (budget == 0) return nothing;
-        // Price the text from the end(s) that will be kept, up to the budget. If a scan reaches the
-        // other end, or what is left unpriced is no larger than what was priced (a piecewise sum can
-        // overestimate: a word split between pieces), count the whole text once to know whether it
-        // fits. Cost ~ what is kept.
+        // Price the text from the end(s) that will be kept, up to the budget (and the byte cap).
+        const std::size_t byte_cap = text_byte_cap();
         Scan forward, backward;
         bool whole_scanned = false;
         switch (strategy) {
             case TruncateStrategy::Head:
-                forward = scan_forward(text, budget);
+                forward = scan_forward(text, budget, byte_cap);
                 whole_scanned = forward.complete();
                 break;
             case TruncateStrategy::Tail:
-                backward = scan_backward(text, budget);
+                backward = scan_backward(text, budget, byte_cap);
                 whole_scanned = backward.complete();
                 break;
             case TruncateStrategy::Middle:
                 // Each end priced up to its share; if the two scans meet, all of the text was priced.
-                forward = scan_forward(text, head_tokens(budget));
-                backward = scan_backward(text, budget - head_tokens(budget));
+                forward = scan_forward(text, head_tokens(budget), byte_cap);
+                backward = scan_backward(text, budget - head_tokens(budget), byte_cap);
                 whole_scanned = forward.complete() || backward.complete() ||
                                 backward.checkpoints.back().pos <= forward.checkpoints.back().pos;
                 break;
         }
-        if (!whole_scanned) {
-            // A piecewise sum can overestimate a lot (a counter whose tokens span piece borders): if
-            // what was not priced is no larger than what was, counting all of it stays ~ kept.
-            const std::size_t head_end = forward.checkpoints.empty() ? 0 : forward.checkpoints.back().pos;
-            const std::size_t tail_begin = backward.checkpoints.empty() ? text.size() : backward.checkpoints.back().pos;
-            const std::size_t unpriced = tail_begin > head_end ? tail_begin - head_end : 0;
-            whole_scanned = unpriced <= text.size() - unpriced;
+        // A text that fits (tokens and bytes) is returned unchanged, whatever the scans found: a
+        // piecewise sum can overestimate without bound (a long whitespace run costs 0.5 token whole
+        // but 1 per piece), so only a count of the whole text, or for a monotone counter a prefix or
+        // suffix that alone exceeds the budget, settles it.
+        if (text.size() <= options_.max_bytes) {
+            std::size_t whole = 0;
+            if (whole_fits(text, budget, strategy, forward, backward, whole_scanned, whole))
+                return {std::string(text), whole, false};
         }
-        if (whole_scanned) {
-            const std::size_t whole = count(text);
-            if (whole <= budget) return {std::string(text), whole, false};
-        }
-        if (marker_tokens_ >= budget) return nothing;
 
-        std::size_t target = budget - marker_tokens_;
-        for (int attempt = 0; attempt < 24 && target > 0; ++attempt) {
-            std::string out = assemble(text, forward, backward, target, strategy);
-            if (out.empty()) return nothing;
-            const std::size_t tokens = count(out);
-            if (tokens <= budget) return {std::move(out), tokens, true};
-            // The counter disagrees with the piecewise sum: shrink by the excess (at least 1, and
-            // faster after a few attempts so a pathological counter still terminates quickly).
-            const std::size_t excess = std::max<std::size_t>(tokens - budget, attempt < 4 ? 1 : target / 2);
-            target = target > excess ? target - excess : 0;
+        if (marker_tokens_ < budget) {
+            std::size_t target = budget - marker_tokens_;
+            for (int attempt = 0; attempt < 24 && target > 0; ++attempt) {
+                std::string out = assemble(text, forward, backward, target, strategy);
+                if (out.empty()) break;
+                const std::size_t tokens = count(out);
+                if (tokens <= budget) return {std::move(out), tokens, true};
+                // The counter disagrees with the piecewise sum: shrink by the excess (at least 1, and
+                // faster after a few attempts so a pathological counter still terminates quickly).
+                const std::size_t excess = std::max<std::size_t>(tokens - budget, attempt < 4 ? 1 : target / 2);
+                target = target > excess ? target - excess : 0;
+            }
         }
-        return nothing;
+        // The pieces are priced one by one, each rounded up: one character may still fit next to the
+        // marker although the sums say not ("字" and "…" cost 2 each alone, "字…" costs 3). Try it.
+        return smallest(text, budget, strategy);
+    }
+
+    // Whether all of `text` costs <= budget (its count in `whole` then). Exact for every counter.
+    bool whole_fits(std::string_view text, std::size_t budget, TruncateStrategy strategy, const Scan& forward,
+                    const Scan& backward, bool whole_scanned, std::size_t& whole) const {
+        if (!whole_scanned) {
+            if constexpr (is_monotone_token_counter<Counter>) {
+                // A part that alone exceeds the budget proves the whole does too; grow the part from
+                // the kept end (what the scans priced) by doubling until it exceeds or is everything.
+                const bool from_tail = strategy == TruncateStrategy::Tail;
+                // Start with what the scan priced up to the end of the first piece that went over.
+                const std::size_t over = from_tail ? backward.over : forward.over;
+                std::size_t length = over == std::string_view::npos ? text.size()
+                                     : from_tail                    ? text.size() - over
+                                                                    : over;
+                length = std::max(length, options_.piece_bytes);
+                while (length < text.size()) {
+                    const std::string_view part =
+                        from_tail ? text.substr(utf8::floor_boundary(text, text.size() - length))
+                                  : text.substr(0, utf8::ceil_boundary(text, length));
+                    validate(part);
+                    if (count(part) > budget) return false;
+                    length = length > text.size() / 2 ? text.size() : length * 2;
+                }
+            }
+            validate(text);  // every byte is about to be read
+        }
+        whole = count(text);
+        return whole <= budget;
+    }
+
+    // The one-character results (first character + marker, marker + last character), if one fits.
+    Truncation smallest(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
+        const std::string& marker = options_.marker;
+        const std::size_t first = utf8::ceil_boundary(text, 1);
+        const std::size_t last = utf8::floor_boundary(text, text.size() - 1);
+        std::string candidates[2];
+        if (strategy != TruncateStrategy::Tail && first <= text_byte_cap()) {
+            validate(text.substr(0, first));
+            candidates[0] = std::string(text.substr(0, first)) + marker;
+        }
+        if (strategy != TruncateStrategy::Head && text.size() - last <= text_byte_cap()) {
+            validate(text.substr(last));
+            candidates[1] = marker + std::string(text.substr(last));
+        }
+        for (std::string& candidate : candidates) {
+            if (candidate.empty()) continue;
+            const std::size_t tokens = count(candidate);
+            if (tokens <= budget) return {std::move(candidate), tokens, true};
+        }
+        return {{}, 0, true};
     }
 
     std::size_t head_tokens(std::size_t target) const noexcept {
@@ -6850,10 +7312,11 @@ private:
     std::string assemble(std::string_view text, const Scan& forward, const Scan& backward, std::size_t target,
                          TruncateStrategy strategy) const {
         const std::string& marker = options_.marker;
+        const std::size_t byte_cap = text_byte_cap();
         std::string out;
         switch (strategy) {
             case TruncateStrategy::Head: {
-                std::size_t cut = prefix_for(text, forward, target);
+                std::size_t cut = std::min(prefix_for(text, forward, target), utf8::floor_boundary(text, byte_cap));
                 if (cut == 0) return {};
                 cut = head_boundary(text, cut, 0);
                 out.reserve(cut + marker.size());
@@ -6863,6 +7326,7 @@ private:
             }
             case TruncateStrategy::Tail: {
                 std::size_t start = suffix_for(text, backward, 0, target);
+                if (byte_cap < text.size()) start = std::max(start, utf8::ceil_boundary(text, text.size() - byte_cap));
                 if (start >= text.size()) return {};
                 start = tail_boundary(text, start, text.size());
                 out.reserve(text.size() - start + marker.size());
@@ -6873,11 +7337,16 @@ private:
             case TruncateStrategy::Middle: {
                 const std::size_t head_target = head_tokens(target);
                 std::size_t cut = head_target == 0 ? 0 : prefix_for(text, forward, head_target);
+                // The byte cap is shared like the tokens: the head gets its share, the tail the rest.
+                const auto head_bytes = static_cast<std::size_t>(static_cast<double>(byte_cap) * options_.head_share);
+                cut = std::min(cut, utf8::floor_boundary(text, std::min(head_bytes, byte_cap)));
                 std::size_t start = suffix_for(text, backward, cut, target - head_target);
-                if (cut == 0 && start >= text.size()) return {};
                 cut = head_boundary(text, cut, 0);
                 start = tail_boundary(text, start, text.size());
                 if (start < cut) start = cut;
+                if (byte_cap - cut < text.size() - start)
+                    start = std::max(start, utf8::ceil_boundary(text, text.size() - (byte_cap - cut)));
+                if (cut == 0 && start >= text.size()) return {};
                 out.reserve(cut + marker.size() + text.size() - start);
                 out.append(text.substr(0, cut));
                 out.append(marker);
@@ -6939,8 +7408,10 @@ private:
 // `detail::bpe::small_piece_limit` bytes, a per-thread scratch buffer that is reused.
 //
 // Errors:
-//   - `BpeTokenizer(path, encoding)`, `cl100k_base(path)`, `o200k_base(path)`: `IoError` when the
-//     file cannot be read; otherwise as `from_rank_data`.
+//   - `BpeTokenizer(path, encoding)`, `cl100k_base(path)`, `o200k_base(path)`: `IoError` (with the
+//     path and the reason) when the file cannot be opened or read — a missing file, a directory, a
+//     read error part way through; no std::ios_base::failure or filesystem_error escapes; otherwise
+//     as `from_rank_data`.
 //   - `from_rank_data(data, encoding)`: `InvalidFormat` for a malformed rank file (bad base64, a
 //     missing or non-numeric rank, ranks that are not exactly 0..n-1, duplicate token bytes, a byte
 //     without a single-byte token, fewer or more ranks than the encoding expects, i.e. a truncated
@@ -7819,7 +8290,6 @@ inline constexpr std::uint8_t stage2[14336] = {
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <initializer_list>
 #include <iterator>
@@ -8318,11 +8788,7 @@ private:
     BpeTokenizer() = default;
 
     static std::string read_file(const std::filesystem::path& path) {
-        std::ifstream in(path, std::ios::binary);
-        if (!in) throw Error(ErrorCode::IoError, "cannot open rank file " + path.string());
-        std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        if (in.bad()) throw Error(ErrorCode::IoError, "cannot read rank file " + path.string());
-        return data;
+        return detail::read_whole_file(path, "rank file");  // only Error(IoError) (or bad_alloc) escapes
     }
 
     [[noreturn]] void fail(std::size_t line, std::string_view what) const {
