@@ -96,8 +96,6 @@
 
 namespace llmfast {
 
-/// The wall clock as a `Clock` object (the cache's default: stored times must mean the same after a restart).
-using WallClock = ChronoClockAdapter<std::chrono::system_clock>;
 
 enum class SemanticTier : std::uint8_t {
     Auto,  ///< on for a user-supplied embedder, off for HashingEmbedder (lexical; below 0.95 precision)

@@ -121,30 +121,6 @@ struct TokenChannelOptions {
 
 namespace detail {
 
-/// Holds a clock: by pointer for stateful clocks (ManualClock, which tests keep and advance), or
-/// nothing at all for stateless ones (SteadyClock), so the default needs no clock argument.
-template <Clock C>
-class ClockRef {
-public:
-    static constexpr bool stateless = std::is_empty_v<C> && std::default_initializable<C>;
-
-    ClockRef() noexcept
-        requires stateless
-    = default;
-    explicit ClockRef(const C& clock) noexcept : clock_(&clock) {}
-
-    [[nodiscard]] typename C::time_point now() const {
-        if constexpr (stateless) {
-            return clock_ ? clock_->now() : C{}.now();
-        } else {
-            return clock_->now();
-        }
-    }
-
-private:
-    const C* clock_ = nullptr;
-};
-
 /// `point + by`, clamped to the time_point's range in both directions: a sum past the top gives
 /// TimePoint::max() (durations::max() means "no limit"), one past the bottom TimePoint::min()
 /// (hours::min(), a negative timeout: a deadline already passed); a NaN `by` gives `point`. Never
@@ -517,10 +493,10 @@ public:
     using time_point = typename C::time_point;
 
     TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts)
-        requires detail::ClockRef<C>::stateless
-        : TimedReceiver(channel, timeouts, detail::ClockRef<C>{}) {}
+        requires ClockRef<C>::stateless
+        : TimedReceiver(channel, timeouts, ClockRef<C>{}) {}
     TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, const C& clock)
-        : TimedReceiver(channel, timeouts, detail::ClockRef<C>{clock}) {}
+        : TimedReceiver(channel, timeouts, ClockRef<C>{clock}) {}
     TimedReceiver(const TimedReceiver&) = delete;
     TimedReceiver& operator=(const TimedReceiver&) = delete;
     ~TimedReceiver() {
@@ -599,7 +575,7 @@ public:
 private:
     static constexpr std::chrono::nanoseconds max_single_wait = std::chrono::hours(24);
 
-    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, detail::ClockRef<C> clock)
+    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, ClockRef<C> clock)
         : channel_(&channel), timeouts_(timeouts), clock_(clock) {
         if (timeouts.total <= std::chrono::nanoseconds::zero() || timeouts.idle <= std::chrono::nanoseconds::zero() ||
             timeouts.first_item <= std::chrono::nanoseconds::zero()) {
@@ -629,7 +605,7 @@ private:
 
     TokenChannel<T>* channel_;
     StreamTimeouts timeouts_;
-    detail::ClockRef<C> clock_;
+    ClockRef<C> clock_;
     time_point deadline_{};
     time_point last_{};  // construction time, then the arrival of the latest item
     bool received_any_ = false;
@@ -691,7 +667,7 @@ public:
     using time_point = typename C::time_point;
 
     StreamMetrics()
-        requires detail::ClockRef<C>::stateless
+        requires ClockRef<C>::stateless
     {
         start();
     }
@@ -778,7 +754,7 @@ private:
         return r == 0 ? 0 : std::min(r, n) - 1;
     }
 
-    detail::ClockRef<C> clock_;
+    ClockRef<C> clock_;
     time_point start_{};
     // Plain flags, not std::optional<time_point>: g++ 12 warns maybe-uninitialized through optional.
     bool has_first_ = false;
