@@ -895,13 +895,22 @@ private:
                 end(w, ErrorCode::BudgetTooSmall, FinishReason::None, nullptr);
                 continue;
             }
-            // `w` needs a slot and the blocks for at least one token.
-            bool fits = running_count_ < options_.max_num_seqs && std::min(chunk_for(w, budget), room(w)) > 0;
+            // `w` needs a slot and the blocks for its whole chunk (as vLLM: a prompt is not admitted with
+            // a chunk cut to the free capacity, which would only be preempted again). The chunk is capped
+            // at the KV capacity, so a context bigger than all of it still gets in (and ends BudgetTooSmall).
+            const auto admission_chunk = [&] {
+                return std::min(chunk_for(w, budget), tokens_in(options_.kv_blocks) - w.computed);
+            };
+            const auto admissible = [&] {
+                return running_count_ < options_.max_num_seqs && budget > 0 &&
+                       blocks_for(w.computed + admission_chunk()) <= w.blocks + free_blocks_;
+            };
+            bool fits = admissible();
             while (!fits) {
                 Entry* v = priority_victim(w);
                 if (!v) break;
                 preempt(*v, budget, true);
-                fits = running_count_ < options_.max_num_seqs && std::min(chunk_for(w, budget), room(w)) > 0;
+                fits = admissible();
             }
             if (!fits) break;
             if (w.needs_resume) {
@@ -915,7 +924,7 @@ private:
                     }
                 }
             }
-            const std::size_t chunk = std::min(chunk_for(w, budget), room(w));
+            const std::size_t chunk = admission_chunk();
             w.state = State::Running;
             ++running_count_;
             running_.push_back(&w);
