@@ -8,30 +8,32 @@
 //   1. running sequences that decode go first (one token each), in rank order (below);
 //   2. running sequences still in prefill get their next prefill chunk;
 //   3. waiting sequences are admitted in rank order while a sequence slot (`max_num_seqs`), token budget
-//      (`max_num_batched_tokens`, shared by decode tokens and prefill chunks) and KV capacity remain;
+//      (`max_num_batched_tokens`, shared by decode tokens and prefill chunks) and the KV blocks for the
+//      sequence's whole first chunk remain;
 //      a prompt longer than the budget (or `max_prefill_chunk`) is split into chunks over several steps.
 //   KV capacity is `kv_blocks` blocks of `kv_block_size` tokens; a sequence holds ceil(tokens in its KV
 //   cache / kv_block_size) blocks. When a running sequence needs a block and none is free, the
-//   lowest-ranked running sequence below it is preempted (capacity preemption). A waiting sequence whose
-//   effective priority is strictly higher than a running one's may preempt it when it cannot be admitted
-//   otherwise (priority preemption). Preemption is by recompute (the KV cache is dropped, the sequence
+//   lowest-ranked running sequence below it is preempted (capacity preemption). A waiting sequence that
+//   ranks before a running one and has a strictly higher priority may preempt it when it cannot be
+//   admitted otherwise (priority preemption). Preemption is by recompute (the KV cache is dropped, the sequence
 //   is prefilled again from its prompt plus the tokens it generated) unless the `preempt` hook swaps it
 //   out (`Preemption::Swap`: its KV is kept elsewhere, it resumes where it was).
 //
-// Rank and the no-starvation rule. A sequence's effective priority is
-//     priority + floor(age / priority_aging)        (age = time since submit; aging off with max())
-// and sequences rank by effective priority (higher first), then by submission (older first). Hence:
+// Rank and the no-starvation rule. A sequence's effective priority is priority + age / priority_aging
+// (age = time since submit; aging off with max()), so sequences rank by their virtual submission time
+//     submitted - priority * priority_aging          (earlier first; ties: submitted, then id)
+// which is fixed at submit: two sequences never swap ranks over time (no preemption ping-pong). Hence:
 //   - the top-ranked running sequence is never a victim of capacity preemption, so it progresses every
 //     step (or ends with BudgetTooSmall when its context alone exceeds the whole KV capacity);
-//   - admission is head-of-line in rank order: no younger sequence of the same effective priority
-//     overtakes a waiting one;
-//   - a sequence submitted `d` later with priority `p + k` outranks an older one of priority `p` only
-//     while d < k * priority_aging; so under a steady flood of higher-priority work a waiting sequence
-//     becomes the top-ranked one after at most (k + 1) * priority_aging plus the time the sequences
-//     ahead of it (a finite set) take to finish, provided running sequences finish (max_new_tokens or
+//   - admission is head-of-line in rank order: nothing ranked below a waiting sequence is admitted
+//     before it;
+//   - a sequence submitted d later with a priority higher by k ranks before an older one only if
+//     d < k * priority_aging. So under a steady flood of higher-priority work a waiting sequence is
+//     overtaken only by the finite set submitted less than k * priority_aging after it, and runs once
+//     those (and the ones ahead of it) finish, provided running sequences finish (max_new_tokens or
 //     the step function ends them);
-//   - a sequence loses its place to priority preemption at most `max_priority_preemptions` times; after
-//     that only capacity can preempt it.
+//   - priority preemption needs a strictly higher priority and a better rank, and a sequence loses its
+//     place to it at most `max_priority_preemptions` times; after that only capacity can preempt it.
 //
 //     struct Seq { std::vector<int> prompt; std::vector<int> generated; };   // the user's own state
 //     llmfast::ContinuousScheduler<Seq, int> scheduler(
@@ -121,7 +123,8 @@ struct SchedulerOptions {
     std::size_t kv_block_size = 16;             ///< >= 1; tokens per KV block (1 = count tokens)
     std::size_t kv_blocks = std::numeric_limits<std::size_t>::max() / 2;  ///< >= 1; total KV capacity
     std::size_t max_queue = 65536;              ///< >= 1; sequences waiting (submit: QueueFull beyond)
-    /// Effective priority rises by 1 per this much age (see the file comment); > 0; max() = no aging.
+    /// Effective priority rises by 1 per this much age (see the file comment's rank rule); > 0;
+    /// max() = no aging (strict priority, FIFO within a priority: low priorities can starve).
     std::chrono::nanoseconds priority_aging = std::chrono::seconds(1);
     /// Times a sequence may lose its place to priority preemption (capacity preemption is not capped).
     std::size_t max_priority_preemptions = 4;
@@ -134,7 +137,7 @@ struct SchedulerOptions {
 /// Per-sequence settings for submit. `C` is the scheduler's clock.
 template <Clock C = SteadyClock>
 struct SequenceOptions {
-    int priority = 0;  ///< higher ranks first (see the file comment for aging)
+    int priority = 0;  ///< higher ranks first (see the file comment's rank rule for aging)
     /// The sequence must finish before this; otherwise it ends with DeadlineExceeded (waiting or running).
     typename C::time_point deadline = C::time_point::max();
     /// Alternative to `deadline`: now + timeout (the earlier of the two applies when both are set).
@@ -374,6 +377,7 @@ public:
             entry->submitted = now;
             entry->deadline = deadline;
             entry->priority = options.priority;
+            entry->rank_key = rank_key_for(now, options.priority);
             entry->prompt_tokens = prompt_tokens;
             entry->context = prompt_tokens;
             entry->max_new_tokens = options.max_new_tokens;
@@ -524,8 +528,8 @@ private:
         bool cancel_requested = false;
         bool needs_resume = false;
         std::optional<Preemption> resume_mode;
+        std::int64_t rank_key = 0;  // fixed at submit: see rank_key_for
         // per step
-        std::int64_t rank_priority = 0;
         bool preempted_now = false;
         std::size_t sched_begin = 0;
         std::size_t sched_count = 0;  // 0: not scheduled this step
@@ -628,17 +632,25 @@ private:
 
     // ---- ranking ----
     [[nodiscard]] static bool ranks_before(const Entry* a, const Entry* b) noexcept {
-        if (a->rank_priority != b->rank_priority) return a->rank_priority > b->rank_priority;
+        if (a->rank_key != b->rank_key) return a->rank_key < b->rank_key;
         if (a->submitted != b->submitted) return a->submitted < b->submitted;
         return a->id < b->id;
     }
-    void compute_rank(Entry& e, time_point now) const noexcept {
-        std::int64_t boost = 0;
-        if (options_.priority_aging != std::chrono::nanoseconds::max() && now > e.submitted) {
-            const auto age = std::chrono::duration_cast<std::chrono::nanoseconds>(now - e.submitted);
-            boost = static_cast<std::int64_t>(age / options_.priority_aging);
-        }
-        e.rank_priority = static_cast<std::int64_t>(e.priority) + boost;
+    /// The virtual submission time `submitted - priority * priority_aging` in ns (saturated), smaller
+    /// first; without aging, `-priority`. Fixed for the sequence's life, so ranks never change over time.
+    [[nodiscard]] std::int64_t rank_key_for(time_point submitted, int priority) const noexcept {
+        if (options_.priority_aging == std::chrono::nanoseconds::max()) return -static_cast<std::int64_t>(priority);
+        constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
+        constexpr std::int64_t min = std::numeric_limits<std::int64_t>::min();
+        const std::int64_t at = std::chrono::duration_cast<std::chrono::nanoseconds>(submitted.time_since_epoch()).count();
+        const std::int64_t aging = options_.priority_aging.count();
+        const std::int64_t p = priority;
+        const std::int64_t magnitude = p < 0 ? -p : p;  // p is an int: no overflow
+        const std::int64_t product = magnitude != 0 && aging > max / magnitude ? max : magnitude * aging;
+        const std::int64_t shift = p < 0 ? -product : product;  // p * aging, saturated
+        if (shift > 0 && at < min + shift) return min;
+        if (shift < 0 && at > max + shift) return max;
+        return at - shift;
     }
 
     // ---- ending ----
@@ -747,15 +759,15 @@ private:
         return nullptr;
     }
 
-    /// The running entry the waiting `w` may preempt by priority: the lowest-ranked one with a strictly
-    /// lower effective priority that is under its cap. Only the part of running_ sorted at the start of
+    /// The running entry the waiting `w` may preempt by priority: the lowest-ranked one that ranks below
+    /// `w`, has a strictly lower priority and is under its cap. Only the part of running_ sorted at the start of
     /// the step is searched (sequences admitted during it ranked above `w`).
     Entry* priority_victim(const Entry& w) {
         for (std::size_t i = sorted_running_; i-- > 0;) {
             Entry* v = running_[i];
             if (v->state != State::Running) continue;
-            if (v->rank_priority >= w.rank_priority) return nullptr;  // sorted: nothing lower further up
-            if (v->priority_preemptions < options_.max_priority_preemptions) return v;
+            if (!ranks_before(&w, v)) return nullptr;  // sorted: everything further up ranks before w too
+            if (v->priority < w.priority && v->priority_preemptions < options_.max_priority_preemptions) return v;
         }
         return nullptr;
     }
@@ -835,12 +847,10 @@ private:
 
         // 2. Rank.
         for (Entry* e : running_) {
-            compute_rank(*e, now);
             e->sched_count = 0;
             e->preempted_now = false;
         }
         for (Entry* e : waiting_) {
-            compute_rank(*e, now);
             e->sched_count = 0;
             e->preempted_now = false;
         }
