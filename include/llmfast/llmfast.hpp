@@ -23,3 +23,4 @@
 #include <llmfast/compressor.hpp>
 #include <llmfast/truncator.hpp>
 #include <llmfast/bpe_tokenizer.hpp>
+#include <llmfast/scheduler.hpp>
