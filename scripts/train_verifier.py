@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 RATES = [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.10, 0.15, 0.20, 0.30]
 HIDDEN = 24
 IDF_BUCKETS = 32768
@@ -177,6 +179,38 @@ def bootstrap():
                  ["Bootstrap header (untrained, never serves a hit): run the script with data to train."])
 
 
+MOVABLE = set("什么怎吗呢哪谁何是的了吧啊呀在有和与及并也都就而，。？！、：；“”（）")
+STOP_EN = set("a an the of to in on for and or is are was were be do does did how what why when which who can i you my your it this that with as at by from".split())
+
+
+def swap_negative(text, rng):
+    """A same-words-other-order negative (the PAWS pattern): two content chunks of `text` trade places.
+    Chinese: two 2-character chunks without particles; English: two content words. None if impossible."""
+    cjk = sum(1 for c in text if "\u4e00" <= c <= "\u9fff")
+    if cjk >= 8:
+        starts = [i for i in range(len(text) - 1) if all("\u4e00" <= c <= "\u9fff" and c not in MOVABLE for c in text[i:i + 2])]
+        for _ in range(10):
+            if len(starts) < 2:
+                return None
+            i, j = sorted(rng.choice(starts, size=2, replace=False))
+            if j - i >= 3 and text[i:i + 2] != text[j:j + 2]:
+                return text[:i] + text[j:j + 2] + text[i + 2:j] + text[i:i + 2] + text[j + 2:]
+        return None
+    words = text.split(" ")
+    content = [k for k, w in enumerate(words) if w.strip("?,.!").lower() not in STOP_EN and len(w.strip("?,.!")) > 2]
+    if len(content) < 2:
+        return None
+    for _ in range(10):
+        i, j = sorted(rng.choice(content, size=2, replace=False))
+        a, b = words[i].strip("?,.!"), words[j].strip("?,.!")
+        if a.lower() != b.lower():
+            out = list(words)
+            out[i] = words[i].replace(a, b)
+            out[j] = words[j].replace(b, a)
+            return " ".join(out)
+    return None
+
+
 def sigmoid(x):
     import numpy as np
     return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
@@ -225,16 +259,23 @@ def train_mlp(X, y, w, seed, epochs, hidden):
     return {"W1": params[0], "b1": params[1], "w2": params[2], "b2": params[3][0]}
 
 
-def predict(model, Z):
+VETO_COLUMNS = slice(21, 25)  # veto_numbers .. veto_term_order: PairVerifier's guard gate
+
+
+def predict(model, Z, X=None):
+    """Probabilities; with the raw features X, pairs a hit guard vetoes get 0 (PairVerifier's gate)."""
     import numpy as np
     h = np.maximum(Z @ model["W1"].T + model["b1"], 0)
-    return sigmoid(h @ model["w2"] + model["b2"])
+    p = sigmoid(h @ model["w2"] + model["b2"])
+    if X is not None:
+        p = np.where(X[:, VETO_COLUMNS].sum(axis=1) > 0, 0.0, p)
+    return p
 
 
 def choose_threshold(p, y, src, rate, min_hits=20):
+    p = np.where(p > 0, p, -1.0)  # vetoed pairs never count as hits
     """Smallest threshold t with wrong rate <= rate among p >= t overall and per source (sources with
     fewer than min_hits hits at t are judged together with the overall figure only)."""
-    import numpy as np
     cands = np.unique(np.round(p, 4))
     sources = sorted(set(src))
     for t in cands:
@@ -278,6 +319,8 @@ def main():
     ap.add_argument("--out", default=HEADER)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=17)
+    ap.add_argument("--swap-negatives", type=int, default=8000, help="synthetic word-swap negatives to add")
+    ap.add_argument("--keep", help="also save the computed features to this .npz (for analysis)")
     ap.add_argument("--bootstrap", action="store_true")
     args = ap.parse_args()
     if args.bootstrap:
@@ -300,6 +343,22 @@ def main():
         val_idx.update(idx[: int(round(0.15 * len(idx)))].tolist())
     train_rows = [r for i, r in enumerate(rows) if i not in val_idx]
     val_rows = [r for i, r in enumerate(rows) if i in val_idx]
+    # Synthetic same-words-other-order negatives from training texts (the training data has almost none
+    # of the pattern PAWS-X is made of); train part only, never validation.
+    aug = []
+    if args.swap_negatives > 0:
+        arng = np.random.default_rng(args.seed + 1)
+        order = arng.permutation(len(train_rows))
+        for k in order:
+            r = train_rows[k]
+            if r[1] != "1":
+                continue
+            swapped = swap_negative(r[3], arng)
+            if swapped and swapped != r[3]:
+                aug.append([r[0], "0", "synthetic-swap", r[3], swapped])
+            if len(aug) >= args.swap_negatives:
+                break
+    train_rows = train_rows + aug
     with tempfile.TemporaryDirectory() as work:
         tsv = os.path.join(work, "train.tsv")
         write_tsv(tsv, train_rows)
@@ -309,6 +368,8 @@ def main():
         Xtr, ex_tr = features(args.features, idf_path, train_rows, work, "train")
         Xva, ex_va = features(args.features, idf_path, val_rows, work, "val")
         Xdv, ex_dv = (features(args.features, idf_path, dev_rows, work, "dev") if dev_rows else (None, None))
+        if args.keep:
+            np.savez(args.keep, Xtr=Xtr, ex_tr=ex_tr, Xva=Xva, ex_va=ex_va, Xdv=Xdv, ex_dv=ex_dv, idf=idf)
     t_feat = time.time() - t0
     assert Xtr.shape[1] == len(names), (Xtr.shape, len(names))
 
@@ -332,13 +393,13 @@ def main():
     model = train_mlp(Ztr, ytr, w, args.seed, args.epochs, HIDDEN)
     model["mean"], model["inv_std"] = mean, 1.0 / std
     t_train = time.time() - t0 - t_feat
-    pva = predict(model, Zva)
+    pva = predict(model, Zva, Xva)
     thresholds = [choose_threshold(pva, yva, sva, r) for r in RATES]
     report("validation (held out of pairs-train, %d pairs)" % len(yva), pva, yva, sva, thresholds)
     dev_bar = [False] * len(RATES)
     if Xdv is not None:
         ydv, sdv = labels(dev_rows, ex_dv)
-        pdv = predict(model, (Xdv[~ex_dv] - mean) / std)
+        pdv = predict(model, (Xdv[~ex_dv] - mean) / std, Xdv[~ex_dv])
         report("dev (reported only)", pdv, ydv, sdv, thresholds)
         for i, t in enumerate(thresholds):
             ok = True

@@ -93,6 +93,10 @@ inline constexpr std::array<std::string_view, 32> pair_feature_names{
 inline constexpr std::size_t pair_feature_count = pair_feature_names.size();
 
 struct PairVerifierOptions {
+    /// The hit guards act as a gate: a pair one of them vetoes gets probability 0 (the model was
+    /// calibrated with this gate; turning guards off here raises the wrong-hit rate above the
+    /// calibration's).
+    HitGuards guards{};
     /// Use the similarity the cache passes in (calibrated for HashingEmbedder with default options).
     /// false: ignore it and use the verifier's own lexical cosine in its place, valid with any embedder.
     bool use_similarity = true;
@@ -402,6 +406,7 @@ public:
 
     /// The probability that the answer cached for `entry`'s prompt is right for `query`'s prompt.
     [[nodiscard]] double probability(const Query& query, const EntryData& entry, float similarity) const noexcept {
+        if (check_hit_guards(query.guards, entry.guards, options_.guards) != GuardVeto::None) return 0.0;
         std::array<float, pair_feature_count> x{};
         features(query, entry, similarity, x);
         namespace w = pair_verifier_weights;
