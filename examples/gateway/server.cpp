@@ -21,6 +21,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -166,22 +167,29 @@ public:
             }
             begin_request(parser.is_header_done() ? parser.get() : http::request<http::string_body>{});
             if (ec) {
+                // (g++ 12 miscompiles braced temporaries passed to a coroutine inside co_await in a
+                // branch: the error is built in a named variable, then awaited once.)
                 keep_alive_ = false;
+                std::optional<ApiError> error;
                 if (ec == http::error::body_limit) {
                     server_.metrics.count_rejection("body_too_large");
-                    co_await respond_error({413, fmt::format("request body is larger than {} bytes", limits.max_body_bytes),
-                                            "invalid_request_error", "", "request_too_large"});
+                    error = ApiError{413, fmt::format("request body is larger than {} bytes", limits.max_body_bytes),
+                                     "invalid_request_error", "", "request_too_large"};
                 } else if (ec == http::error::header_limit) {
                     server_.metrics.count_rejection("header_too_large");
-                    co_await respond_error({431, fmt::format("request header is larger than {} bytes", limits.max_header_bytes),
-                                            "invalid_request_error", "", "header_too_large"});
+                    error = ApiError{431, fmt::format("request header is larger than {} bytes", limits.max_header_bytes),
+                                     "invalid_request_error", "", "header_too_large"};
                 } else if (ec != beast::error::timeout && ec != http::error::end_of_stream && ec != net::error::eof &&
                            ec != net::error::connection_reset && ec != net::error::operation_aborted &&
                            ec != net::error::bad_descriptor) {
                     server_.metrics.count_rejection("malformed_http");
-                    co_await respond_error({400, "malformed HTTP request: " + ec.message(), "invalid_request_error", "", "bad_request"});
+                    error = ApiError{400, "malformed HTTP request: " + ec.message(), "invalid_request_error", "", "bad_request"};
                 } else if (ec == beast::error::timeout) {
                     server_.metrics.count_rejection("client_timeout");
+                }
+                if (error) {
+                    co_await respond_error(std::move(*error));
+                    finish_request();
                 }
                 break;
             }
@@ -340,11 +348,14 @@ private:
             if (failure.empty()) failure = "unknown";
         }
         if (!failure.empty()) {
-            if (!started_ && !responded_) co_await respond_error({500, "internal error: " + failure, "server_error", "", "internal_error"});
+            ApiError error{500, "internal error: " + failure, "server_error", "", "internal_error"};
+            if (!started_ && !responded_) co_await respond_error(std::move(error));
             keep_alive_ = false;
         }
-        if (!started_ && !responded_ && !gone_.gone)
-            co_await respond_error({500, "internal error: no response", "server_error", "", "internal_error"});
+        if (!started_ && !responded_ && !gone_.gone) {
+            ApiError error{500, "internal error: no response", "server_error", "", "internal_error"};
+            co_await respond_error(std::move(error));
+        }
     }
 
     net::awaitable<void> route() {
@@ -358,8 +369,9 @@ private:
             return false;
         };
         const auto method_not_allowed = [&]() {
-            return respond_error({405, fmt::format("{} is not allowed on {} (allowed: {})", request_.method_string(), path, allow_),
-                                  "invalid_request_error", "", "method_not_allowed"});
+            ApiError error{405, fmt::format("{} is not allowed on {} (allowed: {})", request_.method_string(), path, allow_),
+                           "invalid_request_error", "", "method_not_allowed"};
+            return respond_error(std::move(error));
         };
         if (path == "/health") {
             if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();

@@ -172,6 +172,7 @@ struct UpstreamClient::Impl {
             while (!parser.is_done() && error_body.size() < 65536) {
                 auto bytes = co_await read_piece();
                 if (!bytes) break;
+                if (bytes->empty()) continue;
                 error_body.append(*bytes);
             }
             if (status >= 500 || status == 429) {
@@ -188,13 +189,18 @@ struct UpstreamClient::Impl {
             piece_timeout = config.limits.read_timeout;
             while (!parser.is_done()) {
                 auto bytes = co_await read_piece();
+                if (bytes && bytes->empty()) continue;
                 if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
                 if (!bytes) co_return Attempt{Outcome::RetryableFailure, "reading the response: " + ec.message(), ec == beast::error::timeout};
                 answer.append(*bytes);
                 if (answer.size() > (64U << 20)) co_return Attempt{Outcome::RetryableFailure, "response over 64 MiB", false};
             }
-            if (answer.find("\"error\"") != std::string::npos && is_error_event(answer))
-                co_return Attempt{Outcome::RetryableFailure, "upstream answered an error object with HTTP 200", false};
+            {  // a 200 that is not a completion (an error object, an SSE body, garbage) fails over
+                auto& json = thread_parser(answer.size() + 1, 64);
+                simdjson::dom::element doc;
+                if (json.parse(answer).get(doc) != simdjson::SUCCESS || doc["choices"].error() != simdjson::SUCCESS)
+                    co_return Attempt{Outcome::RetryableFailure, "upstream answered HTTP 200 without a completion", false};
+            }
             observe_usage(answer, record);
             record.status = 200;
             record.first_content = record.last_content = Clock::now();
@@ -219,7 +225,10 @@ struct UpstreamClient::Impl {
                 co_await sink.end_stream();
                 co_return Attempt{Outcome::Answered, why, false};
             }
-            if (bytes->empty()) break;  // the body is complete
+            if (bytes->empty()) {  // a chunk header, or the end of the body
+                if (parser.is_done()) break;
+                continue;
+            }
             const bool had_content = content_seen;
             std::size_t new_content = 0;
             sse.feed(*bytes, [&](const llmfast::SseEventView& event) {
