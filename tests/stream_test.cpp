@@ -1,3 +1,5 @@
+#include <llmfast/detail/percentile.hpp>
+#include <llmfast/detail/ring_buffer.hpp>
 #include <llmfast/stream.hpp>
 
 #include "catch.hpp"
@@ -8,7 +10,9 @@
 #include <condition_variable>
 #include <functional>
 #include <limits>
+#include <cstdint>
 #include <memory>
+#include <span>
 #include <mutex>
 #include <stdexcept>
 #include <stop_token>
@@ -683,4 +687,79 @@ TEST_CASE("TimedReceiver: a clock with negative time_points and no limits does n
     REQUIRE(limited.next());
     late.advance(90min);
     CHECK(limited.next().status == StreamStatus::IdleTimeout);
+}
+
+TEST_CASE("detail::RingBuffer: FIFO across wrap-around and growth, bounded growth, no steady-state allocation",
+          "[channel][ring]") {
+    llmfast::detail::RingBuffer<std::unique_ptr<int>> ring;
+    CHECK(ring.empty());
+    CHECK(ring.capacity() == 0);
+    int next_in = 0, next_out = 0;
+    // Interleave pushes and pops so the head wraps, then grow with a wrapped head.
+    for (int round = 0; round < 5; ++round) {
+        for (int i = 0; i < 10 + round * 7; ++i) ring.push_back(std::make_unique<int>(next_in++));
+        for (int i = 0; i < 8; ++i) CHECK(*ring.take_front() == next_out++);
+        for (std::size_t i = 0; i < ring.size(); ++i) CHECK(*ring[i] == next_out + static_cast<int>(i));
+    }
+    const std::size_t grown = ring.capacity();
+    CHECK(grown >= ring.size());
+    // Steady state: a queue that stays below its capacity does not reallocate.
+    for (int i = 0; i < 1000; ++i) {
+        ring.push_back(std::make_unique<int>(next_in++));
+        CHECK(*ring.front() == next_out);
+        ring.pop_front();
+        ++next_out;
+    }
+    CHECK(ring.capacity() == grown);
+    ring.clear();
+    CHECK(ring.empty());
+    CHECK(ring.capacity() == grown);
+
+    // A bounded ring grows 16, 32, ... and stops at its limit (a channel's capacity need not be 2^k).
+    llmfast::detail::RingBuffer<std::string> bounded(100);
+    bounded.reserve(16);
+    CHECK(bounded.capacity() == 16);
+    for (int i = 0; i < 100; ++i) bounded.emplace_back(std::to_string(i));
+    CHECK(bounded.capacity() == 100);
+    for (int i = 0; i < 100; ++i) CHECK(bounded.take_front() == std::to_string(i));
+    llmfast::detail::RingBuffer<int> one(1);
+    one.reserve(16);
+    CHECK(one.capacity() == 1);
+}
+
+TEST_CASE("detail::nearest_rank and LogHistogram: one percentile definition", "[metrics][percentile]") {
+    using llmfast::detail::nearest_rank;
+    const std::vector<int> none;
+    CHECK(nearest_rank(std::span<const int>(none), 50) == 0);
+    const std::vector<int> ten = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    const std::span<const int> s(ten);
+    CHECK(nearest_rank(s, 0) == 1);
+    CHECK(nearest_rank(s, 10) == 1);
+    CHECK(nearest_rank(s, 10.1) == 2);
+    CHECK(nearest_rank(s, 50) == 5);
+    CHECK(nearest_rank(s, 90) == 9);
+    CHECK(nearest_rank(s, 99) == 10);
+    CHECK(nearest_rank(s, 100) == 10);
+    CHECK(nearest_rank(s, 250) == 10);  // clamped
+    CHECK(nearest_rank(s, -5) == 1);
+    const std::vector<int> two = {6, 10};
+    CHECK(nearest_rank(std::span<const int>(two), 50) == 6);
+    CHECK(nearest_rank(std::span<const int>(two), 90) == 10);
+
+    llmfast::detail::LogHistogram histogram;
+    CHECK(histogram.percentile(50) == 0);
+    for (std::int64_t v = 1; v <= 10; ++v) histogram.record(v);  // exact below 16
+    CHECK(histogram.percentile(50) == 5);
+    CHECK(histogram.percentile(90) == 9);
+    CHECK(histogram.percentile(99) == 10);
+    CHECK(histogram.max() == 10);
+    histogram.record(-3);  // counts as 0
+    CHECK(histogram.total() == 11);
+    CHECK(histogram.percentile(0) == 0);
+    llmfast::detail::LogHistogram big;
+    big.record(1'000'000);
+    big.record(2'000'000);
+    CHECK(big.percentile(50) >= 1'000'000);
+    CHECK(big.percentile(50) <= 1'125'000);  // <= 12.5% high
+    CHECK(big.percentile(100) == 2'000'000);  // capped at the maximum
 }

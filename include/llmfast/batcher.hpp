@@ -60,8 +60,13 @@
 //                                its what() — or returned a wrong number of responses).
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/clock.hpp>
 #include <llmfast/detail/inplace_function.hpp>
+#include <llmfast/detail/percentile.hpp>
+#include <llmfast/detail/ring_buffer.hpp>
+#include <llmfast/detail/saturating.hpp>
 #include <llmfast/error.hpp>
 
 #include <algorithm>
@@ -92,7 +97,7 @@
 #include <sys/prctl.h>
 #endif
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 /// A model of BatchHandler<Req, Resp> is called with a batch of requests (a span it may move from) and
 /// returns one response per request, in the same order.
@@ -212,54 +217,6 @@ struct BatcherMetrics {
 
 namespace detail {
 
-/// Log-linear histogram of non-negative nanosecond values: exact below 16, then 8 sub-buckets per power
-/// of two (relative error <= 12.5%). Not synchronised: the batcher updates it under its mutex.
-class WaitHistogram {
-public:
-    void record(std::int64_t ns) noexcept {
-        const std::uint64_t v = ns > 0 ? static_cast<std::uint64_t>(ns) : 0U;
-        ++counts_[bucket(v)];
-        ++total_;
-        max_ = std::max(max_, v);
-    }
-    [[nodiscard]] std::uint64_t total() const noexcept { return total_; }
-    [[nodiscard]] std::uint64_t max() const noexcept { return max_; }
-    /// Upper bound of the bucket holding the p-th percentile (0..100), capped at the maximum seen.
-    [[nodiscard]] std::uint64_t percentile(double p) const noexcept {
-        if (total_ == 0) return 0;
-        const auto rank = static_cast<std::uint64_t>(p / 100.0 * static_cast<double>(total_ - 1)) + 1;
-        std::uint64_t seen = 0;
-        for (std::size_t b = 0; b < counts_.size(); ++b) {
-            seen += counts_[b];
-            if (seen >= rank) return std::min(upper(b), max_);
-        }
-        return max_;
-    }
-
-private:
-    static constexpr std::size_t sub_bits = 3;
-    static constexpr std::size_t buckets = 16 + (64 - 4) * 8;
-
-    static std::size_t bucket(std::uint64_t v) noexcept {
-        if (v < 16) return static_cast<std::size_t>(v);
-        const auto exponent = static_cast<std::size_t>(63 - std::countl_zero(v));  // >= 4
-        const auto sub = static_cast<std::size_t>((v >> (exponent - sub_bits)) & 7U);
-        return 16 + (exponent - 4) * 8 + sub;
-    }
-    static std::uint64_t upper(std::size_t b) noexcept {
-        if (b < 16) return b;
-        const std::size_t exponent = (b - 16) / 8 + 4;
-        const std::size_t sub = (b - 16) % 8;
-        const std::uint64_t base = std::uint64_t{1} << exponent;
-        const std::uint64_t step = base >> sub_bits;
-        return base + step * (sub + 1) - 1;
-    }
-
-    std::array<std::uint64_t, buckets> counts_{};
-    std::uint64_t total_ = 0;
-    std::uint64_t max_ = 0;
-};
-
 /// The exact sum of up to SIZE_MAX values of std::size_t (two words with a carry), so costs near SIZE_MAX
 /// never wrap around. Not synchronised: the batcher updates it under its mutex.
 class CostSum {
@@ -277,79 +234,6 @@ public:
 private:
     std::size_t low_ = 0;
     std::size_t high_ = 0;
-};
-
-/// `t + d`, saturated at TimePoint's min() / max() instead of overflowing (both signs of d, and a clock
-/// whose duration is finer than a nanosecond).
-template <class TimePoint>
-TimePoint add_saturating(TimePoint t, std::chrono::nanoseconds d) noexcept {
-    using Dur = typename TimePoint::duration;
-    if constexpr (std::ratio_less_v<typename Dur::period, std::nano>) {
-        // Converting d to the finer unit multiplies: clamp first (Dur::max() in nanoseconds divides).
-        const auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(Dur::max());
-        if (d >= limit) return TimePoint::max();
-        if (d <= -limit) return TimePoint::min();
-    }
-    const auto step = std::chrono::duration_cast<Dur>(d);
-    if (step > Dur::zero() && t > TimePoint::max() - step) return TimePoint::max();
-    if (step < Dur::zero() && t < TimePoint::min() - step) return TimePoint::min();
-    return t + step;
-}
-
-/// A FIFO ring buffer that grows geometrically and never shrinks, so a steady-state queue allocates
-/// nothing (std::deque allocates and frees a block every few elements, and the batcher would do that
-/// under its mutex). Not synchronised.
-template <class T>
-class RingQueue {
-public:
-    RingQueue() = default;
-    RingQueue(const RingQueue&) = delete;
-    RingQueue& operator=(const RingQueue&) = delete;
-    RingQueue(RingQueue&& other) noexcept
-        : data_(std::exchange(other.data_, nullptr)), capacity_(std::exchange(other.capacity_, 0)),
-          head_(std::exchange(other.head_, 0)), size_(std::exchange(other.size_, 0)) {}
-    RingQueue& operator=(RingQueue&&) = delete;
-    ~RingQueue() {
-        while (size_ > 0) pop_front();
-        std::allocator<T>().deallocate(data_, capacity_);
-    }
-
-    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-    [[nodiscard]] std::size_t size() const noexcept { return size_; }
-    [[nodiscard]] T& front() noexcept { return data_[head_]; }
-    [[nodiscard]] const T& front() const noexcept { return data_[head_]; }
-    [[nodiscard]] T& operator[](std::size_t i) noexcept { return data_[(head_ + i) & (capacity_ - 1)]; }
-
-    void push_back(T&& value) {
-        if (size_ == capacity_) grow();
-        ::new (static_cast<void*>(data_ + ((head_ + size_) & (capacity_ - 1)))) T(std::move(value));
-        ++size_;
-    }
-    void pop_front() noexcept {
-        data_[head_].~T();
-        head_ = (head_ + 1) & (capacity_ - 1);
-        --size_;
-    }
-
-private:
-    void grow() {
-        const std::size_t capacity = capacity_ ? capacity_ * 2 : 16;
-        T* data = std::allocator<T>().allocate(capacity);
-        for (std::size_t i = 0; i < size_; ++i) {  // T's move is noexcept for the batcher's entries
-            T& from = (*this)[i];
-            ::new (static_cast<void*>(data + i)) T(std::move(from));
-            from.~T();
-        }
-        std::allocator<T>().deallocate(data_, capacity_);
-        data_ = data;
-        capacity_ = capacity;
-        head_ = 0;
-    }
-
-    T* data_ = nullptr;
-    std::size_t capacity_ = 0;  // 0 or a power of two
-    std::size_t head_ = 0;
-    std::size_t size_ = 0;
 };
 
 }  // namespace detail
@@ -577,7 +461,7 @@ private:
             return ErrorCode::InvalidArgument;
         time_point now = clock_->now();
         time_point deadline = options.deadline;
-        if (options.timeout) deadline = std::min(deadline, detail::add_saturating(now, *options.timeout));
+        if (options.timeout) deadline = std::min(deadline, detail::deadline_after(now, *options.timeout));
         const std::size_t cost = cost_ ? cost_(request) : std::size_t{1};
 
         // Registered before taking mutex_ (the callback takes it) and, on failure, destroyed after
@@ -610,7 +494,7 @@ private:
                 // request's deadline, block_when_full_for.
                 blocked = true;
                 using steady = std::chrono::steady_clock;
-                const steady::time_point until = detail::add_saturating(steady::now(), options_.block_when_full_for);
+                const steady::time_point until = detail::deadline_after(steady::now(), options_.block_when_full_for);
                 ++blocked_producers_;
                 for (;;) {
                     now = clock_->now();  // queue wait and max_wait count from the actual enqueue
@@ -623,7 +507,7 @@ private:
                     } else if (deadline == time_point::max()) {
                         space_cv_.wait_until(lock, until);
                     } else {  // the deadline is on a clock the condition variable cannot wait on: poll it
-                        space_cv_.wait_until(lock, std::min(until, detail::add_saturating(real_now, poll_interval)));
+                        space_cv_.wait_until(lock, std::min(until, detail::saturating_add(real_now, poll_interval)));
                     }
                 }
                 --blocked_producers_;
@@ -683,7 +567,7 @@ private:
         return oldest;
     }
 
-    void pop_front(detail::RingQueue<Entry>& level, Entry& entry, Work& work) {
+    void pop_front(detail::RingBuffer<Entry>& level, Entry& entry, Work& work) {
         if (entry.on_stop) work.stop_callbacks.push_back(std::move(entry.on_stop));
         --depth_;
         total_cost_.subtract(entry.cost);
@@ -796,7 +680,7 @@ private:
                 continue;
             }
             if (!closing_ && !batch_ready_by_size_or_cost()) {
-                const time_point due = detail::add_saturating(oldest_enqueued(), options_.max_wait);
+                const time_point due = detail::saturating_add(oldest_enqueued(), options_.max_wait);
                 if (now < due) {
                     wait_until(lock, std::min(due, earliest_deadline_));
                     continue;
@@ -893,7 +777,7 @@ private:
     std::condition_variable work_cv_;   // workers: work arrived, batch ready, cancel, close
     std::condition_variable space_cv_;  // blocked producers: room in the queue, close
     // --- guarded by mutex_ ---
-    std::vector<detail::RingQueue<Entry>> levels_;  // index = priority
+    std::vector<detail::RingBuffer<Entry>> levels_;  // index = priority
     std::size_t depth_ = 0;
     detail::CostSum total_cost_;  // summed cost of the queued requests (exact, no overflow)
     time_point earliest_deadline_ = time_point::max();  // <= every queued deadline (may be stale-early)
@@ -906,10 +790,10 @@ private:
     std::uint64_t accepted_ = 0, batches_ = 0, dispatched_ = 0, succeeded_ = 0, rejected_ = 0, expired_ = 0,
                   cancelled_ = 0, failed_ = 0, callback_errors_ = 0;
     std::vector<std::uint64_t> batch_sizes_;
-    detail::WaitHistogram waits_;
+    detail::LogHistogram waits_;
     // --- end guarded ---
     std::mutex join_mutex_;
     std::vector<std::thread> workers_;
 };
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

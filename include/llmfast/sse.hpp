@@ -40,6 +40,8 @@
 // `SseParser::feed` propagates what its callback throws, and the parser stays consistent (see `feed`).
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/error.hpp>
 #include <llmfast/streaming_generator.hpp>
 #include <llmfast/utf8.hpp>
@@ -60,7 +62,7 @@
 #include <utility>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 // ---------------------------------------------------------------------------------------------------
 // Output
@@ -75,42 +77,51 @@ struct SseEventOut {
     std::optional<std::chrono::milliseconds> retry{};
 };
 
+namespace detail {
+inline bool sse_has_line_break(std::string_view text) noexcept {
+    return text.find_first_of("\r\n") != std::string_view::npos;
+}
+
+/// Calls `line(std::string_view text, bool last)` for each line of `text`, split at CRLF, CR or LF
+/// (the one SSE line splitter of the writer): a text without a line break is one line, and a
+/// trailing break gives a last, empty line.
+template <class Line>
+void sse_for_each_line(std::string_view text, Line&& line) {
+    for (;;) {
+        const std::size_t brk = text.find_first_of("\r\n");
+        if (brk == std::string_view::npos) {
+            line(text, true);
+            return;
+        }
+        line(text.substr(0, brk), false);
+        const std::size_t skip = (text[brk] == '\r' && brk + 1 < text.size() && text[brk + 1] == '\n') ? 2 : 1;
+        text.remove_prefix(brk + skip);
+    }
+}
+
+/// Appends `data: <line>\n` for each line of `data`. Empty data gives one empty `data:` line, so the
+/// reader still dispatches an event (with empty data).
+inline void sse_append_data_lines(std::string& out, std::string_view data) {
+    sse_for_each_line(data, [&out](std::string_view line, bool) {
+        out.append("data: ");
+        out.append(line);
+        out.push_back('\n');
+    });
+}
+}  // namespace detail
+
 namespace sse {
 
 /// The media type of an event stream (the response's Content-Type).
 inline constexpr std::string_view content_type = "text/event-stream";
 
-namespace detail {
-inline bool has_line_break(std::string_view text) noexcept {
-    return text.find_first_of("\r\n") != std::string_view::npos;
-}
-
-/// Appends `data: <line>\n` for each line of `data` (split at CRLF, CR or LF). Empty data gives one
-/// empty `data:` line, so the reader still dispatches an event (with empty data).
-inline void append_data_lines(std::string& out, std::string_view data) {
-    for (;;) {
-        const std::size_t brk = data.find_first_of("\r\n");
-        out.append("data: ");
-        if (brk == std::string_view::npos) {
-            out.append(data);
-            out.push_back('\n');
-            return;
-        }
-        out.append(data.substr(0, brk));
-        out.push_back('\n');
-        const std::size_t skip = (data[brk] == '\r' && brk + 1 < data.size() && data[brk + 1] == '\n') ? 2 : 1;
-        data.remove_prefix(brk + skip);
-    }
-}
-}  // namespace detail
-
 /// Appends one complete event (terminated by a blank line) to `out`.
 /// Throws Error(InvalidArgument) when `event` or `id` contains CR/LF or `id` contains NUL.
 inline void append_event(std::string& out, const SseEventOut& event) {
-    if (detail::has_line_break(event.event)) {
+    if (detail::sse_has_line_break(event.event)) {
         throw Error(ErrorCode::InvalidArgument, "SSE event type must not contain CR or LF");
     }
-    if (event.id && (detail::has_line_break(*event.id) || event.id->find('\0') != std::string_view::npos)) {
+    if (event.id && (detail::sse_has_line_break(*event.id) || event.id->find('\0') != std::string_view::npos)) {
         throw Error(ErrorCode::InvalidArgument, "SSE id must not contain CR, LF or NUL");
     }
     if (!event.event.empty()) {
@@ -124,7 +135,7 @@ inline void append_event(std::string& out, const SseEventOut& event) {
         out.push_back('\n');
     }
     if (event.retry) fmt::format_to(std::back_inserter(out), "retry: {}\n", std::max<std::int64_t>(0, event.retry->count()));
-    detail::append_data_lines(out, event.data);
+    detail::sse_append_data_lines(out, event.data);
     out.push_back('\n');
 }
 
@@ -138,16 +149,12 @@ inline std::string format_event(const SseEventOut& event) {
 /// Appends a comment frame (`: text`, one `:` line per line of text, then a blank line). Readers
 /// ignore it; proxies see traffic, so it serves as a keep-alive.
 inline void append_comment(std::string& out, std::string_view text = {}) {
-    for (;;) {
-        const std::size_t brk = text.find_first_of("\r\n");
+    detail::sse_for_each_line(text, [&out](std::string_view line, bool last) {
         out.push_back(':');
-        if (!text.empty()) out.push_back(' ');
-        out.append(text.substr(0, brk));
+        if (!line.empty() || !last) out.push_back(' ');  // (a space unless nothing is left to write)
+        out.append(line);
         out.push_back('\n');
-        if (brk == std::string_view::npos) break;
-        const std::size_t skip = (text[brk] == '\r' && brk + 1 < text.size() && text[brk + 1] == '\n') ? 2 : 1;
-        text.remove_prefix(brk + skip);
-    }
+    });
     out.push_back('\n');
 }
 
@@ -677,4 +684,4 @@ StreamingGenerator<SseEvent> sse_events(R&& chunks, SseParserOptions options = {
     return detail::sse_events_impl(std::views::all(std::forward<R>(chunks)), options);
 }
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

@@ -37,14 +37,18 @@
 // `Error(Cancelled)`, `Error(DeadlineExceeded)` or `Error(IdleTimeout)` for the other ends.
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/clock.hpp>
+#include <llmfast/detail/percentile.hpp>
+#include <llmfast/detail/ring_buffer.hpp>
+#include <llmfast/detail/saturating.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/streaming_generator.hpp>
 #include <llmfast/utf8.hpp>
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <concepts>
 #include <condition_variable>
 #include <cstddef>
@@ -55,6 +59,7 @@
 #include <mutex>
 #include <optional>
 #include <ranges>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -63,7 +68,7 @@
 #include <utility>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 /// The outcome of a channel or receiver operation. Only `Ok` carries an item (or accepted one).
 enum class StreamStatus : std::uint8_t {
@@ -119,34 +124,6 @@ struct TokenChannelOptions {
     std::size_t capacity = 1024;  ///< items buffered before `push` blocks (backpressure); > 0
 };
 
-namespace detail {
-
-/// `point + by`, clamped to the time_point's range in both directions: a sum past the top gives
-/// TimePoint::max() (durations::max() means "no limit"), one past the bottom TimePoint::min()
-/// (hours::min(), a negative timeout: a deadline already passed); a NaN `by` gives `point`. Never
-/// overflows, whatever the units and rep of `by`: the range check is done in long double (exact for
-/// 64-bit counts where long double has a 64-bit mantissa, as on x86-64 and AArch64 Linux; elsewhere
-/// a margin keeps it safe, so a sum within a rounding error of a bound saturates), and the sum in
-/// range is computed in the time_point's own integer rep.
-template <class TimePoint, class Rep, class Period>
-TimePoint saturating_add(TimePoint point, std::chrono::duration<Rep, Period> by) noexcept {
-    using D = typename TimePoint::duration;
-    using Long = long double;
-    constexpr Long margin = std::numeric_limits<Long>::digits >= 64 ? Long{0} : std::numeric_limits<Long>::epsilon() * 4;
-    constexpr Long hi = static_cast<Long>(D::max().count()) * (1 - margin);
-    constexpr Long lo = static_cast<Long>(D::min().count()) * (1 - margin);
-    const Long step = std::chrono::duration<Long, typename D::period>(by).count();
-    if (std::isnan(step)) return point;
-    const Long target = static_cast<Long>(point.time_since_epoch().count()) + step;
-    if (target >= hi) return TimePoint::max();
-    if (target <= lo) return TimePoint::min();
-    // The sum is in range. `by` itself fits D unless it is huge and `point` is far the other way.
-    if (step < hi && step > lo) return point + std::chrono::duration_cast<D>(by);
-    return TimePoint(D(static_cast<typename D::rep>(target)));
-}
-
-}  // namespace detail
-
 /// A bounded, blocking, cancellable FIFO from a producer thread (the model) to a consumer (the
 /// connection). Mutex + two condition variables; a side only notifies the other when it waits, and a
 /// blocked producer is woken only once half the capacity is free again, so a fast pair exchanges
@@ -157,9 +134,9 @@ class TokenChannel {
 public:
     using clock = std::chrono::steady_clock;
 
-    explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity) {
+    explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity), ring_(options.capacity) {
         if (options.capacity == 0) throw Error(ErrorCode::InvalidArgument, "TokenChannel: capacity must be > 0");
-        ring_.resize(std::min(capacity_, initial_ring));
+        ring_.reserve(std::min(capacity_, initial_ring));
         producer_wake_free_ = std::max<std::size_t>(1, capacity_ / 2);
     }
     TokenChannel(const TokenChannel&) = delete;
@@ -182,7 +159,7 @@ public:
     StreamStatus push_until(T&& value, clock::time_point deadline) { return push_impl(value, &deadline); }
     template <class Rep, class Period>
     StreamStatus push_for(T&& value, std::chrono::duration<Rep, Period> timeout) {
-        return push_until(std::move(value), detail::saturating_add(clock::now(), timeout));
+        return push_until(std::move(value), detail::deadline_after(clock::now(), timeout));
     }
     /// Never blocks: `Timeout` when full.
     StreamStatus try_push(T&& value) {
@@ -211,7 +188,7 @@ public:
     Received<T> pop_until(clock::time_point deadline) { return pop_impl(&deadline); }
     template <class Rep, class Period>
     Received<T> pop_for(std::chrono::duration<Rep, Period> timeout) {
-        return pop_until(detail::saturating_add(clock::now(), timeout));
+        return pop_until(detail::deadline_after(clock::now(), timeout));
     }
     /// Never blocks: `Timeout` when nothing is queued.
     Received<T> try_pop() {
@@ -226,8 +203,8 @@ public:
         std::unique_lock lock(mutex_);
         const StreamStatus status = wait_for_item(lock, deadline == clock::time_point::max() ? nullptr : &deadline);
         if (status != StreamStatus::Ok) return status;
-        const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, size_);
-        for (std::size_t i = 0; i < take; ++i) out.push_back(take_front());
+        const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, ring_.size());
+        for (std::size_t i = 0; i < take; ++i) out.push_back(ring_.take_front());
         after_take(lock);
         return StreamStatus::Ok;
     }
@@ -241,10 +218,7 @@ public:
         std::lock_guard lock(mutex_);
         if (cancelled_) return;
         cancelled_ = true;
-        for (; size_ > 0; --size_) {  // destroy, don't move: nothing here may throw
-            ring_[head_].reset();
-            if (++head_ == ring_.size()) head_ = 0;
-        }
+        ring_.clear();  // destroy, don't move: nothing here may throw
         not_empty_.notify_all();
         not_full_.notify_all();
     }
@@ -284,7 +258,7 @@ public:
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
     [[nodiscard]] std::size_t size() const {
         std::lock_guard lock(mutex_);
-        return size_;
+        return ring_.size();
     }
     /// True once `close()` was called (items may still be queued).
     [[nodiscard]] bool closed() const {
@@ -356,15 +330,11 @@ private:
     StreamStatus push_impl(T& value, const clock::time_point* deadline) {
         std::unique_lock lock(mutex_);
         const bool ready = wait_until_ready(lock, not_full_, producers_waiting_, deadline,
-                                            [this] { return cancelled_ || closed_ || size_ < capacity_; });
+                                            [this] { return cancelled_ || closed_ || ring_.size() < capacity_; });
         if (!ready) return StreamStatus::Timeout;
         if (cancelled_) return StreamStatus::Cancelled;
         if (closed_) return StreamStatus::Closed;
-        if (size_ == ring_.size()) grow();  // size_ < capacity_ here
-        std::size_t tail = head_ + size_;
-        if (tail >= ring_.size()) tail -= ring_.size();
-        ring_[tail].emplace(std::move(value));
-        ++size_;
+        ring_.push_back(std::move(value));  // size() < capacity_ here: grows at most up to capacity_
         if (consumers_waiting_ > 0) not_empty_.notify_one();
         return StreamStatus::Ok;
     }
@@ -378,13 +348,13 @@ private:
         not_full_.notify_all();
     }
 
-    // Invariant (lock held): returns Ok iff size_ > 0 and the channel is not cancelled.
+    // Invariant (lock held): returns Ok iff ring_.size() > 0 and the channel is not cancelled.
     StreamStatus wait_for_item(std::unique_lock<std::mutex>& lock, const clock::time_point* deadline) {
         const bool ready = wait_until_ready(lock, not_empty_, consumers_waiting_, deadline,
-                                            [this] { return cancelled_ || closed_ || size_ > 0; });
+                                            [this] { return cancelled_ || closed_ || ring_.size() > 0; });
         if (!ready) return StreamStatus::Timeout;
         if (cancelled_) return StreamStatus::Cancelled;
-        if (size_ > 0) return StreamStatus::Ok;
+        if (ring_.size() > 0) return StreamStatus::Ok;
         return error_ ? StreamStatus::Failed : StreamStatus::Closed;
     }
 
@@ -393,7 +363,7 @@ private:
         Received<T> result;
         result.status = wait_for_item(lock, deadline);
         if (result.status == StreamStatus::Ok) {
-            result.value.emplace(take_front());
+            result.value.emplace(ring_.take_front());
             after_take(lock);
         } else if (result.status == StreamStatus::Failed) {
             result.error = error_;
@@ -401,29 +371,9 @@ private:
         return result;
     }
 
-    void grow() {
-        std::vector<std::optional<T>> bigger(std::min(capacity_, ring_.size() * 2));
-        for (std::size_t i = 0; i < size_; ++i) {
-            std::size_t from = head_ + i;
-            if (from >= ring_.size()) from -= ring_.size();
-            bigger[i] = std::move(ring_[from]);
-        }
-        ring_.swap(bigger);
-        head_ = 0;
-    }
-
-    T take_front() {
-        std::optional<T>& slot = ring_[head_];
-        T value(std::move(*slot));
-        slot.reset();
-        if (++head_ == ring_.size()) head_ = 0;
-        --size_;
-        return value;
-    }
-
     void after_take(std::unique_lock<std::mutex>&) {
         // Hysteresis: wake a blocked producer once half the ring is free, not for every slot.
-        if (producers_waiting_ > 0 && capacity_ - size_ >= producer_wake_free_) not_full_.notify_all();
+        if (producers_waiting_ > 0 && capacity_ - ring_.size() >= producer_wake_free_) not_full_.notify_all();
     }
 
     const std::size_t capacity_;
@@ -431,11 +381,9 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable not_empty_;
     std::condition_variable not_full_;
-    // [head_, head_ + size_) mod ring_.size() hold items. The ring starts small and doubles up to
-    // capacity_ only when a backlog builds, so thousands of idle streams cost little memory.
-    std::vector<std::optional<T>> ring_;
-    std::size_t head_ = 0;
-    std::size_t size_ = 0;
+    // The queued items. The ring starts small and doubles up to capacity_ only when a backlog
+    // builds, so thousands of idle streams cost little memory.
+    detail::RingBuffer<T> ring_;
     std::size_t producers_waiting_ = 0;
     std::size_t consumers_waiting_ = 0;
     bool closed_ = false;
@@ -683,6 +631,7 @@ public:
         finish_ = start_;
         tokens_ = 0;
         gaps_.clear();
+        sorted_.clear();
     }
 
     /// `count` tokens arrived now (one arrival; its gap to the previous arrival is one sample).
@@ -716,11 +665,9 @@ public:
         return std::chrono::duration_cast<std::chrono::nanoseconds>((has_finish_ ? finish_ : clock_.now()) - start_);
     }
     /// Nearest-rank percentile (0..100) of the gaps between arrivals; zero with fewer than 2 arrivals.
+    /// Exact: the gaps are sorted once, lazily (each new gap is merged in at the next query).
     [[nodiscard]] std::chrono::nanoseconds inter_token_percentile(double percent) const {
-        if (gaps_.empty()) return std::chrono::nanoseconds{0};
-        std::vector<std::chrono::nanoseconds> sorted = gaps_;
-        std::sort(sorted.begin(), sorted.end());
-        return sorted[rank(percent, sorted.size())];
+        return detail::nearest_rank(sorted_gaps(), percent);
     }
     [[nodiscard]] const std::vector<std::chrono::nanoseconds>& inter_token_gaps() const noexcept { return gaps_; }
 
@@ -735,11 +682,10 @@ public:
                                          seconds(std::chrono::duration_cast<std::chrono::nanoseconds>(last_ - first_));
         }
         if (!gaps_.empty()) {
-            std::vector<std::chrono::nanoseconds> sorted = gaps_;
-            std::sort(sorted.begin(), sorted.end());
-            s.inter_token_p50 = sorted[rank(50, sorted.size())];
-            s.inter_token_p90 = sorted[rank(90, sorted.size())];
-            s.inter_token_p99 = sorted[rank(99, sorted.size())];
+            const std::span<const std::chrono::nanoseconds> sorted = sorted_gaps();
+            s.inter_token_p50 = detail::nearest_rank(sorted, 50);
+            s.inter_token_p90 = detail::nearest_rank(sorted, 90);
+            s.inter_token_p99 = detail::nearest_rank(sorted, 99);
             s.inter_token_max = sorted.back();
         }
         return s;
@@ -747,11 +693,15 @@ public:
 
 private:
     static double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
-    // Nearest rank: the smallest sample with at least `percent` % of the samples <= it.
-    static std::size_t rank(double percent, std::size_t n) {
-        const double clamped = std::clamp(percent, 0.0, 100.0);
-        const auto r = static_cast<std::size_t>(std::ceil(clamped / 100.0 * static_cast<double>(n)));
-        return r == 0 ? 0 : std::min(r, n) - 1;
+    // gaps_ in ascending order: the gaps recorded since the last query are sorted and merged in.
+    std::span<const std::chrono::nanoseconds> sorted_gaps() const {
+        const auto done = static_cast<std::ptrdiff_t>(sorted_.size());
+        if (sorted_.size() < gaps_.size()) {
+            sorted_.insert(sorted_.end(), gaps_.begin() + done, gaps_.end());
+            std::sort(sorted_.begin() + done, sorted_.end());
+            std::inplace_merge(sorted_.begin(), sorted_.begin() + done, sorted_.end());
+        }
+        return sorted_;
     }
 
     ClockRef<C> clock_;
@@ -763,10 +713,11 @@ private:
     bool has_finish_ = false;
     time_point finish_{};
     std::size_t tokens_ = 0;
-    std::vector<std::chrono::nanoseconds> gaps_;
+    std::vector<std::chrono::nanoseconds> gaps_;  // in arrival order
+    mutable std::vector<std::chrono::nanoseconds> sorted_;  // a sorted copy of a prefix of gaps_ (all after a query)
 };
 
 template <Clock C>
 StreamMetrics(const C&) -> StreamMetrics<C>;
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE
