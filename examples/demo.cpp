@@ -427,7 +427,7 @@ std::vector<Request> make_sequence(const std::vector<Prompt>& pool, const Option
 // Simulated time
 
 // Simulated time as a `llmfast::Clock`: real steady-clock time since the run began, times the scale.
-// Components that take a clock (StreamMetrics) then measure in simulated time directly.
+// Components that take a clock (StreamRecorder) then measure in simulated time directly.
 class SimClock {
 public:
     using Real = std::chrono::steady_clock;
@@ -870,7 +870,7 @@ public:
         }
         result.span_ms = last - first;
         result.busy_ms = backend.busy_ms();
-        const llmfast::BatcherMetrics metrics = server.metrics();
+        const llmfast::BatcherStats metrics = server.stats();
         result.batches = static_cast<std::size_t>(metrics.batches);
         result.batched_jobs = static_cast<std::size_t>(metrics.dispatched);
         if (cache) {

@@ -309,7 +309,7 @@ TEST_CASE("spawn_producer runs a generator into the channel", "[channel]") {
         auto model = llmfast::spawn_producer(channel, [](std::stop_token stop) -> llmfast::StreamingGenerator<int> {
             for (int i = 0; !stop.stop_requested(); ++i) co_yield i;  // a model loop that checks its token
         });
-        TimedReceiver receiver(channel, {.total = 1s}, clock);
+        TimedReceiver receiver(clock, channel, {.total = 1s});
         CHECK(receiver.next());
         clock.advance(1s);
         CHECK(receiver.next().status == StreamStatus::DeadlineExceeded);
@@ -331,7 +331,7 @@ TEST_CASE("TimedReceiver passes items and ends through", "[timeout]") {
     (void)channel.push(1);
     (void)channel.push(2);
     channel.close();
-    TimedReceiver receiver(channel, {.total = 10s, .idle = 1s}, clock);
+    TimedReceiver receiver(clock, channel, {.total = 10s, .idle = 1s});
     CHECK(*receiver.next().value == 1);
     CHECK(*receiver.next().value == 2);
     CHECK(receiver.next().status == StreamStatus::Closed);
@@ -345,7 +345,7 @@ TEST_CASE("TimedReceiver passes the producer's error and a cancellation through"
         TokenChannel<int> channel;
         (void)channel.push(1);
         channel.close(std::make_exception_ptr(std::invalid_argument("bad prompt")));
-        TimedReceiver receiver(channel, {.total = 10s}, clock);
+        TimedReceiver receiver(clock, channel, {.total = 10s});
         std::vector<int> seen;
         CHECK_THROWS_AS(
             [&] {
@@ -360,7 +360,7 @@ TEST_CASE("TimedReceiver passes the producer's error and a cancellation through"
     }
     SECTION("Cancelled elsewhere: Error(Cancelled) with a message") {
         TokenChannel<int> channel;
-        TimedReceiver receiver(channel, {.total = 10s}, clock);
+        TimedReceiver receiver(clock, channel, {.total = 10s});
         channel.cancel();
         try {
             for (int v : receiver.values()) (void)v;
@@ -372,7 +372,7 @@ TEST_CASE("TimedReceiver passes the producer's error and a cancellation through"
     }
     SECTION("timeout messages say which limit fired") {
         TokenChannel<int> channel;
-        TimedReceiver receiver(channel, {.first_item = 250ms}, clock);
+        TimedReceiver receiver(clock, channel, {.first_item = 250ms});
         clock.advance(250ms);
         try {
             for (int v : receiver.values()) (void)v;
@@ -387,7 +387,7 @@ TEST_CASE("TimedReceiver passes the producer's error and a cancellation through"
 TEST_CASE("TimedReceiver: overall deadline", "[timeout]") {
     ManualClock clock;
     TokenChannel<int> channel;
-    TimedReceiver receiver(channel, {.total = 5s, .idle = 2s}, clock);
+    TimedReceiver receiver(clock, channel, {.total = 5s, .idle = 2s});
     CHECK(receiver.deadline() == ManualClock::time_point(5s));
     // Tokens every second: the idle timeout never fires, the total deadline does.
     int delivered = 0;
@@ -413,7 +413,7 @@ TEST_CASE("TimedReceiver: idle and first-item timeouts", "[timeout]") {
     ManualClock clock;
     TokenChannel<int> channel;
     SECTION("a gap longer than idle ends the stream with IdleTimeout") {
-        TimedReceiver receiver(channel, {.idle = 100ms}, clock);
+        TimedReceiver receiver(clock, channel, {.idle = 100ms});
         clock.advance(10s);  // no first_item limit: a slow prefill is fine
         (void)channel.push(1);
         CHECK(receiver.next());
@@ -423,7 +423,7 @@ TEST_CASE("TimedReceiver: idle and first-item timeouts", "[timeout]") {
         CHECK(channel.stop_requested());
     }
     SECTION("an item that arrives while waiting, but after the limit, is not delivered") {
-        TimedReceiver receiver(channel, {.idle = 1h}, clock);
+        TimedReceiver receiver(clock, channel, {.idle = 1h});
         (void)channel.push(1);
         CHECK(receiver.next());
         std::jthread producer([&] {
@@ -433,12 +433,12 @@ TEST_CASE("TimedReceiver: idle and first-item timeouts", "[timeout]") {
         CHECK(receiver.next().status == StreamStatus::IdleTimeout);
     }
     SECTION("first_item bounds the wait for the first token") {
-        TimedReceiver receiver(channel, {.first_item = 3s, .idle = 100ms}, clock);
+        TimedReceiver receiver(clock, channel, {.first_item = 3s, .idle = 100ms});
         clock.advance(3s);
         CHECK(receiver.next().status == StreamStatus::IdleTimeout);
     }
     SECTION("values() throws the distinct timeout error") {
-        TimedReceiver receiver(channel, {.total = 1s}, clock);
+        TimedReceiver receiver(clock, channel, {.total = 1s});
         (void)channel.push(1);
         std::vector<int> seen;
         CHECK(error_code_of([&] {
@@ -450,7 +450,7 @@ TEST_CASE("TimedReceiver: idle and first-item timeouts", "[timeout]") {
         CHECK(seen == std::vector<int>{1});
     }
     SECTION("events() yields the items and exactly one end event") {
-        TimedReceiver receiver(channel, {.idle = 1s}, clock);
+        TimedReceiver receiver(clock, channel, {.idle = 1s});
         (void)channel.push(1);
         std::vector<StreamStatus> statuses;
         std::vector<int> values;
@@ -564,9 +564,9 @@ TEST_CASE("utf8_chunks: a dangling tail and ill-formed bytes become U+FFFD", "[u
     CHECK(out == std::vector<std::string>{"\xE4\xBD\xA0", "\xE5\xA5\xBD"});
 }
 
-TEST_CASE("StreamMetrics: TTFT, inter-token percentiles, rates", "[metrics]") {
+TEST_CASE("StreamRecorder: TTFT, inter-token percentiles, rates", "[metrics]") {
     ManualClock clock;
-    llmfast::StreamMetrics metrics(clock);
+    llmfast::StreamRecorder metrics(clock);
     CHECK_FALSE(metrics.time_to_first_token());
     CHECK(metrics.inter_token_percentile(50) == 0ns);
     clock.advance(200ms);
@@ -599,7 +599,7 @@ TEST_CASE("StreamMetrics: TTFT, inter-token percentiles, rates", "[metrics]") {
     CHECK(metrics.time_to_first_token() == 0ns);
     CHECK(metrics.inter_token_gaps().empty());
 
-    llmfast::StreamMetrics steady;  // the default clock needs no argument
+    llmfast::StreamRecorder steady;  // the default clock needs no argument
     steady.record_token();
     CHECK(steady.token_count() == 1);
 }
@@ -671,7 +671,7 @@ TEST_CASE("TimedReceiver: a clock with negative time_points and no limits does n
     // The remaining wait was `limit - now`: max() - (a negative now) overflowed.
     ManualClock clock(-1h);
     TokenChannel<int> channel;
-    TimedReceiver receiver(channel, {}, clock);
+    TimedReceiver receiver(clock, channel);
     CHECK(receiver.deadline() == ManualClock::time_point::max() - 1h);  // no limit: -1h + nanoseconds::max()
     CHECK(channel.push(1) == StreamStatus::Ok);
     Received<int> got = receiver.next();
@@ -682,7 +682,7 @@ TEST_CASE("TimedReceiver: a clock with negative time_points and no limits does n
 
     ManualClock late(std::chrono::nanoseconds::min() + 1h);
     TokenChannel<int> other;
-    TimedReceiver limited(other, {.total = 2h, .idle = 1h}, late);
+    TimedReceiver limited(late, other, {.total = 2h, .idle = 1h});
     CHECK(other.push(2) == StreamStatus::Ok);
     REQUIRE(limited.next());
     late.advance(90min);

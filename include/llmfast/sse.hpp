@@ -35,7 +35,7 @@
 //
 // Errors: `sse::append_event` throws `Error(InvalidArgument)` for an `event` or `id` containing CR or
 // LF (or an `id` containing NUL), which would break the framing; `SseParserOptions` with
-// `max_event_size == 0` throws `Error(InvalidArgument)`. The parser never throws for its input: an
+// `max_event_size == 0` throws `Error(InvalidArgument)` (from the `SseParser` constructor and `sse_events`). The parser never throws for its input: an
 // event over the size bound is reported as an `SseEventView` with status `ErrorCode::EventTooLarge`.
 // `SseParser::feed` propagates what its callback throws, and the parser stays consistent (see `feed`).
 #pragma once
@@ -119,10 +119,12 @@ inline constexpr std::string_view content_type = "text/event-stream";
 /// Throws Error(InvalidArgument) when `event` or `id` contains CR/LF or `id` contains NUL.
 inline void append_event(std::string& out, const SseEventOut& event) {
     if (detail::sse_has_line_break(event.event)) {
-        throw Error(ErrorCode::InvalidArgument, "SSE event type must not contain CR or LF");
+        throw Error(ErrorCode::InvalidArgument, fmt::format("sse::append_event: SseEventOut::event must not contain CR "
+                                                            "or LF (got {} bytes)", event.event.size()));
     }
     if (event.id && (detail::sse_has_line_break(*event.id) || event.id->find('\0') != std::string_view::npos)) {
-        throw Error(ErrorCode::InvalidArgument, "SSE id must not contain CR, LF or NUL");
+        throw Error(ErrorCode::InvalidArgument, fmt::format("sse::append_event: SseEventOut::id must not contain CR, "
+                                                            "LF or NUL (got {} bytes)", event.id->size()));
     }
     if (!event.event.empty()) {
         out.append("event: ");
@@ -340,6 +342,11 @@ struct SseParserOptions {
     std::size_t max_event_size = std::size_t{1} << 20;
 };
 
+/// The parser's counters (`SseParser::stats()`).
+struct SseParserStats {
+    std::size_t events_too_large = 0;  ///< events reported as EventTooLarge since construction or reset()
+};
+
 /// An event as the parser hands it to the callback; the views are valid during the callback only.
 struct SseEventView {
     ErrorCode status = ErrorCode::Ok;  ///< Ok, or EventTooLarge (then type and data are empty)
@@ -361,6 +368,15 @@ struct SseEvent {
     friend bool operator==(const SseEvent&, const SseEvent&) = default;
 };
 
+namespace detail {
+inline const SseParserOptions& sse_validate(const SseParserOptions& options) {
+    if (options.max_event_size == 0)
+        throw Error(ErrorCode::InvalidArgument,
+                    fmt::format("SseParserOptions::max_event_size must be >= 1 (got {})", options.max_event_size));
+    return options;
+}
+}  // namespace detail
+
 /// Incremental `text/event-stream` parser (WHATWG "event stream interpretation"): bytes may arrive
 /// split anywhere (inside a line, a CRLF or a UTF-8 character). Handles CR, LF and CRLF line ends,
 /// one leading BOM, comments, multi-line data, `event`, `id` (ignored when it contains NUL) and
@@ -375,11 +391,14 @@ struct SseEvent {
 /// that lies entirely inside one `feed` is parsed in place, and a one-line event (the
 /// OpenAI/vLLM/llama.cpp shape) that lies inside one `feed` reaches the callback as a view of the
 /// input, with no copy; only a line or an event split across feeds is buffered.
+///
+/// Thread-safety: one parser belongs to one stream (no internal locking).
 class SseParser {
 public:
-    explicit SseParser(SseParserOptions options = {}) : max_event_size_(options.max_event_size) {
-        if (options.max_event_size == 0) throw Error(ErrorCode::InvalidArgument, "SseParser: max_event_size must be > 0");
-    }
+    using Options = SseParserOptions;
+
+    /// Throws Error(InvalidArgument) when `options.max_event_size` is 0.
+    explicit SseParser(SseParserOptions options = {}) : max_event_size_(detail::sse_validate(options).max_event_size) {}
 
     /// Parses `bytes` and calls `on_event(const SseEventView&)` for each dispatched event (and once
     /// for each event that exceeded the bound). Returns the number of calls.
@@ -511,8 +530,8 @@ public:
     [[nodiscard]] std::string_view last_event_id() const noexcept { return last_id_; }
     /// The latest valid `retry:` value.
     [[nodiscard]] std::optional<std::chrono::milliseconds> retry() const noexcept { return retry_; }
-    /// Events reported as EventTooLarge so far.
-    [[nodiscard]] std::size_t events_too_large() const noexcept { return events_too_large_; }
+    /// The counters (events reported as EventTooLarge so far).
+    [[nodiscard]] SseParserStats stats() const noexcept { return SseParserStats{events_too_large_}; }
 
     /// Parses a whole stream at once (then `finish()`), collecting owned events.
     [[nodiscard]] static std::vector<SseEvent> parse_all(std::string_view stream, SseParserOptions options = {}) {
@@ -680,7 +699,7 @@ StreamingGenerator<SseEvent> sse_events_impl(View chunks, SseParserOptions optio
 template <std::ranges::viewable_range R>
     requires std::ranges::input_range<R> && std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>
 StreamingGenerator<SseEvent> sse_events(R&& chunks, SseParserOptions options = {}) {
-    if (options.max_event_size == 0) throw Error(ErrorCode::InvalidArgument, "SseParser: max_event_size must be > 0");
+    detail::sse_validate(options);  // eagerly, not at the first resumption
     return detail::sse_events_impl(std::views::all(std::forward<R>(chunks)), options);
 }
 

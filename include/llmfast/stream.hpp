@@ -1,5 +1,6 @@
 // llmfast/stream.hpp — moving tokens from a model thread to a connection: a bounded channel with
-// backpressure and cancellation, deadline/idle-timeout adaptors, UTF-8-safe chunking and metrics.
+// backpressure and cancellation, deadline/idle-timeout adaptors, UTF-8-safe chunking and a per-stream
+// timing recorder.
 //
 //     llmfast::TokenChannel<std::string> channel({.capacity = 256});
 //     std::jthread model([&] {                                   // the producer (the model)
@@ -11,10 +12,10 @@
 //     // (or: auto model = llmfast::spawn_producer(channel, [&](std::stop_token s) { return generate(prompt, s); });)
 //     // The consumer (the connection): an overall deadline and an inter-token idle timeout.
 //     llmfast::TimedReceiver receiver(channel, {.total = 30s, .idle = 2s});
-//     llmfast::StreamMetrics metrics;
+//     llmfast::StreamRecorder recorder;
 //     for (auto&& event : receiver.events()) {
 //         if (event.status != llmfast::StreamStatus::Ok) { send_end(event.status); break; }
-//         metrics.record_token();
+//         recorder.record_token();
 //         send(*event.value);
 //     }
 //     // Or whole code points only, with exceptions for timeouts:
@@ -27,8 +28,12 @@
 // `std::stop_callback` on `stop_token()`.
 //
 // Thread-safety: `TokenChannel` is fully thread-safe (any number of producers and consumers, though
-// one of each is the intended use). `TimedReceiver`, `StreamMetrics` and the generators are owned by
+// one of each is the intended use). `TimedReceiver`, `StreamRecorder` and the generators are owned by
 // one consumer thread.
+//
+// Clocks: `TimedReceiver` and `StreamRecorder` read time from a clock type `C` (default `SteadyClock`)
+// held as a `ClockRef<C>`; inject one as the first constructor argument, e.g. in a test
+// `llmfast::TimedReceiver receiver(manual_clock, channel, {.idle = 2s});`.
 //
 // Errors: `TokenChannelOptions` and `StreamTimeouts` with zero or negative values throw
 // `Error(InvalidArgument)` from the constructor that validates them. Hot-path calls return a
@@ -46,6 +51,8 @@
 #include <llmfast/error.hpp>
 #include <llmfast/streaming_generator.hpp>
 #include <llmfast/utf8.hpp>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
@@ -128,14 +135,23 @@ struct TokenChannelOptions {
 /// connection). Mutex + two condition variables; a side only notifies the other when it waits, and a
 /// blocked producer is woken only once half the capacity is free again, so a fast pair exchanges
 /// items in batches without a futex call per item.
+///
+/// Thread-safety: fully thread-safe. Not clocked: its timed waits are on std::chrono::steady_clock
+/// (a condition variable can wait on nothing else); `TimedReceiver` adds an injectable clock on top.
 template <class T>
-    requires std::movable<T>
 class TokenChannel {
+    static_assert(std::movable<T>, "llmfast::TokenChannel<T>: T must be movable (std::movable<T>): items are moved "
+                                   "into the channel and out to the consumer");
+
 public:
     using clock = std::chrono::steady_clock;
+    using Options = TokenChannelOptions;
 
+    /// Throws Error(InvalidArgument) when `options.capacity` is 0.
     explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity), ring_(options.capacity) {
-        if (options.capacity == 0) throw Error(ErrorCode::InvalidArgument, "TokenChannel: capacity must be > 0");
+        if (options.capacity == 0)
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TokenChannelOptions::capacity must be >= 1 (got {})", options.capacity));
         ring_.reserve(std::min(capacity_, initial_ring));
         producer_wake_free_ = std::max<std::size_t>(1, capacity_ / 2);
     }
@@ -298,7 +314,9 @@ private:
             }
             if (error) std::rethrow_exception(error);
         }
-        throw Error(to_error_code(status), status == StreamStatus::Cancelled ? "the stream was cancelled" : "the stream ended");
+        throw Error(to_error_code(status), fmt::format("TokenChannel::stream: {}", status == StreamStatus::Cancelled
+                                                                                    ? "the stream was cancelled"
+                                                                                    : "the stream ended"));
     }
 
     // The one wait both sides use (lock held): until `ready()` holds or `deadline` (if any) passes.
@@ -435,16 +453,21 @@ struct StreamTimeouts {
 /// that clock (as steady_clock time). An item that arrives when the clock is already past a limit is
 /// not delivered: the limit is reported instead. Dropping the receiver before the end cancels.
 /// Owned by one consumer thread.
-template <class T, Clock C = SteadyClock>
+template <class T, class C = SteadyClock>
 class TimedReceiver {
+    static_assert(Clock<C>, "llmfast::TimedReceiver<T, C>: C must model llmfast::Clock — it needs nested types "
+                            "`duration` and `time_point` and a const `now()` returning a time_point");
+
 public:
     using time_point = typename C::time_point;
 
-    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts)
+    /// Starts the clock of `timeouts.total` now. Throws Error(InvalidArgument) for a limit <= 0.
+    explicit TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts = {})
         requires ClockRef<C>::stateless
-        : TimedReceiver(channel, timeouts, ClockRef<C>{}) {}
-    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, const C& clock)
-        : TimedReceiver(channel, timeouts, ClockRef<C>{clock}) {}
+        : TimedReceiver(ClockRef<C>{}, channel, timeouts) {}
+    /// Reads time from `clock` (a stateful one, e.g. ManualClock, must outlive the receiver).
+    TimedReceiver(const C& clock, TokenChannel<T>& channel, StreamTimeouts timeouts = {})
+        : TimedReceiver(ClockRef<C>{clock}, channel, timeouts) {}
     TimedReceiver(const TimedReceiver&) = delete;
     TimedReceiver& operator=(const TimedReceiver&) = delete;
     ~TimedReceiver() {
@@ -523,25 +546,29 @@ public:
 private:
     static constexpr std::chrono::nanoseconds max_single_wait = std::chrono::hours(24);
 
-    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, ClockRef<C> clock)
+    TimedReceiver(ClockRef<C> clock, TokenChannel<T>& channel, StreamTimeouts timeouts)
         : channel_(&channel), timeouts_(timeouts), clock_(clock) {
-        if (timeouts.total <= std::chrono::nanoseconds::zero() || timeouts.idle <= std::chrono::nanoseconds::zero() ||
-            timeouts.first_item <= std::chrono::nanoseconds::zero()) {
-            throw Error(ErrorCode::InvalidArgument, "StreamTimeouts: total, first_item and idle must be > 0");
-        }
+        const auto check = [](std::chrono::nanoseconds limit, std::string_view field) {
+            if (limit <= std::chrono::nanoseconds::zero())
+                throw Error(ErrorCode::InvalidArgument,
+                            fmt::format("StreamTimeouts::{} must be > 0 (got {} ns)", field, limit.count()));
+        };
+        check(timeouts.total, "total");
+        check(timeouts.first_item, "first_item");
+        check(timeouts.idle, "idle");
         last_ = clock_.now();
-        deadline_ = detail::saturating_add(last_, timeouts.total);
+        deadline_ = detail::deadline_after(last_, timeouts.total);
     }
 
     std::string fmt_end(StreamStatus status) const {
         const auto ms = [](std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
         switch (status) {
-            case StreamStatus::DeadlineExceeded: return "the stream's deadline of " + std::to_string(ms(timeouts_.total)) + " ms passed";
+            case StreamStatus::DeadlineExceeded: return fmt::format("the stream's deadline of {} ms passed", ms(timeouts_.total));
             case StreamStatus::IdleTimeout:
-                return received_any_ ? "no token within the idle timeout of " + std::to_string(ms(timeouts_.idle)) + " ms"
-                                     : "no first token within " + std::to_string(ms(timeouts_.first_item)) + " ms";
+                return received_any_ ? fmt::format("no token within the idle timeout of {} ms", ms(timeouts_.idle))
+                                     : fmt::format("no first token within {} ms", ms(timeouts_.first_item));
             case StreamStatus::Cancelled: return "the stream was cancelled";
-            default: return "the stream ended: " + std::string(to_string(status));
+            default: return fmt::format("the stream ended: {}", to_string(status));
         }
     }
 
@@ -562,9 +589,15 @@ private:
 };
 
 template <class T>
+TimedReceiver(TokenChannel<T>&) -> TimedReceiver<T, SteadyClock>;
+template <class T>
 TimedReceiver(TokenChannel<T>&, StreamTimeouts) -> TimedReceiver<T, SteadyClock>;
-template <class T, Clock C>
-TimedReceiver(TokenChannel<T>&, StreamTimeouts, const C&) -> TimedReceiver<T, C>;
+template <class C, class T>
+    requires Clock<C>
+TimedReceiver(const C&, TokenChannel<T>&) -> TimedReceiver<T, C>;
+template <class C, class T>
+    requires Clock<C>
+TimedReceiver(const C&, TokenChannel<T>&, StreamTimeouts) -> TimedReceiver<T, C>;
 
 namespace detail {
 template <class View>
@@ -602,24 +635,29 @@ struct StreamStats {
     std::chrono::nanoseconds inter_token_max{0};
 };
 
-/// Measures one stream: time to first token, inter-token latencies (percentiles), tokens per second
-/// and totals, read from an injectable clock. Owned by one thread; not thread-safe.
+/// Records one stream's timing: time to first token, inter-token latencies (exact nearest-rank
+/// percentiles), tokens per second and totals, read from an injectable clock; `stats()` summarises.
+/// Thread-safety: owned by one thread; not thread-safe (not even its const calls, which sort lazily).
 ///
-///     llmfast::StreamMetrics metrics;   // starts now (the request was sent)
-///     for (auto text : stream) { metrics.record_token(); send(text); }
-///     metrics.finish();
-///     StreamStats s = metrics.stats();  // s.time_to_first_token, s.inter_token_p99, ...
-template <Clock C = SteadyClock>
-class StreamMetrics {
+///     llmfast::StreamRecorder recorder;   // starts now (the request was sent)
+///     for (auto text : stream) { recorder.record_token(); send(text); }
+///     recorder.finish();
+///     StreamStats s = recorder.stats();   // s.time_to_first_token, s.inter_token_p99, ...
+template <class C = SteadyClock>
+class StreamRecorder {
+    static_assert(Clock<C>, "llmfast::StreamRecorder<C>: C must model llmfast::Clock — it needs nested types "
+                            "`duration` and `time_point` and a const `now()` returning a time_point");
+
 public:
     using time_point = typename C::time_point;
 
-    StreamMetrics()
+    StreamRecorder()
         requires ClockRef<C>::stateless
     {
         start();
     }
-    explicit StreamMetrics(const C& clock) : clock_(clock) { start(); }
+    /// Reads time from `clock` (a stateful one, e.g. ManualClock, must outlive the recorder).
+    explicit StreamRecorder(const C& clock) : clock_(clock) { start(); }
 
     /// (Re)starts the measurement now, forgetting everything recorded.
     void start() {
@@ -717,7 +755,8 @@ private:
     mutable std::vector<std::chrono::nanoseconds> sorted_;  // a sorted copy of a prefix of gaps_ (all after a query)
 };
 
-template <Clock C>
-StreamMetrics(const C&) -> StreamMetrics<C>;
+template <class C>
+    requires Clock<C>
+StreamRecorder(const C&) -> StreamRecorder<C>;
 
 LLMFAST_END_NAMESPACE
