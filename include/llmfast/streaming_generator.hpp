@@ -75,7 +75,7 @@ public:
     using yielded = reference;  // always a reference type
 
     static_assert(!std::is_void_v<Ref> && std::is_object_v<value_type>,
-                  "StreamingGenerator<Ref>: Ref must be an object type or a reference to one");
+                  "llmfast::StreamingGenerator<Ref>: Ref must be an object type or a reference to one");
 
     class promise_type;
     using handle_type = std::coroutine_handle<promise_type>;
