@@ -733,11 +733,13 @@ private:
     static double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
     // gaps_ in ascending order: the gaps recorded since the last query are sorted and merged in.
     std::span<const std::chrono::nanoseconds> sorted_gaps() const {
-        const auto done = static_cast<std::ptrdiff_t>(sorted_.size());
         if (sorted_.size() < gaps_.size()) {
-            sorted_.insert(sorted_.end(), gaps_.begin() + done, gaps_.end());
-            std::sort(sorted_.begin() + done, sorted_.end());
-            std::inplace_merge(sorted_.begin(), sorted_.begin() + done, sorted_.end());
+            std::vector<std::chrono::nanoseconds> fresh(gaps_.begin() + static_cast<std::ptrdiff_t>(sorted_.size()), gaps_.end());
+            std::sort(fresh.begin(), fresh.end());
+            std::vector<std::chrono::nanoseconds> merged(gaps_.size());
+            // (std::merge into a new buffer: std::inplace_merge's temporary buffer is deprecated API)
+            std::merge(sorted_.begin(), sorted_.end(), fresh.begin(), fresh.end(), merged.begin());
+            sorted_.swap(merged);
         }
         return sorted_;
     }
