@@ -101,6 +101,12 @@
 #include <sys/prctl.h>
 #endif
 
+#if defined(__GNUC__)
+#define LLMFAST_BATCHER_COLD [[gnu::cold, gnu::noinline]]
+#else
+#define LLMFAST_BATCHER_COLD
+#endif
+
 LLMFAST_BEGIN_NAMESPACE
 
 /// The default handler type: any callable `std::vector<Resp>(std::span<Req>)`.
@@ -442,10 +448,11 @@ private:
     }
 
     // `blocked`: the submit waited for room in a full queue, so the bound that ended it fired meanwhile.
-    [[noreturn]] static void fail_submit(ErrorCode status, std::string_view what) {
+    // Out of the submit hot path: formatting an error must not change how submit / enqueue inline.
+    [[noreturn]] LLMFAST_BATCHER_COLD static void fail_submit(ErrorCode status, std::string_view what) {
         throw Error(status, fmt::format("DynamicBatcher::submit: {}", what));
     }
-    [[noreturn]] void throw_status(ErrorCode status, bool blocked, int priority) const {
+    [[noreturn]] LLMFAST_BATCHER_COLD void throw_status(ErrorCode status, bool blocked, int priority) const {
         switch (status) {
             case ErrorCode::QueueFull:
                 fail_submit(status, blocked ? "the batcher queue stayed full for block_when_full_for" : "the batcher queue is full");
@@ -808,3 +815,5 @@ private:
 };
 
 LLMFAST_END_NAMESPACE
+
+#undef LLMFAST_BATCHER_COLD
