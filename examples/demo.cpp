@@ -25,6 +25,7 @@
 // quickly; every figure is reported in simulated milliseconds. The GPU keeps its own simulated
 // timeline (Backend) and llmfast's own work is counted at its real duration (Demo::serve_one), so the
 // scheduling jitter of a busy host, which the time scale magnifies, stays out of the figures.
+#include <llmfast/detail/percentile.hpp>
 #include <llmfast/llmfast.hpp>
 #include <llmfast/sse.hpp>
 #include <llmfast/stream.hpp>
@@ -426,7 +427,7 @@ std::vector<Request> make_sequence(const std::vector<Prompt>& pool, const Option
 // Simulated time
 
 // Simulated time as a `llmfast::Clock`: real steady-clock time since the run began, times the scale.
-// Components that take a clock (StreamMetrics) then measure in simulated time directly.
+// Components that take a clock (StreamRecorder) then measure in simulated time directly.
 class SimClock {
 public:
     using Real = std::chrono::steady_clock;
@@ -869,7 +870,7 @@ public:
         }
         result.span_ms = last - first;
         result.busy_ms = backend.busy_ms();
-        const llmfast::BatcherMetrics metrics = server.metrics();
+        const llmfast::BatcherStats metrics = server.stats();
         result.batches = static_cast<std::size_t>(metrics.batches);
         result.batched_jobs = static_cast<std::size_t>(metrics.dispatched);
         if (cache) {
@@ -1099,11 +1100,8 @@ Json replay_json(const CacheReplay& r) {
 // Statistics and the table
 
 double percentile(std::vector<double> v, double p) {
-    if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
-    const double rank = std::ceil(p / 100.0 * static_cast<double>(v.size()));
-    const std::size_t idx = static_cast<std::size_t>(std::clamp(rank, 1.0, static_cast<double>(v.size()))) - 1;
-    return v[idx];
+    return llmfast::detail::nearest_rank(std::span<const double>(v), p);  // 0 for no samples
 }
 double mean(const std::vector<double>& v) {
     return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());

@@ -16,6 +16,7 @@
 #include <llmfast/streaming_generator.hpp>
 #include <llmfast/stream.hpp>
 #include <llmfast/sse.hpp>
+#include <llmfast/batch_handler.hpp>
 #include <llmfast/batcher.hpp>
 #include <llmfast/embedder.hpp>
 #include <llmfast/vector_index.hpp>
