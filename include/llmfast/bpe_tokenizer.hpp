@@ -55,10 +55,12 @@
 //     scratch of either, the first time a thread meets a long piece).
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/detail/file_io.hpp>
 #include <llmfast/detail/unicode_tables.hpp>
 #include <llmfast/error.hpp>
-#include <llmfast/tokens.hpp>
+#include <llmfast/token_counter.hpp>
 #include <llmfast/utf8.hpp>
 
 #include <algorithm>
@@ -78,7 +80,7 @@
 #include <utility>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 /// A token id: a rank of the rank file, or a special token's id.
 using TokenId = std::uint32_t;
@@ -966,4 +968,4 @@ private:
 
 static_assert(TokenCounter<BpeTokenizer>);
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

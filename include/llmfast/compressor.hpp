@@ -40,9 +40,12 @@
 // `CompressorOptions::repair_invalid_utf8` is set (then ill-formed bytes become U+FFFD first).
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/detail/text_scan.hpp>
 #include <llmfast/error.hpp>
-#include <llmfast/tokens.hpp>
+#include <llmfast/estimating_token_counter.hpp>
+#include <llmfast/token_counter.hpp>
 #include <llmfast/utf8.hpp>
 
 #include <algorithm>
@@ -58,7 +61,7 @@
 #include <utility>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 /// One replacement rule: every occurrence of `pattern` becomes `replacement`.
 struct CompressionRule {
@@ -954,4 +957,4 @@ private:
     detail::RuleAutomaton automaton_;
 };
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

@@ -16,11 +16,13 @@
 // Thread-safety: the types here are plain values.
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 enum class ErrorCode : int {
     Ok = 0,            ///< success (only used where a status is returned instead of thrown)
@@ -72,4 +74,4 @@ private:
     ErrorCode code_;
 };
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

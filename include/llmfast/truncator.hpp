@@ -19,7 +19,7 @@
 // A text that fits — its count is <= the budget and it has at most `TruncatorOptions::max_bytes`
 // bytes — is returned unchanged (`truncated == false`), under every strategy, whatever its length.
 // Otherwise the result is cut: it has at most `max_bytes` bytes, marker included (a token budget
-// alone does not bound bytes: the estimator prices any whitespace run at 0.5 token, see tokens.hpp,
+// alone does not bound bytes: the estimator prices any whitespace run at 0.5 token, see estimating_token_counter.hpp,
 // so set `max_bytes` for untrusted input), and it is empty only when not even one character fits
 // next to the marker (checked with the counter).
 //
@@ -29,7 +29,7 @@
 // and the assembled result is counted once more to verify it (if the counter disagrees with the
 // piecewise sum, the target shrinks by the excess and the cut is redone). Whether the text fits is
 // settled exactly: by counting it whole, or — for a counter that declares itself monotone (see
-// `TokenCounter` in tokens.hpp; `EstimatingTokenCounter` does) — by counting a prefix (a suffix for
+// `TokenCounter` in token_counter.hpp; `EstimatingTokenCounter` does) — by counting a prefix (a suffix for
 // Tail) that alone exceeds the budget, grown by doubling from what was priced. So with the estimator
 // truncating 10 MB to 2 000 tokens reads a few times the ~10 KB it keeps; with a counter that is not
 // monotone (`BpeTokenizer`) a text of at most `max_bytes` bytes is counted whole (O(n)): set
@@ -61,9 +61,12 @@
 // budget.
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/detail/text_scan.hpp>
 #include <llmfast/error.hpp>
-#include <llmfast/tokens.hpp>
+#include <llmfast/estimating_token_counter.hpp>
+#include <llmfast/token_counter.hpp>
 #include <llmfast/utf8.hpp>
 
 #include <algorithm>
@@ -75,7 +78,7 @@
 #include <utility>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 enum class TruncateStrategy : std::uint8_t {
     Head,    ///< keep the beginning: text + marker
@@ -91,7 +94,7 @@ struct TruncatorOptions {
     bool repair_invalid_utf8 = false;     ///< replace ill-formed bytes with U+FFFD instead of throwing
     bool check_whole_input = false;       ///< validate all of the input, not only the bytes read (O(n))
     /// The most bytes a result may have, marker included. A token budget alone does not bound bytes
-    /// (the estimator prices any whitespace run at 0.5 token: see tokens.hpp), so set this for
+    /// (the estimator prices any whitespace run at 0.5 token: see estimating_token_counter.hpp), so set this for
     /// untrusted input. A text longer than this is cut even when its tokens fit; never splits a
     /// character. fit_messages applies it to each message's content. Default: no limit.
     std::size_t max_bytes = static_cast<std::size_t>(-1);
@@ -607,4 +610,4 @@ private:
     std::size_t marker_tokens_ = 0;
 };
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

@@ -14,12 +14,15 @@
 // Thread-safety: the free functions are pure; an `Assembler` is a value owned by one stream.
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace llmfast::utf8 {
+LLMFAST_BEGIN_NAMESPACE
+namespace utf8 {
 
 /// U+FFFD REPLACEMENT CHARACTER, encoded.
 inline constexpr std::string_view replacement_character = "\xEF\xBF\xBD";
@@ -235,4 +238,5 @@ private:
     std::string output_;
 };
 
-}  // namespace llmfast::utf8
+}  // namespace utf8
+LLMFAST_END_NAMESPACE

@@ -2,6 +2,8 @@
 // (internal: code fences, whitespace, sentence ends, Han characters). Not part of the public API.
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/utf8.hpp>
 
 #include <cstddef>
@@ -10,7 +12,8 @@
 #include <string_view>
 #include <vector>
 
-namespace llmfast::detail {
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
 
 /// Loads 8 bytes (any alignment).
 inline std::uint64_t load64(const char* p) noexcept {
@@ -186,4 +189,5 @@ constexpr bool is_ascii_word_byte(unsigned char b) noexcept {
     return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '_';
 }
 
-}  // namespace llmfast::detail
+}  // namespace detail
+LLMFAST_END_NAMESPACE
