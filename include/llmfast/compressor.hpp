@@ -591,7 +591,7 @@ void for_each_term(std::string_view text, Sink&& sink) {
         }
         const utf8::DecodeResult d = utf8::decode(text, pos);
         const char32_t cp = d.status == utf8::DecodeStatus::Valid ? d.code_point : 0xFFFDU;
-        if (is_han(cp)) {
+        if (is_han_ideograph(cp)) {
             flush_word();
             if (prev_han != 0) {
                 sink(text_hash(text.substr(prev_han_start, pos + d.length - prev_han_start), 2));

@@ -44,6 +44,7 @@
 
 #include <llmfast/version.hpp>
 
+#include <llmfast/detail/unicode.hpp>
 #include <llmfast/token_counter.hpp>
 #include <llmfast/utf8.hpp>
 
@@ -95,14 +96,12 @@ constexpr CharClass classify(char32_t cp) noexcept {
     if ((cp >= 0x00C0U && cp <= 0x024FU && cp != 0x00D7U && cp != 0x00F7U) ||  // Latin-1 and Latin Extended
         (cp >= 0x0370U && cp <= 0x052FU))                                      // Greek, Cyrillic
         return CharClass::Letter;
-    if ((cp >= 0x4E00U && cp <= 0x9FFFU) || (cp >= 0x3400U && cp <= 0x4DBFU) ||
-        (cp >= 0xF900U && cp <= 0xFAFFU) || (cp >= 0x20000U && cp <= 0x3134FU))
-        return CharClass::Cjk;
-    if ((cp >= 0x3040U && cp <= 0x30FFU) || (cp >= 0xAC00U && cp <= 0xD7AFU) || (cp >= 0x1100U && cp <= 0x11FFU))
-        return CharClass::KanaHangul;
+    if (is_han_ideograph(cp)) return CharClass::Cjk;
     if (cp == 0x3000U || cp == 0x00A0U) return CharClass::Space;  // ideographic and no-break space
-    if ((cp >= 0x3001U && cp <= 0x303FU) || (cp >= 0xFF01U && cp <= 0xFF65U))  // CJK and full-width punctuation
-        return CharClass::Cjk;  // mostly one token each, like ideographs
+    // The CJK Symbols and Punctuation block and the full-width forms of ASCII and CJK punctuation
+    // (blocks, not scripts): mostly one token each, like ideographs.
+    if ((cp >= 0x3001U && cp <= 0x303FU) || (cp >= 0xFF01U && cp <= 0xFF65U)) return CharClass::Cjk;
+    if (is_kana(cp) || is_hangul(cp)) return CharClass::KanaHangul;
     return CharClass::Other;
 }
 

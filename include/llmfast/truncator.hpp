@@ -309,42 +309,27 @@ private:
         [[nodiscard]] bool complete() const noexcept { return over == std::string_view::npos; }
     };
 
-    // `byte_limit`: the scan also stops (as if over) at the first piece ending beyond it.
-    Scan scan_forward(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
+    // Prices `text` piece by piece from its start (forward) or its end (backward) until `limit`
+    // tokens are used. `byte_limit`: the scan also stops (as if over) at the first piece that would
+    // keep more than that many bytes.
+    template <bool Backward>
+    Scan scan_pieces(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
         Scan scan;
-        scan.checkpoints.push_back({0, 0});
-        std::size_t pos = 0, used = 0;
-        while (pos < text.size()) {
-            const std::size_t end = piece_end(text, pos);
-            const std::string_view piece = text.substr(pos, end - pos);
+        std::size_t pos = Backward ? text.size() : 0, used = 0;
+        scan.checkpoints.push_back({pos, 0});
+        while (Backward ? pos > 0 : pos < text.size()) {
+            const std::size_t next = Backward ? piece_start(text, pos, 0) : piece_end(text, pos);
+            const std::size_t begin = Backward ? next : pos;
+            const std::size_t end = Backward ? pos : next;
+            const std::string_view piece = text.substr(begin, end - begin);
             validate(piece);
             const std::size_t c = count(piece);
-            if (used + c > limit || end > byte_limit) {
-                scan.over = end;
+            if (used + c > limit || (Backward ? text.size() - begin : end) > byte_limit) {
+                scan.over = next;
                 return scan;
             }
             used += c;
-            pos = end;
-            scan.checkpoints.push_back({pos, used});
-        }
-        return scan;
-    }
-
-    Scan scan_backward(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
-        Scan scan;
-        scan.checkpoints.push_back({text.size(), 0});
-        std::size_t pos = text.size(), used = 0;
-        while (pos > 0) {
-            const std::size_t begin = piece_start(text, pos, 0);
-            const std::string_view piece = text.substr(begin, pos - begin);
-            validate(piece);
-            const std::size_t c = count(piece);
-            if (used + c > limit || text.size() - begin > byte_limit) {
-                scan.over = begin;
-                return scan;
-            }
-            used += c;
-            pos = begin;
+            pos = next;
             scan.checkpoints.push_back({pos, used});
         }
         return scan;
@@ -457,17 +442,17 @@ private:
         bool whole_scanned = false;
         switch (strategy) {
             case TruncateStrategy::Head:
-                forward = scan_forward(text, budget, byte_cap);
+                forward = scan_pieces<false>(text, budget, byte_cap);
                 whole_scanned = forward.complete();
                 break;
             case TruncateStrategy::Tail:
-                backward = scan_backward(text, budget, byte_cap);
+                backward = scan_pieces<true>(text, budget, byte_cap);
                 whole_scanned = backward.complete();
                 break;
             case TruncateStrategy::Middle:
                 // Each end priced up to its share; if the two scans meet, all of the text was priced.
-                forward = scan_forward(text, head_tokens(budget), byte_cap);
-                backward = scan_backward(text, budget - head_tokens(budget), byte_cap);
+                forward = scan_pieces<false>(text, head_tokens(budget), byte_cap);
+                backward = scan_pieces<true>(text, budget - head_tokens(budget), byte_cap);
                 whole_scanned = forward.complete() || backward.complete() ||
                                 backward.checkpoints.back().pos <= forward.checkpoints.back().pos;
                 break;
