@@ -205,16 +205,16 @@ int main(int argc, char** argv) {
     const llmfast::PromptCompressor defaults;
     {
         const auto ours = defaults.compress(seed_prompt);
-        reduction.add("seed's example prompt (" + std::to_string(ours.stats.tokens_before) + " -> " +
-                          std::to_string(ours.stats.tokens_after) + " tokens)",
+        reduction.add("seed's example prompt (" + std::to_string(ours.report.tokens_before) + " -> " +
+                          std::to_string(ours.report.tokens_after) + " tokens)",
                       percent(seed_prompt, ours.text),
                       percent(seed_prompt, seed_compress(seed_prompt, llmfast::chinese_rules())), "%",
                       llmfast::bench::Better::Higher);
     }
     {
         const auto ours = defaults.compress(long_prompt);
-        reduction.add("long zh/en RAG prompt, default (" + std::to_string(ours.stats.tokens_before) + " -> " +
-                          std::to_string(ours.stats.tokens_after) + ")",
+        reduction.add("long zh/en RAG prompt, default (" + std::to_string(ours.report.tokens_before) + " -> " +
+                          std::to_string(ours.report.tokens_after) + ")",
                       percent(long_prompt, ours.text),
                       percent(long_prompt, seed_compress(long_prompt, llmfast::chinese_rules())), "%",
                       llmfast::bench::Better::Higher);
@@ -222,7 +222,7 @@ int main(int argc, char** argv) {
         dedupe.remove_repeated_sentences = true;
         const llmfast::PromptCompressor deduping(dedupe);
         const auto deduped = deduping.compress(long_prompt);
-        reduction.add("long prompt, + repeated sentences (" + std::to_string(deduped.stats.tokens_after) + ")",
+        reduction.add("long prompt, + repeated sentences (" + std::to_string(deduped.report.tokens_after) + ")",
                       percent(long_prompt, deduped.text),
                       percent(long_prompt, seed_compress(long_prompt, llmfast::chinese_rules())), "%",
                       llmfast::bench::Better::Higher);

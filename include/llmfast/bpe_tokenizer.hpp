@@ -64,6 +64,8 @@
 #include <llmfast/token_counter.hpp>
 #include <llmfast/utf8.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -531,7 +533,7 @@ public:
         std::string out;
         for (const TokenId id : ids) {
             const std::optional<std::string_view> bytes = token_bytes(id);
-            if (!bytes) throw Error(ErrorCode::InvalidArgument, "decode: unknown token id " + std::to_string(id));
+            if (!bytes) throw Error(ErrorCode::InvalidArgument, fmt::format("BpeTokenizer::decode: unknown token id ({})", id));
             out.append(*bytes);
         }
         return out;
@@ -548,19 +550,24 @@ private:
     }
 
     [[noreturn]] void fail(std::size_t line, std::string_view what) const {
-        throw Error(ErrorCode::InvalidFormat, "rank file for " + (encoding_.name.empty() ? std::string("encoding") : encoding_.name) +
-                                                  (line ? ", line " + std::to_string(line) : std::string()) + ": " +
-                                                  std::string(what));
+        const std::string_view name = encoding_.name.empty() ? std::string_view("encoding") : std::string_view(encoding_.name);
+        if (line != 0)
+            throw Error(ErrorCode::InvalidFormat,
+                        fmt::format("BpeTokenizer: rank file for {}, line {}: {}", name, line, what));
+        throw Error(ErrorCode::InvalidFormat, fmt::format("BpeTokenizer: rank file for {}: {}", name, what));
     }
 
     void load(std::string_view data) {
         // The encoding first: its errors are the caller's, not the file's.
         for (std::size_t i = 0; i < encoding_.special_tokens.size(); ++i) {
             const SpecialToken& token = encoding_.special_tokens[i];
-            if (token.text.empty()) throw Error(ErrorCode::InvalidArgument, "BpeEncoding: empty special token text");
+            if (token.text.empty())
+                throw Error(ErrorCode::InvalidArgument,
+                            fmt::format("BpeEncoding::special_tokens: empty special token text (index {})", i));
             for (std::size_t k = 0; k < i; ++k)
                 if (encoding_.special_tokens[k].text == token.text || encoding_.special_tokens[k].id == token.id)
-                    throw Error(ErrorCode::InvalidArgument, "BpeEncoding: duplicate special token " + token.text);
+                    throw Error(ErrorCode::InvalidArgument,
+                                fmt::format("BpeEncoding::special_tokens: duplicate special token ({})", token.text));
         }
 
         // Pass 1: parse every line into (rank, bytes), checking syntax.
@@ -590,11 +597,11 @@ private:
             const std::string_view rank_text = line.substr(space + 1);
             if (rank_text.empty() || rank_text.size() > 10 ||
                 !std::all_of(rank_text.begin(), rank_text.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
-                fail(line_number, "rank is not a decimal number: \"" + std::string(rank_text.substr(0, 32)) + "\"");
+                fail(line_number, fmt::format("rank is not a decimal number: \"{}\"", rank_text.substr(0, 32)));
             const std::uint64_t rank = std::stoull(std::string(rank_text));
             const std::size_t offset = bytes.size();
             if (!detail::bpe_base64_decode(encoded, bytes))
-                fail(line_number, "invalid base64 token \"" + std::string(encoded.substr(0, 64)) + "\"");
+                fail(line_number, fmt::format("invalid base64 token \"{}\"", encoded.substr(0, 64)));
             if (bytes.size() > std::numeric_limits<std::uint32_t>::max() - 1) fail(line_number, "rank file too large");
             if (rank >= detail::bpe_no_rank) fail(line_number, "rank out of range");
             entries.push_back({static_cast<TokenId>(rank), static_cast<std::uint32_t>(offset),
@@ -603,18 +610,19 @@ private:
         const std::size_t n = entries.size();
         if (n == 0) fail(0, "no ranks (empty file)");
         if (encoding_.expected_ranks != 0 && n != encoding_.expected_ranks)
-            fail(0, "expected " + std::to_string(encoding_.expected_ranks) + " ranks, found " + std::to_string(n) +
-                        (n < encoding_.expected_ranks ? " (truncated file?)" : ""));
+            fail(0, fmt::format("expected {} ranks, found {}{}", encoding_.expected_ranks, n,
+                                n < encoding_.expected_ranks ? " (truncated file?)" : ""));
 
         // Ranks must be exactly 0..n-1 (any order).
         std::vector<std::uint32_t> index_of_rank(n, std::numeric_limits<std::uint32_t>::max());
         for (std::size_t i = 0; i < n; ++i) {
             const Entry& entry = entries[i];
             if (entry.rank >= n)
-                fail(entry.line, "rank " + std::to_string(entry.rank) + " out of sequence: ranks must be 0.." +
-                                     std::to_string(n - 1) + " without gaps (non-contiguous ranks)");
+                fail(entry.line, fmt::format("rank {} out of sequence: ranks must be 0..{} without gaps "
+                                             "(non-contiguous ranks)",
+                                             entry.rank, n - 1));
             if (index_of_rank[entry.rank] != std::numeric_limits<std::uint32_t>::max())
-                fail(entry.line, "rank " + std::to_string(entry.rank) + " appears twice (non-contiguous ranks)");
+                fail(entry.line, fmt::format("rank {} appears twice (non-contiguous ranks)", entry.rank));
             index_of_rank[entry.rank] = static_cast<std::uint32_t>(i);
         }
 
@@ -644,7 +652,7 @@ private:
             if (token.empty()) fail(entries[index_of_rank[rank]].line, "empty token");
             const TokenId existing = find(token);
             if (existing != detail::bpe_no_rank)
-                fail(entries[index_of_rank[rank]].line, "token bytes duplicate those of rank " + std::to_string(existing));
+                fail(entries[index_of_rank[rank]].line, fmt::format("token bytes duplicate those of rank {}", existing));
             const std::uint64_t hash = detail::bpe_hash_bytes(token.data(), token.size());
             filter_[filter_word(hash)] |= filter_bits(hash);
             std::size_t slot = hash & mask_;
@@ -663,11 +671,11 @@ private:
                 pair_rank_[pair_index(token[0], token[1])] = static_cast<TokenId>(rank);
         }
         for (std::size_t b = 0; b < 256; ++b)
-            if (byte_rank_[b] == detail::bpe_no_rank) fail(0, "no single-byte token for byte " + std::to_string(b));
+            if (byte_rank_[b] == detail::bpe_no_rank) fail(0, fmt::format("no single-byte token for byte {}", b));
 
         for (const SpecialToken& token : encoding_.special_tokens)
             if (token.id < n)
-                fail(0, "special token " + token.text + " id " + std::to_string(token.id) + " collides with a rank");
+                fail(0, fmt::format("special token {} id {} collides with a rank", token.text, token.id));
     }
 
     /// A slot of the rank map. Most lookups are for short byte strings (a merge candidate), so a slot

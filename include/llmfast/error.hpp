@@ -18,6 +18,8 @@
 
 #include <llmfast/version.hpp>
 
+#include <fmt/format.h>
+
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -66,7 +68,7 @@ constexpr std::string_view to_string(ErrorCode code) noexcept {
 class Error : public std::runtime_error {
 public:
     Error(ErrorCode code, std::string_view message)
-        : std::runtime_error(std::string(to_string(code)) + ": " + std::string(message)), code_(code) {}
+        : std::runtime_error(fmt::format("{}: {}", to_string(code), message)), code_(code) {}
 
     [[nodiscard]] ErrorCode code() const noexcept { return code_; }
 

@@ -6,7 +6,7 @@
 // budget. The result never exceeds `budget` as the `TokenCounter` counts it (it is verified with the
 // counter before it is returned), never splits a UTF-8 sequence, and a cut moves back (head) or
 // forward (tail) by up to `boundary_window` bytes to land after a line break, else after a sentence
-// end (。！？；.!?;), else at a space. The seed estimated 2 characters per token and cut by
+// end (。！？；.!?;), else at a space. The chapter's sketch estimated 2 characters per token and cut by
 // characters; in UTF-8 bytes that splits characters and overshoots budgets.
 //
 //     llmfast::Truncator truncator;                              // estimating counter
@@ -69,6 +69,8 @@
 #include <llmfast/token_counter.hpp>
 #include <llmfast/utf8.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -130,16 +132,27 @@ struct FitResult {
 };
 
 /// Truncation to a token budget; see the header comment.
-template <TokenCounter Counter = EstimatingTokenCounter>
+template <class Counter = EstimatingTokenCounter>
 class Truncator {
+    static_assert(TokenCounter<Counter>,
+                  "llmfast::Truncator<Counter>: Counter must model llmfast::TokenCounter — it needs "
+                  "`count(std::string_view) const` returning something convertible to std::size_t");
+
 public:
+    using Options = TruncatorOptions;
+
     explicit Truncator(TruncatorOptions options = {}, Counter counter = {})
         : options_(std::move(options)), counter_(std::move(counter)) {
         if (!utf8::is_valid(options_.marker))
-            throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::marker is not valid UTF-8");
-        if (options_.piece_bytes < 16) throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::piece_bytes must be >= 16");
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TruncatorOptions::marker is not valid UTF-8 (at byte {})",
+                                    utf8::find_invalid(options_.marker)));
+        if (options_.piece_bytes < 16)
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TruncatorOptions::piece_bytes must be >= 16 (got {})", options_.piece_bytes));
         if (!(options_.head_share >= 0 && options_.head_share <= 1))
-            throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::head_share must be in [0, 1]");
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TruncatorOptions::head_share must be in [0, 1] (got {})", options_.head_share));
         marker_tokens_ = count(options_.marker);
     }
 
@@ -171,7 +184,8 @@ public:
         } else {
             for (std::size_t i = 0; i < messages.size(); ++i)
                 if (!utf8::is_valid(messages[i].role) || !utf8::is_valid(messages[i].content))
-                    throw Error(ErrorCode::InvalidUtf8, "fit_messages: message " + std::to_string(i) + " is not valid UTF-8");
+                    throw Error(ErrorCode::InvalidUtf8,
+                                fmt::format("Truncator::fit_messages: message {} is not valid UTF-8", i));
         }
 
         const std::size_t n = messages.size();
@@ -206,9 +220,10 @@ public:
             turn[i] = turns;
         }
         if (mandatory > budget)
-            throw Error(ErrorCode::BudgetTooSmall, "fit_messages: the system messages alone need " +
-                                                       std::to_string(mandatory) + " tokens, the budget is " +
-                                                       std::to_string(budget));
+            throw Error(ErrorCode::BudgetTooSmall,
+                        fmt::format("Truncator::fit_messages: the system messages alone need {} tokens, the "
+                                    "budget is {}",
+                                    mandatory, budget));
 
         // Drop the oldest whole turns while over budget, always keeping the newest turn.
         std::vector<bool> keep(n, true);
@@ -233,8 +248,10 @@ public:
             shortened[i] = true;
         }
         if (total > budget)
-            throw Error(ErrorCode::BudgetTooSmall, "fit_messages: the newest turn's message overheads need more than the budget of " +
-                                                       std::to_string(budget) + " tokens");
+            throw Error(ErrorCode::BudgetTooSmall,
+                        fmt::format("Truncator::fit_messages: the newest turn's message overheads need more than "
+                                    "the budget of {} tokens",
+                                    budget));
 
         for (std::size_t i = 0; i < n; ++i) {
             if (!keep[i]) {
@@ -270,8 +287,8 @@ private:
 
     Truncation invalid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
         if (!options_.repair_invalid_utf8)
-            throw Error(ErrorCode::InvalidUtf8, "Truncator: input is not valid UTF-8 at byte " +
-                                                    std::to_string(utf8::find_invalid(text)));
+            throw Error(ErrorCode::InvalidUtf8,
+                        fmt::format("Truncator::truncate: input is not valid UTF-8 (at byte {})", utf8::find_invalid(text)));
         const std::string repaired = utf8::repair(text);
         return truncate_valid(repaired, budget, strategy);
     }

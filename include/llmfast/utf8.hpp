@@ -12,6 +12,9 @@
 //     send(assembler.finish());                               // a dangling tail becomes U+FFFD
 //
 // Thread-safety: the free functions are pure; an `Assembler` is a value owned by one stream.
+//
+// Errors: nothing here throws an `llmfast::Error`; the calls that build a string (`repair`,
+// `append_repaired`, `append`, `Assembler`) can throw only std::bad_alloc.
 #pragma once
 
 #include <llmfast/version.hpp>
