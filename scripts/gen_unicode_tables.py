@@ -129,6 +129,15 @@ def generate(unicode_dir, out):
                     kana_shared += 1
     if scripts[0x4E00] != SCRIPTS["Han"] or kana_shared == 0:
         sys.exit("Scripts.txt / ScriptExtensions.txt: no Han or no kana-shared entries")
+    # The run of Han ideographs (script Han, category Lo) around U+4E00, the block of the common
+    # characters: detail/unicode.hpp tests it with one comparison before the table lookup.
+    def han_ideograph(c):
+        return scripts[c] == SCRIPTS["Han"] and classes[c] & 7 == CATEGORY["Lo"]
+    han_first = han_last = 0x4E00
+    while han_ideograph(han_first - 1):
+        han_first -= 1
+    while han_ideograph(han_last + 1):
+        han_last += 1
     script_limit = (max(c for c in range(MAX_CP) if scripts[c]) // BLOCK + 1) * BLOCK
     script_blocks = {}
     script_block_list = []
@@ -226,6 +235,9 @@ inline constexpr std::uint8_t unicode_stage2[{len(block_list) * BLOCK // 2}] = {
     out.write(f"""
 // The script table covers [0, unicode_script_limit); every code point above it has script none (0).
 inline constexpr char32_t unicode_script_limit = 0x{script_limit:X};
+// The run of Han ideographs (script Han, category Lo) that holds U+4E00: a fast path for common text.
+inline constexpr char32_t unicode_han_run_first = 0x{han_first:X};
+inline constexpr char32_t unicode_han_run_last = 0x{han_last:X};
 
 // unicode_script_stage1[cp >> unicode_block_shift] is the index of cp's block in unicode_script_stage2.
 inline constexpr std::uint8_t unicode_script_stage1[{len(script_stage1)}] = {{

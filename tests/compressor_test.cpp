@@ -60,7 +60,7 @@ TEST_CASE("rules: leftmost-longest in one pass, replacements not re-scanned", "[
         CHECK(run(c, "abce") == "a1e");
     }
     SECTION("a replacement is never re-scanned by another rule") {
-        // The seed's sequential str.replace would turn "ab" into "b" then "b" into "c".
+        // The chapter's sequential str.replace would turn "ab" into "b" then "b" into "c".
         const auto c = rules_only({{"a", "b"}, {"b", "c"}});
         CHECK(run(c, "ab") == "bc");
         const auto grow = rules_only({{"x", "xx"}});
@@ -123,7 +123,7 @@ TEST_CASE("rules: leftmost-longest in one pass, replacements not re-scanned", "[
     }
 }
 
-TEST_CASE("built-in Chinese rules (the seed's, both commas)", "[compressor]") {
+TEST_CASE("built-in Chinese rules (the chapter's, both commas)", "[compressor]") {
     CompressorOptions options;
     options.english_rules = false;
     const PromptCompressor<> c(options);
@@ -140,7 +140,7 @@ TEST_CASE("built-in Chinese rules (the seed's, both commas)", "[compressor]") {
     CHECK(run(c, "首先读题") == "首先读题");  // no comma: not an enumeration, left alone
     CHECK(c.rules().size() == llmfast::chinese_rules().size());
 
-    // The seed's own example prompt.
+    // The chapter's own example prompt.
     const std::string seed_prompt =
         "\n请你帮我分析以下是一段代码，你需要首先，理解代码的功能，其次，找出潜在的问题，最后，给出改进建议。\n"
         "请注意代码的性能和可读性。\n";

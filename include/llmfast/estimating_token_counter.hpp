@@ -96,12 +96,15 @@ constexpr CharClass classify(char32_t cp) noexcept {
     if ((cp >= 0x00C0U && cp <= 0x024FU && cp != 0x00D7U && cp != 0x00F7U) ||  // Latin-1 and Latin Extended
         (cp >= 0x0370U && cp <= 0x052FU))                                      // Greek, Cyrillic
         return CharClass::Letter;
-    if (is_han_ideograph(cp)) return CharClass::Cjk;
+    if (cp - unicode_han_run_first <= unicode_han_run_last - unicode_han_run_first) return CharClass::Cjk;  // common
     if (cp == 0x3000U || cp == 0x00A0U) return CharClass::Space;  // ideographic and no-break space
     // The CJK Symbols and Punctuation block and the full-width forms of ASCII and CJK punctuation
     // (blocks, not scripts): mostly one token each, like ideographs.
     if ((cp >= 0x3001U && cp <= 0x303FU) || (cp >= 0xFF01U && cp <= 0xFF65U)) return CharClass::Cjk;
-    if (is_kana(cp) || is_hangul(cp)) return CharClass::KanaHangul;
+    const std::uint8_t entry = unicode_script_entry(cp);  // one table lookup for the rest
+    if (is_han_ideograph_entry(entry)) return CharClass::Cjk;
+    const auto script = static_cast<std::uint8_t>(entry & 7U);
+    if (is_kana_script(script) || script == unicode_script_hangul) return CharClass::KanaHangul;
     return CharClass::Other;
 }
 

@@ -43,19 +43,27 @@ constexpr std::uint8_t unicode_script(char32_t cp) noexcept {
     return static_cast<std::uint8_t>(unicode_script_entry(cp) & 7U);
 }
 
+/// A script-table entry (unicode_script_entry) that is a Han ideograph: script Han and category Lo.
+constexpr bool is_han_ideograph_entry(std::uint8_t entry) noexcept {
+    return entry == (unicode_script_han | (unicode_lo << 4));
+}
+
 /// A Han ideograph: script Han and category Lo — the unified ideographs of every extension and the
 /// compatibility ideographs (not the radicals, the iteration mark 々 or the Hangzhou numerals).
 constexpr bool is_han_ideograph(char32_t cp) noexcept {
-    return unicode_script_entry(cp) == (unicode_script_han | (unicode_lo << 4));
+    if (cp - unicode_han_run_first <= unicode_han_run_last - unicode_han_run_first) return true;  // the common block
+    return is_han_ideograph_entry(unicode_script_entry(cp));
+}
+
+/// A kana script (unicode_script's result): Hiragana, Katakana, or used only with kana.
+constexpr bool is_kana_script(std::uint8_t script) noexcept {
+    return script == unicode_script_hiragana || script == unicode_script_katakana ||
+           script == unicode_script_kana_shared;
 }
 
 /// A kana character: script Hiragana or Katakana (half-width and small forms, phonetic extensions,
 /// the square and circled katakana), or used only with kana (ー, the voiced sound marks ゛ ゜).
-constexpr bool is_kana(char32_t cp) noexcept {
-    const std::uint8_t script = unicode_script(cp);
-    return script == unicode_script_hiragana || script == unicode_script_katakana ||
-           script == unicode_script_kana_shared;
-}
+constexpr bool is_kana(char32_t cp) noexcept { return is_kana_script(unicode_script(cp)); }
 
 /// A character of the Hangul script (syllables, jamo of every block, half-width and compatibility forms).
 constexpr bool is_hangul(char32_t cp) noexcept { return unicode_script(cp) == unicode_script_hangul; }

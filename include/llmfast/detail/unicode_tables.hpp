@@ -877,6 +877,9 @@ inline constexpr std::uint8_t unicode_script_kana_shared = 6;
 
 // The script table covers [0, unicode_script_limit); every code point above it has script none (0).
 inline constexpr char32_t unicode_script_limit = 0x32400;
+// The run of Han ideographs (script Han, category Lo) that holds U+4E00: a fast path for common text.
+inline constexpr char32_t unicode_han_run_first = 0x4E00;
+inline constexpr char32_t unicode_han_run_last = 0x9FFF;
 
 // unicode_script_stage1[cp >> unicode_block_shift] is the index of cp's block in unicode_script_stage2.
 inline constexpr std::uint8_t unicode_script_stage1[1608] = {
