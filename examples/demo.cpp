@@ -916,7 +916,7 @@ private:
             llmfast::CompressionResult compressed = compressor_.compress(prompt.text);
             rec.prompt_changed = compressed.text != prompt.text;
             sent = std::move(compressed.text);
-            rec.prompt_tokens_sent = compressed.stats.tokens_after;
+            rec.prompt_tokens_sent = compressed.report.tokens_after;
         }
         if (!cache) {
             call_backend(config, clock, backend, server, prompt, sent, real_issue, rec);

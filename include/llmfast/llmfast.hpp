@@ -12,7 +12,8 @@
 #include <llmfast/error.hpp>
 #include <llmfast/clock.hpp>
 #include <llmfast/utf8.hpp>
-#include <llmfast/tokens.hpp>
+#include <llmfast/token_counter.hpp>
+#include <llmfast/estimating_token_counter.hpp>
 #include <llmfast/streaming_generator.hpp>
 #include <llmfast/stream.hpp>
 #include <llmfast/sse.hpp>

@@ -6,6 +6,8 @@
 // with the path and the system's reason, as llmfast::Error(IoError).
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/error.hpp>
 
 #include <cerrno>
@@ -16,7 +18,8 @@
 #include <string_view>
 #include <system_error>
 
-namespace llmfast::detail {
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
 
 /// `path` as text for an error message (never throws on a path that does not convert).
 inline std::string path_for_message(const std::filesystem::path& path) {
@@ -65,4 +68,5 @@ inline std::string read_whole_file(const std::filesystem::path& path, std::strin
     return data;
 }
 
-}  // namespace llmfast::detail
+}  // namespace detail
+LLMFAST_END_NAMESPACE
