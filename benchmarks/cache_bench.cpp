@@ -19,6 +19,8 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
+#include <llmfast/flat_index.hpp>
+#include <llmfast/hashing_embedder.hpp>
 #include <llmfast/semantic_cache.hpp>
 
 #include "bench_common.hpp"

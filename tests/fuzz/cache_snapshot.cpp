@@ -12,6 +12,8 @@
 // that are written as a valid snapshot (so the eviction reference is exercised on every input).
 // Seeds: tests/fuzz/corpus/cache_snapshot/valid.snap, written by tests/semantic_cache_test.cpp
 // (`LLMFAST_WRITE_FUZZ_SEED=1 semantic_cache_test "fuzz seed*"`), which otherwise checks it still loads.
+#include <llmfast/flat_index.hpp>
+#include <llmfast/hashing_embedder.hpp>
 #include <llmfast/semantic_cache.hpp>
 
 #include <algorithm>
@@ -38,10 +40,9 @@ std::int64_t now_ns() {
 }
 
 Cache make_cache(std::size_t max_entries = 64, std::size_t shards = 2) {
-    return Cache(llmfast::HashingEmbedder({.dimension = 16}),
+    return Cache(clock_instance(), llmfast::HashingEmbedder({.dimension = 16}),
                  {.max_entries = max_entries, .ttl = std::chrono::hours(24), .semantic_tier = llmfast::SemanticTier::On,
-                  .similarity_threshold = 0.5F, .shards = shards},
-                 {}, clock_instance());
+                  .similarity_threshold = 0.5F, .shards = shards});
 }
 
 void check(bool ok) {
