@@ -47,7 +47,7 @@ concept EvictionPolicy = std::default_initializable<P> && requires(P& policy, ty
 };
 
 /// Least recently used first: an intrusive list through the entries (two pointers per entry, O(1)
-/// everything, no allocation).
+/// everything, no allocation). Thread-safety: not synchronized (the cache calls it under a shard lock).
 class LruPolicy {
 public:
     struct Hook {
@@ -94,7 +94,8 @@ private:
 /// inserts and hits all counts are halved, so entries that were popular once and are no longer
 /// lose their protection. An entry that is hit keeps beating one that was inserted and never reused,
 /// which is where it does better than LRU (see docs/cache.md for the figures on the demo workload).
-/// Deterministic: the sampling generator has a fixed seed per shard.
+/// Deterministic: the sampling generator has a fixed seed per shard. Thread-safety: not synchronized
+/// (the cache calls it under a shard lock).
 class LfuPolicy {
 public:
     static constexpr std::size_t samples = 8;

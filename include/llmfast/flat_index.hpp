@@ -142,7 +142,8 @@ struct FlatIndexOptions {
 };
 
 /// Exact inner-product search over contiguous rows. O(n * dimension) per search, O(1) add (amortized)
-/// and remove (the last row moves into the hole).
+/// and remove (the last row moves into the hole). Thread-safety: concurrent const `search` calls are
+/// safe; `add`, `remove` and `reserve` need exclusive access.
 class FlatIndex {
 public:
     using Options = FlatIndexOptions;

@@ -45,6 +45,7 @@ struct HashingEmbedderOptions {
 /// cosine), and the vector is L2-normalized. Input is normalized first like the exact tier (ASCII
 /// case-fold, full-width to half-width, whitespace collapsed). Deterministic across runs and builds.
 /// Empty or punctuation-only text gives the zero vector (similarity 0 to everything).
+/// Thread-safety: immutable after construction; `embed` may run on any number of threads at once.
 class HashingEmbedder {
 public:
     using Options = HashingEmbedderOptions;

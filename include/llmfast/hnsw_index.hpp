@@ -74,6 +74,8 @@ struct HnswIndexOptions {
     std::size_t random_seed = 100;        ///< level generator seed (fixed: builds are reproducible)
 };
 
+/// Approximate inner-product search over hnswlib (see the header comment). Thread-safety: concurrent
+/// const `search` calls are safe; `add`, `remove` and `set_ef_search` need exclusive access.
 class HnswIndex {
 public:
     using Options = HnswIndexOptions;

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <list>
 #include <string>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -49,6 +50,25 @@ void check(bool ok) {
     if (!ok) std::abort();
 }
 
+// Builds snapshot bytes independently of the cache's writer (the reference for the documented layout).
+class Bytes {
+public:
+    template <class T>
+    void pod(T value) {
+        char raw[sizeof(T)];
+        std::memcpy(raw, &value, sizeof(T));
+        out_.append(raw, sizeof(T));
+    }
+    void str(std::string_view s) {
+        pod(static_cast<std::uint32_t>(s.size()));
+        out_.append(s);
+    }
+    std::string& bytes() noexcept { return out_; }
+
+private:
+    std::string out_;
+};
+
 struct RawEntry {
     std::string scope, prompt, response;
     std::int64_t created = 0, expires = 0;
@@ -56,7 +76,7 @@ struct RawEntry {
 
 // The entries of a snapshot the cache accepted (so it is well formed), in file order.
 std::vector<RawEntry> parse_accepted(std::string_view bytes) {
-    llmfast::detail::ByteReader in(bytes.substr(llmfast::detail::snapshot_header_size));
+    llmfast::detail::SnapshotReader in(bytes.substr(llmfast::detail::snapshot_header_size));
     (void)in.str("identity");
     (void)in.pod<std::uint64_t>("dimension");
     (void)in.pod<std::int64_t>("saved");
@@ -114,7 +134,7 @@ void check_content(Cache& cache, const std::vector<RawEntry>& expected) {
 }
 
 std::string with_header(std::string_view payload) {
-    llmfast::detail::ByteWriter out;
+    Bytes out;
     out.bytes().append(llmfast::detail::snapshot_magic);
     out.pod(llmfast::detail::snapshot_version);
     out.pod(std::uint32_t{0});
@@ -147,7 +167,7 @@ std::string structured_snapshot(std::string_view in) {
         e.expires = e.created + static_cast<std::int64_t>(1 + (c / 4) % 8) * hour;  // some already expired
         entries.push_back(std::move(e));
     }
-    llmfast::detail::ByteWriter payload;
+    Bytes payload;
     payload.bytes().append(prefix);
     payload.pod(static_cast<std::uint64_t>(entries.size()));
     for (const RawEntry& e : entries) {
