@@ -688,7 +688,7 @@ struct RunResult {
     std::size_t batched_jobs = 0;
     std::size_t cache_entries = 0;
     std::size_t cache_memory_bytes = 0;
-    llmfast::CacheStats cache_stats{};  // as the cache counted them
+    llmfast::SemanticCacheStats cache_stats{};  // as the cache counted them
     double real_seconds = 0;
 };
 
@@ -874,7 +874,7 @@ public:
         result.batches = static_cast<std::size_t>(metrics.batches);
         result.batched_jobs = static_cast<std::size_t>(metrics.dispatched);
         if (cache) {
-            const llmfast::CacheStats stats = cache->stats();
+            const llmfast::SemanticCacheStats stats = cache->stats();
             result.cache_entries = stats.entries;
             result.cache_memory_bytes = stats.memory_bytes;
             result.cache_stats = stats;
@@ -924,12 +924,10 @@ private:
         }
 
         // Exact tier, semantic tier, else the backend; concurrent identical misses call it once.
-        bool called = false;
         const llmfast::LookupResult result = cache->get_or_compute(sent, cache_scope, [&] {
-            called = true;
             return call_backend(config, clock, backend, server, prompt, sent, real_issue, rec);
         });
-        if (called) {
+        if (result.match == llmfast::MatchKind::Computed) {
             rec.cache = CacheOutcome::Miss;
             std::lock_guard lock(flights_mutex_);
             flights_[sent] = rec.done_ms;
@@ -1054,7 +1052,7 @@ CacheReplay replay_cache(const Options& o, const std::vector<Prompt>& pool, cons
         if (hit.match == llmfast::MatchKind::Semantic) ++r.semantic_hits;
         if (group_of_answer(hit.response()) != prompt.group) ++r.wrong_hits;
     }
-    const llmfast::CacheStats stats = cache->stats();
+    const llmfast::SemanticCacheStats stats = cache->stats();
     r.entries = stats.entries;
     r.memory_bytes = stats.memory_bytes;
     return r;

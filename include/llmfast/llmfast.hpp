@@ -20,7 +20,11 @@
 #include <llmfast/batch_handler.hpp>
 #include <llmfast/batcher.hpp>
 #include <llmfast/embedder.hpp>
+#include <llmfast/hashing_embedder.hpp>
 #include <llmfast/vector_index.hpp>
+#include <llmfast/flat_index.hpp>
+#include <llmfast/hit_guards.hpp>
+#include <llmfast/eviction_policy.hpp>
 #include <llmfast/semantic_cache.hpp>
 #include <llmfast/compressor.hpp>
 #include <llmfast/truncator.hpp>

@@ -4,6 +4,8 @@
 // Internal: users must not depend on anything here.
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/utf8.hpp>
 #include <llmfast/detail/unicode.hpp>
 
@@ -14,7 +16,8 @@
 #include <string>
 #include <string_view>
 
-namespace llmfast::detail {
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
 
 /// True for code points treated as whitespace by normalization (ASCII whitespace, NBSP, the
 /// Unicode space separators, line/paragraph separators, the ideographic space).
@@ -153,4 +156,5 @@ inline std::string normalize_prompt(std::string_view text) {
     return out;
 }
 
-}  // namespace llmfast::detail
+}  // namespace detail
+LLMFAST_END_NAMESPACE
