@@ -64,6 +64,7 @@
 #include <llmfast/detail/cache_snapshot.hpp>
 #include <llmfast/detail/file_io.hpp>
 #include <llmfast/detail/guard_verifier.hpp>
+#include <llmfast/detail/saturating.hpp>
 #include <llmfast/detail/scope_registry.hpp>
 #include <llmfast/detail/single_flight.hpp>
 #include <llmfast/embedder.hpp>
@@ -496,11 +497,9 @@ private:
         return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.now().time_since_epoch()).count();
     }
 
-    // now + ttl, clamped at the largest representable time (ttl > 0, so only the upper side can overflow).
+    // now + ttl, clamped to the representable range (detail/saturating.hpp).
     static std::int64_t expiry(std::int64_t now, std::chrono::nanoseconds ttl) noexcept {
-        constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
-        const std::int64_t t = ttl.count();
-        return t >= max - now ? max : now + t;
+        return detail::saturating_add(std::chrono::nanoseconds(now), ttl).count();
     }
 
     void stamp(Prepared& prepared, std::chrono::nanoseconds ttl) const {
