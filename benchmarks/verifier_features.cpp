@@ -11,7 +11,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // g++ 12 bug 105593 in xxhash's AVX-512 path (-march=native)
 #endif
-#include <llmfast/embedder.hpp>
+#include <llmfast/hashing_embedder.hpp>
 #include <llmfast/pair_verifier.hpp>
 
 #include <array>

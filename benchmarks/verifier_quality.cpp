@@ -11,7 +11,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // g++ 12 bug 105593 in xxhash's AVX-512 path (-march=native)
 #endif
 #include <llmfast/pair_verifier.hpp>
-#include <llmfast/semantic_cache.hpp>
+#include <llmfast/hashing_embedder.hpp>
+#include <llmfast/hit_guards.hpp>
 #include <llmfast/wrong_hit_monitor.hpp>
 
 #include "bench_common.hpp"

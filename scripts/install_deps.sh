@@ -11,6 +11,9 @@ PACKAGES=(
   clang-19 libclang-rt-19-dev              # clang build and libFuzzer targets
   unicode-data                             # source of the tokenizer's generated Unicode tables
   nlohmann-json3-dev                       # examples
+  libboost1.81-dev libssl-dev openssl      # llmfast-gateway: Beast/Asio, TLS to https:// upstreams
+  libsimdjson-dev                          # llmfast-gateway: JSON (examples/gateway/json_util.hpp)
+  curl prometheus                          # gateway tests: curl -N, promtool check metrics
 )
 # extra packages: components add theirs here
 EXTRA_PACKAGES=""

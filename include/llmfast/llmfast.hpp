@@ -5,20 +5,29 @@
 // truncation. Each component is also usable alone through its own header.
 //
 // Optional headers that need another dependency (llmfast/hnsw_index.hpp needs hnswlib) are not
-// included here: include them yourself.
+// included here: include them yourself. Neither is the built-in hit verifier (llmfast/pair_verifier.hpp:
+// a trained model whose weights are not yet good enough to turn on; see docs/verifier.md).
 #pragma once
 
 #include <llmfast/version.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/clock.hpp>
 #include <llmfast/utf8.hpp>
-#include <llmfast/tokens.hpp>
+#include <llmfast/token_counter.hpp>
+#include <llmfast/estimating_token_counter.hpp>
 #include <llmfast/streaming_generator.hpp>
 #include <llmfast/stream.hpp>
 #include <llmfast/sse.hpp>
+#include <llmfast/batch_handler.hpp>
 #include <llmfast/batcher.hpp>
 #include <llmfast/embedder.hpp>
+#include <llmfast/hashing_embedder.hpp>
 #include <llmfast/vector_index.hpp>
+#include <llmfast/flat_index.hpp>
+#include <llmfast/hit_guards.hpp>
+#include <llmfast/eviction_policy.hpp>
+#include <llmfast/hit_verifier.hpp>
+#include <llmfast/wrong_hit_monitor.hpp>
 #include <llmfast/semantic_cache.hpp>
 #include <llmfast/compressor.hpp>
 #include <llmfast/truncator.hpp>

@@ -36,9 +36,9 @@
 #include <llmfast/version.hpp>
 
 #include <llmfast/detail/cache_text.hpp>
-#include <llmfast/detail/hit_guards.hpp>
 #include <llmfast/detail/xxhash.hpp>
-#include <llmfast/embedder.hpp>
+#include <llmfast/hashing_embedder.hpp>
+#include <llmfast/hit_guards.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/hit_verifier.hpp>
 #include <llmfast/pair_verifier_weights.hpp>
@@ -102,12 +102,6 @@ struct PairVerifierOptions {
     bool use_similarity = true;
 };
 
-LLMFAST_END_NAMESPACE
-
-// Internals. They live in `llmfast::detail` beside the cache_text / hit_guards helpers they use; they
-// move into LLMFAST_BEGIN_NAMESPACE together with those headers (a second `detail` namespace inside
-// the inline one would make `llmfast::detail` ambiguous for code that names the old one).
-namespace llmfast {
 namespace detail {
 
 /// Token hashes and per-bucket idf: the bucket of a token is `hash % pair_verifier_idf_buckets`.
@@ -371,9 +365,6 @@ inline void pair_features(const PairText& a, const PairText& b, float similarity
 }
 
 }  // namespace detail
-}  // namespace llmfast
-
-LLMFAST_BEGIN_NAMESPACE
 
 /// The built-in HitVerifier (see the header comment). Thread-safety: immutable; share one instance.
 class PairVerifier {

@@ -1,0 +1,140 @@
+// examples/gateway/config.hpp — llmfast-gateway's settings: command-line flags, the JSON config file
+// (models -> ordered upstream groups, limits, the simulated backend), API keys; and the parsed forms
+// of the requests it validates. Parsing lives in parsing.cpp (no Beast/Asio there, so a fuzzer can
+// take it alone).
+//
+// Secrets never come from the command line (visible in `ps`): API keys from `--api-keys-file` or the
+// LLMFAST_API_KEYS environment variable, an upstream's key from `api_key_env` / `api_key_file`.
+//
+// Errors: `parse_command_line` and `load_config_file` throw ConfigError whose message names the flag
+// or the field (`models.gpt-4o.upstreams[1].url: ...`); parse_chat_request / parse_embeddings_request
+// return an ApiError naming the request field.
+// Thread-safety: the structs are values; the functions are pure apart from reading files/env.
+#pragma once
+
+#include "errors.hpp"
+#include "../simulated_model.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace gateway {
+
+struct ConfigError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// scheme://host[:port]/base-path, e.g. http://127.0.0.1:8000/v1.
+struct Url {
+    bool tls = false;
+    std::string host;
+    std::string port;  ///< "80"/"443" when absent
+    std::string base_path;  ///< without a trailing slash, e.g. "/v1"
+};
+Url parse_url(const std::string& text, const std::string& where);
+
+struct UpstreamConfig {
+    std::string name;            ///< for logs and metrics (default: the URL)
+    Url url;
+    std::string api_key;         ///< loaded from api_key_env / api_key_file ("" = none)
+    std::string model;           ///< the upstream's model name ("" = the client's)
+    std::string ca_file;         ///< extra CA certificate(s) for https (PEM)
+    bool tls_verify = true;
+};
+
+struct ModelConfig {
+    std::string name;
+    std::vector<UpstreamConfig> upstreams;  ///< empty: the built-in simulated backend
+};
+
+struct Limits {
+    std::size_t max_body_bytes = 1 << 20;
+    std::uint32_t max_header_bytes = 16 * 1024;
+    std::size_t max_json_depth = 64;
+    std::size_t max_messages = 1024;
+    std::uint64_t max_tokens = 32768;
+    std::chrono::milliseconds idle_timeout{30000};          ///< keep-alive connection with no request
+    std::chrono::milliseconds request_read_timeout{10000};  ///< whole request (header + body): slow clients
+    std::chrono::milliseconds write_timeout{30000};         ///< one write to a client that does not read
+    std::chrono::milliseconds request_deadline{120000};     ///< default deadline of a request
+    std::chrono::milliseconds connect_timeout{2000};        ///< to an upstream
+    std::chrono::milliseconds first_byte_timeout{30000};    ///< upstream: until its response header/first chunk
+    std::chrono::milliseconds read_timeout{60000};          ///< upstream: between two chunks
+    std::chrono::milliseconds drain_grace{10000};           ///< SIGTERM: in-flight requests get this long
+    std::size_t max_attempts = 3;                           ///< per request, over the group
+    std::chrono::milliseconds backoff{50};                  ///< before the 2nd attempt, doubled after
+    std::size_t cooldown_failures = 3;                      ///< consecutive failures that cool an upstream
+    std::chrono::milliseconds cooldown{10000};
+};
+
+struct ApiKey {
+    std::string tenant;
+    std::array<unsigned char, 32> sha256{};
+};
+
+struct Config {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 8080;
+    unsigned threads = 0;  ///< 0 = hardware threads
+    std::vector<ModelConfig> models;  ///< from the config file
+    std::vector<UpstreamConfig> default_upstreams;  ///< --upstream: every model not in `models`
+    std::vector<std::string> sim_models{"llmfast-sim"};
+    examples::LatencyModel latency{};
+    std::uint64_t sim_default_tokens = 16;
+    std::size_t embedding_dimension = 384;
+    std::string embedding_model = "llmfast-hashing";
+    std::vector<ApiKey> api_keys;  ///< empty: no authentication
+    std::string access_log = "-";  ///< "-" stderr, "off", or a file
+    Limits limits{};
+};
+
+/// Parses argv; prints --help and exits 0 itself. Throws ConfigError.
+Config parse_command_line(int argc, char** argv);
+/// Applies a JSON config file over `config`. Throws ConfigError naming the field.
+void load_config_file(const std::string& path, Config& config);
+/// Parses API keys ("tenant:key" per line or comma-separated); throws ConfigError.
+void add_api_keys(std::string_view text, const std::string& where, Config& config);
+std::array<unsigned char, 32> sha256(std::string_view text);
+
+// ---- requests -----------------------------------------------------------------------------------
+
+struct ChatMessage {
+    std::string role;
+    std::string text;  ///< the text parts, joined (for token counts and the simulated backend)
+};
+
+struct ChatRequest {
+    std::string model;
+    bool stream = false;
+    bool include_usage = false;
+    std::optional<std::uint64_t> max_tokens;
+    std::vector<ChatMessage> messages;
+    std::string unsupported_by_sim;  ///< a field the simulated backend cannot honour ("" = none)
+    std::size_t model_value_begin = 0, model_value_end = 0;  ///< byte range of "model"'s value in the body
+};
+
+struct EmbeddingsRequest {
+    std::string model;
+    std::vector<std::string> inputs;
+    bool base64 = false;
+};
+
+std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, const Limits& limits);
+std::variant<EmbeddingsRequest, ApiError> parse_embeddings_request(std::string_view body, const Limits& limits);
+
+extern const char* const help_text;
+
+}  // namespace gateway
+
+namespace gateway {
+/// The byte range [first, second) of the top-level member `key`'s value in the JSON object `body`
+/// (already validated), or {0, 0} when absent.
+std::pair<std::size_t, std::size_t> find_top_level_value(std::string_view body, std::string_view key);
+}  // namespace gateway

@@ -1,0 +1,557 @@
+// examples/gateway/parsing.cpp — command line, config file, API keys and request-body validation of
+// llmfast-gateway (see config.hpp). No Beast/Asio here: a fast translation unit a fuzzer can take.
+#include "config.hpp"
+
+#include <openssl/sha.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+namespace gateway {
+
+const char* const help_text = R"(llmfast-gateway — an OpenAI-compatible gateway built from llmfast
+
+Usage: llmfast-gateway [flags]
+
+Endpoints: POST /v1/chat/completions (stream true/false, stream_options.include_usage),
+           POST /v1/embeddings, GET /v1/models, GET /health, GET /metrics (Prometheus text).
+
+Flags:
+  --host ADDR              address to listen on [127.0.0.1]
+  --port N                 port to listen on; 0 picks a free one [8080]. The gateway prints
+                           "listening on ADDR:PORT" on stdout when it accepts connections.
+  --threads N              event-loop threads (one io_context) [hardware threads]
+  --upstream URL           an OpenAI-compatible base URL including /v1 (http:// or https://);
+                           repeatable: an ordered failover group for every model the config file
+                           does not name. Its API key comes from $LLMFAST_UPSTREAM_API_KEY.
+  --upstream-ca FILE       extra CA certificates (PEM) trusted for https:// --upstream URLs
+  --upstream-insecure      do not verify --upstream certificates (tests only)
+  --config FILE            JSON config file: models -> upstream groups, limits, simulated backend
+                           (flags given after --config override it)
+  --api-keys-file FILE     API keys, one "tenant:key" per line; also $LLMFAST_API_KEYS
+                           ("tenant:key,tenant:key"). None: no authentication. Never on the command line.
+  --access-log PATH        one JSON line per request: "-" = stderr, "off", or a file [-]
+  --sim-model NAME         model name(s) the built-in simulated backend answers, repeatable [llmfast-sim]
+  --sim-time-scale F       the simulated model runs F times faster than real time [1]
+  --sim-tokens N           answer length when the request has no max_tokens [16]
+  --max-body-bytes N       request bodies over this get 413 [1048576]
+  --max-header-bytes N     request headers over this get 431 [16384]
+  --request-deadline-ms N  a request's deadline, all upstream attempts included [120000]
+  --connect-timeout-ms N   upstream connect timeout [2000]
+  --first-byte-timeout-ms N  upstream: time to its first byte (a stalled upstream fails over) [30000]
+  --read-timeout-ms N      upstream: longest gap between two chunks [60000]
+  --idle-timeout-ms N      keep-alive connection without a request is closed [30000]
+  --request-read-timeout-ms N  a client must send its whole request within this [10000]
+  --drain-grace-ms N       SIGTERM/SIGINT: stop accepting, give in-flight requests this long [10000]
+  --max-attempts N         upstream attempts per request over its group [3]
+  --help                   this text
+
+Config file (every field optional; an unknown or ill-typed field is an error naming it):
+  {"models": {"NAME": {"upstreams": [{"url": "https://host/v1", "model": "upstream-name",
+                                       "api_key_env": "VAR" | "api_key_file": "path",
+                                       "ca_file": "ca.pem", "tls_verify": true, "name": "label"}]},
+              "NAME2": {"backend": "simulated"}},
+   "limits": {"max_body_bytes", "max_header_bytes", "max_json_depth", "max_messages", "max_tokens",
+              "idle_timeout_ms", "request_read_timeout_ms", "write_timeout_ms", "request_deadline_ms",
+              "connect_timeout_ms", "first_byte_timeout_ms", "read_timeout_ms", "drain_grace_ms",
+              "max_attempts", "backoff_ms", "cooldown_failures", "cooldown_ms"},
+   "simulated": {"overhead_ms", "prefill_ms_per_token", "decode_ms_per_token", "batch_item_ms",
+                 "time_scale", "default_tokens"},
+   "embeddings": {"model", "dimension"}}
+)";
+
+std::array<unsigned char, 32> sha256(std::string_view text) {
+    std::array<unsigned char, 32> digest{};
+    SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest.data());
+    return digest;
+}
+
+namespace {
+
+std::string read_file(const std::string& path, const std::string& where) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ConfigError(where + ": cannot read " + path);
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+std::string trim(std::string_view text) {
+    const auto begin = text.find_first_not_of(" \t\r\n");
+    if (begin == std::string_view::npos) return {};
+    const auto end = text.find_last_not_of(" \t\r\n");
+    return std::string(text.substr(begin, end - begin + 1));
+}
+
+std::uint64_t parse_uint(std::string_view text, const std::string& where, std::uint64_t min = 0,
+                         std::uint64_t max = UINT64_MAX) {
+    std::uint64_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size() || value < min || value > max)
+        throw ConfigError(where + ": expected an integer in [" + std::to_string(min) + ", " + std::to_string(max) +
+                          "], got '" + std::string(text) + "'");
+    return value;
+}
+
+double parse_double(std::string_view text, const std::string& where) {
+    char* end = nullptr;
+    const std::string s(text);
+    const double value = std::strtod(s.c_str(), &end);
+    if (s.empty() || end != s.c_str() + s.size()) throw ConfigError(where + ": expected a number, got '" + s + "'");
+    return value;
+}
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+using simdjson::dom::object;
+
+object need_object(element value, const std::string& where) {
+    object obj;
+    if (value.get(obj) != simdjson::SUCCESS) throw ConfigError(where + ": must be an object");
+    return obj;
+}
+std::string need_string(element value, const std::string& where) {
+    std::string_view text;
+    if (value.get(text) != simdjson::SUCCESS) throw ConfigError(where + ": must be a string");
+    return std::string(text);
+}
+std::uint64_t need_uint(element value, const std::string& where, std::uint64_t min = 0) {
+    std::uint64_t n = 0;
+    if (value.get(n) != simdjson::SUCCESS || n < min)
+        throw ConfigError(where + ": must be an integer >= " + std::to_string(min));
+    return n;
+}
+double need_number(element value, const std::string& where) {
+    double n = 0;
+    if (value.get(n) != simdjson::SUCCESS) throw ConfigError(where + ": must be a number");
+    return n;
+}
+bool need_bool(element value, const std::string& where) {
+    bool b = false;
+    if (value.get(b) != simdjson::SUCCESS) throw ConfigError(where + ": must be true or false");
+    return b;
+}
+
+void load_limits(object obj, Limits& l, const std::string& where) {
+    for (auto [key_view, value] : obj) {
+        const std::string key(key_view);
+        const std::string at = where + "." + key;
+        const auto ms = [&] { return std::chrono::milliseconds(need_uint(value, at, 1)); };
+        if (key == "max_body_bytes") l.max_body_bytes = need_uint(value, at, 1);
+        else if (key == "max_header_bytes") l.max_header_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(need_uint(value, at, 256), UINT32_MAX));
+        else if (key == "max_json_depth") l.max_json_depth = need_uint(value, at, 2);
+        else if (key == "max_messages") l.max_messages = need_uint(value, at, 1);
+        else if (key == "max_tokens") l.max_tokens = need_uint(value, at, 1);
+        else if (key == "idle_timeout_ms") l.idle_timeout = ms();
+        else if (key == "request_read_timeout_ms") l.request_read_timeout = ms();
+        else if (key == "write_timeout_ms") l.write_timeout = ms();
+        else if (key == "request_deadline_ms") l.request_deadline = ms();
+        else if (key == "connect_timeout_ms") l.connect_timeout = ms();
+        else if (key == "first_byte_timeout_ms") l.first_byte_timeout = ms();
+        else if (key == "read_timeout_ms") l.read_timeout = ms();
+        else if (key == "drain_grace_ms") l.drain_grace = ms();
+        else if (key == "max_attempts") l.max_attempts = need_uint(value, at, 1);
+        else if (key == "backoff_ms") l.backoff = std::chrono::milliseconds(need_uint(value, at, 0));
+        else if (key == "cooldown_failures") l.cooldown_failures = need_uint(value, at, 1);
+        else if (key == "cooldown_ms") l.cooldown = std::chrono::milliseconds(need_uint(value, at, 0));
+        else throw ConfigError(at + ": unknown field");
+    }
+}
+
+UpstreamConfig load_upstream(element value, const std::string& where) {
+    UpstreamConfig up;
+    bool has_url = false;
+    for (auto [key_view, field] : need_object(value, where)) {
+        const std::string key(key_view);
+        const std::string at = where + "." + key;
+        if (key == "url") {
+            up.url = parse_url(need_string(field, at), at);
+            has_url = true;
+        } else if (key == "name") up.name = need_string(field, at);
+        else if (key == "model") up.model = need_string(field, at);
+        else if (key == "api_key_env") {
+            const std::string var = need_string(field, at);
+            const char* key_value = std::getenv(var.c_str());
+            if (key_value == nullptr || *key_value == '\0') throw ConfigError(at + ": environment variable " + var + " is not set");
+            up.api_key = key_value;
+        } else if (key == "api_key_file") up.api_key = trim(read_file(need_string(field, at), at));
+        else if (key == "ca_file") up.ca_file = need_string(field, at);
+        else if (key == "tls_verify") up.tls_verify = need_bool(field, at);
+        else if (key == "api_key") throw ConfigError(at + ": secrets do not go in the config file; use api_key_env or api_key_file");
+        else throw ConfigError(at + ": unknown field");
+    }
+    if (!has_url) throw ConfigError(where + ".url: missing");
+    if (up.name.empty()) up.name = (up.url.tls ? "https://" : "http://") + up.url.host + ":" + up.url.port + up.url.base_path;
+    return up;
+}
+
+}  // namespace
+
+Url parse_url(const std::string& text, const std::string& where) {
+    Url url;
+    std::string_view rest = text;
+    if (rest.starts_with("http://")) rest.remove_prefix(7);
+    else if (rest.starts_with("https://")) { rest.remove_prefix(8); url.tls = true; }
+    else throw ConfigError(where + ": '" + text + "' must start with http:// or https://");
+    const auto slash = rest.find('/');
+    std::string_view authority = rest.substr(0, slash);
+    url.base_path = slash == std::string_view::npos ? "" : std::string(rest.substr(slash));
+    while (!url.base_path.empty() && url.base_path.back() == '/') url.base_path.pop_back();
+    if (authority.empty()) throw ConfigError(where + ": '" + text + "' has no host");
+    if (authority.front() == '[') {  // [v6]:port
+        const auto close = authority.find(']');
+        if (close == std::string_view::npos) throw ConfigError(where + ": bad IPv6 host in '" + text + "'");
+        url.host = std::string(authority.substr(1, close - 1));
+        authority.remove_prefix(close + 1);
+        if (authority.starts_with(":")) url.port = std::string(authority.substr(1));
+    } else {
+        const auto colon = authority.rfind(':');
+        url.host = std::string(authority.substr(0, colon));
+        if (colon != std::string_view::npos) url.port = std::string(authority.substr(colon + 1));
+    }
+    if (url.port.empty()) url.port = url.tls ? "443" : "80";
+    (void)parse_uint(url.port, where + " (port)", 1, 65535);
+    if (url.host.empty()) throw ConfigError(where + ": '" + text + "' has no host");
+    return url;
+}
+
+void add_api_keys(std::string_view text, const std::string& where, Config& config) {
+    std::size_t line_no = 0;
+    while (!text.empty()) {
+        const auto end = text.find_first_of(",\n");
+        const std::string line = trim(text.substr(0, end));
+        text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+        ++line_no;
+        if (line.empty() || line.front() == '#') continue;
+        const auto colon = line.find(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == line.size())
+            throw ConfigError(where + ": entry " + std::to_string(line_no) + " must be tenant:key");
+        config.api_keys.push_back({line.substr(0, colon), sha256(std::string_view(line).substr(colon + 1))});
+    }
+}
+
+void load_config_file(const std::string& path, Config& config) {
+    const std::string text = read_file(path, "--config");
+    simdjson::dom::parser parser;
+    element root;
+    if (const auto error = parser.parse(text).get(root); error != simdjson::SUCCESS)
+        throw ConfigError(path + ": not valid JSON (" + simdjson::error_message(error) + ")");
+    for (auto [key_view, value] : need_object(root, path)) {
+        const std::string key(key_view);
+        if (key == "models") {
+            for (auto [name_view, model_value] : need_object(value, "models")) {
+                ModelConfig model{std::string(name_view), {}};
+                const std::string where = "models." + model.name;
+                bool simulated = false;
+                for (auto [field_view, field] : need_object(model_value, where)) {
+                    const std::string field_key(field_view);
+                    const std::string at = where + "." + field_key;
+                    if (field_key == "upstreams") {
+                        simdjson::dom::array list;
+                        if (field.get(list) != simdjson::SUCCESS) throw ConfigError(at + ": must be an array");
+                        std::size_t i = 0;
+                        for (element item : list) model.upstreams.push_back(load_upstream(item, at + "[" + std::to_string(i++) + "]"));
+                        if (model.upstreams.empty()) throw ConfigError(at + ": must not be empty");
+                    } else if (field_key == "backend") {
+                        if (need_string(field, at) != "simulated") throw ConfigError(at + ": the only backend is \"simulated\"");
+                        simulated = true;
+                    } else throw ConfigError(at + ": unknown field");
+                }
+                if (simulated == !model.upstreams.empty())
+                    throw ConfigError(where + ": give either \"upstreams\" or \"backend\": \"simulated\"");
+                if (simulated) config.sim_models.push_back(model.name);
+                else config.models.push_back(std::move(model));
+            }
+        } else if (key == "limits") {
+            load_limits(need_object(value, "limits"), config.limits, "limits");
+        } else if (key == "simulated") {
+            for (auto [field_view, field] : need_object(value, "simulated")) {
+                const std::string field_key(field_view);
+                const std::string at = "simulated." + field_key;
+                if (field_key == "overhead_ms") config.latency.overhead_ms = need_number(field, at);
+                else if (field_key == "prefill_ms_per_token") config.latency.prefill_ms_per_token = need_number(field, at);
+                else if (field_key == "decode_ms_per_token") config.latency.decode_ms_per_token = need_number(field, at);
+                else if (field_key == "batch_item_ms") config.latency.batch_item_ms = need_number(field, at);
+                else if (field_key == "time_scale") config.latency.time_scale = need_number(field, at);
+                else if (field_key == "default_tokens") config.sim_default_tokens = need_uint(field, at, 1);
+                else throw ConfigError(at + ": unknown field");
+            }
+            try {
+                config.latency.validate();
+            } catch (const std::invalid_argument& e) {
+                throw ConfigError(std::string("simulated: ") + e.what());
+            }
+        } else if (key == "embeddings") {
+            for (auto [field_view, field] : need_object(value, "embeddings")) {
+                const std::string field_key(field_view);
+                const std::string at = "embeddings." + field_key;
+                if (field_key == "model") config.embedding_model = need_string(field, at);
+                else if (field_key == "dimension") config.embedding_dimension = need_uint(field, at, 1);
+                else throw ConfigError(at + ": unknown field");
+            }
+        } else {
+            throw ConfigError(key + ": unknown field");
+        }
+    }
+}
+
+Config parse_command_line(int argc, char** argv) {
+    Config config;
+    std::string upstream_ca;
+    bool upstream_insecure = false;
+    std::vector<std::string> upstream_urls;
+    bool sim_models_given = false;
+    for (int i = 1; i < argc; ++i) {
+        const std::string flag = argv[i];
+        const auto value = [&]() -> std::string {
+            if (i + 1 >= argc) throw ConfigError(flag + ": missing value");
+            return argv[++i];
+        };
+        const auto ms = [&] { return std::chrono::milliseconds(parse_uint(value(), flag, 1)); };
+        if (flag == "--help" || flag == "-h") {
+            std::fputs(help_text, stdout);
+            std::exit(0);
+        } else if (flag == "--host") config.host = value();
+        else if (flag == "--port") config.port = static_cast<std::uint16_t>(parse_uint(value(), flag, 0, 65535));
+        else if (flag == "--threads") config.threads = static_cast<unsigned>(parse_uint(value(), flag, 1, 1024));
+        else if (flag == "--upstream") upstream_urls.push_back(value());
+        else if (flag == "--upstream-ca") upstream_ca = value();
+        else if (flag == "--upstream-insecure") upstream_insecure = true;
+        else if (flag == "--config") load_config_file(value(), config);
+        else if (flag == "--api-keys-file") add_api_keys(read_file(value(), flag), flag, config);
+        else if (flag == "--api-key" || flag == "--api-keys")
+            throw ConfigError(flag + ": keys never go on the command line (visible in ps); use --api-keys-file or $LLMFAST_API_KEYS");
+        else if (flag == "--access-log") config.access_log = value();
+        else if (flag == "--sim-model") {
+            if (!sim_models_given) config.sim_models.clear();
+            sim_models_given = true;
+            config.sim_models.push_back(value());
+        } else if (flag == "--sim-time-scale") {
+            config.latency.time_scale = parse_double(value(), flag);
+            if (!(config.latency.time_scale > 0)) throw ConfigError(flag + ": must be > 0");
+        } else if (flag == "--sim-tokens") config.sim_default_tokens = parse_uint(value(), flag, 1, 1 << 20);
+        else if (flag == "--max-body-bytes") config.limits.max_body_bytes = parse_uint(value(), flag, 1);
+        else if (flag == "--max-header-bytes") config.limits.max_header_bytes = static_cast<std::uint32_t>(parse_uint(value(), flag, 256, UINT32_MAX));
+        else if (flag == "--request-deadline-ms") config.limits.request_deadline = ms();
+        else if (flag == "--connect-timeout-ms") config.limits.connect_timeout = ms();
+        else if (flag == "--first-byte-timeout-ms") config.limits.first_byte_timeout = ms();
+        else if (flag == "--read-timeout-ms") config.limits.read_timeout = ms();
+        else if (flag == "--idle-timeout-ms") config.limits.idle_timeout = ms();
+        else if (flag == "--request-read-timeout-ms") config.limits.request_read_timeout = ms();
+        else if (flag == "--drain-grace-ms") config.limits.drain_grace = ms();
+        else if (flag == "--max-attempts") config.limits.max_attempts = parse_uint(value(), flag, 1, 100);
+        else throw ConfigError(flag + ": unknown flag (see --help)");
+    }
+    const char* upstream_key = std::getenv("LLMFAST_UPSTREAM_API_KEY");
+    for (const std::string& text : upstream_urls) {
+        UpstreamConfig up;
+        up.url = parse_url(text, "--upstream");
+        up.name = text;
+        up.ca_file = upstream_ca;
+        up.tls_verify = !upstream_insecure;
+        if (upstream_key != nullptr) up.api_key = upstream_key;
+        config.default_upstreams.push_back(std::move(up));
+    }
+    if (const char* keys = std::getenv("LLMFAST_API_KEYS"); keys != nullptr && *keys != '\0')
+        add_api_keys(keys, "LLMFAST_API_KEYS", config);
+    if (config.threads == 0) config.threads = std::max(1U, std::thread::hardware_concurrency());
+    return config;
+}
+
+// ---- requests -----------------------------------------------------------------------------------
+
+namespace {
+
+ApiError parse_error(simdjson::error_code error, const Limits& limits) {
+    if (error == simdjson::DEPTH_ERROR)
+        return ApiError::invalid("", "request body nests deeper than " + std::to_string(limits.max_json_depth) + " levels", "json_too_deep");
+    return ApiError::invalid("", std::string("request body is not valid JSON: ") + simdjson::error_message(error), "invalid_json");
+}
+
+// Fields of chat.completions the simulated backend cannot honour (an upstream gets them unchanged).
+constexpr std::string_view sim_unsupported[] = {"tools", "tool_choice", "functions", "function_call", "logprobs",
+                                                "top_logprobs", "response_format", "audio", "modalities", "prediction"};
+
+}  // namespace
+
+std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, const Limits& limits) {
+    auto& parser = thread_parser(std::max<std::size_t>(limits.max_body_bytes, 4096), limits.max_json_depth);
+    element root;
+    if (const auto error = parser.parse(body.data(), body.size()).get(root); error != simdjson::SUCCESS)
+        return parse_error(error, limits);
+    object obj;
+    if (root.get(obj) != simdjson::SUCCESS) return ApiError::invalid("", "request body must be a JSON object", "invalid_type");
+    ChatRequest request;
+    bool has_model = false, has_messages = false;
+    for (auto [key, value] : obj) {
+        if (key == "model") {
+            std::string_view model;
+            if (value.get(model) != simdjson::SUCCESS || model.empty())
+                return ApiError::invalid("model", "'model' must be a non-empty string", "invalid_type");
+            request.model = std::string(model);
+            has_model = true;
+        } else if (key == "stream") {
+            if (!value.is_null() && value.get(request.stream) != simdjson::SUCCESS)
+                return ApiError::invalid("stream", "'stream' must be a boolean", "invalid_type");
+        } else if (key == "stream_options") {
+            if (value.is_null()) continue;
+            object options;
+            if (value.get(options) != simdjson::SUCCESS)
+                return ApiError::invalid("stream_options", "'stream_options' must be an object", "invalid_type");
+            for (auto [option, option_value] : options) {
+                if (option == "include_usage") {
+                    if (option_value.get(request.include_usage) != simdjson::SUCCESS)
+                        return ApiError::invalid("stream_options.include_usage", "'stream_options.include_usage' must be a boolean", "invalid_type");
+                }
+            }
+        } else if (key == "max_tokens" || key == "max_completion_tokens") {
+            if (value.is_null()) continue;
+            std::uint64_t n = 0;
+            if (value.get(n) != simdjson::SUCCESS || n == 0)
+                return ApiError::invalid(std::string(key), "'" + std::string(key) + "' must be an integer >= 1", "invalid_type");
+            if (n > limits.max_tokens)
+                return ApiError::invalid(std::string(key), "'" + std::string(key) + "' is " + std::to_string(n) + ", the limit is " + std::to_string(limits.max_tokens), "too_large");
+            request.max_tokens = n;
+        } else if (key == "temperature" || key == "top_p") {
+            if (value.is_null()) continue;
+            double x = 0;
+            const double max = key == "temperature" ? 2.0 : 1.0;
+            if (value.get(x) != simdjson::SUCCESS || x < 0 || x > max)
+                return ApiError::invalid(std::string(key), "'" + std::string(key) + "' must be a number in [0, " + (key == "temperature" ? "2" : "1") + "]", "invalid_value");
+        } else if (key == "n") {
+            std::uint64_t n = 0;
+            if (value.get(n) != simdjson::SUCCESS || n == 0) return ApiError::invalid("n", "'n' must be an integer >= 1", "invalid_type");
+            if (n != 1 && request.unsupported_by_sim.empty()) request.unsupported_by_sim = "n";
+        } else if (key == "messages") {
+            simdjson::dom::array messages;
+            if (value.get(messages) != simdjson::SUCCESS)
+                return ApiError::invalid("messages", "'messages' must be an array", "invalid_type");
+            if (messages.size() == 0) return ApiError::invalid("messages", "'messages' must not be empty", "invalid_value");
+            if (messages.size() > limits.max_messages)
+                return ApiError::invalid("messages", "'messages' has " + std::to_string(messages.size()) + " entries, the limit is " + std::to_string(limits.max_messages), "too_large");
+            std::size_t i = 0;
+            for (element message : messages) {
+                const std::string at = "messages[" + std::to_string(i++) + "]";
+                object m;
+                if (message.get(m) != simdjson::SUCCESS) return ApiError::invalid(at, "'" + at + "' must be an object", "invalid_type");
+                ChatMessage out;
+                std::string_view role;
+                if (m["role"].get(role) != simdjson::SUCCESS)
+                    return ApiError::invalid(at + ".role", "'" + at + ".role' must be a string", "invalid_type");
+                if (role != "system" && role != "user" && role != "assistant" && role != "tool" && role != "developer" && role != "function")
+                    return ApiError::invalid(at + ".role", "'" + at + ".role' must be one of system, developer, user, assistant, tool", "invalid_value");
+                out.role = std::string(role);
+                element content;
+                const auto content_error = m["content"].get(content);
+                if (content_error == simdjson::NO_SUCH_FIELD || (content_error == simdjson::SUCCESS && content.is_null())) {
+                    if (role != "assistant") return ApiError::invalid(at + ".content", "'" + at + ".content' is required", "missing_field");
+                } else if (std::string_view text; content.get(text) == simdjson::SUCCESS) {
+                    out.text = std::string(text);
+                } else if (simdjson::dom::array parts; content.get(parts) == simdjson::SUCCESS) {
+                    std::size_t j = 0;
+                    for (element part : parts) {
+                        const std::string part_at = at + ".content[" + std::to_string(j++) + "]";
+                        std::string_view type;
+                        if (part["type"].get(type) != simdjson::SUCCESS)
+                            return ApiError::invalid(part_at + ".type", "'" + part_at + ".type' must be a string", "invalid_type");
+                        if (type == "text") {
+                            std::string_view part_text;
+                            if (part["text"].get(part_text) != simdjson::SUCCESS)
+                                return ApiError::invalid(part_at + ".text", "'" + part_at + ".text' must be a string", "invalid_type");
+                            out.text += part_text;
+                        } else if (request.unsupported_by_sim.empty()) {
+                            request.unsupported_by_sim = part_at + ".type=" + std::string(type);
+                        }
+                    }
+                } else {
+                    return ApiError::invalid(at + ".content", "'" + at + ".content' must be a string or an array of parts", "invalid_type");
+                }
+                request.messages.push_back(std::move(out));
+            }
+            has_messages = true;
+        } else {
+            for (const std::string_view name : sim_unsupported)
+                if (key == name && request.unsupported_by_sim.empty() && !value.is_null()) request.unsupported_by_sim = std::string(key);
+        }
+    }
+    if (!has_model) return ApiError::invalid("model", "'model' is required", "missing_field");
+    if (!has_messages) return ApiError::invalid("messages", "'messages' is required", "missing_field");
+    return request;
+}
+
+std::variant<EmbeddingsRequest, ApiError> parse_embeddings_request(std::string_view body, const Limits& limits) {
+    auto& parser = thread_parser(std::max<std::size_t>(limits.max_body_bytes, 4096), limits.max_json_depth);
+    element root;
+    if (const auto error = parser.parse(body.data(), body.size()).get(root); error != simdjson::SUCCESS)
+        return parse_error(error, limits);
+    object obj;
+    if (root.get(obj) != simdjson::SUCCESS) return ApiError::invalid("", "request body must be a JSON object", "invalid_type");
+    EmbeddingsRequest request;
+    bool has_input = false;
+    for (auto [key, value] : obj) {
+        if (key == "model") {
+            std::string_view model;
+            if (value.get(model) != simdjson::SUCCESS || model.empty())
+                return ApiError::invalid("model", "'model' must be a non-empty string", "invalid_type");
+            request.model = std::string(model);
+        } else if (key == "input") {
+            has_input = true;
+            if (std::string_view text; value.get(text) == simdjson::SUCCESS) {
+                request.inputs.emplace_back(text);
+            } else if (simdjson::dom::array list; value.get(list) == simdjson::SUCCESS) {
+                if (list.size() == 0) return ApiError::invalid("input", "'input' must not be empty", "invalid_value");
+                if (list.size() > 2048) return ApiError::invalid("input", "'input' has more than 2048 entries", "too_large");
+                std::size_t i = 0;
+                for (element item : list) {
+                    std::string_view item_text;
+                    if (item.get(item_text) != simdjson::SUCCESS)
+                        return ApiError::invalid("input[" + std::to_string(i) + "]", "'input[" + std::to_string(i) + "]' must be a string (token arrays are not supported)", "invalid_type");
+                    request.inputs.emplace_back(item_text);
+                    ++i;
+                }
+            } else {
+                return ApiError::invalid("input", "'input' must be a string or an array of strings", "invalid_type");
+            }
+        } else if (key == "encoding_format") {
+            std::string_view format;
+            if (value.get(format) != simdjson::SUCCESS || (format != "float" && format != "base64"))
+                return ApiError::invalid("encoding_format", "'encoding_format' must be \"float\" or \"base64\"", "invalid_value");
+            request.base64 = format == "base64";
+        } else if (key == "dimensions") {
+            return ApiError::invalid("dimensions", "'dimensions' is not supported by this embedder", "unsupported_parameter");
+        }
+    }
+    if (request.model.empty()) return ApiError::invalid("model", "'model' is required", "missing_field");
+    if (!has_input) return ApiError::invalid("input", "'input' is required", "missing_field");
+    return request;
+}
+
+}  // namespace gateway
+
+namespace gateway {
+std::pair<std::size_t, std::size_t> find_top_level_value(std::string_view body, std::string_view key) {
+    simdjson::padded_string padded(body);
+    simdjson::ondemand::parser parser;
+    simdjson::ondemand::document doc;
+    if (parser.iterate(padded).get(doc) != simdjson::SUCCESS) return {0, 0};
+    simdjson::ondemand::object obj;
+    if (doc.get_object().get(obj) != simdjson::SUCCESS) return {0, 0};
+    for (auto field : obj) {
+        std::string_view name;
+        if (field.unescaped_key().get(name) != simdjson::SUCCESS) return {0, 0};
+        if (name != key) continue;
+        std::string_view raw;
+        if (field.value().raw_json_token().get(raw) != simdjson::SUCCESS) return {0, 0};
+        while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\n' || raw.back() == '\r' || raw.back() == '\t')) raw.remove_suffix(1);
+        const auto begin = static_cast<std::size_t>(raw.data() - padded.data());
+        return {begin, begin + raw.size()};
+    }
+    return {0, 0};
+}
+}  // namespace gateway

@@ -1,0 +1,620 @@
+// examples/gateway/server.cpp — llmfast-gateway's HTTP server: one io_context on N threads, a
+// coroutine per connection (Boost.Beast + Asio C++20 coroutines, a strand each), the OpenAI routes,
+// the access log, SIGTERM/SIGINT drain, main(). One of the two Beast/Asio translation units.
+#include "config.hpp"
+#include "metrics.hpp"
+#include "simulated_backend.hpp"
+#include "sink.hpp"
+#include "upstream.hpp"
+
+#include <llmfast/hashing_embedder.hpp>
+#include <llmfast/estimating_token_counter.hpp>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+#include <fmt/format.h>
+#include <openssl/crypto.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <thread>
+
+namespace gateway {
+
+using namespace net::experimental::awaitable_operators;
+
+class AccessLog {
+public:
+    explicit AccessLog(const std::string& where) {
+        if (where == "off") return;
+        if (where == "-") {
+            file_ = stderr;
+            return;
+        }
+        file_ = std::fopen(where.c_str(), "a");
+        owned_ = true;
+        if (file_ == nullptr) throw ConfigError("--access-log: cannot open " + where);
+    }
+    ~AccessLog() {
+        if (owned_) std::fclose(file_);
+    }
+    AccessLog(const AccessLog&) = delete;
+    AccessLog& operator=(const AccessLog&) = delete;
+    void write(const RequestRecord& r, std::string_view method, std::string_view path) {
+        if (file_ == nullptr) return;
+        const auto now = Clock::now();
+        const auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+        std::string line = fmt::format("{{\"time\":{},\"request_id\":", std::time(nullptr));
+        append_json_string(line, r.request_id);
+        line += ",\"method\":";
+        append_json_string(line, method);
+        line += ",\"path\":";
+        append_json_string(line, path);
+        line += fmt::format(",\"status\":{},\"model\":", r.status);
+        append_json_string(line, r.model);
+        line += ",\"tenant\":";
+        append_json_string(line, r.tenant);
+        line += ",\"upstream\":";
+        append_json_string(line, r.upstream);
+        line += fmt::format(",\"attempts\":{},\"stream\":{},\"duration_ms\":{:.3f}", r.attempts, r.streamed, ms(now - r.start));
+        if (r.first_content != Clock::time_point{}) line += fmt::format(",\"ttft_ms\":{:.3f}", ms(r.first_content - r.start));
+        line += fmt::format(",\"prompt_tokens\":{},\"completion_tokens\":{},\"client_gone\":{}", r.prompt_tokens,
+                            r.completion_tokens, r.client_gone);
+        if (!r.error.empty()) {
+            line += ",\"error\":";
+            append_json_string(line, r.error);
+        }
+        line += "}\n";
+        std::lock_guard lock(mutex_);
+        std::fwrite(line.data(), 1, line.size(), file_);
+        std::fflush(file_);
+    }
+
+private:
+    std::FILE* file_ = nullptr;
+    bool owned_ = false;
+    std::mutex mutex_;
+};
+
+class Connection;
+
+struct Server {
+    explicit Server(Config c)
+        : config(std::move(c)), upstream(config, metrics), embedder(llmfast::HashingEmbedderOptions{.dimension = config.embedding_dimension}),
+          access_log(config.access_log) {}
+    Config config;
+    Metrics metrics;
+    UpstreamClient upstream;
+    llmfast::HashingEmbedder embedder;
+    llmfast::EstimatingTokenCounter counter;
+    AccessLog access_log;
+    std::atomic<bool> draining{false};
+    std::atomic<std::size_t> connections{0};
+    std::mutex registry_mutex;
+    std::set<std::weak_ptr<Connection>, std::owner_less<std::weak_ptr<Connection>>> registry;
+
+    [[nodiscard]] bool authenticate(std::string_view authorization, std::string& tenant) const {
+        if (config.api_keys.empty()) return true;
+        constexpr std::string_view bearer = "Bearer ";
+        if (!authorization.starts_with(bearer)) return false;
+        const auto digest = sha256(authorization.substr(bearer.size()));
+        bool found = false;
+        for (const ApiKey& key : config.api_keys) {  // every key compared, each in constant time
+            const bool match = CRYPTO_memcmp(digest.data(), key.sha256.data(), digest.size()) == 0;
+            if (match && !found) tenant = key.tenant;
+            found = found || match;
+        }
+        return found;
+    }
+};
+
+std::string make_request_id(std::string_view given) {
+    if (!given.empty() && given.size() <= 128 &&
+        std::all_of(given.begin(), given.end(), [](char c) { return c > 0x20 && c < 0x7f && c != '"' && c != '\\'; }))
+        return std::string(given);
+    thread_local std::mt19937_64 random{std::random_device{}()};
+    return fmt::format("{:016x}{:016x}", random(), random());
+}
+
+class Connection final : public ClientSink, public std::enable_shared_from_this<Connection> {
+public:
+    Connection(tcp::socket socket, Server& server) : stream_(std::move(socket)), server_(server) {}
+
+    /// Drain: a connection waiting for its next request is closed; one answering finishes first.
+    void close_if_idle() {
+        net::post(stream_.get_executor(), [self = shared_from_this()] {
+            if (self->idle_) {
+                boost::system::error_code ec;
+                self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+                self->stream_.socket().close(ec);
+            }
+        });
+    }
+
+    net::awaitable<void> run() {
+        const Limits& limits = server_.config.limits;
+        boost::system::error_code ec;
+        stream_.socket().set_option(tcp::no_delay(true), ec);
+        for (;;) {
+            idle_ = true;
+            if (server_.draining.load()) break;
+            if (buffer_.size() == 0) {  // wait for the next request's first byte: the idle timeout
+                stream_.expires_after(limits.idle_timeout);
+                const std::size_t n = co_await stream_.async_read_some(buffer_.prepare(4096), net::redirect_error(net::use_awaitable, ec));
+                buffer_.commit(n);
+                if (ec) break;
+            }
+            idle_ = false;
+            // The whole request within request_read_timeout (a client sending a byte a second is dropped).
+            http::request_parser<http::string_body> parser;
+            parser.header_limit(limits.max_header_bytes);
+            parser.body_limit(limits.max_body_bytes);
+            stream_.expires_after(limits.request_read_timeout);
+            co_await http::async_read_header(stream_, buffer_, parser, net::redirect_error(net::use_awaitable, ec));
+            if (!ec && !parser.is_done()) {
+                if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+                    http::response<http::empty_body> cont{http::status::continue_, 11};
+                    co_await http::async_write(stream_, cont, net::redirect_error(net::use_awaitable, ec));
+                }
+                if (!ec) co_await http::async_read(stream_, buffer_, parser, net::redirect_error(net::use_awaitable, ec));
+            }
+            begin_request(parser.is_header_done() ? parser.get() : http::request<http::string_body>{});
+            if (ec) {
+                // (g++ 12 miscompiles braced temporaries passed to a coroutine inside co_await in a
+                // branch: the error is built in a named variable, then awaited once.)
+                keep_alive_ = false;
+                std::optional<ApiError> error;
+                if (ec == http::error::body_limit) {
+                    server_.metrics.count_rejection("body_too_large");
+                    error = ApiError{413, fmt::format("request body is larger than {} bytes", limits.max_body_bytes),
+                                     "invalid_request_error", "", "request_too_large"};
+                } else if (ec == http::error::header_limit) {
+                    server_.metrics.count_rejection("header_too_large");
+                    error = ApiError{431, fmt::format("request header is larger than {} bytes", limits.max_header_bytes),
+                                     "invalid_request_error", "", "header_too_large"};
+                } else if (ec != beast::error::timeout && ec != http::error::end_of_stream && ec != net::error::eof &&
+                           ec != net::error::connection_reset && ec != net::error::operation_aborted &&
+                           ec != net::error::bad_descriptor) {
+                    server_.metrics.count_rejection("malformed_http");
+                    error = ApiError{400, "malformed HTTP request: " + ec.message(), "invalid_request_error", "", "bad_request"};
+                } else if (ec == beast::error::timeout) {
+                    server_.metrics.count_rejection("client_timeout");
+                }
+                if (error) {
+                    co_await respond_error(std::move(*error));
+                    finish_request();
+                }
+                break;
+            }
+            request_ = parser.release();
+            keep_alive_ = request_.keep_alive() && !server_.draining.load();
+            // The request runs while a watcher reads the socket: a client that goes away is seen at
+            // once (EOF / reset), not at the next write; bytes it pipelines land in the buffer.
+            co_await (handle() || watch_client());
+            finish_request();
+            if (!keep_alive_ || server_.draining.load()) break;
+        }
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        stream_.socket().close(ec);
+    }
+
+    // ---- ClientSink ----
+    net::awaitable<void> respond(unsigned status, std::string_view content_type, std::string body) override {
+        if (started_ || responded_) co_return;
+        responded_ = true;
+        record_.status = status;
+        http::response<http::string_body> res{static_cast<http::status>(status), 11};
+        res.set(http::field::server, "llmfast-gateway");
+        res.set(http::field::content_type, content_type);
+        res.set("x-request-id", record_.request_id);
+        if (!allow_.empty()) res.set(http::field::allow, allow_);
+        res.keep_alive(keep_alive_);
+        res.body() = std::move(body);
+        res.prepare_payload();
+        stream_.expires_after(server_.config.limits.write_timeout);
+        boost::system::error_code ec;
+        co_await http::async_write(stream_, res, net::redirect_error(net::use_awaitable, ec));
+        if (ec) client_lost();
+    }
+    net::awaitable<bool> start_stream(std::string_view content_type) override {
+        if (started_ || responded_ || gone_.gone) co_return false;
+        started_ = true;
+        record_.status = 200;
+        record_.streamed = true;
+        http::response<http::empty_body> res{http::status::ok, 11};
+        res.set(http::field::server, "llmfast-gateway");
+        res.set(http::field::content_type, content_type);
+        res.set(http::field::cache_control, "no-cache");
+        res.set("x-request-id", record_.request_id);
+        res.keep_alive(keep_alive_);
+        res.chunked(true);
+        http::response_serializer<http::empty_body> serializer{res};
+        stream_.expires_after(server_.config.limits.write_timeout);
+        boost::system::error_code ec;
+        co_await http::async_write_header(stream_, serializer, net::redirect_error(net::use_awaitable, ec));
+        if (ec) client_lost();
+        co_return !ec;
+    }
+    net::awaitable<bool> write(std::string_view data) override {
+        if (!started_ || gone_.gone) co_return false;
+        if (data.empty()) co_return true;
+        // A client that does not read blocks this write once the socket buffer is full; it gets
+        // write_timeout, then it is dropped (memory per slow reader stays bounded: one chunk).
+        stream_.expires_after(server_.config.limits.write_timeout);
+        boost::system::error_code ec;
+        co_await net::async_write(stream_, http::make_chunk(net::const_buffer(data.data(), data.size())),
+                                  net::redirect_error(net::use_awaitable, ec));
+        if (ec) client_lost();
+        co_return !ec;
+    }
+    net::awaitable<void> end_stream() override {
+        if (!started_ || gone_.gone || ended_) co_return;
+        ended_ = true;
+        stream_.expires_after(server_.config.limits.write_timeout);
+        boost::system::error_code ec;
+        co_await net::async_write(stream_, http::make_chunk_last(), net::redirect_error(net::use_awaitable, ec));
+        if (ec) client_lost();
+    }
+    void note_content() override {
+        const auto now = Clock::now();
+        if (record_.first_content == Clock::time_point{}) {
+            record_.first_content = now;
+            if (model_metrics_ != nullptr) model_metrics_->ttft.observe(std::chrono::duration<double>(now - record_.start).count());
+        } else if (model_metrics_ != nullptr) {
+            model_metrics_->inter_token.observe(std::chrono::duration<double>(now - record_.last_content).count());
+        }
+        record_.last_content = now;
+    }
+    ClientGone& gone() override { return gone_; }
+    RequestRecord& record() override { return record_; }
+    [[nodiscard]] bool started() const override { return started_; }
+
+private:
+    void client_lost() {
+        keep_alive_ = false;
+        if (!gone_.gone) gone_.fire();
+    }
+
+    net::awaitable<void> watch_client() {
+        for (;;) {
+            boost::system::error_code ec;
+            const std::size_t n = co_await stream_.socket().async_read_some(buffer_.prepare(4096), net::redirect_error(net::use_awaitable, ec));
+            buffer_.commit(n);
+            if (ec) {
+                if (ec != net::error::operation_aborted) {
+                    keep_alive_ = false;
+                    gone_.fire();
+                }
+                co_return;
+            }
+            if (buffer_.size() > 65536) {  // a client pipelining this much is not waiting for us
+                keep_alive_ = false;
+                co_return;
+            }
+        }
+    }
+
+    void begin_request(const http::request<http::string_body>& req) {
+        record_ = RequestRecord{};
+        record_.start = Clock::now();
+        record_.request_id = make_request_id(req["x-request-id"]);
+        gone_ = ClientGone{};
+        started_ = responded_ = ended_ = false;
+        allow_.clear();
+        model_metrics_ = nullptr;
+        method_ = std::string(req.method_string());
+        path_ = std::string(req.target());
+    }
+
+    void finish_request() {
+        if (gone_.gone && !(ended_ || (responded_ && !started_))) {
+            record_.client_gone = true;
+            server_.metrics.count_client_disconnect();
+        }
+        server_.metrics.count_request(route_label(), record_.status, record_.model);
+        if (model_metrics_ != nullptr) {
+            model_metrics_->e2e.observe(std::chrono::duration<double>(Clock::now() - record_.start).count());
+            model_metrics_->prompt_tokens.fetch_add(record_.prompt_tokens, std::memory_order_relaxed);
+            model_metrics_->generation_tokens.fetch_add(record_.completion_tokens, std::memory_order_relaxed);
+        }
+        server_.access_log.write(record_, method_, path_);
+    }
+
+    std::string route_label() const {
+        const std::string_view path = std::string_view(path_).substr(0, path_.find('?'));
+        for (const std::string_view known : {"/v1/chat/completions", "/v1/embeddings", "/v1/models", "/health", "/metrics"})
+            if (path == known) return std::string(known);
+        return "other";
+    }
+
+    net::awaitable<void> respond_error(ApiError error) {
+        if (record_.error.empty()) record_.error = error.message;
+        co_await respond(static_cast<unsigned>(error.status), "application/json", error_json(error));
+    }
+
+    net::awaitable<void> handle() {
+        std::string failure;
+        try {
+            co_await route();
+        } catch (const std::exception& e) {
+            failure = e.what();
+            if (failure.empty()) failure = "unknown";
+        }
+        if (!failure.empty()) {
+            ApiError error{500, "internal error: " + failure, "server_error", "", "internal_error"};
+            if (!started_ && !responded_) co_await respond_error(std::move(error));
+            keep_alive_ = false;
+        }
+        if (!started_ && !responded_ && !gone_.gone) {
+            ApiError error{500, "internal error: no response", "server_error", "", "internal_error"};
+            co_await respond_error(std::move(error));
+        }
+    }
+
+    net::awaitable<void> route() {
+        const std::string_view target = request_.target();
+        const std::string_view path = target.substr(0, target.find('?'));
+        const http::verb method = request_.method();
+        record_.route = route_label();
+        const auto only = [&](http::verb allowed, std::string_view name) {
+            if (method == allowed) return true;
+            allow_ = std::string(name);
+            return false;
+        };
+        const auto method_not_allowed = [&]() {
+            ApiError error{405, fmt::format("{} is not allowed on {} (allowed: {})", request_.method_string(), path, allow_),
+                           "invalid_request_error", "", "method_not_allowed"};
+            return respond_error(std::move(error));
+        };
+        if (path == "/health") {
+            if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();
+            co_return co_await respond(server_.draining ? 503 : 200, "application/json",
+                                       server_.draining ? R"({"status":"draining"})" : R"({"status":"ok"})");
+        }
+        if (path == "/metrics") {
+            if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();
+            co_return co_await respond(200, "text/plain; version=0.0.4; charset=utf-8", server_.metrics.render());
+        }
+        const bool known = path == "/v1/models" || path == "/v1/chat/completions" || path == "/v1/embeddings";
+        if (!known) co_return co_await respond_error(ApiError::not_found(fmt::format("no route for {}", path), "unknown_url"));
+        if (!server_.authenticate(request_[http::field::authorization], record_.tenant)) {
+            server_.metrics.count_rejection("unauthorized");
+            co_return co_await respond_error(ApiError::unauthorized(
+                request_[http::field::authorization].empty() ? "missing API key (Authorization: Bearer <key>)" : "invalid API key"));
+        }
+        if (path == "/v1/models") {
+            if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();
+            co_return co_await respond(200, "application/json", models_json());
+        }
+        if (!only(http::verb::post, "POST")) co_return co_await method_not_allowed();
+        if (path == "/v1/chat/completions") co_return co_await chat();
+        co_return co_await embeddings();
+    }
+
+    std::string models_json() const {
+        std::string out = R"({"object":"list","data":[)";
+        bool first = true;
+        const auto add = [&](const std::string& name) {
+            if (!first) out.push_back(',');
+            first = false;
+            out += "{\"id\":";
+            append_json_string(out, name);
+            out += R"(,"object":"model","created":0,"owned_by":"llmfast"})";
+        };
+        for (const auto& name : server_.config.sim_models) add(name);
+        for (const auto& model : server_.config.models) add(model.name);
+        add(server_.config.embedding_model);
+        out += "]}";
+        return out;
+    }
+
+    net::awaitable<void> chat() {
+        const auto parsed = parse_chat_request(request_.body(), server_.config.limits);
+        if (const auto* error = std::get_if<ApiError>(&parsed)) {
+            server_.metrics.count_rejection("invalid_request");
+            co_return co_await respond_error(*error);
+        }
+        const ChatRequest& request = std::get<ChatRequest>(parsed);
+        record_.model = request.model;
+        const bool simulated = std::find(server_.config.sim_models.begin(), server_.config.sim_models.end(), request.model) !=
+                               server_.config.sim_models.end();
+        const std::vector<UpstreamConfig>* group = simulated ? nullptr : server_.upstream.group_for(request.model);
+        if (!simulated && group == nullptr)
+            co_return co_await respond_error(ApiError::not_found(fmt::format("model '{}' does not exist", request.model), "model_not_found"));
+        model_metrics_ = &server_.metrics.model(request.model);
+        std::uint64_t prompt_tokens = 0;
+        for (const ChatMessage& message : request.messages) prompt_tokens += server_.counter.count(message.text) + 4;
+        record_.prompt_tokens = prompt_tokens;
+        model_metrics_->queue.observe(std::chrono::duration<double>(Clock::now() - record_.start).count());
+        model_metrics_->running.fetch_add(1);
+        struct Running {
+            ModelMetrics& m;
+            ~Running() { m.running.fetch_sub(1); }
+        } running{*model_metrics_};
+        if (simulated) {
+            if (!request.unsupported_by_sim.empty())
+                co_return co_await respond_error(ApiError::invalid(
+                    request.unsupported_by_sim, fmt::format("the simulated backend does not support '{}'", request.unsupported_by_sim),
+                    "unsupported_parameter"));
+            co_return co_await simulate_chat(*this, server_.config, request, prompt_tokens);
+        }
+        const auto deadline = record_.start + server_.config.limits.request_deadline;
+        co_await server_.upstream.chat(*this, *group, request, request_.body(), deadline);
+        if (record_.completion_tokens == 0 && record_.status == 200) record_.completion_tokens = 0;
+    }
+
+    net::awaitable<void> embeddings() {
+        const auto parsed = parse_embeddings_request(request_.body(), server_.config.limits);
+        if (const auto* error = std::get_if<ApiError>(&parsed)) {
+            server_.metrics.count_rejection("invalid_request");
+            co_return co_await respond_error(*error);
+        }
+        const EmbeddingsRequest& request = std::get<EmbeddingsRequest>(parsed);
+        record_.model = request.model;
+        if (request.model != server_.config.embedding_model)
+            co_return co_await respond_error(ApiError::not_found(
+                fmt::format("model '{}' does not exist (embeddings: '{}')", request.model, server_.config.embedding_model), "model_not_found"));
+        model_metrics_ = &server_.metrics.model(request.model);
+        const std::size_t dim = server_.embedder.dimension();
+        std::vector<float> vector(dim);
+        std::uint64_t tokens = 0;
+        std::string out = R"({"object":"list","data":[)";
+        for (std::size_t i = 0; i < request.inputs.size(); ++i) {
+            server_.embedder.embed(request.inputs[i], vector);
+            tokens += server_.counter.count(request.inputs[i]);
+            if (i > 0) out.push_back(',');
+            out += fmt::format(R"({{"object":"embedding","index":{},"embedding":)", i);
+            if (request.base64) {
+                static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+                std::string bytes(dim * sizeof(float), '\0');
+                std::memcpy(bytes.data(), vector.data(), bytes.size());  // little-endian float32, as OpenAI sends
+                out.push_back('"');
+                for (std::size_t j = 0; j < bytes.size(); j += 3) {
+                    const auto b0 = static_cast<unsigned char>(bytes[j]);
+                    const auto b1 = j + 1 < bytes.size() ? static_cast<unsigned char>(bytes[j + 1]) : 0U;
+                    const auto b2 = j + 2 < bytes.size() ? static_cast<unsigned char>(bytes[j + 2]) : 0U;
+                    out.push_back(alphabet[b0 >> 2]);
+                    out.push_back(alphabet[((b0 & 3U) << 4) | (b1 >> 4)]);
+                    out.push_back(j + 1 < bytes.size() ? alphabet[((b1 & 15U) << 2) | (b2 >> 6)] : '=');
+                    out.push_back(j + 2 < bytes.size() ? alphabet[b2 & 63U] : '=');
+                }
+                out.push_back('"');
+            } else {
+                out.push_back('[');
+                for (std::size_t j = 0; j < dim; ++j) {
+                    if (j > 0) out.push_back(',');
+                    fmt::format_to(std::back_inserter(out), "{}", vector[j]);
+                }
+                out.push_back(']');
+            }
+            out.push_back('}');
+        }
+        out += "],\"model\":";
+        append_json_string(out, request.model);
+        out += fmt::format(R"(,"usage":{{"prompt_tokens":{},"total_tokens":{}}}}})", tokens, tokens);
+        record_.prompt_tokens = tokens;
+        co_await respond(200, "application/json", std::move(out));
+    }
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    Server& server_;
+    http::request<http::string_body> request_;
+    RequestRecord record_;
+    ClientGone gone_;
+    ModelMetrics* model_metrics_ = nullptr;
+    std::string allow_, method_, path_;
+    bool idle_ = true, keep_alive_ = true, started_ = false, responded_ = false, ended_ = false;
+};
+
+net::awaitable<void> serve_connection(tcp::socket socket, Server& server) {
+    auto connection = std::make_shared<Connection>(std::move(socket), server);
+    {
+        std::lock_guard lock(server.registry_mutex);
+        server.registry.insert(connection);
+    }
+    server.connections.fetch_add(1);
+    try {
+        co_await connection->run();
+    } catch (const std::exception&) {  // a connection's failure never ends the server
+    }
+    {
+        std::lock_guard lock(server.registry_mutex);
+        server.registry.erase(connection);
+    }
+    server.connections.fetch_sub(1);
+}
+
+net::awaitable<void> accept_loop(tcp::acceptor& acceptor, Server& server, net::io_context& ioc) {
+    for (;;) {
+        boost::system::error_code ec;
+        tcp::socket socket = co_await acceptor.async_accept(net::make_strand(ioc), net::redirect_error(net::use_awaitable, ec));
+        if (ec) {
+            if (!acceptor.is_open() || server.draining) co_return;
+            continue;  // e.g. EMFILE: keep serving the others
+        }
+        auto executor = socket.get_executor();
+        net::co_spawn(executor, serve_connection(std::move(socket), server), net::detached);
+    }
+}
+
+int run(int argc, char** argv) {
+    Config config;
+    try {
+        config = parse_command_line(argc, argv);
+        config.latency.validate();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "llmfast-gateway: %s\n", e.what());
+        return 2;
+    }
+    std::unique_ptr<Server> server;
+    try {
+        server = std::make_unique<Server>(std::move(config));
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "llmfast-gateway: %s\n", e.what());
+        return 2;
+    }
+    const Config& cfg = server->config;
+    net::io_context ioc(static_cast<int>(cfg.threads));
+    tcp::acceptor acceptor(ioc);
+    try {
+        const tcp::endpoint endpoint(net::ip::make_address(cfg.host), cfg.port);
+        acceptor.open(endpoint.protocol());
+        acceptor.set_option(net::socket_base::reuse_address(true));
+        acceptor.bind(endpoint);
+        acceptor.listen(net::socket_base::max_listen_connections);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "llmfast-gateway: cannot listen on %s:%u: %s\n", cfg.host.c_str(), cfg.port, e.what());
+        return 1;
+    }
+    const auto local = acceptor.local_endpoint();
+    std::printf("listening on %s:%u\n", local.address().to_string().c_str(), static_cast<unsigned>(local.port()));
+    std::fflush(stdout);
+
+    net::co_spawn(ioc, accept_loop(acceptor, *server, ioc), net::detached);
+
+    // SIGTERM/SIGINT: stop accepting, close idle connections, let in-flight requests finish within
+    // the grace period, then stop.
+    net::signal_set signals(ioc, SIGINT, SIGTERM);
+    net::steady_timer drain_timer(ioc);
+    Clock::time_point drain_until{};
+    std::function<void()> check_drained = [&] {
+        if (server->connections.load() == 0 || Clock::now() >= drain_until) {
+            ioc.stop();
+            return;
+        }
+        {
+            std::lock_guard lock(server->registry_mutex);
+            for (const auto& weak : server->registry)
+                if (auto connection = weak.lock()) connection->close_if_idle();
+        }
+        drain_timer.expires_after(std::chrono::milliseconds(20));
+        drain_timer.async_wait([&](boost::system::error_code) { check_drained(); });
+    };
+    signals.async_wait([&](boost::system::error_code ec, int) {
+        if (ec) return;
+        server->draining = true;
+        boost::system::error_code ignored;
+        acceptor.close(ignored);
+        drain_until = Clock::now() + cfg.limits.drain_grace;
+        check_drained();
+    });
+
+    std::vector<std::thread> threads;
+    for (unsigned i = 1; i < cfg.threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+    ioc.run();
+    for (auto& thread : threads) thread.join();
+    std::fprintf(stderr, "llmfast-gateway: stopped\n");
+    return 0;
+}
+
+}  // namespace gateway
+
+int main(int argc, char** argv) { return gateway::run(argc, argv); }

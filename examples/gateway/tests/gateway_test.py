@@ -1,0 +1,373 @@
+"""llmfast-gateway end to end: `gateway_test.py GROUP` (CTest runs each group as one test, label gateway).
+Every gateway and fake upstream runs on 127.0.0.1 on a free port and is stopped even when a check fails."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Gateway, FakeUpstream, check, fail, free_port, self_signed, skip_or_fail, sse_events)  # noqa: E402
+
+SIM = ["--sim-time-scale", "50"]
+CHAT = {"model": "llmfast-sim", "messages": [{"role": "user", "content": "hello there"}]}
+
+
+def curl_stream(port, body, extra=()):
+    if not shutil.which("curl"):
+        skip_or_fail("curl is not installed")
+    out = subprocess.run(["curl", "-sS", "-N", "--max-time", "20", *extra, "-H", "Content-Type: application/json",
+                          "-d", json.dumps(body), "http://127.0.0.1:%d/v1/chat/completions" % port],
+                         capture_output=True, timeout=30)
+    check(out.returncode == 0, "curl failed: %s" % out.stderr)
+    return out.stdout
+
+
+def test_http():
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "access.log")
+        with Gateway(*SIM, "--access-log", log) as gw:
+            status, headers, body = gw.request("GET", "/health")
+            check(status == 200 and json.loads(body)["status"] == "ok", "health: %s %s" % (status, body))
+            status, _, body = gw.request("GET", "/v1/models")
+            ids = [m["id"] for m in json.loads(body)["data"]]
+            check("llmfast-sim" in ids, "models: %s" % ids)
+            # streaming with include_usage, through curl -N
+            raw = curl_stream(gw.port, dict(CHAT, stream=True, max_tokens=5, stream_options={"include_usage": True}))
+            events = sse_events(raw)
+            check(events[-1] == "[DONE]", "stream must end with [DONE]: %s" % events[-3:])
+            chunks = [json.loads(e) for e in events[:-1]]
+            check(all(c["object"] == "chat.completion.chunk" for c in chunks), "chunk objects")
+            check(chunks[0]["choices"][0]["delta"].get("role") == "assistant", "first chunk has the role")
+            text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+            check(text == "Large language models spend most", "content: %r" % text)
+            check(chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 5, "usage chunk: %s" % chunks[-1])
+            check(chunks[-2]["choices"][0]["finish_reason"] == "length", "finish chunk")
+            # without include_usage: no usage chunk
+            events = sse_events(curl_stream(gw.port, dict(CHAT, stream=True, max_tokens=2)))
+            check(all("usage" not in json.loads(e) for e in events[:-1]), "no usage chunk unless asked")
+            # non-streaming
+            status, headers, body = gw.request("POST", "/v1/chat/completions", CHAT, {"Content-Type": "application/json", "x-request-id": "req-42"})
+            answer = json.loads(body)
+            check(status == 200 and answer["object"] == "chat.completion", "non-stream: %s" % body[:200])
+            check(answer["usage"]["total_tokens"] == answer["usage"]["prompt_tokens"] + answer["usage"]["completion_tokens"], "usage sums")
+            check(headers.get("x-request-id") == "req-42", "x-request-id echoed: %s" % headers)
+            status, headers, _ = gw.request("GET", "/health")
+            check(len(headers.get("x-request-id", "")) == 32, "x-request-id generated")
+            # embeddings (float)
+            status, _, body = gw.request("POST", "/v1/embeddings", {"model": "llmfast-hashing", "input": ["a cat", "a dog"]})
+            data = json.loads(body)["data"]
+            check(status == 200 and len(data) == 2 and len(data[0]["embedding"]) == 384, "embeddings")
+            # keep-alive: two requests on one connection
+            import http.client
+            conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+            for _ in range(2):
+                conn.request("GET", "/health")
+                r = conn.getresponse()
+                check(r.status == 200, "keep-alive request")
+                r.read()
+            conn.close()
+        with open(log) as f:
+            lines = [json.loads(line) for line in f]
+        check(any(l["request_id"] == "req-42" and l["status"] == 200 for l in lines), "access log has the request id")
+        check(all({"method", "path", "status", "duration_ms"} <= set(l) for l in lines), "access log fields")
+
+
+def expect_error(gw, method, path, body, status, param=None, headers=None, raw=False):
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    got, hdrs, data = gw.request(method, path, body if not raw else body, h)
+    check(got == status, "%s %s: status %s, want %s (%s)" % (method, path, got, status, data[:200]))
+    err = json.loads(data)["error"]
+    check(set(err) == {"message", "type", "param", "code"}, "error object fields: %s" % err)
+    if param is not None:
+        check(err["param"] == param, "param %r, want %r (%s)" % (err["param"], param, err["message"]))
+    return err, hdrs
+
+
+def test_errors():
+    with tempfile.TemporaryDirectory() as tmp:
+        keys = os.path.join(tmp, "keys")
+        with open(keys, "w") as f:
+            f.write("team-a:sk-alpha\n# comment\nteam-b:sk-beta\n")
+        with Gateway(*SIM, "--api-keys-file", keys, "--max-body-bytes", "4096", "--request-read-timeout-ms", "1000") as gw:
+            auth = {"Authorization": "Bearer sk-beta"}
+            expect_error(gw, "POST", "/v1/chat/completions", CHAT, 401)
+            expect_error(gw, "POST", "/v1/chat/completions", CHAT, 401, headers={"Authorization": "Bearer sk-wrong"})
+            check(gw.request("POST", "/v1/chat/completions", CHAT, dict(auth, **{"Content-Type": "application/json"}))[0] == 200, "valid key")
+            check(gw.request("GET", "/health", headers={})[0] == 200, "health needs no key")
+            expect_error(gw, "POST", "/v1/chat/completions", b"{not json", 400, headers=auth, raw=True)
+            expect_error(gw, "POST", "/v1/chat/completions", b"[1,2]", 400, headers=auth, raw=True)
+            expect_error(gw, "POST", "/v1/chat/completions", {"messages": CHAT["messages"]}, 400, "model", auth)
+            expect_error(gw, "POST", "/v1/chat/completions", {"model": "llmfast-sim"}, 400, "messages", auth)
+            expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, messages=[]), 400, "messages", auth)
+            expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, messages=[{"role": "user"}]), 400, "messages[0].content", auth)
+            expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, messages=[{"role": 5, "content": "x"}]), 400, "messages[0].role", auth)
+            expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, max_tokens=0), 400, "max_tokens", auth)
+            expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, max_tokens=10**9), 400, "max_tokens", auth)
+            expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, temperature=7), 400, "temperature", auth)
+            expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, stream="yes"), 400, "stream", auth)
+            expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, tools=[{"type": "function"}]), 400, "tools", auth)
+            deep = "[" * 200 + "]" * 200
+            expect_error(gw, "POST", "/v1/chat/completions", ('{"model":"x","messages":%s}' % deep).encode(), 400, headers=auth, raw=True)
+            expect_error(gw, "POST", "/v1/embeddings", {"model": "llmfast-hashing"}, 400, "input", auth)
+            expect_error(gw, "POST", "/v1/embeddings", {"model": "llmfast-hashing", "input": [1, 2]}, 400, "input[0]", auth)
+            expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, model="no-such-model"), 404, headers=auth)
+            expect_error(gw, "GET", "/v1/nothing", None, 404, headers=auth)
+            _, hdrs = expect_error(gw, "GET", "/v1/chat/completions", None, 405, headers=auth)
+            check(hdrs.get("allow") == "POST", "405 names the allowed method")
+            expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, pad="x" * 5000), 413, headers=auth)
+            expect_error(gw, "GET", "/health", None, 431, headers={"X-Big": "y" * 20000})
+            # a slow client (one byte at a time) is dropped at the request-read deadline
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            start = time.monotonic()
+            closed = False
+            for b in b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" * 10:
+                try:
+                    s.send(bytes([b]))
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.05)
+                if time.monotonic() - start > 5:
+                    break
+            s.settimeout(3)
+            try:
+                closed = closed or s.recv(100) == b""
+            except OSError:
+                closed = True
+            s.close()
+            check(closed and time.monotonic() - start < 5, "slow client dropped within the request-read timeout")
+
+
+def check_metrics_text(text):
+    series = set()
+    buckets = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, value = line.rsplit(" ", 1)
+        check(name_labels not in series, "duplicate series: %s" % name_labels)
+        series.add(name_labels)
+        float(value)
+        m = re.match(r'^(\w+)_bucket\{(.*),le="([^"]+)"\}$', name_labels)
+        if m:
+            buckets.setdefault((m.group(1), m.group(2)), []).append((m.group(3), float(value)))
+    check(buckets, "no histogram buckets")
+    for (name, labels), items in buckets.items():
+        check(items[-1][0] == "+Inf", "%s{%s}: no +Inf bucket" % (name, labels))
+        values = [v for _, v in items]
+        check(values == sorted(values), "%s{%s}: buckets not monotonic" % (name, labels))
+        bounds = [float(le) for le, _ in items[:-1]]
+        check(bounds == sorted(bounds), "%s: bucket bounds not increasing" % name)
+        count_line = "%s_count{%s}" % (name, labels)
+        check(count_line in series, "%s missing" % count_line)
+    for needed in ("llmfast_time_to_first_token_seconds", "llmfast_inter_token_latency_seconds", "llmfast_e2e_request_latency_seconds",
+                   "llmfast_queue_time_seconds", "llmfast_requests_total", "llmfast_requests_running", "llmfast_requests_waiting",
+                   "llmfast_upstream_attempts_total", "llmfast_upstream_failovers_total"):
+        check(("# TYPE " + needed) in text, "metric %s missing" % needed)
+
+
+def test_metrics():
+    with Gateway(*SIM) as gw:
+        curl_stream(gw.port, dict(CHAT, stream=True, max_tokens=4))
+        gw.request("POST", "/v1/chat/completions", CHAT)
+        gw.request("POST", "/v1/chat/completions", b"{")
+        # a request is counted just after its last byte went out: poll, bounded
+        deadline = time.monotonic() + 5
+        while True:
+            status, headers, body = gw.request("GET", "/metrics")
+            text = body.decode()
+            if ('status="400"' in text and 'route="/v1/chat/completions",status="200"} 2' in text) or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        check(status == 200 and headers["content-type"].startswith("text/plain"), "metrics content type")
+        check_metrics_text(text)
+        check('llmfast_requests_total{model="llmfast-sim",route="/v1/chat/completions",status="200"} 2' in text, "request counter:\n" + text[-1500:])
+        check(re.search(r'llmfast_time_to_first_token_seconds_count\{model="llmfast-sim"\} 1\b', text), "one TTFT observation (the stream)")
+        promtool = shutil.which("promtool")
+        if not promtool:
+            skip_or_fail("promtool is not installed (Debian package prometheus)")
+        out = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
+        check(out.returncode == 0, "promtool check metrics: %s %s" % (out.stdout, out.stderr))
+
+
+def test_drain():
+    with Gateway("--sim-time-scale", "10", "--drain-grace-ms", "5000") as gw:
+        result = {}
+
+        def stream():
+            result["raw"] = curl_stream(gw.port, dict(CHAT, stream=True, max_tokens=20))
+
+        t = threading.Thread(target=stream)
+        t.start()
+        time.sleep(0.3)  # the stream is running (20 tokens x 1.3 ms x ... at scale 10: ~0.3 s)
+        gw.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        refused = False
+        try:
+            socket.create_connection(("127.0.0.1", gw.port), timeout=2).close()
+        except OSError:
+            refused = True
+        t.join(20)
+        code = gw.stop(timeout=15)
+        check(code == 0, "exit code after SIGTERM: %s" % code)
+        check(refused, "new connections are refused while draining")
+        events = sse_events(result.get("raw", b""))
+        check(events and events[-1] == "[DONE]", "the in-flight stream finished: %s" % events[-2:])
+
+
+def upstream_config(tmp, fake, tls_fake=None, ca=None):
+    closed = free_port()  # nothing listens there: connection refused
+    models = {
+        "m-ok": {"upstreams": [{"url": fake.url("ok"), "model": "renamed-upstream-model"}]},
+        "m-refuse": {"upstreams": [{"url": "http://127.0.0.1:%d/v1" % closed}, {"url": fake.url("ok")}]},
+        "m-stall": {"upstreams": [{"url": fake.url("stall")}, {"url": fake.url("ok")}]},
+        "m-500": {"upstreams": [{"url": fake.url("500")}, {"url": fake.url("ok")}]},
+        "m-err200": {"upstreams": [{"url": fake.url("err200")}, {"url": fake.url("ok")}]},
+        "m-garbage": {"upstreams": [{"url": fake.url("garbage")}, {"url": fake.url("ok")}]},
+        "m-reset": {"upstreams": [{"url": fake.url("reset")}]},
+        "m-slow": {"upstreams": [{"url": fake.url("slow")}]},
+        "m-allbad": {"upstreams": [{"url": fake.url("500")}, {"url": "http://127.0.0.1:%d/v1" % closed}]},
+    }
+    if tls_fake:
+        models["m-tls"] = {"upstreams": [{"url": tls_fake.url("ok"), "ca_file": ca}]}
+        models["m-tls-untrusted"] = {"upstreams": [{"url": tls_fake.url("ok")}]}
+    path = os.path.join(tmp, "gateway.json")
+    with open(path, "w") as f:
+        json.dump({"models": models, "limits": {"first_byte_timeout_ms": 500, "backoff_ms": 10, "cooldown_failures": 100}}, f)
+    return path
+
+
+def stream_text(raw):
+    events = sse_events(raw)
+    text = ""
+    errors = []
+    for e in events:
+        if e == "[DONE]":
+            continue
+        obj = json.loads(e)
+        if "error" in obj:
+            errors.append(obj["error"])
+        for c in obj.get("choices", []):
+            text += c.get("delta", {}).get("content") or ""
+    return text, errors, events
+
+
+def test_upstream():
+    with tempfile.TemporaryDirectory() as tmp, FakeUpstream() as fake:
+        with Gateway("--config", upstream_config(tmp, fake)) as gw:
+            body = dict(CHAT, model="m-ok", stream=True, logprobs=False, tools=[{"type": "function", "function": {"name": "f"}}],
+                        stream_options={"include_usage": True})
+            raw = curl_stream(gw.port, body)
+            text, errors, events = stream_text(raw)
+            check(text == "from ok" and not errors and events[-1] == "[DONE]", "pass-through stream: %r %s" % (text, errors))
+            check(all('"x_unknown": {"kept": true}' in e for e in events[:3]), "upstream chunks forwarded byte for byte")
+            path, sent, headers = fake.bodies[-1]
+            check(sent["model"] == "renamed-upstream-model", "upstream model name: %s" % sent["model"])
+            check(sent["tools"] == body["tools"] and sent["logprobs"] is False, "unknown fields forwarded unchanged")
+            check(json.loads(events[-2])["usage"]["total_tokens"] == 5, "usage chunk passed through")
+            status, _, data = gw.request("POST", "/v1/chat/completions", dict(CHAT, model="m-ok"))
+            check(status == 200 and json.loads(data)["choices"][0]["message"]["content"] == "from ok", "non-stream pass-through")
+            for model in ("m-refuse", "m-stall", "m-500", "m-err200", "m-garbage"):
+                start = time.monotonic()
+                text, errors, _ = stream_text(curl_stream(gw.port, dict(CHAT, model=model, stream=True)))
+                check(text == "from ok" and not errors, "%s: failover to the next upstream: %r %s" % (model, text, errors))
+                check(time.monotonic() - start < 5, "%s: failover took too long" % model)
+                status, _, data = gw.request("POST", "/v1/chat/completions", dict(CHAT, model=model))
+                check(status == 200 and b"from ok" in data, "%s non-stream failover: %s %s" % (model, status, data[:200]))
+            # reset after content: the stream ends with an error event, not silently
+            text, errors, events = stream_text(curl_stream(gw.port, dict(CHAT, model="m-reset", stream=True)))
+            check(text == "partial " and errors and errors[0]["type"] == "upstream_error", "reset mid-stream -> error event: %s" % events)
+            # every upstream fails: 502 with an error object
+            err, _ = expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, model="m-allbad", stream=True), 502)
+            check("no upstream could answer" in err["message"], err["message"])
+            status, _, metrics = gw.request("GET", "/metrics")
+            check(re.search(rb'llmfast_upstream_failovers_total\{model="m-500"\} [1-9]', metrics), "failovers counted")
+            check(b'outcome="failed"' in metrics and b'outcome="timeout"' in metrics, "attempt outcomes counted")
+
+
+def test_disconnect():
+    with tempfile.TemporaryDirectory() as tmp, FakeUpstream() as fake:
+        with Gateway("--config", upstream_config(tmp, fake)) as gw:
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            body = json.dumps(dict(CHAT, model="m-slow", stream=True)).encode()
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            got = b""
+            while got.count(b"tick") < 3:
+                part = s.recv(65536)
+                check(part, "stream ended early")
+                got += part
+            s.close()
+            closed = time.monotonic()
+            deadline = closed + 5
+            while not fake.closed_at and time.monotonic() < deadline:
+                time.sleep(0.02)
+            check(fake.closed_at, "the upstream never saw the gateway close its connection")
+            delay = fake.closed_at[0] - closed
+            check(delay < 1.0, "the upstream saw the close after %.3f s" % delay)
+            print("upstream saw the close %.1f ms after the client went away" % (delay * 1000))
+            # the simulated backend: a disconnect mid-stream is counted, the gateway keeps serving
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            body = json.dumps(dict(CHAT, stream=True, max_tokens=1000)).encode()
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            s.recv(100)
+            s.close()
+            deadline = time.monotonic() + 5
+            while True:
+                status, _, metrics = gw.request("GET", "/metrics")
+                if re.search(rb"llmfast_client_disconnects_total [2-9]", metrics) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            check(re.search(rb"llmfast_client_disconnects_total [2-9]", metrics), "disconnects counted: %s" % metrics[-300:])
+
+
+def test_tls():
+    if not shutil.which("openssl"):
+        skip_or_fail("openssl is not installed")
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, ctx = self_signed(tmp)
+        with FakeUpstream() as fake, FakeUpstream(tls_context=ctx) as tls_fake:
+            with Gateway("--config", upstream_config(tmp, fake, tls_fake, cert)) as gw:
+                text, errors, _ = stream_text(curl_stream(gw.port, dict(CHAT, model="m-tls", stream=True)))
+                check(text == "from ok" and not errors, "https upstream: %r %s" % (text, errors))
+                status, _, data = gw.request("POST", "/v1/chat/completions", dict(CHAT, model="m-tls"))
+                check(status == 200 and b"from ok" in data, "https non-stream")
+                err, _ = expect_error(gw, "POST", "/v1/chat/completions", dict(CHAT, model="m-tls-untrusted"), 502)
+                check("TLS" in err["message"] or "certificate" in err["message"], "untrusted certificate refused: %s" % err["message"])
+
+
+def test_chain():
+    with Gateway(*SIM) as inner:
+        with Gateway("--upstream", inner.base, "--sim-model", "outer-only") as outer:
+            direct = stream_text(curl_stream(inner.port, dict(CHAT, stream=True, max_tokens=6, stream_options={"include_usage": True})))
+            chained = stream_text(curl_stream(outer.port, dict(CHAT, stream=True, max_tokens=6, stream_options={"include_usage": True})))
+            check(direct[0] == chained[0] and not chained[1], "chained stream text: %r vs %r" % (direct[0], chained[0]))
+            check(json.loads(chained[2][-2])["usage"]["completion_tokens"] == 6, "usage through the chain")
+            check(len(direct[2]) == len(chained[2]), "same chunk boundaries through the chain")
+            status, _, data = outer.request("POST", "/v1/chat/completions", CHAT)
+            check(status == 200 and json.loads(data)["object"] == "chat.completion", "chained non-stream")
+            err, _ = expect_error(outer, "POST", "/v1/chat/completions", dict(CHAT, tools=[{"type": "function"}]), 400, "tools")
+
+
+def test_openai():
+    here = os.path.dirname(os.path.abspath(__file__))
+    modules = os.path.join(os.environ.get("LLMFAST_SOURCE_DIR", os.path.join(here, "../../..")), ".cache/npm-gateway/node_modules")
+    if not shutil.which("node") or not os.path.isdir(os.path.join(modules, "openai")):
+        skip_or_fail("node or the openai npm package is missing (bash .ci/steps.d/22-gateway-npm.sh)")
+    with Gateway(*SIM) as gw:
+        out = subprocess.run(["node", os.path.join(here, "openai_client.mjs"), modules, gw.base], capture_output=True, text=True, timeout=120)
+        print(out.stdout)
+        check(out.returncode == 0, "openai client test failed:\n%s\n%s" % (out.stdout, out.stderr))
+
+
+if __name__ == "__main__":
+    group = sys.argv[1]
+    globals()["test_" + group]()
+    print("PASS", group)

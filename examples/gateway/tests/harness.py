@@ -1,0 +1,248 @@
+"""Test harness of llmfast-gateway: starts gateways and a scripted fake upstream on free loopback ports
+(127.0.0.1 only), bounds every wait, and always stops what it started (context managers)."""
+import contextlib
+import http.client
+import json
+import os
+import select
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+
+SKIP = 77
+GATEWAY = os.environ.get("LLMFAST_GATEWAY", "")
+
+
+def fail(message):
+    print("FAIL:", message, flush=True)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def skip_or_fail(message):
+    """A missing tool: skipped on a developer's machine, a failure in CI."""
+    if os.environ.get("CI"):
+        fail(message + " (required in CI)")
+    print("SKIP:", message, flush=True)
+    sys.exit(SKIP)
+
+
+class Gateway:
+    def __init__(self, *args, env=None):
+        self.args = [GATEWAY, "--port", "0", "--threads", "2", *args]
+        self.env = dict(os.environ, **(env or {}))
+        self.proc = None
+        self.port = None
+        self.log_path = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env, text=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
+        check(ready, "gateway did not print its listening line within 20 s")
+        line = self.proc.stdout.readline().strip()
+        check(line.startswith("listening on 127.0.0.1:"), "unexpected first line: %r (stderr: %s)" % (line, self.stderr_now()))
+        self.port = int(line.rsplit(":", 1)[1])
+        return self
+
+    def stderr_now(self):
+        if self.proc.poll() is None:
+            return ""
+        return self.proc.stderr.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            fail("gateway did not exit within %s s of signal %s" % (timeout, sig))
+
+    def __exit__(self, *exc):
+        code = self.proc.poll()
+        if code is not None and code != 0:
+            print("gateway exited with %s; stderr tail:\n%s" % (code, "\n".join(l for l in self.proc.stderr.read().splitlines() if not l.startswith("{\"time\""))[-20000:]), flush=True)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        elif code is not None and code != 0 and exc[0] is None:
+            fail("the gateway died (exit %s) during the test" % code)
+        self.errors = self.proc.stderr.read() if self.proc.stderr else ""
+        return False
+
+    @property
+    def base(self):
+        return "http://127.0.0.1:%d/v1" % self.port
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            data = body if isinstance(body, (bytes, type(None))) else (body if isinstance(body, str) else json.dumps(body))
+            conn.request(method, path, body=data, headers=headers or {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            return resp.status, dict((k.lower(), v) for k, v in resp.getheaders()), resp.read()
+        finally:
+            conn.close()
+
+
+def sse_events(raw):
+    """data payloads of an SSE body."""
+    out = []
+    for block in raw.decode().split("\n\n"):
+        for line in block.split("\n"):
+            if line.startswith("data: "):
+                out.append(line[6:])
+    return out
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- a scripted fake upstream -------------------------------------------------------------------
+def chunk(content=None, finish=None, model="fake"):
+    delta = {} if content is None else {"content": content}
+    return "data: " + json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model,
+                                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                                  "x_unknown": {"kept": True}}) + "\n\n"
+
+
+class FakeUpstream:
+    """Answers POST /<mode>/v1/chat/completions. Modes: ok, stall, 500, err200, garbage, reset, slow.
+    Records request bodies and, for `slow`, when the client closed the connection."""
+
+    def __init__(self, tls_context=None):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.tls = tls_context
+        self.bodies = []
+        self.closed_at = []
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping = True
+        self.sock.close()
+        return False
+
+    def url(self, mode):
+        return "%s://127.0.0.1:%d/%s/v1" % ("https" if self.tls else "http", self.port, mode)
+
+    def serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        try:
+            if self.tls:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            conn.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                part = conn.recv(65536)
+                if not part:
+                    return
+                data += part
+            head, body = data.split(b"\r\n\r\n", 1)
+            lines = head.decode().split("\r\n")
+            path = lines[0].split(" ")[1]
+            length = 0
+            for line in lines[1:]:
+                if line.lower().startswith("content-length:"):
+                    length = int(line.split(":", 1)[1])
+            while len(body) < length:
+                body += conn.recv(65536)
+            request = json.loads(body)
+            with self.lock:
+                self.bodies.append((path, request, dict(l.split(": ", 1) for l in lines[1:] if ": " in l)))
+            mode = path.split("/")[1]
+            self.answer(conn, mode, request)
+        except (OSError, ValueError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def send_head(self, conn, status=200, ctype="text/event-stream"):
+        conn.sendall(("HTTP/1.1 %d X\r\nContent-Type: %s\r\nConnection: close\r\n\r\n" % (status, ctype)).encode())
+
+    def answer(self, conn, mode, request):
+        stream = request.get("stream", False)
+        if mode == "stall":
+            time.sleep(5)
+            return
+        if mode == "500":
+            body = b'{"error":{"message":"overloaded"}}'
+            conn.sendall(b"HTTP/1.1 500 X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            return
+        if mode == "err200":
+            self.send_head(conn)
+            conn.sendall(b'data: {"error":{"message":"model crashed","type":"server_error"}}\n\n')
+            return
+        if mode == "garbage":
+            self.send_head(conn)
+            conn.sendall(b"data: this is not json\n\ndata: {\"choices\": 7}\n\n")
+            return
+        if not stream:
+            body = json.dumps({"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": request["model"],
+                               "choices": [{"index": 0, "message": {"role": "assistant", "content": "from " + mode},
+                                            "finish_reason": "stop"}],
+                               "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            return
+        self.send_head(conn)
+        if mode == "reset":
+            conn.sendall(chunk("partial ").encode())
+            time.sleep(0.2)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            conn.close()
+            return
+        if mode == "slow":
+            for i in range(100):
+                conn.sendall(chunk("tick%d " % i).encode())
+                readable, _, _ = select.select([conn], [], [], 0.1)
+                if readable and not conn.recv(1):  # EOF: the gateway closed its upstream connection
+                    with self.lock:
+                        self.closed_at.append(time.monotonic())
+                    return
+            return
+        conn.sendall(chunk("from ").encode())
+        conn.sendall(chunk(mode).encode())
+        conn.sendall(chunk(None, "stop").encode())
+        if (request.get("stream_options") or {}).get("include_usage"):
+            conn.sendall(("data: " + json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
+                                                 "model": "fake", "choices": [],
+                                                 "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}) + "\n\n").encode())
+        conn.sendall(b"data: [DONE]\n\n")
+
+
+def self_signed(tmp):
+    cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return cert, ctx

@@ -1,0 +1,398 @@
+// examples/gateway/upstream.cpp — see upstream.hpp. One of the gateway's two Beast/Asio translation
+// units (the TLS one).
+#include "upstream.hpp"
+
+#include <llmfast/sse.hpp>
+
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include <atomic>
+#include <optional>
+
+namespace gateway {
+
+namespace ssl = net::ssl;
+
+namespace {
+
+enum class Outcome {
+    Done,               // the answer went to the client
+    RetryableFailure,   // failed before content: the next upstream may answer
+    ClientGone,         // the client went away: stop
+    Answered,           // the upstream answered something final (a 4xx, or a failure after content)
+};
+
+struct Attempt {
+    Outcome outcome = Outcome::RetryableFailure;
+    std::string error;       // for the client's 502 and the log
+    bool timed_out = false;  // the failure was a timeout (504 when it was the last)
+};
+
+struct UpstreamState {
+    std::atomic<std::size_t> consecutive_failures{0};
+    std::atomic<std::int64_t> cooldown_until_ns{0};
+};
+
+std::string target_of(const UpstreamConfig& up, std::string_view path) { return up.url.base_path + std::string(path); }
+
+// The body for this upstream: the client's, with "model" replaced when the upstream's name differs.
+std::string body_for(const UpstreamConfig& up, const ChatRequest& request, const std::string& body) {
+    if (up.model.empty() || up.model == request.model) return body;
+    const auto [begin, end] = find_top_level_value(body, "model");
+    if (begin == end) return body;
+    std::string out;
+    out.reserve(body.size() + up.model.size());
+    out.append(body, 0, begin);
+    append_json_string(out, up.model);
+    out.append(body, end, std::string::npos);
+    return out;
+}
+
+bool sse_data_has_content(std::string_view data) {
+    // Observed, never re-encoded: a chunk counts as content when its delta carries text, a tool call,
+    // a refusal, or a finish reason (a stream may legitimately end without text).
+    auto& parser = thread_parser(1 << 16, 64);
+    simdjson::dom::element doc;
+    if (parser.parse(data.data(), data.size()).get(doc) != simdjson::SUCCESS) return false;
+    simdjson::dom::array choices;
+    if (doc["choices"].get(choices) != simdjson::SUCCESS) return false;
+    for (simdjson::dom::element choice : choices) {
+        std::string_view finish;
+        if (choice["finish_reason"].get(finish) == simdjson::SUCCESS && !finish.empty()) return true;
+        simdjson::dom::object delta;
+        if (choice["delta"].get(delta) != simdjson::SUCCESS) continue;
+        std::string_view content;
+        if (delta["content"].get(content) == simdjson::SUCCESS && !content.empty()) return true;
+        if (delta["tool_calls"].error() == simdjson::SUCCESS) return true;
+        if (delta["refusal"].get(content) == simdjson::SUCCESS && !content.empty()) return true;
+        if (delta["reasoning_content"].get(content) == simdjson::SUCCESS && !content.empty()) return true;
+    }
+    return false;
+}
+
+void observe_usage(std::string_view data, RequestRecord& record) {
+    if (data.find("\"usage\"") == std::string_view::npos) return;
+    auto& parser = thread_parser(1 << 16, 64);
+    simdjson::dom::element doc;
+    if (parser.parse(data.data(), data.size()).get(doc) != simdjson::SUCCESS) return;
+    simdjson::dom::object usage;
+    if (doc["usage"].get(usage) != simdjson::SUCCESS) return;
+    std::uint64_t n = 0;
+    if (usage["prompt_tokens"].get(n) == simdjson::SUCCESS) record.prompt_tokens = n;
+    if (usage["completion_tokens"].get(n) == simdjson::SUCCESS) record.completion_tokens = n;
+}
+
+bool is_error_event(std::string_view data) {
+    if (data.find("\"error\"") == std::string_view::npos) return false;
+    auto& parser = thread_parser(1 << 16, 64);
+    simdjson::dom::element doc;
+    if (parser.parse(data.data(), data.size()).get(doc) != simdjson::SUCCESS) return false;
+    return doc["error"].error() == simdjson::SUCCESS;
+}
+
+}  // namespace
+
+struct UpstreamClient::Impl {
+    const Config& config;
+    Metrics& metrics;
+    std::map<const UpstreamConfig*, std::unique_ptr<UpstreamState>> state;
+    std::map<const UpstreamConfig*, std::unique_ptr<ssl::context>> tls;
+
+    Impl(const Config& c, Metrics& m) : config(c), metrics(m) {
+        const auto add = [&](const UpstreamConfig& up) {
+            state[&up] = std::make_unique<UpstreamState>();
+            if (!up.url.tls) return;
+            auto ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+            ctx->set_default_verify_paths();
+            if (!up.ca_file.empty()) {
+                boost::system::error_code ec;
+                ctx->load_verify_file(up.ca_file, ec);
+                if (ec) throw ConfigError("upstream " + up.name + ": ca_file " + up.ca_file + ": " + ec.message());
+            }
+            ctx->set_verify_mode(up.tls_verify ? ssl::verify_peer : ssl::verify_none);
+            tls[&up] = std::move(ctx);
+        };
+        for (const auto& model : config.models)
+            for (const auto& up : model.upstreams) add(up);
+        for (const auto& up : config.default_upstreams) add(up);
+    }
+
+    template <class Stream>
+    net::awaitable<Attempt> exchange(Stream& stream, ClientSink& sink, const UpstreamConfig& up, const ChatRequest& request,
+                                     const std::string& body, Clock::time_point deadline) {
+        auto& tcp_layer = beast::get_lowest_layer(stream);
+        RequestRecord& record = sink.record();
+        const auto bounded = [&](std::chrono::milliseconds limit) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+            return std::max(std::chrono::milliseconds(1), std::min(limit, left));
+        };
+        Attempt attempt;
+        boost::system::error_code ec;
+
+        http::request<http::string_body> req{http::verb::post, target_of(up, "/chat/completions"), 11};
+        req.set(http::field::host, up.url.host);
+        req.set(http::field::user_agent, "llmfast-gateway");
+        req.set(http::field::content_type, "application/json");
+        req.set(http::field::accept, request.stream ? "text/event-stream" : "application/json");
+        req.set("x-request-id", record.request_id);
+        if (!up.api_key.empty()) req.set(http::field::authorization, "Bearer " + up.api_key);
+        req.body() = body_for(up, request, body);
+        req.prepare_payload();
+        tcp_layer.expires_after(bounded(config.limits.first_byte_timeout));
+        co_await http::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
+        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
+        if (ec) co_return Attempt{Outcome::RetryableFailure, "sending the request: " + ec.message(), ec == beast::error::timeout};
+
+        beast::flat_buffer buffer;
+        http::response_parser<http::buffer_body> parser;
+        parser.body_limit(boost::none);
+        co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
+        if (ec) co_return Attempt{Outcome::RetryableFailure, "reading the response header: " + ec.message(), ec == beast::error::timeout};
+        const unsigned status = parser.get().result_int();
+        const std::string content_type(parser.get()[http::field::content_type]);
+
+        // Reads the body piece by piece; calls on_piece(bytes) -> awaitable<bool> (false: stop).
+        std::array<char, 16384> piece{};
+        std::chrono::milliseconds piece_timeout = config.limits.first_byte_timeout;
+        const auto read_piece = [&]() -> net::awaitable<std::optional<std::string_view>> {
+            if (parser.is_done()) co_return std::string_view{};
+            parser.get().body().data = piece.data();
+            parser.get().body().size = piece.size();
+            tcp_layer.expires_after(bounded(piece_timeout));
+            co_await http::async_read_some(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+            if (ec == http::error::need_buffer) ec = {};
+            if (ec) co_return std::nullopt;
+            co_return std::string_view(piece.data(), piece.size() - parser.get().body().size);
+        };
+
+        if (status != 200) {
+            std::string error_body;
+            while (!parser.is_done() && error_body.size() < 65536) {
+                auto bytes = co_await read_piece();
+                if (!bytes) break;
+                if (bytes->empty()) continue;
+                error_body.append(*bytes);
+            }
+            if (status >= 500 || status == 429) {
+                co_return Attempt{Outcome::RetryableFailure, "upstream answered HTTP " + std::to_string(status), false};
+            }
+            // A client error the upstream judged: pass it through as the upstream said it.
+            record.status = status;
+            co_await sink.respond(status, content_type.empty() ? "application/json" : content_type, std::move(error_body));
+            co_return Attempt{Outcome::Answered, {}, false};
+        }
+
+        if (!request.stream) {
+            std::string answer;
+            piece_timeout = config.limits.read_timeout;
+            while (!parser.is_done()) {
+                auto bytes = co_await read_piece();
+                if (bytes && bytes->empty()) continue;
+                if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
+                if (!bytes) co_return Attempt{Outcome::RetryableFailure, "reading the response: " + ec.message(), ec == beast::error::timeout};
+                answer.append(*bytes);
+                if (answer.size() > (64U << 20)) co_return Attempt{Outcome::RetryableFailure, "response over 64 MiB", false};
+            }
+            {  // a 200 that is not a completion (an error object, an SSE body, garbage) fails over
+                auto& json = thread_parser(answer.size() + 1, 64);
+                simdjson::dom::element doc;
+                if (json.parse(answer).get(doc) != simdjson::SUCCESS || doc["choices"].error() != simdjson::SUCCESS)
+                    co_return Attempt{Outcome::RetryableFailure, "upstream answered HTTP 200 without a completion", false};
+            }
+            observe_usage(answer, record);
+            record.status = 200;
+            record.first_content = record.last_content = Clock::now();
+            co_await sink.respond(200, "application/json", std::move(answer));
+            co_return Attempt{Outcome::Done, {}, false};
+        }
+
+        // Streaming: hold the bytes until the first content chunk (failover stays possible until
+        // then), then forward every piece as it arrives.
+        llmfast::SseParser sse({.max_event_size = 1 << 20});
+        std::string held;
+        bool content_seen = false, done_seen = false, error_seen = false, bad_event = false;
+        std::size_t content_events = 0;
+        for (;;) {
+            auto bytes = co_await read_piece();
+            if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
+            if (!bytes) {
+                const std::string why = "reading the stream: " + ec.message();
+                if (!content_seen) co_return Attempt{Outcome::RetryableFailure, why, ec == beast::error::timeout};
+                record.error = why;
+                co_await sink.write(error_event(ApiError::upstream("upstream stream failed after content: " + ec.message())));
+                co_await sink.end_stream();
+                co_return Attempt{Outcome::Answered, why, false};
+            }
+            if (bytes->empty()) {  // a chunk header, or the end of the body
+                if (parser.is_done()) break;
+                continue;
+            }
+            const bool had_content = content_seen;
+            std::size_t new_content = 0;
+            sse.feed(*bytes, [&](const llmfast::SseEventView& event) {
+                if (event.status != llmfast::ErrorCode::Ok) { bad_event = true; return; }
+                if (event.data == "[DONE]") { done_seen = true; return; }
+                if (sse_data_has_content(event.data)) {
+                    content_seen = true;
+                    ++new_content;
+                } else if (is_error_event(event.data)) {
+                    error_seen = true;
+                }
+                observe_usage(event.data, record);
+            });
+            if (!had_content) {
+                if (bad_event || (error_seen && !content_seen))
+                    co_return Attempt{Outcome::RetryableFailure, error_seen ? "upstream sent an error event before content" : "upstream sent an oversized event", false};
+                held.append(*bytes);
+                if (!content_seen) {
+                    if (done_seen) co_return Attempt{Outcome::RetryableFailure, "upstream ended the stream without content", false};
+                    if (held.size() > (1U << 20)) co_return Attempt{Outcome::RetryableFailure, "upstream sent 1 MiB without content", false};
+                    continue;
+                }
+                if (!co_await sink.start_stream("text/event-stream")) co_return Attempt{Outcome::ClientGone, "client went away", false};
+                record.status = 200;
+                piece_timeout = config.limits.read_timeout;
+                if (!co_await sink.write(held)) co_return Attempt{Outcome::ClientGone, "client went away", false};
+                held.clear();
+            } else {
+                if (!co_await sink.write(*bytes)) co_return Attempt{Outcome::ClientGone, "client went away", false};
+            }
+            for (std::size_t i = 0; i < new_content; ++i) sink.note_content();
+            content_events += new_content;
+            if (done_seen) break;
+        }
+        if (!content_seen) co_return Attempt{Outcome::RetryableFailure, "upstream ended the stream without content", false};
+        if (!done_seen) {
+            record.error = "upstream stream ended without [DONE]";
+            co_await sink.write(error_event(ApiError::upstream("upstream stream ended before [DONE]")));
+        }
+        if (record.completion_tokens == 0) record.completion_tokens = content_events;
+        co_await sink.end_stream();
+        co_return Attempt{done_seen ? Outcome::Done : Outcome::Answered, {}, false};
+    }
+
+    net::awaitable<Attempt> try_upstream(ClientSink& sink, const UpstreamConfig& up, const ChatRequest& request,
+                                         const std::string& body, Clock::time_point deadline) {
+        auto executor = co_await net::this_coro::executor;
+        boost::system::error_code ec;
+        const auto bounded = [&](std::chrono::milliseconds limit) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+            return std::max(std::chrono::milliseconds(1), std::min(limit, left));
+        };
+        tcp::resolver resolver(executor);
+        sink.gone().on_gone = [&resolver] { resolver.cancel(); };
+        auto endpoints = co_await resolver.async_resolve(up.url.host, up.url.port, net::redirect_error(net::use_awaitable, ec));
+        sink.gone().on_gone = nullptr;
+        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
+        if (ec) co_return Attempt{Outcome::RetryableFailure, "resolving " + up.url.host + ": " + ec.message(), false};
+
+        beast::tcp_stream tcp_stream(executor);
+        sink.gone().on_gone = [&tcp_stream] { tcp_stream.socket().close(); };
+        struct Unhook {
+            ClientGone& gone;
+            ~Unhook() { gone.on_gone = nullptr; }
+        } unhook{sink.gone()};
+        tcp_stream.expires_after(bounded(config.limits.connect_timeout));
+        co_await tcp_stream.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
+        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
+        if (ec) co_return Attempt{Outcome::RetryableFailure, "connecting: " + ec.message(), ec == beast::error::timeout};
+        tcp_stream.socket().set_option(tcp::no_delay(true), ec);
+
+        if (!up.url.tls) {
+            Attempt attempt = co_await exchange(tcp_stream, sink, up, request, body, deadline);
+            tcp_stream.socket().close(ec);
+            co_return attempt;
+        }
+        beast::ssl_stream<beast::tcp_stream&> tls_stream(tcp_stream, *tls.at(&up));
+        if (!SSL_set_tlsext_host_name(tls_stream.native_handle(), up.url.host.c_str()))
+            co_return Attempt{Outcome::RetryableFailure, "TLS: cannot set SNI", false};
+        if (up.tls_verify) tls_stream.set_verify_callback(ssl::host_name_verification(up.url.host));
+        tcp_stream.expires_after(bounded(config.limits.connect_timeout));
+        co_await tls_stream.async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
+        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
+        if (ec) co_return Attempt{Outcome::RetryableFailure, "TLS handshake: " + ec.message(), ec == beast::error::timeout};
+        Attempt attempt = co_await exchange(tls_stream, sink, up, request, body, deadline);
+        tcp_stream.socket().close(ec);  // no TLS close_notify round trip: the exchange is over
+        co_return attempt;
+    }
+};
+
+UpstreamClient::UpstreamClient(const Config& config, Metrics& metrics) : impl_(std::make_unique<Impl>(config, metrics)) {}
+UpstreamClient::~UpstreamClient() = default;
+
+const std::vector<UpstreamConfig>* UpstreamClient::group_for(const std::string& model) const {
+    for (const auto& m : impl_->config.models)
+        if (m.name == model) return &m.upstreams;
+    return impl_->config.default_upstreams.empty() ? nullptr : &impl_->config.default_upstreams;
+}
+
+net::awaitable<void> UpstreamClient::chat(ClientSink& sink, const std::vector<UpstreamConfig>& group,
+                                          const ChatRequest& request, const std::string& body, Clock::time_point deadline) {
+    Impl& impl = *impl_;
+    const Limits& limits = impl.config.limits;
+    RequestRecord& record = sink.record();
+    ModelMetrics& model_metrics = impl.metrics.model(request.model);
+
+    // The order: the group's, cooled-down upstreams last.
+    const auto now_ns = Clock::now().time_since_epoch().count();
+    std::vector<const UpstreamConfig*> order, cooling;
+    for (const auto& up : group)
+        (impl.state.at(&up)->cooldown_until_ns.load() > now_ns ? cooling : order).push_back(&up);
+    order.insert(order.end(), cooling.begin(), cooling.end());
+
+    std::string last_error = "no upstream attempted";
+    bool last_timed_out = false;
+    auto backoff = limits.backoff;
+    for (std::size_t attempt_no = 0; attempt_no < limits.max_attempts; ++attempt_no) {
+        if (Clock::now() >= deadline) {
+            last_timed_out = true;
+            last_error = "request deadline passed";
+            break;
+        }
+        const UpstreamConfig& up = *order[attempt_no % order.size()];
+        if (attempt_no > 0) {
+            model_metrics.failovers.fetch_add(1, std::memory_order_relaxed);
+            if (backoff.count() > 0) {
+                net::steady_timer timer(co_await net::this_coro::executor);
+                timer.expires_at(std::min(Clock::now() + backoff, deadline));
+                sink.gone().on_gone = [&timer] { timer.cancel(); };
+                boost::system::error_code ec;
+                co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+                sink.gone().on_gone = nullptr;
+                backoff *= 2;
+            }
+            if (sink.gone().gone) co_return;
+        }
+        ++record.attempts;
+        record.upstream = up.name;
+        Attempt attempt = co_await impl.try_upstream(sink, up, request, body, deadline);
+        UpstreamState& state = *impl.state.at(&up);
+        switch (attempt.outcome) {
+            case Outcome::Done:
+            case Outcome::Answered:
+                state.consecutive_failures.store(0);
+                impl.metrics.count_attempt(request.model, up.name, attempt.outcome == Outcome::Done ? "ok" : "answered");
+                co_return;
+            case Outcome::ClientGone:
+                impl.metrics.count_attempt(request.model, up.name, "client_gone");
+                co_return;
+            case Outcome::RetryableFailure:
+                impl.metrics.count_attempt(request.model, up.name, attempt.timed_out ? "timeout" : "failed");
+                if (state.consecutive_failures.fetch_add(1) + 1 >= limits.cooldown_failures)
+                    state.cooldown_until_ns.store((Clock::now() + limits.cooldown).time_since_epoch().count());
+                last_error = up.name + ": " + attempt.error;
+                last_timed_out = attempt.timed_out;
+                break;
+        }
+        if (sink.started()) co_return;  // cannot happen before content; defensive
+    }
+    record.error = last_error;
+    const unsigned status = last_timed_out && Clock::now() >= deadline ? 504 : (last_timed_out ? 504 : 502);
+    record.status = status;
+    co_await sink.respond(status, "application/json",
+                          error_json(ApiError::upstream("no upstream could answer: " + last_error, static_cast<int>(status))));
+}
+
+}  // namespace gateway
