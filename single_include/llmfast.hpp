@@ -10,7 +10,8 @@
 // truncation. Each component is also usable alone through its own header.
 //
 // Optional headers that need another dependency (llmfast/hnsw_index.hpp needs hnswlib) are not
-// included here: include them yourself.
+// included here: include them yourself. Neither is the built-in hit verifier (llmfast/pair_verifier.hpp:
+// a trained model whose weights are not yet good enough to turn on; see docs/verifier.md).
 
 // ---- begin llmfast/version.hpp ----
 // llmfast/version.hpp — the library's version, as macros and as constants.
@@ -6443,6 +6444,347 @@ static_assert(EvictionPolicy<LfuPolicy>);
 
 LLMFAST_END_NAMESPACE
 // ---- end llmfast/eviction_policy.hpp ----
+// ---- begin llmfast/hit_verifier.hpp ----
+// llmfast/hit_verifier.hpp — the `HitVerifier` concept: how sure is it that a cached answer is right
+// for a new prompt?
+//
+// The semantic cache's index proposes candidates (cached prompts whose embedding is close to the new
+// prompt's); a hit verifier turns one candidate into a probability that serving the candidate's answer
+// is right, and the cache serves it only when that probability clears the operating point chosen for
+// the scope's `max_wrong_hit_rate`. `PairVerifier` (pair_verifier.hpp) is the built-in model; plug in
+// your own (a cross-encoder you run, a rule set) by writing a type that models this concept.
+//
+//     struct MyVerifier {
+//         double probability(std::string_view new_prompt, std::string_view cached_prompt, float similarity) const;
+//     };
+//     static_assert(llmfast::HitVerifier<MyVerifier>);
+//     double p = llmfast::verify_hit(verifier, "how do I reset my password", "How can I reset my password?", 0.91F);
+//
+// Required: a const `probability(new_prompt, cached_prompt, similarity)` returning a probability in
+// [0, 1] (convertible to double). `similarity` is what the cache's embedder + index computed (cosine).
+//
+// Optional (detected; the free functions below use them when present, else fall back):
+//   * prepared form — `typename V::EntryData`, `entry_data(cached_prompt) -> EntryData` (computed once
+//     when an entry is inserted, outside locks), `typename V::Query`, `query(new_prompt) -> Query`
+//     (computed once per lookup, before the first candidate), and
+//     `probability(const Query&, const EntryData&, float similarity)`. Same result as the plain form,
+//     without re-analysing the cached prompt on every lookup. `entry_bytes(const EntryData&)` if
+//     the cache should count its memory.
+//   * batch form — `probability_batch(new_prompt, std::span<const std::string_view> cached_prompts,
+//     std::span<const float> similarities, std::span<double> out)` (a model scores a batch faster).
+//   * `threshold_for(double max_wrong_hit_rate) -> double`: the probability threshold whose wrong-hit
+//     rate, measured on the verifier's calibration data, is at most the given rate. Without it the
+//     threshold is `1 - max_wrong_hit_rate` (exact for a calibrated probability: every accepted hit is
+//     wrong with probability at most δ, hence so is their mix).
+//   * `calibration_identity() -> std::string`: the identity (`embedder_identity(e)`) of the embedder
+//     whose similarity the verifier was calibrated with. Absent or empty: the verifier does not depend
+//     on the similarity's scale and is valid with any embedder. A cache must not trust a verifier's
+//     thresholds with another embedder; `verifier_calibrated_for` says whether it may.
+//   * `recommends_semantic_tier(double max_wrong_hit_rate) -> bool`: true when the verifier's own
+//     measurements (shipped with it) meet the bar for turning the semantic tier on by default
+//     (`SemanticTier::Auto`) at that rate. Absent: false (the user opts in).
+//
+// Thread-safety: the cache calls a verifier's const members from many threads at once; a model of
+// HitVerifier must allow that (the built-in one is immutable after construction).
+//
+// Errors: `verify_hits` throws Error(InvalidArgument) for spans of different sizes; otherwise the free
+// functions throw only what the verifier throws.
+
+
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <concepts>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// A type whose const `probability(new_prompt, cached_prompt, similarity)` says how likely the answer
+/// cached for `cached_prompt` is right for `new_prompt` (a probability in [0, 1]).
+template <class V>
+concept HitVerifier = requires(const V& verifier, std::string_view new_prompt, std::string_view cached_prompt, float similarity) {
+    { verifier.probability(new_prompt, cached_prompt, similarity) } -> std::convertible_to<double>;
+};
+
+/// Which optional parts of the HitVerifier concept a verifier type provides.
+template <class V>
+struct hit_verifier_traits {
+    /// The prepared form: EntryData per cached prompt, Query per lookup, probability(Query, EntryData, sim).
+    static constexpr bool prepared = requires(const V& verifier, std::string_view text, float similarity) {
+        typename V::EntryData;
+        typename V::Query;
+        { verifier.entry_data(text) } -> std::convertible_to<typename V::EntryData>;
+        { verifier.query(text) } -> std::convertible_to<typename V::Query>;
+        requires requires(const typename V::Query& query, const typename V::EntryData& entry) {
+            { verifier.probability(query, entry, similarity) } -> std::convertible_to<double>;
+        };
+    };
+    static constexpr bool batch = requires(const V& verifier, std::string_view text, std::span<const std::string_view> cached,
+                                           std::span<const float> similarities, std::span<double> out) {
+        verifier.probability_batch(text, cached, similarities, out);
+    };
+    static constexpr bool calibration_identity = requires(const V& verifier) {
+        { verifier.calibration_identity() } -> std::convertible_to<std::string>;
+    };
+    static constexpr bool threshold_for = requires(const V& verifier, double rate) {
+        { verifier.threshold_for(rate) } -> std::convertible_to<double>;
+    };
+    static constexpr bool recommends_semantic_tier = requires(const V& verifier, double rate) {
+        { verifier.recommends_semantic_tier(rate) } -> std::convertible_to<bool>;
+    };
+};
+
+/// The probability that the answer cached for `cached_prompt` is right for `new_prompt`, clamped to [0, 1].
+template <class V>
+    requires HitVerifier<V>
+[[nodiscard]] double verify_hit(const V& verifier, std::string_view new_prompt, std::string_view cached_prompt, float similarity) {
+    const double p = static_cast<double>(verifier.probability(new_prompt, cached_prompt, similarity));
+    return p > 0.0 ? std::min(p, 1.0) : 0.0;  // NaN -> 0: never serve on a broken estimate
+}
+
+/// Scores every candidate: `out[i]` = the probability for `cached_prompts[i]` at `similarities[i]`,
+/// through the verifier's `probability_batch` when it has one. Throws Error(InvalidArgument) when the
+/// three spans differ in size.
+template <class V>
+    requires HitVerifier<V>
+void verify_hits(const V& verifier, std::string_view new_prompt, std::span<const std::string_view> cached_prompts,
+                 std::span<const float> similarities, std::span<double> out) {
+    if (cached_prompts.size() != similarities.size() || out.size() != similarities.size()) {
+        throw Error(ErrorCode::InvalidArgument,
+                    fmt::format("verify_hits: {} prompts, {} similarities and {} outputs must agree", cached_prompts.size(),
+                                similarities.size(), out.size()));
+    }
+    if constexpr (hit_verifier_traits<V>::batch) {
+        verifier.probability_batch(new_prompt, cached_prompts, similarities, out);
+        for (double& p : out) p = p > 0.0 ? std::min(p, 1.0) : 0.0;
+    } else {
+        for (std::size_t i = 0; i < out.size(); ++i) out[i] = verify_hit(verifier, new_prompt, cached_prompts[i], similarities[i]);
+    }
+}
+
+/// The probability threshold for a wrong-hit rate of at most `max_wrong_hit_rate` (δ): the verifier's
+/// `threshold_for(δ)` if it has one, else `1 - δ`. δ is clamped to [0, 1].
+template <class V>
+    requires HitVerifier<V>
+[[nodiscard]] double verifier_threshold(const V& verifier, double max_wrong_hit_rate) {
+    const double rate = max_wrong_hit_rate > 0.0 ? std::min(max_wrong_hit_rate, 1.0) : 0.0;
+    if constexpr (hit_verifier_traits<V>::threshold_for) {
+        return static_cast<double>(verifier.threshold_for(rate));
+    } else {
+        return 1.0 - rate;
+    }
+}
+
+/// The identity of the embedder the verifier was calibrated with; empty when it has none (it does not
+/// depend on the similarity's scale).
+template <class V>
+    requires HitVerifier<V>
+[[nodiscard]] std::string verifier_calibration_identity(const V& verifier) {
+    if constexpr (hit_verifier_traits<V>::calibration_identity) {
+        return std::string(verifier.calibration_identity());
+    } else {
+        return {};
+    }
+}
+
+/// True when the verifier's probabilities (and thresholds) are valid for similarities computed by the
+/// embedder whose identity is `embedder_identity`: it has no calibration identity, or it matches.
+template <class V>
+    requires HitVerifier<V>
+[[nodiscard]] bool verifier_calibrated_for(const V& verifier, std::string_view embedder_identity) {
+    const std::string calibrated = verifier_calibration_identity(verifier);
+    return calibrated.empty() || calibrated == embedder_identity;
+}
+
+/// True when the verifier vouches for turning the semantic tier on by default at `max_wrong_hit_rate`.
+template <class V>
+    requires HitVerifier<V>
+[[nodiscard]] bool verifier_recommends_semantic_tier(const V& verifier, double max_wrong_hit_rate) {
+    if constexpr (hit_verifier_traits<V>::recommends_semantic_tier) {
+        return static_cast<bool>(verifier.recommends_semantic_tier(max_wrong_hit_rate));
+    } else {
+        return false;
+    }
+}
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/hit_verifier.hpp ----
+// ---- begin llmfast/wrong_hit_monitor.hpp ----
+// llmfast/wrong_hit_monitor.hpp — keeps a verifier's promise on a user's own traffic: a per-scope
+// estimate of the wrong-hit rate from reported outcomes, which raises the operating point when the
+// served hits turn out wrong more often than `max_wrong_hit_rate` (δ).
+//
+// The shipped operating point (`threshold_for(δ)`) is measured on our data; a user's traffic may be
+// harder. An application that learns the truth about a served hit (a thumbs-down, a regenerated
+// answer) reports it with the verifier's probability for that hit. The monitor keeps counts of served
+// and wrong hits per probability bin; its threshold is the lowest bin edge >= the base threshold such
+// that, over the hits reported at or above it, the one-sided lower confidence bound (Wilson, `z`) of
+// the wrong-hit rate is not above `safety` × δ — it raises the threshold only on evidence that δ is exceeded, and
+// as reports accumulate the bound tightens, so the observed wrong-hit rate converges to <= δ.
+//
+//     llmfast::WrongHitMonitor monitor({.max_wrong_hit_rate = 0.05, .base_threshold = verifier.threshold_for(0.05)});
+//     if (p >= monitor.threshold()) serve(...);
+//     monitor.report(p, /*right=*/false);            // when the application learns the hit was wrong
+//
+// Thread-safety: not thread-safe; the cache keeps one per scope under the scope's lock (or wrap it).
+// Errors: the constructor throws Error(InvalidArgument) for δ outside (0, 1), a base threshold that is
+// not finite, zero bins, a negative z, a safety outside (0, 1] or a zero `forget_after`. `report` does not throw.
+
+
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+
+struct WrongHitMonitorOptions {
+    double max_wrong_hit_rate = 0.05;  ///< δ, the promise
+    double base_threshold = 0.5;       ///< the shipped operating point for δ (never goes below it)
+    std::size_t bins = 200;            ///< probability bins over [0, 1]
+    double z = 1.0;                    ///< one-sided confidence of the violation test (1.0 ≈ 84 %)
+    /// The test compares with safety * δ, so the bound's slack still lands at or under δ.
+    double safety = 0.9;
+    std::size_t min_reports = 20;      ///< reports at or above an edge before it can be judged
+    /// When the reports reach this many, every count is halved (old traffic counts less).
+    std::size_t forget_after = 100000;
+};
+
+struct WrongHitMonitorStats {
+    std::uint64_t reports = 0;        ///< outcomes reported since construction
+    std::uint64_t wrong_reports = 0;  ///< of which wrong
+    double threshold = 0;             ///< the current operating point
+    std::uint64_t raises = 0;         ///< how often the threshold went up
+    /// Even the top bin exceeds δ: the cache should turn the semantic tier off for this scope (the
+    /// monitor keeps serving the top bin only, so it can still see the traffic change).
+    bool exhausted = false;
+};
+
+/// Per-scope wrong-hit estimator (see the header comment). Thread-safety: not thread-safe.
+class WrongHitMonitor {
+public:
+    using Options = WrongHitMonitorOptions;
+
+    WrongHitMonitor() : WrongHitMonitor(Options{}) {}
+    explicit WrongHitMonitor(Options options) : options_(options) {
+        if (!(options_.max_wrong_hit_rate > 0.0 && options_.max_wrong_hit_rate < 1.0)) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("WrongHitMonitorOptions::max_wrong_hit_rate must be in (0, 1) (got {})", options_.max_wrong_hit_rate));
+        }
+        if (!std::isfinite(options_.base_threshold)) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("WrongHitMonitorOptions::base_threshold must be finite (got {})", options_.base_threshold));
+        }
+        if (options_.bins == 0) throw Error(ErrorCode::InvalidArgument, "WrongHitMonitorOptions::bins must be >= 1 (got 0)");
+        if (!(options_.safety > 0.0 && options_.safety <= 1.0)) {
+            throw Error(ErrorCode::InvalidArgument, fmt::format("WrongHitMonitorOptions::safety must be in (0, 1] (got {})", options_.safety));
+        }
+        if (!(options_.z >= 0.0)) throw Error(ErrorCode::InvalidArgument, fmt::format("WrongHitMonitorOptions::z must be >= 0 (got {})", options_.z));
+        if (options_.forget_after == 0) throw Error(ErrorCode::InvalidArgument, "WrongHitMonitorOptions::forget_after must be >= 1 (got 0)");
+        served_.assign(options_.bins, 0.0);
+        wrong_.assign(options_.bins, 0.0);
+        scratch_served_.assign(options_.bins + 1, 0.0);
+        scratch_wrong_.assign(options_.bins + 1, 0.0);
+        threshold_ = options_.base_threshold;
+    }
+
+    [[nodiscard]] const Options& options() const noexcept { return options_; }
+
+    /// The probability a candidate needs to be served now (>= base_threshold).
+    [[nodiscard]] double threshold() const noexcept { return threshold_; }
+
+    /// Records the outcome of a served hit whose verifier probability was `probability`.
+    void report(double probability, bool right) noexcept {
+        if (!std::isfinite(probability)) probability = 0.0;
+        const std::size_t bin = bin_of(probability);
+        served_[bin] += 1.0;
+        if (!right) wrong_[bin] += 1.0;
+        ++stats_.reports;
+        if (!right) ++stats_.wrong_reports;
+        total_ += 1.0;
+        if (total_ >= static_cast<double>(options_.forget_after)) {
+            for (double& v : served_) v *= 0.5;
+            for (double& v : wrong_) v *= 0.5;
+            total_ *= 0.5;
+        }
+        update();
+    }
+
+    [[nodiscard]] WrongHitMonitorStats stats() const noexcept {
+        WrongHitMonitorStats s = stats_;
+        s.threshold = threshold_;
+        return s;
+    }
+
+    /// One-sided Wilson lower bound of a rate of `wrong` in `n` at `z`.
+    [[nodiscard]] static double wilson_lower(double wrong, double n, double z) noexcept {
+        if (n <= 0) return 0.0;
+        const double p = wrong / n;
+        const double z2 = z * z;
+        const double centre = p + z2 / (2 * n);
+        const double margin = z * std::sqrt(p * (1 - p) / n + z2 / (4 * n * n));
+        return std::max(0.0, (centre - margin) / (1 + z2 / n));
+    }
+
+private:
+    [[nodiscard]] std::size_t bin_of(double probability) const noexcept {
+        const double clamped = std::clamp(probability, 0.0, 1.0);
+        return std::min(options_.bins - 1, static_cast<std::size_t>(clamped * static_cast<double>(options_.bins)));
+    }
+    [[nodiscard]] double edge(std::size_t bin) const noexcept { return static_cast<double>(bin) / static_cast<double>(options_.bins); }
+
+    // The lowest edge >= base whose reports above it show no confident violation of δ.
+    void update() noexcept {
+        const std::size_t bins = options_.bins;
+        double served = 0, wrong = 0;
+        std::vector<double>& suffix_served = scratch_served_;
+        std::vector<double>& suffix_wrong = scratch_wrong_;
+        std::fill(suffix_served.begin(), suffix_served.end(), 0.0);
+        std::fill(suffix_wrong.begin(), suffix_wrong.end(), 0.0);
+        for (std::size_t b = bins; b-- > 0;) {
+            served += served_[b];
+            wrong += wrong_[b];
+            suffix_served[b] = served;
+            suffix_wrong[b] = wrong;
+        }
+        const double target = options_.max_wrong_hit_rate * options_.safety;
+        // No edge acceptable: keep serving the top bin only (and say so), so the reports continue.
+        double chosen = std::max(options_.base_threshold, edge(bins - 1));
+        stats_.exhausted = true;
+        // Judge from the base edge (the served bins include the partial bin holding base_threshold).
+        const std::size_t base_bin = bin_of(options_.base_threshold);
+        for (std::size_t b = base_bin; b < bins; ++b) {
+            const double n = suffix_served[b];
+            const bool violated = n >= static_cast<double>(options_.min_reports) &&
+                                  wilson_lower(suffix_wrong[b], n, options_.z) > target;
+            if (!violated) {
+                stats_.exhausted = false;
+                chosen = b == base_bin ? options_.base_threshold : std::max(options_.base_threshold, edge(b));
+                break;
+            }
+        }
+        if (chosen > threshold_) ++stats_.raises;
+        threshold_ = chosen;
+    }
+
+    Options options_;
+    std::vector<double> served_, wrong_;
+    std::vector<double> scratch_served_, scratch_wrong_;
+    double total_ = 0;
+    double threshold_ = 0;
+    WrongHitMonitorStats stats_{};
+};
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/wrong_hit_monitor.hpp ----
 // ---- begin llmfast/semantic_cache.hpp ----
 // llmfast/semantic_cache.hpp — an in-process LLM response cache: exact tier + semantic tier, scopes,
 // TTL, eviction by entries and bytes (LRU by default, a policy of yours through `EvictionPolicy`),

@@ -5,7 +5,8 @@
 // truncation. Each component is also usable alone through its own header.
 //
 // Optional headers that need another dependency (llmfast/hnsw_index.hpp needs hnswlib) are not
-// included here: include them yourself.
+// included here: include them yourself. Neither is the built-in hit verifier (llmfast/pair_verifier.hpp:
+// a trained model whose weights are not yet good enough to turn on; see docs/verifier.md).
 #pragma once
 
 #include <llmfast/version.hpp>
@@ -25,6 +26,8 @@
 #include <llmfast/flat_index.hpp>
 #include <llmfast/hit_guards.hpp>
 #include <llmfast/eviction_policy.hpp>
+#include <llmfast/hit_verifier.hpp>
+#include <llmfast/wrong_hit_monitor.hpp>
 #include <llmfast/semantic_cache.hpp>
 #include <llmfast/compressor.hpp>
 #include <llmfast/truncator.hpp>

@@ -1,0 +1,197 @@
+// benchmarks/verifier_quality.cpp — precision / recall of semantic-tier hits with PairVerifier at
+// δ = 0.10 / 0.05 / 0.02, next to the hit guards alone at thresholds 0.90 / 0.95 / 0.98 (as
+// cache_quality computes them), the guards' best recall at the verifier's precision, the wrong-hit
+// rate observed when the pairs stream through a WrongHitMonitor with their labels as feedback, and
+// the cost of verifying one candidate (prepared form: the cached prompt analysed at insertion).
+//
+//     verifier_quality /work/shared/data/pairs-dev.tsv
+//     verifier_quality validation.tsv          # scripts/train_verifier.py --write-validation validation.tsv
+//     verifier_quality --quick                 # built-in sample, for CI
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // g++ 12 bug 105593 in xxhash's AVX-512 path (-march=native)
+#endif
+#include <llmfast/pair_verifier.hpp>
+#include <llmfast/hashing_embedder.hpp>
+#include <llmfast/hit_guards.hpp>
+#include <llmfast/wrong_hit_monitor.hpp>
+
+#include "bench_common.hpp"
+
+#include <array>
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Pair {
+    std::string source;
+    int label = 0;
+    std::string a, b;
+};
+
+std::vector<Pair> read_pairs(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) {
+        std::fprintf(stderr, "cannot open %s\n", path.c_str());
+        std::exit(2);
+    }
+    std::vector<Pair> pairs;
+    std::string line;
+    bool header = true;
+    while (std::getline(in, line)) {
+        if (header) {
+            header = false;
+            continue;
+        }
+        std::array<std::string, 5> fields;
+        std::size_t field = 0, start = 0;
+        for (std::size_t i = 0; i <= line.size() && field < 5; ++i) {
+            if (i == line.size() || (line[i] == '\t' && field < 4)) {
+                fields[field++] = line.substr(start, i - start);
+                start = i + 1;
+            }
+        }
+        if (field != 5) continue;
+        pairs.push_back({fields[2], fields[1] == "1" ? 1 : 0, fields[3], fields[4]});
+    }
+    return pairs;
+}
+
+std::vector<Pair> builtin_sample() {
+    return {
+        {"sample-zh", 1, "什么是机器学习?", "机器学习是什么?"},
+        {"sample-zh", 0, "第一季比第二季好看吗", "第二季比第一季好看吗"},
+        {"sample-zh", 1, "今天北京天气怎么样", "今天北京天气如何"},
+        {"sample-zh", 0, "这个问题很难", "这个问题不难"},
+        {"sample-en", 1, "How do I reset my password?", "how can I reset my password"},
+        {"sample-en", 0, "How do I book 3 tickets to Paris?", "How do I book 4 tickets to Paris?"},
+        {"sample-en", 1, "What is the capital of France?", "what's the capital of France"},
+        {"sample-en", 0, "Does Alice earn more than Bob?", "Does Bob earn more than Alice?"},
+    };
+}
+
+struct Scored {
+    const Pair* pair;
+    float similarity;
+    bool guards_pass;
+    double p;
+};
+
+struct Count {
+    int hits = 0, true_hits = 0, positives = 0;
+    [[nodiscard]] double precision() const { return hits ? static_cast<double>(true_hits) / hits : 0.0; }
+    [[nodiscard]] double recall() const { return positives ? static_cast<double>(true_hits) / positives : 0.0; }
+};
+
+template <class Accept>
+Count count(const std::vector<Scored>& scored, const std::string& group, Accept accept) {
+    Count c;
+    for (const Scored& s : scored) {
+        if (!group.empty() && s.pair->source != group) continue;
+        c.positives += s.pair->label;
+        if (!accept(s)) continue;
+        ++c.hits;
+        c.true_hits += s.pair->label;
+    }
+    return c;
+}
+
+std::string cell(const Count& c) { return c.hits ? fmt::format("{:.3f}/{:.3f}", c.precision(), c.recall()) : std::string("  -  /0.000"); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const auto options = llmfast::bench::parse_options(argc, argv, "[pairs.tsv]");
+    std::vector<Pair> pairs;
+    if (!options.positional.empty()) {
+        pairs = read_pairs(options.positional[0]);
+    } else if (options.quick) {
+        pairs = builtin_sample();
+    } else {
+        std::fprintf(stderr, "usage: verifier_quality [--quick] pairs.tsv\n");
+        return 2;
+    }
+    const llmfast::HashingEmbedder embedder;
+    const llmfast::PairVerifier verifier;
+    const llmfast::HitGuards guards{};
+    std::vector<float> va(embedder.dimension()), vb(embedder.dimension());
+    std::vector<Scored> scored;
+    std::vector<std::string> sources;
+    double verify_seconds = 0;
+    std::size_t verify_calls = 0;
+    for (const Pair& pair : pairs) {
+        if (std::find(sources.begin(), sources.end(), pair.source) == sources.end()) sources.push_back(pair.source);
+        if (llmfast::detail::normalize_prompt(pair.a) == llmfast::detail::normalize_prompt(pair.b)) continue;  // exact tier
+        embedder.embed(pair.a, va);
+        embedder.embed(pair.b, vb);
+        double dot = 0;
+        for (std::size_t i = 0; i < va.size(); ++i) dot += static_cast<double>(va[i]) * static_cast<double>(vb[i]);
+        const auto sig_a = llmfast::make_guard_signature(pair.a);
+        const auto sig_b = llmfast::make_guard_signature(pair.b);
+        const bool pass = llmfast::check_hit_guards(sig_b, sig_a, guards) == llmfast::GuardVeto::None;
+        const auto entry = verifier.entry_data(pair.a);  // at insertion, not timed
+        const auto start = std::chrono::steady_clock::now();
+        const auto query = verifier.query(pair.b);  // once per lookup: timed with the candidate
+        const double p = verifier.probability(query, entry, static_cast<float>(dot));
+        verify_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        ++verify_calls;
+        scored.push_back({&pair, static_cast<float>(dot), pass, p});
+    }
+    std::printf("pairs: %zu, semantic tier (differ after normalization): %zu\n", pairs.size(), scored.size());
+    const std::array<double, 3> deltas{0.10, 0.05, 0.02};
+    const std::array<float, 3> thresholds{0.90F, 0.95F, 0.98F};
+    std::printf("operating points: δ=0.10 -> p>=%.4f, δ=0.05 -> p>=%.4f, δ=0.02 -> p>=%.4f\n\n", verifier.threshold_for(0.10),
+                verifier.threshold_for(0.05), verifier.threshold_for(0.02));
+    std::printf("precision/recall      %-13s %-13s %-13s | %-13s %-13s %-13s | guards' recall at the verifier's precision (δ=0.05)\n",
+                "verif δ=0.10", "verif δ=0.05", "verif δ=0.02", "guards 0.90", "guards 0.95", "guards 0.98");
+    std::vector<std::string> groups{""};
+    groups.insert(groups.end(), sources.begin(), sources.end());
+    for (const std::string& group : groups) {
+        std::printf("%-20s", group.empty() ? "overall" : group.c_str());
+        Count at05;
+        for (const double delta : deltas) {
+            const double t = verifier.threshold_for(delta);
+            const Count c = count(scored, group, [&](const Scored& s) { return s.p >= t; });
+            if (delta == 0.05) at05 = c;
+            std::printf("  %-12s", cell(c).c_str());
+        }
+        std::printf(" |");
+        for (const float t : thresholds) {
+            std::printf("  %-12s", cell(count(scored, group, [&](const Scored& s) { return s.guards_pass && s.similarity >= t; })).c_str());
+        }
+        // The guards at the threshold (0.50 .. 0.995) with the best recall at precision >= the verifier's.
+        double best = 0;
+        for (int k = 50; k <= 199; ++k) {
+            const float t = static_cast<float>(k) / 200.0F;
+            const Count g = count(scored, group, [&](const Scored& s) { return s.guards_pass && s.similarity >= t; });
+            if (g.hits > 0 && at05.hits > 0 && g.precision() >= at05.precision()) best = std::max(best, g.recall());
+        }
+        if (at05.hits == 0) {
+            std::printf(" | verifier has no hits\n");
+        } else {
+            std::printf(" | guards %.3f vs verifier %.3f (%s)\n", best, at05.recall(),
+                        best > 0 ? fmt::format("{:.1f}x", at05.recall() / best).c_str() : "guards: none");
+        }
+    }
+    // The pairs stream through a WrongHitMonitor per δ: served when p >= its threshold, label as feedback.
+    std::printf("\nobserved wrong-hit rate (1 - precision of served hits), streaming the pairs with their labels as feedback:\n");
+    for (const double delta : deltas) {
+        llmfast::WrongHitMonitor monitor({.max_wrong_hit_rate = delta, .base_threshold = verifier.threshold_for(delta)});
+        int served = 0, wrong = 0;
+        for (const Scored& s : scored) {
+            if (s.p < monitor.threshold()) continue;
+            ++served;
+            wrong += s.pair->label ? 0 : 1;
+            monitor.report(s.p, s.pair->label == 1);
+        }
+        const Count fixed = count(scored, "", [&](const Scored& s) { return s.p >= verifier.threshold_for(delta); });
+        std::printf("  δ=%.2f  shipped point: %.3f (%d hits)   with feedback: %.3f (%d hits, final threshold %.4f, %llu raises%s)\n", delta,
+                    fixed.hits ? 1.0 - fixed.precision() : 0.0, fixed.hits, served ? static_cast<double>(wrong) / served : 0.0, served,
+                    monitor.threshold(), static_cast<unsigned long long>(monitor.stats().raises), monitor.stats().exhausted ? ", exhausted" : "");
+    }
+    std::printf("\nverify one candidate (query analysis + features + model; entry prepared at insertion): %.2f µs mean over %zu\n",
+                verify_calls ? verify_seconds * 1e6 / static_cast<double>(verify_calls) : 0.0, verify_calls);
+    return 0;
+}
