@@ -1,7 +1,9 @@
 // Runs the built demo (`llmfast-demo`, path in $LLMFAST_DEMO, set by tests/demo_test.cmake) on tiny
 // workloads and checks the shape and the sanity of its JSON: every row present, counts that add up,
-// rates in range, the cache's own statistics agreeing with the demo's count. No timing is asserted
-// (the figures depend on the machine); only what holds on any machine.
+// rates in range, the cache's own statistics agreeing with the demo's count, the continuous-batching
+// engine ending every request exactly once within its limits. No timing is asserted, not even
+// "continuous beats static": the runs are simulated time, but client threads issue requests in real
+// time, so which requests meet in a batch or a step depends on the host; only what holds on any machine.
 #include "catch.hpp"
 
 #if __has_include(<nlohmann/json.hpp>)
@@ -88,13 +90,15 @@ void check_run(const Json& run, std::size_t requests) {
     REQUIRE(run.contains("ttft_ms"));
     REQUIRE(run.contains("latency_ms"));
     CHECK(run["requests"].get<std::size_t>() == requests);
-    for (const char* key : {"p50", "p95"}) {
+    for (const char* key : {"p50", "p95", "p99"}) {
         const double ttft = run["ttft_ms"][key].get<double>();
         CHECK(std::isfinite(ttft));
         CHECK(ttft >= 0);
         // The first token never arrives after the last one.
         CHECK(ttft <= run["latency_ms"][key].get<double>() + 1e-6);
     }
+    CHECK(run["ttft_ms"]["p50"].get<double>() <= run["ttft_ms"]["p95"].get<double>());
+    CHECK(run["ttft_ms"]["p95"].get<double>() <= run["ttft_ms"]["p99"].get<double>());
     CHECK(run["latency_ms"]["p50"].get<double>() <= run["latency_ms"]["p95"].get<double>());
     CHECK(run["latency_ms"]["p95"].get<double>() <= run["latency_ms"]["p99"].get<double>());
     CHECK(run["throughput"]["requests_per_s"].get<double>() > 0);
@@ -114,7 +118,7 @@ TEST_CASE("demo: --help explains every option and exits 0") {
     REQUIRE(run.exit_code == 0);
     for (const char* option : {"--workload", "--requests", "--clients", "--repeat", "--paraphrase", "--seed",
                                "--time-scale", "--overhead-ms", "--prefill-ms", "--decode-ms", "--batch-item-ms",
-                               "--max-batch", "--max-wait-ms", "--threshold", "--json", "--quick", "--rows"}) {
+                               "--max-batch", "--max-wait-ms", "--step-tokens", "--threshold", "--json", "--quick", "--rows"}) {
         CHECK(run.output.find(option) != std::string::npos);
     }
     CHECK(run.output.find("SIMULATED") != std::string::npos);
@@ -122,7 +126,7 @@ TEST_CASE("demo: --help explains every option and exits 0") {
 
 TEST_CASE("demo: invalid options are refused with a message") {
     for (const char* args : {"--no-such-option", "--requests 0", "--repeat 0.8 --paraphrase 0.5", "--time-scale -1",
-                             "--rows streaming,nonsense", "--requests"}) {
+                             "--rows streaming,nonsense", "--requests", "--step-tokens 4"}) {
         const Run run = run_demo(args);
         INFO(args << ": " << run.output);
         CHECK(run.exit_code != 0);
@@ -144,12 +148,12 @@ TEST_CASE("demo: --quick on the default workload writes sane JSON for every row"
           requests);
     CHECK(j["workload"]["prompts"].get<std::size_t>() >= 200);  // the default workload: a few hundred prompts
 
-    for (const char* name : {"plain", "streaming", "cache", "batching", "compression", "all"}) {
+    for (const char* name : {"plain", "streaming", "cache", "batching", "static_streamed", "continuous", "compression", "all"}) {
         INFO(name);
         REQUIRE(j["runs"].contains(name));
         check_run(j["runs"][name], requests);
     }
-    for (const char* row : {"streaming", "cache", "batching", "compression", "int8", "all"}) {
+    for (const char* row : {"streaming", "cache", "batching", "continuous", "compression", "int8", "all"}) {
         INFO(row);
         CHECK(j["rows"].contains(row));
     }
@@ -194,6 +198,40 @@ TEST_CASE("demo: --quick on the default workload writes sane JSON for every row"
         CHECK(mean >= 1.0);
         CHECK(mean <= static_cast<double>(j["options"]["max_batch"].get<std::size_t>()));
         CHECK(j["rows"]["batching"]["throughput_ratio"].get<double>() > 0);
+    }
+
+    SECTION("continuous batching: every request ends exactly once, Ok, within the scheduler's limits") {
+        const auto& run = j["runs"]["continuous"];
+        REQUIRE(run.contains("engine"));
+        const auto& e = run["engine"];
+        CHECK(run["config"]["continuous"].get<bool>());
+        CHECK_FALSE(run["config"]["batching"].get<bool>());
+        CHECK(e["submitted"].get<std::size_t>() == requests);  // no cache in this row: every request calls it
+        CHECK(e["completed"].get<std::size_t>() == requests);
+        CHECK(e["requests_completed_once"].get<std::size_t>() == requests);
+        CHECK(e["finished_ok"].get<std::size_t>() == requests);
+        CHECK(e["not_ok"].get<std::size_t>() == 0);
+        CHECK(e["preemptions"].get<std::size_t>() == 0);  // unbounded KV capacity: nothing to preempt for
+        // Every answer is generated in full, once: the same tokens as the plain and the static runs.
+        const auto output = j["runs"]["plain"]["backend"]["output_tokens"].get<std::size_t>();
+        CHECK(run["backend"]["output_tokens"].get<std::size_t>() == output);
+        CHECK(j["runs"]["static_streamed"]["backend"]["output_tokens"].get<std::size_t>() == output);
+        CHECK(e["decode_tokens"].get<std::size_t>() + requests == output);  // each first token comes with its prefill
+        CHECK(e["prefill_tokens"].get<std::size_t>() == run["backend"]["prompt_tokens"].get<std::size_t>());
+        // The scheduler's limits: at most --max-batch sequences and --step-tokens tokens per step.
+        CHECK(e["max_step_sequences"].get<std::size_t>() <= j["options"]["max_batch"].get<std::size_t>());
+        CHECK(e["max_step_sequences"].get<std::size_t>() <= j["options"]["clients"].get<std::size_t>());
+        CHECK(e["max_step_tokens"].get<std::size_t>() <= j["options"]["step_tokens"].get<std::size_t>());
+        CHECK(e["mean_step_sequences"].get<double>() >= 1.0);
+        // Steps: at least one per token of the longest answer, at most one per token generated.
+        CHECK(e["steps"].get<std::size_t>() <= output);
+        CHECK(e["busy_ms"].get<double>() == Approx(run["backend"]["gpu_busy_ms"].get<double>()));
+        // Both sides of the comparison streamed every answer intact.
+        CHECK(j["runs"]["static_streamed"]["config"]["streaming"].get<bool>());
+        CHECK(run["config"]["streaming"].get<bool>());
+        const auto& c = j["rows"]["continuous"];
+        CHECK(c["throughput_ratio_vs_static"].get<double>() > 0);
+        CHECK(c["throughput_ratio"].get<double>() > 0);
     }
 
     SECTION("compression never adds prompt tokens; output tokens are untouched") {
@@ -243,6 +281,7 @@ TEST_CASE("demo: a user's workload file, with repeats and paraphrases only where
     CHECK(j["rows"].contains("cache"));
     CHECK(j["rows"].contains("all"));
     CHECK_FALSE(j["rows"].contains("batching"));
+    CHECK_FALSE(j["rows"].contains("continuous"));
     const auto& c = j["rows"]["cache"];
     CHECK(c["hit_rate"].get<double>() == Approx(static_cast<double>(c["hits"].get<std::size_t>()) / 12.0));
     check_run(j["runs"]["cache"], 12);
