@@ -61,5 +61,6 @@ int main() {
                answered.load(), batcher_stats.dispatched, model_batches.load(), batcher_stats.mean_batch_size());
     fmt::print("cache: {} exact hits, {} computed, {} coalesced (waited for an identical call), hit rate {:.0f} %\n",
                cache_stats.exact_hits, cache_stats.computations, cache_stats.coalesced, 100 * cache_stats.hit_rate());
-    return answered.load() == 104 && cache_stats.exact_hits == 40 ? 0 : 1;
+    // Each distinct question reached the model once, whatever the timing (a late duplicate is an exact hit).
+    return answered.load() == 104 && cache_stats.computations == 40 ? 0 : 1;
 }
