@@ -1,10 +1,10 @@
-// examples/demo.cpp — llmfast's main demo (`llmfast-demo`): the seed chapter's optimization table,
-// measured end to end against a simulated LLM backend.
+// examples/demo.cpp — llmfast's main demo (`llmfast-demo`): the optimization table of a widely shared
+// chapter on LLM latency, measured end to end against a simulated LLM backend.
 //
 // A workload of Chinese and English prompts (exact repeats, paraphrases, new prompts) is replayed by
 // many concurrent clients through a SIMULATED backend (a latency model of a 7-8B model on one GPU; no
 // model runs). Each optimization is measured once plainly and once switched on, and the result is
-// printed next to what the seed chapter claimed. `llmfast-demo --help` lists every option and the
+// printed next to what that chapter claimed. `llmfast-demo --help` lists every option and the
 // latency model with its sources.
 //
 // One request, as a client thread serves it (Demo::serve_one):
@@ -244,7 +244,7 @@ void print_help(Options& o) {
                   "from many concurrent clients through a SIMULATED LLM backend (a latency model of a 7-8B model "
                   "on one GPU; no model runs), once plainly and once with each llmfast optimization (streaming, "
                   "semantic cache, dynamic batching, continuous batching, prompt compression, int8 cache vectors, all together), and "
-                  "prints the measured figures next to the ones the seed chapter claimed. Figures are in simulated "
+                  "prints the measured figures next to the ones that chapter claimed. Figures are in simulated "
                   "milliseconds.",
                   0);
     fmt::print("\nusage: llmfast-demo [options]   (later options override earlier ones: --quick --requests 60)\n\n");
@@ -1331,7 +1331,7 @@ struct TableRow {
 void print_table(const std::vector<TableRow>& rows) {
     using Cells = std::array<std::string, 6>;
     auto width = [](const std::string& s) { return llmfast::utf8::count_code_points(s); };
-    std::vector<Cells> lines = {{"optimization", "metric", "plain", "optimized", "change", "seed claims"}};
+    std::vector<Cells> lines = {{"optimization", "metric", "plain", "optimized", "change", "chapter claims"}};
     std::string last;
     for (const auto& r : rows) {
         lines.push_back({r.optimization == last ? std::string() : r.optimization, r.metric, r.plain, r.optimized,
@@ -1630,7 +1630,7 @@ int main(int argc, char** argv) {
                              fmt::format("{} ({})", q.i8.semantic_hits, q.i8.wrong_hits), "", ""});
             table.push_back({"int8 cache vectors", "same nearest prompt as float32", "-",
                              fmt::format("{:.1f} %", q.nearest_neighbour_agreement * 100), "", ""});
-            notes.push_back("int8: the seed's row is about model weights (int8 instead of fp16: -50 %), which is the "
+            notes.push_back("int8: the chapter's row is about model weights (int8 instead of fp16: -50 %), which is the "
                             "serving engine's business; what llmfast quantizes is the semantic cache's vectors "
                             "(float32 to int8 with a scale per vector).");
         }
