@@ -1,8 +1,8 @@
-// benchmarks/batcher_bench.cpp — DynamicBatcher against a port of the seed's batcher.
+// benchmarks/batcher_bench.cpp — DynamicBatcher against a port of the chapter's batcher.
 //
-// The baseline (SeedBatcher) is the seed's Python design ported directly: a mutex-guarded vector; the
+// The baseline (SeedBatcher) is the chapter's Python design ported directly: a mutex-guarded vector; the
 // producer that fills a batch swaps it out and starts a task (a thread) to run it; with the one fix the
-// comparison needs — a timer thread that flushes an under-full batch after max_wait (the seed stored
+// comparison needs — a timer thread that flushes an under-full batch after max_wait (the chapter's sketch stored
 // max_wait_ms and never used it, so a trickle would wait forever).
 //
 // 1. throughput with a no-op handler, max_batch_size 64, 1 and 2 producers, future and callback forms;
@@ -35,7 +35,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-// ---- the baseline: the seed's design, ported ----------------------------------------------------------
+// ---- the baseline: the chapter's design, ported ----------------------------------------------------------
 template <class Req, class Resp>
 class SeedBatcher {
 public:

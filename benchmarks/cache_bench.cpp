@@ -4,7 +4,7 @@
 //
 // Times are the measuring thread's CPU time (the machines are shared and oversubscribed).
 //
-// 1. Exact-hit lookup of a 200-byte prompt (10k cached), ours vs the seed's design ported to C++
+// 1. Exact-hit lookup of a 200-byte prompt (10k cached), ours vs the chapter's design ported to C++
 //    (strip + lower-case, a hash map keyed by the normalized string under one mutex, the response
 //    copied out). Goal: <= 200 ns median.
 // 2. Semantic search, dimension 384, 10k / 100k (and 1M without --quick) random unit vectors:
@@ -54,7 +54,7 @@ using llmfast::bench::thread_cpu_seconds;
 // Latencies are per-thread CPU time (see cache_workload.hpp); throughputs too.
 inline double now_seconds() { return thread_cpu_seconds(); }
 
-// The seed's cache (Python, chapter sketch) ported: text.strip().lower() as the key, a dict of
+// The chapter's cache (its Python sketch) ported: text.strip().lower() as the key, a dict of
 // {response, timestamp}, TTL checked on get. md5 of the key is replaced by the map's own hash (md5
 // would only make the baseline slower); a mutex makes it thread-safe as ours is.
 class SeedCache {

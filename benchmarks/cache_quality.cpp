@@ -6,7 +6,7 @@
 // hits) over a range of similarity thresholds, with each hit guard on and off. Then it checks the
 // figures through a real SemanticCache (insert text_a, look up text_b) at the defaults.
 //
-//     cache_quality /work/shared/data/pairs-dev.tsv
+//     cache_quality pairs-dev.tsv   (a TSV: lang, label, source, text_a, text_b)
 //     cache_quality --quick            # built-in sample, for CI
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // g++ 12 bug 105593 in xxhash's AVX-512 path (-march=native)
@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
     } else if (options.quick) {
         pairs = builtin_sample();
     } else {
-        std::fprintf(stderr, "usage: cache_quality [--quick] pairs.tsv (e.g. /work/shared/data/pairs-dev.tsv)\n");
+        std::fprintf(stderr, "usage: cache_quality [--quick] pairs.tsv (a TSV with columns lang, label, source, text_a, text_b)\n");
         return 2;
     }
 

@@ -4,7 +4,7 @@
 // rate observed when the pairs stream through a WrongHitMonitor with their labels as feedback, and
 // the cost of verifying one candidate (prepared form: the cached prompt analysed at insertion).
 //
-//     verifier_quality /work/shared/data/pairs-dev.tsv
+//     verifier_quality pairs-dev.tsv   (a TSV: lang, label, source, text_a, text_b)
 //     verifier_quality validation.tsv          # scripts/train_verifier.py --write-validation validation.tsv
 //     verifier_quality --quick                 # built-in sample, for CI
 #if defined(__GNUC__) && !defined(__clang__)

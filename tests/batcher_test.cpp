@@ -867,7 +867,7 @@ TEST_CASE("end to end on the steady clock: an under-full batch is flushed after 
     llmfast::DynamicBatcher<int, int> batcher(handler_of(recorder), {.max_batch_size = 64, .max_wait = 2ms});
     const auto start = std::chrono::steady_clock::now();
     auto a = batcher.submit(1);
-    REQUIRE(ready_within(a, 10000ms));  // the seed's batcher would wait here forever
+    REQUIRE(ready_within(a, 10000ms));  // the chapter's batcher would wait here forever
     CHECK(std::chrono::steady_clock::now() - start >= 2ms);
     CHECK(a.get() == 10);
 }

@@ -50,7 +50,7 @@ TEST_CASE("HashingEmbedder output is deterministic and L2-normalized", "[cache]"
 
 TEST_CASE("HashingEmbedder: lexical similarity across scripts", "[cache]") {
     const llmfast::HashingEmbedder embedder;
-    // The seed's own example: a reordering of the same characters is close.
+    // The chapter's own example: a reordering of the same characters is close.
     const float zh_paraphrase = cosine(embed(embedder, "什么是机器学习?"), embed(embedder, "机器学习是什么?"));
     const float zh_unrelated = cosine(embed(embedder, "什么是机器学习?"), embed(embedder, "今天天气怎么样"));
     CHECK(zh_paraphrase > 0.7F);
