@@ -1,6 +1,6 @@
 // benchmarks/batcher_bench.cpp — DynamicBatcher against a port of the chapter's batcher.
 //
-// The baseline (SeedBatcher) is the chapter's Python design ported directly: a mutex-guarded vector; the
+// The baseline (ChapterBatcher) is the chapter's Python design ported directly: a mutex-guarded vector; the
 // producer that fills a batch swaps it out and starts a task (a thread) to run it; with the one fix the
 // comparison needs — a timer thread that flushes an under-full batch after max_wait (the chapter's sketch stored
 // max_wait_ms and never used it, so a trickle would wait forever).
@@ -37,16 +37,16 @@ using namespace std::chrono_literals;
 
 // ---- the baseline: the chapter's design, ported ----------------------------------------------------------
 template <class Req, class Resp>
-class SeedBatcher {
+class ChapterBatcher {
 public:
     using Handler = std::function<std::vector<Resp>(std::span<Req>)>;
     using Callback = std::function<void(Resp)>;
 
-    SeedBatcher(Handler handler, std::size_t max_batch_size, std::chrono::nanoseconds max_wait)
+    ChapterBatcher(Handler handler, std::size_t max_batch_size, std::chrono::nanoseconds max_wait)
         : handler_(std::move(handler)), max_batch_size_(max_batch_size), max_wait_(max_wait),
           timer_([this] { timer_loop(); }) {}
 
-    ~SeedBatcher() {
+    ~ChapterBatcher() {
         {
             std::lock_guard lock(mutex_);
             stop_ = true;
@@ -234,7 +234,7 @@ double ours_throughput(int producers, std::size_t per_producer, bool callback_fo
 }
 
 double seed_throughput(int producers, std::size_t per_producer, bool callback_form) {
-    SeedBatcher<int, int> batcher(noop_handler, 64, 100us);
+    ChapterBatcher<int, int> batcher(noop_handler, 64, 100us);
     return run_throughput(
         producers, per_producer, callback_form, [&](int v) { return batcher.submit(v); },
         [&](int v, Done& done) {
@@ -367,7 +367,7 @@ int main(int argc, char** argv) {
             drive([&](long long v) { batcher.submit(v, {}, [](llmfast::BatchResult<int>&&) {}); });
         });
         auto base = trickle_lateness(trickle / 2, gap, max_wait, [&](auto handler, auto drive) {
-            SeedBatcher<long long, int> batcher(handler, 64, max_wait);
+            ChapterBatcher<long long, int> batcher(handler, 64, max_wait);
             drive([&](long long v) { batcher.submit(v, [](int) {}); });
         });
         ours_late.insert(ours_late.end(), ours.begin(), ours.end());
