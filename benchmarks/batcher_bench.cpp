@@ -329,7 +329,7 @@ int main(int argc, char** argv) {
     const std::size_t per_producer = options.quick ? 20'000 : 400'000;
 
     if (wanted("throughput")) {
-    llmfast::bench::Table throughput("batcher throughput: no-op handler, max_batch_size 64 (ours vs seed port)");
+    llmfast::bench::Table throughput("batcher throughput: no-op handler, max_batch_size 64 (ours vs the chapter's design, ported)");
     for (int producers : {1, 2}) {
         for (bool callback_form : {false, true}) {
             const std::size_t n = per_producer / static_cast<std::size_t>(producers);
