@@ -49,7 +49,9 @@ std::string body_for(const UpstreamConfig& up, const ChatRequest& request, const
     return out;
 }
 
-bool sse_data_has_content(std::string_view data) {
+using TokenCount = std::function<std::size_t(std::string_view)>;
+
+bool sse_data_has_content(std::string_view data, const TokenCount& count_tokens, std::uint64_t& tokens) {
     // Observed, never re-encoded: a chunk counts as content when its delta carries text, a tool call,
     // a refusal, or a finish reason (a stream may legitimately end without text).
     auto& parser = thread_parser(1 << 16, 64);
@@ -63,7 +65,10 @@ bool sse_data_has_content(std::string_view data) {
         simdjson::dom::object delta;
         if (choice["delta"].get(delta) != simdjson::SUCCESS) continue;
         std::string_view content;
-        if (delta["content"].get(content) == simdjson::SUCCESS && !content.empty()) return true;
+        if (delta["content"].get(content) == simdjson::SUCCESS && !content.empty()) {
+            if (count_tokens) tokens += count_tokens(content);
+            return true;
+        }
         if (delta["tool_calls"].error() == simdjson::SUCCESS) return true;
         if (delta["refusal"].get(content) == simdjson::SUCCESS && !content.empty()) return true;
         if (delta["reasoning_content"].get(content) == simdjson::SUCCESS && !content.empty()) return true;
@@ -71,16 +76,25 @@ bool sse_data_has_content(std::string_view data) {
     return false;
 }
 
-void observe_usage(std::string_view data, RequestRecord& record) {
-    if (data.find("\"usage\"") == std::string_view::npos) return;
+bool observe_usage(std::string_view data, RequestRecord& record) {
+    if (data.find("\"usage\"") == std::string_view::npos) return false;
     auto& parser = thread_parser(1 << 16, 64);
     simdjson::dom::element doc;
-    if (parser.parse(data.data(), data.size()).get(doc) != simdjson::SUCCESS) return;
+    if (parser.parse(data.data(), data.size()).get(doc) != simdjson::SUCCESS) return false;
     simdjson::dom::object usage;
-    if (doc["usage"].get(usage) != simdjson::SUCCESS) return;
+    if (doc["usage"].get(usage) != simdjson::SUCCESS) return false;
     std::uint64_t n = 0;
     if (usage["prompt_tokens"].get(n) == simdjson::SUCCESS) record.prompt_tokens = n;
     if (usage["completion_tokens"].get(n) == simdjson::SUCCESS) record.completion_tokens = n;
+    return true;
+}
+
+// The "choices" array of a completion object (parsed into this thread's parser: use before the next parse).
+bool doc_choices(std::string_view answer, simdjson::dom::array& choices) {
+    auto& parser = thread_parser(answer.size() + 1, 64);
+    simdjson::dom::element doc;
+    if (parser.parse(answer.data(), answer.size()).get(doc) != simdjson::SUCCESS) return false;
+    return doc["choices"].get(choices) == simdjson::SUCCESS;
 }
 
 bool is_error_event(std::string_view data) {
@@ -120,7 +134,7 @@ struct UpstreamClient::Impl {
 
     template <class Stream>
     net::awaitable<Attempt> exchange(Stream& stream, ClientSink& sink, const UpstreamConfig& up, const ChatRequest& request,
-                                     const std::string& body, Clock::time_point deadline) {
+                                     const std::string& body, Clock::time_point deadline, const TokenCount& count_tokens) {
         auto& tcp_layer = beast::get_lowest_layer(stream);
         RequestRecord& record = sink.record();
         const auto bounded = [&](std::chrono::milliseconds limit) {
@@ -201,7 +215,16 @@ struct UpstreamClient::Impl {
                 if (json.parse(answer).get(doc) != simdjson::SUCCESS || doc["choices"].error() != simdjson::SUCCESS)
                     co_return Attempt{Outcome::RetryableFailure, "upstream answered HTTP 200 without a completion", false};
             }
+            record.completion_tokens = 0;
             observe_usage(answer, record);
+            if (record.completion_tokens == 0 && count_tokens) {  // no usage: count the answer's text ourselves
+                simdjson::dom::array choices;
+                if (doc_choices(answer, choices))
+                    for (simdjson::dom::element choice : choices) {
+                        std::string_view text;
+                        if (choice["message"]["content"].get(text) == simdjson::SUCCESS) record.completion_tokens += count_tokens(text);
+                    }
+            }
             record.status = 200;
             record.first_content = record.last_content = Clock::now();
             co_await sink.respond(200, "application/json", std::move(answer));
@@ -213,7 +236,8 @@ struct UpstreamClient::Impl {
         llmfast::SseParser sse({.max_event_size = 1 << 20});
         std::string held;
         bool content_seen = false, done_seen = false, error_seen = false, bad_event = false;
-        std::size_t content_events = 0;
+        std::uint64_t counted_tokens = 0;
+        bool usage_seen = false;
         for (;;) {
             auto bytes = co_await read_piece();
             if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
@@ -234,13 +258,13 @@ struct UpstreamClient::Impl {
             sse.feed(*bytes, [&](const llmfast::SseEventView& event) {
                 if (event.status != llmfast::ErrorCode::Ok) { bad_event = true; return; }
                 if (event.data == "[DONE]") { done_seen = true; return; }
-                if (sse_data_has_content(event.data)) {
+                if (sse_data_has_content(event.data, count_tokens, counted_tokens)) {
                     content_seen = true;
                     ++new_content;
                 } else if (is_error_event(event.data)) {
                     error_seen = true;
                 }
-                observe_usage(event.data, record);
+                if (observe_usage(event.data, record)) usage_seen = true;
             });
             if (!had_content) {
                 if (bad_event || (error_seen && !content_seen))
@@ -260,7 +284,6 @@ struct UpstreamClient::Impl {
                 if (!co_await sink.write(*bytes)) co_return Attempt{Outcome::ClientGone, "client went away", false};
             }
             for (std::size_t i = 0; i < new_content; ++i) sink.note_content();
-            content_events += new_content;
             if (done_seen) break;
         }
         if (!content_seen) co_return Attempt{Outcome::RetryableFailure, "upstream ended the stream without content", false};
@@ -268,13 +291,13 @@ struct UpstreamClient::Impl {
             record.error = "upstream stream ended without [DONE]";
             co_await sink.write(error_event(ApiError::upstream("upstream stream ended before [DONE]")));
         }
-        if (record.completion_tokens == 0) record.completion_tokens = content_events;
+        if (!usage_seen) record.completion_tokens = counted_tokens;  // the configured tokenizer's count
         co_await sink.end_stream();
         co_return Attempt{done_seen ? Outcome::Done : Outcome::Answered, {}, false};
     }
 
     net::awaitable<Attempt> try_upstream(ClientSink& sink, const UpstreamConfig& up, const ChatRequest& request,
-                                         const std::string& body, Clock::time_point deadline) {
+                                         const std::string& body, Clock::time_point deadline, const TokenCount& count_tokens) {
         auto executor = co_await net::this_coro::executor;
         boost::system::error_code ec;
         const auto bounded = [&](std::chrono::milliseconds limit) {
@@ -301,7 +324,7 @@ struct UpstreamClient::Impl {
         tcp_stream.socket().set_option(tcp::no_delay(true), ec);
 
         if (!up.url.tls) {
-            Attempt attempt = co_await exchange(tcp_stream, sink, up, request, body, deadline);
+            Attempt attempt = co_await exchange(tcp_stream, sink, up, request, body, deadline, count_tokens);
             tcp_stream.socket().close(ec);
             co_return attempt;
         }
@@ -313,7 +336,7 @@ struct UpstreamClient::Impl {
         co_await tls_stream.async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
         if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
         if (ec) co_return Attempt{Outcome::RetryableFailure, "TLS handshake: " + ec.message(), ec == beast::error::timeout};
-        Attempt attempt = co_await exchange(tls_stream, sink, up, request, body, deadline);
+        Attempt attempt = co_await exchange(tls_stream, sink, up, request, body, deadline, count_tokens);
         tcp_stream.socket().close(ec);  // no TLS close_notify round trip: the exchange is over
         co_return attempt;
     }
@@ -329,7 +352,8 @@ const std::vector<UpstreamConfig>* UpstreamClient::group_for(const std::string& 
 }
 
 net::awaitable<void> UpstreamClient::chat(ClientSink& sink, const std::vector<UpstreamConfig>& group,
-                                          const ChatRequest& request, const std::string& body, Clock::time_point deadline) {
+                                          const ChatRequest& request, const std::string& body, Clock::time_point deadline,
+                                          std::function<std::size_t(std::string_view)> count_tokens) {
     Impl& impl = *impl_;
     const Limits& limits = impl.config.limits;
     RequestRecord& record = sink.record();
@@ -367,7 +391,7 @@ net::awaitable<void> UpstreamClient::chat(ClientSink& sink, const std::vector<Up
         }
         ++record.attempts;
         record.upstream = up.name;
-        Attempt attempt = co_await impl.try_upstream(sink, up, request, body, deadline);
+        Attempt attempt = co_await impl.try_upstream(sink, up, request, body, deadline, count_tokens);
         UpstreamState& state = *impl.state.at(&up);
         switch (attempt.outcome) {
             case Outcome::Done:
