@@ -485,13 +485,17 @@ def test_admission():
 
 # ---- the prompt on a miss: fit, compress, count ---------------------------------------------------
 def byte_rank_file(tmp):
-    """A tiktoken-format rank file with the 256 single bytes only: every byte is one token (no merges),
-    so exact counts are easy to predict."""
+    """A tiktoken-format rank file of cl100k_base's size (100,256 ranks) whose only tokens that text can
+    reach are the 256 single bytes: the others are 3-byte tokens with no 2-byte token to merge through,
+    so every byte is one token and exact counts are easy to predict."""
     import base64
     path = os.path.join(tmp, "bytes.tiktoken")
     with open(path, "w") as f:
         for b in range(256):
             f.write("%s %d\n" % (base64.b64encode(bytes([b])).decode(), b))
+        for i in range(100256 - 256):
+            token = bytes([0x80 + (i >> 14) % 64, 0x80 + (i >> 7) % 128, i % 128 + 0x80])
+            f.write("%s %d\n" % (base64.b64encode(token).decode(), 256 + i))
     return path
 
 
@@ -520,7 +524,7 @@ def test_prompt():
             got = sent["messages"]
             check(len(got) < len(history) and len(got) >= 3, "the upstream got a fitted history: %d of %d messages" % (len(got), len(history)))
             check(got[0] == history[0], "system message kept: %s" % got[0])
-            check(got[-1] == {"role": "user", "content": "pls explain, to learn.", "name": "carol"},
+            check(got[-1] == {"role": "user", "content": "pls explain, To learn.", "name": "carol"},
                   "the newest turn kept, compression applied, other fields kept: %s" % got[-1])
             check(got[1]["role"] == "user", "whole turns dropped (a kept history starts with a user turn): %s" % got[1])
             check(all(m.get("name") == "bot" for m in got if m["role"] == "assistant"), "assistant fields kept")
