@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -51,10 +52,21 @@ Flags:
   --request-read-timeout-ms N  a client must send its whole request within this [10000]
   --drain-grace-ms N       SIGTERM/SIGINT: stop accepting, give in-flight requests this long [10000]
   --max-attempts N         upstream attempts per request over its group [3]
+  --max-running N          admission: requests answered at once [256]
+  --max-queue N            admission: requests waiting; a full queue answers 429 + Retry-After [1024]
+  --max-queue-tokens N     admission: prompt tokens of the waiting requests [4194304]
+  --max-client-buffer-bytes N  a stream's unsent bytes; a slower reader is dropped [1048576]
+  --sim-batch              batch the simulated model through llmfast's DynamicBatcher
+  --sim-max-batch N        its largest batch [8]
+  --sim-max-wait-ms N      how long a batch may wait to fill [5]
+Request headers: x-llmfast-priority (0..max_priority, higher first), x-llmfast-deadline-ms, x-request-id.
   --help                   this text
 
 Config file (every field optional; an unknown or ill-typed field is an error naming it):
-  {"models": {"NAME": {"upstreams": [{"url": "https://host/v1", "model": "upstream-name",
+  (every field, with examples: docs/gateway.md)
+  {"models": {"NAME": {"context_window", "rank_file", "encoding", "max_message_bytes",
+                       "compression": {"builtin", "rules", "normalize_whitespace", "remove_repeated_lines"},
+                       "upstreams": [{"url": "https://host/v1", "model": "upstream-name",
                                        "api_key_env": "VAR" | "api_key_file": "path",
                                        "ca_file": "ca.pem", "tls_verify": true, "name": "label"}]},
               "NAME2": {"backend": "simulated"}},
@@ -64,7 +76,10 @@ Config file (every field optional; an unknown or ill-typed field is an error nam
               "max_attempts", "backoff_ms", "cooldown_failures", "cooldown_ms"},
    "simulated": {"overhead_ms", "prefill_ms_per_token", "decode_ms_per_token", "batch_item_ms",
                  "time_scale", "default_tokens"},
-   "embeddings": {"model", "dimension"}}
+   "embeddings": {"model", "dimension"},
+   "admission": {"max_running", "max_queue", "max_queue_tokens", "max_priority"},
+   "tenants": {"NAME" | "*": {"requests_per_minute", "tokens_per_minute"}},
+   "batching": {"enabled", "max_batch_size", "max_wait_ms"}}
 )";
 
 std::array<unsigned char, 32> sha256(std::string_view text) {
@@ -77,12 +92,20 @@ namespace {
 
 constexpr std::uint64_t k_max_ms = 86'400'000;  // a day: every duration in the config is at most this
 
+// Config, key and rank files: regular files of at most 64 MiB (never a device or a pipe that never ends).
 std::string read_file(const std::string& path, const std::string& where) {
+    constexpr std::size_t k_max_file = 64U << 20;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) throw ConfigError(where + ": cannot read " + path + " (not a regular file)");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw ConfigError(where + ": cannot read " + path);
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
+    std::string text;
+    char buffer[65536];
+    while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
+        text.append(buffer, static_cast<std::size_t>(in.gcount()));
+        if (text.size() > k_max_file) throw ConfigError(where + ": " + path + " is larger than 64 MiB");
+    }
+    return text;
 }
 
 std::string trim(std::string_view text) {

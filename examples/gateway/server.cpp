@@ -606,8 +606,11 @@ private:
         if (simulated) co_return co_await simulate_chat(*this, server_.config, fitted, prompt_tokens, server_.sim_batcher.get());
         const std::string& body = prepared.body.empty() ? request_.body() : prepared.body;
         const std::string model_name = request.model;
-        const auto count_tokens = [this, model_name](std::string_view text) { return server_.pipeline.count(model_name, text); };
-        co_await server_.upstream.chat(*this, *group, fitted, body, deadline, count_tokens);
+        // (a named std::function, not a temporary converted inside the co_await: see the g++ 12 note above)
+        std::function<std::size_t(std::string_view)> count_tokens = [this, model_name](std::string_view text) {
+            return server_.pipeline.count(model_name, text);
+        };
+        co_await server_.upstream.chat(*this, *group, fitted, body, deadline, std::move(count_tokens));
     }
 
     net::awaitable<void> embeddings() {

@@ -29,6 +29,17 @@ struct Attempt {
     bool timed_out = false;  // the failure was a timeout (504 when it was the last)
 };
 
+// Built by a plain function and assigned to the coroutine's one frame-level Attempt (`out`): g++ 12
+// miscompiles objects with destructors whose scope ends at a co_return inside a branch of a coroutine
+// (a double free of their string, seen under valgrind), so none is created there.
+Attempt make_attempt(Outcome outcome, std::string error, bool timed_out) {
+    Attempt a;
+    a.outcome = outcome;
+    a.error = std::move(error);
+    a.timed_out = timed_out;
+    return a;
+}
+
 struct UpstreamState {
     std::atomic<std::size_t> consecutive_failures{0};
     std::atomic<std::int64_t> cooldown_until_ns{0};
@@ -141,7 +152,7 @@ struct UpstreamClient::Impl {
             const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
             return std::max(std::chrono::milliseconds(1), std::min(limit, left));
         };
-        Attempt attempt;
+        Attempt out;
         boost::system::error_code ec;
 
         http::request<http::string_body> req{http::verb::post, target_of(up, "/chat/completions"), 11};
@@ -155,15 +166,15 @@ struct UpstreamClient::Impl {
         req.prepare_payload();
         tcp_layer.expires_after(bounded(config.limits.first_byte_timeout));
         co_await http::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
-        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-        if (ec) co_return Attempt{Outcome::RetryableFailure, "sending the request: " + ec.message(), ec == beast::error::timeout};
+        if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+        if (ec) { out = make_attempt(Outcome::RetryableFailure, "sending the request: " + ec.message(), ec == beast::error::timeout); co_return out; }
 
         beast::flat_buffer buffer;
         http::response_parser<http::buffer_body> parser;
         parser.body_limit(boost::none);
         co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-        if (ec) co_return Attempt{Outcome::RetryableFailure, "reading the response header: " + ec.message(), ec == beast::error::timeout};
+        if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+        if (ec) { out = make_attempt(Outcome::RetryableFailure, "reading the response header: " + ec.message(), ec == beast::error::timeout); co_return out; }
         const unsigned status = parser.get().result_int();
         const std::string content_type(parser.get()[http::field::content_type]);
 
@@ -190,12 +201,12 @@ struct UpstreamClient::Impl {
                 error_body.append(*bytes);
             }
             if (status >= 500 || status == 429) {
-                co_return Attempt{Outcome::RetryableFailure, "upstream answered HTTP " + std::to_string(status), false};
+                { out = make_attempt(Outcome::RetryableFailure, "upstream answered HTTP " + std::to_string(status), false); co_return out; }
             }
             // A client error the upstream judged: pass it through as the upstream said it.
             record.status = status;
             co_await sink.respond(status, content_type.empty() ? "application/json" : content_type, std::move(error_body));
-            co_return Attempt{Outcome::Answered, {}, false};
+            { out = make_attempt(Outcome::Answered, {}, false); co_return out; }
         }
 
         if (!request.stream) {
@@ -204,16 +215,16 @@ struct UpstreamClient::Impl {
             while (!parser.is_done()) {
                 auto bytes = co_await read_piece();
                 if (bytes && bytes->empty()) continue;
-                if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-                if (!bytes) co_return Attempt{Outcome::RetryableFailure, "reading the response: " + ec.message(), ec == beast::error::timeout};
+                if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+                if (!bytes) { out = make_attempt(Outcome::RetryableFailure, "reading the response: " + ec.message(), ec == beast::error::timeout); co_return out; }
                 answer.append(*bytes);
-                if (answer.size() > (64U << 20)) co_return Attempt{Outcome::RetryableFailure, "response over 64 MiB", false};
+                if (answer.size() > (64U << 20)) { out = make_attempt(Outcome::RetryableFailure, "response over 64 MiB", false); co_return out; }
             }
             {  // a 200 that is not a completion (an error object, an SSE body, garbage) fails over
                 auto& json = thread_parser(answer.size() + 1, 64);
                 simdjson::dom::element doc;
                 if (json.parse(answer).get(doc) != simdjson::SUCCESS || doc["choices"].error() != simdjson::SUCCESS)
-                    co_return Attempt{Outcome::RetryableFailure, "upstream answered HTTP 200 without a completion", false};
+                    { out = make_attempt(Outcome::RetryableFailure, "upstream answered HTTP 200 without a completion", false); co_return out; }
             }
             record.completion_tokens = 0;
             observe_usage(answer, record);
@@ -228,26 +239,26 @@ struct UpstreamClient::Impl {
             record.status = 200;
             record.first_content = record.last_content = Clock::now();
             co_await sink.respond(200, "application/json", std::move(answer));
-            co_return Attempt{Outcome::Done, {}, false};
+            { out = make_attempt(Outcome::Done, {}, false); co_return out; }
         }
 
         // Streaming: hold the bytes until the first content chunk (failover stays possible until
         // then), then forward every piece as it arrives.
         llmfast::SseParser sse({.max_event_size = 1 << 20});
-        std::string held;
+        std::string held, why;
         bool content_seen = false, done_seen = false, error_seen = false, bad_event = false;
         std::uint64_t counted_tokens = 0;
         bool usage_seen = false;
         for (;;) {
             auto bytes = co_await read_piece();
-            if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
+            if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
             if (!bytes) {
-                const std::string why = "reading the stream: " + ec.message();
-                if (!content_seen) co_return Attempt{Outcome::RetryableFailure, why, ec == beast::error::timeout};
+                why = "reading the stream: " + ec.message();
+                if (!content_seen) { out = make_attempt(Outcome::RetryableFailure, why, ec == beast::error::timeout); co_return out; }
                 record.error = why;
                 co_await sink.write(error_event(ApiError::upstream("upstream stream failed after content: " + ec.message())));
                 co_await sink.end_stream();
-                co_return Attempt{Outcome::Answered, why, false};
+                { out = make_attempt(Outcome::Answered, why, false); co_return out; }
             }
             if (bytes->empty()) {  // a chunk header, or the end of the body
                 if (parser.is_done()) break;
@@ -268,37 +279,38 @@ struct UpstreamClient::Impl {
             });
             if (!had_content) {
                 if (bad_event || (error_seen && !content_seen))
-                    co_return Attempt{Outcome::RetryableFailure, error_seen ? "upstream sent an error event before content" : "upstream sent an oversized event", false};
+                    { out = make_attempt(Outcome::RetryableFailure, error_seen ? "upstream sent an error event before content" : "upstream sent an oversized event", false); co_return out; }
                 held.append(*bytes);
                 if (!content_seen) {
-                    if (done_seen) co_return Attempt{Outcome::RetryableFailure, "upstream ended the stream without content", false};
-                    if (held.size() > (1U << 20)) co_return Attempt{Outcome::RetryableFailure, "upstream sent 1 MiB without content", false};
+                    if (done_seen) { out = make_attempt(Outcome::RetryableFailure, "upstream ended the stream without content", false); co_return out; }
+                    if (held.size() > (1U << 20)) { out = make_attempt(Outcome::RetryableFailure, "upstream sent 1 MiB without content", false); co_return out; }
                     continue;
                 }
-                if (!co_await sink.start_stream("text/event-stream")) co_return Attempt{Outcome::ClientGone, "client went away", false};
+                if (!co_await sink.start_stream("text/event-stream")) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
                 record.status = 200;
                 piece_timeout = config.limits.read_timeout;
-                if (!co_await sink.write(held)) co_return Attempt{Outcome::ClientGone, "client went away", false};
+                if (!co_await sink.write(held)) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
                 held.clear();
             } else {
-                if (!co_await sink.write(*bytes)) co_return Attempt{Outcome::ClientGone, "client went away", false};
+                if (!co_await sink.write(*bytes)) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
             }
             for (std::size_t i = 0; i < new_content; ++i) sink.note_content();
             if (done_seen) break;
         }
-        if (!content_seen) co_return Attempt{Outcome::RetryableFailure, "upstream ended the stream without content", false};
+        if (!content_seen) { out = make_attempt(Outcome::RetryableFailure, "upstream ended the stream without content", false); co_return out; }
         if (!done_seen) {
             record.error = "upstream stream ended without [DONE]";
             co_await sink.write(error_event(ApiError::upstream("upstream stream ended before [DONE]")));
         }
         if (!usage_seen) record.completion_tokens = counted_tokens;  // the configured tokenizer's count
         co_await sink.end_stream();
-        co_return Attempt{done_seen ? Outcome::Done : Outcome::Answered, {}, false};
+        { out = make_attempt(done_seen ? Outcome::Done : Outcome::Answered, {}, false); co_return out; }
     }
 
     net::awaitable<Attempt> try_upstream(ClientSink& sink, const UpstreamConfig& up, const ChatRequest& request,
                                          const std::string& body, Clock::time_point deadline, const TokenCount& count_tokens) {
         auto executor = co_await net::this_coro::executor;
+        Attempt out;
         boost::system::error_code ec;
         const auto bounded = [&](std::chrono::milliseconds limit) {
             const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -308,8 +320,8 @@ struct UpstreamClient::Impl {
         sink.gone().on_gone = [&resolver] { resolver.cancel(); };
         auto endpoints = co_await resolver.async_resolve(up.url.host, up.url.port, net::redirect_error(net::use_awaitable, ec));
         sink.gone().on_gone = nullptr;
-        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-        if (ec) co_return Attempt{Outcome::RetryableFailure, "resolving " + up.url.host + ": " + ec.message(), false};
+        if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+        if (ec) { out = make_attempt(Outcome::RetryableFailure, "resolving " + up.url.host + ": " + ec.message(), false); co_return out; }
 
         beast::tcp_stream tcp_stream(executor);
         sink.gone().on_gone = [&tcp_stream] { tcp_stream.socket().close(); };
@@ -319,26 +331,26 @@ struct UpstreamClient::Impl {
         } unhook{sink.gone()};
         tcp_stream.expires_after(bounded(config.limits.connect_timeout));
         co_await tcp_stream.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
-        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-        if (ec) co_return Attempt{Outcome::RetryableFailure, "connecting: " + ec.message(), ec == beast::error::timeout};
+        if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+        if (ec) { out = make_attempt(Outcome::RetryableFailure, "connecting: " + ec.message(), ec == beast::error::timeout); co_return out; }
         tcp_stream.socket().set_option(tcp::no_delay(true), ec);
 
         if (!up.url.tls) {
-            Attempt attempt = co_await exchange(tcp_stream, sink, up, request, body, deadline, count_tokens);
+            out = co_await exchange(tcp_stream, sink, up, request, body, deadline, count_tokens);
             tcp_stream.socket().close(ec);
-            co_return attempt;
+            co_return out;
         }
         beast::ssl_stream<beast::tcp_stream&> tls_stream(tcp_stream, *tls.at(&up));
         if (!SSL_set_tlsext_host_name(tls_stream.native_handle(), up.url.host.c_str()))
-            co_return Attempt{Outcome::RetryableFailure, "TLS: cannot set SNI", false};
+            { out = make_attempt(Outcome::RetryableFailure, "TLS: cannot set SNI", false); co_return out; }
         if (up.tls_verify) tls_stream.set_verify_callback(ssl::host_name_verification(up.url.host));
         tcp_stream.expires_after(bounded(config.limits.connect_timeout));
         co_await tls_stream.async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
-        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-        if (ec) co_return Attempt{Outcome::RetryableFailure, "TLS handshake: " + ec.message(), ec == beast::error::timeout};
-        Attempt attempt = co_await exchange(tls_stream, sink, up, request, body, deadline, count_tokens);
+        if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+        if (ec) { out = make_attempt(Outcome::RetryableFailure, "TLS handshake: " + ec.message(), ec == beast::error::timeout); co_return out; }
+        out = co_await exchange(tls_stream, sink, up, request, body, deadline, count_tokens);
         tcp_stream.socket().close(ec);  // no TLS close_notify round trip: the exchange is over
-        co_return attempt;
+        co_return out;
     }
 };
 
