@@ -12,11 +12,14 @@
 //     table.print();
 #pragma once
 
+#include <llmfast/detail/percentile.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -58,12 +61,10 @@ inline double median(std::vector<double> samples) {
     return samples.size() % 2 ? samples[mid] : (samples[mid - 1] + samples[mid]) / 2;
 }
 
-/// The p-th percentile (0..100) by nearest rank; 0 for no samples.
+/// The p-th percentile (0..100) by nearest rank (the library's definition); 0 for no samples.
 inline double percentile(std::vector<double> samples, double p) {
-    if (samples.empty()) return 0;
     std::sort(samples.begin(), samples.end());
-    const double rank = p / 100.0 * static_cast<double>(samples.size() - 1);
-    return samples[static_cast<std::size_t>(rank + 0.5)];
+    return llmfast::detail::nearest_rank(std::span<const double>(samples), p);
 }
 
 /// Seconds since an arbitrary start, as a double.

@@ -1,6 +1,6 @@
 // benchmarks/cache_bench.cpp — SemanticCache, FlatIndex and HashingEmbedder speed and memory.
 //
-//   cache_bench [--quick] [--rounds N] [--only exact|embedder|semantic|int8|lookup|memory]
+//   cache_bench [--quick] [--rounds N] [--only exact|embedder|semantic|int8|lookup|memory|insert|policy]
 //
 // Times are the measuring thread's CPU time (the machines are shared and oversubscribed).
 //
@@ -14,11 +14,17 @@
 //    HashingEmbedder vectors of generated prompts.
 // 4. HashingEmbedder throughput on mixed Chinese/English prompts.
 // 5. Memory per entry (accounted by the cache, and measured as heap growth through mallinfo2).
+// 6. Insert: an insertion into a full cache (one eviction each), exact tier only and with the
+//    semantic tier (embed + guard signature + index add).
+// 7. Eviction policy: hit rate of LruPolicy vs LfuPolicy replaying the demo workload
+//    (examples/data/workload.jsonl, the demo's request mix) at capacities below its working set.
 // g++ 12 bug 105593: xxhash's AVX-512 code (built with -march=native by the bench preset) trips
 // -Wmaybe-uninitialized inside <avx512fintrin.h>. Silenced for this benchmark only.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
+#include <llmfast/flat_index.hpp>
+#include <llmfast/hashing_embedder.hpp>
 #include <llmfast/semantic_cache.hpp>
 
 #include "bench_common.hpp"
@@ -39,6 +45,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace {
@@ -357,6 +364,71 @@ void bench_semantic_lookup(const llmfast::bench::Options& options) {
     table.print();
 }
 
+void bench_insert(const llmfast::bench::Options& options) {
+    const std::size_t capacity = options.quick ? 2000 : 10000;
+    llmfast::bench::Table table(fmt::format("SemanticCache insert into a full cache ({}k entries, one eviction each)", capacity / 1000));
+    llmfast::bench::PromptGenerator gen(41);
+    std::vector<std::string> prompts;
+    for (std::size_t i = 0; i < capacity + 2000; ++i) prompts.push_back(gen.next());
+    const auto run = [&](const char* what, llmfast::SemanticTier tier) {
+        llmfast::SemanticCache<llmfast::HashingEmbedder> cache(llmfast::HashingEmbedder{},
+                                                              {.max_entries = capacity, .semantic_tier = tier, .shards = 1});
+        for (std::size_t i = 0; i < capacity; ++i) cache.insert(prompts[i], "model", "response");
+        std::vector<double> samples;
+        std::size_t next = capacity;
+        for (int round = 0; round < options.rounds; ++round) {
+            const double start = now_seconds();
+            for (int i = 0; i < 200; ++i) {
+                cache.insert(prompts[next], "model", "response");
+                next = next + 1 < prompts.size() ? next + 1 : 0;
+            }
+            samples.push_back((now_seconds() - start) * 1e6 / 200.0);
+        }
+        table.add_absolute(what, llmfast::bench::median(samples), "us");
+    };
+    run("insert, exact tier only", llmfast::SemanticTier::Off);
+    run("insert, semantic tier (embed, guards, index)", llmfast::SemanticTier::On);
+    table.print();
+}
+
+#if __has_include(<llmfast/eviction_policy.hpp>)
+template <class Policy>
+double workload_hit_rate(const std::vector<llmfast::bench::WorkloadPrompt>& pool, const std::vector<std::size_t>& sequence,
+                         std::size_t capacity) {
+    // Exact tier only, one shard: the hits depend on the policy alone.
+    llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::WallClock, Policy> cache(
+        llmfast::HashingEmbedder{}, {.max_entries = capacity, .semantic_tier = llmfast::SemanticTier::Off, .shards = 1});
+    for (const std::size_t i : sequence) {
+        if (!cache.lookup(pool[i].text, "demo")) cache.insert(pool[i].text, "demo", "answer");
+    }
+    return cache.stats().hit_rate();
+}
+
+void bench_policy(const llmfast::bench::Options& options) {
+    const auto pool = llmfast::bench::load_workload(std::string(LLMFAST_SOURCE_DIR) + "/examples/data/workload.jsonl");
+    if (pool.empty()) {
+        std::printf("policy: examples/data/workload.jsonl not found, skipped\n");
+        return;
+    }
+    // The demo's mix (25 % repeats, 25 % paraphrases, the rest new groups; once the groups run out
+    // the rest are repeats), longer than the demo's 240 requests so the cache fills.
+    const std::size_t requests = options.quick ? 1000 : 4000;
+    const auto sequence = llmfast::bench::workload_sequence(pool, requests);
+    const std::unordered_set<std::size_t> distinct(sequence.begin(), sequence.end());
+    llmfast::bench::Table table(fmt::format("eviction policy: demo workload, {} requests, {} distinct prompts, exact tier",
+                                            sequence.size(), distinct.size()));
+    for (const std::size_t capacity : {distinct.size() / 8, distinct.size() / 4, distinct.size() / 2}) {
+        const double lfu = workload_hit_rate<llmfast::LfuPolicy>(pool, sequence, capacity);
+        const double lru = workload_hit_rate<llmfast::LruPolicy>(pool, sequence, capacity);
+        table.add(fmt::format("hit rate, capacity {} entries: LFU (ours) vs LRU", capacity), lfu * 100.0, lru * 100.0, "%",
+                  llmfast::bench::Better::Higher);
+    }
+    table.add_absolute("hit rate, unbounded (either policy)",
+                       workload_hit_rate<llmfast::LruPolicy>(pool, sequence, distinct.size() + 1) * 100.0, "%");
+    table.print();
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -375,5 +447,9 @@ int main(int argc, char** argv) {
     run("semantic", bench_semantic);
     run("int8", bench_int8);
     run("lookup", bench_semantic_lookup);
+    run("insert", bench_insert);
+#if __has_include(<llmfast/eviction_policy.hpp>)
+    run("policy", bench_policy);
+#endif
     return 0;
 }

@@ -11,6 +11,8 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // g++ 12 bug 105593 in xxhash's AVX-512 path (-march=native)
 #endif
+#include <llmfast/hashing_embedder.hpp>
+#include <llmfast/hit_guards.hpp>
 #include <llmfast/semantic_cache.hpp>
 
 #include "bench_common.hpp"

@@ -1,11 +1,16 @@
 // benchmarks/cache_workload.hpp — generated prompts and vectors shared by the cache benchmarks.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <cstdint>
+#include <fstream>
+#include <map>
+#include <optional>
 #include <random>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include <fmt/format.h>
@@ -95,6 +100,106 @@ inline std::vector<float> random_unit_vectors(std::size_t n, std::size_t dim, st
         for (std::size_t j = 0; j < dim; ++j) row[j] *= inv;
     }
     return out;
+}
+
+/// One prompt of the demo workload (examples/data/workload.jsonl): its text and paraphrase group.
+struct WorkloadPrompt {
+    std::string text;
+    long long group = 0;
+};
+
+/// The string value of `"key": "..."` in one JSON line (the workload's flat objects; \" \\ \n \t and
+/// \uXXXX below U+0800 are decoded), or nullopt.
+inline std::optional<std::string> json_string_field(const std::string& line, const std::string& key) {
+    const std::size_t at = line.find("\"" + key + "\"");
+    if (at == std::string::npos) return std::nullopt;
+    std::size_t pos = line.find('"', line.find(':', at + key.size() + 2));
+    if (pos == std::string::npos) return std::nullopt;
+    std::string out;
+    for (++pos; pos < line.size() && line[pos] != '"'; ++pos) {
+        if (line[pos] != '\\' || pos + 1 >= line.size()) {
+            out += line[pos];
+            continue;
+        }
+        const char c = line[++pos];
+        if (c == 'n') out += '\n';
+        else if (c == 't') out += '\t';
+        else if (c == 'u' && pos + 4 < line.size()) {
+            const auto cp = static_cast<unsigned>(std::stoul(line.substr(pos + 1, 4), nullptr, 16));
+            pos += 4;
+            if (cp < 0x80) out += static_cast<char>(cp);
+            else if (cp < 0x800) { out += static_cast<char>(0xC0 | (cp >> 6)); out += static_cast<char>(0x80 | (cp & 0x3F)); }
+        } else out += c;
+    }
+    return out;
+}
+
+/// The demo workload's prompts (`"prompt"` and a numeric `"group"` per line).
+inline std::vector<WorkloadPrompt> load_workload(const std::string& path) {
+    std::ifstream in(path);
+    std::vector<WorkloadPrompt> pool;
+    std::string line;
+    while (std::getline(in, line)) {
+        const auto prompt = json_string_field(line, "prompt");
+        const std::size_t g = line.find("\"group\"");
+        if (!prompt || g == std::string::npos) continue;
+        pool.push_back({*prompt, std::stoll(line.substr(line.find(':', g) + 1))});
+    }
+    return pool;
+}
+
+/// The demo's request sequence (examples/demo.cpp make_sequence, same draws for the same seed): each
+/// request repeats a prompt already sent (chosen among all requests so far, so popular prompts come
+/// back more often), paraphrases a seen group, or opens an unseen group, with the given shares.
+inline std::vector<std::size_t> workload_sequence(const std::vector<WorkloadPrompt>& pool, std::size_t requests,
+                                                  double repeat_share = 0.25, double paraphrase_share = 0.25,
+                                                  std::uint64_t seed = 42) {
+    enum Kind { New, Repeat, Paraphrase };
+    std::mt19937_64 rng(seed);
+    std::map<long long, std::vector<std::size_t>> by_group;
+    for (std::size_t i = 0; i < pool.size(); ++i) by_group[pool[i].group].push_back(i);
+    std::vector<long long> unseen;
+    for (const auto& [g, members] : by_group) unseen.push_back(g);
+    std::shuffle(unseen.begin(), unseen.end(), rng);
+    std::vector<std::size_t> sent;
+    std::unordered_set<std::size_t> sent_set;
+    std::vector<long long> seen;
+    auto uniform = [&](std::size_t n) { return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng); };
+    auto take_new = [&]() -> std::optional<std::size_t> {
+        if (unseen.empty()) return std::nullopt;
+        const long long g = unseen.back();
+        unseen.pop_back();
+        seen.push_back(g);
+        const auto& members = by_group[g];
+        return members[uniform(members.size())];
+    };
+    auto take_paraphrase = [&]() -> std::optional<std::size_t> {
+        std::vector<std::size_t> fresh;
+        for (long long g : seen)
+            for (std::size_t m : by_group[g])
+                if (!sent_set.contains(m)) fresh.push_back(m);
+        if (fresh.empty()) return std::nullopt;
+        return fresh[uniform(fresh.size())];
+    };
+    auto take_repeat = [&]() -> std::optional<std::size_t> {
+        if (sent.empty()) return std::nullopt;
+        return sent[uniform(sent.size())];
+    };
+    std::uniform_real_distribution<double> coin(0.0, 1.0);
+    for (std::size_t i = 0; i < requests; ++i) {
+        const double r = coin(rng);
+        const Kind want = r < repeat_share ? Repeat : r < repeat_share + paraphrase_share ? Paraphrase : New;
+        const Kind order[3][3] = {{New, Paraphrase, Repeat}, {Repeat, Paraphrase, New}, {Paraphrase, New, Repeat}};
+        std::optional<std::size_t> pick;
+        for (Kind k : order[want]) {
+            pick = k == New ? take_new() : k == Repeat ? take_repeat() : take_paraphrase();
+            if (pick) break;
+        }
+        if (!pick) break;
+        sent.push_back(*pick);
+        sent_set.insert(*pick);
+    }
+    return sent;
 }
 
 }  // namespace llmfast::bench

@@ -1,8 +1,8 @@
-// benchmarks/compressor_bench.cpp — PromptCompressor throughput against the seed's algorithm, and
-// token reduction on the seed's example prompt and on a longer realistic prompt.
+// benchmarks/compressor_bench.cpp — PromptCompressor throughput against the chapter's algorithm, and
+// token reduction on the chapter's example prompt and on a longer realistic prompt.
 //
-// Baseline (the seed's design, ported faithfully): one full `str.replace` pass per rule, in order,
-// then the seed's two whitespace rules ("\n\n\n"->"\n\n", "  "->" ") and `strip()`. Ours: one
+// Baseline (the chapter's design, ported faithfully): one full `str.replace` pass per rule, in order,
+// then the chapter's two whitespace rules ("\n\n\n"->"\n\n", "  "->" ") and `strip()`. Ours: one
 // Aho-Corasick pass for all rules plus the full whitespace normalization (more work, not less).
 #include <llmfast/compressor.hpp>
 
@@ -35,8 +35,8 @@ void replace_all(std::string& text, std::string_view pattern, std::string_view r
     text.swap(out);
 }
 
-// The seed's PromptCompressor.compress, ported: sequential replace per rule, then strip().
-std::string seed_compress(std::string text, const std::vector<CompressionRule>& rules) {
+// The chapter's PromptCompressor.compress, ported: sequential replace per rule, then strip().
+std::string chapter_compress(std::string text, const std::vector<CompressionRule>& rules) {
     for (const CompressionRule& rule : rules) replace_all(text, rule.pattern, rule.replacement);
     replace_all(text, "\n\n\n", "\n\n");
     replace_all(text, "  ", " ");
@@ -84,7 +84,7 @@ std::string make_text(std::size_t bytes, std::uint64_t seed) {
     return text;
 }
 
-// The seed's Chinese rules (10 with both commas) plus `extra` synthetic rules built from phrases that
+// The chapter's Chinese rules (10 with both commas) plus `extra` synthetic rules built from phrases that
 // partly occur in the text (so they fire) and partly do not (so they only cost matching).
 std::vector<CompressionRule> make_rules(std::size_t total) {
     std::vector<CompressionRule> rules = llmfast::chinese_rules();
@@ -114,7 +114,7 @@ std::vector<CompressionRule> make_rules(std::size_t total) {
     return rules;
 }
 
-const std::string seed_prompt =
+const std::string chapter_prompt =
     "\n请你帮我分析以下是一段代码,你需要首先,理解代码的功能,其次,找出潜在的问题,最后,给出改进建议。\n"
     "请注意代码的性能和可读性。\n";
 
@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
     const std::string text = make_text(bytes, 7);
     const int reps = options.quick ? 1 : 5;
 
-    llmfast::bench::Table table("PromptCompressor: one Aho-Corasick pass vs the seed's replace-per-rule");
+    llmfast::bench::Table table("PromptCompressor: one Aho-Corasick pass vs the chapter's replace-per-rule");
     for (const std::size_t rule_count : {std::size_t{10}, std::size_t{200}}) {
         const std::vector<CompressionRule> rules = make_rules(rule_count);
         llmfast::CompressorOptions compressor_options;
@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
         const auto baseline = [&] {
             const double start = llmfast::bench::now_seconds();
             for (int i = 0; i < reps; ++i) {
-                auto result = seed_compress(text, rules);
+                auto result = chapter_compress(text, rules);
                 llmfast::bench::keep(result);
             }
             return mb_per_second(text.size() * static_cast<std::size_t>(reps), llmfast::bench::now_seconds() - start);
@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
 
     table.print();
 
-    // Token reduction (estimating counter, cl100k ratios): ours vs the seed's compress, same input.
+    // Token reduction (estimating counter, cl100k ratios): ours vs the chapter's compress, same input.
     const llmfast::EstimatingTokenCounter counter;
     llmfast::bench::Table reduction("Token reduction (estimating counter), % of tokens saved");
     const auto percent = [&](std::string_view before, std::string_view after) {
@@ -204,27 +204,27 @@ int main(int argc, char** argv) {
     };
     const llmfast::PromptCompressor defaults;
     {
-        const auto ours = defaults.compress(seed_prompt);
-        reduction.add("seed's example prompt (" + std::to_string(ours.stats.tokens_before) + " -> " +
-                          std::to_string(ours.stats.tokens_after) + " tokens)",
-                      percent(seed_prompt, ours.text),
-                      percent(seed_prompt, seed_compress(seed_prompt, llmfast::chinese_rules())), "%",
+        const auto ours = defaults.compress(chapter_prompt);
+        reduction.add("the chapter's example prompt (" + std::to_string(ours.report.tokens_before) + " -> " +
+                          std::to_string(ours.report.tokens_after) + " tokens)",
+                      percent(chapter_prompt, ours.text),
+                      percent(chapter_prompt, chapter_compress(chapter_prompt, llmfast::chinese_rules())), "%",
                       llmfast::bench::Better::Higher);
     }
     {
         const auto ours = defaults.compress(long_prompt);
-        reduction.add("long zh/en RAG prompt, default (" + std::to_string(ours.stats.tokens_before) + " -> " +
-                          std::to_string(ours.stats.tokens_after) + ")",
+        reduction.add("long zh/en RAG prompt, default (" + std::to_string(ours.report.tokens_before) + " -> " +
+                          std::to_string(ours.report.tokens_after) + ")",
                       percent(long_prompt, ours.text),
-                      percent(long_prompt, seed_compress(long_prompt, llmfast::chinese_rules())), "%",
+                      percent(long_prompt, chapter_compress(long_prompt, llmfast::chinese_rules())), "%",
                       llmfast::bench::Better::Higher);
         llmfast::CompressorOptions dedupe;
         dedupe.remove_repeated_sentences = true;
         const llmfast::PromptCompressor deduping(dedupe);
         const auto deduped = deduping.compress(long_prompt);
-        reduction.add("long prompt, + repeated sentences (" + std::to_string(deduped.stats.tokens_after) + ")",
+        reduction.add("long prompt, + repeated sentences (" + std::to_string(deduped.report.tokens_after) + ")",
                       percent(long_prompt, deduped.text),
-                      percent(long_prompt, seed_compress(long_prompt, llmfast::chinese_rules())), "%",
+                      percent(long_prompt, chapter_compress(long_prompt, llmfast::chinese_rules())), "%",
                       llmfast::bench::Better::Higher);
         if (!options.quick) std::printf("\n--- long prompt, compressed with repeated-sentence removal ---\n%s\n", deduped.text.c_str());
     }

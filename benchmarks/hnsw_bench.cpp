@@ -12,6 +12,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // g++ 12 bug 105593 in xxhash's AVX-512 path
 #endif
 #include <llmfast/hnsw_index.hpp>
+#include <llmfast/flat_index.hpp>
+#include <llmfast/hashing_embedder.hpp>
 #include <llmfast/semantic_cache.hpp>
 
 #include "bench_common.hpp"

@@ -14,6 +14,7 @@
 #include "bench_common.hpp"
 
 #include <llmfast/bpe_tokenizer.hpp>
+#include <llmfast/estimating_token_counter.hpp>
 
 #include <fmt/format.h>
 

@@ -2,7 +2,7 @@
 //
 // Baseline: the simplest correct truncation a competent user would write with a token counter — a
 // binary search on the cut position, counting the candidate text each time (it meets the budget, but
-// each probe counts up to the whole input). The seed's own truncator ("2 characters per token", cut
+// each probe counts up to the whole input). The chapter's own truncator ("2 characters per token", cut
 // by characters) is shown too: it is fast, but its output overshoots the budget.
 #include <llmfast/truncator.hpp>
 
@@ -66,8 +66,8 @@ std::string binary_search_truncate(std::string_view text, std::size_t budget, Tr
     return build(lo);
 }
 
-// The seed's truncate_context, ported: 2 characters per token, cut by code points.
-std::string seed_truncate(std::string_view text, std::size_t max_tokens, TruncateStrategy strategy) {
+// The chapter's truncate_context, ported: 2 characters per token, cut by code points.
+std::string chapter_truncate(std::string_view text, std::size_t max_tokens, TruncateStrategy strategy) {
     const std::size_t chars = max_tokens * 2;
     const auto forward = [&](std::size_t n) {  // byte offset after n code points
         std::size_t pos = 0;
@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
 
     llmfast::bench::Table table("Truncator: " + std::to_string(bytes / (1024 * 1024)) + " MB log -> " +
                                 std::to_string(budget) + " tokens (us per call)");
-    llmfast::bench::Table seed("The seed's truncate_context (2 chars/token, cut by characters)");
+    llmfast::bench::Table chapter("The chapter's truncate_context (2 chars/token, cut by characters)");
     for (const TruncateStrategy strategy : {TruncateStrategy::Head, TruncateStrategy::Tail, TruncateStrategy::Middle}) {
         std::size_t ours_tokens = 0;
         const auto ours = [&] {
@@ -132,27 +132,27 @@ int main(int argc, char** argv) {
         table.add(std::string(name(strategy)) + " (" + std::to_string(ours_tokens) + " tokens kept)", ours_us, base_us,
                   "us", llmfast::bench::Better::Lower);
 
-        std::vector<double> seed_us;
-        std::size_t seed_tokens = 0;
+        std::vector<double> chapter_us;
+        std::size_t chapter_tokens = 0;
         for (int round = 0; round < options.rounds; ++round) {
             const double start = llmfast::bench::now_seconds();
             for (int i = 0; i < calls; ++i) {
-                auto cut = seed_truncate(text, budget, strategy);
-                seed_tokens = counter.count(cut);
+                auto cut = chapter_truncate(text, budget, strategy);
+                chapter_tokens = counter.count(cut);
                 llmfast::bench::keep(cut);
             }
-            seed_us.push_back((llmfast::bench::now_seconds() - start) / calls * 1e6);
+            chapter_us.push_back((llmfast::bench::now_seconds() - start) / calls * 1e6);
         }
-        seed.add_absolute(std::string(name(strategy)) + ": time (incl. counting its output)", llmfast::bench::median(seed_us), "us");
-        seed.add_absolute(std::string(name(strategy)) + ": tokens for a budget of 2000", static_cast<double>(seed_tokens), "tokens");
+        chapter.add_absolute(std::string(name(strategy)) + ": time (incl. counting its output)", llmfast::bench::median(chapter_us), "us");
+        chapter.add_absolute(std::string(name(strategy)) + ": tokens for a budget of 2000", static_cast<double>(chapter_tokens), "tokens");
     }
     // On Chinese prose, "2 characters per token" overshoots: a character is about one token.
     std::string chinese;
     while (chinese.size() < 256 * 1024) chinese += "大语言模型的推理延迟是生产环境中最大的痛点之一，流式响应可以显著降低首字延迟。\n";
-    seed.add_absolute("zh prose, head: seed's tokens for a budget of 2000",
-                      static_cast<double>(counter.count(seed_truncate(chinese, budget, TruncateStrategy::Head))), "tokens");
-    seed.add_absolute("zh prose, head: ours", static_cast<double>(truncator.truncate(chinese, budget).tokens), "tokens");
+    chapter.add_absolute("zh prose, head: chapter's tokens for a budget of 2000",
+                      static_cast<double>(counter.count(chapter_truncate(chinese, budget, TruncateStrategy::Head))), "tokens");
+    chapter.add_absolute("zh prose, head: ours", static_cast<double>(truncator.truncate(chinese, budget).tokens), "tokens");
     table.print();
-    seed.print();
+    chapter.print();
     return 0;
 }

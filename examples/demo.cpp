@@ -25,6 +25,7 @@
 // quickly; every figure is reported in simulated milliseconds. The GPU keeps its own simulated
 // timeline (Backend) and llmfast's own work is counted at its real duration (Demo::serve_one), so the
 // scheduling jitter of a busy host, which the time scale magnifies, stays out of the figures.
+#include <llmfast/detail/percentile.hpp>
 #include <llmfast/llmfast.hpp>
 #include <llmfast/sse.hpp>
 #include <llmfast/stream.hpp>
@@ -426,7 +427,7 @@ std::vector<Request> make_sequence(const std::vector<Prompt>& pool, const Option
 // Simulated time
 
 // Simulated time as a `llmfast::Clock`: real steady-clock time since the run began, times the scale.
-// Components that take a clock (StreamMetrics) then measure in simulated time directly.
+// Components that take a clock (StreamRecorder) then measure in simulated time directly.
 class SimClock {
 public:
     using Real = std::chrono::steady_clock;
@@ -687,7 +688,7 @@ struct RunResult {
     std::size_t batched_jobs = 0;
     std::size_t cache_entries = 0;
     std::size_t cache_memory_bytes = 0;
-    llmfast::CacheStats cache_stats{};  // as the cache counted them
+    llmfast::SemanticCacheStats cache_stats{};  // as the cache counted them
     double real_seconds = 0;
 };
 
@@ -869,11 +870,11 @@ public:
         }
         result.span_ms = last - first;
         result.busy_ms = backend.busy_ms();
-        const llmfast::BatcherMetrics metrics = server.metrics();
+        const llmfast::BatcherStats metrics = server.stats();
         result.batches = static_cast<std::size_t>(metrics.batches);
         result.batched_jobs = static_cast<std::size_t>(metrics.dispatched);
         if (cache) {
-            const llmfast::CacheStats stats = cache->stats();
+            const llmfast::SemanticCacheStats stats = cache->stats();
             result.cache_entries = stats.entries;
             result.cache_memory_bytes = stats.memory_bytes;
             result.cache_stats = stats;
@@ -915,7 +916,7 @@ private:
             llmfast::CompressionResult compressed = compressor_.compress(prompt.text);
             rec.prompt_changed = compressed.text != prompt.text;
             sent = std::move(compressed.text);
-            rec.prompt_tokens_sent = compressed.stats.tokens_after;
+            rec.prompt_tokens_sent = compressed.report.tokens_after;
         }
         if (!cache) {
             call_backend(config, clock, backend, server, prompt, sent, real_issue, rec);
@@ -923,12 +924,10 @@ private:
         }
 
         // Exact tier, semantic tier, else the backend; concurrent identical misses call it once.
-        bool called = false;
         const llmfast::LookupResult result = cache->get_or_compute(sent, cache_scope, [&] {
-            called = true;
             return call_backend(config, clock, backend, server, prompt, sent, real_issue, rec);
         });
-        if (called) {
+        if (result.match == llmfast::MatchKind::Computed) {
             rec.cache = CacheOutcome::Miss;
             std::lock_guard lock(flights_mutex_);
             flights_[sent] = rec.done_ms;
@@ -1053,7 +1052,7 @@ CacheReplay replay_cache(const Options& o, const std::vector<Prompt>& pool, cons
         if (hit.match == llmfast::MatchKind::Semantic) ++r.semantic_hits;
         if (group_of_answer(hit.response()) != prompt.group) ++r.wrong_hits;
     }
-    const llmfast::CacheStats stats = cache->stats();
+    const llmfast::SemanticCacheStats stats = cache->stats();
     r.entries = stats.entries;
     r.memory_bytes = stats.memory_bytes;
     return r;
@@ -1099,11 +1098,8 @@ Json replay_json(const CacheReplay& r) {
 // Statistics and the table
 
 double percentile(std::vector<double> v, double p) {
-    if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
-    const double rank = std::ceil(p / 100.0 * static_cast<double>(v.size()));
-    const std::size_t idx = static_cast<std::size_t>(std::clamp(rank, 1.0, static_cast<double>(v.size()))) - 1;
-    return v[idx];
+    return llmfast::detail::nearest_rank(std::span<const double>(v), p);  // 0 for no samples
 }
 double mean(const std::vector<double>& v) {
     return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());

@@ -38,7 +38,7 @@ void serve(int stall_after) {
         channel, [&](std::stop_token stop) { return fake_model(stop, answer, stall_after); });
 
     llmfast::TimedReceiver receiver(channel, {.total = 10s, .first_item = 2s, .idle = 100ms});
-    llmfast::StreamMetrics metrics;
+    llmfast::StreamRecorder metrics;
     const llmfast::OpenAiChunkEncoder encoder({.id = "chatcmpl-example", .model = "fake-model", .created = 1700000000});
 
     std::string wire;  // what would be written to the socket

@@ -63,11 +63,14 @@ LLMFAST_END_NAMESPACE
 //
 // Thread-safety: the types here are plain values.
 
+
+#include <fmt/format.h>
+
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 enum class ErrorCode : int {
     Ok = 0,            ///< success (only used where a status is returned instead of thrown)
@@ -111,7 +114,7 @@ constexpr std::string_view to_string(ErrorCode code) noexcept {
 class Error : public std::runtime_error {
 public:
     Error(ErrorCode code, std::string_view message)
-        : std::runtime_error(std::string(to_string(code)) + ": " + std::string(message)), code_(code) {}
+        : std::runtime_error(fmt::format("{}: {}", to_string(code), message)), code_(code) {}
 
     [[nodiscard]] ErrorCode code() const noexcept { return code_; }
 
@@ -119,7 +122,7 @@ private:
     ErrorCode code_;
 };
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE
 // ---- end llmfast/error.hpp ----
 // ---- begin llmfast/clock.hpp ----
 // llmfast/clock.hpp — the `Clock` concept, the clocks llmfast uses, and `ClockRef`, how components
@@ -251,13 +254,18 @@ LLMFAST_END_NAMESPACE
 //     send(assembler.finish());                               // a dangling tail becomes U+FFFD
 //
 // Thread-safety: the free functions are pure; an `Assembler` is a value owned by one stream.
+//
+// Errors: nothing here throws an `llmfast::Error`; the calls that build a string (`repair`,
+// `append_repaired`, `append`, `Assembler`) can throw only std::bad_alloc.
+
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace llmfast::utf8 {
+LLMFAST_BEGIN_NAMESPACE
+namespace utf8 {
 
 /// U+FFFD REPLACEMENT CHARACTER, encoded.
 inline constexpr std::string_view replacement_character = "\xEF\xBF\xBD";
@@ -315,21 +323,40 @@ constexpr DecodeResult decode(std::string_view text, std::size_t pos) noexcept {
     return {value, length, DecodeStatus::Valid};
 }
 
-/// Offset of the first byte that is not part of a well-formed sequence (an incomplete sequence at the
-/// end counts as ill-formed), or `std::string_view::npos` when `text` is valid UTF-8.
-constexpr std::size_t find_invalid(std::string_view text) noexcept {
-    std::size_t pos = 0;
+}  // namespace utf8
+
+namespace detail {
+
+/// The first ill-formed subsequence of `text` at or after `pos`: its offset (`text.size()` when there
+/// is none) and its length (as utf8::decode reports it).
+struct Utf8Invalid {
+    std::size_t pos;
+    std::size_t length;
+};
+
+constexpr Utf8Invalid utf8_next_invalid(std::string_view text, std::size_t pos) noexcept {
     while (pos < text.size()) {
         // ASCII dominates most prompts: skip it a byte at a time without the full decoder.
         if (static_cast<unsigned char>(text[pos]) < 0x80U) {
             ++pos;
             continue;
         }
-        const DecodeResult result = decode(text, pos);
-        if (result.status != DecodeStatus::Valid) return pos;
+        const utf8::DecodeResult result = utf8::decode(text, pos);
+        if (result.status != utf8::DecodeStatus::Valid) return {pos, result.length};
         pos += result.length;
     }
-    return std::string_view::npos;
+    return {text.size(), 0};
+}
+
+}  // namespace detail
+
+namespace utf8 {
+
+/// Offset of the first byte that is not part of a well-formed sequence (an incomplete sequence at the
+/// end counts as ill-formed), or `std::string_view::npos` when `text` is valid UTF-8.
+constexpr std::size_t find_invalid(std::string_view text) noexcept {
+    const std::size_t pos = detail::utf8_next_invalid(text, 0).pos;
+    return pos < text.size() ? pos : std::string_view::npos;
 }
 
 /// True when `text` is well-formed UTF-8.
@@ -409,21 +436,12 @@ inline void append(std::string& out, char32_t code_point) {
 /// U+FFFD. Valid input is appended unchanged.
 inline void append_repaired(std::string& out, std::string_view text) {
     std::size_t clean_start = 0;  // start of the run of valid bytes not yet copied
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        if (static_cast<unsigned char>(text[pos]) < 0x80U) {
-            ++pos;
-            continue;
-        }
-        const DecodeResult result = decode(text, pos);
-        if (result.status == DecodeStatus::Valid) {
-            pos += result.length;
-            continue;
-        }
-        out.append(text.substr(clean_start, pos - clean_start));
+    for (;;) {
+        const detail::Utf8Invalid invalid = detail::utf8_next_invalid(text, clean_start);
+        if (invalid.pos == text.size()) break;
+        out.append(text.substr(clean_start, invalid.pos - clean_start));
         out.append(replacement_character);
-        pos += result.length;
-        clean_start = pos;
+        clean_start = invalid.pos + invalid.length;
     }
     out.append(text.substr(clean_start));
 }
@@ -473,21 +491,75 @@ private:
     std::string output_;
 };
 
-}  // namespace llmfast::utf8
+}  // namespace utf8
+LLMFAST_END_NAMESPACE
 // ---- end llmfast/utf8.hpp ----
-// ---- begin llmfast/tokens.hpp ----
-// llmfast/tokens.hpp — the `TokenCounter` concept and a model-free estimating counter.
+// ---- begin llmfast/token_counter.hpp ----
+// llmfast/token_counter.hpp — the `TokenCounter` concept: what the truncator, the compressor and the
+// demo need of a tokenizer (how many tokens a text costs), and nothing else.
 //
-// Budgets in llmfast are in tokens, as a model bills and limits them. Anything with
-// `count(std::string_view) -> std::size_t` is a `TokenCounter`: the exact tiktoken-compatible
-// `BpeTokenizer` (bpe_tokenizer.hpp), a wrapper around your model's own tokenizer, or the
-// `EstimatingTokenCounter` below, which needs no vocabulary file.
+// Budgets in llmfast are in tokens, as a model bills and limits them. Models of the concept: the
+// exact tiktoken-compatible `BpeTokenizer` (bpe_tokenizer.hpp), the vocabulary-free
+// `EstimatingTokenCounter` (estimating_token_counter.hpp), or a wrapper around your model's own
+// tokenizer:
+//
+//     struct MyCounter {
+//         std::size_t count(std::string_view text) const { return my_model_tokenize(text).size(); }
+//         static constexpr bool monotone = false;  // optional, see below
+//     };
+//     static_assert(llmfast::TokenCounter<MyCounter>);
+//     llmfast::Truncator<MyCounter> truncator;
+//
+// Required: `count(std::string_view)` callable on a const object, returning something convertible to
+// `std::size_t` (counters are shared between threads, so `count` must not mutate).
+//
+// Optional: `static constexpr bool monotone` (detected by `is_monotone_token_counter<C>`; absent
+// means false). Declare it true only when a substring never costs more than the text it is taken
+// from: `count(s) <= count(t)` for valid UTF-8 `t` and every substring `s` of it that starts and ends
+// at code-point boundaries. The truncator then proves that a long text does not fit by counting a
+// prefix of it instead of the whole text. A wrong claim makes the truncator cut a text that fits.
+// `EstimatingTokenCounter` declares it; `BpeTokenizer` does not (BPE counts are not monotone).
+//
+// Thread-safety: the concept requires `count` to be a const call; a model should make it safe to call
+// concurrently. Nothing here throws.
+
+
+#include <concepts>
+#include <cstddef>
+#include <string_view>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// Anything with a const `count(std::string_view)` convertible to `std::size_t` (see the header comment;
+/// optional: `static constexpr bool monotone`).
+template <class Counter>
+concept TokenCounter = requires(const Counter& counter, std::string_view text) {
+    { counter.count(text) } -> std::convertible_to<std::size_t>;
+};
+
+/// True when `Counter` declares `static constexpr bool monotone = true` (the optional part of
+/// `TokenCounter`); false when it declares false or nothing.
+template <class Counter>
+inline constexpr bool is_monotone_token_counter = [] {
+    if constexpr (requires { Counter::monotone; }) {
+        return static_cast<bool>(Counter::monotone);
+    } else {
+        return false;
+    }
+}();
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/token_counter.hpp ----
+// ---- begin llmfast/estimating_token_counter.hpp ----
+// llmfast/estimating_token_counter.hpp — `EstimatingTokenCounter`, a model-free `TokenCounter`
+// (token_counter.hpp) that needs no vocabulary file, and its per-class prices `EstimatorRatios`.
 //
 //     llmfast::EstimatingTokenCounter counter;                  // ratios tuned on cl100k_base
 //     std::size_t n = counter.count("Hello, 世界! 12345");
+//     llmfast::EstimatingTokenCounter gpt4o(llmfast::EstimatorRatios::o200k());
 //
 // The estimator reads the text once and counts each kind of run with its own ratio, instead of the
-// seed's "2 characters per token" (which is off by 2-2.5x for English):
+// chapter's "2 characters per token" (which is off by 2-2.5x for English):
 //   - CJK ideographs and CJK punctuation: `cjk_ideograph` tokens each (on real Chinese prompts
 //     cl100k_base spends about 1.15 per ideograph, o200k_base about 0.8);
 //   - kana and hangul: `kana_hangul` tokens each;
@@ -513,6947 +585,35 @@ private:
 // `truncate(text, max_tokens)` is consistent with it: it returns the longest prefix, cut at a
 // character boundary (an ill-formed byte is one character), with `count(prefix) <= max_tokens`; when
 // `count(text) <= max_tokens` that is all of `text`.
-// Measured against the exact BPE counts (paragraphs of five sentences from shared/data/pairs-dev.tsv
-// and the demo's prompts), mean |relative error|: English 3 % (worst 22 %) with both presets; Chinese
+// Measured against the exact BPE counts (paragraphs of five sentences from a held-out set of
+// English and Chinese paraphrase pairs, and the demo's prompts), mean |relative error|: English 3 % (worst 22 %) with both presets; Chinese
 // 8-15 % for cl100k_base and 10-15 % for o200k_base (worst 35 %), lowest on everyday prompts, highest
 // on text full of transliterated names and rare characters, which BPE splits into bytes.
 //
 // Thread-safety: `EstimatingTokenCounter` is immutable after construction; share it freely.
-
-
-#include <algorithm>
-#include <array>
-#include <cmath>
-#include <concepts>
-#include <cstddef>
-#include <initializer_list>
-#include <string_view>
-
-namespace llmfast {
-
-/// What the truncator, the compressor and the demo need of a tokenizer: how many tokens a text costs.
-/// `count` must be callable on a const object (counters are shared between threads).
-///
-/// Optional: a counter may declare `static constexpr bool monotone = true;` when a substring never
-/// costs more than the text it is taken from: `count(s) <= count(t)` for valid UTF-8 `t` and every
-/// substring `s` of it that starts and ends at code-point boundaries.
-/// The truncator then proves that a long text does not fit by counting a prefix of it instead of the
-/// whole text. Declare it only if it holds for every text: a wrong claim makes the truncator cut a text
-/// that fits. `EstimatingTokenCounter` declares it; `BpeTokenizer` does not (BPE counts are not monotone).
-template <class Counter>
-concept TokenCounter = requires(const Counter& counter, std::string_view text) {
-    { counter.count(text) } -> std::convertible_to<std::size_t>;
-};
-
-/// True when `Counter` declares `static constexpr bool monotone = true` (see `TokenCounter`).
-template <class Counter>
-inline constexpr bool is_monotone_token_counter = [] {
-    if constexpr (requires { Counter::monotone; }) {
-        return static_cast<bool>(Counter::monotone);
-    } else {
-        return false;
-    }
-}();
-
-/// The per-class costs the estimator uses; see the header comment. All must be >= 0.
-struct EstimatorRatios {
-    // Defaults fitted against cl100k_base on Chinese and English sentences and prompts (see the
-    // header comment for the measured error); the o200k() preset refits the CJK-sensitive ones.
-    double cjk_ideograph = 1.15;
-    double kana_hangul = 1.0;
-    double letters_per_token = 10.0;  ///< letters a word holds before it costs another token (> 0)
-    double digits_per_token = 3.0;    ///< (> 0)
-    double punctuation = 0.6;
-    double whitespace_run = 0.5;
-    double other_byte = 0.5;
-
-    /// Ratios that approximate OpenAI's cl100k_base (GPT-4, GPT-3.5).
-    static constexpr EstimatorRatios cl100k() noexcept { return {}; }
-    /// Ratios that approximate OpenAI's o200k_base (GPT-4o): CJK text is much cheaper there.
-    static constexpr EstimatorRatios o200k() noexcept {
-        EstimatorRatios ratios;
-        ratios.cjk_ideograph = 0.8;
-        ratios.kana_hangul = 0.8;
-        ratios.punctuation = 0.5;
-        return ratios;
-    }
-};
-
-namespace detail {
-
-enum class CharClass : unsigned char { Letter, Digit, Punctuation, Space, Cjk, KanaHangul, Other };
-
-constexpr CharClass classify(char32_t cp) noexcept {
-    if (cp < 0x80U) {
-        if ((cp >= U'a' && cp <= U'z') || (cp >= U'A' && cp <= U'Z')) return CharClass::Letter;
-        if (cp >= U'0' && cp <= U'9') return CharClass::Digit;
-        if (cp == U' ' || cp == U'\t' || cp == U'\n' || cp == U'\r' || cp == U'\f' || cp == U'\v')
-            return CharClass::Space;
-        return CharClass::Punctuation;  // the remaining printable ASCII and control characters
-    }
-    if ((cp >= 0x00C0U && cp <= 0x024FU && cp != 0x00D7U && cp != 0x00F7U) ||  // Latin-1 and Latin Extended
-        (cp >= 0x0370U && cp <= 0x052FU))                                      // Greek, Cyrillic
-        return CharClass::Letter;
-    if ((cp >= 0x4E00U && cp <= 0x9FFFU) || (cp >= 0x3400U && cp <= 0x4DBFU) ||
-        (cp >= 0xF900U && cp <= 0xFAFFU) || (cp >= 0x20000U && cp <= 0x3134FU))
-        return CharClass::Cjk;
-    if ((cp >= 0x3040U && cp <= 0x30FFU) || (cp >= 0xAC00U && cp <= 0xD7AFU) || (cp >= 0x1100U && cp <= 0x11FFU))
-        return CharClass::KanaHangul;
-    if (cp == 0x3000U || cp == 0x00A0U) return CharClass::Space;  // ideographic and no-break space
-    if ((cp >= 0x3001U && cp <= 0x303FU) || (cp >= 0xFF01U && cp <= 0xFF65U))  // CJK and full-width punctuation
-        return CharClass::Cjk;  // mostly one token each, like ideographs
-    return CharClass::Other;
-}
-
-/// classify() of every ASCII byte, so the common case is one table load.
-inline constexpr std::array<CharClass, 128> ascii_classes = [] {
-    std::array<CharClass, 128> table{};
-    for (char32_t c = 0; c < 128; ++c) table[c] = classify(c);
-    return table;
-}();
-
-}  // namespace detail
-
-/// A fast, vocabulary-free token estimate for mixed CJK and Latin text (see the header comment).
-class EstimatingTokenCounter {
-public:
-    constexpr EstimatingTokenCounter() noexcept = default;
-    /// Never throws: a divisor ratio that is not > 0 is clamped to 1, a price that is not >= 0 (or
-    /// NaN) to 0 (so the count stays monotone, see `TokenCounter`).
-    constexpr explicit EstimatingTokenCounter(EstimatorRatios ratios) noexcept : ratios_(ratios) {
-        if (!(ratios_.letters_per_token > 0)) ratios_.letters_per_token = 1;
-        if (!(ratios_.digits_per_token > 0)) ratios_.digits_per_token = 1;
-        for (double* price : {&ratios_.cjk_ideograph, &ratios_.kana_hangul, &ratios_.punctuation,
-                              &ratios_.whitespace_run, &ratios_.other_byte})
-            if (!(*price >= 0)) *price = 0;
-    }
-
-    [[nodiscard]] constexpr const EstimatorRatios& ratios() const noexcept { return ratios_; }
-
-    /// A substring never costs more than the text it is taken from (see `TokenCounter`).
-    static constexpr bool monotone = true;
-
-    /// Estimated tokens in `text` (0 for empty text, at least 1 otherwise). Never throws; invalid
-    /// UTF-8 bytes are counted as `other_byte` each.
-    [[nodiscard]] std::size_t count(std::string_view text) const noexcept {
-        return scan(text, static_cast<std::size_t>(-1)).tokens;
-    }
-
-    /// The longest prefix of `text`, cut at a character boundary (an ill-formed byte counts as one
-    /// character), with `count(prefix) <= max_tokens`; all of `text` when `count(text) <= max_tokens`,
-    /// empty when not even the first character fits. Reads only the prefix and the character after
-    /// it. Never throws.
-    [[nodiscard]] std::string_view truncate(std::string_view text, std::size_t max_tokens) const noexcept {
-        return text.substr(0, scan(text, max_tokens).length);
-    }
-
-private:
-    struct ScanResult {
-        std::size_t length;  ///< bytes of the longest prefix that costs <= the limit
-        std::size_t tokens;  ///< count() of that prefix
-    };
-
-    /// count() of the prefix up to each character boundary, stopping before the first boundary whose
-    /// prefix costs more than `limit`. The running sum is formed exactly as for the whole text, so
-    /// the prefix's price here is bit for bit `count(prefix)`; count is monotone, so the first prefix
-    /// over the limit ends the search.
-    [[nodiscard]] ScanResult scan(std::string_view text, std::size_t limit) const noexcept {
-        // One pass. Letters, digits, punctuation and whitespace are priced per run, so the loop keeps
-        // the class and length of the run in progress and prices it when a character of another
-        // class ends it; every other class is priced per character. ASCII goes through a table.
-        const bool bounded = limit != static_cast<std::size_t>(-1);
-        const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
-        double total = 0;
-        detail::CharClass run_class = detail::CharClass::Other;
-        std::size_t run_chars = 0;  // 0: no run in progress
-        std::size_t run_start = 0;
-        std::size_t pos = 0;
-        std::size_t fitted = 0;  // bounded: tokens of text[0, pos)
-        while (pos < text.size()) {
-            detail::CharClass cls;
-            std::size_t length = 1;
-            if (bytes[pos] < 0x80U) {
-                cls = detail::ascii_classes[bytes[pos]];
-            } else {
-                const ClassAt at = class_at(text, pos);
-                cls = at.cls;
-                length = at.length;
-            }
-            if (run_chars > 0 && cls == run_class) {
-                ++run_chars;
-            } else {
-                if (run_chars > 0) total += price_run(run_class, run_chars, bytes[run_start]);
-                run_chars = 0;
-                switch (cls) {
-                    case detail::CharClass::Letter:
-                    case detail::CharClass::Digit:
-                    case detail::CharClass::Punctuation:
-                    case detail::CharClass::Space:
-                        run_class = cls;
-                        run_chars = 1;
-                        run_start = pos;
-                        break;
-                    case detail::CharClass::Cjk: total += ratios_.cjk_ideograph; break;
-                    case detail::CharClass::KanaHangul: total += ratios_.kana_hangul; break;
-                    case detail::CharClass::Other: total += ratios_.other_byte * static_cast<double>(length); break;
-                }
-            }
-            if (bounded) {
-                const std::size_t tokens = finish(total, run_class, run_chars, bytes[run_start]);
-                if (tokens > limit) return {pos, fitted};  // monotone: no longer prefix fits either
-                fitted = tokens;
-            }
-            pos += length;
-        }
-        if (bounded || text.empty()) return {pos, fitted};
-        return {pos, finish(total, run_class, run_chars, run_chars > 0 ? bytes[run_start] : 0)};
-    }
-
-    /// count() of a non-empty text whose closed runs sum to `total` and whose open run is (cls, chars).
-    [[nodiscard]] std::size_t finish(double total, detail::CharClass cls, std::size_t chars,
-                                     unsigned char first_byte) const noexcept {
-        if (chars > 0) total += price_run(cls, chars, first_byte);
-        if (!(total < 1e18)) return static_cast<std::size_t>(1e18);  // absurd ratios: saturate, never UB
-        const auto tokens = static_cast<std::size_t>(std::ceil(total));
-        return std::max<std::size_t>(tokens, 1);  // called only for non-empty text
-    }
-
-    struct ClassAt {
-        detail::CharClass cls;
-        std::size_t length;
-    };
-
-    static constexpr ClassAt class_at(std::string_view text, std::size_t pos) noexcept {
-        const utf8::DecodeResult decoded = utf8::decode(text, pos);
-        if (decoded.status != utf8::DecodeStatus::Valid) return {detail::CharClass::Other, decoded.length};
-        return {detail::classify(decoded.code_point), decoded.length};
-    }
-
-    /// The price of a run of `chars` characters of one class; `first_byte` tells a lone space apart.
-    [[nodiscard]] double price_run(detail::CharClass cls, std::size_t chars, unsigned char first_byte) const noexcept {
-        const auto n = static_cast<double>(chars);
-        switch (cls) {
-            case detail::CharClass::Letter: return 1.0 + std::floor((n - 1.0) / ratios_.letters_per_token);
-            case detail::CharClass::Digit: return std::ceil(n / ratios_.digits_per_token);
-            case detail::CharClass::Punctuation: return std::max(1.0, ratios_.punctuation * n);
-            case detail::CharClass::Space: return chars == 1 && first_byte == ' ' ? 0.0 : ratios_.whitespace_run;
-            default: return 0.0;
-        }
-    }
-
-    EstimatorRatios ratios_{};
-};
-
-static_assert(TokenCounter<EstimatingTokenCounter>);
-
-}  // namespace llmfast
-// ---- end llmfast/tokens.hpp ----
-// ---- begin llmfast/streaming_generator.hpp ----
-// llmfast/streaming_generator.hpp — a C++20 coroutine generator: the shape of every token stream.
-//
-// `StreamingGenerator<Ref>` is what `std::generator` (C++23) is, for compilers that lack it (g++ 12):
-// a lazy, move-only `std::ranges::input_range` (and view) whose coroutine body `co_yield`s elements.
-//
-//     llmfast::StreamingGenerator<int> count_to(int n) {
-//         for (int i = 1; i <= n; ++i) co_yield i;
-//     }
-//     llmfast::StreamingGenerator<int> twice(int n) {
-//         co_yield llmfast::elements_of(count_to(n));        // a whole nested generator
-//         co_yield llmfast::elements_of(std::vector{7, 8});  // or any input range
-//     }
-//     for (int i : twice(3)) use(i);                         // 1 2 3 7 8
-//     auto evens = count_to(10) | std::views::filter([](int i) { return i % 2 == 0; });
-//
-// Element types (as std::generator): for a non-reference `Ref = T` the iterator's reference is `T&&`;
-// for a reference `Ref` (`const T&`, `T&`, `T&&`) it is `Ref` itself. Nothing is copied on the way
-// out: `co_yield` stores the address of the yielded object (a temporary lives until the coroutine is
-// resumed again). The single exception is `co_yield lvalue` into a `StreamingGenerator<T>`: the
-// consumer may move from a `T&&`, so the lvalue is copied once; use `StreamingGenerator<const T&>` to
-// hand out lvalues without copying.
-//
-// Lifetime: the coroutine frame belongs to the generator object and is destroyed in its destructor
-// (also when the consumer stops early), which destroys every local and every nested generator in
-// the body — RAII in the body (a lock, a stop_callback) ends when the consumer is done.
-//
-// Exceptions: an exception leaving the coroutine body (or a nested generator, when the enclosing body
-// does not catch it at its `co_yield elements_of(...)`) propagates out of `begin()` or `++it`, after
-// which the generator is finished (`it == end()`).
-//
-// Thread-safety: none; a generator is used by one thread at a time (it may be moved between threads
-// while suspended). `begin()` may be called once. llmfast itself throws nothing here; the
-// coroutine body's exceptions are rethrown as they are.
-
-#include <coroutine>
-#include <cstddef>
-#include <exception>
-#include <iterator>
-#include <memory>
-#include <ranges>
-#include <type_traits>
-#include <utility>
-
-namespace llmfast {
-
-/// Wraps a range to be yielded element by element by `co_yield elements_of(range)` (the C++23
-/// `std::ranges::elements_of`). Yielding a `StreamingGenerator` of the same type transfers control
-/// into it directly (symmetric transfer, no per-element overhead); any other input range is iterated.
-template <class Range>
-struct elements_of {
-    constexpr explicit elements_of(Range&& r) noexcept : range(std::forward<Range>(r)) {}
-    Range range;  // a reference (see the deduction guide): the range lives in the co_yield expression
-};
-template <class Range>
-elements_of(Range&&) -> elements_of<Range&&>;
-
-template <class Ref>
-class StreamingGenerator;
-
-namespace detail {
-template <class T>
-struct is_streaming_generator : std::false_type {};
-template <class Ref>
-struct is_streaming_generator<StreamingGenerator<Ref>> : std::true_type {};
-}  // namespace detail
-
-template <class Ref>
-class StreamingGenerator : public std::ranges::view_interface<StreamingGenerator<Ref>> {
-public:
-    using value_type = std::remove_cvref_t<Ref>;
-    using reference = std::conditional_t<std::is_reference_v<Ref>, Ref, Ref&&>;
-    using yielded = reference;  // always a reference type
-
-    static_assert(!std::is_void_v<Ref> && std::is_object_v<value_type>,
-                  "StreamingGenerator<Ref>: Ref must be an object type or a reference to one");
-
-    class promise_type;
-    using handle_type = std::coroutine_handle<promise_type>;
-
-    class promise_type {
-    public:
-        StreamingGenerator get_return_object() noexcept {
-            return StreamingGenerator(handle_type::from_promise(*this));
-        }
-        std::suspend_always initial_suspend() const noexcept { return {}; }
-
-        struct FinalAwaiter {
-            bool await_ready() const noexcept { return false; }
-            std::coroutine_handle<> await_suspend(handle_type self) noexcept {
-                promise_type& promise = self.promise();
-                if (promise.parent_) {  // a nested generator ended: continue its parent
-                    promise.root_->active_ = promise.parent_;
-                    return promise.parent_;
-                }
-                return std::noop_coroutine();  // the root ended: back to the iterator
-            }
-            void await_resume() const noexcept {}
-        };
-        FinalAwaiter final_suspend() noexcept { return {}; }
-
-        /// `co_yield value`: no copy, the consumer reads the object through its address.
-        std::suspend_always yield_value(yielded value) noexcept {
-            root_->value_ = std::addressof(value);
-            return {};
-        }
-
-        /// `co_yield lvalue` where the consumer gets `T&&`: copy it once into the awaiter, which lives
-        /// in the frame until the next resumption.
-        struct CopyAwaiter {
-            value_type value;
-            promise_type* root;
-            bool await_ready() const noexcept { return false; }
-            void await_suspend(std::coroutine_handle<>) noexcept { root->value_ = std::addressof(value); }
-            void await_resume() const noexcept {}
-        };
-        CopyAwaiter yield_value(const std::remove_reference_t<yielded>& lvalue)
-            requires std::is_rvalue_reference_v<yielded> &&
-                     std::constructible_from<value_type, const std::remove_reference_t<yielded>&>
-        {
-            return CopyAwaiter{value_type(lvalue), root_};
-        }
-
-        /// `co_yield elements_of(generator)`: run the nested generator's frame in place of ours until
-        /// it ends; its elements go straight to our consumer.
-        struct NestedAwaiter {
-            StreamingGenerator nested;
-            bool await_ready() const noexcept { return !nested.handle_; }
-            std::coroutine_handle<> await_suspend(handle_type parent) noexcept {
-                promise_type& child = nested.handle_.promise();
-                promise_type& parent_promise = parent.promise();
-                child.root_ = parent_promise.root_;
-                child.parent_ = parent;
-                parent_promise.root_->active_ = nested.handle_;
-                return nested.handle_;
-            }
-            void await_resume() {
-                if (nested.handle_ && nested.handle_.promise().exception_) {
-                    std::rethrow_exception(std::exchange(nested.handle_.promise().exception_, nullptr));
-                }
-            }
-        };
-        // Only an rvalue generator is taken over; an lvalue one is iterated as a range (the caller
-        // keeps it, as with std::generator).
-        template <class R>
-            requires std::same_as<std::remove_cvref_t<R>, StreamingGenerator> && (!std::is_lvalue_reference_v<R>)
-        NestedAwaiter yield_value(elements_of<R> nested) noexcept {
-            return NestedAwaiter{std::move(nested.range)};
-        }
-
-        /// `co_yield elements_of(range)` for any other input range: yields each element in turn.
-        template <class R>
-            requires((!std::same_as<std::remove_cvref_t<R>, StreamingGenerator> || std::is_lvalue_reference_v<R>) &&
-                     std::ranges::input_range<std::remove_cvref_t<R>>)
-        NestedAwaiter yield_value(elements_of<R> nested) {
-            auto each = [](std::ranges::iterator_t<std::remove_reference_t<R>> it,
-                           std::ranges::sentinel_t<std::remove_reference_t<R>> end) -> StreamingGenerator {
-                for (; it != end; ++it) co_yield *it;
-            };
-            auto& range = nested.range;
-            return NestedAwaiter{each(std::ranges::begin(range), std::ranges::end(range))};
-        }
-
-        void await_transform() = delete;  // a generator body must not co_await
-        void return_void() const noexcept {}
-
-        // Stored, not rethrown here: the root's iterator rethrows it after resume() returns, and a
-        // nested generator's parent rethrows it at its co_yield (so the parent body may catch it).
-        void unhandled_exception() noexcept { exception_ = std::current_exception(); }
-
-    private:
-        friend class StreamingGenerator;
-        std::add_pointer_t<yielded> value_ = nullptr;  // root only: the current element
-        std::exception_ptr exception_;
-        promise_type* root_ = this;           // the outermost generator's promise
-        handle_type parent_;                  // nested only: whom to continue when we end
-        handle_type active_ = handle_type::from_promise(*this);  // root only: the innermost running frame
-    };
-
-    /// The generator's iterator: move-only, single pass.
-    class iterator {
-    public:
-        using value_type = StreamingGenerator::value_type;
-        using difference_type = std::ptrdiff_t;
-
-        iterator(iterator&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
-        iterator& operator=(iterator&& other) noexcept {
-            handle_ = std::exchange(other.handle_, nullptr);
-            return *this;
-        }
-
-        /// The current element. Precondition: `*this != end()`.
-        reference operator*() const noexcept { return static_cast<reference>(*handle_.promise().value_); }
-
-        /// Runs the body to the next `co_yield` (or its end); rethrows what the body threw.
-        iterator& operator++() {
-            resume(handle_);
-            return *this;
-        }
-        void operator++(int) { ++*this; }
-
-        friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept {
-            return !it.handle_ || it.handle_.done();
-        }
-
-    private:
-        friend class StreamingGenerator;
-        explicit iterator(handle_type handle) noexcept : handle_(handle) {}
-        handle_type handle_;
-    };
-
-    StreamingGenerator() noexcept = default;
-    StreamingGenerator(StreamingGenerator&& other) noexcept
-        : handle_(std::exchange(other.handle_, nullptr)), started_(std::exchange(other.started_, false)) {}
-    StreamingGenerator& operator=(StreamingGenerator other) noexcept {
-        std::swap(handle_, other.handle_);
-        std::swap(started_, other.started_);
-        return *this;
-    }
-    ~StreamingGenerator() {
-        if (handle_) handle_.destroy();
-    }
-
-    /// Starts the body and runs it to its first `co_yield`. Call once; rethrows what the body threw.
-    iterator begin() {
-        if (handle_ && !started_) {
-            started_ = true;
-            resume(handle_);
-        }
-        return iterator(handle_);
-    }
-    std::default_sentinel_t end() const noexcept { return {}; }
-
-private:
-    explicit StreamingGenerator(handle_type handle) noexcept : handle_(handle) {}
-
-    // Invariant: `root` is suspended (initially or at a co_yield of some frame in its nest);
-    // `active_` is the innermost frame, which is what must run next.
-    static void resume(handle_type root) {
-        promise_type& promise = root.promise();
-        promise.active_.resume();
-        if (promise.exception_) std::rethrow_exception(std::exchange(promise.exception_, nullptr));
-    }
-
-    handle_type handle_;
-    bool started_ = false;
-};
-
-// What the design promises, checked where it is defined.
-static_assert(std::ranges::input_range<StreamingGenerator<int>>);
-static_assert(std::ranges::view<StreamingGenerator<int>>);
-static_assert(std::movable<StreamingGenerator<int>> && !std::copyable<StreamingGenerator<int>>);
-
-}  // namespace llmfast
-// ---- end llmfast/streaming_generator.hpp ----
-// ---- begin llmfast/stream.hpp ----
-// llmfast/stream.hpp — moving tokens from a model thread to a connection: a bounded channel with
-// backpressure and cancellation, deadline/idle-timeout adaptors, UTF-8-safe chunking and metrics.
-//
-//     llmfast::TokenChannel<std::string> channel({.capacity = 256});
-//     std::jthread model([&] {                                   // the producer (the model)
-//         for (std::string token : generate(prompt)) {
-//             if (channel.push(std::move(token)) != llmfast::StreamStatus::Ok) return;  // consumer gone
-//         }
-//         channel.close();                                       // or channel.close(std::current_exception())
-//     });
-//     // (or: auto model = llmfast::spawn_producer(channel, [&](std::stop_token s) { return generate(prompt, s); });)
-//     // The consumer (the connection): an overall deadline and an inter-token idle timeout.
-//     llmfast::TimedReceiver receiver(channel, {.total = 30s, .idle = 2s});
-//     llmfast::StreamMetrics metrics;
-//     for (auto&& event : receiver.events()) {
-//         if (event.status != llmfast::StreamStatus::Ok) { send_end(event.status); break; }
-//         metrics.record_token();
-//         send(*event.value);
-//     }
-//     // Or whole code points only, with exceptions for timeouts:
-//     for (std::string_view text : llmfast::utf8_chunks(receiver.values())) send(text);
-//
-// Cancellation: the channel owns a `std::stop_source`. `cancel()` (the consumer went away, a timeout
-// fired, a `TimedReceiver` or a `stream()` generator was dropped before the end) requests stop:
-// the producer sees `stop_token().stop_requested()`, a blocked or later `push` returns `Cancelled`,
-// queued items are discarded. A producer that waits on something else can register a
-// `std::stop_callback` on `stop_token()`.
-//
-// Thread-safety: `TokenChannel` is fully thread-safe (any number of producers and consumers, though
-// one of each is the intended use). `TimedReceiver`, `StreamMetrics` and the generators are owned by
-// one consumer thread.
-//
-// Errors: `TokenChannelOptions` and `StreamTimeouts` with zero or negative values throw
-// `Error(InvalidArgument)` from the constructor that validates them. Hot-path calls return a
-// `StreamStatus`, never throw (except what moving a T throws). The generator views throw: `stream()`
-// and `TimedReceiver::values()` rethrow the producer's `close(error)` exception and throw
-// `Error(Cancelled)`, `Error(DeadlineExceeded)` or `Error(IdleTimeout)` for the other ends.
-
-
-#include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <concepts>
-#include <condition_variable>
-#include <cstddef>
-#include <cstdint>
-#include <exception>
-#include <functional>
-#include <limits>
-#include <mutex>
-#include <optional>
-#include <ranges>
-#include <stop_token>
-#include <string>
-#include <string_view>
-#include <thread>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-namespace llmfast {
-
-/// The outcome of a channel or receiver operation. Only `Ok` carries an item (or accepted one).
-enum class StreamStatus : std::uint8_t {
-    Ok,                ///< push: accepted. pop: `value` holds the next item.
-    Closed,            ///< the producer closed the channel and every item was delivered: the normal end
-    Failed,            ///< the producer closed with an error (`Received::error`), after the queued items
-    Cancelled,         ///< `cancel()`ed: the consumer went away (or a timeout fired); nothing more flows
-    Timeout,           ///< a bounded wait (`*_for`, `*_until`, `try_*`) ran out; the channel is still open
-    DeadlineExceeded,  ///< `TimedReceiver`: the overall deadline passed; the producer was told to stop
-    IdleTimeout,       ///< `TimedReceiver`: no item within the idle timeout; the producer was told to stop
-};
-
-constexpr std::string_view to_string(StreamStatus status) noexcept {
-    switch (status) {
-        case StreamStatus::Ok: return "Ok";
-        case StreamStatus::Closed: return "Closed";
-        case StreamStatus::Failed: return "Failed";
-        case StreamStatus::Cancelled: return "Cancelled";
-        case StreamStatus::Timeout: return "Timeout";
-        case StreamStatus::DeadlineExceeded: return "DeadlineExceeded";
-        case StreamStatus::IdleTimeout: return "IdleTimeout";
-    }
-    return "Unknown";
-}
-
-/// The `ErrorCode` a status maps to when it is turned into an exception (`Failed` -> HandlerFailed).
-constexpr ErrorCode to_error_code(StreamStatus status) noexcept {
-    switch (status) {
-        case StreamStatus::Ok: return ErrorCode::Ok;
-        case StreamStatus::Closed: return ErrorCode::Closed;
-        case StreamStatus::Failed: return ErrorCode::HandlerFailed;
-        case StreamStatus::Cancelled: return ErrorCode::Cancelled;
-        case StreamStatus::Timeout: return ErrorCode::DeadlineExceeded;
-        case StreamStatus::DeadlineExceeded: return ErrorCode::DeadlineExceeded;
-        case StreamStatus::IdleTimeout: return ErrorCode::IdleTimeout;
-    }
-    return ErrorCode::InvalidArgument;
-}
-
-/// What a pop returns: a status, the item when `status == Ok`, the producer's error when `Failed`.
-template <class T>
-struct Received {
-    StreamStatus status = StreamStatus::Closed;
-    std::optional<T> value;
-    std::exception_ptr error;  ///< set only for `Failed`
-
-    explicit operator bool() const noexcept { return status == StreamStatus::Ok; }
-    /// True for every status after which nothing more will arrive.
-    [[nodiscard]] bool is_end() const noexcept { return status != StreamStatus::Ok && status != StreamStatus::Timeout; }
-};
-
-struct TokenChannelOptions {
-    std::size_t capacity = 1024;  ///< items buffered before `push` blocks (backpressure); > 0
-};
-
-namespace detail {
-
-/// `point + by`, clamped to the time_point's range in both directions: a sum past the top gives
-/// TimePoint::max() (durations::max() means "no limit"), one past the bottom TimePoint::min()
-/// (hours::min(), a negative timeout: a deadline already passed); a NaN `by` gives `point`. Never
-/// overflows, whatever the units and rep of `by`: the range check is done in long double (exact for
-/// 64-bit counts where long double has a 64-bit mantissa, as on x86-64 and AArch64 Linux; elsewhere
-/// a margin keeps it safe, so a sum within a rounding error of a bound saturates), and the sum in
-/// range is computed in the time_point's own integer rep.
-template <class TimePoint, class Rep, class Period>
-TimePoint saturating_add(TimePoint point, std::chrono::duration<Rep, Period> by) noexcept {
-    using D = typename TimePoint::duration;
-    using Long = long double;
-    constexpr Long margin = std::numeric_limits<Long>::digits >= 64 ? Long{0} : std::numeric_limits<Long>::epsilon() * 4;
-    constexpr Long hi = static_cast<Long>(D::max().count()) * (1 - margin);
-    constexpr Long lo = static_cast<Long>(D::min().count()) * (1 - margin);
-    const Long step = std::chrono::duration<Long, typename D::period>(by).count();
-    if (std::isnan(step)) return point;
-    const Long target = static_cast<Long>(point.time_since_epoch().count()) + step;
-    if (target >= hi) return TimePoint::max();
-    if (target <= lo) return TimePoint::min();
-    // The sum is in range. `by` itself fits D unless it is huge and `point` is far the other way.
-    if (step < hi && step > lo) return point + std::chrono::duration_cast<D>(by);
-    return TimePoint(D(static_cast<typename D::rep>(target)));
-}
-
-}  // namespace detail
-
-/// A bounded, blocking, cancellable FIFO from a producer thread (the model) to a consumer (the
-/// connection). Mutex + two condition variables; a side only notifies the other when it waits, and a
-/// blocked producer is woken only once half the capacity is free again, so a fast pair exchanges
-/// items in batches without a futex call per item.
-template <class T>
-    requires std::movable<T>
-class TokenChannel {
-public:
-    using clock = std::chrono::steady_clock;
-
-    explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity) {
-        if (options.capacity == 0) throw Error(ErrorCode::InvalidArgument, "TokenChannel: capacity must be > 0");
-        ring_.resize(std::min(capacity_, initial_ring));
-        producer_wake_free_ = std::max<std::size_t>(1, capacity_ / 2);
-    }
-    TokenChannel(const TokenChannel&) = delete;
-    TokenChannel& operator=(const TokenChannel&) = delete;
-    ~TokenChannel() = default;
-
-    // ---- producer side ----
-
-    /// Enqueues `value`, blocking while the channel is full (backpressure). Returns Ok, or Closed /
-    /// Cancelled without enqueuing; `value` is moved from only on Ok.
-    StreamStatus push(T&& value) { return push_impl(value, nullptr); }
-    StreamStatus push(const T& value)
-        requires std::copy_constructible<T>
-    {
-        T copy(value);
-        return push_impl(copy, nullptr);
-    }
-    /// As `push`, but gives up at `deadline` with `Timeout`. `push_for`: a zero, negative or
-    /// `min()` timeout does not wait (as `try_push`); `max()` waits without a limit in practice.
-    StreamStatus push_until(T&& value, clock::time_point deadline) { return push_impl(value, &deadline); }
-    template <class Rep, class Period>
-    StreamStatus push_for(T&& value, std::chrono::duration<Rep, Period> timeout) {
-        return push_until(std::move(value), detail::saturating_add(clock::now(), timeout));
-    }
-    /// Never blocks: `Timeout` when full.
-    StreamStatus try_push(T&& value) {
-        const clock::time_point past{};
-        return push_impl(value, &past);
-    }
-
-    /// Ends the stream normally: the consumer receives the queued items, then `Closed`. Idempotent;
-    /// later pushes return `Closed`.
-    void close() noexcept { close_impl(nullptr); }
-    /// Ends the stream with an error: the consumer receives the queued items, then `Failed` with it.
-    void close(std::exception_ptr error) noexcept { close_impl(std::move(error)); }
-
-    /// Fires when the consumer cancelled (disconnect, timeout). The producer polls it or registers a
-    /// `std::stop_callback`.
-    [[nodiscard]] std::stop_token stop_token() const noexcept { return stop_.get_token(); }
-    [[nodiscard]] bool stop_requested() const noexcept { return stop_.stop_requested(); }
-
-    // ---- consumer side ----
-
-    /// Waits for the next item. Returns Ok with the item, or Closed, Failed, Cancelled.
-    Received<T> pop() { return pop_impl(nullptr); }
-    /// As `pop`, but returns `Timeout` at `deadline` (the channel stays usable). `pop_for`: a zero,
-    /// negative or `min()` timeout does not wait (as `try_pop`); `max()` waits without a limit in
-    /// practice (the deadline saturates at time_point::max(), never overflows).
-    Received<T> pop_until(clock::time_point deadline) { return pop_impl(&deadline); }
-    template <class Rep, class Period>
-    Received<T> pop_for(std::chrono::duration<Rep, Period> timeout) {
-        return pop_until(detail::saturating_add(clock::now(), timeout));
-    }
-    /// Never blocks: `Timeout` when nothing is queued.
-    Received<T> try_pop() {
-        const clock::time_point past{};
-        return pop_impl(&past);
-    }
-
-    /// Waits for at least one item (or the end, or `deadline`), then moves up to `max_items` queued
-    /// items to the back of `out` under one lock. Returns Ok when it appended any; else the status.
-    StreamStatus pop_batch(std::vector<T>& out, std::size_t max_items,
-                           clock::time_point deadline = clock::time_point::max()) {
-        std::unique_lock lock(mutex_);
-        const StreamStatus status = wait_for_item(lock, deadline == clock::time_point::max() ? nullptr : &deadline);
-        if (status != StreamStatus::Ok) return status;
-        const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, size_);
-        for (std::size_t i = 0; i < take; ++i) out.push_back(take_front());
-        after_take(lock);
-        return StreamStatus::Ok;
-    }
-
-    /// The consumer is gone: requests stop (the producer's `stop_token`), discards queued items and
-    /// wakes every waiter; pushes and pops return `Cancelled` from now on. Idempotent.
-    void cancel() noexcept {
-        // Stop first, outside the lock (stop callbacks run here and may touch the channel), so that
-        // whoever sees `Cancelled` also sees `stop_requested()`.
-        stop_.request_stop();
-        std::lock_guard lock(mutex_);
-        if (cancelled_) return;
-        cancelled_ = true;
-        for (; size_ > 0; --size_) {  // destroy, don't move: nothing here may throw
-            ring_[head_].reset();
-            if (++head_ == ring_.size()) head_ = 0;
-        }
-        not_empty_.notify_all();
-        not_full_.notify_all();
-    }
-
-    /// Calls `cancel()` when `token` fires — e.g. the HTTP server's token for the client connection,
-    /// so that a disconnect stops generation. The link holds while the returned callback lives
-    /// (destroy it before the channel); a token that already fired cancels at once.
-    struct CancelOnStop {
-        TokenChannel* channel;
-        void operator()() const noexcept { channel->cancel(); }
-    };
-    [[nodiscard]] std::stop_callback<CancelOnStop> cancel_on(std::stop_token token) {
-        return std::stop_callback<CancelOnStop>(std::move(token), CancelOnStop{this});
-    }
-
-    /// The items as a generator: ends at `Closed`, rethrows the producer's error at `Failed`, throws
-    /// `Error(Cancelled)` if cancelled. Dropping the generator before the end cancels the channel
-    /// (the consumer went away). The channel must outlive the generator.
-    StreamingGenerator<T> stream() {
-        CancelUnlessDone guard{this};
-        std::vector<T> batch;
-        batch.reserve(stream_batch);
-        for (;;) {
-            batch.clear();
-            const StreamStatus status = pop_batch(batch, stream_batch);
-            if (status == StreamStatus::Ok) {
-                for (T& item : batch) co_yield std::move(item);
-                continue;
-            }
-            guard.done = true;
-            if (status == StreamStatus::Closed) co_return;
-            throw_end(status);
-        }
-    }
-
-    // ---- state ----
-    [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
-    [[nodiscard]] std::size_t size() const {
-        std::lock_guard lock(mutex_);
-        return size_;
-    }
-    /// True once `close()` was called (items may still be queued).
-    [[nodiscard]] bool closed() const {
-        std::lock_guard lock(mutex_);
-        return closed_;
-    }
-    [[nodiscard]] bool cancelled() const {
-        std::lock_guard lock(mutex_);
-        return cancelled_;
-    }
-
-private:
-    static constexpr std::size_t stream_batch = 64;
-    static constexpr std::size_t initial_ring = 16;
-    // Before sleeping on a condition variable a side yields this many times: the other side usually
-    // refills (or drains) within microseconds, and a futex sleep + wake costs more than that. At real
-    // model speeds (~100 tokens/s) it is a few microseconds of CPU per token.
-    static constexpr int spin_before_block = 16;
-
-    struct CancelUnlessDone {
-        explicit CancelUnlessDone(TokenChannel* owner) noexcept : channel(owner) {}
-        TokenChannel* channel;
-        bool done = false;
-        CancelUnlessDone(const CancelUnlessDone&) = delete;
-        CancelUnlessDone& operator=(const CancelUnlessDone&) = delete;
-        ~CancelUnlessDone() {
-            if (!done) channel->cancel();
-        }
-    };
-
-    void throw_end(StreamStatus status) {
-        if (status == StreamStatus::Failed) {
-            std::exception_ptr error;
-            {
-                std::lock_guard lock(mutex_);
-                error = error_;
-            }
-            if (error) std::rethrow_exception(error);
-        }
-        throw Error(to_error_code(status), status == StreamStatus::Cancelled ? "the stream was cancelled" : "the stream ended");
-    }
-
-    // The one wait both sides use (lock held): until `ready()` holds or `deadline` (if any) passes.
-    // It yields `spin_before_block` times first, then sleeps on `cv`, counted in `waiters` so that the
-    // other side notifies only when someone sleeps. Returns false on timeout (ready() still false).
-    template <class Ready>
-    bool wait_until_ready(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, std::size_t& waiters,
-                          const clock::time_point* deadline, Ready ready) {
-        int spins = spin_before_block;
-        while (!ready()) {
-            if (deadline && clock::now() >= *deadline) return false;
-            if (spins-- > 0) {
-                lock.unlock();
-                std::this_thread::yield();
-                lock.lock();
-                continue;
-            }
-            ++waiters;
-            if (deadline) {
-                cv.wait_until(lock, *deadline);
-            } else {
-                cv.wait(lock);
-            }
-            --waiters;
-        }
-        return true;
-    }
-
-    StreamStatus push_impl(T& value, const clock::time_point* deadline) {
-        std::unique_lock lock(mutex_);
-        const bool ready = wait_until_ready(lock, not_full_, producers_waiting_, deadline,
-                                            [this] { return cancelled_ || closed_ || size_ < capacity_; });
-        if (!ready) return StreamStatus::Timeout;
-        if (cancelled_) return StreamStatus::Cancelled;
-        if (closed_) return StreamStatus::Closed;
-        if (size_ == ring_.size()) grow();  // size_ < capacity_ here
-        std::size_t tail = head_ + size_;
-        if (tail >= ring_.size()) tail -= ring_.size();
-        ring_[tail].emplace(std::move(value));
-        ++size_;
-        if (consumers_waiting_ > 0) not_empty_.notify_one();
-        return StreamStatus::Ok;
-    }
-
-    void close_impl(std::exception_ptr error) noexcept {
-        std::lock_guard lock(mutex_);
-        if (closed_) return;
-        closed_ = true;
-        error_ = std::move(error);
-        not_empty_.notify_all();
-        not_full_.notify_all();
-    }
-
-    // Invariant (lock held): returns Ok iff size_ > 0 and the channel is not cancelled.
-    StreamStatus wait_for_item(std::unique_lock<std::mutex>& lock, const clock::time_point* deadline) {
-        const bool ready = wait_until_ready(lock, not_empty_, consumers_waiting_, deadline,
-                                            [this] { return cancelled_ || closed_ || size_ > 0; });
-        if (!ready) return StreamStatus::Timeout;
-        if (cancelled_) return StreamStatus::Cancelled;
-        if (size_ > 0) return StreamStatus::Ok;
-        return error_ ? StreamStatus::Failed : StreamStatus::Closed;
-    }
-
-    Received<T> pop_impl(const clock::time_point* deadline) {
-        std::unique_lock lock(mutex_);
-        Received<T> result;
-        result.status = wait_for_item(lock, deadline);
-        if (result.status == StreamStatus::Ok) {
-            result.value.emplace(take_front());
-            after_take(lock);
-        } else if (result.status == StreamStatus::Failed) {
-            result.error = error_;
-        }
-        return result;
-    }
-
-    void grow() {
-        std::vector<std::optional<T>> bigger(std::min(capacity_, ring_.size() * 2));
-        for (std::size_t i = 0; i < size_; ++i) {
-            std::size_t from = head_ + i;
-            if (from >= ring_.size()) from -= ring_.size();
-            bigger[i] = std::move(ring_[from]);
-        }
-        ring_.swap(bigger);
-        head_ = 0;
-    }
-
-    T take_front() {
-        std::optional<T>& slot = ring_[head_];
-        T value(std::move(*slot));
-        slot.reset();
-        if (++head_ == ring_.size()) head_ = 0;
-        --size_;
-        return value;
-    }
-
-    void after_take(std::unique_lock<std::mutex>&) {
-        // Hysteresis: wake a blocked producer once half the ring is free, not for every slot.
-        if (producers_waiting_ > 0 && capacity_ - size_ >= producer_wake_free_) not_full_.notify_all();
-    }
-
-    const std::size_t capacity_;
-    std::size_t producer_wake_free_ = 1;
-    mutable std::mutex mutex_;
-    std::condition_variable not_empty_;
-    std::condition_variable not_full_;
-    // [head_, head_ + size_) mod ring_.size() hold items. The ring starts small and doubles up to
-    // capacity_ only when a backlog builds, so thousands of idle streams cost little memory.
-    std::vector<std::optional<T>> ring_;
-    std::size_t head_ = 0;
-    std::size_t size_ = 0;
-    std::size_t producers_waiting_ = 0;
-    std::size_t consumers_waiting_ = 0;
-    bool closed_ = false;
-    bool cancelled_ = false;
-    std::exception_ptr error_;
-    std::stop_source stop_;
-};
-
-/// Runs the producer side on a new `std::jthread`: `produce(stop_token)` returns a range of items
-/// (typically a `StreamingGenerator<T>` — the model loop written with `co_yield`); each item is pushed
-/// into `channel`, which is closed at the end or closed with the exception `produce` or the range threw.
-/// The token is the channel's: it fires when the consumer cancels (disconnect, timeout), and the loop
-/// also stops at the next push. Destroying the returned jthread before the end cancels the channel,
-/// then joins. The channel must outlive the thread.
-///
-///     auto model = llmfast::spawn_producer(channel, [&](std::stop_token stop) { return generate(prompt, stop); });
-template <class T, class Produce>
-    requires std::invocable<Produce&, std::stop_token> &&
-             std::ranges::input_range<std::invoke_result_t<Produce&, std::stop_token>> &&
-             std::constructible_from<T, std::ranges::range_reference_t<std::invoke_result_t<Produce&, std::stop_token>>>
-[[nodiscard]] std::jthread spawn_producer(TokenChannel<T>& channel, Produce produce) {
-    return std::jthread([&channel, produce = std::move(produce)](std::stop_token thread_stop) mutable {
-        const std::stop_callback on_thread_stop(thread_stop, [&channel]() noexcept { channel.cancel(); });
-        try {
-            auto&& items = std::invoke(produce, channel.stop_token());
-            for (auto&& item : items) {
-                if (channel.push(T(std::forward<decltype(item)>(item))) != StreamStatus::Ok) return;
-            }
-            channel.close();
-        } catch (...) {
-            channel.close(std::current_exception());
-        }
-    });
-}
-
-/// Limits for a `TimedReceiver`. Every value must be > 0; `max()` means no limit.
-struct StreamTimeouts {
-    std::chrono::nanoseconds total = std::chrono::nanoseconds::max();       ///< overall deadline, from construction
-    std::chrono::nanoseconds first_item = std::chrono::nanoseconds::max();  ///< wait for the first item (TTFT); expiry reports IdleTimeout
-    std::chrono::nanoseconds idle = std::chrono::nanoseconds::max();        ///< gap between two items; expiry reports IdleTimeout
-};
-
-/// The consumer's side of a channel with an overall deadline and idle timeouts — what the seed's
-/// `stream_with_timeout` meant, done right: on expiry the consumer receives a distinct
-/// `DeadlineExceeded` / `IdleTimeout` status (not an in-band marker), the channel is cancelled so the
-/// producer is told to stop, and no wait lasts past the deadline.
-///
-/// Time is read from the injected clock `C`; the blocking wait lasts at most the remaining time by
-/// that clock (as steady_clock time). An item that arrives when the clock is already past a limit is
-/// not delivered: the limit is reported instead. Dropping the receiver before the end cancels.
-/// Owned by one consumer thread.
-template <class T, Clock C = SteadyClock>
-class TimedReceiver {
-public:
-    using time_point = typename C::time_point;
-
-    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts)
-        requires ClockRef<C>::stateless
-        : TimedReceiver(channel, timeouts, ClockRef<C>{}) {}
-    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, const C& clock)
-        : TimedReceiver(channel, timeouts, ClockRef<C>{clock}) {}
-    TimedReceiver(const TimedReceiver&) = delete;
-    TimedReceiver& operator=(const TimedReceiver&) = delete;
-    ~TimedReceiver() {
-        if (!end_) channel_->cancel();  // the consumer left early: stop the producer
-    }
-
-    /// The next item (Ok) or the end: Closed, Failed, Cancelled, DeadlineExceeded, IdleTimeout. After
-    /// the end, returns the same status again.
-    Received<T> next() {
-        for (;;) {
-            if (end_) return Received<T>{*end_, std::nullopt, error_};
-            const time_point now = clock_.now();
-            time_point limit = deadline_;
-            StreamStatus kind = StreamStatus::DeadlineExceeded;
-            const time_point gap_limit = detail::saturating_add(last_, received_any_ ? timeouts_.idle : timeouts_.first_item);
-            if (gap_limit < limit) {
-                limit = gap_limit;
-                kind = StreamStatus::IdleTimeout;
-            }
-            if (now >= limit) return expire(kind);
-
-            // Wait at most the remaining time (clamped so a "no limit" never overflows steady_clock).
-            // `limit - now` is computed only when it is below max_single_wait: it cannot overflow
-            // even for a clock whose time_points are negative.
-            const std::chrono::nanoseconds remaining =
-                detail::saturating_add(now, max_single_wait) <= limit
-                    ? max_single_wait
-                    : std::chrono::duration_cast<std::chrono::nanoseconds>(limit - now);
-            Received<T> got = channel_->pop_for(remaining);
-            switch (got.status) {
-                case StreamStatus::Ok: {
-                    const time_point arrived = clock_.now();
-                    if (arrived > limit) return expire(kind);
-                    last_ = arrived;
-                    received_any_ = true;
-                    return got;
-                }
-                case StreamStatus::Timeout: continue;  // re-read the clock: expired, or a clamped wait
-                default:
-                    end_ = got.status;
-                    error_ = got.error;
-                    return got;
-            }
-        }
-    }
-
-    /// Every item as an Ok event, then exactly one end event (Closed included).
-    StreamingGenerator<Received<T>> events() {
-        for (;;) {
-            Received<T> event = next();
-            const bool last = event.is_end();
-            co_yield std::move(event);
-            if (last) co_return;
-        }
-    }
-
-    /// The items; ends at Closed; rethrows the producer's error; throws Error(DeadlineExceeded),
-    /// Error(IdleTimeout) or Error(Cancelled) for those ends.
-    StreamingGenerator<T> values() {
-        for (;;) {
-            Received<T> event = next();
-            if (event.status == StreamStatus::Ok) {
-                co_yield std::move(*event.value);
-                continue;
-            }
-            if (event.status == StreamStatus::Closed) co_return;
-            if (event.status == StreamStatus::Failed && event.error) std::rethrow_exception(event.error);
-            throw Error(to_error_code(event.status), fmt_end(event.status));
-        }
-    }
-
-    [[nodiscard]] time_point deadline() const noexcept { return deadline_; }
-    /// The end status once reached (nullopt while the stream runs).
-    [[nodiscard]] std::optional<StreamStatus> end_status() const noexcept { return end_; }
-
-private:
-    static constexpr std::chrono::nanoseconds max_single_wait = std::chrono::hours(24);
-
-    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, ClockRef<C> clock)
-        : channel_(&channel), timeouts_(timeouts), clock_(clock) {
-        if (timeouts.total <= std::chrono::nanoseconds::zero() || timeouts.idle <= std::chrono::nanoseconds::zero() ||
-            timeouts.first_item <= std::chrono::nanoseconds::zero()) {
-            throw Error(ErrorCode::InvalidArgument, "StreamTimeouts: total, first_item and idle must be > 0");
-        }
-        last_ = clock_.now();
-        deadline_ = detail::saturating_add(last_, timeouts.total);
-    }
-
-    std::string fmt_end(StreamStatus status) const {
-        const auto ms = [](std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
-        switch (status) {
-            case StreamStatus::DeadlineExceeded: return "the stream's deadline of " + std::to_string(ms(timeouts_.total)) + " ms passed";
-            case StreamStatus::IdleTimeout:
-                return received_any_ ? "no token within the idle timeout of " + std::to_string(ms(timeouts_.idle)) + " ms"
-                                     : "no first token within " + std::to_string(ms(timeouts_.first_item)) + " ms";
-            case StreamStatus::Cancelled: return "the stream was cancelled";
-            default: return "the stream ended: " + std::string(to_string(status));
-        }
-    }
-
-    Received<T> expire(StreamStatus kind) {
-        end_ = kind;
-        channel_->cancel();  // the producer's stop_token fires; a blocked push returns Cancelled
-        return Received<T>{kind, std::nullopt, nullptr};
-    }
-
-    TokenChannel<T>* channel_;
-    StreamTimeouts timeouts_;
-    ClockRef<C> clock_;
-    time_point deadline_{};
-    time_point last_{};  // construction time, then the arrival of the latest item
-    bool received_any_ = false;
-    std::optional<StreamStatus> end_;
-    std::exception_ptr error_;
-};
-
-template <class T>
-TimedReceiver(TokenChannel<T>&, StreamTimeouts) -> TimedReceiver<T, SteadyClock>;
-template <class T, Clock C>
-TimedReceiver(TokenChannel<T>&, StreamTimeouts, const C&) -> TimedReceiver<T, C>;
-
-namespace detail {
-template <class View>
-StreamingGenerator<std::string_view> utf8_chunks_impl(View tokens) {
-    utf8::Assembler assembler;
-    for (auto&& token : tokens) {
-        const std::string_view chunk = assembler.push(std::string_view(token));
-        if (!chunk.empty()) co_yield std::string_view(chunk);
-    }
-    const std::string_view tail = assembler.finish();
-    if (!tail.empty()) co_yield std::string_view(tail);
-}
-}  // namespace detail
-
-/// Re-chunks byte-level tokens into text of whole code points: a character split across tokens is
-/// held until its last byte arrives; ill-formed bytes become U+FFFD; an incomplete tail at the end is
-/// flushed as U+FFFD. Empty chunks are skipped. Each view is valid until the generator resumes.
-/// An lvalue range is referenced (keep it alive); an rvalue (e.g. a generator) is moved in.
-template <std::ranges::viewable_range R>
-    requires std::ranges::input_range<R> && std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>
-StreamingGenerator<std::string_view> utf8_chunks(R&& tokens) {
-    return detail::utf8_chunks_impl(std::views::all(std::forward<R>(tokens)));
-}
-
-/// A summary of one stream's timing.
-struct StreamStats {
-    std::size_t tokens = 0;
-    std::optional<std::chrono::nanoseconds> time_to_first_token;  ///< nullopt: no token arrived
-    std::chrono::nanoseconds total{0};                             ///< start to finish (or to now)
-    double tokens_per_second = 0;         ///< tokens / total
-    double decode_tokens_per_second = 0;  ///< (tokens - 1) / (last arrival - first arrival)
-    std::chrono::nanoseconds inter_token_p50{0};
-    std::chrono::nanoseconds inter_token_p90{0};
-    std::chrono::nanoseconds inter_token_p99{0};
-    std::chrono::nanoseconds inter_token_max{0};
-};
-
-/// Measures one stream: time to first token, inter-token latencies (percentiles), tokens per second
-/// and totals, read from an injectable clock. Owned by one thread; not thread-safe.
-///
-///     llmfast::StreamMetrics metrics;   // starts now (the request was sent)
-///     for (auto text : stream) { metrics.record_token(); send(text); }
-///     metrics.finish();
-///     StreamStats s = metrics.stats();  // s.time_to_first_token, s.inter_token_p99, ...
-template <Clock C = SteadyClock>
-class StreamMetrics {
-public:
-    using time_point = typename C::time_point;
-
-    StreamMetrics()
-        requires ClockRef<C>::stateless
-    {
-        start();
-    }
-    explicit StreamMetrics(const C& clock) : clock_(clock) { start(); }
-
-    /// (Re)starts the measurement now, forgetting everything recorded.
-    void start() {
-        start_ = clock_.now();
-        has_first_ = false;
-        first_ = start_;
-        last_ = start_;
-        has_finish_ = false;
-        finish_ = start_;
-        tokens_ = 0;
-        gaps_.clear();
-    }
-
-    /// `count` tokens arrived now (one arrival; its gap to the previous arrival is one sample).
-    void record_token(std::size_t count = 1) {
-        const time_point now = clock_.now();
-        if (has_first_) {
-            gaps_.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_));
-        } else {
-            has_first_ = true;
-            first_ = now;
-        }
-        last_ = now;
-        tokens_ += count;
-    }
-
-    /// The stream ended now (later calls keep the first end).
-    void finish() {
-        if (!has_finish_) {
-            has_finish_ = true;
-            finish_ = clock_.now();
-        }
-    }
-
-    [[nodiscard]] std::size_t token_count() const noexcept { return tokens_; }
-    [[nodiscard]] std::optional<std::chrono::nanoseconds> time_to_first_token() const {
-        if (!has_first_) return std::nullopt;
-        return std::chrono::duration_cast<std::chrono::nanoseconds>(first_ - start_);
-    }
-    /// Start to finish, or to now while the stream runs.
-    [[nodiscard]] std::chrono::nanoseconds elapsed() const {
-        return std::chrono::duration_cast<std::chrono::nanoseconds>((has_finish_ ? finish_ : clock_.now()) - start_);
-    }
-    /// Nearest-rank percentile (0..100) of the gaps between arrivals; zero with fewer than 2 arrivals.
-    [[nodiscard]] std::chrono::nanoseconds inter_token_percentile(double percent) const {
-        if (gaps_.empty()) return std::chrono::nanoseconds{0};
-        std::vector<std::chrono::nanoseconds> sorted = gaps_;
-        std::sort(sorted.begin(), sorted.end());
-        return sorted[rank(percent, sorted.size())];
-    }
-    [[nodiscard]] const std::vector<std::chrono::nanoseconds>& inter_token_gaps() const noexcept { return gaps_; }
-
-    [[nodiscard]] StreamStats stats() const {
-        StreamStats s;
-        s.tokens = tokens_;
-        s.time_to_first_token = time_to_first_token();
-        s.total = elapsed();
-        if (s.total.count() > 0) s.tokens_per_second = static_cast<double>(tokens_) / seconds(s.total);
-        if (has_first_ && last_ > first_ && tokens_ > 1) {
-            s.decode_tokens_per_second = static_cast<double>(tokens_ - 1) /
-                                         seconds(std::chrono::duration_cast<std::chrono::nanoseconds>(last_ - first_));
-        }
-        if (!gaps_.empty()) {
-            std::vector<std::chrono::nanoseconds> sorted = gaps_;
-            std::sort(sorted.begin(), sorted.end());
-            s.inter_token_p50 = sorted[rank(50, sorted.size())];
-            s.inter_token_p90 = sorted[rank(90, sorted.size())];
-            s.inter_token_p99 = sorted[rank(99, sorted.size())];
-            s.inter_token_max = sorted.back();
-        }
-        return s;
-    }
-
-private:
-    static double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
-    // Nearest rank: the smallest sample with at least `percent` % of the samples <= it.
-    static std::size_t rank(double percent, std::size_t n) {
-        const double clamped = std::clamp(percent, 0.0, 100.0);
-        const auto r = static_cast<std::size_t>(std::ceil(clamped / 100.0 * static_cast<double>(n)));
-        return r == 0 ? 0 : std::min(r, n) - 1;
-    }
-
-    ClockRef<C> clock_;
-    time_point start_{};
-    // Plain flags, not std::optional<time_point>: g++ 12 warns maybe-uninitialized through optional.
-    bool has_first_ = false;
-    time_point first_{};
-    time_point last_{};
-    bool has_finish_ = false;
-    time_point finish_{};
-    std::size_t tokens_ = 0;
-    std::vector<std::chrono::nanoseconds> gaps_;
-};
-
-template <Clock C>
-StreamMetrics(const C&) -> StreamMetrics<C>;
-
-}  // namespace llmfast
-// ---- end llmfast/stream.hpp ----
-// ---- begin llmfast/sse.hpp ----
-// llmfast/sse.hpp — Server-Sent Events out (a writer and an OpenAI chat-completions chunk encoder)
-// and in (an incremental parser for upstream streams: vLLM, llama.cpp server, OpenAI).
-//
-// Output follows the WHATWG `text/event-stream` rules: every write is a complete frame ending in a
-// blank line; multi-line data becomes several `data:` lines (CR, LF and CRLF in data all become line
-// breaks, which a reader rejoins with LF — SSE cannot carry a CR); `event` and `id` must be one line.
-//
-//     std::string out;
-//     llmfast::sse::append_event(out, {.event = "update", .data = "line 1\nline 2", .id = "7"});
-//     llmfast::sse::append_comment(out, "keep-alive");
-//
-//     llmfast::OpenAiChunkEncoder encoder({.id = "chatcmpl-1", .model = "my-model", .created = 1700000000});
-//     encoder.append_role(out);                 // {"delta":{"role":"assistant","content":""}}
-//     encoder.append_content(out, "Hel");       // {"delta":{"content":"Hel"}}
-//     encoder.append_finish(out, "stop");       // {"delta":{},"finish_reason":"stop"}
-//     encoder.append_usage(out, {.prompt_tokens = 9, .completion_tokens = 12});
-//     llmfast::OpenAiChunkEncoder::append_done(out);  // data: [DONE]
-//
-//     llmfast::SseParser parser({.max_event_size = 1 << 20});
-//     parser.feed(bytes_from_socket, [&](const llmfast::SseEventView& event) {
-//         if (event.status != llmfast::ErrorCode::Ok) return log_oversized();  // EventTooLarge
-//         if (event.data == "[DONE]") return finish();
-//         forward(event.type, event.data);
-//     });
-//
-// JSON strings (the encoder's content, ids and model names) are escaped for every input: `"`, `\` and
-// all control characters U+0000..U+001F are escaped (`\n`, `\u0001`, ...), as are U+2028/U+2029 (legal
-// JSON but line breaks to JavaScript). Input that is not valid UTF-8 is NOT rejected: each ill-formed
-// subpart becomes U+FFFD (the same "maximal subpart" rule as `utf8::repair` and `utf8::Assembler`), so
-// the output is always valid UTF-8 JSON and a stream never dies on one bad byte. Feed the encoder
-// `utf8_chunks` output (llmfast/stream.hpp) so that a character split across tokens is not replaced.
-//
-// Thread-safety: the free functions are pure; an `OpenAiChunkEncoder` is immutable after construction
-// (usable from any thread); an `SseParser` belongs to one stream.
-//
-// Errors: `sse::append_event` throws `Error(InvalidArgument)` for an `event` or `id` containing CR or
-// LF (or an `id` containing NUL), which would break the framing; `SseParserOptions` with
-// `max_event_size == 0` throws `Error(InvalidArgument)`. The parser never throws for its input: an
-// event over the size bound is reported as an `SseEventView` with status `ErrorCode::EventTooLarge`.
-// `SseParser::feed` propagates what its callback throws, and the parser stays consistent (see `feed`).
-
-
-#include <fmt/format.h>
-
-#include <array>
-#include <chrono>
-#include <concepts>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <functional>
-#include <optional>
-#include <ranges>
-#include <string>
-#include <string_view>
-#include <utility>
-#include <vector>
-
-namespace llmfast {
-
-// ---------------------------------------------------------------------------------------------------
-// Output
-// ---------------------------------------------------------------------------------------------------
-
-/// One event to write. Empty `event` means the default type ("message"); `id` absent writes no id
-/// field (an empty one resets the reader's last event ID); `retry` asks the reader to reconnect after.
-struct SseEventOut {
-    std::string_view event{};
-    std::string_view data{};
-    std::optional<std::string_view> id{};
-    std::optional<std::chrono::milliseconds> retry{};
-};
-
-namespace sse {
-
-/// The media type of an event stream (the response's Content-Type).
-inline constexpr std::string_view content_type = "text/event-stream";
-
-namespace detail {
-inline bool has_line_break(std::string_view text) noexcept {
-    return text.find_first_of("\r\n") != std::string_view::npos;
-}
-
-/// Appends `data: <line>\n` for each line of `data` (split at CRLF, CR or LF). Empty data gives one
-/// empty `data:` line, so the reader still dispatches an event (with empty data).
-inline void append_data_lines(std::string& out, std::string_view data) {
-    for (;;) {
-        const std::size_t brk = data.find_first_of("\r\n");
-        out.append("data: ");
-        if (brk == std::string_view::npos) {
-            out.append(data);
-            out.push_back('\n');
-            return;
-        }
-        out.append(data.substr(0, brk));
-        out.push_back('\n');
-        const std::size_t skip = (data[brk] == '\r' && brk + 1 < data.size() && data[brk + 1] == '\n') ? 2 : 1;
-        data.remove_prefix(brk + skip);
-    }
-}
-}  // namespace detail
-
-/// Appends one complete event (terminated by a blank line) to `out`.
-/// Throws Error(InvalidArgument) when `event` or `id` contains CR/LF or `id` contains NUL.
-inline void append_event(std::string& out, const SseEventOut& event) {
-    if (detail::has_line_break(event.event)) {
-        throw Error(ErrorCode::InvalidArgument, "SSE event type must not contain CR or LF");
-    }
-    if (event.id && (detail::has_line_break(*event.id) || event.id->find('\0') != std::string_view::npos)) {
-        throw Error(ErrorCode::InvalidArgument, "SSE id must not contain CR, LF or NUL");
-    }
-    if (!event.event.empty()) {
-        out.append("event: ");
-        out.append(event.event);
-        out.push_back('\n');
-    }
-    if (event.id) {
-        out.append("id: ");
-        out.append(*event.id);
-        out.push_back('\n');
-    }
-    if (event.retry) fmt::format_to(std::back_inserter(out), "retry: {}\n", std::max<std::int64_t>(0, event.retry->count()));
-    detail::append_data_lines(out, event.data);
-    out.push_back('\n');
-}
-
-/// The event as a string.
-inline std::string format_event(const SseEventOut& event) {
-    std::string out;
-    append_event(out, event);
-    return out;
-}
-
-/// Appends a comment frame (`: text`, one `:` line per line of text, then a blank line). Readers
-/// ignore it; proxies see traffic, so it serves as a keep-alive.
-inline void append_comment(std::string& out, std::string_view text = {}) {
-    for (;;) {
-        const std::size_t brk = text.find_first_of("\r\n");
-        out.push_back(':');
-        if (!text.empty()) out.push_back(' ');
-        out.append(text.substr(0, brk));
-        out.push_back('\n');
-        if (brk == std::string_view::npos) break;
-        const std::size_t skip = (text[brk] == '\r' && brk + 1 < text.size() && text[brk + 1] == '\n') ? 2 : 1;
-        text.remove_prefix(brk + skip);
-    }
-    out.push_back('\n');
-}
-
-}  // namespace sse
-
-namespace detail {
-
-// 0: copied as is; 1: escaped (", \, C0 controls); 2: starts a multi-byte sequence (validated).
-inline constexpr std::array<std::uint8_t, 256> json_byte_class = [] {
-    std::array<std::uint8_t, 256> table{};
-    for (std::size_t i = 0; i < 0x20; ++i) table[i] = 1;
-    table['"'] = 1;
-    table['\\'] = 1;
-    for (std::size_t i = 0x80; i < 0x100; ++i) table[i] = 2;
-    return table;
-}();
-
-/// Appends `text` as a JSON string literal (with the quotes). Always valid UTF-8 JSON: see the header
-/// comment for the escaping and the U+FFFD rule.
-inline void append_json_string(std::string& out, std::string_view text) {
-    static constexpr char hex[] = "0123456789abcdef";
-    out.push_back('"');
-    std::size_t run = 0;  // start of the pending run of bytes copied unchanged
-    std::size_t pos = 0;
-    const std::size_t n = text.size();
-    while (pos < n) {
-        const auto byte = static_cast<unsigned char>(text[pos]);
-        const std::uint8_t cls = json_byte_class[byte];
-        if (cls == 0) {
-            ++pos;
-            continue;
-        }
-        if (cls == 2) {
-            const utf8::DecodeResult d = utf8::decode(text, pos);
-            if (d.status == utf8::DecodeStatus::Valid && d.code_point != 0x2028 && d.code_point != 0x2029) {
-                pos += d.length;  // well-formed: stays in the run
-                continue;
-            }
-            out.append(text.substr(run, pos - run));
-            if (d.status == utf8::DecodeStatus::Valid) {
-                out.append(d.code_point == 0x2028 ? "\\u2028" : "\\u2029");
-            } else {
-                out.append(utf8::replacement_character);
-            }
-            pos += d.length;
-            run = pos;
-            continue;
-        }
-        out.append(text.substr(run, pos - run));
-        switch (byte) {
-            case '"': out.append("\\\""); break;
-            case '\\': out.append("\\\\"); break;
-            case '\n': out.append("\\n"); break;
-            case '\r': out.append("\\r"); break;
-            case '\t': out.append("\\t"); break;
-            case '\b': out.append("\\b"); break;
-            case '\f': out.append("\\f"); break;
-            default: {
-                const char escape[6] = {'\\', 'u', '0', '0', hex[byte >> 4], hex[byte & 0xF]};
-                out.append(escape, sizeof escape);
-            }
-        }
-        ++pos;
-        run = pos;
-    }
-    out.append(text.substr(run));
-    out.push_back('"');
-}
-
-}  // namespace detail
-
-/// Fixed fields of one OpenAI chat-completions stream (the same in every chunk).
-struct OpenAiStreamOptions {
-    std::string id{};                ///< e.g. "chatcmpl-..."
-    std::string model{};
-    std::int64_t created = 0;        ///< Unix time in seconds
-    std::string system_fingerprint{};  ///< omitted when empty
-};
-
-/// Token counts for the optional final usage chunk (`stream_options: {"include_usage": true}`).
-struct OpenAiUsage {
-    std::uint64_t prompt_tokens = 0;
-    std::uint64_t completion_tokens = 0;
-};
-
-/// Encodes OpenAI `chat.completion.chunk` objects as SSE frames (`data: {...}\n\n`), the wire format
-/// OpenAI, vLLM and llama.cpp server send and every OpenAI client library reads. The constant prefix
-/// (id, object, created, model, fingerprint) is formatted once at construction; a content chunk is a
-/// memcpy of it plus the escaped text.
-class OpenAiChunkEncoder {
-public:
-    explicit OpenAiChunkEncoder(const OpenAiStreamOptions& options) {
-        prefix_ = "data: {\"id\":";
-        detail::append_json_string(prefix_, options.id);
-        prefix_.append(",\"object\":\"chat.completion.chunk\",\"created\":");
-        fmt::format_to(std::back_inserter(prefix_), "{}", options.created);
-        prefix_.append(",\"model\":");
-        detail::append_json_string(prefix_, options.model);
-        if (!options.system_fingerprint.empty()) {
-            prefix_.append(",\"system_fingerprint\":");
-            detail::append_json_string(prefix_, options.system_fingerprint);
-        }
-        prefix_.append(",\"choices\":");
-        content_prefix_ = prefix_ + "[{\"index\":0,\"delta\":{\"content\":";
-    }
-
-    /// The first chunk of a choice: `"delta":{"role":<role>,"content":""}`.
-    void append_role(std::string& out, std::string_view role = "assistant", std::size_t choice = 0) const {
-        open_choice(out, choice);
-        out.append("{\"role\":");
-        detail::append_json_string(out, role);
-        out.append(",\"content\":\"\"}");
-        close_choice(out, {});
-    }
-
-    /// A content delta: `"delta":{"content":<text>}`.
-    void append_content(std::string& out, std::string_view text, std::size_t choice = 0) const {
-        if (choice == 0) {  // the hot path: two memcpys around the escaped text
-            out.append(content_prefix_);
-            detail::append_json_string(out, text);
-            out.append("},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
-            return;
-        }
-        open_choice(out, choice);
-        out.append("{\"content\":");
-        detail::append_json_string(out, text);
-        out.push_back('}');
-        close_choice(out, {});
-    }
-
-    /// The last chunk of a choice: an empty delta and `"finish_reason"` ("stop", "length", ...).
-    void append_finish(std::string& out, std::string_view finish_reason = "stop", std::size_t choice = 0) const {
-        open_choice(out, choice);
-        out.append("{}");
-        close_choice(out, finish_reason);
-    }
-
-    /// The usage chunk: `"choices":[]` and `"usage":{prompt_tokens, completion_tokens, total_tokens}`.
-    void append_usage(std::string& out, OpenAiUsage usage) const {
-        out.append(prefix_);
-        fmt::format_to(std::back_inserter(out),
-                       "[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
-                       usage.prompt_tokens, usage.completion_tokens, usage.prompt_tokens + usage.completion_tokens);
-    }
-
-    /// The stream terminator every OpenAI client waits for: `data: [DONE]`.
-    static void append_done(std::string& out) { out.append("data: [DONE]\n\n"); }
-
-private:
-    void open_choice(std::string& out, std::size_t choice) const {
-        out.append(prefix_);
-        out.append("[{\"index\":");
-        if (choice < 10) {
-            out.push_back(static_cast<char>('0' + choice));
-        } else {
-            fmt::format_to(std::back_inserter(out), "{}", choice);
-        }
-        out.append(",\"delta\":");
-    }
-    static void close_choice(std::string& out, std::string_view finish_reason) {
-        out.append(",\"logprobs\":null,\"finish_reason\":");
-        if (finish_reason.empty()) {
-            out.append("null");
-        } else {
-            detail::append_json_string(out, finish_reason);
-        }
-        out.append("}]}\n\n");
-    }
-
-    std::string prefix_;          // `data: {"id":...,"choices":`
-    std::string content_prefix_;  // prefix_ + `[{"index":0,"delta":{"content":`
-};
-
-// ---------------------------------------------------------------------------------------------------
-// Input
-// ---------------------------------------------------------------------------------------------------
-
-struct SseParserOptions {
-    /// Bound on one event: the bytes of its lines (fields, comments, the line being read; not the
-    /// line ends) since the last blank line. Past it the event is reported once as EventTooLarge and
-    /// skipped up to the next blank line. Measured on raw lines, so how the input is split never
-    /// changes the outcome. > 0.
-    std::size_t max_event_size = std::size_t{1} << 20;
-};
-
-/// An event as the parser hands it to the callback; the views are valid during the callback only.
-struct SseEventView {
-    ErrorCode status = ErrorCode::Ok;  ///< Ok, or EventTooLarge (then type and data are empty)
-    std::string_view type;             ///< "message" unless an `event:` field set it
-    std::string_view data;             ///< the data lines joined with LF
-    std::string_view id;               ///< the last event ID at dispatch (may come from an earlier event)
-};
-
-/// An owned event (for collecting).
-struct SseEvent {
-    ErrorCode status = ErrorCode::Ok;
-    std::string type;
-    std::string data;
-    std::string id;
-
-    SseEvent() = default;
-    explicit SseEvent(const SseEventView& view)
-        : status(view.status), type(view.type), data(view.data), id(view.id) {}
-    friend bool operator==(const SseEvent&, const SseEvent&) = default;
-};
-
-/// Incremental `text/event-stream` parser (WHATWG "event stream interpretation"): bytes may arrive
-/// split anywhere (inside a line, a CRLF or a UTF-8 character). Handles CR, LF and CRLF line ends,
-/// one leading BOM, comments, multi-line data, `event`, `id` (ignored when it contains NUL) and
-/// `retry` (ASCII digits only, any number of them, leading zeros included, else ignored; a value
-/// past `milliseconds::max()` saturates to it), ignores unknown fields and dispatches on blank
-/// lines. At the end of the stream an unterminated event is discarded, as the standard says
-/// (`finish()`). A callback that throws leaves the parser consistent and loses no input (`feed`).
-///
-/// Bytes are passed through; the parser does not decode or validate UTF-8 (a proxy forwards what it
-/// got). Memory is bounded by `max_event_size` (plus, only after a callback threw, a copy of the
-/// unparsed rest of that one `feed` call's bytes until the next feed). Hot-path invariant: a line
-/// that lies entirely inside one `feed` is parsed in place, and a one-line event (the
-/// OpenAI/vLLM/llama.cpp shape) that lies inside one `feed` reaches the callback as a view of the
-/// input, with no copy; only a line or an event split across feeds is buffered.
-class SseParser {
-public:
-    explicit SseParser(SseParserOptions options = {}) : max_event_size_(options.max_event_size) {
-        if (options.max_event_size == 0) throw Error(ErrorCode::InvalidArgument, "SseParser: max_event_size must be > 0");
-    }
-
-    /// Parses `bytes` and calls `on_event(const SseEventView&)` for each dispatched event (and once
-    /// for each event that exceeded the bound). Returns the number of calls.
-    ///
-    /// If `on_event` throws, the exception propagates out of `feed`, and the event it was called for
-    /// counts as delivered: the parser's state is as if the callback had returned (that event's type
-    /// and data are gone; the last event ID and retry stay). The bytes of `bytes` after the line that
-    /// ended that event are not parsed now: the parser keeps a copy of them and parses them first at
-    /// the next `feed` call, before that call's own bytes (`feed({}, on_event)` resumes without new
-    /// input), so catching the exception and feeding on loses nothing and repeats nothing.
-    /// `finish()` and `reset()` drop that kept rest, as they drop an unterminated event.
-    template <class OnEvent>
-        requires std::invocable<OnEvent&, const SseEventView&>
-    std::size_t feed(std::string_view bytes, OnEvent&& on_event) {
-        if (!resume_.empty()) {  // the rest of a feed whose callback threw: parse it first
-            std::string input = std::move(resume_);
-            resume_.clear();
-            input.append(bytes);
-            return feed_bytes(input, on_event);
-        }
-        return feed_bytes(bytes, on_event);
-    }
-
-private:
-    template <class OnEvent>
-    std::size_t feed_bytes(std::string_view bytes, OnEvent& on_event) {
-        std::size_t calls = 0;
-        const auto emit = [&](const SseEventView& view) {
-            ++calls;
-            std::invoke(on_event, view);
-        };
-        const char* const begin = bytes.data();
-        const std::size_t n = bytes.size();
-        std::size_t pos = 0;
-        if (n == 0) return 0;
-        if (pending_cr_) {  // the previous feed ended with CR: an LF here completes that CRLF
-            pending_cr_ = false;
-            if (begin[0] == '\n') pos = 1;
-        }
-        // The next CR at or after `pos` is looked up once and cached, so CR-free input (the common
-        // case) costs one memchr for CR per feed, not one per line.
-        std::size_t next_cr = find(begin, pos, n, '\r');
-        // `pos` moves past a line (and its terminator) before the line is processed, so that when the
-        // callback throws, [pos, n) is exactly the unparsed rest (kept in resume_ for the next feed).
-        try {
-            while (pos < n) {
-                if (next_cr != npos && next_cr < pos) next_cr = find(begin, pos, n, '\r');
-                const std::size_t lf_limit = next_cr == npos ? n : next_cr;
-                const std::size_t lf = find(begin, pos, lf_limit, '\n');
-                const std::size_t end = lf != npos ? lf : next_cr;
-                if (end == npos) {  // no terminator: keep the partial line for the next feed
-                    const std::string_view rest(begin + pos, n - pos);
-                    pos = n;
-                    take_partial(rest, emit);
-                    break;
-                }
-                const std::string_view piece(begin + pos, end - pos);
-                pos = end + 1;
-                if (begin[end] == '\r') {
-                    if (pos < n) {
-                        if (begin[pos] == '\n') ++pos;
-                    } else {
-                        pending_cr_ = true;
-                    }
-                }
-                if (line_.empty() && !partial_line_) {
-                    process_line(piece, /*in_place=*/true, emit);
-                } else {
-                    const LineDone done{*this};  // the buffered line is consumed, even if the callback throws
-                    if (!discarding_) line_.append(piece);
-                    const std::string_view line = discarding_ ? std::string_view(partial_line_ ? "x" : "") : line_;
-                    process_line(line, /*in_place=*/false, emit);
-                }
-            }
-        } catch (...) {
-            own_data_view();  // (never active here: dispatch and overflow end it before calling back)
-            resume_.assign(begin + pos, n - pos);
-            throw;
-        }
-        own_data_view();
-        return calls;
-    }
-
-    // Ends the buffered line on scope exit (normal or by an exception from the callback).
-    struct LineDone {
-        SseParser& parser;
-        ~LineDone() {
-            parser.line_.clear();
-            parser.partial_line_ = false;
-        }
-    };
-
-    // Ends the dispatched event on scope exit (normal or by an exception from the callback), so the
-    // next event starts clean: no leftover type or data lines.
-    struct EventDone {
-        SseParser& parser;
-        ~EventDone() {
-            parser.data_.clear();
-            parser.type_.clear();
-        }
-    };
-
-public:
-
-    /// The stream ended: an event without its closing blank line is discarded (WHATWG). The last
-    /// event ID and retry survive (a reconnecting client needs them); the next feed may start with a
-    /// BOM again.
-    void finish() noexcept {
-        data_view_active_ = false;
-        resume_.clear();
-        line_.clear();
-        data_.clear();
-        type_.clear();
-        event_raw_ = 0;
-        partial_line_ = false;
-        discarding_ = false;
-        pending_cr_ = false;
-        at_start_ = true;
-    }
-
-    /// Back to the initial state (forgets the last event ID and retry too).
-    void reset() noexcept {
-        finish();
-        last_id_.clear();
-        retry_.reset();
-        events_too_large_ = 0;
-    }
-
-    [[nodiscard]] std::string_view last_event_id() const noexcept { return last_id_; }
-    /// The latest valid `retry:` value.
-    [[nodiscard]] std::optional<std::chrono::milliseconds> retry() const noexcept { return retry_; }
-    /// Events reported as EventTooLarge so far.
-    [[nodiscard]] std::size_t events_too_large() const noexcept { return events_too_large_; }
-
-    /// Parses a whole stream at once (then `finish()`), collecting owned events.
-    [[nodiscard]] static std::vector<SseEvent> parse_all(std::string_view stream, SseParserOptions options = {}) {
-        SseParser parser(options);
-        std::vector<SseEvent> events;
-        parser.feed(stream, [&](const SseEventView& e) { events.emplace_back(e); });
-        parser.finish();
-        return events;
-    }
-
-private:
-    static constexpr std::size_t npos = std::string_view::npos;
-    static constexpr std::string_view bom = "\xEF\xBB\xBF";
-
-    static std::size_t find(const char* base, std::size_t from, std::size_t to, char c) noexcept {
-        if (from >= to) return npos;
-        const void* hit = std::memchr(base + from, c, to - from);
-        return hit ? static_cast<std::size_t>(static_cast<const char*>(hit) - base) : npos;
-    }
-
-    // Moves a pending in-place data view into the owned buffer (before its bytes go away).
-    void own_data_view() {
-        if (!data_view_active_) return;
-        data_view_active_ = false;
-        data_.assign(data_view_);
-        data_.push_back('\n');
-    }
-
-    template <class Emit>
-    void overflow(Emit& emit) {
-        ++events_too_large_;
-        discarding_ = true;
-        data_view_active_ = false;
-        event_raw_ = 0;
-        data_.clear();
-        type_.clear();
-        line_.clear();
-        emit(SseEventView{ErrorCode::EventTooLarge, {}, {}, last_id_});
-    }
-
-    template <class Emit>
-    void take_partial(std::string_view rest, Emit& emit) {
-        if (rest.empty()) return;
-        partial_line_ = true;
-        if (discarding_) return;  // only whether the line is empty matters now
-        if (event_raw_ + line_.size() + rest.size() > max_event_size_) {
-            overflow(emit);
-            return;
-        }
-        line_.append(rest);
-    }
-
-    template <class Emit>
-    void process_line(std::string_view line, bool in_place, Emit& emit) {
-        if (discarding_) {
-            at_start_ = false;
-            if (line.empty()) discarding_ = false;  // resynchronized at the blank line
-            return;
-        }
-        if (event_raw_ + line.size() > max_event_size_) return overflow(emit);  // BOM included, as in take_partial
-        event_raw_ += line.size();
-        if (at_start_) {
-            at_start_ = false;
-            if (line.starts_with(bom)) line.remove_prefix(bom.size());
-        }
-        if (line.empty()) {
-            dispatch(emit);
-            return;
-        }
-        if (line.front() == ':') return;  // a comment
-        const std::size_t colon = line.find(':');
-        std::string_view field = line;
-        std::string_view value;
-        if (colon != npos) {
-            field = line.substr(0, colon);
-            value = line.substr(colon + 1);
-            if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-        }
-        if (field == "data") {
-            if (data_view_active_) own_data_view();  // a second data line: join in the buffer
-            if (in_place && data_.empty()) {
-                data_view_ = value;  // the usual one-line event: no copy until it is dispatched
-                data_view_active_ = true;
-            } else {
-                data_.append(value);
-                data_.push_back('\n');
-            }
-        } else if (field == "event") {
-            type_.assign(value);
-        } else if (field == "id") {
-            if (value.find('\0') == npos) last_id_.assign(value);
-        } else if (field == "retry") {
-            parse_retry(value);
-        }
-        // any other field is ignored
-    }
-
-    // WHATWG: a value of only ASCII digits (any number of them, leading zeros included) is the
-    // reconnection time in ms; anything else is ignored. A value too big for milliseconds saturates.
-    void parse_retry(std::string_view value) noexcept {
-        if (value.empty()) return;
-        using Rep = std::chrono::milliseconds::rep;
-        constexpr Rep max = std::chrono::milliseconds::max().count();
-        Rep ms = 0;
-        for (const char c : value) {
-            if (c < '0' || c > '9') return;
-            const Rep digit = c - '0';
-            ms = ms > (max - digit) / 10 ? max : ms * 10 + digit;
-        }
-        retry_ = std::chrono::milliseconds(ms);
-    }
-
-    template <class Emit>
-    void dispatch(Emit& emit) {
-        event_raw_ = 0;
-        const EventDone done{*this};  // clears type_ and data_ after the callback, also when it throws
-        if (data_view_active_) {
-            data_view_active_ = false;
-            const std::string_view type = type_.empty() ? std::string_view("message") : std::string_view(type_);
-            emit(SseEventView{ErrorCode::Ok, type, data_view_, last_id_});
-            return;
-        }
-        if (data_.empty()) return;  // no data lines: nothing is dispatched (WHATWG)
-        const std::string_view data(data_.data(), data_.size() - 1);  // drop the last LF
-        const std::string_view type = type_.empty() ? std::string_view("message") : std::string_view(type_);
-        emit(SseEventView{ErrorCode::Ok, type, data, last_id_});
-    }
-
-    std::size_t max_event_size_;
-    std::string line_;     // a line split across feeds (its first part(s))
-    std::string resume_;   // the unparsed rest of a feed whose callback threw (parsed first next time)
-    std::string data_;     // data buffer: each data line followed by LF
-    std::string type_;     // event type buffer
-    std::string last_id_;  // last event ID buffer
-    std::optional<std::chrono::milliseconds> retry_;
-    std::size_t events_too_large_ = 0;
-    std::size_t event_raw_ = 0;  // bytes of the current event's complete lines (the size bound)
-    bool partial_line_ = false;  // bytes of the current line arrived in an earlier feed
-    bool discarding_ = false;    // the current event overflowed: skip to the next blank line
-    bool pending_cr_ = false;    // the last feed ended with CR (maybe the first half of CRLF)
-    bool at_start_ = true;       // the next line is the stream's first (a BOM may lead it)
-    // The data of a one-line event whose line lay inside the current feed: a view into the caller's
-    // bytes, valid until `feed` returns (then copied into data_ if the event is still open).
-    // Invariant: while active, data_ is empty.
-    std::string_view data_view_;
-    bool data_view_active_ = false;
-};
-
-namespace detail {
-template <class View>
-StreamingGenerator<SseEvent> sse_events_impl(View chunks, SseParserOptions options) {
-    SseParser parser(options);
-    std::vector<SseEvent> ready;
-    for (auto&& chunk : chunks) {
-        ready.clear();
-        parser.feed(std::string_view(chunk), [&](const SseEventView& e) { ready.emplace_back(e); });
-        for (SseEvent& event : ready) co_yield std::move(event);
-    }
-    parser.finish();
-}
-}  // namespace detail
-
-/// The events of a stream that arrives as a range of byte chunks (e.g. a generator over socket reads).
-/// An lvalue range is referenced (keep it alive); an rvalue is moved in.
-template <std::ranges::viewable_range R>
-    requires std::ranges::input_range<R> && std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>
-StreamingGenerator<SseEvent> sse_events(R&& chunks, SseParserOptions options = {}) {
-    if (options.max_event_size == 0) throw Error(ErrorCode::InvalidArgument, "SseParser: max_event_size must be > 0");
-    return detail::sse_events_impl(std::views::all(std::forward<R>(chunks)), options);
-}
-
-}  // namespace llmfast
-// ---- end llmfast/sse.hpp ----
-// ---- begin llmfast/batcher.hpp ----
-// llmfast/batcher.hpp — DynamicBatcher<Req, Resp>: groups concurrent requests into batches for a backend
-// that is cheaper per item in bulk (an LLM server, an embedding model), the way Triton's dynamic batcher,
-// TF Serving's BasicBatchScheduler or Ray Serve's @serve.batch do, as a header-only template.
-//
-// A batch is dispatched as soon as a worker is free and any of these holds: it has `max_batch_size`
-// requests; their summed cost (a user cost function, e.g. prompt tokens; 1 per request by default) reached
-// `max_batch_cost`; the oldest queued request has waited `max_wait` (0 = "whatever is queued, now"); the
-// batcher is closing. A single request costlier than `max_batch_cost` goes alone. Higher priority levels are
-// served first, FIFO within a level. Requests whose deadline passes or whose stop token fires while queued
-// never reach the handler. `workers` threads (owned by the batcher, started in the constructor) run the
-// handler, so at most `workers` batches run at once and a busy backend lets the next batch grow.
-//
-//     llmfast::DynamicBatcher<std::string, std::string> batcher(
-//         [](std::span<std::string> prompts) {            // one response per request, in order
-//             std::vector<std::string> out;
-//             for (auto& p : prompts) out.push_back(model.generate(p));
-//             return out;
-//         },
-//         {.max_batch_size = 32, .max_wait = std::chrono::milliseconds(5)});
-//     std::future<std::string> reply = batcher.submit("hello", {.timeout = std::chrono::seconds(2)});
-//     batcher.submit("hi", {.priority = 1}, [](llmfast::BatchResult<std::string>&& r) {   // no shared state
-//         if (r.ok()) use(r.value()); else log(r.error());
-//     });
-//
-// Guarantee: every accepted request completes exactly once — its future becomes ready / its callback runs
-// once, with a response or an error — including when the handler throws, returns the wrong number of
-// responses, and at close(). A rejected submission (an exception thrown by submit, a non-Ok status from
-// try_submit) never invokes the callback.
-//
-// Thread-safety: submit / try_submit / metrics / close may be called from any number of threads (but,
-// as for any object, no call may still be running when the destructor starts).
-// The handler is called from the worker threads: with `workers > 1` it runs concurrently with itself.
-// Callbacks run on a worker thread after the handler returns (those of one batch in no particular
-// order); keep them short and non-throwing (an exception a callback throws is swallowed and counted in
-// `BatcherMetrics::callback_errors`). A callback may submit and may call close(), but must not destroy
-// the batcher. Cancellation is noticed at once when a worker is idle, otherwise when the next batch is
-// formed; a request that was dispatched runs to completion. A submit blocked on a full queue
-// (`block_when_full_for`) returns at the earliest of: room in the queue, block_when_full_for, the
-// request's deadline / timeout, its stop token, close().
-//
-// Time: deadlines, max_wait and the queue-wait metrics use the clock `C` (std::chrono::steady_clock by
-// default). With another clock (llmfast::ManualClock in tests) the idle workers, and a submit blocked on a
-// full queue whose request has a deadline, re-read it every 200 µs. `now + timeout` saturates at the
-// clock's limits both ways (a huge timeout never expires, a hugely negative one has already passed);
-// summed costs never overflow (any cost up to SIZE_MAX).
-// Hot path: the callback form allocates nothing per request once the queue has grown (a ring buffer,
-// the callback stored inline up to 48 bytes; a stop token that can fire costs one allocation). The future
-// form pays for std::promise (an allocation, and in libstdc++ a futex syscall to set the value).
-//
-// Errors (llmfast::Error codes):
-//   constructor                  InvalidArgument (an option out of range)
-//   submit (both forms)          throws QueueFull (queue at max_queue, not blocking or block_when_full_for
-//                                ran out), Closed (close() was called, also while blocked), InvalidArgument
-//                                (priority out of range), DeadlineExceeded / Cancelled (deadline passed /
-//                                stop requested, before the call or while it blocked on a full queue);
-//                                exceptions of the cost function propagate. Nothing is enqueued then.
-//   try_submit                   returns those codes instead of throwing (ErrorCode::Ok on success).
-//   the future / BatchResult     DeadlineExceeded (deadline passed while queued), Cancelled (stop token
-//                                fired while queued), HandlerFailed (the handler threw — the message carries
-//                                its what() — or returned a wrong number of responses).
-
-// ---- begin llmfast/detail/inplace_function.hpp ----
-// llmfast/detail/inplace_function.hpp — a move-only, small-buffer callable (internal).
-//
-// C++20 has no std::move_only_function, and std::function needs copyable targets and allocates for
-// anything bigger than two pointers. `InplaceFunction<R(Args...), Capacity>` stores a target of up to
-// `Capacity` bytes (max_align_t alignment, nothrow-movable) inside the object, so wrapping a lambda that
-// captures a pointer and an index, or a std::promise, never touches the heap. Larger targets still work:
-// they are boxed on the heap (one allocation), so callers never have to care, only hot paths do.
-//
-// Thread-safety: a plain value; one object must not be used from two threads at once.
-
-#include <cstddef>
-#include <functional>
-#include <new>
-#include <type_traits>
-#include <utility>
-
-namespace llmfast::detail {
-
-template <class Signature, std::size_t Capacity = 48>
-class InplaceFunction;
-
-template <class R, class... Args, std::size_t Capacity>
-class InplaceFunction<R(Args...), Capacity> {
-public:
-    static constexpr std::size_t capacity = Capacity;
-
-    /// True when a target of type F is stored inline (no allocation).
-    template <class F>
-    static constexpr bool stores_inline = sizeof(F) <= Capacity && alignof(F) <= alignof(std::max_align_t) &&
-                                          std::is_nothrow_move_constructible_v<F>;
-
-    InplaceFunction() noexcept = default;
-    InplaceFunction(std::nullptr_t) noexcept {}  // NOLINT(google-explicit-constructor)
-
-    template <class F>
-        requires(!std::is_same_v<std::remove_cvref_t<F>, InplaceFunction> &&
-                 std::is_constructible_v<std::decay_t<F>, F> && std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
-    InplaceFunction(F&& f) {  // NOLINT(google-explicit-constructor): a callable converts like std::function
-        using D = std::decay_t<F>;
-        if constexpr (stores_inline<D>) {
-            ::new (static_cast<void*>(storage_)) D(std::forward<F>(f));
-            ops_ = &inline_ops<D>;
-        } else {
-            D* boxed = new D(std::forward<F>(f));
-            ::new (static_cast<void*>(storage_)) D*(boxed);
-            ops_ = &boxed_ops<D>;
-        }
-    }
-
-    InplaceFunction(InplaceFunction&& other) noexcept : ops_(other.ops_) {
-        if (ops_) {
-            ops_->relocate(other.storage_, storage_);
-            other.ops_ = nullptr;
-        }
-    }
-
-    InplaceFunction& operator=(InplaceFunction&& other) noexcept {
-        if (this != &other) {
-            reset();
-            if (other.ops_) {
-                other.ops_->relocate(other.storage_, storage_);
-                ops_ = other.ops_;
-                other.ops_ = nullptr;
-            }
-        }
-        return *this;
-    }
-
-    InplaceFunction(const InplaceFunction&) = delete;
-    InplaceFunction& operator=(const InplaceFunction&) = delete;
-
-    ~InplaceFunction() { reset(); }
-
-    void reset() noexcept {
-        if (ops_) {
-            ops_->destroy(storage_);
-            ops_ = nullptr;
-        }
-    }
-
-    explicit operator bool() const noexcept { return ops_ != nullptr; }
-
-    /// Calls the target. Throws std::bad_function_call when empty.
-    R operator()(Args... args) {
-        if (!ops_) throw std::bad_function_call();
-        return ops_->invoke(storage_, std::forward<Args>(args)...);
-    }
-
-private:
-    struct Ops {
-        R (*invoke)(void*, Args&&...);
-        void (*relocate)(void* from, void* to) noexcept;  // move-construct into `to`, destroy `from`
-        void (*destroy)(void*) noexcept;
-    };
-
-    template <class D>
-    static constexpr Ops inline_ops{
-        [](void* self, Args&&... args) -> R { return std::invoke(*static_cast<D*>(self), std::forward<Args>(args)...); },
-        [](void* from, void* to) noexcept {
-            D* source = static_cast<D*>(from);
-            ::new (to) D(std::move(*source));
-            source->~D();
-        },
-        [](void* self) noexcept { static_cast<D*>(self)->~D(); },
-    };
-
-    template <class D>
-    static constexpr Ops boxed_ops{
-        [](void* self, Args&&... args) -> R { return std::invoke(**static_cast<D**>(self), std::forward<Args>(args)...); },
-        [](void* from, void* to) noexcept { ::new (to) D*(*static_cast<D**>(from)); },
-        [](void* self) noexcept { delete *static_cast<D**>(self); },
-    };
-
-    alignas(std::max_align_t) unsigned char storage_[Capacity];
-    const Ops* ops_ = nullptr;
-};
-
-}  // namespace llmfast::detail
-// ---- end llmfast/detail/inplace_function.hpp ----
-
-#include <algorithm>
-#include <array>
-#include <bit>
-#include <chrono>
-#include <concepts>
-#include <condition_variable>
-#include <cstddef>
-#include <cstdint>
-#include <exception>
-#include <functional>
-#include <future>
-#include <limits>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <ratio>
-#include <span>
-#include <stop_token>
-#include <string>
-#include <thread>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-#if defined(__linux__)
-#include <sys/prctl.h>
-#endif
-
-namespace llmfast {
-
-/// A model of BatchHandler<Req, Resp> is called with a batch of requests (a span it may move from) and
-/// returns one response per request, in the same order.
-template <class H, class Req, class Resp>
-concept BatchHandler = std::invocable<H&, std::span<Req>> &&
-                       std::convertible_to<std::invoke_result_t<H&, std::span<Req>>, std::vector<Resp>>;
-
-/// The default handler type: any callable `std::vector<Resp>(std::span<Req>)`.
-template <class Req, class Resp>
-using BatchFunction = std::function<std::vector<Resp>(std::span<Req>)>;
-
-/// Batcher-wide settings. Validated by the DynamicBatcher constructor (InvalidArgument).
-struct BatcherOptions {
-    std::size_t max_batch_size = 32;                                      ///< >= 1
-    std::size_t max_batch_cost = std::numeric_limits<std::size_t>::max();  ///< >= 1; summed request cost
-    std::chrono::nanoseconds max_wait = std::chrono::milliseconds(5);     ///< >= 0; 0 = dispatch at once
-    std::size_t max_queue = 65536;                                        ///< >= 1; requests waiting
-    std::size_t workers = 1;                                              ///< >= 1; batches running at once
-    std::size_t priority_levels = 4;                                      ///< 1..64; priorities 0..levels-1
-    /// When the queue is full, submit blocks up to this long for room before failing with QueueFull.
-    /// 0 (the default): fail at once; nanoseconds::max(): no limit of its own. Measured on
-    /// std::chrono::steady_clock whatever the batcher's Clock. The request's own deadline / timeout
-    /// (DeadlineExceeded), its stop token (Cancelled) and close() (Closed) end the wait earlier.
-    std::chrono::nanoseconds block_when_full_for = std::chrono::nanoseconds::zero();
-};
-
-/// Per-request settings. `C` is the batcher's clock.
-template <Clock C = SteadyClock>
-struct SubmitOptions {
-    /// The request must be dispatched before this; otherwise it completes with DeadlineExceeded.
-    typename C::time_point deadline = C::time_point::max();
-    /// Alternative to `deadline`: now + timeout (the earlier of the two applies when both are set).
-    std::optional<std::chrono::nanoseconds> timeout{};
-    /// 0 .. priority_levels-1; higher levels are dispatched first, FIFO within a level.
-    int priority = 0;
-    /// Cancels the request while it is queued (Cancelled); once dispatched it runs to completion.
-    std::stop_token stop_token{};
-};
-
-/// What a completion callback receives: the response, or the error code (and exception) of the request.
-template <class Resp>
-class BatchResult {
-public:
-    explicit BatchResult(Resp&& response) noexcept(std::is_nothrow_move_constructible_v<Resp>)
-        : response_(std::move(response)) {}
-    /// An error; `cause` (may be null) is the exception a future would carry.
-    BatchResult(ErrorCode code, std::exception_ptr cause) noexcept : code_(code), cause_(std::move(cause)) {}
-
-    [[nodiscard]] bool ok() const noexcept { return code_ == ErrorCode::Ok; }
-    [[nodiscard]] ErrorCode error() const noexcept { return code_; }
-
-    /// The response; throws the request's error when !ok().
-    [[nodiscard]] Resp& value() & {
-        if (!ok()) rethrow();
-        return *response_;
-    }
-    [[nodiscard]] Resp&& value() && {
-        if (!ok()) rethrow();
-        return std::move(*response_);
-    }
-
-    /// The error as an exception (an llmfast::Error); null when ok().
-    [[nodiscard]] std::exception_ptr exception() const {
-        if (ok()) return nullptr;
-        if (cause_) return cause_;
-        return std::make_exception_ptr(Error(code_, default_message(code_)));
-    }
-
-    [[noreturn]] void rethrow() const { std::rethrow_exception(exception()); }
-
-private:
-    static std::string_view default_message(ErrorCode code) noexcept {
-        switch (code) {
-            case ErrorCode::DeadlineExceeded: return "the request's deadline passed before it was dispatched";
-            case ErrorCode::Cancelled: return "the request was cancelled before it was dispatched";
-            case ErrorCode::HandlerFailed: return "the batch handler failed";
-            default: return "the request failed";
-        }
-    }
-
-    std::optional<Resp> response_{};
-    ErrorCode code_ = ErrorCode::Ok;
-    std::exception_ptr cause_{};
-};
-
-/// The future form of try_submit: status Ok and a valid future, or the error and no future.
-template <class Resp>
-struct TrySubmitResult {
-    ErrorCode status = ErrorCode::Ok;
-    std::future<Resp> future{};
-    explicit operator bool() const noexcept { return status == ErrorCode::Ok; }
-};
-
-/// A snapshot of the batcher's counters (metrics()).
-struct BatcherMetrics {
-    std::size_t queue_depth = 0;          ///< requests waiting now (incl. expired/cancelled not yet removed)
-    std::size_t batches_running = 0;      ///< batches in the handler now
-    std::uint64_t accepted = 0;           ///< requests enqueued
-    std::uint64_t batches = 0;            ///< batches dispatched to the handler
-    std::uint64_t dispatched = 0;         ///< requests dispatched to the handler
-    std::uint64_t succeeded = 0;          ///< requests completed with a response
-    std::uint64_t rejected = 0;           ///< submissions refused with QueueFull or Closed
-    std::uint64_t expired = 0;            ///< requests refused or dropped with DeadlineExceeded
-    std::uint64_t cancelled = 0;          ///< requests refused or dropped with Cancelled
-    std::uint64_t failed = 0;             ///< requests completed with HandlerFailed
-    std::uint64_t callback_errors = 0;    ///< exceptions thrown by completion callbacks (swallowed)
-    /// batch_size_histogram[n] = batches of exactly n requests (n >= 1); the last bucket also counts
-    /// bigger batches (the histogram has min(max_batch_size, 1024) + 1 buckets).
-    std::vector<std::uint64_t> batch_size_histogram{};
-    /// Time from submission to dispatch of the requests dispatched so far (log-bucketed, <= 12.5% high).
-    std::chrono::nanoseconds queue_wait_p50{}, queue_wait_p90{}, queue_wait_p99{}, queue_wait_max{};
-
-    [[nodiscard]] double mean_batch_size() const noexcept {
-        return batches ? static_cast<double>(dispatched) / static_cast<double>(batches) : 0.0;
-    }
-};
-
-namespace detail {
-
-/// Log-linear histogram of non-negative nanosecond values: exact below 16, then 8 sub-buckets per power
-/// of two (relative error <= 12.5%). Not synchronised: the batcher updates it under its mutex.
-class WaitHistogram {
-public:
-    void record(std::int64_t ns) noexcept {
-        const std::uint64_t v = ns > 0 ? static_cast<std::uint64_t>(ns) : 0U;
-        ++counts_[bucket(v)];
-        ++total_;
-        max_ = std::max(max_, v);
-    }
-    [[nodiscard]] std::uint64_t total() const noexcept { return total_; }
-    [[nodiscard]] std::uint64_t max() const noexcept { return max_; }
-    /// Upper bound of the bucket holding the p-th percentile (0..100), capped at the maximum seen.
-    [[nodiscard]] std::uint64_t percentile(double p) const noexcept {
-        if (total_ == 0) return 0;
-        const auto rank = static_cast<std::uint64_t>(p / 100.0 * static_cast<double>(total_ - 1)) + 1;
-        std::uint64_t seen = 0;
-        for (std::size_t b = 0; b < counts_.size(); ++b) {
-            seen += counts_[b];
-            if (seen >= rank) return std::min(upper(b), max_);
-        }
-        return max_;
-    }
-
-private:
-    static constexpr std::size_t sub_bits = 3;
-    static constexpr std::size_t buckets = 16 + (64 - 4) * 8;
-
-    static std::size_t bucket(std::uint64_t v) noexcept {
-        if (v < 16) return static_cast<std::size_t>(v);
-        const auto exponent = static_cast<std::size_t>(63 - std::countl_zero(v));  // >= 4
-        const auto sub = static_cast<std::size_t>((v >> (exponent - sub_bits)) & 7U);
-        return 16 + (exponent - 4) * 8 + sub;
-    }
-    static std::uint64_t upper(std::size_t b) noexcept {
-        if (b < 16) return b;
-        const std::size_t exponent = (b - 16) / 8 + 4;
-        const std::size_t sub = (b - 16) % 8;
-        const std::uint64_t base = std::uint64_t{1} << exponent;
-        const std::uint64_t step = base >> sub_bits;
-        return base + step * (sub + 1) - 1;
-    }
-
-    std::array<std::uint64_t, buckets> counts_{};
-    std::uint64_t total_ = 0;
-    std::uint64_t max_ = 0;
-};
-
-/// The exact sum of up to SIZE_MAX values of std::size_t (two words with a carry), so costs near SIZE_MAX
-/// never wrap around. Not synchronised: the batcher updates it under its mutex.
-class CostSum {
-public:
-    void add(std::size_t v) noexcept {
-        low_ += v;
-        if (low_ < v) ++high_;  // carry
-    }
-    void subtract(std::size_t v) noexcept {  // v was added before
-        if (low_ < v) --high_;  // borrow
-        low_ -= v;
-    }
-    [[nodiscard]] bool at_least(std::size_t v) const noexcept { return high_ > 0 || low_ >= v; }
-
-private:
-    std::size_t low_ = 0;
-    std::size_t high_ = 0;
-};
-
-/// `t + d`, saturated at TimePoint's min() / max() instead of overflowing (both signs of d, and a clock
-/// whose duration is finer than a nanosecond).
-template <class TimePoint>
-TimePoint add_saturating(TimePoint t, std::chrono::nanoseconds d) noexcept {
-    using Dur = typename TimePoint::duration;
-    if constexpr (std::ratio_less_v<typename Dur::period, std::nano>) {
-        // Converting d to the finer unit multiplies: clamp first (Dur::max() in nanoseconds divides).
-        const auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(Dur::max());
-        if (d >= limit) return TimePoint::max();
-        if (d <= -limit) return TimePoint::min();
-    }
-    const auto step = std::chrono::duration_cast<Dur>(d);
-    if (step > Dur::zero() && t > TimePoint::max() - step) return TimePoint::max();
-    if (step < Dur::zero() && t < TimePoint::min() - step) return TimePoint::min();
-    return t + step;
-}
-
-/// A FIFO ring buffer that grows geometrically and never shrinks, so a steady-state queue allocates
-/// nothing (std::deque allocates and frees a block every few elements, and the batcher would do that
-/// under its mutex). Not synchronised.
-template <class T>
-class RingQueue {
-public:
-    RingQueue() = default;
-    RingQueue(const RingQueue&) = delete;
-    RingQueue& operator=(const RingQueue&) = delete;
-    RingQueue(RingQueue&& other) noexcept
-        : data_(std::exchange(other.data_, nullptr)), capacity_(std::exchange(other.capacity_, 0)),
-          head_(std::exchange(other.head_, 0)), size_(std::exchange(other.size_, 0)) {}
-    RingQueue& operator=(RingQueue&&) = delete;
-    ~RingQueue() {
-        while (size_ > 0) pop_front();
-        std::allocator<T>().deallocate(data_, capacity_);
-    }
-
-    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-    [[nodiscard]] std::size_t size() const noexcept { return size_; }
-    [[nodiscard]] T& front() noexcept { return data_[head_]; }
-    [[nodiscard]] const T& front() const noexcept { return data_[head_]; }
-    [[nodiscard]] T& operator[](std::size_t i) noexcept { return data_[(head_ + i) & (capacity_ - 1)]; }
-
-    void push_back(T&& value) {
-        if (size_ == capacity_) grow();
-        ::new (static_cast<void*>(data_ + ((head_ + size_) & (capacity_ - 1)))) T(std::move(value));
-        ++size_;
-    }
-    void pop_front() noexcept {
-        data_[head_].~T();
-        head_ = (head_ + 1) & (capacity_ - 1);
-        --size_;
-    }
-
-private:
-    void grow() {
-        const std::size_t capacity = capacity_ ? capacity_ * 2 : 16;
-        T* data = std::allocator<T>().allocate(capacity);
-        for (std::size_t i = 0; i < size_; ++i) {  // T's move is noexcept for the batcher's entries
-            T& from = (*this)[i];
-            ::new (static_cast<void*>(data + i)) T(std::move(from));
-            from.~T();
-        }
-        std::allocator<T>().deallocate(data_, capacity_);
-        data_ = data;
-        capacity_ = capacity;
-        head_ = 0;
-    }
-
-    T* data_ = nullptr;
-    std::size_t capacity_ = 0;  // 0 or a power of two
-    std::size_t head_ = 0;
-    std::size_t size_ = 0;
-};
-
-}  // namespace detail
-
-/// Groups requests into batches for `Handler` (see the file comment). Thread-safe; owns `workers` threads.
-template <class Req, class Resp, class Handler = BatchFunction<Req, Resp>, class C = SteadyClock>
-class DynamicBatcher {
-    static_assert(Clock<C>, "DynamicBatcher<Req, Resp, Handler, C>: C must model llmfast::Clock");
-    static_assert(BatchHandler<Handler, Req, Resp>,
-                  "DynamicBatcher<Req, Resp, Handler>: Handler must model llmfast::BatchHandler<Req, Resp> "
-                  "(callable with std::span<Req>, returning std::vector<Resp>)");
-    static_assert(std::is_nothrow_move_constructible_v<Req>,
-                  "DynamicBatcher: Req must be nothrow move-constructible (the queue relocates requests; "
-                  "wrap it in std::unique_ptr otherwise)");
-    static_assert(std::is_move_constructible_v<Resp> && !std::is_void_v<Resp>,
-                  "DynamicBatcher: Resp must be a move-constructible object type");
-
-public:
-    using request_type = Req;
-    using response_type = Resp;
-    using clock_type = C;
-    using time_point = typename C::time_point;
-    using Options = SubmitOptions<C>;
-    using Result = BatchResult<Resp>;
-    /// The completion callback storage: a move-only callable stored inline up to 48 bytes (no allocation).
-    using Callback = detail::InplaceFunction<void(Result&&), 48>;
-    /// Cost of one request (e.g. its prompt tokens). Empty: every request costs 1.
-    using CostFunction = std::function<std::size_t(const Req&)>;
-
-    explicit DynamicBatcher(Handler handler, BatcherOptions options = {}, CostFunction cost = {})
-        : DynamicBatcher(std::move(handler), options, std::move(cost), nullptr) {}
-
-    /// Uses `clock` (which must outlive the batcher) instead of a default-constructed C; for tests.
-    DynamicBatcher(Handler handler, BatcherOptions options, CostFunction cost, const C& clock)
-        : DynamicBatcher(std::move(handler), options, std::move(cost), &clock) {}
-
-    DynamicBatcher(const DynamicBatcher&) = delete;
-    DynamicBatcher& operator=(const DynamicBatcher&) = delete;
-
-    /// close(): drains what is queued and joins the workers.
-    ~DynamicBatcher() { close(); }
-
-    /// Enqueues `request`; the future carries the response or the request's error.
-    /// Throws QueueFull, Closed, InvalidArgument, DeadlineExceeded, Cancelled (see the file comment).
-    [[nodiscard]] std::future<Resp> submit(Req request, Options options = {}) {
-        std::promise<Resp> promise;
-        std::future<Resp> future = promise.get_future();
-        Callback done{PromiseCompletion{std::move(promise)}};
-        bool blocked = false;
-        if (const ErrorCode status = enqueue(request, options, done, blocked); status != ErrorCode::Ok)
-            throw_status(status, blocked);
-        return future;
-    }
-
-    /// Enqueues `request`; `callback(BatchResult<Resp>&&)` runs exactly once on a worker thread. It is not
-    /// invoked when this throws (same errors as the future form).
-    template <class F>
-        requires std::is_invocable_v<std::decay_t<F>&, Result&&>
-    void submit(Req request, Options options, F&& callback) {
-        Callback done{std::forward<F>(callback)};
-        bool blocked = false;
-        if (const ErrorCode status = enqueue(request, options, done, blocked); status != ErrorCode::Ok)
-            throw_status(status, blocked);
-    }
-
-    /// Like submit, but returns the status instead of throwing. `request` is moved from only on Ok (so a
-    /// caller can retry it), and the callback is invoked only on Ok.
-    template <class F>
-        requires std::is_invocable_v<std::decay_t<F>&, Result&&>
-    [[nodiscard]] ErrorCode try_submit(Req&& request, Options options, F&& callback) {
-        Callback done{std::forward<F>(callback)};
-        bool blocked = false;
-        return enqueue(request, options, done, blocked);
-    }
-
-    /// Future form of try_submit: `request` is moved from only on Ok.
-    [[nodiscard]] TrySubmitResult<Resp> try_submit(Req&& request, Options options = {}) {
-        std::promise<Resp> promise;
-        TrySubmitResult<Resp> result{ErrorCode::Ok, promise.get_future()};
-        Callback done{PromiseCompletion{std::move(promise)}};
-        bool blocked = false;
-        result.status = enqueue(request, options, done, blocked);
-        if (result.status != ErrorCode::Ok) result.future = {};
-        return result;
-    }
-
-    /// Stops intake (later submits fail with Closed), dispatches everything queued without waiting for
-    /// max_wait, waits for the running batches and joins the workers. Idempotent; concurrent callers all
-    /// return once the batcher is drained. Called from a handler or callback (a worker thread) it only
-    /// stops intake and returns: the workers finish draining on their own.
-    void close() {
-        {
-            std::lock_guard lock(mutex_);
-            closing_ = true;
-        }
-        work_cv_.notify_all();
-        space_cv_.notify_all();
-        const auto self = std::this_thread::get_id();
-        for (const std::thread& worker : workers_)
-            if (worker.get_id() == self) return;
-        std::lock_guard join_lock(join_mutex_);
-        for (std::thread& worker : workers_)
-            if (worker.joinable()) worker.join();
-    }
-
-    /// True once close() was called.
-    [[nodiscard]] bool closed() const {
-        std::lock_guard lock(mutex_);
-        return closing_;
-    }
-
-    /// A consistent snapshot of the counters; cheap enough to poll (copies a few KB under the lock).
-    [[nodiscard]] BatcherMetrics metrics() const {
-        BatcherMetrics m;
-        std::lock_guard lock(mutex_);
-        m.queue_depth = depth_;
-        m.batches_running = running_;
-        m.accepted = accepted_;
-        m.batches = batches_;
-        m.dispatched = dispatched_;
-        m.succeeded = succeeded_;
-        m.rejected = rejected_;
-        m.expired = expired_;
-        m.cancelled = cancelled_;
-        m.failed = failed_;
-        m.callback_errors = callback_errors_;
-        m.batch_size_histogram = batch_sizes_;
-        m.queue_wait_p50 = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.percentile(50)));
-        m.queue_wait_p90 = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.percentile(90)));
-        m.queue_wait_p99 = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.percentile(99)));
-        m.queue_wait_max = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.max()));
-        return m;
-    }
-
-    [[nodiscard]] const BatcherOptions& options() const noexcept { return options_; }
-
-private:
-    // Wakes a worker when a queued request's stop token fires, so it is completed with Cancelled promptly.
-    struct CancelNotifier {
-        DynamicBatcher* self;
-        void operator()() const noexcept { self->on_cancel(); }
-    };
-    using StopCallback = std::stop_callback<CancelNotifier>;
-
-    struct Entry {
-        Req request;
-        std::size_t cost;
-        time_point enqueued;
-        time_point deadline;
-        std::stop_token stop;
-        std::unique_ptr<StopCallback> on_stop;  // only when the token can fire; destroyed outside mutex_
-        Callback done;
-    };
-
-    struct PromiseCompletion {
-        std::promise<Resp> promise;
-        void operator()(Result&& result) {
-            if (result.ok())
-                promise.set_value(std::move(result).value());
-            else
-                promise.set_exception(result.exception());
-        }
-    };
-
-    // What one worker moves out of the queue under the lock and completes outside it.
-    struct Work {
-        std::vector<Req> requests;
-        std::vector<Callback> completions;
-        std::vector<std::pair<Callback, ErrorCode>> dropped;
-        std::vector<std::unique_ptr<StopCallback>> stop_callbacks;
-    };
-
-    DynamicBatcher(Handler handler, BatcherOptions options, CostFunction cost, const C* clock)
-        : handler_(std::move(handler)), options_(validate(options)), cost_(std::move(cost)) {
-        clock_ = clock ? clock : &own_clock_;
-        levels_.resize(options_.priority_levels);
-        batch_sizes_.assign(std::min<std::size_t>(options_.max_batch_size, 1024) + 1, 0);
-        workers_.reserve(options_.workers);
-        try {
-            for (std::size_t i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { worker_loop(); });
-        } catch (...) {
-            close();
-            throw;
-        }
-    }
-
-    static BatcherOptions validate(const BatcherOptions& o) {
-        auto fail = [](const char* what) { throw Error(ErrorCode::InvalidArgument, what); };
-        if (o.max_batch_size == 0) fail("BatcherOptions::max_batch_size must be >= 1");
-        if (o.max_batch_cost == 0) fail("BatcherOptions::max_batch_cost must be >= 1");
-        if (o.max_wait < std::chrono::nanoseconds::zero()) fail("BatcherOptions::max_wait must be >= 0");
-        if (o.max_queue == 0) fail("BatcherOptions::max_queue must be >= 1");
-        if (o.workers == 0) fail("BatcherOptions::workers must be >= 1");
-        if (o.priority_levels == 0 || o.priority_levels > 64) fail("BatcherOptions::priority_levels must be in 1..64");
-        if (o.block_when_full_for < std::chrono::nanoseconds::zero())
-            fail("BatcherOptions::block_when_full_for must be >= 0");
-        return o;
-    }
-
-    // `blocked`: the submit waited for room in a full queue, so the bound that ended it fired meanwhile.
-    [[noreturn]] static void throw_status(ErrorCode status, bool blocked) {
-        switch (status) {
-            case ErrorCode::QueueFull:
-                throw Error(status, blocked ? "the batcher queue stayed full for block_when_full_for"
-                                            : "the batcher queue is full");
-            case ErrorCode::Closed:
-                throw Error(status, blocked ? "the batcher was closed while submit waited for room in the queue"
-                                            : "the batcher is closed");
-            case ErrorCode::InvalidArgument: throw Error(status, "priority out of range 0..priority_levels-1");
-            case ErrorCode::DeadlineExceeded:
-                throw Error(status, blocked ? "the request's deadline passed while submit waited for room in the queue"
-                                            : "the request's deadline already passed");
-            case ErrorCode::Cancelled:
-                throw Error(status, blocked ? "the request's stop token was triggered while submit waited for room "
-                                              "in the queue"
-                                            : "the request's stop token was already triggered");
-            default: throw Error(status, "submit failed");
-        }
-    }
-
-    // Moves `request` and `done` into the queue on Ok; leaves both untouched otherwise. Sets `blocked`
-    // when it waited for room in a full queue.
-    ErrorCode enqueue(Req& request, const Options& options, Callback& done, bool& blocked) {
-        if (options.priority < 0 || static_cast<std::size_t>(options.priority) >= levels_.size())
-            return ErrorCode::InvalidArgument;
-        time_point now = clock_->now();
-        time_point deadline = options.deadline;
-        if (options.timeout) deadline = std::min(deadline, detail::add_saturating(now, *options.timeout));
-        const std::size_t cost = cost_ ? cost_(request) : std::size_t{1};
-
-        // Registered before taking mutex_ (the callback takes it) and, on failure, destroyed after
-        // releasing it: a stop_callback's destructor waits for a running callback.
-        std::unique_ptr<StopCallback> on_stop;
-        if (options.stop_token.stop_possible() && !options.stop_token.stop_requested())
-            on_stop = std::make_unique<StopCallback>(options.stop_token, CancelNotifier{this});
-
-        bool notify = false;
-        {
-            std::unique_lock lock(mutex_);
-            auto expired_or_cancelled = [&] {
-                if (deadline <= now) {
-                    ++expired_;
-                    return ErrorCode::DeadlineExceeded;
-                }
-                if (options.stop_token.stop_requested()) {
-                    ++cancelled_;
-                    return ErrorCode::Cancelled;
-                }
-                return ErrorCode::Ok;
-            };
-            if (const ErrorCode status = expired_or_cancelled(); status != ErrorCode::Ok) return status;
-            if (closing_) {
-                ++rejected_;
-                return ErrorCode::Closed;
-            }
-            if (depth_ >= options_.max_queue && options_.block_when_full_for > std::chrono::nanoseconds::zero()) {
-                // Ends at the earliest of: room, close(), the stop token (on_stop wakes space_cv_), the
-                // request's deadline, block_when_full_for.
-                blocked = true;
-                using steady = std::chrono::steady_clock;
-                const steady::time_point until = detail::add_saturating(steady::now(), options_.block_when_full_for);
-                ++blocked_producers_;
-                for (;;) {
-                    now = clock_->now();  // queue wait and max_wait count from the actual enqueue
-                    if (closing_ || depth_ < options_.max_queue || deadline <= now || options.stop_token.stop_requested())
-                        break;
-                    const steady::time_point real_now = steady::now();
-                    if (real_now >= until) break;
-                    if constexpr (steady_time) {
-                        space_cv_.wait_until(lock, std::min(until, deadline));
-                    } else if (deadline == time_point::max()) {
-                        space_cv_.wait_until(lock, until);
-                    } else {  // the deadline is on a clock the condition variable cannot wait on: poll it
-                        space_cv_.wait_until(lock, std::min(until, detail::add_saturating(real_now, poll_interval)));
-                    }
-                }
-                --blocked_producers_;
-                if (closing_) {
-                    ++rejected_;
-                    return ErrorCode::Closed;
-                }
-                if (const ErrorCode status = expired_or_cancelled(); status != ErrorCode::Ok) return status;
-            }
-            if (depth_ >= options_.max_queue) {
-                ++rejected_;
-                return ErrorCode::QueueFull;
-            }
-            const bool was_empty = depth_ == 0;
-            levels_[static_cast<std::size_t>(options.priority)].push_back(
-                Entry{std::move(request), cost, now, deadline, options.stop_token, std::move(on_stop), std::move(done)});
-            ++depth_;
-            ++accepted_;
-            total_cost_.add(cost);
-            bool earlier_deadline = false;
-            if (deadline < earliest_deadline_) {
-                earliest_deadline_ = deadline;
-                earlier_deadline = true;
-            }
-            // Wake an idle worker only when its decision changes: it slept with nothing queued, the batch
-            // just became ready, or it must now wake for an earlier deadline. One notify per batch.
-            if (idle_workers_ > 0 && !wake_pending_ &&
-                (was_empty || earlier_deadline || batch_ready_by_size_or_cost())) {
-                wake_pending_ = true;
-                notify = true;
-            }
-        }
-        if (notify) work_cv_.notify_one();
-        return ErrorCode::Ok;
-    }
-
-    void on_cancel() {
-        bool producers = false;
-        {
-            std::lock_guard lock(mutex_);
-            cancel_pending_ = true;
-            producers = blocked_producers_ > 0;
-        }
-        work_cv_.notify_one();
-        if (producers) space_cv_.notify_all();  // the token may be a blocked submit's: end its wait
-    }
-
-    bool batch_ready_by_size_or_cost() const noexcept {
-        return options_.max_wait == std::chrono::nanoseconds::zero() || depth_ >= options_.max_batch_size ||
-               total_cost_.at_least(options_.max_batch_cost);
-    }
-
-    time_point oldest_enqueued() const noexcept {
-        time_point oldest = time_point::max();
-        for (const auto& level : levels_)
-            if (!level.empty()) oldest = std::min(oldest, level.front().enqueued);
-        return oldest;
-    }
-
-    void pop_front(detail::RingQueue<Entry>& level, Entry& entry, Work& work) {
-        if (entry.on_stop) work.stop_callbacks.push_back(std::move(entry.on_stop));
-        --depth_;
-        total_cost_.subtract(entry.cost);
-        level.pop_front();
-    }
-
-    // Removes every expired or cancelled request (completed by the caller outside the lock) and
-    // recomputes earliest_deadline_.
-    void sweep(time_point now, Work& work) {
-        time_point earliest = time_point::max();
-        for (auto& level : levels_) {
-            // Rotate once through the ring: keep entries go to the back, in their order.
-            for (std::size_t n = level.size(); n > 0; --n) {
-                Entry& e = level.front();
-                const bool expired = e.deadline <= now;
-                if (expired || e.stop.stop_requested()) {
-                    drop(e, expired ? ErrorCode::DeadlineExceeded : ErrorCode::Cancelled, work);
-                    level.pop_front();
-                } else {
-                    earliest = std::min(earliest, e.deadline);
-                    Entry kept = std::move(e);
-                    level.pop_front();
-                    level.push_back(std::move(kept));
-                }
-            }
-        }
-        earliest_deadline_ = earliest;
-        cancel_pending_ = false;
-    }
-
-    void drop(Entry& e, ErrorCode code, Work& work) {
-        (code == ErrorCode::DeadlineExceeded ? expired_ : cancelled_) += 1;
-        if (e.on_stop) work.stop_callbacks.push_back(std::move(e.on_stop));
-        work.dropped.emplace_back(std::move(e.done), code);
-        --depth_;
-        total_cost_.subtract(e.cost);
-    }
-
-    // Pops the next batch: priority order, FIFO within a level, up to max_batch_size requests and
-    // max_batch_cost (a first request costlier than that goes alone).
-    void form_batch(time_point now, Work& work) {
-        std::size_t cost = 0;
-        for (auto level = levels_.rbegin(); level != levels_.rend(); ++level) {
-            while (!level->empty() && work.requests.size() < options_.max_batch_size) {
-                Entry& e = level->front();
-                if (e.deadline <= now || e.stop.stop_requested()) {
-                    drop(e, e.deadline <= now ? ErrorCode::DeadlineExceeded : ErrorCode::Cancelled, work);
-                    level->pop_front();
-                    continue;
-                }
-                // cost <= max_batch_cost here, and only a first request may exceed what is left: no overflow.
-                if (!work.requests.empty() && e.cost > options_.max_batch_cost - cost) return;
-                cost += e.cost;
-                waits_.record(std::chrono::duration_cast<std::chrono::nanoseconds>(now - e.enqueued).count());
-                work.requests.push_back(std::move(e.request));
-                work.completions.push_back(std::move(e.done));
-                pop_front(*level, e, work);
-                if (cost >= options_.max_batch_cost) return;
-            }
-            if (work.requests.size() >= options_.max_batch_size) return;
-        }
-    }
-
-    static constexpr bool steady_time = std::is_same_v<time_point, std::chrono::steady_clock::time_point>;
-    // With a clock other than steady_clock (a ManualClock in tests) a timed wait cannot be expressed in
-    // real time, so the worker re-checks the clock this often.
-    static constexpr std::chrono::microseconds poll_interval{200};
-
-    void wait_until(std::unique_lock<std::mutex>& lock, time_point target) {
-        ++idle_workers_;
-        if (target == time_point::max()) {
-            work_cv_.wait(lock);
-        } else if constexpr (steady_time) {
-            work_cv_.wait_until(lock, target);
-        } else {
-            work_cv_.wait_for(lock, poll_interval);
-        }
-        --idle_workers_;
-        wake_pending_ = false;
-    }
-
-    void worker_loop() {
-#if defined(PR_SET_TIMERSLACK)
-        // The default 50 µs timer slack would make every max_wait flush ~50 µs late; these threads
-        // are ours, and they sleep mostly on the condition variable, so 1 ns costs nothing.
-        (void)::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
-#endif
-        Work work;
-        // Formation pushes into these under the lock: reserve so it does not allocate there.
-        const std::size_t expected = std::min<std::size_t>(options_.max_batch_size, 1024);
-        work.requests.reserve(expected);
-        work.completions.reserve(expected);
-        work.dropped.reserve(16);
-        work.stop_callbacks.reserve(expected);
-        std::unique_lock lock(mutex_);
-        for (;;) {
-            const time_point now = clock_->now();
-            if (cancel_pending_ || now >= earliest_deadline_) sweep(now, work);
-            if (!work.dropped.empty()) {
-                const bool room_freed = blocked_producers_ > 0;
-                lock.unlock();
-                if (room_freed) space_cv_.notify_all();
-                finish(work);
-                lock.lock();
-                continue;
-            }
-            if (depth_ == 0) {
-                if (closing_) break;
-                wait_until(lock, time_point::max());
-                continue;
-            }
-            if (!closing_ && !batch_ready_by_size_or_cost()) {
-                const time_point due = detail::add_saturating(oldest_enqueued(), options_.max_wait);
-                if (now < due) {
-                    wait_until(lock, std::min(due, earliest_deadline_));
-                    continue;
-                }
-            }
-            form_batch(now, work);
-            const bool dispatching = !work.requests.empty();
-            if (dispatching) {
-                ++batches_;
-                ++running_;
-                dispatched_ += work.requests.size();
-                ++batch_sizes_[std::min(work.requests.size(), batch_sizes_.size() - 1)];
-            }
-            // Chain: another idle worker may take the next batch while this one runs.
-            const bool wake_other = depth_ > 0 && idle_workers_ > 0 && !wake_pending_;
-            if (wake_other) wake_pending_ = true;
-            const bool room = blocked_producers_ > 0;
-            lock.unlock();
-            if (wake_other) work_cv_.notify_one();
-            if (room) space_cv_.notify_all();
-            if (dispatching) run(work);
-            finish(work);
-            lock.lock();
-        }
-    }
-
-    static void invoke(Callback& done, Result&& result, std::uint64_t& errors) noexcept {
-        try {
-            done(std::move(result));
-        } catch (...) {
-            ++errors;
-        }
-    }
-
-    // Runs the handler on work.requests and completes work.completions (outside the lock).
-    void run(Work& work) {
-        const std::size_t n = work.requests.size();
-        std::exception_ptr failure;
-        std::vector<Resp> responses;
-        try {
-            responses = handler_(std::span<Req>(work.requests));
-            if (responses.size() != n)
-                failure = std::make_exception_ptr(
-                    Error(ErrorCode::HandlerFailed, "the batch handler returned " + std::to_string(responses.size()) +
-                                                        " responses for " + std::to_string(n) + " requests"));
-        } catch (const std::exception& e) {
-            failure = std::make_exception_ptr(Error(ErrorCode::HandlerFailed, std::string("the batch handler threw: ") + e.what()));
-        } catch (...) {
-            failure = std::make_exception_ptr(Error(ErrorCode::HandlerFailed, "the batch handler threw a non-std exception"));
-        }
-        {
-            // Counted before completing, so a caller that saw its result also sees it in metrics().
-            std::lock_guard lock(mutex_);
-            (failure ? failed_ : succeeded_) += n;
-            --running_;
-        }
-        std::uint64_t callback_errors = 0;
-        // Last to first: a caller blocked on the batch's first future (callers usually wait in submission
-        // order) is woken once, when the whole batch is done, instead of once per request — completing a
-        // std::promise costs a syscall, and the ping-pong would cost a context switch per request.
-        for (std::size_t i = n; i-- > 0;) {
-            if (failure)
-                invoke(work.completions[i], Result(ErrorCode::HandlerFailed, failure), callback_errors);
-            else
-                invoke(work.completions[i], Result(std::move(responses[i])), callback_errors);
-        }
-        if (callback_errors) {
-            std::lock_guard lock(mutex_);
-            callback_errors_ += callback_errors;
-        }
-    }
-
-    // Completes dropped requests and releases what was moved out of the queue (outside the lock).
-    void finish(Work& work) {
-        std::uint64_t callback_errors = 0;
-        for (auto& [done, code] : work.dropped) invoke(done, Result(code, nullptr), callback_errors);
-        work.requests.clear();
-        work.completions.clear();
-        work.dropped.clear();
-        work.stop_callbacks.clear();
-        if (callback_errors) {
-            std::lock_guard lock(mutex_);
-            callback_errors_ += callback_errors;
-        }
-    }
-
-    Handler handler_;
-    const BatcherOptions options_;
-    CostFunction cost_;
-    C own_clock_{};
-    const C* clock_ = nullptr;
-
-    mutable std::mutex mutex_;
-    std::condition_variable work_cv_;   // workers: work arrived, batch ready, cancel, close
-    std::condition_variable space_cv_;  // blocked producers: room in the queue, close
-    // --- guarded by mutex_ ---
-    std::vector<detail::RingQueue<Entry>> levels_;  // index = priority
-    std::size_t depth_ = 0;
-    detail::CostSum total_cost_;  // summed cost of the queued requests (exact, no overflow)
-    time_point earliest_deadline_ = time_point::max();  // <= every queued deadline (may be stale-early)
-    std::size_t idle_workers_ = 0;
-    std::size_t blocked_producers_ = 0;
-    std::size_t running_ = 0;
-    bool wake_pending_ = false;  // a worker was notified and has not woken yet: don't notify again
-    bool cancel_pending_ = false;
-    bool closing_ = false;
-    std::uint64_t accepted_ = 0, batches_ = 0, dispatched_ = 0, succeeded_ = 0, rejected_ = 0, expired_ = 0,
-                  cancelled_ = 0, failed_ = 0, callback_errors_ = 0;
-    std::vector<std::uint64_t> batch_sizes_;
-    detail::WaitHistogram waits_;
-    // --- end guarded ---
-    std::mutex join_mutex_;
-    std::vector<std::thread> workers_;
-};
-
-}  // namespace llmfast
-// ---- end llmfast/batcher.hpp ----
-// ---- begin llmfast/embedder.hpp ----
-// llmfast/embedder.hpp — the `Embedder` concept and `HashingEmbedder`, a model-free default.
-//
-// An embedder turns a prompt into a fixed-size vector so the semantic cache can find a cached prompt
-// that is close to a new one. Plug a real sentence-embedding model in by writing a type that models
-// `Embedder`; `HashingEmbedder` needs no model and measures *lexical* similarity (shared characters
-// and words), not meaning: "机器学习是什么?" and "什么是机器学习?" come out close, but so do
-// "第一季比第二季好" and "第二季比第一季好". See SemanticCache's hit guards and the quality table.
-//
-//     llmfast::HashingEmbedder embedder;                    // 384 dimensions
-//     std::vector<float> v(embedder.dimension());
-//     embedder.embed("什么是机器学习?", v);                 // L2-normalized
-//
-// Thread-safety: `HashingEmbedder` is immutable after construction; `embed` may be called from any
-// number of threads at once. A user embedder must allow concurrent `embed` calls on a const object
-// (SemanticCache embeds outside its locks, from the calling threads).
-//
-// Errors: HashingEmbedder's constructor throws Error(InvalidArgument) for a zero dimension; `embed`
-// throws Error(InvalidArgument) when `out.size() != dimension()`.
-
-// ---- begin llmfast/detail/cache_text.hpp ----
-// llmfast/detail/cache_text.hpp — prompt normalization and character classes shared by the
-// semantic cache (exact-tier keys, hit guards) and HashingEmbedder (features).
-//
-// Internal: users must not depend on anything here.
-
-
-#include <bit>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <string>
-#include <string_view>
-
-namespace llmfast::detail {
-
-/// True for code points treated as whitespace by normalization (ASCII whitespace, NBSP, the
-/// Unicode space separators, line/paragraph separators, the ideographic space).
-constexpr bool is_space_code_point(char32_t cp) noexcept {
-    if (cp < 0x80U) return cp == ' ' || (cp >= '\t' && cp <= '\r');
-    return cp == 0x85U || cp == 0xA0U || cp == 0x1680U || (cp >= 0x2000U && cp <= 0x200AU) || cp == 0x2028U ||
-           cp == 0x2029U || cp == 0x202FU || cp == 0x205FU || cp == 0x3000U;
-}
-
-/// Han, kana, Hangul and CJK compatibility ideographs: scripts written without spaces, where
-/// HashingEmbedder uses character uni/bigrams instead of words.
-constexpr bool is_cjk(char32_t cp) noexcept {
-    return (cp >= 0x2E80U && cp <= 0x2FDFU) ||   // radicals
-           (cp >= 0x3040U && cp <= 0x30FFU) ||   // hiragana, katakana
-           (cp >= 0x3100U && cp <= 0x31FFU) ||   // bopomofo, kana extensions
-           (cp >= 0x3400U && cp <= 0x4DBFU) ||   // CJK extension A
-           (cp >= 0x4E00U && cp <= 0x9FFFU) ||   // CJK unified ideographs
-           (cp >= 0xAC00U && cp <= 0xD7AFU) ||   // Hangul syllables
-           (cp >= 0xF900U && cp <= 0xFAFFU) ||   // compatibility ideographs
-           (cp >= 0x20000U && cp <= 0x3FFFFU);   // extensions B..
-}
-
-/// Punctuation and symbols that separate words (ASCII punctuation, Latin-1 punctuation, general
-/// punctuation, CJK punctuation, full-width forms, symbols and arrows).
-constexpr bool is_separator(char32_t cp) noexcept {
-    if (cp < 0x80U) {
-        return !((cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z'));
-    }
-    return (cp >= 0x80U && cp <= 0xBFU) || cp == 0xD7U || cp == 0xF7U || (cp >= 0x2000U && cp <= 0x2BFFU) ||
-           (cp >= 0x3000U && cp <= 0x303FU) || (cp >= 0xFE30U && cp <= 0xFE4FU) || (cp >= 0xFF00U && cp <= 0xFF0FU) ||
-           (cp >= 0xFF1AU && cp <= 0xFF20U) || (cp >= 0xFF3BU && cp <= 0xFF40U) || (cp >= 0xFF5BU && cp <= 0xFF65U) ||
-           cp == 0xFFFDU || cp == 0x30FBU;
-}
-
-/// One code point (or one invalid byte) of a string, as normalization and the embedder see it.
-struct CodePoint {
-    char32_t value;     ///< the code point; for an invalid byte, 0xFFFD
-    std::size_t length; ///< bytes it occupies in the source
-};
-
-inline CodePoint next_code_point(std::string_view text, std::size_t pos) noexcept {
-    const auto byte = static_cast<unsigned char>(text[pos]);
-    if (byte < 0x80U) return {byte, 1};
-    const utf8::DecodeResult result = utf8::decode(text, pos);
-    if (result.status == utf8::DecodeStatus::Valid) return {result.code_point, result.length};
-    return {0xFFFDU, result.length == 0 ? 1 : result.length};
-}
-
-/// The exact tier's normal form: whitespace trimmed and collapsed to one ASCII space, ASCII letters
-/// lower-cased, full-width forms (U+FF01..U+FF5E) and the ideographic space mapped to ASCII, so
-/// "  What is  ML？" and "what is ml?" agree. Ill-formed UTF-8 bytes are copied unchanged (two
-/// different invalid prompts must not collapse into one key). Writes into `out` (cleared first) so
-/// a caller can reuse one buffer and keep the hot path free of allocations.
-inline void normalize_prompt(std::string_view text, std::string& out) {
-    // The output is never longer than the input (every mapping keeps or shrinks a character), so the
-    // loop writes through a raw pointer into a pre-sized buffer: this is the exact tier's hot path.
-    out.resize(text.size());
-    char* const begin = out.data();
-    char* dst = begin;
-    bool pending_space = false;  // a whitespace run seen after some output: emitted before the next character
-    std::size_t pos = 0;
-    const std::size_t size = text.size();
-    const char* const src = text.data();
-    while (pos < size) {
-        // Fastest path, 8 bytes at a time: a chunk of printable ASCII whose spaces are single (no
-        // run to collapse, none at the chunk's edges) is lower-cased with SWAR arithmetic and copied
-        // as is. Prompts are mostly such text. Little-endian only (byte 0 = lowest bits).
-        while (std::endian::native == std::endian::little && pos + 8 <= size) {
-            constexpr std::uint64_t ones = 0x0101010101010101ULL;
-            constexpr std::uint64_t highs = 0x8080808080808080ULL;
-            constexpr std::uint64_t lows = 0x7F7F7F7F7F7F7F7FULL;
-            std::uint64_t word;
-            std::memcpy(&word, src + pos, 8);
-            // Any byte >= 0x80 (non-ASCII) or < 0x20 (tab, newline, control)? Exact as an "any" test.
-            if ((word & highs) != 0 || ((word - ones * 0x20) & ~word & highs) != 0) break;
-            const std::uint64_t x = word ^ (ones * 0x20);
-            const std::uint64_t spaces = ~(((x & lows) + lows) | x) & highs;  // exact: high bit per space byte
-            const bool leading_space_ok = !(pending_space || dst == begin);
-            if ((spaces & (spaces << 8)) != 0 || (spaces & (std::uint64_t{0x80} << 56)) != 0 ||
-                ((spaces & 0x80U) != 0 && !leading_space_ok)) {
-                break;
-            }
-            const std::uint64_t ge_a = word + ones * (0x80 - 'A');  // high bit set where byte >= 'A'
-            const std::uint64_t gt_z = word + ones * (0x7F - 'Z');  // high bit set where byte > 'Z'
-            word |= (ge_a & ~gt_z & highs) >> 2;                     // 0x80 >> 2 == 0x20: to lower case
-            if (pending_space) {
-                *dst++ = ' ';
-                pending_space = false;
-            }
-            std::memcpy(dst, &word, 8);
-            dst += 8;
-            pos += 8;
-        }
-        if (pos >= size) break;
-        const auto byte = static_cast<unsigned char>(src[pos]);
-        if (byte < 0x80U) {  // fast path: ASCII
-            ++pos;
-            if (byte == ' ' || (byte >= '\t' && byte <= '\r')) {
-                pending_space = dst != begin;
-                continue;
-            }
-            if (pending_space) {
-                *dst++ = ' ';
-                pending_space = false;
-            }
-            *dst++ = static_cast<char>(static_cast<unsigned>(byte - 'A') < 26U ? byte + ('a' - 'A') : byte);
-            continue;
-        }
-        const utf8::DecodeResult result = utf8::decode(text, pos);
-        if (result.status != utf8::DecodeStatus::Valid) {
-            const std::size_t length = result.length == 0 ? 1 : result.length;
-            if (pending_space) {
-                *dst++ = ' ';
-                pending_space = false;
-            }
-            for (std::size_t i = 0; i < length; ++i) *dst++ = src[pos + i];
-            pos += length;
-            continue;
-        }
-        char32_t cp = result.code_point;
-        const std::size_t start = pos;
-        pos += result.length;
-        if (is_space_code_point(cp)) {
-            pending_space = dst != begin;
-            continue;
-        }
-        if (pending_space) {
-            *dst++ = ' ';
-            pending_space = false;
-        }
-        if (cp >= 0xFF01U && cp <= 0xFF5EU) {  // full-width ASCII variants
-            cp -= 0xFEE0U;
-            if (cp >= 'A' && cp <= 'Z') cp += 'a' - 'A';
-            *dst++ = static_cast<char>(cp);
-            continue;
-        }
-        for (std::size_t i = start; i < pos; ++i) *dst++ = src[i];
-    }
-    out.resize(static_cast<std::size_t>(dst - begin));
-}
-
-inline std::string normalize_prompt(std::string_view text) {
-    std::string out;
-    normalize_prompt(text, out);
-    return out;
-}
-
-}  // namespace llmfast::detail
-// ---- end llmfast/detail/cache_text.hpp ----
-// ---- begin llmfast/detail/xxhash.hpp ----
-// llmfast/detail/xxhash.hpp — xxHash, used header-only.
-//
-// XXH_INLINE_ALL makes every XXH function static inline in this translation unit, so the library
-// needs no libxxhash at link time and cannot clash with another copy an application links.
-// Only XXH3 64-bit is used (exact-tier keys, embedder feature hashing, snapshot checksums).
-
-#ifndef XXH_INLINE_ALL
-#define XXH_INLINE_ALL
-#endif
-// g++ 12 with -march=native on an AVX-512 machine warns, inside its own avx512fintrin.h, that the
-// `_mm512_undefined_epi32()` placeholders xxHash's AVX-512 kernel passes are uninitialized. They are
-// undefined by design; silence that false positive here rather than in every user's build.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <xxhash.h>
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-
-#include <cstdint>
-#include <string_view>
-
-namespace llmfast::detail {
-
-inline std::uint64_t xxh3_64(std::string_view bytes, std::uint64_t seed = 0) noexcept {
-    return XXH3_64bits_withSeed(bytes.data(), bytes.size(), seed);
-}
-
-inline std::uint64_t xxh3_64(const void* data, std::size_t size, std::uint64_t seed = 0) noexcept {
-    return XXH3_64bits_withSeed(data, size, seed);
-}
-
-}  // namespace llmfast::detail
-// ---- end llmfast/detail/xxhash.hpp ----
-
-#include <cmath>
-#include <concepts>
-#include <cstddef>
-#include <cstdint>
-#include <span>
-#include <string>
-#include <string_view>
-
-#include <fmt/format.h>
-
-namespace llmfast {
-
-/// A type that maps text to a vector of `dimension()` floats, written into a caller-provided span.
-/// Optionally it provides `identity()` (a string naming the model and its parameters, stored in
-/// snapshots so a cache never loads vectors of another model) and
-/// `embed_batch(std::span<const std::string_view>, std::span<float>)` (row-major output).
-template <class E>
-concept Embedder = requires(const E& embedder, std::string_view text, std::span<float> out) {
-    { embedder.dimension() } -> std::convertible_to<std::size_t>;
-    embedder.embed(text, out);
-};
-
-/// The embedder's identity for snapshots: `identity()` if it has one, otherwise a name built from its
-/// dimension alone (which cannot tell two models of the same width apart — give yours an identity()).
-template <Embedder E>
-std::string embedder_identity(const E& embedder) {
-    if constexpr (requires { { embedder.identity() } -> std::convertible_to<std::string>; }) {
-        return std::string(embedder.identity());
-    } else {
-        return fmt::format("anonymous-embedder dim={}", static_cast<std::size_t>(embedder.dimension()));
-    }
-}
-
-/// Embeds `texts` into `out` (row i = texts[i], `dimension()` floats each), through the embedder's own
-/// `embed_batch` when it has one (a model runs a batch faster than single calls), else one by one.
-template <Embedder E>
-void embed_batch(const E& embedder, std::span<const std::string_view> texts, std::span<float> out) {
-    const std::size_t dim = embedder.dimension();
-    if (out.size() != texts.size() * dim) {
-        throw Error(ErrorCode::InvalidArgument, "embed_batch: output size must be texts.size() * dimension()");
-    }
-    if constexpr (requires { embedder.embed_batch(texts, out); }) {
-        embedder.embed_batch(texts, out);
-    } else {
-        for (std::size_t i = 0; i < texts.size(); ++i) embedder.embed(texts[i], out.subspan(i * dim, dim));
-    }
-}
-
-struct HashingEmbedderOptions {
-    std::size_t dimension = 384;  ///< output width; more dimensions = fewer hash collisions
-    std::uint64_t seed = 0;       ///< hashing seed (part of the identity)
-};
-
-/// Feature hashing of character n-grams: CJK runs (no spaces) give character unigrams and bigrams;
-/// Latin and other alphabetic text gives whole words plus their character trigrams. Each feature is
-/// hashed with xxHash3 to a bucket and a sign (signed hashing keeps collisions from biasing the
-/// cosine), and the vector is L2-normalized. Input is normalized first like the exact tier (ASCII
-/// case-fold, full-width to half-width, whitespace collapsed). Deterministic across runs and builds.
-/// Empty or punctuation-only text gives the zero vector (similarity 0 to everything).
-class HashingEmbedder {
-public:
-    using Options = HashingEmbedderOptions;
-
-    HashingEmbedder() : HashingEmbedder(Options{}) {}
-    explicit HashingEmbedder(Options options) : options_(options) {
-        if (options_.dimension == 0) throw Error(ErrorCode::InvalidArgument, "HashingEmbedder: dimension must be > 0");
-    }
-
-    [[nodiscard]] std::size_t dimension() const noexcept { return options_.dimension; }
-
-    [[nodiscard]] std::string identity() const {
-        return fmt::format("llmfast.HashingEmbedder/1 dim={} seed={}", options_.dimension, options_.seed);
-    }
-
-    void embed(std::string_view text, std::span<float> out) const {
-        if (out.size() != options_.dimension) {
-            throw Error(ErrorCode::InvalidArgument,
-                        fmt::format("HashingEmbedder::embed: output has {} floats, dimension is {}", out.size(),
-                                    options_.dimension));
-        }
-        for (float& value : out) value = 0.0F;
-        thread_local std::string normalized;  // reused: no allocation per call once warm
-        detail::normalize_prompt(text, normalized);
-        accumulate(normalized, out);
-        double norm = 0;
-        for (const float value : out) norm += static_cast<double>(value) * static_cast<double>(value);
-        if (norm > 0) {
-            const auto inv = static_cast<float>(1.0 / std::sqrt(norm));
-            for (float& value : out) value *= inv;
-        }
-    }
-
-    void embed_batch(std::span<const std::string_view> texts, std::span<float> out) const {
-        const std::size_t dim = options_.dimension;
-        if (out.size() != texts.size() * dim) {
-            throw Error(ErrorCode::InvalidArgument, "HashingEmbedder::embed_batch: output size must be texts.size() * dimension()");
-        }
-        for (std::size_t i = 0; i < texts.size(); ++i) embed(texts[i], out.subspan(i * dim, dim));
-    }
-
-    [[nodiscard]] const Options& options() const noexcept { return options_; }
-
-private:
-    // Feature kinds hash with different seeds so a word "ab" and a bigram "ab" never share a bucket
-    // by construction.
-    static constexpr std::uint64_t kind_unigram = 0x9E3779B97F4A7C15ULL;
-    static constexpr std::uint64_t kind_bigram = 0xC2B2AE3D27D4EB4FULL;
-    static constexpr std::uint64_t kind_word = 0x165667B19E3779F9ULL;
-    static constexpr std::uint64_t kind_trigram = 0x27D4EB2F165667C5ULL;
-
-    void add_feature(std::string_view bytes, std::uint64_t kind, float weight, std::span<float> out) const {
-        const std::uint64_t hash = detail::xxh3_64(bytes, options_.seed ^ kind);
-        const std::size_t bucket = static_cast<std::size_t>(hash % options_.dimension);
-        out[bucket] += (hash >> 63) != 0 ? -weight : weight;
-    }
-
-    // One pass over the normalized text. Invariant: `word_start` is npos outside a word; inside one,
-    // `starts` holds the byte offsets of the word's last three code points (for trigrams).
-    void accumulate(std::string_view text, std::span<float> out) const {
-        constexpr std::size_t npos = std::string_view::npos;
-        std::size_t prev_cjk = npos;  // offset of the previous code point if it was CJK
-        std::size_t word_start = npos;
-        std::size_t word_chars = 0;
-        std::size_t starts[3] = {0, 0, 0};
-        const auto end_word = [&](std::size_t end) {
-            if (word_start == npos) return;
-            add_feature(text.substr(word_start, end - word_start), kind_word, 1.0F, out);
-            word_start = npos;
-            word_chars = 0;
-        };
-        std::size_t pos = 0;
-        while (pos < text.size()) {
-            const detail::CodePoint cp = detail::next_code_point(text, pos);
-            if (detail::is_cjk(cp.value)) {
-                end_word(pos);
-                add_feature(text.substr(pos, cp.length), kind_unigram, 1.0F, out);
-                if (prev_cjk != npos) add_feature(text.substr(prev_cjk, pos + cp.length - prev_cjk), kind_bigram, 1.0F, out);
-                prev_cjk = pos;
-            } else if (detail::is_separator(cp.value)) {
-                end_word(pos);
-                prev_cjk = npos;
-            } else {  // a word character
-                prev_cjk = npos;
-                if (word_start == npos) word_start = pos;
-                starts[0] = starts[1];
-                starts[1] = starts[2];
-                starts[2] = pos;
-                ++word_chars;
-                if (word_chars >= 3) add_feature(text.substr(starts[0], pos + cp.length - starts[0]), kind_trigram, 0.5F, out);
-            }
-            pos += cp.length;
-        }
-        end_word(text.size());
-    }
-
-    Options options_;
-};
-
-static_assert(Embedder<HashingEmbedder>);
-
-}  // namespace llmfast
-// ---- end llmfast/embedder.hpp ----
-// ---- begin llmfast/vector_index.hpp ----
-// llmfast/vector_index.hpp — the `VectorIndex` concept and `FlatIndex`, exact nearest-neighbour search.
-//
-// The semantic cache keeps one index per scope and asks it for the entries most similar to a query
-// vector. Similarity is the inner product, which is the cosine for the L2-normalized vectors the cache
-// stores. `FlatIndex` keeps all vectors in one contiguous array and scans it with loops the compiler
-// vectorizes: exact, and faster than a graph index up to ~100k vectors per scope. For millions use
-// `HnswIndex` (llmfast/hnsw_index.hpp, needs hnswlib).
-//
-//     llmfast::FlatIndex index(384);                      // or FlatIndex(384, {.storage = Int8})
-//     index.add(42, vector);                              // ids are the caller's; add replaces
-//     for (auto hit : index.search(query, 3)) use(hit.id, hit.score);
-//     index.remove(42);                                   // O(1): swaps with the last row
-//
-// FlatIndex storage: Float32 (4 bytes per dimension) or Int8 (symmetric scalar quantization with a
-// per-vector scale: a quarter of the memory; scores are approximate, see the cache benchmark for the
-// recall it costs).
-//
-// Thread-safety: not synchronized. Concurrent `search` calls on a const index are safe; `add` and
-// `remove` need exclusive access (SemanticCache holds a reader/writer lock per scope).
-//
-// Errors: the constructor throws Error(InvalidArgument) for dimension 0; `add` and `search` throw
-// Error(InvalidArgument) when the vector's size differs from `dimension()` or when it holds a NaN or
-// an infinity (no score can be computed from one; the index is then unchanged).
-
-
-#include <algorithm>
-#include <cmath>
-#include <concepts>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <limits>
-#include <span>
-#include <unordered_map>
-#include <vector>
-
-#include <fmt/format.h>
-
-namespace llmfast {
-
-/// One search result: the id given to `add` and its similarity (inner product) to the query.
-struct SearchHit {
-    std::uint64_t id = 0;
-    float score = 0;
-};
-
-/// An index of vectors under caller-chosen 64-bit ids. `add` inserts or replaces, `remove` returns
-/// whether the id was present, `search(query, k)` returns up to k hits, best (highest score) first.
-/// The cache constructs indexes itself, so a model also needs `typename I::Options` and a constructor
-/// `I(std::size_t dimension, const typename I::Options&)`.
-template <class I>
-concept VectorIndex = requires(I& index, const I& const_index, std::uint64_t id, std::span<const float> vector,
-                               std::size_t k) {
-    typename I::Options;
-    requires std::constructible_from<I, std::size_t, const typename I::Options&>;
-    { const_index.dimension() } -> std::convertible_to<std::size_t>;
-    { const_index.size() } -> std::convertible_to<std::size_t>;
-    index.add(id, vector);
-    { index.remove(id) } -> std::convertible_to<bool>;
-    { const_index.search(vector, k) } -> std::same_as<std::vector<SearchHit>>;
-};
-
-namespace detail {
-
-/// Throws Error(InvalidArgument) "<index>::<what>: ..." if `vector` holds a NaN or an infinity.
-inline void require_finite(std::span<const float> vector, const char* index, const char* what) {
-    for (std::size_t i = 0; i < vector.size(); ++i) {
-        if (!std::isfinite(vector[i])) {
-            throw Error(ErrorCode::InvalidArgument,
-                        fmt::format("{}::{}: element {} of the vector is not finite ({})", index, what, i, vector[i]));
-        }
-    }
-}
-
-/// Keeps the best `k` hits seen so far, sorted best first. `k` is small (the cache asks for a
-/// handful), so insertion into a short sorted array beats a heap.
-class TopK {
-public:
-    explicit TopK(std::size_t k) : k_(k) { hits_.reserve(k); }
-
-    [[nodiscard]] float threshold() const noexcept {
-        return hits_.size() < k_ ? -std::numeric_limits<float>::infinity() : hits_.back().score;
-    }
-    void push(std::uint64_t id, float score) {
-        if (k_ == 0) return;
-        if (hits_.size() == k_) {
-            if (!(score > hits_.back().score)) return;
-            hits_.pop_back();
-        }
-        auto at = std::upper_bound(hits_.begin(), hits_.end(), score,
-                                   [](float s, const SearchHit& hit) { return s > hit.score; });
-        hits_.insert(at, SearchHit{id, score});
-    }
-    std::vector<SearchHit> take() && { return std::move(hits_); }
-
-private:
-    std::size_t k_;
-    std::vector<SearchHit> hits_;
-};
-
-// Rows are padded to a multiple of `lanes` floats with zeros, so the kernels below have no tail loop
-// and the compiler turns the fixed-width inner loop into SIMD (16 independent accumulators also keep
-// the float adds from forming one serial dependency chain).
-inline constexpr std::size_t lanes = 16;
-
-/// Sums `lanes` partial sums as a tree (log2(lanes) dependent adds instead of `lanes`).
-template <class T>
-inline T reduce_lanes(T* acc) noexcept {
-    for (std::size_t width = lanes / 2; width >= 1; width /= 2) {
-        for (std::size_t j = 0; j < width; ++j) acc[j] += acc[j + width];
-    }
-    return acc[0];
-}
-
-/// Float32 rows are stored in blocks of `block_rows` rows, dimension-major inside a block
-/// (element d of the block's row j at [d * block_rows + j]). Scoring a block then needs no horizontal
-/// sums: each query element is broadcast against 16 rows at once, and four accumulator sets give four
-/// independent chains. (A row-major dot product spends as long reducing 16 lanes as multiplying at
-/// dimension 384.)
-inline constexpr std::size_t block_rows = 16;
-
-inline void block_scores(const float* q, const float* block, std::size_t dim4, float* scores) noexcept {
-    float a0[block_rows] = {}, a1[block_rows] = {}, a2[block_rows] = {}, a3[block_rows] = {};
-    for (std::size_t d = 0; d < dim4; d += 4) {
-        const float* p = block + d * block_rows;
-        const float q0 = q[d], q1 = q[d + 1], q2 = q[d + 2], q3 = q[d + 3];
-        for (std::size_t j = 0; j < block_rows; ++j) {
-            a0[j] += q0 * p[j];
-            a1[j] += q1 * p[block_rows + j];
-            a2[j] += q2 * p[2 * block_rows + j];
-            a3[j] += q3 * p[3 * block_rows + j];
-        }
-    }
-    for (std::size_t j = 0; j < block_rows; ++j) scores[j] = (a0[j] + a1[j]) + (a2[j] + a3[j]);
-}
-
-inline std::int32_t dot_i8(const std::int8_t* a, const std::int8_t* b, std::size_t padded_dim) noexcept {
-    std::int32_t acc[lanes] = {};
-    for (std::size_t i = 0; i < padded_dim; i += lanes) {
-        for (std::size_t j = 0; j < lanes; ++j) acc[j] += static_cast<std::int32_t>(a[i + j]) * static_cast<std::int32_t>(b[i + j]);
-    }
-    return reduce_lanes(acc);
-}
-
-/// Symmetric int8 quantization: scale = max|x| / 127; returns the scale (0 for the zero vector).
-/// `in` must be finite (the index checks). The factor is a double: 127 / max|x| overflows a float
-/// for subnormal input, and inf * 0 = NaN must never reach the int8 conversion.
-inline float quantize_i8(std::span<const float> in, std::int8_t* out) noexcept {
-    float max_abs = 0;
-    for (const float x : in) max_abs = std::max(max_abs, std::fabs(x));
-    if (!(max_abs > 0) || !std::isfinite(max_abs)) {
-        std::memset(out, 0, in.size());
-        return 0;
-    }
-    const double inv = 127.0 / static_cast<double>(max_abs);
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        const double q = std::nearbyint(static_cast<double>(in[i]) * inv);
-        out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0, 127.0));
-    }
-    return max_abs / 127.0F;
-}
-
-}  // namespace detail
-
-struct FlatIndexOptions {
-    enum class Storage : std::uint8_t {
-        Float32,  ///< exact scores
-        Int8,     ///< scalar-quantized: 1 byte per dimension plus a scale per vector
-    };
-    Storage storage = Storage::Float32;
-    std::size_t initial_capacity = 0;  ///< vectors to reserve room for up front
-};
-
-/// Exact inner-product search over contiguous rows. O(n * dimension) per search, O(1) add (amortized)
-/// and remove (the last row moves into the hole).
-class FlatIndex {
-public:
-    using Options = FlatIndexOptions;
-    using Storage = FlatIndexOptions::Storage;
-
-    explicit FlatIndex(std::size_t dimension, const Options& options = {})
-        : dimension_(dimension), padded_(round_up(dimension)), dim4_((dimension + 3) / 4 * 4), options_(options) {
-        if (dimension == 0) throw Error(ErrorCode::InvalidArgument, "FlatIndex: dimension must be > 0");
-        reserve(options.initial_capacity);
-    }
-
-    [[nodiscard]] std::size_t dimension() const noexcept { return dimension_; }
-    [[nodiscard]] std::size_t size() const noexcept { return ids_.size(); }
-    [[nodiscard]] Storage storage() const noexcept { return options_.storage; }
-
-    void reserve(std::size_t vectors) {
-        ids_.reserve(vectors);
-        slots_.reserve(vectors);
-        if (options_.storage == Storage::Float32) {
-            f32_.reserve((vectors + detail::block_rows - 1) / detail::block_rows * detail::block_rows * dim4_);
-        } else {
-            i8_.reserve(vectors * padded_);
-            scales_.reserve(vectors);
-        }
-    }
-
-    /// Adds `vector` under `id`, replacing the vector already stored under that id. Throws
-    /// Error(InvalidArgument) for a wrong size or a non-finite element (the index is then unchanged).
-    void add(std::uint64_t id, std::span<const float> vector) {
-        check_size(vector.size(), "add");
-        detail::require_finite(vector, "FlatIndex", "add");
-        std::size_t row = 0;
-        if (const auto it = slots_.find(id); it != slots_.end()) {
-            row = it->second;
-        } else {
-            row = ids_.size();
-            // Grow every array before recording the id, so an allocation failure leaves the index as it was.
-            if (options_.storage == Storage::Float32) {
-                if (row % detail::block_rows == 0) f32_.resize(f32_.size() + detail::block_rows * dim4_, 0.0F);
-            } else {
-                i8_.resize(i8_.size() + padded_, 0);
-                scales_.push_back(0);
-            }
-            try {
-                ids_.push_back(id);
-                slots_.emplace(id, row);
-            } catch (...) {
-                shrink_to(row);
-                throw;
-            }
-        }
-        if (options_.storage == Storage::Float32) {
-            float* lane = f32_lane(row);
-            for (std::size_t d = 0; d < dimension_; ++d) lane[d * detail::block_rows] = vector[d];
-        } else {
-            scales_[row] = detail::quantize_i8(vector, i8_.data() + row * padded_);
-        }
-    }
-
-    /// Removes `id`; false if it was not present.
-    bool remove(std::uint64_t id) {
-        const auto it = slots_.find(id);
-        if (it == slots_.end()) return false;
-        const std::size_t row = it->second;
-        const std::size_t last = ids_.size() - 1;
-        slots_.erase(it);
-        if (row != last) {
-            ids_[row] = ids_[last];
-            slots_[ids_[row]] = row;
-            if (options_.storage == Storage::Float32) {
-                const float* from = f32_lane(last);
-                float* to = f32_lane(row);
-                for (std::size_t d = 0; d < dim4_; ++d) to[d * detail::block_rows] = from[d * detail::block_rows];
-            } else {
-                std::copy_n(i8_.begin() + static_cast<std::ptrdiff_t>(last * padded_), padded_,
-                            i8_.begin() + static_cast<std::ptrdiff_t>(row * padded_));
-                scales_[row] = scales_[last];
-            }
-        }
-        ids_.pop_back();
-        shrink_to(last);
-        return true;
-    }
-
-    [[nodiscard]] bool contains(std::uint64_t id) const { return slots_.contains(id); }
-
-    /// Up to `k` ids with the highest inner product with `query`, best first. Throws
-    /// Error(InvalidArgument) for a wrong size or a non-finite element.
-    [[nodiscard]] std::vector<SearchHit> search(std::span<const float> query, std::size_t k) const {
-        check_size(query.size(), "search");
-        detail::require_finite(query, "FlatIndex", "search");
-        const std::size_t n = ids_.size();
-        if (k == 0 || n == 0) return {};
-        if (options_.storage == Storage::Float32) {
-            std::vector<float> padded_query(dim4_, 0.0F);
-            std::copy(query.begin(), query.end(), padded_query.begin());
-            const float* q = padded_query.data();
-            const std::size_t block_size = detail::block_rows * dim4_;
-            float scores[detail::block_rows];
-            if (k == 1) {  // the cache's common case: one pass, no bookkeeping
-                // As TopK: a score that is not above -inf (an overflowed or NaN product) is no hit.
-                std::size_t best = n;
-                float best_score = -std::numeric_limits<float>::infinity();
-                for (std::size_t first = 0; first < n; first += detail::block_rows) {
-                    detail::block_scores(q, f32_.data() + first / detail::block_rows * block_size, dim4_, scores);
-                    const std::size_t valid = std::min(detail::block_rows, n - first);  // the last block may be partial
-                    for (std::size_t j = 0; j < valid; ++j) {
-                        if (scores[j] > best_score) {
-                            best_score = scores[j];
-                            best = first + j;
-                        }
-                    }
-                }
-                if (best == n) return {};
-                return {SearchHit{ids_[best], best_score}};
-            }
-            detail::TopK top(k);
-            for (std::size_t first = 0; first < n; first += detail::block_rows) {
-                detail::block_scores(q, f32_.data() + first / detail::block_rows * block_size, dim4_, scores);
-                const std::size_t valid = std::min(detail::block_rows, n - first);
-                for (std::size_t j = 0; j < valid; ++j) {
-                    if (scores[j] > top.threshold()) top.push(ids_[first + j], scores[j]);
-                }
-            }
-            return std::move(top).take();
-        }
-        std::vector<std::int8_t> quantized(padded_, 0);
-        const float query_scale = detail::quantize_i8(query, quantized.data());
-        detail::TopK top(k);
-        const std::int8_t* rows = i8_.data();
-        for (std::size_t row = 0; row < n; ++row) {
-            const std::int32_t dot = detail::dot_i8(quantized.data(), rows + row * padded_, padded_);
-            const float score = static_cast<float>(dot) * query_scale * scales_[row];
-            if (score > top.threshold()) top.push(ids_[row], score);
-        }
-        return std::move(top).take();
-    }
-
-    /// Bytes held by the index (vectors, ids, the id map), for the cache's memory statistics.
-    [[nodiscard]] std::size_t memory_bytes() const noexcept {
-        return f32_.capacity() * sizeof(float) + i8_.capacity() + scales_.capacity() * sizeof(float) +
-               ids_.capacity() * sizeof(std::uint64_t) +
-               slots_.size() * (sizeof(std::uint64_t) + sizeof(std::size_t) + 2 * sizeof(void*)) +
-               slots_.bucket_count() * sizeof(void*);
-    }
-
-    /// Bytes one more vector adds (its row, id and map node), for per-entry accounting.
-    [[nodiscard]] std::size_t bytes_per_vector() const noexcept {
-        const std::size_t row = options_.storage == Storage::Float32 ? dim4_ * sizeof(float) : padded_ + sizeof(float);
-        return row + sizeof(std::uint64_t) + (sizeof(std::uint64_t) + sizeof(std::size_t) + 3 * sizeof(void*));
-    }
-
-private:
-    static constexpr std::size_t round_up(std::size_t dimension) noexcept {
-        return (dimension + detail::lanes - 1) / detail::lanes * detail::lanes;
-    }
-
-    void check_size(std::size_t size, const char* what) const {
-        if (size != dimension_) {
-            throw Error(ErrorCode::InvalidArgument,
-                        fmt::format("FlatIndex::{}: vector has {} floats, index dimension is {}", what, size, dimension_));
-        }
-    }
-
-    // Element 0 of `row`'s lane in its block; element d is at [d * block_rows].
-    float* f32_lane(std::size_t row) noexcept {
-        return f32_.data() + row / detail::block_rows * detail::block_rows * dim4_ + row % detail::block_rows;
-    }
-
-    void shrink_to(std::size_t rows) {
-        if (options_.storage == Storage::Float32) {
-            f32_.resize((rows + detail::block_rows - 1) / detail::block_rows * detail::block_rows * dim4_);
-        } else {
-            i8_.resize(rows * padded_);
-            scales_.resize(rows);
-        }
-    }
-
-    std::size_t dimension_;
-    std::size_t padded_;  // Int8 row stride (a multiple of detail::lanes)
-    std::size_t dim4_;    // Float32 dimension rounded up to 4 (the block kernel's step)
-    Options options_;
-    std::vector<float> f32_;
-    std::vector<std::int8_t> i8_;
-    std::vector<float> scales_;
-    std::vector<std::uint64_t> ids_;                        // row -> id
-    std::unordered_map<std::uint64_t, std::size_t> slots_;  // id -> row
-};
-
-static_assert(VectorIndex<FlatIndex>);
-
-}  // namespace llmfast
-// ---- end llmfast/vector_index.hpp ----
-// ---- begin llmfast/semantic_cache.hpp ----
-// llmfast/semantic_cache.hpp — an in-process LLM response cache: exact tier + semantic tier, scopes,
-// TTL, LRU by entries and bytes, single-flight, statistics and crash-safe snapshots.
-//
-// A lookup first tries the exact tier: xxHash3 of the normalized prompt (whitespace trimmed and
-// collapsed, ASCII case-folded, full-width forms mapped to ASCII, so "什么是ML？" == "什么是ml?").
-// If the semantic tier is on, it then embeds the prompt (outside every lock) and takes the nearest
-// cached prompt *of the same scope* whose cosine similarity reaches `similarity_threshold` and that
-// no hit guard vetoes (different numbers, a negation in only one, different Latin names, key terms
-// in another order). A scope is whatever must match for an answer to be reusable: model name,
-// system prompt, sampling parameters. Hits never cross scopes.
-//
-//     llmfast::SemanticCache<llmfast::HashingEmbedder> cache(llmfast::HashingEmbedder{},
-//         {.max_entries = 100'000, .ttl = std::chrono::hours(1)});
-//     auto result = cache.get_or_compute(prompt, "gpt-4o|temp=0", [&] { return call_model(prompt); });
-//     // result.match: Exact, Semantic or Computed; result.response(); result.similarity; result.age
-//     cache.save("cache.snap");  // later: cache.load("cache.snap")
-//
-// The semantic tier is OFF by default (`SemanticTier::Auto` turns it on only for an embedder that is
-// not the lexical HashingEmbedder): on labelled paraphrase data HashingEmbedder with every guard does
-// not reach the 0.95 precision a cache needs (see the README's quality table), and a wrong answer
-// served from cache is worse than a miss. Opt in with `.semantic_tier = SemanticTier::On` when your
-// prompts are templated enough that lexical similarity is safe, or plug in a sentence-embedding model.
-//
-// Thread-safety: every member function may be called concurrently. Entries live in `shards`
-// independently locked LRU lists (a lookup locks one shard; LRU order and capacities are per shard),
-// each scope's vector index has its own reader/writer lock (searches run in parallel), and the
-// embedder runs outside all locks. `get_or_compute` runs `fn` once for concurrent misses on the same
-// scope + normalized prompt; the others wait for its result or its exception. `load` and `clear`
-// are not atomic with respect to concurrent lookups (a lookup during `load` may miss).
-//
-// Time: `Clock` (default: the system clock) gives wall-clock time; entries store creation and expiry
-// as nanoseconds since the clock's epoch, so TTLs survive save/load across a restart. Tests inject
-// `ManualClock` by reference.
-//
-// Errors: the constructor throws Error(InvalidArgument) for invalid options; `insert` and
-// `get_or_compute` throw Error(InvalidArgument) for a zero TTL, and propagate what the embedder or
-// `fn` throws (waiters of a single flight get the same exception); `save` throws Error(IoError)
-// naming the path; `load` throws Error(IoError) naming the path when the file cannot be opened or
-// read (missing, a directory, a read error part way through: no std::ios_base::failure or
-// std::filesystem::filesystem_error escapes), and `load`/`load_from_string` throw
-// Error(CorruptSnapshot) when it is truncated, corrupted, of another version or written with another
-// embedder — the cache is then unchanged.
-//
-// An embedding the semantic tier cannot use (all zeros, or any NaN / infinity) is not an error: that
-// lookup skips the semantic tier (the exact tier still answers), that entry is stored for exact hits
-// only, and `CacheStats::unusable_embeddings` counts it. Nothing non-finite reaches the index.
-
-// ---- begin llmfast/detail/file_io.hpp ----
-// llmfast/detail/file_io.hpp — whole-file reads that fail only with Error(IoError).
-//
-// std::ifstream + istreambuf_iterator lets libstdc++'s basic_filebuf::underflow throw
-// std::ios_base::failure when read(2) fails (a directory: EISDIR; /proc/self/mem: EIO), which the
-// stream's exception mask does not catch. This reads with <cstdio> instead and reports every failure,
-// with the path and the system's reason, as llmfast::Error(IoError).
-
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <string>
-#include <string_view>
-#include <system_error>
-
-namespace llmfast::detail {
-
-/// `path` as text for an error message (never throws on a path that does not convert).
-inline std::string path_for_message(const std::filesystem::path& path) {
-    try {
-        return path.string();
-    } catch (...) {
-        return "<unprintable path>";
-    }
-}
-
-/// The whole content of the file at `path`. Throws Error(IoError) "<what>: cannot open|read <path>: <reason>"
-/// (a directory, a missing file, a read error part way through); std::bad_alloc for a file too large.
-inline std::string read_whole_file(const std::filesystem::path& path, std::string_view what) {
-    const std::string shown = path_for_message(path);
-    errno = 0;
-    std::FILE* file = std::fopen(shown.c_str(), "rb");
-    if (file == nullptr) {
-        const int error = errno;
-        throw Error(ErrorCode::IoError, std::string(what) + ": cannot open " + shown + ": " +
-                                            std::generic_category().message(error != 0 ? error : EIO));
-    }
-    std::string data;
-    char buffer[1 << 16];
-    for (;;) {
-        errno = 0;
-        const std::size_t got = std::fread(buffer, 1, sizeof(buffer), file);
-        if (got > 0) {
-            try {
-                data.append(buffer, got);
-            } catch (...) {
-                std::fclose(file);
-                throw;
-            }
-        }
-        if (got < sizeof(buffer)) {
-            if (std::ferror(file) != 0) {
-                const int error = errno;
-                std::fclose(file);
-                throw Error(ErrorCode::IoError, std::string(what) + ": cannot read " + shown + ": " +
-                                                    std::generic_category().message(error != 0 ? error : EIO));
-            }
-            if (std::feof(file) != 0) break;
-        }
-    }
-    std::fclose(file);
-    return data;
-}
-
-}  // namespace llmfast::detail
-// ---- end llmfast/detail/file_io.hpp ----
-// ---- begin llmfast/detail/hit_guards.hpp ----
-// llmfast/detail/hit_guards.hpp — the semantic cache's hit guards: cheap checks that veto a semantic
-// hit when two prompts disagree on what matters (numbers, negation, Latin-script names, the order of
-// key terms). Included by llmfast/semantic_cache.hpp, which documents the public names
-// (`HitGuards`, `GuardSignature`, `make_guard_signature`, `check_hit_guards`).
-
-
-#include <algorithm>
-#include <array>
-#include <cstddef>
-#include <cstdint>
-#include <string>
-#include <string_view>
-#include <vector>
-
-namespace llmfast {
-
-/// Which guards may veto a semantic hit. Each is cheap (one pass over both prompts, precomputed for
-/// cached entries). See the quality table in the README for what each one buys.
-struct HitGuards {
-    bool numbers = true;     ///< the prompts' numbers (digits, number words, Chinese numerals) differ
-    bool negation = true;    ///< a negation (not, never, 不, 没, 无 ...) occurs in only one of them
-    bool latin_names = true; ///< their Latin-script names differ (capitalized words in Latin text, any
-                             ///< Latin word inside CJK text)
-    bool term_order = true;  ///< the key terms both share (names, numbers) occur in a different order
-};
-
-/// Why a semantic hit was vetoed.
-enum class GuardVeto : std::uint8_t { None, Numbers, Negation, LatinNames, TermOrder };
-
-/// What the guards compare, computed once per prompt (cached entries keep theirs).
-struct GuardSignature {
-    std::vector<std::uint64_t> numbers;     ///< sorted hashes of number tokens (canonical form)
-    std::vector<std::uint64_t> names;       ///< sorted unique hashes of lower-cased Latin names
-    std::vector<std::uint64_t> latin_words; ///< sorted unique hashes of every lower-cased Latin word
-    std::vector<std::uint64_t> key_terms;   ///< names and numbers in order of appearance
-    /// CJK content bigrams that occur once in the prompt: (32-bit hash << 32 | position), sorted.
-    std::vector<std::uint64_t> cjk_bigrams;
-    std::uint32_t negations = 0;            ///< negation markers counted
-
-    [[nodiscard]] std::size_t memory_bytes() const noexcept {
-        return (numbers.capacity() + names.capacity() + latin_words.capacity() + key_terms.capacity() +
-                cjk_bigrams.capacity()) *
-               sizeof(std::uint64_t);
-    }
-    friend bool operator==(const GuardSignature&, const GuardSignature&) = default;
-};
-
-namespace detail {
-
-constexpr bool is_ascii_digit(char32_t cp) noexcept { return cp >= '0' && cp <= '9'; }
-constexpr bool is_ascii_upper(char32_t cp) noexcept { return cp >= 'A' && cp <= 'Z'; }
-
-/// Chinese numeral characters and their digit value (-1 for 十/百/千/万/亿, which are multipliers).
-constexpr int chinese_numeral(char32_t cp) noexcept {
-    switch (cp) {
-        case U'零': case U'〇': return 0;
-        case U'一': return 1;
-        case U'二': case U'两': return 2;
-        case U'三': return 3;
-        case U'四': return 4;
-        case U'五': return 5;
-        case U'六': return 6;
-        case U'七': return 7;
-        case U'八': return 8;
-        case U'九': return 9;
-        case U'十': case U'百': case U'千': case U'万': case U'亿': return -1;
-        default: return -2;
-    }
-}
-
-inline std::string_view english_number_word(std::string_view word) noexcept {
-    struct Pair { std::string_view word, digits; };
-    static constexpr std::array<Pair, 32> table{{
-        {"zero", "0"}, {"one", "1"}, {"two", "2"}, {"three", "3"}, {"four", "4"}, {"five", "5"},
-        {"six", "6"}, {"seven", "7"}, {"eight", "8"}, {"nine", "9"}, {"ten", "10"}, {"eleven", "11"},
-        {"twelve", "12"}, {"twenty", "20"}, {"thirty", "30"}, {"hundred", "100"}, {"thousand", "1000"},
-        {"million", "1000000"}, {"billion", "1000000000"}, {"first", "1"}, {"second", "2"}, {"third", "3"},
-        {"fourth", "4"}, {"fifth", "5"}, {"sixth", "6"}, {"seventh", "7"}, {"eighth", "8"}, {"ninth", "9"},
-        {"tenth", "10"}, {"once", "1"}, {"twice", "2"}, {"half", "0.5"},
-    }};
-    for (const Pair& pair : table) {
-        if (pair.word == word) return pair.digits;
-    }
-    return {};
-}
-
-inline bool is_english_negation(std::string_view word) noexcept {
-    static constexpr std::array<std::string_view, 11> words{
-        "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot", "without", "nowhere"};
-    if (std::find(words.begin(), words.end(), word) != words.end()) return true;
-    return word.size() > 3 && word.ends_with("n't");
-}
-
-/// Counts Chinese negation characters, skipping common words in which the character does not negate
-/// (非常 "very", 不同 "different", 不过 "but", 不仅 "not only", 无论 "no matter", 别人 "others" ...).
-inline bool is_chinese_negation(char32_t cp, char32_t next, char32_t prev) noexcept {
-    switch (cp) {
-        case U'不':
-            return next != U'同' && next != U'过' && next != U'仅' && next != U'但' && next != U'断' && next != U'久' &&
-                   next != U'少' && next != U'列' && next != U'论' && prev != U'了' && prev != U'对';
-        case U'没': return true;
-        case U'无': return next != U'论' && next != U'数' && next != U'线' && next != U'人';
-        case U'非': return next != U'常' && next != U'洲' && prev != U'是';
-        case U'未': return next != U'来';
-        case U'勿': case U'莫': return true;
-        default: return false;
-    }
-}
-
-/// Question words, particles and copulas that paraphrases move freely ("什么是X" = "X是什么"):
-/// bigrams containing them do not count for the order guard.
-constexpr bool is_movable_cjk(char32_t cp) noexcept {
-    switch (cp) {
-        case U'什': case U'么': case U'怎': case U'吗': case U'呢': case U'哪': case U'谁': case U'何':
-        case U'是': case U'的': case U'了': case U'吧': case U'啊': case U'呀': case U'在': case U'有':
-        case U'和': case U'与': case U'及': case U'并': case U'也': case U'都': case U'就': case U'而':
-            return true;
-        default:
-            return false;
-    }
-}
-
-struct Word {
-    std::size_t begin, end;  ///< byte range in the original text
-    bool capitalized;
-    bool sentence_start;
-};
-
-/// The guard signature of `text` (the original prompt: capitalization marks names in Latin text).
-inline GuardSignature make_guard_signature(std::string_view text) {
-    GuardSignature sig;
-    // Pass 1: classify the text and collect words and CJK numeral runs in order of appearance.
-    bool has_cjk = false;
-    std::vector<std::pair<std::size_t, std::uint64_t>> ordered_terms;  // (position, hash)
-    std::string lowered;
-    std::size_t pos = 0;
-    std::vector<Word> words;
-    bool at_sentence_start = true;
-    std::size_t word_begin = std::string_view::npos;
-    bool word_capitalized = false;
-    bool word_sentence_start = false;
-    char32_t prev_cp = 0;
-    std::size_t prev_cjk = std::string_view::npos;  // offset of the previous code point if it was CJK
-    std::uint32_t cjk_index = 0;
-    std::vector<std::uint64_t> bigrams;  // (hash << 32 | index)
-    std::string numeral_run;  // canonical digits of a running CJK numeral
-    std::size_t numeral_begin = 0;
-    bool numeral_after_di = false;  // preceded by 第 ("第一" = "first")
-    std::size_t numeral_chars = 0;
-    const auto end_numeral = [&](std::size_t at) {
-        (void)at;
-        if (numeral_chars == 0) return;
-        // A lone 一 is usually the article "a"/"one of" (一种, 一个, 统一): count it only after 第.
-        const bool counts = numeral_chars > 1 || numeral_after_di || numeral_run != "1";
-        if (counts) {
-            const std::uint64_t hash = xxh3_64(numeral_run, 0x4E554DULL);
-            sig.numbers.push_back(hash);
-            ordered_terms.emplace_back(numeral_begin, hash);
-        }
-        numeral_run.clear();
-        numeral_chars = 0;
-    };
-    const auto end_word = [&](std::size_t at) {
-        if (word_begin == std::string_view::npos) return;
-        words.push_back(Word{word_begin, at, word_capitalized, word_sentence_start});
-        word_begin = std::string_view::npos;
-    };
-    while (pos < text.size()) {
-        const CodePoint cp = next_code_point(text, pos);
-        char32_t value = cp.value;
-        if (value >= 0xFF01U && value <= 0xFF5EU) value -= 0xFEE0U;  // full-width forms
-        const std::size_t next_pos = pos + cp.length;
-        const char32_t next = next_pos < text.size() ? next_code_point(text, next_pos).value : 0;
-        if (is_cjk(value)) {
-            if (prev_cjk != std::string_view::npos && !is_movable_cjk(value) && !is_movable_cjk(prev_cp)) {
-                const auto hash = static_cast<std::uint32_t>(xxh3_64(text.substr(prev_cjk, next_pos - prev_cjk), 0x4F5244ULL));
-                bigrams.push_back(static_cast<std::uint64_t>(hash) << 32 | cjk_index);
-            }
-            ++cjk_index;
-            prev_cjk = pos;
-        } else {
-            prev_cjk = std::string_view::npos;
-        }
-        const int numeral = chinese_numeral(value);
-        if (numeral != -2) {
-            end_word(pos);
-            if (numeral_chars == 0) {
-                numeral_begin = pos;
-                numeral_after_di = prev_cp == U'第';
-            }
-            numeral_run.push_back(numeral >= 0 ? static_cast<char>('0' + numeral) : 'x');
-            // keep the multiplier character itself so 二十 and 二百 differ
-            if (numeral < 0) numeral_run.append(text.substr(pos, cp.length));
-            ++numeral_chars;
-            has_cjk = true;
-            at_sentence_start = false;
-        } else {
-            end_numeral(pos);
-            if (is_cjk(value)) {
-                end_word(pos);
-                has_cjk = true;
-                if (is_chinese_negation(value, next, prev_cp)) ++sig.negations;
-                at_sentence_start = false;
-            } else if (is_separator(value) && !(value == '\'' && word_begin != std::string_view::npos) &&
-                       !((value == '.' || value == ',') && word_begin != std::string_view::npos &&
-                         pos > 0 && is_ascii_digit(static_cast<unsigned char>(text[pos - 1])) && is_ascii_digit(next))) {
-                end_word(pos);
-                if (value == '.' || value == '!' || value == '?' || value == U'。' || value == U'！' || value == U'？') {
-                    at_sentence_start = true;
-                }
-            } else {
-                if (word_begin == std::string_view::npos) {
-                    word_begin = pos;
-                    word_capitalized = is_ascii_upper(value);
-                    word_sentence_start = at_sentence_start;
-                    at_sentence_start = false;
-                }
-            }
-        }
-        prev_cp = value;
-        pos = next_pos;
-    }
-    end_numeral(text.size());
-    end_word(text.size());
-
-    // Pass 2: words -> numbers, negations, names.
-    for (const Word& word : words) {
-        lowered.clear();
-        bool all_digits = true;
-        bool any_digit = false;
-        for (std::size_t i = word.begin; i < word.end; ++i) {
-            const auto byte = static_cast<unsigned char>(text[i]);
-            if (byte >= 'A' && byte <= 'Z') {
-                lowered.push_back(static_cast<char>(byte + ('a' - 'A')));
-            } else if (byte >= 0xEFU && i + 2 < word.end && static_cast<unsigned char>(text[i + 1]) >= 0xBCU &&
-                       static_cast<unsigned char>(text[i + 1]) <= 0xBDU) {
-                // full-width ASCII (U+FF01..U+FF5E, 3 bytes): fold to ASCII
-                const CodePoint cp = next_code_point(text, i);
-                char32_t v = cp.value >= 0xFF01U && cp.value <= 0xFF5EU ? cp.value - 0xFEE0U : cp.value;
-                if (is_ascii_upper(v)) v += 'a' - 'A';
-                lowered.push_back(static_cast<char>(v));
-                i += cp.length - 1;
-                continue;
-            } else {
-                lowered.push_back(static_cast<char>(byte));
-            }
-            const bool digit = is_ascii_digit(static_cast<unsigned char>(lowered.back()));
-            any_digit = any_digit || digit;
-            all_digits = all_digits && (digit || lowered.back() == '.' || lowered.back() == ',');
-        }
-        if (any_digit) {
-            std::string canonical;
-            for (const char c : lowered) {
-                if (c != ',') canonical.push_back(c);  // 1,000 == 1000
-            }
-            const std::uint64_t hash = xxh3_64(canonical, 0x4E554DULL);
-            sig.numbers.push_back(hash);
-            ordered_terms.emplace_back(word.begin, hash);
-            if (all_digits) continue;
-        }
-        if (const std::string_view digits = english_number_word(lowered); !digits.empty()) {
-            const std::uint64_t hash = xxh3_64(digits, 0x4E554DULL);
-            sig.numbers.push_back(hash);
-            ordered_terms.emplace_back(word.begin, hash);
-            continue;
-        }
-        sig.latin_words.push_back(xxh3_64(lowered, 0x4E414DULL));
-        if (is_english_negation(lowered)) {
-            ++sig.negations;
-            continue;
-        }
-        // Names: in CJK text every Latin word is a name or a term of art (it was left untranslated);
-        // in Latin text, a capitalized word that does not start a sentence.
-        const bool latin = static_cast<unsigned char>(text[word.begin]) < 0x80U || !has_cjk;
-        const bool name = has_cjk ? latin : (word.capitalized && !word.sentence_start);
-        if (name && !any_digit && lowered != "i") {  // the pronoun I is capitalized everywhere
-            const std::uint64_t hash = xxh3_64(lowered, 0x4E414DULL);
-            sig.names.push_back(hash);
-            ordered_terms.emplace_back(word.begin, hash);
-        }
-    }
-    std::sort(sig.numbers.begin(), sig.numbers.end());
-    std::sort(sig.names.begin(), sig.names.end());
-    sig.names.erase(std::unique(sig.names.begin(), sig.names.end()), sig.names.end());
-    std::sort(sig.latin_words.begin(), sig.latin_words.end());
-    sig.latin_words.erase(std::unique(sig.latin_words.begin(), sig.latin_words.end()), sig.latin_words.end());
-    std::sort(ordered_terms.begin(), ordered_terms.end());
-    // Keep the bigrams that occur once: a repeated one has no single position to compare.
-    std::sort(bigrams.begin(), bigrams.end());
-    for (std::size_t i = 0; i < bigrams.size();) {
-        std::size_t j = i + 1;
-        while (j < bigrams.size() && (bigrams[j] >> 32) == (bigrams[i] >> 32)) ++j;
-        if (j == i + 1) sig.cjk_bigrams.push_back(bigrams[i]);
-        i = j;
-    }
-    sig.key_terms.reserve(ordered_terms.size());
-    for (const auto& term : ordered_terms) sig.key_terms.push_back(term.second);
-    return sig;
-}
-
-/// The terms of `a` that occur exactly once in both, in `a`'s order, must occur in the same order in `b`.
-inline bool same_term_order(const std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b) {
-    const auto count = [](const std::vector<std::uint64_t>& v, std::uint64_t x) {
-        return std::count(v.begin(), v.end(), x);
-    };
-    std::vector<std::size_t> positions_in_b;
-    for (const std::uint64_t term : a) {
-        if (count(a, term) != 1 || count(b, term) != 1) continue;
-        positions_in_b.push_back(static_cast<std::size_t>(std::find(b.begin(), b.end(), term) - b.begin()));
-    }
-    return std::is_sorted(positions_in_b.begin(), positions_in_b.end());
-}
-
-/// The CJK bigrams both prompts contain once must appear in the same relative order: a swap of two
-/// terms ("第一季比第二季" vs "第二季比第一季", "东部A和西部B" vs "西部A和东部B") changes the meaning
-/// while keeping every character.
-inline bool same_cjk_order(const std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b) {
-    std::vector<std::pair<std::uint32_t, std::uint32_t>> shared;  // (position in a, position in b)
-    std::size_t i = 0, j = 0;
-    while (i < a.size() && j < b.size()) {
-        const std::uint64_t ha = a[i] >> 32, hb = b[j] >> 32;
-        if (ha < hb) {
-            ++i;
-        } else if (hb < ha) {
-            ++j;
-        } else {
-            shared.emplace_back(static_cast<std::uint32_t>(a[i]), static_cast<std::uint32_t>(b[j]));
-            ++i;
-            ++j;
-        }
-    }
-    std::sort(shared.begin(), shared.end());
-    for (std::size_t k = 1; k < shared.size(); ++k) {
-        if (shared[k].second < shared[k - 1].second) return false;
-    }
-    return true;
-}
-
-inline GuardVeto check_hit_guards(const GuardSignature& a, const GuardSignature& b, const HitGuards& guards) {
-    if (guards.numbers && a.numbers != b.numbers) return GuardVeto::Numbers;
-    if (guards.negation && (a.negations > 0) != (b.negations > 0)) return GuardVeto::Negation;
-    // A name of one prompt must occur in the other as a word (in any case: "Paris" vs "paris" agree).
-    if (guards.latin_names && (!std::includes(b.latin_words.begin(), b.latin_words.end(), a.names.begin(), a.names.end()) ||
-                               !std::includes(a.latin_words.begin(), a.latin_words.end(), b.names.begin(), b.names.end()))) {
-        return GuardVeto::LatinNames;
-    }
-    if (guards.term_order && (!same_term_order(a.key_terms, b.key_terms) || !same_cjk_order(a.cjk_bigrams, b.cjk_bigrams))) {
-        return GuardVeto::TermOrder;
-    }
-    return GuardVeto::None;
-}
-
-}  // namespace detail
-
-using detail::check_hit_guards;
-using detail::make_guard_signature;
-
-}  // namespace llmfast
-// ---- end llmfast/detail/hit_guards.hpp ----
-
-#include <algorithm>
-#include <atomic>
-#include <cerrno>
-#include <chrono>
-#include <cmath>
-#include <concepts>
-#include <cstddef>
-#include <cstdint>
-#include <cstdio>
-#include <cstring>
-#include <exception>
-#include <filesystem>
-#include <functional>
-#include <future>
-#include <iterator>
-#include <limits>
-#include <list>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <random>
-#include <shared_mutex>
-#include <span>
-#include <string>
-#include <string_view>
-#include <system_error>
-#include <type_traits>
-#include <unordered_map>
-#include <utility>
-#include <vector>
-
-#include <fmt/format.h>
-
-#if __has_include(<unistd.h>)
-#include <fcntl.h>
-#include <unistd.h>
-#define LLMFAST_CACHE_HAVE_FSYNC 1
-#endif
-
-namespace llmfast {
-
-
-enum class SemanticTier : std::uint8_t {
-    Auto,  ///< on for a user-supplied embedder, off for HashingEmbedder (lexical; below 0.95 precision)
-    On,    ///< always on
-    Off,   ///< exact tier only; nothing is embedded
-};
-
-struct SemanticCacheOptions {
-    /// An entry's time to live unless `insert` overrides it; `never` disables expiry.
-    static constexpr std::chrono::nanoseconds never = std::chrono::nanoseconds::max();
-
-    std::size_t max_entries = 100'000;                ///< capacity in entries (> 0)
-    std::size_t max_bytes = std::size_t{1} << 30;     ///< capacity in bytes of entries, vectors included (> 0)
-    std::chrono::nanoseconds ttl = std::chrono::hours(24);  ///< > 0
-    SemanticTier semantic_tier = SemanticTier::Auto;
-    float similarity_threshold = 0.9F;   ///< cosine in (0, 1]: a semantic hit needs at least this
-    std::size_t semantic_candidates = 4; ///< nearest entries examined when the best is vetoed or expired (>= 1)
-    HitGuards guards{};                  ///< vetoes for semantic hits
-    std::size_t shards = 16;             ///< independently locked LRU partitions (>= 1; capped at max_entries)
-};
-
-enum class MatchKind : std::uint8_t {
-    Miss,      ///< nothing usable cached
-    Exact,     ///< same scope and normalized prompt
-    Semantic,  ///< a different prompt of the same scope, similar enough and not vetoed
-    Computed,  ///< get_or_compute ran the function (here or in a concurrent call for the same key)
-};
-
-constexpr std::string_view to_string(MatchKind kind) noexcept {
-    switch (kind) {
-        case MatchKind::Miss: return "Miss";
-        case MatchKind::Exact: return "Exact";
-        case MatchKind::Semantic: return "Semantic";
-        case MatchKind::Computed: return "Computed";
-    }
-    return "Unknown";
-}
-
-/// The outcome of `lookup` / `get_or_compute`. The response is shared (no copy on a hit).
-struct LookupResult {
-    MatchKind match = MatchKind::Miss;
-    float similarity = 0;                  ///< 1 for Exact/Computed; the cosine for Semantic
-    std::chrono::nanoseconds age{0};       ///< how long ago the entry was inserted
-    std::shared_ptr<const std::string> response_ptr;
-
-    [[nodiscard]] bool hit() const noexcept { return response_ptr != nullptr; }
-    explicit operator bool() const noexcept { return hit(); }
-    /// The cached (or computed) response; an empty string on a miss.
-    [[nodiscard]] const std::string& response() const noexcept {
-        static const std::string empty;
-        return response_ptr ? *response_ptr : empty;
-    }
-};
-
-struct CacheStats {
-    std::uint64_t exact_hits = 0;
-    std::uint64_t semantic_hits = 0;
-    std::uint64_t misses = 0;
-    std::uint64_t insertions = 0;
-    std::uint64_t evictions = 0;    ///< removed to respect max_entries / max_bytes
-    std::uint64_t expirations = 0;  ///< removed because their TTL passed
-    std::uint64_t guard_vetoes = 0; ///< semantic candidates rejected by a hit guard
-    std::uint64_t computations = 0; ///< get_or_compute calls that ran their function
-    /// Embeddings the semantic tier could not use (zero, NaN or infinite): that lookup skipped the
-    /// semantic tier, that entry was stored for exact hits only.
-    std::uint64_t unusable_embeddings = 0;
-    std::size_t entries = 0;
-    std::size_t memory_bytes = 0;   ///< accounted bytes of all entries (strings, vectors, bookkeeping)
-
-    [[nodiscard]] double hit_rate() const noexcept {
-        const std::uint64_t lookups = exact_hits + semantic_hits + misses;
-        return lookups == 0 ? 0.0 : static_cast<double>(exact_hits + semantic_hits) / static_cast<double>(lookups);
-    }
-};
-
-namespace detail {
-
-/// Snapshot layout (little-endian as written by the host; the magic rejects other byte orders):
-///   header: "LLMFSNAP" | u32 version | u32 reserved(0) | u64 payload size | u64 xxh3(payload)
-///   payload: str embedder identity | u64 dimension | i64 saved-at (ns) | u64 entry count |
-///            entries: str scope | str prompt | str response | i64 created (ns) | i64 expires (ns)
-///   str = u32 length + bytes. Entries are written least recently used first across the whole cache
-///   (ordered by a cache-wide use counter, not shard by shard), so loading into a cache with another
-///   shard count or a smaller capacity evicts the least recently used. Snapshots written before that
-///   (same layout, same version, ordered per shard) still load; only their eviction order is per shard.
-inline constexpr std::string_view snapshot_magic = "LLMFSNAP";
-inline constexpr std::uint32_t snapshot_version = 1;
-inline constexpr std::size_t snapshot_header_size = 8 + 4 + 4 + 8 + 8;
-
-class ByteWriter {
-public:
-    template <class T>
-    void pod(T value) {
-        static_assert(std::is_trivially_copyable_v<T>);
-        char bytes[sizeof(T)];
-        std::memcpy(bytes, &value, sizeof(T));
-        out_.append(bytes, sizeof(T));
-    }
-    void str(std::string_view s) {
-        pod(static_cast<std::uint32_t>(s.size()));
-        out_.append(s);
-    }
-    std::string& bytes() noexcept { return out_; }
-
-private:
-    std::string out_;
-};
-
-class ByteReader {
-public:
-    explicit ByteReader(std::string_view in) : in_(in) {}
-    template <class T>
-    T pod(const char* what) {
-        static_assert(std::is_trivially_copyable_v<T>);
-        need(sizeof(T), what);
-        T value;
-        std::memcpy(&value, in_.data() + pos_, sizeof(T));
-        pos_ += sizeof(T);
-        return value;
-    }
-    std::string_view str(const char* what) {
-        const auto size = pod<std::uint32_t>(what);
-        need(size, what);
-        const std::string_view s = in_.substr(pos_, size);
-        pos_ += size;
-        return s;
-    }
-    [[nodiscard]] std::size_t remaining() const noexcept { return in_.size() - pos_; }
-
-private:
-    void need(std::size_t bytes, const char* what) const {
-        if (in_.size() - pos_ < bytes) {
-            throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot truncated while reading {}", what));
-        }
-    }
-    std::string_view in_;
-    std::size_t pos_ = 0;
-};
-
-struct CacheKey {
-    std::uint64_t low = 0;
-    std::uint64_t high = 0;
-    friend bool operator==(const CacheKey&, const CacheKey&) = default;
-};
-
-struct CacheKeyHash {
-    std::size_t operator()(const CacheKey& key) const noexcept { return static_cast<std::size_t>(key.low); }
-};
-
-/// 128-bit key of (scope, normalized prompt): the scope's hash seeds the prompt's. At 128 bits a
-/// collision is not a practical concern, so entries need not keep the normalized prompt.
-inline CacheKey make_cache_key(std::string_view scope, std::string_view normalized_prompt) noexcept {
-    // Two independently seeded 64-bit hashes (XXH3_128bits trips g++ 12's -Wmaybe-uninitialized in
-    // xxhash's AVX-512 path under -march=native).
-    const std::uint64_t scope_hash = xxh3_64(scope, 0x53434F5045ULL);
-    return {xxh3_64(normalized_prompt, scope_hash), xxh3_64(normalized_prompt, scope_hash ^ 0x9E3779B97F4A7C15ULL)};
-}
-
-}  // namespace detail
-
-/// The response cache. `E` embeds prompts for the semantic tier; `Index` is the per-scope vector
-/// index (FlatIndex: exact; HnswIndex from llmfast/hnsw_index.hpp: approximate, for millions);
-/// `C` is the clock (wall clock by default).
-template <Embedder E, VectorIndex Index = FlatIndex, Clock C = WallClock>
-class SemanticCache {
-public:
-    using Options = SemanticCacheOptions;
-    using IndexOptions = typename Index::Options;
-    using EmbedderType = E;
-
-    explicit SemanticCache(E embedder = E{}, Options options = {}, IndexOptions index_options = {})
-        requires std::default_initializable<C>
-        : SemanticCache(std::move(embedder), options, index_options, nullptr) {}
-
-    /// Uses `clock` (which must outlive the cache) instead of a default-constructed one.
-    SemanticCache(E embedder, Options options, IndexOptions index_options, const C& clock)
-        : SemanticCache(std::move(embedder), options, index_options, &clock) {}
-
-    SemanticCache(const SemanticCache&) = delete;
-    SemanticCache& operator=(const SemanticCache&) = delete;
-
-    [[nodiscard]] const Options& options() const noexcept { return options_; }
-    [[nodiscard]] const E& embedder() const noexcept { return embedder_; }
-    [[nodiscard]] bool semantic_enabled() const noexcept { return semantic_; }
-
-    /// Exact tier, then (if enabled) semantic tier. Never throws for ordinary input; what the
-    /// embedder throws propagates.
-    LookupResult lookup(std::string_view prompt, std::string_view scope) {
-        thread_local std::string normalized;
-        detail::normalize_prompt(prompt, normalized);
-        const detail::CacheKey key = detail::make_cache_key(scope, normalized);
-        const std::int64_t now = now_ns();
-        if (LookupResult exact = lookup_exact(key, now); exact) return exact;
-        if (semantic_) {
-            if (LookupResult similar = lookup_semantic(prompt, scope); similar) return similar;
-        }
-        stats_.misses.fetch_add(1, std::memory_order_relaxed);
-        return {};
-    }
-
-    /// Stores `response` for (`scope`, `prompt`), replacing an entry with the same normalized prompt.
-    /// `ttl` overrides the cache's TTL. Returns false when the entry alone exceeds a shard's byte
-    /// budget (max_bytes / shards) and so was not stored.
-    bool insert(std::string_view prompt, std::string_view scope, std::string response,
-                std::optional<std::chrono::nanoseconds> ttl = std::nullopt) {
-        const std::chrono::nanoseconds entry_ttl = ttl.value_or(options_.ttl);
-        if (entry_ttl <= std::chrono::nanoseconds::zero()) throw Error(ErrorCode::InvalidArgument, "insert: ttl must be > 0");
-        Prepared prepared = prepare(prompt, scope, std::make_shared<const std::string>(std::move(response)));
-        const std::int64_t now = now_ns();
-        prepared.created = now;
-        prepared.expires = expiry(now, entry_ttl);
-        return insert_prepared(std::move(prepared), true);
-    }
-
-    /// The cached response, or `fn()`'s result (stored, then returned). Concurrent calls that miss on
-    /// the same scope + normalized prompt run `fn` once; the others wait and get its result or its
-    /// exception. `fn` must return something convertible to std::string.
-    template <class Fn>
-        requires std::invocable<Fn&> && std::convertible_to<std::invoke_result_t<Fn&>, std::string>
-    LookupResult get_or_compute(std::string_view prompt, std::string_view scope, Fn&& fn,
-                                std::optional<std::chrono::nanoseconds> ttl = std::nullopt) {
-        const std::chrono::nanoseconds entry_ttl = ttl.value_or(options_.ttl);
-        if (entry_ttl <= std::chrono::nanoseconds::zero()) {
-            throw Error(ErrorCode::InvalidArgument, "get_or_compute: ttl must be > 0");
-        }
-        if (LookupResult cached = lookup(prompt, scope); cached) return cached;
-
-        const std::string normalized = detail::normalize_prompt(prompt);
-        const detail::CacheKey key = detail::make_cache_key(scope, normalized);
-        Shard& shard = shard_for(key);
-        std::shared_ptr<Flight> flight;
-        {
-            std::unique_lock lock(shard.mutex);
-            if (const auto it = shard.flights.find(key); it != shard.flights.end()) {
-                std::shared_future<std::shared_ptr<const std::string>> future = it->second->future;
-                lock.unlock();
-                return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), future.get()};
-            }
-            // Another caller may have finished its flight between our lookup and taking the lock.
-            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact) return exact;
-            flight = std::make_shared<Flight>();
-            shard.flights.emplace(key, flight);
-        }
-        const auto finish_flight = [&] {
-            std::lock_guard lock(shard.mutex);
-            shard.flights.erase(key);
-        };
-        std::shared_ptr<const std::string> response;
-        try {
-            stats_.computations.fetch_add(1, std::memory_order_relaxed);
-            response = std::make_shared<const std::string>(std::invoke(fn));
-            Prepared prepared = prepare(prompt, scope, response);
-            const std::int64_t now = now_ns();
-            prepared.created = now;
-            prepared.expires = expiry(now, entry_ttl);
-            insert_prepared(std::move(prepared), true);
-        } catch (...) {
-            finish_flight();
-            flight->promise.set_exception(std::current_exception());
-            throw;
-        }
-        // Inserted before the flight ends, so a caller arriving now finds the entry.
-        finish_flight();
-        flight->promise.set_value(response);
-        return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), std::move(response)};
-    }
-
-    /// Removes the entry for (`scope`, normalized `prompt`); false if there was none.
-    bool erase(std::string_view prompt, std::string_view scope) {
-        const std::string normalized = detail::normalize_prompt(prompt);
-        const detail::CacheKey key = detail::make_cache_key(scope, normalized);
-        Shard& shard = shard_for(key);
-        std::lock_guard lock(shard.mutex);
-        const auto it = shard.by_key.find(key);
-        if (it == shard.by_key.end()) return false;
-        remove_locked(shard, it->second);
-        return true;
-    }
-
-    /// Removes every entry of `scope`; returns how many. Entries inserted into the scope while this
-    /// runs may survive (they are then in a fresh scope).
-    std::size_t erase_scope(std::string_view scope) {
-        std::shared_ptr<Scope> victim;
-        {
-            std::unique_lock lock(scopes_mutex_);
-            const auto it = scopes_.find(std::string(scope));
-            if (it == scopes_.end()) return 0;
-            victim = it->second;
-            victim->erased.store(true, std::memory_order_release);
-            scopes_.erase(it);
-        }
-        return remove_entries_if([&](const auto& entry) { return entry.scope == victim; });
-    }
-
-    /// Removes every entry.
-    void clear() {
-        {
-            std::unique_lock lock(scopes_mutex_);
-            for (auto& [name, scope] : scopes_) scope->erased.store(true, std::memory_order_release);
-            scopes_.clear();
-        }
-        for (std::size_t i = 0; i < shard_count_; ++i) {
-            Shard& shard = shards_[i];
-            std::lock_guard lock(shard.mutex);
-            while (!shard.lru.empty()) remove_locked(shard, std::prev(shard.lru.end()));
-        }
-    }
-
-    /// Removes every expired entry now (lookups also drop expired entries they meet); returns how many.
-    std::size_t purge_expired() {
-        const std::int64_t now = now_ns();
-        const std::size_t removed = remove_entries_if([&](const auto& entry) { return entry.expires <= now; });
-        stats_.expirations.fetch_add(removed, std::memory_order_relaxed);
-        return removed;
-    }
-
-    [[nodiscard]] std::size_t size() const noexcept { return entry_count_.load(std::memory_order_relaxed); }
-
-    [[nodiscard]] CacheStats stats() const noexcept {
-        CacheStats s;
-        s.exact_hits = stats_.exact_hits.load(std::memory_order_relaxed);
-        s.semantic_hits = stats_.semantic_hits.load(std::memory_order_relaxed);
-        s.misses = stats_.misses.load(std::memory_order_relaxed);
-        s.insertions = stats_.insertions.load(std::memory_order_relaxed);
-        s.evictions = stats_.evictions.load(std::memory_order_relaxed);
-        s.expirations = stats_.expirations.load(std::memory_order_relaxed);
-        s.guard_vetoes = stats_.guard_vetoes.load(std::memory_order_relaxed);
-        s.computations = stats_.computations.load(std::memory_order_relaxed);
-        s.unusable_embeddings = unusable_embeddings_.load(std::memory_order_relaxed);
-        s.entries = entry_count_.load(std::memory_order_relaxed);
-        s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
-        return s;
-    }
-
-    /// The snapshot as bytes (see `save`).
-    [[nodiscard]] std::string save_to_string() const {
-        detail::ByteWriter payload;
-        payload.str(identity_);
-        payload.pod(static_cast<std::uint64_t>(dimension_));
-        payload.pod(now_ns());
-        std::vector<SavedEntry> entries;
-        for (std::size_t i = 0; i < shard_count_; ++i) {
-            Shard& shard = shards_[i];
-            std::lock_guard lock(shard.mutex);
-            for (auto it = shard.lru.rbegin(); it != shard.lru.rend(); ++it) {  // least recent first
-                entries.push_back(SavedEntry{it->last_use, it->scope, it->prompt, it->response, it->created, it->expires});
-            }
-        }
-        // One recency order for the whole cache (stamps are unique: a plain sort is stable enough).
-        std::sort(entries.begin(), entries.end(),
-                  [](const SavedEntry& a, const SavedEntry& b) { return a.last_use < b.last_use; });
-        payload.pod(static_cast<std::uint64_t>(entries.size()));
-        for (const SavedEntry& entry : entries) {
-            payload.str(entry.scope->name);
-            payload.str(entry.prompt);
-            payload.str(*entry.response);
-            payload.pod(entry.created);
-            payload.pod(entry.expires);
-        }
-        detail::ByteWriter out;
-        out.bytes().append(detail::snapshot_magic);
-        out.pod(detail::snapshot_version);
-        out.pod(std::uint32_t{0});
-        out.pod(static_cast<std::uint64_t>(payload.bytes().size()));
-        out.pod(detail::xxh3_64(payload.bytes(), 0));
-        out.bytes().append(payload.bytes());
-        return std::move(out.bytes());
-    }
-
-    /// Writes a snapshot to `path` atomically: into a temporary file beside it (flushed to disk), then
-    /// renamed over `path`, so a crash leaves either the old snapshot or the new one, never half of one.
-    /// Throws Error(IoError) naming the path when the file cannot be created, written or renamed.
-    void save(const std::filesystem::path& path) const {
-        const std::string bytes = save_to_string();
-        std::filesystem::path temp = path;
-        temp += fmt::format(".tmp.{:x}", temp_suffix());
-        const std::string temp_name = detail::path_for_message(temp);
-        {
-            errno = 0;
-            std::FILE* file = std::fopen(temp_name.c_str(), "wb");
-            if (file == nullptr) {
-                const int error = errno;
-                throw Error(ErrorCode::IoError, fmt::format("save: cannot create {}: {}", temp_name,
-                                                            std::generic_category().message(error != 0 ? error : EIO)));
-            }
-            bool ok = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size() && std::fflush(file) == 0;
-#ifdef LLMFAST_CACHE_HAVE_FSYNC
-            ok = ok && ::fsync(::fileno(file)) == 0;
-#endif
-            ok = std::fclose(file) == 0 && ok;
-            if (!ok) {
-                std::error_code ignored;
-                std::filesystem::remove(temp, ignored);
-                throw Error(ErrorCode::IoError, fmt::format("save: writing {} failed", temp_name));
-            }
-        }
-        std::error_code error;
-        std::filesystem::rename(temp, path, error);
-        if (error) {
-            std::error_code ignored;
-            std::filesystem::remove(temp, ignored);
-            throw Error(ErrorCode::IoError,
-                        fmt::format("save: renaming to {} failed: {}", detail::path_for_message(path), error.message()));
-        }
-    }
-
-    /// Replaces the cache's content with the snapshot's (expired entries are dropped; if it holds more
-    /// than the capacity, the least recently used are evicted — the snapshot is in one recency order
-    /// for the whole cache, so this holds whatever shard count either cache has; as everywhere in the
-    /// cache, capacity is per shard, so each shard keeps its own most recently used). Validates
-    /// everything first: on any error the cache is unchanged. Re-embeds the prompts (outside locks)
-    /// when the semantic tier is on.
-    void load_from_string(std::string_view bytes) {
-        std::vector<Prepared> prepared = parse_snapshot(bytes);
-        clear();
-        for (Prepared& entry : prepared) insert_prepared(std::move(entry), false);
-    }
-
-    /// `load_from_string` of the file at `path`. A path that cannot be opened or read (missing, a
-    /// directory, a read error part way through) throws Error(IoError) naming the path, and the cache
-    /// is unchanged.
-    void load(const std::filesystem::path& path) { load_from_string(detail::read_whole_file(path, "load")); }
-
-private:
-    struct Scope {
-        explicit Scope(std::string scope_name, std::optional<Index> scope_index)
-            : name(std::move(scope_name)), index(std::move(scope_index)) {}
-        std::string name;
-        std::shared_mutex mutex;      // guards `index`
-        std::optional<Index> index;   // present when the semantic tier is on
-        std::atomic<bool> erased{false};
-    };
-
-    struct Entry {
-        std::uint64_t id = 0;
-        detail::CacheKey key;
-        std::shared_ptr<Scope> scope;
-        std::string prompt;  // as inserted: re-embedded on load, and what the guards saw
-        std::shared_ptr<const std::string> response;
-        GuardSignature signature;
-        std::int64_t created = 0;
-        std::int64_t expires = 0;
-        std::size_t bytes = 0;
-        std::uint64_t last_use = 0;  // next_use_ when inserted or last hit (taken under the shard lock)
-        bool indexed = false;
-    };
-
-    using EntryList = std::list<Entry>;
-    using EntryIter = typename EntryList::iterator;
-
-    struct Flight {
-        Flight() : future(promise.get_future().share()) {}
-        std::promise<std::shared_ptr<const std::string>> promise;
-        std::shared_future<std::shared_ptr<const std::string>> future;
-    };
-
-
-    // One LRU partition. Invariant: `by_key` and `by_id` index exactly the entries of `lru`; an
-    // entry with `indexed` has its vector in `scope->index` under `id`. Lock order: shard mutex,
-    // then scopes_mutex_, then a scope's mutex; never the reverse.
-    struct alignas(64) Shard {
-        std::mutex mutex;
-        EntryList lru;  // front = most recently used
-        std::unordered_map<detail::CacheKey, EntryIter, detail::CacheKeyHash> by_key;
-        std::unordered_map<std::uint64_t, EntryIter> by_id;
-        std::unordered_map<detail::CacheKey, std::shared_ptr<Flight>, detail::CacheKeyHash> flights;
-        std::size_t bytes = 0;
-        std::size_t max_entries = 0;
-        std::size_t max_bytes = 0;
-    };
-
-    // Everything an insertion needs that can be computed (and can fail) outside the locks.
-    struct Prepared {
-        detail::CacheKey key;
-        std::string scope;
-        std::string prompt;
-        std::shared_ptr<const std::string> response;
-        GuardSignature signature;
-        std::vector<float> vector;  // empty when the semantic tier is off
-        std::int64_t created = 0;
-        std::int64_t expires = 0;
-    };
-
-    struct SavedEntry {
-        std::uint64_t last_use;
-        std::shared_ptr<Scope> scope;
-        std::string prompt;
-        std::shared_ptr<const std::string> response;
-        std::int64_t created;
-        std::int64_t expires;
-    };
-
-    struct Counters {
-        std::atomic<std::uint64_t> exact_hits{0}, semantic_hits{0}, misses{0}, insertions{0}, evictions{0},
-            expirations{0}, guard_vetoes{0}, computations{0};
-    };
-
-    SemanticCache(E embedder, Options options, IndexOptions index_options, const C* clock)
-        : embedder_(std::move(embedder)), options_(options), index_options_(index_options),
-          clock_(clock != nullptr ? clock : &own_clock()) {
-        if (options_.max_entries == 0) throw Error(ErrorCode::InvalidArgument, "SemanticCache: max_entries must be > 0");
-        if (options_.max_bytes == 0) throw Error(ErrorCode::InvalidArgument, "SemanticCache: max_bytes must be > 0");
-        if (options_.ttl <= std::chrono::nanoseconds::zero()) {
-            throw Error(ErrorCode::InvalidArgument, "SemanticCache: ttl must be > 0 (use Options::never for no expiry)");
-        }
-        if (!(options_.similarity_threshold > 0.0F && options_.similarity_threshold <= 1.0F)) {
-            throw Error(ErrorCode::InvalidArgument, "SemanticCache: similarity_threshold must be in (0, 1]");
-        }
-        if (options_.semantic_candidates == 0) {
-            throw Error(ErrorCode::InvalidArgument, "SemanticCache: semantic_candidates must be >= 1");
-        }
-        if (options_.shards == 0) throw Error(ErrorCode::InvalidArgument, "SemanticCache: shards must be >= 1");
-        dimension_ = static_cast<std::size_t>(embedder_.dimension());
-        if (dimension_ == 0) throw Error(ErrorCode::InvalidArgument, "SemanticCache: the embedder's dimension is 0");
-        identity_ = embedder_identity(embedder_);
-        switch (options_.semantic_tier) {
-            case SemanticTier::On: semantic_ = true; break;
-            case SemanticTier::Off: semantic_ = false; break;
-            case SemanticTier::Auto: semantic_ = !std::is_same_v<E, HashingEmbedder>; break;
-        }
-        shard_count_ = std::min(options_.shards, options_.max_entries);
-        shards_ = std::make_unique<Shard[]>(shard_count_);
-        for (std::size_t i = 0; i < shard_count_; ++i) {
-            // Split the capacities so the shards sum to exactly the configured totals.
-            shards_[i].max_entries = options_.max_entries / shard_count_ + (i < options_.max_entries % shard_count_ ? 1 : 0);
-            shards_[i].max_bytes = std::max<std::size_t>(
-                1, options_.max_bytes / shard_count_ + (i < options_.max_bytes % shard_count_ ? 1 : 0));
-        }
-    }
-
-    const C& own_clock() {
-        if constexpr (std::default_initializable<C>) {
-            owned_clock_.emplace();
-            return *owned_clock_;
-        } else {
-            throw Error(ErrorCode::InvalidArgument, "SemanticCache: this clock type must be passed in");
-        }
-    }
-
-    // A name for save's temporary file that concurrent saves to the same path do not share; never
-    // throws (std::random_device may, when the system has no entropy source).
-    std::uint64_t temp_suffix() const noexcept {
-        std::uint64_t suffix = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
-                               static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(this));
-        try {
-            suffix ^= static_cast<std::uint64_t>(std::random_device{}()) << 32U;
-        } catch (...) {
-        }
-        return suffix;
-    }
-
-    [[nodiscard]] std::int64_t now_ns() const {
-        return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_->now().time_since_epoch()).count();
-    }
-
-    static std::int64_t expiry(std::int64_t now, std::chrono::nanoseconds ttl) noexcept {
-        constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
-        const std::int64_t t = ttl.count();
-        return t >= max - now ? max : now + t;
-    }
-
-    Shard& shard_for(const detail::CacheKey& key) const noexcept { return shards_[key.high % shard_count_]; }
-
-    static bool expired(const Entry& entry, std::int64_t now) noexcept { return entry.expires <= now; }
-
-    LookupResult lookup_exact(const detail::CacheKey& key, std::int64_t now) {
-        Shard& shard = shard_for(key);
-        std::lock_guard lock(shard.mutex);
-        return lookup_exact_locked(shard, key, now);
-    }
-
-    LookupResult lookup_exact_locked(Shard& shard, const detail::CacheKey& key, std::int64_t now) {
-        const auto it = shard.by_key.find(key);
-        if (it == shard.by_key.end()) return {};
-        // The 128-bit key covers scope and prompt, so no string comparison (and no pointer chase
-        // into the scope) is needed on this hot path.
-        const EntryIter entry = it->second;
-        if (expired(*entry, now)) {
-            remove_locked(shard, entry);
-            stats_.expirations.fetch_add(1, std::memory_order_relaxed);
-            return {};
-        }
-        if (entry != shard.lru.begin()) shard.lru.splice(shard.lru.begin(), shard.lru, entry);
-        entry->last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
-        stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
-        return LookupResult{MatchKind::Exact, 1.0F, std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry->created)),
-                            entry->response};
-    }
-
-    std::shared_ptr<Scope> find_scope(std::string_view name) const {
-        std::shared_lock lock(scopes_mutex_);
-        const auto it = scopes_.find(std::string(name));
-        return it == scopes_.end() ? nullptr : it->second;
-    }
-
-    std::shared_ptr<Scope> find_or_create_scope(const std::string& name) {
-        if (auto scope = find_scope(name)) return scope;
-        std::unique_lock lock(scopes_mutex_);
-        auto& slot = scopes_[name];
-        if (!slot) {
-            slot = std::make_shared<Scope>(name, semantic_ ? std::optional<Index>(std::in_place, dimension_, index_options_)
-                                                           : std::optional<Index>());
-        }
-        return slot;
-    }
-
-    // Embeds into `out` and L2-normalizes it, so the index's inner product is the cosine whatever the
-    // embedder returns. False (and counted in `unusable_embeddings`) for a zero or non-finite vector:
-    // it must never match anything, and the indexes reject non-finite input. The scaling is done in
-    // double: a float 1/norm overflows to inf for a vector of subnormals, which made NaNs.
-    bool embed_normalized(std::string_view prompt, std::span<float> out) const {
-        embedder_.embed(prompt, out);
-        double norm = 0;
-        for (const float x : out) norm += static_cast<double>(x) * static_cast<double>(x);
-        bool usable = norm > 0 && std::isfinite(norm);
-        if (usable) {
-            const double inv = 1.0 / std::sqrt(norm);
-            for (float& x : out) {
-                x = static_cast<float>(static_cast<double>(x) * inv);
-                usable = usable && std::isfinite(x);
-            }
-        }
-        if (!usable) unusable_embeddings_.fetch_add(1, std::memory_order_relaxed);
-        return usable;
-    }
-
-    LookupResult lookup_semantic(std::string_view prompt, std::string_view scope_name) {
-        const std::shared_ptr<Scope> scope = find_scope(scope_name);
-        if (!scope) return {};
-        thread_local std::vector<float> query;
-        query.resize(dimension_);
-        if (!embed_normalized(prompt, query)) return {};
-        std::vector<SearchHit> candidates;
-        {
-            std::shared_lock lock(scope->mutex);
-            if (!scope->index || scope->index->size() == 0) return {};
-            candidates = scope->index->search(std::span<const float>(query), options_.semantic_candidates);
-        }
-        std::optional<GuardSignature> signature;
-        for (const SearchHit& candidate : candidates) {
-            if (!(candidate.score >= options_.similarity_threshold)) break;  // best first
-            if (!signature) signature = make_guard_signature(prompt);
-            Shard& shard = shards_[candidate.id % shard_count_];
-            const std::int64_t now = now_ns();
-            std::lock_guard lock(shard.mutex);
-            const auto it = shard.by_id.find(candidate.id);
-            if (it == shard.by_id.end()) continue;  // evicted since the search
-            const EntryIter entry = it->second;
-            if (entry->scope != scope) continue;
-            if (expired(*entry, now)) {
-                remove_locked(shard, entry);
-                stats_.expirations.fetch_add(1, std::memory_order_relaxed);
-                continue;
-            }
-            if (check_hit_guards(*signature, entry->signature, options_.guards) != GuardVeto::None) {
-                stats_.guard_vetoes.fetch_add(1, std::memory_order_relaxed);
-                continue;
-            }
-            shard.lru.splice(shard.lru.begin(), shard.lru, entry);
-            entry->last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
-            stats_.semantic_hits.fetch_add(1, std::memory_order_relaxed);
-            return LookupResult{MatchKind::Semantic, std::min(candidate.score, 1.0F),
-                                std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry->created)), entry->response};
-        }
-        return {};
-    }
-
-    Prepared prepare(std::string_view prompt, std::string_view scope, std::shared_ptr<const std::string> response) const {
-        Prepared prepared;
-        const std::string normalized = detail::normalize_prompt(prompt);
-        prepared.key = detail::make_cache_key(scope, normalized);
-        prepared.scope = std::string(scope);
-        prepared.prompt = std::string(prompt);
-        prepared.response = std::move(response);
-        if (semantic_) {
-            prepared.signature = make_guard_signature(prompt);
-            prepared.vector.resize(dimension_);
-            if (!embed_normalized(prompt, prepared.vector)) prepared.vector.clear();  // stored, never matched
-        }
-        return prepared;
-    }
-
-    std::size_t entry_bytes(const Entry& entry) const noexcept {
-        // Bookkeeping: the list node, two map nodes and their buckets, the shared response's control block.
-        constexpr std::size_t overhead = sizeof(Entry) + 2 * sizeof(void*) + 2 * 48 + 2 * sizeof(void*) + 32;
-        std::size_t bytes = overhead + entry.prompt.capacity() + entry.response->capacity() + entry.signature.memory_bytes();
-        if (entry.indexed) {
-            if constexpr (requires(const Index& index) { index.bytes_per_vector(); }) {
-                bytes += entry.scope->index->bytes_per_vector();
-            } else {
-                bytes += dimension_ * sizeof(float) + 32;
-            }
-        }
-        return bytes;
-    }
-
-    bool insert_prepared(Prepared prepared, bool count_insertion) {
-        Shard& shard = shard_for(prepared.key);
-        for (;;) {
-            std::shared_ptr<Scope> scope = find_or_create_scope(prepared.scope);
-            std::lock_guard lock(shard.mutex);
-            // erase_scope/clear mark a scope erased before removing its entries shard by shard; checking
-            // under the shard lock means either we see the mark or they will see (and remove) our entry.
-            if (scope->erased.load(std::memory_order_acquire)) continue;
-            if (const auto it = shard.by_key.find(prepared.key); it != shard.by_key.end()) remove_locked(shard, it->second);
-
-            shard.lru.emplace_front();
-            const EntryIter entry = shard.lru.begin();
-            try {
-                entry->id = next_id_.fetch_add(1, std::memory_order_relaxed) * shard_count_ +
-                            static_cast<std::uint64_t>(&shard - shards_.get());
-                entry->key = prepared.key;
-                entry->scope = scope;
-                entry->prompt = std::move(prepared.prompt);
-                entry->response = std::move(prepared.response);
-                entry->signature = std::move(prepared.signature);
-                entry->created = prepared.created;
-                entry->expires = prepared.expires;
-                entry->last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
-                entry->indexed = !prepared.vector.empty() && scope->index.has_value();
-                entry->bytes = entry_bytes(*entry);
-                if (entry->bytes > shard.max_bytes) {
-                    shard.lru.pop_front();
-                    return false;
-                }
-                shard.by_key.emplace(entry->key, entry);
-                try {
-                    shard.by_id.emplace(entry->id, entry);
-                    if (entry->indexed) {
-                        std::unique_lock index_lock(scope->mutex);
-                        scope->index->add(entry->id, std::span<const float>(prepared.vector));
-                    }
-                } catch (...) {
-                    shard.by_key.erase(entry->key);
-                    shard.by_id.erase(entry->id);
-                    throw;
-                }
-            } catch (...) {
-                shard.lru.erase(entry);
-                throw;
-            }
-            shard.bytes += entry->bytes;
-            entry_count_.fetch_add(1, std::memory_order_relaxed);
-            memory_bytes_.fetch_add(entry->bytes, std::memory_order_relaxed);
-            if (count_insertion) stats_.insertions.fetch_add(1, std::memory_order_relaxed);
-            // Evict least recently used entries (never the new one: it fits the budget on its own).
-            while (shard.lru.size() > shard.max_entries || shard.bytes > shard.max_bytes) {
-                remove_locked(shard, std::prev(shard.lru.end()));
-                stats_.evictions.fetch_add(1, std::memory_order_relaxed);
-            }
-            return true;
-        }
-    }
-
-    // Requires shard.mutex held. Removes the entry from every structure, its vector from its scope.
-    void remove_locked(Shard& shard, EntryIter entry) noexcept {
-        if (entry->indexed) {
-            std::unique_lock index_lock(entry->scope->mutex);
-            // FlatIndex/HnswIndex removal does not allocate; a throwing user index would leave a stale
-            // vector whose id no longer resolves, which lookups skip.
-            try {
-                entry->scope->index->remove(entry->id);
-            } catch (...) {
-            }
-        }
-        shard.by_key.erase(entry->key);
-        shard.by_id.erase(entry->id);
-        shard.bytes -= entry->bytes;
-        entry_count_.fetch_sub(1, std::memory_order_relaxed);
-        memory_bytes_.fetch_sub(entry->bytes, std::memory_order_relaxed);
-        shard.lru.erase(entry);
-    }
-
-    // Removes, shard by shard (one shard lock at a time), every entry for which `pred` holds.
-    template <class Pred>
-    std::size_t remove_entries_if(Pred pred) {
-        std::size_t removed = 0;
-        for (std::size_t i = 0; i < shard_count_; ++i) {
-            Shard& shard = shards_[i];
-            std::lock_guard lock(shard.mutex);
-            for (auto it = shard.lru.begin(); it != shard.lru.end();) {
-                const auto next = std::next(it);
-                if (pred(*it)) {
-                    remove_locked(shard, it);
-                    ++removed;
-                }
-                it = next;
-            }
-        }
-        return removed;
-    }
-
-    std::vector<Prepared> parse_snapshot(std::string_view bytes) const {
-        using detail::ByteReader;
-        if (bytes.size() < detail::snapshot_header_size) {
-            throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot too short ({} bytes)", bytes.size()));
-        }
-        if (bytes.substr(0, detail::snapshot_magic.size()) != detail::snapshot_magic) {
-            throw Error(ErrorCode::CorruptSnapshot, "not an llmfast cache snapshot (bad magic)");
-        }
-        ByteReader header(bytes.substr(detail::snapshot_magic.size(), detail::snapshot_header_size - detail::snapshot_magic.size()));
-        const auto version = header.pod<std::uint32_t>("version");
-        const auto reserved = header.pod<std::uint32_t>("flags");
-        const auto payload_size = header.pod<std::uint64_t>("payload size");
-        const auto checksum = header.pod<std::uint64_t>("checksum");
-        if (version != detail::snapshot_version) {
-            throw Error(ErrorCode::CorruptSnapshot,
-                        fmt::format("snapshot version {} is not supported (this build reads version {})", version,
-                                    detail::snapshot_version));
-        }
-        if (reserved != 0) throw Error(ErrorCode::CorruptSnapshot, "snapshot has unknown flags");
-        const std::string_view payload = bytes.substr(detail::snapshot_header_size);
-        if (payload_size != payload.size()) {
-            throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot payload is {} bytes, header says {} (truncated?)",
-                                                                payload.size(), payload_size));
-        }
-        if (detail::xxh3_64(payload, 0) != checksum) throw Error(ErrorCode::CorruptSnapshot, "snapshot checksum mismatch");
-
-        ByteReader in(payload);
-        const std::string_view identity = in.str("embedder identity");
-        const auto dimension = in.pod<std::uint64_t>("dimension");
-        if (identity != identity_ || dimension != dimension_) {
-            throw Error(ErrorCode::CorruptSnapshot,
-                        fmt::format("snapshot was written with embedder '{}' (dimension {}), this cache uses '{}' (dimension {})",
-                                    identity, dimension, identity_, dimension_));
-        }
-        (void)in.pod<std::int64_t>("saved-at time");
-        const auto count = in.pod<std::uint64_t>("entry count");
-        constexpr std::size_t min_entry_bytes = 3 * 4 + 2 * 8;
-        if (count > in.remaining() / min_entry_bytes) {
-            throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot claims {} entries, too many for its size", count));
-        }
-        struct Raw {
-            std::string_view scope, prompt, response;
-            std::int64_t created, expires;
-        };
-        std::vector<Raw> raw;
-        raw.reserve(static_cast<std::size_t>(count));
-        for (std::uint64_t i = 0; i < count; ++i) {
-            Raw r{};
-            r.scope = in.str("entry scope");
-            r.prompt = in.str("entry prompt");
-            r.response = in.str("entry response");
-            r.created = in.pod<std::int64_t>("entry creation time");
-            r.expires = in.pod<std::int64_t>("entry expiry time");
-            if (r.expires <= r.created) throw Error(ErrorCode::CorruptSnapshot, "snapshot entry expires before it was created");
-            raw.push_back(r);
-        }
-        if (in.remaining() != 0) throw Error(ErrorCode::CorruptSnapshot, "snapshot has trailing bytes");
-
-        // Valid. Now the work that may allocate or embed, still without touching the cache.
-        const std::int64_t now = now_ns();
-        std::vector<Prepared> prepared;
-        prepared.reserve(raw.size());
-        for (const Raw& r : raw) {
-            if (r.expires <= now) continue;  // TTL passed while the snapshot sat on disk
-            Prepared p = prepare(r.prompt, r.scope, std::make_shared<const std::string>(r.response));
-            p.created = r.created;
-            p.expires = r.expires;
-            prepared.push_back(std::move(p));
-        }
-        return prepared;
-    }
-
-    E embedder_;
-    Options options_;
-    IndexOptions index_options_;
-    std::optional<C> owned_clock_;
-    const C* clock_;
-    std::size_t dimension_ = 0;
-    std::string identity_;
-    bool semantic_ = false;
-    std::size_t shard_count_ = 0;
-    std::unique_ptr<Shard[]> shards_;
-    mutable std::shared_mutex scopes_mutex_;
-    std::unordered_map<std::string, std::shared_ptr<Scope>> scopes_;
-    std::atomic<std::uint64_t> next_id_{0};
-    std::atomic<std::uint64_t> next_use_{0};  // recency stamps: one order across all shards
-    mutable std::atomic<std::uint64_t> unusable_embeddings_{0};
-    std::atomic<std::size_t> entry_count_{0};
-    std::atomic<std::size_t> memory_bytes_{0};
-    Counters stats_;
-};
-
-}  // namespace llmfast
-// ---- end llmfast/semantic_cache.hpp ----
-// ---- begin llmfast/compressor.hpp ----
-// llmfast/compressor.hpp — rule-based, model-free prompt compression: fewer tokens for the same request.
 //
-// `PromptCompressor` applies replacement rules (verbose phrase -> short phrase) in ONE pass over the
-// prompt, leftmost-longest, with an Aho-Corasick automaton built once per rule set: the time is linear
-// in the input whatever the number of rules, and a replacement is never re-scanned (the seed ran one
-// `str.replace` per rule, so a later rule could rewrite what an earlier one produced). Then it
-// normalizes whitespace (Unicode-aware, never inside ``` fenced code blocks), optionally drops
-// repeated lines and sentences (common in retrieved context), and reports what it did.
-//
-//     llmfast::PromptCompressor compressor;                       // Chinese + English built-in rules
-//     auto result = compressor.compress("请你帮我分析以下是一段代码。");
-//     // result.text == "帮我分析一段代码。", result.stats.tokens_before/after, result.stats.rules_fired
-//
-//     // Budget mode for retrieval context: keep the sentences most relevant to the query (BM25 over
-//     // words and Chinese character bigrams), in their original order, until the token budget is met.
-//     auto ctx = compressor.compress_to_budget(retrieved_text, "how do I rotate the API key?", 500);
-//
-// Rules: built-in sets `chinese_rules()` (the seed's: 请你, 请注意→注意, 你需要, 以下是, 首先，→1.,
-// 其次，→2., 最后，→3., with full-width and ASCII comma) and `english_rules()` ("please note that",
-// "I would like you to", "in order to"→"to", …; ASCII case-insensitive, on word boundaries). Your own
-// rules (`CompressorOptions::rules`) come first and win over a built-in rule with the same pattern;
-// `rules()` is the set in use, and `RuleFiring::rule` indexes it. At one position the longest
-// matching pattern wins; among equal patterns, the first rule. Rules never apply inside fenced code.
-//
-// Whitespace normalization: runs of spaces, tabs, U+00A0 and U+3000 inside a line become one space,
-// trailing whitespace goes, at most one blank line in a row, the text is trimmed. Leading indentation
-// made of ASCII spaces/tabs is kept (it structures lists); a leading run with U+3000 (a Chinese
-// paragraph indent) is dropped. CRLF becomes LF. Fenced code blocks are copied byte for byte.
-//
-// Template parameter: any `llmfast::TokenCounter` (default `EstimatingTokenCounter`; an exact
-// `BpeTokenizer` works the same way) — it only prices the text for the statistics and the budget.
-//
-// Thread-safety: a `PromptCompressor` is immutable after construction; `compress` and
-// `compress_to_budget` are const and may run concurrently on one shared instance (if the counter's
-// `count` is safe to call concurrently, which the concept requires of a const member).
-//
-// Errors: the constructor throws `Error(InvalidArgument)` for an empty rule pattern, a pattern or
-// replacement that is not valid UTF-8, or `min_repeated_length == 0`. `compress` and
-// `compress_to_budget` throw `Error(InvalidUtf8)` for input that is not valid UTF-8, unless
-// `CompressorOptions::repair_invalid_utf8` is set (then ill-formed bytes become U+FFFD first).
-
-// ---- begin llmfast/detail/text_scan.hpp ----
-// llmfast/detail/text_scan.hpp — small text helpers shared by the compressor and the truncator
-// (internal: code fences, whitespace, sentence ends, Han characters). Not part of the public API.
-
-
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <string_view>
-#include <vector>
-
-namespace llmfast::detail {
-
-/// Loads 8 bytes (any alignment).
-inline std::uint64_t load64(const char* p) noexcept {
-    std::uint64_t word;
-    std::memcpy(&word, p, sizeof word);
-    return word;
-}
-
-/// Code points in valid UTF-8: the bytes that are not continuation bytes (10xxxxxx), 8 at a time.
-inline std::size_t count_code_points_fast(std::string_view text) noexcept {
-    constexpr std::uint64_t high = 0x8080808080808080ULL;
-    std::size_t continuation = 0;
-    std::size_t pos = 0;
-    for (; pos + 8 <= text.size(); pos += 8) {
-        const std::uint64_t x = load64(text.data() + pos);
-        continuation += static_cast<std::size_t>(__builtin_popcountll(x & ~(x << 1) & high));
-    }
-    for (; pos < text.size(); ++pos) continuation += (static_cast<unsigned char>(text[pos]) & 0xC0U) == 0x80U ? 1U : 0U;
-    return text.size() - continuation;
-}
-
-/// Same answer as utf8::is_valid, faster on long texts: 8 ASCII bytes at a time, and the common
-/// three-byte sequences (most of CJK) checked inline; everything else goes through utf8::decode.
-inline bool is_valid_utf8_fast(std::string_view text) noexcept {
-    const auto* b = reinterpret_cast<const unsigned char*>(text.data());
-    const std::size_t n = text.size();
-    std::size_t pos = 0;
-    while (pos < n) {
-        if (pos + 8 <= n && (load64(text.data() + pos) & 0x8080808080808080ULL) == 0) {
-            pos += 8;
-            continue;
-        }
-        const unsigned char lead = b[pos];
-        if (lead < 0x80U) {
-            ++pos;
-            continue;
-        }
-        // E1..EC and EE..EF take any two continuation bytes (E0 and ED restrict the second byte).
-        if (pos + 2 < n && lead >= 0xE1U && lead <= 0xEFU && lead != 0xEDU && (b[pos + 1] & 0xC0U) == 0x80U &&
-            (b[pos + 2] & 0xC0U) == 0x80U) {
-            pos += 3;
-            continue;
-        }
-        const utf8::DecodeResult d = utf8::decode(text, pos);
-        if (d.status != utf8::DecodeStatus::Valid) return false;
-        pos += d.length;
-    }
-    return true;
-}
-
-/// A byte range [begin, end) of a text, and whether it is a fenced code block (``` or ~~~ fences,
-/// the opening and closing lines included).
-struct TextSegment {
-    std::size_t begin = 0;
-    std::size_t end = 0;
-    bool fenced = false;
-};
-
-/// True when the line starting at `pos` opens or closes a fence: up to 3 spaces, then ``` or ~~~.
-/// Returns the fence character ('`' or '~') or 0.
-inline char fence_at(std::string_view text, std::size_t pos) noexcept {
-    std::size_t spaces = 0;
-    while (pos < text.size() && text[pos] == ' ' && spaces < 3) {
-        ++pos;
-        ++spaces;
-    }
-    if (pos + 3 > text.size()) return 0;
-    const char c = text[pos];
-    if ((c == '`' || c == '~') && text[pos + 1] == c && text[pos + 2] == c) return c;
-    return 0;
-}
-
-/// Splits `text` into prose and fenced segments, line-aligned: every segment but the last ends just
-/// after a '\n'. An unclosed fence runs to the end of the text (Markdown's rule).
-inline std::vector<TextSegment> split_fences(std::string_view text) {
-    std::vector<TextSegment> segments;
-    std::size_t prose_begin = 0;
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        std::size_t line_end = text.find('\n', pos);
-        line_end = line_end == std::string_view::npos ? text.size() : line_end + 1;
-        const char fence = fence_at(text, pos);
-        if (fence == 0) {
-            pos = line_end;
-            continue;
-        }
-        if (pos > prose_begin) segments.push_back({prose_begin, pos, false});
-        const std::size_t fence_begin = pos;
-        pos = line_end;
-        std::size_t fence_end = text.size();
-        while (pos < text.size()) {
-            std::size_t end = text.find('\n', pos);
-            end = end == std::string_view::npos ? text.size() : end + 1;
-            if (fence_at(text, pos) == fence) {
-                fence_end = end;
-                pos = end;
-                break;
-            }
-            pos = end;
-        }
-        if (fence_end == text.size()) pos = text.size();
-        segments.push_back({fence_begin, fence_end, true});
-        prose_begin = fence_end;
-    }
-    if (prose_begin < text.size() || segments.empty()) segments.push_back({prose_begin, text.size(), false});
-    return segments;
-}
-
-/// Length of the horizontal whitespace character at `pos` (space, tab, CR, FF, VT, U+00A0 no-break
-/// space, U+3000 ideographic space), or 0.
-inline std::size_t horizontal_space_at(std::string_view text, std::size_t pos) noexcept {
-    const auto b = static_cast<unsigned char>(text[pos]);
-    if (b == ' ' || b == '\t' || b == '\r' || b == '\f' || b == '\v') return 1;
-    if (b == 0xC2U && pos + 1 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0xA0U) return 2;
-    if (b == 0xE3U && pos + 2 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0x80U &&
-        static_cast<unsigned char>(text[pos + 2]) == 0x80U)
-        return 3;
-    return 0;
-}
-
-/// True for CJK unified ideographs (the characters whose bigrams the BM25 ranking indexes).
-constexpr bool is_han(char32_t cp) noexcept {
-    return (cp >= 0x4E00U && cp <= 0x9FFFU) || (cp >= 0x3400U && cp <= 0x4DBFU) ||
-           (cp >= 0xF900U && cp <= 0xFAFFU) || (cp >= 0x20000U && cp <= 0x3134FU);
-}
-
-/// If a sentence ends at `pos` (a sentence-ending punctuation mark, Chinese or ASCII), returns the
-/// offset just after it and any closing quotes/brackets; else 0. ASCII '.', '!', '?' end a sentence
-/// only when followed by whitespace or the end of the text ("3.14", "e.g.x" do not).
-inline std::size_t sentence_end_at(std::string_view text, std::size_t pos) noexcept {
-    const auto b = static_cast<unsigned char>(text[pos]);
-    std::size_t end = 0;
-    if (b == '.' || b == '!' || b == '?' || b == ';') {
-        end = pos + 1;
-        if (end < text.size() && text[end] != ' ' && text[end] != '\n' && text[end] != '\t' && text[end] != '\r' &&
-            text[end] != '"' && text[end] != '\'' && text[end] != ')')
-            return 0;
-    } else if (b == 0xE3U && pos + 2 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0x80U &&
-               static_cast<unsigned char>(text[pos + 2]) == 0x82U) {
-        end = pos + 3;  // 。
-    } else if (b == 0xEFU && pos + 2 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0xBCU) {
-        const auto c = static_cast<unsigned char>(text[pos + 2]);
-        if (c != 0x81U && c != 0x9FU && c != 0x9BU) return 0;  // ！ ？ ；
-        end = pos + 3;
-    } else {
-        return 0;
-    }
-    // Absorb closing quotes and brackets: ” ’ 」 』 ） " ' )
-    while (end < text.size()) {
-        const auto c = static_cast<unsigned char>(text[end]);
-        if (c == '"' || c == '\'' || c == ')') {
-            ++end;
-        } else if (c == 0xE2U && end + 2 < text.size() && static_cast<unsigned char>(text[end + 1]) == 0x80U &&
-                   (static_cast<unsigned char>(text[end + 2]) == 0x9DU ||
-                    static_cast<unsigned char>(text[end + 2]) == 0x99U)) {
-            end += 3;
-        } else if (c == 0xE3U && end + 2 < text.size() && static_cast<unsigned char>(text[end + 1]) == 0x80U &&
-                   (static_cast<unsigned char>(text[end + 2]) == 0x8DU ||
-                    static_cast<unsigned char>(text[end + 2]) == 0x8FU)) {
-            end += 3;
-        } else if (c == 0xEFU && end + 2 < text.size() && static_cast<unsigned char>(text[end + 1]) == 0xBCU &&
-                   static_cast<unsigned char>(text[end + 2]) == 0x89U) {
-            end += 3;
-        } else {
-            break;
-        }
-    }
-    return end;
-}
-
-/// True for an ASCII letter, digit or underscore: what a word boundary separates.
-constexpr bool is_ascii_word_byte(unsigned char b) noexcept {
-    return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '_';
-}
-
-}  // namespace llmfast::detail
-// ---- end llmfast/detail/text_scan.hpp ----
-
-#include <algorithm>
-#include <array>
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <functional>
-#include <string>
-#include <string_view>
-#include <unordered_map>
-#include <unordered_set>
-#include <utility>
-#include <vector>
-
-namespace llmfast {
-
-/// One replacement rule: every occurrence of `pattern` becomes `replacement`.
-struct CompressionRule {
-    std::string pattern;
-    std::string replacement;
-    bool ignore_case = false;  ///< ASCII letters match either case (non-ASCII bytes always match exactly)
-    /// The match must not touch an ASCII letter, digit or '_' on either side (checked only on a side
-    /// where the pattern itself starts/ends with such a character), so "in order to" does not fire
-    /// inside "within order total".
-    bool whole_word = false;
-};
-
-/// The seed's Chinese rules, each with the full-width (，) and the ASCII (,) comma where it has one.
-inline std::vector<CompressionRule> chinese_rules() {
-    return {
-        {"请你", "", false, false},
-        {"请注意", "注意", false, false},
-        {"你需要", "", false, false},
-        {"以下是", "", false, false},
-        {"首先，", "1.", false, false},
-        {"首先,", "1.", false, false},
-        {"其次，", "2.", false, false},
-        {"其次,", "2.", false, false},
-        {"最后，", "3.", false, false},
-        {"最后,", "3.", false, false},
-    };
-}
-
-/// Verbose English phrasings with the same meaning in fewer tokens (ASCII case-insensitive, on word
-/// boundaries). A deletion includes the following space so no stray space is left behind; a
-/// replacement keeps the capital of a capitalized match ("In order to" -> "To").
-inline std::vector<CompressionRule> english_rules() {
-    const auto rule = [](const char* pattern, const char* replacement) {
-        return CompressionRule{pattern, replacement, true, true};
-    };
-    return {
-        rule("please note that ", ""),
-        rule("it is important to note that ", ""),
-        rule("it should be noted that ", ""),
-        rule("it is worth noting that ", ""),
-        rule("i would like you to ", ""),
-        rule("i want you to ", ""),
-        rule("could you please ", ""),
-        rule("can you please ", ""),
-        rule("in order to", "to"),
-        rule("due to the fact that", "because"),
-        rule("in spite of the fact that", "although"),
-        rule("despite the fact that", "although"),
-        rule("at this point in time", "now"),
-        rule("at the present time", "now"),
-        rule("for the purpose of", "for"),
-        rule("in the event that", "if"),
-        rule("with regard to", "about"),
-        rule("with respect to", "about"),
-        rule("a large number of", "many"),
-        rule("is able to", "can"),
-        rule("are able to", "can"),
-        rule("has the ability to", "can"),
-        rule("prior to", "before"),
-        rule("on a daily basis", "daily"),
-        rule("make sure that", "ensure"),
-    };
-}
-
-struct CompressorOptions {
-    std::vector<CompressionRule> rules{};  ///< your rules; they take precedence over the built-in ones
-    bool chinese_rules = true;             ///< add `chinese_rules()`
-    bool english_rules = true;             ///< add `english_rules()`
-    bool normalize_whitespace = true;
-    bool remove_repeated_lines = false;      ///< drop a line whose (whitespace-normalized) text was seen before
-    bool remove_repeated_sentences = false;  ///< drop a sentence seen before (anywhere in the prose)
-    std::size_t min_repeated_length = 12;    ///< shorter lines/sentences ("}", "---") are never dropped (> 0)
-    bool repair_invalid_utf8 = false;        ///< replace ill-formed bytes with U+FFFD instead of throwing
-    /// Fill `tokens_before`/`tokens_after`. Counting both texts can cost more than compressing them;
-    /// turn it off on a hot path that doesn't read them (budget mode always counts what it keeps).
-    bool count_tokens = true;
-    double bm25_k1 = 1.2;                    ///< budget mode: BM25 term-frequency saturation (>= 0)
-    double bm25_b = 0.75;                    ///< budget mode: BM25 length normalization (0..1)
-};
-
-/// A rule that fired: `rule` indexes `PromptCompressor::rules()`.
-struct RuleFiring {
-    std::size_t rule = 0;
-    std::size_t count = 0;
-};
-
-struct CompressionStats {
-    std::size_t bytes_before = 0;
-    std::size_t bytes_after = 0;
-    std::size_t chars_before = 0;  ///< code points
-    std::size_t chars_after = 0;
-    std::size_t tokens_before = 0;  ///< as the compressor's TokenCounter counts them (0 if !count_tokens)
-    std::size_t tokens_after = 0;
-    std::vector<RuleFiring> rules_fired;  ///< in rule order, only rules that fired
-    std::size_t lines_removed = 0;        ///< repeated lines dropped
-    std::size_t sentences_removed = 0;    ///< repeated sentences dropped
-    std::size_t chunks_total = 0;         ///< budget mode: sentences/chunks the context was split into
-    std::size_t chunks_kept = 0;          ///< budget mode: how many were kept
-
-    /// Fraction of tokens saved, 0..1 (0 for empty input).
-    [[nodiscard]] double token_reduction() const noexcept {
-        if (tokens_before == 0 || tokens_after >= tokens_before) return 0;
-        return 1.0 - static_cast<double>(tokens_after) / static_cast<double>(tokens_before);
-    }
-};
-
-struct CompressionResult {
-    std::string text;
-    CompressionStats stats;
-};
-
-namespace detail {
-
-/// ASCII lowercase, identity elsewhere (UTF-8 continuation and lead bytes are >= 0x80, so folding
-/// can never make a multi-byte sequence match an ASCII one).
-constexpr unsigned char fold_ascii(unsigned char b) noexcept {
-    return (b >= 'A' && b <= 'Z') ? static_cast<unsigned char>(b + ('a' - 'A')) : b;
-}
-
-/// An Aho-Corasick automaton, as a DFA over byte classes, that finds the leftmost-longest rule match.
-///
-/// Patterns are inserted ASCII-folded; a case-sensitive pattern is verified against the original
-/// bytes on a hit, and word boundaries are checked there too. Invariant of `replace_all`: when a
-/// candidate match starts at `s`, it is committed as soon as the automaton's deepest live state
-/// starts after `s` (no longer match at `s`, and no match starting earlier, is still possible); the
-/// scan then restarts at the end of the match, so replacements are never re-scanned.
-class RuleAutomaton {
-public:
-    RuleAutomaton() = default;
-
-    explicit RuleAutomaton(const std::vector<CompressionRule>& rules) : rules_(&rules) {
-        // Byte classes: each byte used by some folded pattern gets its own class, the rest share 0.
-        class_of_.fill(0);
-        std::uint32_t classes = 1;
-        for (const CompressionRule& rule : rules)
-            for (const char ch : rule.pattern) {
-                const unsigned char b = fold_ascii(static_cast<unsigned char>(ch));
-                if (class_of_[b] == 0) class_of_[b] = classes++;
-            }
-        for (unsigned b = 'A'; b <= 'Z'; ++b) class_of_[b] = class_of_[fold_ascii(static_cast<unsigned char>(b))];
-        classes_ = classes;
-
-        // The trie, with -1 for "no child" until the DFA is completed below.
-        std::vector<std::int32_t> next(classes_, -1);
-        depth_.push_back(0);
-        own_begin_.push_back(0);
-        std::vector<std::vector<std::uint32_t>> own(1);
-        for (std::size_t index = 0; index < rules.size(); ++index) {
-            std::uint32_t state = 0;
-            for (const char ch : rules[index].pattern) {
-                const std::uint32_t cls = class_of_[static_cast<unsigned char>(ch)];
-                std::int32_t& child = next[state * classes_ + cls];
-                if (child < 0) {
-                    child = static_cast<std::int32_t>(depth_.size());
-                    const std::uint32_t child_depth = depth_[state] + 1;
-                    depth_.push_back(child_depth);
-                    own.emplace_back();
-                    next.resize(next.size() + classes_, -1);
-                }
-                state = static_cast<std::uint32_t>(next[state * classes_ + cls]);
-            }
-            own[state].push_back(static_cast<std::uint32_t>(index));
-        }
-        const std::size_t states = depth_.size();
-
-        // Breadth-first: failure links, dictionary links (nearest proper suffix state with an output)
-        // and the completed DFA transitions.
-        std::vector<std::uint32_t> fail(states, 0);
-        dict_.assign(states, -1);
-        std::vector<std::uint32_t> queue;
-        queue.reserve(states);
-        for (std::uint32_t cls = 0; cls < classes_; ++cls) {
-            std::int32_t& child = next[cls];
-            if (child < 0) {
-                child = 0;
-            } else {
-                fail[static_cast<std::size_t>(child)] = 0;
-                queue.push_back(static_cast<std::uint32_t>(child));
-            }
-        }
-        for (std::size_t head = 0; head < queue.size(); ++head) {
-            const std::uint32_t state = queue[head];
-            const std::uint32_t f = fail[state];
-            dict_[state] = own[f].empty() ? dict_[f] : static_cast<std::int32_t>(f);
-            for (std::uint32_t cls = 0; cls < classes_; ++cls) {
-                std::int32_t& child = next[state * classes_ + cls];
-                const std::int32_t via_fail = next[f * classes_ + cls];
-                if (child < 0) {
-                    child = via_fail;
-                } else {
-                    fail[static_cast<std::size_t>(child)] = static_cast<std::uint32_t>(via_fail);
-                    queue.push_back(static_cast<std::uint32_t>(child));
-                }
-            }
-        }
-        // The scan's table: each entry is the target's row offset (id * classes) shifted left by one,
-        // with the low bit set when the target has an output, so one load per byte drives the scan.
-        trans_.resize(next.size());
-        // Flatten the output lists; mark states that have any output (own or via dictionary link).
-        own_begin_.assign(states + 1, 0);
-        for (std::size_t s = 0; s < states; ++s) {
-            own_begin_[s] = static_cast<std::uint32_t>(own_ids_.size());
-            own_ids_.insert(own_ids_.end(), own[s].begin(), own[s].end());
-        }
-        own_begin_[states] = static_cast<std::uint32_t>(own_ids_.size());
-        has_output_.assign(states, 0);
-        for (std::size_t s = 0; s < states; ++s)
-            has_output_[s] = static_cast<unsigned char>(!own[s].empty() || dict_[s] >= 0);
-        for (std::size_t k = 0; k < next.size(); ++k) {
-            const auto target = static_cast<std::size_t>(next[k]);
-            trans_[k] = static_cast<std::uint32_t>(target * classes_ * 2 + has_output_[target]);
-        }
-        // Which (folded) byte pairs can start a match: at the root the scan skips every other pair.
-        start_pairs_.assign(65536 / 64, 0);
-        for (const CompressionRule& rule : rules) {
-            const unsigned first = fold_ascii(static_cast<unsigned char>(rule.pattern[0]));
-            if (rule.pattern.size() == 1) {
-                for (unsigned second = 0; second < 256; ++second) set_pair(first, second);
-            } else {
-                set_pair(first, fold_ascii(static_cast<unsigned char>(rule.pattern[1])));
-            }
-        }
-    }
-
-    /// Appends `text` with every leftmost-longest match replaced to `out`; counts firings per rule
-    /// into `fired` (sized like the rule set).
-    void replace_all(std::string_view text, std::string& out, std::vector<std::size_t>& fired) const {
-        if (rules_ == nullptr || rules_->empty()) {
-            out.append(text);
-            return;
-        }
-        const std::vector<CompressionRule>& rules = *rules_;
-        const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
-        const std::size_t n = text.size();
-        std::size_t copied = 0;  // text[copied, ...) is not yet in `out`
-        std::uint32_t row = 0;  // current state's row offset in trans_ (state id * classes_)
-        std::size_t capitalize_at = std::string::npos;  // see emit()
-        bool have = false;
-        std::size_t cand_start = 0, cand_end = 0, cand_rule = 0;
-        for (std::size_t i = 0;; ++i) {
-            if (i == n) {
-                // The end of the text is where every pending longer match dies: commit the candidate
-                // and rescan from its end, exactly as when a non-matching byte follows ("abc" with
-                // ab, abcd, c is "XZ", like "abc." is "XZ.").
-                if (!have) break;
-                emit(text, out, copied, cand_start, rules[cand_rule], capitalize_at);
-                ++fired[cand_rule];
-                copied = cand_end;
-                have = false;
-                row = 0;
-                i = cand_end - 1;
-                continue;
-            }
-            if (row == 0) {
-                // Hot loop: at the root (no candidate pending), skip pairs of bytes no pattern starts with.
-                while (i + 1 < n && !starts_pair(bytes[i], bytes[i + 1])) ++i;
-            }
-            const std::uint32_t entry = trans_[row + class_of_[bytes[i]]];
-            row = entry >> 1;
-            if (!have && (entry & 1U) == 0) continue;  // the common case: nothing to decide here
-            const std::uint32_t state = row / classes_;
-            if (have && i + 1 - depth_[state] > cand_start) {
-                emit(text, out, copied, cand_start, rules[cand_rule], capitalize_at);
-                ++fired[cand_rule];
-                copied = cand_end;
-                have = false;
-                row = 0;
-                i = cand_end - 1;  // resume right after the match: replacements are never re-scanned
-                continue;
-            }
-            if (has_output_[state] == 0) continue;
-            // Walk the output chain from the deepest state: the first verified hit is the longest
-            // match ending here, i.e. the leftmost one.
-            std::int32_t s = own_begin_[state] == own_begin_[state + 1] ? dict_[state] : static_cast<std::int32_t>(state);
-            while (s >= 0) {
-                const auto us = static_cast<std::size_t>(s);
-                const std::size_t length = depth_[us];
-                const std::size_t start = i + 1 - length;
-                bool found = false;
-                for (std::uint32_t k = own_begin_[us]; k < own_begin_[us + 1]; ++k) {
-                    const std::uint32_t rule = own_ids_[k];
-                    if (!verify(text, start, i + 1, rules[rule])) continue;
-                    if (!have || start < cand_start || (start == cand_start && i + 1 > cand_end)) {
-                        have = true;
-                        cand_start = start;
-                        cand_end = i + 1;
-                        cand_rule = rule;
-                    }
-                    found = true;
-                    break;
-                }
-                if (found) break;
-                s = dict_[us];
-            }
-        }
-        out.append(text.substr(copied));
-        capitalize(out, capitalize_at);
-    }
-
-    /// "states=N classes=M" (for benchmarks and tests).
-    [[nodiscard]] std::string describe() const {
-        return "states=" + std::to_string(depth_.size()) + " classes=" + std::to_string(classes_);
-    }
-
-private:
-    static bool verify(std::string_view text, std::size_t start, std::size_t end, const CompressionRule& rule) noexcept {
-        if (!rule.ignore_case && text.compare(start, end - start, rule.pattern) != 0) return false;
-        if (rule.whole_word) {
-            const auto first = static_cast<unsigned char>(rule.pattern.front());
-            const auto last = static_cast<unsigned char>(rule.pattern.back());
-            if (start > 0 && is_ascii_word_byte(first) && is_ascii_word_byte(static_cast<unsigned char>(text[start - 1])))
-                return false;
-            if (end < text.size() && is_ascii_word_byte(last) && is_ascii_word_byte(static_cast<unsigned char>(text[end])))
-                return false;
-        }
-        return true;
-    }
-
-    // After a capitalized match was deleted ("Please note that the ..."), the next letter written
-    // takes the capital ("The ...").
-    static void capitalize(std::string& out, std::size_t& capitalize_at) noexcept {
-        if (capitalize_at >= out.size()) return;
-        const auto c = static_cast<unsigned char>(out[capitalize_at]);
-        if (c >= 'a' && c <= 'z') out[capitalize_at] = static_cast<char>(c - ('a' - 'A'));
-        capitalize_at = std::string::npos;
-    }
-
-    static void emit(std::string_view text, std::string& out, std::size_t copied, std::size_t start,
-                     const CompressionRule& rule, std::size_t& capitalize_at) {
-        out.append(text.substr(copied, start - copied));
-        capitalize(out, capitalize_at);
-        const std::size_t at = out.size();
-        out.append(rule.replacement);
-        const auto m = static_cast<unsigned char>(text[start]);
-        if (!rule.ignore_case || m < 'A' || m > 'Z') return;
-        // A capitalized case-insensitive match keeps its capital: "In order to" -> "To".
-        capitalize_at = at;
-        capitalize(out, capitalize_at);
-        if (rule.replacement.empty()) capitalize_at = at;
-    }
-
-    void set_pair(unsigned first, unsigned second) {
-        const unsigned index = first << 8 | second;
-        start_pairs_[index >> 6] |= std::uint64_t{1} << (index & 63U);
-        if (second >= 'a' && second <= 'z') set_pair_exact(first, second - ('a' - 'A'));
-        if (first >= 'a' && first <= 'z') {
-            const unsigned upper = first - ('a' - 'A');
-            set_pair_exact(upper, second);
-            if (second >= 'a' && second <= 'z') set_pair_exact(upper, second - ('a' - 'A'));
-        }
-    }
-    void set_pair_exact(unsigned first, unsigned second) {
-        const unsigned index = first << 8 | second;
-        start_pairs_[index >> 6] |= std::uint64_t{1} << (index & 63U);
-    }
-    bool starts_pair(unsigned char first, unsigned char second) const noexcept {
-        const unsigned index = static_cast<unsigned>(first) << 8 | second;
-        return (start_pairs_[index >> 6] >> (index & 63U) & 1U) != 0;
-    }
-
-    const std::vector<CompressionRule>* rules_ = nullptr;  // owned by the compressor (stable address)
-    std::vector<std::uint64_t> start_pairs_;
-    std::array<std::uint32_t, 256> class_of_{};
-    std::uint32_t classes_ = 1;
-    std::vector<std::uint32_t> trans_;
-    std::vector<std::uint32_t> depth_;
-    std::vector<std::int32_t> dict_;
-    std::vector<std::uint32_t> own_begin_;
-    std::vector<std::uint32_t> own_ids_;
-    std::vector<unsigned char> has_output_;
-};
-
-/// Appends one line (without its '\n') to `out`, whitespace-normalized: inner runs -> one space,
-/// trailing run removed, a leading ASCII indentation kept (a leading run with other spaces dropped).
-inline void append_normalized_line(std::string& out, std::string_view line) {
-    std::size_t pos = 0;
-    bool ascii_indent = true;
-    while (pos < line.size()) {
-        const std::size_t w = horizontal_space_at(line, pos);
-        if (w == 0) break;
-        if (w > 1 || line[pos] == '\r' || line[pos] == '\f' || line[pos] == '\v') ascii_indent = false;
-        pos += w;
-    }
-    if (pos == line.size()) return;  // blank
-    if (ascii_indent) out.append(line.substr(0, pos));
-    std::size_t run_start = pos;  // start of the not-yet-copied non-space run
-    static constexpr auto may_start_space = [] {
-        std::array<bool, 256> table{};
-        for (const char b : {' ', '\t', '\r', '\f', '\v'}) table[static_cast<unsigned char>(b)] = true;
-        table[0xC2U] = table[0xE3U] = true;
-        return table;
-    }();
-    constexpr std::uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
-    while (pos < line.size()) {
-        // Hot loop: skip 8 bytes at a time while none is a control byte (tab, CR, ...), a 0xC2/0xE3
-        // lead byte (no-break and ideographic space) or a space followed by a space. Byte masks can
-        // have false positives (then the byte loop below decides), never false negatives. The second
-        // load reads one byte further, so a skipped block never holds the line's last byte.
-        if (pos + 9 <= line.size()) {
-            const std::uint64_t x = load64(line.data() + pos);
-            const std::uint64_t y = load64(line.data() + pos + 1);
-            const auto zero_bytes = [&](std::uint64_t v) { return (v - ones) & ~v & high; };
-            const std::uint64_t special = ((x - ones * 0x20U) & ~x & high) | zero_bytes(x ^ (ones * 0xC2U)) |
-                                          zero_bytes(x ^ (ones * 0xE3U)) |
-                                          (zero_bytes(x ^ (ones * 0x20U)) & zero_bytes(y ^ (ones * 0x20U)));
-            if (special == 0) {
-                pos += 8;
-                continue;
-            }
-        }
-        if (!may_start_space[static_cast<unsigned char>(line[pos])]) {
-            ++pos;
-            continue;
-        }
-        std::size_t w = horizontal_space_at(line, pos);
-        if (w == 0) {
-            ++pos;
-            continue;
-        }
-        // One ASCII space between words is already normal: keep copying.
-        if (line[pos] == ' ' && pos + 1 < line.size() && horizontal_space_at(line, pos + 1) == 0) {
-            ++pos;
-            continue;
-        }
-        // A single space just before this run was copied along (it ended a skipped block): the run
-        // starts there.
-        std::size_t run_begin = pos;
-        if (run_begin > run_start && line[run_begin - 1] == ' ') --run_begin;
-        out.append(line.substr(run_start, run_begin - run_start));
-        std::size_t end = pos;
-        while (end < line.size() && (w = horizontal_space_at(line, end)) != 0) end += w;
-        if (end < line.size()) out.push_back(' ');  // inner run; a trailing run is dropped
-        pos = end;
-        run_start = end;
-    }
-    out.append(line.substr(run_start));
-}
-
-/// Builds the normalized document line by line: one blank line at most between lines, none at the
-/// start or the end, fenced blocks verbatim (their own blank lines included).
-class NormalizedWriter {
-public:
-    explicit NormalizedWriter(std::string& out) : out_(out) {}
-
-    void prose(std::string_view text) {
-        std::size_t pos = 0;
-        while (pos < text.size()) {
-            std::size_t end = text.find('\n', pos);
-            if (end == std::string_view::npos) end = text.size();
-            const std::size_t before = out_.size();
-            separator();
-            const std::size_t content = out_.size();
-            append_normalized_line(out_, text.substr(pos, end - pos));
-            if (!started_) {  // the document is trimmed: no indentation on its first line
-                std::size_t indent = content;
-                while (indent < out_.size() && (out_[indent] == ' ' || out_[indent] == '\t')) ++indent;
-                out_.erase(content, indent - content);
-            }
-            if (out_.size() == content) {  // blank line: undo the separator, remember the gap
-                out_.resize(before);
-                if (started_) blank_ = true;
-            } else {
-                started_ = true;
-                blank_ = false;
-            }
-            pos = end + 1;
-        }
-    }
-
-    void fenced(std::string_view text) {
-        if (text.empty()) return;
-        if (text.back() == '\n') text.remove_suffix(1);
-        separator();
-        out_.append(text);
-        started_ = true;
-        blank_ = false;
-    }
-
-private:
-    void separator() {
-        if (!started_) return;
-        out_.push_back('\n');
-        if (blank_) out_.push_back('\n');
-    }
-
-    std::string& out_;
-    bool started_ = false;
-    bool blank_ = false;
-};
-
-/// A 64-bit hash of `bytes` salted by `kind` (std::hash is enough for in-memory sets and keeps this
-/// header free of xxHash, whose AVX-512 path warns under g++ 12 -march=native -Werror).
-inline std::uint64_t text_hash(std::string_view bytes, std::uint64_t kind) noexcept {
-    const std::uint64_t h = std::hash<std::string_view>{}(bytes);
-    return h ^ (kind * 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2));
-}
-
-/// BM25 terms of a text: lowercase ASCII/Latin words and Han character bigrams (a lone Han
-/// character is its own term). Each term is reported as a 64-bit hash.
-template <class Sink>
-void for_each_term(std::string_view text, Sink&& sink) {
-    std::string word;
-    char32_t prev_han = 0;
-    std::size_t prev_han_start = 0;
-    bool han_pair_emitted = false;
-    const auto flush_word = [&] {
-        if (!word.empty()) sink(text_hash(word, 1));
-        word.clear();
-    };
-    const auto end_han_run = [&] {
-        if (prev_han != 0 && !han_pair_emitted) sink(text_hash(text.substr(prev_han_start, utf8::decode(text, prev_han_start).length), 2));
-        prev_han = 0;
-        han_pair_emitted = false;
-    };
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        const auto b = static_cast<unsigned char>(text[pos]);
-        if (b < 0x80U) {
-            end_han_run();
-            if (is_ascii_word_byte(b) && b != '_') {
-                word.push_back(static_cast<char>(fold_ascii(b)));
-            } else {
-                flush_word();
-            }
-            ++pos;
-            continue;
-        }
-        const utf8::DecodeResult d = utf8::decode(text, pos);
-        const char32_t cp = d.status == utf8::DecodeStatus::Valid ? d.code_point : 0xFFFDU;
-        if (is_han(cp)) {
-            flush_word();
-            if (prev_han != 0) {
-                sink(text_hash(text.substr(prev_han_start, pos + d.length - prev_han_start), 2));
-                han_pair_emitted = true;
-            } else {
-                han_pair_emitted = false;
-            }
-            prev_han = cp;
-            prev_han_start = pos;
-        } else {
-            end_han_run();
-            if (classify(cp) == CharClass::Letter) {
-                word.append(text.substr(pos, d.length));
-            } else {
-                flush_word();
-            }
-        }
-        pos += d.length;
-    }
-    end_han_run();
-    flush_word();
-}
-
-}  // namespace detail
-
-/// Rule-based prompt compression with statistics; see the header comment.
-template <TokenCounter Counter = EstimatingTokenCounter>
-class PromptCompressor {
-public:
-    explicit PromptCompressor(CompressorOptions options = {}, Counter counter = {})
-        : options_(std::move(options)), counter_(std::move(counter)) {
-        if (options_.min_repeated_length == 0)
-            throw Error(ErrorCode::InvalidArgument, "CompressorOptions::min_repeated_length must be > 0");
-        if (!(options_.bm25_k1 >= 0) || !(options_.bm25_b >= 0 && options_.bm25_b <= 1))
-            throw Error(ErrorCode::InvalidArgument, "CompressorOptions: bm25_k1 must be >= 0 and bm25_b in [0, 1]");
-        const auto add = [this](const CompressionRule& rule) {
-            if (rule.pattern.empty()) throw Error(ErrorCode::InvalidArgument, "compression rule with an empty pattern");
-            if (!utf8::is_valid(rule.pattern) || !utf8::is_valid(rule.replacement))
-                throw Error(ErrorCode::InvalidArgument, "compression rule that is not valid UTF-8: " + utf8::repair(rule.pattern));
-            // Same pattern and matching mode as an earlier rule: the earlier one (yours) wins.
-            for (const CompressionRule& existing : rules_)
-                if (existing.pattern == rule.pattern && existing.ignore_case == rule.ignore_case &&
-                    existing.whole_word == rule.whole_word)
-                    return;
-            rules_.push_back(rule);
-        };
-        for (const CompressionRule& rule : options_.rules) add(rule);
-        if (options_.chinese_rules)
-            for (const CompressionRule& rule : chinese_rules()) add(rule);
-        if (options_.english_rules)
-            for (const CompressionRule& rule : english_rules()) add(rule);
-        automaton_ = detail::RuleAutomaton(rules_);
-    }
-
-    // The automaton points into rules_: copying/moving must rebuild or re-point it.
-    PromptCompressor(const PromptCompressor& other)
-        : options_(other.options_), counter_(other.counter_), rules_(other.rules_), automaton_(rules_) {}
-    PromptCompressor& operator=(const PromptCompressor& other) {
-        if (this != &other) {
-            options_ = other.options_;
-            counter_ = other.counter_;
-            rules_ = other.rules_;
-            automaton_ = detail::RuleAutomaton(rules_);
-        }
-        return *this;
-    }
-    PromptCompressor(PromptCompressor&& other) : PromptCompressor(static_cast<const PromptCompressor&>(other)) {}
-    PromptCompressor& operator=(PromptCompressor&& other) { return *this = static_cast<const PromptCompressor&>(other); }
-    ~PromptCompressor() = default;
-
-    /// The rules in use, in priority order (yours first, then the enabled built-in sets, duplicates removed).
-    [[nodiscard]] const std::vector<CompressionRule>& rules() const noexcept { return rules_; }
-    [[nodiscard]] const CompressorOptions& options() const noexcept { return options_; }
-    [[nodiscard]] const Counter& counter() const noexcept { return counter_; }
-
-    /// Rules, repeated-text removal and whitespace normalization, with statistics.
-    /// Throws Error(InvalidUtf8) for ill-formed input unless `repair_invalid_utf8`.
-    [[nodiscard]] CompressionResult compress(std::string_view text) const {
-        std::string repaired;
-        text = checked(text, repaired);
-        CompressionResult result;
-        result.text = transform(text, result.stats);
-        fill_stats(text, result);
-        return result;
-    }
-
-    /// Budget mode: compresses `context` as `compress` does, splits it into sentences (Chinese and
-    /// ASCII sentence ends, line breaks; a fenced code block is one chunk), ranks them by BM25
-    /// relevance to `query` and keeps the best, in their original order, while the total fits
-    /// `budget` tokens. Chunks that don't mention the query come last (in original order). The
-    /// result never exceeds `budget` as the counter counts it; a budget of 0 gives empty text.
-    [[nodiscard]] CompressionResult compress_to_budget(std::string_view context, std::string_view query,
-                                                       std::size_t budget) const {
-        std::string repaired_context, repaired_query;
-        context = checked(context, repaired_context);
-        query = checked(query, repaired_query);
-        CompressionResult result;
-        const std::string compressed = transform(context, result.stats);
-        result.text = select(compressed, query, budget, result.stats);
-        fill_stats(context, result);
-        return result;
-    }
-
-private:
-    struct Chunk {
-        std::size_t begin = 0;
-        std::size_t end = 0;
-        bool fenced = false;
-        double score = 0;
-        std::size_t tokens = 0;
-    };
-
-    std::string_view checked(std::string_view text, std::string& storage) const {
-        if (detail::is_valid_utf8_fast(text)) return text;
-        if (!options_.repair_invalid_utf8)
-            throw Error(ErrorCode::InvalidUtf8, "PromptCompressor: input is not valid UTF-8 at byte " +
-                                                    std::to_string(utf8::find_invalid(text)));
-        storage = utf8::repair(text);
-        return storage;
-    }
-
-    void fill_stats(std::string_view original, CompressionResult& result) const {
-        CompressionStats& stats = result.stats;
-        stats.bytes_before = original.size();
-        stats.bytes_after = result.text.size();
-        stats.chars_before = detail::count_code_points_fast(original);
-        stats.chars_after = detail::count_code_points_fast(result.text);
-        if (!options_.count_tokens) return;
-        stats.tokens_before = static_cast<std::size_t>(counter_.count(original));
-        stats.tokens_after = static_cast<std::size_t>(counter_.count(result.text));
-    }
-
-    std::string transform(std::string_view text, CompressionStats& stats) const {
-        const std::vector<detail::TextSegment> segments = detail::split_fences(text);
-        std::vector<std::size_t> fired(rules_.size(), 0);
-        std::string replaced;  // all prose and fenced segments, rules applied to prose
-        replaced.reserve(text.size());
-        std::vector<detail::TextSegment> out_segments;
-        out_segments.reserve(segments.size());
-        std::unordered_set<std::uint64_t> seen;
-        const bool dedupe = options_.remove_repeated_lines || options_.remove_repeated_sentences;
-        std::string scratch;
-        for (const detail::TextSegment& segment : segments) {
-            const std::string_view part = text.substr(segment.begin, segment.end - segment.begin);
-            const std::size_t begin = replaced.size();
-            if (segment.fenced) {
-                replaced.append(part);
-            } else if (dedupe) {
-                scratch.clear();
-                automaton_.replace_all(part, scratch, fired);
-                remove_repeats(scratch, replaced, seen, stats);
-            } else {
-                automaton_.replace_all(part, replaced, fired);
-            }
-            out_segments.push_back({begin, replaced.size(), segment.fenced});
-        }
-        for (std::size_t rule = 0; rule < fired.size(); ++rule)
-            if (fired[rule] != 0) stats.rules_fired.push_back({rule, fired[rule]});
-        if (!options_.normalize_whitespace) return replaced;
-
-        std::string out;
-        out.reserve(replaced.size());
-        detail::NormalizedWriter writer(out);
-        const std::string_view all = replaced;
-        for (const detail::TextSegment& segment : out_segments) {
-            const std::string_view part = all.substr(segment.begin, segment.end - segment.begin);
-            if (segment.fenced) {
-                writer.fenced(part);
-            } else {
-                writer.prose(part);
-            }
-        }
-        return out;
-    }
+// Errors: nothing here throws (invalid UTF-8 is priced, not rejected; bad ratios are clamped).
 
-    // Key of a line or sentence for repeat detection: its whitespace-normalized text.
-    static std::uint64_t repeat_key(std::string_view text, std::string& buffer) {
-        buffer.clear();
-        detail::append_normalized_line(buffer, text);
-        std::size_t start = 0;
-        while (start < buffer.size() && (buffer[start] == ' ' || buffer[start] == '\t')) ++start;
-        return detail::text_hash(std::string_view(buffer).substr(start), 3);
-    }
 
-    void remove_repeats(std::string_view text, std::string& out, std::unordered_set<std::uint64_t>& seen,
-                        CompressionStats& stats) const {
-        std::string buffer;
-        std::size_t pos = 0;
-        while (pos < text.size()) {
-            std::size_t end = text.find('\n', pos);
-            const std::size_t next = end == std::string_view::npos ? text.size() : end + 1;
-            if (end == std::string_view::npos) end = text.size();
-            const std::string_view line = text.substr(pos, end - pos);
-            const std::string_view with_newline = text.substr(pos, next - pos);
-            pos = next;
-            if (options_.remove_repeated_lines && significant(line)) {
-                if (!seen.insert(repeat_key(line, buffer) ^ 0x9E3779B97F4A7C15ULL).second) {
-                    ++stats.lines_removed;
-                    continue;
-                }
-            }
-            if (!options_.remove_repeated_sentences) {
-                out.append(with_newline);
-                continue;
-            }
-            // Sentence by sentence within the line; a dropped sentence takes its trailing spaces along.
-            const auto handle = [&](std::size_t begin, std::size_t sentence_end, std::size_t after) {
-                const std::string_view sentence = line.substr(begin, sentence_end - begin);
-                if (significant(sentence) && !seen.insert(repeat_key(sentence, buffer)).second) {
-                    ++stats.sentences_removed;
-                } else {
-                    out.append(line.substr(begin, after - begin));
-                }
-            };
-            std::size_t s = 0;
-            std::size_t i = 0;
-            while (i < line.size()) {
-                const std::size_t e = detail::sentence_end_at(line, i);
-                if (e == 0) {
-                    ++i;
-                    continue;
-                }
-                std::size_t after = e;
-                while (after < line.size() && (line[after] == ' ' || line[after] == '\t')) ++after;
-                handle(s, e, after);
-                s = i = after;
-            }
-            if (s < line.size()) handle(s, line.size(), line.size());
-            if (next > end) out.push_back('\n');
-        }
-    }
+// ---- begin llmfast/detail/unicode.hpp ----
+// llmfast/detail/unicode.hpp — the Unicode character classes llmfast uses, all read from the tables
+// generated from the Unicode Character Database (detail/unicode_tables.hpp,
+// scripts/gen_unicode_tables.py): the general-category classes of the BPE pre-tokenizer, and the CJK
+// scripts (Han, Hiragana, Katakana, Hangul, Bopomofo) that the estimator, the compressor and the
+// embedder tell apart. No hand-written script ranges anywhere else. Internal: not part of the API.
 
-    bool significant(std::string_view text) const noexcept {
-        std::size_t length = 0;
-        for (std::size_t i = 0; i < text.size(); ++i)
-            if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r') ++length;
-        return length >= options_.min_repeated_length;
-    }
-
-    static std::vector<Chunk> split_chunks(std::string_view text) {
-        std::vector<Chunk> chunks;
-        const auto push = [&](std::size_t b, std::size_t e, bool fenced) {
-            while (b < e && detail::horizontal_space_at(text, b) != 0) b += detail::horizontal_space_at(text, b);
-            while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r' || text[e - 1] == '\n')) --e;
-            if (e > b) chunks.push_back({b, e, fenced, 0, 0});
-        };
-        for (const detail::TextSegment& segment : detail::split_fences(text)) {
-            if (segment.fenced) {
-                push(segment.begin, segment.end, true);
-                continue;
-            }
-            std::size_t start = segment.begin;
-            for (std::size_t i = segment.begin; i < segment.end;) {
-                if (text[i] == '\n') {
-                    push(start, i, false);
-                    start = ++i;
-                    continue;
-                }
-                const std::size_t e = detail::sentence_end_at(text.substr(0, segment.end), i);
-                if (e != 0) {
-                    push(start, e, false);
-                    start = i = e;
-                    continue;
-                }
-                ++i;
-            }
-            push(start, segment.end, false);
-        }
-        return chunks;
-    }
-
-    std::string join(std::string_view text, const std::vector<Chunk>& chunks, const std::vector<bool>& keep) const {
-        std::string out;
-        const Chunk* previous = nullptr;
-        for (std::size_t i = 0; i < chunks.size(); ++i) {
-            if (!keep[i]) continue;
-            const Chunk& chunk = chunks[i];
-            if (previous != nullptr) {
-                const std::string_view gap = text.substr(previous->end, chunk.begin - previous->end);
-                const bool adjacent = i > 0 && &chunks[i - 1] == previous;
-                if (previous->fenced || chunk.fenced || gap.find('\n') != std::string_view::npos) {
-                    out.push_back('\n');
-                } else if (adjacent) {
-                    out.append(gap);
-                } else {
-                    // Not adjacent: a space between Latin sentences, nothing after a CJK sentence end.
-                    const auto last = static_cast<unsigned char>(text[previous->end - 1]);
-                    if (last < 0x80U) out.push_back(' ');
-                }
-            }
-            out.append(text.substr(chunk.begin, chunk.end - chunk.begin));
-            previous = &chunk;
-        }
-        return out;
-    }
-
-    std::string select(std::string_view text, std::string_view query, std::size_t budget, CompressionStats& stats) const {
-        std::vector<Chunk> chunks = split_chunks(text);
-        stats.chunks_total = chunks.size();
-        if (budget == 0 || chunks.empty()) return {};
-
-        // BM25: document frequency per term over chunks, then each chunk's score for the query terms.
-        std::unordered_set<std::uint64_t> query_terms;
-        detail::for_each_term(query, [&](std::uint64_t term) { query_terms.insert(term); });
-        std::vector<std::unordered_map<std::uint64_t, std::uint32_t>> tf(chunks.size());
-        std::vector<std::size_t> length(chunks.size(), 0);
-        std::unordered_map<std::uint64_t, std::uint32_t> df;
-        double total_length = 0;
-        for (std::size_t i = 0; i < chunks.size(); ++i) {
-            detail::for_each_term(text.substr(chunks[i].begin, chunks[i].end - chunks[i].begin), [&](std::uint64_t term) {
-                ++length[i];
-                if (query_terms.count(term) != 0) ++tf[i][term];
-            });
-            for (const auto& [term, count] : tf[i]) ++df[term];
-            total_length += static_cast<double>(length[i]);
-        }
-        const double n = static_cast<double>(chunks.size());
-        const double average = total_length > 0 ? total_length / n : 1;
-        const double k1 = options_.bm25_k1, b = options_.bm25_b;
-        for (std::size_t i = 0; i < chunks.size(); ++i) {
-            double score = 0;
-            for (const auto& [term, count] : tf[i]) {
-                const double d = df[term];
-                const double idf = std::log(1.0 + (n - d + 0.5) / (d + 0.5));
-                const double f = count;
-                score += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * static_cast<double>(length[i]) / average));
-            }
-            chunks[i].score = score;
-            chunks[i].tokens = static_cast<std::size_t>(counter_.count(text.substr(chunks[i].begin, chunks[i].end - chunks[i].begin)));
-        }
-
-        // Greedy by score (ties: earlier first), skipping what doesn't fit; then verify the joined text.
-        std::vector<std::size_t> order(chunks.size());
-        for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-        // (std::sort with an index tie-break: libstdc++'s stable_sort trips clang's deprecation warning.)
-        std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
-            return chunks[x].score != chunks[y].score ? chunks[x].score > chunks[y].score : x < y;
-        });
-        std::vector<bool> keep(chunks.size(), false);
-        std::size_t used = 0;
-        std::vector<std::size_t> kept_order;
-        for (const std::size_t i : order) {
-            if (chunks[i].tokens == 0 || used + chunks[i].tokens > budget) continue;
-            keep[i] = true;
-            used += chunks[i].tokens;
-            kept_order.push_back(i);
-        }
-        std::string out = join(text, chunks, keep);
-        // Joining can cost tokens the per-chunk counts missed (separators, merged runs): drop the
-        // lowest-ranked kept chunk until the counter agrees the budget is met.
-        while (!kept_order.empty() && static_cast<std::size_t>(counter_.count(out)) > budget) {
-            keep[kept_order.back()] = false;
-            kept_order.pop_back();
-            out = join(text, chunks, keep);
-        }
-        stats.chunks_kept = kept_order.size();
-        return out;
-    }
-
-    CompressorOptions options_;
-    Counter counter_;
-    std::vector<CompressionRule> rules_;
-    detail::RuleAutomaton automaton_;
-};
-
-}  // namespace llmfast
-// ---- end llmfast/compressor.hpp ----
-// ---- begin llmfast/truncator.hpp ----
-// llmfast/truncator.hpp — cut a text or a chat history to a token budget, never over it, never
-// through a character.
-//
-// `Truncator::truncate(text, budget, strategy)` keeps the head, the tail, or both ends (`Middle`) of
-// `text`, with a marker ("…" by default) where text was cut; the marker's tokens count toward the
-// budget. The result never exceeds `budget` as the `TokenCounter` counts it (it is verified with the
-// counter before it is returned), never splits a UTF-8 sequence, and a cut moves back (head) or
-// forward (tail) by up to `boundary_window` bytes to land after a line break, else after a sentence
-// end (。！？；.!?;), else at a space. The seed estimated 2 characters per token and cut by
-// characters; in UTF-8 bytes that splits characters and overshoots budgets.
-//
-//     llmfast::Truncator truncator;                              // estimating counter
-//     auto cut = truncator.truncate(log_text, 2000, llmfast::TruncateStrategy::Tail);
-//     // cut.text == "…" + the last lines of log_text; cut.tokens <= 2000
-//
-//     std::vector<llmfast::ChatMessage> history = {{"system", "..."}, {"user", "..."}, ...};
-//     auto fit = truncator.fit_messages(history, 4096);        // fit.messages, fit.dropped, fit.shortened
-//
-// A text that fits — its count is <= the budget and it has at most `TruncatorOptions::max_bytes`
-// bytes — is returned unchanged (`truncated == false`), under every strategy, whatever its length.
-// Otherwise the result is cut: it has at most `max_bytes` bytes, marker included (a token budget
-// alone does not bound bytes: the estimator prices any whitespace run at 0.5 token, see tokens.hpp,
-// so set `max_bytes` for untrusted input), and it is empty only when not even one character fits
-// next to the marker (checked with the counter).
-//
-// Cost is proportional to what is kept, not to the input: the text is priced in pieces of about
-// `piece_bytes` bytes (split just before a space or line break, where token counts add up) from the
-// end that is kept, until the budget (or the byte cap) is reached; only the last piece is bisected,
-// and the assembled result is counted once more to verify it (if the counter disagrees with the
-// piecewise sum, the target shrinks by the excess and the cut is redone). Whether the text fits is
-// settled exactly: by counting it whole, or — for a counter that declares itself monotone (see
-// `TokenCounter` in tokens.hpp; `EstimatingTokenCounter` does) — by counting a prefix (a suffix for
-// Tail) that alone exceeds the budget, grown by doubling from what was priced. So with the estimator
-// truncating 10 MB to 2 000 tokens reads a few times the ~10 KB it keeps; with a counter that is not
-// monotone (`BpeTokenizer`) a text of at most `max_bytes` bytes is counted whole (O(n)): set
-// `max_bytes` to bound that too. Only the bytes read are checked for UTF-8 validity, unless
-// `TruncatorOptions::check_whole_input` is set.
-//
-// `fit_messages(messages, budget, options)` fits a chat history: it keeps every system message,
-// drops the oldest whole turns first (a turn is a user message and the replies after it, so an
-// assistant reply is never left without its user message), then shortens the oldest kept messages
-// if the newest turn alone is too long, and reports what it dropped and shortened. Each message costs
-// `per_message_overhead` tokens plus its role and content, and the reply costs `reply_overhead`, as
-// the OpenAI chat format does (3 and 3); both are configurable.
-//
-// Template parameter: any `llmfast::TokenCounter` (default `EstimatingTokenCounter`; the exact
-// `BpeTokenizer` works the same way). The counter need not be monotone or additive: the result is
-// verified, and shrunk, against the counter itself.
-//
-// Thread-safety: a `Truncator` is immutable after construction; its const calls may run concurrently.
-//
-// Errors: the constructor throws `Error(InvalidArgument)` for a marker that is not valid UTF-8,
-// `piece_bytes < 16` or `head_share` outside [0, 1]. `truncate` and `fit_messages` throw
-// `Error(InvalidUtf8)` when a byte they read is not valid UTF-8, unless `repair_invalid_utf8` is set
-// (then the input is repaired with U+FFFD first, which costs a pass over all of it). `truncate` never
-// throws for a small budget or byte cap: when not even one character fits next to the marker (in
-// tokens or in `max_bytes`) it returns an empty text. `fit_messages` throws `Error(BudgetTooSmall)`
-// when the system messages, or the newest turn's per-message overheads, cannot fit the budget.
-// `fit_messages` also cuts each message content longer than `max_bytes` to that many bytes (with
-// `shorten_strategy`; reported in `shortened`), the system messages' included, before it fits the
-// budget.
-
-
-#include <algorithm>
-#include <cstddef>
-#include <cstdint>
-#include <span>
-#include <string>
-#include <string_view>
-#include <utility>
-#include <vector>
-
-namespace llmfast {
-
-enum class TruncateStrategy : std::uint8_t {
-    Head,    ///< keep the beginning: text + marker
-    Tail,    ///< keep the end: marker + text
-    Middle,  ///< keep both ends: head + marker + tail
-};
-
-struct TruncatorOptions {
-    std::string marker = "\xE2\x80\xA6";  ///< "…", placed where text was cut; its tokens count
-    std::size_t boundary_window = 160;    ///< bytes a cut may move to land on a line/sentence/word boundary
-    double head_share = 0.5;              ///< Middle: share of the text budget given to the head (0..1)
-    std::size_t piece_bytes = 256;        ///< size of the pieces the text is priced in (>= 16)
-    bool repair_invalid_utf8 = false;     ///< replace ill-formed bytes with U+FFFD instead of throwing
-    bool check_whole_input = false;       ///< validate all of the input, not only the bytes read (O(n))
-    /// The most bytes a result may have, marker included. A token budget alone does not bound bytes
-    /// (the estimator prices any whitespace run at 0.5 token: see tokens.hpp), so set this for
-    /// untrusted input. A text longer than this is cut even when its tokens fit; never splits a
-    /// character. fit_messages applies it to each message's content. Default: no limit.
-    std::size_t max_bytes = static_cast<std::size_t>(-1);
-};
-
-/// The result of `truncate`.
-struct Truncation {
-    std::string text;
-    std::size_t tokens = 0;  ///< `counter.count(text)`, <= the budget
-    bool truncated = false;  ///< false exactly when the whole text fit (tokens and max_bytes) and is returned unchanged
-};
-
-struct ChatMessage {
-    std::string role;  ///< "system", "user", "assistant", "tool", ...
-    std::string content;
-};
-
-struct FitOptions {
-    std::size_t per_message_overhead = 3;  ///< tokens each message costs beyond its content (OpenAI: 3)
-    std::size_t reply_overhead = 3;        ///< tokens priming the reply (OpenAI: 3)
-    bool count_role = true;                ///< also count the role's tokens
-    TruncateStrategy shorten_strategy = TruncateStrategy::Middle;  ///< how a kept message is shortened
-    std::string system_role = "system";
-    std::string user_role = "user";  ///< a turn starts at each message with this role
-};
-
-/// The result of `fit_messages`.
-struct FitResult {
-    std::vector<ChatMessage> messages;    ///< kept messages, in their original order
-    std::vector<std::size_t> dropped;     ///< indices (into the input) of dropped messages, ascending
-    std::vector<std::size_t> shortened;   ///< indices of kept messages whose content was truncated
-    std::size_t tokens = 0;               ///< total, overheads included; <= the budget
-};
-
-/// Truncation to a token budget; see the header comment.
-template <TokenCounter Counter = EstimatingTokenCounter>
-class Truncator {
-public:
-    explicit Truncator(TruncatorOptions options = {}, Counter counter = {})
-        : options_(std::move(options)), counter_(std::move(counter)) {
-        if (!utf8::is_valid(options_.marker))
-            throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::marker is not valid UTF-8");
-        if (options_.piece_bytes < 16) throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::piece_bytes must be >= 16");
-        if (!(options_.head_share >= 0 && options_.head_share <= 1))
-            throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::head_share must be in [0, 1]");
-        marker_tokens_ = count(options_.marker);
-    }
-
-    [[nodiscard]] const TruncatorOptions& options() const noexcept { return options_; }
-    [[nodiscard]] const Counter& counter() const noexcept { return counter_; }
-
-    /// `text` cut to at most `budget` tokens (see the header comment). Throws Error(InvalidUtf8) for
-    /// ill-formed bytes it reads unless `repair_invalid_utf8`.
-    [[nodiscard]] Truncation truncate(std::string_view text, std::size_t budget,
-                                      TruncateStrategy strategy = TruncateStrategy::Head) const {
-        if (options_.check_whole_input && !utf8::is_valid(text)) return invalid(text, budget, strategy);
-        try {
-            return truncate_valid(text, budget, strategy);
-        } catch (const InvalidSeen&) {
-            return invalid(text, budget, strategy);
-        }
-    }
-
-    /// A chat history fitted to `budget` tokens (see the header comment).
-    [[nodiscard]] FitResult fit_messages(std::span<const ChatMessage> messages, std::size_t budget,
-                                         const FitOptions& fit = {}) const {
-        FitResult result;
-        if (messages.empty()) return result;
-        std::vector<ChatMessage> repaired;
-        if (options_.repair_invalid_utf8) {
-            repaired.reserve(messages.size());
-            for (const ChatMessage& m : messages) repaired.push_back({utf8::repair(m.role), utf8::repair(m.content)});
-            messages = repaired;
-        } else {
-            for (std::size_t i = 0; i < messages.size(); ++i)
-                if (!utf8::is_valid(messages[i].role) || !utf8::is_valid(messages[i].content))
-                    throw Error(ErrorCode::InvalidUtf8, "fit_messages: message " + std::to_string(i) + " is not valid UTF-8");
-        }
-
-        const std::size_t n = messages.size();
-        // The byte cap first: a content longer than max_bytes is cut to it (tokens alone do not bound
-        // bytes), and counts as shortened.
-        std::vector<std::string> new_content(n);
-        std::vector<bool> shortened(n, false);
-        const auto content = [&](std::size_t i) -> std::string_view {
-            return shortened[i] ? std::string_view(new_content[i]) : std::string_view(messages[i].content);
-        };
-        for (std::size_t i = 0; i < n; ++i) {
-            if (messages[i].content.size() <= options_.max_bytes) continue;
-            new_content[i] = truncate(messages[i].content, static_cast<std::size_t>(-1), fit.shorten_strategy).text;
-            shortened[i] = true;
-        }
-        std::vector<std::size_t> content_tokens(n), cost(n);
-        std::vector<std::size_t> turn(n, 0);  // turn number of each non-system message
-        std::size_t mandatory = fit.reply_overhead;
-        std::size_t total = fit.reply_overhead;
-        std::size_t turns = 0;
-        bool any_turn = false;
-        for (std::size_t i = 0; i < n; ++i) {
-            content_tokens[i] = count(content(i));
-            cost[i] = fit.per_message_overhead + (fit.count_role ? count(messages[i].role) : 0) + content_tokens[i];
-            total += cost[i];
-            if (messages[i].role == fit.system_role) {
-                mandatory += cost[i];
-                continue;
-            }
-            if (messages[i].role == fit.user_role && any_turn) ++turns;
-            any_turn = true;
-            turn[i] = turns;
-        }
-        if (mandatory > budget)
-            throw Error(ErrorCode::BudgetTooSmall, "fit_messages: the system messages alone need " +
-                                                       std::to_string(mandatory) + " tokens, the budget is " +
-                                                       std::to_string(budget));
-
-        // Drop the oldest whole turns while over budget, always keeping the newest turn.
-        std::vector<bool> keep(n, true);
-        std::size_t first_turn = 0;
-        while (total > budget && first_turn < turns) {
-            for (std::size_t i = 0; i < n; ++i)
-                if (keep[i] && messages[i].role != fit.system_role && turn[i] == first_turn) {
-                    keep[i] = false;
-                    total -= cost[i];
-                }
-            ++first_turn;
-        }
-
-        // Still over: shorten kept messages, oldest first, each by what is still in excess.
-        for (std::size_t i = 0; i < n && total > budget; ++i) {
-            if (!keep[i] || messages[i].role == fit.system_role || content_tokens[i] == 0) continue;
-            const std::size_t excess = total - budget;
-            const std::size_t allowed = content_tokens[i] > excess ? content_tokens[i] - excess : 0;
-            Truncation cut = truncate(content(i), allowed, fit.shorten_strategy);
-            total = total - content_tokens[i] + cut.tokens;
-            new_content[i] = std::move(cut.text);
-            shortened[i] = true;
-        }
-        if (total > budget)
-            throw Error(ErrorCode::BudgetTooSmall, "fit_messages: the newest turn's message overheads need more than the budget of " +
-                                                       std::to_string(budget) + " tokens");
-
-        for (std::size_t i = 0; i < n; ++i) {
-            if (!keep[i]) {
-                result.dropped.push_back(i);
-                continue;
-            }
-            if (shortened[i]) {
-                result.messages.push_back({messages[i].role, std::move(new_content[i])});
-                result.shortened.push_back(i);
-            } else {
-                result.messages.push_back(messages[i]);
-            }
-        }
-        result.tokens = total;
-        return result;
-    }
-
-private:
-    struct InvalidSeen {};  // internal signal: a byte read was ill-formed
-
-    // A priced piece boundary: the text in [0, pos) (forward) or [pos, n) (backward) costs `used`
-    // tokens by the piecewise sum.
-    struct Checkpoint {
-        std::size_t pos = 0;
-        std::size_t used = 0;
-    };
-
-    std::size_t count(std::string_view text) const { return static_cast<std::size_t>(counter_.count(text)); }
-
-    static void validate(std::string_view piece) {
-        if (!detail::is_valid_utf8_fast(piece)) throw InvalidSeen{};
-    }
-
-    Truncation invalid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
-        if (!options_.repair_invalid_utf8)
-            throw Error(ErrorCode::InvalidUtf8, "Truncator: input is not valid UTF-8 at byte " +
-                                                    std::to_string(utf8::find_invalid(text)));
-        const std::string repaired = utf8::repair(text);
-        return truncate_valid(repaired, budget, strategy);
-    }
-
-    static bool is_break(char c) noexcept { return c == ' ' || c == '\n' || c == '\t'; }
-
-    // End of the forward piece starting at `pos`: just before a space or line break near
-    // pos + piece_bytes (where counts add up), else a code-point boundary.
-    std::size_t piece_end(std::string_view text, std::size_t pos) const noexcept {
-        const std::size_t target = pos + options_.piece_bytes;
-        if (target >= text.size()) return text.size();
-        const std::size_t limit = std::min(text.size(), target + 64);
-        for (std::size_t j = target; j < limit; ++j)
-            if (is_break(text[j])) return j;
-        return utf8::ceil_boundary(text, target);
-    }
-
-    // Start of the backward piece ending at `end`, the mirror of piece_end.
-    std::size_t piece_start(std::string_view text, std::size_t end, std::size_t floor) const noexcept {
-        if (end <= floor + options_.piece_bytes) return floor;
-        const std::size_t target = end - options_.piece_bytes;
-        const std::size_t limit = target > floor + 64 ? target - 64 : floor;
-        for (std::size_t j = target; j > limit; --j)
-            if (is_break(text[j])) return j;
-        const std::size_t b = utf8::floor_boundary(text, target);
-        return b > floor ? b : floor;
-    }
-
-    // Pieces priced from one end while the running sum stays <= a limit. Forward: checkpoints ascend
-    // from {0, 0}; backward: they descend from {n, 0}. `over` is the far end of the first piece that
-    // did not fit (forward: its end, backward: its start), or npos when the scan reached the other end.
-    struct Scan {
-        std::vector<Checkpoint> checkpoints;
-        std::size_t over = std::string_view::npos;
-        [[nodiscard]] bool complete() const noexcept { return over == std::string_view::npos; }
-    };
-
-    // `byte_limit`: the scan also stops (as if over) at the first piece ending beyond it.
-    Scan scan_forward(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
-        Scan scan;
-        scan.checkpoints.push_back({0, 0});
-        std::size_t pos = 0, used = 0;
-        while (pos < text.size()) {
-            const std::size_t end = piece_end(text, pos);
-            const std::string_view piece = text.substr(pos, end - pos);
-            validate(piece);
-            const std::size_t c = count(piece);
-            if (used + c > limit || end > byte_limit) {
-                scan.over = end;
-                return scan;
-            }
-            used += c;
-            pos = end;
-            scan.checkpoints.push_back({pos, used});
-        }
-        return scan;
-    }
-
-    Scan scan_backward(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
-        Scan scan;
-        scan.checkpoints.push_back({text.size(), 0});
-        std::size_t pos = text.size(), used = 0;
-        while (pos > 0) {
-            const std::size_t begin = piece_start(text, pos, 0);
-            const std::string_view piece = text.substr(begin, pos - begin);
-            validate(piece);
-            const std::size_t c = count(piece);
-            if (used + c > limit || text.size() - begin > byte_limit) {
-                scan.over = begin;
-                return scan;
-            }
-            used += c;
-            pos = begin;
-            scan.checkpoints.push_back({pos, used});
-        }
-        return scan;
-    }
-
-    // The largest prefix length (piecewise-priced) whose cost is <= target, from a forward scan
-    // whose limit was >= target. Only the piece where the target falls is bisected.
-    std::size_t prefix_for(std::string_view text, const Scan& scan, std::size_t target) const {
-        std::size_t k = 0;
-        while (k + 1 < scan.checkpoints.size() && scan.checkpoints[k + 1].used <= target) ++k;
-        const Checkpoint base = scan.checkpoints[k];
-        if (base.pos == text.size()) return base.pos;
-        const std::size_t end = k + 1 < scan.checkpoints.size() ? scan.checkpoints[k + 1].pos : scan.over;
-        // Bisect inside the piece [base.pos, end): lo fits, hi does not. Each probe prices the bytes
-        // from the checkpoint to mid in one count (pricing only the bytes beyond lo would round up
-        // once per probe and lose up to a token each time), so the bisection costs a few pieces.
-        std::size_t lo = base.pos, hi = end;
-        while (true) {
-            std::size_t mid = utf8::floor_boundary(text, lo + (hi - lo) / 2);
-            if (mid <= lo) mid = utf8::ceil_boundary(text, lo + 1);
-            if (mid >= hi) break;
-            if (base.used + count(text.substr(base.pos, mid - base.pos)) <= target) {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        return lo;
-    }
-
-    // The smallest suffix start >= floor whose piecewise cost is <= target, from a backward scan
-    // whose limit was >= target.
-    std::size_t suffix_for(std::string_view text, const Scan& scan, std::size_t floor, std::size_t target) const {
-        std::size_t k = 0;
-        while (k + 1 < scan.checkpoints.size() && scan.checkpoints[k + 1].used <= target &&
-               scan.checkpoints[k + 1].pos >= floor)
-            ++k;
-        const Checkpoint base = scan.checkpoints[k];
-        if (base.pos <= floor) return base.pos;
-        std::size_t begin = k + 1 < scan.checkpoints.size() ? scan.checkpoints[k + 1].pos
-                                                            : (scan.complete() ? 0 : scan.over);
-        begin = std::max(begin, floor);
-        if (base.used + count(text.substr(begin, base.pos - begin)) <= target) return begin;
-        // Bisect inside [begin, base.pos): a suffix from hi fits, from lo it does not; each probe
-        // prices the bytes from mid to the checkpoint in one count (see prefix_for).
-        std::size_t lo = begin, hi = base.pos;
-        while (true) {
-            std::size_t mid = utf8::ceil_boundary(text, lo + (hi - lo + 1) / 2);
-            if (mid >= hi) mid = utf8::floor_boundary(text, hi - 1);
-            if (mid <= lo) break;
-            if (base.used + count(text.substr(mid, base.pos - mid)) <= target) {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        return hi;
-    }
-
-    // Moves a head cut back to a boundary within the window: after a line break, else after a
-    // sentence end, else before a space. `floor` is the lowest allowed cut.
-    std::size_t head_boundary(std::string_view text, std::size_t cut, std::size_t floor) const {
-        if (cut >= text.size() || cut <= floor) return cut;
-        // The window never takes more than half of what is kept.
-        const std::size_t low = cut - std::min({cut - floor, options_.boundary_window, (cut - floor) / 2});
-        const std::string_view view = text.substr(0, cut);
-        for (std::size_t j = cut; j > low; --j)
-            if (view[j - 1] == '\n') return j;
-        for (std::size_t j = cut; j > low; --j) {
-            const std::size_t e = detail::sentence_end_at(view, j - 1);
-            if (e != 0 && e <= cut) return e;
-        }
-        for (std::size_t j = cut; j > low; --j)
-            if (view[j - 1] == ' ') return j - 1 > low ? j - 1 : cut;
-        return cut;
-    }
-
-    // Moves a tail cut forward to a boundary within the window: after a line break, else after a
-    // sentence end (and its spaces), else after a space. `ceil` is the highest allowed start.
-    std::size_t tail_boundary(std::string_view text, std::size_t start, std::size_t ceil) const {
-        if (start == 0 || start >= ceil) return start;
-        if (text[start - 1] == '\n') return start;  // already at a line start
-        const std::size_t high = start + std::min({ceil - start, options_.boundary_window, (ceil - start) / 2});
-        for (std::size_t j = start; j < high; ++j)
-            if (text[j] == '\n') return j + 1;
-        for (std::size_t j = start; j < high; ++j) {
-            const std::size_t e = detail::sentence_end_at(text, j);
-            if (e != 0 && e <= high) {
-                std::size_t s = e;
-                while (s < high && (text[s] == ' ' || text[s] == '\t')) ++s;
-                return s;
-            }
-        }
-        for (std::size_t j = start; j < high; ++j)
-            if (text[j] == ' ') return j + 1;
-        return start;
-    }
-
-    // Bytes of text a cut result may keep next to the marker.
-    std::size_t text_byte_cap() const noexcept {
-        return options_.max_bytes > options_.marker.size() ? options_.max_bytes - options_.marker.size() : 0;
-    }
-
-    Truncation truncate_valid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
-        const Truncation nothing{{}, 0, true};  // not even one character fits next to the marker
-        if (text.empty()) return {};
-        // Price the text from the end(s) that will be kept, up to the budget (and the byte cap).
-        const std::size_t byte_cap = text_byte_cap();
-        Scan forward, backward;
-        bool whole_scanned = false;
-        switch (strategy) {
-            case TruncateStrategy::Head:
-                forward = scan_forward(text, budget, byte_cap);
-                whole_scanned = forward.complete();
-                break;
-            case TruncateStrategy::Tail:
-                backward = scan_backward(text, budget, byte_cap);
-                whole_scanned = backward.complete();
-                break;
-            case TruncateStrategy::Middle:
-                // Each end priced up to its share; if the two scans meet, all of the text was priced.
-                forward = scan_forward(text, head_tokens(budget), byte_cap);
-                backward = scan_backward(text, budget - head_tokens(budget), byte_cap);
-                whole_scanned = forward.complete() || backward.complete() ||
-                                backward.checkpoints.back().pos <= forward.checkpoints.back().pos;
-                break;
-        }
-        // A text that fits (tokens and bytes) is returned unchanged, whatever the scans found: a
-        // piecewise sum can overestimate without bound (a long whitespace run costs 0.5 token whole
-        // but 1 per piece), so only a count of the whole text, or for a monotone counter a prefix or
-        // suffix that alone exceeds the budget, settles it.
-        if (text.size() <= options_.max_bytes) {
-            std::size_t whole = 0;
-            if (whole_fits(text, budget, strategy, forward, backward, whole_scanned, whole))
-                return {std::string(text), whole, false};
-        }
-
-        if (marker_tokens_ < budget) {
-            std::size_t target = budget - marker_tokens_;
-            for (int attempt = 0; attempt < 24 && target > 0; ++attempt) {
-                std::string out = assemble(text, forward, backward, target, strategy);
-                if (out.empty()) break;
-                const std::size_t tokens = count(out);
-                if (tokens <= budget) return {std::move(out), tokens, true};
-                // The counter disagrees with the piecewise sum: shrink by the excess (at least 1, and
-                // faster after a few attempts so a pathological counter still terminates quickly).
-                const std::size_t excess = std::max<std::size_t>(tokens - budget, attempt < 4 ? 1 : target / 2);
-                target = target > excess ? target - excess : 0;
-            }
-        }
-        // The pieces are priced one by one, each rounded up: one character may still fit next to the
-        // marker although the sums say not ("字" and "…" cost 2 each alone, "字…" costs 3). Try it.
-        return smallest(text, budget, strategy);
-    }
-
-    // Whether all of `text` costs <= budget (its count in `whole` then). Exact for every counter.
-    bool whole_fits(std::string_view text, std::size_t budget, TruncateStrategy strategy, const Scan& forward,
-                    const Scan& backward, bool whole_scanned, std::size_t& whole) const {
-        if (!whole_scanned) {
-            if constexpr (is_monotone_token_counter<Counter>) {
-                // A part that alone exceeds the budget proves the whole does too; grow the part from
-                // the kept end (what the scans priced) by doubling until it exceeds or is everything.
-                const bool from_tail = strategy == TruncateStrategy::Tail;
-                // Start with what the scan priced up to the end of the first piece that went over.
-                const std::size_t over = from_tail ? backward.over : forward.over;
-                std::size_t length = over == std::string_view::npos ? text.size()
-                                     : from_tail                    ? text.size() - over
-                                                                    : over;
-                length = std::max(length, options_.piece_bytes);
-                while (length < text.size()) {
-                    const std::string_view part =
-                        from_tail ? text.substr(utf8::floor_boundary(text, text.size() - length))
-                                  : text.substr(0, utf8::ceil_boundary(text, length));
-                    validate(part);
-                    if (count(part) > budget) return false;
-                    length = length > text.size() / 2 ? text.size() : length * 2;
-                }
-            }
-            validate(text);  // every byte is about to be read
-        }
-        whole = count(text);
-        return whole <= budget;
-    }
-
-    // The one-character results (first character + marker, marker + last character), if one fits.
-    Truncation smallest(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
-        const std::string& marker = options_.marker;
-        const std::size_t first = utf8::ceil_boundary(text, 1);
-        const std::size_t last = utf8::floor_boundary(text, text.size() - 1);
-        std::string candidates[2];
-        if (strategy != TruncateStrategy::Tail && first <= text_byte_cap()) {
-            validate(text.substr(0, first));
-            candidates[0] = std::string(text.substr(0, first)) + marker;
-        }
-        if (strategy != TruncateStrategy::Head && text.size() - last <= text_byte_cap()) {
-            validate(text.substr(last));
-            candidates[1] = marker + std::string(text.substr(last));
-        }
-        for (std::string& candidate : candidates) {
-            if (candidate.empty()) continue;
-            const std::size_t tokens = count(candidate);
-            if (tokens <= budget) return {std::move(candidate), tokens, true};
-        }
-        return {{}, 0, true};
-    }
-
-    std::size_t head_tokens(std::size_t target) const noexcept {
-        const double share = static_cast<double>(target) * options_.head_share;
-        return share >= static_cast<double>(target) ? target : static_cast<std::size_t>(share);
-    }
-
-    // head/tail/middle text for a text budget of `target` tokens; empty when no character fits.
-    std::string assemble(std::string_view text, const Scan& forward, const Scan& backward, std::size_t target,
-                         TruncateStrategy strategy) const {
-        const std::string& marker = options_.marker;
-        const std::size_t byte_cap = text_byte_cap();
-        std::string out;
-        switch (strategy) {
-            case TruncateStrategy::Head: {
-                std::size_t cut = std::min(prefix_for(text, forward, target), utf8::floor_boundary(text, byte_cap));
-                if (cut == 0) return {};
-                cut = head_boundary(text, cut, 0);
-                out.reserve(cut + marker.size());
-                out.append(text.substr(0, cut));
-                out.append(marker);
-                return out;
-            }
-            case TruncateStrategy::Tail: {
-                std::size_t start = suffix_for(text, backward, 0, target);
-                if (byte_cap < text.size()) start = std::max(start, utf8::ceil_boundary(text, text.size() - byte_cap));
-                if (start >= text.size()) return {};
-                start = tail_boundary(text, start, text.size());
-                out.reserve(text.size() - start + marker.size());
-                out.append(marker);
-                out.append(text.substr(start));
-                return out;
-            }
-            case TruncateStrategy::Middle: {
-                const std::size_t head_target = head_tokens(target);
-                std::size_t cut = head_target == 0 ? 0 : prefix_for(text, forward, head_target);
-                // The byte cap is shared like the tokens: the head gets its share, the tail the rest.
-                const auto head_bytes = static_cast<std::size_t>(static_cast<double>(byte_cap) * options_.head_share);
-                cut = std::min(cut, utf8::floor_boundary(text, std::min(head_bytes, byte_cap)));
-                std::size_t start = suffix_for(text, backward, cut, target - head_target);
-                cut = head_boundary(text, cut, 0);
-                start = tail_boundary(text, start, text.size());
-                if (start < cut) start = cut;
-                if (byte_cap - cut < text.size() - start)
-                    start = std::max(start, utf8::ceil_boundary(text, text.size() - (byte_cap - cut)));
-                if (cut == 0 && start >= text.size()) return {};
-                out.reserve(cut + marker.size() + text.size() - start);
-                out.append(text.substr(0, cut));
-                out.append(marker);
-                out.append(text.substr(start));
-                return out;
-            }
-        }
-        return out;
-    }
-
-    TruncatorOptions options_;
-    Counter counter_;
-    std::size_t marker_tokens_ = 0;
-};
-
-}  // namespace llmfast
-// ---- end llmfast/truncator.hpp ----
-// ---- begin llmfast/bpe_tokenizer.hpp ----
-// llmfast/bpe_tokenizer.hpp — exact token counts: a tiktoken-compatible byte-level BPE tokenizer.
-//
-// Budgets are billed in the model's tokens, so a truncator that "never exceeds the budget" needs the
-// exact count. `BpeTokenizer` loads a tiktoken rank file (one `base64(token bytes) rank` per line,
-// as OpenAI publishes cl100k_base and o200k_base) from a path you supply, splits text with the
-// encoding's pre-tokenization pattern (written by hand over UTF-8, see below) and merges each piece
-// with tiktoken's algorithm, giving the same ids as tiktoken. It models `llmfast::TokenCounter`.
-//
-//     auto tokenizer = llmfast::BpeTokenizer::cl100k_base("/data/cl100k_base.tiktoken");
-//     std::size_t n = tokenizer.count("Hello, 世界!");                  // exact, no allocation
-//     std::vector<llmfast::TokenId> ids = tokenizer.encode("Hello");   // [9906]
-//     std::string text = tokenizer.decode(ids);                        // "Hello"
-//     tokenizer.encode("<|endoftext|>", {.allow_special = true});     // [100257]
-//
-// An encoding is a rank file plus a `BpeEncoding`: a name, a named split pattern and the special
-// tokens; `BpeEncoding::cl100k_base()` and `o200k_base()` describe OpenAI's. Another tiktoken-format
-// encoding needs no change here: name one of the patterns, or pass your own splitter
-// (`BpeEncoding::custom_split`).
-//
-// Special-token strings such as `<|endoftext|>` are ordinary text by default (tiktoken's
-// `encode_ordinary`): user input cannot smuggle a control token in. `EncodeOptions::allow_special`
-// recognizes them (tiktoken's `encode(text, allowed_special="all")`).
-//
-// Pre-tokenization: tiktoken splits with a regex (`\p{L}`, `\p{N}`, possessive quantifiers) that
-// std::regex cannot express; each pattern is implemented here as a hand-written matcher that follows
-// the regex's leftmost-first, backtracking semantics alternative by alternative, over Unicode classes
-// generated from the UCD (detail/unicode_tables.hpp, scripts/gen_unicode_tables.py). It needs no
-// regex library and does no more work than the patterns require. Invalid UTF-8 (which tiktoken cannot receive) is
-// split as if each ill-formed subsequence were a symbol, and encodes to its byte tokens, so
-// `decode(encode(s)) == s` holds for any bytes.
-//
-// Merging: tiktoken's rule (repeatedly merge the adjacent pair of lowest rank, leftmost on ties).
-// Short pieces use tiktoken's array scan on the stack; long pieces (a long word, a run of digits or
-// spaces, base64 blobs) use a heap and a linked list, O(n log n) instead of O(n^2), same result.
-// Ranks live in a flat open-addressing map (16-byte slots that hold a token of up to 8 bytes
-// outright, so most lookups touch one cache line) behind a small Bloom filter, since most merge
-// candidates are not tokens; two-byte tokens come from a direct 64K table.
-//
-// Thread-safety: a constructed `BpeTokenizer` is immutable; `encode`, `decode` and `count` may be
-// called from any number of threads. `count` allocates nothing except, for pieces longer than
-// `detail::bpe::small_piece_limit` bytes, a per-thread scratch buffer that is reused.
-//
-// Errors:
-//   - `BpeTokenizer(path, encoding)`, `cl100k_base(path)`, `o200k_base(path)`: `IoError` (with the
-//     path and the reason) when the file cannot be opened or read — a missing file, a directory, a
-//     read error part way through; no std::ios_base::failure or filesystem_error escapes; otherwise
-//     as `from_rank_data`.
-//   - `from_rank_data(data, encoding)`: `InvalidFormat` for a malformed rank file (bad base64, a
-//     missing or non-numeric rank, ranks that are not exactly 0..n-1, duplicate token bytes, a byte
-//     without a single-byte token, fewer or more ranks than the encoding expects, i.e. a truncated
-//     file, a special token id that collides with a rank); `InvalidArgument` for a bad `BpeEncoding`
-//     (an empty or duplicate special token).
-//   - `decode`: `InvalidArgument` for an id that is neither a rank nor a special token.
-//   - `encode`, `count`: throw nothing but `std::bad_alloc` (`encode`'s result; the per-thread
-//     scratch of either, the first time a thread meets a long piece).
 
 // ---- begin llmfast/detail/unicode_tables.hpp ----
 // llmfast/detail/unicode_tables.hpp — GENERATED by scripts/gen_unicode_tables.py; do not edit.
 //
-// Character classes for the BPE pre-tokenizer, from the Unicode Character Database 15.0.0
-// (Debian package unicode-data: UnicodeData.txt, PropList.txt). One 4-bit class per code point:
-// 0 other, 1 Lu, 2 Ll, 3 Lt, 4 Lm, 5 Lo, 6 M (Mn Mc Me), 7 N (Nd Nl No); +8 when White_Space.
+// Character classes, from the Unicode Character Database 15.0.0 (Debian package unicode-data:
+// UnicodeData.txt, PropList.txt, Scripts.txt, ScriptExtensions.txt). Read them through
+// detail/unicode.hpp, not directly.
+//   unicode_stage1/2: one 4-bit class per code point (the BPE pre-tokenizer's categories):
+//     0 other, 1 Lu, 2 Ll, 3 Lt, 4 Lm, 5 Lo, 6 M (Mn Mc Me), 7 N (Nd Nl No); +8 when White_Space.
+//   unicode_script_stage1/2: one byte per code point below unicode_script_limit (0 above): low 3 bits
+//     the CJK script (unicode_script_* below; kana_shared = Common or Inherited with
+//     Script_Extensions = Hira Kana), bits 4-6 the category class (0-7 as above).
 // Regenerate: scripts/gen_unicode_tables.py /usr/share/unicode > include/llmfast/detail/unicode_tables.hpp
 //
 // Unicode data licence notice:
@@ -7482,15 +642,17 @@ private:
 // advertising or otherwise to promote the sale, use or other dealings in these Data Files or
 // Software without prior written authorization of the copyright holder.
 
+
 #include <cstdint>
 
-namespace llmfast::detail::unicode {
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
 
 inline constexpr char unicode_version[] = "15.0.0";
-inline constexpr unsigned block_shift = 7;  // 128 code points per block
+inline constexpr unsigned unicode_block_shift = 7;  // 128 code points per block
 
-// stage1[cp >> block_shift] is the index of cp's block in stage2.
-inline constexpr std::uint16_t stage1[8704] = {
+// unicode_stage1[cp >> unicode_block_shift] is the index of cp's block in unicode_stage2.
+inline constexpr std::uint16_t unicode_stage1[8704] = {
     0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,
     24,25,26,27,28,29,30,31,32,33,34,34,35,36,37,38,39,34,34,34,40,41,42,43,
     44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,64,64,64,
@@ -7856,8 +1018,9 @@ inline constexpr std::uint16_t stage1[8704] = {
     64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,64,
 };
 
-// stage2[block * 64 + (cp % 128) / 2]: two classes per byte, the even code point in the low nibble.
-inline constexpr std::uint8_t stage2[14336] = {
+// unicode_stage2[block * 64 + (cp % 128) / 2]: two classes per byte, the even code point in the
+// low nibble.
+inline constexpr std::uint8_t unicode_stage2[14336] = {
     0,0,0,0,128,136,136,0,0,0,0,0,0,0,0,0,8,0,0,0,0,0,0,0,119,119,119,119,119,0,0,0,
     16,17,17,17,17,17,17,17,17,17,17,17,17,1,0,0,32,34,34,34,34,34,34,34,34,34,34,34,34,2,0,0,
     0,0,128,0,0,0,0,0,0,0,0,0,0,0,0,0,8,0,0,0,0,5,0,0,0,119,32,0,112,5,119,7,
@@ -8308,8 +1471,8407 @@ inline constexpr std::uint8_t stage2[14336] = {
     102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,102,0,0,0,0,0,0,0,0,
 };
 
-}  // namespace llmfast::detail::unicode
+inline constexpr std::uint8_t unicode_script_none = 0;
+inline constexpr std::uint8_t unicode_script_han = 1;
+inline constexpr std::uint8_t unicode_script_hiragana = 2;
+inline constexpr std::uint8_t unicode_script_katakana = 3;
+inline constexpr std::uint8_t unicode_script_hangul = 4;
+inline constexpr std::uint8_t unicode_script_bopomofo = 5;
+inline constexpr std::uint8_t unicode_script_kana_shared = 6;
+
+// The script table covers [0, unicode_script_limit); every code point above it has script none (0).
+inline constexpr char32_t unicode_script_limit = 0x32400;
+// The run of Han ideographs (script Han, category Lo) that holds U+4E00: a fast path for common text.
+inline constexpr char32_t unicode_han_run_first = 0x4E00;
+inline constexpr char32_t unicode_han_run_last = 0x9FFF;
+
+// unicode_script_stage1[cp >> unicode_block_shift] is the index of cp's block in unicode_script_stage2.
+inline constexpr std::uint8_t unicode_script_stage1[1608] = {
+    0,0,0,0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,2,2,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,3,4,5,
+    6,7,8,9,10,11,12,0,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,14,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,15,0,0,0,0,0,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,
+    2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,16,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,13,13,17,18,0,0,0,0,0,0,0,0,19,20,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,21,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,22,
+    23,24,25,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,26,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,27,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,28,13,
+    29,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,30,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,31,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,13,13,13,13,32,0,0,0,0,0,0,0,0,0,0,0,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,33,13,13,13,13,13,13,13,13,13,
+    13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,13,34,
+};
+
+// unicode_script_stage2[block * 128 + cp % 128]: script | category << 4.
+inline constexpr std::uint8_t unicode_script_stage2[4480] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,5,5,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,
+    84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,
+    84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,
+    84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,65,0,113,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,113,113,113,113,113,113,113,113,113,0,0,0,0,100,100,0,70,70,70,70,70,0,0,113,113,113,65,0,0,0,0,0,82,82,82,82,82,82,82,
+    82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,
+    82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,0,
+    0,102,102,6,6,66,66,82,6,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,
+    83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,
+    83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,0,70,67,67,83,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,84,84,84,84,84,84,84,
+    84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,
+    84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,
+    84,84,84,84,84,84,84,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,
+    85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,85,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,
+    4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,
+    4,4,4,4,4,4,4,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,
+    3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,0,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,
+    3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,
+    3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,
+    84,84,84,84,84,0,0,0,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,
+    84,84,84,84,0,0,0,0,0,0,0,0,0,0,0,0,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,0,
+    0,0,0,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,
+    84,84,84,84,84,84,84,84,84,84,84,84,0,0,0,0,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,0,0,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,83,83,83,83,83,83,83,83,83,83,70,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,
+    83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,83,70,70,84,84,84,84,84,84,84,84,
+    84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,84,0,0,0,84,84,84,84,84,84,0,0,84,84,84,84,84,84,
+    0,0,84,84,84,84,84,84,0,0,84,84,84,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,65,0,0,0,0,0,0,0,0,0,0,0,0,
+    97,97,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,67,67,67,67,0,67,67,67,67,67,67,67,0,67,67,0,83,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,
+    82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,
+    82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,
+    82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,
+    82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,
+    82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,
+    82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,
+    82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,82,83,83,83,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,82,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    82,82,82,0,0,83,0,0,0,0,0,0,0,0,0,0,0,0,0,0,83,83,83,83,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,0,0,0,0,0,0,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,0,0,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,0,0,0,0,0,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,81,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+};
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
 // ---- end llmfast/detail/unicode_tables.hpp ----
+
+#include <cstdint>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+// General-category classes (the category table): the low 3 bits are the category, bit 3 is \s.
+enum : std::uint8_t {
+    unicode_other = 0, unicode_lu = 1, unicode_ll = 2, unicode_lt = 3, unicode_lm = 4, unicode_lo = 5,
+    unicode_mark = 6, unicode_number = 7, unicode_space = 8,
+};
+
+/// The category class of `cp` (unicode_other for anything above U+10FFFF).
+constexpr std::uint8_t unicode_class(char32_t cp) noexcept {
+    if (cp >= 0x110000U) return unicode_other;
+    constexpr unsigned shift = unicode_block_shift;
+    const std::size_t block = unicode_stage1[cp >> shift];
+    const std::uint8_t packed = unicode_stage2[(block << (shift - 1)) + ((cp & ((1U << shift) - 1U)) >> 1)];
+    return static_cast<std::uint8_t>((cp & 1U) ? packed >> 4 : packed & 0x0FU);
+}
+
+/// The script-table byte of `cp`: script (unicode_script_*) in the low 3 bits, category class in
+/// bits 4-6; 0 for every code point of no CJK script.
+constexpr std::uint8_t unicode_script_entry(char32_t cp) noexcept {
+    if (cp >= unicode_script_limit) return 0;
+    constexpr unsigned shift = unicode_block_shift;
+    return unicode_script_stage2[(std::size_t{unicode_script_stage1[cp >> shift]} << shift) +
+                                 (cp & ((1U << shift) - 1U))];
+}
+
+/// The CJK script of `cp` (unicode_script_none .. unicode_script_kana_shared).
+constexpr std::uint8_t unicode_script(char32_t cp) noexcept {
+    return static_cast<std::uint8_t>(unicode_script_entry(cp) & 7U);
+}
+
+/// A script-table entry (unicode_script_entry) that is a Han ideograph: script Han and category Lo.
+constexpr bool is_han_ideograph_entry(std::uint8_t entry) noexcept {
+    return entry == (unicode_script_han | (unicode_lo << 4));
+}
+
+/// A Han ideograph: script Han and category Lo — the unified ideographs of every extension and the
+/// compatibility ideographs (not the radicals, the iteration mark 々 or the Hangzhou numerals).
+constexpr bool is_han_ideograph(char32_t cp) noexcept {
+    if (cp - unicode_han_run_first <= unicode_han_run_last - unicode_han_run_first) return true;  // the common block
+    return is_han_ideograph_entry(unicode_script_entry(cp));
+}
+
+/// A kana script (unicode_script's result): Hiragana, Katakana, or used only with kana.
+constexpr bool is_kana_script(std::uint8_t script) noexcept {
+    return script == unicode_script_hiragana || script == unicode_script_katakana ||
+           script == unicode_script_kana_shared;
+}
+
+/// A kana character: script Hiragana or Katakana (half-width and small forms, phonetic extensions,
+/// the square and circled katakana), or used only with kana (ー, the voiced sound marks ゛ ゜).
+constexpr bool is_kana(char32_t cp) noexcept { return is_kana_script(unicode_script(cp)); }
+
+/// A character of the Hangul script (syllables, jamo of every block, half-width and compatibility forms).
+constexpr bool is_hangul(char32_t cp) noexcept { return unicode_script(cp) == unicode_script_hangul; }
+
+/// A character of a CJK script (Han, Hiragana, Katakana, Hangul, Bopomofo, or used only with kana):
+/// the scripts written without spaces between words.
+constexpr bool is_cjk_script(char32_t cp) noexcept { return unicode_script(cp) != unicode_script_none; }
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/unicode.hpp ----
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <initializer_list>
+#include <string_view>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// The per-class costs the estimator uses; see the header comment. All must be >= 0.
+struct EstimatorRatios {
+    // Defaults fitted against cl100k_base on Chinese and English sentences and prompts (see the
+    // header comment for the measured error); the o200k() preset refits the CJK-sensitive ones.
+    double cjk_ideograph = 1.15;
+    double kana_hangul = 1.0;
+    double letters_per_token = 10.0;  ///< letters a word holds before it costs another token (> 0)
+    double digits_per_token = 3.0;    ///< (> 0)
+    double punctuation = 0.6;
+    double whitespace_run = 0.5;
+    double other_byte = 0.5;
+
+    /// Ratios that approximate OpenAI's cl100k_base (GPT-4, GPT-3.5).
+    static constexpr EstimatorRatios cl100k() noexcept { return {}; }
+    /// Ratios that approximate OpenAI's o200k_base (GPT-4o): CJK text is much cheaper there.
+    static constexpr EstimatorRatios o200k() noexcept {
+        EstimatorRatios ratios;
+        ratios.cjk_ideograph = 0.8;
+        ratios.kana_hangul = 0.8;
+        ratios.punctuation = 0.5;
+        return ratios;
+    }
+};
+
+namespace detail {
+
+enum class CharClass : unsigned char { Letter, Digit, Punctuation, Space, Cjk, KanaHangul, Other };
+
+constexpr CharClass classify(char32_t cp) noexcept {
+    if (cp < 0x80U) {
+        if ((cp >= U'a' && cp <= U'z') || (cp >= U'A' && cp <= U'Z')) return CharClass::Letter;
+        if (cp >= U'0' && cp <= U'9') return CharClass::Digit;
+        if (cp == U' ' || cp == U'\t' || cp == U'\n' || cp == U'\r' || cp == U'\f' || cp == U'\v')
+            return CharClass::Space;
+        return CharClass::Punctuation;  // the remaining printable ASCII and control characters
+    }
+    if ((cp >= 0x00C0U && cp <= 0x024FU && cp != 0x00D7U && cp != 0x00F7U) ||  // Latin-1 and Latin Extended
+        (cp >= 0x0370U && cp <= 0x052FU))                                      // Greek, Cyrillic
+        return CharClass::Letter;
+    if (cp - unicode_han_run_first <= unicode_han_run_last - unicode_han_run_first) return CharClass::Cjk;  // common
+    if (cp == 0x3000U || cp == 0x00A0U) return CharClass::Space;  // ideographic and no-break space
+    // The CJK Symbols and Punctuation block and the full-width forms of ASCII and CJK punctuation
+    // (blocks, not scripts): mostly one token each, like ideographs.
+    if ((cp >= 0x3001U && cp <= 0x303FU) || (cp >= 0xFF01U && cp <= 0xFF65U)) return CharClass::Cjk;
+    const std::uint8_t entry = unicode_script_entry(cp);  // one table lookup for the rest
+    if (is_han_ideograph_entry(entry)) return CharClass::Cjk;
+    const auto script = static_cast<std::uint8_t>(entry & 7U);
+    if (is_kana_script(script) || script == unicode_script_hangul) return CharClass::KanaHangul;
+    return CharClass::Other;
+}
+
+/// classify() of every ASCII byte, so the common case is one table load.
+inline constexpr std::array<CharClass, 128> ascii_classes = [] {
+    std::array<CharClass, 128> table{};
+    for (char32_t c = 0; c < 128; ++c) table[c] = classify(c);
+    return table;
+}();
+
+}  // namespace detail
+
+/// A fast, vocabulary-free token estimate for mixed CJK and Latin text (see the header comment).
+class EstimatingTokenCounter {
+public:
+    constexpr EstimatingTokenCounter() noexcept = default;
+    /// Never throws: a divisor ratio that is not > 0 is clamped to 1, a price that is not >= 0 (or
+    /// NaN) to 0 (so the count stays monotone, see `TokenCounter` in token_counter.hpp).
+    constexpr explicit EstimatingTokenCounter(EstimatorRatios ratios) noexcept : ratios_(ratios) {
+        if (!(ratios_.letters_per_token > 0)) ratios_.letters_per_token = 1;
+        if (!(ratios_.digits_per_token > 0)) ratios_.digits_per_token = 1;
+        for (double* price : {&ratios_.cjk_ideograph, &ratios_.kana_hangul, &ratios_.punctuation,
+                              &ratios_.whitespace_run, &ratios_.other_byte})
+            if (!(*price >= 0)) *price = 0;
+    }
+
+    [[nodiscard]] constexpr const EstimatorRatios& ratios() const noexcept { return ratios_; }
+
+    /// A substring never costs more than the text it is taken from (see `TokenCounter`).
+    static constexpr bool monotone = true;
+
+    /// Estimated tokens in `text` (0 for empty text, at least 1 otherwise). Never throws; invalid
+    /// UTF-8 bytes are counted as `other_byte` each.
+    [[nodiscard]] std::size_t count(std::string_view text) const noexcept {
+        return scan(text, static_cast<std::size_t>(-1)).tokens;
+    }
+
+    /// The longest prefix of `text`, cut at a character boundary (an ill-formed byte counts as one
+    /// character), with `count(prefix) <= max_tokens`; all of `text` when `count(text) <= max_tokens`,
+    /// empty when not even the first character fits. Reads only the prefix and the character after
+    /// it. Never throws.
+    [[nodiscard]] std::string_view truncate(std::string_view text, std::size_t max_tokens) const noexcept {
+        return text.substr(0, scan(text, max_tokens).length);
+    }
+
+private:
+    struct ScanResult {
+        std::size_t length;  ///< bytes of the longest prefix that costs <= the limit
+        std::size_t tokens;  ///< count() of that prefix
+    };
+
+    /// count() of the prefix up to each character boundary, stopping before the first boundary whose
+    /// prefix costs more than `limit`. The running sum is formed exactly as for the whole text, so
+    /// the prefix's price here is bit for bit `count(prefix)`; count is monotone, so the first prefix
+    /// over the limit ends the search.
+    [[nodiscard]] ScanResult scan(std::string_view text, std::size_t limit) const noexcept {
+        // One pass. Letters, digits, punctuation and whitespace are priced per run, so the loop keeps
+        // the class and length of the run in progress and prices it when a character of another
+        // class ends it; every other class is priced per character. ASCII goes through a table.
+        const bool bounded = limit != static_cast<std::size_t>(-1);
+        const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+        double total = 0;
+        detail::CharClass run_class = detail::CharClass::Other;
+        std::size_t run_chars = 0;  // 0: no run in progress
+        std::size_t run_start = 0;
+        std::size_t pos = 0;
+        std::size_t fitted = 0;  // bounded: tokens of text[0, pos)
+        while (pos < text.size()) {
+            detail::CharClass cls;
+            std::size_t length = 1;
+            if (bytes[pos] < 0x80U) {
+                cls = detail::ascii_classes[bytes[pos]];
+            } else {
+                const ClassAt at = class_at(text, pos);
+                cls = at.cls;
+                length = at.length;
+            }
+            if (run_chars > 0 && cls == run_class) {
+                ++run_chars;
+            } else {
+                if (run_chars > 0) total += price_run(run_class, run_chars, bytes[run_start]);
+                run_chars = 0;
+                switch (cls) {
+                    case detail::CharClass::Letter:
+                    case detail::CharClass::Digit:
+                    case detail::CharClass::Punctuation:
+                    case detail::CharClass::Space:
+                        run_class = cls;
+                        run_chars = 1;
+                        run_start = pos;
+                        break;
+                    case detail::CharClass::Cjk: total += ratios_.cjk_ideograph; break;
+                    case detail::CharClass::KanaHangul: total += ratios_.kana_hangul; break;
+                    case detail::CharClass::Other: total += ratios_.other_byte * static_cast<double>(length); break;
+                }
+            }
+            if (bounded) {
+                const std::size_t tokens = finish(total, run_class, run_chars, bytes[run_start]);
+                if (tokens > limit) return {pos, fitted};  // monotone: no longer prefix fits either
+                fitted = tokens;
+            }
+            pos += length;
+        }
+        if (bounded || text.empty()) return {pos, fitted};
+        return {pos, finish(total, run_class, run_chars, run_chars > 0 ? bytes[run_start] : 0)};
+    }
+
+    /// count() of a non-empty text whose closed runs sum to `total` and whose open run is (cls, chars).
+    [[nodiscard]] std::size_t finish(double total, detail::CharClass cls, std::size_t chars,
+                                     unsigned char first_byte) const noexcept {
+        if (chars > 0) total += price_run(cls, chars, first_byte);
+        if (!(total < 1e18)) return static_cast<std::size_t>(1e18);  // absurd ratios: saturate, never UB
+        const auto tokens = static_cast<std::size_t>(std::ceil(total));
+        return std::max<std::size_t>(tokens, 1);  // called only for non-empty text
+    }
+
+    struct ClassAt {
+        detail::CharClass cls;
+        std::size_t length;
+    };
+
+    static constexpr ClassAt class_at(std::string_view text, std::size_t pos) noexcept {
+        const utf8::DecodeResult decoded = utf8::decode(text, pos);
+        if (decoded.status != utf8::DecodeStatus::Valid) return {detail::CharClass::Other, decoded.length};
+        return {detail::classify(decoded.code_point), decoded.length};
+    }
+
+    /// The price of a run of `chars` characters of one class; `first_byte` tells a lone space apart.
+    [[nodiscard]] double price_run(detail::CharClass cls, std::size_t chars, unsigned char first_byte) const noexcept {
+        const auto n = static_cast<double>(chars);
+        switch (cls) {
+            case detail::CharClass::Letter: return 1.0 + std::floor((n - 1.0) / ratios_.letters_per_token);
+            case detail::CharClass::Digit: return std::ceil(n / ratios_.digits_per_token);
+            case detail::CharClass::Punctuation: return std::max(1.0, ratios_.punctuation * n);
+            case detail::CharClass::Space: return chars == 1 && first_byte == ' ' ? 0.0 : ratios_.whitespace_run;
+            default: return 0.0;
+        }
+    }
+
+    EstimatorRatios ratios_{};
+};
+
+static_assert(TokenCounter<EstimatingTokenCounter>);
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/estimating_token_counter.hpp ----
+// ---- begin llmfast/streaming_generator.hpp ----
+// llmfast/streaming_generator.hpp — a C++20 coroutine generator: the shape of every token stream.
+//
+// `StreamingGenerator<Ref>` is what `std::generator` (C++23) is, for compilers that lack it (g++ 12):
+// a lazy, move-only `std::ranges::input_range` (and view) whose coroutine body `co_yield`s elements.
+//
+//     llmfast::StreamingGenerator<int> count_to(int n) {
+//         for (int i = 1; i <= n; ++i) co_yield i;
+//     }
+//     llmfast::StreamingGenerator<int> twice(int n) {
+//         co_yield llmfast::elements_of(count_to(n));        // a whole nested generator
+//         co_yield llmfast::elements_of(std::vector{7, 8});  // or any input range
+//     }
+//     for (int i : twice(3)) use(i);                         // 1 2 3 7 8
+//     auto evens = count_to(10) | std::views::filter([](int i) { return i % 2 == 0; });
+//
+// Element types (as std::generator): for a non-reference `Ref = T` the iterator's reference is `T&&`;
+// for a reference `Ref` (`const T&`, `T&`, `T&&`) it is `Ref` itself. Nothing is copied on the way
+// out: `co_yield` stores the address of the yielded object (a temporary lives until the coroutine is
+// resumed again). The single exception is `co_yield lvalue` into a `StreamingGenerator<T>`: the
+// consumer may move from a `T&&`, so the lvalue is copied once; use `StreamingGenerator<const T&>` to
+// hand out lvalues without copying.
+//
+// Lifetime: the coroutine frame belongs to the generator object and is destroyed in its destructor
+// (also when the consumer stops early), which destroys every local and every nested generator in
+// the body — RAII in the body (a lock, a stop_callback) ends when the consumer is done.
+//
+// Exceptions: an exception leaving the coroutine body (or a nested generator, when the enclosing body
+// does not catch it at its `co_yield elements_of(...)`) propagates out of `begin()` or `++it`, after
+// which the generator is finished (`it == end()`).
+//
+// Thread-safety: none; a generator is used by one thread at a time (it may be moved between threads
+// while suspended). `begin()` may be called once. llmfast itself throws nothing here; the
+// coroutine body's exceptions are rethrown as they are.
+
+
+#include <coroutine>
+#include <cstddef>
+#include <exception>
+#include <iterator>
+#include <memory>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// Wraps a range to be yielded element by element by `co_yield elements_of(range)` (the C++23
+/// `std::ranges::elements_of`). Yielding a `StreamingGenerator` of the same type transfers control
+/// into it directly (symmetric transfer, no per-element overhead); any other input range is iterated.
+template <class Range>
+struct elements_of {
+    constexpr explicit elements_of(Range&& r) noexcept : range(std::forward<Range>(r)) {}
+    Range range;  // a reference (see the deduction guide): the range lives in the co_yield expression
+};
+template <class Range>
+elements_of(Range&&) -> elements_of<Range&&>;
+
+template <class Ref>
+class StreamingGenerator;
+
+namespace detail {
+template <class T>
+struct is_streaming_generator : std::false_type {};
+template <class Ref>
+struct is_streaming_generator<StreamingGenerator<Ref>> : std::true_type {};
+}  // namespace detail
+
+template <class Ref>
+class StreamingGenerator : public std::ranges::view_interface<StreamingGenerator<Ref>> {
+public:
+    using value_type = std::remove_cvref_t<Ref>;
+    using reference = std::conditional_t<std::is_reference_v<Ref>, Ref, Ref&&>;
+    using yielded = reference;  // always a reference type
+
+    static_assert(!std::is_void_v<Ref> && std::is_object_v<value_type>,
+                  "llmfast::StreamingGenerator<Ref>: Ref must be an object type or a reference to one");
+
+    class promise_type;
+    using handle_type = std::coroutine_handle<promise_type>;
+
+    class promise_type {
+    public:
+        StreamingGenerator get_return_object() noexcept {
+            return StreamingGenerator(handle_type::from_promise(*this));
+        }
+        std::suspend_always initial_suspend() const noexcept { return {}; }
+
+        struct FinalAwaiter {
+            bool await_ready() const noexcept { return false; }
+            std::coroutine_handle<> await_suspend(handle_type self) noexcept {
+                promise_type& promise = self.promise();
+                if (promise.parent_) {  // a nested generator ended: continue its parent
+                    promise.root_->active_ = promise.parent_;
+                    return promise.parent_;
+                }
+                return std::noop_coroutine();  // the root ended: back to the iterator
+            }
+            void await_resume() const noexcept {}
+        };
+        FinalAwaiter final_suspend() noexcept { return {}; }
+
+        /// `co_yield value`: no copy, the consumer reads the object through its address.
+        std::suspend_always yield_value(yielded value) noexcept {
+            root_->value_ = std::addressof(value);
+            return {};
+        }
+
+        /// `co_yield lvalue` where the consumer gets `T&&`: copy it once into the awaiter, which lives
+        /// in the frame until the next resumption.
+        struct CopyAwaiter {
+            value_type value;
+            promise_type* root;
+            bool await_ready() const noexcept { return false; }
+            void await_suspend(std::coroutine_handle<>) noexcept { root->value_ = std::addressof(value); }
+            void await_resume() const noexcept {}
+        };
+        CopyAwaiter yield_value(const std::remove_reference_t<yielded>& lvalue)
+            requires std::is_rvalue_reference_v<yielded> &&
+                     std::constructible_from<value_type, const std::remove_reference_t<yielded>&>
+        {
+            return CopyAwaiter{value_type(lvalue), root_};
+        }
+
+        /// `co_yield elements_of(generator)`: run the nested generator's frame in place of ours until
+        /// it ends; its elements go straight to our consumer.
+        struct NestedAwaiter {
+            StreamingGenerator nested;
+            bool await_ready() const noexcept { return !nested.handle_; }
+            std::coroutine_handle<> await_suspend(handle_type parent) noexcept {
+                promise_type& child = nested.handle_.promise();
+                promise_type& parent_promise = parent.promise();
+                child.root_ = parent_promise.root_;
+                child.parent_ = parent;
+                parent_promise.root_->active_ = nested.handle_;
+                return nested.handle_;
+            }
+            void await_resume() {
+                if (nested.handle_ && nested.handle_.promise().exception_) {
+                    std::rethrow_exception(std::exchange(nested.handle_.promise().exception_, nullptr));
+                }
+            }
+        };
+        // Only an rvalue generator is taken over; an lvalue one is iterated as a range (the caller
+        // keeps it, as with std::generator).
+        template <class R>
+            requires std::same_as<std::remove_cvref_t<R>, StreamingGenerator> && (!std::is_lvalue_reference_v<R>)
+        NestedAwaiter yield_value(elements_of<R> nested) noexcept {
+            return NestedAwaiter{std::move(nested.range)};
+        }
+
+        /// `co_yield elements_of(range)` for any other input range: yields each element in turn.
+        template <class R>
+            requires((!std::same_as<std::remove_cvref_t<R>, StreamingGenerator> || std::is_lvalue_reference_v<R>) &&
+                     std::ranges::input_range<std::remove_cvref_t<R>>)
+        NestedAwaiter yield_value(elements_of<R> nested) {
+            auto each = [](std::ranges::iterator_t<std::remove_reference_t<R>> it,
+                           std::ranges::sentinel_t<std::remove_reference_t<R>> end) -> StreamingGenerator {
+                for (; it != end; ++it) co_yield *it;
+            };
+            auto& range = nested.range;
+            return NestedAwaiter{each(std::ranges::begin(range), std::ranges::end(range))};
+        }
+
+        void await_transform() = delete;  // a generator body must not co_await
+        void return_void() const noexcept {}
+
+        // Stored, not rethrown here: the root's iterator rethrows it after resume() returns, and a
+        // nested generator's parent rethrows it at its co_yield (so the parent body may catch it).
+        void unhandled_exception() noexcept { exception_ = std::current_exception(); }
+
+    private:
+        friend class StreamingGenerator;
+        std::add_pointer_t<yielded> value_ = nullptr;  // root only: the current element
+        std::exception_ptr exception_;
+        promise_type* root_ = this;           // the outermost generator's promise
+        handle_type parent_;                  // nested only: whom to continue when we end
+        handle_type active_ = handle_type::from_promise(*this);  // root only: the innermost running frame
+    };
+
+    /// The generator's iterator: move-only, single pass.
+    class iterator {
+    public:
+        using value_type = StreamingGenerator::value_type;
+        using difference_type = std::ptrdiff_t;
+
+        iterator(iterator&& other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+        iterator& operator=(iterator&& other) noexcept {
+            handle_ = std::exchange(other.handle_, nullptr);
+            return *this;
+        }
+
+        /// The current element. Precondition: `*this != end()`.
+        reference operator*() const noexcept { return static_cast<reference>(*handle_.promise().value_); }
+
+        /// Runs the body to the next `co_yield` (or its end); rethrows what the body threw.
+        iterator& operator++() {
+            resume(handle_);
+            return *this;
+        }
+        void operator++(int) { ++*this; }
+
+        friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept {
+            return !it.handle_ || it.handle_.done();
+        }
+
+    private:
+        friend class StreamingGenerator;
+        explicit iterator(handle_type handle) noexcept : handle_(handle) {}
+        handle_type handle_;
+    };
+
+    StreamingGenerator() noexcept = default;
+    StreamingGenerator(StreamingGenerator&& other) noexcept
+        : handle_(std::exchange(other.handle_, nullptr)), started_(std::exchange(other.started_, false)) {}
+    StreamingGenerator& operator=(StreamingGenerator other) noexcept {
+        std::swap(handle_, other.handle_);
+        std::swap(started_, other.started_);
+        return *this;
+    }
+    ~StreamingGenerator() {
+        if (handle_) handle_.destroy();
+    }
+
+    /// Starts the body and runs it to its first `co_yield`. Call once; rethrows what the body threw.
+    iterator begin() {
+        if (handle_ && !started_) {
+            started_ = true;
+            resume(handle_);
+        }
+        return iterator(handle_);
+    }
+    std::default_sentinel_t end() const noexcept { return {}; }
+
+private:
+    explicit StreamingGenerator(handle_type handle) noexcept : handle_(handle) {}
+
+    // Invariant: `root` is suspended (initially or at a co_yield of some frame in its nest);
+    // `active_` is the innermost frame, which is what must run next.
+    static void resume(handle_type root) {
+        promise_type& promise = root.promise();
+        promise.active_.resume();
+        if (promise.exception_) std::rethrow_exception(std::exchange(promise.exception_, nullptr));
+    }
+
+    handle_type handle_;
+    bool started_ = false;
+};
+
+// What the design promises, checked where it is defined.
+static_assert(std::ranges::input_range<StreamingGenerator<int>>);
+static_assert(std::ranges::view<StreamingGenerator<int>>);
+static_assert(std::movable<StreamingGenerator<int>> && !std::copyable<StreamingGenerator<int>>);
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/streaming_generator.hpp ----
+// ---- begin llmfast/stream.hpp ----
+// llmfast/stream.hpp — moving tokens from a model thread to a connection: a bounded channel with
+// backpressure and cancellation, deadline/idle-timeout adaptors, UTF-8-safe chunking and a per-stream
+// timing recorder.
+//
+//     llmfast::TokenChannel<std::string> channel({.capacity = 256});
+//     std::jthread model([&] {                                   // the producer (the model)
+//         for (std::string token : generate(prompt)) {
+//             if (channel.push(std::move(token)) != llmfast::StreamStatus::Ok) return;  // consumer gone
+//         }
+//         channel.close();                                       // or channel.close(std::current_exception())
+//     });
+//     // (or: auto model = llmfast::spawn_producer(channel, [&](std::stop_token s) { return generate(prompt, s); });)
+//     // The consumer (the connection): an overall deadline and an inter-token idle timeout.
+//     llmfast::TimedReceiver receiver(channel, {.total = 30s, .idle = 2s});
+//     llmfast::StreamRecorder recorder;
+//     for (auto&& event : receiver.events()) {
+//         if (event.status != llmfast::StreamStatus::Ok) { send_end(event.status); break; }
+//         recorder.record_token();
+//         send(*event.value);
+//     }
+//     // Or whole code points only, with exceptions for timeouts:
+//     for (std::string_view text : llmfast::utf8_chunks(receiver.values())) send(text);
+//
+// Cancellation: the channel owns a `std::stop_source`. `cancel()` (the consumer went away, a timeout
+// fired, a `TimedReceiver` or a `stream()` generator was dropped before the end) requests stop:
+// the producer sees `stop_token().stop_requested()`, a blocked or later `push` returns `Cancelled`,
+// queued items are discarded. A producer that waits on something else can register a
+// `std::stop_callback` on `stop_token()`.
+//
+// Thread-safety: `TokenChannel` is fully thread-safe (any number of producers and consumers, though
+// one of each is the intended use). `TimedReceiver`, `StreamRecorder` and the generators are owned by
+// one consumer thread.
+//
+// Clocks: `TimedReceiver` and `StreamRecorder` read time from a clock type `C` (default `SteadyClock`)
+// held as a `ClockRef<C>`; inject one as the first constructor argument, e.g. in a test
+// `llmfast::TimedReceiver receiver(manual_clock, channel, {.idle = 2s});`.
+//
+// Errors: `TokenChannelOptions` and `StreamTimeouts` with zero or negative values throw
+// `Error(InvalidArgument)` from the constructor that validates them. Hot-path calls return a
+// `StreamStatus`, never throw (except what moving a T throws). The generator views throw: `stream()`
+// and `TimedReceiver::values()` rethrow the producer's `close(error)` exception and throw
+// `Error(Cancelled)`, `Error(DeadlineExceeded)` or `Error(IdleTimeout)` for the other ends.
+
+
+// ---- begin llmfast/detail/percentile.hpp ----
+// llmfast/detail/percentile.hpp — internal: the one percentile definition (nearest rank) and the one
+// log-linear histogram, used by the batcher's queue-wait figures, StreamRecorder's inter-token gaps,
+// the benchmarks and the demo.
+//
+// Nearest rank: the p-th percentile (0..100) of n samples is the smallest sample with at least p % of
+// the samples <= it, i.e. the ceil(p / 100 * n)-th smallest (the first for p = 0). `nearest_rank`
+// reads it from a sorted span; `LogHistogram::percentile` uses the same rank over its buckets.
+//
+//     std::vector<double> v = ...; std::sort(v.begin(), v.end());
+//     double p99 = llmfast::detail::nearest_rank(std::span<const double>(v), 99);
+//
+// Thread-safety: none (LogHistogram is updated under its owner's mutex). Errors: nothing throws.
+
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <type_traits>
+
+LLMFAST_BEGIN_NAMESPACE
+
+namespace detail {
+
+/// The 0-based index of the nearest-rank p-th percentile (p clamped to 0..100) among n > 0 samples.
+[[nodiscard]] inline std::size_t nearest_rank_index(double p, std::size_t n) noexcept {
+    const double clamped = p >= 0 ? (p <= 100 ? p : 100.0) : 0.0;  // NaN -> 0
+    const auto rank = static_cast<std::size_t>(std::ceil(clamped / 100.0 * static_cast<double>(n)));
+    return rank == 0 ? 0 : std::min(rank, n) - 1;
+}
+
+/// The nearest-rank p-th percentile (0..100) of `sorted` (ascending); a value-initialized T when empty.
+template <class T>
+[[nodiscard]] T nearest_rank(std::span<const T> sorted, double p) noexcept(std::is_nothrow_copy_constructible_v<T>) {
+    if (sorted.empty()) return T{};
+    return sorted[nearest_rank_index(p, sorted.size())];
+}
+
+/// Log-linear histogram of non-negative 64-bit values (nanoseconds, say): exact below 16, then 8
+/// sub-buckets per power of two, so a percentile is at most 12.5% above the true sample. Fixed size
+/// (496 counters), no allocation. Not synchronised.
+class LogHistogram {
+public:
+    /// Records one value; negative values count as 0.
+    void record(std::int64_t value) noexcept {
+        const std::uint64_t v = value > 0 ? static_cast<std::uint64_t>(value) : 0U;
+        ++counts_[bucket(v)];
+        ++total_;
+        max_ = std::max(max_, v);
+    }
+    [[nodiscard]] std::uint64_t total() const noexcept { return total_; }
+    [[nodiscard]] std::uint64_t max() const noexcept { return max_; }
+    /// The upper bound of the bucket holding the nearest-rank p-th percentile (0..100), capped at the
+    /// largest value recorded; 0 when empty.
+    [[nodiscard]] std::uint64_t percentile(double p) const noexcept {
+        if (total_ == 0) return 0;
+        const std::uint64_t rank = nearest_rank_index(p, static_cast<std::size_t>(total_)) + 1;
+        std::uint64_t seen = 0;
+        for (std::size_t b = 0; b < counts_.size(); ++b) {
+            seen += counts_[b];
+            if (seen >= rank) return std::min(upper(b), max_);
+        }
+        return max_;
+    }
+
+private:
+    static constexpr std::size_t sub_bits = 3;
+    static constexpr std::size_t buckets = 16 + (64 - 4) * 8;
+
+    static std::size_t bucket(std::uint64_t v) noexcept {
+        if (v < 16) return static_cast<std::size_t>(v);
+        const auto exponent = static_cast<std::size_t>(63 - std::countl_zero(v));  // >= 4
+        const auto sub = static_cast<std::size_t>((v >> (exponent - sub_bits)) & 7U);
+        return 16 + (exponent - 4) * 8 + sub;
+    }
+    static std::uint64_t upper(std::size_t b) noexcept {
+        if (b < 16) return b;
+        const std::size_t exponent = (b - 16) / 8 + 4;
+        const std::size_t sub = (b - 16) % 8;
+        const std::uint64_t base = std::uint64_t{1} << exponent;
+        const std::uint64_t step = base >> sub_bits;
+        return base + step * (sub + 1) - 1;
+    }
+
+    std::array<std::uint64_t, buckets> counts_{};
+    std::uint64_t total_ = 0;
+    std::uint64_t max_ = 0;
+};
+
+}  // namespace detail
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/percentile.hpp ----
+// ---- begin llmfast/detail/ring_buffer.hpp ----
+// llmfast/detail/ring_buffer.hpp — internal: the one growable FIFO ring buffer, used by the batcher's
+// priority levels and by TokenChannel's buffer.
+//
+// It grows geometrically (doubling, from 16 slots) up to an optional `max_capacity` and never shrinks,
+// so a queue in steady state allocates nothing (std::deque allocates and frees a block every few
+// elements, and the batcher would do that under its mutex). Slots are raw storage: an element exists
+// only while it is queued (no std::optional per slot, no default construction of T).
+//
+// Thread-safety: none (the owners guard it with their mutex). Errors: push_back / reserve propagate
+// std::bad_alloc and what moving (or copying, when its move may throw) a T throws; then the buffer is
+// unchanged (strong guarantee) unless T's move may throw and T cannot be copied.
+
+
+#include <cstddef>
+#include <limits>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+LLMFAST_BEGIN_NAMESPACE
+
+namespace detail {
+
+template <class T>
+class RingBuffer {
+public:
+    /// Grows up to `max_capacity` slots (the owner keeps the size below it; push_back past it still grows).
+    RingBuffer() noexcept = default;
+    explicit RingBuffer(std::size_t max_capacity) noexcept : max_capacity_(max_capacity == 0 ? 1 : max_capacity) {}
+    RingBuffer(const RingBuffer&) = delete;
+    RingBuffer& operator=(const RingBuffer&) = delete;
+    RingBuffer(RingBuffer&& other) noexcept
+        : data_(std::exchange(other.data_, nullptr)), capacity_(std::exchange(other.capacity_, 0)),
+          head_(std::exchange(other.head_, 0)), size_(std::exchange(other.size_, 0)),
+          max_capacity_(other.max_capacity_) {}
+    RingBuffer& operator=(RingBuffer&&) = delete;
+    ~RingBuffer() {
+        clear();
+        std::allocator<T>().deallocate(data_, capacity_);
+    }
+
+    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    /// Slots allocated now.
+    [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+    [[nodiscard]] T& front() noexcept { return data_[head_]; }
+    [[nodiscard]] const T& front() const noexcept { return data_[head_]; }
+    /// The i-th queued element (0 = front), i < size().
+    [[nodiscard]] T& operator[](std::size_t i) noexcept { return data_[slot(i)]; }
+    [[nodiscard]] const T& operator[](std::size_t i) const noexcept { return data_[slot(i)]; }
+
+    /// Allocates room for `capacity` elements now (capped at max_capacity), so later pushes up to
+    /// that size do not allocate.
+    void reserve(std::size_t capacity) {
+        if (capacity > max_capacity_) capacity = max_capacity_;
+        if (capacity > capacity_) reallocate(capacity);
+    }
+
+    void push_back(T&& value) {
+        if (size_ == capacity_) grow();
+        ::new (static_cast<void*>(data_ + slot(size_))) T(std::move(value));
+        ++size_;
+    }
+    template <class... Args>
+    T& emplace_back(Args&&... args) {
+        if (size_ == capacity_) grow();
+        T* at = ::new (static_cast<void*>(data_ + slot(size_))) T(std::forward<Args>(args)...);
+        ++size_;
+        return *at;
+    }
+    /// Destroys the front element (size() > 0).
+    void pop_front() noexcept {
+        data_[head_].~T();
+        if (++head_ == capacity_) head_ = 0;
+        --size_;
+    }
+    /// Moves the front element out and removes it (size() > 0).
+    [[nodiscard]] T take_front() noexcept(std::is_nothrow_move_constructible_v<T>) {
+        T value(std::move(data_[head_]));
+        pop_front();
+        return value;
+    }
+    /// Destroys every element; keeps the storage.
+    void clear() noexcept {
+        while (size_ > 0) pop_front();
+        head_ = 0;
+    }
+
+private:
+    // The physical slot of the i-th element (i <= size_ < capacity_ or i < size_): one compare, no
+    // modulo, whatever the capacity (the channel's limit need not be a power of two).
+    [[nodiscard]] std::size_t slot(std::size_t i) const noexcept {
+        const std::size_t at = head_ + i;
+        return at >= capacity_ ? at - capacity_ : at;
+    }
+
+    void grow() {
+        std::size_t capacity = capacity_ == 0 ? initial_capacity : (capacity_ > max_capacity_ / 2 ? max_capacity_ : capacity_ * 2);
+        if (capacity > max_capacity_) capacity = max_capacity_;
+        if (capacity <= capacity_) capacity = capacity_ + 1;  // pushed past max_capacity: still correct
+        reallocate(capacity);
+    }
+
+    void reallocate(std::size_t capacity) {
+        T* data = std::allocator<T>().allocate(capacity);
+        std::size_t moved = 0;
+        try {
+            for (; moved < size_; ++moved) ::new (static_cast<void*>(data + moved)) T(std::move_if_noexcept((*this)[moved]));
+        } catch (...) {
+            for (std::size_t i = 0; i < moved; ++i) data[i].~T();
+            std::allocator<T>().deallocate(data, capacity);
+            throw;
+        }
+        for (std::size_t i = 0; i < size_; ++i) (*this)[i].~T();
+        std::allocator<T>().deallocate(data_, capacity_);
+        data_ = data;
+        capacity_ = capacity;
+        head_ = 0;
+    }
+
+    static constexpr std::size_t initial_capacity = 16;
+
+    T* data_ = nullptr;
+    std::size_t capacity_ = 0;
+    std::size_t head_ = 0;
+    std::size_t size_ = 0;
+    std::size_t max_capacity_ = std::numeric_limits<std::size_t>::max();
+};
+
+}  // namespace detail
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/ring_buffer.hpp ----
+// ---- begin llmfast/detail/saturating.hpp ----
+// llmfast/detail/saturating.hpp — internal: saturating arithmetic on time points, durations and sizes,
+// the one copy every component uses (deadlines from timeouts, "no limit" durations, summed sizes).
+//
+// `saturating_add(point, by)` is `point + by` clamped to the time point's range in both directions: a
+// sum past the top gives TimePoint::max() (so `duration::max()` means "no limit"), one past the bottom
+// TimePoint::min() (a hugely negative timeout is a deadline already passed). It is exact integer
+// arithmetic for any integer `by` in any units (hours into a nanosecond clock, nanoseconds into a
+// picosecond one, seconds into a clock with a 1/3 s tick): `by` is converted to the time point's units
+// rounding toward zero, as `duration_cast` does, without ever overflowing. A floating-point `by` is
+// truncated the same way; a NaN adds nothing. `saturating_add(duration, duration)` does the same for
+// durations. `deadline_after(now, timeout)` is the name to use for "the deadline `timeout` from now".
+//
+// Thread-safety: pure functions. Errors: nothing here throws.
+
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <ratio>
+#include <type_traits>
+
+LLMFAST_BEGIN_NAMESPACE
+
+namespace detail {
+
+/// `a + b` for sizes, SIZE_MAX instead of wrapping around.
+[[nodiscard]] constexpr std::size_t add_sat(std::size_t a, std::size_t b) noexcept {
+    return a > std::numeric_limits<std::size_t>::max() - b ? std::numeric_limits<std::size_t>::max() : a + b;
+}
+
+/// floor(a * b / c) for a < c (so the result is below b): exact, through a 128-bit product built from
+/// 32-bit halves and a bitwise long division. Only for unit ratios whose product overflows 64 bits.
+[[nodiscard]] constexpr std::uint64_t saturating_mul_div_small(std::uint64_t a, std::uint64_t b, std::uint64_t c) noexcept {
+    const std::uint64_t mask = 0xFFFFFFFFU;
+    const std::uint64_t a_lo = a & mask, a_hi = a >> 32, b_lo = b & mask, b_hi = b >> 32;
+    const std::uint64_t lo_lo = a_lo * b_lo, hi_lo = a_hi * b_lo, lo_hi = a_lo * b_hi, hi_hi = a_hi * b_hi;
+    const std::uint64_t mid = (lo_lo >> 32) + (hi_lo & mask) + (lo_hi & mask);
+    const std::uint64_t low = (mid << 32) | (lo_lo & mask);
+    const std::uint64_t high = hi_hi + (hi_lo >> 32) + (lo_hi >> 32) + (mid >> 32);
+    std::uint64_t quotient = 0, remainder = 0;
+    for (int bit = 127; bit >= 0; --bit) {
+        const bool carry = (remainder >> 63) != 0;
+        remainder = (remainder << 1) | ((bit >= 64 ? high >> (bit - 64) : low >> bit) & 1U);
+        quotient <<= 1;
+        if (carry || remainder >= c) {
+            remainder -= c;
+            quotient |= 1U;
+        }
+    }
+    return quotient;
+}
+
+/// |count| of a duration in units of `To` (Ratio = From::period / To::period), rounded toward zero.
+/// Sets `overflow` when the magnitude is 2^64 or more (then no 64-bit time point can hold the sum).
+template <class Ratio>
+[[nodiscard]] constexpr std::uint64_t saturating_scale(std::uint64_t magnitude, bool& overflow) noexcept {
+    constexpr auto num = static_cast<std::uint64_t>(Ratio::num);
+    constexpr auto den = static_cast<std::uint64_t>(Ratio::den);
+    constexpr std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
+    const std::uint64_t whole = magnitude / den;
+    const std::uint64_t rest = magnitude % den;
+    if (whole > max / num) {
+        overflow = true;
+        return max;
+    }
+    std::uint64_t fraction = 0;  // floor(rest * num / den) < num
+    if constexpr (den == 1) {
+        (void)rest;
+    } else if constexpr (num <= max / (den - 1)) {
+        fraction = rest * num / den;  // rest < den: no overflow
+    } else {
+        fraction = saturating_mul_div_small(rest, num, den);
+    }
+    const std::uint64_t scaled = whole * num;
+    if (scaled > max - fraction) {
+        overflow = true;
+        return max;
+    }
+    return scaled + fraction;
+}
+
+/// `count + (negative ? -magnitude : magnitude)` clamped to [lo, hi] (lo <= count <= hi), exactly.
+[[nodiscard]] constexpr std::int64_t saturating_offset(std::int64_t count, bool negative, std::uint64_t magnitude,
+                                                       bool overflow, std::int64_t lo, std::int64_t hi) noexcept {
+    // Differences of two int64 values fit in uint64; unsigned arithmetic wraps, and converting back
+    // to int64 is modular (C++20), so in-range results are exact.
+    if (negative) {
+        const std::uint64_t room = static_cast<std::uint64_t>(count) - static_cast<std::uint64_t>(lo);
+        if (overflow || magnitude > room) return lo;
+        return static_cast<std::int64_t>(static_cast<std::uint64_t>(count) - magnitude);
+    }
+    const std::uint64_t room = static_cast<std::uint64_t>(hi) - static_cast<std::uint64_t>(count);
+    if (overflow || magnitude > room) return hi;
+    return static_cast<std::int64_t>(static_cast<std::uint64_t>(count) + magnitude);
+}
+
+/// `base + by` for durations, clamped to To's range both ways (see the file comment).
+template <class Rep, class Period, class ByRep, class ByPeriod>
+[[nodiscard]] constexpr std::chrono::duration<Rep, Period> saturating_add(
+    std::chrono::duration<Rep, Period> base, std::chrono::duration<ByRep, ByPeriod> by) noexcept {
+    using To = std::chrono::duration<Rep, Period>;
+    if constexpr (std::is_floating_point_v<Rep>) {
+        if (by != by) return base;  // NaN adds nothing
+        return base + std::chrono::duration_cast<To>(by);
+    } else {
+        static_assert(std::is_signed_v<Rep> && sizeof(Rep) <= sizeof(std::int64_t),
+                      "llmfast::detail::saturating_add: the target duration needs a signed integer rep of at most 64 bits");
+        using Ratio = std::ratio_divide<ByPeriod, Period>;
+        constexpr auto lo = static_cast<std::int64_t>(To::min().count());
+        constexpr auto hi = static_cast<std::int64_t>(To::max().count());
+        bool negative = false;
+        bool overflow = false;
+        std::uint64_t magnitude = 0;
+        if constexpr (std::is_floating_point_v<ByRep>) {
+            // Floating point: convert in double (to the target units), then truncate toward zero.
+            const double value = std::chrono::duration<double, Period>(by).count();
+            if (value != value) return base;  // NaN adds nothing
+            negative = value < 0;
+            const double abs = negative ? -value : value;
+            constexpr double two_to_64 = 18446744073709551616.0;
+            if (abs >= two_to_64) {
+                overflow = true;
+            } else {
+                magnitude = static_cast<std::uint64_t>(abs);
+            }
+        } else {
+            static_assert(sizeof(ByRep) <= sizeof(std::uint64_t),
+                          "llmfast::detail::saturating_add: durations up to 64-bit counts are supported");
+            const ByRep count = by.count();
+            if constexpr (std::is_signed_v<ByRep>) {
+                negative = count < 0;
+                // |INT64_MIN| as uint64 without overflow: negate in unsigned arithmetic.
+                magnitude = negative ? std::uint64_t{0} - static_cast<std::uint64_t>(count) : static_cast<std::uint64_t>(count);
+            } else {
+                magnitude = static_cast<std::uint64_t>(count);
+            }
+            magnitude = saturating_scale<Ratio>(magnitude, overflow);
+        }
+        return To(static_cast<Rep>(
+            saturating_offset(static_cast<std::int64_t>(base.count()), negative, magnitude, overflow, lo, hi)));
+    }
+}
+
+/// `point + by`, clamped to TimePoint::min() / max() both ways (see the file comment).
+template <class Clock, class Duration, class ByRep, class ByPeriod>
+[[nodiscard]] constexpr std::chrono::time_point<Clock, Duration> saturating_add(
+    std::chrono::time_point<Clock, Duration> point, std::chrono::duration<ByRep, ByPeriod> by) noexcept {
+    return std::chrono::time_point<Clock, Duration>(saturating_add(point.time_since_epoch(), by));
+}
+
+/// The deadline `timeout` after `now`: `duration::max()` never expires, a negative timeout has passed.
+template <class TimePoint, class Rep, class Period>
+[[nodiscard]] constexpr TimePoint deadline_after(TimePoint now, std::chrono::duration<Rep, Period> timeout) noexcept {
+    return saturating_add(now, timeout);
+}
+
+}  // namespace detail
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/saturating.hpp ----
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// The outcome of a channel or receiver operation. Only `Ok` carries an item (or accepted one).
+enum class StreamStatus : std::uint8_t {
+    Ok,                ///< push: accepted. pop: `value` holds the next item.
+    Closed,            ///< the producer closed the channel and every item was delivered: the normal end
+    Failed,            ///< the producer closed with an error (`Received::error`), after the queued items
+    Cancelled,         ///< `cancel()`ed: the consumer went away (or a timeout fired); nothing more flows
+    Timeout,           ///< a bounded wait (`*_for`, `*_until`, `try_*`) ran out; the channel is still open
+    DeadlineExceeded,  ///< `TimedReceiver`: the overall deadline passed; the producer was told to stop
+    IdleTimeout,       ///< `TimedReceiver`: no item within the idle timeout; the producer was told to stop
+};
+
+constexpr std::string_view to_string(StreamStatus status) noexcept {
+    switch (status) {
+        case StreamStatus::Ok: return "Ok";
+        case StreamStatus::Closed: return "Closed";
+        case StreamStatus::Failed: return "Failed";
+        case StreamStatus::Cancelled: return "Cancelled";
+        case StreamStatus::Timeout: return "Timeout";
+        case StreamStatus::DeadlineExceeded: return "DeadlineExceeded";
+        case StreamStatus::IdleTimeout: return "IdleTimeout";
+    }
+    return "Unknown";
+}
+
+/// The `ErrorCode` a status maps to when it is turned into an exception (`Failed` -> HandlerFailed).
+constexpr ErrorCode to_error_code(StreamStatus status) noexcept {
+    switch (status) {
+        case StreamStatus::Ok: return ErrorCode::Ok;
+        case StreamStatus::Closed: return ErrorCode::Closed;
+        case StreamStatus::Failed: return ErrorCode::HandlerFailed;
+        case StreamStatus::Cancelled: return ErrorCode::Cancelled;
+        case StreamStatus::Timeout: return ErrorCode::DeadlineExceeded;
+        case StreamStatus::DeadlineExceeded: return ErrorCode::DeadlineExceeded;
+        case StreamStatus::IdleTimeout: return ErrorCode::IdleTimeout;
+    }
+    return ErrorCode::InvalidArgument;
+}
+
+/// What a pop returns: a status, the item when `status == Ok`, the producer's error when `Failed`.
+template <class T>
+struct Received {
+    StreamStatus status = StreamStatus::Closed;
+    std::optional<T> value;
+    std::exception_ptr error;  ///< set only for `Failed`
+
+    explicit operator bool() const noexcept { return status == StreamStatus::Ok; }
+    /// True for every status after which nothing more will arrive.
+    [[nodiscard]] bool is_end() const noexcept { return status != StreamStatus::Ok && status != StreamStatus::Timeout; }
+};
+
+struct TokenChannelOptions {
+    std::size_t capacity = 1024;  ///< items buffered before `push` blocks (backpressure); > 0
+};
+
+/// A bounded, blocking, cancellable FIFO from a producer thread (the model) to a consumer (the
+/// connection). Mutex + two condition variables; a side only notifies the other when it waits, and a
+/// blocked producer is woken only once half the capacity is free again, so a fast pair exchanges
+/// items in batches without a futex call per item.
+///
+/// Thread-safety: fully thread-safe. Not clocked: its timed waits are on std::chrono::steady_clock
+/// (a condition variable can wait on nothing else); `TimedReceiver` adds an injectable clock on top.
+template <class T>
+class TokenChannel {
+    static_assert(std::movable<T>, "llmfast::TokenChannel<T>: T must be movable (std::movable<T>): items are moved "
+                                   "into the channel and out to the consumer");
+
+public:
+    using clock = std::chrono::steady_clock;
+    using Options = TokenChannelOptions;
+
+    /// Throws Error(InvalidArgument) when `options.capacity` is 0.
+    explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity), ring_(options.capacity) {
+        if (options.capacity == 0)
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TokenChannelOptions::capacity must be >= 1 (got {})", options.capacity));
+        ring_.reserve(std::min(capacity_, initial_ring));
+        producer_wake_free_ = std::max<std::size_t>(1, capacity_ / 2);
+    }
+    TokenChannel(const TokenChannel&) = delete;
+    TokenChannel& operator=(const TokenChannel&) = delete;
+    ~TokenChannel() = default;
+
+    // ---- producer side ----
+
+    /// Enqueues `value`, blocking while the channel is full (backpressure). Returns Ok, or Closed /
+    /// Cancelled without enqueuing; `value` is moved from only on Ok.
+    StreamStatus push(T&& value) { return push_impl(value, nullptr); }
+    StreamStatus push(const T& value)
+        requires std::copy_constructible<T>
+    {
+        T copy(value);
+        return push_impl(copy, nullptr);
+    }
+    /// As `push`, but gives up at `deadline` with `Timeout`. `push_for`: a zero, negative or
+    /// `min()` timeout does not wait (as `try_push`); `max()` waits without a limit in practice.
+    StreamStatus push_until(T&& value, clock::time_point deadline) { return push_impl(value, &deadline); }
+    template <class Rep, class Period>
+    StreamStatus push_for(T&& value, std::chrono::duration<Rep, Period> timeout) {
+        return push_until(std::move(value), detail::deadline_after(clock::now(), timeout));
+    }
+    /// Never blocks: `Timeout` when full.
+    StreamStatus try_push(T&& value) {
+        const clock::time_point past{};
+        return push_impl(value, &past);
+    }
+
+    /// Ends the stream normally: the consumer receives the queued items, then `Closed`. Idempotent;
+    /// later pushes return `Closed`.
+    void close() noexcept { close_impl(nullptr); }
+    /// Ends the stream with an error: the consumer receives the queued items, then `Failed` with it.
+    void close(std::exception_ptr error) noexcept { close_impl(std::move(error)); }
+
+    /// Fires when the consumer cancelled (disconnect, timeout). The producer polls it or registers a
+    /// `std::stop_callback`.
+    [[nodiscard]] std::stop_token stop_token() const noexcept { return stop_.get_token(); }
+    [[nodiscard]] bool stop_requested() const noexcept { return stop_.stop_requested(); }
+
+    // ---- consumer side ----
+
+    /// Waits for the next item. Returns Ok with the item, or Closed, Failed, Cancelled.
+    Received<T> pop() { return pop_impl(nullptr); }
+    /// As `pop`, but returns `Timeout` at `deadline` (the channel stays usable). `pop_for`: a zero,
+    /// negative or `min()` timeout does not wait (as `try_pop`); `max()` waits without a limit in
+    /// practice (the deadline saturates at time_point::max(), never overflows).
+    Received<T> pop_until(clock::time_point deadline) { return pop_impl(&deadline); }
+    template <class Rep, class Period>
+    Received<T> pop_for(std::chrono::duration<Rep, Period> timeout) {
+        return pop_until(detail::deadline_after(clock::now(), timeout));
+    }
+    /// Never blocks: `Timeout` when nothing is queued.
+    Received<T> try_pop() {
+        const clock::time_point past{};
+        return pop_impl(&past);
+    }
+
+    /// Waits for at least one item (or the end, or `deadline`), then moves up to `max_items` queued
+    /// items to the back of `out` under one lock. Returns Ok when it appended any; else the status.
+    StreamStatus pop_batch(std::vector<T>& out, std::size_t max_items,
+                           clock::time_point deadline = clock::time_point::max()) {
+        std::unique_lock lock(mutex_);
+        const StreamStatus status = wait_for_item(lock, deadline == clock::time_point::max() ? nullptr : &deadline);
+        if (status != StreamStatus::Ok) return status;
+        const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, ring_.size());
+        for (std::size_t i = 0; i < take; ++i) out.push_back(ring_.take_front());
+        after_take(lock);
+        return StreamStatus::Ok;
+    }
+
+    /// The consumer is gone: requests stop (the producer's `stop_token`), discards queued items and
+    /// wakes every waiter; pushes and pops return `Cancelled` from now on. Idempotent.
+    void cancel() noexcept {
+        // Stop first, outside the lock (stop callbacks run here and may touch the channel), so that
+        // whoever sees `Cancelled` also sees `stop_requested()`.
+        stop_.request_stop();
+        std::lock_guard lock(mutex_);
+        if (cancelled_) return;
+        cancelled_ = true;
+        ring_.clear();  // destroy, don't move: nothing here may throw
+        not_empty_.notify_all();
+        not_full_.notify_all();
+    }
+
+    /// Calls `cancel()` when `token` fires — e.g. the HTTP server's token for the client connection,
+    /// so that a disconnect stops generation. The link holds while the returned callback lives
+    /// (destroy it before the channel); a token that already fired cancels at once.
+    struct CancelOnStop {
+        TokenChannel* channel;
+        void operator()() const noexcept { channel->cancel(); }
+    };
+    [[nodiscard]] std::stop_callback<CancelOnStop> cancel_on(std::stop_token token) {
+        return std::stop_callback<CancelOnStop>(std::move(token), CancelOnStop{this});
+    }
+
+    /// The items as a generator: ends at `Closed`, rethrows the producer's error at `Failed`, throws
+    /// `Error(Cancelled)` if cancelled. Dropping the generator before the end cancels the channel
+    /// (the consumer went away). The channel must outlive the generator.
+    StreamingGenerator<T> stream() {
+        CancelUnlessDone guard{this};
+        std::vector<T> batch;
+        batch.reserve(stream_batch);
+        for (;;) {
+            batch.clear();
+            const StreamStatus status = pop_batch(batch, stream_batch);
+            if (status == StreamStatus::Ok) {
+                for (T& item : batch) co_yield std::move(item);
+                continue;
+            }
+            guard.done = true;
+            if (status == StreamStatus::Closed) co_return;
+            throw_end(status);
+        }
+    }
+
+    // ---- state ----
+    [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+    [[nodiscard]] std::size_t size() const {
+        std::lock_guard lock(mutex_);
+        return ring_.size();
+    }
+    /// True once `close()` was called (items may still be queued).
+    [[nodiscard]] bool closed() const {
+        std::lock_guard lock(mutex_);
+        return closed_;
+    }
+    [[nodiscard]] bool cancelled() const {
+        std::lock_guard lock(mutex_);
+        return cancelled_;
+    }
+
+private:
+    static constexpr std::size_t stream_batch = 64;
+    static constexpr std::size_t initial_ring = 16;
+    // Before sleeping on a condition variable a side yields this many times: the other side usually
+    // refills (or drains) within microseconds, and a futex sleep + wake costs more than that. At real
+    // model speeds (~100 tokens/s) it is a few microseconds of CPU per token.
+    static constexpr int spin_before_block = 16;
+
+    struct CancelUnlessDone {
+        explicit CancelUnlessDone(TokenChannel* owner) noexcept : channel(owner) {}
+        TokenChannel* channel;
+        bool done = false;
+        CancelUnlessDone(const CancelUnlessDone&) = delete;
+        CancelUnlessDone& operator=(const CancelUnlessDone&) = delete;
+        ~CancelUnlessDone() {
+            if (!done) channel->cancel();
+        }
+    };
+
+    void throw_end(StreamStatus status) {
+        if (status == StreamStatus::Failed) {
+            std::exception_ptr error;
+            {
+                std::lock_guard lock(mutex_);
+                error = error_;
+            }
+            if (error) std::rethrow_exception(error);
+        }
+        throw Error(to_error_code(status), fmt::format("TokenChannel::stream: {}", status == StreamStatus::Cancelled
+                                                                                    ? "the stream was cancelled"
+                                                                                    : "the stream ended"));
+    }
+
+    // The one wait both sides use (lock held): until `ready()` holds or `deadline` (if any) passes.
+    // It yields `spin_before_block` times first, then sleeps on `cv`, counted in `waiters` so that the
+    // other side notifies only when someone sleeps. Returns false on timeout (ready() still false).
+    template <class Ready>
+    bool wait_until_ready(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, std::size_t& waiters,
+                          const clock::time_point* deadline, Ready ready) {
+        int spins = spin_before_block;
+        while (!ready()) {
+            if (deadline && clock::now() >= *deadline) return false;
+            if (spins-- > 0) {
+                lock.unlock();
+                std::this_thread::yield();
+                lock.lock();
+                continue;
+            }
+            ++waiters;
+            if (deadline) {
+                cv.wait_until(lock, *deadline);
+            } else {
+                cv.wait(lock);
+            }
+            --waiters;
+        }
+        return true;
+    }
+
+    StreamStatus push_impl(T& value, const clock::time_point* deadline) {
+        std::unique_lock lock(mutex_);
+        const bool ready = wait_until_ready(lock, not_full_, producers_waiting_, deadline,
+                                            [this] { return cancelled_ || closed_ || ring_.size() < capacity_; });
+        if (!ready) return StreamStatus::Timeout;
+        if (cancelled_) return StreamStatus::Cancelled;
+        if (closed_) return StreamStatus::Closed;
+        ring_.push_back(std::move(value));  // size() < capacity_ here: grows at most up to capacity_
+        if (consumers_waiting_ > 0) not_empty_.notify_one();
+        return StreamStatus::Ok;
+    }
+
+    void close_impl(std::exception_ptr error) noexcept {
+        std::lock_guard lock(mutex_);
+        if (closed_) return;
+        closed_ = true;
+        error_ = std::move(error);
+        not_empty_.notify_all();
+        not_full_.notify_all();
+    }
+
+    // Invariant (lock held): returns Ok iff ring_.size() > 0 and the channel is not cancelled.
+    StreamStatus wait_for_item(std::unique_lock<std::mutex>& lock, const clock::time_point* deadline) {
+        const bool ready = wait_until_ready(lock, not_empty_, consumers_waiting_, deadline,
+                                            [this] { return cancelled_ || closed_ || ring_.size() > 0; });
+        if (!ready) return StreamStatus::Timeout;
+        if (cancelled_) return StreamStatus::Cancelled;
+        if (ring_.size() > 0) return StreamStatus::Ok;
+        return error_ ? StreamStatus::Failed : StreamStatus::Closed;
+    }
+
+    Received<T> pop_impl(const clock::time_point* deadline) {
+        std::unique_lock lock(mutex_);
+        Received<T> result;
+        result.status = wait_for_item(lock, deadline);
+        if (result.status == StreamStatus::Ok) {
+            result.value.emplace(ring_.take_front());
+            after_take(lock);
+        } else if (result.status == StreamStatus::Failed) {
+            result.error = error_;
+        }
+        return result;
+    }
+
+    void after_take(std::unique_lock<std::mutex>&) {
+        // Hysteresis: wake a blocked producer once half the ring is free, not for every slot.
+        if (producers_waiting_ > 0 && capacity_ - ring_.size() >= producer_wake_free_) not_full_.notify_all();
+    }
+
+    const std::size_t capacity_;
+    std::size_t producer_wake_free_ = 1;
+    mutable std::mutex mutex_;
+    std::condition_variable not_empty_;
+    std::condition_variable not_full_;
+    // The queued items. The ring starts small and doubles up to capacity_ only when a backlog
+    // builds, so thousands of idle streams cost little memory.
+    detail::RingBuffer<T> ring_;
+    std::size_t producers_waiting_ = 0;
+    std::size_t consumers_waiting_ = 0;
+    bool closed_ = false;
+    bool cancelled_ = false;
+    std::exception_ptr error_;
+    std::stop_source stop_;
+};
+
+/// Runs the producer side on a new `std::jthread`: `produce(stop_token)` returns a range of items
+/// (typically a `StreamingGenerator<T>` — the model loop written with `co_yield`); each item is pushed
+/// into `channel`, which is closed at the end or closed with the exception `produce` or the range threw.
+/// The token is the channel's: it fires when the consumer cancels (disconnect, timeout), and the loop
+/// also stops at the next push. Destroying the returned jthread before the end cancels the channel,
+/// then joins. The channel must outlive the thread.
+///
+///     auto model = llmfast::spawn_producer(channel, [&](std::stop_token stop) { return generate(prompt, stop); });
+template <class T, class Produce>
+    requires std::invocable<Produce&, std::stop_token> &&
+             std::ranges::input_range<std::invoke_result_t<Produce&, std::stop_token>> &&
+             std::constructible_from<T, std::ranges::range_reference_t<std::invoke_result_t<Produce&, std::stop_token>>>
+[[nodiscard]] std::jthread spawn_producer(TokenChannel<T>& channel, Produce produce) {
+    return std::jthread([&channel, produce = std::move(produce)](std::stop_token thread_stop) mutable {
+        const std::stop_callback on_thread_stop(thread_stop, [&channel]() noexcept { channel.cancel(); });
+        try {
+            auto&& items = std::invoke(produce, channel.stop_token());
+            for (auto&& item : items) {
+                if (channel.push(T(std::forward<decltype(item)>(item))) != StreamStatus::Ok) return;
+            }
+            channel.close();
+        } catch (...) {
+            channel.close(std::current_exception());
+        }
+    });
+}
+
+/// Limits for a `TimedReceiver`. Every value must be > 0; `max()` means no limit.
+struct StreamTimeouts {
+    std::chrono::nanoseconds total = std::chrono::nanoseconds::max();       ///< overall deadline, from construction
+    std::chrono::nanoseconds first_item = std::chrono::nanoseconds::max();  ///< wait for the first item (TTFT); expiry reports IdleTimeout
+    std::chrono::nanoseconds idle = std::chrono::nanoseconds::max();        ///< gap between two items; expiry reports IdleTimeout
+};
+
+/// The consumer's side of a channel with an overall deadline and idle timeouts — what the seed's
+/// `stream_with_timeout` meant, done right: on expiry the consumer receives a distinct
+/// `DeadlineExceeded` / `IdleTimeout` status (not an in-band marker), the channel is cancelled so the
+/// producer is told to stop, and no wait lasts past the deadline.
+///
+/// Time is read from the injected clock `C`; the blocking wait lasts at most the remaining time by
+/// that clock (as steady_clock time). An item that arrives when the clock is already past a limit is
+/// not delivered: the limit is reported instead. Dropping the receiver before the end cancels.
+/// Owned by one consumer thread.
+template <class T, class C = SteadyClock>
+class TimedReceiver {
+    static_assert(Clock<C>, "llmfast::TimedReceiver<T, C>: C must model llmfast::Clock — it needs nested types "
+                            "`duration` and `time_point` and a const `now()` returning a time_point");
+
+public:
+    using time_point = typename C::time_point;
+
+    /// Starts the clock of `timeouts.total` now. Throws Error(InvalidArgument) for a limit <= 0.
+    explicit TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts = {})
+        requires ClockRef<C>::stateless
+        : TimedReceiver(ClockRef<C>{}, channel, timeouts) {}
+    /// Reads time from `clock` (a stateful one, e.g. ManualClock, must outlive the receiver).
+    TimedReceiver(const C& clock, TokenChannel<T>& channel, StreamTimeouts timeouts = {})
+        : TimedReceiver(ClockRef<C>{clock}, channel, timeouts) {}
+    TimedReceiver(const TimedReceiver&) = delete;
+    TimedReceiver& operator=(const TimedReceiver&) = delete;
+    ~TimedReceiver() {
+        if (!end_) channel_->cancel();  // the consumer left early: stop the producer
+    }
+
+    /// The next item (Ok) or the end: Closed, Failed, Cancelled, DeadlineExceeded, IdleTimeout. After
+    /// the end, returns the same status again.
+    Received<T> next() {
+        for (;;) {
+            if (end_) return Received<T>{*end_, std::nullopt, error_};
+            const time_point now = clock_.now();
+            time_point limit = deadline_;
+            StreamStatus kind = StreamStatus::DeadlineExceeded;
+            const time_point gap_limit = detail::saturating_add(last_, received_any_ ? timeouts_.idle : timeouts_.first_item);
+            if (gap_limit < limit) {
+                limit = gap_limit;
+                kind = StreamStatus::IdleTimeout;
+            }
+            if (now >= limit) return expire(kind);
+
+            // Wait at most the remaining time (clamped so a "no limit" never overflows steady_clock).
+            // `limit - now` is computed only when it is below max_single_wait: it cannot overflow
+            // even for a clock whose time_points are negative.
+            const std::chrono::nanoseconds remaining =
+                detail::saturating_add(now, max_single_wait) <= limit
+                    ? max_single_wait
+                    : std::chrono::duration_cast<std::chrono::nanoseconds>(limit - now);
+            Received<T> got = channel_->pop_for(remaining);
+            switch (got.status) {
+                case StreamStatus::Ok: {
+                    const time_point arrived = clock_.now();
+                    if (arrived > limit) return expire(kind);
+                    last_ = arrived;
+                    received_any_ = true;
+                    return got;
+                }
+                case StreamStatus::Timeout: continue;  // re-read the clock: expired, or a clamped wait
+                default:
+                    end_ = got.status;
+                    error_ = got.error;
+                    return got;
+            }
+        }
+    }
+
+    /// Every item as an Ok event, then exactly one end event (Closed included).
+    StreamingGenerator<Received<T>> events() {
+        for (;;) {
+            Received<T> event = next();
+            const bool last = event.is_end();
+            co_yield std::move(event);
+            if (last) co_return;
+        }
+    }
+
+    /// The items; ends at Closed; rethrows the producer's error; throws Error(DeadlineExceeded),
+    /// Error(IdleTimeout) or Error(Cancelled) for those ends.
+    StreamingGenerator<T> values() {
+        for (;;) {
+            Received<T> event = next();
+            if (event.status == StreamStatus::Ok) {
+                co_yield std::move(*event.value);
+                continue;
+            }
+            if (event.status == StreamStatus::Closed) co_return;
+            if (event.status == StreamStatus::Failed && event.error) std::rethrow_exception(event.error);
+            throw Error(to_error_code(event.status), fmt_end(event.status));
+        }
+    }
+
+    [[nodiscard]] time_point deadline() const noexcept { return deadline_; }
+    /// The end status once reached (nullopt while the stream runs).
+    [[nodiscard]] std::optional<StreamStatus> end_status() const noexcept { return end_; }
+
+private:
+    static constexpr std::chrono::nanoseconds max_single_wait = std::chrono::hours(24);
+
+    TimedReceiver(ClockRef<C> clock, TokenChannel<T>& channel, StreamTimeouts timeouts)
+        : channel_(&channel), timeouts_(timeouts), clock_(clock) {
+        const auto check = [](std::chrono::nanoseconds limit, std::string_view field) {
+            if (limit <= std::chrono::nanoseconds::zero())
+                throw Error(ErrorCode::InvalidArgument,
+                            fmt::format("StreamTimeouts::{} must be > 0 (got {} ns)", field, limit.count()));
+        };
+        check(timeouts.total, "total");
+        check(timeouts.first_item, "first_item");
+        check(timeouts.idle, "idle");
+        last_ = clock_.now();
+        deadline_ = detail::deadline_after(last_, timeouts.total);
+    }
+
+    std::string fmt_end(StreamStatus status) const {
+        const auto ms = [](std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+        switch (status) {
+            case StreamStatus::DeadlineExceeded: return fmt::format("the stream's deadline of {} ms passed", ms(timeouts_.total));
+            case StreamStatus::IdleTimeout:
+                return received_any_ ? fmt::format("no token within the idle timeout of {} ms", ms(timeouts_.idle))
+                                     : fmt::format("no first token within {} ms", ms(timeouts_.first_item));
+            case StreamStatus::Cancelled: return "the stream was cancelled";
+            default: return fmt::format("the stream ended: {}", to_string(status));
+        }
+    }
+
+    Received<T> expire(StreamStatus kind) {
+        end_ = kind;
+        channel_->cancel();  // the producer's stop_token fires; a blocked push returns Cancelled
+        return Received<T>{kind, std::nullopt, nullptr};
+    }
+
+    TokenChannel<T>* channel_;
+    StreamTimeouts timeouts_;
+    ClockRef<C> clock_;
+    time_point deadline_{};
+    time_point last_{};  // construction time, then the arrival of the latest item
+    bool received_any_ = false;
+    std::optional<StreamStatus> end_;
+    std::exception_ptr error_;
+};
+
+template <class T>
+TimedReceiver(TokenChannel<T>&) -> TimedReceiver<T, SteadyClock>;
+template <class T>
+TimedReceiver(TokenChannel<T>&, StreamTimeouts) -> TimedReceiver<T, SteadyClock>;
+template <class C, class T>
+    requires Clock<C>
+TimedReceiver(const C&, TokenChannel<T>&) -> TimedReceiver<T, C>;
+template <class C, class T>
+    requires Clock<C>
+TimedReceiver(const C&, TokenChannel<T>&, StreamTimeouts) -> TimedReceiver<T, C>;
+
+namespace detail {
+template <class View>
+StreamingGenerator<std::string_view> utf8_chunks_impl(View tokens) {
+    utf8::Assembler assembler;
+    for (auto&& token : tokens) {
+        const std::string_view chunk = assembler.push(std::string_view(token));
+        if (!chunk.empty()) co_yield std::string_view(chunk);
+    }
+    const std::string_view tail = assembler.finish();
+    if (!tail.empty()) co_yield std::string_view(tail);
+}
+}  // namespace detail
+
+/// Re-chunks byte-level tokens into text of whole code points: a character split across tokens is
+/// held until its last byte arrives; ill-formed bytes become U+FFFD; an incomplete tail at the end is
+/// flushed as U+FFFD. Empty chunks are skipped. Each view is valid until the generator resumes.
+/// An lvalue range is referenced (keep it alive); an rvalue (e.g. a generator) is moved in.
+template <std::ranges::viewable_range R>
+    requires std::ranges::input_range<R> && std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>
+StreamingGenerator<std::string_view> utf8_chunks(R&& tokens) {
+    return detail::utf8_chunks_impl(std::views::all(std::forward<R>(tokens)));
+}
+
+/// A summary of one stream's timing.
+struct StreamStats {
+    std::size_t tokens = 0;
+    std::optional<std::chrono::nanoseconds> time_to_first_token;  ///< nullopt: no token arrived
+    std::chrono::nanoseconds total{0};                             ///< start to finish (or to now)
+    double tokens_per_second = 0;         ///< tokens / total
+    double decode_tokens_per_second = 0;  ///< (tokens - 1) / (last arrival - first arrival)
+    std::chrono::nanoseconds inter_token_p50{0};
+    std::chrono::nanoseconds inter_token_p90{0};
+    std::chrono::nanoseconds inter_token_p99{0};
+    std::chrono::nanoseconds inter_token_max{0};
+};
+
+/// Records one stream's timing: time to first token, inter-token latencies (exact nearest-rank
+/// percentiles), tokens per second and totals, read from an injectable clock; `stats()` summarises.
+/// Thread-safety: owned by one thread; not thread-safe (not even its const calls, which sort lazily).
+///
+///     llmfast::StreamRecorder recorder;   // starts now (the request was sent)
+///     for (auto text : stream) { recorder.record_token(); send(text); }
+///     recorder.finish();
+///     StreamStats s = recorder.stats();   // s.time_to_first_token, s.inter_token_p99, ...
+template <class C = SteadyClock>
+class StreamRecorder {
+    static_assert(Clock<C>, "llmfast::StreamRecorder<C>: C must model llmfast::Clock — it needs nested types "
+                            "`duration` and `time_point` and a const `now()` returning a time_point");
+
+public:
+    using time_point = typename C::time_point;
+
+    StreamRecorder()
+        requires ClockRef<C>::stateless
+    {
+        start();
+    }
+    /// Reads time from `clock` (a stateful one, e.g. ManualClock, must outlive the recorder).
+    explicit StreamRecorder(const C& clock) : clock_(clock) { start(); }
+
+    /// (Re)starts the measurement now, forgetting everything recorded.
+    void start() {
+        start_ = clock_.now();
+        has_first_ = false;
+        first_ = start_;
+        last_ = start_;
+        has_finish_ = false;
+        finish_ = start_;
+        tokens_ = 0;
+        gaps_.clear();
+        sorted_.clear();
+    }
+
+    /// `count` tokens arrived now (one arrival; its gap to the previous arrival is one sample).
+    void record_token(std::size_t count = 1) {
+        const time_point now = clock_.now();
+        if (has_first_) {
+            gaps_.push_back(std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_));
+        } else {
+            has_first_ = true;
+            first_ = now;
+        }
+        last_ = now;
+        tokens_ += count;
+    }
+
+    /// The stream ended now (later calls keep the first end).
+    void finish() {
+        if (!has_finish_) {
+            has_finish_ = true;
+            finish_ = clock_.now();
+        }
+    }
+
+    [[nodiscard]] std::size_t token_count() const noexcept { return tokens_; }
+    [[nodiscard]] std::optional<std::chrono::nanoseconds> time_to_first_token() const {
+        if (!has_first_) return std::nullopt;
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(first_ - start_);
+    }
+    /// Start to finish, or to now while the stream runs.
+    [[nodiscard]] std::chrono::nanoseconds elapsed() const {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>((has_finish_ ? finish_ : clock_.now()) - start_);
+    }
+    /// Nearest-rank percentile (0..100) of the gaps between arrivals; zero with fewer than 2 arrivals.
+    /// Exact: the gaps are sorted once, lazily (each new gap is merged in at the next query).
+    [[nodiscard]] std::chrono::nanoseconds inter_token_percentile(double percent) const {
+        return detail::nearest_rank(sorted_gaps(), percent);
+    }
+    [[nodiscard]] const std::vector<std::chrono::nanoseconds>& inter_token_gaps() const noexcept { return gaps_; }
+
+    [[nodiscard]] StreamStats stats() const {
+        StreamStats s;
+        s.tokens = tokens_;
+        s.time_to_first_token = time_to_first_token();
+        s.total = elapsed();
+        if (s.total.count() > 0) s.tokens_per_second = static_cast<double>(tokens_) / seconds(s.total);
+        if (has_first_ && last_ > first_ && tokens_ > 1) {
+            s.decode_tokens_per_second = static_cast<double>(tokens_ - 1) /
+                                         seconds(std::chrono::duration_cast<std::chrono::nanoseconds>(last_ - first_));
+        }
+        if (!gaps_.empty()) {
+            const std::span<const std::chrono::nanoseconds> sorted = sorted_gaps();
+            s.inter_token_p50 = detail::nearest_rank(sorted, 50);
+            s.inter_token_p90 = detail::nearest_rank(sorted, 90);
+            s.inter_token_p99 = detail::nearest_rank(sorted, 99);
+            s.inter_token_max = sorted.back();
+        }
+        return s;
+    }
+
+private:
+    static double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+    // gaps_ in ascending order: the gaps recorded since the last query are sorted and merged in.
+    std::span<const std::chrono::nanoseconds> sorted_gaps() const {
+        if (sorted_.size() < gaps_.size()) {
+            std::vector<std::chrono::nanoseconds> fresh(gaps_.begin() + static_cast<std::ptrdiff_t>(sorted_.size()), gaps_.end());
+            std::sort(fresh.begin(), fresh.end());
+            std::vector<std::chrono::nanoseconds> merged(gaps_.size());
+            // (std::merge into a new buffer: std::inplace_merge's temporary buffer is deprecated API)
+            std::merge(sorted_.begin(), sorted_.end(), fresh.begin(), fresh.end(), merged.begin());
+            sorted_.swap(merged);
+        }
+        return sorted_;
+    }
+
+    ClockRef<C> clock_;
+    time_point start_{};
+    // Plain flags, not std::optional<time_point>: g++ 12 warns maybe-uninitialized through optional.
+    bool has_first_ = false;
+    time_point first_{};
+    time_point last_{};
+    bool has_finish_ = false;
+    time_point finish_{};
+    std::size_t tokens_ = 0;
+    std::vector<std::chrono::nanoseconds> gaps_;  // in arrival order
+    mutable std::vector<std::chrono::nanoseconds> sorted_;  // a sorted copy of a prefix of gaps_ (all after a query)
+};
+
+template <class C>
+    requires Clock<C>
+StreamRecorder(const C&) -> StreamRecorder<C>;
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/stream.hpp ----
+// ---- begin llmfast/sse.hpp ----
+// llmfast/sse.hpp — Server-Sent Events out (a writer and an OpenAI chat-completions chunk encoder)
+// and in (an incremental parser for upstream streams: vLLM, llama.cpp server, OpenAI).
+//
+// Output follows the WHATWG `text/event-stream` rules: every write is a complete frame ending in a
+// blank line; multi-line data becomes several `data:` lines (CR, LF and CRLF in data all become line
+// breaks, which a reader rejoins with LF — SSE cannot carry a CR); `event` and `id` must be one line.
+//
+//     std::string out;
+//     llmfast::sse::append_event(out, {.event = "update", .data = "line 1\nline 2", .id = "7"});
+//     llmfast::sse::append_comment(out, "keep-alive");
+//
+//     llmfast::OpenAiChunkEncoder encoder({.id = "chatcmpl-1", .model = "my-model", .created = 1700000000});
+//     encoder.append_role(out);                 // {"delta":{"role":"assistant","content":""}}
+//     encoder.append_content(out, "Hel");       // {"delta":{"content":"Hel"}}
+//     encoder.append_finish(out, "stop");       // {"delta":{},"finish_reason":"stop"}
+//     encoder.append_usage(out, {.prompt_tokens = 9, .completion_tokens = 12});
+//     llmfast::OpenAiChunkEncoder::append_done(out);  // data: [DONE]
+//
+//     llmfast::SseParser parser({.max_event_size = 1 << 20});
+//     parser.feed(bytes_from_socket, [&](const llmfast::SseEventView& event) {
+//         if (event.status != llmfast::ErrorCode::Ok) return log_oversized();  // EventTooLarge
+//         if (event.data == "[DONE]") return finish();
+//         forward(event.type, event.data);
+//     });
+//
+// JSON strings (the encoder's content, ids and model names) are escaped for every input: `"`, `\` and
+// all control characters U+0000..U+001F are escaped (`\n`, `\u0001`, ...), as are U+2028/U+2029 (legal
+// JSON but line breaks to JavaScript). Input that is not valid UTF-8 is NOT rejected: each ill-formed
+// subpart becomes U+FFFD (the same "maximal subpart" rule as `utf8::repair` and `utf8::Assembler`), so
+// the output is always valid UTF-8 JSON and a stream never dies on one bad byte. Feed the encoder
+// `utf8_chunks` output (llmfast/stream.hpp) so that a character split across tokens is not replaced.
+//
+// Thread-safety: the free functions are pure; an `OpenAiChunkEncoder` is immutable after construction
+// (usable from any thread); an `SseParser` belongs to one stream.
+//
+// Errors: `sse::append_event` throws `Error(InvalidArgument)` for an `event` or `id` containing CR or
+// LF (or an `id` containing NUL), which would break the framing; `SseParserOptions` with
+// `max_event_size == 0` throws `Error(InvalidArgument)` (from the `SseParser` constructor and `sse_events`). The parser never throws for its input: an
+// event over the size bound is reported as an `SseEventView` with status `ErrorCode::EventTooLarge`.
+// `SseParser::feed` propagates what its callback throws, and the parser stays consistent (see `feed`).
+
+
+
+#include <fmt/format.h>
+
+#include <array>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+
+// ---------------------------------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------------------------------
+
+/// One event to write. Empty `event` means the default type ("message"); `id` absent writes no id
+/// field (an empty one resets the reader's last event ID); `retry` asks the reader to reconnect after.
+struct SseEventOut {
+    std::string_view event{};
+    std::string_view data{};
+    std::optional<std::string_view> id{};
+    std::optional<std::chrono::milliseconds> retry{};
+};
+
+namespace detail {
+inline bool sse_has_line_break(std::string_view text) noexcept {
+    return text.find_first_of("\r\n") != std::string_view::npos;
+}
+
+/// Calls `line(std::string_view text, bool last)` for each line of `text`, split at CRLF, CR or LF
+/// (the one SSE line splitter of the writer): a text without a line break is one line, and a
+/// trailing break gives a last, empty line.
+template <class Line>
+void sse_for_each_line(std::string_view text, Line&& line) {
+    for (;;) {
+        const std::size_t brk = text.find_first_of("\r\n");
+        if (brk == std::string_view::npos) {
+            line(text, true);
+            return;
+        }
+        line(text.substr(0, brk), false);
+        const std::size_t skip = (text[brk] == '\r' && brk + 1 < text.size() && text[brk + 1] == '\n') ? 2 : 1;
+        text.remove_prefix(brk + skip);
+    }
+}
+
+/// Appends `data: <line>\n` for each line of `data`. Empty data gives one empty `data:` line, so the
+/// reader still dispatches an event (with empty data).
+inline void sse_append_data_lines(std::string& out, std::string_view data) {
+    sse_for_each_line(data, [&out](std::string_view line, bool) {
+        out.append("data: ");
+        out.append(line);
+        out.push_back('\n');
+    });
+}
+}  // namespace detail
+
+namespace sse {
+
+/// The media type of an event stream (the response's Content-Type).
+inline constexpr std::string_view content_type = "text/event-stream";
+
+/// Appends one complete event (terminated by a blank line) to `out`.
+/// Throws Error(InvalidArgument) when `event` or `id` contains CR/LF or `id` contains NUL.
+inline void append_event(std::string& out, const SseEventOut& event) {
+    if (detail::sse_has_line_break(event.event)) {
+        throw Error(ErrorCode::InvalidArgument, fmt::format("sse::append_event: SseEventOut::event must not contain CR "
+                                                            "or LF (got {} bytes)", event.event.size()));
+    }
+    if (event.id && (detail::sse_has_line_break(*event.id) || event.id->find('\0') != std::string_view::npos)) {
+        throw Error(ErrorCode::InvalidArgument, fmt::format("sse::append_event: SseEventOut::id must not contain CR, "
+                                                            "LF or NUL (got {} bytes)", event.id->size()));
+    }
+    if (!event.event.empty()) {
+        out.append("event: ");
+        out.append(event.event);
+        out.push_back('\n');
+    }
+    if (event.id) {
+        out.append("id: ");
+        out.append(*event.id);
+        out.push_back('\n');
+    }
+    if (event.retry) fmt::format_to(std::back_inserter(out), "retry: {}\n", std::max<std::int64_t>(0, event.retry->count()));
+    detail::sse_append_data_lines(out, event.data);
+    out.push_back('\n');
+}
+
+/// The event as a string.
+inline std::string format_event(const SseEventOut& event) {
+    std::string out;
+    append_event(out, event);
+    return out;
+}
+
+/// Appends a comment frame (`: text`, one `:` line per line of text, then a blank line). Readers
+/// ignore it; proxies see traffic, so it serves as a keep-alive.
+inline void append_comment(std::string& out, std::string_view text = {}) {
+    detail::sse_for_each_line(text, [&out](std::string_view line, bool last) {
+        out.push_back(':');
+        if (!line.empty() || !last) out.push_back(' ');  // (a space unless nothing is left to write)
+        out.append(line);
+        out.push_back('\n');
+    });
+    out.push_back('\n');
+}
+
+}  // namespace sse
+
+namespace detail {
+
+// 0: copied as is; 1: escaped (", \, C0 controls); 2: starts a multi-byte sequence (validated).
+inline constexpr std::array<std::uint8_t, 256> json_byte_class = [] {
+    std::array<std::uint8_t, 256> table{};
+    for (std::size_t i = 0; i < 0x20; ++i) table[i] = 1;
+    table['"'] = 1;
+    table['\\'] = 1;
+    for (std::size_t i = 0x80; i < 0x100; ++i) table[i] = 2;
+    return table;
+}();
+
+/// Appends `text` as a JSON string literal (with the quotes). Always valid UTF-8 JSON: see the header
+/// comment for the escaping and the U+FFFD rule.
+inline void append_json_string(std::string& out, std::string_view text) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out.push_back('"');
+    std::size_t run = 0;  // start of the pending run of bytes copied unchanged
+    std::size_t pos = 0;
+    const std::size_t n = text.size();
+    while (pos < n) {
+        const auto byte = static_cast<unsigned char>(text[pos]);
+        const std::uint8_t cls = json_byte_class[byte];
+        if (cls == 0) {
+            ++pos;
+            continue;
+        }
+        if (cls == 2) {
+            const utf8::DecodeResult d = utf8::decode(text, pos);
+            if (d.status == utf8::DecodeStatus::Valid && d.code_point != 0x2028 && d.code_point != 0x2029) {
+                pos += d.length;  // well-formed: stays in the run
+                continue;
+            }
+            out.append(text.substr(run, pos - run));
+            if (d.status == utf8::DecodeStatus::Valid) {
+                out.append(d.code_point == 0x2028 ? "\\u2028" : "\\u2029");
+            } else {
+                out.append(utf8::replacement_character);
+            }
+            pos += d.length;
+            run = pos;
+            continue;
+        }
+        out.append(text.substr(run, pos - run));
+        switch (byte) {
+            case '"': out.append("\\\""); break;
+            case '\\': out.append("\\\\"); break;
+            case '\n': out.append("\\n"); break;
+            case '\r': out.append("\\r"); break;
+            case '\t': out.append("\\t"); break;
+            case '\b': out.append("\\b"); break;
+            case '\f': out.append("\\f"); break;
+            default: {
+                const char escape[6] = {'\\', 'u', '0', '0', hex[byte >> 4], hex[byte & 0xF]};
+                out.append(escape, sizeof escape);
+            }
+        }
+        ++pos;
+        run = pos;
+    }
+    out.append(text.substr(run));
+    out.push_back('"');
+}
+
+}  // namespace detail
+
+/// Fixed fields of one OpenAI chat-completions stream (the same in every chunk).
+struct OpenAiStreamOptions {
+    std::string id{};                ///< e.g. "chatcmpl-..."
+    std::string model{};
+    std::int64_t created = 0;        ///< Unix time in seconds
+    std::string system_fingerprint{};  ///< omitted when empty
+};
+
+/// Token counts for the optional final usage chunk (`stream_options: {"include_usage": true}`).
+struct OpenAiUsage {
+    std::uint64_t prompt_tokens = 0;
+    std::uint64_t completion_tokens = 0;
+};
+
+/// Encodes OpenAI `chat.completion.chunk` objects as SSE frames (`data: {...}\n\n`), the wire format
+/// OpenAI, vLLM and llama.cpp server send and every OpenAI client library reads. The constant prefix
+/// (id, object, created, model, fingerprint) is formatted once at construction; a content chunk is a
+/// memcpy of it plus the escaped text.
+class OpenAiChunkEncoder {
+public:
+    explicit OpenAiChunkEncoder(const OpenAiStreamOptions& options) {
+        prefix_ = "data: {\"id\":";
+        detail::append_json_string(prefix_, options.id);
+        prefix_.append(",\"object\":\"chat.completion.chunk\",\"created\":");
+        fmt::format_to(std::back_inserter(prefix_), "{}", options.created);
+        prefix_.append(",\"model\":");
+        detail::append_json_string(prefix_, options.model);
+        if (!options.system_fingerprint.empty()) {
+            prefix_.append(",\"system_fingerprint\":");
+            detail::append_json_string(prefix_, options.system_fingerprint);
+        }
+        prefix_.append(",\"choices\":");
+        content_prefix_ = prefix_ + "[{\"index\":0,\"delta\":{\"content\":";
+    }
+
+    /// The first chunk of a choice: `"delta":{"role":<role>,"content":""}`.
+    void append_role(std::string& out, std::string_view role = "assistant", std::size_t choice = 0) const {
+        open_choice(out, choice);
+        out.append("{\"role\":");
+        detail::append_json_string(out, role);
+        out.append(",\"content\":\"\"}");
+        close_choice(out, {});
+    }
+
+    /// A content delta: `"delta":{"content":<text>}`.
+    void append_content(std::string& out, std::string_view text, std::size_t choice = 0) const {
+        if (choice == 0) {  // the hot path: two memcpys around the escaped text
+            out.append(content_prefix_);
+            detail::append_json_string(out, text);
+            out.append("},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+            return;
+        }
+        open_choice(out, choice);
+        out.append("{\"content\":");
+        detail::append_json_string(out, text);
+        out.push_back('}');
+        close_choice(out, {});
+    }
+
+    /// The last chunk of a choice: an empty delta and `"finish_reason"` ("stop", "length", ...).
+    void append_finish(std::string& out, std::string_view finish_reason = "stop", std::size_t choice = 0) const {
+        open_choice(out, choice);
+        out.append("{}");
+        close_choice(out, finish_reason);
+    }
+
+    /// The usage chunk: `"choices":[]` and `"usage":{prompt_tokens, completion_tokens, total_tokens}`.
+    void append_usage(std::string& out, OpenAiUsage usage) const {
+        out.append(prefix_);
+        fmt::format_to(std::back_inserter(out),
+                       "[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
+                       usage.prompt_tokens, usage.completion_tokens, usage.prompt_tokens + usage.completion_tokens);
+    }
+
+    /// The stream terminator every OpenAI client waits for: `data: [DONE]`.
+    static void append_done(std::string& out) { out.append("data: [DONE]\n\n"); }
+
+private:
+    void open_choice(std::string& out, std::size_t choice) const {
+        out.append(prefix_);
+        out.append("[{\"index\":");
+        if (choice < 10) {
+            out.push_back(static_cast<char>('0' + choice));
+        } else {
+            fmt::format_to(std::back_inserter(out), "{}", choice);
+        }
+        out.append(",\"delta\":");
+    }
+    static void close_choice(std::string& out, std::string_view finish_reason) {
+        out.append(",\"logprobs\":null,\"finish_reason\":");
+        if (finish_reason.empty()) {
+            out.append("null");
+        } else {
+            detail::append_json_string(out, finish_reason);
+        }
+        out.append("}]}\n\n");
+    }
+
+    std::string prefix_;          // `data: {"id":...,"choices":`
+    std::string content_prefix_;  // prefix_ + `[{"index":0,"delta":{"content":`
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Input
+// ---------------------------------------------------------------------------------------------------
+
+struct SseParserOptions {
+    /// Bound on one event: the bytes of its lines (fields, comments, the line being read; not the
+    /// line ends) since the last blank line. Past it the event is reported once as EventTooLarge and
+    /// skipped up to the next blank line. Measured on raw lines, so how the input is split never
+    /// changes the outcome. > 0.
+    std::size_t max_event_size = std::size_t{1} << 20;
+};
+
+/// The parser's counters (`SseParser::stats()`).
+struct SseParserStats {
+    std::size_t events_too_large = 0;  ///< events reported as EventTooLarge since construction or reset()
+};
+
+/// An event as the parser hands it to the callback; the views are valid during the callback only.
+struct SseEventView {
+    ErrorCode status = ErrorCode::Ok;  ///< Ok, or EventTooLarge (then type and data are empty)
+    std::string_view type;             ///< "message" unless an `event:` field set it
+    std::string_view data;             ///< the data lines joined with LF
+    std::string_view id;               ///< the last event ID at dispatch (may come from an earlier event)
+};
+
+/// An owned event (for collecting).
+struct SseEvent {
+    ErrorCode status = ErrorCode::Ok;
+    std::string type;
+    std::string data;
+    std::string id;
+
+    SseEvent() = default;
+    explicit SseEvent(const SseEventView& view)
+        : status(view.status), type(view.type), data(view.data), id(view.id) {}
+    friend bool operator==(const SseEvent&, const SseEvent&) = default;
+};
+
+namespace detail {
+inline const SseParserOptions& sse_validate(const SseParserOptions& options) {
+    if (options.max_event_size == 0)
+        throw Error(ErrorCode::InvalidArgument,
+                    fmt::format("SseParserOptions::max_event_size must be >= 1 (got {})", options.max_event_size));
+    return options;
+}
+}  // namespace detail
+
+/// Incremental `text/event-stream` parser (WHATWG "event stream interpretation"): bytes may arrive
+/// split anywhere (inside a line, a CRLF or a UTF-8 character). Handles CR, LF and CRLF line ends,
+/// one leading BOM, comments, multi-line data, `event`, `id` (ignored when it contains NUL) and
+/// `retry` (ASCII digits only, any number of them, leading zeros included, else ignored; a value
+/// past `milliseconds::max()` saturates to it), ignores unknown fields and dispatches on blank
+/// lines. At the end of the stream an unterminated event is discarded, as the standard says
+/// (`finish()`). A callback that throws leaves the parser consistent and loses no input (`feed`).
+///
+/// Bytes are passed through; the parser does not decode or validate UTF-8 (a proxy forwards what it
+/// got). Memory is bounded by `max_event_size` (plus, only after a callback threw, a copy of the
+/// unparsed rest of that one `feed` call's bytes until the next feed). Hot-path invariant: a line
+/// that lies entirely inside one `feed` is parsed in place, and a one-line event (the
+/// OpenAI/vLLM/llama.cpp shape) that lies inside one `feed` reaches the callback as a view of the
+/// input, with no copy; only a line or an event split across feeds is buffered.
+///
+/// Thread-safety: one parser belongs to one stream (no internal locking).
+class SseParser {
+public:
+    using Options = SseParserOptions;
+
+    /// Throws Error(InvalidArgument) when `options.max_event_size` is 0.
+    explicit SseParser(SseParserOptions options = {}) : max_event_size_(detail::sse_validate(options).max_event_size) {}
+
+    /// Parses `bytes` and calls `on_event(const SseEventView&)` for each dispatched event (and once
+    /// for each event that exceeded the bound). Returns the number of calls.
+    ///
+    /// If `on_event` throws, the exception propagates out of `feed`, and the event it was called for
+    /// counts as delivered: the parser's state is as if the callback had returned (that event's type
+    /// and data are gone; the last event ID and retry stay). The bytes of `bytes` after the line that
+    /// ended that event are not parsed now: the parser keeps a copy of them and parses them first at
+    /// the next `feed` call, before that call's own bytes (`feed({}, on_event)` resumes without new
+    /// input), so catching the exception and feeding on loses nothing and repeats nothing.
+    /// `finish()` and `reset()` drop that kept rest, as they drop an unterminated event.
+    template <class OnEvent>
+        requires std::invocable<OnEvent&, const SseEventView&>
+    std::size_t feed(std::string_view bytes, OnEvent&& on_event) {
+        if (!resume_.empty()) {  // the rest of a feed whose callback threw: parse it first
+            std::string input = std::move(resume_);
+            resume_.clear();
+            input.append(bytes);
+            return feed_bytes(input, on_event);
+        }
+        return feed_bytes(bytes, on_event);
+    }
+
+private:
+    template <class OnEvent>
+    std::size_t feed_bytes(std::string_view bytes, OnEvent& on_event) {
+        std::size_t calls = 0;
+        const auto emit = [&](const SseEventView& view) {
+            ++calls;
+            std::invoke(on_event, view);
+        };
+        const char* const begin = bytes.data();
+        const std::size_t n = bytes.size();
+        std::size_t pos = 0;
+        if (n == 0) return 0;
+        if (pending_cr_) {  // the previous feed ended with CR: an LF here completes that CRLF
+            pending_cr_ = false;
+            if (begin[0] == '\n') pos = 1;
+        }
+        // The next CR at or after `pos` is looked up once and cached, so CR-free input (the common
+        // case) costs one memchr for CR per feed, not one per line.
+        std::size_t next_cr = find(begin, pos, n, '\r');
+        // `pos` moves past a line (and its terminator) before the line is processed, so that when the
+        // callback throws, [pos, n) is exactly the unparsed rest (kept in resume_ for the next feed).
+        try {
+            while (pos < n) {
+                if (next_cr != npos && next_cr < pos) next_cr = find(begin, pos, n, '\r');
+                const std::size_t lf_limit = next_cr == npos ? n : next_cr;
+                const std::size_t lf = find(begin, pos, lf_limit, '\n');
+                const std::size_t end = lf != npos ? lf : next_cr;
+                if (end == npos) {  // no terminator: keep the partial line for the next feed
+                    const std::string_view rest(begin + pos, n - pos);
+                    pos = n;
+                    take_partial(rest, emit);
+                    break;
+                }
+                const std::string_view piece(begin + pos, end - pos);
+                pos = end + 1;
+                if (begin[end] == '\r') {
+                    if (pos < n) {
+                        if (begin[pos] == '\n') ++pos;
+                    } else {
+                        pending_cr_ = true;
+                    }
+                }
+                if (line_.empty() && !partial_line_) {
+                    process_line(piece, /*in_place=*/true, emit);
+                } else {
+                    const LineDone done{*this};  // the buffered line is consumed, even if the callback throws
+                    if (!discarding_) line_.append(piece);
+                    const std::string_view line = discarding_ ? std::string_view(partial_line_ ? "x" : "") : line_;
+                    process_line(line, /*in_place=*/false, emit);
+                }
+            }
+        } catch (...) {
+            own_data_view();  // (never active here: dispatch and overflow end it before calling back)
+            resume_.assign(begin + pos, n - pos);
+            throw;
+        }
+        own_data_view();
+        return calls;
+    }
+
+    // Ends the buffered line on scope exit (normal or by an exception from the callback).
+    struct LineDone {
+        SseParser& parser;
+        ~LineDone() {
+            parser.line_.clear();
+            parser.partial_line_ = false;
+        }
+    };
+
+    // Ends the dispatched event on scope exit (normal or by an exception from the callback), so the
+    // next event starts clean: no leftover type or data lines.
+    struct EventDone {
+        SseParser& parser;
+        ~EventDone() {
+            parser.data_.clear();
+            parser.type_.clear();
+        }
+    };
+
+public:
+
+    /// The stream ended: an event without its closing blank line is discarded (WHATWG). The last
+    /// event ID and retry survive (a reconnecting client needs them); the next feed may start with a
+    /// BOM again.
+    void finish() noexcept {
+        data_view_active_ = false;
+        resume_.clear();
+        line_.clear();
+        data_.clear();
+        type_.clear();
+        event_raw_ = 0;
+        partial_line_ = false;
+        discarding_ = false;
+        pending_cr_ = false;
+        at_start_ = true;
+    }
+
+    /// Back to the initial state (forgets the last event ID and retry too).
+    void reset() noexcept {
+        finish();
+        last_id_.clear();
+        retry_.reset();
+        events_too_large_ = 0;
+    }
+
+    [[nodiscard]] std::string_view last_event_id() const noexcept { return last_id_; }
+    /// The latest valid `retry:` value.
+    [[nodiscard]] std::optional<std::chrono::milliseconds> retry() const noexcept { return retry_; }
+    /// The counters (events reported as EventTooLarge so far).
+    [[nodiscard]] SseParserStats stats() const noexcept { return SseParserStats{events_too_large_}; }
+
+    /// Parses a whole stream at once (then `finish()`), collecting owned events.
+    [[nodiscard]] static std::vector<SseEvent> parse_all(std::string_view stream, SseParserOptions options = {}) {
+        SseParser parser(options);
+        std::vector<SseEvent> events;
+        parser.feed(stream, [&](const SseEventView& e) { events.emplace_back(e); });
+        parser.finish();
+        return events;
+    }
+
+private:
+    static constexpr std::size_t npos = std::string_view::npos;
+    static constexpr std::string_view bom = "\xEF\xBB\xBF";
+
+    static std::size_t find(const char* base, std::size_t from, std::size_t to, char c) noexcept {
+        if (from >= to) return npos;
+        const void* hit = std::memchr(base + from, c, to - from);
+        return hit ? static_cast<std::size_t>(static_cast<const char*>(hit) - base) : npos;
+    }
+
+    // Moves a pending in-place data view into the owned buffer (before its bytes go away).
+    void own_data_view() {
+        if (!data_view_active_) return;
+        data_view_active_ = false;
+        data_.assign(data_view_);
+        data_.push_back('\n');
+    }
+
+    template <class Emit>
+    void overflow(Emit& emit) {
+        ++events_too_large_;
+        discarding_ = true;
+        data_view_active_ = false;
+        event_raw_ = 0;
+        data_.clear();
+        type_.clear();
+        line_.clear();
+        emit(SseEventView{ErrorCode::EventTooLarge, {}, {}, last_id_});
+    }
+
+    template <class Emit>
+    void take_partial(std::string_view rest, Emit& emit) {
+        if (rest.empty()) return;
+        partial_line_ = true;
+        if (discarding_) return;  // only whether the line is empty matters now
+        if (event_raw_ + line_.size() + rest.size() > max_event_size_) {
+            overflow(emit);
+            return;
+        }
+        line_.append(rest);
+    }
+
+    template <class Emit>
+    void process_line(std::string_view line, bool in_place, Emit& emit) {
+        if (discarding_) {
+            at_start_ = false;
+            if (line.empty()) discarding_ = false;  // resynchronized at the blank line
+            return;
+        }
+        if (event_raw_ + line.size() > max_event_size_) return overflow(emit);  // BOM included, as in take_partial
+        event_raw_ += line.size();
+        if (at_start_) {
+            at_start_ = false;
+            if (line.starts_with(bom)) line.remove_prefix(bom.size());
+        }
+        if (line.empty()) {
+            dispatch(emit);
+            return;
+        }
+        if (line.front() == ':') return;  // a comment
+        const std::size_t colon = line.find(':');
+        std::string_view field = line;
+        std::string_view value;
+        if (colon != npos) {
+            field = line.substr(0, colon);
+            value = line.substr(colon + 1);
+            if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+        }
+        if (field == "data") {
+            if (data_view_active_) own_data_view();  // a second data line: join in the buffer
+            if (in_place && data_.empty()) {
+                data_view_ = value;  // the usual one-line event: no copy until it is dispatched
+                data_view_active_ = true;
+            } else {
+                data_.append(value);
+                data_.push_back('\n');
+            }
+        } else if (field == "event") {
+            type_.assign(value);
+        } else if (field == "id") {
+            if (value.find('\0') == npos) last_id_.assign(value);
+        } else if (field == "retry") {
+            parse_retry(value);
+        }
+        // any other field is ignored
+    }
+
+    // WHATWG: a value of only ASCII digits (any number of them, leading zeros included) is the
+    // reconnection time in ms; anything else is ignored. A value too big for milliseconds saturates.
+    void parse_retry(std::string_view value) noexcept {
+        if (value.empty()) return;
+        using Rep = std::chrono::milliseconds::rep;
+        constexpr Rep max = std::chrono::milliseconds::max().count();
+        Rep ms = 0;
+        for (const char c : value) {
+            if (c < '0' || c > '9') return;
+            const Rep digit = c - '0';
+            ms = ms > (max - digit) / 10 ? max : ms * 10 + digit;
+        }
+        retry_ = std::chrono::milliseconds(ms);
+    }
+
+    template <class Emit>
+    void dispatch(Emit& emit) {
+        event_raw_ = 0;
+        const EventDone done{*this};  // clears type_ and data_ after the callback, also when it throws
+        if (data_view_active_) {
+            data_view_active_ = false;
+            const std::string_view type = type_.empty() ? std::string_view("message") : std::string_view(type_);
+            emit(SseEventView{ErrorCode::Ok, type, data_view_, last_id_});
+            return;
+        }
+        if (data_.empty()) return;  // no data lines: nothing is dispatched (WHATWG)
+        const std::string_view data(data_.data(), data_.size() - 1);  // drop the last LF
+        const std::string_view type = type_.empty() ? std::string_view("message") : std::string_view(type_);
+        emit(SseEventView{ErrorCode::Ok, type, data, last_id_});
+    }
+
+    std::size_t max_event_size_;
+    std::string line_;     // a line split across feeds (its first part(s))
+    std::string resume_;   // the unparsed rest of a feed whose callback threw (parsed first next time)
+    std::string data_;     // data buffer: each data line followed by LF
+    std::string type_;     // event type buffer
+    std::string last_id_;  // last event ID buffer
+    std::optional<std::chrono::milliseconds> retry_;
+    std::size_t events_too_large_ = 0;
+    std::size_t event_raw_ = 0;  // bytes of the current event's complete lines (the size bound)
+    bool partial_line_ = false;  // bytes of the current line arrived in an earlier feed
+    bool discarding_ = false;    // the current event overflowed: skip to the next blank line
+    bool pending_cr_ = false;    // the last feed ended with CR (maybe the first half of CRLF)
+    bool at_start_ = true;       // the next line is the stream's first (a BOM may lead it)
+    // The data of a one-line event whose line lay inside the current feed: a view into the caller's
+    // bytes, valid until `feed` returns (then copied into data_ if the event is still open).
+    // Invariant: while active, data_ is empty.
+    std::string_view data_view_;
+    bool data_view_active_ = false;
+};
+
+namespace detail {
+template <class View>
+StreamingGenerator<SseEvent> sse_events_impl(View chunks, SseParserOptions options) {
+    SseParser parser(options);
+    std::vector<SseEvent> ready;
+    for (auto&& chunk : chunks) {
+        ready.clear();
+        parser.feed(std::string_view(chunk), [&](const SseEventView& e) { ready.emplace_back(e); });
+        for (SseEvent& event : ready) co_yield std::move(event);
+    }
+    parser.finish();
+}
+}  // namespace detail
+
+/// The events of a stream that arrives as a range of byte chunks (e.g. a generator over socket reads).
+/// An lvalue range is referenced (keep it alive); an rvalue is moved in.
+template <std::ranges::viewable_range R>
+    requires std::ranges::input_range<R> && std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>
+StreamingGenerator<SseEvent> sse_events(R&& chunks, SseParserOptions options = {}) {
+    detail::sse_validate(options);  // eagerly, not at the first resumption
+    return detail::sse_events_impl(std::views::all(std::forward<R>(chunks)), options);
+}
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/sse.hpp ----
+// ---- begin llmfast/batch_handler.hpp ----
+// llmfast/batch_handler.hpp — the `BatchHandler` concept: what DynamicBatcher (llmfast/batcher.hpp)
+// needs from the backend it batches for.
+//
+// Required: `H&` is callable with a `std::span<Req>` (the batch, in submission order within a
+// priority level; the handler may move from the requests) and returns something convertible to
+// `std::vector<Resp>`, one response per request, in the same order. Optional: nothing. Returning a
+// wrong number of responses or throwing is allowed: the batcher completes that batch's requests with
+// HandlerFailed.
+//
+//     struct Echo {
+//         std::vector<std::string> operator()(std::span<std::string> batch) const {
+//             return {batch.begin(), batch.end()};
+//         }
+//     };
+//     static_assert(llmfast::BatchHandler<Echo, std::string, std::string>);
+//
+// Thread-safety: with `BatcherOptions::workers > 1` the batcher calls one handler object from
+// several threads at once; a handler that keeps state must synchronise it.
+//
+// Errors: nothing here throws (a concept).
+
+
+#include <concepts>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// A model of BatchHandler<H, Req, Resp> is called with a batch of requests (a span it may move from)
+/// and returns one response per request, in the same order.
+template <class H, class Req, class Resp>
+concept BatchHandler = std::invocable<H&, std::span<Req>> &&
+                       std::convertible_to<std::invoke_result_t<H&, std::span<Req>>, std::vector<Resp>>;
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/batch_handler.hpp ----
+// ---- begin llmfast/batcher.hpp ----
+// llmfast/batcher.hpp — DynamicBatcher<Req, Resp>: groups concurrent requests into batches for a backend
+// that is cheaper per item in bulk (an LLM server, an embedding model), the way Triton's dynamic batcher,
+// TF Serving's BasicBatchScheduler or Ray Serve's @serve.batch do, as a header-only template.
+//
+// A batch is dispatched as soon as a worker is free and any of these holds: it has `max_batch_size`
+// requests; their summed cost (a user cost function, e.g. prompt tokens; 1 per request by default) reached
+// `max_batch_cost`; the oldest queued request has waited `max_wait` (0 = "whatever is queued, now"); the
+// batcher is closing. A single request costlier than `max_batch_cost` goes alone. Higher priority levels are
+// served first, FIFO within a level. Requests whose deadline passes or whose stop token fires while queued
+// never reach the handler. `workers` threads (owned by the batcher, started in the constructor) run the
+// handler, so at most `workers` batches run at once and a busy backend lets the next batch grow.
+//
+//     llmfast::DynamicBatcher<std::string, std::string> batcher(
+//         [](std::span<std::string> prompts) {            // one response per request, in order
+//             std::vector<std::string> out;
+//             for (auto& p : prompts) out.push_back(model.generate(p));
+//             return out;
+//         },
+//         {.max_batch_size = 32, .max_wait = std::chrono::milliseconds(5)});
+//     std::future<std::string> reply = batcher.submit("hello", {.timeout = std::chrono::seconds(2)});
+//     batcher.submit("hi", {.priority = 1}, [](llmfast::BatchResult<std::string>&& r) {   // no shared state
+//         if (r.ok()) use(r.value()); else log(r.error());
+//     });
+//
+// Guarantee: every accepted request completes exactly once — its future becomes ready / its callback runs
+// once, with a response or an error — including when the handler throws, returns the wrong number of
+// responses, and at close(). A rejected submission (an exception thrown by submit, a non-Ok status from
+// try_submit) never invokes the callback.
+//
+// Thread-safety: submit / try_submit / stats / close may be called from any number of threads (but,
+// as for any object, no call may still be running when the destructor starts).
+// The handler is called from the worker threads: with `workers > 1` it runs concurrently with itself.
+// Callbacks run on a worker thread after the handler returns (those of one batch in no particular
+// order); keep them short and non-throwing (an exception a callback throws is swallowed and counted in
+// `BatcherStats::callback_errors`). A callback may submit and may call close(), but must not destroy
+// the batcher. Cancellation is noticed at once when a worker is idle, otherwise when the next batch is
+// formed; a request that was dispatched runs to completion. A submit blocked on a full queue
+// (`block_when_full_for`) returns at the earliest of: room in the queue, block_when_full_for, the
+// request's deadline / timeout, its stop token, close().
+//
+// Time: deadlines, max_wait and the queue-wait figures use the clock `C` (llmfast::SteadyClock by
+// default), held as a `ClockRef<C>`; inject one as the first constructor argument, the others keep
+// their defaults: `DynamicBatcher<Req, Resp, Handler, ManualClock> b(clock, handler);`. With a clock
+// other than steady_clock (llmfast::ManualClock in tests) the idle workers, and a submit blocked on a
+// full queue whose request has a deadline, re-read it every 200 µs. `now + timeout` saturates at the
+// clock's limits both ways (a huge timeout never expires, a hugely negative one has already passed);
+// summed costs never overflow (any cost up to SIZE_MAX).
+// Hot path: the callback form allocates nothing per request once the queue has grown (a ring buffer,
+// the callback stored inline up to 48 bytes; a stop token that can fire costs one allocation). The future
+// form pays for std::promise (an allocation, and in libstdc++ a futex syscall to set the value).
+//
+// Errors (llmfast::Error codes):
+//   constructor                  InvalidArgument (a BatcherOptions field out of range; the message names it)
+//   submit (both forms)          throws QueueFull (queue at max_queue, not blocking or block_when_full_for
+//                                ran out), Closed (close() was called, also while blocked), InvalidArgument
+//                                (priority out of range), DeadlineExceeded / Cancelled (deadline passed /
+//                                stop requested, before the call or while it blocked on a full queue);
+//                                exceptions of the cost function propagate. Nothing is enqueued then.
+//   try_submit                   returns those codes instead of throwing (ErrorCode::Ok on success).
+//   the future / BatchResult     DeadlineExceeded (deadline passed while queued), Cancelled (stop token
+//                                fired while queued), HandlerFailed (the handler threw — the message carries
+//                                its what() — or returned a wrong number of responses).
+
+
+// ---- begin llmfast/detail/inplace_function.hpp ----
+// llmfast/detail/inplace_function.hpp — a move-only, small-buffer callable (internal).
+//
+// C++20 has no std::move_only_function, and std::function needs copyable targets and allocates for
+// anything bigger than two pointers. `InplaceFunction<R(Args...), Capacity>` stores a target of up to
+// `Capacity` bytes (max_align_t alignment, nothrow-movable) inside the object, so wrapping a lambda that
+// captures a pointer and an index, or a std::promise, never touches the heap. Larger targets still work:
+// they are boxed on the heap (one allocation), so callers never have to care, only hot paths do.
+//
+// Thread-safety: a plain value; one object must not be used from two threads at once.
+
+
+#include <cstddef>
+#include <functional>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+LLMFAST_BEGIN_NAMESPACE
+
+namespace detail {
+
+template <class Signature, std::size_t Capacity = 48>
+class InplaceFunction;
+
+template <class R, class... Args, std::size_t Capacity>
+class InplaceFunction<R(Args...), Capacity> {
+public:
+    static constexpr std::size_t capacity = Capacity;
+
+    /// True when a target of type F is stored inline (no allocation).
+    template <class F>
+    static constexpr bool stores_inline = sizeof(F) <= Capacity && alignof(F) <= alignof(std::max_align_t) &&
+                                          std::is_nothrow_move_constructible_v<F>;
+
+    InplaceFunction() noexcept = default;
+    InplaceFunction(std::nullptr_t) noexcept {}  // NOLINT(google-explicit-constructor)
+
+    template <class F>
+        requires(!std::is_same_v<std::remove_cvref_t<F>, InplaceFunction> &&
+                 std::is_constructible_v<std::decay_t<F>, F> && std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
+    InplaceFunction(F&& f) {  // NOLINT(google-explicit-constructor): a callable converts like std::function
+        using D = std::decay_t<F>;
+        if constexpr (stores_inline<D>) {
+            ::new (static_cast<void*>(storage_)) D(std::forward<F>(f));
+            ops_ = &inline_ops<D>;
+        } else {
+            D* boxed = new D(std::forward<F>(f));
+            ::new (static_cast<void*>(storage_)) D*(boxed);
+            ops_ = &boxed_ops<D>;
+        }
+    }
+
+    InplaceFunction(InplaceFunction&& other) noexcept : ops_(other.ops_) {
+        if (ops_) {
+            ops_->relocate(other.storage_, storage_);
+            other.ops_ = nullptr;
+        }
+    }
+
+    InplaceFunction& operator=(InplaceFunction&& other) noexcept {
+        if (this != &other) {
+            reset();
+            if (other.ops_) {
+                other.ops_->relocate(other.storage_, storage_);
+                ops_ = other.ops_;
+                other.ops_ = nullptr;
+            }
+        }
+        return *this;
+    }
+
+    InplaceFunction(const InplaceFunction&) = delete;
+    InplaceFunction& operator=(const InplaceFunction&) = delete;
+
+    ~InplaceFunction() { reset(); }
+
+    void reset() noexcept {
+        if (ops_) {
+            ops_->destroy(storage_);
+            ops_ = nullptr;
+        }
+    }
+
+    explicit operator bool() const noexcept { return ops_ != nullptr; }
+
+    /// Calls the target. Throws std::bad_function_call when empty.
+    R operator()(Args... args) {
+        if (!ops_) throw std::bad_function_call();
+        return ops_->invoke(storage_, std::forward<Args>(args)...);
+    }
+
+private:
+    struct Ops {
+        R (*invoke)(void*, Args&&...);
+        void (*relocate)(void* from, void* to) noexcept;  // move-construct into `to`, destroy `from`
+        void (*destroy)(void*) noexcept;
+    };
+
+    template <class D>
+    static constexpr Ops inline_ops{
+        [](void* self, Args&&... args) -> R { return std::invoke(*static_cast<D*>(self), std::forward<Args>(args)...); },
+        [](void* from, void* to) noexcept {
+            D* source = static_cast<D*>(from);
+            ::new (to) D(std::move(*source));
+            source->~D();
+        },
+        [](void* self) noexcept { static_cast<D*>(self)->~D(); },
+    };
+
+    template <class D>
+    static constexpr Ops boxed_ops{
+        [](void* self, Args&&... args) -> R { return std::invoke(**static_cast<D**>(self), std::forward<Args>(args)...); },
+        [](void* from, void* to) noexcept { ::new (to) D*(*static_cast<D**>(from)); },
+        [](void* self) noexcept { delete *static_cast<D**>(self); },
+    };
+
+    alignas(std::max_align_t) unsigned char storage_[Capacity];
+    const Ops* ops_ = nullptr;
+};
+
+}  // namespace detail
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/inplace_function.hpp ----
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <future>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
+
+#if defined(__GNUC__)
+#define LLMFAST_BATCHER_COLD [[gnu::cold, gnu::noinline]]
+#else
+#define LLMFAST_BATCHER_COLD
+#endif
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// The default handler type: any callable `std::vector<Resp>(std::span<Req>)`.
+template <class Req, class Resp>
+using BatchFunction = std::function<std::vector<Resp>(std::span<Req>)>;
+
+/// Batcher-wide settings. Validated by the DynamicBatcher constructor (InvalidArgument).
+struct BatcherOptions {
+    std::size_t max_batch_size = 32;                                      ///< >= 1
+    std::size_t max_batch_cost = std::numeric_limits<std::size_t>::max();  ///< >= 1; summed request cost
+    std::chrono::nanoseconds max_wait = std::chrono::milliseconds(5);     ///< >= 0; 0 = dispatch at once
+    std::size_t max_queue = 65536;                                        ///< >= 1; requests waiting
+    std::size_t workers = 1;                                              ///< >= 1; batches running at once
+    std::size_t priority_levels = 4;                                      ///< 1..64; priorities 0..levels-1
+    /// When the queue is full, submit blocks up to this long for room before failing with QueueFull.
+    /// 0 (the default): fail at once; nanoseconds::max(): no limit of its own. Measured on
+    /// std::chrono::steady_clock whatever the batcher's Clock. The request's own deadline / timeout
+    /// (DeadlineExceeded), its stop token (Cancelled) and close() (Closed) end the wait earlier.
+    std::chrono::nanoseconds block_when_full_for = std::chrono::nanoseconds::zero();
+};
+
+/// Per-request settings (`DynamicBatcher::RequestOptions`). `C` is the batcher's clock.
+template <class C = SteadyClock>
+struct SubmitOptions {
+    static_assert(Clock<C>, "llmfast::SubmitOptions<C>: C must model llmfast::Clock — it needs nested types "
+                            "`duration` and `time_point` and a const `now()` returning a time_point");
+    /// The request must be dispatched before this; otherwise it completes with DeadlineExceeded.
+    typename C::time_point deadline = C::time_point::max();
+    /// Alternative to `deadline`: now + timeout (the earlier of the two applies when both are set).
+    std::optional<std::chrono::nanoseconds> timeout{};
+    /// 0 .. priority_levels-1; higher levels are dispatched first, FIFO within a level.
+    int priority = 0;
+    /// Cancels the request while it is queued (Cancelled); once dispatched it runs to completion.
+    std::stop_token stop_token{};
+};
+
+/// What a completion callback receives: the response, or the error code (and exception) of the request.
+template <class Resp>
+class BatchResult {
+public:
+    explicit BatchResult(Resp&& response) noexcept(std::is_nothrow_move_constructible_v<Resp>)
+        : response_(std::move(response)) {}
+    /// An error; `cause` (may be null) is the exception a future would carry.
+    BatchResult(ErrorCode code, std::exception_ptr cause) noexcept : code_(code), cause_(std::move(cause)) {}
+
+    [[nodiscard]] bool ok() const noexcept { return code_ == ErrorCode::Ok; }
+    [[nodiscard]] ErrorCode error() const noexcept { return code_; }
+
+    /// The response; throws the request's error when !ok().
+    [[nodiscard]] Resp& value() & {
+        if (!ok()) rethrow();
+        return *response_;
+    }
+    [[nodiscard]] Resp&& value() && {
+        if (!ok()) rethrow();
+        return std::move(*response_);
+    }
+
+    /// The error as an exception (an llmfast::Error); null when ok().
+    [[nodiscard]] std::exception_ptr exception() const {
+        if (ok()) return nullptr;
+        if (cause_) return cause_;
+        return std::make_exception_ptr(Error(code_, default_message(code_)));
+    }
+
+    [[noreturn]] void rethrow() const { std::rethrow_exception(exception()); }
+
+private:
+    static std::string_view default_message(ErrorCode code) noexcept {
+        switch (code) {
+            case ErrorCode::DeadlineExceeded: return "the request's deadline passed before it was dispatched";
+            case ErrorCode::Cancelled: return "the request was cancelled before it was dispatched";
+            case ErrorCode::HandlerFailed: return "the batch handler failed";
+            default: return "the request failed";
+        }
+    }
+
+    std::optional<Resp> response_{};
+    ErrorCode code_ = ErrorCode::Ok;
+    std::exception_ptr cause_{};
+};
+
+/// The future form of try_submit: status Ok and a valid future, or the error and no future.
+template <class Resp>
+struct TrySubmitResult {
+    ErrorCode status = ErrorCode::Ok;
+    std::future<Resp> future{};
+    explicit operator bool() const noexcept { return status == ErrorCode::Ok; }
+};
+
+/// A snapshot of the batcher's counters (`DynamicBatcher::stats()`).
+struct BatcherStats {
+    std::size_t queue_depth = 0;          ///< requests waiting now (incl. expired/cancelled not yet removed)
+    std::size_t batches_running = 0;      ///< batches in the handler now
+    std::uint64_t accepted = 0;           ///< requests enqueued
+    std::uint64_t batches = 0;            ///< batches dispatched to the handler
+    std::uint64_t dispatched = 0;         ///< requests dispatched to the handler
+    std::uint64_t succeeded = 0;          ///< requests completed with a response
+    std::uint64_t rejected = 0;           ///< submissions refused with QueueFull or Closed
+    std::uint64_t expired = 0;            ///< requests refused or dropped with DeadlineExceeded
+    std::uint64_t cancelled = 0;          ///< requests refused or dropped with Cancelled
+    std::uint64_t failed = 0;             ///< requests completed with HandlerFailed
+    std::uint64_t callback_errors = 0;    ///< exceptions thrown by completion callbacks (swallowed)
+    /// batch_size_histogram[n] = batches of exactly n requests (n >= 1); the last bucket also counts
+    /// bigger batches (the histogram has min(max_batch_size, 1024) + 1 buckets).
+    std::vector<std::uint64_t> batch_size_histogram{};
+    /// Time from submission to dispatch of the requests dispatched so far (log-bucketed, <= 12.5% high).
+    std::chrono::nanoseconds queue_wait_p50{}, queue_wait_p90{}, queue_wait_p99{}, queue_wait_max{};
+
+    [[nodiscard]] double mean_batch_size() const noexcept {
+        return batches ? static_cast<double>(dispatched) / static_cast<double>(batches) : 0.0;
+    }
+};
+
+namespace detail {
+
+/// The exact sum of up to SIZE_MAX values of std::size_t (two words with a carry), so costs near SIZE_MAX
+/// never wrap around. Not synchronised: the batcher updates it under its mutex.
+class CostSum {
+public:
+    void add(std::size_t v) noexcept {
+        low_ += v;
+        if (low_ < v) ++high_;  // carry
+    }
+    void subtract(std::size_t v) noexcept {  // v was added before
+        if (low_ < v) --high_;  // borrow
+        low_ -= v;
+    }
+    [[nodiscard]] bool at_least(std::size_t v) const noexcept { return high_ > 0 || low_ >= v; }
+
+private:
+    std::size_t low_ = 0;
+    std::size_t high_ = 0;
+};
+
+}  // namespace detail
+
+/// Groups requests into batches for `Handler` (see the file comment). Thread-safe; owns `workers` threads.
+template <class Req, class Resp, class Handler = BatchFunction<Req, Resp>, class C = SteadyClock>
+class DynamicBatcher {
+    static_assert(std::is_nothrow_move_constructible_v<Req>,
+                  "llmfast::DynamicBatcher<Req, Resp, Handler, C>: Req must be nothrow move-constructible (the "
+                  "queue relocates requests; wrap it in std::unique_ptr otherwise)");
+    static_assert(std::is_move_constructible_v<Resp> && !std::is_void_v<Resp>,
+                  "llmfast::DynamicBatcher<Req, Resp, Handler, C>: Resp must be a move-constructible object type");
+    static_assert(BatchHandler<Handler, Req, Resp>,
+                  "llmfast::DynamicBatcher<Req, Resp, Handler, C>: Handler must model llmfast::BatchHandler<Handler, "
+                  "Req, Resp> — it needs to be callable as `Handler&` with a std::span<Req> and return something "
+                  "convertible to std::vector<Resp>");
+    static_assert(Clock<C>, "llmfast::DynamicBatcher<Req, Resp, Handler, C>: C must model llmfast::Clock — it needs "
+                            "nested types `duration` and `time_point` and a const `now()` returning a time_point");
+
+public:
+    using request_type = Req;
+    using response_type = Resp;
+    using clock_type = C;
+    using time_point = typename C::time_point;
+    /// The batcher's settings.
+    using Options = BatcherOptions;
+    /// Per-request settings (deadline, timeout, priority, stop token).
+    using RequestOptions = SubmitOptions<C>;
+    using Result = BatchResult<Resp>;
+    /// The completion callback storage: a move-only callable stored inline up to 48 bytes (no allocation).
+    using Callback = detail::InplaceFunction<void(Result&&), 48>;
+    /// Cost of one request (e.g. its prompt tokens). Empty: every request costs 1.
+    using CostFunction = std::function<std::size_t(const Req&)>;
+
+    /// Starts `options.workers` threads. Throws InvalidArgument for an option out of range.
+    explicit DynamicBatcher(Handler handler, BatcherOptions options = {}, CostFunction cost = {})
+        requires ClockRef<C>::stateless
+        : DynamicBatcher(ClockRef<C>{}, std::move(handler), options, std::move(cost)) {}
+
+    /// Reads time from `clock` (a stateful one, e.g. ManualClock, must outlive the batcher).
+    DynamicBatcher(const C& clock, Handler handler, BatcherOptions options = {}, CostFunction cost = {})
+        : DynamicBatcher(ClockRef<C>{clock}, std::move(handler), options, std::move(cost)) {}
+
+    DynamicBatcher(const DynamicBatcher&) = delete;
+    DynamicBatcher& operator=(const DynamicBatcher&) = delete;
+
+    /// close(): drains what is queued and joins the workers.
+    ~DynamicBatcher() { close(); }
+
+    /// Enqueues `request`; the future carries the response or the request's error.
+    /// Throws QueueFull, Closed, InvalidArgument, DeadlineExceeded, Cancelled (see the file comment).
+    [[nodiscard]] std::future<Resp> submit(Req request, RequestOptions options = {}) {
+        std::promise<Resp> promise;
+        std::future<Resp> future = promise.get_future();
+        Callback done{PromiseCompletion{std::move(promise)}};
+        bool blocked = false;
+        if (const ErrorCode status = enqueue(request, options, done, blocked); status != ErrorCode::Ok)
+            throw_status(status, blocked, options.priority);
+        return future;
+    }
+
+    /// Enqueues `request`; `callback(BatchResult<Resp>&&)` runs exactly once on a worker thread. It is not
+    /// invoked when this throws (same errors as the future form).
+    template <class F>
+        requires std::is_invocable_v<std::decay_t<F>&, Result&&>
+    void submit(Req request, RequestOptions options, F&& callback) {
+        Callback done{std::forward<F>(callback)};
+        bool blocked = false;
+        if (const ErrorCode status = enqueue(request, options, done, blocked); status != ErrorCode::Ok)
+            throw_status(status, blocked, options.priority);
+    }
+
+    /// Like submit, but returns the status instead of throwing. `request` is moved from only on Ok (so a
+    /// caller can retry it), and the callback is invoked only on Ok.
+    template <class F>
+        requires std::is_invocable_v<std::decay_t<F>&, Result&&>
+    [[nodiscard]] ErrorCode try_submit(Req&& request, RequestOptions options, F&& callback) {
+        Callback done{std::forward<F>(callback)};
+        bool blocked = false;
+        return enqueue(request, options, done, blocked);
+    }
+
+    /// Future form of try_submit: `request` is moved from only on Ok.
+    [[nodiscard]] TrySubmitResult<Resp> try_submit(Req&& request, RequestOptions options = {}) {
+        std::promise<Resp> promise;
+        TrySubmitResult<Resp> result{ErrorCode::Ok, promise.get_future()};
+        Callback done{PromiseCompletion{std::move(promise)}};
+        bool blocked = false;
+        result.status = enqueue(request, options, done, blocked);
+        if (result.status != ErrorCode::Ok) result.future = {};
+        return result;
+    }
+
+    /// Stops intake (later submits fail with Closed), dispatches everything queued without waiting for
+    /// max_wait, waits for the running batches and joins the workers. Idempotent; concurrent callers all
+    /// return once the batcher is drained. Called from a handler or callback (a worker thread) it only
+    /// stops intake and returns: the workers finish draining on their own.
+    void close() {
+        {
+            std::lock_guard lock(mutex_);
+            closing_ = true;
+        }
+        work_cv_.notify_all();
+        space_cv_.notify_all();
+        const auto self = std::this_thread::get_id();
+        for (const std::thread& worker : workers_)
+            if (worker.get_id() == self) return;
+        std::lock_guard join_lock(join_mutex_);
+        for (std::thread& worker : workers_)
+            if (worker.joinable()) worker.join();
+    }
+
+    /// True once close() was called.
+    [[nodiscard]] bool closed() const {
+        std::lock_guard lock(mutex_);
+        return closing_;
+    }
+
+    /// A consistent snapshot of the counters; cheap enough to poll (copies a few KB under the lock).
+    [[nodiscard]] BatcherStats stats() const {
+        BatcherStats m;
+        std::lock_guard lock(mutex_);
+        m.queue_depth = depth_;
+        m.batches_running = running_;
+        m.accepted = accepted_;
+        m.batches = batches_;
+        m.dispatched = dispatched_;
+        m.succeeded = succeeded_;
+        m.rejected = rejected_;
+        m.expired = expired_;
+        m.cancelled = cancelled_;
+        m.failed = failed_;
+        m.callback_errors = callback_errors_;
+        m.batch_size_histogram = batch_sizes_;
+        m.queue_wait_p50 = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.percentile(50)));
+        m.queue_wait_p90 = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.percentile(90)));
+        m.queue_wait_p99 = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.percentile(99)));
+        m.queue_wait_max = std::chrono::nanoseconds(static_cast<std::int64_t>(waits_.max()));
+        return m;
+    }
+
+    [[nodiscard]] const BatcherOptions& options() const noexcept { return options_; }
+
+private:
+    // Wakes a worker when a queued request's stop token fires, so it is completed with Cancelled promptly.
+    struct CancelNotifier {
+        DynamicBatcher* self;
+        void operator()() const noexcept { self->on_cancel(); }
+    };
+    using StopCallback = std::stop_callback<CancelNotifier>;
+
+    struct Entry {
+        Req request;
+        std::size_t cost;
+        time_point enqueued;
+        time_point deadline;
+        std::stop_token stop;
+        std::unique_ptr<StopCallback> on_stop;  // only when the token can fire; destroyed outside mutex_
+        Callback done;
+    };
+
+    struct PromiseCompletion {
+        std::promise<Resp> promise;
+        void operator()(Result&& result) {
+            if (result.ok())
+                promise.set_value(std::move(result).value());
+            else
+                promise.set_exception(result.exception());
+        }
+    };
+
+    // What one worker moves out of the queue under the lock and completes outside it.
+    struct Work {
+        std::vector<Req> requests;
+        std::vector<Callback> completions;
+        std::vector<std::pair<Callback, ErrorCode>> dropped;
+        std::vector<std::unique_ptr<StopCallback>> stop_callbacks;
+    };
+
+    DynamicBatcher(ClockRef<C> clock, Handler handler, BatcherOptions options, CostFunction cost)
+        : handler_(std::move(handler)), options_(validate(options)), cost_(std::move(cost)), clock_(clock) {
+        levels_.resize(options_.priority_levels);
+        batch_sizes_.assign(std::min<std::size_t>(options_.max_batch_size, 1024) + 1, 0);
+        workers_.reserve(options_.workers);
+        try {
+            for (std::size_t i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { worker_loop(); });
+        } catch (...) {
+            close();
+            throw;
+        }
+    }
+
+    static BatcherOptions validate(const BatcherOptions& o) {
+        const auto fail = [](std::string message) { throw Error(ErrorCode::InvalidArgument, std::move(message)); };
+        if (o.max_batch_size == 0) fail(fmt::format("BatcherOptions::max_batch_size must be >= 1 (got {})", o.max_batch_size));
+        if (o.max_batch_cost == 0) fail(fmt::format("BatcherOptions::max_batch_cost must be >= 1 (got {})", o.max_batch_cost));
+        if (o.max_wait < std::chrono::nanoseconds::zero())
+            fail(fmt::format("BatcherOptions::max_wait must be >= 0 (got {} ns)", o.max_wait.count()));
+        if (o.max_queue == 0) fail(fmt::format("BatcherOptions::max_queue must be >= 1 (got {})", o.max_queue));
+        if (o.workers == 0) fail(fmt::format("BatcherOptions::workers must be >= 1 (got {})", o.workers));
+        if (o.priority_levels == 0 || o.priority_levels > 64)
+            fail(fmt::format("BatcherOptions::priority_levels must be in 1..64 (got {})", o.priority_levels));
+        if (o.block_when_full_for < std::chrono::nanoseconds::zero())
+            fail(fmt::format("BatcherOptions::block_when_full_for must be >= 0 (got {} ns)", o.block_when_full_for.count()));
+        return o;
+    }
+
+    // `blocked`: the submit waited for room in a full queue, so the bound that ended it fired meanwhile.
+    // Out of the submit hot path: formatting an error must not change how submit / enqueue inline.
+    [[noreturn]] LLMFAST_BATCHER_COLD static void fail_submit(ErrorCode status, std::string_view what) {
+        throw Error(status, fmt::format("DynamicBatcher::submit: {}", what));
+    }
+    [[noreturn]] LLMFAST_BATCHER_COLD void throw_status(ErrorCode status, bool blocked, int priority) const {
+        switch (status) {
+            case ErrorCode::QueueFull:
+                fail_submit(status, blocked ? "the batcher queue stayed full for block_when_full_for" : "the batcher queue is full");
+            case ErrorCode::Closed:
+                fail_submit(status, blocked ? "the batcher was closed while submit waited for room in the queue" : "the batcher is closed");
+            case ErrorCode::InvalidArgument:
+                throw Error(status, fmt::format("DynamicBatcher::submit: SubmitOptions::priority must be in 0..{} (got {})",
+                                                levels_.size() - 1, priority));
+            case ErrorCode::DeadlineExceeded:
+                fail_submit(status, blocked ? "the request's deadline passed while submit waited for room in the queue"
+                             : "the request's deadline already passed");
+            case ErrorCode::Cancelled:
+                fail_submit(status, blocked ? "the request's stop token was triggered while submit waited for room in the queue"
+                             : "the request's stop token was already triggered");
+            default: fail_submit(status, "submit failed");
+        }
+    }
+
+    // Moves `request` and `done` into the queue on Ok; leaves both untouched otherwise. Sets `blocked`
+    // when it waited for room in a full queue.
+    ErrorCode enqueue(Req& request, const RequestOptions& options, Callback& done, bool& blocked) {
+        if (options.priority < 0 || static_cast<std::size_t>(options.priority) >= levels_.size())
+            return ErrorCode::InvalidArgument;
+        time_point now = clock_.now();
+        time_point deadline = options.deadline;
+        if (options.timeout) deadline = std::min(deadline, detail::deadline_after(now, *options.timeout));
+        const std::size_t cost = cost_ ? cost_(request) : std::size_t{1};
+
+        // Registered before taking mutex_ (the callback takes it) and, on failure, destroyed after
+        // releasing it: a stop_callback's destructor waits for a running callback.
+        std::unique_ptr<StopCallback> on_stop;
+        if (options.stop_token.stop_possible() && !options.stop_token.stop_requested())
+            on_stop = std::make_unique<StopCallback>(options.stop_token, CancelNotifier{this});
+
+        bool notify = false;
+        {
+            std::unique_lock lock(mutex_);
+            auto expired_or_cancelled = [&] {
+                if (deadline <= now) {
+                    ++expired_;
+                    return ErrorCode::DeadlineExceeded;
+                }
+                if (options.stop_token.stop_requested()) {
+                    ++cancelled_;
+                    return ErrorCode::Cancelled;
+                }
+                return ErrorCode::Ok;
+            };
+            if (const ErrorCode status = expired_or_cancelled(); status != ErrorCode::Ok) return status;
+            if (closing_) {
+                ++rejected_;
+                return ErrorCode::Closed;
+            }
+            if (depth_ >= options_.max_queue && options_.block_when_full_for > std::chrono::nanoseconds::zero()) {
+                // Ends at the earliest of: room, close(), the stop token (on_stop wakes space_cv_), the
+                // request's deadline, block_when_full_for.
+                blocked = true;
+                using steady = std::chrono::steady_clock;
+                const steady::time_point until = detail::deadline_after(steady::now(), options_.block_when_full_for);
+                ++blocked_producers_;
+                for (;;) {
+                    now = clock_.now();  // queue wait and max_wait count from the actual enqueue
+                    if (closing_ || depth_ < options_.max_queue || deadline <= now || options.stop_token.stop_requested())
+                        break;
+                    const steady::time_point real_now = steady::now();
+                    if (real_now >= until) break;
+                    if constexpr (steady_time) {
+                        space_cv_.wait_until(lock, std::min(until, deadline));
+                    } else if (deadline == time_point::max()) {
+                        space_cv_.wait_until(lock, until);
+                    } else {  // the deadline is on a clock the condition variable cannot wait on: poll it
+                        space_cv_.wait_until(lock, std::min(until, detail::saturating_add(real_now, poll_interval)));
+                    }
+                }
+                --blocked_producers_;
+                if (closing_) {
+                    ++rejected_;
+                    return ErrorCode::Closed;
+                }
+                if (const ErrorCode status = expired_or_cancelled(); status != ErrorCode::Ok) return status;
+            }
+            if (depth_ >= options_.max_queue) {
+                ++rejected_;
+                return ErrorCode::QueueFull;
+            }
+            const bool was_empty = depth_ == 0;
+            levels_[static_cast<std::size_t>(options.priority)].push_back(
+                Entry{std::move(request), cost, now, deadline, options.stop_token, std::move(on_stop), std::move(done)});
+            ++depth_;
+            ++accepted_;
+            total_cost_.add(cost);
+            bool earlier_deadline = false;
+            if (deadline < earliest_deadline_) {
+                earliest_deadline_ = deadline;
+                earlier_deadline = true;
+            }
+            // Wake an idle worker only when its decision changes: it slept with nothing queued, the batch
+            // just became ready, or it must now wake for an earlier deadline. One notify per batch.
+            if (idle_workers_ > 0 && !wake_pending_ &&
+                (was_empty || earlier_deadline || batch_ready_by_size_or_cost())) {
+                wake_pending_ = true;
+                notify = true;
+            }
+        }
+        if (notify) work_cv_.notify_one();
+        return ErrorCode::Ok;
+    }
+
+    void on_cancel() {
+        bool producers = false;
+        {
+            std::lock_guard lock(mutex_);
+            cancel_pending_ = true;
+            producers = blocked_producers_ > 0;
+        }
+        work_cv_.notify_one();
+        if (producers) space_cv_.notify_all();  // the token may be a blocked submit's: end its wait
+    }
+
+    bool batch_ready_by_size_or_cost() const noexcept {
+        return options_.max_wait == std::chrono::nanoseconds::zero() || depth_ >= options_.max_batch_size ||
+               total_cost_.at_least(options_.max_batch_cost);
+    }
+
+    time_point oldest_enqueued() const noexcept {
+        time_point oldest = time_point::max();
+        for (const auto& level : levels_)
+            if (!level.empty()) oldest = std::min(oldest, level.front().enqueued);
+        return oldest;
+    }
+
+    void pop_front(detail::RingBuffer<Entry>& level, Entry& entry, Work& work) {
+        if (entry.on_stop) work.stop_callbacks.push_back(std::move(entry.on_stop));
+        --depth_;
+        total_cost_.subtract(entry.cost);
+        level.pop_front();
+    }
+
+    // Removes every expired or cancelled request (completed by the caller outside the lock) and
+    // recomputes earliest_deadline_.
+    void sweep(time_point now, Work& work) {
+        time_point earliest = time_point::max();
+        for (auto& level : levels_) {
+            // Rotate once through the ring: keep entries go to the back, in their order.
+            for (std::size_t n = level.size(); n > 0; --n) {
+                Entry& e = level.front();
+                const bool expired = e.deadline <= now;
+                if (expired || e.stop.stop_requested()) {
+                    drop(e, expired ? ErrorCode::DeadlineExceeded : ErrorCode::Cancelled, work);
+                    level.pop_front();
+                } else {
+                    earliest = std::min(earliest, e.deadline);
+                    Entry kept = std::move(e);
+                    level.pop_front();
+                    level.push_back(std::move(kept));
+                }
+            }
+        }
+        earliest_deadline_ = earliest;
+        cancel_pending_ = false;
+    }
+
+    void drop(Entry& e, ErrorCode code, Work& work) {
+        (code == ErrorCode::DeadlineExceeded ? expired_ : cancelled_) += 1;
+        if (e.on_stop) work.stop_callbacks.push_back(std::move(e.on_stop));
+        work.dropped.emplace_back(std::move(e.done), code);
+        --depth_;
+        total_cost_.subtract(e.cost);
+    }
+
+    // Pops the next batch: priority order, FIFO within a level, up to max_batch_size requests and
+    // max_batch_cost (a first request costlier than that goes alone).
+    void form_batch(time_point now, Work& work) {
+        std::size_t cost = 0;
+        for (auto level = levels_.rbegin(); level != levels_.rend(); ++level) {
+            while (!level->empty() && work.requests.size() < options_.max_batch_size) {
+                Entry& e = level->front();
+                if (e.deadline <= now || e.stop.stop_requested()) {
+                    drop(e, e.deadline <= now ? ErrorCode::DeadlineExceeded : ErrorCode::Cancelled, work);
+                    level->pop_front();
+                    continue;
+                }
+                // cost <= max_batch_cost here, and only a first request may exceed what is left: no overflow.
+                if (!work.requests.empty() && e.cost > options_.max_batch_cost - cost) return;
+                cost += e.cost;
+                waits_.record(std::chrono::duration_cast<std::chrono::nanoseconds>(now - e.enqueued).count());
+                work.requests.push_back(std::move(e.request));
+                work.completions.push_back(std::move(e.done));
+                pop_front(*level, e, work);
+                if (cost >= options_.max_batch_cost) return;
+            }
+            if (work.requests.size() >= options_.max_batch_size) return;
+        }
+    }
+
+    static constexpr bool steady_time = std::is_same_v<time_point, std::chrono::steady_clock::time_point>;
+    // With a clock other than steady_clock (a ManualClock in tests) a timed wait cannot be expressed in
+    // real time, so the worker re-checks the clock this often.
+    static constexpr std::chrono::microseconds poll_interval{200};
+
+    void wait_until(std::unique_lock<std::mutex>& lock, time_point target) {
+        ++idle_workers_;
+        if (target == time_point::max()) {
+            work_cv_.wait(lock);
+        } else if constexpr (steady_time) {
+            work_cv_.wait_until(lock, target);
+        } else {
+            work_cv_.wait_for(lock, poll_interval);
+        }
+        --idle_workers_;
+        wake_pending_ = false;
+    }
+
+    void worker_loop() {
+#if defined(PR_SET_TIMERSLACK)
+        // The default 50 µs timer slack would make every max_wait flush ~50 µs late; these threads
+        // are ours, and they sleep mostly on the condition variable, so 1 ns costs nothing.
+        (void)::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+#endif
+        Work work;
+        // Formation pushes into these under the lock: reserve so it does not allocate there.
+        const std::size_t expected = std::min<std::size_t>(options_.max_batch_size, 1024);
+        work.requests.reserve(expected);
+        work.completions.reserve(expected);
+        work.dropped.reserve(16);
+        work.stop_callbacks.reserve(expected);
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            const time_point now = clock_.now();
+            if (cancel_pending_ || now >= earliest_deadline_) sweep(now, work);
+            if (!work.dropped.empty()) {
+                const bool room_freed = blocked_producers_ > 0;
+                lock.unlock();
+                if (room_freed) space_cv_.notify_all();
+                finish(work);
+                lock.lock();
+                continue;
+            }
+            if (depth_ == 0) {
+                if (closing_) break;
+                wait_until(lock, time_point::max());
+                continue;
+            }
+            if (!closing_ && !batch_ready_by_size_or_cost()) {
+                const time_point due = detail::saturating_add(oldest_enqueued(), options_.max_wait);
+                if (now < due) {
+                    wait_until(lock, std::min(due, earliest_deadline_));
+                    continue;
+                }
+            }
+            form_batch(now, work);
+            const bool dispatching = !work.requests.empty();
+            if (dispatching) {
+                ++batches_;
+                ++running_;
+                dispatched_ += work.requests.size();
+                ++batch_sizes_[std::min(work.requests.size(), batch_sizes_.size() - 1)];
+            }
+            // Chain: another idle worker may take the next batch while this one runs.
+            const bool wake_other = depth_ > 0 && idle_workers_ > 0 && !wake_pending_;
+            if (wake_other) wake_pending_ = true;
+            const bool room = blocked_producers_ > 0;
+            lock.unlock();
+            if (wake_other) work_cv_.notify_one();
+            if (room) space_cv_.notify_all();
+            if (dispatching) run(work);
+            finish(work);
+            lock.lock();
+        }
+    }
+
+    static void invoke(Callback& done, Result&& result, std::uint64_t& errors) noexcept {
+        try {
+            done(std::move(result));
+        } catch (...) {
+            ++errors;
+        }
+    }
+
+    // Runs the handler on work.requests and completes work.completions (outside the lock).
+    void run(Work& work) {
+        const std::size_t n = work.requests.size();
+        std::exception_ptr failure;
+        std::vector<Resp> responses;
+        try {
+            responses = handler_(std::span<Req>(work.requests));
+            if (responses.size() != n)
+                failure = std::make_exception_ptr(Error(
+                    ErrorCode::HandlerFailed,
+                    fmt::format("DynamicBatcher: the batch handler returned {} responses for {} requests", responses.size(), n)));
+        } catch (const std::exception& e) {
+            failure = std::make_exception_ptr(
+                Error(ErrorCode::HandlerFailed, fmt::format("DynamicBatcher: the batch handler threw: {}", e.what())));
+        } catch (...) {
+            failure = std::make_exception_ptr(
+                Error(ErrorCode::HandlerFailed, "DynamicBatcher: the batch handler threw a non-std exception"));
+        }
+        {
+            // Counted before completing, so a caller that saw its result also sees it in stats().
+            std::lock_guard lock(mutex_);
+            (failure ? failed_ : succeeded_) += n;
+            --running_;
+        }
+        std::uint64_t callback_errors = 0;
+        // Last to first: a caller blocked on the batch's first future (callers usually wait in submission
+        // order) is woken once, when the whole batch is done, instead of once per request — completing a
+        // std::promise costs a syscall, and the ping-pong would cost a context switch per request.
+        for (std::size_t i = n; i-- > 0;) {
+            if (failure)
+                invoke(work.completions[i], Result(ErrorCode::HandlerFailed, failure), callback_errors);
+            else
+                invoke(work.completions[i], Result(std::move(responses[i])), callback_errors);
+        }
+        if (callback_errors) {
+            std::lock_guard lock(mutex_);
+            callback_errors_ += callback_errors;
+        }
+    }
+
+    // Completes dropped requests and releases what was moved out of the queue (outside the lock).
+    void finish(Work& work) {
+        std::uint64_t callback_errors = 0;
+        for (auto& [done, code] : work.dropped) invoke(done, Result(code, nullptr), callback_errors);
+        work.requests.clear();
+        work.completions.clear();
+        work.dropped.clear();
+        work.stop_callbacks.clear();
+        if (callback_errors) {
+            std::lock_guard lock(mutex_);
+            callback_errors_ += callback_errors;
+        }
+    }
+
+    Handler handler_;
+    const BatcherOptions options_;
+    CostFunction cost_;
+    ClockRef<C> clock_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable work_cv_;   // workers: work arrived, batch ready, cancel, close
+    std::condition_variable space_cv_;  // blocked producers: room in the queue, close
+    // --- guarded by mutex_ ---
+    std::vector<detail::RingBuffer<Entry>> levels_;  // index = priority
+    std::size_t depth_ = 0;
+    detail::CostSum total_cost_;  // summed cost of the queued requests (exact, no overflow)
+    time_point earliest_deadline_ = time_point::max();  // <= every queued deadline (may be stale-early)
+    std::size_t idle_workers_ = 0;
+    std::size_t blocked_producers_ = 0;
+    std::size_t running_ = 0;
+    bool wake_pending_ = false;  // a worker was notified and has not woken yet: don't notify again
+    bool cancel_pending_ = false;
+    bool closing_ = false;
+    std::uint64_t accepted_ = 0, batches_ = 0, dispatched_ = 0, succeeded_ = 0, rejected_ = 0, expired_ = 0,
+                  cancelled_ = 0, failed_ = 0, callback_errors_ = 0;
+    std::vector<std::uint64_t> batch_sizes_;
+    detail::LogHistogram waits_;
+    // --- end guarded ---
+    std::mutex join_mutex_;
+    std::vector<std::thread> workers_;
+};
+
+LLMFAST_END_NAMESPACE
+
+#undef LLMFAST_BATCHER_COLD
+// ---- end llmfast/batcher.hpp ----
+// ---- begin llmfast/embedder.hpp ----
+// llmfast/embedder.hpp — the `Embedder` concept: what the semantic cache needs from a model that turns
+// text into vectors, what it uses when a model offers more, and the helpers that pick it up.
+//
+// Required: `dimension()` (the output width) and a const `embed(std::string_view, std::span<float>)`
+// that writes `dimension()` floats. Optional, detected through `embedder_traits<E>`:
+//   - `identity()` → a string naming the model and its parameters. Snapshots store it, so a cache
+//     never loads vectors of another model (`embedder_identity` falls back to a name built from the
+//     dimension alone, which cannot tell two models of one width apart — give yours an identity()).
+//   - `embed_batch(std::span<const std::string_view>, std::span<float>)` (row-major output): a model
+//     runs a batch faster than single calls; `embed_batch(embedder, texts, out)` uses it when present.
+//   - `static constexpr bool lexical`: true for an embedder that measures shared characters and words
+//     rather than meaning (HashingEmbedder). `SemanticTier::Auto` keeps the cache's semantic tier off
+//     for a lexical embedder; absent means false.
+//
+//     struct MyEmbedder {
+//         std::size_t dimension() const { return 768; }
+//         void embed(std::string_view text, std::span<float> out) const;  // your model
+//         std::string identity() const { return "my-model/3"; }           // optional
+//     };
+//     static_assert(llmfast::Embedder<MyEmbedder>);
+//
+// Thread-safety: the cache calls `embed` concurrently on a const object, from the calling threads and
+// outside its locks; a model of Embedder must allow that.
+//
+// Errors: `embed_batch` throws Error(InvalidArgument) when `out.size() != texts.size() * dimension()`;
+// what the embedder itself throws propagates. The built-in model is `HashingEmbedder`
+// (llmfast/hashing_embedder.hpp).
+
+
+#include <concepts>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// A type that maps text to a vector of `dimension()` floats, written into a caller-provided span.
+/// See the header comment for the optional members (`identity`, `embed_batch`, `lexical`).
+template <class E>
+concept Embedder = requires(const E& embedder, std::string_view text, std::span<float> out) {
+    { embedder.dimension() } -> std::convertible_to<std::size_t>;
+    embedder.embed(text, out);
+};
+
+/// What an embedder optionally provides, detected from its members. Specialize it for a type you
+/// cannot change (e.g. to declare a third-party embedder lexical).
+template <class E>
+struct embedder_traits {
+    /// `identity()` returning something convertible to std::string.
+    static constexpr bool has_identity = requires(const E& e) {
+        { e.identity() } -> std::convertible_to<std::string>;
+    };
+    /// `embed_batch(std::span<const std::string_view>, std::span<float>)`.
+    static constexpr bool has_embed_batch = requires(const E& e, std::span<const std::string_view> texts,
+                                                     std::span<float> out) { e.embed_batch(texts, out); };
+    /// `E::lexical`: similarity of characters and words, not of meaning (false when absent).
+    static constexpr bool lexical = [] {
+        if constexpr (requires { { E::lexical } -> std::convertible_to<bool>; }) {
+            return static_cast<bool>(E::lexical);
+        } else {
+            return false;
+        }
+    }();
+};
+
+/// The embedder's identity for snapshots: `identity()` if it has one, otherwise a name built from its
+/// dimension alone.
+template <class E>
+    requires Embedder<E>
+std::string embedder_identity(const E& embedder) {
+    if constexpr (embedder_traits<E>::has_identity) {
+        return std::string(embedder.identity());
+    } else {
+        return fmt::format("anonymous-embedder dim={}", static_cast<std::size_t>(embedder.dimension()));
+    }
+}
+
+/// Embeds `texts` into `out` (row i = texts[i], `dimension()` floats each), through the embedder's own
+/// `embed_batch` when it has one, else one by one.
+template <class E>
+    requires Embedder<E>
+void embed_batch(const E& embedder, std::span<const std::string_view> texts, std::span<float> out) {
+    const auto dim = static_cast<std::size_t>(embedder.dimension());
+    if (out.size() != texts.size() * dim) {
+        throw Error(ErrorCode::InvalidArgument,
+                    fmt::format("embed_batch: output has {} floats, texts.size() * dimension() is {}", out.size(),
+                                texts.size() * dim));
+    }
+    if constexpr (embedder_traits<E>::has_embed_batch) {
+        embedder.embed_batch(texts, out);
+    } else {
+        for (std::size_t i = 0; i < texts.size(); ++i) embedder.embed(texts[i], out.subspan(i * dim, dim));
+    }
+}
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/embedder.hpp ----
+// ---- begin llmfast/hashing_embedder.hpp ----
+// llmfast/hashing_embedder.hpp — `HashingEmbedder`, the model-free default `Embedder`.
+//
+// Feature hashing of character n-grams: it needs no model and measures *lexical* similarity (shared
+// characters and words), not meaning: "机器学习是什么?" and "什么是机器学习?" come out close, but so do
+// "第一季比第二季好" and "第二季比第一季好". It declares `lexical = true`, so the cache's
+// `SemanticTier::Auto` keeps the semantic tier off for it (see llmfast/hit_guards.hpp and the quality
+// table in docs/cache.md). Plug a real sentence-embedding model in by writing a type that models
+// `Embedder` (llmfast/embedder.hpp).
+//
+//     llmfast::HashingEmbedder embedder;                    // 384 dimensions
+//     std::vector<float> v(embedder.dimension());
+//     embedder.embed("什么是机器学习?", v);                 // L2-normalized
+//
+// Thread-safety: immutable after construction; `embed` may be called from any number of threads at once.
+//
+// Errors: the constructor throws Error(InvalidArgument) for a zero dimension; `embed` and
+// `embed_batch` throw Error(InvalidArgument) when the output span has the wrong size.
+
+// ---- begin llmfast/detail/cache_text.hpp ----
+// llmfast/detail/cache_text.hpp — prompt normalization and character classes shared by the
+// semantic cache (exact-tier keys, hit guards) and HashingEmbedder (features).
+//
+// Internal: users must not depend on anything here.
+
+
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+/// True for code points treated as whitespace by normalization (ASCII whitespace, NBSP, the
+/// Unicode space separators, line/paragraph separators, the ideographic space).
+constexpr bool is_space_code_point(char32_t cp) noexcept {
+    if (cp < 0x80U) return cp == ' ' || (cp >= '\t' && cp <= '\r');
+    return cp == 0x85U || cp == 0xA0U || cp == 0x1680U || (cp >= 0x2000U && cp <= 0x200AU) || cp == 0x2028U ||
+           cp == 0x2029U || cp == 0x202FU || cp == 0x205FU || cp == 0x3000U;
+}
+
+/// Han, kana, Hangul and Bopomofo (detail::is_cjk_script): scripts written without spaces, where
+/// HashingEmbedder uses character uni/bigrams instead of words.
+constexpr bool is_cjk(char32_t cp) noexcept { return is_cjk_script(cp); }
+
+/// Punctuation and symbols that separate words (ASCII punctuation, Latin-1 punctuation, general
+/// punctuation, CJK punctuation, full-width forms, symbols and arrows).
+constexpr bool is_separator(char32_t cp) noexcept {
+    if (cp < 0x80U) {
+        return !((cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z'));
+    }
+    return (cp >= 0x80U && cp <= 0xBFU) || cp == 0xD7U || cp == 0xF7U || (cp >= 0x2000U && cp <= 0x2BFFU) ||
+           (cp >= 0x3000U && cp <= 0x303FU) || (cp >= 0xFE30U && cp <= 0xFE4FU) || (cp >= 0xFF00U && cp <= 0xFF0FU) ||
+           (cp >= 0xFF1AU && cp <= 0xFF20U) || (cp >= 0xFF3BU && cp <= 0xFF40U) || (cp >= 0xFF5BU && cp <= 0xFF65U) ||
+           cp == 0xFFFDU || cp == 0x30FBU;
+}
+
+/// One code point (or one invalid byte) of a string, as normalization and the embedder see it.
+struct CodePoint {
+    char32_t value;     ///< the code point; for an invalid byte, 0xFFFD
+    std::size_t length; ///< bytes it occupies in the source
+};
+
+inline CodePoint next_code_point(std::string_view text, std::size_t pos) noexcept {
+    const auto byte = static_cast<unsigned char>(text[pos]);
+    if (byte < 0x80U) return {byte, 1};
+    const utf8::DecodeResult result = utf8::decode(text, pos);
+    if (result.status == utf8::DecodeStatus::Valid) return {result.code_point, result.length};
+    return {0xFFFDU, result.length == 0 ? 1 : result.length};
+}
+
+/// The exact tier's normal form: whitespace trimmed and collapsed to one ASCII space, ASCII letters
+/// lower-cased, full-width forms (U+FF01..U+FF5E) and the ideographic space mapped to ASCII, so
+/// "  What is  ML？" and "what is ml?" agree. Ill-formed UTF-8 bytes are copied unchanged (two
+/// different invalid prompts must not collapse into one key). Writes into `out` (cleared first) so
+/// a caller can reuse one buffer and keep the hot path free of allocations.
+inline void normalize_prompt(std::string_view text, std::string& out) {
+    // The output is never longer than the input (every mapping keeps or shrinks a character), so the
+    // loop writes through a raw pointer into a pre-sized buffer: this is the exact tier's hot path.
+    out.resize(text.size());
+    char* const begin = out.data();
+    char* dst = begin;
+    bool pending_space = false;  // a whitespace run seen after some output: emitted before the next character
+    std::size_t pos = 0;
+    const std::size_t size = text.size();
+    const char* const src = text.data();
+    while (pos < size) {
+        // Fastest path, 8 bytes at a time: a chunk of printable ASCII whose spaces are single (no
+        // run to collapse, none at the chunk's edges) is lower-cased with SWAR arithmetic and copied
+        // as is. Prompts are mostly such text. Little-endian only (byte 0 = lowest bits).
+        while (std::endian::native == std::endian::little && pos + 8 <= size) {
+            constexpr std::uint64_t ones = 0x0101010101010101ULL;
+            constexpr std::uint64_t highs = 0x8080808080808080ULL;
+            constexpr std::uint64_t lows = 0x7F7F7F7F7F7F7F7FULL;
+            std::uint64_t word;
+            std::memcpy(&word, src + pos, 8);
+            // Any byte >= 0x80 (non-ASCII) or < 0x20 (tab, newline, control)? Exact as an "any" test.
+            if ((word & highs) != 0 || ((word - ones * 0x20) & ~word & highs) != 0) break;
+            const std::uint64_t x = word ^ (ones * 0x20);
+            const std::uint64_t spaces = ~(((x & lows) + lows) | x) & highs;  // exact: high bit per space byte
+            const bool leading_space_ok = !(pending_space || dst == begin);
+            if ((spaces & (spaces << 8)) != 0 || (spaces & (std::uint64_t{0x80} << 56)) != 0 ||
+                ((spaces & 0x80U) != 0 && !leading_space_ok)) {
+                break;
+            }
+            const std::uint64_t ge_a = word + ones * (0x80 - 'A');  // high bit set where byte >= 'A'
+            const std::uint64_t gt_z = word + ones * (0x7F - 'Z');  // high bit set where byte > 'Z'
+            word |= (ge_a & ~gt_z & highs) >> 2;                     // 0x80 >> 2 == 0x20: to lower case
+            if (pending_space) {
+                *dst++ = ' ';
+                pending_space = false;
+            }
+            std::memcpy(dst, &word, 8);
+            dst += 8;
+            pos += 8;
+        }
+        if (pos >= size) break;
+        const auto byte = static_cast<unsigned char>(src[pos]);
+        if (byte < 0x80U) {  // fast path: ASCII
+            ++pos;
+            if (byte == ' ' || (byte >= '\t' && byte <= '\r')) {
+                pending_space = dst != begin;
+                continue;
+            }
+            if (pending_space) {
+                *dst++ = ' ';
+                pending_space = false;
+            }
+            *dst++ = static_cast<char>(static_cast<unsigned>(byte - 'A') < 26U ? byte + ('a' - 'A') : byte);
+            continue;
+        }
+        const utf8::DecodeResult result = utf8::decode(text, pos);
+        if (result.status != utf8::DecodeStatus::Valid) {
+            const std::size_t length = result.length == 0 ? 1 : result.length;
+            if (pending_space) {
+                *dst++ = ' ';
+                pending_space = false;
+            }
+            for (std::size_t i = 0; i < length; ++i) *dst++ = src[pos + i];
+            pos += length;
+            continue;
+        }
+        char32_t cp = result.code_point;
+        const std::size_t start = pos;
+        pos += result.length;
+        if (is_space_code_point(cp)) {
+            pending_space = dst != begin;
+            continue;
+        }
+        if (pending_space) {
+            *dst++ = ' ';
+            pending_space = false;
+        }
+        if (cp >= 0xFF01U && cp <= 0xFF5EU) {  // full-width ASCII variants
+            cp -= 0xFEE0U;
+            if (cp >= 'A' && cp <= 'Z') cp += 'a' - 'A';
+            *dst++ = static_cast<char>(cp);
+            continue;
+        }
+        for (std::size_t i = start; i < pos; ++i) *dst++ = src[i];
+    }
+    out.resize(static_cast<std::size_t>(dst - begin));
+}
+
+inline std::string normalize_prompt(std::string_view text) {
+    std::string out;
+    normalize_prompt(text, out);
+    return out;
+}
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/cache_text.hpp ----
+// ---- begin llmfast/detail/xxhash.hpp ----
+// llmfast/detail/xxhash.hpp — xxHash, used header-only.
+//
+// XXH_INLINE_ALL makes every XXH function static inline in this translation unit, so the library
+// needs no libxxhash at link time and cannot clash with another copy an application links.
+// Only XXH3 64-bit is used (exact-tier keys, embedder feature hashing, snapshot checksums; the
+// snapshot writer hashes as it streams, through `Xxh3Stream`).
+
+
+#ifndef XXH_INLINE_ALL
+#define XXH_INLINE_ALL
+#endif
+// g++ 12 with -march=native on an AVX-512 machine warns, inside its own avx512fintrin.h, that the
+// `_mm512_undefined_epi32()` placeholders xxHash's AVX-512 kernel passes are uninitialized. They are
+// undefined by design; silence that false positive here rather than in every user's build.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <xxhash.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+inline std::uint64_t xxh3_64(std::string_view bytes, std::uint64_t seed = 0) noexcept {
+    return XXH3_64bits_withSeed(bytes.data(), bytes.size(), seed);
+}
+
+inline std::uint64_t xxh3_64(const void* data, std::size_t size, std::uint64_t seed = 0) noexcept {
+    return XXH3_64bits_withSeed(data, size, seed);
+}
+
+/// XXH3 64-bit over data fed in pieces: `digest()` equals `xxh3_64` of their concatenation.
+class Xxh3Stream {
+public:
+    explicit Xxh3Stream(std::uint64_t seed = 0) noexcept { (void)XXH3_64bits_reset_withSeed(&state_, seed); }
+    Xxh3Stream(const Xxh3Stream&) = delete;
+    Xxh3Stream& operator=(const Xxh3Stream&) = delete;
+
+    void update(const void* data, std::size_t size) noexcept { (void)XXH3_64bits_update(&state_, data, size); }
+    void update(std::string_view bytes) noexcept { update(bytes.data(), bytes.size()); }
+    [[nodiscard]] std::uint64_t digest() const noexcept { return XXH3_64bits_digest(&state_); }
+
+private:
+    XXH3_state_t state_;  // XXH_INLINE_ALL exposes its definition (64-byte aligned, ~600 bytes)
+};
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/xxhash.hpp ----
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+LLMFAST_BEGIN_NAMESPACE
+
+struct HashingEmbedderOptions {
+    std::size_t dimension = 384;  ///< output width; more dimensions = fewer hash collisions
+    std::uint64_t seed = 0;       ///< hashing seed (part of the identity)
+};
+
+/// Feature hashing of character n-grams: CJK runs (no spaces) give character unigrams and bigrams;
+/// Latin and other alphabetic text gives whole words plus their character trigrams. Each feature is
+/// hashed with xxHash3 to a bucket and a sign (signed hashing keeps collisions from biasing the
+/// cosine), and the vector is L2-normalized. Input is normalized first like the exact tier (ASCII
+/// case-fold, full-width to half-width, whitespace collapsed). Deterministic across runs and builds.
+/// Empty or punctuation-only text gives the zero vector (similarity 0 to everything).
+/// Thread-safety: immutable after construction; `embed` may run on any number of threads at once.
+class HashingEmbedder {
+public:
+    using Options = HashingEmbedderOptions;
+    /// Lexical, not semantic: `SemanticTier::Auto` keeps the cache's semantic tier off for it.
+    static constexpr bool lexical = true;
+
+    HashingEmbedder() : HashingEmbedder(Options{}) {}
+    explicit HashingEmbedder(Options options) : options_(options) {
+        if (options_.dimension == 0) throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("HashingEmbedderOptions::dimension must be > 0 (got {})", options_.dimension));
+    }
+
+    [[nodiscard]] std::size_t dimension() const noexcept { return options_.dimension; }
+
+    [[nodiscard]] std::string identity() const {
+        return fmt::format("llmfast.HashingEmbedder/1 dim={} seed={}", options_.dimension, options_.seed);
+    }
+
+    void embed(std::string_view text, std::span<float> out) const {
+        if (out.size() != options_.dimension) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("HashingEmbedder::embed: output has {} floats, dimension is {}", out.size(),
+                                    options_.dimension));
+        }
+        for (float& value : out) value = 0.0F;
+        thread_local std::string normalized;  // reused: no allocation per call once warm
+        detail::normalize_prompt(text, normalized);
+        accumulate(normalized, out);
+        double norm = 0;
+        for (const float value : out) norm += static_cast<double>(value) * static_cast<double>(value);
+        if (norm > 0) {
+            const auto inv = static_cast<float>(1.0 / std::sqrt(norm));
+            for (float& value : out) value *= inv;
+        }
+    }
+
+    void embed_batch(std::span<const std::string_view> texts, std::span<float> out) const {
+        const std::size_t dim = options_.dimension;
+        if (out.size() != texts.size() * dim) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("HashingEmbedder::embed_batch: output has {} floats, texts.size() * dimension() is {}",
+                                    out.size(), texts.size() * dim));
+        }
+        for (std::size_t i = 0; i < texts.size(); ++i) embed(texts[i], out.subspan(i * dim, dim));
+    }
+
+    [[nodiscard]] const Options& options() const noexcept { return options_; }
+
+private:
+    // Feature kinds hash with different seeds so a word "ab" and a bigram "ab" never share a bucket
+    // by construction.
+    static constexpr std::uint64_t kind_unigram = 0x9E3779B97F4A7C15ULL;
+    static constexpr std::uint64_t kind_bigram = 0xC2B2AE3D27D4EB4FULL;
+    static constexpr std::uint64_t kind_word = 0x165667B19E3779F9ULL;
+    static constexpr std::uint64_t kind_trigram = 0x27D4EB2F165667C5ULL;
+
+    void add_feature(std::string_view bytes, std::uint64_t kind, float weight, std::span<float> out) const {
+        const std::uint64_t hash = detail::xxh3_64(bytes, options_.seed ^ kind);
+        const std::size_t bucket = static_cast<std::size_t>(hash % options_.dimension);
+        out[bucket] += (hash >> 63) != 0 ? -weight : weight;
+    }
+
+    // One pass over the normalized text. Invariant: `word_start` is npos outside a word; inside one,
+    // `starts` holds the byte offsets of the word's last three code points (for trigrams).
+    void accumulate(std::string_view text, std::span<float> out) const {
+        constexpr std::size_t npos = std::string_view::npos;
+        std::size_t prev_cjk = npos;  // offset of the previous code point if it was CJK
+        std::size_t word_start = npos;
+        std::size_t word_chars = 0;
+        std::size_t starts[3] = {0, 0, 0};
+        const auto end_word = [&](std::size_t end) {
+            if (word_start == npos) return;
+            add_feature(text.substr(word_start, end - word_start), kind_word, 1.0F, out);
+            word_start = npos;
+            word_chars = 0;
+        };
+        std::size_t pos = 0;
+        while (pos < text.size()) {
+            const detail::CodePoint cp = detail::next_code_point(text, pos);
+            if (detail::is_cjk(cp.value)) {
+                end_word(pos);
+                add_feature(text.substr(pos, cp.length), kind_unigram, 1.0F, out);
+                if (prev_cjk != npos) add_feature(text.substr(prev_cjk, pos + cp.length - prev_cjk), kind_bigram, 1.0F, out);
+                prev_cjk = pos;
+            } else if (detail::is_separator(cp.value)) {
+                end_word(pos);
+                prev_cjk = npos;
+            } else {  // a word character
+                prev_cjk = npos;
+                if (word_start == npos) word_start = pos;
+                starts[0] = starts[1];
+                starts[1] = starts[2];
+                starts[2] = pos;
+                ++word_chars;
+                if (word_chars >= 3) add_feature(text.substr(starts[0], pos + cp.length - starts[0]), kind_trigram, 0.5F, out);
+            }
+            pos += cp.length;
+        }
+        end_word(text.size());
+    }
+
+    Options options_;
+};
+
+static_assert(Embedder<HashingEmbedder>);
+static_assert(embedder_traits<HashingEmbedder>::lexical);
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/hashing_embedder.hpp ----
+// ---- begin llmfast/vector_index.hpp ----
+// llmfast/vector_index.hpp — the `VectorIndex` concept: what the semantic cache needs from a
+// nearest-neighbour index, and `SearchHit`, what a search returns.
+//
+// The cache keeps one index per scope, builds each itself, and asks it for the entries most similar to
+// a query vector. Similarity is the inner product, which is the cosine for the L2-normalized vectors
+// the cache stores. Required of a model `I`:
+//   - `typename I::Options` and a constructor `I(std::size_t dimension, const I::Options&)`;
+//   - const `dimension()` and `size()`;
+//   - `add(std::uint64_t id, std::span<const float>)` (inserts or replaces), `remove(id)` → bool
+//     (whether it was present; should not throw: the cache removes under a lock and ignores a failure);
+//   - const `search(std::span<const float> query, std::size_t k)` → `std::vector<SearchHit>`, up to k
+//     hits, best (highest score) first. Concurrent const `search` calls must be safe (the cache holds
+//     a reader/writer lock per scope; `add`/`remove` get exclusive access).
+// Optional, detected through `vector_index_traits<I>`:
+//   - const `bytes_per_vector()`: the bytes one more vector costs, for the cache's byte accounting
+//     (without it the cache counts `dimension * sizeof(float)` plus an id).
+//
+//     static_assert(llmfast::VectorIndex<MyIndex>,
+//                   "MyIndex needs Options, MyIndex(dim, options), dimension, size, add, remove, search");
+//
+// Models: `FlatIndex` (llmfast/flat_index.hpp: exact, float32 or int8) and `HnswIndex`
+// (llmfast/hnsw_index.hpp: approximate, needs hnswlib).
+//
+// Thread-safety: a concept, nothing to synchronize; see each model.
+//
+// Errors: nothing here throws.
+
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// One search result: the id given to `add` and its similarity (inner product) to the query.
+struct SearchHit {
+    std::uint64_t id = 0;
+    float score = 0;
+};
+
+/// An index of vectors under caller-chosen 64-bit ids (see the header comment for the contract).
+template <class I>
+concept VectorIndex = requires(I& index, const I& const_index, std::uint64_t id, std::span<const float> vector,
+                               std::size_t k) {
+    typename I::Options;
+    requires std::constructible_from<I, std::size_t, const typename I::Options&>;
+    { const_index.dimension() } -> std::convertible_to<std::size_t>;
+    { const_index.size() } -> std::convertible_to<std::size_t>;
+    index.add(id, vector);
+    { index.remove(id) } -> std::convertible_to<bool>;
+    { const_index.search(vector, k) } -> std::same_as<std::vector<SearchHit>>;
+};
+
+/// What an index optionally provides, detected from its members.
+template <class I>
+struct vector_index_traits {
+    /// const `bytes_per_vector()` returning something convertible to std::size_t.
+    static constexpr bool has_bytes_per_vector = requires(const I& index) {
+        { index.bytes_per_vector() } -> std::convertible_to<std::size_t>;
+    };
+
+    /// The bytes one more vector adds to `index`: its own figure when it has one, else the raw floats
+    /// plus an id.
+    static std::size_t bytes_per_vector(const I& index) noexcept {
+        if constexpr (has_bytes_per_vector) {
+            return static_cast<std::size_t>(index.bytes_per_vector());
+        } else {
+            return static_cast<std::size_t>(index.dimension()) * sizeof(float) + sizeof(std::uint64_t);
+        }
+    }
+};
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/vector_index.hpp ----
+// ---- begin llmfast/flat_index.hpp ----
+// llmfast/flat_index.hpp — `FlatIndex`, exact nearest-neighbour search; the semantic cache's default
+// `VectorIndex` (llmfast/vector_index.hpp).
+//
+// FlatIndex keeps all vectors in one contiguous array and scans it with loops the compiler
+// vectorizes: exact, and faster than a graph index up to ~100k vectors per scope. For millions use
+// `HnswIndex` (llmfast/hnsw_index.hpp, needs hnswlib). Similarity is the inner product.
+//
+//     llmfast::FlatIndex index(384);                      // or FlatIndex(384, {.storage = Int8})
+//     index.add(42, vector);                              // ids are the caller's; add replaces
+//     for (auto hit : index.search(query, 3)) use(hit.id, hit.score);
+//     index.remove(42);                                   // O(1): swaps with the last row
+//
+// Storage: Float32 (4 bytes per dimension) or Int8 (symmetric scalar quantization with a per-vector
+// scale: a quarter of the memory; scores are approximate, see the cache benchmark for the recall it
+// costs).
+//
+// Thread-safety: not synchronized. Concurrent `search` calls on a const index are safe; `add` and
+// `remove` need exclusive access (SemanticCache holds a reader/writer lock per scope).
+//
+// Errors: the constructor throws Error(InvalidArgument) for dimension 0; `add` and `search` throw
+// Error(InvalidArgument) when the vector's size differs from `dimension()` or when it holds a NaN or
+// an infinity (no score can be computed from one; the index is then unchanged).
+
+// ---- begin llmfast/detail/finite_vector.hpp ----
+// llmfast/detail/finite_vector.hpp — the vector indexes' shared input check.
+//
+// Internal: users must not depend on anything here.
+
+
+#include <cmath>
+#include <cstddef>
+#include <span>
+
+#include <fmt/format.h>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+/// Throws Error(InvalidArgument) "<index>::<what>: ..." if `vector` holds a NaN or an infinity.
+inline void require_finite(std::span<const float> vector, const char* index, const char* what) {
+    for (std::size_t i = 0; i < vector.size(); ++i) {
+        if (!std::isfinite(vector[i])) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("{}::{}: element {} of the vector is not finite ({})", index, what, i, vector[i]));
+        }
+    }
+}
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/finite_vector.hpp ----
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include <fmt/format.h>
+
+LLMFAST_BEGIN_NAMESPACE
+
+namespace detail {
+
+/// Keeps the best `k` hits seen so far, sorted best first. `k` is small (the cache asks for a
+/// handful), so insertion into a short sorted array beats a heap.
+class TopK {
+public:
+    explicit TopK(std::size_t k) : k_(k) { hits_.reserve(k); }
+
+    [[nodiscard]] float threshold() const noexcept {
+        return hits_.size() < k_ ? -std::numeric_limits<float>::infinity() : hits_.back().score;
+    }
+    void push(std::uint64_t id, float score) {
+        if (k_ == 0) return;
+        if (hits_.size() == k_) {
+            if (!(score > hits_.back().score)) return;
+            hits_.pop_back();
+        }
+        auto at = std::upper_bound(hits_.begin(), hits_.end(), score,
+                                   [](float s, const SearchHit& hit) { return s > hit.score; });
+        hits_.insert(at, SearchHit{id, score});
+    }
+    std::vector<SearchHit> take() && { return std::move(hits_); }
+
+private:
+    std::size_t k_;
+    std::vector<SearchHit> hits_;
+};
+
+// Rows are padded to a multiple of `lanes` floats with zeros, so the kernels below have no tail loop
+// and the compiler turns the fixed-width inner loop into SIMD (16 independent accumulators also keep
+// the float adds from forming one serial dependency chain).
+inline constexpr std::size_t lanes = 16;
+
+/// Sums `lanes` partial sums as a tree (log2(lanes) dependent adds instead of `lanes`).
+template <class T>
+inline T reduce_lanes(T* acc) noexcept {
+    for (std::size_t width = lanes / 2; width >= 1; width /= 2) {
+        for (std::size_t j = 0; j < width; ++j) acc[j] += acc[j + width];
+    }
+    return acc[0];
+}
+
+/// Float32 rows are stored in blocks of `block_rows` rows, dimension-major inside a block
+/// (element d of the block's row j at [d * block_rows + j]). Scoring a block then needs no horizontal
+/// sums: each query element is broadcast against 16 rows at once, and four accumulator sets give four
+/// independent chains. (A row-major dot product spends as long reducing 16 lanes as multiplying at
+/// dimension 384.)
+inline constexpr std::size_t block_rows = 16;
+
+inline void block_scores(const float* q, const float* block, std::size_t dim4, float* scores) noexcept {
+    float a0[block_rows] = {}, a1[block_rows] = {}, a2[block_rows] = {}, a3[block_rows] = {};
+    for (std::size_t d = 0; d < dim4; d += 4) {
+        const float* p = block + d * block_rows;
+        const float q0 = q[d], q1 = q[d + 1], q2 = q[d + 2], q3 = q[d + 3];
+        for (std::size_t j = 0; j < block_rows; ++j) {
+            a0[j] += q0 * p[j];
+            a1[j] += q1 * p[block_rows + j];
+            a2[j] += q2 * p[2 * block_rows + j];
+            a3[j] += q3 * p[3 * block_rows + j];
+        }
+    }
+    for (std::size_t j = 0; j < block_rows; ++j) scores[j] = (a0[j] + a1[j]) + (a2[j] + a3[j]);
+}
+
+inline std::int32_t dot_i8(const std::int8_t* a, const std::int8_t* b, std::size_t padded_dim) noexcept {
+    std::int32_t acc[lanes] = {};
+    for (std::size_t i = 0; i < padded_dim; i += lanes) {
+        for (std::size_t j = 0; j < lanes; ++j) acc[j] += static_cast<std::int32_t>(a[i + j]) * static_cast<std::int32_t>(b[i + j]);
+    }
+    return reduce_lanes(acc);
+}
+
+/// Symmetric int8 quantization: scale = max|x| / 127; returns the scale (0 for the zero vector).
+/// `in` must be finite (the index checks). The factor is a double: 127 / max|x| overflows a float
+/// for subnormal input, and inf * 0 = NaN must never reach the int8 conversion.
+inline float quantize_i8(std::span<const float> in, std::int8_t* out) noexcept {
+    float max_abs = 0;
+    for (const float x : in) max_abs = std::max(max_abs, std::fabs(x));
+    if (!(max_abs > 0) || !std::isfinite(max_abs)) {
+        std::memset(out, 0, in.size());
+        return 0;
+    }
+    const double inv = 127.0 / static_cast<double>(max_abs);
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        const double q = std::nearbyint(static_cast<double>(in[i]) * inv);
+        out[i] = static_cast<std::int8_t>(std::clamp(q, -127.0, 127.0));
+    }
+    return max_abs / 127.0F;
+}
+
+}  // namespace detail
+struct FlatIndexOptions {
+    enum class Storage : std::uint8_t {
+        Float32,  ///< exact scores
+        Int8,     ///< scalar-quantized: 1 byte per dimension plus a scale per vector
+    };
+    Storage storage = Storage::Float32;
+    std::size_t initial_capacity = 0;  ///< vectors to reserve room for up front
+};
+
+/// Exact inner-product search over contiguous rows. O(n * dimension) per search, O(1) add (amortized)
+/// and remove (the last row moves into the hole). Thread-safety: concurrent const `search` calls are
+/// safe; `add`, `remove` and `reserve` need exclusive access.
+class FlatIndex {
+public:
+    using Options = FlatIndexOptions;
+    using Storage = FlatIndexOptions::Storage;
+
+    explicit FlatIndex(std::size_t dimension, const Options& options = {})
+        : dimension_(dimension), padded_(round_up(dimension)), dim4_((dimension + 3) / 4 * 4), options_(options) {
+        if (dimension == 0) throw Error(ErrorCode::InvalidArgument, fmt::format("FlatIndex::FlatIndex: dimension must be > 0 (got {})", dimension));
+        reserve(options.initial_capacity);
+    }
+
+    [[nodiscard]] std::size_t dimension() const noexcept { return dimension_; }
+    [[nodiscard]] std::size_t size() const noexcept { return ids_.size(); }
+    [[nodiscard]] Storage storage() const noexcept { return options_.storage; }
+
+    void reserve(std::size_t vectors) {
+        ids_.reserve(vectors);
+        slots_.reserve(vectors);
+        if (options_.storage == Storage::Float32) {
+            f32_.reserve((vectors + detail::block_rows - 1) / detail::block_rows * detail::block_rows * dim4_);
+        } else {
+            i8_.reserve(vectors * padded_);
+            scales_.reserve(vectors);
+        }
+    }
+
+    /// Adds `vector` under `id`, replacing the vector already stored under that id. Throws
+    /// Error(InvalidArgument) for a wrong size or a non-finite element (the index is then unchanged).
+    void add(std::uint64_t id, std::span<const float> vector) {
+        check_size(vector.size(), "add");
+        detail::require_finite(vector, "FlatIndex", "add");
+        std::size_t row = 0;
+        if (const auto it = slots_.find(id); it != slots_.end()) {
+            row = it->second;
+        } else {
+            row = ids_.size();
+            // Grow every array before recording the id, so an allocation failure leaves the index as it was.
+            if (options_.storage == Storage::Float32) {
+                if (row % detail::block_rows == 0) f32_.resize(f32_.size() + detail::block_rows * dim4_, 0.0F);
+            } else {
+                i8_.resize(i8_.size() + padded_, 0);
+                scales_.push_back(0);
+            }
+            try {
+                ids_.push_back(id);
+                slots_.emplace(id, row);
+            } catch (...) {
+                shrink_to(row);
+                throw;
+            }
+        }
+        if (options_.storage == Storage::Float32) {
+            float* lane = f32_lane(row);
+            for (std::size_t d = 0; d < dimension_; ++d) lane[d * detail::block_rows] = vector[d];
+        } else {
+            scales_[row] = detail::quantize_i8(vector, i8_.data() + row * padded_);
+        }
+    }
+
+    /// Removes `id`; false if it was not present.
+    bool remove(std::uint64_t id) {
+        const auto it = slots_.find(id);
+        if (it == slots_.end()) return false;
+        const std::size_t row = it->second;
+        const std::size_t last = ids_.size() - 1;
+        slots_.erase(it);
+        if (row != last) {
+            ids_[row] = ids_[last];
+            slots_[ids_[row]] = row;
+            if (options_.storage == Storage::Float32) {
+                const float* from = f32_lane(last);
+                float* to = f32_lane(row);
+                for (std::size_t d = 0; d < dim4_; ++d) to[d * detail::block_rows] = from[d * detail::block_rows];
+            } else {
+                std::copy_n(i8_.begin() + static_cast<std::ptrdiff_t>(last * padded_), padded_,
+                            i8_.begin() + static_cast<std::ptrdiff_t>(row * padded_));
+                scales_[row] = scales_[last];
+            }
+        }
+        ids_.pop_back();
+        shrink_to(last);
+        return true;
+    }
+
+    [[nodiscard]] bool contains(std::uint64_t id) const { return slots_.contains(id); }
+
+    /// Up to `k` ids with the highest inner product with `query`, best first. Throws
+    /// Error(InvalidArgument) for a wrong size or a non-finite element.
+    [[nodiscard]] std::vector<SearchHit> search(std::span<const float> query, std::size_t k) const {
+        check_size(query.size(), "search");
+        detail::require_finite(query, "FlatIndex", "search");
+        const std::size_t n = ids_.size();
+        if (k == 0 || n == 0) return {};
+        if (options_.storage == Storage::Float32) {
+            std::vector<float> padded_query(dim4_, 0.0F);
+            std::copy(query.begin(), query.end(), padded_query.begin());
+            const float* q = padded_query.data();
+            const std::size_t block_size = detail::block_rows * dim4_;
+            float scores[detail::block_rows];
+            if (k == 1) {  // the cache's common case: one pass, no bookkeeping
+                // As TopK: a score that is not above -inf (an overflowed or NaN product) is no hit.
+                std::size_t best = n;
+                float best_score = -std::numeric_limits<float>::infinity();
+                for (std::size_t first = 0; first < n; first += detail::block_rows) {
+                    detail::block_scores(q, f32_.data() + first / detail::block_rows * block_size, dim4_, scores);
+                    const std::size_t valid = std::min(detail::block_rows, n - first);  // the last block may be partial
+                    for (std::size_t j = 0; j < valid; ++j) {
+                        if (scores[j] > best_score) {
+                            best_score = scores[j];
+                            best = first + j;
+                        }
+                    }
+                }
+                if (best == n) return {};
+                return {SearchHit{ids_[best], best_score}};
+            }
+            detail::TopK top(k);
+            for (std::size_t first = 0; first < n; first += detail::block_rows) {
+                detail::block_scores(q, f32_.data() + first / detail::block_rows * block_size, dim4_, scores);
+                const std::size_t valid = std::min(detail::block_rows, n - first);
+                for (std::size_t j = 0; j < valid; ++j) {
+                    if (scores[j] > top.threshold()) top.push(ids_[first + j], scores[j]);
+                }
+            }
+            return std::move(top).take();
+        }
+        std::vector<std::int8_t> quantized(padded_, 0);
+        const float query_scale = detail::quantize_i8(query, quantized.data());
+        detail::TopK top(k);
+        const std::int8_t* rows = i8_.data();
+        for (std::size_t row = 0; row < n; ++row) {
+            const std::int32_t dot = detail::dot_i8(quantized.data(), rows + row * padded_, padded_);
+            const float score = static_cast<float>(dot) * query_scale * scales_[row];
+            if (score > top.threshold()) top.push(ids_[row], score);
+        }
+        return std::move(top).take();
+    }
+
+    /// Bytes held by the index (vectors, ids, the id map), for the cache's memory statistics.
+    [[nodiscard]] std::size_t memory_bytes() const noexcept {
+        return f32_.capacity() * sizeof(float) + i8_.capacity() + scales_.capacity() * sizeof(float) +
+               ids_.capacity() * sizeof(std::uint64_t) +
+               slots_.size() * (sizeof(std::uint64_t) + sizeof(std::size_t) + 2 * sizeof(void*)) +
+               slots_.bucket_count() * sizeof(void*);
+    }
+
+    /// Bytes one more vector adds (its row, id and map node), for per-entry accounting.
+    [[nodiscard]] std::size_t bytes_per_vector() const noexcept {
+        const std::size_t row = options_.storage == Storage::Float32 ? dim4_ * sizeof(float) : padded_ + sizeof(float);
+        return row + sizeof(std::uint64_t) + (sizeof(std::uint64_t) + sizeof(std::size_t) + 3 * sizeof(void*));
+    }
+
+private:
+    static constexpr std::size_t round_up(std::size_t dimension) noexcept {
+        return (dimension + detail::lanes - 1) / detail::lanes * detail::lanes;
+    }
+
+    void check_size(std::size_t size, const char* what) const {
+        if (size != dimension_) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("FlatIndex::{}: vector has {} floats, index dimension is {}", what, size, dimension_));
+        }
+    }
+
+    // Element 0 of `row`'s lane in its block; element d is at [d * block_rows].
+    float* f32_lane(std::size_t row) noexcept {
+        return f32_.data() + row / detail::block_rows * detail::block_rows * dim4_ + row % detail::block_rows;
+    }
+
+    void shrink_to(std::size_t rows) {
+        if (options_.storage == Storage::Float32) {
+            f32_.resize((rows + detail::block_rows - 1) / detail::block_rows * detail::block_rows * dim4_);
+        } else {
+            i8_.resize(rows * padded_);
+            scales_.resize(rows);
+        }
+    }
+
+    std::size_t dimension_;
+    std::size_t padded_;  // Int8 row stride (a multiple of detail::lanes)
+    std::size_t dim4_;    // Float32 dimension rounded up to 4 (the block kernel's step)
+    Options options_;
+    std::vector<float> f32_;
+    std::vector<std::int8_t> i8_;
+    std::vector<float> scales_;
+    std::vector<std::uint64_t> ids_;                        // row -> id
+    std::unordered_map<std::uint64_t, std::size_t> slots_;  // id -> row
+};
+
+static_assert(VectorIndex<FlatIndex>);
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/flat_index.hpp ----
+// ---- begin llmfast/hit_guards.hpp ----
+// llmfast/hit_guards.hpp — the semantic cache's hit guards: cheap checks that veto a semantic hit
+// when two prompts disagree on what matters (numbers, negation, Latin-script names, the order of key
+// terms). They are the cache's verifier step today: a candidate the index finds similar enough is
+// served only if no enabled guard vetoes it. Usable alone, e.g. to evaluate guards on labelled pairs:
+//
+//     const llmfast::GuardSignature a = llmfast::make_guard_signature("第一章讲了什么?");
+//     const llmfast::GuardSignature b = llmfast::make_guard_signature("第二章讲了什么?");
+//     llmfast::check_hit_guards(a, b, llmfast::HitGuards{}) == llmfast::GuardVeto::Numbers;  // true
+//
+// Thread-safety: pure functions over values; call them from any thread.
+//
+// Errors: nothing here throws except std::bad_alloc.
+
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// Which guards may veto a semantic hit. Each is cheap (one pass over both prompts, precomputed for
+/// cached entries). See the quality table in the README for what each one buys.
+struct HitGuards {
+    bool numbers = true;     ///< the prompts' numbers (digits, number words, Chinese numerals) differ
+    bool negation = true;    ///< a negation (not, never, 不, 没, 无 ...) occurs in only one of them
+    bool latin_names = true; ///< their Latin-script names differ (capitalized words in Latin text, any
+                             ///< Latin word inside CJK text)
+    bool term_order = true;  ///< the key terms both share (names, numbers) occur in a different order
+};
+
+/// Why a semantic hit was vetoed.
+enum class GuardVeto : std::uint8_t { None, Numbers, Negation, LatinNames, TermOrder };
+
+/// What the guards compare, computed once per prompt (cached entries keep theirs).
+struct GuardSignature {
+    std::vector<std::uint64_t> numbers;     ///< sorted hashes of number tokens (canonical form)
+    std::vector<std::uint64_t> names;       ///< sorted unique hashes of lower-cased Latin names
+    std::vector<std::uint64_t> latin_words; ///< sorted unique hashes of every lower-cased Latin word
+    std::vector<std::uint64_t> key_terms;   ///< names and numbers in order of appearance
+    /// CJK content bigrams that occur once in the prompt: (32-bit hash << 32 | position), sorted.
+    std::vector<std::uint64_t> cjk_bigrams;
+    std::uint32_t negations = 0;            ///< negation markers counted
+
+    [[nodiscard]] std::size_t memory_bytes() const noexcept {
+        return (numbers.capacity() + names.capacity() + latin_words.capacity() + key_terms.capacity() +
+                cjk_bigrams.capacity()) *
+               sizeof(std::uint64_t);
+    }
+    friend bool operator==(const GuardSignature&, const GuardSignature&) = default;
+};
+
+namespace detail {
+
+constexpr bool is_ascii_digit(char32_t cp) noexcept { return cp >= '0' && cp <= '9'; }
+constexpr bool is_ascii_upper(char32_t cp) noexcept { return cp >= 'A' && cp <= 'Z'; }
+
+/// Chinese numeral characters and their digit value (-1 for 十/百/千/万/亿, which are multipliers).
+constexpr int chinese_numeral(char32_t cp) noexcept {
+    switch (cp) {
+        case U'零': case U'〇': return 0;
+        case U'一': return 1;
+        case U'二': case U'两': return 2;
+        case U'三': return 3;
+        case U'四': return 4;
+        case U'五': return 5;
+        case U'六': return 6;
+        case U'七': return 7;
+        case U'八': return 8;
+        case U'九': return 9;
+        case U'十': case U'百': case U'千': case U'万': case U'亿': return -1;
+        default: return -2;
+    }
+}
+
+inline std::string_view english_number_word(std::string_view word) noexcept {
+    struct Pair { std::string_view word, digits; };
+    static constexpr std::array<Pair, 32> table{{
+        {"zero", "0"}, {"one", "1"}, {"two", "2"}, {"three", "3"}, {"four", "4"}, {"five", "5"},
+        {"six", "6"}, {"seven", "7"}, {"eight", "8"}, {"nine", "9"}, {"ten", "10"}, {"eleven", "11"},
+        {"twelve", "12"}, {"twenty", "20"}, {"thirty", "30"}, {"hundred", "100"}, {"thousand", "1000"},
+        {"million", "1000000"}, {"billion", "1000000000"}, {"first", "1"}, {"second", "2"}, {"third", "3"},
+        {"fourth", "4"}, {"fifth", "5"}, {"sixth", "6"}, {"seventh", "7"}, {"eighth", "8"}, {"ninth", "9"},
+        {"tenth", "10"}, {"once", "1"}, {"twice", "2"}, {"half", "0.5"},
+    }};
+    for (const Pair& pair : table) {
+        if (pair.word == word) return pair.digits;
+    }
+    return {};
+}
+
+inline bool is_english_negation(std::string_view word) noexcept {
+    static constexpr std::array<std::string_view, 11> words{
+        "not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot", "without", "nowhere"};
+    if (std::find(words.begin(), words.end(), word) != words.end()) return true;
+    return word.size() > 3 && word.ends_with("n't");
+}
+
+/// Counts Chinese negation characters, skipping common words in which the character does not negate
+/// (非常 "very", 不同 "different", 不过 "but", 不仅 "not only", 无论 "no matter", 别人 "others" ...).
+inline bool is_chinese_negation(char32_t cp, char32_t next, char32_t prev) noexcept {
+    switch (cp) {
+        case U'不':
+            return next != U'同' && next != U'过' && next != U'仅' && next != U'但' && next != U'断' && next != U'久' &&
+                   next != U'少' && next != U'列' && next != U'论' && prev != U'了' && prev != U'对';
+        case U'没': return true;
+        case U'无': return next != U'论' && next != U'数' && next != U'线' && next != U'人';
+        case U'非': return next != U'常' && next != U'洲' && prev != U'是';
+        case U'未': return next != U'来';
+        case U'勿': case U'莫': return true;
+        default: return false;
+    }
+}
+
+/// Question words, particles and copulas that paraphrases move freely ("什么是X" = "X是什么"):
+/// bigrams containing them do not count for the order guard.
+constexpr bool is_movable_cjk(char32_t cp) noexcept {
+    switch (cp) {
+        case U'什': case U'么': case U'怎': case U'吗': case U'呢': case U'哪': case U'谁': case U'何':
+        case U'是': case U'的': case U'了': case U'吧': case U'啊': case U'呀': case U'在': case U'有':
+        case U'和': case U'与': case U'及': case U'并': case U'也': case U'都': case U'就': case U'而':
+            return true;
+        default:
+            return false;
+    }
+}
+
+struct GuardWord {
+    std::size_t begin, end;  ///< byte range in the original text
+    bool capitalized;
+    bool sentence_start;
+};
+
+inline GuardSignature build_guard_signature(std::string_view text) {
+    GuardSignature sig;
+    // Pass 1: classify the text and collect words and CJK numeral runs in order of appearance.
+    bool has_cjk = false;
+    std::vector<std::pair<std::size_t, std::uint64_t>> ordered_terms;  // (position, hash)
+    std::string lowered;
+    std::size_t pos = 0;
+    std::vector<GuardWord> words;
+    bool at_sentence_start = true;
+    std::size_t word_begin = std::string_view::npos;
+    bool word_capitalized = false;
+    bool word_sentence_start = false;
+    char32_t prev_cp = 0;
+    std::size_t prev_cjk = std::string_view::npos;  // offset of the previous code point if it was CJK
+    std::uint32_t cjk_index = 0;
+    std::vector<std::uint64_t> bigrams;  // (hash << 32 | index)
+    std::string numeral_run;  // canonical digits of a running CJK numeral
+    std::size_t numeral_begin = 0;
+    bool numeral_after_di = false;  // preceded by 第 ("第一" = "first")
+    std::size_t numeral_chars = 0;
+    const auto end_numeral = [&](std::size_t at) {
+        (void)at;
+        if (numeral_chars == 0) return;
+        // A lone 一 is usually the article "a"/"one of" (一种, 一个, 统一): count it only after 第.
+        const bool counts = numeral_chars > 1 || numeral_after_di || numeral_run != "1";
+        if (counts) {
+            const std::uint64_t hash = xxh3_64(numeral_run, 0x4E554DULL);
+            sig.numbers.push_back(hash);
+            ordered_terms.emplace_back(numeral_begin, hash);
+        }
+        numeral_run.clear();
+        numeral_chars = 0;
+    };
+    const auto end_word = [&](std::size_t at) {
+        if (word_begin == std::string_view::npos) return;
+        words.push_back(GuardWord{word_begin, at, word_capitalized, word_sentence_start});
+        word_begin = std::string_view::npos;
+    };
+    while (pos < text.size()) {
+        const CodePoint cp = next_code_point(text, pos);
+        char32_t value = cp.value;
+        if (value >= 0xFF01U && value <= 0xFF5EU) value -= 0xFEE0U;  // full-width forms
+        const std::size_t next_pos = pos + cp.length;
+        const char32_t next = next_pos < text.size() ? next_code_point(text, next_pos).value : 0;
+        if (is_cjk(value)) {
+            if (prev_cjk != std::string_view::npos && !is_movable_cjk(value) && !is_movable_cjk(prev_cp)) {
+                const auto hash = static_cast<std::uint32_t>(xxh3_64(text.substr(prev_cjk, next_pos - prev_cjk), 0x4F5244ULL));
+                bigrams.push_back(static_cast<std::uint64_t>(hash) << 32 | cjk_index);
+            }
+            ++cjk_index;
+            prev_cjk = pos;
+        } else {
+            prev_cjk = std::string_view::npos;
+        }
+        const int numeral = chinese_numeral(value);
+        if (numeral != -2) {
+            end_word(pos);
+            if (numeral_chars == 0) {
+                numeral_begin = pos;
+                numeral_after_di = prev_cp == U'第';
+            }
+            numeral_run.push_back(numeral >= 0 ? static_cast<char>('0' + numeral) : 'x');
+            // keep the multiplier character itself so 二十 and 二百 differ
+            if (numeral < 0) numeral_run.append(text.substr(pos, cp.length));
+            ++numeral_chars;
+            has_cjk = true;
+            at_sentence_start = false;
+        } else {
+            end_numeral(pos);
+            if (is_cjk(value)) {
+                end_word(pos);
+                has_cjk = true;
+                if (is_chinese_negation(value, next, prev_cp)) ++sig.negations;
+                at_sentence_start = false;
+            } else if (is_separator(value) && !(value == '\'' && word_begin != std::string_view::npos) &&
+                       !((value == '.' || value == ',') && word_begin != std::string_view::npos &&
+                         pos > 0 && is_ascii_digit(static_cast<unsigned char>(text[pos - 1])) && is_ascii_digit(next))) {
+                end_word(pos);
+                if (value == '.' || value == '!' || value == '?' || value == U'。' || value == U'！' || value == U'？') {
+                    at_sentence_start = true;
+                }
+            } else {
+                if (word_begin == std::string_view::npos) {
+                    word_begin = pos;
+                    word_capitalized = is_ascii_upper(value);
+                    word_sentence_start = at_sentence_start;
+                    at_sentence_start = false;
+                }
+            }
+        }
+        prev_cp = value;
+        pos = next_pos;
+    }
+    end_numeral(text.size());
+    end_word(text.size());
+
+    // Pass 2: words -> numbers, negations, names.
+    for (const GuardWord& word : words) {
+        lowered.clear();
+        bool all_digits = true;
+        bool any_digit = false;
+        for (std::size_t i = word.begin; i < word.end; ++i) {
+            const auto byte = static_cast<unsigned char>(text[i]);
+            if (byte >= 'A' && byte <= 'Z') {
+                lowered.push_back(static_cast<char>(byte + ('a' - 'A')));
+            } else if (byte >= 0xEFU && i + 2 < word.end && static_cast<unsigned char>(text[i + 1]) >= 0xBCU &&
+                       static_cast<unsigned char>(text[i + 1]) <= 0xBDU) {
+                // full-width ASCII (U+FF01..U+FF5E, 3 bytes): fold to ASCII
+                const CodePoint cp = next_code_point(text, i);
+                char32_t v = cp.value >= 0xFF01U && cp.value <= 0xFF5EU ? cp.value - 0xFEE0U : cp.value;
+                if (is_ascii_upper(v)) v += 'a' - 'A';
+                lowered.push_back(static_cast<char>(v));
+                i += cp.length - 1;
+                continue;
+            } else {
+                lowered.push_back(static_cast<char>(byte));
+            }
+            const bool digit = is_ascii_digit(static_cast<unsigned char>(lowered.back()));
+            any_digit = any_digit || digit;
+            all_digits = all_digits && (digit || lowered.back() == '.' || lowered.back() == ',');
+        }
+        if (any_digit) {
+            std::string canonical;
+            for (const char c : lowered) {
+                if (c != ',') canonical.push_back(c);  // 1,000 == 1000
+            }
+            const std::uint64_t hash = xxh3_64(canonical, 0x4E554DULL);
+            sig.numbers.push_back(hash);
+            ordered_terms.emplace_back(word.begin, hash);
+            if (all_digits) continue;
+        }
+        if (const std::string_view digits = english_number_word(lowered); !digits.empty()) {
+            const std::uint64_t hash = xxh3_64(digits, 0x4E554DULL);
+            sig.numbers.push_back(hash);
+            ordered_terms.emplace_back(word.begin, hash);
+            continue;
+        }
+        sig.latin_words.push_back(xxh3_64(lowered, 0x4E414DULL));
+        if (is_english_negation(lowered)) {
+            ++sig.negations;
+            continue;
+        }
+        // Names: in CJK text every Latin word is a name or a term of art (it was left untranslated);
+        // in Latin text, a capitalized word that does not start a sentence.
+        const bool latin = static_cast<unsigned char>(text[word.begin]) < 0x80U || !has_cjk;
+        const bool name = has_cjk ? latin : (word.capitalized && !word.sentence_start);
+        if (name && !any_digit && lowered != "i") {  // the pronoun I is capitalized everywhere
+            const std::uint64_t hash = xxh3_64(lowered, 0x4E414DULL);
+            sig.names.push_back(hash);
+            ordered_terms.emplace_back(word.begin, hash);
+        }
+    }
+    std::sort(sig.numbers.begin(), sig.numbers.end());
+    std::sort(sig.names.begin(), sig.names.end());
+    sig.names.erase(std::unique(sig.names.begin(), sig.names.end()), sig.names.end());
+    std::sort(sig.latin_words.begin(), sig.latin_words.end());
+    sig.latin_words.erase(std::unique(sig.latin_words.begin(), sig.latin_words.end()), sig.latin_words.end());
+    std::sort(ordered_terms.begin(), ordered_terms.end());
+    // Keep the bigrams that occur once: a repeated one has no single position to compare.
+    std::sort(bigrams.begin(), bigrams.end());
+    for (std::size_t i = 0; i < bigrams.size();) {
+        std::size_t j = i + 1;
+        while (j < bigrams.size() && (bigrams[j] >> 32) == (bigrams[i] >> 32)) ++j;
+        if (j == i + 1) sig.cjk_bigrams.push_back(bigrams[i]);
+        i = j;
+    }
+    sig.key_terms.reserve(ordered_terms.size());
+    for (const auto& term : ordered_terms) sig.key_terms.push_back(term.second);
+    return sig;
+}
+
+/// The terms of `a` that occur exactly once in both, in `a`'s order, must occur in the same order in `b`.
+inline bool same_term_order(const std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b) {
+    const auto count = [](const std::vector<std::uint64_t>& v, std::uint64_t x) {
+        return std::count(v.begin(), v.end(), x);
+    };
+    std::vector<std::size_t> positions_in_b;
+    for (const std::uint64_t term : a) {
+        if (count(a, term) != 1 || count(b, term) != 1) continue;
+        positions_in_b.push_back(static_cast<std::size_t>(std::find(b.begin(), b.end(), term) - b.begin()));
+    }
+    return std::is_sorted(positions_in_b.begin(), positions_in_b.end());
+}
+
+/// The CJK bigrams both prompts contain once must appear in the same relative order: a swap of two
+/// terms ("第一季比第二季" vs "第二季比第一季", "东部A和西部B" vs "西部A和东部B") changes the meaning
+/// while keeping every character.
+inline bool same_cjk_order(const std::vector<std::uint64_t>& a, const std::vector<std::uint64_t>& b) {
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> shared;  // (position in a, position in b)
+    std::size_t i = 0, j = 0;
+    while (i < a.size() && j < b.size()) {
+        const std::uint64_t ha = a[i] >> 32, hb = b[j] >> 32;
+        if (ha < hb) {
+            ++i;
+        } else if (hb < ha) {
+            ++j;
+        } else {
+            shared.emplace_back(static_cast<std::uint32_t>(a[i]), static_cast<std::uint32_t>(b[j]));
+            ++i;
+            ++j;
+        }
+    }
+    std::sort(shared.begin(), shared.end());
+    for (std::size_t k = 1; k < shared.size(); ++k) {
+        if (shared[k].second < shared[k - 1].second) return false;
+    }
+    return true;
+}
+
+inline GuardVeto guard_veto(const GuardSignature& a, const GuardSignature& b, const HitGuards& guards) {
+    if (guards.numbers && a.numbers != b.numbers) return GuardVeto::Numbers;
+    if (guards.negation && (a.negations > 0) != (b.negations > 0)) return GuardVeto::Negation;
+    // A name of one prompt must occur in the other as a word (in any case: "Paris" vs "paris" agree).
+    if (guards.latin_names && (!std::includes(b.latin_words.begin(), b.latin_words.end(), a.names.begin(), a.names.end()) ||
+                               !std::includes(a.latin_words.begin(), a.latin_words.end(), b.names.begin(), b.names.end()))) {
+        return GuardVeto::LatinNames;
+    }
+    if (guards.term_order && (!same_term_order(a.key_terms, b.key_terms) || !same_cjk_order(a.cjk_bigrams, b.cjk_bigrams))) {
+        return GuardVeto::TermOrder;
+    }
+    return GuardVeto::None;
+}
+
+}  // namespace detail
+
+/// The guard signature of `text` (the original prompt: capitalization marks names in Latin text).
+inline GuardSignature make_guard_signature(std::string_view text) { return detail::build_guard_signature(text); }
+
+/// The first guard of `guards` (in the order numbers, negation, names, term order) that vetoes
+/// serving the answer of one prompt for the other, or GuardVeto::None.
+inline GuardVeto check_hit_guards(const GuardSignature& a, const GuardSignature& b, const HitGuards& guards) {
+    return detail::guard_veto(a, b, guards);
+}
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/hit_guards.hpp ----
+// ---- begin llmfast/eviction_policy.hpp ----
+// llmfast/eviction_policy.hpp — the `EvictionPolicy` concept: how a SemanticCache shard picks the
+// entry to evict when it is over its entry or byte budget, and two models: `LruPolicy` (the default:
+// least recently used) and `LfuPolicy` (least frequently used, with aging).
+//
+// A policy is per shard (each shard of the cache owns one, under the shard's lock) and sees entries
+// only through its `Hook`: every cache entry inherits from `P::Hook`, so a policy keeps its per-entry
+// state (links, counters) inside the entry, with no allocation of its own for LRU. Required of `P`:
+//   - default-constructible; `typename P::Hook`, default-constructible;
+//   - `on_insert(Hook&)`: a new entry (may throw, e.g. std::bad_alloc: the insertion is then undone);
+//   - `on_access(Hook&) noexcept`: a hit on the entry;
+//   - `on_remove(Hook&) noexcept`: the entry leaves the shard (erased, expired or evicted);
+//   - `victim(const Hook* keep)` → `Hook*`: the entry to evict next, never `keep` (the entry being
+//     inserted), nullptr when there is no other entry. The shard evicts it and asks again while over
+//     budget.
+// Optional: `static constexpr std::size_t external_bytes_per_entry` — bytes the policy holds per entry
+// outside the hook (counted in the cache's memory figure).
+//
+//     llmfast::SemanticCache<MyEmbedder, llmfast::FlatIndex, llmfast::WallClock, llmfast::LfuPolicy> cache;
+//
+// Snapshots do not depend on the policy: they are written in one recency order across the whole
+// cache (the cache keeps its own use stamps), so loading into a smaller cache keeps the most recently
+// used, whatever the policy. A frequency policy starts again from the loaded order.
+//
+// Thread-safety: not synchronized; the cache calls a shard's policy under that shard's lock.
+//
+// Errors: `LfuPolicy::on_insert` may throw std::bad_alloc; nothing else here throws.
+
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// A shard's eviction order (see the header comment for the contract).
+template <class P>
+concept EvictionPolicy = std::default_initializable<P> && requires(P& policy, typename P::Hook& hook,
+                                                                   const typename P::Hook* keep) {
+    requires std::default_initializable<typename P::Hook>;
+    policy.on_insert(hook);
+    { policy.on_access(hook) } noexcept;
+    { policy.on_remove(hook) } noexcept;
+    { policy.victim(keep) } -> std::same_as<typename P::Hook*>;
+};
+
+/// Least recently used first: an intrusive list through the entries (two pointers per entry, O(1)
+/// everything, no allocation). Thread-safety: not synchronized (the cache calls it under a shard lock).
+class LruPolicy {
+public:
+    struct Hook {
+        Hook* prev = nullptr;
+        Hook* next = nullptr;
+    };
+
+    LruPolicy() noexcept { head_.prev = head_.next = &head_; }
+    LruPolicy(const LruPolicy&) = delete;  // the sentinel points at itself
+    LruPolicy& operator=(const LruPolicy&) = delete;
+
+    void on_insert(Hook& hook) noexcept { link_front(hook); }
+    void on_access(Hook& hook) noexcept {
+        if (head_.next == &hook) return;
+        unlink(hook);
+        link_front(hook);
+    }
+    void on_remove(Hook& hook) noexcept { unlink(hook); }
+    [[nodiscard]] Hook* victim(const Hook* keep) noexcept {
+        Hook* last = head_.prev;
+        if (last == keep) last = last->prev;
+        return last == &head_ ? nullptr : last;
+    }
+
+private:
+    void link_front(Hook& hook) noexcept {
+        hook.prev = &head_;
+        hook.next = head_.next;
+        head_.next->prev = &hook;
+        head_.next = &hook;
+    }
+    static void unlink(Hook& hook) noexcept {
+        hook.prev->next = hook.next;
+        hook.next->prev = hook.prev;
+        hook.prev = hook.next = nullptr;
+    }
+
+    Hook head_;  // sentinel: head_.next = most recent, head_.prev = least recent
+};
+
+/// Least frequently used first, with aging, as Redis's `allkeys-lfu` approximates it: each entry
+/// counts its hits; the victim is the entry with the lowest count among `samples` entries drawn at
+/// random (all of them in a shard that small), so eviction is O(1). Every `aging_factor` × entries
+/// inserts and hits all counts are halved, so entries that were popular once and are no longer
+/// lose their protection. An entry that is hit keeps beating one that was inserted and never reused,
+/// which is where it does better than LRU (see docs/cache.md for the figures on the demo workload).
+/// Deterministic: the sampling generator has a fixed seed per shard. Thread-safety: not synchronized
+/// (the cache calls it under a shard lock).
+class LfuPolicy {
+public:
+    static constexpr std::size_t samples = 8;
+    static constexpr std::size_t aging_factor = 8;
+    static constexpr std::uint32_t max_count = 0xFFFF;
+    static constexpr std::size_t external_bytes_per_entry = sizeof(void*);  // its slot in `hooks_`
+
+    struct Hook {
+        std::uint32_t count = 0;
+        std::size_t slot = 0;  // index in hooks_
+    };
+
+    void on_insert(Hook& hook) {
+        hooks_.push_back(&hook);  // may throw: nothing changed yet
+        hook.count = 1;
+        hook.slot = hooks_.size() - 1;
+        tick();
+    }
+    void on_access(Hook& hook) noexcept {
+        if (hook.count < max_count) ++hook.count;
+        tick();
+    }
+    void on_remove(Hook& hook) noexcept {
+        Hook* last = hooks_.back();
+        hooks_[hook.slot] = last;
+        last->slot = hook.slot;
+        hooks_.pop_back();
+    }
+    [[nodiscard]] Hook* victim(const Hook* keep) noexcept {
+        const std::size_t n = hooks_.size();
+        Hook* best = nullptr;
+        const auto consider = [&](Hook* hook) {
+            if (hook != keep && (best == nullptr || hook->count < best->count)) best = hook;
+        };
+        if (n <= samples + 1) {
+            for (Hook* hook : hooks_) consider(hook);
+        } else {
+            for (std::size_t i = 0; i < samples; ++i) consider(hooks_[next_random() % n]);
+            if (best == nullptr) consider(hooks_[keep->slot == 0 ? 1 : 0]);  // every draw was `keep`
+        }
+        return best;
+    }
+
+private:
+    void tick() noexcept {
+        if (++events_ < aging_factor * hooks_.size()) return;
+        events_ = 0;
+        for (Hook* hook : hooks_) hook->count >>= 1U;
+    }
+    std::uint64_t next_random() noexcept {  // xorshift64
+        state_ ^= state_ << 13U;
+        state_ ^= state_ >> 7U;
+        state_ ^= state_ << 17U;
+        return state_;
+    }
+
+    std::vector<Hook*> hooks_;
+    std::size_t events_ = 0;
+    std::uint64_t state_ = 0x9E3779B97F4A7C15ULL;
+};
+
+static_assert(EvictionPolicy<LruPolicy>);
+static_assert(EvictionPolicy<LfuPolicy>);
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/eviction_policy.hpp ----
+// ---- begin llmfast/semantic_cache.hpp ----
+// llmfast/semantic_cache.hpp — an in-process LLM response cache: exact tier + semantic tier, scopes,
+// TTL, eviction by entries and bytes (LRU by default, a policy of yours through `EvictionPolicy`),
+// single-flight, statistics and crash-safe snapshots.
+//
+// A lookup first tries the exact tier: xxHash3 of the normalized prompt (whitespace trimmed and
+// collapsed, ASCII case-folded, full-width forms mapped to ASCII, so "什么是ML？" == "什么是ml?").
+// If the semantic tier is on, it then embeds the prompt (outside every lock), asks the scope's vector
+// index for the nearest cached prompts *of the same scope* whose cosine similarity reaches
+// `similarity_threshold`, and serves the first that the verifier step accepts — today the hit guards
+// (llmfast/hit_guards.hpp: different numbers, a negation in only one, different Latin names, key terms
+// in another order). A scope is whatever must match for an answer to be reusable: model name, system
+// prompt, sampling parameters. Hits never cross scopes.
+//
+//     #include <llmfast/hashing_embedder.hpp>
+//     #include <llmfast/semantic_cache.hpp>
+//     llmfast::SemanticCache<llmfast::HashingEmbedder> cache({}, {.max_entries = 100'000, .ttl = std::chrono::hours(1)});
+//     auto result = cache.get_or_compute(prompt, "gpt-4o|temp=0", [&] { return call_model(prompt); });
+//     // result.match: Exact, Semantic, Computed (this call ran fn) or Coalesced (it waited for another
+//     // call's fn); result.response(); result.similarity; result.age
+//     cache.save("cache.snap");  // later: cache.load("cache.snap")
+//
+// What it includes is what it needs by concept: `Embedder` (llmfast/embedder.hpp), `VectorIndex`
+// (llmfast/vector_index.hpp), `EvictionPolicy` (llmfast/eviction_policy.hpp), `Clock`
+// (llmfast/clock.hpp), plus llmfast/flat_index.hpp because `FlatIndex` is the default `Index`, and
+// llmfast/hit_guards.hpp because `HitGuards` is part of the options. The embedder has no default:
+// include llmfast/hashing_embedder.hpp for the built-in one.
+//
+// The semantic tier is OFF by default for a lexical embedder (`SemanticTier::Auto` reads
+// `embedder_traits<E>::lexical`, which HashingEmbedder declares): on labelled paraphrase data
+// HashingEmbedder with every guard does not reach the 0.95 precision a cache needs (see the quality
+// table in docs/cache.md), and a wrong answer served from cache is worse than a miss. Opt in with
+// `.semantic_tier = SemanticTier::On` when your prompts are templated enough that lexical similarity is
+// safe, or plug in a sentence-embedding model.
+//
+// Thread-safety: every member function may be called concurrently. Entries live in `shards`
+// independently locked partitions (a lookup locks one shard; eviction order and capacities are per
+// shard), each scope's vector index has its own reader/writer lock (searches run in parallel), and the
+// embedder runs outside all locks. `get_or_compute` runs `fn` once for concurrent misses on the same
+// scope + normalized prompt; the others wait for its result or its exception. `load` and `clear`
+// are not atomic with respect to concurrent lookups (a lookup during `load` may miss).
+//
+// Time: the clock `C` (default: WallClock) gives wall-clock time, held in a `ClockRef<C>`; entries
+// store creation and expiry as nanoseconds since the clock's epoch, so TTLs survive save/load across a
+// restart. Tests inject `ManualClock` by reference: `SemanticCache<E, FlatIndex, ManualClock> c(clock)`.
+//
+// Errors: the constructor throws Error(InvalidArgument) for invalid options (the message names the
+// field); `insert` and `get_or_compute` throw Error(InvalidArgument) for a zero TTL, and propagate
+// what the embedder or `fn` throws (waiters of a single flight get the same exception); `save` throws
+// Error(IoError) naming the path; `load` throws Error(IoError) naming the path when the file cannot be
+// opened or read (missing, a directory, a read error part way through: no std::ios_base::failure or
+// std::filesystem::filesystem_error escapes), and `load`/`load_from_string` throw
+// Error(CorruptSnapshot) when it is truncated, corrupted, of another version (the message names it)
+// or written with another embedder — the cache is then unchanged.
+//
+// An embedding the semantic tier cannot use (all zeros, or any NaN / infinity) is not an error: that
+// lookup skips the semantic tier (the exact tier still answers), that entry is stored for exact hits
+// only, and `SemanticCacheStats::unusable_embeddings` counts it. Nothing non-finite reaches the index.
+
+// ---- begin llmfast/detail/cache_key.hpp ----
+// llmfast/detail/cache_key.hpp — the semantic cache's exact-tier key: 128 bits of xxHash3 over
+// (scope, normalized prompt), computed once per call.
+//
+// Internal: users must not depend on anything here.
+
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+struct CacheKey {
+    std::uint64_t low = 0;
+    std::uint64_t high = 0;
+    friend bool operator==(const CacheKey&, const CacheKey&) = default;
+};
+
+struct CacheKeyHash {
+    std::size_t operator()(const CacheKey& key) const noexcept { return static_cast<std::size_t>(key.low); }
+};
+
+/// 128-bit key of (scope, normalized prompt): the scope's hash seeds the prompt's. At 128 bits a
+/// collision is not a practical concern, so entries need not keep the normalized prompt.
+inline CacheKey make_cache_key(std::string_view scope, std::string_view normalized_prompt) noexcept {
+    // Two independently seeded 64-bit hashes (XXH3_128bits trips g++ 12's -Wmaybe-uninitialized in
+    // xxhash's AVX-512 path under -march=native).
+    const std::uint64_t scope_hash = xxh3_64(scope, 0x53434F5045ULL);
+    return {xxh3_64(normalized_prompt, scope_hash), xxh3_64(normalized_prompt, scope_hash ^ 0x9E3779B97F4A7C15ULL)};
+}
+
+/// Normalizes `prompt` (into a per-thread buffer: no allocation once warm) and hashes it with
+/// `scope`. Every public call of the cache computes this once and passes the key on.
+inline CacheKey prompt_cache_key(std::string_view scope, std::string_view prompt) {
+    thread_local std::string normalized;
+    normalize_prompt(prompt, normalized);
+    return make_cache_key(scope, normalized);
+}
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/cache_key.hpp ----
+// ---- begin llmfast/detail/cache_shard.hpp ----
+// llmfast/detail/cache_shard.hpp — one partition of the semantic cache's storage: entries by key and
+// by id, byte and entry accounting against the shard's budget, and the eviction-policy seam.
+//
+// Not synchronized: the cache guards each shard with its own mutex. Internal: users must not depend
+// on anything here.
+
+
+#include <cstddef>
+#include <cstdint>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+/// Bytes a node-based hash container spends per element holding `Value`: the node (the value, the
+/// link to the next node, the cached hash) and one bucket slot (at the default load factor of 1).
+template <class Value>
+inline constexpr std::size_t hash_node_bytes = sizeof(void*) + sizeof(Value) + sizeof(std::size_t) + sizeof(void*);
+
+/// Entries of type `Value` (with members `key` (CacheKey), `id` (std::uint64_t) and `bytes`, the
+/// entry's accounted size) under a per-shard budget. Invariant: `by_key_` owns exactly the shard's
+/// entries, `by_id_` indexes the same ones, the policy has seen each inserted and not yet removed,
+/// and `bytes_` is the sum of their `bytes`. Nodes never move (node-based maps), so the policy's
+/// hooks, the id index and callers' pointers stay valid until the entry is erased.
+template <class Value, class Policy>
+class CacheShard {
+    static_assert(EvictionPolicy<Policy>,
+                  "llmfast::SemanticCache<E, Index, C, Policy>: Policy must model llmfast::EvictionPolicy — it needs "
+                  "a default constructor, a nested default-constructible `Hook`, on_insert(Hook&), noexcept "
+                  "on_access(Hook&) and on_remove(Hook&), and victim(const Hook*) returning Hook*");
+
+public:
+    using Hook = typename Policy::Hook;
+
+    struct Node : Hook {
+        explicit Node(Value&& v) : value(std::move(v)) {}
+        Value value;
+    };
+
+    /// Accounted bytes of one entry's bookkeeping here: its node in each map and what the policy
+    /// keeps outside the node (the value's own heap memory is the caller's to add to `bytes`).
+    static constexpr std::size_t node_overhead_bytes = [] {
+        std::size_t bytes = hash_node_bytes<std::pair<const CacheKey, Node>> + hash_node_bytes<std::pair<const std::uint64_t, Node*>>;
+        if constexpr (requires { Policy::external_bytes_per_entry; }) bytes += Policy::external_bytes_per_entry;
+        return bytes;
+    }();
+
+    CacheShard() = default;
+    CacheShard(const CacheShard&) = delete;
+    CacheShard& operator=(const CacheShard&) = delete;
+
+    void set_budget(std::size_t max_entries, std::size_t max_bytes) noexcept {
+        max_entries_ = max_entries;
+        max_bytes_ = max_bytes;
+    }
+    [[nodiscard]] std::size_t max_bytes() const noexcept { return max_bytes_; }
+    [[nodiscard]] std::size_t size() const noexcept { return by_key_.size(); }
+    [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
+    [[nodiscard]] bool over_budget() const noexcept { return by_key_.size() > max_entries_ || bytes_ > max_bytes_; }
+
+    [[nodiscard]] Node* find(const CacheKey& key) noexcept {
+        const auto it = by_key_.find(key);
+        return it == by_key_.end() ? nullptr : &it->second;
+    }
+    [[nodiscard]] Node* find_id(std::uint64_t id) noexcept {
+        const auto it = by_id_.find(id);
+        return it == by_id_.end() ? nullptr : it->second;
+    }
+
+    /// Stores `value` (its key must not be present). On an exception the shard is unchanged.
+    Node& emplace(Value&& value) {
+        const CacheKey key = value.key;
+        const std::uint64_t id = value.id;
+        const auto [it, inserted] = by_key_.emplace(std::piecewise_construct, std::forward_as_tuple(key),
+                                                    std::forward_as_tuple(std::move(value)));
+        Node& node = it->second;
+        try {
+            by_id_.emplace(id, &node);
+            try {
+                policy_.on_insert(node);
+            } catch (...) {
+                by_id_.erase(id);
+                throw;
+            }
+        } catch (...) {
+            by_key_.erase(it);
+            throw;
+        }
+        bytes_ += node.value.bytes;
+        return node;
+    }
+
+    /// A hit: tells the policy.
+    void touch(Node& node) noexcept { policy_.on_access(node); }
+
+    /// The entry to evict next, never `keep`; nullptr if there is no other.
+    [[nodiscard]] Node* victim(const Node* keep) noexcept {
+        Hook* hook = policy_.victim(keep);
+        return hook == nullptr ? nullptr : static_cast<Node*>(hook);
+    }
+
+    /// Removes `node`'s entry (the caller first undoes what else refers to it).
+    void erase(Node& node) noexcept {
+        policy_.on_remove(node);
+        bytes_ -= node.value.bytes;
+        const CacheKey key = node.value.key;  // copies: the node dies in the erase below
+        by_id_.erase(node.value.id);
+        by_key_.erase(key);
+    }
+
+    /// Calls `f(const Value&)` for every entry.
+    template <class F>
+    void for_each(F&& f) const {
+        for (const auto& [key, node] : by_key_) f(node.value);
+    }
+
+    /// Removes every entry for which `pred(const Value&)` holds, calling `before(Value&)` first on each;
+    /// returns how many.
+    template <class Pred, class Before>
+    std::size_t erase_if(Pred&& pred, Before&& before) noexcept {
+        std::size_t removed = 0;
+        for (auto it = by_key_.begin(); it != by_key_.end();) {
+            Node& node = it->second;
+            if (!pred(static_cast<const Value&>(node.value))) {
+                ++it;
+                continue;
+            }
+            before(node.value);
+            policy_.on_remove(node);
+            bytes_ -= node.value.bytes;
+            by_id_.erase(node.value.id);
+            it = by_key_.erase(it);
+            ++removed;
+        }
+        return removed;
+    }
+
+private:
+    std::unordered_map<CacheKey, Node, CacheKeyHash> by_key_;
+    std::unordered_map<std::uint64_t, Node*> by_id_;
+    Policy policy_;
+    std::size_t bytes_ = 0;
+    std::size_t max_entries_ = 0;
+    std::size_t max_bytes_ = 0;
+};
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/cache_shard.hpp ----
+// ---- begin llmfast/detail/cache_snapshot.hpp ----
+// llmfast/detail/cache_snapshot.hpp — the semantic cache's snapshot format: a streaming writer (the
+// snapshot goes to its sink entry by entry, checksummed as it goes, never built whole in memory) and
+// a validating parser.
+//
+// Layout, version 1 (little-endian as written by the host; the magic rejects other byte orders):
+//   header:  "LLMFSNAP" | u32 version | u32 flags (0) | u64 payload size | u64 xxh3_64(payload, seed 0)
+//   payload: str embedder identity | u64 dimension | i64 saved-at (ns) | u64 entry count |
+//            entries: str scope | str prompt | str response | i64 created (ns) | i64 expires (ns)
+//   str = u32 length + bytes.
+// The writer leaves the header's size and checksum zero, streams the payload, then patches them in
+// (`Sink::patch`). Entries are in the order the cache gives them: least recently used first across the
+// whole cache, so loading into a smaller cache evicts the least recently used. A future layout gets
+// version 2 here; `parse_snapshot` names the version it cannot read.
+//
+// Internal: users must not depend on anything here.
+
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include <fmt/format.h>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+inline constexpr std::string_view snapshot_magic = "LLMFSNAP";
+inline constexpr std::uint32_t snapshot_version = 1;
+inline constexpr std::size_t snapshot_size_offset = 8 + 4 + 4;
+inline constexpr std::size_t snapshot_header_size = snapshot_size_offset + 8 + 8;
+
+/// One entry as the snapshot stores it (views into the caller's or the snapshot's bytes).
+struct SnapshotEntry {
+    std::string_view scope, prompt, response;
+    std::int64_t created = 0, expires = 0;
+};
+
+/// A sink that appends to a string.
+struct StringSnapshotSink {
+    std::string& out;
+    void write(const void* data, std::size_t size) { out.append(static_cast<const char*>(data), size); }
+    void patch(std::size_t offset, const void* data, std::size_t size) { std::memcpy(out.data() + offset, data, size); }
+};
+
+/// Streams one snapshot into `Sink` (`write(const void*, size_t)`, `patch(offset, const void*, size_t)`):
+/// construct with the header fields, `add` exactly `count` entries, then `finish`.
+template <class Sink>
+class SnapshotWriter {
+public:
+    SnapshotWriter(Sink& sink, std::string_view identity, std::uint64_t dimension, std::int64_t saved_at,
+                   std::uint64_t count)
+        : sink_(sink), expected_(count) {
+        sink_.write(snapshot_magic.data(), snapshot_magic.size());
+        raw(snapshot_version);
+        raw(std::uint32_t{0});
+        raw(std::uint64_t{0});  // payload size, patched by finish()
+        raw(std::uint64_t{0});  // checksum, patched by finish()
+        str(identity);
+        pod(dimension);
+        pod(saved_at);
+        pod(count);
+    }
+
+    void add(const SnapshotEntry& entry) {
+        str(entry.scope);
+        str(entry.prompt);
+        str(entry.response);
+        pod(entry.created);
+        pod(entry.expires);
+        ++written_;
+    }
+
+    void finish() {
+        if (written_ != expected_) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("SnapshotWriter::finish: {} entries written, {} announced", written_, expected_));
+        }
+        const std::uint64_t fields[2] = {payload_bytes_, hash_.digest()};
+        sink_.patch(snapshot_size_offset, fields, sizeof(fields));
+    }
+
+private:
+    template <class T>
+    void raw(T value) {
+        static_assert(std::is_trivially_copyable_v<T>);
+        sink_.write(&value, sizeof(T));
+    }
+    void bytes(const void* data, std::size_t size) {
+        sink_.write(data, size);
+        hash_.update(data, size);
+        payload_bytes_ += size;
+    }
+    template <class T>
+    void pod(T value) {
+        static_assert(std::is_trivially_copyable_v<T>);
+        bytes(&value, sizeof(T));
+    }
+    void str(std::string_view s) {
+        pod(static_cast<std::uint32_t>(s.size()));
+        bytes(s.data(), s.size());
+    }
+
+    Sink& sink_;
+    Xxh3Stream hash_{0};
+    std::uint64_t payload_bytes_ = 0;
+    std::uint64_t expected_ = 0;
+    std::uint64_t written_ = 0;
+};
+
+class SnapshotReader {
+public:
+    explicit SnapshotReader(std::string_view in) : in_(in) {}
+    template <class T>
+    T pod(const char* what) {
+        static_assert(std::is_trivially_copyable_v<T>);
+        need(sizeof(T), what);
+        T value;
+        std::memcpy(&value, in_.data() + pos_, sizeof(T));
+        pos_ += sizeof(T);
+        return value;
+    }
+    std::string_view str(const char* what) {
+        const auto size = pod<std::uint32_t>(what);
+        need(size, what);
+        const std::string_view s = in_.substr(pos_, size);
+        pos_ += size;
+        return s;
+    }
+    [[nodiscard]] std::size_t remaining() const noexcept { return in_.size() - pos_; }
+
+private:
+    void need(std::size_t bytes, const char* what) const {
+        if (in_.size() - pos_ < bytes) {
+            throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot truncated while reading {}", what));
+        }
+    }
+    std::string_view in_;
+    std::size_t pos_ = 0;
+};
+
+/// A parsed snapshot; the views point into the bytes given to `parse_snapshot`.
+struct SnapshotContents {
+    std::string_view identity;
+    std::uint64_t dimension = 0;
+    std::int64_t saved_at = 0;
+    std::vector<SnapshotEntry> entries;
+};
+
+/// Validates all of `bytes` (magic, version, flags, size, checksum, every field) and returns its
+/// content. Throws Error(CorruptSnapshot) saying what is wrong; touches nothing else.
+inline SnapshotContents parse_snapshot(std::string_view bytes) {
+    if (bytes.size() < snapshot_header_size) {
+        throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot too short ({} bytes)", bytes.size()));
+    }
+    if (bytes.substr(0, snapshot_magic.size()) != snapshot_magic) {
+        throw Error(ErrorCode::CorruptSnapshot, "not an llmfast cache snapshot (bad magic)");
+    }
+    SnapshotReader header(bytes.substr(snapshot_magic.size(), snapshot_header_size - snapshot_magic.size()));
+    const auto version = header.pod<std::uint32_t>("version");
+    const auto flags = header.pod<std::uint32_t>("flags");
+    const auto payload_size = header.pod<std::uint64_t>("payload size");
+    const auto checksum = header.pod<std::uint64_t>("checksum");
+    if (version != snapshot_version) {
+        throw Error(ErrorCode::CorruptSnapshot,
+                    fmt::format("snapshot version {} is not supported (this build reads version {})", version, snapshot_version));
+    }
+    if (flags != 0) throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot has unknown flags ({:#x})", flags));
+    const std::string_view payload = bytes.substr(snapshot_header_size);
+    if (payload_size != payload.size()) {
+        throw Error(ErrorCode::CorruptSnapshot,
+                    fmt::format("snapshot payload is {} bytes, header says {} (truncated?)", payload.size(), payload_size));
+    }
+    if (xxh3_64(payload, 0) != checksum) throw Error(ErrorCode::CorruptSnapshot, "snapshot checksum mismatch");
+
+    SnapshotReader in(payload);
+    SnapshotContents contents;
+    contents.identity = in.str("embedder identity");
+    contents.dimension = in.pod<std::uint64_t>("dimension");
+    contents.saved_at = in.pod<std::int64_t>("saved-at time");
+    const auto count = in.pod<std::uint64_t>("entry count");
+    constexpr std::size_t min_entry_bytes = 3 * 4 + 2 * 8;
+    if (count > in.remaining() / min_entry_bytes) {
+        throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot claims {} entries, too many for its size", count));
+    }
+    contents.entries.reserve(static_cast<std::size_t>(count));
+    for (std::uint64_t i = 0; i < count; ++i) {
+        SnapshotEntry e;
+        e.scope = in.str("entry scope");
+        e.prompt = in.str("entry prompt");
+        e.response = in.str("entry response");
+        e.created = in.pod<std::int64_t>("entry creation time");
+        e.expires = in.pod<std::int64_t>("entry expiry time");
+        if (e.expires <= e.created) {
+            throw Error(ErrorCode::CorruptSnapshot,
+                        fmt::format("snapshot entry {} expires ({}) before it was created ({})", i, e.expires, e.created));
+        }
+        contents.entries.push_back(e);
+    }
+    if (in.remaining() != 0) {
+        throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot has {} trailing bytes", in.remaining()));
+    }
+    return contents;
+}
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/cache_snapshot.hpp ----
+// ---- begin llmfast/detail/file_io.hpp ----
+// llmfast/detail/file_io.hpp — file reads and atomic file writes that fail only with Error(IoError).
+//
+// std::ifstream + istreambuf_iterator lets libstdc++'s basic_filebuf::underflow throw
+// std::ios_base::failure when read(2) fails (a directory: EISDIR; /proc/self/mem: EIO), which the
+// stream's exception mask does not catch. This reads with <cstdio> instead and reports every failure,
+// with the path and the system's reason, as llmfast::Error(IoError). `AtomicFileWriter` writes a file
+// through a temporary beside it (flushed to disk, then renamed over the target), so a crash leaves
+// either the old file or the new one, never half of one.
+//
+// Internal: users must not depend on anything here.
+
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <fmt/format.h>
+
+#if __has_include(<unistd.h>)
+#include <fcntl.h>
+#include <unistd.h>
+#define LLMFAST_FILE_IO_HAVE_FSYNC 1
+#endif
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+/// `path` as text for an error message (never throws on a path that does not convert).
+inline std::string path_for_message(const std::filesystem::path& path) {
+    try {
+        return path.string();
+    } catch (...) {
+        return "<unprintable path>";
+    }
+}
+
+inline std::string errno_message(int error) { return std::generic_category().message(error != 0 ? error : EIO); }
+
+/// The whole content of the file at `path`. Throws Error(IoError) "<what>: cannot open|read <path>: <reason>"
+/// (a directory, a missing file, a read error part way through); std::bad_alloc for a file too large.
+inline std::string read_whole_file(const std::filesystem::path& path, std::string_view what) {
+    const std::string shown = path_for_message(path);
+    errno = 0;
+    std::FILE* file = std::fopen(shown.c_str(), "rb");
+    if (file == nullptr) {
+        const int error = errno;
+        throw Error(ErrorCode::IoError, fmt::format("{}: cannot open {}: {}", what, shown, errno_message(error)));
+    }
+    std::string data;
+    char buffer[1 << 16];
+    for (;;) {
+        errno = 0;
+        const std::size_t got = std::fread(buffer, 1, sizeof(buffer), file);
+        if (got > 0) {
+            try {
+                data.append(buffer, got);
+            } catch (...) {
+                std::fclose(file);
+                throw;
+            }
+        }
+        if (got < sizeof(buffer)) {
+            if (std::ferror(file) != 0) {
+                const int error = errno;
+                std::fclose(file);
+                throw Error(ErrorCode::IoError, fmt::format("{}: cannot read {}: {}", what, shown, errno_message(error)));
+            }
+            if (std::feof(file) != 0) break;
+        }
+    }
+    std::fclose(file);
+    return data;
+}
+
+/// Writes `path` atomically: `write` streams into a temporary file beside it, `commit` flushes it to
+/// disk and renames it over `path`. Destroyed without a successful commit, it removes the temporary
+/// and `path` is untouched. Errors are Error(IoError) "<what>: ..." naming the file.
+class AtomicFileWriter {
+public:
+    AtomicFileWriter(const std::filesystem::path& path, std::string_view what) : path_(path), what_(what) {
+        temp_ = path;
+        temp_ += fmt::format(".tmp.{:x}", temp_suffix());
+        temp_name_ = path_for_message(temp_);
+        errno = 0;
+        file_ = std::fopen(temp_name_.c_str(), "wb");
+        if (file_ == nullptr) {
+            const int error = errno;
+            throw Error(ErrorCode::IoError, fmt::format("{}: cannot create {}: {}", what_, temp_name_, errno_message(error)));
+        }
+    }
+    AtomicFileWriter(const AtomicFileWriter&) = delete;
+    AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+    ~AtomicFileWriter() { abandon(); }
+
+    void write(const void* data, std::size_t size) {
+        if (size != 0 && std::fwrite(data, 1, size, file_) != size) fail("writing");
+    }
+    void write(std::string_view bytes) { write(bytes.data(), bytes.size()); }
+
+    /// Overwrites `size` bytes at `offset` (already written), then continues at the end.
+    void patch(std::size_t offset, const void* data, std::size_t size) {
+        if (std::fseek(file_, static_cast<long>(offset), SEEK_SET) != 0 || std::fwrite(data, 1, size, file_) != size ||
+            std::fseek(file_, 0, SEEK_END) != 0) {
+            fail("writing");
+        }
+    }
+
+    /// Flushes (and fsyncs) the temporary file, closes it and renames it over the target.
+    void commit() {
+        bool ok = std::fflush(file_) == 0;
+#ifdef LLMFAST_FILE_IO_HAVE_FSYNC
+        ok = ok && ::fsync(::fileno(file_)) == 0;
+#endif
+        ok = std::fclose(file_) == 0 && ok;
+        file_ = nullptr;
+        if (!ok) fail("writing");
+        std::error_code error;
+        std::filesystem::rename(temp_, path_, error);
+        if (error) {
+            remove_temp();
+            throw Error(ErrorCode::IoError,
+                        fmt::format("{}: renaming to {} failed: {}", what_, path_for_message(path_), error.message()));
+        }
+        committed_ = true;
+    }
+
+private:
+    [[noreturn]] void fail(std::string_view doing) {
+        abandon();
+        throw Error(ErrorCode::IoError, fmt::format("{}: {} {} failed", what_, doing, temp_name_));
+    }
+
+    void abandon() noexcept {
+        if (committed_) return;
+        if (file_ != nullptr) {
+            std::fclose(file_);
+            file_ = nullptr;
+        }
+        remove_temp();
+    }
+
+    void remove_temp() noexcept {
+        std::error_code ignored;
+        std::filesystem::remove(temp_, ignored);
+    }
+
+    // A temporary name concurrent writers of the same path do not share; never throws
+    // (std::random_device may, when the system has no entropy source).
+    std::uint64_t temp_suffix() const noexcept {
+        std::uint64_t suffix = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                               static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(this));
+        try {
+            suffix ^= static_cast<std::uint64_t>(std::random_device{}()) << 32U;
+        } catch (...) {
+        }
+        return suffix;
+    }
+
+    std::filesystem::path path_;
+    std::string what_;
+    std::filesystem::path temp_;
+    std::string temp_name_;
+    std::FILE* file_ = nullptr;
+    bool committed_ = false;
+};
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/file_io.hpp ----
+// ---- begin llmfast/detail/guard_verifier.hpp ----
+// llmfast/detail/guard_verifier.hpp — the semantic tier's verifier step as the hit guards implement
+// it: after the index proposes a candidate above the similarity threshold, the verifier decides
+// whether its answer may be served for the new prompt.
+//
+// The step's shape (what a later `HitVerifier` plugs into): per cached entry the verifier keeps
+// `EntryData` (computed once, at insertion, outside locks); per lookup it keeps a `Query` (computed
+// lazily, on the first candidate, outside locks); `accept(query, entry_data, similarity)` decides.
+// Internal: users must not depend on anything here.
+
+
+#include <optional>
+#include <string_view>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+class GuardVerifier {
+public:
+    using EntryData = GuardSignature;
+
+    struct Query {
+        std::string_view prompt;
+        std::optional<GuardSignature> signature;
+    };
+
+    explicit GuardVerifier(const HitGuards& guards) noexcept : guards_(guards) {}
+
+    [[nodiscard]] EntryData entry_data(std::string_view prompt) const { return make_guard_signature(prompt); }
+    [[nodiscard]] static Query query(std::string_view prompt) noexcept { return Query{prompt, std::nullopt}; }
+    /// Completes `query` before a candidate is checked (outside every lock).
+    static void prepare(Query& query) {
+        if (!query.signature) query.signature = make_guard_signature(query.prompt);
+    }
+    /// True if the candidate may be served (no enabled guard vetoes it). `prepare` must have run.
+    [[nodiscard]] bool accept(const Query& query, const EntryData& entry, float /*similarity*/) const {
+        return check_hit_guards(*query.signature, entry, guards_) == GuardVeto::None;
+    }
+    [[nodiscard]] static std::size_t entry_bytes(const EntryData& entry) noexcept { return entry.memory_bytes(); }
+
+private:
+    HitGuards guards_;
+};
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/guard_verifier.hpp ----
+// ---- begin llmfast/detail/scope_registry.hpp ----
+// llmfast/detail/scope_registry.hpp — the semantic cache's scopes: one per name, each with its own
+// vector index (when the semantic tier is on) behind its own reader/writer lock.
+//
+// Thread-safety: the registry is synchronized (a shared mutex; lookups take it shared). A scope's
+// `index` is guarded by the scope's `mutex`. Lock order (the cache's): shard mutex, then the
+// registry's mutex, then a scope's mutex; never the reverse. Internal: users must not depend on
+// anything here.
+
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+template <class Index>
+struct CacheScope {
+    CacheScope(std::string scope_name, std::optional<Index> scope_index)
+        : name(std::move(scope_name)), index(std::move(scope_index)) {}
+    const std::string name;
+    std::shared_mutex mutex;     // guards `index`
+    std::optional<Index> index;  // present when the semantic tier is on
+    /// Set (before its entries are removed) when the scope leaves the registry: an insertion that sees
+    /// it under the shard lock retries with a fresh scope.
+    std::atomic<bool> erased{false};
+};
+
+struct ScopeNameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view name) const noexcept { return std::hash<std::string_view>{}(name); }
+};
+
+template <class Index>
+class ScopeRegistry {
+public:
+    using Scope = CacheScope<Index>;
+    using IndexOptions = typename Index::Options;
+
+    /// `dimension` and `index_options` build each scope's index when `with_index`.
+    ScopeRegistry(bool with_index, std::size_t dimension, IndexOptions index_options)
+        : with_index_(with_index), dimension_(dimension), index_options_(std::move(index_options)) {}
+
+    [[nodiscard]] std::shared_ptr<Scope> find(std::string_view name) const {
+        std::shared_lock lock(mutex_);
+        const auto it = scopes_.find(name);
+        return it == scopes_.end() ? nullptr : it->second;
+    }
+
+    std::shared_ptr<Scope> find_or_create(std::string_view name) {
+        if (auto scope = find(name)) return scope;
+        std::unique_lock lock(mutex_);
+        auto it = scopes_.find(name);
+        if (it == scopes_.end()) {
+            auto scope = std::make_shared<Scope>(std::string(name), with_index_ ? std::optional<Index>(std::in_place, dimension_, index_options_)
+                                                                                : std::optional<Index>());
+            it = scopes_.emplace(std::string(name), std::move(scope)).first;
+        }
+        return it->second;
+    }
+
+    /// Takes `name` out of the registry and marks it erased; nullptr if there was none.
+    std::shared_ptr<Scope> detach(std::string_view name) {
+        std::unique_lock lock(mutex_);
+        const auto it = scopes_.find(name);
+        if (it == scopes_.end()) return nullptr;
+        std::shared_ptr<Scope> scope = std::move(it->second);
+        scope->erased.store(true, std::memory_order_release);
+        scopes_.erase(it);
+        return scope;
+    }
+
+    /// Takes every scope out of the registry and marks it erased.
+    void detach_all() {
+        std::unique_lock lock(mutex_);
+        for (auto& [name, scope] : scopes_) scope->erased.store(true, std::memory_order_release);
+        scopes_.clear();
+    }
+
+private:
+    bool with_index_;
+    std::size_t dimension_;
+    IndexOptions index_options_;
+    mutable std::shared_mutex mutex_;
+    std::unordered_map<std::string, std::shared_ptr<Scope>, ScopeNameHash, std::equal_to<>> scopes_;
+};
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/scope_registry.hpp ----
+// ---- begin llmfast/detail/single_flight.hpp ----
+// llmfast/detail/single_flight.hpp — the semantic cache's single-flight table: concurrent misses on one
+// key run the computation once; the others wait for its result or its exception.
+//
+// Not synchronized: the cache keeps one table per shard, guarded by the shard's mutex (`join`,
+// `start` and `finish` are called under it; waiting on a future and completing a flight are not).
+// Internal: users must not depend on anything here.
+
+
+#include <future>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+template <class Value>
+class SingleFlight {
+public:
+    /// One computation in progress: its owner completes it with `succeed` or `fail` after `finish`.
+    class Flight {
+    public:
+        Flight() : future_(promise_.get_future().share()) {}
+        void succeed(Value value) { promise_.set_value(std::move(value)); }
+        void fail(std::exception_ptr error) { promise_.set_exception(std::move(error)); }
+        [[nodiscard]] const std::shared_future<Value>& future() const noexcept { return future_; }
+
+    private:
+        std::promise<Value> promise_;
+        std::shared_future<Value> future_;
+    };
+
+    /// The future of the flight in progress for `key`, if any (wait on it after unlocking).
+    [[nodiscard]] std::optional<std::shared_future<Value>> join(const CacheKey& key) const {
+        const auto it = flights_.find(key);
+        if (it == flights_.end()) return std::nullopt;
+        return it->second->future();
+    }
+    /// Starts the flight for `key` (none may be in progress); the caller owns it.
+    std::shared_ptr<Flight> start(const CacheKey& key) {
+        auto flight = std::make_shared<Flight>();
+        flights_.emplace(key, flight);
+        return flight;
+    }
+    /// Ends the flight for `key`: later callers no longer join it.
+    void finish(const CacheKey& key) noexcept { flights_.erase(key); }
+
+private:
+    std::unordered_map<CacheKey, std::shared_ptr<Flight>, CacheKeyHash> flights_;
+};
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/single_flight.hpp ----
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+LLMFAST_BEGIN_NAMESPACE
+
+enum class SemanticTier : std::uint8_t {
+    Auto,  ///< on, unless the embedder declares itself lexical (`embedder_traits<E>::lexical`)
+    On,    ///< always on
+    Off,   ///< exact tier only; nothing is embedded
+};
+
+struct SemanticCacheOptions {
+    /// An entry's time to live unless `insert` overrides it; `never` disables expiry.
+    static constexpr std::chrono::nanoseconds never = std::chrono::nanoseconds::max();
+
+    std::size_t max_entries = 100'000;                ///< capacity in entries (> 0)
+    std::size_t max_bytes = std::size_t{1} << 30;     ///< capacity in bytes of entries, vectors included (> 0)
+    std::chrono::nanoseconds ttl = std::chrono::hours(24);  ///< > 0
+    SemanticTier semantic_tier = SemanticTier::Auto;
+    float similarity_threshold = 0.9F;   ///< cosine in (0, 1]: a semantic hit needs at least this
+    std::size_t semantic_candidates = 4; ///< nearest entries examined when the best is vetoed or expired (>= 1)
+    HitGuards guards{};                  ///< vetoes for semantic hits (the verifier step)
+    std::size_t shards = 16;             ///< independently locked partitions (>= 1; capped at max_entries)
+};
+
+enum class MatchKind : std::uint8_t {
+    Miss,       ///< nothing usable cached
+    Exact,      ///< same scope and normalized prompt
+    Semantic,   ///< a different prompt of the same scope, similar enough and not vetoed
+    Computed,   ///< get_or_compute ran the function in this call
+    Coalesced,  ///< get_or_compute waited for a concurrent call's function (same scope and key)
+};
+
+constexpr std::string_view to_string(MatchKind kind) noexcept {
+    switch (kind) {
+        case MatchKind::Miss: return "Miss";
+        case MatchKind::Exact: return "Exact";
+        case MatchKind::Semantic: return "Semantic";
+        case MatchKind::Computed: return "Computed";
+        case MatchKind::Coalesced: return "Coalesced";
+    }
+    return "Unknown";
+}
+
+/// The outcome of `lookup` / `get_or_compute`. The response is shared (no copy on a hit).
+struct LookupResult {
+    MatchKind match = MatchKind::Miss;
+    float similarity = 0;                  ///< 1 for Exact/Computed/Coalesced; the cosine for Semantic
+    std::chrono::nanoseconds age{0};       ///< how long ago the entry was inserted
+    std::shared_ptr<const std::string> response_ptr;
+
+    [[nodiscard]] bool hit() const noexcept { return response_ptr != nullptr; }
+    explicit operator bool() const noexcept { return hit(); }
+    /// The cached (or computed) response; an empty string on a miss.
+    [[nodiscard]] const std::string& response() const noexcept {
+        static const std::string empty;
+        return response_ptr ? *response_ptr : empty;
+    }
+};
+
+/// A snapshot of SemanticCache's counters (`stats()`).
+struct SemanticCacheStats {
+    std::uint64_t exact_hits = 0;
+    std::uint64_t semantic_hits = 0;
+    std::uint64_t misses = 0;
+    std::uint64_t insertions = 0;
+    std::uint64_t evictions = 0;    ///< removed to respect max_entries / max_bytes
+    std::uint64_t expirations = 0;  ///< removed because their TTL passed
+    std::uint64_t guard_vetoes = 0; ///< semantic candidates rejected by the verifier step (the hit guards)
+    std::uint64_t computations = 0; ///< get_or_compute calls that ran their function
+    std::uint64_t coalesced = 0;    ///< get_or_compute calls that waited for another call's function
+    /// Embeddings the semantic tier could not use (zero, NaN or infinite): that lookup skipped the
+    /// semantic tier, that entry was stored for exact hits only.
+    std::uint64_t unusable_embeddings = 0;
+    std::size_t entries = 0;
+    std::size_t memory_bytes = 0;   ///< accounted bytes of all entries (strings, vectors, bookkeeping)
+
+    [[nodiscard]] double hit_rate() const noexcept {
+        const std::uint64_t lookups = exact_hits + semantic_hits + misses;
+        return lookups == 0 ? 0.0 : static_cast<double>(exact_hits + semantic_hits) / static_cast<double>(lookups);
+    }
+};
+
+/// The response cache. `E` embeds prompts for the semantic tier (models `Embedder`); `Index` is the
+/// per-scope vector index (`VectorIndex`: FlatIndex, exact; HnswIndex from llmfast/hnsw_index.hpp,
+/// approximate, for millions); `C` is the clock (`Clock`, wall clock by default); `Policy` picks a
+/// shard's eviction victim (`EvictionPolicy`: LruPolicy by default, or LfuPolicy).
+/// Thread-safety: every member function may be called concurrently (see the header comment).
+template <class E, class Index = FlatIndex, class C = WallClock, class Policy = LruPolicy>
+class SemanticCache {
+    static_assert(Embedder<E>, "llmfast::SemanticCache<E>: E must model llmfast::Embedder — it needs dimension() "
+                               "and a const embed(std::string_view, std::span<float>)");
+    static_assert(VectorIndex<Index>,
+                  "llmfast::SemanticCache<E, Index>: Index must model llmfast::VectorIndex — it needs "
+                  "Index::Options, Index(std::size_t, const Options&), dimension(), size(), add(id, span), "
+                  "remove(id) and search(span, k) returning std::vector<SearchHit>");
+    static_assert(Clock<C>, "llmfast::SemanticCache<E, Index, C>: C must model llmfast::Clock — it needs nested "
+                            "`duration` and `time_point` and a const now()");
+    static_assert(EvictionPolicy<Policy>,
+                  "llmfast::SemanticCache<E, Index, C, Policy>: Policy must model llmfast::EvictionPolicy — it needs "
+                  "a default constructor, a nested default-constructible `Hook`, on_insert(Hook&), noexcept "
+                  "on_access(Hook&) and on_remove(Hook&), and victim(const Hook*) returning Hook*");
+
+public:
+    using Options = SemanticCacheOptions;
+    using IndexOptions = typename Index::Options;
+    using EmbedderType = E;
+    using IndexType = Index;
+    using ClockType = C;
+    using PolicyType = Policy;
+
+    /// With a stateless clock (the default WallClock).
+    explicit SemanticCache(E embedder = E{}, Options options = {}, IndexOptions index_options = {})
+        requires ClockRef<C>::stateless
+        : SemanticCache(ClockRef<C>(), std::move(embedder), options, std::move(index_options)) {}
+
+    /// With `clock` (which must outlive the cache when it is stateful, e.g. ManualClock).
+    explicit SemanticCache(const C& clock, E embedder = E{}, Options options = {}, IndexOptions index_options = {})
+        : SemanticCache(ClockRef<C>(clock), std::move(embedder), options, std::move(index_options)) {}
+
+    SemanticCache(const SemanticCache&) = delete;
+    SemanticCache& operator=(const SemanticCache&) = delete;
+
+    [[nodiscard]] const Options& options() const noexcept { return options_; }
+    [[nodiscard]] const E& embedder() const noexcept { return embedder_; }
+    [[nodiscard]] bool semantic_enabled() const noexcept { return semantic_; }
+
+    /// Exact tier, then (if enabled) semantic tier. Never throws for ordinary input; what the
+    /// embedder throws propagates.
+    LookupResult lookup(std::string_view prompt, std::string_view scope) {
+        return lookup_keyed(detail::prompt_cache_key(scope, prompt), prompt, scope);
+    }
+
+    /// Stores `response` for (`scope`, `prompt`), replacing an entry with the same normalized prompt.
+    /// `ttl` overrides the cache's TTL. Returns false when the entry alone exceeds a shard's byte
+    /// budget (max_bytes / shards) and so was not stored.
+    bool insert(std::string_view prompt, std::string_view scope, std::string response,
+                std::optional<std::chrono::nanoseconds> ttl = std::nullopt) {
+        const std::chrono::nanoseconds entry_ttl = checked_ttl(ttl, "SemanticCache::insert");
+        const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
+        Prepared prepared = prepare(key, scope, make_text(prompt, std::move(response)));
+        stamp(prepared, entry_ttl);
+        return insert_prepared(std::move(prepared), true);
+    }
+
+    /// The cached response, or `fn()`'s result (stored, then returned). Concurrent calls that miss on
+    /// the same scope + normalized prompt run `fn` once (that call's match is Computed); the others
+    /// wait and get its result (match Coalesced) or its exception. `fn` must return something
+    /// convertible to std::string.
+    template <class Fn>
+        requires std::invocable<Fn&> && std::convertible_to<std::invoke_result_t<Fn&>, std::string>
+    LookupResult get_or_compute(std::string_view prompt, std::string_view scope, Fn&& fn,
+                                std::optional<std::chrono::nanoseconds> ttl = std::nullopt) {
+        const std::chrono::nanoseconds entry_ttl = checked_ttl(ttl, "SemanticCache::get_or_compute");
+        const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
+        if (LookupResult cached = lookup_keyed(key, prompt, scope); cached) return cached;
+
+        Shard& shard = shard_for(key);
+        std::shared_ptr<typename Flights::Flight> flight;
+        {
+            std::unique_lock lock(shard.mutex);
+            if (auto pending = shard.flights.join(key)) {
+                lock.unlock();
+                std::shared_ptr<const std::string> response = pending->get();
+                stats_.coalesced.fetch_add(1, std::memory_order_relaxed);
+                return LookupResult{MatchKind::Coalesced, 1.0F, std::chrono::nanoseconds::zero(), std::move(response)};
+            }
+            // Another caller may have finished its flight between our lookup and taking the lock.
+            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact) return exact;
+            flight = shard.flights.start(key);
+        }
+        const auto finish_flight = [&] {
+            std::lock_guard lock(shard.mutex);
+            shard.flights.finish(key);
+        };
+        std::shared_ptr<const std::string> response;
+        try {
+            stats_.computations.fetch_add(1, std::memory_order_relaxed);
+            std::shared_ptr<const EntryText> text = make_text(prompt, std::string(std::invoke(fn)));
+            response = response_of(text);
+            Prepared prepared = prepare(key, scope, std::move(text));
+            stamp(prepared, entry_ttl);
+            insert_prepared(std::move(prepared), true);
+        } catch (...) {
+            finish_flight();
+            flight->fail(std::current_exception());
+            throw;
+        }
+        // Inserted before the flight ends, so a caller arriving now finds the entry.
+        finish_flight();
+        flight->succeed(response);
+        return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), std::move(response)};
+    }
+
+    /// Removes the entry for (`scope`, normalized `prompt`); false if there was none.
+    bool erase(std::string_view prompt, std::string_view scope) {
+        const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
+        Shard& shard = shard_for(key);
+        std::lock_guard lock(shard.mutex);
+        Node* node = shard.store.find(key);
+        if (node == nullptr) return false;
+        remove_locked(shard, *node);
+        return true;
+    }
+
+    /// Removes every entry of `scope`; returns how many. Entries inserted into the scope while this
+    /// runs may survive (they are then in a fresh scope).
+    std::size_t erase_scope(std::string_view scope) {
+        const std::shared_ptr<Scope> victim = scopes_.detach(scope);
+        if (!victim) return 0;
+        return remove_entries_if([&](const Entry& entry) { return entry.scope == victim; });
+    }
+
+    /// Removes every entry.
+    void clear() {
+        scopes_.detach_all();
+        remove_entries_if([](const Entry&) { return true; });
+    }
+
+    /// Removes every expired entry now (lookups also drop expired entries they meet); returns how many.
+    std::size_t purge_expired() {
+        const std::int64_t now = now_ns();
+        const std::size_t removed = remove_entries_if([&](const Entry& entry) { return expired(entry, now); });
+        stats_.expirations.fetch_add(removed, std::memory_order_relaxed);
+        return removed;
+    }
+
+    [[nodiscard]] std::size_t size() const noexcept { return entry_count_.load(std::memory_order_relaxed); }
+
+    [[nodiscard]] SemanticCacheStats stats() const noexcept {
+        SemanticCacheStats s;
+        s.exact_hits = stats_.exact_hits.load(std::memory_order_relaxed);
+        s.semantic_hits = stats_.semantic_hits.load(std::memory_order_relaxed);
+        s.misses = stats_.misses.load(std::memory_order_relaxed);
+        s.insertions = stats_.insertions.load(std::memory_order_relaxed);
+        s.evictions = stats_.evictions.load(std::memory_order_relaxed);
+        s.expirations = stats_.expirations.load(std::memory_order_relaxed);
+        s.guard_vetoes = stats_.guard_vetoes.load(std::memory_order_relaxed);
+        s.computations = stats_.computations.load(std::memory_order_relaxed);
+        s.coalesced = stats_.coalesced.load(std::memory_order_relaxed);
+        s.unusable_embeddings = stats_.unusable_embeddings.load(std::memory_order_relaxed);
+        s.entries = entry_count_.load(std::memory_order_relaxed);
+        s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
+        return s;
+    }
+
+    /// The snapshot as bytes (see `save`).
+    [[nodiscard]] std::string save_to_string() const {
+        std::string out;
+        detail::StringSnapshotSink sink{out};
+        write_snapshot(sink);
+        return out;
+    }
+
+    /// Writes a snapshot to `path` atomically: streamed into a temporary file beside it (flushed to
+    /// disk), then renamed over `path`, so a crash leaves either the old snapshot or the new one,
+    /// never half of one. The snapshot is never held whole in memory. Throws Error(IoError) naming
+    /// the path when the file cannot be created, written or renamed.
+    void save(const std::filesystem::path& path) const {
+        detail::AtomicFileWriter file(path, "SemanticCache::save");
+        write_snapshot(file);
+        file.commit();
+    }
+
+    /// Replaces the cache's content with the snapshot's (expired entries are dropped; if it holds more
+    /// than the capacity, the least recently used are evicted — the snapshot is in one recency order
+    /// for the whole cache, so this holds whatever shard count either cache has; as everywhere in the
+    /// cache, capacity is per shard, so each shard keeps its own most recently used). Validates
+    /// everything first: on any error the cache is unchanged. Re-embeds the prompts (outside locks)
+    /// when the semantic tier is on.
+    void load_from_string(std::string_view bytes) {
+        std::vector<Prepared> prepared = prepare_snapshot(bytes);
+        clear();
+        for (Prepared& entry : prepared) insert_prepared(std::move(entry), false);
+    }
+
+    /// `load_from_string` of the file at `path`. A path that cannot be opened or read (missing, a
+    /// directory, a read error part way through) throws Error(IoError) naming the path, and the cache
+    /// is unchanged.
+    void load(const std::filesystem::path& path) {
+        load_from_string(detail::read_whole_file(path, "SemanticCache::load"));
+    }
+
+private:
+    using Scope = detail::CacheScope<Index>;
+    using Verifier = detail::GuardVerifier;
+
+    /// An entry's prompt (as inserted: re-embedded on load, and what the verifier saw) and response,
+    /// in one shared block; lookups hand out the response through an aliasing pointer.
+    struct EntryText {
+        std::string prompt;
+        std::string response;
+    };
+
+    struct Entry {
+        std::uint64_t id = 0;
+        detail::CacheKey key;
+        std::shared_ptr<Scope> scope;
+        std::shared_ptr<const EntryText> text;
+        typename Verifier::EntryData verify;
+        std::int64_t created = 0;
+        std::int64_t expires = 0;
+        std::size_t bytes = 0;
+        std::uint64_t last_use = 0;  // next_use_ when inserted or last hit (taken under the shard lock)
+        bool indexed = false;        // its vector is in scope->index under id
+    };
+
+    using Store = detail::CacheShard<Entry, Policy>;
+    using Node = typename Store::Node;
+    using Flights = detail::SingleFlight<std::shared_ptr<const std::string>>;
+
+    // One partition: storage and eviction (Store) and in-flight computations, under one mutex.
+    // Lock order: shard mutex, then the scope registry's, then a scope's; never the reverse.
+    struct alignas(64) Shard {
+        std::mutex mutex;
+        Store store;
+        Flights flights;
+    };
+
+    // Everything an insertion needs that can be computed (and can fail) outside the locks.
+    struct Prepared {
+        detail::CacheKey key;
+        std::string_view scope;  // valid while the caller's argument (or the snapshot's bytes) is
+        std::shared_ptr<const EntryText> text;
+        typename Verifier::EntryData verify;
+        std::vector<float> vector;  // empty when the semantic tier is off or the embedding is unusable
+        std::int64_t created = 0;
+        std::int64_t expires = 0;
+    };
+
+    struct Counters {
+        std::atomic<std::uint64_t> exact_hits{0}, semantic_hits{0}, misses{0}, insertions{0}, evictions{0},
+            expirations{0}, guard_vetoes{0}, computations{0}, coalesced{0}, unusable_embeddings{0};
+    };
+
+    static bool semantic_for(SemanticTier tier) noexcept {
+        switch (tier) {
+            case SemanticTier::On: return true;
+            case SemanticTier::Off: return false;
+            case SemanticTier::Auto: return !embedder_traits<E>::lexical;
+        }
+        return false;
+    }
+
+    static const Options& validated(const Options& options) {
+        if (options.max_entries == 0) {
+            throw Error(ErrorCode::InvalidArgument, fmt::format("SemanticCacheOptions::max_entries must be > 0 (got {})", options.max_entries));
+        }
+        if (options.max_bytes == 0) {
+            throw Error(ErrorCode::InvalidArgument, fmt::format("SemanticCacheOptions::max_bytes must be > 0 (got {})", options.max_bytes));
+        }
+        if (options.ttl <= std::chrono::nanoseconds::zero()) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("SemanticCacheOptions::ttl must be > 0, Options::never for no expiry (got {} ns)",
+                                    options.ttl.count()));
+        }
+        if (!(options.similarity_threshold > 0.0F && options.similarity_threshold <= 1.0F)) {
+            throw Error(ErrorCode::InvalidArgument, fmt::format("SemanticCacheOptions::similarity_threshold must be in (0, 1] (got {})",
+                                                                options.similarity_threshold));
+        }
+        if (options.semantic_candidates == 0) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("SemanticCacheOptions::semantic_candidates must be >= 1 (got {})", options.semantic_candidates));
+        }
+        if (options.shards == 0) {
+            throw Error(ErrorCode::InvalidArgument, fmt::format("SemanticCacheOptions::shards must be >= 1 (got {})", options.shards));
+        }
+        return options;
+    }
+
+    static std::size_t checked_dimension(const E& embedder) {
+        const auto dimension = static_cast<std::size_t>(embedder.dimension());
+        if (dimension == 0) throw Error(ErrorCode::InvalidArgument, "SemanticCache::SemanticCache: the embedder's dimension is 0");
+        return dimension;
+    }
+
+    SemanticCache(ClockRef<C> clock, E embedder, const Options& options, IndexOptions index_options)
+        : embedder_(std::move(embedder)), options_(validated(options)), clock_(clock),
+          dimension_(checked_dimension(embedder_)), identity_(embedder_identity(embedder_)),
+          semantic_(semantic_for(options_.semantic_tier)), verifier_(options_.guards),
+          shard_count_(std::min(options_.shards, options_.max_entries)),
+          shards_(std::make_unique<Shard[]>(shard_count_)), scopes_(semantic_, dimension_, std::move(index_options)) {
+        for (std::size_t i = 0; i < shard_count_; ++i) {
+            // Split the capacities so the shards sum to exactly the configured totals.
+            shards_[i].store.set_budget(
+                options_.max_entries / shard_count_ + (i < options_.max_entries % shard_count_ ? 1 : 0),
+                std::max<std::size_t>(1, options_.max_bytes / shard_count_ + (i < options_.max_bytes % shard_count_ ? 1 : 0)));
+        }
+    }
+
+    std::chrono::nanoseconds checked_ttl(std::optional<std::chrono::nanoseconds> ttl, std::string_view where) const {
+        const std::chrono::nanoseconds entry_ttl = ttl.value_or(options_.ttl);
+        if (entry_ttl <= std::chrono::nanoseconds::zero()) {
+            throw Error(ErrorCode::InvalidArgument, fmt::format("{}: ttl must be > 0 (got {} ns)", where, entry_ttl.count()));
+        }
+        return entry_ttl;
+    }
+
+    [[nodiscard]] std::int64_t now_ns() const {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.now().time_since_epoch()).count();
+    }
+
+    // now + ttl, clamped to the representable range (detail/saturating.hpp).
+    static std::int64_t expiry(std::int64_t now, std::chrono::nanoseconds ttl) noexcept {
+        return detail::saturating_add(std::chrono::nanoseconds(now), ttl).count();
+    }
+
+    void stamp(Prepared& prepared, std::chrono::nanoseconds ttl) const {
+        const std::int64_t now = now_ns();
+        prepared.created = now;
+        prepared.expires = expiry(now, ttl);
+    }
+
+    static std::shared_ptr<const EntryText> make_text(std::string_view prompt, std::string response) {
+        return std::make_shared<const EntryText>(EntryText{std::string(prompt), std::move(response)});
+    }
+    static std::shared_ptr<const std::string> response_of(const std::shared_ptr<const EntryText>& text) noexcept {
+        return std::shared_ptr<const std::string>(text, &text->response);
+    }
+
+    Shard& shard_for(const detail::CacheKey& key) const noexcept { return shards_[key.high % shard_count_]; }
+
+    static bool expired(const Entry& entry, std::int64_t now) noexcept { return entry.expires <= now; }
+
+    static LookupResult hit(MatchKind kind, float similarity, const Entry& entry, std::int64_t now) {
+        return LookupResult{kind, similarity, std::chrono::nanoseconds(std::max<std::int64_t>(0, now - entry.created)),
+                            response_of(entry.text)};
+    }
+
+    // The lookup path, one step per tier; `key` was computed once by the public call.
+    LookupResult lookup_keyed(const detail::CacheKey& key, std::string_view prompt, std::string_view scope) {
+        if (LookupResult exact = lookup_exact(key, now_ns()); exact) return exact;
+        if (LookupResult shared = lookup_shared(key); shared) return shared;
+        if (semantic_) {
+            if (LookupResult similar = lookup_semantic(prompt, scope); similar) return similar;
+        }
+        stats_.misses.fetch_add(1, std::memory_order_relaxed);
+        return {};
+    }
+
+    LookupResult lookup_exact(const detail::CacheKey& key, std::int64_t now) {
+        Shard& shard = shard_for(key);
+        std::lock_guard lock(shard.mutex);
+        return lookup_exact_locked(shard, key, now);
+    }
+
+    LookupResult lookup_exact_locked(Shard& shard, const detail::CacheKey& key, std::int64_t now) {
+        Node* node = shard.store.find(key);
+        if (node == nullptr) return {};
+        // The 128-bit key covers scope and prompt, so no string comparison (and no pointer chase
+        // into the scope) is needed on this hot path.
+        Entry& entry = node->value;
+        if (expired(entry, now)) {
+            remove_locked(shard, *node);
+            stats_.expirations.fetch_add(1, std::memory_order_relaxed);
+            return {};
+        }
+        use_locked(shard, *node);
+        stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
+        return hit(MatchKind::Exact, 1.0F, entry, now);
+    }
+
+    // The slot for a tier shared across processes, between the exact and the semantic tier: it gets
+    // the key computed above; a hit would be inserted locally and returned. No shared tier yet.
+    LookupResult lookup_shared(const detail::CacheKey& /*key*/) { return {}; }
+
+    // Embeds into `out` and L2-normalizes it, so the index's inner product is the cosine whatever the
+    // embedder returns. False (and counted in `unusable_embeddings`) for a zero or non-finite vector:
+    // it must never match anything, and the indexes reject non-finite input. The scaling is done in
+    // double: a float 1/norm overflows to inf for a vector of subnormals, which made NaNs.
+    bool embed_normalized(std::string_view prompt, std::span<float> out) {
+        embedder_.embed(prompt, out);
+        double norm = 0;
+        for (const float x : out) norm += static_cast<double>(x) * static_cast<double>(x);
+        bool usable = norm > 0 && std::isfinite(norm);
+        if (usable) {
+            const double inv = 1.0 / std::sqrt(norm);
+            for (float& x : out) {
+                x = static_cast<float>(static_cast<double>(x) * inv);
+                usable = usable && std::isfinite(x);
+            }
+        }
+        if (!usable) stats_.unusable_embeddings.fetch_add(1, std::memory_order_relaxed);
+        return usable;
+    }
+
+    // Semantic tier: the scope's index proposes candidates (best first), the verifier step decides.
+    LookupResult lookup_semantic(std::string_view prompt, std::string_view scope_name) {
+        const std::shared_ptr<Scope> scope = scopes_.find(scope_name);
+        if (!scope) return {};
+        thread_local std::vector<float> query_vector;
+        query_vector.resize(dimension_);
+        if (!embed_normalized(prompt, query_vector)) return {};
+        std::vector<SearchHit> candidates;
+        {
+            std::shared_lock lock(scope->mutex);
+            if (!scope->index || scope->index->size() == 0) return {};
+            candidates = scope->index->search(std::span<const float>(query_vector), options_.semantic_candidates);
+        }
+        typename Verifier::Query query = Verifier::query(prompt);
+        for (const SearchHit& candidate : candidates) {
+            if (!(candidate.score >= options_.similarity_threshold)) break;  // best first
+            Verifier::prepare(query);                                         // outside the lock
+            Shard& shard = shards_[candidate.id % shard_count_];
+            const std::int64_t now = now_ns();
+            std::lock_guard lock(shard.mutex);
+            Node* node = shard.store.find_id(candidate.id);
+            if (node == nullptr) continue;  // evicted since the search
+            Entry& entry = node->value;
+            if (entry.scope != scope) continue;
+            if (expired(entry, now)) {
+                remove_locked(shard, *node);
+                stats_.expirations.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            if (!verifier_.accept(query, entry.verify, candidate.score)) {
+                stats_.guard_vetoes.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            use_locked(shard, *node);
+            stats_.semantic_hits.fetch_add(1, std::memory_order_relaxed);
+            return hit(MatchKind::Semantic, std::min(candidate.score, 1.0F), entry, now);
+        }
+        return {};
+    }
+
+    // A hit: the policy hears of it, and the entry gets the next cache-wide use stamp (the snapshot's order).
+    void use_locked(Shard& shard, Node& node) noexcept {
+        shard.store.touch(node);
+        node.value.last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    Prepared prepare(const detail::CacheKey& key, std::string_view scope, std::shared_ptr<const EntryText> text) {
+        Prepared prepared;
+        prepared.key = key;
+        prepared.scope = scope;
+        prepared.text = std::move(text);
+        if (semantic_) {
+            prepared.verify = verifier_.entry_data(prepared.text->prompt);
+            prepared.vector.resize(dimension_);
+            if (!embed_normalized(prepared.text->prompt, prepared.vector)) prepared.vector.clear();  // stored, never matched
+        }
+        return prepared;
+    }
+
+    // Accounted bytes: the shard's bookkeeping (map nodes, policy), the shared text block (its control
+    // block and both strings' heap), the verifier's data and the index's cost of the vector.
+    std::size_t entry_bytes(const Entry& entry) const noexcept {
+        // make_shared's block: the object, two reference counts and the control block's vtable pointer.
+        constexpr std::size_t text_block = sizeof(EntryText) + 2 * sizeof(int) + sizeof(void*);
+        std::size_t bytes = Store::node_overhead_bytes + text_block + entry.text->prompt.capacity() +
+                            entry.text->response.capacity() + Verifier::entry_bytes(entry.verify);
+        if (entry.indexed) bytes += vector_index_traits<Index>::bytes_per_vector(*entry.scope->index);
+        return bytes;
+    }
+
+    bool insert_prepared(Prepared prepared, bool count_insertion) {
+        Shard& shard = shard_for(prepared.key);
+        for (;;) {
+            std::shared_ptr<Scope> scope = scopes_.find_or_create(prepared.scope);
+            std::lock_guard lock(shard.mutex);
+            // erase_scope/clear mark a scope erased before removing its entries shard by shard; checking
+            // under the shard lock means either we see the mark or they will see (and remove) our entry.
+            if (scope->erased.load(std::memory_order_acquire)) continue;
+            if (Node* old = shard.store.find(prepared.key)) remove_locked(shard, *old);
+
+            Entry entry;
+            entry.id = next_id_.fetch_add(1, std::memory_order_relaxed) * shard_count_ +
+                       static_cast<std::uint64_t>(&shard - shards_.get());
+            entry.key = prepared.key;
+            entry.scope = std::move(scope);
+            entry.text = std::move(prepared.text);
+            entry.verify = std::move(prepared.verify);
+            entry.created = prepared.created;
+            entry.expires = prepared.expires;
+            entry.indexed = !prepared.vector.empty() && entry.scope->index.has_value();
+            entry.bytes = entry_bytes(entry);
+            if (entry.bytes > shard.store.max_bytes()) return false;
+            entry.last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
+            Node& node = shard.store.emplace(std::move(entry));  // on an exception: unchanged
+            Entry& stored = node.value;
+            if (stored.indexed) {
+                try {
+                    std::unique_lock index_lock(stored.scope->mutex);
+                    stored.scope->index->add(stored.id, std::span<const float>(prepared.vector));
+                } catch (...) {
+                    shard.store.erase(node);
+                    throw;
+                }
+            }
+            entry_count_.fetch_add(1, std::memory_order_relaxed);
+            memory_bytes_.fetch_add(stored.bytes, std::memory_order_relaxed);
+            if (count_insertion) stats_.insertions.fetch_add(1, std::memory_order_relaxed);
+            // Evict the policy's victims (never the new entry: it fits the budget on its own).
+            while (shard.store.over_budget()) {
+                Node* victim = shard.store.victim(&node);
+                if (victim == nullptr) break;
+                remove_locked(shard, *victim);
+                stats_.evictions.fetch_add(1, std::memory_order_relaxed);
+            }
+            return true;
+        }
+    }
+
+    // Takes the entry's vector out of its scope's index (requires shard.mutex held).
+    void unindex_locked(Entry& entry) noexcept {
+        if (!entry.indexed) return;
+        std::unique_lock index_lock(entry.scope->mutex);
+        // FlatIndex/HnswIndex removal does not allocate; a throwing user index would leave a stale
+        // vector whose id no longer resolves, which lookups skip.
+        try {
+            entry.scope->index->remove(entry.id);
+        } catch (...) {
+        }
+        entry.indexed = false;
+    }
+
+    void forget_locked(const Entry& entry) noexcept {
+        entry_count_.fetch_sub(1, std::memory_order_relaxed);
+        memory_bytes_.fetch_sub(entry.bytes, std::memory_order_relaxed);
+    }
+
+    // Requires shard.mutex held. Removes the entry from every structure, its vector from its scope.
+    void remove_locked(Shard& shard, Node& node) noexcept {
+        unindex_locked(node.value);
+        forget_locked(node.value);
+        shard.store.erase(node);
+    }
+
+    // Removes, shard by shard (one shard lock at a time), every entry for which `pred` holds.
+    template <class Pred>
+    std::size_t remove_entries_if(Pred pred) {
+        std::size_t removed = 0;
+        for (std::size_t i = 0; i < shard_count_; ++i) {
+            Shard& shard = shards_[i];
+            std::lock_guard lock(shard.mutex);
+            removed += shard.store.erase_if(pred, [&](Entry& entry) noexcept {
+                unindex_locked(entry);
+                forget_locked(entry);
+            });
+        }
+        return removed;
+    }
+
+    // Streams the snapshot into `sink`: references to the entries are taken shard by shard (the
+    // texts are shared, not copied), put in one recency order for the whole cache, then written.
+    template <class Sink>
+    void write_snapshot(Sink& sink) const {
+        struct Saved {
+            std::uint64_t last_use;
+            std::shared_ptr<Scope> scope;
+            std::shared_ptr<const EntryText> text;
+            std::int64_t created;
+            std::int64_t expires;
+        };
+        std::vector<Saved> entries;
+        for (std::size_t i = 0; i < shard_count_; ++i) {
+            Shard& shard = shards_[i];
+            std::lock_guard lock(shard.mutex);
+            entries.reserve(entries.size() + shard.store.size());
+            shard.store.for_each([&](const Entry& e) { entries.push_back(Saved{e.last_use, e.scope, e.text, e.created, e.expires}); });
+        }
+        // Least recently used first (stamps are unique).
+        std::sort(entries.begin(), entries.end(), [](const Saved& a, const Saved& b) { return a.last_use < b.last_use; });
+        detail::SnapshotWriter<Sink> writer(sink, identity_, static_cast<std::uint64_t>(dimension_), now_ns(), entries.size());
+        for (const Saved& e : entries) {
+            writer.add(detail::SnapshotEntry{e.scope->name, e.text->prompt, e.text->response, e.created, e.expires});
+        }
+        writer.finish();
+    }
+
+    std::vector<Prepared> prepare_snapshot(std::string_view bytes) {
+        const detail::SnapshotContents contents = detail::parse_snapshot(bytes);
+        if (contents.identity != identity_ || contents.dimension != dimension_) {
+            throw Error(ErrorCode::CorruptSnapshot,
+                        fmt::format("snapshot was written with embedder '{}' (dimension {}), this cache uses '{}' (dimension {})",
+                                    contents.identity, contents.dimension, identity_, dimension_));
+        }
+        // Valid. Now the work that may allocate or embed, still without touching the cache.
+        const std::int64_t now = now_ns();
+        std::vector<Prepared> prepared;
+        prepared.reserve(contents.entries.size());
+        for (const detail::SnapshotEntry& e : contents.entries) {
+            if (e.expires <= now) continue;  // TTL passed while the snapshot sat on disk
+            Prepared p = prepare(detail::prompt_cache_key(e.scope, e.prompt), e.scope, make_text(e.prompt, std::string(e.response)));
+            p.created = e.created;
+            p.expires = e.expires;
+            prepared.push_back(std::move(p));
+        }
+        return prepared;
+    }
+
+    E embedder_;
+    Options options_;
+    [[no_unique_address]] ClockRef<C> clock_;
+    std::size_t dimension_ = 0;
+    std::string identity_;
+    bool semantic_ = false;
+    Verifier verifier_;
+    std::size_t shard_count_ = 0;
+    std::unique_ptr<Shard[]> shards_;
+    detail::ScopeRegistry<Index> scopes_;
+    std::atomic<std::uint64_t> next_id_{0};
+    std::atomic<std::uint64_t> next_use_{0};  // use stamps: one recency order across all shards
+    std::atomic<std::size_t> entry_count_{0};
+    std::atomic<std::size_t> memory_bytes_{0};
+    Counters stats_;
+};
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/semantic_cache.hpp ----
+// ---- begin llmfast/compressor.hpp ----
+// llmfast/compressor.hpp — rule-based, model-free prompt compression: fewer tokens for the same request.
+//
+// `PromptCompressor` applies replacement rules (verbose phrase -> short phrase) in ONE pass over the
+// prompt, leftmost-longest, with an Aho-Corasick automaton built once per rule set: the time is linear
+// in the input whatever the number of rules, and a replacement is never re-scanned (the chapter's sketch ran one
+// `str.replace` per rule, so a later rule could rewrite what an earlier one produced). Then it
+// normalizes whitespace (Unicode-aware, never inside ``` fenced code blocks), optionally drops
+// repeated lines and sentences (common in retrieved context), and reports what it did.
+//
+//     llmfast::PromptCompressor compressor;                       // Chinese + English built-in rules
+//     auto result = compressor.compress("请你帮我分析以下是一段代码。");
+//     // result.text == "帮我分析一段代码。", result.report.tokens_before/after, result.report.rules_fired
+//
+//     // Budget mode for retrieval context: keep the sentences most relevant to the query (BM25 over
+//     // words and Chinese character bigrams), in their original order, until the token budget is met.
+//     auto ctx = compressor.compress_to_budget(retrieved_text, "how do I rotate the API key?", 500);
+//
+// Rules: built-in sets `chinese_rules()` (the chapter's: 请你, 请注意→注意, 你需要, 以下是, 首先，→1.,
+// 其次，→2., 最后，→3., with full-width and ASCII comma) and `english_rules()` ("please note that",
+// "I would like you to", "in order to"→"to", …; ASCII case-insensitive, on word boundaries). Your own
+// rules (`CompressorOptions::rules`) come first and win over a built-in rule with the same pattern;
+// `rules()` is the set in use, and `RuleFiring::rule` indexes it. At one position the longest
+// matching pattern wins; among equal patterns, the first rule. Rules never apply inside fenced code.
+//
+// Whitespace normalization: runs of spaces, tabs, U+00A0 and U+3000 inside a line become one space,
+// trailing whitespace goes, at most one blank line in a row, the text is trimmed. Leading indentation
+// made of ASCII spaces/tabs is kept (it structures lists); a leading run with U+3000 (a Chinese
+// paragraph indent) is dropped. CRLF becomes LF. Fenced code blocks are copied byte for byte.
+//
+// Template parameter: any `llmfast::TokenCounter` (default `EstimatingTokenCounter`; an exact
+// `BpeTokenizer` works the same way) — it only prices the text for the statistics and the budget.
+//
+// Thread-safety: a `PromptCompressor` is immutable after construction; `compress` and
+// `compress_to_budget` are const and may run concurrently on one shared instance (if the counter's
+// `count` is safe to call concurrently, which the concept requires of a const member).
+//
+// Errors: the constructor throws `Error(InvalidArgument)` for an empty rule pattern, a pattern or
+// replacement that is not valid UTF-8, or `min_repeated_length == 0`. `compress` and
+// `compress_to_budget` throw `Error(InvalidUtf8)` for input that is not valid UTF-8, unless
+// `CompressorOptions::repair_invalid_utf8` is set (then ill-formed bytes become U+FFFD first).
+
+
+// ---- begin llmfast/detail/text_scan.hpp ----
+// llmfast/detail/text_scan.hpp — small text helpers shared by the compressor and the truncator
+// (internal: code fences, whitespace, sentence ends, fast UTF-8 scans; character classes are in
+// detail/unicode.hpp). Not part of the public API.
+
+
+// ---- begin llmfast/detail/bytes.hpp ----
+// llmfast/detail/bytes.hpp — unaligned loads of machine words from byte strings (memcpy, which
+// compilers turn into one load). Internal: not part of the API.
+
+
+#include <cstdint>
+#include <cstring>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+/// Loads 8 bytes from `p` (any alignment), in the machine's byte order.
+inline std::uint64_t load64(const char* p) noexcept {
+    std::uint64_t word;
+    std::memcpy(&word, p, sizeof word);
+    return word;
+}
+
+/// Loads 4 bytes from `p` (any alignment), in the machine's byte order.
+inline std::uint32_t load32(const char* p) noexcept {
+    std::uint32_t word;
+    std::memcpy(&word, p, sizeof word);
+    return word;
+}
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/bytes.hpp ----
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+/// Code points in valid UTF-8: the bytes that are not continuation bytes (10xxxxxx), 8 at a time.
+inline std::size_t count_code_points_fast(std::string_view text) noexcept {
+    constexpr std::uint64_t high = 0x8080808080808080ULL;
+    std::size_t continuation = 0;
+    std::size_t pos = 0;
+    for (; pos + 8 <= text.size(); pos += 8) {
+        const std::uint64_t x = load64(text.data() + pos);
+        continuation += static_cast<std::size_t>(__builtin_popcountll(x & ~(x << 1) & high));
+    }
+    for (; pos < text.size(); ++pos) continuation += (static_cast<unsigned char>(text[pos]) & 0xC0U) == 0x80U ? 1U : 0U;
+    return text.size() - continuation;
+}
+
+/// Same answer as utf8::is_valid, faster on long texts: 8 ASCII bytes at a time, and the common
+/// three-byte sequences (most of CJK) checked inline; everything else goes through utf8::decode.
+inline bool is_valid_utf8_fast(std::string_view text) noexcept {
+    const auto* b = reinterpret_cast<const unsigned char*>(text.data());
+    const std::size_t n = text.size();
+    std::size_t pos = 0;
+    while (pos < n) {
+        if (pos + 8 <= n && (load64(text.data() + pos) & 0x8080808080808080ULL) == 0) {
+            pos += 8;
+            continue;
+        }
+        const unsigned char lead = b[pos];
+        if (lead < 0x80U) {
+            ++pos;
+            continue;
+        }
+        // E1..EC and EE..EF take any two continuation bytes (E0 and ED restrict the second byte).
+        if (pos + 2 < n && lead >= 0xE1U && lead <= 0xEFU && lead != 0xEDU && (b[pos + 1] & 0xC0U) == 0x80U &&
+            (b[pos + 2] & 0xC0U) == 0x80U) {
+            pos += 3;
+            continue;
+        }
+        const utf8::DecodeResult d = utf8::decode(text, pos);
+        if (d.status != utf8::DecodeStatus::Valid) return false;
+        pos += d.length;
+    }
+    return true;
+}
+
+/// A byte range [begin, end) of a text, and whether it is a fenced code block (``` or ~~~ fences,
+/// the opening and closing lines included).
+struct TextSegment {
+    std::size_t begin = 0;
+    std::size_t end = 0;
+    bool fenced = false;
+};
+
+/// True when the line starting at `pos` opens or closes a fence: up to 3 spaces, then ``` or ~~~.
+/// Returns the fence character ('`' or '~') or 0.
+inline char fence_at(std::string_view text, std::size_t pos) noexcept {
+    std::size_t spaces = 0;
+    while (pos < text.size() && text[pos] == ' ' && spaces < 3) {
+        ++pos;
+        ++spaces;
+    }
+    if (pos + 3 > text.size()) return 0;
+    const char c = text[pos];
+    if ((c == '`' || c == '~') && text[pos + 1] == c && text[pos + 2] == c) return c;
+    return 0;
+}
+
+/// Splits `text` into prose and fenced segments, line-aligned: every segment but the last ends just
+/// after a '\n'. An unclosed fence runs to the end of the text (Markdown's rule).
+inline std::vector<TextSegment> split_fences(std::string_view text) {
+    std::vector<TextSegment> segments;
+    std::size_t prose_begin = 0;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        std::size_t line_end = text.find('\n', pos);
+        line_end = line_end == std::string_view::npos ? text.size() : line_end + 1;
+        const char fence = fence_at(text, pos);
+        if (fence == 0) {
+            pos = line_end;
+            continue;
+        }
+        if (pos > prose_begin) segments.push_back({prose_begin, pos, false});
+        const std::size_t fence_begin = pos;
+        pos = line_end;
+        std::size_t fence_end = text.size();
+        while (pos < text.size()) {
+            std::size_t end = text.find('\n', pos);
+            end = end == std::string_view::npos ? text.size() : end + 1;
+            if (fence_at(text, pos) == fence) {
+                fence_end = end;
+                pos = end;
+                break;
+            }
+            pos = end;
+        }
+        if (fence_end == text.size()) pos = text.size();
+        segments.push_back({fence_begin, fence_end, true});
+        prose_begin = fence_end;
+    }
+    if (prose_begin < text.size() || segments.empty()) segments.push_back({prose_begin, text.size(), false});
+    return segments;
+}
+
+/// Length of the horizontal whitespace character at `pos` (space, tab, CR, FF, VT, U+00A0 no-break
+/// space, U+3000 ideographic space), or 0.
+inline std::size_t horizontal_space_at(std::string_view text, std::size_t pos) noexcept {
+    const auto b = static_cast<unsigned char>(text[pos]);
+    if (b == ' ' || b == '\t' || b == '\r' || b == '\f' || b == '\v') return 1;
+    if (b == 0xC2U && pos + 1 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0xA0U) return 2;
+    if (b == 0xE3U && pos + 2 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0x80U &&
+        static_cast<unsigned char>(text[pos + 2]) == 0x80U)
+        return 3;
+    return 0;
+}
+
+/// If a sentence ends at `pos` (a sentence-ending punctuation mark, Chinese or ASCII), returns the
+/// offset just after it and any closing quotes/brackets; else 0. ASCII '.', '!', '?' end a sentence
+/// only when followed by whitespace or the end of the text ("3.14", "e.g.x" do not).
+inline std::size_t sentence_end_at(std::string_view text, std::size_t pos) noexcept {
+    const auto b = static_cast<unsigned char>(text[pos]);
+    std::size_t end = 0;
+    if (b == '.' || b == '!' || b == '?' || b == ';') {
+        end = pos + 1;
+        if (end < text.size() && text[end] != ' ' && text[end] != '\n' && text[end] != '\t' && text[end] != '\r' &&
+            text[end] != '"' && text[end] != '\'' && text[end] != ')')
+            return 0;
+    } else if (b == 0xE3U && pos + 2 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0x80U &&
+               static_cast<unsigned char>(text[pos + 2]) == 0x82U) {
+        end = pos + 3;  // 。
+    } else if (b == 0xEFU && pos + 2 < text.size() && static_cast<unsigned char>(text[pos + 1]) == 0xBCU) {
+        const auto c = static_cast<unsigned char>(text[pos + 2]);
+        if (c != 0x81U && c != 0x9FU && c != 0x9BU) return 0;  // ！ ？ ；
+        end = pos + 3;
+    } else {
+        return 0;
+    }
+    // Absorb closing quotes and brackets: ” ’ 」 』 ） " ' )
+    while (end < text.size()) {
+        const auto c = static_cast<unsigned char>(text[end]);
+        if (c == '"' || c == '\'' || c == ')') {
+            ++end;
+        } else if (c == 0xE2U && end + 2 < text.size() && static_cast<unsigned char>(text[end + 1]) == 0x80U &&
+                   (static_cast<unsigned char>(text[end + 2]) == 0x9DU ||
+                    static_cast<unsigned char>(text[end + 2]) == 0x99U)) {
+            end += 3;
+        } else if (c == 0xE3U && end + 2 < text.size() && static_cast<unsigned char>(text[end + 1]) == 0x80U &&
+                   (static_cast<unsigned char>(text[end + 2]) == 0x8DU ||
+                    static_cast<unsigned char>(text[end + 2]) == 0x8FU)) {
+            end += 3;
+        } else if (c == 0xEFU && end + 2 < text.size() && static_cast<unsigned char>(text[end + 1]) == 0xBCU &&
+                   static_cast<unsigned char>(text[end + 2]) == 0x89U) {
+            end += 3;
+        } else {
+            break;
+        }
+    }
+    return end;
+}
+
+/// True for an ASCII letter, digit or underscore: what a word boundary separates.
+constexpr bool is_ascii_word_byte(unsigned char b) noexcept {
+    return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '_';
+}
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/text_scan.hpp ----
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// One replacement rule: every occurrence of `pattern` becomes `replacement`.
+struct CompressionRule {
+    std::string pattern;
+    std::string replacement;
+    bool ignore_case = false;  ///< ASCII letters match either case (non-ASCII bytes always match exactly)
+    /// The match must not touch an ASCII letter, digit or '_' on either side (checked only on a side
+    /// where the pattern itself starts/ends with such a character), so "in order to" does not fire
+    /// inside "within order total".
+    bool whole_word = false;
+};
+
+/// The chapter's Chinese rules, each with the full-width (，) and the ASCII (,) comma where it has one.
+inline std::vector<CompressionRule> chinese_rules() {
+    return {
+        {"请你", "", false, false},
+        {"请注意", "注意", false, false},
+        {"你需要", "", false, false},
+        {"以下是", "", false, false},
+        {"首先，", "1.", false, false},
+        {"首先,", "1.", false, false},
+        {"其次，", "2.", false, false},
+        {"其次,", "2.", false, false},
+        {"最后，", "3.", false, false},
+        {"最后,", "3.", false, false},
+    };
+}
+
+/// Verbose English phrasings with the same meaning in fewer tokens (ASCII case-insensitive, on word
+/// boundaries). A deletion includes the following space so no stray space is left behind; a
+/// replacement keeps the capital of a capitalized match ("In order to" -> "To").
+inline std::vector<CompressionRule> english_rules() {
+    const auto rule = [](const char* pattern, const char* replacement) {
+        return CompressionRule{pattern, replacement, true, true};
+    };
+    return {
+        rule("please note that ", ""),
+        rule("it is important to note that ", ""),
+        rule("it should be noted that ", ""),
+        rule("it is worth noting that ", ""),
+        rule("i would like you to ", ""),
+        rule("i want you to ", ""),
+        rule("could you please ", ""),
+        rule("can you please ", ""),
+        rule("in order to", "to"),
+        rule("due to the fact that", "because"),
+        rule("in spite of the fact that", "although"),
+        rule("despite the fact that", "although"),
+        rule("at this point in time", "now"),
+        rule("at the present time", "now"),
+        rule("for the purpose of", "for"),
+        rule("in the event that", "if"),
+        rule("with regard to", "about"),
+        rule("with respect to", "about"),
+        rule("a large number of", "many"),
+        rule("is able to", "can"),
+        rule("are able to", "can"),
+        rule("has the ability to", "can"),
+        rule("prior to", "before"),
+        rule("on a daily basis", "daily"),
+        rule("make sure that", "ensure"),
+    };
+}
+
+struct CompressorOptions {
+    std::vector<CompressionRule> rules{};  ///< your rules; they take precedence over the built-in ones
+    bool chinese_rules = true;             ///< add `chinese_rules()`
+    bool english_rules = true;             ///< add `english_rules()`
+    bool normalize_whitespace = true;
+    bool remove_repeated_lines = false;      ///< drop a line whose (whitespace-normalized) text was seen before
+    bool remove_repeated_sentences = false;  ///< drop a sentence seen before (anywhere in the prose)
+    std::size_t min_repeated_length = 12;    ///< shorter lines/sentences ("}", "---") are never dropped (> 0)
+    bool repair_invalid_utf8 = false;        ///< replace ill-formed bytes with U+FFFD instead of throwing
+    /// Fill `tokens_before`/`tokens_after`. Counting both texts can cost more than compressing them;
+    /// turn it off on a hot path that doesn't read them (budget mode always counts what it keeps).
+    bool count_tokens = true;
+    double bm25_k1 = 1.2;                    ///< budget mode: BM25 term-frequency saturation (>= 0)
+    double bm25_b = 0.75;                    ///< budget mode: BM25 length normalization (0..1)
+};
+
+/// A rule that fired: `rule` indexes `PromptCompressor::rules()`.
+struct RuleFiring {
+    std::size_t rule = 0;
+    std::size_t count = 0;
+};
+
+/// What one `compress` / `compress_to_budget` call did (a per-call report; the compressor keeps no
+/// counters of its own).
+struct CompressionReport {
+    std::size_t bytes_before = 0;
+    std::size_t bytes_after = 0;
+    std::size_t chars_before = 0;  ///< code points
+    std::size_t chars_after = 0;
+    std::size_t tokens_before = 0;  ///< as the compressor's TokenCounter counts them (0 if !count_tokens)
+    std::size_t tokens_after = 0;
+    std::vector<RuleFiring> rules_fired;  ///< in rule order, only rules that fired
+    std::size_t lines_removed = 0;        ///< repeated lines dropped
+    std::size_t sentences_removed = 0;    ///< repeated sentences dropped
+    std::size_t chunks_total = 0;         ///< budget mode: sentences/chunks the context was split into
+    std::size_t chunks_kept = 0;          ///< budget mode: how many were kept
+
+    /// Fraction of tokens saved, 0..1 (0 for empty input).
+    [[nodiscard]] double token_reduction() const noexcept {
+        if (tokens_before == 0 || tokens_after >= tokens_before) return 0;
+        return 1.0 - static_cast<double>(tokens_after) / static_cast<double>(tokens_before);
+    }
+};
+
+/// The result of one call: the compressed text and what was done to it.
+struct CompressionResult {
+    std::string text;
+    CompressionReport report;
+};
+
+namespace detail {
+
+/// ASCII lowercase, identity elsewhere (UTF-8 continuation and lead bytes are >= 0x80, so folding
+/// can never make a multi-byte sequence match an ASCII one).
+constexpr unsigned char fold_ascii(unsigned char b) noexcept {
+    return (b >= 'A' && b <= 'Z') ? static_cast<unsigned char>(b + ('a' - 'A')) : b;
+}
+
+/// An Aho-Corasick automaton, as a DFA over byte classes, that finds the leftmost-longest rule match.
+///
+/// Patterns are inserted ASCII-folded; a case-sensitive pattern is verified against the original
+/// bytes on a hit, and word boundaries are checked there too. Invariant of `replace_all`: when a
+/// candidate match starts at `s`, it is committed as soon as the automaton's deepest live state
+/// starts after `s` (no longer match at `s`, and no match starting earlier, is still possible); the
+/// scan then restarts at the end of the match, so replacements are never re-scanned.
+class RuleAutomaton {
+public:
+    RuleAutomaton() = default;
+
+    explicit RuleAutomaton(const std::vector<CompressionRule>& rules) : rules_(&rules) {
+        // Byte classes: each byte used by some folded pattern gets its own class, the rest share 0.
+        class_of_.fill(0);
+        std::uint32_t classes = 1;
+        for (const CompressionRule& rule : rules)
+            for (const char ch : rule.pattern) {
+                const unsigned char b = fold_ascii(static_cast<unsigned char>(ch));
+                if (class_of_[b] == 0) class_of_[b] = classes++;
+            }
+        for (unsigned b = 'A'; b <= 'Z'; ++b) class_of_[b] = class_of_[fold_ascii(static_cast<unsigned char>(b))];
+        classes_ = classes;
+
+        // The trie, with -1 for "no child" until the DFA is completed below.
+        std::vector<std::int32_t> next(classes_, -1);
+        depth_.push_back(0);
+        own_begin_.push_back(0);
+        std::vector<std::vector<std::uint32_t>> own(1);
+        for (std::size_t index = 0; index < rules.size(); ++index) {
+            std::uint32_t state = 0;
+            for (const char ch : rules[index].pattern) {
+                const std::uint32_t cls = class_of_[static_cast<unsigned char>(ch)];
+                std::int32_t& child = next[state * classes_ + cls];
+                if (child < 0) {
+                    child = static_cast<std::int32_t>(depth_.size());
+                    const std::uint32_t child_depth = depth_[state] + 1;
+                    depth_.push_back(child_depth);
+                    own.emplace_back();
+                    next.resize(next.size() + classes_, -1);
+                }
+                state = static_cast<std::uint32_t>(next[state * classes_ + cls]);
+            }
+            own[state].push_back(static_cast<std::uint32_t>(index));
+        }
+        const std::size_t states = depth_.size();
+
+        // Breadth-first: failure links, dictionary links (nearest proper suffix state with an output)
+        // and the completed DFA transitions.
+        std::vector<std::uint32_t> fail(states, 0);
+        dict_.assign(states, -1);
+        std::vector<std::uint32_t> queue;
+        queue.reserve(states);
+        for (std::uint32_t cls = 0; cls < classes_; ++cls) {
+            std::int32_t& child = next[cls];
+            if (child < 0) {
+                child = 0;
+            } else {
+                fail[static_cast<std::size_t>(child)] = 0;
+                queue.push_back(static_cast<std::uint32_t>(child));
+            }
+        }
+        for (std::size_t head = 0; head < queue.size(); ++head) {
+            const std::uint32_t state = queue[head];
+            const std::uint32_t f = fail[state];
+            dict_[state] = own[f].empty() ? dict_[f] : static_cast<std::int32_t>(f);
+            for (std::uint32_t cls = 0; cls < classes_; ++cls) {
+                std::int32_t& child = next[state * classes_ + cls];
+                const std::int32_t via_fail = next[f * classes_ + cls];
+                if (child < 0) {
+                    child = via_fail;
+                } else {
+                    fail[static_cast<std::size_t>(child)] = static_cast<std::uint32_t>(via_fail);
+                    queue.push_back(static_cast<std::uint32_t>(child));
+                }
+            }
+        }
+        // The scan's table: each entry is the target's row offset (id * classes) shifted left by one,
+        // with the low bit set when the target has an output, so one load per byte drives the scan.
+        trans_.resize(next.size());
+        // Flatten the output lists; mark states that have any output (own or via dictionary link).
+        own_begin_.assign(states + 1, 0);
+        for (std::size_t s = 0; s < states; ++s) {
+            own_begin_[s] = static_cast<std::uint32_t>(own_ids_.size());
+            own_ids_.insert(own_ids_.end(), own[s].begin(), own[s].end());
+        }
+        own_begin_[states] = static_cast<std::uint32_t>(own_ids_.size());
+        has_output_.assign(states, 0);
+        for (std::size_t s = 0; s < states; ++s)
+            has_output_[s] = static_cast<unsigned char>(!own[s].empty() || dict_[s] >= 0);
+        for (std::size_t k = 0; k < next.size(); ++k) {
+            const auto target = static_cast<std::size_t>(next[k]);
+            trans_[k] = static_cast<std::uint32_t>(target * classes_ * 2 + has_output_[target]);
+        }
+        // Which (folded) byte pairs can start a match: at the root the scan skips every other pair.
+        start_pairs_.assign(65536 / 64, 0);
+        for (const CompressionRule& rule : rules) {
+            const unsigned first = fold_ascii(static_cast<unsigned char>(rule.pattern[0]));
+            if (rule.pattern.size() == 1) {
+                for (unsigned second = 0; second < 256; ++second) set_pair(first, second);
+            } else {
+                set_pair(first, fold_ascii(static_cast<unsigned char>(rule.pattern[1])));
+            }
+        }
+    }
+
+    /// Appends `text` with every leftmost-longest match replaced to `out`; counts firings per rule
+    /// into `fired` (sized like the rule set).
+    void replace_all(std::string_view text, std::string& out, std::vector<std::size_t>& fired) const {
+        if (rules_ == nullptr || rules_->empty()) {
+            out.append(text);
+            return;
+        }
+        const std::vector<CompressionRule>& rules = *rules_;
+        const auto* bytes = reinterpret_cast<const unsigned char*>(text.data());
+        const std::size_t n = text.size();
+        std::size_t copied = 0;  // text[copied, ...) is not yet in `out`
+        std::uint32_t row = 0;  // current state's row offset in trans_ (state id * classes_)
+        std::size_t capitalize_at = std::string::npos;  // see emit()
+        bool have = false;
+        std::size_t cand_start = 0, cand_end = 0, cand_rule = 0;
+        for (std::size_t i = 0;; ++i) {
+            if (i == n) {
+                // The end of the text is where every pending longer match dies: commit the candidate
+                // and rescan from its end, exactly as when a non-matching byte follows ("abc" with
+                // ab, abcd, c is "XZ", like "abc." is "XZ.").
+                if (!have) break;
+                emit(text, out, copied, cand_start, rules[cand_rule], capitalize_at);
+                ++fired[cand_rule];
+                copied = cand_end;
+                have = false;
+                row = 0;
+                i = cand_end - 1;
+                continue;
+            }
+            if (row == 0) {
+                // Hot loop: at the root (no candidate pending), skip pairs of bytes no pattern starts with.
+                while (i + 1 < n && !starts_pair(bytes[i], bytes[i + 1])) ++i;
+            }
+            const std::uint32_t entry = trans_[row + class_of_[bytes[i]]];
+            row = entry >> 1;
+            if (!have && (entry & 1U) == 0) continue;  // the common case: nothing to decide here
+            const std::uint32_t state = row / classes_;
+            if (have && i + 1 - depth_[state] > cand_start) {
+                emit(text, out, copied, cand_start, rules[cand_rule], capitalize_at);
+                ++fired[cand_rule];
+                copied = cand_end;
+                have = false;
+                row = 0;
+                i = cand_end - 1;  // resume right after the match: replacements are never re-scanned
+                continue;
+            }
+            if (has_output_[state] == 0) continue;
+            // Walk the output chain from the deepest state: the first verified hit is the longest
+            // match ending here, i.e. the leftmost one.
+            std::int32_t s = own_begin_[state] == own_begin_[state + 1] ? dict_[state] : static_cast<std::int32_t>(state);
+            while (s >= 0) {
+                const auto us = static_cast<std::size_t>(s);
+                const std::size_t length = depth_[us];
+                const std::size_t start = i + 1 - length;
+                bool found = false;
+                for (std::uint32_t k = own_begin_[us]; k < own_begin_[us + 1]; ++k) {
+                    const std::uint32_t rule = own_ids_[k];
+                    if (!verify(text, start, i + 1, rules[rule])) continue;
+                    if (!have || start < cand_start || (start == cand_start && i + 1 > cand_end)) {
+                        have = true;
+                        cand_start = start;
+                        cand_end = i + 1;
+                        cand_rule = rule;
+                    }
+                    found = true;
+                    break;
+                }
+                if (found) break;
+                s = dict_[us];
+            }
+        }
+        out.append(text.substr(copied));
+        capitalize(out, capitalize_at);
+    }
+
+    /// "states=N classes=M" (for benchmarks and tests).
+    [[nodiscard]] std::string describe() const {
+        return fmt::format("states={} classes={}", depth_.size(), classes_);
+    }
+
+private:
+    static bool verify(std::string_view text, std::size_t start, std::size_t end, const CompressionRule& rule) noexcept {
+        if (!rule.ignore_case && text.compare(start, end - start, rule.pattern) != 0) return false;
+        if (rule.whole_word) {
+            const auto first = static_cast<unsigned char>(rule.pattern.front());
+            const auto last = static_cast<unsigned char>(rule.pattern.back());
+            if (start > 0 && is_ascii_word_byte(first) && is_ascii_word_byte(static_cast<unsigned char>(text[start - 1])))
+                return false;
+            if (end < text.size() && is_ascii_word_byte(last) && is_ascii_word_byte(static_cast<unsigned char>(text[end])))
+                return false;
+        }
+        return true;
+    }
+
+    // After a capitalized match was deleted ("Please note that the ..."), the next letter written
+    // takes the capital ("The ...").
+    static void capitalize(std::string& out, std::size_t& capitalize_at) noexcept {
+        if (capitalize_at >= out.size()) return;
+        const auto c = static_cast<unsigned char>(out[capitalize_at]);
+        if (c >= 'a' && c <= 'z') out[capitalize_at] = static_cast<char>(c - ('a' - 'A'));
+        capitalize_at = std::string::npos;
+    }
+
+    static void emit(std::string_view text, std::string& out, std::size_t copied, std::size_t start,
+                     const CompressionRule& rule, std::size_t& capitalize_at) {
+        out.append(text.substr(copied, start - copied));
+        capitalize(out, capitalize_at);
+        const std::size_t at = out.size();
+        out.append(rule.replacement);
+        const auto m = static_cast<unsigned char>(text[start]);
+        if (!rule.ignore_case || m < 'A' || m > 'Z') return;
+        // A capitalized case-insensitive match keeps its capital: "In order to" -> "To".
+        capitalize_at = at;
+        capitalize(out, capitalize_at);
+        if (rule.replacement.empty()) capitalize_at = at;
+    }
+
+    void set_pair(unsigned first, unsigned second) {
+        const unsigned index = first << 8 | second;
+        start_pairs_[index >> 6] |= std::uint64_t{1} << (index & 63U);
+        if (second >= 'a' && second <= 'z') set_pair_exact(first, second - ('a' - 'A'));
+        if (first >= 'a' && first <= 'z') {
+            const unsigned upper = first - ('a' - 'A');
+            set_pair_exact(upper, second);
+            if (second >= 'a' && second <= 'z') set_pair_exact(upper, second - ('a' - 'A'));
+        }
+    }
+    void set_pair_exact(unsigned first, unsigned second) {
+        const unsigned index = first << 8 | second;
+        start_pairs_[index >> 6] |= std::uint64_t{1} << (index & 63U);
+    }
+    bool starts_pair(unsigned char first, unsigned char second) const noexcept {
+        const unsigned index = static_cast<unsigned>(first) << 8 | second;
+        return (start_pairs_[index >> 6] >> (index & 63U) & 1U) != 0;
+    }
+
+    const std::vector<CompressionRule>* rules_ = nullptr;  // owned by the compressor (stable address)
+    std::vector<std::uint64_t> start_pairs_;
+    std::array<std::uint32_t, 256> class_of_{};
+    std::uint32_t classes_ = 1;
+    std::vector<std::uint32_t> trans_;
+    std::vector<std::uint32_t> depth_;
+    std::vector<std::int32_t> dict_;
+    std::vector<std::uint32_t> own_begin_;
+    std::vector<std::uint32_t> own_ids_;
+    std::vector<unsigned char> has_output_;
+};
+
+/// Appends one line (without its '\n') to `out`, whitespace-normalized: inner runs -> one space,
+/// trailing run removed, a leading ASCII indentation kept (a leading run with other spaces dropped).
+inline void append_normalized_line(std::string& out, std::string_view line) {
+    std::size_t pos = 0;
+    bool ascii_indent = true;
+    while (pos < line.size()) {
+        const std::size_t w = horizontal_space_at(line, pos);
+        if (w == 0) break;
+        if (w > 1 || line[pos] == '\r' || line[pos] == '\f' || line[pos] == '\v') ascii_indent = false;
+        pos += w;
+    }
+    if (pos == line.size()) return;  // blank
+    if (ascii_indent) out.append(line.substr(0, pos));
+    std::size_t run_start = pos;  // start of the not-yet-copied non-space run
+    static constexpr auto may_start_space = [] {
+        std::array<bool, 256> table{};
+        for (const char b : {' ', '\t', '\r', '\f', '\v'}) table[static_cast<unsigned char>(b)] = true;
+        table[0xC2U] = table[0xE3U] = true;
+        return table;
+    }();
+    constexpr std::uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    while (pos < line.size()) {
+        // Hot loop: skip 8 bytes at a time while none is a control byte (tab, CR, ...), a 0xC2/0xE3
+        // lead byte (no-break and ideographic space) or a space followed by a space. Byte masks can
+        // have false positives (then the byte loop below decides), never false negatives. The second
+        // load reads one byte further, so a skipped block never holds the line's last byte.
+        if (pos + 9 <= line.size()) {
+            const std::uint64_t x = load64(line.data() + pos);
+            const std::uint64_t y = load64(line.data() + pos + 1);
+            const auto zero_bytes = [&](std::uint64_t v) { return (v - ones) & ~v & high; };
+            const std::uint64_t special = ((x - ones * 0x20U) & ~x & high) | zero_bytes(x ^ (ones * 0xC2U)) |
+                                          zero_bytes(x ^ (ones * 0xE3U)) |
+                                          (zero_bytes(x ^ (ones * 0x20U)) & zero_bytes(y ^ (ones * 0x20U)));
+            if (special == 0) {
+                pos += 8;
+                continue;
+            }
+        }
+        if (!may_start_space[static_cast<unsigned char>(line[pos])]) {
+            ++pos;
+            continue;
+        }
+        std::size_t w = horizontal_space_at(line, pos);
+        if (w == 0) {
+            ++pos;
+            continue;
+        }
+        // One ASCII space between words is already normal: keep copying.
+        if (line[pos] == ' ' && pos + 1 < line.size() && horizontal_space_at(line, pos + 1) == 0) {
+            ++pos;
+            continue;
+        }
+        // A single space just before this run was copied along (it ended a skipped block): the run
+        // starts there.
+        std::size_t run_begin = pos;
+        if (run_begin > run_start && line[run_begin - 1] == ' ') --run_begin;
+        out.append(line.substr(run_start, run_begin - run_start));
+        std::size_t end = pos;
+        while (end < line.size() && (w = horizontal_space_at(line, end)) != 0) end += w;
+        if (end < line.size()) out.push_back(' ');  // inner run; a trailing run is dropped
+        pos = end;
+        run_start = end;
+    }
+    out.append(line.substr(run_start));
+}
+
+/// Builds the normalized document line by line: one blank line at most between lines, none at the
+/// start or the end, fenced blocks verbatim (their own blank lines included).
+class NormalizedWriter {
+public:
+    explicit NormalizedWriter(std::string& out) : out_(out) {}
+
+    void prose(std::string_view text) {
+        std::size_t pos = 0;
+        while (pos < text.size()) {
+            std::size_t end = text.find('\n', pos);
+            if (end == std::string_view::npos) end = text.size();
+            const std::size_t before = out_.size();
+            separator();
+            const std::size_t content = out_.size();
+            append_normalized_line(out_, text.substr(pos, end - pos));
+            if (!started_) {  // the document is trimmed: no indentation on its first line
+                std::size_t indent = content;
+                while (indent < out_.size() && (out_[indent] == ' ' || out_[indent] == '\t')) ++indent;
+                out_.erase(content, indent - content);
+            }
+            if (out_.size() == content) {  // blank line: undo the separator, remember the gap
+                out_.resize(before);
+                if (started_) blank_ = true;
+            } else {
+                started_ = true;
+                blank_ = false;
+            }
+            pos = end + 1;
+        }
+    }
+
+    void fenced(std::string_view text) {
+        if (text.empty()) return;
+        if (text.back() == '\n') text.remove_suffix(1);
+        separator();
+        out_.append(text);
+        started_ = true;
+        blank_ = false;
+    }
+
+private:
+    void separator() {
+        if (!started_) return;
+        out_.push_back('\n');
+        if (blank_) out_.push_back('\n');
+    }
+
+    std::string& out_;
+    bool started_ = false;
+    bool blank_ = false;
+};
+
+/// A 64-bit hash of `bytes` salted by `kind` (std::hash is enough for in-memory sets and keeps this
+/// header free of xxHash, whose AVX-512 path warns under g++ 12 -march=native -Werror).
+inline std::uint64_t text_hash(std::string_view bytes, std::uint64_t kind) noexcept {
+    const std::uint64_t h = std::hash<std::string_view>{}(bytes);
+    return h ^ (kind * 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2));
+}
+
+/// BM25 terms of a text: lowercase ASCII/Latin words and Han character bigrams (a lone Han
+/// character is its own term). Each term is reported as a 64-bit hash.
+template <class Sink>
+void for_each_term(std::string_view text, Sink&& sink) {
+    std::string word;
+    char32_t prev_han = 0;
+    std::size_t prev_han_start = 0;
+    bool han_pair_emitted = false;
+    const auto flush_word = [&] {
+        if (!word.empty()) sink(text_hash(word, 1));
+        word.clear();
+    };
+    const auto end_han_run = [&] {
+        if (prev_han != 0 && !han_pair_emitted) sink(text_hash(text.substr(prev_han_start, utf8::decode(text, prev_han_start).length), 2));
+        prev_han = 0;
+        han_pair_emitted = false;
+    };
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const auto b = static_cast<unsigned char>(text[pos]);
+        if (b < 0x80U) {
+            end_han_run();
+            if (is_ascii_word_byte(b) && b != '_') {
+                word.push_back(static_cast<char>(fold_ascii(b)));
+            } else {
+                flush_word();
+            }
+            ++pos;
+            continue;
+        }
+        const utf8::DecodeResult d = utf8::decode(text, pos);
+        const char32_t cp = d.status == utf8::DecodeStatus::Valid ? d.code_point : 0xFFFDU;
+        if (is_han_ideograph(cp)) {
+            flush_word();
+            if (prev_han != 0) {
+                sink(text_hash(text.substr(prev_han_start, pos + d.length - prev_han_start), 2));
+                han_pair_emitted = true;
+            } else {
+                han_pair_emitted = false;
+            }
+            prev_han = cp;
+            prev_han_start = pos;
+        } else {
+            end_han_run();
+            if (classify(cp) == CharClass::Letter) {
+                word.append(text.substr(pos, d.length));
+            } else {
+                flush_word();
+            }
+        }
+        pos += d.length;
+    }
+    end_han_run();
+    flush_word();
+}
+
+}  // namespace detail
+
+/// Rule-based prompt compression with statistics; see the header comment.
+template <class Counter = EstimatingTokenCounter>
+class PromptCompressor {
+    static_assert(TokenCounter<Counter>,
+                  "llmfast::PromptCompressor<Counter>: Counter must model llmfast::TokenCounter — it needs "
+                  "`count(std::string_view) const` returning something convertible to std::size_t");
+
+public:
+    using Options = CompressorOptions;
+
+    explicit PromptCompressor(CompressorOptions options = {}, Counter counter = {})
+        : options_(std::move(options)), counter_(std::move(counter)) {
+        if (options_.min_repeated_length == 0)
+            throw Error(ErrorCode::InvalidArgument, "CompressorOptions::min_repeated_length must be > 0 (got 0)");
+        if (!(options_.bm25_k1 >= 0) || !(options_.bm25_b >= 0 && options_.bm25_b <= 1))
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("CompressorOptions::bm25_k1 must be >= 0 and CompressorOptions::bm25_b in [0, 1] "
+                                    "(got {} and {})",
+                                    options_.bm25_k1, options_.bm25_b));
+        const auto add = [this](const CompressionRule& rule) {
+            if (rule.pattern.empty())
+                throw Error(ErrorCode::InvalidArgument, "CompressorOptions::rules: a rule with an empty pattern");
+            if (!utf8::is_valid(rule.pattern) || !utf8::is_valid(rule.replacement))
+                throw Error(ErrorCode::InvalidArgument,
+                            fmt::format("CompressorOptions::rules: a rule that is not valid UTF-8 ({})",
+                                        utf8::repair(rule.pattern)));
+            // Same pattern and matching mode as an earlier rule: the earlier one (yours) wins.
+            for (const CompressionRule& existing : rules_)
+                if (existing.pattern == rule.pattern && existing.ignore_case == rule.ignore_case &&
+                    existing.whole_word == rule.whole_word)
+                    return;
+            rules_.push_back(rule);
+        };
+        for (const CompressionRule& rule : options_.rules) add(rule);
+        if (options_.chinese_rules)
+            for (const CompressionRule& rule : chinese_rules()) add(rule);
+        if (options_.english_rules)
+            for (const CompressionRule& rule : english_rules()) add(rule);
+        automaton_ = detail::RuleAutomaton(rules_);
+    }
+
+    // The automaton points into rules_: copying/moving must rebuild or re-point it.
+    PromptCompressor(const PromptCompressor& other)
+        : options_(other.options_), counter_(other.counter_), rules_(other.rules_), automaton_(rules_) {}
+    PromptCompressor& operator=(const PromptCompressor& other) {
+        if (this != &other) {
+            options_ = other.options_;
+            counter_ = other.counter_;
+            rules_ = other.rules_;
+            automaton_ = detail::RuleAutomaton(rules_);
+        }
+        return *this;
+    }
+    PromptCompressor(PromptCompressor&& other) : PromptCompressor(static_cast<const PromptCompressor&>(other)) {}
+    PromptCompressor& operator=(PromptCompressor&& other) { return *this = static_cast<const PromptCompressor&>(other); }
+    ~PromptCompressor() = default;
+
+    /// The rules in use, in priority order (yours first, then the enabled built-in sets, duplicates removed).
+    [[nodiscard]] const std::vector<CompressionRule>& rules() const noexcept { return rules_; }
+    [[nodiscard]] const CompressorOptions& options() const noexcept { return options_; }
+    [[nodiscard]] const Counter& counter() const noexcept { return counter_; }
+
+    /// Rules, repeated-text removal and whitespace normalization, with statistics.
+    /// Throws Error(InvalidUtf8) for ill-formed input unless `repair_invalid_utf8`.
+    [[nodiscard]] CompressionResult compress(std::string_view text) const {
+        std::string repaired;
+        text = checked(text, repaired, "PromptCompressor::compress");
+        CompressionResult result;
+        result.text = transform(text, result.report);
+        fill_report(text, result);
+        return result;
+    }
+
+    /// Budget mode: compresses `context` as `compress` does, splits it into sentences (Chinese and
+    /// ASCII sentence ends, line breaks; a fenced code block is one chunk), ranks them by BM25
+    /// relevance to `query` and keeps the best, in their original order, while the total fits
+    /// `budget` tokens. Chunks that don't mention the query come last (in original order). The
+    /// result never exceeds `budget` as the counter counts it; a budget of 0 gives empty text.
+    [[nodiscard]] CompressionResult compress_to_budget(std::string_view context, std::string_view query,
+                                                       std::size_t budget) const {
+        std::string repaired_context, repaired_query;
+        context = checked(context, repaired_context, "PromptCompressor::compress_to_budget");
+        query = checked(query, repaired_query, "PromptCompressor::compress_to_budget");
+        CompressionResult result;
+        const std::string compressed = transform(context, result.report);
+        result.text = select(compressed, query, budget, result.report);
+        fill_report(context, result);
+        return result;
+    }
+
+private:
+    struct Chunk {
+        std::size_t begin = 0;
+        std::size_t end = 0;
+        bool fenced = false;
+        double score = 0;
+        std::size_t tokens = 0;
+    };
+
+    std::string_view checked(std::string_view text, std::string& storage, std::string_view where) const {
+        if (detail::is_valid_utf8_fast(text)) return text;
+        if (!options_.repair_invalid_utf8)
+            throw Error(ErrorCode::InvalidUtf8, fmt::format("{}: input is not valid UTF-8 (at byte {})", where,
+                                                            utf8::find_invalid(text)));
+        storage = utf8::repair(text);
+        return storage;
+    }
+
+    void fill_report(std::string_view original, CompressionResult& result) const {
+        CompressionReport& report = result.report;
+        report.bytes_before = original.size();
+        report.bytes_after = result.text.size();
+        report.chars_before = detail::count_code_points_fast(original);
+        report.chars_after = detail::count_code_points_fast(result.text);
+        if (!options_.count_tokens) return;
+        report.tokens_before = static_cast<std::size_t>(counter_.count(original));
+        report.tokens_after = static_cast<std::size_t>(counter_.count(result.text));
+    }
+
+    std::string transform(std::string_view text, CompressionReport& report) const {
+        const std::vector<detail::TextSegment> segments = detail::split_fences(text);
+        std::vector<std::size_t> fired(rules_.size(), 0);
+        std::string replaced;  // all prose and fenced segments, rules applied to prose
+        replaced.reserve(text.size());
+        std::vector<detail::TextSegment> out_segments;
+        out_segments.reserve(segments.size());
+        std::unordered_set<std::uint64_t> seen;
+        const bool dedupe = options_.remove_repeated_lines || options_.remove_repeated_sentences;
+        std::string scratch;
+        for (const detail::TextSegment& segment : segments) {
+            const std::string_view part = text.substr(segment.begin, segment.end - segment.begin);
+            const std::size_t begin = replaced.size();
+            if (segment.fenced) {
+                replaced.append(part);
+            } else if (dedupe) {
+                scratch.clear();
+                automaton_.replace_all(part, scratch, fired);
+                remove_repeats(scratch, replaced, seen, report);
+            } else {
+                automaton_.replace_all(part, replaced, fired);
+            }
+            out_segments.push_back({begin, replaced.size(), segment.fenced});
+        }
+        for (std::size_t rule = 0; rule < fired.size(); ++rule)
+            if (fired[rule] != 0) report.rules_fired.push_back({rule, fired[rule]});
+        if (!options_.normalize_whitespace) return replaced;
+
+        std::string out;
+        out.reserve(replaced.size());
+        detail::NormalizedWriter writer(out);
+        const std::string_view all = replaced;
+        for (const detail::TextSegment& segment : out_segments) {
+            const std::string_view part = all.substr(segment.begin, segment.end - segment.begin);
+            if (segment.fenced) {
+                writer.fenced(part);
+            } else {
+                writer.prose(part);
+            }
+        }
+        return out;
+    }
+
+    // Key of a line or sentence for repeat detection: its whitespace-normalized text.
+    static std::uint64_t repeat_key(std::string_view text, std::string& buffer) {
+        buffer.clear();
+        detail::append_normalized_line(buffer, text);
+        std::size_t start = 0;
+        while (start < buffer.size() && (buffer[start] == ' ' || buffer[start] == '\t')) ++start;
+        return detail::text_hash(std::string_view(buffer).substr(start), 3);
+    }
+
+    void remove_repeats(std::string_view text, std::string& out, std::unordered_set<std::uint64_t>& seen,
+                        CompressionReport& report) const {
+        std::string buffer;
+        std::size_t pos = 0;
+        while (pos < text.size()) {
+            std::size_t end = text.find('\n', pos);
+            const std::size_t next = end == std::string_view::npos ? text.size() : end + 1;
+            if (end == std::string_view::npos) end = text.size();
+            const std::string_view line = text.substr(pos, end - pos);
+            const std::string_view with_newline = text.substr(pos, next - pos);
+            pos = next;
+            if (options_.remove_repeated_lines && significant(line)) {
+                if (!seen.insert(repeat_key(line, buffer) ^ 0x9E3779B97F4A7C15ULL).second) {
+                    ++report.lines_removed;
+                    continue;
+                }
+            }
+            if (!options_.remove_repeated_sentences) {
+                out.append(with_newline);
+                continue;
+            }
+            // Sentence by sentence within the line; a dropped sentence takes its trailing spaces along.
+            const auto handle = [&](std::size_t begin, std::size_t sentence_end, std::size_t after) {
+                const std::string_view sentence = line.substr(begin, sentence_end - begin);
+                if (significant(sentence) && !seen.insert(repeat_key(sentence, buffer)).second) {
+                    ++report.sentences_removed;
+                } else {
+                    out.append(line.substr(begin, after - begin));
+                }
+            };
+            std::size_t s = 0;
+            std::size_t i = 0;
+            while (i < line.size()) {
+                const std::size_t e = detail::sentence_end_at(line, i);
+                if (e == 0) {
+                    ++i;
+                    continue;
+                }
+                std::size_t after = e;
+                while (after < line.size() && (line[after] == ' ' || line[after] == '\t')) ++after;
+                handle(s, e, after);
+                s = i = after;
+            }
+            if (s < line.size()) handle(s, line.size(), line.size());
+            if (next > end) out.push_back('\n');
+        }
+    }
+
+    bool significant(std::string_view text) const noexcept {
+        std::size_t length = 0;
+        for (std::size_t i = 0; i < text.size(); ++i)
+            if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r') ++length;
+        return length >= options_.min_repeated_length;
+    }
+
+    static std::vector<Chunk> split_chunks(std::string_view text) {
+        std::vector<Chunk> chunks;
+        const auto push = [&](std::size_t b, std::size_t e, bool fenced) {
+            while (b < e && detail::horizontal_space_at(text, b) != 0) b += detail::horizontal_space_at(text, b);
+            while (e > b && (text[e - 1] == ' ' || text[e - 1] == '\t' || text[e - 1] == '\r' || text[e - 1] == '\n')) --e;
+            if (e > b) chunks.push_back({b, e, fenced, 0, 0});
+        };
+        for (const detail::TextSegment& segment : detail::split_fences(text)) {
+            if (segment.fenced) {
+                push(segment.begin, segment.end, true);
+                continue;
+            }
+            std::size_t start = segment.begin;
+            for (std::size_t i = segment.begin; i < segment.end;) {
+                if (text[i] == '\n') {
+                    push(start, i, false);
+                    start = ++i;
+                    continue;
+                }
+                const std::size_t e = detail::sentence_end_at(text.substr(0, segment.end), i);
+                if (e != 0) {
+                    push(start, e, false);
+                    start = i = e;
+                    continue;
+                }
+                ++i;
+            }
+            push(start, segment.end, false);
+        }
+        return chunks;
+    }
+
+    std::string join(std::string_view text, const std::vector<Chunk>& chunks, const std::vector<bool>& keep) const {
+        std::string out;
+        const Chunk* previous = nullptr;
+        for (std::size_t i = 0; i < chunks.size(); ++i) {
+            if (!keep[i]) continue;
+            const Chunk& chunk = chunks[i];
+            if (previous != nullptr) {
+                const std::string_view gap = text.substr(previous->end, chunk.begin - previous->end);
+                const bool adjacent = i > 0 && &chunks[i - 1] == previous;
+                if (previous->fenced || chunk.fenced || gap.find('\n') != std::string_view::npos) {
+                    out.push_back('\n');
+                } else if (adjacent) {
+                    out.append(gap);
+                } else {
+                    // Not adjacent: a space between Latin sentences, nothing after a CJK sentence end.
+                    const auto last = static_cast<unsigned char>(text[previous->end - 1]);
+                    if (last < 0x80U) out.push_back(' ');
+                }
+            }
+            out.append(text.substr(chunk.begin, chunk.end - chunk.begin));
+            previous = &chunk;
+        }
+        return out;
+    }
+
+    std::string select(std::string_view text, std::string_view query, std::size_t budget, CompressionReport& report) const {
+        std::vector<Chunk> chunks = split_chunks(text);
+        report.chunks_total = chunks.size();
+        if (budget == 0 || chunks.empty()) return {};
+
+        // BM25: document frequency per term over chunks, then each chunk's score for the query terms.
+        std::unordered_set<std::uint64_t> query_terms;
+        detail::for_each_term(query, [&](std::uint64_t term) { query_terms.insert(term); });
+        std::vector<std::unordered_map<std::uint64_t, std::uint32_t>> tf(chunks.size());
+        std::vector<std::size_t> length(chunks.size(), 0);
+        std::unordered_map<std::uint64_t, std::uint32_t> df;
+        double total_length = 0;
+        for (std::size_t i = 0; i < chunks.size(); ++i) {
+            detail::for_each_term(text.substr(chunks[i].begin, chunks[i].end - chunks[i].begin), [&](std::uint64_t term) {
+                ++length[i];
+                if (query_terms.count(term) != 0) ++tf[i][term];
+            });
+            for (const auto& [term, count] : tf[i]) ++df[term];
+            total_length += static_cast<double>(length[i]);
+        }
+        const double n = static_cast<double>(chunks.size());
+        const double average = total_length > 0 ? total_length / n : 1;
+        const double k1 = options_.bm25_k1, b = options_.bm25_b;
+        for (std::size_t i = 0; i < chunks.size(); ++i) {
+            double score = 0;
+            for (const auto& [term, count] : tf[i]) {
+                const double d = df[term];
+                const double idf = std::log(1.0 + (n - d + 0.5) / (d + 0.5));
+                const double f = count;
+                score += idf * f * (k1 + 1) / (f + k1 * (1 - b + b * static_cast<double>(length[i]) / average));
+            }
+            chunks[i].score = score;
+            chunks[i].tokens = static_cast<std::size_t>(counter_.count(text.substr(chunks[i].begin, chunks[i].end - chunks[i].begin)));
+        }
+
+        // Greedy by score (ties: earlier first), skipping what doesn't fit; then verify the joined text.
+        std::vector<std::size_t> order(chunks.size());
+        for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+        // (std::sort with an index tie-break: libstdc++'s stable_sort trips clang's deprecation warning.)
+        std::sort(order.begin(), order.end(), [&](std::size_t x, std::size_t y) {
+            return chunks[x].score != chunks[y].score ? chunks[x].score > chunks[y].score : x < y;
+        });
+        std::vector<bool> keep(chunks.size(), false);
+        std::size_t used = 0;
+        std::vector<std::size_t> kept_order;
+        for (const std::size_t i : order) {
+            if (chunks[i].tokens == 0 || used + chunks[i].tokens > budget) continue;
+            keep[i] = true;
+            used += chunks[i].tokens;
+            kept_order.push_back(i);
+        }
+        std::string out = join(text, chunks, keep);
+        // Joining can cost tokens the per-chunk counts missed (separators, merged runs): drop the
+        // lowest-ranked kept chunk until the counter agrees the budget is met.
+        while (!kept_order.empty() && static_cast<std::size_t>(counter_.count(out)) > budget) {
+            keep[kept_order.back()] = false;
+            kept_order.pop_back();
+            out = join(text, chunks, keep);
+        }
+        report.chunks_kept = kept_order.size();
+        return out;
+    }
+
+    CompressorOptions options_;
+    Counter counter_;
+    std::vector<CompressionRule> rules_;
+    detail::RuleAutomaton automaton_;
+};
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/compressor.hpp ----
+// ---- begin llmfast/truncator.hpp ----
+// llmfast/truncator.hpp — cut a text or a chat history to a token budget, never over it, never
+// through a character.
+//
+// `Truncator::truncate(text, budget, strategy)` keeps the head, the tail, or both ends (`Middle`) of
+// `text`, with a marker ("…" by default) where text was cut; the marker's tokens count toward the
+// budget. The result never exceeds `budget` as the `TokenCounter` counts it (it is verified with the
+// counter before it is returned), never splits a UTF-8 sequence, and a cut moves back (head) or
+// forward (tail) by up to `boundary_window` bytes to land after a line break, else after a sentence
+// end (。！？；.!?;), else at a space. The chapter's sketch estimated 2 characters per token and cut by
+// characters; in UTF-8 bytes that splits characters and overshoots budgets.
+//
+//     llmfast::Truncator truncator;                              // estimating counter
+//     auto cut = truncator.truncate(log_text, 2000, llmfast::TruncateStrategy::Tail);
+//     // cut.text == "…" + the last lines of log_text; cut.tokens <= 2000
+//
+//     std::vector<llmfast::ChatMessage> history = {{"system", "..."}, {"user", "..."}, ...};
+//     auto fit = truncator.fit_messages(history, 4096);        // fit.messages, fit.dropped, fit.shortened
+//
+// A text that fits — its count is <= the budget and it has at most `TruncatorOptions::max_bytes`
+// bytes — is returned unchanged (`truncated == false`), under every strategy, whatever its length.
+// Otherwise the result is cut: it has at most `max_bytes` bytes, marker included (a token budget
+// alone does not bound bytes: the estimator prices any whitespace run at 0.5 token, see estimating_token_counter.hpp,
+// so set `max_bytes` for untrusted input), and it is empty only when not even one character fits
+// next to the marker (checked with the counter).
+//
+// Cost is proportional to what is kept, not to the input: the text is priced in pieces of about
+// `piece_bytes` bytes (split just before a space or line break, where token counts add up) from the
+// end that is kept, until the budget (or the byte cap) is reached; only the last piece is bisected,
+// and the assembled result is counted once more to verify it (if the counter disagrees with the
+// piecewise sum, the target shrinks by the excess and the cut is redone). Whether the text fits is
+// settled exactly: by counting it whole, or — for a counter that declares itself monotone (see
+// `TokenCounter` in token_counter.hpp; `EstimatingTokenCounter` does) — by counting a prefix (a suffix for
+// Tail) that alone exceeds the budget, grown by doubling from what was priced. So with the estimator
+// truncating 10 MB to 2 000 tokens reads a few times the ~10 KB it keeps; with a counter that is not
+// monotone (`BpeTokenizer`) a text of at most `max_bytes` bytes is counted whole (O(n)): set
+// `max_bytes` to bound that too. Only the bytes read are checked for UTF-8 validity, unless
+// `TruncatorOptions::check_whole_input` is set.
+//
+// `fit_messages(messages, budget, options)` fits a chat history: it keeps every system message,
+// drops the oldest whole turns first (a turn is a user message and the replies after it, so an
+// assistant reply is never left without its user message), then shortens the oldest kept messages
+// if the newest turn alone is too long, and reports what it dropped and shortened. Each message costs
+// `per_message_overhead` tokens plus its role and content, and the reply costs `reply_overhead`, as
+// the OpenAI chat format does (3 and 3); both are configurable.
+//
+// Template parameter: any `llmfast::TokenCounter` (default `EstimatingTokenCounter`; the exact
+// `BpeTokenizer` works the same way). The counter need not be monotone or additive: the result is
+// verified, and shrunk, against the counter itself.
+//
+// Thread-safety: a `Truncator` is immutable after construction; its const calls may run concurrently.
+//
+// Errors: the constructor throws `Error(InvalidArgument)` for a marker that is not valid UTF-8,
+// `piece_bytes < 16` or `head_share` outside [0, 1]. `truncate` and `fit_messages` throw
+// `Error(InvalidUtf8)` when a byte they read is not valid UTF-8, unless `repair_invalid_utf8` is set
+// (then the input is repaired with U+FFFD first, which costs a pass over all of it). `truncate` never
+// throws for a small budget or byte cap: when not even one character fits next to the marker (in
+// tokens or in `max_bytes`) it returns an empty text. `fit_messages` throws `Error(BudgetTooSmall)`
+// when the system messages, or the newest turn's per-message overheads, cannot fit the budget.
+// `fit_messages` also cuts each message content longer than `max_bytes` to that many bytes (with
+// `shorten_strategy`; reported in `shortened`), the system messages' included, before it fits the
+// budget.
+
+
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+
+enum class TruncateStrategy : std::uint8_t {
+    Head,    ///< keep the beginning: text + marker
+    Tail,    ///< keep the end: marker + text
+    Middle,  ///< keep both ends: head + marker + tail
+};
+
+struct TruncatorOptions {
+    std::string marker = "\xE2\x80\xA6";  ///< "…", placed where text was cut; its tokens count
+    std::size_t boundary_window = 160;    ///< bytes a cut may move to land on a line/sentence/word boundary
+    double head_share = 0.5;              ///< Middle: share of the text budget given to the head (0..1)
+    std::size_t piece_bytes = 256;        ///< size of the pieces the text is priced in (>= 16)
+    bool repair_invalid_utf8 = false;     ///< replace ill-formed bytes with U+FFFD instead of throwing
+    bool check_whole_input = false;       ///< validate all of the input, not only the bytes read (O(n))
+    /// The most bytes a result may have, marker included. A token budget alone does not bound bytes
+    /// (the estimator prices any whitespace run at 0.5 token: see estimating_token_counter.hpp), so set this for
+    /// untrusted input. A text longer than this is cut even when its tokens fit; never splits a
+    /// character. fit_messages applies it to each message's content. Default: no limit.
+    std::size_t max_bytes = static_cast<std::size_t>(-1);
+};
+
+/// The result of `truncate`.
+struct Truncation {
+    std::string text;
+    std::size_t tokens = 0;  ///< `counter.count(text)`, <= the budget
+    bool truncated = false;  ///< false exactly when the whole text fit (tokens and max_bytes) and is returned unchanged
+};
+
+struct ChatMessage {
+    std::string role;  ///< "system", "user", "assistant", "tool", ...
+    std::string content;
+};
+
+struct FitOptions {
+    std::size_t per_message_overhead = 3;  ///< tokens each message costs beyond its content (OpenAI: 3)
+    std::size_t reply_overhead = 3;        ///< tokens priming the reply (OpenAI: 3)
+    bool count_role = true;                ///< also count the role's tokens
+    TruncateStrategy shorten_strategy = TruncateStrategy::Middle;  ///< how a kept message is shortened
+    std::string system_role = "system";
+    std::string user_role = "user";  ///< a turn starts at each message with this role
+};
+
+/// The result of `fit_messages`.
+struct FitResult {
+    std::vector<ChatMessage> messages;    ///< kept messages, in their original order
+    std::vector<std::size_t> dropped;     ///< indices (into the input) of dropped messages, ascending
+    std::vector<std::size_t> shortened;   ///< indices of kept messages whose content was truncated
+    std::size_t tokens = 0;               ///< total, overheads included; <= the budget
+};
+
+/// Truncation to a token budget; see the header comment.
+template <class Counter = EstimatingTokenCounter>
+class Truncator {
+    static_assert(TokenCounter<Counter>,
+                  "llmfast::Truncator<Counter>: Counter must model llmfast::TokenCounter — it needs "
+                  "`count(std::string_view) const` returning something convertible to std::size_t");
+
+public:
+    using Options = TruncatorOptions;
+
+    explicit Truncator(TruncatorOptions options = {}, Counter counter = {})
+        : options_(std::move(options)), counter_(std::move(counter)) {
+        if (!utf8::is_valid(options_.marker))
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TruncatorOptions::marker is not valid UTF-8 (at byte {})",
+                                    utf8::find_invalid(options_.marker)));
+        if (options_.piece_bytes < 16)
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TruncatorOptions::piece_bytes must be >= 16 (got {})", options_.piece_bytes));
+        if (!(options_.head_share >= 0 && options_.head_share <= 1))
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TruncatorOptions::head_share must be in [0, 1] (got {})", options_.head_share));
+        marker_tokens_ = count(options_.marker);
+    }
+
+    [[nodiscard]] const TruncatorOptions& options() const noexcept { return options_; }
+    [[nodiscard]] const Counter& counter() const noexcept { return counter_; }
+
+    /// `text` cut to at most `budget` tokens (see the header comment). Throws Error(InvalidUtf8) for
+    /// ill-formed bytes it reads unless `repair_invalid_utf8`.
+    [[nodiscard]] Truncation truncate(std::string_view text, std::size_t budget,
+                                      TruncateStrategy strategy = TruncateStrategy::Head) const {
+        if (options_.check_whole_input && !utf8::is_valid(text)) return invalid(text, budget, strategy);
+        try {
+            return truncate_valid(text, budget, strategy);
+        } catch (const InvalidSeen&) {
+            return invalid(text, budget, strategy);
+        }
+    }
+
+    /// A chat history fitted to `budget` tokens (see the header comment).
+    [[nodiscard]] FitResult fit_messages(std::span<const ChatMessage> messages, std::size_t budget,
+                                         const FitOptions& fit = {}) const {
+        FitResult result;
+        if (messages.empty()) return result;
+        std::vector<ChatMessage> repaired;
+        if (options_.repair_invalid_utf8) {
+            repaired.reserve(messages.size());
+            for (const ChatMessage& m : messages) repaired.push_back({utf8::repair(m.role), utf8::repair(m.content)});
+            messages = repaired;
+        } else {
+            for (std::size_t i = 0; i < messages.size(); ++i)
+                if (!utf8::is_valid(messages[i].role) || !utf8::is_valid(messages[i].content))
+                    throw Error(ErrorCode::InvalidUtf8,
+                                fmt::format("Truncator::fit_messages: message {} is not valid UTF-8", i));
+        }
+
+        const std::size_t n = messages.size();
+        // The byte cap first: a content longer than max_bytes is cut to it (tokens alone do not bound
+        // bytes), and counts as shortened.
+        std::vector<std::string> new_content(n);
+        std::vector<bool> shortened(n, false);
+        const auto content = [&](std::size_t i) -> std::string_view {
+            return shortened[i] ? std::string_view(new_content[i]) : std::string_view(messages[i].content);
+        };
+        for (std::size_t i = 0; i < n; ++i) {
+            if (messages[i].content.size() <= options_.max_bytes) continue;
+            new_content[i] = truncate(messages[i].content, static_cast<std::size_t>(-1), fit.shorten_strategy).text;
+            shortened[i] = true;
+        }
+        std::vector<std::size_t> content_tokens(n), cost(n);
+        std::vector<std::size_t> turn(n, 0);  // turn number of each non-system message
+        std::size_t mandatory = fit.reply_overhead;
+        std::size_t total = fit.reply_overhead;
+        std::size_t turns = 0;
+        bool any_turn = false;
+        for (std::size_t i = 0; i < n; ++i) {
+            content_tokens[i] = count(content(i));
+            cost[i] = fit.per_message_overhead + (fit.count_role ? count(messages[i].role) : 0) + content_tokens[i];
+            total += cost[i];
+            if (messages[i].role == fit.system_role) {
+                mandatory += cost[i];
+                continue;
+            }
+            if (messages[i].role == fit.user_role && any_turn) ++turns;
+            any_turn = true;
+            turn[i] = turns;
+        }
+        if (mandatory > budget)
+            throw Error(ErrorCode::BudgetTooSmall,
+                        fmt::format("Truncator::fit_messages: the system messages alone need {} tokens, the "
+                                    "budget is {}",
+                                    mandatory, budget));
+
+        // Drop the oldest whole turns while over budget, always keeping the newest turn.
+        std::vector<bool> keep(n, true);
+        std::size_t first_turn = 0;
+        while (total > budget && first_turn < turns) {
+            for (std::size_t i = 0; i < n; ++i)
+                if (keep[i] && messages[i].role != fit.system_role && turn[i] == first_turn) {
+                    keep[i] = false;
+                    total -= cost[i];
+                }
+            ++first_turn;
+        }
+
+        // Still over: shorten kept messages, oldest first, each by what is still in excess.
+        for (std::size_t i = 0; i < n && total > budget; ++i) {
+            if (!keep[i] || messages[i].role == fit.system_role || content_tokens[i] == 0) continue;
+            const std::size_t excess = total - budget;
+            const std::size_t allowed = content_tokens[i] > excess ? content_tokens[i] - excess : 0;
+            Truncation cut = truncate(content(i), allowed, fit.shorten_strategy);
+            total = total - content_tokens[i] + cut.tokens;
+            new_content[i] = std::move(cut.text);
+            shortened[i] = true;
+        }
+        if (total > budget)
+            throw Error(ErrorCode::BudgetTooSmall,
+                        fmt::format("Truncator::fit_messages: the newest turn's message overheads need more than "
+                                    "the budget of {} tokens",
+                                    budget));
+
+        for (std::size_t i = 0; i < n; ++i) {
+            if (!keep[i]) {
+                result.dropped.push_back(i);
+                continue;
+            }
+            if (shortened[i]) {
+                result.messages.push_back({messages[i].role, std::move(new_content[i])});
+                result.shortened.push_back(i);
+            } else {
+                result.messages.push_back(messages[i]);
+            }
+        }
+        result.tokens = total;
+        return result;
+    }
+
+private:
+    struct InvalidSeen {};  // internal signal: a byte read was ill-formed
+
+    // A priced piece boundary: the text in [0, pos) (forward) or [pos, n) (backward) costs `used`
+    // tokens by the piecewise sum.
+    struct Checkpoint {
+        std::size_t pos = 0;
+        std::size_t used = 0;
+    };
+
+    std::size_t count(std::string_view text) const { return static_cast<std::size_t>(counter_.count(text)); }
+
+    static void validate(std::string_view piece) {
+        if (!detail::is_valid_utf8_fast(piece)) throw InvalidSeen{};
+    }
+
+    Truncation invalid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
+        if (!options_.repair_invalid_utf8)
+            throw Error(ErrorCode::InvalidUtf8,
+                        fmt::format("Truncator::truncate: input is not valid UTF-8 (at byte {})", utf8::find_invalid(text)));
+        const std::string repaired = utf8::repair(text);
+        return truncate_valid(repaired, budget, strategy);
+    }
+
+    static bool is_break(char c) noexcept { return c == ' ' || c == '\n' || c == '\t'; }
+
+    // End of the forward piece starting at `pos`: just before a space or line break near
+    // pos + piece_bytes (where counts add up), else a code-point boundary.
+    std::size_t piece_end(std::string_view text, std::size_t pos) const noexcept {
+        const std::size_t target = pos + options_.piece_bytes;
+        if (target >= text.size()) return text.size();
+        const std::size_t limit = std::min(text.size(), target + 64);
+        for (std::size_t j = target; j < limit; ++j)
+            if (is_break(text[j])) return j;
+        return utf8::ceil_boundary(text, target);
+    }
+
+    // Start of the backward piece ending at `end`, the mirror of piece_end.
+    std::size_t piece_start(std::string_view text, std::size_t end, std::size_t floor) const noexcept {
+        if (end <= floor + options_.piece_bytes) return floor;
+        const std::size_t target = end - options_.piece_bytes;
+        const std::size_t limit = target > floor + 64 ? target - 64 : floor;
+        for (std::size_t j = target; j > limit; --j)
+            if (is_break(text[j])) return j;
+        const std::size_t b = utf8::floor_boundary(text, target);
+        return b > floor ? b : floor;
+    }
+
+    // Pieces priced from one end while the running sum stays <= a limit. Forward: checkpoints ascend
+    // from {0, 0}; backward: they descend from {n, 0}. `over` is the far end of the first piece that
+    // did not fit (forward: its end, backward: its start), or npos when the scan reached the other end.
+    struct Scan {
+        std::vector<Checkpoint> checkpoints;
+        std::size_t over = std::string_view::npos;
+        [[nodiscard]] bool complete() const noexcept { return over == std::string_view::npos; }
+    };
+
+    // Prices `text` piece by piece from its start (forward) or its end (backward) until `limit`
+    // tokens are used. `byte_limit`: the scan also stops (as if over) at the first piece that would
+    // keep more than that many bytes.
+    template <bool Backward>
+    Scan scan_pieces(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
+        Scan scan;
+        std::size_t pos = Backward ? text.size() : 0, used = 0;
+        scan.checkpoints.push_back({pos, 0});
+        while (Backward ? pos > 0 : pos < text.size()) {
+            const std::size_t next = Backward ? piece_start(text, pos, 0) : piece_end(text, pos);
+            const std::size_t begin = Backward ? next : pos;
+            const std::size_t end = Backward ? pos : next;
+            const std::string_view piece = text.substr(begin, end - begin);
+            validate(piece);
+            const std::size_t c = count(piece);
+            if (used + c > limit || (Backward ? text.size() - begin : end) > byte_limit) {
+                scan.over = next;
+                return scan;
+            }
+            used += c;
+            pos = next;
+            scan.checkpoints.push_back({pos, used});
+        }
+        return scan;
+    }
+
+    // The largest prefix length (piecewise-priced) whose cost is <= target, from a forward scan
+    // whose limit was >= target. Only the piece where the target falls is bisected.
+    std::size_t prefix_for(std::string_view text, const Scan& scan, std::size_t target) const {
+        std::size_t k = 0;
+        while (k + 1 < scan.checkpoints.size() && scan.checkpoints[k + 1].used <= target) ++k;
+        const Checkpoint base = scan.checkpoints[k];
+        if (base.pos == text.size()) return base.pos;
+        const std::size_t end = k + 1 < scan.checkpoints.size() ? scan.checkpoints[k + 1].pos : scan.over;
+        // Bisect inside the piece [base.pos, end): lo fits, hi does not. Each probe prices the bytes
+        // from the checkpoint to mid in one count (pricing only the bytes beyond lo would round up
+        // once per probe and lose up to a token each time), so the bisection costs a few pieces.
+        std::size_t lo = base.pos, hi = end;
+        while (true) {
+            std::size_t mid = utf8::floor_boundary(text, lo + (hi - lo) / 2);
+            if (mid <= lo) mid = utf8::ceil_boundary(text, lo + 1);
+            if (mid >= hi) break;
+            if (base.used + count(text.substr(base.pos, mid - base.pos)) <= target) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        return lo;
+    }
+
+    // The smallest suffix start >= floor whose piecewise cost is <= target, from a backward scan
+    // whose limit was >= target.
+    std::size_t suffix_for(std::string_view text, const Scan& scan, std::size_t floor, std::size_t target) const {
+        std::size_t k = 0;
+        while (k + 1 < scan.checkpoints.size() && scan.checkpoints[k + 1].used <= target &&
+               scan.checkpoints[k + 1].pos >= floor)
+            ++k;
+        const Checkpoint base = scan.checkpoints[k];
+        if (base.pos <= floor) return base.pos;
+        std::size_t begin = k + 1 < scan.checkpoints.size() ? scan.checkpoints[k + 1].pos
+                                                            : (scan.complete() ? 0 : scan.over);
+        begin = std::max(begin, floor);
+        if (base.used + count(text.substr(begin, base.pos - begin)) <= target) return begin;
+        // Bisect inside [begin, base.pos): a suffix from hi fits, from lo it does not; each probe
+        // prices the bytes from mid to the checkpoint in one count (see prefix_for).
+        std::size_t lo = begin, hi = base.pos;
+        while (true) {
+            std::size_t mid = utf8::ceil_boundary(text, lo + (hi - lo + 1) / 2);
+            if (mid >= hi) mid = utf8::floor_boundary(text, hi - 1);
+            if (mid <= lo) break;
+            if (base.used + count(text.substr(mid, base.pos - mid)) <= target) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        return hi;
+    }
+
+    // Moves a head cut back to a boundary within the window: after a line break, else after a
+    // sentence end, else before a space. `floor` is the lowest allowed cut.
+    std::size_t head_boundary(std::string_view text, std::size_t cut, std::size_t floor) const {
+        if (cut >= text.size() || cut <= floor) return cut;
+        // The window never takes more than half of what is kept.
+        const std::size_t low = cut - std::min({cut - floor, options_.boundary_window, (cut - floor) / 2});
+        const std::string_view view = text.substr(0, cut);
+        for (std::size_t j = cut; j > low; --j)
+            if (view[j - 1] == '\n') return j;
+        for (std::size_t j = cut; j > low; --j) {
+            const std::size_t e = detail::sentence_end_at(view, j - 1);
+            if (e != 0 && e <= cut) return e;
+        }
+        for (std::size_t j = cut; j > low; --j)
+            if (view[j - 1] == ' ') return j - 1 > low ? j - 1 : cut;
+        return cut;
+    }
+
+    // Moves a tail cut forward to a boundary within the window: after a line break, else after a
+    // sentence end (and its spaces), else after a space. `ceil` is the highest allowed start.
+    std::size_t tail_boundary(std::string_view text, std::size_t start, std::size_t ceil) const {
+        if (start == 0 || start >= ceil) return start;
+        if (text[start - 1] == '\n') return start;  // already at a line start
+        const std::size_t high = start + std::min({ceil - start, options_.boundary_window, (ceil - start) / 2});
+        for (std::size_t j = start; j < high; ++j)
+            if (text[j] == '\n') return j + 1;
+        for (std::size_t j = start; j < high; ++j) {
+            const std::size_t e = detail::sentence_end_at(text, j);
+            if (e != 0 && e <= high) {
+                std::size_t s = e;
+                while (s < high && (text[s] == ' ' || text[s] == '\t')) ++s;
+                return s;
+            }
+        }
+        for (std::size_t j = start; j < high; ++j)
+            if (text[j] == ' ') return j + 1;
+        return start;
+    }
+
+    // Bytes of text a cut result may keep next to the marker.
+    std::size_t text_byte_cap() const noexcept {
+        return options_.max_bytes > options_.marker.size() ? options_.max_bytes - options_.marker.size() : 0;
+    }
+
+    Truncation truncate_valid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
+        const Truncation nothing{{}, 0, true};  // not even one character fits next to the marker
+        if (text.empty()) return {};
+        // Price the text from the end(s) that will be kept, up to the budget (and the byte cap).
+        const std::size_t byte_cap = text_byte_cap();
+        Scan forward, backward;
+        bool whole_scanned = false;
+        switch (strategy) {
+            case TruncateStrategy::Head:
+                forward = scan_pieces<false>(text, budget, byte_cap);
+                whole_scanned = forward.complete();
+                break;
+            case TruncateStrategy::Tail:
+                backward = scan_pieces<true>(text, budget, byte_cap);
+                whole_scanned = backward.complete();
+                break;
+            case TruncateStrategy::Middle:
+                // Each end priced up to its share; if the two scans meet, all of the text was priced.
+                forward = scan_pieces<false>(text, head_tokens(budget), byte_cap);
+                backward = scan_pieces<true>(text, budget - head_tokens(budget), byte_cap);
+                whole_scanned = forward.complete() || backward.complete() ||
+                                backward.checkpoints.back().pos <= forward.checkpoints.back().pos;
+                break;
+        }
+        // A text that fits (tokens and bytes) is returned unchanged, whatever the scans found: a
+        // piecewise sum can overestimate without bound (a long whitespace run costs 0.5 token whole
+        // but 1 per piece), so only a count of the whole text, or for a monotone counter a prefix or
+        // suffix that alone exceeds the budget, settles it.
+        if (text.size() <= options_.max_bytes) {
+            std::size_t whole = 0;
+            if (whole_fits(text, budget, strategy, forward, backward, whole_scanned, whole))
+                return {std::string(text), whole, false};
+        }
+
+        if (marker_tokens_ < budget) {
+            std::size_t target = budget - marker_tokens_;
+            for (int attempt = 0; attempt < 24 && target > 0; ++attempt) {
+                std::string out = assemble(text, forward, backward, target, strategy);
+                if (out.empty()) break;
+                const std::size_t tokens = count(out);
+                if (tokens <= budget) return {std::move(out), tokens, true};
+                // The counter disagrees with the piecewise sum: shrink by the excess (at least 1, and
+                // faster after a few attempts so a pathological counter still terminates quickly).
+                const std::size_t excess = std::max<std::size_t>(tokens - budget, attempt < 4 ? 1 : target / 2);
+                target = target > excess ? target - excess : 0;
+            }
+        }
+        // The pieces are priced one by one, each rounded up: one character may still fit next to the
+        // marker although the sums say not ("字" and "…" cost 2 each alone, "字…" costs 3). Try it.
+        return smallest(text, budget, strategy);
+    }
+
+    // Whether all of `text` costs <= budget (its count in `whole` then). Exact for every counter.
+    bool whole_fits(std::string_view text, std::size_t budget, TruncateStrategy strategy, const Scan& forward,
+                    const Scan& backward, bool whole_scanned, std::size_t& whole) const {
+        if (!whole_scanned) {
+            if constexpr (is_monotone_token_counter<Counter>) {
+                // A part that alone exceeds the budget proves the whole does too; grow the part from
+                // the kept end (what the scans priced) by doubling until it exceeds or is everything.
+                const bool from_tail = strategy == TruncateStrategy::Tail;
+                // Start with what the scan priced up to the end of the first piece that went over.
+                const std::size_t over = from_tail ? backward.over : forward.over;
+                std::size_t length = over == std::string_view::npos ? text.size()
+                                     : from_tail                    ? text.size() - over
+                                                                    : over;
+                length = std::max(length, options_.piece_bytes);
+                while (length < text.size()) {
+                    const std::string_view part =
+                        from_tail ? text.substr(utf8::floor_boundary(text, text.size() - length))
+                                  : text.substr(0, utf8::ceil_boundary(text, length));
+                    validate(part);
+                    if (count(part) > budget) return false;
+                    length = length > text.size() / 2 ? text.size() : length * 2;
+                }
+            }
+            validate(text);  // every byte is about to be read
+        }
+        whole = count(text);
+        return whole <= budget;
+    }
+
+    // The one-character results (first character + marker, marker + last character), if one fits.
+    Truncation smallest(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
+        const std::string& marker = options_.marker;
+        const std::size_t first = utf8::ceil_boundary(text, 1);
+        const std::size_t last = utf8::floor_boundary(text, text.size() - 1);
+        std::string candidates[2];
+        if (strategy != TruncateStrategy::Tail && first <= text_byte_cap()) {
+            validate(text.substr(0, first));
+            candidates[0] = std::string(text.substr(0, first)) + marker;
+        }
+        if (strategy != TruncateStrategy::Head && text.size() - last <= text_byte_cap()) {
+            validate(text.substr(last));
+            candidates[1] = marker + std::string(text.substr(last));
+        }
+        for (std::string& candidate : candidates) {
+            if (candidate.empty()) continue;
+            const std::size_t tokens = count(candidate);
+            if (tokens <= budget) return {std::move(candidate), tokens, true};
+        }
+        return {{}, 0, true};
+    }
+
+    std::size_t head_tokens(std::size_t target) const noexcept {
+        const double share = static_cast<double>(target) * options_.head_share;
+        return share >= static_cast<double>(target) ? target : static_cast<std::size_t>(share);
+    }
+
+    // head/tail/middle text for a text budget of `target` tokens; empty when no character fits.
+    std::string assemble(std::string_view text, const Scan& forward, const Scan& backward, std::size_t target,
+                         TruncateStrategy strategy) const {
+        const std::string& marker = options_.marker;
+        const std::size_t byte_cap = text_byte_cap();
+        std::string out;
+        switch (strategy) {
+            case TruncateStrategy::Head: {
+                std::size_t cut = std::min(prefix_for(text, forward, target), utf8::floor_boundary(text, byte_cap));
+                if (cut == 0) return {};
+                cut = head_boundary(text, cut, 0);
+                out.reserve(cut + marker.size());
+                out.append(text.substr(0, cut));
+                out.append(marker);
+                return out;
+            }
+            case TruncateStrategy::Tail: {
+                std::size_t start = suffix_for(text, backward, 0, target);
+                if (byte_cap < text.size()) start = std::max(start, utf8::ceil_boundary(text, text.size() - byte_cap));
+                if (start >= text.size()) return {};
+                start = tail_boundary(text, start, text.size());
+                out.reserve(text.size() - start + marker.size());
+                out.append(marker);
+                out.append(text.substr(start));
+                return out;
+            }
+            case TruncateStrategy::Middle: {
+                const std::size_t head_target = head_tokens(target);
+                std::size_t cut = head_target == 0 ? 0 : prefix_for(text, forward, head_target);
+                // The byte cap is shared like the tokens: the head gets its share, the tail the rest.
+                const auto head_bytes = static_cast<std::size_t>(static_cast<double>(byte_cap) * options_.head_share);
+                cut = std::min(cut, utf8::floor_boundary(text, std::min(head_bytes, byte_cap)));
+                std::size_t start = suffix_for(text, backward, cut, target - head_target);
+                cut = head_boundary(text, cut, 0);
+                start = tail_boundary(text, start, text.size());
+                if (start < cut) start = cut;
+                if (byte_cap - cut < text.size() - start)
+                    start = std::max(start, utf8::ceil_boundary(text, text.size() - (byte_cap - cut)));
+                if (cut == 0 && start >= text.size()) return {};
+                out.reserve(cut + marker.size() + text.size() - start);
+                out.append(text.substr(0, cut));
+                out.append(marker);
+                out.append(text.substr(start));
+                return out;
+            }
+        }
+        return out;
+    }
+
+    TruncatorOptions options_;
+    Counter counter_;
+    std::size_t marker_tokens_ = 0;
+};
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/truncator.hpp ----
+// ---- begin llmfast/bpe_tokenizer.hpp ----
+// llmfast/bpe_tokenizer.hpp — exact token counts: a tiktoken-compatible byte-level BPE tokenizer.
+//
+// Budgets are billed in the model's tokens, so a truncator that "never exceeds the budget" needs the
+// exact count. `BpeTokenizer` loads a tiktoken rank file (one `base64(token bytes) rank` per line,
+// as OpenAI publishes cl100k_base and o200k_base) from a path you supply, splits text with the
+// encoding's pre-tokenization pattern (written by hand over UTF-8, see below) and merges each piece
+// with tiktoken's algorithm, giving the same ids as tiktoken. It models `llmfast::TokenCounter`.
+//
+//     auto tokenizer = llmfast::BpeTokenizer::cl100k_base("/data/cl100k_base.tiktoken");
+//     std::size_t n = tokenizer.count("Hello, 世界!");                  // exact, no allocation
+//     std::vector<llmfast::TokenId> ids = tokenizer.encode("Hello");   // [9906]
+//     std::string text = tokenizer.decode(ids);                        // "Hello"
+//     tokenizer.encode("<|endoftext|>", {.allow_special = true});     // [100257]
+//
+// An encoding is a rank file plus a `BpeEncoding`: a name, a named split pattern and the special
+// tokens; `BpeEncoding::cl100k_base()` and `o200k_base()` describe OpenAI's. Another tiktoken-format
+// encoding needs no change here: name one of the patterns, or pass your own splitter
+// (`BpeEncoding::custom_split`).
+//
+// Special-token strings such as `<|endoftext|>` are ordinary text by default (tiktoken's
+// `encode_ordinary`): user input cannot smuggle a control token in. `EncodeOptions::allow_special`
+// recognizes them (tiktoken's `encode(text, allowed_special="all")`).
+//
+// Pre-tokenization: tiktoken splits with a regex (`\p{L}`, `\p{N}`, possessive quantifiers) that
+// std::regex cannot express; each pattern is implemented here as a hand-written matcher that follows
+// the regex's leftmost-first, backtracking semantics alternative by alternative, over Unicode classes
+// generated from the UCD (detail/unicode_tables.hpp, scripts/gen_unicode_tables.py). It needs no
+// regex library and does no more work than the patterns require. Invalid UTF-8 (which tiktoken cannot receive) is
+// split as if each ill-formed subsequence were a symbol, and encodes to its byte tokens, so
+// `decode(encode(s)) == s` holds for any bytes.
+//
+// Merging: tiktoken's rule (repeatedly merge the adjacent pair of lowest rank, leftmost on ties).
+// Short pieces use tiktoken's array scan on the stack; long pieces (a long word, a run of digits or
+// spaces, base64 blobs) use a heap and a linked list, O(n log n) instead of O(n^2), same result.
+// Ranks live in a flat open-addressing map (16-byte slots that hold a token of up to 8 bytes
+// outright, so most lookups touch one cache line) behind a small Bloom filter, since most merge
+// candidates are not tokens; two-byte tokens come from a direct 64K table.
+//
+// Thread-safety: a constructed `BpeTokenizer` is immutable; `encode`, `decode` and `count` may be
+// called from any number of threads. `count` allocates nothing except, for pieces longer than
+// `detail::bpe_small_piece_limit` bytes, a per-thread scratch buffer that is reused.
+//
+// Errors:
+//   - `BpeTokenizer(path, encoding)`, `cl100k_base(path)`, `o200k_base(path)`: `IoError` (with the
+//     path and the reason) when the file cannot be opened or read — a missing file, a directory, a
+//     read error part way through; no std::ios_base::failure or filesystem_error escapes; otherwise
+//     as `from_rank_data`.
+//   - `from_rank_data(data, encoding)`: `InvalidFormat` for a malformed rank file (bad base64, a
+//     missing or non-numeric rank, ranks that are not exactly 0..n-1, duplicate token bytes, a byte
+//     without a single-byte token, fewer or more ranks than the encoding expects, i.e. a truncated
+//     file, a special token id that collides with a rank); `InvalidArgument` for a bad `BpeEncoding`
+//     (an empty or duplicate special token).
+//   - `decode`: `InvalidArgument` for an id that is neither a rank nor a special token.
+//   - `encode`, `count`: throw nothing but `std::bad_alloc` (`encode`'s result; the per-thread
+//     scratch of either, the first time a thread meets a long piece).
+
+
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
@@ -8328,7 +9890,7 @@ inline constexpr std::uint8_t stage2[14336] = {
 #include <utility>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 /// A token id: a rank of the rank file, or a special token's id.
 using TokenId = std::uint32_t;
@@ -8396,73 +9958,60 @@ struct EncodeOptions {
     bool allow_special = false;
 };
 
-namespace detail::bpe {
+namespace detail {
 
-inline constexpr TokenId no_rank = std::numeric_limits<TokenId>::max();
+inline constexpr TokenId bpe_no_rank = std::numeric_limits<TokenId>::max();
 /// Pieces up to this many bytes are merged with tiktoken's scan on a stack array; longer ones with a heap.
-inline constexpr std::size_t small_piece_limit = 96;
+inline constexpr std::size_t bpe_small_piece_limit = 96;
 
 // ---------------------------------------------------------------------------------------------
-// Character classes (see detail/unicode_tables.hpp): the low 3 bits are the category, bit 3 is \s.
-enum : std::uint8_t {
-    cls_other = 0, cls_lu = 1, cls_ll = 2, cls_lt = 3, cls_lm = 4, cls_lo = 5, cls_mark = 6, cls_number = 7,
-    cls_space = 8,
-};
-
-constexpr std::uint8_t unicode_class(char32_t cp) noexcept {
-    if (cp >= 0x110000U) return cls_other;
-    constexpr unsigned shift = unicode::block_shift;
-    const std::size_t block = unicode::stage1[cp >> shift];
-    const std::uint8_t packed = unicode::stage2[(block << (shift - 1)) + ((cp & ((1U << shift) - 1U)) >> 1)];
-    return static_cast<std::uint8_t>((cp & 1U) ? packed >> 4 : packed & 0x0FU);
-}
-
-inline constexpr std::array<std::uint8_t, 128> ascii_class = [] {
+// Character classes: detail::unicode_class (detail/unicode.hpp); the low 3 bits are the category, bit 3 is \s.
+inline constexpr std::array<std::uint8_t, 128> bpe_ascii_class = [] {
     std::array<std::uint8_t, 128> table{};
     for (char32_t cp = 0; cp < 128; ++cp) table[cp] = unicode_class(cp);
     return table;
 }();
 
-constexpr bool is_letter(std::uint8_t cls) noexcept { return ((0x3EU >> (cls & 7U)) & 1U) != 0; }   // Lu Ll Lt Lm Lo
-constexpr bool is_number(std::uint8_t cls) noexcept { return (cls & 7U) == cls_number; }
-constexpr bool is_space(std::uint8_t cls) noexcept { return (cls & cls_space) != 0; }
+constexpr bool bpe_is_letter(std::uint8_t cls) noexcept { return ((0x3EU >> (cls & 7U)) & 1U) != 0; }   // Lu Ll Lt Lm Lo
+constexpr bool bpe_is_number(std::uint8_t cls) noexcept { return (cls & 7U) == unicode_number; }
+constexpr bool bpe_is_space(std::uint8_t cls) noexcept { return (cls & unicode_space) != 0; }
 // o200k's [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] and [\p{Ll}\p{Lm}\p{Lo}\p{M}]
-constexpr bool is_upper_class(std::uint8_t cls) noexcept { return ((0x7AU >> (cls & 7U)) & 1U) != 0; }
-constexpr bool is_lower_class(std::uint8_t cls) noexcept { return ((0x74U >> (cls & 7U)) & 1U) != 0; }
+constexpr bool bpe_is_upper_class(std::uint8_t cls) noexcept { return ((0x7AU >> (cls & 7U)) & 1U) != 0; }
+constexpr bool bpe_is_lower_class(std::uint8_t cls) noexcept { return ((0x74U >> (cls & 7U)) & 1U) != 0; }
 
 /// One character of the text: a code point, or one ill-formed UTF-8 subsequence (class other, so it
 /// behaves like a symbol: not a letter, digit or space).
-struct Char {
+struct BpeChar {
     std::uint32_t length;
     std::uint8_t cls;
     char32_t cp;  ///< 0xFFFFFFFF for an ill-formed subsequence
 };
 
-inline Char char_at_multibyte(std::string_view text, std::size_t pos) noexcept {
+inline BpeChar bpe_char_at_multibyte(std::string_view text, std::size_t pos) noexcept {
     const utf8::DecodeResult decoded = utf8::decode(text, pos);
     if (decoded.status != utf8::DecodeStatus::Valid)
-        return {static_cast<std::uint32_t>(decoded.length), cls_other, 0xFFFFFFFFU};
+        return {static_cast<std::uint32_t>(decoded.length), unicode_other, 0xFFFFFFFFU};
     return {static_cast<std::uint32_t>(decoded.length), unicode_class(decoded.code_point), decoded.code_point};
 }
 
 // Kept tiny so that it inlines into the splitters: ASCII is a table lookup.
-inline Char char_at(std::string_view text, std::size_t pos) noexcept {
+inline BpeChar bpe_char_at(std::string_view text, std::size_t pos) noexcept {
     const auto byte = static_cast<unsigned char>(text[pos]);
-    if (byte < 0x80U) return {1, ascii_class[byte], byte};
-    return char_at_multibyte(text, pos);
+    if (byte < 0x80U) return {1, bpe_ascii_class[byte], byte};
+    return bpe_char_at_multibyte(text, pos);
 }
 
-constexpr bool is_line_break(char32_t cp) noexcept { return cp == U'\r' || cp == U'\n'; }
+constexpr bool bpe_is_line_break(char32_t cp) noexcept { return cp == U'\r' || cp == U'\n'; }
 // [^\r\n\p{L}\p{N}]
-constexpr bool is_word_prefix(const Char& c) noexcept {
-    return !is_letter(c.cls) && !is_number(c.cls) && !is_line_break(c.cp);
+constexpr bool bpe_is_word_prefix(const BpeChar& c) noexcept {
+    return !bpe_is_letter(c.cls) && !bpe_is_number(c.cls) && !bpe_is_line_break(c.cp);
 }
 // [^\s\p{L}\p{N}]
-constexpr bool is_symbol(const Char& c) noexcept { return !is_letter(c.cls) && !is_number(c.cls) && !is_space(c.cls); }
+constexpr bool bpe_is_symbol(const BpeChar& c) noexcept { return !bpe_is_letter(c.cls) && !bpe_is_number(c.cls) && !bpe_is_space(c.cls); }
 
 /// Length of `(?i:'s|'t|'re|'ve|'m|'ll|'d)` at `pos`, 0 when there is none. Case-insensitive as the
 /// regex crate does it (simple case folding), so U+017F LATIN SMALL LETTER LONG S counts as an s.
-inline std::size_t contraction_length(std::string_view text, std::size_t pos) noexcept {
+inline std::size_t bpe_contraction_length(std::string_view text, std::size_t pos) noexcept {
     if (pos + 1 >= text.size() || text[pos] != '\'') return 0;
     const auto lower = [&](std::size_t i) { return static_cast<unsigned char>(static_cast<unsigned char>(text[i]) | 0x20U); };
     const unsigned char a = lower(pos + 1);  // only 'X' and 'x' map to 'x' for the letters below
@@ -8477,9 +10026,9 @@ inline std::size_t contraction_length(std::string_view text, std::size_t pos) no
 }
 
 template <class Predicate>
-inline std::size_t run_end(std::string_view text, std::size_t pos, Predicate predicate) noexcept {
+inline std::size_t bpe_run_end(std::string_view text, std::size_t pos, Predicate predicate) noexcept {
     while (pos < text.size()) {
-        const Char c = char_at(text, pos);
+        const BpeChar c = bpe_char_at(text, pos);
         if (!predicate(c)) break;
         pos += c.length;
     }
@@ -8487,40 +10036,40 @@ inline std::size_t run_end(std::string_view text, std::size_t pos, Predicate pre
 }
 
 /// `\p{N}{1,3}` at `pos` (a digit is known to be there).
-inline std::size_t digits_end(std::string_view text, std::size_t pos, const Char& first) noexcept {
+inline std::size_t bpe_digits_end(std::string_view text, std::size_t pos, const BpeChar& first) noexcept {
     std::size_t end = pos + first.length;
     for (int k = 1; k < 3 && end < text.size(); ++k) {
-        const Char c = char_at(text, end);
-        if (!is_number(c.cls)) break;
+        const BpeChar c = bpe_char_at(text, end);
+        if (!bpe_is_number(c.cls)) break;
         end += c.length;
     }
     return end;
 }
 
 /// ` ?[^\s\p{L}\p{N}]+` followed by `[\r\n]*` (or `[\r\n/]*` for o200k); 0 when it does not match.
-inline std::size_t symbols_end(std::string_view text, std::size_t pos, const Char& first, bool slash_tail) noexcept {
+inline std::size_t bpe_symbols_end(std::string_view text, std::size_t pos, const BpeChar& first, bool slash_tail) noexcept {
     std::size_t p = pos;
-    Char c = first;
+    BpeChar c = first;
     if (first.cp == U' ' && pos + 1 < text.size()) {
         p = pos + 1;
-        c = char_at(text, p);
+        c = bpe_char_at(text, p);
     }
-    if (!is_symbol(c)) return 0;
-    p = run_end(text, p + c.length, [](const Char& d) { return is_symbol(d); });
+    if (!bpe_is_symbol(c)) return 0;
+    p = bpe_run_end(text, p + c.length, [](const BpeChar& d) { return bpe_is_symbol(d); });
     while (p < text.size() && (text[p] == '\r' || text[p] == '\n' || (slash_tail && text[p] == '/'))) ++p;
     return p;
 }
 
 /// The whitespace alternatives at `pos` (a blank is known to be there):
 /// `[\s++$|]\s*[\r\n]+|\s+(?!\S)|\s+`.
-inline std::size_t blanks_end(std::string_view text, std::size_t pos, bool whole_tail) noexcept {
+inline std::size_t bpe_blanks_end(std::string_view text, std::size_t pos, bool whole_tail) noexcept {
     std::size_t end = pos;
     std::size_t last_start = pos;
     std::size_t after_line_break = 0;
     while (end < text.size()) {
-        const Char c = char_at(text, end);
-        if (!is_space(c.cls)) break;
-        if (is_line_break(c.cp)) after_line_break = end + 1;
+        const BpeChar c = bpe_char_at(text, end);
+        if (!bpe_is_space(c.cls)) break;
+        if (bpe_is_line_break(c.cp)) after_line_break = end + 1;
         last_start = end;
         end += c.length;
     }
@@ -8532,75 +10081,75 @@ inline std::size_t blanks_end(std::string_view text, std::size_t pos, bool whole
 }
 
 /// End of the cl100k piece that starts at `pos` (< text.size()).
-inline std::size_t cl100k_piece_end(std::string_view text, std::size_t pos, bool whole_tail) noexcept {
-    const Char c = char_at(text, pos);
+inline std::size_t bpe_cl100k_piece_end(std::string_view text, std::size_t pos, bool whole_tail) noexcept {
+    const BpeChar c = bpe_char_at(text, pos);
     if (c.cp == U'\'') {
-        if (const std::size_t n = contraction_length(text, pos)) return pos + n;
+        if (const std::size_t n = bpe_contraction_length(text, pos)) return pos + n;
     }
-    const auto letter = [](const Char& d) { return is_letter(d.cls); };
-    if (is_letter(c.cls)) return run_end(text, pos + c.length, letter);
-    if (is_word_prefix(c) && pos + c.length < text.size()) {
-        const Char next = char_at(text, pos + c.length);
-        if (is_letter(next.cls)) return run_end(text, pos + c.length + next.length, letter);
+    const auto letter = [](const BpeChar& d) { return bpe_is_letter(d.cls); };
+    if (bpe_is_letter(c.cls)) return bpe_run_end(text, pos + c.length, letter);
+    if (bpe_is_word_prefix(c) && pos + c.length < text.size()) {
+        const BpeChar next = bpe_char_at(text, pos + c.length);
+        if (bpe_is_letter(next.cls)) return bpe_run_end(text, pos + c.length + next.length, letter);
     }
-    if (is_number(c.cls)) return digits_end(text, pos, c);
-    if (const std::size_t end = symbols_end(text, pos, c, false)) return end;
-    return blanks_end(text, pos, whole_tail);  // what is left is a blank
+    if (bpe_is_number(c.cls)) return bpe_digits_end(text, pos, c);
+    if (const std::size_t end = bpe_symbols_end(text, pos, c, false)) return end;
+    return bpe_blanks_end(text, pos, whole_tail);  // what is left is a blank
 }
 
 /// o200k's first word alternative at `start`: `[U]*[W]+` (U, W: the two letter classes) plus an
 /// optional contraction; 0 when it does not match. `[U]*` backtracks to the last position where
 /// `[W]+` can start, i.e. the end of the U run if a W follows it, else the run's last U-and-W char.
-inline std::size_t o200k_word1_end(std::string_view text, std::size_t start) noexcept {
+inline std::size_t bpe_o200k_word1_end(std::string_view text, std::size_t start) noexcept {
     std::size_t p = start;
     std::size_t last_both = std::string_view::npos;
     while (p < text.size()) {
-        const Char c = char_at(text, p);
-        if (!is_upper_class(c.cls)) break;
-        if (is_lower_class(c.cls)) last_both = p;
+        const BpeChar c = bpe_char_at(text, p);
+        if (!bpe_is_upper_class(c.cls)) break;
+        if (bpe_is_lower_class(c.cls)) last_both = p;
         p += c.length;
     }
     std::size_t w_start = p;
-    if (p >= text.size() || !is_lower_class(char_at(text, p).cls)) {
+    if (p >= text.size() || !bpe_is_lower_class(bpe_char_at(text, p).cls)) {
         if (last_both == std::string_view::npos) return 0;
         w_start = last_both;
     }
-    const std::size_t end = run_end(text, w_start, [](const Char& d) { return is_lower_class(d.cls); });
-    return end + contraction_length(text, end);
+    const std::size_t end = bpe_run_end(text, w_start, [](const BpeChar& d) { return bpe_is_lower_class(d.cls); });
+    return end + bpe_contraction_length(text, end);
 }
 
 /// o200k's second word alternative at `start`: `[U]+[W]*` plus an optional contraction; 0 if no match.
-inline std::size_t o200k_word2_end(std::string_view text, std::size_t start) noexcept {
-    const std::size_t upper_end = run_end(text, start, [](const Char& d) { return is_upper_class(d.cls); });
+inline std::size_t bpe_o200k_word2_end(std::string_view text, std::size_t start) noexcept {
+    const std::size_t upper_end = bpe_run_end(text, start, [](const BpeChar& d) { return bpe_is_upper_class(d.cls); });
     if (upper_end == start) return 0;
-    const std::size_t end = run_end(text, upper_end, [](const Char& d) { return is_lower_class(d.cls); });
-    return end + contraction_length(text, end);
+    const std::size_t end = bpe_run_end(text, upper_end, [](const BpeChar& d) { return bpe_is_lower_class(d.cls); });
+    return end + bpe_contraction_length(text, end);
 }
 
 /// End of the o200k piece that starts at `pos` (< text.size()).
-inline std::size_t o200k_piece_end(std::string_view text, std::size_t pos) noexcept {
-    const Char c = char_at(text, pos);
+inline std::size_t bpe_o200k_piece_end(std::string_view text, std::size_t pos) noexcept {
+    const BpeChar c = bpe_char_at(text, pos);
     // Each word alternative is tried with its optional prefix first, then without (regex order).
-    const bool prefixed = is_word_prefix(c) && pos + c.length < text.size();
+    const bool prefixed = bpe_is_word_prefix(c) && pos + c.length < text.size();
     if (prefixed) {
-        if (const std::size_t end = o200k_word1_end(text, pos + c.length)) return end;
+        if (const std::size_t end = bpe_o200k_word1_end(text, pos + c.length)) return end;
     }
-    if (const std::size_t end = o200k_word1_end(text, pos)) return end;
+    if (const std::size_t end = bpe_o200k_word1_end(text, pos)) return end;
     if (prefixed) {
-        if (const std::size_t end = o200k_word2_end(text, pos + c.length)) return end;
+        if (const std::size_t end = bpe_o200k_word2_end(text, pos + c.length)) return end;
     }
-    if (const std::size_t end = o200k_word2_end(text, pos)) return end;
-    if (is_number(c.cls)) return digits_end(text, pos, c);
-    if (const std::size_t end = symbols_end(text, pos, c, true)) return end;
-    return blanks_end(text, pos, false);
+    if (const std::size_t end = bpe_o200k_word2_end(text, pos)) return end;
+    if (bpe_is_number(c.cls)) return bpe_digits_end(text, pos, c);
+    if (const std::size_t end = bpe_symbols_end(text, pos, c, true)) return end;
+    return bpe_blanks_end(text, pos, false);
 }
 
 /// End of the piece of `pattern` that starts at `pos` (< text.size()); always > pos.
-inline std::size_t piece_end(SplitPattern pattern, std::string_view text, std::size_t pos) noexcept {
+inline std::size_t bpe_piece_end(SplitPattern pattern, std::string_view text, std::size_t pos) noexcept {
     switch (pattern) {
-        case SplitPattern::Cl100k: return cl100k_piece_end(text, pos, false);
-        case SplitPattern::Cl100kTrailingSpace: return cl100k_piece_end(text, pos, true);
-        case SplitPattern::O200k: return o200k_piece_end(text, pos);
+        case SplitPattern::Cl100k: return bpe_cl100k_piece_end(text, pos, false);
+        case SplitPattern::Cl100kTrailingSpace: return bpe_cl100k_piece_end(text, pos, true);
+        case SplitPattern::O200k: return bpe_o200k_piece_end(text, pos);
     }
     return text.size();
 }
@@ -8608,7 +10157,7 @@ inline std::size_t piece_end(SplitPattern pattern, std::string_view text, std::s
 // ---------------------------------------------------------------------------------------------
 // Base64 (RFC 4648, standard alphabet, padded), as the rank files use it.
 
-inline constexpr std::array<std::int8_t, 256> base64_values = [] {
+inline constexpr std::array<std::int8_t, 256> bpe_base64_values = [] {
     std::array<std::int8_t, 256> table{};
     table.fill(-1);
     constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -8618,7 +10167,7 @@ inline constexpr std::array<std::int8_t, 256> base64_values = [] {
 }();
 
 /// Appends the decoded bytes to `out`; false when `text` is not canonical padded base64.
-inline bool base64_decode(std::string_view text, std::string& out) {
+inline bool bpe_base64_decode(std::string_view text, std::string& out) {
     if (text.empty() || text.size() % 4 != 0) return false;
     for (std::size_t i = 0; i < text.size(); i += 4) {
         const bool last = i + 4 == text.size();
@@ -8633,7 +10182,7 @@ inline bool base64_decode(std::string_view text, std::string& out) {
                 continue;
             }
             if (padding > 0) return false;  // data after '='
-            const std::int8_t v = base64_values[static_cast<unsigned char>(ch)];
+            const std::int8_t v = bpe_base64_values[static_cast<unsigned char>(ch)];
             if (v < 0) return false;
             value = (value << 6) | static_cast<std::uint32_t>(v);
         }
@@ -8644,7 +10193,7 @@ inline bool base64_decode(std::string_view text, std::string& out) {
     return true;
 }
 
-inline std::string base64_encode(std::string_view bytes) {
+inline std::string bpe_base64_encode(std::string_view bytes) {
     constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string out;
     out.reserve((bytes.size() + 2) / 3 * 4);
@@ -8661,21 +10210,10 @@ inline std::string base64_encode(std::string_view bytes) {
     return out;
 }
 
-inline std::uint64_t load64(const char* data) noexcept {
-    std::uint64_t word;
-    std::memcpy(&word, data, 8);
-    return word;
-}
-inline std::uint64_t load32(const char* data) noexcept {
-    std::uint32_t word;
-    std::memcpy(&word, data, 4);
-    return word;
-}
-
 /// A word that determines a string of 1..8 bytes given its length, read without a variable-length
 /// copy (two overlapping loads, or three single bytes), as wyhash does.
-inline std::uint64_t short_key(const char* data, std::size_t length) noexcept {
-    if (length >= 4) return load32(data) | (load32(data + length - 4) << 32);
+inline std::uint64_t bpe_short_key(const char* data, std::size_t length) noexcept {
+    if (length >= 4) return std::uint64_t{load32(data)} | (std::uint64_t{load32(data + length - 4)} << 32);
     const auto byte = [&](std::size_t i) { return static_cast<std::uint64_t>(static_cast<unsigned char>(data[i])); };
     return byte(0) | (byte(length / 2) << 8) | (byte(length - 1) << 16);
 }
@@ -8683,11 +10221,11 @@ inline std::uint64_t short_key(const char* data, std::size_t length) noexcept {
 /// Hash of a token or merge candidate (1 or more bytes) for the rank map. Tokens are short, so a
 /// word-at-a-time multiply-mix beats a general hash's setup cost; the murmur3 finalizer spreads the
 /// bits so that the low (slot) and high (filter, check) parts are all usable.
-inline std::uint64_t hash_bytes(const char* data, std::size_t length) noexcept {
+inline std::uint64_t bpe_hash_bytes(const char* data, std::size_t length) noexcept {
     constexpr std::uint64_t k = 0x9E3779B97F4A7C15ULL;
     std::uint64_t h = (length + 1) * k;
     if (length <= 8) {
-        h = (h ^ short_key(data, length)) * k;
+        h = (h ^ bpe_short_key(data, length)) * k;
     } else {
         std::size_t i = 0;
         for (; i + 8 < length; i += 8) {
@@ -8705,7 +10243,7 @@ inline std::uint64_t hash_bytes(const char* data, std::size_t length) noexcept {
 }
 
 /// Scratch for merging long pieces: reused by each thread, so `count` does not allocate per call.
-struct LongMergeScratch {
+struct BpeLongMergeScratch {
     struct Candidate {
         TokenId rank;
         std::uint32_t pos;
@@ -8719,12 +10257,12 @@ struct LongMergeScratch {
     std::vector<Candidate> heap;       ///< min-heap of (rank, pos), stale entries skipped on pop
 };
 
-inline LongMergeScratch& long_merge_scratch() {
-    thread_local LongMergeScratch scratch;
+inline BpeLongMergeScratch& bpe_long_merge_scratch() {
+    thread_local BpeLongMergeScratch scratch;
     return scratch;
 }
 
-}  // namespace detail::bpe
+}  // namespace detail
 
 /// A tiktoken-compatible BPE tokenizer. See the header comment.
 class BpeTokenizer {
@@ -8771,7 +10309,7 @@ public:
     void encode(std::string_view text, std::vector<TokenId>& out, EncodeOptions options = {}) const {
         for_each_segment(text, options, [&](std::string_view segment, TokenId special) {
             encode_ordinary(segment, [&](TokenId id) { out.push_back(id); });
-            if (special != detail::bpe::no_rank) out.push_back(special);
+            if (special != detail::bpe_no_rank) out.push_back(special);
         });
     }
     /// The tokens of `text`.
@@ -8787,7 +10325,7 @@ public:
         std::size_t total = 0;
         for_each_segment(text, options, [&](std::string_view segment, TokenId special) {
             total += count_ordinary(segment);
-            if (special != detail::bpe::no_rank) ++total;
+            if (special != detail::bpe_no_rank) ++total;
         });
         return total;
     }
@@ -8802,7 +10340,7 @@ public:
         std::string out;
         for (const TokenId id : ids) {
             const std::optional<std::string_view> bytes = token_bytes(id);
-            if (!bytes) throw Error(ErrorCode::InvalidArgument, "decode: unknown token id " + std::to_string(id));
+            if (!bytes) throw Error(ErrorCode::InvalidArgument, fmt::format("BpeTokenizer::decode: unknown token id ({})", id));
             out.append(*bytes);
         }
         return out;
@@ -8819,19 +10357,24 @@ private:
     }
 
     [[noreturn]] void fail(std::size_t line, std::string_view what) const {
-        throw Error(ErrorCode::InvalidFormat, "rank file for " + (encoding_.name.empty() ? std::string("encoding") : encoding_.name) +
-                                                  (line ? ", line " + std::to_string(line) : std::string()) + ": " +
-                                                  std::string(what));
+        const std::string_view name = encoding_.name.empty() ? std::string_view("encoding") : std::string_view(encoding_.name);
+        if (line != 0)
+            throw Error(ErrorCode::InvalidFormat,
+                        fmt::format("BpeTokenizer: rank file for {}, line {}: {}", name, line, what));
+        throw Error(ErrorCode::InvalidFormat, fmt::format("BpeTokenizer: rank file for {}: {}", name, what));
     }
 
     void load(std::string_view data) {
         // The encoding first: its errors are the caller's, not the file's.
         for (std::size_t i = 0; i < encoding_.special_tokens.size(); ++i) {
             const SpecialToken& token = encoding_.special_tokens[i];
-            if (token.text.empty()) throw Error(ErrorCode::InvalidArgument, "BpeEncoding: empty special token text");
+            if (token.text.empty())
+                throw Error(ErrorCode::InvalidArgument,
+                            fmt::format("BpeEncoding::special_tokens: empty special token text (index {})", i));
             for (std::size_t k = 0; k < i; ++k)
                 if (encoding_.special_tokens[k].text == token.text || encoding_.special_tokens[k].id == token.id)
-                    throw Error(ErrorCode::InvalidArgument, "BpeEncoding: duplicate special token " + token.text);
+                    throw Error(ErrorCode::InvalidArgument,
+                                fmt::format("BpeEncoding::special_tokens: duplicate special token ({})", token.text));
         }
 
         // Pass 1: parse every line into (rank, bytes), checking syntax.
@@ -8861,31 +10404,32 @@ private:
             const std::string_view rank_text = line.substr(space + 1);
             if (rank_text.empty() || rank_text.size() > 10 ||
                 !std::all_of(rank_text.begin(), rank_text.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
-                fail(line_number, "rank is not a decimal number: \"" + std::string(rank_text.substr(0, 32)) + "\"");
+                fail(line_number, fmt::format("rank is not a decimal number: \"{}\"", rank_text.substr(0, 32)));
             const std::uint64_t rank = std::stoull(std::string(rank_text));
             const std::size_t offset = bytes.size();
-            if (!detail::bpe::base64_decode(encoded, bytes))
-                fail(line_number, "invalid base64 token \"" + std::string(encoded.substr(0, 64)) + "\"");
+            if (!detail::bpe_base64_decode(encoded, bytes))
+                fail(line_number, fmt::format("invalid base64 token \"{}\"", encoded.substr(0, 64)));
             if (bytes.size() > std::numeric_limits<std::uint32_t>::max() - 1) fail(line_number, "rank file too large");
-            if (rank >= detail::bpe::no_rank) fail(line_number, "rank out of range");
+            if (rank >= detail::bpe_no_rank) fail(line_number, "rank out of range");
             entries.push_back({static_cast<TokenId>(rank), static_cast<std::uint32_t>(offset),
                                static_cast<std::uint32_t>(bytes.size() - offset), static_cast<std::uint32_t>(line_number)});
         }
         const std::size_t n = entries.size();
         if (n == 0) fail(0, "no ranks (empty file)");
         if (encoding_.expected_ranks != 0 && n != encoding_.expected_ranks)
-            fail(0, "expected " + std::to_string(encoding_.expected_ranks) + " ranks, found " + std::to_string(n) +
-                        (n < encoding_.expected_ranks ? " (truncated file?)" : ""));
+            fail(0, fmt::format("expected {} ranks, found {}{}", encoding_.expected_ranks, n,
+                                n < encoding_.expected_ranks ? " (truncated file?)" : ""));
 
         // Ranks must be exactly 0..n-1 (any order).
         std::vector<std::uint32_t> index_of_rank(n, std::numeric_limits<std::uint32_t>::max());
         for (std::size_t i = 0; i < n; ++i) {
             const Entry& entry = entries[i];
             if (entry.rank >= n)
-                fail(entry.line, "rank " + std::to_string(entry.rank) + " out of sequence: ranks must be 0.." +
-                                     std::to_string(n - 1) + " without gaps (non-contiguous ranks)");
+                fail(entry.line, fmt::format("rank {} out of sequence: ranks must be 0..{} without gaps "
+                                             "(non-contiguous ranks)",
+                                             entry.rank, n - 1));
             if (index_of_rank[entry.rank] != std::numeric_limits<std::uint32_t>::max())
-                fail(entry.line, "rank " + std::to_string(entry.rank) + " appears twice (non-contiguous ranks)");
+                fail(entry.line, fmt::format("rank {} appears twice (non-contiguous ranks)", entry.rank));
             index_of_rank[entry.rank] = static_cast<std::uint32_t>(i);
         }
 
@@ -8914,9 +10458,9 @@ private:
             const std::string_view token = rank_bytes(static_cast<TokenId>(rank));
             if (token.empty()) fail(entries[index_of_rank[rank]].line, "empty token");
             const TokenId existing = find(token);
-            if (existing != detail::bpe::no_rank)
-                fail(entries[index_of_rank[rank]].line, "token bytes duplicate those of rank " + std::to_string(existing));
-            const std::uint64_t hash = detail::bpe::hash_bytes(token.data(), token.size());
+            if (existing != detail::bpe_no_rank)
+                fail(entries[index_of_rank[rank]].line, fmt::format("token bytes duplicate those of rank {}", existing));
+            const std::uint64_t hash = detail::bpe_hash_bytes(token.data(), token.size());
             filter_[filter_word(hash)] |= filter_bits(hash);
             std::size_t slot = hash & mask_;
             while (slots_[slot].rank_plus_one != 0) slot = (slot + 1) & mask_;
@@ -8925,8 +10469,8 @@ private:
         }
 
         // Byte-level BPE needs a token for every single byte, or some text would be unencodable.
-        byte_rank_.fill(detail::bpe::no_rank);
-        pair_rank_.assign(65536, detail::bpe::no_rank);
+        byte_rank_.fill(detail::bpe_no_rank);
+        pair_rank_.assign(65536, detail::bpe_no_rank);
         for (std::size_t rank = 0; rank < n; ++rank) {
             const std::string_view token = rank_bytes(static_cast<TokenId>(rank));
             if (token.size() == 1) byte_rank_[static_cast<unsigned char>(token[0])] = static_cast<TokenId>(rank);
@@ -8934,11 +10478,11 @@ private:
                 pair_rank_[pair_index(token[0], token[1])] = static_cast<TokenId>(rank);
         }
         for (std::size_t b = 0; b < 256; ++b)
-            if (byte_rank_[b] == detail::bpe::no_rank) fail(0, "no single-byte token for byte " + std::to_string(b));
+            if (byte_rank_[b] == detail::bpe_no_rank) fail(0, fmt::format("no single-byte token for byte {}", b));
 
         for (const SpecialToken& token : encoding_.special_tokens)
             if (token.id < n)
-                fail(0, "special token " + token.text + " id " + std::to_string(token.id) + " collides with a rank");
+                fail(0, fmt::format("special token {} id {} collides with a rank", token.text, token.id));
     }
 
     /// A slot of the rank map. Most lookups are for short byte strings (a merge candidate), so a slot
@@ -8960,7 +10504,7 @@ private:
     /// For up to 8 bytes a word that determines them (with the length, which `check` holds); for
     /// longer tokens their first 8 bytes.
     static std::uint64_t head_of(const char* data, std::size_t length) noexcept {
-        return length <= 8 ? detail::bpe::short_key(data, length) : detail::bpe::load64(data);
+        return length <= 8 ? detail::bpe_short_key(data, length) : detail::load64(data);
     }
     static std::uint32_t check_of(std::uint64_t hash, std::size_t length) noexcept {
         return (static_cast<std::uint32_t>(hash >> 40) << 8) | static_cast<std::uint32_t>(std::min<std::size_t>(length, 255));
@@ -8976,18 +10520,18 @@ private:
 
     /// The rank of exactly these bytes, or no_rank.
     [[nodiscard]] TokenId find(std::string_view bytes) const noexcept {
-        if (bytes.size() > max_token_length_) return detail::bpe::no_rank;
-        const std::uint64_t hash = detail::bpe::hash_bytes(bytes.data(), bytes.size());
+        if (bytes.size() > max_token_length_) return detail::bpe_no_rank;
+        const std::uint64_t hash = detail::bpe_hash_bytes(bytes.data(), bytes.size());
         // Most merge candidates are not tokens; the filter (small enough to stay in L2) rejects
         // about 95% of them without touching the big table.
         const std::uint64_t bits = filter_bits(hash);
-        if ((filter_[filter_word(hash)] & bits) != bits) return detail::bpe::no_rank;
+        if ((filter_[filter_word(hash)] & bits) != bits) return detail::bpe_no_rank;
         const std::uint32_t check = check_of(hash, bytes.size());
         const std::uint64_t head = head_of(bytes.data(), bytes.size());
         // Invariant: the table is at most half full, so an empty slot ends every probe sequence.
         for (std::size_t index = hash & mask_;; index = (index + 1) & mask_) {
             const Slot& slot = slots_[index];
-            if (slot.rank_plus_one == 0) return detail::bpe::no_rank;
+            if (slot.rank_plus_one == 0) return detail::bpe_no_rank;
             if (slot.check != check || slot.head != head) continue;
             const TokenId rank = slot.rank_plus_one - 1;
             if (bytes.size() <= 8) return rank;  // head and length (in check) cover every byte
@@ -9007,7 +10551,7 @@ private:
     template <class Segment>
     void for_each_segment(std::string_view text, EncodeOptions options, Segment&& segment) const {
         if (!options.allow_special || encoding_.special_tokens.empty()) {
-            segment(text, detail::bpe::no_rank);
+            segment(text, detail::bpe_no_rank);
             return;
         }
         // next_at[k]: the next occurrence of special token k at or after `pos` (npos: none left).
@@ -9039,7 +10583,7 @@ private:
                 }
             }
             if (best_token == nullptr) {
-                segment(text.substr(pos), detail::bpe::no_rank);
+                segment(text.substr(pos), detail::bpe_no_rank);
                 return;
             }
             segment(text.substr(pos, best - pos), best_token->id);
@@ -9053,7 +10597,7 @@ private:
             const std::size_t end = encoding_.custom_split(text, pos);
             return end > pos && end <= text.size() ? end : text.size();
         }
-        return detail::bpe::piece_end(encoding_.pattern, text, pos);
+        return detail::bpe_piece_end(encoding_.pattern, text, pos);
     }
 
     template <class Emit>
@@ -9085,11 +10629,11 @@ private:
             if constexpr (Ids) emit(byte_rank_[static_cast<unsigned char>(piece[0])]);
             return 1;
         }
-        if (const TokenId whole = rank_of(piece.data(), piece.size()); whole != detail::bpe::no_rank) {
+        if (const TokenId whole = rank_of(piece.data(), piece.size()); whole != detail::bpe_no_rank) {
             if constexpr (Ids) emit(whole);
             return 1;
         }
-        if (piece.size() <= detail::bpe::small_piece_limit) return merge_small<Ids>(piece, emit);
+        if (piece.size() <= detail::bpe_small_piece_limit) return merge_small<Ids>(piece, emit);
         return merge_long<Ids>(piece, emit);
     }
 
@@ -9101,19 +10645,19 @@ private:
             std::uint32_t start;
             TokenId rank;
         };
-        std::array<Part, detail::bpe::small_piece_limit + 1> parts;  // parts[0..n] are set below
+        std::array<Part, detail::bpe_small_piece_limit + 1> parts;  // parts[0..n] are set below
         const std::size_t n = piece.size();
         for (std::size_t i = 0; i + 1 < n; ++i)
             parts[i] = {static_cast<std::uint32_t>(i), pair_rank_[pair_index(piece[i], piece[i + 1])]};
-        parts[n - 1] = {static_cast<std::uint32_t>(n - 1), detail::bpe::no_rank};
-        parts[n] = {static_cast<std::uint32_t>(n), detail::bpe::no_rank};
+        parts[n - 1] = {static_cast<std::uint32_t>(n - 1), detail::bpe_no_rank};
+        parts[n] = {static_cast<std::uint32_t>(n), detail::bpe_no_rank};
         std::size_t size = n + 1;  // parts in use (the last one marks the end)
         const auto rank_at = [&](std::size_t i) -> TokenId {  // rank of parts i and i+1 merged with i+2
-            if (i + 3 >= size) return detail::bpe::no_rank;
+            if (i + 3 >= size) return detail::bpe_no_rank;
             return rank_of(piece.data() + parts[i].start, parts[i + 3].start - parts[i].start);
         };
         while (true) {
-            TokenId min_rank = detail::bpe::no_rank;
+            TokenId min_rank = detail::bpe_no_rank;
             std::size_t min_index = 0;
             for (std::size_t i = 0; i + 1 < size; ++i) {
                 if (parts[i].rank < min_rank) {
@@ -9121,7 +10665,7 @@ private:
                     min_index = i;
                 }
             }
-            if (min_rank == detail::bpe::no_rank) break;
+            if (min_rank == detail::bpe_no_rank) break;
             const std::size_t i = min_index;
             if (i > 0) parts[i - 1].rank = rank_at(i - 1);
             parts[i].rank = rank_at(i);
@@ -9144,9 +10688,9 @@ private:
     /// O(n log n). Stale heap entries (a part merged away, or its pair rank changed) are skipped.
     template <bool Ids, class Emit>
     std::size_t merge_long(std::string_view piece, Emit& emit) const {
-        using Candidate = detail::bpe::LongMergeScratch::Candidate;
+        using Candidate = detail::BpeLongMergeScratch::Candidate;
         constexpr std::uint32_t dead = std::numeric_limits<std::uint32_t>::max();
-        detail::bpe::LongMergeScratch& scratch = detail::bpe::long_merge_scratch();
+        detail::BpeLongMergeScratch& scratch = detail::bpe_long_merge_scratch();
         const auto n = static_cast<std::uint32_t>(piece.size());
         scratch.next.resize(n);
         scratch.prev.resize(n);
@@ -9159,14 +10703,14 @@ private:
         for (std::uint32_t i = 0; i < n; ++i) {
             next[i] = i + 1;  // == n for the last part
             prev[i] = i == 0 ? dead : i - 1;
-            pair_rank[i] = i + 1 < n ? pair_rank_[pair_index(piece[i], piece[i + 1])] : detail::bpe::no_rank;
-            if (pair_rank[i] != detail::bpe::no_rank) scratch.heap.push_back({pair_rank[i], i});
+            pair_rank[i] = i + 1 < n ? pair_rank_[pair_index(piece[i], piece[i + 1])] : detail::bpe_no_rank;
+            if (pair_rank[i] != detail::bpe_no_rank) scratch.heap.push_back({pair_rank[i], i});
         }
         std::make_heap(scratch.heap.begin(), scratch.heap.end(), greater);
         // Rank of the part at i merged with its successor (which must exist and have a successor end).
         const auto pair_at = [&](std::uint32_t i) -> TokenId {
             const std::uint32_t j = next[i];
-            if (j >= n) return detail::bpe::no_rank;
+            if (j >= n) return detail::bpe_no_rank;
             const std::uint32_t end = next[j];
             return rank_of(piece.data() + i, end - i);
         };
@@ -9183,14 +10727,14 @@ private:
             next[j] = dead;
             --parts;
             pair_rank[i] = pair_at(i);
-            if (pair_rank[i] != detail::bpe::no_rank) {
+            if (pair_rank[i] != detail::bpe_no_rank) {
                 scratch.heap.push_back({pair_rank[i], i});
                 std::push_heap(scratch.heap.begin(), scratch.heap.end(), greater);
             }
             if (prev[i] != dead) {
                 const std::uint32_t p = prev[i];
                 pair_rank[p] = pair_at(p);
-                if (pair_rank[p] != detail::bpe::no_rank) {
+                if (pair_rank[p] != detail::bpe_no_rank) {
                     scratch.heap.push_back({pair_rank[p], p});
                     std::push_heap(scratch.heap.begin(), scratch.heap.end(), greater);
                 }
@@ -9216,7 +10760,7 @@ private:
 
 static_assert(TokenCounter<BpeTokenizer>);
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE
 // ---- end llmfast/bpe_tokenizer.hpp ----
 // ---- begin llmfast/scheduler.hpp ----
 // llmfast/scheduler.hpp — ContinuousScheduler<Seq, Token>: iteration-level ("continuous") batching for
@@ -9573,7 +11117,7 @@ public:
     [[nodiscard]] TrySubmitSequence<Token> try_submit(Seq seq, std::size_t prompt_tokens, RequestOptions options = {}) {
         const time_point now = clock_.now();
         time_point deadline = options.deadline;
-        if (options.timeout) deadline = std::min(deadline, detail::saturating_add(now, *options.timeout));
+        if (options.timeout) deadline = std::min(deadline, detail::deadline_after(now, *options.timeout));
         ErrorCode status = ErrorCode::Ok;
         if (prompt_tokens == 0 || options.max_new_tokens == 0) {
             status = ErrorCode::InvalidArgument;

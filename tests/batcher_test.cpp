@@ -159,7 +159,7 @@ TEST_CASE("options are validated at construction", "[batcher]") {
 TEST_CASE("flush when max_batch_size is reached", "[batcher]") {
     llmfast::ManualClock clock;
     Recorder recorder;
-    ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 4, .max_wait = 1h}, {}, clock);
+    ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 4, .max_wait = 1h});
     std::vector<std::future<int>> futures;
     for (int i = 0; i < 3; ++i) futures.push_back(batcher.submit(i));
     // The clock is frozen and the batch is not full: it cannot be dispatched.
@@ -167,7 +167,7 @@ TEST_CASE("flush when max_batch_size is reached", "[batcher]") {
     futures.push_back(batcher.submit(3));
     for (int i = 0; i < 4; ++i) CHECK(futures[static_cast<std::size_t>(i)].get() == i * 10);
     CHECK(recorder.snapshot() == Batches{{0, 1, 2, 3}});
-    const auto m = batcher.metrics();
+    const auto m = batcher.stats();
     CHECK(m.batches == 1);
     CHECK(m.batch_size_histogram.size() == 5);
     CHECK(m.batch_size_histogram[4] == 1);
@@ -178,7 +178,7 @@ TEST_CASE("flush when max_batch_size is reached", "[batcher]") {
 TEST_CASE("flush when the oldest request waited max_wait", "[batcher]") {
     llmfast::ManualClock clock;
     Recorder recorder;
-    ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 8, .max_wait = 10ms}, {}, clock);
+    ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 8, .max_wait = 10ms});
     auto a = batcher.submit(1);
     clock.advance(4ms);
     auto b = batcher.submit(2);
@@ -189,7 +189,7 @@ TEST_CASE("flush when the oldest request waited max_wait", "[batcher]") {
     CHECK(a.get() == 10);
     CHECK(b.get() == 20);
     CHECK(recorder.snapshot() == Batches{{1, 2}});
-    const auto m = batcher.metrics();
+    const auto m = batcher.stats();
     CHECK(m.queue_wait_max >= 10ms);
     CHECK(m.queue_wait_max < 12ms);
     CHECK(m.queue_wait_p50 >= 6ms);  // one request waited 10 ms, the other 6 ms
@@ -198,7 +198,7 @@ TEST_CASE("flush when the oldest request waited max_wait", "[batcher]") {
 TEST_CASE("max_wait = 0 dispatches whatever is queued at once", "[batcher]") {
     llmfast::ManualClock clock;
     Recorder recorder;
-    ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms}, {}, clock);
+    ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms});
     CHECK(batcher.submit(7).get() == 70);
     CHECK(batcher.submit(8).get() == 80);
     CHECK(recorder.snapshot() == Batches{{7}, {8}});
@@ -210,7 +210,7 @@ TEST_CASE("flush when the summed cost reaches max_batch_cost; oversize requests 
     auto cost = [](const int& v) { return static_cast<std::size_t>(v); };
 
     SECTION("cost trigger, the request that does not fit starts the next batch") {
-        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_batch_cost = 10, .max_wait = 1h}, cost, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 100, .max_batch_cost = 10, .max_wait = 1h}, cost);
         auto a = batcher.submit(3);
         auto b = batcher.submit(3);
         auto c = batcher.submit(3);
@@ -225,7 +225,7 @@ TEST_CASE("flush when the summed cost reaches max_batch_cost; oversize requests 
         CHECK(recorder.snapshot() == Batches{{3, 3, 3}, {3}});
     }
     SECTION("a request costlier than max_batch_cost is dispatched alone, never stuck") {
-        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_batch_cost = 10, .max_wait = 1h}, cost, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 100, .max_batch_cost = 10, .max_wait = 1h}, cost);
         auto small = batcher.submit(2);
         auto huge = batcher.submit(50);
         CHECK(small.get() == 20);
@@ -234,7 +234,7 @@ TEST_CASE("flush when the summed cost reaches max_batch_cost; oversize requests 
         CHECK(batcher.submit(11).get() == 110);
     }
     SECTION("an oversize request goes alone even next to zero-cost requests (found by fuzz_batcher_ops)") {
-        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_batch_cost = 10, .max_wait = 1h}, cost, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 100, .max_batch_cost = 10, .max_wait = 1h}, cost);
         auto zero = batcher.submit(0);
         auto huge = batcher.submit(15);
         auto zero2 = batcher.submit(0);
@@ -249,7 +249,7 @@ TEST_CASE("flush when the summed cost reaches max_batch_cost; oversize requests 
 TEST_CASE("a batch is formed when a worker is free; higher priorities first, FIFO within a level", "[batcher]") {
     llmfast::ManualClock clock;
     Recorder recorder;
-    ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 2, .max_wait = 0ms, .priority_levels = 3}, {}, clock);
+    ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 2, .max_wait = 0ms, .priority_levels = 3});
     recorder.set_hold(true);
     auto blocker = batcher.submit(100);
     recorder.wait_entered(1);  // the only worker is busy from here on
@@ -260,8 +260,8 @@ TEST_CASE("a batch is formed when a worker is free; higher priorities first, FIF
     futures.push_back(batcher.submit(4, {.priority = 1}));
     futures.push_back(batcher.submit(5, {.priority = 2}));
     futures.push_back(batcher.submit(6, {.priority = 0}));
-    CHECK(batcher.metrics().queue_depth == 6);
-    CHECK(batcher.metrics().batches_running == 1);
+    CHECK(batcher.stats().queue_depth == 6);
+    CHECK(batcher.stats().batches_running == 1);
     recorder.set_hold(false);
     CHECK(blocker.get() == 1000);
     for (auto& f : futures) f.get();
@@ -271,7 +271,7 @@ TEST_CASE("a batch is formed when a worker is free; higher priorities first, FIF
 TEST_CASE("a busy backend lets the next batch grow", "[batcher]") {
     llmfast::ManualClock clock;
     Recorder recorder;
-    ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms}, {}, clock);
+    ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms});
     recorder.set_hold(true);
     auto blocker = batcher.submit(0);
     recorder.wait_entered(1);
@@ -287,7 +287,7 @@ TEST_CASE("requests past their deadline never reach the handler", "[batcher]") {
     Recorder recorder;
 
     SECTION("expired while the worker was busy") {
-        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms}, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms});
         recorder.set_hold(true);
         auto blocker = batcher.submit(0);
         recorder.wait_entered(1);
@@ -301,10 +301,10 @@ TEST_CASE("requests past their deadline never reach the handler", "[batcher]") {
         CHECK(c.get() == 30);
         blocker.get();
         CHECK(recorder.snapshot() == Batches{{0}, {2, 3}});
-        CHECK(batcher.metrics().expired == 1);
+        CHECK(batcher.stats().expired == 1);
     }
     SECTION("expired while queued behind a long max_wait: completed at its deadline, not at max_wait") {
-        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 8, .max_wait = 1h}, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 8, .max_wait = 1h});
         auto a = batcher.submit(1, {.timeout = 5ms});
         auto b = batcher.submit(2);
         CHECK_FALSE(ready_within(a, 20ms));
@@ -312,25 +312,25 @@ TEST_CASE("requests past their deadline never reach the handler", "[batcher]") {
         REQUIRE(ready_within(a, 10000ms));
         CHECK(error_of(a) == ErrorCode::DeadlineExceeded);
         CHECK_FALSE(ready_within(b, 20ms));
-        CHECK(batcher.metrics().queue_depth == 1);
+        CHECK(batcher.stats().queue_depth == 1);
         clock.advance(1h);
         CHECK(b.get() == 20);
         CHECK(recorder.snapshot() == Batches{{2}});
     }
     SECTION("already past at submission") {
-        ManualBatcher batcher(handler_of(recorder), {}, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder));
         CHECK(error_code_of([&] { (void)batcher.submit(1, {.deadline = clock.now()}); }) == ErrorCode::DeadlineExceeded);
         int request = 1;
         CHECK(batcher.try_submit(std::move(request), {.timeout = 0ns}).status == ErrorCode::DeadlineExceeded);
-        CHECK(batcher.metrics().expired == 2);
-        CHECK(batcher.metrics().accepted == 0);
+        CHECK(batcher.stats().expired == 2);
+        CHECK(batcher.stats().accepted == 0);
     }
 }
 
 TEST_CASE("sweeping expired requests out of a long queue keeps the others in FIFO order", "[batcher]") {
     llmfast::ManualClock clock;
     Recorder recorder;
-    ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_wait = 1h}, {}, clock);
+    ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 100, .max_wait = 1h});
     std::vector<std::future<int>> futures;
     for (int i = 0; i < 70; ++i)  // grows the ring buffer past 16, 32 and 64 entries
         futures.push_back(i % 3 == 0 ? batcher.submit(i, {.timeout = 5ms}) : batcher.submit(i));
@@ -342,7 +342,7 @@ TEST_CASE("sweeping expired requests out of a long queue keeps the others in FIF
     for (int i = 0; i < 80; ++i)
         if (i >= 70 || i % 3 != 0) expected.push_back(i);
     CHECK(recorder.snapshot() == Batches{expected});
-    CHECK(batcher.metrics().expired == 24);
+    CHECK(batcher.stats().expired == 24);
 }
 
 TEST_CASE("cancelled requests never reach the handler", "[batcher]") {
@@ -350,7 +350,7 @@ TEST_CASE("cancelled requests never reach the handler", "[batcher]") {
 
     SECTION("cancelled while the worker was busy") {
         llmfast::ManualClock clock;
-        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms}, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms});
         recorder.set_hold(true);
         auto blocker = batcher.submit(0);
         recorder.wait_entered(1);
@@ -363,7 +363,7 @@ TEST_CASE("cancelled requests never reach the handler", "[batcher]") {
         CHECK(b.get() == 20);
         blocker.get();
         CHECK(recorder.snapshot() == Batches{{0}, {2}});
-        CHECK(batcher.metrics().cancelled == 1);
+        CHECK(batcher.stats().cancelled == 1);
     }
     SECTION("cancelled while queued behind a long max_wait: completed promptly") {
         llmfast::DynamicBatcher<int, int> batcher(handler_of(recorder), {.max_batch_size = 8, .max_wait = 1h});
@@ -389,7 +389,7 @@ TEST_CASE("cancelled requests never reach the handler", "[batcher]") {
                                  [&](llmfast::BatchResult<int>&&) { called = true; }) == ErrorCode::Cancelled);
         batcher.close();
         CHECK_FALSE(called);
-        CHECK(batcher.metrics().cancelled == 2);
+        CHECK(batcher.stats().cancelled == 2);
     }
 }
 
@@ -402,7 +402,7 @@ TEST_CASE("a failing handler fails its batch only", "[batcher]") {
         if (batch[0] == 2) return std::vector<int>(batch.size() - 1, 0);  // one response short
         return std::vector<int>(batch.begin(), batch.end());
     };
-    ManualBatcher batcher(handler, {.max_batch_size = 2, .max_wait = 1h}, {}, clock);
+    ManualBatcher batcher(clock, handler, {.max_batch_size = 2, .max_wait = 1h});
 
     auto a1 = batcher.submit(1);
     auto a2 = batcher.submit(5);
@@ -431,7 +431,7 @@ TEST_CASE("a failing handler fails its batch only", "[batcher]") {
     CHECK(c1.get() == 3);
     CHECK(c2.get() == 4);
     CHECK(calls == 3);
-    const auto m = batcher.metrics();
+    const auto m = batcher.stats();
     CHECK(m.failed == 4);
     CHECK(m.succeeded == 2);
 
@@ -450,7 +450,7 @@ TEST_CASE("the queue bound rejects at once, or blocks up to a timeout when asked
     Recorder recorder;
 
     SECTION("QueueFull at once by default") {
-        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms, .max_queue = 2}, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms, .max_queue = 2});
         recorder.set_hold(true);
         auto blocker = batcher.submit(0);
         recorder.wait_entered(1);
@@ -461,7 +461,7 @@ TEST_CASE("the queue bound rejects at once, or blocks up to a timeout when asked
         CHECK(batcher.try_submit(std::move(request)).status == ErrorCode::QueueFull);
         bool called = false;
         CHECK(batcher.try_submit(5, {}, [&](llmfast::BatchResult<int>&&) { called = true; }) == ErrorCode::QueueFull);
-        CHECK(batcher.metrics().rejected == 3);
+        CHECK(batcher.stats().rejected == 3);
         recorder.set_hold(false);
         CHECK(a.get() == 10);
         CHECK(b.get() == 20);
@@ -482,8 +482,8 @@ TEST_CASE("the queue bound rejects at once, or blocks up to a timeout when asked
         CHECK(request.size() > 20);  // NOLINT(bugprone-use-after-move): not moved on failure, by contract
     }
     SECTION("blocking submit waits for room") {
-        ManualBatcher batcher(handler_of(recorder),
-                              {.max_batch_size = 8, .max_wait = 0ms, .max_queue = 1, .block_when_full_for = 60s}, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder),
+                              {.max_batch_size = 8, .max_wait = 0ms, .max_queue = 1, .block_when_full_for = 60s});
         recorder.set_hold(true);
         auto blocker = batcher.submit(0);
         recorder.wait_entered(1);
@@ -496,8 +496,8 @@ TEST_CASE("the queue bound rejects at once, or blocks up to a timeout when asked
         blocker.get();
     }
     SECTION("blocking submit gives up after its timeout") {
-        ManualBatcher batcher(handler_of(recorder),
-                              {.max_batch_size = 8, .max_wait = 0ms, .max_queue = 1, .block_when_full_for = 20ms}, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder),
+                              {.max_batch_size = 8, .max_wait = 0ms, .max_queue = 1, .block_when_full_for = 20ms});
         recorder.set_hold(true);
         auto blocker = batcher.submit(0);
         recorder.wait_entered(1);
@@ -532,7 +532,7 @@ TEST_CASE("a submit blocked on a full queue ends at the earliest of its bounds",
     const BatcherOptions options{.max_batch_size = 8, .max_wait = 0ms, .max_queue = 1, .block_when_full_for = 30s};
 
     SECTION("its timeout, on the manual clock: DeadlineExceeded when the clock passes it, not QueueFull at 30 s") {
-        ManualBatcher batcher(handler_of(recorder), options, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), options);
         std::vector<std::future<int>> keep;
         fill(batcher, keep);
         auto blocked = std::async(std::launch::async, [&] {
@@ -545,12 +545,12 @@ TEST_CASE("a submit blocked on a full queue ends at the earliest of its bounds",
         const std::string message = blocked.get();
         CHECK(message.rfind("DeadlineExceeded", 0) == 0);
         CHECK(message.find("already") == std::string::npos);
-        CHECK(batcher.metrics().expired == 1);
+        CHECK(batcher.stats().expired == 1);
         recorder.set_hold(false);
         for (auto& f : keep) f.get();
     }
     SECTION("try_submit: its deadline ends the wait with the status DeadlineExceeded, the callback never runs") {
-        ManualBatcher batcher(handler_of(recorder), options, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), options);
         std::vector<std::future<int>> keep;
         fill(batcher, keep);
         std::atomic<bool> called{false};
@@ -568,7 +568,7 @@ TEST_CASE("a submit blocked on a full queue ends at the earliest of its bounds",
         CHECK_FALSE(called);
     }
     SECTION("its stop token: Cancelled as soon as it fires, and the message does not say 'already'") {
-        ManualBatcher batcher(handler_of(recorder), options, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), options);
         std::vector<std::future<int>> keep;
         fill(batcher, keep);
         std::stop_source stop;
@@ -582,14 +582,14 @@ TEST_CASE("a submit blocked on a full queue ends at the earliest of its bounds",
         const std::string message = blocked.get();
         CHECK(message.rfind("Cancelled", 0) == 0);
         CHECK(message.find("already") == std::string::npos);
-        CHECK(batcher.metrics().cancelled == 1);
+        CHECK(batcher.stats().cancelled == 1);
         recorder.set_hold(false);
         for (auto& f : keep) f.get();
     }
     SECTION("block_when_full_for = nanoseconds::max() waits for room instead of overflowing into QueueFull") {
         auto unbounded = options;
         unbounded.block_when_full_for = std::chrono::nanoseconds::max();
-        ManualBatcher batcher(handler_of(recorder), unbounded, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), unbounded);
         std::vector<std::future<int>> keep;
         fill(batcher, keep);
         auto blocked = std::async(std::launch::async, [&] { return batcher.submit(2).get(); });
@@ -633,7 +633,7 @@ TEST_CASE("costs near SIZE_MAX: the summed cost does not overflow", "[batcher]")
         return static_cast<std::size_t>(v);
     };
     SECTION("two requests of 2^63 reach SIZE_MAX: the first is dispatched without waiting max_wait") {
-        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_wait = 1h}, cost, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 100, .max_wait = 1h}, cost);
         auto a = batcher.submit(1);
         auto b = batcher.submit(1);
         REQUIRE(ready_within(a, 10000ms));  // the clock is frozen: only the cost trigger can dispatch it
@@ -644,7 +644,7 @@ TEST_CASE("costs near SIZE_MAX: the summed cost does not overflow", "[batcher]")
         CHECK(recorder.snapshot() == Batches{{1}, {1}});
     }
     SECTION("a cost of SIZE_MAX behind a cost of 3: both dispatched, each alone") {
-        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 100, .max_wait = 1h}, cost, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 100, .max_wait = 1h}, cost);
         auto a = batcher.submit(3);
         auto b = batcher.submit(2);
         REQUIRE(ready_within(a, 10000ms));
@@ -659,15 +659,15 @@ TEST_CASE("now + timeout saturates at the clock's limits both ways", "[batcher]"
     Recorder recorder;
     SECTION("a hugely negative timeout has already passed (even on a clock before its epoch)") {
         llmfast::ManualClock clock(-1h);
-        ManualBatcher batcher(handler_of(recorder), {.max_wait = 0ms}, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_wait = 0ms});
         CHECK(error_code_of([&] { (void)batcher.submit(1, {.timeout = std::chrono::nanoseconds::min()}); }) ==
               ErrorCode::DeadlineExceeded);
         CHECK(error_code_of([&] { (void)batcher.submit(1, {.timeout = -1ns}); }) == ErrorCode::DeadlineExceeded);
-        CHECK(batcher.metrics().accepted == 0);
+        CHECK(batcher.stats().accepted == 0);
     }
     SECTION("a huge timeout never expires (even late in the clock's range)") {
         llmfast::ManualClock clock(std::chrono::nanoseconds::max() - 1h);
-        ManualBatcher batcher(handler_of(recorder), {.max_wait = 0ms}, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_wait = 0ms});
         CHECK(batcher.submit(4, {.timeout = std::chrono::nanoseconds::max()}).get() == 40);
     }
 }
@@ -677,7 +677,7 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
     Recorder recorder;
 
     SECTION("close()") {
-        ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 4, .max_wait = 1h}, {}, clock);
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 4, .max_wait = 1h});
         std::vector<std::future<int>> futures;
         for (int i = 0; i < 10; ++i) futures.push_back(batcher.submit(i));
         batcher.close();
@@ -687,7 +687,7 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
         CHECK(batcher.try_submit(1, {}, [](llmfast::BatchResult<int>&&) {}) == ErrorCode::Closed);
         CHECK(batcher.closed());
         batcher.close();  // idempotent
-        const auto m = batcher.metrics();
+        const auto m = batcher.stats();
         CHECK(m.queue_depth == 0);
         CHECK(m.rejected == 2);
         CHECK(m.succeeded == 10);
@@ -696,8 +696,8 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
         std::atomic<int> completed{0};
         std::future<ErrorCode> blocked;
         {
-            ManualBatcher batcher(handler_of(recorder),
-                                  {.max_batch_size = 4, .max_wait = 1h, .max_queue = 3, .block_when_full_for = 60s}, {}, clock);
+            ManualBatcher batcher(clock, handler_of(recorder),
+                                  {.max_batch_size = 4, .max_wait = 1h, .max_queue = 3, .block_when_full_for = 60s});
             for (int i = 0; i < 3; ++i)
                 batcher.submit(i, {}, [&](llmfast::BatchResult<int>&& r) {
                     if (r.ok()) ++completed;
@@ -714,7 +714,7 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
         std::atomic<int> completed{0};
         std::future<int> future;
         {
-            ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 4, .max_wait = 1h}, {}, clock);
+            ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 4, .max_wait = 1h});
             future = batcher.submit(100);
             for (int i = 0; i < 5; ++i)
                 batcher.submit(i, {}, [&](llmfast::BatchResult<int>&& r) {
@@ -726,8 +726,7 @@ TEST_CASE("close drains pending requests; later submits fail with Closed", "[bat
         CHECK(recorder.snapshot() == Batches{{100, 0, 1, 2}, {3, 4}});
     }
     SECTION("close from inside a callback does not deadlock") {
-        auto batcher = std::make_unique<ManualBatcher>(handler_of(recorder), BatcherOptions{.max_wait = 0ms},
-                                                       ManualBatcher::CostFunction{}, clock);
+        auto batcher = std::make_unique<ManualBatcher>(clock, handler_of(recorder), BatcherOptions{.max_wait = 0ms});
         std::promise<void> done;
         batcher->submit(1, {}, [&](llmfast::BatchResult<int>&&) {
             batcher->close();
@@ -759,7 +758,7 @@ TEST_CASE("callback form: results, errors and throwing callbacks", "[batcher]") 
     thrown.get_future().get();
     CHECK(batcher.submit(2).get() == "2");  // still serving
     batcher.close();
-    CHECK(batcher.metrics().callback_errors == 1);
+    CHECK(batcher.stats().callback_errors == 1);
 }
 
 TEST_CASE("move-only requests and responses", "[batcher]") {
@@ -787,12 +786,12 @@ TEST_CASE("move-only requests and responses", "[batcher]") {
 TEST_CASE("several workers run batches concurrently", "[batcher]") {
     llmfast::ManualClock clock;
     Recorder recorder;
-    ManualBatcher batcher(handler_of(recorder), {.max_batch_size = 1, .max_wait = 0ms, .workers = 2}, {}, clock);
+    ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 1, .max_wait = 0ms, .workers = 2});
     recorder.set_hold(true);
     auto a = batcher.submit(1);
     auto b = batcher.submit(2);
     recorder.wait_entered(2);  // both in the handler at once
-    CHECK(batcher.metrics().batches_running == 2);
+    CHECK(batcher.stats().batches_running == 2);
     recorder.set_hold(false);
     CHECK(a.get() + b.get() == 30);
 }
@@ -843,7 +842,7 @@ TEST_CASE("stress: many producers, every request gets exactly its own response o
         }
         for (auto& t : threads) t.join();
         batcher.close();
-        const auto m = batcher.metrics();
+        const auto m = batcher.stats();
         CHECK(m.accepted == static_cast<std::uint64_t>(total));
         CHECK(m.succeeded == static_cast<std::uint64_t>(total));
         CHECK(m.dispatched == static_cast<std::uint64_t>(total));

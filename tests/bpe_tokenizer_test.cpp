@@ -71,8 +71,8 @@ std::string rank_file(const std::vector<std::string>& merges) {
     std::string out;
     TokenId rank = 0;
     for (int b = 0; b < 256; ++b)
-        out += llmfast::detail::bpe::base64_encode(std::string(1, static_cast<char>(b))) + " " + std::to_string(rank++) + "\n";
-    for (const std::string& token : merges) out += llmfast::detail::bpe::base64_encode(token) + " " + std::to_string(rank++) + "\n";
+        out += llmfast::detail::bpe_base64_encode(std::string(1, static_cast<char>(b))) + " " + std::to_string(rank++) + "\n";
+    for (const std::string& token : merges) out += llmfast::detail::bpe_base64_encode(token) + " " + std::to_string(rank++) + "\n";
     return out;
 }
 
@@ -87,7 +87,7 @@ BpeTokenizer small_tokenizer() { return BpeTokenizer::from_rank_data(rank_file(s
 std::vector<std::string> split(SplitPattern pattern, std::string_view text) {
     std::vector<std::string> pieces;
     for (std::size_t pos = 0; pos < text.size();) {
-        const std::size_t end = llmfast::detail::bpe::piece_end(pattern, text, pos);
+        const std::size_t end = llmfast::detail::bpe_piece_end(pattern, text, pos);
         REQUIRE(end > pos);
         REQUIRE(end <= text.size());
         pieces.emplace_back(text.substr(pos, end - pos));
@@ -243,7 +243,7 @@ TEST_CASE("BpeTokenizer rejects malformed rank files with InvalidFormat") {
         // Without byte 0xFF: rank file of bytes 0..254 only.
         std::string missing;
         for (int b = 0; b < 255; ++b)
-            missing += llmfast::detail::bpe::base64_encode(std::string(1, static_cast<char>(b))) + " " + std::to_string(b) + "\n";
+            missing += llmfast::detail::bpe_base64_encode(std::string(1, static_cast<char>(b))) + " " + std::to_string(b) + "\n";
         CHECK(load_error(missing) == ErrorCode::InvalidFormat);
         CHECK(load_message(missing).find("byte 255") != std::string::npos);
     }

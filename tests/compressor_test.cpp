@@ -60,7 +60,7 @@ TEST_CASE("rules: leftmost-longest in one pass, replacements not re-scanned", "[
         CHECK(run(c, "abce") == "a1e");
     }
     SECTION("a replacement is never re-scanned by another rule") {
-        // The seed's sequential str.replace would turn "ab" into "b" then "b" into "c".
+        // The chapter's sequential str.replace would turn "ab" into "b" then "b" into "c".
         const auto c = rules_only({{"a", "b"}, {"b", "c"}});
         CHECK(run(c, "ab") == "bc");
         const auto grow = rules_only({{"x", "xx"}});
@@ -99,12 +99,12 @@ TEST_CASE("rules: leftmost-longest in one pass, replacements not re-scanned", "[
     SECTION("fired rules are reported by index into rules()") {
         const auto c = rules_only({{"ab", "1"}, {"cd", "2"}, {"ef", "3"}});
         const auto result = c.compress("ab ab cd");
-        REQUIRE(result.stats.rules_fired.size() == 2);
-        CHECK(result.stats.rules_fired[0].rule == 0);
-        CHECK(result.stats.rules_fired[0].count == 2);
-        CHECK(result.stats.rules_fired[1].rule == 1);
-        CHECK(result.stats.rules_fired[1].count == 1);
-        CHECK(c.rules()[result.stats.rules_fired[1].rule].pattern == "cd");
+        REQUIRE(result.report.rules_fired.size() == 2);
+        CHECK(result.report.rules_fired[0].rule == 0);
+        CHECK(result.report.rules_fired[0].count == 2);
+        CHECK(result.report.rules_fired[1].rule == 1);
+        CHECK(result.report.rules_fired[1].count == 1);
+        CHECK(c.rules()[result.report.rules_fired[1].rule].pattern == "cd");
     }
     SECTION("case-insensitive and whole-word rules") {
         const auto c = rules_only({{"in order to", "to", true, true}, {"cat", "dog", true, false}});
@@ -123,7 +123,7 @@ TEST_CASE("rules: leftmost-longest in one pass, replacements not re-scanned", "[
     }
 }
 
-TEST_CASE("built-in Chinese rules (the seed's, both commas)", "[compressor]") {
+TEST_CASE("built-in Chinese rules (the chapter's, both commas)", "[compressor]") {
     CompressorOptions options;
     options.english_rules = false;
     const PromptCompressor<> c(options);
@@ -140,15 +140,15 @@ TEST_CASE("built-in Chinese rules (the seed's, both commas)", "[compressor]") {
     CHECK(run(c, "首先读题") == "首先读题");  // no comma: not an enumeration, left alone
     CHECK(c.rules().size() == llmfast::chinese_rules().size());
 
-    // The seed's own example prompt.
+    // The chapter's own example prompt.
     const std::string seed_prompt =
         "\n请你帮我分析以下是一段代码，你需要首先，理解代码的功能，其次，找出潜在的问题，最后，给出改进建议。\n"
         "请注意代码的性能和可读性。\n";
     const auto result = c.compress(seed_prompt);
     CHECK(result.text == "帮我分析一段代码，1.理解代码的功能，2.找出潜在的问题，3.给出改进建议。\n注意代码的性能和可读性。");
-    CHECK(result.stats.tokens_after < result.stats.tokens_before);
-    CHECK(result.stats.token_reduction() > 0.15);
-    CHECK(result.stats.rules_fired.size() == 7);
+    CHECK(result.report.tokens_after < result.report.tokens_before);
+    CHECK(result.report.token_reduction() > 0.15);
+    CHECK(result.report.rules_fired.size() == 7);
 }
 
 TEST_CASE("built-in English rules: case-insensitive, word boundaries, capitals kept", "[compressor]") {
@@ -280,7 +280,7 @@ TEST_CASE("repeated lines and sentences", "[compressor]") {
     const PromptCompressor<> lines(options);
     const auto r = lines.compress("The server restarted at noon.\nok\nThe  server restarted at noon.  \nok\nend");
     CHECK(r.text == "The server restarted at noon.\nok\nok\nend");  // short lines are never dropped
-    CHECK(r.stats.lines_removed == 1);
+    CHECK(r.report.lines_removed == 1);
 
     options.remove_repeated_lines = false;
     options.remove_repeated_sentences = true;
@@ -289,7 +289,7 @@ TEST_CASE("repeated lines and sentences", "[compressor]") {
         "Paris is the capital of France. It is large. Paris is the capital of France.\n"
         "巴黎是法国的首都和最大城市。巴黎是法国的首都和最大城市。它很美。");
     CHECK(s.text == "Paris is the capital of France. It is large.\n巴黎是法国的首都和最大城市。它很美。");
-    CHECK(s.stats.sentences_removed == 2);
+    CHECK(s.report.sentences_removed == 2);
 
     // Not inside code fences.
     const auto f = sentences.compress("```\nrepeated line here.\nrepeated line here.\n```");
@@ -308,14 +308,14 @@ TEST_CASE("budget mode: BM25 relevance, original order, budget met", "[compresso
     const llmfast::EstimatingTokenCounter counter;
 
     const auto all = c.compress_to_budget(context, "rotate API key", 100000);
-    CHECK(all.stats.chunks_total == 7);
-    CHECK(all.stats.chunks_kept == 7);
+    CHECK(all.report.chunks_total == 7);
+    CHECK(all.report.chunks_kept == 7);
 
     for (std::size_t budget = 0; budget <= 80; ++budget) {
         const auto r = c.compress_to_budget(context, "how do I rotate an API key", budget);
         INFO(budget << ": " << r.text);
         CHECK(counter.count(r.text) <= budget);
-        CHECK(r.stats.tokens_after <= budget);
+        CHECK(r.report.tokens_after <= budget);
         CHECK(llmfast::utf8::is_valid(r.text));
     }
     const auto r = c.compress_to_budget(context, "how do I rotate an API key", 30);
@@ -364,15 +364,15 @@ TEST_CASE("statistics", "[compressor]") {
     const PromptCompressor<> c;
     const auto r = c.compress("请你  翻译");
     CHECK(r.text == "翻译");
-    CHECK(r.stats.bytes_before == 14);
-    CHECK(r.stats.bytes_after == 6);
-    CHECK(r.stats.chars_before == 6);
-    CHECK(r.stats.chars_after == 2);
-    CHECK(r.stats.tokens_before == llmfast::EstimatingTokenCounter{}.count("请你  翻译"));
-    CHECK(r.stats.tokens_after == llmfast::EstimatingTokenCounter{}.count("翻译"));
-    CHECK(r.stats.token_reduction() >= 0.5);
+    CHECK(r.report.bytes_before == 14);
+    CHECK(r.report.bytes_after == 6);
+    CHECK(r.report.chars_before == 6);
+    CHECK(r.report.chars_after == 2);
+    CHECK(r.report.tokens_before == llmfast::EstimatingTokenCounter{}.count("请你  翻译"));
+    CHECK(r.report.tokens_after == llmfast::EstimatingTokenCounter{}.count("翻译"));
+    CHECK(r.report.token_reduction() >= 0.5);
     const auto empty = c.compress("");
-    CHECK(empty.stats.token_reduction() == 0);
+    CHECK(empty.report.token_reduction() == 0);
 }
 
 TEST_CASE("invalid UTF-8 and invalid options", "[compressor]") {

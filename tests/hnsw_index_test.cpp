@@ -1,4 +1,6 @@
 #include <llmfast/hnsw_index.hpp>
+#include <llmfast/flat_index.hpp>
+#include <llmfast/hashing_embedder.hpp>
 #include <llmfast/semantic_cache.hpp>
 
 #include "catch.hpp"

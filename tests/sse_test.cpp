@@ -220,7 +220,7 @@ TEST_CASE("SSE parser: an oversized event is reported and the parser resynchroni
     for (int i = 0; i < 1000; ++i) parser.feed("yyyyyyyyyy", sink);
     parser.feed("\ndata: z\n\ndata: fine\n\n", sink);
     CHECK(got == std::vector{too_large(), ev("fine")});
-    CHECK(parser.events_too_large() == 1);
+    CHECK(parser.stats().events_too_large == 1);
     CHECK_THROWS_AS(SseParser({.max_event_size = 0}), llmfast::Error);
 }
 

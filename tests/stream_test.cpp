@@ -1,3 +1,5 @@
+#include <llmfast/detail/percentile.hpp>
+#include <llmfast/detail/ring_buffer.hpp>
 #include <llmfast/stream.hpp>
 
 #include "catch.hpp"
@@ -8,7 +10,9 @@
 #include <condition_variable>
 #include <functional>
 #include <limits>
+#include <cstdint>
 #include <memory>
+#include <span>
 #include <mutex>
 #include <stdexcept>
 #include <stop_token>
@@ -305,7 +309,7 @@ TEST_CASE("spawn_producer runs a generator into the channel", "[channel]") {
         auto model = llmfast::spawn_producer(channel, [](std::stop_token stop) -> llmfast::StreamingGenerator<int> {
             for (int i = 0; !stop.stop_requested(); ++i) co_yield i;  // a model loop that checks its token
         });
-        TimedReceiver receiver(channel, {.total = 1s}, clock);
+        TimedReceiver receiver(clock, channel, {.total = 1s});
         CHECK(receiver.next());
         clock.advance(1s);
         CHECK(receiver.next().status == StreamStatus::DeadlineExceeded);
@@ -327,7 +331,7 @@ TEST_CASE("TimedReceiver passes items and ends through", "[timeout]") {
     (void)channel.push(1);
     (void)channel.push(2);
     channel.close();
-    TimedReceiver receiver(channel, {.total = 10s, .idle = 1s}, clock);
+    TimedReceiver receiver(clock, channel, {.total = 10s, .idle = 1s});
     CHECK(*receiver.next().value == 1);
     CHECK(*receiver.next().value == 2);
     CHECK(receiver.next().status == StreamStatus::Closed);
@@ -341,7 +345,7 @@ TEST_CASE("TimedReceiver passes the producer's error and a cancellation through"
         TokenChannel<int> channel;
         (void)channel.push(1);
         channel.close(std::make_exception_ptr(std::invalid_argument("bad prompt")));
-        TimedReceiver receiver(channel, {.total = 10s}, clock);
+        TimedReceiver receiver(clock, channel, {.total = 10s});
         std::vector<int> seen;
         CHECK_THROWS_AS(
             [&] {
@@ -356,7 +360,7 @@ TEST_CASE("TimedReceiver passes the producer's error and a cancellation through"
     }
     SECTION("Cancelled elsewhere: Error(Cancelled) with a message") {
         TokenChannel<int> channel;
-        TimedReceiver receiver(channel, {.total = 10s}, clock);
+        TimedReceiver receiver(clock, channel, {.total = 10s});
         channel.cancel();
         try {
             for (int v : receiver.values()) (void)v;
@@ -368,7 +372,7 @@ TEST_CASE("TimedReceiver passes the producer's error and a cancellation through"
     }
     SECTION("timeout messages say which limit fired") {
         TokenChannel<int> channel;
-        TimedReceiver receiver(channel, {.first_item = 250ms}, clock);
+        TimedReceiver receiver(clock, channel, {.first_item = 250ms});
         clock.advance(250ms);
         try {
             for (int v : receiver.values()) (void)v;
@@ -383,7 +387,7 @@ TEST_CASE("TimedReceiver passes the producer's error and a cancellation through"
 TEST_CASE("TimedReceiver: overall deadline", "[timeout]") {
     ManualClock clock;
     TokenChannel<int> channel;
-    TimedReceiver receiver(channel, {.total = 5s, .idle = 2s}, clock);
+    TimedReceiver receiver(clock, channel, {.total = 5s, .idle = 2s});
     CHECK(receiver.deadline() == ManualClock::time_point(5s));
     // Tokens every second: the idle timeout never fires, the total deadline does.
     int delivered = 0;
@@ -409,7 +413,7 @@ TEST_CASE("TimedReceiver: idle and first-item timeouts", "[timeout]") {
     ManualClock clock;
     TokenChannel<int> channel;
     SECTION("a gap longer than idle ends the stream with IdleTimeout") {
-        TimedReceiver receiver(channel, {.idle = 100ms}, clock);
+        TimedReceiver receiver(clock, channel, {.idle = 100ms});
         clock.advance(10s);  // no first_item limit: a slow prefill is fine
         (void)channel.push(1);
         CHECK(receiver.next());
@@ -419,7 +423,7 @@ TEST_CASE("TimedReceiver: idle and first-item timeouts", "[timeout]") {
         CHECK(channel.stop_requested());
     }
     SECTION("an item that arrives while waiting, but after the limit, is not delivered") {
-        TimedReceiver receiver(channel, {.idle = 1h}, clock);
+        TimedReceiver receiver(clock, channel, {.idle = 1h});
         (void)channel.push(1);
         CHECK(receiver.next());
         std::jthread producer([&] {
@@ -429,12 +433,12 @@ TEST_CASE("TimedReceiver: idle and first-item timeouts", "[timeout]") {
         CHECK(receiver.next().status == StreamStatus::IdleTimeout);
     }
     SECTION("first_item bounds the wait for the first token") {
-        TimedReceiver receiver(channel, {.first_item = 3s, .idle = 100ms}, clock);
+        TimedReceiver receiver(clock, channel, {.first_item = 3s, .idle = 100ms});
         clock.advance(3s);
         CHECK(receiver.next().status == StreamStatus::IdleTimeout);
     }
     SECTION("values() throws the distinct timeout error") {
-        TimedReceiver receiver(channel, {.total = 1s}, clock);
+        TimedReceiver receiver(clock, channel, {.total = 1s});
         (void)channel.push(1);
         std::vector<int> seen;
         CHECK(error_code_of([&] {
@@ -446,7 +450,7 @@ TEST_CASE("TimedReceiver: idle and first-item timeouts", "[timeout]") {
         CHECK(seen == std::vector<int>{1});
     }
     SECTION("events() yields the items and exactly one end event") {
-        TimedReceiver receiver(channel, {.idle = 1s}, clock);
+        TimedReceiver receiver(clock, channel, {.idle = 1s});
         (void)channel.push(1);
         std::vector<StreamStatus> statuses;
         std::vector<int> values;
@@ -560,9 +564,9 @@ TEST_CASE("utf8_chunks: a dangling tail and ill-formed bytes become U+FFFD", "[u
     CHECK(out == std::vector<std::string>{"\xE4\xBD\xA0", "\xE5\xA5\xBD"});
 }
 
-TEST_CASE("StreamMetrics: TTFT, inter-token percentiles, rates", "[metrics]") {
+TEST_CASE("StreamRecorder: TTFT, inter-token percentiles, rates", "[metrics]") {
     ManualClock clock;
-    llmfast::StreamMetrics metrics(clock);
+    llmfast::StreamRecorder metrics(clock);
     CHECK_FALSE(metrics.time_to_first_token());
     CHECK(metrics.inter_token_percentile(50) == 0ns);
     clock.advance(200ms);
@@ -595,7 +599,7 @@ TEST_CASE("StreamMetrics: TTFT, inter-token percentiles, rates", "[metrics]") {
     CHECK(metrics.time_to_first_token() == 0ns);
     CHECK(metrics.inter_token_gaps().empty());
 
-    llmfast::StreamMetrics steady;  // the default clock needs no argument
+    llmfast::StreamRecorder steady;  // the default clock needs no argument
     steady.record_token();
     CHECK(steady.token_count() == 1);
 }
@@ -667,7 +671,7 @@ TEST_CASE("TimedReceiver: a clock with negative time_points and no limits does n
     // The remaining wait was `limit - now`: max() - (a negative now) overflowed.
     ManualClock clock(-1h);
     TokenChannel<int> channel;
-    TimedReceiver receiver(channel, {}, clock);
+    TimedReceiver receiver(clock, channel);
     CHECK(receiver.deadline() == ManualClock::time_point::max() - 1h);  // no limit: -1h + nanoseconds::max()
     CHECK(channel.push(1) == StreamStatus::Ok);
     Received<int> got = receiver.next();
@@ -678,9 +682,84 @@ TEST_CASE("TimedReceiver: a clock with negative time_points and no limits does n
 
     ManualClock late(std::chrono::nanoseconds::min() + 1h);
     TokenChannel<int> other;
-    TimedReceiver limited(other, {.total = 2h, .idle = 1h}, late);
+    TimedReceiver limited(late, other, {.total = 2h, .idle = 1h});
     CHECK(other.push(2) == StreamStatus::Ok);
     REQUIRE(limited.next());
     late.advance(90min);
     CHECK(limited.next().status == StreamStatus::IdleTimeout);
+}
+
+TEST_CASE("detail::RingBuffer: FIFO across wrap-around and growth, bounded growth, no steady-state allocation",
+          "[channel][ring]") {
+    llmfast::detail::RingBuffer<std::unique_ptr<int>> ring;
+    CHECK(ring.empty());
+    CHECK(ring.capacity() == 0);
+    int next_in = 0, next_out = 0;
+    // Interleave pushes and pops so the head wraps, then grow with a wrapped head.
+    for (int round = 0; round < 5; ++round) {
+        for (int i = 0; i < 10 + round * 7; ++i) ring.push_back(std::make_unique<int>(next_in++));
+        for (int i = 0; i < 8; ++i) CHECK(*ring.take_front() == next_out++);
+        for (std::size_t i = 0; i < ring.size(); ++i) CHECK(*ring[i] == next_out + static_cast<int>(i));
+    }
+    const std::size_t grown = ring.capacity();
+    CHECK(grown >= ring.size());
+    // Steady state: a queue that stays below its capacity does not reallocate.
+    for (int i = 0; i < 1000; ++i) {
+        ring.push_back(std::make_unique<int>(next_in++));
+        CHECK(*ring.front() == next_out);
+        ring.pop_front();
+        ++next_out;
+    }
+    CHECK(ring.capacity() == grown);
+    ring.clear();
+    CHECK(ring.empty());
+    CHECK(ring.capacity() == grown);
+
+    // A bounded ring grows 16, 32, ... and stops at its limit (a channel's capacity need not be 2^k).
+    llmfast::detail::RingBuffer<std::string> bounded(100);
+    bounded.reserve(16);
+    CHECK(bounded.capacity() == 16);
+    for (int i = 0; i < 100; ++i) bounded.emplace_back(std::to_string(i));
+    CHECK(bounded.capacity() == 100);
+    for (int i = 0; i < 100; ++i) CHECK(bounded.take_front() == std::to_string(i));
+    llmfast::detail::RingBuffer<int> one(1);
+    one.reserve(16);
+    CHECK(one.capacity() == 1);
+}
+
+TEST_CASE("detail::nearest_rank and LogHistogram: one percentile definition", "[metrics][percentile]") {
+    using llmfast::detail::nearest_rank;
+    const std::vector<int> none;
+    CHECK(nearest_rank(std::span<const int>(none), 50) == 0);
+    const std::vector<int> ten = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    const std::span<const int> s(ten);
+    CHECK(nearest_rank(s, 0) == 1);
+    CHECK(nearest_rank(s, 10) == 1);
+    CHECK(nearest_rank(s, 10.1) == 2);
+    CHECK(nearest_rank(s, 50) == 5);
+    CHECK(nearest_rank(s, 90) == 9);
+    CHECK(nearest_rank(s, 99) == 10);
+    CHECK(nearest_rank(s, 100) == 10);
+    CHECK(nearest_rank(s, 250) == 10);  // clamped
+    CHECK(nearest_rank(s, -5) == 1);
+    const std::vector<int> two = {6, 10};
+    CHECK(nearest_rank(std::span<const int>(two), 50) == 6);
+    CHECK(nearest_rank(std::span<const int>(two), 90) == 10);
+
+    llmfast::detail::LogHistogram histogram;
+    CHECK(histogram.percentile(50) == 0);
+    for (std::int64_t v = 1; v <= 10; ++v) histogram.record(v);  // exact below 16
+    CHECK(histogram.percentile(50) == 5);
+    CHECK(histogram.percentile(90) == 9);
+    CHECK(histogram.percentile(99) == 10);
+    CHECK(histogram.max() == 10);
+    histogram.record(-3);  // counts as 0
+    CHECK(histogram.total() == 11);
+    CHECK(histogram.percentile(0) == 0);
+    llmfast::detail::LogHistogram big;
+    big.record(1'000'000);
+    big.record(2'000'000);
+    CHECK(big.percentile(50) >= 1'000'000);
+    CHECK(big.percentile(50) <= 1'125'000);  // <= 12.5% high
+    CHECK(big.percentile(100) == 2'000'000);  // capped at the maximum
 }

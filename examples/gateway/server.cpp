@@ -9,8 +9,8 @@
 #include "sink.hpp"
 #include "upstream.hpp"
 
-#include <llmfast/embedder.hpp>
-#include <llmfast/tokens.hpp>
+#include <llmfast/hashing_embedder.hpp>
+#include <llmfast/estimating_token_counter.hpp>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 

@@ -27,19 +27,21 @@
 // responses, and at close(). A rejected submission (an exception thrown by submit, a non-Ok status from
 // try_submit) never invokes the callback.
 //
-// Thread-safety: submit / try_submit / metrics / close may be called from any number of threads (but,
+// Thread-safety: submit / try_submit / stats / close may be called from any number of threads (but,
 // as for any object, no call may still be running when the destructor starts).
 // The handler is called from the worker threads: with `workers > 1` it runs concurrently with itself.
 // Callbacks run on a worker thread after the handler returns (those of one batch in no particular
 // order); keep them short and non-throwing (an exception a callback throws is swallowed and counted in
-// `BatcherMetrics::callback_errors`). A callback may submit and may call close(), but must not destroy
+// `BatcherStats::callback_errors`). A callback may submit and may call close(), but must not destroy
 // the batcher. Cancellation is noticed at once when a worker is idle, otherwise when the next batch is
 // formed; a request that was dispatched runs to completion. A submit blocked on a full queue
 // (`block_when_full_for`) returns at the earliest of: room in the queue, block_when_full_for, the
 // request's deadline / timeout, its stop token, close().
 //
-// Time: deadlines, max_wait and the queue-wait metrics use the clock `C` (std::chrono::steady_clock by
-// default). With another clock (llmfast::ManualClock in tests) the idle workers, and a submit blocked on a
+// Time: deadlines, max_wait and the queue-wait figures use the clock `C` (llmfast::SteadyClock by
+// default), held as a `ClockRef<C>`; inject one as the first constructor argument, the others keep
+// their defaults: `DynamicBatcher<Req, Resp, Handler, ManualClock> b(clock, handler);`. With a clock
+// other than steady_clock (llmfast::ManualClock in tests) the idle workers, and a submit blocked on a
 // full queue whose request has a deadline, re-read it every 200 µs. `now + timeout` saturates at the
 // clock's limits both ways (a huge timeout never expires, a hugely negative one has already passed);
 // summed costs never overflow (any cost up to SIZE_MAX).
@@ -48,7 +50,7 @@
 // form pays for std::promise (an allocation, and in libstdc++ a futex syscall to set the value).
 //
 // Errors (llmfast::Error codes):
-//   constructor                  InvalidArgument (an option out of range)
+//   constructor                  InvalidArgument (a BatcherOptions field out of range; the message names it)
 //   submit (both forms)          throws QueueFull (queue at max_queue, not blocking or block_when_full_for
 //                                ran out), Closed (close() was called, also while blocked), InvalidArgument
 //                                (priority out of range), DeadlineExceeded / Cancelled (deadline passed /
@@ -60,9 +62,17 @@
 //                                its what() — or returned a wrong number of responses).
 #pragma once
 
+#include <llmfast/version.hpp>
+
+#include <llmfast/batch_handler.hpp>
 #include <llmfast/clock.hpp>
 #include <llmfast/detail/inplace_function.hpp>
+#include <llmfast/detail/percentile.hpp>
+#include <llmfast/detail/ring_buffer.hpp>
+#include <llmfast/detail/saturating.hpp>
 #include <llmfast/error.hpp>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
@@ -79,7 +89,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <ratio>
 #include <span>
 #include <stop_token>
 #include <string>
@@ -92,13 +101,13 @@
 #include <sys/prctl.h>
 #endif
 
-namespace llmfast {
+#if defined(__GNUC__)
+#define LLMFAST_BATCHER_COLD [[gnu::cold, gnu::noinline]]
+#else
+#define LLMFAST_BATCHER_COLD
+#endif
 
-/// A model of BatchHandler<Req, Resp> is called with a batch of requests (a span it may move from) and
-/// returns one response per request, in the same order.
-template <class H, class Req, class Resp>
-concept BatchHandler = std::invocable<H&, std::span<Req>> &&
-                       std::convertible_to<std::invoke_result_t<H&, std::span<Req>>, std::vector<Resp>>;
+LLMFAST_BEGIN_NAMESPACE
 
 /// The default handler type: any callable `std::vector<Resp>(std::span<Req>)`.
 template <class Req, class Resp>
@@ -119,9 +128,11 @@ struct BatcherOptions {
     std::chrono::nanoseconds block_when_full_for = std::chrono::nanoseconds::zero();
 };
 
-/// Per-request settings. `C` is the batcher's clock.
-template <Clock C = SteadyClock>
+/// Per-request settings (`DynamicBatcher::RequestOptions`). `C` is the batcher's clock.
+template <class C = SteadyClock>
 struct SubmitOptions {
+    static_assert(Clock<C>, "llmfast::SubmitOptions<C>: C must model llmfast::Clock — it needs nested types "
+                            "`duration` and `time_point` and a const `now()` returning a time_point");
     /// The request must be dispatched before this; otherwise it completes with DeadlineExceeded.
     typename C::time_point deadline = C::time_point::max();
     /// Alternative to `deadline`: now + timeout (the earlier of the two applies when both are set).
@@ -186,8 +197,8 @@ struct TrySubmitResult {
     explicit operator bool() const noexcept { return status == ErrorCode::Ok; }
 };
 
-/// A snapshot of the batcher's counters (metrics()).
-struct BatcherMetrics {
+/// A snapshot of the batcher's counters (`DynamicBatcher::stats()`).
+struct BatcherStats {
     std::size_t queue_depth = 0;          ///< requests waiting now (incl. expired/cancelled not yet removed)
     std::size_t batches_running = 0;      ///< batches in the handler now
     std::uint64_t accepted = 0;           ///< requests enqueued
@@ -212,54 +223,6 @@ struct BatcherMetrics {
 
 namespace detail {
 
-/// Log-linear histogram of non-negative nanosecond values: exact below 16, then 8 sub-buckets per power
-/// of two (relative error <= 12.5%). Not synchronised: the batcher updates it under its mutex.
-class WaitHistogram {
-public:
-    void record(std::int64_t ns) noexcept {
-        const std::uint64_t v = ns > 0 ? static_cast<std::uint64_t>(ns) : 0U;
-        ++counts_[bucket(v)];
-        ++total_;
-        max_ = std::max(max_, v);
-    }
-    [[nodiscard]] std::uint64_t total() const noexcept { return total_; }
-    [[nodiscard]] std::uint64_t max() const noexcept { return max_; }
-    /// Upper bound of the bucket holding the p-th percentile (0..100), capped at the maximum seen.
-    [[nodiscard]] std::uint64_t percentile(double p) const noexcept {
-        if (total_ == 0) return 0;
-        const auto rank = static_cast<std::uint64_t>(p / 100.0 * static_cast<double>(total_ - 1)) + 1;
-        std::uint64_t seen = 0;
-        for (std::size_t b = 0; b < counts_.size(); ++b) {
-            seen += counts_[b];
-            if (seen >= rank) return std::min(upper(b), max_);
-        }
-        return max_;
-    }
-
-private:
-    static constexpr std::size_t sub_bits = 3;
-    static constexpr std::size_t buckets = 16 + (64 - 4) * 8;
-
-    static std::size_t bucket(std::uint64_t v) noexcept {
-        if (v < 16) return static_cast<std::size_t>(v);
-        const auto exponent = static_cast<std::size_t>(63 - std::countl_zero(v));  // >= 4
-        const auto sub = static_cast<std::size_t>((v >> (exponent - sub_bits)) & 7U);
-        return 16 + (exponent - 4) * 8 + sub;
-    }
-    static std::uint64_t upper(std::size_t b) noexcept {
-        if (b < 16) return b;
-        const std::size_t exponent = (b - 16) / 8 + 4;
-        const std::size_t sub = (b - 16) % 8;
-        const std::uint64_t base = std::uint64_t{1} << exponent;
-        const std::uint64_t step = base >> sub_bits;
-        return base + step * (sub + 1) - 1;
-    }
-
-    std::array<std::uint64_t, buckets> counts_{};
-    std::uint64_t total_ = 0;
-    std::uint64_t max_ = 0;
-};
-
 /// The exact sum of up to SIZE_MAX values of std::size_t (two words with a carry), so costs near SIZE_MAX
 /// never wrap around. Not synchronised: the batcher updates it under its mutex.
 class CostSum {
@@ -279,112 +242,46 @@ private:
     std::size_t high_ = 0;
 };
 
-/// `t + d`, saturated at TimePoint's min() / max() instead of overflowing (both signs of d, and a clock
-/// whose duration is finer than a nanosecond).
-template <class TimePoint>
-TimePoint add_saturating(TimePoint t, std::chrono::nanoseconds d) noexcept {
-    using Dur = typename TimePoint::duration;
-    if constexpr (std::ratio_less_v<typename Dur::period, std::nano>) {
-        // Converting d to the finer unit multiplies: clamp first (Dur::max() in nanoseconds divides).
-        const auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(Dur::max());
-        if (d >= limit) return TimePoint::max();
-        if (d <= -limit) return TimePoint::min();
-    }
-    const auto step = std::chrono::duration_cast<Dur>(d);
-    if (step > Dur::zero() && t > TimePoint::max() - step) return TimePoint::max();
-    if (step < Dur::zero() && t < TimePoint::min() - step) return TimePoint::min();
-    return t + step;
-}
-
-/// A FIFO ring buffer that grows geometrically and never shrinks, so a steady-state queue allocates
-/// nothing (std::deque allocates and frees a block every few elements, and the batcher would do that
-/// under its mutex). Not synchronised.
-template <class T>
-class RingQueue {
-public:
-    RingQueue() = default;
-    RingQueue(const RingQueue&) = delete;
-    RingQueue& operator=(const RingQueue&) = delete;
-    RingQueue(RingQueue&& other) noexcept
-        : data_(std::exchange(other.data_, nullptr)), capacity_(std::exchange(other.capacity_, 0)),
-          head_(std::exchange(other.head_, 0)), size_(std::exchange(other.size_, 0)) {}
-    RingQueue& operator=(RingQueue&&) = delete;
-    ~RingQueue() {
-        while (size_ > 0) pop_front();
-        std::allocator<T>().deallocate(data_, capacity_);
-    }
-
-    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
-    [[nodiscard]] std::size_t size() const noexcept { return size_; }
-    [[nodiscard]] T& front() noexcept { return data_[head_]; }
-    [[nodiscard]] const T& front() const noexcept { return data_[head_]; }
-    [[nodiscard]] T& operator[](std::size_t i) noexcept { return data_[(head_ + i) & (capacity_ - 1)]; }
-
-    void push_back(T&& value) {
-        if (size_ == capacity_) grow();
-        ::new (static_cast<void*>(data_ + ((head_ + size_) & (capacity_ - 1)))) T(std::move(value));
-        ++size_;
-    }
-    void pop_front() noexcept {
-        data_[head_].~T();
-        head_ = (head_ + 1) & (capacity_ - 1);
-        --size_;
-    }
-
-private:
-    void grow() {
-        const std::size_t capacity = capacity_ ? capacity_ * 2 : 16;
-        T* data = std::allocator<T>().allocate(capacity);
-        for (std::size_t i = 0; i < size_; ++i) {  // T's move is noexcept for the batcher's entries
-            T& from = (*this)[i];
-            ::new (static_cast<void*>(data + i)) T(std::move(from));
-            from.~T();
-        }
-        std::allocator<T>().deallocate(data_, capacity_);
-        data_ = data;
-        capacity_ = capacity;
-        head_ = 0;
-    }
-
-    T* data_ = nullptr;
-    std::size_t capacity_ = 0;  // 0 or a power of two
-    std::size_t head_ = 0;
-    std::size_t size_ = 0;
-};
-
 }  // namespace detail
 
 /// Groups requests into batches for `Handler` (see the file comment). Thread-safe; owns `workers` threads.
 template <class Req, class Resp, class Handler = BatchFunction<Req, Resp>, class C = SteadyClock>
 class DynamicBatcher {
-    static_assert(Clock<C>, "DynamicBatcher<Req, Resp, Handler, C>: C must model llmfast::Clock");
-    static_assert(BatchHandler<Handler, Req, Resp>,
-                  "DynamicBatcher<Req, Resp, Handler>: Handler must model llmfast::BatchHandler<Req, Resp> "
-                  "(callable with std::span<Req>, returning std::vector<Resp>)");
     static_assert(std::is_nothrow_move_constructible_v<Req>,
-                  "DynamicBatcher: Req must be nothrow move-constructible (the queue relocates requests; "
-                  "wrap it in std::unique_ptr otherwise)");
+                  "llmfast::DynamicBatcher<Req, Resp, Handler, C>: Req must be nothrow move-constructible (the "
+                  "queue relocates requests; wrap it in std::unique_ptr otherwise)");
     static_assert(std::is_move_constructible_v<Resp> && !std::is_void_v<Resp>,
-                  "DynamicBatcher: Resp must be a move-constructible object type");
+                  "llmfast::DynamicBatcher<Req, Resp, Handler, C>: Resp must be a move-constructible object type");
+    static_assert(BatchHandler<Handler, Req, Resp>,
+                  "llmfast::DynamicBatcher<Req, Resp, Handler, C>: Handler must model llmfast::BatchHandler<Handler, "
+                  "Req, Resp> — it needs to be callable as `Handler&` with a std::span<Req> and return something "
+                  "convertible to std::vector<Resp>");
+    static_assert(Clock<C>, "llmfast::DynamicBatcher<Req, Resp, Handler, C>: C must model llmfast::Clock — it needs "
+                            "nested types `duration` and `time_point` and a const `now()` returning a time_point");
 
 public:
     using request_type = Req;
     using response_type = Resp;
     using clock_type = C;
     using time_point = typename C::time_point;
-    using Options = SubmitOptions<C>;
+    /// The batcher's settings.
+    using Options = BatcherOptions;
+    /// Per-request settings (deadline, timeout, priority, stop token).
+    using RequestOptions = SubmitOptions<C>;
     using Result = BatchResult<Resp>;
     /// The completion callback storage: a move-only callable stored inline up to 48 bytes (no allocation).
     using Callback = detail::InplaceFunction<void(Result&&), 48>;
     /// Cost of one request (e.g. its prompt tokens). Empty: every request costs 1.
     using CostFunction = std::function<std::size_t(const Req&)>;
 
+    /// Starts `options.workers` threads. Throws InvalidArgument for an option out of range.
     explicit DynamicBatcher(Handler handler, BatcherOptions options = {}, CostFunction cost = {})
-        : DynamicBatcher(std::move(handler), options, std::move(cost), nullptr) {}
+        requires ClockRef<C>::stateless
+        : DynamicBatcher(ClockRef<C>{}, std::move(handler), options, std::move(cost)) {}
 
-    /// Uses `clock` (which must outlive the batcher) instead of a default-constructed C; for tests.
-    DynamicBatcher(Handler handler, BatcherOptions options, CostFunction cost, const C& clock)
-        : DynamicBatcher(std::move(handler), options, std::move(cost), &clock) {}
+    /// Reads time from `clock` (a stateful one, e.g. ManualClock, must outlive the batcher).
+    DynamicBatcher(const C& clock, Handler handler, BatcherOptions options = {}, CostFunction cost = {})
+        : DynamicBatcher(ClockRef<C>{clock}, std::move(handler), options, std::move(cost)) {}
 
     DynamicBatcher(const DynamicBatcher&) = delete;
     DynamicBatcher& operator=(const DynamicBatcher&) = delete;
@@ -394,13 +291,13 @@ public:
 
     /// Enqueues `request`; the future carries the response or the request's error.
     /// Throws QueueFull, Closed, InvalidArgument, DeadlineExceeded, Cancelled (see the file comment).
-    [[nodiscard]] std::future<Resp> submit(Req request, Options options = {}) {
+    [[nodiscard]] std::future<Resp> submit(Req request, RequestOptions options = {}) {
         std::promise<Resp> promise;
         std::future<Resp> future = promise.get_future();
         Callback done{PromiseCompletion{std::move(promise)}};
         bool blocked = false;
         if (const ErrorCode status = enqueue(request, options, done, blocked); status != ErrorCode::Ok)
-            throw_status(status, blocked);
+            throw_status(status, blocked, options.priority);
         return future;
     }
 
@@ -408,25 +305,25 @@ public:
     /// invoked when this throws (same errors as the future form).
     template <class F>
         requires std::is_invocable_v<std::decay_t<F>&, Result&&>
-    void submit(Req request, Options options, F&& callback) {
+    void submit(Req request, RequestOptions options, F&& callback) {
         Callback done{std::forward<F>(callback)};
         bool blocked = false;
         if (const ErrorCode status = enqueue(request, options, done, blocked); status != ErrorCode::Ok)
-            throw_status(status, blocked);
+            throw_status(status, blocked, options.priority);
     }
 
     /// Like submit, but returns the status instead of throwing. `request` is moved from only on Ok (so a
     /// caller can retry it), and the callback is invoked only on Ok.
     template <class F>
         requires std::is_invocable_v<std::decay_t<F>&, Result&&>
-    [[nodiscard]] ErrorCode try_submit(Req&& request, Options options, F&& callback) {
+    [[nodiscard]] ErrorCode try_submit(Req&& request, RequestOptions options, F&& callback) {
         Callback done{std::forward<F>(callback)};
         bool blocked = false;
         return enqueue(request, options, done, blocked);
     }
 
     /// Future form of try_submit: `request` is moved from only on Ok.
-    [[nodiscard]] TrySubmitResult<Resp> try_submit(Req&& request, Options options = {}) {
+    [[nodiscard]] TrySubmitResult<Resp> try_submit(Req&& request, RequestOptions options = {}) {
         std::promise<Resp> promise;
         TrySubmitResult<Resp> result{ErrorCode::Ok, promise.get_future()};
         Callback done{PromiseCompletion{std::move(promise)}};
@@ -462,8 +359,8 @@ public:
     }
 
     /// A consistent snapshot of the counters; cheap enough to poll (copies a few KB under the lock).
-    [[nodiscard]] BatcherMetrics metrics() const {
-        BatcherMetrics m;
+    [[nodiscard]] BatcherStats stats() const {
+        BatcherStats m;
         std::lock_guard lock(mutex_);
         m.queue_depth = depth_;
         m.batches_running = running_;
@@ -522,9 +419,8 @@ private:
         std::vector<std::unique_ptr<StopCallback>> stop_callbacks;
     };
 
-    DynamicBatcher(Handler handler, BatcherOptions options, CostFunction cost, const C* clock)
-        : handler_(std::move(handler)), options_(validate(options)), cost_(std::move(cost)) {
-        clock_ = clock ? clock : &own_clock_;
+    DynamicBatcher(ClockRef<C> clock, Handler handler, BatcherOptions options, CostFunction cost)
+        : handler_(std::move(handler)), options_(validate(options)), cost_(std::move(cost)), clock_(clock) {
         levels_.resize(options_.priority_levels);
         batch_sizes_.assign(std::min<std::size_t>(options_.max_batch_size, 1024) + 1, 0);
         workers_.reserve(options_.workers);
@@ -537,47 +433,52 @@ private:
     }
 
     static BatcherOptions validate(const BatcherOptions& o) {
-        auto fail = [](const char* what) { throw Error(ErrorCode::InvalidArgument, what); };
-        if (o.max_batch_size == 0) fail("BatcherOptions::max_batch_size must be >= 1");
-        if (o.max_batch_cost == 0) fail("BatcherOptions::max_batch_cost must be >= 1");
-        if (o.max_wait < std::chrono::nanoseconds::zero()) fail("BatcherOptions::max_wait must be >= 0");
-        if (o.max_queue == 0) fail("BatcherOptions::max_queue must be >= 1");
-        if (o.workers == 0) fail("BatcherOptions::workers must be >= 1");
-        if (o.priority_levels == 0 || o.priority_levels > 64) fail("BatcherOptions::priority_levels must be in 1..64");
+        const auto fail = [](std::string message) { throw Error(ErrorCode::InvalidArgument, std::move(message)); };
+        if (o.max_batch_size == 0) fail(fmt::format("BatcherOptions::max_batch_size must be >= 1 (got {})", o.max_batch_size));
+        if (o.max_batch_cost == 0) fail(fmt::format("BatcherOptions::max_batch_cost must be >= 1 (got {})", o.max_batch_cost));
+        if (o.max_wait < std::chrono::nanoseconds::zero())
+            fail(fmt::format("BatcherOptions::max_wait must be >= 0 (got {} ns)", o.max_wait.count()));
+        if (o.max_queue == 0) fail(fmt::format("BatcherOptions::max_queue must be >= 1 (got {})", o.max_queue));
+        if (o.workers == 0) fail(fmt::format("BatcherOptions::workers must be >= 1 (got {})", o.workers));
+        if (o.priority_levels == 0 || o.priority_levels > 64)
+            fail(fmt::format("BatcherOptions::priority_levels must be in 1..64 (got {})", o.priority_levels));
         if (o.block_when_full_for < std::chrono::nanoseconds::zero())
-            fail("BatcherOptions::block_when_full_for must be >= 0");
+            fail(fmt::format("BatcherOptions::block_when_full_for must be >= 0 (got {} ns)", o.block_when_full_for.count()));
         return o;
     }
 
     // `blocked`: the submit waited for room in a full queue, so the bound that ended it fired meanwhile.
-    [[noreturn]] static void throw_status(ErrorCode status, bool blocked) {
+    // Out of the submit hot path: formatting an error must not change how submit / enqueue inline.
+    [[noreturn]] LLMFAST_BATCHER_COLD static void fail_submit(ErrorCode status, std::string_view what) {
+        throw Error(status, fmt::format("DynamicBatcher::submit: {}", what));
+    }
+    [[noreturn]] LLMFAST_BATCHER_COLD void throw_status(ErrorCode status, bool blocked, int priority) const {
         switch (status) {
             case ErrorCode::QueueFull:
-                throw Error(status, blocked ? "the batcher queue stayed full for block_when_full_for"
-                                            : "the batcher queue is full");
+                fail_submit(status, blocked ? "the batcher queue stayed full for block_when_full_for" : "the batcher queue is full");
             case ErrorCode::Closed:
-                throw Error(status, blocked ? "the batcher was closed while submit waited for room in the queue"
-                                            : "the batcher is closed");
-            case ErrorCode::InvalidArgument: throw Error(status, "priority out of range 0..priority_levels-1");
+                fail_submit(status, blocked ? "the batcher was closed while submit waited for room in the queue" : "the batcher is closed");
+            case ErrorCode::InvalidArgument:
+                throw Error(status, fmt::format("DynamicBatcher::submit: SubmitOptions::priority must be in 0..{} (got {})",
+                                                levels_.size() - 1, priority));
             case ErrorCode::DeadlineExceeded:
-                throw Error(status, blocked ? "the request's deadline passed while submit waited for room in the queue"
-                                            : "the request's deadline already passed");
+                fail_submit(status, blocked ? "the request's deadline passed while submit waited for room in the queue"
+                             : "the request's deadline already passed");
             case ErrorCode::Cancelled:
-                throw Error(status, blocked ? "the request's stop token was triggered while submit waited for room "
-                                              "in the queue"
-                                            : "the request's stop token was already triggered");
-            default: throw Error(status, "submit failed");
+                fail_submit(status, blocked ? "the request's stop token was triggered while submit waited for room in the queue"
+                             : "the request's stop token was already triggered");
+            default: fail_submit(status, "submit failed");
         }
     }
 
     // Moves `request` and `done` into the queue on Ok; leaves both untouched otherwise. Sets `blocked`
     // when it waited for room in a full queue.
-    ErrorCode enqueue(Req& request, const Options& options, Callback& done, bool& blocked) {
+    ErrorCode enqueue(Req& request, const RequestOptions& options, Callback& done, bool& blocked) {
         if (options.priority < 0 || static_cast<std::size_t>(options.priority) >= levels_.size())
             return ErrorCode::InvalidArgument;
-        time_point now = clock_->now();
+        time_point now = clock_.now();
         time_point deadline = options.deadline;
-        if (options.timeout) deadline = std::min(deadline, detail::add_saturating(now, *options.timeout));
+        if (options.timeout) deadline = std::min(deadline, detail::deadline_after(now, *options.timeout));
         const std::size_t cost = cost_ ? cost_(request) : std::size_t{1};
 
         // Registered before taking mutex_ (the callback takes it) and, on failure, destroyed after
@@ -610,10 +511,10 @@ private:
                 // request's deadline, block_when_full_for.
                 blocked = true;
                 using steady = std::chrono::steady_clock;
-                const steady::time_point until = detail::add_saturating(steady::now(), options_.block_when_full_for);
+                const steady::time_point until = detail::deadline_after(steady::now(), options_.block_when_full_for);
                 ++blocked_producers_;
                 for (;;) {
-                    now = clock_->now();  // queue wait and max_wait count from the actual enqueue
+                    now = clock_.now();  // queue wait and max_wait count from the actual enqueue
                     if (closing_ || depth_ < options_.max_queue || deadline <= now || options.stop_token.stop_requested())
                         break;
                     const steady::time_point real_now = steady::now();
@@ -623,7 +524,7 @@ private:
                     } else if (deadline == time_point::max()) {
                         space_cv_.wait_until(lock, until);
                     } else {  // the deadline is on a clock the condition variable cannot wait on: poll it
-                        space_cv_.wait_until(lock, std::min(until, detail::add_saturating(real_now, poll_interval)));
+                        space_cv_.wait_until(lock, std::min(until, detail::saturating_add(real_now, poll_interval)));
                     }
                 }
                 --blocked_producers_;
@@ -683,7 +584,7 @@ private:
         return oldest;
     }
 
-    void pop_front(detail::RingQueue<Entry>& level, Entry& entry, Work& work) {
+    void pop_front(detail::RingBuffer<Entry>& level, Entry& entry, Work& work) {
         if (entry.on_stop) work.stop_callbacks.push_back(std::move(entry.on_stop));
         --depth_;
         total_cost_.subtract(entry.cost);
@@ -780,7 +681,7 @@ private:
         work.stop_callbacks.reserve(expected);
         std::unique_lock lock(mutex_);
         for (;;) {
-            const time_point now = clock_->now();
+            const time_point now = clock_.now();
             if (cancel_pending_ || now >= earliest_deadline_) sweep(now, work);
             if (!work.dropped.empty()) {
                 const bool room_freed = blocked_producers_ > 0;
@@ -796,7 +697,7 @@ private:
                 continue;
             }
             if (!closing_ && !batch_ready_by_size_or_cost()) {
-                const time_point due = detail::add_saturating(oldest_enqueued(), options_.max_wait);
+                const time_point due = detail::saturating_add(oldest_enqueued(), options_.max_wait);
                 if (now < due) {
                     wait_until(lock, std::min(due, earliest_deadline_));
                     continue;
@@ -839,16 +740,18 @@ private:
         try {
             responses = handler_(std::span<Req>(work.requests));
             if (responses.size() != n)
-                failure = std::make_exception_ptr(
-                    Error(ErrorCode::HandlerFailed, "the batch handler returned " + std::to_string(responses.size()) +
-                                                        " responses for " + std::to_string(n) + " requests"));
+                failure = std::make_exception_ptr(Error(
+                    ErrorCode::HandlerFailed,
+                    fmt::format("DynamicBatcher: the batch handler returned {} responses for {} requests", responses.size(), n)));
         } catch (const std::exception& e) {
-            failure = std::make_exception_ptr(Error(ErrorCode::HandlerFailed, std::string("the batch handler threw: ") + e.what()));
+            failure = std::make_exception_ptr(
+                Error(ErrorCode::HandlerFailed, fmt::format("DynamicBatcher: the batch handler threw: {}", e.what())));
         } catch (...) {
-            failure = std::make_exception_ptr(Error(ErrorCode::HandlerFailed, "the batch handler threw a non-std exception"));
+            failure = std::make_exception_ptr(
+                Error(ErrorCode::HandlerFailed, "DynamicBatcher: the batch handler threw a non-std exception"));
         }
         {
-            // Counted before completing, so a caller that saw its result also sees it in metrics().
+            // Counted before completing, so a caller that saw its result also sees it in stats().
             std::lock_guard lock(mutex_);
             (failure ? failed_ : succeeded_) += n;
             --running_;
@@ -886,14 +789,13 @@ private:
     Handler handler_;
     const BatcherOptions options_;
     CostFunction cost_;
-    C own_clock_{};
-    const C* clock_ = nullptr;
+    ClockRef<C> clock_;
 
     mutable std::mutex mutex_;
     std::condition_variable work_cv_;   // workers: work arrived, batch ready, cancel, close
     std::condition_variable space_cv_;  // blocked producers: room in the queue, close
     // --- guarded by mutex_ ---
-    std::vector<detail::RingQueue<Entry>> levels_;  // index = priority
+    std::vector<detail::RingBuffer<Entry>> levels_;  // index = priority
     std::size_t depth_ = 0;
     detail::CostSum total_cost_;  // summed cost of the queued requests (exact, no overflow)
     time_point earliest_deadline_ = time_point::max();  // <= every queued deadline (may be stale-early)
@@ -906,10 +808,12 @@ private:
     std::uint64_t accepted_ = 0, batches_ = 0, dispatched_ = 0, succeeded_ = 0, rejected_ = 0, expired_ = 0,
                   cancelled_ = 0, failed_ = 0, callback_errors_ = 0;
     std::vector<std::uint64_t> batch_sizes_;
-    detail::WaitHistogram waits_;
+    detail::LogHistogram waits_;
     // --- end guarded ---
     std::mutex join_mutex_;
     std::vector<std::thread> workers_;
 };
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE
+
+#undef LLMFAST_BATCHER_COLD

@@ -38,7 +38,7 @@
 //
 // Thread-safety: a constructed `BpeTokenizer` is immutable; `encode`, `decode` and `count` may be
 // called from any number of threads. `count` allocates nothing except, for pieces longer than
-// `detail::bpe::small_piece_limit` bytes, a per-thread scratch buffer that is reused.
+// `detail::bpe_small_piece_limit` bytes, a per-thread scratch buffer that is reused.
 //
 // Errors:
 //   - `BpeTokenizer(path, encoding)`, `cl100k_base(path)`, `o200k_base(path)`: `IoError` (with the
@@ -55,11 +55,16 @@
 //     scratch of either, the first time a thread meets a long piece).
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/detail/file_io.hpp>
-#include <llmfast/detail/unicode_tables.hpp>
+#include <llmfast/detail/bytes.hpp>
+#include <llmfast/detail/unicode.hpp>
 #include <llmfast/error.hpp>
-#include <llmfast/tokens.hpp>
+#include <llmfast/token_counter.hpp>
 #include <llmfast/utf8.hpp>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
@@ -78,7 +83,7 @@
 #include <utility>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 /// A token id: a rank of the rank file, or a special token's id.
 using TokenId = std::uint32_t;
@@ -146,73 +151,60 @@ struct EncodeOptions {
     bool allow_special = false;
 };
 
-namespace detail::bpe {
+namespace detail {
 
-inline constexpr TokenId no_rank = std::numeric_limits<TokenId>::max();
+inline constexpr TokenId bpe_no_rank = std::numeric_limits<TokenId>::max();
 /// Pieces up to this many bytes are merged with tiktoken's scan on a stack array; longer ones with a heap.
-inline constexpr std::size_t small_piece_limit = 96;
+inline constexpr std::size_t bpe_small_piece_limit = 96;
 
 // ---------------------------------------------------------------------------------------------
-// Character classes (see detail/unicode_tables.hpp): the low 3 bits are the category, bit 3 is \s.
-enum : std::uint8_t {
-    cls_other = 0, cls_lu = 1, cls_ll = 2, cls_lt = 3, cls_lm = 4, cls_lo = 5, cls_mark = 6, cls_number = 7,
-    cls_space = 8,
-};
-
-constexpr std::uint8_t unicode_class(char32_t cp) noexcept {
-    if (cp >= 0x110000U) return cls_other;
-    constexpr unsigned shift = unicode::block_shift;
-    const std::size_t block = unicode::stage1[cp >> shift];
-    const std::uint8_t packed = unicode::stage2[(block << (shift - 1)) + ((cp & ((1U << shift) - 1U)) >> 1)];
-    return static_cast<std::uint8_t>((cp & 1U) ? packed >> 4 : packed & 0x0FU);
-}
-
-inline constexpr std::array<std::uint8_t, 128> ascii_class = [] {
+// Character classes: detail::unicode_class (detail/unicode.hpp); the low 3 bits are the category, bit 3 is \s.
+inline constexpr std::array<std::uint8_t, 128> bpe_ascii_class = [] {
     std::array<std::uint8_t, 128> table{};
     for (char32_t cp = 0; cp < 128; ++cp) table[cp] = unicode_class(cp);
     return table;
 }();
 
-constexpr bool is_letter(std::uint8_t cls) noexcept { return ((0x3EU >> (cls & 7U)) & 1U) != 0; }   // Lu Ll Lt Lm Lo
-constexpr bool is_number(std::uint8_t cls) noexcept { return (cls & 7U) == cls_number; }
-constexpr bool is_space(std::uint8_t cls) noexcept { return (cls & cls_space) != 0; }
+constexpr bool bpe_is_letter(std::uint8_t cls) noexcept { return ((0x3EU >> (cls & 7U)) & 1U) != 0; }   // Lu Ll Lt Lm Lo
+constexpr bool bpe_is_number(std::uint8_t cls) noexcept { return (cls & 7U) == unicode_number; }
+constexpr bool bpe_is_space(std::uint8_t cls) noexcept { return (cls & unicode_space) != 0; }
 // o200k's [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}] and [\p{Ll}\p{Lm}\p{Lo}\p{M}]
-constexpr bool is_upper_class(std::uint8_t cls) noexcept { return ((0x7AU >> (cls & 7U)) & 1U) != 0; }
-constexpr bool is_lower_class(std::uint8_t cls) noexcept { return ((0x74U >> (cls & 7U)) & 1U) != 0; }
+constexpr bool bpe_is_upper_class(std::uint8_t cls) noexcept { return ((0x7AU >> (cls & 7U)) & 1U) != 0; }
+constexpr bool bpe_is_lower_class(std::uint8_t cls) noexcept { return ((0x74U >> (cls & 7U)) & 1U) != 0; }
 
 /// One character of the text: a code point, or one ill-formed UTF-8 subsequence (class other, so it
 /// behaves like a symbol: not a letter, digit or space).
-struct Char {
+struct BpeChar {
     std::uint32_t length;
     std::uint8_t cls;
     char32_t cp;  ///< 0xFFFFFFFF for an ill-formed subsequence
 };
 
-inline Char char_at_multibyte(std::string_view text, std::size_t pos) noexcept {
+inline BpeChar bpe_char_at_multibyte(std::string_view text, std::size_t pos) noexcept {
     const utf8::DecodeResult decoded = utf8::decode(text, pos);
     if (decoded.status != utf8::DecodeStatus::Valid)
-        return {static_cast<std::uint32_t>(decoded.length), cls_other, 0xFFFFFFFFU};
+        return {static_cast<std::uint32_t>(decoded.length), unicode_other, 0xFFFFFFFFU};
     return {static_cast<std::uint32_t>(decoded.length), unicode_class(decoded.code_point), decoded.code_point};
 }
 
 // Kept tiny so that it inlines into the splitters: ASCII is a table lookup.
-inline Char char_at(std::string_view text, std::size_t pos) noexcept {
+inline BpeChar bpe_char_at(std::string_view text, std::size_t pos) noexcept {
     const auto byte = static_cast<unsigned char>(text[pos]);
-    if (byte < 0x80U) return {1, ascii_class[byte], byte};
-    return char_at_multibyte(text, pos);
+    if (byte < 0x80U) return {1, bpe_ascii_class[byte], byte};
+    return bpe_char_at_multibyte(text, pos);
 }
 
-constexpr bool is_line_break(char32_t cp) noexcept { return cp == U'\r' || cp == U'\n'; }
+constexpr bool bpe_is_line_break(char32_t cp) noexcept { return cp == U'\r' || cp == U'\n'; }
 // [^\r\n\p{L}\p{N}]
-constexpr bool is_word_prefix(const Char& c) noexcept {
-    return !is_letter(c.cls) && !is_number(c.cls) && !is_line_break(c.cp);
+constexpr bool bpe_is_word_prefix(const BpeChar& c) noexcept {
+    return !bpe_is_letter(c.cls) && !bpe_is_number(c.cls) && !bpe_is_line_break(c.cp);
 }
 // [^\s\p{L}\p{N}]
-constexpr bool is_symbol(const Char& c) noexcept { return !is_letter(c.cls) && !is_number(c.cls) && !is_space(c.cls); }
+constexpr bool bpe_is_symbol(const BpeChar& c) noexcept { return !bpe_is_letter(c.cls) && !bpe_is_number(c.cls) && !bpe_is_space(c.cls); }
 
 /// Length of `(?i:'s|'t|'re|'ve|'m|'ll|'d)` at `pos`, 0 when there is none. Case-insensitive as the
 /// regex crate does it (simple case folding), so U+017F LATIN SMALL LETTER LONG S counts as an s.
-inline std::size_t contraction_length(std::string_view text, std::size_t pos) noexcept {
+inline std::size_t bpe_contraction_length(std::string_view text, std::size_t pos) noexcept {
     if (pos + 1 >= text.size() || text[pos] != '\'') return 0;
     const auto lower = [&](std::size_t i) { return static_cast<unsigned char>(static_cast<unsigned char>(text[i]) | 0x20U); };
     const unsigned char a = lower(pos + 1);  // only 'X' and 'x' map to 'x' for the letters below
@@ -227,9 +219,9 @@ inline std::size_t contraction_length(std::string_view text, std::size_t pos) no
 }
 
 template <class Predicate>
-inline std::size_t run_end(std::string_view text, std::size_t pos, Predicate predicate) noexcept {
+inline std::size_t bpe_run_end(std::string_view text, std::size_t pos, Predicate predicate) noexcept {
     while (pos < text.size()) {
-        const Char c = char_at(text, pos);
+        const BpeChar c = bpe_char_at(text, pos);
         if (!predicate(c)) break;
         pos += c.length;
     }
@@ -237,40 +229,40 @@ inline std::size_t run_end(std::string_view text, std::size_t pos, Predicate pre
 }
 
 /// `\p{N}{1,3}` at `pos` (a digit is known to be there).
-inline std::size_t digits_end(std::string_view text, std::size_t pos, const Char& first) noexcept {
+inline std::size_t bpe_digits_end(std::string_view text, std::size_t pos, const BpeChar& first) noexcept {
     std::size_t end = pos + first.length;
     for (int k = 1; k < 3 && end < text.size(); ++k) {
-        const Char c = char_at(text, end);
-        if (!is_number(c.cls)) break;
+        const BpeChar c = bpe_char_at(text, end);
+        if (!bpe_is_number(c.cls)) break;
         end += c.length;
     }
     return end;
 }
 
 /// ` ?[^\s\p{L}\p{N}]+` followed by `[\r\n]*` (or `[\r\n/]*` for o200k); 0 when it does not match.
-inline std::size_t symbols_end(std::string_view text, std::size_t pos, const Char& first, bool slash_tail) noexcept {
+inline std::size_t bpe_symbols_end(std::string_view text, std::size_t pos, const BpeChar& first, bool slash_tail) noexcept {
     std::size_t p = pos;
-    Char c = first;
+    BpeChar c = first;
     if (first.cp == U' ' && pos + 1 < text.size()) {
         p = pos + 1;
-        c = char_at(text, p);
+        c = bpe_char_at(text, p);
     }
-    if (!is_symbol(c)) return 0;
-    p = run_end(text, p + c.length, [](const Char& d) { return is_symbol(d); });
+    if (!bpe_is_symbol(c)) return 0;
+    p = bpe_run_end(text, p + c.length, [](const BpeChar& d) { return bpe_is_symbol(d); });
     while (p < text.size() && (text[p] == '\r' || text[p] == '\n' || (slash_tail && text[p] == '/'))) ++p;
     return p;
 }
 
 /// The whitespace alternatives at `pos` (a blank is known to be there):
 /// `[\s++$|]\s*[\r\n]+|\s+(?!\S)|\s+`.
-inline std::size_t blanks_end(std::string_view text, std::size_t pos, bool whole_tail) noexcept {
+inline std::size_t bpe_blanks_end(std::string_view text, std::size_t pos, bool whole_tail) noexcept {
     std::size_t end = pos;
     std::size_t last_start = pos;
     std::size_t after_line_break = 0;
     while (end < text.size()) {
-        const Char c = char_at(text, end);
-        if (!is_space(c.cls)) break;
-        if (is_line_break(c.cp)) after_line_break = end + 1;
+        const BpeChar c = bpe_char_at(text, end);
+        if (!bpe_is_space(c.cls)) break;
+        if (bpe_is_line_break(c.cp)) after_line_break = end + 1;
         last_start = end;
         end += c.length;
     }
@@ -282,75 +274,75 @@ inline std::size_t blanks_end(std::string_view text, std::size_t pos, bool whole
 }
 
 /// End of the cl100k piece that starts at `pos` (< text.size()).
-inline std::size_t cl100k_piece_end(std::string_view text, std::size_t pos, bool whole_tail) noexcept {
-    const Char c = char_at(text, pos);
+inline std::size_t bpe_cl100k_piece_end(std::string_view text, std::size_t pos, bool whole_tail) noexcept {
+    const BpeChar c = bpe_char_at(text, pos);
     if (c.cp == U'\'') {
-        if (const std::size_t n = contraction_length(text, pos)) return pos + n;
+        if (const std::size_t n = bpe_contraction_length(text, pos)) return pos + n;
     }
-    const auto letter = [](const Char& d) { return is_letter(d.cls); };
-    if (is_letter(c.cls)) return run_end(text, pos + c.length, letter);
-    if (is_word_prefix(c) && pos + c.length < text.size()) {
-        const Char next = char_at(text, pos + c.length);
-        if (is_letter(next.cls)) return run_end(text, pos + c.length + next.length, letter);
+    const auto letter = [](const BpeChar& d) { return bpe_is_letter(d.cls); };
+    if (bpe_is_letter(c.cls)) return bpe_run_end(text, pos + c.length, letter);
+    if (bpe_is_word_prefix(c) && pos + c.length < text.size()) {
+        const BpeChar next = bpe_char_at(text, pos + c.length);
+        if (bpe_is_letter(next.cls)) return bpe_run_end(text, pos + c.length + next.length, letter);
     }
-    if (is_number(c.cls)) return digits_end(text, pos, c);
-    if (const std::size_t end = symbols_end(text, pos, c, false)) return end;
-    return blanks_end(text, pos, whole_tail);  // what is left is a blank
+    if (bpe_is_number(c.cls)) return bpe_digits_end(text, pos, c);
+    if (const std::size_t end = bpe_symbols_end(text, pos, c, false)) return end;
+    return bpe_blanks_end(text, pos, whole_tail);  // what is left is a blank
 }
 
 /// o200k's first word alternative at `start`: `[U]*[W]+` (U, W: the two letter classes) plus an
 /// optional contraction; 0 when it does not match. `[U]*` backtracks to the last position where
 /// `[W]+` can start, i.e. the end of the U run if a W follows it, else the run's last U-and-W char.
-inline std::size_t o200k_word1_end(std::string_view text, std::size_t start) noexcept {
+inline std::size_t bpe_o200k_word1_end(std::string_view text, std::size_t start) noexcept {
     std::size_t p = start;
     std::size_t last_both = std::string_view::npos;
     while (p < text.size()) {
-        const Char c = char_at(text, p);
-        if (!is_upper_class(c.cls)) break;
-        if (is_lower_class(c.cls)) last_both = p;
+        const BpeChar c = bpe_char_at(text, p);
+        if (!bpe_is_upper_class(c.cls)) break;
+        if (bpe_is_lower_class(c.cls)) last_both = p;
         p += c.length;
     }
     std::size_t w_start = p;
-    if (p >= text.size() || !is_lower_class(char_at(text, p).cls)) {
+    if (p >= text.size() || !bpe_is_lower_class(bpe_char_at(text, p).cls)) {
         if (last_both == std::string_view::npos) return 0;
         w_start = last_both;
     }
-    const std::size_t end = run_end(text, w_start, [](const Char& d) { return is_lower_class(d.cls); });
-    return end + contraction_length(text, end);
+    const std::size_t end = bpe_run_end(text, w_start, [](const BpeChar& d) { return bpe_is_lower_class(d.cls); });
+    return end + bpe_contraction_length(text, end);
 }
 
 /// o200k's second word alternative at `start`: `[U]+[W]*` plus an optional contraction; 0 if no match.
-inline std::size_t o200k_word2_end(std::string_view text, std::size_t start) noexcept {
-    const std::size_t upper_end = run_end(text, start, [](const Char& d) { return is_upper_class(d.cls); });
+inline std::size_t bpe_o200k_word2_end(std::string_view text, std::size_t start) noexcept {
+    const std::size_t upper_end = bpe_run_end(text, start, [](const BpeChar& d) { return bpe_is_upper_class(d.cls); });
     if (upper_end == start) return 0;
-    const std::size_t end = run_end(text, upper_end, [](const Char& d) { return is_lower_class(d.cls); });
-    return end + contraction_length(text, end);
+    const std::size_t end = bpe_run_end(text, upper_end, [](const BpeChar& d) { return bpe_is_lower_class(d.cls); });
+    return end + bpe_contraction_length(text, end);
 }
 
 /// End of the o200k piece that starts at `pos` (< text.size()).
-inline std::size_t o200k_piece_end(std::string_view text, std::size_t pos) noexcept {
-    const Char c = char_at(text, pos);
+inline std::size_t bpe_o200k_piece_end(std::string_view text, std::size_t pos) noexcept {
+    const BpeChar c = bpe_char_at(text, pos);
     // Each word alternative is tried with its optional prefix first, then without (regex order).
-    const bool prefixed = is_word_prefix(c) && pos + c.length < text.size();
+    const bool prefixed = bpe_is_word_prefix(c) && pos + c.length < text.size();
     if (prefixed) {
-        if (const std::size_t end = o200k_word1_end(text, pos + c.length)) return end;
+        if (const std::size_t end = bpe_o200k_word1_end(text, pos + c.length)) return end;
     }
-    if (const std::size_t end = o200k_word1_end(text, pos)) return end;
+    if (const std::size_t end = bpe_o200k_word1_end(text, pos)) return end;
     if (prefixed) {
-        if (const std::size_t end = o200k_word2_end(text, pos + c.length)) return end;
+        if (const std::size_t end = bpe_o200k_word2_end(text, pos + c.length)) return end;
     }
-    if (const std::size_t end = o200k_word2_end(text, pos)) return end;
-    if (is_number(c.cls)) return digits_end(text, pos, c);
-    if (const std::size_t end = symbols_end(text, pos, c, true)) return end;
-    return blanks_end(text, pos, false);
+    if (const std::size_t end = bpe_o200k_word2_end(text, pos)) return end;
+    if (bpe_is_number(c.cls)) return bpe_digits_end(text, pos, c);
+    if (const std::size_t end = bpe_symbols_end(text, pos, c, true)) return end;
+    return bpe_blanks_end(text, pos, false);
 }
 
 /// End of the piece of `pattern` that starts at `pos` (< text.size()); always > pos.
-inline std::size_t piece_end(SplitPattern pattern, std::string_view text, std::size_t pos) noexcept {
+inline std::size_t bpe_piece_end(SplitPattern pattern, std::string_view text, std::size_t pos) noexcept {
     switch (pattern) {
-        case SplitPattern::Cl100k: return cl100k_piece_end(text, pos, false);
-        case SplitPattern::Cl100kTrailingSpace: return cl100k_piece_end(text, pos, true);
-        case SplitPattern::O200k: return o200k_piece_end(text, pos);
+        case SplitPattern::Cl100k: return bpe_cl100k_piece_end(text, pos, false);
+        case SplitPattern::Cl100kTrailingSpace: return bpe_cl100k_piece_end(text, pos, true);
+        case SplitPattern::O200k: return bpe_o200k_piece_end(text, pos);
     }
     return text.size();
 }
@@ -358,7 +350,7 @@ inline std::size_t piece_end(SplitPattern pattern, std::string_view text, std::s
 // ---------------------------------------------------------------------------------------------
 // Base64 (RFC 4648, standard alphabet, padded), as the rank files use it.
 
-inline constexpr std::array<std::int8_t, 256> base64_values = [] {
+inline constexpr std::array<std::int8_t, 256> bpe_base64_values = [] {
     std::array<std::int8_t, 256> table{};
     table.fill(-1);
     constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -368,7 +360,7 @@ inline constexpr std::array<std::int8_t, 256> base64_values = [] {
 }();
 
 /// Appends the decoded bytes to `out`; false when `text` is not canonical padded base64.
-inline bool base64_decode(std::string_view text, std::string& out) {
+inline bool bpe_base64_decode(std::string_view text, std::string& out) {
     if (text.empty() || text.size() % 4 != 0) return false;
     for (std::size_t i = 0; i < text.size(); i += 4) {
         const bool last = i + 4 == text.size();
@@ -383,7 +375,7 @@ inline bool base64_decode(std::string_view text, std::string& out) {
                 continue;
             }
             if (padding > 0) return false;  // data after '='
-            const std::int8_t v = base64_values[static_cast<unsigned char>(ch)];
+            const std::int8_t v = bpe_base64_values[static_cast<unsigned char>(ch)];
             if (v < 0) return false;
             value = (value << 6) | static_cast<std::uint32_t>(v);
         }
@@ -394,7 +386,7 @@ inline bool base64_decode(std::string_view text, std::string& out) {
     return true;
 }
 
-inline std::string base64_encode(std::string_view bytes) {
+inline std::string bpe_base64_encode(std::string_view bytes) {
     constexpr std::string_view alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string out;
     out.reserve((bytes.size() + 2) / 3 * 4);
@@ -411,21 +403,10 @@ inline std::string base64_encode(std::string_view bytes) {
     return out;
 }
 
-inline std::uint64_t load64(const char* data) noexcept {
-    std::uint64_t word;
-    std::memcpy(&word, data, 8);
-    return word;
-}
-inline std::uint64_t load32(const char* data) noexcept {
-    std::uint32_t word;
-    std::memcpy(&word, data, 4);
-    return word;
-}
-
 /// A word that determines a string of 1..8 bytes given its length, read without a variable-length
 /// copy (two overlapping loads, or three single bytes), as wyhash does.
-inline std::uint64_t short_key(const char* data, std::size_t length) noexcept {
-    if (length >= 4) return load32(data) | (load32(data + length - 4) << 32);
+inline std::uint64_t bpe_short_key(const char* data, std::size_t length) noexcept {
+    if (length >= 4) return std::uint64_t{load32(data)} | (std::uint64_t{load32(data + length - 4)} << 32);
     const auto byte = [&](std::size_t i) { return static_cast<std::uint64_t>(static_cast<unsigned char>(data[i])); };
     return byte(0) | (byte(length / 2) << 8) | (byte(length - 1) << 16);
 }
@@ -433,11 +414,11 @@ inline std::uint64_t short_key(const char* data, std::size_t length) noexcept {
 /// Hash of a token or merge candidate (1 or more bytes) for the rank map. Tokens are short, so a
 /// word-at-a-time multiply-mix beats a general hash's setup cost; the murmur3 finalizer spreads the
 /// bits so that the low (slot) and high (filter, check) parts are all usable.
-inline std::uint64_t hash_bytes(const char* data, std::size_t length) noexcept {
+inline std::uint64_t bpe_hash_bytes(const char* data, std::size_t length) noexcept {
     constexpr std::uint64_t k = 0x9E3779B97F4A7C15ULL;
     std::uint64_t h = (length + 1) * k;
     if (length <= 8) {
-        h = (h ^ short_key(data, length)) * k;
+        h = (h ^ bpe_short_key(data, length)) * k;
     } else {
         std::size_t i = 0;
         for (; i + 8 < length; i += 8) {
@@ -455,7 +436,7 @@ inline std::uint64_t hash_bytes(const char* data, std::size_t length) noexcept {
 }
 
 /// Scratch for merging long pieces: reused by each thread, so `count` does not allocate per call.
-struct LongMergeScratch {
+struct BpeLongMergeScratch {
     struct Candidate {
         TokenId rank;
         std::uint32_t pos;
@@ -469,12 +450,12 @@ struct LongMergeScratch {
     std::vector<Candidate> heap;       ///< min-heap of (rank, pos), stale entries skipped on pop
 };
 
-inline LongMergeScratch& long_merge_scratch() {
-    thread_local LongMergeScratch scratch;
+inline BpeLongMergeScratch& bpe_long_merge_scratch() {
+    thread_local BpeLongMergeScratch scratch;
     return scratch;
 }
 
-}  // namespace detail::bpe
+}  // namespace detail
 
 /// A tiktoken-compatible BPE tokenizer. See the header comment.
 class BpeTokenizer {
@@ -521,7 +502,7 @@ public:
     void encode(std::string_view text, std::vector<TokenId>& out, EncodeOptions options = {}) const {
         for_each_segment(text, options, [&](std::string_view segment, TokenId special) {
             encode_ordinary(segment, [&](TokenId id) { out.push_back(id); });
-            if (special != detail::bpe::no_rank) out.push_back(special);
+            if (special != detail::bpe_no_rank) out.push_back(special);
         });
     }
     /// The tokens of `text`.
@@ -537,7 +518,7 @@ public:
         std::size_t total = 0;
         for_each_segment(text, options, [&](std::string_view segment, TokenId special) {
             total += count_ordinary(segment);
-            if (special != detail::bpe::no_rank) ++total;
+            if (special != detail::bpe_no_rank) ++total;
         });
         return total;
     }
@@ -552,7 +533,7 @@ public:
         std::string out;
         for (const TokenId id : ids) {
             const std::optional<std::string_view> bytes = token_bytes(id);
-            if (!bytes) throw Error(ErrorCode::InvalidArgument, "decode: unknown token id " + std::to_string(id));
+            if (!bytes) throw Error(ErrorCode::InvalidArgument, fmt::format("BpeTokenizer::decode: unknown token id ({})", id));
             out.append(*bytes);
         }
         return out;
@@ -569,19 +550,24 @@ private:
     }
 
     [[noreturn]] void fail(std::size_t line, std::string_view what) const {
-        throw Error(ErrorCode::InvalidFormat, "rank file for " + (encoding_.name.empty() ? std::string("encoding") : encoding_.name) +
-                                                  (line ? ", line " + std::to_string(line) : std::string()) + ": " +
-                                                  std::string(what));
+        const std::string_view name = encoding_.name.empty() ? std::string_view("encoding") : std::string_view(encoding_.name);
+        if (line != 0)
+            throw Error(ErrorCode::InvalidFormat,
+                        fmt::format("BpeTokenizer: rank file for {}, line {}: {}", name, line, what));
+        throw Error(ErrorCode::InvalidFormat, fmt::format("BpeTokenizer: rank file for {}: {}", name, what));
     }
 
     void load(std::string_view data) {
         // The encoding first: its errors are the caller's, not the file's.
         for (std::size_t i = 0; i < encoding_.special_tokens.size(); ++i) {
             const SpecialToken& token = encoding_.special_tokens[i];
-            if (token.text.empty()) throw Error(ErrorCode::InvalidArgument, "BpeEncoding: empty special token text");
+            if (token.text.empty())
+                throw Error(ErrorCode::InvalidArgument,
+                            fmt::format("BpeEncoding::special_tokens: empty special token text (index {})", i));
             for (std::size_t k = 0; k < i; ++k)
                 if (encoding_.special_tokens[k].text == token.text || encoding_.special_tokens[k].id == token.id)
-                    throw Error(ErrorCode::InvalidArgument, "BpeEncoding: duplicate special token " + token.text);
+                    throw Error(ErrorCode::InvalidArgument,
+                                fmt::format("BpeEncoding::special_tokens: duplicate special token ({})", token.text));
         }
 
         // Pass 1: parse every line into (rank, bytes), checking syntax.
@@ -611,31 +597,32 @@ private:
             const std::string_view rank_text = line.substr(space + 1);
             if (rank_text.empty() || rank_text.size() > 10 ||
                 !std::all_of(rank_text.begin(), rank_text.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
-                fail(line_number, "rank is not a decimal number: \"" + std::string(rank_text.substr(0, 32)) + "\"");
+                fail(line_number, fmt::format("rank is not a decimal number: \"{}\"", rank_text.substr(0, 32)));
             const std::uint64_t rank = std::stoull(std::string(rank_text));
             const std::size_t offset = bytes.size();
-            if (!detail::bpe::base64_decode(encoded, bytes))
-                fail(line_number, "invalid base64 token \"" + std::string(encoded.substr(0, 64)) + "\"");
+            if (!detail::bpe_base64_decode(encoded, bytes))
+                fail(line_number, fmt::format("invalid base64 token \"{}\"", encoded.substr(0, 64)));
             if (bytes.size() > std::numeric_limits<std::uint32_t>::max() - 1) fail(line_number, "rank file too large");
-            if (rank >= detail::bpe::no_rank) fail(line_number, "rank out of range");
+            if (rank >= detail::bpe_no_rank) fail(line_number, "rank out of range");
             entries.push_back({static_cast<TokenId>(rank), static_cast<std::uint32_t>(offset),
                                static_cast<std::uint32_t>(bytes.size() - offset), static_cast<std::uint32_t>(line_number)});
         }
         const std::size_t n = entries.size();
         if (n == 0) fail(0, "no ranks (empty file)");
         if (encoding_.expected_ranks != 0 && n != encoding_.expected_ranks)
-            fail(0, "expected " + std::to_string(encoding_.expected_ranks) + " ranks, found " + std::to_string(n) +
-                        (n < encoding_.expected_ranks ? " (truncated file?)" : ""));
+            fail(0, fmt::format("expected {} ranks, found {}{}", encoding_.expected_ranks, n,
+                                n < encoding_.expected_ranks ? " (truncated file?)" : ""));
 
         // Ranks must be exactly 0..n-1 (any order).
         std::vector<std::uint32_t> index_of_rank(n, std::numeric_limits<std::uint32_t>::max());
         for (std::size_t i = 0; i < n; ++i) {
             const Entry& entry = entries[i];
             if (entry.rank >= n)
-                fail(entry.line, "rank " + std::to_string(entry.rank) + " out of sequence: ranks must be 0.." +
-                                     std::to_string(n - 1) + " without gaps (non-contiguous ranks)");
+                fail(entry.line, fmt::format("rank {} out of sequence: ranks must be 0..{} without gaps "
+                                             "(non-contiguous ranks)",
+                                             entry.rank, n - 1));
             if (index_of_rank[entry.rank] != std::numeric_limits<std::uint32_t>::max())
-                fail(entry.line, "rank " + std::to_string(entry.rank) + " appears twice (non-contiguous ranks)");
+                fail(entry.line, fmt::format("rank {} appears twice (non-contiguous ranks)", entry.rank));
             index_of_rank[entry.rank] = static_cast<std::uint32_t>(i);
         }
 
@@ -664,9 +651,9 @@ private:
             const std::string_view token = rank_bytes(static_cast<TokenId>(rank));
             if (token.empty()) fail(entries[index_of_rank[rank]].line, "empty token");
             const TokenId existing = find(token);
-            if (existing != detail::bpe::no_rank)
-                fail(entries[index_of_rank[rank]].line, "token bytes duplicate those of rank " + std::to_string(existing));
-            const std::uint64_t hash = detail::bpe::hash_bytes(token.data(), token.size());
+            if (existing != detail::bpe_no_rank)
+                fail(entries[index_of_rank[rank]].line, fmt::format("token bytes duplicate those of rank {}", existing));
+            const std::uint64_t hash = detail::bpe_hash_bytes(token.data(), token.size());
             filter_[filter_word(hash)] |= filter_bits(hash);
             std::size_t slot = hash & mask_;
             while (slots_[slot].rank_plus_one != 0) slot = (slot + 1) & mask_;
@@ -675,8 +662,8 @@ private:
         }
 
         // Byte-level BPE needs a token for every single byte, or some text would be unencodable.
-        byte_rank_.fill(detail::bpe::no_rank);
-        pair_rank_.assign(65536, detail::bpe::no_rank);
+        byte_rank_.fill(detail::bpe_no_rank);
+        pair_rank_.assign(65536, detail::bpe_no_rank);
         for (std::size_t rank = 0; rank < n; ++rank) {
             const std::string_view token = rank_bytes(static_cast<TokenId>(rank));
             if (token.size() == 1) byte_rank_[static_cast<unsigned char>(token[0])] = static_cast<TokenId>(rank);
@@ -684,11 +671,11 @@ private:
                 pair_rank_[pair_index(token[0], token[1])] = static_cast<TokenId>(rank);
         }
         for (std::size_t b = 0; b < 256; ++b)
-            if (byte_rank_[b] == detail::bpe::no_rank) fail(0, "no single-byte token for byte " + std::to_string(b));
+            if (byte_rank_[b] == detail::bpe_no_rank) fail(0, fmt::format("no single-byte token for byte {}", b));
 
         for (const SpecialToken& token : encoding_.special_tokens)
             if (token.id < n)
-                fail(0, "special token " + token.text + " id " + std::to_string(token.id) + " collides with a rank");
+                fail(0, fmt::format("special token {} id {} collides with a rank", token.text, token.id));
     }
 
     /// A slot of the rank map. Most lookups are for short byte strings (a merge candidate), so a slot
@@ -710,7 +697,7 @@ private:
     /// For up to 8 bytes a word that determines them (with the length, which `check` holds); for
     /// longer tokens their first 8 bytes.
     static std::uint64_t head_of(const char* data, std::size_t length) noexcept {
-        return length <= 8 ? detail::bpe::short_key(data, length) : detail::bpe::load64(data);
+        return length <= 8 ? detail::bpe_short_key(data, length) : detail::load64(data);
     }
     static std::uint32_t check_of(std::uint64_t hash, std::size_t length) noexcept {
         return (static_cast<std::uint32_t>(hash >> 40) << 8) | static_cast<std::uint32_t>(std::min<std::size_t>(length, 255));
@@ -726,18 +713,18 @@ private:
 
     /// The rank of exactly these bytes, or no_rank.
     [[nodiscard]] TokenId find(std::string_view bytes) const noexcept {
-        if (bytes.size() > max_token_length_) return detail::bpe::no_rank;
-        const std::uint64_t hash = detail::bpe::hash_bytes(bytes.data(), bytes.size());
+        if (bytes.size() > max_token_length_) return detail::bpe_no_rank;
+        const std::uint64_t hash = detail::bpe_hash_bytes(bytes.data(), bytes.size());
         // Most merge candidates are not tokens; the filter (small enough to stay in L2) rejects
         // about 95% of them without touching the big table.
         const std::uint64_t bits = filter_bits(hash);
-        if ((filter_[filter_word(hash)] & bits) != bits) return detail::bpe::no_rank;
+        if ((filter_[filter_word(hash)] & bits) != bits) return detail::bpe_no_rank;
         const std::uint32_t check = check_of(hash, bytes.size());
         const std::uint64_t head = head_of(bytes.data(), bytes.size());
         // Invariant: the table is at most half full, so an empty slot ends every probe sequence.
         for (std::size_t index = hash & mask_;; index = (index + 1) & mask_) {
             const Slot& slot = slots_[index];
-            if (slot.rank_plus_one == 0) return detail::bpe::no_rank;
+            if (slot.rank_plus_one == 0) return detail::bpe_no_rank;
             if (slot.check != check || slot.head != head) continue;
             const TokenId rank = slot.rank_plus_one - 1;
             if (bytes.size() <= 8) return rank;  // head and length (in check) cover every byte
@@ -757,7 +744,7 @@ private:
     template <class Segment>
     void for_each_segment(std::string_view text, EncodeOptions options, Segment&& segment) const {
         if (!options.allow_special || encoding_.special_tokens.empty()) {
-            segment(text, detail::bpe::no_rank);
+            segment(text, detail::bpe_no_rank);
             return;
         }
         // next_at[k]: the next occurrence of special token k at or after `pos` (npos: none left).
@@ -789,7 +776,7 @@ private:
                 }
             }
             if (best_token == nullptr) {
-                segment(text.substr(pos), detail::bpe::no_rank);
+                segment(text.substr(pos), detail::bpe_no_rank);
                 return;
             }
             segment(text.substr(pos, best - pos), best_token->id);
@@ -803,7 +790,7 @@ private:
             const std::size_t end = encoding_.custom_split(text, pos);
             return end > pos && end <= text.size() ? end : text.size();
         }
-        return detail::bpe::piece_end(encoding_.pattern, text, pos);
+        return detail::bpe_piece_end(encoding_.pattern, text, pos);
     }
 
     template <class Emit>
@@ -835,11 +822,11 @@ private:
             if constexpr (Ids) emit(byte_rank_[static_cast<unsigned char>(piece[0])]);
             return 1;
         }
-        if (const TokenId whole = rank_of(piece.data(), piece.size()); whole != detail::bpe::no_rank) {
+        if (const TokenId whole = rank_of(piece.data(), piece.size()); whole != detail::bpe_no_rank) {
             if constexpr (Ids) emit(whole);
             return 1;
         }
-        if (piece.size() <= detail::bpe::small_piece_limit) return merge_small<Ids>(piece, emit);
+        if (piece.size() <= detail::bpe_small_piece_limit) return merge_small<Ids>(piece, emit);
         return merge_long<Ids>(piece, emit);
     }
 
@@ -851,19 +838,19 @@ private:
             std::uint32_t start;
             TokenId rank;
         };
-        std::array<Part, detail::bpe::small_piece_limit + 1> parts;  // parts[0..n] are set below
+        std::array<Part, detail::bpe_small_piece_limit + 1> parts;  // parts[0..n] are set below
         const std::size_t n = piece.size();
         for (std::size_t i = 0; i + 1 < n; ++i)
             parts[i] = {static_cast<std::uint32_t>(i), pair_rank_[pair_index(piece[i], piece[i + 1])]};
-        parts[n - 1] = {static_cast<std::uint32_t>(n - 1), detail::bpe::no_rank};
-        parts[n] = {static_cast<std::uint32_t>(n), detail::bpe::no_rank};
+        parts[n - 1] = {static_cast<std::uint32_t>(n - 1), detail::bpe_no_rank};
+        parts[n] = {static_cast<std::uint32_t>(n), detail::bpe_no_rank};
         std::size_t size = n + 1;  // parts in use (the last one marks the end)
         const auto rank_at = [&](std::size_t i) -> TokenId {  // rank of parts i and i+1 merged with i+2
-            if (i + 3 >= size) return detail::bpe::no_rank;
+            if (i + 3 >= size) return detail::bpe_no_rank;
             return rank_of(piece.data() + parts[i].start, parts[i + 3].start - parts[i].start);
         };
         while (true) {
-            TokenId min_rank = detail::bpe::no_rank;
+            TokenId min_rank = detail::bpe_no_rank;
             std::size_t min_index = 0;
             for (std::size_t i = 0; i + 1 < size; ++i) {
                 if (parts[i].rank < min_rank) {
@@ -871,7 +858,7 @@ private:
                     min_index = i;
                 }
             }
-            if (min_rank == detail::bpe::no_rank) break;
+            if (min_rank == detail::bpe_no_rank) break;
             const std::size_t i = min_index;
             if (i > 0) parts[i - 1].rank = rank_at(i - 1);
             parts[i].rank = rank_at(i);
@@ -894,9 +881,9 @@ private:
     /// O(n log n). Stale heap entries (a part merged away, or its pair rank changed) are skipped.
     template <bool Ids, class Emit>
     std::size_t merge_long(std::string_view piece, Emit& emit) const {
-        using Candidate = detail::bpe::LongMergeScratch::Candidate;
+        using Candidate = detail::BpeLongMergeScratch::Candidate;
         constexpr std::uint32_t dead = std::numeric_limits<std::uint32_t>::max();
-        detail::bpe::LongMergeScratch& scratch = detail::bpe::long_merge_scratch();
+        detail::BpeLongMergeScratch& scratch = detail::bpe_long_merge_scratch();
         const auto n = static_cast<std::uint32_t>(piece.size());
         scratch.next.resize(n);
         scratch.prev.resize(n);
@@ -909,14 +896,14 @@ private:
         for (std::uint32_t i = 0; i < n; ++i) {
             next[i] = i + 1;  // == n for the last part
             prev[i] = i == 0 ? dead : i - 1;
-            pair_rank[i] = i + 1 < n ? pair_rank_[pair_index(piece[i], piece[i + 1])] : detail::bpe::no_rank;
-            if (pair_rank[i] != detail::bpe::no_rank) scratch.heap.push_back({pair_rank[i], i});
+            pair_rank[i] = i + 1 < n ? pair_rank_[pair_index(piece[i], piece[i + 1])] : detail::bpe_no_rank;
+            if (pair_rank[i] != detail::bpe_no_rank) scratch.heap.push_back({pair_rank[i], i});
         }
         std::make_heap(scratch.heap.begin(), scratch.heap.end(), greater);
         // Rank of the part at i merged with its successor (which must exist and have a successor end).
         const auto pair_at = [&](std::uint32_t i) -> TokenId {
             const std::uint32_t j = next[i];
-            if (j >= n) return detail::bpe::no_rank;
+            if (j >= n) return detail::bpe_no_rank;
             const std::uint32_t end = next[j];
             return rank_of(piece.data() + i, end - i);
         };
@@ -933,14 +920,14 @@ private:
             next[j] = dead;
             --parts;
             pair_rank[i] = pair_at(i);
-            if (pair_rank[i] != detail::bpe::no_rank) {
+            if (pair_rank[i] != detail::bpe_no_rank) {
                 scratch.heap.push_back({pair_rank[i], i});
                 std::push_heap(scratch.heap.begin(), scratch.heap.end(), greater);
             }
             if (prev[i] != dead) {
                 const std::uint32_t p = prev[i];
                 pair_rank[p] = pair_at(p);
-                if (pair_rank[p] != detail::bpe::no_rank) {
+                if (pair_rank[p] != detail::bpe_no_rank) {
                     scratch.heap.push_back({pair_rank[p], p});
                     std::push_heap(scratch.heap.begin(), scratch.heap.end(), greater);
                 }
@@ -966,4 +953,4 @@ private:
 
 static_assert(TokenCounter<BpeTokenizer>);
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

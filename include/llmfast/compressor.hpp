@@ -2,20 +2,20 @@
 //
 // `PromptCompressor` applies replacement rules (verbose phrase -> short phrase) in ONE pass over the
 // prompt, leftmost-longest, with an Aho-Corasick automaton built once per rule set: the time is linear
-// in the input whatever the number of rules, and a replacement is never re-scanned (the seed ran one
+// in the input whatever the number of rules, and a replacement is never re-scanned (the chapter's sketch ran one
 // `str.replace` per rule, so a later rule could rewrite what an earlier one produced). Then it
 // normalizes whitespace (Unicode-aware, never inside ``` fenced code blocks), optionally drops
 // repeated lines and sentences (common in retrieved context), and reports what it did.
 //
 //     llmfast::PromptCompressor compressor;                       // Chinese + English built-in rules
 //     auto result = compressor.compress("请你帮我分析以下是一段代码。");
-//     // result.text == "帮我分析一段代码。", result.stats.tokens_before/after, result.stats.rules_fired
+//     // result.text == "帮我分析一段代码。", result.report.tokens_before/after, result.report.rules_fired
 //
 //     // Budget mode for retrieval context: keep the sentences most relevant to the query (BM25 over
 //     // words and Chinese character bigrams), in their original order, until the token budget is met.
 //     auto ctx = compressor.compress_to_budget(retrieved_text, "how do I rotate the API key?", 500);
 //
-// Rules: built-in sets `chinese_rules()` (the seed's: 请你, 请注意→注意, 你需要, 以下是, 首先，→1.,
+// Rules: built-in sets `chinese_rules()` (the chapter's: 请你, 请注意→注意, 你需要, 以下是, 首先，→1.,
 // 其次，→2., 最后，→3., with full-width and ASCII comma) and `english_rules()` ("please note that",
 // "I would like you to", "in order to"→"to", …; ASCII case-insensitive, on word boundaries). Your own
 // rules (`CompressorOptions::rules`) come first and win over a built-in rule with the same pattern;
@@ -40,10 +40,15 @@
 // `CompressorOptions::repair_invalid_utf8` is set (then ill-formed bytes become U+FFFD first).
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/detail/text_scan.hpp>
 #include <llmfast/error.hpp>
-#include <llmfast/tokens.hpp>
+#include <llmfast/estimating_token_counter.hpp>
+#include <llmfast/token_counter.hpp>
 #include <llmfast/utf8.hpp>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
@@ -58,7 +63,7 @@
 #include <utility>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 /// One replacement rule: every occurrence of `pattern` becomes `replacement`.
 struct CompressionRule {
@@ -71,7 +76,7 @@ struct CompressionRule {
     bool whole_word = false;
 };
 
-/// The seed's Chinese rules, each with the full-width (，) and the ASCII (,) comma where it has one.
+/// The chapter's Chinese rules, each with the full-width (，) and the ASCII (,) comma where it has one.
 inline std::vector<CompressionRule> chinese_rules() {
     return {
         {"请你", "", false, false},
@@ -145,7 +150,9 @@ struct RuleFiring {
     std::size_t count = 0;
 };
 
-struct CompressionStats {
+/// What one `compress` / `compress_to_budget` call did (a per-call report; the compressor keeps no
+/// counters of its own).
+struct CompressionReport {
     std::size_t bytes_before = 0;
     std::size_t bytes_after = 0;
     std::size_t chars_before = 0;  ///< code points
@@ -165,9 +172,10 @@ struct CompressionStats {
     }
 };
 
+/// The result of one call: the compressed text and what was done to it.
 struct CompressionResult {
     std::string text;
-    CompressionStats stats;
+    CompressionReport report;
 };
 
 namespace detail {
@@ -360,7 +368,7 @@ public:
 
     /// "states=N classes=M" (for benchmarks and tests).
     [[nodiscard]] std::string describe() const {
-        return "states=" + std::to_string(depth_.size()) + " classes=" + std::to_string(classes_);
+        return fmt::format("states={} classes={}", depth_.size(), classes_);
     }
 
 private:
@@ -588,7 +596,7 @@ void for_each_term(std::string_view text, Sink&& sink) {
         }
         const utf8::DecodeResult d = utf8::decode(text, pos);
         const char32_t cp = d.status == utf8::DecodeStatus::Valid ? d.code_point : 0xFFFDU;
-        if (is_han(cp)) {
+        if (is_han_ideograph(cp)) {
             flush_word();
             if (prev_han != 0) {
                 sink(text_hash(text.substr(prev_han_start, pos + d.length - prev_han_start), 2));
@@ -615,19 +623,31 @@ void for_each_term(std::string_view text, Sink&& sink) {
 }  // namespace detail
 
 /// Rule-based prompt compression with statistics; see the header comment.
-template <TokenCounter Counter = EstimatingTokenCounter>
+template <class Counter = EstimatingTokenCounter>
 class PromptCompressor {
+    static_assert(TokenCounter<Counter>,
+                  "llmfast::PromptCompressor<Counter>: Counter must model llmfast::TokenCounter — it needs "
+                  "`count(std::string_view) const` returning something convertible to std::size_t");
+
 public:
+    using Options = CompressorOptions;
+
     explicit PromptCompressor(CompressorOptions options = {}, Counter counter = {})
         : options_(std::move(options)), counter_(std::move(counter)) {
         if (options_.min_repeated_length == 0)
-            throw Error(ErrorCode::InvalidArgument, "CompressorOptions::min_repeated_length must be > 0");
+            throw Error(ErrorCode::InvalidArgument, "CompressorOptions::min_repeated_length must be > 0 (got 0)");
         if (!(options_.bm25_k1 >= 0) || !(options_.bm25_b >= 0 && options_.bm25_b <= 1))
-            throw Error(ErrorCode::InvalidArgument, "CompressorOptions: bm25_k1 must be >= 0 and bm25_b in [0, 1]");
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("CompressorOptions::bm25_k1 must be >= 0 and CompressorOptions::bm25_b in [0, 1] "
+                                    "(got {} and {})",
+                                    options_.bm25_k1, options_.bm25_b));
         const auto add = [this](const CompressionRule& rule) {
-            if (rule.pattern.empty()) throw Error(ErrorCode::InvalidArgument, "compression rule with an empty pattern");
+            if (rule.pattern.empty())
+                throw Error(ErrorCode::InvalidArgument, "CompressorOptions::rules: a rule with an empty pattern");
             if (!utf8::is_valid(rule.pattern) || !utf8::is_valid(rule.replacement))
-                throw Error(ErrorCode::InvalidArgument, "compression rule that is not valid UTF-8: " + utf8::repair(rule.pattern));
+                throw Error(ErrorCode::InvalidArgument,
+                            fmt::format("CompressorOptions::rules: a rule that is not valid UTF-8 ({})",
+                                        utf8::repair(rule.pattern)));
             // Same pattern and matching mode as an earlier rule: the earlier one (yours) wins.
             for (const CompressionRule& existing : rules_)
                 if (existing.pattern == rule.pattern && existing.ignore_case == rule.ignore_case &&
@@ -668,10 +688,10 @@ public:
     /// Throws Error(InvalidUtf8) for ill-formed input unless `repair_invalid_utf8`.
     [[nodiscard]] CompressionResult compress(std::string_view text) const {
         std::string repaired;
-        text = checked(text, repaired);
+        text = checked(text, repaired, "PromptCompressor::compress");
         CompressionResult result;
-        result.text = transform(text, result.stats);
-        fill_stats(text, result);
+        result.text = transform(text, result.report);
+        fill_report(text, result);
         return result;
     }
 
@@ -683,12 +703,12 @@ public:
     [[nodiscard]] CompressionResult compress_to_budget(std::string_view context, std::string_view query,
                                                        std::size_t budget) const {
         std::string repaired_context, repaired_query;
-        context = checked(context, repaired_context);
-        query = checked(query, repaired_query);
+        context = checked(context, repaired_context, "PromptCompressor::compress_to_budget");
+        query = checked(query, repaired_query, "PromptCompressor::compress_to_budget");
         CompressionResult result;
-        const std::string compressed = transform(context, result.stats);
-        result.text = select(compressed, query, budget, result.stats);
-        fill_stats(context, result);
+        const std::string compressed = transform(context, result.report);
+        result.text = select(compressed, query, budget, result.report);
+        fill_report(context, result);
         return result;
     }
 
@@ -701,27 +721,27 @@ private:
         std::size_t tokens = 0;
     };
 
-    std::string_view checked(std::string_view text, std::string& storage) const {
+    std::string_view checked(std::string_view text, std::string& storage, std::string_view where) const {
         if (detail::is_valid_utf8_fast(text)) return text;
         if (!options_.repair_invalid_utf8)
-            throw Error(ErrorCode::InvalidUtf8, "PromptCompressor: input is not valid UTF-8 at byte " +
-                                                    std::to_string(utf8::find_invalid(text)));
+            throw Error(ErrorCode::InvalidUtf8, fmt::format("{}: input is not valid UTF-8 (at byte {})", where,
+                                                            utf8::find_invalid(text)));
         storage = utf8::repair(text);
         return storage;
     }
 
-    void fill_stats(std::string_view original, CompressionResult& result) const {
-        CompressionStats& stats = result.stats;
-        stats.bytes_before = original.size();
-        stats.bytes_after = result.text.size();
-        stats.chars_before = detail::count_code_points_fast(original);
-        stats.chars_after = detail::count_code_points_fast(result.text);
+    void fill_report(std::string_view original, CompressionResult& result) const {
+        CompressionReport& report = result.report;
+        report.bytes_before = original.size();
+        report.bytes_after = result.text.size();
+        report.chars_before = detail::count_code_points_fast(original);
+        report.chars_after = detail::count_code_points_fast(result.text);
         if (!options_.count_tokens) return;
-        stats.tokens_before = static_cast<std::size_t>(counter_.count(original));
-        stats.tokens_after = static_cast<std::size_t>(counter_.count(result.text));
+        report.tokens_before = static_cast<std::size_t>(counter_.count(original));
+        report.tokens_after = static_cast<std::size_t>(counter_.count(result.text));
     }
 
-    std::string transform(std::string_view text, CompressionStats& stats) const {
+    std::string transform(std::string_view text, CompressionReport& report) const {
         const std::vector<detail::TextSegment> segments = detail::split_fences(text);
         std::vector<std::size_t> fired(rules_.size(), 0);
         std::string replaced;  // all prose and fenced segments, rules applied to prose
@@ -739,14 +759,14 @@ private:
             } else if (dedupe) {
                 scratch.clear();
                 automaton_.replace_all(part, scratch, fired);
-                remove_repeats(scratch, replaced, seen, stats);
+                remove_repeats(scratch, replaced, seen, report);
             } else {
                 automaton_.replace_all(part, replaced, fired);
             }
             out_segments.push_back({begin, replaced.size(), segment.fenced});
         }
         for (std::size_t rule = 0; rule < fired.size(); ++rule)
-            if (fired[rule] != 0) stats.rules_fired.push_back({rule, fired[rule]});
+            if (fired[rule] != 0) report.rules_fired.push_back({rule, fired[rule]});
         if (!options_.normalize_whitespace) return replaced;
 
         std::string out;
@@ -774,7 +794,7 @@ private:
     }
 
     void remove_repeats(std::string_view text, std::string& out, std::unordered_set<std::uint64_t>& seen,
-                        CompressionStats& stats) const {
+                        CompressionReport& report) const {
         std::string buffer;
         std::size_t pos = 0;
         while (pos < text.size()) {
@@ -786,7 +806,7 @@ private:
             pos = next;
             if (options_.remove_repeated_lines && significant(line)) {
                 if (!seen.insert(repeat_key(line, buffer) ^ 0x9E3779B97F4A7C15ULL).second) {
-                    ++stats.lines_removed;
+                    ++report.lines_removed;
                     continue;
                 }
             }
@@ -798,7 +818,7 @@ private:
             const auto handle = [&](std::size_t begin, std::size_t sentence_end, std::size_t after) {
                 const std::string_view sentence = line.substr(begin, sentence_end - begin);
                 if (significant(sentence) && !seen.insert(repeat_key(sentence, buffer)).second) {
-                    ++stats.sentences_removed;
+                    ++report.sentences_removed;
                 } else {
                     out.append(line.substr(begin, after - begin));
                 }
@@ -885,9 +905,9 @@ private:
         return out;
     }
 
-    std::string select(std::string_view text, std::string_view query, std::size_t budget, CompressionStats& stats) const {
+    std::string select(std::string_view text, std::string_view query, std::size_t budget, CompressionReport& report) const {
         std::vector<Chunk> chunks = split_chunks(text);
-        stats.chunks_total = chunks.size();
+        report.chunks_total = chunks.size();
         if (budget == 0 || chunks.empty()) return {};
 
         // BM25: document frequency per term over chunks, then each chunk's score for the query terms.
@@ -944,7 +964,7 @@ private:
             kept_order.pop_back();
             out = join(text, chunks, keep);
         }
-        stats.chunks_kept = kept_order.size();
+        report.chunks_kept = kept_order.size();
         return out;
     }
 
@@ -954,4 +974,4 @@ private:
     detail::RuleAutomaton automaton_;
 };
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

@@ -1,54 +1,80 @@
-// llmfast/embedder.hpp — the `Embedder` concept and `HashingEmbedder`, a model-free default.
+// llmfast/embedder.hpp — the `Embedder` concept: what the semantic cache needs from a model that turns
+// text into vectors, what it uses when a model offers more, and the helpers that pick it up.
 //
-// An embedder turns a prompt into a fixed-size vector so the semantic cache can find a cached prompt
-// that is close to a new one. Plug a real sentence-embedding model in by writing a type that models
-// `Embedder`; `HashingEmbedder` needs no model and measures *lexical* similarity (shared characters
-// and words), not meaning: "机器学习是什么?" and "什么是机器学习?" come out close, but so do
-// "第一季比第二季好" and "第二季比第一季好". See SemanticCache's hit guards and the quality table.
+// Required: `dimension()` (the output width) and a const `embed(std::string_view, std::span<float>)`
+// that writes `dimension()` floats. Optional, detected through `embedder_traits<E>`:
+//   - `identity()` → a string naming the model and its parameters. Snapshots store it, so a cache
+//     never loads vectors of another model (`embedder_identity` falls back to a name built from the
+//     dimension alone, which cannot tell two models of one width apart — give yours an identity()).
+//   - `embed_batch(std::span<const std::string_view>, std::span<float>)` (row-major output): a model
+//     runs a batch faster than single calls; `embed_batch(embedder, texts, out)` uses it when present.
+//   - `static constexpr bool lexical`: true for an embedder that measures shared characters and words
+//     rather than meaning (HashingEmbedder). `SemanticTier::Auto` keeps the cache's semantic tier off
+//     for a lexical embedder; absent means false.
 //
-//     llmfast::HashingEmbedder embedder;                    // 384 dimensions
-//     std::vector<float> v(embedder.dimension());
-//     embedder.embed("什么是机器学习?", v);                 // L2-normalized
+//     struct MyEmbedder {
+//         std::size_t dimension() const { return 768; }
+//         void embed(std::string_view text, std::span<float> out) const;  // your model
+//         std::string identity() const { return "my-model/3"; }           // optional
+//     };
+//     static_assert(llmfast::Embedder<MyEmbedder>);
 //
-// Thread-safety: `HashingEmbedder` is immutable after construction; `embed` may be called from any
-// number of threads at once. A user embedder must allow concurrent `embed` calls on a const object
-// (SemanticCache embeds outside its locks, from the calling threads).
+// Thread-safety: the cache calls `embed` concurrently on a const object, from the calling threads and
+// outside its locks; a model of Embedder must allow that.
 //
-// Errors: HashingEmbedder's constructor throws Error(InvalidArgument) for a zero dimension; `embed`
-// throws Error(InvalidArgument) when `out.size() != dimension()`.
+// Errors: `embed_batch` throws Error(InvalidArgument) when `out.size() != texts.size() * dimension()`;
+// what the embedder itself throws propagates. The built-in model is `HashingEmbedder`
+// (llmfast/hashing_embedder.hpp).
 #pragma once
 
-#include <llmfast/detail/cache_text.hpp>
-#include <llmfast/detail/xxhash.hpp>
+#include <llmfast/version.hpp>
 #include <llmfast/error.hpp>
 
-#include <cmath>
 #include <concepts>
 #include <cstddef>
-#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include <fmt/format.h>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 /// A type that maps text to a vector of `dimension()` floats, written into a caller-provided span.
-/// Optionally it provides `identity()` (a string naming the model and its parameters, stored in
-/// snapshots so a cache never loads vectors of another model) and
-/// `embed_batch(std::span<const std::string_view>, std::span<float>)` (row-major output).
+/// See the header comment for the optional members (`identity`, `embed_batch`, `lexical`).
 template <class E>
 concept Embedder = requires(const E& embedder, std::string_view text, std::span<float> out) {
     { embedder.dimension() } -> std::convertible_to<std::size_t>;
     embedder.embed(text, out);
 };
 
+/// What an embedder optionally provides, detected from its members. Specialize it for a type you
+/// cannot change (e.g. to declare a third-party embedder lexical).
+template <class E>
+struct embedder_traits {
+    /// `identity()` returning something convertible to std::string.
+    static constexpr bool has_identity = requires(const E& e) {
+        { e.identity() } -> std::convertible_to<std::string>;
+    };
+    /// `embed_batch(std::span<const std::string_view>, std::span<float>)`.
+    static constexpr bool has_embed_batch = requires(const E& e, std::span<const std::string_view> texts,
+                                                     std::span<float> out) { e.embed_batch(texts, out); };
+    /// `E::lexical`: similarity of characters and words, not of meaning (false when absent).
+    static constexpr bool lexical = [] {
+        if constexpr (requires { { E::lexical } -> std::convertible_to<bool>; }) {
+            return static_cast<bool>(E::lexical);
+        } else {
+            return false;
+        }
+    }();
+};
+
 /// The embedder's identity for snapshots: `identity()` if it has one, otherwise a name built from its
-/// dimension alone (which cannot tell two models of the same width apart — give yours an identity()).
-template <Embedder E>
+/// dimension alone.
+template <class E>
+    requires Embedder<E>
 std::string embedder_identity(const E& embedder) {
-    if constexpr (requires { { embedder.identity() } -> std::convertible_to<std::string>; }) {
+    if constexpr (embedder_traits<E>::has_identity) {
         return std::string(embedder.identity());
     } else {
         return fmt::format("anonymous-embedder dim={}", static_cast<std::size_t>(embedder.dimension()));
@@ -56,130 +82,21 @@ std::string embedder_identity(const E& embedder) {
 }
 
 /// Embeds `texts` into `out` (row i = texts[i], `dimension()` floats each), through the embedder's own
-/// `embed_batch` when it has one (a model runs a batch faster than single calls), else one by one.
-template <Embedder E>
+/// `embed_batch` when it has one, else one by one.
+template <class E>
+    requires Embedder<E>
 void embed_batch(const E& embedder, std::span<const std::string_view> texts, std::span<float> out) {
-    const std::size_t dim = embedder.dimension();
+    const auto dim = static_cast<std::size_t>(embedder.dimension());
     if (out.size() != texts.size() * dim) {
-        throw Error(ErrorCode::InvalidArgument, "embed_batch: output size must be texts.size() * dimension()");
+        throw Error(ErrorCode::InvalidArgument,
+                    fmt::format("embed_batch: output has {} floats, texts.size() * dimension() is {}", out.size(),
+                                texts.size() * dim));
     }
-    if constexpr (requires { embedder.embed_batch(texts, out); }) {
+    if constexpr (embedder_traits<E>::has_embed_batch) {
         embedder.embed_batch(texts, out);
     } else {
         for (std::size_t i = 0; i < texts.size(); ++i) embedder.embed(texts[i], out.subspan(i * dim, dim));
     }
 }
 
-struct HashingEmbedderOptions {
-    std::size_t dimension = 384;  ///< output width; more dimensions = fewer hash collisions
-    std::uint64_t seed = 0;       ///< hashing seed (part of the identity)
-};
-
-/// Feature hashing of character n-grams: CJK runs (no spaces) give character unigrams and bigrams;
-/// Latin and other alphabetic text gives whole words plus their character trigrams. Each feature is
-/// hashed with xxHash3 to a bucket and a sign (signed hashing keeps collisions from biasing the
-/// cosine), and the vector is L2-normalized. Input is normalized first like the exact tier (ASCII
-/// case-fold, full-width to half-width, whitespace collapsed). Deterministic across runs and builds.
-/// Empty or punctuation-only text gives the zero vector (similarity 0 to everything).
-class HashingEmbedder {
-public:
-    using Options = HashingEmbedderOptions;
-
-    HashingEmbedder() : HashingEmbedder(Options{}) {}
-    explicit HashingEmbedder(Options options) : options_(options) {
-        if (options_.dimension == 0) throw Error(ErrorCode::InvalidArgument, "HashingEmbedder: dimension must be > 0");
-    }
-
-    [[nodiscard]] std::size_t dimension() const noexcept { return options_.dimension; }
-
-    [[nodiscard]] std::string identity() const {
-        return fmt::format("llmfast.HashingEmbedder/1 dim={} seed={}", options_.dimension, options_.seed);
-    }
-
-    void embed(std::string_view text, std::span<float> out) const {
-        if (out.size() != options_.dimension) {
-            throw Error(ErrorCode::InvalidArgument,
-                        fmt::format("HashingEmbedder::embed: output has {} floats, dimension is {}", out.size(),
-                                    options_.dimension));
-        }
-        for (float& value : out) value = 0.0F;
-        thread_local std::string normalized;  // reused: no allocation per call once warm
-        detail::normalize_prompt(text, normalized);
-        accumulate(normalized, out);
-        double norm = 0;
-        for (const float value : out) norm += static_cast<double>(value) * static_cast<double>(value);
-        if (norm > 0) {
-            const auto inv = static_cast<float>(1.0 / std::sqrt(norm));
-            for (float& value : out) value *= inv;
-        }
-    }
-
-    void embed_batch(std::span<const std::string_view> texts, std::span<float> out) const {
-        const std::size_t dim = options_.dimension;
-        if (out.size() != texts.size() * dim) {
-            throw Error(ErrorCode::InvalidArgument, "HashingEmbedder::embed_batch: output size must be texts.size() * dimension()");
-        }
-        for (std::size_t i = 0; i < texts.size(); ++i) embed(texts[i], out.subspan(i * dim, dim));
-    }
-
-    [[nodiscard]] const Options& options() const noexcept { return options_; }
-
-private:
-    // Feature kinds hash with different seeds so a word "ab" and a bigram "ab" never share a bucket
-    // by construction.
-    static constexpr std::uint64_t kind_unigram = 0x9E3779B97F4A7C15ULL;
-    static constexpr std::uint64_t kind_bigram = 0xC2B2AE3D27D4EB4FULL;
-    static constexpr std::uint64_t kind_word = 0x165667B19E3779F9ULL;
-    static constexpr std::uint64_t kind_trigram = 0x27D4EB2F165667C5ULL;
-
-    void add_feature(std::string_view bytes, std::uint64_t kind, float weight, std::span<float> out) const {
-        const std::uint64_t hash = detail::xxh3_64(bytes, options_.seed ^ kind);
-        const std::size_t bucket = static_cast<std::size_t>(hash % options_.dimension);
-        out[bucket] += (hash >> 63) != 0 ? -weight : weight;
-    }
-
-    // One pass over the normalized text. Invariant: `word_start` is npos outside a word; inside one,
-    // `starts` holds the byte offsets of the word's last three code points (for trigrams).
-    void accumulate(std::string_view text, std::span<float> out) const {
-        constexpr std::size_t npos = std::string_view::npos;
-        std::size_t prev_cjk = npos;  // offset of the previous code point if it was CJK
-        std::size_t word_start = npos;
-        std::size_t word_chars = 0;
-        std::size_t starts[3] = {0, 0, 0};
-        const auto end_word = [&](std::size_t end) {
-            if (word_start == npos) return;
-            add_feature(text.substr(word_start, end - word_start), kind_word, 1.0F, out);
-            word_start = npos;
-            word_chars = 0;
-        };
-        std::size_t pos = 0;
-        while (pos < text.size()) {
-            const detail::CodePoint cp = detail::next_code_point(text, pos);
-            if (detail::is_cjk(cp.value)) {
-                end_word(pos);
-                add_feature(text.substr(pos, cp.length), kind_unigram, 1.0F, out);
-                if (prev_cjk != npos) add_feature(text.substr(prev_cjk, pos + cp.length - prev_cjk), kind_bigram, 1.0F, out);
-                prev_cjk = pos;
-            } else if (detail::is_separator(cp.value)) {
-                end_word(pos);
-                prev_cjk = npos;
-            } else {  // a word character
-                prev_cjk = npos;
-                if (word_start == npos) word_start = pos;
-                starts[0] = starts[1];
-                starts[1] = starts[2];
-                starts[2] = pos;
-                ++word_chars;
-                if (word_chars >= 3) add_feature(text.substr(starts[0], pos + cp.length - starts[0]), kind_trigram, 0.5F, out);
-            }
-            pos += cp.length;
-        }
-        end_word(text.size());
-    }
-
-    Options options_;
-};
-
-static_assert(Embedder<HashingEmbedder>);
-
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

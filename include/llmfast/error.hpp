@@ -16,11 +16,15 @@
 // Thread-safety: the types here are plain values.
 #pragma once
 
+#include <llmfast/version.hpp>
+
+#include <fmt/format.h>
+
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 enum class ErrorCode : int {
     Ok = 0,            ///< success (only used where a status is returned instead of thrown)
@@ -64,7 +68,7 @@ constexpr std::string_view to_string(ErrorCode code) noexcept {
 class Error : public std::runtime_error {
 public:
     Error(ErrorCode code, std::string_view message)
-        : std::runtime_error(std::string(to_string(code)) + ": " + std::string(message)), code_(code) {}
+        : std::runtime_error(fmt::format("{}: {}", to_string(code), message)), code_(code) {}
 
     [[nodiscard]] ErrorCode code() const noexcept { return code_; }
 
@@ -72,4 +76,4 @@ private:
     ErrorCode code_;
 };
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

@@ -3,11 +3,12 @@
 // the CMake target llmfast::hnsw) and is not part of llmfast/llmfast.hpp.
 //
 //     #include <llmfast/hnsw_index.hpp>
+//     #include <llmfast/semantic_cache.hpp>
 //     llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::HnswIndex> cache(
 //         llmfast::HashingEmbedder{}, {.semantic_tier = llmfast::SemanticTier::On},
 //         {.m = 16, .ef_construction = 200, .ef_search = 64});
 //
-// It models `VectorIndex` (llmfast/vector_index.hpp) with inner-product similarity. Written for
+// It models `VectorIndex` (llmfast/vector_index.hpp, the only llmfast interface it depends on) with inner-product similarity. Written for
 // hnswlib 0.6.2 (Debian 12), which has no filtered search, no slot reuse for deleted elements and
 // throws when adding past `max_elements`, so:
 //   - the cache keeps one index per scope (a hit never crosses scopes, and nothing is filtered away);
@@ -31,6 +32,8 @@
 // own failures (out of memory) propagate as std::runtime_error / std::bad_alloc.
 #pragma once
 
+#include <llmfast/version.hpp>
+#include <llmfast/detail/finite_vector.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/vector_index.hpp>
 
@@ -59,7 +62,7 @@
 
 #include <fmt/format.h>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 struct HnswIndexOptions {
     std::size_t m = 16;                   ///< graph degree (hnswlib's M)
@@ -71,16 +74,24 @@ struct HnswIndexOptions {
     std::size_t random_seed = 100;        ///< level generator seed (fixed: builds are reproducible)
 };
 
+/// Approximate inner-product search over hnswlib (see the header comment). Thread-safety: concurrent
+/// const `search` calls are safe; `add`, `remove` and `set_ef_search` need exclusive access.
 class HnswIndex {
 public:
     using Options = HnswIndexOptions;
 
     explicit HnswIndex(std::size_t dimension, const Options& options = {})
         : dimension_(dimension), options_(options) {
-        if (dimension == 0) throw Error(ErrorCode::InvalidArgument, "HnswIndex: dimension must be > 0");
-        if (options.m < 2) throw Error(ErrorCode::InvalidArgument, "HnswIndex: m must be >= 2");
-        if (options.ef_construction == 0 || options.ef_search == 0) {
-            throw Error(ErrorCode::InvalidArgument, "HnswIndex: ef_construction and ef_search must be > 0");
+        if (dimension == 0) {
+            throw Error(ErrorCode::InvalidArgument, fmt::format("HnswIndex::HnswIndex: dimension must be > 0 (got {})", dimension));
+        }
+        if (options.m < 2) throw Error(ErrorCode::InvalidArgument, fmt::format("HnswIndexOptions::m must be >= 2 (got {})", options.m));
+        if (options.ef_construction == 0) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("HnswIndexOptions::ef_construction must be > 0 (got {})", options.ef_construction));
+        }
+        if (options.ef_search == 0) {
+            throw Error(ErrorCode::InvalidArgument, fmt::format("HnswIndexOptions::ef_search must be > 0 (got {})", options.ef_search));
         }
         stored_dimension_ = dimension % 2 == 0 ? dimension + 1 : dimension;
         space_ = std::make_unique<hnswlib::InnerProductSpace>(stored_dimension_);
@@ -165,7 +176,7 @@ public:
 
     /// Changes the search candidate list size (needs exclusive access).
     void set_ef_search(std::size_t ef) {
-        if (ef == 0) throw Error(ErrorCode::InvalidArgument, "HnswIndex: ef_search must be > 0");
+        if (ef == 0) throw Error(ErrorCode::InvalidArgument, fmt::format("HnswIndex::set_ef_search: ef must be > 0 (got {})", ef));
         graph_->setEf(ef);
         options_.ef_search = ef;
     }
@@ -212,4 +223,4 @@ private:
 
 static_assert(VectorIndex<HnswIndex>);
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

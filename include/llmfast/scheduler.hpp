@@ -86,6 +86,7 @@
 #include <llmfast/clock.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/stream.hpp>
+#include <llmfast/detail/saturating.hpp>
 
 #include <fmt/format.h>
 
@@ -357,7 +358,7 @@ public:
     [[nodiscard]] TrySubmitSequence<Token> try_submit(Seq seq, std::size_t prompt_tokens, RequestOptions options = {}) {
         const time_point now = clock_.now();
         time_point deadline = options.deadline;
-        if (options.timeout) deadline = std::min(deadline, detail::saturating_add(now, *options.timeout));
+        if (options.timeout) deadline = std::min(deadline, detail::deadline_after(now, *options.timeout));
         ErrorCode status = ErrorCode::Ok;
         if (prompt_tokens == 0 || options.max_new_tokens == 0) {
             status = ErrorCode::InvalidArgument;

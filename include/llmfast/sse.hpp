@@ -35,10 +35,12 @@
 //
 // Errors: `sse::append_event` throws `Error(InvalidArgument)` for an `event` or `id` containing CR or
 // LF (or an `id` containing NUL), which would break the framing; `SseParserOptions` with
-// `max_event_size == 0` throws `Error(InvalidArgument)`. The parser never throws for its input: an
+// `max_event_size == 0` throws `Error(InvalidArgument)` (from the `SseParser` constructor and `sse_events`). The parser never throws for its input: an
 // event over the size bound is reported as an `SseEventView` with status `ErrorCode::EventTooLarge`.
 // `SseParser::feed` propagates what its callback throws, and the parser stays consistent (see `feed`).
 #pragma once
+
+#include <llmfast/version.hpp>
 
 #include <llmfast/error.hpp>
 #include <llmfast/streaming_generator.hpp>
@@ -60,7 +62,7 @@
 #include <utility>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 // ---------------------------------------------------------------------------------------------------
 // Output
@@ -75,43 +77,54 @@ struct SseEventOut {
     std::optional<std::chrono::milliseconds> retry{};
 };
 
+namespace detail {
+inline bool sse_has_line_break(std::string_view text) noexcept {
+    return text.find_first_of("\r\n") != std::string_view::npos;
+}
+
+/// Calls `line(std::string_view text, bool last)` for each line of `text`, split at CRLF, CR or LF
+/// (the one SSE line splitter of the writer): a text without a line break is one line, and a
+/// trailing break gives a last, empty line.
+template <class Line>
+void sse_for_each_line(std::string_view text, Line&& line) {
+    for (;;) {
+        const std::size_t brk = text.find_first_of("\r\n");
+        if (brk == std::string_view::npos) {
+            line(text, true);
+            return;
+        }
+        line(text.substr(0, brk), false);
+        const std::size_t skip = (text[brk] == '\r' && brk + 1 < text.size() && text[brk + 1] == '\n') ? 2 : 1;
+        text.remove_prefix(brk + skip);
+    }
+}
+
+/// Appends `data: <line>\n` for each line of `data`. Empty data gives one empty `data:` line, so the
+/// reader still dispatches an event (with empty data).
+inline void sse_append_data_lines(std::string& out, std::string_view data) {
+    sse_for_each_line(data, [&out](std::string_view line, bool) {
+        out.append("data: ");
+        out.append(line);
+        out.push_back('\n');
+    });
+}
+}  // namespace detail
+
 namespace sse {
 
 /// The media type of an event stream (the response's Content-Type).
 inline constexpr std::string_view content_type = "text/event-stream";
 
-namespace detail {
-inline bool has_line_break(std::string_view text) noexcept {
-    return text.find_first_of("\r\n") != std::string_view::npos;
-}
-
-/// Appends `data: <line>\n` for each line of `data` (split at CRLF, CR or LF). Empty data gives one
-/// empty `data:` line, so the reader still dispatches an event (with empty data).
-inline void append_data_lines(std::string& out, std::string_view data) {
-    for (;;) {
-        const std::size_t brk = data.find_first_of("\r\n");
-        out.append("data: ");
-        if (brk == std::string_view::npos) {
-            out.append(data);
-            out.push_back('\n');
-            return;
-        }
-        out.append(data.substr(0, brk));
-        out.push_back('\n');
-        const std::size_t skip = (data[brk] == '\r' && brk + 1 < data.size() && data[brk + 1] == '\n') ? 2 : 1;
-        data.remove_prefix(brk + skip);
-    }
-}
-}  // namespace detail
-
 /// Appends one complete event (terminated by a blank line) to `out`.
 /// Throws Error(InvalidArgument) when `event` or `id` contains CR/LF or `id` contains NUL.
 inline void append_event(std::string& out, const SseEventOut& event) {
-    if (detail::has_line_break(event.event)) {
-        throw Error(ErrorCode::InvalidArgument, "SSE event type must not contain CR or LF");
+    if (detail::sse_has_line_break(event.event)) {
+        throw Error(ErrorCode::InvalidArgument, fmt::format("sse::append_event: SseEventOut::event must not contain CR "
+                                                            "or LF (got {} bytes)", event.event.size()));
     }
-    if (event.id && (detail::has_line_break(*event.id) || event.id->find('\0') != std::string_view::npos)) {
-        throw Error(ErrorCode::InvalidArgument, "SSE id must not contain CR, LF or NUL");
+    if (event.id && (detail::sse_has_line_break(*event.id) || event.id->find('\0') != std::string_view::npos)) {
+        throw Error(ErrorCode::InvalidArgument, fmt::format("sse::append_event: SseEventOut::id must not contain CR, "
+                                                            "LF or NUL (got {} bytes)", event.id->size()));
     }
     if (!event.event.empty()) {
         out.append("event: ");
@@ -124,7 +137,7 @@ inline void append_event(std::string& out, const SseEventOut& event) {
         out.push_back('\n');
     }
     if (event.retry) fmt::format_to(std::back_inserter(out), "retry: {}\n", std::max<std::int64_t>(0, event.retry->count()));
-    detail::append_data_lines(out, event.data);
+    detail::sse_append_data_lines(out, event.data);
     out.push_back('\n');
 }
 
@@ -138,16 +151,12 @@ inline std::string format_event(const SseEventOut& event) {
 /// Appends a comment frame (`: text`, one `:` line per line of text, then a blank line). Readers
 /// ignore it; proxies see traffic, so it serves as a keep-alive.
 inline void append_comment(std::string& out, std::string_view text = {}) {
-    for (;;) {
-        const std::size_t brk = text.find_first_of("\r\n");
+    detail::sse_for_each_line(text, [&out](std::string_view line, bool last) {
         out.push_back(':');
-        if (!text.empty()) out.push_back(' ');
-        out.append(text.substr(0, brk));
+        if (!line.empty() || !last) out.push_back(' ');  // (a space unless nothing is left to write)
+        out.append(line);
         out.push_back('\n');
-        if (brk == std::string_view::npos) break;
-        const std::size_t skip = (text[brk] == '\r' && brk + 1 < text.size() && text[brk + 1] == '\n') ? 2 : 1;
-        text.remove_prefix(brk + skip);
-    }
+    });
     out.push_back('\n');
 }
 
@@ -333,6 +342,11 @@ struct SseParserOptions {
     std::size_t max_event_size = std::size_t{1} << 20;
 };
 
+/// The parser's counters (`SseParser::stats()`).
+struct SseParserStats {
+    std::size_t events_too_large = 0;  ///< events reported as EventTooLarge since construction or reset()
+};
+
 /// An event as the parser hands it to the callback; the views are valid during the callback only.
 struct SseEventView {
     ErrorCode status = ErrorCode::Ok;  ///< Ok, or EventTooLarge (then type and data are empty)
@@ -354,6 +368,15 @@ struct SseEvent {
     friend bool operator==(const SseEvent&, const SseEvent&) = default;
 };
 
+namespace detail {
+inline const SseParserOptions& sse_validate(const SseParserOptions& options) {
+    if (options.max_event_size == 0)
+        throw Error(ErrorCode::InvalidArgument,
+                    fmt::format("SseParserOptions::max_event_size must be >= 1 (got {})", options.max_event_size));
+    return options;
+}
+}  // namespace detail
+
 /// Incremental `text/event-stream` parser (WHATWG "event stream interpretation"): bytes may arrive
 /// split anywhere (inside a line, a CRLF or a UTF-8 character). Handles CR, LF and CRLF line ends,
 /// one leading BOM, comments, multi-line data, `event`, `id` (ignored when it contains NUL) and
@@ -368,11 +391,14 @@ struct SseEvent {
 /// that lies entirely inside one `feed` is parsed in place, and a one-line event (the
 /// OpenAI/vLLM/llama.cpp shape) that lies inside one `feed` reaches the callback as a view of the
 /// input, with no copy; only a line or an event split across feeds is buffered.
+///
+/// Thread-safety: one parser belongs to one stream (no internal locking).
 class SseParser {
 public:
-    explicit SseParser(SseParserOptions options = {}) : max_event_size_(options.max_event_size) {
-        if (options.max_event_size == 0) throw Error(ErrorCode::InvalidArgument, "SseParser: max_event_size must be > 0");
-    }
+    using Options = SseParserOptions;
+
+    /// Throws Error(InvalidArgument) when `options.max_event_size` is 0.
+    explicit SseParser(SseParserOptions options = {}) : max_event_size_(detail::sse_validate(options).max_event_size) {}
 
     /// Parses `bytes` and calls `on_event(const SseEventView&)` for each dispatched event (and once
     /// for each event that exceeded the bound). Returns the number of calls.
@@ -504,8 +530,8 @@ public:
     [[nodiscard]] std::string_view last_event_id() const noexcept { return last_id_; }
     /// The latest valid `retry:` value.
     [[nodiscard]] std::optional<std::chrono::milliseconds> retry() const noexcept { return retry_; }
-    /// Events reported as EventTooLarge so far.
-    [[nodiscard]] std::size_t events_too_large() const noexcept { return events_too_large_; }
+    /// The counters (events reported as EventTooLarge so far).
+    [[nodiscard]] SseParserStats stats() const noexcept { return SseParserStats{events_too_large_}; }
 
     /// Parses a whole stream at once (then `finish()`), collecting owned events.
     [[nodiscard]] static std::vector<SseEvent> parse_all(std::string_view stream, SseParserOptions options = {}) {
@@ -673,8 +699,8 @@ StreamingGenerator<SseEvent> sse_events_impl(View chunks, SseParserOptions optio
 template <std::ranges::viewable_range R>
     requires std::ranges::input_range<R> && std::convertible_to<std::ranges::range_reference_t<R>, std::string_view>
 StreamingGenerator<SseEvent> sse_events(R&& chunks, SseParserOptions options = {}) {
-    if (options.max_event_size == 0) throw Error(ErrorCode::InvalidArgument, "SseParser: max_event_size must be > 0");
+    detail::sse_validate(options);  // eagerly, not at the first resumption
     return detail::sse_events_impl(std::views::all(std::forward<R>(chunks)), options);
 }
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

@@ -1,5 +1,6 @@
 // llmfast/stream.hpp — moving tokens from a model thread to a connection: a bounded channel with
-// backpressure and cancellation, deadline/idle-timeout adaptors, UTF-8-safe chunking and metrics.
+// backpressure and cancellation, deadline/idle-timeout adaptors, UTF-8-safe chunking and a per-stream
+// timing recorder.
 //
 //     llmfast::TokenChannel<std::string> channel({.capacity = 256});
 //     std::jthread model([&] {                                   // the producer (the model)
@@ -11,10 +12,10 @@
 //     // (or: auto model = llmfast::spawn_producer(channel, [&](std::stop_token s) { return generate(prompt, s); });)
 //     // The consumer (the connection): an overall deadline and an inter-token idle timeout.
 //     llmfast::TimedReceiver receiver(channel, {.total = 30s, .idle = 2s});
-//     llmfast::StreamMetrics metrics;
+//     llmfast::StreamRecorder recorder;
 //     for (auto&& event : receiver.events()) {
 //         if (event.status != llmfast::StreamStatus::Ok) { send_end(event.status); break; }
-//         metrics.record_token();
+//         recorder.record_token();
 //         send(*event.value);
 //     }
 //     // Or whole code points only, with exceptions for timeouts:
@@ -27,8 +28,12 @@
 // `std::stop_callback` on `stop_token()`.
 //
 // Thread-safety: `TokenChannel` is fully thread-safe (any number of producers and consumers, though
-// one of each is the intended use). `TimedReceiver`, `StreamMetrics` and the generators are owned by
+// one of each is the intended use). `TimedReceiver`, `StreamRecorder` and the generators are owned by
 // one consumer thread.
+//
+// Clocks: `TimedReceiver` and `StreamRecorder` read time from a clock type `C` (default `SteadyClock`)
+// held as a `ClockRef<C>`; inject one as the first constructor argument, e.g. in a test
+// `llmfast::TimedReceiver receiver(manual_clock, channel, {.idle = 2s});`.
 //
 // Errors: `TokenChannelOptions` and `StreamTimeouts` with zero or negative values throw
 // `Error(InvalidArgument)` from the constructor that validates them. Hot-path calls return a
@@ -37,14 +42,20 @@
 // `Error(Cancelled)`, `Error(DeadlineExceeded)` or `Error(IdleTimeout)` for the other ends.
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/clock.hpp>
+#include <llmfast/detail/percentile.hpp>
+#include <llmfast/detail/ring_buffer.hpp>
+#include <llmfast/detail/saturating.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/streaming_generator.hpp>
 #include <llmfast/utf8.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <concepts>
 #include <condition_variable>
 #include <cstddef>
@@ -55,6 +66,7 @@
 #include <mutex>
 #include <optional>
 #include <ranges>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -63,7 +75,7 @@
 #include <utility>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 /// The outcome of a channel or receiver operation. Only `Ok` carries an item (or accepted one).
 enum class StreamStatus : std::uint8_t {
@@ -119,47 +131,28 @@ struct TokenChannelOptions {
     std::size_t capacity = 1024;  ///< items buffered before `push` blocks (backpressure); > 0
 };
 
-namespace detail {
-
-/// `point + by`, clamped to the time_point's range in both directions: a sum past the top gives
-/// TimePoint::max() (durations::max() means "no limit"), one past the bottom TimePoint::min()
-/// (hours::min(), a negative timeout: a deadline already passed); a NaN `by` gives `point`. Never
-/// overflows, whatever the units and rep of `by`: the range check is done in long double (exact for
-/// 64-bit counts where long double has a 64-bit mantissa, as on x86-64 and AArch64 Linux; elsewhere
-/// a margin keeps it safe, so a sum within a rounding error of a bound saturates), and the sum in
-/// range is computed in the time_point's own integer rep.
-template <class TimePoint, class Rep, class Period>
-TimePoint saturating_add(TimePoint point, std::chrono::duration<Rep, Period> by) noexcept {
-    using D = typename TimePoint::duration;
-    using Long = long double;
-    constexpr Long margin = std::numeric_limits<Long>::digits >= 64 ? Long{0} : std::numeric_limits<Long>::epsilon() * 4;
-    constexpr Long hi = static_cast<Long>(D::max().count()) * (1 - margin);
-    constexpr Long lo = static_cast<Long>(D::min().count()) * (1 - margin);
-    const Long step = std::chrono::duration<Long, typename D::period>(by).count();
-    if (std::isnan(step)) return point;
-    const Long target = static_cast<Long>(point.time_since_epoch().count()) + step;
-    if (target >= hi) return TimePoint::max();
-    if (target <= lo) return TimePoint::min();
-    // The sum is in range. `by` itself fits D unless it is huge and `point` is far the other way.
-    if (step < hi && step > lo) return point + std::chrono::duration_cast<D>(by);
-    return TimePoint(D(static_cast<typename D::rep>(target)));
-}
-
-}  // namespace detail
-
 /// A bounded, blocking, cancellable FIFO from a producer thread (the model) to a consumer (the
 /// connection). Mutex + two condition variables; a side only notifies the other when it waits, and a
 /// blocked producer is woken only once half the capacity is free again, so a fast pair exchanges
 /// items in batches without a futex call per item.
+///
+/// Thread-safety: fully thread-safe. Not clocked: its timed waits are on std::chrono::steady_clock
+/// (a condition variable can wait on nothing else); `TimedReceiver` adds an injectable clock on top.
 template <class T>
-    requires std::movable<T>
 class TokenChannel {
+    static_assert(std::movable<T>, "llmfast::TokenChannel<T>: T must be movable (std::movable<T>): items are moved "
+                                   "into the channel and out to the consumer");
+
 public:
     using clock = std::chrono::steady_clock;
+    using Options = TokenChannelOptions;
 
-    explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity) {
-        if (options.capacity == 0) throw Error(ErrorCode::InvalidArgument, "TokenChannel: capacity must be > 0");
-        ring_.resize(std::min(capacity_, initial_ring));
+    /// Throws Error(InvalidArgument) when `options.capacity` is 0.
+    explicit TokenChannel(TokenChannelOptions options = {}) : capacity_(options.capacity), ring_(options.capacity) {
+        if (options.capacity == 0)
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TokenChannelOptions::capacity must be >= 1 (got {})", options.capacity));
+        ring_.reserve(std::min(capacity_, initial_ring));
         producer_wake_free_ = std::max<std::size_t>(1, capacity_ / 2);
     }
     TokenChannel(const TokenChannel&) = delete;
@@ -182,7 +175,7 @@ public:
     StreamStatus push_until(T&& value, clock::time_point deadline) { return push_impl(value, &deadline); }
     template <class Rep, class Period>
     StreamStatus push_for(T&& value, std::chrono::duration<Rep, Period> timeout) {
-        return push_until(std::move(value), detail::saturating_add(clock::now(), timeout));
+        return push_until(std::move(value), detail::deadline_after(clock::now(), timeout));
     }
     /// Never blocks: `Timeout` when full.
     StreamStatus try_push(T&& value) {
@@ -211,7 +204,7 @@ public:
     Received<T> pop_until(clock::time_point deadline) { return pop_impl(&deadline); }
     template <class Rep, class Period>
     Received<T> pop_for(std::chrono::duration<Rep, Period> timeout) {
-        return pop_until(detail::saturating_add(clock::now(), timeout));
+        return pop_until(detail::deadline_after(clock::now(), timeout));
     }
     /// Never blocks: `Timeout` when nothing is queued.
     Received<T> try_pop() {
@@ -226,8 +219,8 @@ public:
         std::unique_lock lock(mutex_);
         const StreamStatus status = wait_for_item(lock, deadline == clock::time_point::max() ? nullptr : &deadline);
         if (status != StreamStatus::Ok) return status;
-        const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, size_);
-        for (std::size_t i = 0; i < take; ++i) out.push_back(take_front());
+        const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, ring_.size());
+        for (std::size_t i = 0; i < take; ++i) out.push_back(ring_.take_front());
         after_take(lock);
         return StreamStatus::Ok;
     }
@@ -241,10 +234,7 @@ public:
         std::lock_guard lock(mutex_);
         if (cancelled_) return;
         cancelled_ = true;
-        for (; size_ > 0; --size_) {  // destroy, don't move: nothing here may throw
-            ring_[head_].reset();
-            if (++head_ == ring_.size()) head_ = 0;
-        }
+        ring_.clear();  // destroy, don't move: nothing here may throw
         not_empty_.notify_all();
         not_full_.notify_all();
     }
@@ -284,7 +274,7 @@ public:
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
     [[nodiscard]] std::size_t size() const {
         std::lock_guard lock(mutex_);
-        return size_;
+        return ring_.size();
     }
     /// True once `close()` was called (items may still be queued).
     [[nodiscard]] bool closed() const {
@@ -324,7 +314,9 @@ private:
             }
             if (error) std::rethrow_exception(error);
         }
-        throw Error(to_error_code(status), status == StreamStatus::Cancelled ? "the stream was cancelled" : "the stream ended");
+        throw Error(to_error_code(status), fmt::format("TokenChannel::stream: {}", status == StreamStatus::Cancelled
+                                                                                    ? "the stream was cancelled"
+                                                                                    : "the stream ended"));
     }
 
     // The one wait both sides use (lock held): until `ready()` holds or `deadline` (if any) passes.
@@ -356,15 +348,11 @@ private:
     StreamStatus push_impl(T& value, const clock::time_point* deadline) {
         std::unique_lock lock(mutex_);
         const bool ready = wait_until_ready(lock, not_full_, producers_waiting_, deadline,
-                                            [this] { return cancelled_ || closed_ || size_ < capacity_; });
+                                            [this] { return cancelled_ || closed_ || ring_.size() < capacity_; });
         if (!ready) return StreamStatus::Timeout;
         if (cancelled_) return StreamStatus::Cancelled;
         if (closed_) return StreamStatus::Closed;
-        if (size_ == ring_.size()) grow();  // size_ < capacity_ here
-        std::size_t tail = head_ + size_;
-        if (tail >= ring_.size()) tail -= ring_.size();
-        ring_[tail].emplace(std::move(value));
-        ++size_;
+        ring_.push_back(std::move(value));  // size() < capacity_ here: grows at most up to capacity_
         if (consumers_waiting_ > 0) not_empty_.notify_one();
         return StreamStatus::Ok;
     }
@@ -378,13 +366,13 @@ private:
         not_full_.notify_all();
     }
 
-    // Invariant (lock held): returns Ok iff size_ > 0 and the channel is not cancelled.
+    // Invariant (lock held): returns Ok iff ring_.size() > 0 and the channel is not cancelled.
     StreamStatus wait_for_item(std::unique_lock<std::mutex>& lock, const clock::time_point* deadline) {
         const bool ready = wait_until_ready(lock, not_empty_, consumers_waiting_, deadline,
-                                            [this] { return cancelled_ || closed_ || size_ > 0; });
+                                            [this] { return cancelled_ || closed_ || ring_.size() > 0; });
         if (!ready) return StreamStatus::Timeout;
         if (cancelled_) return StreamStatus::Cancelled;
-        if (size_ > 0) return StreamStatus::Ok;
+        if (ring_.size() > 0) return StreamStatus::Ok;
         return error_ ? StreamStatus::Failed : StreamStatus::Closed;
     }
 
@@ -393,7 +381,7 @@ private:
         Received<T> result;
         result.status = wait_for_item(lock, deadline);
         if (result.status == StreamStatus::Ok) {
-            result.value.emplace(take_front());
+            result.value.emplace(ring_.take_front());
             after_take(lock);
         } else if (result.status == StreamStatus::Failed) {
             result.error = error_;
@@ -401,29 +389,9 @@ private:
         return result;
     }
 
-    void grow() {
-        std::vector<std::optional<T>> bigger(std::min(capacity_, ring_.size() * 2));
-        for (std::size_t i = 0; i < size_; ++i) {
-            std::size_t from = head_ + i;
-            if (from >= ring_.size()) from -= ring_.size();
-            bigger[i] = std::move(ring_[from]);
-        }
-        ring_.swap(bigger);
-        head_ = 0;
-    }
-
-    T take_front() {
-        std::optional<T>& slot = ring_[head_];
-        T value(std::move(*slot));
-        slot.reset();
-        if (++head_ == ring_.size()) head_ = 0;
-        --size_;
-        return value;
-    }
-
     void after_take(std::unique_lock<std::mutex>&) {
         // Hysteresis: wake a blocked producer once half the ring is free, not for every slot.
-        if (producers_waiting_ > 0 && capacity_ - size_ >= producer_wake_free_) not_full_.notify_all();
+        if (producers_waiting_ > 0 && capacity_ - ring_.size() >= producer_wake_free_) not_full_.notify_all();
     }
 
     const std::size_t capacity_;
@@ -431,11 +399,9 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable not_empty_;
     std::condition_variable not_full_;
-    // [head_, head_ + size_) mod ring_.size() hold items. The ring starts small and doubles up to
-    // capacity_ only when a backlog builds, so thousands of idle streams cost little memory.
-    std::vector<std::optional<T>> ring_;
-    std::size_t head_ = 0;
-    std::size_t size_ = 0;
+    // The queued items. The ring starts small and doubles up to capacity_ only when a backlog
+    // builds, so thousands of idle streams cost little memory.
+    detail::RingBuffer<T> ring_;
     std::size_t producers_waiting_ = 0;
     std::size_t consumers_waiting_ = 0;
     bool closed_ = false;
@@ -487,16 +453,21 @@ struct StreamTimeouts {
 /// that clock (as steady_clock time). An item that arrives when the clock is already past a limit is
 /// not delivered: the limit is reported instead. Dropping the receiver before the end cancels.
 /// Owned by one consumer thread.
-template <class T, Clock C = SteadyClock>
+template <class T, class C = SteadyClock>
 class TimedReceiver {
+    static_assert(Clock<C>, "llmfast::TimedReceiver<T, C>: C must model llmfast::Clock — it needs nested types "
+                            "`duration` and `time_point` and a const `now()` returning a time_point");
+
 public:
     using time_point = typename C::time_point;
 
-    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts)
+    /// Starts the clock of `timeouts.total` now. Throws Error(InvalidArgument) for a limit <= 0.
+    explicit TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts = {})
         requires ClockRef<C>::stateless
-        : TimedReceiver(channel, timeouts, ClockRef<C>{}) {}
-    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, const C& clock)
-        : TimedReceiver(channel, timeouts, ClockRef<C>{clock}) {}
+        : TimedReceiver(ClockRef<C>{}, channel, timeouts) {}
+    /// Reads time from `clock` (a stateful one, e.g. ManualClock, must outlive the receiver).
+    TimedReceiver(const C& clock, TokenChannel<T>& channel, StreamTimeouts timeouts = {})
+        : TimedReceiver(ClockRef<C>{clock}, channel, timeouts) {}
     TimedReceiver(const TimedReceiver&) = delete;
     TimedReceiver& operator=(const TimedReceiver&) = delete;
     ~TimedReceiver() {
@@ -575,25 +546,29 @@ public:
 private:
     static constexpr std::chrono::nanoseconds max_single_wait = std::chrono::hours(24);
 
-    TimedReceiver(TokenChannel<T>& channel, StreamTimeouts timeouts, ClockRef<C> clock)
+    TimedReceiver(ClockRef<C> clock, TokenChannel<T>& channel, StreamTimeouts timeouts)
         : channel_(&channel), timeouts_(timeouts), clock_(clock) {
-        if (timeouts.total <= std::chrono::nanoseconds::zero() || timeouts.idle <= std::chrono::nanoseconds::zero() ||
-            timeouts.first_item <= std::chrono::nanoseconds::zero()) {
-            throw Error(ErrorCode::InvalidArgument, "StreamTimeouts: total, first_item and idle must be > 0");
-        }
+        const auto check = [](std::chrono::nanoseconds limit, std::string_view field) {
+            if (limit <= std::chrono::nanoseconds::zero())
+                throw Error(ErrorCode::InvalidArgument,
+                            fmt::format("StreamTimeouts::{} must be > 0 (got {} ns)", field, limit.count()));
+        };
+        check(timeouts.total, "total");
+        check(timeouts.first_item, "first_item");
+        check(timeouts.idle, "idle");
         last_ = clock_.now();
-        deadline_ = detail::saturating_add(last_, timeouts.total);
+        deadline_ = detail::deadline_after(last_, timeouts.total);
     }
 
     std::string fmt_end(StreamStatus status) const {
         const auto ms = [](std::chrono::nanoseconds d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
         switch (status) {
-            case StreamStatus::DeadlineExceeded: return "the stream's deadline of " + std::to_string(ms(timeouts_.total)) + " ms passed";
+            case StreamStatus::DeadlineExceeded: return fmt::format("the stream's deadline of {} ms passed", ms(timeouts_.total));
             case StreamStatus::IdleTimeout:
-                return received_any_ ? "no token within the idle timeout of " + std::to_string(ms(timeouts_.idle)) + " ms"
-                                     : "no first token within " + std::to_string(ms(timeouts_.first_item)) + " ms";
+                return received_any_ ? fmt::format("no token within the idle timeout of {} ms", ms(timeouts_.idle))
+                                     : fmt::format("no first token within {} ms", ms(timeouts_.first_item));
             case StreamStatus::Cancelled: return "the stream was cancelled";
-            default: return "the stream ended: " + std::string(to_string(status));
+            default: return fmt::format("the stream ended: {}", to_string(status));
         }
     }
 
@@ -614,9 +589,15 @@ private:
 };
 
 template <class T>
+TimedReceiver(TokenChannel<T>&) -> TimedReceiver<T, SteadyClock>;
+template <class T>
 TimedReceiver(TokenChannel<T>&, StreamTimeouts) -> TimedReceiver<T, SteadyClock>;
-template <class T, Clock C>
-TimedReceiver(TokenChannel<T>&, StreamTimeouts, const C&) -> TimedReceiver<T, C>;
+template <class C, class T>
+    requires Clock<C>
+TimedReceiver(const C&, TokenChannel<T>&) -> TimedReceiver<T, C>;
+template <class C, class T>
+    requires Clock<C>
+TimedReceiver(const C&, TokenChannel<T>&, StreamTimeouts) -> TimedReceiver<T, C>;
 
 namespace detail {
 template <class View>
@@ -654,24 +635,29 @@ struct StreamStats {
     std::chrono::nanoseconds inter_token_max{0};
 };
 
-/// Measures one stream: time to first token, inter-token latencies (percentiles), tokens per second
-/// and totals, read from an injectable clock. Owned by one thread; not thread-safe.
+/// Records one stream's timing: time to first token, inter-token latencies (exact nearest-rank
+/// percentiles), tokens per second and totals, read from an injectable clock; `stats()` summarises.
+/// Thread-safety: owned by one thread; not thread-safe (not even its const calls, which sort lazily).
 ///
-///     llmfast::StreamMetrics metrics;   // starts now (the request was sent)
-///     for (auto text : stream) { metrics.record_token(); send(text); }
-///     metrics.finish();
-///     StreamStats s = metrics.stats();  // s.time_to_first_token, s.inter_token_p99, ...
-template <Clock C = SteadyClock>
-class StreamMetrics {
+///     llmfast::StreamRecorder recorder;   // starts now (the request was sent)
+///     for (auto text : stream) { recorder.record_token(); send(text); }
+///     recorder.finish();
+///     StreamStats s = recorder.stats();   // s.time_to_first_token, s.inter_token_p99, ...
+template <class C = SteadyClock>
+class StreamRecorder {
+    static_assert(Clock<C>, "llmfast::StreamRecorder<C>: C must model llmfast::Clock — it needs nested types "
+                            "`duration` and `time_point` and a const `now()` returning a time_point");
+
 public:
     using time_point = typename C::time_point;
 
-    StreamMetrics()
+    StreamRecorder()
         requires ClockRef<C>::stateless
     {
         start();
     }
-    explicit StreamMetrics(const C& clock) : clock_(clock) { start(); }
+    /// Reads time from `clock` (a stateful one, e.g. ManualClock, must outlive the recorder).
+    explicit StreamRecorder(const C& clock) : clock_(clock) { start(); }
 
     /// (Re)starts the measurement now, forgetting everything recorded.
     void start() {
@@ -683,6 +669,7 @@ public:
         finish_ = start_;
         tokens_ = 0;
         gaps_.clear();
+        sorted_.clear();
     }
 
     /// `count` tokens arrived now (one arrival; its gap to the previous arrival is one sample).
@@ -716,11 +703,9 @@ public:
         return std::chrono::duration_cast<std::chrono::nanoseconds>((has_finish_ ? finish_ : clock_.now()) - start_);
     }
     /// Nearest-rank percentile (0..100) of the gaps between arrivals; zero with fewer than 2 arrivals.
+    /// Exact: the gaps are sorted once, lazily (each new gap is merged in at the next query).
     [[nodiscard]] std::chrono::nanoseconds inter_token_percentile(double percent) const {
-        if (gaps_.empty()) return std::chrono::nanoseconds{0};
-        std::vector<std::chrono::nanoseconds> sorted = gaps_;
-        std::sort(sorted.begin(), sorted.end());
-        return sorted[rank(percent, sorted.size())];
+        return detail::nearest_rank(sorted_gaps(), percent);
     }
     [[nodiscard]] const std::vector<std::chrono::nanoseconds>& inter_token_gaps() const noexcept { return gaps_; }
 
@@ -735,11 +720,10 @@ public:
                                          seconds(std::chrono::duration_cast<std::chrono::nanoseconds>(last_ - first_));
         }
         if (!gaps_.empty()) {
-            std::vector<std::chrono::nanoseconds> sorted = gaps_;
-            std::sort(sorted.begin(), sorted.end());
-            s.inter_token_p50 = sorted[rank(50, sorted.size())];
-            s.inter_token_p90 = sorted[rank(90, sorted.size())];
-            s.inter_token_p99 = sorted[rank(99, sorted.size())];
+            const std::span<const std::chrono::nanoseconds> sorted = sorted_gaps();
+            s.inter_token_p50 = detail::nearest_rank(sorted, 50);
+            s.inter_token_p90 = detail::nearest_rank(sorted, 90);
+            s.inter_token_p99 = detail::nearest_rank(sorted, 99);
             s.inter_token_max = sorted.back();
         }
         return s;
@@ -747,11 +731,17 @@ public:
 
 private:
     static double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
-    // Nearest rank: the smallest sample with at least `percent` % of the samples <= it.
-    static std::size_t rank(double percent, std::size_t n) {
-        const double clamped = std::clamp(percent, 0.0, 100.0);
-        const auto r = static_cast<std::size_t>(std::ceil(clamped / 100.0 * static_cast<double>(n)));
-        return r == 0 ? 0 : std::min(r, n) - 1;
+    // gaps_ in ascending order: the gaps recorded since the last query are sorted and merged in.
+    std::span<const std::chrono::nanoseconds> sorted_gaps() const {
+        if (sorted_.size() < gaps_.size()) {
+            std::vector<std::chrono::nanoseconds> fresh(gaps_.begin() + static_cast<std::ptrdiff_t>(sorted_.size()), gaps_.end());
+            std::sort(fresh.begin(), fresh.end());
+            std::vector<std::chrono::nanoseconds> merged(gaps_.size());
+            // (std::merge into a new buffer: std::inplace_merge's temporary buffer is deprecated API)
+            std::merge(sorted_.begin(), sorted_.end(), fresh.begin(), fresh.end(), merged.begin());
+            sorted_.swap(merged);
+        }
+        return sorted_;
     }
 
     ClockRef<C> clock_;
@@ -763,10 +753,12 @@ private:
     bool has_finish_ = false;
     time_point finish_{};
     std::size_t tokens_ = 0;
-    std::vector<std::chrono::nanoseconds> gaps_;
+    std::vector<std::chrono::nanoseconds> gaps_;  // in arrival order
+    mutable std::vector<std::chrono::nanoseconds> sorted_;  // a sorted copy of a prefix of gaps_ (all after a query)
 };
 
-template <Clock C>
-StreamMetrics(const C&) -> StreamMetrics<C>;
+template <class C>
+    requires Clock<C>
+StreamRecorder(const C&) -> StreamRecorder<C>;
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

@@ -33,6 +33,8 @@
 // coroutine body's exceptions are rethrown as they are.
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <coroutine>
 #include <cstddef>
 #include <exception>
@@ -42,7 +44,7 @@
 #include <type_traits>
 #include <utility>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 /// Wraps a range to be yielded element by element by `co_yield elements_of(range)` (the C++23
 /// `std::ranges::elements_of`). Yielding a `StreamingGenerator` of the same type transfers control
@@ -73,7 +75,7 @@ public:
     using yielded = reference;  // always a reference type
 
     static_assert(!std::is_void_v<Ref> && std::is_object_v<value_type>,
-                  "StreamingGenerator<Ref>: Ref must be an object type or a reference to one");
+                  "llmfast::StreamingGenerator<Ref>: Ref must be an object type or a reference to one");
 
     class promise_type;
     using handle_type = std::coroutine_handle<promise_type>;
@@ -251,4 +253,4 @@ static_assert(std::ranges::input_range<StreamingGenerator<int>>);
 static_assert(std::ranges::view<StreamingGenerator<int>>);
 static_assert(std::movable<StreamingGenerator<int>> && !std::copyable<StreamingGenerator<int>>);
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

@@ -6,7 +6,7 @@
 // budget. The result never exceeds `budget` as the `TokenCounter` counts it (it is verified with the
 // counter before it is returned), never splits a UTF-8 sequence, and a cut moves back (head) or
 // forward (tail) by up to `boundary_window` bytes to land after a line break, else after a sentence
-// end (。！？；.!?;), else at a space. The seed estimated 2 characters per token and cut by
+// end (。！？；.!?;), else at a space. The chapter's sketch estimated 2 characters per token and cut by
 // characters; in UTF-8 bytes that splits characters and overshoots budgets.
 //
 //     llmfast::Truncator truncator;                              // estimating counter
@@ -19,7 +19,7 @@
 // A text that fits — its count is <= the budget and it has at most `TruncatorOptions::max_bytes`
 // bytes — is returned unchanged (`truncated == false`), under every strategy, whatever its length.
 // Otherwise the result is cut: it has at most `max_bytes` bytes, marker included (a token budget
-// alone does not bound bytes: the estimator prices any whitespace run at 0.5 token, see tokens.hpp,
+// alone does not bound bytes: the estimator prices any whitespace run at 0.5 token, see estimating_token_counter.hpp,
 // so set `max_bytes` for untrusted input), and it is empty only when not even one character fits
 // next to the marker (checked with the counter).
 //
@@ -29,7 +29,7 @@
 // and the assembled result is counted once more to verify it (if the counter disagrees with the
 // piecewise sum, the target shrinks by the excess and the cut is redone). Whether the text fits is
 // settled exactly: by counting it whole, or — for a counter that declares itself monotone (see
-// `TokenCounter` in tokens.hpp; `EstimatingTokenCounter` does) — by counting a prefix (a suffix for
+// `TokenCounter` in token_counter.hpp; `EstimatingTokenCounter` does) — by counting a prefix (a suffix for
 // Tail) that alone exceeds the budget, grown by doubling from what was priced. So with the estimator
 // truncating 10 MB to 2 000 tokens reads a few times the ~10 KB it keeps; with a counter that is not
 // monotone (`BpeTokenizer`) a text of at most `max_bytes` bytes is counted whole (O(n)): set
@@ -61,10 +61,15 @@
 // budget.
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/detail/text_scan.hpp>
 #include <llmfast/error.hpp>
-#include <llmfast/tokens.hpp>
+#include <llmfast/estimating_token_counter.hpp>
+#include <llmfast/token_counter.hpp>
 #include <llmfast/utf8.hpp>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -75,7 +80,7 @@
 #include <utility>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 enum class TruncateStrategy : std::uint8_t {
     Head,    ///< keep the beginning: text + marker
@@ -91,7 +96,7 @@ struct TruncatorOptions {
     bool repair_invalid_utf8 = false;     ///< replace ill-formed bytes with U+FFFD instead of throwing
     bool check_whole_input = false;       ///< validate all of the input, not only the bytes read (O(n))
     /// The most bytes a result may have, marker included. A token budget alone does not bound bytes
-    /// (the estimator prices any whitespace run at 0.5 token: see tokens.hpp), so set this for
+    /// (the estimator prices any whitespace run at 0.5 token: see estimating_token_counter.hpp), so set this for
     /// untrusted input. A text longer than this is cut even when its tokens fit; never splits a
     /// character. fit_messages applies it to each message's content. Default: no limit.
     std::size_t max_bytes = static_cast<std::size_t>(-1);
@@ -127,16 +132,27 @@ struct FitResult {
 };
 
 /// Truncation to a token budget; see the header comment.
-template <TokenCounter Counter = EstimatingTokenCounter>
+template <class Counter = EstimatingTokenCounter>
 class Truncator {
+    static_assert(TokenCounter<Counter>,
+                  "llmfast::Truncator<Counter>: Counter must model llmfast::TokenCounter — it needs "
+                  "`count(std::string_view) const` returning something convertible to std::size_t");
+
 public:
+    using Options = TruncatorOptions;
+
     explicit Truncator(TruncatorOptions options = {}, Counter counter = {})
         : options_(std::move(options)), counter_(std::move(counter)) {
         if (!utf8::is_valid(options_.marker))
-            throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::marker is not valid UTF-8");
-        if (options_.piece_bytes < 16) throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::piece_bytes must be >= 16");
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TruncatorOptions::marker is not valid UTF-8 (at byte {})",
+                                    utf8::find_invalid(options_.marker)));
+        if (options_.piece_bytes < 16)
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TruncatorOptions::piece_bytes must be >= 16 (got {})", options_.piece_bytes));
         if (!(options_.head_share >= 0 && options_.head_share <= 1))
-            throw Error(ErrorCode::InvalidArgument, "TruncatorOptions::head_share must be in [0, 1]");
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("TruncatorOptions::head_share must be in [0, 1] (got {})", options_.head_share));
         marker_tokens_ = count(options_.marker);
     }
 
@@ -168,7 +184,8 @@ public:
         } else {
             for (std::size_t i = 0; i < messages.size(); ++i)
                 if (!utf8::is_valid(messages[i].role) || !utf8::is_valid(messages[i].content))
-                    throw Error(ErrorCode::InvalidUtf8, "fit_messages: message " + std::to_string(i) + " is not valid UTF-8");
+                    throw Error(ErrorCode::InvalidUtf8,
+                                fmt::format("Truncator::fit_messages: message {} is not valid UTF-8", i));
         }
 
         const std::size_t n = messages.size();
@@ -203,9 +220,10 @@ public:
             turn[i] = turns;
         }
         if (mandatory > budget)
-            throw Error(ErrorCode::BudgetTooSmall, "fit_messages: the system messages alone need " +
-                                                       std::to_string(mandatory) + " tokens, the budget is " +
-                                                       std::to_string(budget));
+            throw Error(ErrorCode::BudgetTooSmall,
+                        fmt::format("Truncator::fit_messages: the system messages alone need {} tokens, the "
+                                    "budget is {}",
+                                    mandatory, budget));
 
         // Drop the oldest whole turns while over budget, always keeping the newest turn.
         std::vector<bool> keep(n, true);
@@ -230,8 +248,10 @@ public:
             shortened[i] = true;
         }
         if (total > budget)
-            throw Error(ErrorCode::BudgetTooSmall, "fit_messages: the newest turn's message overheads need more than the budget of " +
-                                                       std::to_string(budget) + " tokens");
+            throw Error(ErrorCode::BudgetTooSmall,
+                        fmt::format("Truncator::fit_messages: the newest turn's message overheads need more than "
+                                    "the budget of {} tokens",
+                                    budget));
 
         for (std::size_t i = 0; i < n; ++i) {
             if (!keep[i]) {
@@ -267,8 +287,8 @@ private:
 
     Truncation invalid(std::string_view text, std::size_t budget, TruncateStrategy strategy) const {
         if (!options_.repair_invalid_utf8)
-            throw Error(ErrorCode::InvalidUtf8, "Truncator: input is not valid UTF-8 at byte " +
-                                                    std::to_string(utf8::find_invalid(text)));
+            throw Error(ErrorCode::InvalidUtf8,
+                        fmt::format("Truncator::truncate: input is not valid UTF-8 (at byte {})", utf8::find_invalid(text)));
         const std::string repaired = utf8::repair(text);
         return truncate_valid(repaired, budget, strategy);
     }
@@ -306,42 +326,27 @@ private:
         [[nodiscard]] bool complete() const noexcept { return over == std::string_view::npos; }
     };
 
-    // `byte_limit`: the scan also stops (as if over) at the first piece ending beyond it.
-    Scan scan_forward(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
+    // Prices `text` piece by piece from its start (forward) or its end (backward) until `limit`
+    // tokens are used. `byte_limit`: the scan also stops (as if over) at the first piece that would
+    // keep more than that many bytes.
+    template <bool Backward>
+    Scan scan_pieces(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
         Scan scan;
-        scan.checkpoints.push_back({0, 0});
-        std::size_t pos = 0, used = 0;
-        while (pos < text.size()) {
-            const std::size_t end = piece_end(text, pos);
-            const std::string_view piece = text.substr(pos, end - pos);
+        std::size_t pos = Backward ? text.size() : 0, used = 0;
+        scan.checkpoints.push_back({pos, 0});
+        while (Backward ? pos > 0 : pos < text.size()) {
+            const std::size_t next = Backward ? piece_start(text, pos, 0) : piece_end(text, pos);
+            const std::size_t begin = Backward ? next : pos;
+            const std::size_t end = Backward ? pos : next;
+            const std::string_view piece = text.substr(begin, end - begin);
             validate(piece);
             const std::size_t c = count(piece);
-            if (used + c > limit || end > byte_limit) {
-                scan.over = end;
+            if (used + c > limit || (Backward ? text.size() - begin : end) > byte_limit) {
+                scan.over = next;
                 return scan;
             }
             used += c;
-            pos = end;
-            scan.checkpoints.push_back({pos, used});
-        }
-        return scan;
-    }
-
-    Scan scan_backward(std::string_view text, std::size_t limit, std::size_t byte_limit) const {
-        Scan scan;
-        scan.checkpoints.push_back({text.size(), 0});
-        std::size_t pos = text.size(), used = 0;
-        while (pos > 0) {
-            const std::size_t begin = piece_start(text, pos, 0);
-            const std::string_view piece = text.substr(begin, pos - begin);
-            validate(piece);
-            const std::size_t c = count(piece);
-            if (used + c > limit || text.size() - begin > byte_limit) {
-                scan.over = begin;
-                return scan;
-            }
-            used += c;
-            pos = begin;
+            pos = next;
             scan.checkpoints.push_back({pos, used});
         }
         return scan;
@@ -454,17 +459,17 @@ private:
         bool whole_scanned = false;
         switch (strategy) {
             case TruncateStrategy::Head:
-                forward = scan_forward(text, budget, byte_cap);
+                forward = scan_pieces<false>(text, budget, byte_cap);
                 whole_scanned = forward.complete();
                 break;
             case TruncateStrategy::Tail:
-                backward = scan_backward(text, budget, byte_cap);
+                backward = scan_pieces<true>(text, budget, byte_cap);
                 whole_scanned = backward.complete();
                 break;
             case TruncateStrategy::Middle:
                 // Each end priced up to its share; if the two scans meet, all of the text was priced.
-                forward = scan_forward(text, head_tokens(budget), byte_cap);
-                backward = scan_backward(text, budget - head_tokens(budget), byte_cap);
+                forward = scan_pieces<false>(text, head_tokens(budget), byte_cap);
+                backward = scan_pieces<true>(text, budget - head_tokens(budget), byte_cap);
                 whole_scanned = forward.complete() || backward.complete() ||
                                 backward.checkpoints.back().pos <= forward.checkpoints.back().pos;
                 break;
@@ -607,4 +612,4 @@ private:
     std::size_t marker_tokens_ = 0;
 };
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE

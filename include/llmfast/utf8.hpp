@@ -12,14 +12,20 @@
 //     send(assembler.finish());                               // a dangling tail becomes U+FFFD
 //
 // Thread-safety: the free functions are pure; an `Assembler` is a value owned by one stream.
+//
+// Errors: nothing here throws an `llmfast::Error`; the calls that build a string (`repair`,
+// `append_repaired`, `append`, `Assembler`) can throw only std::bad_alloc.
 #pragma once
+
+#include <llmfast/version.hpp>
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace llmfast::utf8 {
+LLMFAST_BEGIN_NAMESPACE
+namespace utf8 {
 
 /// U+FFFD REPLACEMENT CHARACTER, encoded.
 inline constexpr std::string_view replacement_character = "\xEF\xBF\xBD";
@@ -77,21 +83,40 @@ constexpr DecodeResult decode(std::string_view text, std::size_t pos) noexcept {
     return {value, length, DecodeStatus::Valid};
 }
 
-/// Offset of the first byte that is not part of a well-formed sequence (an incomplete sequence at the
-/// end counts as ill-formed), or `std::string_view::npos` when `text` is valid UTF-8.
-constexpr std::size_t find_invalid(std::string_view text) noexcept {
-    std::size_t pos = 0;
+}  // namespace utf8
+
+namespace detail {
+
+/// The first ill-formed subsequence of `text` at or after `pos`: its offset (`text.size()` when there
+/// is none) and its length (as utf8::decode reports it).
+struct Utf8Invalid {
+    std::size_t pos;
+    std::size_t length;
+};
+
+constexpr Utf8Invalid utf8_next_invalid(std::string_view text, std::size_t pos) noexcept {
     while (pos < text.size()) {
         // ASCII dominates most prompts: skip it a byte at a time without the full decoder.
         if (static_cast<unsigned char>(text[pos]) < 0x80U) {
             ++pos;
             continue;
         }
-        const DecodeResult result = decode(text, pos);
-        if (result.status != DecodeStatus::Valid) return pos;
+        const utf8::DecodeResult result = utf8::decode(text, pos);
+        if (result.status != utf8::DecodeStatus::Valid) return {pos, result.length};
         pos += result.length;
     }
-    return std::string_view::npos;
+    return {text.size(), 0};
+}
+
+}  // namespace detail
+
+namespace utf8 {
+
+/// Offset of the first byte that is not part of a well-formed sequence (an incomplete sequence at the
+/// end counts as ill-formed), or `std::string_view::npos` when `text` is valid UTF-8.
+constexpr std::size_t find_invalid(std::string_view text) noexcept {
+    const std::size_t pos = detail::utf8_next_invalid(text, 0).pos;
+    return pos < text.size() ? pos : std::string_view::npos;
 }
 
 /// True when `text` is well-formed UTF-8.
@@ -171,21 +196,12 @@ inline void append(std::string& out, char32_t code_point) {
 /// U+FFFD. Valid input is appended unchanged.
 inline void append_repaired(std::string& out, std::string_view text) {
     std::size_t clean_start = 0;  // start of the run of valid bytes not yet copied
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        if (static_cast<unsigned char>(text[pos]) < 0x80U) {
-            ++pos;
-            continue;
-        }
-        const DecodeResult result = decode(text, pos);
-        if (result.status == DecodeStatus::Valid) {
-            pos += result.length;
-            continue;
-        }
-        out.append(text.substr(clean_start, pos - clean_start));
+    for (;;) {
+        const detail::Utf8Invalid invalid = detail::utf8_next_invalid(text, clean_start);
+        if (invalid.pos == text.size()) break;
+        out.append(text.substr(clean_start, invalid.pos - clean_start));
         out.append(replacement_character);
-        pos += result.length;
-        clean_start = pos;
+        clean_start = invalid.pos + invalid.length;
     }
     out.append(text.substr(clean_start));
 }
@@ -235,4 +251,5 @@ private:
     std::string output_;
 };
 
-}  // namespace llmfast::utf8
+}  // namespace utf8
+LLMFAST_END_NAMESPACE

@@ -184,6 +184,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::size_t max_size = options.max_batch_size;
         const std::size_t max_cost = options.max_batch_cost;
         Batcher batcher(
+            clock,
             [&](std::span<Request> batch) -> std::vector<int> {
                 check(!batch.empty() && batch.size() <= max_size);
                 std::size_t cost = 0;
@@ -208,7 +209,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 if (batch[0].id % 19 == 7) out.pop_back();
                 return out;
             },
-            options, [](const Request& r) { return r.cost; }, clock);
+            options, [](const Request& r) { return r.cost; });
 
         // The requests accepted and neither dispatched nor completed: a superset of what is queued now.
         auto pending = [&] {
@@ -229,7 +230,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         auto settle = [&]() -> bool {
             const auto give_up = std::chrono::steady_clock::now() + 10s;
             for (;;) {
-                const llmfast::BatcherMetrics m = batcher.metrics();
+                const llmfast::BatcherStats m = batcher.stats();
                 if (m.batches_running == 0) {
                     const std::vector<int> queued = pending();
                     if (queued.size() == m.queue_depth) {
@@ -463,7 +464,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 ctx.complete(id, e.code(), std::nullopt);
             }
         }
-        const llmfast::BatcherMetrics m = batcher.metrics();
+        const llmfast::BatcherStats m = batcher.stats();
         std::uint64_t accepted = 0, handled = 0;
         for (int id = 0; id < next_id; ++id) {
             const Track& t = ctx.tracks[static_cast<std::size_t>(id)];

@@ -16,9 +16,9 @@ const std::vector<llmfast::BpeTokenizer>& tokenizers() {
         std::string file;
         llmfast::TokenId rank = 0;
         for (int b = 0; b < 256; ++b)
-            file += llmfast::detail::bpe::base64_encode(std::string(1, static_cast<char>(b))) + " " + std::to_string(rank++) + "\n";
+            file += llmfast::detail::bpe_base64_encode(std::string(1, static_cast<char>(b))) + " " + std::to_string(rank++) + "\n";
         for (const char* token : {"  ", "    ", "th", "the", " the", "in", "ing", "aa", "aaaa", "aaaaaaaa", "\xE4\xB8", "\xE4\xB8\xAD", "\n\n", "12", "123"})
-            file += llmfast::detail::bpe::base64_encode(token) + " " + std::to_string(rank++) + "\n";
+            file += llmfast::detail::bpe_base64_encode(token) + " " + std::to_string(rank++) + "\n";
         std::vector<llmfast::BpeTokenizer> list;
         for (const auto pattern : {llmfast::SplitPattern::Cl100k, llmfast::SplitPattern::Cl100kTrailingSpace, llmfast::SplitPattern::O200k})
             list.push_back(llmfast::BpeTokenizer::from_rank_data(file, {"fuzz", pattern, {{"<|endoftext|>", 5000}}, 0, nullptr}));
@@ -33,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string_view text(reinterpret_cast<const char*>(data), size);
     for (const llmfast::BpeTokenizer& tokenizer : tokenizers()) {
         for (std::size_t pos = 0; pos < text.size();) {
-            const std::size_t end = llmfast::detail::bpe::piece_end(tokenizer.encoding().pattern, text, pos);
+            const std::size_t end = llmfast::detail::bpe_piece_end(tokenizer.encoding().pattern, text, pos);
             if (end <= pos || end > text.size()) std::abort();
             pos = end;
         }

@@ -12,6 +12,8 @@
 // that are written as a valid snapshot (so the eviction reference is exercised on every input).
 // Seeds: tests/fuzz/corpus/cache_snapshot/valid.snap, written by tests/semantic_cache_test.cpp
 // (`LLMFAST_WRITE_FUZZ_SEED=1 semantic_cache_test "fuzz seed*"`), which otherwise checks it still loads.
+#include <llmfast/flat_index.hpp>
+#include <llmfast/hashing_embedder.hpp>
 #include <llmfast/semantic_cache.hpp>
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include <cstdlib>
 #include <list>
 #include <string>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -38,15 +41,33 @@ std::int64_t now_ns() {
 }
 
 Cache make_cache(std::size_t max_entries = 64, std::size_t shards = 2) {
-    return Cache(llmfast::HashingEmbedder({.dimension = 16}),
+    return Cache(clock_instance(), llmfast::HashingEmbedder({.dimension = 16}),
                  {.max_entries = max_entries, .ttl = std::chrono::hours(24), .semantic_tier = llmfast::SemanticTier::On,
-                  .similarity_threshold = 0.5F, .shards = shards},
-                 {}, clock_instance());
+                  .similarity_threshold = 0.5F, .shards = shards});
 }
 
 void check(bool ok) {
     if (!ok) std::abort();
 }
+
+// Builds snapshot bytes independently of the cache's writer (the reference for the documented layout).
+class Bytes {
+public:
+    template <class T>
+    void pod(T value) {
+        char raw[sizeof(T)];
+        std::memcpy(raw, &value, sizeof(T));
+        out_.append(raw, sizeof(T));
+    }
+    void str(std::string_view s) {
+        pod(static_cast<std::uint32_t>(s.size()));
+        out_.append(s);
+    }
+    std::string& bytes() noexcept { return out_; }
+
+private:
+    std::string out_;
+};
 
 struct RawEntry {
     std::string scope, prompt, response;
@@ -55,7 +76,7 @@ struct RawEntry {
 
 // The entries of a snapshot the cache accepted (so it is well formed), in file order.
 std::vector<RawEntry> parse_accepted(std::string_view bytes) {
-    llmfast::detail::ByteReader in(bytes.substr(llmfast::detail::snapshot_header_size));
+    llmfast::detail::SnapshotReader in(bytes.substr(llmfast::detail::snapshot_header_size));
     (void)in.str("identity");
     (void)in.pod<std::uint64_t>("dimension");
     (void)in.pod<std::int64_t>("saved");
@@ -113,7 +134,7 @@ void check_content(Cache& cache, const std::vector<RawEntry>& expected) {
 }
 
 std::string with_header(std::string_view payload) {
-    llmfast::detail::ByteWriter out;
+    Bytes out;
     out.bytes().append(llmfast::detail::snapshot_magic);
     out.pod(llmfast::detail::snapshot_version);
     out.pod(std::uint32_t{0});
@@ -146,7 +167,7 @@ std::string structured_snapshot(std::string_view in) {
         e.expires = e.created + static_cast<std::int64_t>(1 + (c / 4) % 8) * hour;  // some already expired
         entries.push_back(std::move(e));
     }
-    llmfast::detail::ByteWriter payload;
+    Bytes payload;
     payload.bytes().append(prefix);
     payload.pod(static_cast<std::uint64_t>(entries.size()));
     for (const RawEntry& e : entries) {

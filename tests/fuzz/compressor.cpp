@@ -49,7 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const auto result = compressor.compress(text);
         if (!valid && !repair) std::abort();
         if (!llmfast::utf8::is_valid(result.text)) std::abort();
-        if (result.stats.tokens_after != llmfast::EstimatingTokenCounter{}.count(result.text)) std::abort();
+        if (result.report.tokens_after != llmfast::EstimatingTokenCounter{}.count(result.text)) std::abort();
         const auto query = text.substr(0, text.size() / 4);
         if (llmfast::utf8::is_valid(query) || repair) {
             const auto selected = compressor.compress_to_budget(text, query, budget);

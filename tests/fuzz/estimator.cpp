@@ -2,7 +2,7 @@
 // text, at least 1 otherwise; monotone (a prefix, and for valid UTF-8 any substring between code-point
 // boundaries, never costs more than the text); truncate(text, n) is the longest prefix at a character
 // boundary with count(prefix) <= n, and all of the text when count(text) <= n.
-#include <llmfast/tokens.hpp>
+#include <llmfast/estimating_token_counter.hpp>
 
 #include <cstddef>
 #include <cstdint>

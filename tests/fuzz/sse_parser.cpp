@@ -210,7 +210,7 @@ void run_parser(const Input& in, const Reference& ref, Split split, std::optiona
     check(got == ref.events);
     check(parser.last_event_id() == ref.last_id);
     check(parser.retry() == ref.retry);
-    check(parser.events_too_large() == ref.too_large);
+    check(parser.stats().events_too_large == ref.too_large);
     if (!throw_salt) check(throws == 0);
 }
 

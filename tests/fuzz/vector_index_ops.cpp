@@ -14,7 +14,7 @@
 //     nothing; no other exception escapes.
 // Input: byte 0 = dimension (1..12); then operations, one opcode byte each (op = byte % 6, k and the
 // id from the next bytes), vectors as dimension bytes (signed byte / 16, so sums stay exact enough).
-#include <llmfast/vector_index.hpp>
+#include <llmfast/flat_index.hpp>
 #ifdef LLMFAST_FUZZ_HNSW
 #include <llmfast/hnsw_index.hpp>
 #endif

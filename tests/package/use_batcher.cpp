@@ -23,6 +23,6 @@ int main() {
     });
     const bool ok = a.get() == 5 && b.get_future().get() == 2;
     batcher.close();
-    const llmfast::BatcherMetrics m = batcher.metrics();
+    const llmfast::BatcherStats m = batcher.stats();
     return ok && m.succeeded == 2 && m.queue_depth == 0 ? 0 : 1;
 }

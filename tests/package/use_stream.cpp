@@ -25,7 +25,7 @@ int main() {
     });
 
     llmfast::TimedReceiver receiver(channel, {.total = 30s, .idle = 10s});
-    llmfast::StreamMetrics metrics;
+    llmfast::StreamRecorder metrics;
     const llmfast::OpenAiChunkEncoder encoder({.id = "chatcmpl-1", .model = "demo", .created = 1700000000});
     std::string wire;
     encoder.append_role(wire);

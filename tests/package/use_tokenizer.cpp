@@ -22,9 +22,9 @@ int main() {
     std::string ranks;
     llmfast::TokenId rank = 0;
     for (int b = 0; b < 256; ++b)
-        ranks += llmfast::detail::bpe::base64_encode(std::string(1, static_cast<char>(b))) + " " + std::to_string(rank++) + "\n";
-    ranks += llmfast::detail::bpe::base64_encode("ab") + " 256\n";
-    ranks += llmfast::detail::bpe::base64_encode("abab") + " 257\n";
+        ranks += llmfast::detail::bpe_base64_encode(std::string(1, static_cast<char>(b))) + " " + std::to_string(rank++) + "\n";
+    ranks += llmfast::detail::bpe_base64_encode("ab") + " 256\n";
+    ranks += llmfast::detail::bpe_base64_encode("abab") + " 257\n";
 
     const std::filesystem::path path = std::filesystem::temp_directory_path() / "llmfast_use_tokenizer.tiktoken";
     {

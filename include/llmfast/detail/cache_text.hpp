@@ -4,7 +4,10 @@
 // Internal: users must not depend on anything here.
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <llmfast/utf8.hpp>
+#include <llmfast/detail/unicode.hpp>
 
 #include <bit>
 #include <cstddef>
@@ -13,7 +16,8 @@
 #include <string>
 #include <string_view>
 
-namespace llmfast::detail {
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
 
 /// True for code points treated as whitespace by normalization (ASCII whitespace, NBSP, the
 /// Unicode space separators, line/paragraph separators, the ideographic space).
@@ -23,18 +27,9 @@ constexpr bool is_space_code_point(char32_t cp) noexcept {
            cp == 0x2029U || cp == 0x202FU || cp == 0x205FU || cp == 0x3000U;
 }
 
-/// Han, kana, Hangul and CJK compatibility ideographs: scripts written without spaces, where
+/// Han, kana, Hangul and Bopomofo (detail::is_cjk_script): scripts written without spaces, where
 /// HashingEmbedder uses character uni/bigrams instead of words.
-constexpr bool is_cjk(char32_t cp) noexcept {
-    return (cp >= 0x2E80U && cp <= 0x2FDFU) ||   // radicals
-           (cp >= 0x3040U && cp <= 0x30FFU) ||   // hiragana, katakana
-           (cp >= 0x3100U && cp <= 0x31FFU) ||   // bopomofo, kana extensions
-           (cp >= 0x3400U && cp <= 0x4DBFU) ||   // CJK extension A
-           (cp >= 0x4E00U && cp <= 0x9FFFU) ||   // CJK unified ideographs
-           (cp >= 0xAC00U && cp <= 0xD7AFU) ||   // Hangul syllables
-           (cp >= 0xF900U && cp <= 0xFAFFU) ||   // compatibility ideographs
-           (cp >= 0x20000U && cp <= 0x3FFFFU);   // extensions B..
-}
+constexpr bool is_cjk(char32_t cp) noexcept { return is_cjk_script(cp); }
 
 /// Punctuation and symbols that separate words (ASCII punctuation, Latin-1 punctuation, general
 /// punctuation, CJK punctuation, full-width forms, symbols and arrows).
@@ -161,4 +156,5 @@ inline std::string normalize_prompt(std::string_view text) {
     return out;
 }
 
-}  // namespace llmfast::detail
+}  // namespace detail
+LLMFAST_END_NAMESPACE

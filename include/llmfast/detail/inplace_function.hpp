@@ -9,13 +9,17 @@
 // Thread-safety: a plain value; one object must not be used from two threads at once.
 #pragma once
 
+#include <llmfast/version.hpp>
+
 #include <cstddef>
 #include <functional>
 #include <new>
 #include <type_traits>
 #include <utility>
 
-namespace llmfast::detail {
+LLMFAST_BEGIN_NAMESPACE
+
+namespace detail {
 
 template <class Signature, std::size_t Capacity = 48>
 class InplaceFunction;
@@ -116,4 +120,6 @@ private:
     const Ops* ops_ = nullptr;
 };
 
-}  // namespace llmfast::detail
+}  // namespace detail
+
+LLMFAST_END_NAMESPACE

@@ -1,23 +1,21 @@
 // llmfast/detail/text_scan.hpp — small text helpers shared by the compressor and the truncator
-// (internal: code fences, whitespace, sentence ends, Han characters). Not part of the public API.
+// (internal: code fences, whitespace, sentence ends, fast UTF-8 scans; character classes are in
+// detail/unicode.hpp). Not part of the public API.
 #pragma once
 
+#include <llmfast/version.hpp>
+
+#include <llmfast/detail/bytes.hpp>
+#include <llmfast/detail/unicode.hpp>
 #include <llmfast/utf8.hpp>
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <string_view>
 #include <vector>
 
-namespace llmfast::detail {
-
-/// Loads 8 bytes (any alignment).
-inline std::uint64_t load64(const char* p) noexcept {
-    std::uint64_t word;
-    std::memcpy(&word, p, sizeof word);
-    return word;
-}
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
 
 /// Code points in valid UTF-8: the bytes that are not continuation bytes (10xxxxxx), 8 at a time.
 inline std::size_t count_code_points_fast(std::string_view text) noexcept {
@@ -131,12 +129,6 @@ inline std::size_t horizontal_space_at(std::string_view text, std::size_t pos) n
     return 0;
 }
 
-/// True for CJK unified ideographs (the characters whose bigrams the BM25 ranking indexes).
-constexpr bool is_han(char32_t cp) noexcept {
-    return (cp >= 0x4E00U && cp <= 0x9FFFU) || (cp >= 0x3400U && cp <= 0x4DBFU) ||
-           (cp >= 0xF900U && cp <= 0xFAFFU) || (cp >= 0x20000U && cp <= 0x3134FU);
-}
-
 /// If a sentence ends at `pos` (a sentence-ending punctuation mark, Chinese or ASCII), returns the
 /// offset just after it and any closing quotes/brackets; else 0. ASCII '.', '!', '?' end a sentence
 /// only when followed by whitespace or the end of the text ("3.14", "e.g.x" do not).
@@ -186,4 +178,5 @@ constexpr bool is_ascii_word_byte(unsigned char b) noexcept {
     return (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '_';
 }
 
-}  // namespace llmfast::detail
+}  // namespace detail
+LLMFAST_END_NAMESPACE

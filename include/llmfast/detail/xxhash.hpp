@@ -2,8 +2,11 @@
 //
 // XXH_INLINE_ALL makes every XXH function static inline in this translation unit, so the library
 // needs no libxxhash at link time and cannot clash with another copy an application links.
-// Only XXH3 64-bit is used (exact-tier keys, embedder feature hashing, snapshot checksums).
+// Only XXH3 64-bit is used (exact-tier keys, embedder feature hashing, snapshot checksums; the
+// snapshot writer hashes as it streams, through `Xxh3Stream`).
 #pragma once
+
+#include <llmfast/version.hpp>
 
 #ifndef XXH_INLINE_ALL
 #define XXH_INLINE_ALL
@@ -21,10 +24,12 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
-namespace llmfast::detail {
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
 
 inline std::uint64_t xxh3_64(std::string_view bytes, std::uint64_t seed = 0) noexcept {
     return XXH3_64bits_withSeed(bytes.data(), bytes.size(), seed);
@@ -34,4 +39,20 @@ inline std::uint64_t xxh3_64(const void* data, std::size_t size, std::uint64_t s
     return XXH3_64bits_withSeed(data, size, seed);
 }
 
-}  // namespace llmfast::detail
+/// XXH3 64-bit over data fed in pieces: `digest()` equals `xxh3_64` of their concatenation.
+class Xxh3Stream {
+public:
+    explicit Xxh3Stream(std::uint64_t seed = 0) noexcept { (void)XXH3_64bits_reset_withSeed(&state_, seed); }
+    Xxh3Stream(const Xxh3Stream&) = delete;
+    Xxh3Stream& operator=(const Xxh3Stream&) = delete;
+
+    void update(const void* data, std::size_t size) noexcept { (void)XXH3_64bits_update(&state_, data, size); }
+    void update(std::string_view bytes) noexcept { update(bytes.data(), bytes.size()); }
+    [[nodiscard]] std::uint64_t digest() const noexcept { return XXH3_64bits_digest(&state_); }
+
+private:
+    XXH3_state_t state_;  // XXH_INLINE_ALL exposes its definition (64-byte aligned, ~600 bytes)
+};
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE

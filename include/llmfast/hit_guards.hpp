@@ -1,9 +1,18 @@
-// llmfast/detail/hit_guards.hpp — the semantic cache's hit guards: cheap checks that veto a semantic
-// hit when two prompts disagree on what matters (numbers, negation, Latin-script names, the order of
-// key terms). Included by llmfast/semantic_cache.hpp, which documents the public names
-// (`HitGuards`, `GuardSignature`, `make_guard_signature`, `check_hit_guards`).
+// llmfast/hit_guards.hpp — the semantic cache's hit guards: cheap checks that veto a semantic hit
+// when two prompts disagree on what matters (numbers, negation, Latin-script names, the order of key
+// terms). They are the cache's verifier step today: a candidate the index finds similar enough is
+// served only if no enabled guard vetoes it. Usable alone, e.g. to evaluate guards on labelled pairs:
+//
+//     const llmfast::GuardSignature a = llmfast::make_guard_signature("第一章讲了什么?");
+//     const llmfast::GuardSignature b = llmfast::make_guard_signature("第二章讲了什么?");
+//     llmfast::check_hit_guards(a, b, llmfast::HitGuards{}) == llmfast::GuardVeto::Numbers;  // true
+//
+// Thread-safety: pure functions over values; call them from any thread.
+//
+// Errors: nothing here throws except std::bad_alloc.
 #pragma once
 
+#include <llmfast/version.hpp>
 #include <llmfast/detail/cache_text.hpp>
 #include <llmfast/detail/xxhash.hpp>
 
@@ -15,7 +24,7 @@
 #include <string_view>
 #include <vector>
 
-namespace llmfast {
+LLMFAST_BEGIN_NAMESPACE
 
 /// Which guards may veto a semantic hit. Each is cheap (one pass over both prompts, precomputed for
 /// cached entries). See the quality table in the README for what each one buys.
@@ -123,21 +132,20 @@ constexpr bool is_movable_cjk(char32_t cp) noexcept {
     }
 }
 
-struct Word {
+struct GuardWord {
     std::size_t begin, end;  ///< byte range in the original text
     bool capitalized;
     bool sentence_start;
 };
 
-/// The guard signature of `text` (the original prompt: capitalization marks names in Latin text).
-inline GuardSignature make_guard_signature(std::string_view text) {
+inline GuardSignature build_guard_signature(std::string_view text) {
     GuardSignature sig;
     // Pass 1: classify the text and collect words and CJK numeral runs in order of appearance.
     bool has_cjk = false;
     std::vector<std::pair<std::size_t, std::uint64_t>> ordered_terms;  // (position, hash)
     std::string lowered;
     std::size_t pos = 0;
-    std::vector<Word> words;
+    std::vector<GuardWord> words;
     bool at_sentence_start = true;
     std::size_t word_begin = std::string_view::npos;
     bool word_capitalized = false;
@@ -165,7 +173,7 @@ inline GuardSignature make_guard_signature(std::string_view text) {
     };
     const auto end_word = [&](std::size_t at) {
         if (word_begin == std::string_view::npos) return;
-        words.push_back(Word{word_begin, at, word_capitalized, word_sentence_start});
+        words.push_back(GuardWord{word_begin, at, word_capitalized, word_sentence_start});
         word_begin = std::string_view::npos;
     };
     while (pos < text.size()) {
@@ -227,7 +235,7 @@ inline GuardSignature make_guard_signature(std::string_view text) {
     end_word(text.size());
 
     // Pass 2: words -> numbers, negations, names.
-    for (const Word& word : words) {
+    for (const GuardWord& word : words) {
         lowered.clear();
         bool all_digits = true;
         bool any_digit = false;
@@ -339,7 +347,7 @@ inline bool same_cjk_order(const std::vector<std::uint64_t>& a, const std::vecto
     return true;
 }
 
-inline GuardVeto check_hit_guards(const GuardSignature& a, const GuardSignature& b, const HitGuards& guards) {
+inline GuardVeto guard_veto(const GuardSignature& a, const GuardSignature& b, const HitGuards& guards) {
     if (guards.numbers && a.numbers != b.numbers) return GuardVeto::Numbers;
     if (guards.negation && (a.negations > 0) != (b.negations > 0)) return GuardVeto::Negation;
     // A name of one prompt must occur in the other as a word (in any case: "Paris" vs "paris" agree).
@@ -355,7 +363,13 @@ inline GuardVeto check_hit_guards(const GuardSignature& a, const GuardSignature&
 
 }  // namespace detail
 
-using detail::check_hit_guards;
-using detail::make_guard_signature;
+/// The guard signature of `text` (the original prompt: capitalization marks names in Latin text).
+inline GuardSignature make_guard_signature(std::string_view text) { return detail::build_guard_signature(text); }
 
-}  // namespace llmfast
+/// The first guard of `guards` (in the order numbers, negation, names, term order) that vetoes
+/// serving the answer of one prompt for the other, or GuardVeto::None.
+inline GuardVeto check_hit_guards(const GuardSignature& a, const GuardSignature& b, const HitGuards& guards) {
+    return detail::guard_veto(a, b, guards);
+}
+
+LLMFAST_END_NAMESPACE

@@ -1,15 +1,12 @@
-// llmfast/tokens.hpp — the `TokenCounter` concept and a model-free estimating counter.
-//
-// Budgets in llmfast are in tokens, as a model bills and limits them. Anything with
-// `count(std::string_view) -> std::size_t` is a `TokenCounter`: the exact tiktoken-compatible
-// `BpeTokenizer` (bpe_tokenizer.hpp), a wrapper around your model's own tokenizer, or the
-// `EstimatingTokenCounter` below, which needs no vocabulary file.
+// llmfast/estimating_token_counter.hpp — `EstimatingTokenCounter`, a model-free `TokenCounter`
+// (token_counter.hpp) that needs no vocabulary file, and its per-class prices `EstimatorRatios`.
 //
 //     llmfast::EstimatingTokenCounter counter;                  // ratios tuned on cl100k_base
 //     std::size_t n = counter.count("Hello, 世界! 12345");
+//     llmfast::EstimatingTokenCounter gpt4o(llmfast::EstimatorRatios::o200k());
 //
 // The estimator reads the text once and counts each kind of run with its own ratio, instead of the
-// seed's "2 characters per token" (which is off by 2-2.5x for English):
+// chapter's "2 characters per token" (which is off by 2-2.5x for English):
 //   - CJK ideographs and CJK punctuation: `cjk_ideograph` tokens each (on real Chinese prompts
 //     cl100k_base spends about 1.15 per ideograph, o200k_base about 0.8);
 //   - kana and hangul: `kana_hangul` tokens each;
@@ -35,49 +32,30 @@
 // `truncate(text, max_tokens)` is consistent with it: it returns the longest prefix, cut at a
 // character boundary (an ill-formed byte is one character), with `count(prefix) <= max_tokens`; when
 // `count(text) <= max_tokens` that is all of `text`.
-// Measured against the exact BPE counts (paragraphs of five sentences from shared/data/pairs-dev.tsv
-// and the demo's prompts), mean |relative error|: English 3 % (worst 22 %) with both presets; Chinese
+// Measured against the exact BPE counts (paragraphs of five sentences from a held-out set of
+// English and Chinese paraphrase pairs, and the demo's prompts), mean |relative error|: English 3 % (worst 22 %) with both presets; Chinese
 // 8-15 % for cl100k_base and 10-15 % for o200k_base (worst 35 %), lowest on everyday prompts, highest
 // on text full of transliterated names and rare characters, which BPE splits into bytes.
 //
 // Thread-safety: `EstimatingTokenCounter` is immutable after construction; share it freely.
+//
+// Errors: nothing here throws (invalid UTF-8 is priced, not rejected; bad ratios are clamped).
 #pragma once
 
+#include <llmfast/version.hpp>
+
+#include <llmfast/detail/unicode.hpp>
+#include <llmfast/token_counter.hpp>
 #include <llmfast/utf8.hpp>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <concepts>
 #include <cstddef>
 #include <initializer_list>
 #include <string_view>
 
-namespace llmfast {
-
-/// What the truncator, the compressor and the demo need of a tokenizer: how many tokens a text costs.
-/// `count` must be callable on a const object (counters are shared between threads).
-///
-/// Optional: a counter may declare `static constexpr bool monotone = true;` when a substring never
-/// costs more than the text it is taken from: `count(s) <= count(t)` for valid UTF-8 `t` and every
-/// substring `s` of it that starts and ends at code-point boundaries.
-/// The truncator then proves that a long text does not fit by counting a prefix of it instead of the
-/// whole text. Declare it only if it holds for every text: a wrong claim makes the truncator cut a text
-/// that fits. `EstimatingTokenCounter` declares it; `BpeTokenizer` does not (BPE counts are not monotone).
-template <class Counter>
-concept TokenCounter = requires(const Counter& counter, std::string_view text) {
-    { counter.count(text) } -> std::convertible_to<std::size_t>;
-};
-
-/// True when `Counter` declares `static constexpr bool monotone = true` (see `TokenCounter`).
-template <class Counter>
-inline constexpr bool is_monotone_token_counter = [] {
-    if constexpr (requires { Counter::monotone; }) {
-        return static_cast<bool>(Counter::monotone);
-    } else {
-        return false;
-    }
-}();
+LLMFAST_BEGIN_NAMESPACE
 
 /// The per-class costs the estimator uses; see the header comment. All must be >= 0.
 struct EstimatorRatios {
@@ -118,14 +96,15 @@ constexpr CharClass classify(char32_t cp) noexcept {
     if ((cp >= 0x00C0U && cp <= 0x024FU && cp != 0x00D7U && cp != 0x00F7U) ||  // Latin-1 and Latin Extended
         (cp >= 0x0370U && cp <= 0x052FU))                                      // Greek, Cyrillic
         return CharClass::Letter;
-    if ((cp >= 0x4E00U && cp <= 0x9FFFU) || (cp >= 0x3400U && cp <= 0x4DBFU) ||
-        (cp >= 0xF900U && cp <= 0xFAFFU) || (cp >= 0x20000U && cp <= 0x3134FU))
-        return CharClass::Cjk;
-    if ((cp >= 0x3040U && cp <= 0x30FFU) || (cp >= 0xAC00U && cp <= 0xD7AFU) || (cp >= 0x1100U && cp <= 0x11FFU))
-        return CharClass::KanaHangul;
+    if (cp - unicode_han_run_first <= unicode_han_run_last - unicode_han_run_first) return CharClass::Cjk;  // common
     if (cp == 0x3000U || cp == 0x00A0U) return CharClass::Space;  // ideographic and no-break space
-    if ((cp >= 0x3001U && cp <= 0x303FU) || (cp >= 0xFF01U && cp <= 0xFF65U))  // CJK and full-width punctuation
-        return CharClass::Cjk;  // mostly one token each, like ideographs
+    // The CJK Symbols and Punctuation block and the full-width forms of ASCII and CJK punctuation
+    // (blocks, not scripts): mostly one token each, like ideographs.
+    if ((cp >= 0x3001U && cp <= 0x303FU) || (cp >= 0xFF01U && cp <= 0xFF65U)) return CharClass::Cjk;
+    const std::uint8_t entry = unicode_script_entry(cp);  // one table lookup for the rest
+    if (is_han_ideograph_entry(entry)) return CharClass::Cjk;
+    const auto script = static_cast<std::uint8_t>(entry & 7U);
+    if (is_kana_script(script) || script == unicode_script_hangul) return CharClass::KanaHangul;
     return CharClass::Other;
 }
 
@@ -143,7 +122,7 @@ class EstimatingTokenCounter {
 public:
     constexpr EstimatingTokenCounter() noexcept = default;
     /// Never throws: a divisor ratio that is not > 0 is clamped to 1, a price that is not >= 0 (or
-    /// NaN) to 0 (so the count stays monotone, see `TokenCounter`).
+    /// NaN) to 0 (so the count stays monotone, see `TokenCounter` in token_counter.hpp).
     constexpr explicit EstimatingTokenCounter(EstimatorRatios ratios) noexcept : ratios_(ratios) {
         if (!(ratios_.letters_per_token > 0)) ratios_.letters_per_token = 1;
         if (!(ratios_.digits_per_token > 0)) ratios_.digits_per_token = 1;
@@ -270,4 +249,4 @@ private:
 
 static_assert(TokenCounter<EstimatingTokenCounter>);
 
-}  // namespace llmfast
+LLMFAST_END_NAMESPACE
