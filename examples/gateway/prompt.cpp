@@ -3,7 +3,7 @@
 
 #include <llmfast/bpe_tokenizer.hpp>
 #include <llmfast/compressor.hpp>
-#include <llmfast/tokens.hpp>
+#include <llmfast/estimating_token_counter.hpp>
 #include <llmfast/truncator.hpp>
 
 #include <fmt/format.h>

@@ -63,7 +63,7 @@ public:
 
     /// Enqueues the prefill of one request; `wait->timer` is cancelled on its executor when it completes.
     void submit(std::uint64_t prompt_tokens, const std::shared_ptr<SimWait>& wait) {
-        Batcher::Options options;
+        Batcher::RequestOptions options;
         options.stop_token = wait->stop.get_token();
         batcher_.submit(SimJob{prompt_tokens, wait}, std::move(options), [wait](Batcher::Result&& result) {
             const bool ok = result.ok();
@@ -77,12 +77,12 @@ public:
             });
         });
     }
-    [[nodiscard]] llmfast::BatcherMetrics metrics() const { return batcher_.metrics(); }
+    [[nodiscard]] llmfast::BatcherStats stats() const { return batcher_.stats(); }
     void close() { batcher_.close(); }
 
     /// Prometheus lines: batches and batched requests so far, the largest batch.
     void render(std::string& out) const {
-        const auto m = batcher_.metrics();
+        const auto m = batcher_.stats();
         std::size_t largest = 0;
         for (std::size_t n = 0; n < m.batch_size_histogram.size(); ++n)
             if (m.batch_size_histogram[n] > 0) largest = n;
