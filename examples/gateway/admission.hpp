@@ -70,53 +70,19 @@ public:
     /// Waits (without blocking a thread) for a running slot; see the file comment.
     net::awaitable<Outcome> admit(const std::string& tenant, std::uint64_t tokens, int priority, Clock::time_point deadline,
                                   ClientGone& gone) {
+        // (No lock_guard or other object with a destructor in a branch that ends in co_return: the
+        // locked parts are plain functions. See the rule above UpstreamClient::Impl::exchange.)
         auto waiter = std::make_shared<Waiter>(co_await net::this_coro::executor);
         Outcome outcome;
-        {
-            std::lock_guard lock(mutex_);
-            const auto now = Clock::now();
-            if (const auto limit = check_tenant(tenant, tokens, now); limit.verdict != Verdict::Admitted) {
-                outcome.verdict = limit.verdict;
-                outcome.retry_after = limit.retry_after;
-                co_return outcome;
-            }
-            if (running_ < config_.max_running && queue_.empty()) {
-                charge_tenant(tenant, tokens);
-                ++running_;
-                outcome.slot = Slot(this, now);
-                co_return outcome;
-            }
-            if (queue_.size() >= config_.max_queue || waiting_tokens_ + tokens > config_.max_queue_tokens) {
-                outcome.verdict = queue_.size() >= config_.max_queue ? Verdict::QueueFull : Verdict::QueueTokensFull;
-                outcome.retry_after = queue_retry_after();
-                co_return outcome;
-            }
-            charge_tenant(tenant, tokens);
-            waiter->tokens = tokens;
-            waiter->key = {-priority, next_seq_++};
-            queue_.emplace(waiter->key, waiter);
-            waiting_tokens_ += tokens;
-        }
+        if (decide_now(tenant, tokens, priority, waiter, outcome)) co_return outcome;
         waiter->timer.expires_at(deadline);
         gone.on_gone = [waiter] { waiter->timer.cancel(); };
-        bool granted = false;
-        {
-            std::lock_guard lock(mutex_);
-            granted = waiter->granted;
-        }
-        if (!granted) {
+        if (!is_granted(*waiter)) {
             boost::system::error_code ec;
             co_await waiter->timer.async_wait(net::redirect_error(net::use_awaitable, ec));
         }
         gone.on_gone = nullptr;
-        std::lock_guard lock(mutex_);
-        if (waiter->granted) {
-            outcome.slot = Slot(this, Clock::now());
-            co_return outcome;
-        }
-        queue_.erase(waiter->key);
-        waiting_tokens_ -= waiter->tokens;
-        outcome.verdict = gone.gone ? Verdict::ClientGone : Verdict::DeadlineInQueue;
+        finish_wait(*waiter, gone.gone, outcome);
         co_return outcome;
     }
 
@@ -137,6 +103,51 @@ private:
         std::uint64_t tokens = 0;
         bool granted = false;  // under mutex_
     };
+
+    // admit's first step under the lock: true when `outcome` is final (a tenant limit, a full queue,
+    // or a free slot); false when the waiter was queued.
+    bool decide_now(const std::string& tenant, std::uint64_t tokens, int priority, const std::shared_ptr<Waiter>& waiter,
+                    Outcome& outcome) {
+        std::lock_guard lock(mutex_);
+        const auto now = Clock::now();
+        if (const auto limit = check_tenant(tenant, tokens, now); limit.verdict != Verdict::Admitted) {
+            outcome.verdict = limit.verdict;
+            outcome.retry_after = limit.retry_after;
+            return true;
+        }
+        if (running_ < config_.max_running && queue_.empty()) {
+            charge_tenant(tenant, tokens);
+            ++running_;
+            outcome.slot = Slot(this, now);
+            return true;
+        }
+        if (queue_.size() >= config_.max_queue || waiting_tokens_ + tokens > config_.max_queue_tokens) {
+            outcome.verdict = queue_.size() >= config_.max_queue ? Verdict::QueueFull : Verdict::QueueTokensFull;
+            outcome.retry_after = queue_retry_after();
+            return true;
+        }
+        charge_tenant(tenant, tokens);
+        waiter->tokens = tokens;
+        waiter->key = {-priority, next_seq_++};
+        queue_.emplace(waiter->key, waiter);
+        waiting_tokens_ += tokens;
+        return false;
+    }
+    bool is_granted(const Waiter& waiter) const {
+        std::lock_guard lock(mutex_);
+        return waiter.granted;
+    }
+    // After the wait: the granted slot, or out of the queue (client gone or deadline).
+    void finish_wait(Waiter& waiter, bool client_gone, Outcome& outcome) {
+        std::lock_guard lock(mutex_);
+        if (waiter.granted) {
+            outcome.slot = Slot(this, Clock::now());
+            return;
+        }
+        queue_.erase(waiter.key);
+        waiting_tokens_ -= waiter.tokens;
+        outcome.verdict = client_gone ? Verdict::ClientGone : Verdict::DeadlineInQueue;
+    }
 
     struct Bucket {
         double requests = 0, tokens = 0;  // what is left

@@ -174,9 +174,15 @@ public:
         });
     }
 
+    // Every coroutine of this file keeps the rule written above UpstreamClient::Impl::exchange
+    // (upstream.cpp): objects with destructors at the coroutine's top level, named values built before
+    // co_await / co_return, no conditional expression yielding a class temporary (g++ 12).
     net::awaitable<void> run() {
         const Limits& limits = server_.config.limits;
         boost::system::error_code ec;
+        std::optional<http::request_parser<http::string_body>> parser_slot;  // one per request, emplaced below
+        http::response<http::empty_body> cont{http::status::continue_, 11};
+        std::optional<ApiError> error;
         stream_.socket().set_option(tcp::no_delay(true), ec);
         for (;;) {
             idle_ = true;
@@ -189,24 +195,23 @@ public:
             }
             idle_ = false;
             // The whole request within request_read_timeout (a client sending a byte a second is dropped).
-            http::request_parser<http::string_body> parser;
+            auto& parser = parser_slot.emplace();
             parser.header_limit(limits.max_header_bytes);
             parser.body_limit(limits.max_body_bytes);
             stream_.expires_after(limits.request_read_timeout);
             co_await http::async_read_header(stream_, buffer_, parser, net::redirect_error(net::use_awaitable, ec));
             if (!ec && !parser.is_done()) {
                 if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
-                    http::response<http::empty_body> cont{http::status::continue_, 11};
                     co_await http::async_write(stream_, cont, net::redirect_error(net::use_awaitable, ec));
                 }
                 if (!ec) co_await http::async_read(stream_, buffer_, parser, net::redirect_error(net::use_awaitable, ec));
             }
-            begin_request(parser.is_header_done() ? parser.get() : http::request<http::string_body>{});
+            begin_request(parser);
             if (ec) {
                 // (g++ 12 miscompiles braced temporaries passed to a coroutine inside co_await in a
                 // branch: the error is built in a named variable, then awaited once.)
                 keep_alive_ = false;
-                std::optional<ApiError> error;
+                error.reset();
                 if (ec == http::error::body_limit) {
                     server_.metrics.count_rejection("body_too_large");
                     error = ApiError{413, fmt::format("request body is larger than {} bytes", limits.max_body_bytes),
@@ -385,7 +390,10 @@ private:
         }
     }
 
-    void begin_request(const http::request<http::string_body>& req) {
+    // (a plain function: the request of a parser whose header is incomplete is an empty one)
+    void begin_request(const http::request_parser<http::string_body>& parser) {
+        static const http::request<http::string_body> none;
+        const http::request<http::string_body>& req = parser.is_header_done() ? parser.get() : none;
         record_ = RequestRecord{};
         record_.start = Clock::now();
         record_.request_id = make_request_id(req["x-request-id"]);
@@ -426,6 +434,7 @@ private:
 
     net::awaitable<void> handle() {
         std::string failure;
+        ApiError error;
         try {
             co_await route();
         } catch (const std::exception& e) {
@@ -433,12 +442,12 @@ private:
             if (failure.empty()) failure = "unknown";
         }
         if (!failure.empty()) {
-            ApiError error{500, "internal error: " + failure, "server_error", "", "internal_error"};
+            error = ApiError{500, "internal error: " + failure, "server_error", "", "internal_error"};
             if (!started_ && !responded_) co_await respond_error(std::move(error));
             keep_alive_ = false;
         }
         if (!started_ && !responded_ && !gone_.gone) {
-            ApiError error{500, "internal error: no response", "server_error", "", "internal_error"};
+            error = ApiError{500, "internal error: no response", "server_error", "", "internal_error"};
             co_await respond_error(std::move(error));
         }
     }
@@ -448,35 +457,44 @@ private:
         const std::string_view path = target.substr(0, target.find('?'));
         const http::verb method = request_.method();
         record_.route = route_label();
+        ApiError error;
+        std::string reply;
         const auto only = [&](http::verb allowed, std::string_view name) {
             if (method == allowed) return true;
             allow_ = std::string(name);
             return false;
         };
-        const auto method_not_allowed = [&]() {
-            ApiError error{405, fmt::format("{} is not allowed on {} (allowed: {})", request_.method_string(), path, allow_),
-                           "invalid_request_error", "", "method_not_allowed"};
+        const auto method_not_allowed = [&]() {  // a plain lambda: it fills the frame's `error`
+            error = ApiError{405, fmt::format("{} is not allowed on {} (allowed: {})", request_.method_string(), path, allow_),
+                             "invalid_request_error", "", "method_not_allowed"};
             return respond_error(std::move(error));
         };
         if (path == "/health") {
             if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();
-            co_return co_await respond(server_.draining ? 503 : 200, "application/json",
-                                       server_.draining ? R"({"status":"draining"})" : R"({"status":"ok"})");
+            const bool draining = server_.draining;
+            reply = draining ? R"({"status":"draining"})" : R"({"status":"ok"})";
+            co_return co_await respond(draining ? 503 : 200, "application/json", std::move(reply));
         }
         if (path == "/metrics") {
             if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();
-            co_return co_await respond(200, "text/plain; version=0.0.4; charset=utf-8", server_.metrics.render());
+            reply = server_.metrics.render();
+            co_return co_await respond(200, "text/plain; version=0.0.4; charset=utf-8", std::move(reply));
         }
         const bool known = path == "/v1/models" || path == "/v1/chat/completions" || path == "/v1/embeddings";
-        if (!known) co_return co_await respond_error(ApiError::not_found(fmt::format("no route for {}", path), "unknown_url"));
+        if (!known) {
+            error = ApiError::not_found(fmt::format("no route for {}", path), "unknown_url");
+            co_return co_await respond_error(std::move(error));
+        }
         if (!server_.authenticate(request_[http::field::authorization], record_.tenant)) {
             server_.metrics.count_rejection("unauthorized");
-            co_return co_await respond_error(ApiError::unauthorized(
-                request_[http::field::authorization].empty() ? "missing API key (Authorization: Bearer <key>)" : "invalid API key"));
+            error = ApiError::unauthorized(request_[http::field::authorization].empty() ? "missing API key (Authorization: Bearer <key>)"
+                                                                                        : "invalid API key");
+            co_return co_await respond_error(std::move(error));
         }
         if (path == "/v1/models") {
             if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();
-            co_return co_await respond(200, "application/json", models_json());
+            reply = models_json();
+            co_return co_await respond(200, "application/json", std::move(reply));
         }
         if (!only(http::verb::post, "POST")) co_return co_await method_not_allowed();
         if (path == "/v1/chat/completions") co_return co_await chat();
@@ -500,19 +518,57 @@ private:
         return out;
     }
 
+    // The answer to a request admission refused (a plain function: see run()); false when the client
+    // left the queue and there is nobody to answer.
+    bool admission_error(const AdmissionController::Outcome& outcome, ApiError& error) {
+        switch (outcome.verdict) {
+            case AdmissionController::Verdict::QueueFull:
+            case AdmissionController::Verdict::QueueTokensFull: {
+                const bool tokens = outcome.verdict == AdmissionController::Verdict::QueueTokensFull;
+                server_.metrics.count_rejection(tokens ? "queue_tokens_full" : "queue_full");
+                error = ApiError{429, tokens ? "the gateway's queue is full (prompt tokens); retry later" : "the gateway's queue is full; retry later",
+                                 "server_overloaded", "", "queue_full"};
+                break;
+            }
+            case AdmissionController::Verdict::TenantRequests:
+            case AdmissionController::Verdict::TenantTokens: {
+                const bool tokens = outcome.verdict == AdmissionController::Verdict::TenantTokens;
+                server_.metrics.count_rejection(tokens ? "tenant_tokens" : "tenant_requests");
+                error = ApiError{429,
+                                 fmt::format("rate limit reached for tenant '{}': {} per minute", record_.tenant,
+                                             tokens ? "prompt tokens" : "requests"),
+                                 tokens ? "tokens" : "requests", "", "rate_limit_exceeded"};
+                break;
+            }
+            case AdmissionController::Verdict::DeadlineInQueue:
+                server_.metrics.count_rejection("deadline_in_queue");
+                error = ApiError{504, "the request's deadline passed while it waited in the queue", "timeout_error", "", "deadline_exceeded"};
+                break;
+            default:
+                server_.metrics.count_rejection("client_gone_in_queue");
+                return false;
+        }
+        if (error.status == 429) extra_headers_.emplace_back("Retry-After", std::to_string(std::max<long long>(1, outcome.retry_after.count())));
+        return true;
+    }
+
     net::awaitable<void> chat() {
+        ApiError error;  // the one answer of a rejected request (frame-level: see run())
         const auto parsed = parse_chat_request(request_.body(), server_.config.limits);
-        if (const auto* error = std::get_if<ApiError>(&parsed)) {
+        if (const auto* invalid = std::get_if<ApiError>(&parsed)) {
             server_.metrics.count_rejection("invalid_request");
-            co_return co_await respond_error(*error);
+            error = *invalid;
+            co_return co_await respond_error(std::move(error));
         }
         const ChatRequest& request = std::get<ChatRequest>(parsed);
         record_.model = request.model;
         const bool simulated = std::find(server_.config.sim_models.begin(), server_.config.sim_models.end(), request.model) !=
                                server_.config.sim_models.end();
         const std::vector<UpstreamConfig>* group = simulated ? nullptr : server_.upstream.group_for(request.model);
-        if (!simulated && group == nullptr)
-            co_return co_await respond_error(ApiError::not_found(fmt::format("model '{}' does not exist", request.model), "model_not_found"));
+        if (!simulated && group == nullptr) {
+            error = ApiError::not_found(fmt::format("model '{}' does not exist", request.model), "model_not_found");
+            co_return co_await respond_error(std::move(error));
+        }
         model_metrics_ = &server_.metrics.model(request.model);
 
         // x-llmfast-priority (higher first) and x-llmfast-deadline-ms (from arrival, within the default deadline).
@@ -521,7 +577,7 @@ private:
             const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), priority);
             if (ec != std::errc{} || end != text.data() + text.size() || priority < 0 || priority > server_.config.admission.max_priority) {
                 server_.metrics.count_rejection("invalid_request");
-                ApiError error = ApiError::invalid("x-llmfast-priority",
+                error = ApiError::invalid("x-llmfast-priority",
                                                    fmt::format("header x-llmfast-priority must be an integer in [0, {}]", server_.config.admission.max_priority),
                                                    "invalid_header");
                 co_return co_await respond_error(std::move(error));
@@ -533,7 +589,7 @@ private:
             const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
             if (ec != std::errc{} || end != text.data() + text.size() || ms == 0) {
                 server_.metrics.count_rejection("invalid_request");
-                ApiError error = ApiError::invalid("x-llmfast-deadline-ms", "header x-llmfast-deadline-ms must be an integer >= 1 (milliseconds)",
+                error = ApiError::invalid("x-llmfast-deadline-ms", "header x-llmfast-deadline-ms must be an integer >= 1 (milliseconds)",
                                                    "invalid_header");
                 co_return co_await respond_error(std::move(error));
             }
@@ -541,7 +597,7 @@ private:
                 deadline = record_.start + std::chrono::milliseconds(ms);
         }
         if (simulated && !request.unsupported_by_sim.empty()) {
-            ApiError error = ApiError::invalid(request.unsupported_by_sim,
+            error = ApiError::invalid(request.unsupported_by_sim,
                                                fmt::format("the simulated backend does not support '{}'", request.unsupported_by_sim),
                                                "unsupported_parameter");
             co_return co_await respond_error(std::move(error));
@@ -549,9 +605,10 @@ private:
 
         // Fit the history into the context window, compress (the model's rules), count the prompt.
         auto prepared_or = server_.pipeline.prepare(request, simulated ? std::string_view{} : std::string_view(request_.body()));
-        if (auto* error = std::get_if<ApiError>(&prepared_or)) {
+        if (auto* too_long = std::get_if<ApiError>(&prepared_or)) {
             server_.metrics.count_rejection("context_length");
-            co_return co_await respond_error(std::move(*error));
+            error = std::move(*too_long);
+            co_return co_await respond_error(std::move(error));
         }
         PreparedPrompt& prepared = std::get<PreparedPrompt>(prepared_or);
         server_.metrics.count_prompt_change(prepared.dropped, prepared.shortened, prepared.compressed);
@@ -566,36 +623,8 @@ private:
             co_await server_.admission.admit(record_.tenant, prompt_tokens, priority, deadline, gone_);
         model_metrics_->waiting.fetch_sub(1);
         if (outcome.verdict != AdmissionController::Verdict::Admitted) {
-            std::optional<ApiError> error;
-            switch (outcome.verdict) {
-                case AdmissionController::Verdict::QueueFull:
-                case AdmissionController::Verdict::QueueTokensFull: {
-                    const bool tokens = outcome.verdict == AdmissionController::Verdict::QueueTokensFull;
-                    server_.metrics.count_rejection(tokens ? "queue_tokens_full" : "queue_full");
-                    error = ApiError{429, tokens ? "the gateway's queue is full (prompt tokens); retry later" : "the gateway's queue is full; retry later",
-                                     "server_overloaded", "", "queue_full"};
-                    break;
-                }
-                case AdmissionController::Verdict::TenantRequests:
-                case AdmissionController::Verdict::TenantTokens: {
-                    const bool tokens = outcome.verdict == AdmissionController::Verdict::TenantTokens;
-                    server_.metrics.count_rejection(tokens ? "tenant_tokens" : "tenant_requests");
-                    error = ApiError{429,
-                                     fmt::format("rate limit reached for tenant '{}': {} per minute", record_.tenant,
-                                                 tokens ? "prompt tokens" : "requests"),
-                                     tokens ? "tokens" : "requests", "", "rate_limit_exceeded"};
-                    break;
-                }
-                case AdmissionController::Verdict::DeadlineInQueue:
-                    server_.metrics.count_rejection("deadline_in_queue");
-                    error = ApiError{504, "the request's deadline passed while it waited in the queue", "timeout_error", "", "deadline_exceeded"};
-                    break;
-                default:
-                    server_.metrics.count_rejection("client_gone_in_queue");
-                    co_return;
-            }
-            if (error->status == 429) extra_headers_.emplace_back("Retry-After", std::to_string(std::max<long long>(1, outcome.retry_after.count())));
-            co_return co_await respond_error(std::move(*error));
+            if (!admission_error(outcome, error)) co_return;  // the client left the queue: nobody to answer
+            co_return co_await respond_error(std::move(error));
         }
         model_metrics_->queue.observe(std::chrono::duration<double>(Clock::now() - record_.start).count());
         model_metrics_->running.fetch_add(1);
@@ -614,16 +643,20 @@ private:
     }
 
     net::awaitable<void> embeddings() {
+        ApiError error;
         const auto parsed = parse_embeddings_request(request_.body(), server_.config.limits);
-        if (const auto* error = std::get_if<ApiError>(&parsed)) {
+        if (const auto* invalid = std::get_if<ApiError>(&parsed)) {
             server_.metrics.count_rejection("invalid_request");
-            co_return co_await respond_error(*error);
+            error = *invalid;
+            co_return co_await respond_error(std::move(error));
         }
         const EmbeddingsRequest& request = std::get<EmbeddingsRequest>(parsed);
         record_.model = request.model;
-        if (request.model != server_.config.embedding_model)
-            co_return co_await respond_error(ApiError::not_found(
-                fmt::format("model '{}' does not exist (embeddings: '{}')", request.model, server_.config.embedding_model), "model_not_found"));
+        if (request.model != server_.config.embedding_model) {
+            error = ApiError::not_found(fmt::format("model '{}' does not exist (embeddings: '{}')", request.model, server_.config.embedding_model),
+                                        "model_not_found");
+            co_return co_await respond_error(std::move(error));
+        }
         model_metrics_ = &server_.metrics.model(request.model);
         const std::size_t dim = server_.embedder.dimension();
         std::vector<float> vector(dim);
@@ -699,16 +732,21 @@ net::awaitable<void> serve_connection(tcp::socket socket, Server& server) {
     server.connections.fetch_sub(1);
 }
 
+void spawn_connection(tcp::socket socket, Server& server) {
+    auto executor = socket.get_executor();
+    net::co_spawn(executor, serve_connection(std::move(socket), server), net::detached);
+}
+
 net::awaitable<void> accept_loop(tcp::acceptor& acceptor, Server& server, net::io_context& ioc) {
+    boost::system::error_code ec;
+    std::optional<tcp::socket> socket;  // frame-level (see Connection::run)
     for (;;) {
-        boost::system::error_code ec;
-        tcp::socket socket = co_await acceptor.async_accept(net::make_strand(ioc), net::redirect_error(net::use_awaitable, ec));
+        socket.emplace(co_await acceptor.async_accept(net::make_strand(ioc), net::redirect_error(net::use_awaitable, ec)));
         if (ec) {
             if (!acceptor.is_open() || server.draining) co_return;
             continue;  // e.g. EMFILE: keep serving the others
         }
-        auto executor = socket.get_executor();
-        net::co_spawn(executor, serve_connection(std::move(socket), server), net::detached);
+        spawn_connection(std::move(*socket), server);
     }
 }
 

@@ -121,7 +121,11 @@ inline net::awaitable<void> simulate_chat(ClientSink& sink, const Config& config
     record.prompt_tokens = prompt_tokens;
     record.completion_tokens = tokens;
 
+    // Objects with destructors at the top level, named values built before co_await (the rule
+    // written above UpstreamClient::Impl::exchange, upstream.cpp: g++ 12).
     net::steady_timer timer(co_await net::this_coro::executor);
+    std::shared_ptr<SimWait> wait;
+    std::string refused, reply, text;
     sink.gone().on_gone = [&timer] { timer.cancel(); };
     struct Unhook {
         ClientGone& gone;
@@ -133,13 +137,12 @@ inline net::awaitable<void> simulate_chat(ClientSink& sink, const Config& config
                            model.real(model.overhead_ms + model.prefill_ms_per_token * static_cast<double>(prompt_tokens)));
     std::size_t batch_size = 1;
     if (batcher != nullptr) {
-        auto wait = std::make_shared<SimWait>(co_await net::this_coro::executor);
+        wait = std::make_shared<SimWait>(co_await net::this_coro::executor);
         wait->timer.expires_at(Clock::time_point::max());
         sink.gone().on_gone = [wait] {
             wait->stop.request_stop();
             wait->timer.cancel();
         };
-        std::string refused;
         try {
             batcher->submit(prompt_tokens, wait);
         } catch (const llmfast::Error& e) {
@@ -147,8 +150,8 @@ inline net::awaitable<void> simulate_chat(ClientSink& sink, const Config& config
         }
         if (!refused.empty()) {
             sink.gone().on_gone = nullptr;
-            ApiError error{503, "the simulated backend is overloaded: " + refused, "server_error", "", "overloaded"};
-            co_await sink.respond(503, "application/json", error_json(error));
+            reply = error_json(ApiError{503, "the simulated backend is overloaded: " + refused, "server_error", "", "overloaded"});
+            co_await sink.respond(503, "application/json", std::move(reply));
             co_return;
         }
         while (!wait->done && !sink.gone().gone)
@@ -156,8 +159,8 @@ inline net::awaitable<void> simulate_chat(ClientSink& sink, const Config& config
         if (sink.gone().gone || !wait->ok) {
             sink.gone().on_gone = nullptr;
             if (!sink.gone().gone) {
-                ApiError error{503, "the simulated backend failed the request", "server_error", "", "backend_failed"};
-                co_await sink.respond(503, "application/json", error_json(error));
+                reply = error_json(ApiError{503, "the simulated backend failed the request", "server_error", "", "backend_failed"});
+                co_await sink.respond(503, "application/json", std::move(reply));
             }
             co_return;
         }
@@ -174,18 +177,17 @@ inline net::awaitable<void> simulate_chat(ClientSink& sink, const Config& config
         timer.expires_at(due);
         co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
         if (sink.gone().gone) co_return;
-        std::string text;
         for (const auto& piece : pieces) text += piece;
-        std::string body = "{\"id\":\"" + id + "\",\"object\":\"chat.completion\",\"created\":" + std::to_string(created) + ",\"model\":";
-        append_json_string(body, request.model);
-        body += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
-        append_json_string(body, text);
-        body += ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":";
-        append_json_string(body, finish_reason);
-        body += fmt::format("}}],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}", prompt_tokens,
+        reply = "{\"id\":\"" + id + "\",\"object\":\"chat.completion\",\"created\":" + std::to_string(created) + ",\"model\":";
+        append_json_string(reply, request.model);
+        reply += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
+        append_json_string(reply, text);
+        reply += ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":";
+        append_json_string(reply, finish_reason);
+        reply += fmt::format("}}],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}", prompt_tokens,
                             tokens, prompt_tokens + tokens);
         record.first_content = record.last_content = Clock::now();
-        co_await sink.respond(200, "application/json", std::move(body));
+        co_await sink.respond(200, "application/json", std::move(reply));
         co_return;
     }
 
