@@ -19,9 +19,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -72,6 +74,47 @@ struct Limits {
     std::chrono::milliseconds backoff{50};                  ///< before the 2nd attempt, doubled after
     std::size_t cooldown_failures = 3;                      ///< consecutive failures that cool an upstream
     std::chrono::milliseconds cooldown{10000};
+    std::size_t max_client_buffer_bytes = 1 << 20;          ///< a stream's unsent bytes; over it the client is dropped
+};
+
+/// One compression rule of a model (llmfast::CompressionRule).
+struct RuleConfig {
+    std::string pattern, replacement;
+    bool ignore_case = false, whole_word = false;
+};
+
+/// What happens to a model's prompt on a miss, before admission and the backend.
+struct PromptConfig {
+    std::uint64_t context_window = 0;  ///< tokens; 0 = no fitting
+    std::string rank_file;             ///< tiktoken rank file: exact counts with llmfast::BpeTokenizer ("" = estimator)
+    std::string encoding = "cl100k_base";  ///< cl100k_base | o200k_base (with rank_file)
+    std::size_t max_message_bytes = 256 * 1024;  ///< the truncator's byte cap per message (untrusted input)
+    bool compress = false;             ///< run llmfast::PromptCompressor over each text message
+    bool builtin_english = false, builtin_chinese = false;
+    bool normalize_whitespace = true;
+    bool remove_repeated_lines = false;
+    std::vector<RuleConfig> rules;
+};
+
+/// Admission control (one controller for the gateway).
+struct AdmissionConfig {
+    std::size_t max_running = 256;            ///< requests answered at once
+    std::size_t max_queue = 1024;             ///< requests waiting for a slot
+    std::uint64_t max_queue_tokens = 1U << 22; ///< prompt tokens of the waiting requests
+    int max_priority = 9;                     ///< x-llmfast-priority in [0, max_priority]; higher first
+};
+
+/// Per-tenant rate limits (0 = none). "*" in the config file applies to every tenant not named.
+struct TenantLimits {
+    std::uint64_t requests_per_minute = 0;
+    std::uint64_t tokens_per_minute = 0;
+};
+
+/// The simulated backend's batching through llmfast::DynamicBatcher.
+struct BatchingConfig {
+    bool enabled = false;
+    std::size_t max_batch_size = 8;
+    std::chrono::milliseconds max_wait{5};
 };
 
 struct ApiKey {
@@ -93,12 +136,19 @@ struct Config {
     std::vector<ApiKey> api_keys;  ///< empty: no authentication
     std::string access_log = "-";  ///< "-" stderr, "off", or a file
     Limits limits{};
+    std::map<std::string, PromptConfig> prompt;  ///< by model name (any backend)
+    AdmissionConfig admission{};
+    std::map<std::string, TenantLimits> tenants;  ///< by tenant; "*" = every other tenant
+    BatchingConfig batching{};
 };
 
 /// Parses argv; prints --help and exits 0 itself. Throws ConfigError.
 Config parse_command_line(int argc, char** argv);
 /// Applies a JSON config file over `config`. Throws ConfigError naming the field.
 void load_config_file(const std::string& path, Config& config);
+/// Applies the JSON text of a config file (`where` names it in errors). Throws ConfigError naming the
+/// field (and only ConfigError); on success every value satisfies the documented limits.
+void load_config_text(std::string_view text, const std::string& where, Config& config);
 /// Parses API keys ("tenant:key" per line or comma-separated); throws ConfigError.
 void add_api_keys(std::string_view text, const std::string& where, Config& config);
 std::array<unsigned char, 32> sha256(std::string_view text);
@@ -108,6 +158,7 @@ std::array<unsigned char, 32> sha256(std::string_view text);
 struct ChatMessage {
     std::string role;
     std::string text;  ///< the text parts, joined (for token counts and the simulated backend)
+    bool plain = true;  ///< content was a string or text parts only (so `text` can replace it)
 };
 
 struct ChatRequest {

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -82,6 +83,15 @@ public:
         ++rejections_[std::string(reason)];
     }
     void count_client_disconnect() noexcept { client_disconnects_.fetch_add(1, std::memory_order_relaxed); }
+    void count_slow_client() noexcept { slow_clients_.fetch_add(1, std::memory_order_relaxed); }
+    void count_drain_cut() noexcept { drain_cuts_.fetch_add(1, std::memory_order_relaxed); }
+    void count_prompt_change(std::size_t dropped, std::size_t shortened, std::size_t compressed) noexcept {
+        fitted_dropped_.fetch_add(dropped, std::memory_order_relaxed);
+        fitted_shortened_.fetch_add(shortened, std::memory_order_relaxed);
+        compressed_.fetch_add(compressed, std::memory_order_relaxed);
+    }
+    /// More series rendered at the end (set once, before serving).
+    std::function<void(std::string&)> extra;
 
     std::string render() const {
         std::lock_guard lock(mutex_);
@@ -125,6 +135,16 @@ public:
             out.append("llmfast_rejections_total{").append(label("reason", reason)).append("} ").append(std::to_string(n)).push_back('\n');
         header("llmfast_client_disconnects_total", "counter", "Clients that went away before their answer was complete.");
         out.append("llmfast_client_disconnects_total ").append(std::to_string(client_disconnects_.load())).push_back('\n');
+        const auto plain = [&](std::string_view name, std::string_view help, const std::atomic<std::uint64_t>& value) {
+            header(name, "counter", help);
+            out.append(name).append(" ").append(std::to_string(value.load())).push_back('\n');
+        };
+        plain("llmfast_slow_clients_dropped_total", "Streaming clients dropped because their unsent bytes exceeded the buffer bound.", slow_clients_);
+        plain("llmfast_drain_cut_streams_total", "Streams ended with an error event when the drain grace period ran out.", drain_cuts_);
+        plain("llmfast_prompt_messages_dropped_total", "Chat messages dropped to fit a model's context window.", fitted_dropped_);
+        plain("llmfast_prompt_messages_shortened_total", "Chat messages shortened to fit a model's context window or the byte cap.", fitted_shortened_);
+        plain("llmfast_prompt_messages_compressed_total", "Chat messages changed by a model's compression rules.", compressed_);
+        if (extra) extra(out);
         return out;
     }
 
@@ -146,7 +166,8 @@ private:
     std::map<std::tuple<std::string, unsigned, std::string>, std::uint64_t> requests_;
     std::map<std::tuple<std::string, std::string, std::string>, std::uint64_t> attempts_;
     std::map<std::string, std::uint64_t> rejections_;
-    std::atomic<std::uint64_t> client_disconnects_{0};
+    std::atomic<std::uint64_t> client_disconnects_{0}, slow_clients_{0}, drain_cuts_{0};
+    std::atomic<std::uint64_t> fitted_dropped_{0}, fitted_shortened_{0}, compressed_{0};
 };
 
 }  // namespace gateway

@@ -4,10 +4,12 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -50,10 +52,21 @@ Flags:
   --request-read-timeout-ms N  a client must send its whole request within this [10000]
   --drain-grace-ms N       SIGTERM/SIGINT: stop accepting, give in-flight requests this long [10000]
   --max-attempts N         upstream attempts per request over its group [3]
+  --max-running N          admission: requests answered at once [256]
+  --max-queue N            admission: requests waiting; a full queue answers 429 + Retry-After [1024]
+  --max-queue-tokens N     admission: prompt tokens of the waiting requests [4194304]
+  --max-client-buffer-bytes N  a stream's unsent bytes; a slower reader is dropped [1048576]
+  --sim-batch              batch the simulated model through llmfast's DynamicBatcher
+  --sim-max-batch N        its largest batch [8]
+  --sim-max-wait-ms N      how long a batch may wait to fill [5]
+Request headers: x-llmfast-priority (0..max_priority, higher first), x-llmfast-deadline-ms, x-request-id.
   --help                   this text
 
 Config file (every field optional; an unknown or ill-typed field is an error naming it):
-  {"models": {"NAME": {"upstreams": [{"url": "https://host/v1", "model": "upstream-name",
+  (every field, with examples: docs/gateway.md)
+  {"models": {"NAME": {"context_window", "rank_file", "encoding", "max_message_bytes",
+                       "compression": {"builtin", "rules", "normalize_whitespace", "remove_repeated_lines"},
+                       "upstreams": [{"url": "https://host/v1", "model": "upstream-name",
                                        "api_key_env": "VAR" | "api_key_file": "path",
                                        "ca_file": "ca.pem", "tls_verify": true, "name": "label"}]},
               "NAME2": {"backend": "simulated"}},
@@ -63,7 +76,10 @@ Config file (every field optional; an unknown or ill-typed field is an error nam
               "max_attempts", "backoff_ms", "cooldown_failures", "cooldown_ms"},
    "simulated": {"overhead_ms", "prefill_ms_per_token", "decode_ms_per_token", "batch_item_ms",
                  "time_scale", "default_tokens"},
-   "embeddings": {"model", "dimension"}}
+   "embeddings": {"model", "dimension"},
+   "admission": {"max_running", "max_queue", "max_queue_tokens", "max_priority"},
+   "tenants": {"NAME" | "*": {"requests_per_minute", "tokens_per_minute"}},
+   "batching": {"enabled", "max_batch_size", "max_wait_ms"}}
 )";
 
 std::array<unsigned char, 32> sha256(std::string_view text) {
@@ -74,12 +90,22 @@ std::array<unsigned char, 32> sha256(std::string_view text) {
 
 namespace {
 
+constexpr std::uint64_t k_max_ms = 86'400'000;  // a day: every duration in the config is at most this
+
+// Config, key and rank files: regular files of at most 64 MiB (never a device or a pipe that never ends).
 std::string read_file(const std::string& path, const std::string& where) {
+    constexpr std::size_t k_max_file = 64U << 20;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) throw ConfigError(where + ": cannot read " + path + " (not a regular file)");
     std::ifstream in(path, std::ios::binary);
     if (!in) throw ConfigError(where + ": cannot read " + path);
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
+    std::string text;
+    char buffer[65536];
+    while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
+        text.append(buffer, static_cast<std::size_t>(in.gcount()));
+        if (text.size() > k_max_file) throw ConfigError(where + ": " + path + " is larger than 64 MiB");
+    }
+    return text;
 }
 
 std::string trim(std::string_view text) {
@@ -138,14 +164,21 @@ bool need_bool(element value, const std::string& where) {
     return b;
 }
 
+std::uint64_t need_uint_max(element value, const std::string& where, std::uint64_t min, std::uint64_t max) {
+    std::uint64_t n = 0;
+    if (value.get(n) != simdjson::SUCCESS || n < min || n > max)
+        throw ConfigError(where + ": must be an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+    return n;
+}
+
 void load_limits(object obj, Limits& l, const std::string& where) {
     for (auto [key_view, value] : obj) {
         const std::string key(key_view);
         const std::string at = where + "." + key;
-        const auto ms = [&] { return std::chrono::milliseconds(need_uint(value, at, 1)); };
-        if (key == "max_body_bytes") l.max_body_bytes = need_uint(value, at, 1);
+        const auto ms = [&] { return std::chrono::milliseconds(need_uint_max(value, at, 1, k_max_ms)); };
+        if (key == "max_body_bytes") l.max_body_bytes = need_uint_max(value, at, 1, 1ULL << 30);
         else if (key == "max_header_bytes") l.max_header_bytes = static_cast<std::uint32_t>(std::min<std::uint64_t>(need_uint(value, at, 256), UINT32_MAX));
-        else if (key == "max_json_depth") l.max_json_depth = need_uint(value, at, 2);
+        else if (key == "max_json_depth") l.max_json_depth = need_uint_max(value, at, 2, 1024);
         else if (key == "max_messages") l.max_messages = need_uint(value, at, 1);
         else if (key == "max_tokens") l.max_tokens = need_uint(value, at, 1);
         else if (key == "idle_timeout_ms") l.idle_timeout = ms();
@@ -156,10 +189,11 @@ void load_limits(object obj, Limits& l, const std::string& where) {
         else if (key == "first_byte_timeout_ms") l.first_byte_timeout = ms();
         else if (key == "read_timeout_ms") l.read_timeout = ms();
         else if (key == "drain_grace_ms") l.drain_grace = ms();
-        else if (key == "max_attempts") l.max_attempts = need_uint(value, at, 1);
-        else if (key == "backoff_ms") l.backoff = std::chrono::milliseconds(need_uint(value, at, 0));
+        else if (key == "max_attempts") l.max_attempts = need_uint_max(value, at, 1, 100);
+        else if (key == "backoff_ms") l.backoff = std::chrono::milliseconds(need_uint_max(value, at, 0, k_max_ms));
         else if (key == "cooldown_failures") l.cooldown_failures = need_uint(value, at, 1);
-        else if (key == "cooldown_ms") l.cooldown = std::chrono::milliseconds(need_uint(value, at, 0));
+        else if (key == "cooldown_ms") l.cooldown = std::chrono::milliseconds(need_uint_max(value, at, 0, k_max_ms));
+        else if (key == "max_client_buffer_bytes") l.max_client_buffer_bytes = need_uint_max(value, at, 1024, 1ULL << 32);
         else throw ConfigError(at + ": unknown field");
     }
 }
@@ -237,10 +271,61 @@ void add_api_keys(std::string_view text, const std::string& where, Config& confi
 }
 
 void load_config_file(const std::string& path, Config& config) {
-    const std::string text = read_file(path, "--config");
+    load_config_text(read_file(path, "--config"), path, config);
+}
+
+namespace {
+
+void load_compression(element value, PromptConfig& prompt, const std::string& where) {
+    prompt.compress = true;
+    for (auto [key_view, field] : need_object(value, where)) {
+        const std::string key(key_view);
+        const std::string at = where + "." + key;
+        if (key == "builtin") {
+            simdjson::dom::array list;
+            if (field.get(list) != simdjson::SUCCESS) throw ConfigError(at + ": must be an array of \"english\" / \"chinese\"");
+            std::size_t i = 0;
+            for (element item : list) {
+                const std::string item_at = at + "[" + std::to_string(i++) + "]";
+                const std::string name = need_string(item, item_at);
+                if (name == "english") prompt.builtin_english = true;
+                else if (name == "chinese") prompt.builtin_chinese = true;
+                else throw ConfigError(item_at + ": must be \"english\" or \"chinese\"");
+            }
+        } else if (key == "rules") {
+            simdjson::dom::array list;
+            if (field.get(list) != simdjson::SUCCESS) throw ConfigError(at + ": must be an array");
+            std::size_t i = 0;
+            for (element item : list) {
+                const std::string item_at = at + "[" + std::to_string(i++) + "]";
+                RuleConfig rule;
+                bool has_pattern = false, has_replacement = false;
+                for (auto [rule_key_view, rule_field] : need_object(item, item_at)) {
+                    const std::string rule_key(rule_key_view);
+                    const std::string rule_at = item_at + "." + rule_key;
+                    if (rule_key == "pattern") { rule.pattern = need_string(rule_field, rule_at); has_pattern = true; }
+                    else if (rule_key == "replacement") { rule.replacement = need_string(rule_field, rule_at); has_replacement = true; }
+                    else if (rule_key == "ignore_case") rule.ignore_case = need_bool(rule_field, rule_at);
+                    else if (rule_key == "whole_word") rule.whole_word = need_bool(rule_field, rule_at);
+                    else throw ConfigError(rule_at + ": unknown field");
+                }
+                if (!has_pattern || rule.pattern.empty()) throw ConfigError(item_at + ".pattern: required, a non-empty string");
+                if (!has_replacement) throw ConfigError(item_at + ".replacement: required");
+                if (prompt.rules.size() >= 10000) throw ConfigError(at + ": more than 10000 rules");
+                prompt.rules.push_back(std::move(rule));
+            }
+        } else if (key == "normalize_whitespace") prompt.normalize_whitespace = need_bool(field, at);
+        else if (key == "remove_repeated_lines") prompt.remove_repeated_lines = need_bool(field, at);
+        else throw ConfigError(at + ": unknown field");
+    }
+}
+
+}  // namespace
+
+void load_config_text(std::string_view text, const std::string& path, Config& config) {
     simdjson::dom::parser parser;
     element root;
-    if (const auto error = parser.parse(text).get(root); error != simdjson::SUCCESS)
+    if (const auto error = parser.parse(text.data(), text.size()).get(root); error != simdjson::SUCCESS)
         throw ConfigError(path + ": not valid JSON (" + simdjson::error_message(error) + ")");
     for (auto [key_view, value] : need_object(root, path)) {
         const std::string key(key_view);
@@ -248,6 +333,8 @@ void load_config_file(const std::string& path, Config& config) {
             for (auto [name_view, model_value] : need_object(value, "models")) {
                 ModelConfig model{std::string(name_view), {}};
                 const std::string where = "models." + model.name;
+                if (model.name.empty()) throw ConfigError("models: a model name must not be empty");
+                PromptConfig prompt;
                 bool simulated = false;
                 for (auto [field_view, field] : need_object(model_value, where)) {
                     const std::string field_key(field_view);
@@ -261,12 +348,30 @@ void load_config_file(const std::string& path, Config& config) {
                     } else if (field_key == "backend") {
                         if (need_string(field, at) != "simulated") throw ConfigError(at + ": the only backend is \"simulated\"");
                         simulated = true;
+                    } else if (field_key == "context_window") {
+                        prompt.context_window = need_uint_max(field, at, 16, 1ULL << 30);
+                    } else if (field_key == "rank_file") {
+                        prompt.rank_file = need_string(field, at);
+                        if (prompt.rank_file.empty()) throw ConfigError(at + ": must not be empty");
+                    } else if (field_key == "encoding") {
+                        prompt.encoding = need_string(field, at);
+                        if (prompt.encoding != "cl100k_base" && prompt.encoding != "o200k_base")
+                            throw ConfigError(at + ": must be \"cl100k_base\" or \"o200k_base\"");
+                    } else if (field_key == "max_message_bytes") {
+                        prompt.max_message_bytes = need_uint_max(field, at, 64, 1ULL << 30);
+                    } else if (field_key == "compression") {
+                        load_compression(field, prompt, at);
                     } else throw ConfigError(at + ": unknown field");
                 }
                 if (simulated == !model.upstreams.empty())
                     throw ConfigError(where + ": give either \"upstreams\" or \"backend\": \"simulated\"");
-                if (simulated) config.sim_models.push_back(model.name);
-                else config.models.push_back(std::move(model));
+                config.prompt[model.name] = std::move(prompt);
+                if (simulated) {
+                    if (std::find(config.sim_models.begin(), config.sim_models.end(), model.name) == config.sim_models.end())
+                        config.sim_models.push_back(model.name);
+                } else {
+                    config.models.push_back(std::move(model));
+                }
             }
         } else if (key == "limits") {
             load_limits(need_object(value, "limits"), config.limits, "limits");
@@ -286,6 +391,40 @@ void load_config_file(const std::string& path, Config& config) {
                 config.latency.validate();
             } catch (const std::invalid_argument& e) {
                 throw ConfigError(std::string("simulated: ") + e.what());
+            }
+        } else if (key == "admission") {
+            for (auto [field_view, field] : need_object(value, "admission")) {
+                const std::string field_key(field_view);
+                const std::string at = "admission." + field_key;
+                AdmissionConfig& a = config.admission;
+                if (field_key == "max_running") a.max_running = need_uint_max(field, at, 1, 1U << 20);
+                else if (field_key == "max_queue") a.max_queue = need_uint_max(field, at, 0, 1U << 24);
+                else if (field_key == "max_queue_tokens") a.max_queue_tokens = need_uint_max(field, at, 1, 1ULL << 40);
+                else if (field_key == "max_priority") a.max_priority = static_cast<int>(need_uint_max(field, at, 0, 63));
+                else throw ConfigError(at + ": unknown field");
+            }
+        } else if (key == "tenants") {
+            for (auto [name_view, tenant_value] : need_object(value, "tenants")) {
+                const std::string where = "tenants." + std::string(name_view);
+                TenantLimits limits;
+                for (auto [field_view, field] : need_object(tenant_value, where)) {
+                    const std::string field_key(field_view);
+                    const std::string at = where + "." + field_key;
+                    if (field_key == "requests_per_minute") limits.requests_per_minute = need_uint_max(field, at, 0, 1ULL << 32);
+                    else if (field_key == "tokens_per_minute") limits.tokens_per_minute = need_uint_max(field, at, 0, 1ULL << 40);
+                    else throw ConfigError(at + ": unknown field");
+                }
+                config.tenants[std::string(name_view)] = limits;
+            }
+        } else if (key == "batching") {
+            for (auto [field_view, field] : need_object(value, "batching")) {
+                const std::string field_key(field_view);
+                const std::string at = "batching." + field_key;
+                BatchingConfig& b = config.batching;
+                if (field_key == "enabled") b.enabled = need_bool(field, at);
+                else if (field_key == "max_batch_size") b.max_batch_size = need_uint_max(field, at, 1, 1024);
+                else if (field_key == "max_wait_ms") b.max_wait = std::chrono::milliseconds(need_uint_max(field, at, 0, 60000));
+                else throw ConfigError(at + ": unknown field");
             }
         } else if (key == "embeddings") {
             for (auto [field_view, field] : need_object(value, "embeddings")) {
@@ -313,7 +452,7 @@ Config parse_command_line(int argc, char** argv) {
             if (i + 1 >= argc) throw ConfigError(flag + ": missing value");
             return argv[++i];
         };
-        const auto ms = [&] { return std::chrono::milliseconds(parse_uint(value(), flag, 1)); };
+        const auto ms = [&] { return std::chrono::milliseconds(parse_uint(value(), flag, 1, k_max_ms)); };
         if (flag == "--help" || flag == "-h") {
             std::fputs(help_text, stdout);
             std::exit(0);
@@ -346,6 +485,13 @@ Config parse_command_line(int argc, char** argv) {
         else if (flag == "--request-read-timeout-ms") config.limits.request_read_timeout = ms();
         else if (flag == "--drain-grace-ms") config.limits.drain_grace = ms();
         else if (flag == "--max-attempts") config.limits.max_attempts = parse_uint(value(), flag, 1, 100);
+        else if (flag == "--max-client-buffer-bytes") config.limits.max_client_buffer_bytes = parse_uint(value(), flag, 1024);
+        else if (flag == "--max-running") config.admission.max_running = parse_uint(value(), flag, 1, 1U << 20);
+        else if (flag == "--max-queue") config.admission.max_queue = parse_uint(value(), flag, 0, 1U << 24);
+        else if (flag == "--max-queue-tokens") config.admission.max_queue_tokens = parse_uint(value(), flag, 1, 1ULL << 40);
+        else if (flag == "--sim-batch") config.batching.enabled = true;
+        else if (flag == "--sim-max-batch") config.batching.max_batch_size = parse_uint(value(), flag, 1, 1024);
+        else if (flag == "--sim-max-wait-ms") config.batching.max_wait = std::chrono::milliseconds(parse_uint(value(), flag, 0, 60000));
         else throw ConfigError(flag + ": unknown flag (see --help)");
     }
     const char* upstream_key = std::getenv("LLMFAST_UPSTREAM_API_KEY");
@@ -392,6 +538,7 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
     for (auto [key, value] : obj) {
         if (key == "model") {
             std::string_view model;
+            if (has_model) return ApiError::invalid("model", "'model' appears more than once", "duplicate_field");
             if (value.get(model) != simdjson::SUCCESS || model.empty())
                 return ApiError::invalid("model", "'model' must be a non-empty string", "invalid_type");
             request.model = std::string(model);
@@ -429,6 +576,7 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
             if (value.get(n) != simdjson::SUCCESS || n == 0) return ApiError::invalid("n", "'n' must be an integer >= 1", "invalid_type");
             if (n != 1 && request.unsupported_by_sim.empty()) request.unsupported_by_sim = "n";
         } else if (key == "messages") {
+            if (has_messages) return ApiError::invalid("messages", "'messages' appears more than once", "duplicate_field");
             simdjson::dom::array messages;
             if (value.get(messages) != simdjson::SUCCESS)
                 return ApiError::invalid("messages", "'messages' must be an array", "invalid_type");
@@ -465,8 +613,9 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
                             if (part["text"].get(part_text) != simdjson::SUCCESS)
                                 return ApiError::invalid(part_at + ".text", "'" + part_at + ".text' must be a string", "invalid_type");
                             out.text += part_text;
-                        } else if (request.unsupported_by_sim.empty()) {
-                            request.unsupported_by_sim = part_at + ".type=" + std::string(type);
+                        } else {
+                            out.plain = false;
+                            if (request.unsupported_by_sim.empty()) request.unsupported_by_sim = part_at + ".type=" + std::string(type);
                         }
                     }
                 } else {

@@ -1,8 +1,10 @@
 // examples/gateway/server.cpp — llmfast-gateway's HTTP server: one io_context on N threads, a
 // coroutine per connection (Boost.Beast + Asio C++20 coroutines, a strand each), the OpenAI routes,
 // the access log, SIGTERM/SIGINT drain, main(). One of the two Beast/Asio translation units.
+#include "admission.hpp"
 #include "config.hpp"
 #include "metrics.hpp"
+#include "prompt.hpp"
 #include "simulated_backend.hpp"
 #include "sink.hpp"
 #include "upstream.hpp"
@@ -15,6 +17,7 @@
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -88,13 +91,29 @@ class Connection;
 struct Server {
     explicit Server(Config c)
         : config(std::move(c)), upstream(config, metrics), embedder(llmfast::HashingEmbedderOptions{.dimension = config.embedding_dimension}),
-          access_log(config.access_log) {}
+          access_log(config.access_log), pipeline(config), admission(config.admission, config.tenants) {
+        if (config.batching.enabled) sim_batcher = std::make_unique<SimBatcher>(config);
+        metrics.extra = [this](std::string& out) {
+            out += "# HELP llmfast_admission_running Requests holding a running slot.\n# TYPE llmfast_admission_running gauge\n";
+            out += fmt::format("llmfast_admission_running {}\n", admission.running());
+            out += "# HELP llmfast_admission_waiting Requests waiting in the admission queue.\n# TYPE llmfast_admission_waiting gauge\n";
+            out += fmt::format("llmfast_admission_waiting {}\n", admission.waiting());
+            if (sim_batcher) sim_batcher->render(out);
+        };
+    }
+    /// After the event loop stopped: the batcher drains (its callbacks post to the stopped loop).
+    void close_backends() {
+        if (sim_batcher) sim_batcher->close();
+    }
     Config config;
     Metrics metrics;
     UpstreamClient upstream;
     llmfast::HashingEmbedder embedder;
     llmfast::EstimatingTokenCounter counter;
     AccessLog access_log;
+    PromptPipeline pipeline;
+    AdmissionController admission;
+    std::unique_ptr<SimBatcher> sim_batcher;
     std::atomic<bool> draining{false};
     std::atomic<std::size_t> connections{0};
     std::mutex registry_mutex;
@@ -138,9 +157,32 @@ public:
         });
     }
 
+    /// Drain grace ran out: a stream still running ends with an OpenAI error event (not a silent
+    /// cut), its backend is stopped, and the connection closes once that event is flushed.
+    void abort_stream() {
+        net::post(stream_.get_executor(), [self = shared_from_this()] {
+            if (!self->started_ || self->ended_ || self->gone_.gone) return;
+            self->server_.metrics.count_drain_cut();
+            self->record_.error = "stream cut: the gateway is shutting down";
+            const ApiError error{503, "the gateway is shutting down; the stream was cut", "server_error", "", "shutting_down"};
+            self->queue_chunk(error_event(error));
+            self->pending_ += "0\r\n\r\n";
+            self->ended_ = true;
+            self->keep_alive_ = false;
+            self->start_writer();
+            self->gone_.fire();  // stops the backend (timer / upstream socket); the event still goes out
+        });
+    }
+
+    // Every coroutine of this file keeps the rule written above UpstreamClient::Impl::exchange
+    // (upstream.cpp): objects with destructors at the coroutine's top level, named values built before
+    // co_await / co_return, no conditional expression yielding a class temporary (g++ 12).
     net::awaitable<void> run() {
         const Limits& limits = server_.config.limits;
         boost::system::error_code ec;
+        std::optional<http::request_parser<http::string_body>> parser_slot;  // one per request, emplaced below
+        http::response<http::empty_body> cont{http::status::continue_, 11};
+        std::optional<ApiError> error;
         stream_.socket().set_option(tcp::no_delay(true), ec);
         for (;;) {
             idle_ = true;
@@ -153,24 +195,23 @@ public:
             }
             idle_ = false;
             // The whole request within request_read_timeout (a client sending a byte a second is dropped).
-            http::request_parser<http::string_body> parser;
+            auto& parser = parser_slot.emplace();
             parser.header_limit(limits.max_header_bytes);
             parser.body_limit(limits.max_body_bytes);
             stream_.expires_after(limits.request_read_timeout);
             co_await http::async_read_header(stream_, buffer_, parser, net::redirect_error(net::use_awaitable, ec));
             if (!ec && !parser.is_done()) {
                 if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
-                    http::response<http::empty_body> cont{http::status::continue_, 11};
                     co_await http::async_write(stream_, cont, net::redirect_error(net::use_awaitable, ec));
                 }
                 if (!ec) co_await http::async_read(stream_, buffer_, parser, net::redirect_error(net::use_awaitable, ec));
             }
-            begin_request(parser.is_header_done() ? parser.get() : http::request<http::string_body>{});
+            begin_request(parser);
             if (ec) {
                 // (g++ 12 miscompiles braced temporaries passed to a coroutine inside co_await in a
                 // branch: the error is built in a named variable, then awaited once.)
                 keep_alive_ = false;
-                std::optional<ApiError> error;
+                error.reset();
                 if (ec == http::error::body_limit) {
                     server_.metrics.count_rejection("body_too_large");
                     error = ApiError{413, fmt::format("request body is larger than {} bytes", limits.max_body_bytes),
@@ -198,9 +239,11 @@ public:
             // The request runs while a watcher reads the socket: a client that goes away is seen at
             // once (EOF / reset), not at the next write; bytes it pipelines land in the buffer.
             co_await (handle() || watch_client());
+            co_await wait_flushed();
             finish_request();
             if (!keep_alive_ || server_.draining.load()) break;
         }
+        co_await wait_flushed();
         stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
         stream_.socket().close(ec);
     }
@@ -215,6 +258,7 @@ public:
         res.set(http::field::content_type, content_type);
         res.set("x-request-id", record_.request_id);
         if (!allow_.empty()) res.set(http::field::allow, allow_);
+        for (const auto& [name, value] : extra_headers_) res.set(name, value);
         res.keep_alive(keep_alive_);
         res.body() = std::move(body);
         res.prepare_payload();
@@ -243,24 +287,14 @@ public:
         co_return !ec;
     }
     net::awaitable<bool> write(std::string_view data) override {
-        if (!started_ || gone_.gone) co_return false;
-        if (data.empty()) co_return true;
-        // A client that does not read blocks this write once the socket buffer is full; it gets
-        // write_timeout, then it is dropped (memory per slow reader stays bounded: one chunk).
-        stream_.expires_after(server_.config.limits.write_timeout);
-        boost::system::error_code ec;
-        co_await net::async_write(stream_, http::make_chunk(net::const_buffer(data.data(), data.size())),
-                                  net::redirect_error(net::use_awaitable, ec));
-        if (ec) client_lost();
-        co_return !ec;
+        co_return write_now(data);
     }
     net::awaitable<void> end_stream() override {
         if (!started_ || gone_.gone || ended_) co_return;
         ended_ = true;
-        stream_.expires_after(server_.config.limits.write_timeout);
-        boost::system::error_code ec;
-        co_await net::async_write(stream_, http::make_chunk_last(), net::redirect_error(net::use_awaitable, ec));
-        if (ec) client_lost();
+        pending_ += "0\r\n\r\n";
+        start_writer();
+        co_await wait_flushed();
     }
     void note_content() override {
         const auto now = Clock::now();
@@ -282,6 +316,61 @@ private:
         if (!gone_.gone) gone_.fire();
     }
 
+    // ---- the stream's bounded output buffer ----
+    // A chunk is queued and written by one writer coroutine, so a backend never waits for a client;
+    // a client whose unsent bytes would exceed Limits::max_client_buffer_bytes is dropped and counted
+    // (memory per slow reader is bounded by that, plus one write in flight).
+    bool write_now(std::string_view data) {
+        if (!started_ || gone_.gone || ended_) return false;
+        if (data.empty()) return true;
+        if (pending_.size() + inflight_.size() + data.size() + 16 > server_.config.limits.max_client_buffer_bytes) {
+            server_.metrics.count_slow_client();
+            record_.error = fmt::format("slow client dropped: more than {} bytes unsent", server_.config.limits.max_client_buffer_bytes);
+            client_lost();
+            boost::system::error_code ec;
+            stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+            stream_.socket().close(ec);
+            return false;
+        }
+        queue_chunk(data);
+        start_writer();
+        return true;
+    }
+    void queue_chunk(std::string_view data) {
+        fmt::format_to(std::back_inserter(pending_), "{:x}\r\n", data.size());
+        pending_.append(data);
+        pending_ += "\r\n";
+    }
+    void start_writer() {
+        if (writer_running_ || pending_.empty()) return;
+        writer_running_ = true;
+        net::co_spawn(stream_.get_executor(), writer(shared_from_this()), net::detached);
+    }
+    static net::awaitable<void> writer(std::shared_ptr<Connection> self) {
+        while (!self->pending_.empty()) {
+            self->inflight_.swap(self->pending_);
+            self->pending_.clear();
+            self->stream_.expires_after(self->server_.config.limits.write_timeout);
+            boost::system::error_code ec;
+            co_await net::async_write(self->stream_, net::buffer(self->inflight_), net::redirect_error(net::use_awaitable, ec));
+            self->inflight_.clear();
+            if (ec) {
+                self->pending_.clear();
+                self->client_lost();
+                break;
+            }
+        }
+        self->writer_running_ = false;
+        self->flushed_.cancel();
+    }
+    net::awaitable<void> wait_flushed() {
+        while (writer_running_) {
+            flushed_.expires_at(Clock::time_point::max());
+            boost::system::error_code ec;
+            co_await flushed_.async_wait(net::redirect_error(net::use_awaitable, ec));
+        }
+    }
+
     net::awaitable<void> watch_client() {
         for (;;) {
             boost::system::error_code ec;
@@ -301,13 +390,17 @@ private:
         }
     }
 
-    void begin_request(const http::request<http::string_body>& req) {
+    // (a plain function: the request of a parser whose header is incomplete is an empty one)
+    void begin_request(const http::request_parser<http::string_body>& parser) {
+        static const http::request<http::string_body> none;
+        const http::request<http::string_body>& req = parser.is_header_done() ? parser.get() : none;
         record_ = RequestRecord{};
         record_.start = Clock::now();
         record_.request_id = make_request_id(req["x-request-id"]);
         gone_ = ClientGone{};
         started_ = responded_ = ended_ = false;
         allow_.clear();
+        extra_headers_.clear();
         model_metrics_ = nullptr;
         method_ = std::string(req.method_string());
         path_ = std::string(req.target());
@@ -341,6 +434,7 @@ private:
 
     net::awaitable<void> handle() {
         std::string failure;
+        ApiError error;
         try {
             co_await route();
         } catch (const std::exception& e) {
@@ -348,12 +442,12 @@ private:
             if (failure.empty()) failure = "unknown";
         }
         if (!failure.empty()) {
-            ApiError error{500, "internal error: " + failure, "server_error", "", "internal_error"};
+            error = ApiError{500, "internal error: " + failure, "server_error", "", "internal_error"};
             if (!started_ && !responded_) co_await respond_error(std::move(error));
             keep_alive_ = false;
         }
         if (!started_ && !responded_ && !gone_.gone) {
-            ApiError error{500, "internal error: no response", "server_error", "", "internal_error"};
+            error = ApiError{500, "internal error: no response", "server_error", "", "internal_error"};
             co_await respond_error(std::move(error));
         }
     }
@@ -363,35 +457,44 @@ private:
         const std::string_view path = target.substr(0, target.find('?'));
         const http::verb method = request_.method();
         record_.route = route_label();
+        ApiError error;
+        std::string reply;
         const auto only = [&](http::verb allowed, std::string_view name) {
             if (method == allowed) return true;
             allow_ = std::string(name);
             return false;
         };
-        const auto method_not_allowed = [&]() {
-            ApiError error{405, fmt::format("{} is not allowed on {} (allowed: {})", request_.method_string(), path, allow_),
-                           "invalid_request_error", "", "method_not_allowed"};
+        const auto method_not_allowed = [&]() {  // a plain lambda: it fills the frame's `error`
+            error = ApiError{405, fmt::format("{} is not allowed on {} (allowed: {})", request_.method_string(), path, allow_),
+                             "invalid_request_error", "", "method_not_allowed"};
             return respond_error(std::move(error));
         };
         if (path == "/health") {
             if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();
-            co_return co_await respond(server_.draining ? 503 : 200, "application/json",
-                                       server_.draining ? R"({"status":"draining"})" : R"({"status":"ok"})");
+            const bool draining = server_.draining;
+            reply = draining ? R"({"status":"draining"})" : R"({"status":"ok"})";
+            co_return co_await respond(draining ? 503 : 200, "application/json", std::move(reply));
         }
         if (path == "/metrics") {
             if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();
-            co_return co_await respond(200, "text/plain; version=0.0.4; charset=utf-8", server_.metrics.render());
+            reply = server_.metrics.render();
+            co_return co_await respond(200, "text/plain; version=0.0.4; charset=utf-8", std::move(reply));
         }
         const bool known = path == "/v1/models" || path == "/v1/chat/completions" || path == "/v1/embeddings";
-        if (!known) co_return co_await respond_error(ApiError::not_found(fmt::format("no route for {}", path), "unknown_url"));
+        if (!known) {
+            error = ApiError::not_found(fmt::format("no route for {}", path), "unknown_url");
+            co_return co_await respond_error(std::move(error));
+        }
         if (!server_.authenticate(request_[http::field::authorization], record_.tenant)) {
             server_.metrics.count_rejection("unauthorized");
-            co_return co_await respond_error(ApiError::unauthorized(
-                request_[http::field::authorization].empty() ? "missing API key (Authorization: Bearer <key>)" : "invalid API key"));
+            error = ApiError::unauthorized(request_[http::field::authorization].empty() ? "missing API key (Authorization: Bearer <key>)"
+                                                                                        : "invalid API key");
+            co_return co_await respond_error(std::move(error));
         }
         if (path == "/v1/models") {
             if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();
-            co_return co_await respond(200, "application/json", models_json());
+            reply = models_json();
+            co_return co_await respond(200, "application/json", std::move(reply));
         }
         if (!only(http::verb::post, "POST")) co_return co_await method_not_allowed();
         if (path == "/v1/chat/completions") co_return co_await chat();
@@ -415,52 +518,145 @@ private:
         return out;
     }
 
+    // The answer to a request admission refused (a plain function: see run()); false when the client
+    // left the queue and there is nobody to answer.
+    bool admission_error(const AdmissionController::Outcome& outcome, ApiError& error) {
+        switch (outcome.verdict) {
+            case AdmissionController::Verdict::QueueFull:
+            case AdmissionController::Verdict::QueueTokensFull: {
+                const bool tokens = outcome.verdict == AdmissionController::Verdict::QueueTokensFull;
+                server_.metrics.count_rejection(tokens ? "queue_tokens_full" : "queue_full");
+                error = ApiError{429, tokens ? "the gateway's queue is full (prompt tokens); retry later" : "the gateway's queue is full; retry later",
+                                 "server_overloaded", "", "queue_full"};
+                break;
+            }
+            case AdmissionController::Verdict::TenantRequests:
+            case AdmissionController::Verdict::TenantTokens: {
+                const bool tokens = outcome.verdict == AdmissionController::Verdict::TenantTokens;
+                server_.metrics.count_rejection(tokens ? "tenant_tokens" : "tenant_requests");
+                error = ApiError{429,
+                                 fmt::format("rate limit reached for tenant '{}': {} per minute", record_.tenant,
+                                             tokens ? "prompt tokens" : "requests"),
+                                 tokens ? "tokens" : "requests", "", "rate_limit_exceeded"};
+                break;
+            }
+            case AdmissionController::Verdict::DeadlineInQueue:
+                server_.metrics.count_rejection("deadline_in_queue");
+                error = ApiError{504, "the request's deadline passed while it waited in the queue", "timeout_error", "", "deadline_exceeded"};
+                break;
+            default:
+                server_.metrics.count_rejection("client_gone_in_queue");
+                return false;
+        }
+        if (error.status == 429) extra_headers_.emplace_back("Retry-After", std::to_string(std::max<long long>(1, outcome.retry_after.count())));
+        return true;
+    }
+
     net::awaitable<void> chat() {
+        ApiError error;  // the one answer of a rejected request (frame-level: see run())
         const auto parsed = parse_chat_request(request_.body(), server_.config.limits);
-        if (const auto* error = std::get_if<ApiError>(&parsed)) {
+        if (const auto* invalid = std::get_if<ApiError>(&parsed)) {
             server_.metrics.count_rejection("invalid_request");
-            co_return co_await respond_error(*error);
+            error = *invalid;
+            co_return co_await respond_error(std::move(error));
         }
         const ChatRequest& request = std::get<ChatRequest>(parsed);
         record_.model = request.model;
         const bool simulated = std::find(server_.config.sim_models.begin(), server_.config.sim_models.end(), request.model) !=
                                server_.config.sim_models.end();
         const std::vector<UpstreamConfig>* group = simulated ? nullptr : server_.upstream.group_for(request.model);
-        if (!simulated && group == nullptr)
-            co_return co_await respond_error(ApiError::not_found(fmt::format("model '{}' does not exist", request.model), "model_not_found"));
+        if (!simulated && group == nullptr) {
+            error = ApiError::not_found(fmt::format("model '{}' does not exist", request.model), "model_not_found");
+            co_return co_await respond_error(std::move(error));
+        }
         model_metrics_ = &server_.metrics.model(request.model);
-        std::uint64_t prompt_tokens = 0;
-        for (const ChatMessage& message : request.messages) prompt_tokens += server_.counter.count(message.text) + 4;
+
+        // x-llmfast-priority (higher first) and x-llmfast-deadline-ms (from arrival, within the default deadline).
+        int priority = 0;
+        if (const std::string_view text = request_["x-llmfast-priority"]; !text.empty()) {
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), priority);
+            if (ec != std::errc{} || end != text.data() + text.size() || priority < 0 || priority > server_.config.admission.max_priority) {
+                server_.metrics.count_rejection("invalid_request");
+                error = ApiError::invalid("x-llmfast-priority",
+                                                   fmt::format("header x-llmfast-priority must be an integer in [0, {}]", server_.config.admission.max_priority),
+                                                   "invalid_header");
+                co_return co_await respond_error(std::move(error));
+            }
+        }
+        auto deadline = record_.start + server_.config.limits.request_deadline;
+        if (const std::string_view text = request_["x-llmfast-deadline-ms"]; !text.empty()) {
+            std::uint64_t ms = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+            if (ec != std::errc{} || end != text.data() + text.size() || ms == 0) {
+                server_.metrics.count_rejection("invalid_request");
+                error = ApiError::invalid("x-llmfast-deadline-ms", "header x-llmfast-deadline-ms must be an integer >= 1 (milliseconds)",
+                                                   "invalid_header");
+                co_return co_await respond_error(std::move(error));
+            }
+            if (ms < static_cast<std::uint64_t>(server_.config.limits.request_deadline.count()))
+                deadline = record_.start + std::chrono::milliseconds(ms);
+        }
+        if (simulated && !request.unsupported_by_sim.empty()) {
+            error = ApiError::invalid(request.unsupported_by_sim,
+                                               fmt::format("the simulated backend does not support '{}'", request.unsupported_by_sim),
+                                               "unsupported_parameter");
+            co_return co_await respond_error(std::move(error));
+        }
+
+        // Fit the history into the context window, compress (the model's rules), count the prompt.
+        auto prepared_or = server_.pipeline.prepare(request, simulated ? std::string_view{} : std::string_view(request_.body()));
+        if (auto* too_long = std::get_if<ApiError>(&prepared_or)) {
+            server_.metrics.count_rejection("context_length");
+            error = std::move(*too_long);
+            co_return co_await respond_error(std::move(error));
+        }
+        PreparedPrompt& prepared = std::get<PreparedPrompt>(prepared_or);
+        server_.metrics.count_prompt_change(prepared.dropped, prepared.shortened, prepared.compressed);
+        const std::uint64_t prompt_tokens = prepared.prompt_tokens;
         record_.prompt_tokens = prompt_tokens;
+        ChatRequest fitted = request;
+        fitted.messages = std::move(prepared.messages);
+
+        // Admission: a running slot, or a wait in the queue that never blocks this thread.
+        model_metrics_->waiting.fetch_add(1);
+        AdmissionController::Outcome outcome =
+            co_await server_.admission.admit(record_.tenant, prompt_tokens, priority, deadline, gone_);
+        model_metrics_->waiting.fetch_sub(1);
+        if (outcome.verdict != AdmissionController::Verdict::Admitted) {
+            if (!admission_error(outcome, error)) co_return;  // the client left the queue: nobody to answer
+            co_return co_await respond_error(std::move(error));
+        }
         model_metrics_->queue.observe(std::chrono::duration<double>(Clock::now() - record_.start).count());
         model_metrics_->running.fetch_add(1);
         struct Running {
             ModelMetrics& m;
             ~Running() { m.running.fetch_sub(1); }
         } running{*model_metrics_};
-        if (simulated) {
-            if (!request.unsupported_by_sim.empty())
-                co_return co_await respond_error(ApiError::invalid(
-                    request.unsupported_by_sim, fmt::format("the simulated backend does not support '{}'", request.unsupported_by_sim),
-                    "unsupported_parameter"));
-            co_return co_await simulate_chat(*this, server_.config, request, prompt_tokens);
-        }
-        const auto deadline = record_.start + server_.config.limits.request_deadline;
-        co_await server_.upstream.chat(*this, *group, request, request_.body(), deadline);
-        if (record_.completion_tokens == 0 && record_.status == 200) record_.completion_tokens = 0;
+        if (simulated) co_return co_await simulate_chat(*this, server_.config, fitted, prompt_tokens, server_.sim_batcher.get());
+        const std::string& body = prepared.body.empty() ? request_.body() : prepared.body;
+        const std::string model_name = request.model;
+        // (a named std::function, not a temporary converted inside the co_await: see the g++ 12 note above)
+        std::function<std::size_t(std::string_view)> count_tokens = [this, model_name](std::string_view text) {
+            return server_.pipeline.count(model_name, text);
+        };
+        co_await server_.upstream.chat(*this, *group, fitted, body, deadline, std::move(count_tokens));
     }
 
     net::awaitable<void> embeddings() {
+        ApiError error;
         const auto parsed = parse_embeddings_request(request_.body(), server_.config.limits);
-        if (const auto* error = std::get_if<ApiError>(&parsed)) {
+        if (const auto* invalid = std::get_if<ApiError>(&parsed)) {
             server_.metrics.count_rejection("invalid_request");
-            co_return co_await respond_error(*error);
+            error = *invalid;
+            co_return co_await respond_error(std::move(error));
         }
         const EmbeddingsRequest& request = std::get<EmbeddingsRequest>(parsed);
         record_.model = request.model;
-        if (request.model != server_.config.embedding_model)
-            co_return co_await respond_error(ApiError::not_found(
-                fmt::format("model '{}' does not exist (embeddings: '{}')", request.model, server_.config.embedding_model), "model_not_found"));
+        if (request.model != server_.config.embedding_model) {
+            error = ApiError::not_found(fmt::format("model '{}' does not exist (embeddings: '{}')", request.model, server_.config.embedding_model),
+                                        "model_not_found");
+            co_return co_await respond_error(std::move(error));
+        }
         model_metrics_ = &server_.metrics.model(request.model);
         const std::size_t dim = server_.embedder.dimension();
         std::vector<float> vector(dim);
@@ -511,6 +707,10 @@ private:
     ClientGone gone_;
     ModelMetrics* model_metrics_ = nullptr;
     std::string allow_, method_, path_;
+    std::vector<std::pair<std::string, std::string>> extra_headers_;
+    std::string pending_, inflight_;  // the stream's unsent bytes (chunk-framed), the write in flight
+    net::steady_timer flushed_{stream_.get_executor()};
+    bool writer_running_ = false;
     bool idle_ = true, keep_alive_ = true, started_ = false, responded_ = false, ended_ = false;
 };
 
@@ -532,16 +732,21 @@ net::awaitable<void> serve_connection(tcp::socket socket, Server& server) {
     server.connections.fetch_sub(1);
 }
 
+void spawn_connection(tcp::socket socket, Server& server) {
+    auto executor = socket.get_executor();
+    net::co_spawn(executor, serve_connection(std::move(socket), server), net::detached);
+}
+
 net::awaitable<void> accept_loop(tcp::acceptor& acceptor, Server& server, net::io_context& ioc) {
+    boost::system::error_code ec;
+    std::optional<tcp::socket> socket;  // frame-level (see Connection::run)
     for (;;) {
-        boost::system::error_code ec;
-        tcp::socket socket = co_await acceptor.async_accept(net::make_strand(ioc), net::redirect_error(net::use_awaitable, ec));
+        socket.emplace(co_await acceptor.async_accept(net::make_strand(ioc), net::redirect_error(net::use_awaitable, ec)));
         if (ec) {
             if (!acceptor.is_open() || server.draining) co_return;
             continue;  // e.g. EMFILE: keep serving the others
         }
-        auto executor = socket.get_executor();
-        net::co_spawn(executor, serve_connection(std::move(socket), server), net::detached);
+        spawn_connection(std::move(*socket), server);
     }
 }
 
@@ -585,10 +790,25 @@ int run(int argc, char** argv) {
     net::signal_set signals(ioc, SIGINT, SIGTERM);
     net::steady_timer drain_timer(ioc);
     Clock::time_point drain_until{};
+    bool cut = false;
     std::function<void()> check_drained = [&] {
-        if (server->connections.load() == 0 || Clock::now() >= drain_until) {
+        if (server->connections.load() == 0) {
             ioc.stop();
             return;
+        }
+        if (Clock::now() >= drain_until) {
+            if (cut) {
+                ioc.stop();
+                return;
+            }
+            // Grace is over: streams still running end with an error event; then a short flush.
+            cut = true;
+            {
+                std::lock_guard lock(server->registry_mutex);
+                for (const auto& weak : server->registry)
+                    if (auto connection = weak.lock()) connection->abort_stream();
+            }
+            drain_until = Clock::now() + std::chrono::milliseconds(500);
         }
         {
             std::lock_guard lock(server->registry_mutex);
@@ -611,6 +831,7 @@ int run(int argc, char** argv) {
     for (unsigned i = 1; i < cfg.threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
     ioc.run();
     for (auto& thread : threads) thread.join();
+    server->close_backends();
     std::fprintf(stderr, "llmfast-gateway: stopped\n");
     return 0;
 }

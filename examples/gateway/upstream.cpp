@@ -29,6 +29,18 @@ struct Attempt {
     bool timed_out = false;  // the failure was a timeout (504 when it was the last)
 };
 
+// Built by a plain function and assigned to the coroutine's one frame-level Attempt (`out`), so no
+// Attempt is created in a branch that ends in co_return. The double free found in 0.2's exchange was
+// g++ 12 destroying a conditional expression's class temporary inside a co_await twice (see the
+// rule above exchange); these coroutines avoid every such shape, not only that one.
+Attempt make_attempt(Outcome outcome, std::string error, bool timed_out) {
+    Attempt a;
+    a.outcome = outcome;
+    a.error = std::move(error);
+    a.timed_out = timed_out;
+    return a;
+}
+
 struct UpstreamState {
     std::atomic<std::size_t> consecutive_failures{0};
     std::atomic<std::int64_t> cooldown_until_ns{0};
@@ -49,7 +61,9 @@ std::string body_for(const UpstreamConfig& up, const ChatRequest& request, const
     return out;
 }
 
-bool sse_data_has_content(std::string_view data) {
+using TokenCount = std::function<std::size_t(std::string_view)>;
+
+bool sse_data_has_content(std::string_view data, const TokenCount& count_tokens, std::uint64_t& tokens) {
     // Observed, never re-encoded: a chunk counts as content when its delta carries text, a tool call,
     // a refusal, or a finish reason (a stream may legitimately end without text).
     auto& parser = thread_parser(1 << 16, 64);
@@ -63,7 +77,10 @@ bool sse_data_has_content(std::string_view data) {
         simdjson::dom::object delta;
         if (choice["delta"].get(delta) != simdjson::SUCCESS) continue;
         std::string_view content;
-        if (delta["content"].get(content) == simdjson::SUCCESS && !content.empty()) return true;
+        if (delta["content"].get(content) == simdjson::SUCCESS && !content.empty()) {
+            if (count_tokens) tokens += count_tokens(content);
+            return true;
+        }
         if (delta["tool_calls"].error() == simdjson::SUCCESS) return true;
         if (delta["refusal"].get(content) == simdjson::SUCCESS && !content.empty()) return true;
         if (delta["reasoning_content"].get(content) == simdjson::SUCCESS && !content.empty()) return true;
@@ -71,16 +88,44 @@ bool sse_data_has_content(std::string_view data) {
     return false;
 }
 
-void observe_usage(std::string_view data, RequestRecord& record) {
-    if (data.find("\"usage\"") == std::string_view::npos) return;
+bool observe_usage(std::string_view data, RequestRecord& record) {
+    if (data.find("\"usage\"") == std::string_view::npos) return false;
     auto& parser = thread_parser(1 << 16, 64);
     simdjson::dom::element doc;
-    if (parser.parse(data.data(), data.size()).get(doc) != simdjson::SUCCESS) return;
+    if (parser.parse(data.data(), data.size()).get(doc) != simdjson::SUCCESS) return false;
     simdjson::dom::object usage;
-    if (doc["usage"].get(usage) != simdjson::SUCCESS) return;
+    if (doc["usage"].get(usage) != simdjson::SUCCESS) return false;
     std::uint64_t n = 0;
     if (usage["prompt_tokens"].get(n) == simdjson::SUCCESS) record.prompt_tokens = n;
     if (usage["completion_tokens"].get(n) == simdjson::SUCCESS) record.completion_tokens = n;
+    return true;
+}
+
+// The "choices" array of a completion object (parsed into this thread's parser: use before the next parse).
+bool doc_choices(std::string_view answer, simdjson::dom::array& choices) {
+    auto& parser = thread_parser(answer.size() + 1, 64);
+    simdjson::dom::element doc;
+    if (parser.parse(answer.data(), answer.size()).get(doc) != simdjson::SUCCESS) return false;
+    return doc["choices"].get(choices) == simdjson::SUCCESS;
+}
+
+// A completion object: a JSON object with "choices".
+bool is_completion(std::string_view answer) {
+    auto& json = thread_parser(answer.size() + 1, 64);
+    simdjson::dom::element doc;
+    return json.parse(answer.data(), answer.size()).get(doc) == simdjson::SUCCESS && doc["choices"].error() == simdjson::SUCCESS;
+}
+
+// The tokens of a completion's message texts, counted with `count_tokens` (when the upstream sent no usage).
+std::uint64_t count_completion_tokens(std::string_view answer, const TokenCount& count_tokens) {
+    std::uint64_t tokens = 0;
+    simdjson::dom::array choices;
+    if (!doc_choices(answer, choices)) return 0;
+    for (simdjson::dom::element choice : choices) {
+        std::string_view text;
+        if (choice["message"]["content"].get(text) == simdjson::SUCCESS) tokens += count_tokens(text);
+    }
+    return tokens;
 }
 
 bool is_error_event(std::string_view data) {
@@ -118,17 +163,24 @@ struct UpstreamClient::Impl {
         for (const auto& up : config.default_upstreams) add(up);
     }
 
+    // The coroutines below follow one rule, for g++ 12 (see the note at make_attempt and
+    // docs/gateway.md): every object with a destructor is declared at the coroutine's top level (none
+    // is scoped to a branch or loop body), no class temporary is created inside a co_await
+    // expression (a named value is built first, then awaited), and no conditional expression yields a
+    // class temporary in a coroutine. Checks that need locals are plain functions (above).
     template <class Stream>
     net::awaitable<Attempt> exchange(Stream& stream, ClientSink& sink, const UpstreamConfig& up, const ChatRequest& request,
-                                     const std::string& body, Clock::time_point deadline) {
+                                     const std::string& body, Clock::time_point deadline, const TokenCount& count_tokens) {
         auto& tcp_layer = beast::get_lowest_layer(stream);
         RequestRecord& record = sink.record();
         const auto bounded = [&](std::chrono::milliseconds limit) {
             const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
             return std::max(std::chrono::milliseconds(1), std::min(limit, left));
         };
-        Attempt attempt;
+        Attempt out;
         boost::system::error_code ec;
+        std::string error_body, answer, reply_type, event, held, why;
+        std::optional<std::string_view> bytes;
 
         http::request<http::string_body> req{http::verb::post, target_of(up, "/chat/completions"), 11};
         req.set(http::field::host, up.url.host);
@@ -141,141 +193,157 @@ struct UpstreamClient::Impl {
         req.prepare_payload();
         tcp_layer.expires_after(bounded(config.limits.first_byte_timeout));
         co_await http::async_write(stream, req, net::redirect_error(net::use_awaitable, ec));
-        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-        if (ec) co_return Attempt{Outcome::RetryableFailure, "sending the request: " + ec.message(), ec == beast::error::timeout};
+        if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+        if (ec) { out = make_attempt(Outcome::RetryableFailure, "sending the request: " + ec.message(), ec == beast::error::timeout); co_return out; }
 
         beast::flat_buffer buffer;
         http::response_parser<http::buffer_body> parser;
         parser.body_limit(boost::none);
         co_await http::async_read_header(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
-        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-        if (ec) co_return Attempt{Outcome::RetryableFailure, "reading the response header: " + ec.message(), ec == beast::error::timeout};
+        if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+        if (ec) { out = make_attempt(Outcome::RetryableFailure, "reading the response header: " + ec.message(), ec == beast::error::timeout); co_return out; }
         const unsigned status = parser.get().result_int();
         const std::string content_type(parser.get()[http::field::content_type]);
 
-        // Reads the body piece by piece; calls on_piece(bytes) -> awaitable<bool> (false: stop).
+        // Reads the body piece by piece: an empty view is a chunk header or the end, nullopt a failure (ec).
         std::array<char, 16384> piece{};
         std::chrono::milliseconds piece_timeout = config.limits.first_byte_timeout;
         const auto read_piece = [&]() -> net::awaitable<std::optional<std::string_view>> {
-            if (parser.is_done()) co_return std::string_view{};
+            std::optional<std::string_view> result;
+            if (parser.is_done()) {
+                result.emplace();
+                co_return result;
+            }
             parser.get().body().data = piece.data();
             parser.get().body().size = piece.size();
             tcp_layer.expires_after(bounded(piece_timeout));
             co_await http::async_read_some(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
             if (ec == http::error::need_buffer) ec = {};
-            if (ec) co_return std::nullopt;
-            co_return std::string_view(piece.data(), piece.size() - parser.get().body().size);
+            if (!ec) result.emplace(piece.data(), piece.size() - parser.get().body().size);
+            co_return result;
         };
 
         if (status != 200) {
-            std::string error_body;
             while (!parser.is_done() && error_body.size() < 65536) {
-                auto bytes = co_await read_piece();
+                bytes = co_await read_piece();
                 if (!bytes) break;
-                if (bytes->empty()) continue;
                 error_body.append(*bytes);
             }
             if (status >= 500 || status == 429) {
-                co_return Attempt{Outcome::RetryableFailure, "upstream answered HTTP " + std::to_string(status), false};
+                out = make_attempt(Outcome::RetryableFailure, "upstream answered HTTP " + std::to_string(status), false);
+                co_return out;
             }
-            // A client error the upstream judged: pass it through as the upstream said it.
+            // A client error the upstream judged: pass it through as the upstream said it. (The type
+            // is a named string, not `empty() ? "application/json" : content_type` inside the
+            // co_await: g++ 12 destroyed that conditional temporary twice, the double free of 0.2.)
             record.status = status;
-            co_await sink.respond(status, content_type.empty() ? "application/json" : content_type, std::move(error_body));
-            co_return Attempt{Outcome::Answered, {}, false};
+            reply_type = content_type;
+            if (reply_type.empty()) reply_type = "application/json";
+            co_await sink.respond(status, reply_type, std::move(error_body));
+            out = make_attempt(Outcome::Answered, {}, false);
+            co_return out;
         }
 
         if (!request.stream) {
-            std::string answer;
             piece_timeout = config.limits.read_timeout;
             while (!parser.is_done()) {
-                auto bytes = co_await read_piece();
+                bytes = co_await read_piece();
                 if (bytes && bytes->empty()) continue;
-                if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-                if (!bytes) co_return Attempt{Outcome::RetryableFailure, "reading the response: " + ec.message(), ec == beast::error::timeout};
+                if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+                if (!bytes) { out = make_attempt(Outcome::RetryableFailure, "reading the response: " + ec.message(), ec == beast::error::timeout); co_return out; }
                 answer.append(*bytes);
-                if (answer.size() > (64U << 20)) co_return Attempt{Outcome::RetryableFailure, "response over 64 MiB", false};
+                if (answer.size() > (64U << 20)) { out = make_attempt(Outcome::RetryableFailure, "response over 64 MiB", false); co_return out; }
             }
-            {  // a 200 that is not a completion (an error object, an SSE body, garbage) fails over
-                auto& json = thread_parser(answer.size() + 1, 64);
-                simdjson::dom::element doc;
-                if (json.parse(answer).get(doc) != simdjson::SUCCESS || doc["choices"].error() != simdjson::SUCCESS)
-                    co_return Attempt{Outcome::RetryableFailure, "upstream answered HTTP 200 without a completion", false};
-            }
+            // A 200 that is not a completion (an error object, an SSE body, garbage) fails over.
+            if (!is_completion(answer)) { out = make_attempt(Outcome::RetryableFailure, "upstream answered HTTP 200 without a completion", false); co_return out; }
+            record.completion_tokens = 0;
             observe_usage(answer, record);
+            if (record.completion_tokens == 0 && count_tokens) record.completion_tokens = count_completion_tokens(answer, count_tokens);
             record.status = 200;
             record.first_content = record.last_content = Clock::now();
             co_await sink.respond(200, "application/json", std::move(answer));
-            co_return Attempt{Outcome::Done, {}, false};
+            out = make_attempt(Outcome::Done, {}, false);
+            co_return out;
         }
 
         // Streaming: hold the bytes until the first content chunk (failover stays possible until
         // then), then forward every piece as it arrives.
         llmfast::SseParser sse({.max_event_size = 1 << 20});
-        std::string held;
         bool content_seen = false, done_seen = false, error_seen = false, bad_event = false;
-        std::size_t content_events = 0;
+        std::uint64_t counted_tokens = 0;
+        bool usage_seen = false;
+        bool had_content = false;
+        std::size_t new_content = 0;
+        const auto on_event = [&](const llmfast::SseEventView& e) {
+            if (e.status != llmfast::ErrorCode::Ok) { bad_event = true; return; }
+            if (e.data == "[DONE]") { done_seen = true; return; }
+            if (sse_data_has_content(e.data, count_tokens, counted_tokens)) {
+                content_seen = true;
+                ++new_content;
+            } else if (is_error_event(e.data)) {
+                error_seen = true;
+            }
+            if (observe_usage(e.data, record)) usage_seen = true;
+        };
         for (;;) {
-            auto bytes = co_await read_piece();
-            if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
+            bytes = co_await read_piece();
+            if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
             if (!bytes) {
-                const std::string why = "reading the stream: " + ec.message();
-                if (!content_seen) co_return Attempt{Outcome::RetryableFailure, why, ec == beast::error::timeout};
+                why = "reading the stream: " + ec.message();
+                if (!content_seen) { out = make_attempt(Outcome::RetryableFailure, why, ec == beast::error::timeout); co_return out; }
                 record.error = why;
-                co_await sink.write(error_event(ApiError::upstream("upstream stream failed after content: " + ec.message())));
+                event = error_event(ApiError::upstream("upstream stream failed after content: " + ec.message()));
+                co_await sink.write(event);
                 co_await sink.end_stream();
-                co_return Attempt{Outcome::Answered, why, false};
+                out = make_attempt(Outcome::Answered, why, false);
+                co_return out;
             }
             if (bytes->empty()) {  // a chunk header, or the end of the body
                 if (parser.is_done()) break;
                 continue;
             }
-            const bool had_content = content_seen;
-            std::size_t new_content = 0;
-            sse.feed(*bytes, [&](const llmfast::SseEventView& event) {
-                if (event.status != llmfast::ErrorCode::Ok) { bad_event = true; return; }
-                if (event.data == "[DONE]") { done_seen = true; return; }
-                if (sse_data_has_content(event.data)) {
-                    content_seen = true;
-                    ++new_content;
-                } else if (is_error_event(event.data)) {
-                    error_seen = true;
-                }
-                observe_usage(event.data, record);
-            });
+            had_content = content_seen;
+            new_content = 0;
+            sse.feed(*bytes, on_event);
             if (!had_content) {
-                if (bad_event || (error_seen && !content_seen))
-                    co_return Attempt{Outcome::RetryableFailure, error_seen ? "upstream sent an error event before content" : "upstream sent an oversized event", false};
+                if (bad_event || (error_seen && !content_seen)) {
+                    out = make_attempt(Outcome::RetryableFailure,
+                                       error_seen ? "upstream sent an error event before content" : "upstream sent an oversized event", false);
+                    co_return out;
+                }
                 held.append(*bytes);
                 if (!content_seen) {
-                    if (done_seen) co_return Attempt{Outcome::RetryableFailure, "upstream ended the stream without content", false};
-                    if (held.size() > (1U << 20)) co_return Attempt{Outcome::RetryableFailure, "upstream sent 1 MiB without content", false};
+                    if (done_seen) { out = make_attempt(Outcome::RetryableFailure, "upstream ended the stream without content", false); co_return out; }
+                    if (held.size() > (1U << 20)) { out = make_attempt(Outcome::RetryableFailure, "upstream sent 1 MiB without content", false); co_return out; }
                     continue;
                 }
-                if (!co_await sink.start_stream("text/event-stream")) co_return Attempt{Outcome::ClientGone, "client went away", false};
+                if (!co_await sink.start_stream("text/event-stream")) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
                 record.status = 200;
                 piece_timeout = config.limits.read_timeout;
-                if (!co_await sink.write(held)) co_return Attempt{Outcome::ClientGone, "client went away", false};
+                if (!co_await sink.write(held)) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
                 held.clear();
             } else {
-                if (!co_await sink.write(*bytes)) co_return Attempt{Outcome::ClientGone, "client went away", false};
+                if (!co_await sink.write(*bytes)) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
             }
             for (std::size_t i = 0; i < new_content; ++i) sink.note_content();
-            content_events += new_content;
             if (done_seen) break;
         }
-        if (!content_seen) co_return Attempt{Outcome::RetryableFailure, "upstream ended the stream without content", false};
+        if (!content_seen) { out = make_attempt(Outcome::RetryableFailure, "upstream ended the stream without content", false); co_return out; }
         if (!done_seen) {
             record.error = "upstream stream ended without [DONE]";
-            co_await sink.write(error_event(ApiError::upstream("upstream stream ended before [DONE]")));
+            event = error_event(ApiError::upstream("upstream stream ended before [DONE]"));
+            co_await sink.write(event);
         }
-        if (record.completion_tokens == 0) record.completion_tokens = content_events;
+        if (!usage_seen) record.completion_tokens = counted_tokens;  // the configured tokenizer's count
         co_await sink.end_stream();
-        co_return Attempt{done_seen ? Outcome::Done : Outcome::Answered, {}, false};
+        out = make_attempt(done_seen ? Outcome::Done : Outcome::Answered, {}, false);
+        co_return out;
     }
 
     net::awaitable<Attempt> try_upstream(ClientSink& sink, const UpstreamConfig& up, const ChatRequest& request,
-                                         const std::string& body, Clock::time_point deadline) {
+                                         const std::string& body, Clock::time_point deadline, const TokenCount& count_tokens) {
         auto executor = co_await net::this_coro::executor;
+        Attempt out;
         boost::system::error_code ec;
         const auto bounded = [&](std::chrono::milliseconds limit) {
             const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -285,8 +353,8 @@ struct UpstreamClient::Impl {
         sink.gone().on_gone = [&resolver] { resolver.cancel(); };
         auto endpoints = co_await resolver.async_resolve(up.url.host, up.url.port, net::redirect_error(net::use_awaitable, ec));
         sink.gone().on_gone = nullptr;
-        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-        if (ec) co_return Attempt{Outcome::RetryableFailure, "resolving " + up.url.host + ": " + ec.message(), false};
+        if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+        if (ec) { out = make_attempt(Outcome::RetryableFailure, "resolving " + up.url.host + ": " + ec.message(), false); co_return out; }
 
         beast::tcp_stream tcp_stream(executor);
         sink.gone().on_gone = [&tcp_stream] { tcp_stream.socket().close(); };
@@ -296,26 +364,26 @@ struct UpstreamClient::Impl {
         } unhook{sink.gone()};
         tcp_stream.expires_after(bounded(config.limits.connect_timeout));
         co_await tcp_stream.async_connect(endpoints, net::redirect_error(net::use_awaitable, ec));
-        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-        if (ec) co_return Attempt{Outcome::RetryableFailure, "connecting: " + ec.message(), ec == beast::error::timeout};
+        if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+        if (ec) { out = make_attempt(Outcome::RetryableFailure, "connecting: " + ec.message(), ec == beast::error::timeout); co_return out; }
         tcp_stream.socket().set_option(tcp::no_delay(true), ec);
 
         if (!up.url.tls) {
-            Attempt attempt = co_await exchange(tcp_stream, sink, up, request, body, deadline);
+            out = co_await exchange(tcp_stream, sink, up, request, body, deadline, count_tokens);
             tcp_stream.socket().close(ec);
-            co_return attempt;
+            co_return out;
         }
         beast::ssl_stream<beast::tcp_stream&> tls_stream(tcp_stream, *tls.at(&up));
         if (!SSL_set_tlsext_host_name(tls_stream.native_handle(), up.url.host.c_str()))
-            co_return Attempt{Outcome::RetryableFailure, "TLS: cannot set SNI", false};
+            { out = make_attempt(Outcome::RetryableFailure, "TLS: cannot set SNI", false); co_return out; }
         if (up.tls_verify) tls_stream.set_verify_callback(ssl::host_name_verification(up.url.host));
         tcp_stream.expires_after(bounded(config.limits.connect_timeout));
         co_await tls_stream.async_handshake(ssl::stream_base::client, net::redirect_error(net::use_awaitable, ec));
-        if (sink.gone().gone) co_return Attempt{Outcome::ClientGone, "client went away", false};
-        if (ec) co_return Attempt{Outcome::RetryableFailure, "TLS handshake: " + ec.message(), ec == beast::error::timeout};
-        Attempt attempt = co_await exchange(tls_stream, sink, up, request, body, deadline);
+        if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
+        if (ec) { out = make_attempt(Outcome::RetryableFailure, "TLS handshake: " + ec.message(), ec == beast::error::timeout); co_return out; }
+        out = co_await exchange(tls_stream, sink, up, request, body, deadline, count_tokens);
         tcp_stream.socket().close(ec);  // no TLS close_notify round trip: the exchange is over
-        co_return attempt;
+        co_return out;
     }
 };
 
@@ -329,7 +397,8 @@ const std::vector<UpstreamConfig>* UpstreamClient::group_for(const std::string& 
 }
 
 net::awaitable<void> UpstreamClient::chat(ClientSink& sink, const std::vector<UpstreamConfig>& group,
-                                          const ChatRequest& request, const std::string& body, Clock::time_point deadline) {
+                                          const ChatRequest& request, const std::string& body, Clock::time_point deadline,
+                                          std::function<std::size_t(std::string_view)> count_tokens) {
     Impl& impl = *impl_;
     const Limits& limits = impl.config.limits;
     RequestRecord& record = sink.record();
@@ -345,6 +414,11 @@ net::awaitable<void> UpstreamClient::chat(ClientSink& sink, const std::vector<Up
     std::string last_error = "no upstream attempted";
     bool last_timed_out = false;
     auto backoff = limits.backoff;
+    // Frame-level, not scoped to the loop body (the rule above exchange).
+    net::steady_timer timer(co_await net::this_coro::executor);
+    boost::system::error_code ec;
+    Attempt attempt;
+    std::string reply;
     for (std::size_t attempt_no = 0; attempt_no < limits.max_attempts; ++attempt_no) {
         if (Clock::now() >= deadline) {
             last_timed_out = true;
@@ -355,10 +429,8 @@ net::awaitable<void> UpstreamClient::chat(ClientSink& sink, const std::vector<Up
         if (attempt_no > 0) {
             model_metrics.failovers.fetch_add(1, std::memory_order_relaxed);
             if (backoff.count() > 0) {
-                net::steady_timer timer(co_await net::this_coro::executor);
                 timer.expires_at(std::min(Clock::now() + backoff, deadline));
                 sink.gone().on_gone = [&timer] { timer.cancel(); };
-                boost::system::error_code ec;
                 co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
                 sink.gone().on_gone = nullptr;
                 backoff *= 2;
@@ -367,7 +439,7 @@ net::awaitable<void> UpstreamClient::chat(ClientSink& sink, const std::vector<Up
         }
         ++record.attempts;
         record.upstream = up.name;
-        Attempt attempt = co_await impl.try_upstream(sink, up, request, body, deadline);
+        attempt = co_await impl.try_upstream(sink, up, request, body, deadline, count_tokens);
         UpstreamState& state = *impl.state.at(&up);
         switch (attempt.outcome) {
             case Outcome::Done:
@@ -391,8 +463,8 @@ net::awaitable<void> UpstreamClient::chat(ClientSink& sink, const std::vector<Up
     record.error = last_error;
     const unsigned status = last_timed_out && Clock::now() >= deadline ? 504 : (last_timed_out ? 504 : 502);
     record.status = status;
-    co_await sink.respond(status, "application/json",
-                          error_json(ApiError::upstream("no upstream could answer: " + last_error, static_cast<int>(status))));
+    reply = error_json(ApiError::upstream("no upstream could answer: " + last_error, static_cast<int>(status)));
+    co_await sink.respond(status, "application/json", std::move(reply));
 }
 
 }  // namespace gateway

@@ -18,6 +18,7 @@
 #include "config.hpp"
 #include "sink.hpp"
 
+#include <functional>
 #include <memory>
 
 namespace gateway {
@@ -33,8 +34,10 @@ public:
     [[nodiscard]] const std::vector<UpstreamConfig>* group_for(const std::string& model) const;
 
     /// Answers one chat completion through `group` (writes the response or the error to `sink`).
+    /// `count_tokens` counts generated text with the model's tokenizer when the upstream sends no usage.
     net::awaitable<void> chat(ClientSink& sink, const std::vector<UpstreamConfig>& group, const ChatRequest& request,
-                              const std::string& body, Clock::time_point deadline);
+                              const std::string& body, Clock::time_point deadline,
+                              std::function<std::size_t(std::string_view)> count_tokens);
 
 private:
     struct Impl;

@@ -367,6 +367,288 @@ def test_openai():
         check(out.returncode == 0, "openai client test failed:\n%s\n%s" % (out.stdout, out.stderr))
 
 
+
+# ---- admission control ---------------------------------------------------------------------------
+def post_chat(gw, body, headers=None, timeout=30):
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    return gw.request("POST", "/v1/chat/completions", body, h, timeout=timeout)
+
+
+def in_thread(fn, *args, **kwargs):
+    result = {}
+
+    def run():
+        try:
+            result["value"] = fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - reported by the caller's check
+            result["error"] = e
+        result["done"] = time.monotonic()
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, result
+
+
+def wait_metric(gw, pattern, timeout=5):
+    deadline = time.monotonic() + timeout
+    while True:
+        _, _, metrics = gw.request("GET", "/metrics")
+        if re.search(pattern, metrics) or time.monotonic() > deadline:
+            return metrics
+        time.sleep(0.01)
+
+
+def test_admission():
+    # One running slot (the simulated model in real time: 30 ms + 13 ms a token), a queue of one.
+    long_req = dict(CHAT, max_tokens=40)  # ~0.55 s
+    with Gateway("--max-running", "1", "--max-queue", "1") as gw:
+        ta, ra = in_thread(post_chat, gw, long_req)
+        wait_metric(gw, rb"llmfast_admission_running 1")
+        tb, rb_ = in_thread(post_chat, gw, dict(CHAT, max_tokens=2))
+        wait_metric(gw, rb"llmfast_admission_waiting 1")
+        status, headers, body = post_chat(gw, dict(CHAT, max_tokens=2))
+        check(status == 429, "queue overflow: %s %s" % (status, body))
+        check(json.loads(body)["error"]["code"] == "queue_full", "queue_full code: %s" % body)
+        check(headers.get("retry-after", "").isdigit() and int(headers["retry-after"]) >= 1, "Retry-After: %s" % headers)
+        ta.join(20)
+        tb.join(20)
+        check(ra["value"][0] == 200 and rb_["value"][0] == 200, "the running and the queued request complete: %s %s" % (ra, rb_))
+
+        # a deadline that passes while queued: 504, promptly
+        ta, ra = in_thread(post_chat, gw, long_req)
+        wait_metric(gw, rb"llmfast_admission_running 1")
+        started = time.monotonic()
+        status, _, body = post_chat(gw, dict(CHAT, max_tokens=2), {"x-llmfast-deadline-ms": "100"})
+        took = time.monotonic() - started
+        check(status == 504 and json.loads(body)["error"]["code"] == "deadline_exceeded", "deadline in queue: %s %s" % (status, body))
+        check(took < 0.45, "the 504 came after %.3f s (deadline 0.1 s, the slot was busy ~0.5 s)" % took)
+        ta.join(20)
+        # bad headers name the header
+        for header, value in (("x-llmfast-priority", "high"), ("x-llmfast-priority", "99"), ("x-llmfast-deadline-ms", "-5")):
+            status, _, body = post_chat(gw, CHAT, {header: value})
+            check(status == 400 and json.loads(body)["error"]["param"] == header, "bad %s: %s %s" % (header, status, body))
+        metrics = wait_metric(gw, rb"x")
+        check(re.search(rb'llmfast_rejections_total\{reason="queue_full"\} 1', metrics), "queue_full counted")
+        check(re.search(rb'llmfast_rejections_total\{reason="deadline_in_queue"\} 1', metrics), "deadline_in_queue counted")
+        check(re.search(rb'llmfast_queue_time_seconds_count\{model="llmfast-sim"\} [1-9]', metrics), "queue time observed")
+        check(re.search(rb'llmfast_requests_waiting\{model="llmfast-sim"\} 0', metrics), "waiting gauge back to 0")
+
+    # priorities: higher first, whatever the arrival order
+    with Gateway("--max-running", "1", "--max-queue", "8") as gw:
+        ta, ra = in_thread(post_chat, gw, long_req)
+        wait_metric(gw, rb"llmfast_admission_running 1")
+        order = []
+        lock = threading.Lock()
+
+        def tagged(tag, priority):
+            status, _, _ = post_chat(gw, dict(CHAT, max_tokens=3), {"x-llmfast-priority": str(priority)})
+            with lock:
+                order.append((tag, status))
+
+        threads = []
+        for tag, priority in (("low", 0), ("mid", 3), ("high", 7)):
+            t = threading.Thread(target=tagged, args=(tag, priority))
+            t.start()
+            threads.append(t)
+            wait_metric(gw, b"llmfast_admission_waiting %d" % len(threads))
+        for t in threads + [ta]:
+            t.join(20)
+        check([tag for tag, _ in order] == ["high", "mid", "low"], "priority order: %s" % order)
+        check(all(status == 200 for _, status in order), "all answered: %s" % order)
+
+    # per-tenant limits: requests per minute (alice), prompt tokens per minute (everyone else)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "gateway.json")
+        with open(path, "w") as f:
+            json.dump({"tenants": {"alice": {"requests_per_minute": 2}, "*": {"tokens_per_minute": 60}}}, f)
+        with Gateway(*SIM, "--config", path, env={"LLMFAST_API_KEYS": "alice:key-a,bob:key-b"}) as gw:
+            alice = {"Authorization": "Bearer key-a"}
+            bob = {"Authorization": "Bearer key-b"}
+            for _ in range(2):
+                status, _, body = post_chat(gw, CHAT, alice)
+                check(status == 200, "alice within her limit: %s %s" % (status, body))
+            status, headers, body = post_chat(gw, CHAT, alice)
+            error = json.loads(body)["error"]
+            check(status == 429 and error["code"] == "rate_limit_exceeded" and error["type"] == "requests", "alice over: %s %s" % (status, body))
+            check(headers.get("retry-after", "").isdigit(), "tenant 429 has Retry-After: %s" % headers)
+            status, _, body = post_chat(gw, CHAT, bob)
+            check(status == 200, "bob is not limited by alice's use: %s %s" % (status, body))
+            long_prompt = dict(CHAT, messages=[{"role": "user", "content": "word " * 200}])
+            status, _, body = post_chat(gw, long_prompt, bob)
+            error = json.loads(body)["error"]
+            check(status == 429 and error["type"] == "tokens", "bob over his tokens per minute: %s %s" % (status, body))
+            metrics = wait_metric(gw, rb"x")
+            check(re.search(rb'llmfast_rejections_total\{reason="tenant_requests"\} 1', metrics), "tenant_requests counted")
+            check(re.search(rb'llmfast_rejections_total\{reason="tenant_tokens"\} 1', metrics), "tenant_tokens counted")
+
+
+# ---- the prompt on a miss: fit, compress, count ---------------------------------------------------
+def byte_rank_file(tmp):
+    """A tiktoken-format rank file of cl100k_base's size (100,256 ranks) whose only tokens that text can
+    reach are the 256 single bytes: the others are 3-byte tokens with no 2-byte token to merge through,
+    so every byte is one token and exact counts are easy to predict."""
+    import base64
+    path = os.path.join(tmp, "bytes.tiktoken")
+    with open(path, "w") as f:
+        for b in range(256):
+            f.write("%s %d\n" % (base64.b64encode(bytes([b])).decode(), b))
+        for i in range(100256 - 256):
+            token = bytes([0x80 + (i >> 14) % 64, 0x80 + (i >> 7) % 128, i % 128 + 0x80])
+            f.write("%s %d\n" % (base64.b64encode(token).decode(), 256 + i))
+    return path
+
+
+def test_prompt():
+    with tempfile.TemporaryDirectory() as tmp, FakeUpstream() as fake:
+        ranks = byte_rank_file(tmp)
+        path = os.path.join(tmp, "gateway.json")
+        with open(path, "w") as f:
+            json.dump({"models": {
+                "fit": {"upstreams": [{"url": fake.url("ok")}], "context_window": 400,
+                        "compression": {"rules": [{"pattern": "PLEASE KINDLY", "replacement": "pls"},
+                                                  {"pattern": "in order to", "replacement": "to", "ignore_case": True, "whole_word": True}]}},
+                "exact": {"upstreams": [{"url": fake.url("ok")}], "rank_file": ranks},
+                "sim-exact": {"backend": "simulated", "rank_file": ranks, "context_window": 64},
+            }}, f)
+        with Gateway(*SIM, "--config", path) as gw:
+            # a long history is fitted: system kept, oldest turns dropped, the newest turn kept whole
+            history = [{"role": "system", "content": "You are terse."}]
+            for i in range(40):
+                history.append({"role": "user", "content": "question %d: %s" % (i, "lorem ipsum dolor " * 8)})
+                history.append({"role": "assistant", "content": "answer %d" % i, "name": "bot"})
+            history.append({"role": "user", "content": "PLEASE KINDLY explain, In Order To learn.", "name": "carol"})
+            status, _, body = post_chat(gw, {"model": "fit", "messages": history, "max_tokens": 50, "x_extra": [1, {"a": 2}]})
+            check(status == 200, "fitted request answered: %s %s" % (status, body[:300]))
+            _, sent, _ = fake.bodies[-1]
+            got = sent["messages"]
+            check(len(got) < len(history) and len(got) >= 3, "the upstream got a fitted history: %d of %d messages" % (len(got), len(history)))
+            check(got[0] == history[0], "system message kept: %s" % got[0])
+            check(got[-1] == {"role": "user", "content": "pls explain, To learn.", "name": "carol"},
+                  "the newest turn kept, compression applied, other fields kept: %s" % got[-1])
+            check(got[1]["role"] == "user", "whole turns dropped (a kept history starts with a user turn): %s" % got[1])
+            check(all(m.get("name") == "bot" for m in got if m["role"] == "assistant"), "assistant fields kept")
+            check(sent.get("x_extra") == [1, {"a": 2}] and sent.get("max_tokens") == 50, "other fields forwarded: %s" % list(sent))
+            # a short request is forwarded as sent (nothing changed: no rewrite)
+            status, _, _ = post_chat(gw, {"model": "fit", "messages": [{"role": "user", "content": "hi"}]})
+            check(status == 200 and fake.bodies[-1][1]["messages"] == [{"role": "user", "content": "hi"}], "short request unchanged")
+            # max_tokens at or over the window: 400 naming it
+            status, _, body = post_chat(gw, {"model": "fit", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 400})
+            error = json.loads(body)["error"]
+            check(status == 400 and error["param"] == "max_tokens" and error["code"] == "context_length_exceeded", "window too small: %s" % body)
+            # exact counts with the rank file (every byte one token): prompt = 3 + role + content + 3
+            text = "count me exactly"
+            status, _, body = post_chat(gw, {"model": "sim-exact", "messages": [{"role": "user", "content": text}]})
+            usage = json.loads(body)["usage"]
+            check(status == 200 and usage["prompt_tokens"] == 3 + len("user") + len(text) + 3, "exact prompt tokens: %s" % usage)
+            # the simulated model's history is fitted too (64 tokens: only the newest turn fits)
+            status, _, body = post_chat(gw, {"model": "sim-exact", "max_tokens": 4, "messages": [
+                {"role": "user", "content": "x" * 40}, {"role": "assistant", "content": "y" * 10}, {"role": "user", "content": "last"}]})
+            usage = json.loads(body)["usage"]
+            check(status == 200 and usage["prompt_tokens"] == 3 + 4 + 4 + 3, "simulated history fitted: %s" % usage)
+            # no usage from the upstream: the gateway counts the generated text with the tokenizer
+            raw = curl_stream(gw.port, {"model": "exact", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+            check(sse_events(raw)[-1] == "[DONE]", "stream through")
+            metrics = wait_metric(gw, rb'llmfast_generation_tokens_total\{model="exact"\} 7')
+            check(re.search(rb'llmfast_generation_tokens_total\{model="exact"\} 7\b', metrics),
+                  "generated tokens counted with the rank file ('from ok' = 7 byte tokens): %s" %
+                  re.findall(rb'llmfast_generation_tokens_total.*', metrics))
+            check(re.search(rb"llmfast_prompt_messages_dropped_total [1-9]", metrics), "dropped messages counted")
+            check(re.search(rb"llmfast_prompt_messages_compressed_total [1-9]", metrics), "compressed messages counted")
+
+
+# ---- the simulated backend batches through DynamicBatcher -----------------------------------------
+def test_batching():
+    with Gateway("--sim-time-scale", "5", "--sim-batch", "--sim-max-batch", "8", "--sim-max-wait-ms", "100") as gw:
+        results = []
+        lock = threading.Lock()
+
+        def one(i):
+            status, _, body = post_chat(gw, dict(CHAT, max_tokens=3))
+            with lock:
+                results.append((status, json.loads(body)))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        check(len(results) == 8 and all(s == 200 for s, _ in results), "all batched requests answered: %s" % [s for s, _ in results])
+        check(all(r["choices"][0]["message"]["content"] == "Large language models" for _, r in results), "answers intact")
+        _, _, metrics = gw.request("GET", "/metrics")
+        batches = int(re.search(rb"llmfast_sim_batches_total (\d+)", metrics).group(1))
+        largest = int(re.search(rb"llmfast_sim_batch_size_max (\d+)", metrics).group(1))
+        requests = int(re.search(rb"llmfast_sim_batched_requests_total (\d+)", metrics).group(1))
+        print("8 concurrent requests -> %d batches, largest %d" % (batches, largest))
+        check(requests == 8 and batches < 8 and largest >= 2, "concurrent requests formed batches: %d batches, largest %d" % (batches, largest))
+        # streaming through the batcher, and a disconnect while queued leaves no trace
+        raw = curl_stream(gw.port, dict(CHAT, stream=True, max_tokens=4))
+        check(sse_events(raw)[-1] == "[DONE]", "batched stream completes")
+
+
+# ---- a slow reader is dropped, not buffered without bound -----------------------------------------
+def vm_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_slowreader():
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "gateway.json")
+        with open(path, "w") as f:
+            json.dump({"limits": {"max_tokens": 100000, "max_client_buffer_bytes": 65536}}, f)
+        with Gateway("--sim-time-scale", "2000", "--config", path) as gw:
+            rss_before = vm_rss_kb(gw.proc.pid)
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the client reads nothing
+            s.settimeout(10)
+            s.connect(("127.0.0.1", gw.port))
+            body = json.dumps(dict(CHAT, stream=True, max_tokens=60000)).encode()
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            metrics = wait_metric(gw, rb"llmfast_slow_clients_dropped_total 1", timeout=20)
+            check(re.search(rb"llmfast_slow_clients_dropped_total 1", metrics), "the slow reader was dropped and counted")
+            rss_after = vm_rss_kb(gw.proc.pid)
+            got = b""
+            try:
+                while True:
+                    part = s.recv(65536)
+                    if not part:
+                        break
+                    got += part
+            except OSError:
+                pass
+            s.close()
+            check(b"[DONE]" not in got, "the dropped client did not get the whole stream")
+            check(len(got) < 4 << 20, "what reached the client is bounded: %d bytes" % len(got))
+            print("slow reader dropped after %d bytes reached it; gateway RSS %d -> %d kB" % (len(got), rss_before, rss_after))
+            check(rss_after - rss_before < 64 * 1024, "the gateway's memory did not grow with the stream: %d -> %d kB" % (rss_before, rss_after))
+            # a normal reader of the same stream size is not dropped
+            status, _, body = gw.request("GET", "/health")
+            check(status == 200, "still serving")
+
+
+def test_drain_cut():
+    with Gateway("--drain-grace-ms", "300") as gw:
+        result = {}
+
+        def stream():
+            result["raw"] = curl_stream(gw.port, dict(CHAT, stream=True, max_tokens=400))  # ~5 s in real time
+
+        t = threading.Thread(target=stream)
+        t.start()
+        time.sleep(0.4)
+        gw.proc.send_signal(signal.SIGTERM)
+        t.join(20)
+        code = gw.stop(timeout=15)
+        check(code == 0, "exit code after SIGTERM: %s" % code)
+        events = sse_events(result.get("raw", b""))
+        check(len(events) >= 2, "the stream had started: %s" % events[:2])
+        last = json.loads(events[-1])
+        check("error" in last and last["error"]["code"] == "shutting_down", "a cut stream ends with an error event: %s" % events[-2:])
+
 if __name__ == "__main__":
     group = sys.argv[1]
     globals()["test_" + group]()
