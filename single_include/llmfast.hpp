@@ -3002,7 +3002,7 @@ struct StreamTimeouts {
     std::chrono::nanoseconds idle = std::chrono::nanoseconds::max();        ///< gap between two items; expiry reports IdleTimeout
 };
 
-/// The consumer's side of a channel with an overall deadline and idle timeouts — what the seed's
+/// The consumer's side of a channel with an overall deadline and idle timeouts — what the chapter's
 /// `stream_with_timeout` meant, done right: on expiry the consumer receives a distinct
 /// `DeadlineExceeded` / `IdleTimeout` status (not an in-band marker), the channel is cancelled so the
 /// producer is told to stop, and no wait lasts past the deadline.
