@@ -54,7 +54,8 @@
 //
 // Errors: `TokenChannelOptions` and `StreamTimeouts` with zero or negative values throw
 // `Error(InvalidArgument)` from the constructor that validates them. Hot-path calls return a
-// `StreamStatus`, never throw (except what moving a T throws). The generator views throw: `stream()`
+// `StreamStatus`, never throw (except what moving a T throws); `on_ready` / `on_space` throw only
+// std::bad_alloc (nothing registered then). The generator views throw: `stream()`
 // and `TimedReceiver::values()` rethrow the producer's `close(error)` exception and throw
 // `Error(Cancelled)`, `Error(DeadlineExceeded)` or `Error(IdleTimeout)` for the other ends.
 #pragma once
