@@ -871,3 +871,121 @@ TEST_CASE("end to end on the steady clock: an under-full batch is flushed after 
     CHECK(std::chrono::steady_clock::now() - start >= 2ms);
     CHECK(a.get() == 10);
 }
+
+// ---- the async seam: the callback form driven from an event loop ----
+
+TEST_CASE("callback form + stop token: a queued request cancelled by its caller completes with Cancelled on a "
+          "worker thread and never reaches the handler", "[batcher][async]") {
+    Recorder recorder;
+    const std::thread::id caller = std::this_thread::get_id();
+    struct Seen {
+        std::mutex mutex;
+        std::condition_variable cv;
+        std::vector<std::pair<ErrorCode, std::thread::id>> results;
+        void add(ErrorCode code) {
+            {
+                std::lock_guard lock(mutex);
+                results.emplace_back(code, std::this_thread::get_id());
+            }
+            cv.notify_all();
+        }
+        bool wait_for(std::size_t n) {
+            std::unique_lock lock(mutex);
+            return cv.wait_for(lock, 10s, [&] { return results.size() >= n; });
+        }
+    } seen;
+    const auto callback = [&seen](llmfast::BatchResult<int>&& r) { seen.add(r.error()); };
+
+    SECTION("cancelled while the worker was busy") {
+        llmfast::ManualClock clock;
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms});
+        ReleaseOnExit release(recorder);
+        recorder.set_hold(true);
+        batcher.submit(0, {}, callback);
+        recorder.wait_entered(1);
+        std::stop_source client;  // one per request: the connection's "client went away"
+        batcher.submit(1, {.stop_token = client.get_token()}, callback);
+        batcher.submit(2, {}, callback);
+        client.request_stop();
+        std::this_thread::sleep_for(5ms);  // "not yet": the callback never runs on the cancelling thread
+        {
+            std::lock_guard lock(seen.mutex);
+            CHECK(seen.results.empty());
+        }
+        recorder.set_hold(false);
+        REQUIRE(seen.wait_for(3));
+        batcher.close();
+        std::lock_guard lock(seen.mutex);
+        std::size_t cancelled = 0, ok = 0;
+        for (const auto& [code, thread] : seen.results) {
+            CHECK(thread != caller);  // a worker thread
+            cancelled += code == ErrorCode::Cancelled ? 1 : 0;
+            ok += code == ErrorCode::Ok ? 1 : 0;
+        }
+        CHECK(cancelled == 1);
+        CHECK(ok == 2);
+        CHECK(recorder.snapshot() == Batches{{0}, {2}});
+        CHECK(batcher.stats().cancelled == 1);
+    }
+    SECTION("cancelled while queued behind a long max_wait: completed promptly by an idle worker") {
+        llmfast::DynamicBatcher<int, int> batcher(handler_of(recorder), {.max_batch_size = 8, .max_wait = 1h});
+        std::stop_source client;
+        batcher.submit(1, {.stop_token = client.get_token()}, callback);
+        batcher.submit(2, {}, callback);
+        client.request_stop();
+        REQUIRE(seen.wait_for(1));
+        {
+            std::lock_guard lock(seen.mutex);
+            CHECK(seen.results.size() == 1);
+            CHECK(seen.results[0].first == ErrorCode::Cancelled);
+            CHECK(seen.results[0].second != caller);
+        }
+        batcher.close();
+        REQUIRE(seen.wait_for(2));
+        CHECK(recorder.snapshot() == Batches{{2}});
+        CHECK(batcher.stats().cancelled == 1);
+    }
+    SECTION("cancelled after dispatch: runs to completion") {
+        llmfast::ManualClock clock;
+        ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 8, .max_wait = 0ms});
+        ReleaseOnExit release(recorder);
+        recorder.set_hold(true);
+        std::stop_source client;
+        batcher.submit(1, {.stop_token = client.get_token()}, callback);
+        recorder.wait_entered(1);
+        client.request_stop();
+        recorder.set_hold(false);
+        REQUIRE(seen.wait_for(1));
+        std::lock_guard lock(seen.mutex);
+        CHECK(seen.results[0].first == ErrorCode::Ok);
+    }
+}
+
+TEST_CASE("an event loop uses try_submit + the callback form: nothing blocks, reasons stay distinguishable",
+          "[batcher][async]") {
+    llmfast::ManualClock clock;
+    Recorder recorder;
+    ManualBatcher batcher(clock, handler_of(recorder), {.max_batch_size = 8, .max_wait = 1h, .max_queue = 2});
+    llmfast::testing::TaskQueue loop;  // the callbacks post here, as an Asio handler posts to its strand
+    std::vector<std::pair<int, ErrorCode>> completed;  // touched only on the loop's thread
+    const auto submit = [&](int value, llmfast::SubmitOptions<llmfast::ManualClock> options) {
+        int request = value;
+        return batcher.try_submit(std::move(request), options, [&loop, &completed, value](llmfast::BatchResult<int>&& r) {
+            const ErrorCode code = r.error();
+            loop.post([&completed, value, code] { completed.emplace_back(value, code); });
+        });
+    };
+    CHECK(submit(1, {.timeout = 10s}) == ErrorCode::Ok);
+    CHECK(submit(2, {}) == ErrorCode::Ok);
+    CHECK(submit(3, {}) == ErrorCode::QueueFull);  // -> 429, at once, no callback
+    clock.advance(11s);                              // request 1's deadline passes while queued -> 504
+    REQUIRE(loop.run_until([&] { return completed.size() == 1; }));
+    CHECK(completed[0] == std::pair{1, ErrorCode::DeadlineExceeded});
+    batcher.close();  // drains request 2
+    REQUIRE(loop.run_until([&] { return completed.size() == 2; }));
+    CHECK(completed[1] == std::pair{2, ErrorCode::Ok});
+    CHECK(recorder.snapshot() == Batches{{2}});
+    const auto stats = batcher.stats();
+    CHECK(stats.rejected == 1);
+    CHECK(stats.expired == 1);
+}

@@ -2,6 +2,7 @@
 #include <llmfast/hashing_embedder.hpp>
 
 #include "catch.hpp"
+#include "test_support.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -11,10 +12,13 @@
 #include <iterator>
 #include <latch>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -661,4 +665,273 @@ TEST_CASE("non-finite embeddings: exact tier only, counted, the index stays clea
         CHECK(loaded.lookup("inf apple cherry", "m").response() == "inf entry");
         CHECK(loaded.lookup("cherry apple", "m").response() == "good");
     }
+}
+
+// ---- the async seam: begin / Leader / Follower, lookup_async ----
+
+namespace {
+
+using Leader = Cache::Leader;
+using Follower = Cache::Follower;
+
+Cache exact_cache(const llmfast::ManualClock& clock) { return make_cache(clock, {.semantic_tier = llmfast::SemanticTier::Off}); }
+
+}  // namespace
+
+TEST_CASE("begin: Leader on a miss, Follower while it runs, a hit after complete", "[cache][async]") {
+    llmfast::ManualClock clock;
+    auto cache = exact_cache(clock);
+    Cache::Flight first = cache.begin("What is ML?", "m");
+    REQUIRE(std::holds_alternative<Leader>(first));
+    Leader& leader = std::get<Leader>(first);
+    CHECK(leader.active());
+
+    Cache::Flight second = cache.begin(" what is ml? ", "m");  // same normalized key
+    REQUIRE(std::holds_alternative<Follower>(second));
+    Follower& follower = std::get<Follower>(second);
+    CHECK_FALSE(follower.ready());
+    CHECK_FALSE(follower.try_result().has_value());  // never blocks
+    int fired = 0;
+    llmfast::Subscription sub = follower.on_ready([&] {
+        ++fired;
+        // Outside every lock: the callback may use the cache and the follower.
+        CHECK(cache.lookup("what is ml?", "m").match == MatchKind::Exact);
+        CHECK(follower.ready());
+    });
+    CHECK(fired == 0);
+    CHECK(sub.pending());
+
+    CHECK(std::holds_alternative<Follower>(cache.begin("What is ML?", "other") ) == false);  // other scope: own flight
+
+    const llmfast::LookupResult computed = leader.complete("machine learning");
+    CHECK(computed.match == MatchKind::Computed);
+    CHECK(computed.response() == "machine learning");
+    CHECK_FALSE(leader.active());
+    CHECK(fired == 1);
+    const std::optional<llmfast::LookupResult> got = follower.try_result();
+    REQUIRE(got.has_value());
+    CHECK(got->match == MatchKind::Coalesced);
+    CHECK(got->response() == "machine learning");
+    CHECK(follower.try_result()->match == MatchKind::Coalesced);  // again: counted once
+
+    // A registration after the end fires at once.
+    int late = 0;
+    llmfast::Subscription after = follower.on_ready([&] { ++late; });
+    CHECK(late == 1);
+    CHECK_FALSE(after.pending());
+
+    Cache::Flight third = cache.begin("WHAT IS ML?", "m");
+    REQUIRE(std::holds_alternative<llmfast::LookupResult>(third));
+    CHECK(std::get<llmfast::LookupResult>(third).match == MatchKind::Exact);
+
+    const auto stats = cache.stats();
+    CHECK(stats.coalesced == 1);
+    CHECK(stats.computations == 2);  // "m" and "other"
+    CHECK(stats.insertions == 1);
+    CHECK(stats.abandoned == 1);     // the "other" leader, dropped at once above
+    CHECK_THROWS_AS(leader.complete("again"), llmfast::Error);
+}
+
+TEST_CASE("abandon: nothing stored, followers told to compute themselves, the next begin leads", "[cache][async]") {
+    llmfast::ManualClock clock;
+    auto cache = exact_cache(clock);
+    Cache::Flight lead = cache.begin("q", "s");
+    Cache::Flight follow = cache.begin("q", "s");
+    REQUIRE(std::holds_alternative<Leader>(lead));
+    REQUIRE(std::holds_alternative<Follower>(follow));
+    int fired = 0;
+    llmfast::Subscription sub = std::get<Follower>(follow).on_ready([&] { ++fired; });
+
+    SECTION("abandon()") { std::get<Leader>(lead).abandon(); }
+    SECTION("the Leader dropped without complete or abandon") { lead = llmfast::LookupResult{}; }
+    SECTION("the Leader moved, then the target dropped") {
+        { Leader moved = std::move(std::get<Leader>(lead)); CHECK_FALSE(std::get<Leader>(lead).active()); }
+    }
+
+    CHECK(fired == 1);
+    const std::optional<llmfast::LookupResult> result = std::get<Follower>(follow).try_result();
+    REQUIRE(result.has_value());
+    CHECK(result->match == MatchKind::Miss);
+    CHECK_FALSE(result->hit());
+    CHECK(cache.size() == 0);
+    CHECK(cache.stats().abandoned == 1);
+    CHECK(cache.stats().coalesced == 0);
+    Cache::Flight again = cache.begin("q", "s");
+    CHECK(std::holds_alternative<Leader>(again));
+}
+
+TEST_CASE("fail: followers get the leader's exception; a bad ttl keeps the flight open", "[cache][async]") {
+    llmfast::ManualClock clock;
+    auto cache = exact_cache(clock);
+    Cache::Flight lead = cache.begin("q", "s");
+    Cache::Flight follow = cache.begin("q", "s");
+    Leader& leader = std::get<Leader>(lead);
+    Follower& follower = std::get<Follower>(follow);
+
+    CHECK(llmfast::testing::error_code_of([&] { (void)leader.complete("x", std::chrono::nanoseconds::zero()); }) ==
+          llmfast::ErrorCode::InvalidArgument);
+    CHECK(leader.active());
+    CHECK_FALSE(follower.ready());
+
+    leader.fail(std::make_exception_ptr(std::runtime_error("backend down")));
+    CHECK_FALSE(leader.active());
+    CHECK(follower.ready());
+    CHECK_THROWS_WITH((void)follower.try_result(), "backend down");
+    CHECK_THROWS_WITH(follower.wait(), "backend down");
+    CHECK(cache.size() == 0);
+    CHECK(std::holds_alternative<Leader>(cache.begin("q", "s")));
+}
+
+TEST_CASE("a follower cancels its wait without affecting the flight", "[cache][async]") {
+    llmfast::ManualClock clock;
+    auto cache = exact_cache(clock);
+    Cache::Flight lead = cache.begin("q", "s");
+    Cache::Flight gone = cache.begin("q", "s");
+    Cache::Flight stays = cache.begin("q", "s");
+    int gone_calls = 0, subscription_calls = 0, stays_calls = 0;
+    Follower& leaving = std::get<Follower>(gone);
+    llmfast::Subscription a = leaving.on_ready([&] { ++gone_calls; });
+    llmfast::Subscription b = std::get<Follower>(stays).on_ready([&] { ++subscription_calls; });
+    llmfast::Subscription c = std::get<Follower>(stays).on_ready([&] { ++stays_calls; });
+    leaving.cancel();  // cancels its registrations
+    CHECK_FALSE(a.pending());
+    CHECK_FALSE(leaving.active());
+    CHECK(llmfast::testing::error_code_of([&] { (void)leaving.try_result(); }) == llmfast::ErrorCode::Closed);
+    CHECK(b.cancel());  // one subscription cancelled on its own
+    std::get<Leader>(lead).complete("answer");
+    CHECK(gone_calls == 0);
+    CHECK(subscription_calls == 0);
+    CHECK(stays_calls == 1);
+    CHECK(std::get<Follower>(stays).try_result()->response() == "answer");
+    CHECK(cache.lookup("q", "s").response() == "answer");
+    CHECK(cache.stats().coalesced == 1);
+
+    SECTION("a follower destroyed inside its own callback") {
+        Cache::Flight lead2 = cache.begin("q2", "s");
+        auto holder = std::make_unique<Cache::Flight>(cache.begin("q2", "s"));
+        int calls = 0;
+        llmfast::Subscription self = std::get<Follower>(*holder).on_ready([&] {
+            ++calls;
+            holder.reset();  // cancels from inside: must not deadlock
+        });
+        std::get<Leader>(lead2).complete("a2");
+        CHECK(calls == 1);
+        CHECK(holder == nullptr);
+    }
+}
+
+TEST_CASE("get_or_compute waiting on an abandoning begin() leader computes itself", "[cache][async]") {
+    llmfast::ManualClock clock;
+    auto cache = exact_cache(clock);
+    Cache::Flight lead = cache.begin("q", "s");
+    std::atomic<int> calls{0};
+    llmfast::LookupResult result;
+    std::thread waiter([&] { result = cache.get_or_compute("q", "s", [&] { calls.fetch_add(1); return std::string("mine"); }); });
+    while (cache.stats().misses < 2) std::this_thread::yield();  // the waiter looked up and is joining
+    std::this_thread::sleep_for(5ms);
+    std::get<Leader>(lead).abandon();
+    waiter.join();
+    CHECK(calls.load() == 1);
+    CHECK(result.match == MatchKind::Computed);
+    CHECK(result.response() == "mine");
+    CHECK(cache.lookup("q", "s").response() == "mine");
+}
+
+TEST_CASE("lookup_async: done runs exactly once with what lookup returns", "[cache][async]") {
+    llmfast::ManualClock clock;
+    auto cache = make_cache(clock);
+    cache.insert("什么是机器学习?", "m", "ML is ...");
+    std::vector<llmfast::LookupResult> results;
+    auto done = [&](llmfast::LookupResult r) { results.push_back(std::move(r)); };
+    cache.lookup_async("什么是机器学习?", "m", done);
+    cache.lookup_async("机器学习是什么？", "m", done);
+    cache.lookup_async("今天天气怎么样", "m", done);
+    REQUIRE(results.size() == 3);
+    CHECK(results[0].match == MatchKind::Exact);
+    CHECK(results[1].match == MatchKind::Semantic);
+    CHECK(results[2].match == MatchKind::Miss);
+    // A move-only callback (e.g. an executor's completion handler).
+    auto owned = std::make_unique<int>(5);
+    int seen = 0;
+    cache.lookup_async("什么是机器学习?", "m", [owned = std::move(owned), &seen](llmfast::LookupResult r) { seen = r ? *owned : -1; });
+    CHECK(seen == 5);
+    CHECK(cache.stats().exact_hits == 2);
+    CHECK(cache.stats().misses == 1);
+}
+
+TEST_CASE("stress (TSan): many threads race begin / complete / abandon / fail / cancel", "[cache][async][stress]") {
+    llmfast::ManualClock clock;
+    auto cache = make_cache(clock, {.max_entries = 10'000, .semantic_tier = llmfast::SemanticTier::Off, .shards = 2});
+    constexpr int threads = 8;
+    constexpr int rounds = 400;
+    constexpr int keys = 3;
+    std::atomic<int> wrong{0};
+    std::atomic<int> double_fired{0};
+    std::atomic<int> hung{0};
+    std::latch start(threads);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+            start.arrive_and_wait();
+            std::uint32_t rng = 2654435761U * static_cast<std::uint32_t>(t + 1);
+            const auto next = [&] { rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5; return rng; };
+            for (int i = 0; i < rounds; ++i) {
+                const int key = static_cast<int>(next() % keys);
+                // Each round uses fresh prompts so flights keep forming (entries would hit otherwise).
+                const std::string prompt = fmt::format("question {} round {}", key, i);
+                const std::string answer = "answer to " + prompt;
+                Cache::Flight flight = cache.begin(prompt, "s");
+                if (auto* hit = std::get_if<llmfast::LookupResult>(&flight)) {
+                    if (hit->response() != answer) wrong.fetch_add(1);
+                    continue;
+                }
+                if (auto* leader = std::get_if<Leader>(&flight)) {
+                    std::this_thread::yield();  // let followers join
+                    switch (next() % 4) {
+                        case 0: leader->abandon(); break;
+                        case 1: leader->fail(std::make_exception_ptr(std::runtime_error("down"))); break;
+                        case 2: break;  // dropped: abandons
+                        default:
+                            if (leader->complete(answer).response() != answer) wrong.fetch_add(1);
+                    }
+                    continue;
+                }
+                Follower& follower = std::get<Follower>(flight);
+                auto fired = std::make_shared<std::atomic<int>>(0);
+                llmfast::Subscription sub = follower.on_ready([fired] {
+                    if (fired->fetch_add(1) != 0) std::abort();
+                });
+                const std::uint32_t mode = next() % 3;
+                if (mode == 0) {  // the client went away
+                    if (next() % 2) sub.cancel(); else follower.cancel();
+                    continue;
+                }
+                // Wait without blocking on the flight: spin on the readiness flag (an event loop would
+                // resume on the callback), bounded.
+                const auto until = std::chrono::steady_clock::now() + 20s;
+                while (fired->load() == 0 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+                if (fired->load() == 0) {
+                    hung.fetch_add(1);
+                    continue;
+                }
+                if (fired->load() != 1) double_fired.fetch_add(1);
+                try {
+                    const std::optional<llmfast::LookupResult> result = follower.try_result();
+                    if (!result) wrong.fetch_add(1);  // fired, so it ended
+                    else if (result->match == MatchKind::Coalesced && result->response() != answer) wrong.fetch_add(1);
+                    else if (result->match != MatchKind::Coalesced && result->match != MatchKind::Miss) wrong.fetch_add(1);
+                } catch (const std::runtime_error&) {
+                    // the leader failed
+                }
+            }
+        });
+    }
+    for (auto& thread : pool) thread.join();
+    CHECK(wrong.load() == 0);
+    CHECK(double_fired.load() == 0);
+    CHECK(hung.load() == 0);
+    const auto stats = cache.stats();
+    CHECK(stats.entries == stats.insertions);  // only completed flights stored
+    INFO("computations " << stats.computations << ", coalesced " << stats.coalesced << ", abandoned " << stats.abandoned);
+    CHECK(stats.computations >= stats.insertions + stats.abandoned);
 }

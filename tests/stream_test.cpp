@@ -14,6 +14,7 @@
 #include <memory>
 #include <span>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <stop_token>
 #include <string>
@@ -762,4 +763,270 @@ TEST_CASE("detail::nearest_rank and LogHistogram: one percentile definition", "[
     CHECK(big.percentile(50) >= 1'000'000);
     CHECK(big.percentile(50) <= 1'125'000);  // <= 12.5% high
     CHECK(big.percentile(100) == 2'000'000);  // capped at the maximum
+}
+
+// ---- the async seam: readiness callbacks and stats ----
+
+TEST_CASE("on_ready fires at once when try_pop would not return Timeout", "[channel][async]") {
+    int calls = 0;
+    SECTION("an item is queued") {
+        TokenChannel<int> channel({.capacity = 4});
+        REQUIRE(channel.try_push(1) == StreamStatus::Ok);
+        llmfast::Subscription sub = channel.on_ready([&] { ++calls; });
+        CHECK(calls == 1);  // on this thread, before on_ready returned
+        CHECK_FALSE(sub.pending());
+    }
+    SECTION("closed") {
+        TokenChannel<int> channel({.capacity = 4});
+        channel.close();
+        llmfast::Subscription sub = channel.on_ready([&] { ++calls; });
+        CHECK(calls == 1);
+        CHECK(channel.try_pop().status == StreamStatus::Closed);
+    }
+    SECTION("failed") {
+        TokenChannel<int> channel({.capacity = 4});
+        channel.close(std::make_exception_ptr(std::runtime_error("model died")));
+        llmfast::Subscription sub = channel.on_ready([&] { ++calls; });
+        CHECK(calls == 1);
+        CHECK(channel.try_pop().status == StreamStatus::Failed);
+    }
+    SECTION("cancelled") {
+        TokenChannel<int> channel({.capacity = 4});
+        channel.cancel();
+        llmfast::Subscription sub = channel.on_ready([&] { ++calls; });
+        CHECK(calls == 1);
+        CHECK(channel.try_pop().status == StreamStatus::Cancelled);
+    }
+}
+
+TEST_CASE("on_ready fires once, from push / close / cancel, outside the channel's lock", "[channel][async]") {
+    TokenChannel<int> channel({.capacity = 4});
+    int calls = 0;
+    Received<int> seen;
+    // The callback calls back into the channel: it would deadlock if it ran under the lock.
+    llmfast::Subscription sub = channel.on_ready([&] {
+        ++calls;
+        seen = channel.try_pop();
+    });
+    CHECK(calls == 0);
+    CHECK(sub.pending());
+    CHECK(channel.try_pop().status == StreamStatus::Timeout);
+    REQUIRE(channel.push(7) == StreamStatus::Ok);
+    CHECK(calls == 1);
+    CHECK(seen.status == StreamStatus::Ok);
+    CHECK(*seen.value == 7);
+    REQUIRE(channel.push(8) == StreamStatus::Ok);
+    CHECK(calls == 1);  // at most once per registration
+
+    SECTION("close wakes a registered consumer") {
+        REQUIRE(channel.try_pop().status == StreamStatus::Ok);
+        int closed_calls = 0;
+        llmfast::Subscription end = channel.on_ready([&] { ++closed_calls; });
+        channel.close();
+        CHECK(closed_calls == 1);
+        CHECK(channel.try_pop().status == StreamStatus::Closed);
+    }
+    SECTION("cancel wakes every registered consumer") {
+        REQUIRE(channel.try_pop().status == StreamStatus::Ok);
+        int a = 0, b = 0;
+        llmfast::Subscription first = channel.on_ready([&] { ++a; });
+        llmfast::Subscription second = channel.on_ready([&] { ++b; });
+        channel.cancel();
+        CHECK(a == 1);
+        CHECK(b == 1);
+    }
+    SECTION("a cancelled registration is never called") {
+        REQUIRE(channel.try_pop().status == StreamStatus::Ok);
+        int late = 0;
+        llmfast::Subscription gone = channel.on_ready([&] { ++late; });
+        CHECK(gone.cancel());
+        REQUIRE(channel.push(9) == StreamStatus::Ok);
+        CHECK(late == 0);
+    }
+}
+
+TEST_CASE("on_space: at once when there is room; after a full channel, once half of it is free", "[channel][async]") {
+    TokenChannel<int> channel({.capacity = 4});
+    int calls = 0;
+    {
+        llmfast::Subscription room = channel.on_space([&] { ++calls; });
+        CHECK(calls == 1);
+    }
+    for (int i = 0; i < 4; ++i) REQUIRE(channel.try_push(int{i}) == StreamStatus::Ok);
+    CHECK(channel.try_push(4) == StreamStatus::Timeout);
+    calls = 0;
+    llmfast::Subscription sub = channel.on_space([&] {
+        ++calls;
+        CHECK(channel.try_push(100) == StreamStatus::Ok);  // outside the lock
+    });
+    CHECK(calls == 0);
+    REQUIRE(channel.try_pop().status == StreamStatus::Ok);  // 1 free of 4: below the hysteresis
+    CHECK(calls == 0);
+    REQUIRE(channel.try_pop().status == StreamStatus::Ok);  // 2 free: half
+    CHECK(calls == 1);
+    CHECK(channel.size() == 3);
+
+    SECTION("close and cancel wake a registered producer") {
+        REQUIRE(channel.try_push(5) == StreamStatus::Ok);  // full again
+        int a = 0;
+        llmfast::Subscription s = channel.on_space([&] { ++a; });
+        CHECK(a == 0);
+        channel.close();
+        CHECK(a == 1);
+        CHECK(channel.try_push(6) == StreamStatus::Closed);
+    }
+    SECTION("cancel") {
+        REQUIRE(channel.try_push(5) == StreamStatus::Ok);
+        int a = 0;
+        llmfast::Subscription s = channel.on_space([&] { ++a; });
+        channel.cancel();
+        CHECK(a == 1);
+        CHECK(channel.try_push(6) == StreamStatus::Cancelled);
+    }
+    SECTION("pop_batch wakes it too") {
+        REQUIRE(channel.try_push(5) == StreamStatus::Ok);
+        int a = 0;
+        llmfast::Subscription s = channel.on_space([&] { ++a; });
+        std::vector<int> out;
+        REQUIRE(channel.pop_batch(out, 4) == StreamStatus::Ok);
+        CHECK(a == 1);
+    }
+}
+
+TEST_CASE("stats: pushed, popped, discarded at cancel, queued", "[channel][async]") {
+    TokenChannel<int> channel({.capacity = 8});
+    for (int i = 0; i < 5; ++i) REQUIRE(channel.push(int{i}) == StreamStatus::Ok);
+    REQUIRE(channel.pop().status == StreamStatus::Ok);
+    std::vector<int> out;
+    REQUIRE(channel.pop_batch(out, 2) == StreamStatus::Ok);
+    llmfast::TokenChannelStats s = channel.stats();
+    CHECK(s.pushed == 5);
+    CHECK(s.popped == 3);
+    CHECK(s.queued == 2);
+    CHECK(s.discarded == 0);
+    channel.cancel();
+    s = channel.stats();
+    CHECK(s.discarded == 2);
+    CHECK(s.queued == 0);
+    CHECK(channel.push(1) == StreamStatus::Cancelled);
+    CHECK(channel.stats().pushed == 5);
+}
+
+namespace {
+
+// An async producer and consumer on executors, never blocking: each drains / fills with try_*, then
+// registers and returns; the callback posts the next step to the executor.
+struct AsyncPipe {
+    AsyncPipe(TokenChannel<int>& c, llmfast::testing::TaskQueue& p, llmfast::testing::TaskQueue& q, int n)
+        : channel(c), producer_loop(p), consumer_loop(q), items(n) {}
+    TokenChannel<int>& channel;
+    llmfast::testing::TaskQueue& producer_loop;
+    llmfast::testing::TaskQueue& consumer_loop;
+    int items;
+    int next = 0;
+    std::vector<int> received;
+    std::optional<StreamStatus> end;
+    llmfast::Subscription producer_wait;
+    llmfast::Subscription consumer_wait;
+
+    void produce() {
+        while (next < items) {
+            const StreamStatus status = channel.try_push(int{next});
+            if (status == StreamStatus::Timeout) {
+                producer_wait = channel.on_space([this] { producer_loop.post([this] { produce(); }); });
+                return;
+            }
+            REQUIRE(status == StreamStatus::Ok);
+            ++next;
+        }
+        channel.close();
+    }
+    void consume() {
+        for (;;) {
+            Received<int> got = channel.try_pop();
+            if (got.status == StreamStatus::Timeout) {
+                consumer_wait = channel.on_ready([this] { consumer_loop.post([this] { consume(); }); });
+                return;
+            }
+            if (got.is_end()) {
+                end = got.status;
+                return;
+            }
+            received.push_back(*got.value);
+        }
+    }
+};
+
+}  // namespace
+
+TEST_CASE("an event loop drives both ends through try_* and readiness callbacks (one thread)", "[channel][async]") {
+    TokenChannel<int> channel({.capacity = 4});
+    llmfast::testing::TaskQueue loop;
+    AsyncPipe pipe(channel, loop, loop, 1000);
+    loop.post([&] { pipe.consume(); });
+    loop.post([&] { pipe.produce(); });
+    REQUIRE(loop.run_until([&] { return pipe.end.has_value(); }));
+    CHECK(*pipe.end == StreamStatus::Closed);
+    REQUIRE(pipe.received.size() == 1000);
+    for (int i = 0; i < 1000; ++i) CHECK(pipe.received[static_cast<std::size_t>(i)] == i);
+    CHECK(channel.stats().pushed == 1000);
+    CHECK(channel.stats().popped == 1000);
+}
+
+TEST_CASE("stress: async producer and consumer on two event-loop threads, order and exactly-once kept",
+          "[channel][async][stress]") {
+    for (std::size_t capacity : {std::size_t{1}, std::size_t{3}, std::size_t{64}}) {
+        TokenChannel<int> channel({.capacity = capacity});
+        llmfast::testing::TaskQueue producer_loop, consumer_loop;
+        constexpr int items = 20000;
+        AsyncPipe pipe(channel, producer_loop, consumer_loop, items);
+        std::atomic<bool> produced{false};
+        std::thread producer([&] {
+            producer_loop.post([&] { pipe.produce(); });
+            CHECK(producer_loop.run_until([&] { return pipe.next == items; }));
+            produced = true;
+        });
+        consumer_loop.post([&] { pipe.consume(); });
+        REQUIRE(consumer_loop.run_until([&] { return pipe.end.has_value(); }));
+        producer.join();
+        CHECK(produced.load());
+        CHECK(*pipe.end == StreamStatus::Closed);
+        REQUIRE(pipe.received.size() == static_cast<std::size_t>(items));
+        bool in_order = true;
+        for (int i = 0; i < items; ++i) in_order = in_order && pipe.received[static_cast<std::size_t>(i)] == i;
+        CHECK(in_order);
+        // Destroy the subscriptions before the loops they post to.
+        pipe.producer_wait.cancel();
+        pipe.consumer_wait.cancel();
+    }
+}
+
+TEST_CASE("stress: registrations cancelled while a producer pushes never fire after cancel() returned",
+          "[channel][async][stress]") {
+    TokenChannel<int> channel({.capacity = 16});
+    std::atomic<bool> stop{false};
+    std::thread producer([&] {
+        int i = 0;
+        while (!stop.load()) {
+            if (channel.try_push(int{i}) == StreamStatus::Ok) ++i;
+            else std::this_thread::yield();
+        }
+    });
+    int violations = 0;
+    for (int round = 0; round < 5000; ++round) {
+        auto alive = std::make_shared<std::atomic<bool>>(true);
+        std::atomic<int> fired{0};
+        llmfast::Subscription sub = channel.on_ready([alive, &fired] {
+            if (!alive->load()) std::abort();  // must never run after cancel() returned
+            fired.fetch_add(1);
+        });
+        (void)channel.try_pop();
+        sub.cancel();
+        alive->store(false);
+        if (fired.load() > 1) ++violations;
+    }
+    stop = true;
+    producer.join();
+    CHECK(violations == 0);
+    channel.cancel();
 }

@@ -3,6 +3,11 @@
 
 #include <llmfast/error.hpp>
 
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
 #include <utility>
 
 namespace llmfast::testing {
@@ -18,5 +23,46 @@ ErrorCode error_code_of(F&& f) {
     }
     return ErrorCode::Ok;
 }
+
+/// A minimal executor for the async-seam tests: `post` from any thread (what a readiness callback
+/// does), `run_until` drains the tasks on the calling thread (the "event loop") until `done()` holds or
+/// `limit` passes. No task ever blocks.
+class TaskQueue {
+public:
+    void post(std::function<void()> task) {
+        {
+            std::lock_guard lock(mutex_);
+            tasks_.push_back(std::move(task));
+            ++posted_;
+        }
+        cv_.notify_one();
+    }
+    /// Runs tasks until `done()` (checked between tasks) or `limit` of real time; true when done.
+    template <class Done>
+    bool run_until(Done done, std::chrono::milliseconds limit = std::chrono::milliseconds(20000)) {
+        const auto until = std::chrono::steady_clock::now() + limit;
+        while (!done()) {
+            std::function<void()> task;
+            {
+                std::unique_lock lock(mutex_);
+                if (!cv_.wait_until(lock, until, [&] { return !tasks_.empty(); })) return done();
+                task = std::move(tasks_.front());
+                tasks_.pop_front();
+            }
+            task();
+        }
+        return true;
+    }
+    [[nodiscard]] std::size_t posted() const {
+        std::lock_guard lock(mutex_);
+        return posted_;
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<std::function<void()>> tasks_;
+    std::size_t posted_ = 0;
+};
 
 }  // namespace llmfast::testing

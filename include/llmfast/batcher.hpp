@@ -38,6 +38,26 @@
 // (`block_when_full_for`) returns at the earliest of: room in the queue, block_when_full_for, the
 // request's deadline / timeout, its stop token, close().
 //
+// Event loops (no thread blocked): use the callback form. With `block_when_full_for == 0` (the
+// default) `submit` / `try_submit` never wait (a full queue is QueueFull at once); only the cost
+// function runs on the submitting thread. The callback is never invoked on the submitting thread,
+// nor on the thread that requests a stop: it always runs on one of the batcher's worker threads,
+// after the batch (or when the request is dropped), outside the batcher's lock — post the result to
+// your executor from it. To cancel a queued request (the client disconnected), give it a
+// `SubmitOptions::stop_token` from a `std::stop_source` of its own and `request_stop()`: the callback
+// then runs once with Cancelled (an idle worker completes it at once; a busy one when it forms the
+// next batch) and the request never reaches the handler; once dispatched it runs to completion and
+// the callback gets its response. The reasons stay distinct for the caller: QueueFull / Closed from
+// try_submit (nothing enqueued, no callback), DeadlineExceeded / Cancelled / HandlerFailed in the
+// BatchResult. `close()` and the destructor block until drained: not on an event-loop thread.
+//
+//     std::stop_source client;   // request_stop() when the connection closes
+//     auto status = batcher.try_submit(std::move(prompt), {.timeout = 2s, .stop_token = client.get_token()},
+//         [&strand, session](llmfast::BatchResult<std::string>&& r) {   // on a worker thread
+//             post(strand, [session, r = std::move(r)]() mutable { session->reply(std::move(r)); });
+//         });
+//     if (status == llmfast::ErrorCode::QueueFull) reply_429();
+//
 // Time: deadlines, max_wait and the queue-wait figures use the clock `C` (llmfast::SteadyClock by
 // default), held as a `ClockRef<C>`; inject one as the first constructor argument, the others keep
 // their defaults: `DynamicBatcher<Req, Resp, Handler, ManualClock> b(clock, handler);`. With a clock

@@ -12,6 +12,7 @@
 #include <llmfast/version.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/clock.hpp>
+#include <llmfast/subscription.hpp>
 #include <llmfast/utf8.hpp>
 #include <llmfast/token_counter.hpp>
 #include <llmfast/estimating_token_counter.hpp>

@@ -19,6 +19,25 @@
 //     // call's fn); result.response(); result.similarity; result.age
 //     cache.save("cache.snap");  // later: cache.load("cache.snap")
 //
+// Single flight without blocking (event loops): `begin` splits `get_or_compute` into steps that
+// never wait for another caller's computation:
+//
+//     auto flight = cache.begin(prompt, scope);          // looks up, then joins or starts the flight
+//     if (auto* hit = std::get_if<llmfast::LookupResult>(&flight)) return replay(hit->response());
+//     if (auto* leader = std::get_if<Cache::Leader>(&flight)) {
+//         // stream from the model; at the normal end:   leader->complete(full_response);
+//         // interrupted / failed (never stored):         leader->abandon();  (or just drop it)
+//     }
+//     auto& follower = std::get<Cache::Follower>(flight);  // someone else computes this prompt
+//     sub = follower.on_ready([&] { post(executor, resume); });   // fires once, outside the locks
+//     // resumed: follower.try_result() -> Coalesced (the leader's response), Miss (abandoned:
+//     // compute yourself, e.g. begin again), or rethrows the exception the leader failed with.
+//     // The client went away: sub.cancel() / follower.cancel() — the flight is unaffected.
+//
+// `lookup_async(prompt, scope, done)` is the callback form of `lookup` (the seam the shared tier and
+// network embedders will complete from their own threads). Readiness callbacks follow
+// llmfast/subscription.hpp: at most once, outside every lock, race-free cancellation.
+//
 // What it includes is what it needs by concept: `Embedder` (llmfast/embedder.hpp), `VectorIndex`
 // (llmfast/vector_index.hpp), `EvictionPolicy` (llmfast/eviction_policy.hpp), `Clock`
 // (llmfast/clock.hpp), plus llmfast/flat_index.hpp because `FlatIndex` is the default `Index`, and
@@ -36,7 +55,9 @@
 // independently locked partitions (a lookup locks one shard; eviction order and capacities are per
 // shard), each scope's vector index has its own reader/writer lock (searches run in parallel), and the
 // embedder runs outside all locks. `get_or_compute` runs `fn` once for concurrent misses on the same
-// scope + normalized prompt; the others wait for its result or its exception. `load` and `clear`
+// scope + normalized prompt; the others wait for its result or its exception (`begin`: the others
+// get a Follower and wait without blocking). A Leader or Follower handle is used by one thread at a
+// time; the cache must outlive it. `load` and `clear`
 // are not atomic with respect to concurrent lookups (a lookup during `load` may miss).
 //
 // Time: the clock `C` (default: WallClock) gives wall-clock time, held in a `ClockRef<C>`; entries
@@ -44,8 +65,10 @@
 // restart. Tests inject `ManualClock` by reference: `SemanticCache<E, FlatIndex, ManualClock> c(clock)`.
 //
 // Errors: the constructor throws Error(InvalidArgument) for invalid options (the message names the
-// field); `insert` and `get_or_compute` throw Error(InvalidArgument) for a zero TTL, and propagate
-// what the embedder or `fn` throws (waiters of a single flight get the same exception); `save` throws
+// field); `insert`, `get_or_compute` and `Leader::complete` throw Error(InvalidArgument) for a zero
+// TTL, and propagate what the embedder or `fn` throws (waiters of a single flight get the same
+// exception; `Follower::try_result` / `wait` rethrow it); `Leader::complete` on an ended flight and
+// the Follower calls on a cancelled Follower throw Error(Closed); `save` throws
 // Error(IoError) naming the path; `load` throws Error(IoError) naming the path when the file cannot be
 // opened or read (missing, a directory, a read error part way through: no std::ios_base::failure or
 // std::filesystem::filesystem_error escapes), and `load`/`load_from_string` throw
@@ -72,6 +95,7 @@
 #include <llmfast/eviction_policy.hpp>
 #include <llmfast/flat_index.hpp>
 #include <llmfast/hit_guards.hpp>
+#include <llmfast/subscription.hpp>
 #include <llmfast/vector_index.hpp>
 
 #include <algorithm>
@@ -94,6 +118,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <fmt/format.h>
@@ -124,8 +149,8 @@ enum class MatchKind : std::uint8_t {
     Miss,       ///< nothing usable cached
     Exact,      ///< same scope and normalized prompt
     Semantic,   ///< a different prompt of the same scope, similar enough and not vetoed
-    Computed,   ///< get_or_compute ran the function in this call
-    Coalesced,  ///< get_or_compute waited for a concurrent call's function (same scope and key)
+    Computed,   ///< get_or_compute ran the function in this call; `Leader::complete`'s result
+    Coalesced,  ///< a follower: got a concurrent leader's response (same scope and key), from get_or_compute or `begin`
 };
 
 constexpr std::string_view to_string(MatchKind kind) noexcept {
@@ -164,8 +189,9 @@ struct SemanticCacheStats {
     std::uint64_t evictions = 0;    ///< removed to respect max_entries / max_bytes
     std::uint64_t expirations = 0;  ///< removed because their TTL passed
     std::uint64_t guard_vetoes = 0; ///< semantic candidates rejected by the verifier step (the hit guards)
-    std::uint64_t computations = 0; ///< get_or_compute calls that ran their function
-    std::uint64_t coalesced = 0;    ///< get_or_compute calls that waited for another call's function
+    std::uint64_t computations = 0; ///< leaders: get_or_compute calls that ran their function, `begin` calls that got a Leader
+    std::uint64_t coalesced = 0;    ///< followers (get_or_compute or `begin`) that received a leader's response
+    std::uint64_t abandoned = 0;    ///< flights ended by `Leader::abandon` (or a Leader dropped): nothing stored
     /// Embeddings the semantic tier could not use (zero, NaN or infinite): that lookup skipped the
     /// semantic tier, that entry was stored for exact hits only.
     std::uint64_t unusable_embeddings = 0;
@@ -240,53 +266,66 @@ public:
         return insert_prepared(std::move(prepared), true);
     }
 
+    class Leader;
+    class Follower;
+    /// What `begin` returns: the cached entry (a hit), or this caller's role in the single flight.
+    using Flight = std::variant<LookupResult, Leader, Follower>;
+
+    /// The non-blocking first step of a single flight (see "Single flight without blocking" in the
+    /// file comment). Looks the prompt up (exact tier, then semantic; as `lookup`, counted the same),
+    /// then, under the shard's lock:
+    /// - `LookupResult` (Exact / Semantic): a hit, nothing to compute;
+    /// - `Leader`: no flight was running for (scope, normalized prompt); this caller computes and ends
+    ///   it with `complete`, `fail` or `abandon` (destroying the Leader abandons);
+    /// - `Follower`: another caller leads; wait with `on_ready` + `try_result` (or `wait`).
+    /// Never blocks on another caller's computation. Throws what the embedder throws.
+    [[nodiscard]] Flight begin(std::string_view prompt, std::string_view scope) {
+        return begin_keyed(detail::prompt_cache_key(scope, prompt), prompt, scope);
+    }
+
     /// The cached response, or `fn()`'s result (stored, then returned). Concurrent calls that miss on
     /// the same scope + normalized prompt run `fn` once (that call's match is Computed); the others
     /// wait and get its result (match Coalesced) or its exception. `fn` must return something
-    /// convertible to std::string.
+    /// convertible to std::string. Blocking: built on `begin`; a leader that abandons (a `begin`
+    /// caller whose stream was interrupted) sends its waiters back to `begin`, one of which computes.
     template <class Fn>
         requires std::invocable<Fn&> && std::convertible_to<std::invoke_result_t<Fn&>, std::string>
     LookupResult get_or_compute(std::string_view prompt, std::string_view scope, Fn&& fn,
                                 std::optional<std::chrono::nanoseconds> ttl = std::nullopt) {
         const std::chrono::nanoseconds entry_ttl = checked_ttl(ttl, "SemanticCache::get_or_compute");
         const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
-        if (LookupResult cached = lookup_keyed(key, prompt, scope); cached) return cached;
-
-        Shard& shard = shard_for(key);
-        std::shared_ptr<typename Flights::Flight> flight;
-        {
-            std::unique_lock lock(shard.mutex);
-            if (auto pending = shard.flights.join(key)) {
-                lock.unlock();
-                std::shared_ptr<const std::string> response = pending->get();
-                stats_.coalesced.fetch_add(1, std::memory_order_relaxed);
-                return LookupResult{MatchKind::Coalesced, 1.0F, std::chrono::nanoseconds::zero(), std::move(response)};
+        for (;;) {
+            Flight flight = begin_keyed(key, prompt, scope);
+            if (LookupResult* cached = std::get_if<LookupResult>(&flight)) return std::move(*cached);
+            if (Leader* leader = std::get_if<Leader>(&flight)) {
+                std::string response;
+                try {
+                    response = std::string(std::invoke(fn));
+                } catch (...) {
+                    leader->fail(std::current_exception());
+                    throw;
+                }
+                return leader->complete(std::move(response), entry_ttl);
             }
-            // Another caller may have finished its flight between our lookup and taking the lock.
-            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact) return exact;
-            flight = shard.flights.start(key);
+            LookupResult waited = std::get<Follower>(flight).wait();  // rethrows the leader's exception
+            if (waited) return waited;                                // Coalesced
+            // The leader abandoned: begin again (someone becomes the next leader).
         }
-        const auto finish_flight = [&] {
-            std::lock_guard lock(shard.mutex);
-            shard.flights.finish(key);
-        };
-        std::shared_ptr<const std::string> response;
-        try {
-            stats_.computations.fetch_add(1, std::memory_order_relaxed);
-            std::shared_ptr<const EntryText> text = make_text(prompt, std::string(std::invoke(fn)));
-            response = response_of(text);
-            Prepared prepared = prepare(key, scope, std::move(text));
-            stamp(prepared, entry_ttl);
-            insert_prepared(std::move(prepared), true);
-        } catch (...) {
-            finish_flight();
-            flight->fail(std::current_exception());
-            throw;
-        }
-        // Inserted before the flight ends, so a caller arriving now finds the entry.
-        finish_flight();
-        flight->succeed(response);
-        return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), std::move(response)};
+    }
+
+    /// The async form of `lookup`: `done(LookupResult)` is called exactly once with what `lookup`
+    /// would return (counted the same). Today every tier is in-process and does bounded CPU work, so
+    /// `done` runs on this thread before `lookup_async` returns; a tier behind network I/O (a shared
+    /// tier, an HTTP embedder) completes it later on its own thread, so callers must accept both
+    /// (an event loop posts the result to its executor). `prompt` and `scope` need only live until
+    /// `lookup_async` returns. `done` must not throw. An exception the embedder throws during the
+    /// call propagates, and `done` is then not called.
+    template <class F>
+        requires std::invocable<std::decay_t<F>&, LookupResult> && std::constructible_from<std::decay_t<F>, F>
+    void lookup_async(std::string_view prompt, std::string_view scope, F&& done) {
+        std::decay_t<F> callback(std::forward<F>(done));
+        LookupResult result = lookup(prompt, scope);
+        std::invoke(callback, std::move(result));
     }
 
     /// Removes the entry for (`scope`, normalized `prompt`); false if there was none.
@@ -335,6 +374,7 @@ public:
         s.guard_vetoes = stats_.guard_vetoes.load(std::memory_order_relaxed);
         s.computations = stats_.computations.load(std::memory_order_relaxed);
         s.coalesced = stats_.coalesced.load(std::memory_order_relaxed);
+        s.abandoned = stats_.abandoned.load(std::memory_order_relaxed);
         s.unusable_embeddings = stats_.unusable_embeddings.load(std::memory_order_relaxed);
         s.entries = entry_count_.load(std::memory_order_relaxed);
         s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
@@ -427,7 +467,7 @@ private:
 
     struct Counters {
         std::atomic<std::uint64_t> exact_hits{0}, semantic_hits{0}, misses{0}, insertions{0}, evictions{0},
-            expirations{0}, guard_vetoes{0}, computations{0}, coalesced{0}, unusable_embeddings{0};
+            expirations{0}, guard_vetoes{0}, computations{0}, coalesced{0}, abandoned{0}, unusable_embeddings{0};
     };
 
     static bool semantic_for(SemanticTier tier) noexcept {
@@ -533,6 +573,23 @@ private:
         }
         stats_.misses.fetch_add(1, std::memory_order_relaxed);
         return {};
+    }
+
+    Flight begin_keyed(const detail::CacheKey& key, std::string_view prompt, std::string_view scope) {
+        if (LookupResult cached = lookup_keyed(key, prompt, scope); cached) return Flight(std::in_place_type<LookupResult>, std::move(cached));
+        Shard& shard = shard_for(key);
+        std::shared_ptr<typename Flights::Flight> flight;
+        {
+            std::lock_guard lock(shard.mutex);
+            if (std::shared_ptr<typename Flights::Flight> pending = shard.flights.join(key))
+                return Flight(std::in_place_type<Follower>, Follower(&stats_, std::move(pending)));
+            // Another caller may have finished its flight between our lookup and taking the lock.
+            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact)
+                return Flight(std::in_place_type<LookupResult>, std::move(exact));
+            flight = shard.flights.start(key);
+        }
+        stats_.computations.fetch_add(1, std::memory_order_relaxed);
+        return Flight(std::in_place_type<Leader>, Leader(this, key, prompt, scope, std::move(flight)));
     }
 
     LookupResult lookup_exact(const detail::CacheKey& key, std::int64_t now) {
@@ -802,6 +859,200 @@ private:
     std::atomic<std::size_t> entry_count_{0};
     std::atomic<std::size_t> memory_bytes_{0};
     Counters stats_;
+
+public:
+    // ---- the single flight's handles (declared above, defined here: they hold private types) ----
+
+    /// The caller that computes the response of a single flight (from `begin`). Move-only. It ends
+    /// the flight exactly once: `complete` (stored, followers get it), `fail` (followers get the
+    /// exception) or `abandon` (never stored; followers are told to compute themselves); destroying
+    /// an active Leader abandons. The cache must outlive it. One thread at a time.
+    class Leader {
+    public:
+        Leader() noexcept = default;
+        Leader(Leader&& other) noexcept
+            : cache_(std::exchange(other.cache_, nullptr)), key_(other.key_), prompt_(std::move(other.prompt_)),
+              scope_(std::move(other.scope_)), flight_(std::move(other.flight_)) {}
+        Leader& operator=(Leader&& other) noexcept {
+            if (this != &other) {
+                abandon();
+                cache_ = std::exchange(other.cache_, nullptr);
+                key_ = other.key_;
+                prompt_ = std::move(other.prompt_);
+                scope_ = std::move(other.scope_);
+                flight_ = std::move(other.flight_);
+            }
+            return *this;
+        }
+        Leader(const Leader&) = delete;
+        Leader& operator=(const Leader&) = delete;
+        ~Leader() { abandon(); }
+
+        /// True until the flight was ended through this handle.
+        [[nodiscard]] bool active() const noexcept { return flight_ != nullptr; }
+        explicit operator bool() const noexcept { return active(); }
+
+        /// Stores `response` (with `ttl`, default the cache's), then ends the flight: later callers
+        /// find the entry, followers get the response (match Coalesced; also when it was too big to
+        /// store). Returns it as match Computed. Throws Error(Closed) when the flight already ended,
+        /// Error(InvalidArgument) for a ttl <= 0 (the flight stays open: complete or abandon it); if
+        /// the embedder throws while storing, the flight fails with that exception (followers get it)
+        /// and it propagates.
+        LookupResult complete(std::string response, std::optional<std::chrono::nanoseconds> ttl = std::nullopt) {
+            if (!flight_) throw Error(ErrorCode::Closed, "SemanticCache::Leader::complete: the flight already ended");
+            const std::chrono::nanoseconds entry_ttl = cache_->checked_ttl(ttl, "SemanticCache::Leader::complete");
+            std::shared_ptr<const std::string> stored;
+            try {
+                std::shared_ptr<const EntryText> text = make_text(prompt_, std::move(response));
+                stored = response_of(text);
+                Prepared prepared = cache_->prepare(key_, scope_, std::move(text));
+                cache_->stamp(prepared, entry_ttl);
+                cache_->insert_prepared(std::move(prepared), true);
+            } catch (...) {
+                fail(std::current_exception());
+                throw;
+            }
+            // Inserted before the flight leaves the table, so a caller arriving now finds the entry.
+            const std::shared_ptr<typename Flights::Flight> flight = release();
+            flight->complete(stored);
+            return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), std::move(stored)};
+        }
+
+        /// Ends the flight with `error` (nothing stored): followers' `try_result` / `wait` rethrow it.
+        /// No-op when the flight already ended.
+        void fail(std::exception_ptr error) noexcept {
+            if (!flight_) return;
+            release()->fail(std::move(error));
+        }
+
+        /// Ends the flight without a result (the stream failed or was interrupted: never stored):
+        /// followers get a Miss from `try_result` — "compute it yourself" — and usually `begin` again.
+        /// Counted in `SemanticCacheStats::abandoned`. No-op when the flight already ended.
+        void abandon() noexcept {
+            if (!flight_) return;
+            SemanticCache* cache = cache_;
+            release()->abandon();
+            cache->stats_.abandoned.fetch_add(1, std::memory_order_relaxed);
+        }
+
+    private:
+        friend class SemanticCache;
+        Leader(SemanticCache* cache, const detail::CacheKey& key, std::string_view prompt, std::string_view scope,
+               std::shared_ptr<typename Flights::Flight> flight)
+            : cache_(cache), key_(key), prompt_(prompt), scope_(scope), flight_(std::move(flight)) {}
+
+        // Takes the flight out of the shard's table (later callers no longer join it) and out of this handle.
+        std::shared_ptr<typename Flights::Flight> release() noexcept {
+            std::shared_ptr<typename Flights::Flight> flight = std::move(flight_);
+            Shard& shard = cache_->shard_for(key_);
+            {
+                std::lock_guard lock(shard.mutex);
+                shard.flights.finish(key_, flight.get());
+            }
+            cache_ = nullptr;
+            return flight;
+        }
+
+        SemanticCache* cache_ = nullptr;
+        detail::CacheKey key_{};
+        std::string prompt_;
+        std::string scope_;
+        std::shared_ptr<typename Flights::Flight> flight_;
+    };
+
+    /// A caller that waits for another caller's computation (from `begin`), without blocking when it
+    /// wants: `on_ready(cb)` (fires once when the flight ended) + `try_result()`. Dropping it or
+    /// `cancel()` stops waiting and never affects the flight. Move-only; the cache must outlive it.
+    /// One thread at a time (its `on_ready` callbacks fire on the leader's thread).
+    class Follower {
+    public:
+        Follower() noexcept = default;
+        Follower(Follower&&) noexcept = default;
+        Follower& operator=(Follower&& other) noexcept {
+            if (this != &other) {
+                cancel();
+                flight_ = std::move(other.flight_);
+                stats_ = other.stats_;
+                registered_ = std::move(other.registered_);
+                counted_ = other.counted_;
+            }
+            return *this;
+        }
+        Follower(const Follower&) = delete;
+        Follower& operator=(const Follower&) = delete;
+        ~Follower() { cancel(); }
+
+        /// True until `cancel()` (or a move from it).
+        [[nodiscard]] bool active() const noexcept { return flight_ != nullptr; }
+        explicit operator bool() const noexcept { return active(); }
+
+        /// True when the flight ended (`try_result` then returns a value).
+        [[nodiscard]] bool ready() const { return flight_ && flight_->state() != detail::FlightEnd::Pending; }
+
+        /// Calls `ready()` once, when the flight ended (completed, failed or abandoned): on the
+        /// leader's thread, after the cache's and the flight's locks were released, or on this thread
+        /// before `on_ready` returns if it already ended (the Subscription is then empty). The
+        /// contract of llmfast/subscription.hpp: cancel the Subscription (or this Follower, which
+        /// cancels every registration made through it) race-free. `ready` must not throw. Throws
+        /// Error(Closed) on an inactive Follower, std::bad_alloc.
+        template <class F>
+            requires std::invocable<std::decay_t<F>&> && std::constructible_from<std::decay_t<F>, F>
+        [[nodiscard]] Subscription on_ready(F&& ready) {
+            if (!flight_) throw Error(ErrorCode::Closed, "SemanticCache::Follower::on_ready: the follower was cancelled");
+            std::shared_ptr<detail::ReadyNode> node = detail::ReadyList::make(detail::ReadyCallback(std::forward<F>(ready)));
+            std::erase_if(registered_, [](const std::shared_ptr<detail::ReadyNode>& n) { return !n->armed_now(); });
+            registered_.push_back(node);
+            return flight_->on_end(std::move(node));
+        }
+
+        /// Never blocks. nullopt while the leader computes; then: match Coalesced with the leader's
+        /// response (completed); match Miss, no response (abandoned: compute it yourself, e.g. `begin`
+        /// again); or rethrows the leader's exception (failed). Throws Error(Closed) when inactive.
+        [[nodiscard]] std::optional<LookupResult> try_result() {
+            if (!flight_) throw Error(ErrorCode::Closed, "SemanticCache::Follower::try_result: the follower was cancelled");
+            const detail::FlightEnd end = flight_->state();
+            if (end == detail::FlightEnd::Pending) return std::nullopt;
+            return result_of(end);
+        }
+
+        /// Blocks until the flight ended, then returns as `try_result` (for plain threads).
+        LookupResult wait() {
+            if (!flight_) throw Error(ErrorCode::Closed, "SemanticCache::Follower::wait: the follower was cancelled");
+            return result_of(flight_->wait());
+        }
+
+        /// Stops waiting: cancels the registrations made through `on_ready` (race-free, as
+        /// Subscription::cancel) and lets go of the flight. The leader and other followers are
+        /// unaffected. Idempotent.
+        void cancel() noexcept {
+            for (const std::shared_ptr<detail::ReadyNode>& node : registered_) node->cancel();
+            registered_.clear();
+            flight_.reset();
+        }
+
+    private:
+        friend class SemanticCache;
+        Follower(Counters* stats, std::shared_ptr<typename Flights::Flight> flight) noexcept
+            : flight_(std::move(flight)), stats_(stats) {}
+
+        LookupResult result_of(detail::FlightEnd end) {
+            switch (end) {
+                case detail::FlightEnd::Completed:
+                    if (!counted_) {
+                        counted_ = true;
+                        stats_->coalesced.fetch_add(1, std::memory_order_relaxed);
+                    }
+                    return LookupResult{MatchKind::Coalesced, 1.0F, std::chrono::nanoseconds::zero(), flight_->value()};
+                case detail::FlightEnd::Failed: std::rethrow_exception(flight_->error());
+                default: return {};
+            }
+        }
+
+        std::shared_ptr<typename Flights::Flight> flight_;
+        Counters* stats_ = nullptr;
+        std::vector<std::shared_ptr<detail::ReadyNode>> registered_;
+        bool counted_ = false;
+    };
 };
 
 LLMFAST_END_NAMESPACE

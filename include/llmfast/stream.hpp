@@ -27,6 +27,23 @@
 // queued items are discarded. A producer that waits on something else can register a
 // `std::stop_callback` on `stop_token()`.
 //
+// Event loops (no thread blocked): `try_pop()` / `try_push()` never wait, and `on_ready(cb)` /
+// `on_space(cb)` call `cb` once when trying again is worth it (llmfast/subscription.hpp has the
+// contract: at most once, outside the channel's lock, on the producer's / consumer's thread or at
+// once on the caller's; the returned `Subscription` cancels race-free):
+//
+//     void pump() {                                   // runs on the executor, never blocks
+//         for (;;) {
+//             llmfast::Received<std::string> got = channel.try_pop();
+//             if (got.status == llmfast::StreamStatus::Timeout) {   // empty for now
+//                 ready = channel.on_ready([this] { post(executor, [this] { pump(); }); });
+//                 return;
+//             }
+//             if (got.is_end()) return finish(got.status);
+//             send(*got.value);
+//         }
+//     }
+//
 // Thread-safety: `TokenChannel` is fully thread-safe (any number of producers and consumers, though
 // one of each is the intended use). `TimedReceiver`, `StreamRecorder` and the generators are owned by
 // one consumer thread.
@@ -37,7 +54,8 @@
 //
 // Errors: `TokenChannelOptions` and `StreamTimeouts` with zero or negative values throw
 // `Error(InvalidArgument)` from the constructor that validates them. Hot-path calls return a
-// `StreamStatus`, never throw (except what moving a T throws). The generator views throw: `stream()`
+// `StreamStatus`, never throw (except what moving a T throws); `on_ready` / `on_space` throw only
+// std::bad_alloc (nothing registered then). The generator views throw: `stream()`
 // and `TimedReceiver::values()` rethrow the producer's `close(error)` exception and throw
 // `Error(Cancelled)`, `Error(DeadlineExceeded)` or `Error(IdleTimeout)` for the other ends.
 #pragma once
@@ -50,6 +68,7 @@
 #include <llmfast/detail/saturating.hpp>
 #include <llmfast/error.hpp>
 #include <llmfast/streaming_generator.hpp>
+#include <llmfast/subscription.hpp>
 #include <llmfast/utf8.hpp>
 
 #include <fmt/format.h>
@@ -131,10 +150,20 @@ struct TokenChannelOptions {
     std::size_t capacity = 1024;  ///< items buffered before `push` blocks (backpressure); > 0
 };
 
+/// A snapshot of a channel's counters (`TokenChannel::stats()`).
+struct TokenChannelStats {
+    std::uint64_t pushed = 0;     ///< items accepted by a push
+    std::uint64_t popped = 0;     ///< items handed to the consumer
+    std::uint64_t discarded = 0;  ///< items still queued when `cancel()` ran (destroyed, never delivered)
+    std::size_t queued = 0;       ///< items queued now
+};
+
 /// A bounded, blocking, cancellable FIFO from a producer thread (the model) to a consumer (the
 /// connection). Mutex + two condition variables; a side only notifies the other when it waits, and a
 /// blocked producer is woken only once half the capacity is free again, so a fast pair exchanges
 /// items in batches without a futex call per item.
+///
+/// Non-blocking use: `try_pop` / `try_push` plus `on_ready` / `on_space` (see the file comment).
 ///
 /// Thread-safety: fully thread-safe. Not clocked: its timed waits are on std::chrono::steady_clock
 /// (a condition variable can wait on nothing else); `TimedReceiver` adds an injectable clock on top.
@@ -212,16 +241,50 @@ public:
         return pop_impl(&past);
     }
 
+    // ---- readiness (for event loops; the contract is llmfast/subscription.hpp's) ----
+
+    /// Calls `ready()` once, when `try_pop()` would return something other than `Timeout`: an item is
+    /// queued, or the channel was closed (Closed / Failed after the queued items) or cancelled. If
+    /// that already holds, `ready()` runs on this thread before `on_ready` returns (and the returned
+    /// Subscription is empty); otherwise it runs later on the thread whose `push`, `close` or
+    /// `cancel` made it true, after the channel's lock was released. A wake-up, not a reservation:
+    /// with several consumers `try_pop()` may still return Timeout; register again then. Every armed
+    /// registration fires on the next event (any number may be armed). Destroying the Subscription /
+    /// `cancel()` deregisters race-free (it waits for a callback running on another thread).
+    /// `ready` must not throw. Throws only std::bad_alloc (nothing is registered then).
+    template <class F>
+        requires std::invocable<std::decay_t<F>&> && std::constructible_from<std::decay_t<F>, F>
+    [[nodiscard]] Subscription on_ready(F&& ready) {
+        return subscribe(readers_, std::forward<F>(ready), [this] { return cancelled_ || closed_ || ring_.size() > 0; });
+    }
+
+    /// The producer's side, symmetric: calls `ready()` once, when `try_push()` would return something
+    /// other than `Timeout`: there is room, or the channel was closed or cancelled (a push then
+    /// returns Closed / Cancelled). Immediately (on this thread, before returning) if that already
+    /// holds. Otherwise it fires from the consumer's pop once half the capacity is free again (as a
+    /// blocked `push` is woken; at least one slot), or from `close` / `cancel`. Same contract as
+    /// `on_ready`.
+    template <class F>
+        requires std::invocable<std::decay_t<F>&> && std::constructible_from<std::decay_t<F>, F>
+    [[nodiscard]] Subscription on_space(F&& ready) {
+        return subscribe(writers_, std::forward<F>(ready), [this] { return cancelled_ || closed_ || ring_.size() < capacity_; });
+    }
+
     /// Waits for at least one item (or the end, or `deadline`), then moves up to `max_items` queued
     /// items to the back of `out` under one lock. Returns Ok when it appended any; else the status.
     StreamStatus pop_batch(std::vector<T>& out, std::size_t max_items,
                            clock::time_point deadline = clock::time_point::max()) {
-        std::unique_lock lock(mutex_);
-        const StreamStatus status = wait_for_item(lock, deadline == clock::time_point::max() ? nullptr : &deadline);
-        if (status != StreamStatus::Ok) return status;
-        const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, ring_.size());
-        for (std::size_t i = 0; i < take; ++i) out.push_back(ring_.take_front());
-        after_take(lock);
+        detail::ReadyList::Nodes wake;
+        {
+            std::unique_lock lock(mutex_);
+            const StreamStatus status = wait_for_item(lock, deadline == clock::time_point::max() ? nullptr : &deadline);
+            if (status != StreamStatus::Ok) return status;
+            const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, ring_.size());
+            for (std::size_t i = 0; i < take; ++i) out.push_back(ring_.take_front());
+            popped_ += take;
+            wake = after_take(lock);
+        }
+        detail::ReadyList::fire_all(wake);
         return StreamStatus::Ok;
     }
 
@@ -231,12 +294,20 @@ public:
         // Stop first, outside the lock (stop callbacks run here and may touch the channel), so that
         // whoever sees `Cancelled` also sees `stop_requested()`.
         stop_.request_stop();
-        std::lock_guard lock(mutex_);
-        if (cancelled_) return;
-        cancelled_ = true;
-        ring_.clear();  // destroy, don't move: nothing here may throw
-        not_empty_.notify_all();
-        not_full_.notify_all();
+        detail::ReadyList::Nodes readers, writers;
+        {
+            std::lock_guard lock(mutex_);
+            if (cancelled_) return;
+            cancelled_ = true;
+            discarded_ += ring_.size();
+            ring_.clear();  // destroy, don't move: nothing here may throw
+            not_empty_.notify_all();
+            not_full_.notify_all();
+            readers = readers_.take();
+            writers = writers_.take();
+        }
+        detail::ReadyList::fire_all(readers);
+        detail::ReadyList::fire_all(writers);
     }
 
     /// Calls `cancel()` when `token` fires — e.g. the HTTP server's token for the client connection,
@@ -284,6 +355,11 @@ public:
     [[nodiscard]] bool cancelled() const {
         std::lock_guard lock(mutex_);
         return cancelled_;
+    }
+    /// The counters (a consistent snapshot, taken under the lock).
+    [[nodiscard]] TokenChannelStats stats() const {
+        std::lock_guard lock(mutex_);
+        return TokenChannelStats{pushed_, popped_, discarded_, ring_.size()};
     }
 
 private:
@@ -345,25 +421,51 @@ private:
         return true;
     }
 
+    // Registers `ready` on `list` unless `now_ready()` holds (lock held), in which case it is called
+    // here after unlocking. The node is allocated before locking.
+    template <class F, class Ready>
+    Subscription subscribe(detail::ReadyList& list, F&& ready, Ready now_ready) {
+        std::shared_ptr<detail::ReadyNode> node = detail::ReadyList::make(detail::ReadyCallback(std::forward<F>(ready)));
+        {
+            std::lock_guard lock(mutex_);
+            if (!now_ready()) return list.add(std::move(node));
+        }
+        node->fire();
+        return {};
+    }
+
     StreamStatus push_impl(T& value, const clock::time_point* deadline) {
-        std::unique_lock lock(mutex_);
-        const bool ready = wait_until_ready(lock, not_full_, producers_waiting_, deadline,
-                                            [this] { return cancelled_ || closed_ || ring_.size() < capacity_; });
-        if (!ready) return StreamStatus::Timeout;
-        if (cancelled_) return StreamStatus::Cancelled;
-        if (closed_) return StreamStatus::Closed;
-        ring_.push_back(std::move(value));  // size() < capacity_ here: grows at most up to capacity_
-        if (consumers_waiting_ > 0) not_empty_.notify_one();
+        detail::ReadyList::Nodes wake;
+        {
+            std::unique_lock lock(mutex_);
+            const bool ready = wait_until_ready(lock, not_full_, producers_waiting_, deadline,
+                                                [this] { return cancelled_ || closed_ || ring_.size() < capacity_; });
+            if (!ready) return StreamStatus::Timeout;
+            if (cancelled_) return StreamStatus::Cancelled;
+            if (closed_) return StreamStatus::Closed;
+            ring_.push_back(std::move(value));  // size() < capacity_ here: grows at most up to capacity_
+            ++pushed_;
+            if (consumers_waiting_ > 0) not_empty_.notify_one();
+            if (!readers_.empty()) wake = readers_.take();
+        }
+        detail::ReadyList::fire_all(wake);
         return StreamStatus::Ok;
     }
 
     void close_impl(std::exception_ptr error) noexcept {
-        std::lock_guard lock(mutex_);
-        if (closed_) return;
-        closed_ = true;
-        error_ = std::move(error);
-        not_empty_.notify_all();
-        not_full_.notify_all();
+        detail::ReadyList::Nodes readers, writers;
+        {
+            std::lock_guard lock(mutex_);
+            if (closed_) return;
+            closed_ = true;
+            error_ = std::move(error);
+            not_empty_.notify_all();
+            not_full_.notify_all();
+            readers = readers_.take();
+            writers = writers_.take();
+        }
+        detail::ReadyList::fire_all(readers);
+        detail::ReadyList::fire_all(writers);
     }
 
     // Invariant (lock held): returns Ok iff ring_.size() > 0 and the channel is not cancelled.
@@ -377,21 +479,30 @@ private:
     }
 
     Received<T> pop_impl(const clock::time_point* deadline) {
-        std::unique_lock lock(mutex_);
         Received<T> result;
-        result.status = wait_for_item(lock, deadline);
-        if (result.status == StreamStatus::Ok) {
-            result.value.emplace(ring_.take_front());
-            after_take(lock);
-        } else if (result.status == StreamStatus::Failed) {
-            result.error = error_;
+        detail::ReadyList::Nodes wake;
+        {
+            std::unique_lock lock(mutex_);
+            result.status = wait_for_item(lock, deadline);
+            if (result.status == StreamStatus::Ok) {
+                result.value.emplace(ring_.take_front());
+                ++popped_;
+                wake = after_take(lock);
+            } else if (result.status == StreamStatus::Failed) {
+                result.error = error_;
+            }
         }
+        detail::ReadyList::fire_all(wake);
         return result;
     }
 
-    void after_take(std::unique_lock<std::mutex>&) {
-        // Hysteresis: wake a blocked producer once half the ring is free, not for every slot.
-        if (producers_waiting_ > 0 && capacity_ - ring_.size() >= producer_wake_free_) not_full_.notify_all();
+    // Returns the producers' readiness registrations to fire once the lock is released.
+    [[nodiscard]] detail::ReadyList::Nodes after_take(std::unique_lock<std::mutex>&) noexcept {
+        // Hysteresis: wake a blocked (or registered) producer once half the ring is free, not for every slot.
+        const bool wake = capacity_ - ring_.size() >= producer_wake_free_;
+        if (wake && producers_waiting_ > 0) not_full_.notify_all();
+        if (wake && !writers_.empty()) return writers_.take();
+        return {};
     }
 
     const std::size_t capacity_;
@@ -404,6 +515,9 @@ private:
     detail::RingBuffer<T> ring_;
     std::size_t producers_waiting_ = 0;
     std::size_t consumers_waiting_ = 0;
+    detail::ReadyList readers_;  // on_ready registrations (fired by push, close, cancel)
+    detail::ReadyList writers_;  // on_space registrations (fired by pops, close, cancel)
+    std::uint64_t pushed_ = 0, popped_ = 0, discarded_ = 0;
     bool closed_ = false;
     bool cancelled_ = false;
     std::exception_ptr error_;
