@@ -240,6 +240,327 @@ private:
 
 LLMFAST_END_NAMESPACE
 // ---- end llmfast/clock.hpp ----
+// ---- begin llmfast/subscription.hpp ----
+// llmfast/subscription.hpp — readiness callbacks for executors: the handle `Subscription` that the
+// non-blocking forms of llmfast's components return (`TokenChannel::on_ready` / `on_space`,
+// `SemanticCache::Follower::on_ready`).
+//
+// An event loop (Asio, libuv, a thread pool, a test) must never block one of its threads on a
+// component. Each component therefore pairs a non-blocking try (`try_pop`, `try_push`,
+// `try_result`) with a readiness registration: "call me once when it is worth trying again". The
+// registration returns a `Subscription`; destroying it or calling `cancel()` deregisters the
+// callback, race-free with a concurrent firing:
+//
+//     llmfast::Subscription ready = channel.on_ready([&] { post(strand, resume); });  // may run at once
+//     ...
+//     ready.cancel();   // the client went away: after this returns the callback is not running and
+//                       // will never run (unless cancel() is called from inside the callback itself)
+//
+// The contract every registration in llmfast follows:
+// - The callback is invoked at most once per registration, on whichever thread makes the condition
+//   true (the producer's `push`, the leader's `complete`, ...), or on the registering thread before
+//   the registration call returns when the condition already holds (the returned Subscription is
+//   then empty). Never while the component holds one of its own locks: the callback may call back
+//   into the component (try again, register again).
+// - `cancel()` (and the destructor) resolve the race with a concurrent firing as `std::stop_callback`
+//   does: if the callback has not started, it never will (`cancel()` returns true and destroys it);
+//   if it is running on another thread, `cancel()` waits for it to return (returns false); called
+//   from inside the callback, it returns false at once (no self-deadlock). So a callback may safely
+//   capture references to objects the canceller destroys right after `cancel()`. Consequence: a
+//   callback must not wait for the thread that cancels it.
+// - A readiness callback is a wake-up, not a reservation: with several consumers another one may
+//   take the item first, and a try can still come back empty. Try, and register again if so.
+// - Callbacks must not throw: the component calls them from noexcept paths (std::terminate).
+// - The component holds callbacks it has not fired until they fire or are cancelled; a component
+//   destroyed with registrations still armed destroys their callbacks without calling them.
+//
+// Thread-safety: a `Subscription` is a plain move-only value owned by one thread at a time, but its
+// `cancel()` may race freely with the firing on another thread (that is its purpose).
+//
+// Errors: nothing here throws (registration calls may throw std::bad_alloc).
+
+
+// ---- begin llmfast/detail/inplace_function.hpp ----
+// llmfast/detail/inplace_function.hpp — a move-only, small-buffer callable (internal).
+//
+// C++20 has no std::move_only_function, and std::function needs copyable targets and allocates for
+// anything bigger than two pointers. `InplaceFunction<R(Args...), Capacity>` stores a target of up to
+// `Capacity` bytes (max_align_t alignment, nothrow-movable) inside the object, so wrapping a lambda that
+// captures a pointer and an index, or a std::promise, never touches the heap. Larger targets still work:
+// they are boxed on the heap (one allocation), so callers never have to care, only hot paths do.
+//
+// Thread-safety: a plain value; one object must not be used from two threads at once.
+
+
+#include <cstddef>
+#include <functional>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+LLMFAST_BEGIN_NAMESPACE
+
+namespace detail {
+
+template <class Signature, std::size_t Capacity = 48>
+class InplaceFunction;
+
+template <class R, class... Args, std::size_t Capacity>
+class InplaceFunction<R(Args...), Capacity> {
+public:
+    static constexpr std::size_t capacity = Capacity;
+
+    /// True when a target of type F is stored inline (no allocation).
+    template <class F>
+    static constexpr bool stores_inline = sizeof(F) <= Capacity && alignof(F) <= alignof(std::max_align_t) &&
+                                          std::is_nothrow_move_constructible_v<F>;
+
+    InplaceFunction() noexcept = default;
+    InplaceFunction(std::nullptr_t) noexcept {}  // NOLINT(google-explicit-constructor)
+
+    template <class F>
+        requires(!std::is_same_v<std::remove_cvref_t<F>, InplaceFunction> &&
+                 std::is_constructible_v<std::decay_t<F>, F> && std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
+    InplaceFunction(F&& f) {  // NOLINT(google-explicit-constructor): a callable converts like std::function
+        using D = std::decay_t<F>;
+        if constexpr (stores_inline<D>) {
+            ::new (static_cast<void*>(storage_)) D(std::forward<F>(f));
+            ops_ = &inline_ops<D>;
+        } else {
+            D* boxed = new D(std::forward<F>(f));
+            ::new (static_cast<void*>(storage_)) D*(boxed);
+            ops_ = &boxed_ops<D>;
+        }
+    }
+
+    InplaceFunction(InplaceFunction&& other) noexcept : ops_(other.ops_) {
+        if (ops_) {
+            ops_->relocate(other.storage_, storage_);
+            other.ops_ = nullptr;
+        }
+    }
+
+    InplaceFunction& operator=(InplaceFunction&& other) noexcept {
+        if (this != &other) {
+            reset();
+            if (other.ops_) {
+                other.ops_->relocate(other.storage_, storage_);
+                ops_ = other.ops_;
+                other.ops_ = nullptr;
+            }
+        }
+        return *this;
+    }
+
+    InplaceFunction(const InplaceFunction&) = delete;
+    InplaceFunction& operator=(const InplaceFunction&) = delete;
+
+    ~InplaceFunction() { reset(); }
+
+    void reset() noexcept {
+        if (ops_) {
+            ops_->destroy(storage_);
+            ops_ = nullptr;
+        }
+    }
+
+    explicit operator bool() const noexcept { return ops_ != nullptr; }
+
+    /// Calls the target. Throws std::bad_function_call when empty.
+    R operator()(Args... args) {
+        if (!ops_) throw std::bad_function_call();
+        return ops_->invoke(storage_, std::forward<Args>(args)...);
+    }
+
+private:
+    struct Ops {
+        R (*invoke)(void*, Args&&...);
+        void (*relocate)(void* from, void* to) noexcept;  // move-construct into `to`, destroy `from`
+        void (*destroy)(void*) noexcept;
+    };
+
+    template <class D>
+    static constexpr Ops inline_ops{
+        [](void* self, Args&&... args) -> R { return std::invoke(*static_cast<D*>(self), std::forward<Args>(args)...); },
+        [](void* from, void* to) noexcept {
+            D* source = static_cast<D*>(from);
+            ::new (to) D(std::move(*source));
+            source->~D();
+        },
+        [](void* self) noexcept { static_cast<D*>(self)->~D(); },
+    };
+
+    template <class D>
+    static constexpr Ops boxed_ops{
+        [](void* self, Args&&... args) -> R { return std::invoke(**static_cast<D**>(self), std::forward<Args>(args)...); },
+        [](void* from, void* to) noexcept { ::new (to) D*(*static_cast<D**>(from)); },
+        [](void* self) noexcept { delete *static_cast<D**>(self); },
+    };
+
+    alignas(std::max_align_t) unsigned char storage_[Capacity];
+    const Ops* ops_ = nullptr;
+};
+
+}  // namespace detail
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/inplace_function.hpp ----
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+
+class Subscription;
+
+namespace detail {
+
+/// The stored callback of one registration: move-only, inline up to 48 bytes.
+using ReadyCallback = InplaceFunction<void(), 48>;
+
+/// One registration: the callback and its state machine Armed -> Running -> Done, or Armed -> Cancelled.
+/// Shared between the component's list (which fires it once) and the caller's Subscription (which may
+/// cancel it). `fire` is called by at most one thread (the component removes the node from its list
+/// under its lock before firing it).
+class ReadyNode {
+public:
+    explicit ReadyNode(ReadyCallback callback) noexcept : callback_(std::move(callback)) {}
+    ReadyNode(const ReadyNode&) = delete;
+    ReadyNode& operator=(const ReadyNode&) = delete;
+
+    /// Runs the callback unless it was cancelled. The callback is destroyed before the node is Done, so
+    /// once a cancel() returns nothing the callback captured is referenced any more.
+    void fire() noexcept {
+        runner_ = std::this_thread::get_id();  // read by cancel() only after it saw Running (acquire)
+        int expected = armed;
+        if (!state_.compare_exchange_strong(expected, running, std::memory_order_acq_rel)) return;
+        {
+            ReadyCallback callback = std::move(callback_);
+            callback();  // noexcept context: a throwing callback terminates
+        }
+        state_.store(done, std::memory_order_release);
+        state_.notify_all();
+    }
+
+    /// True when this call prevented the callback from running; false when it ran, is running (waited
+    /// for unless on the running thread), or was already cancelled.
+    bool cancel() noexcept {
+        int expected = armed;
+        if (state_.compare_exchange_strong(expected, cancelled, std::memory_order_acq_rel)) {
+            ReadyCallback dropped = std::move(callback_);  // destroyed here, by the canceller
+            return true;
+        }
+        if (expected == running && runner_ != std::this_thread::get_id()) {
+            int now = running;
+            while (now == running) {
+                state_.wait(running, std::memory_order_acquire);
+                now = state_.load(std::memory_order_acquire);
+            }
+        }
+        return false;
+    }
+
+    [[nodiscard]] bool armed_now() const noexcept { return state_.load(std::memory_order_acquire) == armed; }
+
+private:
+    static constexpr int armed = 0, running = 1, done = 2, cancelled = 3;
+    std::atomic<int> state_{armed};
+    std::thread::id runner_{};
+    ReadyCallback callback_;
+};
+
+/// The component's side: the armed registrations of one condition. Not synchronized: `add` and `take`
+/// are called under the component's lock; firing what `take` returned happens after releasing it.
+class ReadyList {
+public:
+    using Nodes = std::vector<std::shared_ptr<ReadyNode>>;
+
+    /// Builds a node (call outside the component's lock: it allocates).
+    static std::shared_ptr<ReadyNode> make(ReadyCallback callback) {
+        return std::make_shared<ReadyNode>(std::move(callback));
+    }
+
+    /// Stores `node` (lock held) and returns the caller's handle. Cancelled registrations left behind
+    /// by earlier subscribers are dropped first, so the list never holds more than the live ones plus
+    /// those cancelled since the last add or take.
+    Subscription add(std::shared_ptr<ReadyNode> node);
+
+    [[nodiscard]] bool empty() const noexcept { return nodes_.empty(); }
+    [[nodiscard]] std::size_t size() const noexcept { return nodes_.size(); }
+
+    /// Moves every registration out (lock held); fire them with `fire_all` after unlocking.
+    [[nodiscard]] Nodes take() noexcept {
+        Nodes out;
+        out.swap(nodes_);
+        return out;
+    }
+
+    /// Fires what `take` returned (no lock held).
+    static void fire_all(Nodes& nodes) noexcept {
+        for (const std::shared_ptr<ReadyNode>& node : nodes) node->fire();
+        nodes.clear();
+    }
+
+private:
+    Nodes nodes_;
+};
+
+}  // namespace detail
+
+/// The handle of one readiness registration (see the file comment). Empty when default-constructed,
+/// moved from, or returned by a registration whose callback already ran before it returned.
+/// Destroying it cancels the registration (as `cancel()`).
+class Subscription {
+public:
+    Subscription() noexcept = default;
+    Subscription(Subscription&& other) noexcept = default;
+    Subscription& operator=(Subscription&& other) noexcept {
+        if (this != &other) {
+            cancel();
+            node_ = std::move(other.node_);
+        }
+        return *this;
+    }
+    Subscription(const Subscription&) = delete;
+    Subscription& operator=(const Subscription&) = delete;
+    ~Subscription() { cancel(); }
+
+    /// Deregisters the callback. Returns true when this prevented it from ever running (it is then
+    /// destroyed, on this thread); false when it already ran, is running on another thread (this
+    /// waits until it returned), is running on this thread (returns at once), or the handle is empty.
+    /// After it returns, the handle is empty. Never throws.
+    bool cancel() noexcept {
+        if (!node_) return false;
+        const bool prevented = node_->cancel();
+        node_.reset();
+        return prevented;
+    }
+
+    /// True while the callback is registered and has neither started nor been cancelled.
+    [[nodiscard]] bool pending() const noexcept { return node_ && node_->armed_now(); }
+
+    /// Gives up the handle without cancelling: the callback stays registered (fire and forget).
+    void release() noexcept { node_.reset(); }
+
+private:
+    friend class detail::ReadyList;
+    explicit Subscription(std::shared_ptr<detail::ReadyNode> node) noexcept : node_(std::move(node)) {}
+
+    std::shared_ptr<detail::ReadyNode> node_;
+};
+
+inline Subscription detail::ReadyList::add(std::shared_ptr<ReadyNode> node) {
+    std::erase_if(nodes_, [](const std::shared_ptr<ReadyNode>& n) { return !n->armed_now(); });
+    nodes_.push_back(node);
+    return Subscription(std::move(node));
+}
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/subscription.hpp ----
 // ---- begin llmfast/utf8.hpp ----
 // llmfast/utf8.hpp — UTF-8 validation, code-point boundaries and an incremental assembler.
 //
@@ -2200,6 +2521,23 @@ LLMFAST_END_NAMESPACE
 // queued items are discarded. A producer that waits on something else can register a
 // `std::stop_callback` on `stop_token()`.
 //
+// Event loops (no thread blocked): `try_pop()` / `try_push()` never wait, and `on_ready(cb)` /
+// `on_space(cb)` call `cb` once when trying again is worth it (llmfast/subscription.hpp has the
+// contract: at most once, outside the channel's lock, on the producer's / consumer's thread or at
+// once on the caller's; the returned `Subscription` cancels race-free):
+//
+//     void pump() {                                   // runs on the executor, never blocks
+//         for (;;) {
+//             llmfast::Received<std::string> got = channel.try_pop();
+//             if (got.status == llmfast::StreamStatus::Timeout) {   // empty for now
+//                 ready = channel.on_ready([this] { post(executor, [this] { pump(); }); });
+//                 return;
+//             }
+//             if (got.is_end()) return finish(got.status);
+//             send(*got.value);
+//         }
+//     }
+//
 // Thread-safety: `TokenChannel` is fully thread-safe (any number of producers and consumers, though
 // one of each is the intended use). `TimedReceiver`, `StreamRecorder` and the generators are owned by
 // one consumer thread.
@@ -2210,7 +2548,8 @@ LLMFAST_END_NAMESPACE
 //
 // Errors: `TokenChannelOptions` and `StreamTimeouts` with zero or negative values throw
 // `Error(InvalidArgument)` from the constructor that validates them. Hot-path calls return a
-// `StreamStatus`, never throw (except what moving a T throws). The generator views throw: `stream()`
+// `StreamStatus`, never throw (except what moving a T throws); `on_ready` / `on_space` throw only
+// std::bad_alloc (nothing registered then). The generator views throw: `stream()`
 // and `TimedReceiver::values()` rethrow the producer's `close(error)` exception and throw
 // `Error(Cancelled)`, `Error(DeadlineExceeded)` or `Error(IdleTimeout)` for the other ends.
 
@@ -2689,10 +3028,20 @@ struct TokenChannelOptions {
     std::size_t capacity = 1024;  ///< items buffered before `push` blocks (backpressure); > 0
 };
 
+/// A snapshot of a channel's counters (`TokenChannel::stats()`).
+struct TokenChannelStats {
+    std::uint64_t pushed = 0;     ///< items accepted by a push
+    std::uint64_t popped = 0;     ///< items handed to the consumer
+    std::uint64_t discarded = 0;  ///< items still queued when `cancel()` ran (destroyed, never delivered)
+    std::size_t queued = 0;       ///< items queued now
+};
+
 /// A bounded, blocking, cancellable FIFO from a producer thread (the model) to a consumer (the
 /// connection). Mutex + two condition variables; a side only notifies the other when it waits, and a
 /// blocked producer is woken only once half the capacity is free again, so a fast pair exchanges
 /// items in batches without a futex call per item.
+///
+/// Non-blocking use: `try_pop` / `try_push` plus `on_ready` / `on_space` (see the file comment).
 ///
 /// Thread-safety: fully thread-safe. Not clocked: its timed waits are on std::chrono::steady_clock
 /// (a condition variable can wait on nothing else); `TimedReceiver` adds an injectable clock on top.
@@ -2770,16 +3119,50 @@ public:
         return pop_impl(&past);
     }
 
+    // ---- readiness (for event loops; the contract is llmfast/subscription.hpp's) ----
+
+    /// Calls `ready()` once, when `try_pop()` would return something other than `Timeout`: an item is
+    /// queued, or the channel was closed (Closed / Failed after the queued items) or cancelled. If
+    /// that already holds, `ready()` runs on this thread before `on_ready` returns (and the returned
+    /// Subscription is empty); otherwise it runs later on the thread whose `push`, `close` or
+    /// `cancel` made it true, after the channel's lock was released. A wake-up, not a reservation:
+    /// with several consumers `try_pop()` may still return Timeout; register again then. Every armed
+    /// registration fires on the next event (any number may be armed). Destroying the Subscription /
+    /// `cancel()` deregisters race-free (it waits for a callback running on another thread).
+    /// `ready` must not throw. Throws only std::bad_alloc (nothing is registered then).
+    template <class F>
+        requires std::invocable<std::decay_t<F>&> && std::constructible_from<std::decay_t<F>, F>
+    [[nodiscard]] Subscription on_ready(F&& ready) {
+        return subscribe(readers_, std::forward<F>(ready), [this] { return cancelled_ || closed_ || ring_.size() > 0; });
+    }
+
+    /// The producer's side, symmetric: calls `ready()` once, when `try_push()` would return something
+    /// other than `Timeout`: there is room, or the channel was closed or cancelled (a push then
+    /// returns Closed / Cancelled). Immediately (on this thread, before returning) if that already
+    /// holds. Otherwise it fires from the consumer's pop once half the capacity is free again (as a
+    /// blocked `push` is woken; at least one slot), or from `close` / `cancel`. Same contract as
+    /// `on_ready`.
+    template <class F>
+        requires std::invocable<std::decay_t<F>&> && std::constructible_from<std::decay_t<F>, F>
+    [[nodiscard]] Subscription on_space(F&& ready) {
+        return subscribe(writers_, std::forward<F>(ready), [this] { return cancelled_ || closed_ || ring_.size() < capacity_; });
+    }
+
     /// Waits for at least one item (or the end, or `deadline`), then moves up to `max_items` queued
     /// items to the back of `out` under one lock. Returns Ok when it appended any; else the status.
     StreamStatus pop_batch(std::vector<T>& out, std::size_t max_items,
                            clock::time_point deadline = clock::time_point::max()) {
-        std::unique_lock lock(mutex_);
-        const StreamStatus status = wait_for_item(lock, deadline == clock::time_point::max() ? nullptr : &deadline);
-        if (status != StreamStatus::Ok) return status;
-        const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, ring_.size());
-        for (std::size_t i = 0; i < take; ++i) out.push_back(ring_.take_front());
-        after_take(lock);
+        detail::ReadyList::Nodes wake;
+        {
+            std::unique_lock lock(mutex_);
+            const StreamStatus status = wait_for_item(lock, deadline == clock::time_point::max() ? nullptr : &deadline);
+            if (status != StreamStatus::Ok) return status;
+            const std::size_t take = std::min(max_items == 0 ? std::size_t{1} : max_items, ring_.size());
+            for (std::size_t i = 0; i < take; ++i) out.push_back(ring_.take_front());
+            popped_ += take;
+            wake = after_take(lock);
+        }
+        detail::ReadyList::fire_all(wake);
         return StreamStatus::Ok;
     }
 
@@ -2789,12 +3172,20 @@ public:
         // Stop first, outside the lock (stop callbacks run here and may touch the channel), so that
         // whoever sees `Cancelled` also sees `stop_requested()`.
         stop_.request_stop();
-        std::lock_guard lock(mutex_);
-        if (cancelled_) return;
-        cancelled_ = true;
-        ring_.clear();  // destroy, don't move: nothing here may throw
-        not_empty_.notify_all();
-        not_full_.notify_all();
+        detail::ReadyList::Nodes readers, writers;
+        {
+            std::lock_guard lock(mutex_);
+            if (cancelled_) return;
+            cancelled_ = true;
+            discarded_ += ring_.size();
+            ring_.clear();  // destroy, don't move: nothing here may throw
+            not_empty_.notify_all();
+            not_full_.notify_all();
+            readers = readers_.take();
+            writers = writers_.take();
+        }
+        detail::ReadyList::fire_all(readers);
+        detail::ReadyList::fire_all(writers);
     }
 
     /// Calls `cancel()` when `token` fires — e.g. the HTTP server's token for the client connection,
@@ -2842,6 +3233,11 @@ public:
     [[nodiscard]] bool cancelled() const {
         std::lock_guard lock(mutex_);
         return cancelled_;
+    }
+    /// The counters (a consistent snapshot, taken under the lock).
+    [[nodiscard]] TokenChannelStats stats() const {
+        std::lock_guard lock(mutex_);
+        return TokenChannelStats{pushed_, popped_, discarded_, ring_.size()};
     }
 
 private:
@@ -2903,25 +3299,51 @@ private:
         return true;
     }
 
+    // Registers `ready` on `list` unless `now_ready()` holds (lock held), in which case it is called
+    // here after unlocking. The node is allocated before locking.
+    template <class F, class Ready>
+    Subscription subscribe(detail::ReadyList& list, F&& ready, Ready now_ready) {
+        std::shared_ptr<detail::ReadyNode> node = detail::ReadyList::make(detail::ReadyCallback(std::forward<F>(ready)));
+        {
+            std::lock_guard lock(mutex_);
+            if (!now_ready()) return list.add(std::move(node));
+        }
+        node->fire();
+        return {};
+    }
+
     StreamStatus push_impl(T& value, const clock::time_point* deadline) {
-        std::unique_lock lock(mutex_);
-        const bool ready = wait_until_ready(lock, not_full_, producers_waiting_, deadline,
-                                            [this] { return cancelled_ || closed_ || ring_.size() < capacity_; });
-        if (!ready) return StreamStatus::Timeout;
-        if (cancelled_) return StreamStatus::Cancelled;
-        if (closed_) return StreamStatus::Closed;
-        ring_.push_back(std::move(value));  // size() < capacity_ here: grows at most up to capacity_
-        if (consumers_waiting_ > 0) not_empty_.notify_one();
+        detail::ReadyList::Nodes wake;
+        {
+            std::unique_lock lock(mutex_);
+            const bool ready = wait_until_ready(lock, not_full_, producers_waiting_, deadline,
+                                                [this] { return cancelled_ || closed_ || ring_.size() < capacity_; });
+            if (!ready) return StreamStatus::Timeout;
+            if (cancelled_) return StreamStatus::Cancelled;
+            if (closed_) return StreamStatus::Closed;
+            ring_.push_back(std::move(value));  // size() < capacity_ here: grows at most up to capacity_
+            ++pushed_;
+            if (consumers_waiting_ > 0) not_empty_.notify_one();
+            if (!readers_.empty()) wake = readers_.take();
+        }
+        detail::ReadyList::fire_all(wake);
         return StreamStatus::Ok;
     }
 
     void close_impl(std::exception_ptr error) noexcept {
-        std::lock_guard lock(mutex_);
-        if (closed_) return;
-        closed_ = true;
-        error_ = std::move(error);
-        not_empty_.notify_all();
-        not_full_.notify_all();
+        detail::ReadyList::Nodes readers, writers;
+        {
+            std::lock_guard lock(mutex_);
+            if (closed_) return;
+            closed_ = true;
+            error_ = std::move(error);
+            not_empty_.notify_all();
+            not_full_.notify_all();
+            readers = readers_.take();
+            writers = writers_.take();
+        }
+        detail::ReadyList::fire_all(readers);
+        detail::ReadyList::fire_all(writers);
     }
 
     // Invariant (lock held): returns Ok iff ring_.size() > 0 and the channel is not cancelled.
@@ -2935,21 +3357,30 @@ private:
     }
 
     Received<T> pop_impl(const clock::time_point* deadline) {
-        std::unique_lock lock(mutex_);
         Received<T> result;
-        result.status = wait_for_item(lock, deadline);
-        if (result.status == StreamStatus::Ok) {
-            result.value.emplace(ring_.take_front());
-            after_take(lock);
-        } else if (result.status == StreamStatus::Failed) {
-            result.error = error_;
+        detail::ReadyList::Nodes wake;
+        {
+            std::unique_lock lock(mutex_);
+            result.status = wait_for_item(lock, deadline);
+            if (result.status == StreamStatus::Ok) {
+                result.value.emplace(ring_.take_front());
+                ++popped_;
+                wake = after_take(lock);
+            } else if (result.status == StreamStatus::Failed) {
+                result.error = error_;
+            }
         }
+        detail::ReadyList::fire_all(wake);
         return result;
     }
 
-    void after_take(std::unique_lock<std::mutex>&) {
-        // Hysteresis: wake a blocked producer once half the ring is free, not for every slot.
-        if (producers_waiting_ > 0 && capacity_ - ring_.size() >= producer_wake_free_) not_full_.notify_all();
+    // Returns the producers' readiness registrations to fire once the lock is released.
+    [[nodiscard]] detail::ReadyList::Nodes after_take(std::unique_lock<std::mutex>&) noexcept {
+        // Hysteresis: wake a blocked (or registered) producer once half the ring is free, not for every slot.
+        const bool wake = capacity_ - ring_.size() >= producer_wake_free_;
+        if (wake && producers_waiting_ > 0) not_full_.notify_all();
+        if (wake && !writers_.empty()) return writers_.take();
+        return {};
     }
 
     const std::size_t capacity_;
@@ -2962,6 +3393,9 @@ private:
     detail::RingBuffer<T> ring_;
     std::size_t producers_waiting_ = 0;
     std::size_t consumers_waiting_ = 0;
+    detail::ReadyList readers_;  // on_ready registrations (fired by push, close, cancel)
+    detail::ReadyList writers_;  // on_space registrations (fired by pops, close, cancel)
+    std::uint64_t pushed_ = 0, popped_ = 0, discarded_ = 0;
     bool closed_ = false;
     bool cancelled_ = false;
     std::exception_ptr error_;
@@ -4103,6 +4537,26 @@ LLMFAST_END_NAMESPACE
 // (`block_when_full_for`) returns at the earliest of: room in the queue, block_when_full_for, the
 // request's deadline / timeout, its stop token, close().
 //
+// Event loops (no thread blocked): use the callback form. With `block_when_full_for == 0` (the
+// default) `submit` / `try_submit` never wait (a full queue is QueueFull at once); only the cost
+// function runs on the submitting thread. The callback is never invoked on the submitting thread,
+// nor on the thread that requests a stop: it always runs on one of the batcher's worker threads,
+// after the batch (or when the request is dropped), outside the batcher's lock — post the result to
+// your executor from it. To cancel a queued request (the client disconnected), give it a
+// `SubmitOptions::stop_token` from a `std::stop_source` of its own and `request_stop()`: the callback
+// then runs once with Cancelled (an idle worker completes it at once; a busy one when it forms the
+// next batch) and the request never reaches the handler; once dispatched it runs to completion and
+// the callback gets its response. The reasons stay distinct for the caller: QueueFull / Closed from
+// try_submit (nothing enqueued, no callback), DeadlineExceeded / Cancelled / HandlerFailed in the
+// BatchResult. `close()` and the destructor block until drained: not on an event-loop thread.
+//
+//     std::stop_source client;   // request_stop() when the connection closes
+//     auto status = batcher.try_submit(std::move(prompt), {.timeout = 2s, .stop_token = client.get_token()},
+//         [&strand, session](llmfast::BatchResult<std::string>&& r) {   // on a worker thread
+//             post(strand, [session, r = std::move(r)]() mutable { session->reply(std::move(r)); });
+//         });
+//     if (status == llmfast::ErrorCode::QueueFull) reply_429();
+//
 // Time: deadlines, max_wait and the queue-wait figures use the clock `C` (llmfast::SteadyClock by
 // default), held as a `ClockRef<C>`; inject one as the first constructor argument, the others keep
 // their defaults: `DynamicBatcher<Req, Resp, Handler, ManualClock> b(clock, handler);`. With a clock
@@ -4127,131 +4581,6 @@ LLMFAST_END_NAMESPACE
 //                                its what() — or returned a wrong number of responses).
 
 
-// ---- begin llmfast/detail/inplace_function.hpp ----
-// llmfast/detail/inplace_function.hpp — a move-only, small-buffer callable (internal).
-//
-// C++20 has no std::move_only_function, and std::function needs copyable targets and allocates for
-// anything bigger than two pointers. `InplaceFunction<R(Args...), Capacity>` stores a target of up to
-// `Capacity` bytes (max_align_t alignment, nothrow-movable) inside the object, so wrapping a lambda that
-// captures a pointer and an index, or a std::promise, never touches the heap. Larger targets still work:
-// they are boxed on the heap (one allocation), so callers never have to care, only hot paths do.
-//
-// Thread-safety: a plain value; one object must not be used from two threads at once.
-
-
-#include <cstddef>
-#include <functional>
-#include <new>
-#include <type_traits>
-#include <utility>
-
-LLMFAST_BEGIN_NAMESPACE
-
-namespace detail {
-
-template <class Signature, std::size_t Capacity = 48>
-class InplaceFunction;
-
-template <class R, class... Args, std::size_t Capacity>
-class InplaceFunction<R(Args...), Capacity> {
-public:
-    static constexpr std::size_t capacity = Capacity;
-
-    /// True when a target of type F is stored inline (no allocation).
-    template <class F>
-    static constexpr bool stores_inline = sizeof(F) <= Capacity && alignof(F) <= alignof(std::max_align_t) &&
-                                          std::is_nothrow_move_constructible_v<F>;
-
-    InplaceFunction() noexcept = default;
-    InplaceFunction(std::nullptr_t) noexcept {}  // NOLINT(google-explicit-constructor)
-
-    template <class F>
-        requires(!std::is_same_v<std::remove_cvref_t<F>, InplaceFunction> &&
-                 std::is_constructible_v<std::decay_t<F>, F> && std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
-    InplaceFunction(F&& f) {  // NOLINT(google-explicit-constructor): a callable converts like std::function
-        using D = std::decay_t<F>;
-        if constexpr (stores_inline<D>) {
-            ::new (static_cast<void*>(storage_)) D(std::forward<F>(f));
-            ops_ = &inline_ops<D>;
-        } else {
-            D* boxed = new D(std::forward<F>(f));
-            ::new (static_cast<void*>(storage_)) D*(boxed);
-            ops_ = &boxed_ops<D>;
-        }
-    }
-
-    InplaceFunction(InplaceFunction&& other) noexcept : ops_(other.ops_) {
-        if (ops_) {
-            ops_->relocate(other.storage_, storage_);
-            other.ops_ = nullptr;
-        }
-    }
-
-    InplaceFunction& operator=(InplaceFunction&& other) noexcept {
-        if (this != &other) {
-            reset();
-            if (other.ops_) {
-                other.ops_->relocate(other.storage_, storage_);
-                ops_ = other.ops_;
-                other.ops_ = nullptr;
-            }
-        }
-        return *this;
-    }
-
-    InplaceFunction(const InplaceFunction&) = delete;
-    InplaceFunction& operator=(const InplaceFunction&) = delete;
-
-    ~InplaceFunction() { reset(); }
-
-    void reset() noexcept {
-        if (ops_) {
-            ops_->destroy(storage_);
-            ops_ = nullptr;
-        }
-    }
-
-    explicit operator bool() const noexcept { return ops_ != nullptr; }
-
-    /// Calls the target. Throws std::bad_function_call when empty.
-    R operator()(Args... args) {
-        if (!ops_) throw std::bad_function_call();
-        return ops_->invoke(storage_, std::forward<Args>(args)...);
-    }
-
-private:
-    struct Ops {
-        R (*invoke)(void*, Args&&...);
-        void (*relocate)(void* from, void* to) noexcept;  // move-construct into `to`, destroy `from`
-        void (*destroy)(void*) noexcept;
-    };
-
-    template <class D>
-    static constexpr Ops inline_ops{
-        [](void* self, Args&&... args) -> R { return std::invoke(*static_cast<D*>(self), std::forward<Args>(args)...); },
-        [](void* from, void* to) noexcept {
-            D* source = static_cast<D*>(from);
-            ::new (to) D(std::move(*source));
-            source->~D();
-        },
-        [](void* self) noexcept { static_cast<D*>(self)->~D(); },
-    };
-
-    template <class D>
-    static constexpr Ops boxed_ops{
-        [](void* self, Args&&... args) -> R { return std::invoke(**static_cast<D**>(self), std::forward<Args>(args)...); },
-        [](void* from, void* to) noexcept { ::new (to) D*(*static_cast<D**>(from)); },
-        [](void* self) noexcept { delete *static_cast<D**>(self); },
-    };
-
-    alignas(std::max_align_t) unsigned char storage_[Capacity];
-    const Ops* ops_ = nullptr;
-};
-
-}  // namespace detail
-
-LLMFAST_END_NAMESPACE
-// ---- end llmfast/detail/inplace_function.hpp ----
 
 #include <fmt/format.h>
 
@@ -6807,6 +7136,25 @@ LLMFAST_END_NAMESPACE
 //     // call's fn); result.response(); result.similarity; result.age
 //     cache.save("cache.snap");  // later: cache.load("cache.snap")
 //
+// Single flight without blocking (event loops): `begin` splits `get_or_compute` into steps that
+// never wait for another caller's computation:
+//
+//     auto flight = cache.begin(prompt, scope);          // looks up, then joins or starts the flight
+//     if (auto* hit = std::get_if<llmfast::LookupResult>(&flight)) return replay(hit->response());
+//     if (auto* leader = std::get_if<Cache::Leader>(&flight)) {
+//         // stream from the model; at the normal end:   leader->complete(full_response);
+//         // interrupted / failed (never stored):         leader->abandon();  (or just drop it)
+//     }
+//     auto& follower = std::get<Cache::Follower>(flight);  // someone else computes this prompt
+//     sub = follower.on_ready([&] { post(executor, resume); });   // fires once, outside the locks
+//     // resumed: follower.try_result() -> Coalesced (the leader's response), Miss (abandoned:
+//     // compute yourself, e.g. begin again), or rethrows the exception the leader failed with.
+//     // The client went away: sub.cancel() / follower.cancel() — the flight is unaffected.
+//
+// `lookup_async(prompt, scope, done)` is the callback form of `lookup` (the seam the shared tier and
+// network embedders will complete from their own threads). Readiness callbacks follow
+// llmfast/subscription.hpp: at most once, outside every lock, race-free cancellation.
+//
 // What it includes is what it needs by concept: `Embedder` (llmfast/embedder.hpp), `VectorIndex`
 // (llmfast/vector_index.hpp), `EvictionPolicy` (llmfast/eviction_policy.hpp), `Clock`
 // (llmfast/clock.hpp), plus llmfast/flat_index.hpp because `FlatIndex` is the default `Index`, and
@@ -6824,7 +7172,9 @@ LLMFAST_END_NAMESPACE
 // independently locked partitions (a lookup locks one shard; eviction order and capacities are per
 // shard), each scope's vector index has its own reader/writer lock (searches run in parallel), and the
 // embedder runs outside all locks. `get_or_compute` runs `fn` once for concurrent misses on the same
-// scope + normalized prompt; the others wait for its result or its exception. `load` and `clear`
+// scope + normalized prompt; the others wait for its result or its exception (`begin`: the others
+// get a Follower and wait without blocking). A Leader or Follower handle is used by one thread at a
+// time; the cache must outlive it. `load` and `clear`
 // are not atomic with respect to concurrent lookups (a lookup during `load` may miss).
 //
 // Time: the clock `C` (default: WallClock) gives wall-clock time, held in a `ClockRef<C>`; entries
@@ -6832,8 +7182,10 @@ LLMFAST_END_NAMESPACE
 // restart. Tests inject `ManualClock` by reference: `SemanticCache<E, FlatIndex, ManualClock> c(clock)`.
 //
 // Errors: the constructor throws Error(InvalidArgument) for invalid options (the message names the
-// field); `insert` and `get_or_compute` throw Error(InvalidArgument) for a zero TTL, and propagate
-// what the embedder or `fn` throws (waiters of a single flight get the same exception); `save` throws
+// field); `insert`, `get_or_compute` and `Leader::complete` throw Error(InvalidArgument) for a zero
+// TTL, and propagate what the embedder or `fn` throws (waiters of a single flight get the same
+// exception; `Follower::try_result` / `wait` rethrow it); `Leader::complete` on an ended flight and
+// the Follower calls on a cancelled Follower throw Error(Closed); `save` throws
 // Error(IoError) naming the path; `load` throws Error(IoError) naming the path when the file cannot be
 // opened or read (missing, a directory, a read error part way through: no std::ios_base::failure or
 // std::filesystem::filesystem_error escapes), and `load`/`load_from_string` throw
@@ -7579,42 +7931,103 @@ LLMFAST_END_NAMESPACE
 // ---- end llmfast/detail/scope_registry.hpp ----
 // ---- begin llmfast/detail/single_flight.hpp ----
 // llmfast/detail/single_flight.hpp — the semantic cache's single-flight table: concurrent misses on one
-// key run the computation once; the others wait for its result or its exception.
+// key run the computation once; the others wait for its end, without blocking when they want:
+// a flight ends exactly once, by `complete` (a value), `fail` (an exception) or `abandon` (no value:
+// "compute it yourself"), and wakes its blocking waiters and its readiness registrations
+// (llmfast/subscription.hpp) after releasing its own lock.
 //
-// Not synchronized: the cache keeps one table per shard, guarded by the shard's mutex (`join`,
-// `start` and `finish` are called under it; waiting on a future and completing a flight are not).
+// The table is not synchronized: the cache keeps one per shard, guarded by the shard's mutex (`join`,
+// `start` and `finish` are called under it). A `Flight` has its own small mutex: ending it, waiting
+// on it and registering on it happen with no shard lock held.
 // Internal: users must not depend on anything here.
 
 
-#include <future>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <utility>
 
 LLMFAST_BEGIN_NAMESPACE
 namespace detail {
 
+/// Where a flight is: running, or how it ended.
+enum class FlightEnd : std::uint8_t { Pending, Completed, Failed, Abandoned };
+
 template <class Value>
 class SingleFlight {
 public:
-    /// One computation in progress: its owner completes it with `succeed` or `fail` after `finish`.
+    /// One computation in progress. Its owner (the leader) ends it once; anyone holding it may wait.
     class Flight {
     public:
-        Flight() : future_(promise_.get_future().share()) {}
-        void succeed(Value value) { promise_.set_value(std::move(value)); }
-        void fail(std::exception_ptr error) { promise_.set_exception(std::move(error)); }
-        [[nodiscard]] const std::shared_future<Value>& future() const noexcept { return future_; }
+        /// Ends the flight with a value / an exception / nothing. Only the first end counts (false after).
+        bool complete(Value value) { return end(FlightEnd::Completed, std::move(value), nullptr); }
+        bool fail(std::exception_ptr error) { return end(FlightEnd::Failed, Value{}, std::move(error)); }
+        bool abandon() { return end(FlightEnd::Abandoned, Value{}, nullptr); }
+
+        [[nodiscard]] FlightEnd state() const {
+            std::lock_guard lock(mutex_);
+            return state_;
+        }
+        /// Blocks until the flight ended.
+        FlightEnd wait() const {
+            std::unique_lock lock(mutex_);
+            cv_.wait(lock, [&] { return state_ != FlightEnd::Pending; });
+            return state_;
+        }
+        /// The value (Completed) / the exception (Failed). Call after the flight ended.
+        [[nodiscard]] Value value() const {
+            std::lock_guard lock(mutex_);
+            return value_;
+        }
+        [[nodiscard]] std::exception_ptr error() const {
+            std::lock_guard lock(mutex_);
+            return error_;
+        }
+
+        /// Registers `node` to fire when the flight ends; fires it now (on this thread, no lock held)
+        /// if it already ended, and returns an empty Subscription then.
+        Subscription on_end(std::shared_ptr<ReadyNode> node) {
+            {
+                std::lock_guard lock(mutex_);
+                if (state_ == FlightEnd::Pending) return waiters_.add(std::move(node));
+            }
+            node->fire();
+            return {};
+        }
 
     private:
-        std::promise<Value> promise_;
-        std::shared_future<Value> future_;
+        bool end(FlightEnd how, Value value, std::exception_ptr error) {
+            ReadyList::Nodes wake;
+            {
+                std::lock_guard lock(mutex_);
+                if (state_ != FlightEnd::Pending) return false;
+                state_ = how;
+                value_ = std::move(value);
+                error_ = std::move(error);
+                wake = waiters_.take();
+            }
+            cv_.notify_all();
+            ReadyList::fire_all(wake);
+            return true;
+        }
+
+        mutable std::mutex mutex_;
+        mutable std::condition_variable cv_;
+        FlightEnd state_ = FlightEnd::Pending;
+        Value value_{};
+        std::exception_ptr error_;
+        ReadyList waiters_;
     };
 
-    /// The future of the flight in progress for `key`, if any (wait on it after unlocking).
-    [[nodiscard]] std::optional<std::shared_future<Value>> join(const CacheKey& key) const {
+    /// The flight in progress for `key`, if any.
+    [[nodiscard]] std::shared_ptr<Flight> join(const CacheKey& key) const {
         const auto it = flights_.find(key);
-        if (it == flights_.end()) return std::nullopt;
-        return it->second->future();
+        if (it == flights_.end()) return nullptr;
+        return it->second;
     }
     /// Starts the flight for `key` (none may be in progress); the caller owns it.
     std::shared_ptr<Flight> start(const CacheKey& key) {
@@ -7622,8 +8035,11 @@ public:
         flights_.emplace(key, flight);
         return flight;
     }
-    /// Ends the flight for `key`: later callers no longer join it.
-    void finish(const CacheKey& key) noexcept { flights_.erase(key); }
+    /// Ends the flight for `key` in the table if it is `flight`: later callers no longer join it.
+    void finish(const CacheKey& key, const Flight* flight) noexcept {
+        const auto it = flights_.find(key);
+        if (it != flights_.end() && it->second.get() == flight) flights_.erase(it);
+    }
 
 private:
     std::unordered_map<CacheKey, std::shared_ptr<Flight>, CacheKeyHash> flights_;
@@ -7653,6 +8069,7 @@ LLMFAST_END_NAMESPACE
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <fmt/format.h>
@@ -7683,8 +8100,8 @@ enum class MatchKind : std::uint8_t {
     Miss,       ///< nothing usable cached
     Exact,      ///< same scope and normalized prompt
     Semantic,   ///< a different prompt of the same scope, similar enough and not vetoed
-    Computed,   ///< get_or_compute ran the function in this call
-    Coalesced,  ///< get_or_compute waited for a concurrent call's function (same scope and key)
+    Computed,   ///< get_or_compute ran the function in this call; `Leader::complete`'s result
+    Coalesced,  ///< a follower: got a concurrent leader's response (same scope and key), from get_or_compute or `begin`
 };
 
 constexpr std::string_view to_string(MatchKind kind) noexcept {
@@ -7723,8 +8140,9 @@ struct SemanticCacheStats {
     std::uint64_t evictions = 0;    ///< removed to respect max_entries / max_bytes
     std::uint64_t expirations = 0;  ///< removed because their TTL passed
     std::uint64_t guard_vetoes = 0; ///< semantic candidates rejected by the verifier step (the hit guards)
-    std::uint64_t computations = 0; ///< get_or_compute calls that ran their function
-    std::uint64_t coalesced = 0;    ///< get_or_compute calls that waited for another call's function
+    std::uint64_t computations = 0; ///< leaders: get_or_compute calls that ran their function, `begin` calls that got a Leader
+    std::uint64_t coalesced = 0;    ///< followers (get_or_compute or `begin`) that received a leader's response
+    std::uint64_t abandoned = 0;    ///< flights ended by `Leader::abandon` (or a Leader dropped): nothing stored
     /// Embeddings the semantic tier could not use (zero, NaN or infinite): that lookup skipped the
     /// semantic tier, that entry was stored for exact hits only.
     std::uint64_t unusable_embeddings = 0;
@@ -7799,53 +8217,66 @@ public:
         return insert_prepared(std::move(prepared), true);
     }
 
+    class Leader;
+    class Follower;
+    /// What `begin` returns: the cached entry (a hit), or this caller's role in the single flight.
+    using Flight = std::variant<LookupResult, Leader, Follower>;
+
+    /// The non-blocking first step of a single flight (see "Single flight without blocking" in the
+    /// file comment). Looks the prompt up (exact tier, then semantic; as `lookup`, counted the same),
+    /// then, under the shard's lock:
+    /// - `LookupResult` (Exact / Semantic): a hit, nothing to compute;
+    /// - `Leader`: no flight was running for (scope, normalized prompt); this caller computes and ends
+    ///   it with `complete`, `fail` or `abandon` (destroying the Leader abandons);
+    /// - `Follower`: another caller leads; wait with `on_ready` + `try_result` (or `wait`).
+    /// Never blocks on another caller's computation. Throws what the embedder throws.
+    [[nodiscard]] Flight begin(std::string_view prompt, std::string_view scope) {
+        return begin_keyed(detail::prompt_cache_key(scope, prompt), prompt, scope);
+    }
+
     /// The cached response, or `fn()`'s result (stored, then returned). Concurrent calls that miss on
     /// the same scope + normalized prompt run `fn` once (that call's match is Computed); the others
     /// wait and get its result (match Coalesced) or its exception. `fn` must return something
-    /// convertible to std::string.
+    /// convertible to std::string. Blocking: built on `begin`; a leader that abandons (a `begin`
+    /// caller whose stream was interrupted) sends its waiters back to `begin`, one of which computes.
     template <class Fn>
         requires std::invocable<Fn&> && std::convertible_to<std::invoke_result_t<Fn&>, std::string>
     LookupResult get_or_compute(std::string_view prompt, std::string_view scope, Fn&& fn,
                                 std::optional<std::chrono::nanoseconds> ttl = std::nullopt) {
         const std::chrono::nanoseconds entry_ttl = checked_ttl(ttl, "SemanticCache::get_or_compute");
         const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
-        if (LookupResult cached = lookup_keyed(key, prompt, scope); cached) return cached;
-
-        Shard& shard = shard_for(key);
-        std::shared_ptr<typename Flights::Flight> flight;
-        {
-            std::unique_lock lock(shard.mutex);
-            if (auto pending = shard.flights.join(key)) {
-                lock.unlock();
-                std::shared_ptr<const std::string> response = pending->get();
-                stats_.coalesced.fetch_add(1, std::memory_order_relaxed);
-                return LookupResult{MatchKind::Coalesced, 1.0F, std::chrono::nanoseconds::zero(), std::move(response)};
+        for (;;) {
+            Flight flight = begin_keyed(key, prompt, scope);
+            if (LookupResult* cached = std::get_if<LookupResult>(&flight)) return std::move(*cached);
+            if (Leader* leader = std::get_if<Leader>(&flight)) {
+                std::string response;
+                try {
+                    response = std::string(std::invoke(fn));
+                } catch (...) {
+                    leader->fail(std::current_exception());
+                    throw;
+                }
+                return leader->complete(std::move(response), entry_ttl);
             }
-            // Another caller may have finished its flight between our lookup and taking the lock.
-            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact) return exact;
-            flight = shard.flights.start(key);
+            LookupResult waited = std::get<Follower>(flight).wait();  // rethrows the leader's exception
+            if (waited) return waited;                                // Coalesced
+            // The leader abandoned: begin again (someone becomes the next leader).
         }
-        const auto finish_flight = [&] {
-            std::lock_guard lock(shard.mutex);
-            shard.flights.finish(key);
-        };
-        std::shared_ptr<const std::string> response;
-        try {
-            stats_.computations.fetch_add(1, std::memory_order_relaxed);
-            std::shared_ptr<const EntryText> text = make_text(prompt, std::string(std::invoke(fn)));
-            response = response_of(text);
-            Prepared prepared = prepare(key, scope, std::move(text));
-            stamp(prepared, entry_ttl);
-            insert_prepared(std::move(prepared), true);
-        } catch (...) {
-            finish_flight();
-            flight->fail(std::current_exception());
-            throw;
-        }
-        // Inserted before the flight ends, so a caller arriving now finds the entry.
-        finish_flight();
-        flight->succeed(response);
-        return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), std::move(response)};
+    }
+
+    /// The async form of `lookup`: `done(LookupResult)` is called exactly once with what `lookup`
+    /// would return (counted the same). Today every tier is in-process and does bounded CPU work, so
+    /// `done` runs on this thread before `lookup_async` returns; a tier behind network I/O (a shared
+    /// tier, an HTTP embedder) completes it later on its own thread, so callers must accept both
+    /// (an event loop posts the result to its executor). `prompt` and `scope` need only live until
+    /// `lookup_async` returns. `done` must not throw. An exception the embedder throws during the
+    /// call propagates, and `done` is then not called.
+    template <class F>
+        requires std::invocable<std::decay_t<F>&, LookupResult> && std::constructible_from<std::decay_t<F>, F>
+    void lookup_async(std::string_view prompt, std::string_view scope, F&& done) {
+        std::decay_t<F> callback(std::forward<F>(done));
+        LookupResult result = lookup(prompt, scope);
+        std::invoke(callback, std::move(result));
     }
 
     /// Removes the entry for (`scope`, normalized `prompt`); false if there was none.
@@ -7894,6 +8325,7 @@ public:
         s.guard_vetoes = stats_.guard_vetoes.load(std::memory_order_relaxed);
         s.computations = stats_.computations.load(std::memory_order_relaxed);
         s.coalesced = stats_.coalesced.load(std::memory_order_relaxed);
+        s.abandoned = stats_.abandoned.load(std::memory_order_relaxed);
         s.unusable_embeddings = stats_.unusable_embeddings.load(std::memory_order_relaxed);
         s.entries = entry_count_.load(std::memory_order_relaxed);
         s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
@@ -7986,7 +8418,7 @@ private:
 
     struct Counters {
         std::atomic<std::uint64_t> exact_hits{0}, semantic_hits{0}, misses{0}, insertions{0}, evictions{0},
-            expirations{0}, guard_vetoes{0}, computations{0}, coalesced{0}, unusable_embeddings{0};
+            expirations{0}, guard_vetoes{0}, computations{0}, coalesced{0}, abandoned{0}, unusable_embeddings{0};
     };
 
     static bool semantic_for(SemanticTier tier) noexcept {
@@ -8092,6 +8524,23 @@ private:
         }
         stats_.misses.fetch_add(1, std::memory_order_relaxed);
         return {};
+    }
+
+    Flight begin_keyed(const detail::CacheKey& key, std::string_view prompt, std::string_view scope) {
+        if (LookupResult cached = lookup_keyed(key, prompt, scope); cached) return Flight(std::in_place_type<LookupResult>, std::move(cached));
+        Shard& shard = shard_for(key);
+        std::shared_ptr<typename Flights::Flight> flight;
+        {
+            std::lock_guard lock(shard.mutex);
+            if (std::shared_ptr<typename Flights::Flight> pending = shard.flights.join(key))
+                return Flight(std::in_place_type<Follower>, Follower(&stats_, std::move(pending)));
+            // Another caller may have finished its flight between our lookup and taking the lock.
+            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact)
+                return Flight(std::in_place_type<LookupResult>, std::move(exact));
+            flight = shard.flights.start(key);
+        }
+        stats_.computations.fetch_add(1, std::memory_order_relaxed);
+        return Flight(std::in_place_type<Leader>, Leader(this, key, prompt, scope, std::move(flight)));
     }
 
     LookupResult lookup_exact(const detail::CacheKey& key, std::int64_t now) {
@@ -8361,6 +8810,200 @@ private:
     std::atomic<std::size_t> entry_count_{0};
     std::atomic<std::size_t> memory_bytes_{0};
     Counters stats_;
+
+public:
+    // ---- the single flight's handles (declared above, defined here: they hold private types) ----
+
+    /// The caller that computes the response of a single flight (from `begin`). Move-only. It ends
+    /// the flight exactly once: `complete` (stored, followers get it), `fail` (followers get the
+    /// exception) or `abandon` (never stored; followers are told to compute themselves); destroying
+    /// an active Leader abandons. The cache must outlive it. One thread at a time.
+    class Leader {
+    public:
+        Leader() noexcept = default;
+        Leader(Leader&& other) noexcept
+            : cache_(std::exchange(other.cache_, nullptr)), key_(other.key_), prompt_(std::move(other.prompt_)),
+              scope_(std::move(other.scope_)), flight_(std::move(other.flight_)) {}
+        Leader& operator=(Leader&& other) noexcept {
+            if (this != &other) {
+                abandon();
+                cache_ = std::exchange(other.cache_, nullptr);
+                key_ = other.key_;
+                prompt_ = std::move(other.prompt_);
+                scope_ = std::move(other.scope_);
+                flight_ = std::move(other.flight_);
+            }
+            return *this;
+        }
+        Leader(const Leader&) = delete;
+        Leader& operator=(const Leader&) = delete;
+        ~Leader() { abandon(); }
+
+        /// True until the flight was ended through this handle.
+        [[nodiscard]] bool active() const noexcept { return flight_ != nullptr; }
+        explicit operator bool() const noexcept { return active(); }
+
+        /// Stores `response` (with `ttl`, default the cache's), then ends the flight: later callers
+        /// find the entry, followers get the response (match Coalesced; also when it was too big to
+        /// store). Returns it as match Computed. Throws Error(Closed) when the flight already ended,
+        /// Error(InvalidArgument) for a ttl <= 0 (the flight stays open: complete or abandon it); if
+        /// the embedder throws while storing, the flight fails with that exception (followers get it)
+        /// and it propagates.
+        LookupResult complete(std::string response, std::optional<std::chrono::nanoseconds> ttl = std::nullopt) {
+            if (!flight_) throw Error(ErrorCode::Closed, "SemanticCache::Leader::complete: the flight already ended");
+            const std::chrono::nanoseconds entry_ttl = cache_->checked_ttl(ttl, "SemanticCache::Leader::complete");
+            std::shared_ptr<const std::string> stored;
+            try {
+                std::shared_ptr<const EntryText> text = make_text(prompt_, std::move(response));
+                stored = response_of(text);
+                Prepared prepared = cache_->prepare(key_, scope_, std::move(text));
+                cache_->stamp(prepared, entry_ttl);
+                cache_->insert_prepared(std::move(prepared), true);
+            } catch (...) {
+                fail(std::current_exception());
+                throw;
+            }
+            // Inserted before the flight leaves the table, so a caller arriving now finds the entry.
+            const std::shared_ptr<typename Flights::Flight> flight = release();
+            flight->complete(stored);
+            return LookupResult{MatchKind::Computed, 1.0F, std::chrono::nanoseconds::zero(), std::move(stored)};
+        }
+
+        /// Ends the flight with `error` (nothing stored): followers' `try_result` / `wait` rethrow it.
+        /// No-op when the flight already ended.
+        void fail(std::exception_ptr error) noexcept {
+            if (!flight_) return;
+            release()->fail(std::move(error));
+        }
+
+        /// Ends the flight without a result (the stream failed or was interrupted: never stored):
+        /// followers get a Miss from `try_result` — "compute it yourself" — and usually `begin` again.
+        /// Counted in `SemanticCacheStats::abandoned`. No-op when the flight already ended.
+        void abandon() noexcept {
+            if (!flight_) return;
+            SemanticCache* cache = cache_;
+            release()->abandon();
+            cache->stats_.abandoned.fetch_add(1, std::memory_order_relaxed);
+        }
+
+    private:
+        friend class SemanticCache;
+        Leader(SemanticCache* cache, const detail::CacheKey& key, std::string_view prompt, std::string_view scope,
+               std::shared_ptr<typename Flights::Flight> flight)
+            : cache_(cache), key_(key), prompt_(prompt), scope_(scope), flight_(std::move(flight)) {}
+
+        // Takes the flight out of the shard's table (later callers no longer join it) and out of this handle.
+        std::shared_ptr<typename Flights::Flight> release() noexcept {
+            std::shared_ptr<typename Flights::Flight> flight = std::move(flight_);
+            Shard& shard = cache_->shard_for(key_);
+            {
+                std::lock_guard lock(shard.mutex);
+                shard.flights.finish(key_, flight.get());
+            }
+            cache_ = nullptr;
+            return flight;
+        }
+
+        SemanticCache* cache_ = nullptr;
+        detail::CacheKey key_{};
+        std::string prompt_;
+        std::string scope_;
+        std::shared_ptr<typename Flights::Flight> flight_;
+    };
+
+    /// A caller that waits for another caller's computation (from `begin`), without blocking when it
+    /// wants: `on_ready(cb)` (fires once when the flight ended) + `try_result()`. Dropping it or
+    /// `cancel()` stops waiting and never affects the flight. Move-only; the cache must outlive it.
+    /// One thread at a time (its `on_ready` callbacks fire on the leader's thread).
+    class Follower {
+    public:
+        Follower() noexcept = default;
+        Follower(Follower&&) noexcept = default;
+        Follower& operator=(Follower&& other) noexcept {
+            if (this != &other) {
+                cancel();
+                flight_ = std::move(other.flight_);
+                stats_ = other.stats_;
+                registered_ = std::move(other.registered_);
+                counted_ = other.counted_;
+            }
+            return *this;
+        }
+        Follower(const Follower&) = delete;
+        Follower& operator=(const Follower&) = delete;
+        ~Follower() { cancel(); }
+
+        /// True until `cancel()` (or a move from it).
+        [[nodiscard]] bool active() const noexcept { return flight_ != nullptr; }
+        explicit operator bool() const noexcept { return active(); }
+
+        /// True when the flight ended (`try_result` then returns a value).
+        [[nodiscard]] bool ready() const { return flight_ && flight_->state() != detail::FlightEnd::Pending; }
+
+        /// Calls `ready()` once, when the flight ended (completed, failed or abandoned): on the
+        /// leader's thread, after the cache's and the flight's locks were released, or on this thread
+        /// before `on_ready` returns if it already ended (the Subscription is then empty). The
+        /// contract of llmfast/subscription.hpp: cancel the Subscription (or this Follower, which
+        /// cancels every registration made through it) race-free. `ready` must not throw. Throws
+        /// Error(Closed) on an inactive Follower, std::bad_alloc.
+        template <class F>
+            requires std::invocable<std::decay_t<F>&> && std::constructible_from<std::decay_t<F>, F>
+        [[nodiscard]] Subscription on_ready(F&& ready) {
+            if (!flight_) throw Error(ErrorCode::Closed, "SemanticCache::Follower::on_ready: the follower was cancelled");
+            std::shared_ptr<detail::ReadyNode> node = detail::ReadyList::make(detail::ReadyCallback(std::forward<F>(ready)));
+            std::erase_if(registered_, [](const std::shared_ptr<detail::ReadyNode>& n) { return !n->armed_now(); });
+            registered_.push_back(node);
+            return flight_->on_end(std::move(node));
+        }
+
+        /// Never blocks. nullopt while the leader computes; then: match Coalesced with the leader's
+        /// response (completed); match Miss, no response (abandoned: compute it yourself, e.g. `begin`
+        /// again); or rethrows the leader's exception (failed). Throws Error(Closed) when inactive.
+        [[nodiscard]] std::optional<LookupResult> try_result() {
+            if (!flight_) throw Error(ErrorCode::Closed, "SemanticCache::Follower::try_result: the follower was cancelled");
+            const detail::FlightEnd end = flight_->state();
+            if (end == detail::FlightEnd::Pending) return std::nullopt;
+            return result_of(end);
+        }
+
+        /// Blocks until the flight ended, then returns as `try_result` (for plain threads).
+        LookupResult wait() {
+            if (!flight_) throw Error(ErrorCode::Closed, "SemanticCache::Follower::wait: the follower was cancelled");
+            return result_of(flight_->wait());
+        }
+
+        /// Stops waiting: cancels the registrations made through `on_ready` (race-free, as
+        /// Subscription::cancel) and lets go of the flight. The leader and other followers are
+        /// unaffected. Idempotent.
+        void cancel() noexcept {
+            for (const std::shared_ptr<detail::ReadyNode>& node : registered_) node->cancel();
+            registered_.clear();
+            flight_.reset();
+        }
+
+    private:
+        friend class SemanticCache;
+        Follower(Counters* stats, std::shared_ptr<typename Flights::Flight> flight) noexcept
+            : flight_(std::move(flight)), stats_(stats) {}
+
+        LookupResult result_of(detail::FlightEnd end) {
+            switch (end) {
+                case detail::FlightEnd::Completed:
+                    if (!counted_) {
+                        counted_ = true;
+                        stats_->coalesced.fetch_add(1, std::memory_order_relaxed);
+                    }
+                    return LookupResult{MatchKind::Coalesced, 1.0F, std::chrono::nanoseconds::zero(), flight_->value()};
+                case detail::FlightEnd::Failed: std::rethrow_exception(flight_->error());
+                default: return {};
+            }
+        }
+
+        std::shared_ptr<typename Flights::Flight> flight_;
+        Counters* stats_ = nullptr;
+        std::vector<std::shared_ptr<detail::ReadyNode>> registered_;
+        bool counted_ = false;
+    };
 };
 
 LLMFAST_END_NAMESPACE
