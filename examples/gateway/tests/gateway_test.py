@@ -795,6 +795,19 @@ def test_cache():
             check(re.search(r'llmfast_cache_hits_total\{kind="semantic",model="llmfast-sim"\} 0', text), "no semantic hits")
             check(re.search(r"llmfast_cache_entries \d+", text), "entries gauge")
 
+        # an upstream's stream: stored from the forwarded bytes, replayed with its chunks; a failed one is not stored
+        with FakeUpstream() as fake, Gateway("--config", upstream_config(tmp, fake), "--access-log", "off") as gw:
+            up = dict(CHAT, model="m-ok", temperature=0, stream=True)
+            results = [post_chat(gw, up) for _ in range(2)]
+            kinds = [h.get("x-llmfast-cache") for _, h, _ in results]
+            check(kinds == ["miss", "exact"], "upstream stream: %s" % kinds)
+            check(content_chunks(results[1][2])[0] == ["from ", "ok"] == content_chunks(results[0][2])[0], "upstream chunks replayed")
+            check(len(fake.bodies) == 1, "one upstream call for two requests: %d" % len(fake.bodies))
+            kinds = [post_chat(gw, dict(up, model="m-reset"))[1].get("x-llmfast-cache") for _ in range(2)]
+            check(kinds == ["miss", "miss"], "a stream that failed after content is not stored: %s" % kinds)
+            kinds = [post_chat(gw, dict(up, model="m-ok", stream=False))[1].get("x-llmfast-cache") for _ in range(2)]
+            check(kinds == ["exact", "exact"], "stream=false served from the stream's entry: %s" % kinds)
+
         # no admin key configured: 403; --no-cache: never cached
         with Gateway("--sim-time-scale", "50", "--no-cache", "--access-log", "off") as gw:
             status, _, _ = gw.request("POST", "/admin/cache/purge", {}, {"Authorization": "Bearer x", "Content-Type": "application/json"})
