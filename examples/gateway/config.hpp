@@ -117,6 +117,18 @@ struct BatchingConfig {
     std::chrono::milliseconds max_wait{5};
 };
 
+/// The response cache on the request path (response_cache.hpp): an llmfast::SemanticCache keyed by
+/// scope (tenant + model + system prompt + sampling parameters + tools) and the conversation.
+struct CacheConfig {
+    bool enabled = true;
+    std::size_t max_entries = 10'000;
+    std::size_t max_bytes = std::size_t{256} << 20;
+    std::chrono::seconds ttl{3600};
+    bool semantic = false;               ///< the semantic tier (HashingEmbedder: off by default, see docs/cache.md)
+    float similarity_threshold = 0.95F;  ///< with `semantic`
+    bool only_deterministic = true;      ///< cache only temperature == 0 or seeded requests
+};
+
 struct ApiKey {
     std::string tenant;
     std::array<unsigned char, 32> sha256{};
@@ -140,6 +152,8 @@ struct Config {
     AdmissionConfig admission{};
     std::map<std::string, TenantLimits> tenants;  ///< by tenant; "*" = every other tenant
     BatchingConfig batching{};
+    CacheConfig cache{};
+    std::optional<std::array<unsigned char, 32>> admin_key_sha256;  ///< --admin-key-file / $LLMFAST_ADMIN_KEY; none: admin routes 403
 };
 
 /// Parses argv; prints --help and exits 0 itself. Throws ConfigError.
@@ -169,6 +183,12 @@ struct ChatRequest {
     std::vector<ChatMessage> messages;
     std::string unsupported_by_sim;  ///< a field the simulated backend cannot honour ("" = none)
     std::size_t model_value_begin = 0, model_value_end = 0;  ///< byte range of "model"'s value in the body
+    // The response cache's view (response_cache.hpp):
+    bool deterministic = false;  ///< temperature == 0, or a seed
+    bool cacheable = true;       ///< false for n > 1 (one cached choice only)
+    std::string cache_params;    ///< every top-level member but model/messages/stream/stream_options, minified, sorted
+    std::string cache_system;    ///< the system / developer messages, minified
+    std::string cache_prompt;    ///< the other messages ("role: text" lines, or minified JSON)
 };
 
 struct EmbeddingsRequest {

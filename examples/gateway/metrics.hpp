@@ -60,6 +60,8 @@ struct ModelMetrics {
     Histogram ttft, inter_token, e2e, queue;
     std::atomic<std::int64_t> running{0}, waiting{0};
     std::atomic<std::uint64_t> prompt_tokens{0}, generation_tokens{0}, failovers{0};
+    // the response cache (response_cache.hpp)
+    std::atomic<std::uint64_t> cache_exact{0}, cache_semantic{0}, cache_coalesced{0}, cache_misses{0}, cache_stores{0};
 };
 
 class Metrics {
@@ -118,6 +120,17 @@ public:
         per_model("llmfast_prompt_tokens_total", "counter", "Prompt tokens of answered requests.", [](const ModelMetrics& m) { return m.prompt_tokens.load(); });
         per_model("llmfast_generation_tokens_total", "counter", "Generated tokens.", [](const ModelMetrics& m) { return m.generation_tokens.load(); });
         per_model("llmfast_upstream_failovers_total", "counter", "Requests moved on to the next upstream.", [](const ModelMetrics& m) { return m.failovers.load(); });
+        header("llmfast_cache_hits_total", "counter", "Chat requests answered from the response cache, by kind (exact, semantic, coalesced).");
+        for (const auto& [model_name, m] : models_) {
+            const std::pair<std::string_view, const std::atomic<std::uint64_t>*> kinds[] = {
+                {"exact", &m->cache_exact}, {"semantic", &m->cache_semantic}, {"coalesced", &m->cache_coalesced}};
+            for (const auto& [kind, value] : kinds)
+                out.append("llmfast_cache_hits_total{").append(label("kind", kind)).append(",").append(label("model", model_name)).append("} ")
+                    .append(std::to_string(value->load())).push_back('\n');
+        }
+        per_model("llmfast_cache_misses_total", "counter", "Chat requests the response cache did not answer (looked up, or not cacheable).",
+                  [](const ModelMetrics& m) { return m.cache_misses.load(); });
+        per_model("llmfast_cache_stores_total", "counter", "Answers stored in the response cache.", [](const ModelMetrics& m) { return m.cache_stores.load(); });
         header("llmfast_requests_total", "counter", "Requests by route and HTTP status.");
         for (const auto& [key, n] : requests_) {
             const auto& [route, status, model_name] = key;

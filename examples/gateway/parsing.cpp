@@ -5,6 +5,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -59,7 +60,15 @@ Flags:
   --sim-batch              batch the simulated model through llmfast's DynamicBatcher
   --sim-max-batch N        its largest batch [8]
   --sim-max-wait-ms N      how long a batch may wait to fill [5]
-Request headers: x-llmfast-priority (0..max_priority, higher first), x-llmfast-deadline-ms, x-request-id.
+  --no-cache               turn the response cache off (it is on; only temperature 0 / seeded requests)
+  --cache-max-entries N    response cache capacity in entries [10000]
+  --cache-max-bytes N      response cache capacity in bytes [268435456]
+  --cache-ttl-s N          a cached answer's time to live [3600]
+  --cache-semantic         also serve similar prompts (HashingEmbedder: off by default, see docs/cache.md)
+  --cache-all              cache non-deterministic requests too
+  --admin-key-file FILE    the admin key (POST /admin/cache/purge); also $LLMFAST_ADMIN_KEY. None: 403
+Request headers: x-llmfast-priority (0..max_priority, higher first), x-llmfast-deadline-ms, x-request-id,
+  Cache-Control: no-cache (skip the cache lookup) / no-store (do not store the answer).
   --help                   this text
 
 Config file (every field optional; an unknown or ill-typed field is an error naming it):
@@ -79,7 +88,9 @@ Config file (every field optional; an unknown or ill-typed field is an error nam
    "embeddings": {"model", "dimension"},
    "admission": {"max_running", "max_queue", "max_queue_tokens", "max_priority"},
    "tenants": {"NAME" | "*": {"requests_per_minute", "tokens_per_minute"}},
-   "batching": {"enabled", "max_batch_size", "max_wait_ms"}}
+   "batching": {"enabled", "max_batch_size", "max_wait_ms"},
+   "cache": {"enabled", "max_entries", "max_bytes", "ttl_s", "semantic", "similarity_threshold",
+             "only_deterministic"}}
 )";
 
 std::array<unsigned char, 32> sha256(std::string_view text) {
@@ -426,6 +437,23 @@ void load_config_text(std::string_view text, const std::string& path, Config& co
                 else if (field_key == "max_wait_ms") b.max_wait = std::chrono::milliseconds(need_uint_max(field, at, 0, 60000));
                 else throw ConfigError(at + ": unknown field");
             }
+        } else if (key == "cache") {
+            for (auto [field_view, field] : need_object(value, "cache")) {
+                const std::string field_key(field_view);
+                const std::string at = "cache." + field_key;
+                CacheConfig& c = config.cache;
+                if (field_key == "enabled") c.enabled = need_bool(field, at);
+                else if (field_key == "max_entries") c.max_entries = need_uint_max(field, at, 1, 1ULL << 32);
+                else if (field_key == "max_bytes") c.max_bytes = need_uint_max(field, at, 1024, 1ULL << 40);
+                else if (field_key == "ttl_s") c.ttl = std::chrono::seconds(need_uint_max(field, at, 1, 365ULL * 86400));
+                else if (field_key == "semantic") c.semantic = need_bool(field, at);
+                else if (field_key == "only_deterministic") c.only_deterministic = need_bool(field, at);
+                else if (field_key == "similarity_threshold") {
+                    double x = 0;
+                    if (field.get(x) != simdjson::SUCCESS || !(x > 0 && x <= 1)) throw ConfigError(at + ": must be a number in (0, 1]");
+                    c.similarity_threshold = static_cast<float>(x);
+                } else throw ConfigError(at + ": unknown field");
+            }
         } else if (key == "embeddings") {
             for (auto [field_view, field] : need_object(value, "embeddings")) {
                 const std::string field_key(field_view);
@@ -446,6 +474,14 @@ Config parse_command_line(int argc, char** argv) {
     bool upstream_insecure = false;
     std::vector<std::string> upstream_urls;
     bool sim_models_given = false;
+    std::string admin_key;
+    const auto trim_key = [](std::string_view text, const std::string& where) {
+        while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+        while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
+        if (text.empty() || text.find_first_of(" \t\r\n") != std::string_view::npos)
+            throw ConfigError(where + ": the admin key must be one non-empty word");
+        return std::string(text);
+    };
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
         const auto value = [&]() -> std::string {
@@ -490,6 +526,14 @@ Config parse_command_line(int argc, char** argv) {
         else if (flag == "--max-queue") config.admission.max_queue = parse_uint(value(), flag, 0, 1U << 24);
         else if (flag == "--max-queue-tokens") config.admission.max_queue_tokens = parse_uint(value(), flag, 1, 1ULL << 40);
         else if (flag == "--sim-batch") config.batching.enabled = true;
+        else if (flag == "--no-cache") config.cache.enabled = false;
+        else if (flag == "--cache-max-entries") config.cache.max_entries = parse_uint(value(), flag, 1, 1ULL << 32);
+        else if (flag == "--cache-max-bytes") config.cache.max_bytes = parse_uint(value(), flag, 1024, 1ULL << 40);
+        else if (flag == "--cache-ttl-s") config.cache.ttl = std::chrono::seconds(parse_uint(value(), flag, 1, 365ULL * 86400));
+        else if (flag == "--cache-semantic") config.cache.semantic = true;
+        else if (flag == "--cache-all") config.cache.only_deterministic = false;
+        else if (flag == "--admin-key-file") admin_key = trim_key(read_file(value(), flag), flag);
+        else if (flag == "--admin-key") throw ConfigError(flag + ": keys never go on the command line (visible in ps); use --admin-key-file or $LLMFAST_ADMIN_KEY");
         else if (flag == "--sim-max-batch") config.batching.max_batch_size = parse_uint(value(), flag, 1, 1024);
         else if (flag == "--sim-max-wait-ms") config.batching.max_wait = std::chrono::milliseconds(parse_uint(value(), flag, 0, 60000));
         else throw ConfigError(flag + ": unknown flag (see --help)");
@@ -506,6 +550,9 @@ Config parse_command_line(int argc, char** argv) {
     }
     if (const char* keys = std::getenv("LLMFAST_API_KEYS"); keys != nullptr && *keys != '\0')
         add_api_keys(keys, "LLMFAST_API_KEYS", config);
+    if (admin_key.empty())
+        if (const char* key = std::getenv("LLMFAST_ADMIN_KEY"); key != nullptr && *key != '\0') admin_key = trim_key(key, "LLMFAST_ADMIN_KEY");
+    if (!admin_key.empty()) config.admin_key_sha256 = sha256(admin_key);
     if (config.threads == 0) config.threads = std::max(1U, std::thread::hardware_concurrency());
     return config;
 }
@@ -535,7 +582,14 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
     if (root.get(obj) != simdjson::SUCCESS) return ApiError::invalid("", "request body must be a JSON object", "invalid_type");
     ChatRequest request;
     bool has_model = false, has_messages = false;
+    std::vector<std::string> params;  // the cache scope's parameters (sorted below)
     for (auto [key, value] : obj) {
+        if (key != "model" && key != "messages" && key != "stream" && key != "stream_options") {
+            std::string param(key);
+            param.push_back('=');
+            param += simdjson::minify(value);
+            params.push_back(std::move(param));
+        }
         if (key == "model") {
             std::string_view model;
             if (has_model) return ApiError::invalid("model", "'model' appears more than once", "duplicate_field");
@@ -571,9 +625,16 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
             const double max = key == "temperature" ? 2.0 : 1.0;
             if (value.get(x) != simdjson::SUCCESS || x < 0 || x > max)
                 return ApiError::invalid(std::string(key), "'" + std::string(key) + "' must be a number in [0, " + (key == "temperature" ? "2" : "1") + "]", "invalid_value");
+            if (key == "temperature" && x == 0) request.deterministic = true;
+        } else if (key == "seed") {
+            if (value.is_null()) continue;
+            std::int64_t seed = 0;
+            if (value.get(seed) != simdjson::SUCCESS) return ApiError::invalid("seed", "'seed' must be an integer", "invalid_type");
+            request.deterministic = true;
         } else if (key == "n") {
             std::uint64_t n = 0;
             if (value.get(n) != simdjson::SUCCESS || n == 0) return ApiError::invalid("n", "'n' must be an integer >= 1", "invalid_type");
+            if (n != 1) request.cacheable = false;
             if (n != 1 && request.unsupported_by_sim.empty()) request.unsupported_by_sim = "n";
         } else if (key == "messages") {
             if (has_messages) return ApiError::invalid("messages", "'messages' appears more than once", "duplicate_field");
@@ -621,6 +682,18 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
                 } else {
                     return ApiError::invalid(at + ".content", "'" + at + ".content' must be a string or an array of parts", "invalid_type");
                 }
+                if (role == "system" || role == "developer") {
+                    request.cache_system += simdjson::minify(message);
+                    request.cache_system.push_back('\n');
+                } else if (out.plain && m.size() == 2) {
+                    request.cache_prompt += out.role;
+                    request.cache_prompt += ": ";
+                    request.cache_prompt += out.text;
+                    request.cache_prompt.push_back('\n');
+                } else {
+                    request.cache_prompt += simdjson::minify(message);
+                    request.cache_prompt.push_back('\n');
+                }
                 request.messages.push_back(std::move(out));
             }
             has_messages = true;
@@ -631,6 +704,11 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
     }
     if (!has_model) return ApiError::invalid("model", "'model' is required", "missing_field");
     if (!has_messages) return ApiError::invalid("messages", "'messages' is required", "missing_field");
+    std::sort(params.begin(), params.end());
+    for (const std::string& param : params) {
+        request.cache_params += param;
+        request.cache_params.push_back('\x1f');
+    }
     return request;
 }
 

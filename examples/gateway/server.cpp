@@ -5,6 +5,7 @@
 #include "config.hpp"
 #include "metrics.hpp"
 #include "prompt.hpp"
+#include "response_cache.hpp"
 #include "simulated_backend.hpp"
 #include "sink.hpp"
 #include "upstream.hpp"
@@ -17,6 +18,7 @@
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 
+#include <cctype>
 #include <charconv>
 #include <csignal>
 #include <cstdio>
@@ -91,7 +93,7 @@ class Connection;
 struct Server {
     explicit Server(Config c)
         : config(std::move(c)), upstream(config, metrics), embedder(llmfast::HashingEmbedderOptions{.dimension = config.embedding_dimension}),
-          access_log(config.access_log), pipeline(config), admission(config.admission, config.tenants) {
+          access_log(config.access_log), pipeline(config), admission(config.admission, config.tenants), cache(config) {
         if (config.batching.enabled) sim_batcher = std::make_unique<SimBatcher>(config);
         metrics.extra = [this](std::string& out) {
             out += "# HELP llmfast_admission_running Requests holding a running slot.\n# TYPE llmfast_admission_running gauge\n";
@@ -99,6 +101,7 @@ struct Server {
             out += "# HELP llmfast_admission_waiting Requests waiting in the admission queue.\n# TYPE llmfast_admission_waiting gauge\n";
             out += fmt::format("llmfast_admission_waiting {}\n", admission.waiting());
             if (sim_batcher) sim_batcher->render(out);
+            cache.render(out);
         };
     }
     /// After the event loop stopped: the batcher drains (its callbacks post to the stopped loop).
@@ -113,6 +116,7 @@ struct Server {
     AccessLog access_log;
     PromptPipeline pipeline;
     AdmissionController admission;
+    ResponseCache cache;
     std::unique_ptr<SimBatcher> sim_batcher;
     std::atomic<bool> draining{false};
     std::atomic<std::size_t> connections{0};
@@ -132,7 +136,32 @@ struct Server {
         }
         return found;
     }
+    /// The admin key (Authorization: Bearer <key>): 0 ok; 401 missing or invalid; 403 no admin key
+    /// configured, or a tenant's API key (authenticated, but not an admin).
+    [[nodiscard]] unsigned authenticate_admin(std::string_view authorization) const {
+        if (!config.admin_key_sha256) return 403;
+        constexpr std::string_view bearer = "Bearer ";
+        if (!authorization.starts_with(bearer)) return 401;
+        const auto digest = sha256(authorization.substr(bearer.size()));
+        if (CRYPTO_memcmp(digest.data(), config.admin_key_sha256->data(), digest.size()) == 0) return 0;
+        std::string tenant;
+        return authenticate(authorization, tenant) && !config.api_keys.empty() ? 403 : 401;
+    }
 };
+
+/// Whether a Cache-Control header value carries `directive` (case-insensitive, comma-separated).
+bool has_cache_directive(std::string_view value, std::string_view directive) {
+    while (!value.empty()) {
+        const std::size_t comma = value.find(',');
+        std::string_view item = value.substr(0, comma);
+        value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
+        item = item.substr(0, item.find('='));
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+        if (beast::iequals(item, directive)) return true;
+    }
+    return false;
+}
 
 std::string make_request_id(std::string_view given) {
     if (!given.empty() && given.size() <= 128 &&
@@ -253,6 +282,7 @@ public:
         if (started_ || responded_) co_return;
         responded_ = true;
         record_.status = status;
+        if (capture_) capture_->observe_response(status, body);
         http::response<http::string_body> res{static_cast<http::status>(status), 11};
         res.set(http::field::server, "llmfast-gateway");
         res.set(http::field::content_type, content_type);
@@ -277,6 +307,7 @@ public:
         res.set(http::field::content_type, content_type);
         res.set(http::field::cache_control, "no-cache");
         res.set("x-request-id", record_.request_id);
+        for (const auto& [name, value] : extra_headers_) res.set(name, value);
         res.keep_alive(keep_alive_);
         res.chunked(true);
         http::response_serializer<http::empty_body> serializer{res};
@@ -287,6 +318,7 @@ public:
         co_return !ec;
     }
     net::awaitable<bool> write(std::string_view data) override {
+        if (capture_ && started_ && !gone_.gone && !ended_) capture_->observe_stream(data);
         co_return write_now(data);
     }
     net::awaitable<void> end_stream() override {
@@ -407,6 +439,7 @@ private:
     }
 
     void finish_request() {
+        settle_cache();
         if (gone_.gone && !(ended_ || (responded_ && !started_))) {
             record_.client_gone = true;
             server_.metrics.count_client_disconnect();
@@ -422,7 +455,7 @@ private:
 
     std::string route_label() const {
         const std::string_view path = std::string_view(path_).substr(0, path_.find('?'));
-        for (const std::string_view known : {"/v1/chat/completions", "/v1/embeddings", "/v1/models", "/health", "/metrics"})
+        for (const std::string_view known : {"/v1/chat/completions", "/v1/embeddings", "/v1/models", "/health", "/metrics", "/admin/cache/purge"})
             if (path == known) return std::string(known);
         return "other";
     }
@@ -481,6 +514,10 @@ private:
             co_return co_await respond(200, "text/plain; version=0.0.4; charset=utf-8", std::move(reply));
         }
         const bool known = path == "/v1/models" || path == "/v1/chat/completions" || path == "/v1/embeddings";
+        if (path == "/admin/cache/purge") {
+            if (!only(http::verb::post, "POST")) co_return co_await method_not_allowed();
+            co_return co_await purge_cache();
+        }
         if (!known) {
             error = ApiError::not_found(fmt::format("no route for {}", path), "unknown_url");
             co_return co_await respond_error(std::move(error));
@@ -603,6 +640,23 @@ private:
             co_return co_await respond_error(std::move(error));
         }
 
+        // The response cache (response_cache.hpp): a hit is answered here, before fitting, admission
+        // and the backend; a follower waits for the leader on this strand without blocking a thread.
+        CacheStep step = cache_start(request);
+        for (int round = 0; step == CacheStep::Follow; ++round) {
+            if (!co_await wait_ready(*follower_, gone_)) co_return;  // the client went away while it waited
+            if (follower_result()) {
+                step = CacheStep::Hit;
+            } else if (round >= 2) {  // leaders kept abandoning: answer it ourselves, uncached
+                step = CacheStep::Bypass;
+            } else {
+                step = cache_again(request);  // the leader abandoned: look up / lead / follow again
+            }
+        }
+        if (step == CacheStep::Hit) co_return co_await replay_cached(request);
+        extra_headers_.emplace_back("x-llmfast-cache", "miss");
+        model_metrics_->cache_misses.fetch_add(1, std::memory_order_relaxed);
+
         // Fit the history into the context window, compress (the model's rules), count the prompt.
         auto prepared_or = server_.pipeline.prepare(request, simulated ? std::string_view{} : std::string_view(request_.body()));
         if (auto* too_long = std::get_if<ApiError>(&prepared_or)) {
@@ -632,7 +686,11 @@ private:
             ModelMetrics& m;
             ~Running() { m.running.fetch_sub(1); }
         } running{*model_metrics_};
-        if (simulated) co_return co_await simulate_chat(*this, server_.config, fitted, prompt_tokens, server_.sim_batcher.get());
+        if (simulated) {
+            co_await simulate_chat(*this, server_.config, fitted, prompt_tokens, server_.sim_batcher.get());
+            store_cached(request);
+            co_return;
+        }
         const std::string& body = prepared.body.empty() ? request_.body() : prepared.body;
         const std::string model_name = request.model;
         // (a named std::function, not a temporary converted inside the co_await: see the g++ 12 note above)
@@ -640,6 +698,172 @@ private:
             return server_.pipeline.count(model_name, text);
         };
         co_await server_.upstream.chat(*this, *group, fitted, body, deadline, std::move(count_tokens));
+        store_cached(request);
+    }
+
+    // ---- the response cache (response_cache.hpp); plain functions but replay_cached / purge_cache ----
+    enum class CacheStep { Bypass, Hit, Lead, Follow };
+
+    /// Decides the cache's part in this request: not cacheable / no-cache (Bypass, maybe storing
+    /// the answer afterwards), a hit to replay, this request leads the flight, or it follows one.
+    CacheStep cache_start(const ChatRequest& request) {
+        cache_insert_ = false;
+        if (!server_.cache.applies(request)) return CacheStep::Bypass;
+        const std::string_view cache_control = request_[http::field::cache_control];
+        const bool no_cache = has_cache_directive(cache_control, "no-cache");
+        const bool no_store = has_cache_directive(cache_control, "no-store");
+        cache_scope_ = ResponseCache::scope_of(record_.tenant, request);
+        if (no_cache) {  // no lookup; the answer is stored unless no-store (no flight: nobody waits on it)
+            cache_insert_ = !no_store;
+            if (cache_insert_) capture_.emplace();
+            return CacheStep::Bypass;
+        }
+        if (no_store) {  // a plain lookup: a miss leads no flight (nothing would be stored for followers)
+            llmfast::LookupResult found = server_.cache.cache().lookup(request.cache_prompt, cache_scope_);
+            return found.hit() && take_hit(found) ? CacheStep::Hit : CacheStep::Bypass;
+        }
+        return cache_again(request);
+    }
+    CacheStep cache_again(const ChatRequest& request) {
+        ResponseCache::Cache::Flight flight = server_.cache.cache().begin(request.cache_prompt, cache_scope_);
+        if (auto* found = std::get_if<llmfast::LookupResult>(&flight)) return take_hit(*found) ? CacheStep::Hit : CacheStep::Bypass;
+        if (auto* leader = std::get_if<ResponseCache::Cache::Leader>(&flight)) {
+            leader_.emplace(std::move(*leader));
+            capture_.emplace();
+            return CacheStep::Lead;
+        }
+        follower_.emplace(std::move(std::get<ResponseCache::Cache::Follower>(flight)));
+        return CacheStep::Follow;
+    }
+    /// A cached (or coalesced) answer to replay; false if it does not decode (then: no cache).
+    bool take_hit(const llmfast::LookupResult& found) {
+        if (!CachedAnswer::decode(found.response(), cached_)) return false;
+        std::string_view kind = "exact";
+        std::atomic<std::uint64_t>* counter = &model_metrics_->cache_exact;
+        if (found.match == llmfast::MatchKind::Semantic) {
+            kind = "semantic";
+            counter = &model_metrics_->cache_semantic;
+        } else if (found.match == llmfast::MatchKind::Coalesced) {
+            kind = "coalesced";
+            counter = &model_metrics_->cache_coalesced;
+        }
+        counter->fetch_add(1, std::memory_order_relaxed);
+        extra_headers_.emplace_back("x-llmfast-cache", std::string(kind));
+        return true;
+    }
+    /// After the follower's wait: true with a coalesced answer; false when the leader abandoned.
+    bool follower_result() {
+        std::optional<llmfast::LookupResult> result;
+        try {
+            result = follower_->try_result();
+        } catch (const std::exception&) {  // the leader failed (the gateway never calls fail(); defensive)
+            result.reset();
+        }
+        follower_.reset();
+        return result && result->hit() && take_hit(*result);
+    }
+    /// After the backend: a stream that completed normally (finish seen, no error, client still
+    /// there) is stored (the leader's complete, or an insert after no-cache); anything else is not.
+    void store_cached(const ChatRequest& request) {
+        if (capture_ && capture_->complete() && !gone_.gone && record_.status == 200 && record_.error.empty() &&
+            (record_.streamed ? ended_ : responded_)) {
+            CachedAnswer& answer = capture_->answer();
+            answer.prompt_tokens = record_.prompt_tokens;
+            answer.completion_tokens = record_.completion_tokens;
+            std::string value = answer.encode();
+            bool stored = false;
+            try {
+                if (leader_ && leader_->active()) {
+                    leader_->complete(std::move(value));
+                    stored = true;
+                } else if (cache_insert_) {
+                    stored = server_.cache.cache().insert(request.cache_prompt, cache_scope_, std::move(value));
+                }
+            } catch (const std::exception&) {
+                stored = false;
+            }
+            if (stored) {
+                server_.cache.note_scope(record_.tenant, request.model, cache_scope_);
+                model_metrics_->cache_stores.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+        settle_cache();
+    }
+    /// The end of a request: a flight still led is abandoned (followers compute themselves).
+    void settle_cache() {
+        if (leader_ && leader_->active()) leader_->abandon();
+        leader_.reset();
+        follower_.reset();
+        capture_.reset();
+        cache_insert_ = false;
+    }
+
+    /// A hit, replayed at once: a stream with the original chunk boundaries, or a chat.completion.
+    net::awaitable<void> replay_cached(const ChatRequest& request) {
+        const std::string id = new_completion_id();
+        const auto created = static_cast<std::int64_t>(std::time(nullptr));
+        std::string body;
+        std::vector<std::string> events;
+        record_.prompt_tokens = cached_.prompt_tokens;
+        record_.completion_tokens = cached_.completion_tokens;
+        if (!request.stream) {
+            body = cached_.completion_json(id, request.model, created);
+            record_.first_content = record_.last_content = Clock::now();  // as the simulated backend's stream=false
+            co_await respond(200, "application/json", std::move(body));
+            co_return;
+        }
+        events = cached_.sse_events(id, request.model, created, request.include_usage);
+        const bool started = co_await start_stream("text/event-stream");
+        if (!started) co_return;
+        bool first = true;
+        for (const std::string& event : events) {
+            if (!write_now(event)) co_return;
+            if (first) note_content();
+            first = false;
+        }
+        co_await end_stream();
+    }
+
+    /// POST /admin/cache/purge with {} (everything), {"model": M}, {"tenant": T} or both.
+    net::awaitable<void> purge_cache() {
+        ApiError error;
+        std::string reply, model, tenant;
+        const unsigned verdict = server_.authenticate_admin(request_[http::field::authorization]);
+        if (verdict != 0) {
+            server_.metrics.count_rejection("unauthorized");
+            // (if/else, not a conditional expression yielding a class temporary: the g++ 12 rule)
+            if (verdict == 401) {
+                error = ApiError::unauthorized("missing or invalid admin key (Authorization: Bearer <admin key>)");
+            } else {
+                error = ApiError{403, "this key may not use admin endpoints (admin key: --admin-key-file or $LLMFAST_ADMIN_KEY)",
+                                 "permission_error", "", "forbidden"};
+            }
+            co_return co_await respond_error(std::move(error));
+        }
+        if (!parse_purge(request_.body(), model, tenant, error)) co_return co_await respond_error(std::move(error));
+        const std::size_t removed = server_.cache.purge(model, tenant);
+        reply = fmt::format(R"({{"purged":{}}})", removed);
+        co_await respond(200, "application/json", std::move(reply));
+    }
+    static bool parse_purge(std::string_view body, std::string& model, std::string& tenant, ApiError& error) {
+        std::size_t i = 0;
+        while (i < body.size() && std::isspace(static_cast<unsigned char>(body[i]))) ++i;
+        if (i == body.size()) return true;  // no body: everything
+        auto& parser = thread_parser(std::max<std::size_t>(body.size() + 64, 1 << 16), 64);
+        simdjson::dom::object obj;
+        if (parser.parse(body.data(), body.size()).get(obj) != simdjson::SUCCESS) {
+            error = ApiError::invalid("", "the body must be a JSON object: {}, {\"model\": ...}, {\"tenant\": ...}", "invalid_json");
+            return false;
+        }
+        for (auto [key, value] : obj) {
+            std::string_view text;
+            if ((key != "model" && key != "tenant") || value.get(text) != simdjson::SUCCESS || text.empty()) {
+                error = ApiError::invalid(std::string(key), "only \"model\" and \"tenant\" (non-empty strings) may be given", "invalid_value");
+                return false;
+            }
+            (key == "model" ? model : tenant) = std::string(text);
+        }
+        return true;
     }
 
     net::awaitable<void> embeddings() {
@@ -708,6 +932,13 @@ private:
     ModelMetrics* model_metrics_ = nullptr;
     std::string allow_, method_, path_;
     std::vector<std::pair<std::string, std::string>> extra_headers_;
+    // the response cache's state of the current request (settle_cache ends it)
+    std::optional<ResponseCache::Cache::Leader> leader_;
+    std::optional<ResponseCache::Cache::Follower> follower_;
+    std::optional<ResponseCapture> capture_;
+    CachedAnswer cached_;
+    std::string cache_scope_;
+    bool cache_insert_ = false;
     std::string pending_, inflight_;  // the stream's unsent bytes (chunk-framed), the write in flight
     net::steady_timer flushed_{stream_.get_executor()};
     bool writer_running_ = false;

@@ -649,6 +649,173 @@ def test_drain_cut():
         last = json.loads(events[-1])
         check("error" in last and last["error"]["code"] == "shutting_down", "a cut stream ends with an error event: %s" % events[-2:])
 
+
+# ---- the response cache ------------------------------------------------------------------------------
+def content_chunks(raw):
+    """(content pieces, finish reasons, usage objects, done) of an SSE chat stream."""
+    pieces, finishes, usages, done = [], [], [], False
+    for data in sse_events(raw):
+        if data == "[DONE]":
+            done = True
+            continue
+        event = json.loads(data)
+        check("error" not in event, "error event: %s" % data)
+        if event.get("usage"):
+            usages.append(event["usage"])
+        for choice in event["choices"]:
+            if choice["delta"].get("content"):
+                pieces.append(choice["delta"]["content"])
+            if choice.get("finish_reason"):
+                finishes.append(choice["finish_reason"])
+    return pieces, finishes, usages, done
+
+
+def test_cache():
+    with tempfile.TemporaryDirectory() as tmp:
+        admin = os.path.join(tmp, "admin.key")
+        with open(admin, "w") as f:
+            f.write("admin-secret\n")
+        keys = os.path.join(tmp, "keys")
+        with open(keys, "w") as f:
+            f.write("alice:key-a\nbob:key-b\n")
+        with Gateway("--sim-time-scale", "5", "--admin-key-file", admin, "--api-keys-file", keys, "--access-log", "off") as gw:
+            A = {"Authorization": "Bearer key-a"}
+            B = {"Authorization": "Bearer key-b"}
+
+            def ask(text, headers=A, **fields):
+                body = dict(model="llmfast-sim", messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": text}])
+                body.update(fields)
+                status, h, raw = post_chat(gw, body, headers)
+                check(status == 200, "status %s: %s" % (status, raw[:300]))
+                return h.get("x-llmfast-cache"), raw
+
+            # a repeated deterministic stream: an exact hit, same content in the same chunks, usage, [DONE]
+            det = dict(temperature=0, max_tokens=7, stream=True, stream_options={"include_usage": True})
+            kind1, raw1 = ask("what is a cache?", **det)
+            kind2, raw2 = ask("what is a cache?", **det)
+            check(kind1 == "miss" and kind2 == "exact", "cache header: %s then %s" % (kind1, kind2))
+            p1, f1, u1, d1 = content_chunks(raw1)
+            p2, f2, u2, d2 = content_chunks(raw2)
+            check(p1 == p2 and len(p2) == 7, "replayed chunks %s vs %s" % (p2, p1))
+            check(f1 == f2 == ["length"] and d1 and d2, "finish %s %s, done %s %s" % (f1, f2, d1, d2))
+            check(len(u2) == 1 and u1 == u2, "usage %s vs %s" % (u2, u1))
+            check(json.loads(sse_events(raw2)[0])["choices"][0]["delta"].get("role") == "assistant", "the replay opens with the role chunk")
+            # the same request without include_usage: no usage chunk; as stream=false: one chat.completion
+            kind, raw = ask("what is a cache?", temperature=0, max_tokens=7, stream=True)
+            check(kind == "exact" and content_chunks(raw)[2] == [] and content_chunks(raw)[0] == p1, "hit without usage: %s" % raw[-200:])
+            kind, raw = ask("what is a cache?", temperature=0, max_tokens=7)
+            answer = json.loads(raw)
+            check(kind == "exact" and answer["object"] == "chat.completion", "stream=false hit: %s %s" % (kind, raw[:200]))
+            check(answer["choices"][0]["message"]["content"] == "".join(p1) and answer["usage"] == u1[0], "stream=false hit content: %s" % answer)
+            # other sampling parameters, another system prompt or another tenant: another scope
+            check(ask("what is a cache?", temperature=0, max_tokens=8, stream=True)[0] == "miss", "max_tokens is in the scope")
+            check(ask("what is a cache?", headers=B, **det)[0] == "miss", "the tenant is in the scope")
+            # a seed makes a request deterministic; no temperature (1 by default) or 0.7 is never cached
+            check([ask("seeded", seed=7)[0] for _ in range(2)] == ["miss", "exact"], "a seeded request is cached")
+            check([ask("random")[0] for _ in range(2)] == ["miss", "miss"], "default temperature is not cached")
+            check([ask("warm", temperature=0.7)[0] for _ in range(2)] == ["miss", "miss"], "temperature 0.7 is not cached")
+            # Cache-Control: no-store answers from the cache but stores nothing; no-cache skips the lookup (and stores)
+            ns = {"Cache-Control": "no-store", **A}
+            nc = {"Cache-Control": "no-cache", **A}
+            check([ask("no store", headers=ns, temperature=0)[0] for _ in range(2)] == ["miss", "miss"], "no-store stores nothing")
+            check(ask("no store", temperature=0)[0] == "miss", "no-store left nothing behind")
+            check(ask("no store", headers=ns, temperature=0)[0] == "exact", "no-store still reads the cache")
+            check(ask("no store", headers=nc, temperature=0)[0] == "miss", "no-cache skips the lookup")
+            check(ask("fresh", headers=nc, temperature=0)[0] == "miss" and ask("fresh", temperature=0)[0] == "exact", "no-cache stores the answer")
+            check(ask("both", headers={"Cache-Control": "no-cache, no-store", **A}, temperature=0)[0] == "miss" and
+                  ask("both", temperature=0)[0] == "miss", "no-cache, no-store: neither")
+
+            # concurrent identical requests: one backend call, the others coalesced
+            _, _, before = gw.request("GET", "/metrics")
+            threads = [in_thread(ask, "concurrent", temperature=0, max_tokens=150, stream=True) for _ in range(5)]
+            for t, _ in threads:
+                t.join(30)
+            kinds = sorted(r["value"][0] for _, r in threads if "value" in r)
+            check(kinds == ["coalesced"] * 4 + ["miss"], "concurrent kinds: %s %s" % (kinds, [r.get("error") for _, r in threads]))
+            pieces = [content_chunks(r["value"][1])[0] for _, r in threads]
+            check(all(p == pieces[0] and len(p) == 150 for p in pieces), "coalesced streams have the leader's chunks")
+            _, _, after = gw.request("GET", "/metrics")
+            stores = lambda text: int(re.search(rb'llmfast_cache_stores_total\{model="llmfast-sim"\} (\d+)', text).group(1))
+            check(stores(after) - stores(before) == 1, "one answer stored for five requests")
+
+            # a client that disconnects mid-stream: nothing stored, the next identical request is a miss
+            body = json.dumps({"model": "llmfast-sim", "temperature": 0, "max_tokens": 1000, "stream": True,
+                               "messages": [{"role": "user", "content": "interrupted"}]}).encode()
+
+            def start_and_drop():
+                s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+                s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer key-a\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                got = b""
+                while got.count(b"content") < 3:
+                    part = s.recv(65536)
+                    check(part, "stream ended early")
+                    got += part
+                s.close()
+                return got
+            head = start_and_drop()
+            check(b"x-llmfast-cache: miss" in head.lower(), "the first interrupted request was a miss: %s" % head[:300])
+            wait_metric(gw, rb"llmfast_client_disconnects_total [1-9]")
+            head = start_and_drop()
+            check(b"x-llmfast-cache: miss" in head.lower(), "an interrupted stream was not stored: %s" % head[:300])
+
+            # purge: needs the admin key (401 without or with a wrong one, 403 with a tenant's key)
+            def purge(body, headers):
+                h = {"Content-Type": "application/json"}
+                h.update(headers)
+                return gw.request("POST", "/admin/cache/purge", body, h)
+            check(purge({}, {})[0] == 401, "purge without a key")
+            check(purge({}, {"Authorization": "Bearer nope"})[0] == 401, "purge with a wrong key")
+            check(purge({}, A)[0] == 403, "purge with a tenant's key")
+            check(gw.request("GET", "/admin/cache/purge")[0] == 405, "purge is POST only")
+            ADMIN = {"Authorization": "Bearer admin-secret"}
+            check(purge({"model": 3}, ADMIN)[0] == 400, "purge with a bad body")
+            check(ask("what is a cache?", **det)[0] == "exact", "still cached before the purge")
+            status, _, raw = purge({"model": "other-model"}, ADMIN)
+            check(status == 200 and json.loads(raw)["purged"] == 0, "purging another model: %s" % raw)
+            status, _, raw = purge({"model": "llmfast-sim", "tenant": "bob"}, ADMIN)
+            check(status == 200 and json.loads(raw)["purged"] == 1, "purging bob's scope: %s" % raw)
+            check(ask("what is a cache?", **det)[0] == "exact", "alice's entry survives bob's purge")
+            check(ask("what is a cache?", headers=B, **det)[0] == "miss", "bob's entry was purged")
+            status, _, raw = purge({"model": "llmfast-sim"}, ADMIN)
+            check(status == 200 and json.loads(raw)["purged"] >= 3, "purging the model: %s" % raw)
+            check(ask("what is a cache?", **det)[0] == "miss", "purged: a miss")
+            check(ask("seeded", seed=7)[0] == "miss", "purged: a miss (seeded)")
+            status, _, raw = purge(b"", ADMIN)
+            check(status == 200 and json.loads(raw)["purged"] >= 1, "purging everything: %s" % raw)
+            check(ask("what is a cache?", **det)[0] == "miss", "purged everything: a miss")
+
+            # metrics: hits by kind, per model
+            _, _, metrics = gw.request("GET", "/metrics")
+            text = metrics.decode()
+            check_metrics_text(text)
+            exact = int(re.search(r'llmfast_cache_hits_total\{kind="exact",model="llmfast-sim"\} (\d+)', text).group(1))
+            coalesced = int(re.search(r'llmfast_cache_hits_total\{kind="coalesced",model="llmfast-sim"\} (\d+)', text).group(1))
+            check(exact == 8 and coalesced == 4, "hits by kind: exact %d coalesced %d\n%s" % (exact, coalesced, text[-1500:]))
+            check(re.search(r'llmfast_cache_hits_total\{kind="semantic",model="llmfast-sim"\} 0', text), "no semantic hits")
+            check(re.search(r"llmfast_cache_entries \d+", text), "entries gauge")
+
+        # an upstream's stream: stored from the forwarded bytes, replayed with its chunks; a failed one is not stored
+        with FakeUpstream() as fake, Gateway("--config", upstream_config(tmp, fake), "--access-log", "off") as gw:
+            up = dict(CHAT, model="m-ok", temperature=0, stream=True)
+            results = [post_chat(gw, up) for _ in range(2)]
+            kinds = [h.get("x-llmfast-cache") for _, h, _ in results]
+            check(kinds == ["miss", "exact"], "upstream stream: %s" % kinds)
+            check(content_chunks(results[1][2])[0] == ["from ", "ok"] == content_chunks(results[0][2])[0], "upstream chunks replayed")
+            check(len(fake.bodies) == 1, "one upstream call for two requests: %d" % len(fake.bodies))
+            kinds = [post_chat(gw, dict(up, model="m-reset"))[1].get("x-llmfast-cache") for _ in range(2)]
+            check(kinds == ["miss", "miss"], "a stream that failed after content is not stored: %s" % kinds)
+            kinds = [post_chat(gw, dict(up, model="m-ok", stream=False))[1].get("x-llmfast-cache") for _ in range(2)]
+            check(kinds == ["exact", "exact"], "stream=false served from the stream's entry: %s" % kinds)
+
+        # no admin key configured: 403; --no-cache: never cached
+        with Gateway("--sim-time-scale", "50", "--no-cache", "--access-log", "off") as gw:
+            status, _, _ = gw.request("POST", "/admin/cache/purge", {}, {"Authorization": "Bearer x", "Content-Type": "application/json"})
+            check(status == 403, "purge without an admin key configured: %s" % status)
+            kinds = [post_chat(gw, dict(CHAT, temperature=0))[1].get("x-llmfast-cache") for _ in range(2)]
+            check(kinds == ["miss", "miss"], "--no-cache: %s" % kinds)
+
+
 if __name__ == "__main__":
     group = sys.argv[1]
     globals()["test_" + group]()

@@ -1,0 +1,348 @@
+// examples/gateway/response_cache.hpp — the response cache on llmfast-gateway's request path: an
+// llmfast::SemanticCache whose value is an answer's chunk list (content pieces, finish reason, usage),
+// so a hit is replayed as a stream with the original chunk boundaries, or as one chat.completion.
+//
+// Key: scope = tenant + model + system prompt + every other top-level request member but messages,
+// stream and stream_options (sampling parameters, tools, response_format, ...: minified, sorted);
+// prompt = the non-system messages. (The library normalizes the prompt for its exact tier: whitespace
+// collapsed, ASCII case-folded — see docs/cache.md.) By default only deterministic requests
+// (temperature == 0, or a seed) are cached; n > 1 never is.
+//
+// The path (server.cpp, Connection::chat): after validation and before prompt fitting, admission and
+// the backend, `SemanticCache::begin` gives a hit (replayed at once), a Follower (another request is
+// computing this answer: `wait_ready` below waits on the connection's strand without blocking a
+// thread, cancelled when the client goes away) or a Leader (this request calls the backend; a
+// `ResponseCapture` observes what is sent to the client; `complete` only when the stream ended
+// normally — finish reason seen, no error event, client still there — otherwise `abandon`).
+//
+// Thread-safety: ResponseCache may be used from any thread (SemanticCache is thread-safe; the scope
+// registry has a mutex). ResponseCapture and wait_ready belong to one request on its strand.
+#pragma once
+
+#include "config.hpp"
+#include "json_util.hpp"
+#include "sink.hpp"
+
+#include <llmfast/hashing_embedder.hpp>
+#include <llmfast/semantic_cache.hpp>
+#include <llmfast/sse.hpp>
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gateway {
+
+/// One cached answer: what a replay needs (the role is always "assistant").
+struct CachedAnswer {
+    std::vector<std::string> pieces;  ///< content deltas, in order, as the backend sent them
+    std::string finish_reason = "stop";
+    std::uint64_t prompt_tokens = 0, completion_tokens = 0;
+
+    /// "LFC1 <pieces> <prompt> <completion> <finish-len>\n<finish>" then "<len>\n<bytes>" per piece.
+    [[nodiscard]] std::string encode() const {
+        std::string out = fmt::format("LFC1 {} {} {} {}\n", pieces.size(), prompt_tokens, completion_tokens, finish_reason.size());
+        out += finish_reason;
+        for (const std::string& piece : pieces) {
+            fmt::format_to(std::back_inserter(out), "{}\n", piece.size());
+            out += piece;
+        }
+        return out;
+    }
+    /// False when `text` is not an encode() result.
+    static bool decode(std::string_view text, CachedAnswer& out) {
+        std::size_t pos = 0;
+        const auto number = [&](char end, std::uint64_t& value) {
+            const auto [p, ec] = std::from_chars(text.data() + pos, text.data() + text.size(), value);
+            if (ec != std::errc{} || p == text.data() + text.size() || *p != end) return false;
+            pos = static_cast<std::size_t>(p - text.data()) + 1;
+            return true;
+        };
+        if (!text.starts_with("LFC1 ")) return false;
+        pos = 5;
+        std::uint64_t count = 0, finish = 0;
+        if (!number(' ', count) || !number(' ', out.prompt_tokens) || !number(' ', out.completion_tokens) || !number('\n', finish))
+            return false;
+        if (finish > text.size() - pos) return false;
+        out.finish_reason = std::string(text.substr(pos, finish));
+        pos += finish;
+        out.pieces.clear();
+        for (std::uint64_t i = 0; i < count; ++i) {
+            std::uint64_t size = 0;
+            if (!number('\n', size) || size > text.size() - pos) return false;
+            out.pieces.emplace_back(text.substr(pos, size));
+            pos += size;
+        }
+        return pos == text.size();
+    }
+
+    /// The SSE events of a replay, one string per event: role, each content piece, finish, the usage
+    /// chunk (include_usage), [DONE].
+    [[nodiscard]] std::vector<std::string> sse_events(const std::string& id, const std::string& model, std::int64_t created,
+                                                      bool include_usage) const {
+        const llmfast::OpenAiChunkEncoder encoder({.id = id, .model = model, .created = created});
+        std::vector<std::string> events;
+        events.reserve(pieces.size() + 4);
+        std::string event;
+        encoder.append_role(event);
+        events.push_back(std::move(event));
+        for (const std::string& piece : pieces) {
+            event.clear();
+            encoder.append_content(event, piece);
+            events.push_back(std::move(event));
+        }
+        event.clear();
+        encoder.append_finish(event, finish_reason);
+        events.push_back(std::move(event));
+        if (include_usage) {
+            event.clear();
+            encoder.append_usage(event, {.prompt_tokens = prompt_tokens, .completion_tokens = completion_tokens});
+            events.push_back(std::move(event));
+        }
+        event.clear();
+        llmfast::OpenAiChunkEncoder::append_done(event);
+        events.push_back(std::move(event));
+        return events;
+    }
+
+    /// A chat.completion object with usage.
+    [[nodiscard]] std::string completion_json(const std::string& id, const std::string& model, std::int64_t created) const {
+        std::string text;
+        for (const std::string& piece : pieces) text += piece;
+        std::string out = "{\"id\":";
+        append_json_string(out, id);
+        out += fmt::format(",\"object\":\"chat.completion\",\"created\":{},\"model\":", created);
+        append_json_string(out, model);
+        out += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
+        append_json_string(out, text);
+        out += ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":";
+        append_json_string(out, finish_reason);
+        out += fmt::format("}}],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}", prompt_tokens,
+                           completion_tokens, prompt_tokens + completion_tokens);
+        return out;
+    }
+};
+
+/// Observes what a leader sends its client (a stream's bytes, or a whole response) and builds the
+/// CachedAnswer. Anything it cannot replay faithfully (tool calls, logprobs, several choices, an
+/// error event, a non-200 answer, unparseable data) makes it `uncacheable`.
+class ResponseCapture {
+public:
+    void observe_response(unsigned status, std::string_view body) {
+        if (status != 200) return fail();
+        auto& parser = thread_parser(std::max<std::size_t>(body.size() + 64, 1 << 16), 64);
+        simdjson::dom::element doc;
+        if (parser.parse(body.data(), body.size()).get(doc) != simdjson::SUCCESS) return fail();
+        simdjson::dom::array choices;
+        if (doc["choices"].get(choices) != simdjson::SUCCESS || choices.size() != 1) return fail();
+        const simdjson::dom::element choice = choices.at(0);
+        if (!choice["logprobs"].is_null() && choice["logprobs"].error() == simdjson::SUCCESS) return fail();
+        simdjson::dom::object message;
+        if (choice["message"].get(message) != simdjson::SUCCESS) return fail();
+        for (auto [key, value] : message) {
+            if (key == "role" || key == "content") continue;
+            if (!value.is_null()) return fail();  // tool_calls, a refusal, audio, ...
+        }
+        std::string_view content, finish;
+        if (message["content"].get(content) != simdjson::SUCCESS) return fail();
+        if (choice["finish_reason"].get(finish) != simdjson::SUCCESS || finish.empty()) return fail();
+        answer_.pieces.assign(1, std::string(content));
+        answer_.finish_reason = std::string(finish);
+        finished_ = true;
+    }
+    void observe_stream(std::string_view bytes) {
+        if (failed_) return;
+        sse_.feed(bytes, [this](const llmfast::SseEventView& event) { observe_event(event); });
+    }
+    /// True when the answer is complete and replayable (the caller also checks the client is there).
+    [[nodiscard]] bool complete() const { return finished_ && !failed_; }
+    [[nodiscard]] CachedAnswer& answer() { return answer_; }
+
+private:
+    void fail() { failed_ = true; }
+    void observe_event(const llmfast::SseEventView& event) {
+        if (failed_) return;
+        if (event.status != llmfast::ErrorCode::Ok) return fail();
+        if (event.data.empty()) return;
+        if (event.data == "[DONE]") {
+            done_ = true;
+            return;
+        }
+        auto& parser = thread_parser(std::max<std::size_t>(event.data.size() + 64, 1 << 16), 64);
+        simdjson::dom::element doc;
+        if (parser.parse(event.data.data(), event.data.size()).get(doc) != simdjson::SUCCESS) return fail();
+        if (doc["error"].error() == simdjson::SUCCESS) return fail();
+        simdjson::dom::array choices;
+        if (doc["choices"].get(choices) != simdjson::SUCCESS) return fail();
+        for (simdjson::dom::element choice : choices) {
+            std::uint64_t index = 0;
+            if (choice["index"].get(index) == simdjson::SUCCESS && index != 0) return fail();
+            if (!choice["logprobs"].is_null() && choice["logprobs"].error() == simdjson::SUCCESS) return fail();
+            simdjson::dom::object delta;
+            if (choice["delta"].get(delta) == simdjson::SUCCESS) {
+                for (auto [key, value] : delta) {
+                    if (key == "role") continue;
+                    if (key == "content") {
+                        std::string_view text;
+                        if (value.get(text) == simdjson::SUCCESS) {
+                            if (!text.empty()) answer_.pieces.emplace_back(text);
+                        } else if (!value.is_null()) {
+                            return fail();
+                        }
+                        continue;
+                    }
+                    if (!value.is_null()) return fail();  // tool_calls, refusal, reasoning_content, ...
+                }
+            }
+            std::string_view finish;
+            if (choice["finish_reason"].get(finish) == simdjson::SUCCESS && !finish.empty()) {
+                answer_.finish_reason = std::string(finish);
+                finished_ = true;
+            }
+        }
+    }
+
+    llmfast::SseParser sse_{{.max_event_size = 1 << 20}};
+    CachedAnswer answer_;
+    bool finished_ = false, failed_ = false, done_ = false;
+};
+
+/// The gateway's cache: the SemanticCache plus which scopes belong to which model (for purges).
+class ResponseCache {
+public:
+    using Cache = llmfast::SemanticCache<llmfast::HashingEmbedder>;
+
+    explicit ResponseCache(const Config& config)
+        : config_(config.cache),
+          cache_(llmfast::HashingEmbedder(llmfast::HashingEmbedderOptions{.dimension = config.embedding_dimension}),
+                 llmfast::SemanticCacheOptions{.max_entries = config.cache.max_entries,
+                                               .max_bytes = config.cache.max_bytes,
+                                               .ttl = std::chrono::duration_cast<std::chrono::nanoseconds>(config.cache.ttl),
+                                               .semantic_tier = config.cache.semantic ? llmfast::SemanticTier::On : llmfast::SemanticTier::Off,
+                                               .similarity_threshold = config.cache.similarity_threshold,
+                                               .shards = std::min<std::size_t>(16, config.cache.max_entries)}) {}
+
+    [[nodiscard]] bool enabled() const noexcept { return config_.enabled; }
+    /// Whether `request` may be cached at all (enabled, deterministic unless configured otherwise, n == 1).
+    [[nodiscard]] bool applies(const ChatRequest& request) const noexcept {
+        return config_.enabled && request.cacheable && (request.deterministic || !config_.only_deterministic);
+    }
+    static std::string scope_of(std::string_view tenant, const ChatRequest& request) {
+        std::string scope = "t=";
+        scope += tenant;
+        scope += "\x1fm=";
+        scope += request.model;
+        scope += "\x1fs=";
+        scope += request.cache_system;
+        scope += "\x1fp=";
+        scope += request.cache_params;
+        return scope;
+    }
+    Cache& cache() noexcept { return cache_; }
+
+    /// Stores an answer (the leader's complete, or an insert when the lookup was skipped) and
+    /// remembers its scope under its tenant and model.
+    void note_scope(const std::string& tenant, const std::string& model, const std::string& scope) {
+        std::lock_guard lock(mutex_);
+        scopes_[model].emplace(tenant, scope);
+    }
+
+    /// Removes the entries of `model` (and `tenant`, when given), or everything when `model` is
+    /// empty and `tenant` is empty. Returns how many entries went.
+    std::size_t purge(const std::string& model, const std::string& tenant) {
+        if (model.empty() && tenant.empty()) {
+            const std::size_t before = cache_.stats().entries;
+            cache_.clear();
+            std::lock_guard lock(mutex_);
+            scopes_.clear();
+            return before;
+        }
+        std::vector<std::string> victims;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto model_it = scopes_.begin(); model_it != scopes_.end();) {
+                if (!model.empty() && model_it->first != model) {
+                    ++model_it;
+                    continue;
+                }
+                auto& set = model_it->second;
+                for (auto it = set.begin(); it != set.end();) {
+                    if (tenant.empty() || it->first == tenant) {
+                        victims.push_back(it->second);
+                        it = set.erase(it);
+                    } else {
+                        ++it;
+                    }
+                }
+                model_it = set.empty() ? scopes_.erase(model_it) : std::next(model_it);
+            }
+        }
+        std::size_t removed = 0;
+        for (const std::string& scope : victims) removed += cache_.erase_scope(scope);
+        return removed;
+    }
+
+    /// Prometheus lines: entries and bytes.
+    void render(std::string& out) const {
+        const auto stats = cache_.stats();
+        out += "# HELP llmfast_cache_entries Answers in the response cache.\n# TYPE llmfast_cache_entries gauge\n";
+        out += fmt::format("llmfast_cache_entries {}\n", stats.entries);
+        out += "# HELP llmfast_cache_bytes Accounted bytes of the response cache.\n# TYPE llmfast_cache_bytes gauge\n";
+        out += fmt::format("llmfast_cache_bytes {}\n", stats.memory_bytes);
+    }
+
+private:
+    CacheConfig config_;
+    Cache cache_;
+    std::mutex mutex_;
+    std::map<std::string, std::set<std::pair<std::string, std::string>>> scopes_;  // model -> (tenant, scope)
+};
+
+/// The state one wait_ready shares with the readiness callback (which may run on another thread).
+struct ReadyWait {
+    explicit ReadyWait(const net::any_io_executor& executor) : timer(executor) {}
+    net::steady_timer timer;
+    bool fired = false;  ///< on the strand: the callback's post ran
+};
+
+/// Waits on the calling coroutine's executor (the connection's strand) until `follower`'s flight
+/// ended, without blocking a thread: the library's readiness callback (Follower::on_ready, which may
+/// run on the leader's thread) posts back to the strand and wakes a timer. A client that goes away
+/// (ClientGone) ends the wait at once and cancels the follower (the flight is unaffected).
+/// True: try_result() has the outcome; false: the client is gone.
+inline net::awaitable<bool> wait_ready(ResponseCache::Cache::Follower& follower, ClientGone& gone) {
+    // Objects with destructors at the top level, no temporaries inside co_await (g++ 12: upstream.cpp).
+    std::shared_ptr<ReadyWait> wait = std::make_shared<ReadyWait>(co_await net::this_coro::executor);
+    wait->timer.expires_at(Clock::time_point::max());
+    auto notify = [wait]() noexcept {
+        net::any_io_executor executor = wait->timer.get_executor();
+        net::post(executor, [wait] {
+            wait->fired = true;
+            wait->timer.cancel();
+        });
+    };
+    llmfast::Subscription subscription = follower.on_ready(std::move(notify));
+    gone.on_gone = [wait] { wait->timer.cancel(); };
+    struct Unhook {
+        ClientGone& gone;
+        ~Unhook() { gone.on_gone = nullptr; }
+    } unhook{gone};
+    boost::system::error_code ec;
+    while (!wait->fired && !gone.gone) co_await wait->timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+    if (gone.gone) {
+        subscription.cancel();
+        follower.cancel();
+        co_return false;
+    }
+    co_return true;
+}
+
+}  // namespace gateway
