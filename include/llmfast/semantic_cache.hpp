@@ -930,16 +930,16 @@ public:
         /// Counted in `SemanticCacheStats::abandoned`. No-op when the flight already ended.
         void abandon() noexcept {
             if (!flight_) return;
-            SemanticCache* cache = cache_;
+            SemanticCache* owner = cache_;
             release()->abandon();
-            cache->stats_.abandoned.fetch_add(1, std::memory_order_relaxed);
+            owner->stats_.abandoned.fetch_add(1, std::memory_order_relaxed);
         }
 
     private:
         friend class SemanticCache;
-        Leader(SemanticCache* cache, const detail::CacheKey& key, std::string_view prompt, std::string_view scope,
+        Leader(SemanticCache* owner, const detail::CacheKey& key, std::string_view prompt, std::string_view scope,
                std::shared_ptr<typename Flights::Flight> flight)
-            : cache_(cache), key_(key), prompt_(prompt), scope_(scope), flight_(std::move(flight)) {}
+            : cache_(owner), key_(key), prompt_(prompt), scope_(scope), flight_(std::move(flight)) {}
 
         // Takes the flight out of the shard's table (later callers no longer join it) and out of this handle.
         std::shared_ptr<typename Flights::Flight> release() noexcept {
