@@ -117,8 +117,8 @@ enum class BatchingMode { off, static_batches, continuous };
 
 /// The simulated backend's batching. `enabled` is `mode != off` (the parser keeps the two in step).
 struct BatchingConfig {
-    bool enabled = false;
-    BatchingMode mode = BatchingMode::off;
+    bool enabled = true;
+    BatchingMode mode = BatchingMode::continuous;
     std::size_t max_batch_size = 8;            ///< static: the largest batch; continuous: max_num_seqs
     std::chrono::milliseconds max_wait{5};     ///< static only: how long a batch may wait to fill
     std::size_t max_num_batched_tokens = 512;  ///< continuous only: tokens per step (decode + prefill chunks)

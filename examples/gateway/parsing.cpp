@@ -57,7 +57,7 @@ Flags:
   --max-queue-tokens N     admission: prompt tokens of the waiting requests [4194304]
   --max-client-buffer-bytes N  a stream's unsent bytes; a slower reader is dropped [1048576]
   --sim-batching MODE      the simulated model's batching: off | static (whole requests through
-                           llmfast's DynamicBatcher) | continuous (per step, llmfast's ContinuousScheduler) [off]
+                           llmfast's DynamicBatcher) | continuous (per step, llmfast's ContinuousScheduler) [continuous]
   --sim-batch              the same as --sim-batching static
   --sim-max-batch N        static: its largest batch; continuous: sequences per step [8]
   --sim-max-wait-ms N      static: how long a batch may wait to fill [5]

@@ -667,6 +667,19 @@ def test_continuous():
         check(sse_events(raw)[-1] == "[DONE]", "stream after the cancel completes")
         code = gw.stop(timeout=15)
         check(code == 0, "exit code after stop: %s" % code)
+    # continuous is the default; `off` (a timer per request, no engine) still answers
+    with Gateway(*SIM, "--sim-batching", "off") as gw:
+        raw = curl_stream(gw.port, dict(CHAT, stream=True, max_tokens=6))
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in sse_events(raw)[:-1])
+        check(text == simulated_text(6), "off: stream content %r" % text)
+        status, _, body = post_chat(gw, dict(CHAT, max_tokens=4))
+        check(status == 200 and json.loads(body)["choices"][0]["message"]["content"] == simulated_text(4), "off: %s" % body[:200])
+        _, _, metrics = gw.request("GET", "/metrics")
+        check(b"llmfast_sim_engine" not in metrics and b"llmfast_sim_batches" not in metrics, "off: no batching metrics")
+    with Gateway(*SIM) as gw:
+        post_chat(gw, dict(CHAT, max_tokens=2))
+        _, _, metrics = gw.request("GET", "/metrics")
+        check(b"llmfast_sim_engine_steps_total" in metrics, "continuous is the default")
 
 
 # ---- a slow reader is dropped, not buffered without bound -----------------------------------------
