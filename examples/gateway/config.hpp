@@ -110,11 +110,18 @@ struct TenantLimits {
     std::uint64_t tokens_per_minute = 0;
 };
 
-/// The simulated backend's batching through llmfast::DynamicBatcher.
+/// How the simulated backend batches (simulated_backend.hpp): `off` (every request on its own timers),
+/// `static_batches` (prefill batched whole-request through llmfast::DynamicBatcher), `continuous`
+/// (iteration-level: one examples::ContinuousEngine on llmfast::ContinuousScheduler).
+enum class BatchingMode { off, static_batches, continuous };
+
+/// The simulated backend's batching. `enabled` is `mode != off` (the parser keeps the two in step).
 struct BatchingConfig {
-    bool enabled = false;
-    std::size_t max_batch_size = 8;
-    std::chrono::milliseconds max_wait{5};
+    bool enabled = true;
+    BatchingMode mode = BatchingMode::continuous;
+    std::size_t max_batch_size = 8;            ///< static: the largest batch; continuous: max_num_seqs
+    std::chrono::milliseconds max_wait{5};     ///< static only: how long a batch may wait to fill
+    std::size_t max_num_batched_tokens = 512;  ///< continuous only: tokens per step (decode + prefill chunks)
 };
 
 /// The response cache on the request path (response_cache.hpp): an llmfast::SemanticCache keyed by

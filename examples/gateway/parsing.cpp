@@ -57,9 +57,12 @@ Flags:
   --max-queue N            admission: requests waiting; a full queue answers 429 + Retry-After [1024]
   --max-queue-tokens N     admission: prompt tokens of the waiting requests [4194304]
   --max-client-buffer-bytes N  a stream's unsent bytes; a slower reader is dropped [1048576]
-  --sim-batch              batch the simulated model through llmfast's DynamicBatcher
-  --sim-max-batch N        its largest batch [8]
-  --sim-max-wait-ms N      how long a batch may wait to fill [5]
+  --sim-batching MODE      the simulated model's batching: off | static (whole requests through
+                           llmfast's DynamicBatcher) | continuous (per step, llmfast's ContinuousScheduler) [continuous]
+  --sim-batch              the same as --sim-batching static
+  --sim-max-batch N        static: its largest batch; continuous: sequences per step [8]
+  --sim-max-wait-ms N      static: how long a batch may wait to fill [5]
+  --sim-step-tokens N      continuous: tokens per step, decode tokens + prefill chunks [512]
   --no-cache               turn the response cache off (it is on; only temperature 0 / seeded requests)
   --cache-max-entries N    response cache capacity in entries [10000]
   --cache-max-bytes N      response cache capacity in bytes [268435456]
@@ -88,7 +91,8 @@ Config file (every field optional; an unknown or ill-typed field is an error nam
    "embeddings": {"model", "dimension"},
    "admission": {"max_running", "max_queue", "max_queue_tokens", "max_priority"},
    "tenants": {"NAME" | "*": {"requests_per_minute", "tokens_per_minute"}},
-   "batching": {"enabled", "max_batch_size", "max_wait_ms"},
+   "batching": {"mode": "off" | "static" | "continuous", "enabled" (true = "static"), "max_batch_size",
+                "max_wait_ms", "max_num_batched_tokens"},
    "cache": {"enabled", "max_entries", "max_bytes", "ttl_s", "semantic", "similarity_threshold",
              "only_deterministic"}}
 )";
@@ -100,6 +104,13 @@ std::array<unsigned char, 32> sha256(std::string_view text) {
 }
 
 namespace {
+
+BatchingMode parse_batching_mode(std::string_view text, const std::string& where) {
+    if (text == "off") return BatchingMode::off;
+    if (text == "static") return BatchingMode::static_batches;
+    if (text == "continuous") return BatchingMode::continuous;
+    throw ConfigError(where + ": must be \"off\", \"static\" or \"continuous\"");
+}
 
 constexpr std::uint64_t k_max_ms = 86'400'000;  // a day: every duration in the config is at most this
 
@@ -428,15 +439,25 @@ void load_config_text(std::string_view text, const std::string& path, Config& co
                 config.tenants[std::string(name_view)] = limits;
             }
         } else if (key == "batching") {
+            std::optional<bool> enabled;
+            std::optional<BatchingMode> mode;
             for (auto [field_view, field] : need_object(value, "batching")) {
                 const std::string field_key(field_view);
                 const std::string at = "batching." + field_key;
                 BatchingConfig& b = config.batching;
-                if (field_key == "enabled") b.enabled = need_bool(field, at);
+                if (field_key == "enabled") enabled = need_bool(field, at);
+                else if (field_key == "mode") mode = parse_batching_mode(need_string(field, at), at);
                 else if (field_key == "max_batch_size") b.max_batch_size = need_uint_max(field, at, 1, 1024);
                 else if (field_key == "max_wait_ms") b.max_wait = std::chrono::milliseconds(need_uint_max(field, at, 0, 60000));
+                else if (field_key == "max_num_batched_tokens") b.max_num_batched_tokens = need_uint_max(field, at, 1, 1U << 20);
                 else throw ConfigError(at + ": unknown field");
             }
+            // "enabled" is the older spelling of "static"; both given must agree.
+            if (mode && enabled && (*mode != BatchingMode::off) != *enabled)
+                throw ConfigError("batching.enabled: contradicts batching.mode");
+            if (mode) config.batching.mode = *mode;
+            else if (enabled) config.batching.mode = *enabled ? BatchingMode::static_batches : BatchingMode::off;
+            config.batching.enabled = config.batching.mode != BatchingMode::off;
         } else if (key == "cache") {
             for (auto [field_view, field] : need_object(value, "cache")) {
                 const std::string field_key(field_view);
@@ -525,7 +546,9 @@ Config parse_command_line(int argc, char** argv) {
         else if (flag == "--max-running") config.admission.max_running = parse_uint(value(), flag, 1, 1U << 20);
         else if (flag == "--max-queue") config.admission.max_queue = parse_uint(value(), flag, 0, 1U << 24);
         else if (flag == "--max-queue-tokens") config.admission.max_queue_tokens = parse_uint(value(), flag, 1, 1ULL << 40);
-        else if (flag == "--sim-batch") config.batching.enabled = true;
+        else if (flag == "--sim-batch") config.batching.mode = BatchingMode::static_batches;
+        else if (flag == "--sim-batching") config.batching.mode = parse_batching_mode(value(), flag);
+        else if (flag == "--sim-step-tokens") config.batching.max_num_batched_tokens = parse_uint(value(), flag, 1, 1U << 20);
         else if (flag == "--no-cache") config.cache.enabled = false;
         else if (flag == "--cache-max-entries") config.cache.max_entries = parse_uint(value(), flag, 1, 1ULL << 32);
         else if (flag == "--cache-max-bytes") config.cache.max_bytes = parse_uint(value(), flag, 1024, 1ULL << 40);
@@ -554,6 +577,7 @@ Config parse_command_line(int argc, char** argv) {
         if (const char* key = std::getenv("LLMFAST_ADMIN_KEY"); key != nullptr && *key != '\0') admin_key = trim_key(key, "LLMFAST_ADMIN_KEY");
     if (!admin_key.empty()) config.admin_key_sha256 = sha256(admin_key);
     if (config.threads == 0) config.threads = std::max(1U, std::thread::hardware_concurrency());
+    config.batching.enabled = config.batching.mode != BatchingMode::off;
     return config;
 }
 

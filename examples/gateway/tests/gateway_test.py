@@ -586,6 +586,102 @@ def test_batching():
         check(sse_events(raw)[-1] == "[DONE]", "batched stream completes")
 
 
+# ---- the simulated backend as a continuous-batching engine (llmfast's ContinuousScheduler) ---------
+ANSWER_WORDS = ["Large", " language", " models", " spend", " most", " of", " their", " time", " decoding", " one",
+                " token", " at", " a", " time,", " so", " longer", " answers", " take", " longer."]
+
+
+def simulated_text(tokens):
+    return "".join(ANSWER_WORDS[i % len(ANSWER_WORDS)] for i in range(tokens))
+
+
+def metric_value(metrics, name):
+    m = re.search(rb"^" + re.escape(name.encode()) + rb" ([0-9.e+]+)$", metrics, re.M)
+    check(m, "metric %s missing" % name)
+    return float(m.group(1))
+
+
+def test_continuous():
+    with Gateway("--sim-time-scale", "5", "--sim-batching", "continuous", "--sim-max-batch", "8") as gw:
+        # concurrent streams all complete, each with its own number of tokens
+        results = {}
+        lock = threading.Lock()
+
+        def one(i):
+            raw = curl_stream(gw.port, dict(CHAT, stream=True, max_tokens=10 + 7 * i, stream_options={"include_usage": True}))
+            with lock:
+                results[i] = raw
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        check(len(results) == 8, "all streams answered: %s" % sorted(results))
+        for i, raw in results.items():
+            events = sse_events(raw)
+            check(events and events[-1] == "[DONE]", "stream %d ends with [DONE]: %s" % (i, events[-2:]))
+            chunks = [json.loads(e) for e in events[:-1]]
+            text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+            check(text == simulated_text(10 + 7 * i), "stream %d content: %r" % (i, text))
+            check(chunks[-1]["usage"]["completion_tokens"] == 10 + 7 * i, "stream %d usage: %s" % (i, chunks[-1]))
+        metrics = wait_metric(gw, rb'llmfast_sim_engine_requests_total\{status="ok"\} 8\b')
+        check(re.search(rb'llmfast_sim_engine_requests_total\{status="ok"\} 8\b', metrics), "8 sequences ended ok: %s" %
+              re.findall(rb"llmfast_sim_engine_requests_total.*", metrics))
+        largest = metric_value(metrics, "llmfast_sim_engine_step_sequences_max")
+        steps = metric_value(metrics, "llmfast_sim_engine_steps_total")
+        check(2 <= largest <= 8, "concurrent streams shared steps (at most --sim-max-batch): %d" % largest)
+        check(steps < sum(10 + 7 * i for i in range(8)), "fewer steps than tokens: %d" % steps)
+        print("8 concurrent streams -> %d steps, at most %d sequences in a step" % (steps, largest))
+
+        # a short request submitted while a long one runs finishes first (it joins the running batch)
+        tl, rl = in_thread(post_chat, gw, dict(CHAT, max_tokens=400))  # ~1.1 s in real time at scale 5
+        wait_metric(gw, rb"llmfast_sim_engine_running 1\b")
+        started = time.monotonic()
+        status, _, body = post_chat(gw, dict(CHAT, max_tokens=5))
+        short_done = time.monotonic()
+        check(status == 200 and json.loads(body)["choices"][0]["message"]["content"] == simulated_text(5), "short answer: %s" % body[:200])
+        check("done" not in rl, "the long request was still running when the short one finished")
+        tl.join(30)
+        check(rl.get("value", (0,))[0] == 200 and rl["done"] > short_done, "the long one finished after the short one: %s" % rl)
+        print("short request answered in %.0f ms while the long one ran; the long one ended %.0f ms later" %
+              ((short_done - started) * 1000, (rl["done"] - short_done) * 1000))
+
+        # a client that goes away mid-stream cancels its sequence, which leaves the batch
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+        body = json.dumps(dict(CHAT, stream=True, max_tokens=5000)).encode()
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        got = b""
+        while got.count(b'"content"') < 4:
+            part = s.recv(65536)
+            check(part, "stream ended early")
+            got += part
+        s.close()
+        metrics = wait_metric(gw, rb'llmfast_sim_engine_requests_total\{status="cancelled"\} 1\b')
+        check(re.search(rb'llmfast_sim_engine_requests_total\{status="cancelled"\} 1\b', metrics),
+              "the disconnect cancelled the sequence: %s" % re.findall(rb"llmfast_sim_engine_requests_total.*", metrics))
+        metrics = wait_metric(gw, rb"llmfast_sim_engine_running 0\b")
+        check(metric_value(metrics, "llmfast_sim_engine_running") == 0, "the cancelled sequence freed its slot")
+        # the gateway keeps serving through the engine
+        raw = curl_stream(gw.port, dict(CHAT, stream=True, max_tokens=3))
+        check(sse_events(raw)[-1] == "[DONE]", "stream after the cancel completes")
+        code = gw.stop(timeout=15)
+        check(code == 0, "exit code after stop: %s" % code)
+    # continuous is the default; `off` (a timer per request, no engine) still answers
+    with Gateway(*SIM, "--sim-batching", "off") as gw:
+        raw = curl_stream(gw.port, dict(CHAT, stream=True, max_tokens=6))
+        text = "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in sse_events(raw)[:-1])
+        check(text == simulated_text(6), "off: stream content %r" % text)
+        status, _, body = post_chat(gw, dict(CHAT, max_tokens=4))
+        check(status == 200 and json.loads(body)["choices"][0]["message"]["content"] == simulated_text(4), "off: %s" % body[:200])
+        _, _, metrics = gw.request("GET", "/metrics")
+        check(b"llmfast_sim_engine" not in metrics and b"llmfast_sim_batches" not in metrics, "off: no batching metrics")
+    with Gateway(*SIM) as gw:
+        post_chat(gw, dict(CHAT, max_tokens=2))
+        _, _, metrics = gw.request("GET", "/metrics")
+        check(b"llmfast_sim_engine_steps_total" in metrics, "continuous is the default")
+
+
 # ---- a slow reader is dropped, not buffered without bound -----------------------------------------
 def vm_rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
