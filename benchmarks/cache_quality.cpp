@@ -16,6 +16,7 @@
 #include <llmfast/semantic_cache.hpp>
 
 #include "bench_common.hpp"
+#include "labelled_pairs.hpp"
 
 #include <array>
 #include <fstream>
@@ -25,54 +26,7 @@
 
 namespace {
 
-struct Pair {
-    std::string source;
-    int label = 0;
-    std::string a, b;
-};
-
-std::vector<Pair> builtin_sample() {
-    return {
-        {"sample-zh", 1, "什么是机器学习?", "机器学习是什么?"},
-        {"sample-zh", 0, "第一季比第二季好看吗", "第二季比第一季好看吗"},
-        {"sample-zh", 1, "今天北京天气怎么样", "北京今天天气如何"},
-        {"sample-zh", 0, "这个问题很难", "这个问题不难"},
-        {"sample-zh", 0, "Alice 比 Bob 高吗", "Bob 比 Alice 高吗"},
-        {"sample-en", 1, "How do I reset my password?", "how can I reset my password"},
-        {"sample-en", 0, "How do I book 3 tickets to Paris?", "How do I book 4 tickets to Paris?"},
-        {"sample-en", 0, "Is it safe to eat raw eggs?", "Is it not safe to eat raw eggs?"},
-        {"sample-en", 1, "What is the capital of France?", "what's the capital of France"},
-        {"sample-en", 0, "Does Alice earn more than Bob?", "Does Bob earn more than Alice?"},
-    };
-}
-
-std::vector<Pair> read_pairs(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) {
-        std::fprintf(stderr, "cannot open %s\n", path.c_str());
-        std::exit(2);
-    }
-    std::vector<Pair> pairs;
-    std::string line;
-    bool header = true;
-    while (std::getline(in, line)) {
-        if (header) {
-            header = false;
-            continue;
-        }
-        std::array<std::string, 5> fields;
-        std::size_t field = 0, start = 0;
-        for (std::size_t i = 0; i <= line.size() && field < 5; ++i) {
-            if (i == line.size() || (line[i] == '\t' && field < 4)) {
-                fields[field++] = line.substr(start, i - start);
-                start = i + 1;
-            }
-        }
-        if (field != 5) continue;
-        pairs.push_back({fields[2], fields[1] == "1" ? 1 : 0, fields[3], fields[4]});
-    }
-    return pairs;
-}
+using Pair = llmfast::bench::LabelledPair;
 
 struct Scored {
     const Pair* pair;
@@ -110,9 +64,9 @@ int main(int argc, char** argv) {
     const auto options = llmfast::bench::parse_options(argc, argv, "[pairs.tsv]");
     std::vector<Pair> pairs;
     if (!options.positional.empty()) {
-        pairs = read_pairs(options.positional[0]);
+        pairs = llmfast::bench::read_labelled_pairs(options.positional[0]);
     } else if (options.quick) {
-        pairs = builtin_sample();
+        pairs = llmfast::bench::builtin_pairs_sample();
     } else {
         std::fprintf(stderr, "usage: cache_quality [--quick] pairs.tsv (a TSV with columns lang, label, source, text_a, text_b)\n");
         return 2;

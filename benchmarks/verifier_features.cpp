@@ -14,6 +14,8 @@
 #include <llmfast/hashing_embedder.hpp>
 #include <llmfast/pair_verifier.hpp>
 
+#include "labelled_pairs.hpp"
+
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -24,39 +26,10 @@
 
 namespace {
 
-struct Pair {
-    std::string a, b;
-};
+using Pair = llmfast::bench::LabelledPair;
 
 std::vector<Pair> read_pairs(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) {
-        std::fprintf(stderr, "cannot open %s\n", path.c_str());
-        std::exit(2);
-    }
-    std::vector<Pair> pairs;
-    std::string line;
-    bool header = true;
-    while (std::getline(in, line)) {
-        if (header) {
-            header = false;
-            continue;
-        }
-        std::array<std::string, 5> fields;
-        std::size_t field = 0, start = 0;
-        for (std::size_t i = 0; i <= line.size() && field < 5; ++i) {
-            if (i == line.size() || (line[i] == '\t' && field < 4)) {
-                fields[field++] = line.substr(start, i - start);
-                start = i + 1;
-            }
-        }
-        if (field != 5) {
-            std::fprintf(stderr, "%s: malformed line\n", path.c_str());
-            std::exit(2);
-        }
-        pairs.push_back({fields[3], fields[4]});
-    }
-    return pairs;
+    return llmfast::bench::read_labelled_pairs(path, llmfast::bench::MalformedLine::Fail);
 }
 
 constexpr std::size_t idf_buckets = llmfast::pair_verifier_weights::idf.size();
@@ -139,9 +112,9 @@ int main(int argc, char** argv) {
     if (args.size() == 3 && args[0] == "idf") return make_idf(args[1], args[2]);
     if (args.size() == 4 && args[0] == "features") return make_features(args[1], args[2], args[3]);
     if (args.size() == 1 && args[0] == "--quick") {
-        const std::vector<Pair> sample{{"什么是机器学习?", "机器学习是什么?"},
-                                       {"第一季比第二季好看吗", "第二季比第一季好看吗"},
-                                       {"How do I reset my password?", "how can I reset my password"}};
+        const std::vector<Pair> sample{{"sample-zh", 1, "什么是机器学习?", "机器学习是什么?"},
+                                       {"sample-zh", 0, "第一季比第二季好看吗", "第二季比第一季好看吗"},
+                                       {"sample-en", 1, "How do I reset my password?", "how can I reset my password"}};
         const std::vector<float> out = featurize(sample, llmfast::pair_verifier_weights::idf);
         for (std::size_t row = 0; row < sample.size(); ++row) {
             std::printf("%s | %s\n", sample[row].a.c_str(), sample[row].b.c_str());
