@@ -46,6 +46,27 @@ inline void append_json_string(std::string& out, std::string_view text) {
     out.push_back('"');
 }
 
+/// A non-streaming `chat.completion` object with one choice and usage (the simulated backend's answer,
+/// and a cached answer replayed for `stream: false`).
+inline std::string chat_completion_json(std::string_view id, std::string_view model, std::int64_t created,
+                                        std::string_view content, std::string_view finish_reason,
+                                        std::size_t prompt_tokens, std::size_t completion_tokens) {
+    std::string out = "{\"id\":";
+    append_json_string(out, id);
+    out += ",\"object\":\"chat.completion\",\"created\":";
+    out += std::to_string(created);
+    out += ",\"model\":";
+    append_json_string(out, model);
+    out += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
+    append_json_string(out, content);
+    out += ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":";
+    append_json_string(out, finish_reason);
+    out += "}],\"usage\":{\"prompt_tokens\":" + std::to_string(prompt_tokens) +
+           ",\"completion_tokens\":" + std::to_string(completion_tokens) +
+           ",\"total_tokens\":" + std::to_string(prompt_tokens + completion_tokens) + "}}";
+    return out;
+}
+
 /// This thread's DOM parser, allocated once for documents up to `capacity` bytes and `max_depth`.
 inline simdjson::dom::parser& thread_parser(std::size_t capacity, std::size_t max_depth) {
     thread_local simdjson::dom::parser parser;

@@ -117,17 +117,7 @@ struct CachedAnswer {
     [[nodiscard]] std::string completion_json(const std::string& id, const std::string& model, std::int64_t created) const {
         std::string text;
         for (const std::string& piece : pieces) text += piece;
-        std::string out = "{\"id\":";
-        append_json_string(out, id);
-        out += fmt::format(",\"object\":\"chat.completion\",\"created\":{},\"model\":", created);
-        append_json_string(out, model);
-        out += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
-        append_json_string(out, text);
-        out += ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":";
-        append_json_string(out, finish_reason);
-        out += fmt::format("}}],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}", prompt_tokens,
-                           completion_tokens, prompt_tokens + completion_tokens);
-        return out;
+        return chat_completion_json(id, model, created, text, finish_reason, prompt_tokens, completion_tokens);
     }
 };
 

@@ -24,6 +24,7 @@
 #pragma once
 
 #include "config.hpp"
+#include "json_util.hpp"
 #include "sink.hpp"
 
 #include <llmfast/batcher.hpp>
@@ -316,14 +317,7 @@ inline net::awaitable<void> simulate_chat_continuous(ClientSink& sink, const Con
             co_return;
         }
         for (const auto& piece : pieces) text += piece;
-        reply = "{\"id\":\"" + id + "\",\"object\":\"chat.completion\",\"created\":" + std::to_string(created) + ",\"model\":";
-        append_json_string(reply, request.model);
-        reply += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
-        append_json_string(reply, text);
-        reply += ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":";
-        append_json_string(reply, finish_reason);
-        reply += fmt::format("}}],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}", prompt_tokens,
-                             tokens, prompt_tokens + tokens);
+        reply = chat_completion_json(id, request.model, created, text, finish_reason, prompt_tokens, tokens);
         record.first_content = record.last_content = Clock::now();
         co_await sink.respond(200, "application/json", std::move(reply));
         co_return;
@@ -433,14 +427,7 @@ inline net::awaitable<void> simulate_chat(ClientSink& sink, const Config& config
         co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
         if (sink.gone().gone) co_return;
         for (const auto& piece : pieces) text += piece;
-        reply = "{\"id\":\"" + id + "\",\"object\":\"chat.completion\",\"created\":" + std::to_string(created) + ",\"model\":";
-        append_json_string(reply, request.model);
-        reply += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
-        append_json_string(reply, text);
-        reply += ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":";
-        append_json_string(reply, finish_reason);
-        reply += fmt::format("}}],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}", prompt_tokens,
-                            tokens, prompt_tokens + tokens);
+        reply = chat_completion_json(id, request.model, created, text, finish_reason, prompt_tokens, tokens);
         record.first_content = record.last_content = Clock::now();
         co_await sink.respond(200, "application/json", std::move(reply));
         co_return;
