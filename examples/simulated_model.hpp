@@ -383,8 +383,12 @@ private:
             }
             const bool busy = scheduler_.pending() > 0;
             if (!intake_.empty()) {
-                std::stable_sort(intake_.begin(), intake_.end(), [](const auto& a, const auto& b) {
-                    return a->request.arrival_ms < b->request.arrival_ms;
+                // By arrival, then submission order (tickets increase as requests are submitted). std::sort
+                // with the tie-break rather than stable_sort: libstdc++'s stable_sort trips clang's
+                // deprecation warning on get_temporary_buffer.
+                std::sort(intake_.begin(), intake_.end(), [](const auto& a, const auto& b) {
+                    if (a->request.arrival_ms != b->request.arrival_ms) return a->request.arrival_ms < b->request.arrival_ms;
+                    return a->ticket < b->ticket;
                 });
                 // An idle GPU starts a step when the first request arrives.
                 if (!busy) step_start_ms_ = std::max(step_start_ms_, intake_.front()->request.arrival_ms);
