@@ -154,6 +154,8 @@ public:
     }
     /// True when the answer is complete and replayable (the caller also checks the client is there).
     [[nodiscard]] bool complete() const { return finished_ && !failed_; }
+    /// True once a stream's `data: [DONE]` went by (nothing more will be added to the answer).
+    [[nodiscard]] bool done() const { return done_; }
     [[nodiscard]] CachedAnswer& answer() { return answer_; }
 
 private:

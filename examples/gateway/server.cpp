@@ -283,6 +283,7 @@ public:
         responded_ = true;
         record_.status = status;
         if (capture_) capture_->observe_response(status, body);
+        store_before_end();  // before the answer goes out: a client that has it and asks again finds it
         http::response<http::string_body> res{static_cast<http::status>(status), 11};
         res.set(http::field::server, "llmfast-gateway");
         res.set(http::field::content_type, content_type);
@@ -318,7 +319,10 @@ public:
         co_return !ec;
     }
     net::awaitable<bool> write(std::string_view data) override {
-        if (capture_ && started_ && !gone_.gone && !ended_) capture_->observe_stream(data);
+        if (capture_ && started_ && !gone_.gone && !ended_) {
+            capture_->observe_stream(data);
+            if (capture_->done()) store_before_end();  // before [DONE] goes out (see respond)
+        }
         co_return write_now(data);
     }
     net::awaitable<void> end_stream() override {
@@ -708,6 +712,7 @@ private:
     /// the answer afterwards), a hit to replay, this request leads the flight, or it follows one.
     CacheStep cache_start(const ChatRequest& request) {
         cache_insert_ = false;
+        cache_request_ = &request;
         if (!server_.cache.applies(request)) return CacheStep::Bypass;
         const std::string_view cache_control = request_[http::field::cache_control];
         const bool no_cache = has_cache_directive(cache_control, "no-cache");
@@ -766,7 +771,23 @@ private:
     /// there) is stored (the leader's complete, or an insert after no-cache); anything else is not.
     void store_cached(const ChatRequest& request) {
         if (capture_ && capture_->complete() && !gone_.gone && record_.status == 200 && record_.error.empty() &&
-            (record_.streamed ? ended_ : responded_)) {
+            (record_.streamed ? ended_ : responded_))
+            store_answer(request);
+        settle_cache();
+    }
+    /// Called just before the bytes that end an answer are written (a whole response, or the stream's
+    /// `[DONE]`): stores it now if it is complete, so the entry exists before the client can have read
+    /// the end and asked again (storing after the last write raced with that next request).
+    void store_before_end() {
+        if (cache_request_ == nullptr || cache_stored_ || !capture_ || !capture_->complete() || gone_.gone ||
+            record_.status != 200 || !record_.error.empty())
+            return;
+        store_answer(*cache_request_);
+    }
+    void store_answer(const ChatRequest& request) {
+        if (cache_stored_) return;
+        cache_stored_ = true;
+        {
             CachedAnswer& answer = capture_->answer();
             answer.prompt_tokens = record_.prompt_tokens;
             answer.completion_tokens = record_.completion_tokens;
@@ -787,7 +808,6 @@ private:
                 model_metrics_->cache_stores.fetch_add(1, std::memory_order_relaxed);
             }
         }
-        settle_cache();
     }
     /// The end of a request: a flight still led is abandoned (followers compute themselves).
     void settle_cache() {
@@ -796,6 +816,8 @@ private:
         follower_.reset();
         capture_.reset();
         cache_insert_ = false;
+        cache_stored_ = false;
+        cache_request_ = nullptr;
     }
 
     /// A hit, replayed at once: a stream with the original chunk boundaries, or a chat.completion.
@@ -939,6 +961,8 @@ private:
     CachedAnswer cached_;
     std::string cache_scope_;
     bool cache_insert_ = false;
+    bool cache_stored_ = false;                       // this request's answer is in the cache already
+    const ChatRequest* cache_request_ = nullptr;      // the request being answered (lives across the handler)
     std::string pending_, inflight_;  // the stream's unsent bytes (chunk-framed), the write in flight
     net::steady_timer flushed_{stream_.get_executor()};
     bool writer_running_ = false;

@@ -28,7 +28,7 @@ namespace {
 bool known_param(std::string_view param) {
     static constexpr std::string_view roots[] = {"model", "messages", "stream", "stream_options", "max_tokens",
                                                  "max_completion_tokens", "temperature", "top_p", "n", "input",
-                                                 "encoding_format", "dimensions"};
+                                                 "encoding_format", "dimensions", "seed"};
     for (const std::string_view root : roots)
         if (param == root || (param.starts_with(root) && (param[root.size()] == '.' || param[root.size()] == '[')))
             return true;
