@@ -36,6 +36,7 @@
 #include "simulated_model.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -48,8 +49,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <future>
 #include <map>
 #include <memory>
@@ -67,6 +70,17 @@
 
 #if defined(__linux__)
 #include <sys/prctl.h>
+#endif
+#if defined(__unix__)  // --through-gateway: a child process and HTTP over loopback sockets
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #endif
 
@@ -110,6 +124,7 @@ struct Options {
     std::vector<std::string> rows = {"streaming", "cache", "batching", "continuous", "compression", "int8", "all"};
     bool progress = true;
     bool quick = false;
+    std::string gateway_path;  // --through-gateway: the llmfast-gateway binary ("" = in process)
 };
 
 struct OptionSpec {
@@ -202,6 +217,11 @@ std::vector<OptionSpec> option_specs(Options& o) {
         {"--rows", "LIST", "comma-separated rows to run: streaming,cache,batching,continuous,compression,int8,all "
                            "[all of them]",
          [&o](std::string_view v) { o.rows = split_list(v); }},
+        {"--through-gateway", "PATH",
+         "replay the same requests over HTTP through llmfast-gateway (the binary at PATH; a fresh one per run on a "
+         "free 127.0.0.1 port, its simulated backend on the same latency model) and print the table as its clients "
+         "measured it (scripts/demo.sh --gateway)",
+         [&o](std::string_view v) { o.gateway_path = std::string(v); }},
         {"--json", "PATH", "also write the results as JSON to PATH", [&o](std::string_view v) { o.json_path = std::string(v); }},
         {"--quick", "", "tiny run for tests: 40 requests, 8 clients, outputs x0.25",
          [&o](std::string_view) {
@@ -1363,6 +1383,547 @@ void print_table(const std::vector<TableRow>& rows) {
 
 std::string ms(double v) { return v >= 10000 ? fmt::format("{:.1f} s", v / 1000) : fmt::format("{:.0f} ms", v); }
 
+// ------------------------------------------------------------------------------------------------
+// Through llmfast-gateway (--through-gateway PATH): the same request sequence, sent over HTTP by
+// concurrent clients on real sockets to a fresh llmfast-gateway per run, its built-in simulated
+// backend configured with the same latency model. Everything is measured at the client.
+
+#if defined(__unix__)
+
+// One llmfast-gateway process on a free 127.0.0.1 port (`--port 0`; it prints "listening on
+// ADDR:PORT"), stopped (SIGTERM, then SIGKILL) when this object goes, also on an exception.
+class GatewayProcess {
+public:
+    GatewayProcess(const std::string& binary, const std::vector<std::string>& args)
+        : log_path_((std::filesystem::temp_directory_path() / fmt::format("llmfast-demo-gateway-{}.log", ::getpid())).string()) {
+        std::vector<std::string> all{binary};
+        all.insert(all.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (auto& a : all) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        int out[2];
+        if (::pipe(out) != 0) throw llmfast::Error(llmfast::ErrorCode::IoError, "--through-gateway: pipe() failed");
+        // Its stderr goes to a file, shown only when it fails to start (it says "stopped" on SIGTERM).
+        const int log = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        pid_ = ::fork();
+        if (pid_ < 0) {
+            ::close(out[0]);
+            ::close(out[1]);
+            throw llmfast::Error(llmfast::ErrorCode::IoError, "--through-gateway: fork() failed");
+        }
+        if (pid_ == 0) {  // the child: only async-signal-safe calls until exec
+#if defined(__linux__)
+            ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // a demo killed mid-run takes its gateway along
+#endif
+            ::dup2(out[1], 1);
+            if (log >= 0) ::dup2(log, 2);
+            ::close(out[0]);
+            ::close(out[1]);
+            ::execv(argv[0], argv.data());
+            ::_exit(127);
+        }
+        ::close(out[1]);
+        if (log >= 0) ::close(log);
+        stdout_ = out[0];
+        // Its first line on stdout names the port; bounded: a gateway that never listens is an error.
+        std::string text;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (text.find('\n') == std::string::npos) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            pollfd p{stdout_, POLLIN, 0};
+            char buf[256];
+            const ssize_t n = left.count() > 0 && ::poll(&p, 1, static_cast<int>(left.count())) > 0
+                                  ? ::read(stdout_, buf, sizeof buf) : -1;
+            if (n <= 0)
+                fail_start(fmt::format("'{}' did not start listening (flags: {})", binary, fmt::join(args, " ")));
+            text.append(buf, static_cast<std::size_t>(n));
+        }
+        const std::size_t colon = text.rfind(':', text.find('\n'));
+        if (!text.starts_with("listening on ") || colon == std::string::npos)
+            fail_start(fmt::format("unexpected output '{}'", text));
+        port_ = static_cast<std::uint16_t>(std::strtoul(text.c_str() + colon + 1, nullptr, 10));
+    }
+    GatewayProcess(const GatewayProcess&) = delete;
+    GatewayProcess& operator=(const GatewayProcess&) = delete;
+    ~GatewayProcess() { stop(); }
+    [[nodiscard]] std::uint16_t port() const { return port_; }
+
+    void stop(bool remove_log = true) {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            int status = 0;
+            const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+            while (::waitpid(pid_, &status, WNOHANG) == 0) {
+                if (std::chrono::steady_clock::now() > deadline) {
+                    ::kill(pid_, SIGKILL);
+                    ::waitpid(pid_, &status, 0);
+                    break;
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            }
+            pid_ = -1;
+        }
+        if (stdout_ >= 0) ::close(stdout_);
+        stdout_ = -1;
+        std::error_code ignored;
+        if (remove_log) std::filesystem::remove(log_path_, ignored);
+    }
+
+private:
+    // The constructor's failure: stops the child, then reports what it said on stderr.
+    [[noreturn]] void fail_start(const std::string& what) {
+        stop(false);
+        std::string said;
+        {
+            std::ifstream in(log_path_);
+            said.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        }
+        std::error_code ignored;
+        std::filesystem::remove(log_path_, ignored);
+        throw llmfast::Error(llmfast::ErrorCode::IoError, fmt::format("--through-gateway: {}: {}", what, said.substr(0, 2000)));
+    }
+
+    std::string log_path_;
+    pid_t pid_ = -1;
+    int stdout_ = -1;
+    std::uint16_t port_ = 0;
+};
+
+// A keep-alive HTTP/1.1 client connection (blocking socket, one per client thread): what a client
+// library does, small enough to see what is measured. Every read is bounded (SO_RCVTIMEO).
+class HttpConnection {
+public:
+    struct Response {
+        int status = 0;
+        std::map<std::string, std::string> headers;  // names in lower case
+    };
+
+    explicit HttpConnection(std::uint16_t port) : port_(port) {}
+    HttpConnection(const HttpConnection&) = delete;
+    HttpConnection& operator=(const HttpConnection&) = delete;
+    ~HttpConnection() { close(); }
+
+    // POSTs `body` (JSON) to `path`; `on_data` gets the response body as it arrives (de-chunked).
+    Response post(std::string_view path, std::string_view body, const std::function<void(std::string_view)>& on_data) {
+        if (fd_ < 0) open();
+        std::string request = fmt::format("POST {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\n"
+                                          "Content-Length: {}\r\n\r\n",
+                                          path, port_, body.size());
+        request += body;
+        for (std::size_t sent = 0; sent < request.size();) {
+            const ssize_t n = ::send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+            if (n <= 0) fail("send");
+            sent += static_cast<std::size_t>(n);
+        }
+        Response response;
+        const std::string status_line = read_line();
+        if (!status_line.starts_with("HTTP/1.1 ") || status_line.size() < 12) fail("bad status line");
+        response.status = std::atoi(status_line.c_str() + 9);
+        for (std::string line = read_line(); !line.empty(); line = read_line()) {
+            const std::size_t colon = line.find(':');
+            if (colon == std::string::npos) fail("bad header");
+            std::string name = line.substr(0, colon);
+            for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            std::size_t v = colon + 1;
+            while (v < line.size() && line[v] == ' ') ++v;
+            response.headers[name] = line.substr(v);
+        }
+        const auto header = [&](const std::string& name) {
+            const auto it = response.headers.find(name);
+            return it == response.headers.end() ? std::string() : it->second;
+        };
+        if (header("transfer-encoding").find("chunked") != std::string::npos) {
+            for (;;) {
+                const std::size_t size = std::strtoul(read_line().c_str(), nullptr, 16);
+                if (size == 0) {
+                    while (!read_line().empty()) {}  // trailers
+                    break;
+                }
+                read_exactly(size, on_data);
+                if (!read_line().empty()) fail("bad chunk");
+            }
+        } else if (const std::string length = header("content-length"); !length.empty()) {
+            read_exactly(std::strtoull(length.c_str(), nullptr, 10), on_data);
+        } else {
+            fail("a response without a length");
+        }
+        if (header("connection") == "close") close();
+        return response;
+    }
+
+private:
+    [[noreturn]] void fail(std::string_view what) {
+        close();
+        throw llmfast::Error(llmfast::ErrorCode::IoError, fmt::format("HTTP client (127.0.0.1:{}): {}", port_, what));
+    }
+    void open() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (fd_ < 0) fail("socket");
+        const int one = 1;
+        ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        const timeval bound{120, 0};  // no read waits longer than this (a hung gateway fails the run)
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+        ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port_);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) fail("connect");
+        buf_.clear();
+        pos_ = 0;
+    }
+    void close() {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = -1;
+    }
+    void fill() {
+        if (pos_ > 0 && pos_ == buf_.size()) {
+            buf_.clear();
+            pos_ = 0;
+        }
+        char chunk[16384];
+        const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+        if (n <= 0) fail(n == 0 ? "connection closed" : "recv (timed out?)");
+        buf_.append(chunk, static_cast<std::size_t>(n));
+    }
+    std::string read_line() {
+        for (;;) {
+            const std::size_t end = buf_.find("\r\n", pos_);
+            if (end != std::string::npos) {
+                std::string line = buf_.substr(pos_, end - pos_);
+                pos_ = end + 2;
+                return line;
+            }
+            if (buf_.size() - pos_ > 65536) fail("line too long");
+            fill();
+        }
+    }
+    void read_exactly(std::size_t size, const std::function<void(std::string_view)>& on_data) {
+        while (size > 0) {
+            if (pos_ == buf_.size()) fill();
+            const std::size_t take = std::min(size, buf_.size() - pos_);
+            on_data(std::string_view(buf_).substr(pos_, take));
+            pos_ += take;
+            size -= take;
+        }
+    }
+
+    std::uint16_t port_;
+    int fd_ = -1;
+    std::string buf_;
+    std::size_t pos_ = 0;
+};
+
+// One configuration of the gateway, switched on by its own flags and config file.
+struct GatewayRow {
+    std::string key, name;
+    bool streaming = false, cache = false, batching = false, compression = false;
+};
+
+// What one client saw of one request (simulated ms: real time since the run began x time scale).
+struct GatewayRecord {
+    double issue_ms = 0, first_ms = 0, done_ms = 0;
+    int status = 0;
+    bool intact = false;                  // 200 and the exact simulated answer, parsed back
+    std::string cache;                    // x-llmfast-cache: miss | exact | semantic | coalesced
+    std::uint64_t prompt_tokens = 0;      // usage, as the gateway reports it
+    std::uint64_t completion_tokens = 0;
+    std::string error;                    // the client's exception, if any
+};
+
+struct GatewayRun {
+    GatewayRow row;
+    std::vector<GatewayRecord> records;
+    std::vector<std::string> flags;
+    double real_seconds = 0;
+};
+
+std::string gateway_request_body(const Prompt& prompt, bool stream) {
+    Json body = {{"model", std::string(cache_scope.substr(0, cache_scope.find('|')))},
+                 {"messages", Json::array({{{"role", "user"}, {"content", prompt.text}}})},
+                 {"max_tokens", prompt.output_tokens},
+                 {"temperature", 0},
+                 {"stream", stream}};
+    if (stream) body["stream_options"] = {{"include_usage", true}};
+    return body.dump();
+}
+
+// Sends one request and reads the whole answer, timing it at the client.
+void gateway_send(HttpConnection& connection, const Prompt& prompt, bool stream, double scale,
+                  std::chrono::steady_clock::time_point origin, GatewayRecord& rec) {
+    const auto sim_ms = [&] {
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - origin).count() * scale;
+    };
+    const std::string body = gateway_request_body(prompt, stream);
+    std::string expected;
+    for (const auto& piece : examples::simulated_answer(prompt.output_tokens)) expected += piece;
+    std::string text, raw;
+    bool done = false, ok = true;
+    double first = -1;
+    llmfast::SseParser parser;
+    const auto take_usage = [&rec](const Json& j) {
+        if (!j.contains("usage") || !j["usage"].is_object()) return;
+        rec.prompt_tokens = j["usage"].value("prompt_tokens", std::uint64_t{0});
+        rec.completion_tokens = j["usage"].value("completion_tokens", std::uint64_t{0});
+    };
+    rec.issue_ms = sim_ms();
+    const HttpConnection::Response response = connection.post("/v1/chat/completions", body, [&](std::string_view data) {
+        if (!stream) return void(raw.append(data));
+        parser.feed(data, [&](const llmfast::SseEventView& event) {
+            if (event.status != llmfast::ErrorCode::Ok || done) return void(ok = false);
+            if (event.data == "[DONE]") return void(done = true);
+            const Json chunk = Json::parse(event.data, nullptr, false);
+            if (chunk.is_discarded() || chunk.contains("error")) return void(ok = false);
+            take_usage(chunk);
+            if (!chunk.contains("choices") || chunk["choices"].empty()) return;
+            const auto& delta = chunk["choices"][0]["delta"];
+            if (delta.contains("content") && delta["content"].is_string()) {
+                const std::string content = delta["content"].get<std::string>();
+                if (!content.empty() && first < 0) first = sim_ms();
+                text += content;
+            }
+        });
+    });
+    rec.done_ms = sim_ms();
+    rec.status = response.status;
+    if (const auto it = response.headers.find("x-llmfast-cache"); it != response.headers.end()) rec.cache = it->second;
+    if (!stream) {
+        const Json j = Json::parse(raw, nullptr, false);
+        if (!j.is_discarded() && j.contains("choices") && !j["choices"].empty() &&
+            j["choices"][0]["message"]["content"].is_string())
+            text = j["choices"][0]["message"]["content"].get<std::string>();
+        else
+            ok = false;
+        if (!j.is_discarded()) take_usage(j);
+        done = true;
+    }
+    rec.first_ms = first >= 0 ? first : rec.done_ms;  // without streaming the first token comes with the last
+    rec.intact = ok && done && response.status == 200 && text == expected;
+}
+
+// The gateway's flags and config file for a row. Every row gets the demo's latency model, one
+// simulated GPU (the gateway's continuous engine: with --sim-max-batch 1 it serves one request at a
+// time, as the demo's plain run does), and its response cache, prompt compression and batching
+// switched on only where the row says.
+std::vector<std::string> gateway_flags(const Options& o, const GatewayRow& row, const std::string& config_path) {
+    const std::string model(cache_scope.substr(0, cache_scope.find('|')));
+    Json config = {{"simulated", {{"overhead_ms", o.overhead_ms}, {"prefill_ms_per_token", o.prefill_ms_per_token},
+                                  {"decode_ms_per_token", o.decode_ms_per_token}, {"batch_item_ms", o.batch_item_ms},
+                                  {"time_scale", o.time_scale}}},
+                   {"cache", {{"enabled", row.cache}, {"semantic", o.semantic},
+                              {"similarity_threshold", make_cache(o, false)->options().similarity_threshold}}}};
+    config["models"][model] = {{"backend", "simulated"}};
+    if (row.compression) config["models"][model]["compression"] = {{"builtin", {"english", "chinese"}}};
+    {
+        std::ofstream file(config_path);
+        file << config.dump(2) << "\n";
+        if (!file) throw llmfast::Error(llmfast::ErrorCode::IoError, fmt::format("cannot write '{}'", config_path));
+    }
+    return {"--config", config_path, "--host", "127.0.0.1", "--port", "0", "--access-log", "off",
+            "--sim-batching", "continuous",
+            "--sim-max-batch", fmt::format("{}", row.batching ? o.max_batch : std::size_t{1}),
+            "--sim-step-tokens", fmt::format("{}", o.step_tokens),
+            "--max-running", fmt::format("{}", std::max<std::size_t>(256, o.clients)),
+            "--drain-grace-ms", "1000"};
+}
+
+GatewayRun run_gateway_row(const Options& o, const Demo& demo, const GatewayRow& row) {
+    const auto real_start = std::chrono::steady_clock::now();
+    GatewayRun run;
+    run.row = row;
+    const std::string config_path =
+        (std::filesystem::temp_directory_path() / fmt::format("llmfast-demo-gateway-{}.json", ::getpid())).string();
+    run.flags = gateway_flags(o, row, config_path);
+    run.records.resize(demo.sequence().size());
+    {
+        GatewayProcess gateway(o.gateway_path, run.flags);  // fresh for every run: a cold cache
+        std::filesystem::remove(config_path);
+        const auto origin = std::chrono::steady_clock::now();
+        std::atomic<std::size_t> next{0};
+        Progress progress(o.progress, row.name + " (gateway)", demo.sequence().size());
+        auto client = [&] {
+            HttpConnection connection(gateway.port());
+            for (;;) {
+                const std::size_t i = next.fetch_add(1);
+                if (i >= demo.sequence().size()) return;
+                GatewayRecord& rec = run.records[i];
+                try {
+                    gateway_send(connection, demo.pool()[demo.sequence()[i].prompt], row.streaming, o.time_scale, origin, rec);
+                } catch (const std::exception& e) {  // counted, the run goes on (a new connection next time)
+                    rec.error = e.what();
+                    rec.intact = false;
+                }
+                progress.tick();
+            }
+        };
+        std::vector<std::thread> clients;
+        for (std::size_t c = 0; c < o.clients; ++c) clients.emplace_back(client);
+        for (auto& t : clients) t.join();
+    }
+    run.real_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - real_start).count();
+    return run;
+}
+
+struct GatewaySummary {
+    double ttft_p50, ttft_p95, ttft_p99, latency_p50, latency_p95, latency_p99, latency_mean, throughput_rps, span_ms;
+    std::size_t answered, intact, errors, exact_hits, semantic_hits, coalesced, misses;
+    std::uint64_t prompt_tokens, completion_tokens;  // of the answers the backend computed (not cache hits)
+    double cost;
+};
+
+// Figures over the answered requests (status 200); `errors` counts the rest. Cost: the usage the
+// gateway reports, for the answers its backend computed; a cache hit (exact, semantic, or a
+// coalesced wait for an identical request in flight) costs the backend nothing.
+GatewaySummary summarize_gateway(const GatewayRun& r, const Options& o) {
+    GatewaySummary s{};
+    std::vector<double> ttft, latency;
+    double first = std::numeric_limits<double>::max(), last = 0;
+    for (const auto& rec : r.records) {
+        if (rec.status != 200 || !rec.error.empty()) {
+            ++s.errors;
+            continue;
+        }
+        ++s.answered;
+        s.intact += rec.intact ? 1 : 0;
+        ttft.push_back(rec.first_ms - rec.issue_ms);
+        latency.push_back(rec.done_ms - rec.issue_ms);
+        first = std::min(first, rec.issue_ms);
+        last = std::max(last, rec.done_ms);
+        const bool hit = rec.cache == "exact" || rec.cache == "semantic" || rec.cache == "coalesced";
+        s.exact_hits += rec.cache == "exact" ? 1 : 0;
+        s.semantic_hits += rec.cache == "semantic" ? 1 : 0;
+        s.coalesced += rec.cache == "coalesced" ? 1 : 0;
+        s.misses += hit ? 0 : 1;
+        if (!hit) {
+            s.prompt_tokens += rec.prompt_tokens;
+            s.completion_tokens += rec.completion_tokens;
+        }
+    }
+    s.ttft_p50 = percentile(ttft, 50);
+    s.ttft_p95 = percentile(ttft, 95);
+    s.ttft_p99 = percentile(ttft, 99);
+    s.latency_p50 = percentile(latency, 50);
+    s.latency_p95 = percentile(latency, 95);
+    s.latency_p99 = percentile(latency, 99);
+    s.latency_mean = mean(latency);
+    s.span_ms = s.answered ? last - first : 0;
+    s.throughput_rps = s.span_ms > 0 ? static_cast<double>(s.answered) / (s.span_ms / 1000.0) : 0;
+    s.cost = static_cast<double>(s.prompt_tokens) * o.price_in + static_cast<double>(s.completion_tokens) * o.price_out;
+    return s;
+}
+
+Json gateway_summary_json(const GatewaySummary& s, const GatewayRun& r) {
+    Json j;
+    j["config"] = {{"streaming", r.row.streaming}, {"cache", r.row.cache}, {"batching", r.row.batching},
+                   {"compression", r.row.compression}};
+    j["gateway_flags"] = r.flags;
+    j["requests"] = r.records.size();
+    j["answered"] = s.answered;
+    j["intact"] = s.intact;
+    j["errors"] = s.errors;
+    j["ttft_ms"] = {{"p50", s.ttft_p50}, {"p95", s.ttft_p95}, {"p99", s.ttft_p99}};
+    j["latency_ms"] = {{"p50", s.latency_p50}, {"p95", s.latency_p95}, {"p99", s.latency_p99}, {"mean", s.latency_mean}};
+    j["throughput"] = {{"requests_per_s", s.throughput_rps}, {"span_ms", s.span_ms}};
+    j["cache"] = {{"exact_hits", s.exact_hits}, {"semantic_hits", s.semantic_hits}, {"coalesced", s.coalesced},
+                  {"misses", s.misses}};
+    j["backend"] = {{"prompt_tokens", s.prompt_tokens}, {"completion_tokens", s.completion_tokens}, {"cost", s.cost}};
+    std::string first_error;
+    for (const auto& rec : r.records)
+        if (first_error.empty() && (!rec.error.empty() || rec.status != 200))
+            first_error = rec.error.empty() ? fmt::format("HTTP {}", rec.status) : rec.error;
+    if (!first_error.empty()) j["first_error"] = first_error;
+    j["real_seconds"] = r.real_seconds;
+    return j;
+}
+
+// The gateway table: the demo's rows that a client of the gateway can see. The in-process demo's
+// static-batching, continuous and int8 rows have no counterpart here (see docs/demo.md): the
+// gateway's one batching that models a whole GPU is its continuous engine, which is its batching row.
+int run_through_gateway(const Options& o, Demo& demo, Json& out) {
+    auto d = [](std::uint64_t v) { return static_cast<double>(v); };
+    std::vector<GatewayRow> rows;
+    if (wants(o, "streaming")) rows.push_back({.key = "streaming", .name = "streaming", .streaming = true});
+    if (wants(o, "cache")) rows.push_back({.key = "cache", .name = "semantic cache", .cache = true});
+    if (wants(o, "batching") || wants(o, "continuous"))
+        rows.push_back({.key = "batching", .name = "continuous batching", .batching = true});
+    if (wants(o, "compression")) rows.push_back({.key = "compression", .name = "prompt compression", .compression = true});
+    if (wants(o, "all"))
+        rows.push_back({.key = "all", .name = "all together", .streaming = true, .cache = true, .batching = true,
+                        .compression = true});
+    out["through_gateway"] = {{"gateway", o.gateway_path}};
+    Json& g = out["through_gateway"];
+    const GatewayRun plain_run = run_gateway_row(o, demo, {.key = "plain", .name = "plain"});
+    const GatewaySummary plain = summarize_gateway(plain_run, o);
+    g["runs"]["plain"] = gateway_summary_json(plain, plain_run);
+    std::vector<TableRow> table;
+    std::vector<std::string> checks{fmt::format("plain: {} of {} answers intact, {} errors", plain.intact,
+                                                plain_run.records.size(), plain.errors)};
+    std::size_t failures = plain.errors + (plain.answered - plain.intact);
+    for (const GatewayRow& row : rows) {
+        const GatewayRun r = run_gateway_row(o, demo, row);
+        const GatewaySummary s = summarize_gateway(r, o);
+        g["runs"][row.key] = gateway_summary_json(s, r);
+        checks.push_back(fmt::format("{}: {} of {} answers intact, {} errors", row.key, s.intact, r.records.size(), s.errors));
+        failures += s.errors + (s.answered - s.intact);
+        const std::string& n = row.name;
+        const auto ratio = plain.throughput_rps > 0 ? s.throughput_rps / plain.throughput_rps : 0.0;
+        if (row.key == "streaming") {
+            table.push_back({n, "TTFT p50", ms(plain.ttft_p50), ms(s.ttft_p50), pct(change_pct(plain.ttft_p50, s.ttft_p50)), "TTFT -80 %"});
+            table.push_back({n, "TTFT p95", ms(plain.ttft_p95), ms(s.ttft_p95), pct(change_pct(plain.ttft_p95, s.ttft_p95)), ""});
+        } else if (row.key == "cache") {
+            const std::size_t hits = s.exact_hits + s.semantic_hits;
+            table.push_back({n, "hit rate (exact + semantic)", "-",
+                             fmt::format("{:.1f} % ({} + {})", s.answered ? 100.0 * d(hits) / d(s.answered) : 0.0,
+                                         s.exact_hits, s.semantic_hits), "", ""});
+            table.push_back({n, "waited for an identical request in flight", "-", fmt::format("{}", s.coalesced), "", ""});
+            table.push_back({n, "latency p50", ms(plain.latency_p50), ms(s.latency_p50),
+                             pct(change_pct(plain.latency_p50, s.latency_p50)), "latency -40...70 %"});
+            table.push_back({n, "latency mean", ms(plain.latency_mean), ms(s.latency_mean),
+                             pct(change_pct(plain.latency_mean, s.latency_mean)), ""});
+            table.push_back({n, "backend tokens (cost)", fmt::format("{:.0f}", plain.cost), fmt::format("{:.0f}", s.cost),
+                             pct(change_pct(plain.cost, s.cost)), "cost -40...70 %"});
+        } else if (row.key == "batching") {
+            table.push_back({n, "throughput (requests/s)", fmt::format("{:.2f}", plain.throughput_rps),
+                             fmt::format("{:.2f}", s.throughput_rps), fmt::format("x{:.2f}", ratio), "throughput +3x"});
+            table.push_back({n, "latency p50", ms(plain.latency_p50), ms(s.latency_p50),
+                             pct(change_pct(plain.latency_p50, s.latency_p50)), ""});
+            table.push_back({n, "latency p99", ms(plain.latency_p99), ms(s.latency_p99),
+                             pct(change_pct(plain.latency_p99, s.latency_p99)), ""});
+        } else if (row.key == "compression") {
+            table.push_back({n, "prompt tokens (usage)", fmt::format("{}", plain.prompt_tokens), fmt::format("{}", s.prompt_tokens),
+                             pct(change_pct(d(plain.prompt_tokens), d(s.prompt_tokens))), "cost -10...30 %"});
+            table.push_back({n, "cost (prompt + output tokens)", fmt::format("{:.0f}", plain.cost), fmt::format("{:.0f}", s.cost),
+                             pct(change_pct(plain.cost, s.cost)), ""});
+            table.push_back({n, "latency mean", ms(plain.latency_mean), ms(s.latency_mean),
+                             pct(change_pct(plain.latency_mean, s.latency_mean)), "latency -10...20 %"});
+        } else if (row.key == "all") {
+            table.push_back({n, "TTFT p50", ms(plain.ttft_p50), ms(s.ttft_p50), pct(change_pct(plain.ttft_p50, s.ttft_p50)), ""});
+            table.push_back({n, "latency p50", ms(plain.latency_p50), ms(s.latency_p50),
+                             pct(change_pct(plain.latency_p50, s.latency_p50)), ""});
+            table.push_back({n, "throughput (requests/s)", fmt::format("{:.2f}", plain.throughput_rps),
+                             fmt::format("{:.2f}", s.throughput_rps), fmt::format("x{:.2f}", ratio), ""});
+            table.push_back({n, "cost (tokens)", fmt::format("{:.0f}", plain.cost), fmt::format("{:.0f}", s.cost),
+                             pct(change_pct(plain.cost, s.cost)), ""});
+        }
+    }
+    fmt::print("\n");
+    print_table(table);
+    fmt::print("\nMeasured at the clients ({} threads, one keep-alive connection each) through llmfast-gateway's "
+               "simulated backend; a fresh gateway per run (cold cache). Times are real time x {} (simulated ms), so "
+               "the gateway's and the client's own time counts {}x too.\n",
+               o.clients, o.time_scale, o.time_scale);
+    fmt::print("- cost: prompt + completion tokens from the usage the gateway reports (its estimator, with OpenAI's "
+               "chat overheads), summed over the answers its backend computed; a cache hit costs nothing.\n");
+    fmt::print("- batching: the gateway's continuous engine (at most {} sequences, {} tokens per step); the plain "
+               "run is the same engine with one sequence at a time.\n",
+               o.max_batch, o.step_tokens);
+    for (const auto& c : checks) fmt::print("- {}\n", c);
+    g["failures"] = failures;
+    return failures == 0 ? 0 : 3;
+}
+
+#endif  // __unix__
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1384,6 +1945,10 @@ int main(int argc, char** argv) {
         fmt::print("  workload: {} ({} prompts, {} zh); {} requests from {} clients: {} new, {} exact repeats, "
                    "{} paraphrases\n\n",
                    o.workload, pool.size(), zh, sequence.size(), o.clients, kinds[0], kinds[1], kinds[2]);
+        if (!o.gateway_path.empty())
+            fmt::print("  through llmfast-gateway ({}): a fresh gateway per run on a free 127.0.0.1 port, its simulated "
+                       "backend on this latency model; {} HTTP clients\n\n",
+                       o.gateway_path, o.clients);
         std::fflush(stdout);  // before the progress lines on stderr
 
         Demo demo(o, std::move(pool), std::move(sequence));
@@ -1401,6 +1966,21 @@ int main(int argc, char** argv) {
         out["workload"] = {{"path", o.workload}, {"prompts", demo.pool().size()}, {"zh_prompts", zh},
                            {"requests", demo.sequence().size()},
                            {"new", kinds[0]}, {"repeat", kinds[1]}, {"paraphrase", kinds[2]}};
+
+        if (!o.gateway_path.empty()) {
+#if defined(__unix__)
+            const int code = run_through_gateway(o, demo, out);
+            if (!o.json_path.empty()) {
+                std::ofstream file(o.json_path);
+                file << out.dump(2) << "\n";
+                if (!file) throw llmfast::Error(llmfast::ErrorCode::IoError, fmt::format("cannot write '{}'", o.json_path));
+                fmt::print("results written to {}\n", o.json_path);
+            }
+            return code;
+#else
+            throw llmfast::Error(llmfast::ErrorCode::InvalidArgument, "--through-gateway needs a POSIX system");
+#endif
+        }
 
         std::vector<TableRow> table;
         std::vector<std::string> notes;

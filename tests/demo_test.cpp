@@ -288,6 +288,59 @@ TEST_CASE("demo: a user's workload file, with repeats and paraphrases only where
     check_run(j["runs"]["all"], 12);
 }
 
+// --through-gateway: the same requests over HTTP through a fresh llmfast-gateway per run. Checked:
+// every row ran, every request got the exact simulated answer, the figures are positive and ordered,
+// and the token counts that do not depend on timing hold (a cache hit costs nothing, compression
+// never adds prompt tokens). No speed is asserted.
+TEST_CASE("demo: --through-gateway --quick prints the table as the gateway's clients measured it") {
+    const char* gateway = std::getenv("LLMFAST_GATEWAY");
+    if (gateway == nullptr || *gateway == '\0' || !fs::exists(gateway)) {
+        const char* ci = std::getenv("CI");
+        if (ci != nullptr && std::string(ci) == "true") FAIL("llmfast-gateway is not built ($LLMFAST_GATEWAY), and CI must build it");
+        LLMFAST_SKIP_TEST("llmfast-gateway is not built in this configuration (LLMFAST_BUILD_GATEWAY=OFF)");
+    }
+    TempDir dir;
+    const fs::path json = dir.path / "gateway.json";
+    const Run run = run_demo("--through-gateway " + quoted(gateway) + " --quick --no-progress --json " + quoted(json.string()));
+    INFO(run.output);
+    REQUIRE(run.exit_code == 0);
+    for (const char* line : {"TTFT p50", "hit rate", "throughput (requests/s)", "prompt tokens (usage)", "all together"})
+        CHECK(run.output.find(line) != std::string::npos);
+    std::ifstream in(json);
+    REQUIRE(in.good());
+    const Json j = Json::parse(in);
+    const auto& runs = j["through_gateway"]["runs"];
+    CHECK(j["through_gateway"]["failures"].get<std::size_t>() == 0);
+    for (const char* key : {"plain", "streaming", "cache", "batching", "compression", "all"}) {
+        INFO(key);
+        REQUIRE(runs.contains(key));
+        const auto& r = runs[key];
+        CHECK(r["requests"].get<std::size_t>() == 40);
+        CHECK(r["answered"].get<std::size_t>() == 40);
+        CHECK(r["intact"].get<std::size_t>() == 40);
+        CHECK(r["errors"].get<std::size_t>() == 0);
+        for (const char* p : {"p50", "p95", "p99"}) {
+            CHECK(r["ttft_ms"][p].get<double>() > 0);
+            CHECK(r["ttft_ms"][p].get<double>() <= r["latency_ms"][p].get<double>() + 1e-6);
+        }
+        CHECK(r["latency_ms"]["p50"].get<double>() <= r["latency_ms"]["p99"].get<double>());
+        CHECK(r["throughput"]["requests_per_s"].get<double>() > 0);
+        const auto& c = r["cache"];
+        CHECK(c["exact_hits"].get<std::size_t>() + c["semantic_hits"].get<std::size_t>() +
+                  c["coalesced"].get<std::size_t>() + c["misses"].get<std::size_t>() == 40);
+        CHECK(r["backend"]["cost"].get<double>() > 0);
+    }
+    // Without a cache every request is computed; with it, hits cost nothing and misses the same.
+    CHECK(runs["plain"]["cache"]["misses"].get<std::size_t>() == 40);
+    const auto cost = [&](const char* key) { return runs[key]["backend"]["cost"].get<double>(); };
+    CHECK(cost("cache") <= cost("plain"));
+    CHECK(cost("streaming") == cost("plain"));
+    CHECK(runs["compression"]["backend"]["prompt_tokens"].get<double>() <= runs["plain"]["backend"]["prompt_tokens"].get<double>());
+    // The quick workload repeats prompts (25 % exact repeats): the cache answers some of them.
+    const auto& cache = runs["cache"]["cache"];
+    CHECK(cache["exact_hits"].get<std::size_t>() + cache["coalesced"].get<std::size_t>() > 0);
+}
+
 TEST_CASE("demo: a malformed workload line is reported with its line number") {
     TempDir dir;
     const fs::path workload = dir.path / "bad.jsonl";
