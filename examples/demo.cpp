@@ -1733,11 +1733,17 @@ GatewayRun run_gateway_row(const Options& o, const Demo& demo, const GatewayRow&
     run.row = row;
     const std::string config_path =
         (std::filesystem::temp_directory_path() / fmt::format("llmfast-demo-gateway-{}.json", ::getpid())).string();
+    struct RemoveFile {  // also when the gateway does not start
+        const std::string& path;
+        ~RemoveFile() {
+            std::error_code ignored;
+            std::filesystem::remove(path, ignored);
+        }
+    } remove_config{config_path};
     run.flags = gateway_flags(o, row, config_path);
     run.records.resize(demo.sequence().size());
     {
         GatewayProcess gateway(o.gateway_path, run.flags);  // fresh for every run: a cold cache
-        std::filesystem::remove(config_path);
         const auto origin = std::chrono::steady_clock::now();
         std::atomic<std::size_t> next{0};
         Progress progress(o.progress, row.name + " (gateway)", demo.sequence().size());
