@@ -118,7 +118,8 @@ TEST_CASE("demo: --help explains every option and exits 0") {
     REQUIRE(run.exit_code == 0);
     for (const char* option : {"--workload", "--requests", "--clients", "--repeat", "--paraphrase", "--seed",
                                "--time-scale", "--overhead-ms", "--prefill-ms", "--decode-ms", "--batch-item-ms",
-                               "--max-batch", "--max-wait-ms", "--step-tokens", "--threshold", "--json", "--quick", "--rows"}) {
+                               "--max-batch", "--max-wait-ms", "--step-tokens", "--threshold", "--json", "--quick", "--rows",
+                               "--through-gateway"}) {
         CHECK(run.output.find(option) != std::string::npos);
     }
     CHECK(run.output.find("SIMULATED") != std::string::npos);
