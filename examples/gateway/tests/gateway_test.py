@@ -934,7 +934,7 @@ def test_playground():
         keys = os.path.join(tmp, "keys")
         with open(keys, "w") as f:
             f.write("playground:sk-play\n")
-        # real time (scale 1): a 40-token answer takes about half a second, long enough to be seen streaming
+        # real time (scale 1): a 19-token answer takes about 0.3 s, long enough to be seen streaming
         with Gateway("--access-log", "off") as gw, Gateway("--api-keys-file", keys, "--access-log", "off") as keyed:
             # the page's headers: HTML, a CSP that names exactly its own script and style, revalidation by ETag
             status, headers, page = gw.request("GET", "/", headers={})
@@ -959,9 +959,12 @@ def test_playground():
             profile = os.path.join(tmp, "chromium-profile")
             os.mkdir(profile)
             with Chromium(chromium, profile) as browser:
-                out = subprocess.run(["node", "--experimental-websocket", os.path.join(here, "playground_browser.mjs"), browser.ws_url,
-                                      "http://127.0.0.1:%d/" % gw.port, "http://127.0.0.1:%d/" % keyed.port, "sk-play", shot],
-                                     capture_output=True, text=True, timeout=180)
+                try:
+                    out = subprocess.run(["node", "--experimental-websocket", os.path.join(here, "playground_browser.mjs"), browser.ws_url,
+                                          "http://127.0.0.1:%d/" % gw.port, "http://127.0.0.1:%d/" % keyed.port, "sk-play", shot],
+                                         capture_output=True, text=True, timeout=180)
+                except subprocess.TimeoutExpired as e:  # its own waits end within 20 s each: a hang is a failure
+                    fail("the browser test did not finish within 180 s:\n%s\nchromium log:\n%s" % (e.stdout, browser.log_tail()))
                 print(out.stdout, end="")
                 check(out.returncode == 0, "the browser test failed:\n%s%s\nchromium log:\n%s" % (out.stdout, out.stderr, browser.log_tail()))
             with open(shot, "rb") as f:

@@ -314,5 +314,12 @@ class Chromium:
         if self.proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
+            deadline = time.monotonic() + 5  # the renderers die with the group; wait (bounded) until they are reaped
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(self.proc.pid, 0)
+                except (ProcessLookupError, PermissionError):
+                    break
+                time.sleep(0.05)
         self.log.close()
         return False

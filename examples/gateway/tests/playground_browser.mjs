@@ -57,7 +57,7 @@ const page = (method, params) => send(method, params, sessionId);
 await page('Runtime.enable');
 await page('Log.enable');
 await page('Page.enable');
-await page('Emulation.setDeviceMetricsOverride', { width: 960, height: 860, deviceScaleFactor: 1, mobile: false });
+await page('Emulation.setDeviceMetricsOverride', { width: 960, height: 720, deviceScaleFactor: 1, mobile: false });
 
 async function evaluate(expression) {
   const result = await page('Runtime.evaluate', { expression, returnByValue: true, awaitPromise: true });
