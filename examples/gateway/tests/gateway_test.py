@@ -930,12 +930,14 @@ def test_playground():
     if not shutil.which("node") or subprocess.run(["node", "--experimental-websocket", "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"],
                                                   capture_output=True, timeout=30).returncode != 0:
         skip_or_fail("node >= 20 (its WebSocket, --experimental-websocket) is not installed")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, FakeUpstream() as fake:
         keys = os.path.join(tmp, "keys")
         with open(keys, "w") as f:
             f.write("playground:sk-play\n")
-        # real time (scale 1): a 19-token answer takes about 0.3 s, long enough to be seen streaming
-        with Gateway("--access-log", "off") as gw, Gateway("--api-keys-file", keys, "--access-log", "off") as keyed:
+        # the simulated model in real time (scale 1: a 19-token answer takes about 0.3 s, long enough to be
+        # seen streaming), plus the fake upstream's models (m-reset: an error event after "partial ")
+        with Gateway("--config", upstream_config(tmp, fake), "--access-log", "off") as gw, \
+                Gateway("--api-keys-file", keys, "--access-log", "off") as keyed:
             # the page's headers: HTML, a CSP that names exactly its own script and style, revalidation by ETag
             status, headers, page = gw.request("GET", "/", headers={})
             check(status == 200 and headers.get("content-type") == "text/html; charset=utf-8", "GET /: %s %s" % (status, headers))
@@ -961,7 +963,7 @@ def test_playground():
             with Chromium(chromium, profile) as browser:
                 try:
                     out = subprocess.run(["node", "--experimental-websocket", os.path.join(here, "playground_browser.mjs"), browser.ws_url,
-                                          "http://127.0.0.1:%d/" % gw.port, "http://127.0.0.1:%d/" % keyed.port, "sk-play", shot],
+                                          "http://127.0.0.1:%d/" % gw.port, "http://127.0.0.1:%d/" % keyed.port, "sk-play", shot, "m-reset"],
                                          capture_output=True, text=True, timeout=180)
                 except subprocess.TimeoutExpired as e:  # its own waits end within 20 s each: a hang is a failure
                     fail("the browser test did not finish within 180 s:\n%s\nchromium log:\n%s" % (e.stdout, browser.log_tail()))

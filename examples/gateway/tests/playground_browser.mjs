@@ -2,12 +2,14 @@
 // library: Node 20's WebSocket, `node --experimental-websocket`). Types a prompt, clicks Send, checks
 // that the answer streams into the page (it grows while the turn is still streaming) with a "miss"
 // badge, clicks "Same prompt again" and checks the "exact" badge and the same answer; the same in
-// Chinese; then a screenshot; then an error (the gateway's OpenAI error message shown); then, on a
-// second gateway that requires API keys, the key field.
+// Chinese; then a screenshot; then errors (the gateway's OpenAI error message shown, for a refused
+// request and for an error event after part of the answer); then, on a second gateway that requires
+// API keys, the key field.
 // Usage: node --experimental-websocket playground_browser.mjs <browser ws URL> <page URL> <keyed page URL> <key> <screenshot.png>
+//        <model whose upstream resets mid-stream>
 import { writeFileSync } from 'node:fs';
 
-const [browserUrl, pageUrl, keyedUrl, apiKey, screenshotPath] = process.argv.slice(2);
+const [browserUrl, pageUrl, keyedUrl, apiKey, screenshotPath, resetModel] = process.argv.slice(2);
 const WAIT_MS = 20000;  // every wait ends by then
 
 function fail(message) {
@@ -150,6 +152,14 @@ try {
   await type('#max-tokens', '0');
   await type('#prompt', 'this one is refused');
   await ask(4, () => click('#send'), { what: 'max_tokens 0', error: 'max_tokens' });
+
+  // an error inside the stream, after some content (an upstream that resets): the partial answer stays, the error shows
+  await type('#max-tokens', '19');
+  await evaluate(`(() => { const s = document.getElementById('model'); s.value = ${JSON.stringify(resetModel)};
+    s.dispatchEvent(new Event('change')); return s.value; })()`) === resetModel || fail('no model ' + resetModel + ' in the selector');
+  await type('#prompt', 'an upstream that fails mid-stream');
+  const cut = await ask(5, () => click('#send'), { what: resetModel + ' (reset mid-stream)', error: '' });
+  if (cut.answer !== 'partial ' || !cut.error.trim()) fail('mid-stream error: want the partial answer and a message: ' + JSON.stringify(cut));
 
   // a gateway that requires keys: the models call says so; with the key typed in, answers stream
   await load(keyedUrl);
