@@ -22,6 +22,7 @@ const socket = new WebSocket(browserUrl);
 let nextId = 1;
 const pending = new Map();
 const problems = [];  // exceptions and CSP violations the page reported
+const eventWaiters = new Map();  // CDP event name -> one-shot callbacks
 socket.addEventListener('message', (message) => {
   const data = JSON.parse(message.data);
   if (data.id !== undefined && pending.has(data.id)) {
@@ -30,6 +31,10 @@ socket.addEventListener('message', (message) => {
     if (data.error) reject(new Error(method + ': ' + JSON.stringify(data.error)));
     else resolve(data.result);
     return;
+  }
+  if (data.method && eventWaiters.has(data.method)) {
+    for (const waiter of eventWaiters.get(data.method)) waiter(data.params);
+    eventWaiters.delete(data.method);
   }
   if (data.method === 'Runtime.exceptionThrown') {
     problems.push('exception: ' + JSON.stringify(data.params.exceptionDetails.exception?.description ?? data.params.exceptionDetails.text));
@@ -47,8 +52,9 @@ await new Promise((resolve, reject) => {
 function send(method, params = {}, sessionId = undefined) {
   const id = nextId++;
   socket.send(JSON.stringify({ id, method, params, sessionId }));
+  const bound = WAIT_MS + 5000;  // past the page-side bound of waitFor, which answers by then
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { pending.delete(id); reject(new Error(method + ': no answer within ' + WAIT_MS + ' ms')); }, WAIT_MS);
+    const timer = setTimeout(() => { pending.delete(id); reject(new Error(method + ': no answer within ' + bound + ' ms')); }, bound);
     pending.set(id, { method, resolve: (r) => { clearTimeout(timer); resolve(r); }, reject: (e) => { clearTimeout(timer); reject(e); } });
   });
 }
@@ -67,15 +73,30 @@ async function evaluate(expression) {
   return result.result.value;
 }
 
-// Polls `expression` until it is truthy; the last value, or a failure naming `what` after WAIT_MS.
+// Waits until `expression` is truthy and returns its value, or fails naming `what` after WAIT_MS. The
+// wait runs inside the page (re-checked on every DOM change and every 100 ms), so the test does not
+// keep interrupting the page's main thread with evaluations while the figures it shows are measured.
 async function waitFor(expression, what) {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const value = await evaluate(expression);
-    if (value) return value;
-    if (Date.now() > deadline) fail('timed out after ' + WAIT_MS + ' ms waiting for ' + what + '; page problems: ' + JSON.stringify(problems));
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  const value = await evaluate(`new Promise((resolve) => {
+    const value = () => { try { return (${expression}); } catch (_) { return null; } };
+    let observer = null, timer = null, bound = null;
+    const check = () => { const v = value(); if (!v) return false;
+      if (observer) observer.disconnect(); clearInterval(timer); clearTimeout(bound); resolve(v); return true; };
+    if (check()) return;
+    observer = new MutationObserver(check);
+    observer.observe(document, { subtree: true, childList: true, characterData: true, attributes: true });
+    timer = setInterval(check, 100);
+    bound = setTimeout(() => { observer.disconnect(); clearInterval(timer); resolve(null); }, ${WAIT_MS});
+  })`);
+  if (!value) fail('timed out after ' + WAIT_MS + ' ms waiting for ' + what + '; page problems: ' + JSON.stringify(problems));
+  return value;
+}
+
+function nextEvent(method) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(method + ': not within ' + WAIT_MS + ' ms')), WAIT_MS);
+    eventWaiters.set(method, [...(eventWaiters.get(method) || []), (params) => { clearTimeout(timer); resolve(params); }]);
+  });
 }
 
 // A real click: mouse events at the centre of the element (as a person would, not element.click()).
@@ -93,7 +114,9 @@ async function type(selector, text) {
 }
 
 async function load(url) {
+  const loaded = nextEvent('Page.loadEventFired');  // evaluating while the old document goes away would fail
   await page('Page.navigate', { url });
+  await loaded;
   await waitFor(`document.readyState === 'complete' && document.querySelector('#model') !== null`, 'the page to load from ' + url);
 }
 
@@ -144,6 +167,12 @@ try {
   await type('#prompt', '为什么长回答比较慢？');
   const zh = await ask(2, () => click('#send'), { what: 'Chinese, first ask', cache: 'miss', starts: '大语言模型', streamed: true });
   await ask(3, () => click('#again'), { what: 'Chinese, same prompt again', cache: 'exact', starts: '大语言模型', same: zh.answer });
+
+  // context for the figures above (printed, not judged): where the browser's time went per request
+  const timing = await evaluate(`performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/v1/chat/completions'))
+    .map((e) => 'connect ' + (e.connectEnd - e.startTime).toFixed(1) + ' ms, headers ' + (e.responseStart - e.startTime).toFixed(1) +
+                ' ms, body done ' + (e.responseEnd - e.startTime).toFixed(1) + ' ms').join('; ')`);
+  console.log('resource timing (from fetch()): ' + timing);
 
   const shot = await page('Page.captureScreenshot', { format: 'png' });
   writeFileSync(screenshotPath, Buffer.from(shot.data, 'base64'));
