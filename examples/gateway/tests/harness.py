@@ -277,6 +277,12 @@ class Chromium:
                      "--window-size=%d,%d" % (width, height), "--user-data-dir=" + profile_dir, "about:blank"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             self.args.insert(1, "--no-sandbox")  # Chromium refuses to start as root with its sandbox
+        # Its own process group escapes a kill of the test's group (CTest's timeout), so the browser
+        # also gets SIGKILL if this process dies first (util-linux setpriv: prctl(PR_SET_PDEATHSIG), then
+        # exec; the renderers exit when the browser is gone).
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            self.args[:0] = [setpriv, "--pdeathsig", "KILL"]
         self.profile = profile_dir
         self.proc = None
         self.ws_url = None
