@@ -96,14 +96,21 @@ struct LatencyModel {
     }
 };
 
-/// The simulated answer as token pieces: filler words (English) of `tokens` pieces, deterministic.
-inline std::vector<std::string> simulated_answer(std::size_t tokens) {
+/// The simulated answer as token pieces: filler words (English, or Chinese when `chinese`) of `tokens`
+/// pieces, deterministic.
+inline std::vector<std::string> simulated_answer(std::size_t tokens, bool chinese = false) {
     static constexpr std::string_view words[] = {"Large", " language", " models", " spend", " most", " of",
                                                  " their", " time", " decoding", " one", " token", " at", " a",
                                                  " time,", " so", " longer", " answers", " take", " longer."};
+    // The same sentence for a prompt in Chinese (the gateway picks it), as many pieces as the English one.
+    static constexpr std::string_view words_zh[] = {"大", "语言", "模型", "的", "大部分", "时间", "都", "花在",
+                                                    "逐个", "解码", "词元", "上，", "所以", "回答", "越", "长，",
+                                                    "耗时", "越", "长。"};
+    static_assert(std::size(words_zh) == std::size(words));
     std::vector<std::string> pieces;
     pieces.reserve(tokens);
-    for (std::size_t i = 0; i < tokens; ++i) pieces.emplace_back(words[i % std::size(words)]);
+    for (std::size_t i = 0; i < tokens; ++i)
+        pieces.emplace_back(chinese ? words_zh[i % std::size(words_zh)] : words[i % std::size(words)]);
     return pieces;
 }
 

@@ -14,6 +14,7 @@ PACKAGES=(
   libboost1.81-dev libssl-dev openssl      # llmfast-gateway: Beast/Asio, TLS to https:// upstreams
   libsimdjson-dev                          # llmfast-gateway: JSON (examples/gateway/json_util.hpp)
   curl prometheus                          # gateway tests: curl -N, promtool check metrics
+  chromium fonts-wqy-zenhei nodejs         # gateway tests: the playground in headless Chromium driven from node (>= 20: its WebSocket), CJK glyphs
 )
 # extra packages: components add theirs here
 EXTRA_PACKAGES=""

@@ -4,6 +4,7 @@
 #include "admission.hpp"
 #include "config.hpp"
 #include "metrics.hpp"
+#include "playground.hpp"
 #include "prompt.hpp"
 #include "response_cache.hpp"
 #include "simulated_backend.hpp"
@@ -459,7 +460,7 @@ private:
 
     std::string route_label() const {
         const std::string_view path = std::string_view(path_).substr(0, path_.find('?'));
-        for (const std::string_view known : {"/v1/chat/completions", "/v1/embeddings", "/v1/models", "/health", "/metrics", "/admin/cache/purge"})
+        for (const std::string_view known : {"/v1/chat/completions", "/v1/embeddings", "/v1/models", "/health", "/metrics", "/admin/cache/purge", "/"})
             if (path == known) return std::string(known);
         return "other";
     }
@@ -506,6 +507,10 @@ private:
                              "invalid_request_error", "", "method_not_allowed"};
             return respond_error(std::move(error));
         };
+        if (path == "/") {  // the playground: no key needed for the page, its API calls carry one
+            if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();
+            co_return co_await serve_playground();
+        }
         if (path == "/health") {
             if (!only(http::verb::get, "GET")) co_return co_await method_not_allowed();
             const bool draining = server_.draining;
@@ -540,6 +545,21 @@ private:
         if (!only(http::verb::post, "POST")) co_return co_await method_not_allowed();
         if (path == "/v1/chat/completions") co_return co_await chat();
         co_return co_await embeddings();
+    }
+
+    // GET /: the playground page. no-cache + ETag: a browser revalidates each load (304, no body) and
+    // so never runs a page older than the binary that serves it.
+    net::awaitable<void> serve_playground() {
+        const PlaygroundPage& page = playground_page();
+        extra_headers_.emplace_back("Content-Security-Policy", page.csp);
+        extra_headers_.emplace_back("ETag", page.etag);
+        extra_headers_.emplace_back("Cache-Control", "no-cache");
+        extra_headers_.emplace_back("X-Content-Type-Options", "nosniff");
+        extra_headers_.emplace_back("Referrer-Policy", "no-referrer");
+        const bool fresh = etag_matches(request_[http::field::if_none_match], page.etag);
+        const unsigned status = fresh ? 304U : 200U;
+        std::string body = fresh ? std::string() : std::string(page.body);
+        co_await respond(status, "text/html; charset=utf-8", std::move(body));
     }
 
     std::string models_json() const {

@@ -28,7 +28,9 @@
 #include "sink.hpp"
 
 #include <llmfast/batcher.hpp>
+#include <llmfast/detail/unicode.hpp>
 #include <llmfast/sse.hpp>
+#include <llmfast/utf8.hpp>
 
 #include <fmt/format.h>
 
@@ -65,6 +67,22 @@ struct SimJob {
     std::uint64_t prompt_tokens = 0;
     std::shared_ptr<SimWait> wait;
 };
+
+/// True when the last user message holds a Han ideograph: the simulated model then answers in
+/// Chinese, so a client (the playground) can show how CJK text streams, is cached and renders.
+inline bool asks_in_chinese(const ChatRequest& request) {
+    for (auto message = request.messages.rbegin(); message != request.messages.rend(); ++message) {
+        if (message->role != "user") continue;
+        const std::string_view text = message->text;
+        for (std::size_t pos = 0; pos < text.size();) {
+            const llmfast::utf8::DecodeResult decoded = llmfast::utf8::decode(text, pos);
+            if (decoded.status == llmfast::utf8::DecodeStatus::Valid && llmfast::detail::is_han_ideograph(decoded.code_point)) return true;
+            pos += std::max<std::size_t>(1, decoded.length);
+        }
+        return false;
+    }
+    return false;
+}
 
 /// One request's progress on the continuous engine, shared with the engine's callbacks. Written only
 /// on the connection's strand (the callbacks post there), which the timer's cancel wakes.
@@ -268,7 +286,7 @@ inline net::awaitable<void> simulate_chat_continuous(ClientSink& sink, const Con
     RequestRecord& record = sink.record();
     const std::uint64_t tokens = request.max_tokens.value_or(config.sim_default_tokens);
     const std::string_view finish_reason = request.max_tokens ? "length" : "stop";
-    const std::vector<std::string> pieces = examples::simulated_answer(static_cast<std::size_t>(tokens));
+    const std::vector<std::string> pieces = examples::simulated_answer(static_cast<std::size_t>(tokens), asks_in_chinese(request));
     record.prompt_tokens = prompt_tokens;
     record.completion_tokens = tokens;
 
@@ -366,7 +384,7 @@ inline net::awaitable<void> simulate_chat(ClientSink& sink, const Config& config
     const examples::LatencyModel& model = config.latency;
     const std::uint64_t tokens = request.max_tokens.value_or(config.sim_default_tokens);
     const std::string_view finish_reason = request.max_tokens ? "length" : "stop";
-    const std::vector<std::string> pieces = examples::simulated_answer(static_cast<std::size_t>(tokens));
+    const std::vector<std::string> pieces = examples::simulated_answer(static_cast<std::size_t>(tokens), asks_in_chinese(request));
     record.prompt_tokens = prompt_tokens;
     record.completion_tokens = tokens;
 

@@ -13,7 +13,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Gateway, FakeUpstream, check, fail, free_port, self_signed, skip_or_fail, sse_events)  # noqa: E402
+from harness import (Chromium, Gateway, FakeUpstream, check, fail, find_chromium, free_port, self_signed, skip_or_fail,  # noqa: E402
+                     sse_events)
 
 SIM = ["--sim-time-scale", "50"]
 CHAT = {"model": "llmfast-sim", "messages": [{"role": "user", "content": "hello there"}]}
@@ -910,6 +911,70 @@ def test_cache():
             check(status == 403, "purge without an admin key configured: %s" % status)
             kinds = [post_chat(gw, dict(CHAT, temperature=0))[1].get("x-llmfast-cache") for _ in range(2)]
             check(kinds == ["miss", "miss"], "--no-cache: %s" % kinds)
+
+
+def csp_hash(page, tag):
+    """'sha256-…' of the text inside the page's first <tag>…</tag>, as a browser computes it for the CSP."""
+    import base64
+    import hashlib
+    text = page.split(b"<%s>" % tag, 1)[1].split(b"</%s>" % tag, 1)[0]
+    return "'sha256-%s'" % base64.b64encode(hashlib.sha256(text).digest()).decode()
+
+
+def test_playground():
+    """GET / serves the playground; headless Chromium (DevTools protocol, playground_browser.mjs) uses it."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    chromium = find_chromium()
+    if not chromium:
+        skip_or_fail("chromium is not installed (Debian package chromium)")
+    if not shutil.which("node") or subprocess.run(["node", "--experimental-websocket", "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"],
+                                                  capture_output=True, timeout=30).returncode != 0:
+        skip_or_fail("node >= 20 (its WebSocket, --experimental-websocket) is not installed")
+    with tempfile.TemporaryDirectory() as tmp, FakeUpstream() as fake:
+        keys = os.path.join(tmp, "keys")
+        with open(keys, "w") as f:
+            f.write("playground:sk-play\n")
+        # the simulated model in real time (scale 1: a 19-token answer takes about 0.3 s, long enough to be
+        # seen streaming), plus the fake upstream's models (m-reset: an error event after "partial ")
+        with Gateway("--config", upstream_config(tmp, fake), "--access-log", "off") as gw, \
+                Gateway("--api-keys-file", keys, "--access-log", "off") as keyed:
+            # the page's headers: HTML, a CSP that names exactly its own script and style, revalidation by ETag
+            status, headers, page = gw.request("GET", "/", headers={})
+            check(status == 200 and headers.get("content-type") == "text/html; charset=utf-8", "GET /: %s %s" % (status, headers))
+            check(b"<script src" not in page and b"<link" not in page and b"http://" not in page and b"https://" not in page,
+                  "the page loads nothing from elsewhere")
+            csp = headers.get("content-security-policy", "")
+            for want in ("default-src 'none'", "script-src %s" % csp_hash(page, b"script"), "style-src %s" % csp_hash(page, b"style"),
+                         "connect-src 'self'", "frame-ancestors 'none'"):
+                check(want + ";" in csp + ";", "CSP %r lacks %r" % (csp, want))
+            check("unsafe-inline" not in csp, "no unsafe-inline: %s" % csp)
+            etag = headers.get("etag", "")
+            check(re.fullmatch(r'"[0-9a-f]{32}"', etag) and headers.get("cache-control") == "no-cache", "ETag/Cache-Control: %s" % headers)
+            status, headers, body = gw.request("GET", "/", headers={"If-None-Match": etag})
+            check(status == 304 and body == b"" and headers.get("etag") == etag, "If-None-Match: %s %s %r" % (status, headers, body[:80]))
+            check(gw.request("GET", "/", headers={"If-None-Match": '"0123"'})[0] == 200, "another ETag: the page")
+            check(keyed.request("GET", "/", headers={})[0] == 200, "the page needs no key (its API calls carry one)")
+            status, headers, _ = gw.request("POST", "/", b"{}")
+            check(status == 405 and headers.get("allow") == "GET", "POST /: %s %s" % (status, headers))
+
+            shot = os.environ.get("LLMFAST_PLAYGROUND_SCREENSHOT") or os.path.join(tmp, "playground.png")
+            profile = os.path.join(tmp, "chromium-profile")
+            os.mkdir(profile)
+            with Chromium(chromium, profile) as browser:
+                try:
+                    out = subprocess.run(["node", "--experimental-websocket", os.path.join(here, "playground_browser.mjs"), browser.ws_url,
+                                          "http://127.0.0.1:%d/" % gw.port, "http://127.0.0.1:%d/" % keyed.port, "sk-play", shot, "m-reset"],
+                                         capture_output=True, text=True, timeout=180)
+                except subprocess.TimeoutExpired as e:  # its own waits end within 20 s each: a hang is a failure
+                    fail("the browser test did not finish within 180 s:\n%s\nchromium log:\n%s" % (e.stdout, browser.log_tail()))
+                print(out.stdout, end="")
+                check(out.returncode == 0, "the browser test failed:\n%s%s\nchromium log:\n%s" % (out.stdout, out.stderr, browser.log_tail()))
+            with open(shot, "rb") as f:
+                check(f.read(8) == b"\x89PNG\r\n\x1a\n", "the screenshot is a PNG")
+            # what the page showed is what the gateway counted: two misses and two exact hits on the first gateway
+            _, _, metrics = gw.request("GET", "/metrics")
+            exact = re.search(r'llmfast_cache_hits_total\{kind="exact",model="llmfast-sim"\} (\d+)', metrics.decode())
+            check(exact and int(exact.group(1)) == 2, "exact hits counted by the gateway: %s" % (exact and exact.group(0)))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import select
 import signal
 import socket
@@ -251,3 +252,80 @@ def self_signed(tmp):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     return cert, ctx
+
+
+def find_chromium():
+    """Debian's chromium (/usr/bin/chromium), or another Chromium on PATH; None when there is none."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class Chromium:
+    """Headless Chromium with the DevTools protocol on a free loopback port (--remote-debugging-port=0;
+    the port and the browser's WebSocket path are read from DevToolsActivePort in its own temporary
+    profile). It runs in a process group of its own, killed as a whole on exit: the browser's renderer
+    and helper processes go with it."""
+
+    def __init__(self, binary, profile_dir, width=960, height=900):
+        self.args = [binary, "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-extensions", "--disable-default-apps", "--mute-audio", "--hide-scrollbars",
+                     "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
+                     "--window-size=%d,%d" % (width, height), "--user-data-dir=" + profile_dir, "about:blank"]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            self.args.insert(1, "--no-sandbox")  # Chromium refuses to start as root with its sandbox
+        # Its own process group escapes a kill of the test's group (CTest's timeout), so the browser
+        # also gets SIGKILL if this process dies first (util-linux setpriv: prctl(PR_SET_PDEATHSIG), then
+        # exec; the renderers exit when the browser is gone).
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            self.args[:0] = [setpriv, "--pdeathsig", "KILL"]
+        self.profile = profile_dir
+        self.proc = None
+        self.ws_url = None
+
+    def __enter__(self):
+        self.log = open(os.path.join(self.profile, "chromium.log"), "w+")
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        active = os.path.join(self.profile, "DevToolsActivePort")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.__exit__(None, None, None)
+                fail("chromium exited (%s) before opening its DevTools port:\n%s" % (self.proc.returncode, self.log_tail()))
+            with contextlib.suppress(OSError, ValueError):
+                with open(active) as f:
+                    lines = f.read().split("\n")
+                if len(lines) >= 2 and lines[0].strip().isdigit() and lines[1].startswith("/devtools/browser/"):
+                    self.ws_url = "ws://127.0.0.1:%s%s" % (lines[0].strip(), lines[1].strip())
+                    return self
+            time.sleep(0.05)
+        self.__exit__(None, None, None)
+        fail("chromium wrote no DevToolsActivePort within 30 s:\n%s" % self.log_tail())
+
+    def log_tail(self):
+        self.log.flush()
+        self.log.seek(0)
+        return "\n".join(self.log.read().splitlines()[-30:])
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            # the group start_new_session gave it (ours only); also when the browser itself is gone,
+            # for a renderer it may have left behind
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+            deadline = time.monotonic() + 5  # the renderers die with the group; wait (bounded) until they are reaped
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(self.proc.pid, 0)
+                except (ProcessLookupError, PermissionError):
+                    break
+                time.sleep(0.05)
+        self.log.close()
+        return False
