@@ -6,8 +6,10 @@
 // another question). PairVerifier looks at the pair more closely — overlaps at several n-gram orders
 // weighted by how rare each word is, word order (longest common subsequence, Kendall tau of the shared
 // words' positions), the hit guards' signals (numbers, negation, Latin names, term order), length
-// ratios — and a small neural network (one hidden layer, trained by scripts/train_verifier.py, weights
-// in the generated pair_verifier_weights.hpp) turns them into a probability. Its operating point for a
+// ratios — plus a learned embedding of what differs (the tokens, bigrams and Latin trigrams only one
+// side has, hashed into a trained int8 table, so substitutions seen in the labelled pairs count), and
+// a small neural network (one hidden layer, trained by scripts/train_verifier.py, weights in the
+// generated pair_verifier_weights.hpp) turns them into a probability. Its operating point for a
 // wrong-hit rate δ comes from a calibration curve measured on a validation split held out of the
 // training data (`threshold_for(δ)`); WrongHitMonitor (wrong_hit_monitor.hpp) raises it on a user's own
 // traffic when feedback shows more wrong hits than δ. See docs/verifier.md for the figures.
