@@ -437,9 +437,11 @@ def report(name, p, y, src, thresholds):
         print("  %-16s %s" % (s, "   ".join(cells)))
 
 
-def split_and_augment(rows, seed, swap_negatives):
+def split_and_augment(rows, seed, swap_negatives, style="copy"):
     """Train / validation split (15 % of each (source, label) group, seeded) plus the synthetic
-    same-words-other-order pairs (see the module comment)."""
+    same-words-other-order pairs (see the module comment). style "copy": the negative is text_a
+    against text_a with two chunks swapped; "paraphrase": text_a against its paraphrase text_b with
+    two chunks swapped (closer to PAWS, where both sides also differ in wording); "both": alternately."""
     rng = np.random.default_rng(seed)
     groups = {}
     for i, r in enumerate(rows):
@@ -452,25 +454,35 @@ def split_and_augment(rows, seed, swap_negatives):
     train_rows = [r for i, r in enumerate(rows) if i not in val_idx]
     val_rows = [r for i, r in enumerate(rows) if i in val_idx]
     arng = np.random.default_rng(seed + 1)
+    made = [0]
+
+    def negative(r):
+        use_b = style == "paraphrase" or (style == "both" and made[0] % 2 == 1)
+        base = r[4] if use_b else r[3]
+        swapped = swap_negative(base, arng)
+        if not swapped or swapped == base:
+            return None
+        made[0] += 1
+        return [r[0], "0", "synthetic-swap", r[3], swapped]
     aug = []
     if swap_negatives > 0:
         for k in arng.permutation(len(train_rows)):
             r = train_rows[k]
             if r[1] != "1":
                 continue
-            swapped = swap_negative(r[3], arng)
-            if swapped and swapped != r[3]:
-                aug.append([r[0], "0", "synthetic-swap", r[3], swapped])
+            neg = negative(r)
+            if neg:
+                aug.append(neg)
             if len(aug) >= swap_negatives:
                 break
     val_aug = []
     for r in val_rows:
         if r[1] != "1":
             continue
-        swapped = swap_negative(r[3], arng)
-        if swapped and swapped != r[3]:
+        neg = negative(r)
+        if neg:
             val_aug.append([r[0], "1", "synthetic-swap", r[3], r[4]])
-            val_aug.append([r[0], "0", "synthetic-swap", r[3], swapped])
+            val_aug.append(neg)
     return train_rows + aug, val_rows, val_aug
 
 
@@ -483,6 +495,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--swap-negatives", type=int, default=8000, help="synthetic word-swap negatives to add")
+    ap.add_argument("--swap-style", choices=["copy", "paraphrase", "both"], default="copy",
+                    help="how the synthetic negatives are made (see split_and_augment)")
     ap.add_argument("--write-validation", help="also write the validation split (without synthetic pairs) as a TSV")
     ap.add_argument("--bootstrap", action="store_true")
     args = ap.parse_args()
@@ -493,7 +507,7 @@ def main():
     names = feature_names_from_header()
     rows = read_pairs(args.train)
     dev_rows = read_pairs(args.dev) if args.dev else []
-    train_rows, val_real, val_aug = split_and_augment(rows, args.seed, args.swap_negatives)
+    train_rows, val_real, val_aug = split_and_augment(rows, args.seed, args.swap_negatives, args.swap_style)
     val_rows = val_real + val_aug
     if args.write_validation:
         write_tsv(args.write_validation, val_real)

@@ -1,7 +1,9 @@
 // Fuzzes PairVerifier on arbitrary byte pairs (UTF-8 or not): the probability is finite and in
 // [0, 1]; the plain form, the prepared form and a second call agree exactly; a pair the gate's guards
 // veto gets 0; with use_similarity = false the given similarity does not matter; every feature is
-// finite; every difference item names a row of the embedding table.
+// finite; every difference item names a row of the embedding table; a prompt against itself has no
+// difference items. No symmetry is asserted: the model is not symmetric (the new prompt and the cached
+// one play different roles in some features, e.g. the unshared-token counts per side).
 //
 // Input: byte 0 picks the similarity (0..255 -> [-1, 1], 255 -> NaN), the rest is split at the first
 // 0x00 byte into the new prompt and the cached one (no 0x00: the cached prompt is empty).
