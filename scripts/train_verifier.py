@@ -497,6 +497,8 @@ def main():
     ap.add_argument("--swap-negatives", type=int, default=8000, help="synthetic word-swap negatives to add")
     ap.add_argument("--swap-style", choices=["copy", "paraphrase", "both"], default="copy",
                     help="how the synthetic negatives are made (see split_and_augment)")
+    ap.add_argument("--source-weighting", choices=["equal", "natural"], default="equal",
+                    help="equal: every source weighs the same in training; natural: every pair does")
     ap.add_argument("--write-validation", help="also write the validation split (without synthetic pairs) as a TSV")
     ap.add_argument("--bootstrap", action="store_true")
     args = ap.parse_args()
@@ -538,6 +540,8 @@ def main():
     # get (almost) no weight: the guards gate the model at inference, so it never sees them.
     counts = {s: (str_ == s).sum() for s in set(str_)}
     w = np.array([len(ytr) / (len(counts) * counts[s]) for s in str_])
+    if args.source_weighting == "natural":
+        w = np.ones(len(ytr))
     w = w * (Xtr[:, VETO_COLUMNS].sum(axis=1) == 0) + 1e-3
     model = train_model(Ztr, Itr, ytr, w, args.seed, args.epochs, HIDDEN, EMBED_DIM, EMBED_BUCKETS,
                         lr=0.003, l2=1e-5, l2_embed=1e-5, lr_embed=0.001)
