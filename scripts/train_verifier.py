@@ -22,8 +22,8 @@ sigmoid; quantize the embedding to int8; choose the operating point for each δ 
 split with the quantized model (the smallest threshold whose wrong-hit rate is <= δ overall and on
 every source with >= 20 hits); report dev figures (dev is never used for training or choosing
 anything except the `dev_meets_bar` flag it reports); write include/llmfast/pair_verifier_weights.hpp.
-Run time on one core: about 2 minutes (features ~10 s, 2 epochs ~50 s, reports ~10 s). --bootstrap writes a neutral header (no data needed) so
-the feature tool can be built on a fresh checkout whose header was deleted.
+Run time on one core: 22-76 s depending on the machine's load (2 epochs of training are most of it).
+--bootstrap writes a neutral header (no data needed) so the feature tool can be built on a fresh checkout whose header was deleted.
 """
 import argparse
 import gzip
