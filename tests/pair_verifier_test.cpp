@@ -7,7 +7,10 @@
 
 #include "catch.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -108,4 +111,46 @@ TEST_CASE("PairVerifier: features of a same-words-other-order pair flag the reor
     CHECK(at("kendall_discord") > 0.0F);
     CHECK(at("same_bag_reordered") == 1.0F);
     CHECK(at("lcs_max") < 1.0F);
+}
+
+TEST_CASE("PairVerifier: difference items are what only one side has") {
+    const llmfast::PairVerifier verifier;
+    const auto same = llmfast::detail::pair_diff(verifier.query("how do I reset my password"),
+                                                 verifier.entry_data("How do I reset my password?"));
+    CHECK(same.na == 0);
+    CHECK(same.nb == 0);
+    // One substituted word: its token, the two bigrams around it and its code-point trigrams differ.
+    const auto sub = llmfast::detail::pair_diff(verifier.query("how do I reset my password"),
+                                                verifier.entry_data("how do I change my password"));
+    CHECK(sub.na >= 3);
+    CHECK(sub.nb >= 3);
+    for (std::size_t i = 0; i < sub.na; ++i) CHECK(sub.a[i] < llmfast::detail::pair_embed_buckets);
+    // Swapped roles swap the sides.
+    const auto swapped = llmfast::detail::pair_diff(verifier.query("how do I change my password"),
+                                                    verifier.entry_data("how do I reset my password"));
+    CHECK(swapped.na == sub.nb);
+    CHECK(swapped.nb == sub.na);
+    CHECK(std::equal(swapped.a.begin(), swapped.a.begin() + static_cast<std::ptrdiff_t>(swapped.na), sub.b.begin()));
+    // A long prompt is capped per side.
+    std::string long_a, long_b;
+    for (int i = 0; i < 200; ++i) {
+        long_a += "alpha" + std::to_string(i) + " ";
+        long_b += "beta" + std::to_string(i) + " ";
+    }
+    const auto capped = llmfast::detail::pair_diff(verifier.query(long_a), verifier.entry_data(long_b));
+    CHECK(capped.na == llmfast::detail::pair_max_diff_items);
+    CHECK(capped.nb == llmfast::detail::pair_max_diff_items);
+}
+
+TEST_CASE("PairVerifier: packed byte tables read little-endian, as the training script writes them") {
+    const std::array<std::uint64_t, 2> words{0x0807060504030201ULL, 0x00000000000000FFULL};
+    CHECK(llmfast::detail::pair_packed_byte(words, 0) == 0x01);
+    CHECK(llmfast::detail::pair_packed_byte(words, 7) == 0x08);
+    CHECK(llmfast::detail::pair_packed_byte(words, 8) == 0xFF);
+    CHECK(static_cast<std::int8_t>(llmfast::detail::pair_packed_byte(words, 8)) == -1);
+    const std::array<std::uint8_t, 2> bytes{16, 32};
+    const llmfast::detail::PairIdfTable table{.bytes = bytes, .packed = {}};
+    CHECK(table(0) == 1.0F);
+    CHECK(table(1) == 2.0F);
+    CHECK(llmfast::detail::PairIdfTable{}(12345) == 1.0F);
 }

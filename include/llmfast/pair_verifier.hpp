@@ -6,8 +6,10 @@
 // another question). PairVerifier looks at the pair more closely — overlaps at several n-gram orders
 // weighted by how rare each word is, word order (longest common subsequence, Kendall tau of the shared
 // words' positions), the hit guards' signals (numbers, negation, Latin names, term order), length
-// ratios — and a small neural network (one hidden layer, trained by scripts/train_verifier.py, weights
-// in the generated pair_verifier_weights.hpp) turns them into a probability. Its operating point for a
+// ratios — plus a learned embedding of what differs (the tokens, bigrams and Latin trigrams only one
+// side has, hashed into a trained int8 table, so substitutions seen in the labelled pairs count), and
+// a small neural network (one hidden layer, trained by scripts/train_verifier.py, weights in the
+// generated pair_verifier_weights.hpp) turns them into a probability. Its operating point for a
 // wrong-hit rate δ comes from a calibration curve measured on a validation split held out of the
 // training data (`threshold_for(δ)`); WrongHitMonitor (wrong_hit_monitor.hpp) raises it on a user's own
 // traffic when feedback shows more wrong hits than δ. See docs/verifier.md for the figures.
@@ -104,13 +106,26 @@ struct PairVerifierOptions {
 
 namespace detail {
 
-/// Token hashes and per-bucket idf: the bucket of a token is `hash % pair_verifier_idf_buckets`.
+/// Token hashes and per-bucket idf: the bucket of a token is `hash % table size`.
 constexpr std::uint64_t pair_token_seed = 0x50564B54ULL;
 
-inline float pair_idf(std::span<const std::uint8_t> idf_table, std::uint32_t hash) noexcept {
-    if (idf_table.empty()) return 1.0F;
-    return static_cast<float>(idf_table[hash % idf_table.size()]) * (1.0F / 16.0F);
+/// Byte `k` of a table packed little-endian into 64-bit words (how the generated header stores its
+/// byte tables: one hex literal per 8 bytes keeps the header small and needs no decoding at start-up).
+constexpr std::uint8_t pair_packed_byte(std::span<const std::uint64_t> words, std::size_t k) noexcept {
+    return static_cast<std::uint8_t>(words[k / 8] >> (8 * (k % 8)));
 }
+
+/// An idf table in 1/16 units: the training tool's plain bytes, or the shipped packed words; empty: 1.
+struct PairIdfTable {
+    std::span<const std::uint8_t> bytes{};
+    std::span<const std::uint64_t> packed{};
+
+    [[nodiscard]] float operator()(std::uint32_t hash) const noexcept {
+        if (!packed.empty()) return static_cast<float>(pair_packed_byte(packed, hash % (packed.size() * 8))) * (1.0F / 16.0F);
+        if (bytes.empty()) return 1.0F;
+        return static_cast<float>(bytes[hash % bytes.size()]) * (1.0F / 16.0F);
+    }
+};
 
 inline std::uint32_t pair_mix(std::uint32_t a, std::uint32_t b) noexcept {
     std::uint64_t x = (static_cast<std::uint64_t>(a) << 32 | b) * 0x9E3779B97F4A7C15ULL;
@@ -120,7 +135,7 @@ inline std::uint32_t pair_mix(std::uint32_t a, std::uint32_t b) noexcept {
 
 /// Tokenizes the normalized prompt: every CJK code point is a token, every run of other word
 /// characters is a token (a word); separators split. Latin words also give code-point trigrams.
-inline PairText pair_analyse(std::string_view prompt, std::span<const std::uint8_t> idf_table) {
+inline PairText pair_analyse(std::string_view prompt, const PairIdfTable& idf_table) {
     PairText text;
     std::string normalized;
     normalize_prompt(prompt, normalized);
@@ -179,7 +194,7 @@ inline PairText pair_analyse(std::string_view prompt, std::span<const std::uint8
         const auto hash = static_cast<std::uint32_t>(keyed[i] >> 32);
         while (j < n && static_cast<std::uint32_t>(keyed[j] >> 32) == hash) ++j;
         text.token_set.push_back(hash);
-        const float idf = pair_idf(idf_table, hash);
+        const float idf = idf_table(hash);
         text.token_set_idf.push_back(idf);
         text.idf_total += idf;
         if (j == i + 1 && (keyed[i] & 0xFFFFFFFFU) <= 0xFFFFU) {
@@ -240,6 +255,51 @@ inline std::size_t pair_lcs(std::span<const std::uint32_t> a, std::span<const st
         std::swap(prev, cur);
     }
     return prev[b.size()];
+}
+
+/// The learned part of the model looks at what differs between the two prompts: the tokens, token
+/// bigrams and Latin code-point trigrams that only one side has (a substitution "怎么" -> "如何" is
+/// a paraphrase, a changed bigram at a swapped chunk's edge is not), each hashed into one of
+/// `pair_embed_buckets` rows of a trained embedding table. At most `pair_max_diff_items` per side.
+inline constexpr std::size_t pair_embed_buckets = 16384;
+inline constexpr std::size_t pair_max_diff_items = 64;
+
+struct PairDiff {
+    std::array<std::uint16_t, pair_max_diff_items> a{}, b{};
+    std::size_t na = 0, nb = 0;
+};
+
+/// Merges two sorted hash lists (duplicates allowed), recording the buckets of values only one side has.
+inline void pair_diff_merge(std::span<const std::uint32_t> a, std::span<const std::uint32_t> b, std::uint32_t salt,
+                            PairDiff& out) noexcept {
+    const auto bucket = [salt](std::uint32_t h) {
+        return static_cast<std::uint16_t>(pair_mix(h, salt) % pair_embed_buckets);
+    };
+    std::size_t i = 0, j = 0;
+    while (i < a.size() || j < b.size()) {
+        if (j == b.size() || (i < a.size() && a[i] < b[j])) {
+            const std::uint32_t h = a[i];
+            if (out.na < pair_max_diff_items) out.a[out.na++] = bucket(h);
+            while (i < a.size() && a[i] == h) ++i;
+        } else if (i == a.size() || b[j] < a[i]) {
+            const std::uint32_t h = b[j];
+            if (out.nb < pair_max_diff_items) out.b[out.nb++] = bucket(h);
+            while (j < b.size() && b[j] == h) ++j;
+        } else {
+            const std::uint32_t h = a[i];
+            while (i < a.size() && a[i] == h) ++i;
+            while (j < b.size() && b[j] == h) ++j;
+        }
+    }
+}
+
+/// The difference items of a pair (a = the new prompt, b = the cached one).
+inline PairDiff pair_diff(const PairText& a, const PairText& b) noexcept {
+    PairDiff out;
+    pair_diff_merge(a.token_set, b.token_set, 0x746F6BU, out);
+    pair_diff_merge(a.bigrams, b.bigrams, 0x626967U, out);
+    pair_diff_merge(a.char_trigrams, b.char_trigrams, 0x636833U, out);
+    return out;
 }
 
 /// The features of the pair (a = the new prompt, b = the cached one), written into `out`.
@@ -375,7 +435,9 @@ public:
 
     PairVerifier() : PairVerifier(Options{}) {}
     explicit PairVerifier(Options options) : options_(options) {
-        static_assert(pair_verifier_weights::feature_count == pair_feature_count,
+        static_assert(pair_verifier_weights::feature_count == pair_feature_count &&
+                          pair_verifier_weights::embed_buckets == detail::pair_embed_buckets &&
+                          pair_verifier_weights::embed_codes.size() * 8 >= detail::pair_embed_buckets * pair_verifier_weights::embed_dim,
                       "pair_verifier_weights.hpp was generated for another feature set: rerun scripts/train_verifier.py");
     }
 
@@ -383,10 +445,10 @@ public:
 
     /// What the verifier keeps per cached prompt (computed once, at insertion).
     [[nodiscard]] EntryData entry_data(std::string_view cached_prompt) const {
-        return detail::pair_analyse(cached_prompt, pair_verifier_weights::idf);
+        return detail::pair_analyse(cached_prompt, shipped_idf());
     }
     /// What the verifier keeps per lookup (computed once, before the first candidate).
-    [[nodiscard]] Query query(std::string_view new_prompt) const { return detail::pair_analyse(new_prompt, pair_verifier_weights::idf); }
+    [[nodiscard]] Query query(std::string_view new_prompt) const { return detail::pair_analyse(new_prompt, shipped_idf()); }
     [[nodiscard]] static std::size_t entry_bytes(const EntryData& entry) noexcept { return entry.memory_bytes(); }
 
     /// The features of a prepared pair (for tools and tests; `out.size()` must be pair_feature_count).
@@ -396,23 +458,32 @@ public:
     }
 
     /// The probability that the answer cached for `entry`'s prompt is right for `query`'s prompt.
+    /// Per candidate: the dense features, the difference items' mean embeddings, one hidden layer —
+    /// a few thousand multiply-adds and no allocation.
     [[nodiscard]] double probability(const Query& query, const EntryData& entry, float similarity) const noexcept {
         if (check_hit_guards(query.guards, entry.guards, options_.guards) != GuardVeto::None) return 0.0;
-        std::array<float, pair_feature_count> x{};
-        features(query, entry, similarity, x);
         namespace w = pair_verifier_weights;
-        std::array<float, pair_feature_count> z{};
+        std::array<float, w::inputs> in{};
+        features(query, entry, similarity, std::span(in).first<pair_feature_count>());
         for (std::size_t i = 0; i < pair_feature_count; ++i) {
-            const float v = std::isfinite(x[i]) ? x[i] : 0.0F;
-            z[i] = (v - w::feature_mean[i]) * w::feature_inv_std[i];
+            const float v = std::isfinite(in[i]) ? in[i] : 0.0F;
+            in[i] = (v - w::feature_mean[i]) * w::feature_inv_std[i];
+        }
+        const detail::PairDiff diff = detail::pair_diff(query, entry);
+        const std::array<float, w::embed_dim> ua = pool(diff.a, diff.na);
+        const std::array<float, w::embed_dim> ub = pool(diff.b, diff.nb);
+        for (std::size_t d = 0; d < w::embed_dim; ++d) {
+            in[pair_feature_count + d] = ua[d] * ub[d];
+            in[pair_feature_count + w::embed_dim + d] = std::fabs(ua[d] - ub[d]);
         }
         double logit = w::output_bias;
         for (std::size_t h = 0; h < w::hidden; ++h) {
             float a = w::hidden_bias[h];
-            const float* row = &w::hidden_weights[h * pair_feature_count];
-            for (std::size_t i = 0; i < pair_feature_count; ++i) a += row[i] * z[i];
+            const float* row = &w::hidden_weights[h * w::inputs];
+            for (std::size_t i = 0; i < w::inputs; ++i) a += row[i] * in[i];
             if (a > 0.0F) logit += static_cast<double>(a) * static_cast<double>(w::output_weights[h]);
         }
+        if (!std::isfinite(logit)) return 0.0;
         return 1.0 / (1.0 + std::exp(-logit));
     }
 
@@ -450,6 +521,25 @@ public:
     }
 
 private:
+    static detail::PairIdfTable shipped_idf() noexcept { return {.bytes = {}, .packed = pair_verifier_weights::idf_codes}; }
+
+    /// Mean embedding of one side's difference items (zero for none).
+    static std::array<float, pair_verifier_weights::embed_dim> pool(std::span<const std::uint16_t> items, std::size_t n) noexcept {
+        namespace w = pair_verifier_weights;
+        std::array<std::int32_t, w::embed_dim> sum{};
+        for (std::size_t k = 0; k < n; ++k) {
+            const std::size_t base = static_cast<std::size_t>(items[k]) * w::embed_dim;
+            for (std::size_t d = 0; d < w::embed_dim; ++d) {
+                sum[d] += static_cast<std::int8_t>(detail::pair_packed_byte(w::embed_codes, base + d));
+            }
+        }
+        std::array<float, w::embed_dim> out{};
+        if (n == 0) return out;
+        const float inv = 1.0F / static_cast<float>(n);
+        for (std::size_t d = 0; d < w::embed_dim; ++d) out[d] = static_cast<float>(sum[d]) * w::embed_scale[d] * inv;
+        return out;
+    }
+
     Options options_;
 };
 
