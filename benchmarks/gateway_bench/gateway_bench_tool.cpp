@@ -6,9 +6,9 @@
 //       chunks, one every `interval-ms` (absolute deadlines, so no drift), then a finish chunk and
 //       [DONE]; chunked transfer encoding, keep-alive. Prints "listening on 127.0.0.1:P".
 //   gateway_bench_tool load --port P [--concurrency C] [--streams N] [--model M] [--max-tokens K]
-//                      [--prompt-seed S] [--stall-ms MS] [--stages a,b,c]
+//                      [--prompt-seed S] [--stall-ms MS] [--stages a,b,c] [--connect-burst 200]
 //       the load generator: C keep-alive connections, each sending streaming chat requests one after
-//       another until N streams have been sent; per stream the time to first token (the first SSE
+//       another until N streams have been sent (at most `connect-burst` connects in flight); per stream the time to first token (the first SSE
 //       event whose delta has content, from the request's first byte) and the end-to-end time (to
 //       the end of the chunked body, [DONE] seen). A stream with no byte for `stall-ms` is stalled;
 //       one that fails or ends without [DONE] is lost. With --stages, streams are opened in steps
@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -180,6 +181,7 @@ struct LoadOptions {
     std::string path = "/v1/chat/completions";
     std::string model = "bench";
     long concurrency = 1, streams = 1, max_tokens = 64, prompt_seed = 1;
+    long connect_burst = 200;  ///< connects in flight at once (clients arrive in a burst, not all in one instant)
     std::chrono::milliseconds stall{10000};
     std::vector<long> stages;
 };
@@ -197,6 +199,8 @@ struct Load {
     long open = 0, settled = 0;  // for --stages: streams flowing; streams with a first token or an end
     std::string first_error;
     std::function<void()> on_progress;
+    long connecting = 0;
+    std::deque<net::steady_timer*> connect_waiters;  // slots waiting for a connect slot (cancel = go)
 
     void note_error(const std::string& what) {
         if (first_error.empty()) first_error = what;
@@ -214,6 +218,7 @@ net::awaitable<void> load_slot(Load& load, long fixed_index) {
     boost::system::error_code ec;
     std::optional<beast::tcp_stream> stream;
     beast::flat_buffer buffer;
+    net::steady_timer turn(executor);  // waits for a connect slot (frame-level: the g++ 12 rule of docs/gateway.md)
     for (;;) {
         long index = fixed_index;
         if (index < 0) {
@@ -221,9 +226,20 @@ net::awaitable<void> load_slot(Load& load, long fixed_index) {
             index = load.next++;
         }
         if (!stream) {
+            if (load.connecting >= load.options.connect_burst) {
+                turn.expires_at(Clock::time_point::max());
+                load.connect_waiters.push_back(&turn);
+                co_await turn.async_wait(net::redirect_error(net::use_awaitable, ec));
+            }
+            ++load.connecting;
             stream.emplace(executor);
             stream->expires_after(std::chrono::seconds(30));
             co_await stream->async_connect(load.endpoint, net::redirect_error(net::use_awaitable, ec));
+            --load.connecting;
+            if (!load.connect_waiters.empty()) {
+                load.connect_waiters.front()->cancel();
+                load.connect_waiters.pop_front();
+            }
             if (ec) {
                 ++load.connect_failed;
                 load.note_error("connect: " + ec.message());
@@ -329,6 +345,7 @@ int run_load(const Args& args) {
     o.streams = std::max(1L, args.num("--streams", o.concurrency));
     o.max_tokens = args.num("--max-tokens", 64);
     o.prompt_seed = args.num("--prompt-seed", 1);
+    o.connect_burst = std::max(1L, args.num("--connect-burst", o.connect_burst));
     o.stall = std::chrono::milliseconds(args.num("--stall-ms", 10000));
     {
         std::stringstream list(args.get("--stages", ""));
