@@ -266,7 +266,7 @@ net::awaitable<void> load_slot(Load& load, long fixed_index) {
         parser.body_limit(boost::none);
         auto scan = [&](std::uint64_t, std::string_view data, boost::system::error_code&) -> std::size_t {
             const auto now = Clock::now();
-            result.max_gap_ms = std::max(result.max_gap_ms, ms_between(last, now));
+            if (!first) result.max_gap_ms = std::max(result.max_gap_ms, ms_between(last, now));  // after the first token
             last = now;
             for (char c : data) {
                 if (c != '\n') { line.push_back(c); continue; }

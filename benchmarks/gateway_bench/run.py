@@ -76,10 +76,11 @@ def cpu_seconds(pid):
     return total / 1e9
 
 
-def cpu_seconds_stat(pid):
+def cpu_seconds_stat(pid, user_only=False):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14 and 15)
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15
+    return (utime if user_only else utime + stime) / CLK_TCK
 
 
 def rss_kib(pid):
@@ -166,6 +167,7 @@ def load(port, concurrency, streams, model="bench", max_tokens=64, seed=1, stall
         cmd += ["--stages", ",".join(map(str, stages))]
     cpu0 = sut.cpu() if sut else 0.0
     tick0 = cpu_seconds_stat(sut.pid) if sut else 0.0
+    user0 = cpu_seconds_stat(sut.pid, user_only=True) if sut else 0.0
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     result = None
     for line in proc.stdout:
@@ -182,6 +184,9 @@ def load(port, concurrency, streams, model="bench", max_tokens=64, seed=1, stall
     if sut:
         result["sut_cpu_s"] = sut.cpu() - cpu0
         result["sut_cpu_s_stat"] = cpu_seconds_stat(sut.pid) - tick0
+        # User-space time alone: on loopback the kernel's TCP receive path of the peer runs in the
+        # sender's send() and is charged to it, the same per chunk for every system under test.
+        result["sut_user_s"] = cpu_seconds_stat(sut.pid, user_only=True) - user0
     return result
 
 
@@ -259,11 +264,14 @@ def section_overhead():
         f99 = fig("fastapi", fc, lambda r: r["ttft_ms"]["p99"])
         gcpu = fig("gateway", c, lambda r: r["sut_cpu_s"] / r["ok"] * 1000 if r["ok"] else float("nan"))
         fcpu = fig("fastapi", fc, lambda r: r["sut_cpu_s"] / r["ok"] * 1000 if r["ok"] else float("nan"))
+        guser = fig("gateway", c, lambda r: r["sut_user_s"] / r["ok"] * 1000 if r["ok"] else float("nan"))
+        fuser = fig("fastapi", fc, lambda r: r["sut_user_s"] / r["ok"] * 1000 if r["ok"] else float("nan"))
         fbad = sum(lost(r) for r in runs[("fastapi", fc)])
-        rows.append([c, gcpu, fcpu, fcpu / gcpu if gcpu else float("nan"), g99 - d99, f99 - d99, fbad])
+        rows.append([c, gcpu, fcpu, fcpu / gcpu if gcpu else float("nan"), guser, fuser,
+                     fuser / guser if guser else float("nan"), g99 - d99, f99 - d99, fbad])
     table("2. llmfast-gateway vs FastAPI + uvicorn (uvloop, httptools, 1 worker) + httpx, same upstream and load",
           ["streams at once", "gateway CPU-s / 1000 streams", "FastAPI CPU-s / 1000 streams", "CPU ratio (FastAPI / gateway)",
-           "gateway added TTFT p99 (ms)", "FastAPI added TTFT p99 (ms)", "FastAPI lost/stalled"], rows)
+           "gateway user CPU-s / 1000", "FastAPI user CPU-s / 1000", "user CPU ratio", "gateway added TTFT p99 (ms)", "FastAPI added TTFT p99 (ms)", "FastAPI lost/stalled"], rows)
 
 
 def ramp(sut, port, stages, **kw):
@@ -303,7 +311,7 @@ def section_concurrency():
                  r["stalled"], r["kib_per_stream"], r["rss_points"][-1][1] / 1024, r["ttft_ms"]["p99"], r["max_gap_ms"]["max"]])
     table("3. Concurrency: streams held open at once, memory per stream (slope of the gateway's VmRSS over open streams)",
           ["backend", "streams at once", "complete", "lost", "stalled", "KiB per stream", "RSS at peak (MiB)",
-           "TTFT p99 (ms)", "largest gap between chunks (ms)"], rows)
+           "TTFT p99 (ms)", "largest gap between two chunks (ms)"], rows)
 
 
 def section_cache():
