@@ -6,7 +6,7 @@
 //       chunks, one every `interval-ms` (absolute deadlines, so no drift), then a finish chunk and
 //       [DONE]; chunked transfer encoding, keep-alive. Prints "listening on 127.0.0.1:P".
 //   gateway_bench_tool load --port P [--concurrency C] [--streams N] [--model M] [--max-tokens K]
-//                      [--prompt-seed S] [--stall-ms MS] [--stages a,b,c] [--connect-burst 200]
+//                      [--prompt-seed S] [--stall-ms MS] [--stages a,b,c] [--connect-burst 200] [--spread-ms MS]
 //       the load generator: C keep-alive connections, each sending streaming chat requests one after
 //       another until N streams have been sent (at most `connect-burst` connects in flight); per stream the time to first token (the first SSE
 //       event whose delta has content, from the request's first byte) and the end-to-end time (to
@@ -15,7 +15,9 @@
 //       (one per connection, all held open): after each step, once every open stream has its first
 //       token, it prints "STAGE n" and waits for a line on stdin (the driver samples memory there).
 //       Ends with one JSON line: counts, TTFT and end-to-end p50/p99/max, and its own CPU seconds
-//       (/proc/self/stat) so a run shows the load generator was not the bottleneck.
+//       (/proc/self/stat) so a run shows the load generator was not the bottleneck. --spread-ms: the
+//       connections start spread evenly over that time (the steady state of C open streams with
+//       arrivals spread out) instead of all at once (C requests in the same instant, then in waves).
 //
 // Both run on one thread (one io_context, C++20 coroutines) so they cost one core at most.
 #include <llmfast/detail/percentile.hpp>
@@ -181,7 +183,8 @@ struct LoadOptions {
     std::string path = "/v1/chat/completions";
     std::string model = "bench";
     long concurrency = 1, streams = 1, max_tokens = 64, prompt_seed = 1;
-    long connect_burst = 200;  ///< connects in flight at once (clients arrive in a burst, not all in one instant)
+    long connect_burst = 200;
+    std::chrono::milliseconds spread{0};  ///< slot i starts at i * spread / concurrency: arrivals spread evenly, not one burst  ///< connects in flight at once (clients arrive in a burst, not all in one instant)
     std::chrono::milliseconds stall{10000};
     std::vector<long> stages;
 };
@@ -213,12 +216,16 @@ struct Load {
 };
 
 // One connection: streams one after another (keep-alive), a new connection after a close or an error.
-net::awaitable<void> load_slot(Load& load, long fixed_index) {
+net::awaitable<void> load_slot(Load& load, long fixed_index, std::chrono::microseconds delay) {
     auto executor = co_await net::this_coro::executor;
     boost::system::error_code ec;
     std::optional<beast::tcp_stream> stream;
     beast::flat_buffer buffer;
     net::steady_timer turn(executor);  // waits for a connect slot (frame-level: the g++ 12 rule of docs/gateway.md)
+    if (delay.count() > 0) {
+        turn.expires_after(delay);
+        co_await turn.async_wait(net::redirect_error(net::use_awaitable, ec));
+    }
     for (;;) {
         long index = fixed_index;
         if (index < 0) {
@@ -346,6 +353,7 @@ int run_load(const Args& args) {
     o.max_tokens = args.num("--max-tokens", 64);
     o.prompt_seed = args.num("--prompt-seed", 1);
     o.connect_burst = std::max(1L, args.num("--connect-burst", o.connect_burst));
+    o.spread = std::chrono::milliseconds(std::max(0L, args.num("--spread-ms", 0)));
     o.stall = std::chrono::milliseconds(args.num("--stall-ms", 10000));
     {
         std::stringstream list(args.get("--stages", ""));
@@ -357,7 +365,11 @@ int run_load(const Args& args) {
     const double cpu_before = cpu_seconds_of_self();
     const auto wall_start = Clock::now();
     if (o.stages.empty()) {
-        for (long i = 0; i < std::min(o.concurrency, o.streams); ++i) net::co_spawn(io, load_slot(load, -1), net::detached);
+        const long slots = std::min(o.concurrency, o.streams);
+        for (long i = 0; i < slots; ++i) {
+            const auto delay = std::chrono::duration_cast<std::chrono::microseconds>(o.spread) * i / slots;
+            net::co_spawn(io, load_slot(load, -1, delay), net::detached);
+        }
     } else {
         // Stages: open streams up to each count, report once all of them are flowing (or ended),
         // then wait for the driver's line on stdin before the next stage.
@@ -368,7 +380,7 @@ int run_load(const Args& args) {
         net::posix::stream_descriptor input(io, ::dup(STDIN_FILENO));
         net::streambuf input_buffer;
         const auto start_stage = [&] {
-            for (; started < o.stages[stage]; ++started) net::co_spawn(io, load_slot(load, started), net::detached);
+            for (; started < o.stages[stage]; ++started) net::co_spawn(io, load_slot(load, started, std::chrono::microseconds(0)), net::detached);
         };
         std::function<void()> check;
         check = [&] {

@@ -52,6 +52,7 @@ ncpu = os.cpu_count() or 1
 LOAD_CORE, SUT_CORE = ("0", "1") if ncpu >= 2 else ("0", "0")
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it (ulimit -n <hard>)
+SPREAD_MS = 640  # one stream: 64 tokens, 10 ms apart
 RESULTS = {"quick": args.quick, "uptime_before": open("/proc/loadavg").read().split()[:3], "nofile": hard}
 
 
@@ -158,11 +159,11 @@ def fastapi(up):
 
 
 def load(port, concurrency, streams, model="bench", max_tokens=64, seed=1, stall_ms=10000, stages=None,
-         on_stage=None, sut=None):
+         on_stage=None, sut=None, spread_ms=0):
     """Runs the load generator; returns its JSON plus the system under test's CPU seconds over the run."""
     cmd = ["taskset", "-c", LOAD_CORE, TOOL, "load", "--port", str(port), "--concurrency", str(concurrency),
            "--streams", str(streams), "--model", model, "--max-tokens", str(max_tokens), "--prompt-seed", str(seed),
-           "--stall-ms", str(stall_ms)]
+           "--stall-ms", str(stall_ms), "--spread-ms", str(spread_ms)]
     if stages:
         cmd += ["--stages", ",".join(map(str, stages))]
     cpu0 = sut.cpu() if sut else 0.0
@@ -228,11 +229,17 @@ def section_overhead():
     try:
         for _ in range(args.repeat):
             for i, (c, n) in enumerate(levels):
-                runs.setdefault(("direct", c), []).append(load(up.port, c, n, sut=up))
-                runs.setdefault(("gateway", c), []).append(load(gw.port, c, n, sut=gw))
+                # Spread: the C connections start evenly over one stream's duration (640 ms), so C
+                # streams are open at any time and requests arrive evenly: the steady state. Burst:
+                # all C requests in the same instant, then in waves (the worst case for TTFT).
+                runs.setdefault(("direct", c), []).append(load(up.port, c, n, sut=up, spread_ms=SPREAD_MS))
+                runs.setdefault(("gateway", c), []).append(load(gw.port, c, n, sut=gw, spread_ms=SPREAD_MS))
+                if c > 1:
+                    runs.setdefault(("direct-burst", c), []).append(load(up.port, c, n, sut=up))
+                    runs.setdefault(("gateway-burst", c), []).append(load(gw.port, c, n, sut=gw))
                 if fa:
                     fc, fn = fastapi_levels[i]
-                    runs.setdefault(("fastapi", fc), []).append(load(fa.port, fc, fn, sut=fa))
+                    runs.setdefault(("fastapi", fc), []).append(load(fa.port, fc, fn, sut=fa, spread_ms=SPREAD_MS))
     finally:
         stop_all()
     RESULTS["overhead"] = {f"{k[0]}@{k[1]}": v for k, v in runs.items()}
@@ -242,16 +249,20 @@ def section_overhead():
 
     rows = []
     for c, n in levels:
-        d50 = fig("direct", c, lambda r: r["ttft_ms"]["p50"]); d99 = fig("direct", c, lambda r: r["ttft_ms"]["p99"])
-        g50 = fig("gateway", c, lambda r: r["ttft_ms"]["p50"]); g99 = fig("gateway", c, lambda r: r["ttft_ms"]["p99"])
-        e50 = fig("gateway", c, lambda r: r["e2e_ms"]["p50"]) - fig("direct", c, lambda r: r["e2e_ms"]["p50"])
-        e99 = fig("gateway", c, lambda r: r["e2e_ms"]["p99"]) - fig("direct", c, lambda r: r["e2e_ms"]["p99"])
-        cpu = fig("gateway", c, lambda r: r["sut_cpu_s"] / r["ok"] * 1000 if r["ok"] else float("nan"))
-        lg = fig("gateway", c, lambda r: r["cpu_s"] / r["wall_s"])
-        bad = sum(lost(r) for r in runs[("gateway", c)] + runs[("direct", c)])
-        rows.append([c, n, d50, d99, g50, g99, g50 - d50, g99 - d99, e50, e99, cpu, lg, bad])
+        for arrivals, suffix in (("spread", ""), ("burst", "-burst")):
+            if ("gateway" + suffix, c) not in runs:
+                continue
+            dk, gk = "direct" + suffix, "gateway" + suffix
+            d50 = fig(dk, c, lambda r: r["ttft_ms"]["p50"]); d99 = fig(dk, c, lambda r: r["ttft_ms"]["p99"])
+            g50 = fig(gk, c, lambda r: r["ttft_ms"]["p50"]); g99 = fig(gk, c, lambda r: r["ttft_ms"]["p99"])
+            e50 = fig(gk, c, lambda r: r["e2e_ms"]["p50"]) - fig(dk, c, lambda r: r["e2e_ms"]["p50"])
+            e99 = fig(gk, c, lambda r: r["e2e_ms"]["p99"]) - fig(dk, c, lambda r: r["e2e_ms"]["p99"])
+            cpu = fig(gk, c, lambda r: r["sut_cpu_s"] / r["ok"] * 1000 if r["ok"] else float("nan"))
+            lg = fig(gk, c, lambda r: r["cpu_s"] / r["wall_s"])
+            bad = sum(lost(r) for r in runs[(gk, c)] + runs[(dk, c)])
+            rows.append([c, arrivals, n, d50, d99, g50, g99, g50 - d50, g99 - d99, e50, e99, cpu, lg, bad])
     table("1. Overhead: direct to the upstream vs through llmfast-gateway (cache off), ms",
-          ["streams at once", "streams", "direct TTFT p50", "direct TTFT p99", "gateway TTFT p50", "gateway TTFT p99",
+          ["streams at once", "arrivals", "streams", "direct TTFT p50", "direct TTFT p99", "gateway TTFT p50", "gateway TTFT p99",
            "added TTFT p50", "added TTFT p99", "added e2e p50", "added e2e p99", "gateway CPU-s / 1000 streams",
            "load generator CPU (cores)", "lost/stalled"], rows)
     if not fa:
