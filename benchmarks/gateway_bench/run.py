@@ -38,6 +38,9 @@ ap.add_argument("--repeat", type=int, default=1, help="interleaved repetitions o
 ap.add_argument("--sections", default="1,2,3,4,5")
 ap.add_argument("--json", help="also write every measurement here")
 ap.add_argument("--gateway", help="the llmfast-gateway binary (default: the one in --build)")
+ap.add_argument("--nice", type=int, default=0,
+                help="run every benchmark process at this nice value (e.g. -10 as root: the measurement is "
+                     "less disturbed by other work on a shared machine); 0 = unchanged")
 args = ap.parse_args()
 SECTIONS = {int(s) for s in args.sections.split(",") if s}
 
@@ -48,6 +51,7 @@ for path in (GATEWAY, TOOL):
     if not os.access(path, os.X_OK):
         sys.exit(f"run.py: {path} is missing: cmake --build --preset bench --target llmfast-gateway gateway_bench_tool")
 
+NICE = ["nice", "-n", str(args.nice)] if args.nice else []
 ncpu = os.cpu_count() or 1
 LOAD_CORE, SUT_CORE = ("0", "1") if ncpu >= 2 else ("0", "0")
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -98,7 +102,7 @@ class Server:
 
     def __init__(self, name, cmd, core, port):
         self.name, self.port = name, port
-        self.proc = subprocess.Popen(["taskset", "-c", core] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(NICE + ["taskset", "-c", core] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         Server.live.append(self)
         deadline = time.time() + 30
         while True:
@@ -161,7 +165,7 @@ def fastapi(up):
 def load(port, concurrency, streams, model="bench", max_tokens=64, seed=1, stall_ms=10000, stages=None,
          on_stage=None, sut=None, spread_ms=0):
     """Runs the load generator; returns its JSON plus the system under test's CPU seconds over the run."""
-    cmd = ["taskset", "-c", LOAD_CORE, TOOL, "load", "--port", str(port), "--concurrency", str(concurrency),
+    cmd = NICE + ["taskset", "-c", LOAD_CORE, TOOL, "load", "--port", str(port), "--concurrency", str(concurrency),
            "--streams", str(streams), "--model", model, "--max-tokens", str(max_tokens), "--prompt-seed", str(seed),
            "--stall-ms", str(stall_ms), "--spread-ms", str(spread_ms)]
     if stages:
@@ -364,7 +368,7 @@ def section_batching():
 
 
 try:
-    print(f"cores: upstream + load generator on {LOAD_CORE}, system under test on {SUT_CORE}; "
+    print(f"cores: upstream + load generator on {LOAD_CORE}, system under test on {SUT_CORE}; nice {args.nice}; "
           f"nofile {hard}; load average before: {' '.join(RESULTS['uptime_before'])}")
     if SECTIONS & {1, 2}:
         section_overhead()
