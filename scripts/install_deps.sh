@@ -15,6 +15,7 @@ PACKAGES=(
   libsimdjson-dev                          # llmfast-gateway: JSON (examples/gateway/json_util.hpp)
   curl prometheus                          # gateway tests: curl -N, promtool check metrics
   chromium fonts-wqy-zenhei nodejs         # gateway tests: the playground in headless Chromium driven from node (>= 20: its WebSocket), CJK glyphs
+  python3-fastapi python3-uvicorn python3-httpx python3-uvloop python3-httptools  # gateway benchmark: the FastAPI baseline (benchmarks/gateway_bench)
 )
 # extra packages: components add theirs here
 EXTRA_PACKAGES=""

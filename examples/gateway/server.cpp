@@ -380,6 +380,22 @@ private:
     }
     void start_writer() {
         if (writer_running_ || pending_.empty()) return;
+        // A chunk almost always fits the socket's send buffer: write it here with one non-blocking
+        // send, and start the writer coroutine (and its write timeout) only for what the kernel did
+        // not take. Spawning a coroutine per chunk was the largest part of the gateway's CPU per
+        // stream (docs/gateway.md#performance). No async write is in flight here (writer_running_).
+        boost::system::error_code ec;
+        auto& socket = stream_.socket();
+        if (!socket.non_blocking()) socket.non_blocking(true, ec);
+        const std::size_t sent = ec ? 0 : socket.write_some(net::buffer(pending_), ec);
+        if (ec == net::error::would_block || ec == net::error::try_again) ec = {};
+        if (ec) {
+            pending_.clear();
+            client_lost();
+            return;
+        }
+        pending_.erase(0, sent);
+        if (pending_.empty()) return;
         writer_running_ = true;
         net::co_spawn(stream_.get_executor(), writer(shared_from_this()), net::detached);
     }

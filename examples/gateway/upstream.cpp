@@ -8,6 +8,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include <atomic>
+#include <charconv>
 #include <optional>
 
 namespace gateway {
@@ -340,6 +341,16 @@ struct UpstreamClient::Impl {
         co_return out;
     }
 
+    /// The endpoint of a URL whose host is an IP address (empty for a name, or a port that is not a number).
+    static tcp::resolver::results_type numeric_endpoints(const Url& url) {
+        boost::system::error_code ec;
+        const auto address = net::ip::make_address(url.host, ec);
+        unsigned long port = 0;
+        const auto [end, err] = std::from_chars(url.port.data(), url.port.data() + url.port.size(), port);
+        if (ec || err != std::errc{} || end != url.port.data() + url.port.size() || port > 65535) return {};
+        return tcp::resolver::results_type::create(tcp::endpoint(address, static_cast<unsigned short>(port)), url.host, url.port);
+    }
+
     net::awaitable<Attempt> try_upstream(ClientSink& sink, const UpstreamConfig& up, const ChatRequest& request,
                                          const std::string& body, Clock::time_point deadline, const TokenCount& count_tokens) {
         auto executor = co_await net::this_coro::executor;
@@ -350,9 +361,14 @@ struct UpstreamClient::Impl {
             return std::max(std::chrono::milliseconds(1), std::min(limit, left));
         };
         tcp::resolver resolver(executor);
-        sink.gone().on_gone = [&resolver] { resolver.cancel(); };
-        auto endpoints = co_await resolver.async_resolve(up.url.host, up.url.port, net::redirect_error(net::use_awaitable, ec));
-        sink.gone().on_gone = nullptr;
+        // An IP address needs no resolver: async_resolve hops to Asio's resolver thread and back
+        // (two thread switches per request, serialized on that one thread under load).
+        tcp::resolver::results_type endpoints = numeric_endpoints(up.url);
+        if (endpoints.empty()) {
+            sink.gone().on_gone = [&resolver] { resolver.cancel(); };
+            endpoints = co_await resolver.async_resolve(up.url.host, up.url.port, net::redirect_error(net::use_awaitable, ec));
+            sink.gone().on_gone = nullptr;
+        }
         if (sink.gone().gone) { out = make_attempt(Outcome::ClientGone, "client went away", false); co_return out; }
         if (ec) { out = make_attempt(Outcome::RetryableFailure, "resolving " + up.url.host + ": " + ec.message(), false); co_return out; }
 
