@@ -912,6 +912,13 @@ def test_cache():
             check(kinds == ["miss", "miss"], "--no-cache: %s" % kinds)
 
 
+# ---- soak and faults: many clients for a fixed time, an upstream killed, another stalled (soak.py) ----
+def test_soak():
+    import soak
+    with tempfile.TemporaryDirectory() as tmp:
+        soak.run(Gateway, check, tmp)
+
+
 if __name__ == "__main__":
     group = sys.argv[1]
     globals()["test_" + group]()
