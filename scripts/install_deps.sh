@@ -14,6 +14,7 @@ PACKAGES=(
   libboost1.81-dev libssl-dev openssl      # llmfast-gateway: Beast/Asio, TLS to https:// upstreams
   libsimdjson-dev                          # llmfast-gateway: JSON (examples/gateway/json_util.hpp)
   curl prometheus                          # gateway tests: curl -N, promtool check metrics
+  python3-uvloop                           # gateway soak test: the load generator's event loop (faster than asyncio's)
 )
 # extra packages: components add theirs here
 EXTRA_PACKAGES=""

@@ -447,6 +447,8 @@ private:
         if (gone_.gone && !(ended_ || (responded_ && !started_))) {
             record_.client_gone = true;
             server_.metrics.count_client_disconnect();
+            // Gone before any response byte: nginx's 499 ("client closed request"), not a status 0.
+            if (record_.status == 0) record_.status = 499;
         }
         server_.metrics.count_request(route_label(), record_.status, record_.model);
         if (model_metrics_ != nullptr) {

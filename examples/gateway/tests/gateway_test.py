@@ -326,6 +326,16 @@ def test_disconnect():
                     break
                 time.sleep(0.02)
             check(re.search(rb"llmfast_client_disconnects_total [2-9]", metrics), "disconnects counted: %s" % metrics[-300:])
+            # gone before the response head (stream=false, ~13 s in real time): a disconnect, and the
+            # request counted with status 499, never with a status 0 that no HTTP client could see
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            body = json.dumps(dict(CHAT, max_tokens=1000)).encode()
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            s.close()
+            metrics = wait_metric(gw, rb'llmfast_requests_total\{model="llmfast-sim",route="/v1/chat/completions",status="499"\} 1')
+            check(re.search(rb'llmfast_requests_total\{model="llmfast-sim",route="/v1/chat/completions",status="499"\} 1', metrics),
+                  "a request whose client left before the head has status 499: %s" % metrics[-600:])
+            check(re.search(rb"llmfast_client_disconnects_total 3", metrics) and b'status="0"' not in metrics, "counted once, no status 0")
 
 
 def test_tls():

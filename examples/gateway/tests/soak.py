@@ -255,6 +255,8 @@ class Client:
             return "disconnect upstream", "m-long", chat("m-long", u, 8, True), None, True
         if r < 0.85:
             return "disconnect sim", "llmfast-sim", chat("llmfast-sim", u, SIM_LONG_TOKENS, True), None, True
+        if r < 0.87:  # goes away before the response head (stream=false: nothing is sent for ~13 s)
+            return "disconnect early", "llmfast-sim", chat("llmfast-sim", u, SIM_LONG_TOKENS, False), None, True
         return "malformed", None, None, None, False
 
     def malformed(self):
@@ -305,6 +307,17 @@ class Client:
 
     async def one(self, kind, model, body, expect, disconnect):
         self.writer.write(http_request(body))
+        if kind == "disconnect early":
+            # The request is on its way (FIN after the data); nothing was received, so the close is a
+            # FIN, not a reset. The gateway counts: a cache miss (it is not cacheable: it reached the
+            # cache step before the backend), a disconnect, and the request with status 499.
+            await self.writer.drain()
+            self.close()
+            self.count("/v1/chat/completions", model, 499)
+            self.t["cache"]["%s|miss" % model] += 1
+            self.t["outcomes"][kind + ": disconnected"] += 1
+            self.t["disconnects"][model] += 1
+            return
         until = (lambda events: any('"content"' in e for e in events)) if disconnect else None
         r = await asyncio.wait_for(read_response(self.reader, until), 60)
         self.count("/v1/chat/completions", model, r.status)
