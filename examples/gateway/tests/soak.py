@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 
@@ -424,9 +425,11 @@ class Upstream:
 
     def __init__(self, name, port):
         self.name, self.port, self.proc, self.generation = name, port, None, 0
+        self.err = tempfile.TemporaryFile()
 
     def start(self):
-        self.proc = subprocess.Popen([sys.executable, HERE, "upstream", str(self.port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # stderr to a file, not a pipe nobody reads during the run (a full pipe would stall the process)
+        self.proc = subprocess.Popen([sys.executable, HERE, "upstream", str(self.port)], stdout=subprocess.PIPE, stderr=self.err,
                                      text=True, start_new_session=True)
         deadline = time.monotonic() + 30
         import select
@@ -437,7 +440,8 @@ class Upstream:
                 if line.strip() == "ready":
                     self.generation += 1
                     return self
-                raise RuntimeError("upstream %s: %r %s" % (self.name, line, self.proc.stderr.read()))
+                self.err.seek(0)
+                raise RuntimeError("upstream %s: %r %s" % (self.name, line, self.err.read()[-3000:]))
         raise RuntimeError("upstream %s did not start within 30 s" % self.name)
 
     def crashed(self):
@@ -685,8 +689,9 @@ def settle(measure, bound=10):
 
 
 def one_run(gw, clients, seconds, run_no, sim_text, flaky, stall, check):
+    errs = [tempfile.TemporaryFile() for _ in range(2)]  # not pipes: nobody reads them until the end
     procs = [subprocess.Popen([sys.executable, HERE, "client", str(gw.port), str(clients), str(seconds), str(run_no * 10 + i), json.dumps(sim_text)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+                              stdout=subprocess.PIPE, stderr=errs[i], text=True) for i in range(2)]
     try:
         start = time.monotonic()
         # The same faults at the same points of both runs (so that the runs stay identical).
@@ -700,12 +705,13 @@ def one_run(gw, clients, seconds, run_no, sim_text, flaky, stall, check):
             action()
             log("run %d, t=%.1f s: %s" % (run_no, time.monotonic() - start, what))
         tallies = []
-        for p in procs:
+        for p, err in zip(procs, errs):
             try:
-                out, err = p.communicate(timeout=seconds + 120)
+                out, _ = p.communicate(timeout=seconds + 120)
             except subprocess.TimeoutExpired:
                 check(False, "run %d: a load generator did not finish within %.0f s of its end" % (run_no, 120))
-            check(p.returncode == 0, "run %d: a load generator failed (%s):\n%s" % (run_no, p.returncode, err[-3000:]))
+            err.seek(0)
+            check(p.returncode == 0, "run %d: a load generator failed (%s):\n%s" % (run_no, p.returncode, err.read()[-3000:].decode(errors="replace")))
             tallies.append(json.loads(out))
         log("run %d: load over after %.1f s" % (run_no, time.monotonic() - start))
         return merge(tallies)
