@@ -385,7 +385,9 @@ class Client:
                 if choice.get("finish_reason"):
                     finishes.append(choice["finish_reason"])
         want = "".join(expect)
-        if errors == 1 and not done and after_end == 0 and not finishes and want.startswith(text):
+        # (an upstream killed between its finish chunk and [DONE]: all the content, the finish, then the
+        # gateway's error event for the missing [DONE] — still one clear error at the end)
+        if errors == 1 and not done and after_end == 0 and want.startswith(text) and (not finishes or (finishes == ["length"] and text == want)):
             return "stream error"
         if errors == 0 and done and after_end == 0 and finishes == ["length"] and text == want:
             return "complete"
