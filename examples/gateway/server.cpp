@@ -280,8 +280,8 @@ public:
             finish_request();
             if (server_.draining.load()) break;
             // A request the client sent just before it closed (already in buffer_, read by the watcher)
-            // is still taken and counted (as a disconnect: its watcher sees the end at once), not
-            // dropped without a trace in /metrics or the access log.
+            // is still taken and counted (as a disconnect: it starts gone, above), not dropped without
+            // a trace in /metrics or the access log.
             if (!keep_alive_ && !(peer_closed_ && buffer_.size() > 0)) break;
         }
         co_await wait_flushed();
