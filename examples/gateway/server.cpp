@@ -268,10 +268,22 @@ public:
             keep_alive_ = request_.keep_alive() && !server_.draining.load();
             // The request runs while a watcher reads the socket: a client that goes away is seen at
             // once (EOF / reset), not at the next write; bytes it pipelines land in the buffer.
-            co_await (handle() || watch_client());
+            if (peer_closed_) {
+                // The previous request's watcher already read the client's end: this request's client is
+                // gone from the start (a second read would not see the end again: it waits).
+                keep_alive_ = false;
+                gone_.fire();
+                co_await handle();
+            } else {
+                co_await (handle() || watch_client());
+            }
             co_await wait_flushed();
             finish_request();
-            if (!keep_alive_ || server_.draining.load()) break;
+            if (server_.draining.load()) break;
+            // A request the client sent just before it closed (already in buffer_, read by the watcher)
+            // is still taken and counted (as a disconnect: it starts gone, above), not dropped without
+            // a trace in /metrics or the access log.
+            if (!keep_alive_ && !(peer_closed_ && buffer_.size() > 0)) break;
         }
         co_await wait_flushed();
         stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -432,6 +444,7 @@ private:
             if (ec) {
                 if (ec != net::error::operation_aborted) {
                     keep_alive_ = false;
+                    peer_closed_ = true;
                     gone_.fire();
                 }
                 co_return;
@@ -464,6 +477,8 @@ private:
         if (gone_.gone && !(ended_ || (responded_ && !started_))) {
             record_.client_gone = true;
             server_.metrics.count_client_disconnect();
+            // Gone before any response byte: nginx's 499 ("client closed request"), not a status 0.
+            if (record_.status == 0) record_.status = 499;
         }
         server_.metrics.count_request(route_label(), record_.status, record_.model);
         if (model_metrics_ != nullptr) {
@@ -1003,6 +1018,7 @@ private:
     net::steady_timer flushed_{stream_.get_executor()};
     bool writer_running_ = false;
     bool idle_ = true, keep_alive_ = true, started_ = false, responded_ = false, ended_ = false;
+    bool peer_closed_ = false;  ///< the watcher saw the client's end (EOF / reset)
 };
 
 net::awaitable<void> serve_connection(tcp::socket socket, Server& server) {

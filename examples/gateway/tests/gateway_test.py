@@ -1,5 +1,6 @@
 """llmfast-gateway end to end: `gateway_test.py GROUP` (CTest runs each group as one test, label gateway).
 Every gateway and fake upstream runs on 127.0.0.1 on a free port and is stopped even when a check fails."""
+import contextlib
 import json
 import os
 import re
@@ -327,6 +328,32 @@ def test_disconnect():
                     break
                 time.sleep(0.02)
             check(re.search(rb"llmfast_client_disconnects_total [2-9]", metrics), "disconnects counted: %s" % metrics[-300:])
+            # gone before the response head (stream=false, ~13 s in real time): a disconnect, and the
+            # request counted with status 499, never with a status 0 that no HTTP client could see
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            body = json.dumps(dict(CHAT, max_tokens=1000)).encode()
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            s.close()
+            metrics = wait_metric(gw, rb'llmfast_requests_total\{model="llmfast-sim",route="/v1/chat/completions",status="499"\} 1')
+            check(re.search(rb'llmfast_requests_total\{model="llmfast-sim",route="/v1/chat/completions",status="499"\} 1', metrics),
+                  "a request whose client left before the head has status 499: %s" % metrics[-600:])
+            check(re.search(rb"llmfast_client_disconnects_total 3", metrics) and b'status="0"' not in metrics, "counted once, no status 0")
+            # two requests in one write, then the client's end: the watcher of the first reads the second
+            # and the EOF; the second is still taken and counted (it was dropped without a trace before)
+            one = json.dumps(dict(CHAT, max_tokens=5)).encode()
+            req = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(one), one)
+            s = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+            s.sendall(req + req)
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(10)
+            with contextlib.suppress(OSError):
+                while s.recv(65536):
+                    pass
+            s.close()
+            pattern = rb'llmfast_requests_total\{model="llmfast-sim",route="/v1/chat/completions",status="499"\} 3'
+            metrics = wait_metric(gw, pattern)
+            check(re.search(pattern, metrics) and re.search(rb"llmfast_client_disconnects_total 5", metrics),
+                  "both requests of a client that closed are counted as disconnects: %s" % metrics[-900:])
 
 
 def test_tls():
@@ -975,6 +1002,11 @@ def test_playground():
             _, _, metrics = gw.request("GET", "/metrics")
             exact = re.search(r'llmfast_cache_hits_total\{kind="exact",model="llmfast-sim"\} (\d+)', metrics.decode())
             check(exact and int(exact.group(1)) == 2, "exact hits counted by the gateway: %s" % (exact and exact.group(0)))
+# ---- soak and faults: many clients for a fixed time, an upstream killed, another stalled (soak.py) ----
+def test_soak():
+    import soak
+    with tempfile.TemporaryDirectory() as tmp:
+        soak.run(Gateway, check, tmp)
 
 
 if __name__ == "__main__":

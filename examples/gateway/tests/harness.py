@@ -56,12 +56,25 @@ class Gateway:
         line = self.proc.stdout.readline().strip()
         check(line.startswith("listening on 127.0.0.1:"), "unexpected first line: %r (stderr: %s)" % (line, self.stderr_now()))
         self.port = int(line.rsplit(":", 1)[1])
+        # stderr (the access log by default) is read as it comes: a pipe nobody reads fills after ~64 KiB
+        # and then blocks the gateway's next log write (a test polling /metrics can write that much).
+        self.stderr_lines = []
+        self.stderr_thread = threading.Thread(target=lambda: self.stderr_lines.extend(self.proc.stderr), daemon=True)
+        self.stderr_thread.start()
         return self
+
+    def stderr_text(self):
+        """What the gateway wrote to stderr, once it has exited."""
+        thread = getattr(self, "stderr_thread", None)
+        if thread is None:
+            return self.proc.stderr.read()
+        thread.join(5)
+        return "".join(self.stderr_lines)
 
     def stderr_now(self):
         if self.proc.poll() is None:
             return ""
-        return self.proc.stderr.read()
+        return self.stderr_text()
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
         if self.proc.poll() is None:
@@ -76,13 +89,13 @@ class Gateway:
     def __exit__(self, *exc):
         code = self.proc.poll()
         if code is not None and code != 0:
-            print("gateway exited with %s; stderr tail:\n%s" % (code, "\n".join(l for l in self.proc.stderr.read().splitlines() if not l.startswith("{\"time\""))[-20000:]), flush=True)
+            print("gateway exited with %s; stderr tail:\n%s" % (code, "\n".join(l for l in self.stderr_text().splitlines() if not l.startswith("{\"time\""))[-20000:]), flush=True)
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
         elif code is not None and code != 0 and exc[0] is None:
             fail("the gateway died (exit %s) during the test" % code)
-        self.errors = self.proc.stderr.read() if self.proc.stderr else ""
+        self.errors = self.stderr_text() if self.proc.stderr else ""
         return False
 
     @property
