@@ -12,6 +12,7 @@
 
 #include "bench_common.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -137,6 +138,8 @@ int main(int argc, char** argv) {
     if (tier.insert(entry) != llmfast::SharedStatus::Ok) return 1;
     const std::string hit_key = tier.entry_key(entry.scope, entry.key);
 
+    std::size_t unanswered = 0;  // request-path calls of ours answered Unavailable while Redis ran
+
     // ---- exact hit ----
     std::vector<double> ours_p50, ours_p99, raw_p50, raw_p99;
     const auto run_ours = [&] {
@@ -146,7 +149,7 @@ int main(int argc, char** argv) {
             const auto start = std::chrono::steady_clock::now();
             const llmfast::SharedLookup found = tier.lookup(entry.scope, entry.key);
             t.push_back(micros_since(start));
-            if (!found.found()) std::abort();
+            if (!found.found()) ++unanswered;  // a reply slower than command_timeout (4 ms): Unavailable
         }
         ours_p50.push_back(llmfast::bench::percentile(t, 50));
         ours_p99.push_back(llmfast::bench::percentile(t, 99));
@@ -176,7 +179,7 @@ int main(int argc, char** argv) {
         for (int i = 0; i < inserts; ++i) {
             llmfast::SharedEntry e = entry;
             e.key = std::to_string(i);
-            if (tier.insert(e) != llmfast::SharedStatus::Ok) std::abort();
+            if (tier.insert(e) != llmfast::SharedStatus::Ok) ++unanswered;
         }
         return inserts / (micros_since(start) / 1e6);
     };
@@ -210,6 +213,7 @@ int main(int argc, char** argv) {
         const llmfast::SharedLookup found = tier.lookup(entry.scope, entry.key);
         stopped.push_back(micros_since(start) / 1000.0);
         if (found.status != llmfast::SharedStatus::Unavailable) std::abort();
+        std::this_thread::sleep_for(1ms);  // requests keep arriving; some land after a backoff ends and try again
     }
     server.kill_now();
     std::vector<double> killed;
@@ -225,6 +229,7 @@ int main(int argc, char** argv) {
     table.add_absolute("outage: lookup vs killed Redis, max", *std::max_element(killed.begin(), killed.end()), "ms");
     table.add_absolute("outage: lookup vs killed Redis, p50", llmfast::bench::percentile(killed, 50), "ms");
     table.print();
+    std::printf("calls answered Unavailable while Redis was up (slower than the 4 ms bound): %zu\n", unanswered);
     const llmfast::RedisTierStats s = tier.stats();
     std::printf("stats: lookups %llu, hits %llu, unavailable %llu, dropped connections %llu, connect failures %llu\n",
                 static_cast<unsigned long long>(s.lookups), static_cast<unsigned long long>(s.hits),

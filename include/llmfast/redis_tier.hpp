@@ -24,9 +24,10 @@
 // Time bounds: every call of the request path (lookup, insert, erase, try_lock) waits at most about
 // `command_timeout` for a pooled connection and for each socket read or write (plus `connect_timeout`
 // when it has to open a connection), and returns Unavailable — never throws — when Redis is down,
-// slow or restarting. A timed-out connection is dead in hiredis 0.14 and is dropped; after a failure
-// new connections are attempted only after a backoff (doubling from `reconnect_backoff_min` to
-// `reconnect_backoff_max`; Unavailable at once meanwhile). Everything is counted in `stats()`.
+// slow or restarting. A timed-out connection is dead in hiredis 0.14 and is dropped; after
+// `failures_before_backoff` failures in a row new connections are attempted only after a backoff
+// (doubling from `reconnect_backoff_min` to `reconnect_backoff_max`; Unavailable at once meanwhile,
+// then one call probes). Everything is counted in `stats()`.
 // `purge_scope` enumerates the scope's keys (SCAN): administrative, not for the request path.
 //
 // Security: a shared cache is shared by everyone who can reach that Redis with those credentials; the
@@ -72,8 +73,10 @@
 #include <utility>
 #include <vector>
 
+#include <cerrno>
 #include <csignal>
 #include <ctime>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/time.h>
 
@@ -92,11 +95,12 @@ struct RedisTierOptions {
     int db = 0;            ///< SELECT db (>= 0)
     /// Every key starts with it (one Redis, several deployments); no braces, not empty.
     std::string key_prefix = "llmfast";
-    std::chrono::microseconds connect_timeout = std::chrono::milliseconds(5);  ///< > 0
-    std::chrono::microseconds command_timeout = std::chrono::milliseconds(5);  ///< > 0: each socket read/write, and the wait for a pooled connection
+    std::chrono::microseconds connect_timeout = std::chrono::milliseconds(4);  ///< > 0
+    std::chrono::microseconds command_timeout = std::chrono::milliseconds(4);  ///< > 0: the wait for each reply, for each socket write, and for a pooled connection
     std::size_t max_connections = 8;                 ///< request-path connections (>= 1)
     std::chrono::milliseconds reconnect_backoff_min{10};   ///< > 0
     std::chrono::milliseconds reconnect_backoff_max{1000}; ///< >= reconnect_backoff_min
+    std::size_t failures_before_backoff = 2;         ///< consecutive failed calls that start the backoff (>= 1)
     std::size_t stream_buckets = 16;                 ///< streams (and hash slots) the scopes are spread over, in [1, 1024]
     std::size_t stream_max_len = 100'000;            ///< XADD MAXLEN ~ (>= 1): each record holds an encoded entry
     std::chrono::milliseconds follow_block{100};     ///< a follower's XREAD BLOCK, so `stop` returns within about this (> 0)
@@ -198,8 +202,8 @@ public:
         std::unique_ptr<redisContext, RedisContextDeleter> context(
             redisConnectWithTimeout(at.host.c_str(), at.port, redis_timeval(connect_timeout)));
         if (!context || context->err != 0) return nullptr;
-        if (redisSetTimeout(context.get(), redis_timeval(command_timeout)) != REDIS_OK) return nullptr;
         auto connection = std::unique_ptr<RedisConnection>(new RedisConnection(std::move(context)));
+        if (!connection->set_timeout(command_timeout)) return nullptr;  // SO_RCVTIMEO/SNDTIMEO: the writes' bound
         if (!at.password.empty()) {
             if (at.user.empty()) {
                 connection->append({"AUTH", at.password});
@@ -232,24 +236,35 @@ public:
     }
     void append(std::initializer_list<std::string_view> args) { append(std::span<const std::string_view>(args.begin(), args.size())); }
 
-    /// The next reply (writing what is buffered first); nullptr when the connection died.
+    /// The next reply (writing what is buffered first), waiting at most the timeout for it; nullptr
+    /// when the connection died or timed out. The wait is poll()'s, not the socket timeout's: Linux
+    /// rounds SO_RCVTIMEO up to whole scheduler ticks (5 ms became 9 ms here).
     RedisReply read() {
         if (dead_) return nullptr;
-        void* reply = nullptr;
-        int rc = REDIS_ERR;
-        {
-            RedisSigpipeGuard guard;
-            rc = redisGetReply(context_.get(), &reply);
+        RedisSigpipeGuard guard;
+        redisContext* c = context_.get();
+        int written = 0;
+        while (written == 0) {
+            if (redisBufferWrite(c, &written) != REDIS_OK) return die();
         }
-        if (rc != REDIS_OK || reply == nullptr) {
-            dead_ = true;
-            if (reply != nullptr) freeReplyObject(reply);
-            return nullptr;
+        const auto until = std::chrono::steady_clock::now() + timeout_;
+        for (;;) {
+            void* reply = nullptr;
+            if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) return die();
+            if (reply != nullptr) return RedisReply(static_cast<redisReply*>(reply));
+            const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(until - std::chrono::steady_clock::now());
+            if (left <= std::chrono::nanoseconds::zero()) return die();
+            pollfd ready{c->fd, POLLIN, 0};
+            const timespec wait{static_cast<std::time_t>(left.count() / 1'000'000'000), static_cast<long>(left.count() % 1'000'000'000)};
+            const int n = ::ppoll(&ready, 1, &wait, nullptr);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0) return die();  // timed out (or poll failed)
+            if (redisBufferRead(c) != REDIS_OK) return die();
         }
-        return RedisReply(static_cast<redisReply*>(reply));
     }
 
     bool set_timeout(std::chrono::microseconds timeout) {
+        timeout_ = timeout;
         if (redisSetTimeout(context_.get(), redis_timeval(timeout)) != REDIS_OK) dead_ = true;
         return !dead_;
     }
@@ -262,7 +277,13 @@ private:
     std::unique_ptr<redisContext, RedisContextDeleter> context_;
     std::vector<const char*> argv_;
     std::vector<std::size_t> lengths_;
+    std::chrono::microseconds timeout_{0};
     bool dead_ = false;
+
+    RedisReply die() noexcept {
+        dead_ = true;
+        return nullptr;
+    }
 };
 
 /// A stream entry id "ms-seq", compared numerically.
@@ -692,6 +713,7 @@ private:
         if (o.reconnect_backoff_max < o.reconnect_backoff_min) {
             throw invalid("reconnect_backoff_max", o.reconnect_backoff_max.count(), ">= reconnect_backoff_min (ms)");
         }
+        if (o.failures_before_backoff == 0) throw invalid("failures_before_backoff", o.failures_before_backoff, ">= 1");
         if (o.stream_buckets == 0 || o.stream_buckets > 1024) throw invalid("stream_buckets", o.stream_buckets, "in [1, 1024]");
         if (o.stream_max_len == 0) throw invalid("stream_max_len", o.stream_max_len, ">= 1");
         if (o.follow_block <= std::chrono::milliseconds::zero()) throw invalid("follow_block", o.follow_block.count(), "> 0 (ms)");
@@ -757,7 +779,7 @@ private:
                 lock.lock();
                 if (!lease) {
                     --pool_.open;
-                    back_off_locked();
+                    failed_locked();
                     pool_.wake.notify_all();
                     return nullptr;
                 }
@@ -765,7 +787,8 @@ private:
                     pool_.failed = false;
                     counters_.reconnects.fetch_add(1, std::memory_order_relaxed);
                 }
-                pool_.backoff = std::chrono::milliseconds::zero();
+                // The backoff resets only when a command succeeds (release): a stopped Redis accepts
+                // connections (the kernel does) and never answers.
                 return lease;
             }
             if (pool_.wake.wait_until(lock, until) == std::cv_status::timeout) return nullptr;
@@ -773,19 +796,21 @@ private:
     }
 
     // Returns a connection to the pool; a dead one is dropped, and with it every idle connection
-    // (Redis went away or stalled: they are most likely dead too), and new ones wait for the backoff.
+    // (Redis went away or stalled: they are most likely dead too).
     void release(Lease lease) {
         std::vector<Lease> dropped;
         {
             std::lock_guard lock(pool_.mutex);
             if (!lease->dead()) {
                 pool_.idle.push_back(std::move(lease));
+                pool_.consecutive_failures = 0;
+                pool_.backoff = std::chrono::milliseconds::zero();
             } else {
                 dropped.push_back(std::move(lease));
                 for (Lease& idle : pool_.idle) dropped.push_back(std::move(idle));
                 pool_.idle.clear();
                 pool_.open -= dropped.size();
-                back_off_locked();
+                failed_locked();
             }
         }
         pool_.wake.notify_one();
@@ -793,8 +818,13 @@ private:
         // `dropped` closes its sockets here, outside the lock.
     }
 
-    void back_off_locked() {
+    // A failed connect or a dead connection. One failure alone (a reply slower than the bound once)
+    // only costs that connection; `failures_before_backoff` in a row (Redis down or stopped: each
+    // further attempt would cost its caller up to a timeout) start the backoff, during which calls
+    // answer Unavailable without I/O; after it, one call probes again.
+    void failed_locked() {
         pool_.failed = true;
+        if (++pool_.consecutive_failures < options_.failures_before_backoff) return;
         pool_.backoff = pool_.backoff == std::chrono::milliseconds::zero()
                             ? options_.reconnect_backoff_min
                             : std::min(options_.reconnect_backoff_max, pool_.backoff * 2);
@@ -1152,6 +1182,7 @@ private:
         std::vector<Lease> idle;
         std::size_t open = 0;
         bool failed = false;
+        std::size_t consecutive_failures = 0;
         std::chrono::milliseconds backoff{0};
         std::chrono::steady_clock::time_point retry_at{};
     } pool_;
