@@ -67,7 +67,7 @@ int free_port() {
 // A redis-server child process on 127.0.0.1:port.
 class RedisServer {
 public:
-    RedisServer() : binary_(find_redis_server()), port_(0) {
+    explicit RedisServer(std::vector<std::string> extra_args = {}) : binary_(find_redis_server()), port_(0), extra_(std::move(extra_args)) {
         if (binary_.empty()) {
             const char* ci = std::getenv("CI");
             if (ci != nullptr && std::string(ci) == "true") FAIL("redis-server is not installed, and CI must install it (scripts/install_deps.sh)");
@@ -91,6 +91,12 @@ public:
     void start() {
         const std::string port = std::to_string(port_);
         const std::string dir = dir_.string();
+        std::vector<std::string> args{binary_, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                      "--dir", dir, "--daemonize", "no"};
+        args.insert(args.end(), extra_.begin(), extra_.end());
+        std::vector<char*> argv;
+        for (std::string& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
         pid_ = ::fork();
         REQUIRE(pid_ >= 0);
         if (pid_ == 0) {
@@ -100,8 +106,7 @@ public:
                 ::dup2(null, 1);
                 ::dup2(null, 2);
             }
-            ::execl(binary_.c_str(), binary_.c_str(), "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                    "--dir", dir.c_str(), "--daemonize", "no", static_cast<char*>(nullptr));
+            ::execv(binary_.c_str(), argv.data());
             ::_exit(127);
         }
         // Ready when it answers PING (bounded).
@@ -110,7 +115,8 @@ public:
             auto connection = llmfast::detail::RedisConnection::open({.host = "127.0.0.1", .port = port_}, 200ms, 200ms);
             if (connection) {
                 connection->append({"PING"});
-                if (auto reply = connection->read(); reply && reply->type == REDIS_REPLY_STATUS) return;
+                // PONG, or NOAUTH from a server that requires a password: either way it is up.
+                if (auto reply = connection->read(); reply && (reply->type == REDIS_REPLY_STATUS || reply->type == REDIS_REPLY_ERROR)) return;
             }
             int status = 0;
             if (::waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -162,6 +168,7 @@ private:
     std::string binary_;
     fs::path dir_;
     int port_;
+    std::vector<std::string> extra_;
     pid_t pid_ = -1;
 };
 
@@ -431,6 +438,34 @@ TEST_CASE("redis tier: a corrupt or foreign value is a counted miss, never serve
     llmfast::RedisFollower follower = tier.follow(std::ref(recorder));
     CHECK(eventually([&] { return recorder.inserted_keys().count("good") == 1; }));
     CHECK(tier.stats().corrupt_values == 5);
+}
+
+TEST_CASE("redis tier: AUTH with a password or an ACL user; refused commands are Unavailable, not misses") {
+    // "default" needs the password; "alice" may touch only the keys of the prefix "team" (and the
+    // commands a tier sends).
+    RedisServer server({"--requirepass", "s3cret", "--user", "alice", "on", ">wonderland", "~{team:*", "+@all"});
+    llmfast::RedisTierOptions o = options_for(server);
+    {
+        llmfast::RedisTier no_auth(o);
+        CHECK(no_auth.lookup("s", "k").status == llmfast::SharedStatus::Unavailable);  // NOAUTH
+        CHECK(no_auth.stats().corrupt_values == 0);
+    }
+    o.password = "s3cret";
+    llmfast::RedisTier with_password(o);
+    REQUIRE(with_password.insert(make_entry("s", "k", "r")) == llmfast::SharedStatus::Ok);
+    CHECK(with_password.lookup("s", "k").found());
+
+    llmfast::RedisTierOptions acl = options_for(server);
+    acl.url = fmt::format("redis://alice:wonderland@127.0.0.1:{}", server.port());
+    acl.key_prefix = "team";
+    llmfast::RedisTier alice(acl);
+    REQUIRE(alice.insert(make_entry("s", "k", "alice's")) == llmfast::SharedStatus::Ok);
+    CHECK(alice.lookup("s", "k").entry.response == "alice's");
+    acl.key_prefix = "test";  // the other deployment's keys: NOPERM
+    llmfast::RedisTier intruder(acl);
+    CHECK(intruder.lookup("s", "k").status == llmfast::SharedStatus::Unavailable);
+    CHECK(intruder.insert(make_entry("s", "k", "poisoned")) == llmfast::SharedStatus::Unavailable);
+    CHECK(with_password.lookup("s", "k").entry.response == "r");
 }
 
 TEST_CASE("redis tier: cross-replica lock") {

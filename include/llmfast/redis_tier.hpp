@@ -30,6 +30,10 @@
 // then one call probes). Everything is counted in `stats()`.
 // `purge_scope` enumerates the scope's keys (SCAN): administrative, not for the request path.
 //
+// Redis Cluster: the key layout is ready for it (no request-path command spans two slots), but
+// RedisTier talks to one Redis endpoint and does not follow MOVED/ASK redirections; the follower's
+// XREAD names every bucket's stream, which a cluster would split by node.
+//
 // Security: a shared cache is shared by everyone who can reach that Redis with those credentials; the
 // key prefix separates deployments, the scope separates tenants. Use AUTH (`password`, and `user`
 // for an ACL user) and a network only the replicas reach; hiredis 0.14 has no TLS.
@@ -468,6 +472,11 @@ public:
         if (reply->type == REDIS_REPLY_NIL) {
             counters_.misses.fetch_add(1, std::memory_order_relaxed);
             result.status = SharedStatus::NotFound;
+            return result;
+        }
+        if (reply->type == REDIS_REPLY_ERROR && detail::redis_str(reply.get()).substr(0, 9) != "WRONGTYPE") {
+            // LOADING (a restart reading its AOF), NOAUTH, NOPERM, OOM...: Redis did not answer the question.
+            result.status = unavailable();
             return result;
         }
         detail::SharedDecodeResult decoded;
@@ -1117,7 +1126,11 @@ private:
                 for (BucketPosition& at : positions) at.check = true;
             }
             if (std::any_of(positions.begin(), positions.end(), [](const BucketPosition& p) { return p.check; })) {
-                if (!check_positions(*connection, positions, state, callback)) continue;
+                if (!check_positions(*connection, positions, state, callback)) {
+                    // Dead: reconnect. Alive (an error reply, e.g. LOADING): retry after a pause.
+                    if (!connection->dead() && sleep_or_stop(state, options_.reconnect_backoff_min)) break;
+                    continue;
+                }
             }
             std::vector<std::string> args_storage;
             args_storage.reserve(2 * positions.size());
