@@ -558,3 +558,61 @@ TEST_CASE("redis tier: Redis killed, stopped or restarted: calls return Unavaila
     CHECK(recorder.count(llmfast::SharedChange::Kind::Reset) >= 1);
     CHECK(follower_tier.stats().reconnects >= 1);
 }
+
+TEST_CASE("redis tier: concurrent callers share a small pool; every inserted key is found") {
+    RedisServer server;
+    llmfast::RedisTierOptions o = options_for(server);
+    o.max_connections = 2;  // four threads: callers wait for a pooled connection
+    o.command_timeout = 2s;
+    llmfast::RedisTier tier(o);
+    Recorder recorder;
+    llmfast::RedisTier follower_tier(options_for(server));
+    llmfast::RedisFollower follower = follower_tier.follow(std::ref(recorder));
+    std::atomic<int> not_found{0}, ok{0}, unavailable{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 100; ++i) {
+                const std::string key = std::to_string(t) + "-" + std::to_string(i);
+                if (tier.insert(make_entry("c", key, key)) != llmfast::SharedStatus::Ok) {
+                    unavailable.fetch_add(1);
+                    continue;
+                }
+                const llmfast::SharedLookup found = tier.lookup("c", key);
+                if (found.status == llmfast::SharedStatus::NotFound) not_found.fetch_add(1);
+                if (found.found() && found.entry.response == key) ok.fetch_add(1);
+                if (found.status == llmfast::SharedStatus::Unavailable) unavailable.fetch_add(1);
+            }
+        });
+    }
+    for (std::thread& thread : threads) thread.join();
+    CHECK(not_found.load() == 0);
+    CHECK(ok.load() + unavailable.load() == 400);
+    CHECK(ok.load() > 0);
+    CHECK(eventually([&] { return recorder.inserted_keys().size() == static_cast<std::size_t>(ok.load()); }));
+    CHECK(tier.stats().connects <= 2);
+}
+
+TEST_CASE("redis tier: lookup_async calls each complete exactly once, also when the tier is destroyed with calls queued") {
+    RedisServer server;
+    llmfast::RedisTierOptions o = options_for(server);
+    o.async_threads = 1;
+    o.async_queue = 8;
+    o.command_timeout = 100ms;
+    std::atomic<int> calls{0}, unavailable{0};
+    {
+        llmfast::RedisTier tier(o);
+        REQUIRE(tier.insert(make_entry("s", "k", "r")) == llmfast::SharedStatus::Ok);
+        server.pause();  // the worker's first call waits for its timeout; the rest queue up
+        for (int i = 0; i < 20; ++i) {
+            tier.lookup_async("s", "k", [&](llmfast::SharedLookup found) {
+                if (found.status == llmfast::SharedStatus::Unavailable) unavailable.fetch_add(1);
+                calls.fetch_add(1);
+            });
+        }
+        CHECK(tier.stats().async_rejected >= 11);  // at most 8 queued + 1 running
+    }  // destroyed: queued calls are answered Unavailable
+    server.resume();
+    CHECK(calls.load() == 20);
+    CHECK(unavailable.load() == 20);
+}
