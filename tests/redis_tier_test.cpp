@@ -502,9 +502,22 @@ TEST_CASE("redis tier: lookup_async completes on a worker thread") {
         calls.fetch_add(1);
     });
     CHECK(eventually([&] { return calls.load() == 1; }));
-    std::lock_guard lock(mutex);
-    CHECK(response == "async answer");
-    CHECK(thread != std::this_thread::get_id());
+    {
+        std::lock_guard lock(mutex);
+        CHECK(response == "async answer");
+        CHECK(thread != std::this_thread::get_id());
+    }
+    // The write-through form.
+    std::atomic<int> stored{0};
+    tier.insert_async(make_entry("s", "written async", "r"), [&](llmfast::SharedStatus status) {
+        if (status == llmfast::SharedStatus::Ok) stored.fetch_add(1);
+    });
+    CHECK(eventually([&] { return stored.load() == 1; }));
+    CHECK(tier.lookup("s", "written async").found());
+    // An entry the codec rejects throws here, before anything is queued.
+    llmfast::SharedEntry bad = make_entry("s", "bad", "r");
+    bad.ttl = std::chrono::nanoseconds(0);
+    CHECK_THROWS_AS(tier.insert_async(bad, [](llmfast::SharedStatus) {}), llmfast::Error);
 }
 
 TEST_CASE("redis tier: Redis killed, stopped or restarted: calls return Unavailable, then reconnect; the follower resumes") {

@@ -25,6 +25,7 @@ struct MinimalStore {
 
 struct FullStore : MinimalStore {
     void lookup_async(std::string_view, std::string_view, std::function<void(llmfast::SharedLookup)> done) { done({}); }
+    void insert_async(const llmfast::SharedEntry&, std::function<void(llmfast::SharedStatus)> done) { done(llmfast::SharedStatus::Ok); }
     struct Feed {};
     Feed follow(llmfast::SharedFollowCallback) { return {}; }
     llmfast::SharedLock try_lock(std::string_view, std::string_view, std::chrono::milliseconds) { return {}; }
@@ -41,9 +42,11 @@ static_assert(llmfast::SharedTier<MinimalStore>);
 static_assert(llmfast::SharedTier<FullStore>);
 static_assert(!llmfast::SharedTier<NoPurge>);
 static_assert(!llmfast::shared_tier_traits<MinimalStore>::has_lookup_async);
+static_assert(!llmfast::shared_tier_traits<MinimalStore>::has_insert_async);
 static_assert(!llmfast::shared_tier_traits<MinimalStore>::has_change_feed);
 static_assert(!llmfast::shared_tier_traits<MinimalStore>::has_lock);
 static_assert(llmfast::shared_tier_traits<FullStore>::has_lookup_async);
+static_assert(llmfast::shared_tier_traits<FullStore>::has_insert_async);
 static_assert(llmfast::shared_tier_traits<FullStore>::has_change_feed);
 static_assert(llmfast::shared_tier_traits<FullStore>::has_lock);
 

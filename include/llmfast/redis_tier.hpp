@@ -40,8 +40,9 @@
 //
 // Thread-safety: every member function may be called concurrently (a pool of connections, one per
 // call in flight). A follower (`follow`) runs on its own thread with its own connection and calls its
-// callback there; the RedisTier must outlive its followers. `lookup_async` completes on one of the
-// tier's worker threads (or on the calling thread, Unavailable, when its queue is full).
+// callback there; the RedisTier must outlive its followers. `lookup_async` and `insert_async`
+// complete on one of the tier's worker threads (or on the calling thread, Unavailable, when the
+// queue is full); calls still queued when the tier is destroyed are answered Unavailable.
 //
 // Errors: the constructor throws Error(InvalidArgument) for invalid options (the message names the
 // field) or a malformed `url`; `insert` throws Error(InvalidArgument) for an entry the value codec
@@ -110,8 +111,8 @@ struct RedisTierOptions {
     std::chrono::milliseconds follow_block{100};     ///< a follower's XREAD BLOCK, so `stop` returns within about this (> 0)
     std::size_t follow_batch = 256;                  ///< XREAD COUNT (>= 1, <= stream_max_len)
     std::size_t rebuild_max_entries = 1'000'000;     ///< a follower's rebuild after a gap replays at most this many entries (>= 1)
-    std::size_t async_threads = 2;                   ///< worker threads of `lookup_async` (>= 1; started on first use)
-    std::size_t async_queue = 4096;                  ///< queued `lookup_async` calls before they are answered Unavailable (>= 1)
+    std::size_t async_threads = 2;                   ///< worker threads of `lookup_async` / `insert_async` (>= 1; started on first use)
+    std::size_t async_queue = 4096;                  ///< queued async calls before they are answered Unavailable (>= 1)
 };
 
 /// A snapshot of RedisTier's counters (`stats()`).
@@ -124,7 +125,7 @@ struct RedisTierStats {
     std::uint64_t connect_failures = 0;     ///< connection attempts that failed
     std::uint64_t dropped_connections = 0;  ///< connections dropped after an I/O error or timeout
     std::uint64_t reconnects = 0;           ///< connections opened after a failure (Redis back)
-    std::uint64_t async_rejected = 0;       ///< lookup_async calls answered Unavailable because the queue was full
+    std::uint64_t async_rejected = 0;       ///< lookup_async / insert_async calls answered Unavailable because the queue was full
     std::uint64_t locks_acquired = 0, locks_held = 0;
     std::uint64_t stream_records = 0;   ///< change records delivered by followers
     std::uint64_t gaps = 0;             ///< a follower's position was trimmed from the stream
@@ -497,31 +498,7 @@ public:
     /// SET key value PX ttl + XADD stream MAXLEN ~ cap, pipelined: one round trip. Ok when both were
     /// applied; Unavailable otherwise. Throws Error(InvalidArgument) for an entry the codec rejects.
     SharedStatus insert(const SharedEntry& entry) {
-        const std::string value = detail::encode_shared_entry(entry);
-        const std::string name = entry_key(entry.scope, entry.key);
-        const std::string stream = stream_key(bucket_of(entry.scope));
-        const std::string cap = fmt::format("{}", options_.stream_max_len);
-        // Redis rejects an expiry past its range; a TTL of more than ~100 years means "never".
-        const auto ttl_ms = std::chrono::ceil<std::chrono::milliseconds>(entry.ttl).count();
-        const std::string px = fmt::format("{}", std::max<std::int64_t>(1, ttl_ms));
-        constexpr std::int64_t century_ms = std::int64_t{100} * 365 * 24 * 3600 * 1000;
-        Lease lease = acquire();
-        if (!lease) return unavailable();
-        if (ttl_ms < century_ms) {
-            lease->append({"SET", name, value, "PX", px});
-        } else {
-            lease->append({"SET", name, value});
-        }
-        lease->append({"XADD", stream, "MAXLEN", "~", cap, "*", "t", "i", "v", value});
-        detail::RedisReply set = lease->read();
-        detail::RedisReply add = lease->read();
-        if (!set || !add || set->type == REDIS_REPLY_ERROR || add->type == REDIS_REPLY_ERROR) {
-            release(std::move(lease));
-            return unavailable();
-        }
-        release(std::move(lease));
-        counters_.inserts.fetch_add(1, std::memory_order_relaxed);
-        return SharedStatus::Ok;
+        return insert_value(entry.scope, entry.key, entry.ttl, detail::encode_shared_entry(entry));
     }
 
     /// DEL + an erase tombstone on the stream (every follower drops its copy), one round trip. Ok when
@@ -588,22 +565,33 @@ public:
     template <class F>
         requires std::invocable<std::decay_t<F>&, SharedLookup> && std::constructible_from<std::decay_t<F>, F>
     void lookup_async(std::string_view scope, std::string_view key, F&& done) {
-        std::function<void(SharedLookup)> callback(std::forward<F>(done));
-        {
-            std::unique_lock lock(async_.mutex);
-            if (!async_.stopping && async_.tasks.size() < options_.async_queue) {
-                if (async_.threads.empty()) start_async_locked();
-                async_.tasks.push_back(AsyncTask{std::string(scope), std::string(key), std::move(callback)});
-                lock.unlock();
-                async_.wake.notify_one();
-                return;
+        auto task = [this, scope_copy = std::string(scope), key_copy = std::string(key),
+                     callback = std::decay_t<F>(std::forward<F>(done))](bool stopping) mutable {
+            if (stopping) {
+                unavailable();
+                SharedLookup result;
+                result.status = SharedStatus::Unavailable;
+                std::invoke(callback, std::move(result));
+            } else {
+                std::invoke(callback, lookup(scope_copy, key_copy));
             }
-        }
-        counters_.async_rejected.fetch_add(1, std::memory_order_relaxed);
-        counters_.unavailable.fetch_add(1, std::memory_order_relaxed);
-        SharedLookup unavailable_result;
-        unavailable_result.status = SharedStatus::Unavailable;
-        callback(std::move(unavailable_result));
+        };
+        enqueue(std::move(task));
+    }
+
+    /// `insert` on one of the tier's worker threads (the write-through of a caller that must not
+    /// block, e.g. an event loop); `done(SharedStatus)` runs there exactly once, or on this thread
+    /// (Unavailable) when the queue is full. The entry is encoded here first, so an entry the codec
+    /// rejects throws Error(InvalidArgument) from this call (and `done` is not called). `done` must
+    /// not throw.
+    template <class F>
+        requires std::invocable<std::decay_t<F>&, SharedStatus> && std::constructible_from<std::decay_t<F>, F>
+    void insert_async(const SharedEntry& entry, F&& done) {
+        auto task = [this, value = detail::encode_shared_entry(entry), scope_copy = entry.scope, key_copy = entry.key, ttl = entry.ttl,
+                     callback = std::decay_t<F>(std::forward<F>(done))](bool stopping) mutable {
+            std::invoke(callback, stopping ? unavailable() : insert_value(scope_copy, key_copy, ttl, value));
+        };
+        enqueue(std::move(task));
     }
 
     /// SET lock token NX PX ttl: Acquired (this replica computes; `unlock` after inserting), Held
@@ -699,10 +687,9 @@ private:
             locks_acquired{0}, locks_held{0}, stream_records{0}, gaps{0}, rebuilt_entries{0}, resets{0};
     };
 
-    struct AsyncTask {
-        std::string scope, key;
-        std::function<void(SharedLookup)> done;
-    };
+    // One queued call: runs on a worker; `stopping` when the tier is being destroyed (answer
+    // Unavailable without I/O).
+    using AsyncTask = std::function<void(bool stopping)>;
 
     static Options validated(Options o) {
         const auto invalid = [](std::string_view field, auto value, std::string_view rule) {
@@ -742,6 +729,47 @@ private:
         at.password = o.password;
         at.db = o.db;
         return at;
+    }
+
+    // Queues `task` for a worker; a full queue (or a tier being destroyed) runs it here, stopping.
+    void enqueue(AsyncTask task) {
+        {
+            std::unique_lock lock(async_.mutex);
+            if (!async_.stopping && async_.tasks.size() < options_.async_queue) {
+                if (async_.threads.empty()) start_async_locked();
+                async_.tasks.push_back(std::move(task));
+                lock.unlock();
+                async_.wake.notify_one();
+                return;
+            }
+        }
+        counters_.async_rejected.fetch_add(1, std::memory_order_relaxed);
+        task(true);
+    }
+
+    SharedStatus insert_value(std::string_view scope, std::string_view key, std::chrono::nanoseconds ttl, const std::string& value) {
+        const std::string name = entry_key(scope, key);
+        const std::string stream = stream_key(bucket_of(scope));
+        const std::string cap = fmt::format("{}", options_.stream_max_len);
+        // Redis rejects an expiry past its range; a TTL of more than ~100 years means "never".
+        const auto ttl_ms = std::chrono::ceil<std::chrono::milliseconds>(ttl).count();
+        const std::string px = fmt::format("{}", std::max<std::int64_t>(1, ttl_ms));
+        constexpr std::int64_t century_ms = std::int64_t{100} * 365 * 24 * 3600 * 1000;
+        Lease lease = acquire();
+        if (!lease) return unavailable();
+        if (ttl_ms < century_ms) {
+            lease->append({"SET", name, value, "PX", px});
+        } else {
+            lease->append({"SET", name, value});
+        }
+        lease->append({"XADD", stream, "MAXLEN", "~", cap, "*", "t", "i", "v", value});
+        detail::RedisReply set = lease->read();
+        detail::RedisReply add = lease->read();
+        const bool ok = set && add && set->type != REDIS_REPLY_ERROR && add->type != REDIS_REPLY_ERROR;
+        release(std::move(lease));
+        if (!ok) return unavailable();
+        counters_.inserts.fetch_add(1, std::memory_order_relaxed);
+        return SharedStatus::Ok;
     }
 
     SharedStatus unavailable() noexcept {
@@ -870,14 +898,7 @@ private:
                 task = std::move(async_.tasks.front());
                 async_.tasks.pop_front();
             }
-            if (stopping_async()) {
-                SharedLookup result;
-                result.status = SharedStatus::Unavailable;
-                unavailable();
-                task.done(std::move(result));
-            } else {
-                task.done(lookup(task.scope, task.key));
-            }
+            task(stopping_async());
         }
     }
 
@@ -1211,6 +1232,7 @@ private:
 
 static_assert(SharedTier<RedisTier>);
 static_assert(shared_tier_traits<RedisTier>::has_lookup_async);
+static_assert(shared_tier_traits<RedisTier>::has_insert_async);
 static_assert(shared_tier_traits<RedisTier>::has_change_feed);
 static_assert(shared_tier_traits<RedisTier>::has_lock);
 

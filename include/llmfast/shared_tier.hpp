@@ -14,7 +14,8 @@
 //     every follower (the change feed below) so each replica drops its local copy.
 // Optional, detected through `shared_tier_traits<T>`:
 //   - `lookup_async(scope, key, done)`: `done(SharedLookup)` exactly once, possibly on the store's own
-//     thread (the cache's `lookup_async` completes from there, so an event loop never blocks on I/O).
+//     thread (the cache's `lookup_async` completes from there, so an event loop never blocks on I/O);
+//     `insert_async(entry, done)`: `done(SharedStatus)` likewise (an event loop's write-through).
 //   - a change feed: `follow(SharedFollowCallback)` → a handle whose destruction (or `stop()`) stops
 //     it; the callback gets every `SharedChange` (inserts with their embeddings, erase and purge
 //     tombstones, and a `Gap` when the feed lost its place, followed by the live entries and
@@ -138,6 +139,10 @@ struct shared_tier_traits {
     static constexpr bool has_lookup_async = requires(T& tier, std::string_view scope, std::string_view key,
                                                       std::function<void(SharedLookup)> done) {
         tier.lookup_async(scope, key, std::move(done));
+    };
+    /// `insert_async(entry, done)` with `done` a `void(SharedStatus)` callable.
+    static constexpr bool has_insert_async = requires(T& tier, const SharedEntry& entry, std::function<void(SharedStatus)> done) {
+        tier.insert_async(entry, std::move(done));
     };
     /// `follow(SharedFollowCallback)` returning a handle that stops the feed when destroyed.
     static constexpr bool has_change_feed = requires(T& tier, SharedFollowCallback callback) {
