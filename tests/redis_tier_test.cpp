@@ -410,6 +410,18 @@ TEST_CASE("redis tier: a follower whose position was trimmed detects the gap and
             if (change.kind == llmfast::SharedChange::Kind::RebuildDone) CHECK(change.complete);
         }
     }
+    // The rebuild is bounded: past rebuild_max_entries it stops and says it is incomplete.
+    llmfast::RedisTierOptions bounded_options = o;
+    bounded_options.rebuild_max_entries = 100;
+    llmfast::RedisTier bounded(bounded_options);
+    Recorder partial;
+    llmfast::RedisFollower bounded_follower = bounded.follow(std::ref(partial));
+    CHECK(eventually([&] { return partial.count(llmfast::SharedChange::Kind::RebuildDone) == 1; }));
+    CHECK(bounded.stats().rebuilt_entries == 100);
+    std::lock_guard lock(partial.mutex);
+    for (const auto& change : partial.changes) {
+        if (change.kind == llmfast::SharedChange::Kind::RebuildDone) CHECK_FALSE(change.complete);
+    }
 }
 
 TEST_CASE("redis tier: a corrupt or foreign value is a counted miss, never served") {

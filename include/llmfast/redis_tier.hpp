@@ -1020,7 +1020,11 @@ private:
             for (std::size_t i = 0; i < keys->elements; ++i) {
                 detail::RedisReply value = connection.read();
                 if (!value) return false;
-                if (value->type != REDIS_REPLY_STRING || replayed >= options_.rebuild_max_entries) continue;  // expired since the SCAN
+                if (value->type != REDIS_REPLY_STRING) continue;  // expired since the SCAN
+                if (replayed >= options_.rebuild_max_entries) {
+                    complete = false;  // past the bound (the replies are read all the same)
+                    continue;
+                }
                 detail::SharedDecodeResult decoded = detail::decode_shared_entry(detail::redis_str(value.get()));
                 if (!decoded.ok()) {
                     counters_.corrupt_values.fetch_add(1, std::memory_order_relaxed);
