@@ -810,10 +810,16 @@ private:
             const auto now = std::chrono::steady_clock::now();
             if (now < pool_.retry_at) return nullptr;  // backing off after a failure
             if (pool_.open < options_.max_connections) {
+                // After a backoff, one call probes; the others keep answering Unavailable until it succeeded.
+                const bool probe = pool_.consecutive_failures >= options_.failures_before_backoff;
+                if (probe && pool_.probing) return nullptr;
+                pool_.probing = probe;
                 ++pool_.open;
                 lock.unlock();
                 Lease lease = open_connection(options_.command_timeout);
                 lock.lock();
+                if (probe && !lease) pool_.probing = false;
+                if (probe && lease) pool_.probe = lease.get();
                 if (!lease) {
                     --pool_.open;
                     failed_locked();
@@ -838,6 +844,10 @@ private:
         std::vector<Lease> dropped;
         {
             std::lock_guard lock(pool_.mutex);
+            if (lease.get() == pool_.probe) {
+                pool_.probe = nullptr;
+                pool_.probing = false;
+            }
             if (!lease->dead()) {
                 pool_.idle.push_back(std::move(lease));
                 pool_.consecutive_failures = 0;
@@ -1221,6 +1231,8 @@ private:
         std::size_t open = 0;
         bool failed = false;
         std::size_t consecutive_failures = 0;
+        bool probing = false;                 // a call is probing Redis after a backoff
+        const Connection* probe = nullptr;    // its connection (compared, never dereferenced)
         std::chrono::milliseconds backoff{0};
         std::chrono::steady_clock::time_point retry_at{};
     } pool_;
