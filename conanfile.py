@@ -1,7 +1,7 @@
 """Conan 2 recipe for llmfast (header-only). `conan create . --version 0.2.0` from the repository root.
 
 The package is the tree `cmake --install` produces; consumers use the CMakeDeps-generated targets
-`llmfast::llmfast` (and `llmfast::hnsw` with the `with_hnsw` option).
+`llmfast::llmfast` (and `llmfast::hnsw` with the `with_hnsw` option, `llmfast::redis` with `with_redis`).
 """
 import os
 
@@ -21,8 +21,8 @@ class LlmfastConan(ConanFile):
     topics = ("llm", "batching", "cache", "streaming", "sse", "tokenizer", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
-    options = {"with_hnsw": [True, False]}
-    default_options = {"with_hnsw": False}
+    options = {"with_hnsw": [True, False], "with_redis": [True, False]}
+    default_options = {"with_hnsw": False, "with_redis": False}
     exports_sources = "CMakeLists.txt", "cmake/*", "include/*", "LICENSE"
     no_copy_source = True
 
@@ -46,6 +46,8 @@ class LlmfastConan(ConanFile):
         self.requires("xxhash/[>=0.8.1 <0.9]", transitive_headers=True)
         if self.options.with_hnsw:
             self.requires("hnswlib/[>=0.6 <1]", transitive_headers=True)
+        if self.options.with_redis:
+            self.requires("hiredis/[>=1.0 <2]", transitive_headers=True, transitive_libs=True)
 
     def validate(self):
         check_min_cppstd(self, 20)
@@ -58,7 +60,7 @@ class LlmfastConan(ConanFile):
         for option in ("TESTS", "EXAMPLES", "BENCHMARKS"):
             tc.variables[f"LLMFAST_BUILD_{option}"] = False
         tc.generate()
-        CMakeDeps(self).generate()  # fmt-config.cmake, xxHash-config.cmake for the install step
+        CMakeDeps(self).generate()  # fmt-config.cmake, xxHash-config.cmake (hiredis-config.cmake) for the install step
 
     def package(self):
         copy(self, "LICENSE", self.source_folder, os.path.join(self.package_folder, "licenses"))
@@ -80,3 +82,7 @@ class LlmfastConan(ConanFile):
             hnsw = self.cpp_info.components["hnsw"]
             hnsw.set_property("cmake_target_name", "llmfast::hnsw")
             hnsw.requires = ["core", "hnswlib::hnswlib"]
+        if self.options.with_redis:
+            redis = self.cpp_info.components["redis"]
+            redis.set_property("cmake_target_name", "llmfast::redis")
+            redis.requires = ["core", "hiredis::hiredis"]

@@ -8,6 +8,7 @@ PACKAGES=(
   libfmt-dev libxxhash-dev                 # the library's dependencies
   catch2 libbenchmark-dev                  # tests, benchmarks
   libhnswlib-dev                           # optional llmfast::hnsw component
+  libhiredis-dev redis-server              # optional llmfast::redis component (RedisTier) and its tests' server
   clang-19 libclang-rt-19-dev              # clang build and libFuzzer targets
   unicode-data                             # source of the tokenizer's generated Unicode tables
   nlohmann-json3-dev                       # examples

@@ -4,9 +4,10 @@
 // deadlines and SSE, dynamic batching, a semantic response cache, prompt compression and token-budget
 // truncation. Each component is also usable alone through its own header.
 //
-// Optional headers that need another dependency (llmfast/hnsw_index.hpp needs hnswlib) are not
-// included here: include them yourself. Neither is the built-in hit verifier (llmfast/pair_verifier.hpp:
-// a trained model whose weights are not yet good enough to turn on; see docs/verifier.md).
+// Optional headers that need another dependency (llmfast/hnsw_index.hpp needs hnswlib,
+// llmfast/redis_tier.hpp needs hiredis) are not included here: include them yourself. Neither is the
+// built-in hit verifier (llmfast/pair_verifier.hpp: a trained model whose weights are not yet good
+// enough to turn on; see docs/verifier.md).
 #pragma once
 
 #include <llmfast/version.hpp>
@@ -29,6 +30,7 @@
 #include <llmfast/eviction_policy.hpp>
 #include <llmfast/hit_verifier.hpp>
 #include <llmfast/wrong_hit_monitor.hpp>
+#include <llmfast/shared_tier.hpp>
 #include <llmfast/semantic_cache.hpp>
 #include <llmfast/compressor.hpp>
 #include <llmfast/truncator.hpp>
