@@ -8,6 +8,7 @@ PACKAGES=(
   libfmt-dev libxxhash-dev                 # the library's dependencies
   catch2 libbenchmark-dev                  # tests, benchmarks
   libhnswlib-dev                           # optional llmfast::hnsw component
+  libcurl4-openssl-dev                     # optional llmfast::http component (OpenAiEmbedder, CurlTransport)
   clang-19 libclang-rt-19-dev              # clang build and libFuzzer targets
   unicode-data                             # source of the tokenizer's generated Unicode tables
   nlohmann-json3-dev                       # examples
