@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -385,4 +386,39 @@ TEST_CASE("OpenAiEmbedder circuit breaker: opens, fails fast, probes after the c
     embedder.embed("y", v);
     CHECK(transport.script->calls == 6);
     CHECK(embedder.stats().breaker_rejections == 2);
+}
+
+TEST_CASE("SemanticCache with the HTTP embedder: async lookups complete off the caller; a dead server is a counted miss") {
+    std::atomic<bool> down{false};
+    StubHttpServer server([&](const StubRequest& r) -> StubReply {
+        if (down.load()) return {.status = 503, .body = "down"};
+        return embeddings_for(r);
+    });
+    auto options = options_for(server);
+    options.max_retries = 0;
+    HttpEmbedder embedder(options);
+    llmfast::SemanticCache<HttpEmbedder> cache(embedder, {.similarity_threshold = 0.5F});
+    REQUIRE(cache.semantic_enabled());
+    cache.insert("What is machine learning?", "s", "ML");
+    const auto lookup = [&](const std::string& prompt) {
+        std::promise<llmfast::LookupResult> done;
+        cache.lookup_async(prompt, "s", [&](llmfast::LookupResult r) { done.set_value(std::move(r)); });
+        return done.get_future().get();
+    };
+    CHECK(lookup("what is machine learning?").match == llmfast::MatchKind::Exact);
+    CHECK(lookup("What is machine learning exactly?").match == llmfast::MatchKind::Semantic);
+    down = true;
+    CHECK(lookup("What is machine learning, really?").match == llmfast::MatchKind::Miss);
+    CHECK(cache.stats().embedder_failures == 1);
+    CHECK(!cache.lookup("What is machine learning, honestly?", "s"));  // the blocking form too
+    CHECK(cache.stats().embedder_failures == 2);
+    CHECK(cache.insert("Define deep learning", "s", "DL"));             // stored exact-only
+    CHECK(cache.lookup("define deep learning", "s").match == llmfast::MatchKind::Exact);
+    // A snapshot keeps the vectors: loading it needs no server at all.
+    const std::string bytes = cache.save_to_string();
+    llmfast::SemanticCache<HttpEmbedder> loaded(HttpEmbedder(options), {.similarity_threshold = 0.5F});
+    loaded.load_from_string(bytes);
+    CHECK(loaded.stats().vectors_loaded == 1);
+    CHECK(loaded.stats().embedder_failures == 1);  // the exact-only entry could not be embedded now
+    CHECK(loaded.size() == 2);
 }
