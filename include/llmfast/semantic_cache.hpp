@@ -725,6 +725,15 @@ private:
         }
     }
 
+    // A vector from a snapshot: `save` wrote it normalized, so it is used bit for bit (a save of the
+    // loaded cache writes the same bytes); one whose norm is off by more than rounding is normalized.
+    bool normalize_loaded(std::span<float> out) {
+        double norm = 0;
+        for (const float x : out) norm += static_cast<double>(x) * static_cast<double>(x);
+        if (norm > 0 && std::isfinite(norm) && std::fabs(norm - 1.0) <= 1e-5) return true;
+        return normalize_usable(out);
+    }
+
     // L2-normalizes `out` in place; false (counted) when it is zero or not finite.
     bool normalize_usable(std::span<float> out) {
         double norm = 0;
@@ -981,7 +990,7 @@ private:
                 if (trust_vectors && e.vector_bytes.size() == dimension_ * sizeof(float)) {
                     p.vector.resize(dimension_);
                     std::memcpy(p.vector.data(), e.vector_bytes.data(), e.vector_bytes.size());
-                    if (normalize_usable(p.vector)) {
+                    if (normalize_loaded(p.vector)) {
                         stats_.vectors_loaded.fetch_add(1, std::memory_order_relaxed);
                     } else {
                         p.vector.clear();
