@@ -75,7 +75,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::vector<float> written(count * dim);
     for (std::size_t i = 0; i < written.size(); ++i) {
         const std::size_t at = 1 + 2 * i;
-        const unsigned raw = at + 1 < rest.size() ? (static_cast<unsigned char>(rest[at]) << 8U) | static_cast<unsigned char>(rest[at + 1]) : 0U;
+        unsigned raw = 0;
+        if (at + 1 < rest.size())
+            raw = (static_cast<unsigned>(static_cast<unsigned char>(rest[at])) << 8U) | static_cast<unsigned>(static_cast<unsigned char>(rest[at + 1]));
         char text[32];
         std::snprintf(text, sizeof text, "%.9g", (static_cast<double>(raw) - 32768.0) / 4096.0);
         written[i] = std::strtof(text, nullptr);
