@@ -317,6 +317,26 @@ TEST_CASE("OpenAiEmbedder batching: many threads, few requests, each caller its 
     CHECK(stats.texts == threads * per_thread);
 }
 
+TEST_CASE("OpenAiEmbedder batching: a stalled server ends every queued caller at its deadline") {
+    StubHttpServer server([](const StubRequest&) { return StubReply{.delay = 10s}; });
+    auto options = options_for(server);
+    options.timeout = 300ms;
+    options.attempt_timeout = 300ms;
+    options.max_in_flight = 1;
+    HttpEmbedder embedder(options);
+    std::atomic<int> deadline_errors{0};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < 6; ++t) {
+        pool.emplace_back([&, t] {
+            std::vector<float> v(dim);
+            if (error_code_of([&] { embedder.embed("caller " + std::to_string(t), v); }) == ErrorCode::DeadlineExceeded) ++deadline_errors;
+        });
+    }
+    for (auto& t : pool) t.join();
+    CHECK(deadline_errors == 6);
+    CHECK(embedder.stats().failures >= 1);
+}
+
 TEST_CASE("OpenAiEmbedder: embed_async completes on a batcher thread") {
     StubHttpServer server(embeddings_for);
     HttpEmbedder embedder(options_for(server));
