@@ -406,14 +406,23 @@ private:
                 for (std::size_t i = 0; i < items.size(); ++i)
                     outcomes[i].vector.assign(rows.begin() + static_cast<std::ptrdiff_t>(i * dim),
                                               rows.begin() + static_cast<std::ptrdiff_t>((i + 1) * dim));
+            } catch (const Error& e) {
+                fail_all(outcomes, e);
+            } catch (const std::exception& e) {
+                fail_all(outcomes, Error(ErrorCode::IoError, fmt::format("OpenAiEmbedder: {}", e.what())));
             } catch (...) {
-                const std::exception_ptr error = std::current_exception();
-                for (Outcome& outcome : outcomes) {
-                    outcome.vector.clear();
-                    outcome.error = error;
-                }
+                fail_all(outcomes, Error(ErrorCode::IoError, "OpenAiEmbedder: a non-std exception"));
             }
             return outcomes;
+        }
+
+        // One exception object per caller: each rethrows it on its own thread, and a shared object's
+        // reference count lives in the (uninstrumented) runtime, which ThreadSanitizer cannot follow.
+        static void fail_all(std::vector<Outcome>& outcomes, const Error& error) {
+            for (Outcome& outcome : outcomes) {
+                outcome.vector.clear();
+                outcome.error = std::make_exception_ptr(error);
+            }
         }
 
         // ---- the breaker (under mutex) ----
