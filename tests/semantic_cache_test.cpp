@@ -1042,3 +1042,18 @@ TEST_CASE("a v2 snapshot's vector with a non-finite value is rejected", "[cache]
     FlakyCache target(clock, embedder, {.similarity_threshold = 0.5F});
     CHECK(llmfast::testing::error_code_of([&] { target.load_from_string(bytes); }) == llmfast::ErrorCode::CorruptSnapshot);
 }
+
+TEST_CASE("load with a failing embedder stops calling it after the first failed batch", "[cache]") {
+    llmfast::ManualClock clock;
+    FlakyEmbedder embedder;
+    FlakyCache plain(clock, embedder, {.similarity_threshold = 0.5F, .snapshot_vectors = llmfast::SnapshotVectors::Off});
+    for (int i = 0; i < 300; ++i) plain.insert("question number " + std::to_string(i), "s", "answer");
+    FlakyEmbedder dead;
+    dead.control->fail = true;
+    FlakyCache loaded(clock, dead, {.similarity_threshold = 0.5F});
+    loaded.load_from_string(plain.save_to_string());
+    CHECK(dead.control->calls == 1);  // the first text of the first batch failed: nothing more was tried
+    CHECK(loaded.stats().embedder_failures == 300);
+    CHECK(loaded.size() == 300);
+    CHECK(loaded.lookup("question number 299", "s").match == MatchKind::Exact);
+}

@@ -15,6 +15,10 @@
 // `ResponseCapture` observes what is sent to the client; `complete` only when the stream ended
 // normally — finish reason seen, no error event, client still there — otherwise `abandon`).
 //
+// Embedder: the built-in HashingEmbedder, or with --embeddings-url an llmfast::OpenAiEmbedder
+// (GatewayEmbedder below); then `remote()` is true and server.cpp runs every cache step on its cache
+// pool, never on an event-loop thread.
+//
 // Thread-safety: ResponseCache may be used from any thread (SemanticCache is thread-safe; the scope
 // registry has a mutex). ResponseCapture and wait_ready belong to one request on its strand.
 #pragma once

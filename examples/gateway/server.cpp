@@ -95,7 +95,9 @@ struct Server {
         : config(std::move(c)), upstream(config, metrics), embedder(llmfast::HashingEmbedderOptions{.dimension = config.embedding_dimension}),
           access_log(config.access_log), pipeline(config), admission(config.admission, config.tenants), cache(config) {
         if (config.batching.enabled) sim_batcher = std::make_unique<SimBatcher>(config);
-        if (cache.remote()) cache_pool.emplace(4);  // cache calls that may wait on the embedding server
+        // Cache calls that may wait on the embedding server. Enough threads that concurrent lookups
+        // reach the embedder together (it batches them into one request), bounded by its deadline.
+        if (cache.remote()) cache_pool.emplace(16);
         metrics.extra = [this](std::string& out) {
             out += "# HELP llmfast_admission_running Requests holding a running slot.\n# TYPE llmfast_admission_running gauge\n";
             out += fmt::format("llmfast_admission_running {}\n", admission.running());

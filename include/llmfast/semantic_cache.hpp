@@ -1006,7 +1006,7 @@ private:
     }
 
     // Embeds prepared[i] for i in `which`, in batches through embed_batch (one request per batch for a
-    // network embedder), under the failure policy: a failed batch leaves its entries exact-only.
+    // network embedder), under the failure policy: from the first failed batch on, entries stay exact-only.
     void embed_prepared(std::vector<Prepared>& prepared, const std::vector<std::size_t>& which) {
         constexpr std::size_t batch = 256;
         std::vector<std::string_view> texts;
@@ -1023,11 +1023,15 @@ private:
                 try {
                     llmfast::embed_batch(embedder_, texts, rows);
                 } catch (...) {
-                    stats_.embedder_failures.fetch_add(n, std::memory_order_relaxed);
                     ok = false;
                 }
             }
-            if (!ok) continue;
+            if (!ok) {
+                // The embedder is failing (a dead server): the rest load exact-only at once rather
+                // than each batch waiting out its own deadline.
+                stats_.embedder_failures.fetch_add(which.size() - first, std::memory_order_relaxed);
+                return;
+            }
             for (std::size_t k = 0; k < n; ++k) {
                 std::vector<float>& vector = prepared[which[first + k]].vector;
                 vector.assign(rows.begin() + static_cast<std::ptrdiff_t>(k * dimension_),
