@@ -15,6 +15,10 @@ if(TARGET llmfast_redis)
   install(TARGETS llmfast_redis EXPORT llmfastRedisTargets)
   install(EXPORT llmfastRedisTargets NAMESPACE llmfast:: DESTINATION "${LLMFAST_CMAKE_INSTALL_DIR}")
 endif()
+if(TARGET llmfast_http)
+  install(TARGETS llmfast_http EXPORT llmfastHttpTargets)
+  install(EXPORT llmfastHttpTargets NAMESPACE llmfast:: DESTINATION "${LLMFAST_CMAKE_INSTALL_DIR}")
+endif()
 install(EXPORT llmfastTargets NAMESPACE llmfast:: DESTINATION "${LLMFAST_CMAKE_INSTALL_DIR}")
 
 configure_package_config_file(cmake/llmfastConfig.cmake.in

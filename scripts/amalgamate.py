@@ -4,7 +4,8 @@
 Every `#include <llmfast/...>` (or "llmfast/...") is replaced by the header's text, once per header,
 in the order the umbrella first reaches it; `#pragma once` is dropped from inlined headers (the
 output carries one). Third-party and standard includes stay as they are. Optional headers that the
-umbrella does not include (llmfast/hnsw_index.hpp) are not part of the output.
+umbrella does not include (llmfast/hnsw_index.hpp, llmfast/openai_embedder.hpp and its transport
+headers) are not part of the output.
 
   scripts/amalgamate.py                 write single_include/llmfast.hpp
   scripts/amalgamate.py --check         exit 1 if the checked-in file is stale

@@ -9,6 +9,7 @@ PACKAGES=(
   catch2 libbenchmark-dev                  # tests, benchmarks
   libhnswlib-dev                           # optional llmfast::hnsw component
   libhiredis-dev redis-server              # optional llmfast::redis component (RedisTier) and its tests' server
+  libcurl4-openssl-dev                     # optional llmfast::http component (OpenAiEmbedder, CurlTransport)
   clang-19 libclang-rt-19-dev              # clang build and libFuzzer targets
   unicode-data                             # source of the tokenizer's generated Unicode tables
   nlohmann-json3-dev                       # examples

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <latch>
@@ -421,7 +422,7 @@ TEST_CASE("every corruption of a snapshot is rejected and leaves the cache uncha
 
     // Wrong version (the checksum covers only the payload, so this reaches the version check).
     std::string wrong_version = good;
-    wrong_version[8] = 2;
+    wrong_version[8] = 99;
     try {
         target.load_from_string(wrong_version);
         FAIL("wrong version accepted");
@@ -934,4 +935,125 @@ TEST_CASE("stress (TSan): many threads race begin / complete / abandon / fail / 
     CHECK(stats.entries == stats.insertions);  // only completed flights stored
     INFO("computations " << stats.computations << ", coalesced " << stats.coalesced << ", abandoned " << stats.abandoned);
     CHECK(stats.computations >= stats.insertions + stats.abandoned);
+}
+
+namespace {
+
+// A non-lexical embedder that can be switched to fail (a dead embedding server) and counts its calls.
+struct FlakyEmbedder {
+    struct Control {
+        std::atomic<bool> fail{false};
+        std::atomic<int> calls{0};
+    };
+    std::shared_ptr<Control> control = std::make_shared<Control>();
+    llmfast::HashingEmbedder inner{{.dimension = 32}};
+    std::size_t dimension() const { return 32; }
+    std::string identity() const { return "flaky/1 dim=32"; }
+    void embed(std::string_view text, std::span<float> out) const {
+        control->calls.fetch_add(1);
+        if (control->fail.load()) throw llmfast::Error(llmfast::ErrorCode::IoError, "embedding server down");
+        inner.embed(text, out);
+    }
+};
+using FlakyCache = llmfast::SemanticCache<FlakyEmbedder, llmfast::FlatIndex, llmfast::ManualClock>;
+
+}  // namespace
+
+TEST_CASE("an embedder failure is a counted miss on lookup, an exact-only entry on insert", "[cache]") {
+    llmfast::ManualClock clock;
+    FlakyEmbedder embedder;
+    FlakyCache cache(clock, embedder, {.similarity_threshold = 0.5F});
+    REQUIRE(cache.semantic_enabled());
+    cache.insert("What is machine learning?", "s", "ML");
+    embedder.control->fail = true;
+    // Lookup: the semantic tier is skipped, the call does not fail.
+    CHECK(!cache.lookup("What is machine learning exactly?", "s"));
+    CHECK(cache.stats().embedder_failures == 1);
+    CHECK(cache.stats().misses == 1);
+    // The exact tier still answers without the embedder.
+    CHECK(cache.lookup("what is machine learning?", "s").match == MatchKind::Exact);
+    // Insert: stored for exact hits only.
+    CHECK(cache.insert("Define deep learning", "s", "DL"));
+    CHECK(cache.stats().embedder_failures == 2);
+    embedder.control->fail = false;
+    CHECK(cache.lookup("define deep learning", "s").match == MatchKind::Exact);
+    CHECK(!cache.lookup("Define deep learning please", "s"));  // not in the index
+    CHECK(cache.lookup("What is machine learning exactly?", "s").match == MatchKind::Semantic);
+}
+
+TEST_CASE("EmbedderFailure::Throw propagates the embedder's error and stores nothing", "[cache]") {
+    llmfast::ManualClock clock;
+    FlakyEmbedder embedder;
+    FlakyCache cache(clock, embedder, {.similarity_threshold = 0.5F, .embedder_failure = llmfast::EmbedderFailure::Throw});
+    cache.insert("What is machine learning?", "s", "ML");
+    embedder.control->fail = true;
+    CHECK(llmfast::testing::error_code_of([&] { (void)cache.lookup("What is machine learning exactly?", "s"); }) ==
+          llmfast::ErrorCode::IoError);
+    CHECK(llmfast::testing::error_code_of([&] { cache.insert("Define deep learning", "s", "DL"); }) == llmfast::ErrorCode::IoError);
+    CHECK(cache.size() == 1);
+    CHECK(cache.stats().embedder_failures == 0);
+}
+
+TEST_CASE("load uses the snapshot's vectors instead of embedding again (same identity)", "[cache]") {
+    llmfast::ManualClock clock;
+    FlakyEmbedder embedder;
+    FlakyCache cache(clock, embedder, {.similarity_threshold = 0.5F});
+    cache.insert("What is machine learning?", "s", "ML");
+    cache.insert("How do I reset my password?", "s", "Settings");
+    const std::string bytes = cache.save_to_string();
+    FlakyEmbedder other;
+    FlakyCache loaded(clock, other, {.similarity_threshold = 0.5F});
+    loaded.load_from_string(bytes);
+    CHECK(other.control->calls == 0);  // nothing re-embedded
+    CHECK(loaded.stats().vectors_loaded == 2);
+    CHECK(loaded.lookup("What is machine learning exactly?", "s").match == MatchKind::Semantic);
+    // Round trip: the loaded cache writes the same vectors.
+    CHECK(loaded.save_to_string().size() == bytes.size());
+    // SnapshotVectors::Off: no vectors saved, load embeds every prompt (in one batch).
+    FlakyCache plain(clock, embedder, {.similarity_threshold = 0.5F, .snapshot_vectors = llmfast::SnapshotVectors::Off});
+    plain.insert("What is machine learning?", "s", "ML");
+    FlakyEmbedder third;
+    FlakyCache from_plain(clock, third, {.similarity_threshold = 0.5F});
+    from_plain.load_from_string(plain.save_to_string());
+    CHECK(third.control->calls == 1);
+    CHECK(from_plain.stats().vectors_loaded == 0);
+    CHECK(from_plain.lookup("What is machine learning exactly?", "s").match == MatchKind::Semantic);
+    // A failing embedder at load: entries load exact-only, counted.
+    FlakyEmbedder dead;
+    dead.control->fail = true;
+    FlakyCache from_dead(clock, dead, {.similarity_threshold = 0.5F});
+    from_dead.load_from_string(plain.save_to_string());
+    CHECK(from_dead.size() == 1);
+    CHECK(from_dead.stats().embedder_failures == 1);
+    CHECK(from_dead.lookup("what is machine learning?", "s").match == MatchKind::Exact);
+}
+
+TEST_CASE("a v2 snapshot's vector with a non-finite value is rejected", "[cache]") {
+    llmfast::ManualClock clock;
+    FlakyEmbedder embedder;
+    FlakyCache cache(clock, embedder, {.similarity_threshold = 0.5F});
+    cache.insert("What is machine learning?", "s", "ML");
+    std::string bytes = cache.save_to_string();
+    // The last 4 bytes are the last float of the only entry's vector: make it NaN, fix the checksum.
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(bytes.data() + bytes.size() - sizeof(float), &nan, sizeof(float));
+    const std::uint64_t checksum = llmfast::detail::xxh3_64(std::string_view(bytes).substr(llmfast::detail::snapshot_header_size), 0);
+    std::memcpy(bytes.data() + llmfast::detail::snapshot_size_offset + 8, &checksum, sizeof checksum);
+    FlakyCache target(clock, embedder, {.similarity_threshold = 0.5F});
+    CHECK(llmfast::testing::error_code_of([&] { target.load_from_string(bytes); }) == llmfast::ErrorCode::CorruptSnapshot);
+}
+
+TEST_CASE("load with a failing embedder stops calling it after the first failed batch", "[cache]") {
+    llmfast::ManualClock clock;
+    FlakyEmbedder embedder;
+    FlakyCache plain(clock, embedder, {.similarity_threshold = 0.5F, .snapshot_vectors = llmfast::SnapshotVectors::Off});
+    for (int i = 0; i < 300; ++i) plain.insert("question number " + std::to_string(i), "s", "answer");
+    FlakyEmbedder dead;
+    dead.control->fail = true;
+    FlakyCache loaded(clock, dead, {.similarity_threshold = 0.5F});
+    loaded.load_from_string(plain.save_to_string());
+    CHECK(dead.control->calls == 1);  // the first text of the first batch failed: nothing more was tried
+    CHECK(loaded.stats().embedder_failures == 300);
+    CHECK(loaded.size() == 300);
+    CHECK(loaded.lookup("question number 299", "s").match == MatchKind::Exact);
 }

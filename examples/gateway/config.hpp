@@ -134,6 +134,13 @@ struct CacheConfig {
     bool semantic = false;               ///< the semantic tier (HashingEmbedder: off by default, see docs/cache.md)
     float similarity_threshold = 0.95F;  ///< with `semantic`
     bool only_deterministic = true;      ///< cache only temperature == 0 or seeded requests
+    /// The cache's embedder: "" = the built-in HashingEmbedder; else an OpenAI-compatible base URL
+    /// (with /v1) whose /embeddings embeds the prompts (llmfast::OpenAiEmbedder, batched, bounded; the
+    /// gateway runs its calls on a worker pool, never on an event-loop thread).
+    std::string embeddings_url;
+    std::string embeddings_model;        ///< with embeddings_url (required)
+    std::size_t embeddings_dimension = 0;  ///< with embeddings_url (required, > 0)
+    std::string embeddings_api_key;      ///< from --embeddings-key-file or $LLMFAST_EMBEDDINGS_API_KEY ("" = none)
 };
 
 struct ApiKey {

@@ -69,6 +69,12 @@ Flags:
   --cache-ttl-s N          a cached answer's time to live [3600]
   --cache-semantic         also serve similar prompts (HashingEmbedder: off by default, see docs/cache.md)
   --cache-all              cache non-deterministic requests too
+  --embeddings-url URL     the cache's embedder: an OpenAI-compatible base URL (with /v1) serving
+                           /embeddings (its key: --embeddings-key-file or $LLMFAST_EMBEDDINGS_API_KEY);
+                           default: the built-in HashingEmbedder
+  --embeddings-model NAME  the model of --embeddings-url (required with it)
+  --embeddings-dimension N its vectors' width (required with it)
+  --embeddings-key-file FILE  the API key for --embeddings-url
   --admin-key-file FILE    the admin key (POST /admin/cache/purge); also $LLMFAST_ADMIN_KEY. None: 403
 Request headers: x-llmfast-priority (0..max_priority, higher first), x-llmfast-deadline-ms, x-request-id,
   Cache-Control: no-cache (skip the cache lookup) / no-store (do not store the answer).
@@ -555,6 +561,12 @@ Config parse_command_line(int argc, char** argv) {
         else if (flag == "--cache-ttl-s") config.cache.ttl = std::chrono::seconds(parse_uint(value(), flag, 1, 365ULL * 86400));
         else if (flag == "--cache-semantic") config.cache.semantic = true;
         else if (flag == "--cache-all") config.cache.only_deterministic = false;
+        else if (flag == "--embeddings-url") config.cache.embeddings_url = value();
+        else if (flag == "--embeddings-model") config.cache.embeddings_model = value();
+        else if (flag == "--embeddings-dimension") config.cache.embeddings_dimension = parse_uint(value(), flag, 1, 1U << 16);
+        else if (flag == "--embeddings-key-file") config.cache.embeddings_api_key = trim(read_file(value(), flag));
+        else if (flag == "--embeddings-key")
+            throw ConfigError(flag + ": keys never go on the command line (visible in ps); use --embeddings-key-file or $LLMFAST_EMBEDDINGS_API_KEY");
         else if (flag == "--admin-key-file") admin_key = trim_key(read_file(value(), flag), flag);
         else if (flag == "--admin-key") throw ConfigError(flag + ": keys never go on the command line (visible in ps); use --admin-key-file or $LLMFAST_ADMIN_KEY");
         else if (flag == "--sim-max-batch") config.batching.max_batch_size = parse_uint(value(), flag, 1, 1024);
@@ -576,6 +588,14 @@ Config parse_command_line(int argc, char** argv) {
     if (admin_key.empty())
         if (const char* key = std::getenv("LLMFAST_ADMIN_KEY"); key != nullptr && *key != '\0') admin_key = trim_key(key, "LLMFAST_ADMIN_KEY");
     if (!admin_key.empty()) config.admin_key_sha256 = sha256(admin_key);
+    if (!config.cache.embeddings_url.empty()) {
+        (void)parse_url(config.cache.embeddings_url, "--embeddings-url");  // a clear error now, not at the first request
+        if (config.cache.embeddings_model.empty()) throw ConfigError("--embeddings-url needs --embeddings-model");
+        if (config.cache.embeddings_dimension == 0) throw ConfigError("--embeddings-url needs --embeddings-dimension");
+        if (config.cache.embeddings_api_key.empty())
+            if (const char* key = std::getenv("LLMFAST_EMBEDDINGS_API_KEY"); key != nullptr && *key != '\0')
+                config.cache.embeddings_api_key = trim(key);
+    }
     if (config.threads == 0) config.threads = std::max(1U, std::thread::hardware_concurrency());
     config.batching.enabled = config.batching.mode != BatchingMode::off;
     return config;

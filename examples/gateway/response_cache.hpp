@@ -15,6 +15,10 @@
 // `ResponseCapture` observes what is sent to the client; `complete` only when the stream ended
 // normally — finish reason seen, no error event, client still there — otherwise `abandon`).
 //
+// Embedder: the built-in HashingEmbedder, or with --embeddings-url an llmfast::OpenAiEmbedder
+// (GatewayEmbedder below); then `remote()` is true and server.cpp runs every cache step on its cache
+// pool, never on an event-loop thread.
+//
 // Thread-safety: ResponseCache may be used from any thread (SemanticCache is thread-safe; the scope
 // registry has a mutex). ResponseCapture and wait_ready belong to one request on its strand.
 #pragma once
@@ -25,6 +29,10 @@
 
 #include <llmfast/hashing_embedder.hpp>
 #include <llmfast/semantic_cache.hpp>
+#if LLMFAST_GATEWAY_HTTP_EMBEDDER
+#include <llmfast/curl_transport.hpp>
+#include <llmfast/openai_embedder.hpp>
+#endif
 #include <llmfast/sse.hpp>
 
 #include <fmt/format.h>
@@ -207,20 +215,85 @@ private:
     bool finished_ = false, failed_ = false, done_ = false;
 };
 
+/// The cache's embedder: the built-in HashingEmbedder, or (--embeddings-url) an
+/// llmfast::OpenAiEmbedder over an OpenAI-compatible /embeddings server. One type for the cache, so
+/// the request path has one SemanticCache type; `remote()` says whether a call may block on the
+/// network (the server then runs cache calls on its worker pool). Thread-safety: as its embedders.
+class GatewayEmbedder {
+public:
+    explicit GatewayEmbedder(const Config& config) : hashing_(llmfast::HashingEmbedderOptions{.dimension = config.embedding_dimension}) {
+        if (config.cache.embeddings_url.empty()) return;
+#if LLMFAST_GATEWAY_HTTP_EMBEDDER
+        http_ = std::make_shared<const Http>(llmfast::OpenAiEmbedderOptions{
+            .base_url = config.cache.embeddings_url, .model = config.cache.embeddings_model,
+            .dimension = config.cache.embeddings_dimension, .api_key = config.cache.embeddings_api_key,
+            // A lookup never waits long for an embedding: a slow server is a miss, not a slow answer.
+            .timeout = std::chrono::seconds(2), .attempt_timeout = std::chrono::seconds(2), .max_retries = 1});
+#else
+        throw ConfigError("--embeddings-url: this llmfast-gateway was built without libcurl (llmfast::http)");
+#endif
+    }
+    [[nodiscard]] bool remote() const noexcept {
+#if LLMFAST_GATEWAY_HTTP_EMBEDDER
+        return http_ != nullptr;
+#else
+        return false;
+#endif
+    }
+    [[nodiscard]] std::size_t dimension() const noexcept {
+#if LLMFAST_GATEWAY_HTTP_EMBEDDER
+        if (http_) return http_->dimension();
+#endif
+        return hashing_.dimension();
+    }
+    [[nodiscard]] std::string identity() const {
+#if LLMFAST_GATEWAY_HTTP_EMBEDDER
+        if (http_) return http_->identity();
+#endif
+        return hashing_.identity();
+    }
+    void embed(std::string_view text, std::span<float> out) const {
+#if LLMFAST_GATEWAY_HTTP_EMBEDDER
+        if (http_) return http_->embed(text, out);
+#endif
+        hashing_.embed(text, out);
+    }
+    void embed_batch(std::span<const std::string_view> texts, std::span<float> out) const {
+#if LLMFAST_GATEWAY_HTTP_EMBEDDER
+        if (http_) return http_->embed_batch(texts, out);
+#endif
+        hashing_.embed_batch(texts, out);
+    }
+
+private:
+    llmfast::HashingEmbedder hashing_;
+#if LLMFAST_GATEWAY_HTTP_EMBEDDER
+    using Http = llmfast::OpenAiEmbedder<llmfast::CurlTransport>;
+    std::shared_ptr<const Http> http_;
+#endif
+};
+
 /// The gateway's cache: the SemanticCache plus which scopes belong to which model (for purges).
 class ResponseCache {
 public:
-    using Cache = llmfast::SemanticCache<llmfast::HashingEmbedder>;
+    using Cache = llmfast::SemanticCache<GatewayEmbedder>;
 
     explicit ResponseCache(const Config& config)
         : config_(config.cache),
-          cache_(llmfast::HashingEmbedder(llmfast::HashingEmbedderOptions{.dimension = config.embedding_dimension}),
+          cache_(GatewayEmbedder(config),
                  llmfast::SemanticCacheOptions{.max_entries = config.cache.max_entries,
                                                .max_bytes = config.cache.max_bytes,
                                                .ttl = std::chrono::duration_cast<std::chrono::nanoseconds>(config.cache.ttl),
                                                .semantic_tier = config.cache.semantic ? llmfast::SemanticTier::On : llmfast::SemanticTier::Off,
                                                .similarity_threshold = config.cache.similarity_threshold,
-                                               .shards = std::min<std::size_t>(16, config.cache.max_entries)}) {}
+                                               .shards = std::min<std::size_t>(16, config.cache.max_entries),
+                                               // a dead embedding server is a miss, never a failed request
+                                               .embedder_failure = llmfast::EmbedderFailure::Miss,
+                                               .snapshot_vectors = config.cache.embeddings_url.empty() ? llmfast::SnapshotVectors::Off
+                                                                                                         : llmfast::SnapshotVectors::On}) {}
+
+    /// True when the embedder is behind the network: cache calls must not run on an event-loop thread.
+    [[nodiscard]] bool remote() const noexcept { return cache_.embedder().remote(); }
 
     [[nodiscard]] bool enabled() const noexcept { return config_.enabled; }
     /// Whether `request` may be cached at all (enabled, deterministic unless configured otherwise, n == 1).
@@ -289,6 +362,9 @@ public:
         out += fmt::format("llmfast_cache_entries {}\n", stats.entries);
         out += "# HELP llmfast_cache_bytes Accounted bytes of the response cache.\n# TYPE llmfast_cache_bytes gauge\n";
         out += fmt::format("llmfast_cache_bytes {}\n", stats.memory_bytes);
+        out += "# HELP llmfast_cache_embedder_failures_total Embedder calls that failed (counted as cache misses).\n"
+               "# TYPE llmfast_cache_embedder_failures_total counter\n";
+        out += fmt::format("llmfast_cache_embedder_failures_total {}\n", stats.embedder_failures);
     }
 
 private:

@@ -96,6 +96,9 @@ struct Server {
         : config(std::move(c)), upstream(config, metrics), embedder(llmfast::HashingEmbedderOptions{.dimension = config.embedding_dimension}),
           access_log(config.access_log), pipeline(config), admission(config.admission, config.tenants), cache(config) {
         if (config.batching.enabled) sim_batcher = std::make_unique<SimBatcher>(config);
+        // Cache calls that may wait on the embedding server. Enough threads that concurrent lookups
+        // reach the embedder together (it batches them into one request), bounded by its deadline.
+        if (cache.remote()) cache_pool.emplace(16);
         metrics.extra = [this](std::string& out) {
             out += "# HELP llmfast_admission_running Requests holding a running slot.\n# TYPE llmfast_admission_running gauge\n";
             out += fmt::format("llmfast_admission_running {}\n", admission.running());
@@ -108,6 +111,7 @@ struct Server {
     /// After the event loop stopped: the batcher drains (its callbacks post to the stopped loop).
     void close_backends() {
         if (sim_batcher) sim_batcher->close();
+        if (cache_pool) cache_pool->join();  // the last stores finish (their flights end)
     }
     Config config;
     Metrics metrics;
@@ -119,6 +123,9 @@ struct Server {
     AdmissionController admission;
     ResponseCache cache;
     std::unique_ptr<SimBatcher> sim_batcher;
+    /// With a remote embedder (--embeddings-url): cache lookups and stores run here, never on an
+    /// event-loop thread (an embedding is a network round trip). After `cache`: destroyed first.
+    std::optional<net::thread_pool> cache_pool;
     std::atomic<bool> draining{false};
     std::atomic<std::size_t> connections{0};
     std::mutex registry_mutex;
@@ -697,7 +704,10 @@ private:
 
         // The response cache (response_cache.hpp): a hit is answered here, before fitting, admission
         // and the backend; a follower waits for the leader on this strand without blocking a thread.
-        CacheStep step = cache_start(request);
+        // With a remote embedder each step runs on the cache pool (see Server::cache_pool).
+        std::function<CacheStep()> start_step = [this, &request] { return cache_start(request); };
+        std::function<CacheStep()> again_step = [this, &request] { return cache_again(request); };
+        CacheStep step = co_await cache_step(start_step);
         for (int round = 0; step == CacheStep::Follow; ++round) {
             if (!co_await wait_ready(*follower_, gone_)) co_return;  // the client went away while it waited
             if (follower_result()) {
@@ -705,7 +715,7 @@ private:
             } else if (round >= 2) {  // leaders kept abandoning: answer it ourselves, uncached
                 step = CacheStep::Bypass;
             } else {
-                step = cache_again(request);  // the leader abandoned: look up / lead / follow again
+                step = co_await cache_step(again_step);  // the leader abandoned: look up / lead / follow again
             }
         }
         if (step == CacheStep::Hit) co_return co_await replay_cached(request);
@@ -758,6 +768,18 @@ private:
 
     // ---- the response cache (response_cache.hpp); plain functions but replay_cached / purge_cache ----
     enum class CacheStep { Bypass, Hit, Lead, Follow };
+
+    /// Runs `step` here (in-process embedder: bounded CPU work) or, with a remote embedder, on the
+    /// cache pool, resuming this coroutine on its own executor when it is done: the event loop never
+    /// waits for the embedding server. The coroutine is suspended meanwhile, so `step` may use the
+    /// connection's members.
+    net::awaitable<CacheStep> cache_step(std::function<CacheStep()>& step) {
+        if (!server_.cache_pool) co_return step();
+        net::thread_pool::executor_type pool = server_.cache_pool->get_executor();
+        auto task = [&step]() -> net::awaitable<CacheStep> { co_return step(); };
+        const CacheStep result = co_await net::co_spawn(pool, task, net::use_awaitable);
+        co_return result;
+    }
 
     /// Decides the cache's part in this request: not cacheable / no-cache (Bypass, maybe storing
     /// the answer afterwards), a hit to replay, this request leads the flight, or it follows one.
@@ -843,6 +865,33 @@ private:
             answer.prompt_tokens = record_.prompt_tokens;
             answer.completion_tokens = record_.completion_tokens;
             std::string value = answer.encode();
+            if (server_.cache_pool) {
+                // Storing embeds the prompt (a network round trip): on the cache pool. A request that
+                // arrives meanwhile joins the still-open flight and gets the answer when it is stored.
+                std::shared_ptr<ResponseCache::Cache::Leader> leader;
+                if (leader_ && leader_->active()) leader = std::make_shared<ResponseCache::Cache::Leader>(std::move(*leader_));
+                if (!leader && !cache_insert_) return;
+                net::post(*server_.cache_pool, [server = &server_, leader, value = std::move(value), prompt = request.cache_prompt,
+                                                scope = cache_scope_, tenant = record_.tenant, model = request.model,
+                                                metrics = model_metrics_]() mutable {
+                    bool stored = false;
+                    try {
+                        if (leader) {
+                            leader->complete(std::move(value));
+                            stored = true;
+                        } else {
+                            stored = server->cache.cache().insert(prompt, scope, std::move(value));
+                        }
+                    } catch (const std::exception&) {
+                        stored = false;
+                    }
+                    if (stored) {
+                        server->cache.note_scope(tenant, model, scope);
+                        if (metrics != nullptr) metrics->cache_stores.fetch_add(1, std::memory_order_relaxed);
+                    }
+                });
+                return;
+            }
             bool stored = false;
             try {
                 if (leader_ && leader_->active()) {

@@ -8,6 +8,9 @@
 //     dimension alone, which cannot tell two models of one width apart — give yours an identity()).
 //   - `embed_batch(std::span<const std::string_view>, std::span<float>)` (row-major output): a model
 //     runs a batch faster than single calls; `embed_batch(embedder, texts, out)` uses it when present.
+//   - `embed_async(std::string_view, F&& done)` calling `done(std::vector<float>&&, std::exception_ptr)`
+//     exactly once, possibly later on another thread (a network embedder: llmfast/openai_embedder.hpp).
+//     The cache's `lookup_async` then completes on that thread instead of blocking the caller.
 //   - `static constexpr bool lexical`: true for an embedder that measures shared characters and words
 //     rather than meaning (HashingEmbedder). `SemanticTier::Auto` keeps the cache's semantic tier off
 //     for a lexical embedder; absent means false.
@@ -32,9 +35,11 @@
 
 #include <concepts>
 #include <cstddef>
+#include <exception>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -59,6 +64,10 @@ struct embedder_traits {
     /// `embed_batch(std::span<const std::string_view>, std::span<float>)`.
     static constexpr bool has_embed_batch = requires(const E& e, std::span<const std::string_view> texts,
                                                      std::span<float> out) { e.embed_batch(texts, out); };
+    /// `embed_async(std::string_view, F)` with F callable as `(std::vector<float>&&, std::exception_ptr)`.
+    static constexpr bool has_embed_async = requires(const E& e, std::string_view text) {
+        e.embed_async(text, [](std::vector<float>&&, std::exception_ptr) noexcept {});
+    };
     /// `E::lexical`: similarity of characters and words, not of meaning (false when absent).
     static constexpr bool lexical = [] {
         if constexpr (requires { { E::lexical } -> std::convertible_to<bool>; }) {

@@ -7,7 +7,7 @@
 //     the shard's capacity — checked for the fuzzer's cache and for one with another shard count and a
 //     smaller capacity (issue 11 #6: load evicted recent entries there).
 //   - An accepted snapshot round-trips: save, load into a fresh cache, save again gives the same bytes.
-// Input: byte 0 picks the mode: 0 = the rest is a snapshot as is; 1 = the rest is a payload, given a
+// Input: byte 0 picks the mode (bit 7: modes 1 and 2 use the version 2 layout, else version 1): 0 = the rest is a snapshot as is; 1 = the rest is a payload, given a
 // valid header (size and checksum), so the entry parser is reached; 2 = the rest describes entries
 // that are written as a valid snapshot (so the eviction reference is exercised on every input).
 // Seeds: tests/fuzz/corpus/cache_snapshot/valid.snap, written by tests/semantic_cache_test.cpp
@@ -76,9 +76,11 @@ struct RawEntry {
 
 // The entries of a snapshot the cache accepted (so it is well formed), in file order.
 std::vector<RawEntry> parse_accepted(std::string_view bytes) {
+    std::uint32_t version = 0;
+    std::memcpy(&version, bytes.data() + llmfast::detail::snapshot_magic.size(), sizeof version);
     llmfast::detail::SnapshotReader in(bytes.substr(llmfast::detail::snapshot_header_size));
     (void)in.str("identity");
-    (void)in.pod<std::uint64_t>("dimension");
+    const auto dimension = in.pod<std::uint64_t>("dimension");
     (void)in.pod<std::int64_t>("saved");
     const auto count = in.pod<std::uint64_t>("count");
     std::vector<RawEntry> entries;
@@ -89,6 +91,7 @@ std::vector<RawEntry> parse_accepted(std::string_view bytes) {
         e.response = std::string(in.str("response"));
         e.created = in.pod<std::int64_t>("created");
         e.expires = in.pod<std::int64_t>("expires");
+        if (version >= 2 && in.pod<std::uint8_t>("vector flag") == 1) (void)in.raw(static_cast<std::size_t>(dimension) * sizeof(float), "vector");
         entries.push_back(std::move(e));
     }
     return entries;
@@ -133,10 +136,10 @@ void check_content(Cache& cache, const std::vector<RawEntry>& expected) {
     }
 }
 
-std::string with_header(std::string_view payload) {
+std::string with_header(std::string_view payload, std::uint32_t version) {
     Bytes out;
     out.bytes().append(llmfast::detail::snapshot_magic);
-    out.pod(llmfast::detail::snapshot_version);
+    out.pod(version);
     out.pod(std::uint32_t{0});
     out.pod(static_cast<std::uint64_t>(payload.size()));
     out.pod(llmfast::detail::xxh3_64(payload, 0));
@@ -145,8 +148,9 @@ std::string with_header(std::string_view payload) {
 }
 
 // Mode 2: entries from the input bytes, as a valid snapshot of this embedder. Small alphabets so that
-// scopes and normalized prompts collide (replacement) and shards overflow (eviction).
-std::string structured_snapshot(std::string_view in) {
+// scopes and normalized prompts collide (replacement) and shards overflow (eviction). `version` 1 (no
+// vectors) or 2 (some entries with a vector of finite values, which load must use as is).
+std::string structured_snapshot(std::string_view in, std::uint32_t version) {
     const std::string empty = make_cache().save_to_string();
     const std::string_view empty_payload = std::string_view(empty).substr(llmfast::detail::snapshot_header_size);
     // The payload's prefix (identity, dimension, saved-at) is the empty cache's, minus its count.
@@ -176,8 +180,13 @@ std::string structured_snapshot(std::string_view in) {
         payload.str(e.response);
         payload.pod(e.created);
         payload.pod(e.expires);
+        if (version >= 2) {
+            const bool has_vector = e.response.size() % 2 == 0;
+            payload.pod(static_cast<std::uint8_t>(has_vector ? 1 : 0));
+            for (std::size_t k = 0; has_vector && k < 16; ++k) payload.pod(static_cast<float>((k * 7 + e.prompt.size()) % 5) - 2.0F);
+        }
     }
-    return with_header(payload.bytes());
+    return with_header(payload.bytes(), version);
 }
 
 }  // namespace
@@ -188,8 +197,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string input;
     switch (data[0] % 3) {
         case 0: input = std::string(rest); break;
-        case 1: input = with_header(rest); break;
-        default: input = structured_snapshot(rest); break;
+        case 1: input = with_header(rest, data[0] & 0x80U ? llmfast::detail::snapshot_version : llmfast::detail::snapshot_version_oldest); break;
+        default: input = structured_snapshot(rest, data[0] & 0x80U ? llmfast::detail::snapshot_version : llmfast::detail::snapshot_version_oldest); break;
     }
 
     Cache cache = make_cache();

@@ -1009,6 +1009,59 @@ def test_soak():
         soak.run(Gateway, check, tmp)
 
 
+def test_embeddings():
+    # The response cache with a remote embedder (--embeddings-url): here another gateway's own
+    # /v1/embeddings (the built-in HashingEmbedder behind HTTP). Cache steps run on the cache pool.
+    with Gateway("--access-log", "off") as emb:
+        with Gateway("--sim-time-scale", "5", "--access-log", "off", "--cache-semantic",
+                     "--embeddings-url", emb.base, "--embeddings-model", "llmfast-hashing",
+                     "--embeddings-dimension", "384") as gw:
+            def ask(text, **fields):
+                body = dict(model="llmfast-sim", temperature=0, max_tokens=5, messages=[{"role": "user", "content": text}])
+                body.update(fields)
+                status, h, raw = post_chat(gw, body)
+                check(status == 200, "status %s: %s" % (status, raw[:300]))
+                return h.get("x-llmfast-cache"), raw
+            stores = lambda n: rb'llmfast_cache_stores_total\{model="llmfast-sim"\} %d\b' % n
+            kind1, raw1 = ask("how do I reset my password?")
+            # with a remote embedder the store runs on the cache pool, after the answer went out
+            wait_metric(gw, stores(1))
+            kind2, raw2 = ask("how do I reset my password??")  # another normalized prompt, the same words
+            check(kind1 == "miss" and kind2 == "semantic", "remote embedder: %s then %s" % (kind1, kind2))
+            check(json.loads(raw1)["choices"][0]["message"]["content"] == json.loads(raw2)["choices"][0]["message"]["content"],
+                  "the semantic hit replays the stored answer")
+            check(ask("how do I reset my password?")[0] == "exact", "exact tier")
+            # concurrent identical requests through the pool: one backend call, one store (the others
+            # coalesce, or hit the entry when they reach the cache after it was stored)
+            threads = [in_thread(ask, "concurrent via the pool", max_tokens=150, stream=True) for _ in range(4)]
+            for t, _ in threads:
+                t.join(30)
+            kinds = sorted(r["value"][0] for _, r in threads if "value" in r)
+            check(len(kinds) == 4 and kinds.count("miss") == 1 and all(k in ("coalesced", "exact", "miss") for k in kinds),
+                  "concurrent kinds: %s %s" % (kinds, [r.get("error") for _, r in threads]))
+            wait_metric(gw, stores(2))
+            _, _, text = gw.request("GET", "/metrics")
+            check(re.search(stores(2), text), "one answer stored for four requests")
+            _, _, text = gw.request("GET", "/metrics")
+            check(re.search(rb"llmfast_cache_embedder_failures_total 0", text), "no embedder failures while it is up")
+            # The embedding server goes away: requests still succeed (misses), failures are counted,
+            # answers are stored for exact hits only.
+            emb.stop()
+            check(ask("a question while the embedder is down")[0] == "miss", "embedder down: a miss")
+            wait_metric(gw, stores(3))
+            check(ask("a question while the embedder is down")[0] == "exact", "stored exact-only while the embedder is down")
+            check(ask("how do I reset my password???")[0] == "miss", "no semantic hit without the embedder")
+            _, _, text = gw.request("GET", "/metrics")
+            failures = int(re.search(rb"llmfast_cache_embedder_failures_total (\d+)", text).group(1))
+            check(failures >= 2, "embedder failures counted: %d" % failures)
+    # bad flags: a clear error at start-up
+    for args, what in [(["--embeddings-url", "http://127.0.0.1:9/v1"], "--embeddings-model"),
+                       (["--embeddings-url", "http://127.0.0.1:9/v1", "--embeddings-model", "m"], "--embeddings-dimension"),
+                       (["--embeddings-key", "x"], "never go on the command line")]:
+        proc = subprocess.run([os.environ["LLMFAST_GATEWAY"], "--port", "0", *args], capture_output=True, text=True, timeout=20)
+        check(proc.returncode != 0 and what in proc.stderr, "%s: exit %s, stderr %s" % (args, proc.returncode, proc.stderr[-300:]))
+
+
 if __name__ == "__main__":
     group = sys.argv[1]
     globals()["test_" + group]()

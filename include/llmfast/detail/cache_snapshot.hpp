@@ -2,15 +2,19 @@
 // snapshot goes to its sink entry by entry, checksummed as it goes, never built whole in memory) and
 // a validating parser.
 //
-// Layout, version 1 (little-endian as written by the host; the magic rejects other byte orders):
+// Layout, version 2 (little-endian as written by the host; the magic rejects other byte orders):
 //   header:  "LLMFSNAP" | u32 version | u32 flags (0) | u64 payload size | u64 xxh3_64(payload, seed 0)
 //   payload: str embedder identity | u64 dimension | i64 saved-at (ns) | u64 entry count |
-//            entries: str scope | str prompt | str response | i64 created (ns) | i64 expires (ns)
+//            entries: str scope | str prompt | str response | i64 created (ns) | i64 expires (ns) |
+//                     u8 has_vector (0 or 1) | has_vector ? dimension x f32 (the entry's normalized
+//                     embedding, every value finite) : nothing
 //   str = u32 length + bytes.
+// Version 1 is version 2 without the has_vector byte and vector (no entry has a vector); it is still
+// read. The writer always writes version 2.
 // The writer leaves the header's size and checksum zero, streams the payload, then patches them in
 // (`Sink::patch`). Entries are in the order the cache gives them: least recently used first across the
 // whole cache, so loading into a smaller cache evicts the least recently used. A future layout gets
-// version 2 here; `parse_snapshot` names the version it cannot read.
+// version 3 here; `parse_snapshot` names the version it cannot read.
 //
 // Internal: users must not depend on anything here.
 #pragma once
@@ -19,6 +23,7 @@
 #include <llmfast/detail/xxhash.hpp>
 #include <llmfast/error.hpp>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -33,7 +38,8 @@ LLMFAST_BEGIN_NAMESPACE
 namespace detail {
 
 inline constexpr std::string_view snapshot_magic = "LLMFSNAP";
-inline constexpr std::uint32_t snapshot_version = 1;
+inline constexpr std::uint32_t snapshot_version = 2;      ///< what the writer writes
+inline constexpr std::uint32_t snapshot_version_oldest = 1;  ///< the oldest the parser reads
 inline constexpr std::size_t snapshot_size_offset = 8 + 4 + 4;
 inline constexpr std::size_t snapshot_header_size = snapshot_size_offset + 8 + 8;
 
@@ -41,6 +47,9 @@ inline constexpr std::size_t snapshot_header_size = snapshot_size_offset + 8 + 8
 struct SnapshotEntry {
     std::string_view scope, prompt, response;
     std::int64_t created = 0, expires = 0;
+    /// The embedding's raw bytes (dimension floats, possibly unaligned: memcpy them out); empty when
+    /// the entry has none.
+    std::string_view vector_bytes{};
 };
 
 /// A sink that appends to a string.
@@ -57,7 +66,7 @@ class SnapshotWriter {
 public:
     SnapshotWriter(Sink& sink, std::string_view identity, std::uint64_t dimension, std::int64_t saved_at,
                    std::uint64_t count)
-        : sink_(sink), expected_(count) {
+        : sink_(sink), expected_(count), dimension_(dimension) {
         sink_.write(snapshot_magic.data(), snapshot_magic.size());
         raw(snapshot_version);
         raw(std::uint32_t{0});
@@ -75,6 +84,14 @@ public:
         str(entry.response);
         pod(entry.created);
         pod(entry.expires);
+        pod(static_cast<std::uint8_t>(entry.vector_bytes.empty() ? 0 : 1));
+        if (!entry.vector_bytes.empty()) {
+            if (entry.vector_bytes.size() != dimension_ * sizeof(float)) {
+                throw Error(ErrorCode::InvalidArgument, fmt::format("SnapshotWriter::add: a vector of {} bytes, dimension {} needs {}",
+                                                                    entry.vector_bytes.size(), dimension_, dimension_ * sizeof(float)));
+            }
+            bytes(entry.vector_bytes.data(), entry.vector_bytes.size());
+        }
         ++written_;
     }
 
@@ -113,6 +130,7 @@ private:
     std::uint64_t payload_bytes_ = 0;
     std::uint64_t expected_ = 0;
     std::uint64_t written_ = 0;
+    std::uint64_t dimension_ = 0;
 };
 
 class SnapshotReader {
@@ -134,6 +152,12 @@ public:
         pos_ += size;
         return s;
     }
+    std::string_view raw(std::size_t size, const char* what) {
+        need(size, what);
+        const std::string_view s = in_.substr(pos_, size);
+        pos_ += size;
+        return s;
+    }
     [[nodiscard]] std::size_t remaining() const noexcept { return in_.size() - pos_; }
 
 private:
@@ -148,6 +172,7 @@ private:
 
 /// A parsed snapshot; the views point into the bytes given to `parse_snapshot`.
 struct SnapshotContents {
+    std::uint32_t version = 0;
     std::string_view identity;
     std::uint64_t dimension = 0;
     std::int64_t saved_at = 0;
@@ -168,9 +193,9 @@ inline SnapshotContents parse_snapshot(std::string_view bytes) {
     const auto flags = header.pod<std::uint32_t>("flags");
     const auto payload_size = header.pod<std::uint64_t>("payload size");
     const auto checksum = header.pod<std::uint64_t>("checksum");
-    if (version != snapshot_version) {
-        throw Error(ErrorCode::CorruptSnapshot,
-                    fmt::format("snapshot version {} is not supported (this build reads version {})", version, snapshot_version));
+    if (version < snapshot_version_oldest || version > snapshot_version) {
+        throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot version {} is not supported (this build reads versions {} to {})",
+                                                            version, snapshot_version_oldest, snapshot_version));
     }
     if (flags != 0) throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot has unknown flags ({:#x})", flags));
     const std::string_view payload = bytes.substr(snapshot_header_size);
@@ -182,11 +207,12 @@ inline SnapshotContents parse_snapshot(std::string_view bytes) {
 
     SnapshotReader in(payload);
     SnapshotContents contents;
+    contents.version = version;
     contents.identity = in.str("embedder identity");
     contents.dimension = in.pod<std::uint64_t>("dimension");
     contents.saved_at = in.pod<std::int64_t>("saved-at time");
     const auto count = in.pod<std::uint64_t>("entry count");
-    constexpr std::size_t min_entry_bytes = 3 * 4 + 2 * 8;
+    const std::size_t min_entry_bytes = 3 * 4 + 2 * 8 + (version >= 2 ? 1 : 0);
     if (count > in.remaining() / min_entry_bytes) {
         throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot claims {} entries, too many for its size", count));
     }
@@ -201,6 +227,23 @@ inline SnapshotContents parse_snapshot(std::string_view bytes) {
         if (e.expires <= e.created) {
             throw Error(ErrorCode::CorruptSnapshot,
                         fmt::format("snapshot entry {} expires ({}) before it was created ({})", i, e.expires, e.created));
+        }
+        if (version >= 2) {
+            const auto has_vector = in.pod<std::uint8_t>("entry vector flag");
+            if (has_vector > 1) throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot entry {} has vector flag {}", i, has_vector));
+            if (has_vector == 1) {
+                if (contents.dimension == 0 || contents.dimension > in.remaining() / sizeof(float)) {
+                    throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot truncated in entry {}'s vector", i));
+                }
+                e.vector_bytes = in.raw(static_cast<std::size_t>(contents.dimension) * sizeof(float), "entry vector");
+                for (std::size_t k = 0; k < e.vector_bytes.size(); k += sizeof(float)) {
+                    float value;
+                    std::memcpy(&value, e.vector_bytes.data() + k, sizeof(float));
+                    if (!std::isfinite(value)) {
+                        throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot entry {}'s vector has a non-finite value", i));
+                    }
+                }
+            }
         }
         contents.entries.push_back(e);
     }
