@@ -5340,6 +5340,9 @@ LLMFAST_END_NAMESPACE
 //     dimension alone, which cannot tell two models of one width apart — give yours an identity()).
 //   - `embed_batch(std::span<const std::string_view>, std::span<float>)` (row-major output): a model
 //     runs a batch faster than single calls; `embed_batch(embedder, texts, out)` uses it when present.
+//   - `embed_async(std::string_view, F&& done)` calling `done(std::vector<float>&&, std::exception_ptr)`
+//     exactly once, possibly later on another thread (a network embedder: llmfast/openai_embedder.hpp).
+//     The cache's `lookup_async` then completes on that thread instead of blocking the caller.
 //   - `static constexpr bool lexical`: true for an embedder that measures shared characters and words
 //     rather than meaning (HashingEmbedder). `SemanticTier::Auto` keeps the cache's semantic tier off
 //     for a lexical embedder; absent means false.
@@ -5361,9 +5364,11 @@ LLMFAST_END_NAMESPACE
 
 #include <concepts>
 #include <cstddef>
+#include <exception>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -5388,6 +5393,10 @@ struct embedder_traits {
     /// `embed_batch(std::span<const std::string_view>, std::span<float>)`.
     static constexpr bool has_embed_batch = requires(const E& e, std::span<const std::string_view> texts,
                                                      std::span<float> out) { e.embed_batch(texts, out); };
+    /// `embed_async(std::string_view, F)` with F callable as `(std::vector<float>&&, std::exception_ptr)`.
+    static constexpr bool has_embed_async = requires(const E& e, std::string_view text) {
+        e.embed_async(text, [](std::vector<float>&&, std::exception_ptr) noexcept {});
+    };
     /// `E::lexical`: similarity of characters and words, not of meaning (false when absent).
     static constexpr bool lexical = [] {
         if constexpr (requires { { E::lexical } -> std::convertible_to<bool>; }) {
@@ -7343,7 +7352,7 @@ LLMFAST_END_NAMESPACE
 //
 // Errors: the constructor throws Error(InvalidArgument) for invalid options (the message names the
 // field); `insert`, `get_or_compute` and `Leader::complete` throw Error(InvalidArgument) for a zero
-// TTL, and propagate what the embedder or `fn` throws (waiters of a single flight get the same
+// TTL, and propagate what `fn` throws, and what the embedder throws with `EmbedderFailure::Throw` (waiters of a single flight get the same
 // exception; `Follower::try_result` / `wait` rethrow it); `Leader::complete` on an ended flight and
 // the Follower calls on a cancelled Follower throw Error(Closed); `save` throws
 // Error(IoError) naming the path; `load` throws Error(IoError) naming the path when the file cannot be
@@ -7351,6 +7360,18 @@ LLMFAST_END_NAMESPACE
 // std::filesystem::filesystem_error escapes), and `load`/`load_from_string` throw
 // Error(CorruptSnapshot) when it is truncated, corrupted, of another version (the message names it)
 // or written with another embedder — the cache is then unchanged.
+//
+// An embedder that throws (a dead embedding server, a timeout) does not fail the call by default
+// (`SemanticCacheOptions::embedder_failure = EmbedderFailure::Miss`): a lookup skips the semantic tier
+// (a miss unless the exact tier answers), an insert stores the entry for exact hits only — the response
+// is still right for that prompt, and losing it would waste the computation — and `load` loads such
+// entries exact-only; each is counted in `SemanticCacheStats::embedder_failures`. `EmbedderFailure::Throw`
+// propagates the exception instead (nothing stored).
+//
+// Snapshots keep vectors (`SnapshotVectors::Auto`: unless the embedder is lexical, i.e. cheap to run):
+// entries keep a copy of their embedding, `save` writes it (format version 2; version 1 files still
+// load), and `load` uses it instead of embedding the prompt again when the embedder has an identity()
+// (then matched against the snapshot's); prompts without a saved vector are embedded in batches.
 //
 // An embedding the semantic tier cannot use (all zeros, or any NaN / infinity) is not an error: that
 // lookup skips the semantic tier (the exact tier still answers), that entry is stored for exact hits
@@ -7558,19 +7579,24 @@ LLMFAST_END_NAMESPACE
 // snapshot goes to its sink entry by entry, checksummed as it goes, never built whole in memory) and
 // a validating parser.
 //
-// Layout, version 1 (little-endian as written by the host; the magic rejects other byte orders):
+// Layout, version 2 (little-endian as written by the host; the magic rejects other byte orders):
 //   header:  "LLMFSNAP" | u32 version | u32 flags (0) | u64 payload size | u64 xxh3_64(payload, seed 0)
 //   payload: str embedder identity | u64 dimension | i64 saved-at (ns) | u64 entry count |
-//            entries: str scope | str prompt | str response | i64 created (ns) | i64 expires (ns)
+//            entries: str scope | str prompt | str response | i64 created (ns) | i64 expires (ns) |
+//                     u8 has_vector (0 or 1) | has_vector ? dimension x f32 (the entry's normalized
+//                     embedding, every value finite) : nothing
 //   str = u32 length + bytes.
+// Version 1 is version 2 without the has_vector byte and vector (no entry has a vector); it is still
+// read. The writer always writes version 2.
 // The writer leaves the header's size and checksum zero, streams the payload, then patches them in
 // (`Sink::patch`). Entries are in the order the cache gives them: least recently used first across the
 // whole cache, so loading into a smaller cache evicts the least recently used. A future layout gets
-// version 2 here; `parse_snapshot` names the version it cannot read.
+// version 3 here; `parse_snapshot` names the version it cannot read.
 //
 // Internal: users must not depend on anything here.
 
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -7585,7 +7611,8 @@ LLMFAST_BEGIN_NAMESPACE
 namespace detail {
 
 inline constexpr std::string_view snapshot_magic = "LLMFSNAP";
-inline constexpr std::uint32_t snapshot_version = 1;
+inline constexpr std::uint32_t snapshot_version = 2;      ///< what the writer writes
+inline constexpr std::uint32_t snapshot_version_oldest = 1;  ///< the oldest the parser reads
 inline constexpr std::size_t snapshot_size_offset = 8 + 4 + 4;
 inline constexpr std::size_t snapshot_header_size = snapshot_size_offset + 8 + 8;
 
@@ -7593,6 +7620,9 @@ inline constexpr std::size_t snapshot_header_size = snapshot_size_offset + 8 + 8
 struct SnapshotEntry {
     std::string_view scope, prompt, response;
     std::int64_t created = 0, expires = 0;
+    /// The embedding's raw bytes (dimension floats, possibly unaligned: memcpy them out); empty when
+    /// the entry has none.
+    std::string_view vector_bytes{};
 };
 
 /// A sink that appends to a string.
@@ -7609,7 +7639,7 @@ class SnapshotWriter {
 public:
     SnapshotWriter(Sink& sink, std::string_view identity, std::uint64_t dimension, std::int64_t saved_at,
                    std::uint64_t count)
-        : sink_(sink), expected_(count) {
+        : sink_(sink), expected_(count), dimension_(dimension) {
         sink_.write(snapshot_magic.data(), snapshot_magic.size());
         raw(snapshot_version);
         raw(std::uint32_t{0});
@@ -7627,6 +7657,14 @@ public:
         str(entry.response);
         pod(entry.created);
         pod(entry.expires);
+        pod(static_cast<std::uint8_t>(entry.vector_bytes.empty() ? 0 : 1));
+        if (!entry.vector_bytes.empty()) {
+            if (entry.vector_bytes.size() != dimension_ * sizeof(float)) {
+                throw Error(ErrorCode::InvalidArgument, fmt::format("SnapshotWriter::add: a vector of {} bytes, dimension {} needs {}",
+                                                                    entry.vector_bytes.size(), dimension_, dimension_ * sizeof(float)));
+            }
+            bytes(entry.vector_bytes.data(), entry.vector_bytes.size());
+        }
         ++written_;
     }
 
@@ -7665,6 +7703,7 @@ private:
     std::uint64_t payload_bytes_ = 0;
     std::uint64_t expected_ = 0;
     std::uint64_t written_ = 0;
+    std::uint64_t dimension_ = 0;
 };
 
 class SnapshotReader {
@@ -7686,6 +7725,12 @@ public:
         pos_ += size;
         return s;
     }
+    std::string_view raw(std::size_t size, const char* what) {
+        need(size, what);
+        const std::string_view s = in_.substr(pos_, size);
+        pos_ += size;
+        return s;
+    }
     [[nodiscard]] std::size_t remaining() const noexcept { return in_.size() - pos_; }
 
 private:
@@ -7700,6 +7745,7 @@ private:
 
 /// A parsed snapshot; the views point into the bytes given to `parse_snapshot`.
 struct SnapshotContents {
+    std::uint32_t version = 0;
     std::string_view identity;
     std::uint64_t dimension = 0;
     std::int64_t saved_at = 0;
@@ -7720,9 +7766,9 @@ inline SnapshotContents parse_snapshot(std::string_view bytes) {
     const auto flags = header.pod<std::uint32_t>("flags");
     const auto payload_size = header.pod<std::uint64_t>("payload size");
     const auto checksum = header.pod<std::uint64_t>("checksum");
-    if (version != snapshot_version) {
-        throw Error(ErrorCode::CorruptSnapshot,
-                    fmt::format("snapshot version {} is not supported (this build reads version {})", version, snapshot_version));
+    if (version < snapshot_version_oldest || version > snapshot_version) {
+        throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot version {} is not supported (this build reads versions {} to {})",
+                                                            version, snapshot_version_oldest, snapshot_version));
     }
     if (flags != 0) throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot has unknown flags ({:#x})", flags));
     const std::string_view payload = bytes.substr(snapshot_header_size);
@@ -7734,11 +7780,12 @@ inline SnapshotContents parse_snapshot(std::string_view bytes) {
 
     SnapshotReader in(payload);
     SnapshotContents contents;
+    contents.version = version;
     contents.identity = in.str("embedder identity");
     contents.dimension = in.pod<std::uint64_t>("dimension");
     contents.saved_at = in.pod<std::int64_t>("saved-at time");
     const auto count = in.pod<std::uint64_t>("entry count");
-    constexpr std::size_t min_entry_bytes = 3 * 4 + 2 * 8;
+    const std::size_t min_entry_bytes = 3 * 4 + 2 * 8 + (version >= 2 ? 1 : 0);
     if (count > in.remaining() / min_entry_bytes) {
         throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot claims {} entries, too many for its size", count));
     }
@@ -7753,6 +7800,23 @@ inline SnapshotContents parse_snapshot(std::string_view bytes) {
         if (e.expires <= e.created) {
             throw Error(ErrorCode::CorruptSnapshot,
                         fmt::format("snapshot entry {} expires ({}) before it was created ({})", i, e.expires, e.created));
+        }
+        if (version >= 2) {
+            const auto has_vector = in.pod<std::uint8_t>("entry vector flag");
+            if (has_vector > 1) throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot entry {} has vector flag {}", i, has_vector));
+            if (has_vector == 1) {
+                if (contents.dimension == 0 || contents.dimension > in.remaining() / sizeof(float)) {
+                    throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot truncated in entry {}'s vector", i));
+                }
+                e.vector_bytes = in.raw(static_cast<std::size_t>(contents.dimension) * sizeof(float), "entry vector");
+                for (std::size_t k = 0; k < e.vector_bytes.size(); k += sizeof(float)) {
+                    float value;
+                    std::memcpy(&value, e.vector_bytes.data() + k, sizeof(float));
+                    if (!std::isfinite(value)) {
+                        throw Error(ErrorCode::CorruptSnapshot, fmt::format("snapshot entry {}'s vector has a non-finite value", i));
+                    }
+                }
+            }
         }
         contents.entries.push_back(e);
     }
@@ -8216,6 +8280,7 @@ LLMFAST_END_NAMESPACE
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <functional>
@@ -8242,6 +8307,21 @@ enum class SemanticTier : std::uint8_t {
     Off,   ///< exact tier only; nothing is embedded
 };
 
+/// What a failing embedder (it threw: a dead embedding server, a timeout, a malformed answer) does
+/// to the cache's call.
+enum class EmbedderFailure : std::uint8_t {
+    Miss,   ///< lookups: the semantic tier is skipped (a miss unless the exact tier answers); inserts:
+            ///< the entry is stored for exact hits only. Counted in `SemanticCacheStats::embedder_failures`.
+    Throw,  ///< the embedder's exception propagates (nothing is stored)
+};
+
+/// Whether entries keep their embedding so `save` can write it and `load` need not re-embed.
+enum class SnapshotVectors : std::uint8_t {
+    Auto,  ///< on unless the embedder is lexical (`embedder_traits<E>::lexical`: cheap to re-embed)
+    On,    ///< keep them (costs dimension * 4 bytes per entry, counted in memory_bytes)
+    Off,   ///< re-embed on load (snapshots carry no vectors)
+};
+
 struct SemanticCacheOptions {
     /// An entry's time to live unless `insert` overrides it; `never` disables expiry.
     static constexpr std::chrono::nanoseconds never = std::chrono::nanoseconds::max();
@@ -8254,6 +8334,8 @@ struct SemanticCacheOptions {
     std::size_t semantic_candidates = 4; ///< nearest entries examined when the best is vetoed or expired (>= 1)
     HitGuards guards{};                  ///< vetoes for semantic hits (the verifier step)
     std::size_t shards = 16;             ///< independently locked partitions (>= 1; capped at max_entries)
+    EmbedderFailure embedder_failure = EmbedderFailure::Miss;  ///< see EmbedderFailure
+    SnapshotVectors snapshot_vectors = SnapshotVectors::Auto;  ///< see SnapshotVectors
 };
 
 enum class MatchKind : std::uint8_t {
@@ -8306,6 +8388,11 @@ struct SemanticCacheStats {
     /// Embeddings the semantic tier could not use (zero, NaN or infinite): that lookup skipped the
     /// semantic tier, that entry was stored for exact hits only.
     std::uint64_t unusable_embeddings = 0;
+    /// Embedder calls that threw, with `EmbedderFailure::Miss`: the lookup skipped the semantic tier,
+    /// the entry was stored for exact hits only (on load: loaded for exact hits only).
+    std::uint64_t embedder_failures = 0;
+    /// Entries whose vector `load` took from the snapshot instead of embedding the prompt again.
+    std::uint64_t vectors_loaded = 0;
     std::size_t entries = 0;
     std::size_t memory_bytes = 0;   ///< accounted bytes of all entries (strings, vectors, bookkeeping)
 
@@ -8359,8 +8446,8 @@ public:
     [[nodiscard]] const E& embedder() const noexcept { return embedder_; }
     [[nodiscard]] bool semantic_enabled() const noexcept { return semantic_; }
 
-    /// Exact tier, then (if enabled) semantic tier. Never throws for ordinary input; what the
-    /// embedder throws propagates.
+    /// Exact tier, then (if enabled) semantic tier. Never throws for ordinary input; an embedder
+    /// failure is a counted miss (`EmbedderFailure::Miss`, the default) or propagates (`Throw`).
     LookupResult lookup(std::string_view prompt, std::string_view scope) {
         return lookup_keyed(detail::prompt_cache_key(scope, prompt), prompt, scope);
     }
@@ -8425,18 +8512,51 @@ public:
     }
 
     /// The async form of `lookup`: `done(LookupResult)` is called exactly once with what `lookup`
-    /// would return (counted the same). Today every tier is in-process and does bounded CPU work, so
-    /// `done` runs on this thread before `lookup_async` returns; a tier behind network I/O (a shared
-    /// tier, an HTTP embedder) completes it later on its own thread, so callers must accept both
-    /// (an event loop posts the result to its executor). `prompt` and `scope` need only live until
-    /// `lookup_async` returns. `done` must not throw. An exception the embedder throws during the
-    /// call propagates, and `done` is then not called.
+    /// would return (counted the same). With an in-process embedder every tier does bounded CPU work,
+    /// so `done` runs on this thread before `lookup_async` returns. With an embedder that has
+    /// `embed_async` (a network embedder: llmfast/openai_embedder.hpp) the exact tier still answers
+    /// on this thread, and when the semantic tier must embed the prompt, `done` runs later on the
+    /// embedder's thread — so callers must accept both (an event loop posts the result to its
+    /// executor), and the cache must outlive the call. `prompt` and `scope` need only live until
+    /// `lookup_async` returns. `done` must not throw. An embedder failure reported through
+    /// `embed_async` is always a counted miss (`embedder_failures`: there is no caller left to throw
+    /// to); with a synchronous embedder and `EmbedderFailure::Throw` its exception propagates from
+    /// this call, and `done` is then not called.
     template <class F>
         requires std::invocable<std::decay_t<F>&, LookupResult> && std::constructible_from<std::decay_t<F>, F>
     void lookup_async(std::string_view prompt, std::string_view scope, F&& done) {
         std::decay_t<F> callback(std::forward<F>(done));
-        LookupResult result = lookup(prompt, scope);
-        std::invoke(callback, std::move(result));
+        if constexpr (embedder_traits<E>::has_embed_async) {
+            const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
+            LookupResult first = lookup_exact(key, now_ns());
+            if (!first) first = lookup_shared(key);
+            std::shared_ptr<Scope> target = (first || !semantic_) ? nullptr : semantic_scope(scope);
+            if (first || !target) {
+                if (!first) stats_.misses.fetch_add(1, std::memory_order_relaxed);
+                std::invoke(callback, std::move(first));
+                return;
+            }
+            embedder_.embed_async(prompt, [this, target = std::move(target), text = std::string(prompt),
+                                           callback = std::move(callback)](std::vector<float>&& vector, std::exception_ptr error) mutable {
+                LookupResult result;
+                try {
+                    if (error) {
+                        stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
+                    } else if (vector.size() == dimension_ && normalize_usable(vector)) {
+                        result = search_semantic(text, target, vector);
+                    } else if (vector.size() != dimension_) {
+                        stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
+                    }
+                } catch (...) {
+                    result = {};  // a failed search is a miss: `done` runs exactly once, never throws here
+                }
+                if (!result) stats_.misses.fetch_add(1, std::memory_order_relaxed);
+                std::invoke(callback, std::move(result));
+            });
+        } else {
+            LookupResult result = lookup(prompt, scope);
+            std::invoke(callback, std::move(result));
+        }
     }
 
     /// Removes the entry for (`scope`, normalized `prompt`); false if there was none.
@@ -8487,6 +8607,8 @@ public:
         s.coalesced = stats_.coalesced.load(std::memory_order_relaxed);
         s.abandoned = stats_.abandoned.load(std::memory_order_relaxed);
         s.unusable_embeddings = stats_.unusable_embeddings.load(std::memory_order_relaxed);
+        s.embedder_failures = stats_.embedder_failures.load(std::memory_order_relaxed);
+        s.vectors_loaded = stats_.vectors_loaded.load(std::memory_order_relaxed);
         s.entries = entry_count_.load(std::memory_order_relaxed);
         s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
         return s;
@@ -8514,8 +8636,9 @@ public:
     /// than the capacity, the least recently used are evicted — the snapshot is in one recency order
     /// for the whole cache, so this holds whatever shard count either cache has; as everywhere in the
     /// cache, capacity is per shard, so each shard keeps its own most recently used). Validates
-    /// everything first: on any error the cache is unchanged. Re-embeds the prompts (outside locks)
-    /// when the semantic tier is on.
+    /// everything first: on any error the cache is unchanged. When the semantic tier is on, uses the
+    /// snapshot's vectors (embedder with an identity()) and embeds the other prompts in batches
+    /// (outside locks; `SemanticCacheStats::vectors_loaded` counts the former).
     void load_from_string(std::string_view bytes) {
         std::vector<Prepared> prepared = prepare_snapshot(bytes);
         clear();
@@ -8551,6 +8674,7 @@ private:
         std::size_t bytes = 0;
         std::uint64_t last_use = 0;  // next_use_ when inserted or last hit (taken under the shard lock)
         bool indexed = false;        // its vector is in scope->index under id
+        std::shared_ptr<const std::vector<float>> vector;  // kept for snapshots (keep_vectors_), else null
     };
 
     using Store = detail::CacheShard<Entry, Policy>;
@@ -8578,7 +8702,8 @@ private:
 
     struct Counters {
         std::atomic<std::uint64_t> exact_hits{0}, semantic_hits{0}, misses{0}, insertions{0}, evictions{0},
-            expirations{0}, guard_vetoes{0}, computations{0}, coalesced{0}, abandoned{0}, unusable_embeddings{0};
+            expirations{0}, guard_vetoes{0}, computations{0}, coalesced{0}, abandoned{0}, unusable_embeddings{0},
+            embedder_failures{0}, vectors_loaded{0};
     };
 
     static bool semantic_for(SemanticTier tier) noexcept {
@@ -8586,6 +8711,15 @@ private:
             case SemanticTier::On: return true;
             case SemanticTier::Off: return false;
             case SemanticTier::Auto: return !embedder_traits<E>::lexical;
+        }
+        return false;
+    }
+
+    static bool keep_vectors_for(SnapshotVectors mode) noexcept {
+        switch (mode) {
+            case SnapshotVectors::On: return true;
+            case SnapshotVectors::Off: return false;
+            case SnapshotVectors::Auto: return !embedder_traits<E>::lexical;
         }
         return false;
     }
@@ -8625,7 +8759,8 @@ private:
     SemanticCache(ClockRef<C> clock, E embedder, const Options& options, IndexOptions index_options)
         : embedder_(std::move(embedder)), options_(validated(options)), clock_(clock),
           dimension_(checked_dimension(embedder_)), identity_(embedder_identity(embedder_)),
-          semantic_(semantic_for(options_.semantic_tier)), verifier_(options_.guards),
+          semantic_(semantic_for(options_.semantic_tier)), keep_vectors_(semantic_ && keep_vectors_for(options_.snapshot_vectors)),
+          verifier_(options_.guards),
           shard_count_(std::min(options_.shards, options_.max_entries)),
           shards_(std::make_unique<Shard[]>(shard_count_)), scopes_(semantic_, dimension_, std::move(index_options)) {
         for (std::size_t i = 0; i < shard_count_; ++i) {
@@ -8734,7 +8869,36 @@ private:
     // it must never match anything, and the indexes reject non-finite input. The scaling is done in
     // double: a float 1/norm overflows to inf for a vector of subnormals, which made NaNs.
     bool embed_normalized(std::string_view prompt, std::span<float> out) {
-        embedder_.embed(prompt, out);
+        if (!embed_or_count(prompt, out)) return false;
+        return normalize_usable(out);
+    }
+
+    // The embedder's call under the failure policy: false (counted) when it threw and the policy is Miss.
+    bool embed_or_count(std::string_view prompt, std::span<float> out) {
+        if (options_.embedder_failure == EmbedderFailure::Throw) {
+            embedder_.embed(prompt, out);
+            return true;
+        }
+        try {
+            embedder_.embed(prompt, out);
+            return true;
+        } catch (...) {
+            stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
+            return false;
+        }
+    }
+
+    // A vector from a snapshot: `save` wrote it normalized, so it is used bit for bit (a save of the
+    // loaded cache writes the same bytes); one whose norm is off by more than rounding is normalized.
+    bool normalize_loaded(std::span<float> out) {
+        double norm = 0;
+        for (const float x : out) norm += static_cast<double>(x) * static_cast<double>(x);
+        if (norm > 0 && std::isfinite(norm) && std::fabs(norm - 1.0) <= 1e-5) return true;
+        return normalize_usable(out);
+    }
+
+    // L2-normalizes `out` in place; false (counted) when it is zero or not finite.
+    bool normalize_usable(std::span<float> out) {
         double norm = 0;
         for (const float x : out) norm += static_cast<double>(x) * static_cast<double>(x);
         bool usable = norm > 0 && std::isfinite(norm);
@@ -8751,16 +8915,30 @@ private:
 
     // Semantic tier: the scope's index proposes candidates (best first), the verifier step decides.
     LookupResult lookup_semantic(std::string_view prompt, std::string_view scope_name) {
-        const std::shared_ptr<Scope> scope = scopes_.find(scope_name);
+        const std::shared_ptr<Scope> scope = semantic_scope(scope_name);
         if (!scope) return {};
         thread_local std::vector<float> query_vector;
         query_vector.resize(dimension_);
         if (!embed_normalized(prompt, query_vector)) return {};
+        return search_semantic(prompt, scope, query_vector);
+    }
+
+    // The scope to search, or null when it has nothing indexed (no embedding needed then).
+    std::shared_ptr<Scope> semantic_scope(std::string_view scope_name) {
+        std::shared_ptr<Scope> scope = scopes_.find(scope_name);
+        if (!scope) return nullptr;
+        std::shared_lock lock(scope->mutex);
+        if (!scope->index || scope->index->size() == 0) return nullptr;
+        return scope;
+    }
+
+    // The semantic tier's second half: `query_vector` is the prompt's normalized embedding.
+    LookupResult search_semantic(std::string_view prompt, const std::shared_ptr<Scope>& scope, std::span<const float> query_vector) {
         std::vector<SearchHit> candidates;
         {
             std::shared_lock lock(scope->mutex);
             if (!scope->index || scope->index->size() == 0) return {};
-            candidates = scope->index->search(std::span<const float>(query_vector), options_.semantic_candidates);
+            candidates = scope->index->search(query_vector, options_.semantic_candidates);
         }
         typename Verifier::Query query = Verifier::query(prompt);
         for (const SearchHit& candidate : candidates) {
@@ -8816,6 +8994,8 @@ private:
         std::size_t bytes = Store::node_overhead_bytes + text_block + entry.text->prompt.capacity() +
                             entry.text->response.capacity() + Verifier::entry_bytes(entry.verify);
         if (entry.indexed) bytes += vector_index_traits<Index>::bytes_per_vector(*entry.scope->index);
+        // The copy kept for snapshots: the floats and make_shared's block.
+        if (entry.indexed && keep_vectors_) bytes += dimension_ * sizeof(float) + sizeof(std::vector<float>) + 2 * sizeof(int) + sizeof(void*);
         return bytes;
     }
 
@@ -8841,13 +9021,16 @@ private:
             entry.indexed = !prepared.vector.empty() && entry.scope->index.has_value();
             entry.bytes = entry_bytes(entry);
             if (entry.bytes > shard.store.max_bytes()) return false;
+            if (entry.indexed && keep_vectors_)
+                entry.vector = std::make_shared<const std::vector<float>>(std::move(prepared.vector));
+            const std::span<const float> vector = entry.vector ? std::span<const float>(*entry.vector) : std::span<const float>(prepared.vector);
             entry.last_use = next_use_.fetch_add(1, std::memory_order_relaxed);
             Node& node = shard.store.emplace(std::move(entry));  // on an exception: unchanged
             Entry& stored = node.value;
             if (stored.indexed) {
                 try {
                     std::unique_lock index_lock(stored.scope->mutex);
-                    stored.scope->index->add(stored.id, std::span<const float>(prepared.vector));
+                    stored.scope->index->add(stored.id, vector);
                 } catch (...) {
                     shard.store.erase(node);
                     throw;
@@ -8917,19 +9100,25 @@ private:
             std::shared_ptr<const EntryText> text;
             std::int64_t created;
             std::int64_t expires;
+            std::shared_ptr<const std::vector<float>> vector;
         };
         std::vector<Saved> entries;
         for (std::size_t i = 0; i < shard_count_; ++i) {
             Shard& shard = shards_[i];
             std::lock_guard lock(shard.mutex);
             entries.reserve(entries.size() + shard.store.size());
-            shard.store.for_each([&](const Entry& e) { entries.push_back(Saved{e.last_use, e.scope, e.text, e.created, e.expires}); });
+            shard.store.for_each([&](const Entry& e) {
+                entries.push_back(Saved{e.last_use, e.scope, e.text, e.created, e.expires, e.vector});
+            });
         }
         // Least recently used first (stamps are unique).
         std::sort(entries.begin(), entries.end(), [](const Saved& a, const Saved& b) { return a.last_use < b.last_use; });
         detail::SnapshotWriter<Sink> writer(sink, identity_, static_cast<std::uint64_t>(dimension_), now_ns(), entries.size());
         for (const Saved& e : entries) {
-            writer.add(detail::SnapshotEntry{e.scope->name, e.text->prompt, e.text->response, e.created, e.expires});
+            const std::string_view vector_bytes =
+                e.vector ? std::string_view(reinterpret_cast<const char*>(e.vector->data()), e.vector->size() * sizeof(float))
+                         : std::string_view();
+            writer.add(detail::SnapshotEntry{e.scope->name, e.text->prompt, e.text->response, e.created, e.expires, vector_bytes});
         }
         writer.finish();
     }
@@ -8941,18 +9130,78 @@ private:
                         fmt::format("snapshot was written with embedder '{}' (dimension {}), this cache uses '{}' (dimension {})",
                                     contents.identity, contents.dimension, identity_, dimension_));
         }
-        // Valid. Now the work that may allocate or embed, still without touching the cache.
+        // Valid. Now the work that may allocate or embed, still without touching the cache. A saved
+        // vector is used as is when the embedder names itself (identity()): the identity check above
+        // then proves it is this model's. An anonymous identity (the dimension alone) cannot tell two
+        // models apart, so those prompts are embedded again, as are entries saved without a vector
+        // (version 1, exact-only entries); those go to the embedder in batches (embed_batch).
+        constexpr bool trust_vectors = embedder_traits<E>::has_identity;
         const std::int64_t now = now_ns();
         std::vector<Prepared> prepared;
+        std::vector<std::size_t> to_embed;
         prepared.reserve(contents.entries.size());
         for (const detail::SnapshotEntry& e : contents.entries) {
             if (e.expires <= now) continue;  // TTL passed while the snapshot sat on disk
-            Prepared p = prepare(detail::prompt_cache_key(e.scope, e.prompt), e.scope, make_text(e.prompt, std::string(e.response)));
+            Prepared p;
+            p.key = detail::prompt_cache_key(e.scope, e.prompt);
+            p.scope = e.scope;
+            p.text = make_text(e.prompt, std::string(e.response));
             p.created = e.created;
             p.expires = e.expires;
+            if (semantic_) {
+                p.verify = verifier_.entry_data(p.text->prompt);
+                if (trust_vectors && e.vector_bytes.size() == dimension_ * sizeof(float)) {
+                    p.vector.resize(dimension_);
+                    std::memcpy(p.vector.data(), e.vector_bytes.data(), e.vector_bytes.size());
+                    if (normalize_loaded(p.vector)) {
+                        stats_.vectors_loaded.fetch_add(1, std::memory_order_relaxed);
+                    } else {
+                        p.vector.clear();
+                    }
+                } else {
+                    to_embed.push_back(prepared.size());
+                }
+            }
             prepared.push_back(std::move(p));
         }
+        embed_prepared(prepared, to_embed);
         return prepared;
+    }
+
+    // Embeds prepared[i] for i in `which`, in batches through embed_batch (one request per batch for a
+    // network embedder), under the failure policy: from the first failed batch on, entries stay exact-only.
+    void embed_prepared(std::vector<Prepared>& prepared, const std::vector<std::size_t>& which) {
+        constexpr std::size_t batch = 256;
+        std::vector<std::string_view> texts;
+        std::vector<float> rows;
+        for (std::size_t first = 0; first < which.size(); first += batch) {
+            const std::size_t n = std::min(batch, which.size() - first);
+            texts.clear();
+            for (std::size_t k = 0; k < n; ++k) texts.push_back(prepared[which[first + k]].text->prompt);
+            rows.assign(n * dimension_, 0.0F);
+            bool ok = true;
+            if (options_.embedder_failure == EmbedderFailure::Throw) {
+                llmfast::embed_batch(embedder_, texts, rows);
+            } else {
+                try {
+                    llmfast::embed_batch(embedder_, texts, rows);
+                } catch (...) {
+                    ok = false;
+                }
+            }
+            if (!ok) {
+                // The embedder is failing (a dead server): the rest load exact-only at once rather
+                // than each batch waiting out its own deadline.
+                stats_.embedder_failures.fetch_add(which.size() - first, std::memory_order_relaxed);
+                return;
+            }
+            for (std::size_t k = 0; k < n; ++k) {
+                std::vector<float>& vector = prepared[which[first + k]].vector;
+                vector.assign(rows.begin() + static_cast<std::ptrdiff_t>(k * dimension_),
+                              rows.begin() + static_cast<std::ptrdiff_t>((k + 1) * dimension_));
+                if (!normalize_usable(vector)) vector.clear();
+            }
+        }
     }
 
     E embedder_;
@@ -8961,6 +9210,7 @@ private:
     std::size_t dimension_ = 0;
     std::string identity_;
     bool semantic_ = false;
+    bool keep_vectors_ = false;
     Verifier verifier_;
     std::size_t shard_count_ = 0;
     std::unique_ptr<Shard[]> shards_;
