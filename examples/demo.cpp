@@ -1656,7 +1656,8 @@ void gateway_send(HttpConnection& connection, const Prompt& prompt, bool stream,
     };
     const std::string body = gateway_request_body(prompt, stream);
     std::string expected;
-    for (const auto& piece : examples::simulated_answer(prompt.output_tokens)) expected += piece;
+    for (const auto& piece : examples::simulated_answer(prompt.output_tokens, examples::asks_in_chinese(prompt.text)))
+        expected += piece;
     std::string text, raw;
     bool done = false, ok = true;
     double first = -1;

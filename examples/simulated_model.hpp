@@ -41,6 +41,8 @@
 #pragma once
 
 #include <llmfast/scheduler.hpp>
+#include <llmfast/utf8.hpp>
+#include <llmfast/detail/unicode.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -95,6 +97,17 @@ struct LatencyModel {
         return std::chrono::nanoseconds(static_cast<long long>(sim_ms * 1e6 / time_scale));
     }
 };
+
+/// True when `text` holds a Han ideograph: the simulated model then answers in Chinese (the gateway
+/// asks it of the last user message; a client that checks answers asks it of the prompt it sent).
+inline bool asks_in_chinese(std::string_view text) {
+    for (std::size_t pos = 0; pos < text.size();) {
+        const llmfast::utf8::DecodeResult decoded = llmfast::utf8::decode(text, pos);
+        if (decoded.status == llmfast::utf8::DecodeStatus::Valid && llmfast::detail::is_han_ideograph(decoded.code_point)) return true;
+        pos += std::max<std::size_t>(1, decoded.length);
+    }
+    return false;
+}
 
 /// The simulated answer as token pieces: filler words (English, or Chinese when `chinese`) of `tokens`
 /// pieces, deterministic.

@@ -71,16 +71,8 @@ struct SimJob {
 /// True when the last user message holds a Han ideograph: the simulated model then answers in
 /// Chinese, so a client (the playground) can show how CJK text streams, is cached and renders.
 inline bool asks_in_chinese(const ChatRequest& request) {
-    for (auto message = request.messages.rbegin(); message != request.messages.rend(); ++message) {
-        if (message->role != "user") continue;
-        const std::string_view text = message->text;
-        for (std::size_t pos = 0; pos < text.size();) {
-            const llmfast::utf8::DecodeResult decoded = llmfast::utf8::decode(text, pos);
-            if (decoded.status == llmfast::utf8::DecodeStatus::Valid && llmfast::detail::is_han_ideograph(decoded.code_point)) return true;
-            pos += std::max<std::size_t>(1, decoded.length);
-        }
-        return false;
-    }
+    for (auto message = request.messages.rbegin(); message != request.messages.rend(); ++message)
+        if (message->role == "user") return examples::asks_in_chinese(message->text);
     return false;
 }
 
