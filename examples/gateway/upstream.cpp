@@ -248,9 +248,6 @@ struct UpstreamClient::Impl {
         if (ec) { out = make_attempt(Outcome::RetryableFailure, "reading the response header: " + ec.message(), ec == beast::error::timeout); co_return out; }
         const unsigned status = parser.get().result_int();
         const std::string content_type(parser.get()[http::field::content_type]);
-        // Eager: one read parses every chunk its bytes hold (header and data) into `piece`, not one
-        // chunk header per read (a second read, coroutine and handler per upstream chunk).
-        parser.eager(true);
 
         // Reads the body piece by piece: an empty view is a chunk header or the end, nullopt a failure (ec).
         std::array<char, 16384> piece{};
@@ -273,6 +270,28 @@ struct UpstreamClient::Impl {
             }
             parser.get().body().data = piece.data();
             parser.get().body().size = piece.size();
+            // Bytes already buffered (a chunk's data after its header, the next chunk) are parsed
+            // here, without an async read: one read operation per upstream chunk, not one per chunk
+            // header and one per chunk body. Not eager: each chunk's data goes out as it arrives.
+            while (buffer.size() > 0 && !parser.is_done()) {
+                const std::size_t used = parser.put(buffer.data(), ec);
+                buffer.consume(used);
+                if (ec == http::error::need_more) {
+                    ec = {};
+                    break;  // the rest of this chunk header is still on the wire
+                }
+                if (ec == http::error::need_buffer) ec = {};
+                if (ec) co_return result;
+                if (parser.get().body().size != piece.size() || parser.is_done()) {
+                    result.emplace(piece.data(), piece.size() - parser.get().body().size);
+                    co_return result;
+                }
+                if (used == 0) break;
+            }
+            if (parser.is_done()) {
+                result.emplace();
+                co_return result;
+            }
             watchdog_begin_read(watchdog, Clock::now() + bounded(piece_timeout));
             co_await http::async_read_some(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
             watchdog->reading = false;
