@@ -1093,11 +1093,22 @@ void spawn_connection(tcp::socket socket, Server& server) {
     net::co_spawn(executor, serve_connection(std::move(socket), server), net::detached);
 }
 
+// A connection's executor: a strand when several threads run the loop; with one thread (--threads
+// 1) the plain executor, which serializes a connection's handlers as well and saves the strand's
+// lock and extra dispatch on every completion (docs/gateway.md#performance). Every other thread
+// (resolver, batcher) only posts to it.
+net::any_io_executor connection_executor(net::io_context& ioc, unsigned threads) {
+    if (threads > 1) return net::make_strand(ioc);
+    return ioc.get_executor();
+}
+
 net::awaitable<void> accept_loop(tcp::acceptor& acceptor, Server& server, net::io_context& ioc) {
     boost::system::error_code ec;
     std::optional<tcp::socket> socket;  // frame-level (see Connection::run)
+    net::any_io_executor executor;
     for (;;) {
-        socket.emplace(co_await acceptor.async_accept(net::make_strand(ioc), net::redirect_error(net::use_awaitable, ec)));
+        executor = connection_executor(ioc, server.config.threads);
+        socket.emplace(co_await acceptor.async_accept(executor, net::redirect_error(net::use_awaitable, ec)));
         if (ec) {
             if (!acceptor.is_open() || server.draining) co_return;
             continue;  // e.g. EMFILE: keep serving the others

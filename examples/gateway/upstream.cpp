@@ -137,6 +137,49 @@ bool is_error_event(std::string_view data) {
     return doc["error"].error() == simdjson::SUCCESS;
 }
 
+// The body's read timeouts (first_byte_timeout before content, read_timeout between two chunks)
+// without timer work per read. beast::tcp_stream arms its timer before every read and cancels it
+// after (a timer-queue insert, a cancelled handler run, often a timerfd_settime), which was a large
+// part of the gateway's CPU per chunk (docs/gateway.md#performance). Here a read only records its
+// deadline; one timer waits for the earliest deadline it may have to enforce and, when it fires,
+// closes the socket if the read pending then is past its own deadline (what beast's timeout does),
+// or else waits again until that read's deadline. Each read keeps its exact bound.
+struct ReadWatchdog {
+    explicit ReadWatchdog(const net::any_io_executor& executor) : timer(executor) {}
+    net::steady_timer timer;
+    Clock::time_point deadline = Clock::time_point::max();  // of the read pending now
+    Clock::time_point armed = Clock::time_point::max();     // when the timer fires (max: not waiting)
+    bool reading = false;
+    bool fired = false;             // it closed the socket: the read failed by timeout
+    tcp::socket* socket = nullptr;  // null once the exchange is over
+};
+
+void watchdog_wait(const std::shared_ptr<ReadWatchdog>& w) {
+    w->timer.expires_at(w->armed);
+    w->timer.async_wait([w](const boost::system::error_code& ec) {
+        if (ec || w->socket == nullptr) return;  // re-armed earlier (aborted), or the exchange is over
+        w->armed = Clock::time_point::max();
+        if (!w->reading) return;  // the next read arms it again
+        if (Clock::now() >= w->deadline) {
+            w->fired = true;
+            boost::system::error_code ignored;
+            w->socket->close(ignored);
+            return;
+        }
+        w->armed = w->deadline;
+        watchdog_wait(w);
+    });
+}
+
+void watchdog_begin_read(const std::shared_ptr<ReadWatchdog>& w, Clock::time_point deadline) {
+    w->reading = true;
+    w->deadline = deadline;
+    if (deadline < w->armed) {
+        w->armed = deadline;
+        watchdog_wait(w);
+    }
+}
+
 }  // namespace
 
 struct UpstreamClient::Impl {
@@ -209,6 +252,16 @@ struct UpstreamClient::Impl {
         // Reads the body piece by piece: an empty view is a chunk header or the end, nullopt a failure (ec).
         std::array<char, 16384> piece{};
         std::chrono::milliseconds piece_timeout = config.limits.first_byte_timeout;
+        tcp_layer.expires_never();  // the body's reads are bounded by the watchdog
+        const auto watchdog = std::make_shared<ReadWatchdog>(tcp_layer.get_executor());
+        watchdog->socket = &tcp_layer.socket();
+        struct Disarm {
+            std::shared_ptr<ReadWatchdog> w;
+            ~Disarm() {
+                w->socket = nullptr;
+                w->timer.cancel();
+            }
+        } disarm{watchdog};
         const auto read_piece = [&]() -> net::awaitable<std::optional<std::string_view>> {
             std::optional<std::string_view> result;
             if (parser.is_done()) {
@@ -217,8 +270,32 @@ struct UpstreamClient::Impl {
             }
             parser.get().body().data = piece.data();
             parser.get().body().size = piece.size();
-            tcp_layer.expires_after(bounded(piece_timeout));
+            // Bytes already buffered (a chunk's data after its header, the next chunk) are parsed
+            // here, without an async read: one read operation per upstream chunk, not one per chunk
+            // header and one per chunk body. Not eager: each chunk's data goes out as it arrives.
+            while (buffer.size() > 0 && !parser.is_done()) {
+                const std::size_t used = parser.put(buffer.data(), ec);
+                buffer.consume(used);
+                if (ec == http::error::need_more) {
+                    ec = {};
+                    break;  // the rest of this chunk header is still on the wire
+                }
+                if (ec == http::error::need_buffer) ec = {};
+                if (ec) co_return result;
+                if (parser.get().body().size != piece.size() || parser.is_done()) {
+                    result.emplace(piece.data(), piece.size() - parser.get().body().size);
+                    co_return result;
+                }
+                if (used == 0) break;
+            }
+            if (parser.is_done()) {
+                result.emplace();
+                co_return result;
+            }
+            watchdog_begin_read(watchdog, Clock::now() + bounded(piece_timeout));
             co_await http::async_read_some(stream, buffer, parser, net::redirect_error(net::use_awaitable, ec));
+            watchdog->reading = false;
+            if (watchdog->fired) ec = beast::error::timeout;
             if (ec == http::error::need_buffer) ec = {};
             if (!ec) result.emplace(piece.data(), piece.size() - parser.get().body().size);
             co_return result;

@@ -234,6 +234,7 @@ def upstream_config(tmp, fake, tls_fake=None, ca=None):
         "m-500": {"upstreams": [{"url": fake.url("500")}, {"url": fake.url("ok")}]},
         "m-err200": {"upstreams": [{"url": fake.url("err200")}, {"url": fake.url("ok")}]},
         "m-garbage": {"upstreams": [{"url": fake.url("garbage")}, {"url": fake.url("ok")}]},
+        "m-stallbody": {"upstreams": [{"url": fake.url("stallbody")}, {"url": fake.url("ok")}]},
         "m-reset": {"upstreams": [{"url": fake.url("reset")}]},
         "m-slow": {"upstreams": [{"url": fake.url("slow")}]},
         "m-allbad": {"upstreams": [{"url": fake.url("500")}, {"url": "http://127.0.0.1:%d/v1" % closed}]},
@@ -284,6 +285,12 @@ def test_upstream():
                 check(time.monotonic() - start < 5, "%s: failover took too long" % model)
                 status, _, data = gw.request("POST", "/v1/chat/completions", dict(CHAT, model=model))
                 check(status == 200 and b"from ok" in data, "%s non-stream failover: %s %s" % (model, status, data[:200]))
+            # the head, then silence: first_byte_timeout bounds the body's first read too (failover)
+            text, errors, _ = stream_text(curl_stream(gw.port, dict(CHAT, model="m-stallbody", stream=True)))
+            check(text == "from ok" and not errors, "m-stallbody: failover to the next upstream: %r %s" % (text, errors))
+            status, _, metrics = gw.request("GET", "/metrics")
+            check(re.search(rb'llmfast_upstream_attempts_total\{model="m-stallbody",upstream="[^"]*",outcome="timeout"\} 1', metrics),
+                  "m-stallbody: the first upstream timed out (not its EOF after 5 s)")
             # reset after content: the stream ends with an error event, not silently
             text, errors, events = stream_text(curl_stream(gw.port, dict(CHAT, model="m-reset", stream=True)))
             check(text == "partial " and errors and errors[0]["type"] == "upstream_error", "reset mid-stream -> error event: %s" % events)
@@ -293,6 +300,15 @@ def test_upstream():
             status, _, metrics = gw.request("GET", "/metrics")
             check(re.search(rb'llmfast_upstream_failovers_total\{model="m-500"\} [1-9]', metrics), "failovers counted")
             check(b'outcome="failed"' in metrics and b'outcome="timeout"' in metrics, "attempt outcomes counted")
+        # read_timeout between two chunks (after content): the stream ends with an error event when
+        # the upstream goes quiet (the upstream itself would close after 5 s: a different error)
+        path = os.path.join(tmp, "read_timeout.json")
+        with open(path, "w") as f:
+            json.dump({"models": {"m-stallmid": {"upstreams": [{"url": fake.url("stallmid")}]}}, "limits": {"read_timeout_ms": 300}}, f)
+        with Gateway("--config", path) as gw:
+            text, errors, events = stream_text(curl_stream(gw.port, dict(CHAT, model="m-stallmid", stream=True)))
+            check(text == "partial " and errors and errors[0]["type"] == "upstream_error" and "timeout" in errors[0]["message"],
+                  "read_timeout after content -> an error event naming the timeout (not the upstream's EOF): %s" % events)
 
 
 def test_disconnect():

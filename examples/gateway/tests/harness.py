@@ -138,7 +138,8 @@ def chunk(content=None, finish=None, model="fake"):
 
 
 class FakeUpstream:
-    """Answers POST /<mode>/v1/chat/completions. Modes: ok, stall, 500, err200, garbage, reset, slow.
+    """Answers POST /<mode>/v1/chat/completions. Modes: ok, stall, 500, err200, garbage, reset, slow,
+    stallbody (streams: the head, then nothing for 5 s), stallmid (the head and one content chunk, then nothing for 5 s).
     Records request bodies and, for `slow`, when the client closed the connection."""
 
     def __init__(self, tls_context=None):
@@ -233,6 +234,13 @@ class FakeUpstream:
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             return
         self.send_head(conn)
+        if mode == "stallbody":
+            time.sleep(5)
+            return
+        if mode == "stallmid":
+            conn.sendall(chunk("partial ").encode())
+            time.sleep(5)
+            return
         if mode == "reset":
             conn.sendall(chunk("partial ").encode())
             time.sleep(0.2)
