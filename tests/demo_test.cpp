@@ -294,11 +294,19 @@ TEST_CASE("demo: a user's workload file, with repeats and paraphrases only where
 // and the token counts that do not depend on timing hold (a cache hit costs nothing, compression
 // never adds prompt tokens). No speed is asserted.
 TEST_CASE("demo: --through-gateway --quick prints the table as the gateway's clients measured it") {
+    // $LLMFAST_GATEWAY is set exactly when this configuration builds the gateway (demo_test.cmake):
+    // unset is a configuration without it (skipped); set but missing is a broken build (fails in CI).
     const char* gateway = std::getenv("LLMFAST_GATEWAY");
-    if (gateway == nullptr || *gateway == '\0' || !fs::exists(gateway)) {
+    // (Not LLMFAST_SKIP_TEST: that would skip the whole program, and the other cases still run here.)
+    if (gateway == nullptr || *gateway == '\0') {
+        WARN("not run: llmfast-gateway is not part of this configuration (LLMFAST_BUILD_GATEWAY=OFF)");
+        return;
+    }
+    if (!fs::exists(gateway)) {
         const char* ci = std::getenv("CI");
-        if (ci != nullptr && std::string(ci) == "true") FAIL("llmfast-gateway is not built ($LLMFAST_GATEWAY), and CI must build it");
-        LLMFAST_SKIP_TEST("llmfast-gateway is not built in this configuration (LLMFAST_BUILD_GATEWAY=OFF)");
+        if (ci != nullptr && std::string(ci) == "true") FAIL("llmfast-gateway is configured but not built: " << gateway);
+        WARN("not run: llmfast-gateway is configured but not built: " << gateway);
+        return;
     }
     TempDir dir;
     const fs::path json = dir.path / "gateway.json";
