@@ -20,6 +20,7 @@
 
 #include <llmfast/version.hpp>
 #include <llmfast/error.hpp>
+#include <llmfast/sse.hpp>  // detail::append_json_string: the one JSON string writer (ill-formed UTF-8 becomes U+FFFD)
 #include <llmfast/utf8.hpp>
 
 #include <charconv>
@@ -40,34 +41,6 @@ namespace detail {
 
 inline constexpr std::size_t embeddings_max_depth = 64;
 
-/// Appends `text` as a JSON string literal (quotes included). Ill-formed UTF-8 becomes U+FFFD, so the
-/// body is always valid JSON.
-inline void json_append_string(std::string& out, std::string_view text) {
-    out.push_back('"');
-    std::string repaired;
-    if (!utf8::is_valid(text)) {
-        repaired = utf8::repair(text);
-        text = repaired;
-    }
-    for (const char ch : text) {
-        const auto byte = static_cast<unsigned char>(ch);
-        switch (ch) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (byte < 0x20U) {
-                    out += fmt::format("\\u{:04x}", static_cast<unsigned>(byte));
-                } else {
-                    out.push_back(ch);
-                }
-        }
-    }
-    out.push_back('"');
-}
-
 /// The request body: {"model": ..., "input": [...], "dimensions": n?}.
 inline std::string embeddings_request_body(std::string_view model, std::span<const std::string_view> inputs,
                                            std::size_t dimensions_field) {
@@ -76,11 +49,11 @@ inline std::string embeddings_request_body(std::string_view model, std::span<con
     for (const std::string_view text : inputs) reserve += text.size() + 3;
     body.reserve(reserve);
     body += "{\"model\":";
-    json_append_string(body, model);
+    append_json_string(body, model);
     body += ",\"input\":[";
     for (std::size_t i = 0; i < inputs.size(); ++i) {
         if (i) body.push_back(',');
-        json_append_string(body, inputs[i]);
+        append_json_string(body, inputs[i]);
     }
     body.push_back(']');
     if (dimensions_field != 0) body += fmt::format(",\"dimensions\":{}", dimensions_field);
