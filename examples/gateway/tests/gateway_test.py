@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Chromium, Gateway, FakeUpstream, check, fail, find_chromium, free_port, self_signed, skip_or_fail,  # noqa: E402
-                     sse_events)
+                     sse_events, vm_rss_kb)
 
 SIM = ["--sim-time-scale", "50"]
 CHAT = {"model": "llmfast-sim", "messages": [{"role": "user", "content": "hello there"}]}
@@ -727,14 +727,6 @@ def test_continuous():
 
 
 # ---- a slow reader is dropped, not buffered without bound -----------------------------------------
-def vm_rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def test_slowreader():
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "gateway.json")

@@ -266,6 +266,15 @@ class FakeUpstream:
         conn.sendall(b"data: [DONE]\n\n")
 
 
+def vm_rss_kb(pid):
+    """The resident memory of process `pid` in KiB (VmRSS of /proc/<pid>/status), 0 when it is gone."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def self_signed(tmp):
     cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",

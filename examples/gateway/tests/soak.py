@@ -27,6 +27,8 @@ import tempfile
 import time
 import zlib
 
+from harness import vm_rss_kb  # noqa: E402  (this directory is on sys.path: the test's and the script's own)
+
 HERE = os.path.abspath(__file__)
 
 # ---- the fake upstream ---------------------------------------------------------------------------------
@@ -513,14 +515,6 @@ def describe_fds(pid):
         inode = target[8:-1] if target.startswith("socket:[") else None
         out.append("%s -> %s%s" % (fd, target, " (%s)" % tcp[inode] if inode in tcp else ""))
     return "\n  ".join(out)
-
-
-def vm_rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def sanitized(pid):
