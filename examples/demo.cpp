@@ -1045,16 +1045,7 @@ private:
         std::future<JobResult> future = server.submit(std::move(job));
         double first_seen = -1;
         std::optional<SseConnection> connection;
-        if (channel) {
-            // Whole code points only: the backend's byte-level pieces split Chinese characters.
-            connection.emplace(encoder_);
-            for (std::string_view chunk : llmfast::utf8_chunks(channel->stream())) {
-                if (first_seen < 0) first_seen = clock.now_ms();
-                if (!llmfast::utf8::is_valid(chunk)) rec.valid_utf8 = false;
-                connection->send(chunk);
-            }
-            connection->finish();
-        }
+        if (channel) relay(*channel, clock, rec, connection.emplace(encoder_), first_seen);
         JobResult res = future.get();
         rec.service_start_ms = res.service_start_ms;
         rec.output_tokens = prompt.output_tokens;
@@ -1069,6 +1060,17 @@ private:
             rec.first_ms = rec.done_ms;      // without streaming the first token arrives with the last
         }
         return std::move(res.text);
+    }
+
+    // Relays a backend's token stream to the client's SSE connection as it arrives, noting when the first
+    // piece was seen. Whole code points only: the backend's byte-level pieces split Chinese characters.
+    static void relay(Channel& channel, const SimClock& clock, Record& rec, SseConnection& connection, double& first_seen) {
+        for (std::string_view chunk : llmfast::utf8_chunks(channel.stream())) {
+            if (first_seen < 0) first_seen = clock.now_ms();
+            if (!llmfast::utf8::is_valid(chunk)) rec.valid_utf8 = false;
+            connection.send(chunk);
+        }
+        connection.finish();
     }
 
     // The continuous-batching engine's side of call_backend: the request joins the running batch at the
@@ -1098,15 +1100,7 @@ private:
                              }});
         double first_seen = -1;
         std::optional<SseConnection> connection;
-        if (channel) {
-            connection.emplace(encoder_);
-            for (std::string_view chunk : llmfast::utf8_chunks(channel->stream())) {
-                if (first_seen < 0) first_seen = clock.now_ms();
-                if (!llmfast::utf8::is_valid(chunk)) rec.valid_utf8 = false;
-                connection->send(chunk);
-            }
-            connection->finish();
-        }
+        if (channel) relay(*channel, clock, rec, connection.emplace(encoder_), first_seen);
         const examples::SimCompletion c = future.get();
         if (c.status != llmfast::ErrorCode::Ok)
             throw llmfast::Error(c.status, fmt::format("continuous engine: request ended with {}", llmfast::to_string(c.status)));

@@ -272,15 +272,46 @@ private:
     std::uint64_t ended_ok_ = 0, ended_cancelled_ = 0, ended_other_ = 0;
 };
 
+/// What the simulated model answers to `request` (its length, finish reason and content pieces), as
+/// both modes send it; the token counts are noted on the request's record.
+struct SimAnswer {
+    std::uint64_t prompt_tokens = 0, tokens = 0;
+    std::string_view finish_reason;
+    std::vector<std::string> pieces;
+};
+
+inline SimAnswer simulated_answer_for(RequestRecord& record, const Config& config, const ChatRequest& request,
+                                      std::uint64_t prompt_tokens) {
+    SimAnswer answer;
+    answer.prompt_tokens = prompt_tokens;
+    answer.tokens = request.max_tokens.value_or(config.sim_default_tokens);
+    answer.finish_reason = request.max_tokens ? "length" : "stop";
+    answer.pieces = examples::simulated_answer(static_cast<std::size_t>(answer.tokens), asks_in_chinese(request));
+    record.prompt_tokens = prompt_tokens;
+    record.completion_tokens = answer.tokens;
+    return answer;
+}
+
+/// A simulated stream's end: the finish chunk, the usage chunk when asked for, [DONE].
+inline net::awaitable<void> finish_simulated_stream(ClientSink& sink, const llmfast::OpenAiChunkEncoder& encoder,
+                                                    const ChatRequest& request, const SimAnswer& answer) {
+    std::string out;
+    encoder.append_finish(out, answer.finish_reason);
+    if (request.include_usage)
+        encoder.append_usage(out, {.prompt_tokens = answer.prompt_tokens, .completion_tokens = answer.tokens});
+    llmfast::OpenAiChunkEncoder::append_done(out);
+    if (!co_await sink.write(out)) co_return;
+    co_await sink.end_stream();
+}
+
 /// The continuous engine's answer to `request` (simulate_chat's continuous mode; see the file comment).
 inline net::awaitable<void> simulate_chat_continuous(ClientSink& sink, const Config& config, const ChatRequest& request,
                                                      std::uint64_t prompt_tokens, SimBatcher& engine) {
     RequestRecord& record = sink.record();
-    const std::uint64_t tokens = request.max_tokens.value_or(config.sim_default_tokens);
-    const std::string_view finish_reason = request.max_tokens ? "length" : "stop";
-    const std::vector<std::string> pieces = examples::simulated_answer(static_cast<std::size_t>(tokens), asks_in_chinese(request));
-    record.prompt_tokens = prompt_tokens;
-    record.completion_tokens = tokens;
+    const SimAnswer answer = simulated_answer_for(record, config, request, prompt_tokens);
+    const std::uint64_t tokens = answer.tokens;
+    const std::string_view finish_reason = answer.finish_reason;
+    const std::vector<std::string>& pieces = answer.pieces;
 
     // Objects with destructors at the top level, named values built before co_await (the rule
     // written above UpstreamClient::Impl::exchange, upstream.cpp: g++ 12).
@@ -355,13 +386,7 @@ inline net::awaitable<void> simulate_chat_continuous(ClientSink& sink, const Con
         if (!co_await sink.write(out)) co_return;
         sink.note_content();
     }
-    out.clear();
-    encoder.append_finish(out, finish_reason);
-    if (request.include_usage)
-        encoder.append_usage(out, {.prompt_tokens = prompt_tokens, .completion_tokens = tokens});
-    llmfast::OpenAiChunkEncoder::append_done(out);
-    if (!co_await sink.write(out)) co_return;
-    co_await sink.end_stream();
+    co_await finish_simulated_stream(sink, encoder, request, answer);
 }
 
 /// Answers `request` on the simulated model; prompt_tokens counted by the caller. With `batcher`
@@ -374,11 +399,10 @@ inline net::awaitable<void> simulate_chat(ClientSink& sink, const Config& config
     }
     RequestRecord& record = sink.record();
     const examples::LatencyModel& model = config.latency;
-    const std::uint64_t tokens = request.max_tokens.value_or(config.sim_default_tokens);
-    const std::string_view finish_reason = request.max_tokens ? "length" : "stop";
-    const std::vector<std::string> pieces = examples::simulated_answer(static_cast<std::size_t>(tokens), asks_in_chinese(request));
-    record.prompt_tokens = prompt_tokens;
-    record.completion_tokens = tokens;
+    const SimAnswer answer = simulated_answer_for(record, config, request, prompt_tokens);
+    const std::uint64_t tokens = answer.tokens;
+    const std::string_view finish_reason = answer.finish_reason;
+    const std::vector<std::string>& pieces = answer.pieces;
 
     // Objects with destructors at the top level, named values built before co_await (the rule
     // written above UpstreamClient::Impl::exchange, upstream.cpp: g++ 12).
@@ -457,13 +481,7 @@ inline net::awaitable<void> simulate_chat(ClientSink& sink, const Config& config
         if (!co_await sink.write(out)) co_return;
         sink.note_content();
     }
-    out.clear();
-    encoder.append_finish(out, finish_reason);
-    if (request.include_usage)
-        encoder.append_usage(out, {.prompt_tokens = prompt_tokens, .completion_tokens = tokens});
-    llmfast::OpenAiChunkEncoder::append_done(out);
-    if (!co_await sink.write(out)) co_return;
-    co_await sink.end_stream();
+    co_await finish_simulated_stream(sink, encoder, request, answer);
 }
 
 }  // namespace gateway
