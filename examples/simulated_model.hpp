@@ -122,8 +122,14 @@ inline std::vector<std::string> simulated_answer(std::size_t tokens, bool chines
     static_assert(std::size(words_zh) == std::size(words));
     std::vector<std::string> pieces;
     pieces.reserve(tokens);
-    for (std::size_t i = 0; i < tokens; ++i)
-        pieces.emplace_back(chinese ? words_zh[i % std::size(words_zh)] : words[i % std::size(words)]);
+    for (std::size_t i = 0; i < tokens; ++i) {
+        if (chinese) {
+            pieces.emplace_back(words_zh[i % std::size(words_zh)]);
+        } else {
+            pieces.emplace_back(words[i % std::size(words)]);
+            if (i > 0 && i % std::size(words) == 0) pieces.back().insert(0, 1, ' ');  // the sentence again, after a space
+        }
+    }
     return pieces;
 }
 

@@ -636,7 +636,9 @@ ANSWER_WORDS = ["Large", " language", " models", " spend", " most", " of", " the
 
 
 def simulated_text(tokens):
-    return "".join(ANSWER_WORDS[i % len(ANSWER_WORDS)] for i in range(tokens))
+    # The sentence repeats after a space (the gateway's examples::simulated_answer).
+    return "".join((" " if i and i % len(ANSWER_WORDS) == 0 else "") + ANSWER_WORDS[i % len(ANSWER_WORDS)]
+                   for i in range(tokens))
 
 
 def metric_value(metrics, name):
