@@ -20,17 +20,7 @@ extern "C" const char* __tsan_default_options() { return "detect_deadlocks=0"; }
 
 namespace {
 
-std::vector<float> random_unit(std::mt19937_64& rng, std::size_t dim) {
-    std::normal_distribution<float> normal;
-    std::vector<float> v(dim);
-    double norm = 0;
-    for (float& x : v) {
-        x = normal(rng);
-        norm += static_cast<double>(x) * static_cast<double>(x);
-    }
-    for (float& x : v) x = static_cast<float>(x / std::sqrt(norm));
-    return v;
-}
+using llmfast::testing::random_unit;
 
 }  // namespace
 

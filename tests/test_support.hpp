@@ -4,11 +4,15 @@
 #include <llmfast/error.hpp>
 
 #include <chrono>
+#include <cmath>
+#include <cstddef>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <random>
 #include <utility>
+#include <vector>
 
 namespace llmfast::testing {
 
@@ -22,6 +26,20 @@ ErrorCode error_code_of(F&& f) {
         return error.code();
     }
     return ErrorCode::Ok;
+}
+
+/// A vector of `dim` floats drawn uniformly from the unit sphere (normal samples, normalized): the
+/// vector-index tests' data.
+inline std::vector<float> random_unit(std::mt19937_64& rng, std::size_t dim) {
+    std::normal_distribution<float> normal;
+    std::vector<float> v(dim);
+    double norm = 0;
+    for (float& x : v) {
+        x = normal(rng);
+        norm += static_cast<double>(x) * static_cast<double>(x);
+    }
+    for (float& x : v) x = static_cast<float>(x / std::sqrt(norm));
+    return v;
 }
 
 /// A minimal executor for the async-seam tests: `post` from any thread (what a readiness callback
