@@ -23,18 +23,6 @@ float cosine(const std::vector<float>& a, const std::vector<float>& b) {
 
 float norm(const std::vector<float>& a) { return std::sqrt(cosine(a, a)); }
 
-struct MinimalEmbedder {
-    std::size_t dimension() const { return 2; }
-    void embed(std::string_view text, std::span<float> out) const {
-        out[0] = static_cast<float>(text.size());
-        out[1] = 1;
-    }
-};
-
-struct NotAnEmbedder {
-    std::size_t dimension() const { return 2; }
-};
-
 }  // namespace
 
 TEST_CASE("HashingEmbedder output is deterministic and L2-normalized", "[cache]") {
@@ -82,7 +70,6 @@ TEST_CASE("HashingEmbedder options, identity and errors", "[cache]") {
     CHECK(small.dimension() == 64);
     CHECK(small.identity() == "llmfast.HashingEmbedder/1 dim=64 seed=7");
     CHECK(llmfast::embedder_identity(small) != llmfast::embedder_identity(llmfast::HashingEmbedder{}));
-    CHECK(llmfast::embedder_identity(MinimalEmbedder{}) == "anonymous-embedder dim=2");
     std::vector<float> wrong(10);
     try {
         small.embed("x", wrong);
