@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -611,6 +612,17 @@ ApiError parse_error(simdjson::error_code error, const Limits& limits) {
     return ApiError::invalid("", std::string("request body is not valid JSON: ") + simdjson::error_message(error), "invalid_json");
 }
 
+// Parses a request body that must be one JSON object into `obj` (valid until this thread's next parse:
+// the parser is the thread's own), or says why not.
+std::optional<ApiError> parse_body_object(std::string_view body, const Limits& limits, object& obj) {
+    auto& parser = thread_parser(std::max<std::size_t>(limits.max_body_bytes, 4096), limits.max_json_depth);
+    element root;
+    if (const auto error = parser.parse(body.data(), body.size()).get(root); error != simdjson::SUCCESS)
+        return parse_error(error, limits);
+    if (root.get(obj) != simdjson::SUCCESS) return ApiError::invalid("", "request body must be a JSON object", "invalid_type");
+    return std::nullopt;
+}
+
 // Fields of chat.completions the simulated backend cannot honour (an upstream gets them unchanged).
 constexpr std::string_view sim_unsupported[] = {"tools", "tool_choice", "functions", "function_call", "logprobs",
                                                 "top_logprobs", "response_format", "audio", "modalities", "prediction"};
@@ -618,12 +630,8 @@ constexpr std::string_view sim_unsupported[] = {"tools", "tool_choice", "functio
 }  // namespace
 
 std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, const Limits& limits) {
-    auto& parser = thread_parser(std::max<std::size_t>(limits.max_body_bytes, 4096), limits.max_json_depth);
-    element root;
-    if (const auto error = parser.parse(body.data(), body.size()).get(root); error != simdjson::SUCCESS)
-        return parse_error(error, limits);
     object obj;
-    if (root.get(obj) != simdjson::SUCCESS) return ApiError::invalid("", "request body must be a JSON object", "invalid_type");
+    if (std::optional<ApiError> error = parse_body_object(body, limits, obj)) return *std::move(error);
     ChatRequest request;
     bool has_model = false, has_messages = false;
     std::vector<std::string> params;  // the cache scope's parameters (sorted below)
@@ -757,12 +765,8 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
 }
 
 std::variant<EmbeddingsRequest, ApiError> parse_embeddings_request(std::string_view body, const Limits& limits) {
-    auto& parser = thread_parser(std::max<std::size_t>(limits.max_body_bytes, 4096), limits.max_json_depth);
-    element root;
-    if (const auto error = parser.parse(body.data(), body.size()).get(root); error != simdjson::SUCCESS)
-        return parse_error(error, limits);
     object obj;
-    if (root.get(obj) != simdjson::SUCCESS) return ApiError::invalid("", "request body must be a JSON object", "invalid_type");
+    if (std::optional<ApiError> error = parse_body_object(body, limits, obj)) return *std::move(error);
     EmbeddingsRequest request;
     bool has_input = false;
     for (auto [key, value] : obj) {
