@@ -1211,8 +1211,23 @@ double mean(const std::vector<double>& v) {
     return v.empty() ? 0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
 }
 
-struct Summary {
-    double ttft_p50, ttft_p95, ttft_p99, ttft_service_p50, latency_p50, latency_p95, latency_p99, latency_mean;
+// The time figures every summary reports: percentiles of the time to first token and of the latency.
+struct LatencyFigures {
+    double ttft_p50, ttft_p95, ttft_p99, latency_p50, latency_p95, latency_p99, latency_mean;
+
+    void set(const std::vector<double>& ttft, const std::vector<double>& latency) {
+        ttft_p50 = percentile(ttft, 50);
+        ttft_p95 = percentile(ttft, 95);
+        ttft_p99 = percentile(ttft, 99);
+        latency_p50 = percentile(latency, 50);
+        latency_p95 = percentile(latency, 95);
+        latency_p99 = percentile(latency, 99);
+        latency_mean = mean(latency);
+    }
+};
+
+struct Summary : LatencyFigures {
+    double ttft_service_p50;
     double throughput_rps, output_tps;
     std::size_t prompt_tokens, output_tokens, prompt_tokens_original;
     double cost, busy_ms, span_ms;
@@ -1259,14 +1274,8 @@ Summary summarize(const RunResult& r, const Options& o) {
         if (!rec.valid_utf8) ++s.invalid_utf8;
         s.sse_bytes += rec.sse_bytes;
     }
-    s.ttft_p50 = percentile(ttft, 50);
-    s.ttft_p95 = percentile(ttft, 95);
-    s.ttft_p99 = percentile(ttft, 99);
+    s.set(ttft, latency);
     s.ttft_service_p50 = percentile(ttft_service, 50);
-    s.latency_p50 = percentile(latency, 50);
-    s.latency_p95 = percentile(latency, 95);
-    s.latency_p99 = percentile(latency, 99);
-    s.latency_mean = mean(latency);
     for (const auto& rec : r.records) {
         if (rec.cache == CacheOutcome::None) continue;
         bool same = false, paraphrase = false;
@@ -1765,8 +1774,8 @@ GatewayRun run_gateway_row(const Options& o, const Demo& demo, const GatewayRow&
     return run;
 }
 
-struct GatewaySummary {
-    double ttft_p50, ttft_p95, ttft_p99, latency_p50, latency_p95, latency_p99, latency_mean, throughput_rps, span_ms;
+struct GatewaySummary : LatencyFigures {
+    double throughput_rps, span_ms;
     std::size_t answered, intact, errors, exact_hits, semantic_hits, coalesced, misses;
     std::uint64_t prompt_tokens, completion_tokens;  // of the answers the backend computed (not cache hits)
     double cost;
@@ -1800,13 +1809,7 @@ GatewaySummary summarize_gateway(const GatewayRun& r, const Options& o) {
             s.completion_tokens += rec.completion_tokens;
         }
     }
-    s.ttft_p50 = percentile(ttft, 50);
-    s.ttft_p95 = percentile(ttft, 95);
-    s.ttft_p99 = percentile(ttft, 99);
-    s.latency_p50 = percentile(latency, 50);
-    s.latency_p95 = percentile(latency, 95);
-    s.latency_p99 = percentile(latency, 99);
-    s.latency_mean = mean(latency);
+    s.set(ttft, latency);
     s.span_ms = s.answered ? last - first : 0;
     s.throughput_rps = s.span_ms > 0 ? static_cast<double>(s.answered) / (s.span_ms / 1000.0) : 0;
     s.cost = static_cast<double>(s.prompt_tokens) * o.price_in + static_cast<double>(s.completion_tokens) * o.price_out;
