@@ -399,6 +399,28 @@ public:
         return begin_keyed(detail::prompt_cache_key(scope, prompt), prompt, scope);
     }
 
+    /// The callback form of `begin`, for event loops with a shared tier: `done(Flight)` is called
+    /// exactly once with what `begin` would return (counted the same). The exact tier answers on this
+    /// thread; on a local miss with an attached tier that has `lookup_async` (RedisTier), the tier's
+    /// lookup, the semantic tier and the flight's join-or-start run on the tier's worker thread, so
+    /// this thread never waits for the network — `done` may run on either thread (post it to your
+    /// executor). Without such a tier: `done(begin(prompt, scope))` here. `prompt` and `scope` need
+    /// only live until this returns; the cache must outlive the call; `done` must not throw and may
+    /// be move-only. With `EmbedderFailure::Throw` and no tier, the embedder's exception propagates
+    /// (then `done` is not called); on the worker an embedder failure is a miss.
+    template <class F>
+        requires std::invocable<std::decay_t<F>&, Flight&&> && std::constructible_from<std::decay_t<F>, F>
+    void begin_async(std::string_view prompt, std::string_view scope, F&& done) {
+        if constexpr (shared_tier_traits<Shared>::has_lookup_async) {
+            if (std::shared_ptr<Shared> tier = shared_tier()) {
+                begin_async_shared(*tier, prompt, scope, std::forward<F>(done));
+                return;
+            }
+        }
+        std::decay_t<F> callback(std::forward<F>(done));
+        std::invoke(callback, begin(prompt, scope));
+    }
+
     /// The cached response, or `fn()`'s result (stored, then returned). Concurrent calls that miss on
     /// the same scope + normalized prompt run `fn` once (that call's match is Computed); the others
     /// wait and get its result (match Coalesced) or its exception. `fn` must return something
@@ -786,6 +808,11 @@ private:
 
     Flight begin_keyed(const detail::CacheKey& key, std::string_view prompt, std::string_view scope) {
         if (LookupResult cached = lookup_keyed(key, prompt, scope); cached) return Flight(std::in_place_type<LookupResult>, std::move(cached));
+        return flight_after_miss(key, prompt, scope);
+    }
+
+    // begin's second half, after every tier missed (and counted the miss): join or start the flight.
+    Flight flight_after_miss(const detail::CacheKey& key, std::string_view prompt, std::string_view scope) {
         Shard& shard = shard_for(key);
         std::shared_ptr<typename Flights::Flight> flight;
         {
@@ -1112,6 +1139,29 @@ private:
             bump(shared_counters().unavailable);
             semantic_async(std::string(prompt), scope, [callback](LookupResult r) mutable { std::invoke(*callback, std::move(r)); });
         }
+    }
+
+    // begin_async with a tier that has lookup_async: lookup_async_shared's steps, then (all missed)
+    // the flight's join-or-start, on whichever thread the last step completed.
+    template <class F>
+    void begin_async_shared(Shared& tier, std::string_view prompt, std::string_view scope, F&& done) {
+        auto callback = std::make_shared<std::decay_t<F>>(std::forward<F>(done));
+        const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
+        lookup_async_shared(tier, prompt, scope,
+                            [this, key, text = std::string(prompt), scope_name = std::string(scope), callback](LookupResult found) mutable {
+                                if (found) {
+                                    std::invoke(*callback, Flight(std::in_place_type<LookupResult>, std::move(found)));
+                                    return;
+                                }
+                                std::optional<Flight> flight;
+                                try {
+                                    flight.emplace(flight_after_miss(key, text, scope_name));
+                                } catch (...) {
+                                    // std::bad_alloc: nothing joined or started; the caller computes without a flight
+                                    flight.emplace(std::in_place_type<LookupResult>);
+                                }
+                                std::invoke(*callback, std::move(*flight));
+                            });
     }
 
     // The semantic tier for an async lookup whose exact and shared tiers missed; `done` once, counted
