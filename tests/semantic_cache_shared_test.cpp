@@ -541,3 +541,20 @@ TEST_CASE("shared cache: attach, replace and detach while other threads use the 
     for (std::thread& u : users) u.join();
     CHECK(cache.stats().shared_writes + cache.stats().shared_write_failures > 0);
 }
+
+TEST_CASE("shared cache: destroying the cache that last owns the tier answers every async call once") {
+    RedisServer server;
+    std::atomic<int> answered{0};
+    {
+        Cache cache({}, semantic_options());
+        cache.attach_shared(make_tier(server.port()));  // the cache is the tier's only owner
+        cache.insert(k_prompt, "s", "ML");
+        for (int i = 0; i < 200; ++i) {
+            cache.lookup_async("prompt " + std::to_string(i), "s", [&answered](llmfast::LookupResult) { answered.fetch_add(1); });
+        }
+        cache.lookup_async(k_paraphrase, "s", [&answered](llmfast::LookupResult r) { answered.fetch_add(r.hit() ? 1 : 1000); });
+    }
+    // The tier's destructor ran inside the cache's: queued calls were answered (Unavailable, then the
+    // local semantic tier) while the cache's members were still alive.
+    CHECK(answered.load() == 201);
+}

@@ -881,13 +881,27 @@ private:
         }
     }
 
-    // The destructor's half of attach_shared(nullptr): stop the feed (its callback uses this cache)
-    // while every member is still alive.
+    // The destructor's attach_shared(nullptr), while every member is still alive: stop the feed (its
+    // callback uses this cache), then let go of the tier — if this was its last owner, its destructor
+    // answers the async calls still queued, whose callbacks use this cache too.
     void detach_shared_locked_out() noexcept {
         if constexpr (has_shared) {
             std::lock_guard attach_lock(shared_.attach_mutex);
             if constexpr (shared_tier_traits<Shared>::has_change_feed) shared_.follow.reset();
+            std::shared_ptr<Shared> last;
+            {
+                std::lock_guard lock(shared_.mutex);
+                last = std::move(shared_.tier);
+            }
+            last.reset();
         }
+    }
+
+    // Whether this thread's last shared lookup found the tier unavailable: get_or_compute then skips
+    // the lock (a second wait for a tier that is down would double the time a miss costs).
+    static bool& shared_down_here() noexcept {
+        thread_local bool down = false;
+        return down;
     }
 
     SharedCounters& shared_counters() const noexcept { return *shared_.counters; }
@@ -974,6 +988,7 @@ private:
             if (!tier) return {};
             const std::string hex = detail::cache_key_hex(key);
             SharedLookup found = shared_call([&] { return tier->lookup(scope, hex); });
+            shared_down_here() = found.status == SharedStatus::Unavailable;
             return accept_shared(key, scope, found, true);
         } else {
             (void)key;
@@ -1210,7 +1225,7 @@ private:
     // caller computes.
     std::optional<LookupResult> cross_replica_flight(Leader& leader, const detail::CacheKey& key, std::string_view scope) {
         std::shared_ptr<Shared> tier = shared_tier();
-        if (!tier) return std::nullopt;
+        if (!tier || std::exchange(shared_down_here(), false)) return std::nullopt;
         SharedCounters& counters = shared_counters();
         const std::string hex = detail::cache_key_hex(key);
         SharedLock lock;
