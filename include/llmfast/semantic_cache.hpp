@@ -38,6 +38,21 @@
 // network embedders will complete from their own threads). Readiness callbacks follow
 // llmfast/subscription.hpp: at most once, outside every lock, race-free cancellation.
 //
+// Several replicas (gateway processes) can share entries through a shared tier (llmfast/shared_tier.hpp;
+// RedisTier in llmfast/redis_tier.hpp), the fifth template parameter, attached at run time:
+//
+//     llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::WallClock,
+//                            llmfast::LruPolicy, llmfast::RedisTier> cache;
+//     cache.attach_shared(std::make_shared<llmfast::RedisTier>(llmfast::RedisTierOptions{.url = url}));
+//
+// A local exact miss then asks the tier (a hit is stored locally and served as Exact), inserts write
+// through, erase / erase_scope propagate, and the tier's change feed fills the local exact tier and
+// vector index with other replicas' entries (their embeddings travel with them), so semantic lookups
+// stay local. `lookup_async` / `begin_async` do the tier's part on its worker thread; `get_or_compute`
+// computes once across replicas with the tier's lock. The tier's faults (down, slow, a value that is
+// not ours) are counted in SemanticCacheStats::shared_*, never thrown; `clear`, `save` and `load`
+// stay local. Without a tier (`NoSharedTier`, the default) none of this is compiled.
+//
 // What it includes is what it needs by concept: `Embedder` (llmfast/embedder.hpp), `VectorIndex`
 // (llmfast/vector_index.hpp), `EvictionPolicy` (llmfast/eviction_policy.hpp), `Clock`
 // (llmfast/clock.hpp), plus llmfast/flat_index.hpp because `FlatIndex` is the default `Index`, and
