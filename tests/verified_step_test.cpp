@@ -243,9 +243,13 @@ TEST_CASE("VerifiedStep: reports raise a scope's operating point, and only that 
     auto a = step.scope_state("a");
     auto b = step.scope_state("b");
     CHECK(step.scope_state("a") == a);  // one state per scope name
+    CHECK(a->stats().reports == 0);     // no monitor yet: the shipped point
+    CHECK(a->stats().threshold == Approx(0.95));
     // Hits at 0.96 in scope a are wrong one time in four: far above δ = 0.05.
     for (int i = 0; i < 200; ++i) CHECK(step.report(a, 0.96, i % 4 != 0));
     CHECK(a->threshold() > 0.96);
+    CHECK(a->stats().reports == 200);
+    CHECK(a->stats().threshold == a->threshold());
     CHECK(b->threshold() == Approx(0.95));
     CHECK_FALSE(decide(step, "q", "0.96|c", a.get()).accepted());
     CHECK(decide(step, "q", "0.96|c", b.get()).accepted());

@@ -71,10 +71,12 @@ struct VerifiedStepCounters {
 };
 
 /// One scope's feedback state. Thread-safety: `threshold`/`exhausted` lock-free; `report` locks.
+/// The monitor (a few KB of bins) is made on the first report: a cache with many scopes that never
+/// get feedback pays only for this small object per scope.
 class VerifierScopeState {
 public:
     VerifierScopeState(const WrongHitMonitorOptions& options, VerifiedStepCounters* counters)
-        : monitor_(options), counters_(counters), threshold_(monitor_.threshold()) {}
+        : options_(options), counters_(counters), threshold_(options.base_threshold) {}
 
     /// The probability a candidate needs now.
     [[nodiscard]] double threshold() const noexcept { return threshold_.load(std::memory_order_relaxed); }
@@ -84,9 +86,10 @@ public:
     /// Records the outcome of a hit served at `probability`.
     void report(double probability, bool right) {
         std::lock_guard lock(mutex_);
-        const std::uint64_t raises_before = monitor_.stats().raises;
-        monitor_.report(probability, right);
-        const WrongHitMonitorStats s = monitor_.stats();
+        if (!monitor_) monitor_.emplace(options_);
+        const std::uint64_t raises_before = monitor_->stats().raises;
+        monitor_->report(probability, right);
+        const WrongHitMonitorStats s = monitor_->stats();
         threshold_.store(s.threshold, std::memory_order_relaxed);
         counters_->reports.fetch_add(1, std::memory_order_relaxed);
         if (!right) counters_->reported_wrong.fetch_add(1, std::memory_order_relaxed);
@@ -96,7 +99,10 @@ public:
 
     [[nodiscard]] WrongHitMonitorStats stats() const {
         std::lock_guard lock(mutex_);
-        return monitor_.stats();
+        if (monitor_) return monitor_->stats();
+        WrongHitMonitorStats none;
+        none.threshold = options_.base_threshold;
+        return none;
     }
 
     /// The scope left the cache: it no longer counts among the exhausted scopes (later reports through
@@ -116,7 +122,8 @@ private:
     }
 
     mutable std::mutex mutex_;  // guards monitor_ and forgotten_
-    WrongHitMonitor monitor_;
+    WrongHitMonitorOptions options_;
+    std::optional<WrongHitMonitor> monitor_;  // made on the first report
     VerifiedStepCounters* counters_;
     std::atomic<double> threshold_;
     std::atomic<bool> exhausted_{false};
