@@ -6,7 +6,15 @@
 //
 // Same shape as detail/guard_verifier.hpp's GuardVerifier (see its comment), so the cache holds either:
 // `verifier_step_t<V>` is GuardVerifier for `GuardsOnly` (the default) and VerifiedStep<V> for a
-// HitVerifier V.
+// HitVerifier V. How the cache drives it:
+//
+//     detail::VerifiedStep<PairVerifier> step(PairVerifier{}, options.guards, options.max_wrong_hit_rate, identity);
+//     auto entry = step.entry_data(cached_prompt);            // at insertion, outside locks
+//     auto query = step.query(new_prompt);                     // per lookup (lazy)
+//     auto scope = step.scope_state(scope_name);               // per lookup
+//     step.prepare(query);                                     // before the first candidate, outside locks
+//     if (auto verdict = step.accept(query, entry, similarity, scope.get())) serve(verdict.probability, scope);
+//     step.report(scope, verdict.probability, right);          // SemanticCache::report
 //
 // Guards exactly once: a V that applies the hit guards itself (`hit_guards()`, as PairVerifier does)
 // gets every candidate, and its guards must equal SemanticCacheOptions::guards (else the constructor
