@@ -34,6 +34,7 @@ struct HitGuards {
     bool latin_names = true; ///< their Latin-script names differ (capitalized words in Latin text, any
                              ///< Latin word inside CJK text)
     bool term_order = true;  ///< the key terms both share (names, numbers) occur in a different order
+    friend bool operator==(const HitGuards&, const HitGuards&) = default;
 };
 
 /// Why a semantic hit was vetoed.

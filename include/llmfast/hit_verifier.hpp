@@ -36,6 +36,10 @@
 //   * `recommends_semantic_tier(double max_wrong_hit_rate) -> bool`: true when the verifier's own
 //     measurements (shipped with it) meet the bar for turning the semantic tier on by default
 //     (`SemanticTier::Auto`) at that rate. Absent: false (the user opts in).
+//   * `hit_guards()` (returning a `HitGuards`, llmfast/hit_guards.hpp): the verifier applies these
+//     hit guards itself (PairVerifier gates on them). Absent: the cache's verifier step applies its
+//     own guards (`SemanticCacheOptions::guards`) first and asks the verifier only about candidates
+//     no guard vetoes — either way the guards run exactly once per candidate.
 //
 // Thread-safety: the cache calls a verifier's const members from many threads at once; a model of
 // HitVerifier must allow that (the built-in one is immutable after construction).
@@ -92,7 +96,13 @@ struct hit_verifier_traits {
     static constexpr bool recommends_semantic_tier = requires(const V& verifier, double rate) {
         { verifier.recommends_semantic_tier(rate) } -> std::convertible_to<bool>;
     };
+    /// It applies the hit guards itself (`hit_guards()`), so the cache must not apply them again.
+    static constexpr bool applies_hit_guards = requires(const V& verifier) { verifier.hit_guards(); };
 };
+
+/// The semantic cache's default verifier step: no HitVerifier, the hit guards alone decide
+/// (`SemanticCacheOptions::guards`); there is no probability and no `max_wrong_hit_rate` to keep.
+struct GuardsOnly {};
 
 /// The probability that the answer cached for `cached_prompt` is right for `new_prompt`, clamped to [0, 1].
 template <class V>

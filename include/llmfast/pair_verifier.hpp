@@ -442,6 +442,8 @@ public:
     }
 
     [[nodiscard]] const Options& options() const noexcept { return options_; }
+    /// The guards it gates on (HitVerifier's optional `hit_guards()`: a cache must not apply them again).
+    [[nodiscard]] const HitGuards& hit_guards() const noexcept { return options_.guards; }
 
     /// What the verifier keeps per cached prompt (computed once, at insertion).
     [[nodiscard]] EntryData entry_data(std::string_view cached_prompt) const {
@@ -545,6 +547,6 @@ private:
 
 static_assert(HitVerifier<PairVerifier>, "llmfast::PairVerifier must model llmfast::HitVerifier");
 static_assert(hit_verifier_traits<PairVerifier>::prepared && hit_verifier_traits<PairVerifier>::threshold_for &&
-              hit_verifier_traits<PairVerifier>::calibration_identity);
+              hit_verifier_traits<PairVerifier>::calibration_identity && hit_verifier_traits<PairVerifier>::applies_hit_guards);
 
 LLMFAST_END_NAMESPACE
