@@ -6,9 +6,11 @@
 // collapsed, ASCII case-folded, full-width forms mapped to ASCII, so "什么是ML？" == "什么是ml?").
 // If the semantic tier is on, it then embeds the prompt (outside every lock), asks the scope's vector
 // index for the nearest cached prompts *of the same scope* whose cosine similarity reaches
-// `similarity_threshold`, and serves the first that the verifier step accepts — today the hit guards
+// `similarity_threshold`, and serves the first that the verifier step accepts: the hit guards
 // (llmfast/hit_guards.hpp: different numbers, a negation in only one, different Latin names, key terms
-// in another order). A scope is whatever must match for an answer to be reusable: model name, system
+// in another order), and with a `HitVerifier` V (last template parameter, e.g. PairVerifier) its
+// probability against the scope's operating point for `max_wrong_hit_rate`, which `report(hit, right)`
+// raises when the application's feedback shows more wrong hits than that (docs/verifier.md). A scope is whatever must match for an answer to be reusable: model name, system
 // prompt, sampling parameters. Hits never cross scopes.
 //
 //     #include <llmfast/hashing_embedder.hpp>
@@ -65,7 +67,7 @@
 // restart. Tests inject `ManualClock` by reference: `SemanticCache<E, FlatIndex, ManualClock> c(clock)`.
 //
 // Errors: the constructor throws Error(InvalidArgument) for invalid options (the message names the
-// field); `insert`, `get_or_compute` and `Leader::complete` throw Error(InvalidArgument) for a zero
+// field) and for a HitVerifier calibrated for another embedder or holding other guards than the options; `insert`, `get_or_compute` and `Leader::complete` throw Error(InvalidArgument) for a zero
 // TTL, and propagate what `fn` throws, and what the embedder throws with `EmbedderFailure::Throw` (waiters of a single flight get the same
 // exception; `Follower::try_result` / `wait` rethrow it); `Leader::complete` on an ended flight and
 // the Follower calls on a cancelled Follower throw Error(Closed); `save` throws
@@ -98,7 +100,7 @@
 #include <llmfast/detail/cache_shard.hpp>
 #include <llmfast/detail/cache_snapshot.hpp>
 #include <llmfast/detail/file_io.hpp>
-#include <llmfast/detail/guard_verifier.hpp>
+#include <llmfast/detail/verified_step.hpp>
 #include <llmfast/detail/saturating.hpp>
 #include <llmfast/detail/scope_registry.hpp>
 #include <llmfast/detail/single_flight.hpp>
@@ -139,7 +141,7 @@
 LLMFAST_BEGIN_NAMESPACE
 
 enum class SemanticTier : std::uint8_t {
-    Auto,  ///< on, unless the embedder declares itself lexical (`embedder_traits<E>::lexical`)
+    Auto,  ///< on, unless the embedder is lexical (`embedder_traits<E>::lexical`) and the HitVerifier does not recommend it
     On,    ///< always on
     Off,   ///< exact tier only; nothing is embedded
 };
@@ -170,6 +172,7 @@ struct SemanticCacheOptions {
     float similarity_threshold = 0.9F;   ///< cosine in (0, 1]: a semantic hit needs at least this
     std::size_t semantic_candidates = 4; ///< nearest entries examined when the best is vetoed or expired (>= 1)
     HitGuards guards{};                  ///< vetoes for semantic hits (the verifier step)
+    double max_wrong_hit_rate = 0.05;    ///< δ in (0, 1): with a HitVerifier, the share of semantic hits allowed to be wrong
     std::size_t shards = 16;             ///< independently locked partitions (>= 1; capped at max_entries)
     EmbedderFailure embedder_failure = EmbedderFailure::Miss;  ///< see EmbedderFailure
     SnapshotVectors snapshot_vectors = SnapshotVectors::Auto;  ///< see SnapshotVectors
@@ -200,6 +203,8 @@ struct LookupResult {
     float similarity = 0;                  ///< 1 for Exact/Computed/Coalesced; the cosine for Semantic
     std::chrono::nanoseconds age{0};       ///< how long ago the entry was inserted
     std::shared_ptr<const std::string> response_ptr;
+    double verified_probability = 0;  ///< Semantic: the HitVerifier's probability that it is right (1: guards only)
+    std::weak_ptr<detail::VerifierScopeState> verifier_scope{};  ///< internal: the scope whose monitor `report` feeds
 
     [[nodiscard]] bool hit() const noexcept { return response_ptr != nullptr; }
     explicit operator bool() const noexcept { return hit(); }
@@ -230,6 +235,10 @@ struct SemanticCacheStats {
     std::uint64_t embedder_failures = 0;
     /// Entries whose vector `load` took from the snapshot instead of embedding the prompt again.
     std::uint64_t vectors_loaded = 0;
+    std::uint64_t verifier_rejections = 0;  ///< candidates below their scope's operating point (or in an exhausted scope)
+    std::uint64_t reported_hits = 0, reported_wrong = 0;  ///< outcomes given to `report`, and how many were wrong
+    std::uint64_t threshold_raises = 0;     ///< times a scope's operating point went up on reported wrong hits
+    std::size_t exhausted_scopes = 0;       ///< scopes serving no semantic hit: even their surest hits were wrong too often
     std::size_t entries = 0;
     std::size_t memory_bytes = 0;   ///< accounted bytes of all entries (strings, vectors, bookkeeping)
 
@@ -244,8 +253,11 @@ struct SemanticCacheStats {
 /// approximate, for millions); `C` is the clock (`Clock`, wall clock by default); `Policy` picks a
 /// shard's eviction victim (`EvictionPolicy`: LruPolicy by default, or LfuPolicy).
 /// Thread-safety: every member function may be called concurrently (see the header comment).
-template <class E, class Index = FlatIndex, class C = WallClock, class Policy = LruPolicy>
+template <class E, class Index = FlatIndex, class C = WallClock, class Policy = LruPolicy, class V = GuardsOnly>
 class SemanticCache {
+    static_assert(std::same_as<V, GuardsOnly> || HitVerifier<V>,
+                  "llmfast::SemanticCache<E, Index, C, Policy, V>: V must be GuardsOnly or model llmfast::HitVerifier — it needs a "
+                  "const probability(std::string_view, std::string_view, float)");
     static_assert(Embedder<E>, "llmfast::SemanticCache<E>: E must model llmfast::Embedder — it needs dimension() "
                                "and a const embed(std::string_view, std::span<float>)");
     static_assert(VectorIndex<Index>,
@@ -268,13 +280,13 @@ public:
     using PolicyType = Policy;
 
     /// With a stateless clock (the default WallClock).
-    explicit SemanticCache(E embedder = E{}, Options options = {}, IndexOptions index_options = {})
+    explicit SemanticCache(E embedder = E{}, Options options = {}, IndexOptions index_options = {}, V verifier = V{})
         requires ClockRef<C>::stateless
-        : SemanticCache(ClockRef<C>(), std::move(embedder), options, std::move(index_options)) {}
+        : SemanticCache(ClockRef<C>(), std::move(embedder), options, std::move(index_options), std::move(verifier)) {}
 
     /// With `clock` (which must outlive the cache when it is stateful, e.g. ManualClock).
-    explicit SemanticCache(const C& clock, E embedder = E{}, Options options = {}, IndexOptions index_options = {})
-        : SemanticCache(ClockRef<C>(clock), std::move(embedder), options, std::move(index_options)) {}
+    explicit SemanticCache(const C& clock, E embedder = E{}, Options options = {}, IndexOptions index_options = {}, V verifier = V{})
+        : SemanticCache(ClockRef<C>(clock), std::move(embedder), options, std::move(index_options), std::move(verifier)) {}
 
     SemanticCache(const SemanticCache&) = delete;
     SemanticCache& operator=(const SemanticCache&) = delete;
@@ -397,6 +409,11 @@ public:
     }
 
     /// Removes the entry for (`scope`, normalized `prompt`); false if there was none.
+    /// Feedback on a Semantic hit the HitVerifier served: the application learned whether its answer
+    /// was right. Feeds the hit's scope's monitor, which raises the scope's operating point when wrong
+    /// hits exceed max_wrong_hit_rate. False (ignored) for other results or without a HitVerifier.
+    bool report(const LookupResult& hit, bool right) { return verifier_.report(hit.verifier_scope, hit.verified_probability, right); }
+
     bool erase(std::string_view prompt, std::string_view scope) {
         const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
         Shard& shard = shard_for(key);
@@ -410,6 +427,7 @@ public:
     /// Removes every entry of `scope`; returns how many. Entries inserted into the scope while this
     /// runs may survive (they are then in a fresh scope).
     std::size_t erase_scope(std::string_view scope) {
+        verifier_.forget(scope);
         const std::shared_ptr<Scope> victim = scopes_.detach(scope);
         if (!victim) return 0;
         return remove_entries_if([&](const Entry& entry) { return entry.scope == victim; });
@@ -418,6 +436,7 @@ public:
     /// Removes every entry.
     void clear() {
         scopes_.detach_all();
+        verifier_.forget_all();
         remove_entries_if([](const Entry&) { return true; });
     }
 
@@ -448,6 +467,7 @@ public:
         s.vectors_loaded = stats_.vectors_loaded.load(std::memory_order_relaxed);
         s.entries = entry_count_.load(std::memory_order_relaxed);
         s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
+        verifier_.fill_stats(s);
         return s;
     }
 
@@ -491,7 +511,7 @@ public:
 
 private:
     using Scope = detail::CacheScope<Index>;
-    using Verifier = detail::GuardVerifier;
+    using Verifier = detail::verifier_step_t<V>;
 
     /// An entry's prompt (as inserted: re-embedded on load, and what the verifier saw) and response,
     /// in one shared block; lookups hand out the response through an aliasing pointer.
@@ -543,11 +563,11 @@ private:
             embedder_failures{0}, vectors_loaded{0};
     };
 
-    static bool semantic_for(SemanticTier tier) noexcept {
+    static bool semantic_for(SemanticTier tier, const Verifier& verifier) noexcept {
         switch (tier) {
             case SemanticTier::On: return true;
             case SemanticTier::Off: return false;
-            case SemanticTier::Auto: return !embedder_traits<E>::lexical;
+            case SemanticTier::Auto: return !embedder_traits<E>::lexical || verifier.recommends_semantic_tier();
         }
         return false;
     }
@@ -593,11 +613,11 @@ private:
         return dimension;
     }
 
-    SemanticCache(ClockRef<C> clock, E embedder, const Options& options, IndexOptions index_options)
+    SemanticCache(ClockRef<C> clock, E embedder, const Options& options, IndexOptions index_options, V verifier)
         : embedder_(std::move(embedder)), options_(validated(options)), clock_(clock),
           dimension_(checked_dimension(embedder_)), identity_(embedder_identity(embedder_)),
-          semantic_(semantic_for(options_.semantic_tier)), keep_vectors_(semantic_ && keep_vectors_for(options_.snapshot_vectors)),
-          verifier_(options_.guards),
+          verifier_(std::move(verifier), options_.guards, options_.max_wrong_hit_rate, identity_),
+          semantic_(semantic_for(options_.semantic_tier, verifier_)), keep_vectors_(semantic_ && keep_vectors_for(options_.snapshot_vectors)),
           shard_count_(std::min(options_.shards, options_.max_entries)),
           shards_(std::make_unique<Shard[]>(shard_count_)), scopes_(semantic_, dimension_, std::move(index_options)) {
         for (std::size_t i = 0; i < shard_count_; ++i) {
@@ -778,9 +798,10 @@ private:
             candidates = scope->index->search(query_vector, options_.semantic_candidates);
         }
         typename Verifier::Query query = Verifier::query(prompt);
+        const auto verifier_scope = verifier_.scope_state(scope->name);  // the scope's operating point
         for (const SearchHit& candidate : candidates) {
             if (!(candidate.score >= options_.similarity_threshold)) break;  // best first
-            Verifier::prepare(query);                                         // outside the lock
+            verifier_.prepare(query);                                         // outside the lock
             Shard& shard = shards_[candidate.id % shard_count_];
             const std::int64_t now = now_ns();
             std::lock_guard lock(shard.mutex);
@@ -793,13 +814,17 @@ private:
                 stats_.expirations.fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
-            if (!verifier_.accept(query, entry.verify, candidate.score)) {
-                stats_.guard_vetoes.fetch_add(1, std::memory_order_relaxed);
+            const detail::StepVerdict verdict = verifier_.accept(query, entry.verify, candidate.score, verifier_scope.get());
+            if (!verdict) {
+                if (verdict.guard_veto()) stats_.guard_vetoes.fetch_add(1, std::memory_order_relaxed);  // else counted by the step
                 continue;
             }
             use_locked(shard, *node);
             stats_.semantic_hits.fetch_add(1, std::memory_order_relaxed);
-            return hit(MatchKind::Semantic, std::min(candidate.score, 1.0F), entry, now);
+            LookupResult result = hit(MatchKind::Semantic, std::min(candidate.score, 1.0F), entry, now);
+            result.verified_probability = verdict.probability;
+            result.verifier_scope = verifier_scope;
+            return result;
         }
         return {};
     }
@@ -1046,9 +1071,9 @@ private:
     [[no_unique_address]] ClockRef<C> clock_;
     std::size_t dimension_ = 0;
     std::string identity_;
+    Verifier verifier_;  // before semantic_: SemanticTier::Auto asks it
     bool semantic_ = false;
     bool keep_vectors_ = false;
-    Verifier verifier_;
     std::size_t shard_count_ = 0;
     std::unique_ptr<Shard[]> shards_;
     detail::ScopeRegistry<Index> scopes_;
