@@ -4,7 +4,9 @@
 // for text_a is right for text_b) and reports, per source and overall, the precision and recall of
 // *semantic-tier* hits (pairs whose texts differ after normalization; identical ones are exact-tier
 // hits) over a range of similarity thresholds, with each hit guard on and off. Then it checks the
-// figures through a real SemanticCache (insert text_a, look up text_b) at the defaults.
+// figures through a real SemanticCache (insert text_a, look up text_b) at the defaults, and with
+// PairVerifier as its verifier step at δ = 0.10 / 0.05 / 0.02 (scope = source; without and with the
+// labels reported back through `report`).
 //
 //     cache_quality pairs-dev.tsv   (a TSV: lang, label, source, text_a, text_b)
 //     cache_quality --quick            # built-in sample, for CI
@@ -13,6 +15,7 @@
 #endif
 #include <llmfast/hashing_embedder.hpp>
 #include <llmfast/hit_guards.hpp>
+#include <llmfast/pair_verifier.hpp>
 #include <llmfast/semantic_cache.hpp>
 
 #include "bench_common.hpp"
@@ -138,13 +141,15 @@ int main(int argc, char** argv) {
     }
 
     // The defaults, measured through the cache itself: insert text_a, look up text_b.
-    const auto through_cache = [&](llmfast::SemanticCacheOptions cache_options, const char* what) {
+    // One cache for the whole run (scope = source: each source's feedback is its own); each pair's
+    // text_a is inserted, text_b looked up, then text_a erased again so pairs do not see each other.
+    const auto through_cache = [&]<class Cache>(Cache& cache, const char* what, bool feedback = false) {
         Count overall;
         int exact_hits = 0;
         for (const Pair& pair : pairs) {
-            llmfast::SemanticCache<llmfast::HashingEmbedder> cache(llmfast::HashingEmbedder{}, cache_options);
-            cache.insert(pair.a, "scope", "answer");
-            const auto result = cache.lookup(pair.b, "scope");
+            cache.insert(pair.a, pair.source, "answer");
+            const auto result = cache.lookup(pair.b, pair.source);
+            cache.erase(pair.a, pair.source);
             if (result.match == llmfast::MatchKind::Exact) {
                 ++exact_hits;
                 continue;
@@ -153,15 +158,48 @@ int main(int argc, char** argv) {
             if (result.match == llmfast::MatchKind::Semantic) {
                 ++overall.hits;
                 overall.true_hits += pair.label;
+                if (feedback) cache.report(result, pair.label == 1);
             }
         }
         std::printf("%-52s semantic hits %5d  precision %.3f  recall %.3f  (exact-tier hits %d)\n", what, overall.hits,
                     overall.precision(), overall.recall(), exact_hits);
     };
     std::printf("\n== through SemanticCache<HashingEmbedder> ==\n");
-    through_cache({}, "defaults (semantic tier Auto = off for HashingEmbedder)");
+    {
+        llmfast::SemanticCache<llmfast::HashingEmbedder> cache;
+        through_cache(cache, "defaults (semantic tier Auto = off for HashingEmbedder)");
+    }
     llmfast::SemanticCacheOptions opted_in;
     opted_in.semantic_tier = llmfast::SemanticTier::On;
-    through_cache(opted_in, fmt::format("opted in: threshold {:.2f}, all guards", static_cast<double>(opted_in.similarity_threshold)).c_str());
+    {
+        llmfast::SemanticCache<llmfast::HashingEmbedder> cache(llmfast::HashingEmbedder{}, opted_in);
+        through_cache(cache, fmt::format("opted in: threshold {:.2f}, all guards", static_cast<double>(opted_in.similarity_threshold)).c_str());
+    }
+    using Verified = llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::WallClock, llmfast::LruPolicy, llmfast::NoSharedTier, llmfast::PairVerifier>;
+    {
+        Verified cache;
+        through_cache(cache, fmt::format("PairVerifier, defaults (Auto: {})", cache.semantic_enabled() ? "on" : "off").c_str());
+    }
+    for (const float floor : {0.9F, 0.5F}) {
+        for (const double delta : {0.10, 0.05, 0.02}) {
+            for (const bool feedback : {false, true}) {
+                llmfast::SemanticCacheOptions verified = opted_in;
+                verified.similarity_threshold = floor;
+                verified.max_wrong_hit_rate = delta;
+                Verified cache(llmfast::HashingEmbedder{}, verified);
+                through_cache(cache,
+                              fmt::format("PairVerifier, threshold {:.1f}, δ={:.2f}{}", static_cast<double>(floor), delta,
+                                          feedback ? ", labels reported" : "")
+                                  .c_str(),
+                              feedback);
+                if (feedback) {
+                    const auto stats = cache.stats();
+                    std::printf("%-52s reported %llu (%llu wrong), threshold raises %llu, exhausted scopes %zu\n", "",
+                                static_cast<unsigned long long>(stats.reported_hits), static_cast<unsigned long long>(stats.reported_wrong),
+                                static_cast<unsigned long long>(stats.threshold_raises), stats.exhausted_scopes);
+                }
+            }
+        }
+    }
     return 0;
 }

@@ -1057,3 +1057,112 @@ TEST_CASE("load with a failing embedder stops calling it after the first failed 
     CHECK(loaded.size() == 300);
     CHECK(loaded.lookup("question number 299", "s").match == MatchKind::Exact);
 }
+
+// ---- the verifier step with a HitVerifier (SemanticCache's last template parameter) ----
+
+namespace {
+
+// Gives every candidate the probability it is told to (shared, so the test can change it).
+struct TunableVerifier {
+    std::shared_ptr<std::atomic<double>> p = std::make_shared<std::atomic<double>>(0.99);
+    double probability(std::string_view, std::string_view, float) const { return p->load(); }
+};
+
+struct AutoVoter {
+    bool yes = true;
+    double probability(std::string_view, std::string_view, float) const { return 1.0; }
+    bool recommends_semantic_tier(double) const { return yes; }
+    std::string calibration_identity() const { return llmfast::HashingEmbedder{}.identity(); }
+};
+
+using VerifiedCache = llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::ManualClock, llmfast::LruPolicy, llmfast::NoSharedTier, TunableVerifier>;
+
+}  // namespace
+
+TEST_CASE("verifier step: the guards alone (default) give probability 1 and take no reports", "[cache]") {
+    llmfast::ManualClock clock;
+    Cache cache = make_cache(clock);
+    cache.insert("how do I reset my password", "s", "answer");
+    const auto hit = cache.lookup("how can I reset my password", "s");
+    REQUIRE(hit.match == MatchKind::Semantic);
+    CHECK(hit.verified_probability == 1.0);
+    CHECK_FALSE(cache.report(hit, false));
+    CHECK(cache.stats().reported_hits == 0);
+}
+
+TEST_CASE("verifier step: a HitVerifier's probability against the scope's operating point, raised by reports", "[cache]") {
+    llmfast::ManualClock clock;
+    TunableVerifier verifier;
+    auto options = semantic_options();
+    options.max_wrong_hit_rate = 0.05;  // no threshold_for: the operating point is 1 - δ = 0.95
+    VerifiedCache cache(clock, llmfast::HashingEmbedder{}, options, {}, verifier);
+    cache.insert("how do I reset my password", "a", "answer a");
+    cache.insert("how do I reset my password", "b", "answer b");
+    auto hit = cache.lookup("how can I reset my password", "a");
+    REQUIRE(hit.match == MatchKind::Semantic);
+    CHECK(hit.verified_probability == Approx(0.99));
+    verifier.p->store(0.9);  // below 0.95: rejected, counted
+    CHECK_FALSE(cache.lookup("how can I reset my password", "a"));
+    CHECK(cache.stats().verifier_rejections == 1);
+    CHECK(cache.stats().guard_vetoes == 0);
+    // The application learns scope a's hits at 0.99 are wrong one time in three: a's point goes up.
+    for (int i = 0; i < 100; ++i) CHECK(cache.report(hit, i % 3 != 0));
+    verifier.p->store(0.99);
+    CHECK_FALSE(cache.lookup("how can I reset my password", "a"));
+    CHECK(cache.lookup("how can I reset my password", "b").match == MatchKind::Semantic);  // scope b unaffected
+    const auto stats = cache.stats();
+    CHECK(stats.reported_hits == 100);
+    CHECK(stats.reported_wrong == 34);
+    CHECK(stats.threshold_raises >= 1);
+    // Exact hits involve no verifier: nothing to report.
+    CHECK_FALSE(cache.report(cache.lookup("how do I reset my password", "a"), false));
+    // erase_scope starts the scope's operating point again from the shipped one.
+    cache.erase_scope("a");
+    cache.insert("how do I reset my password", "a", "answer a");
+    CHECK(cache.lookup("how can I reset my password", "a").match == MatchKind::Semantic);
+    CHECK_FALSE(cache.report(hit, false));  // a result from before the erase reaches nothing
+}
+
+TEST_CASE("verifier step: options, Auto and calibration", "[cache]") {
+    llmfast::ManualClock clock;
+    auto bad = semantic_options();
+    bad.max_wrong_hit_rate = 0.0;
+    CHECK_THROWS_AS(make_cache(clock, bad), llmfast::Error);  // validated with the guards alone too
+    CHECK_THROWS_AS(VerifiedCache(clock, llmfast::HashingEmbedder{}, bad), llmfast::Error);
+    // Auto with the lexical HashingEmbedder: on exactly when the verifier recommends it.
+    using Voted = llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::ManualClock, llmfast::LruPolicy, llmfast::NoSharedTier, AutoVoter>;
+    llmfast::SemanticCacheOptions automatic;  // semantic_tier = Auto
+    CHECK(Voted(clock, llmfast::HashingEmbedder{}, automatic, {}, AutoVoter{true}).semantic_enabled());
+    CHECK_FALSE(Voted(clock, llmfast::HashingEmbedder{}, automatic, {}, AutoVoter{false}).semantic_enabled());
+    CHECK_FALSE(make_cache(clock, automatic).semantic_enabled());
+    // Calibrated for HashingEmbedder with its default seed: another seed is another embedder.
+    CHECK_THROWS_AS(Voted(clock, llmfast::HashingEmbedder({.seed = 5}), automatic, {}, AutoVoter{true}), llmfast::Error);
+}
+
+TEST_CASE("verifier step: concurrent lookups, reports and erase_scope", "[cache]") {
+    llmfast::ManualClock clock;
+    TunableVerifier verifier;
+    VerifiedCache cache(clock, llmfast::HashingEmbedder{}, semantic_options(), {}, verifier);
+    std::atomic<int> served{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 300; ++i) {
+                const std::string scope = "s" + std::to_string((t + i) % 3);
+                cache.insert("how do I reset my password", scope, "answer");
+                const auto hit = cache.lookup("how can I reset my password", scope);
+                if (hit.match == MatchKind::Semantic) {
+                    served.fetch_add(1);
+                    cache.report(hit, i % 2 == 0);
+                }
+                if (t == 0 && i % 100 == 99) cache.erase_scope(scope);
+                (void)cache.stats();
+            }
+        });
+    }
+    for (std::thread& thread : threads) thread.join();
+    CHECK(served.load() > 0);
+    // A report after its scope was erased reaches nothing (and is not counted).
+    CHECK(cache.stats().reported_hits <= static_cast<std::uint64_t>(served.load()));
+    CHECK(cache.stats().reported_hits > 0);
+}

@@ -5,9 +5,9 @@
 // truncation. Each component is also usable alone through its own header.
 //
 // Optional headers that need another dependency (llmfast/hnsw_index.hpp needs hnswlib,
-// llmfast/redis_tier.hpp needs hiredis) are not included here: include them yourself. Neither is the
-// built-in hit verifier (llmfast/pair_verifier.hpp: a trained model whose weights are not yet good
-// enough to turn on; see docs/verifier.md).
+// llmfast/redis_tier.hpp needs hiredis) are not included here: include them yourself. The built-in
+// hit verifier (llmfast/pair_verifier.hpp, with its trained weights) is: a cache uses it only when
+// named as its verifier type (see docs/verifier.md).
 #pragma once
 
 #include <llmfast/version.hpp>
@@ -32,6 +32,7 @@
 #include <llmfast/wrong_hit_monitor.hpp>
 #include <llmfast/shared_tier.hpp>
 #include <llmfast/semantic_cache.hpp>
+#include <llmfast/pair_verifier.hpp>
 #include <llmfast/compressor.hpp>
 #include <llmfast/truncator.hpp>
 #include <llmfast/bpe_tokenizer.hpp>

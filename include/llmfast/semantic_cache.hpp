@@ -6,9 +6,11 @@
 // collapsed, ASCII case-folded, full-width forms mapped to ASCII, so "什么是ML？" == "什么是ml?").
 // If the semantic tier is on, it then embeds the prompt (outside every lock), asks the scope's vector
 // index for the nearest cached prompts *of the same scope* whose cosine similarity reaches
-// `similarity_threshold`, and serves the first that the verifier step accepts — today the hit guards
+// `similarity_threshold`, and serves the first that the verifier step accepts: the hit guards
 // (llmfast/hit_guards.hpp: different numbers, a negation in only one, different Latin names, key terms
-// in another order). A scope is whatever must match for an answer to be reusable: model name, system
+// in another order), and with a `HitVerifier` V (last template parameter, e.g. PairVerifier) its
+// probability against the scope's operating point for `max_wrong_hit_rate`, which `report(hit, right)`
+// raises when the application's feedback shows more wrong hits than that (docs/verifier.md). A scope is whatever must match for an answer to be reusable: model name, system
 // prompt, sampling parameters. Hits never cross scopes.
 //
 //     #include <llmfast/hashing_embedder.hpp>
@@ -82,7 +84,8 @@
 // restart. Tests inject `ManualClock` by reference: `SemanticCache<E, FlatIndex, ManualClock> c(clock)`.
 //
 // Errors: the constructor throws Error(InvalidArgument) for invalid options (the message names the
-// field); `attach_shared` throws Error(HandlerFailed) when the tier's change feed cannot start (nothing
+// field) and for a HitVerifier calibrated for another embedder or holding other guards than the
+// options; `attach_shared` throws Error(HandlerFailed) when the tier's change feed cannot start (nothing
 // else of a shared tier's is ever thrown: its faults are counted); `insert`, `get_or_compute` and `Leader::complete` throw Error(InvalidArgument) for a zero
 // TTL, and propagate what `fn` throws, and what the embedder throws with `EmbedderFailure::Throw` (waiters of a single flight get the same
 // exception; `Follower::try_result` / `wait` rethrow it); `Leader::complete` on an ended flight and
@@ -116,7 +119,7 @@
 #include <llmfast/detail/cache_shard.hpp>
 #include <llmfast/detail/cache_snapshot.hpp>
 #include <llmfast/detail/file_io.hpp>
-#include <llmfast/detail/guard_verifier.hpp>
+#include <llmfast/detail/verified_step.hpp>
 #include <llmfast/detail/saturating.hpp>
 #include <llmfast/detail/scope_registry.hpp>
 #include <llmfast/detail/single_flight.hpp>
@@ -171,7 +174,7 @@ struct SharedFollowHandle<T, true> {
 }  // namespace detail
 
 enum class SemanticTier : std::uint8_t {
-    Auto,  ///< on, unless the embedder declares itself lexical (`embedder_traits<E>::lexical`)
+    Auto,  ///< on, unless the embedder is lexical (`embedder_traits<E>::lexical`) and the HitVerifier does not recommend it
     On,    ///< always on
     Off,   ///< exact tier only; nothing is embedded
 };
@@ -202,6 +205,7 @@ struct SemanticCacheOptions {
     float similarity_threshold = 0.9F;   ///< cosine in (0, 1]: a semantic hit needs at least this
     std::size_t semantic_candidates = 4; ///< nearest entries examined when the best is vetoed or expired (>= 1)
     HitGuards guards{};                  ///< vetoes for semantic hits (the verifier step)
+    double max_wrong_hit_rate = 0.05;    ///< δ in (0, 1): with a HitVerifier, the share of semantic hits allowed to be wrong
     std::size_t shards = 16;             ///< independently locked partitions (>= 1; capped at max_entries)
     EmbedderFailure embedder_failure = EmbedderFailure::Miss;  ///< see EmbedderFailure
     SnapshotVectors snapshot_vectors = SnapshotVectors::Auto;  ///< see SnapshotVectors
@@ -239,6 +243,8 @@ struct LookupResult {
     float similarity = 0;                  ///< 1 for Exact/Computed/Coalesced; the cosine for Semantic
     std::chrono::nanoseconds age{0};       ///< how long ago the entry was inserted
     std::shared_ptr<const std::string> response_ptr;
+    double verified_probability = 0;  ///< Semantic: the HitVerifier's probability that it is right (1: guards only)
+    std::weak_ptr<detail::VerifierScopeState> verifier_scope{};  ///< internal: the scope whose monitor `report` feeds
 
     [[nodiscard]] bool hit() const noexcept { return response_ptr != nullptr; }
     explicit operator bool() const noexcept { return hit(); }
@@ -269,6 +275,11 @@ struct SemanticCacheStats {
     std::uint64_t embedder_failures = 0;
     /// Entries whose vector `load` took from the snapshot instead of embedding the prompt again.
     std::uint64_t vectors_loaded = 0;
+    // ---- the verifier step (all zero with the guards alone) ----
+    std::uint64_t verifier_rejections = 0;  ///< candidates below their scope's operating point (or in an exhausted scope)
+    std::uint64_t reported_hits = 0, reported_wrong = 0;  ///< outcomes given to `report`, and how many were wrong
+    std::uint64_t threshold_raises = 0;     ///< times a scope's operating point went up on reported wrong hits
+    std::size_t exhausted_scopes = 0;       ///< scopes serving no semantic hit: even their surest hits were wrong too often
     // ---- the shared tier (`attach_shared`; all zero without one) ----
     /// Local misses answered by the shared tier (stored locally, served as MatchKind::Exact). Also
     /// counted in `exact_hits`: shared_hits <= exact_hits, and hit_rate() counts each lookup once.
@@ -304,7 +315,8 @@ struct SemanticCacheStats {
 /// llmfast/redis_tier.hpp), attached with `attach_shared`; the default `NoSharedTier` compiles all
 /// of that away.
 /// Thread-safety: every member function may be called concurrently (see the header comment).
-template <class E, class Index = FlatIndex, class C = WallClock, class Policy = LruPolicy, class Shared = NoSharedTier>
+template <class E, class Index = FlatIndex, class C = WallClock, class Policy = LruPolicy, class Shared = NoSharedTier,
+          class V = GuardsOnly>
 class SemanticCache {
     static_assert(Embedder<E>, "llmfast::SemanticCache<E>: E must model llmfast::Embedder — it needs dimension() "
                                "and a const embed(std::string_view, std::span<float>)");
@@ -322,6 +334,9 @@ class SemanticCache {
                   "llmfast::SemanticCache<E, Index, C, Policy, Shared>: Shared must model llmfast::SharedTier (or be "
                   "llmfast::NoSharedTier) — it needs lookup(scope, key) -> SharedLookup, insert(const SharedEntry&), "
                   "erase(scope, key) and purge_scope(scope) -> SharedStatus");
+    static_assert(std::same_as<V, GuardsOnly> || HitVerifier<V>,
+                  "llmfast::SemanticCache<E, Index, C, Policy, Shared, V>: V must be GuardsOnly or model llmfast::HitVerifier — it needs a "
+                  "const probability(std::string_view, std::string_view, float)");
 
 public:
     using Options = SemanticCacheOptions;
@@ -331,15 +346,16 @@ public:
     using ClockType = C;
     using PolicyType = Policy;
     using SharedTierType = Shared;
+    using VerifierType = V;
 
     /// With a stateless clock (the default WallClock).
-    explicit SemanticCache(E embedder = E{}, Options options = {}, IndexOptions index_options = {})
+    explicit SemanticCache(E embedder = E{}, Options options = {}, IndexOptions index_options = {}, V verifier = V{})
         requires ClockRef<C>::stateless
-        : SemanticCache(ClockRef<C>(), std::move(embedder), options, std::move(index_options)) {}
+        : SemanticCache(ClockRef<C>(), std::move(embedder), options, std::move(index_options), std::move(verifier)) {}
 
     /// With `clock` (which must outlive the cache when it is stateful, e.g. ManualClock).
-    explicit SemanticCache(const C& clock, E embedder = E{}, Options options = {}, IndexOptions index_options = {})
-        : SemanticCache(ClockRef<C>(clock), std::move(embedder), options, std::move(index_options)) {}
+    explicit SemanticCache(const C& clock, E embedder = E{}, Options options = {}, IndexOptions index_options = {}, V verifier = V{})
+        : SemanticCache(ClockRef<C>(clock), std::move(embedder), options, std::move(index_options), std::move(verifier)) {}
 
     SemanticCache(const SemanticCache&) = delete;
     SemanticCache& operator=(const SemanticCache&) = delete;
@@ -540,6 +556,11 @@ public:
         }
     }
 
+    /// Feedback on a Semantic hit the HitVerifier served: the application learned whether its answer
+    /// was right. Feeds the hit's scope's monitor, which raises the scope's operating point when wrong
+    /// hits exceed max_wrong_hit_rate. False (ignored) for other results or without a HitVerifier.
+    bool report(const LookupResult& hit, bool right) { return verifier_.report(hit.verifier_scope, hit.verified_probability, right); }
+
     /// Removes the entry for (`scope`, normalized `prompt`); false if there was none. With a shared
     /// tier attached, also erases it there (a tombstone every replica applies; bounded, a failure is
     /// counted, never thrown) and returns true when either held it.
@@ -574,6 +595,7 @@ public:
     /// remove a scope everywhere).
     void clear() {
         scopes_.detach_all();
+        verifier_.forget_all();
         remove_entries_if([](const Entry&) { return true; });
     }
 
@@ -620,6 +642,7 @@ public:
         }
         s.entries = entry_count_.load(std::memory_order_relaxed);
         s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
+        verifier_.fill_stats(s);
         return s;
     }
 
@@ -663,7 +686,7 @@ public:
 
 private:
     using Scope = detail::CacheScope<Index>;
-    using Verifier = detail::GuardVerifier;
+    using Verifier = detail::verifier_step_t<V>;
 
     /// An entry's prompt (as inserted: re-embedded on load, and what the verifier saw) and response,
     /// in one shared block; lookups hand out the response through an aliasing pointer.
@@ -715,11 +738,11 @@ private:
             embedder_failures{0}, vectors_loaded{0};
     };
 
-    static bool semantic_for(SemanticTier tier) noexcept {
+    static bool semantic_for(SemanticTier tier, const Verifier& verifier) noexcept {
         switch (tier) {
             case SemanticTier::On: return true;
             case SemanticTier::Off: return false;
-            case SemanticTier::Auto: return !embedder_traits<E>::lexical;
+            case SemanticTier::Auto: return !embedder_traits<E>::lexical || verifier.recommends_semantic_tier();
         }
         return false;
     }
@@ -773,11 +796,11 @@ private:
         return dimension;
     }
 
-    SemanticCache(ClockRef<C> clock, E embedder, const Options& options, IndexOptions index_options)
+    SemanticCache(ClockRef<C> clock, E embedder, const Options& options, IndexOptions index_options, V verifier)
         : embedder_(std::move(embedder)), options_(validated(options)), clock_(clock),
           dimension_(checked_dimension(embedder_)), identity_(embedder_identity(embedder_)),
-          semantic_(semantic_for(options_.semantic_tier)), keep_vectors_(semantic_ && keep_vectors_for(options_.snapshot_vectors)),
-          verifier_(options_.guards),
+          verifier_(std::move(verifier), options_.guards, options_.max_wrong_hit_rate, identity_),
+          semantic_(semantic_for(options_.semantic_tier, verifier_)), keep_vectors_(semantic_ && keep_vectors_for(options_.snapshot_vectors)),
           shard_count_(std::min(options_.shards, options_.max_entries)),
           shards_(std::make_unique<Shard[]>(shard_count_)), scopes_(semantic_, dimension_, std::move(index_options)) {
         for (std::size_t i = 0; i < shard_count_; ++i) {
@@ -1096,6 +1119,7 @@ private:
     }
 
     std::size_t erase_scope_local(std::string_view scope) {
+        verifier_.forget(scope);  // the scope's feedback goes with its entries
         const std::shared_ptr<Scope> victim = scopes_.detach(scope);
         if (!victim) return 0;
         return remove_entries_if([&](const Entry& entry) { return entry.scope == victim; });
@@ -1395,9 +1419,10 @@ private:
             candidates = scope->index->search(query_vector, options_.semantic_candidates);
         }
         typename Verifier::Query query = Verifier::query(prompt);
+        const auto verifier_scope = verifier_.scope_state(scope->name);  // the scope's operating point
         for (const SearchHit& candidate : candidates) {
             if (!(candidate.score >= options_.similarity_threshold)) break;  // best first
-            Verifier::prepare(query);                                         // outside the lock
+            verifier_.prepare(query);                                         // outside the lock
             Shard& shard = shards_[candidate.id % shard_count_];
             const std::int64_t now = now_ns();
             std::lock_guard lock(shard.mutex);
@@ -1410,13 +1435,17 @@ private:
                 stats_.expirations.fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
-            if (!verifier_.accept(query, entry.verify, candidate.score)) {
-                stats_.guard_vetoes.fetch_add(1, std::memory_order_relaxed);
+            const detail::StepVerdict verdict = verifier_.accept(query, entry.verify, candidate.score, verifier_scope.get());
+            if (!verdict) {
+                if (verdict.guard_veto()) stats_.guard_vetoes.fetch_add(1, std::memory_order_relaxed);  // else counted by the step
                 continue;
             }
             use_locked(shard, *node);
             stats_.semantic_hits.fetch_add(1, std::memory_order_relaxed);
-            return hit(MatchKind::Semantic, std::min(candidate.score, 1.0F), entry, now);
+            LookupResult result = hit(MatchKind::Semantic, std::min(candidate.score, 1.0F), entry, now);
+            result.verified_probability = verdict.probability;
+            result.verifier_scope = verifier_scope;
+            return result;
         }
         return {};
     }
@@ -1663,9 +1692,9 @@ private:
     [[no_unique_address]] ClockRef<C> clock_;
     std::size_t dimension_ = 0;
     std::string identity_;
+    Verifier verifier_;  // before semantic_: SemanticTier::Auto asks it
     bool semantic_ = false;
     bool keep_vectors_ = false;
-    Verifier verifier_;
     std::size_t shard_count_ = 0;
     std::unique_ptr<Shard[]> shards_;
     detail::ScopeRegistry<Index> scopes_;
