@@ -10,9 +10,9 @@
 // truncation. Each component is also usable alone through its own header.
 //
 // Optional headers that need another dependency (llmfast/hnsw_index.hpp needs hnswlib,
-// llmfast/redis_tier.hpp needs hiredis) are not included here: include them yourself. Neither is the
-// built-in hit verifier (llmfast/pair_verifier.hpp: a trained model whose weights are not yet good
-// enough to turn on; see docs/verifier.md).
+// llmfast/redis_tier.hpp needs hiredis) are not included here: include them yourself. The built-in
+// hit verifier (llmfast/pair_verifier.hpp, with its trained weights) is: a cache uses it only when
+// named as its verifier type (see docs/verifier.md).
 
 // ---- begin llmfast/version.hpp ----
 // llmfast/version.hpp — the library's version, as macros and as constants.
@@ -6280,6 +6280,7 @@ struct HitGuards {
     bool latin_names = true; ///< their Latin-script names differ (capitalized words in Latin text, any
                              ///< Latin word inside CJK text)
     bool term_order = true;  ///< the key terms both share (names, numbers) occur in a different order
+    friend bool operator==(const HitGuards&, const HitGuards&) = default;
 };
 
 /// Why a semantic hit was vetoed.
@@ -6822,6 +6823,10 @@ LLMFAST_END_NAMESPACE
 //   * `recommends_semantic_tier(double max_wrong_hit_rate) -> bool`: true when the verifier's own
 //     measurements (shipped with it) meet the bar for turning the semantic tier on by default
 //     (`SemanticTier::Auto`) at that rate. Absent: false (the user opts in).
+//   * `hit_guards()` (returning a `HitGuards`, llmfast/hit_guards.hpp): the verifier applies these
+//     hit guards itself (PairVerifier gates on them). Absent: the cache's verifier step applies its
+//     own guards (`SemanticCacheOptions::guards`) first and asks the verifier only about candidates
+//     no guard vetoes — either way the guards run exactly once per candidate.
 //
 // Thread-safety: the cache calls a verifier's const members from many threads at once; a model of
 // HitVerifier must allow that (the built-in one is immutable after construction).
@@ -6875,7 +6880,13 @@ struct hit_verifier_traits {
     static constexpr bool recommends_semantic_tier = requires(const V& verifier, double rate) {
         { verifier.recommends_semantic_tier(rate) } -> std::convertible_to<bool>;
     };
+    /// It applies the hit guards itself (`hit_guards()`), so the cache must not apply them again.
+    static constexpr bool applies_hit_guards = requires(const V& verifier) { verifier.hit_guards(); };
 };
+
+/// The semantic cache's default verifier step: no HitVerifier, the hit guards alone decide
+/// (`SemanticCacheOptions::guards`); there is no probability and no `max_wrong_hit_rate` to keep.
+struct GuardsOnly {};
 
 /// The probability that the answer cached for `cached_prompt` is right for `new_prompt`, clamped to [0, 1].
 template <class V>
@@ -7256,6 +7267,11 @@ concept SharedTier = requires(T& tier, std::string_view scope, std::string_view 
     { tier.purge_scope(scope) } -> std::same_as<SharedStatus>;
 };
 
+/// The "no shared tier" marker: SemanticCache's default `Shared` parameter. It is never attached,
+/// and the cache removes all of its shared-tier code for it (`if constexpr`), so a cache without a
+/// shared tier pays nothing for the option. Not a model of SharedTier.
+struct NoSharedTier {};
+
 /// What a shared tier optionally provides, detected from its members. Specialize it for a type you
 /// cannot change.
 template <class T>
@@ -7292,9 +7308,11 @@ LLMFAST_END_NAMESPACE
 // collapsed, ASCII case-folded, full-width forms mapped to ASCII, so "什么是ML？" == "什么是ml?").
 // If the semantic tier is on, it then embeds the prompt (outside every lock), asks the scope's vector
 // index for the nearest cached prompts *of the same scope* whose cosine similarity reaches
-// `similarity_threshold`, and serves the first that the verifier step accepts — today the hit guards
+// `similarity_threshold`, and serves the first that the verifier step accepts: the hit guards
 // (llmfast/hit_guards.hpp: different numbers, a negation in only one, different Latin names, key terms
-// in another order). A scope is whatever must match for an answer to be reusable: model name, system
+// in another order), and with a `HitVerifier` V (last template parameter, e.g. PairVerifier) its
+// probability against the scope's operating point for `max_wrong_hit_rate`, which `report(hit, right)`
+// raises when the application's feedback shows more wrong hits than that (docs/verifier.md). A scope is whatever must match for an answer to be reusable: model name, system
 // prompt, sampling parameters. Hits never cross scopes.
 //
 //     #include <llmfast/hashing_embedder.hpp>
@@ -7324,6 +7342,21 @@ LLMFAST_END_NAMESPACE
 // network embedders will complete from their own threads). Readiness callbacks follow
 // llmfast/subscription.hpp: at most once, outside every lock, race-free cancellation.
 //
+// Several replicas (gateway processes) can share entries through a shared tier (llmfast/shared_tier.hpp;
+// RedisTier in llmfast/redis_tier.hpp), the fifth template parameter, attached at run time:
+//
+//     llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::WallClock,
+//                            llmfast::LruPolicy, llmfast::RedisTier> cache;
+//     cache.attach_shared(std::make_shared<llmfast::RedisTier>(llmfast::RedisTierOptions{.url = url}));
+//
+// A local exact miss then asks the tier (a hit is stored locally and served as Exact), inserts write
+// through, erase / erase_scope propagate, and the tier's change feed fills the local exact tier and
+// vector index with other replicas' entries (their embeddings travel with them), so semantic lookups
+// stay local. `lookup_async` / `begin_async` do the tier's part on its worker thread; `get_or_compute`
+// computes once across replicas with the tier's lock. The tier's faults (down, slow, a value that is
+// not ours) are counted in SemanticCacheStats::shared_*, never thrown; `clear`, `save` and `load`
+// stay local. Without a tier (`NoSharedTier`, the default) none of this is compiled.
+//
 // What it includes is what it needs by concept: `Embedder` (llmfast/embedder.hpp), `VectorIndex`
 // (llmfast/vector_index.hpp), `EvictionPolicy` (llmfast/eviction_policy.hpp), `Clock`
 // (llmfast/clock.hpp), plus llmfast/flat_index.hpp because `FlatIndex` is the default `Index`, and
@@ -7344,14 +7377,18 @@ LLMFAST_END_NAMESPACE
 // scope + normalized prompt; the others wait for its result or its exception (`begin`: the others
 // get a Follower and wait without blocking). A Leader or Follower handle is used by one thread at a
 // time; the cache must outlive it. `load` and `clear`
-// are not atomic with respect to concurrent lookups (a lookup during `load` may miss).
+// are not atomic with respect to concurrent lookups (a lookup during `load` may miss). A shared tier
+// may be attached, replaced or detached at any time; its change feed's callback runs on the tier's
+// thread and takes the same locks as any caller; async completions run on the tier's workers.
 //
 // Time: the clock `C` (default: WallClock) gives wall-clock time, held in a `ClockRef<C>`; entries
 // store creation and expiry as nanoseconds since the clock's epoch, so TTLs survive save/load across a
 // restart. Tests inject `ManualClock` by reference: `SemanticCache<E, FlatIndex, ManualClock> c(clock)`.
 //
 // Errors: the constructor throws Error(InvalidArgument) for invalid options (the message names the
-// field); `insert`, `get_or_compute` and `Leader::complete` throw Error(InvalidArgument) for a zero
+// field) and for a HitVerifier calibrated for another embedder or holding other guards than the
+// options; `attach_shared` throws Error(HandlerFailed) when the tier's change feed cannot start (nothing
+// else of a shared tier's is ever thrown: its faults are counted); `insert`, `get_or_compute` and `Leader::complete` throw Error(InvalidArgument) for a zero
 // TTL, and propagate what `fn` throws, and what the embedder throws with `EmbedderFailure::Throw` (waiters of a single flight get the same
 // exception; `Follower::try_result` / `wait` rethrow it); `Leader::complete` on an ended flight and
 // the Follower calls on a cancelled Follower throw Error(Closed); `save` throws
@@ -7409,6 +7446,41 @@ inline CacheKey make_cache_key(std::string_view scope, std::string_view normaliz
     // xxhash's AVX-512 path under -march=native).
     const std::uint64_t scope_hash = xxh3_64(scope, 0x53434F5045ULL);
     return {xxh3_64(normalized_prompt, scope_hash), xxh3_64(normalized_prompt, scope_hash ^ 0x9E3779B97F4A7C15ULL)};
+}
+
+/// The key as a shared tier stores it (llmfast/shared_tier.hpp): 32 lowercase hex digits, high
+/// word first. One format for every replica, whatever its byte order.
+inline std::string cache_key_hex(const CacheKey& key) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out(32, '0');
+    for (int i = 0; i < 16; ++i) {
+        out[static_cast<std::size_t>(15 - i)] = digits[(key.high >> (4 * i)) & 0xF];
+        out[static_cast<std::size_t>(31 - i)] = digits[(key.low >> (4 * i)) & 0xF];
+    }
+    return out;
+}
+
+/// The inverse of cache_key_hex; false (and `out` unspecified) for anything but 32 hex digits.
+inline bool parse_cache_key_hex(std::string_view hex, CacheKey& out) noexcept {
+    if (hex.size() != 32) return false;
+    std::uint64_t words[2] = {0, 0};
+    for (std::size_t i = 0; i < 32; ++i) {
+        const char c = hex[i];
+        std::uint64_t v = 0;
+        if (c >= '0' && c <= '9') {
+            v = static_cast<std::uint64_t>(c - '0');
+        } else if (c >= 'a' && c <= 'f') {
+            v = static_cast<std::uint64_t>(c - 'a' + 10);
+        } else if (c >= 'A' && c <= 'F') {
+            v = static_cast<std::uint64_t>(c - 'A' + 10);
+        } else {
+            return false;
+        }
+        words[i / 16] = (words[i / 16] << 4) | v;
+    }
+    out.high = words[0];
+    out.low = words[1];
+    return true;
 }
 
 /// Normalizes `prompt` (into a per-thread buffer: no allocation once warm) and hashes it with
@@ -8006,22 +8078,105 @@ private:
 }  // namespace detail
 LLMFAST_END_NAMESPACE
 // ---- end llmfast/detail/file_io.hpp ----
+// ---- begin llmfast/detail/verified_step.hpp ----
+// llmfast/detail/verified_step.hpp — the semantic tier's verifier step with a `HitVerifier`
+// (llmfast/hit_verifier.hpp): a candidate is served when the verifier's probability that its answer is
+// right reaches the scope's operating point, which starts at `verifier_threshold(V, δ)` (δ =
+// SemanticCacheOptions::max_wrong_hit_rate) and is raised by the scope's WrongHitMonitor when the
+// application's reports (`SemanticCache::report`) show more wrong hits than δ.
+//
+// Same shape as detail/guard_verifier.hpp's GuardVerifier (see its comment), so the cache holds either:
+// `verifier_step_t<V>` is GuardVerifier for `GuardsOnly` (the default) and VerifiedStep<V> for a
+// HitVerifier V. How the cache drives it:
+//
+//     detail::VerifiedStep<PairVerifier> step(PairVerifier{}, options.guards, options.max_wrong_hit_rate, identity);
+//     auto entry = step.entry_data(cached_prompt);            // at insertion, outside locks
+//     auto query = step.query(new_prompt);                     // per lookup (lazy)
+//     auto scope = step.scope_state(scope_name);               // per lookup
+//     step.prepare(query);                                     // before the first candidate, outside locks
+//     if (auto verdict = step.accept(query, entry, similarity, scope.get())) serve(verdict.probability, scope);
+//     step.report(scope, verdict.probability, right);          // SemanticCache::report
+//
+// Guards exactly once: a V that applies the hit guards itself (`hit_guards()`, as PairVerifier does)
+// gets every candidate, and its guards must equal SemanticCacheOptions::guards (else the constructor
+// throws, so the two settings cannot silently disagree); its vetoes show as probability 0 (counted as
+// verifier rejections). Any other V is asked only about candidates the cache's guards let through (the
+// guards run first; a veto is counted in guard_vetoes, and the verifier is not called).
+//
+// Prepared form when V has one: EntryData holds V::EntryData (made at insertion, outside locks), Query
+// V::Query (made by `prepare`, once per lookup, outside locks). Without it EntryData keeps a copy of the
+// cached prompt and the plain `probability(new, cached, similarity)` is called per candidate.
+//
+// Per-scope state: a VerifierScopeState per scope name (made on the scope's first semantic lookup,
+// dropped by `forget` / `forget_all`, i.e. erase_scope / clear / load), holding the WrongHitMonitor
+// under its own mutex; lookups read its operating point without locking (an atomic), reports lock it.
+// A scope whose monitor is exhausted (even its most confident hits are wrong more often than δ) serves
+// no semantic hit until reports say otherwise: serving the top bin would break the promise.
+//
+// Thread-safety: every member may be called concurrently (the cache calls accept under a shard lock,
+// the rest under none); the registry of scope states has its own lock, taken alone.
+// Errors: the constructor throws Error(InvalidArgument) for δ outside (0, 1), for a verifier calibrated
+// for another embedder (`verifier_calibrated_for`), and for a verifier whose own guards differ from the
+// cache's. `entry_data`, `prepare` and `accept` throw what V throws (std::bad_alloc).
+// Internal: users must not depend on anything here.
+
 // ---- begin llmfast/detail/guard_verifier.hpp ----
 // llmfast/detail/guard_verifier.hpp — the semantic tier's verifier step as the hit guards implement
 // it: after the index proposes a candidate above the similarity threshold, the verifier decides
 // whether its answer may be served for the new prompt.
 //
-// The step's shape (what a later `HitVerifier` plugs into): per cached entry the verifier keeps
-// `EntryData` (computed once, at insertion, outside locks); per lookup it keeps a `Query` (computed
-// lazily, on the first candidate, outside locks); `accept(query, entry_data, similarity)` decides.
+// The step's shape (what the cache calls; detail/verified_step.hpp's `VerifiedStep<V>` has the same
+// one, so the cache can hold either): per cached entry the step keeps `EntryData` (computed once, at
+// insertion, outside locks); per lookup it keeps a `Query` (made by the static `query(prompt)`,
+// completed by `prepare` on the first candidate, outside locks); `scope_state(scope name)` once per
+// lookup gives the scope's feedback state (none here: nullptr); `accept(query, entry_data,
+// similarity, state)` decides and returns a `StepVerdict`; `report` feeds a served hit's outcome back
+// (nothing to feed here: false); `forget` / `forget_all` drop a scope's state (erase_scope / clear);
+// `fill_stats` adds the step's counters to the cache's; `recommends_semantic_tier()` is the step's
+// vote for SemanticTier::Auto (never, for the guards alone).
 // Internal: users must not depend on anything here.
 
 
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string_view>
 
 LLMFAST_BEGIN_NAMESPACE
 namespace detail {
+
+/// A scope's feedback state (detail/verified_step.hpp): its WrongHitMonitor and current operating point.
+class VerifierScopeState;
+
+/// What the verifier step decided about one candidate.
+enum class StepOutcome : std::uint8_t {
+    Accepted,  ///< serve it
+    GuardVeto, ///< a hit guard vetoed it (counted in SemanticCacheStats::guard_vetoes)
+    Rejected,  ///< the verifier's probability is below the scope's operating point, or the scope is exhausted
+};
+
+struct StepVerdict {
+    StepOutcome outcome = StepOutcome::Rejected;
+    /// The verifier's probability that the candidate's answer is right (1 for the guards alone, which
+    /// give none; 0 for a guard veto).
+    double probability = 0;
+
+    [[nodiscard]] bool accepted() const noexcept { return outcome == StepOutcome::Accepted; }
+    [[nodiscard]] bool guard_veto() const noexcept { return outcome == StepOutcome::GuardVeto; }
+    explicit operator bool() const noexcept { return accepted(); }
+};
+
+/// Validates SemanticCacheOptions::max_wrong_hit_rate (every step validates it, used or not, so an
+/// invalid δ is an error whichever verifier the cache has).
+inline double checked_max_wrong_hit_rate(double max_wrong_hit_rate) {
+    if (!(max_wrong_hit_rate > 0.0 && max_wrong_hit_rate < 1.0)) {
+        throw Error(ErrorCode::InvalidArgument,
+                    fmt::format("SemanticCacheOptions::max_wrong_hit_rate must be in (0, 1) (got {})", max_wrong_hit_rate));
+    }
+    return max_wrong_hit_rate;
+}
 
 class GuardVerifier {
 public:
@@ -8033,6 +8188,11 @@ public:
     };
 
     explicit GuardVerifier(const HitGuards& guards) noexcept : guards_(guards) {}
+    /// The cache's form (the same arguments as VerifiedStep's): validates δ, which the guards do not use.
+    GuardVerifier(GuardsOnly /*verifier*/, const HitGuards& guards, double max_wrong_hit_rate, std::string_view /*embedder_identity*/)
+        : guards_(guards) {
+        checked_max_wrong_hit_rate(max_wrong_hit_rate);
+    }
 
     [[nodiscard]] EntryData entry_data(std::string_view prompt) const { return make_guard_signature(prompt); }
     [[nodiscard]] static Query query(std::string_view prompt) noexcept { return Query{prompt, std::nullopt}; }
@@ -8044,7 +8204,21 @@ public:
     [[nodiscard]] bool accept(const Query& query, const EntryData& entry, float /*similarity*/) const {
         return check_hit_guards(*query.signature, entry, guards_) == GuardVeto::None;
     }
+    /// The step's shape: the guards' verdict; no probability (1 when accepted), no scope state.
+    [[nodiscard]] StepVerdict accept(const Query& query, const EntryData& entry, float similarity,
+                                     const VerifierScopeState* /*scope*/) const {
+        return accept(query, entry, similarity) ? StepVerdict{StepOutcome::Accepted, 1.0} : StepVerdict{StepOutcome::GuardVeto, 0.0};
+    }
     [[nodiscard]] static std::size_t entry_bytes(const EntryData& entry) noexcept { return entry.memory_bytes(); }
+
+    /// No feedback state: the guards have no operating point to move.
+    [[nodiscard]] static std::shared_ptr<VerifierScopeState> scope_state(std::string_view /*scope*/) noexcept { return nullptr; }
+    static bool report(const std::weak_ptr<VerifierScopeState>& /*scope*/, double /*probability*/, bool /*right*/) noexcept { return false; }
+    static void forget(std::string_view /*scope*/) noexcept {}
+    static void forget_all() noexcept {}
+    template <class Stats>
+    static void fill_stats(Stats& /*stats*/) noexcept {}
+    [[nodiscard]] static bool recommends_semantic_tier() noexcept { return false; }
 
 private:
     HitGuards guards_;
@@ -8153,6 +8327,318 @@ private:
 }  // namespace detail
 LLMFAST_END_NAMESPACE
 // ---- end llmfast/detail/scope_registry.hpp ----
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace detail {
+
+/// The step's counters (added to SemanticCacheStats by `fill_stats`).
+struct VerifiedStepCounters {
+    std::atomic<std::uint64_t> rejections{0};       ///< candidates below the operating point (or in an exhausted scope)
+    std::atomic<std::uint64_t> reports{0};          ///< outcomes reported for served hits
+    std::atomic<std::uint64_t> reported_wrong{0};   ///< of which wrong
+    std::atomic<std::uint64_t> threshold_raises{0}; ///< times a scope's operating point went up
+    std::atomic<std::int64_t> exhausted_scopes{0};  ///< scopes whose monitor is exhausted now
+};
+
+/// One scope's feedback state. Thread-safety: `threshold`/`exhausted` lock-free; `report` locks.
+/// The monitor (a few KB of bins) is made on the first report: a cache with many scopes that never
+/// get feedback pays only for this small object per scope.
+class VerifierScopeState {
+public:
+    VerifierScopeState(const WrongHitMonitorOptions& options, VerifiedStepCounters* counters)
+        : options_(options), counters_(counters), threshold_(options.base_threshold) {}
+
+    /// The probability a candidate needs now.
+    [[nodiscard]] double threshold() const noexcept { return threshold_.load(std::memory_order_relaxed); }
+    /// Even the most confident hits were wrong too often: serve nothing.
+    [[nodiscard]] bool exhausted() const noexcept { return exhausted_.load(std::memory_order_relaxed); }
+
+    /// Records the outcome of a hit served at `probability`.
+    void report(double probability, bool right) {
+        std::lock_guard lock(mutex_);
+        if (!monitor_) monitor_.emplace(options_);
+        const std::uint64_t raises_before = monitor_->stats().raises;
+        monitor_->report(probability, right);
+        const WrongHitMonitorStats s = monitor_->stats();
+        threshold_.store(s.threshold, std::memory_order_relaxed);
+        counters_->reports.fetch_add(1, std::memory_order_relaxed);
+        if (!right) counters_->reported_wrong.fetch_add(1, std::memory_order_relaxed);
+        counters_->threshold_raises.fetch_add(s.raises - raises_before, std::memory_order_relaxed);
+        set_exhausted_locked(s.exhausted);
+    }
+
+    [[nodiscard]] WrongHitMonitorStats stats() const {
+        std::lock_guard lock(mutex_);
+        if (monitor_) return monitor_->stats();
+        WrongHitMonitorStats none;
+        none.threshold = options_.base_threshold;
+        return none;
+    }
+
+    /// The scope left the cache: it no longer counts among the exhausted scopes (later reports through
+    /// an old LookupResult still reach this state, which nothing reads any more).
+    void forget() {
+        std::lock_guard lock(mutex_);
+        set_exhausted_locked(false);
+        forgotten_ = true;
+    }
+
+private:
+    void set_exhausted_locked(bool now) noexcept {
+        const bool before = exhausted_.load(std::memory_order_relaxed);
+        if (forgotten_ || now == before) return;
+        exhausted_.store(now, std::memory_order_relaxed);
+        counters_->exhausted_scopes.fetch_add(now ? 1 : -1, std::memory_order_relaxed);
+    }
+
+    mutable std::mutex mutex_;  // guards monitor_ and forgotten_
+    WrongHitMonitorOptions options_;
+    std::optional<WrongHitMonitor> monitor_;  // made on the first report
+    VerifiedStepCounters* counters_;
+    std::atomic<double> threshold_;
+    std::atomic<bool> exhausted_{false};
+    bool forgotten_ = false;
+};
+
+struct VerifiedStepEmpty {};
+
+template <class V>
+class VerifiedStep {
+    static_assert(HitVerifier<V>, "llmfast::detail::VerifiedStep<V>: V must model llmfast::HitVerifier — it needs a const "
+                                  "probability(std::string_view new_prompt, std::string_view cached_prompt, float similarity) "
+                                  "returning a probability in [0, 1]");
+
+    using Traits = hit_verifier_traits<V>;
+    static constexpr bool prepared = Traits::prepared;
+    /// The step applies the cache's guards itself (V does not).
+    static constexpr bool guards_first = !Traits::applies_hit_guards;
+
+    template <class T, bool = prepared>
+    struct PreparedTypes {
+        using Entry = std::string;  // the cached prompt, for the plain form
+        using Query = VerifiedStepEmpty;
+    };
+    template <class T>
+    struct PreparedTypes<T, true> {
+        using Entry = typename T::EntryData;
+        using Query = std::optional<typename T::Query>;
+    };
+
+public:
+    using VerifierType = V;
+    using GuardPart = std::conditional_t<guards_first, GuardSignature, VerifiedStepEmpty>;
+
+    struct EntryData {
+        [[no_unique_address]] GuardPart guards{};
+        typename PreparedTypes<V>::Entry verifier{};
+    };
+    static_assert(std::is_default_constructible_v<typename PreparedTypes<V>::Entry>,
+                  "llmfast::detail::VerifiedStep<V>: V::EntryData must be default-constructible (the cache default-constructs it)");
+
+    struct Query {
+        std::string_view prompt;
+        GuardVerifier::Query guards;  // signature made by prepare when guards_first
+        [[no_unique_address]] typename PreparedTypes<V>::Query verifier{};
+        bool prepared = false;
+    };
+
+    /// `guards` and `max_wrong_hit_rate` are SemanticCacheOptions'; `embedder_identity` the cache's
+    /// embedder's (`embedder_identity(e)`), which the verifier must be calibrated for.
+    VerifiedStep(V verifier, const HitGuards& guards, double max_wrong_hit_rate, std::string_view embedder_identity)
+        : verifier_(std::move(verifier)), guards_(guards), rate_(checked_max_wrong_hit_rate(max_wrong_hit_rate)),
+          base_threshold_(verifier_threshold(verifier_, rate_)) {
+        if (!verifier_calibrated_for(verifier_, embedder_identity)) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("SemanticCache::SemanticCache: the HitVerifier was calibrated for the embedder '{}', this cache's "
+                                    "embedder is '{}' (PairVerifier: construct it with PairVerifierOptions{{.use_similarity = false}})",
+                                    verifier_calibration_identity(verifier_), embedder_identity));
+        }
+        if constexpr (!guards_first) {
+            if (!(HitGuards(verifier_.hit_guards()) == guards)) {
+                throw Error(ErrorCode::InvalidArgument,
+                            "SemanticCache::SemanticCache: SemanticCacheOptions::guards differ from the HitVerifier's own guards, which "
+                            "it applies itself (PairVerifier: set PairVerifierOptions::guards to the same)");
+            }
+        }
+        if (!std::isfinite(base_threshold_)) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("SemanticCache::SemanticCache: the HitVerifier's threshold_for({}) is not finite ({})", rate_, base_threshold_));
+        }
+        recommends_ = verifier_recommends_semantic_tier(verifier_, rate_);
+    }
+
+    VerifiedStep(const VerifiedStep&) = delete;
+    VerifiedStep& operator=(const VerifiedStep&) = delete;
+
+    [[nodiscard]] const V& verifier() const noexcept { return verifier_; }
+    [[nodiscard]] double max_wrong_hit_rate() const noexcept { return rate_; }
+    /// The shipped operating point for δ (every scope starts there; never goes below it).
+    [[nodiscard]] double base_threshold() const noexcept { return base_threshold_; }
+
+    [[nodiscard]] EntryData entry_data(std::string_view prompt) const {
+        EntryData data;
+        if constexpr (guards_first) data.guards = make_guard_signature(prompt);
+        if constexpr (prepared) {
+            data.verifier = verifier_.entry_data(prompt);
+        } else {
+            data.verifier = std::string(prompt);
+        }
+        return data;
+    }
+
+    [[nodiscard]] static Query query(std::string_view prompt) noexcept { return Query{prompt, GuardVerifier::query(prompt), {}, false}; }
+
+    /// Completes `query` before a candidate is checked (outside every lock): the guards' signature (if
+    /// the step applies them) and V's Query (prepared form). Idempotent.
+    void prepare(Query& query) const {
+        if (query.prepared) return;
+        if constexpr (guards_first) GuardVerifier::prepare(query.guards);
+        if constexpr (prepared) query.verifier.emplace(verifier_.query(query.prompt));
+        query.prepared = true;
+    }
+
+    /// The verifier's probability for the candidate (clamped to [0, 1]; NaN -> 0). `prepare` must have run.
+    [[nodiscard]] double probability(const Query& query, const EntryData& entry, float similarity) const {
+        double p = 0;
+        if constexpr (prepared) {
+            p = static_cast<double>(verifier_.probability(*query.verifier, entry.verifier, similarity));
+        } else {
+            p = static_cast<double>(verifier_.probability(query.prompt, std::string_view(entry.verifier), similarity));
+        }
+        return p > 0.0 ? std::min(p, 1.0) : 0.0;  // NaN -> 0: never serve on a broken estimate
+    }
+
+    /// Guards (if the step applies them), then the verifier's probability against `scope`'s operating
+    /// point (`base_threshold()` without a scope state). `prepare` must have run.
+    [[nodiscard]] StepVerdict accept(const Query& query, const EntryData& entry, float similarity, const VerifierScopeState* scope) const {
+        if constexpr (guards_first) {
+            if (check_hit_guards(*query.guards.signature, entry.guards, guards_) != GuardVeto::None) return {StepOutcome::GuardVeto, 0.0};
+        }
+        const double p = probability(query, entry, similarity);
+        const bool exhausted = scope != nullptr && scope->exhausted();
+        const double threshold = scope != nullptr ? scope->threshold() : base_threshold_;
+        if (exhausted || !(p >= threshold)) {
+            counters_.rejections.fetch_add(1, std::memory_order_relaxed);
+            return {StepOutcome::Rejected, p};
+        }
+        return {StepOutcome::Accepted, p};
+    }
+
+    /// The heap bytes an entry's data holds (V's static `entry_bytes` when it has one).
+    [[nodiscard]] static std::size_t entry_bytes(const EntryData& entry) noexcept {
+        std::size_t bytes = 0;
+        if constexpr (guards_first) bytes += entry.guards.memory_bytes();
+        if constexpr (!prepared) {
+            if (entry.verifier.capacity() > std::string().capacity()) bytes += entry.verifier.capacity() + 1;
+        } else if constexpr (requires(const typename V::EntryData& e) { { V::entry_bytes(e) } -> std::convertible_to<std::size_t>; }) {
+            bytes += static_cast<std::size_t>(V::entry_bytes(entry.verifier));
+        }
+        return bytes;
+    }
+
+    /// The state of scope `name` (made on first use). Once per lookup, outside the cache's locks.
+    [[nodiscard]] std::shared_ptr<VerifierScopeState> scope_state(std::string_view name) {
+        {
+            std::shared_lock lock(mutex_);
+            if (const auto it = scopes_.find(name); it != scopes_.end()) return it->second;
+        }
+        auto made = std::make_shared<VerifierScopeState>(WrongHitMonitorOptions{.max_wrong_hit_rate = rate_, .base_threshold = base_threshold_},
+                                                         &counters_);
+        std::unique_lock lock(mutex_);
+        return scopes_.try_emplace(std::string(name), std::move(made)).first->second;
+    }
+
+    /// Feeds the outcome of a hit served in `scope` at `probability` to the scope's monitor. False when
+    /// there is no state (not a hit this step served).
+    bool report(const std::weak_ptr<VerifierScopeState>& scope, double probability, bool right) {
+        const std::shared_ptr<VerifierScopeState> state = scope.lock();
+        if (!state) return false;
+        state->report(probability, right);
+        return true;
+    }
+
+    /// Drops scope `name`'s state (erase_scope): its operating point starts again from the base.
+    void forget(std::string_view name) {
+        std::shared_ptr<VerifierScopeState> state;
+        {
+            std::unique_lock lock(mutex_);
+            const auto it = scopes_.find(name);
+            if (it == scopes_.end()) return;
+            state = std::move(it->second);
+            scopes_.erase(it);
+        }
+        state->forget();
+    }
+
+    /// Drops every scope's state (clear, load).
+    void forget_all() {
+        std::unordered_map<std::string, std::shared_ptr<VerifierScopeState>, ScopeNameHash, std::equal_to<>> old;
+        {
+            std::unique_lock lock(mutex_);
+            old.swap(scopes_);
+        }
+        for (auto& [name, state] : old) state->forget();
+    }
+
+    /// Adds the step's counters to the cache's stats snapshot.
+    template <class Stats>
+    void fill_stats(Stats& stats) const noexcept {
+        stats.verifier_rejections = counters_.rejections.load(std::memory_order_relaxed);
+        stats.reported_hits = counters_.reports.load(std::memory_order_relaxed);
+        stats.reported_wrong = counters_.reported_wrong.load(std::memory_order_relaxed);
+        stats.threshold_raises = counters_.threshold_raises.load(std::memory_order_relaxed);
+        stats.exhausted_scopes = static_cast<std::size_t>(std::max<std::int64_t>(0, counters_.exhausted_scopes.load(std::memory_order_relaxed)));
+    }
+
+    /// The verifier's vote for SemanticTier::Auto with a lexical embedder: `recommends_semantic_tier(δ)`
+    /// (calibration for the embedder was checked by the constructor).
+    [[nodiscard]] bool recommends_semantic_tier() const noexcept { return recommends_; }
+
+private:
+    V verifier_;
+    HitGuards guards_;
+    double rate_;
+    double base_threshold_;
+    bool recommends_ = false;
+    mutable VerifiedStepCounters counters_;
+    mutable std::shared_mutex mutex_;  // guards scopes_
+    std::unordered_map<std::string, std::shared_ptr<VerifierScopeState>, ScopeNameHash, std::equal_to<>> scopes_;
+};
+
+template <class V>
+struct VerifierStepOf {
+    using type = VerifiedStep<V>;
+};
+template <>
+struct VerifierStepOf<GuardsOnly> {
+    using type = GuardVerifier;
+};
+
+/// The cache's verifier step for its verifier parameter: the guards alone for GuardsOnly, else VerifiedStep<V>.
+template <class V>
+using verifier_step_t = typename VerifierStepOf<V>::type;
+
+}  // namespace detail
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/detail/verified_step.hpp ----
 // ---- begin llmfast/detail/single_flight.hpp ----
 // llmfast/detail/single_flight.hpp — the semantic cache's single-flight table: concurrent misses on one
 // key run the computation once; the others wait for its end, without blocking when they want:
@@ -8292,6 +8778,7 @@ LLMFAST_END_NAMESPACE
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -8301,8 +8788,20 @@ LLMFAST_END_NAMESPACE
 
 LLMFAST_BEGIN_NAMESPACE
 
+namespace detail {
+// The handle type of a shared tier's change feed (what `follow` returns), or a placeholder.
+template <class T, bool = shared_tier_traits<T>::has_change_feed>
+struct SharedFollowHandle {
+    using type = std::monostate;
+};
+template <class T>
+struct SharedFollowHandle<T, true> {
+    using type = decltype(std::declval<T&>().follow(std::declval<SharedFollowCallback>()));
+};
+}  // namespace detail
+
 enum class SemanticTier : std::uint8_t {
-    Auto,  ///< on, unless the embedder declares itself lexical (`embedder_traits<E>::lexical`)
+    Auto,  ///< on, unless the embedder is lexical (`embedder_traits<E>::lexical`) and the HitVerifier does not recommend it
     On,    ///< always on
     Off,   ///< exact tier only; nothing is embedded
 };
@@ -8333,9 +8832,17 @@ struct SemanticCacheOptions {
     float similarity_threshold = 0.9F;   ///< cosine in (0, 1]: a semantic hit needs at least this
     std::size_t semantic_candidates = 4; ///< nearest entries examined when the best is vetoed or expired (>= 1)
     HitGuards guards{};                  ///< vetoes for semantic hits (the verifier step)
+    double max_wrong_hit_rate = 0.05;    ///< δ in (0, 1): with a HitVerifier, the share of semantic hits allowed to be wrong
     std::size_t shards = 16;             ///< independently locked partitions (>= 1; capped at max_entries)
     EmbedderFailure embedder_failure = EmbedderFailure::Miss;  ///< see EmbedderFailure
     SnapshotVectors snapshot_vectors = SnapshotVectors::Auto;  ///< see SnapshotVectors
+    /// With a shared tier that has locks (`shared_tier_traits<S>::has_lock`): how long `get_or_compute`
+    /// waits for another replica that computes the same prompt before computing locally (>= 0; 0 =
+    /// never wait). Measured on the steady clock, not the cache's clock.
+    std::chrono::milliseconds shared_lock_wait{200};
+    /// The cross-replica lock's expiry in the shared tier (> 0): a replica that dies while computing
+    /// blocks the others for at most this (they compute themselves after `shared_lock_wait` anyway).
+    std::chrono::milliseconds shared_lock_ttl{5000};
 };
 
 enum class MatchKind : std::uint8_t {
@@ -8363,6 +8870,8 @@ struct LookupResult {
     float similarity = 0;                  ///< 1 for Exact/Computed/Coalesced; the cosine for Semantic
     std::chrono::nanoseconds age{0};       ///< how long ago the entry was inserted
     std::shared_ptr<const std::string> response_ptr;
+    double verified_probability = 0;  ///< Semantic: the HitVerifier's probability that it is right (1: guards only)
+    std::weak_ptr<detail::VerifierScopeState> verifier_scope{};  ///< internal: the scope whose monitor `report` feeds
 
     [[nodiscard]] bool hit() const noexcept { return response_ptr != nullptr; }
     explicit operator bool() const noexcept { return hit(); }
@@ -8393,6 +8902,29 @@ struct SemanticCacheStats {
     std::uint64_t embedder_failures = 0;
     /// Entries whose vector `load` took from the snapshot instead of embedding the prompt again.
     std::uint64_t vectors_loaded = 0;
+    // ---- the verifier step (all zero with the guards alone) ----
+    std::uint64_t verifier_rejections = 0;  ///< candidates below their scope's operating point (or in an exhausted scope)
+    std::uint64_t reported_hits = 0, reported_wrong = 0;  ///< outcomes given to `report`, and how many were wrong
+    std::uint64_t threshold_raises = 0;     ///< times a scope's operating point went up on reported wrong hits
+    std::size_t exhausted_scopes = 0;       ///< scopes serving no semantic hit: even their surest hits were wrong too often
+    // ---- the shared tier (`attach_shared`; all zero without one) ----
+    /// Local misses answered by the shared tier (stored locally, served as MatchKind::Exact). Also
+    /// counted in `exact_hits`: shared_hits <= exact_hits, and hit_rate() counts each lookup once.
+    std::uint64_t shared_hits = 0;
+    std::uint64_t shared_misses = 0;       ///< the shared tier answered: not there (or expired by this cache's clock)
+    std::uint64_t shared_unavailable = 0;  ///< the shared tier did not answer in its bound (down, slow, restarting): went on local-only
+    /// Entries from the shared tier (lookup or change feed) whose prompt does not hash to their key, or
+    /// a feed record with a malformed key: never served or stored. A value the tier itself cannot
+    /// decode is a NotFound to the cache (a shared miss), counted in the tier's own stats.
+    std::uint64_t shared_corrupt = 0;
+    std::uint64_t shared_writes = 0;           ///< write-through inserts, erases and scope purges the tier applied
+    std::uint64_t shared_write_failures = 0;   ///< write-throughs the tier did not apply (Unavailable, or it threw): never thrown to the caller
+    std::uint64_t shared_applied = 0;          ///< change-feed inserts from other replicas stored locally
+    std::uint64_t shared_tombstones_applied = 0;  ///< change-feed erase / purge records applied locally
+    std::uint64_t shared_gaps = 0;             ///< the change feed lost its place (trimmed): the tier replays live entries
+    std::uint64_t shared_resets = 0;           ///< the change feed found the store emptied (restart without persistence): local entries kept
+    std::uint64_t shared_lock_waits = 0;       ///< get_or_compute found another replica computing the prompt and waited for it
+    std::uint64_t shared_lock_timeouts = 0;    ///< ... and its entry did not appear within shared_lock_wait: computed locally
     std::size_t entries = 0;
     std::size_t memory_bytes = 0;   ///< accounted bytes of all entries (strings, vectors, bookkeeping)
 
@@ -8405,9 +8937,13 @@ struct SemanticCacheStats {
 /// The response cache. `E` embeds prompts for the semantic tier (models `Embedder`); `Index` is the
 /// per-scope vector index (`VectorIndex`: FlatIndex, exact; HnswIndex from llmfast/hnsw_index.hpp,
 /// approximate, for millions); `C` is the clock (`Clock`, wall clock by default); `Policy` picks a
-/// shard's eviction victim (`EvictionPolicy`: LruPolicy by default, or LfuPolicy).
+/// shard's eviction victim (`EvictionPolicy`: LruPolicy by default, or LfuPolicy); `Shared` is the
+/// type of a store shared by several replicas (`SharedTier`, llmfast/shared_tier.hpp: RedisTier from
+/// llmfast/redis_tier.hpp), attached with `attach_shared`; the default `NoSharedTier` compiles all
+/// of that away.
 /// Thread-safety: every member function may be called concurrently (see the header comment).
-template <class E, class Index = FlatIndex, class C = WallClock, class Policy = LruPolicy>
+template <class E, class Index = FlatIndex, class C = WallClock, class Policy = LruPolicy, class Shared = NoSharedTier,
+          class V = GuardsOnly>
 class SemanticCache {
     static_assert(Embedder<E>, "llmfast::SemanticCache<E>: E must model llmfast::Embedder — it needs dimension() "
                                "and a const embed(std::string_view, std::span<float>)");
@@ -8421,6 +8957,13 @@ class SemanticCache {
                   "llmfast::SemanticCache<E, Index, C, Policy>: Policy must model llmfast::EvictionPolicy — it needs "
                   "a default constructor, a nested default-constructible `Hook`, on_insert(Hook&), noexcept "
                   "on_access(Hook&) and on_remove(Hook&), and victim(const Hook*) returning Hook*");
+    static_assert(std::is_same_v<Shared, NoSharedTier> || SharedTier<Shared>,
+                  "llmfast::SemanticCache<E, Index, C, Policy, Shared>: Shared must model llmfast::SharedTier (or be "
+                  "llmfast::NoSharedTier) — it needs lookup(scope, key) -> SharedLookup, insert(const SharedEntry&), "
+                  "erase(scope, key) and purge_scope(scope) -> SharedStatus");
+    static_assert(std::same_as<V, GuardsOnly> || HitVerifier<V>,
+                  "llmfast::SemanticCache<E, Index, C, Policy, Shared, V>: V must be GuardsOnly or model llmfast::HitVerifier — it needs a "
+                  "const probability(std::string_view, std::string_view, float)");
 
 public:
     using Options = SemanticCacheOptions;
@@ -8429,18 +8972,68 @@ public:
     using IndexType = Index;
     using ClockType = C;
     using PolicyType = Policy;
+    using SharedTierType = Shared;
+    using VerifierType = V;
 
     /// With a stateless clock (the default WallClock).
-    explicit SemanticCache(E embedder = E{}, Options options = {}, IndexOptions index_options = {})
+    explicit SemanticCache(E embedder = E{}, Options options = {}, IndexOptions index_options = {}, V verifier = V{})
         requires ClockRef<C>::stateless
-        : SemanticCache(ClockRef<C>(), std::move(embedder), options, std::move(index_options)) {}
+        : SemanticCache(ClockRef<C>(), std::move(embedder), options, std::move(index_options), std::move(verifier)) {}
 
     /// With `clock` (which must outlive the cache when it is stateful, e.g. ManualClock).
-    explicit SemanticCache(const C& clock, E embedder = E{}, Options options = {}, IndexOptions index_options = {})
-        : SemanticCache(ClockRef<C>(clock), std::move(embedder), options, std::move(index_options)) {}
+    explicit SemanticCache(const C& clock, E embedder = E{}, Options options = {}, IndexOptions index_options = {}, V verifier = V{})
+        : SemanticCache(ClockRef<C>(clock), std::move(embedder), options, std::move(index_options), std::move(verifier)) {}
 
     SemanticCache(const SemanticCache&) = delete;
     SemanticCache& operator=(const SemanticCache&) = delete;
+    /// Stops following the shared tier's change feed (joins its thread) before anything else goes.
+    ~SemanticCache() { detach_shared_locked_out(); }
+
+    /// Attaches a shared tier (before first use or at any time; thread-safe); nullptr detaches. The
+    /// cache keeps the shared_ptr, so the tier lives while the cache uses it (also through async calls
+    /// in flight). With a change feed (`shared_tier_traits<Shared>::has_change_feed`) the cache follows
+    /// it from now on: other replicas' inserts (with their embeddings) enter the local exact tier and
+    /// vector index, their erase / purge tombstones apply locally. Replacing or detaching a tier stops
+    /// the old feed first (waits for its thread). What is already local stays. Throws
+    /// Error(HandlerFailed) when the tier's `follow` throws (e.g. no thread could be started): the
+    /// cache is then left without a tier.
+    void attach_shared(std::shared_ptr<Shared> tier)
+        requires(!std::is_same_v<Shared, NoSharedTier>)
+    {
+        std::lock_guard attach_lock(shared_.attach_mutex);
+        if constexpr (shared_tier_traits<Shared>::has_change_feed) shared_.follow.reset();
+        std::shared_ptr<Shared> old;
+        {
+            std::lock_guard lock(shared_.mutex);
+            old = std::exchange(shared_.tier, tier);
+        }
+        old.reset();  // outside the lock: a tier's destructor may answer its queued async calls
+        if constexpr (shared_tier_traits<Shared>::has_change_feed) {
+            if (!tier) return;
+            try {
+                shared_.follow.emplace(tier->follow([this](const SharedChange& change) { apply_shared_change(change); }));
+            } catch (const std::exception& e) {
+                // Without its feed the tier would serve exact hits but never the semantic ones it
+                // promises: leave no tier attached, and say why.
+                {
+                    std::lock_guard lock(shared_.mutex);
+                    shared_.tier.reset();
+                }
+                throw Error(ErrorCode::HandlerFailed,
+                            fmt::format("SemanticCache::attach_shared: the shared tier's change feed did not start ({})", e.what()));
+            }
+        }
+    }
+
+    /// True while a shared tier is attached.
+    [[nodiscard]] bool shared_attached() const noexcept {
+        if constexpr (has_shared) {
+            std::lock_guard lock(shared_.mutex);
+            return shared_.tier != nullptr;
+        } else {
+            return false;
+        }
+    }
 
     [[nodiscard]] const Options& options() const noexcept { return options_; }
     [[nodiscard]] const E& embedder() const noexcept { return embedder_; }
@@ -8461,7 +9054,7 @@ public:
         const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
         Prepared prepared = prepare(key, scope, make_text(prompt, std::move(response)));
         stamp(prepared, entry_ttl);
-        return insert_prepared(std::move(prepared), true);
+        return insert_and_share(std::move(prepared), false);
     }
 
     class Leader;
@@ -8481,6 +9074,28 @@ public:
         return begin_keyed(detail::prompt_cache_key(scope, prompt), prompt, scope);
     }
 
+    /// The callback form of `begin`, for event loops with a shared tier: `done(Flight)` is called
+    /// exactly once with what `begin` would return (counted the same). The exact tier answers on this
+    /// thread; on a local miss with an attached tier that has `lookup_async` (RedisTier), the tier's
+    /// lookup, the semantic tier and the flight's join-or-start run on the tier's worker thread, so
+    /// this thread never waits for the network — `done` may run on either thread (post it to your
+    /// executor). Without such a tier: `done(begin(prompt, scope))` here. `prompt` and `scope` need
+    /// only live until this returns; the cache must outlive the call; `done` must not throw and may
+    /// be move-only. With `EmbedderFailure::Throw` and no tier, the embedder's exception propagates
+    /// (then `done` is not called); on the worker an embedder failure is a miss.
+    template <class F>
+        requires std::invocable<std::decay_t<F>&, Flight&&> && std::constructible_from<std::decay_t<F>, F>
+    void begin_async(std::string_view prompt, std::string_view scope, F&& done) {
+        if constexpr (shared_tier_traits<Shared>::has_lookup_async) {
+            if (std::shared_ptr<Shared> tier = shared_tier()) {
+                begin_async_shared(*tier, prompt, scope, std::forward<F>(done));
+                return;
+            }
+        }
+        std::decay_t<F> callback(std::forward<F>(done));
+        std::invoke(callback, begin(prompt, scope));
+    }
+
     /// The cached response, or `fn()`'s result (stored, then returned). Concurrent calls that miss on
     /// the same scope + normalized prompt run `fn` once (that call's match is Computed); the others
     /// wait and get its result (match Coalesced) or its exception. `fn` must return something
@@ -8496,6 +9111,9 @@ public:
             Flight flight = begin_keyed(key, prompt, scope);
             if (LookupResult* cached = std::get_if<LookupResult>(&flight)) return std::move(*cached);
             if (Leader* leader = std::get_if<Leader>(&flight)) {
+                if constexpr (shared_tier_traits<Shared>::has_lock) {
+                    if (std::optional<LookupResult> other = cross_replica_flight(*leader, key, scope)) return std::move(*other);
+                }
                 std::string response;
                 try {
                     response = std::string(std::invoke(fn));
@@ -8525,11 +9143,17 @@ public:
     template <class F>
         requires std::invocable<std::decay_t<F>&, LookupResult> && std::constructible_from<std::decay_t<F>, F>
     void lookup_async(std::string_view prompt, std::string_view scope, F&& done) {
+        if constexpr (shared_tier_traits<Shared>::has_lookup_async) {
+            if (std::shared_ptr<Shared> tier = shared_tier()) {
+                lookup_async_shared(*tier, prompt, scope, std::forward<F>(done));
+                return;
+            }
+        }
         std::decay_t<F> callback(std::forward<F>(done));
         if constexpr (embedder_traits<E>::has_embed_async) {
             const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
             LookupResult first = lookup_exact(key, now_ns());
-            if (!first) first = lookup_shared(key);
+            if (!first) first = lookup_shared(key, scope);
             std::shared_ptr<Scope> target = (first || !semantic_) ? nullptr : semantic_scope(scope);
             if (first || !target) {
                 if (!first) stats_.misses.fetch_add(1, std::memory_order_relaxed);
@@ -8559,28 +9183,46 @@ public:
         }
     }
 
-    /// Removes the entry for (`scope`, normalized `prompt`); false if there was none.
+    /// Feedback on a Semantic hit the HitVerifier served: the application learned whether its answer
+    /// was right. Feeds the hit's scope's monitor, which raises the scope's operating point when wrong
+    /// hits exceed max_wrong_hit_rate. False (ignored) for other results or without a HitVerifier.
+    bool report(const LookupResult& hit, bool right) { return verifier_.report(hit.verifier_scope, hit.verified_probability, right); }
+
+    /// Removes the entry for (`scope`, normalized `prompt`); false if there was none. With a shared
+    /// tier attached, also erases it there (a tombstone every replica applies; bounded, a failure is
+    /// counted, never thrown) and returns true when either held it.
     bool erase(std::string_view prompt, std::string_view scope) {
         const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
-        Shard& shard = shard_for(key);
-        std::lock_guard lock(shard.mutex);
-        Node* node = shard.store.find(key);
-        if (node == nullptr) return false;
-        remove_locked(shard, *node);
-        return true;
+        bool erased = erase_local(key);
+        if constexpr (has_shared) {
+            if (std::shared_ptr<Shared> tier = shared_tier()) {
+                const SharedStatus status = shared_call([&] { return tier->erase(scope, detail::cache_key_hex(key)); });
+                count_write(status != SharedStatus::Unavailable);
+                erased = erased || status == SharedStatus::Ok;
+            }
+        }
+        return erased;
     }
 
-    /// Removes every entry of `scope`; returns how many. Entries inserted into the scope while this
-    /// runs may survive (they are then in a fresh scope).
+    /// Removes every entry of `scope`; returns how many (locally). Entries inserted into the scope while
+    /// this runs may survive (they are then in a fresh scope). With a shared tier attached, also purges
+    /// the scope there (every replica applies the tombstone; administrative: the tier may need several
+    /// round trips; a failure is counted, never thrown).
     std::size_t erase_scope(std::string_view scope) {
-        const std::shared_ptr<Scope> victim = scopes_.detach(scope);
-        if (!victim) return 0;
-        return remove_entries_if([&](const Entry& entry) { return entry.scope == victim; });
+        const std::size_t removed = erase_scope_local(scope);
+        if constexpr (has_shared) {
+            if (std::shared_ptr<Shared> tier = shared_tier()) {
+                count_write(shared_call([&] { return tier->purge_scope(scope); }) != SharedStatus::Unavailable);
+            }
+        }
+        return removed;
     }
 
-    /// Removes every entry.
+    /// Removes every entry — locally only: a shared tier keeps its entries (use `erase_scope` to
+    /// remove a scope everywhere).
     void clear() {
         scopes_.detach_all();
+        verifier_.forget_all();
         remove_entries_if([](const Entry&) { return true; });
     }
 
@@ -8609,8 +9251,25 @@ public:
         s.unusable_embeddings = stats_.unusable_embeddings.load(std::memory_order_relaxed);
         s.embedder_failures = stats_.embedder_failures.load(std::memory_order_relaxed);
         s.vectors_loaded = stats_.vectors_loaded.load(std::memory_order_relaxed);
+        if constexpr (has_shared) {
+            const SharedCounters& c = *shared_.counters;
+            const auto get = [](const std::atomic<std::uint64_t>& n) { return n.load(std::memory_order_relaxed); };
+            s.shared_hits = get(c.hits);
+            s.shared_misses = get(c.misses);
+            s.shared_unavailable = get(c.unavailable);
+            s.shared_corrupt = get(c.corrupt);
+            s.shared_writes = get(c.writes);
+            s.shared_write_failures = get(c.write_failures);
+            s.shared_applied = get(c.applied);
+            s.shared_tombstones_applied = get(c.tombstones_applied);
+            s.shared_gaps = get(c.gaps);
+            s.shared_resets = get(c.resets);
+            s.shared_lock_waits = get(c.lock_waits);
+            s.shared_lock_timeouts = get(c.lock_timeouts);
+        }
         s.entries = entry_count_.load(std::memory_order_relaxed);
         s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
+        verifier_.fill_stats(s);
         return s;
     }
 
@@ -8654,7 +9313,7 @@ public:
 
 private:
     using Scope = detail::CacheScope<Index>;
-    using Verifier = detail::GuardVerifier;
+    using Verifier = detail::verifier_step_t<V>;
 
     /// An entry's prompt (as inserted: re-embedded on load, and what the verifier saw) and response,
     /// in one shared block; lookups hand out the response through an aliasing pointer.
@@ -8706,11 +9365,11 @@ private:
             embedder_failures{0}, vectors_loaded{0};
     };
 
-    static bool semantic_for(SemanticTier tier) noexcept {
+    static bool semantic_for(SemanticTier tier, const Verifier& verifier) noexcept {
         switch (tier) {
             case SemanticTier::On: return true;
             case SemanticTier::Off: return false;
-            case SemanticTier::Auto: return !embedder_traits<E>::lexical;
+            case SemanticTier::Auto: return !embedder_traits<E>::lexical || verifier.recommends_semantic_tier();
         }
         return false;
     }
@@ -8747,6 +9406,14 @@ private:
         if (options.shards == 0) {
             throw Error(ErrorCode::InvalidArgument, fmt::format("SemanticCacheOptions::shards must be >= 1 (got {})", options.shards));
         }
+        if (options.shared_lock_wait < std::chrono::milliseconds::zero()) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("SemanticCacheOptions::shared_lock_wait must be >= 0 (got {} ms)", options.shared_lock_wait.count()));
+        }
+        if (options.shared_lock_ttl <= std::chrono::milliseconds::zero()) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("SemanticCacheOptions::shared_lock_ttl must be > 0 (got {} ms)", options.shared_lock_ttl.count()));
+        }
         return options;
     }
 
@@ -8756,11 +9423,11 @@ private:
         return dimension;
     }
 
-    SemanticCache(ClockRef<C> clock, E embedder, const Options& options, IndexOptions index_options)
+    SemanticCache(ClockRef<C> clock, E embedder, const Options& options, IndexOptions index_options, V verifier)
         : embedder_(std::move(embedder)), options_(validated(options)), clock_(clock),
           dimension_(checked_dimension(embedder_)), identity_(embedder_identity(embedder_)),
-          semantic_(semantic_for(options_.semantic_tier)), keep_vectors_(semantic_ && keep_vectors_for(options_.snapshot_vectors)),
-          verifier_(options_.guards),
+          verifier_(std::move(verifier), options_.guards, options_.max_wrong_hit_rate, identity_),
+          semantic_(semantic_for(options_.semantic_tier, verifier_)), keep_vectors_(semantic_ && keep_vectors_for(options_.snapshot_vectors)),
           shard_count_(std::min(options_.shards, options_.max_entries)),
           shards_(std::make_unique<Shard[]>(shard_count_)), scopes_(semantic_, dimension_, std::move(index_options)) {
         for (std::size_t i = 0; i < shard_count_; ++i) {
@@ -8813,7 +9480,7 @@ private:
     // The lookup path, one step per tier; `key` was computed once by the public call.
     LookupResult lookup_keyed(const detail::CacheKey& key, std::string_view prompt, std::string_view scope) {
         if (LookupResult exact = lookup_exact(key, now_ns()); exact) return exact;
-        if (LookupResult shared = lookup_shared(key); shared) return shared;
+        if (LookupResult shared = lookup_shared(key, scope); shared) return shared;
         if (semantic_) {
             if (LookupResult similar = lookup_semantic(prompt, scope); similar) return similar;
         }
@@ -8823,6 +9490,11 @@ private:
 
     Flight begin_keyed(const detail::CacheKey& key, std::string_view prompt, std::string_view scope) {
         if (LookupResult cached = lookup_keyed(key, prompt, scope); cached) return Flight(std::in_place_type<LookupResult>, std::move(cached));
+        return flight_after_miss(key, prompt, scope);
+    }
+
+    // begin's second half, after every tier missed (and counted the miss): join or start the flight.
+    Flight flight_after_miss(const detail::CacheKey& key, std::string_view prompt, std::string_view scope) {
         Shard& shard = shard_for(key);
         std::shared_ptr<typename Flights::Flight> flight;
         {
@@ -8860,9 +9532,442 @@ private:
         return hit(MatchKind::Exact, 1.0F, entry, now);
     }
 
-    // The slot for a tier shared across processes, between the exact and the semantic tier: it gets
-    // the key computed above; a hit would be inserted locally and returned. No shared tier yet.
-    LookupResult lookup_shared(const detail::CacheKey& /*key*/) { return {}; }
+    // ---- the shared tier (attach_shared) ----
+    // Between the exact and the semantic tier: a local miss asks the shared tier for the same key; a
+    // hit is stored locally (no write-through: it is there already) and served as Exact.
+
+    static constexpr bool has_shared = !std::is_same_v<Shared, NoSharedTier>;
+
+    // Counters the tier's async callbacks update: shared, so a write-through still in flight when
+    // the cache is destroyed counts into memory that is still alive.
+    struct SharedCounters {
+        std::atomic<std::uint64_t> hits{0}, misses{0}, unavailable{0}, corrupt{0}, writes{0}, write_failures{0}, applied{0},
+            tombstones_applied{0}, gaps{0}, resets{0}, lock_waits{0}, lock_timeouts{0};
+    };
+    using FollowHandle = typename detail::SharedFollowHandle<Shared>::type;
+    struct SharedState {
+        mutable std::mutex mutex;  // guards `tier`; callers take a copy of the shared_ptr and call outside it
+        std::shared_ptr<Shared> tier;
+        std::mutex attach_mutex;  // serializes attach_shared and the destructor; guards `follow`
+        std::optional<FollowHandle> follow;
+        std::shared_ptr<SharedCounters> counters = std::make_shared<SharedCounters>();
+    };
+    struct NoSharedState {};
+
+    [[nodiscard]] std::shared_ptr<Shared> shared_tier() const {
+        if constexpr (has_shared) {
+            std::lock_guard lock(shared_.mutex);
+            return shared_.tier;
+        } else {
+            return nullptr;
+        }
+    }
+
+    // The destructor's attach_shared(nullptr), while every member is still alive: stop the feed (its
+    // callback uses this cache), then let go of the tier — if this was its last owner, its destructor
+    // answers the async calls still queued, whose callbacks use this cache too.
+    void detach_shared_locked_out() noexcept {
+        if constexpr (has_shared) {
+            std::lock_guard attach_lock(shared_.attach_mutex);
+            if constexpr (shared_tier_traits<Shared>::has_change_feed) shared_.follow.reset();
+            std::shared_ptr<Shared> last;
+            {
+                std::lock_guard lock(shared_.mutex);
+                last = std::move(shared_.tier);
+            }
+            last.reset();
+        }
+    }
+
+    // Whether this thread's last shared lookup found the tier unavailable: get_or_compute then skips
+    // the lock (a second wait for a tier that is down would double the time a miss costs).
+    static bool& shared_down_here() noexcept {
+        thread_local bool down = false;
+        return down;
+    }
+
+    SharedCounters& shared_counters() const noexcept { return *shared_.counters; }
+    static void bump(std::atomic<std::uint64_t>& counter) noexcept { counter.fetch_add(1, std::memory_order_relaxed); }
+
+    // A shared tier's call whose failure must never become the caller's: anything it throws
+    // (std::bad_alloc, a misbehaving model) is Unavailable.
+    template <class F>
+    static auto shared_call(F&& call) noexcept -> decltype(call()) {
+        try {
+            return call();
+        } catch (...) {
+            using R = decltype(call());
+            if constexpr (std::is_same_v<R, SharedStatus>) {
+                return SharedStatus::Unavailable;
+            } else {
+                R r{};
+                r.status = SharedStatus::Unavailable;
+                return r;
+            }
+        }
+    }
+
+    void count_write(bool applied) const noexcept {
+        if constexpr (has_shared) bump(applied ? shared_counters().writes : shared_counters().write_failures);
+    }
+
+    // What other replicas need of a prepared insertion: the prompt, the response, the normalized
+    // vector (so they do not embed again), the embedder's identity (they use the vector only when it
+    // is theirs), created and the TTL (their local expiry is created + ttl, as here).
+    SharedEntry shared_entry_of(const Prepared& prepared) const {
+        SharedEntry entry;
+        entry.scope = std::string(prepared.scope);
+        entry.key = detail::cache_key_hex(prepared.key);
+        entry.prompt = prepared.text->prompt;
+        entry.response = prepared.text->response;
+        entry.embedding = prepared.vector;
+        entry.embedder = identity_;
+        entry.created_ns = prepared.created;
+        entry.ttl = std::chrono::nanoseconds(std::max<std::int64_t>(1, prepared.expires - prepared.created));
+        return entry;
+    }
+
+    // Stores locally, then writes through to the shared tier when one is attached: `insert_async`
+    // when the tier has it and `sync` is false (the caller may be an event loop), else `insert`.
+    bool insert_and_share(Prepared prepared, bool sync) {
+        if constexpr (has_shared) {
+            if (std::shared_ptr<Shared> tier = shared_tier()) {
+                SharedEntry entry = shared_entry_of(prepared);
+                const bool stored = insert_prepared(std::move(prepared), true);
+                write_through(*tier, std::move(entry), sync);
+                return stored;
+            }
+        }
+        (void)sync;
+        return insert_prepared(std::move(prepared), true);
+    }
+
+    void write_through(Shared& tier, SharedEntry entry, bool sync) noexcept {
+        if constexpr (has_shared) {
+            if constexpr (shared_tier_traits<Shared>::has_insert_async) {
+                if (!sync) {
+                    try {
+                        tier.insert_async(entry, [counters = shared_.counters](SharedStatus status) {
+                            bump(status == SharedStatus::Ok ? counters->writes : counters->write_failures);
+                        });
+                    } catch (...) {
+                        bump(shared_counters().write_failures);
+                    }
+                    return;
+                }
+            }
+            count_write(shared_call([&] { return tier.insert(entry); }) == SharedStatus::Ok);
+        } else {
+            (void)tier;
+            (void)entry;
+            (void)sync;
+        }
+    }
+
+    LookupResult lookup_shared(const detail::CacheKey& key, std::string_view scope) {
+        if constexpr (has_shared) {
+            std::shared_ptr<Shared> tier = shared_tier();
+            if (!tier) return {};
+            const std::string hex = detail::cache_key_hex(key);
+            SharedLookup found = shared_call([&] { return tier->lookup(scope, hex); });
+            shared_down_here() = found.status == SharedStatus::Unavailable;
+            return accept_shared(key, scope, found, true);
+        } else {
+            (void)key;
+            (void)scope;
+            return {};
+        }
+    }
+
+    // The shared tier's answer for `key`: on Ok (an entry of this scope whose prompt hashes to the
+    // key, alive by this cache's clock) stored locally and returned as an Exact hit (counted when
+    // `count_hit`); otherwise a counted miss / unavailable / corrupt and an empty result.
+    LookupResult accept_shared(const detail::CacheKey& key, std::string_view scope, const SharedLookup& found, bool count_hit) {
+        SharedCounters& counters = shared_counters();
+        if (found.status == SharedStatus::Unavailable) {
+            bump(counters.unavailable);
+            return {};
+        }
+        if (found.status != SharedStatus::Ok) {
+            bump(counters.misses);
+            return {};
+        }
+        const SharedEntry& entry = found.entry;
+        if (entry.scope != scope || detail::prompt_cache_key(entry.scope, entry.prompt) != key) {
+            bump(counters.corrupt);  // a store that returned another key's entry: never served
+            return {};
+        }
+        const std::int64_t now = now_ns();
+        Prepared prepared = prepared_from_shared(key, entry);
+        if (prepared.expires <= now || entry.ttl <= std::chrono::nanoseconds::zero()) {
+            bump(counters.misses);  // expired by our clock (clocks of replicas differ a little)
+            return {};
+        }
+        const std::int64_t created = prepared.created;
+        std::shared_ptr<const std::string> response = response_of(prepared.text);
+        insert_prepared(std::move(prepared), false);
+        if (count_hit) {
+            bump(counters.hits);
+            stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
+        }
+        return LookupResult{MatchKind::Exact, 1.0F, std::chrono::nanoseconds(std::max<std::int64_t>(0, now - created)), std::move(response)};
+    }
+
+    // A shared entry as a local insertion: expiry = created + ttl (the TTL runs from the original
+    // insert on whichever replica); the entry's embedding is used when it is this embedder's (same
+    // named identity and dimension), else the prompt is embedded here.
+    Prepared prepared_from_shared(const detail::CacheKey& key, const SharedEntry& entry) {
+        Prepared prepared;
+        prepared.key = key;
+        prepared.scope = entry.scope;
+        prepared.text = make_text(entry.prompt, entry.response);
+        prepared.created = entry.created_ns;
+        prepared.expires = expiry(entry.created_ns, entry.ttl);
+        if (semantic_) {
+            prepared.verify = verifier_.entry_data(prepared.text->prompt);
+            if (embedder_traits<E>::has_identity && entry.embedder == identity_ && entry.embedding.size() == dimension_) {
+                prepared.vector = entry.embedding;
+                if (!normalize_loaded(prepared.vector)) prepared.vector.clear();
+            } else {
+                prepared.vector.resize(dimension_);
+                if (!embed_normalized(prepared.text->prompt, prepared.vector)) prepared.vector.clear();
+            }
+        }
+        return prepared;
+    }
+
+    bool erase_local(const detail::CacheKey& key) {
+        Shard& shard = shard_for(key);
+        std::lock_guard lock(shard.mutex);
+        Node* node = shard.store.find(key);
+        if (node == nullptr) return false;
+        remove_locked(shard, *node);
+        return true;
+    }
+
+    std::size_t erase_scope_local(std::string_view scope) {
+        verifier_.forget(scope);  // the scope's feedback goes with its entries
+        const std::shared_ptr<Scope> victim = scopes_.detach(scope);
+        if (!victim) return 0;
+        return remove_entries_if([&](const Entry& entry) { return entry.scope == victim; });
+    }
+
+    // The change feed's callback, on the feed's thread. Never throws (a failure skips that record).
+    void apply_shared_change(const SharedChange& change) noexcept {
+        if constexpr (has_shared) {
+            SharedCounters& counters = shared_counters();
+            try {
+                switch (change.kind) {
+                    case SharedChange::Kind::Insert: apply_shared_insert(change.entry); break;
+                    case SharedChange::Kind::Erase: {
+                        detail::CacheKey key;
+                        if (!detail::parse_cache_key_hex(change.key, key)) {
+                            bump(counters.corrupt);
+                            break;
+                        }
+                        erase_local(key);
+                        bump(counters.tombstones_applied);
+                        break;
+                    }
+                    case SharedChange::Kind::PurgeScope:
+                        erase_scope_local(change.scope);
+                        bump(counters.tombstones_applied);
+                        break;
+                    case SharedChange::Kind::Gap: bump(counters.gaps); break;
+                    case SharedChange::Kind::Reset: bump(counters.resets); break;
+                    case SharedChange::Kind::RebuildDone: break;
+                }
+            } catch (...) {
+                // std::bad_alloc or a throwing embedder (EmbedderFailure::Throw): that record is skipped.
+            }
+        } else {
+            (void)change;
+        }
+    }
+
+    // Another replica's insert (or a replay after a gap). Verified (its prompt must hash to its key:
+    // a forged or damaged record is counted and skipped); skipped when we already hold that key at
+    // least as new (our own inserts come back on the feed; a newer local one wins).
+    void apply_shared_insert(const SharedEntry& entry) {
+        const detail::CacheKey key = detail::prompt_cache_key(entry.scope, entry.prompt);
+        if (entry.ttl <= std::chrono::nanoseconds::zero() || detail::cache_key_hex(key) != entry.key) {
+            bump(shared_counters().corrupt);
+            return;
+        }
+        if (expiry(entry.created_ns, entry.ttl) <= now_ns()) return;  // expired while in the feed
+        {
+            Shard& shard = shard_for(key);
+            std::lock_guard lock(shard.mutex);
+            if (Node* node = shard.store.find(key); node != nullptr && node->value.created >= entry.created_ns) return;
+        }
+        insert_prepared(prepared_from_shared(key, entry), false);
+        bump(shared_counters().applied);
+    }
+
+    // lookup_async with a tier that has lookup_async: the exact tier here; on a miss the tier's
+    // lookup runs on its worker, whose callback stores a hit locally or runs the semantic tier there
+    // (with embed_async, on the embedder's thread), then calls `done` once.
+    template <class F>
+    void lookup_async_shared(Shared& tier, std::string_view prompt, std::string_view scope, F&& done) {
+        // Shared, because the tier may copy its callback (std::function) and `done` may be move-only.
+        auto callback = std::make_shared<std::decay_t<F>>(std::forward<F>(done));
+        const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
+        if (LookupResult exact = lookup_exact(key, now_ns()); exact) {
+            std::invoke(*callback, std::move(exact));
+            return;
+        }
+        auto step = [this, key, text = std::string(prompt), scope_name = std::string(scope), callback](SharedLookup found) mutable {
+            LookupResult result;
+            try {
+                result = accept_shared(key, scope_name, found, true);
+            } catch (...) {
+                result = {};
+            }
+            if (result || !semantic_) {
+                if (!result) stats_.misses.fetch_add(1, std::memory_order_relaxed);
+                std::invoke(*callback, std::move(result));
+                return;
+            }
+            semantic_async(std::move(text), scope_name, [callback](LookupResult r) mutable { std::invoke(*callback, std::move(r)); });
+        };
+        try {
+            tier.lookup_async(scope, detail::cache_key_hex(key), std::move(step));
+        } catch (...) {
+            // The tier could not take the call (std::bad_alloc): go on local-only, here.
+            bump(shared_counters().unavailable);
+            semantic_async(std::string(prompt), scope, [callback](LookupResult r) mutable { std::invoke(*callback, std::move(r)); });
+        }
+    }
+
+    // begin_async with a tier that has lookup_async: lookup_async_shared's steps, then (all missed)
+    // the flight's join-or-start, on whichever thread the last step completed.
+    template <class F>
+    void begin_async_shared(Shared& tier, std::string_view prompt, std::string_view scope, F&& done) {
+        auto callback = std::make_shared<std::decay_t<F>>(std::forward<F>(done));
+        const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
+        lookup_async_shared(tier, prompt, scope,
+                            [this, key, text = std::string(prompt), scope_name = std::string(scope), callback](LookupResult found) mutable {
+                                if (found) {
+                                    std::invoke(*callback, Flight(std::in_place_type<LookupResult>, std::move(found)));
+                                    return;
+                                }
+                                std::optional<Flight> flight;
+                                try {
+                                    flight.emplace(flight_after_miss(key, text, scope_name));
+                                } catch (...) {
+                                    // std::bad_alloc: nothing joined or started; the caller computes without a flight
+                                    flight.emplace(std::in_place_type<LookupResult>);
+                                }
+                                std::invoke(*callback, std::move(*flight));
+                            });
+    }
+
+    // The semantic tier for an async lookup whose exact and shared tiers missed; `done` once, counted
+    // (a miss counts in `misses`). Never throws: a failure is a miss.
+    template <class F>
+    void semantic_async(std::string prompt, std::string_view scope, F done) noexcept {
+        LookupResult result;
+        try {
+            std::shared_ptr<Scope> target = semantic_ ? semantic_scope(scope) : nullptr;
+            if constexpr (embedder_traits<E>::has_embed_async) {
+                if (target) {
+                    auto shared_done = std::make_shared<F>(std::move(done));
+                    embedder_.embed_async(prompt, [this, target, text = prompt, shared_done](std::vector<float>&& vector,
+                                                                                             std::exception_ptr error) mutable {
+                        LookupResult r;
+                        try {
+                            if (error) {
+                                stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
+                            } else if (vector.size() == dimension_ && normalize_usable(vector)) {
+                                r = search_semantic(text, target, vector);
+                            } else if (vector.size() != dimension_) {
+                                stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
+                            }
+                        } catch (...) {
+                            r = {};
+                        }
+                        if (!r) stats_.misses.fetch_add(1, std::memory_order_relaxed);
+                        std::invoke(*shared_done, std::move(r));
+                    });
+                    return;
+                }
+            } else {
+                if (target) result = lookup_semantic(prompt, scope);
+            }
+        } catch (...) {
+            result = {};  // no caller left to throw to (EmbedderFailure::Throw included)
+        }
+        if (!result) stats_.misses.fetch_add(1, std::memory_order_relaxed);
+        std::invoke(done, std::move(result));
+    }
+
+    // get_or_compute's cross-replica single flight, for this call's local Leader. Acquired: the
+    // leader keeps the lock (its complete writes through synchronously, then unlocks). Held: waits up
+    // to shared_lock_wait for the other replica's entry; found: stored locally, the local flight
+    // completed with it, returned as Coalesced. Otherwise (Unavailable, timed out): nullopt, the
+    // caller computes.
+    std::optional<LookupResult> cross_replica_flight(Leader& leader, const detail::CacheKey& key, std::string_view scope) {
+        std::shared_ptr<Shared> tier = shared_tier();
+        if (!tier || std::exchange(shared_down_here(), false)) return std::nullopt;
+        SharedCounters& counters = shared_counters();
+        const std::string hex = detail::cache_key_hex(key);
+        SharedLock lock;
+        try {
+            lock = tier->try_lock(scope, hex, options_.shared_lock_ttl);
+        } catch (...) {
+            lock.state = SharedLock::State::Unavailable;
+        }
+        if (lock.state == SharedLock::State::Acquired) {
+            leader.lock_.lock = std::move(lock);
+            leader.lock_.tier = std::move(tier);
+            return std::nullopt;
+        }
+        if (lock.state == SharedLock::State::Unavailable) {
+            bump(counters.unavailable);
+            return std::nullopt;
+        }
+        bump(counters.lock_waits);
+        const SharedLookup found = wait_for_shared_entry(*tier, scope, hex);
+        if (found.status == SharedStatus::Unavailable) {
+            bump(counters.unavailable);
+            return std::nullopt;
+        }
+        LookupResult result;
+        if (found.found()) {
+            try {
+                result = accept_shared(key, scope, found, false);
+            } catch (...) {
+                result = {};
+            }
+        }
+        if (!result) {
+            bump(counters.lock_timeouts);
+            return std::nullopt;
+        }
+        // This call did not run its function after all: it received another replica's response.
+        stats_.computations.fetch_sub(1, std::memory_order_relaxed);
+        stats_.coalesced.fetch_add(1, std::memory_order_relaxed);
+        leader.release()->complete(result.response_ptr);
+        result.match = MatchKind::Coalesced;
+        return result;
+    }
+
+    // Polls the tier for (scope, key) until it is there, the tier is unavailable or shared_lock_wait
+    // passed (steady clock): the tier's own `wait_for_entry` when it has one.
+    SharedLookup wait_for_shared_entry(Shared& tier, std::string_view scope, const std::string& hex) {
+        const std::chrono::milliseconds max_wait = options_.shared_lock_wait;
+        if constexpr (requires { tier.wait_for_entry(scope, std::string_view(hex), max_wait); }) {
+            return shared_call([&] { return tier.wait_for_entry(scope, std::string_view(hex), max_wait); });
+        } else {
+            constexpr auto poll = std::chrono::milliseconds(2);
+            const auto until = std::chrono::steady_clock::now() + max_wait;
+            for (;;) {
+                SharedLookup found = shared_call([&] { return tier.lookup(scope, hex); });
+                if (found.status != SharedStatus::NotFound || std::chrono::steady_clock::now() + poll > until) return found;
+                std::this_thread::sleep_for(poll);
+            }
+        }
+    }
 
     // Embeds into `out` and L2-normalizes it, so the index's inner product is the cosine whatever the
     // embedder returns. False (and counted in `unusable_embeddings`) for a zero or non-finite vector:
@@ -8941,9 +10046,10 @@ private:
             candidates = scope->index->search(query_vector, options_.semantic_candidates);
         }
         typename Verifier::Query query = Verifier::query(prompt);
+        const auto verifier_scope = verifier_.scope_state(scope->name);  // the scope's operating point
         for (const SearchHit& candidate : candidates) {
             if (!(candidate.score >= options_.similarity_threshold)) break;  // best first
-            Verifier::prepare(query);                                         // outside the lock
+            verifier_.prepare(query);                                         // outside the lock
             Shard& shard = shards_[candidate.id % shard_count_];
             const std::int64_t now = now_ns();
             std::lock_guard lock(shard.mutex);
@@ -8956,13 +10062,17 @@ private:
                 stats_.expirations.fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
-            if (!verifier_.accept(query, entry.verify, candidate.score)) {
-                stats_.guard_vetoes.fetch_add(1, std::memory_order_relaxed);
+            const detail::StepVerdict verdict = verifier_.accept(query, entry.verify, candidate.score, verifier_scope.get());
+            if (!verdict) {
+                if (verdict.guard_veto()) stats_.guard_vetoes.fetch_add(1, std::memory_order_relaxed);  // else counted by the step
                 continue;
             }
             use_locked(shard, *node);
             stats_.semantic_hits.fetch_add(1, std::memory_order_relaxed);
-            return hit(MatchKind::Semantic, std::min(candidate.score, 1.0F), entry, now);
+            LookupResult result = hit(MatchKind::Semantic, std::min(candidate.score, 1.0F), entry, now);
+            result.verified_probability = verdict.probability;
+            result.verifier_scope = verifier_scope;
+            return result;
         }
         return {};
     }
@@ -9209,9 +10319,9 @@ private:
     [[no_unique_address]] ClockRef<C> clock_;
     std::size_t dimension_ = 0;
     std::string identity_;
+    Verifier verifier_;  // before semantic_: SemanticTier::Auto asks it
     bool semantic_ = false;
     bool keep_vectors_ = false;
-    Verifier verifier_;
     std::size_t shard_count_ = 0;
     std::unique_ptr<Shard[]> shards_;
     detail::ScopeRegistry<Index> scopes_;
@@ -9220,6 +10330,14 @@ private:
     std::atomic<std::size_t> entry_count_{0};
     std::atomic<std::size_t> memory_bytes_{0};
     Counters stats_;
+    [[no_unique_address]] std::conditional_t<has_shared, SharedState, NoSharedState> shared_;
+
+    // The cross-replica lock a get_or_compute Leader holds (Acquired), released when its flight ends.
+    struct LeaderLock {
+        SharedLock lock;
+        std::shared_ptr<Shared> tier;
+    };
+    using LeaderLockSlot = std::conditional_t<shared_tier_traits<Shared>::has_lock, LeaderLock, NoSharedState>;
 
 public:
     // ---- the single flight's handles (declared above, defined here: they hold private types) ----
@@ -9233,7 +10351,7 @@ public:
         Leader() noexcept = default;
         Leader(Leader&& other) noexcept
             : cache_(std::exchange(other.cache_, nullptr)), key_(other.key_), prompt_(std::move(other.prompt_)),
-              scope_(std::move(other.scope_)), flight_(std::move(other.flight_)) {}
+              scope_(std::move(other.scope_)), flight_(std::move(other.flight_)), lock_(std::exchange(other.lock_, {})) {}
         Leader& operator=(Leader&& other) noexcept {
             if (this != &other) {
                 abandon();
@@ -9242,6 +10360,7 @@ public:
                 prompt_ = std::move(other.prompt_);
                 scope_ = std::move(other.scope_);
                 flight_ = std::move(other.flight_);
+                lock_ = std::exchange(other.lock_, {});
             }
             return *this;
         }
@@ -9268,7 +10387,9 @@ public:
                 stored = response_of(text);
                 Prepared prepared = cache_->prepare(key_, scope_, std::move(text));
                 cache_->stamp(prepared, entry_ttl);
-                cache_->insert_prepared(std::move(prepared), true);
+                // Holding the cross-replica lock: write through before unlocking, so a replica that
+                // takes the lock next finds the entry.
+                cache_->insert_and_share(std::move(prepared), holds_shared_lock());
             } catch (...) {
                 fail(std::current_exception());
                 throw;
@@ -9302,8 +10423,27 @@ public:
                std::shared_ptr<typename Flights::Flight> flight)
             : cache_(owner), key_(key), prompt_(prompt), scope_(scope), flight_(std::move(flight)) {}
 
-        // Takes the flight out of the shard's table (later callers no longer join it) and out of this handle.
+        [[nodiscard]] bool holds_shared_lock() const noexcept {
+            if constexpr (shared_tier_traits<Shared>::has_lock) {
+                return lock_.tier != nullptr;
+            } else {
+                return false;
+            }
+        }
+
+        // Takes the flight out of the shard's table (later callers no longer join it) and out of this
+        // handle; releases the cross-replica lock if it holds one.
         std::shared_ptr<typename Flights::Flight> release() noexcept {
+            if constexpr (shared_tier_traits<Shared>::has_lock) {
+                if (lock_.tier) {
+                    try {
+                        lock_.tier->unlock(lock_.lock);
+                    } catch (...) {
+                        // the lock expires on its own (shared_lock_ttl)
+                    }
+                    lock_ = {};
+                }
+            }
             std::shared_ptr<typename Flights::Flight> flight = std::move(flight_);
             Shard& shard = cache_->shard_for(key_);
             {
@@ -9319,6 +10459,7 @@ public:
         std::string prompt_;
         std::string scope_;
         std::shared_ptr<typename Flights::Flight> flight_;
+        [[no_unique_address]] LeaderLockSlot lock_{};
     };
 
     /// A caller that waits for another caller's computation (from `begin`), without blocking when it
@@ -9418,6 +10559,7045 @@ public:
 
 LLMFAST_END_NAMESPACE
 // ---- end llmfast/semantic_cache.hpp ----
+// ---- begin llmfast/pair_verifier.hpp ----
+// llmfast/pair_verifier.hpp — `PairVerifier`, the built-in `HitVerifier`: a small trained model that
+// says whether an answer cached for one prompt is right for another, from lexical evidence alone.
+//
+// `HashingEmbedder` measures shared characters and words, so by itself it cannot tell "how do I reset
+// my password" (same question) from "第一季比第二季好看吗" / "第二季比第一季好看吗" (same words,
+// another question). PairVerifier looks at the pair more closely — overlaps at several n-gram orders
+// weighted by how rare each word is, word order (longest common subsequence, Kendall tau of the shared
+// words' positions), the hit guards' signals (numbers, negation, Latin names, term order), length
+// ratios — plus a learned embedding of what differs (the tokens, bigrams and Latin trigrams only one
+// side has, hashed into a trained int8 table, so substitutions seen in the labelled pairs count), and
+// a small neural network (one hidden layer, trained by scripts/train_verifier.py, weights in the
+// generated pair_verifier_weights.hpp) turns them into a probability. Its operating point for a
+// wrong-hit rate δ comes from a calibration curve measured on a validation split held out of the
+// training data (`threshold_for(δ)`); WrongHitMonitor (wrong_hit_monitor.hpp) raises it on a user's own
+// traffic when feedback shows more wrong hits than δ. See docs/verifier.md for the figures.
+//
+//     const llmfast::PairVerifier verifier;                                  // the shipped weights
+//     double p = verifier.probability("how can I reset my password", "How do I reset my password?", 0.83F);
+//     bool serve = p >= verifier.threshold_for(0.05);                        // at most ~5 % wrong hits
+//
+//     auto entry = verifier.entry_data(cached_prompt);                       // once, at insertion
+//     auto query = verifier.query(new_prompt);                               // once per lookup
+//     double p2 = verifier.probability(query, entry, similarity);            // per candidate, no allocation
+//
+// The similarity feature is calibrated for `HashingEmbedder` with default options (its identity is
+// `calibration_identity()`). With another embedder, construct it with
+// `PairVerifierOptions{.use_similarity = false}`: the model then ignores the given similarity and
+// uses the lexical features alone (its own cosine of hashed n-grams replaces it), which stay valid
+// whatever embedder found the candidate; `calibration_identity()` becomes empty.
+//
+// Thread-safety: immutable after construction; every const member may be called from any number of
+// threads at once. `EntryData` and `Query` are plain values.
+//
+// Errors: nothing throws except allocation failure (std::bad_alloc) in `entry_data`, `query` and the
+// plain `probability` form, which analyse text.
+
+
+// ---- begin llmfast/pair_verifier_weights.hpp ----
+// llmfast/pair_verifier_weights.hpp — GENERATED by scripts/train_verifier.py; do not edit by hand.
+//
+// The weights, token idf table and calibration of PairVerifier (pair_verifier.hpp).
+// Trained on pairs-train.tsv.gz (129992 pairs; sources: AFQMC, LCQMC dev, OPPO-xiaobu (CSTS collection,
+// research use only), QQP (Quora's terms), STS Benchmark en/zh train (stsb-multi-mt: scores CC BY-SA 4.0,
+// texts under their original licences)); 85 % train / 15 % validation per source and label, seed 17,
+// plus synthetic same-words-other-order pairs made from those texts.
+// The operating points were chosen on the validation split; pairs-dev.tsv was only reported on.
+// Because of the sources' terms, these weights are for research and evaluation; retrain on data you
+// are licensed for to ship them (docs/verifier.md).
+// Model: 32 features + 16384 x 16 item embedding (int8) -> 32 ReLU -> sigmoid; 2 epochs of Adam.
+//
+// Regenerate (deterministic; see docs/verifier.md for timings and for training on your own data):
+//     cmake --build --preset default --target verifier_features
+//     /usr/bin/python3 scripts/train_verifier.py --train <pairs-train.tsv.gz> --dev <pairs-dev.tsv>
+//         --features build/default/benchmarks/verifier_features        (one command line)
+//
+// Thread-safety: constants only. Errors: none.
+
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+LLMFAST_BEGIN_NAMESPACE
+namespace pair_verifier_weights {
+
+inline constexpr std::size_t feature_count = 32;
+inline constexpr std::size_t hidden = 32;
+inline constexpr std::size_t embed_dim = 16;
+inline constexpr std::size_t embed_buckets = 16384;
+/// Inputs of the hidden layer: the standardized features, then the product and the absolute
+/// difference of the two sides' mean item embeddings.
+inline constexpr std::size_t inputs = feature_count + 2 * embed_dim;
+/// HashingEmbedder identity whose cosine the `similarity` feature was trained on.
+inline constexpr std::string_view embedder_identity = "llmfast.HashingEmbedder/1 dim=384 seed=0";
+
+inline constexpr std::array<float, feature_count> feature_mean{
+    0.548857539F, 0.411966855F, 0.567719743F, 0.416651092F, 0.49233003F, 0.618633962F, 0.330465326F, 0.193227368F,
+    0.733676754F, 0.449789558F, 0.559389178F, 0.13029209F, 0.104444726F, 1.83639881F, 2.33204346F, 2.58377083F,
+    0.785056577F, 7.24654616F, 3.41856507F, 1.51336691F, 1.50716144F, 0.124764679F, 0.111375628F, 0.212848761F,
+    0.117335697F, 0.11104151F, 0.128529821F, 0.167987843F, 0.0710902875F, 0.475885357F, 0.337579672F, 0.458436553F,
+};
+inline constexpr std::array<float, feature_count> feature_inv_std{
+    4.18561583F, 2.03712225F, 4.02838332F, 3.74271577F, 3.85348161F, 3.76953315F, 4.01173316F, 4.20415883F,
+    3.24244472F, 4.20999871F, 4.05004279F, 4.45445717F, 3.26971986F, 1.81855455F, 2.76648474F, 2.54898897F,
+    5.44559788F, 0.342430212F, 0.821376584F, 1.29968049F, 1.31789913F, 3.02615909F, 3.17867266F, 2.44306682F,
+    3.10732829F, 3.17764057F, 2.78082573F, 2.67483032F, 3.89142006F, 2.00233013F, 2.11468182F, 4.16002983F,
+};
+/// hidden x inputs, row-major.
+inline constexpr std::array<float, hidden * inputs> hidden_weights{
+    0.101752365F, -0.329586069F, -0.0772417706F, 0.22149757F, -0.222956814F, 0.0487108424F, 0.0708410222F, -0.0371702097F,
+    0.106368465F, 0.260903705F, 0.245154131F, 0.0605895943F, -0.0129230284F, -0.149146735F, -0.0166116023F, 0.0499798478F,
+    -0.110052977F, -0.0335377359F, 0.118614447F, 0.170172869F, 0.0876976213F, -0.108010229F, -0.353675342F, -0.283608225F,
+    -0.241453097F, -0.289260787F, -0.296732033F, -0.00303371282F, -0.628420391F, 0.126203925F, 0.214760711F, -0.195324672F,
+    0.415392948F, 0.299748756F, 0.364327067F, 0.36535288F, 0.365246405F, 0.211663236F, 0.447047519F, -0.231637956F,
+    0.271698426F, 0.320081429F, 0.170612088F, 0.267915003F, 0.332324965F, 0.315661547F, -0.236244451F, 0.370147739F,
+    -0.797241634F, -0.703883439F, -0.508663351F, -0.920866488F, -1.03468552F, -0.520921588F, -0.884505481F, 0.766890841F,
+    -0.583855239F, -0.623121964F, -0.289542817F, -0.403643373F, -0.386488192F, -0.731643824F, 0.925056128F, -0.900239618F,
+    -0.100108488F, 0.322799063F, 0.11265269F, -0.240607451F, -0.148744402F, -0.100289928F, 0.123110346F, 0.181441702F,
+    -0.150284964F, 0.0700035282F, 0.0186605822F, 0.0381359524F, -0.0746624554F, 0.0514116597F, 0.0684663027F, 0.178467944F,
+    -0.0905592108F, 0.247487625F, 0.0443725591F, -0.0159276199F, -0.109991998F, 0.0431834628F, -0.0551851452F, -0.188259228F,
+    -0.111799267F, -0.0792395942F, -0.0529738847F, -0.0815636207F, 0.0467092303F, 0.0202067826F, -0.0884135081F, 0.0358320918F,
+    -0.177705686F, -0.117094417F, -0.199827351F, -0.117818649F, -0.149599229F, -0.139242562F, -0.172119499F, 0.110445877F,
+    -0.217190244F, -0.136666457F, -0.0257062001F, -0.0655010359F, -0.0828454718F, -0.109306727F, 0.0359674385F, -0.0685750914F,
+    0.81799798F, 0.392429201F, 0.458353431F, 0.485460201F, 0.359331443F, 0.603277766F, 0.724636539F, -0.387158592F,
+    0.680991903F, 0.495323959F, 0.148763402F, 0.712660384F, 0.315667982F, 0.494289981F, -0.39878558F, 0.425296137F,
+    0.18658512F, 0.136594273F, -0.0121952496F, -0.146822136F, -0.114440095F, -0.259652487F, 0.0492273131F, 0.0788872241F,
+    -0.177332805F, 0.0984752609F, -0.0965387927F, -0.103963525F, -0.231018266F, 0.230290243F, -0.0321093999F, 0.0146384409F,
+    0.120487189F, -0.042641746F, -0.00903789488F, -0.139824503F, -0.190067578F, -0.151776845F, -0.153762354F, -0.0523747151F,
+    -0.156126197F, -0.0880113933F, -0.224837329F, 0.0465286537F, 0.464027256F, 0.0305885202F, 0.0253838983F, 0.0751370176F,
+    -0.60716691F, -0.452350337F, -0.544578657F, -0.417680798F, -0.443432152F, -0.250664461F, -0.589197878F, 0.327644759F,
+    -0.343053773F, -0.424954365F, -0.138856085F, -0.283792241F, -0.348574706F, -0.49313054F, 0.361476115F, -0.464188808F,
+    1.08260878F, 1.0607755F, 0.874759089F, 1.06033089F, 0.816085478F, 0.359794718F, 1.0973675F, -0.60533191F,
+    0.992169206F, 0.959998399F, 0.386394314F, 0.593683768F, 0.648885946F, 0.812425498F, -0.822590599F, 0.968406783F,
+    0.065335816F, 0.413787767F, 0.0919872902F, -0.131026993F, -0.136390795F, -0.231249495F, -0.206957966F, 0.0122723871F,
+    0.284677902F, 0.0416186144F, 0.0120432155F, 0.0150872107F, -0.0118767492F, -0.0212625405F, -0.232377679F, 0.184742454F,
+    -0.196611971F, 0.334543718F, 0.0191507676F, -0.0534907348F, -0.0923987667F, 0.157516293F, -0.107512772F, -0.0390559326F,
+    -0.0969510043F, -0.128444027F, -0.00827409189F, 0.21451059F, -0.164774161F, -0.0508926996F, 0.0945761931F, 0.270191861F,
+    -0.575410609F, -0.467438329F, -0.547867787F, -0.45499393F, -0.471934799F, -0.273758931F, -0.596405577F, 0.336225005F,
+    -0.392864535F, -0.455831237F, -0.15448782F, -0.310805837F, -0.406938371F, -0.481829219F, 0.387295982F, -0.479326911F,
+    1.30551652F, 0.885170908F, 1.00571733F, 0.935913565F, 0.733539051F, 0.477164253F, 1.0338393F, -0.826652694F,
+    0.906455088F, 0.999905185F, 0.133246612F, 0.689924651F, 0.77656575F, 0.866738462F, -0.978942818F, 0.974120738F,
+    -0.0671617094F, 0.310183815F, 0.05064135F, -0.0953114482F, 0.173728803F, 0.0912375632F, 0.128013825F, -0.0124186862F,
+    -0.0547098318F, -0.0954747918F, -0.021039258F, -0.0629688956F, -0.110593912F, -0.137924615F, -0.160772293F, -0.139685473F,
+    -0.070233261F, 0.0637600406F, 0.11867511F, 0.35887502F, 0.186842173F, 0.00623212193F, -0.0273409134F, 0.0591430324F,
+    -0.0670146381F, -0.0818301669F, -0.249838874F, -0.0442046702F, -0.289043235F, -0.0244845517F, 0.163685376F, 0.250742927F,
+    -0.586864822F, -0.436350395F, -0.527184298F, -0.461961097F, -0.49738842F, -0.265779115F, -0.601421581F, 0.327550601F,
+    -0.410268973F, -0.436865181F, -0.174111933F, -0.276683802F, -0.387213145F, -0.474839215F, 0.34605626F, -0.459592233F,
+    1.26430219F, 1.01518955F, 0.838344738F, 1.11043569F, 0.949884907F, 0.632474795F, 1.18344481F, -0.860525822F,
+    0.933120339F, 0.933828058F, 0.288105135F, 0.741663263F, 0.71118731F, 1.17687894F, -0.981264367F, 1.02420255F,
+    -0.0631435883F, 0.132171198F, 0.0996372552F, -0.344188333F, -0.153757763F, -0.0973671172F, 0.224765301F, 0.308580917F,
+    -0.303331734F, -0.0042276766F, -0.075543881F, -0.0393540608F, -0.12464423F, 0.0151982707F, 0.213242231F, -0.120663618F,
+    0.301676746F, 0.379591652F, 0.315221474F, 0.0119134991F, 0.096789023F, -0.0247618611F, 0.267832118F, -0.0372302809F,
+    0.0361277674F, -0.00477887608F, 0.0801678751F, -0.17271855F, -0.0357759822F, -0.0416203592F, 0.08002536F, -0.104796333F,
+    -0.600643968F, -0.49825077F, -0.527608451F, -0.463151693F, -0.493313483F, -0.325280064F, -0.558423911F, 0.307992157F,
+    -0.391071357F, -0.348419615F, -0.239113652F, -0.385935511F, -0.418503829F, -0.413544878F, 0.309780986F, -0.466754632F,
+    1.0886639F, 0.773626069F, 0.860024837F, 0.910382838F, 0.931883565F, 0.580711928F, 0.879538031F, -0.695468968F,
+    0.67939124F, 0.73820383F, 0.386455546F, 0.815225307F, 0.556943966F, 0.773935184F, -0.82865764F, 0.707603383F,
+    -0.0422964311F, 0.367291248F, -0.0289135498F, -0.227920849F, 0.156124619F, -0.235892764F, -0.0389935355F, 0.303524354F,
+    0.257467256F, -0.152967605F, 0.207299122F, -0.0359019862F, 0.00774389051F, -0.217125671F, 0.0639513784F, -0.120682103F,
+    0.048019051F, -0.222813575F, -0.0137509028F, -0.0816423844F, -0.257917122F, -0.151225057F, 0.136824942F, -0.298088349F,
+    -0.178249555F, 0.0514387559F, -0.245777564F, -0.303083313F, 0.106927008F, -0.176771221F, -0.0338489698F, 0.0184451126F,
+    0.64142575F, 0.42389382F, 0.580856532F, 0.439550133F, 0.435529141F, 0.268150131F, 0.583300439F, -0.386477283F,
+    0.381442269F, 0.493136791F, 0.157889629F, 0.216446638F, 0.366160437F, 0.469439808F, -0.371546834F, 0.434619065F,
+    -0.948647601F, -0.854671544F, -0.85323641F, -0.802425611F, -0.726001482F, -0.258910945F, -0.873406523F, 1.06862412F,
+    -0.905645682F, -0.96527391F, 0.154963371F, -0.459251439F, -0.417601402F, -0.950051937F, 1.04287111F, -0.652874123F,
+    -0.145397011F, -0.123570871F, -0.0151982063F, -0.20003786F, -0.297448648F, -0.386668866F, 0.181587915F, 0.195835353F,
+    -0.136072133F, -0.439487231F, -0.0525773796F, -0.0646524939F, -0.00430392451F, -0.154825921F, 0.0456929853F, 0.122923103F,
+    0.00510046392F, 0.243151707F, 0.0995720336F, 0.220226944F, 0.180873786F, 0.390343713F, -0.0431652572F, -0.022667107F,
+    -0.0700895643F, -0.0240059326F, 0.00162367988F, -0.00842945153F, 0.177119185F, 0.0149830789F, -0.153363381F, 0.0996460767F,
+    -0.224209745F, -0.169473912F, -0.108717699F, -0.117994642F, -0.196078961F, -0.145988715F, -0.128176133F, 0.155214584F,
+    -0.109323374F, -0.143667956F, -0.0215918333F, -0.153402058F, -0.075369424F, -0.0194064434F, 0.0388254871F, -0.132129236F,
+    0.42165454F, 0.275361206F, 0.15109271F, 0.193402663F, 0.293563402F, 0.462021094F, 0.429139098F, -0.667815185F,
+    0.384072133F, 0.530500241F, -0.17677806F, 0.296128881F, 0.144577906F, -0.0639270791F, -0.420189649F, 0.0534363052F,
+    -0.0902796282F, 0.112008983F, -0.208298995F, -0.169108108F, -0.16227122F, -0.0106919611F, -0.0865906669F, 0.226504577F,
+    -0.154490945F, -0.181453761F, 0.139876546F, -0.0849319425F, 0.22114926F, 0.0683976823F, 0.100779679F, 0.303524994F,
+    0.0616988142F, 0.0387823133F, 0.275573077F, 0.182336996F, 0.228596437F, 0.0880862289F, 0.307267875F, 0.266456718F,
+    -0.156088302F, 0.247733373F, -0.0918554079F, -0.12906467F, 0.148387091F, 0.0410949035F, -0.127804104F, -0.0547698335F,
+    -0.142664625F, -0.102801324F, -0.0675524673F, -0.116294202F, -0.141874188F, -0.111814566F, -0.152106619F, 0.109388797F,
+    -0.0988433733F, -0.087818112F, -0.00864240549F, -0.104426111F, -0.0580711013F, 0.00576639877F, 0.0329564161F, -0.0635843333F,
+    0.410654843F, 0.148923921F, 0.146177252F, 0.374390956F, 0.358008919F, 0.571185714F, 0.449276152F, -0.704069803F,
+    0.182191439F, 0.487125927F, 0.00098989988F, 0.398970077F, 0.00626172661F, -0.0172913876F, -0.407096205F, 0.297174358F,
+    0.144103574F, 0.261777356F, 0.175330565F, -0.0225458215F, 0.304328929F, 0.107063388F, 0.0268907891F, 0.130998824F,
+    -0.124643328F, 0.258252647F, -0.022379655F, 0.136620127F, 0.17413531F, -0.271023454F, -0.0606318285F, 0.0374286523F,
+    -0.0431119195F, 0.0365799196F, -0.0686868172F, -0.172123284F, 0.0719307442F, -0.116901449F, -0.0583249217F, 0.0501053967F,
+    0.141535561F, -0.127972852F, -0.107503734F, 0.173001897F, 0.142813841F, -0.0446071706F, 0.00624077142F, -0.155846227F,
+    0.27767485F, 0.174215177F, 0.286421741F, 0.173864177F, 0.188993489F, 0.0240905835F, 0.324299294F, -0.0962807885F,
+    0.187573231F, 0.228971733F, 0.0566228824F, 0.00304608398F, 0.104169458F, 0.318622564F, -0.177374624F, 0.12831126F,
+    -0.685343075F, -0.60255662F, -0.669347907F, -0.736450523F, -0.560883132F, -0.0430307706F, -0.823829872F, 0.606857269F,
+    -0.567481145F, -0.81309738F, -0.106547858F, -0.299156929F, -0.21963729F, -0.623456516F, 1.09890268F, -0.631354268F,
+    0.0952081897F, 0.0887503219F, -0.187430133F, -0.265170132F, 0.105475098F, 0.0749887017F, -0.28704062F, 0.0867351469F,
+    0.249300185F, 0.089087247F, 0.187224885F, -0.144089733F, -0.173121929F, 0.00681481799F, 0.0020142375F, -0.110709764F,
+    -0.113492536F, 0.14168664F, 0.0783523259F, -0.120724782F, 0.037395406F, -0.307453239F, -0.293157423F, -0.162790117F,
+    -0.103371829F, -0.0589879378F, 0.0862210231F, -0.0295427224F, -0.158509627F, -0.0015590362F, -0.0183957918F, -0.132774426F,
+    0.625965937F, 0.574008165F, 0.533214776F, 0.473405104F, 0.538809229F, 0.36710708F, 0.525249961F, -0.42493875F,
+    0.433932962F, 0.473250069F, 0.191606975F, 0.407722523F, 0.476133102F, 0.366915943F, -0.359579654F, 0.436668976F,
+    -1.03539589F, -0.778899424F, -0.647939606F, -0.907044936F, -1.05866923F, -0.603524501F, -0.852650513F, 1.15621989F,
+    -0.750458101F, -0.91257928F, -0.284161339F, -1.11864483F, -0.814957873F, -0.568097294F, 0.96363048F, -0.875411114F,
+    0.00922926051F, -0.116477608F, 0.169412272F, -0.0129821194F, 0.175950248F, 0.0525700921F, 0.238688903F, 0.0341323401F,
+    0.0245404357F, 0.105863584F, 0.135264735F, -0.209296531F, -0.0717904826F, 0.262081642F, 0.297622036F, 0.174192409F,
+    -0.00674302697F, 0.0773930218F, 0.219417018F, -0.0651279041F, 0.0800656517F, -0.128267217F, -0.0582167163F, -0.0539356591F,
+    -0.027667367F, -0.0414666866F, -0.0799907786F, 0.1003734F, -0.45673387F, 0.0586202621F, -0.272926355F, -0.197492018F,
+    0.255786394F, 0.221347572F, 0.294190102F, 0.259462721F, 0.235939415F, 0.119432469F, 0.343324334F, -0.0635044435F,
+    0.264999739F, 0.235868871F, 0.114017495F, 0.134201056F, 0.167319002F, 0.244219145F, -0.197935343F, 0.2414681F,
+    -0.732429012F, -0.524968229F, -0.463231656F, -1.01372905F, -0.535126388F, -0.219024598F, -0.697973267F, 0.255921563F,
+    -0.630042012F, -0.456459942F, -0.315735434F, -0.527690979F, -0.281581539F, -0.697512122F, 1.13562636F, -0.528765648F,
+    -0.0537699176F, 0.0835243582F, -0.0884706103F, 0.400487069F, 0.32503262F, 0.0523303666F, 0.0559377218F, -0.153632736F,
+    -0.143700325F, 0.0265397437F, 0.0981063136F, -0.114839547F, 0.187234428F, 0.352981101F, 0.064259344F, 0.214781534F,
+    -0.0901413703F, 0.269499307F, -0.0209619437F, 0.202645446F, 0.251803417F, -0.0769950971F, 0.011674481F, -0.0112016777F,
+    -0.00778079879F, 0.0325101002F, -0.157509569F, 0.12064124F, -0.143624492F, 0.0618506192F, -0.17634309F, 0.112766238F,
+    0.217230605F, 0.201101386F, 0.253387195F, 0.290013305F, 0.233230856F, 0.111184896F, 0.318927486F, -0.0978797358F,
+    0.251285032F, 0.197520867F, 0.149922015F, 0.143234377F, 0.174616476F, 0.259585898F, -0.242081177F, 0.249472823F,
+    -0.569789816F, -0.669066512F, -0.379267235F, -0.6785159F, -0.582945547F, -0.184190826F, -0.680628788F, 0.229683885F,
+    -0.737542406F, -0.335003144F, -0.289000376F, -0.48196351F, -0.20265701F, -0.755690555F, 0.72342916F, -0.799096673F,
+    0.065571704F, 0.0940748053F, 0.0576798431F, -0.107749794F, -0.00170133219F, -0.114912542F, 0.155649847F, -0.126928716F,
+    0.300294971F, -0.0631164173F, 0.00267019955F, 0.0525420393F, -0.200640189F, -0.152152955F, -0.227830199F, 0.000335769603F,
+    0.204841386F, 0.168124442F, -0.126284525F, 0.0127069396F, -0.187680504F, -0.143912416F, 0.0689356722F, 0.0446040114F,
+    -0.415329546F, -0.0447217983F, 0.11344809F, 0.192475543F, -0.00411725778F, 0.041237203F, -0.119042691F, -0.0354299477F,
+    -0.563543162F, -0.493746599F, -0.54763901F, -0.317675058F, -0.353016391F, -0.283136446F, -0.619493448F, 0.361874165F,
+    -0.259683459F, -0.360525576F, -0.120548775F, -0.341400373F, -0.30375988F, -0.446209127F, 0.272214561F, -0.511066392F,
+    0.961522284F, 0.820651171F, 0.559222127F, 0.673470421F, 0.710569523F, 0.525019288F, 0.625137384F, -0.603785143F,
+    0.776884655F, 0.763720241F, 0.113495116F, 0.673443504F, 0.466792609F, 0.74818461F, -0.909019025F, 0.666547788F,
+    0.124201877F, 0.148292782F, -0.134770667F, -0.0535988851F, 0.0498615735F, 0.143485769F, -0.0412483643F, 0.0763473353F,
+    -0.213786427F, -0.0634464057F, 0.049072152F, 0.157500709F, -0.0953287995F, 0.0469303038F, 0.0444509276F, 0.0417609004F,
+    0.0167684298F, 0.0127286141F, 0.146298292F, 0.089673743F, 0.00916468367F, -0.0102880822F, 0.0590358343F, 0.223948935F,
+    0.138374731F, 0.366472113F, 0.118355784F, -0.0882368172F, 0.170942062F, 0.035119149F, 0.0149562445F, -0.136228329F,
+    -0.00241957449F, 0.00083713433F, 0.000314535656F, -0.000226643519F, 0.000188954207F, -0.00467849779F, 0.000200013665F, 0.00160407092F,
+    4.95950126e-05F, -0.00029673336F, 0.000324006184F, -0.00147133436F, 1.43420832e-05F, 0.00348022342F, 0.000707312126F, -0.00014156763F,
+    0.0266292391F, -0.0611284182F, -0.037266142F, 0.00445911622F, -0.0463011236F, -0.0513930757F, -0.0106282118F, -0.0264891803F,
+    -0.00748030785F, -0.0329020514F, -0.0127828315F, -0.0340442908F, -0.0138728577F, -0.03151748F, -0.0388220383F, -0.0527582539F,
+    0.0370917789F, -0.329149403F, -0.0255627862F, 0.331324108F, 0.160013017F, 0.151405389F, 0.165710643F, 0.0537196458F,
+    -0.025473288F, 0.196877289F, -0.128884297F, 0.108814992F, 0.213704395F, 0.233038513F, 0.268229493F, 0.0140840926F,
+    -0.178871349F, 0.0282315585F, -0.0462053015F, 0.107025463F, 0.065487864F, 0.0319304619F, 0.109027249F, -0.0420011143F,
+    0.251081574F, 0.223166159F, -0.0684734935F, 0.0828623296F, -0.814694255F, 0.174612624F, 0.170154957F, -0.120405884F,
+    0.275591269F, 0.282370249F, 0.269764746F, 0.337203957F, 0.262956846F, 0.11294725F, 0.367103291F, -0.0413244323F,
+    0.310486038F, 0.234721971F, 0.225679769F, 0.0770924301F, 0.255564699F, 0.37610424F, -0.248784333F, 0.369483368F,
+    -0.647220069F, -0.632787391F, -0.310629692F, -0.63334641F, -0.542225349F, -0.0298795165F, -0.778599459F, 0.300778423F,
+    -0.490374675F, -0.530684853F, -0.409084912F, -0.0197249368F, -0.56832853F, -0.77468747F, 0.981217407F, -0.47034712F,
+    0.130446362F, -0.475730362F, -0.121987296F, -0.134392564F, 0.0742222336F, 0.0696892686F, -0.498813059F, 0.0344753371F,
+    -0.0567042248F, -0.0260225441F, 0.0519178041F, -0.0455350231F, 0.160448454F, 0.24085253F, 0.150294857F, -0.102468987F,
+    0.108599511F, -0.329956999F, -0.188118079F, -0.175991527F, -0.225202804F, 0.270597577F, 0.0651891477F, 0.224376756F,
+    -0.064406455F, 0.0268669652F, 0.0130884414F, 0.0753010557F, 0.241639669F, 0.069178109F, -0.124997722F, -0.196367462F,
+    -0.0915192745F, -0.028408771F, -0.0055336632F, 0.0593247792F, 0.0299444484F, 0.0278424597F, -0.0211634285F, 0.0566483307F,
+    0.0659482674F, -0.0751176499F, 0.0127118301F, 0.028907865F, 0.0858101559F, -0.0167835918F, 0.0494138645F, 0.0310842103F,
+    0.0345667048F, 0.16949958F, -0.0126566427F, -0.165687891F, 0.027863781F, -0.171097205F, -0.23455336F, -0.448573589F,
+    -0.419539087F, 0.175299511F, -0.184156011F, -0.173140748F, -0.43697495F, 0.0802024011F, -0.376693443F, -0.259308518F,
+    0.15065417F, -0.300207845F, -0.167784891F, 0.154540776F, 0.161850944F, 0.149218688F, -0.116699028F, 0.0313447034F,
+    0.0479595558F, 0.0313754319F, 0.112764199F, -0.146745358F, -0.31456055F, -0.147515937F, 0.187504472F, 0.00767722109F,
+    0.00961034681F, -0.0305667512F, 0.328036417F, -0.0201180923F, -0.201212459F, -0.28779396F, -0.165719551F, -0.00784330011F,
+    -0.090254646F, -0.188907108F, 0.0478672399F, 0.0159076445F, -0.548674475F, -0.0273662052F, 0.187731429F, -0.111606214F,
+    0.541809554F, 0.403801696F, 0.487918677F, 0.494685786F, 0.462019754F, 0.278147387F, 0.511452931F, -0.337412709F,
+    0.286394489F, 0.386931464F, 0.282380954F, 0.366215574F, 0.412985872F, 0.4712637F, -0.367957384F, 0.508438571F,
+    -0.982271415F, -0.543587163F, -0.765141771F, -0.926281443F, -0.646110943F, -0.31351867F, -0.662250084F, 0.910500837F,
+    -0.798315142F, -0.69574759F, -0.198298795F, -0.319035052F, -0.680118677F, -0.954052301F, 1.13101351F, -0.707783385F,
+    -0.0171282911F, 0.104041088F, -0.104032051F, -0.148033248F, 0.115988445F, -0.00416361843F, -0.0543269858F, -0.0842922782F,
+    -0.255990963F, -0.0249724404F, -0.224115654F, 0.178865341F, 0.221114468F, -0.0828751612F, -0.072724767F, 0.247279275F,
+    0.112609834F, 0.0795804524F, 0.0673597609F, 0.358239137F, -0.144878077F, 0.118811905F, 0.204613145F, 0.212348084F,
+    0.19730448F, -0.039876307F, 0.0158094511F, -0.0874257639F, -0.0112559648F, -0.0879736004F, -0.0853373103F, 0.102222821F,
+    -0.00582324488F, -0.00588551552F, -0.000340523088F, 0.00446345158F, 0.00306561255F, -0.00316939857F, -0.0131428609F, 0.0303219204F,
+    -0.0211638103F, 0.00938966937F, -0.001561449F, -0.0116314158F, 0.00013190462F, -0.00173810137F, -0.00841668529F, -0.0133023872F,
+    -0.00154112351F, 0.108814438F, 0.0913987901F, -0.0131477082F, 0.276400319F, 0.0545704148F, 0.0315447872F, -0.305674709F,
+    -0.0225400113F, 0.136528433F, -0.147512587F, 0.105793334F, -0.137275618F, 0.00807369744F, -0.219524807F, 0.0811929725F,
+    0.0817432889F, -0.712800183F, -0.159855063F, 0.0537816288F, -0.0147878982F, -0.0728586955F, -0.0136825273F, 0.244201679F,
+    -0.829181455F, 0.0165362731F, 0.0447962918F, -0.111243074F, 0.211264217F, 0.154672021F, -0.169037351F, 0.176972176F,
+    0.0202638024F, -0.0212918522F, -0.130418261F, -0.336645309F, -0.135486399F, 0.00150007314F, 0.112049398F, -0.218109417F,
+    0.0153290688F, 0.0723571175F, -0.0131394635F, -0.126927587F, 0.254583873F, 0.140529221F, -0.150202822F, -0.125820887F,
+    -0.100879887F, -0.137565588F, -0.0744618309F, -0.0608844978F, -0.036935975F, -0.0753077597F, -0.126507358F, 0.149171066F,
+    0.0102948437F, -0.0737742678F, -0.0637990431F, -0.0371807563F, -0.0208744299F, -0.0892005755F, 0.0740309541F, -0.017260973F,
+    0.58830291F, 0.217824855F, 0.247599727F, 0.159963967F, 0.034806713F, 0.09724422F, 0.189642671F, -0.896341627F,
+    -0.148580936F, 0.4344264F, 0.0691230299F, -0.0368120131F, 0.0218824369F, 0.433611694F, -0.749067431F, 0.169192525F,
+    0.109930755F, -0.968385208F, 0.0426865479F, -0.294347779F, 0.041772079F, -0.273010112F, -0.176030928F, 0.339390067F,
+    -0.50731366F, 0.246575444F, 0.115834514F, -0.0343052028F, 0.0636439351F, 0.0175558042F, 0.171460752F, 0.226074754F,
+    0.0895843889F, -0.145921983F, -0.10423581F, -0.0686426946F, -0.141901625F, 0.231555348F, 0.0653177525F, 0.0587362206F,
+    0.200034089F, 0.216136166F, 0.135997839F, 0.00184042702F, 0.436450164F, 0.343466132F, -0.215863394F, 0.180837612F,
+    -0.163060624F, -0.113989923F, -0.109503034F, -0.0580399372F, -0.0325881655F, -0.0248447237F, -0.0831461511F, 0.171942243F,
+    -0.00403765854F, -0.0656573182F, 0.0188146098F, -0.0344066282F, 0.0117697875F, -0.166284917F, 0.095407921F, -0.00390680046F,
+    0.326590853F, 0.597286503F, -0.0145528685F, 0.0490406688F, -0.10921204F, -0.0779071802F, 0.181124132F, -0.748328302F,
+    -0.167063116F, 0.518602347F, -0.393959853F, -0.143516077F, -0.198340724F, 0.151886318F, -0.75751402F, -0.051752968F,
+    -0.0673744702F, -0.236562823F, 0.0189592399F, 0.0346751618F, -0.0540655464F, -0.0148385503F, 0.0641941276F, -0.16401516F,
+    -0.0881824244F, 0.111550817F, 0.186820647F, -0.0373638469F, -0.0944444627F, 0.312695572F, 0.0174042582F, 0.197495903F,
+    -0.283188992F, 0.250765135F, 0.10073762F, 0.0834722902F, 0.0242918368F, 0.032577309F, -0.0605933968F, 0.289651739F,
+    0.11035007F, 0.061908164F, 0.0385102055F, 0.178801643F, -0.259088891F, 0.0212275325F, 0.093113418F, -0.0476791255F,
+    0.0170273376F, 0.0336693116F, 0.0435266243F, 0.0538343594F, 0.0368261073F, 0.0436413701F, 0.0509584803F, -0.0196866439F,
+    0.019922677F, 0.0277910395F, 0.0271308949F, -0.00163953004F, 0.0465853133F, -9.98792488e-05F, -0.0229892629F, 0.0202848233F,
+    -0.312935043F, -0.406205652F, -0.429468449F, -0.161614499F, -0.285998175F, -0.233914295F, -0.508754562F, 0.0374357058F,
+    -0.19760673F, -0.271441803F, -0.266321079F, -0.26024747F, -0.363620077F, -0.267647011F, 0.352354103F, -0.418182419F,
+    -0.129268674F, -0.33627443F, -0.0505175793F, -0.121447121F, -0.280616519F, 0.00767894654F, -0.213976869F, 0.103106239F,
+    -0.00592333044F, -0.191879847F, 0.0467549102F, -0.0766772464F, -0.0312686491F, 0.130698876F, 0.259111085F, 0.472855422F,
+    -0.00130147318F, 0.036634995F, -0.00550183894F, -0.145338193F, -0.04942696F, 0.0147042522F, -0.424637792F, -0.11526125F,
+    -0.314405567F, -0.237569034F, 0.130742995F, -0.278517623F, 0.141559026F, 0.334538584F, 0.0127313864F, -0.158129832F,
+    -0.433956944F, -0.399742474F, -0.334086384F, -0.320931839F, -0.39697786F, -0.261626038F, -0.430840589F, 0.183065569F,
+    -0.301966114F, -0.360132572F, -0.183660255F, -0.192727175F, -0.2095731F, -0.320845374F, 0.241130767F, -0.289568633F,
+    0.938492971F, 0.91814051F, 0.602180527F, 0.758504013F, 0.718777277F, 0.371310247F, 0.700800937F, -0.759215721F,
+    0.479814407F, 0.644109179F, 0.348102999F, 0.502030664F, 0.383768589F, 0.761687787F, -0.736666462F, 0.715084286F,
+    -0.111450053F, 0.106580309F, -0.108931089F, -0.315965046F, -0.305851352F, 0.0400425513F, -0.119935783F, 0.0300402112F,
+    -0.166201685F, -0.137466891F, -0.112526946F, -0.0721851302F, 0.18770489F, -0.0556060747F, -0.057115477F, -0.0348780527F,
+    -0.0811770675F, 0.175841744F, 0.462547339F, -0.153653474F, 0.0156812201F, 0.11432587F, 0.0530923979F, 0.120302548F,
+    0.050186997F, 0.110401625F, 0.159630573F, -0.00940167556F, 0.268040759F, 0.107687336F, -0.111992985F, 0.0680509412F,
+    -0.194950801F, -0.190850452F, -0.175408116F, -0.117928225F, -0.220594767F, -0.151801338F, -0.193579366F, 0.225291709F,
+    -0.113329467F, -0.150393395F, -0.00875014109F, -0.20010829F, -0.0652099428F, 0.00574256128F, 0.0652202238F, -0.139595004F,
+    0.271746877F, 0.577450608F, 0.352903002F, 0.324344672F, 0.438741416F, 0.419720466F, 0.369382769F, -0.530718499F,
+    0.293335845F, 0.496303903F, -0.125663769F, 0.587338074F, 0.138403953F, 0.0855116641F, -0.428314874F, 0.316838247F,
+    -0.0779859255F, 0.261628467F, -0.0091722416F, 0.0170458498F, -0.0341455237F, 0.0884802519F, 0.413796823F, 0.231485271F,
+    0.0718248161F, 0.0875939548F, -0.112893214F, 0.138167157F, 0.0483546187F, 0.0201443541F, 0.247318952F, 0.178529263F,
+    0.028455885F, -0.500959731F, -0.105388274F, -0.145295419F, -0.215160989F, 0.129998531F, 0.0187454249F, 0.301327281F,
+    0.306877959F, 0.309458248F, 0.30701293F, -0.00556999897F, -0.118323234F, -0.0760777735F, 0.0200235657F, 0.106538312F,
+    0.283623191F, 0.19699158F, 0.287506706F, 0.21475428F, 0.205308384F, 0.0635090803F, 0.329988353F, -0.0977395709F,
+    0.161035316F, 0.263879225F, 0.0540850254F, 0.0236598976F, 0.135131314F, 0.319595424F, -0.265103061F, 0.209872376F,
+    -0.746267429F, -0.536787251F, -0.55121119F, -0.481667398F, -0.717451703F, -0.357553244F, -0.582299556F, 0.507704957F,
+    -0.631836327F, -0.550685093F, -0.153381089F, -0.365271345F, -0.318797948F, -0.959041362F, 1.12725092F, -0.755507489F,
+    -0.0893844304F, -0.100556615F, -0.148845032F, 0.142488553F, 0.103863605F, 0.29153603F, -0.134715907F, 0.0949263467F,
+    -0.117276369F, -0.0110352717F, 0.157180729F, 0.0049412642F, -0.0795481019F, 0.196266296F, 0.236475345F, 0.399458489F,
+    -0.196037751F, 0.46975766F, -0.0673360956F, 0.210303149F, -0.00837575275F, 0.0689946839F, -0.0463725625F, 0.128887552F,
+    0.0554561522F, 0.0138946968F, 0.0321112102F, 0.192902113F, -0.295820989F, 0.140145162F, 0.0582229343F, 0.106617992F,
+    0.109099596F, 0.0330025061F, 0.0780567038F, 0.134606335F, 0.0635444678F, 0.0770838005F, 0.114574579F, -0.0298643539F,
+    0.0847719255F, 0.0501652376F, 0.0431134987F, 0.001586675F, 0.0490017784F, 0.0620580474F, -0.080849707F, 0.0646153549F,
+    -0.444401216F, -0.34676141F, -0.29011255F, -0.453899821F, -0.467702045F, -0.279261908F, -0.486316282F, 0.0415682245F,
+    -0.459214708F, -0.494327594F, -0.295440332F, -0.0637367313F, -0.331504351F, -0.472214314F, 0.529198003F, -0.436417117F,
+    0.238627159F, -0.625204107F, -0.15271577F, 0.0442449169F, 0.0492026044F, 0.146137299F, -0.253649472F, -0.313722217F,
+    0.111162472F, -0.199238615F, 0.131994529F, 0.0104374354F, 0.352151206F, 0.176473768F, 0.185140347F, 0.0696861476F,
+    0.0639747327F, -0.378732377F, -0.339953417F, 0.0383655169F, -0.0522800891F, 0.410485996F, 0.142461627F, 0.0473839606F,
+    -0.0295177253F, 0.00439354859F, 0.144184019F, 0.0447700622F, 0.299026809F, 0.187058026F, 0.100323614F, -0.146385459F,
+    -0.127765622F, -0.0111462463F, -0.0313049013F, 0.073610598F, 0.0749263045F, 0.0362678592F, -0.0246101066F, 0.109339849F,
+    0.0663735367F, -0.114813352F, 0.0319142554F, 0.0647676064F, 0.156164518F, -0.0325954004F, 0.0806601936F, 0.0724515574F,
+    0.0788620285F, 0.0067954706F, -0.126046252F, -0.0705521706F, -0.272278772F, -0.192504262F, 0.18867416F, -0.474439297F,
+    -0.185759603F, -0.0761281282F, -0.300857679F, -0.615977883F, -0.30521545F, 0.0110176181F, -0.514881815F, -0.237005144F,
+    0.208826137F, -0.367644298F, 0.0531881742F, 0.341870323F, 0.0610225229F, 0.290772584F, -0.288990419F, -0.0103477477F,
+    0.115621577F, 0.118854903F, 0.163966727F, -0.0458689916F, -0.0317631093F, -0.116239193F, 0.126338336F, -0.0401654298F,
+    0.116393616F, 0.201177667F, 0.124731392F, 0.0926821026F, 0.193948705F, -0.284467269F, -0.208591758F, -0.390009002F,
+    -0.167370986F, 0.083755429F, -0.439574671F, 0.0567378593F, -0.639085493F, 0.252532227F, 0.165604765F, -0.201343528F,
+    0.538230612F, 0.507694979F, 0.516881258F, 0.602804397F, 0.483142685F, 0.290324866F, 0.636913495F, -0.320826001F,
+    0.432839432F, 0.442113005F, 0.409236551F, 0.358988589F, 0.496078743F, 0.513235765F, -0.458033683F, 0.61753617F,
+    -1.02536947F, -0.894621416F, -0.674780765F, -1.13139896F, -0.820861421F, -0.524643058F, -0.863071956F, 0.872989473F,
+    -0.92789575F, -0.707856541F, -0.673695145F, -0.699548292F, -0.595238683F, -1.00758885F, 1.190448F, -0.895702375F,
+    -0.0459452065F, -0.0653732689F, -0.129396212F, 0.14346936F, 0.142129113F, 0.171380902F, -0.268071887F, -0.0374733851F,
+    -0.0441963351F, 0.106328101F, 0.117855667F, -0.135806035F, -0.265640631F, 0.164067209F, 0.208491957F, -0.0815226347F,
+    0.112219818F, -0.0437042041F, 0.421229067F, 0.0247735345F, -0.205932631F, 0.0843892943F, 0.00975979877F, 0.011550761F,
+    -0.106630582F, -0.0802648323F, -0.188050089F, 0.128627358F, -0.406152934F, -0.0648290316F, -0.0300829582F, 0.00247250566F,
+    0.435639624F, 0.319448661F, 0.332425394F, 0.462129985F, 0.359847168F, 0.18328091F, 0.472143367F, -0.239071696F,
+    0.325624463F, 0.358903775F, 0.20706268F, 0.194381871F, 0.323290074F, 0.367643381F, -0.287257889F, 0.304013722F,
+    -0.701091606F, -0.679772187F, -0.574840182F, -0.934604547F, -0.438502635F, -0.469679432F, -0.546698291F, 0.560183667F,
+    -0.653089294F, -0.60360595F, -0.459306568F, -0.292235721F, -0.57815348F, -0.772194127F, 0.687705249F, -0.763794869F,
+    0.0653612788F, -0.5265179F, 0.14933814F, -0.074748011F, -0.0574224955F, -0.010731079F, -0.135357232F, -0.0472858642F,
+    -0.135687869F, 0.00824275837F, -0.145084593F, -0.00422337537F, 0.298736271F, -0.163944591F, 0.0721853819F, -0.0285213208F,
+    -0.0241489031F, -0.0607538813F, -0.0769961559F, 0.07499467F, 0.0241841293F, 0.123088787F, 0.0844140543F, 0.127654524F,
+    0.248251303F, 0.221250068F, 0.0161140021F, 0.0377534074F, 0.408137807F, 0.114055774F, -0.0568163421F, 0.149422233F,
+    -0.0655391003F, -0.0205749047F, -0.0302185313F, 0.0263037875F, 0.0159123359F, 0.0110178569F, -0.0967796226F, 0.0646347918F,
+    0.0688997815F, -0.0667086066F, -0.00735489709F, -0.00590524289F, 0.0711860856F, -0.0479304939F, 0.0268770405F, 0.0243899394F,
+    0.14367286F, 0.0342192459F, 0.0020229089F, -0.0434271005F, -0.0938203393F, -0.176258116F, 0.0798056189F, -0.401171792F,
+    -0.16980394F, -0.0455934219F, -0.209776257F, -0.126937069F, 0.0473807009F, -0.0952969026F, -0.185534821F, -0.20811089F,
+    0.115590197F, -0.428802124F, -0.0927349975F, 0.066752369F, -0.0928584479F, -0.179667745F, -0.186394679F, -0.112995065F,
+    0.0541822316F, 0.0242000491F, -0.12903946F, 0.0411329356F, 0.268776904F, -0.0838310903F, 0.115258942F, 0.264890559F,
+    0.139819475F, -0.141392882F, -0.0395438198F, -0.087265324F, -0.141232109F, 0.118126906F, 0.0605042211F, 0.226881179F,
+    0.0736563115F, 0.179695841F, -0.122351346F, 0.198707845F, 0.282731453F, 0.107497648F, 0.0255486659F, -0.0950200636F,
+    -0.114860172F, -0.0455632737F, -0.0565486657F, 0.0956199978F, 0.0838507187F, 0.00813239256F, -0.0208973775F, 0.0711756616F,
+    0.0805987908F, -0.126471871F, 0.000625195644F, 0.0215389962F, 0.067881003F, -0.061904496F, 0.00204349765F, 0.0159772275F,
+    0.191458885F, 0.0464297178F, -0.238171296F, -0.135430578F, -0.160306394F, -0.105516503F, -0.0140398913F, -0.401446096F,
+    -0.173448037F, 0.112863951F, -0.163053398F, -0.0587005876F, -0.305513192F, -0.125024203F, -0.288018904F, -0.216255474F,
+    -0.162181741F, 0.513707713F, -0.0883019333F, 0.321325156F, -0.020439158F, -0.0702549489F, 0.0888880204F, 0.0966177303F,
+    -0.236843165F, 0.0389800938F, 0.177503333F, 0.201855382F, 0.0969424281F, 0.157745779F, 0.340331651F, 0.0634226108F,
+    0.0323027389F, -0.106222619F, 0.0785419616F, -0.0515311781F, 0.0756771789F, 0.320203317F, 0.298629521F, 0.212157353F,
+    -0.0177494453F, -0.0319340943F, 0.0911790644F, -0.0954059549F, 0.164053146F, 0.0622189091F, 0.00233157057F, 0.140138862F,
+    0.359407046F, 0.273724412F, 0.353862159F, 0.283952312F, 0.253622928F, 0.0830630349F, 0.487061838F, -0.14160161F,
+    0.31177103F, 0.357089825F, 0.0729861592F, 0.129146875F, 0.154344606F, 0.355845616F, -0.378915033F, 0.367148629F,
+    -0.696823701F, -0.741326748F, -0.649605805F, -0.7245958F, -0.529693488F, -0.0191361269F, -0.734005459F, 0.431903128F,
+    -0.659768343F, -0.482622767F, -0.189456456F, -0.292585429F, -0.0708640593F, -0.616316334F, 1.084423F, -0.454247451F,
+};
+inline constexpr std::array<float, hidden> hidden_bias{
+    0.132974154F, 0.00337745855F, 0.0825207574F, 0.0788990679F, -0.00300767964F, -0.046985693F, 0.119780365F, -0.130969113F,
+    -0.0740720465F, -0.0709776247F, 0.108519982F, 0.0316615053F, 0.00720007047F, 0.0510496116F, -0.092300378F, -0.0133790492F,
+    -0.179065892F, 0.148659576F, -0.141449616F, -0.0795403377F, -0.128025315F, -0.0542289539F, 0.131325671F, -0.057541643F,
+    -0.153729078F, -0.0584517257F, -0.189401835F, 0.184157729F, 0.116452649F, -0.130000702F, -0.172411167F, -0.137475646F,
+};
+inline constexpr std::array<float, hidden> output_weights{
+    0.28526856F, -0.103215712F, -0.35519458F, -0.369726199F, -0.339035523F, -0.46112824F, 0.43870688F, -0.342632365F,
+    -0.284942816F, 0.182945652F, 0.493610592F, 0.253575557F, 0.315989798F, -0.414178315F, 0.00218757958F, 0.382334794F,
+    -0.352007913F, 0.533735003F, -0.096078274F, -0.418514999F, -0.547628849F, 0.136467359F, -0.408819402F, -0.353932117F,
+    0.231444039F, 0.149595671F, -0.546994928F, 0.574594636F, 0.43726486F, -0.275419158F, -0.460904736F, 0.507573812F,
+};
+inline constexpr double output_bias = 0.022998486217305002;
+
+/// The item embedding: embed_buckets x embed_dim int8 codes (row-major, packed little-endian into
+/// 64-bit words: byte k of the table is bits 8*(k % 8).. of word k / 8), times embed_scale per dimension.
+inline constexpr std::array<float, embed_dim> embed_scale{
+    0.00402493008F, 0.00322511221F, 0.00307532182F, 0.00321068703F, 0.00371957108F, 0.00310532615F, 0.00321147393F, 0.00291569069F,
+    0.00330973958F, 0.00348099673F, 0.00298037102F, 0.00378061603F, 0.00288012673F, 0.00284050905F, 0.00348047428F, 0.0033726997F,
+};
+inline constexpr std::array<std::uint64_t, 32768> embed_codes{
+    0xf5f900fee00c22f5,0x2b07fdf51c04fd16,0xf0e7201df9f0f92f,0x23e6e3c531c9f9ff,0xe5fcfd15fe05f514,0x05e1ff15090eeb0a,
+    0xfef801e6f0080ff9,0xf80b0b140bea08f9,0x14de17fe1b030906,0x010d1af21bf24fec,0xf902fd0609fefb07,0xfc0cf505f9ff0602,
+    0x100d1914ec1ef9ea,0x0af902fff905000c,0xe5e9bbf1032ee627,0x150615e8fef013ce,0xe414f5ff02f7cc04,0x34fa3cf8ef050d33,
+    0x120ced01f8fb05ea,0x0a31e50b2cfeec03,0xfa20041a00f3d70c,0xf2d8edeb090e0cd8,0x47011afd03100dfc,0x1c29d3f60cfd04fe,
+    0x13ec0dee0c102bd1,0xc407e8dd021e14d0,0xfeea2d1debf4f314,0xddfa47de0c03e8e6,0x06fc020916edd811,0xfbf6f70c01e5fdfc,
+    0xf80eff05f60d2209,0xff0b1413010a0409,0xf406fe0bfd0dfe0c,0xf9f0f4ebfbfff608,0xf704ff17fa0204f8,0xeff7fb00fff80003,
+    0x040e0af4160cc8e1,0x240801fb1e0bf2f3,0xf307f8f908080903,0x07e0dd00f701d4ef,0xf4b5cef5b9cdf7bd,0xdef65202eefe20cc,
+    0x09e10309dc05de01,0x010c0210f6fd19f2,0x04010d121afc0a14,0x000d02141c170f21,0xfcfe170301ef0af1,0x07f9f9eb060319f1,
+    0x0c04fdf9feeb16fb,0x17fcf6f00801060f,0xd10415221f00f7ee,0x050912e302f810df,0xdff9fbf4d3f30cd9,0x021c0508fafeed20,
+    0x08e8ed11012cf515,0x10180b0dff11fd14,0x000300fd14f5040d,0x030505f215f216e8,0xfef4f900fffffefb,0x0903f7fe02fefb05,
+    0x35f107edfb0335ec,0xe6dcfc1908f30ef0,0xddd50f0f02ebfbf7,0xeacf00fdecffef08,0x13130b01ecf91312,0x000e08f403f70506,
+    0x0dff00eb0c1202f7,0xfde6f417f8fe0cf5,0xf603f71bf217f4ee,0x170df91219ee0af4,0xf604fef204090f08,0xfaf6fe1c06ea04ed,
+    0xfd0a05f7ed05fa06,0xf3f3f8fd0cf3f8fc,0xe9c9db240fec1e19,0x18011cfced01c900,0x07191810f5d00724,0x1600ee2010f6ea0b,
+    0xedf806f50fe11f0b,0x06071226f008e801,0xe9ef14001af5e802,0x0c0edc0c06080205,0x0909f6faf3ffe7f7,0x08f9f5fe081303f8,
+    0x1607c40df90101df,0xf4e8da01f815181b,0x0020f706e9effafd,0x01f7d80717fb05fc,0xed06e7ef12e403fd,0x132218dcef0e03fd,
+    0x2bfe03e4f0fbf9eb,0xf518161901fc0f14,0x10fcfaed10221116,0xfb0e151dfb07d2f7,0x29210aea30c45122,0x10efe70209fecdce,
+    0x00f7fe11ff2b09f4,0x0404fbf208ff1205,0x00ebf33e020817ed,0x0e01f0fdfa110d11,0xee0760f938f6bd20,0xdd3df631090c0ce3,
+    0x12251509e1081214,0x140a13ebeeff102d,0x031df5f2060fc31b,0xeee911eef40434ec,0xeb14e227e7ef40e0,0x1808010d0ef00627,
+    0x070009e805120df3,0x1cfd0ff90cecfe1a,0xe50003080316fcfa,0x0012e2f6fbee11fe,0xea36180bcb120b3c,0x0719d32af00c1b1d,
+    0xe7061017f1fce827,0x0518ef11280c16ea,0xfbeae4e918351d28,0xffeefbf93014dffe,0xf855fdc50529e205,0x1a1f160ef90506d1,
+    0x10ecfff805f80bdc,0x001b08e9fbeb0a02,0xf1ecd80b1fc8dbca,0x0625150822d90506,0x020a0922130a1ff6,0x011b19e70503e80c,
+    0x07f906fb0c010801,0xfffdfa0a081708f9,0x1714fcfdf90dff13,0xf8de0e20f80302e4,0x9b2afde4feddcfe2,0x15f7d802e63c19dd,
+    0xee161ef4e5ed29ee,0x38fe0f1615f703f9,0x12000502fa10fbff,0x12f1130ff6f9f505,0x0c121902fff8f30a,0x010405fa00f0f908,
+    0xde06fa031104fb00,0xf8030201f9020709,0x04d5df0d03022eee,0xf310e4cca60ae3d4,0x30f11404ebf0e306,0xf8ca0543f5111e01,
+    0xdd260ed5e4242cce,0x000346f3fefabef6,0x01fa0c0110f405f4,0xf506040efbf5fef7,0xfc0f05110b0e15ef,0xf6f7fa01faff11fd,
+    0xeef927fdda141e13,0xf506defdf80f0b09,0x0cf70105fd080bf1,0x1c01ee22f9fefc09,0x00d8191a01eafccc,0xf5e012edf40609f1,
+    0x1fffff26efdd0c0d,0xf9070cfd08011bef,0xe328f0fc060a2dfa,0xe811290afa223c28,0x1304fc04070d081e,0xebf8fb100113e00e,
+    0x2ef9f020280a25ef,0x3f100f0411d00022,0xf9d5f50af4feddf5,0x04fd20ec36e9ff24,0x0e0722f0fc00f311,0x010c0107fd05fcf6,
+    0x0efef5000b08fd03,0xfbe800f605f8f709,0xf5e7ef17f30307e6,0x14fe19fc080c1012,0x0decf80a0bee0ff4,0x190c1b14f3fefc01,
+    0xfe3a04f00c16fe05,0xe3eb051cd13a0d0a,0x19f5e100121508ff,0xfc220df2000ffae9,0x00fb00f40205d602,0xf5f1f5ea0f10f7f9,
+    0x06f0f20cff010be6,0xfeff17fbf6ff0b1e,0xfc1708f107e6fa0c,0xe71df5e5011f002f,0x1a1be116f209faf9,0x12e81fea0220d0f3,
+    0xd92cd8f602fdf708,0x17f2df0ee7f9f1f5,0x11e0e919f7ec13f1,0x24f9eef00a1301f6,0x21d8e3ede1fe0823,0xda03080f1ef9e1f6,
+    0x0cef1709e8140b05,0x0e030301ecf5f008,0xffd2f618fa0de70c,0x0301e923f5eaf5ee,0x07111f2ef5ec24ea,0xf7fe20e51508ed02,
+    0xedfefd02edfbfaf6,0xfd0bff09fcfe04f5,0x04f4afedda12dcec,0x1e1d0bf8e9f70414,0x0710ff201ff112f6,0x28f601eff508f828,
+    0xe408fcf900100617,0xf00e04f904ea11f6,0xd1fa22043b1aede2,0xfd30dfcd0618e5f4,0xbfeef6070dd205fa,0xd80efc08141ed0fb,
+    0x020cf6f0082106f7,0xc9051308f809e808,0x07de000203f0f7fc,0x010a18e6e41a12f2,0x04f0fff5fd03fcf1,0x100b020afffaf306,
+    0xdcf80ce50634edf6,0x1afbffe61313f604,0x02130bfc0bf504fb,0x0c1013060deeebf5,0x0dd7f10f0df20d0e,0xf614f8163e04ff02,
+    0xf402321df1fb262e,0xe71ce71017f1fb01,0xf103f704fc053319,0xcdecec0a2bfb041c,0xfbf12103d40dcc11,0xf612b6f4fb0114cc,
+    0x0df9f91be60510da,0xf3110a0d07fb08f3,0xfafe0407ef05110f,0xf907ecf8fc0313f3,0xfe0e0e0702dff706,0xf9ebedd0eef7c7fe,
+    0xee1c1d070307f015,0x17f1061c020d0013,0xf21005081806c918,0x241716e5e60fe804,0x0227d1deb7ce172c,0xe5fb01e2def6c1f8,
+    0x1ffdf8f51406eef6,0xdaf7f9fffd06f60e,0x152b12dc3317362c,0x050ce6fae22ce20d,0x0721e305064308fb,0x11d91c2903131be7,
+    0xfef1e4ff99ddedcc,0xd1e0260005e6fb12,0xcc2322ef14addf1c,0xc5132cd5fb2303fb,0x17c8e30cf11514ef,0x1708f9ecfffa23f7,
+    0xfdf602ee03f70c06,0x00ee0508f1fdf0f9,0xf7fc110504fe05e1,0x12e0e50a02040ee6,0x1d010af7e710f1f8,0xf00f00f5e80accf7,
+    0xf5d02d0cf3fef4f0,0xe80515eae4f8f315,0xfdde06f6f801ff04,0x05e1f2072bf90024,0x0d20060ef0fcecfa,0xeb23e8ed13f20e06,
+    0xf0f513f2ea08e9ea,0x0ff60302fce9fdff,0xf6ecf6f4fbf304e8,0x11f71d04f4f7041c,0x111f0d040df00810,0x1001fb060af027f6,
+    0x390501f800fcf8e8,0x04ea12f700f9e208,0x0b2bd105fde9d20c,0xfaf5de0e1a123c0f,0xfd32f3f106f9090a,0x0df20d1806dce3f5,
+    0xefeb020b1ad40c14,0x060422f6210cef18,0xeae0f618f1fdde05,0xfcd0f117030d051d,0xce0aff1efe21ef00,0xe92b0bea11ef0611,
+    0xf8d5fdf2f508f704,0xeb0be9fcfe0df40b,0x0f18fa0f0bd330e0,0xe6bfe7cbf8d60a03,0xeffe1c03e011f8ef,0x10fc20f8fb110ee4,
+    0x01f2e702f6de1719,0x261d020febf9e30a,0xf5fcf005ec0a1206,0xf4f505f5ff05fc04,0x0ff403f1efe1f60e,0xe4152efef405f0f5,
+    0x1927fbdecface8da,0x08dd1c05fc04dc1d,0xeed30100e20c0bf8,0xfcf3f91608edd739,0x050fff05fcf40f08,0xec0cf6e21cfa02fb,
+    0xfdfbfa01050301f8,0x02f6ff0deff21df8,0x0af5fefbeae9f300,0xfc2aecfc00fce3f4,0x20021103f013fdf7,0xf9ebfe0c04ffedf6,
+    0x120804f7f9e4f709,0x0af5f508f51501ed,0x01051208fef112e2,0x0bf4f5faf71202cf,0xed0c1df3f5f301f8,0x1109f01c0404f2f3,
+    0xfcfd080203fafe0d,0xf5f000f609fefa0f,0xe1dbf90fed0efb00,0x01fd0fff090215fb,0xf8df000fea023ae4,0x1a1f250d5ad20800,
+    0x02f511f809034e02,0x020afaf914fa61fe,0x04da02f6f80deaeb,0xfd02fe010400d308,0xfaf907f0f8f70d00,0xf70af403010bf809,
+    0x1df40afff4fbe801,0xdfd7f8fb0ef5f0f8,0xf70604efe90f1004,0x140afa0803fbf5fa,0x04080fff100502fe,0xf80901fafdfbeff6,
+    0x3e06ff021cfe0804,0xfce9fa1100150e0c,0xf7312a16d7ec169c,0x0bf50c00bc020721,0x05ca060afbdd2b07,0x0f0711ff14fc2316,
+    0x23f4d9eafc06040e,0x06f30f09fe0beefc,0x25f70cfa07f91415,0xe01300d51d0902eb,0xf9f9fdeb0c021026,0xf3f0fcf108f919f8,
+    0x0cf3f51d0303e1e4,0xed03011221d2f6f2,0xdeed0a080e08f005,0x07e407f60009fef8,0xe80b0c0fe9160503,0x01fffeea04fb07f5,
+    0x0509080314f9e313,0xfb000c0ef602fe12,0x0af7111fe506ee05,0xebfc110cf10a0e24,0x0120eed1f208e2cc,0x041507371aedf9b3,
+    0x00e803e6e7f814e8,0xe8f0f2211eef0402,0x181923261ae51e0a,0xf4191cf2f9090cff,0xec061110f3ea03e4,0xfa11f80c06021300,
+    0x03ff13ed0afb10f2,0x11f3170204fcf0ec,0xfe1e10f209fbe9f4,0xeeeb151f38ffe80d,0x0e1bebf700cf02fd,0x04dfebf7d7fde104,
+    0xec1b0512f80d12fe,0xf1e701edf324eafc,0x02fdfa00f5fc0ef7,0xf40f050a02f40e0a,0x25a3d63cdcebd640,0xfa1e6604d21bff01,
+    0xf6e210f9dbd64a2b,0x43e52012cadf0104,0xbceee112d818e7f5,0xf8001d1001072112,0x200610f00af0f3ed,0xe8f004f80906fcff,
+    0x04fd0c14ebfaf5e7,0xf3f706f40bf205f2,0xe6d2dcfd1716fd05,0x1a1502110633f81a,0xe63d19fa2cf210f5,0xe7d413f82c2529fb,
+    0x090c12f8fadf081e,0x0ffd18080601faf3,0xe21ec61b0814eef6,0x1309060304e80bfa,0x03f53bf0cb0145ff,0x0b06c60ae8ff17d6,
+    0xe9e606fdfbc1d9fa,0x3601f5131af9f709,0xd921f301fa1a0ff3,0x12ef0511fef2d7fc,0xf4fbede7050be8f3,0xfb0005f2eff4f0f3,
+    0x1a1a07dbef0914cf,0x0b071709180bec0c,0x18f203ff02eef71b,0xfff10d0ef7071106,0xdb1201d3e91ef817,0x0ffaf51efe0cc808,
+    0x0bf9ef1900f4f50a,0xfd04efeff5e0f505,0xda121010e7dbfc02,0x0c11242cf3ff13ff,0x12f80cfc000efafb,0x141b0d0101f217f9,
+    0x08fb1306fd0bf7f9,0xf6030df41007fafa,0xd1f009e1d7cdffec,0x11fc0e0ffd27251f,0x13e906fcf6ff00ff,0x1201d5f905ffeaf8,
+    0x050508fd1afb1a00,0x0d0feff6f8e8f7e5,0xe4fdece7e8142f13,0x02f323ea08ec0a12,0x12090b0f012a1016,0xfcf6fe29edf70918,
+    0xffdcecaef834ecea,0xdff2df1022dbe3c9,0xff080000d609000e,0x0d081209e7ebf514,0x18eefad5ea141406,0x1cf2e1d7ed0d18f0,
+    0x040518f010edfce8,0xe9e91bf9e1ebd9f8,0xdeecff11ddfd0bfc,0x04e91902061ceb05,0x320c16ff0b1be4f6,0x0a100516fe070208,
+    0x06fffa0b0804f7fd,0xef01fcfcf80105ff,0xf0f30a08fbe904f0,0xf81df50a12e711f2,0x0101e9f6fbebf00f,0x1003f9f2db1b140a,
+    0xd6d60cf40007022c,0xf5d5f9fc0ceae4fc,0x29ff181be708180e,0xebf4161d19091411,0x26e3e60718f421f7,0x11f409e9ebf8d4f7,
+    0xfc0f020701f70eff,0xf8fd1700030b0304,0x000601f3f8faf6f7,0x0f0c090e1004f506,0x0fb4d0f4f6b3edff,0xe7fc36372edd68de,
+    0xd627f8fefafada19,0xdb17f12013f11f1b,0x0dfcf2040817f50a,0x062520101c1006e9,0xfc0dfafb2f1a2108,0x0cfeedf6f20a21f4,
+    0x05001204ef0724fd,0x06080404f7f110fe,0x0bffeb060500f918,0x06ebefff0ef70bf9,0x0be10514eafef3f4,0xfb0104e907fafbe1,
+    0x0e0f040202fffe04,0xfbf70303f8fd06fa,0x36f4f2fbf41dfef4,0xe80834d4e80cea27,0x0bffff050908ffef,0xeb0ff2eaec0e06e8,
+    0xc20a0712faef00f5,0xf028d70a3102d923,0xe8300affe3ef2be0,0x36040308c80b13f8,0x04f2f3010a021bf7,0x0cf809da0a140616,
+    0xe921fcceee140400,0x20bf12fbf2e7eade,0xfaf8f8f3ff07fc12,0xf8f301ffeefd0c1c,0xfc1630e4fa3ae907,0xde171cf4200ad629,
+    0x0de8000ce306c815,0x1414101a0efc27ed,0x0606f5f8eaf405fa,0xee001af3f2f60f1a,0x1f02020500f7fdf4,0xe1ebf2f110f10401,
+    0xf1f6feefeffcf1e6,0xe80218140003ed07,0x0f052410f92208d2,0x06f6d90700ebceb8,0xf61c130721f301e9,0x281b1e04fa0d38fd,
+    0xf6c1f0f8fbf911eb,0x2c0c3702e8011113,0xfe02f8f1f5f411ed,0x170517e4dc08effc,0x06f01a0ee6fdcee3,0xf30a100c050e0907,
+    0x03badbd818e2f4cf,0x16e8ec270afdf7f3,0x2b30fd0b0609e8fa,0xf61a05fade0ffee3,0xc800fcde0c0c0bf6,0x112e04f1220cf8c0,
+    0x07f30122e7182415,0xecfbf3f231040c0c,0xe30b32070d0b0c24,0xe50600c3fed13b0b,0x36240e090819fcf2,0xfdf91a1e23f7de0e,
+    0xf61103f5f8fb081c,0x0bff0c0d130511f3,0xcb23100c0cf5ef09,0xfae6f5f017e8d91c,0xf5bdf204062de11d,0xffd11318eb27dc2b,
+    0x081e08f2f0f9fe07,0x0e02ee0602e70a06,0xf0f90208ea01fbfd,0xed16fdf1fbf80404,0x290fd118f6dd0e15,0x03fa131f170d06f2,
+    0x0c0ae008fe2439f5,0xec24eaf7eaeeeaf8,0xf509090af61208fa,0x03f91307e902f60f,0xf9031c0818faeafe,0x080e1706f8fff605,
+    0x04ecfaec100dfe18,0x111bf0f9f5fa09ff,0x09fc0a051fd8e7f4,0x0d6513e209f00801,0x14f0fa00f4ee2ae6,0xfcfa2215050ff6f3,
+    0xdc1508000d12270a,0xee3314120d012b1d,0x0c092f1a0e0f0a39,0xfb12de1213ff0512,0xfb13180a03fcf201,0xfbf81710fcf30013,
+    0x051afbfcf22b15d9,0xd81600fb12e7e80b,0xe8050306ed000407,0xf3010302fd10f2f6,0x17f6dad6fbd3d8e1,0x082ff2d038142310,
+    0x192a0dfb2805eafe,0x161ce3fd12fd1e1b,0xdf03f9130b1a150a,0xf604090809faecf2,0xf4f9fffeb9000508,0x030dfe23f710efda,
+    0x0603f8fefdf41afa,0x030eecfb02f603fd,0xe205f1f3f5f4e4c9,0x0903e4f30d08f004,0x02f115e1e30c0b00,0xf213f9e70afcce32,
+    0xfcf7fdf4fa0f01f5,0xf90bea0604f715f0,0xfa0705ed0606fb08,0x0102fcfe080f02fc,0xfa1c1df0feeae1f3,0xec1118fbfee5172d,
+    0x01e701f5faf9f210,0xedf1f70a1d0f22fa,0x08f0f7f3f6fd1cf5,0xfbf9f202ef0df1f2,0xf1e717fbd0f0c405,0x0c071917f7e2f6ff,
+    0xeb08fb01f3f4fcff,0x0bf80a000af502ff,0xfdfa0d1df0fe1c14,0xe9001b0b02f0f9ea,0x1702130e001eeb1d,0x101220e40703d7ec,
+    0x1debf8fff7ea18e6,0x090b1a01f7ea1f01,0xeeebfafbdb2bfa0b,0xfdef0ff80efdffff,0x08fa07f4f50df718,0x170c0d040af6f701,
+    0xfd0efb00fb21270e,0x00fb0ceb02ec0aeb,0x06fe1303041015f6,0xfbe5f4fa020ef90c,0x2709fe07cf0df804,0xff0aef18083616ea,
+    0xfcf2f7effcef12fa,0xf403d925ef090105,0x0aff1d34f4040d1e,0xda1ad9e3141d1701,0xff00f4f3fc00f91e,0x05e7fc0cfcf1d808,
+    0x0c00f91bf9d5f3ef,0xf20ae6230af324f8,0xfd11eeeaf4ea1117,0x05f2fdff0e0b06e4,0xe9dff4df020bf11d,0x36b5dafd1a040bfa,
+    0xe1170be403f50406,0xf20cd6f612e31716,0xf90613f41224fa07,0x07ffdf0ef308dd01,0x0f020805e9ee00fb,0x090aff0e0b020f07,
+    0xfaea0e03f427f424,0xf0fd16fc080ef800,0x14fe0d0efffbfc09,0xf904f009f7040f01,0x1b0516fdfa0ee810,0xf7e2ff041cf0f501,
+    0xf70de0f9050d0400,0xeb0afae40604eaf3,0x2cfd1d16e6eff1ef,0x37ed2ce4f92ed9fc,0xd10f15ec16fdbddb,0xf3ee1ae8f000320e,
+    0x040be5ed0f051902,0x04f10110faedfb13,0xff03ee1410f1ec04,0x15ebea13031effe7,0xfa17f0cf2f0e29d6,0x23f7cbd3104e07fe,
+    0xf715f83ee7f81a01,0xf8faf516000208e6,0x251e14f4e411220a,0x021be4fd01efdce6,0x20151d1ff8fa02fa,0x1528d8edfdf01323,
+    0xe0d9dd1e052b1aff,0x0f04ddede1f0fee7,0xf305cbe6e0d90ffe,0xf7fb1e4204ed0804,0x1cf2f7f8eefcfb0b,0x0109270510f52413,
+    0xfd13f81bf70c26f4,0x010214f3f8ec31f9,0xf7d31df0ea2fe8f2,0xedfa15081e07e9f5,0x0ffbefeae8f8220d,0x0102e32705070018,
+    0x0cf3fc0af403f9e7,0xf8e0f5fd11f31708,0x2ee101fb00f1210f,0xef0d203af235eef3,0xf4effd0c00e3e602,0x061e1118ee0301e6,
+    0x07fc0317f0e623fe,0xf30c21fafcf6051c,0xf60f0dee1103ea1f,0x1dece70d2ce50e25,0xe4fbf7f805f7e5dc,0xddf5fec00d0fe9f0,
+    0x0012fa010e141319,0x0102f909f204f802,0x0326f61deaed06ed,0x2d0ffc0906e8fa08,0x0202d803fefd2501,0x2604f70b0305be11,
+    0x1f0501120015de31,0x0425fa05100ae1f6,0xea0efdfdee08fcfe,0x04ef0a16ec1f2dfd,0xfd0f08fcf4f8f30c,0x0613f20b0601f900,
+    0xf4f003080af111f7,0xfc0df3f7f407fa01,0xf60802f4f301fbf0,0x0302130e0ff4f2f2,0x0ffa0afc1f170d05,0xebfcfde1000bf6e4,
+    0x1ee40feffdf10e17,0x090020fee3fd2601,0x14f319f3e504fddd,0xfd0a0f060914e703,0x15e10ee713fcf714,0xf40a11e3eef7040e,
+    0x0fec12f5e80e2ff2,0x0de91708f9f406fb,0x0400f4e60005fefb,0x0f07fff3eaf30be5,0xfc08de22f7f0f504,0x18f9dff920f8ee0e,
+    0x2b0df10cf4f81a08,0x0d08fbfc0603fd12,0xfdf50cfb0c090ff8,0x0aed0c02fe07fcf8,0x06e8f7fbff1b0b16,0x09ffffc50005efe5,
+    0xe901060e0f27e910,0x0cf8f102ff070df5,0x0e06effafffe0215,0x0df7f704f6fde707,0x1beff508030bf3f5,0xff21ecd70215061c,
+    0x02e80903ff01fe1b,0xedf214fc060df9f4,0xfa0404f701030ff7,0xfbeffbfc00f7ff04,0xfc08f71f0ffd01f2,0x09020cf3fefa13e5,
+    0x00fcfb0f0a05f7ff,0x04f10ffe09010dff,0x0bf6eb0bfc05f505,0xf70cf60002f0fcfc,0x13d5151be70cea08,0xc4eb2d362b68d3f0,
+    0x090c2612f70ffee8,0x1af4e50503090103,0xea2a12f1eff6efff,0x04d012e3f210f1e1,0x04f804fff603f714,0x03faf6f80ef8de09,
+    0x031404e203e500f8,0xf0d70a11f6f30afc,0xf703fc0af7daf0fe,0x0e16f3f3f60d22f2,0x07f2f5f307011200,0xe20df8f410fdebf8,
+    0xf1e9f3041cf6f0e5,0xf8e3180eeff8f5fd,0xf32f22e50604ff04,0x26fa01bc11fc09d7,0xf929293707f4effe,0x271324baf400fc1b,
+    0xead43113acf9dcee,0x0815eefad7e00b08,0x082b0fec1504ddf4,0x00251cf9f304ca13,0xf6f2040d0509fc08,0x13f4f3fc05eeea0b,
+    0xfaf20e0802f40627,0xfa080dff0605160a,0x00fbf4dfe81d3f21,0xfceb14f108e5e303,0x0fe90f0f0ae2ceee,0x03f5d1250ff4e8eb,
+    0x1ffef203ee150a03,0x050cfa0deeff1bee,0xe604f211fe1504f9,0xe1fe05f409f81b06,0x0fd70bea05181d28,0x02d2351710ee00fb,
+    0xcbf6ec0816181df3,0xf3f3fe1b0af700ea,0x11efe90200f6f50f,0xfaff000a060bfcec,0xe706f40c03030cfb,0xe30ff7f3fe0bf8fc,
+    0xf60eecf806fdf2ee,0x0cea0618e50afe18,0x081704f518f502e4,0xf0221b060d0e0104,0x140dd60e06d703da,0x090a14f9f624e6fa,
+    0x0eebfaeef905e413,0x22e51f07f8282cf3,0xfffb0402f419fe02,0xf606050af0fd0e0b,0x160d1004170bed18,0xf323eef3030319da,
+    0x02f3f4080828edf7,0x0cf8f7eb1bfb130c,0x00edf21ed70fe2f4,0xf2f7100be914f1f9,0x16ebfa0ef9fbffde,0x0eed0501fcf4fc2b,
+    0x11040d11d1131b26,0x2fe5f41300fe061f,0x18e3ff15f9e626f3,0x070cea19201621fd,0xedf3fefa001e0a0b,0xf50bf3041a101902,
+    0x030109f8f412d501,0x01e8eafd10f7f4ea,0xf90cf50505f1f209,0x0ff8f609ec0e18f5,0x02dfeaf3141b9bea,0x4df3f2e20e1aedf1,
+    0xe6000ff814170803,0x0c060c081502e6f0,0x10400ce00f261333,0x1715fc1af428130f,0x0313f70ff11d2116,0x0205f60fefed17fc,
+    0xe6fbf504e8fa0308,0xf603fffb0d02faf2,0x07ffedffe513f215,0x150a0bf6ec14faea,0xff00ff01fd02fefe,0x000502010000fc02,
+    0xf401ea0926110dd9,0xfa0b27c7f90d06de,0x0911f6f513f9f30e,0xd91aef111bfde009,0x13e3f6f3fdec0ee1,0xf3db202e12e8d625,
+    0x0af40e041f0cec16,0xf8f319d50b0f0bf8,0x0708fc16ea14fbef,0xfaf720ec0e0f160d,0xe20eff1be70d01fa,0xffd3ff10f0e9e9e3,
+    0xef07edeefdfb1d09,0xef0c01f20bebe7f8,0xccf1f9f11d00f5fa,0x1c06e1fbf8f2f8f3,0x2e0a0209ceebf414,0xf5c60d0bbe0ce419,
+    0x0b0e04fd05f5f205,0x0208f6f5ff000c02,0xe5de0700f708f4f5,0x1ef9e2f21202fa02,0xf916ec09fffae311,0x1905e41222fcfb02,
+    0x1108f60701030f1e,0x0fea220beef9d6e5,0x0bfe19f916f0fb0d,0xf0f9df0af6f10901,0xdef71ceafc170501,0x28ef0810fbf20917,
+    0xf7f71ce1f4ebbdd4,0x0c04ee180efd020c,0x1511fb0ef8f015f6,0x0feafd11fbfd32f7,0xe4f7011bf903fbef,0x0ff1f21028011cdb,
+    0x0a32fbf7fb1f53fe,0x052cdbfd1112e5e7,0x15db20f0f9fbeadf,0xf31017f6ddf7f90a,0x06fefc010cf5fff5,0xf8fe050e1009f7f1,
+    0xeaf5f8f80606f30b,0xf3fb0eed1003f012,0xe904fadcf0f81e19,0xe5eeeff8f616200b,0xea01f23bdfe72528,0xd0ff010dfae3d91b,
+    0x0c1e0402fa09fb0f,0x162631010a0623c7,0xedfe0502f308f7fb,0xfcfc0d04f2fdf409,0x000b0e1bfe06fd01,0x18fefcf924130e11,
+    0xddeef407dbf516fb,0xf21c0d0fbcec3415,0xfed00efe29041b08,0x0d05e9e50b1017fc,0x0dff06041d220b15,0x1fbb1f10d313dbfb,
+    0x0203fceddd10f8fb,0x1402f7effd14e005,0xd8e11ddf120be7f4,0xed0cc4e7fbf00af5,0xea1007fef10a081c,0x061205f8f312ee08,
+    0xf4e3d6da4e50fff2,0x4300fb25dbe51b50,0xf500d10500e21ffc,0xfb0d20403200d60a,0x2a22ff0de70f0110,0x0103daeeeb07f5ea,
+    0x1414f8fafbef2ffd,0xddcfdeebf8fbf4e7,0xdbe2b5d1f3c8ee20,0xcbf9d912e506d710,0xf412f5fdf8f514ee,0xdafef302eb03f7f5,
+    0xd005fbf20c00e1ff,0xfbf7d90bf70ef301,0x13ef1effe1d90bde,0x1d003406db08c708,0xf510251e05fbfcfa,0xfd0310040400f4e8,
+    0x0df10d11fcf2e9fe,0xf90000f807ed0603,0xf200f6020efcfa0b,0x14e9f404f0f2df04,0xfd04000be80e11fa,0xe902fb0608fdef06,
+    0x18010cfbf4141500,0xd0f902e817182111,0x00f80b0cf50cf3f4,0x0bf90e0bfdf60df6,0xf5f7ffd3e3dc9f27,0xec10ad1902bbae1c,
+    0x1908d705fffcf130,0x03c9eff5f8e7deef,0x00f200f50ee3eefe,0xd602f4fd1104fa04,0xfafdf3051ef2f80d,0xf606dcf2fbfe1509,
+    0xf8fcfc09f5fc0306,0x0ec513030b02eef5,0x0416f612070c0bf3,0x06e8f1fafbf00703,0x33ff00f9f1fc090c,0x0cf20efcf20100d7,
+    0x0a0df8faff11f608,0xebeef307f60e1bed,0xf02415140306fbf0,0xe1e513fdf109f6fc,0x0f03f0eb0608f5e3,0xf4e81a1fe10ed023,
+    0x1207f5001300ea08,0xe2180cef03050601,0xf4fa0c0a0701f8f8,0xda16f814f9f200f1,0xf0fb0ef0f3f003f9,0xf7e413fa1002f6f8,
+    0x0ad0d6fd2703ced7,0xd11818db28d73bce,0x07fdd1f90608010b,0xef04fe00e014eb08,0x01fcfb0af8f31318,0x08eafa00ef0efce5,
+    0x0de010fa12f6f0ff,0xf700eef2fdf81809,0xfcede80327e22af0,0x0d020a0724eee90d,0xfbfffb0ef0fdf3ee,0xefd810f5f902cc12,
+    0x22bbd82fcca1baff,0x0d09db0f0ce8ee1e,0xe6010ee434f7defc,0x00ff06fef7ebfa0a,0x070bfcf807240f11,0xe215fa07fdf40c01,
+    0xf40809f3f7fbf90b,0x0dfc0a06f3f9fb06,0x1719e607f9f20309,0xf925d400f618010d,0xfe3115d7fdef170d,0x21091c19f809ff18,
+    0x060305edf200fffb,0xff06020905f808ee,0x1e030b120a1c0a07,0xf807ce2917e3ec0f,0x04221510f2f0ef0e,0x03e5050ff209130e,
+    0x020203f0fefdfa01,0x0106f2faf4070efd,0x04fa10ee1114effd,0xf6070c0d1e0d0403,0xf1fe0c060501df05,0xfb070613fd1003ff,
+    0x05ee33350f1dfbf5,0x1a0de5fee8ec1ac9,0x1e17fffa0d0c16e7,0x160114f70f0ae21f,0x00c5fe2fd8fc1821,0xfc0ece03eaae370e,
+    0x1a06ecfdeff7fa08,0x05070dec01f5ff0d,0xf4170e0436fdfef9,0xfbf611090d0df9fb,0x00f60fdf18010bf6,0x16eff6efe4fefb03,
+    0xcf0f00090ffc03ff,0x18f7161900ed3d04,0xdcf6f5190ad1fe07,0x28c4f8dc102a25ef,0xf9eae92adbff19f9,0x1a0a0ff8dd03f6fb,
+    0x0309faecdcf00efd,0xf5f9e6f7f90609fe,0xfdf612f51428e3fa,0x2b04fef7e307f700,0xfcebfb1806e517fd,0xec12feec0b0ef01d,
+    0x10f803fd10221af5,0x01f604eb1702f702,0xfe100205e712fd07,0x13ff27f3f9f312ef,0xf21d01f8f5050c03,0xf8e5090a0af7100e,
+    0xd4f11e0bf5ee0ff2,0x1b06c709f205fc06,0x0123f8e2fb0712ee,0x2d190311fa18f8ef,0x1302eeed120e0400,0xeef8e6fd0bf2fffc,
+    0xd308e408171be7ee,0x18f7ea0410e706f4,0xefe70955ea38e036,0xecfdfff4da220614,0xec0bf20e1aef03d8,0xf8f0e316e208e80b,
+    0xee0cf609d021eafc,0xee1af6f5041af8ea,0x0703071408080ffa,0x050df0e7eb011d1c,0xf4e8fd070aefd7e0,0x101810d10ee815f3,
+    0x020126f9f9da0dde,0xfd11daebe6d6f9f0,0x1ef510ebee0d062b,0x0afbed12ed20d6d6,0xff0702fafdf7080d,0xf2f3150300ffd500,
+    0x0aff0c11fdf8fd16,0xff0ef31008fddcfc,0x0bfaf307f207f7fb,0x021108f400f7f507,0x1413f9e9e506faf5,0xfcf20801f2f0f305,
+    0x031af4fdf00f16f3,0xe9f9011ef6eff209,0xeb08100a0b100ef1,0x0705f611060bf101,0x08262a0efd00f326,0xf214ef0ce71915fb,
+    0x0b1630fe17eaf308,0x23f4dbef1f0e0b1c,0xfcf8fff30df313f5,0xf51807081115e3fe,0x101606ff070f0005,0x0ff6f20530fffaed,
+    0x200df1ffeafaf113,0x05f6f1f9e90bfb23,0xf1fcfd0216ececf4,0xfc14f2d80c1edd04,0xfafdfbf9f101fd03,0x0b0a000efcfd13f8,
+    0x16dcf2f40d22020e,0x1dea1a11f4f60a4a,0x022b050ee903fbd5,0x0a0dfaeb00f9f9e9,0x072820e9f5231404,0x06feb4e9e61620e2,
+    0xeef2eff708f809fc,0xfb02ff0215090904,0xed020dec0906dc04,0xf803e6270e170013,0x02f6e1110dc732e4,0xf9f3081a22f30f09,
+    0xe8e2fee6e8180cf8,0xb6fe0d0a12ef1615,0x170202f8fdf408fd,0xfefd060cff05fd04,0x0805fd0ef404ff19,0x010df50be601fff2,
+    0xf6f1fdf1ebe9f8fe,0x090311071702f808,0xe7fefefbfc060005,0xf2f506fa0400f6f5,0x0404f0f508251e1f,0xf2fb1515ebffe106,
+    0x0dedcf10f3ee21d4,0x2b0905e1e6faac10,0x06f60600e9fef519,0x02fc0be811140b12,0x0ffe04f90bfe1107,0xf1fdfa040502f4fa,
+    0xf8ecf90c0d0c05fd,0xf8fe01ecfef8fc0f,0xe32a1b181ad7151f,0xe31409050f28f1f7,0xfe0f001303160309,0x0b211d0505e7dffa,
+    0x03fd141beafb160a,0xea1aebecebffdb01,0xfa1b0506f9252930,0x0bf20be40ff30af0,0x0be2ef1af2233436,0x24e43011f5fdf125,
+    0x0af703011101fae8,0x00f8ff00ff0ff2f6,0x07ff0ef6130e0407,0xf808fd17f4f7f5f1,0xd5e22710430d2e18,0xf3191ff41b29c6ee,
+    0xfe090b01020208f7,0xf8efeb05eef9fb00,0x02000cd6d808bfa4,0x31300222d7fae2f7,0xdee2f1de1302f209,0xfc0d21fbca0eff0a,
+    0xf724e3152a24ea27,0xf4ddecc7edfecbed,0x12fbff00f61531f3,0x0d06290907fee9cb,0x15fb1d1d0efbe309,0x32f603f7f0fffe25,
+    0xff19f5e314e1d51a,0xe7fd192bf8130bf4,0xdfefe825f2eedd07,0xe7eefb1025f1e936,0xf118f1f1f9f71a14,0x10f8fcf405f0fe13,
+    0x04fcfae60811f415,0x04f609fef80d0403,0xf8320f23471325dd,0x2b0226e3f80f2ee6,0xeb180019fef61ef2,0x240efdf5250139e5,
+    0x02e3fc0e3a15c3e2,0xec05ef0207fe2909,0xf5e812060103ef29,0x05fae8eef716f4f4,0x05e1e508fa20def5,0x01f2f218fce6f2d5,
+    0xe8072f0927faf2f9,0xfe0406e9fb0813f9,0x2e20e2fefd1ae6e0,0xdcfff70100faf2dc,0xfafd100f02eafafb,0x07fe0801ecf80df9,
+    0x1004fc09ef0f06fa,0xfef0e40cee0507f8,0xfc011107f8e4ea0b,0xe8f815e80408fbfa,0xf20a01f8fb08feec,0x17f0070800ffe1ff,
+    0x16fc0903040bf3ff,0x1105edf602f8f9f8,0x0025f302fcef14fe,0xfbf9e6fefdfb0af8,0xf7f0f3040efaf702,0xee000ef608fef0f8,
+    0x300ce21aed09eeff,0xd70bd1fa00e50ad6,0xeee9f5fa11da3305,0x37fd06d0f600fd3f,0xee20fc09fe0dd307,0x1ffcc30a050d0bf1,
+    0xee0807ecf10de7fb,0x1a03f603eeefff08,0xf90eee1104051d07,0xf21ff8020cf308f3,0x05fbf91403f303ff,0xe41cdf0d0906fa02,
+    0xeeec001313fbee1b,0xfce91e0bf7f9e000,0x0bfa1cf301e5fe0e,0x06c50d13fffa0bfb,0xf300ecf3fe101302,0xfdf7ee0b00ff1500,
+    0x0cf7ef0310e30df3,0xef130c1e11020def,0xe405010af518f1e3,0x0efdf10102fa0103,0x0ee6f5fa0212091f,0x161aeafafff6ecd9,
+    0x1949f0c42a11f01e,0xf10647f8e50dfcc2,0xf8bcd0120d0f1ae6,0xecf5f3eaf206150a,0xf4fc03fdf506ef0f,0x03f500fd0117f5fd,
+    0x0314f8ff0802f3eb,0xffef020305ecff06,0xe11e62241507f2df,0x03332a23e20500f5,0xfde2f702faff0615,0xeaf8f30bf90e0e0a,
+    0x1311e81602160bfa,0xe1e4071507ff0a13,0xfdf20ded1221f003,0x081e27f503fdd510,0xf8eb29fb1efadf04,0x0ef91a0e0205120c,
+    0xf6f0fe030af8060b,0xff02ff090f11ed00,0x1304fc0a2604e104,0x0df70bf207fef503,0x12f2fb12f61307fb,0x0e0a060cfe0bfef5,
+    0xefe7f3e11beceb08,0xebfd0a0ff6100cf0,0x10f22e26cc04d103,0x1bfc45fde217cf04,0xfbf3140cea011013,0x1f01000923f8f50a,
+    0xfe2805dc1f00fbe6,0xf0d1ead1340e35e8,0x1e31f01511090a03,0xb41419ffe7d703df,0x17fd0603e1fa0001,0xe805f7fef0e214f1,
+    0x111f14f50310ddf9,0x14f2d3021610cb13,0xfffb27fb09f80aef,0xe708df020b18fb0d,0x0635f717e6f6031b,0x070df00a0dfc2ae5,
+    0x0705ecf21d0d0f03,0x13f9f4ef10ff171e,0x0ef90402f5f71408,0x06f3ebfe040c0c03,0xf9f609fa041c100c,0x1be8fe0a050ff8ed,
+    0xedf203f1de200308,0xfeef0317f91f01f8,0x0409000d080de1ec,0x2804e80c0ff1ee0d,0x05b6070001fe021e,0x03e0fd0820f0ebdc,
+    0x0c25ff10f9f61c11,0xf9dff512f8e80bf6,0xeaecf6e1fc1a00eb,0x04c7f21eece7f207,0xffe9ed3612ebd113,0x0d00f9ca12e5e6e8,
+    0xf40d0c05e2e40d02,0xee17fe00f308f702,0xfcfbf208f7fc0afb,0x13070e0ffaeae905,0xf80804ef12000c00,0x04eaeafe06fd02e6,
+    0x1908f00309180fe7,0xe619e8ff13e4f007,0x0afaf824061aee17,0x0003112017ef27fc,0x0d3ef9e3e303c521,0x09f3110bfaf8ded6,
+    0x1bed0aebf42cf9ed,0x03f60610f419ddfc,0x562cc518f82911dd,0x08eb124644dfdfdf,0x34ea1b2626130a1a,0xe9dfef06ec490dff,
+    0x05ff0eee0df3e51a,0x0dfdefe20007cced,0xd9f622eef7050d1e,0xed11ec0623f508ed,0xebf400031702dad9,0xfb0a0500fcee1e1e,
+    0xfd15eafd26ff02f9,0xe2ebdde8e6241018,0xfde5f7f410fae1ff,0xf00debfb1704e302,0xbcf817ee4afe01de,0xf317fa0fe800fed8,
+    0x0102f90304100ef2,0xecf3f5070febe7f3,0x1200e3f4d8e00cfa,0x0f0af40ee70520e6,0x29dbe0f1150f19eb,0x050ffbeb0ffe2515,
+    0x00e8e92b01defde1,0xf9f2dd09fe05220f,0x0afbeaf8e7d2f32a,0x1ddfe6d61be61a20,0xf6fef8140a04f6fc,0xf30cf011fdffedfa,
+    0x02c3eae10c0d0af7,0xf6dfe10f3becfbef,0x0517fef90eedfb0c,0xf9ffe510f70f0600,0xf0090f10f5fcfa0c,0x04f40405eb0ef5ee,
+    0xe52e0b231600340c,0xede6121ee8f3ed1a,0x2c0f1808e4f5ecfd,0xdaeae903e8f9ee15,0x0d02f70bf5f4f4f0,0xf5f80fec06ff08fd,
+    0xf5efdc06df13d822,0xfd071f05e113e1e5,0xd904f1110ff4d8dc,0x041ff8f9f3f6ff14,0xe51307f305eef502,0x08ee0d0af619030b,
+    0x17120706f4f3f5da,0xfdfb03e0e91107e5,0x1b0be4f60cf7efec,0xf6bf1103f3031216,0x0ecf2a22f70ae849,0x01f7fcdf06e4f8de,
+    0xe9faf3fef3050efb,0x37ea051f080b2406,0x13f609f40f10ebf0,0xf11412fafdf6e0f9,0xe50001fa02ecf208,0x0309fdfbf312f907,
+    0xfae5f1f2030b0ff9,0xfb09f30bed08d615,0x05ee03d5e33b16ef,0x0f071ae50bf31237,0x0af6f7f3f5ea251b,0x1f01160ffc0af7fe,
+    0x20e11bf2e10af7db,0xec17e8f3ede123d1,0x1221e9fbf0f8f400,0x080311ba04270cfa,0x14c10208170302ef,0x12eb09fa03f6e024,
+    0xfd2eedcd1e0cfa10,0x02fbf4070710e7e5,0xe2f5fe26f3d320e3,0x081decfe18dce4fe,0xea0701f6f3f1fb0e,0xf4f8fc0af9feef11,
+    0x07350e2ee9e1f714,0x130311d9ea012104,0xf11af5f417ff01ed,0xf9eb09eb0c1bff13,0xf10202fdf8f20a06,0x010b010c0400180d,
+    0xea0d0df8f0e525f6,0x13fb05fffe012a0f,0x03fa06e5030c05f7,0xf40b10f9fbf81501,0x101bfbf60601eef4,0x1bf80e0a13fcf206,
+    0xec1efd09fa081816,0x061906e507f0fbed,0xf5050ac9f304f101,0xfdf0030ae6f7d9fa,0xfa090cfdf8090207,0x0c08ff11f704fdf1,
+    0xfa100509ef070503,0xf0ecf4100d0b0a04,0xfbfe1707e5fb13e5,0xfe050cf7ed13030f,0x0de0f203ebfe1106,0x03160906e1fe3000,
+    0xffcf12f23c2af4f4,0xfacae6e1f9f20f0b,0x05f0dade05ebe0e6,0xeef801edfaf1fdf2,0xf5171502f5151ef7,0x1ef5e7fd0c020ef5,
+    0xd2f8e2f511100dfe,0xfc04fef6f20acef5,0x0cfbf408f9ff030c,0x0205f9fc090904f7,0xfdff09000705f4f4,0xfcf80b0c0704fe06,
+    0x2d0e17dcf5fe0404,0x05fc1709e7e708ed,0xfdf717040001e904,0x0911fbf1f1f5fbfd,0x1805f3ec16fe05f9,0xe3ec190000ff0706,
+    0x09fe0213fc13ef09,0x04e2ffea030805ec,0x0dd8043224eae422,0x03ffc526b9d8fded,0x0fe2fe1007071411,0x05fdeafefaec1d21,
+    0xfbe20c121df8230b,0xf4ef1d1bf4081dfa,0x44d61205ee0107dd,0xdd28eee7f309fee7,0xf9f2f91101090efc,0x06e60610080e0306,
+    0xf20608fd0a0afe0c,0xf4f4e8edf802f1f9,0x03effbea210214e5,0xf905e6f0fe1119fa,0xecfcfff4fcff0211,0xfdfcf4f506fcfa0d,
+    0xff0af203f9f905f0,0xf502fbfa00f806fc,0x17f7d5061af7e515,0x09ead2dbf402f006,0xe42c0e21ec271808,0xe7f3ff2117ff1d0e,
+    0xf94f0ee9cfeef71b,0x2c4300e91e21d235,0xed2d37fe04f1effa,0x131fe4d819e0caea,0xf702100001b0250d,0x0ff21d030d12160a,
+    0xfdfb1ffedb1625f2,0x1602f0e6fde0f4e4,0x1ae000f106f610ff,0x0403dbf8eefaf008,0x04fc1e0afbf1f51e,0x060afa07f3ff041c,
+    0xd5fb140c00fa14f7,0x0fd9f70bfb02fbf7,0xfa07f40606fd07f9,0xfff20515f11103fa,0x0a1a122106fc06d6,0xf01417f7f50b0617,
+    0x20e40c22faeff5e3,0x2310ff27c80dee03,0x10f423f6ff2326f6,0xe1fefb04c406fd0b,0x13fce7f90613c6e7,0xe4e020200dec1211,
+    0x25f409080de4f1dc,0x06f8f414e1f7f6e3,0xfaf0e7091111e3f4,0x05f51bfff6ece903,0x090a0416130f0aec,0x0711ff02031102fd,
+    0x0500ff16ed0d14f4,0x09f7e000fa0511eb,0x1c0223030ee9f413,0xf701d81511ec3801,0x08d8f61321f2f421,0x161c18e204ed0f15,
+    0x001af1050907f208,0x0a130b09f8ff1506,0x09fe0204f9fc1805,0xfbf414fbf3fefb0b,0x01ebe90f16fbeb15,0x090be8fa1eeb0302,
+    0xe5f353f8f21f08f6,0xd7fe09ff0d0fe6d8,0xfaff03f710d5ef05,0x03120e220cebf80d,0x060119f61af119f5,0x4221f015d80ff5f8,
+    0x041006eef60ff2f7,0xf4090c0203c5f405,0x12071cf404e9e800,0x03dfed03f8f5170e,0xfceafcfd0709fe06,0xfbf0031507ea1dfe,
+    0x16e2e0fe16030507,0x03fc1408f21fe9ec,0x08f8fcfeef0efcf4,0x050902f8f1f104fc,0xfb050305fbfefe0c,0xf60302fd09040ef8,
+    0x01fd17100320e6d8,0xeffb19e81d0d010a,0x06041000ed0e0d17,0x1202effef50ffc04,0x2818ecdfead80b18,0xfe080c39e6eafceb,
+    0xf7f10006e51ce4f3,0x02ea35e40a0beb17,0x0a06f2fcfd03f3f0,0x0ce3fbf11dfee0fa,0x03fdf7e90b09dcfe,0x01f0f91302f6fb19,
+    0xf000fefc06faf7fb,0xf1f209fc09ff0605,0xe312f8f2f8eb28f1,0xe5f624e2e406f11c,0x08f8110309ed2a03,0xf705dc16dc0f251f,
+    0xe704e8fde70043fa,0xf8fe2f19e9210c03,0xf6f601ef0a0bf1fe,0x07ea07070bf8050b,0xfd09f803f6160efb,0x04f8d506feeafdea,
+    0xf004fbfcf7faf2f7,0xfe09fcf1030a09f8,0xf5f801ef0a030a04,0x0cf5fefbf9f4080b,0xfe041425eef43ee5,0xeee2f3fa1900dffa,
+    0x0f12e9faf24b36df,0x01cfb8dd0be6050e,0x062510fb0ae7fa11,0x030ff907faf1f5ef,0xf9ff0a03e307f4f4,0xfe0106f101020207,
+    0x16e4181d0bfd16f9,0xe7ff15dc26f23a2f,0x0bfa0cec05fd1f1b,0xfb0e0dff03fa09fe,0x1aed0d2413cdca2a,0xf01b0bed0505211e,
+    0x2309f11505020715,0x08f50c01faf1c0ea,0x0d080cf41005f521,0xf60ef21b020709fb,0x0d06fefcf9120cff,0xf00a16fffdf304f4,
+    0x27fadf26ed03dc03,0xf118f4e7f4180f0f,0x021ef815edf7e7f0,0x0e0002fcf903f3f7,0x0d0cf308061b0e07,0x04f7f3fd0e02e918,
+    0x1f0ffe0204f323f5,0x07050fede8f41107,0xf9e609f5221311eb,0xff1ae31af5fffc0c,0x0ff206f922f909f6,0xfbe9160ffd16f7ff,
+    0xcc2a04ff05fc2e05,0xe64c1b1902190d07,0x2204fdf6f8f5fbfa,0xf9ddc905d8fe2bed,0xf32008fd0b19dc14,0x0bfd0edbff08050a,
+    0xfa0df80908f4fc0a,0xf90e0bfff6031308,0x3508cbfcf30af028,0x0717f001eff1fa15,0x130cee03ee0003fe,0x00f703e4f4fd0e07,
+    0x01e3ecf8e9f7ff18,0x210f070ae812f324,0xf5f716e9f71a0d14,0x22eae00616f9ff0b,0x1ff3e605fb08f500,0xeaff0f0d03ff0001,
+    0xe80606060df51219,0x0916f918fdfefa04,0xfef72aff061ff602,0x06ff1014040b1ef6,0xf10005fe08eef40d,0x04f70deaf5031008,
+    0xedf1f7eb04e6ef01,0x02151b08fffaf4fa,0x1610fafc02ee0217,0xf2080815f80019f3,0x07f1070112f50205,0x000f04040003f708,
+    0x0723ebfefb10f2ee,0xfa01f10f12ed2421,0xfcd51cf1d7efedb6,0x2ad2ed2f05fcde06,0xf601fc09fa030604,0xf5fdf1f3010d060e,
+    0xe90b16ddcc0cfeeb,0x020df4ede5fe1c11,0x0a2205ef00f7db1a,0x04050c19f6e9df17,0xeff3f213ea19f2f6,0x0117160b140414fb,
+    0xe7d1f405fb26d50c,0xf7f9d81afd01d6fa,0x02f80cdce2311509,0xfff3010eef1b0502,0x0cfaf8f4e910ebeb,0xf8eb1511f7efe1df,
+    0xdcc01cda13e90402,0x21f807003127ce2a,0x04f8f7da0000feea,0x3908c73fdb06f10f,0xf50b0ef4e207e815,0xeb0f1c0908f405fb,
+    0xf93af0020e024022,0x0ae10403e2fae801,0xea05fddbf4230e01,0x1205f5062015f0ce,0x170aea0802f50ff7,0xdc1618080ee0eade,
+    0xe001101aebb80113,0x18fad30514d4e6fe,0xee02f10903001514,0x0002100bf9fd02ff,0x01d7ddfffff1f3fe,0xfbf3faf3041ff81b,
+    0x0dfd01fb1df334fe,0x0100fef9f1d4fa04,0xf4ff0407f008f9f2,0xff110df204ed0b08,0xe4f100f7fe041201,0x0915fd0303f7f00e,
+    0x07fcf902fcfd07fa,0x030bfe03020dff0b,0xf305fffcf0ffe4ff,0xfbf207131af307ff,0xf92634ebdcf6f0dc,0x09ec08fb0a080eed,
+    0xf2f90611f5fa08f8,0xf314f8f113060df7,0xf905dde604070c08,0xdf13f90900ff03ff,0xd4e605f71616e523,0x2917ec0220251bf6,
+    0xe607fb07fdf3fe19,0xfe2718db0a0202d0,0xdb28f6d9fbecebef,0x0ee3070713dbe6fa,0xf628fc05ec0c02f9,0xfe1f082311f6fa05,
+    0xf0fa160225fbf2f0,0xf0f61f1c02d61ff0,0x0cf80c0ef314f802,0x0a0a03f7f5eff5fa,0xb91600f301f40f01,0x180dfad6def5f803,
+    0xfbf137e6050de1fe,0xeaf6fde3010e18d8,0xfb0307160c0731f2,0xf90b04e602fe1e06,0xd51c0d10f0170eea,0x13dcf3f80ec90a17,
+    0xf7fcfe0800fdfa0e,0xfefc13f601011b03,0x0cff0005f9f60826,0xe9e50afa090527f2,0xf404fefc070302fb,0xf6110be617041516,
+    0xca15ef00de10ec32,0xfbe4000b06052000,0x09e8000bf0e2f7ef,0xfff60cfd1305f718,0xf20cfdf3140904ea,0xf7060df71206fafb,
+    0xf3fe0d09f5030f14,0xfb08f8070602f410,0xfc04fafe03f70308,0xedf5fffdfb01020a,0xd2e826e0f836f30b,0x030722ec0129e320,
+    0xff0a0e0312f61307,0x0202f90a08f203f9,0x0cfdfaf3fffa0dfc,0xf6eff1fffbfbe808,0xedfffc0002fbf307,0x12fcfc12f9fff704,
+    0xe7f612fa0515e8f5,0xf60f08fedef7ef15,0x08010a10130e00e1,0xfc3118fa08fe0bfb,0x48fafef109f8f801,0xedfdfb13fc07dde6,
+    0x120a0c24e301fbe9,0xf4fbeece0d0f1437,0xf00617e2e20cfae4,0xf7f10eee29171fea,0xf1f409f2f1fe0cfb,0xfcee03e714fcef08,
+    0xebf1fa1ef4dafc13,0xe902ca1be7ee4808,0xfefb091bffe40bf9,0x11fd0f311ef12608,0x1a23fdd5f013f4fa,0x12f0011a16e6e130,
+    0x0d14f7f821df0af1,0x13f9e5faf30025e6,0x041511150ce8e4ee,0x2bf9e519e0eaf8ee,0xcd0a2e380e1b200b,0xc9d80add07dc0610,
+    0x10f4ff11f2000bf8,0x100aeaf802112204,0xee00140de1191911,0xcfd1e6f9f8030ee2,0xff3bfed3ed1fee29,0x1f0c181107f303f6,
+    0x0410f5f9e5f84815,0xe6fbe8d005d7f0c6,0x06f9070f24f4f1fb,0x0cfa03e11612dde2,0xfbf81dd90ff011dc,0xf5f1c4f10e12eb13,
+    0xf6f428c5f5f30412,0x1ff4fbe0d5f314d2,0xf2e9de37d905f70f,0x050fdae804e80c2a,0x020cfb030ff0ed05,0x03ff12f7f00c10fc,
+    0x38050f0b16f3ff00,0x040c3ddad01505e1,0xf60dfefcfe000903,0xeb0b1b000b0611fc,0xe802fb1bf00de10f,0xe7370a1a0908fadf,
+    0xfa13ea1c02e2e40f,0x0a1ee82f00171ad8,0xeb140d06f310fd23,0xef15e619ed031703,0x1215fff9eff7fffc,0x130c0af003f8fb0f,
+    0xfe3010f0df06eb13,0x01073313fd06fcec,0x0708062af60d03ed,0xff021001fff9efef,0x0517110908f71bfd,0xf8f7f5030df4ff1c,
+    0xfef4060f0e04fb09,0x04040ffe0ef90104,0xf4f0edfbfef9fdea,0xef07eb10f3f907e7,0x05f0de1309fde712,0x1313100200f3ecef,
+    0xe611ed02060d0806,0xf20d06f6fbfa03fe,0xf9d5cbea25380113,0xd70f4af4fa14dbd5,0xdf05f7f60602f40d,0x12f21018f8fef4fe,
+    0xfcfa060313f518f6,0x0f66ff2cede10fc9,0x060e30ecfad61df8,0x1415200af9ef2f15,0xf4f41febd60722f7,0x1e05e40713001ada,
+    0xf5ecdc0a01090f0c,0xe6f8eee811f6ee0e,0x1711faedeef801f1,0x230ef810e0f52003,0x150cf4fbfff40df6,0xfc07120bfd0506fc,
+    0xf7fe101c0cf2ff0a,0x18081d0afd0cfcf3,0x02fc09e6e8ed000d,0xf7e4f80df9030df4,0x0d12f8101af9fd09,0x1016f90703140806,
+    0x13f220eff404adec,0xe2eff1e20509e7f8,0xfff20306ff0bf3fb,0xfe1a04fff7f81416,0xd8e402f9f4faf20f,0x0c09fc1e1c001a18,
+    0xf507f605fffffb09,0xfc1e19f615f30a02,0x0806f205e109ffe9,0xfb16ef1211effe02,0xeefef6060311ff02,0x070cf4eefff7f405,
+    0x0bfd1300040e0808,0xf70b0500070efbfd,0xf6141507fc01fdfb,0xee140c09f712fce7,0x000eecfae80beefb,0x10f405170ff1f0fc,
+    0xfcf407f8fff50704,0xf8fefe01f9070809,0xf3f1f7f3fc12edf6,0x16f31406ffe3f0fe,0xff02e6dc070ec5e5,0xcddcf9f1fbe5df0f,
+    0xb608170eff02190e,0x05ec15eb08f71df5,0xe705e5340b11082e,0xf004c7f1d8451a28,0xf0f9eae219f0020d,0xe60121c2070b2504,
+    0x02131f15defa1ce8,0xedf50edc0f0bfbcf,0x11f102fc060efcfe,0x06010cf5fe0f0efc,0xfc0aea0de804fdf4,0xf3eafbfe06f103fa,
+    0xcc1913ceebefe93d,0x64fa260df80209ed,0x05f60409f7fcf604,0xfc0005fc00010302,0xf725f202e5edf604,0xffcafa17e6e0e715,
+    0x13fae6e9edc3f50e,0x011715ec0f29d9d2,0x001b26edfb05042c,0x000cf42d091219d8,0x0308edece1f613ff,0xf1fdf505130efdfe,
+    0xf2fdf7150201f91a,0xec04f7ec0cfef7ed,0x04e1011ceed6111c,0x0400fef7f0fc1615,0x21ff102b25fffeca,0x0be90ceffbfc0aee,
+    0xf7f7f910f1010304,0xf8f8050303fd02ff,0xea0ff205f506f6e2,0xfddf04d91cfb08ed,0x0b05131809e80716,0x1206f8ec000bf300,
+    0x25dd24fe07e8f1ef,0x22f816eff51a161e,0x04f10e00f4dbf9ee,0x1507040e0af5fcf8,0x02f7da0d3afb1eff,0x18f21edde2021401,
+    0xcdfdf218f6d1e42e,0x1cff2501ff00ffea,0xf60b0309f21a07f1,0xf6f8ebebf7f406e7,0x06ed20e3e31b0a11,0xe100ed031108e8d7,
+    0x02fdf8f90410ee00,0x12f9f900fe12f2f9,0x1f08f8f913f91806,0x12f1100c00130601,0x1106f91af0f5e809,0xfeff0508f6082706,
+    0x0608060f0e0b0505,0x020e120e0eeae804,0xe81c01f21ff5fc1f,0x06e7faf90cf304ef,0x16f80a0f03fd0cef,0xf8fff4fd000f08f5,
+    0x2bfbfbd708e8e91c,0xf1780838e21a1a0e,0x0ce10304e6080102,0x1e0bf2211415e0e4,0x0102f609eefcee05,0xf3f609f6f10403fe,
+    0x1c1727e1f2e3f31a,0x2415f6f21ce3d715,0xe5fb0bfc1309e404,0xf4e5ffff03f9f4f7,0x18ef0503f00afa0c,0xf6e900faecff0626,
+    0xfc091109fafa0bf9,0x0e0b0e0afa0213fa,0xfc25ffe6053efaf4,0xf301040d0ff7f906,0xf9060c0710efeff3,0xef09100a06f60807,
+    0x021ff502ee0d1604,0x12db03fdf80e1213,0xfcf1f00b2ffd031a,0x1f24031ceee714f4,0xfdfdfd1a2408fbfa,0x150e0be1e4e90df9,
+    0xfbece40b090403ef,0xfcf70beaece3f817,0x21d6e7e7fce223ff,0xed21180f0a0aedde,0x110cfb1c2fd3dff6,0xe70ef6010ed5f3d6,
+    0x01e81a00fcf90bef,0xf30b06fbf3fc0ff3,0xfad70c04f402f7f2,0x06f20f0400e7fe09,0x15f8ee000ef8100c,0xfeffdef6fefe0f17,
+    0x2c11200aea16f526,0x05251811d3f606fb,0xefe70307fbf0fbfe,0xed00100903f6fc02,0xec05fcce141c2deb,0x0ef7f8f6effbf7f6,
+    0xeaf2cdeb0c04f714,0xf0f10a0bfee9f615,0xed1f0d26ef1831f8,0xd905f3e3fffece08,0xffc8f1f9fb0df4d6,0xf6edf0f6f502ba1f,
+    0x15e9f5f9fa17f400,0xfae5080403f90101,0xe9eefbe804fbfafc,0x1809010af6000106,0x070e03ef09fc000f,0xfbf1fe070e0be609,
+    0xfef0ba0e0c0c0d26,0xf3f900e0e81e3043,0x01b908010cd61ae5,0x01fff5edfcef2204,0x03de07f5200feb11,0x10cf3331ecf22713,
+    0x10ff0e1af1030b16,0x3002c71d02f62b30,0xfcf3fa0404fefae6,0xfe0af50c070b15fb,0x23f412efdcf72110,0xfa20fc0404130ce0,
+    0x0a1bf0ebf41305ea,0x06f0ef000d000a04,0xfdf902e6f50aef0b,0x0aef0a130404fcf3,0xfcd2d813f8f3f816,0x0be4070afb0c030c,
+    0x19091dc8543be92d,0x2af2f6f83eea2ce6,0xed0404e2f6fcf501,0x0cd4fffd0504f9f0,0xf303f402fe0b01f9,0x00f70df2ff0b03fe,
+    0x15feee080512dcf2,0xfe0cefef0816eb07,0xfc0bfa14fbf90116,0x04fa1312000b06f7,0xf8f311010b05f9fb,0x00f4fdfe030bfaf3,
+    0xf0fef81105f6ef03,0x0c0d050eee011209,0xe10a08f30dec15fd,0x0b13fe0bf4eb180a,0xec00f51afbee120a,0xe70304ecfdf4f816,
+    0x1c0116fb16f2f729,0x09c219d41aeaf118,0x1208fc07f013f32b,0xfd08f9fafc02f7fb,0x0e01fafd0007e8fc,0xf600daece7ef06fd,
+    0x0e0704e4040dfdf7,0xfbee0609eafbf101,0xf9f2f9fc28183cd4,0x270cddfd0adb1ed8,0xf5ec08ebfa10f8fc,0xe9f6111515fee3eb,
+    0xeef6f50cf81215fe,0xf7d3fdfaeff6fd14,0x2b0e1625ff09da07,0xfee135daf7f2dbfe,0xe2f42b05fb1c0c08,0x24f9fdfa011417d0,
+    0x040af310070ef0f3,0xf8020c0b0d00f10e,0xf402ff0804111219,0x0033e5faf8fc0405,0x1b24fd0df340040b,0x0319e9eefdfe0401,
+    0xf02d1402f8f123f4,0xfe030d220406e3f5,0xe9f50e1ae91b0307,0x0909f1e6eff72dfa,0xeb02ef2a13cf1bf3,0xf9f4e5eb0d0505ec,
+    0xeadd0420e129fbff,0x02f41cfcf00cf3eb,0x110bdffbf205d1f9,0xf31adedafdf9dd00,0x06130dee17060b09,0xf00bfd04f702fe09,
+    0x24f5d1090d0a07fd,0xf3eb020bfd020006,0x02feeb18ffff11fe,0xffedf8180a10f0f8,0xfd110af420fae20e,0xf312e8d6020e0eed,
+    0x17faf0f71b05240a,0x040f03f307fdff05,0xefe7f7f6fbfb05f6,0xf80c12fdfa08fe0c,0xec22150900fd10f7,0xcf2309100a05f5f4,
+    0xddff080000fd0208,0x04fbf206eff50a03,0xe113faf9fc070413,0x0a06140dfbf910fe,0x14f1fa1ae81606f3,0x09ddee03defcde10,
+    0xe4e916ef0201fdfe,0x0af801ff07130afc,0xea06e4fa17fafd0d,0x02d5efeef4e91cf6,0x00011e10f5f421fe,0xeff022ed10fee1ff,
+    0xe81905ffecfa1401,0x04dae41b161308c8,0x0208fbfc290d0ff7,0xe7f2edeef802fe12,0x1101e81c01d40adb,0x0a021ff0f208fc05,
+    0x7cf202fcfa070dfb,0x0a0a2adf00face06,0x1ff4ee01eef6eb23,0x0af9e0ef0100f409,0x02f513e3ccfc0707,0xe10f09050a111d27,
+    0xc12612f50ad0f029,0x1e12e402d247e4ff,0xf0f7f90efb0705ff,0x0e01ff0c02f704ff,0xf7f72309e2ed0503,0xdcebe1120a1c2819,
+    0xfff412010df700cd,0xd91c06fb2808f511,0xf7e501d2ece6fa07,0x11f6fc0de9012600,0xe5fe0707fcfbf81e,0x19f70af5fd08001c,
+    0x07ea1b000e0a1411,0x0e08e9e0f517151e,0x04cb06fb1d180106,0xf90004f6f609cbdc,0xee09f2ecf1ecee06,0xe4dc22f41505fd17,
+    0x0c322702fa0a1b12,0x13f6c8e5e313081b,0xf9fa0dfd0a1708fb,0xf408fff90f05fdfb,0x1ff1ea08e9cd060d,0x1b20090ce3ecf7f8,
+    0x01e40507cde736fb,0xdf1025f11405072e,0x0ce605f20a0cfaf4,0xf80bfb130a0e0908,0xfff8060602070ffe,0xfcfc0b07fbfb0500,
+    0xe10d0ef30b04fa03,0x0ef510f10402f9fb,0x0efde7120aeee702,0xfe1802f9f3e9d8f5,0xe50bf80acaf705fb,0x02f3faf6e910f701,
+    0xfd0a1dfa0a1620ef,0xf10be9f5f8faeeee,0x12f50cf50e0df5fe,0xeffdef120cf5f9f0,0xeff1e4eef913da03,0x020415f4090602f3,
+    0xede2faec1cf101fc,0x04da1609110a03ed,0xec03f3fdfb2018ed,0xfefde3050ae3fa15,0xed2126f118ddd030,0x02e429e9e51edb1d,
+    0xf10dcc02e216ef1e,0xf90902f3f50e0b0e,0x1d00f7fb0703f525,0x1ef2eafaf8ff07f0,0x3cf1eb1be911eb15,0xf32e0debf6f515f6,
+    0x15d9052cfc0d2514,0xff0c2ae0fd131dfd,0x1e0b2cffd8e710e6,0xf314f2f3d91407e7,0x27143fec101024e9,0x2dd2d704ffdbf4f7,
+    0x0cf42106df09030c,0xe0d7e23317e61001,0x00f7e52bfdf1f9c5,0x12f7ebeae2030ccf,0x1404f1f70d1415fc,0xfe05f5fd090400fb,
+    0xffea000a0b221237,0xe4e708de1c2d0612,0x2316b8ff28051afb,0x011c0c1d06fee3fc,0x01a7fb09ffccf9bd,0x1a1c1f10e62be8e5,
+    0xf724090fdaf1e4f3,0xfbfb1ee7fe060c1d,0xecea09e0f11c1e1d,0x050c05fcfef2fdf3,0x20992ed99d5d0ccd,0xbdf110635e335081,
+    0x05f820f9e30200f3,0xeb041d040f010d14,0x08ff07f1f713eff4,0x0d0c18f6030af105,0xfe19111e130e0207,0xeaef100919e2fff2,
+    0xe6f00aee21103ef2,0xf4150ee317e80603,0xf8001404ebedf116,0x01ec16fbe800e9f8,0x02e5e7d90d09c802,0x07fd1d31f4f2f017,
+    0xf8f203e1edf702f4,0xfefd06f6fb06f302,0xeae5ce1113080b2d,0xed17040beaf91f02,0x0b0af6fc04fdfb0b,0x0ef8f2fc010401f0,
+    0xd8bf0b104103da07,0x09f0fb34fccd1502,0x0afa3c53f3ea0fe4,0xe415f420ce2b4bb9,0x01f10506f5000adf,0xffeae9fc03f50106,
+    0xfb10030005eb10f5,0xfb1c27eff90bfe2a,0x2806ff0515fdfd0b,0x0bd8f4ee1d10011c,0xfbef03120b09fce4,0xfce40efd03e9ecf3,
+    0x190ed6ebfee80402,0x1cfde6f71a1f0e2e,0x1efd12f5f3e3f82c,0xf2ebff04fefa00fc,0xff0c0cfdfb04f9fa,0xf3ef0e000cfd08fe,
+    0xf90bf8fef80afcf7,0xf3fdf709fa07f9fd,0x0ef5ecfa010e030a,0xf7f9120eeaf9fb06,0x1204f9fe010bee07,0xffeaf6fefeeefc04,
+    0xd10af11ae3f22cea,0x1af91deb0be1e2d1,0xfada03d0311be70c,0xf80bd704f503f2e6,0xf1fdf8f6f7ffeefa,0x15ecf9fa0fdcd2f5,
+    0xdff71efa1bf7faff,0xf4e51820fefbea16,0xeb1b1a130bf80a04,0x0f05fafbfeee20f6,0x100e050a02f1fb13,0x0dec0b01fe0df30a,
+    0x12d80df21511ecfb,0xddf1c40a0700faf4,0x0d02fe0f101207f5,0x0c0e05fb08050c0b,0x01e5f3fcd0f1250a,0xf604292b242a0b1c,
+    0x0d0411e210ede423,0xfdf4fdf2f3201726,0x10e7e31d10f8e3ef,0xe30a12e6f81ce405,0x0222130337f824d6,0xfa01d7f4fed533c6,
+    0x00280010fdea3af9,0x04f50507e0e6f0f3,0x04fb17f1def5eaf0,0x0f1a2405f5ec00fc,0x0bc606e5e71e2ad4,0x29f9080912e80b07,
+    0x0b1608fefa05f8ea,0x0a01f607cf0de210,0x05f70f01ff07fff1,0xfb16f40700f5f80c,0xf1f301060cf714ff,0x04faf0010808fcfa,
+    0xff03f3fa0e23dff7,0x07070309f50a0de3,0x07f3badf1346360b,0xd5e016e1fb14ba1e,0xf3fffa03fbfc03f9,0xf8f6f40d02ea0eef,
+    0xf503eef4f815fe10,0xd3f01d15100905f5,0x08f70206e1001c09,0xf9e9f7fae5f0fc1c,0x1ee4de00f908e50e,0xf8e30cef12011215,
+    0xf0feeef9eb0502ee,0x0bf909f806f5ebf4,0xd808fafb061103fd,0xf5eefcf8f411fdfc,0xf009e3dcfed345f3,0xeb14e01507f001c6,
+    0x09fdf409fe03fafb,0x0e1f11f700f4fefc,0xfb12e106cb041ddc,0xfde919fff0ec0500,0xeffe0b06ef12f405,0x190725eeeae8f1e5,
+    0x061e0df7ff0614fc,0xf706f508eff9e319,0x1e081307f8f30107,0xf01a18e7f50a1cfe,0xcbf7e2ddfd14fe11,0xf60b24f10a08dbfc,
+    0xf5ed17050e04fc06,0x03ee0d170e1917e8,0x09fef9f3db1308f4,0x1107060302e915dc,0xb2f1251805ff0b11,0x15230116f8fed105,
+    0xc3212efa0e24f0cc,0x000bf50103f11033,0x1c00020bfe09f5dd,0xed0ee40217de33f4,0x06fb050a130aff1c,0x10e7f1f0fef61611,
+    0x03fe08f0140b0af7,0x02fcf3f7fa0900fe,0x1122d0f1ea2af01a,0x061e102b012126fd,0x0c0401ece3f3200c,0xdc08f01f08003701,
+    0x01fdf6e40a1df20b,0x04f50d0de3faf20a,0x0dfc100ef3f92f13,0x080607eb06212eff,0xf1fc0bcf1fda21da,0xf5ffd6e3f2f92ffa,
+    0x140a0ee1d006f40a,0xe0f12d10e815f6ec,0x2af20cd7f042aa24,0xf8f422bd042cd208,0x09091bfcedfbf804,0xf8de1cf8fcef03fd,
+    0xfe02040008fffc0d,0x12000d0a0e0504ed,0xf5fdea01ff03030e,0xfbfded0dfd0bf00b,0xfd1416d705f50a25,0x1905f10b13030af1,
+    0xf1fcea2922dfe214,0xeb1016e819ebb6ec,0x01d4daf8ff14eef3,0xdbfed7ec04eafb08,0x12f1f2f609ffee02,0x000f1bfe00040107,
+    0xffe800ee05e6eef0,0xfcfe07f6f4ff2c05,0x2ff206f0090eebd4,0xe9f2ebd4280cf4db,0x022ae809d0ee3008,0x03072afefe02ef16,
+    0x12f10b03fef20e00,0x0ee2ddf7050bf8ef,0x01f5e2fdfa0321fc,0x06fceb19eefeeff4,0xf2f102ff000c0514,0x045a0efe18001c1c,
+    0x44e710f6f1f6f3fb,0x201b0be212ed0019,0x03f2d60bf6f8030a,0xfb2ef50500fee601,0xec03061201f1e214,0xeaf80b0c020113f6,
+    0xf801080302ecf5f9,0xfefefc0e091afafa,0x0c0ae9f7f1fce7f0,0xf0042a1614ee0800,0xcff8f119e316fc1f,0x01d2fcfef90513f3,
+    0xff012010e9e9fc08,0x0cf7f016f80305e9,0xfb1efb05f8130c07,0x0f0a1312edfc15f1,0xfe0fe4f1f8fce3d2,0xec0351f71f03080d,
+    0x0ffbf5f9161114f4,0xf4fa0808fd000c01,0x08e81204f8071c12,0x0d2207edf4fb19f7,0x17d8eee3ffebed05,0xf7cde9f80bfdfaf6,
+    0xf406fb05ead40e01,0xf8090310f9f1f914,0x09e0070c0a021d0b,0x0518fc0b12051be2,0x090a0511ffd40b0a,0x181915ecf8dfdff1,
+    0x2205fe08fa0a2ff5,0x17fcfb0a02ebeff5,0x230b2beada0af1f3,0xf300f9f6ffed0ffc,0x1400f50b100b1207,0x1207f2ebf702101a,
+    0x07eb0cfafb04e0ff,0x170b0901fe02f707,0x05cefcea1404faf6,0x12121116170539f8,0xf92b01fdf5f8f312,0x0f0c0202ef01320c,
+    0xee0dfe07eef701fd,0x050908fb0a050210,0x0f0cefe7150902fd,0xfc09edf9f60df2f8,0x295bcde2e79cf40d,0xf120d81cf92c2e1b,
+    0x0ef4fa1814f01206,0xf2ee0d00fa06f6f0,0xc9001cf118eefa05,0x102c0201f7fc1fce,0xf5fa040211f6f8ec,0xf8fdfefbeaf913f9,
+    0x130314050401fbfa,0x050a031104ff0609,0x12ebee0ceced1ce9,0x19fa0204ef00e6ef,0x0f01280bdc0cfdf2,0x0cf81a0f140dfb0f,
+    0x05fe1beefe3df2f4,0xecf6eff60704f3f6,0x00fff5ebff010501,0xf10801f60d0ceb12,0x22080b01f30f13ee,0x02f0f3ebf50a0efb,
+    0xf1ff04fa14fd311a,0x0de7ebfbeb0af40b,0x1c00fa0f030702f8,0xf0f60d010700f801,0xfa01071004010915,0xfaff02fafffeed04,
+    0x050d0603060501e4,0x08080015fafe0ef9,0x14f4f9fc130a0e14,0xfb0bebf103090401,0x08eff3def010d918,0x0bfed229f4f5031c,
+    0xfff9470be061f608,0xf514d0f518ebe6eb,0xfbde0a16fd220d08,0xfe140807f02403fa,0x23ecfc06151c0ae6,0xe535fb1d2a13fe27,
+    0x0d34130b060a1de3,0xe8fb1bd4ff12ff07,0x0317f5fa1dfb0707,0xe5060cfffffe1cff,0xd031f918f0ff2505,0x0cfae922f8eef90e,
+    0xe81b100402fdf501,0x19dd2bfdf2f7f810,0x81f11af0effadbe3,0x0dddfb1b0125d2f8,0xfdf3f8f0f5e7e80f,0xfe0b00f5101beaed,
+    0xfcc404f9fff2e4de,0x01ef26f3ee00f519,0xf507050812dd0209,0x09fd09dcfa03f216,0x1ee7e9efdbc4f520,0xfa120c0fe8e70236,
+    0x0e1903f1d111311d,0xf9e80bcffa28e319,0x0ad8fee323eef61a,0x11e20801f804001d,0x06f5f2fdfa0af6ed,0x0508faf1f8edf509,
+    0x0d220ffb1bf30a0e,0xf2f0fa33050a03f2,0xfffd07f20ef8f807,0x030503000706f7fc,0x3c13ff16b722f2ee,0x2ddb1b27eb16ceec,
+    0xeefae5f1080e07ff,0x070cfd0208e2fffb,0xfcf8fde7f60f290d,0x09f8daf3012de822,0x0a13050a1708f3e9,0xf30211f718fb15fb,
+    0xfc1feb092303d10c,0xdad1071dfa0cf3f3,0x00ecf70ff20cfefe,0xf8f3fefa03e9eff2,0x0729f0f80804d519,0xfff7e4010cfcf2db,
+    0x02ef0807fe0e02f6,0x0300e3fe1205ed15,0xf10718fe02f31212,0x14fdfcfd13f600ff,0x15dd09e7f6dc1cef,0xea1509fa1709eeeb,
+    0xf6faf9fffd131ff8,0x16f823e7fced2ef0,0x1f0dfaf00ff7f51c,0xfc0609f90bfffffe,0x1709edf12f0cf8f4,0x370906f5f7142f19,
+    0xe8f32129370c0add,0x03f1241317fde1f8,0x0001fc0206fc0afe,0x12fef3fb12fe0ffb,0xe7ffe014143cea1a,0x00030d0310f5f31c,
+    0x12f30e0af50303ed,0x18f2ef13efff2703,0xfef3e30df1ff2bf7,0xf6f0def8fd0a03e4,0x04fafe120b24f207,0x0a10fe0af8febfef,
+    0x1e091408d51e0018,0x0c0bf509ed07e8f3,0x17dffc170ef8f1fd,0xfb2301ef1f151b11,0x00030d010aedeffe,0x041420e30f0408fb,
+    0xf60b0b0940f60b03,0x04010e200f0627f2,0xe60507fff6f2fd0e,0xf60201ea0a0717f6,0x20dee8f3de2ed610,0xfeebd7e325240213,
+    0xd71b00cfff1b0603,0x0e0bf52ed10efc06,0xf9ec05f7f8e71701,0x06f5ff0b01f31615,0xfa140f36cded1338,0xe804f9e0f8f21609,
+    0xe2ef19e90e1d02bb,0xfd10f1ddf2f71dfe,0x0c0d0a02f2efedee,0x28060307fb11f208,0xdeff20d9f7fdcd07,0xeb1f1e061b162ef3,
+    0x00cdfae5101701ff,0x1ad8da170cfdeb1d,0x16ffeb08ea0c11fc,0xf21801eeef0fe0f8,0xfaf60a0c26221f07,0x20070a1207f8f904,
+    0x19070be205fef1f9,0x02ea02fdfeff02fa,0xf402dfed0a34ee23,0xe7fefeee11f822f4,0x0405010503040d07,0xff03f104fd04f1e8,
+    0xe7fa2c00fcfdfed7,0xf4fef519e1f706fd,0xf511f70a2ff0c2cf,0x0e11ed15ec070902,0xecc0ca20ec370312,0xc527ab1afce710d8,
+    0x15f316eb27d1191a,0xf2f720d504d5e716,0x0111f3f3efec0207,0xf4000f0e03f1f404,0x2503ff1504def103,0x07dad32422fa07eb,
+    0xebe6ebf317edfcf1,0xf607fd0007f4ee08,0xf7e22bf9081bfbf4,0xe60ff12511f71df8,0x141cf9e3f2f2f9df,0x1900fde9fde8e810,
+    0xf80cf8110300ecff,0xf008f202fd01f7f5,0x1e122616e4e9e7e6,0x0dd71122f9fb0102,0xeb1515f5f6100902,0x02fbd0eef9ebfbfd,
+    0xfdf5daf50ffd251c,0xe2f806ebf118e503,0x1005f9ea030fefe0,0x0af6f7f0f11f0305,0xfbee0410fe10fff6,0x14fdfd050e05f4f5,
+    0x1f09d508ffdcfb18,0xee11d3f1011be608,0x04050d040f0af109,0x00fcee050e0e0e0e,0xe534270ceef21609,0x000afbe51102daf0,
+    0xd1e2e1f62eec030f,0xfa0f07e51608f2d3,0x020602fdfefdf2f8,0xfe030df804fb0bfe,0x01e7f709eff306f6,0x0b05f0f8080b0406,
+    0x1406e31c1912460f,0x070cd2fe08dce4e8,0xf9fb0cf615160305,0x0d05f202f5060feb,0x091d11e9fb02fb0e,0x0715160df9f80905,
+    0xd7f52ff5ffff01e2,0x1bf61408012afae7,0x3eea2b0a1a07fc1b,0xd51a09f70ef8f2de,0x09f3f9eb15fe02f4,0x12e5cc1210f9ece6,
+    0x020ae30c0b12f619,0xfdf900edff150304,0xf81a0906fc14f705,0xf1ede2081be4ede6,0xfad525153beaef1a,0x0a01bef428110001,
+    0x0a06fffe0909f9f9,0x06f10c0016050508,0x0003070e0b05f5d7,0x06121201050405fb,0xf705ddf71110f7fb,0x16e1f5f7ed09e90f,
+    0x28edfd01ebf60709,0xe305f2feebf3eb06,0x072745f92fe9f851,0x3a093ad1f627c8ca,0xed012ef2f3170823,0xecd7e9f5ef09020d,
+    0xf5f6f02de11bf420,0x02f5ca0ff10905fb,0xfdfcf5000c1309ed,0x110617090bf9f506,0xfff603fcf310fe07,0x03f90d05eff7f7f4,
+    0x43fceb00eef9fd05,0xe71c1bef15fdef24,0xeff6f50c0d05ff09,0x0608080802090bfc,0xee0708011ced1508,0x09f5f8f913fe1209,
+    0xe0e8fee8e4ec020b,0xfa1bf3fc1118f8e0,0xd6fffe01f7fe0706,0xf9ece6fc04f70ffd,0xff13f8fd020c14f9,0xe61c05f804111504,
+    0x10fdf40503fbedf6,0x1d1501edfa0804fe,0x07111713e0eefff1,0xea1006ea060e00f3,0x08f8f3ed0714f117,0x02bf050f10fbc8f2,
+    0x1b200d2e0cf4f9f6,0x0aff28fc0d0ef50e,0x21fb08f9e80a120f,0x1f14fa07f511f503,0x0df8fde6182dea0f,0xf62f07f01a20f9fb,
+    0x1c26ebed55e8e0e8,0x08fff0ef1e0ee70d,0xebfcd8f1141519fa,0xfe03eaf6eaf1030c,0x09f4f104030004fc,0xeb0aee06fcf90004,
+    0x060007faf8001512,0x0804f617080405f6,0x0005fbe12c111d0d,0x0bf31e031109f200,0xe3092204f3ff170d,0x0eeaf402ef0219fd,
+    0x0b1d210a210fedf9,0xb1facf01fcf408f2,0xd7f93703ffe20d0d,0x05faff090cd6ca04,0xe8eae7eed0dae71a,0xe7ecda0afcfaebf9,
+    0xefcefc120eecebf7,0xcd0cff0a0409091d,0x01e8ff35fbc5d520,0x19e210ef252922fc,0xf703e0e526f102fb,0x0827e8f908230707,
+    0x08e91716fa110601,0x0402f302ea001a01,0x32ec2e1b3e0603e7,0x0aebf306ddf91110,0x1d02c8fcd9d9ef0f,0xfe35f0ccfa0df0e2,
+    0x091af812f60c3ff8,0xf2f9e0fa0b05dd0c,0xee06162bfd062ff5,0xbf030cc80adc0852,0xf7e106fef6f0e711,0x090b0c14f50712ed,
+    0x0c1003f81a270515,0x1813d624ec0518db,0x16dbf4efee0effed,0x373e1624e6f1e8f2,0xfe0510f7f9010401,0xec010ef205fcf2ef,
+    0x1302140a0e0902f0,0x0ffa0215040b09f0,0xfcf7fa000004efff,0xfdf508f80bfceffe,0xd8f8ea26dfe81406,0x0b0b1a0702f405f0,
+    0xf9f3fc181a0a18f6,0xf50d0ce40e0a0007,0x04f613f4f10804fd,0xfb0ce411fd04fcfb,0xfbfe1b03f2f41705,0x17fe151bf0fffb09,
+    0xfbe2ebf7bfe7311c,0x12f30204f11bd0f8,0xee0a0a0dfd09f706,0xf909fb00fdf401f8,0xf318fa00fa05ec00,0xe3070122020ceff6,
+    0xee0fec04f620f5f9,0xeeff201604eefd14,0x0b13f4051fc2f1e2,0xfcfffdf51fef0001,0x0e04f012140dec0d,0x04ffe7e6f31203ff,
+    0xeff904fa0700ff04,0xf70307feedf7fe00,0xe9f40c0ffb01ff07,0x180cfef5020fdd02,0xf7080807f902ed0b,0xfbf5f9f2fbfde819,
+    0x2008f60e271be6f3,0xf91a0a04e9d4f81d,0xf91008ff07fb0706,0xf007e7e209f7fc02,0xcef20024dbfdfff7,0x1613e902010fedea,
+    0xf7050edcf3fb0000,0xf2ffeff00b0c3304,0x0ecf021916170305,0xf929e915d2f7d90c,0xc701d8ec01f2f1f4,0x0efaf50803ebdf12,
+    0x08f3fdf9fe030afc,0x04f1f901f7010bfe,0x17edfb0a15f5ebfa,0x0df3ed0011fb0803,0x040419ffe8f20200,0x00f500f4030afcf4,
+    0xf91a1d2aec0b0202,0x12f3fceefb1119bd,0xeffb0104f7f30b07,0x070906fd00f301fc,0x0c221110d8f1f845,0xe4f1f9edd00941e9,
+    0xebf6fee8effef9fd,0xfee8d52b13f1f3d6,0x06dd0e150507fffd,0x010b0e0207fe0bfc,0x04f70806eef0f6e2,0x04081b1f09fd01f3,
+    0x03180a02ed060908,0x0f0409fcfeff02fa,0x08ef09fc08faeffc,0xfbfe0c050bfb160f,0xfa09fbf6f70df90e,0x06f9fb0505fbe6ea,
+    0x1ff801f234100304,0xea25321c1207fcf8,0x02f9030c130319ef,0x0df11f1eeeeb2c2a,0xf8fa0205cc1209f2,0xf10ef4fd18fa1e0c,
+    0xee320fff0c01120c,0x0c1fe4f813de2a2d,0xee23021eef25f9db,0xfc0d232e06011e16,0x06fcfd01e90ed306,0xff12edfd08132206,
+    0x040306fe02150501,0xf919120a0afdf505,0x05f905f7f1fd1015,0x0d07fd05ee130309,0xebe4000fdaeceef7,0x03f620000302d4eb,
+    0xe31e19e90debcb22,0x0303e103f4fc130c,0x0a13e501160017e3,0x010adbf31f2fddfc,0xf0140919f7e510ef,0xfb0c1be81708f2d5,
+    0x06f70dfbf003f700,0xd6f804f822061c05,0xf308080af7f6fbf0,0xf3fefe05fb09faf6,0xedfbf1fe0eeb0b0b,0x02ee19dc150f0bcf,
+    0x0909f5f6f607fcf3,0x080210f409060100,0xe3e52205f7051512,0xeaeb0b07fbf5f9f0,0xfd16f9fcfde2f914,0x0deaf5e80effe9f3,
+    0x06e90afe449712e7,0x0e08e241e4e9cb11,0xf51b02f2f402ea18,0xfd100d01fcf73e06,0x08f70a0d06dbfefb,0x12ee130908fd01fa,
+    0xf810fff8effc0e1b,0x1b0d13fefa0e0204,0x06fa0a0805fef802,0xfd010ffc05fdfafc,0x1be50f0c1c070a0e,0xfc19ecf01700230c,
+    0x0a0606fa0af010f7,0x04f2091004f3fdf9,0xdaea06092edff803,0xf507020706001310,0xf80209eafe1d31df,0xd0f0180deb0b15df,
+    0xe92dd4f6ef120604,0x05fceff0031af3ea,0x08edeffeedf41500,0xf0d94015ee0ee309,0xf4e6f9f8090afe00,0x08f91d13fcfff8e6,
+    0xe0cb3f27e337c403,0x3b10cfe4fae11012,0x0af20cf80feff10b,0xf20b0cf2f7f2f40b,0x07fbf6f013f80b08,0xf1dd050be50c08dd,
+    0xf0e715f2fafa12ec,0x1bf6f6f5020b04f0,0x171ff121cd1ceafa,0xed1d11061ff6f2f8,0x09fd10fffefce513,0xe7ef170008fbf314,
+    0x17f4fd07ed2b10ec,0x0be50c0c0dee0afa,0x04002619dbf61501,0xfc08150f0bec32dd,0x05f00408f0ee17e6,0xf9eef7171308090d,
+    0xf8fafb19e43704fe,0xd508ea25031f0bd4,0x1b1b1b10fd03f318,0xfa02df0802dbf7cd,0x01bdf33f26bbc8b9,0x01fbceeffa03e5bf,
+    0x0df111030f09f7fa,0xfb01fb040e0d0700,0x0404030304fefa27,0xf1fd000b18f307eb,0x22f6feedf4fbf5ea,0xe9e010b5fcf012de,
+    0x010f191404e30d03,0x1914dce10706e1e8,0x04ed1cf722eb06c8,0xfbfdf30e2116fb03,0xfaf8eefc0dfa03ec,0x120e08f905f12215,
+    0x28090011d90720ed,0xf809eee42cfef5db,0xf615faeff4e4fe28,0x05fc02000101fdfe,0x39fa33e41ce80a0f,0xfbf81fef0019dfc8,
+    0xf7eaf70922140c20,0x03112201fc05e10b,0xf50006e3130cd304,0xf4f7e90305f401f2,0x16ebf6fdfb10ed08,0xedf5ec0107f1e6ec,
+    0x0a02f2f0edfaf7f9,0xfcf6f115fbf30bf0,0xf5f1f50910180311,0xea0eeaf80e0ee50a,0xdd2d01ee00f2f6f6,0xe918041a1c19f2e7,
+    0xef13f1ee29fc1313,0xff0ff1f702fccb20,0x0ae5eb17e7ff0705,0xf4ef06130c0108fa,0x0908e701fedffde0,0x12041102f016f620,
+    0x10f5e909e6efec0f,0x08e8012f0b28fb1e,0x1b262106f5f6f101,0x11e600faec13e802,0x140af8f9effdf723,0x2016d71b1bfe09f2,
+    0xf0f1190911141504,0x0af5fbd61508fe02,0x000210040ceff0e0,0x010a0b020002e9fb,0xf2141eecefdef9ed,0x01fd1b18fcf7e11b,
+    0xedd4e70f110ae9f7,0x14d9edf2fa04f808,0xff0afd03fafa0cfb,0x00180c0c110dff00,0xe4031a1cfd09e0e9,0x0ffb0909fa142afe,
+    0x0d0be9ff042e070d,0x0408fadcf4fff1eb,0xf2e7e90cfe11fc1b,0x1400040ddb06fc1d,0x0b08fafd08f9e3f0,0x02020e0a0c01f9f5,
+    0xf2130e09191907ff,0xfccf0a00e3fc1a02,0x0b20e0fbf309fe30,0xe90bea1a15f00bd9,0xec060d20f401f003,0xfefb0e0a001df102,
+    0x36beec20fdd906e7,0x1502f10efafee020,0x070a011111121e11,0xf7f9fc02fe1203ea,0xfa031ded2a151303,0x07fd0c0f171df3f9,
+    0xfd14fd06ebf7f1eb,0xf7fa140518fff205,0xf906fbfe01ff03f5,0xf7f20af507f80004,0xfef9f8ee07eb14ff,0x02fafbfd07fc02f5,
+    0x0505dcf30dfe08ec,0xf60201f2fb040607,0x19fd010cff04ff04,0x1ee10200edfded0a,0x14fbfcf4f6f5f1f3,0x0e0103f8f70b0b06,
+    0xe902ea06f8e7f215,0xf3f9ec06eef7e9f9,0x0211fcec03041008,0xf6fde606ec0bfefd,0x31fc09eaf20df811,0xeffffbf2191ee2f5,
+    0x0e10f903db43eaf2,0x03120ef0190cf8e6,0x01fbea040910f1f0,0xfcfcef0819f7e6fc,0xf9f713f8f3f40501,0xf7ff0406fefe06ec,
+    0x03f0ea1105fafbf2,0xfb0712fd0fdf360d,0x3201f1d2cef614fc,0xf92ef02313f3f80e,0x1cda1b061100ed17,0xf10cfd010ef625fe,
+    0x071aed08210bf2e4,0x1308f20d0ae709e6,0xe5fe2ef521f8fffd,0xed01fa08fa14fefa,0xe7ee090c0cfa2008,0xfeed03120819fe0b,
+    0xffee00fd01091b00,0x1efee3ed090604ec,0x07d9fe0a24feebee,0x091ecde9faf5fe04,0x03f7f11bf8f2da25,0x16f01910eaf7dbdd,
+    0xf60614fc0af6f7f4,0xf9f9f4fe0c0416fe,0xf640f2fb20f33106,0x1810331a2ef804fb,0x021307ff000cfcf0,0xfb02f9fcfffb0d10,
+    0x0b00101b1f05e001,0xfc0a190b1b0ce9ee,0xe9eff30e140f2403,0x0ce7e6f324f7e10d,0x2416040a0532eaf7,0x0e062c052121da06,
+    0x06060105f2fe07f6,0x000012fe0200f8f1,0xf8eff8010ee80efb,0x180d02e1f5fd0dfa,0x0104e7e10101f9f5,0x0c000cfd02e1f418,
+    0xe3e21cf3f30f0afa,0x04ea1824f80cf320,0x10f8f2e3e1080c0b,0x0ff91a2bfb01e2d0,0xe807f5f7d6efc008,0x091306ec0f0ff2ef,
+    0x071b02fdf9f6f0f8,0x041dd3050e0c0b0a,0xfff106f9ff1d32fa,0xe204001215f2d5ff,0xfe07f706ff04f4ff,0xf70bf5f902ef0a0f,
+    0xe5dc1507fe1be1fe,0x1501d3eafe00d1fa,0x05160a0d0f06ece6,0x26ecc2e2cafdf016,0x0305fc12f41c08e7,0xf913f9fc0f0504fa,
+    0x2ff5e2e7f522fff0,0x0213f9f40ee20a15,0x18ec0104f6fd18fa,0xfff10803f2f5f605,0x1a0dfd0809f9f4fb,0x09dce925fe07031c,
+    0x08f915f112021204,0xfb02110d19fa00f6,0xf0010b0c12c2160c,0x0800e6f6fae808eb,0x11030be304020b14,0x040e15fc05fdf504,
+    0x0fecfa1f0a17f8fd,0x00e42f0e06230be6,0x1bddf4f7de0e01f2,0xfdf9f4fffbf6d0e8,0xf5f80fef08f8f1f7,0xe41321fb0e15ef02,
+    0xf5e6f62cf7ea0e1d,0xfe0e14e8fd060000,0x0914f6ec0ffa0100,0x091203f7e9ffe704,0x0eece6f12a16e707,0x02e4f63812250b25,
+    0xf001fafe07dc0802,0xed140b080400e01f,0xe30ad800f4d52106,0xe2f9ced4c4ef1900,0x02e603ffe6f0f7ed,0xf8061be91919f316,
+    0xffe5f52a22181822,0x1ff9381fecf2d2df,0xfaf1fd0dff15f8f0,0xd900ebf106fee208,0xfeee06030c081fee,0x16eceddf0504bbf4,
+    0x25fad7fc2becf2d8,0xee04dd01de000f17,0x0c0c060bf7f603fe,0x010bfc03fd06fdf4,0x11ea11ecf024e9f9,0xf10f02fbf8f6fff9,
+    0xfcede0d906231cce,0xf0ecfe0e12eb00d7,0x06000d0213f7f8ec,0x0f01fff40bf90cfc,0x0f0d0d0cf4f9ed02,0x11fc0df2f8f4e50a,
+    0xecae0b05f3ebfeee,0xee0610d4e9f7d924,0xef0d0b01fde51b13,0x16f308f4e411e7f6,0x0c03f9e3e4cbfaff,0xedf2e340e30309f2,
+    0x0423112205f81201,0xfedbff0cfaf40014,0x0ed7fa010bf1f8ef,0x0e07f6f1f40afbef,0x160aed170e0bf810,0x0808f3fbe8fc39d4,
+    0x1bde071502e5fdcd,0xf201fe14020cf1f2,0x1314e8d9fbe4dad4,0xf3d71329040dcded,0x082f04f7d01b443e,0x39f2fce7e826d2e9,
+    0xeefffbf6fa0010f6,0x010a0c1aeffd04ff,0xe235fc030cd5f9ff,0x0717e61303e6fcec,0x1c17120a02250c01,0xf4f10d1a05f9f1e7,
+    0xd4f800f002ebfef0,0xee080f12faf1fd05,0xfdccdc06110de4fa,0x09031eff02fdde02,0xf73818ef170ff107,0x05110debff1a2605,
+    0x0c0f01fef60bfeee,0xf8feee25f8f8fd13,0x0d2cfc05e8f83610,0xf5090fdc1bf917f7,0x0ff911fe00f20af9,0xf311f50ee7e80bf7,
+    0xf80b07fc010217e8,0x08ff1416f7fefd03,0xfefd15080912fc04,0x09f7f60df3f8eff6,0xf3f6f803f609fff6,0xfef6fe0b09fb00f5,
+    0xd90710f9fcf1e903,0x2308201e000d10fa,0x02170b08003f0ab3,0xfde5e3060cfdfc12,0x07fd14014ae3f8f2,0xed21f121f5f106d9,
+    0xfe061814130afcfe,0x080cf0dffb0613df,0x0df10d0ff3e705db,0x02f41d10ed0c1400,0x09f9f0040412fc0b,0x0909fa05f9eef5f3,
+    0x0a13fb04cc0cfef8,0x33281eb3fde5322a,0x0b0d05f20708f300,0x0a11f917eff6f610,0xf9ebe80621eff5fe,0xf602e7fdf7eff4fd,
+    0xe00d2f1c09120b1a,0x1b04f3f6f304e3ea,0xfa0df405f11d0207,0x0005ea19ff09fe08,0xfeeff403f50ceb34,0xfaf71505edfaedec,
+    0x042b1202302ed7f0,0xec0920fef709fe09,0x09cb0817dde2e6f4,0x0ef71ef6f7e730f9,0x0ed302f4f817f8ef,0xf40409050f11f5fc,
+    0xfd120a01f5cdde08,0xfcec1cf50f01dbf2,0xe9f8f8fa0507090a,0xed04f4ec04faf623,0x2eeaeff41b19e2e7,0x06dedff005ffdbf1,
+    0x130a080de1e6d4f0,0x01fd100a1bf6f811,0xfae108ed0df1ef1e,0x2410240bfb0503f6,0xf80ffaf60c12f308,0xf6e21104030f0af6,
+    0xeef4faf003fc02fe,0x05f6fbf5f00cfa02,0x071f0afff61c0f0c,0xf71900ff1009f6ea,0xfe190d0e0e000dff,0x08f9fc08fff6d407,
+    0xda04f30af91eefd9,0xd8361801f6f8e5e9,0x34e00c130d2bcbf1,0xfbe9f9f9ff1700fd,0xfb072308fcea1a1d,0x140a09010001e811,
+    0x0bc714f5100be60c,0xf20bf9f410060909,0xdefd0ff80903f60d,0xf2f01520060fd31b,0xf806fcfc06e8fff7,0xfe260403fefced15,
+    0x1023e6100a0ace20,0xd1c6002ed1ef111c,0x09fbedf7ec0d1122,0x06090a06ee0ff6fd,0x13deea0c12f621fd,0xe8180b00120c0af4,
+    0xfe0806f40c150ad8,0xea0ae31410000d09,0x07d3fef60d141af6,0x0df0fefdee04ecfd,0xfc0bf602f5f5030b,0xf400f50c0809040c,
+    0x120c03ff0d0cf8f9,0x100802ef12fcf3fc,0xfb210bd000133022,0xd7194107fd15dd3e,0x08f603f90401def2,0x0706f613f7fcf507,
+    0x3614dfb7e028d6d8,0xda04151afb121602,0xfe0304f70ef5f30a,0xfd0bf8f405f60101,0x0500e8eaf60a12e5,0xf5fd1303eef31407,
+    0xf8f8090f0e03fbfd,0xf3f90605ff08fafb,0x1e303cf0ef17030a,0x200fcdd21512c3f9,0x1eaedf1bebfc111c,0xc117f974fdf228da,
+    0xf029f102f4fce22b,0x1002e50cf700e7d7,0x13cc01ff0311d5f9,0x150f1315d1e9f411,0xfd0b0a0b0d001ee5,0xf7e11f29f2111ef2,
+    0xffe315f10b0907e6,0x0ef704e20803f414,0xfbf9fdf7f2080a05,0x05f3f3fd0ffff40a,0xf4001d1005021717,0xfd0403fef8f50ffb,
+    0xf12601f3fb090319,0x020df61f01fff9ff,0x0017fe1afcf6dc03,0xf3f4ecfc141c13f5,0x0c1a2122fa191de3,0x08e6fc0f0ced4cee,
+    0xff040a0700f407f7,0xfc020c0d0d12f7ff,0xeb0dd92ce0000117,0x2ec7cc2cf2c201a5,0x32091501ea29fa0f,0x01272334f3eaf4ff,
+    0x3cd30dfbfc0f12fc,0xea3e0310f915e2fd,0xd007f4f0090d06ca,0xd808ede2fbd21547,0x03190de110eef11a,0x1aea11220f110fe5,
+    0xed060af501ea0aea,0x14491e34072010fc,0xfde40af1f9fa06fa,0x15fa0805fffbf0ff,0x190f06110a1307f4,0x0ff716eb0ef50c11,
+    0xe9df062f181cd400,0xeffc0a00fa0b1bfc,0xfc0f26fc141f04f5,0x08f5e7040308ef0f,0xebe0f205e3002318,0xf0f90be7fcee1cfd,
+    0xf30f00fb0a110905,0x0706ea0b030503fa,0xf8fb0019fbf43a0f,0x0307ea06fb0cd6bf,0x0017df0b260aeddf,0x09f71b04da10e904,
+    0x110900fff109f1eb,0xffea1b0504031406,0x4ff61b010afef406,0x0d0ce926f5ee05fa,0x1e02effbfbfed7f5,0x34f3f81c2ee91f21,
+    0xfe0f000013edea0f,0x021ef5f619f90bf9,0x0cddf81f140dfdf3,0x020e100c06eb0509,0x06eaecf0101fe319,0x0412ff0f1cf8f218,
+    0xfcda0e05020c08f7,0x0a13efe7231209f4,0x0a1200e31beaf30d,0xfcf00ffafa171516,0xfdecf2181ef600fc,0xf306eb0507f1f040,
+    0xf50be70717f103f4,0x1109f6fafefdeafa,0x0b09eff30006160c,0xd8f41cf3f4ef1a02,0x01fc23f4110dbdf5,0xf4d2eff00ad7dd0b,
+    0xe0e807f5effb0ff8,0x0a18e103fefc0a00,0x02130ce8f507d8ff,0x040704151802fafd,0x0c16f304fb0d0219,0xe0d5fe24cb1b0106,
+    0x1209030007100c0c,0xe3f3fb10f7ed19f6,0x04f50a0e13f8fa03,0x060df11004fcf800,0xf80a140d02ee19fd,0x2918e5021ff80af2,
+    0x0af3141417f4d71a,0xddfa14f900f2dc07,0xf904e7f706f9f5ec,0xef040915080208fb,0xfafc2415f8eaf209,0xec0d13f40deef10a,
+    0x0eabf705e8330209,0x18f7e413ec020ffd,0x1cf821ef023ce81d,0x02f2ca2d08eb16e8,0x1607f8fcdd0318fa,0x0001ed13f2f62407,
+    0x0807140716f8120d,0xfffcdf0bf501f420,0xfdeb10fc1cff0cfc,0x06f00e25fae4def4,0x1d08f62ceed0ffdd,0x00f11601f90de7f3,
+    0x0b150bfcfe050cfc,0x060a0703f90af6fc,0x0efbc81615314004,0x150b4037f9f6d7fc,0x0e042019e2062912,0xfbf4eef2f700000a,
+    0xfef1ed0ae6f01916,0xe202faff0a0e1907,0x120810d8f813f606,0x09f6fde71909cc0a,0x1cefecebf70d08eb,0x0c01060adeff1107,
+    0xf2fafcff0203030c,0x0a100403fcf0fefe,0xd016cf09d33f1209,0xe608faf80a05fef2,0x1d0a0a0f14f90106,0x070c03fd01f6080f,
+    0x0c091a16fb0d08f5,0xfb24f4171f07f2ec,0x0a06f2f812ef19f8,0x0f22eaf9ee0d2b05,0x1002c2230feebf41,0xbce66bf30cdbe145,
+    0xf802f7f5f910050d,0xfef8f6ff03f80aff,0xdf24fcf8f500edf1,0x1d280811fc04fafb,0x0905e9f00309fb0e,0x0d0cf90f080eea0d,
+    0x1f29f8fc211afd19,0xee26fd1b0ffc17e9,0x0406fa02f80bf5f2,0xfaef0508ed0918f7,0x1aeee80a150105fd,0xf3ef0af010f60df8,
+    0xdcdee410eaf70d25,0xdcf9170419043706,0xf910f9040513110d,0x11fd1319f01006fd,0xfc080cf3040d0e01,0x00fa03f8f8fb02f1,
+    0xfe14fd0b0efdfbff,0x170af6f8fd0a09eb,0x09fcfe15f20f16d2,0x2708f0e9fef00701,0xf3f20bf401f7fefb,0x1cecf910e80c20e5,
+    0xedfe03e902e81f0b,0xde050306e1110eff,0x00f905faf21affec,0xfbfc09f6fe0ff9fd,0xf123fb180b141fe2,0x110a1aecf7f6f8f1,
+    0xf9f0050215fd120b,0xf3060c0d00f70c0a,0x080e00fae80d00eb,0xf5f50f0502f61810,0x14fb17ffd101e50c,0xf908f00ee5f1122d,
+    0xfdf0ef061008f4f8,0xebeefcf2090a11fc,0x2bcee61fdb1e06f8,0x2509f9d53b1c11f3,0xebef020df50b00e4,0x06f5f505fbfb1a09,
+    0xf61a07efe4ebf2fa,0x1df7fa18ff0a11fd,0x140200f7e70d060d,0x060706150d0e0bfe,0xf3ef1dee09e3e5e9,0xeef71cfbf502df0a,
+    0xfef9f9f8fc06f3fa,0xf90af112f8f31406,0x1228eee3fe04171c,0x081df304ea1d2505,0x1a0de6f1331ee202,0xeb0bedeefbeb0007,
+    0xf7fef9f9000be00d,0xfa1fd1f61605dc18,0x020003ff1d0e1519,0xfb1c061cef16e1d6,0xf8effc08f40edc04,0x02f8f2fa14fefa03,
+    0x11230b2bd512c8f3,0x0cde00e4bb07f9f0,0x12050dff16e70102,0xf7070e00020ff812,0x18e0110fe9fcfc05,0x070d0e12e013fb00,
+    0x0e0af902fb0807fd,0xf8f907f406f7fcf0,0x071a0106fa09f20e,0x0412f5ed0ef5e00d,0x0af6f602f50119f5,0xf2f70605eff6ebef,
+    0x02fb10eb14dd0bfb,0xe3e50febeb1af508,0xfe4d07e0eb2d43e9,0xfb071530081f0105,0xfb271be80d0915f7,0xf21c15e922e4dd14,
+    0xe1e22218e80521fb,0xfdf6ca000f29f5f1,0x010500090aeede0f,0xdfc8f909faffea29,0x210024010df6fc02,0xf70f0c1011fcfa19,
+    0xf416f905160e14ea,0x0af7f21a18120efb,0x14f7060d031bf320,0xecf819f926ebf0fd,0xf2f3140807eefd0a,0xf7f4fffafb13ed10,
+    0xff031105ef03fc13,0x0bf407f905fd10fe,0x28cffc02ec1afed1,0x182a2a03f62102e5,0xf61916f11a040904,0xf5f909ec0f001cf0,
+    0x1e2ef505e7122202,0xf41b12fdfee6f009,0x02ebfd1428f7e502,0x1423172617e1dddd,0xea120906f9e407fb,0xff040309f70509f6,
+    0x0907fcfc01010002,0x00ef0407fd040207,0x25d207f3f7eef711,0xecf9f1d903fce7f6,0x01de04db13e2fde0,0x041ad71406fcfbf2,
+    0xf9ecea13eb0803c8,0x0c0817ffe90c2ef1,0xf81622ebf7fbe304,0xf2f9fd1ffc000ada,0x0a0e1ef017ff0211,0x1bf0fa0dfb03fdf9,
+    0xfef20c0ff00f0007,0xfbf7f9fc050becf5,0x0fcd1b46db07de04,0x38f3d5ab0bf9e1bb,0xdd19010dfb050307,0x02f90b0b08fcfcfc,
+    0x1203fcfb1d01fbf4,0xe805c0fa1f1d2209,0x02e60e02ec16fafd,0xe1f9f314fe08fc01,0xf621d81df3cf3014,0x0de41600f9f2ee1d,
+    0x2df31bf21af6f53a,0x3fe0f8f50b00eec9,0xf804ffefeff6caff,0x07fc0807080ad903,0xf2e21c090df9e8f9,0xf2f8f21229f606f9,
+    0x0203ee0df20b04e2,0x000efe2407e721db,0x1d190b46faf6e820,0x09f2e9dff3f4fcf0,0xf0170d0c04e5f2fe,0xfe0cf70ac902eb0d,
+    0x170e09fedafef60e,0x29e8fdef24f2fee9,0x122df5272231cde7,0xd00de5e823edd833,0x15f9f9e507f6f20f,0xe00711f800fbfaeb,
+    0xe7f5ee0321ea26e1,0xfe4a27f139ed01f4,0xf6eefd1112f2f2fa,0x0e0307f707f5e9ea,0xf311f8e6eee6f917,0x19f0101437fc12e9,
+    0xfcecefd1f4f8142c,0x3108f5f40510e326,0xece4ede80eebd5f4,0xf2062f191105fe1b,0xfaf9f9f303050612,0xeefaf9e508fa0de8,
+    0x06091609e0fb0007,0x0808e7ff0810f8e9,0x21f50cfefefaf606,0xf40fe8ff0a091316,0x03df11042e1600ea,0x07f8020001fa1cf3,
+    0x1c04071004f9f1ff,0xfa04e8ecfb0ee9f5,0xf713150206e6ef0f,0xfff30a0af801f5f4,0x111823f4f1f02af2,0x06100aece5031c06,
+    0xf407e6e909031107,0xf10ef4fe10ef0af4,0x16e611f3060131f1,0xea1cf5121c0de717,0x02f1fbf3f90cdc07,0xfe0aff0817fa100d,
+    0xdef30cfd0d11f809,0x0408f1f11dfc02e4,0xfdda2d090afcdd19,0x0aebf3fceef1f1fc,0xe7f2fb1a03e8e8fc,0x1c2902131cf823d7,
+    0xdb02f9f6dc160104,0xe4f8f31917001706,0x19e7050307023c0b,0x0bf3030bf6f9dd07,0x17011ee6ed10f501,0x070dfeec00f0eb16,
+    0x0a410af7110ac80a,0x0c091013fb2c0212,0xdb2bd00ee11f0e1d,0x20fd19f2082027e8,0x21e4fe0805f30d12,0x06df0ce711f1f7fa,
+    0x11fadc07d1e5e812,0xf23ae9eb11ee1503,0x0715fef9f10614ff,0x0af312e2f0080719,0xf712150417cd0ef7,0xfa0b02edf8f0f921,
+    0x03f2231e0bf74711,0x0a0c13fa16160dfc,0x0811f71dfedb1ffd,0x030ff0ebf50ce207,0x021406120d132a21,0x131df0f8f109fae7,
+    0xf9fd020c01f7fffd,0x0002f7f2fa0100ed,0x0006ffeb0700ec08,0x0ff8e80ce4f303f5,0x0f04fb0af701f6f0,0xf8f6fb15fc03f402,
+    0x16f603fa11e7f9dc,0x08f620f1f0f4ec10,0x00ee07ed03130f56,0xf40b01290b0ff7f2,0x1f0a15271fe11809,0x1605f3f2e3e814f5,
+    0x0c1ce60f01f40804,0x150405071f0801ea,0x06030cd202f8f71a,0x05180cf6fef8fb10,0xf2f103f9f9090112,0x01ec1ff7fafd08f1,
+    0xc63538fef9eaf6f5,0xeaf2ff0af7e5fd05,0x05fc04050a000ef6,0xf8f7fd0a0df6efff,0xdfeee411fcf513f9,0xfdf909f9f9060806,
+    0xff08f4f601f407fe,0x070d0002f7f9f204,0x1ef5ee070fed11ea,0x171de5fdf1da0902,0x10e9d3d1d3f7deef,0xffebf90ff30efef2,
+    0xee03fef90e08f8f8,0xee00e7fdfbf71e06,0x0601ee060808ffed,0x0910eaf603f609fd,0xeb212524f6fb081c,0x2500f3f114ef0af3,
+    0x060a01db0f02e9fa,0xfc040d0419fcf8f0,0x08faf50ae6fb0b02,0x07edf20005070808,0xf214f30afc1c340b,0xef09f3e904041720,
+    0xe2f90112f9ed11eb,0x050f05f7f8fef800,0x38160303f1070101,0xfdd6ef0af803160c,0xf2dbfc07ff15f30f,0xfd0721f7f5fe18ef,
+    0x2b35cbf0cd25e8dd,0xc006255ef601f4e2,0xe0f1fc09f70318de,0x0af203d60c010523,0xa5fd29f915151210,0xfe81edef10f10af8,
+    0x1a05fce333f40218,0x1802f6e7e518ea21,0xfd17fceb0bfc0ffd,0x0b11eff7ed2510c8,0xed0b06f80d0ffdf7,0x2efb16faecf3fbef,
+    0x1e0c0dfafd11fa17,0x17d6f1f807fbfff6,0xee07ef0e070b0506,0xfd20f308f6ed0c06,0x032713eaf60130fc,0x09f0eafd020c0ee7,
+    0x15fff707081efa07,0x00f908f4fff503f7,0xed17e6ea01e0dff2,0xf5c41bff0e112a10,0x0c1107fa0b01eb00,0x16fd0e0debf7f3ee,
+    0xfb0d0fce051027f4,0xd6faf8d5e6f307fd,0xf4edfd0cfcfef9fa,0x0af2edf50f06fe01,0x0117f906faf2fa07,0xf8f7f9ecf401fe17,
+    0xf218fd1ae72029ed,0x0e0ed1ec04f4fcea,0xf5cf01e436faf9e1,0x110be6f8ed03f908,0x030cf3f416eafb13,0xfa060216e8e611fe,
+    0xf6f4060b28ea1810,0x08fb0e0bf40a11da,0xdffcf4e8e9d6d5f2,0x021320faf0fc37f9,0xfdf1170107fef703,0x0ae8ff0d02f90a1a,
+    0xec060fe4fe22e2f4,0xf3eaebffdf04f40a,0xe510effcde020ff2,0xf9310700eef70b0e,0x2e09f013160bfc0d,0x1e0004f7ea1a0a00,
+    0x0f03fdfaf8f103f2,0x0d1bf5fcf601f9fd,0x06f60c0803f22312,0x11ef0ef7f70ce90c,0x081406081de8ee16,0xe610db1ecff621fa,
+    0x0625e6f7b0ea0eba,0xfae4d410baf92505,0xf92d1cf7250bd726,0x11f2eb03e4e3f9f4,0xfa0f09f81ae8fa16,0xf611f60100fe04f3,
+    0xfffdeb0739c1ff02,0xeceef3201debd1ca,0xf90006fafd0cef06,0x05f6f4f205effef4,0x2a06fffefb02feea,0xf10601f403fa06fb,
+    0x06f4f0fdfbeb04fc,0xe80312ee12080a0f,0xf815e7fa09eafa06,0x0d1608fcfd0d1404,0x0af813faf602e708,0xf2ec08fb1007071a,
+    0xe407f30507f10df7,0xfe01f815f9030000,0xf9fbf90ae30b0e35,0x06efeeed0d0b1df3,0xeb3312ccee2704fd,0x04f8d55401e60fe2,
+    0x040f03f8f01304f0,0x00f50bf30af704f9,0xed1bf70b0af9f3f3,0x0208fc15f309e40f,0x2526eedeecf70720,0x1ee81debdb103322,
+    0x124be103fd16b9e2,0xf7e71813d12902e5,0x0cef13f722231808,0xff0fdee8cfe61ee4,0x08fe040df10e11fe,0x100b091207f70c07,
+    0x29eb01e9da0325f1,0x29e9121a24ddeef5,0xfb1a1304e7fdf40c,0xfa01fc11f5f60eea,0x1408060ae80df207,0xfc16030e080bfeec,
+    0xf2f9fa1400ff1ef7,0xf911f1fffcf4f9fa,0xfbf7de0d22f3f8f0,0x29100d20fc04260a,0xfc1d2de901d3f1e5,0xfb01211d2c1717bd,
+    0xf4f6fd27f807ecff,0x101cf8ee0d0ceb07,0x06f900e6fafb1004,0x0bdf0017f8f90109,0x12f81007b711352f,0xf4fdd909241000ef,
+    0x07eff0d5d8d019f7,0x0bf9ff21f702ebe9,0xde02f40e2cecf6fb,0xf6eb03d80f01c4f7,0xfafbf1f7061af0e8,0x11dbd2000404231e,
+    0xf1020201070eee0b,0xfb260d0d05e8f006,0xecf6ee0609fbe8e8,0xdf14ee0101fbf0e2,0x17d5f821a2daeb0c,0xd404f4eeefdfd6d4,
+    0x1ce1160afaf8ed0c,0xf50aee071905fbfe,0xfffc100604f90100,0x08f5e1dff30f0401,0x150bfdfaf80805fd,0x0a04070701fa0500,
+    0xed20ea0be3effdea,0xf0f01010fdf70b05,0x09fd00060209f8ff,0x010304fdff02f7ff,0x25fb0e08f30708fe,0xfb10ee09090ffeea,
+    0xfa050cfffb120ff2,0xf6eb19ffecf3120e,0x18f81612ffec1113,0x14031af6090604f1,0x1211fdf1dbf1ea0d,0x0ffc07f322dad90e,
+    0x18c60c17e8f0f5fd,0x3a0ffd0626fccce6,0xe2faeafbf7fb1506,0xdcf50509f00322f3,0x070200e4e41bfe09,0x09ebf4ebf7080004,
+    0x00fa0af603f80f0a,0x08ee00fb0402ff09,0xeff413fb011511f1,0xfaec170ffd0401fd,0x02dc391cf0c0f423,0xd1f505fa0706ecf1,
+    0xe7faff0f1906c5f5,0x10ed14ea0af4effe,0x050a0e1040d2d2c2,0x04dffeee1900c90b,0xf00ef009ede4fe10,0xf7f9e6e0dbe3201e,
+    0x00f508f106f0ffef,0x01040d08edf609fc,0x230915ebf501f9fa,0xfbaa092fef03fbbc,0xf5ecf9210518f719,0xfa08e9f90402eef5,
+    0xe4f10007ecf9def7,0x000ce3f2fef3f008,0xfa06faf3fcf7011d,0xfeff242001ea0bf7,0x08eff8d7ed00fb0e,0xfb27f807eff8defd,
+    0xde0df4f0e5ecd31e,0xf9081ec901f5d1fa,0xf9e511090f1604f3,0xf705f9e9030910ee,0xfc1000100909fbfd,0xf1e910fc01ef0e16,
+    0xf8094e060408f0fd,0x14f2feeefcf22d16,0x04fb06faf315fa08,0xfa10f1f7fffe12ff,0xe21100e70d04d4fe,0x050d1aebe402e01e,
+    0xfee7021ef3da17ea,0x1bf8ec0515f80de3,0x0a09f5f5fcf00306,0xf8f40bf903030af0,0x1cef10090b01ebf6,0x0bfcf2ffea0af9ff,
+    0xfe18ecfd0f0a00fd,0x18f125dfe4f9e416,0xca2aec1b1204dd24,0x11e604fde7ec160c,0x010afb0603121507,0xdd150eed0bfb300b,
+    0x10f50802161f0e01,0x130c11e50203f40d,0xe20efaf0fae01a06,0x050224f90df70dfe,0x0b07e4f9ef150303,0x1004edf9e4e128ee,
+    0xff1807f5ef110e07,0xea02ff0602031106,0xdafd2cfb24dbffdf,0xd802e300131a0615,0xdc2a2c0800da3528,0x1dff231cfdfcebdb,
+    0x10ed0001fb1303f5,0x0501f900f9fbdc07,0x191618f5fc230812,0xe10420f8e00c0efa,0xfc08fd0d06f70309,0xfce2d911eff5fd0e,
+    0x13f10008ff00f608,0x04f01104fd03110f,0xfb05f90106f81402,0xfefef9f2090bfb01,0xd80de0f2fd16edf5,0xe6edf409f8121a12,
+    0x11f6fe05e2db2411,0x0f0b1f19101f2700,0x0a0609dd0f11ed0c,0x041517f60b02f0fb,0xf604f306fffb09f9,0x08fa0ff0fefb0c11,
+    0x28fef309f7e0f700,0x0214eeff09e503d7,0x2710f50c19ea08fd,0x16fbf4ef0b1dfdee,0xfee6f3f2fdfdfd20,0xf81ee5e5090313ee,
+    0x17e81607000feae5,0xfffff5e7f5fbfcfb,0x0cfdf51df8f21b19,0xf2f5f0152029262e,0xfdff100f251af0f8,0xebff09100af6e112,
+    0x02101621e32ce7e4,0xe5fc121b1de70312,0xf4d9ee0d28dcf611,0xfff5f1fbf6040fdd,0x151103e7f9ea0f01,0x0b16f701fc05fef5,
+    0x11ff03f8050c0122,0xf70bfef8fd032910,0x08fce2fef4f9fa03,0x01fbd9f606f70ff7,0xedd3f406fbe1dfee,0x0ba91018f407132f,
+    0x15090402f908ddf3,0x070612dc16030411,0xeaec0913060102f2,0xfffd0afa0cf9f208,0x17fec204fc040c0c,0x210f18effde51d21,
+    0xf1f9f900ee1e0a1a,0x1ed614ebf60bfe12,0x1a0e001417f4f411,0x0303dcdf0e01da22,0x0c1eeef0f1fe0003,0xf6f7f4fee10ffaf4,
+    0x12de04f8fbe8fff9,0xf5e20d171ffc1336,0xf1ea1edee9e41141,0xd2f623293705f5f1,0x0207fc0a07fd0bf5,0xf60816fcfbfb0314,
+    0xdc05f50c15f7edf5,0xf5fc09050104effd,0x0a0725150bb60005,0x2115c0f8ee100609,0xe7fc081a02f80ae5,0x0fd81bcb17fcc205,
+    0xee0319f3ddf9d804,0x01e5fddcd50729fe,0x1113ec0a03f1f118,0x081fecfd07f60500,0x04fe00f7f8080ced,0x0202fff006041b0b,
+    0xfffe060005eff700,0x06f9f906fc0508fc,0xde08e9fa13f60e05,0x1b0710f9f3f4021d,0x0cee100dfd10f402,0xfc15ef0022130c08,
+    0x16f41a10f203e40f,0x34e5ed04f9e10114,0xf5f0fe040aedeb04,0x0f04fb01fc060920,0xf9e3bb10f01400ff,0xf321e8e21b0feaf3,
+    0x27ece606f5340bca,0x1cfb27f412190801,0xf0e2090b08f1e803,0x0ff514e70106fef6,0x0be200fcdcf91c0a,0xff0ff7000008fd0d,
+    0xdb05fd030c2e043c,0xd70ed43fcaebe5ab,0xf1f2e21f08c40bf5,0x08091105fcf2171a,0x02f005f0f81201fd,0xfdf211e3ec020915,
+    0xfd21f91af5fd03fc,0xf4e9f204010f25f9,0x1a07060b0f07ee00,0x08f8df1b09efe807,0xfedc0a08ef093303,0x0f0a16fc07df0a08,
+    0xfd07ebf1051bfbfa,0x04f3fb0e0df20dfe,0x1effecf5feee05f0,0x0bfdef0904fe0bf3,0xfedc09d3f2b5dd10,0xf5ef28faeceb07c2,
+    0xea130f14e40d22fe,0xf60d0dfeedfafe0c,0xfe060707f80701fa,0x09010cf606f80cf6,0xfc1c0015ef081efd,0xe6fae607f00bfcef,
+    0xf10e08d40b02fef7,0x18f407f9efeefdfe,0xf310fd0219f31808,0x03f8d71f0508ef14,0xf4fa05f9060911f5,0xf909f110120001f5,
+    0xfa07f704fe0206fe,0x0bf1ed08fd0c090b,0x0d13de08fb0205f8,0x0b23fd13e3031302,0xf9fc0afeff00f20a,0xef0b06f604fef7ef,
+    0xeb0df404fef8defc,0xf8def9fded03070f,0x010d0fff210bef21,0xf4e1f8e0dcffee02,0x0d040c22f816ffef,0x0ce2ea17f8f90200,
+    0x0618e80feb1ee401,0xeff3f5ce12e9e70d,0x201946fe12f5e701,0xec10fcea19e2f40c,0x2520e7ecefe9d613,0x00f7f6ecfd26f7d8,
+    0x0706000e05f50ffc,0x100514f60504ef00,0x08dbe8c4e50bf82d,0xcce80dd2fe0504e6,0xfd14040610f9fcff,0x070a1405f5050ff4,
+    0x174af6e11027fb07,0xe8081319d0fcddfe,0xf5e0f4fff81811fa,0x1511080f09f1fdf4,0x2ff3eef607caea0e,0xe1e7e5072b0effd3,
+    0xfbeff9e81808080a,0xf5f5ee03ed2110ff,0x02090401f10cfe08,0xfc0efe0ef803032b,0xfbea13df2b1e0a12,0x1ff603dd021508dd,
+    0x0a06faf4f60f0dfc,0x0e10ecf9f0f702f9,0xb8ef23fa1cef0b11,0xf8cd0401f0f9d3fc,0xef020cfef403f30a,0xf0ed08000d14edf8,
+    0x12fceaf0fc01ec1c,0x280a02f10321f9e8,0x00eafaf40f0914f7,0x0803fefb17fd0bed,0xf7fdf617f607110d,0x071af30312fbed07,
+    0xe7fc070120f8082d,0xfc030de7fe0ae407,0xd7cafaec24fb1710,0xe5f1f60609fb04f4,0xf7eef3f90a04fbf0,0x0cfe00f60608f10b,
+    0x1a11170be5e9e2fc,0x0efffc1d0af129eb,0x060303fd13fb1002,0xf7fe0707070900fa,0xf306f905fef9fbf9,0x05f705f605f6f5fb,
+    0x00fefdf4f2fdf315,0xfb09ee0ffb101d06,0x101107f2ef090502,0xe566f5fb01081cfd,0x11eff1f5f9f8ffee,0x01e92b0ff1f60ce6,
+    0x03d9151ed9f3271e,0x11000a07180c120e,0xfd1c27e5eaefe3c7,0x27f9e7fb2e0c1dfe,0x040e02fe12f40e0b,0xeb0af8f2f3fdf2f3,
+    0xf2f5f700eafcf2fb,0x0104ecfdfe0d0903,0x24dc0e0709170bc2,0xe815300c09f11f2d,0xfe14f7f0ebf8000f,0xed022eff06ffee04,
+    0x1718edff21f7f009,0x1bf11de804e6050b,0x07f4e6f4faf3dff6,0x090d0cf702040a1b,0x061426d9dff7e6df,0xf2ebfcfd0b1cfde2,
+    0xb0d6d4fded0b0007,0x1fb12bbf01d72124,0xe5f806fefee20911,0xe318ff02e8f51806,0xfd0d0c0c17e5effc,0xfde8fae31ae40916,
+    0x061be40f06110e0c,0x0beff2001903fff7,0x18f4190a10f0e6dd,0x11f708e30d0ff6e6,0xf61c02f9fefaf5ef,0x04faff09020f1607,
+    0xeee8f0faede3ee0c,0xfcfff50102f721f3,0x08010404fafafbf5,0xfaf704070d07f90b,0x000aef0907051105,0xf01816e1f80cda02,
+    0xf71ceefdfa00f70e,0x132a06f3fbfd07ec,0x021511f403f92005,0x0617fdfff8ff0708,0x0df7e4f3ece32104,0x0ee9e90e161f34fe,
+    0x01fbf505fbfd06f2,0x030f0e060a000902,0xe0e6030513f40c05,0x18030905d8032010,0x1606f30602fe05ff,0x04f40d0001f3fdf3,
+    0x0e04f900110705ff,0xfc0de5ecf3000e0b,0xfc103ed056ffe215,0x1810ca21d0fb3e18,0xfefe0602fa01e613,0x0109e6f9fa02ee05,
+    0x09f807fdf6eefa33,0x0431070421f73719,0x05d7ea002007fa11,0x0bd8eee6150b2d12,0xf9dc16e2f7e500de,0xfe111b0702fe1120,
+    0x0af1f3f009000fec,0xf1ea14f31ef80312,0x20f728fd0f07ecee,0x3d02ed0602081cfc,0x05090a0cfb1b07f4,0x280df50509f1d8f0,
+    0x1cf0fb051e05090e,0xef1ffbf5f204010b,0x10e9fce0c8090303,0x0eff120506f4f917,0xf003fbfff40e0808,0xefebf6e8fbf2010e,
+    0x0df7d3fdce0208d8,0x0d200e04df0602e5,0xca09e5eaea09df12,0x09082213f005f807,0x12eade0b05fbf802,0x0cf50c05ffe7e712,
+    0xd1fa04f0e419f81f,0xf9f125060b03f3fa,0xea03fbfa06120820,0x051013f4fd14fc26,0x0a02fd01f9eee215,0x05f20aed0a0805ff,
+    0xf5fa2112f6e0c5e9,0x011bfadc07ed050d,0x10050806ed0809f4,0xea370dd2e1d910c3,0x1c1c200cff192408,0xee190af7110613e9,
+    0xfe0b1bfdfaf4fa06,0x08fee50a0006fe02,0x16070afdf9f1fa0e,0xfc02f0fd1311e8f0,0xd41df5f011fa512f,0x0119f7d5081bf3ff,
+    0x10fb23fd03dff1f8,0x400e030cebf5cff8,0x03f8f8fd08fbfc05,0x1017060009f40b0b,0x1800c5f80709ddf9,0x0311f4fe1ae80011,
+    0x360211ebf4f3fc12,0x021409f9c901d609,0x07f855001bf20e19,0x18f10bf5fef20ded,0xebe8fa07f90ff3fe,0xf2f714f80ef30a0d,
+    0xf2e6ffe2fcfcf5f1,0x0cf61a06ecfe48fa,0x05faed0e10151104,0x0b0b0df4fcf3dd19,0x08fc0e020415f7fb,0xfee9fe040efef6f4,
+    0xf3fe13fff809f71d,0xf8fbf0090be5ddfd,0x0fcdf30cf1070a03,0x10ea2314e0fc0ce6,0x04ed18f20d00190a,0xf11515ff0d07d001,
+    0xea0c03f7fdfffa03,0x0207fdfd000407f3,0xf0100d2b020e0ff8,0xe31c02ff08fced08,0x0405fa16e9faf11a,0x0ef306090ffe2bf9,
+    0x020d0df624f603fe,0x0f23e815000d1707,0xf0f513f1f7fe2621,0x0cfff6e9de0700f6,0x262d180b17fe0e14,0x0a1510141619e4fa,
+    0xeb2f00121cfeeb20,0x1503e609fd04f30d,0x2e04cbeb09dcf618,0xed0eccf30dfd0003,0x3306f0e3131bf811,0x000ff63120f30bef,
+    0x1601f107f607f0f1,0xfb09f61708fe0005,0xf9f304000805000d,0x06fbf3f700001cff,0x1b0bf80d13f5f2f5,0x060508160500ecf4,
+    0x1af41b3c23ee2c07,0x2ef40efbf24553e2,0xfd1509fb100609f2,0xef0fe8fd041300fb,0x0b3d12f81e0428e5,0x0803dae310e2071e,
+    0x01ef06e909f00af7,0x04efe6eff2040411,0x19d821e420fbd5f8,0x13e91be530ece2e3,0x13f6040a0420260e,0xf7d0fd171ff8fe2b,
+    0x00ff0de6c72531ed,0xfe14f91affec0a0d,0x08010ce50f09f3fa,0x140423280206fc23,0xf1fd0f15fc22140b,0xedd4e1f813082d0f,
+    0xe705bce315cfdb06,0xfef7e9fff2393708,0xe4f8f908ecdc0801,0x1e0aedf3e8e51806,0x021ceef70410fc06,0xf4fefb01fc03fbef,
+    0xc4c8f9ebfd09f7f2,0x01fb0e30fe08c6f3,0x032013e1000f40e7,0x37efddf7e90beff1,0xfe26150111032af9,0xe80ae5e7e3f6d9fe,
+    0x0836d100f7e40af3,0xfa15f801f2de050a,0xfc0bfc03ff0b0d09,0x090c000e05fa030b,0xfb2f070c0907fafe,0xfb12cfd90a01e8f8,
+    0x05e409ed02f62efe,0x3a0600261934eff0,0xf2ebf2eef21108e6,0x0b08f2ee16010af3,0xf916f90b1cece1ef,0xebfff2e913fd1527,
+    0x070708f6110e0bfe,0xf1fe01f51c0c09f2,0xf60fff03061bfeff,0x090415fcfa070af7,0xed02f504fffc07f9,0xfdfff80afbf3fd13,
+    0xe7f40d120a08f2f7,0x0701153603fe1409,0x080f09f8cff1fee7,0x06fed1e90315fe02,0xfcf8fe05f819ff02,0xe8eb020dfdef02f1,
+    0x1202e500f2f20206,0xfbf9fcfef4faed15,0xce030d02f50dee09,0x03f8fa1cfa1bf209,0xda0819fd0af3f709,0x0dfb190bdcfcfaf9,
+    0x032dd9fae6febb19,0xdde7dac9fb0109f0,0x08fc10fef1010d12,0x18f4ee0d11090cfb,0x0f09f81afc08f215,0x06f7df03f4f912ef,
+    0xe3f90010e6f8f8fd,0x160807f100f8ff14,0x06fdf7f60306ed01,0x070417f20b070b05,0xfa040216cef41dde,0xf70511f10ff60a07,
+    0x09ee170deee407ff,0x1c13e2f707faeff1,0x0cf11bd21507d8c8,0xdb0f01cf04f9e202,0x0506071905fe05fe,0x1300f408030ae909,
+    0xe7f30017edef1102,0x2704cd21e9ff21f4,0x00f80d01dd02030f,0x0d01dcff12feebe9,0x03e20b12e21a09f0,0x11fafceccdff1fee,
+    0x16f01e05b01216f6,0x11060b1aeff018f7,0x050ad2e6d90311ec,0xf70dee15fc23081a,0x0311fef00201f0f9,0xfbee01030df41207,
+    0xc8f3fb4c1b051101,0x11fa0cdceb15fbf6,0x0200edf1f9fefd07,0x0303f90bfaf7fe0b,0x080ae803fc2cf734,0x022008e310eb0c09,
+    0xeff8f8180fe914fd,0xf9f9e8f62610070b,0x0c06f5050ff6f400,0xf20701f4fe0101f3,0x092bf813edec1400,0x3af6d51222fcfb01,
+    0x0cf81d0f0105f701,0xf2fdebf4eaf90310,0xd0091cfd20fceb04,0x00eb0df7f8fd0d01,0xe8f5ef0c00effff2,0x0d04000f070c02fc,
+    0xc608e426dd0c1cf5,0x07e504f80c04f71e,0xfc170209f8fafc04,0x08091a050ff1050b,0x01f50c0df80be900,0xcffa060d05f836f0,
+    0x05e813fc1b07f12c,0xf6091222f5ffec12,0xed040a0dfa271cf6,0x0e06e2d8ebfd04e5,0xf703fcf20ff7fce7,0x1506f9130b020d01,
+    0x2010e1fafffcc4f3,0x181dfdf208f7fa04,0xf614ef040bfd0310,0xf833fbf105e5ecec,0x0b0df5f5021de8ff,0xcbfff614081f0111,
+    0x08f8fffef8fc08f7,0xfcfc0b0809fa040f,0xfc03ea0deb0612f3,0xe74e11050201edef,0x302ef5fbf5f2fce7,0x0befd2e7fe18d5d5,
+    0xe914f5e907000f09,0xf700f512110002e7,0xe516fe00e3042224,0xed16fff511ff0b0a,0x29ee13fcf2122507,0xed03f30af61de9f9,
+    0x09f5f10ff901fef9,0xfa020907fcf10ff9,0x0a290de51ffecb2d,0xeb03fa33f81fe1c8,0x342f10fe14fbed23,0x02e70a020ff1be12,
+    0x011aedec14f21afa,0x1a332be30ef918f2,0x14f9140df7f816ff,0xfb01f7fb00f9e905,0xf903fed5eae3f82a,0xf608f5b8ce11de15,
+    0x120201fdf8f0ec06,0x03f9fa06f407fa00,0x331114f6f404eb2b,0xf9e6ee20ef14d5f0,0xfaeef0e116fd09f7,0x1806070de13c33c1,
+    0xf20d1f0116f1e2fb,0xfe031508150209fd,0x11f203fa021202ee,0xf8f905ff08f7e3e6,0xfd090a13d11d22f2,0x110a1b17ff1a0d05,
+    0x0a0c202dfaffecea,0xdaeb03f509031cf1,0x0813de3208eef3e0,0xfa11e51e16fb06fe,0xeada1ae4d10403ef,0xf3f10915270edbec,
+    0xffe7ff120df0120b,0xeaea0eeefc181120,0xfafe000608f2f2fd,0x02f0f701fcf3000d,0xfd020d1308101ad5,0xeb060808fb00faf9,
+    0xf9e90b1416eae3f5,0x0ef70bfb12f5efe7,0x06f4f80fdeff0716,0x0303f51c09e7e714,0xc00bb625eefe14ff,0x0a083b242e0efd12,
+    0x0905070610fd0de0,0x0701f2feff06ef11,0x06d41636e0cbe1f2,0x0ef7eede1d190932,0xebe6dd050ffc27fe,0x13de19eecd13131a,
+    0x04e2faf70903140b,0x03dff11503050120,0xfa00e7f7e0e20502,0x1feae5dd121ff302,0xfffacbfdfa09d218,0x05f2080eedf23ece,
+    0x02e0f9faf6f70a03,0x14ecfd03f708d61a,0x0f0311da16effcf1,0x07ff28e207ec1306,0xf2f605f60afb01ed,0xf30b040af0fc070c,
+    0xf0d35b28f950f0e4,0xef03ea21f5dae4d4,0x04f50b0001e40606,0xebe6150afdec1a11,0x1afd07ff1000f518,0x1113f400fbfa1aea,
+    0x01000504060ed70b,0xe2f10b1e06e7f21a,0x0af0f1e90d1c02ef,0x10fb02f9f3fdec14,0x1902f5f6020203f7,0x0506f7f0f804f806,
+    0xf915fff723fb1b04,0xfcfe0afaf805fe02,0x1ffffe27f6e0e5fe,0xf20021df000c00e9,0x0600f40f28ebfb03,0xeffdf8090d090f1e,
+    0x18fb1b1af5150ddf,0xdb15e61e0ef3c406,0x3550f9f3eadc1ef6,0xeadc05151e35f00d,0xff0809d0f4fe0018,0x0706e221fd0adef2,
+    0xf8fcff0a13ef091a,0xfbd506f804f60d0c,0xee0ff7fd16f0ea08,0x0206f60d0ef7f5f8,0xf506f7e7ebf4eef1,0xfcee0e0bf8f4fcff,
+    0x0028eae3fceb2d0d,0xecd0f30ed62adc0b,0x0b0de114efebebf9,0x0bf5fdfeeef716ea,0xfffafffd08ff0707,0x11fefc08fe0ef0e8,
+    0xff0c0be50b09fd10,0x07fe1714f90d0401,0x0b1e16ec20fcf20d,0xfcf9000703120ff2,0xfdf0f8f60c13fe0a,0xf6f4faf209070b0b,
+    0xf7010f09fcfd0c04,0xfb0c18f00312dde7,0xeaf1f7f80a0912fe,0xf9f0f802fa02fbfa,0xf0bcf1150adeeb40,0xea056735d3ffd342,
+    0xec03ff05f2eff909,0xe914f3070a18ff03,0xe2e007fa0bf3e232,0xf3fc1f12fbf9f9d6,0x19ff01ee01ee16ed,0x1222e510f80d0cff,
+    0x10ccfa2ae20e14fd,0xe20cc529fe040ae1,0xf7150403f711ff07,0x1e02bfe817f5ca12,0xfbcfedf5ecf4b6f5,0xd4fce9f40efb12e3,
+    0xe4431d12f70012ec,0x2707d62f06e302fb,0xf9e5d103f309081a,0xfe1cffe5ee1205e9,0x10fafcecf605f502,0xf802f5fe11040b25,
+    0x031106f00efce2dc,0xeb15f7ec0e0207e8,0xf7d51cf413100c05,0x32e9113f0df017db,0xf6fb33e5dfff0cd9,0x0adaf8fb220c0bf7,
+    0xf7f5f50deff51111,0x16f1d60e01050ff5,0xf20202f9f4f50d03,0xf10d07ff050c1b05,0xfe080ff5dfeeece5,0xf215daddfef9b40f,
+    0xf4f2f00906f6fdfb,0xf7f3fbeffff3eaef,0xede31de6eff32902,0xf933ecf10ef7dffa,0x0618f5fcfdf7fb06,0x050bf3dbe8120d1b,
+    0x1309f50118dc1916,0xf42be621fd0fc30f,0xf8e92002042112f2,0xe6eacb09dc160beb,0xea1602d9fff42116,0x1ce600110ef1b632,
+    0xe5e5fce803f3110d,0xfc0109fbf0f019ea,0x12e6f5f136061e12,0xe8f7f7ede1d41242,0x0e1004eb01db0fef,0xfbef04fdfc3b0b08,
+    0x04f1f1fff10e0408,0xfd0bec10fffaf302,0x0aeef3efe916eaf6,0x050016ea02f0f0ea,0xfb0af3f0daf5ed25,0xd9fc1e24f7eaf218,
+    0xe1dcec0cf3171614,0xef42032801100d13,0xf3c6121bcafc1821,0xd62e3908f70f2937,0xd01112f201e91cde,0x05ebf9170afae1fe,
+    0x0246f92ffbdde6eb,0xd2033ef1e114fd0f,0xf90907f8f71f1b18,0xf2090df30cf6fdfd,0xf72416ebe8ffe821,0x06fbfe09210e2307,
+    0x00f50520f2dc02f8,0x1dff13ea2900eaf2,0xde1ff70102fe0aea,0xf3ed07e7f9fb0de9,0x04e8f1170cfaef00,0x05f221ec01f31fff,
+    0xfe000402f4fffd01,0xf409fefe05fffc04,0xf300eaea0bfe1a08,0xf511fc20f1f113de,0x06fd0aff05f400ed,0xf6f4f2ff0208f7f6,
+    0x0408ebe8140ced11,0xfffce7f514e8da0d,0x14f9d80ffbfcf018,0xe707ff0805e40f47,0x0716fcfc060802fe,0xf703f40c07f0ff18,
+    0x19f5150803f4e7f1,0x0ffbf4e4050601f8,0xf30603eaf7f20e1b,0xf6e3f7e9ff0f0ff7,0x08f82a0d20f0f103,0x06db21cdf0e6272a,
+    0xfd0ff513df0cee0b,0xfffb01fff4fdfdfe,0x02effcffe4091cdc,0x04e0030909463006,0x0201f1000601fa0a,0xf311ffd9f2e8f8d4,
+    0xeef0eefdcf290c1a,0x03f0d3efea0f0b00,0x04111108ec0a0afe,0xe9100bf708fffb0c,0x0ee10fe5e024f107,0x2af821e0070617f8,
+    0x1ee828e805ebfbfd,0xf6080338e5ea0af4,0xd510110b110609f8,0x18fb12f4effaf100,0xe7f5fa2617221610,0xeb2105fc00fa1ff9,
+    0xf1de0f1612020807,0x27f70a0802010109,0x08f806fa08f90708,0xfafaf9f706f905f9,0xfbf3f7ec13e3fc06,0xeef027f20d111b05,
+    0xfb03030402f7ff08,0xfdf401fafb060906,0xf8fed811e0211313,0xf418ccebfaf004e8,0x120f130bf50ef910,0xf31cece601f91e04,
+    0xfb11fa0a10080110,0x04eefe0600edf4ff,0xf5fc03e9f40efe10,0xf21b1006fcfcff02,0x0223140df3feffeb,0x12022a070014f30f,
+    0x1df200e605f5e808,0x0a0feb110e02f7e4,0xfed2e61ad41aefe4,0x0b1af9eebc26e2ff,0x04f7e20513f722f6,0xd2ea0d0b04191701,
+    0x0d1ffc02fa01062a,0xef25d3040a051104,0xd60413eeeb1c03f1,0xf44832e00312f9c7,0xf215f8efff010801,0x18fbde09361bcbe3,
+    0xebd8fad852f31831,0x0d21a7aafeed090a,0x08f0f9ffd5f7f5ee,0xed0cfbf5021dfa05,0x0d1703fbeb04e024,0x1e21180100fb07f6,
+    0x00dbe6fee40102f4,0xdbf70e2418ec1c14,0xf0ea0bfb0207f304,0x07c8020cfef90803,0xe61809fee210040b,0xfcfbe4f2fef32110,
+    0xf3ff0701f4f9faff,0x07f2f30c05020407,0xea0304eded0cf615,0x1007f501f6f5070d,0xf8effd0aecf00200,0xf2f7effe190111f2,
+    0x00c6f9fd21e21412,0xf70819fdf21e0108,0x06fa0cf00d100206,0xf50900090df812f9,0x01e808e3f0e9ef13,0xfbf8f6f6fa0f1300,
+    0xd300f704f903fff7,0x0a1c10f1f603f6fe,0x2200210641f208fa,0x14ffe7fdf2e7fc2c,0xfe080409f204041e,0x06ff29f70efdef02,
+    0xeefe01000df4ef0d,0xfd0e0410fbfbf5ff,0x140e1214f7f1f3f4,0xe6e9f1fc1406d116,0xf3f7ef0d0c13f6fc,0xee0d16f20a01f3ee,
+    0xf8f6f0e5eeed08e9,0xfcfa0824e20b090b,0x070c09000bf70d08,0xfef800090107fa07,0xfcfb03eb0afd00eb,0x160204e8f8fc0adc,
+    0xf001ef1f091ce009,0xf6fc0ce6fc11f8f5,0x09010bfbf60b0b09,0x02fa0b0b08f7070e,0x0bc6ebfbf907fc06,0xf7cf03fb070efde5,
+    0x010ffada35fa1ee1,0xfef4fcff1c00101c,0xf81c29122bf01fca,0xde10f0f5e900d3e6,0x030ce20affea0517,0x0a1205090af5f209,
+    0xf701fd050809fcfc,0xf5f8fb09f9fe0204,0x06f902f3ecea1d17,0x15f0f8000cf20bf1,0x1614fe0bed1bec0b,0x0be3f705e60707f7,
+    0xdffe111f22f90dde,0xe8070e0109dcf523,0xc0e9f3011036f4f8,0xf2052202e8f71335,0xf61bf3f1ef0229e5,0x0215fceac90df7fa,
+    0x01ff05fc000bfdf1,0x17fbf6050713fce8,0x03f808081f160a16,0xf4050e06110c03f4,0x070de7dafdeb0701,0x0efcf7efec14fcff,
+    0xfb20ed04e20f1b25,0xe5f2f80738e10bf6,0xfe0cfe0601ff06f4,0xf3020cf209efeefb,0x2bd3dc03e9f9fc09,0x00d0d0030df8fef0,
+    0xfb0835f008fb1913,0x052405ed0413faf1,0xf6031600fdeefdf5,0xf4030e0a0405fafa,0xfbed0200fe0fe8f6,0xf705011402040802,
+    0xfc15dbee1519180b,0xee3a10fdf5fbfd0a,0xf5dff9021bf913e5,0x1f0af3070df92f25,0xe104e605dbe309df,0xfffefa14e6f20cfd,
+    0x08f20f09c90509ee,0xe6d2f8f7e805ff06,0xf7fc01f1ea1b0bee,0x09f3f3eefc0de114,0x13f903fd0b0f1b2a,0x19f508e1f3f512f4,
+    0x11f2f9fcf912fa09,0x0d03efdff7f809f7,0xfde002ff0fec03f5,0xf205f3fb10fe090c,0xf3db10eef3f3030a,0x1d0210fef2f5070b,
+    0xfe220cf7293ff4ee,0x180e18100d00eed9,0xff0b0c0f02fe0bfe,0xf1020f08f907f7f6,0xf001e005fcee17ea,0xf6fe02f3ff06090a,
+    0x0304dcf8ef3008f9,0xf503f1f1fa0cf30e,0xeb0907f617fd0916,0x08fef10eea0c03f1,0xf60a07020f071a1e,0x0bf6f5f7fd16f605,
+    0xf0f71af810fef5fe,0x020515dff6eff710,0x0903edfa13f5fafe,0xf214fbfe06f50d03,0x05f7e6ffeffcfee8,0xe81c28f8f707e4dd,
+    0xf60407f806f2f30f,0x05f50cfc00f20401,0x03ea25febadd472b,0xe9fdf9152a2ccf0b,0xdfcbfbf345f7feef,0x030740f7e31ef1ee,
+    0x2109f503ff0ffdf0,0x020402ecf901effa,0x0b0102f81200df0f,0x08d9f6fa1003dbfa,0xf0070712f1faf903,0x07fe0ceff9f20003,
+    0xeefbf3fbea0dff09,0xecfa0a0117f3210a,0x18f0f527ea171b13,0x15fc050b251a3bff,0x03fb07fefbfa04f3,0x0415f80502020811,
+    0xfaefe9f70e0703e6,0x1501020300fd1ef2,0xf8d34af907cd0bff,0x3cd8ec0107e4d9e5,0xdafeec07230017ef,0x06fa06fd0dd817ec,
+    0xf211000be8141cd6,0x2715de04f02102e0,0xf4070632401bf2dc,0xdbf52e0a09faec37,0xf6f11601f109f4d1,0xdc0deb2808e403d5,
+    0x111cfef4040600ff,0xf9ff07050e05f7f1,0x0a0e181c0cef111a,0xe2f1e70202ed1529,0xf5fd12e303f12003,0x0803f6e914fce809,
+    0xe8000114f501f5e1,0xe5fb073e0a010614,0x03fdf5f20606f0fd,0xfdfa13f7f10dfaf2,0xeee70ee913f4f7db,0x15f7f215f1072010,
+    0xd3df01f61907f6fb,0x0933f402fdf7fbf5,0x2e01ebe3e62324f5,0x0f0d1a28f7ee5129,0x1901ee0912f7d816,0xee2001edff1ddee9,
+    0xe7f921df2ef007ca,0x1ae1b202cde11afc,0x15f60afe0af422e0,0x04130bfef607c8ea,0xf60e20fb0af3fa02,0x17f2050fecf8faf1,
+    0xf3e814ecd80af914,0xf1edf5e6f0f53911,0xf8eb07ff001106ed,0xf10b0aedf505070a,0xf30318060b03fb20,0xfcecfff90d01e4f7,
+    0x0fd611f7ff04feee,0x0ef3f11b09d9e9f8,0x17133b0f20350f0a,0xf8fe0b04f04dfeb6,0xf1060ff604eaf1f7,0xf1dd080df2150ffe,
+    0xeebf05f3ff221819,0xe9fdf7f91d0e0eea,0xf00303100612fcff,0xe2f702fd000605f8,0x092401062b0906f4,0x100414080214fc15,
+    0x0be8f0fafecc1929,0xe4fb32f0ed00fcea,0x03f8f50df4190800,0x10ef0c1a0d00faf8,0xffefecef150af612,0x0a011c001b09f5f3,
+    0x1ee275f9080becec,0x2cfbf5d6f3eef710,0x2412f5d93b0a030e,0x10e205e9e5151c0a,0xe013f3d8f60009f3,0xf8eaf40f1c05f816,
+    0xfff8fcfdeef40bff,0xe5ee180f0dfe0bf2,0x131509f31301fcf5,0xf1040504f7fd0df7,0x20f303fc090e2328,0x16e9f400de04f910,
+    0x08f804fdf90f06ff,0x010117f4f8faf7ed,0xba1129f7d73505ef,0x064add2813ef0fe9,0xe8e1fa1effff0c0a,0xfd01def4e110a6c8,
+    0xfa06f0210810090c,0x08e7f207e9f1f70a,0x0bf21211f2ea03f9,0x0efb13ee00f81406,0xdce508070405050b,0xcbf7091cd4011edc,
+    0x07f40ff40522fae5,0xfd0902e0080a06fe,0x13e209081400edfa,0xeeff0fe601f802e6,0x0ae7001021eafaf4,0xf002ed00170ad808,
+    0xf4fffff9020304f7,0xf6ee04f901080112,0x02fd1bf4f014f8df,0x18031e1c13f80401,0x041519fe0f0e0e01,0x1cf506fd03050afb,
+    0xfbef3c0feddb05ec,0x1f27db50ecfe14cb,0xe2fafefdfe08f613,0x0015e9fbee00f7f9,0xf704fbe9200ff6f9,0x07fcfe00060a081b,
+    0x10d0cd27dadace01,0x02e4f31ef91bd402,0xfb03fa0411f3fdf4,0xe4fb05f305f71bf9,0xb812fa1c25082bf3,0xe4e6c0f4ddeedcdb,
+    0x02c719d526dcd8f6,0x150c3121da13ee09,0xe50b07fffb07e8d7,0x071af61606f2f00c,0x4dea28dbfe2dd414,0xf0dc04de08f5c701,
+    0xf20217f10bef070c,0xe0b2f206d4e8030b,0x0501fdeef9f20a1b,0x04e90ff7f003ed27,0x0bb70b0cfbfff902,0x2603ebf6d4f7f852,
+    0xfcf906ff03ff0de0,0x0304f2f30f0d02fd,0xf209ee03fefc16ff,0x04f3f6fc26f8df01,0xf612ebf6e2ec0c22,0xdbe9f0fdf7d4e4df,
+    0xebfbee08f6f619e6,0xf30c01e9f610f6fd,0xc50511f8023600fc,0xe92de40b0323e8f6,0xdedafc08f61e2811,0xfa04f8dd291afd2a,
+    0xc924ce3250ed4e4e,0x28f5d1dc1123cff7,0x0ae107f816f8e2ea,0x0b00f1f9f5f0fb1c,0x05f2ff03d70818f0,0x0405f401fc00230c,
+    0x070ff8f6c623fd14,0x080d00efe804091b,0x002be3fcf6f40916,0x12e2d3221ff42cf5,0x13f8ff04e90a161d,0xeb0a15edf10d06fb,
+    0xdcfdeff6ee1df4eb,0xcaf2f0101de7d5f1,0x0cf9fef5fae901fd,0xf60e11f907fbc42e,0x0efe0a040711f809,0xf3f6f8ff060110fc,
+    0x1307fc020e040d06,0x03f7f8f02014fc03,0x2d06f100ff0618f9,0xf5080808f6e20ed6,0x280ae80c00f302fb,0x021d04f90efd1b05,
+    0x1623e408e608f403,0x29e9fd00e6f7d315,0x0801ccea1603e601,0xcf0ef8f4f1e407f4,0x04fb07ecff0ef50c,0x05fbfaf9fa0c0302,
+    0x16f236094e07eb1e,0x25fa0500fbf13b12,0xf80a040ede1b1ef5,0x04fee8040a12e9b9,0xe2ef0713181135fd,0x10edeaf50915d2e9,
+    0x10060001fcee0006,0xfdfffbedf61211f8,0x08ebf608fa0f1508,0x07110404f502e816,0x09020ffd0710fd07,0x08effff3eff8f2ea,
+    0x291d01d7002f0104,0xfee3b41b070014f5,0x13f516ee2d21fae9,0xf8f1cf021ace23f8,0x230a090c05ed09e7,0x04f50a38f903f704,
+    0x17da08f919faf8fa,0xf209f504fd08f4ed,0xfcecc405cef51bed,0xe3cd1644b1f821f8,0xf3051001eb0300fd,0xf801f60cfdf10907,
+    0xf4f72ef9f902180d,0xf3060cbfddf41de3,0xe5faed051706010a,0xe8191705fef807f5,0xfb010ff706f3e911,0x050d1d0ff5fe0ccc,
+    0xf3ff1de7f61dfdf0,0x0efdebfb230aff19,0xfc30f22b1a241913,0x24f50fcceef205de,0xe3d2fbfa0deff609,0x00faeffe0af40605,
+    0x25490dfd06f31204,0x0e0f00000d0bf6e9,0x03190eee0616001b,0xf9e80b0303f510f9,0x150a0aeaccfaf12f,0x040f1d4001f8e31c,
+    0x1256f2fedf110d0b,0x26e7191713f20af2,0x02ff261a14fb48fb,0x03e9ceceffecf607,0xd213e4ea1117fbde,0xf1e8ff0cf91d200b,
+    0x08fa04fbf10a0e04,0x0305fa0207ffeffa,0x0f16f3dfed47f7f3,0x110a02f70ffeed0e,0xfbb4fdfdd001450c,0x2feb0fe2f62c3623,
+    0x061bea0a33101900,0xfebee51a13f81f02,0x0dfee20610f609f3,0x0f13f1f20408efe4,0xd1f1f9140b0601ec,0x15f9f4f400f5faef,
+    0xefff19f526fc0227,0xf1f0000203fc0805,0x0a0c10f4fb2317d5,0x19d8de0dfc00f8f5,0x060b00f2fffc0e01,0xfe050400fcf8f202,
+    0xe517fb090af623f3,0x03f5e4fbfbf9f707,0x300f033208f10aef,0x11e7faf512f43ff7,0x040a1a0ff1eff60b,0xf0f22111f6fceefe,
+    0xe8f0d91ded12d8fd,0xf505fc1a18cf11e2,0xe9060bf91b0dfcf8,0x1303fafd070bf2ed,0xf7f017ee0cf8f7e6,0xd1020dfde0fafa1e,
+    0x110115ec010414f6,0x02cdf636e1f506e2,0x1817d0fff0eafc12,0xf9d600f30706f4e9,0x06ec0ed122e633d4,0x3004dfe424e3e100,
+    0xf902fb0b0e08fe09,0xed0d06ea10fbfc0c,0xf6f1eb03ff00f41a,0xf00c0707efe7570f,0xde473515e805ad0e,0x0e010bd618220106,
+    0x2fff10fd1306e105,0x1aec10f1fe0a25ec,0xefdb0fface16e805,0xf1e9d22013cddb24,0x14ff1b11ee171ff2,0xf5040f02fa09f7f5,
+    0xed29bfddeaf5e2f4,0x2412ebe9f9fce226,0x070a41dff1f9ce1a,0xf5241e0c2a2523e6,0x1ddfea021bfe0109,0xffe4f208f8f7ff1d,
+    0x17f9e70c01f704ea,0x18f32508fafb0e08,0xff02f7010cf1fc02,0xfe2206fef416020a,0xf20ef014f0f4e916,0xfb0d031cf20201ff,
+    0xee111bf02f08f81b,0xf50707d4de0c190a,0x25ebd4faf6d1dcf4,0xfaee0310eb15feed,0x0915e31005ebf7d7,0x0df216f7f2e80cec,
+    0xf106f30401e6ea03,0xeded1f12050cfaf6,0x07faef12fbf105ff,0xe5120d2af4ebe724,0xd018f4dc080f1417,0xfc100ee8fdff1118,
+    0xf7f00fe214f318ff,0x0204f4f3ee0417ee,0x160c0cf40b0ae01f,0x2a240710d50b04f4,0xeafe030ffef7fffa,0xeff2fd1004fbf50b,
+    0x030deb08f11be9fb,0x1bf5cbfce9120211,0xfb02ef01f10707fa,0xf3401bf402f5fc0b,0x14100b1c23012403,0xf2c6200f052740e1,
+    0x040013f8f806e008,0xfb0cfe0d07fb29f0,0x00faf2030b07070b,0xec09fd18f00ef8f2,0xf5000cf2f108030b,0xf40108dbfe0914fc,
+    0x0430f8e8e9d32c06,0xe406f4f1d30bebfe,0xf9e808dbd7c9ba21,0xcae7cd1437f7cc31,0xd92f1a00f5200d20,0xf2f2e5f43c2b0bd8,
+    0x1b11c904111de62f,0x08fbfd21f40d08f7,0xdf3d15fe4fecd6fb,0x10f40923fa060af2,0xfcff050b07000706,0x170df40c03050108,
+    0xeff90fe6fe170802,0xe615f410e9e6f5ff,0xfd0bf7e90409131a,0xdaf41a010a06f7f9,0xf91e1c1c0af727ed,0xe9fc14111617dffa,
+    0xe903f3f8f5fae116,0x0116ed0905f1150d,0xfe0615ebfaf7f6f1,0x090b060bff07ecf4,0x13fff4fc0814f3f0,0xf8dbff04fdfd08ef,
+    0x0222e306ea14ded0,0xdb181d000e231deb,0x2110eeed000c0c10,0x011310f5fceff605,0xecf6040404edfb06,0xeee7ff09e7fcfc07,
+    0xed0201f503d6eaeb,0x17f6041822f3f815,0x1f1534021029fcbc,0xefeff8f7f20d01f9,0xfa04f1ed0e221203,0x16f006fef8f5e90e,
+    0xfef6e2e2fcd81ae4,0xf6180a05f208ce16,0x030b06f6f000000b,0xed0afb11f72514e7,0xea08f203e9cde5e4,0xee0db513cffce7ef,
+    0xf5320c20dc2e35ce,0x133221f4def90dec,0x03f608ffeffcfeed,0x08060ef6f81000f6,0x08100a23fbf5ee09,0xff1b02ec0d2ce612,
+    0x04f008fffff60510,0x08fd07fcf9fcf803,0xfe140ce81b0b040f,0xe607ea14effbfaf5,0xe1222bfc080ce329,0xf5eb36012d0c0bf8,
+    0xddddf7f8e502f8f8,0xf8e9fbf9f3fa17d7,0xfcecfe02ffe90d08,0x08ebf8140905fb15,0xcb0ee40ee5f0f200,0x08fd0a100b081325,
+    0x24fd130df004eef6,0x1e30f0f90c02e90f,0xf705f1f80b050401,0xf908f0effd120212,0x1b0113f8110908eb,0xf1ffe2e9fbf8e218,
+    0xecfd000c07fe01fa,0x0016fa03feffd6ef,0x2910f6f91befe4e3,0x001afa070efc10fe,0xfbef06ff13f1040b,0xe9f8fffe05030bfd,
+    0xe1fa0e10060dfbf2,0xf2ffeb0f0407ff00,0xf01b0d000ec31406,0x261102eb27e81e06,0x0c1a10fb09e8fb09,0x1fefe5e9090a0ef0,
+    0x1410fc13fdfcee09,0xf3f6f7050611190c,0xd702ebfefde4ec1f,0xddef0afff6ece3e5,0x25fbec190909f104,0xfe3807010b03fcfe,
+    0xfefa1af5141317f0,0x050919f90a0014ed,0xf008e7f0f8ecfef3,0xeb1606190101fd10,0x03f5f9f81727e9ef,0xfafbfffb04060001,
+    0xe61b0bcff3f10f23,0xf519f7e6070620d3,0xf905f518fc1d3017,0x3a1c2510f1ecff07,0x56d8060211eac3f4,0x2d1af3e5ef111c11,
+    0x12f0fbecfae400fe,0x0004f40e0d0df7f8,0x10f4100ff1f31332,0x01ddd90cf8fc1e17,0xecf10201fe0e14eb,0x23eae614f80a0c0a,
+    0x05f6fede0c340e06,0x0bf1060df11417d6,0x10200f1015e3f200,0x1a061c0f0f01d70b,0x060d0102fc1308f3,0xefe90b1407fa0c04,
+    0x1e15db1811110610,0x0707f41a00031cf7,0x16f21a1101f005f1,0x06f30c00fbe82003,0x261accfd23cf0a2d,0xe60beaebf6d516ff,
+    0xf707faf5f8f909f8,0x0907fdf80303fff7,0x02fc0ee4fc1f20f2,0xd1120d0f11ea2428,0xf807ff06fc05f5de,0xfd14eef80bfb01f8,
+    0x43f5f306f0ef13f8,0x07a2f70a05fdf5f7,0xebdce906ee09d7ed,0xfa11fefb09e81008,0x1609fcf60a0efaef,0x0af8f905000404ef,
+    0xfde20d10fdfe08ea,0xf5170808fd09050d,0x0c0c1a1b1330e718,0x0f2201de0307061d,0x0b1316ebf6fb04df,0x06f5fc1a0cf6020b,
+    0xf5020cf3fff5f41a,0x05ea0904fe0cfd01,0x0cea01fbec08ed10,0x22f70e22cf241118,0x190d12f3f4e0ea11,0x151101f80301fd07,
+    0x1017020ef90205f9,0xdf221917f7fafafe,0x0206fa0310fff5f3,0x00fc09e9ed02f7fe,0x100d14f1fa02ecfc,0xe802210b0d08f8e8,
+    0x180aff03fe0d2c13,0x16f7fb010f12eb0e,0xec2139c7ffd7fe0e,0xca05f30810ffe8f5,0x0b36e0fe0910f70e,0x10e52622f60de6fd,
+    0x020600fb04fffcf4,0x0413fbfeff01f6fb,0x2bf8270d1bfef501,0xf8ea07e903090ff5,0xf9c9f8ff0cfdebd8,0xfb0712f2f100091e,
+    0x0aff1c07f8f81906,0xfef7e705de10e2f5,0xe4e1e8f3e2f4b9e7,0x04030fd60edf1207,0x1501553035fbc40b,0x0f0d5ba90723ce51,
+    0x05fce90d0901f90f,0x0ffaece6fcf6d9d1,0xf5351315270c0e27,0xefe6ea2dfa0bd31c,0x35d4200e1de007d7,0x0ff30eeeed1507d7,
+    0xf01d28ef13e80bf2,0xf4f6f417ef02fb02,0xfe02dffa0cfcde38,0x1d22da032eeeea13,0x13fe0b01f1ef030d,0x02fefb151ef50204,
+    0xf2a706c0eb7f35d8,0xbf1c25423fef35a1,0x0411eef8fef4fa01,0xf6faf9f7070a050c,0xf3f7edfd1a00f215,0xd806f6e4eff60b18,
+    0x010ff1f30e0f0410,0x02fefe0203fe0110,0xf40a04faf10dfdfa,0xfde40603f6fa10ee,0x0df5e7fe1910440a,0xc21206151b0be60a,
+    0x05e3ef013a1fedf8,0xfb2afafb060ae5ed,0xfb0601f9f0191516,0x153904fbe507f6f2,0x09f41cfa0a0905ed,0x08ffe5d912f110f5,
+    0xf918f5f9ec032d09,0x3031fd2de4f82503,0x0801020e04f81a12,0x0006fffcfffa0bff,0xe1f7071ddb2c18f5,0x05fd09ef27bddd02,
+    0xf5f7d90e200501f5,0xff08fbdff3f60c13,0xea0cecf904010af6,0xf2fa15f5ff121c10,0xeaf7fbf9e1f9fdfc,0x152c0bf609071bf4,
+    0x052fccf707dbf5f6,0x13fbec14f0211c0f,0x0603eae6f3ee0514,0xea06050ce415065d,0x07fd11f80829060b,0x090a2514d4ff05ef,
+    0x0c1618efff12b3f1,0x0b1804fafbe900fe,0xf509e5fa22faed0b,0x13f7f3f90eeef701,0xf6df0c13f1eff3fb,0x08f8f916021c0ef6,
+    0xe42bdcd40227e914,0x21f3d825e93d0bd5,0xed0ae7000418fef5,0x0614fa1008f6f8f3,0xf2041a10e1002e20,0x1d06e6f20be333f8,
+    0x241bea1f13f6ce06,0xe6030af7fa171513,0xdf1025f510f02313,0xebe911d117130012,0x13f907e7f3f7fbe5,0xe4d902f8f00e2602,
+    0x0dffed030ce9e703,0x06cdef1ae9f8f710,0xea2701e40bf8feec,0xf4f1fcf50306060d,0x0606f6021bb9c4d3,0x0c0f03e6ddf3b6d7,
+    0x0a17ee16fafb23e7,0x03e717fd150f0bfb,0x0fedc7070bf71911,0xf3fdeaf10df416fc,0x01f0df0e27f32408,0xef1ce0f72610faf2,
+    0x0df0f91e0e07e1e7,0x130a1cedec1de304,0xebf710050c0b1b03,0xfae9f50607160ede,0xd9fdcb2b1e06fa11,0xece8e8e61b48e9eb,
+    0xefe623f40df6e10d,0x0910e5110efee719,0xf2f9e3030f0f1e0c,0x141f0023fb0e05df,0xfc09e90e051602fa,0x1706010814080013,
+    0x09031d1000faf9f7,0x17450f102b1cfcf8,0xfb0de63709f8e3fb,0xe12226082e16e805,0xf7f0070cef0bfae7,0xfbca02fefe091903,
+    0x1ffaf6f00efbf90c,0xf8f0d1e6fa03f8f4,0x1d1030f4f4d81cfd,0xee1831cb032d4e21,0x2a1bff13d6e20de3,0x0b190014fafcfff2,
+    0x00041828c400b4ff,0xfd082c150cf809fe,0x0dfaf8e929dec420,0xfcf00205e91e2a51,0x01b4fe001adeecd7,0x1a09f711f10fe8de,
+    0xd92a0bf308e0d6ef,0xe8ee2cd409101ade,0xeae6f1091afe1500,0xf305040e08ef02e0,0x120d03141cdcf800,0xecf4020b0b0ff803,
+    0xfae9f3e216f0fa1d,0x1e1102f1edf6ea07,0xfbfff4fb1f03fd04,0xfdebfcf7f81015fb,0x0311f5f0fd090905,0x010909fb0d01f509,
+    0x147fc01c53f4c250,0x62f0aa0ed8e7133f,0x08ed0612072406fe,0x00f7c017182102f3,0xe6022d1feb1517c0,0xe3f2ef2e19030cec,
+    0xfbf5edf202f2f111,0xf5001af1fff50c06,0xce1600ff22fa19e5,0x10f40717f1160cef,0xeaf5f4ff05f6f7ff,0xfbfa18fafef40500,
+    0x070afe0309f10ad5,0xf52517060908f116,0x0d18e1f312e8021d,0x16fdf104f2f2fedb,0x0e0af614070206fc,0xf819f1fd0503fc11,
+    0x384d08eb1a0b0413,0x11fa1f2c01feebcb,0xebe4e612f1c407e5,0x080b03ec1c1233f5,0xe0180efff4030f18,0x16ffec0d0115f9f7,
+    0xc613ade70119fa12,0x0d046ae312e73ff9,0xfafe07ff0007e2f7,0x09ebf9090afb0809,0xf2fafa0a000fd80e,0xfcfc04170a18fb06,
+    0xe70f08fffe050119,0xee0419fc12f20005,0x0314f6f00b08e706,0x040813080614d10d,0x0713f6f0e8ee08f2,0xfefcf5f5fef617f3,
+    0x2eef001fe0ee010b,0xc901f6f72f1628fe,0x17e81a01000bf500,0xe9190e16fff70ef4,0xfef3f40d031706fe,0x0fedf30e150c230f,
+    0xede324090ae909e6,0x3a14fbe60cfdda03,0xf9c3faf1c9f3ff04,0x251df2f4fa18b316,0xe5fff905cbedfbf7,0xfdf3e204f2030dd7,
+    0xfe0a34f303121b29,0x10f81bf2020c0809,0x072dfdfdfd1a0d0d,0x0a0f08e700020c04,0xfc0b13050b130f1a,0xfb080200040ef9fb,
+    0xf8f207f1f7f810ef,0xf10efcefebfde7ec,0x27f5f3fc14ffed13,0xebf5290e05fef308,0xffd2fd302a3c11ef,0xe5fc0bf80308f927,
+    0xfd18050a08113f0b,0xfef8262a16fb1eed,0x06e2e1acdc07eae3,0x1ce813c1e6eff507,0x122c1bdadbe8d0df,0x1b2aeef304f1ee2a,
+    0x0606ffeefb14f30b,0xf905fd05021308e6,0x0aeeeddf13ef0003,0x24f6fa1e1becebf4,0xfb03201ad402080d,0x09110a0ce7f2c40a,
+    0xf50a10fa0c010417,0x0e04f700e4fb110b,0xeed5fb1600faf4ec,0xd81aed220515e920,0x05ed0cfbeaec0809,0x1516e6f4030a110c,
+    0x13f7fef9fd032301,0x16dae3dee207fbd3,0x1015fc04f7180d02,0xe60ffaf6fbfe0c02,0x0ced09fa06d70602,0x0304f91ef9000e06,
+    0xfc0aab1cdad149de,0xf10c032f0af722d4,0xf71af92ce6f01012,0xf8f5f4d808f4230f,0xec0b03ea38f8f214,0xf7fe0605edf706fa,
+    0x000f37281624d6f2,0xe10bd91bf81f23c2,0xdbffda17c910d711,0x20f60e02eef2d4f8,0xeffd03f7f4090a1c,0x0cf4f805f7fd1fea,
+    0x0b050bf9140e0302,0x1820250ef21cf6f1,0x1bfd0efc27192536,0x05ff1e1f1019c5cf,0xec01f9f301f6f40e,0x09e817f8fc20fb0a,
+    0x18e30603f403fe00,0x04ea1aef15eef4ee,0x14060f00e808fe22,0x03df0c00f31c02dc,0x2bd8dcefee0b0b00,0x2c2d0d1bf4ea19e9,
+    0xe31ee9030fef11fa,0xf3e7fffaed081d09,0xfcf7010cd314312e,0xe408042a1e0119ea,0xf613f00df6faede9,0x0d1afcf6130fe40d,
+    0xec07d4012cf2f817,0x18e9de1ac7e117c9,0xf81603ea26fe07fc,0x02e5d715f9f4edd4,0x1df0f4120d20fdf4,0xf6fd0510021efbfa,
+    0xded6e3ed08ffc607,0x1edf231ce0f51e01,0x10f20103ef1b0a11,0xf5edfb00eb06fd02,0xecf60ef3110906ef,0xfbfe1aee07fd02fb,
+    0x0601ee06f21005ff,0xfffd070304f8fd10,0xe2f4f90c18210501,0xf2eefff61703e9e4,0x01f307cb21f41d1c,0x3c0ce4deee19e91a,
+    0x03f6fdfa0cf109ea,0xf1ecfe10f0f1f601,0xec1ef3ef0d02f0e9,0x08f13cff01cfd835,0xe41ffc1aef0ff017,0x14fafefcf80ef5f5,
+    0x0f04f2ec27e40a1c,0x20f6dd1f0cd00049,0x0606f7fefaf1f9f3,0x05020303010a09f5,0xfefa0bf8100d0df9,0x030cfdfe0af6f303,
+    0xf5f611e9170f0932,0xf5e1f30c03f3230f,0x17abe3f7fe0f20f8,0x00f1063102f2e827,0xd7cbd0faef1cfbfc,0xfe00e60f0cf20214,
+    0xfbfb1d0b16f415fd,0xea0116e700e7eaec,0x0f0209f8f6ebecdc,0xf0f1e6011c1cfe08,0x151ef3f2e6f71614,0xf0f318001509f708,
+    0xe409140508001211,0x030df20401050320,0xee0afb0005f00813,0xfc07fffc1319fa0c,0x110b0efc0d25ee08,0xf1e921e0fc04fc11,
+    0x16f602edecece004,0xfa22542eeef3e0f5,0x03e6efedf3dbf300,0x0c0a0a020efaf105,0x1afc07111a04000e,0x1910170bf2fe1a1c,
+    0xe9feffd00c0bec0a,0x15e8f2e82000f901,0xe0ed134cb9f10bfe,0x24e214f3ebe40506,0xff090003f70b09ef,0x09eef30bf9fb04f5,
+    0xd42414e4e3ebda02,0x1be60102dbf5fe01,0x0a0cf4f404f70c07,0x130aeff7f205fff8,0x47ffff1e2aa61114,0xe829aa48fd1d133a,
+    0xdffde30be3f300e4,0xff12f1d108f8e20f,0xd8f0e202de0ff20f,0xdbfce6f4f9f5fd0a,0x0cf7eaf61c181813,0xf30f0efff205f403,
+    0x16df04011e0d00f3,0xf50705e30afa0e04,0x29f906fa0009e006,0xf2ee0805ef07fe00,0xf7f0fc0b1bf4e8fa,0xee04f8ed000afb06,
+    0x15f5e409ff150a11,0xfa2204d8ed0ff205,0x121f2ff7dd28402d,0xf6053ccfe20522d9,0x03390a0d00f8f9fd,0x0ded17060b0222f9,
+    0x09dbf70123f631f6,0xf7250be91df4eafb,0x13040b11d9e11df6,0xf305e0e6f81a200e,0xfccaeee30ce4e4f5,0x08f50df805f6f1ee,
+    0xf702110c0e0c0cdf,0xf300f006f6e5113f,0xfbf00314e9250dfa,0x16fff30df3f71501,0xeaf20e06071c1fe7,0xd00129e60bef15e1,
+    0x11f717121107ed0c,0xfeec0f0f03f41cf8,0xe111f90120dcfc0f,0x0af91404fa0205f7,0xf117ffede701eb0c,0x0f02f912fc0a03fc,
+    0x010af0faf2fa08f8,0x0dfa021a04fc0003,0xef1116f1f5fff01f,0xfaf8fff41feff510,0xfa05ff02020a0b11,0x18f7eded0806030d,
+    0xfa61f0ec2534e3f5,0x080303f5e7e81606,0xf1dcf40ae9fe0802,0x030d010128eedbfc,0xfaf51add210dede5,0x07f51a07faf4dbe3,
+    0x05fafafd1ef603e1,0x00f709f3fb02f414,0xe8da100d0c0108dc,0xf11407f9f7eb2b11,0x03e20806fa38f6f1,0x0e1115fc0200ffed,
+    0xffe50e1c3c2a1622,0x02f91c17041606e7,0x180b05fbe700fd16,0x0d190af0fb060bfa,0xe5f200eeedf001ea,0x14edf81df3eef6e1,
+    0x1104ec15d1feda08,0xe207fcf2f70affed,0xff01e820c00918ca,0x09f2fc07f31116e1,0xe4eb0ffde7122b29,0xce0efafd030a13f9,
+    0x2505fef2ec111417,0xf7020211db02d009,0x0e0dfd0100f21416,0xf0060cf9e5010e01,0xcdd2fe14daf30cfc,0xf5031815f9f9fcfa,
+    0x03fbf107fc0d080b,0x1d1bf5f50e1107f2,0x03eb000004f61d05,0x0201f60f06000e08,0x0fec1cdbf0040103,0x0e0219f80c0cf0ed,
+    0xe2f6e4f2e4fc1d08,0xf9d71cf6f9f6edf4,0xf9200f2618ee0af8,0x2100151e0de80a2c,0xeef20dfdf8f802fe,0x06fbfffa04fcfb06,
+    0xfb16eef8e9f8f50c,0x04070e05f001f7f1,0x021a06f4f8fdef13,0xe801ebf7e6fef1fd,0x03e30af00b090912,0x13ff0aeef4fef306,
+    0x181ce7ece4232a10,0x0a0ef6f5010d1104,0xfadbfe10fefcd8fc,0xe7eb22dcfc061b0c,0xfd0d0ef221ed1111,0x09edec12030b0e0f,
+    0x0decd6170e0dfaf6,0x1922cae6e1d418e0,0xe717f70e03120520,0x0a07f509f41113ec,0x363aedf9011dfce4,0xf11ee5dbfae41a15,
+    0xb8071df807f1eae5,0x02ecec1217131506,0xe91326fdfd0af816,0x0e03032300230afc,0xdf0bf9f51105f801,0x04f4c6e40c06f100,
+    0xdc14e8f4eaf01812,0xea00c404eff90706,0xee0005fa02f5fb0a,0xf2fdfe1006020a15,0x04e311e4022316e0,0xdafc27ebfdf704fe,
+    0xe6f8f9f418f8f509,0xebfeeaff00fefc1e,0xfff3ebefe814fd1c,0x0ef2ff04ebe810f0,0xf9130c0df5f01cff,0xde11eafa1603e125,
+    0x1718fe01e61c011d,0x01ff1215eb080beb,0x110100f8f30e0106,0x1bf6f7ece7091015,0x0ff9fe10f90c0009,0x080d0afafb08fbec,
+    0x1c2311ec06f610e3,0x02f9fbfe0e13e81f,0x110504ff12f7ecf0,0xe6f4ddfdf506f8f1,0xfacd0e2be3d41ed3,0x0a081df5caf4ff1a,
+    0x092fe82707d818fb,0x091ef0fbfbfef40a,0x030ff5ecf20be717,0xf3fd0d0df506f618,0xd4330914ced4130e,0x1704f8f6f212fcfb,
+    0x06faf30702fafb07,0x06010a04f4fcfb11,0xfa11de021741d418,0xf104f3f6d4c8fce6,0x1917f9ea05f50ff9,0xf5181beeeff6070f,
+    0x0f0a0e03101efbf2,0x1924eb0924110113,0xfbf60c060a080af1,0xf6f5f3fff9f8f4f3,0x2e0bed0af7dc0feb,0x14f2fd0f06fe140c,
+    0x1efdfc1f05001908,0x29f4d4da1a1affe6,0xf5ee13f60a170604,0xf5fbfc01ee030215,0x09fefcf10b0706fb,0xf602f908f50102f8,
+    0x0cebf5e710f82024,0x0f09e8f0f41312ec,0x040d10e9090d040a,0x2301fbee0404ff1a,0xfb2ef8f809f70bf8,0xfcf6fdf8eff6f1fa,
+    0xe813ee14f2f9fe03,0x0215f2f7fef9fa03,0xda0a0de93007e6f3,0x29f6e609ffebda24,0xfaf3fe0e1dda0dff,0x0fffe9fc05ff050a,
+    0xdb2d0605fbd13700,0x0209dc0aec0e0411,0x04f922101813ddef,0xf10a37e3fdf00cee,0xe6fff3f22115f80d,0x1919faeefbf70315,
+    0xfdf7faf1f8fffa07,0x070416f7fcfa09f9,0xf4f1effc19120c0a,0xf11dedff0ffff9f1,0x0907f9ff16fd0004,0xe30110e0f90e0810,
+    0x2af50703150e1dd9,0x10d80c21c21ab812,0xe415ea03f50cdc06,0xf8ee06eb08f504f2,0xfafb0ef41408ff1e,0x0cf7071421e7f7ff,
+    0xf71df912fde408fb,0xfcfbe500fa1006f2,0x04f9e9fc05fae5f4,0x180afffffffee60b,0x0bec10f2f80413f3,0xf70ff7fbef00f501,
+    0x110ef305fdddf121,0x08fad80702010216,0xf211fcf801081200,0x04f5fdfe0df10706,0xb521eef2f829e4d6,0x150af00ef7fd1400,
+    0x03eff6ff0c020e10,0x080af3f4f5fffe0c,0xe601d806ed0b0129,0xf70203000bff12f9,0xf712ebf81e1d2207,0xfd02edf200fa2ef1,
+    0x030dfe0a0af6f7eb,0xf812fb070400f9e6,0x0ced3cdcf604e50a,0xf71cd81de7fb0be7,0x12e8f126c60cddef,0x090e1919f10dfcff,
+    0x05111813f9f615e9,0xf8f316e9fa08eade,0xf41afd0f0c050608,0xfafe13fbfe07fe00,0xf6120404f2000914,0x0310ef18f7072cee,
+    0xfbf4050f0bf7ea00,0x06fff9fb0105f507,0x100004e908ffffff,0xf407f0031902f30a,0x0400e501e9f308f3,0xfcf4e40bf2f716f3,
+    0xf4fa1c01faff09f9,0x07fbeffa0b140e00,0x010cfa1e250847ea,0xfde7d800f1fbfeef,0xe7f2f91e10efeaed,0xfb0bf9f5fbf510ed,
+    0x00160520f913e6e9,0x0bf6f2f70af30204,0x01fe0dfcf9fb0501,0x14200efbfff5e403,0x07e4f8f105f8060c,0x280f12f2f701ffe3,
+    0x16230c19ed1d1811,0xe50323ecfaf60b0c,0xfacfe20fddede00e,0xe9d81403fe06e4ea,0xe7dc05f615f71031,0xe710e7eff1000714,
+    0xe7f9f90304e506f2,0x08f5fc04070a0a01,0xd5f81b1428f7e10d,0xe807153c0edddf0f,0xd8f706ebf2ecfdef,0x0e0b0005c4faf4fa,
+    0xe6f10109fc1e0d00,0x0d0af1f125f6f2f9,0x2132ed20242b021e,0xca110338fbefba1f,0x00de01f7f411f706,0xf903fe0bee03f71a,
+    0xfb1310fee90bf613,0xf6f6130d1701fcef,0xfd050d0714050f37,0x0d001a02eb08ffe7,0x1d1b000a100eee08,0xf0031df41ffd00f1,
+    0x551de8000100ed1b,0xf4daecdb00180cff,0xcdff0833e803fe12,0x0e16f5f62a0bf8e9,0x1b0a0afd020ae9f8,0xfcfe05eefb0802ee,
+    0x11faf7e5fbef2cd4,0x04fe0b00ede0161c,0xf3f6f5ed030606d4,0xf6ff12fc0efa0604,0xeaf6f80309020d07,0xfffcf409fef8f00d,
+    0xfc08fb0affff0513,0x01f606f809f8160a,0xe3f3d4e0f7ded4be,0xd3feee44fddf041a,0x0108000a0f25ee01,0x08f4ec1eebef0c0b,
+    0xd60e1dec01fbfb00,0x0b052deb11f112fc,0x0d08f3fd0fe4eb27,0x001b1ef71211ec0c,0x0ce9fe0415180ff6,0x1305f00304ef1f20,
+    0xe90c17ed27ec0c0e,0x22fddef4fe1bfb06,0xf40e11141cfd0c0a,0xf905eff00102f307,0xe8e3e806290be9f9,0xe101eae6e0f2f50d,
+    0xfefcfef1fe01090a,0x0217f10a060d0509,0x1719060302f9f7ed,0x15dd001322ffe714,0x0fc30d012c10eee2,0xf91a0c112831e2eb,
+    0xcfea1703f6f5ebf9,0xf9071b0ef5ecf31e,0x0a0902f60ef11303,0x03e51904020c1303,0x03f30dfff70ffe06,0x04f9f60deef5fb0d,
+    0xdceeeb11ff01f024,0xedea16fce5fef61f,0xe92108dc08f4e3ea,0xdbfc01fdebfb45fe,0xfb1906062103fee4,0xe4042412f2fe06e8,
+    0xf200f9fa0ef903fc,0x00f9f510f2fffd0f,0x12f6ef0d042108f6,0xf105f2fc03090aff,0xde0f2be7d207fcf1,0x2733f5f302003fee,
+    0x0b03f7ec0211ddf6,0x150bf41203fce3ec,0xfd0df010dfe2eefa,0xe903e5f3eefff9ea,0xf8f60209f12001ee,0x0dfcffe705fc07e7,
+    0x0a0209f3eb010105,0xf909060408f9fdfb,0xe0fafefd05ff0101,0xfcfc04fbfd0afe02,0x120419f6e5140add,0x0efefe0f1def14fa,
+    0x4e2cdd1a34243f10,0x160ed602250228fb,0xfcf01ffe15f7e020,0x0a0dfc000bfbfc00,0xed1b1efd2324f31c,0x01e60eea08f6f5f2,
+    0x08f531e8ebc4d60a,0x0f094dd7e60ae926,0x00ebf30cf106070b,0xf73cff0afcf1eef5,0x0706fe0508fd0dfb,0xfe09fbfbfd00fcff,
+    0x0d2d1cf6e122f205,0x160ffefbf5f1060b,0x080506ff080b0402,0x02f807f102f9fffc,0x080a0cf604f1030d,0xfaf3f80ff2070d12,
+    0x110cff0ceb1717ed,0xedf6ea1d1300d2fc,0xfecd1cd622dfdd23,0xf000f9fa18ec1d0e,0x242c1bf50408f41e,0x080027e114fd1914,
+    0x1cebda0cfd10daf1,0xf1fbd3e9f4ed1502,0xcc020afcf8071bf6,0xf5e91a17fdea0bfe,0x14fb09080214f905,0xf214f7fe060307fa,
+    0x06f9e607e1fa1d0d,0x0c16001819e10af4,0x13f50503f506ea0d,0x2a18e2fb03060cf1,0x0b1d12f6f3f2bfd1,0x4a19cdfde80535f1,
+    0xede522fe0cddede7,0x23ff19e6201d0b00,0x020fff12001719e7,0xfe06fde703f4f7f8,0x9f0de948082fddd4,0x120d28ee0a13f314,
+    0xffdc0615064ff914,0x0afded16ec18f5f3,0x080116f109f7ef06,0x10fcf80af51001e8,0xd0fef7f21a130ee3,0x13e5050720fd2de8,
+    0x0f050ccf13f5090d,0x2d0ff0110dfc1313,0x111505fd10fffbfd,0xf7f1f70b0804fbf1,0xf5f10bf805100908,0x07eb0b0df5f8dff6,
+    0xeb0405fdf0fc22f5,0xfb22120af20100ef,0x0ad7ce1b17e525ef,0xcf0319d8ea1febf7,0xda0404e1fde710f8,0x15f20ef80d07f707,
+    0x0b130e01fff6f5f8,0x12f2e7f705eef9f3,0xf4fa0cfdf3f2f810,0xf5ed1216f6f7ffef,0x05eb09fdfee3ea1f,0xffe8f7fdf5f5edf5,
+    0x100ae502e90ceff6,0xf8faeff1080600f7,0x10fc04fa0efeea0f,0x020514fdfcfbf4e4,0xfa23f90dfd2a160f,0xf41509f1dbf1e0ee,
+    0x11f80fee0aeef7f3,0x2d14f508f202e8f0,0xed06ff04e7e7faf9,0x05f70603f20000fa,0xe6f4c8e734155fe7,0xe4120b0ef8f40611,
+    0x01fafa05feec06fd,0xda0e04ecfa1110f2,0x090f111e09e311ff,0x20efe7dcf5e9040c,0x000009140418f6fe,0xfef1f4fbfd1410f2,
+    0xcf18efdbfffa1f13,0xfa06fbf9e6e03c1a,0x080311fbf80f0718,0x06120202fe0112f6,0x0b10ee01e8e90b1c,0x0dca19d3f817e301,
+    0x06d6191dfa100d06,0x04faec2406f7e801,0x090505fd0aed0706,0x0df6f5faf5fa0f0a,0xfb00fd03f709fdfa,0xfafd0a0503fd03fb,
+    0x201de914fdd438e8,0xf112fb0e041206e6,0x07dcf6020ae9f8e1,0xf603edf712f1f71f,0xeafe25ea2aedd300,0xf7e9b4e72012eafb,
+    0x0dfaddf7ff180909,0x25dee72717080ddc,0xf64716fbf20e38f5,0xfdec1407c609fee7,0xfcfbf7e8040dbaf4,0xf100fef3d6ff0012,
+    0x3406061be402ecdc,0x10f802fd02eed212,0xf1f7f7031bfcddef,0x130a0eef04ec03f0,0x24cef6f91df6c819,0xf9f108f7f90b0efc,
+    0xe10506f8e8edeef4,0x08e1f406fa011ee9,0xea18f9fbf5f8e605,0x0fff101a05fed703,0x41e4f7f201191de9,0x23f4d42a0e03f607,
+    0x0a101303f904f9f1,0x1113f4ed160711f3,0xe0fe060fd31c08f1,0xfc060eedfbfefbdd,0x090e0d05fdf506e6,0xfdeb270af8f70002,
+    0x04191fed000614f2,0xecf7e3fe0f0cf2ed,0xe007e5191a1a10eb,0x0e2a0c1404f5ea2b,0x0fe6be00fcf3ffff,0xeffbf1e80f0cfb10,
+    0xfc030106050c0bf5,0xfc0bee0c0dfbf6ee,0xdaef0111f4f11902,0xef140e07fe0a4214,0xeaea00ebebef0be9,0x0fdd0ff50d00fafb,
+    0x0001eb10f2f1ef04,0xed1afb0cfff5e9f5,0x050009ef040bfb17,0xf3eff9f1f101e0e5,0xdee92514020fe201,0x0c3913100bee07f2,
+    0xee21e008efefe504,0x0be2f2d6fbfcfedb,0xf4efef02f20106f9,0xfce0f4f4fe090bfe,0xf4e6eee90ff7e6fc,0xfa050609ff0f0c0c,
+    0x17de06f516263220,0x0bf50af70608fcc4,0x26dd100e130f0103,0x190d10ff0ff70307,0xf0010cfe14060af8,0x0bf51806060c08eb,
+    0x2221b738d5261ee7,0x3b972119eee209f2,0x003e2010faf5fe09,0x040638efccf20c0d,0x05022919080b1fed,0xf3011ef913020f0b,
+    0xef1de30be809dc25,0xe6032fe4fc12ffea,0xfdfdf0f51cf509ee,0xf3190408f91ced07,0x14dcff10eff8010a,0x03ed10f2f603ecf8,
+    0xdcf815f505200efb,0x0beafa09f608fb01,0xf8f3f812fb03022f,0xf7e7e90c0ef23209,0x1efbe70c01fffaff,0xfbfb1cf5f406f0f8,
+    0xefdc25f0fef023d8,0xfc17e2fce5110af0,0x09f4f3f7cb0d1206,0xfc160403e11303fb,0x04383301e5c71de5,0x0d1a031bf215abe6,
+    0xda071803ecf8f4e0,0xf9fdfaedf6fee40c,0xfdf2cc0843e815c7,0xdbe92526eff6282a,0x2d09080ce60201fd,0x18faebfae0f5141b,
+    0x260606ca25ddd8d5,0x0b1fd9bf0203f42a,0x18fe0cfe100b04dc,0xff15f80c17f81a11,0xedf5faf9f0f009ed,0xfe060bfb1c0405f9,
+    0xe6ea0901c20517fd,0xf3f7f62608e2ea07,0x06e0e313e90b1be8,0xfee7ee143409f3e2,0x0e0e33ef0c10210c,0xf714ddf0de09af02,
+    0xe0e42d150b1ee207,0xed0e0ff8ff03ed09,0x13e300050ffedcff,0xf710f70f07110ae3,0x0e072626082615e6,0x2d06ff13ece50506,
+    0x47f81fe105ebf626,0xe916f400f419130f,0xce151b10d8dd0df6,0x0dd1ff220419172e,0xe408230f1bcc0ccf,0xe4f5270720dc0dd6,
+    0x06fbf405fef404fd,0xf30afb0af1020703,0x0ae31715031cecff,0xe9f005d710fc1be1,0xfcf108f802f8000a,0x00e9ff16f708f8f4,
+    0xfef7ee1c1619ef02,0x17121ff1ee0118f1,0xe0f9080411dc21f7,0xfd020f0a0008f802,0x180309d213d207f6,0xeecaf3fefedfe613,
+    0xf3fc182310eefd1b,0x12fc17fb0efc0a0d,0xf2fafa0dfbfcfeeb,0xf514fc09e81ae1ef,0xeafcf90420f608eb,0x0806190f1c0720f5,
+    0x1310070111f4f1f8,0x0c0e1103f6f60104,0xef0101fefcfc0307,0x0cedfbfb040a1419,0xe30911ed0204fcec,0xfff906f0ddd4e709,
+    0xf009030d0d070515,0xff160be7050e0dff,0x08e61cee561efcf4,0x1410eefb03ebed00,0x11fafb061b0ce6cf,0x060cdc1beb10f3f9,
+    0x0513e3f40f01dc0f,0x1b03fc0403f30a20,0x0ded0801060004fa,0xea0bdbe5fcf219f7,0xfd2fefef12081210,0x0efa02f7fb00fa1e,
+    0x00080c1e162fdf05,0x00fb07ed00f4f8fe,0x05e8e60d12fdad30,0xf00bda0030c710df,0x09f2f70104fa0906,0x0b00fcfd06f21afd,
+    0xfcf500ffe90d08e2,0x140b08edf60dfee8,0xecfa0b00f7000214,0x0207fff2fd0d1916,0xf728fa1103052be5,0x0f0c05091f081305,
+    0xd80214fc0c1bf731,0xe0172b35f3142b04,0x041bfff6e9010bf6,0xfb17f80504fe0219,0xf6f5e00be70d07fc,0x2321f4feff09fa07,
+    0x05140707f90218f8,0x0f2606fff7150b0c,0xe523040c1c16fa0c,0xfede1cddf204e408,0xf5f90a19030dff0d,0xfafafdf3f0f82ef8,
+    0x102fee1b0f2ae6e3,0x06fb0e05100bfafd,0xe0201d10edfe1300,0x130f14f7eff90722,0xd3e400ce19dd4828,0x27dfc2102acff104,
+    0x030a0602e51af00b,0xcdfa56daf1170702,0x12130ff1eff70907,0xeefbfb08fd00f400,0x0c0808f225e8c9e6,0x220fed0a2ce204bb,
+    0xf8190ef70efa090c,0xe80afa0423fb02ef,0xe50612d928150732,0xfe00d4fad9ea1323,0xe70dff0400fdee2e,0x14f4e9ee02020ef5,
+    0xfae0f1df40122ce4,0x2610eee4030cf111,0x01f420fdeaed0415,0x1a00120506e42dda,0xf60bfc0ae70a040a,0xf2e002fd07fa0301,
+    0xf3fe08f5fb040b07,0x0cfd100106fe120e,0xf8be0d08d4f9f605,0x5bfc504e269fcef3,0xfd0403f208290eed,0x1bf511f4041ad2e3,
+    0xfcd8e316f027d603,0x10f9e211fd07f5e0,0xf220f1f3f4ec0413,0x0bff141e06fbe6f7,0xdbc8e2e2d3abe423,0x0af225f1fd18203d,
+    0xbbedec050afd280c,0x0f21ed0d0f220d21,0xdf0b13f320fce418,0xe2e1e7e605fb04ee,0x0cdc200ad7fa1d0f,0x07fdfdd512eef621,
+    0xecf30af4fcfce712,0xdee400e7f7e812fd,0xec19d50d20fb0815,0x37d4fe0100f90216,0x130ef30207fcfd02,0xfdebf3f9f905f3fd,
+    0xf4f404f60b13ff08,0xff1318f70900f3fb,0x19151207faf4f002,0xdb05240531e10f07,0x0cf50806e80d1004,0xf8f7e9ee1104fcdb,
+    0xef04f4f70cf4140e,0x020608f500031312,0xee050010f3000903,0x0902f70800080f0c,0x0f1824f00ee228ed,0x09132f24d4ea1df7,
+    0x0ff7c80ef43e0530,0xfbc8f7160c0b0004,0xf1fc0ffc060aef01,0xf50d070fecf4fadb,0xfd00fb1afefe13fa,0xf3071a02000811f6,
+    0x18f31fe03e1143fa,0x23034004f921ed02,0x110c0301faf1ed05,0xf7f1f7f805f60d03,0xfe09ed11eaf008fb,0x07fef2020b0fe9ed,
+    0x0c04f9ecf1081513,0xf3ec03f301eb0a12,0xed44f9fb4b0c0e08,0x01020420fafbb9cb,0x11f8fcfff21203ff,0x15f6fafe0101effb,
+    0xf6f819f90eeb03ff,0xfd040803e307f91b,0x120c070ff3fcf70a,0xfef8f2ed10fd0ef8,0x0514f9f2f205f32a,0x14f122f50aede4e1,
+    0xeb0a0a10f504fee8,0xf2111e00fae3edf2,0xf8f814180cd427fd,0x0ec6e526f401f00a,0xf0f4edfffb0deffa,0xfdfbf909fe0305f7,
+    0xf50cfdfff5eb1af8,0x0aff04f5fe0709f8,0x03fc0e11edfdfde3,0x0b17240f0df91826,0xc148f700fd1829fd,0x091b30050ceb0afe,
+    0xe5fdf2eefdfafb13,0xe81b210fed1015ef,0xf802f8fb08ede7ed,0xf802fefa01140109,0x0c0bef2107daf90d,0xdcff15f2fb120303,
+    0xe82d04eb0e02e90c,0xf7eb1208f9190ef9,0xf2fef814eeec06e9,0xf00115f00a04240d,0x0f0ae71401fa0d12,0xff09ff050000f70f,
+    0xf509000dfff81b01,0xef1dfb25f30a07f4,0xfb0214f71811f70d,0x07150922e10dfbf9,0x1df10c0c060909fe,0xf6f2011d0e120904,
+    0x09f401dc09e7fd00,0x19f9f904e911d02f,0xe1dbf20c13e7fdf5,0x040eeb0005101612,0x022bf9080d150b09,0x0d17e7ff15ee09f1,
+    0xcb06fc020dd5f71b,0xdbd52ceff6fd3912,0xf6180ceafc11ee1d,0xefe5f71a03050002,0x12e50e03f9141106,0xe70ef0f3fcef0ff9,
+    0xaa02eef5f212d7ee,0x0d0827221deec7ed,0xfd031904f8edec19,0xe90c16e90afce406,0x060a0bfe071f0502,0x06070a02041117fc,
+    0xf90c0a020bfc291d,0xf214f9fef612dc07,0x0bd4dff4cbf7f6dc,0xfbe4fa091901ff0e,0x124f040c0f2405fb,0xed270bfcfbe4dffe,
+    0xf7f9010dfdf6f206,0x0712f809fc0bf8fc,0x0c09ef0cfa19ec05,0xf1f722f8f8f5f5f4,0xbffdc703f7ecd7ec,0xfab71e00edeabceb,
+    0xf6e1eeef11f5fde3,0xc5beecfdedfb4210,0x0b030fe7ec0bff07,0x0c0b0704060af217,0xec28dce7f62c02f5,0x14f6e22f0ee3ef0b,
+    0x1ee71e0915fd0d09,0x14f7f5f6e5e9fef5,0xf1f205efece70810,0x20f91d0de5f6171c,0x070eec07f4fafb07,0xfa11180013fc0102,
+    0xedf9110a28e3f4f8,0xe612000cf90b0f03,0xf60a1bfcf913001e,0xffe510fc0115020c,0xeff20e07f50eeb0b,0x1201eff1f2f1050b,
+    0x110ff50413dbde07,0xf6df031d0dfb0102,0x090efb04f722e8fd,0xf0fa08f7f9f5001a,0x11f5060b03ef0502,0x0bf4050e10fb00fd,
+    0xf6092e050a0710f2,0xff01f900f9fcf501,0xfdeb02f809f0140a,0xf40def16190601f0,0xff0107f9f7070609,0xf9fd00f80101f701,
+    0xdefd0c06e323e709,0xfbf50fe9070be60c,0x11e11a18fc04000a,0x04071ce1ff1bf0fb,0x0bfefeff030b0902,0x000df8f401fff701,
+    0xfd01fcfde0fefaf7,0xeff4030418fff10b,0x060ffe15f3143d0c,0xe9e6f407fd1a1202,0xfaf9ea05d618fd0b,0xeced16dff4fe05e8,
+    0xfb06f5f3f8fa0111,0x0606110004f8f703,0x091ef1f2ef062102,0xd905fc0b07fe1c0b,0x12160ff6eb0302e9,0x08f62d1fe8ea0d25,
+    0xeb16f9072110f006,0x10090b0c0efc21ed,0x0b24ceee00f5c930,0xf3ee13f004ea0ef7,0x04ef1709efed09cc,0x0df41514f9f30ced,
+    0x0bf31016deedc4f6,0xe3fa0ef00fefddc2,0x07daf3f5d800d70c,0x1200f6d506fefe07,0x15f415f20af4eff4,0xf511ee0d0cf5f0f2,
+    0xf2f8ec1100e809da,0x15e9fee822fcce0d,0xff1cfb0e04e4f3de,0x0d061e06fa20ee02,0xebf3fb0cf9ffee04,0x19f50d051201fc0b,
+    0xebf2e80c1ee1f019,0xe3de24eaf8dff816,0x10fc03ff07e40ef3,0xef01fff90cf417fa,0xeafb0b100d000afe,0x13f70f08fe112e02,
+    0xe905fdf6f91300f7,0xf2ef00f40500fa00,0xc910121129d9d606,0x0afd0df9142be6f6,0xffed02f50b010121,0x0af707faedf216ef,
+    0x1908eefe1700f606,0xe6f617fa0100fdf8,0xeaea1302f8e4f10d,0x0b071d02220b0006,0xf32129f4e91714dd,0xedd021f71413f110,
+    0x1b031616fb000de9,0xf7f719fdf9021012,0x2211effa11eb090f,0xdfdcd8f0fcf6f0e2,0xf71cf10a102708fa,0x0709f9fb190330ef,
+    0xe6153308df2fe1fb,0x17fd1518ebe620da,0xfe09f6f40c0318fa,0x0306f3fdf803f9ff,0xf80a03eb05eaf7f4,0xed06f516fd060228,
+    0xdcdf0d0314fcd10c,0xff38faf8fef43015,0xf0ed2cf403eff728,0x2304ff20e8eef1f6,0x08f706f20c000e02,0x07ebe706030000f8,
+    0xefe41cf20efd3319,0xf10b0ff0120a11f4,0xffeb071103f8fa0d,0xe9fc000a14fd010c,0xec0b000c0ae7e4fb,0x020ede0ff805fbf8,
+    0x0818f6f505121317,0x0fe7182d26e1fdfa,0x170202f911eeef0b,0x0c0814f9eefe12fa,0x244e1718f20dec40,0xee03f51e1ceecb1c,
+    0x35c5e7f0f620e3fa,0x03f6dfede7120a05,0xe7f402f90610e509,0x0509f4eff806f9e1,0x10c2114313fccdfc,0x280dcaff1317f4d9,
+    0xe0100dfc110616f8,0x06f7f204faf3f807,0xf304f6f7f505fd01,0x010d0d0309fbeffd,0x0e310244ee1f2cbe,0x14ef1cd911e1e5b2,
+    0x0bdf20b1122dc805,0x0216b9fbf604ce19,0x09d5e702e6003be4,0xe9f40603d9f42105,0x15e801f7dbf4ef10,0xf20807e40ff70cfd,
+    0xf50bef0603eeec09,0x0df0ea06fbfae5eb,0xf4fd14fad1dbd9e6,0xfefe09ecfff3ede9,0xef0200fd00ecf8e6,0xfffa04faf60000f7,
+    0x0213e6f609fde30d,0xef07f307ff0210f0,0xf00207061821fa12,0xfc0e1a1604002a11,0x0d03232dfb04f100,0xe031f00cf40a0004,
+    0xdf2204d8fb0503e5,0x08cdc8faf81ff01e,0xf3290002fa040732,0xf40048e21223f9c6,0xdb42fcccf10af4f6,0xf7135d1702033af3,
+    0x0b1d0c14ee23f0f9,0xe514df07dcf61e01,0xefe9f30600130be8,0x00f80405e9fa29fa,0xe7091ef803fb09f4,0xf8f903eaf0f504fe,
+    0x02ff0e12e6deef09,0xff100cfe0efe0220,0xedff043ac9e5db27,0xfa1b0c05d8fe00f3,0xfc21e00bfbec05ec,0x0104f511f4170c20,
+    0x0fd306f7c8dd3c28,0xbd182be5d5f10727,0xd1044e04ea07f605,0x3b1627c103a4a722,0x04ddfe06f00afb0e,0xedf7f3f0f5fc0407,
+    0x060100f7ebfafaf9,0x02f1f20a010119f4,0x06e9c8091d0af802,0x0df1fbfc0a101110,0x0b10f6e000e70809,0xfff2f915f0fb0606,
+    0xfdd4ea02ea030bea,0xe1f7f9f4fdf3fff8,0x09bdfde5c1000417,0xbf1102ff28fcfefd,0x080af3090400ec2b,0x13e80107fd240506,
+    0xeffc08080f080905,0xfef509f30df6f701,0xc71cd22030e50bfc,0x06dc000efa151b1b,0x06f2fdfb1012f10c,0x0b09eeeef6f6f207,
+    0x1203f7fa0afd0102,0x09040cf6fa09f90a,0x04fa1fff050103f4,0xfb01f9fbe91418db,0xf3f7f2fb2ffb1425,0x06f6f611fc13fb18,
+    0x10df1cd8080fdc04,0x520626060715ee1b,0x00fa05ebe71f07f1,0xfce817060f1907e5,0x0f0bf60405f8e311,0xfce80c0305fee608,
+    0x06fd1003df140b03,0x0dede70bef02df07,0xbdf709130e060dfb,0x07fe02ff03070b01,0xfe2f1a0df0152c05,0xdae7030d0a11eaf9,
+    0x0c09f705f40615fd,0xf02711fa0af0f0f1,0x0611f41a120bf7e2,0x06fb0907ec0306f0,0x080be6f9e8020612,0x23c62117f316e61e,
+    0x02f802f3f6fff410,0x01fdfffff6fafc11,0x0ef0fc06110ec9fe,0xfd050ff1f6dbf4f2,0x090e10ed1206f408,0xffe6f801011b05ed,
+    0x1b0e050bfbe3f0f0,0x06efdc1de206240e,0x0d07ec00f4160f00,0xeefbe8f50ff30ffa,0xf8150607f6ebf9f7,0xf201ed1201f20805,
+    0x1603f0fbe616e1fe,0x14ee0efc020df7fa,0x10fc00fafcfcf70b,0x0af8fafa00fe000b,0xdeef03f3050504fe,0xf4130b1a05fffa10,
+    0xfc22ed1916fcf83a,0xe213ef1807e8c9f3,0xcff01edf1bf42edc,0xfdef10f5e5f1060e,0x02ff170413f5e813,0x25e81e180ae1e6ec,
+    0xf5f900f9f40f08fe,0xf5081ef409ed07f9,0xe2ebfb0d0005f10a,0xf21710e3f608e3fa,0x1de727fe13401700,0x024d1a07f509f002,
+    0xfcec0e0ffd0f01fc,0xf2f204f3020201fa,0x160319eb14eb18ed,0x1812150f0f0515f0,0x17f7fd0609f8f1f9,0x0710f1f30703f8f9,
+    0x10f3ef020c03fcec,0xfdf513f504fd231f,0xcd01e71302e90c01,0x1dd0ffdf0cf7ef0f,0xe90808f50bf81618,0xd9f2a0fd241f2fe2,
+    0x070a0dfcff1becfd,0xf40a110208f1f907,0x11040401e904f7f5,0x0a1106fe12f7e7f1,0x04e5f51cfa05fafb,0xe506081c071512ef,
+    0xf5fcf0fd050901f8,0x00fd0506ec13eefc,0xf1282c31f1fd1cd0,0xe800ff0bd409e2f8,0xe5d52416392af81d,0xf8f3ffec03fc9dff,
+    0xe73313f1fcfb06cd,0x031f03e8ec07f5ea,0x03f7100504fef0f5,0x011403e212fff907,0x2f04f40e0f37ebf9,0xe11f10f0f1d92a0b,
+    0xd6e8f5f205111e0b,0x10141f08140c1318,0xf9fefffd0ef7eaf2,0x00e104fafc01f20f,0x07fe120811f6f8fd,0x1009e604141ce4e1,
+    0x18c508170e260a03,0xee09f710f00f20f0,0xf40b09f5fdf307fc,0x0ef9e404f609fc0c,0xf6f70bf821000908,0x22ed0502f315fb09,
+    0x13200fe304ecfcf3,0x07eb091bdaff02ab,0x18061a00001503fd,0x051fe00c09ef0a2b,0xeefc05fb0ae90d09,0xef08120bf6fa0a14,
+    0xf00e00fafd02f6fb,0x09051f002cfbf712,0x13eef9fb13ff0909,0x310eec0a06f3f2ef,0xef201bfdf5c91709,0xedfce510f9164303,
+    0xf8ff04fb02070b0e,0x0c17ffecfd030d07,0xd0fb1209dc08e230,0x20c2f0d8f2fcdbad,0xf627112514e52621,0x3c03bde1e856f4e2,
+    0xdfffef05ec163305,0xe7ed1a091b09fbef,0x0307fe0ffff8010f,0x0402e41bf40b20f2,0x320c0325f12004f3,0x18e9cf343a08fe0a,
+    0xfc13081614e50afb,0xdb09f7f507000c0f,0x11f309120f02fcf6,0x0d3bfcf51516eced,0x00f206fb0c04f61e,0x0bf3e7f7f40306f5,
+    0x14110d0e1bfa0304,0xd4ed16ee02fdf9d8,0xf0f5fdf5fc080b02,0xe8dff8e9fbf5f613,0x1f0f1010022807eb,0x2a170801ec04ebe9,
+    0x2922f9f3290a03ea,0xbbfbb604f50b18fd,0xf330394bf206efdf,0xa800f2f7fde0d6ca,0x080d16f60efc00f3,0x1304f9f0ec0927fe,
+    0xe0f11ee9160d2ae7,0xe606120d0bf2ece9,0x0221e5110d12f314,0xfa1de5e6ff110ae8,0xfb0f0d01ecfd01f3,0x18efe00cea05f1f6,
+    0x32f726e5132f0812,0x0c0f2d18f8edf6e8,0xfdff10f800060af1,0xfafd050ffaf70404,0x03f90a00000301f4,0x123b08ed12f8f0ef,
+    0xeafaef12fe26031f,0xfce80418f3e307f7,0x000c2915eff0ec18,0xfffeecf3e701e2fd,0xf8bde82609ee0407,0x0825f826f5f8f70b,
+    0x0ddaf9fbff3e1e1f,0x27011c0a1813effb,0xfbdcf90611061cf6,0x0620edf40823faf3,0xf80de616f71a020d,0xee00f0d9181706e2,
+    0xeffd08eb15150f26,0x16fcf7231c1017f5,0xc40ee9fdf30d040b,0x12f6ea15fffff508,0x0f0808eaff15f7f9,0xf6f727f50a140fe7,
+    0xe8f6efedf909f501,0xfeff0c03f8fceb00,0xf9273412e91f012e,0x0ddce3ef0b0424e5,0x07f8f4f9eaed3afa,0x0003fdec02e022ed,
+    0x05edfc0cfe0a2cf7,0xf7e41034d00c0cf1,0x0d180de801f8fafe,0xeb0d101405f114ef,0xfbeaff0a0dfa2604,0x01021a180001ff14,
+    0x0d26e401ebf50bfc,0x0015ea180d1e03fa,0x0cfbfaf1fd102df9,0x1813f80af9e13fdb,0x180fe5fb0ef3190d,0x050dfd08fcf307f5,
+    0xf60d0304a40706c9,0xdb17b6ebef17ccf6,0xde1ae8f507fb13f9,0xf20aeefdf8ff19fe,0xf4f1080403ff060e,0xfaf1ff0900000204,
+    0xf318f10efd14eb0a,0xd7fc0de809fb0cf1,0x2403fc1605101910,0x0233f4f7051b0204,0xfa23f51efb221812,0x1df5e60c15c70ef8,
+    0x0011fd0a4d25081b,0xf2fd0328f1e9da00,0x03f601f9eff3fe00,0x030ffefa090d0012,0x22d3e304f8f90dea,0xf51cf1ff0fed10ed,
+    0xfef506c8170cf4fb,0x02fe00e31008fe04,0x040cd402fc1205f4,0xebfee501f5151127,0x124804e0f0ffe900,0x08eb0e1ca2fdfef8,
+    0xf2bf4bd9f5fae111,0x08fde70e232ad5f7,0x0700fdf50c13fd0c,0xe8e80ef0070a0a02,0x080418fdf9db191b,0x1111330521f9f816,
+    0x020a2bfce60ff21f,0x110121fd110ecfed,0xf3f6ec0efafa03e7,0x0509000a0e0bdff4,0x18e8e2f60f0804e3,0xfefd1d0d11ff0716,
+    0xf71312fce5f506fd,0x0afe0cfbecfefe17,0x19ee0f060bf20de8,0xfe01f70afdfa0ce9,0xedfae917f4fbe905,0x0ce313f00520e405,
+    0x0a22f6030402daf0,0xf52811f5fffe1b27,0xe1dafa1bfcf1fced,0x0af700faef0a0b11,0x1011f1fe081bf008,0xfd0bf01114f5faff,
+    0xf113091e404bf3ec,0x010201fffe1deef8,0xfbfafd06fef91007,0xf90d19fe0bf9f812,0x0a0d15e03d2adbf5,0xb617e4e7fed6233b,
+    0x22fffff0e8100b08,0xf405eaf3310ed4e5,0x1ad803ea2b17deed,0xf6fc112115f5d51b,0xf71bfb0b03fceaea,0xf5fdee0ffcfddefe,
+    0xfdfe0ee6f10afe01,0xfd03fde40e04f3f5,0xeefa11f612fa10e7,0xf01af9f2f607110e,0xfbf50bf40c0804f6,0xf20c0f09f8fe0ff4,
+    0x28c7f6f601e6e728,0xe60dff0afdfa1cfb,0xf4eb0302faf509ef,0xf820100bf2f70b0e,0x082c3e0f20080be9,0xfe1903140bdfea09,
+    0xeffb210bf8150b1e,0xfffccdf9142a2dfd,0x0ef6f30bf71002f5,0x04fee7fb0601fef6,0xe8e7f004ff04e919,0xfb140cf5f5f7ef21,
+    0xf7b809ffd9ec292b,0xf6dce4e1eeff13df,0x1111f1ebe8092201,0xff17f3fb0df4050a,0x150fe90604e6e909,0xfe16edf4fdf6ddde,
+    0x3ce502f9050ffd0c,0x01e5f916fa0a1a05,0x11fe04f8fcf8e7ff,0x10f106fd0f0904f9,0xfaf2e104fadc0123,0x19ff1112d902e3da,
+    0x1613f1f702eef100,0x04f1fd03fff1040e,0xf20df80eeb15dcf7,0x0c0f2512fa0defe5,0x0c13e9f40adbfbff,0xf81b030a0af307fa,
+    0x17e40b12d80edd0c,0xfd03d2dfe231f40b,0xd30c0600f53ef1f4,0xf9fa0a11e21e0dfd,0x01f315e0e40b1c08,0x11efea08fd090d13,
+    0x0b070c01030ae303,0x030214070bfd0df0,0x0514f8ecfe070405,0x1d040703020b21e9,0xf417e107fff0fb24,0x1a17052016060d10,
+    0xf3fd0e00fe080007,0xf80c040bfff50efa,0x210702100307f41d,0x0ed7eefe05082eef,0xbbd2e23a18031720,0xc70a061d0714f204,
+    0x31f20aeef5e20ded,0xfce30a091ae8fada,0x0d08030706edf6fd,0x070ee40bfaf001f7,0xf6fcde3006fc0221,0x21f5f7f4f020fa0f,
+    0x120607efcfea0101,0xe6f31f17e40bd40d,0xf80fe5f1f2f3f2f5,0xf8080beb0401f701,0x00f4040eff0a0ff6,0xff0af409f2f31cf6,
+    0x11ff120a1f1eea16,0x2204f8f6ee0e0903,0x01f9e10dfaec0512,0xd6fb1eeb18fb0817,0x2816fa0a0efc293e,0xf0fa1c1a000f1407,
+    0xfd0de1ec190ef015,0xf6d4fd1feef81313,0xe4fe0ff00c001303,0xf20711f8f619f8e8,0xfdf30204f1fdecec,0x15fbf1fc1de41309,
+    0xff0af90f2e0c0c09,0x0e0bf1e103fbfe07,0xe92814f5fed4e203,0x18102a1cfaf6e320,0x34fded0c34f70bf7,0xf3f212e5f9fc1c0b,
+    0xf8f0070810edfaed,0x09f40700011517fe,0x1ce40402fc12f6fc,0x0bfa070f050cf4f9,0xe507f9dde9eff8c1,0xfa10250201ed1905,
+    0x0e2007081cef18f6,0x1203e510190c18ff,0xf3f0170c34151a1f,0xe0fe0bdc0817e2c7,0xe72a00fafdf21702,0x10fee9f4fa0e0bf0,
+    0xf8060e162d07da04,0x102f1b131b190105,0xfcff0b0b040802f3,0x0af5f4f7f906f6f8,0xded009fa120cdd0f,0xf8f90d1fee043d00,
+    0xfb0031e83ce0dc10,0xfa2b1507e621fdeb,0x1117f60df8020000,0xf701f6030d02f403,0xfb4404f90607da22,0xe60112f5edfe1400,
+    0x190cf0ef0bf5fc03,0xf4130801e50f12f1,0x09140312d5eb12fd,0xfb02000d2200ff11,0x0be9ffe9ff06f10d,0x06f6fde1f1031105,
+    0x05250b08e209f4f6,0xf105f6f809f9050d,0x08e80f08e2d722fb,0xff0df5feffec0400,0x08f4fd09f3f7f906,0xf8fe1301f6f9f800,
+    0xe2160b0c02f4fd02,0x04fffbe70101f720,0x0511dff004f9f407,0x0fef00090401f8fd,0x13070deef5ea0cee,0xfbf90a02dcf104ed,
+    0xe3ca07f2bc193f23,0x1325421bbafbbefa,0xc5d31427282e0d00,0x40ee1b1214fde414,0x0e17ec0fd71d060d,0xf111de151c0ff7f7,
+    0x1df2181924cdea0d,0x160af3ddf3f8f6f4,0xe922fcfa2409fd0c,0x02f43ffe00eb03cd,0x1ddaf50208fdf6ed,0x01f7ffeb03f7fafa,
+    0x0a0cfc0220e9091e,0xe308f31005060607,0x09e60a040d20fa11,0x08fc16e70109f8e4,0xf70c00070f0df70c,0xfef71600f6f4ede1,
+    0xd3e1f604103e04f9,0x0826e30a04f3edf2,0x04dd10f4090afb02,0xf400df0026f1b9f4,0x14040608f822ebfa,0xfef9e51e0614d61d,
+    0x14fb08ffecd7070b,0x0401fd22f8e409fa,0x3c20e8181b17f7dc,0xe314140a09fc24ff,0xe8ef08160003f70d,0x03bc0605f3f7f402,
+    0x060aea0e13f9f6ff,0xd1ea0ee4ebfcc90a,0xf11312fe0efafef0,0xf4f311eef924f903,0xfde709db0a2b0106,0x0c000608fefd001c,
+    0x03f2f00117f4190c,0x19f70d01e91af808,0x1eed04eb1f1de562,0x2211de07ec0fc3ef,0x1bf5efedfc1e02fa,0x23fc31eaf7f0f317,
+    0xffecde09030d04fd,0xeff0f710ef05e5fc,0x03e6e9fc020600f6,0x01170bf709fd0909,0xd0fef3eb0c01ebf9,0x0804040bf801ec05,
+    0x123efaba0ddbf4e3,0xfcf8e7e9f4f920ea,0x04f3f2f504f414f1,0x1011f0f7fbf806ee,0x101417e60fff0609,0xe9dce911ed050cfa,
+    0x05fafcfe03f8f40d,0x03110707fbfd1017,0xeafe0309f90ffff2,0x0df90e030cf9f3e7,0xe0e507f20d12f2f7,0xd5141604ebf61637,
+    0x18e6f604f702030d,0x05f9190bf30301f9,0xfb03d1f2e40f0af3,0x0ffefff20ce4e50e,0xef35f0d309070b01,0x072507f210eb2a1c,
+    0x0500f81011e6edfc,0xf2070b0d0afef72b,0x07e3ff19f7f704f3,0xfaff07ed18f92615,0x160909fbf5ec0009,0xf903e9e7fc18eaf9,
+    0x12fcf3fee5f422fa,0xed0b0ffc01f5e215,0xf915e91ef40b0d28,0xfd0ff2c91b18ecf8,0x1e1503e4f344e731,0x000fe32236ee1dd0,
+    0x07221719fcee1104,0x4c03310a39e3fc16,0xfefe13f61b07f8e7,0xfdfc1707f00204fe,0x0609ff07fcf60909,0x0308fcf4070b0208,
+    0x031b030939ef1b13,0xee09020d0501eef1,0xc1220d033c202a13,0xf1142aec193b1bc4,0x082205fdf40df2fd,0x05e91d07ecf40a1a,
+    0xe827dada05dc2ef9,0x0ffc0010f4d90dc7,0x120805fd0502f0ef,0x07f90510fa09f3e6,0xfff3ed0211fe0801,0x00fd11ef0bfff8ef,
+    0xf13bf7e91bedf612,0x09fdd90013071e11,0xe1cad51cd914d318,0xe0e0e9fa433e20e1,0xfde7f6f2fafdf7f0,0xe610f5121909d5f7,
+    0x11fcf31e0ddc02fa,0x0b0d050b0d0d15e8,0x03f4100c07fa0c09,0x1b1aefefe7fe2a21,0xe501fd08f5fef810,0x09f907ec03ff1105,
+    0xef0ff401f4fe1beb,0xf4f30c01fffafb07,0xf5180319d9280ff4,0x30fee60613ed1907,0x0f1c0602fcfef8fc,0x0003f80df8f40e04,
+    0xf50bf708f8f4f708,0x04070b090409fc0c,0x0f08fb060be4f9fa,0x02100e08fdfd0dfc,0x19360804014eddf8,0x34fc10fdc3ecddde,
+    0x08fa07faf713fc08,0xf7eefff61009fdf4,0x0b1a29060c5d171f,0xcf2214e90d1bda18,0xeef013150c040ff0,0xe5eb0b0bf216e7df,
+    0xfcfdf71411040eff,0x0d08fd16f9ed0eee,0xf4f902f704f8e416,0x0e17fd030910f1e3,0x1aeb0eeb210b05dd,0xf6fb0cf90bfe0b15,
+    0x2711f6e3ff17ef0e,0xf2ed080fe205fd05,0xf10ff80d091826fd,0xfce3dc102e0d06fa,0x07381e0fffd7d5e1,0x08f7f500022501f8,
+    0x00f5f109f80e02fa,0xff060302fd0b02fc,0xef130308ec141311,0x0a01f70103e0fd13,0x02e5f909f40c05fd,0xe7f9e81af5fcfcec,
+    0x0bfee9f415fa08ef,0x0004effe020e0afa,0x1619e202ec0606ff,0xfc60def60bf7ffec,0xf3eaf513020822fc,0xfef5ebfd0a0215f5,
+    0x21cb20e837e8e406,0x01170907f8ee0946,0xe40e041123c8cd1e,0x0d40fe0e1114ebee,0x0407ea0d0b1dd542,0xedfefc000aeae316,
+    0xf504f6fa0803f801,0x0bf7f902ef040c0f,0xf0f513e8ee1505dd,0x120f11fe18f700f1,0xe8eb06e926080414,0x02ed010801eff9ef,
+    0x0219f1e5fdf11515,0x1e2209012124ee0b,0x0f2afc00f30f1ae9,0x11f107e50a01fbf4,0xf315fdfdf2edfb09,0x04e20917170dfcfb,
+    0x0c0dd7fefae7ef07,0xf5ffe80ce6fbfcdd,0x05e4fe251be701df,0x1b1ef5eae7ea0217,0xefe0d2160cdacbdf,0xf6c21b250ad41a50,
+    0xe80fe51812f7dbf2,0xfd190b00fd11f9de,0x09000ffee518f03a,0xedf3ea08f603e7c8,0x0ef10b05f000f8e9,0x0df4260d00fa17ef,
+    0x1af70bf1e80cee0f,0x38f51e2a0af7f604,0xfd2edc01f04920ff,0xf4fbfe1a12fdf0f2,0xf3ebb6e1ff13030d,0x15e4241bf3def1f5,
+    0xe906190ce7e1fa18,0x260106e5f5f8fbde,0x0806070b05f6f7fb,0x120b1c140af7edf5,0xf812f4130f1a0f15,0xe61ef32a1418eff9,
+    0x00f90301f70cfdf8,0xf60b13f10af4ec0c,0xea4a05c5f1f50fb1,0x150dcf193cebff16,0xf2f703fefe0e0a10,0xfe07fffffbf6e803,
+    0xeaed13f0edee11e3,0x050017e2fe13e511,0xf80e30f01fdff20b,0x0e2f49f2f7faffe8,0xfbd6ee0df8f2f607,0xe3070beaecfdfbef,
+    0x1308e6f3f1cf0c14,0x1418f7fbdd00210a,0x10f712fbf6130906,0xf801e10ff7f90812,0x1900e709f6ea05e3,0x10d009de1ef9240d,
+    0xf71520e607080cef,0xd6fb14e40f002000,0x05fc10fef0f62fff,0xeb1ac0fe0f3a2bc1,0xfb0fe6f1e21808ec,0x21ebecf4fae9ea0c,
+    0x3500f7fe0af7fefe,0xec01220221ff04f5,0xf4170be8da06e4fd,0xeff602ef05e7d6fb,0xe2f5ec0fe1eb06fe,0x0607fbf31c120afc,
+    0x07f80a0901f3fdfe,0x0dfb08f3f3f4f200,0xeef01ceff50bfcf8,0x07eb23eb08faebe9,0xf4e800061a02fd0a,0x0d0debfb04faf910,
+    0xedf314ee2cf01509,0x09e4eee505f6ec08,0x0bf8f100f505e006,0xeaf5f91e00f81700,0xe42405c5f10e030e,0xeffbe5140c06f12a,
+    0x09023cfc10f5fa16,0x1717f6fbc203e2de,0xed0de7ed0d1aede1,0x110614dfe0ecd4d5,0x0818f3ec06fb0816,0x13f9f8000df0fefd,
+    0xf0e8f0f9071523ef,0x0e2108edfbfe150f,0xfaec24fbf9f5e6ec,0xf7011e12fa0804fc,0x02f5ea13130bdf0e,0x13fd070f0ee8e52b,
+    0xf1f643001cda06d6,0x3f054118d503eee9,0xed13e2e5f03a3c00,0x1f1c051c0aee0200,0x0405000cf5ff04f3,0xf40b120c0701f2ff,
+    0xf904ff01f906f727,0x07fc34131517fc3e,0xe1effff9eb00bcfb,0x01e9f7e1f2ef04f5,0x094fee16e6de37e3,0xfc09ced7dad01f21,
+    0xef0005fffe03fd09,0xf5f10ef3fff7fc08,0xecfdfbfc001305fd,0xf201ee0a10fb1112,0x11aeea0dfa1bf6fc,0xe80ae71706c61aff,
+    0x01e9d7dc261d09fc,0x2601f80d14f73ae9,0xee090dfbeefa10f6,0xedfcdaf6020af3ec,0xf7f304eb1616f908,0xed010618f402fbf6,
+    0xf3ffe61bfe0702ef,0x000a1f02f7f8cdf7,0xee0413f2ecfcf608,0xd4fcf1e107c5d543,0xd7ecf7dbfeee251c,0x01f1e835fd1a22e6,
+    0xe30127ec14f7f5fa,0xecdd0602f00afe0f,0x2a010a0cffef1f02,0xf30913f5e5080eda,0x0604fce10ef003e3,0x060216ff11d4f302,
+    0x16fdfe1bfc26cafc,0x00fbdd24fb0f070e,0xf21f02f61206e5f7,0xfced120f0006db04,0x01fc02f007f70d0d,0x0df30f0c050afe00,
+    0xcd04affd5001b4ef,0x31ed140213fa08e6,0x0b05fbfbecfa021b,0x03fb0f05fbfee312,0x03ea17050806e50c,0xfcf80c18020705fa,
+    0xed0fdeee0efae70f,0x24f91ff505f9f5ee,0x07fd0b06f00bf4d4,0x0d22f30402fc0500,0x03fff2deea091a16,0xf901180f0d1bf604,
+    0xf50820ed0313fd08,0xf70b04f908151b0b,0x0f02f3f20309f3f9,0x02fc07f2ef0ec1ee,0xfcf9fcf60107040d,0xf0faf7f404fa09f7,
+    0xfc2027c81beff0ff,0x1cf439e917f1fc05,0x270809f5fdfeda01,0x11e4fff0061c0df5,0x081af9f7f9e5fb08,0xebfeffecf6f1000f,
+    0xc0f00bfd1c0d12ed,0x020701000efd3118,0xec0108041ff9140a,0x0cfcf8f0fc030004,0x19e708f0f8000902,0x05f7f3f2fc0a1100,
+    0xcd021cfb18142b12,0x05fc1910cf14ebfa,0x152ffc11fe0fc203,0x450812f8e2dfdf0a,0x09190207f41a03fd,0x0b11ea0609f6ef21,
+    0x211a16120e08fbe5,0x2febebf5ee0f09f1,0xeb14f8dfc314bb03,0xf1e026d71603cded,0x080812180df60f10,0x0dee0f19ed00ebf2,
+    0x1ffc0211faff0a0c,0xefd6fff12209fcf8,0xfbe8fd10101eed01,0xea0900e538f8dfdd,0xe32f011c20f2d9f4,0x05ee170af60ee8fb,
+    0xd6b1cc3cfc22081e,0xc707d01610ad08e7,0x0313070905fe0202,0x0cfef111f6010408,0x06f50bfd0419fb0e,0x21f9150b02f01e08,
+    0x010201f3030b0e07,0xfaf7f9f90d040ce9,0x0306f900d91f05f0,0x040cfa030bf8fbfc,0xeefc26f41427f8f6,0x08079bbc21e723f0,
+    0x0310ed090aec011c,0x1df9ff15fc08e7f0,0xcfe50117d13927df,0x06efe106fefce9d1,0x00ea1d02f6fdf907,0x1218f3f41e130ce3,
+    0x0ffbf9f6031f1614,0xe6fadaf7fe0117fe,0x1bea15081219dd18,0x31fb16f0e3e215ff,0x14fe0805dbdfea04,0x04fbe7090018e7fb,
+    0x05f013f71301f6f8,0xfd0504050eeafd29,0xf80f0223fd0bfeef,0x0d1ef81c0e09090f,0xf805fff4ee04faff,0x0e05220cfaf1ef07,
+    0x1afdfcfff90f0a11,0x141025f90af80319,0xe83a21011605fce4,0x32faf9e5100efa43,0x05fb0211cf141e11,0xf2fa0e2afde9f1fa,
+    0xf11bfb1f12182cde,0x002111f3fbfbf3fa,0x081b1ae6ecf0e602,0x04c016ec000b0903,0x08f609fadff80612,0x160f1805efffde06,
+    0xfef50de90c09fa0f,0x04fde7f6f5faebe8,0x11ef0011fb1007fb,0x01ed1fcffaf613fa,0x28e621f7f3fcf2ea,0xf6081e08fbde0a03,
+    0xe22907e2e1e3e6d2,0xfcdde21ce4e803ee,0xf6f9f9f7d118170d,0x0640cbe60b1e1eea,0xf8fc0514fce7f01a,0xfafef5ff05f5d7ff,
+    0x142424f1fb03f3ed,0x0d1afa1f0603f504,0x0809f1fbd7e9f40a,0xfdd9e40b0f09fbff,0xea06f4fd17f125f6,0xfc0ff20510edfbf6,
+    0xf40abb210c01f3bc,0x20f7c9b60e6bdf22,0xc927f017e6080505,0x100ffd061fe920f8,0x402fe80315c0dcff,0xde3017071c25c213,
+    0x1c18c5160f062212,0xdb113d22f8f24612,0xeb1ffc0e15181cf9,0xf30e0b0302f6f603,0x18f2e822f30aeef0,0x0b1b1618ede52409,
+    0x0fb8df1111f723fc,0x2fd2131105f2f8fc,0x09d10d0a060d14f5,0x14ec0411e8fded0c,0xf1f4fafd0409f712,0xfb07fef8f9fd0309,
+    0xf21bfc0200150716,0xfaf81902110ef403,0x0a19f6091511281f,0x0df2fd0105130359,0xf9fa0e07db33daeb,0x17e2e9effe1207fc,
+    0xe01deff504f9ef05,0xf80c19fc10000dff,0xec0311e71dfd1706,0xebf1e9f1000019f1,0x0d080efa08df0a06,0xfdffffd8fffd060d,
+    0xf1f42d19d916e618,0x05fcffdafdd912c9,0xefe7e2fd1d15081c,0x1603faea1ffae6e3,0xed1d0416e50bf804,0x27180d25102314e9,
+    0xf900f1120211b4ed,0xdcf2e1fae00117e5,0x0605ff0fdee613e7,0x1eeef11800efdce8,0x1dfbf00ae2010622,0x11f310f2d7192d08,
+    0x05fd04ff27f903f2,0x0af905fff602f708,0xf3f4fafceb05f9f1,0x00edfd07f900f816,0xf9edf9fffb10000a,0x020bfb000cee0010,
+    0xf7f419f21413f6f6,0xf309d919fd0bd814,0xf5fb080106f7fdf0,0xf0fbe61f0800ec05,0x00ff0c0c11222acd,0xfa091e0e04e6d505,
+    0x182fe3f913f2071d,0xf2fad71afa0c1ad2,0x02081cea1210daed,0x0d06f7fbf609fa20,0xfed8f50af8ebf414,0x2417120cefec2211,
+    0xe9e50cd61711ebfd,0xf300fdea1329380f,0x0c2bf2eef3e7e1f3,0xf4e4ee020a06d1fd,0x180d01fef1f50c05,0x10000f1801f8e714,
+    0xdc08fff80df8f81b,0x17f610f7ed1f18de,0xfd2cf21addfddbfc,0x0e1500fb1103e50b,0x2ae01bfc03f71ff5,0xfefdfcf4f9e2f72b,
+    0x1c0314040d03f5fa,0x0f0513ed0307fd19,0xf4e3fce600430f2e,0x21ffd6d515010cec,0x1510f10eeff6f707,0xe9fef1150b0c1a0e,
+    0x21fdfdf90c11e00f,0xe7ee09f606f204e2,0x1416eb0ae90620d2,0x040de717ef120e07,0xd8f3f602fe20f829,0x0627fb1beb50eced,
+    0xfef1cce2fae51d0c,0xf308e7f022e3dce8,0x0309080502e9fc03,0x0e0906fef2000712,0xf30100fc07f7f003,0x16f604070304ffee,
+    0xfc040b0aecfe0518,0x00f207ecf60d0d03,0x00fff7e60dfaf207,0xe9022c0807eb051c,0x09fb0be0fc0f01de,0x07f717e0101e21e1,
+    0xfdeaf70ef00707e8,0xf60400edf0fdec0e,0xf0010a0904fe0505,0x04f507f6f40ffd0a,0x09e30605f7fd03f2,0xfe0112ec04fbdee8,
+    0xde10e5f9071603f5,0x0012f50f0102f5e6,0xe4c4dcece0f91ff3,0xeff9cdf900f5ed04,0x36faff221af60ed1,0xf61cf20d0eeef62e,
+    0xf003f7ff0c0602f7,0xfe16e2f818f6ff0d,0xf1f70816102bf10b,0x380904e606fff3fa,0xc203ff0424f808e5,0xf401f8fc0c100c13,
+    0x050e0c08e401f803,0xff0a06000bf6dff7,0x161520ee19e82016,0xcc0524182e0df6de,0xe7ff09fb060cfaf5,0x08e817f3fcfdedf7,
+    0xf2000606ea15f6f3,0xe4073d0af90e11f4,0xf9eff5e7010907f9,0x1d08100a0dfef1f1,0x08fbf1f5340200ee,0x29f5fb0b080cf2ed,
+    0x050d02e7e602e702,0xef0cf7f9f1ea0cf9,0x411d1408031f4223,0x0e110b14f2000b08,0xea09fb10f403ec09,0xf00109040afaf1fd,
+    0xf1e928fde103fa1f,0xe1e101fc03d7d218,0xf8eefafc12f5f6e7,0x0d0d01070704080a,0x31e6f7e8f91a1413,0xfbedfc08faf6f40b,
+    0xe1fbff0df2fd0e16,0xf8fe160e0af5fbfd,0xf1e3fcf0df4e120b,0xd70d31d30f03ecd6,0x070de723f9fb35e1,0x170c020af3f30409,
+    0x07f8fdfe02f1f51e,0x040d0b16fb002d04,0xe9da1a22b90f1ef0,0xf81f2401e6262cfd,0x06091de0fc0ff0fa,0x14d2f511071fe500,
+    0xe0f10713e7070723,0x0a0bf001ff02fff9,0x01201de603e4230f,0x09ed0e310110d1eb,0xf508eaf817150900,0xfb0907fbea0209d7,
+    0xe7f1f7f9f7fc1518,0xfdf402f6f0f9edfc,0xdaefebf4d90aeb20,0xfd2ffaf920ed0700,0x081dfc0504e1e110,0xf30500eefbfa0ce1,
+    0x19f60ffaff031406,0x0b000403ee05f504,0x0cfe1ce20108eefc,0x06eb0c05f3fbfb03,0xee0cf505eaf204e4,0x07f614f5fafad0e9,
+    0xef131208f3f6fa12,0x06010709fafefe0f,0x1208fcfd060ae5ea,0xf709030ffbebf701,0xfcefefce30f8fb0c,0x04e806fde5070b06,
+    0xf2ebf0ebe8081df8,0xe809e9110cf005ec,0xfb05fa0d061eee03,0xfa24cbf3ff0bfffa,0xf7e10003fee9a8e5,0x0cf5d72d06f1050c,
+    0x0624172b1214e100,0xfffb3be7f90ffcfa,0x15f304ff0cfb0ef9,0x1a06faf5fc01f503,0x151a2401fafdace8,0xeff53af6e4e70fdb,
+    0x13e7faedf2f713f3,0xfaf606110de90afc,0x050d0f1a11f90f04,0x090af90703ef0a13,0x12e43d26f0f008da,0x123516310a3ecb0f,
+    0x16040b0d06f7fde7,0x0cebfdf6f8f40b0c,0xf319f6eb00d91109,0xf00203fbdf070206,0xe6e9fb0fd70cdd2b,0x0ef615d9e61c1d01,
+    0x1111f1ee10f7e916,0x1bf0fe080ffd0cd8,0x382ce5dc02f5f005,0x1d0bd7fdeefe13f7,0xfaff1112f511150f,0xf9e20214e9fcfcf1,
+    0xcd020d2417121818,0xe1f711f12ef018ef,0x00e10f11fc232505,0x1bfef5f60f020eee,0x1e0602221cf8f50e,0xf2f510d83debd801,
+    0xeaed0002050104d3,0xf9fa0705160201fa,0xe7ceedfc120d0103,0xf425f206fcfbe909,0xf61f091c23f514e4,0x1507e927e9141fe9,
+    0xeef40d0914f9fb03,0x021bf710fceb2dfa,0x0107f1f50c04ec18,0x12fcfff80905e8ff,0x0d1832eef6e0e623,0x0e02e70a35ff2521,
+    0x0f14f3fb1004e113,0xeef30a000ff71b09,0x09f508050a1001fb,0x09fb14fc08f8f400,0x15243dce030920f7,0xf405e104df19f7f6,
+    0x15f3030ffd1609f0,0x01f8e3100a031ffc,0x021b12d9fc14211e,0x0b0810170c06f302,0xf4e3120ef5e8ddfd,0x220600f810f409fe,
+    0xe4ececf31230f91f,0xe5110bf8d71b07f1,0x0207022202fdf001,0x1603e6f61419eef7,0x182524e11761eef8,0xc910e0feed01ce19,
+    0x0614eb151729f706,0x04070be20012effe,0x070100faf902d909,0xe30b09eaf0fcea0e,0xf8f20a26e3f30319,0xec12fad71f0b32f3,
+    0xf6ff02f8fdfdefeb,0xfcdbfd0ef0ebff01,0x14041211f2fbfb13,0x19eb19e2120c02fe,0x1c0412fa10070406,0xf2ee2800edf80df1,
+    0xfff7ff04e8091304,0xf51bdd1bf904e910,0x0f0a04f50b0f0f08,0x04faf8faf6ff000b,0xed00fd0fe3171806,0x1ffa30051301141b,
+    0xf9150c030605e726,0x1c0303fd1af70016,0xfde31501fe0a13ed,0x0b041911ffef150a,0x041cf1fef3fc17f5,0x1ef502e926020704,
+    0x49290b09d62efde7,0x06df1917fd060605,0xe10a04fe160ef8f0,0xe60cf403f5fcfa01,0xf80f18eb14fc020b,0x28f507e8f6fce8e9,
+    0x04e5ed13060e0729,0xf0fbee01f400e7f8,0xf8f3ea0fcc2017e7,0x0af7f5d0f5e2f42b,0xf8fff6032325eaef,0x0b21dae0e9fa05f1,
+    0xfafc05fcebfd0418,0xec0bf50f1d030212,0x1a1e181122f80612,0xf6e316101101e70c,0x0ef9fa18d91f0d02,0x0e0deaf118f40608,
+    0xe9e416d5d1fa100f,0x0803d3f1fae4bc09,0xf9fe0bea0aed0208,0xfee9f508f1152402,0x0105f3012201ffde,0x0a0c0c0eff0b19f8,
+    0x17f50717f5070712,0xfe0e1200fbfceeed,0xd90bccf01f000ffb,0xeed214ffddecd300,0xe62119e50fe922e3,0xdcda1618f201f918,
+    0x05e903f1ffe3000b,0x12f519fafc011018,0xeb2ffc0605e20d0e,0x0c06040cfd02e3f3,0xf4fbe10f19f002cf,0x01cab5392df22fdf,
+    0x2918ea0ccf3907ff,0x1f18fbfbeed7fd47,0x28fb30dcf40addfa,0x1009f1e2f20410e2,0x081cedf30a1de40f,0xee10ffe90d0aefd5,
+    0x0dfa0216d6190be2,0xddeb01ece10523cd,0xf82006fe04fb0b21,0xf5f940f02e02f8f9,0x0708170dffff060a,0xf4f413f503e9f3ea,
+    0x000ff60eeaf00afd,0xf8fe1bc807152fe7,0x14fe280fd9f0e113,0xfee3e10efa0a0600,0xb3e11431f91f0913,0xec16f3e3e8ea08ed,
+    0xfcf4fe11f8f80714,0x010efff225100eef,0xf017df24eb030ce1,0x05cb061cd60b1d24,0xedfcf8f10cfc0c0f,0xf4ef0622eeef110e,
+    0x05fd16ee15070400,0x02f6e7f70eec041d,0xed2affec15e61509,0x094213e7dceaf004,0x132cf42407e4d01b,0xf3f3cd0612f5e7d3,
+    0xf1fffdf70a1305ff,0x0bf7f6f6f8f8f90b,0x17e115cb04ff030c,0x01dcfc1a0d19cdc9,0x15fdf70c0ee608ef,0x07091601fd0cf200,
+    0xf811d2022616dede,0xf3071f16eafd06f5,0x171300eb0f08f704,0xfae1fe0d0f0d2aeb,0xef040600ecfdf3fc,0x010901fff8090206,
+    0xf3f0043718f5faf9,0x141af30004ede2dd,0x02fdf5f60a0f0815,0x09fa15eff5202ef9,0xd6e92704160a2310,0x3408f0ee18ec02e4,
+    0x0ef911f1fc08f1fd,0x0312130cfcf806ef,0x183b1efb100d35f7,0x060c1ff012f2f3dd,0xec21cf0206f20d0b,0x0c24eb1cfc01131a,
+    0x0406fefe1afe070d,0xf5e3f2400e001307,0x0addf8e011062117,0x18fc1607f9fdb2f3,0xf3f5f2042b011ad5,0xe2e7160a2505dfce,
+    0xfdf6f9fd01f5f7fd,0x00fafcfa06060300,0x16fee6f3fc05fc00,0x04f4f00cef06ee03,0x30030f080702020f,0xd40819fb0ff2042e,
+    0xf008fa321af1e314,0xfe1bd3ebf6fdfe1c,0x110dfc12112af400,0x021b170aec00f7f3,0xf80407c8f22c061e,0xf60f150d0c1726eb,
+    0x2c040203ff07f301,0xfae205f3f4f61a00,0x0d070a28061f151a,0xe61e03e701ff0d0f,0x0308fad30100ecfc,0xf9fe2718f2ef06fd,
+    0x2425dbff40bdf42b,0x02df33d8eeef053f,0xeee0f429cdf4ef05,0xe2e9f1241bfa48e0,0xe5e205fcf9eb0fea,0xf91de121e003f8e6,
+    0xfbf512ff0c1bf6f9,0x11ed0fee0417de06,0xf400d319d3180224,0x132ad3e3efe01135,0xf903e3f107060705,0xf3f5f4fafd0221f2,
+    0xc822e80be2ef39fa,0xdee0211604d81702,0xefd7fe12e6fcf1f3,0xe9e5ede8dd02ed17,0xfae9f1fcf20305f3,0xfce10b0bf1f6f402,
+    0x20fefd00f70bf8d2,0xfafc06fef60ceffc,0x0e12f51fff03fbf8,0xd0f2ffd9f9faf108,0xf71c06040c05150e,0x09f9f6f7ff06ec08,
+    0x01faf4130af411fc,0xf40c19eb01fe04ff,0x13001b03f905f5e7,0x0afc03e2ebfddcfa,0xcbfee531010de8fc,0x0100faf5eff60cfe,
+    0xf9fc02ff0206081b,0xf608f7f9fe1ef6e1,0x060efaf9ee0b0e03,0x04e92ee9e1f1f70d,0xf4c21411ec0a0bfd,0x18281f10d1f3ccde,
+    0x1012f202fd0cec0a,0xf808190f04f5f0e5,0x07d9edf1ecfbf1fb,0xf8f20a0401fad713,0x36df0ce6e2000efc,0x0110f92807f414cf,
+    0x030102f30101faed,0x01170103fbfd13ec,0xf608ee090eff0ef8,0xfd19fef104080e06,0xee00153829c2091f,0xf1001809e7070af1,
+    0x0401052debd43ff2,0x0f01fa09d8ff0418,0x0feefef9f50efa0a,0x05ffecf0f6fa0d0f,0x2e2717075afd0104,0x16199855f9100d3e,
+    0xee07f1f60700e4e6,0xe4f9140ef5f900f4,0x0a0f04fa23fc0819,0xf60b14fa06030e0d,0x081efb060a070009,0x1cee0e06e7ff04d1,
+    0x05d1cff90ad133fc,0x31e0012fe625c50d,0x0d09fc0ce1eafdfb,0xf70ef10009fef7f6,0x1a0fdbebfe040b09,0xeffc08fb1701e6fd,
+    0x1dcb2c1b2505f9f8,0xffeaeb21203aee10,0xf7f802fb011205fa,0x080bfcfbf3080cf9,0x0cdb002bf4f33408,0xdc0ecc1c05e0d41a,
+    0x0ef2ff321011f520,0xf10002d615f3ea0b,0x280bef3bf4fa090e,0xd501110d06090505,0x27ef170ddb00f8f6,0xf3f013eeeff0f70e,
+    0x0408eefd08fe1d0e,0x0105f701e7fe0b19,0x06e50701fdfc0216,0xf506f6fcfd132101,0x0903da15e5eef2f5,0xd51105fb34f9e5f3,
+    0x030beb13070c0412,0x14fe08ecfafbfdf5,0x0b4fffe4fb01ec00,0xdd0c16def0fe0a38,0x05e5fef6e31cf318,0x121cfd14120b24fa,
+    0x091af614fb07d327,0x07f1fb07ed15d5f8,0xe4f80109eef92008,0x18f6ea0deaf019fa,0xf3fad3e4f442f8ef,0xfefd0f0d1c04f121,
+    0xf2f9e0192714f20b,0x2324eef9d4164a24,0x4cf703ebccf505f4,0x0d12fff8e9100de8,0xf52201df0cf2e3e9,0xfc00f9290ce7dd03,
+    0x18d92df608ee0805,0x18f116efe1fcfb1d,0x0834fbe1ec03fce7,0x22faf700021ae5dd,0xfd07f6fbd6193c02,0xedf1fb1af3000e2b,
+    0xfffd031aebeff0fe,0x0d090b04fc00f319,0xe7de01fb1e1f1506,0x101217eefe00f9f5,0xfdeae0efe8f410ed,0xb40627fde5fa2014,
+    0x0d221d3522df18e0,0xff1cf2f6c90d09e5,0x09f7100a310d1326,0xebe015eb1706e3f8,0xf438fcd2fbfbf822,0xff0a1eecd602da17,
+    0xfbf8e9f90cf3eceb,0xec04f3e305f9051d,0xf00f0601f7f5eb13,0xeef6f41402f7d204,0x0311f3ff1200ff10,0xfff0fb05ff0d02f1,
+    0xdfe5fefb06df0202,0x1215f21601f211ff,0xf0f7f307fce9ff0e,0x0c011ef4f80bf3fa,0x0fe8eaeafe1ed807,0xd82fd70019fb40dc,
+    0xfbe8f7fe0a0b2ef7,0xf8d110ff02040816,0xe5cf12fb06def41e,0x200013f30fd84fe6,0x09f80813fff3f402,0x0c16eb062202f4e4,
+    0xfffdfffa0b08f40a,0xf6f4ff0e0f01f805,0xdb2704ea1f2b0bfc,0x0debfad707fa0aed,0xfafa0e0101fbe80a,0x00eaf00afcf9f1f8,
+    0x03f7f2d4d9ffd9f3,0xfd15f126e8f1f7fb,0x0822e8e20f25e8ff,0x18d90ff1f1efeaf1,0xd414f62e04de0300,0x05eb00d312e4f9f1,
+    0x19f320181bcc24ec,0xfcef07f61814fbf3,0x0800fff9f7ed08f3,0xe6eaf42d09edf301,0xd7fc0bfa030e12f1,0x0bf60e00fbf21208,
+    0x1ae2fdfcff15f5fb,0xfdf9f90eff04fbff,0x24fe0a11e9160201,0xce2be90debea0106,0x05e50ad91f22f7ee,0x03f3f928f7f2e2e7,
+    0x02d02edad503d5e0,0x0600521602202d17,0xf7fff5f21558070d,0x0aef300a0414da07,0x05fee400fcf40700,0x050707f9e803fffc,
+    0x010a02db101e1c07,0xed082016f3dbf3f0,0x090305001901f901,0xec0cec0e01f60b18,0x091bfd1105002203,0xfe010b180b0208ef,
+    0x1218f9fff7fcfc0a,0x0bf418f2f50f1cf3,0x123212020ce12f03,0xe0e03e0fb12019d5,0x040c1a08273b081b,0x21f3f0f2ec021719,
+    0x03ff14eef2f700f3,0xf5fdf1ec0600020e,0x0f0403f612360de8,0x0a01031112ec0704,0x23d8f61ef8e62315,0xff1cd30d03f233eb,
+    0xfb0c0902fc06f7fd,0x0115100d0ffc1100,0x1505f24518de22f8,0xd918e61104ef43ee,0x23ee0a12090bf808,0xd7cbf101e9150805,
+    0x0e06fcece9f7f906,0xea0af8e1e912f71d,0x01db020b190913f7,0xffec0606fefe1f00,0xd3f9f3fce20f15f2,0x140212f3ed0005ef,
+    0xfd1438f80917f906,0x0321f337e8d816f6,0xc40a0510021c10ed,0x09081b571b40facc,0xf110fdfdfef710ed,0xeb00fef90204f8fd,
+    0x2310261ee6d9e8e8,0xe7f8ee0000f90c0f,0x121ff7fefefb0803,0x0c14dc0feef4f604,0xfb0df1fffb08ec06,0xfefb04f701071001,
+    0x1f15ecef00f02528,0x011004e417031415,0xf8f4fff7f20ef408,0xf604f0f20e0d11f1,0xebf3e20f040501e1,0xf0fe0de318e5f8fe,
+    0xf7efd3fafe0dfdd8,0xcbfef105e6f6bbe1,0x180df914eefe13fc,0xebf7f5f2f8eeff04,0x1a19fff5eb2dfa15,0x072307f6e7d50c02,
+    0x13250217f406ef24,0x150c181c09061b16,0xd6ff25fced1de5fd,0x08f9e6ec24edff1d,0x46f9f4fc11effc00,0x15e9061af9f5fdde,
+    0x0df60ff90d1903fc,0xfa0018f6fedef7f7,0x120916fe30082af4,0x1118c00efe0cf1f3,0xfdefddf40de3daf6,0x0f06201df919f301,
+    0x0cfefe0706f7fc14,0x050b06040ef8ecf3,0x0b08f6f90b0ef7f5,0x07081008ff08ff09,0xfb1914110e00160c,0x0bf8060507f6f70b,
+    0xfe2f1af60436e90d,0xe61af80bed0521fb,0xef0cf7ff38f606f2,0x141df304eee5e113,0xf9cae2e50ed022dd,0xb9f8da150f08ef15,
+    0x0aecfa03f8040e23,0x1b1ef0d0fee812f9,0x060fb0120df2010b,0xe5000ced36e51424,0x1618daeff3fce203,0xf6d505001dfaf8f5,
+    0xffe8ee08e7feed01,0xeaeefc0c04ff1cfa,0xe5150a100d0ef9e6,0xe8eb01faffe01715,0xff0f070b0a14fb0a,0x0a020609f8f507ec,
+    0x08d90909150c1fd9,0x100ed4fdf50cf6f9,0x0d0b11f50d121afa,0x0cf2150e09f221f8,0x10f3ea12f8fa0112,0x0e050b0c0a00f42b,
+    0x0a01f7ff08efee05,0xf9fc02fd07090f0d,0x14d8f3ebfc0800fd,0x14e2d8f2e8f80e15,0x1d1b0701edf5e604,0x0810f800f4eff1ef,
+    0x2ccfeaf3ed0cfff8,0xde1dfb0c1bfbf1fe,0xd729250021fbd6e8,0x5ceaeced08f215b8,0x0e00d9f2deedff0f,0x080cde01f101150d,
+    0xf20619fd0de8f000,0xe813f1f501f5efee,0xdf22fbf2fd18e5de,0xfffceb20f1f80dfe,0xf511faf907f00604,0xfe0c01fcfffa1704,
+    0x1f081d031c0910fc,0xfcf2f80cf60afdf6,0x343b2b3023e245fc,0x3de70dfe0d242304,0x0e18f51605f3f00d,0x0c2407eaf8020300,
+    0xfbfb110c04feea24,0xf000154903f7030b,0x1f150407ec070708,0xeeecf0fefa001ff4,0x29061eeb17180f09,0x0710e4e8fa0f05fd,
+    0xfbf2f81d1eed3317,0xeb17e30defdb0122,0x00fb28ecdf0bf5d9,0x000c1afcf4fdeeff,0x23f61a1502e7d4f3,0xf5fdf51f1d0f39fd,
+    0x370bfafb110c131e,0xf3ddfc08fb010a06,0xefff23fe141cbcf7,0x340412e8dcfb2b07,0xdc02ee21fe1cf60b,0xf2fae034fc11e225,
+    0xef131ce1f6defff6,0xf1ea1effe611ed0d,0xf204f4f5020ff70d,0xfef402f80602f308,0xfecfc7f50ad7fd13,0xf6c80306060af2ee,
+    0xf1d6f9f51d05f817,0x060ee7f5f609f806,0x09dfcbf2f90a0af1,0xfc26e9e3f3130fbb,0x2101fcaabfd0bae3,0xc41df51a2fc8ec3e,
+    0x11f91601f5ec0cff,0xf301070714f924fd,0xea010cdb1727cdd6,0x0ee6fde8feec02f7,0xfbf3ede5ddf3a610,0x10ee352f03e1ee0a,
+    0xf003160ced10f00c,0xfeef0811ff100c15,0xfde3e3fd0af2e4f8,0x0306280ceff918e8,0xe2f3c909ebf900e2,0x1bc3e3fefaf1f117,
+    0xecdbd9ebc61cdbf1,0xf9fc15eedb18db14,0xdfd2e3f911faf619,0xe6f9ff1a07fcd007,0xffd7ff0bd8f401f8,0x05ecf4f3e40519f6,
+    0xf8f105eefcf4eff6,0xf6fcfe0c05f9020c,0xfe14ee1601faf4f1,0x2a0dfd0c15e5ebfb,0xf3f4ff07040710ec,0xfc0107fefcf6fe06,
+    0xf5f3f601fc2e02eb,0xff1a060a010bf5f1,0xf20ff2f704f8e709,0xf8fb0c0bf903f706,0xf2f603fb19fff521,0x0fe5141ff5ebd60b,
+    0xf6010df7f104f712,0xec13f3ee0312ffec,0xf6dfe90b01ebf3fa,0x0c0319d8170d0825,0x0424f82300e90dfb,0xe4f320f6e11608fc,
+    0x00f6def7f5fbf1ec,0xf1fefa0403ffede8,0x0307060311fafe1e,0x110efef602fbf50f,0x020e1be603f50001,0x03f705f9090bdeec,
+    0x0bf90a09fdf50f05,0xee0104130af70b04,0xec45f80beefed115,0x16fcfceb23e7ba46,0xf10d00e7ec0e2dee,0x06fffc15f21e0020,
+    0x0df616fd01ee18ef,0x0af6fe08fc05fdea,0xe30af4f1f7ee10f4,0xf2f60ff8e801f60e,0xee1114f1e80d12ee,0x13f30a03faf9dc03,
+    0x13c70408fb12fb19,0xeb0003cd11051ae2,0xff180e0e0c10ec23,0xfdf1f2101d022e04,0xf801ef1701ed0e0a,0x10f7f60c1103de02,
+    0xff0e020f051305f8,0x0c08f1f2f008f0f1,0xedf1fdf8180110f0,0x14e7faed0910f613,0xfb0bfcedf6e70602,0x06f0020cfbfefb03,
+    0x1ef5e2e0201cfb06,0xf2e4faf9dd1a140c,0x2e1b0cf8f2f10c13,0xed04f0fef70501fc,0x08020d0afa02ff01,0xfd09080002f606fa,
+    0x00050cf80ed50ef4,0xf6fceeffe9100dff,0x0e00e7f1f7f20c0a,0xf0f3ffe70deef4ec,0x060afd03faee09fb,0xfaf7f008f9fa0900,
+    0x1b0de4f4020d0b14,0x1607f7f80de70103,0x1bf3f80a1cf83f0c,0xe60b0d172b04f2e1,0x12ef080e02e4020c,0xec01f2fe0dfcfdf4,
+    0xee050413eb150bf9,0xfef7fdf803ebf304,0xe1f108320ff20852,0xffdaf3ecd2fed8e9,0xe80de9eff42708ee,0x0fe022b2f2fb0009,
+    0xd10ffbf323f00e06,0x06ef1df904090bda,0x30f60dfc14010000,0x10f7edf60609fe08,0x1af214bad600dc00,0xe3061a17f6f6f905,
+    0x24e4e0f51010fafa,0x1014ed0a0af4f7ed,0x201e15fffbfe25e4,0xef16ecf416eefe1a,0x12fa20050a0df4fe,0xf70c14ec05fef4fc,
+    0x0bf51b0e07f10e0c,0x08fe220bede71e09,0x14f3f5ef39cef303,0x0e1b32fee81df7c0,0xf3070bedf6f50401,0x030801fef5f9fafc,
+    0xfff0fdf4f4efe1f2,0xfbfe1a0c07fd0f15,0xe60cf40d010c0cf3,0x13020feaf7e801f8,0x01fa0303fdfe0ce4,0x13fc030ffff2000c,
+    0xff06090906f82223,0x1ceffae623e8ff07,0x31f6d9f91f1904f1,0xfbdedaf82eebfeda,0x0bf909f11407f3f2,0xec06060cfe05ede5,
+    0x0ffd0a0311fff60c,0xf311ede11f151801,0x0ef2f415031b3eeb,0x18d7faf7e3171914,0xfad8f1fc04f7ec05,0x1c07f3faef01f605,
+    0xf800e41e1a0008fe,0xe1fef4ec1013ef09,0xedfc1ff30e280de7,0xf4230aff0003e820,0xf3ecf91ceff11f19,0x3320e13106fcead0,
+    0xf2ff00f9fef108f7,0x03040605f909f1fe,0x1cfd0ceefb0beff0,0x13fcf4f40506f1ef,0xf4f5ffec15e8f1fc,0x0d021bf70c00fe0c,
+    0x00f9f601e2fe01e9,0xed09f8f2360de114,0x0aff400c27cad8e8,0xf3be45ef0b16f41d,0x17280f03181200f4,0xf6d90fe4ef1c07f6,
+    0xf80611f5fbff1af6,0xe904faebfcf40f10,0xe0f31aec3dfe060d,0xf9d4eeec05e1ebdb,0xfc17ef15f5fde4f2,0x25eff90addfc1af1,
+    0x0fce110027e20414,0xf203341a080cfbd7,0x000df11d040ce9fb,0xf4f301e709ffe617,0xe6f10efa04f202f6,0x06ed1514f4fa3828,
+    0xf6eb141fe2dd0ddc,0x09e2f2eb00f607fb,0x1001eb01f4de001d,0x22fcffecf80b0c00,0xd7d60c21da04e22f,0xfee40b04fe0e3604,
+    0xf9eb01f80119ff14,0x22fb01e401fcf5f5,0x06fcec1a14ed1126,0x10f4f11611fbea02,0xe624040f21d82a16,0xc9cdb1da3920c0fb,
+    0x02f302cfe008eaed,0xe2edfe07f70ce3f8,0xd90c00f3e700020d,0xfce4ff06050d00f3,0xd20203ff2315dd06,0x0a2718fa17f2f0e1,
+    0x200f051b0fe4e812,0x13f5f5e8fe03fa03,0x1c030206fae8ea00,0x05c6fbda190bf018,0x04fcfa050bfd0110,0xde0cfdf3fc15f7fc,
+    0x08f01ced08f5ebff,0xf210ecfb09050efb,0x15ec19ee02fb0110,0x1604f50ef70cf305,0xfa1902e10907f511,0xf8150becf0030d13,
+    0x00fc2303ff282219,0xf2d4063a2b19e713,0xeff3f4f00509d2f5,0x1fd61bf8f93afc2a,0x0ff3070f0ef91f1a,0x0e0a211011000211,
+    0x0a31f1f81fe6000e,0xdbe2ec000009eaed,0x052decf205e910fb,0x1cfc10ed0d16df03,0xef08f005080a0a13,0xe10d021c05100809,
+    0xf03501e52a09ccf9,0x0b17f900df08efff,0x0505b8dd0607f023,0x151609f6c51ee1d2,0x18000914fe030913,0xf8f9fff70dec09f7,
+    0xebf614eb0e0ad4fa,0xf409262c2e0f0f02,0xfe04fb11f20802f8,0x0c0cf6fb04fdff02,0xec0d04f8e5f20d22,0xfdedec0a01192035,
+    0xf31deff7e6d90501,0xeb0025edd0e5daed,0xf4f2faf91df4110e,0x091406f50c062711,0x2e000a2019fa0106,0xf804ea07f72bdd0d,
+    0x21d5e0f0dbf7fdce,0x10d721f6151b2d11,0x0ee4f251e949fbff,0x2beee005d8eb2ef2,0xf71be1fdf108e300,0xdee703f8fc120618,
+    0x00daf9060fe7ded1,0xfa00f3060bf1f10d,0xf30fdafc0bf810e9,0xfbfef8f422f70810,0xb22508e2271edd16,0x06252942fd04d6df,
+    0xfc020306fc08fdfa,0xe8f2f803fe1508f7,0xfd0bf41411f1e805,0xbf1fcc0b060c2904,0xf3c7e015effb120d,0x00dfc6d726000105,
+    0x1009ee0df70403f4,0x0f0bf107f6fc0207,0x012afef4e4f8ffe8,0xeaf7341cdf1901ea,0x0c06f10d0c0c16fb,0xf50af5f211040103,
+    0x19fb10f902f4f908,0x0a0de52aff1503f4,0xfe03fefaf30bfafd,0xfc0401ff050b02fb,0xfb2e2600c1f43605,0x06f3f8eff2ebe3ea,
+    0x0114140af8f00f0a,0xf3e30710f20e1df4,0x250efb0ff611df11,0x1cea200318c8dfeb,0xfb1c0d110df2f608,0x3eefec12050c1a06,
+    0x00f3e6f206ff17ed,0x0beeff040317fcf8,0xf7fcf402ef0ac724,0xfd2de7f901090b07,0xeaf7eef7fee1e3ee,0xe6eaf6ce0cf33e1d,
+    0x00f2fb03f5dc0bde,0xf818f411d8e8142d,0x270d10fcee0bf8e3,0xfffa070afb0ef6f7,0xe903f1eb2bf2e9f3,0xf9201d2727e323f1,
+    0x071df307010b1f1a,0xf409ed1007fe0ff3,0xdf1514fb02e1f017,0x0908ee1bf418c7fe,0xfff7101018f2ed14,0x03eb1ced060709e5,
+    0xf2ffe8e716061417,0x1b10101218defd18,0x13f5f5f10f15fdea,0x0303f5fc0afd0ef3,0xdb14f12900f80be8,0x0a29f4fdf40a2c04,
+    0xfa04080f0befd003,0xf9eb1bf1f407ee1f,0xf80c0602e6f202f8,0x0705fefd14fdd90b,0xfdca20fe0d07ea0c,0x2805e7fa05f125d6,
+    0x20e1f109e9fc0fd8,0xf707dc0807f3f20c,0xeff4f00ff1010901,0xfefb0001eff8fd01,0x22f8100c120cf40e,0x090e1af204011003,
+    0x0000f6f4dd02ddf8,0xe7d2f7221c0cfa10,0x03f00fea0f110c04,0x06e8130405f102f2,0x1012f606f2040303,0xf3fa0e0e00f71500,
+    0x0de9f011f801ebf9,0xe0f60322fcf3e1ed,0x0e0200fa01f801f8,0x09f7040c07fc01e3,0x29f2ed26fa100bda,0xfd07090f23ff1d39,
+    0xc412ca00b13e07f5,0xf10926e7ece4d801,0x1debfaf4110d060f,0xfbeefc0003fc00fa,0xf81612dc14f8441f,0xfe04cc0c29d9e80d,
+    0x1312fafbfcfdfefb,0x0e02c30ffbebf6f1,0x3b0c2517dcc9e01c,0x0209eb1b040d16c3,0xf3f7d8d802e6cff7,0x06e60c0afffbf115,
+    0xf90a14f6151d0a14,0xf50213150af8f500,0xff0d16f8eb1421ef,0x1c02f616180307db,0xf0f90202fa0cfdfe,0x0efd06f90203f6fc,
+    0x0012fe05000f0201,0x07f0f81adec819ea,0x16011bccf2e90224,0xf007e9e0f2eb153e,0x02021305fe1400de,0xf8f90102fdffeaf6,
+    0x0a0a0f19d9e10e12,0x0ef0e617dceb3031,0x0bf3eafcf9d004fb,0xf9e2f51204032c19,0xec0b050109fdf1f9,0xf8efedf8fafa150d,
+    0x1f3ae202f3f0b4ef,0x170cb1090c24c7f9,0x0510f9fcf810f903,0x09040c1216fbe702,0xdd0808eaf818fc12,0xff12fdf9faf814f5,
+    0x03e129fc3908ec09,0xfb03df110afb07ef,0x17daf110eaee07ea,0x0b1aebf402022e0f,0x18f417f804fbfb14,0xef0b190cfe090815,
+    0xfe1904f8130ff326,0xc004fbf8e51502fb,0x072901fdecfaf805,0x0821f1f5fe07ddf2,0xfefb00f9fbf513fd,0x0009fcf6f7fcdfff,
+    0x2200d90d0fd11411,0x2910e4daccf4ff10,0x140ef7100c212405,0xf60ed9f30e0200f9,0xfef0f1fef7251005,0xfc1dfdfffe000115,
+    0xb5e90cfcfbf4f30c,0x003e2b09050e0c0c,0x21f4eefc0d09f704,0x0c14e60a040506e2,0x020100f1f8f6f603,0x0b010b09f504f000,
+    0xfffa2ce71cf526e0,0xe9ecf9f615f6f3fb,0x0c17170a0a04132d,0xedf12f3ace10150c,0x09e9e9f60c050004,0x150be6f90203ec0e,
+    0xf11df638e5e7e70b,0x1e07f2fd1f00f700,0x000415f40a050efb,0xeffdf60ef70c0704,0x120f0bf308fe0405,0x02131b0bf9fd15ed,
+    0x0b050605040a04fd,0xf80f06010f06fcf5,0x1501fcee34ecf9df,0xe4fb16edeb01f000,0x25151ee701ea02f5,0xf9ee201e100bd6f4,
+    0xf80bff12f2ed10e7,0x170c00f3ed001d0a,0x0efef90b0e19e3d5,0x2af20c24ec1d0af5,0x07fef8fdeb0211f3,0xfcfbea0504f502f9,
+    0x16d3f8f4e8fcbd0a,0x0c07fe09e7f10909,0xedff0cea090efbf6,0xed12f709f4031ffb,0xefff0608dff302db,0xbe11f1e9f2ea09f7,
+    0xfefb1f0e0900e4ed,0xea1d09fb151f01ef,0xff10f806fa0100f7,0xff110ffe0402e907,0xe6fc0ffbfbfcf8ed,0x15f3f80eff090ef0,
+    0xf303010e0616e7f4,0x112802e018f400fc,0xe5e1f316fb232ce4,0x0933000ed609e50b,0x06eff00523fdd102,0x04f8ea00e4f5e92b,
+    0x0a12fc151a18e804,0x0427f40c00150f17,0xfe0e0306f9040af3,0x0c0604fa0205f4f9,0xe5da062b050efe07,0xf9ebdde1cffcfff9,
+    0x02210e08063217ff,0xe6d6042306040f16,0xef14fe12070605e7,0x0df9f80ac6e9e5cb,0x17240a0bf4dfd8fd,0xfc15fd0d0e0fdced,
+    0x0af217e109ff09e9,0xddff1efd20fff1f7,0x2eef0dea0ff51cf6,0x00f2011f1ce6e0fd,0x111500ec03241218,0xebf3fffff7fbff03,
+    0xf5fbf1f3e4e5ffe2,0xfefd0c05f1f320f7,0x031331e0fdd50201,0xf8f5f32e022c4bba,0x0cf407fdfa0906ec,0xf502fdfe0cf90ae7,
+    0x09e1f8e9e73bec1e,0x1e1b10310f19e21e,0xf708c70ed2facaec,0x0d01d02b1afd2821,0x000f071ae9ff0dfd,0x1c14ebf50f0219f1,
+    0xfb08de1cfa3e0408,0xf40100f102ff0912,0xfc3ff3baecfc3409,0xe705fa06f0fd0a19,0x1706fd0dfdf2e906,0xfb00f2f906fa02e5,
+    0xfae70307edf5f906,0xfdf1feed09f5f8fa,0x02020e1101070006,0xfef11206f708f8fc,0xfe27f4f3c2d0fbfb,0x1e1e390fe9f407fb,
+    0x079dfeef040ce4d8,0x11fe2f0f2e191ade,0x1412eb0d020cf1ee,0x040af3e70cf9f4ef,0xf3f128d2030e3d1d,0x0126b2cfe60310fd,
+    0x08d9ff050ae60bff,0x091117e4fd0a2bfc,0x090a080bf11013ff,0xea0df209f7fdfa07,0xd914ea07f61ce0f0,0xfaf7ea14e909f01c,
+    0x2526fc0901f021f3,0x10ddf51119fcfd00,0x1e14b8f8e3202221,0xdf0fe8cad7f8f40f,0xf60014e405fceff6,0x02f0e2fd11f8140c,
+    0x0a1efcfaf9fe0cef,0x10010c0bfafaf808,0x0efdf905fe15010e,0x0509ee130802f1fe,0x1fd60ed8d7161cd3,0xd4eff6041910ccf5,
+    0x11ebfdff170219f8,0xf4e814f7e5fff9f6,0xf5fb0a0c1d21f8f8,0x10100007021d0421,0xf4f40d16ff180804,0x0a07ef06fa010600,
+    0xfb10f90d02f5eb03,0x0806f70f20fa0d07,0x170b19fd31fff9f7,0x15e81c17fef61103,0xd941fb1605fcbcd7,0x33f8e6c323e20bec,
+    0x0ef9e512df213012,0xf4eef6e8fceb0ff7,0x1b2e1deac70be4e3,0x2b041be4f0eddeff,0xfd0eee10f2eefeea,0xedfbf5f80703e310,
+    0xf3100202dae424f2,0x260dfc0925fafb01,0xfd0609fc14f7e605,0x0bf0fe04f2fc04ff,0xf10201fff8fffbfe,0x05080000fb07000c,
+    0x28170d02eaf7edfd,0x05eaf028021228cc,0xfdff01faf600e2fa,0x15ebf7f5f102ecf3,0x09e70dfbebdcca11,0x08f10dfb05f213ec,
+    0xe91709f216ea022f,0x21072016fbf40217,0xf1eb05e0f40bd7fc,0x13d00c26e318f70b,0x16fe1af7fdf701e8,0xf4020e0fe6fc012a,
+    0xfc0507f0030ff1f8,0x03fc0c0f01fbe8ee,0x22020ffdd2fd01ed,0xd3f60eeb1de21900,0x0715daf105ef23f6,0xf9f1f1fbf50c20f7,
+    0x05d324eee5fef829,0xf0189e08ffdfef0f,0xf30b0e090cf307f4,0xfcf80bf40efd060a,0x00ffe8fdf308fae9,0x02f70bde0deb1917,
+    0x0e080608f7fa08e6,0x0bfe0c1d00f7fffc,0xf22aec180e1e02f9,0x04f4fc1e1421edf4,0xfd1d041efa0117fa,0x0f000ff71303fc00,
+    0x091426ff06030d05,0xf6f90d0603f5e907,0x0317cf29fdd1a520,0x3f151219f2ee06d9,0x00fe09191afef602,0xf9f6fb1cfa1309f3,
+    0x13fb0611e509f313,0xfa0dea030202f4ef,0xf5e715fd07fae7d0,0x14fe2002fcf805f5,0x08f7effef4120bfc,0x07fb02f612fa0efe,
+    0xf007ff010cfcf907,0xf1120902fcfc0903,0x0c0a1cf13208ebe3,0x150ef70d2d02cb35,0xf71eeb06f70af2fb,0x050402eef7fc1c09,
+    0xf30b0dfe1ffef31c,0xe1fffd021d16edff,0xfd07f9f8ef040902,0xff02f8edee09dffa,0xfa0302f0fef0fc0e,0x16e6ff0a0ef8ebea,
+    0xf00dfb0aee0210f0,0x02f9f601fb05fbfe,0xe2d50e25f115ec17,0x1823f518ede817f4,0xf80301fa03f52307,0xe7ed02f5f60beafb,
+    0x1305cc08f111fbf8,0xec05f0e6f5f31804,0xf2fefbfcfaf019f8,0x0b090beb08eef302,0xfa11f3f9f21912f7,0x0705ebf3e900f0ff,
+    0xe93fc1d8cd31d7ec,0xf7f81a0239ef8a65,0xfd2ff50ab21cb808,0xdaf3e5ae17e2cbdb,0x190913020b03f609,0x0e21ea01f80d17ff,
+    0xf1faebfdebea310e,0x04f51dfff9feeaf6,0x0cf418fe0215f701,0x0e00fcee0a040a00,0xf0de0f0605f4d409,0xfdf518f1fc022cc6,
+    0xe1f71bd8e8d00ced,0xe00a394409ff3002,0xf61af014fd0d03f8,0x0e00df02fb05f8fd,0x123f2f39f10fe52c,0xe80d3df00eef1904,
+    0x0cffef0c0febe2ee,0xf4f4f7f1fc00fc0a,0xbce24bfbed33b4ef,0x002e290406fbd0c7,0x07fae7f9e4eafbfa,0xfbbdfff101ec06fd,
+    0xea03030802faff03,0x000a0efbf7fd0208,0xef17ebfc20ee04fb,0xd90cf6150feff108,0x4f10e6ffff0ee90c,0x10110e0df206ff0a,
+    0x05ffea0b14f10305,0xf9fa101b11f8fcf0,0x1606fefc10fdffe5,0x0906e90704fc1212,0x1f23f80a0ee903f5,0x000216ec05fc00fa,
+    0x0413f807f8ec0106,0x01feee06f7fde10e,0x04051d031304f5f1,0xe5e8f1fbfb050802,0xfdfb0cf5fa150cff,0x2c06f700191fe2e6,
+    0xfc00f8ffec12f412,0x03090ef90ee9e6f4,0xf8f0f2110914f8e2,0xf3f7fef20b04eced,0xe7f205201e3306ea,0x0414e8f417f609ef,
+    0xfbe912da25121fea,0x08fbf8072a0f05f9,0x050106f7fe0afd0a,0xfdf303f9f7fff0fe,0x07fdfffa08060910,0x0df8f401fd05ebfd,
+    0xe80515fe0e02fcf7,0xf8e3061bfcf30b0c,0xf206ef090ee6040a,0x13eff4fd0d0d0a0d,0xf3f1ec023305faf3,0x0f0209e9e81a23f5,
+    0x3afbfa1213000612,0xf52ee2050ff82a21,0xe9f40510170204e6,0x02f4f00101e60bf9,0x0a08f6f8fcdddc17,0xedf31a0d03071910,
+    0x0bf6d2eb0f052eed,0x0b0c0ffaf70d020e,0x13f500fdf6160f1a,0x16f2f5fa06153cfc,0xff0ce01eee0af9ff,0xf4fff62a0be41207,
+    0xe0fb05ff05fce512,0xfaee360312efe112,0x0df822e7f1d9041e,0x0609e018d8d8cbdc,0x1813f3f506fafef7,0x01e9fcf205ea08de,
+    0xf000fc0cf80411fe,0xff12eff912060304,0x08fffa0900e30afe,0xf6fb05f3fb050705,0x22ea16f1ffe6000e,0xf5f1efecf807f805,
+    0x0309ee14ece512f0,0x010808eb04121e02,0xf01909f610e8e0f7,0x03de0a12ee033506,0x0ff20712eb12f50a,0xe91ffd0906f11006,
+    0x310cfafdfe0b15fa,0x02030716e00ce8f1,0xf6e214ffeaeaf0ef,0xebea07f1fd03f3f9,0x0413fdf3fa0c0300,0xfb00f2f4f9faf6f4,
+    0x2eecc909e9d021e8,0xe51101eff1fef104,0xfdfaf505ee021405,0x17f919fe0e14f63b,0x0513ea1b1df1cd1e,0xeaf83eec2e105b39,
+    0xfafd0ff5f8edf110,0x04021a04fcef01e3,0x0af413d2f60103e6,0xc5f8f01c31123912,0x0ee30bf3030022f8,0xe90be50af2222af8,
+    0xfefb19fa0f11e30b,0x09f8e8e311e7dcfe,0xef0a0bf9fb050a0b,0x0804fe090a080af1,0x0303fff2feecf7e8,0x15f7f709f4091104,
+    0x0719fcf80b0dfeef,0x060c0cf4090a06f4,0x08ecf5ffd813edfd,0x09001af8e22fd4e5,0x1d0b09f4ffe414e6,0x10fcfbf129feeb1a,
+    0xeae60afeeafae917,0x04060dfafc01f2fd,0xeb111000eb0e12f9,0xee20f21af611ea01,0x0ffee201dc161be6,0x0104fbf8f0001410,
+    0x01fbe90120031101,0xebef1819eff70aec,0xd6111becb508fdea,0x1bf7e56fff2a1ce9,0x0afa17ff06fd010f,0x08f31905e6020f00,
+    0xfa111718172d1125,0x12fbe1e9f52dd4e4,0xd0e1f20b1f0cfc0e,0xff0b12f1021b0e1c,0x1d0ad41ad7440a1d,0x21fb0a030000f816,
+    0x2e201521ebf7091c,0xf5d9e00bf0f6aef9,0x0706f20ffb1403f8,0x0417020a0ef2e9e8,0x0afa1ce703fbf519,0x2aea120b04170ffa,
+    0x1aeb0b234b0be3e6,0xe9feed00e40f1903,0xfa241a210f1de7ea,0x04e50cecfaec1afa,0xf9030e010b1112f8,0x1500200bea0009f7,
+    0x0fdbf9ee211804da,0x200ff1f4f5dffaf6,0x00ef04f71108f3fa,0xfdf9f102fc0afb03,0xee0304f6f703fd01,0x18fd100dfe00f104,
+    0x08120616e3ec1de2,0x23fc071d1c2b06f0,0xf8f5f609fa0018ff,0x070ef710fcfa0dfa,0x1cf413fcfaf11f25,0xf60ef9fd0a0b070a,
+    0xec03182d01fef2fb,0xfa0e09f6ec1110e6,0x06e705ea2e12eb02,0x030510f6fa15ec0e,0x16fce527ddeefd1e,0x0d10dd10fdfff3fe,
+    0xee3b0febf326f20f,0xfcff34170602de1a,0x0800fd06f303e21b,0xd1e5ec1efd17e9ea,0xdce112f3fb09e6fd,0x240619d9f9deff18,
+    0xf8f701fc0607d80f,0x0e051500030014f1,0xf2fb02fcfc0e02f1,0x111ce0efff0010fc,0xf60f05fdffef10ff,0xf4041cecfefb1606,
+    0x00fde2f913d723f0,0x18e9f1df200dfff7,0x1c11f109061929f1,0xf9f800e4fbfb0d1d,0x28081507f9e80313,0x24e0f608faf22c06,
+    0x04f9e80016260106,0x0613e508e2f2e0f9,0xfafc1b0f27010731,0xfe0f08f4ed16c3f8,0x0e060605f9f20508,0xf900fcfcf0f3ed01,
+    0x080ee80beaebe8fd,0xecf6e612fbf5ed07,0x18efe6dee81ffcdd,0xe0f2e6e6fbdcf2e9,0xf101fb170d03f50e,0xdd02f3f91c061afc,
+    0xf9050f100e0a03f7,0xeb01110c07e2fcfd,0xeee509000a0f09f6,0x13ea0204ff001603,0xea210c160a0af8f1,0x081605fbfa121b08,
+    0x0cfa05ee1304f902,0xfb0e05f10302fb0c,0xeddcf20747ed18fe,0x371debf20306eef8,0xf404f20d02eed711,0x0e060e1205f21013,
+    0x0e0c1a0812011d0b,0x0e041512edfe08ea,0x0fd8d9ec1af1eeff,0xd6d704f4f5f3ef3f,0xfdfe0b0413eeeb04,0x040d1003000200f5,
+    0x100df7080cfe1506,0x060af0140005f8f5,0xfc040bee0bfcf002,0x05f1220a0205fb07,0x29eae308fd121405,0x0b04e0ffece610ee,
+    0x08f1f9ddf8e107fb,0x10ff05f5f9ed27e4,0xf3f10703fff30400,0x04e901deff011829,0x001013efe41cefd6,0x20def60ee307fa0b,
+    0xfc000afc05fb0605,0x1312fb060d00f2f5,0x111b1cfb1515f80f,0x17fa10fe0b02ee00,0xf9f20107f10bfc11,0xe70108f4fb030e11,
+    0xdafef4f90a0904f4,0xdf0fe9f5f124c3c1,0x1501ed04000411e8,0x1ef4f80800160407,0x0c16f805fe0cff02,0x08070f08e4f2eef5,
+    0xec02e91000e8fd13,0x090e071110fee8db,0x0213dfedf7240cfe,0xfc0723dff61114e4,0xe50417fafb0502fd,0xfc16ebd0ed130303,
+    0x12f80c1214f812f9,0x0c0c0becf604f4fe,0x1319000513fefbf6,0x05faed01fd08f308,0x2dd001f6fef80e08,0x033e210ee3032007,
+    0xe3f718eefc0f0d1b,0xf70c0b0407fb0615,0xffeae7f707e4100e,0x0ef0fb040affec05,0xf10212cffa132ec8,0xe0e0e9edf8fb1900,
+    0x03001a07100ff2ff,0xf504ec13f7fa03f7,0xcbf803c416f0bfe7,0xf60313fe05f0fd18,0xefc7f9e4270bbcff,0xe8e204f31713f2ed,
+    0xeb06fd030f0114fc,0x07ef170fedf40b06,0x130bfae9fd12fb0b,0x0f19ea09ee0c0700,0x08fff903fc0af512,0xf4f4f400f20cf9f8,
+    0x1df0f0faf709062f,0xf10c01ea0002f807,0x1ceb0523fa1f13f5,0x05ef54ef03f40ce5,0x0e0b17f509effc19,0x34fffc05f8fffd07,
+    0xf2f5faeb040deefc,0xfffffa1912fb01fc,0xf3fe10fb0a01fa0c,0xf2fa12fc0303fcf6,0xfafe0a0bf3e80410,0x1309faf400f403e2,
+    0x0ff6f400e4f106e5,0x0618e3190409170c,0xf2fbc5ff081ee928,0x18270c11f812ede9,0x00fcebfcda130f01,0x2412fb07180400fa,
+    0xf4f3fa0ae1190104,0x1400f5fc06ef0003,0xd5f7f61a04010bfc,0xd0dae0040719ef03,0x050ae9ec0718f7f1,0x09ceddf50bfaeae8,
+    0xeb3a240ce5ec1805,0x14102511ebfedbfa,0x01eb02ec07e9e805,0xfb18f0dd0501f00a,0x01fefbfef9f70a03,0xfcf8030af806fe0a,
+    0x1cd7e0ec0206f5dd,0xf1e92f12f404e200,0x0ee91efff10d02dd,0xfc0912050eed12e5,0x5c50fffb1501c234,0x07eef90e0515fe01,
+    0x0f030800eef8fdf2,0x0de80afefb01e71b,0xff0bf1f907f800ef,0xef0106f917f013f6,0xdc19f9ff0bdb06cd,0x0113f1abf20ee6ce,
+    0x07f8f7fbfc0b0509,0x01f218f4f8faeefb,0x1706f61005fbf4fd,0x07fc0af40602f2f1,0x130117f6eff3db18,0xf30d4afbfc06edf4,
+    0x0af7fb08f3fdedf2,0x08fa05fefffe031b,0x020edc01011320f9,0x221ddef315f9120c,0xecfefff0060315e9,0x10fdfff6f8fe200a,
+    0xe60b0f0aeae40911,0xea030002ed16150e,0xfbfc070fd90b2f29,0xfee1ede1f0071508,0xe51ef4f701bf1df7,0xfcd4ecfd20f9c824,
+    0x00fd02fdf8f30308,0x0e02180cfff40c0b,0xfddd300c1d16d8e5,0x07f0f9290fe62d00,0xf10d1b08f6f10af6,0x0214fbee06031610,
+    0xeff3fb06f80b0ef4,0xfb0cf410f012f212,0x140c04060208fdfd,0x1319ea0804f6f9ea,0x1417edfc181df205,0x01ffec0106fbebfa,
+    0xe503f80b0d16b9f3,0xe1fe1b0c20060bfc,0x05ec12eddeeb15fe,0xec04fefd02fc12df,0xf9fbfef602e811f4,0x0a1d1900fbf8010f,
+    0xe61e030c00ef09eb,0x072206070d0cfb16,0x001503f5edd82502,0xe9e9e627f308eaea,0xee32d7e8e612fb07,0x05ea1a25f23b0103,
+    0x03de15e6f4fe1e0e,0x06e1fce8021c2b01,0x35faf30309130f02,0xf508fd1d3001eb17,0xe807f400fe03110a,0x1004fafd06f6df01,
+    0xe5fdea0ef305f0dc,0xf90d0aeff1011000,0xf50cfff4fbfdfcfe,0x08f601f60303ef0b,0xf50ef7ffe406fd2a,0x0ae1ee00f92ddae8,
+    0x12f30ffc0ff5ea0e,0x0906010b15ea2717,0xea0bf303f4f1002f,0xd6fc0f1319e0efdb,0x190d02feff0af008,0x0608f31410f3f6f3,
+    0x1a110e0a0314f5fa,0xebf101f8ee010eec,0x1a0d01190ef4fef1,0x041f14151800f4f0,0xf7f9fafa0de01c07,0x05f8fbfff5062213,
+    0xffe405e6ee0b0810,0xee0c05ef0dfb2b17,0x0aee23dedb10c623,0xe9edf8f507161303,0x17a51ee800f112f8,0xf7dcf21dfe0802eb,
+    0xff0201ef0d0a080b,0xf80600000b1309f6,0xdb08f1e7130afb03,0x05fd070712fc0011,0x0afb08142819f80d,0xf52115011e0206e6,
+    0x0cebedfa0a03eae8,0x051102ee08f0010d,0x01d4f1020bef0e10,0xf1e3eff012f00eff,0x24ff290c0f0a0d10,0x011011e1050fee1b,
+    0xf5f7fefade0ef514,0x03fe10fff3fd1012,0x0de701efeefd1216,0x011ae20a0ef1f60c,0xf2f925e10bf90cfe,0xef14f812f801f5fc,
+    0x05e5f9eb13fcf1f4,0xf90f170feef70bf4,0x03ff041210f6f90c,0xfd07f6f910f3fdec,0xfbfdeefdeeed0cfd,0xfd030502fb07e8f3,
+    0xf41b15001901fbf4,0x160507090df9fc10,0x04090f100307f31b,0xec0afffa16021510,0xfa2608f719e3db1d,0xd1ee0606e7e9f20c,
+    0xf50314f001ffed0c,0x05eff91403f108fe,0xfc16fcf7091f231b,0xf9f7c5e304ec1803,0xfc0b25f9fefb1804,0x01fa01ffd6ff1e16,
+    0x0f300005fde5f5f6,0xff0cdafe26f4fffc,0x131af61811fbef0b,0xdbeefcf9feff0e0c,0x2cf339fa1ef7e3fc,0x0ff8e30c1607f8dc,
+    0xef06ea0007e7f1f0,0xf5db1afe0bf8f2e1,0x0705f61210fbe8fd,0xef140cf1f404f6f1,0x0a17e9f7e40ae5fc,0x1005f4f1e70e05f5,
+    0x02fdfe02ff030402,0x03fe05fe01fffeff,0xd9d60c023c2406fd,0x16fe16f40dfaf6ef,0x05040e13f62b1c0c,0xf606ff04160b09f9,
+    0x0b14f4e20df3dc23,0xd62d020b10f31a03,0x23080ce40114f4fd,0x0606010e080e0dea,0xef060dec09010fef,0x0e0311f004fdfef9,
+    0xcc0f41fe0af71b21,0xf111fc04fb0c041d,0x2404f21afadc00f0,0x18f11efa01f9f506,0xe1f8e605ef0346fa,0xe00504deeeedf5e1,
+    0x04f73209d8e7f8ff,0x0ff2e604cd120033,0xf3f90d271bfcf5db,0x0710dbe217f8eceb,0x04fafaf7f0060807,0x04100809fcf4fefa,
+    0xf9f108f6f3f90927,0xefe0f70910040a1f,0xfceb0706010110ff,0xf70c05f60b040507,0x021802fae9ebfa04,0x0901fcdb01f603f5,
+    0xfbd6ef05e0fe0703,0x0c0f0bf7020af222,0xef09de17ee1a0def,0xdadb0fe120fc18f9,0x06071801070c13e1,0xde0c1ff90afffdf3,
+    0xd0e712dd0f0c03f2,0xfde2e3eeea04eaff,0xf40ce3fa11120402,0x11ec14ef05f3df07,0x03d7ff0afaf1f6df,0xfcd80be0f908f305,
+    0xdd0d10061ef62e06,0x100a02fdecf3f706,0x04f9020204eefc0b,0xfb01f60ef604fcf2,0x02000cf701050d23,0xfa1103f3f10c0ffc,
+    0x091104f7f5ec090f,0x10f1f0eff501240a,0x301be1ebe5fe15f5,0xd80bd6f2cf0ef505,0x210701eafa0c0d01,0x08def9eafcea0cfd,
+    0x140607fefeeeeffa,0xf1fad40deaf5fb18,0x2016e1f9edd41716,0xcb110d09faf0020c,0x051c1a24e024eaf5,0xd3f3ecf6fa10fdea,
+    0xfd0b0d050a19f106,0x0800fcf50d04fae9,0xf70c03dff91915f1,0xd5062dfef6ec0a09,0x2cf3fc03fe180cf3,0xfcfddf1315f604ed,
+    0x15ff24ebf136ee0c,0xf70bee1800e7240c,0x07fe03f5040ffd08,0x04f40a07f5071f07,0x054bd71ae401eafb,0x0e0bf014fb0af3f1,
+    0x1ff0e8faf91614e7,0xff0cea0ff6100af6,0xf9f603f806f70d05,0xfbfaf10202fe020a,0x0c0011d0fbf3252a,0xd306160604e907fb,
+    0xda1e04f429f811f7,0xee3bff02f5ece909,0xf6db11ed392016e6,0xecfc370ee5dff8dc,0xf3de03f82a230827,0x2bf4d21202f8e7de,
+    0xe0dcd214d3043eec,0x02f023f3f6eaf1fc,0x37de0b12ca10f0e5,0xefd20ff9db22efe6,0xc9fbfcfffce812e0,0xd7e0260b03ebe4f2,
+    0xfefdf8f4fa0a0603,0x01effd0602fcf700,0x180ff5f6dee727fd,0x04fcf8dafc032e11,0xfefafb02e40ff9f9,0x04f82211060f20f3,
+    0xf4f8090a09f7f9f9,0x09f90bfef908f9f7,0x20021710fa090105,0x2400dfdd2ae601d4,0x271a18fdf70915f9,0xf8da0afe0808ee00,
+    0x03020df60106f9fb,0xfcf8eef004060412,0xf0f9e2054a052313,0x04effaf3d91afb0a,0xf4f5eb00160dfdf2,0x0a0b19f2f801010b,
+    0xe715fe0c0b090204,0xf40203fb0a12f915,0xffd8150001dfe7eb,0x12da0df3e915fbec,0xedc4f42fd4fbef0b,0xf70ff8fc13dde70a,
+    0x0d200715fef8050a,0x03eb2fedf9f9caf7,0xf50402e2b9eed0ff,0xfedcf0e7f6001810,0x0605fa0ce6060eeb,0xed1903ef030e0c01,
+    0x05feed070dfc07f0,0x1100fffcfa0c0415,0xfd13150cddfa2901,0xe60301df0405d51d,0xfaf7f5f4eb0630eb,0xfcf2272410ebd727,
+    0x0e1408fde9110ff9,0x03031804f40c1efe,0xcc2e390df9fb20ed,0xebf0fb22dd02f404,0x39efedcfff1d1b0e,0x4ad4ffb6d6fdcb16,
+    0x0dfdff01f6f30ffc,0x000405fee7f61d03,0xec0b0507e5f518ec,0xf7040e03ee090d16,0xfb00fef9f0e10f2b,0xecfbfe000ffe110e,
+    0xfce40732e7c135ee,0x3403264e21de14e3,0xeeffaa0cc6fefdf1,0x09180cdceb13fe0d,0xfee7db0d0007f1f6,0x0d03f10207110ae5,
+    0xfb1fe8011f0d0e06,0xd703d6f3eee11ce2,0xfc0304fc0100fe20,0x1016051fef0cfae8,0xed2dc916fe04ea47,0x101f4b13f8ef03d5,
+    0xf9f30ef3ec0ce90d,0xf0010dec0af2fd13,0x31e7eb1dfffde6e5,0x19ee2503e504f610,0xd3f2220a0ee20302,0xf5d1d52920e80707,
+    0xf6eaf013eaefe5f4,0xfa012c1c2327ede6,0xfdf4f40aef111c0e,0xe5f4eef3060f0e0d,0x00fce8fcfdf50be0,0x2d0c270e2007e2ef,
+    0x2a0efb03e2ff07d5,0x000e31ff13f2fae1,0x0a0df0d1ffd7050f,0xddf1f7d0e716d125,0xa84918db31290af9,0x23135448ca1cefde,
+    0xfaf50203f1f60502,0x080bf30a00f906f4,0xd9fbf5f818181e00,0x12040ceb1200ec15,0x16060bf40fdb24f7,0x11051c14171df709,
+    0xfb0a04f707f3f3f1,0x22fbeef50c021b0d,0x17d8f5e70d1dfde2,0x001c1b0a0119f7ea,0x1af3fc0501f106f5,0x04e611f50b0001f5,
+    0x00ed0308e4fceb08,0xe3ede61719050900,0x3af1cc14dafff6dd,0xebcf23eb09d3eafc,0x0ef0d8e72f16e2e5,0xd5d64c181bfb0cfa,
+    0x0307fbfafa06fb03,0x01040d0909f4fdfd,0xfb10f0f4f3fff8e5,0xfbf6fff3080a10fe,0xb9eee822ebebdff1,0x090beffaeaec29e4,
+    0x19fdf135f30df8f6,0xf029f5e70ed9f32e,0x22e5070c0b020af9,0x0827050001f70900,0x0cfd0407fc050a0e,0x11ffeeff020f030b,
+    0x0919f6162beff222,0xcee60ee4e3d8133c,0x0d08eef401e8fcf4,0x0912f110020ff612,0x13da2ef5fefef2ff,0x28100014f8120e1c,
+    0x01fa0cfadd20f8fc,0x0dfef6fe13f9f5fa,0x1017d20df41a1c0b,0xecfb1101f104ebfd,0xf0e01605030703f2,0x03f6eb16ea0705f2,
+    0x21ebfc0e2a010c02,0x07f71af1f40bf50c,0xe8040b0ccafa0425,0xe1dce6e0d7fb0c0a,0x0a02fa08fe110719,0xf8ec0004fd040303,
+    0xf20f02ffe10417f7,0x00110100e9fff104,0x05ee36eae8120a04,0xdde117ec16fdec44,0x0ef312ff0de30e07,0x02f108fa04fcf1fd,
+    0x11c0e408fe28ef10,0x131505fcee051308,0xfe0c01f20805031c,0x0310272309eee8fc,0x04e5fbf6f80008f2,0xe0fbeff015f004fa,
+    0xfa050908effdf400,0x010bfa130bf50610,0xd9f5f9fed812d8ef,0xf7e6fffa11e6fc2a,0x15da0af80be8cb03,0x06f60a0418012bef,
+    0xd4fbf4fcf90b0109,0x0904da1bf4fd240c,0x02e3ef0cef080200,0x0d0afafde605f011,0xfff3dce8d9eff7de,0xf215d615d9bbfb01,
+    0xf3cdf5ec0df30d06,0xe4f32127ede9b702,0x0c19fff7fcebe513,0x0e050e16fd07f5ea,0x1416f20f152b042c,0x0dfff211f50c0fe2,
+    0xf20a1af6ebf4ef05,0xf903220cffee02eb,0xf6bbd21df5c4eae4,0x0b252306cae22306,0x0bfa0afa0513fcfc,0x04080df4000bf807,
+    0x0412e1f5c0feea05,0xff10331becf20418,0xffdd14d91307d8f0,0xe3170ef016f5c3ff,0x04f3fefdff0d0708,0xf810dae20cf4060d,
+    0x140c0b08082503f3,0xf7ea261f0322e4f0,0x0d0f0ffdf1070009,0x06e8f4f50102fd13,0xd80d0beef41bfc12,0xfc15f62bdc0ae9e1,
+    0xf8fdff2bd3edfce8,0xe5f8f5d80a050d34,0xeaf9fbfadd010c1a,0xf100e703fdf2d606,0x0114fe00df28da09,0x0b0bee0201fbf826,
+    0xed3fe1f50a0503ff,0xd9e52004fce6280b,0x17061d0ffce5e9f6,0xffed1319140ffc0a,0xfdd5d2f11010f033,0x021020fe18fc2ef6,
+    0x170f0a0600f328f2,0x13fc09d20df71311,0xfcec0afa01fdfdf7,0xf3fb03f11a0405fa,0xddf503fa01e321f7,0x1bee0a0afa0b25e7,
+    0x0ef2f703eef11915,0xf7e1f2ffeef2f9fa,0xffff0efd0704f6f8,0x01fd14f7f202fc04,0x09e3fbee0105fce6,0x1012f0fbff100ff7,
+    0x0e0cfc0eef0cd404,0x2ff314e0e80f0403,0xf806f2f70912fb02,0x0c0c0cedfafe010a,0x1ee60c0608fb0708,0xcc18f9f70bfbf50b,
+    0xd8cf2905ecfc07e8,0x050d1205f3f1fb2f,0xfbf3d7e510164cfd,0xe2fce5f7d5f94419,0xe92f1b060c0a14fd,0xfd19d31cb31df901,
+    0xf4194514e40d0819,0x1bfbf0f506f1ece5,0x1109f9fe0d04f30d,0x11d6d426050dfb00,0x2e1002eaf50803f8,0xf2e12cdfeef7efe8,
+    0xf9ef0401f607fefd,0xff0e09f217f8f3f4,0xb536f1f5e9faeef0,0x17f809fed20bccc4,0xead4570910fbfefd,0xed16ecfcf916f8d9,
+    0x1201f202fe151906,0xfae127111dfbe7f7,0x0a1debfe120df0ee,0xfcfe041802fbeafa,0x04000cf8f7f7f1f7,0xf1f80601f403f008,
+    0x1de50105e9ede103,0x050e0dff03ed1704,0x1eeee3e4fce713ea,0xe7f81711021515fa,0xfdf1150febf12af9,0x081920f710f6fb02,
+    0x07de12e9dff40a02,0x1aeff708d90afd0a,0xfdfc0106fdf2fb06,0x0b0507fb03060404,0xf7f5f8ff0b0cfa04,0xf40b0a0d0c0bf6f4,
+    0x1312f5100bfff8f3,0xf0fd0701150518f2,0xddfe271d07011307,0xfd151d16e8ea0305,0xfdecf0fae2e9e7e9,0x21072107041411e9,
+    0xf800101316eef217,0x06fbf80a0905f4f7,0x0308070ff908e5d8,0xf6f80af8fa0603f2,0x13df05fe11f6f9eb,0xf4011701edf7f9ed,
+    0xf5fc100e05f3fdf9,0xf5f9f2ff0e0dfafb,0x0007f30bf4f91527,0x11e70404fef7f507,0xec140bf920feea0d,0xe601f0fd0219fd0a,
+    0x0417f902f4fef1fc,0x0f020b02f908e9e2,0x34f01214080711fc,0x041ff30f01fe0b06,0x3ee128efea11f900,0xfe080b1beaf122eb,
+    0x00f00dedf4fe0c03,0x0a1f0bff0cfa0005,0xf3fa160200f92508,0xdee4e60610ea19f8,0x0510f4fbff0b0410,0xeb07f2f0060fde03,
+    0x070a0403fe12080a,0xfc00f500fc0ce707,0xf80905f802040a0f,0xf20ff6f703f7040d,0x06020af9f701fdfb,0xf90afb020bf605fd,
+    0x0525fcbedafd7106,0x4efe1c7fe3153508,0xeb1114e4e731f0f8,0xdf02ee26f0f9ff0a,0x0f17fee004ffffe5,0x01ec09140affe3f5,
+    0xf41b04e11513f201,0x21effa28140cd9f6,0xf8f7050502f4eeff,0x04060f04f4fb0aec,0x05d50415eef2fffc,0xef151ddcf4040912,
+    0x25fc110d0e291307,0x04fac43aef143cf5,0xfaf61009ff0609e6,0x00f1040f060039ee,0xfff5fc000c0208fe,0x13f7fad61bfbb9fc,
+    0x12f306f3170de80c,0xf3f7251a00fb011b,0x18fd030ef4effef3,0xfc05e1f60b0500f9,0x0f15fcd2f6061e0c,0xe3f413e818df1002,
+    0xf8fffb02f9f20cf2,0x020c25f21005ebf3,0xee0d140005eb09ff,0xf0f7fb15f606e7f4,0xf509fdf20011f60c,0x05f8f90003f40902,
+    0x0e1e24cc09391e1a,0xec1d18fbcd0519fc,0xfe14e8fd130100fe,0x04ec0b0cf100fdf7,0xfef311021decd7f9,0x1ffdf80aebff1aee,
+    0x0efaf802fe05f6ff,0xff05090afbf50bf3,0xeae8ffd70f09f40d,0xfaea1300ffedd205,0xfffc04091bfefc01,0xf0171111f704ff06,
+    0xfa000009fd11fdf9,0xfcebe7f90f0805e2,0x1deb33e7322906f1,0x162dc007d3f9f4da,0x15d8fafece05e30a,0x20d6250af116e9fe,
+    0xe3120e0aeb1a1607,0xe6eeda0dfce72bf3,0x02f5e8120d0c0bfa,0x0bfe1cf00807e8f9,0x012ee3e9ee2e3c1b,0xf8e0b2c433db1ed3,
+    0xdaed0bfe17cef814,0x1ef9d6000d18e5e7,0xf20506ef2b2ae7f9,0x01e3ef271d01ac14,0xfd0906f1fcfae20f,0xf7fa0ad700152009,
+    0x1ceb000ef42c130b,0x14fbf5ee02020a04,0x12ee2409e512110c,0xff0d14f6fae2ea04,0x000609e90310190d,0xed15e70d09e109f3,
+    0x15e102fa1df2ef16,0xfbfe23eafef0130d,0xe7f627feffff0efe,0xfb1ce7ee01d9ceff,0x1afbf40ffbe91af1,0x0f1ef60918f316fb,
+    0x011ffcebf2f8faec,0xf205061d1e12fe08,0xfff90b08ef0eec04,0xfefd0605f60a0f0e,0xfe0b0d0105091210,0x1b09eb050709041e,
+    0x11190af2e807250e,0xf70a0c0600f91dee,0xebee0dfa0416e517,0x1a0bf6f2f12501f3,0x000cf7190ffb0aea,0x0ef801ecfcf7f9f7,
+    0xeb14faf0dae61b07,0xec06de160401fc0f,0x04c7f3e50fec0e14,0xfcf008e9ff08ce23,0xe6eff507f0fd0501,0xf205d8f7fb04fbf7,
+    0xeac91bf940ece8f6,0x251af818f9060c17,0x1c0dfe0aed0914e5,0xec062ff2fcf6eb1b,0x19edf5c808ff29ed,0xdff3eacfe422e8f4,
+    0x2946ffe71302070b,0x25feeed2f501fbf4,0x0ec7f50df7f3f908,0xf304150f1420ff17,0x17f302e703ff0a28,0xf90ae9041af1e9f7,
+    0x08fb1cedeee1f8e2,0x0907f0172417ff11,0xed26fe0e0ded262b,0xe9f8fffa00fcc933,0x0d0afff3fdf6fa00,0x2a0e2b1e16152314,
+    0x0d0601010101ce08,0x10f61308e51a05de,0x001718fe00f613ef,0x0206fc090107fcf7,0xfe11eb0e01faf005,0xeff7fff20c04f20e,
+    0xe9d702f0d711fd03,0x00d501f904f0190d,0xe6ed02f1f22d2200,0xefe3e910faeb09ec,0xf1f0f60015fce90d,0xfa0d04ef0f110401,
+    0xeee9e903f3111216,0xe5f3031bf218fb0e,0x2a07d314fc3a2fdb,0x0418fb27fd1b0803,0x07f7250d081d0a18,0x160030fffee62304,
+    0xf8fef20afe0f0d05,0xf8f20803f0000efa,0xf402fd1d0cf7ecf3,0x04060118f50be1f9,0x071ffe20fe08faf4,0x0bf5f8ed160603ec,
+    0xdffeed202fdb19fa,0x01e4eee70c0a03fb,0x18ef06fe27f31539,0x442d3e9dd5c906ee,0xf941e3fcfb0a3900,0x12f9f5fdfee73cff,
+    0xf91e1af50dff1f0a,0x140211f8e3ce0b04,0x0c101027ff1a08eb,0xeedbfc2e021f2016,0xfd120c09e402fff1,0xdde0f0ef150cfaf8,
+    0x13e80bd80bfff311,0x1d1603c309ec11e9,0xc0fb131e04eff507,0xd64de912f61df5fe,0xf2e7080ae809e2fe,0xf70cef01fb05dc0e,
+    0xd4e5e5210aec042a,0xf9faeaf2c6ef0221,0xe93508faf736150d,0x19f7f108ff1517f4,0x16f8fde004fe0506,0xe70100fa130cfcf5,
+    0xe8021f12ea2313fb,0x0610faf10cf910f8,0xc7d7e5010311ed09,0x303a14032615e3db,0x01e7fc00ff10f110,0xf910f1f6f508e918,
+    0x1500ecf22ee2ed08,0xe2090eecec13f514,0xed0014fe19eb04fa,0xf1e8daedff090714,0x0df40e05ebebff0e,0xe4fce702e90cff2d,
+    0x13e7fb051a03ed19,0xf71409f516e7f7f1,0x01090deb1b070819,0x01f2ff06fa05f4fb,0x00260704bd0001e5,0x18e6f022feeb050c,
+    0xea0e02fce1fecbfa,0x09e2fdf60902ee09,0xf9112118ef0ae0e8,0x210615fc0ff91feb,0xf8180310fdf709f4,0x1df9f5fd0eeefefe,
+    0x0ceeed0ee81e2113,0xc2cc28f00c660afa,0x110d0803f1fbff24,0xf8fd05fffe021503,0x111af2cd12fef0ee,0x01ff1edc07ecdef0,
+    0xd122fb0d040d13eb,0x0df4fd07ee1ed527,0xeffc18f4f3150b13,0x060606f0f208180b,0xf4d3de0626ebf7f2,0x152111ec05f4e6de,
+    0x080213150ef2e7ef,0x0efceff4fffa0cf4,0xfd0cf5e413110ced,0xf905d70c0d06fd06,0x23de2a062802fc3f,0x02cd1a32d603fdea,
+    0x020c0602f9eff405,0x1e09faf3fffe0905,0x10f70a000a07f802,0xf0f2f7070b07fbf6,0x12fee610150c0217,0xfe04031c02f01110,
+    0xfaf4ff09f90f04e9,0xd4e1eff7edf41905,0xf0fdfe0a050112f3,0xfc0d08f703fc0a26,0x03fd0c1afd1cfcec,0x1cf31aedf6f0ebfe,
+    0x050d25ffddecb519,0x2a0949054af0091d,0x100b3bed18e70104,0x24021ef5df151019,0x120c03f9f4f80930,0xfe06f2f9161bf4f4,
+    0x0e22f30df101fe04,0x09fcedf4edeaf614,0x0b11ecf6151803fa,0x0d15f6eef81af9f5,0xf60c04fffc08fa00,0x0dfd08020703fd0b,
+    0x31eb01f10312ec05,0xf201131dfa0cf8f1,0x2bea300d370a0413,0x000ccee5e3f9f509,0x0efe061328050e07,0xfe1601ecf50a10f7,
+    0xc413fff921dbe3db,0x0507131e0c01d6eb,0x39e4ff17fef7f713,0xfc03fcfffe05fff7,0xf108ee02040ffbfe,0xe619e8fd03eeeb02,
+    0x0b1801f80f1b32e4,0x1806f518f6070ff3,0x17dbe5fa2a0409f8,0x180bf7d7e80e25f9,0xf2230104e4f8f7fd,0xfbe5ec0ff2fd1d17,
+    0x0afa33150204ef01,0xfafdfd000f151f07,0x09eeff011b22fa2f,0xe6080deffcf4d4d5,0x0c1921f1f7ff242e,0x1af5da02ff152108,
+    0x02fadef7fdec0d0c,0x0ddef60a08040004,0xe7d1f6f1fdcce8fd,0xf7e6de2024e5f415,0x021d01ebf2030715,0xd60203f1ff132925,
+    0x0a0dff0411020509,0x02ed0f0bf8f6f810,0x0904f5080dfcfe03,0xf81805fd01f108f4,0x1b00e30e08e8ff04,0xebb5f8e025100af2,
+    0xf7f8f026f9fbe7fc,0xf2fef9c91709daf4,0xf7000609fdf9fb0e,0xe800020d07fd0503,0xe40039fa2b1bf2e7,0xf112e2ee05effd31,
+    0x141c47111705fa02,0xff0e06001404d2e3,0x1e072903edf7f9f9,0xc627091f15111a20,0xe7fad91500ddea21,0xe5fcd8d42e04f3dc,
+    0xfe194313edf527ea,0xf10fccf0e91b07f6,0xe7deff01f8110ff2,0x19fcf5161a21242f,0xfc3ffc22e8fef805,0x1a1afa05fa0912e7,
+    0xff02130001dfe8fa,0x16fb04101d280cf9,0x3823f5f315d2ffe9,0x061feee703f11cfc,0xe1ee0bf8f3fe0b04,0x0a180d15ff021908,
+    0x0700f4ed16f30a14,0xfae8f7ee17fadbfd,0x0d0309ffef050e07,0x050011f208f8e805,0xf422fe1e2e09fae1,0x23f5a616e5d528f0,
+    0x0afddb04fc040415,0x07f10ff0f4f11927,0xf0fae81dec1110f9,0x1510050fd7222138,0xd90a05f920f32f05,0x0508081b11f4140a,
+    0xd8eee20519fb2631,0xf1ff0008030c0712,0x07e2f0ff0bf5fdfd,0xff0904f8fde8f812,0x01ea0919e10ce0fa,0xecd50b060023231d,
+    0xfbe221010bffebd0,0xd4eed51dfed1ba20,0x19f5f7f812180e12,0x090f1009f0f1f70f,0xf60016fd06fb0af2,0x02e10e00f81026f0,
+    0xfff11e041108f9fd,0xfb00fc16fdf2f9fc,0xf7fb0cfffaf313ee,0x12020208f3f304f0,0x1ffcea040c1207f3,0xf613e606f2060f02,
+    0xeb370fe41b16d84d,0xde021216120a1f2b,0xe923ef11f6dc020b,0x03eae3fc0a10110f,0xd607131e141df6f9,0xe628fddb011616ec,
+    0x09070ef9070208f7,0x0eebfecdfffde9e9,0xf908f4fff406f708,0xfdfd06fbfbf5f807,0x0206051118e5fdfb,0xf20417f615132e0e,
+    0xfe062dfc0a002508,0x0afd12e71206f700,0xfbe8001201df06f3,0x0fe900f60cfceb07,0x0bd7302bf012e3fa,0x15f209e4d9f0ec07,
+    0x0be61ef908dffbed,0x2c09f1f60c08121e,0xf209070b1911f0f1,0xc90b0b09f1000e1c,0xf416fc03040cf307,0x01f611f4f8fc05fa,
+    0xf5faf5edf7f90f23,0x02f808e5e1eee8f8,0xf5f4faebf9fe271d,0xdffcd700141efb0b,0x041204f0eee1d50f,0x0503f2fa20faf7f7,
+    0x05f1ff080b0709fe,0x05fe060604ff0701,0xedfb06ec142c2322,0xff06f6f3d8f9f322,0x19f3f908f8e1f6e2,0xfe0c1509040ee8f8,
+    0x0f13f1f5eff0eb08,0xf8faf2f10707f903,0xecf310f7f1f612ff,0xdde30223e9fbe5fa,0xe5e9011108041312,0xfcfbf40decfa0efb,
+    0x1dee18f2eeec140f,0x1107e0f004f0fafb,0xf5f7fcfafa06fbfa,0xf9f8f30a0409fb02,0xf6e9fc030903eb1e,0x271d0cf8fcf8faf7,
+    0x0d08e9f81ef50ffc,0x051bdb08fa06eafa,0x0e1906100cfb06e9,0xe80cee04eb090517,0xefdb0afbf7fd06ff,0x01f11efb11f9eaf7,
+    0x0a0bea061218100e,0xe6fee6f3fff81df3,0xdb07efcfdb2104d2,0x27fd00ee0719182c,0x0214ec0efdf9f60f,0x0c0e102416060de8,
+    0x0bf50cff18e7f909,0x09fcff08ece8030a,0xf7030fe308fcf2ec,0xee06f4f1091bfffd,0x1b0b151003090008,0x0c1808fffefb0cfb,
+    0xe911f008050cf409,0x0cf4ee10fbfefc05,0x14eeeb270ef0d90f,0x2cc92be02e31dd0f,0xfce3f00afd2817e5,0x0cff131ede071b17,
+    0x0af4fefaf702fb0a,0x010af6faf8fefe02,0x09da04db02f6332b,0x0b03de25f7000de2,0xe9340535f54019cd,0x24f3d93ff20f3cfc,
+    0xf60d010eff192606,0x15291007f7f3f0ff,0xed021307f409ff08,0xfc04f8140e1dfbf3,0xf12df6eddf0c0006,0xeef8f90708ea1ff5,
+    0x070af4090f13fb17,0xfcfa1d0dfeeb0618,0xfde80f0411fde9e6,0x001700cb39fff50e,0xf829e71b24f2e3f6,0xe5f1e903ec203de4,
+    0x02fef800f9fafb09,0x02ff010eff01f502,0xf1e018e8fffbebf9,0x0bef0ed90cf6fff0,0xdfe400040201dbfa,0xe904fdf4090920f7,
+    0xcbe6afffd7d5f4e3,0x09e9ea1512f4f6e2,0x0130ef0404df09f7,0x09db291bf3e4e7f5,0xdade07ffe8021101,0x431de619d0ecf2ff,
+    0x25e8f3310edade11,0xfe024eeae62cf100,0xf600f6f0fa2105e9,0x12050b05fa13fdfe,0x21fb1efe0d0af7f4,0xeafd13dbffffe10c,
+    0xfed022dc25fd45df,0x1b00fbbff4e9ee21,0x1c18f60c07030601,0xf511d004f40e04ea,0xf309f70717291009,0x050d000e12fc0017,
+    0x03fffa00fd1006f4,0x02f306fb0303edf5,0xd8eef3f2fbfa1c13,0x1d05f001f2011ef4,0xfcf4fb00fcfdf6fd,0x0812dd03ff1025e8,
+    0xf91ff2ebece1faf8,0x151eeefeecebdeea,0x25f9e1000ffaf6fd,0xfcea0512fcf6de15,0xdaee380e3a1a070a,0x0d28e4e8f91114f3,
+    0xfbeafd0df9010605,0x11ebf130f1fb0914,0xef0d34f8e72610f3,0xc222e8d7f42b0cd8,0xf608fb04f405ff02,0x05f80b0a04ec0e08,
+    0xf0f9fdfc09180b00,0x010205fbfa04ecfb,0xfbde070f02fbf701,0xfafbf606fa05e91c,0x0514000ae8eecafe,0x18f3fdf6f829f8f9,
+    0x2be8ff000206f60e,0xfafede1305010b0a,0x150dfc04e6efeb02,0x02fc190805f2f414,0x0500010fc7f10100,0xed0201d612e8e7f9,
+    0x10dcfcedfbf7e312,0x26ffec18ed121318,0xfdf2190b05f7cd00,0xf70a02051605f60b,0x05de060b1d0bf702,0x19fd011516f432d4,
+    0x05121710e6f0f8ff,0x08effdff10ff0ffd,0x01e1dff103101fe7,0x0eede928f6e43006,0x03faf3eadb021ff9,0xf30c0d14f8eff0ea,
+    0x05011aed06f5efff,0x25fa1c092201212a,0xfbe8ee00eefa0610,0x0d0b10d804fde8fe,0x1eece3f615f120f4,0x11e7fdfaf7fd0e0a,
+    0xed0036eae51f02f3,0x0601ea07d2d21519,0x0bdc02ef11f608f4,0x22f1ed0fe8fff305,0xd9f83f02f60bf001,0x07dbfcda051c9fec,
+    0xecf30514f5d31300,0xf70e20ba19e416fe,0xf8fe0df5fafdfbf9,0x0bf3f0f9060d05f4,0x03060100f50bf8ec,0x0101f807100ff4fe,
+    0x22fa0e0bdb0eeff8,0x0923f308f200fefd,0x0cfd0e001809f901,0xf7edf00ee9f9fdf9,0xee2301f20b1516f5,0xd6ebf20016061ef4,
+    0xdd0408000d20f807,0xe7dcf7073914f8e5,0x2f0c00080b08f0f9,0x06ca29aafe080005,0xf8f9def00eeefdf1,0x07fbddb5e8de20e0,
+    0xecf20ceee7f5f106,0x090aedf9ea05180c,0xf80bf60cfe0e150b,0x0afc080e06100f07,0xf1fe11f50723def3,0x0affff02f6030e06,
+    0xf603f2060507f700,0x1bf60119ea0af5ff,0x1bee0c0504f60ff0,0x0dfd0a1027fcef06,0x0498d8960644c90e,0x03eee7ce104ddad5,
+    0x030b071508160112,0xfff20014f4f8f5fd,0x1116df09f4f5e60e,0xf9faf61417fa0fff,0x120c01fd0803eee2,0xf306fcff220fd9fe,
+    0xf7020ef2160e0c0a,0xff2cf7d60b12040f,0xeee60a0a08f002ff,0x020703f600030ff9,0x0315fe06090afd00,0x08fa030622072afb,
+    0x131a0304fbf7f305,0xf4ebe1fef7fcea23,0xf4fe17f20705090a,0xf009e7170de7140d,0xf90b0afc0f0d09e1,0xf102f600fbfef4e2,
+    0xedf5f3f1ee06f102,0xf40a0afe0ff9f003,0x06f40ffb03eb0b0c,0xf6f5fe06f8121beb,0xf313fff4fafb14f8,0xe32ff20f18ffd71f,
+    0x16fe0c09e1e5e8fc,0x0b0906fefd060bef,0xd99402d6f9b5a14f,0xc70347b118e5c7ed,0x1702edece8ff0ffd,0x0e0d0ef7fe010f12,
+    0xf92314ede0fc07e6,0x0526fef8ea12f0f6,0xed03e6011e14f816,0xe8fff70e0cecf9f6,0x1915f908fd061601,0x010309120df9f010,
+    0x07f6fb05191e1d05,0xe603f7ee130107f0,0xfe1cff1605eeeeec,0x25fbf603fb0c14ed,0x1cfb0125080119fa,0xf316e71608fe06c3,
+    0xfaf90710ea0b13fe,0xff04dcf8000100f2,0x070c0ef304000005,0x05f8ecfef6fffc15,0xfcdcde37ef0400eb,0x06f5fbdae3f4d3ef,
+    0xd9f304f501fa19ff,0x02f9ee0803050f06,0xf40af8e0371aedf4,0xd30003140c151106,0xece0df0a01f3eaf5,0x0610f108faec0ce4,
+    0xeef1f7f6eb0cec12,0xf50214ef030d1ff0,0x0a0ae812ddf7feec,0xea0bd9f020f01df8,0x0b1ad205070228f3,0xf3ff0701fa1b0e08,
+    0xffeb0c11fd03f4ff,0x0bf2fc0202ff020f,0x02f905f404031015,0xf5f3f802100dedfc,0x03f4020bfaf4dd0f,0xf8f501f103f60cfd,
+    0x071f0c0cff09e3d4,0x0cf50e090bff0714,0xcb000710d5f312e4,0x18eef217f3fa330e,0x1ade2a2ceefac2ef,0xcb054cebe9ff9fd3,
+    0x02f305f9090512e6,0xf80100e5f8faf906,0x192d03f5f8edca14,0x2214dc22b712e7b6,0x02bd671d07d4ea01,0xedfb130aa619e917,
+    0xe9420e24012aeceb,0xd51016f40d05f118,0x1dec1af2f21400f1,0x27130508e9ee0522,0xf90503ecfa0b21f6,0x0a16f005f40003f4,
+    0xfd0a080ae50d0000,0xf2fb0f00000dfb01,0x000beef013faf908,0xf7170d140af7fcf4,0x310f0ef90204d306,0x06f9ef0c090303e2,
+    0x0201130911f2f604,0x02f71718fd0aedf2,0x0fe314fb01000e03,0x0ffeeffa0af7e916,0x20cf142007f94517,0x170fcff416f219bf,
+    0x0000eaeb160df215,0xefd7f807e2111051,0x0d081afc19ed1cda,0xfbfeecec0802faf5,0xf7ff1ae5dce4fff2,0x1fe31e150efff6f7,
+    0xfe05fbf001040200,0x0f0807f9000af007,0xdb0802f4fffdf915,0xe0f6190af8fffb06,0xf5fafe34ebf9e6d7,0x00f1ed0be4f2ff00,
+    0xf3ee16f7fd090609,0xf4f0ec0d020cf510,0x050b00fe0e0a07fe,0xf9fcd5e71a051606,0xf11ff00ae8ffd72a,0x07fa2a4a0eff2b08,
+    0x0afceb1cf1f71ffc,0x0602f40cf2fb10f8,0xfe0603f60e11faea,0x06f40f080d02f802,0xcffd20f040f30011,0x17ef0d25f2f41fe4,
+    0xeb2b100df10102b7,0x18fdfb11de0d18f0,0xf2fef7f811f40308,0xfdf7f1fe0600ec09,0x1afa121cf2edd612,0xfa01dbf5f0eae10e,
+    0x16f60b0d09ea0312,0x140808e4f501080f,0x0affee07ee0002f4,0x080a120a01fb01f3,0x0ef1f1f4111a2f0d,0x0af7060adfe8fae1,
+    0xc3fbfc15352228e5,0x17fe16f3e3e7edea,0x08f4e904cafc1df1,0xe8e5f8ee0af917fc,0xf5fd15fb17f415f7,0xf5ecf31810f1fd08,
+    0x1cf5feff222403ed,0x12fc16eb1c0ffffa,0x14bbfffbe419f10d,0x19fdf9e50400000c,0xef08f20d190bf1f9,0xfdf016e40613090e,
+    0xf114f80cfcea0201,0xf80a0efdf608f605,0xfdf8032302e41308,0xfe0bf90bfbf6130d,0x00e51016e7dffdf5,0xd1061bd8e4fd19e7,
+    0x040afd06130807ee,0x07060d0e0af8f80a,0xf2f3e604edf7f416,0xf40a1200fc00e00f,0x2e24f6100308d1f9,0x02fcf70d0dfe110b,
+    0xf307ff0f0c1407fc,0xeb03edfc24f9fe07,0xd719e9ecc9fd1d00,0x072312e403f5ebf7,0xeff617fdf406fcf6,0x04240e2706f925e6,
+    0xfde5270af7d730dc,0x4d0a251457ff1039,0xeb00020811f3ea0d,0x080f000e060f0310,0x160201f21b13fa04,0x080dfbfd0201f2f5,
+    0x0bf6febb1c47dd00,0xef0aeeb6cdfebbc9,0x08fcfd04fdf20301,0x0efc120ffe01fcf3,0xf40206fa0bf9f8f2,0x070ed7f4f907020d,
+    0x0809090ffffce800,0xf801f2edfd1a0710,0xf40e1004dee7ee03,0xf23912fce309280f,0x0dec0b06f42212fd,0xd007e8e80003e204,
+    0x0d0f1e16faf412f3,0xea18f3ec1af7eeec,0xfdf5fcf9030adc07,0x15f9f00c00f70af9,0x000b0905070cec24,0xeff3deec00150aff,
+    0x090b10fc0c10f11e,0xfa0100f9feff07ec,0xe30205f5fd15180f,0x1702f2fd050d16e4,0x19f602edf60aecea,0xf501f4eb010a0309,
+    0x1cc30909ef13f9e7,0x0e14181411ef10ee,0x090ef111f9eff613,0x080907f0e8070313,0x11eeffff0cf40206,0xf81b080af905fd09,
+    0x1f1ddfcce5dd17f8,0x14e73cc9fbeeff48,0x14edff02feffe701,0x09df10050ff9020c,0xfff40cd6f517e8fc,0xdc030c0c160627f3,
+    0x2adf1604ef22d500,0x0a121e250d03fbec,0x0403f90909fd0af9,0xf109fb0605fd0cfe,0x05f314e8f3f4e3ea,0xedf5fd01fcfef1fb,
+    0xf303120bee2608fe,0xbadf2914f2d316eb,0xec01e4eadb05cfe2,0x1003101105f6f307,0x05dbf10717f2e102,0xfa0324e804fcf309,
+    0xf4dd20dfdcf7feff,0x1ceb0bd71407f105,0xf5dff402eceef9f0,0x0a060af9f7e809fe,0xe80025f018f0f4ee,0x0efaedfdfdf0eff1,
+    0x030717fbf9002700,0x05cb1409fe15f8e0,0xf1010a08090bfa17,0xf4d1fa0b0801020b,0xf8f2ff01ece9f6f2,0xf90fdd14fa01f2ff,
+    0xdcdd05e3e3081cee,0x3ff2d9f7f1f9c6fd,0x090315fd09f8000b,0xf1181efceffa0f00,0x0be3f4d7cefb0bf4,0xd614f63c030e020e,
+    0x0c0c2e01e904f9ca,0x1806fee2d4051f23,0xe8270a29f21a1bec,0xef05e91510f81510,0x21e4f60fe1c60309,0x0be90916faebfce7,
+    0xf0f6fdf31d0cf1f4,0xfc0910f90102f61a,0xe5fff7ef10051006,0xf9eef90e0205f9f8,0x041c0018faba43e0,0x08f80b16f01c07ef,
+    0x1b0318ffee0402f1,0x03f40d07ff23f8f2,0x04fd1e0d1dfb2a14,0xedeff1e2152ae40a,0xe624edee28fe1ef3,0xebff08d817e0f905,
+    0xfffdfefa03fafbfd,0x08081206fb0320dc,0x05d50f100d251102,0xfe09f4fd11f2f504,0xde1fe3e4040ad50b,0x0ef22c0319002fec,
+    0xf72b1be109160b08,0x0cf8df0001d71d21,0xd71ff908a4fdb5f8,0xf905150215eee008,0xdfd40af3250722ea,0xef18f7f4060505f7,
+    0x1afbffe8fd0ff5f4,0xf8e8061a0b0404fd,0x0cff030006070af6,0xff09020b0b011004,0xf70efb1414ef1cf4,0xefef100cfd0b020f,
+    0xf20110fa101001e3,0x0601020704010a00,0xf9070a0a02ed2909,0xfefb1505f2f4f1fd,0xfd2b0116040325f1,0x3001e9172502e91b,
+    0xf9da04fdf41bf6f5,0x0df7ff0f1beff0ee,0xfee0f90cf0210a15,0x22ee0def1132ed0e,0xfd0802f4f714f508,0xf60a05edff0400f2,
+    0xe2111128f5fb12f9,0xfd0306f70d10fd1a,0xfef5000af4fdfe04,0x0103ff180bf0f512,0xe103f009edf8fcf8,0xda05e92a05e9f931,
+    0x0f0a1dfcf5fae8de,0x0ef1f3e4fc0cfe1f,0x19e8fdf00914fefc,0xf0eb09d3fa07100e,0x13ffe2e8f2f937f9,0x25dad2ea05e401f7,
+    0x0f130002edf907f6,0x2ed8121ef908f711,0xf9f4f516fde411fc,0x0001221d05ef0a05,0xfb1221d3eb20f0ee,0xee0f01f11e160b0d,
+    0xed04fbeffdfe410f,0xf7150bea0f0aefea,0xfd1a03eb06030109,0x091c14110f060316,0xee0c0402db0a10f4,0x00e50ff810fa0bf5,
+    0x02f1100212fa04fe,0xfd0bfb0006fe0c0b,0xfde6fdeafb0cf1f2,0x06212b00e1cf0310,0x0fdce9faf90501ee,0x1203f8edfafb0b18,
+    0x0101fb010be7fef1,0xf80df4fff2f30b06,0xc80d09edfb20f813,0x0002fdfc0303f6f9,0xe70b0c07fefde210,0x03eb001ffc00f503,
+    0xf8f21e05fd0bdf07,0x04f5f4fcf3ff100b,0x090304070def0d05,0x1de2f703de1d0e00,0xffe417f6e610eb00,0xd5e5e9f10e0117db,
+    0x04f7070119fffb08,0xf7f303fbf5090809,0xdcf6fbd0dd24e606,0x1420cbf8190ef903,0x08fce60d18f617f3,0xf2e7f508f1fe0046,
+    0xf0fefdf50107feff,0x01f602fb03ffff04,0xfa0df90f0af303fb,0xf10cfa0f06fe211a,0x04f9f6f80f13e9e2,0x1bfcdeeccae8fb05,
+    0x2ffbf5101debe2ea,0xf61f0e0d10f3d512,0x13d5f6ecf3fd0609,0x01163709f20417e4,0x110507f00e1d05fa,0xfeda040e03090bfd,
+    0x150501f81dfff702,0xf7f10408ebfeec1c,0x01090e0a0a30091f,0xe9e218e206180718,0x3711f6e90513eff1,0xf2ee1901fc18da12,
+    0xf5e80604f810f404,0xe6f5f10200150eff,0x0c1404020a0b0409,0x02f3f7f806f81803,0xf30d0cfceaf2fc09,0x01f2f9f6f805f902,
+    0x08e0161cd5eff812,0xe0f512db2aff02e7,0x00080fabed28d50d,0x100f4d23c9b2c8df,0xfb10e5db07fde5e7,0x1ff514e3ee0b030b,
+    0x0af41f0706f3250e,0x001906f6f10c2704,0x02f8f5ef15111d13,0x050016262df4f401,0x05e5f2111502130c,0xfd09fff5ffeffa0e,
+    0x10221502ea061101,0xde04e8080f021dd1,0x01fcf9f6eafd0b04,0x010d04ffe60ef800,0xf1fc080f00f615f2,0x02020405f90b05f6,
+    0xfa0bf8f6fbfb0ef1,0x0df6f0130f0519ff,0x05fc2b11e6040bfd,0x13f51a17fbff1a25,0x0d32f2f3210df907,0x07f3f7ee05f908fe,
+    0x10f8f5fa1102fa0e,0x0604f1ff06f5f9fb,0x010a0bf80f0c06ed,0x03f71a1a0effff0d,0x0712e40e261307f4,0xfd0b010811e8230a,
+    0x37dd0f03ff1203e1,0xf1d9ee260f180407,0xe1faec15fd09f4ff,0x1bf31e0f0ff2fe22,0x3215d9012aea042a,0x310837f0f4e4ea26,
+    0x1af3120b16d8f1f4,0x01dc190519feecf3,0x0be40a000cff02ff,0xf808ec030dfc0e02,0xf80cfbfd02fc1907,0x0dff0710f7ed0f07,
+    0xfee8e0ed04ffe804,0x001508041a10fd17,0x05050105fe030af6,0x0613100600d706f3,0xf6020b070906fb04,0xfe0410e4ff0911e2,
+    0x1902f9cb19281712,0x11fbf61afbf8e2fc,0x0ef5fde5f908ed0b,0xfc20f6fa0bee0fee,0xcde9ebf80c130a0c,0x030ff1f7f61de11f,
+    0xfffd17161be902f3,0xe7fcfadc1706032f,0xd60a1008dcddeec3,0x2b08cbe7eaf8fdeb,0x13ef09f51019f1fd,0xeaddf90205eb01f8,
+    0xcffc07ebeeef09f0,0xf9facaf9e8f017fb,0x01f70ceb040f19f0,0x06ff1506ece9f910,0x1cf71502fd010d09,0x01f5f211fff02106,
+    0xece4fa1efc010dec,0xe22a1fd5fd132917,0xf4e8f9121a12df0a,0xf2f301f81013f9f2,0x142d29120f10d6e0,0xd602d404f0fffb2d,
+    0xf7f82ddf0c0cf0f1,0x06ee06030a14090a,0xf207effcec08d514,0xf21121f9fcfc11e6,0xf2fb0813fdf802f5,0xfff8ef10f5fe12e9,
+    0xf806f6ee1a08d5e3,0xf80328f7e6f3e51e,0x06ed14eaf2fde5f6,0x0533d6fa0317271c,0xf6fa03fdf100f707,0xdd02e4020d0804fe,
+    0xf1ea1ef6f20af61a,0xcbf9100ff301fde8,0x19fcf41316ecfc07,0x17edf9f9ed06ef1a,0x0f06fe0ae7f9f8fd,0x09f71804e7060805,
+    0x08e1122df81f3113,0x0d15101f0c03fe0c,0x120400d6f60a0914,0x1cf80fff08fbf10e,0x000007e1f6ffffff,0xf8e810f8f204f912,
+    0xcdffe110210dd210,0x0604cdd9fe0d02dc,0xdd0b0016ffdbf109,0xf018f1fbf3f5dff1,0x08ff0e0307e5d3fc,0x12cf3103f2e9efde,
+    0x13f8fd0c0c07ec13,0xfcf10d060206ee07,0x05eefefafd1806f3,0xfaf2120116f91701,0x17d8002721f8e4f8,0x090028dbfe172dea,
+    0xe1f4f5f91514ddfd,0xee0d0bf52bf1f6f2,0x18fa03f20af113ec,0x1212001104f21608,0x110701fef1f5e1f8,0x030510fb01f7e011,
+    0x21ea1427eeeb0d1c,0xf8fdcb19f6f8f1f4,0x1b0a21093ccb1832,0xe4db06d6f222dbf1,0xfc03ff01f5030b0b,0x0dff09000107f0fc,
+    0xf9f019f004fa06e2,0xe1fe03fcf6feff12,0x0ee313f8fb200800,0x01fde90507ed0232,0x0be5dff4d8fa0d07,0x13f90f023ce911f6,
+    0x1011fd060dfff828,0x2816da13f10ffa0b,0x0503ee0504fa1608,0x0e0cf4fefd03fe0f,0x16e6300414c8fcdf,0x1716ee24ef05dde2,
+    0xe9f6f8f5f90eddf3,0x16fbea11fe02ccf7,0xa70e1500d2ff37f2,0xb9f2e8ce07ed11d4,0x0aff011b0dec03e1,0x01120d05f40e24f9,
+    0x1a201e00f7f8f8fc,0xeb0af1f02eff2c00,0xe302fae2f01fedf1,0xe5eccb16e90e2aee,0xfa02fcece6f40dfd,0x020802080e1621f6,
+    0x03f3030ff3f32602,0x11e8edfbfe1223f2,0x03d9ed0d2a1218fd,0xfc04170112fd0513,0x10150104f324effb,0xf50004fb06ff1218,
+    0x0f0a1805e8ff000d,0xf9ef1df5f504e9f6,0xeff1ec07c5e5d7ea,0x40c2360ffefc0204,0xece008e9ed1206fb,0x0e0c1004fc1415eb,
+    0xf512ee0424f6e808,0xe720feedf9fef9eb,0x22e42aedf7eede10,0x0f0a36001cf3f1d3,0xeb36020bf8fff804,0x1c00041e08e6f2fe,
+    0xfc19fcfc0fe9ee23,0x2af01011f5fd0316,0xfb03fc08e9f601f2,0xec020b060f00100f,0x06f3fac726fdfdcd,0xfff500fd0ee9fb0b,
+    0x0101f9011011fffb,0xfaf8fc05f6fcfefc,0xfcf5da112324eae7,0xe005f6db00fd012b,0xe9b5eb22ff37fafb,0xe0030dbb273bd2e9,
+    0x08f51703fee316e7,0xe603f4fd18f91e17,0x07c20c0dfa260e18,0xef1d163022f4e91a,0x0c1a0be4e1ef1805,0xf3f91ffe0a0813e1,
+    0xedf70a03030214f7,0x010dddf11b05ee11,0x07e60708fefae918,0xf6faf8121001edf1,0xeb1502fbff1104fb,0x0902ebfbfcfa0309,
+    0xfaf1fc03fb08f91d,0x160b080cf4f50508,0xfb4a19fef9e5130a,0x110ce9f807022700,0x17eef6effeebfde0,0x0d03060405f51be5,
+    0x03de12f9e505ed09,0x06eff6eb0afcece4,0x0ef208fbfb07eaea,0xe40902f0fffb0104,0xf7f0080e2217e8f5,0xec11ceeedffb18f9,
+    0xe436180b07e2000b,0x291101fbdf1bde0e,0xeef3f6fefbe637e2,0xe615192929f3f709,0xfe211afced0b161a,0x0715feccf50009d3,
+    0x070ac9fbe0eae20a,0x11ed11ed000310e0,0x03d9fd060ddf0607,0xfc0ced14ef131efa,0xfa0108e9f6f3c9f6,0xecfdf6f503f5f406,
+    0x0107ee002d04f810,0xfc03f639f807eef5,0x14392223fbe4e122,0xf5fcee2def241ddf,0x01e5ede90e170aff,0xf3fb0fec12f7e3e9,
+    0x0b0c0ffbef0d0c0a,0xee4e021505f9f003,0x0a1c010b000614f3,0xfd08f9f61201090b,0x1c08ffeceefc3000,0xfa1004d1fa01faf0,
+    0xf0170e19ed1106fc,0x09e70ffd020c12f7,0x291afa31e9ed1707,0x1209e13be3e105e9,0xea22f2e814f5110f,0x01ef1808feef1bfd,
+    0x0df6fcfb09eb15f5,0xf4f9ea02edf52413,0x11041df30bfebceb,0x241307dbff061109,0xf8eb19e0f2e31af7,0xfc041309f9ff15de,
+    0xff1512fd31031a11,0xe330101211fe0b37,0x3aeaf5fab631d2e9,0xf018effc0c00ccdc,0xf80603fd08ef0405,0x03fe080df8f7040b,
+    0x130e0b0b041220f6,0x07fa1cfe1203d122,0xf8f700f8e8f7f210,0x0af10110fb05e80d,0x14131311f1fee70e,0x11fc0dfdfaf9fa01,
+    0x0c271cff27010323,0x0b0e04fce5e5e6e9,0xe3fcdb0920ce271d,0xe505ae08fabce534,0xe8fcfd25ea02fe0d,0xe4eaf3141dff141c,
+    0x1ed92c1f190d03f9,0xedf60df72403f1f5,0xe4021601f202fbe1,0x001f03032607e2f7,0xec19ed1def0dfd20,0x0e05071cfa092dfc,
+    0x0701e31703f705fd,0x0f0af8e409f709de,0x17f5ed0700250707,0x0f0a01efffef0ffc,0x030b0df80705000d,0x14d8e7f5f4ffedee,
+    0xf21c0ff208fb1d13,0x020c04131710e6f2,0x0915fe1404f3040f,0xfeeaff06fb04fef7,0x2bbcf9ec0a0d0810,0x22f0dc16d4fc1b33,
+    0x06f8fa001f01e90e,0xce05f40705040a0d,0x060606e5ffed2002,0x0dfe130123f2d6f6,0xf701fbfbfcf5fb06,0x03ef0605f407fa0c,
+    0x08fcfbfcf21b09ff,0xe8e1ff320615f6f4,0xe8f0fa0ff6f108f1,0x00fc0ce706f90ffb,0xe12421f71ae10214,0x220b071af82840ed,
+    0xdc1536dd27d8f101,0x3ceb2c1e16fe270b,0xf92ab12322fdf5ee,0xc4011d10fff90609,0x130af3fffe291a01,0x08120c0c0e0d0e10,
+    0x0016eae41ceeeb08,0x29f7e0f1f0d8f5ff,0xf9f62c08d6120e08,0x1207dcd8fbfe0417,0x00fbf2f400f60213,0xffeae9f202f8f805,
+    0xfe1507fc190c060d,0xf5030aeffbedf71c,0xfbee01fc0109f7f3,0x13f4130e03f5e3fb,0x08fcfe0a00ed08e5,0xee0f01fef00ccafb,
+    0xf8e3f2060cfc1006,0xeedf03f724f8f2f5,0x0efbf50c19f7fc11,0x071b010ffef8fb08,0x0af0eaf60e0e2305,0x1402e60f0911eb08,
+    0x47f404ea1ec7d1df,0x1a11da1dc3f51ff9,0x1ef3efeff3e4f3fb,0x271d180feff1260d,0x10080e15e30d0117,0xdae70dc4ebdc0d08,
+    0x0c0e130008ff01ea,0x08fa0c001dea01f4,0x081e1ed9f2e3f4f4,0x000902220604f4e4,0x090e01fd0407130e,0x0cfffc0bfa030ffe,
+    0xf208e4f1fcfafdef,0xf703f6e1f6fd2210,0xdd110cf61dff0239,0x093613ebffe51c01,0xf711fbfed8eacf0f,0x0e06d90a01e3fb11,
+    0xcc06f9f3f2080009,0xfaee03f10302f402,0xf9ee020913fa14f7,0xf0d9f1fb010610fb,0x0c1feadaf603f1e4,0x1ef4edfa2a010319,
+    0xf5f40af61809f012,0xfaf91202fe0a21da,0xf400d80f06fff9f9,0xf205dcf3e80cfffc,0x0412dcee01fd1303,0xfe07fefee9081100,
+    0xffee0f0405170703,0x0213edfaf2feeef9,0x27e3f60c030ddfe9,0x0b3bffeef21100d8,0x01f7e91512ff1505,0x050d01ef05f800f9,
+    0x060e01ee17ed10ed,0xfa0e13df0cf2f11f,0xfe030ee7fdf5fefe,0x0cfffc0308f80910,0xfce9f6f9f0f612f3,0x09f8050b02fefa03,
+    0xfa0a23fbe8f7e922,0xf719d6f3252512fe,0xfcf30d0914f2eaf3,0xf8f8f706faf406f4,0xf1bfc508fd021eeb,0x220304fb1b23f5e5,
+    0xde211f060ef3f4f5,0x0c0cf109f6f9020e,0x20ff2b06e91010f4,0x2bf01f04e9ec01f3,0x130bfb0deaed0507,0x01f6e8040fff1af9,
+    0xeff60d19f7f6f2fe,0x0b1e0cfeec000fe9,0xf023efe2f3111415,0x090511f4f80a17f1,0xc5f3b20704e51df4,0xeb13022630fceddb,
+    0xede603dffef71403,0x17e4ff0ef414130b,0xf9ad41fcd116d72f,0xece3462224df4117,0xe309fef7cd132a03,0xc0ea37d127df09e8,
+    0x1c57ff170603fc47,0xc81d39f806f0f2ec,0xfa04fe19f7fb0c19,0x090b0fd9ff330824,0x0afd0af9110f0be1,0xecf7e0020218030f,
+    0x07e5fcf6e2e7e7fc,0xe61121f00203fb10,0x16e013e7f02f0c0a,0x1604df4edeede701,0xe502f206fb0f02fa,0x2802fb12fafc1005,
+    0x14feeafefafddc02,0x02e6eafaf910dadd,0x08f5f602bfdc0efc,0x25f8070ff1070af4,0xf5060702f60e0804,0x020705f4f80cf60a,
+    0xeb0efefb0efcfde5,0xf9e4042210fede0a,0xf60101effc0600fe,0xeeff0bec150101ef,0xcaf3e1f4fb061701,0xecf9fa07e7e6010f,
+    0xf8de01060a02e9fe,0x0e14e9e8fffb1618,0x0002e11203e7f7f9,0xe9f3092808e916ec,0x202cf50a0f072f04,0x00ff060008f9bbed,
+    0x2cead7f70be9c2ee,0xc947ec02fc2fed24,0x100ff919020ae8fa,0x0102280105fefed6,0xe41106f6e2f50b14,0x08f9e1fa29ed08fb,
+    0x014714aa0b1c0ce0,0x0c0ecf27f99a28ee,0x0307ed0b0101fb04,0xf706d4090c06fc01,0xfef003dfef18e327,0x11f4e3e408f8f3f7,
+    0x0afee40103f6ecfa,0xfffc01f6fffb23fa,0xf3e6f4fd080dcdf6,0xfb20fe25020107f9,0x025709ca26e1d5e6,0x0611e8124617fd25,
+    0xfb0505050b00f7ff,0xf7280b0910f40c10,0x0a00f102170924c0,0x0f07f90400e9edf1,0x03fa16fb1ae60f0c,0x020de9f1fa0b1317,
+    0x130afdc503030936,0xed1311ea240508f6,0xf8f805f3091c11fd,0xece400f4fbfa1808,0xf3fe05fbff1905f8,0x0ef402eaf904fb02,
+    0xf70203f8ee01ed0a,0xf50705f3fef4f218,0xf9f1ff0ef9000101,0xf90008fff6f700fe,0xd0ea150e2f1bc600,0xdd1719f5d5fffd10,
+    0xfdf5f6f2fb0e0906,0xf407f0090df00cfb,0xeeeb0d0513041d03,0x090b0d0206010504,0x0cfdf001f6fc2e0c,0xe51128220be80ee9,
+    0xff05f604fff6f810,0x0305fc220b0922f7,0xe60e0bf0f5fc1404,0xff17130e06fbf308,0x0df0f3f9d8f5f90d,0xe0effa100c10120f,
+    0xf5dbd8ec33ee1fdc,0x0bf0ea2a02fa0ae8,0x240e0505101200f9,0xf7f2e910f70b01fe,0x0c232921e50ccd01,0x0d12df2e0cf71513,
+    0x020705060bfafdf5,0x0be41a0107fcff02,0xe90bf9ff0ffc06d7,0xf807241008fd010d,0x04f9d4effe12fc09,0x1410130a01f2e50c,
+    0x01fcfd091102fdf8,0xf7110a080a0ef208,0xfdd706e6e8120908,0xf1f1f204e92028e9,0xf321f82cec321402,0xf724290aebebe911,
+    0x07051e09f02bfddd,0xf606ebe2fbebe9f7,0xee0bfdff0616ff0b,0xf3fcf505f804fe01,0x1afde6f60bff010c,0x1503ec12f703ff06,
+    0xcf131fffed194032,0x0afc1319f6272d01,0x284727f9ce14defb,0x5bf50024dd2e1bd4,0xfe1408f4ebff0f0c,0xf6fdf206f70cfaf2,
+    0x031f0cfbfbfd1ef6,0xeef2f8ff07f9f0f8,0x09fb08def836d60e,0xdcda012bcefff1ff,0xf1f41002da050809,0xe8fce31a0deaf30a,
+    0xf60419f6eeedfe0a,0xfdd31607ef170e02,0xf801f8e9f0e9160f,0x01fb0308f5090c0d,0xfc2df5f9fafe2617,0x05f6f41305eb01ea,
+    0xf3e70a07f6e20afd,0x03051af701fcce02,0x04fa12f8f60cd905,0xf40af708fc0af900,0x080df003110409f0,0x0408140108fafcfa,
+    0x02fddd20d1361e03,0xe21006fcffd1edf5,0xfe16fdfe0d10faf4,0xf6ee05ff0807030f,0x0bd123f4fcfa17db,0x030218db1af81632,
+    0xf7f203e4f7030005,0x06e705eb0c13f0e6,0x09ff04f106f50405,0x02ff0efaeeff1309,0xe223f2ee28ff06e1,0x0d0d020212f0dcfc,
+    0x0fef0e071925e5e9,0x2409fe12143c26de,0x00f7e8d6290c050e,0x0be7fbe9f7ff09e6,0xd8f912040809f9de,0x0104f80af2f7f006,
+    0x01ec09fc12eaee04,0x02fd07f6e2090fea,0x000902eff4f7f2f7,0xfbfcf1f005f7f8eb,0xee021507e2f8ef09,0xecfd14fef8e5d701,
+    0xdbf14104e00dfef2,0xf1110009e7f8fbfb,0x24f5f922dde9f6db,0x03ff38170a0211f7,0xf4f61bf700e4d3db,0xf61402fde30e1b2e,
+    0xfdfefe09130000f7,0x14efff0e0b0deb17,0xf3110a0900f3f006,0xf2ebe2fa0b09f903,0x1f00f4faf21be8f0,0x0ffa0af5ffe2f803,
+    0xf4dedef7f705120e,0x06151ce706f2efe4,0x4130e62bfe0ff6fc,0x0707142017e9271b,0x0508f5c2e20d4927,0x19fbf00b08e736e8,
+    0xed120df9ef0613fb,0xfdf40b01fe0303f7,0x29160c2cff1a1708,0xe717e72d4e0df3f7,0x05f20fe6051b19f9,0x0c0df9fdfa08ebfa,
+    0x121efa1bf609ebfe,0x06f90f03f9e20300,0x1708eeefebf31215,0x0b03f626fafef106,0xefe9051b040e181b,0xf9e0f008fef91d1a,
+    0x0f01e80cf814132a,0x0c02e604de18f6d1,0x0822f1ecf7fce6f8,0x0af00c06fefd010b,0x0cce1318fde51619,0x1ce6ed160c14e0f2,
+    0x08210b120b0011c5,0x1bfff8eae1f34208,0x0dfb06eee5050efb,0x0af5eefdf70f0309,0x3121fc1400dd2a28,0xf30600fb19f90e09,
+    0xf701feedef20f2e3,0xf9e306f70dfbeb26,0x13f0fbfa2aff0d16,0x07f90b1e2e05f0fb,0x13f2251adef8ede4,0x0c042d1c2af20af9,
+    0x0409fb11f4ef0c13,0xee050af9fd08f8ff,0x06edf6081a02f8f1,0x11ecf8fd1bf20309,0x0df03410ef041916,0xff08f8f00aed120d,
+    0xfa1de2ffece6e81a,0x0d05071404faff14,0xfdecfa29192127eb,0xf002d0faeefaf4f0,0xf311f1fa06130de4,0xfb080913f601fbec,
+    0xfcfc2203f0180809,0xedf9f4e9fbfffdfc,0x0d26ecf4fb161bf5,0x0c05e0fb34f8ee16,0xf6fdf1f313ed002b,0xfdfeffed060f11ff,
+    0x02edf6e1d50d2d26,0xe7fe1df00206e415,0x10f2e10807f0eeff,0xd1ece5110f181712,0x04d10ce203021af0,0x00000210f1d82ee7,
+    0xfbf906f802f9f5f7,0xf81807f9051100fa,0x1639fb0a02000917,0xf20015e018fcf4d2,0x110ee209d6bceaef,0xf4fdeae1dd0af016,
+    0xf5f30fe62213fc0b,0x05e404f20205f214,0xfe100b0403190113,0xf104f1fafef700fc,0xe9fcf006f62d2fce,0xfd0c2fefed0e08e5,
+    0xf4e3f80d0504fcf9,0xfefb0500fc00fdfe,0xf8eafb11e70a010b,0xeaf7f011f90b0fe0,0x0f1914fff515050c,0x0efe02edfa0f1df0,
+    0xf11ceef2cdde1528,0xf2f10d0a12ec10df,0x1e0fcf05def82eff,0x1904fbe7f301dbf3,0x0afc09fff3e7f002,0x09f102020000fb05,
+    0x2a0ff7e1f91501fc,0xe5f4ee011dfacb03,0xe7120104fcfa0307,0x01f6fa07fd08f3fc,0x0b0ee92019f90d16,0x070dd318e40bd620,
+    0x1b11ed11fbfbe207,0x13fd00ed01e0ee1a,0x160f080b34fdd919,0xf50014ddfd04e508,0xf1f9fbfdfd0601fc,0x05f702030303ff00,
+    0xfbe82ab4f8d70206,0x10120dfb46084951,0xfefc15f0ea091209,0xfe020c0816090b13,0x1eec1e0b0b1afd09,0xfeff01f4f1f8f022,
+    0x0af8120cfffc0df6,0x070a060a0a000214,0xfcfbef1b0bffe3f9,0xfbf4070ff9f7162b,0x20dc1316f9170316,0x1aeddf11efe7220b,
+    0x20e2f20f11f4db14,0xf2e320051618f200,0x130efe14f806031c,0x161a060f1b0b0706,0x031a1af7290022ef,0xf0fef90ed8071317,
+    0xf80100fffbfb0506,0xd31300fbfa0c11fc,0xe0e3c401dc0cfd1b,0x270b06dc0ae9dd17,0xf22f0eeaeaee30ec,0x14100ff60beaf813,
+    0x10260e1215cff3e8,0xfef6f4e2ef18f4e4,0xee18060806e2ec0f,0x1b0bfdf402eee704,0x04ed0ff92ae8200d,0xfc12ee1f0aff1adb,
+    0x0f05fb131b000608,0xd9020b07f402f00b,0xffe53109d5f30e0c,0xe303e31de022be05,0x12dcfcec141110eb,0xeef4ed0018f0e10d,
+    0x090d0f0ffe0b23fc,0xe2fcee1ceb191008,0x130116f6fc041c04,0xf3fdf5e30200f5f4,0xfd27072dfcf7d2fb,0x1e22071214efe4eb,
+    0xfdfb1d17d9500a03,0xe2f1f018f40718f5,0xe3c23415fbf4c1e0,0xfa2512d61ded0e25,0xfa02d5f53f1209f8,0xdd20f514da1209f7,
+    0x0707e31909abf4fe,0xe92d4e01f21120fe,0x0e0d0b05ec0107e6,0x090b0df402080504,0x0cfd140e10f70ff5,0x26f30113f7fd0bec,
+    0xe1f2ec0dffda09f4,0x01f617fceeed1101,0xe4eded0210f511fd,0x00f611ef0d08f927,0x10ff040e24102920,0x02eb0de513fd1e0e,
+    0xfef10c12ee01fcf6,0xf5ede007fd03f808,0x2310fdfcfafff900,0xf8ffd5fbeff607f9,0x371ce8fc201be811,0xdf0108df10f5f2f0,
+    0x2dd713eae8f9f90a,0x2cd5f5150305f6f2,0x03fef1f6f404021e,0x05f10211fedb0223,0xfbf8fd04070f0bfd,0xf9fd01fd03f602fb,
+    0x0ef7f507af0df401,0xe210c62a03081f2d,0xe4c3f3e71715e1f5,0x0c31ed1ee3d6dde6,0x13031d12e50eebeb,0xf4d0010912013b06,
+    0x2af5fc01edff1006,0x200dfef7f700ff04,0x1313f716f1fd09f4,0x0cfd0aeae804ff13,0x021917e50705f901,0x07f12210faf6f906,
+    0xefee1e1123fdf1f3,0x0407edddfbfcdb13,0x0d0eedf6ec0709ff,0x2803f8070aedfc16,0x10f303f5e8050400,0x10f7170fed0ef004,
+    0xf60b0af3f3e4ffed,0x17fc15f4fbfbefea,0x0111f915f40804d6,0x0b0a14e305f60b0d,0x0412ee00f711fcff,0xe70306fb0503051d,
+    0xf4150c01fdeff2f1,0xfd0bd8021b0b1cfe,0xf0e0fb0305e1f8fc,0x00f91deff8f90f07,0x0f040eedee42071f,0x1d03d103fe01ee0c,
+    0x05f2dee2e7f4ee21,0xe6ca120806f2ea19,0xf8f30ef5f5140109,0x08eef5f71400f1f2,0x12302d1a1f0fede8,0xed1ee8fbda0ee9fe,
+    0xff070df608e8f21e,0xfd0b1712f60510e6,0xf8f8f40efeff24f6,0x0809f8edff100a15,0xeaf817fe140b090b,0x07fb0b15f0ff00e4,
+    0x0fda36051014fbe0,0xde2909eefdfff91e,0xf50315110fea02fa,0x05fcfeeaf5eefeea,0x070ef7fa24ef031f,0xffec1601ddf90013,
+    0x1c0002e31227efee,0x00fafbf9e1ece60d,0x1529e6f3eaf5f5fa,0xf51307de0e13ea08,0x1317fe04f80006eb,0x02f6f8fe12010205,
+    0xffe1f3261b22c3f0,0xe7fae716e5f5dd13,0xfcf8fbf12f0105f7,0x050b1500f5f7fdf6,0xfc16fef40fe5db3b,0x09ece2fae91619dd,
+    0x0cf3e4f5f5fa0fdb,0x0b0d0ac60fe7db40,0xd70318faf20aec12,0xf81c0c24070ae646,0x06f807fcfc120327,0x1c2b020614f9e909,
+    0xf9eaf5f0f5f600f5,0x040a0ffe11ebea05,0xefee01fefe00fffc,0xff0c020200040b0b,0x111105e8e60c1619,0x1ceff7f1fa07f6de,
+    0xfb4aeaf7030b1b35,0xfff61fe3e1fffbe9,0x191611f80e10f3d3,0x00f5f9f1e807f4ea,0xf0e4080b210511e7,0xbce0fcabf0e9f5d3,
+    0xfafafc18e613ede4,0x00e50e1510fd2dd7,0xf2060bf7ef030300,0x0aff14fd00f40003,0x150ef2e52e0be809,0x0f27e80c1bd2e3ee,
+    0xf1f710fcf5fe08f2,0xeff7faf907f8110d,0x050e24f21914f424,0x00eff124dc12cffa,0x3a3bf12a0107f207,0xf822f52d1ce3cbf9,
+    0x120d02f803040410,0xffff12100f05fb03,0x06f7dd09ff10efeb,0xef17df060ff821e6,0xf003e91103010a0b,0xe8150e15e3f2292e,
+    0xe0dffef7e9edf417,0xfed1e4d82119f301,0x0a11020e3a1ecb10,0xeb08fc2ffcf9e613,0x0a2d05fffd1a04ff,0x0a0a360decfef8fd,
+    0xf4080c0efae6fd10,0x130908f900f7edec,0xfefe0d050eef0de6,0x080218f7ecfcfd0c,0xbef3e60d30fcf700,0xf3c7f9fe1b09f502,
+    0x04d7052edb1812ec,0x02e6eedd0bfcd3fd,0x03081902f8160de6,0xf9f5fb0f0509fdf2,0xf0ebfdfcfa23f113,0xfd0d04f218ffc4ee,
+    0x1b120cfd180b0403,0xfdf4fce6fafae907,0x040001fffd0105ff,0xff00fbfe020000fc,0x142619f4fdfcf9fe,0x13f8140bff0def16,
+    0xf1f71119201afe01,0xe70e00f902fb0dde,0x0a28eb03fdfd1319,0x1eece9f4f1f1e8e8,0x04ee0508ec0217c3,0xe803fee4d00b1506,
+    0x0ceeee04f1e200f4,0xf41006e713f71cfe,0xe3f6de02e0d109ec,0xef1212dc03f50219,0xc6e8e20c02030415,0xe70038cd0904cdf2,
+    0xebdc0a15f41608fe,0x08d30feeedf7dedd,0xf5fe0002fff304f8,0xf4fb21f601f4410c,0xf9220ff81507f600,0x06f10302080deafd,
+    0x09fb0f0c4908fbfe,0x03de01e10327f6c9,0xf8fd05000df2f60d,0xfa07fef1f40df408,0x17fb0406ef11e5f3,0x0400001213f91ff0,
+    0x0cf7f4fe080a220e,0xf9ed1d0ef8fec910,0xe1dbe500da03ebfa,0xe102e40ff5f5f4fb,0x04ce020cdbdadd13,0xf0f511f11ef00ae7,
+    0xf700060412ebdef3,0xf2fb120505f10714,0x12f2f000eaf91ae9,0x02cc341316212d36,0x11fdf4f6faf71308,0xf0f2f3fe111b00ee,
+    0x13f908f6e900ed05,0xfb041c10ff021314,0x19d2141910c0e9f1,0xe7ecae1819dc3bd6,0xeedc1a04dde43bec,0xff0fe810e1fc0dea,
+    0xf5faeb0217e10cf3,0x14fe06ede106f915,0x18f5dafdf6f8020a,0xfe09ecf70700f018,0x2def05f7e12e24d6,0xcf0b26380b06dd37,
+    0x0e08f8f4faf8140d,0xf3eef5edf60c04f8,0x0917f003f9f60a03,0x0c071dfd00f50af3,0x141ced1717fc1809,0x2310ec1ae1f3dcf8,
+    0xe90ffa0d02ea1802,0x0501e510f310090d,0x09e0090909fded05,0xe50b03070502fef8,0xd0faf4082e0a0005,0xf1140ef8fefbf108,
+    0xef0a01001400070c,0xf702f606f40904f7,0x1814f7dd001a06ee,0x02df27e0ecfdf9fc,0x0cf60eeeeceeeafd,0x04eafcfdecfefb14,
+    0x01eafd07faf8fa03,0x02fc05f006091507,0xf211f8e4fe0ceaf3,0xfc2df91b00ee0f17,0x1404e912fa180ffa,0x10ee17140400f609,
+    0x20071afc1113f2f5,0x1818d10d290ef211,0x052ee1152711f1e6,0xcbeb2900ecddfae6,0x192fbffd042df6cc,0xe41fecf40eecefd4,
+    0x1010fc0cdd030bf0,0xfc10e812e315f605,0xf2fff30f22fb2307,0x1cebff13f4ee00f9,0x20e8faf2f8f3f2ff,0xeafefbf602fb04f5,
+    0x09fdf7f9faf91be4,0xe3e102de012014ed,0xf5f20f04f91c01ed,0x13100efb01f92710,0x070dfc090b07f504,0xfa08fdfa0500fe01,
+    0xfeef15ea28f50df7,0x030302daedc5df10,0xe10b2ed20af0d114,0x13ecdb1afbfd02eb,0xff04fedef212e7d6,0x0906ef0a130bf809,
+    0xc1fc09fd2137e7ca,0x290ce511101823f5,0xea00eef403ee18f2,0x080c133000f4e9fa,0x23fe223b03d8eff4,0x001f29ff263519f7,
+    0x04fb06010b04f7fd,0x05fd1109ff050900,0x0bf3f5fa090314f8,0xf904111300f104e8,0xf8220510e9eef0e4,0xecdd0ef00c000f0a,
+    0x1522fdfe20d4a6e4,0x1df0c92fc1f581b0,0xf5f4fa19fa02e300,0x08f305e711f8011f,0x0712e9f41a0f2320,0xe509faf210fde617,
+    0xebfa070ff2090108,0xe5fdef07eef70606,0xea0dd41c00080623,0xfc06271cfa0812e1,0x001ceff803f40cef,0xf8f7f517ed13080a,
+    0xf2161af211010c21,0x02e80d180af4dc14,0x042810240afb2117,0xf0e6e9e108f7110e,0xe90914f61c061816,0xf710eff5070c0a0e,
+    0x0cee08f20dea060a,0x14081001031600ef,0xe005f5fa12e4ef00,0x060932d106feeadd,0xfff0fdf80f01fc00,0x06f6e911fe00120d,
+    0x0b051aee14e61a0a,0x00fef5feeb10ebf8,0xe9fcfb13f705f10f,0xfa14e0120f1c03ec,0xf8d612f5111edce2,0xd827bffde9f70d1b,
+    0xf904e6f4f7fa3ae8,0xf8f9f70b02e41a1e,0xf1101220fa211008,0x05ed1412fe1ef3ff,0x161aedfcde160ede,0x0313e321e8f7dffc,
+    0xc7f6fcf2080d1220,0x2ad812e9ef28fa2f,0xfcf1092e0c170a19,0x0eff22fc17fe0ce4,0x47ee05fe19eae8f3,0x0be418dbfdf0d707,
+    0xf300f0fa09e8fdfe,0x081e13071001df15,0x181110fdd2045a11,0x0ff7fc3d0d0d09f6,0xfae914f910f4fb0a,0x0e1b04f815f5e510,
+    0xe1d9df00fbe21ff7,0x0de8d3fa08fbe807,0x06d31ddc0afbf410,0x0d010305fb0012ff,0xfdcaf5f7fafbee09,0xfff33716241500f1,
+    0xfc19fafdf10f0b02,0xe1ee07fd160f0408,0xda050308f7ecfd16,0xfd1513eef10642f9,0x110ffae708ed070e,0x2ef41edc0bfc06de,
+    0x0206eb07fa02181e,0xfff2fa050efe0c1b,0x0a09fa13e312ed01,0xf2fcfbed08fe0502,0x1f0115f4ebc80507,0xfe35d3f8fc09f7fe,
+    0x03f204cc000c10d4,0xe507fdfdee09c6cb,0xfedae5fff30ae1f5,0xf5fde7f6effd1702,0x0c080b13f8231615,0x0914f3b7f7fd0211,
+    0x0138080cf918f1e5,0xd421e229fb1018f3,0x0cfdfb0602f90d00,0xfe0cfe0bfcfbf6f0,0xf41a03f40df30aec,0xeb0bfbfe1ce90d06,
+    0x0602dcf7f5f90e09,0xfe000be9fcf9e701,0x0215fcf607f4f600,0xe3131dd620d9f8f0,0x0011f8fcf20aeff9,0xfa0215f4090bfc0a,
+    0x02f9fd0f0b08ea01,0x000df10105fa2604,0xe9f9cfd3d4101720,0x051b02330c0b0dec,0xfb0405f805fcfb00,0x040101ff00020604,
+    0xdf0ffbfdd9e0e4de,0x02e6dd251b0affd2,0xf202f40d16f10efc,0xf014fff20409080b,0xfafdf4e31010f00c,0xf9ecf60b25ebe1e3,
+    0x0ffaf7e0e209e909,0xf0ffe8e90203e417,0xfc2d10fbf51112fb,0x0afcf6feef0a1205,0xeff90f141ae90ff7,0xf70cf5f00bf20ef4,
+    0xff09e7e7f5d510e5,0xf9e4f9bbef04f1d9,0x14dac3fcd3050f0d,0x04fb17150f0023f5,0x03e5fdea06dde7ef,0x06ef1205fc0301f6,
+    0xf612f4f407f8f7ef,0xe8f31fe70407fa0d,0xe9120103f3180cc3,0x15e8f9f20703ee21,0x08e912ee02fcf8ec,0x0b07ee25f004da11,
+    0x2a24c8fdee100d1b,0x34f20712011b0905,0xee230f070a2e0308,0x12141dfee309eb17,0xffda0225e72703d9,0x02fc051d20ffee13,
+    0x1b30251e1b03100f,0xf80230f64c0df5e3,0x0a07fdd1f2174618,0xf9ed340bf8251713,0xfa1e07ece8e3110d,0x15edf616e6f1f626,
+    0x3e27ff05ede1e806,0x00ec1717141400f3,0x150dfd0003ee0400,0x0e0ceff500fbfefc,0xeaf9e7f7e3e6e9d9,0x32dcedef000efe3a,
+    0x20ee0116f80f0318,0xe210e8ec07f70508,0xe60818ebed02eff2,0xfbd5f70bfe0aedfb,0x16e01b2debf5d7f2,0x01dd47bfea1bc117,
+    0x041a260e05e7021d,0xe500b9f3f92efefc,0x0304f4ee02fcfd1b,0xec0b1ae5f905f905,0xfffdfc09fae9130c,0x0004e914000afc0e,
+    0x030735f0fa282214,0xf409dc0bfaee1ff0,0x19f000f51501fee8,0xfb0df414fbf3fe0f,0x0a070d1b13f1eded,0xf4081400e710f9f3,
+    0x05fafe040113fe02,0x05fcf300fdfc1409,0x04f50816fdfcf1e5,0xff04fd1711fe22ed,0xfff9fbe6051206e2,0x02140416f7fafffc,
+    0x0600f005fa04d404,0x1b0615e4e71d05e9,0x14060af4f1f60b08,0xfa10f216f8031b01,0x29e7eef10fe80520,0xe5e915f4e8eacc09,
+    0x00f5030704f6f8ee,0x140cf11205f90bfd,0x0bf2f8fb04f5f006,0xf7fdfcf1f807f205,0x020ef901fdefef0c,0xf5f9010b0bf62715,
+    0x1409fc05fef60ef8,0x06fbf80ff90c00f5,0x00ebe703f6f50d00,0x17fb05f9070b07fe,0x0818e6f5fe00f8ff,0x1014f0f3090debef,
+    0x07fb000bfd0b0108,0x02f5f7f7fbf9d6fc,0xd91219121ed3f30a,0x110a2afd1b042c33,0x10f90cf714f4d2f8,0xd11308fbf10ef811,
+    0x09050eeae00d2111,0x00ff271ce1271c1f,0x0ff2fb0700fbfc04,0xfde1f4f5f7f9fdfc,0x0cf70114040b0b02,0xfee204f2040a1302,
+    0xfcd1dac13e254c40,0x01170edf0ce73805,0xe8f02010e90f0406,0x09e4fa000ff5fb06,0xebfe0efa0a011f22,0xfa110a020003f410,
+    0x0f101dd02312022e,0x1d1fd6c3effde51c,0xe713f4f3f8e91415,0x1a17e30f120e10e6,0xff14d6f1dc0af5e2,0xeff706d8bc1ef6f8,
+    0x09ea03ffe8ede100,0xfbe6fbd41f07f9ff,0x0210010cfd0614f6,0xfef7f6fafcf90910,0x0d09ebf7d949e423,0xfaf514d012f90007,
+    0xeef30f0807000e04,0x0312f814fc2516dd,0xe60c0114f0022303,0xf919ec18e7fb0210,0xf3e2fb11ec03f2fb,0x0afc0a00fc0ade0e,
+    0x271bf013dd0df104,0x15d80426f2e31b2c,0xf700fcf31eec1906,0xf7fd0aff090f050a,0xfd02030214f7f003,0x00fae7fef9051505,
+    0x0ec8daefde35401f,0xb50aeaec10110207,0x01f611fb0ce7eb19,0x1c101dede00e2ef0,0xf30829f9062be7eb,0xee152304d30c16d8,
+    0xece80203f308eaf4,0x06e71213fbf6fa0f,0xf40b03030d14e709,0x0bf8ff0df90606fd,0xfef8f9f40efefd0c,0x08f211080f0205fe,
+    0xf9f5f205f9f30304,0xfefd011401f80bf0,0xfd180a061eea0fe3,0x091af7ec15fe0717,0x040af3fef906ea10,0x1dfbe80dfaeeebfb,
+    0x1a050e03ffe8f5f5,0xfa070bf311efba12,0x0613ef1c0f1300ee,0xd4dbf2e20cfc11ff,0xe50d23f7251b3d28,0xfffad7f2f40b2706,
+    0xf4fbf1fd020afbf3,0xf8fc08090613eaec,0xe2ee15f512f8f70f,0x0c092113f919fefb,0xdef809ffff0215f6,0xf33000d402031bf1,
+    0x0c0101fdec0ae6ec,0x111301f209fde2db,0xed0dec21ea1203e4,0xfd011c1524212119,0x0eeeed08fed9ee05,0xf213fd06fafbea04,
+    0xfdf72016daff00f0,0xeef8ec09020a070f,0x0c0cf8000f030505,0xfcf8eff806faf709,0x0509e9f703f4fcfd,0x02fa0300f80c0505,
+    0x0d090b1604f9dde2,0x1316100502eb10f3,0xedfefbf006f7e5f9,0x0fef17fdfff2f407,0x06f40d13eef00204,0x050b110608ebfefc,
+    0x020f12ec01eb21e8,0x00bf240814f8161c,0x0804e4ff02f5dbf4,0xef02f4ef12010317,0xf6041b161a090ffe,0x065a1c03f726fae2,
+    0xf70fe7e6f7fced01,0x05ea11fe29021300,0x080215e40cf1ecdf,0xfe17fb12f90bede0,0x03f037f526f2d6d9,0xeefd0213eff702e7,
+    0x1002160c000f12f2,0xfffc311bfe0a1304,0xf4e9daf41ae5e5eb,0xe218e1f12402ecd7,0xf90ceefef3f715e6,0x06131623e10602d2,
+    0xdf0fddf8d31008f6,0x0413fbea06e82718,0x0cf8f9fc02f7fff9,0x27eafe0e06eb08ea,0x04f70beef70414ef,0x0dff1212100ef728,
+    0x0e0a06e1e4f0e61a,0xfa0f06e8e8db2cfb,0x0509091df607e713,0x130cf7f8fd0c24f5,0x220cf00ffefbf0fd,0xf5f01a03fbfae924,
+    0x0512090f22ecf509,0xe80df7eff30800fa,0x031b17e81fdde402,0x0c040ced0402dc15,0xdb15f517dcecfbe5,0x1c1415150009fdf8,
+    0x21faf7f106f412e2,0x04c8db04f107e602,0xf807f3fc0af5eee7,0x0a0af70a0f0ff8f5,0x050b0417f915ffee,0xfd03f5010806fff8,
+    0xecf60b0608f5eb0b,0x06000d051f091902,0x4600f413f30b0005,0x01f3faf814ef2afc,0xfa18110bda17fec5,0x2410d9080afc2800,
+    0xf2fefbf21b1224f1,0xd9f8f30715fb0705,0x06f5effe0ff802f6,0x04071ff2f1150613,0x200503f6fc0ce923,0xff0e08f50313deec,
+    0x1ce919feff08faf9,0x02f9fe0c0a10f5f9,0xfc1c0df5ededf2f4,0xfbffe908faf7de0e,0x010c07f7fff7e21c,0x2ceef4fdf401f500,
+    0x0622f50b150ae8f0,0x1021e2f83ee9fed5,0x1b06fcfdfb09fa1b,0x0206eff2f0090406,0x0f0ce2fa9dbeeb20,0xd2c81712a9301321,
+    0xf0ead42ff734d6e9,0x1de5e1702307f221,0xff17f804e60304f9,0x0307fcf514f8ddd3,0x17fceb1eec150718,0xd3eff004e50518fc,
+    0xfeedecf5de15e301,0x01ef0703fef9110d,0x0d07f114050ef012,0x06f6c704fc0ee913,0x0a0d0512110bd800,0x27f90dfb13d52305,
+    0xfee918030ee61012,0x0df1e8fe1801d7f5,0x30f14d3cd70af633,0x121bdf101708c12b,0xee070a11f315f206,0xf8ff1ceffb08fdfc,
+    0xeb010f0215ef04f8,0xf4eb1d0cde12fe03,0xf602fefd17f51201,0x0f0fea0bfc001809,0x0addf11422f31efc,0xe80b01fe0afe0215,
+    0xfdf71c2309e5fa36,0x0315ef070e0007f3,0xe7e6fcfb20f015d5,0x03f712d708ed0d22,0xfff916f31700fed9,0x13e9f1f20511eee9,
+    0xdbff021208dffaf5,0x0ae602fef70c0101,0x1bf2e911d9f5e618,0xfbe8f7e21102081c,0x11fef8fef9fb120e,0x030aeb0dfdf706f2,
+    0xe5dff719f600f504,0x0519ff3707f7e6c8,0x3b0702d20bf9ee23,0xe3f6e6e6eae4f607,0xe9f314fe00f2f20b,0xebec1f0c0df5eff5,
+    0x24110f000a020600,0x1c0df6ff030803f9,0x0f06ebf1110dd9f3,0xfc2306e52118e4dc,0x0bf822f302fae51b,0xf2f00df2f9f6f70e,
+    0xed10f3f6e10a0bf1,0xff04f0eef7040607,0xfbfc22f4ec1f02ec,0xf813f3f013f6f5f6,0xee07f1fd1a011c04,0xf9f8f40807e4df02,
+    0xf8000f1606e503ed,0xe4f5dc09002310cc,0xfb0c0de7032209ec,0x031b121e03062921,0xe7eaeb020907fc0b,0x06110b200a08f5f7,
+    0xf6fa05ff0e11ff0f,0xe0011002e8eedefd,0x1e1afb1708fc0ff4,0xe0c22ff5f8f8f8eb,0x0ae1191affeaf824,0x0101da1e18ea0bf8,
+    0x3823f201f9f2ec0d,0xd8080f1cf1e306fb,0xe904020a21fb090d,0xe704e107040be71c,0x34ecf9e526061700,0x15f4e3f409dc0522,
+    0xfafffff6f8090100,0x0cf4f1f505030406,0xd8d2ecf211dd0ef9,0xf6d20f08e91cd901,0x31f1eeffde1ffd0c,0x3405dbc8f70d1806,
+    0x03160c1201ec10ef,0x06f8020c0cff180c,0x12e81007f709edea,0xdec64c0426eddbd6,0xf6fef8e61bf01506,0xf605020ef901f7fe,
+    0xfbfef90e01ec32f1,0xf5faf113f8ece70e,0xe5e0e6e0020a15fa,0x0e10eee9060df2f6,0x051f22120fe3f5e1,0xdcebe7e7feee0716,
+    0x24080506121f03f5,0xfaf0090fe80e0d01,0xeef5eaeef0ebd0e6,0x321330eed4ee16f7,0x15dffbe9e9f51901,0x07f2e2ec080cdbdb,
+    0xf8ecf9fdf409ee31,0xf4fe0af5ece608e1,0x0530ebf2faedf814,0xfcf11c0af01b2523,0x110904f3ff03fe00,0xfdf8e4f80bf31b0d,
+    0x07fcfcfb090910ed,0xedf7f5ef00fd030a,0xd7fce201e90201f0,0xf6f70bf7f5efe2ec,0x0803f7f4f2f4f900,0xebfe14fd07f5f607,
+    0x122010f303fa01fc,0xf0020efef8fce607,0x05f0e917ff082102,0x260eff1a021b0e00,0xf6fdf5060f351321,0x0127fd09f70037e4,
+    0xdee0faf905e4fafa,0xe5cde9e2eafd0e0e,0xf5fb0a150f00f1ff,0x04f41f2c05fdca10,0x000201ff00fffe00,0x00000201ff000200,
+    0xd135080aff0e0402,0xf5ee0508e00eeb05,0x19f80bfd15e61006,0x08eb110a01f909e4,0xfdfe0bfc05f42509,0x161ce21204051023,
+    0xf3fe17db06ff01ee,0x01061418f9f3f115,0x101000fefbf0f0e4,0xf0fd11fe05e50b14,0xfcf51e1ce9edff36,0x03f8fa19fce210fb,
+    0xddfe20e7f8f5f42a,0x0dfc00f10e0915f3,0xf7f81deedbe11bfc,0xf7e6021a060d25e6,0xf7e703fff507fff7,0x081205fe0217210a,
+    0x07fbf20a442f0928,0xf1eff8e1081325fe,0x0f08f7fc040614fe,0xf11b00ee030c01fb,0x15140901fffffffb,0x06efe0e410f402ff,
+    0xecef300f0de919ef,0xf4e5fde423ece925,0x29faecfe1bdeebe6,0xf0fff7f7cbf61de7,0x02fbf6f100f71c02,0x010e14160df90906,
+    0xf51401efcce6ee2c,0xe305faf2f8df030e,0xfcf90ffa12100806,0x0605fa11fb06fef9,0xf2f9ec05ed0d0df7,0x09f60aee0d090c02,
+    0x0ae80710f4fe0c03,0xd0f90f23f0f0eb24,0x0b2ae5191d14da01,0x46fb12efc633c5f5,0xec070b02ecc1d1fe,0x1e0f1332f524f1d8,
+    0x00f80002070ef40c,0xf2e808000afc0522,0xf2fbfa02f4f5fc00,0x0314f6f4070aea0a,0xfae30f19f9fe1601,0x1d1010f705eb100d,
+    0xe6e9fce7120adaf3,0x0a0de10304f00e0f,0x02d414272d1a18d1,0x12ffdc0d34e71433,0x090500f7f2f42bfd,0xf9f919fdf8ef0efa,
+    0x1b12eaede105e3fb,0xfb120bff18eefffe,0xd4f103e4ec020bfa,0xfaf62afdfdfb12f8,0x0025fc0e02fe020b,0x1df5e51405e1e3ff,
+    0x1f22071aef0e0bf8,0x18dffc08fde2f109,0x1cf6f2fd0002f5ff,0xf31a0503fefaf7ff,0x0cff06051fdfd320,0xdbfd061c151809e3,
+    0xecebd917ea17f4f0,0x39f546cbf9191232,0xf3e4cd151cdcc4b4,0x3826d4f901e705d6,0x08f108dd25ffee21,0xb9f60f0f010bd5ef,
+    0x12f523f5f4f727f0,0x01030205e2edfa0e,0x0b01fbf7f2f80505,0x0b0012fef70a10f5,0x181025052cee0511,0xffe9f50816fee2d4,
+    0x03eef60a06051d1d,0x08030a1106ecfa14,0x0ef805f9e8ef1405,0xfa08e6e9dffef0f8,0xe11e27f60ef418fc,0xe6feddfe16f100f5,
+    0x06e8f5f9f207f9ec,0xf9070cf407f20f1a,0x02f02b22e7eee90e,0x09efd604e60cea13,0xef1409e900040419,0xf1011cf5ff100f00,
+    0x0f1e02f0f5f0ee0c,0xfc13effe06f5f100,0xe61406f80dfdfff2,0x4f0b020e05fe01f0,0x12e1f9fa00f5f6cc,0x1e060412dfeb36f8,
+    0x0803f60202fdf325,0x14fffa14f1fdfefc,0xf716fa1af9e7dafe,0xf7faed1714ecf206,0x02fcf70d05f8fa04,0x13f9f3fa0df90f10,
+    0x0eebf4e7f80cd5e1,0x1b2c04db0e0deff7,0xebe60e08fbfdf5f9,0xff0003e806f40401,0xfafa11fc0902f9fe,0x0f0fe90406f80b16,
+    0xf5140d090a120f03,0x070bfbfdff0f0f0d,0x53fe222323d6290d,0x07d9eff6d5f5faff,0x150f03f20df800ff,0x0b0a08f1fe0408f3,
+    0xf7db0af7f8122be2,0x16faf7f9f90511f7,0xf82d0e042ec2f600,0xfeff0bd9060523d2,0xe9f706ef06ee18f1,0xe8230bf7100105fc,
+    0xd515d1c7ebfefa1d,0xfbe81df6eb0136e7,0xe9e02eff05e5d7ea,0x0009fafbfa0219cf,0x2b1005fee509e0fb,0x07091019daf7dd01,
+    0x26f50f16f3fcf8f1,0xf9f2ff00f91ef4fb,0x151efb03e8ebd408,0x0cf210d4f3130503,0x07ff20e80b07d80f,0x05fc1a2af00039ef,
+    0xcd0b2204dc0644ff,0xf4eaea25f5fffc28,0x1af40a01f6f904fa,0xe7f6e6f6f2f21efd,0x0bf1fb010a0ff2fa,0x0e0100fc05001214,
+    0x07f7fe28fefc12fc,0xfd03f7e10cf91c0c,0x001cf21bda4f04a9,0x0d1308392c2d0bf0,0xca1413fcf9d70a06,0xf0161af203f91829,
+    0xfcf5e312fefa09e3,0xe809fafaf710fa00,0x08020aebf5ff12f9,0xfeec0c0dec0600ee,0x07ef060bf70b08e6,0xffe6030411f811fd,
+    0xf1fadeebe5fe041d,0x040e060508f1f9ec,0x0c170a0eedfc2106,0x090aef0605f7e5e8,0x39fd1719dbffef01,0xf5f7f00a00ee07d8,
+    0x1df71cf8db0e0912,0xd80eeae0f4ffcd1a,0xdeecf81d3826151a,0xe60bdf102725ed04,0x0435160afbef0108,0xf01806f9e71c1acb,
+    0x061eee03fd07effe,0xf5ec03e2080c1318,0x1d23eee125fb1efd,0x011f00c41120f20a,0x0d0909f912f50205,0x13d800050401f803,
+    0x3ee1d508f11a34e2,0x191cf90ef1bf1bff,0x18ea020b09f4f320,0x0d0916090b01e5d1,0xef0e2e0e09e9e212,0xf222171ae6041b1e,
+    0xfaeaecec07e7ffef,0xf3fe07081f1bf912,0x13f2160010e3e7ff,0x08031312f60af10d,0x0ce822fef1f129f5,0xea09eaebfe030104,
+    0xfa0ae7f3e3fbee09,0x0d15fa08f1fef400,0x0803f7f705f20407,0x07000a05fefdff0b,0x04fe0e12e50225e0,0xf5fae9e8fd02fd0a,
+    0x00f6080eeffdf502,0x0c071d171901e81e,0x3beef013f2ffeff9,0x0fece4e5d40beafd,0x1d1bd803fa04ecfe,0x11f8ffff090504f7,
+    0xb6fe15fb0fc4e239,0x000e13f0f710f7e5,0x270912f014ecfa02,0xf80912070d07f501,0x0604080afffffff4,0x092109f50700f306,
+    0xf8eb0518f70ef903,0x13fe0643191009fc,0xf1f7090c06f30203,0xf7fcf300f9000403,0x0702f7fc100e03ff,0xf5e9191302f8ec02,
+    0xc44207260edcf80b,0xc8181ef6ece005f2,0xfb16e0ff10e608f0,0x06fbf90319effcd8,0x220400fbf0060208,0x07f0142ff3f4060a,
+    0xf1d2d4fe971b8d03,0x93e5b90fc63837e9,0x1201f2f7ebd908f6,0xfd25e906f40021e4,0xf0fe090c01ded90a,0x2cfad8da0202e0e3,
+    0xfbfc10f3ee13f8f5,0xec02fe0e10f0020b,0x2afdf7f1faec02fd,0x0307ed1c40df0942,0xf30b08fc050ae114,0xfd06f01117f606fd,
+    0xf8dae31deed33134,0x21e4dfe802e9e2fb,0x19e80805f800d7ee,0x10fb0a03180206f7,0x0afeff000af90601,0x0b03fe0c0809fb02,
+    0x081819fb09e2d00f,0x1317e61b16fff000,0xf0f8f802f6e6f2dd,0x121514fbe0fa0404,0xef040201df21ebf6,0xfef1110cdbe3e1b5,
+    0x15fa0d0f25f30821,0x0afaf623fd0d0305,0xfb08090f02f3f9fd,0x04fbfa07fafdfadb,0x01ee17f83af6070b,0x05ff0a0cdafd14f6,
+    0xf40320280a3bd1f7,0x12160bb1101901d6,0x040ff818e7f1ff06,0x183106fe020111fb,0x050d0104fb04f403,0x020aec03ee08f40d,
+    0xf1ed0e0d0df238dc,0xfbf1fcf60deff3f5,0x10fed0e9cde31712,0x2c13eaedfdeb24ef,0x15200ce6d00ff3fa,0x08f1f903e4f10f21,
+    0xf7f6e7c70ef2feed,0x11ec021317cb05e2,0x0cf0e50923f00111,0x12ed13f9f2e908e6,0x0feeddfa0c050217,0x08ec05020512e908,
+    0xdd0ed906f0030806,0x1002e2f3fded050b,0x0b0df71a02f8ed0e,0x0a0bf704fc0111fa,0x09231cecb4151210,0x0cf61c20ef0cff0c,
+    0xe8f1fffed3e10afa,0xf9f30afa120305ff,0x2efce222eee7eef9,0x05eef40c051807fb,0xf204080c01f8ede6,0x0200faeff805faec,
+    0xeb02fd0611191305,0xfb02f2fcffe808fd,0x0afbec161846f7f3,0x11fab9251601fef5,0x012211eef1141dfd,0x06dd31e503fcf612,
+    0x07d6df0d3702f6fd,0x33f1f41df90806f7,0x06e82f00fa110cf7,0x2a0e2de41f2553e8,0xfcfbfcc310e6e112,0xf3131016de04200d,
+    0xfd12ed10191109ff,0xffffecece006090e,0x03f3ea030cf40309,0xe2eafef50df522d3,0x49dc05e40e210617,0xed1f04f214f20cf8,
+    0x0eef06020403d602,0xf524f5f61024f8ec,0x2109091905dd1b1a,0xe4de0df3f7000908,0xffff0f032a0af9fb,0xfec924f811e9f617,
+    0xf417fa0a00020811,0x13ff03e9f012e516,0xec07ef06f9f8f0f3,0xe3eb12faf2fae2e3,0xfee7f9f60f0816f3,0xfb24edfd0aff0cfa,
+    0x00260bf61b0e0e01,0x110b04f6f3ef07f9,0x152e0afdf7e10d12,0x01ecfd0309160fe8,0x0d0e0cfffff411f8,0x0cf6f9fc0c03eeea,
+    0xecfae70011ef050c,0x1123e91b100825f8,0x000dfb02150c0dfe,0x2e1320f221ef1c02,0xe225f8ee06e9f5fb,0xfae104ed06eaf8f7,
+    0x0beff1fdc6fa1f1f,0x09eafae7f6e110f0,0x04f60bf807fd05fd,0xd7101109f60908fe,0xf0f107e3281910f5,0x0aecee0c09fe0e12,
+    0x1babe4c003fe141d,0xed0af6ddf9e0dec4,0x0efbfad9f7dcff17,0xdde3f1fbf2f5eb2c,0xf00af8010b01fd05,0x0bfdf607f9f9eef7,
+    0xfb0114fc0903fd05,0xfc15f9080c0706fd,0x1119fffe08f7f90e,0x0f0c0ced13f7fc0e,0x28e20ffaf504f103,0x02faf30b04fffa2a,
+    0x1dfd1703f5fee60e,0xfafd0b06fb010f08,0xf90af9fb08f80501,0xf80cfb05fb06f9fb,0x0613f4ffe0030908,0x19f6e10509fa15fe,
+    0x0209f026fa0cf5e9,0xed140aeefa02e104,0xfd2d13e41400f718,0x02dd0502fef01fe0,0x0bebbcde20e8d5d1,0x023519194cc8310d,
+    0x1e010b0ff0f7261a,0x020b14031100fa12,0xec1ef9ec140cf310,0x06e8030e050317f8,0x0b18f0ef1509e514,0x020dfef40c00d4f3,
+    0xfa09e1d80610f4fd,0xedf2edf4f3e2fff8,0xeecbef04fae348c3,0xf8000fef0703d6f3,0xfd0a3fecd6f5f7e0,0x2ee0eb43ca10d82f,
+    0x0e22e50afcf701f9,0x180cfeff05f91ae2,0x3317ff11010a0dfd,0x05fd2b1cf9fbefff,0xe5080b100df92afc,0x090b1109efeb1a06,
+    0xebf107f3ebf71001,0xfff712fa04fb040d,0x1420eaf22e1cedfc,0x1bebf7f000f4fcf4,0xebe408f80842070d,0x15f518c92dfa3332,
+    0xfe0502fe000bfbf9,0x0732eb27f40405ed,0xf6d6130502f51bf6,0xff03ffe520fbfee4,0x15f2ebf20de1ee13,0xf90cdff809fc1008,
+    0x07f9e530fe0a05f9,0xd7e0dfd3fbd72408,0xf70bf7e2f1dd040b,0xeaf6f30ef70d1708,0xf3ccf2fa1d27f5cc,0x140ae8ee292df908,
+    0xfc03f6f909fff3f2,0xf00d12070ffb0703,0xf11807e51b08f505,0x08f200f702f70bfa,0x0a0f0f0904ec000f,0xeff30c0c02060522,
+    0x37ccf5270012f8e1,0xea24000c14f616cf,0x000808fb110b00fd,0x0b07fb1214fa0af8,0xe024db010314fcee,0xf6e6fe09f615ed0c,
+    0xf700fe01fa12f9f2,0xf515fd080efafc06,0x12e9ffed12fb08f7,0x0204101ef9fd0c04,0xf312eff50d1b1bf4,0x03f2f7fb1ae811fe,
+    0xffeff30010e5fafa,0xea16fbf9fa1a260d,0xf2fbf2fe04f8050c,0x081811fd0eeaf121,0x04132705120709db,0xe52df3f8f71531f4,
+    0x2a070811d61df212,0xfe0b1105fdf3e522,0xa6fa1d030d0bf20e,0x11d6f90f25211c29,0xe4f9fa0ef219f21b,0x08e60bede80f05da,
+    0xf003c40702d8d9fe,0xf1f5c0dd0c0e041e,0xe4ffd1021726ed18,0xe91be9f4251510e6,0x070df2172eed0b09,0xf8e2f70704f7170a,
+    0x190b01070408f51d,0x1101ebffede8d90b,0xef2d00b3d79fd91c,0xe40b123308e41323,0xf6140405dd130009,0xf9fef50102120c1e,
+    0x202efefef3e2ff0f,0xf70cf6fb03e603e6,0x0d02f2f4dde00613,0xecffdbfc0207fa1d,0xfafff0f7fb0e0008,0x0b0bf4e70cf00215,
+    0x0304f200eefef803,0x0222f611f6f026df,0x0f0f0a0b100d0607,0x04e1ec0d031915e2,0x0906f5f3fdf2fb00,0x150cf709f3f4f910,
+    0x00edfae10bfff305,0xf002090a020a0cf7,0x0a18180ffdf5eef8,0x05f4142c03ff1302,0xfa04eb07fbe10219,0xd7fc0df7e40c1501,
+    0xcdf9eb0317d6090b,0x0c0bfde802ec14fa,0x07113ef00f1e06fb,0xfbfff5b203d71df2,0x31170b021df8f902,0xfc27d418fb160001,
+    0x030400fdec12010f,0xe9f805ed150d0e05,0xf5fc09f80120f9f9,0x0cf82306ecfd1302,0xe707f4f5f3f8f915,0xff140418fd0012f0,
+    0x0700060c080c0309,0x0413e7f3fa06f5f9,0xeef7f9ff02f8effa,0xf3f50007f0f4c817,0xf90808fe081d00ec,0xf10e260a20f80c0f,
+    0x04f608e411ff08f2,0x13e9e0ed0a08f915,0x0d00eefef105180b,0x0009e902f7080400,0xf7fc05020f09ef0b,0x08f508f7f8060a05,
+    0xf8f4e9e0cbefd9ea,0xf401df0c0bee2ed3,0x262603f20ff2ea14,0xedf610fffc0103ef,0x31011bef11fe0804,0x01f70213ed0200eb,
+    0x14f0f6041dff06ee,0xedf4ef010403f0fb,0xfffafd0e26ea050b,0xe605eddc16ea0e10,0xd00502090cf1efe1,0x051a0504f8f6d8f8,
+    0x03fd0f0d0027e011,0x110bfe1ef10af201,0xfcf7f90efa0a0103,0x0a00f2100702fc06,0x060003fef00ddbea,0xfcf641fef40af309,
+    0xf2e4f8fff81904f2,0x1005ff00ffec09f0,0xf400fc0b0c0311f8,0x02fdf4fc05fe0cfd,0x1ce51c03fef41bff,0x00e30614fbfd0225,
+    0x04f8ee05fb0af8f6,0x061cebf8f90d44f5,0x10c60d14f22a01d0,0xeb090de6fc1c340e,0xc0d0f406ddfcee0e,0x0ce7e301d7e1310b,
+    0x0e080408f90c1b10,0x0aefebf6ff0f0702,0x17ee1dfbe023dded,0xfadf2e1f0a34f7e8,0xf40e0c0ceff9fbee,0xf007e5fffaf4080d,
+    0x1c03e718f6ebfa11,0xf8041ffde5fd08e7,0xf614ee0705100903,0xeb0ded1309dbef0f,0xfb0d39f4fcf9fa17,0x0f1fdee6ffeec0d2,
+    0x0a0804081208f9f2,0x00fde3fdf4fa030c,0x1902e4fcfb04fd07,0xf8050afdf309ec11,0x02040b0c02050ff6,0x1300f4edfefa0c0f,
+    0x0cfd01f1e101f809,0xff060514fc041421,0x0ce5dce403241516,0x2e0e23d5e6f3f1fe,0x0ef506f605fa0201,0xefff0be808040b0e,
+    0x30dfedf507e504ec,0x19080be100de12ec,0xeff3eff713070f0e,0x130004e71a02eafd,0x1114f9fa0cfafbf9,0xf608e8f5faf8f5ea,
+    0x0bfa17fd16010e2e,0xf9def8e01e05f20f,0xfc0504fb03f2f401,0xf9fbfdfa0cfb0a03,0xddcc160617ea02e3,0xfc0aeb0b06fe1701,
+    0x11d5e20fdfef2d1d,0xe5ff1b081220d3ed,0xdc0e2bf9eb0bf909,0x12d2e9da1ff81609,0x06f9e107db16e504,0xfe07f0ed09eff2e5,
+    0xfbedf8fffbf810f8,0x05070cef09f908f8,0x073ae50515f0e311,0xf3ebf50bf0fdd41e,0xeeffef1602f7f710,0x0605ed0d120fe109,
+    0xed1e03fa32e506ef,0xf3fad9f7180eca0c,0x1bf4f003e308e80d,0xf305ef12fefceef0,0x0eed1cdbf61bda07,0x191503f7f90420e1,
+    0x0cf20bf8f41aeef4,0x01f4f8fff6f0fef9,0xfee403f611f60ff4,0xfa14f21001ea21eb,0x01f6eef3f8fd020d,0x0105080d09fbf903,
+    0x24db00f2e5e8faf9,0xe2f414fd04f31008,0x01f7f9dd0908fd2b,0x04fbf0f1e0d9ec2d,0xfc12f7f9fbf9f403,0xd610fce70802e60c,
+    0x1b05fdfb0ffae8fc,0xf413fbf70bfafdf9,0xc1080af6ebf8fe23,0x230500090de8dd14,0xffe3ebf1f712f70b,0xfdeffdf60201fffe,
+    0x0df1fdfd00ff04e0,0xfd1201fffaeafdff,0xf0091ff6190bdfe5,0x0adf18f8f9f9ffed,0x0b0cee01f21502f3,0x0cfc0b0e0518f108,
+    0x1544f4fdfce11c06,0x1303160926250ef1,0x191919f30af4d4ed,0x01df0628e7f1fff9,0xf5010ce816f50fe7,0xfa03010f0c0006f7,
+    0x02e817f0e6db1319,0x20f638dee0c90200,0xe6f508031701f0f7,0x0c26f9fbe8fef900,0x02fe0f0900fbf601,0xf50213faf80a0bfd,
+    0x00d40af9f11c070b,0x22f104fe1808f34f,0xfc06030201fcf608,0x04f4fdfff504040e,0x0126f6fe090df5e3,0xf610f20010f6e108,
+    0xd80709ef07e4fd1b,0xf902f5181611f1f6,0x000d01e707fae3fa,0xf30b05fdfb001003,0x031802f6111025f6,0x0604fbfbfc08f90d,
+    0x0ff9f40b0222fcfa,0xf101f0f7070b0ef6,0xf40203ff01f0070d,0x0e0c0c0507f8ef0b,0x19f80bffec0af5f9,0xfb0913e5070f00f5,
+    0xb91b0df6de1805fe,0xe1f903ed150216f7,0x07f90c17eef3f000,0x1cff1506fb04fdfc,0xe9091ad2f51177df,0x1f18ceb30fca1722,
+    0xf9f5fe030000f0e1,0x0df10f0eff0207f0,0xeb09030adf01f9ea,0x0010f0eafa0e0e11,0xf8320401fd0aedf2,0x01fbe7f410f3f3e6,
+    0xde13f30ff105f507,0x07f5f40b01131722,0xeaf20cedf5fc05f5,0xf3f6c7edf8cee424,0xe5b3e616f5fd04f9,0x020bffedf4100de7,
+    0xf118f1f208000003,0x0c070cf3170506f2,0x03ecfb0203feefe0,0x0908f21307fcfbf4,0x06e7d6f9331923fe,0xe8100afef1080d20,
+    0x0cad0500f81cec0c,0x020bf8effc2b23d5,0xfefbf3f3f507ede4,0x200ce3ea0aebd916,0xd312fe1eee0502ea,0x09fafb0706f8da31,
+    0xf2f3ea150028e2ff,0x0a2804f5081f1411,0x000dfe0e130304fa,0xf9fc1bf701fcf10a,0x120606f8f703f8ed,0xf80a14e0fa0e1dea,
+    0xf21743eec4b91a0b,0x0500edee011e2194,0x060c09f8fb1301ed,0xff11fa09fb0707fb,0xf8100804040904fa,0x0503faf5f810f1fa,
+    0x09e4060308f42a03,0xf30be7e42b041110,0x16f602ef1304300c,0x0cf2fd02ffeef516,0x0013f706defbfbdd,0xea27e911fc00fb0c,
+    0x1629efdb120c0bef,0xff1ff3fbed23cec9,0x060ef4f9faf90904,0xef05050f0111e310,0x0603f01201fe0e08,0x13e5fb02fef81504,
+    0xf327eef8ec16fc0d,0xff0df2f31f0e0104,0xf713ebfe0b140c03,0x0a0df7f4fb000df6,0x03d5090802e80306,0xf01405f015070203,
+    0xfaf220ffddfd030c,0x16f60afaf902f0f7,0xfe1a160f12e518f9,0x03dcb8f6f80ff5fc,0xf0f4090a14f1e40b,0x030c0420fefbfcfa,
+    0x03fe04f508ea0f08,0xfa0f09f8fcf8fb11,0x18dbe30bf0010118,0xf823e1e308fbf91a,0xfe0007040dfaf1f4,0x1b04effefc0b24f0,
+    0x01f0020be7fedbeb,0xf7f5fcf5fe1521f6,0xfafe0ef304f832e4,0x06f5e31b03e302f2,0xdffccb1ffe2121f2,0xd91ef2332425fd07,
+    0xe401fbfd0c091d13,0x05f2f8f2fc012f09,0xf91c0de2dbd20a03,0x012d0dfafeecfd38,0x2de2fa212a1e0ce2,0xc71202def7f604f1,
+    0x00ecf3faf10025fd,0x0812ffe4051d06f1,0xe80209f914f014f0,0x150014f2fb1605ed,0xf9f000fbf502f500,0x0bf813fc02f50bf6,
+    0xf70a0ff7f50bf800,0xfcf30cf912f90e10,0x090a130cfee8fb00,0x0f2de913f2fb1bfc,0xe1fc13dfe30a0202,0x361b0cf7e0f513fc,
+    0x08ff140614f3eef7,0xfa040308f907f9f4,0x01041cf7cdfd0206,0x022a070eff07fbf9,0x060d0cf705060cf9,0x09f8f111f506e018,
+    0x1c29e31508f6ee15,0x14000603f00eea28,0xf10f0906f6fef310,0xfa090cfef1090efd,0xfe0009f8fafbfded,0xfd0e0af700f9f502,
+    0x032c03080a07020c,0xf329e90a04160ce1,0x1b1a04fb12fe06fe,0xfe0b00f30909fbfd,0xfafd0404f20dfdfe,0xf804f8fbf9eef5f4,
+    0x19e40bda15de0e04,0x2a061f291606e035,0x0ff0de0207f2dee6,0x0f15fd21f5f226e6,0x38f90c15ee20fdf8,0x031e00edd814fb32,
+    0x3a3727db102800f5,0xdaf80a05ecfcf705,0xf7fde4091ce512f1,0x08e1eff604f9eb02,0x122af2fc1ddd21f4,0x1fe908f113172219,
+    0xed04fc060c0efff1,0x17f3eb2efeede0ee,0xcd1708f6dde00fff,0x0700edf1eff40104,0x0fe7e4faec0b1814,0x0c07e105ecf9ebe3,
+    0xf6f60a04fe17f310,0x01ed0bef050c0d0c,0x061b130af1e7fd02,0xe1f602fdfe01ed05,0x0908fa03f5f8fd00,0xeafcf80ff8f5f2f6,
+    0x1ef600f20b0dfe05,0x0706eaf20fedf2f2,0x18ff071301fff9ff,0x06f002eafbebede1,0xfc0104f9fdf9e9f9,0x04e2f3fcf7f00404,
+    0x100eecfe14f5d5f9,0xfe1eecec00fc1ae5,0x0610271b331dce24,0xfc11c9eef6fa0602,0x40f122f7363c1541,0x391d05da28d72815,
+    0xed1626dc29f1be02,0xfa06dc14ff050dde,0x07000aea0ee1e9f4,0x07fe03050c0fe4f6,0x01f1f5f60410f009,0xf7f30beff6fbfe02,
+    0xac09f20cfcfee9eb,0xf4170b22f6f7f00b,0x00de48e0ff1f18ef,0x0b0f320223e9e90d,0xeef5ef0912f30e08,0x011afbeaf1effc01,
+    0xe6ea02eb09f6140d,0xfdf6e30210152503,0x18f0030b10f4f106,0x0c100611ecfcf910,0xe217ff030df612f7,0x0816f00115fdf91c,
+    0xf2fbf409fafd0106,0x160212fefcfae8fb,0xeddbf7d61d0b1a1d,0xc6000bf1e713d2f0,0x19f810f704fd110a,0xf3ff07ed0806fa0e,
+    0x0eefca010c00e60e,0x0deafff5ff1a0f01,0x0bfbff01071cf3f4,0x060213fdf807ff01,0x06320a0512f2f5fc,0xe9f707180af9eef8,
+    0xf0f7030108fc0510,0xff02f0f9f6f90208,0x04fcf5eff4f8d80e,0xf6e00cf2eeede21b,0x01f9000127e1ecfe,0xf91602ee0af60901,
+    0xf521edda2bd7f9f7,0x0ee808f1dbf2fb11,0x02f7130b00f9fdf6,0x08f0ecece5101704,0xfc07ddec1940dc14,0xfbeefcfdd4e62efa,
+    0x14fdfb0fe60d07f5,0x0f0f0303f7f705f1,0xfa0700ff03f8e9fc,0xf5d00b07f1092f07,0xe90005050307fa05,0x00fbf601010a0303,
+    0xf40f08f7c71afecd,0x21eb02fc092413d3,0x1218f3131210f2f6,0xf001f00b090c0c1b,0xf8e30ef3f5fdf002,0x0a19e802f019f514,
+    0xfcd8fd070ef1fdeb,0xf7ff07e70b0ada2f,0x00f0322713edf006,0x0bf2e72fcafe20ef,0x02deef0cff0715e5,0xf803e30e0afefbfe,
+    0xf4fff4ebfbdb1216,0x0ffe0804f7f4f3f9,0xd1f8f614ee1eedfc,0x0eeaf507cf210be9,0x12f9ef28070d090e,0xf9bee7010e0d16e9,
+    0xf3fffbf40304fbfc,0xeded00e9fd08fb09,0x15f011d8ec1049b2,0xde2cedf70113ee04,0x292a04f10e19d9f5,0xfbebd9f4e92dc6c4,
+    0xf50ef4012d170ef5,0xf6e90f08ff110924,0xd6df12fceeeffc02,0x0bf809e8090af1ff,0xfff700f8f7f7fdfa,0x060bf9fe08f8fa04,
+    0x0305001f10f101cd,0x0eef23eceb09e9fe,0x46f2fc10ffe1f1dd,0x102f2903f9fc151e,0x0f0322f8fa01fd0d,0x1f0f170e00f3190d,
+    0x022134fffaec3505,0xfaf705f20c2148fc,0x07ff12f8e424e8fb,0xf0071419f0091409,0xf50207f70108dd22,0xf90705f7fa1203fe,
+    0x16f408dff4f10f0f,0xff24e6f5fdfb18ff,0xfcff20f9fa300003,0x11020e19fe07f61a,0x040af5f5001e1705,0x1424e012fc04df12,
+    0x0c08fb04ec010413,0x0900fff6fc0306fd,0xfcec0308f70726f9,0x092edf0bfbd2f10c,0xeb04f810ea04e808,0x00fffd0d260ff7f1,
+    0xe50101f41903e3fd,0x0f1200edfb1bf1f9,0xfff503ea1417c427,0xf312f0f2e70230ec,0x2b0f1412fe020105,0xfff9fce8fd0dec1f,
+    0xfe0d151b071ae301,0x1f05f603f507ddf3,0xff0411fa0f08f5fc,0x0bf9f207fe11f000,0xfe07fcfcf510f509,0xfcfa0bfb07fdf90f,
+    0xf2b0e4ff28061f2d,0xe327fc0f21291706,0xfaeef703ff07ea0c,0x050bf4e810f0fe0f,0xe7f305ede8120312,0xfa10dfee0aebfefa,
+    0x0c25ef17fe0121f3,0x151aff020c3301fb,0xf623f6f1020fe610,0xff0c140c1ef802fd,0x09ef1913d8fc141d,0x0607fb0602fcf71b,
+    0x04efec10f6050008,0xdf010e0df0010b08,0x08e5f50000f1f9f2,0xf2120d1bfce83005,0xfa00fc0df8f7ee01,0x0f05060f0117fc05,
+    0xfb000ef0e51d06f4,0x04fbfdfceff32ce4,0x0efaf80912e608ec,0x180af5ea08e7fe09,0xfafa1fdaee00f701,0xfcf5fde703071602,
+    0xe42b04102302ff0e,0xfe19100e1f0cfc07,0x0c0101f406f91dfe,0x07e30205dafe0cfd,0xda0dfd11f8eaea07,0xf704130afaf1ec15,
+    0x0401f6080607effe,0xe8fc10fffbeff0ed,0x00fbfd221b09cf16,0xedde22e2050111f5,0x19f8b3273115a355,0xf5211622015408fb,
+    0xecded400de24d520,0xfaf91ee002021cc9,0xfdf6f1fc0efdfd1c,0xf8fb03e6fa021117,0xd4fb0be63005f9ff,0x22e91f06db14cb0a,
+    0x1005fbfb03fef303,0xdbe0240011fb1102,0x0906fcf503fa05fe,0x0ae505fdf705ff01,0x35031205fdfc05ed,0xe50ae9f20f06130d,
+    0x1303060e0afdf710,0x090dff02040000ff,0x21d301064ce4f7c0,0xfefbc9ee14de140e,0x3709f5fee808f20a,0xfd061dfafdfff003,
+    0xea11f7ef1af80711,0xff0dfcf801f513f1,0x031516c7031222f8,0xfbf0e227ce00e8e1,0xd9f5f8f00307e001,0xf8f306fd04fdea09,
+    0x06f5f1e7ef07ed16,0x00ed0d090a02fb06,0x120701fcf10c1800,0xf6fdf001090de2ef,0x0c0504fbe41442fe,0xeed93a1e1302e6ee,
+    0xdc18c4e3f41df706,0x0e07fcddfd1ee308,0xdbfd10f3eaf300f8,0xf9fefcfb061f0efc,0xeaf926d6dc04c6f6,0x2dfd18d3efeeee22,
+    0xecfc06f8f30defe0,0x05040ce501021800,0xf127f222fbf306fe,0xe42634f2ec12e60a,0xdb0ef90f012ee504,0x0419fbd702f5e2f3,
+    0xec191610fc1aed08,0x10080df4eb0609f2,0x0ef5f8e2f0f014f2,0xde11f2f50bff130b,0x13df01e306141303,0xf0fc0112e8f6e60b,
+    0x09d81d2afa0e1f0a,0x05ff2ed713ef20ff,0x17dd02e517081508,0xf81ceae6f81defd0,0xfc0a0dfbf70d0401,0xf604d603f917f1ee,
+    0xef1205060a190608,0x09fff5d8faf305f6,0x0bcbeebb2bcb1c16,0x0b0c2ef402290020,0xe8ee1cee02ea1327,0x04f4fb0c0be3f8fd,
+    0x19fcfb30d2221416,0x0f2a200f2ff00e1e,0xfbf70008e315f4f9,0x09010402e7ffdefe,0xf8ffece00e0bf0f1,0x2111fffff8f5f4ef,
+    0xf8f815040009e8fd,0x1ef5f9fb2007f0da,0x0027d1110f0bf5fe,0xde19fa08eb0f01eb,0xf50b362305042313,0x07d20a18e727caf9,
+    0x070cf8fbddfb2cfc,0xf7e30de9e2ee0606,0xf208e9f015040e0d,0x0b1a12eff2f614f0,0x2913ef0af1ef2611,0xfb04ff0f0afae035,
+    0x0d09ee2d17230135,0x1309fbe10910c90d,0x050208fb0aff040a,0x07f6fcf700010502,0x04f4030302ed0005,0xf3f8eafff616ee05,
+    0x0bfe02fb0a05f302,0xf606f8f8f90b05fe,0xf808fc170b09fee4,0x121608f7fc0105f2,0xf8f31e0b27efc316,0x00ff01191cf41212,
+    0xfa1ee802f8320ae8,0xf7e1d8ee02feff1a,0xf628fff9e80b2a20,0x01fae90b030defef,0x11e6fa25ede1faf3,0xfe07fff8ed14ce01,
+    0x130500091112e1f4,0xfb17e5f7210c12f8,0xecf3ef1cf510f0f3,0xf123d4a8f92209f1,0x0e1be7131921f9f3,0x1609ba1dfff9d50f,
+    0x1d05f6f1eae22104,0xf8f006f805151bf7,0x05f1fa09eb070af1,0x15fee81206f6fcfd,0xee0128e111fc00ec,0xf3ed12f3ef08f919,
+    0xc1fde614ebfcf5e1,0x0811ea071406f417,0x05fbfee9fa000d20,0x040e21e705f20007,0x01b4f1291719f3d6,0xd907fdeee70610ff,
+    0x18140af0f4e8ed09,0x01f503ebfc21e225,0xf72414070af20a0e,0xfe16e5fc2ddfdd03,0x0c1c05e2f7ef06f6,0xef1d25e6e212fb05,
+    0xfc320bfa13f6f01a,0xf0fa06e00502e206,0x02fc04fb08fdfa05,0xf70c050df70805f7,0x2935fc1233cee801,0xe10dff0e01e0facc,
+    0x181525e4fe1cd11e,0xff18eefce60ad8ef,0x010815efe3e0f71c,0xf3cf181cec0305fe,0xf612e104090b01f3,0xe3e8e1faf0fddbfe,
+    0xf107faf4f1f4e3f2,0xef03ff0c0f0e1918,0xd800efe3f013f31c,0xeaf8f9f80407e2e2,0xf01812eafafa00f0,0xee2d05f5ff1316e2,
+    0xeef70f0c1707fbf5,0xf8f911f2f90bf60a,0xffe71c022113dd0e,0xe80510f3041900f2,0xdc0701fe09fd0cf2,0xede201eef70ae8f3,
+    0x0df6eefb03fb080b,0xf3ecff060200e902,0xe1f6edf90c3d0700,0x021eece0faf609dd,0xfeecf50415f40604,0xf8e51306001c040f,
+    0xdc0ef7ff021005fd,0xf3eff91af402fdf7,0x0ec715f118221afa,0x0bf5efe5ec070e1d,0xe8d6e512090c08de,0xdd18e1d800101213,
+    0xe2e21a001adf1d21,0x1c08ece8e8070df8,0x34dbfa08fd01e610,0x03fae2f7eefae7f4,0xe7e90d06080402e2,0x10230cfd070009ea,
+    0xfffdf0fc0705fbf8,0xf9fc0dfd0aff17fc,0xeced1710e9eb1427,0x0205040ffdf51b0a,0xece816020aeaf7fe,0x15ee01fb1e04e11b,
+    0xe1e325f40ef3f1f1,0xf8fc020e010a0cf1,0xf8f3f32add190b32,0xffefdd180cee35f3,0x0bfdeef40c0ef3d0,0xf9f70d0eef07ea03,
+    0x0cf22ede1e242ff8,0x16f81815ffffeceb,0x15f61bf105fb0506,0x0e09020fe6e9ee05,0x0a12fe1105060305,0x04f501e025fd22f4,
+    0xffff10fef71eeefb,0x17ff1c08ebefedf6,0x190407f61113f5f5,0x08031cf1ff070bf7,0xfee10de914d2f7c8,0x22e402fff621e903,
+    0x1801f50003041405,0xf915f90412090000,0xfbfbeadf1201f3fe,0x010b21d0e6e71aeb,0x311df4fceeecfe09,0x02f50c0e0408f003,
+    0xeef2ff01fcec04f5,0x1e1ec8eb06ff0510,0x34180ff3f40c020e,0xfb01010402090405,0xf2012df5f81613f3,0x0910e8fdedfff9e4,
+    0xedf6e0caf10beaea,0xf4e2f5ff0af50e1d,0x04ce2626db08f30b,0xdffdf6f4d6190aea,0x190b080004fefcfa,0x0c09fbf60a07fff7,
+    0x1ae9f5f7ff0af9f7,0xf4df13080a00d8fd,0x0b040301f101f803,0x0d0c0bf908010c2a,0x0ff10df813f5e318,0xf3f0d6002403dafb,
+    0xf1f6f8002806da31,0x140c0de3052bfefb,0x0cf3081004fd0007,0x091504080804f524,0xf101010b05f7ff16,0xff05fce904081408,
+    0x22010df8fbf2d505,0x0416f4f919fdff02,0x0ffe04fee802eef9,0xe8e709fe0705fbfe,0x1504f90809e50903,0x2709c9e4e6e9e306,
+    0x10e5ddf70adb060b,0x1806fdee1aeaf5f3,0x1d04060d0eecfdfd,0xf3e7e7f20b01fdf4,0xf10efa0ef20a03f5,0x05010c02fe03fcf7,
+    0xfee41a1415e4d5f5,0x0b18ec0afc091ddf,0x0a1505f5070b0f02,0x01d6e81916f104f7,0x1cf9f811050af9ff,0xfd05fb0801fdfbfd,
+    0x05ff0ef00c0bef04,0xe7f00c05f704170b,0x1b0407f80519f6cc,0x06f202fa09f0fb0d,0xfdf8f4f102fd1307,0xf8ffef0304fa0003,
+    0x04e9fbfefaf9ed09,0x0707fafa05fef3fa,0xea0709dbd33bfbf0,0xedf514f109f90c0b,0x07fc1eeef8e80205,0x130204fc0a03f3f8,
+    0xe8ff0803ff0ef7fe,0xf9f6f001ff03010c,0xfaf8fdf4ee01fa07,0xf900fd0308030ff9,0xf7fe1f08e406e1f6,0x0a160cf0fff8d708,
+    0xf00910fc10ec04dc,0xf503f70cf610060a,0xf8f5fd11f2f9e1fe,0xf2d32000f30a2e14,0xecf802060bfc00fd,0x060c0af5020f14fc,
+    0xe2eaf901ead5fce2,0x2341e230021d0907,0x08f20cfa05effb24,0x14f42722f00be201,0xfbf0fdf611f8f10b,0x010bf80af40c100b,
+    0x040d0e13faee0bec,0x170c11e909f3f5f0,0xf301fbf90bf3f9fc,0xfffcee0502fdf6f0,0xff0f0706fc010607,0x0509fc06f108f700,
+    0x443b132f1012f90e,0x160a0607030802c5,0x08f2f7f8ef0f1b13,0x0606f900ff0d05ed,0x00ee0c12082d0ff8,0xf2faf8e9f60622ee,
+    0xf913f4d10af430fe,0xf0fa010be8e801e1,0xfaecfae504e30b01,0xdbecfbea36f11eed,0x07060dfc1403f70b,0xfcf1eff9f6060113,
+    0x0913ec00fcf1f31a,0x10f4f0f20aec0cf3,0xfcf40f13fbf8f9f9,0x0cfa00f5010502f9,0x20f8eff5fceffc0a,0xfcfaf1ef0e11000f,
+    0xf3f8dd06c5ef0e1e,0xf3eb2b04f207d60f,0xf5f3ecf60710040e,0xfa13f3f40c0ef3ee,0xff0e1414f5fff6e8,0xf4f9fd1af6fff436,
+    0xfbe4f4f700f1ecf4,0x0307e7fd0813e1da,0xf907feddfd060a01,0x091709f7effd14f1,0x080810120929dfdf,0x2a04db141be91727,
+    0x1bfe171b110c01de,0x1905f6f91404fe01,0x05f81c0eec0312f6,0x16e4fdfce31cf4f4,0xf3f522e30a0efced,0xe8f2000df511f2e8,
+    0xdc1e0507040ce249,0xe323eae70fed27e6,0xe8f51eeaeffd0a3b,0xe808d1440ed4f1eb,0xfffbfdf109fff704,0x07efeaf5f813140d,
+    0x1030ffe60ce1e20e,0x0d00f412f00f3505,0xfbf801f60bfaf1f7,0xf60607f9fcf9f000,0x14f50609ff06f705,0xef0902f4fc07c9fc,
+    0x1013f7e1f1110704,0xfd0aeb03001dfefb,0xae23e31617dbe00a,0xdd0a0bed1a2204ce,0x2f470dee2fea0027,0x1f1bc5a30210dbfd,
+    0x0625f504dc09030c,0xe90af91fe1f8e00b,0x0f0802f90c09f906,0x0401150d040f0c02,0x08fee6f20410fadc,0xec04f4091ae50208,
+    0xee0701f1e1f70d07,0x13eb030af0fe010c,0xe91c2ed4fd2fdb11,0xfd04eef0f902dee4,0x17151a1821f7eb02,0xe60c13241e0037fc,
+    0x0e0c11ea02010106,0xeffd00080df7fcfa,0xfff7f5f7f42de3f0,0xef06e609040b18ec,0x04d118f026e5fa14,0xf40a06ffeef309ff,
+    0x18fafaf8fe1cf1f2,0xf9f1fbe001ff1b1a,0xdff6f2170859ffed,0xf20b22fd26d02cf7,0x0207effbf8020200,0xf60fff15f9fdff0b,
+    0xf9fb06edfcf9fe13,0x0710e5f800f3f10a,0x0501f706100902e9,0xfbe9060ce900fdf9,0xbe0505011101ff03,0x0a0ffbd7fb0ed5fe,
+    0x1612f2f4ecfdf403,0x06edf4ef101c10f1,0xff0004ecfb0af0f1,0xfe04f51002f4fdf1,0xe815030bf0000401,0x0c07110afd01fefa,
+    0xf02fe10009f2d7d0,0x112d35fe0bf1d505,0x0ff112faf5f8f305,0x1b07fc21edeb1603,0x030ffbf1fcf6ec02,0xff080f14f3fb04ff,
+    0xf20c0debf10af70d,0x0cfa0b1cfa0c1404,0x11f7f407ee080d07,0xf8fe0500fbf5ecf5,0x371f1c041cf931c7,0x18d020ed2d06e309,
+    0xed050df5fc0afe07,0xfd1407fff6f603fc,0xfdeafe0801f1fb00,0xe30623f7fffaf310,0x04fcf6f8ef01e714,0xe60be30e1c00e6eb,
+    0xf61913131307eb07,0xfdf303fb0ff9f8fa,0x1b05e9d7f7dd0d06,0xfcff19c8fdfbf13a,0x20e51adaedefe823,0x1903f1fee812f104,
+    0x25253afa00e10e21,0x05fc1216fc1df0fa,0x050ef3f7120e0a0a,0xff0902f6000bf909,0x22ebd7f9fce0e8ff,0xeef70f0cc1f6ede2,
+    0x1ff013c81dd2f90f,0xf7f4e915dfdffaee,0x070308090410fbe3,0xe515d7eae6083c01,0xe8f30dfa1ecf04f0,0x25e00ee839f1f13f,
+    0x0d03030a00fc00f3,0xfaf5fefcf208e5ff,0x2103ece7eff51404,0x05fcfb0303f51505,0x00040cfe02fff506,0xdbf701fe0cf6e7f5,
+    0xfee8e7ed060def05,0xdaf802e8190cdd05,0xdcfe04dcfccb0c08,0x02f2f2cc08f4d85a,0xf5fe02e8fa0efa14,0x301825ea0bfb2605,
+    0xee0ff7efef08faef,0x0d010b01e00e0c02,0xf90a0218fe1aee0c,0x0b17e3f70801c9f6,0xed0406f315111010,0x0402f8dc17efedf8,
+    0x53faea1e0f0af415,0x37feeb0715fcd8ec,0xf8ed37ffc8edfe09,0xfdfc1bf303020108,0x080cf103f0fc0a10,0x090cf4fb06eef512,
+    0x20faf4fbfaf405fe,0xefff03f4f704f0fe,0x090604f10908fefb,0x05fa07080404fbee,0x1de2ed27c925131c,0xc705d40cf90e1c0f,
+    0x0217fcdefdf50204,0x07e908f115e1fe0a,0xe713ff0dfd08eefe,0x00180a00e61f2002,0xf2f108f9fcecf2f0,0x0bfa040ef4ffd51b,
+    0xfcf01203f800f6fb,0x10f2de0402002408,0x02f0f104f21c0b24,0xf40515061d08fef4,0x1a07f0f31815070b,0xf3f4fd04e9f60509,
+    0x0efdf3f009f106fb,0x011c150106fdfd10,0xdaed161f2dff080f,0x161307f1f9fdf603,0x0cca0cf9f9030721,0xecf60def040113e9,
+    0x1ad9fbf5e609f8f5,0x10f735f8f00d18fa,0x11f809f2f00b0ff6,0x0f03f6e1090b0df3,0xe5070c0c07f73ecf,0xd5dc332bfaf1cfdb,
+    0xf21bfb0cf8f90614,0x0c18f70ae24e0910,0x05fa14fc0ef71d09,0x06dc101905f62bf1,0x08f1e8fd1ad91f05,0xcce60613f41ac60a,
+    0x0008081603f9ebf9,0xe4f617f506014409,0xf840f4f001d707eb,0xda0318e8eee80bc1,0xe607eafe0b190722,0xfaf1ea040b0f26ff,
+    0x03fee5ebfdeee7d7,0x07f9ede7de0ae9fe,0x32fc3df6bbf5f439,0xcbf2ff121bd01afc,0xe7e0f6ede7fae8f6,0x1af2f518f6f81607,
+    0xf500e0fdf6100a07,0x0108fa05f80004fa,0xfe08f024f11af009,0x001af21d08fc050d,0x0cdd0c0efff3ed04,0xfce8bce6fb040511,
+    0xf5f1150b111213ed,0xf6fb0eeff910ec1c,0xebf9edf3de0ef016,0x1501f5fafff12af5,0xf6f8f22bf1df31f0,0x2d25e317d5e501f4,
+    0xe8fd1103f50f07fd,0x09f00a13f6f1f6fc,0xfe0114ec1e1bf8f7,0xf4f80829ef000f02,0xf735d6f1070b0e12,0x15cff804ef0dfbeb,
+    0xf91bff120ff5bcfb,0xf314090ef8e4e701,0xecedefeb0621fa07,0x0916de12e8f8f0e6,0xeffe0a161beeebfc,0xf609d518f2ff07fd,
+    0x20e1f117f4f1030c,0xedfc0ff4f9e2030a,0xfcf8ede3ff17f410,0xf30329e815fac816,0xfa0f0501f4faf5f2,0xfa0a05fb01f3de0f,
+    0x15fa0c070cfae223,0xfc0e20f70e1011e2,0x20ebef23f20413e3,0x19d5112af719fce4,0xf1050f0702f3f8f9,0xeef5faec04f6ee17,
+    0x1ffce50cf3e6da1d,0xf90cf20febcbd91a,0x0ede47eeed355416,0xb9db3c11f6f1f9d3,0x0c02ddf0d6f4f723,0xf809fa19f108fd0a,
+    0x001306f106050e08,0x10f2ee0601040f0c,0xf3000dfef8fc0410,0xfff51807f6f8f1ff,0xfbff01eafafc0af8,0xfe03f5f00a0cda08,
+    0x0008fcf2011638f2,0xf0ee05ebf9f50203,0x0108e405efe4ed11,0xcf0715fc03edfbc5,0xd733f7e312110711,0x0b0ee4fa0a19fed1,
+    0x26fff10de0f20512,0xee05f00ce201fb02,0x1511fef8fe030a05,0xd70e1d0c00050b18,0xf4f8040406010401,0xf6eeda0bf9f5ffee,
+    0xe601f00aff0bffff,0xf8fee4fb0307f9ee,0xd7e8f3f7f6fbe7f1,0x0af2f0ef17fc0323,0xff0df4f1e5f9e91a,0xf1e2f804f50400d9,
+    0x1114effd010bfc00,0x0ef91f0b0cf10d1b,0x030501d22ae61efe,0x0a0907f40cf3ea08,0x16080b0e0aff0a10,0xf10606010e0b0102,
+    0xf4f9f3e1edbbf118,0xe60309fa010e0806,0x12f30af105160112,0xfaf31700010afd02,0x17fdfe0c12ecfffb,0xfcfff80a09fc0e04,
+    0xfef3e9f4f0f219f0,0xf7080d00fe0afa09,0xc90ae81509fa2c0a,0x0ee6ed10fff20205,0x0dfa200320fc0202,0x04f91dfe020d14f7,
+    0xfc01031cf908fc07,0x0ddbfdea03fafa02,0xfbed04e02ff0d314,0xdde426fb24dff209,0x02d0063edaec13f0,0x0e2c1113f4ee02fd,
+    0x02fdf3dff8ec15f7,0x0e0905ff0613070d,0xe711ed0908eee1d6,0xf83c0c11f0f8f0fd,0xde08fafff6f7f1fa,0xfa0b0510fc0f0e0e,
+    0x221302231e0efd14,0xe709021bfd05fa06,0xeb2f23fcdffbbe03,0x14f31806f5e7eafb,0xfffa0cda11e9e123,0xe0f41b04e2041f36,
+    0x09cbe9e3bbf901fd,0xd1f41210e90a0c11,0x0ce4efebf3fd05e3,0xe6fa0a09d9e1fc0f,0xece8ec0416edfe13,0xe12206fb0702fd09,
+    0x08ffe3f3e31907f1,0x1414fefe0ff1f127,0xe8fe0401f1f800fc,0x18e6f1f1faf4031a,0x0a05fbf2080f0405,0xf81016fbf800f6ff,
+    0xfdf5040ff709e0fb,0xe8090e0e03f70ae5,0x0dd9070c14dbfe1c,0x170ed918fb191bed,0xf40400f7fcf913f4,0xfa02fa02010bf200,
+    0x0a0a04f503fd0a01,0x08fc04f7fa0a0616,0xf21f100811e5fcdf,0xf5fe141101fdeae8,0x05f61bf0f709f412,0x03f10ffcf305330d,
+    0x04f1eb02fb08fcf9,0x07fc06fe0a050af9,0x08130e17102fdfe8,0x28fb130c0616d60c,0x21ed180905f00f03,0x020103fa0efae9e9,
+    0x0b12e2f9130e031a,0x061ffcba07cf2118,0x07162d010906e322,0x1af8e1f912fd05d0,0xfadd01f0cb280e0b,0xf41c17d71dd1e81e,
+    0xe9d50d07f020cb14,0xf0130728ed0301fa,0xc8df07f71ff41e11,0xfded0efad2f6f5e6,0x170a16f5fc07f8f7,0xff04061b12f3feea,
+    0xf9fae01f01f81d08,0x09eef0d501e6f8fd,0xf2e8fb150f0ceafc,0xd7031be4fdf4cc21,0x22f028c6c0e0a329,0x2506e8cfe437d906,
+    0x29f4fc09ecfcf800,0x0e0b18e02304fff6,0xfd111508dbf8c4f7,0x2bee4416f7132de2,0x0bf20306fb05fe24,0xf014e50efe060711,
+    0x22b61112ec000fe1,0x20ddfa17fc0e01d8,0xeeeefd02f0f21817,0x0be2cff0efecdcfd,0xde0bebe4f512ee30,0x09e5221b1e06f502,
+    0xf80807f90afc0416,0xf3050c07f70105fe,0x18e4fff325f712fc,0x142109100df0ef1f,0x051f020a11fff4fb,0xdffeee06f302fd0f,
+    0x15e930040ee1f8ff,0x382424d2bc49efec,0x1800ec02e7fd13d9,0x15f12b000e04ecfa,0xfe05ec0209e20f18,0x091312dd31ea19ff,
+    0xf33741cad8efeb18,0x4404fc15da3b0206,0x07330af5f8f2f8ff,0xe6f0ff1a16eef6f6,0x082efef7f501f900,0x140a15ff150403ee,
+    0x10041b0dfcf9071b,0x11eb07001611fa0b,0x16dd22fdf805f917,0xfff0fd13060bdaf2,0x040801f908f808e5,0xf7ffeb070cff020c,
+    0x19efeb13ee03fdda,0x28f0f31101e70527,0x0a39fde6eb3423d0,0x20ebf2ec1220d201,0x0bfe0417d80615f3,0xd7fa11e8f90507db,
+    0x0604f0f20bf7f0fc,0x081006080af6fc00,0x29ecebbc26cdf910,0x1713080bf7e616f1,0x13d000070aebf4f3,0x10fe10f014fcf505,
+    0x3eff0208090afff7,0xf0e71629feddf0f6,0xe1e5fd0703f40203,0xfd0e06090813fb0e,0xf30509f804fbfe02,0xf7fd11f103091b0d,
+    0xfb1c0101f90800fc,0xfc0826e600fe09e1,0xfefbf6282811f70b,0x2f0af7151c11f43e,0x000612edf1280a02,0x02130aeaf513eaeb,
+    0xecf7eb0ef2e3103b,0xe20e2113f0f2e0f5,0x11210a311f1bf7fc,0xf6fff9d317032af8,0x1c02030aedf1fb01,0xfe0300f1fae80719,
+    0xf310f100fefbf20f,0xf91304f8fcf503fe,0xfefaf006fdf418ff,0x17f0fc0b25f9ef37,0xf6ccd32a0acde41b,0x2a05f7d62b321512,
+    0x1d01fe170805f510,0x15fbebeafd08241b,0x2714f1dafff217f3,0x43ef03f2fffde1fe,0x1722140c1604081c,0x0cf50cff0bfcf509,
+    0x200613f2fb09ef0a,0x15f4e602effae41c,0x08000fdbf5de0c0b,0xfa1a0cecf4fff616,0xf32ef5fdfdebf213,0xf623150609ecfdea,
+    0xf90d0426e0e31c1f,0x1307eb200f091305,0x08f90601f8f9f40d,0xf602fef400f70013,0x1704f51614eaf61d,0x0fea00f0040af5fd,
+    0x1409ac3c21113002,0xdb07123121f7d31a,0x0bdd290201f7fad7,0xff0d13171414f4c7,0x131ae4d9fdb907d9,0x181ce70eea08e32b,
+    0x02e9d11a0f10fbf3,0x060afcfe230504f4,0x00f802fd0bfcf8fb,0x09fef505ff010502,0xf60cf60ffc12e7f0,0xe2ff0de006061a03,
+    0x0a0613ead6ed03e6,0x32f2e20df80b60f3,0xe6f10dfee70af202,0x04ffd3e9f0f50118,0x1119011b101ef0f1,0xf40316f304f6ec06,
+    0x01071311101df70b,0x0d13ef1a01f304fb,0x14f2c5f400f93d17,0xf607ec1b07e9f3e0,0xf724f1de2910f806,0x04041a0730000715,
+    0x0ff2f7fa0b0411f0,0x06fc081710ffedfb,0x0322d9f6f1f90819,0xeedd0cf4030208ff,0xf1ee0200ee0304fe,0x000bf80e08030413,
+    0x0c08f60af8080c05,0xf8020c0d00fd0ef3,0xf80206eb26fce4fb,0xf103082dfd16ddfa,0x0e24dffc11db0dfd,0x05f4d200f5f9fd12,
+    0xea0c0efb15fd32d7,0x1b16b63116ed32f2,0x04fa0a10ee01ed0d,0xf00b0ed6e30fbf11,0x1c03f0e801eaf9d6,0xe2013005f806fa0a,
+    0x0919f40ec2cd0710,0xbff6030ff51d2314,0x1e02e4fef50504e8,0x22040ee7e4221a08,0x0a00f5070fe70900,0x000b18e7f5ff0202,
+    0xefe0fffbf710d5f2,0x00fbf6fdf60c021f,0x13edffda3206fa02,0xf8dd2405f814fcf9,0x020b3e050dcda6f0,0x17161b3b06fe39e4,
+    0xf335ebfa002a06d1,0x170a05df1eea0c10,0xf60c0403ed05fef3,0xe7fbf8fdeffdf503,0x0af0fa1af216e9e4,0x0cd9e0fdf2083811,
+    0xf912f0f0f5ee0607,0xf104eee90b15fd10,0xf5f8e6f307f10cc3,0xec0003f9f8e8dafa,0x0ae00afe1ee2eb0f,0x131ad705ef07100a,
+    0xf2e1defbe416ed03,0xf52f090c0118f302,0xf8eafd0af00c00f5,0xf312ec0502fc0303,0x0fdf0d0cfd0edf03,0xe9f7fef1f8150a02,
+    0x1ac7fa19f307fff3,0xf32f24e507fbda04,0xebf307f7fc10dff9,0xf72edef624070f00,0x0a19e70efaf3f4f3,0xd808eaf8d8e5bbea,
+    0xfafafcf0011af904,0xfef1fbfdfef30914,0x0c00fef9ed0407f6,0xe9f404de07f8eceb,0xf2e9f20d04e404f4,0x110702fe0dfbff0c,
+    0x25e70d0000edfee5,0x06070ffce9ebe10f,0xfb04fceff2ece6dc,0x02fcfc060a040af7,0x10db24f119f10303,0xef0d0ff7fdf9fef9,
+    0x42eb1a03ebfd14f4,0xf624f926140ce903,0xf5d7efd70ae6112f,0x12fdf40e2012283a,0xf0e4f507f0fa22fa,0xf2ffe7110df71104,
+    0x0b0020ef07e00109,0x1607f7effdea07eb,0x0f390b0bdafcd502,0x09fcfd10f9ffffed,0x27f6100bfcfaf923,0x01f1f3e9ff0be422,
+    0x0d0f10fa340cf6ef,0x06381505070c121a,0xf202450bf3fb2c19,0x0ff3e02bff13f5f6,0x06e20cf3f1f7f608,0x0c06fcf112f5f7f0,
+    0x0817f0e922ff2bfd,0x1201da0f02040be8,0x040bfefe0009ee12,0x0213050118faf7ec,0xe4eef505e300fcd1,0x04fef90100f7f5f8,
+    0x14f606f3130e0305,0x0ade01fefd08f7fd,0x23f9e402fc03fdf7,0x04eced030afc010b,0x1cdb04f9e822dd17,0x19f1dd0321f42602,
+    0x1900f3050ae9ece0,0x070c18cc15f2e3f3,0xfcf4fa000a0e0209,0xef1001030a0b03ff,0xf3d303f418bd3ad4,0x10fa03010ef1d6ff,
+    0x02f8fe000a020107,0xfa110df706f1f1f2,0x11f7f427ffe010e6,0xf4f315dc2cec1aed,0xc4fdf1fd1139fe01,0xb2ee0dc9f6f130f9,
+    0x1cfefcf9fa1ffe02,0x032a14f90df4fff1,0x2df70023000afaf7,0xf70f07d104ff0ff9,0xfdfdfa00eff814f8,0xeb030e05ecfa1a14,
+    0x030c0dfd07ef05ef,0xf4f6ff0efbf7ff0c,0xfcf5fafcfef20603,0xf90312fdfffaf7f9,0x2d12e22bf917ed03,0x0ccc08210cfa0806,
+    0x0e1bfb2c002f08e1,0xff0c27040c06d5f8,0xc5c8f60115fb28fc,0x00e6d816dfdbfbe9,0x0f0400f90de9e7f5,0xed1ee101101322ed,
+    0x07f8fc00071cf2f3,0x11ff09f2fdf4f3f0,0xfdfbf40fdd070cf7,0x06eeee12eef201fc,0x1d16f911fc000902,0xed08fefcf016f804,
+    0x18e227140de02135,0xe7063dd8e22d1fdf,0x140206f51aef04fb,0xfb021804f410fef7,0xf6f40fff010cfa00,0x011e0e13fd0fea18,
+    0x14daf618f3fbded8,0x0413d70707ee17ea,0xf3f309030cec03fe,0xf5f413fc020ef6e1,0x1ff501f4fd08e705,0xf804070af6f4e706,
+    0x350ef90a06fa0b37,0x091a0415fcfffeee,0x17fafaeff31f04f1,0x02dfef160bfc0508,0xfdf11002130af108,0x0018fc07f50ff1ff,
+    0x2a2cec19311d3ee4,0x03f80f0f0afaea08,0x11f8fafa18ea15f5,0xe1faff0b09f81af1,0x05fdf50a20f7e804,0x0004fd15fdf5d4f9,
+    0x09fdfa2b0d03ec0c,0x1b1121f8130fe1f7,0x3324f3d2deed080d,0xe415d1250bfa33ff,0x1718f415ca240fec,0x1f1700ed0c0215fa,
+    0xfc0ff239222508d7,0x1fe9f72002fe0812,0x0b0aea070e14eff6,0xdfed04f301f826f8,0xefed0af1ed0b0c18,0x060cccd301f3f005,
+    0x090c06f60102fcf9,0xf60e060e06030af6,0xcbcdfe05e8f00f1b,0xfdf3170ffaf12c02,0xf1ee030becf5ff00,0xe5fcfcff0200f704,
+    0x0b0b04f6f20c0a0b,0x0b0b0e0df5f703f4,0xf7e6fe0f0e15f7f3,0xf5400603040ff502,0x49240900ffe9fbea,0xf002f5fe05ebe1f7,
+    0xf1e3c331ff0afaf0,0xd0f9fed3010f201b,0x0009f6f50df70bff,0xf115efe8fdeb0807,0x03eaea1802d00ee5,0x21f1e9e1f3f70003,
+    0xe616ef09ea101907,0xfc06fdf10a0211ec,0xfff500f9f901f204,0x06eefff70afec1fe,0xea0a111808e6d6ff,0x03fc071bec13df1a,
+    0x23f7ecefef17e0ef,0x02f4e9fbdbff11fc,0xfbfee4fdf20723ec,0x07e7e4e9f7f5fff4,0xfb020afe2305eae9,0xed00040cfd04e9f3,
+    0xe7010d1d29ff1ce4,0x0ceef10e0ee8f713,0x25ed040d09fa22f7,0x031d05f70500fbfd,0xf92aeff012f4e0f7,0x031908091affebf7,
+    0xfb3605d80705ddf8,0xf700fb20e91f0af7,0x0bf70d1708fff004,0x1707fe0004020e0c,0xf0321f0b1413f8fc,0x00f6201002f0ec36,
+    0xff080cfff109f502,0x170207140304eef3,0x0420fce60cf70a0d,0xde10131cfdf2eeed,0x0f1ce3180bf237f3,0x0a0405e002f01e04,
+    0x1dfefeed01120507,0xf1e704180f071c1a,0x0008f711e01922ff,0x0fec0c100a152bf6,0xf9fe2ce5c5fd2912,0x11fe0506ecf913fd,
+    0x1f123200e6f903fa,0x0d0e06db06fcec13,0xe3061614e1e1e0f8,0x05fa14120c0221f9,0xeff40e0bf00ef917,0xf301e10406f003f6,
+    0xe4f9090e141be4f5,0x0208f210c6e2e81d,0xf3f4ee1ff2f901f3,0xf10bf105ddeaf80d,0x10d807f1dce43702,0x0cfa23e4f6edfff7,
+    0x0cef0fd7282822dc,0x0cfbe7de13fb07f4,0x0402ee2ff50efd13,0x1400edff1613fdf9,0x0ffcfcf2f4fbdefe,0xf30700f2eb0e071f,
+    0x08fbfc03011008eb,0x0afdf1f10809f109,0xf8fd11f70008fa04,0x061702fb0907e8f7,0x1215f2f411fafa26,0xfffc001bfaf42617,
+    0xffddf108b31b12e2,0xd71b1003f315f6de,0x1e012110f005fe0b,0x0c100402fd040204,0x1400e3fc0e2e2202,0x1a1a12f11af130f0,
+    0x0109f9f20403fe02,0xf8ea0cfb031ee802,0xd50c34fa16131904,0xebddeee4082005ec,0xf6ef0cf01408f3fa,0xf905000100020503,
+    0xf6f1fcf70cfd06f9,0xf702faf5fd04f200,0x1afc01fa11eb11ee,0x02f103fa0bf90d15,0x300915d8f30b0ec2,0xfaf6ce0922d9c8e2,
+    0x13fefdf20ffbf417,0x0a0debfdee0b1cfd,0xfcc7110f07f3faf6,0xfaf5fcf706121f1e,0xef1302f0e0311dfb,0xf9f209f5081642e7,
+    0x05040409dd0514e6,0xf407f60dfafc0409,0x16f112001bf8050f,0x16150b1d050a2511,0x040b0f02f4fffc13,0xfaf7130902f7fa02,
+    0xf6fa0700f7011505,0xe4f7fe0404050315,0xfbf7f610f1bae817,0x10181011f4f8fa12,0x14ed0cfb3dcf0d00,0xebe21eea10140800,
+    0x02f8fc0b0b12eaf5,0x03f0efe21afae2fe,0x18fd130011f9f8f9,0x03020df201f810e8,0x01efddef0eff0502,0xf2ecd7031b11f6ff,
+    0x1500120c26000013,0xfeee03110315f604,0x05ebf0dc1cf40033,0xee08f1c8b2e8e805,0xfeeae02b10171014,0x08fee3f70f19f911,
+    0xef180e12ff07fef7,0x04e7f2fc0603e9dd,0xf7ec0711f7ee01e8,0x0017ef15f9fcf909,0x01f2110309fd0cf7,0x0b080ffd02f80d0e,
+    0xfef4d301fef41a02,0x261fe5f6fcfde8f5,0x1bffe6ecccedfdc4,0x0205ea0417f509fd,0x09ec1804edc812d3,0x02f01cfd131aea27,
+    0xfce9efecf70e001e,0xd2f0090405d51ae2,0xf9f7e30c0bf30301,0xec0e03eb18f41b07,0xef0ffaf7070a2409,0x05ec020b2bee1dfc,
+    0xe3ff0728fa1930df,0x092703fbeceefd0a,0xf5f1fc011111061c,0xf80cde0300f50302,0x0ffc1125fa010003,0xf90bf7fae5f202fe,
+    0x1605011a0404080c,0x05f6fe1ffb03e1e5,0xf9f10100faf312da,0x04faf6e805f2edf0,0x05efd41512221edd,0xf70efbdafffccd24,
+    0xfae3d4f1fcf20323,0xfa01f714ebf415c7,0x19eae920e521ff0f,0xe1dd17fcf400f2c9,0xf431fde6fef10bfb,0x1d1f0719f2f1f2eb,
+    0x1efb1af2fbeb09f4,0xe7f0f3fd1af7ce03,0xf11e1ef4fd27fb07,0xfaf5103933f8deec,0xd4141c26121512f6,0x4909defe00f19eae,
+    0xdd090ff1ec0c1506,0x160c0306ff031012,0x04e5030211ecfeff,0x15f2dcfcfbf312d6,0xf10cedf600f809eb,0x080908fffff2fd0c,
+    0x4b0114e9130ef30d,0x0c26e40907f0e308,0x1a1a0d141c0af5e3,0xed11fd020406db07,0xf2f9dd03ec18ea13,0xfd0ceff5022511f5,
+    0xf6200fce01010ae5,0x0b12fae80bf64bf3,0x0ef00c11f9fee6e6,0x05fe2c1311140615,0x1b3be7f105ff131a,0xdd18f8edc623dcea,
+    0x05ed04f813f9cffc,0xeffaefdc07f5e113,0x09e20004c7122cea,0xe90fecfa10f8f620,0xf50d06e318050716,0x200ad50310141222,
+    0xf921fefa1af81af5,0x080cfefe0c051300,0xfd1ce318130d060a,0x10f50614f603f3f1,0x090301ec080dfe19,0x09fd050315ece50a,
+    0x04e9e213fbfbfbf9,0x2e041f131f15fe13,0x1fe8e3f02cdd0024,0x0bddc61314f509de,0x0c2efcfbdaf91616,0x1320df1aebe615ce,
+    0xe9f8fe0300edf1f4,0xeefcf9fe0cf9fd01,0xf909fa0b26fa17e9,0x05ff261e30ed0200,0x17fe270a0e3fe607,0xecfce4c71a033cde,
+    0xf22a301d0c0917fd,0x2119ef06f611ebe8,0x0328bf19bf2af60f,0x0de1fad430df45e8,0xfe07eaf304f6f403,0x06f8ef0af502fbf6,
+    0xeb050d0c0407f8ef,0x0ee8f80802f40012,0xf5fa09fd0c080d02,0xf808fc0b09040203,0x1114070518e6f410,0x04061efcf70af6fc,
+    0x2beee00911d0f216,0xd907dff30421f402,0xeb0e15fdf4ebf5f6,0x26f9e005fc01f9ff,0x0c0108f702fe0aee,0xfdfe0cfa0ef308f9,
+    0xeaf8f4f93f1619ff,0x3205052108f0fae6,0x030c01fde8021702,0x000bee09f80e15ff,0xc7e7d020c81934f9,0x11040c22c6e421d1,
+    0x160b1bfd0e2133f2,0x2d0a03f80b0a3def,0x08eff109011702e8,0xfbfbfe070bf80206,0x140122f8f72121cc,0xf4040914f5eddb05,
+    0xf22df905251cd127,0xe8fe0a13e7171216,0x00f000f3151afafd,0x11f2f4fbfdf4020d,0xf406f61006ee09f3,0xfa07eb030de90210,
+    0xd105f600ffd93620,0xe919e522f2d3fdf7,0xf2ece80a42020c09,0x08e6f818c1091d07,0xe8f3101dcfd621fc,0x001e0a370507ddf7,
+    0x2d100526eb16e1e7,0x0b08051f1209dff4,0xfffb0d01030a14f8,0x00f901fbf20604fb,0xe8ecf90a06140b21,0x0601fbf1f809f406,
+    0xf02a0f28ee10dbfd,0x211adbf9cdd621e6,0x1102080101f2f2e3,0x130c14eefb0d12f7,0xfef30cfa02eef6ef,0xfffc270c05f0fcf5,
+    0x03f2f9f70af9070f,0xfeeff50f0a04f30b,0x07f7f60bf9f8030d,0x0ffef508f70006f8,0x0508f703ff04fb01,0xfa08ff10010a1707,
+    0x052b1fe510fb081c,0xfcf93bea4ee9dbf2,0x120213f1161c0d07,0xe9fa26d5ec15f5d5,0x0213f5f62410ef00,0x0cf903fb1aef0004,
+    0xfc0302001c0dfb01,0x0afd0c0ef7f10d12,0xd2f6e6dbfdfefa10,0x06eefff90bff0ee4,0x10110205fdf7e4f0,0xfc020402ff010df7,
+    0x11ebeaf7fc160bf8,0x14050befedf9060e,0xd2f8fa07fff515db,0x1100091308ecfd16,0xf22c001516f41103,0x060702f20118de10,
+    0x0105e6fcfee50e00,0xfd050ff7090a09ed,0xfe09030807f60cfb,0x130e0bce060907f7,0x06f3d8c8eb16d5f4,0x13082b08fb1d2542,
+    0x0505ff0afff405f0,0x04fa0dfbf4f20107,0x27d8f023eb040036,0x2a14e1fcff040ef4,0xf9e10ae71cf0e908,0x1003f4fdf613eae9,
+    0xe83ee7f10b0511f6,0xf2d9070e0cfbe104,0xfb09010c0a09fcfa,0xf20000fcfd000ef1,0x04c5d7e91035e60c,0x0cf6e9fd31e2efee,
+    0x0520ec0c1415f602,0x0a01e7e91404f004,0xfa910300fc1e1202,0x30ff022c0c1ae3ff,0x40e014f4f9f2bf00,0xf4300b11f70ecded,
+    0xd8060e1215eb01ec,0xf5ee29f5fcfa0213,0xfa2117f11313131c,0xfe090b03f3f40aed,0x02ef08000a0209fb,0xef07020903f30109,
+    0x0004030310fdcf0e,0xfaf6fac012e826f3,0x120303f60702eefe,0xecef07f4ff0beee8,0x1e0918f505140007,0x14f510f014e30008,
+    0x1ef8dfcb06ebd40c,0x08f416f701eee806,0x27e2ec02f00f08e8,0x09f41403f600f814,0x19d9060d14f6eff9,0x0c14230bf7fbfef6,
+    0x2be404f70300fff9,0x1114b8f7f8ff09dc,0x0f131d10142efc0a,0x1c2d06de070e0613,0xf4f510ee0ffbfffa,0x0e0115eef3f4fc08,
+    0x021b010e04f0fa03,0x14fc0715f0f9fafe,0x15e81d100ff7231a,0xf7f018fdea012aed,0xde22ef11d3eed304,0x2b051ce7fbf31ebc,
+    0x04ef0707fef226fc,0xe4f0e8f1fcf1d6e8,0xf32f28ecfa18e223,0x1604ec0aecfc230b,0x03fbf707fb0b0e04,0xf7f70bea10f0f8ec,
+    0x07f1fc06f5131112,0x09fa09f309070cf8,0x16060912faf10709,0xfa35d80a1b0afdf5,0xf1230ee1f803cc05,0xf614c7dfe421f1e8,
+    0xfb15090ef1071301,0x080101f3f904050b,0x0812ff10311de2f0,0xf008fb0705e9e00a,0xf3fbf700de04f607,0x070212fb01f8f4ef,
+    0xe4bc02f1f6f11703,0xffee00fa11f4ebff,0x0cf3f1e410fcee22,0x1a1ed9140113e418,0x030be8ece9fe1417,0x04e715150b00100b,
+    0xfcf1ec040ade180c,0x06ede0f0090f5003,0x1f0f0eec0af303f5,0x14192f060aed07fa,0x03f4faff260c17ee,0xe700f5eff7100ef4,
+    0xf2dbdc090d01faf4,0xfe1ceb05180ce1f0,0xe7cced07c8fa0401,0xd1dcf4f2d3f0e0e3,0x04fd0c0401fc0cf2,0xfc01fa0e01f80f10,
+    0x14ed050f04e7de0c,0xedeafdfee5071511,0xfffd041ef4011ef0,0xfff003050101f2cb,0xecfef60be6041807,0xfe05160a0202d6f2,
+    0x0ae8d429e91c2318,0x02d406dd12ebd9ec,0xcfff0828f0f90a06,0xf20e120900f917f0,0x2205f6fbfff3020a,0xf21f1fee03f911f8,
+    0x170817eb09ddd300,0x0b16fade0adcf2d5,0xfdf9eef402f1fd19,0x0f040701020df90f,0xfe2b07f7ebf20f0b,0x00060ff4f104f017,
+    0x111301f2d8f0e90d,0x1101eceadbf7fcf8,0xe9030400fdfcfc0f,0x0c18091117eb1019,0xfa02f902ffeef6fe,0xf2f0ea05f9fb0ff6,
+    0xf2fe350c15eff2e9,0x08090f00eadc11ef,0x0117ec010df90108,0x0d0fe7db241a0d16,0x0246f9fc05ecfa04,0xd52716e80ef406fa,
+    0x3ad30400fa1307f8,0x08e314fbfb08defc,0xeaeadbdd104295e4,0xf3fbe31ee513ce2c,0xe2f1160e0ddd1c03,0x0dc2fd08efcf0813,
+    0xf5f9fefbf81712fc,0xf6120cf8f5edfdf4,0x0c0208fce7fb1b02,0x03eaf9f8ef04e304,0xfff7fe101605f104,0x120315ed16f4f5f5,
+    0xd03fe6f82ce4fefb,0x311af90ff931c421,0xffe81203f7f1eb08,0xe90a280af2fdffff,0xe125ed05f4fdfb0b,0xf714fa1fdfe1ed0b,
+    0xda0509040effdafd,0xf000dff415f4f8f8,0x010310ff07ef0b08,0x01060213051003f8,0x14fecd0007002fff,0x07e100eff0090c12,
+    0xf204fdfcf411fc0b,0xeaf5050afcef0804,0xff08f71a0d29faf7,0xfd00f0e6fb070df0,0xfdf9ec05e2f914e1,0x28faea0d0ef40dec,
+    0x1906fbf102161df9,0xecfbe91210f61b0a,0x0ffcf80516f929f1,0x1f02e70107f0f5f0,0x02fdfff7ee041a0e,0x1309f10002fc0109,
+    0x08eff0fad4fd2904,0xf70d19ecf529e809,0x03ffe7ff01f61414,0x1bee041e050bd608,0xf60000e7caee0108,0xf307ef10fbfaf900,
+    0x2fce17dc1009000b,0xf54519160d0ae0e0,0x061df4130407f717,0xfa050215050bfaff,0xebfbf3fcfcfcf8fa,0x1512ff10fcf6030e,
+    0x11ce00ee280ed9ee,0xe0f8e40b1901f3e6,0x01fcf40a04110a0b,0xfcff0aef010cfef3,0xfedc0021d9f7ebe3,0x21f9db0928f934e6,
+    0x240617efe9e6ed1d,0xecf119ee0cfeef04,0xf4f6fffcfafdf400,0x090708ebf90df804,0xfc0419ee020f0fd9,0x10ea0401140602f9,
+    0x02e6e0f3e9220903,0xfef91aee00f00610,0xf0f3f504ed01eaf3,0x03fbf9ff02fcfd00,0xf9280114e2f739f4,0x14eefde6dffa0e11,
+    0x091b140af2eb1fa2,0xe2e80e150906ca00,0xb218eb17031cd508,0xe300290dfdd621ff,0x2a0fef16db0ff602,0xf4f608eff7fa07ff,
+    0xf81b1807e700df1b,0xfff3061c0ffde7f8,0x1cf1fdef11e9eff3,0x02feef07260de111,0xf8f5fdfc0703fd0f,0x15f7100b08fd0006,
+    0x0d120ded0c0404f4,0x04fc0813fa06eaee,0xf10bcff3f90e2ff0,0x06080eed07f4fdd8,0x02fc18f5eeee091d,0xe925f20801e1fc12,
+    0xe4fbd306e1fdf304,0xfece0cfd08e9f0e5,0x11edef0c22ecdf18,0xe6fb32de0bf7ef3b,0x92f00e0a06e3f708,0x0430e40306fbc1e7,
+    0xfff60ad82d06da0c,0x1d020003cc030f14,0xe00ad60811e50c3b,0x21fe07ef151df7d0,0xedf202fb0a1ce0d8,0xff0a0cecddf503e7,
+    0xfafb12f21711ebee,0x08001bfef10a00fd,0x09dee70629e6e303,0x04f92afefcf2fdf6,0x050b02ecf8000f09,0x04fcfaf702f50dfe,
+    0x02040a01f70ceb1b,0x0013faf1fb160cee,0x01f30a0d0a0ee7ef,0xf6fcc9f6f4fd0408,0xf508dc0a28e50e3e,0xe204ef1aed0bd905,
+    0xf8021af9f6061803,0x17d8fe060e0b03e7,0x13f6110afe00000f,0x19f0f50afa0b14f6,0xdaf2e819e600f6e7,0x06eeff10faf72602,
+    0x1af50df30b1c0cef,0xf8fc07fe150bf5ef,0x142ffbe7d1d60a14,0x27f30d2701fad216,0xe606fe2fd0fa021b,0xfaf71906dfff1fd2,
+    0x12ba02ddf1ef04e0,0xefefd21803e9f113,0xeb050a18ef0e1601,0xe840e9011bf002ec,0x03f11fdcc7d7e500,0x08e214f402e725db,
+    0xc60cfce80f15cee1,0xfeec0dd21d0bee0b,0x1104faf8f601131e,0xff02fe1ade18f813,0x0ef9190e0d251bff,0xf03400d207fff0f3,
+    0xf11af4eefc120afb,0x06f908fcfafd0f18,0x0501e91410e3f208,0x09190720fc00f907,0xecfcfee70cd8daf6,0x0f210ceb2d02fc20,
+    0xf60c00f7e9e8ecf8,0x161aff0217fae420,0xe0e6fbedd914c8b5,0x2911fd0ef8dd00f0,0x03dfe4f0f8ddf541,0xe7f409161b150fe0,
+    0x08f70df405060aeb,0x041008fb10fbfd16,0x112205d21feb0fcb,0xe3fb181ac9ea31fd,0x0ad810fec3cb09f7,0xc91b2e43181501fa,
+    0x20f5ebfc12ee10e9,0xea0e0de30de7e9eb,0x09c9eefe12f60dd2,0x18e706e70f02240b,0x24e7f400ef0a1ff2,0xf618060ce309f7f5,
+    0xe6f30afcfef6fb0a,0xdae3f70bf90804ec,0xf20ee0f1f019e309,0xf10c000821e4fa01,0xfa0c150d05f5f4fa,0xfbe8f30003fbfeff,
+    0x0fe5040509ebf4f3,0xf1f6e4f3020cead7,0xf2262bd335e81703,0x1ff5de0e1af6e92e,0x21150ae90112ed06,0x0e0b0bf800ff2c14,
+    0x0419081b1e14f3f5,0x0af41006eef5221c,0x0df003faf0000cfc,0x0b0900fd03ff00f3,0x311b0f1b19152af7,0x051803ecfaefe108,
+    0x0ef510f12acd1e12,0xfd1001240ff206d6,0xfdfef8f8f2f703fa,0x08fa08fef6fcf8fc,0xf3e9d7f9070d0b11,0x1300f1ff01102c0f,
+    0xfd1532ff0ffcf9ef,0xf203f71bfbf0edf3,0x1211dc0321f020ee,0xf2e91deb0b05161f,0xf3fa0df2faf7120a,0x0e270f0e04fdf5ff,
+    0xe40609f3e9f8d1ca,0x0dfe00f403de170c,0x07e3f6f3fd151609,0x0a07fffff8fb0104,0xfe1eec0f1722feec,0x082905fee5fbe6f5,
+    0xfefe27f91a0111e5,0x00fce703ea021914,0xe003f0f80cf50100,0xe9fff8f9fd04040f,0xefee2a02140114ee,0x10161003f4fc2908,
+    0x0c38f6e12cf4ddfd,0xe3e90dff1d0ad5c9,0xf90a0b03e3fefcf5,0xf2e903fae710f4f6,0xe91201fc0007140f,0xfafb0314f9010715,
+    0x0de7e7e6080a09e4,0xfbf5fafce9f8021e,0xf420f3e21e022ff7,0xebf6100100f1f821,0x0b271b060bf61aea,0x0918f6ff16e9daef,
+    0x030819f7ffde05fe,0x120cfb0ad2fa2207,0xdd06eb17f503ef08,0x080afef7f60f26ff,0x04ddf9f711f90bea,0xef0c36e2d9e7faf3,
+    0xed04001413df28f4,0x060cccd3001e2016,0x02f0eff301e80908,0x0f0aeefc21fff5ee,0xfd19f301f3f22a04,0x0f1104f801fff9fa,
+    0x00f6ede3e4c8ede5,0xf90d01f304ef0d1b,0x05f904f600f306f5,0xedfd12f4f409100b,0x07f6140aecf9fb00,0xf3fe1aebf1f2dcec,
+    0xfcfd00f11a1ceefc,0x270307ef090fd530,0xfd04fe1a1aeb0e1f,0x3c39031f0307f9f1,0x13bad7d5c926fb02,0xfe0114c3f7fb0ff9,
+    0xee07070b1b10010f,0x09070805110807ff,0xf8f10c10fc0c01dc,0x1d1e0c1b1801ead8,0x2f00d90f15d014ef,0x2a19e50c10e220ee,
+    0xf4110deefaeff00b,0x06faf2f20b0c04fa,0xfc0f0b1af60aec19,0xe7ec0ae8f8f4f2f3,0x07fa0b17f40a0306,0xfcf4fe0209f70b0d,
+    0x07cd1d1e1c1bfcf1,0xfffdef08f902d812,0xeeef09f320031dff,0x2a17010410e31002,0xf514f4eaf009e614,0xec11f006f21002e9,
+    0x14120906eded0df5,0xf40afe1500f611eb,0x010b11081bed291d,0x0d01fce2efea03da,0x1101d718300120e4,0x174e30f9e2dfd708,
+    0x0beafaf306041610,0xede5ebf6fef11b0a,0x1f0efc0724090cf5,0x010403de1bec04fc,0xff00f903fb010507,0x01f8fffa0306fbee,
+    0xe8ef0605ff02fbf3,0xf7f1f1e709fa0de8,0xf7fd05020602f8fc,0xf8f90111f9fd000a,0x0a0009ff08eef9f6,0xfcfd0a09fefa02fb,
+    0xf3fdf8fd05f7f6fc,0xfc000df60005f301,0xee2702160b02d343,0xeaf3e21fffd61534,0xec0f0510fa05e8f6,0x000ce72dc2fef7de,
+    0xfae71112f301f421,0xedfb181304f5e3f4,0x090c1108180a0dfb,0x17eef1ffe816210c,0xfde9f01606e0e713,0xfa08e5edf3edfe16,
+    0x160aedf4fbf602dc,0xf3f5e8050cfffe21,0xf30f0af6fa0ef7fd,0xe318040bf1e9321c,0x2109ea0b200c0419,0xfe2d1f2cf1f4f812,
+    0x35f5e309f0f30af8,0x0ff2ee29f6000aed,0x09d407ff0b0bf7c7,0xec0c0e0c18eefff7,0x0e1aeef1e62209f9,0x07f4e413f9f70c2a,
+    0xda0500f7fd231105,0xe9fe0d13ddfdfb06,0x0704dc0514050d0f,0x00f929280c1cf5ef,0xe4091eda0c1cd613,0x0c12f7150c000f0d,
+    0x0a0c050112f81403,0xf4f30c1102f7f4ff,0xfa0914020b0f07f6,0x120c01f4f90202f4,0x05f7df0615f6d60f,0x002afddf0c16d8eb,
+    0xf70d40ef15d00dcf,0x07fa1ed9e8f002e3,0x18031305f6f7f808,0x04fa14fdef1105f9,0x34e9dffedffbddd4,0xeb0629f2e50a0103,
+    0x2015ebf8133b041b,0xf30fe5ef30f01410,0x02071d100ff71bf3,0xf4fdf3170b04fe00,0x15ff08ddf5240afd,0x130c150c08150edb,
+    0xf6f6fafef405070b,0xf009fb0cea171e07,0x080818e9dfefdc11,0xf41af70cee2fdfc5,0x0e05f70d19ee05f4,0x17f4e00404eeedfe,
+    0x152017fe19cc02ca,0x0a0afc25000c17f7,0x1413f1ec11f3f215,0xf3ffee00f5f7eef6,0xe9ebf019f7f3f3f4,0xf60705fd07f0f505,
+    0xf423f70203f809e0,0x24f40110100c0cf4,0x0217190207d5f615,0x0a26daf8120aecfc,0xf020f6f9f00dfa02,0xf302fff715121401,
+    0x06dbf81e0f20feed,0x0e080c1e0408eff9,0x12091606f508fb17,0x0f02f3131007e606,0xeb0604fc18fe420c,0x001203db09d5f11d,
+    0xff06ff0ffcf20ff5,0xf0f90bf80f0916f3,0x19ef0501041d070f,0x10f935e811fefa06,0x1feefbeff8f3e016,0x1efa12e6fce7dcf9,
+    0x06e7da070503150a,0xdf1601fcf5fdfbf1,0x25cb0af7e1160312,0x24f515f10528150c,0xf107f303f407080e,0xe60902f91212eb06,
+    0xc1f102251e0bfc1c,0x15fd1337f71bf1dd,0x0c0c0d0f0412070f,0xf219fb020908fbf7,0xeda929da04d3f6e8,0x272ee4c519b0e5ce,
+    0x05eaeeea08c6fd20,0xeefc01120aebf702,0xf012f8d7f2f00bf0,0x01f7220df219fbeb,0x10e43936e9e0fe28,0x0b2336f31eedfae5,
+    0xec1115fafb03fd0f,0xfd05000007fc0800,0xf20df0fcf2f31c09,0x0308f70beb0e1507,0x03170e0cf8f7f8f5,0x000c16f9eb151017,
+    0x02eb1112f107f206,0xfe13090af4f41101,0x01fbe808f0d709f4,0xeb0103a908fe0725,0xfeff161ae80cf315,0x0be32df512edfdf2,
+    0x04fd0004ee080af4,0x12fc10fa0dfaf1fb,0x0408f4fff7fa0e07,0x070013f0e906f70d,0x1103bdd6effd09f8,0x0bec13161616ec10,
+    0xe40df9f1ec0400e0,0xfeea161604000609,0x0be304f51f09ed1a,0x0807ebe70c0703ef,0xf712f6f20cfbefdb,0x14d3ffe420cbeaff,
+    0x02d822ec1ddfe0ed,0xee072eeaef0812f4,0xf8fc04f739132f22,0xebf02ae914f00c27,0xf5e30e08fd0515f0,0x0213d41a1019dfe3,
+    0xeffc08fd0af3faf9,0xf2fc09060a000cf5,0x14f60002180c1206,0xf8371c1121fdff16,0xfb0104f804fcfffb,0x0cf9fe04f7f805fa,
+    0xf9faf3f4f3f3f3f1,0xf2fcfa1005f00a06,0xebe40ffcdb0af7e6,0x02e00601fcf611ee,0x0a1a21e9f2f11921,0xf123fb03eff4fbe8,
+    0xfc230b11f702f2f6,0xf90a01eb08fd01f9,0xf5ef07fb1d060401,0x02ece9ee070bfbfc,0xc8fe2514fd0b19e8,0x05e626f823f5eeeb,
+    0x17ec05f9fdef02f8,0x05e60a030811c619,0x0814eae7010d090a,0xe405fe260a092a31,0xfedefefdf7fd2916,0xeb05f129e924fcd6,
+    0x12ea0a030efdfbfe,0xf9edeb04f3fd0e07,0xecf5fa1407f903ee,0xdbe92a0a04f814e7,0xeff4231be60ff903,0x0bf001f8feedd712,
+    0xfb0cf6f703040701,0x01fb06fced0405f8,0x01dff0eaf7c01311,0xf800fce60f0316f4,0xf9d8f91ed022ddf7,0x04f6d7180f1b0a20,
+    0x07f1eff003eaec05,0xddf904f4fbf817fd,0x020ff5ffed03fd04,0xf102fcfeecfb120e,0x0a031f050f090eff,0x1314e50af3f20e13,
+    0x441bd3f5121011f0,0x1feae2de180af1e4,0x0922110b07f0f5fa,0x11080608f70a0cf9,0xfcfd0cf3f4fa0cfb,0x0af9efff120a1204,
+    0x010009f8fe0409f7,0x03eeee0306060208,0xf7f3200a111bebfa,0x07f809ee011911ef,0x141a00f1e944e5e0,0xebfc02e21efcd409,
+    0xfb26f3f70feaec0c,0xf4f916fbf709141c,0xec092c04fafcfefc,0x011a0b02f5ff0bef,0xf607fdfb08050efb,0xf9f804fcce02f60c,
+    0xf715fd0edbf01f0f,0xf2191e000310fb03,0xe514f00e10e0f907,0x10fafcf506f1cb25,0x09ea03ee0e16edea,0x14fee6e408fd04f7,
+    0x2f02daff1005eefb,0x06e5dce507030de6,0x0dfa0b0505fa130d,0xfffc11f6f70bf5fa,0x0bfafb0bfff3f803,0x14f5ee0b02140505,
+    0x0df9f8f9f51105fd,0x0809f8120ff2090c,0xfc18ebfb160a03f7,0x090a01f70c09f80c,0x22e103f4100fd819,0xe50a24ed2a192efb,
+    0x0f0ae0f9060effc8,0x0002cddd0dd0f6f0,0x08fc0df3fe00faf4,0xeffaedf30cfb0ffb,0xeb0b08e6f4121bef,0xf11309f1f5140f12,
+    0x0d14f310ec04ed0f,0x031215d32a0118f1,0xe030e2f33aff07ed,0xf907f00415012bef,0x090f1918edeaf0cf,0x36010c01fdec0ff6,
+    0x2a0ce925f4ca13fd,0xfb0efcf3d70a0107,0xf12a28f8112e16fd,0x21e0eae5062214fb,0x1ef31804ba19ef39,0xbee6e4101304cb16,
+    0x0df6f603dff34803,0xfe0c020ef2f7e224,0x160af6e8f807eef3,0x0eff1ee61ff1dcf4,0xf30809fbfff5170b,0x0a17faf4fe03ff09,
+    0xeff8f8ed2310050d,0xfef3f206fb02fff8,0x06060f09ef00f90d,0xfc28eef8e9ea0b1b,0xdccc27060f07fbff,0x050d0eeeff140b09,
+    0xf9ed1712e400e6ed,0x321ed5cf1cff10e5,0x1821fff5f1edf5f7,0xfcede6f602f72203,0x0022eee4f7f4fe0c,0x1e001bfa10ea2bee,
+    0xfc0311111019d4d6,0xe6f2060500fde115,0xf9ff01f8fb000d0d,0xfbf1fdf9f5060406,0xe2260af3ffe8eb20,0xfef71400f1ebcfff,
+    0xe40bea0817f60b11,0x0e0920fc01ed17e7,0xf81020e7f90be4e9,0xd5181310e7d9cb19,0x220c12f7d407cf00,0xecf7f2e711f2e611,
+    0xfbeb0c172ae60be3,0x06071df51b04ec0c,0xf5ee02f720f8ed13,0x0ef511ee06f5efff,0xf4ea041022fefaec,0x1a0af6fd14130b15,
+    0xf91010001301f7fd,0x02051004fc01f216,0xf9f904f7fa0cf6f7,0x0afe07f70703f20d,0x07f30a16e31a1008,0x0516e42d240d0ad4,
+    0x0c0dfdfd0c1c0bfc,0xf2ef0e081502ffec,0x17e9ecf5f4f3e60f,0xf5f4f3e2f51526ff,0xe5e1f4fa05ffeb06,0xf41515db02ebfd08,
+    0xe8e8fb0ff10115ce,0x071310fcff0601f7,0x05f9c831d742d0f9,0xfafae11010c40b07,0x383105220c2a2f08,0x0436ee19f4d6f024,
+    0xf60102fb0fee0109,0x10f502f50c00fde1,0xf6d310e012e72601,0xddeb11fae709f7f9,0x09f9f6e7181ceb00,0xee0c16fdf80f14e4,
+    0x45f51af8f600fb06,0x25f6e7e60bf11e01,0xdc262f0af404e0ec,0x05edbffef9041af8,0x0300ebf90e0ff00a,0x1a24fb16fbf602f0,
+    0xedfeedfafdf8f6eb,0x010a05ebf8040d00,0x041307150d0108e0,0xf6011f1ffc000afa,0x011eebf80dd00310,0x16f3d01414f519ee,
+    0xe9fc02f2e8f702f7,0x03f506fff50ff700,0x0af10505e1fcdb0a,0x0b20edfaff000be6,0xfa01000021f0f701,0x26050b0b110101ff,
+    0xcdf5f9fd060dfe22,0x031aeb22e5efcf17,0x19210f02130319fd,0xf11400f913f203d8,0xfe09ec11f2f5f4f8,0xfe1f0410f4fb00fb,
+    0x0ad9f302feec0cdf,0x082211f2e427ea0e,0x1f14f9f6040d1c12,0x0ce548fafe0af8d1,0xf2f1e82ce1e8dbfd,0xd106e6ffeb1ef71d,
+    0x01de37f208f501f9,0xf709280ffb251d00,0x21f21bf705ee00ff,0x070af716eeef1de6,0xe50b000b05f6f5ee,0x000b0e0314fbfded,
+    0xecf20ff307fbf61e,0x0a06f1fd0a14f8fa,0xfcff01fc241af7f2,0x05f5fb11060421ed,0xe9f408f222e6f9f4,0xfa0afc0ef7ed06fc,
+    0xfa1e0103fde819e9,0xf8f21aff00000e07,0x1002e301eeeceaeb,0x020710f807fe07fc,0xf2fefffff3ecebf8,0xfd0f07fdf60a0630,
+    0xfd0306f3ece0050a,0x1e1115e703f91305,0xe9e8050138391f13,0x08ea10f9e4e92a02,0xf20704defc17f106,0x0726100114060007,
+    0xf6f2fff515f106ec,0xf100e0f4fefdeffe,0x02f5f309f60700f8,0x070b0513fcf4f6fb,0xf4eb19f701eceb0b,0x10f7eaf0f50600e5,
+    0xfcf802f8f5f307f1,0xf913e3ff0af2fd0c,0xf70d00fe2c1606ff,0x07e81e01ed0a1906,0x170c0cf409fffcf9,0x1c0def01f7f60921,
+    0xd4fbcb0a0211f519,0x1326150ee32a15fd,0x0e091b0c17f8fb05,0xfe2001f3020b06ee,0x2ccce4072bd4e9cd,0xd7e726080df71812,
+    0x11eff9f70ffee616,0xf5ff13180c0cfc06,0x0f38250315e20211,0x00ffeafdfff0e6ef,0xe809d420fcfb1cc2,0xbefa24f20cf5f120,
+    0x03212e041bf30dea,0xe70114e8d6160cf2,0xe30b020a0bec01fd,0x161c1706091ff80f,0x0903f005f90308f9,0xf3ffe712fbf90604,
+    0xe30a0601f7f7fd01,0xf9f0040314280017,0x220dfef508fdf4fd,0x00e80617f8f7fa00,0x1203fefd0905021b,0xfbff18030703f7fe,
+    0xee02fafaece2fb0b,0xffe1e4f92c01e5f9,0x09fe02100ffd0801,0xe812070c06f72219,0x11f10209f200fb0c,0x03f30a01fe0bf4ed,
+    0xff0410fde9fa0fa9,0x0003c902f315f01f,0xd1db140aecebec16,0x00170415071523ea,0xe7130bfa3edd0a00,0xe316f3e00ef51a02,
+    0xf7e5ff0715f5fdfe,0xfbf7eee112fe1903,0xd7e60bed090bfad0,0xf2170af604dae2e8,0xf51c1001f2d506d6,0x17fc1905e30be4c6,
+    0xf6f002f80a20fafd,0x0af8e9f901f51010,0x22dcdaeef9f01cdd,0x041ad50419f1f404,0xeb1bf920190f12fb,0x0ff308f6ed01f40b,
+    0x0a11f4f9d91633f0,0x1af5e30fffe20527,0x10fbff0f0af6f00c,0x04fe02ea08e80df3,0x0af3f4fa04f2fdfc,0x0101e91813f0e9f3,
+    0x1cfbf710fbf30af9,0xef61302be502e6ec,0xf90d0ac3dad20b1f,0x11dff61ce0ddce0d,0x03fcf40c16fae70d,0xfef7061f04240811,
+    0x170a05fa0ffae009,0x0e13f8ee0bfbfa22,0x06b81902f8f006f0,0xe1feeeea070100fb,0xd4f706f50307fdf5,0x01e90a12fef41b06,
+    0xf8f01217e7fbf1f6,0x00031522fc14e704,0x01f7efeaf8f925ff,0xe304eff6e709f307,0x081111000e1318f5,0xd825002bee02f521,
+    0x251f1f1ce5d7040c,0x0f06010c11330aef,0xb21be4ee0ee6fd1c,0x01dae5180b0ecdfb,0xf4f70807f3080bf9,0xfbf2010a070708f8,
+    0xdff43c030403f9f2,0x01ebee09d2ffd905,0xecfb1803c51aeff7,0x1e040dfdfd08deed,0x00fafb280aef1df0,0xfefdee27f2001e1f,
+    0x1b0b3d2c0a17fed9,0x0d100b1a05def119,0xf8faeff4e610e5f7,0xe805fce0ffeddffd,0x120ff1fc18fefb09,0x140e0deefd14ff02,
+    0x0504f3ee0809ea10,0xf408f908ef0afe07,0x110f133f2ee82823,0xfa18fbdced04f5fb,0x01e715f90a01030d,0xee100108070ce80b,
+    0xfa0e10ed0ff51bf6,0x15ff0dddf811f205,0xf1e814e1eff008f5,0x11f30bdf0c13f600,0x4618e400fbf5f8ff,0x12ea0afd0cf20ef0,
+    0xfcf3f90c04120a0b,0xfbf2f2f509f8fafa,0xf308061221090b0a,0x0bd705f9f710f410,0xeee72fe6d809254e,0x0a0ee4f6f2f5e4ec,
+    0xf3f4fafafff91303,0xfb2fdee6121e12ff,0xede70423faf302fe,0xd209fdebe2eee8ee,0x13fe07fa1203f6fc,0x110913f4fc07fceb,
+    0x38dc0e3ae4f804f3,0x16f50822f7d72ec6,0xe900eaeaf5fcff0b,0x1901031cf9effe0a,0xede6fb05f1fa1a03,0xfa0a03f20a0827fc,
+    0xe0071ff92c06e7f6,0x0d1009170f18dff7,0x1d341208e4f7f503,0x08003405f21d1300,0x05f81a11f2e5d803,0xf5dc021d0a29f412,
+    0x0febf106e80d06e1,0x0508f1f9010206eb,0xf121fbd7e61610e9,0xfcec1403f8eff61e,0xfa2eecf41d1213f5,0x0813f1161c0be40e,
+    0xff02f0f6f0040b07,0xebf203e602fbf81a,0xfdf80b05e8e619fd,0x00f2e3fff2ff05fd,0xf5fb0c1209f202fc,0xfa04f6f705fa0413,
+    0x11fc050eff0f0b0d,0xfc09e50102f50b1f,0xf504fd0a02000705,0x041d00f1f215fa0c,0x132ef904f70bffe9,0xee231be91406da1c,
+    0xebe7f9ff06150112,0xf6ddf4ff09092100,0x05eced0bf8fff602,0x0b0cf612f70617e9,0x1d06fdfb02fd2124,0x1d03dad00efce4f4,
+    0xe611fdeb08113909,0xf6f6f403f1ffe2f6,0xe5f8fdf502fcf7f9,0xfe07faeb02fd14ff,0xf2fff8f00f0e0817,0xfeea08f3f817fb00,
+    0x08ff09f30a331b0e,0x020e2ef900f0f2fe,0x08f6fc110af505ea,0xebf200fcedff05f9,0xd5f40de600e419f0,0x07f4f0fe190f1408,
+    0x12fe0a1909d50806,0xedf6091bf6ff1313,0xdcf6f30ee9decffa,0x0012eafefc04e316,0xda0fee1206f311f3,0xf3fd09d9181c0204,
+    0xfcf705edfbf6faf9,0xfff303fe0cf4fd28,0x15f5110feffe01fe,0x030f09f600040eec,0xfcfff011fe07f802,0xf1e4fd100f15feef,
+    0x1e022000ece30a0b,0x2d1b1bec0b0c080e,0x170618e90509fdf4,0x1700f81f1005f7f9,0x040703fe04faf0f6,0x13ff160509eae4fc,
+    0x0f0003eff809fe07,0xfbf702ff14040100,0xfaf61a181901dc24,0xecf3101900e90d09,0x0025fa030edd20f8,0x1601f312f5f5ee42,
+    0xd40724f2140fed00,0x27001cdbf0e20cf2,0xef060607edfc0a11,0x050cf618f4f7fe08,0x060bf2f1ef05f70e,0x0ff50c0d000bfc0f,
+    0xe3e0101be2ef26ff,0xd70ff327ff0df20e,0xf313fa10fe04071f,0x0bf1f51701fd0a00,0xfc13ff05df22e5e8,0x06f002e1ff0bd0fd,
+    0xf306ec13f20010ff,0xfc0ee5f702f30de1,0xec07fa0c0bff0731,0xfa09f2e5ec08f91a,0x0c06e90d06ebf5f6,0xf7fe17f507fbf20e,
+    0x0e2ed309eb04d3c4,0xe71011e0e3ef0ff1,0xf300f813fe0afaf9,0x04f9f0fe03fb040c,0x05dd1defecf3dee8,0xf10310100205f60c,
+    0xeb0ff3efe8fff705,0x0cfce80ef306fa06,0x08f6f327e5fd21e7,0xf0fa04e20bf41b12,0xe322d900d0f8112e,0xe701e830cbf20e29,
+    0xec0003ebe8100315,0x07f9e9f807f30e10,0xf21a0c0511fdf90d,0xf4ec050a04e91f0b,0xfc291114d8ebf704,0xdfdb050426faf903,
+    0xdc2cebf806201408,0xdc4bf7e4c204f211,0xf2fa08ee02ff0b09,0x020fed04f6f8f105,0x0eed16c82cd5ffda,0x12043fc60cf5f6eb,
+    0x1af101fc22fff9e6,0x11090400fd040211,0xff050f0df00aee03,0xf5eb36f0f00616d8,0xe7ebc70ef2f014f4,0x0904f1e805060d17,
+    0x17dffbedfe11eefb,0x0fd8fc0d0308fb06,0xfc06fd0cf8fcf8f2,0xe3ecdb0e12f8f3af,0xed05e7f5c7ece701,0xfff4fc00f40a100c,
+    0x1df1f4fdd8fbfafb,0xec050ff1f0fb071f,0xe5eb06ef15f3eff6,0x010b0bf608e12d08,0x05092303d8ec07fd,0xe625ffe6e0fb33d7,
+    0x1027e417fd0efe24,0xfb0108fd0500ea0e,0xf74406d60b060eec,0xedf1380213f2050f,0xfbeee305011c011f,0x01fbd700fbf6090e,
+    0xf60709fbf510fcfd,0x010c000dfff8ffec,0x100f070b0afe0cff,0x0910fc00090705fb,0xf2fe24f6fef8f706,0xe8fb111a13f416e9,
+    0x08f3fc01eb0615f0,0x1101e80b03fb05fe,0xfb0f030406ec170b,0x0bf6e9ed16fdf002,0xfdf0ff2103ee01ea,0xf50b0702010c10fb,
+    0xf9f80e121dec0402,0x0f0b09020ffff6ed,0x18dffb0ad935eef9,0xe3ffe5d809e6dde6,0x0ceb00fce9fbf7e6,0xf11e1f1c15fc0a2c,
+    0xeefc05f9f4f304f9,0xfd0e0005faf7fdf4,0x28febddef6d9e7f4,0xe320ce182c05ff03,0x10170a1403ffe230,0x18fffef909fa051a,
+    0x0cbf01340fc31c1b,0xedf4e4dbe90827fa,0xee02151503f2d2db,0xfaf9f905e4f41c06,0x1216cff1fc1b19f5,0x05d5dde9badb2ef4,
+    0x00fa0202faf1edf8,0xf5ed16fb0e04fd02,0xf1e60fd6bf06f708,0xd8faeb44f30218f1,0xfef4fdf6fe04f309,0xfc08fdfd00fef2fe,
+    0xc110e4260cec36f6,0xf90f0605d908fa00,0xf304dd0216fb03f7,0xf9f60730ffec0efb,0x120ffa09ffdf080c,0xf71c08f9fff4ea07,
+    0x190af0f705ed00eb,0xf8f4f509ff04fdef,0x180cfc01fb091b0d,0x100efffaf300fae9,0x14f107f210d11705,0x1d01ec250b1e313b,
+    0xf61b05fdf7f4edfa,0x050200ee06efeef1,0xf5eb03e70ae51f12,0x03fafefa27f6ecfc,0xf7d805f8f003ec00,0xff08eaee18fee10d,
+    0xdbe4dfe44ddde1db,0x2eff13cdd3f81004,0xf5f6fcff06f4f00b,0x05f0f605feffeff9,0x10f40b0bfe040113,0x06faf2000503f5ea,
+    0xee070af2f201f4f7,0x07fb07100303f3f3,0xf50eede702fe1e02,0x140e120406f4ef0c,0x02fefafb0ef5fa1a,0x0efd0c1cf6fbf603,
+    0xf2fbe7f20f40f8f1,0x1bfddff71414f1fa,0xf50c08f411e9f40b,0x06e1f7f9ef0dfe05,0x00f506fb030401ff,0xfdfa05ff05080c0a,
+    0x21efcb1232080df0,0xfdfc1603f2f4e6dc,0x01f7fc0bfbf818ff,0xfff0e6f8e815000a,0xf903060403f4070d,0x07040322fb0005fc,
+    0x1a20f8d811cbf214,0x03070ced1debf8ea,0xeef4fa1de8ea0f0d,0xfb05fe060ded01f0,0xf0fafc03fb07fcf3,0x06fa130ffeede812,
+    0xe0ef11312ef302f0,0x0e0ad5ea1af1f815,0x09f6f804ee030212,0xf217e906090801f4,0x121ef80d04171cf5,0xf8f4f21afce6faf0,
+    0xed0f1a17f115eefe,0x1a05fa1409fc2bff,0xff070208fe030101,0x01f50cfb000012fe,0xfb141608f41606ee,0x0b050c0305f208f4,
+    0x061ffffd03edf2d6,0x1ef4e4bd1ae9dd1c,0xf3f3ed0707ec05fe,0x030bfef8f8f42609,0x2f130b06ee01e70a,0x1107060512fa0df1,
+    0x08ef07fd04f4fd0a,0xf6fc09fd0507fdfb,0xf313fd0501fbff04,0x0604eefbff0e03fa,0x17df0728071c04ff,0xed190a120afff817,
+    0xdde7e4f10e000105,0xedf80de700fed8f9,0x2ef6f6ddf5e5f0f6,0xf8f90ef9eb09ebf8,0xf8fc02e700fefcfb,0xf716001908f6000e,
+    0x27f40e08def7f0fe,0x03f2ee0d0bfdf8ed,0x05fa0e0cfafde807,0xf8fc0f120af10306,0x09dfeb10fcff2ce2,0x1305ded0f803032e,
+    0x3a0f0e23042e041a,0x1be7e2f100edfcfe,0xe40404e3ebf811ff,0xef150008f7f61210,0x04fff1060ad3260a,0xec04ee17f708fff5,
+    0xfb120b1112f618fa,0x120717f70310ea04,0xe1e3f000eb1cc6d6,0x100131e6dbfce512,0x3ace07d9f7101406,0x02eefa0d12e2000a,
+    0xfa0efcee15fcdc01,0x150d0bf925fffb54,0x0bf6f90a12191e13,0x130a00f7151ceaea,0xfcf802fb0e0ef5fc,0x0204f609f9fbf7fe,
+    0x3de143d8e90df31d,0x111c0edf0e08db24,0x28fe12f3fd0c1d2e,0xfaf6e41b1af6e6f6,0x2f0fedf1ff1507ed,0xf70cf0e5ebf2ebf2,
+    0x07d6f93c01fdc100,0x28f718da010f183a,0x18ff1b1a0df7010e,0xfd1bfef327100a0e,0x09d6d00519ff03e5,0x031940f8ff0817d9,
+    0x09051613120bf714,0x35f8011fff00efe4,0xe6de0a20ecfe0ae9,0xfef1110402f50bf3,0xfe0bf00a1303d1fe,0xf808210e03f2f803,
+    0xfeff03020e06fd03,0x0a00f60700ff0705,0xf50b0ae9080f0a1c,0xf14ff5dafffb08f0,0xeefdf70dfbee0804,0x01040c100def10f9,
+    0x06fff908ff0d0a01,0xf6fffd05fffbf801,0xeaff020aff18e613,0x0512fae9f5fe150b,0xf5ec1502fa0cfff0,0xf204f708170502fc,
+    0xf9031605efbfd1d4,0xf5ee03ad1afef823,0x0636ec15ed010010,0x4ceffce5f4fcfc06,0xecf6f30702f90d08,0xe610e4fbf113f8fb,
+    0xf707ffedf409fdfb,0x0bfdfef6f703f9f4,0xf7ff1000fbec090d,0x000c0203f104e3f2,0x0ff9100805f20b1b,0x071708fdfa0af8ef,
+    0xfd17180d22dd0af3,0x15eb260bfbeee605,0xfcef0f12140af00e,0xf4eae901fd0d0eeb,0xf3e30a0805f90110,0xfcf0fdf603e90306,
+    0x09f900ec0d081a03,0xbefaeffceeeb0312,0xee001203dd000f21,0xfbed0bf60a001005,0xede1f7f502f7f01a,0x11fd162aee01081a,
+    0x1c0e02edf810ddeb,0xf310f3151410fa00,0x08ede8fcf8eaf6eb,0x24202a2505ef0e15,0xfdecf2f41e030e0a,0xdeee1810f8fc021d,
+    0xfdeb1d1014f8e441,0x0aff13f30bfbc5fc,0xf80cf4f20f05fbfb,0x00edeef604fa1414,0xe0eefdededfafa06,0xf5e4210e1a05f9f0,
+    0x01f50411e701d303,0xe2fbfdf316fefe02,0x1d05fdb81702fcee,0xd3c5f3fbe8ef1a0d,0xe708020fece9c00f,0xdb2507eae2effbf4,
+    0x0817fff70de8fdf9,0x0d00f8eaf20706fe,0xeaf8fefeffe60e03,0xeae5fdf4230e0323,0x1515f304f5160f0f,0x10012604f709f614,
+    0x0c0ef3f912f60506,0x0dfe0afdfe0bf9fd,0xfcf4fa15fc13ff0e,0x0409f6050f00f716,0x0107180b2727d8f9,0xe4fa06ecfe0538ee,
+    0x33f6e5f0fdf9fd0b,0x083a140f13d8f7ff,0x01011efe1c0cf9ff,0x0c0a070c0ffa09e6,0xfc0b12f5f1f511f3,0xeffef0f40afb11ec,
+    0xf2fe07f6fc010619,0x03021805fefe140a,0x2017f4f61cf3f800,0xf6fffce21703e6e8,0x02ebff10020e11fa,0xf9090f03fb0317f2,
+    0xfe0d20ea0a05dce6,0xf4e30c27e6e5d307,0x211e220e3c20ce0a,0xf40028f223e63a02,0xf01ff50a16efeb0c,0x12f1e71f07fe11d9,
+    0xfa060109f4fcff15,0x01f7f1f700ffefef,0xff040a05ea0dff07,0xf70ff10a0b030c0a,0xf71908100309051c,0xf62406f9ee0a050b,
+    0xfe0cdbfdf3f90dfb,0xfc25130ff9ecd701,0x03fefc0af8f30602,0xf6091207ec0001ff,0x0f1e0df5f71718fd,0xfaedff0dfff6fe02,
+    0x02ec0920000be5fa,0x1505e71cf3ec01f5,0xdef504231a12122b,0x0ffa19290ee115fb,0xf019f70b06f8fe09,0xff05fef8f9fef207,
+    0x0512f0fe0d05132b,0x0d010a11eefe02fb,0x1f1c211018f40009,0xecffd10301e0d6f6,0xe4e7e11718ebf505,0xf30af612f3171613,
+    0x01a7a10beb0bca0a,0x0bfae413f6e2e221,0x080203d0151dfd1e,0xf22bfd28eafdecdf,0xf22dd01b1bddadef,0x2407111122defee9,
+    0x03120a0507100a03,0x0407fff7fe0019ed,0x0115160901fa16fe,0xfb0c01f2281ae02c,0xf3061a0a13f4f119,0xfbfc1ff512f0f306,
+    0x08e9f8ecee0b06fd,0xeff50e0909fc0904,0x0ff0effd00070018,0x02faea16f7ef0b05,0xe9ed0903fdecfefd,0x0dfc02f1ed0a0cf3,
+    0xf0e4f00300070af6,0xef09fafefa07f719,0xff02fefc0503ec03,0x0cfa0110ef0e0dfa,0x0413fbf50c09e510,0xe60ef20efcf5fbfe,
+    0xff04fd12eef01804,0xf4fef21311090704,0xed05e0f5dd04f9fa,0xfe0801dbeaecf3f7,0xed1513041e041012,0xd607020601fb0b12,
+    0xff250cf02cf61800,0xfdd04118faedf407,0xfcf9f3f507f80707,0xec110ef305f319ff,0x144003eaf5280dde,0xcf0213cad60107eb,
+    0x1ccc0af406120325,0xd9ec0cef07f803f6,0x03050b11ea040d12,0xfa0508dd1f012303,0xe702000e1e19e511,0xfaf70c22f907e7f8,
+    0xeedc1c0235ff23f3,0x160220eb120115e8,0xecf02e130317f7e7,0xf007d430dd0710e6,0x011e0f0cef0c1423,0xeef6fefe1205fbfe,
+    0xec24de130c2232fc,0x14f7dd1918ef0be8,0x09142bfc02f4dd16,0x1cf502e02018d1c9,0x07e20b09e6d91ee5,0xda10f8fef6ebe4fe,
+    0x12eaee160d03f813,0x00dd06f8c0020706,0xf0f513feff0f080d,0xf8e7f700feedc111,0x13f314f4faf6eb0a,0xf9f6fdf1fffae010,
+    0xfce6f0231fec1cfa,0xfc1907e0d60ac9f6,0xf5080b1002fb06ff,0x05f8d6f911fef4eb,0x1c18f20d0d080aea,0xf7350bf50dff0f11,
+    0x08faf2ebfc0feff9,0xe410ed0703f80103,0x01cfeffafce8f4f5,0xfbf00206fb0af218,0xfaf4f3f818022209,0xfef7061ffe0101fb,
+    0xfaea1106000604eb,0xe9f90fd715fcf804,0xfcfaf8080ee0f703,0xd8f10610feff11fe,0xee1a13041d08f5f4,0x02f510e5d515e7f3,
+    0x0c1cf9fcfee605f2,0xf9ff29071118e20c,0xf10efef1e9ef160b,0xf6eb06fa070207fa,0xee18f011fefef2f1,0x1202e6f7ff03c6e8,
+    0x0cb0d00cf41802ec,0x0123ebeb0ada1003,0x0cd2e41c0dee06f0,0xee190502dfedee01,0x1b0bfd0716fc12fd,0x011a010f08f5fff1,
+    0xfaf5e7faf3f60110,0x01fdfa240cf810ea,0xea0820ffeffdeefb,0xfe0317210e0c00f2,0x0214f50a15e8eaeb,0xf7ec0a0410f8080b,
+    0xe9ea030bf1e40302,0x03031ae7f401ebe9,0xe70cf81ae2f7df08,0x0b0cede208e80209,0xe5f8f501e5fcff0c,0xfb1f0b0af30b000d,
+    0xdef3e318071bfa1d,0x180bfc2ce1060615,0x11e501030002ea13,0x0b1108f7061ffcfb,0x08e2fbfb080e121d,0xe6ea12fee6f0f018,
+    0x03f0f5fb120603f9,0x17e9da08db3e01ff,0xfd030b04fd190bdf,0x070afbf6f3fef3f8,0x0d0cd712f53a15f3,0x1ae101100e11010e,
+    0xe5161ac5ebfeee1d,0xe3fe11e32904e12e,0x03ec100c16f81a00,0xe8e2eae700e31e0c,0xfc1403050aed39ef,0x1608f7e11aff160d,
+    0xd20515ff06ff09ff,0xf00e0d0806dc2634,0x06f901fcf8fc0d02,0x0c03f4f812fa0f04,0x04f70a01170f230f,0x0dfbeb0d030409fc,
+    0x1807f9fa050e0000,0x0006fefa05080bf8,0x0803100202ebf2f2,0xe5f5e4f2fdfaf7fb,0x03e3061df3e229f5,0x0ed8eeeff60611e1,
+    0x1545f20d0609f3db,0xd2de2011e503f008,0xed07f8e823fc0f18,0x0c15e5f1e8062606,0x03f7fb19fbfdfc12,0xfe08f50e09f3fbf0,
+    0xcbf4071102f9fc0e,0x02f71e0f110813df,0xf3df0efafe01ebed,0xe423dde6fc0c07f9,0x10ff0d060e0900fc,0xf2030cf600fef705,
+    0xfdd3120a31da1dee,0xf5ef26e8f406ec17,0x02dc0e00f901fd12,0x2405d41de1fdecf5,0x09ec0ff803f9f4fd,0xef01e1f3ff00db2a,
+    0xeb0e13161b0511f1,0xf5f4d11203efe712,0xf1fb100fe8010dfa,0xfd0b1911060812f6,0xef13fe0de2f71614,0x10e2f3f310fad30a,
+    0xfc1002ff131c06ff,0xfcefee0101f20a00,0x411bf302f6f3f3e3,0xc6ed233207130627,0xf6fcedfa090a07f8,0x1319f7fc0bfb0602,
+    0x031613f610f2170d,0xf1fbf4150ffc090e,0x3822fe04fd0cead9,0xfffbe2faf8210102,0xe405f8071f0406e6,0xe3f5f51f081406e6,
+    0x03fd0208f50afdf8,0xfdfceb0afe080a00,0x00f3e6ea0b3aeeef,0xf7fff6f7e9f90aff,0xfa17e8fdd92efa27,0x0fef31fedeb11134,
+    0x01fdf2fb01f21afd,0x0b0e03160c15ee01,0xf60e0efa0c0c0207,0x010cfcfa05fff9fe,0x08f80100f5fc11fb,0xf405020509f80508,
+    0xfb23241eec07eded,0x0c26fabc162c11e3,0x1611080809f33800,0xef0ff718fe13fcfb,0x14080b01f3fc09ff,0xeb0aee130ee80914,
+    0x1d13f30c060412df,0x100cf509e9f8f808,0xfffaf605000eff00,0x0ef12201e7f0f106,0x0a08f9f0de17d027,0x18e5e5fe0100f9db,
+    0xf7a9f8eb1f26d2ff,0x0f1317e304e1daba,0xe500f4e62a0618d7,0xec11eaf535f102d2,0x020420e718231cf5,0x0522080ee7070311,
+    0xf71eef05fdec0005,0x0b03ddfe0802081d,0x3dda24faedfcf009,0x07011100f7f20721,0xd2d0230c3001c204,0x24f40fe30936e6c6,
+    0x023df705f20ef2f3,0x0bfd0a00ec070af4,0xeedacdeb0ee5cf11,0x18ebe608040607ff,0xeef8f9040b060215,0x0c07f7fffe01ffef,
+    0xfb06fbdef336212b,0x04f2f40be217dd12,0xf5092d151322e8cf,0xff16e805f6e51bd9,0xfdec0610f40e0711,0x110200f522f1dc05,
+    0xe6f0ecdcd41b16ef,0xcd2dffe31ddb2edb,0x01f7fdfe03080c2b,0xf1dff6ee0d0e1b0a,0x1201050f04f003f9,0x13fe0af5f8030102,
+    0x1802fa03100cf80d,0xfa0df302fb040ff8,0xf1fa0219f2f9feec,0xf60e0716fbf413dc,0x05ecf6f2001200fa,0x0a03f40a0307231b,
+    0x0a241023351cfe21,0xe5ff13db21f707e1,0xe0f703fc04eefffb,0xe70514f610101d0b,0x0eed0c09f9fa0cf6,0x0aedfc1605fb12f8,
+    0x2405f5ebfd0901ff,0x170f05f7fd110a06,0x0af7f5f701fbed08,0x0ce9e112f0010afd,0x06e60f00d31838e9,0x05f4fcfddef91d24,
+    0x51ff0105f90d0aef,0xee25ff00f20607f9,0xf9f2ff0cfef80b02,0xfe020aff0beef4fd,0x1404172329e30f0b,0x16fad4f515f92b2b,
+    0xf409f1e50e0f020d,0xfcf814ff1105f8e4,0xf9e11ae9fefa0404,0x0cf011e21d1c2e34,0x0514061afa18f81d,0xf7f1e7edfc060efd,
+    0x020de8f5e02b0e0a,0xe1ffeff801f7d305,0xf81007f7fafffd12,0xf9f70901fff9000b,0xed001209030df8ce,0x03fd16ebfef6ea2d,
+    0xe5d02917f9fde721,0x1e03dce8eff405c9,0xfce6fd221b11f717,0x13fe172be51aee15,0xf804ebfef8e0f7f2,0xf30b04fafdf32df6,
+    0xeefbf8faff22fa12,0x0e2d1902efe9fbe4,0x1e1ce502ec2235fd,0x29fcc01bfbd9fe0d,0x14170f050e1013f4,0xf9f3f302fd0103fc,
+    0xf706f1f006f11603,0x00f709ed10f5f1fa,0x2ceef20c06e003d5,0xe2d613ea1dfb01eb,0x21f9ebf211163623,0xf2fa07faf9f6d3e5,
+    0xfaede5f31a02fe18,0x001aebba0eed05f2,0xeb1313fefdfa09fb,0x01fb0b1df5e10406,0x05f5e1112ae9fe28,0x1307f51c140317ee,
+    0x0cf539ff10090612,0xebfc2400dc10c4f6,0xfdf0030afffb1419,0xec0906e60c04091b,0xf3f11a1319000012,0x01f4fc01fc111102,
+    0x0ffb0cff08ecf701,0x10ec02f02bf9f90b,0xe2fc10ec06100107,0x02061909fe0beb06,0xf615d8c22a012e21,0x2cf9e707052306ed,
+    0x02fdf807fb080006,0x04eb190dfe07ebfb,0xfb080711fdee06fe,0xf617ee15ed05051f,0x200316fd160d0411,0xfe0eea05f9020e13,
+    0x041ef2ec00e833f0,0x09070d03fffbede7,0xf9f520f8b34efb24,0x00f9e9dbe2f30815,0x0004060308f3f312,0xf6eb0300020df0f3,
+    0xf6ffff0304e1f0f3,0x0f0313fd05010709,0x0f08170007f605fa,0x0af51201fcebeff6,0xfa21fef4ffed040f,0xff0ffc2ff2f5f1ef,
+    0xdfe2f1fef1e81717,0x0306fceaf1f7f41b,0x0d411234944823ee,0x03ecc01ed646ec1f,0x041f09ef100c19e9,0x30f319e9080ef900,
+    0x1837fb0c24e5241b,0xe5f2e225e103deca,0x0006fb00f3f3fbf9,0x060b0ff7000500fb,0xf1f2eeea150cd70f,0xf9e8fc040e052b1d,
+    0xfeed0a0605fef909,0xfd0c00f3f5fcf6fe,0xf9062c009d2322fb,0x0411be10bccf0df9,0x16f70204e2141403,0x0ffe08f51af7d9f9,
+    0x0ff8fb1e39ffdc07,0xf115f5fbf7151afe,0xfeef01f908fc03f1,0x08f8ec03fafb08f6,0xf30de50deef1090c,0xf00ceefb26edf5fd,
+    0xfaebee17e9e5db23,0x2705fefd010b0bf1,0xfc1a0afba1dff3e3,0xecd93ce405fe1f1f,0xeb27f2080ffcfd11,0x2226f914ec05d231,
+    0xf504f0050e060110,0x0f3101f9fa0201eb,0x09fa1d13e6081712,0x0bd10df8fde50d05,0x0dfaeb0308140cfa,0xedf3fcf006fd2aee,
+    0x08361a06d2fce3e3,0x1a12141bfb0002fc,0xcb001028cceee1e4,0xe13bf006d2f2c912,0x0012fbedd7fc17e0,0xdaf509fdedef1d1b,
+    0xeb29ec1cdaf603f0,0x00211515fcf305e8,0xf80b131002fa02fc,0x020008fcf1fffb00,0xfb001400f21e0af4,0x0de7fa00f6061cf6,
+    0xdcff07e220f10114,0xfc010000f60a070b,0xf11001eed01d04ea,0x1feaed0efa0a0617,0xf10400050c030109,0xe7eef101f4f0f80d,
+    0xf913c9eef7032d02,0x0aef342004ec010a,0x0b1c07f0f90bf21a,0xf8ecf7e304ef290f,0x19080efd07d8f04d,0x08edf41407c8fbf1,
+    0xf911e4f10f22ec03,0x070ff4091805101d,0xfbeaf803110dedfe,0x060df2fcfb020b0b,0x0eff02070ade0af9,0xfc08f9eefc0901f4,
+    0x2cf1f821120ffbf0,0xf9e404fefd05dd14,0x0623f709f8ec0a00,0x05070aff02fb10fa,0xdce6e92bf9f001ef,0x2613f913fe1e140b,
+    0x4e100cff21ed0006,0x0ee9f7f603110bf3,0x20f61120dfe1dfeb,0x3516f70a0f35c4fc,0xe2eafd0824d4e104,0xee09eceee808fa10,
+    0xdb540c4a0b1d17fb,0xfa2adc07481216d3,0x1f05ebf9fee70303,0x05030bd112d42828,0x1816150220f6112a,0xf2feca041df2f9fa,
+    0xe6fbfded01081f18,0xf300f2f8dbf33ef2,0xf2f2fd03e41011e6,0x090b0a070fed0908,0x2003023c1bff130e,0xeb0c0df1de0e27e5,
+    0xf3f608f8e4f90b12,0x0612fc1ae5060707,0xf7f5130af300e410,0x02010006fcf31e0f,0x19770fd416ef1232,0x14fe256015d3ffc7,
+    0x0c0605f6fe1d09fc,0x15e0f60ae70b0700,0xe7fc07f504f7f3eb,0xeaf7ff0fedf8fd08,0xefdd003a08ffe2c9,0xd6ea331f0a0c0f2b,
+    0xebdd01f8e80afc13,0xef1504e4040a0ce1,0xfcf9f80913fbecec,0xf909e80f0300040f,0x194129fb17e2d7f7,0x23de0c00f40320f3,
+    0xfcfff8130fe7f905,0x01ef02fbf1120dfe,0x0f12f6ff03e802ea,0xeb02e7fff40aeb35,0x0f16f5122326ef09,0xe308f3ef080e1319,
+    0x2bf405ef0efde700,0xe927f3e9e6f900f4,0xf0f0f50907e6f0f0,0x0cf90706f9fafcf8,0xe31ee5071b071c06,0xf8f4b91a03f23aed,
+    0x130ffab4d70a201c,0x0808a700eef1070c,0x17edf9fa0e03e228,0x09150e08f8f918d2,0x0bf6fdf1fa090319,0x12090afdf903f3f4,
+    0x024465f4172b48cc,0xfae43d2ce51d12d1,0x14090ffa0211fcfa,0x0cfbff130e00180b,0xf1e605f70314eadd,0x15ede00604f0f107,
+    0x0d06f1ff140ad733,0xca01fee31a02c434,0xd12ef6081b06f905,0x05eb04ff000ff4f3,0x1717f913f8ebf0f7,0x051109ff1101040c,
+    0x0cf7020af9eaf603,0xf70c0a120507080d,0xe7f6c72afcfde8ff,0x32f7ef3df3401626,0xf030fbe4db27ea17,0x0e14effe08f3f919,
+    0x160e00061006ec07,0x05ed0a1bfcfaf507,0xfb080bfa05dbf413,0x21001116f010f0f5,0xfddbfcfe16deddf9,0x10101607ed121e07,
+    0x10edfe03fe1b0200,0xecf310f6121501e8,0x051dd8031afbebf5,0x0d13f42d00d5fa0d,0x0fe5fcff0d10f5ff,0x090b07f6def505f3,
+    0xf6fb00f80b11ef08,0x0514090005fcf402,0xcf090f2828decac8,0xefb907190c260f0b,0xe31f0d0f58f900fe,0x08d619f40ee90009,
+    0xe9fd05f5feda0606,0xf2f301ef0307f0f4,0xef0f0209fa08f40e,0xfbfe06060eef0303,0x01ef07ff0d072403,0x05dfebe60000003a,
+    0x1f1011060108fb0e,0x07cad90c05f118eb,0x0a11f60602e4fffe,0xf5f6f6ecfd050d07,0x1ef7f81014170505,0xf81e0af70a0a0f0a,
+    0x0cf70f00b6ba1a24,0xc70beedc05060905,0x01f006f4fefce800,0x020d0d0feaf1f801,0x1a08f6fd0df9080b,0xec02f40109fe0a0e,
+    0x2ec8fb0c2007e2dd,0x07ddec39f30457f5,0xf7110ae6fd0d0af9,0x03fefd080af30bfb,0xbaf4223bda23e4ed,0xf9c4fbe4e20b24f7,
+    0xe800200e13fef60b,0xf9fe17b80901fd0c,0x180a202efee60d14,0xf2a6dddd0ef907ec,0x09f9030ae0fb0a09,0x0cf7020af9fee8fa,
+    0xe0f9f7f02532ef1b,0xfa020011de0801fc,0x0f02220721f904ee,0xf5dae6fbf9fbe70c,0xfe13e8e5021001f9,0x1cf314040ff005fa,
+    0xfa0fe4f505080b04,0x010b053be815eeef,0x0c3b011efc002b0e,0x02fe162f1500f7da,0xee0802272c2b2af7,0x24bef921e0090aba,
+    0xf2e2eaeaf6ea1923,0x0201eaf902ef1427,0xe50d110d1406f1f5,0xf8fc07e90510f50e,0x110f10f30ff0f009,0xd7e3f316f806cd11,
+    0x0501fa1b240b21f6,0xe6e40026f6f124fe,0x0f06001d11e625f9,0xf803f3e302ec190d,0xfa0919ebe61114ed,0x1104f50bfcf10be3,
+    0x06fc1412ea0611f3,0xea12fe04f8fd3801,0x11f80c23fd040902,0x01fc010f1b22de09,0x04f625ecc02ad0dd,0x19011fea29ea3cf7,
+    0x25ffe4e5f905ed04,0xf62007fbfffbec0e,0xfef00affe3ecf805,0xf703f5120bf0ea1e,0xfabfef0c302f01f9,0x0f13bdd2f6fd0c32,
+    0xfc2504ff0609ec07,0xfdfc17fb06fb02f7,0xededd9d8033012eb,0xd9188ddf17ebe357,0xefe305eb05f11a07,0x0c120409ec1a12d8,
+    0xe3ef27dd15f1f7e5,0x06e90e0f350e1318,0x3203efed14d306fa,0x1f35c9edf619f5ff,0x12fee50bf814f9f3,0x10f2fffb1320dbd7,
+    0xf606f5ff082a07c7,0x1ee8af160422f7f9,0x07f80405ebebfc14,0xfe1400f9ee16f908,0xf3ed03d11604d4e8,0xfff1fcf1e8fbf3ea,
+    0xe80a1eeef7dbef03,0xee292e11f8fbf105,0xf40efa0bfaf1061a,0xf009140efb0d1b02,0x22d8fff4fa20f5df,0xfded0ded0df12cef,
+    0xf60a0f13edff17fe,0xe9010702ee0200f8,0xd90bf3e5f918f921,0x15e9eafae90c0a0a,0x2217c809e00f1d07,0x2d191e1ed4e504bd,
+    0x07fede2505080003,0x110fef0d20e1f50a,0x05f8e8fb0b0ee5f2,0x0cfd02eefbf7edfe,0xf9fde9cf1bd3eeee,0xe4e9f4efde2df50e,
+    0x110afe05ff040a02,0x03020003fffff906,0xfcfa0cd7e4f4f219,0xf0f6effdf8000108,0xf1f203f4f80bec03,0xe903f6ea020023f4,
+    0xe6f80500f9e3e22b,0x0213fcfef4fc16e1,0xdddb37082fe375d4,0xd0f5ac51073fe400,0xd215000316e614fe,0xe8fbe20adeedf504,
+    0x08e2eb05e9ed02f2,0x1bfaf4fdfdfe1927,0x11070b07f4040bff,0x0af9f70dfe0cfdfb,0x33ed13dae1e50206,0xdac3ee04fec7f8fe,
+    0xe8ff1c03fbde03f9,0xf205effc0608fc00,0xf622dd0b202103fe,0xd1fef4ea0d00e2f5,0x0719f7ee19f7fa09,0x100af6fc0e060009,
+    0xfdee1e4436071c1d,0x2a41e3ef14081728,0xeae30cf4040f0fff,0xfdf505f4fff30efe,0x1b0ef0dc0e35ebe9,0x14e8edf5f7e32ed0,
+    0x35ef070af500010a,0xf3cff2f206ff07f8,0x0eff09ff00f5fbfb,0xf9091406f5fff4ff,0xee1a10e6050f0806,0xfd07fa11e41bd9e1,
+    0x170001100df202f1,0x0a04f71e031304f9,0x01f704070bf7f205,0xe9ef070ef1f013f1,0x1efa25e50aea1b22,0xdfe6220e14090bf1,
+    0x11480cf6fd0f2914,0xdff5ddf4e3fe13e7,0xcf2a01d7f30cf91a,0x0e1922e1f107dce0,0xf7e1fc02db15daea,0xd8ffc323071c01fc,
+    0xfc01fb0f170905f2,0x00180dd6080603fa,0xf0f50bf8e703f6eb,0x0afd01fc0601fe16,0x1df006fefbf20aff,0x05030e01fffdf70d,
+    0x10f01f01fc15f908,0x050a0f01101005ed,0xf5040fec07080ff5,0x030c1d000100cb07,0x170c24d323351128,0x07ef152df4ec1f31,
+    0x29e7e8e4d10100e5,0xf8f90b2d0219f506,0xf9f7020d1528100d,0xffe5f31f1df610da,0x12f6180cdd080eeb,0x18f9090eeffb0f12,
+    0xf0e802ef010f1c0c,0xeaffeef8fbe21012,0x15180401ef0a1423,0xfb0f180e2b130ddd,0x18f9fa03fd07fb0c,0x0609ff0e06fc0803,
+    0xeaf6f7f5fe12fa03,0x06fdf81c0101f9f7,0xee0802ff0314d802,0xed091bf307fa0bf0,0xf41acd17f60c3118,0x10f60c13f90ceeff,
+    0x3bc945f0bdf5f6c6,0xf6c1541ecf1802f6,0xf101fe1211f92604,0x0d080cfcdef5f115,0xf3ece50be7fef9fc,0xea240813051cdd1a,
+    0xfefff41018fbf503,0xfc10f702fdf60e04,0x1c0cfcf81400f207,0xe2ff2dfa0200f0e6,0x1ae2fef8020703f7,0x100e1001eefedc11,
+    0xe0ffe90fe5342330,0x06fcc814f908f8f4,0x0b060de80cf5f301,0x03f60efd0300f5fa,0x2adae90a08042608,0x13fa0cf6daf6f7e6,
+    0x0d18f704eb2f4e05,0x190bfcf923f91b1d,0x07e3f8d7f7100011,0xf107f213f2eec7f3,0x0d00f8fafd13e411,0x04f30201f3f5f5e1,
+    0xf3e8160bea1ffefc,0x0405060a0a042f1d,0xecf404ec1300fed9,0x0615f7ebf7fef408,0xfff417f1ff3805f7,0x13f6a2e6f5ec1914,
+    0xe027e9feef1c31d0,0x00f0cc1d1101f014,0x0310e711fcde1cff,0xfd0011df16100519,0x11fffcf3fc12fb10,0xfcfff9f0f200fdfa,
+    0xea02fbfbe8fdf3e2,0xff15fd0417f6f206,0x1319f60e18fd1319,0x16cee3b5c0301609,0xf7000004fbe6f1e4,0x161b0af9140b1302,
+    0x11032bef19eaf7f4,0x3341fdf710dd0709,0xef030013181126e9,0x020ee7f30809f531,0xf603f712f0eaff28,0xf8fc070b030838fb,
+    0xeef5f9d40f26dfd4,0x00e50c06f8f6bdcd,0xf1f5feeceb19fafb,0xf105e7f70b0917fa,0x19170322210f1227,0xeddc1f3de1eff1eb,
+    0xe60c08fb21effd09,0xf6d90f4e13150ced,0xfb0f12feeafd0aed,0xf40818060914f000,0x01eaeaf119f0eefa,0xffdd00ef0c0c1de3,
+    0xf8dee80b0637f727,0xd3f8e2d300023ad3,0xf50a0e0c0ced18ff,0x0e1df2f106e80e15,0xf3caeb0df00dfff1,0xf229f4e614f6d612,
+    0xee11fb1336fc31e3,0xfccd17f01819dc22,0xfa0bfee5dfeb050d,0xfa1235ddedfeef07,0x0b09ee13031f0e04,0xf8edebf00aeafe09,
+    0xfdeff200170be705,0xe3deccd523f30dff,0xfa1104db18ed0cde,0x17f3010c1413f2f5,0xe5f308d531ffcbfe,0x051c0523160c100e,
+    0x18f414fb000c0a0d,0x19ffe800f4f41dfe,0x0cf5f702f702f60b,0xfdf2ff101ff4eefb,0xfa10090619fcf007,0xf1f405f4020604ff,
+    0x1c2510f71c09f700,0x03e9f50720efdf00,0x050cfd04fbeaff22,0x04ff0110180500e5,0x0fe9e11bec1eeb01,0xcefefc0cea071e10,
+    0x1be415ee16e5ff0c,0xe5091df2f9e6ccf4,0x0abb020f03e6db06,0xe5fdf6c10b251d1a,0xfdfc0ffef9020fff,0xf30206ecf01317e3,
+    0xee00d642bec50409,0x15e7abd9f9c6f953,0x17000d0eec08ebfe,0xfef508e907ee0af1,0xf2f0eb1112211c2f,0xdbfbfcf0fc0d19e9,
+    0xf8e60c16f5fe0610,0x0a0e00f0ec080f1a,0xeee7220b17f6150b,0xec0d07db151f1deb,0xf5e8101f19bcfd03,0xf50313061ff0e8e8,
+    0xf2fc0aefee301809,0x02f7ef07e41712eb,0x0e020c0ef516f506,0x00f4110e0507f7fa,0xf432fbeee5fb4b2b,0x2c3467f7b9050eed,
+    0xf5e931f0d9e7d909,0xeaf040e90afde514,0xf91701f7f504fcd9,0xe80e281102f3ff06,0x03f30b0ce6e7f51d,0xfe1722f0fdf0fc0f,
+    0x07ff250800eee911,0xf3e104f925edeaf6,0x3e2a13f6202d0ff5,0xfb1e0ceedd0b3118,0xbfd4121a0bec181c,0x000fcd18060212ec,
+    0xf0ec0d3ec229d6db,0xff0214fa17f3e2fa,0x0004070afafe240c,0xe7f40a140cfef8f9,0xe421fb130ad4d6e9,0xfbd739ea191d0e2b,
+    0x06fc260e06f6e61c,0x010b161521090c11,0xd2f510f8f50601fc,0x06fa01f304180714,0x09e0150407dee9e5,0xf616f211f5faf6f0,
+    0xdef81bf92d0423ef,0x1106e0e8eb111004,0x0bf421f0ed3f230f,0xdaf7f9cd452118d6,0x0f0a04fbef0df9f4,0xed050213eff7eef4,
+    0xed3708c803eb08df,0x01e70003e91ff513,0xf6e10b0e0a1104f9,0x0deaf6f103eb03f7,0xf80d12fc14fb0c1d,0x0406120304020604,
+    0x06020a03f9fd02fd,0xf916fcfaf4fb07fc,0x09b2f5e2f40cdcf9,0x0edcfbf5e1dee52e,0x1c0cff09061612f4,0x2108f70a00e8e809,
+    0x161309dd18130bfb,0xead31b06060affed,0xcbfdef03041a0d02,0x01fbe800eae9effe,0xfbf60304fe080a04,0x13f6f4f7fe0720fd,
+    0x1202ff04fff9ff05,0xf10109fcfdf80b0d,0x0ff918ea17f9f90e,0x030af5110104e710,0xfb12f706041bf6f7,0xf0faf705ff09f6ec,
+    0xee04f503fdfaf503,0x12ee010f02fcfe12,0x3e0ac50d38dcdc1a,0x0c1516030020fb1b,0x130ed9e4f9150df2,0xf2fde213eb0101f7,
+    0xef0de6e61de20d03,0x3129dcfc19e7e12a,0xe2f711fd17f60805,0x0ff306f8030803fd,0xd9f2faf0d41f27f5,0x0aff2aebd9ef04d7,
+    0xec2502f5a801002e,0xffe1fe3723d4e4ef,0xf709ffea0f06f103,0xf0f007f7eff40605,0x0e0915061b0901f1,0xf4001818ea1617ec,
+    0x02fe05fa0b110018,0x00fcfd131e28100f,0x2ef6f90607fdf400,0xf31215fffffa11fb,0x1f20fc03fc14f902,0xe31001f6121702f5,
+    0x06f4f7f823faf90c,0xfbfb00f700e6fc12,0xfe070802ed0409f6,0x06ebef0ffb08f20a,0x01fcf610f1f6f30c,0xffef1cf7f502ea14,
+    0xfa1d09100704f407,0x090cff081b14f312,0xeafceefdfa1f03fa,0x020315040f0ff5eb,0x0bfb44f82bcbf9f2,0x120a04d6e3130de0,
+    0x11fde3091cfc0507,0xef11fdf6f4e5dcf2,0xeaf0d7121ef60826,0x112514f3fd16d0f2,0xf1dd1fff1c061514,0xfaf7eaf8271c0d1c,
+    0x1b0a2015f9d20af7,0x060214ffe5090701,0x19cd07ef1424fc03,0x161ef11fe8ebe722,0x0afe17fd0c090fee,0xfc0bf9fd13ff071c,
+    0x04fd050705fdfb00,0xeffd04f6effff00f,0xee40021225e0ff1b,0x1d240710e306dd03,0xf3ff000cf6050a02,0x040e06fa2218020c,
+    0x2828f9ebe2fd14f2,0xed0af10d08041be5,0x291f2015fceb1dcf,0xeae2dcef03fdefef,0x0a0cf0f10401fd00,0xf7220f05fdfd05e0,
+    0x2004000de9050f29,0xe400fd0404f6e9f1,0xeb2c17ec10badde6,0x080a54cd2ebc02f9,0xf8fceef603fd030b,0x0af41415f7fa01f7,
+    0xf406fe01eb1e00ff,0x0afe000afef20500,0xf63ce809d8d60203,0x19111df90d07fa1d,0x100cf2080111f6f3,0x0df20808eef9f907,
+    0xf6f1fbff04f11a05,0xe40be62a03f2f003,0x08ecf603190be81f,0x11ecf508fff6d906,0x23eed61e12f7f707,0x0acedae5bff5fd05,
+    0xdc150e12eef0fcfd,0x12f106ffea0110f4,0xe2fe0415ebfbe00b,0xf7fb1d1b03f8ec05,0xf6ecfb01fbfff8ef,0x12000bf0ff0b00fd,
+    0x0b0a03f80a0ff2fe,0xfceb0202f0fcfa05,0xfcfee4101d0b2315,0x24f3dff5140c1deb,0x0002d90bbef3f71c,0x1cfe1c2efa210c55,
+    0xe41b1e2cf01603f3,0x1413f2f732d8291b,0x08faf6f7f411eefd,0x04f5f4f9090f02ef,0x14f606dc1009f2fd,0x1316f6fb00000fe4,
+    0x0f04050bf6fbeffb,0x080ff3050219e7fd,0xfc03010ff8fe0905,0x03f406ed0bfbf0f7,0xe018033118f5ee0c,0xfeec0be41c0918de,
+    0x02e119d4fc1f0ef0,0x111840cf3a19ee1e,0xfe00ec0a08011b01,0xfd18f615f8f2f3f9,0xff090c02031308ef,0xf9110402f8fb12eb,
+    0x0a2b1e041807040b,0xef0c00dc0310f328,0x0b100925f9e3d8f6,0x021f1211eceb0b13,0x0de6f4f6f9130e14,0xfe131304f303f30d,
+    0x03dce6190500e7f4,0xe8e3f6f6e6eb1110,0xfb0406f5eb0efe0a,0x25d811dffff421f2,0x5dd309220ccfdaf8,0xe30b40e01cec1f02,
+    0xdec3fced080fdd00,0x06000306fbfd03e4,0xdd18ec15e2ea1d23,0xe90bdfe6d02ced0b,0x0c0f07fbfaf7f912,0xecf61bfbf0f8ff1c,
+    0xf4f10306f4011e05,0x0ce8f7f8df010514,0x02e70c0fe4e30df7,0x19001903ee0606f6,0x2d2c02ea2ff4130f,0xf0171d28090b12e0,
+    0xf108d801e1fa12e5,0x0f24030fed09ed1f,0xf11701eef2fbf207,0x1a101be9e9f21a10,0x08131e36f80e0c20,0xf8eeea26c91309e0,
+    0x100b220c0a0df521,0xee05cefbf820fa21,0x09faf4f608160104,0x10fce804f8f32a0a,0x121613d4fc01e6e2,0x071ff0ebf9edcd12,
+    0xf9fff1f105f8ffef,0xfb370d0611f802ff,0x0df5fc00feec030e,0xf31803fbfd0a06f9,0x00dd080808020e1e,0xfef003fa03f106fc,
+    0xdde7fd161112ea13,0x0306e7fc18fb13e1,0x33f50cfa20f31f0b,0xfb0a04fbe134f400,0x3301e70606f5121e,0x23ebfcf9f534ee04,
+    0xe703f1fd13fde701,0xd7f4dae70b0ce5f1,0xe816fefb05f7ea0f,0xeb0cf512ff02f2ef,0x3bfbe6f4f118fe14,0x0821eb07d434edfe,
+    0x07f403f51211fdff,0xfefff3fa0726ff01,0xf6fc00f51604e9fa,0x0b1217fdfd16fb08,0x130cf9cbfd19c118,0x0b2bf7032e0613e4,
+    0x0a010ce9fd1d001d,0x090a12180f0ffb09,0x04fe21e8e805e315,0xf8f8fd050f04f2e4,0x18cb1df4e2ed0310,0xf8bf0e0b10fdf9ea,
+    0x16fb0bfef5ebf5e9,0x0bf4f41dfff32427,0x070bfb05f71d010b,0xeef20e010def000b,0x1010dd39e6d9160b,0x1e12f5fb3c1d16ed,
+    0xf213eafedcfc1621,0xf403db2118f81fd7,0x01ecf812f8f51108,0x08ece91202f00a09,0x0102f7e4e51e2d0f,0xe6f814f60317fc19,
+    0xf001faf21208fcfb,0xfdedecfdfd0ffa0c,0x28ddeff405f0f601,0x120ef2e00826fcd9,0x0bcfe7e10c150bf7,0xf1fc04fafb13ee00,
+    0xe6e913fefee5f808,0x0a0b0a14eff8fd03,0x1a0a000d0bf7080d,0x07fd12ebff052600,0x1409f40704f50508,0x07fafaf6f60cf6f4,
+    0xfdf9160f45f2e505,0xed02e4d61600eee7,0x11f8f00b090d04f3,0xfb01020208fa0700,0xe7fd08d5fee717fe,0xfde8f209fc020206,
+    0x060c00ff1ce00b0d,0xf0e8ede907f60a07,0x28e1e6dbd8c7e500,0xea0e2109fd01f8ff,0xf5ebfcdd2e0b47e8,0xedd840f2fedcc62e,
+    0x120012fb0d0a0106,0x0bff0711f700f200,0x0f02fd0300110a02,0x1f04f11802fff1ec,0xf0f8ddf9ffff0005,0xeedd0718fd06f403,
+    0x04e5fdf0f9f90605,0x09edfe04f4f5e409,0xf50c02f60f10fbfb,0xf4131802060ce4f5,0x0d04f106ff031404,0xf90ff0f6fa03fa00,
+    0x07060408fe09ef13,0x01e7eef30a07faf6,0xdd07defbf1121b0d,0xe61af8e0d7f8bbe2,0xea0e17050fe70818,0xef22d10d06ff0702,
+    0x070ee60ddeee1e09,0x11f7f223fe021202,0x012b08f8042b0710,0xe90b00f8010505fc,0xc51af71de9cefc1b,0xf605c5fef50346d0,
+    0xdeea0afef3211f1c,0x1803f8170d06e3fb,0x11f00100f80c01f3,0x20e4fe180819e513,0xfd08f9f2f805f2fb,0xf00a03f20800f3f5,
+    0x0d3d19120bde2014,0xdefcca24d84c0d1b,0xfb01fef823120718,0xf50fd6f11ef8f5e8,0x0706f701f7f4f3f9,0x04ed0c12f807db14,
+    0x8b0eef12f1faf60f,0xfdda0704fbeb1114,0x0b101316030c0c0a,0xfcff0902f00f07f7,0x36070a011c10fff0,0x25ccf604f40b0c0a,
+    0xff0fedfeddfee6f4,0x16f6f006f3ed1af3,0x021021e1edf1ebf6,0xd7ef1916df0c2fee,0xfeef020802f1fbf3,0xfb1f0a09f703f207,
+    0xf8fb2c0000f40805,0xe6ee1710030b07ff,0xd0100ef7e405faf1,0x0af709edf004f002,0xf7ebee1413f10903,0xf5f7fd0d04040204,
+    0xd82b300400e308da,0x1cf5d8ea13df0106,0x23f0fc0017dc0d2e,0x0b17f9e90a0506f8,0xee0bf4f0fafbe0f0,0x0314f8ee0704f807,
+    0x0a05fcf6e3c7170e,0x0c31e9fa05ef07e3,0x030d071015fa0bfb,0x0a05f005f60dfbf7,0xf3ff0bf70908f60d,0x24f0f4f8e9ef10e2,
+    0xeefff20d01fe0efd,0x01100300fc02fbe4,0x06f7e7f00cefe6f1,0xfa01f50cfddddbd0,0x16f2fbfbcbff0209,0x2cece710eae13525,
+    0x1816fff912fbf5fe,0x0f0afbf8fde707f6,0xfaf100ebfc13f7fe,0xe713f9e8e1f80b18,0xfef4f6f3f60bf6fa,0xf4faef0b06f4010a,
+    0xf6f308e1b324e708,0xdf20163c00f207f6,0x0c22ff0513ed20d0,0xf805f110f514fe01,0x333322f70bcf1c17,0x02f3103fc10b01fc,
+    0xeb2201090bddc5ee,0x16182b29f5141bfc,0x08231e24eaf603f7,0x12f105f2fd071712,0x0be4f917fdc90f0f,0xd0020fdfeb0b0cea,
+    0x20ebf40a281ef40d,0x0dfedf09090b2ce9,0xed02fc0204fef5ff,0x020bf313f8100af0,0x1416eef223e218ee,0xf119dc1f28e8151e,
+    0x1cee05f40312fb08,0x090212f9f905e0fe,0xf6130514f1f926f1,0x1b03f8191212fee1,0xe6e917f60909ecf0,0xfddcdd07f9fff3f2,
+    0x21020afcccfbf0ed,0xe715ef00eb220711,0xfee9fa10110a0206,0x15f818ffedfff70f,0xf7f6e622eee4f0d5,0xe7efd90df114e1e7,
+    0x0d0003fb0107f604,0x040cf303f4f408f9,0xfb152300e7fac923,0xfcf91526f50c27e5,0xf126e0dc13dddeee,0x1404dfc4e20ff315,
+    0xf7f00a0611f2fb03,0xfbf001e506ffe419,0x260118f7fec7f911,0xc2d0f82005f81d10,0xc7f705e00001fcf4,0x1de8ddf4e9f50fe8,
+    0x0509fa0708070204,0x05f80011fafe0605,0x104bc61c07fd4d27,0xe0e034230df5ff0f,0x290bf6fd02f5120a,0x0ef9e8f2e3170e06,
+    0x0e3ef2f6fd0fda11,0xeb1c0722f7060c1e,0x0107f8f8f40ffa00,0xf1fa0405000100fa,0x07f9f1ebfa03fd05,0x040530040deeeb01,
+    0xf910090c0ef9170c,0x05f60bfb0ff8010a,0x040900ef190c2208,0xf92e07fd0309fd05,0x06d20c0019dfbe04,0x2220f3fef0e70528,
+    0xecf2f60f0bf1faf7,0xfc08f000edeb0106,0xf5130ef20a19f605,0x0affef1305fe0900,0xefe93bebe104f109,0x1e05fce810fbfbd6,
+    0x0111e6ff160712e7,0xcc2c1f0bfde8f80a,0x0b1b02fe02f302e3,0x0909040ffe08eefb,0x161a12002feafc08,0xe1fcf30105f6f3f3,
+    0x1c0bfee9f5ff060c,0x012cf70eff0bfcff,0xf5f7bafb382cfbff,0xde1e2a1ee6050934,0xe2e8f00806e6e8fd,0xf216df130f112a24,
+    0xf3f80cf728f40207,0x0ed7081712fa0e05,0x06f5fdfcf8f6f6e1,0x0626f1f201fee302,0xfef413f201f9f513,0x0af4fafe130eff14,
+    0x0b0bfd03ff04f6ea,0xfd17020febf9f6f4,0x14f82bdeec170e14,0xe3d90a0529f1e003,0xfa26dfdc03eadde1,0x141df2ec1f030fef,
+    0x1b1e04fee7fef7f2,0x01e7120ded032ef1,0x122c150b12090ddf,0x32e6e225dafdedf3,0xf5090702fc260fe4,0xfa18f414e807ef20,
+    0x08f7e9fa11f4e8f9,0xee11f60c0f04faf7,0x040bf2010c040024,0xe3170f0a11ef1fe0,0xebdfc6f60e18f70e,0xd7e903d0ca001030,
+    0xfc2b100d0f0ed4fe,0xf4fde40403f70c05,0xe0d1e7e705063208,0x10f2f0c328f0fbfc,0xf6fa0b1a22fffce5,0xceed020d0202ef0a,
+    0xff2e4b0afee805d5,0xeafade24ddf118e7,0x10de070bf3ee09fe,0x020306ff000b0103,0x1704000efd010afb,0xfd2fefff18f9e5fd,
+    0xcee1fcf6ddbc2d05,0x3c1701f518de1d0d,0x041f0afc0001eaf4,0xef00f8fc110309f4,0x0c07e907fffdfcf3,0x1cff01fbed07fd08,
+    0xf3f325fc2afeda1d,0x191ecef6fe0c1906,0x0f19f2f605f8f1ed,0xf609ec0cf5050102,0x08ed0fe700ddf6f2,0x02031ff82cfceafd,
+    0x130c1c2200040c0b,0xfcf9edf8f91618ff,0xfd130221f1f8f2f9,0x03f82631290f07ed,0x0c1c03fe0405fd0b,0xf40100f5f901f702,
+    0xf20601e4ee1a0411,0x12c8e20525f3c2e7,0xf80a26e2230702ec,0xd80fd74d1d061c17,0x1e01f6f506f6faf2,0xfcf404ec02f9e805,
+    0x0be2f8f910fafbfb,0x022be31d14f8eff2,0xe9c9efeb0204ff2f,0x0302071e2edd000a,0xe3e601f0f228fc07,0x0125f102ec0c30e5,
+    0x0efeeb1af9022215,0xf9f3faf4f2220014,0x0be804e8e2fa16fb,0xf10204f30112f6ff,0x28dbed00c9caed25,0x2221c8ed1107d6da,
+    0x0a19e8011b021a04,0x0507f30bfa07def0,0x03e2fb0ccdee1015,0xfbf5f51c03f72b05,0x0dfafac90906ef12,0x04081d020105fe09,
+    0x020711f7e6fffaf8,0xfaf8eb1000f920dc,0x1cbef4f4dc16fbdd,0xc227e639e532e4ea,0x18fefdf80a0a060d,0xe4fd0df607f9fb09,
+    0xe815e1f3191104fa,0xeb11f5eefd07e704,0xf4e4ffe60c04f121,0xec07d510f7fbd8f5,0x0831181a05f801fe,0xe7161002090afee9,
+    0x050df1eb03100bfc,0x3002090defec2025,0x0417f9000cffd91d,0xe7e5190105010403,0x0df00c12f60b050b,0x1103e7ed0c1f09f0,
+    0xffbff111f503ce03,0x1de7dcfc0cfc15f1,0xe6e60706f90f2911,0xe5ede6d4351d1705,0x0607fc012c2c1c04,0xed0ada0315150526,
+    0x09fe1a0b0c27e6e2,0x04d90efe1af61c27,0xf331f61310f4eb10,0xf5fc0a21e6121409,0xc905fa07f9f4eaf3,0x0300070206fdec09,
+    0xfbf303effc1beeff,0xf01512eefbfcf0f9,0x281fe7f3f4150e2a,0x032323f90909f0e0,0xfb18010f1a2637f8,0xeb061b2efa202b11,
+    0x06ec0411e7e6ff0c,0xeaf9f5faf2f4fff8,0x010817f82309e100,0x0ffc28f70003f3fa,0xf00af8fffbf6ecea,0xf50d01fd0df709fa,
+    0x0416fffbf2f60105,0xf5090902f5120b01,0xf01309eef91105f1,0x0902fe100de4f8f4,0x1f100bfdfdfa0dff,0xeac7000b0701f613,
+    0x04bee12edaf7eff7,0xfd1111c00802f70b,0xf0fc0b13fa101afb,0x0bf2ea10f908000e,0x262d05eaff0ef50e,0xf2f7fd0603e308f3,
+    0x37f3e5f8edd8eb08,0x26ed17dbfe0026fe,0xe0fc1b1330fb17fb,0xffe20501f91ade13,0x12f3010ffff8f4f8,0xfc07eb050f0de3f0,
+    0xcff809e9061ff516,0xeee9ecfb0308fdee,0x0110020ffbf0fbfd,0xfdf9f0fbfe0707f8,0x04edf203fcfef007,0xff05e4fffdef2208,
+    0x0e020cf6f8fcebfa,0x0a0cfdf802030af3,0x0ffbfefceb110d00,0xeeeff315ebf4ffec,0xf302e4f917ed0d15,0x1807ff100400fb15,
+    0xbfdbe7dae2dce800,0x0bf3d0e50bf7100f,0xf80102ece4ff090a,0xf403f3dee80611f2,0x05ebf90b08f5ffd0,0x0b1903e4eefefef7,
+    0xe318f9140109fef7,0x0c0ae300c32a0411,0xcf0a172e0032fa23,0x38ecfcd30ffee50d,0xf302fef6f942dbf6,0xef15f51dc7f80d10,
+    0xf91c170b1beaf9e7,0xe9fdf51802fe15e8,0xf6fa0205fdee0b06,0x04fdf9060c1102f6,0x02f216ec152e23ee,0x00190c0ae9e5ebf0,
+    0x0a02f60c06f3f9df,0x0afc0f090705effa,0x15de091006f700e5,0x02fb00f2f0efe606,0xe617ebfeeffb1af8,0xe8fbfbf90206ecf3,
+    0xf3d8f61240f9fbef,0x01f3ed050a051010,0x06d51415090b19e5,0x0508080a14f140ff,0x0e0524f714f2070f,0x14f9080003fd03f5,
+    0xf5210206f6f10203,0xf9080611000c15fc,0xf82e2dff2c2506de,0xf70cd8cbee08f4e9,0xea0be60fe5ec0ff7,0xf4fbebeaf91af000,
+    0x1231fb1614e3e10c,0x000620fee8f90105,0x1f2053062fc7e9d4,0x2d112cf7e0b99a91,0xe61d00fb1e1bd314,0xcb030df00f22fa2a,
+    0xfe190a051b05110a,0x09f5ea01f7000708,0xf4f70b12ddfd0ff4,0x02fd24200bfff916,0xebf1ef00f8dbe90b,0xf4230cf629ecfcf7,
+    0x0308f5fefd26f60f,0x0c080cf20400fbf6,0x0c08fffd06091706,0xf2ff0c16fe020a02,0xebfd00f40b0c12f3,0x0b03f8f60d04f1fe,
+    0xdf092306f6e7eeed,0x0a0a211b0c0801f7,0xf90b01f0ea012305,0xf407ea0b121216f0,0xf91e0f071a0ce7fe,0x16fe161a08f8f805,
+    0x04fbe8f903060805,0xf2ec10ff0a03faf4,0xf9c0e10053efe41b,0x0e04dc38f6fc2008,0xdefa090f1405e4e4,0x170b0eeff818f209,
+    0xe00e0f1107fafe01,0xd8faf0f503103700,0x0dfc001307fef2fc,0xeaf518fc02f8faeb,0x0902fefef01500fe,0xe40ef3def10b2606,
+    0x03f8e306e710f9e2,0xfaea0b0a0703fee0,0xf20700e704f4f0e4,0x04100117f6e11de7,0xfbd5d01e2afdfbbd,0xe80035c310d52012,
+    0x09faf0131500e9f4,0xecd9da0d14f612f6,0xfe1016e91508f610,0xfdf9f020dcfefbf5,0xf52000f221fbfe20,0xfd1107f1fe001008,
+    0xf1fffafdf5fc0a03,0xf8fc0600fc050307,0x0410f1f022ebd61b,0xf5f40ff601e2eefe,0xf9f0eff9f30efcff,0xfcfb0104fff2fa0b,
+    0x09ff12f808f7d3fa,0xd907ed02f3fff6fb,0xf6f2fb010df814f0,0xf4120dfe05f0d415,0xfce3ef18f20325dd,0xf612f4def9012ff4,
+    0xfd05e404f5fe0702,0xfb0600f50d0733ff,0xfa25010f0de2290c,0x1ef829071ef2d310,0xfae6cc1f04132517,0x010111e12aebfe26,
+    0x1e040e01f70811f6,0xf9fd1525fc01fdf4,0x36e2e6dd0512f414,0xeb2223fbf40ef01d,0x1f17e60febfc1806,0x01f7d4080c01de05,
+    0x2c18d5fada0501fb,0xe8f9020500e5fc0b,0xea01e7fc0a0b0a15,0x1e0fbd0202fdf3ef,0x1615e112edf1e3ea,0xfd080507211f1603,
+    0x04060ef7061bfe10,0xfbf3de0cfe111b07,0xfa030bdbe6101b13,0x051810020afa0c01,0xffeb08f6f5eb0a0a,0x1109ff090cf117f6,
+    0x0bfef2f41505fde3,0x10fd2c33fff8fc22,0xf8d1f1d8c8d111fd,0x09022ec0fbf8170c,0x0203f117e309f0f5,0xfcebedf6f8fc08f7,
+    0xf906f60bf80402f9,0xf9f7fb1307f613f1,0x1a1210ee030958f6,0xd202bad8110be62c,0x01f2e70ff4f0d812,0x1a033c010cebf0f9,
+    0xe7f2f2f1f006fffc,0x0bff1200f9121907,0x1306d9070c1702f7,0x17f9f4ff17020afd,0xed09f2f700eff2fe,0xee03f2f202faff10,
+    0xf6e622d2bb463a14,0x11f910c14311f50b,0x0de8fb050b00fc09,0x0ffd021c0c08f7e8,0x0d13e40001e0ea0f,0x07f2fb05fd0a10f0,
+    0x19eafd06050bfaf7,0xdafc10f5f20808fe,0x0c13151bf0e21ee3,0xe007cdd5e20cedf8,0x00fefbfd0a1505fa,0xfc000a010301fff3,
+    0xd8f5baee1a0215e5,0xdaf00d3dd8fce3c0,0x0309f5fffbf80102,0xf00c22ef11fbee00,0xf8101c0bfbe7fa09,0x1104fcf905ef0716,
+    0x050108ed120e01fa,0x0af20e0f0a0e0605,0x0c1ffcdc0f19f214,0x03e6000a18000316,0x1a011c0eeaf20810,0x0f2ef41a020f04e6,
+    0x1efcee1b2be92003,0x160515e7e911070c,0x0df61d0ffff5cf17,0xeff737f0f11b2608,0xe7de12dc04ef1a06,0xfcf801ec0b16f30e,
+    0x05150605d506f603,0x151af7070005ea03,0x0e0520ffff0a09f4,0x020aec02fbf1fbf9,0xfffef80e0507f801,0x01f60c070406f7f5,
+    0x0907edf204091cf3,0xfd120b182307ff0e,0xf1fa16de37132607,0xfcf8350118223833,0x0c0e110e081803f6,0x011910f9f512fcfa,
+    0x1d553e16f452d833,0xf625ff0710f41d1d,0x0621ddecc31145fa,0xf115232ff01708e5,0x13f10e050dfb1302,0x01ee1d1210f3eef3,
+    0xd8f31ef51fdcfffc,0x02001d0ae80e29f2,0xd302fb1eecf7f901,0xf00cef02290a1afd,0x0817f8f4ed06fdfd,0xfa1121040efc1008,
+    0xe6f7040e0525ea11,0x16fc08e807f2efec,0xfa0e0604f1f4ffee,0x0706edf4fdf1ff13,0xeeef160f15f706f4,0x0af9c6dcf3221cf7,
+    0x09f6ed1a1802cd1f,0xe7f9340b00251ffd,0xe502f8f5fb0917d9,0xf0ef08f4f7fefbec,0x032cfd0ddc06ddfd,0x1a291025f9f1320d,
+    0xe9de20f8f5d80f11,0x1a10fcce07e301fe,0x0027f71e06f714fe,0xf506f6d0e913f41d,0xdc0bda0cf4d918e7,0xd6fff7f6040dfcfb,
+    0xe3ea16da0626e1f9,0xd10dc80e070d05de,0xf113fb051011150f,0x050be805e9fcf802,0xe90900e8091eeaee,0x0e0e060b00f0e8e8,
+    0xf8fc000205fcf6fd,0xf609f7170a0602f9,0x1201fdfc0002030d,0x0001eafc05fdfdf9,0x021a151613041300,0x10021f22e9f2f709,
+    0xf0f62bfbe5ec19ed,0xe1270003e10f0316,0xfb07ffff00f014fe,0x0703eb0b0614170e,0xf1c1f83e1aeb0dd8,0x0d0020db111a1bfe,
+    0x09e109071113f118,0x09e719eefc22f7ff,0x0efb0a22daf5b711,0xe5e043d02ee2ee36,0x0e151112ecd802fa,0x0d040af3f007f0f2,
+    0x10f41706010a0310,0xeffa0ef9fa071526,0x111b1cfd16092305,0xf124e9ebfd0d1ada,0xf91af9ee18e9f80f,0x1efd240b08f0effd,
+    0x2bee04fad1eae10f,0x0e20fcdf0906fdfc,0xf10cfe08fbfae1ea,0xffe303fe03f21bfb,0xdfe9f9f20018f6f9,0x17f12506090e080c,
+    0x0afd0dfbfd030bfb,0xf6fdf4fbfde8f30a,0x0bfcfcf5e7060612,0xed11f6f6fe11f1ec,0x15e8ecc51cee13f0,0xd82330130cf6f4d8,
+    0x11eef5f90de0d70e,0xf729031e15fbf611,0xf1bb27cf062dea1c,0x091df42ffbf6e102,0xfde20011f0f4f0e6,0xecf2e6f6ff273fd8,
+    0x14eef8deeed9f7e4,0xd1c20b1cf00eefbd,0x03e0f4e41ff9f4fb,0x0b0a00ffee030017,0xf50508fa0ae5eff4,0x0727ebf30b090eed,
+    0x1ffcf6defa1ff611,0xed000b03f82a29f6,0x2af4fef6fd05ef0a,0x03f7f6e815f1080b,0xd1120ef30914e5ec,0x0342e5ea27f8e706,
+    0xf2d6e10e1412e832,0xfadb0441ef0a39e0,0xe50509fefd0afb10,0x09f6e50efb0700f6,0xfe0e07fe0608ff06,0xf80af7f10417fbeb,
+    0xf21001fc151702ff,0xf6ea1fe6f60f09f3,0xe519e2fc1a1bfc0e,0x17d5100426f0ea15,0x06c5ed101d2ae1e8,0x3108f247e90fd015,
+    0x2defeb09f3dd0c0e,0xedc0f2e6e300000b,0x19f2deffe206f618,0x06ecdc0bf516dfd3,0x31e7f112fcf212ef,0x06f8fd02070432cd,
+    0xf5fcdfea06fdf80a,0x18fae5fa12162f11,0xfc360c07141becef,0xdd01051422f0fbf6,0xfd07ff12ef01fefb,0xd9f62afd0704f8f1,
+    0x1d0900e5ee1beaef,0x1200130cfef0f1e7,0xfafbe51301161d0f,0xf513ecf30812d5cd,0x03fe1d1218320205,0xe5f30f19f20dca11,
+    0xf5fd07f806fde6f3,0xef05f40ef3f809fc,0xe70906f2240edbeb,0x1be5ff1100ebfa25,0xf51c1d09f1ecfd12,0xdd07b714ef1ef803,
+    0xf43629dcd5f52b3d,0xf9f623ec0907d705,0xf00e0df8de2c22fe,0x06f7f007fdf914fe,0xea0e12ee10f2d216,0xff1b0eecfa0feaf0,
+    0xeb0c31fd1511f5da,0x09fb03271aecf1d7,0xf7fafb04f7fd0505,0xff0206f7fe01fbfb,0xfb13f5faf7f710f9,0x0d03f50402f304f6,
+    0x0d1de1ebec251502,0xf60e1201ef28c206,0xf3e80c25c3043cf8,0x061030f4e716ea09,0xe6f71311f309fafe,0x0d05f7f3f60a04f4,
+    0x1e2125fafa391c13,0x11e70ec4e0e1f129,0xe10d160ad7fb040d,0x17fa1ffa071df3ec,0x0de6f20e29ecf208,0x0cd514ede813f824,
+    0xe1ffd210fb07eef9,0xfdc1110bd1f70426,0xf52a1013000bae18,0x41fe3059ef22fc3f,0xf6fcfb07f303f712,0xfe00fb05fcfe1311,
+    0xe3f4f702f5fffd12,0xecfe15fcecfe0509,0xfa06f10509df01f8,0x0019010afef6ed05,0xde0a1b2a331cbc3d,0xf606e1b6d7ecf3da,
+    0x0d0d0efd0f09db0c,0xfa0b16f90703d7f3,0xf7030b03e8181701,0x1307f20cf801fde3,0x22cc19c4e8ef1516,0x1be81df418eadbdb,
+    0x05f7f7090b090e0a,0xf603f4f6feff0318,0x080f1008de16ed0a,0xef0610fd07ebe4fc,0xf1f8030014f90403,0x02cc261bf51825e3,
+    0x090a0501f402f7fa,0x1309ed090001f8f4,0x0a04f9fa010bf100,0xfc13ec0404fa0000,0xf90801e8cdf809f3,0xdc1dffe2060a0aed,
+    0x2f03fff8f60d2600,0xe718111cee0d2dfa,0x0afdf1110b030714,0x030417e8e8fa2313,0x23cf1303eee8f90b,0xd5f71e160bfe0207,
+    0x17d815e8e4150d05,0x05fff6fefbeded1b,0x070008fd06fffef9,0x03faf7fbfe00fdfc,0xfafb0e00e8f7f003,0xd50cff17ceff11f1,
+    0x0ef70dfdfdedf6f2,0xfffde3f8f20e0d1c,0xf6dc21d90a1e2b08,0xe2e3f910e6f012e4,0x130edff8db02fd08,0xcfe8f3ea1214fe00,
+    0x03f0d8fc190500e2,0xda12ecea1bf700fc,0xfbeef7fc1feddd0a,0xf61833fbddfa04cc,0x07f8e3c4f000f1f2,0xfe2aeb170dfce1fd,
+    0xf2f0ec101bf0f116,0xf1fa1813cb08dd12,0xfa0cfe0beff0060a,0xf6fbf30bf0ec0705,0x211df6fb0d04fc08,0xf0f802f2fd00fa00,
+    0x03e814f10f043c21,0x1fedea1508f1fc2d,0xfcfa0a02f8030903,0x010216fe040afffc,0xf4f9fc0404082d08,0x1a0df20805040719,
+    0x161300f70e15e406,0x210ef803f00de3d6,0xfe06f31ff2b5eb0b,0x19d9cfc115f410fb,0x0b1ef008f201091f,0xeeed0801f9fe04fa,
+    0x0d17f624f32af0f4,0xe40b230d1824261f,0x020b0830fc240108,0x1204f1f5fd1ae801,0x0206fd05fd01051f,0xf31108071afcf6f4,
+    0xf508171a09e20202,0xf301020d07fd15f8,0x22faf00bff02e808,0x0e13202716080a27,0x0cf01f12ddf409ed,0x18ba05f2fc13cae7,
+    0xeb09f700fbfbf6f8,0xf8e2f2f9101200f3,0x0ef9f4070b1f1c03,0xf9070c0f07eef5e3,0xf7fafcfc0701e102,0x0816091c07131505,
+    0x18021107250b030d,0x020202edf0e8fb03,0x15ebe808ee1bebfd,0xda25fe033702ecd2,0xeaf00cff02f40908,0xf2f614fff7fdf011,
+    0xe10bff090212fdf1,0xf318b6f9050ddee8,0xf71f18fffa060fe2,0xe4edf01cfa03340f,0xe3ecf5f9edd60c0c,0x02f7fe08fef9f1f3,
+    0x04fe0bfee517ea03,0xf6f309e92cfe0c19,0xe3e818df14e51411,0xdbe70fea23f603f9,0xef10f8f70419120b,0xf1eff915fdf8f503,
+    0x07f70c0b08fc080b,0xeae90004fa0000f2,0xe4020a0e1203f8f3,0xf6fa10010e0906f1,0x0ae2e802ed01db12,0x0718fc4112fcf4ef,
+    0x2317f104ff3c3dca,0xe5eaab101725f308,0x090b0608f6f107fe,0xf6f9f40311f80606,0x010a09fdb5031e08,0xe4e734fef00e260c,
+    0x220f1be9f9dafcdc,0xd1000fdbf9f5fbf4,0xd7fb090600f4da04,0xf70416e7fd030ef9,0xf817faebff030011,0xf2fa0af3090aec05,
+    0xf20aff08e4050911,0x15ddff2d07f7fc1e,0x0efd0809ff27e80d,0xfe03e71703f21307,0x061cf107eae9b50c,0xcfeb3c1cd9effde6,
+    0x04fa3831f11bebfa,0xf2e610e1e810fd01,0xff06f00b061deeee,0x05fc0af2f70fecf3,0x01fb05f311f1f416,0xf7000ffc07f7f40d,
+    0xefff03ffe60af4fb,0x130104091710fe14,0x1be6ffe4dc12cff5,0x0212c8ebf1110d30,0xe70a0e17e4351626,0x01efebf017f4eb0b,
+    0x18e4f11807eff107,0xe604f5dd0110ee08,0x02e3fd09e70c21f9,0x12070100ed0b0d07,0xcc29ea07f3e0fc0a,0x06ed17f7cfe807fe,
+    0xfef71703130a0013,0x03f60d130706f6f1,0x0130fbf902fddbe9,0x050700000900f51b,0x0b340b14154bc5d2,0x01f50227f2e9dcfc,
+    0xf4141bf10f03fd0a,0xff00f01408e20617,0x0308000a061aedf3,0xf6fef9f906feffe7,0xebc3211d30fe27f6,0x01f30d1814f2f6ee,
+    0xebc00b0425fa2828,0xee1705f532ff37fd,0x15effef3eff8ecff,0xf7f90519e60c20fe,0xac2ff4daeee6fd18,0xfac0ea11ffecfb03,
+    0x3217ed3c1ecad118,0x3719283afaf6be42,0x040a30d61511501d,0x02ed3801eefceb01,0xf9f3ec02081ff7fd,0x0c071ee10006f3e6,
+    0x2d120cd710e00afe,0x131619e7181242e7,0xf8fc0705e6ee03ff,0xfbf9f004eaf1fcf7,0x0906fafa050b1008,0xeff31de715f9fe0f,
+    0xfc1229d614f2fcf8,0x1604000ccad02f15,0x13f6040ef3f40708,0xf1ef010cfc02f2f9,0xf500f6f703f5fbfb,0xfd0d08f9fa1108fc,
+    0xf4e50220040f0c14,0xf3f90cfbea02fe15,0x1700e1e30612ebfe,0x01db12fc03fb0404,0xfb0af1f4f015edf3,0xef11ff03f1020e0b,
+    0x1507e9fff50525e3,0x19cdfa030e092d11,0x0a30f4f60f15f903,0x03ff00fc01f604f4,0xedf4fffe12f303ee,0x06fff5f2ff0505f0,
+    0x230d02f703200506,0x0433160214f017f8,0xfb011c17030df70e,0x10f1f60208f7120d,0xe60a0c0af404f7f0,0x07c80f0f1504060b,
+    0xfb09f90afd23e903,0x04fdc723f1f90bd2,0xfafcf80a050a0bed,0x06f901f501fff5f4,0x15f60ffd0c05e3f9,0xe408300710e31bfa,
+    0x02f50208fa07fcef,0x0402080c020504f2,0xe802f1f418f000f0,0xfaef09f201170ffd,0xf4000a0123f0fff8,0xfed8f931dd1fef0c,
+    0xe0e7ed0af21b25fb,0x1d070713fa0d1815,0xf80714f9fe07effd,0xf7dcdcf510f121fd,0xedf9f7f7191307f0,0x08f91cef07152323,
+    0x030808fd0af20401,0xf60cebeb2909e620,0x1a13fd07e013e0f4,0x1c071bdf03fde309,0xf811f7f6f9020912,0x0ff6fb00fd001801,
+    0xfc1dde0ae21e31c4,0x1119cc13f70adc0a,0x0c110af6110600ff,0x030d00eef8fafaff,0x171b2f0917d93be2,0x0f04eb35fae7ab1d,
+    0xed1bed100326fc10,0xf915ea1706fb2a0e,0x010e1a081cf50cfd,0x070ed403f7f6f818,0xddcbfff8f412e3ff,0x2c051f2be60aece5,
+    0xfe0aedfae5fcff14,0xfaf30213f40c0603,0xd8f7e818002528f8,0xf2e6f50c040bf0e7,0xed16f7011405280a,0x12edfee0ec06defd,
+    0x0b41fd0cff0503f8,0xfd0a040af50a0417,0x1416f9f5e902edf1,0x13e0d2ec1114fef7,0x06ffe913fadf0f03,0x11e708c51d06d530,
+    0xe9ee000c0bf8fe04,0xf9050c1408fdeb00,0xee0c0a0d0708f2f9,0x06f814fc0004f908,0xfffc15fc1d042c26,0x10fcf70604060bfc,
+    0xff36a6b3d84af625,0x0403d5fbff04ecfc,0x000dfe04e8170aef,0x0c170b081006ebfb,0xf9f0f3fee700f903,0x0d0005f4f3ff0702,
+    0xe2b7123148002cd8,0x03fb48251d0e3dfd,0x381afe0c240e0e0a,0x1be92e0d0813f2f1,0xe7d81eec010614fa,0x0048e5070df72108,
+    0x0efd04fd0100eafb,0x0b0bfbf7f80f0aed,0x0518fd00f6ebe8ec,0x0e04020801f6ece9,0xe8f6f809f30f43e0,0x30f608f4e9f1410c,
+    0x16f8d0141bfee709,0xeddef5be18e611f6,0x0c17caf9fc242904,0xcd03ff13efeff00b,0xe31c0b02e7f3ec00,0x12fc02edfef5dcf5,
+    0xef1e011b270b1b00,0x33eb22fafe0c28e5,0xe20cf10ef60b00f1,0x0be4d7fdf8f7f402,0x04f81201e70309f0,0x07f410e406f7f9ef,
+    0xdef703f7eb0b03fd,0xf6f700080307f805,0x06f21503020bebf5,0x14edf70bf9fe1cfc,0x030f010df10ee7e9,0x040e1b0d1600f8ee,
+    0x07f90aeaedf81a06,0x00fef51404000cf7,0xf3f801f8ef0614ea,0xf5080c05f7f9f514,0x1fd6120129dc1afe,0xff19dd172a11e8f7,
+    0x10180723f0f8fe00,0x19ea08020ef808f6,0x091efc020d110ff2,0xfaefd3f213f1da14,0xeb1814041510fa10,0xf6ebedfd0cfafa1e,
+    0x00da05031f21ca03,0x0f0010fa131506e6,0x0af80df90ff8e8fd,0xf80410fdf4001fec,0xecf600042d08ff09,0xfad603c5fefe1d1e,
+    0xfd080403f4f0f213,0xf6f9fc1d130df206,0xe80303f2f8f8fd09,0x1301eff7f90bfa04,0xef0afe03130a0f05,0xf8fe06ea271309f2,
+    0x09f4f9fef7f4fbfe,0x0afbf6fc100ad803,0x0a050d0bfb1c23fe,0x1d11fff300fdf312,0x21d8e70d1bfc12ee,0x0e0ce00000f8cb26,
+    0x0510f0273a19e9ba,0xdbf810ffd11c20ea,0x3edf09b9f9f8e2e8,0xdafc0a100b092106,0x37073cf0c5ef0ef0,0xbd32433bf0dc19e2,
+    0xe8f90af738070ee1,0x14f2e1ec14f3de14,0x081707d70738fbf6,0x0bf6f1041313ef05,0xbbbc11cef00f1bf4,0x01fd524212004d01,
+    0xfc02fbff0c00f600,0xf7020906f503fbea,0x01f109f814ee01f3,0xfcf30201ebfe0006,0x1df2e314d01de8ec,0x011be6020ef5f6e4,
+    0x16f6fff7070ceff3,0xdc0014001112f1da,0x0600e80a0501f9db,0xe011dadb1feae8ed,0x080700e10d04f9fa,0xda24ce13191229e8,
+    0x1e0dc7cd1712cdd7,0x190f0e130cf2fd15,0xff1509ea1df41204,0x03f901ededf9fb12,0x17ccfa21350cfade,0xe112f7e9f1c8ead3,
+    0x0117f6ece804f408,0x0ce91df10f0aef0f,0xf40d0811c318f3f2,0xd3edfae602214d1c,0xe1f90cfcfa01f512,0x051a05f8f90608fe,
+    0x12f6100bfbfaca15,0xf6e5edfe221cd00f,0x0fc9e8fbeae525ee,0xe6f50fedfe0a000d,0xf5e8120601070807,0xf3fbfeff060c15f4,
+    0x15103626e6e7f1de,0xeaee29180f2a2239,0x0f000c1110f1f7fe,0x0a1f030407fbfce5,0xfe1fe909fcf0ffff,0xf7f808e6e418f4f5,
+    0x04f005fbf805e2f3,0xfc0ae7ea0b07eff9,0x0a0df1fce21cd70b,0x0002d51dfef8f5c8,0x0a0cfb000f03ecf1,0x12fe2e0b120412f6,
+    0xf7fcf8fff804ed1c,0xf7ebd71fec0d17f9,0xec12071001171212,0x0509edff1608f5f8,0xfd02ffeef826caf8,0xe014ed0507ebe90c,
+    0xe4d9eb0419e5e2f2,0xffea0e06c4032408,0xf5ea21f01207c21d,0x11faf208e30ed6fc,0x070b0efe0c100708,0xf6040afb03fafd0f,
+    0xf500fa0201f3fef7,0x020211fc0205f901,0x0e1ff6f3ec08f6e7,0x11f4fc23fe14f90a,0x04d5ceed062b08ef,0xfffad5cef1f3cf11,
+    0xd50319f6f6e2ffef,0xfc04f8fd140ef101,0x1e0daed812213112,0xfc2259e6d238ef3a,0x310e1f15e6d416e4,0xf207fdf9f1eb3b07,
+    0xf00ffd0804fa0201,0x0b0efc0bfe04f40c,0x0204ecf2f10103de,0x0700010bf20512f7,0x15ed09feeafefff9,0xfa0ff506020a0900,
+    0xe72af00d13e1d313,0x0d1800eaedf70e0b,0x02110302d7f602fe,0x30e01ef914ec0b12,0xed15f1fb08f5e809,0x100e0d12eaf7050a,
+    0xedfbee07ed0eff0f,0x230ae40def12020c,0xfdf018f1e6f30210,0x0b110a07f7f3e1e9,0x1c06d9f7083619dd,0xc0181edceadcf549,
+    0xff1b12e9fde60215,0x01fbeae3eeeae907,0xf5ffe6fe03f402fb,0xecde16f81805cf11,0xf915f102ea220eef,0xecfb18ecf31118fe,
+    0xf4f6f6fc0d1fe60d,0xf6e208f42e0a0df5,0x06130af005081cf6,0x040306090feed9eb,0xf63a030922fa0614,0xea0c12eb00f0fe0c,
+    0x1ae1d50c1ffaeae5,0xe90fe617fbf91720,0xff0cf7f70bf907fa,0x0ff5f50c03f3fd21,0x0bfe00ed09e8fe0a,0xecefe7f6fc0b0d0a,
+    0xcde3e6f4101bdd1c,0xfef205fcfaefcff9,0xf8e3effcdc03edec,0xee06f6fdf305f102,0xd0e5f1fe26f6f901,0xf61814dc1c03072c,
+    0xf715f2030c050909,0x0ce3fef1f909fae7,0x21cae10f1414fb0c,0xf2ecfce9ee0f1012,0x010f161a0bdbff1d,0xe30d10eb16ff1911,
+    0x0a0a09efdf2d3ee6,0x260af9d615d8051a,0x0201fe01040afefb,0x00030a01f402f819,0xfe03f9fdfa02ebf5,0xfafe0504eef800f7,
+    0xed0d0d02f70f0ff6,0xfffe1405000df9ff,0x2afb1bf60c07fcfc,0x07d6e8e3eff52319,0x0800140e12080510,0xee1123ffe0fd10f0,
+    0xfeeedfe22212e7ef,0xe7ef1dd02312d702,0xdfe8ea39d3dee7fd,0x0104080211ff03ff,0xedebf40bf3030fff,0xfe08f2030d03f300,
+    0xfcff11fe0e170001,0xfaf4fbf7edf6ed10,0xe3fd0b0248f2f7f5,0x12ea02e40816e5fd,0xdc161300fafa09ff,0x1917e1010e210a14,
+    0xfce3f5fb1bc9eb19,0xd610dee70b0d1de4,0x0ff80ef8fc16fe0f,0xf90e0e08f918fafc,0xfcfa0dff010211fe,0xf212fb0d040afef8,
+    0xf11fc309f51ffae2,0xfd071e26ee0730df,0x100efcf2f0fbf811,0x181c0f04f9f1ef12,0xf9c7e22af9d811f8,0xfcfbd4fd1801f810,
+    0xf3df08f210fc0617,0x07f52ceaf3041714,0x0ce7340b1130013c,0xe8f7ecf5fe0403f7,0x0703fbed0900fc02,0x0602fa0ffefdf3e3,
+    0x0104ed1604e5d3ec,0xffee25f41222fb10,0xcbf00103fa04ef01,0xe93a0600fd02f8f0,0x4028f521dddd1702,0x25f913110b45e223,
+    0x25d8ff1d08221fda,0x28f631f9c7e4a909,0x200002060d00f700,0x030b11fe03faf205,0x1cf405ff06f2f8f9,0xfcf5eeeafb09f4e6,
+    0x0e170c070bf40b01,0x130a18eaf4021507,0xf4040c0cf1f6020c,0x0e0000f8060101f3,0x14f7ebfbf111f2f5,0xfc08edff05fc050d,
+    0xf31507feeb0a1109,0xe4e30b25fc09fad7,0x31fd19ddf8fcf106,0x1021de0c01f824ed,0xf3f50efaedff07fe,0x06e2f3f60d00ef2b,
+    0xe912ee05f0463024,0xedff2d0102fe21f5,0x0402150710fb00ff,0xfcd9ea171907feff,0x0b0aea0f1e141801,0xfefc091417f0ecf5,
+    0x0d1010fef1f414f5,0xef02240ef8f41113,0x090cf302cc1700fb,0xef2403e6f904c8e2,0x08fff81305f9d8ed,0x1512e7fd11020504,
+    0x4cd4fc00fbf0e2fb,0x09f20de9e617dc0e,0x0b08ebeddef3ee04,0xf1f50b06f80202f6,0xf21a1112f7de0822,0x2c00ee29ec1df1e4,
+    0xfaf910f622160802,0xfa020f0bf7fe1a09,0x0c1f231ef9277f25,0x370242f137efe4fb,0xf20cf9f900e8fe0a,0x00fb091217031706,
+    0x07fa05ff040ef218,0x0905f405faf1fcf5,0xf8ef08ec0805f813,0xee1503fb001609f9,0xfdf1fe0500fbfb0a,0x15160b05f70501fb,
+    0x161302fdfa010218,0x150220f129f328ef,0xe4da15011df314fc,0x07030e0f01001cdb,0x330812f00d09fd0f,0x02fd09210ad3ed05,
+    0x210418df0c020b00,0x1ad9ffe4fe2dd4e0,0xfbe50ef1ef090ad3,0x08d3df15dcecf711,0x011710f2eb09391b,0x07ecfd20f700ffed,
+    0xebb1e624277207e2,0xe0bfd03027d22fe3,0x241804fafc130bf5,0x09dc04f110100e08,0x04f900ecd630fef3,0x08130df002f6f007,
+    0x0a3c06e8f101edf0,0x0a17222c060c29f7,0xd5d8f1fa0800bbf7,0xfa2ee80f03f20f06,0x00f8ec03eefe1cf6,0x0ef2e1edf6e90623,
+    0xf3e1110214ed050d,0x06fdfc13fd0d18fc,0x0709130b05f1f106,0xe80efe04070f01eb,0x3810d4fbe6fafef8,0x00eddc1604ec160b,
+    0xdc00fe11054e211d,0xe21d15f71807f414,0x21f6cdf5d215f941,0xdcf9e5f9280d0ce3,0x07fff902181228eb,0x1eeacce620dcf1d7,
+    0xf7140fefefeee1ff,0xf4050a11e708ee12,0xe9f908031218e7fe,0xf5f0de1b09ea0a14,0x02ecf406f8070109,0xfc18f90d0301110f,
+    0xeb18f109fbedf607,0x00090d100a1806fc,0xb00b030b111341ee,0x034afa10fb0a04fa,0x120bcb241cc5e5f5,0xbf18cc010a2b002e,
+    0x1cdfaf1ad60bf2f6,0x1fd727cd1b061d28,0x0cf8971803a33fcd,0x2b02ddea4b1f08e3,0x0d1af9fbd5ff12f5,0x06e1dbff1f25ea28,
+    0x1cb2f22210333039,0x39f2c4d9f8eb0ee7,0x070007f225e5df05,0xeefd2ef2020a190a,0x0c08180802fdfbeb,0x010318f1e40808f0,
+    0x0df622040ffb06fb,0x07fa1703ef0e0be8,0xff0710fd19f802f3,0x16020e0dfd10e700,0xeefbf0fc00fa07fe,0xfefbdd01fcfd0707,
+    0x1b02eef2f713072a,0x08f91f1d10ea1de6,0xdd1804edf9f5f912,0x22ff0a0304f4fcdd,0xf006f8fa00f4ffec,0xfdee05fffffb0901,
+    0xed04fafdfdfef0fb,0xf00a0609e7030cfe,0x1615e1f6f1ebec1b,0x0b0213fe1f1df1fa,0x1f040bfc071a0dfc,0x0313fff806f50101,
+    0x04f50dfe10edfe11,0x0ff3f20e130ff0f2,0xe11c10061f100300,0xfdfe1900f71107db,0xf70704fafe070400,0xf30808090cf5fd07,
+    0xffff02f304fafd0c,0x03f90afafe0b04fe,0x0101010a09fb0dda,0x05071bfdfee5f6f6,0x0e0d0700f9e4ecfe,0xee0ff504f4f817fc,
+    0xca26e9edfee314e5,0xfcf7d60be7f5f705,0xe7ecef0c00eb0300,0xeef6180714ff0200,0xf6fef4f212ef0bfa,0x0bec01eef70514f8,
+    0x06210c0219f9ff14,0xfdefe81afc101300,0xed0a080df10d09fd,0xf9fcfdfffefc09fa,0x1cd0e90d02fed7ff,0x0a55fcf4ddf006f0,
+    0xf01811ea2df913f9,0x0003ff08081c1b03,0x22fa2c0afdec1ef9,0x00dee524efede7fd,0x17e7fdf8f208dcfb,0xfd0701e40dfc0df2,
+    0x23ded1d742f120e2,0xde0ceaf6df01e2ff,0xffedfc010402fd06,0x07dc01fe07faf8e2,0x051aff0f34eb06de,0xe82516142cecf9d8,
+    0x11f6fe13eeedf5fd,0x2502ef08f5031b06,0x06fbf804e810280a,0xfaff0afffdff090b,0xc4170af603021812,0x03f9f61003050209,
+    0x0a3ae3ffc3182400,0xf012131028fae409,0xf1cded2917e9e80c,0x1cd9f944d6e0fae2,0xe917da17e9e507fc,0x04e90c021bf81f06,
+    0xf9e2ef0a1002dcf6,0xedff021bfaf4fa12,0x00e8dd01110a2005,0x19c303fc0efa02fa,0x05fdff0ae904ebf9,0xf70409040bfcf8f4,
+    0xd80d14f5f6f618e8,0xbd44e8fb0d1d1fef,0xfb12f80806fef911,0xfa1005fd090bf9f9,0x10ebf42707d81fdb,0xf5fdee03020bf51a,
+    0x370fec17dc13f0d2,0x42f1ee08e60d1ad9,0xda0900f80afa1016,0xde06f90709f8f6ec,0xf6f112f017f7e2f6,0x220e0201f9f21407,
+    0xc9082330efd11f14,0xea26eaf00721c8c8,0xb126f607dd10f514,0x21e7e16aedec00fe,0x00ee0007e7e8ff17,0xff0116eb140dfc14,
+    0x1404010f0a04f20c,0xec000cf2f9f4f8f0,0xfcf402120400e60b,0xec0f150f1ff927f7,0xe403e4c318ef08db,0x3d0507cf15ec05e6,
+    0x1f05f30bfe08eb20,0xeef4fcefff0c0e1d,0x0006e8f4fb0404fc,0xfbf9050004f8cb04,0xfdf4f40a0cfcf3fa,0x0d100ef30b0c0c04,
+    0x16dfeffa23f819e4,0x17fb03040c03ddfd,0xfafdf908ebf20b09,0x0bfcf005fded15f5,0x0c0ff81bd802130a,0x1208f0e2f814fcef,
+    0xf603f715fff8082f,0xf70811f31605f902,0xd705070fee0e010e,0xfbf91706e301f5f2,0x02edeaf708071dfa,0xe725f2ff231eebf1,
+    0xdff3102d08e4f9fe,0xe0ecfd04f1020efd,0xfb100425dff1e5eb,0xec0f0dfefaf90522,0x0022f106faff110b,0x01eaf511f3fd08f4,
+    0xf0ecddc2f9e3090b,0xedff12e509faef2a,0xf6f9fe0eefeae0e1,0xef152624f82313e7,0xe7e205fc17f1f7e9,0x25e61a08fc16e00a,
+    0x3208f51112ea0000,0xf9cef70501f324f5,0x3014090efdf4180b,0xfafb12290111e5ea,0xf2e2fff800db14fb,0xfd03fbf4e4ec14f6,
+    0xf1f9f42216ff0a2c,0xd7f5f5e60d5f18d1,0xf73f211f16120df2,0x1c12ffc80219fa2b,0x152ce2100504f70a,0x16e7190e1119f6f6,
+    0xf30107eee20bfffe,0xf0011204f5f82cf2,0xebfeedf8f60819fd,0x0301eaeeffe4f814,0x0afd240109f709f5,0xf4fed50fef05fb02,
+    0x0617f4e70600100f,0xffededeefe012002,0xeb07fc03ff0700f3,0x0a0dee030f030503,0xf2f31f0cd60ec813,0x38faffbb14f303f6,
+    0xd8021b20fa35071c,0xcfc627d42c1018f2,0x160a120a13dddb12,0x07e1072b0103fb02,0x0af644df41c9ecc2,0xe2f2edd5df2a0513,
+    0xecfaef0be0f7faed,0x000531150ae20503,0xfff4fee5ff1104e8,0x03fc3012fcf4f315,0xfcfbfd05fffdd6ec,0xffd80a0200deeb13,
+    0x0ae316fc08f4f348,0x02fcf20cf811f310,0xe7f81b00d718ea0c,0xebe6f3030bf5130d,0x0606f1f6fa03e80b,0xebf5f30c060bf6fc,
+    0xf3fef60615f2d1f3,0xe7f838fcd3ef29f7,0xede0e9ed26f6ead3,0xf81514eaf402f0fe,0x0e18ffedfc160702,0xf0fbda0613f01202,
+    0xf80d25ea1bfdf60d,0x141100f5fd050912,0x140e07f50aff0af3,0x01f90a0409f8f906,0x200ffbed230ff1fb,0xee0fd71c20f4f513,
+    0xf505fff4020a03e7,0x11e701fe15fc0b06,0xe60cea15201515f2,0xe8f6fded09060ef7,0xf4bfaf18efef0eea,0x2623fcd6071af9ff,
+    0xf90cfb02160dfe07,0x0101d8ebef080d0a,0xf8ef2e13df5925f3,0x1b1c3a1bc2d6d528,0x4616091efa14d208,0x42041be9ededfe14,
+    0xd4e02c2cfc11dbdb,0xeef51cce190a1b09,0x08e0f4f2fcfe0905,0xf90401f5150cdd2b,0xf60ffff21002fa06,0xf80f0500fd02f8fb,
+    0x0ffbebe4f908fc04,0x0b030b03f3f421eb,0x14f90c05d7ee0809,0xf6faeedef809fcdc,0xf7ef23f50909fe13,0x0fe016ef0503f8fc,
+    0xf924ea06f8ff10f0,0x110ad9080b090df7,0x1f03d6eff908110a,0xf0f82bfa0b0f22fa,0x40020323f93efb0f,0xff13eb1605eaf720,
+    0x04040e140dfbf6f7,0xee11ebf9f914feeb,0xfefcf7fbeae7f608,0x03eb0e01dcfa06db,0xe9fc0412e716060e,0x090b03ff0100fb09,
+    0x040ce9e2ec050d1e,0xfaedf8120505f60d,0x0ae7fe180e17f009,0xf602d7faf408e4fe,0xfefa02ed09ff0600,0x03011411fcfb0a05,
+    0xf215e0f0e018fb11,0xfdf4f2e506fc27e5,0xec0016fcf3f3f2fd,0x01f5010ef0080603,0x0804fd09f9ffff09,0xf704f7080106f316,
+    0xd8de07be16b2fef4,0xe7ec2eec08141413,0xf0080ce2f7090901,0xf610321afee9eaff,0x09f0fafbfb01f804,0xfffff6f4f9f5fa0d,
+    0xeb1007ef230a14f5,0x17160af5270d0ff2,0xfbde2f04d3afde2b,0x29e5ecf40bed020f,0x250aed0be71904f9,0x03fdebf5f8f5f1f8,
+    0xf600e20a0e10eae2,0xf60ad609faf1faea,0xe4f4faeee21be2ca,0xfe0be6f7010f25ec,0xf4e701f2fcfff90e,0xfcf4fdf30b06f600,
+    0xf01fe70de907c5f4,0x0ec405feeffdd30a,0xe70bf8f604f402df,0xeb01120807f30ffa,0xef18f211f6fe2cf4,0xf30309e4f800eb10,
+    0xda0dfd230814f812,0xdb1e1a0220d6d707,0x1df60bf80aeffefa,0xf7fff42101fbf500,0x31ef01e4fc0b05fc,0xfce6f4110c03def1,
+    0x0afe081f0400f302,0xeef9fe00f0f10906,0x23fb2c0ad333fa13,0xd9d006f41ed5cbcb,0x0e14fd0bea1900ff,0xfcfeedff0c020f1c,
+    0xf823e42dbd8ac300,0x25e9ef1a12130ae3,0xf02fdbfa18e32520,0x1d1601f80f04f029,0xfafefa060bf90207,0xecf108fd04010701,
+    0x0f01ff050e08fcf9,0x02f3dcfc100a05e7,0xf2e708e6fb044e0d,0x2706e90f05e8ee02,0xf201050500f8fe07,0xf9fa01f00df5f0f8,
+    0x06271bfb07e4312b,0x23fb0e161c1dce1d,0xf206100eebd60dfa,0x0d10070a1c050c0f,0x0aec4df41b00ebf1,0xe8280210defcf4f9,
+    0x06dcee16fd0300ee,0xfb09f4fd0c0713f6,0xfb142606fee80903,0x0401fee7d507fd07,0xf3e3010cf0040901,0x20f9e511f414f4fe,
+    0x0aca08e6f8f4ff21,0x08fbe9fe02f5fc08,0x1f1110f3ebf9ebf8,0x0b0de4e1f0032600,0x1ffe15fcd8e8e7f6,0xf6fd07fb05f7efd2,
+    0xfe07fb0210f00bff,0x020608f5f7140f11,0x04ff0509eef0f71e,0x00150a1afb060e0b,0x3ee914e301f30cec,0xf32203e8fb032dd9,
+    0xdc4113ecf5df24ea,0x23f3330bfdf5e411,0x14ebd012faef10f9,0xde0bf0f40c0016f0,0xe507c50bf4dce6fc,0xecf108f0ecece21f,
+    0xeffc05e20201f9f1,0x28090b0ad9f5fdf2,0x0703d80ccf07fa1f,0x2109f8faf70be4eb,0x1afe05000df4f110,0x14e4f7e702fcf8f7,
+    0xebdff2ff3316ebf9,0xfd07e0f70ffcfd11,0xeadcf830f4e341de,0x20d3e62807faeb0d,0x1122f2df0e11da29,0x0dead7ec2300d012,
+    0xeae2f00a03fcfbf5,0xfbf007f713f2ea0d,0xfef80ed3f30ff738,0x1fe409fb1500e30d,0xe91b1df8080a03d4,0xfe2ce7e506040307,
+    0xefff17ff1eef13fb,0x000f0e04f4f50f1e,0x1ff012ed17f50e08,0x00ecef0c00ed0ee9,0x000e0bff05fd06fa,0x030707f601031703,
+    0xfb0df90c13f0e6e9,0x0109e418f416edf1,0x23f1010a09ec0104,0xef101aed0bf50b0d,0xe3eedbfffa080506,0x0b1dfddedffb0b02,
+    0x1cfe00f8fe0bef0d,0x2630f0f114fdf117,0xfcf6f9de09f7f91b,0xf0e43307f21ae64c,0x06ee19f60de1d812,0x2a0219d31af501dd,
+    0xeaf72d0f03f2f803,0x13f1e8f214110601,0xdf0115feff1602fc,0x060ffc19f9eb0e17,0x0e0f09fefc00fc08,0xfc00ff07f5030105,
+    0x3c4cded6669d612a,0xc91441e9bb22221a,0xfdfbdbedfb030209,0xfa00d61a32200aed,0xf8f1ebf7fef40c10,0xf0fefefb09040a04,
+    0xf70600f41a16f606,0xf70501d90df5ddfd,0x2cdcde14ebeaf20c,0xfc08f6f50502e0de,0xec100cfb1a1f09f4,0x02140605fc01f6ee,
+    0x0203f2f802f3fdec,0x01e817030808e1fa,0xfae503ffeefe02e5,0xffdcf510050718ec,0x05141d172fefe717,0xd5df26b810f2efe9,
+    0xf80dff37de21f00a,0xfb0afd0c0d24e2e6,0xdb04080714e60f0b,0xee2a0cdeda013be5,0xf1e10c00d6f9f8e7,0xfef94ac9fd00fc28,
+    0x0f221cfc20092625,0xfc142901160be8ee,0x06060dfe1507d201,0xfefbee0013ca0bfc,0x09cbef1529effbe8,0x2ce619e0fb161628,
+    0xd717f20618e9f5d2,0xf006fe081808f907,0xe5dafcf10eedfb1c,0xf3020ee1dd02e9fe,0x02e70c0e09fffdfa,0x01f818faf416eb0b,
+    0xe5ee0a010efc0dfe,0x080dedf80bf60bf7,0x0ced20eb19e8fc2d,0xcd0218e1cb112aee,0xf11b2113e7091418,0x31f7371519c7e5f6,
+    0xdfec03f809eb07e3,0xc2e730f60def21e6,0xf6c8161ae9fe06f5,0xd5e7241bf0e20efe,0xec32213626c4041e,0x4f01eef7f722dafd,
+    0xfbeaf8f221d83aec,0x0109f32214f7e9fc,0xe51c0308f3d41c1f,0xe4220a10e014e30f,0xd403ef02f2ebfb18,0xe51901d7f6100bef,
+    0xedfe02ff060bea1a,0xd8e9ff02feeb1116,0x02e6ee01ed25f309,0xfc041eeb00dff9f1,0x0108070509f80702,0xfff7f5070a0304ff,
+    0x18f5fdf708f810f8,0xfb17f902f805f00e,0x050a03181500e3fe,0xfa080df8080208fb,0x0df1f8f4e4fd06f2,0xd7e6e512f714f300,
+    0xfe14f6f9ff06f30f,0xfbf7eefdfa00f10c,0x25ddf60feadbf8e3,0x16210ff7e9ec02fa,0x25f80100edfbe8dd,0x1cec17010bf313e8,
+    0x03f7f3031614d6f9,0xea15221012071207,0xfa001f13e308fb14,0xff0dfa1004fb1114,0x05f7ee130a0e060f,0xf6e4f40d0e0af413,
+    0x06fcf5efff01e80b,0xff1007f5f8f3f0ea,0xe80000f6dd02f90f,0x2a0618f7fbf0f331,0x0b0dec020af0fdff,0xf0fe0df9f40310f4,
+    0x0b14ee04d90529e5,0xfd1103ff0601fdf1,0x01f2e61207001eeb,0xd9050b46f1083412,0xfeec091706f2eb18,0xd7f714f9f10b1a11,
+    0xfbfa0602051b03ff,0xf808f302f4040506,0x12110c04ff070aea,0x1c0ffb17fd0114d8,0x0ffaec14fa06f800,0xedfffe03f8f210f0,
+    0xe902fc1700e5080a,0x02f1120b011005f6,0xef1a2e1b15f9dfe7,0x0d1033f110f4cb00,0x260bf915fdfc0403,0xd1ff150bf5ee0dff,
+    0x0df0f31e2feff1f1,0xf0f50e14ecfc1e43,0x0c0412f6faef2722,0xd91108f504ffcf02,0xf4e5e91e00f2dfbd,0xe6ebd7fcbdf02713,
+    0x0bec15fb22ea040a,0xef02ef25fafebe0b,0xed1bf6051008fff2,0xede4fe10feea0aff,0x1017020600fdf4f9,0xf109fcffff0206ec,
+    0xfa2c09f5efdf15d5,0x21ed17f81c0ad90a,0x051400eaf6f70d06,0x19f50a03effd29f0,0x0b17f232edf8061a,0x1239031800e90ae4,
+    0xe618ef04f9fdd7e0,0x1bd905fee0fcfae9,0x04f507e7f7e5f7fd,0xf2db111ff9f7fe17,0xbb02310a051e2914,0x37d3fadd1211ef46,
+    0x03060006ff1bfdeb,0xe2fa13e606f9eaf1,0x0b0af8f3eecdf50d,0xf0fff0f7050a022e,0xf4e40afe04fae1f4,0xf5ec1dfc03ef1335,
+    0x0202fef3f70cfcef,0xfb0a07f2faf4f4fc,0xf612ce14fce315f5,0xcbfbe904fa09e60e,0x15ea090219f51e04,0xeb3322ed0a0a16f4,
+    0x09f7f11ef41c0ce5,0xeb21f1fb17ec01fc,0xf724d6e405f20ae0,0xf80ce357e3140c0c,0xcb0105f8f6062314,0x05f0f8fd070ae400,
+    0x03fffaf70dfef5f4,0x0f0815f30f0700f4,0xfdfcfb09fc0ceff8,0x0802faf60a0710ee,0xdb0efcd307d50dfb,0xf029e4f505070c0e,
+    0x60fced051fdee00c,0xfdbdd81800fde4de,0xecf80aeffddd0407,0xee0202d209ec1e18,0xfceee6f2f213f60b,0x1a0614fae6ecfdfd,
+    0xf715ed140502fff0,0x0cfd0d09d915e6f2,0x09e8060312030adc,0x440711f6fece32c9,0xf715152414e8fe0c,0x13ff2df311f2d40f,
+    0xf5e10f262e0be331,0x20fbe60913ef0af3,0x4af2f5ff0200f401,0xf513fd1ef91fdc05,0x0afaf80aefed02f2,0xfcfffa03fd0211fc,
+    0xfff40ef4fa08f2ff,0xf3ebf604feff06f8,0xe4011efc06f7eefa,0x0d0ef3fa0bfdf1ff,0xef13f0f4001203fd,0xf71009fdfa06f3fc,
+    0xfaf4ede9d0f30e00,0x03fbf2f6070b04f2,0xdb030efc000ffafe,0x04ef08f1fbebf511,0xf50b0a18f4041218,0x1604f10afb0aecec,
+    0x1ee5db1213f01729,0x090e18122812c11d,0x080e0109fffb0a0f,0xfcfafe0c010cf4f7,0x1201fdf8050b01fa,0x0d12271e0106f91d,
+    0xef1802f00e0ae9e8,0x1301fef3090510f8,0xfbfb2bd70431f211,0xf80dfafedeee1243,0xf30a040122fffaf6,0xfae905fc04f0090b,
+    0x060f02f6de060bf8,0xf6f8f70bf80ffc10,0x24fa020afefffffd,0xfdf50cf70202f1f9,0x07fa000b01effafc,0xf705fc000bfb03fa,
+    0x10f5dffa08f2df02,0xfc120cd1f8f3e70d,0xf9fd01e50010d502,0xfde2f10400f6020f,0xff0e09f900f5f1e4,0xfae822f804fbfdea,
+    0xfbccfe093b041bda,0x08c70710dbf303f2,0xfaf711f8f3ff0ffc,0xf4f6f400081102f7,0xef190deb13e10c01,0xf40824f1f7f508f0,
+    0xfbfe0ffc0109d50a,0xef1ae7f208fcfe10,0xea08040a00fdf701,0xffef0afe030afdf5,0x231802df04ffe7f2,0x0103e41a06110521,
+    0xeb11ffe8f91f0801,0x13c4fa1211edfbec,0xf2ebf5f3eb110c0d,0x0107f503fafdf603,0xd9e5daf30a23df01,0x2516eeff1ce32a06,
+    0x0df70708fd08e616,0x0704f1fafc050d0a,0x0a021611f912fa16,0x0600fbf1ea0404e1,0x0ce61600f80cf7fc,0xf913fc021004fb17,
+    0xf8050c06f6e01209,0x0ce70606010a0b02,0x03ebdc211310e918,0x11fbd209df14cfef,0x03fdec00f6fef310,0xee0d09eeed060511,
+    0x1bfc07f6fb1ff1f3,0xeaea22e50312e614,0xfcf5060eeb2104f0,0x2e22f3f40df412e5,0xfc1f12041a11e4e8,0xf61612dcdc09010a,
+    0x080e1e01040e0afb,0xe00dee0c0106eee6,0xedf2e30dcec7dbf1,0xe503d2e3e01f1020,0xfafcf400000008fe,0xfc05080304fef608,
+    0xdffb08fff50c140e,0x0802f6f7fef80cf4,0xe9eaf7111502f213,0x0ced07d913f7f626,0x14d6d2d12a145d19,0x1bfa03e5de4b39ea,
+    0x1d08e8d2e2083709,0x09f805112af5e1e2,0x1ae4fe083cfe0300,0xcaee07eb080011c9,0x0e27f90812c8fa0c,0x1e1a0eff07e212f6,
+    0x0811ee0cf3f5ec04,0xfd070df31b1be8e9,0x00fef718e71afd20,0x01f0fd05effbe1f4,0xfd12f009f9fefc0f,0xf2fdf40efdf40d06,
+    0x1513e20e22ea2301,0xf702e60daff4de12,0x1220f6de0efafe00,0x21fcfcfcf7fef6be,0x01170008f7f4f50d,0xff1f0ee3120b0ff6,
+    0xeff6140bfa18f2e4,0x0a0d122019f5191c,0x0612e7eaee1dedfe,0xe2fc040410f4fafd,0xe8f9f42f1de7f0cf,0x2bccff01c2fa36ee,
+    0x1e0e111f27f93329,0x43170204fefbb720,0xfd06080702050307,0xfdfbf7f210fffbf4,0x15caff0504f90f0a,0xd9f7dd110e04e50d,
+    0x030d07f20d00e5f1,0xea1212fff4fafaf8,0xf91c19de16000ede,0x04fef1f4dcee17f0,0x08f6fa0b120a26f3,0xfdf21d1009f715f4,
+    0xfcfbfd00fae713ec,0xf803eeeef416ef0f,0xfb1bf4ee05ec1b02,0xde120409fae8072c,0xe2061b07f6fcff02,0xf509cd0005fa07f4,
+    0xe9d914ea1c282b0c,0x81f3c1cdfd1921e2,0xebf30df1de06011c,0xfe11f7ee050fe1f1,0x16ee20f5011922f9,0xf2d9f2dfecf5def8,
+    0xf503fdfdf902faff,0xf0fffb010bfc00f6,0xef17141afb1e3208,0x0b2dc2e7f5f8ef03,0xf30be8f1faef1602,0xe5f901e7ec0f06d5,
+    0x32211e341137ea26,0xeff60dfc24f6eeda,0xe5ff010018fef40b,0xfffa04020d06fbf8,0x00f5241512e1eeea,0x02fe1f100ef03700,
+    0x23f92000f009d4fd,0xf71adf11e8d80219,0xe1d106fc06dadfe6,0xee09150e140818dd,0x1500f8f8fbfb060c,0x09ec050e02f9ee10,
+    0xf9e4f8fdf41016ec,0xfe1af9fb08060ff6,0xfdfef8fdfdf5070c,0x1407ebf2f3000e0d,0x160af5f5eb0ff500,0x0a01e8f7fef413ea,
+    0x010a06ff18f006fe,0x1209ecf905f90215,0xfc0bf90ffc091803,0xf10fe0060f0ef9fc,0x180f02030a150117,0x0e07e10901f405f5,
+    0x0323ff081d05ebf9,0x04f50bedf8e7062a,0xf2fd4227f72429e1,0xf802080b0deffafb,0xf2f0f01aff072cfd,0x07fce701fd08fe1e,
+    0xee00f3fcf9fc08f9,0x0bea0011f4f523de,0xffede6f3f0fe0703,0xfbf90711020701f1,0x0b130506eb0508fa,0x02f7e80cf803f50d,
+    0xf5c6d6e5ea121dec,0xf40903d507e215eb,0x0107000506f9dd14,0x04f8110dfde80701,0xf6ebbe05dc3af4e9,0x1df8f207f4ed271b,
+    0x16e5faf30923f308,0xfaf8e004fb11f4f4,0xf40308f2fdfb12eb,0x0dfe16ea08f9e810,0xfa09f827f11dfcfe,0xff180e17fdf8f1fe,
+    0x02f0130702ffd60b,0xecf206f3f7f6e10e,0xed091d07edff1620,0x0915080af102ebee,0x1613fa0be3e71a10,0xf2f3e508fbf9f909,
+    0xe41ee900f902f2d6,0xe6170afeed0029f7,0x172d15e9f9161aef,0x35092207f3e3070b,0xfde602ebf7ec13e5,0xfa062e2600f4fd09,
+    0x0008db06e3efe8fc,0xfb20070519ff2101,0xe511eb03d0f70a20,0xe1fbf9fefd001501,0xe1d9190f0f23ffde,0x07f5060af617e318,
+    0xe6001903f2e3fff1,0x03f108e90004f3fa,0x151d1cd46136d8d9,0xebfdffe40cffb5e6,0xf8f4fdff04e7fb00,0x03daff1205fe09fa,
+    0xee2005f9140f1403,0x1be40e000b104212,0x08151a04eff2f809,0x011f05fdeb0f0be3,0x14102afd0d1b37bd,0xfaf60c04c3ad1b28,
+    0xf411e50dff0c01fb,0x0cf717f8f703fa16,0x07ee2317f91f08fc,0x0d09ddf804fade1a,0x0dfaf1ed01f802ff,0xf0fae2e7fd06eef9,
+    0xf405fef809f802fb,0x04fcf71a050d1111,0x19dadffeff2222e5,0xf3f9d1e401f1ffe3,0xf00b11fd17ee0afa,0x04e2fd28eff60b15,
+    0xf0d7e2f71b03e1ee,0xff0dff431000e9f9,0xfff90c0d05fc1c03,0xefe5f00712080ffd,0x03fff8fc190f0ef5,0xfffefb00eff0fefe,
+    0xfe1203fd021205e0,0xcef80a0f00fa1a02,0xf007ff0ffdf70005,0xe5fe12fd0607f2fd,0xf50a1203ed05fe0d,0xfbeaf3ff0b05080f,
+    0xfaeb06f4fffdfc0f,0x070203f90109100f,0x00e704ea17feeefe,0x13fdf804f4edef0a,0x61f303fdfbf6d60a,0xf6effefae114e1e7,
+    0xf4e9f609e2e505f7,0xf013150f000efa00,0x051a0225041cf203,0x3ff107ecfde901df,0x29f1fdedeb05200b,0x08d512fb2905f3f8,
+    0xea0cef1601ebfa10,0xf70105080a0af804,0xe84db0dcccdf5b45,0xbbf4e5f909d90b1a,0xfbf118f1e51decf1,0xe6020f2432e5dedc,
+    0x0401060df50b0ef8,0x04ff02f50b071903,0x26d3d60be0ff20fb,0xdef7c41405131415,0x0f0506121408fb0b,0x05f50a0e0ef10a08,
+    0x1ce7fdeff10af0f4,0x10d51e06f9fce00e,0xff0207fefe0e12fd,0x0dfb1118fc02f601,0xe7240fea0003f9fb,0xdad9bc0219fbe00d,
+    0xf9f7e9020d14ebf6,0x1605f7f3ffe8dd08,0x13e101d90a0a0414,0x130af0081ff114f6,0xf818fb041bf108f5,0xf419fce7f301eaee,
+    0xebeeebf20c13ed2b,0xfa13ecdd11fec300,0xfc0501da05180d11,0x0d0a0e11f6040221,0xebf8060f0a08f81b,0xe6f5e4f3f8f3dd24,
+    0x1c43ffeefedaf3f1,0x05090917e90beb0b,0xf206fbf605120611,0x0af31205f0f7f322,0x0efb0af70c07fd17,0xfe15060a180a0303,
+    0xec04fcf7390acd1b,0xebf81125ecea050b,0x05ff0cf6eee407f4,0x11042ffef709ea07,0x351437de0c0a1015,0xf6cf3ada0837f604,
+    0x17fdf2fc2513ecf6,0xe8f51006f30af0ed,0xf5ecfbffdd2ef6f5,0xe3fde00df51ee8f2,0xfff10100ebf4edf0,0xfcf404030afcfef3,
+    0x07faf4f806fa0106,0xfaf80b0207000012,0x021d10b91c090107,0xf2201707e2fafeeb,0xedf30002ee040efd,0x0bf40dfae50ef417,
+    0xc701f6ee0233f8f0,0x0dfe0d1809ec1413,0xfaf7f312fefa0f00,0xebf611ffe30b221e,0xe809fdf205eaf7fd,0xfcf1f90dfb26070e,
+    0xff120ef53a00dae9,0xfb04dd0b060b14f1,0x0615210bc5f429f0,0x17f6130fcaf8f2fd,0x04060cfefe154809,0x05030ef4f1f513fe,
+    0x14f209cbd6fa17dd,0xf5f90e0e05cedaf4,0xfcfcdaf8f7fc1203,0x141ae20d031801e3,0xfe1b00f4f315f901,0x2005270afffd07f4,
+    0xe91ffe0ffbedfee4,0x08340b1517e8f501,0xf7232406fbe43100,0xe9140f0a0bea0ded,0x182cf1f124e7ddff,0xfb52c506e9f5fafa,
+    0x04f604ef0013110d,0x12ff04f8040e06ff,0x0f0cf719f7ef0e1a,0x150aeaf40d1af80a,0x17ef06f70ce7f705,0xe8e62a0d01fefdf7,
+    0x02eb0f01f80cf6f4,0x0f0ff6140dfedff5,0x0719fe01f3f4dff7,0x0dea0418f8120f13,0xe40a13f5f51afe06,0x0107f501fd19f002,
+    0xfd0117fe0f140a0f,0x18f60b04f51110f0,0x130d020506fa0f08,0x01080801f303f6f5,0xf312070f1df01217,0x1107e3fb0bf514e3,
+    0xf4fbee19f7ffea18,0xe807fadbff1afc02,0xe20eff2dfefb0308,0x03fae4de19f60d04,0xfef717fbe804f208,0x0df9f5f6f7e80dea,
+    0xfaeeea1026d9220f,0xfcffebfa150d0e32,0xd5fc15fe23f156f7,0x041a0000ffd40303,0x562801f90eed0003,0x27f002071ce2110f,
+    0x10f3090afaf616f9,0x1bfe0d02f5fa0506,0xeee021f9e2182828,0xf2f82318fb03ed0f,0xf911fc01ffecf6f8,0xf406ebf40902f70b,
+    0x2c120706f40010f3,0x0717130607f4fb06,0xdf040718e9e8e004,0xe50706d2fa0117ff,0xeeeb0004f6f3f6f2,0x0df9ffedef00dffc,
+    0x26e4cf1e0ef80c22,0x0406f90afffcfbea,0x1225f9ebf2150600,0x0cfb04dc04faf3ff,0xeef70507db06ea02,0xdffee104fe000b1a,
+    0x0d0b020afbfe12fd,0x1404fafefe0e0ded,0x0406f8040ce6f909,0xfbec110709051f0e,0xdadae70df0e3f2fc,0x3af3ee13fcfe1c05,
+    0xf70015130ef309ff,0xf4fef00ed90df4f8,0xf4f400090ef0ffff,0xfdf8fdfe010df307,0xf1090bfdf3f6f70c,0xfdec05faf7161007,
+    0x1ff8f408d007f2f5,0xe5c4142f2608f2ee,0x04e6fbee13e9fa02,0x081e2414f2e91beb,0xe506fcfef0ff0010,0x05ecfefcfffe09e7,
+    0x11d9eee528091cd4,0xe1e3e11714fad639,0x03fa15d6f30ffc0c,0xff0403fef213061c,0xe6fef20cf0030f09,0xf40005fc020509fe,
+    0x16f2fc010d12e1f8,0xf4e5fdfa0bf60817,0xfcf5e70214d10cfd,0xe6f817eb15fef202,0x3b010307ec2e35f0,0xd21edadd070d04ef,
+    0xf4db2b1ff7c5f0db,0x20fd22feffec13fd,0xcf3a0f04f10de901,0x18c008061a0301f0,0x0f20fe1cfee80b0b,0xf2ebe301fa09270f,
+    0x122208eb27f4f71a,0xec1101221000ea00,0x1c20e6e5f8fe11f3,0xec05070af10efcfc,0x21f311ef03f8f918,0x1df32632ff0af8e2,
+    0x11e4e8cffad6de12,0x33f1f6edefe8fd14,0x16e20517050422ff,0x1310f5ef0cf7fa0c,0xfadc16ff182245ea,0x0805280f0e200120,
+    0x020a28f8120bfd01,0x14fcfffc0bede606,0xfe02e4121efe25fe,0x0724030bf3fdd415,0x00f7f8fb1906f513,0xf6f1f7f5f709ef0b,
+    0x0d2f0bfc160dec02,0xef0100fafae72918,0xf31f130df0121340,0x14fa0dd112fb3815,0x02eaf806e4011300,0x03f0fcedf30a01f1,
+    0x14fae019eff519f2,0xf81e170809fd19f4,0xedfa000105f9100b,0x02000d09fd01fef1,0x111eeae4132a0701,0x12f921feff0e06ee,
+    0xf210f00b05fb0fde,0x09fcf40512f4f211,0xfeee0d11df11edfa,0xf1031af016fcf013,0xf5eff1f40414fe06,0x13e014f1f00af403,
+    0xfc0af7f61e15d7c4,0x18ef18fd0df2cbcb,0xe2d4ecf3f91300f2,0x08d4ffe9330cf0e6,0x1bfcd9fada041903,0x661ac5f716e80ef0,
+    0x0a1c1414f50be007,0xeb19dffd12ece804,0xe9150107f101140b,0x1becfc01f00502fe,0xf8fd11f10dfa00e2,0xfffef8fef910fd03,
+    0x10f7d110fced0ad7,0x0e07ecdff5eb21fb,0x010ff318ffe3f7f6,0x1ff504f41f07fcec,0xd6db0e1b0133eef9,0x2d1e290620010003,
+    0xf505e61119ef0f13,0xf11c02060911fd15,0x0afaefff050c0741,0x09fd02fef30000f3,0x1bd913f900fa030c,0x07dafef70e131f00,
+    0xf405eb2ddde7fcfb,0x0519d3f60f021403,0x06df13eceb1716e7,0xe4e9e10ced13d0ff,0xf304f609fa06fa07,0xfa090cfa05f30f0f,
+    0x1b1207fa0a0b0a0a,0xf70be7061701ffea,0x19fdede921da0af6,0xefd9011e0803f80f,0x05f92c13e715f2e3,0xe8e8e715ee0530ee,
+    0x05edfb060b0f11f8,0x0b0502f9fc001111,0x162efdefd0114923,0xed0d11d8ebf20df3,0x1ef6d4fc0223ff09,0xf813f60e0307edee,
+    0x00f6fff6f501e8f9,0x02090dff020af9ed,0x03d3f6212d2a07c1,0xebed05e0ee1f2bf0,0x04faf711fbeafa01,0x0e00f60b07010dff,
+    0xf520fbf8f302daef,0xf2f206f107f6f409,0xefdce7fe012742fe,0x00ffdd07eb10f207,0x12f7c3fdde08d91e,0xd401e92d120dcaf6,
+    0x05f703fcfbf20c00,0x10faf9fbfaff0c03,0x02f9fbe5e43c0706,0x0dea05e2eafc06e0,0x020c080015130a0d,0x1001f7fbfc1511f4,
+    0x131cf70f07f402f6,0x1f214fcff1080601,0xf5f604270bebfeed,0xf4eb1b0502f7121c,0xe216ecfd0714fd1e,0x27ef07eb05e70e24,
+    0xe2e9f8d8062c0723,0x071a0b210516de2f,0xd9020820191bfff4,0x17d9271fec073afe,0x0403eaf2012a14f3,0x02e1effff506e4fd,
+    0xf01610f509e404ed,0x0afcec0f081fe001,0x0c000b0f2401d410,0x0222fb08f00bfa02,0x0b1af2e71d0808fa,0x3805dfece2faeb16,
+    0x19f0fcec0b1cec05,0xfbf600fc08f2f203,0xfdf308f9f90a0f03,0x09fbf30b090af309,0x08f40605efff0825,0xe2f301021811ec05,
+    0x0c18f90200f5f20a,0x0cf4fcf3f8f807f5,0x17fe15f1fdfce3ef,0x04f70400f32109fa,0xdada3330f1c2dbda,0xdf3615161e3f3249,
+    0xfdfaf21cedfd0f00,0x0e061a02fd0dfb14,0xee20ff04081702db,0x1104e00f1801f729,0x2b0fe911fefef705,0x02230300000014db,
+    0xceebdddbcd2d26cd,0xe7fb2e087faceb23,0x1311fc1108d5f2fc,0xf614f900ed09ecff,0xd9f4e3f6f719d8e3,0x04c0fef4ece202fa,
+    0xed0b031d040ee322,0x0718f64df7e9e212,0x000018110b0c2213,0xffe102020600dbfc,0x1f212c0e0bf916f0,0xf2faf40a0f181507,
+    0x0222f9e0000600e5,0x2a0d130a01e90007,0xf6030603eefcf308,0xfdf10ceefaecf8f9,0x2204fa0ce4060efa,0x2f18d2ed1107e2e6,
+    0x0a0100030a0907ff,0x03f5fa02fc02f807,0xf102fd0801e9fb10,0xfffa08e202f3ef23,0x01fa0dee1105f4da,0x1706fe10fe170401,
+    0x07f007e7c20ff420,0x2705220ccbfb0b2d,0x030806fa15fcedfb,0xe30612241c0715e2,0x0ed1ede0eceae001,0xe3002ff826e20611,
+    0xffff0200fe02fc01,0xfe01fcfe000002fe,0x182313f9fd090df3,0x101c20fffdf43219,0x0af90f0803ed1cfd,0xeb0bf004190ef317,
+    0x01edfb070414f0f9,0x23f73904e8f708f4,0xe4fed205f6dd0d00,0x0533dc0bfa0417f7,0x09f9f10ff8e5fcf3,0xe10b03d8f9130501,
+    0x152efaf5f8ebecf1,0xfd0dfa2810f1f509,0x09210403ff1ae509,0x0d26050c3a04fafa,0xe0133e0ffeca1e1c,0x04d513ea01391b24,
+    0xf2f2f3ee12fc21f6,0x24e1e6fbff1516f9,0xedfa2bf1fd1d10ea,0xf0e4301be4080aff,0xf10dfd0631c4f508,0xfdfe0dedfa150101,
+    0xf5f026e51946f6f5,0xe8fef5dbff11e3eb,0x09eb1dee202beaed,0x150be40ce407f612,0x3f0f09fe1b0c3106,0x0318f4fffcf405f6,
+    0xf2f6f3151d1bf2e8,0xf7f9140b17f5f1e6,0xe208e8fcf3151a00,0x0404f2e5e103cc01,0xdae6ffe91b08f59d,0xefe1b8fc1ae6efce,
+    0xdf0beffcef13ca22,0x2bfcc9e9df0c0701,0xebdfe7052cfcfbda,0x13ff0ffb0405fd11,0xf1c8d7c503663aff,0xc0f301a9f20e2a51,
+    0x17f2fd03d124e50f,0xf2291e0ded02f009,0xeb0617e91c04fae3,0x2afa10e315091124,0xe8071505f0fd08f5,0x020d00f3fd0c0215,
+    0xf3f2eb02f2e5da16,0x1a0719fefdfb10c7,0x1704ea1aeb0b22f4,0xf705f514ff0e07fe,0x0a0cefe81cf6f6f0,0x020a03fbf2f6fdee,
+    0xf6fc100b0e04010d,0x130a101b21e5fd06,0x1418e8101608f411,0xf700f70f0d09ed0c,0x0108f304eef80eef,0xfcff08f202f9ea09,
+    0x38f5fe2f09c610f5,0x0a0fefc70addef13,0xfb01c923000b1101,0x08f704f105ff0bee,0xfaf920041b0bee01,0xefeaef0002fdddef,
+    0x05f6021df8f116f5,0xfe0215e80fdb122b,0xce1af7fff613fc02,0x05eff713e001f5d7,0xf3090bb5da003bd4,0xf21afd12fc3b1404,
+    0x0d0dfc0f0ef7f8fb,0x02fbfcf9fffefc00,0x14f20f1200f8f5fc,0x0dee08d91af9ece4,0x2d2204220b06cee1,0x0ed016f4ecd70e05,
+    0xbe0beadd25f3050c,0x1cdfd8e50522ffdd,0xf504f7180dfc1700,0xf50f0fee0e070d0a,0xf3fcebf6f942cbd6,0x06fb290216dbf837,
+    0x27d9f108f53ffb23,0x57ee5a22d30afcdf,0xebedf7f3faffff12,0xfefc08e707fe06f2,0xf70806fb02fcfffa,0x1d0b060e11fcdd0f,
+    0x3c12cff3fa02d808,0xdeed0af6ca262033,0x1705fd0bf302070b,0x0501fbf3f2ff090b,0xd4ef00fa0ff4fcfb,0x09f506fc05f6f8f7,
+    0xcc1ff9e9f7162d14,0x0ff2f1f8f624f523,0x1106e11af725e407,0x0510e80bf2fa1cfc,0xe555011ff1ec1bea,0xf9f519f0f1f811f4,
+    0x07fafffd04120c00,0xf702f7000f000704,0x00f3070b10f60c0c,0xf70bf10d0af21910,0x0321f0f9fe120706,0x04f703ff05f50407,
+    0x202fe406ff35e40c,0x1ef5e4eb0011cd09,0x020712003912e5fa,0xde0ee60905130609,0xd7e5eb08eef801f9,0xfb0f120ffff4f901,
+    0x071dffe604fbfa0e,0x02110810071124ef,0x0d3ff4ec062c1f35,0xfb0429ee29eb0524,0x02ebeaff0dff07fe,0x0ff8f20f1dffe6fc,
+    0xfdf90801000605fa,0x0ff1f1e9f00a01ef,0x0ef9211cec25ede9,0x092cf116dbe5f8f5,0xfd0b09f7f112f31c,0x09e903f604efe6f9,
+    0x21e3f901fb11f7f1,0xf3f012f20f100404,0xff180dfbfa100604,0x011f0315f1fae610,0xf7f4e611f6f71a09,0x28eb0bf00becf612,
+    0xc608fff8fce928ee,0x2211ef08052256ef,0xfd24e5f9f6e8f518,0x34f907e604e2e2ea,0x15f80706181c02fa,0xf3010a02f6e7e6fc,
+    0x0bd9ed1713fb0a19,0xff2a211807f0ed3d,0xd5efe7170410faf2,0x17f2f227f10212fe,0x03f0e0fb1af00500,0x0203f710fd0ed9ff,
+    0x18f9f3c5f639fd16,0xf9fb0a461e2dedb4,0x0900fbe30d0a270f,0x14f11aea02f30218,0xe808fe1beeeffa01,0xf6f407080f17fd1e,
+    0xf5bfe4d33edffc0a,0xf41bcff211fbd217,0xfdf00feb07f61f2e,0xd9e9f726e309ecdc,0xf8eaf203f416f8f4,0x18fc04e41bff1500,
+    0x0bf4071e000003f6,0x1009f90108000334,0xec1a0ceceaf6eafe,0x1518ff11ec040bf1,0xfd000905fa07f60f,0x03100615f1ecfff3,
+    0xfedc1303f6dbe42f,0x01eef3e80c02f115,0x0ee60bf0000ae033,0x09de1d01eff3050b,0x020701f91cffffff,0x031911130a091612,
+    0xf6f31dfd17df13e0,0x210a29e603fdbf03,0xe115e925f9f7ec02,0xf103c4f00df417f4,0x0c020501fff1fc08,0xe906170f0bfdde01,
+    0x15d60afd02f433e8,0x07feec190c0dfeee,0xf3f9fd090008050c,0x17f71605fdf018f4,0xfb00f5fefff5eff7,0xf5010403131117ed,
+    0xefd8faff0cf2ed00,0x0611f6fcfe02fe07,0x070f11e614fc02d8,0xf818f7ed11fd1ef7,0x14e9f3f7ea0ffd04,0xfde1eaf0f9fdf2df,
+    0x0bf701fb0617e706,0xf302f910f8080107,0x06fff3f4060c1007,0xfcf9ee09fcfb0418,0xedf4f91ef1eef0f4,0xe4fcd9f308f719f0,
+    0x10d81321eee2d417,0xff110bf7dbeef2fd,0x03f409040af5eee6,0xeffdfb1aedff090e,0x050dfff90417030a,0x0ce7eef009f114fc,
+    0xecf5f302040900ed,0xf80d130cfcf1110c,0xe8ee07ea1006e21b,0xec1a28060be1f81a,0xf02504e807f4fdfc,0xf2f6ddf6100ef8ed,
+    0xe2fff8f3f9fe1b0d,0xe808ee04fef806f4,0x051efb0c0fed1214,0x0efa260df60f01ef,0x050de323dddd2e1f,0xe1fddb07f422f700,
+    0x04051226c71d27f3,0xf902ebd6010d0de4,0x1b3902140303fcde,0x00ed07fb1beaffff,0x041012ce1ce4b2d0,0x1cf70315c7d0eede,
+    0xfaf9eef004090709,0x0d12ea080612fa21,0x1109f61904ebe4fe,0x0df4090603fd1508,0xfe0b0c13fdfd0a0a,0x0cfaf1f314061bf1,
+    0x0df8f2f2ef0d01ff,0xf8f41114f90e05fb,0xf8dae11af0e40edf,0xf817f81b1217eb13,0x08ea06e40a1c1704,0xf60710090b04e7f6,
+    0x060608f1110310fc,0x00020119fbf512f6,0x08d809fb0904f5e4,0xfb17f6070df4ebee,0x0326fe28e4fbc22c,0xc2e520d5e5cf1cd5,
+    0xfffaf502051606ea,0xfdfbee16e908edff,0x03dd0efef2ddf501,0xd9f1ed1e0d0e1f0e,0x051606f8f50def0f,0xeef20ffbf5e305f5,
+    0xfdd400f9edfff30e,0xf80af50b0d02160f,0x0dec04e1010cec1d,0x0103e0e8f8191dfd,0x1c03edff0516e512,0x16f2ebff00fcf70c,
+    0xf322171209e50feb,0xf1fcf6f90efe20f9,0x13d81c192c02f50e,0xe0071be4f80b0222,0x0d06061ff406e301,0xf6f5fd03fafc1b13,
+    0xe4070dfbff09ddfc,0xfc08e7f2dd050112,0xe9ff0d02f90512eb,0x1314fa10e0f919eb,0x011704f10ff105ea,0x060bd51417fc0d1c,
+    0x10f4f8e7ef0a06fe,0x18f5e7fd030c020a,0x0612fbf309110113,0x17f6ecf7ff00fdfa,0xff1211e70608f403,0x08f90316fbf7c618,
+    0xf8041a031201f211,0xfaf4fd1cedf604f0,0xf001fa00f3d1fbfb,0x1f02f5fc281005f1,0x1801f303051ef1f8,0x01f9e4fafaf8eb0c,
+    0xf113f2fe0006fefd,0x0425fe0308fbf3f3,0x10e622d6bc41a010,0xec041f5011d4ce3b,0x1f061bf3f0d1db06,0x01cccf06edefc025,
+    0xf8ebe4e8f4f119f4,0x19081ceffa23e6e5,0x0111fafd00fff7f8,0xf113f90bfbfc00ff,0xf10709fee9f22b06,0x33e3f61a1de90125,
+    0x0dfe0f1442080d1a,0xed010ae0f3f41224,0xedf5f922070f0bec,0xfd0ee6fbfb1404f8,0xf605f5f929102003,0x1fe5e9f10700d914,
+    0xf40e09f612ea0af8,0xeb0f030ff817f90b,0xef02e5021b0608e0,0xfa0cf9fd0301010b,0xfaeeff0a13fe0d0a,0x0afd0018e40ffdf7,
+    0xde01e204300f2010,0x15dff6141804f91a,0x294023e7f804ed1d,0x0b01d50fe2eafbfe,0x23ae0e09c52a3054,0xd51adcd73d501d15,
+    0x02f305f0da320ae9,0x02eb1a010813eb00,0x0ce50d05fafcf908,0xf80f1a0dfc0f130b,0xee4bfcf42dff4bd4,0x0811c500ee33d633,
+    0x10ff19fdfbf21e27,0xfa0edb00f6ef0301,0xe6290dddf2fefa05,0xf509f60008e3f4e8,0x0a0b01dddb05d5b7,0x160f39fafaff3ad6,
+    0xf2e80cfe0e0b1007,0xf0e9150305ed1402,0xf228dff5f8e0f7ee,0xfd05df19050bf7e0,0xfff40206ed0ee0fa,0xfff2fff9fb09fc01,
+    0x0fdd280122f20e12,0xf6edfe1404f917f6,0x07f8beebf4041023,0x172c15fbe3041dd8,0xf7f70e140f0bdd02,0xfe0407052013da1e,
+    0xefdce4fff107fcff,0xd3eae7edfa0ce4d2,0xde0c05fbfbfae8ce,0xf10520f3fbffecf6,0xeb041bf3f1160403,0xf50d10e3ff0306e9,
+    0xfc11e7f8fd0bd4ee,0x2bf01932fc1feefd,0xe3f1f4fff4fc1704,0xf5150f0af50601f9,0x12d60a1ddd1b12a6,0x02fa2905e2ff0d0f,
+    0x00ef011108f403f4,0x0809f5f5f1f103f7,0x060804020ef6f8e1,0xc7f2ee48f012ebeb,0x1701fef41a0be90e,0xeceb09e21e12290f,
+    0x18f904f9011ff60a,0x0d04f7061803faf9,0x2320ee18efece0f0,0xf3f7f3feedccc71d,0x04fa4410f504fb00,0x3001190df8f40b05,
+    0xfe040e0805fbe4f5,0x12060204080c1cee,0x47fb05eff20902ff,0xfb03f7e2fc0af2e8,0x11f2f8fbf31cfbf1,0xf30cfefffa070303,
+    0xf9d7eafee2192609,0x010508fafc0807fb,0x22fdeaf80a0115ff,0xf4fc0605fb0c1305,0x18fe06f5ff03ff06,0xfd02f307fb0100fd,
+    0x1dfefee4d5f9dde8,0x0c24342e19fbd5d6,0xf0f70507000b04f1,0xfde7ef13fee7fa19,0xfd08e0f5f8180801,0x06f2f70afffcfdf1,
+    0xf80ffaf6f306ee00,0xf2f90be003f8e913,0x1602e7dd000708fb,0x12fffe081106070c,0xd304f8f3fd090209,0x130f0808030d17de,
+    0xf128fdff0027120f,0x0be4fed514f808f4,0xfafb0aed0ecf05d9,0x03fb2dd0132aea0a,0x081ce82002ee1800,0x16e2e422021b110e,
+    0xedf307fef913fed1,0x04de100f000116fa,0x22e0ff090e05f8ea,0xeef9dffafb12feef,0x09f017fd02f9d1fb,0xfaef0d0e110bee08,
+    0xee0306010504f915,0x06eff6050cfa0b0f,0x0a120c030d0ae6ee,0x0e10070beb0e1b10,0xf3100709060f09f2,0xf1e6fafc1beeff0d,
+    0x17d7dd2507fd3904,0xe92323f30d3ef6f3,0xf82f080acc4c68e2,0x3029d9f8001be21a,0x1713f80aeaf90ff1,0xee000814fff70b02,
+    0xfcf9ff1a0803d3eb,0x00190121010af4f4,0x16e3f8fefde028f8,0x2ceac8ff06103bdb,0xf4f6050dfbf022ff,0xeecf0911d60a03e6,
+    0xddeefafe1307ec15,0xf22d06fcdc0d0a27,0xe9fdf316f9110fc4,0xe6fd07e8070fe6f7,0x3904fc09f0f30ef5,0x0a0b09fd000fe1fd,
+    0x113d09ef24eb0d09,0xed01fce308ff3a01,0xe601d511fd18e416,0xe8e9f62beb20e712,0x061902faf009fcf4,0x05fae81f101203f5,
+    0xee031000f514fa01,0x18f80105000305e7,0xf80cf20a03e8fefa,0xeffefb000decf8c2,0x13ede9191420db20,0x07eced02e604ec31,
+    0xdff604f30dfb01f1,0xfa11e9eff713fcf5,0x1f1beb05320ee8f8,0x22e804f3c5e6f1bd,0xe307f60ae128ec00,0x22180819f123f5fc,
+    0x1001fbf3fa22f120,0x08c91afc26f0d1f5,0xfbf81016e5050d08,0x09faf906e7f602e9,0x0205e1f400f826f4,0x22342cf3e80a18f0,
+    0x1132df23f328f412,0xf1f93d12e405ea0e,0x2003eb1806081713,0x081de6fbd5ee1e05,0x0f210c1c01f3e9f2,0x03100402f5f8f9f9,
+    0x18e2fa36e101d309,0xfb1003161a26fd0c,0xfcf6dad42cf8fc14,0xe420f9fdf8f51cf0,0xf81aede014f50e06,0xf6f205f3121a3a0a,
+    0xf4ea040dfbf11a02,0xf4f00ded06072f02,0x09f1daeefc0c0f15,0xf6ff02f210192b34,0xe5f5000cf719060c,0x0908ef0f14fe2b00,
+    0xfe0ffb1bf70301ff,0xf6fb06eded0ee3f5,0xf70d12fc09fe0908,0x1609fd150401fb1a,0xfafcf317ed02ec03,0xf60fdeef1228bdf6,
+    0x29f20e01f60b0a1d,0x0a302904061615d1,0xf2e6f8c93301f9ed,0x170af109f0090c19,0xfb26091a030a0afd,0xf30a110bf00318ed,
+    0xfefce6fefef7f8f2,0x0f0109ee03fd14e7,0x09dfeb25db05f0fa,0x33e8f704eecfef43,0x07eb1700f715eef7,0xeffee80a0beeea06,
+    0xfc0b00fa00fef8fc,0x0104fc10faff08f9,0xe5231912ee200bd7,0x1507e8f317f045fe,0xfe140efb14fcfc08,0x0317fcfafe0a0a15,
+    0x2cf8f912fb12f2f8,0xfe0706e5eef509f8,0xedf2ff15f905f5e5,0xe3021315050915eb,0xf2f6eee1fc0208f0,0x1cfd0b2df9fef505,
+    0x0d2308f114fb1816,0xfcfcea02fef4f618,0xf52313faf8050ff5,0x031507ee17f8d603,0x240af6e7f10910ff,0xdeedfef9030103ff,
+    0xf3eaecf8fbe306f9,0xfd0b0c0306fe000b,0xfff7fefc0416ecfe,0xfaf102ff040b0b06,0xedec0703060d1407,0x0200f1f4fc0708ec,
+    0x0b0618130f240604,0xf71a1a05f102d01f,0xe71fd81d00f9dd16,0xf10ae51503f7fb0e,0xf4faee03ed01eb12,0xf9e6edf40d0311fe,
+    0x20ea0f0502f700f6,0x03180af91bf2e604,0x030616e2c1ebdb18,0x2b5807f61e1dfcd2,0x1af426241a05f624,0x320040ee2828e7f6,
+    0x22150a0221fc030c,0x000df4ebe12116ff,0xfae92a22f0e9ea29,0x00e705fa2e05dc0c,0xf31ee8e031f20522,0xfe05f10308ef0f08,
+    0xdcece3f7080afce6,0xfa1d01edf9fe0b08,0x09471633d81d060a,0x3a0af9f21d0d01f4,0x0c03d3ec0ff1d4e0,0xfce90d0323efcefe,
+    0xf167ef0d4df93820,0xe4022efc1f032d18,0x1100fc06f102fbf1,0xf806f7f0f909fdfa,0xe2f100ee05fcf5ed,0x07f003f31002fd08,
+    0xff13fdffee1c10f5,0xea1d0a090004faf8,0xfb0ffefb00eaf707,0x090b1bf6f5f4fc11,0x1320ec00eef3f40c,0xfb0ef615f9ed130c,
+    0x030af9f2f809fff5,0x071601fefafd00f8,0x0113fb11d60d1c05,0xd904f7fc12b7e116,0xeeff25050ac910fb,0xbaf6d02a19d9fb27,
+    0xf8f1e4ebf103fbf7,0xe8f4fd1a151927f7,0x1cfafc200e121be1,0x02132010e0fc0c0c,0xe71d111eff25e433,0xd1d4ea06fa17160b,
+    0x1c010b19e5d8e20b,0xecdc020cea001aef,0xf00418ec04ed28f6,0xf5fef6f509f2f2fa,0xeff013071af9f70d,0x00f905f40f0c04ef,
+    0x16ead90e2ccfd520,0xfeec1408ed1215f0,0xdb3fd5c6f53a3a20,0x2a02f029a9262beb,0x0b0817f5000aceeb,0x2816f4e6f103e705,
+    0xe91828f1312b1b06,0x10e22cea1df121fb,0xf4020a050fe3e7d9,0x0df4f5f319f6e800,0x190502f316f40205,0x15f41102fe00f2fd,
+    0xe72c060cf8f8f8ea,0x03fe0706dee6fcf2,0xf312fd19290d13e2,0xf32c0bff0903dc10,0x0df9020701f30c19,0xe0ee0b12f3fbe6d8,
+    0xfdf8fefc12060514,0xffff04fdfb04f2f9,0x08f6150bf00dfdea,0x04f5f509f80510f6,0xd8fe160005faf8ec,0xf7e9080208f805ff,
+    0xdff01bfa0115f005,0x060a10fc0df91e1a,0xfdedf4fcf8030207,0xea40f8e60308f300,0xd0fe27f8f8c6d6e5,0xa2351016ef15e52b,
+    0xfe21f70a0203fffc,0x05fd13130f06030b,0x2000ea24d604fe2f,0xe906061aedd7fdf4,0x1138dd0e3b24c6da,0xc0f332152bfef100,
+    0x040405f526060625,0x04f5e900fdfce310,0x28daf8c20301f0f5,0xd108d2f9c9490515,0xeffceb2eedf7ffe5,0xff12d6f10e0cd903,
+    0xecf3ff17052de702,0xfa1821050ef81305,0x021ed6facaf21425,0xe60ad52e0decffff,0x07ff000b05f901e6,0x15fb0d09fb050cfa,
+    0x1616d7f20010e403,0xf5e802f408fce6ed,0x15fd1bf9e12333dd,0xec17ed0adeec2bfc,0x0516241fe728ed01,0x09e3ea0ae9210204,
+    0xf6f820e6e9e70f13,0xfa180af1e31206f5,0xf3c5ede2dd3d26e1,0xfefb1d0003eae7fd,0x04172ee41425f90b,0x10fe0209f1fc0e06,
+    0x03bb110f00f30b32,0xfdfce9f6fb07f507,0xd9ea1508f0ee0d1c,0xf103e0e2fdfc0ad2,0x0c401ff9f1c819e3,0xf80b1dee230226f4,
+    0x14001cfb19fa3109,0x070d070eeef1edf5,0xe1e50919f4f9e9fd,0x071b2b05f809ed10,0xffe62b1fe1e7e619,0x2c43dec7c9f3e738,
+    0x0b0003ff1c0bfef4,0xe9e629f71dea0cf4,0x050001f8fe0603ff,0x10020209fbfd040d,0x110808f70cd31205,0x050cffded00af3f8,
+    0x0cf713fd0e02fd15,0xfffd00f1fceee715,0x150d1304fd0500fe,0xf3fcef1afef2f013,0x1211f8ff31ee1212,0xe6ffe2ec1606040e,
+    0xf1040702eef6fbf2,0xf8e9faee0bee2313,0x005ad1000a4a4d16,0x25f7ed42125aec20,0x1cf9ea16fcfef6fc,0x0ef40ce503f90500,
+    0xddd900f70ddae02f,0xd60c18041403e702,0xf3de13faeef61aeb,0x22070df111fafffc,0x010e07040600fdfd,0x04fff7ff0b01070a,
+    0x161804ebf021ed19,0x0cfbf8f2da08081e,0x0f1801051208f2f9,0x050bf60df104f91c,0x2219e2170ddae917,0x07edfd24df010a1d,
+    0x4233fc01f3ff20ff,0xfc2b05db100833ef,0xecfefd06ed01e8e2,0x061b02eb131df116,0x0701060206090bf6,0xdf05120808030e01,
+    0xedc8fa1e0e05ee09,0xe70605fbfbf814e1,0x14f8010015190af6,0x16290af406f70a03,0x0bffea0806df10f9,0xfd020c05dffa1df6,
+    0x021bf2f2250a21f9,0xc720f8e40a02f129,0xf5cce538e23f0014,0x0ef51c01ff1d1924,0x10f8fdfe01e90703,0xf9fbf704020716f8,
+    0xfa33fbef0cd7dddc,0xf40401faff142b0a,0xf213eef3140a0805,0x120005fb10eee814,0x0fee0f2dfa082408,0x08022206fcfd0d0a,
+    0x0502ff13d6effae6,0xeffff2f719150cfb,0xe6fb0604fc1fefef,0x08050c1e1714fa09,0x131c06f80f1312f7,0x03f9f60b060ef9f6,
+    0xeb24f8d5f4fb11df,0xee02ffefef0ff216,0xec0ee6090d05ed0f,0x17020808120b0221,0xdff22afc036f17eb,0x0ecad0f508e8f7e6,
+    0xff1b18d423ed1be7,0xf0f5c50e13000e28,0xf1f1effb02200509,0x0de9f5f710f3e1ea,0x383de109e4001e33,0xf3c92a15eae41106,
+    0x00e712e5010c04f1,0xf925e5e802feef18,0xfff50518eff2feea,0xe60af506fe13f40d,0xd532f51548d6bdf9,0xfcfcabf9100c13ab,
+    0x16070ff6180bf100,0xf3ecedf6fb0702e4,0xfae40214f4fe1eeb,0xebdefb23f604ff11,0x1311ff11e6fd00f8,0x0f0ff1fe09fe0403,
+    0xfffeebf60cfbf2fa,0x09f909f41300fd0f,0x00fb01fcfb0ef0fb,0xeff1fcf60d0402fe,0xff10f70c1511f81a,0x11fd1203fc0eff02,
+    0xfaee080c0f0a1df3,0xeaffd811fe0c1613,0x12ece70518d3f50c,0x2ceb311822f10f1d,0x13e8ebed07082aeb,0x000be5f0fc0adfef,
+    0x42f4e0f3f8d110be,0x4c202133cc4696fa,0xebfe17faf6fc00f3,0xfbfff7fc0207fd12,0x06f70b0f0f091b14,0x17f8f8f9fa0f04e8,
+    0x100c1503fcf301fe,0xffe5f90606041909,0xfdf00d0cfd0bf9ff,0xddf3011703f600ea,0x1611ffef0af6dd0a,0x12e5f9fb0e0efdee,
+    0xfcd308fec52c2dea,0x20e9d50df112df1c,0xef0f0a283cfde023,0xef14e8102421fafe,0x21c4f7f50406ef05,0xe2d6f0ef11ec32fb,
+    0xf7cc3603dfdcd8db,0x0c000134203a48e3,0x0830d821000ae725,0x0d18ebf2d5f12116,0x05150c051f151013,0x110dff04fd01da00,
+    0x0fe9fb0efb03f703,0x0a03050802f7ea00,0xf5f2100efe00f600,0xf3f2fcff0903f4e4,0x0f271a0303120c10,0x0402f815f51307fa,
+    0x0ef6fcf2f411f01b,0x03091ffafb0c10f7,0x28f8fdfef6e9ef0e,0x1b090011dbe4ff0b,0x0b0700fb08f1f5f3,0x0700021003f9fa09,
+    0x1df4f2ebe4f4ef17,0xf8f12bf4041006ef,0xf305fde9f7080aff,0xf504ffea09fd040d,0x0eeb2b10fce0d808,0xff0ff2d21b0414d7,
+    0x0d11ec00fafffe01,0x09e6f40a09060d09,0x12e70c21060ce421,0xdd0926f1ed0f0a07,0x19180508363809f0,0xdceafcfa1602eb08,
+    0x1df0fb04fa00f9e1,0x0b02010a0ffe09f9,0x13c8b6f2da0bd4e9,0x2c13d240e018e82d,0xfcf703f6e7060108,0x0202f3e3f30cf20c,
+    0x09fcfd0afbf6eb03,0x0af70808ffff29eb,0xf5211a36190ae433,0x4415f606080ae3d0,0x0704fdfffcf8e70f,0x0704f9fa120712ef,
+    0xfdfdfbfefc0402f8,0x0af9fe0a12ff08f7,0x0206eee6ffd4f30e,0x15e40bf4fd040737,0x0edaf40722ed14e0,0x12320cc510f9d8e6,
+    0x05f81dff0800f107,0x1700f51dda0603fb,0xcaad27cf2ed6ee12,0x060c17e6eb3506fa,0x17f0f700f60ff409,0xfb160308f902ff04,
+    0xf9e900080f1b0bfb,0x2111f706180cfaf3,0xf00ce0fafcdee6d7,0x150d12dcf20beafe,0xfc100afa060a010e,0x03fbfc0bfcf111f2,
+    0x1b2e21efeaf1150d,0xf500f7fdfc01e5ef,0x0b06080aee0610f5,0xde02f0f4ff11ee16,0x04e3d4e9ed1f0605,0x0bf5070ffbf30d0c,
+    0xe4f81205f5fa0aff,0xfa0bee10fd0c1dfc,0xecef11fd0cea0efe,0x06f1130416f10f1f,0xfd0228071cdf31ec,0xf9f707ec0bfb0fea,
+    0x0dfee3f9010926fc,0xf7fe09fefe04ddff,0xf9e81403f8fb0af4,0xf311fa0b06fc1317,0x1802fbfad11e04ff,0xd317cec0ff06ea10,
+    0x0716231ae40205d1,0x0cf0fb1309f20de7,0xddfee814dd0ef8e2,0xff1120f900f307e6,0x06fb010b02010c11,0x0104041ffa011507,
+    0x01effaffe9e308f7,0xe6effae906f60bee,0x05e509f4121805fd,0x14fafd11e805fe03,0x00dfff12edff1600,0x2000ff0a0608fde3,
+    0x0210101216fd0f13,0x1008fafbf707f01e,0xfc0709090f0ee7f0,0x030313f5fd0d040c,0xf4041e0cf7fc01f3,0xe7cd151026f13219,
+    0xf1010707edfa160c,0xf4f3c502fd0600e9,0x09030e0b0219060c,0xeff90fe5f50917f0,0x0ce80cf7000202e7,0xf30f03f109f3100e,
+    0x04f708f60312ff05,0xe7fdf0f5fe0a13f2,0xf9f2ff040401090e,0x04061006f806f910,0xf60206fa05f5edf4,0x0efaf9fff905fd09,
+    0x11eaf7efeb0407ff,0x1505f9ddeaf5c5f9,0xd8f4f90c1208020d,0x120c010c13010e0c,0x29ffdf05ff12ed07,0x24e208f7fcfd041a,
+    0x021c160c12edf8dd,0xe206ede901fb1807,0xbae80f0907fef6e3,0xf8dc2408fa09f6fd,0x09faf8f6fd0af515,0x0afff10a0a1321fc,
+    0x130d05fde5001efd,0xf7fff4e90300f6f9,0x07ffff030e1bf217,0xe906fae20c141801,0x11061414fe0d0cfc,0x0df8050afd0f0bfd,
+    0x2911dd1a0c0019fc,0x0806f5fc15fb0ffa,0xf419ee082f07291f,0xfd0a26d7ee0fd0d3,0x10f017f7e9ebf928,0x15000d11f508f01a,
+    0xf5060df0fff303fe,0x020505010205000a,0x23f4f2fdfe05f214,0xfde601ff09000c07,0x0c19120515d8f8f8,0x0a05fb04fe070401,
+    0x0bcc000201f6e324,0xe7e2fcf7fdf33a30,0x1500e6e7e4ede01b,0x23e4041433e5fefc,0xfc0f1c0a1408fb03,0x06f610050c09f1c5,
+    0x0b1e1ff2fcf3e71f,0x27cd0e12ff06c5f3,0x0ce7fbe3e927fb11,0xebed18dc12f8e8fa,0xfbf2f7f3050de708,0x040b0e06f9fe06dc,
+    0xe4e8ffe7240d1cf0,0x0201f2eef6fdf502,0x110907e30ffbf614,0xef0ef9be13ee350a,0x00f7ddfb14fad0ec,0xd8f7f00bfddf02f6,
+    0x1812ee08ff2fd3e8,0xcc0e24fc0309ebe6,0x0d14f511130c170a,0xf3f7d822f814f8e4,0xde05ebe607f9f0eb,0xf4131d1502020d03,
+    0x180aee1c03f313ed,0x0502f3f102041c0a,0x0806fe09ef02ff18,0xf7fdf112faf703fb,0xdafe341a02e60f00,0xf6f8020ecff31fe2,
+    0x0105fa0bfcef090d,0x01f7faf509fcf604,0xea0dfbf90cef1211,0xf2140010ecf8f8f0,0x00faf80ff7130b0d,0xf6eafef1fc08080e,
+    0x0106f407fcf70607,0xfa0e13f6f70515f7,0xd2fdf50e10e2fdfe,0xed1af5fa031efef3,0xe92707f610f8ef0b,0xff0f02f0eaef0122,
+    0x01f4ef140f09e1f6,0xf40510121403ef16,0xfe011c1524f3ddf5,0x09f8170c0a07e61d,0xff1302eef900f5f0,0xfc05fdfd0b04e713,
+    0xe1030cfa2100f1f8,0x0ffcf4f70aff0400,0x1937ec16f90aec0f,0x0002dc1ee91f0b1e,0x06f30b050df6010e,0xede7f5010dfdf9f2,
+    0xf7ea0b130e16f0fd,0xf8070d04faf4f905,0x2bf3f2e3e9fbe50a,0x120c0c0008060940,0xfff50d001306c5f8,0x18fc19f2e90edb03,
+    0x0aec10ee141cfc12,0xfd001ae3f713faf1,0xf902291913ec02ff,0xfd0213fb0a100f25,0xdfee13e6df0b240e,0xfe212bc916ff0f1b,
+    0xd8f939fe09ebe9fb,0x3320f74af3e3c8df,0x1ae2effded0a03fa,0x19cffdfe0f0b02ea,0xf4fa4608fa1106fd,0x1505f7250b0535d2,
+    0x1fdbfbf513fcfdf4,0xfe101a1c02ee25fb,0xfc333523db20edf8,0xe3f60ef03df010fd,0x0611ee24f6ed03e7,0xf218fd08e8fc2114,
+    0x1bef16e414f4ebee,0x100022eeeef629f0,0x19f5f4e40ae5f3ee,0xe4c9101f03f8eaeb,0xeef5ec06f527f7f7,0x11edfdfd08e6e6f9,
+    0xf90423ebf3fa1622,0x131202f4f810eb04,0x0af41ffd0ef5f010,0x0be60ff7f90e14fd,0xdd02fa1efadc18fc,0x00d319012eff11f2,
+    0xece807fe15f50df6,0xf703f5fefc00f8f4,0xf0f3ee1415ff1ef8,0xf412f3110709f6f1,0xf4f9fdf807090ffe,0xfa0911f8f7f9faf0,
+    0x19ef03e808d30cee,0xfc071afe0dff2aec,0xfefa0d06e802fddd,0xfef10a1d170ced0a,0x0012fc0a080f00fc,0xfbf104fd00faffe9,
+    0x0304f60af60f050c,0xeb11ecf70d011601,0xe5f3fc0501020ad9,0x0dfb08f803110707,0x02eef0f104040afe,0xfc14faf0030a07f3,
+    0x4f0928ee310e0127,0xf10d0f1517fcd711,0x18000a0fea12f8f7,0xfdec14fdf90c3135,0x102423fde0ece4e4,0xfad2150609fa0e09,
+    0xf3eaf4f619f3ece9,0xebee16070b05ea06,0x04ebfe1b02fc1014,0xfbf201020ffcf8fa,0x30b021f637e61b05,0xdeef0cf2fafbf1ec,
+    0xf5e20614090802fc,0x0fe4fcf400fdf4f8,0xdf0ad521f5f9ef0b,0x0d110bd9fcf8a411,0x3f1f23fdf003131a,0x2cf7fe1112fd14f8,
+    0xfeed16eb00eb03fb,0x0cf502fa050b0805,0xe6050afe14fb0ae7,0xef18df0a25f910ed,0xf7fbea04f81406f0,0x13f51a13efff1bf2,
+    0x292f0db9bed3f929,0xd013f03ae6df2ce8,0x0a14260df8ddf7e6,0x0000fb14d6fce01f,0x05ec101d1df112ee,0x0ffc1421f4fae4cf,
+    0xd11b070b1409e40e,0x02143be01511cfdc,0x120a18e320f9fa0a,0x11fa1910fef5ca17,0x07eef207fbfe13fe,0x02030e070a000ef9,
+    0x0021f012effeffd4,0x261bd8031c06d504,0xf6fc2912121addde,0x05eef5f9fa07e107,0x3208fb24edf1072a,0x012214fbf8f30205,
+    0xfa04ff04fee1fbe7,0xe600ec1ff1eaf8f4,0x1ef1ef030d020014,0x0a12f12befe2f108,0x0307f8e8ff13d70d,0xf3fd03f6e300f810,
+    0xf408e6060c0902f2,0x07ff03f908010104,0x001cf60f0d1f0913,0x1a0e03e8f610ebfe,0xff3037001e2cbcc8,0x1d06001ad40305e4,
+    0x3c04e1ea011d0a0b,0x0efc1419ff0ef907,0x15ecff09ecef140b,0x011be4e6fb05fcf3,0x11ebf706fe040902,0x0912f908f2f800fc,
+    0xf2f3010217f90c09,0xfcfb0718f8f71001,0xeb00fcfb02f8faf8,0x050304fb09030dee,0xebfe03ffeb1502fd,0xddf60cf8fce92812,
+    0xf40e060f072af2e7,0x011efb0401fcf3f6,0x0bed05f82403ffda,0x0a0c0edcec0d08fe,0xe8000ae718fdda17,0xf90609060afc27e7,
+    0x0a07ddf42af5e310,0x16e4eceef0ff2c12,0xebfd2c070c12cbe5,0x08ec100af718fc02,0x15f8f3ecf6f7f306,0xff0af906fc0edef6,
+    0x0b0cfaf6161312e0,0xf1fd09f308ed0518,0xfb2909110413f7fb,0xe2f616d60613eefc,0x031500f201fc06f4,0x0d13dac2170a0afb,
+    0xedebf3ff05f10cf0,0x0df403f5f505ff11,0x2523e4ec22001a08,0xf914d2ff1aea0fe3,0xdeed000f05080700,0x00f9ea05f408ff08,
+    0x100dfc06f71002d3,0x0d030120e3f813f0,0x0b06ebf2f2230ef7,0xeae8f60bfde9df0e,0x0bbe0c0bd712dec8,0xe631111511f311e0,
+    0xe900f5131005030a,0xf51af200f8041501,0x140705feec1317ea,0xeff0030ef8f3dbfc,0x0f03ea06ff02090f,0xff01f9f205fadf04,
+    0xe313ebf80bfb02fc,0xfce900fdfaf2e516,0xdedc0b27d82513ed,0x0feb06e9d5fe1607,0xf222e0f8fc112111,0x0103fcfafd20041f,
+    0x000205f0180f0b03,0xfb0712f0f6edf4f4,0x11ec34f3e7effbfb,0x0201f8f8efe6f9f2,0xfbf3fc04d6fd33f7,0x02e2f00c030af101,
+    0xf105f607f907e0e6,0xf5faf60504fb0002,0x100eecfc2308dcec,0xf805dffb120ce010,0xf603e1100bfd0c02,0xf705f8040cedfe0f,
+    0x22eb1f24e71828fd,0xddf402f902f20ffb,0xf7ebdbc3ebf8ebd4,0xf1080529d11de90c,0x06140504fcf8f4f3,0x1409df061902f6ea,
+    0xf6f7d414dd1c0b0e,0x16f2251216ec1be5,0xf40d09f611eb010d,0xf9fbeaf50600f102,0xfd0ce3110a0ce5fb,0x13fe02fd1debfbf8,
+    0x00f5ee01bcf5e4c4,0x2e12f9c516301e17,0xec17f9fcfcf422eb,0x050afbf6e6f713e8,0x1afb19eaf2fc0de4,0xfeea0ded03fe18f5,
+    0x00c9c5e80c1fe329,0x0e21ef3c38e446bc,0x04190f0710f7f822,0x09f80bebf1f60804,0xfdfafc0fe20ae304,0x0a060004f507f1f7,
+    0x06090e00d6f6ee16,0xdce4bcddbfeefaf4,0xddf8f1e4e6fcedea,0xf4e8fb2505ebf202,0xd6fff3f50110e313,0xd5fa35e0ee292023,
+    0x0100dc042cecf429,0x030a0beef60e0010,0xfdeff2000012ed03,0x05ff050307e8f106,0xfef721f4e5ee1904,0x021fdf04e1e7012b,
+    0xdcf1fd08eb0206ea,0xf52309f51801df13,0xec08f21109fe1326,0xe10af5e8d30c0cc3,0x16fa0ffefa0214fa,0xfb13081705060cf0,
+    0xee17fdfbea02f413,0x19f8f4e7f4f5e915,0xf9e7d0323f292ee5,0x02f8170def06d0f0,0xcbf9f010f8330605,0xf5fd1c21e9de320b,
+    0x1c21dff11bf31410,0xedff2809e00be901,0x10ff07f911ebebda,0x0111160809fef30b,0x4ce31d0a02d8d111,0xf11819ec230109e9,
+    0xfd02e001fdfdfbdd,0x1b03fbfafcef0d1b,0xeff916f6f3f007ef,0xf7340c070bd3dff3,0xece818ebff1105f9,0xf014fbf1011110fc,
+    0x03ea06fb0be119ee,0xf5dcfaecf23c3500,0xd6010d0a03f017fc,0xfe1308fdfcfd060c,0xed11f527f71f070a,0xf6ebea01edf701fb,
+    0x0feef5faf7ff06f6,0xef09020b010a13f1,0x00feeb0711fffbfb,0xfcf319f5ff021603,0xfff4f7040b0408f6,0x020cf9f603f80c0a,
+    0x030d0307f202f80c,0xe70207f3f8130322,0x09e711090f1c1416,0xe90ce4fcea06f319,0xf2f000fb17f30204,0xf1050ffff90f030b,
+    0xfbe2d1f3f641fee4,0x112efff8000ae0e6,0xf8f7f8fef3dff517,0x38e9c6f00019f1ed,0xf6fafef10f071c32,0x0ce6dd16fff011f7,
+    0xd9d1091efcef3001,0x1201041be72203f0,0xfe11e701e2091802,0x08f2e7ef041419fd,0x0125e4db8b41fb1e,0xb2ff1e16fe1a0ee4,
+    0x0a1e0c0b05fe1af6,0x0c06022c1216fc11,0xdd2405e311fbf013,0x202d1af1271708e7,0xd90ef629db0e0df1,0x05fcf3190cd203f7,
+    0x01f3f112f8071c07,0xf3f6090d0901f9e8,0x080d1202150f0007,0x0ded0f04f607f30a,0xfe1602e6e905c2fc,0xea0d2af9ed000f11,
+    0x1702110000f124dc,0x10f3f70bf615d8fa,0x111610ea0a2f1c07,0x200f2018fdfae203,0x02fdf3010c0fe302,0xeaef001f0428df0a,
+    0xd6e403f3fcd5daea,0x0a000211e8da1f18,0x022bf4f204f7fe14,0xeb07fb0f01f4e317,0x16ed0507da0dde36,0xf6e515e6e7f910e3,
+    0x1bf5f005fff70602,0x1c03ff0f12f7e200,0x13f7f128ee0709e1,0x0803f7e102f2fe0d,0xc32dcbfde9001602,0xbde316d10d07c1df,
+    0xe9e1de36ee090cec,0xee0ae606fa09dcdc,0x0e06c0c6db2a2610,0x242950bb1a06d5f6,0xfff7fd06f5f4fdfe,0x02ff050700fbfefe,
+    0x0fff05da0ef1f4ff,0xf0ef1c0007103424,0xf20bfcfc12dffffc,0xe3e917e00909f7f6,0x07ff030807dad011,0xec130a040c0c1808,
+    0x0deefcf7dfed03f5,0x0902fcfc00f20dfc,0xf30ef1f40502f9ee,0xf301190f11fbdfd4,0x0af5e4120827020a,0xe0f40e040200f9f9,
+    0x00ff07f0dff8092c,0xefefebedfefb0c08,0xfef0faf0fa0e24fd,0x06020cecf7f4fc0b,0xf408ff1a16fbe5e8,0x110bd713d4ed0804,
+    0x2343ddeb36e621f0,0x1d0f1015fd141a17,0x091e16fc020f0119,0x090714e1e5ec1715,0xec0bfcfcedfefa02,0x0a07ff1efb0208fc,
+    0xf4e60014e10bdffe,0x0dfe20fcf4f70df5,0xe11d0bf9fdf301fe,0x12d5fcf41b09e700,0xf5f6fd040416ef05,0xf3fcfbffedf5f5fe,
+    0x04eff703fe06fc00,0xe206eaf40de9f7f3,0xf7020e0800f8080e,0xf8ff0b0a07f32609,0x06ab0a2346fa0618,0xdf001612e811efbf,
+    0x1efce9ebef1bfdfa,0x1be9241021eae60f,0xe5f608ec1d0f001c,0x101df510e415f203,0xe4ed0f12f1f7e505,0x0908f8fa0b0705fb,
+    0x101415df0e0719fd,0xff0522ebf8f20d0d,0x130f10ef00fd0703,0xf7f9f02208f6f612,0xe50608c8bbf2fb2c,0xf8d8f3170ff6f7ee,
+    0xf91c361317e8d8fc,0xfb00c9fa08f2d901,0xfae8fa071413e6ed,0xf40b090d0bfa12f7,0xf21dc822ecec1bee,0x1becf3ee000526f5,
+    0xf2e308dbee1708f4,0xd204dbef0cf117ee,0x120310ee08eeec11,0x161618f2f71918ee,0xfffcfefff2fff021,0xd3f91d2022e9fd07,
+    0xf809fd040dfcfd0d,0xfc1903f50d080003,0xe1f5ec0f19eef803,0xe4f31b08f0f91703,0xe712e6f60909ee0c,0x04020d18060c02ef,
+    0xedf513f8fde9bd0e,0x4200de14eceac8f2,0x14d51300eeeb16e4,0x08f4ee10fbf60207,0x05f9fc10eafb0be8,0xecf9f2f50902ef02,
+    0x0413ecf3fd00f1e2,0xf4030cfef610f9ec,0x06da000a0701fb10,0xeb060614defdea1c,0xeaebe4fedc2521aa,0xcdefd730c730c4ee,
+    0xf2ee0d1400eb2705,0xeefbeb140affede7,0x12ff190afae9ffe7,0x07e502091303fc09,0xeef903fc0108f7f5,0xfe18eaea03fefaef,
+    0xf308230810f9e4ea,0xc3ee1c03f6f2fd04,0xbdce08160d1506dd,0xd5e514cefe192009,0x07e3050bfafe0907,0xff13fbfdfdfbea01,
+    0xfb04fcf524f7e8c7,0x01fefff3f8eaf4f6,0xfe0bfcfa0bf7f9f7,0x0bf9ef08f906f50d,0xfa00fb090304090b,0xecf6070908031101,
+    0x11f215100806dae3,0x04111f070af70e01,0x05fa0df6100af800,0x0c0204fafc06f7f6,0x0f190bf7020ae11e,0x0dfb1ff30900a822,
+    0x152b1fdaf60b0cf6,0x01efffec050f0b0c,0x0a13f2fc081412ed,0x09fcdc04060f03ff,0xf40129ebef060208,0x4ef009e6ec0ae80e,
+    0x0ff0e808f6082616,0xf806fcf7fc011516,0xfb09f80f29011906,0x02f9e104f503111c,0x06fd09f702031cfe,0x14031f0f02fc030f,
+    0x06f8f0f7050a1918,0xff04ec18080bf3ee,0xf9fae00dfef4f10c,0x02310cf4edfbfcfe,0xeb0927dad5fe0cec,0xdb231e0305f3df10,
+    0x0504ef100c02f607,0xf0fef008f4f1f3ef,0xfe1ffc00f02909f4,0xe8fcfaef21ef011d,0xfe0fef00ecff18c9,0xff06f1050903011a,
+    0x0af0ef16f50502e1,0x060a0efbecfa260a,0x03f52af1fb18d7f8,0xfc01ee02effbfe0e,0x0219e9f4f30af6f3,0x17e9f304eaff0f15,
+    0x0f3322f0f81ae3e8,0xe825ec105415defa,0x05281bdb06ebfdf2,0xf2381001d9edf912,0xfaf9040bf2e31d04,0xf10702fb01f9fb05,
+    0xec2f0c0c0c0bd521,0x03071df4f1ef17f0,0x1e2105fd03f0eee7,0xe504feeff3ece7e1,0x0cf9fb18dc03061a,0x021909ed06fe2200,
+    0xf1f7eb0fe3e8011c,0x04f60f0af8070fdb,0x07c139e7feff08f0,0x2ffa3c01100405b5,0xf0e5ff19f8e51d0c,0x0912e922040afa10,
+    0x031307daf5264135,0x0e2412ebebbe2804,0x5003f9fd38010cf0,0xe0ff25f3f4f10b1a,0x0afdfa12f1030fec,0x130ee60706f704f7,
+    0x071ee51bf9f51aeb,0x2200e302f00ad61d,0x06032beed8301949,0xad0bf11b080fcbe9,0xead423ea3909ecf6,0xc6051d0411000421,
+    0x2025fdf708001201,0xf7000ee7f6030214,0x6eeb1cf4e304e516,0x0b06eeeae5fd08d9,0x061d06270d0d4b13,0xdee6f5e315df0a0f,
+    0xfaf9efe50fe10aec,0xff1a24fb081a2607,0xfce90ce2fd0d030b,0xede7fbf508f5030d,0xf2e209d6f9e919f4,0x0cf1f0101b13ea38,
+    0x24ebe2cedd31ea0d,0xfaf12b18fbda08e6,0xf9efd6e70100e0ca,0x0612e7070ff11301,0xf417fafbfe0204fb,0x01d70f13eaf1cc18,
+    0xed0b04f90dfd0201,0xfaed0006f9faef02,0x05eb15e602fee3e7,0xdc05fafe25f10000,0x142df724e5d6f60e,0x04e224e409000907,
+    0xf31605fe010214fa,0xf4f2f4f8fcfb0ef6,0xfcd3c3e711e7b51a,0xf2f84c2f52eaeee7,0x0ae5e60e10f7f82d,0x19f9e8f209f0dcf5,
+    0x06090bea06060b13,0x0707110214f9f9f8,0xf9f40d0d230811e2,0x0cfaedd804ecf1ec,0x07fd09efe5f904f2,0xfcdf0316fae711f9,
+    0x0f08f6f31afcee03,0x15fef9fd06fef5fd,0xcaf3fa01fdfecbfb,0xf9f944fb15351de8,0x0a1d0dfd04fd0b1d,0x14f6f11008fc08f4,
+    0xfef9f7fdeb1205f7,0x02002d10e8f4e3f0,0x1ae3010df7150314,0xd31422290c0f10e4,0xff020101fe0600fa,0x0005fcfffdfffefb,
+    0xe722f11a4021d501,0xe1df2af8f4ecfa2b,0x090afbf8e50b0604,0xf3ffdf10ecf7cee8,0xf020d4eb35b71a1d,0x1a2d1cc34e1fe9da,
+    0x08c908f20a16f40a,0xcd181ff5db0bf9e8,0xf404090904070dff,0xf7f9f5fc03fe00fc,0x00e6f71430ff1e06,0xe5fc18d8f0cfedf7,
+    0xf5ff1a01fe10f006,0x12120feafd0104e5,0x1f06fd11fbf82cdd,0xf2e91ddcfd00dc27,0xf524feff08fee900,0xd1fc1c15ff23370c,
+    0xf317390c36103811,0xe127e4ecf2f0f9cf,0x17f422e8ff0df3fe,0xf32cfb0501fdf2ef,0x29bbede7e0df2540,0xd4f00327f9f21624,
+    0xea14ff14010a0909,0xfc06f500d8fb0af0,0x11fa1804ef08ffee,0xf932130ef8110824,0x1315fee9cfdc1614,0xdeeb070b31fffaea,
+    0xe4eaf4f90418f609,0xf5020bf6f505ea09,0x0efd10ee160819fe,0xf4fde9f6e5ff09e9,0xff0a1106fd0bf9f2,0x070a0d0808fdf500,
+    0x0405f5f802030df8,0xf2e5040b0b020dfc,0xffe912fa01fbfe0a,0xfd0a040e0603fbf0,0x16131b0dff0917e3,0x0b1702050304f7fb,
+    0x0313f7f1100416f3,0x0dfff0eefc03fbf7,0xf0231afc2cfc0504,0xfafcdafd0dd7f204,0xf209ea04f705ff00,0xff19260e040515ed,
+    0x01fdf6fff3fae81e,0xd80214fb0ff202f3,0xf80c290e0fdef51e,0xf61bfffaf60de814,0xfee1151cf7e4f7f5,0xe504ff00e9f40bcf,
+    0xedf302fcf20bfdfb,0xfb110dfbf70eef02,0x070008f9f510e5f7,0xecfd0af302ff0af9,0x15f1f714090d1a03,0xe70bed0c0cf6e3fd,
+    0xda07fbfd0609e708,0xfb05f3021112e8fe,0x2101f5011009f20d,0xf0f205ea03faea10,0xf70500f50214e119,0xf613f90a06112ceb,
+    0xfb0a26fa03e50bf6,0x000bfdedef0a1101,0x03fff5f427fafaf7,0x020415fcfe0df507,0x05b91ae413f4fff8,0xff000d0709f92e1f,
+    0x1bfc21f814f0e307,0x0d02171206f8d9ed,0xe42b070d08c60519,0xf61518231711e2d1,0xf5fff8fa06150405,0xe2f9f90bf7e7eb05,
+    0xf7f4facd17091f13,0x00e9e508fdf5bd0b,0x0c0731fb06f4f105,0xfb05e9eb1305e606,0x01d2f306fd13e126,0x44f1fa0a2b0c1ce8,
+    0x150104de04eff801,0x13f11a05e5fbca11,0x0609311ae806c3e6,0xf4f6180f1b0205e6,0x130204fafd08f811,0x0709e311fc02f9d9,
+    0x0305fd0e12031512,0xf3f60604f70308fb,0x020b17f308ff0708,0x00f80d04ff0e00f6,0xe5ec0e05d3c810f8,0x2bf2131df33ef7f2,
+    0x171808f8ef2413f6,0xde1a1c0ce509fb08,0xf4020705fd120e09,0x1cf50e1e0016ed02,0x2ae01c00ecfcf105,0x0529eaf7f7f9ebfe,
+    0xddf2150cf7030a1a,0x1bf5130e12080c0b,0xc31ff718fad3deeb,0xeb0cd70500e4eef9,0xf40af51903f40902,0x16010df405030100,
+    0x3e3ef72317ee0b04,0x1f02fa09fee70bf5,0x1ebee4d51ffd2be0,0x10ff2029fd131a26,0xe8f7f80bfff7f010,0x0dc919fcf902f514,
+    0xc6f603fbebfc0501,0x0adaf108fef3120e,0xfafc0ff6060f0def,0xe2071001fbf4f8fe,0xdd18f413052215cf,0x05f502c3dee9e3fa,
+    0x0a0cfbeff7fd04fb,0xf724f40a14ece4fd,0xf5f002faf0e310e3,0xfce705fbfbee0818,0x1af7feea09130c1c,0xf4171cdae216ea27,
+    0x03f801f4fb0dec0c,0xf1fafef3f30a04ff,0x0e14f90e1208031d,0xfbfc04030af1fdf8,0xeccd01fce8fc2017,0x15f90e080a01fdef,
+    0xfff8050af9ff0000,0x12e50208f5faf213,0xed0b16f30d0efcf7,0x18130ff4eb070a09,0x2f140bfb15170ed1,0xe926ebeb02020708,
+    0xf80af9f3052216ff,0xf4fe1104f10f11f4,0xe5fefb184ba09fc6,0x5beaa0ddd529bdd3,0x0c0aec0ef3fafef0,0xf5eef4eef901ed07,
+    0x03fc01fafc02f3fc,0x0a050cfbfcfe0100,0x0008fcf50b020709,0x0deef501ff0722ed,0xfd2111010603ebfd,0xf90a140afc07e800,
+    0x07f3fe02fb140005,0xf5130eff0a052906,0xe9f8f0ee09fe1ce3,0x10ed1cfe09fc100d,0xfd140e22c7f1f611,0xd81e2906d609cc01,
+    0x0adbf70dffecfbd8,0x23081810fb000bed,0x05f908fdfbef0af9,0x0afc190f0201fc28,0xfa050cff02f31107,0x010901fffb0f0bf4,
+    0xff0808f30802dfdf,0xeaf911fedff6f613,0x13180aeefcdde10a,0xe8e0173f08010bdc,0xf7f70506ee0709f9,0xf7fe25180c0307b7,
+    0xf5ecfef5f7070afb,0xfcf705fcfa0af40a,0xf6f9fff40805f4ef,0x04100cffed002312,0xec08fef900efdf04,0xfeed14ff0cf4e612,
+    0x12f6f2013017fe1b,0x13fbe9ee05111fce,0x31edf5f90012eefd,0xf80106f905fa0aee,0xff0cf70afe01f31f,0x0ff6df00f2f2fc09,
+    0x060b01ec11fc1408,0x0530f4effdfc24e1,0xf7fa03e801f516ff,0x0efffcfbf90409f6,0x0002fffe0b05f1fd,0x0fff0cf4f4fd2601,
+    0x1af801f5fafc08f4,0xfc0510f40ffc0cfd,0xf8f9100b0f0730f1,0x0205f20906051303,0x0702effde70a01fe,0x08e5fd18091a0b03,
+    0xfa06070ce809f906,0xfefc020c16eb0a03,0x01cafe06f4eef8ff,0x0f19f8e607fcf0f0,0x0bdfff00ffea0bfa,0x03f2f5e90dfc1602,
+    0xed01f8f50a2a1115,0xfd0e28fdee03e904,0x130ae2f7f2e9ef05,0x07f50332fef103e0,0x0f240b08bfc503e9,0x1c18f03df71df23a,
+    0xf61bdb05050c2409,0xf6fa27f719f619f3,0x4b31f6dddedcebf3,0x052ae70beaeffc2b,0x05e01003daf8cf08,0x08fe1b0b1cd8052b,
+    0x03fa01fdf509f1f3,0xf7f8fbfdfc0efcf9,0x11e4f8faebf8ebf8,0x0e1d11ffeb04f9ea,0xdb0a050321e70a1a,0xedf6de150f060aeb,
+    0x0d170df8dd0f12f7,0x1608f708f009fcfd,0xf2c1e3f73a2adbe3,0xfdf5e2251aedf2c3,0x05f50a0e0212f2ea,0x030501010b04070e,
+    0xea090e040b0012f2,0x0ae8f823e5db07e5,0x101528fd0e0011d9,0x1de80cefeae6ce01,0xdfe8f7f5f10c0002,0xfafc1500090beafa,
+    0xfefdf1edf7f4e3f8,0x19f0f90b21f9e413,0xff2704f1060211f8,0x0df901f5fddd0f2a,0x1bf8f4f9f40fefe4,0xed0103f914ea0625,
+    0xf1f024ff0908f010,0xf3caf90a0c231fe9,0xf7f90709ff2a17ed,0x1a03fef6f7fa0905,0xf517c2d50b26e515,0x00fbfe31fceef417,
+    0x08f004fb0f08fff7,0x1b1909f30405f8f7,0xfde50df2001eedfe,0xf4f617fbfdf6051c,0x26070032f00a0cda,0x450b00983333300a,
+    0xed09060d22facf04,0xf6fdf832d309f3e7,0x14f60107f6fe1d0f,0xfe111400edf7fc13,0x25ffe9e4fb1b1100,0x241ff0e809d2d204,
+    0xfbfef6061cf40008,0xf707f5efe700f4fa,0xf808f70cf8f2eff4,0x01f900edfafa0e14,0x00db1203fe130df6,0x190326f013f5eadd,
+    0xe403050cfd10f808,0xeff03df3f510fbfe,0x0e0922fafbf6fa09,0x020d0111fcf827d8,0x17fdeafc25eb05f8,0xf004f2f905fff700,
+    0x0ef50ffcfdeef9ff,0x021b0a07000004fe,0x0aeb010c0df90af9,0xfaf9fbfcfafef214,0x0a05fef0f60123ea,0x08ed250e18eb0604,
+    0xf30e07d90afb1bef,0x1d2024e4f9060504,0xfe31d2142ef226ee,0x2100fdefdf090132,0xf5fc0aef0bfdf5ea,0x0ae10800040106f6,
+    0xf31219e1cc03000f,0x08ff07ff0ae6f62d,0x151800f0d80c2e10,0xfdfd080c0c07ef0e,0xdbfb0d0009d4f504,0x240514ecf8fdf8ea,
+    0xffedf90a0404efef,0xdd11f4f6100b10fd,0xfe11ffee0805e9f9,0xed0c1de6edf0f409,0x1908fe06e2f91cd9,0x080e04fc21f80bf9,
+    0x29f104dcfcf0e7fc,0xfafb1e1403fefb0a,0xf60af7ff13ed09ef,0x0004e1f5f5fc1ffa,0x130be60228fee00c,0xfe16ee0fff0a1711,
+    0xe6fcf6000e0a23fe,0xf80e021d1bff0a03,0x1631141a5212fe49,0x14ef22d2ff38f2c2,0xe9091c0403f1f31b,0x27021800d60f04fe,
+    0xf50c07fc0e04f602,0x03fc0af70cf41efd,0x0afc070bfc030ef0,0x15f0f4fdf8fb210f,0x012a0b000fd4eff1,0xe831f2f6f909d62a,
+    0xd1f3f6e9dd1b06ca,0xe3f02f18c5eaddf0,0x24f41014f3f805fe,0x001f11150f070208,0x19020805f4fe03dc,0x1b21f012f9ed0e04,
+    0x0718ed15f818fcec,0x161915defaf40104,0xfcf80007011007fc,0x08ff031005fa0905,0xe00b0bf71c25fff0,0x04a4f60a2019d4f3,
+    0xf7d513fadef61217,0xe9f521d41a07050a,0x14073ff1efee13f9,0xec0547c60cef03e3,0xf5e9edee190117e2,0xfd05f2f0fcf421ed,
+    0x0623fee2f60c0d1b,0x2ff1241509ede605,0xf3f3f7f5f303eb05,0xf9f90e0702f1040a,0xfff30b00011ee8d3,0xe4f8eceae8022004,
+    0x1205f300051aff05,0x051bfd25fffc1731,0x0604f90e00f2fcf6,0x00fe0f060af90afe,0xf4fb17ea06faf6ee,0xfc02fd1012fbf2e8,
+    0xf5fb1403eb0debf0,0xfef8ddfd08eef8f4,0xf41206eef20201eb,0x0df0f60cf009bbdb,0x1005f0d80c0ff606,0xef02d8feecf9ec08,
+    0x121be50407f5f70f,0xfde3e51900fb16ec,0x120cfedf1ce1ff23,0x090412fcfcea12f1,0x19fe0eeaf20202f5,0x0f11320b060f240d,
+    0xf2fbec22feef0df3,0xf6f9fe14f9f8f82c,0x11eff802f0fb0ffe,0xf50701fb02132fea,0x18fb061afb0100f6,0x1303ea0016090614,
+    0xd60cd3e507daf23c,0x08f2fcef1de6ee23,0xf5eeebf70df2f204,0x06f1fde5f8000008,0x1ff1e00d2ed5f9e1,0xfb19e8ecd3ec2b31,
+    0xeb1b0d0bea01d425,0x0e0109dc06ecfcd7,0x00f1f411f0eae5f3,0x0707f0f3ea0521ff,0xe70b1cd5ed49e2d3,0x0e10e8f31eeacdf4,
+    0x0e00050607fd051b,0xfd1416ef070ff0f2,0xffe4ec0b011bf4e4,0xf7f106ea07edd10c,0x121421f814dbf604,0x16ff0bfdeb130ed3,
+    0x542b0ff11a2610fd,0xf82e16f101dddd0c,0xed08dc03e5f20e01,0xf302edff0c12fa0d,0xf406c5e91df60d1a,0x0f1118fc09f1ff29,
+    0xef09020d260cf30c,0xf304e3f5001bfbf6,0x0502f30429f001f7,0x0beaf6fc0f0a1af8,0xf80af30bfd120c06,0x11fdf300fbf60602,
+    0x091c0bf105150814,0x0b02121515f60702,0x0fe8faef0bea1806,0xdefc10f6020a04f3,0xe20ff40405fa12ff,0x01e3f51000e6f520,
+    0xde06feebecf900fa,0xfcf71a0ffff6f7ff,0x171202f3db1105fb,0x06f1170ff6effa09,0xe0041d1fe20be5f6,0x210110e5cc033e29,
+    0x01011403e1e0df2c,0xfff4fa30f80010ea,0xe908010de6fdfcd6,0xee130c0c190cf5fa,0x37fcf6f2ec080f0f,0x0003f118f1f32e0e,
+    0xf0081536cfe3e8ea,0xd33cd8f113c0dc17,0xf1ec0cfa2b06ed07,0xf803effd04fd1217,0xc2f407d96fe5cafc,0x0bf4c9d5faefe4e5,
+    0xdb1507f9e0021214,0xfb07f9e648ec0918,0x2f0c12fcf3f4f705,0x01f1fcf80f05edfb,0xf4e804fb01e1eeee,0xfbe5dfe80cf6eded,
+    0x20e9e2f9fb0f1329,0x27defcd7f5fc1dfb,0xfdd9d42f01e50002,0xebdcef2addc30c20,0xfaf7c8feeed0ee24,0xff1e0514df0c0b02,
+    0xf4c5f9060d0317ea,0xf9f2ff2312181413,0xdfffee1bd1f3fe24,0xf810e9060cf4f639,0x2ef3ee0ce606210c,0x1f1d1f30f1edd11a,
+    0x0e120efe29ea0314,0xef1a0c1b1230f1f6,0x25100f1613fa11ec,0xe40af7e0db0c190c,0xe319030a1326e8f1,0xe8eaf9effb0c05e9,
+    0xf8faf6fe0814ff05,0x0f03f8fb00fef7f2,0xf0fd12fef210fce7,0x05fded18f4f5020a,0x15fef5fafe0eda04,0x0bf20a1107fcedfe,
+    0xfde90d160c2215e4,0x05131b1cec08f004,0x08effa000ef318f6,0xed08e01100eef909,0x1cf71ef8f207f5f1,0x03f8f6f6de05f10d,
+    0xe8111ee808f3db10,0x0907eeff46e62afd,0xd003f5f2fbdd20f2,0x2a0200d7070afa14,0x0bda19be280b21d9,0x22f333b5210b011a,
+    0xee191b05f6ef1c1b,0x10f90ef9ff10d901,0x3a030206fd0a25eb,0xf5e1ebe703eef107,0x1efbd6d10ae5e0e4,0xfc0845f1eeff22d8,
+    0xf7f1fdea1318f8e7,0xf8f5eafaeafd1af5,0x081df9ed09021bfb,0x0d1e030208082c1b,0xebfd00fbfb0106f8,0x08010bfb020eff0c,
+    0x1dcff212f402f4fa,0xec11ee040cfe17f4,0xd6ecfdd414e61a16,0x1dc705fe0e06da0e,0x0b2d15123904d625,0xe807243ef010f60b,
+    0xd9f8f8ea26ef00ea,0xe800f7effe11f316,0xf9f60df711f2f2fe,0x05f9ef0809040a0d,0xdec4ee160e35f028,0xd0fb1226dbd2f516,
+    0x2bfff6faf801f811,0x0cf8160303eae3ff,0x2cfefdf60cf91bfe,0x16fd1fece71fc316,0xfbe90603edf81421,0x010425db05f420fd,
+    0xc6f11a1002dbf92a,0x57fbde0d1c44c3f1,0x090cfff9e5ff19fb,0xf20a030ef80d0515,0x0b07f50b0200fb10,0x04fff1f80b01f5ed,
+    0x04f003f3fa0718e8,0xff2cf830fbe81122,0xe20602fdc3fe1308,0x082dd501eef70e3b,0xf4060ff80a0402fe,0x0505ff14060ff6fc,
+    0xe706081cff1001ea,0x17eee50a0b0e0a0f,0xe916031011f61917,0x05dadeed04020f0b,0xec0000fae015f505,0x09ff0dff0e0b020d,
+    0xb2f515020eda0fe6,0x05f514ed0fdcee1a,0x01141cf60bf9f601,0x0f21e60b0df61505,0x211ebe3dd00afaf4,0xb7e92815f1f30bfc,
+    0xf9050918fd071b00,0xf1071b170b050810,0xe70805f102fbf2fb,0x111bf3fd061203fd,0xf3fef216fc07e0fb,0xdb060008050f26fb,
+    0x38f9170a0f1507e3,0xecfe3b08f8c9f312,0xf824fe0af6feede6,0x0f0713001cf505f3,0x0d130108f500050b,0xc1f9e7ef2416fdf6,
+    0xf5e808060ffa0d18,0x150200070505061a,0xe5091ef0dcfa0bd5,0xeeef032bd8de0013,0xf4ffe9ed04fd07f8,0x06081a05fdf71515,
+    0xe1f5ecff11190c0a,0xf7e90af20304f902,0x01f30cf008d0cff9,0x0af80be8040aecf8,0xeb2cfa061bf5faf8,0x17070219e312090d,
+    0x13ff01f80ff7090b,0xe820043905f42d1f,0xfbf7f40c0512ecf2,0x15ed021ffbebe9fd,0xf601fafaed0ceafe,0x0f040503060bfa22,
+    0x030104ec1112fa03,0x000cfb10fde8e811,0xf4fdf80eeffe2304,0x08fc0eeefcdd0ff1,0x061aef1935e2f3e7,0x0209fef2e1e51207,
+    0xec0500fa000908f0,0x23050bfdfafdf5fe,0x03f7f300fae7e3f4,0x110c00e500fe08f2,0xfae1ed15d918d3fd,0xe4ddfd22d91ef922,
+    0x0bf2060304060cfb,0x0bf50a0b10f3fd04,0x04f4f5fb111311f8,0x0d110ae80313e2fa,0x0ff9fc0a0f090805,0xf2fc11e61301fb07,
+    0xfbfb0604f7150f02,0xfdfb06120afb05fb,0x1cffff04e6d713fb,0x2420e3ffe42d2c09,0xf7ec12fe0f0704f4,0x08fbe81005f60e14,
+    0x13f9fcfd0eff0d16,0x0e03ecf70e07ebef,0x183b2beb1819ebd3,0xd7ef34f52809d611,0x210c2007ecf111e8,0x0ce90d0bfbf60d01,
+    0x0908e0ffe710c903,0x04ffe91824ffea08,0x0cf129f10822fcf0,0xdbf3f2f0e30ad335,0x1405100205102312,0x12fd21c8e4ee0204,
+    0x03f7f8f30af8f70e,0xf2f4f803f602f808,0x13e8001c0328edd1,0xde030ce226dfdc03,0x351d14f72202f2fc,0x011b00da00e3bdd6,
+    0xe30405fe020d05f6,0x06f1fcfb11f60a0b,0xfec20e1df51014de,0x39d9100f1afef406,0xe90ff9f4f5120202,0x0d05ff0c08fa12fe,
+    0x02c71f0dffecfae8,0x0dfef2df041416f7,0xf20efaff13fcf9fd,0x0b0b0cfe05fd0300,0x1506f907ff1818f1,0x070406fb04090519,
+    0xf727fe04ed0df11d,0x20e4010beef8f1fb,0xfced08fbf30a07f7,0x0a1805fbfbeff4ee,0x17ecf6f8fbffe3ff,0x021104fb2304f91c,
+    0xeb3efafa04d6f401,0x31e930efecdbe503,0xf1e217f5f504f8fd,0x000519f8fdfcfd03,0xfffd04eaf000fefa,0x030e16f31aec0705,
+    0x02fefbe1fb02f6f1,0x09f5f3fefdfa05f9,0xdc560e1021031d33,0x1dfc27ded15ae7c4,0xfade050f102304fb,0xf5111a1303f1e704,
+    0xe6f60ee10c16fa27,0x08dc07daf21bf7fa,0x101ff2d6fef60ded,0x1be50f0216f505e6,0x1903211704fd3c20,0x1009e51d1afcf8eb,
+    0x13fd15ec10f9dff5,0x18081cf916f95bf2,0xf504fafafd051806,0x0df31818f5031801,0xffbffff5f5aa0fee,0xe31905091f0d1605,
+    0xf9f0f1edf80de8e9,0x17fe11031506fcf8,0xe915fd09f5fb01fe,0x070b020bf9f61216,0x1c1dcd31f8fb36df,0xe813faf103131fee,
+    0x0301f3ebf907d608,0x1febf50f1311eb0e,0x243bd43c01cbc11a,0x1dde43521cadf2ed,0x06e50cf10df31ded,0x00ec0c110b130403,
+    0xf417010919d5dde3,0xf6063d0c12ef130c,0x03f814d40a05e10a,0xf9fa042df6011400,0x170df403e90c12fe,0xf9ea1a04f6e40518,
+    0xde1607fd0f03ffd0,0xf6131af9e6000be8,0xf6f006eaf916f1e9,0x13fce804f7fa04fd,0xf0030f12f3f9f4f3,0xd90415ccfeeaea2c,
+    0x060b1415d7f608fc,0xf30308dffb0dfbfd,0xf40915011ade2f09,0x0f1702eff4f1e800,0xf6f6f809f707012e,0xf2f9fafb0817e20a,
+    0xfbece41b1cdb3bf6,0xe700dbf1ecfd1c0c,0x0a14da10f2121209,0xea10faf4cb34cf16,0x28dff2eef6eddbf5,0xed0f0dfe05f7fffd,
+    0x0c000108fbf2090c,0x13f100f5fffb15fd,0xf305f204e3f1011e,0xfffd08d6e7fd090e,0xfc06ff14f012e514,0xf8f3fe13ecf1e20d,
+    0x0e1500fb14fd2615,0x0ddd16e319083901,0x070e1305eded06f8,0x03fd14070003230a,0xdd0607d8e5e1e0ea,0x1c1cf920c9d0c102,
+    0x10f5e90b33172022,0x0623053af905d7a9,0xc6021a28f7fa290f,0x1af630cf26dcf307,0xeb1400f4f012f4fc,0xede706070afbf3f1,
+    0x0701f7ef1013fcfd,0xf8fe0becfcf2f903,0xf6faf801ed0a1019,0xe0f8e7ed12071ae7,0x04ebf902f515f001,0xf909cef1f30b2bec,
+    0x2017f3e507dd001a,0x0a0111f414f1150e,0xf4100ef9f9fdeef0,0xeffcfe07fe0504f3,0xf3fffc11f5e0fc03,0xeb08220ef4f70b15,
+    0x09f40af4d4f5deec,0x0af7f1010b0a0111,0x131a101a2c10d705,0xe80ee121000c02da,0xdf180f4e272e402d,0xfdefd823f80f40dd,
+    0xfa11fe02e9f4fcf8,0x00f02310fa0bf9f9,0xeffff009feee11f4,0xf114f13009fc06fa,0x07fc01f907ff00f4,0x0502f2f70a080a04,
+    0xf81005fff10302f0,0x100cef0efbe7e1ee,0xfc1201eceff3082a,0xedf0f3030df9f5fd,0x08e80b050e27d91a,0x02f1fc1724eddd10,
+    0xf2250520011ef0e9,0x03ffeece0706e3f5,0x091cf919edf71b01,0x2e07fa04fd03fe04,0xf5ed0d09f2f8341a,0xf90c2eed07f60c09,
+    0xd50e051cf4fffc03,0xf6f7f500fb050903,0xfeefed040d24d93a,0x0ef9fde51cfc170c,0x06fefef80902f7f0,0x0502f0edddfcf4f4,
+    0x1507f00b1104f217,0xfc160e02070af31b,0xf9f8cf2befe4c30a,0x142d151c0914fa36,0xf11a000300f9eefa,0x12fe0f050705f5ee,
+    0xf41000feff0ef4f3,0xf510f104fd0401fb,0xfc04fe0f09150ffd,0xf904eff20506f7f1,0xe3ed0616d717fce3,0x1902f9f218e501f0,
+    0x0b03eef0eae41731,0x0ef612ea0afbf926,0xcdf3fa0209170df4,0x31e9edf406fa04eb,0xe9e902030ce0edf7,0xff07f01bfe0902ed,
+    0x001c05f4f3f72d0b,0x07fa02e417e9232d,0xeff405fa36d0fcce,0x232912e70e0dd9fa,0xbe2b03130a1c31fc,0xf0c6fe09f211fbe5,
+    0xf31802ed11e2f6f0,0xf603eb11041ee8e3,0xf8013eecf9f5d3ee,0x0df71efce80a12e7,0xe1031ee021231cf4,0x2c010b0ffee730f9,
+    0x18f8f3f6e6e1e9f9,0xf12422050cec1217,0xfdf70afb3503f6ff,0xf2fc11e41107f80f,0x22f209f2f403efe5,0xfbf30af6120500e8,
+    0xf908fb0ff8fe01f9,0x0a08100b0d051ce5,0x2e22f3e6e2191f4b,0xf0052cf0f3f1f22c,0xf8241eef1612e60b,0x080be3f707eeede1,
+    0xf0e1e908e8f011f8,0xd12ef8f11f17f211,0x0717f901fb0c01ed,0x0afcdbecf4f5ebe0,0xf8f310f5f60219e9,0x12f312f5f6fe05e8,
+    0x290310fbda0ff0fa,0xee1902fff1e5060b,0x081215d4f5031306,0x0cfeef05150b0fc1,0xedeaf0f30428f2f5,0x16f7000f1503dae0,
+    0x0fe013130bfbeded,0x02ece7eef4040209,0xe5f5010907f11bf6,0xdefcf7fdf8e70b19,0xfcfdff0115fc180f,0xeeefe2f4fffb01f3,
+    0x21ff180616060700,0x10ea1200f7050aee,0xfa00f7ec14fae803,0x0ff611fbe8eb0c17,0x0e0a060efc030b25,0x03071701080ff7fa,
+    0x04e5eb071616120f,0xe6121fcde317e9e2,0x0f22d4fcfdf4e0dc,0xcf05e10014f4c0f3,0xf81a171d10f7f9eb,0x0f0a02f3f603f2d3,
+    0xef00010cfd0cecff,0x0602effb06040bfc,0x0ff7e218dbe806da,0x02fdcff6db1d0c0e,0xd6e3d10004d51b0e,0xd1fd28ce1717e040,
+    0x09ec06041200e1e1,0x16e80ce31bfacaf8,0xd1d6eaf7d7cbf31e,0xf5eae3f5c703380c,0xe6072bf306e51a10,0xf9fa1f1205f1dee9,
+    0xcf00ec2101fb09f0,0xee0ff0f4090e08f8,0x1403fff507fc11f5,0x0104150606ffef03,0x02f2050cfa0c0d10,0x01ee1320ff0ef205,
+    0x1b002409e3e4f5f3,0x00e6030a01f820f6,0x12fcf501f507effc,0xf5f10df90501f2f3,0xeee3fcf81b340f19,0xf427fb191c110303,
+    0x00fdf807140802ea,0x03c820ea000c0f1b,0x04ffe3f905ff2bf6,0xe8fafa04041203f6,0xeaecf1eee8eff6e3,0xe4def910d0c5ddf7,
+    0x040df40201fafbf4,0x1e190bfa04f8fdf9,0xf217eaea0f06f5e2,0xf00ffdfeec0fe610,0x0027fdf1f4230c0a,0x080ddcfe0e141def,
+    0x0ef5ff060805020a,0x1318f61af6f7f205,0xff16e9f50af0231b,0x2c0ff100efe9eef5,0x0f0de408eff6ec07,0xfa11e1fffc0deded,
+    0x030a05ff0a0706ef,0x0406fd07fbf4f0f3,0x1a4fd7031a00f205,0xfc0cfd0002ece4f7,0xfd01f911fbf1fcfb,0x0119fffb0900f50b,
+    0xec040c0cf4f9eeef,0xff0203fbf60a050c,0x070be30bf21810e4,0xf2fe050501f11ae2,0x16f62922d4f3fd02,0x0203e7f307c90cda,
+    0xfa00ffe9f30f0e0c,0x0bf022fe09ebef09,0x22f421e6fc06f9fc,0x0e07ec1203fbe7ef,0xdbee351910eb11f7,0xd81222060108e6e0,
+    0x05ee0809edeaf128,0xef14edfa10f3fb05,0x092e180bf81717fd,0x0efe0cf4f8d8eae2,0x22d51123fae8fef9,0x140f0f070d0f29f4,
+    0xff135fc6fd1cd3f3,0x2a22fafee90b1def,0x0fe4ed01fc00fffc,0x062b03fbfc1911ff,0x02020b0b090416e2,0x0fef07ebf3ff0cf6,
+    0xefff03ff12feddfb,0xfe11fa0304e50a16,0x151df723e7db03f4,0x0e09210f08efedf6,0x12ca1d17f60d28f1,0x1ffef8251bfb18c9,
+    0x03f1550bf14a093c,0xee09c23702d01228,0xf4fb0ffbfadff3dc,0x0dd313f11fe9e517,0x0202fdfcfcf203fe,0xff0d04f70313fc06,
+    0x0af6e8f6e9f6f9f7,0xedf3fc04ed020509,0xdb15f3fbe1032e08,0xff2e06ff08fe17fd,0x0331e4e7ff2f221e,0x0203fdc52900cdcc,
+    0x020ddc05e70add0f,0xe3e00f230b201e10,0xe94913f8e31912fc,0x16e7fd24e8151ee0,0xede5dbe6f4f700e8,0xecf50616f3191e07,
+    0xce061005040feb08,0x01ee06f6ffe1e8ef,0xf0f7e70cf304fde2,0x0cfdf2f203f8140f,0xfdf00d090e060e0c,0x0306f8f704f1ed02,
+    0xfd0dec112e14d900,0x21e51924f910fb01,0xf4f314fd02f0f4f0,0x05fbfb1205f0e4f1,0x0d01fc02df150ef5,0x00f505f6f110eefa,
+    0x24e82df5f00308fe,0x0df8170ee406edfb,0x4bd81010caedeffa,0xf213ebe4f906f319,0xeefdede8ed1c0afe,0x211300241f030df7,
+    0xf8fffefd050500fe,0x03fdff0400fffe04,0xe9d3fbdced0ce016,0xdaff04041b0fed13,0xf802ee0922ec09fc,0xfde5f4f1f7fb0000,
+    0xed09e60f13fc0c06,0xf6070afa21f2fafd,0x04ece6ec06f3f3ee,0xf805fb0f08090b05,0x13fa0113ff04eafb,0xeb05faeff6010ff7,
+    0xf60c03fbfceff3e8,0x042afb07fe1119f9,0xfb16090af8f0ffd5,0xe805dceee1121210,0x2012f5d0f0ef0713,0xede9f8d5f310010a,
+    0x0cfbf6f80806f906,0xf70f0bf901f4fa05,0x16fb1907e4e6f9f2,0x07f8f501f102fa04,0x24f1ff1007f601ff,0xf41a0a21f2edf40f,
+    0xfe2cfdf1fefd2211,0xf6fa16011af9f6f5,0xf2d21e2108f6000b,0x03ea100fcef510e4,0xf7f2f3ff100506f5,0xf01aefe717f21118,
+    0xfe0107ebf712fe11,0xf8050ced02f402fe,0x0c0df114e5e2e1ee,0x1afffa2a12f016ed,0xdeec02fffa0d0812,0xfa0fe225f4fd05fc,
+    0x02e8f3fc27f0f21f,0x06e2defd01e92201,0xd20fd8100ee9d629,0x212b232d0df71824,0xfe06f8faf8070012,0x03f211fcfefff107,
+    0x1e16fdf1dee3f411,0x0ffef405f80c02ef,0x01ff05000402f000,0xfc0a00f0fc0b0a03,0x05f4f4e70b100110,0xf8120224f11234f1,
+    0xf1e30c0ddd0fdf13,0x11153821f0f607e3,0x1422190eb2183901,0x0be52f2c2506f6d2,0xf90adbf6d6170cf3,0x053e03eb14f4101a,
+    0xf70516f9f615fffb,0xfff212e7f1ebe4f6,0x10f1ff0205fe01ec,0x1c02eb09fc0002fa,0x010e19f9fce1f5f6,0xfe03f316fe11e30c,
+    0xf4f207040616ea08,0xf0dded01ff04f4f0,0xfe0b0105e6fdd700,0x0a0ef2f40501e205,0x1513f41010fd1c08,0xfd081be504fe0a09,
+    0x2e2a0713fe19daf5,0xfd040b03e6180e0b,0xecf6e1ef11fcf1f9,0x02ee000a0609fdf9,0xff0afb1609ed0205,0xfe0a010de9faf6fc,
+    0xfd0900f6120104fe,0xeae6fb00ff0df2fa,0x12e8fa2cceeefcff,0x1efff30b05dd12db,0xfee3f3f91bea1cf3,0x02fbfb09fe06fdfe,
+    0x1605f20f2212010f,0x03f302051311e500,0xf2140216cd13fc07,0xed25dcebffea18fd,0xfc020e00ff0807f6,0x0b01fb06fdf801f2,
+    0x0306d213f2fc1ff7,0x001017e4f1153400,0xe1f216f708f814ed,0x03d21204020def07,0x181401fdfbeef2ee,0xfa10fe100b080bf3,
+    0x1802fbeeee06f9f2,0xf00c0f0b20f71bfb,0xf0f6f3fd001502fc,0xffec0914f9f3dfe8,0x2604e100d71b0bc8,0xb818de06e9ffacd7,
+    0x20d2ec01090e0909,0x171c12f3fc0604fd,0xe6fc04fafc100a13,0xf500f2f3f6f9e6f5,0x26df142bbffb05f6,0xf6131231efe205ec,
+    0x0ece001ce902f9ee,0x0a12e42431fb1a0d,0xe0f0031a162c2226,0x11fe3ce9eff7fa1a,0x1ace000af3e410d1,0xe70df6070728ec24,
+    0x03e6e51704e6f5ef,0x00171c000314e02c,0x17f604ee22f61ed2,0x07f705f52e142803,0x1a1c02e11709ecdb,0x16e4fc08faef09ff,
+    0x1502fcf70a10f4fb,0xe8f3eaf70c0edae7,0xf31dddec07030e05,0xfc1209f7ddf5dde6,0xf20d04fcfff1f8f3,0xf2edebeb05f3f20c,
+    0x00e101c7ffdbdad2,0xc4f8ff041e1c0ae4,0x1b031cfae8f01724,0xfc0e0a04fb0d22ef,0x07f6defb061ae8f9,0x17e6f6162511ede3,
+    0xe40c00f816e6001a,0x1ad6f5ea18081708,0x0a1917fcf0110534,0xf41cf909ee0b120b,0xe7ebf80200e50319,0xfd06e609fb0d0206,
+    0x010af80de914f8fa,0xf424fbf60c07fe01,0x0b02fbfcedf9fd03,0xf7001400f4fb0204,0x03e909f5f5f82101,0x05f4050f06f122f8,
+    0x0f06d5f60a0303fd,0xf00eeb1b28fae023,0xea0c1ff2ef08f6fe,0xfef5fd04f5f01212,0x15da02f5e52d0625,0xfef1caeef5dd2fd8,
+    0xf9f2dd0be70af2f5,0xf1f3e217110afdfc,0x09110011f11103ea,0xecffff0609ede2e4,0xf90fec04f8050f04,0xf905e8fb00fe12f4,
+    0x0de414dc24df1005,0xedfa29f9f922ebf3,0xdffded06f3edf4f2,0x06f3f6042bd9eacd,0x09f3070df2f2fafd,0xf5f4ef2303f3eef7,
+    0xb500f70c0722f310,0xff10e906d8f526fe,0xfff9f202fcf7f7f4,0xe00cfc040e010900,0x1afff50a06ce24ff,0x2ff440c8fa0aff0c,
+    0x0a2efe10ef0401f8,0x04e907f2121a1df3,0xf91410f3bee5110c,0x0219ec13f4f2db1f,0xd10611f5ef1b2ef5,0x0c0310c219e62402,
+    0x13fbfe06fb0a0a21,0x0eff160ff1fe06fd,0xf10ce711f4fedee7,0x0904e7062effea17,0xe9f8ffff03fb0ff7,0xfef2010004f605e7,
+    0x092010f702f4ed1f,0x221e030b0204120c,0xcb1512f5effdf809,0xff0301e8fe0aed12,0x0c190c1401ff0af8,0xee0c0ee806eff90e,
+    0x28f906e015dee3ec,0x011421fafc04dc12,0x0ee9fbf3f906f9d6,0xef14f4fd14d5f6f1,0xeaf3faf90619f9ff,0x170dff0ffc15f705,
+    0xd7f7e6fd02130cfe,0xe4f60704fbfd00fd,0x071317eceef7e9fa,0x1312e615f20df9fa,0x0de7e9e621111a2b,0x02e30d0b16fd1fed,
+    0xffe1f905f10ff2fb,0x100ffd08f6fc0101,0x15020bfefc08fd07,0x24e3f4ecf80feffb,0x09fff803fdf9fc14,0xed02ff000305ff08,
+    0xfa1804f2e602f904,0xfa00e2030503fe09,0x24f7fe0a000227fe,0x0f080bf70cecd5e3,0x0d0717072201f9ed,0x0507dafef71a1de6,
+    0xfcf7f40a1110fdf1,0xf5fc24fdfff5f107,0x19eb0beff815fafc,0xee00f4f5f0f310fd,0xdd02fd1ae3e9f721,0x033000ed0d04f6e5,
+    0xe9001415fe010a02,0x1308f9f80b2604fb,0x24f90501b4faf30c,0xb5e8050308ee00f5,0xfa04f6e6f32cdffd,0x1b030d0d04e90203,
+    0xfd09f00cf216ef3e,0x1717331507f7040d,0x07071303eefb12e3,0xd9ee0e0309fae7e6,0x10290e1001ef15da,0xe6ed20f70ee8110a,
+    0x17051834f51453ec,0x9513c9dfeb1b1412,0x34f9f702f7f12bf1,0xebefed07f21012de,0xb20ced10fc09fefa,0xf5e006fdf1fdf6f4,
+    0xe71b1df319ebe5ec,0xc0fefd09fa0cd41e,0x05f8180a00521204,0x09e50112cbd91d3e,0xd01e1bfa06392b02,0x1b05f1f015ce0a1f,
+    0x0cffeb05190d16de,0x04ea0e05ecebe702,0x01f61efc16f6faf7,0xf50b0623f0000812,0x06e2fd01effbd402,0x21fc0a0f05e4fbef,
+    0x0e09090106fffc19,0xfc06ece2e6fe0ef4,0xfc00091be63d0e16,0x1004fb12fc1904df,0xf63efde2f2080d14,0x0d1309e6ebe8f2f7,
+    0x0ec6fb1d2a36ecec,0xfaec1afa1b040ffa,0xf228f82ec7e7b8b6,0x5413f6daf009c1fe,0x07f8cc18030316fe,0xff190418fbf7f80a,
+    0xfff30b1ed535fdfc,0xfff200361ad7ebee,0xb92bedf8faff0402,0xfbf7f10e0008012f,0xf10d00f90ffef5fc,0xf6f2f0f8f2f3f305,
+    0x0aca182d0c360f08,0xe7eb17fe00eb20dc,0xf70eefedf606060f,0x07ed14eff706effc,0x02d2e7102af9f0fd,0x190c1cfa170cf307,
+    0x02fae71bfd0d0206,0xf3fb2bfa0c03dbfa,0x070afcf3f309e9f9,0xfc0d06f807f9e405,0xeeeef32012d3e8ef,0x3ce940f41efad70a,
+    0x11fee6001306f606,0x1910100f0c0aef11,0x1700fa00fce21a0a,0xf5ff00e404fdfb0c,0x0305f6f8fcfdf7fd,0x03f80913fc02eefb,
+    0xee0f04f7fb1bf305,0x0a13f613f6020be7,0x040d14f2fc07ec02,0x0e10fdf9f9ff070c,0xff00040ef1fff3e1,0x1614160100faff05,
+    0xf8040ff2fb110104,0x09100509fc02f30b,0x0b04edf6e202de03,0xeff2cfe2ede3f603,0x0c01f90109080ffa,0xf5ed1803f9f5f00a,
+    0xe207f7f7060801fb,0x0c0efb2df5fbffff,0xf71708e3010510fc,0xf0f8f6fb0606010d,0xf002f7ecf5dbfaf9,0x3d02f41ef91405f0,
+    0x37e6031b01f7fbf0,0x1bb4220b1ce3eee9,0x09ef03f403fa1506,0x0118f6f6fe0e0bef,0xe8fd0800e51002e1,0xf905fe160901f8e9,
+    0x090713f20ad0eafe,0x032b03090a14fef3,0xece5040a11f9080c,0xed07e50f0ef10b00,0x09ee260b110cfa06,0x1201f20bfefae908,
+    0x0f150112e8ddf4e9,0x0204250e0500e7e2,0x08caf4fb0c0dfed4,0xf50a070902fafe23,0xfbf5f5f8fb0808e5,0xffed00ec01020f03,
+    0xece011f8fd2f130e,0x18dc2b1106fbef50,0xdceee6fbf9ffed07,0x1606d600f9e61015,0xe40cda0af201ecee,0xc9f660fe1cff0804,
+    0x0bf5fa02f62105f2,0xf5fafa09f8fe1b01,0xf0f50c04f11e0015,0xf8f5f2fe0b07f90e,0x4817fcdb3a06d205,0xfa1b0bfffe01fa00,
+    0x0cff22031406f7fb,0xfe030af015fef4fe,0xdf2ae82af31800df,0xf4ecdf160b0a030e,0x00fff3f3ebf7dfeb,0xfe052304f2dc071a,
+    0xfbe6fcf502031df0,0x1307f6220f08e912,0xf70a070afcec000c,0xf6ff13f6f00d0500,0x130def04e3021c16,0x190107d2fc021aff,
+    0x0af2f5f5fef2ea03,0xf5f9ecf40b08f30c,0xfa0607091111e1f7,0xef0509f304fcf70e,0x2310fc2437ddffff,0xf808c52c012ae9c6,
+    0x1b20370ef0ef0bea,0xfce4feea1826fc1c,0x25e503f90f08050a,0xfffddfea0513c314,0x05efe7f7fffef911,0xe514f0f411fc0bff,
+    0x1006ee15fa1413ff,0xe0f808f701f5f0ed,0xc6ebd2e6f43727d4,0x05082d09f61b12eb,0xfe1e140c101e1ee7,0xf70b0ae8f3f3f609,
+    0x0015060202131306,0xf50ffb08fefe0e10,0xe0fa1af923ef2412,0xf13d39e2f7f814ed,0xf0f51809f80a1525,0x180bf9f9cdfa0537,
+    0xfe0b0e1a0ffe0415,0xdad619d0f8fcf6ed,0xdff23208f6220904,0xeef9d33e2a212616,0x0c0d0e04f90101db,0x0321f90030f8fdef,
+    0x0511eafb06f812f7,0xfafe13fff6f40019,0x001703bf1439d52d,0x0be4ce03021e0801,0x0206cfe2e1ed141f,0xf42f14f6ff00f0f2,
+    0xe91d06f8fade2fe3,0xf61c2d06f5e2d6fe,0x0704f6fff4fefffb,0xfdea00fbf0ff0701,0xfeef09f210060c0e,0x0008e216f3101312,
+    0x0e2dfc19d3d7ee10,0xece9110623f6f420,0xdde0f8f1e0fadcf5,0x0e01f20117e80618,0xf7f7fa0e011202fe,0xff08ef1b1e242e39,
+    0x01f1f7f20613fc04,0x0ae800f5eff1f9fd,0x1d18010b1905db03,0x12f7fcf6f3ecc8d4,0x100fed1d0406f50a,0xfa07d8151426e9fd,
+    0x25ffe5f42b04f103,0xf8f0fdd8f5ec09e6,0xf30bfd09fe07f603,0x06f1fffb06f6080c,0x110107fa120601ed,0x02fb05f906f70af8,
+    0xf1d6f9fdfd2af7ef,0x0dd2e332f4d9ddd1,0xed04fb050afbf205,0x050010f5f5f500f9,0xeffe06010e09f413,0xf9f3f506ed0afcf2,
+    0x1afa2cf5f4f304f5,0xdc1516f51e110ccb,0xe0fbdffbf8342317,0x081b40f405fa0ce4,0xdff1f3fcf5fdfa00,0xfbff0d12090f01ff,
+    0xe70d02f4e5dff30c,0xf303f921fb18061a,0xe1f1f4da2418f5f1,0x08ee11f50cf8cffb,0xfafefc132c16e6fd,0xe0fa20d9f3dd1ad9,
+    0x0907eeeef9d0160c,0xe40c18e5ed0df0e5,0x32e40110fbebf2f9,0x0fece7ff09ede6e2,0xecf5040710fc080e,0x00ef0301ef03ec04,
+    0x0b091128e8f1060c,0xe4fc26fbede5261e,0xf3f6c4f10af30a2f,0x01fff2e9def1ef07,0xff16f706f6130815,0x1f0d29fbfa190215,
+    0xf9ef091e0120f003,0x0418cc0309e8031d,0x16ece7f70eddd9fe,0xa106dcbcf02d2b24,0x09101209e605efff,0x0005fbec020be314,
+    0xedd0e70107f2d7f3,0xe7f1e2c2de070a0f,0x30fb001900e118cd,0x14fbed17f9d6271a,0x0c22ed15e3081024,0xda224502f5f3a11b,
+    0x09eb0cf70a080c00,0xfded0c00f80901f6,0xee01f5e9130120f9,0x30fcfa11f61212fc,0x2bf11ae00528d7f5,0xf24a12020c130bd4,
+    0xfadb02f3cf021c03,0x11f2e8effa050207,0xf0e6fdf2ea111015,0xc50e24ea18f6ff0e,0xf2e3ef00f6e1e5e3,0xee0bf4f8fef8ef06,
+    0xf9eb0f0cee11ef02,0xf303e5041c07e2fd,0x240cdf1902001a1b,0xf2f90ff6f5f903f5,0xfc01eeee0ee9eb02,0xe9fef4102002efd0,
+    0xee02fe070c0f0204,0xfcffeff9f6fbf4fd,0x11eb12eef412de16,0xef12fdfd1ff810e1,0xff1025f9eef610fc,0x06faed0afee91721,
+    0x00fd10fa06e30aed,0xf7f4e8e6effee0f2,0xe7ec03fc06f30b02,0xfafa01090c05faf1,0x0606fa050b0a0606,0x0a0e0af304ffeefd,
+    0xf4e5070a1b0607e8,0x09f6ec28ff06ea13,0xec18080720132be0,0x3205f3f9f70621f2,0x15fd2cfaefe00812,0x08fd2eec1405fd1a,
+    0x1300f71204f0faf2,0xfe0a0a030e00f7fa,0x12150de4d5f5de16,0x08ecfc05f7f9d300,0x1df80df50512e129,0xd61732fbde072105,
+    0xef09040d06f3f7fb,0x0f0711ef01fff1fe,0xf3f110f715f51205,0xefeefdfcf7ed14f9,0xf3f1f607dcfd12f8,0x182aeb330105e8d7,
+    0x1600f8fefd0b0804,0x00e2f303f9ece4f3,0xe9f90ff20111ebeb,0x12fcfdd302090bf2,0x0d1408eeed04fcfd,0x09fbcbe7e8040915,
+    0xfcf51706fd040efa,0x09fc1df7f3f61c03,0xf0f8f706fbe8deea,0xfcfadafdfded0bf3,0x0fe3fb020a1b0ce5,0x050300050a0c07e4,
+    0xdf02db09e006e2ce,0x0efb1302feff1c00,0xeef0ecefff0d0607,0x03f8150ffff7f703,0xf10d1718200508f9,0xf8201cf31b171220,
+    0x0fe4ef19f4fde00e,0xec19ec00031cf4f9,0xee0301f3fa1614f3,0x0507f503f506fcef,0xfcec150303fc07ec,0x0303fbf303090d11,
+    0x11dcea0a1d3c2227,0x08f9fe10eef63505,0x46e40102050dfa3d,0x120a220beefaffe6,0x060ffff7e0ecce27,0xeef51af3f2f3cef9,
+    0xe7d01ae219c52aea,0xeffef110f5e1d223,0xeafc16fb1bf105de,0xefeee8eef216e902,0x1109e10f08f3f6d9,0xf1330ded081113e5,
+    0x0007f10cfde5fff3,0xd4010ef4fe2007fa,0xd600feff000500d7,0xf6f1f6df05e6f607,0xec2218ebeedc370b,0x0ee9fde005ef15db,
+    0xf00207f9fcf4f801,0x09edf9fc00f90a05,0x0d1634f70e13e700,0xec10f216e90007db,0xf6f8ecff0207d811,0x01f10709ee040404,
+    0x0b25d602041423d6,0x1608ec001d012202,0x1b08fef6f6f4f225,0x25f6090c21f1ee0d,0x05f8fb0501050007,0x0000ddf20afc06f7,
+    0x4b0f08fd0afa0df7,0xe915ebdc0f0e1004,0x22271ef4fede10f3,0xf1f70a12150d06fb,0xfbeff707fde223f1,0x13f024db00eff70c,
+    0xee16e8d404f8e51e,0x08070120f4070cef,0xeefd0d1c1c0603fd,0xf710e4f0f604f8f6,0xf802f6fc0efdf9ec,0xfe0ff70729fd070b,
+    0x04f7000710f50617,0x14f30bf5f8eaf319,0x210a0311effe12ed,0x050af3efef02ed01,0x100904f204f6020e,0xfd2fed0a10fde8fe,
+    0xd5f5e40feb1ae605,0x15fd044eeef10322,0x24bdf90107d122d7,0xfe1f2bfc0606e5df,0xeef50ff7f214fe02,0xf2ec12f1eee817fe,
+    0xfa17f3f711132802,0xf4faededf9121d28,0x0afe00eeff0f0003,0xf8fc0cfbd3eafeec,0x00ed24fc0112da1b,0xf22917ecf4f9ddeb,
+    0x050601e3f907f3fe,0xfdfc07f909f0f9f3,0xfdff000b100ef7d9,0x021bf60d09f9edd5,0xdb1c49f90fddf01f,0xeaf6f1fceb02ff0a,
+    0x1c1317e813f53bf1,0x16f60b05efea0fd1,0xd3e1e608e00afbfb,0xfe03fafe03fef7fc,0xf7f40209f30600fb,0xf812180705f40103,
+    0x0d06f03232132afd,0x09e9d8f52638f609,0xddc4dff40a11e4e2,0xf314e21ddce22505,0xe3d2050f0806f1fa,0x351fde00de073015,
+    0xdcd6040701040106,0x07f700110401f0fa,0xfa0cf30900060801,0xf4f9faeff5f6fcfa,0xd5fff8041a07f0ea,0x0919fb060a06f8ff,
+    0xf2fef500ef0defe6,0x0004ea07f8131411,0xf0f81b0102f015f0,0xed19df0c08eef704,0xf13b11fcce43f2f7,0x0412073d29041131,
+    0xed000004fd05e40f,0xee11f1200018100c,0xfbef10d708e61316,0x221ff7fb07f41120,0xf32ff9ef02580b15,0xfcee24e1f3ce3c16,
+    0x15f5f24008e8d81e,0xf0220505e217f509,0xe7fefcfcfcfbf4f7,0x0306050afff701fe,0xfafc11f4f9f01011,0x12ff00e8e70903ec,
+    0xe403e304f50c0ef1,0x08efe8e9f1f7fd19,0x0914070d0401c521,0xf7f0ebfd1a020208,0x0100e7fef8f408f5,0x0718311c1ee72d2a,
+    0xf9060b0107fce403,0x001c0808f80220f0,0x1409fdfa0a0011e0,0xecfddefe04020509,0x02f407f20bdf00fe,0xeefdfbe9050f0a1a,
+    0xf3050b00f8eeef11,0x1608fb080e05f606,0x140a04f409f20d02,0x04fcfbfd081110f2,0xf716eb0d20e91709,0x180ff515d6021be1,
+    0x080a04fdf51306ef,0xf3fdf402ff09f203,0x2309f302f5fafbf1,0xf509f20b04040ff6,0xe9dddc10d818f7f6,0x0b0fdfececf6fae7,
+    0x082f0512f908f52b,0x0bf9003021f6d30e,0x1c13f4fbedf61b0c,0x04d60b09f7ef02ea,0x0f0e14fb2cf40732,0x2deb2820ed181200,
+    0x06ed1dfcf8131af9,0x11e717fff9dd0013,0x09050c1d0002ed11,0xeb0cf800efff1af5,0x19dff4faf0d910f2,0x2ff61707fbf9f923,
+    0x2d0802ee07ffff0d,0xf6f50101f5060e0e,0xfb00f3f8031d0805,0x2306e0fae8e805f2,0xf9f214f8fffff7ed,0xf6ee0403ff01f1fd,
+    0xf9f91bd11908dcde,0xe2fdde0b09ea2314,0x0706fb12f80a09f8,0x1a140e1401e204e6,0x0c09fc02010c04f6,0xf3fcfdfd0000f714,
+    0x21f4f2f62cd1e718,0x2eed301618ded121,0x09e5f40bfb02fdff,0xf8faf8ff0000fb0b,0x0b1103fce2f802e9,0x07f10311fc03f8f6,
+    0x00ef1df20907fafe,0xf6eff50a07ffff02,0xed01fd19fe04fa03,0xf2e9fc04e3fe01ff,0x13fd09f01e0fdb00,0x203018220b0e15fc,
+    0xe4030df71b170d06,0x28bf1ae5fae40535,0xfefbe8fdfafbdc2a,0x0e03e216fe0c1505,0x13fb02f4ec12150a,0x0010082009fdff0b,
+    0x041fe6ebf1f51801,0x2efa18f0fc120007,0xd4eddce41ce5dff8,0x1bf117e2f6fdd7bf,0xf2f4f5efcadc01df,0x02f20613fe1adb26,
+    0x17fef6fe12fcfbf7,0x02f019f31405fc16,0x53c40ff3f831e002,0xd9e8d3d431bfd6d9,0x0a091bf7f6fd06fe,0xfcf70df4fb04f5fd,
+    0x2305011501ff06f0,0xf6f6f71ae7fa010f,0xeb0d09e100e60d2c,0x050e0cf3f6f215ed,0x100af0ea2bfddd18,0x020528d510fe1502,
+    0xfee414070f20f9f9,0x01f120141a0105f3,0xfd0613020212e7cf,0xd8e813e5d5f0fdf8,0x020ce9f31605fe0d,0xf8f9fcef09fb0cfe,
+    0x11f8e8df33cbd302,0x0ff717111aefe4eb,0x0002e5e01926ecd9,0x1ef804f309f611f6,0xe6e01e12f6141412,0xccf7f2f9d7150106,
+    0x001316f80011fcf9,0x021c0a0fecf3f809,0xef02090d12f2f702,0xf80cddfbf201f604,0x0a07051108fbc129,0x4a071d0af80214f2,
+    0xf1dbeff6fc0be900,0xff0ffa020aef04f9,0xfc0c0cf8faede733,0x0619f51706e8f5dc,0xf7fd01faf705d5bd,0x030aef01f9fbe7f3,
+    0xebe3d512ebfe4522,0xdff3060b2d1f1a21,0xfc0803040b0501ed,0xf902f9f201f900eb,0x01f0eaf717fff8ee,0x17fee711112a00fb,
+    0xde01e4eff30be9ea,0xeacd0801f408f3ef,0xfefcf5f0150ef50b,0xff04fb10edf3f607,0x07dd02ed1fe5f5d8,0xfe0fd41a18f4e80c,
+    0x0e32f20f22ede008,0x07ec35f91d00e412,0xd615251000daf81a,0xfc160513d6e92107,0xffe715f0f30ced09,0x0002ed1c0efef1e3,
+    0xf20e0007d2f3fe04,0x311ffefc03070e03,0xb0e202fb000703f9,0x0203f2fe05083b0e,0xd90b0efdf3ebe8ff,0xeb20f7200712ef01,
+    0x14e60612150355dc,0xefffe3fe01d110eb,0xfe0fde2616d412e7,0xf10afb0c2703fef8,0x3be0f4fe073ee80b,0x531304fbf20cc50b,
+    0x07d0a615e1fc1a2e,0xb123f4951805c503,0x110829dd17cc02ed,0xedf1ebfbf008f6b6,0x0f17e20433f5dc15,0x04f02ee2fd5c3dd4,
+    0x2304f210f3dd0e1c,0x0b0dea11f40b0efd,0xf604e127eeee160e,0xf716ddee09240ae8,0xf112f10efcfb0202,0xfd0ef41b0aea37f5,
+    0x03e111e4fe1cf408,0x10fb2a2c0906f71d,0xe506f502f00f05e9,0x0a01f1130300fcfc,0xff030910faf5060c,0xfef9f910ee09f7f1,
+    0x0ed61118fef3fffa,0x180d30f6f20b2ef7,0xf1f5fcf109ef0d1b,0xddf22ac7062634e0,0x0e03fcf005fce00e,0x1100fa0e00090705,
+    0xf8e9de1b1c010d17,0xe81dd9e4dae5e5fb,0xf3c8ff2bf9d0e808,0xf00609f4fe27f90a,0x0e0e140c0dd102fa,0xedd1f03711232804,
+    0xc30d0ffff01a11f1,0x08dd10ed2c0cfe0d,0x1cfceac0e91a0118,0x03f429371bfc0d12,0x0f1ad4f3f0eff511,0x0bfef4f919fdfd04,
+    0xed1bfc0a020300f8,0x02cc12fd11eefb05,0x00eaf72017f5f1fa,0x10140f1d100d1800,0xe6f6f3fa1ffb12ff,0x0be90cfd13f400f6,
+    0x07f5ddf91df20216,0x12efce17f4090bfc,0x0f0a1418f9f5fffa,0xf51c0702210b0b15,0xdf02fc0f01fc1bf3,0x0bfffcf0f4010110,
+    0xeddff80cfa391f1d,0x0e0146fb0310d5db,0x20d90ff50e1102d5,0x110406f0f7f8fe06,0x001e0af3100436f6,0x0507ec17f7021deb,
+    0x1c32e3f00ccbd50b,0xe9070ffe1515efee,0xfbf8fdfffe0004ed,0x0204f7ea07f40311,0x0cf7e4fe03f500f4,0xf0f0f8f6fc05f333,
+    0x040df7fe06f1ef08,0x1400020d0111de08,0x070301ecfc0f0cf3,0x06f7ef07f6f4f9f6,0x040118f7301af81f,0x24fbd9ddddf80e29,
+    0xdedb061d0f112c1a,0x22fa20f0f3e311fb,0xfd1af5fcf310f114,0xfe0814e8fb1208fb,0x0603f615e8fffbe4,0x1c2e30f322f7e6fb,
+    0x0bdbff293310e0f6,0x16da05f4e5251421,0xff061309d50be905,0x05f40cfdf4f901ff,0x02101df0f50f131b,0xf6fa21faff0c0bf7,
+    0xec1604f9ec0e0bf5,0x042b0ff8fe0ff410,0xf217e7f629effc10,0x2d1c0c08eb07fcec,0x2a07e703f307dff3,0x091adbfefcede52a,
+    0xf8f3f401ebf9f3f1,0x2001fdfcfefdf406,0xf51d14ec0c18f10f,0xf9e9f9f1eefdf308,0xfd10fd0801e7ea20,0xfd070b09fdfe0e17,
+    0xebf3080305ea1210,0x0112fd0a040cfcfc,0xfae6dbfecb3441fb,0x22040cedc1071ded,0x1c141cff17dd012a,0x00ed0902ebe8daf7,
+    0xe4f70922ed18a814,0xe7fdf1f205eae80e,0x082af001ed20f909,0x041508de0b00f0f7,0xf70105031a030311,0xd3040ade19f72f08,
+    0xfde7021301d4f003,0x062201e7f8f6fdfe,0xd7f112f7edf208fc,0xfad717da13fc0408,0x1514e00a11143115,0x02fbe3f4f6f9ec1f,
+    0x101203ddf5e80f0b,0x17e9fd17f2f10beb,0x0bfe1d110207051c,0x1c231ae107faeff3,0x0ee1fc1eec1503df,0x1af9300d1bd307e9,
+    0xeb0404f113ebfff0,0x0cfc1101f20cf301,0xffc9ce08f609eb0f,0xe700e5f5ee0d0522,0xcc1cebff140e2e15,0xe0fdfd2526eddd20,
+    0xe0f9ebedf728ffe7,0xfb2e04d9f20bf6f3,0xe9eeecf8f7f4111e,0xfbf7170e0ded0803,0x1dfbf400f502f207,0x07e5f6f90ddb0df5,
+    0x19f1f7f803eb001a,0x00f700060ffb15ff,0x04eb1501110ce606,0xebf2efd8fcf3e8fb,0x1100110717e9f703,0xf6fdff11000be915,
+    0x2b0e18f5cdef010e,0x0c171900ff070dfd,0xfb0afff4f5e1f20c,0x11070e04fc01f307,0x1eeef1e4f501dcdb,0xf91bfcdb1ef30008,
+    0x0be6071702f712f0,0x06ea1603c8def65b,0x02fb07fc060007fb,0x05ebf3f4f4fc130a,0x13de5404c8f932f9,0x15e90bd81cb508de,
+    0x0cf8e2e8df171fdd,0x130906fd000e1701,0x02f80b0bfce40909,0xe7f601fcf4f207ec,0xe3eb0103e201e909,0x04fdfaf6fc0805f4,
+    0xf9c804fcf0272512,0xd71e01e306f6fafd,0xba21bcefdf12a811,0xf9e703d81ffa0a1c,0x02befaea3d1dfcd9,0xe9f1072810e9e201,
+    0xf7f00514fd081e16,0xf9f70809fde7f8e8,0x25e9020c02f71ce8,0x0ffbed17dfe12411,0xee1ed32920f5c0f8,0xd6e21015ef04c1e9,
+    0x0af0eef8f50ef3fd,0x01fe0fff0c01110a,0x071f03f908f906e1,0xf3f0f90e0c060402,0x01e7dd7f1d3afbf8,0xc3f6e29edbb1de24,
+    0xe3ff0cf5d61dde32,0x000807e0dfef17eb,0xed1106f4f3ef08e8,0xf820edee0e0610d4,0x05fd0ae8060c0d16,0xecf810f4fa060ce8,
+    0x14d5d613fdfde4f0,0xb303f3dac01e1b27,0xef0bf1f90b0f1814,0x0207ff0afefff2e9,0x2cfa0afd1a14f302,0x1b23f9200901f2df,
+    0xdcec0cedf4e710d5,0x08e902140c0dfa28,0x04ff06fa040004f8,0x00f8e31106ecfdf9,0xe1f9e80203e30d16,0x000debfaf5fcfe0b,
+    0x0d1df6fdfcea04f5,0xe4e800fe00f308ea,0xe60311f9f71101ff,0x32cf2809f1bb141e,0xb9e842f2ef052af5,0x00e4e116fef1e442,
+    0x0808e1fb17ed24f4,0x0ed5fde408f3030c,0xfd15d61f2e16f3ee,0xf0e83a33fc111ad1,0x03fde9fc04e0ef19,0xe41df71b110bedf7,
+    0xe40018ebf90a23f6,0xe6f8ebf906f3fafe,0x16e00a00e7ff1006,0x1cf6080f1302e501,0xf91bf304df112a32,0x4502cafc22233415,
+    0xfa00edf3fe07db09,0x022bf5f3f50306fb,0xf1f0f1110c06f118,0xff11fd060cecfeff,0xf1090beb12130af6,0x00f8f4f007070bef,
+    0xf200ef133729f004,0xf71a18f00211e6f5,0x070cf0f909120109,0x0df90ada0dfbfdf8,0x11dee901e322f612,0x0b022112070033fe,
+    0xed0e0f0bf608f409,0xfc1720080912fb08,0x0a020b1bea181dfc,0x04e1de1af3ec12f2,0x09f60aefec0bf4ee,0xfb001feefb000cfc,
+    0x2af520f0f0130410,0xfcdf0503fb010909,0x0e1223130cdf0f09,0x071fdcfaf8091df3,0x0807f1ecf4ff0900,0xdeebe80302f90ef6,
+    0x24ed0dfb01062908,0x060b130319fc11c7,0x1b01fafe08eb00fc,0x0e190208f8051d13,0xe8180be8e2050718,0x0b02f6f106fa06f6,
+    0xf00bf9eb031435df,0xe60efe1cf90111e4,0xf818d4dcf1efe7d0,0x041be20028ddf005,0xed041de6ef0b0af9,0xe8ed0f04fef027f3,
+    0xfe071ffcf60c0706,0xf5e7e90bd3ef2027,0xf70d0509f4f0f205,0x0ff6f4f20b050405,0xea0c021b02eff6f9,0x000902f513fbec0b,
+    0xf3e9f1e6fafbe4f9,0xd1ea172206f4fa14,0x0ef5fe0b00150619,0x060fe4f908f2ebff,0x1ff0041dfe28f515,0xf0c5ee29f00e4616,
+    0x0a1e00011203ff19,0x0bf3e00f130c1d01,0x0c05dee60fdf02d7,0x180703ec0ef4fd17,0xf40ee5f6f1010009,0x11f20e010f0be4fb,
+    0xf203f20e121509e7,0x13020afcf1eeee1c,0xff16e4e3fa0ce314,0xe5f110fcf1fb10f9,0x260b0709f7ef0cfc,0xee11fc10fef0edfc,
+    0x11fefc05fb08f9ef,0xfa0413080cf4fa10,0x1808fcef0209fa13,0x1612e504fa030d09,0xefdaf30f080a0df4,0x0a182b05f80de216,
+    0x03eded100df82c29,0x0df7ff16fef9f7eb,0xb3feea0cf1fd0007,0xef0b06ee0efa16cd,0x0a06f102022effe3,0x0715eaffe30e0d14,
+    0xf3f1ff0205f7000b,0xf9f40716ee06060c,0xff0e0fe04559dad6,0x1bef2de915d6e6df,0x08cbd5f301f8e529,0xe60813fafff3061b,
+    0x0905fefe1f04f5f7,0x0b090fe11af40afd,0x16f8fef63ffc2004,0xe209e5f10303eff8,0xf012e4f8f7e4f323,0x2d0102f5020aff07,
+    0x0b04f0fc06e9fd1d,0x16ef15d4f7f2fc01,0x081210eff2ff0a06,0xfde10e18edea1605,0x153418001111ebc1,0xf91500faf60801fb,
+    0xed03f20bf3fbef0f,0xf301040dee060018,0x07d8010208fbef12,0xf4e41f000ef3ef10,0xcaeaeded071a09f7,0x0af9ec1f0ee21826,
+    0x180233d2ebcdfadb,0xf608ea03f401ed23,0xebdf04f8ef04d904,0x0ed8ea130dfdfef8,0xe80a1f11f5f60efb,0x09f814e415d9e7f9,
+    0xf21ef712f502fa07,0x0f08f50a0ff4000c,0xd4f401051dcde420,0x1d370910e526072f,0xeefcf508e1ff17f4,0xe4f3f8e1040b0612,
+    0xfefa0004f609f301,0x05050cf3f103fee6,0x14fd0014100feaf0,0x0803e711fdfb19f7,0x221615f00ad7120c,0xfa00f609e9040d0e,
+    0x03e2f9e0fc03ec00,0x32feff3ee9050e21,0xf9eff7f112fd1206,0x05081dfa05e81405,0x041d0bc3001d18db,0xfef6f3e8fb333027,
+    0x0af10103f40f04fe,0xf802040df6f30314,0xe62101e71111e00d,0x13dcf0cb1211ede5,0x0712f809f50d0406,0xf4f3fc09e707fdfb,
+    0xf80cf3ebf9f91def,0x08fef8f90805fc13,0xe60af7f5ea181dd3,0xfe0ef210d90edeee,0x090f21e3ed13fcfe,0x110c0a1fd6e5f407,
+    0xd90c12dbdaf6fb13,0x061c0f04f8ddface,0xfcfdf40222fafffe,0x060ef3cefcf7e50f,0xfd1309fb0018ff0f,0xef050dfaf5070e0f,
+    0x030ef6f1fdd60ddd,0x041322f10702e2c9,0xf7060005fe0a110e,0xf40c0efafce6f915,0x2313232adfd71bf8,0x1e12ddb8f9f7dc1c,
+    0xfa20eefa08f414ee,0xf40032f9f20d0401,0x041af00cf31b13f6,0x1902ef070bf6ed00,0xf70cfceb1fff03ef,0x10f5ebf5fafa0904,
+    0x050e01f016eafefe,0xed080ffb03020e01,0xf110fe1b13181136,0xea2ae4d7080bcf27,0xfbfa21090e08e008,0x06101203f4ed05f2,
+    0x06ebdef2090ef52c,0x210dbccff434d8d8,0x06faec3201062904,0xfe0404efecef0ed6,0x070cf1eed9f5e609,0xf6e804ff1de3dd1a,
+    0xe7fbfbf7f8fff6ee,0x0c2b0aebd5fd0013,0xfaf401f8becae001,0x1b18eb11e8f710ec,0x05020d0df7180907,0x07faf0f9120204f4,
+    0x1e100906fefc07e9,0x101405d4ff0708dd,0xe4ede11cf90c08e3,0xf6f827e30cfdc41a,0xdd1e18faee1bf2f3,0x0523f1fe03150bf2,
+    0xffff0a0503ff0102,0xf3f5e7030ffe0705,0x253007fe0724ea0a,0x0501e8ed0723150b,0xda07fb1903f6f2f3,0x13f2fe010fef1001,
+    0xf5eb0a0203f9e4fa,0x0d01310a02011c10,0x0307fe1407f3e701,0xdbf7f61709ff120b,0xf9ff12ebfe0ee6f5,0x2ff80501f3faf5f6,
+    0x0e0708e8e5101b0c,0xf4f615f4dd05fe34,0x0bf703f70704e2fb,0x14fe050ffa1b0701,0xefeedff405dce7ec,0xd9f5fcd90beb2a03,
+    0xef1f01f735f7fc16,0x120c0d130d14f902,0xf604f4e32902bef8,0x06f4ce22ed35140d,0xedf60ae9fcea0ef9,0xfaf7dbfe1009f00a,
+    0xfff4180013ff0ff4,0x0401fe01fd0003f9,0x10f51df9030ceaf9,0x1212f80cf8f4edf8,0xedf9fdf5f4f81704,0xf50019efeff908fd,
+    0x2e14f104ff050cdc,0x0ee51e010712f8e9,0xf807ff0000edea0b,0xe30e07f1fd0d0e12,0x25e0dec906d8dd18,0xcc0d2a02fb0eec1c,
+    0xf61dff1b1b050904,0x0008e30f05f81b09,0xf2dfe02237f03a07,0x140fc90610020320,0xfbfffffc151fcf0c,0x1ff1e7f8e90d1618,
+    0xedf7fcf4f6fcecf6,0xfb0001ef00031705,0x1c03f0ebf912f209,0xe539cfe6f7eefafd,0xee01020c08eff9f3,0x070c0909f3050012,
+    0xed263f18e7dd14fa,0x3b0e0cbcffeceb37,0xedec0c0506020013,0xf8010ce8f7f9f422,0x23e2fdf808fbd0d9,0x151e1edc1209f7fe,
+    0xe617d8fe00facf0b,0x2a02171223e3e9c8,0x000f1405f2efeb02,0x08090f0ff7171e03,0xf719f7e7e80d0623,0x0e06ef10f5f7f7fb,
+    0x09141f1bf91026fc,0xfcfcfa0b0ff61eed,0x0a4aec0307062705,0x3b25e808f42433c6,0x0e05eee2f8eee00d,0xfd1413fedeeb1920,
+    0x04fafaed0a122c10,0x34facf22fb040af8,0x010cf60a0cfa33ed,0x00faf5fc05fbe708,0xfdf4fbf811f504fa,0xf70416e905fefdfa,
+    0xdad802fb2c2709e4,0xf1140dfe27eff32d,0xf6f103250c16dff7,0xf1ec0c050a0803f2,0x1cfc09ededfc0dfe,0x0bf1fe0c0c0afb11,
+    0xf418fac5db2c17e0,0xd9f5de253332f6fb,0xfb15fa16d7140602,0xd8edecf1e4f6181e,0x0003f80a0b1dfbf4,0xfe06f1f6f21a04ef,
+    0x1202ff0a1e090717,0xfc091e0706111500,0x00e620f52013e60f,0xedfbf3fb0908f40d,0xfc06f71cf1fcf6f4,0x10fee6ede80b0906,
+    0x1a0910f817f9f70b,0x09120ef4f70bf4f6,0xe30105feff0a0d22,0xf7e6f218030ce504,0xf31810fdfaf303ee,0x06e2dcf6effbfdc6,
+    0x01eff800f9e903ee,0xfcff11091b02e72a,0xe3e41cee03e407f8,0xff07fe0904f71818,0x19fc08e0f61504fa,0x1e00f1e3fc1e09fc,
+    0x0cec0a1110f40821,0xeee000cedef1f41a,0x1e09e80cfbf9ee12,0x05f6fcef10170b09,0xe119f111f7ba130c,0xec08ddf138070950,
+    0x06ecca03dbdf1312,0xcb0d21f4fb1de4dc,0xf80d1b2c09010e04,0xeff0f6050408f3ea,0xf4e2ecfef309e101,0xf3050ff115f9221b,
+    0xfffe02cef60bd7ec,0x28e5f0010bfe011f,0xe8240a05e3e8fac8,0x101b0fe900f8e5c3,0xc60e19fa05f5ed02,0x11dd0ef1f1eedfe6,
+    0x00ebd0150ef59e0c,0xdbf1440b0a192aef,0xf3fd1310010500f4,0x10f814f5fdfe1424,0xf2f1ec2011032ef5,0x0c180316f2e3010f,
+    0x000904f915fdf105,0x040001fc01f702ff,0xd9ee0bd7f31ee6fe,0xfe2f1105fd06ef13,0x0004fd0f0909faf8,0xf605080301fefaf8,
+    0x011307f3181618ee,0xf3dcf407edeb07f7,0xef130dee0417ef0b,0xfff7200aebf31c02,0xe318f60cde1cd9ff,0x0621f102f7ff030c,
+    0xeb2eeef61efa0c0b,0x1bca0725fd08ecf5,0xf0ec0ffd04f200f8,0xf5f3000d0d12fd05,0xe1e119effcfd23f7,0xf300efece9e80413,
+    0xf1f90cede9e41e0b,0x0f0d13f706f9fdea,0x1e23f216efe3e50b,0xe8e23125182f16dd,0x07e00bb3f6efc51e,0x0ffab5fd1947efdc,
+    0xf8e90603f8f00ef2,0xf802e6f0040efa04,0x070b050601e71def,0x1afb0ae7fe03fcea,0x20ea081011e61333,0xe0e50eea0a04e7e0,
+    0x16f6fa260e13211d,0x0a1c250bec022d1c,0xe6fcece4f9f517e1,0xebb42a1eea00f701,0x1ee5e41b08fe21e3,0x12e91aebd400040d,
+    0x04f4e50717e7f60d,0xfc1ee518e5f7f610,0x171cfc0cebe6f737,0x0cf2d311ec18e5e1,0xf4c8ecf20bc7de0c,0x30f3c01306181e05,
+    0x0607fdfbfb00f506,0xf7000e03fa0b0202,0x0bf5f1070efcf00e,0x01fbe20700071003,0xf0280be203e30930,0x2ed6fef51c32ffb6,
+    0xf70c080222f9f70c,0x03f90efbf900f0f2,0xe8f90301fbd6f60b,0x02ae1af3fef51924,0xea0ef30521cdfc08,0x142bf0fdfc0300fc,
+    0xfee40b01ffe601f7,0x250bf002fdfa050b,0xddeb2013ece60cfa,0xf4f3f8f0dfdb01d9,0x03f527231c08d5f4,0xf10ed1e3e914e201,
+    0xfc0705f706f507ff,0x04f60bf2fffd060c,0x0301f91cf0eb00ea,0x1a29fbf2f60b1308,0xf6c9dc09140e2b17,0x291b28ccf60124e7,
+    0x002425061b1f1502,0x140724f015ebfdf0,0xf1eef71418e9030d,0x27f6f318e4f0fd04,0xea031403f0eb0c09,0x1026012112010a13,
+    0xedf11bfcf7fb1b0a,0x12ded80afdffede2,0x034109231a0ee008,0x021ad616fcb511e6,0x04fa18feff1406f2,0x0419031118090012,
+    0x0b00ec11fafb0406,0xec02e20ef1e50608,0xfce50900eaece80b,0x0101f1f007e71005,0xdd130bf9041e0905,0xfa17f828150b08fd,
+    0xf0ff01f300ffff0b,0x01f500fef6fef20c,0x0cf805f5fd0ffefe,0x0fef1c0107fd0afd,0x174dddf70df9ff2f,0xffd834e8d9fb5058,
+    0x07f909f802fbecf1,0xf1e1f809fcf53005,0x0b1cefeadef1fe08,0x10ffe30bf0f0d9e5,0xbe261bf9f60516f4,0xf7ed08f414fdfb11,
+    0xfae301e9f20ee706,0xfb09e91efc1d2feb,0x05162bff070af4eb,0x20081730fe0c1fe7,0x0bed0dfaf7f4fef6,0x04fe150b02f5f60b,
+    0x05f90beb02f11508,0x0200e2f2f4fcff00,0x07f202f9fa15e809,0xe3f50b1200ee2202,0x022e09e0e3f516f8,0xdcf3c734f0d62e58,
+    0x1afbf6f9e71e0c06,0x040cf7f61ae111fb,0x1903ea06f4f8f8fe,0xf30bfbef1b1103f9,0xf70501ed1239d3f2,0x11f2090a05ca1ee7,
+    0x060c02fc091105f9,0xf3f3291402ee030e,0x192df1f8072ddaf5,0x43ec0302e81bee00,0x02d8f80a0e000629,0xf8fe15fa0207cbf8,
+    0x010ceeee161c15fd,0xf5e70de300020111,0x07def810010404ec,0x110d130e09fb230d,0xda02f5f70601fdfa,0xf134fb0005f1f3f3,
+    0x15e5f7fe00fd0dfe,0xe7f00e0009040015,0x22e715ff1205ee18,0xf82017e4feff14dc,0x26191efb19ff12ed,0x08fe0702f9faf100,
+    0x0deb12f90eea00fe,0x01f6cc0403031805,0xf612050b00fd08f2,0xf9ef111a06ebf7fe,0x0810f0f604001c12,0xfcf611ef000810fe,
+    0x0008fd1c05eaf503,0xf5e7f505190bf6f8,0x0601e5f806ff0c03,0x09f9e6fa0a030fec,0x17fdf5fc17f8fd0d,0x0a0509ece202e302,
+    0x07fffbfcfef1300b,0x081e1be823f835f6,0xedfd0dfa0fdbfeec,0x15f7eee2210332d5,0xf80a0303080bf102,0xf60b140ff7ff0600,
+    0x0621ffdfcc02e8be,0xdff50b3c21101006,0x23f913ea0b060002,0xfdeefee1f9070f17,0x0c06f7f7ef11050e,0x1a17f80a07fefbf3,
+    0xe0d9f2eb04eadd07,0x10e7f1020cfc0122,0x2607daddedeed3f6,0x18dff81cfbea141f,0x0cec0409fb01fc1c,0x13f3f0fafbf4e7ea,
+    0xebdc530bf02afffc,0xe704faf0e9ea0a1e,0x0ef8fdfdf5f806f8,0xfdffff0209fcf4f9,0xd1f0e7cc172b28dd,0x40e9e22ef62debe8,
+    0xfe192af4293eebed,0x0924f5d7ed0c040a,0xf2f70712fefe2105,0xfef7f111ef130dfa,0x0e00ee09fc09f608,0x1916e4022100dcff,
+    0x0cfcf9f0e600f8ef,0xfd11f1fffdfc0415,0x1f07f818e9f3ed1f,0x0607ef0effe5f0ef,0x010ff9f110000806,0x0a0a02090f080301,
+    0x00f701dff70effe7,0xf604f904f6001104,0x0d1320f1f722f9d9,0x22feeb0233f7f4e1,0x0404fdfa0311f3ff,0xf001f7fbf302fe16,
+    0x26ccf0fcd31632d5,0xe6f9d01256e6f1cc,0x02ea0905090ee8fe,0xf1e9ec0cf5ee13f4,0xf50bf40dda030cfe,0xe00cff1c2de81211,
+    0xf5f2f5eef60e3cf3,0x1cdeffeadf0c14d4,0xec0d0603fbed23ff,0x202b15f20721e010,0x17f2031120fd0409,0x0d1311fd1f0504d6,
+    0xf11414fffaf20b01,0xfeee0ef4f50602fa,0xf50afefe03070a02,0xf611151af6fc0908,0xfc15d9ed4ffde615,0xd614bdf7e6cdff13,
+    0x0301fafdfa120cfe,0x0f0cfdfffe02fdfd,0xb70c1bf91afc020c,0x05d9f135f52ac50c,0x04e105f30b19f0f9,0xd8dd0efaf1171af5,
+    0xd80208f801f5f2f4,0x1a1505f206fcd300,0x0b11fb09f0f003eb,0x03060efaf9eef810,0x0016fde3e3ece108,0xee29d920e8fae7fe,
+    0x2ee20317faf8e3ee,0x01fb1ff8ef171509,0xf7def008fb16f8fe,0xf5091112ff09f207,0xe9edee01f20b01f1,0x080104f108ffe3fe,
+    0xeace0b21e3e7f8e8,0xcee2e6090a0c0ef0,0xfd0efad2ff18d120,0x0df60c18ed04d7d3,0xf0f6f4fff514e8f3,0x00fff9f80ceeff01,
+    0x021e09ea0cf514fe,0x1505f7fef70ef504,0xf6f30118fae20ed9,0x06e1100007050908,0x100a12ee1004edf0,0xf2ff11e10604f3f1,
+    0xfdfbfce7fefef1eb,0x06eefff8f3fa0b03,0x0604feee111708eb,0xe7f2f3cb080fe1ee,0x05fe02e723e8ee0f,0xebd425060502fc11,
+    0x0ee9ed170afed913,0x11010e0eff0d0301,0xf4ea1105e033ca10,0xe2d7ff06061102f9,0x0a0c07f9ee09f901,0x080900f91500ebf4,
+    0xfc20fef2edfe1f14,0x031dfef7fb14f7f5,0xe3cf03040e0ef609,0x1915f9d10ef4f607,0xfadcdaeee5e3d005,0x10f50f30ec03b6d9,
+    0xdb11070cf8f50e0a,0x1b0314d7001a20c9,0xf1fdf821f31feae1,0x03f501edefde13f4,0x2a24da13e0241e14,0xf5f603102610e9d7,
+    0xfe1a0f01e104f207,0xebfbf0fcfaff0cfa,0xf806f80cf41bf505,0x0f02fe0500fefb15,0x011401f605f30907,0x09eff0f7eaf900f8,
+    0xe909f6eb00083afb,0xea190f0cfa07f90a,0xf01124ceeffa06e8,0xf308090bf5f60621,0x0c160b06fdfcff08,0xea03f3e9f5f201f5,
+    0x030b000402f40703,0xf70a05f80901f200,0x0b05f401e80cf4e1,0x0a05fcf70716f2e5,0xfaf4f4f902fee90d,0x0314eafafff5e7f4,
+    0x23f4fc2101d5f1d4,0xeeffe5e8f401f1f2,0x15fe002a09dfb700,0xc91bdfffe40ad1e2,0x10ea120710eff304,0xf80b14fbf6300b08,
+    0x0c09e3ec2004fa01,0x0ae8110b020307e2,0x3bf6fc13c1e7e914,0xd5e9fe01c1eb1303,0x0efff2030cfb030f,0xf0f7fdf3f609fb0e,
+    0xfa0801ff0cf3fc0c,0x05020f06f8f9faf9,0x06edf1f9fff129ee,0xe2f81dcaf7d115fd,0xfbf5f80efafc05f5,0xfff2fef60dfaeb05,
+    0x06e50e0a0e0ef6ff,0xfb13f1f2fcf9faf6,0x15f21018f31c0ce4,0xcff1280dfb220528,0xfc07001208020301,0x0f010f081afef3fa,
+    0xefd33108d8fe0e10,0xff0c0cc6000805f6,0xf6f905f209f924e0,0x16ec1821fbf6fef0,0x0601f30310fddfef,0xf5e4eefdf1fa0212,
+    0xf5fc1ef823f4ed1a,0x1af8fdf8ef10fdfe,0x0d0f16ede60ae616,0x180a14f8020f10fd,0x040c1a05031109f8,0x00daeff1ff19180a,
+    0xfef80c07000e05ff,0x0afc0c0306fb01fa,0xfe06c70608e3fd08,0xebdee931101815c1,0xfc15d8de0b02ecfd,0xf70bd305f617edfc,
+    0x010417020e020bf1,0x07c7f8faf214c912,0xf7eb161c000e0201,0x13e2ff0dea0be1eb,0x0d1406fcf11810ef,0x0dfa2409fb0d08ee,
+    0xeb15f41c02ea0604,0xf7f0f3e1f2ff1114,0x0b03f805f30ef80c,0xf7f3f2f3f40b09f5,0xe3e8eed3fde5022d,0xff0bff0d030af3e9,
+    0xddecef07ff360609,0xfefce3fe1e0d0104,0x0c0fe7f9ed1e0103,0xf4fdf7f5e9f2e301,0xe6fd0700f6eb0506,0xfef01d0d0b10ff02,
+    0x11040bfb113ee7e2,0xea00eef1f5fad6f0,0xff15d4f5f3ff001c,0xe2ee181204f5320e,0xedf703ec05f5ec0c,0x051f201103f6ef04,
+    0x212536ebfc1de102,0xfdeaff1c11f0f009,0xdf070b0b12effe0d,0xf32201f12103eb0e,0x0611fe0ef5fbf9ff,0x07050706fbf9f9fb,
+    0xfee71df30607e310,0x250bfaea09fd13f5,0x0c1318fee91d15f7,0x07fbeaf10a1518ee,0x0d0c0ff40d08ef12,0xf3fa080c0af7f1fd,
+    0xf6edec00e81d08f1,0xfffff920070f1c0a,0xe4040a0215ec12f9,0xf808eefe0a0bdff7,0x22e41bf903fb03f2,0xe2eb011b0ff30212,
+    0x0e03f0fffe110508,0x0c0918fff00c0504,0x000110e913d609fa,0xfef41c2507fdf5f1,0x05e7ed0a13fef8fd,0xf8f60110fdfb04f0,
+    0xf101111013fee619,0xe60ff90df20ae300,0xf70bcef809032ffd,0x3bfcf8f6d7f6fcef,0xd706e724f8f21bde,0x0503ec0f111911fe,
+    0xe80ff90c10f5fd00,0x120c0b0af8f8f30b,0xedee11f6fbcc40f2,0x08ece5df0edfa409,0x02e8f5ff0b13f1f6,0x07def1f40cfdf000,
+    0xfdea071104f32ae8,0xf3f707100dfdf3f1,0x22ffe10014e6200e,0xeee7fe0813db22f2,0xf424fd17ea06e0fd,0x05fffc0503fdf1ec,
+    0x11fa0302fe03020c,0xf90005000e08ec13,0xaf1becf3ec0c45fc,0xe62609ddee020302,0x0b190021f814f0dd,0xf1fef618f9191b13,
+    0xdde711e92a11ea2b,0x0bf8133111071ef3,0x04e9eeff03fbee0a,0x02f6f323f90c082e,0xdccd180bec4000ff,0xf01c1f090ee600f7,
+    0xde07f4f71af80cff,0x04021410ef0707f5,0xb436eb031030caf0,0x1e291219051bf306,0xec020608ddfcf5ef,0xfffd0c0801e5001f,
+    0x1218eaf2fd0dee0f,0x04ed0ffdfbe5030e,0x0ae7eef8f0f9f60b,0x04bbfd290521e5e6,0x0fc9e604e8081727,0xf4f7050402f5ebea,
+    0x010609f3e4e60ff4,0xfffb22f1f7edf60f,0xeaedfaf70203320c,0x05110006e71af907,0xfa28eff7100016f0,0x08ec0a0cfe161118,
+    0x0cfef5ffff10040a,0xf40207f80c0702fb,0x13f3f910f70d1fed,0x1505ebf8f7ecfae8,0xffedfe0501f5eef6,0x09fb021006edfdfb,
+    0x0cfbff05f70d0413,0x1e14f6fd150221e1,0xfe0617142538fdfe,0xf60cc8e4fc230128,0x280d050312f906e6,0x16050a2612f80bff,
+    0xfe0cdc0b13f90f05,0xeb2404eafee50011,0xccfb0507e3040ce9,0xea1ee7e3eccdf8f6,0x0b13230ce8f9d808,0xf8fe1800090de71e,
+    0xebeffae800e901fa,0xfcf5f305e9ed1b09,0xf40307fb060efcfd,0xe9ebfefbfff9f3f4,0xd4f2f2ffe3f5f6f4,0x20bb15e6f9000a09,
+    0x1a0512fd01f709fd,0x0dfc0b1505f9deeb,0xdd02e501f70620f4,0xf102dd1b0518daf4,0x1bf9f202041df701,0x0614e40501f80809,
+    0xf81103f802f711f7,0x02fdfafbf6f718f6,0xf607ff26fc0914e6,0xf9162dfb0b0203fe,0xf81dfffc060affea,0xf60df325f821fa01,
+    0x07f812090f090603,0xfb0102fef70dfafe,0xf504eefcff10f200,0xed0410f228f713fe,0x26ff07e13f0edadb,0x04e102d50811cfdb,
+    0x06020709f9f2fb01,0xef0603fc05f8f8f6,0xfb14f7d698f13725,0x3108c82fbe16fdc9,0xfbf9fa0ff5ec0805,0xec1414dffdf50514,
+    0x0807ff06f1e00af5,0xecf005fcfd100614,0x0adbfffcf7012101,0x0603fb17ecf7e9fd,0x15030c02ee0aefe3,0x04f0ee05faf0422a,
+    0x0e16f9f9fd080df8,0x030316ff100603ff,0x0ce2d0f7eff8ebd4,0x03e702fcf00015fe,0xe83006ee26fc1200,0xf30bfd19eb0901f3,
+    0xfd1b12fcf90c01f6,0x01f7fa05f90514f8,0x1be6d81a372cb624,0x0df795b411050d49,0xfae2fffee6e6f807,0x2c0911d30aedecf9,
+    0xeef219fa02ef0910,0xe6f90e0e00eafdf4,0x100df00ef70007f3,0x1a01f51cff03d8fb,0xfe16080a101bd1ef,0x000300fdef1cdf1d,
+    0xfd0cf5faf3f20a05,0x10030e0d160af2f6,0xf3182406e4fb0ef4,0x24f4f10b0dea2f05,0xf7fa14001ee20310,0x2701eb04170e2905,
+    0x160a1010d8e904de,0xd3fe1703fcf3cfef,0x0de9f71001fe04fd,0x0402f6edff0a00f3,0x02ed06f4f8feed04,0x1101f40afd0a0604,
+    0xf30813e318e7d915,0xfefbfafa0f14d2f4,0x49f2d6f424ce0def,0xfadc13faf00101da,0xf516ef021a14fe1c,0x0ed5fd2e0d231610,
+    0xf4ecf7f0fd0bf0ec,0xfeff140f01ea0417,0x0614f7ecf0220cf8,0x02ff05f8f4031cee,0xf70105f7f4dbeb10,0xfc0225e311fc111a,
+    0xe9181fe9f4f2030b,0x04e50af2d70de208,0x0ff8140cfffd2410,0xf909ea12eefbd6da,0xfe1513110ff70b21,0x0ffafefe0510f9ec,
+    0x11dc0be50b0736ea,0x2f0e1d29eee5ef0c,0x0bf2d725f817e305,0xf9fdaaddf20c30fb,0x02fb0e1b0dfb02fc,0xffe613120ff6f0f6,
+    0xfa1714f003eef5f8,0x13e314f808ee1bdc,0x040801f518fddf0e,0xf1fbf70220ff0ff9,0xc7edd400ef050ef7,0xf40ae600fcfbe615,
+    0x082e0ffd1015ecfa,0xfb190807eefe09f3,0xf600f5fa0ed3f318,0xf9df05e628effaff,0xfbf9c9fcf301f805,0x170ee609f4f925fb,
+    0x090707f9071fedfb,0xfcd617ee0f01f80a,0xeaffe2f3cb1a05e1,0x09ffbd13e9e3e606,0xfd07fc00ea12fdf5,0xfb030609f7fe0a09,
+    0xe3f20b07f0f304f3,0x22070f070e020c33,0xf11214dc04fc0a09,0x110afefef9fd1817,0xfef00404fbf70cf8,0x0e08fdf7de08e804,
+    0x3f0225e01ff4ff14,0x12d0020afb0108e6,0x06fc0404f70bdf14,0x130df41bf30504e6,0xf806000610030dff,0x0418f50112070a04,
+    0x09201113e7221a05,0x13fde60dff000610,0xe7f002d923120d13,0x14f0eaff07f21328,0x0cf8ba1ae8e20ef5,0x1af7e9f6f1fc0126,
+    0xfd1a1d070d01fa0b,0x090a00070304f019,0x0b13f3cf22231201,0xff0f1c01f715e2ff,0x16f420f615f0f01b,0xf0011ff112f424d6,
+    0x11f1ef021b1807ed,0xf0f3090d09fd01ef,0xf7fd0907fff2f0e9,0x051de9f40d0901eb,0x11fbf6e8fe042b0b,0x121dfe4310cf052a,
+    0x0935fcf31633fae0,0x0d23ddf9e4f1e22a,0xeb01fd0d190ae608,0x0dd507d90d0b11e5,0xe200f3f1eb20e904,0xe50afd2505f5ec0f,
+    0x02ddffe6ecfdf118,0x06fee40804e5eef1,0x1f16ebec061701ff,0xfae1f7fbf7f6e514,0x0513e71dd603f0ea,0xddede2151df10d1e,
+    0x08ef0a09030bf1f6,0xe6f00df50ef4f312,0xef30010903e5100e,0xf6fe0ee5e2f7e5ff,0x1cfa1f121f031813,0x06f909f901e8e4f6,
+    0x02ecf207e5efd2fc,0xe10bf91416ea360c,0xec0315160d1b1801,0x0aeb0af4f80d2015,0x190209fe22fa02e5,0xf515f1faff00f5e8,
+    0x01fb06010708fa07,0x0bf708f703090d03,0x02bfea0015f10311,0xf607fd01060c07ec,0x0f130c040010f5f9,0x1304fa0405feeaee,
+    0x090207f9f6f2edf0,0xebf01d0b13f70d16,0x0bf3fafaf3fc0bfb,0xfb08fc06f4f7fafa,0xf9fff602f4f40d05,0x0a09fdf6f60306f8,
+    0x110a050ce7041513,0xfc0801fa0704fc09,0xe010f6e8fbecff0d,0x04fb11f6e9fcf91f,0x010a320f01e0faf6,0x4010fb25cf03070a,
+    0x0319203ceb1705c0,0x2dd3c91be620f6e2,0xf70df2f6f409140e,0xf5f8f5f5030bf311,0x2b05010f2619edf2,0x0be90103e623fef4,
+    0xf107f1f7080b0505,0xedfb03fefc0504f2,0xf8f7211afb15d6ef,0x0611f0f50eed3eda,0xdcd0ff080cf3ebf0,0x13b1f80708f9f6e6,
+    0xf7d9eac8d22209b8,0x81fd5fb012cff20e,0x0ec911fede0e08d6,0x3beacbeaf0220d1a,0x0be80b05f41c20f4,0x04f7dae9f11811f2,
+    0x0de6c10ffb06fef9,0x1be70d02f2ed14f3,0xe4e9f405ff0b08f8,0x0504e7fbe1f6e803,0x1b0b14fde0dee9eb,0xf13cfde6fbf5e8f3,
+    0xf90fe0ee0d0fecf4,0x1b06d5fd16cdebe5,0x0f0d00fb17d8fdf8,0x05f6fbf929f012fa,0x0efdf304ee10fefe,0xfc07ec02eefc0f12,
+    0xf9ea0ff2e7ff0de0,0x07fc061efaecf2fc,0xf41104f8f828fd37,0x081b38f61232a264,0x0911e61c12e0141f,0xeefef1dfe5140f05,
+    0x02030cf8130100fd,0xed07fe0d12f80a09,0xff001e040503022a,0xe723eaf6100610dc,0xf8f9f602eedbf1ff,0x0bd7df21ed27f5e7,
+    0xf2dbec1518fd2ce6,0x021fe8f3eaf1081f,0xeded0ef21318e5ef,0xe012cd1efb0fe9df,0x00fb180702f2eb05,0x0dfe05fa18ff30fe,
+    0xe4eafe021de6ff00,0x15f8eff1d1e3f5f4,0x08f60201fd03f206,0xf7050ef9fdf10206,0xec01040420ff02f6,0x00fc02fbf2feeff7,
+    0x13f516ef10fc0605,0xf90efe1019f9fe02,0xfe15fd0906020324,0xfb15e3dd06eb2cf4,0x09ef090e0701f3ea,0x140ee30b0ef4ecf7,
+    0x1c07f7f80effff03,0x1b11191cfefa2cf1,0x12110d0c0f090001,0xedf608fff7fe09f9,0xfb03f70f0612f3e7,0x08fa150f06000609,
+    0x0504f801ff07faf7,0xf80e07fa03fffe09,0xe102dfe31ec5e7da,0xdd06e901e9f1f6fd,0x3a0405fffbe2defa,0x09ecfbf20a0022ea,
+    0xfbb117ded90612e4,0x1219280be0f12ee8,0x1305f0f6eb0ce5eb,0x40f52202fc08e7f5,0x06f415f3fbf51700,0x1702f901081604ed,
+    0xe1ef0ffe0a05ecef,0xfd01f5f811ffea09,0x0c01df0be703fdd7,0x090701070af7ee05,0x05dc10fed6f50f18,0x170af1ee01fd0c02,
+    0x3319eae6f9e11d1d,0xd6f01807e125f3df,0xf6f804130a093129,0x0ef417fdfee00d12,0xf6ea0b2b40eb3df5,0x100113e427f2e5d3,
+    0xf90fef0105fc3509,0xf61c0a0c100f060f,0x0a05f50303f9fff1,0x1911f721f100f8f6,0x060bee1cebf9f2f5,0x13fbf8fbf4eedef8,
+    0xeed4fbc5f80704d1,0x1d18f2e60840081c,0xd3e7fdf90ddf0820,0xe8ed09fb0113f4ee,0xf9fde81f275350e1,0x181eba1cbdd04116,
+    0x04fbff10fde50007,0xf7eef215f5f5d9fe,0x000af2000100d605,0xfaf6d90619e8ede3,0xff060be10d1df7f8,0xda110cec1f0714e2,
+    0xf30df4e413ffe2fa,0x0308ee0af7f9d921,0x07fd01f4f520000d,0x0d00e800fcef030b,0x19fa04220200fc0c,0x08fa0ffc07eeff06,
+    0x184310fee6240d07,0x24011ef118f1150f,0x02f843d708fefdfa,0xfc0d0a37fec7d4e6,0x0f2712dce40f0bf4,0xf2e5fe1e0722f0db,
+    0xe2f10a24ddf8f8f2,0x270ff819f7ece605,0xf711f4fbeb021ff2,0xfefe280205f204e1,0x05f4e9f3f0e9fc02,0x0eeaf1e6f0360513,
+    0x0b2201e4f2efe613,0xf51316dd08071628,0x1519f50536f50b23,0xe214ff17eb09e20f,0x4d0440fcf62cda0e,0x2b15f3e941d2e4f7,
+    0xf8fc1b0eff0fed03,0x0729f7f0020d0708,0xf3eb12fdf217fc16,0x052808f6f806f900,0x0405020cfe1607fc,0xfef7fdf3f1f60206,
+    0xff040eeef1000e0b,0xf00015defaf7e909,0xfb052add1a0a15ff,0xe408f401fff2e9d6,0x32130304f3e9fdfc,0xfdf90af4f9f510f8,
+    0xf205f4fc1b011102,0xfe01e4def30af9ec,0x01ec1020f1f6de18,0xfef117ff12eb2b13,0xe0f6d6010507e5ff,0xe9fe0df509e9fbf5,
+    0x0601f80100f7fef7,0x08f9eff4fb0af4f9,0xdf01e70cf10ffbf9,0xecf817f21511fcf5,0xf80106fad5fa13ed,0x0a13ebfff916f2f5,
+    0x03f808f20e0ffe07,0x07fc0cf4f3f809f0,0xf4e8f60b0d090915,0xee07faf3ed18f107,0x47dce91b1e16dcd6,0xe708cef5194b08d3,
+    0xf9f401fccb00eff4,0xf00707f1e211f4ec,0xda130307feeefb0d,0x0415281bff040dfb,0xfadfe2eff901ecf3,0x1efd1714f7ead903,
+    0x0411fbd6fcf6e3d6,0xeff8f22bffdf001b,0x0417ed010deeffed,0x1100f50f0909ee15,0xfee3ea17ee02f4fd,0x0e1bfefae8022d15,
+    0x00fe09010af904fd,0x20061cf30701f3fb,0x13ee2107f207fffc,0x0611f3dd0a1502ec,0x02030f0e11f3f10c,0x020704fa01f9fa13,
+    0x04edf9ef0e0005ee,0x0526f903040c22e7,0x0b1f1af7ea01f8f8,0x100113f5e201fc00,0x3cd8e905f61c0318,0x171016ff040bf517,
+    0x300bfff0effc1921,0x1a3ad00cefeded13,0xfcf0fc0bf818f8f8,0x0402010b06fe03f4,0x020f27dce2f9cff1,0x01f4f8fadc160417,
+    0xf308edf62309f70a,0x001ce7011a061df7,0x02e2fdec11011bf8,0xf201fcefffeffe0b,0x190fe3160bec1c32,0xfed8e409ecee18f8,
+    0x08f40b10f30001f0,0x0ffefef10e02f7f8,0x2c0f06ff1e04f6f7,0xe3fa0006ebd3e8f5,0x13fd2efd1ddee311,0x34f501f9e72d13d0,
+    0x04cc161ef1fd1810,0xf30deddad206080b,0x05f6cbf9fe0f1a0a,0xf7ec040401ec1c11,0x0ef9f3dae0fde1dc,0xf11906fb05f5f610,
+    0x06130705f40d0d10,0x060522f6fb01f405,0x32f3effa35360713,0x2bc1f9c40f2a1009,0x031f10fa1305e9f3,0x0cf718e8e100ec33,
+    0xf207fef714e6f801,0xed0efadde7050c0d,0xe6f41a050b10c111,0x11f9f8fc07fe1f11,0x0601f10100080cfe,0x05ff03010bfefcf5,
+    0x14e9f9e02922f932,0x0cffbef9f2251812,0x13f1f4230607da17,0xe8e201fe16ee1d0f,0x060e120401dbf5f7,0xfef9fff11b02ec17,
+    0xe6eee5fe13f70409,0x00eb07f30ef9f31e,0x3b2bfa002ee8d616,0xdecae70ce60c2201,0x36f824e5f0ecee17,0xf5defcf3ffe9fbf8,
+    0xef0af9f7eb0d1605,0x1dfcfe14f9ec03f1,0xfe04eb0c03f906f9,0x0a23fef20ef00816,0xf4f50604fdfce00c,0x1c181b10f9031c03,
+    0x00f112fbe1ebe1de,0xf527f1f70614eef8,0xf8100cfafc10fb12,0xf80916f0f9f9f5fa,0x00fff4170f1704f1,0x0fe8cc1718f42213,
+    0x08dfd3fcf0031aea,0x19f80f0adefcfbf1,0xe8081315e6ea0aee,0xf5edf1e5f5f62a01,0x0d05f302fffef3f0,0x1a0906f7f6ed1d11,
+    0xf30f03f605eb0901,0x0b0b0df31007fff2,0x0ced0af507f1ee0e,0xfdeb090af0f923ef,0x1001fc0b060d0025,0x07fe021006f50510,
+    0x00fffdeafb18e0f1,0x0bf818be15e5ba0c,0xf60418fd0f0df3fc,0x02020406f3f2f2f9,0x03def7ed0bfe0809,0x06fefaf0ff0c06e9,
+    0x0deeef1806e31402,0x12190bfbf804fdf9,0xeee3f60ae60efde0,0x09fc1cf9120019f2,0x14dcf912e3d7faed,0xff0c39eb38fff8db,
+    0xe24718f51d191ec9,0x38fdff16231f11ff,0x0b05e704f606e007,0xed00f2061e040306,0x01fffbff0508fedb,0xf32407f60b04fe0c,
+    0xf805f419271ed903,0xfe05fa121efecffc,0x0af6081efbfe1af5,0x00010ee808fbf502,0x191702091cfb13fd,0xfb0e0801fd0ff2f2,
+    0x02170800ee070402,0x08f2f8eef60f1610,0x01dae2fbf51afa04,0x04e108cef4ff20f1,0x18ef150012ee1903,0x13030aea0a0f01fa,
+    0xeff6f6f3060e0cfb,0xe60af4fd0bfd24e7,0xefe8f4022d05ef0e,0x0a15f60005fb32fe,0xeff9fa04f9ee0208,0xf307f104f2090efd,
+    0xec00f6e507f1eaf4,0x00f9f20907fb1a02,0x0015f0fa160be600,0x072a2502f1f907ed,0x0efcf0f1fc2020de,0x160901271bf5f641,
+    0xf7f41b05edf8eb0e,0xedf1f5e8f400ebf6,0xfbf2120fc11804fd,0x10f5f4f7f609dde8,0x07fb05e8f4f4f411,0xf9fb06fa14fd1702,
+    0xf91509f20df803f9,0xfdb70001faf3f308,0xfcef360504fc1b02,0x0bfeddff040df2ff,0x0514d0eceef9161c,0x00fe18e31dfe1a2a,
+    0x1dd5e80d1dedfce7,0xffe3fdd62402e1f1,0xe8e10f0612dd08f2,0xf10e35ece305e3f0,0xf9f2fc0e02fefc1c,0x16eafafefd0a090d,
+    0xfcedc438e428f903,0x0a02f4e3e10ce919,0xfee8ea070d01fd09,0x28f0f710f4ea10e4,0x080400fdfdfcfdfe,0xf107fe0305f404f4,
+    0x000cfbfc0108cc08,0x0f030f2d4230ebd8,0xcd12f60ce7fc2932,0xefe7f9e50110e91b,0x27ce0609bd2b18e8,0x010dd948ff056edd,
+    0x0d17f21308e90a12,0x0c0708f20f02030c,0x12f509000e110901,0x14071df1f8f811e8,0xfc110406ff06ed0c,0xeef304f7fe00f3ff,
+    0x09fff9f8f8080c09,0xf2110af5fffeff09,0xf7fbfdfb19030204,0xf304fedd19f7f9f5,0x010df309fffcf404,0xfaf2f90404fc100d,
+    0xf6c8e7190f1b05e8,0xe711fff312d91a31,0xe6ecf0fcf90e02f4,0xfb140613faf9f3eb,0x2ae3fc0ce7f617fa,0x02eefb0af6edfdff,
+    0xeef9f80500050ffd,0x0ef70110fbfcfefe,0xe500fdfde80ef90b,0xfbf403ea03feff06,0x05f5170a04f514ff,0xfff6fbf1f606000d,
+    0xb70b0a0af4fc06d8,0xee37e5ec0afcf2d2,0xeae6d3eef128e5f3,0xe81b02151de8f2dc,0xf1fc14fc15e6f814,0x0afc031310140709,
+    0x3604ddee31fe0cc1,0x14111ff72c15d2f1,0xf3fbf20e091e220d,0x0f1204feea0cf729,0x0305e408f8f7feeb,0xf4f6fc1efb06fe0a,
+    0x20fcd60f1f063635,0x090949041bf126f2,0xcc1afff3fa11f608,0xf21d152b0af9140b,0xd71be813f1e80405,0xd8fd0ef617fbfc12,
+    0x0a0312e90513d5e0,0x1bf50de410fed40f,0x11f3e2e51300dafb,0x07fc000a00ec14ff,0x021df3e8ece60ff1,0xe821111ce411d8ea,
+    0xfef534000a25ef06,0x0cfefbe603fb06d5,0xeff7fcfcf410f8ec,0xea06f4f70c0afff9,0x04f2f6f417e9fdf7,0x10f901f5de0511fc,
+    0x0313e52407dffce6,0xf9bdd31e13d4f0f2,0x0a1807e7eb15f706,0x02011314ff0af2f5,0x2212ef1116171a0b,0xf9daf12ceb00f409,
+    0x040ddbfdd5f9f7fd,0x0fef09fcf0040aec,0xf407030bf10a1800,0x0bf7ed100710010d,0x15fb02f4fd03fef6,0x1014f6f501f8fa02,
+    0x0a04e6f820f21606,0x030bec0b0d1ae2f6,0x24d81c17d5f8d8ce,0xd5d40dad1d1f10eb,0xe80fdf1b0c0fee0a,0x12e0f0fd1219fcf4,
+    0xfdf61ed246f1f02a,0xde06ef23c7d02c0c,0xea130b04021e1914,0x03e813e506f3f400,0x0fde140af2ffedc7,0x0008f416f7f934c7,
+    0x01f01311e701e8e2,0x191d1206fe15faff,0xef0d040e02fef205,0xfc0111160202fef8,0x2cc207f2331510fd,0x0522fbe32cf210fd,
+    0x05e2cc2708052836,0x0df30301fcfbf6fc,0xfaf119030205eb05,0x1b010b0c05222315,0xfe12d114f60dd503,0x14041f27fcf5dfdb,
+    0x020feff40f27f202,0xe40611ffeee60806,0xe9f00ae8f6fefaf2,0x1f1efc04f4ee1ff6,0xf1b136dff6be15d4,0x27e7e5eddff31203,
+    0x0ffa2711db0bfffe,0x0d071cf40bfe1ced,0xe0b0e1eb0010faff,0x0a11e91cdff3fc1f,0x16f8fa27fc180538,0xdee33ddd021034ce,
+    0xc5ec0bf2fdfdf5e6,0x0fe5fe00f904d314,0x02fefb050af417ec,0xf3f606200e140efe,0x0bfafbff01e6e1fc,0x00fef1e4ff05f5f4,
+    0xe30a2a0a00f91a0c,0xe10502031409f3ff,0x12f90bfdff0704df,0xfe0002f50c1ee60f,0x01e308effbf1f0e8,0x1e1aff10f1f0ffeb,
+    0x0820d51de620e9df,0xe1150a1804d41be2,0xfddf060de2fafb22,0x001315ea1106eeea,0xebdf0710111400fa,0xe8e11611d406eef9,
+    0x03d9e8f71dfc06fe,0x160fefe0f3060cff,0xdd1a130d0725f7f7,0xf9c5f7ddf513f710,0xf9160f20f6f6fa11,0x07fffdf9fce71827,
+    0xf116cfd11bccf315,0x0a08dedc0ecaec41,0x01f112eff4f833dd,0xed23fee60d260f0f,0xecf3fe12ed09160f,0x1106f213fbfc01fd,
+    0x0d05fef510010b1a,0x00f6f0efff08fef9,0xf8fdfafd06f3f6fe,0x0201e419faeced1d,0xceed1df2ed1e09fa,0xfd1501f7ee080211,
+    0xf4150802ff0511e0,0x03030500f70a00f3,0x04f1161a0500e009,0x15060efdfe06f803,0xceddd0e3402b3ef1,0x16ed14daf8f9fc21,
+    0xecfd03faf0f00407,0x12f7040003ececf2,0x0a0308e9160c00f6,0x0c0af604fbf4ff12,0x22df073bbaf9d4d2,0x0507b085160ad0de,
+    0x00d505010be3f618,0x060002f2010e3401,0x1f0ef90108dff4fa,0xfeff3702ee0d2eeb,0x0005f10a12e50205,0xe7eb0e00fd07e321,
+    0x01f5ffe5d40916fe,0x17f90fe00af0e8dc,0xf8f9ffff01060bfc,0x18eef80505f90402,0x07f803f8161205fe,0x020aeef2f10108f4,
+    0xf0070901f2fbf61b,0x0a00020bea1106fc,0x0304e6071216f304,0xefeefc04f5ee0f14,0xfbf80d1703102310,0xf9e1f1ec49200604,
+    0x0e19ef01ed0a0eed,0x12fb04fc0b05e00a,0x16e7d2f328e4ec0d,0xd6ce1cfd00e5e0d0,0x0404ee040cf0fb12,0x000cfe08fcf40eed,
+    0x27cf0406f3fa0fed,0xf9e80cf20a08f4fd,0xf733fee100d0f7f0,0x0dec05dae0dde6ea,0xebe4f141100bd2da,0x0d0f09eefae9190d,
+    0xff01fef5f30cf9fe,0xfe080a0afafb0e04,0x100ef5fef1180bf0,0x0c0c2025f6f80d0d,0x12f1f420fdef27f2,0x150ef4fcf5021feb,
+    0x0ce9f6f9ec231005,0x2ef71e08fae3e40e,0x031001fef1f5f709,0xecebfd03f0feff13,0x090c03faff18e5ee,0x1104f6f110110802,
+    0xf302f3fe1108fb0e,0xf710060b08f6f9f0,0x01e6e10c2ad5d1d3,0x0ef7370e16e207ff,0x2dc9db1d4b654820,0xf627d4f7071622c1,
+    0xf616060b100ffc16,0x09f4f8f80009e00e,0x03f5051502050b0d,0x05f9fa02f4eef501,0x04fbde0b06eee027,0x11e920091616431c,
+    0xd9e026fd0201fe0e,0xf1f0fb09e6f40af6,0xf606f4f6252d0fdd,0x35fa11d7cd15e8e8,0xfff4f80c02eef605,0xfc0ff2fbd9061309,
+    0x05e8e115fbeff510,0x11f80717f0081d03,0x071917fb180bfafc,0x0afb091208000df9,0x06fc11fc01f6fcef,0x06ec05f10509fbf3,
+    0xdc12fe14ec211cef,0x010f0701f7112a0a,0x15a729e50cd9e8d2,0x41124c333ea2c6ef,0x0e19fafbe90108f5,0xf0f7e60d02fde710,
+    0xfb01f7fdecf8fbe4,0xfa16e70b11fa1011,0x07eef5fef90e0616,0xf6f109ea0906e9fd,0xe61008f9182509f0,0x25e1ee0bfa07da03,
+    0xf8fd14d6fc2b2801,0x091ff8f91fedd4e4,0x1808f50103f0000d,0xfd171afe001bf414,0xfbf0fee4c8effbe0,0x30e9e5fcf7eefa09,
+    0xe7edf626382315ea,0xec1cfffcfaf50bef,0xe2ff1bf9ebf0fe0c,0x0509eaef03fd2d06,0xf1f90d132b04edf2,0x01050a160204da0b,
+    0x0e1204102f181207,0x0f100915fd0b1cfa,0xe92204f70b0705f2,0x0cdef6fd18f7e708,0xf1e31406ccea18ed,0x02f20dfb12154c1d,
+    0x2407fbdc2d180ffd,0x0afde0272102f0cf,0x2a0415f0dcfae81c,0x12fc0a0efd0afcdc,0x1640da1505fee9f8,0x20ef01fc0e200cd0,
+    0xe21a0ff3fdf81efa,0x1204e5f7f9071413,0xf10bc90e03e13eeb,0xf41fbb03dff312ec,0xf7041302180f0e1e,0xf0ecf4d41c082b0b,
+    0xfddaf804f70d1c0e,0xfaeb07ec0d0af8fb,0x0cf6f30cf3042200,0xfbf60ff7f20717fe,0x06f6eae301feefd9,0xf51601f8f0f20dfa,
+    0x000dd5f22e1bee0c,0xeb061bebf8e4011d,0xe403000610fafaf2,0xf9d0091801f8ff04,0x22f2250ae6e8f6fa,0x04020b18e70915ce,
+    0x05ecf0ebfc15f6f0,0xfbfbfc1af5f3e3fb,0xe5fb18ede7fbfa25,0x02d5eb0f0212ebfb,0xfd0bf5fa0109e7fa,0xf2f8fd1107e613df,
+    0xf4060c06e2fb0309,0xf018fdf4f7180eff,0xf200031601252447,0xd7d5e7ed1316f4d4,0x0002fee51001efe3,0x07edf61cf7f4dc03,
+    0x14b4d4f5eadddff7,0xfdfa2821c8f6fe1f,0x0adc390cd7e90a0b,0x0bd910e1dcfa02f2,0x03d6f905e206f0fb,0xe2fdfe05f5eaf109,
+    0xe6fd0efceee80af6,0xed08f50ff8f91ef9,0x05e205f20422e50a,0x01ff31fbfd0d0efe,0x180105f9fe08060a,0xfaef0010f400faf6,
+    0xee6004440a04fdc3,0x0b0fd5fc2e26131d,0xf6fa0af715fe02f7,0x13f522e8fef9170e,0xf7f805eefff40506,0x0efe040cf801f720,
+    0x0a0ae90920f80e17,0x0406fa0b05091305,0xeff1fef807eeeb02,0x030708020614e508,0xdefed0fef102dbf0,0x030a05ee090904f4,
+    0x1be30c0609f813fb,0xfdf80408080007e5,0x0f1605f9140e0f07,0x0efa06010cfc10ee,0x0804f5f6060e1de7,0xf40401031a0cf506,
+    0x0aeffefefee3ea10,0x1cf6fa05fffd000f,0xe703fa0ad909e801,0xfcf7091afafff9ee,0x1fdb14ecd1f2fd17,0xf912e3f7f804d70f,
+    0xf80908f5fd0a0cfe,0x1903140ee3010106,0x1104d8fe021e0315,0x01ff13fee9f5f3e7,0xf4080ff717e8f6f2,0xeaf80014fcfbfe09,
+    0x151f02f3e9f30011,0xffea0f04fa0e1f06,0x062815f01014e2ee,0x1705e1efe50e1ddf,0x10f1f3f50519fcf4,0xfd060a04f50e05f8,
+    0x12001719fcfcfd0a,0xfc0eecf9e912f3e0,0xd30314cbe7e81fec,0x0dedecdf0c0f35e7,0x1310fefee9f5f8d5,0xf9e131ce0230e0f4,
+    0xf804140700f50500,0xf512efec060dfe14,0x1410effff92deffd,0x15d7290c0fea2ae9,0x08f100e3da09fef7,0x05fafff204080b03,
+    0x06050bf21ffcd716,0x1bf8fdfffb0518e4,0x13f404fef0fafb09,0x030f0cfb0bf80507,0xecfa12211410fef1,0xf70116f2100639e5,
+    0x160c150b0d12df0d,0x050412f10ffbf209,0x1e0eff0ff81008fd,0xf7f7080b06fe0ff7,0xfa2104eb0def08fe,0xf9f9ff07f408e0e1,
+    0x17f2eb06f7160b0a,0x091516f6f0fdf5fc,0x03101304f3020ff6,0xf9fc1afcf9e4faf1,0x19f20c0bf7ea13fc,0xffcd180b09f6fd02,
+    0x1fe91b02fb050e0c,0x12f8f104fb060602,0xf806fc05eb14fe0a,0xe600de08faf20501,0x0e15f1f7f6fa181e,0xf9dd18f0f9ee1814,
+    0xffeffaf4e819eae1,0x010204e0e0efe7de,0xf30c0b090bf3f914,0xfb03edf30af3f60d,0xfd03fbd508fc0f0f,0x13ec010dfaf7f4f7,
+    0x1706f40320fe0ae8,0x05ff0c06f71cf2fa,0x13ec1902f00df901,0x0fee0316e7fafdf4,0xd3e811f3fc0f050f,0x0c13f1010303e104,
+    0xf2e1ee0efe25e904,0x21032602f7061704,0xf3fe0d2802fa08da,0xf10c05f80af029f5,0x18fd1af4f8f50afd,0x12080509fd14f1f5,
+    0xe245f1f5cecdf12d,0x2116994408e426da,0x0dfa06f5ef04f400,0x06f902fc06ffeef8,0x55f2f8fe4acb07ff,0x170d4a2520c5fee0,
+    0xefefe9012538fccb,0x120823e8061cf7fc,0x1d07ee02e1ee1f22,0x04f1f312fa02180f,0x0cdf00010801fd07,0x0623080bf00ee9ec,
+    0x0d08f8fef80b11f8,0x10010b0d1202ecf7,0xf5f706f21d19e2fb,0x0af6e302f30bfe1a,0xea0100f714030625,0xe10bfa08271ef20a,
+    0x1600e4d11bef42fb,0xf0ffe522f011e804,0xfdfe050b0bf5eb0d,0x08060cf805f30e0f,0xfceafe09ed0a0ff8,0x031ff9ea06031105,
+    0xfaf1f51b0fd7f6e7,0x0210f5ebe9faf9e2,0x130e0fe4dfd61dfe,0xe61801ff16030de0,0xf50900fbfaf7010a,0xfff6fa0a07fb0505,
+    0xffee211ee6ecf300,0x1705111704242d02,0xfb0ddcf0de11e6d0,0xda020a02f6fce81d,0x0309121208070e05,0x1d0c07171409ebe6,
+    0xfad9082402e9f6e8,0x0ef7f5180a2bf50a,0x0c09f90c250ff2e7,0x031215e80ffaeaf1,0x1b0fdf00fbe2e50b,0xd5d421e31420e61e,
+    0xfef2fe03e8f40c01,0xf7fc00de1ef1e0fc,0x17fe0b0ff6161f01,0x10cc1dff0fe51a10,0x02f3fbfd07f0f305,0xf30512f607f30801,
+    0x0a0df3fd0cf521e0,0xfa060d14fff7f11f,0xfa0ffbfd0f01efe6,0xf0e5fe0af0edf8fa,0x0de5f9e0f30af80d,0x10140010dfebf20a,
+    0x04e406ebffd9fe08,0xc9fb1507d42e1b07,0xbfdefaec05d6f5ea,0xf71ef1081afa170d,0x1799dbab3f1f1004,0x120c24ec11f802d9,
+    0xe3f0fc111ccaf8fa,0x0901edd7000df60a,0x03d4e321f6efec0b,0x2b01da12131ac11e,0x0edbf70eecf10703,0x020e17f700f8f1fa,
+    0x01fa0efb0cf1eff8,0xf7fbfc0af9fcfcea,0xf0f7ebfc2610f70a,0xfc2bf7e9e8eae3d2,0x0b06f9e0f806ea16,0xf90a11f0f80ae6f2,
+    0x06c02f2d300403f8,0x0614f2d0faf221f3,0x0b5227294031b5c8,0xd90e97070603032e,0x14ff04f9fa1209f3,0x0bfdfff0f507fd0b,
+    0x08d803081405f20d,0x070e0912fdfff320,0xdc0ef2040708e414,0xecddecf2dffa0301,0x100c04eff4fafc0f,0xf7f00906f70bfaf8,
+    0x3b00090102101a05,0x201205f0120827f3,0xf50b0ee4e20ef0f3,0x03dff70e12fff9d5,0x0a0efb1315f8fd17,0x26dec702e80b0df8,
+    0xfdf11afc1d0a0df0,0x0206f90fe6f0ca1c,0xf9f6e904120fefd9,0x170727daf912fb0a,0xf1db230a51dbf22b,0xf80d0bdefc14eddc,
+    0xf8ee141106fa0419,0xf7ff0e0b0c0c01f2,0x1404cf1023041de6,0xe9010817f511d4cd,0xd2411216eef2dbec,0x160ca90ff91427f8,
+    0x010af1170ff5edec,0xf0f5e70ef6f5ee0d,0xed06fa02f5e8e70d,0x0012f20dfcfef1ec,0x0e180bf00af10ce4,0xf50b1802eaf0f306,
+    0xfdfb0c0607e807f6,0xfbe8d8f43b220bc0,0xeadcf706ec0eecfe,0xf9f4010a0cf8fd0f,0xf3d1360ad306ef07,0xee04fa0006eafef2,
+    0x03b5de23413320f6,0xeffef4fa181300d2,0x1205f71109010908,0x081600fb08fe25ee,0x09f2f60d13deeff5,0x22ff17f116f7170c,
+    0x08f8ff03080b241f,0xf01508f6fd010a0e,0xfbe704eee3f4f4e9,0x12160109f90722fc,0x0bfaf806101ff3ea,0x160f0afb03efdf01,
+    0xf8eafa00f8f9f321,0x0dfc080b03f61709,0x0f210333d2e2080a,0xfbf008fbfefee8ed,0x1cfbf7b3df20e9c2,0xfcfd8c1e35e52335,
+    0xe405031a10c0ebfd,0x15e021081c1ae20f,0x060c050b34f417f8,0xef26e30debeb00f9,0x0cfe0c13ec030a1e,0xf314f8fffaf10cfb,
+    0xfb09ea0e10d8e9f5,0xf11706170b16f108,0x0fc2eb002402c009,0xf320ffeff6d502c0,0xfefbf9eff81add12,0x1318e7fae9141d0a,
+    0xdcfc0e2317d5fd0d,0xf8e2f705cdfb0720,0xd2020a130314e90b,0x11fc0a0a050505f4,0xe5300deaf732e9ee,0xeb0cf8f40df2fadd,
+    0x04ffafcbf3e3efef,0xd00f23ccdcf0bee8,0x18120cf91bf8f2f2,0xfe04120af406f8f0,0x19e2e3210cecc3ef,0x2af723f9ddd12e10,
+    0x1c180bfdfdd906f3,0x1ee800faf903f213,0x131eec0405f2fefb,0xfbf1fa14f1f7020e,0xf607011030f505f7,0xf4070ee6fe090e00,
+    0xfe160ae6e0fb09f6,0xfdfc17fbfcf8f6fe,0xf8fb04041ef10a0d,0xfbf2f6010813f61d,0xf70cf312f100000b,0x0aff010d0906fbec,
+    0xfa13fc0cf31804ea,0xf902100c03f9fbee,0xe0fe0bf009081df1,0xf9330ddb021b03d8,0xe70302ea0affdfea,0xf3e5231afc0d06f5,
+    0x040333042c100819,0x011bd70604ec04df,0x09f9f6f4f5f7fa08,0x0c020c040cfdf7fd,0xd5193cd5eb21f3f8,0xd8faecf8260403fe,
+    0x05e5fc1f1bcce7f8,0xf304edd4f7f308f5,0xda00f8fef6e308fc,0xfc00e902000a1113,0xcff90af22907df1e,0x1af6f3c717fe12e6,
+    0x0bfdf2ff07fcf6f5,0xfe00f308fff80106,0xecffebfd02ea05fd,0xf8fffcfbf00605f6,0xf62ae2111b13da0e,0xf5f0dc1910f8fa06,
+    0x0f07f804e503da20,0x0712e20af506dcfe,0x04ebf0ef0b0cef0e,0x0ceefe1f050508f9,0x18f900fe021bf5fa,0xf017f601f80506f7,
+    0x031b0ef506f7c609,0xd613100adeff2ae0,0x1826f5ebf10e21ff,0x052ae1171418eff3,0xdaee0c04f1e11b0e,0x20071305fd0ae1e2,
+    0x21ec001dee0be5ee,0x05fee4d4000aed23,0xf2dfff01dd0022e3,0x07fd0df2fff61adf,0x22d4191d02dc1803,0x04040ddae9c9ef18,
+    0xf8effb02132b1ee6,0x3ef11e02f6f8e514,0xf9f1faf5130f1d04,0xf6231f001f07f80d,0xe3dc08e81df7d0f3,0xe7f40dfaf7011502,
+    0xf411f90e0a0c1af4,0x23fbf3e2fef11814,0xd911f41f04f70303,0xfdf90c0af0dff1d3,0x1c1c0904eeeee213,0xee1d01f1ff1600f3,
+    0xfb230f03d5f0f6f1,0xf9def8e40a0af0f1,0x251b0f17fae7b301,0x2c02e1e403f522ea,0x0f0106fef108f9ff,0x12f3fd05f808fcfd,
+    0xe202fefafc1b2c16,0x171b0ce005f31af3,0xf3f6d01ad7172b38,0x11f60e0e101e1d24,0x1500e5e1150f3b11,0x090e36ded9f3c3e6,
+    0xc509f5fd13030b1a,0xf2f507e2f7ef1701,0xdb0af807f50cfb11,0x05e604f808f4151d,0xf4fb0aef090c18fe,0xfff1f50eedf8fcff,
+    0xded9fc09f0d81bf9,0x291b19e9f90d16ee,0xd60706fc17dd07f9,0x1d0606d9ede0b0ec,0x0305ea0213fefa15,0x04cbfe0ddb14e205,
+    0xc9e000e8f5dff51a,0x0cee1318eaea1ded,0x131df7d4000402f8,0x2afb0a0ff934eae7,0xe3fb4a23dcf822dd,0x39033efcdfcd2bd3,
+    0xfeec01060000ef06,0xeadc072008fd090b,0x121301d8fc1df20b,0x1915fff5f0fe01e9,0xfa08050507f30400,0x04f907fff4f9000b,
+    0xf9eb19e4d23301cf,0xeb23f72f0ae5d203,0x17fafffffc0bff02,0xce02e3f005050bee,0xf7f719e7cff2d80c,0xf9f707f7f4f2f904,
+    0x06fcf5fbfb010901,0xf6f700050308eef7,0x18ea0a06fff3f2ef,0x03f501e7f0070d0f,0x180d0d00ffe6f51e,0xf6f91303ef030d07,
+    0x0a140c0ee9f900f7,0xfef60bfdf70c0ef4,0x0814050ff4fa0af3,0xf21a100decf700fa,0xf8faf60903fd1202,0x0e1906fef607f9ee,
+    0x05f9110bf0fff6fa,0xf7f502fd0c010df6,0x0913060e22fd1e0f,0xf705f91815150fea,0x13132c080fff0eda,0xfb090bf5e1061cdd,
+    0xe5fbe2f9e928e30e,0x061c16e8f1fb1512,0x13f6fd37f3fcdf0f,0x13082403d7c8c603,0xf62402f6c31b29d9,0x23e1160221f6d4ef,
+    0x03f009f60c02fcfa,0x0614f80e01f11402,0x03fe0003def5ff09,0xfbf1f8ec0301dbff,0x120105201bfafb01,0x1404cf060e25ff09,
+    0x2621f802fd08e6ff,0x2507ecfa2c0c05f8,0x0a1c2301ff140ff8,0x11cafc0fe8f7f5f6,0xec101b0c191103f6,0x120807fafa06dae9,
+    0xfeeb19f0de2dddd4,0x221c0914160f3b10,0x01e5f5ede9062904,0x11ebfa1106f7fd0a,0xedecf6ff18122902,0x030f16f71418e105,
+    0x06e817f5002103fe,0xe2ea040cfa03eaf7,0x010703ff13f80c31,0xf00feef2fef3e917,0xbe1fe3fc00302809,0xf02a170c08cd0326,
+    0x00f01107310c0ff5,0x161cd7e6061c2315,0x05eff9f7080505f9,0x08f9fb0a07f7f1e8,0x010eed0906f8ffef,0x0eff171e0ff1fff2,
+    0xfef316f9f6041b22,0x1a0afded06071217,0x28e019f229e2ebfa,0x1ecffd3927c4f302,0xfb0ce4050aea09f8,0x07e30a0716f9e8e6,
+    0xf3f40ffa1d05f6fa,0xe5f7fff1ed04e302,0xf3de0cf60d01f914,0xf7ed03f4fcf8e5f2,0x10f512040bf515f9,0xf80a09f6fa0d0101,
+    0xfaf2f40a01020d03,0x0903f6f3fcfc1b05,0xf6060406060002f9,0xfdedfdf8fcf3fef7,0xfff9fcfcf00301f2,0x0af4f9f70bfcfe00,
+    0x0b1d180b0ed3edf4,0xfd020503062006f5,0x150a1218fdfaf708,0x08f5ff13fa1515f1,0xd0c8ff03e0fe1ff1,0x1707cdee0bfbe910,
+    0xe7fce6fc13252b01,0x16ecd00ef9eef5f1,0x05f6f9f10ff30eff,0x061112ebfdfdf613,0x04091e12fff2e4f9,0x0f0012fa1dfff7e7,
+    0x14070c34f025f200,0x17e81cdc0b09e4df,0xf90fedf8f3f607f3,0x04f8f0f00fee10f2,0x0d1eef080cf9ec09,0x04060414fc0a17f0,
+    0xf5010ffde70f02f7,0x08090af3fb05de0e,0xfc01dae70ad727f5,0x0ff42c09f10a0b0c,0x08f1ee090c120c09,0xff09fd01f8f40c05,
+    0x05f3f9080ef4f4fe,0x0a0c0806fbfcfa0b,0xf610001efa04ebe3,0xe2fe0004f8f5f403,0x400e26fcf9e5f7eb,0x09cfea30f8e50f39,
+    0xed3047ed53f90700,0x18fb104cd9f43f10,0x0649150afb3bd1f8,0xda07fe0515d9ebff,0xfceade090a0f1209,0x1d0a142c0decdee8,
+    0xd319060013f20ce6,0x05cffdece000f3ec,0xf61debdc101e50d8,0x1af2ebe3eee6d6f6,0xe00bf2ff10c4f9fe,0x12f3fce415ece807,
+    0x01f5e6df0e01fbcd,0x04f20deed5f9ec05,0x07db0819f8fed056,0x051601f400fc0400,0xf91bfe00f8f326ef,0x2ffdef1c0503e0fb,
+    0xfb1f1507db0303e5,0x12f9f5fbef152be4,0xfb11091207f4010b,0x0f08f80c0305f6f9,0xed1612fd1702e00c,0x01d313011408ff03,
+    0x32fe020de71afce4,0x2ff9f4e31ff4f9de,0xf4fb3610082b2610,0x25f8df22f5f2d6ee,0xf2fdecfc080aeb0d,0x10fe0af6f8fbefff,
+    0x0aea03de091908eb,0x080107020602010b,0xebeaf6f4f4d239cf,0xe5fbee1ef8e80e09,0x00ed02060608f80f,0x1f07e0eee6e22e04,
+    0x0416f90707ccf3fb,0x04fdecf9060308fc,0x02f1081f271bdb01,0x1cf7fd0bfafaf903,0x150120ed05df0b16,0x082c11fcfa03fefc,
+    0xcc2efb0ffdfd281b,0x14e402d4f71af8e2,0x3338da03f93dfa16,0x1d16d50cddf7e51f,0xeb211903ffc5e6f6,0x04fbe8f4280ff0dd,
+    0x0e0ff9eff8f30005,0x1206ec0605031c15,0xfe000cfd0a13f9ff,0xf0f2070ff2f7f2fb,0x0a03fc050e00f7f4,0x07050af70b06fbfc,
+    0x0a04fd200ceb0df9,0x01200801f6f7e9f6,0x286034c1bb20c0e0,0x220df60c0233fc03,0xedf80c0b48df0114,0xd8fecd0a160dfdf2,
+    0x1608f71a0df90d07,0x06fc05f412fcf700,0x04f5ea0f09f9f6f2,0xfe001107f9ff130b,0xfc17201beb02f604,0x0229f9fb000cd8f9,
+    0xf3f509fe23000c08,0x080109e9fafdf3f7,0x03f01f140df916eb,0xf5230600f9fde7e8,0xe2d1091c0d2d25fc,0x1e07c3edd928dc11,
+    0xe7f10ae21d222d0e,0x06d50cbfe70ff429,0x041a17fbf40bffed,0xee13ecf6070429f5,0xefe91b0a000118f2,0x021d0121fd0406ef,
+    0x0d08fdf90f030810,0x09fdff1306fd14fe,0xfb13fb0ff8f51f13,0x0f040e0cf5fc16ea,0x0a1a260d0624ef1c,0x0e20f4f3e3ecdf0b,
+    0x1016070418fe090d,0xf20ffee21f080913,0x27101cec2a09f208,0x05eefaf30106f8df,0xfffbe90b05f01b01,0x06f2f810fb07fb07,
+    0xe510fefdf31010f5,0xf506160cf6f726ea,0x0202daf509e44ffd,0xde042410f513e80a,0x1800effb1d04f3f6,0xfdfaf402130cf408,
+    0xf6faeff3f00de8f6,0x16fc20071b1215d8,0xfefbf9fbe3f5f703,0xf912e407fef8e6ff,0x43fdfe00120f191e,0xfffd1513fde8c40f,
+    0x0b0106f50004f312,0xfb06050eeef41310,0xf702061613faee1c,0xf1f523f80d0d14ea,0x06ddf9e71419e403,0xf51a0f27231301e5,
+    0xfe1c1717fe0bf513,0x2c000f06ebf0050c,0xeefd0b02fff9fbfb,0xf5120bff01f201f4,0xf6fb060520fffa2c,0xff03080b16fc1d0d,
+    0x0b1306f301f6fd2b,0x111bff1ed613e903,0x01ff00f601f70105,0x0ef1080d0701f90a,0xfaf8eb07f603090a,0xed12f419ef0f0aee,
+    0x05fdfdfafef318ef,0x1f10fa0def0ae107,0xf1fbf2121ae607ed,0x06f2eeeae3e70904,0x08f5f0f60df9f102,0x0aec05f3f5fc0afa,
+    0x170801f520f11406,0x01fbef020e00e8f4,0x07ddebe9e0eac316,0xfc1fc8082a0c05fd,0xdbe2030efceaf9e2,0xf6fcfa1ee8ed090e,
+    0x0002fc0926dd070b,0xff03fcf710080b04,0xfe11f9f70ae7070e,0x32f609ebcc150914,0x260afa05fc180415,0xf527fcf7f9f0050d,
+    0xfd28f4fbf411faf8,0x0513f6ee00ffe4e0,0x10fefdfb2707edeb,0x0ff90b0a2305f51b,0x05f7f501fdf51a06,0x11f50205e7061600,
+    0x221b0a06f714e7ef,0xf6010ff1e606f8ce,0x0df30c0008edf800,0x04f4ec07fb0e0b0f,0xf2fa0a05ecf9110f,0x10fef4f8f5fc29fb,
+    0xdf0ffbfff908e2e8,0xff0a2202fb08dae2,0x1ce915f520eb1407,0xff1dfffcfdfbf903,0xdf01f3ee19faf0f6,0xeef1050915f9170e,
+    0x0518f5f6f6011111,0xf009f813f8edfb06,0x10eceb131ef50beb,0x03f1f701edf1e318,0x47ed31f3091c0af7,0x015d15f217f20cf0,
+    0x040c09f6180a00e1,0x05f80ff9e51008f2,0xea101af901f9130d,0x231628fdcff826fd,0x10cb3110d4f92311,0xfb04051120f9ca08,
+    0xd6031be708f8ddfc,0x03eeef230412faf4,0x1d0a38fae8181b17,0xd3e8e10215c60c45,0x0cfaf819ffe4162a,0x0ff8e2fbf6ed0424,
+    0x11f107040b06f9f1,0xf6f81c0d0905f212,0x12f9f6fb0ef6deed,0xfe060f06e108d5f8,0xfb0410f9faf9edf7,0x1bf21b19f707e0f1,
+    0xfd0203071aed1101,0xf6f90fef08eddf0f,0xeb15fd0b0c0d01fa,0x0cee02030f091ff9,0xf1f5fa0603000af8,0xfcf10cf60604f3fb,
+    0x1a01e60416f93a03,0x0bd59721deecf8fe,0xf81e0afff4f0000a,0x11f807f303fd0202,0xe7f3f60f00f0f71d,0x01f4dff7d7f7fa0b,
+    0xf918e7eff1e50b0a,0xfd0a0df5e805ea1d,0x1e17f5d6c8ecc4db,0xfef3fb10f5f6eb21,0x04f906fbe7120206,0xeff0db0ac7edffe5,
+    0xf90b00f0050702ef,0x0110ef150d03faf5,0x1711f6edeeba0314,0xe9f0f3ec11e4fb26,0xecfae9f404ebf205,0x290b05f7edfafb03,
+    0xd8010b08d0dfe9e3,0xdb0ce8090911f3fc,0x291708fed6080014,0xf82a0bece80eee0b,0xe0f3ff03f01102e8,0xfc15e9eefcf6e51c,
+    0x0aebe8fc010a0912,0xee04f5faf6ef07da,0x2a162dfbf11b0300,0xf905f4eb05201929,0x030cfafc0cfd0400,0xf90607ee0e03f7f1,
+    0x0a01ef0cecfafa12,0xfbecf7e7ea0210f0,0x17eb0df6f7e80cfd,0x05fcf2f1f9f8fa07,0xf5100b08d70708ee,0xf525c10b0c06fbf3,
+    0x1902f3e80e0e0119,0x1af2ddfe01f10be6,0xf90008f00be80815,0xf9fde615e80fecf6,0x0cfcf5f70df80a07,0x040ae502ec07ed00,
+    0x27eeeff717001cf1,0x0704170a1104f0f0,0x000909ff0a0dfa06,0x0cfffb0b04fef905,0x0af5fb00fdf9f80f,0xfeef1609f2f1f20e,
+    0xf5fcf107fdf0f801,0xef0a1c2314e018ed,0x0ee1020bfbf12114,0xfe12faf5e8f4050a,0xbb08e20ce4dc34fc,0x1014dd0cea160232,
+    0xf8f7f4f20501eb10,0xf504eeed0f05f91c,0xdd010017f91c0a24,0xdcff04ff11fa21fb,0x081cf8f001fff2e1,0x0209ff02080cecfb,
+    0x2715290005071919,0x0105f5cefaf1f31a,0xe900fe0601f600f0,0x16ff0b0e1105050e,0xfeef03f3f60a07fc,0x11e7ec03f5f90704,
+    0xebed20d9d1edd1fe,0xe307fb111b1822f7,0xede417f0e7de0004,0xfcfd1b1d0a0c1c05,0x0201f2f3ff01010a,0x1008ff0ef3fff215,
+    0xf220f0011705fe0e,0x070afff11fe2e3f4,0x08ee1f00f81304f8,0xf801faf0f1090c00,0x18091e04040b0af9,0xf6fcfee901ee16ec,
+    0xdcf605e2fe15250e,0xc4f232fb091e2415,0x07fe1603fc0ae9f2,0x020f0cfa101106f6,0x0c0ae4d11610ec0e,0x0bf402171e030f17,
+    0x3e0c02fcf2f80f0f,0x09bdff12e9fbf510,0xf8ecfaf7f60aee04,0x2e2af7fb020a0b14,0xf5fc1b1100fdf802,0xfb0e1600e027130d,
+    0x14e5030005f7ea07,0xf80709e9eefb0204,0x1b11dbf206f707f8,0x210501faedf711f4,0x0a36ca13f8c42c25,0x19052207d932f6e1,
+    0xf40e0005ee0802e7,0x0a2202ff160212f2,0x0c0c161bfdfd09f1,0x0bf3f60d171101f2,0x12e6040dd70706de,0xf915f40a1cf90418,
+    0xfcfa0ff91cf41d12,0x02fb19f201fbf4f8,0x0630e7fbab17f135,0xd00113250df1f15a,0xf0feed051a0400ff,0xfad0f5f407fcff02,
+    0xf30efc0c00fce208,0x0307e807edf4f1fb,0xf031080d1aff0a19,0x120ef200f513ecfc,0x0a0509fa0e1cfd0b,0x0bff06130cec0614,
+    0x03f305e9ecd7030a,0x0eeef2f114e50115,0xea0003f70bf9f6ef,0xfdf614ff211109f2,0x00f3f701020d1308,0xf610dff50506deff,
+    0x130c090b06060400,0x09ff151404f706fe,0x0d1106ee100c060d,0x17f4f516050a0af5,0x11e6fc1105df030a,0xf1f1f7fcf3f0e624,
+    0xf0e60cf8f3e4fbf9,0x27fbe701e1fc0a06,0xf30ef1eee0030ef7,0x01001027ec1403ec,0x020a01f6fb0af103,0x030505f907fb06f9,
+    0x06ddf8091aff2d38,0xff0312101426fc05,0xd9f2fb04faf2e9f4,0xe232fedd0202f8e1,0x050410e1f60702cf,0x08ed0e051419edcb,
+    0x06e6e7fd01190c1e,0x00fee20ffe1c04e6,0xfdedfd0609f708f0,0x10120b02f907fef9,0x1bf311f2e2f204e2,0x0ff51d370cee09f8,
+    0xeb17e7df11fd24ea,0x1d06e51f24fec80c,0xfc05f81210f4f8f8,0xfcff00e2f906f913,0xcc0f070ddef4ec11,0xbf0f14031ce6c9ef,
+    0x0e06ff092801f90a,0x012308f501f7f2fa,0xeaf9c5e7d5e8090e,0x160241fc20e1fd2d,0xfcff0104ed0b0cfa,0x04040c0fff0bfcfc,
+    0xef0ee0f20fedfeff,0x0322e6050713fd14,0x001cfe07f820f313,0xf9ec11ed17f1021f,0xf515f50d2710302c,0xdfede1eed62100cd,
+    0xec0303e9f20801f9,0x2514e11918eb21e0,0x3b00f00fed0fe2eb,0x00d3ff3e0f19e8cc,0x010df819e7fe0b1a,0x0c1408fdf104111b,
+    0x02f6f5fd14fd0eed,0xfdfaf5160bf90efc,0x120eef0df80f10f8,0x0dfc19230e08200c,0x0b6304eade1af21d,0x1f1ce40b180ee9e8,
+    0x29f5280610f706e8,0xf60324fc260b03f4,0x084d1bf3b11522ff,0x26fa4e07c1f5c1d2,0x13fbfc11100eefe8,0x000512f3ed05e3f6,
+    0x150318031a0208e0,0x0206cbc517e10217,0xf6180805fcce4c30,0x3100220802e1f90d,0xf80b07f602fef1fd,0x0613fdfa05150309,
+    0x0cf21e00110e00e5,0x02fc13fb1cf4fe06,0x03eefdf30904f908,0xfcf500f8f1fdf3fe,0xfbf704f7f1f21105,0xfb0fe2fc09fedb29,
+    0xfcf1ec00f80dd604,0xff03fb13f9fd06e0,0xf1ff02faf8000d01,0x0afe0f0b09011107,0xeec3f1160fe3e303,0x13f70eb8e20913ef,
+    0xf3fa0211f6f50200,0x0401010a10eef5f6,0x1413e5f5fe0d0bfc,0x0d03fd0103180403,0xf508f7e60f0008ea,0xf1042104f5e6fbea,
+    0xfaf2121913f60719,0xf800fcf805080d06,0x0e0a230002f40609,0xf4eefff210f8fe03,0x042a201ac910f2e9,0x0616f9152015d62e,
+    0xf7f80af919ebe3fa,0xfb18f92110e1e100,0x12e3f1ff0313190a,0xef070b20f2f91507,0xff1c11eafbf8fb01,0xff0ed9f9f30ef903,
+    0xe30f1c020dfff70c,0xff20fafbfce7f5fd,0xef20210f1203112e,0x01260b0012192533,0xf90103ed08f611e6,0xf7e0e5fa0c11fcf3,
+    0x04da11e6f3e1f6fa,0x03d20afcf0f9fbf2,0x0f3cf4f5f3001a0f,0xe9f71516cbeffffc,0xf20a0d100704d1e0,0xedf6f5fae71f0ee0,
+    0xed22fb0d0d1515e8,0x1ef5db2500f4f531,0x0debaf070e124907,0xe9f305ef3d080c27,0xf5f8020e021502f5,0xf30afafafe050d02,
+    0x0efe03f9f2ee02f4,0x00100df2fcfa0810,0xfa060408fb040503,0xf70bf7f2fe0107fc,0xf3effded14f2011d,0xff1af70e0f010bfc,
+    0x1efd03f30dec04f5,0xfc0dfd0f04080fd9,0x0212f3150ff41611,0x01f7fdf60f0207ec,0x200c1be01e300330,0xf91c1d2306ef89f9,
+    0x00420f080eef1d04,0xfb07c2dedb3d56f3,0x1c4ef415f1ee0a15,0x12f11d3e19fe211f,0xda0ffa00180af51c,0x2e2d070b0604faec,
+    0xfdf5fe03f9eef6fd,0xfd06fefffcfa0e09,0xf30c00f0ea111200,0x00f709171201ff0e,0x290beafa14f8071a,0x14d103ffee0cec1f,
+    0x0ef5080e1806ef00,0xf811e20614fb1afa,0x0d2de0f9ef01e910,0x041a0010ec0a0712,0x1ef6fdeaff00110a,0x16e603060e130f11,
+    0x11fce0feed2d08df,0xcf08250003ee010c,0x1b2f39081d073af9,0x24fc26ffef08daea,0x2bef0d020aee02f9,0xf41a07dcf20037e6,
+    0xf1f4fc02010c0e03,0x03ff1825f20b0cf1,0xfdebf7f9e9d7f625,0x1e0f370001eafb13,0x1409f90bed010204,0x01060ff0f5fbe807,
+    0xfe1600f2fcf3f4f9,0xf3ea0df90ff60c01,0xeed50d05fb1a04f7,0x131af51cf2070cfe,0x1037f80103101af7,0x05fd25f6290feb28,
+    0xfcf3f907e72904ff,0x0eec2011fbe1e2eb,0xff1109f61717dded,0x05fe150df7f61b05,0xf10d0ae3fbf51410,0xfdf50308f3ece212,
+    0x141af90ccdea1c1e,0x28fff704fefb21fe,0xf90e0d01fe0703ff,0xf5e4020400fe0cf0,0x06f813fefce208f8,0x12cd03fff2f4e7f9,
+    0x14fb09db130dfc0f,0x07f3ecfa0ae921e2,0xf712ea24f4e9fa37,0xff0dea000022eafe,0x02dce303f4fe19f6,0x0b04fa06eb021af7,
+    0xfffdf4eefc18f006,0x0001f6f6010ee2f7,0xf4f0ede90be6fcf2,0xedfc06e502f00105,0xfefde9011bfde7e9,0x0bde1502f106eafd,
+    0xf6e9edfeefcaf30e,0xea0af7eefaf9f009,0xfe0d0119fde90201,0x0a0b0d02000310fb,0xf41afef6f8f3fb07,0xf5f8f701ebf9fcfe,
+    0x0f30fe0b2914f910,0xff0e1fcf281fec39,0xe5fd0ffaeb18e2fb,0x011609efea04eafa,0xf61bfb35f602e52d,0x04d63ff8e7e6ea27,
+    0x3af21719f5e51f04,0xdc1bf8f706f40af9,0x11051109d10c001b,0xff0902fde8f0f301,0x122616f60d31dbf2,0xe70027170c04d6fc,
+    0xd5fd140ff00a14db,0xeb0b010f0afd0f08,0xecf2f80ffcf8f8fb,0xda1422fa0d11fff1,0x0afafcf9da160716,0xf4040aef11f5f610,
+    0x07fcfdf012f2f804,0xfb12f30014fe03f5,0xfbdc0b0603f8f309,0x05ef01faf414fcc1,0x141112edf918ea01,0x11f1ef0d01fbf4f2,
+    0x00f11beb05f7d204,0x1ae72a1cfdedf4ea,0xee000dfb0fff1904,0x10140700eefa0f01,0x02d724f50021ccea,0x1e0a0407f90620fa,
+    0x1afef7fbf3fe0cf2,0x0bfc040202f7e4ff,0x0a1216f903030605,0x0a1904ff0108dbfc,0x21c7d9f10826f612,0x0bf1fd11e7fe0426,
+    0xea03110700d6090f,0x051e1a0304e1f303,0x0a060101fdfef409,0xf10606f7fe03fb09,0x0dfbf60ef2e8050b,0x08fc110a17fe18fb,
+    0xf21a0ffb21250efe,0x1e031832ede9eddc,0x04f1000aecfafd03,0x0503110c06031800,0xbe1afefeff2504f5,0xe90af7e7fa070aef,
+    0xde46fc01f1e5efea,0x0e01ed1403e60b2a,0xe4faf206edfa0c09,0x080400fd1104f5f9,0x0deaf2ff0e18ec10,0x25e31c2ede00f01b,
+    0xf32329fce3cff006,0x15011c1f03f92ed4,0xf80b00fcf700f5f4,0xfff7060405f1e8fd,0x12fb0e02ed090def,0x020b05fb06eef612,
+    0xf5faf4fbf5fe0205,0x0af6f1fb030f14f1,0xfdfcfbed04dd03fd,0xf72cc70cfbf6fff6,0x0d13f90debf706e4,0x0ddb03030a051cf3,
+    0x0002fd0bf20617f6,0x19f0e906f90106f2,0x050b2d060b044005,0x02121a07e50a0819,0x0b04100215ff21fa,0xea0e1ef5ffeab91c,
+    0xfbd0f6ff08f30eed,0x01eb0715e3070113,0x05ed070afc01f422,0x11fafff213fa0211,0xfb01f20af9f9f501,0xfbf8f308050afb0c,
+    0xed04eb030f0307f6,0xfe0eeb18f3f5f8fa,0xfde4250d01001929,0x0c071cf7ec100f1d,0xe31c0ae60b0b1fd6,0x0b071713f9d12701,
+    0x05d40a0d050817ec,0xf9e5dfd716120606,0xeef3feebfaf8f80a,0x06041cf7fefc02fd,0xfbfaf90903050000,0x141ffd010903fdf8,
+    0x0b03ea0703fd0302,0x0105eef00203edf6,0x060d1308e6fa2c0f,0xf3d2f8df0af11943,0xe6f9f0e225f30b0c,0x3606f5191704faed,
+    0x0c0e13081aef12f4,0x11fad50dfbf30506,0xee1907090113e4f7,0x012dfaf500f022de,0xf003fffe090a12f4,0x0cf8faeefff4fefa,
+    0xcbf6ef0df4fee80c,0xfd3f34200ef4f40d,0xf5db0e1c0e01f504,0x01f9d11d0e0a14ef,0xdf2006ff1d1014f7,0x0018f715ef06e40f,
+    0x0de3e1f223ed1a15,0x2e291f190617f953,0xf3fbf7d3160c0a0b,0x12130600e3ffeb1a,0x060d021008e81401,0xf0fb0de8fa062908,
+    0x0e0af8f414e7d503,0x180925e70d0be604,0x0eeaf70ef50f0a00,0xf3f4e000f902f90b,0x26fc0710f409ff09,0x0002f3f40df6ffec,
+    0xf9e1020203f3dfcc,0xfb0f0d0500e8f904,0x15fdf8f5041009fc,0xef1ffd11ede0f310,0x17d9140ffeedfc07,0x014301e605dfe90b,
+    0xf807f706f6f51409,0xf70ce9fdfafd170e,0xf70bfe0bf1021b12,0x0e01fdddedfd0307,0x06fe08121b07e5ce,0xc10de40907f4f312,
+    0xfff5f1ee03f5efee,0x0b05090601f907fa,0xf5ee0b05fffcea2a,0x0f1ee7f3131ff0df,0x060b0110eef5f8ea,0xfdf712020800040e,
+    0xefcc48fb23172f12,0xfc161adc030c39ef,0xfbfff508f2e5c7fb,0x071b230ef5f90c0e,0x03fa06f90b0b0dfb,0x0202f1fb1307f701,
+    0x10fdf7eaeff1faf4,0x070414f5060100ec,0x05ff0501fafb0105,0xfaf4ef04f303f30b,0xd117032002121afd,0xf7f6fc0c02eae3f2,
+    0x05070def22f4090f,0xdf061bf8d313e00d,0x0f05f3f70a05d2f6,0xdbe2f5d80efa09f4,0x0412d7ee230b01f6,0xcb12f9f2ff06fc18,
+    0x07eb01f00218dbec,0x051814ebef0e14dc,0xf4e10719e21bcc44,0xe8fde8f5d5f12101,0x0d00090ffc0802f4,0x0c08fbf407fcf501,
+    0xf90d1201feee15fe,0x07f4f8f5fe0ded0c,0x1ef5070717e7ef14,0x19ea0e0cf9f8ede9,0xf201141127e5080a,0x0e0708fc020c1207,
+    0x0ee61420e9fbd7ec,0x3bf515dffce8f703,0xe7dcfc00e50101fb,0xf708f4da0ce31601,0x03e7bc200afbfd0d,0xbcf2f2f4f3252129,
+    0x0418120707edfb16,0x07f4111af8fc14f1,0xd70c04e2e9e53c1d,0xe6fd0ece071dc513,0x02fcdd0a06060a00,0x04fe0003f2fff707,
+    0xeb190201f605120d,0xf9000612f7151209,0x1a05e51cffe706de,0xe9fbf8fdfb05ee01,0xf712ebe5fd084203,0xf314e42fefe4dee8,
+    0xe71603f60300f607,0x0de60605d6f4f81d,0xf82cde381de5151f,0x04fac0f8fedefcd1,0xf007e81be303001c,0x0bf40f06090412eb,
+    0x14171302efe202e5,0xf5faf30813050a0f,0xf5cb46280410abcf,0x29f8f309091dcbe7,0x1bf1ce18ff0412d8,0x1ef54c32f903fcf5,
+    0xf9f8fdfdfaf6ea02,0x03f506f203fdf2f7,0x040ded1709dc10f5,0x15021d000df6da08,0xe7ecdeef0efa0b15,0xfc04cbdae12e1024,
+    0x0a0400fefd0af508,0xf6fbf50402fc01fb,0x01d20408f7fde6e2,0x0415ea0f080e1a0d,0xfef00ae6141615df,0xee0bfcf4f1f0ef07,
+    0x06b40dec062000ec,0xe3f714cff20ee30e,0xf808e3eaf30ae512,0xe919f9180306fad5,0xf71415eaf3fa19fd,0xf20af00cf2f827fb,
+    0xf90d11f901ed08c6,0x2d09ef17f70e082b,0xeb10eb14fcdce91c,0xfcf92a051401e50d,0x141811f5fa00e401,0xfd090a0e140e1110,
+    0x04c6eb1037ec1c1e,0xf3eb06f800134327,0xfcf70dea0115f1f7,0x090a09f9ec05fafd,0xfb1f02ecef02f8fd,0x06f4effffd090902,
+    0x15eb1bf01cf6140e,0xf8fa1cef071afa04,0xf124e70bfdecf3e6,0x19eee3e7ddf5f202,0x16f2fdf0f3f0f3f8,0xf81f1b05150310f7,
+    0xf70c14fce3e7174c,0xeae50f0e22f6f9e3,0xead706eff2fdf609,0xeff5f415f8ff1108,0x0d0b08f72315f51c,0x00031bf5030b030c,
+    0x0303fc09fdfbdefb,0x0727fe0df5edf8fa,0x10d3be180dea25c3,0x03f8031afefbc9ef,0x151ceb22ddf43b22,0xfc22f83e0df2001a,
+    0x1319fbf4010d24e7,0xf9f6eff8fbf610fb,0xfcf3080ffee7040f,0xfc0df311f70cf906,0xe6232fe7030df1ec,0xdcd51fdd0902e0e9,
+    0x22ff45fa00f441fb,0x3807dcffe302f7ef,0x0301f5ff0f24ec0f,0x040805ed14fc06f6,0xfa1c0ffae7f62413,0xe70d06f51afa0c02,
+    0xf61ff81b1a32f312,0xf40cfafce60525ee,0x0b150a0afee2e9eb,0xf81a1f19ddf21606,0x1ada0f0205f4d0ea,0xf5ee211edfdbf546,
+    0xf7000e17f3fee7d9,0x13f9fe0af4fe08f9,0x00e807e6060b0ee7,0x1ef006e7df09f1fa,0x10e5fdf8081adbfd,0x0a0ef5141a0ae0f0,
+    0x15e41117f302d7e7,0xf6f223e60c1ae70f,0x040aeef1f5f412ec,0x010903f1fc00fb01,0xfded0afe0519eeef,0x06f21a03050a1610,
+    0x05080501f6fcfc01,0x010be70d03f00efd,0x1a0c0f152516e401,0xf4e10f31e9d407f9,0x102d05e7e406ed12,0x061f07080bf408db,
+    0xeef9edebe4f0091b,0xfcfc21ea060e08fd,0xfa250af02a0f2324,0xf4d3143f1bf212d4,0xe0fd05f3f6d4ebf5,0x000efee7200f0804,
+    0x0808fd39cffdfb08,0x13eb19dfed0ff9f0,0xf42015eb30f2dfd3,0xdcf120f7d632fcdd,0x16f4e21300e9c6f7,0x18d8060cdcfd270e,
+    0x08e4ed1ce7f33ee5,0x0cfa2008dc36f802,0xf501f70e09083622,0xe401f40df916f7e7,0xfbf802fd00130c0a,0x0405f3f10704ed07,
+    0x0ced0d08080c03f5,0xf3fb070006fafe02,0x0911000af6040507,0x070bfd04fefdf403,0xfd060df40709f8d0,0xedef0ee9f8020dfc,
+    0x14ff00100d02f4f5,0xf407e305f3fa0ef8,0xe3e01bef0ae8fb20,0xef0a0327edf1f41a,0x01e1fe10f30611de,0x26fb0a0c160ce30c,
+    0x12ef0201fe1d0100,0xeef0fd0cfe11081c,0x1c080914fbe7fdff,0xf009f401fb07f10b,0xfa20fff6f4f51501,0x080c00010e0b09f7,
+    0x0c2a1816e819ebd6,0x06ec153a07f9c5e6,0x070ee9f6f40f0b1a,0xd8173815d803f1f2,0xfc05fef606f1f200,0xeef719f3e400edfd,
+    0x0f04d7300f19f40c,0xd904f40514fc00f8,0xfe11fcef08fa26fb,0x0a140af704fbf3f6,0x010af7fc09fbff13,0x0015f60108f60e0b,
+    0xd403f5ec05fffffa,0xf403ff1907fef9fb,0x48091106ef04f9eb,0xfdf9000bebd102e2,0xef19fbf80cfafde4,0x100607f318ee06e5,
+    0xf8f01c11e8fbf0f5,0xd9d1fadc26f71418,0xfcfaee03182113d0,0x19171ce20dfad418,0xfaecffeef1070706,0xf70cee010cfe14f4,
+    0xe20ef511fdf8f7f2,0x00ff0a031bf3d813,0xd926f1f3dce42ff6,0xf4041ffff5fcfeed,0x17b101fc03f10ee2,0x2df5d3edfe201be6,
+    0x17fbf2eaf70dbf12,0x0bfef1fbfd1efbed,0xe2dee0ff1c0ceefb,0xf00d0d0104120c0c,0x050dfc020c032001,0x16e5f604070c100a,
+    0x0f13130f05f61cf1,0x0ffa1f000e12e40c,0xf11f0ce7050500e8,0x110b1b0af4110d1f,0xf714fbfa0003ff0d,0x14f6fc0dff0f02f0,
+    0x14e7f7f10005e909,0xfcfc00f602df12ff,0x0f1bfafceef7080d,0x07030ffc0f04080f,0xeefffad729fef9fe,0x0008f3faf41e1fe9,
+    0x070508f3ff00f604,0x020b0ef8ff0124f4,0xee1201f7faf40800,0xff030406f703030d,0xd309e01e311d050e,0x02fce0eced0af61f,
+    0xad0b1dfaf9f7f929,0x1407d536fe071cd5,0xf12009dee1230505,0x11fef5e20a031615,0x2002f0fbfe02fa00,0x08fbf90cf7feecee,
+    0xf20a1f150df2d63a,0xf70df0efebe7d3f1,0x0611fefe080af3ed,0x03fb0000ff06030d,0xedfd051d02101615,0x160df5f616fde8fe,
+    0xf4f60cf7e7170709,0x10e804050a080804,0xff120de50f0ee811,0x062101fa13050e02,0x011118ef1a25110d,0xe20d0e120a12f2f9,
+    0x0e11fee81c0ee401,0x2a220413f0311dfc,0xecfc040df417140d,0x0df1e8f5020114f0,0xeae614d9ebece70a,0xfb292f030913f3fd,
+    0xfaf717ff11fcf80b,0xee02131cf104040c,0xf2030c0cfcf505f6,0xf0eeef03070bfef7,0xf61f0df20916e6ef,0x13ea0609ecebd526,
+    0xe11a30e300c7f505,0x102c3feef60d03ea,0x010306030603f001,0x28ef01faf603110e,0x26efe112d903d805,0x002906f500081207,
+    0x04f6fc0efff9f206,0x060a08fef80ff60c,0x09e9f7fc130e0d0c,0xfcf5fd0f0121fcef,0x061317f70df0fdf8,0xf7e30af705fc08f4,
+    0x12f012f115230a05,0xeef50ff9fef8fbee,0x00fbf60adf001321,0x06070bf8ff0b130b,0x071e1213eadd1605,0xe1ea251ff9f21dee,
+    0x1303f30efc00f8e7,0xedfdf2e41207dbca,0x060efed6f5fe1dfd,0x0b1f35040eef2204,0x12ed0cf70afffaf2,0xf006fc0d0cfd0606,
+    0x0307fbff12fe0402,0x0afaf4f0140be0fe,0xfecbf5ec07f80dfc,0x0b0dfa02070a1415,0x0d2900edeff7f308,0xe73c281fee2f0ada,
+    0xfc0afd0315f707ff,0x07f8061c07fbfb03,0x17def5fc0cfa0e10,0x021701ff0efbfe07,0x210902070e0ddf1f,0x1e14f7e6fefaf715,
+    0xf8eaf9ec1ceffa0c,0xfbee0b0502ff07fc,0x46f3f9fae70a0df9,0x0202fefcfcf8fbe6,0x08000300f2f70605,0x0813f7f312f902fd,
+    0x07fb11fdf80cfdd4,0x0703fcf2f0f401fa,0xf8f6fefff5fa0703,0x13f9fa18f70dffed,0xf5f408f5f6071211,0xe7f9f30ae609e3f9,
+    0xf60dfe002507ecf7,0xe81213f0f903f602,0xdff5fb04ed060a01,0xfbf00b09ff0df906,0xfc01270808012e01,0x14fd190e17ff3cff,
+    0xff03f300070402ea,0xff07e90500f11403,0xf904db0614f8edeb,0xeb1612e614e32a18,0xeff7f8ecf304fb01,0x1724121b19faf41f,
+    0x0704f8fbfcfe0b0b,0x0112060d070dedfb,0x17dcef0218c80ce1,0xd62e2708f7e9ede8,0x022115e9de0bc103,0x26f1173df7cce916,
+    0x10f5d6ed1a2501ee,0xf7082814f9b517fa,0x17e7de10f8fb2304,0x21fee5e6060cf0de,0x25ed06fa0d100af8,0xf3ed08e1180e0503,
+    0x05fafdf7fb040302,0x04f8fefcfa080002,0x00060b03fb2bfdee,0x0700ee08d40400fe,0xfb0e010ff3f1f413,0xda09030532fa20f9,
+    0xf50e16f60126fe17,0x0306e02a1015fb06,0xe40c1706120f0f0c,0xe4faff1efdfd041b,0xfdfc04fcfb030bf5,0xf9060af0fcfc04fe,
+    0xfc090402f3ef1bf4,0x030bfb08fb010ef8,0x1ff7f8eef3de0508,0xdd0bf20104e02b00,0xe5f09e2fcae15bfe,0x5bf9fc096222d320,
+    0xe0253ff40cd92322,0x152dcc4c08351918,0xfbf4eaf5ede9ddfa,0x0fdbe502f7fbfb0b,0xc0df241712081b1d,0x0305faeb1f0bead1,
+    0xf6fc11fff900edf0,0x0703ff04f6010806,0xfef2f20b0f0def12,0xeb0a1401fb01eced,0xfd0c35fc0ff20cf5,0xf81d16e5f304f715,
+    0xfe0925f6fef9061a,0x04f30502ee0febf0,0xff1feefb321d1701,0x02ffcb0b070316ed,0x1021fddf0d09db07,0xf3370a0308fe06f4,
+    0x01f2fff516080405,0xfbf3ffedfdfcf4dc,0xf6f4f60a110b04f6,0x0cf70df5f40cf0f3,0xf903f7f40803f5fc,0xf40d04040011f7ff,
+    0xfdfb22eff4e1fd20,0x12e427fbe9020610,0x1c15fde616f4f52a,0xfbf7fdf4ef0e1116,0x0c00fdf8100509fe,0x130efbeb070205ec,
+    0xfdeffcf80414fefd,0xfe10e2070103f603,0x1b1ce7fff7fff310,0xfb1fecedf9f110f8,0xe81910f913efd021,0xe81e05fc11060d17,
+    0xf60a0eea11f2fff1,0x08fff8fdfffa0706,0xe911f2f21ce3230a,0x04c804f50fe6fff8,0xf10af1eff80b0909,0xf8fee1030611f002,
+    0x0909010206ea000d,0xf0080101f91405f2,0xfded0d0306ee1818,0xd906e9fc0700f41f,0xf711fd15fb0d07fa,0x1318fe07f1f5ec1d,
+    0xfc2eeb21ed3b1412,0x04ecf9ffe0020122,0xd1fffeff10f8e700,0x1bfe000ff8100102,0xec01ff05e1110bfe,0x0200080c030cf916,
+    0x05ee08eb09ff1505,0x08f70ce70519f402,0xf0050811fcec1bea,0x13f40bf4f007ec0a,0xf5f4f30afbf8fff6,0xfb09f7010500fc11,
+    0x0003e6011cf511ee,0x0509f9f1f2fa1f0c,0xe2e00bfd070003ec,0xf12243d4fdf005d8,0x0d00fb03ed10dffe,0xfb01f00deb1609ed,
+    0xf316f80906edfb04,0x11f6fff715ff03f9,0xeaee12f010fd0117,0xf2fc1a04e808f828,0xfe140d01011ceefb,0x02f3fa100913e209,
+    0xf5ec03f803140ef1,0xffec06fafefd0f04,0xd10edef6fcf8ef20,0xf021f4da110bfced,0xdedf08fdebebd9f1,0x1efc0e020bfe06ff,
+    0x2a400614fdf942c6,0x130154e2d9e1ce0b,0xf9161e0d061320ec,0xf9eef50ef2f03600,0xfef108f4f603feed,0x14fdf51df7f71809,
+    0x1b0bfe1816f7fa16,0x1d0210d9f104f80b,0xfc100fe1d7f8f0f2,0xf6bafffd1e21f8e8,0xf6e4ee010009f3fb,0xee0bed16120207f9,
+    0xcb35e40912f0ecf5,0xe31a0ffad41a1108,0xd8d71aedffddfef8,0x03022bfc161b0914,0xee080401ff0b160f,0xfcec11f40dfbeeef,
+    0x07eaf418f910c9e7,0xdb34e4e325e7f518,0xfc18e710f902fa07,0xf6f5fd06f7f2ed0c,0x0bf4f310ecfe06fb,0xfa0a07fb05f70e07,
+    0x00f3f107f8d709f3,0x2313fc020afb11f2,0xede5fef4f3121ef1,0xe7f0fcf7ff00131e,0x03f6de270dd405f5,0x1afbdcdc0beb0a14,
+    0xfeeeff02f703f2f9,0xfee5f1f809ed05ff,0xf72ffa12e93408f5,0x19f6fd45f0ed15fb,0xc912de02fefc0c01,0x0dd4fc05f9eded18,
+    0xee120b070117e918,0x07f0f7fcdf05fe11,0xccf80409fb0df8f8,0x0231020cd6fb27f2,0x05fdfc100701ee0a,0x0209f6ecf1f501fd,
+    0x0606e3f401f415e6,0x0cec0c05fcfa120f,0x20e2ddfcf1eaf811,0xffd204ed0cf7eb03,0xebf9f9f1ea10ecf0,0x0bf9f20cf012ee03,
+    0xeb22fcf6faec3911,0x1e1b1710f6feef04,0x1bff2af217f1faf4,0x111028e8fa08ff01,0xfa16fbfe130af3fc,0xfbe00308f0feff10,
+    0xf039cbf9f8cec60f,0x2202e60cf1e7f42f,0x02f1fb00090319f1,0x0a11eeff00e7e80d,0xfd08100104fbff0d,0xed00f007fc06f4fa,
+    0x0b10fcf7f0faf002,0x1905e922fcf90ced,0xe1cd0f1ffff1e501,0x03f1f30afbeeecf6,0x07e70b100de40108,0xe8f1e024f8faddeb,
+    0xfe0b07f8060b02f7,0xf8f8f0faf9f90c0c,0x11fa0bee091d051d,0xf9f0fd021701f7ee,0x13060607ecfcf9ff,0x07030218110d12fb,
+    0xf302f30a03ece40b,0x101414eff907ebe6,0xfaf6ffef0809f502,0xed0d16f6f2f10900,0x0300180cff07ea10,0x1209fd08f0fc1f17,
+    0x101af5fb131206fc,0xeb06f1071308f8fd,0xe20bff0705eb1916,0x031dd1f40bef1203,0x03eff503fc0e1918,0x0cf9da1b00f2f90e,
+    0xecf2f30af1001607,0xcf0b111111091202,0x0c0e2113e8fa0329,0x0c3419f6eef5f91d,0x0907ff0df709f005,0x0503f4070bf00afb,
+    0x0bfe11e1d71223e8,0xed08f51506ee2dfd,0x28f90503d4e50703,0xfff830f234fb49e3,0x0c3a21fcfca7d6d5,0x20e3df37e300feca,
+    0x0301fc0f0d151afd,0x0f19dafe100007fc,0xfff203e6e91a00ea,0xf9ecfbf602f9de1b,0xd3fc0003e3010bfc,0x0fd3d4f101eff4fc,
+    0xededd310c0e4bf0f,0xdaf95c300e0dca10,0x11fffc0bfd07f819,0xe500eef2040feeec,0x05dc0411fcfe2509,0xfef703fdfa111414,
+    0xfa0f0403fb08ec05,0x09efeffe0b05edea,0xd9ebfa04eb1301fe,0xd3f9fa18f0f807f3,0x1303f5f52008dde8,0xecf909e602fdf9e9,
+    0x00e4f5db0ee3f2f2,0x120b01f00ae8f501,0xf305f9ff11f2090a,0x03011608010e1505,0xdb03d3f9e4f001fa,0xf9d81a10ff0b06fe,
+    0x0400160f18f3e423,0x04eef2fb0407e4fc,0xe4dde00fe644f60b,0x10e4e9f7f5d71824,0x00191b040d0227f9,0x14ee110de60100fa,
+    0x05f4f7fe0a0afcf7,0x01030200f908fe01,0xe8fd05f6e41b1909,0x0406ce11120611f1,0x1df707f90a12fdfa,0xf30812f50a0ae301,
+    0x0e06f500fbfdfa05,0xf807070807f819f4,0x1504f80a030dfaf0,0x0a040312ebfe1f05,0xe3dc1c14fc0ef8e7,0x08fbf4ec0cf719fd,
+    0x311303f8f00c18ff,0xffd916f806d8f208,0xf2f8021514042502,0x2c0aff0f1d04fa16,0xfb1abc16022f24e6,0xc30afe06e000f6d1,
+    0x032ff4f6f81bef04,0x0810f70902fc2200,0xe5ef0ff7d50e0d13,0x150f14fdf3ed0ffb,0xe6fdfafe06f5e610,0xf2fafcf91af3ecfa,
+    0xfefe02f3fdfad000,0xfa11ef07040816f9,0xfed71a0d1af7135d,0xc421d4c60cfd52f3,0x01f706f515fbfa27,0x01021ef6f10aeb22,
+    0xf424f521e0e00403,0xfe1c05f1e9080a0f,0xee14fef2f507f0dc,0x0407f70d01f90fe4,0xc421171bde0ce905,0xeffe0710edf3e501,
+    0x0b0aebf01d1024f0,0xfd0c0a12f8e124d6,0xf7e200fcfb09f204,0x0610191d20f2f106,0x0de01c08fffd0f02,0x0a0d001100fc09e4,
+    0xdd0efdedf9fdfa0e,0xfed816f9eeee1ad4,0xe5effb01ff0710fe,0xeaf1d5df08d61eeb,0xf6fd0701ea090af1,0x0afd1106f40205fa,
+    0x110306f00ffbfff5,0xe416f6d8ff090fea,0x0e03f5040b02e31e,0x1cf30f2901fe1123,0x1c0e06f2efedfef2,0x250c0b15f4f504ec,
+    0x0ffc00f1f6ff0df2,0x07ecf5edf506fdee,0x1b1a19f5ee20fc2c,0x1afef3ff17f51504,0x09231a26f3ff152d,0xe4fdb71c12fbf5e7,
+    0xd90001fce0241df6,0xdfdee815e00eeadd,0x02ee0408f5f1f90b,0x05f80bf309f7fd0c,0x08d70e04f20c130c,0x1203e20b0102e7f5,
+    0xf8f4e8f3de05f2d3,0x10e82004e7ec0d02,0xe5ef0c0af0f4f4ff,0xfffd0d0507130709,0xe700f8ea01fa030e,0xf604fc0afaf9fd09,
+    0xe6faf00ef204cf07,0xfee70ee50fdad714,0xd7fc09111b0e000e,0xfafcefdae503f0f8,0xf51408ee13f0f805,0x051208fc0d05040a,
+    0xd1e11107f81a0a2f,0xecfa20cae4010327,0x0404e5f8ddea07fe,0xe9021f160b13e4ed,0x04f3fa11f6ec08df,0xfb0c07fef80c1f11,
+    0x2a401003252401f7,0x1809f5dcf8010012,0xcfecddf1022cf3fc,0x04180a06fef0f9d6,0xf102fb080e0700f9,0xf30febfc00030500,
+    0x0d2bffd9e60c0f0f,0x17231b0f26f6f513,0x15f304ecf414f407,0x14e6f7effeef000f,0xe61a1de4e4f7e3eb,0x0419f0eee605e501,
+    0x1af3080e07e3010b,0xfe0cdfdc110bf90d,0x0b0bee11fe12fcfe,0xf1f2fbfb0df6fe0c,0xef0004fdf3fc16f7,0xf70615fbff0214ff,
+    0xedf7f1f218f10f01,0xfef7fdfaddf7e0f2,0xf8fbfbf9f9010bfd,0xeffffa07fcf3fa09,0xf924f8f60906fd10,0x11f4e503ff041d00,
+    0x10060e0505fdf0fa,0xfd1bfff1fe0f16dc,0x0a081717f6fafdf8,0x0919f2e9f31120eb,0xf512010606f60e03,0x08f90016010e0c08,
+    0x040915e3f412011f,0xf1f50503f00ce8fc,0xff0f050bea0d25fa,0x0202e7e4f0260711,0x1c1c1af1f5ea0a08,0x160b0905f5060f05,
+    0xda1b22d600e214f3,0x0611e802d2dc2602,0xf1fce9d4fdfb21e7,0x1103e1e7dadc2fd7,0x0aeb1404f709fbfa,0xf8f80ffff4f5ddf9,
+    0x0a0ff80af614e800,0x11e80ef0fcf201f7,0xf3eefaf5060a07f8,0x0409fdf50304f702,0xe00509f802eff4da,0x05f0e5171100f5e9,
+    0xe606f2070a0f01f0,0xf8fe00fd09f5f2fd,0x070e0a0008051913,0x0cf7150119e109e7,0xef2ae7d028d7ebf3,0xf703000f15253ce4,
+    0xfce0ebf830d715e6,0xd60737feebf2ffe8,0xfaf706fe020cfb0c,0x0e07130409f4f5fe,0xf401f509f11ce505,0x1f0a27ec06011d32,
+    0x01f603f3f50cfdfc,0xe5f5fffd0a0be4f2,0xe6f0fb15f40eeffc,0x09f00f130cf10030,0x2c07e70409cee12a,0xd8120603cf0b190f,
+    0x340709f8ee0c0d13,0x0f150ef8fc050ffd,0x11120ff012fe0dff,0x16141708f3081603,0x11f4e90208ebf108,0x00fe1af406f5f9f4,
+    0x07f703fbf00df8f3,0xfbfc0f0908021409,0x1f1f0132f4f51b11,0x1bfbe0fef90bdbec,0xfd0e06e6f0feeb02,0xfcfaf90401080b03,
+    0xec012101f11a0bff,0xf718fd15e6f9e003,0x1e14f4ffed150c20,0xe1f5040c0f100201,0xfbf70ae6f81de6f5,0x1ef71a03150af00c,
+    0xfff419f1022e0214,0x09fd21e2d9ff001b,0xdf1e2304fcee22fa,0x1408eccb2af52c15,0x1df8fff403dee813,0x05fa1f0607f9f5fa,
+    0x0a0efe0dee07fd0d,0x01fe02040b030905,0xee18011204f2020f,0x070d0c09fd06f7e7,0x0ceadeed18eeacfd,0xef14170fca22091f,
+    0xf40afb01e500ee01,0xeefb022c000911f7,0xffeffff0050ffef0,0xefe80309f1fcfb0c,0x0603f9fdfaed03ec,0x010df81203fd010f,
+    0xf6f703fff200f4f3,0xfb0c0109000d1a27,0x0bfdfd01f305ecfa,0x040f01fcf902ecfb,0x0c12f50c0a0708e3,0x06ef27f9f8f6f6f3,
+    0x08e7ff0af3fb070e,0x05eaf3fad1091bfa,0xeced07ee152df807,0xf5fc04f6ed031202,0x07060dfaf00902f9,0x0df40f0e0104faf3,
+    0x01081000110ce720,0x0309000bec09fff7,0x10e50420f40bf7e7,0x32d0c9fe13ddf018,0x16170cfdfed9f7fa,0x1126f1d80309ff01,
+    0x07fbf5fffa06f7f9,0xfd0804f1010303fc,0xcd14e2eb03f8f419,0xf5f2f8fa18fff7f8,0x00f9ef001ff8e921,0xf805fe1100f703f7,
+    0xdef82e14fb01f71a,0x080c0306f4fe00d3,0x02f0050d0e05fef7,0xfafb07000d0a05ed,0xff0f0efefc0ff405,0x0a080b08f8f5fef9,
+    0xedf2f532281707e0,0x0feaa526270810e2,0xfbf8d609010504fc,0xff21021102220206,0xf411f726f40a2903,0x06fd092af5f1ebf8,
+    0xef1bd80a141f2dd8,0xe3fcdbfef2e1273d,0x05050101fd16edf8,0xefea050afb0303ee,0xff0b1be406e51cfc,0xf5f9e7f1fb0cf4d8,
+    0x0c020205e5ff081a,0x0b0deb1af6f2fb05,0x18f4f5eb0c0f0d04,0xf5edf6f908140cf7,0xf111e708fce1d81a,0xf1f6fe1913ee0ef7,
+    0xfbf7fc0a07fafd05,0xfb02fbf90408fff5,0x04fef8091711e7f0,0xf7f9ff0c0ff2fff8,0xf4ea0810e5f5eaf4,0x020d23ecf7e7e0e9,
+    0xe5ed15fafb031cdd,0x12ef03fafbe0f9fd,0x2a47eff9fe1bf70f,0xe911f2cafa07c8e1,0x09e3eceb13f0f5ee,0x000c0bfae7fe11ea,
+    0x21f30b03e403f70a,0x060cf906021001f4,0x1f1e14bd00eab306,0xfce12f2a04c7fa13,0xfa0a000cf00dfb0b,0xfbf9060408070104,
+    0x05d8f302fa1d0421,0x1c0febf81404000d,0x1afaeef0dc0e010f,0x00200b1a21ecff0c,0xf2e9f11b04e6f6e5,0xeef30de60ef504fb,
+    0x12e7f109d9e00500,0x12f8eef5140b1313,0xfaf1dffd0b0f1ce0,0xfef61af70000e21e,0x0fe907270708e5ee,0xfef70604f8f50203,
+    0x0408faf503fe2601,0xfee1e6fb12fdf00e,0xed0401f9ff09e9f1,0xfe141702f0fffef8,0x0303220030ecf4fe,0xeff905131800f7ea,
+    0xf9effb141ef9ed0b,0x0400160319ecfbe5,0x13faf208f7fdfdef,0xfb001ceafeeff8ff,0xcff2eafde84ec3fc,0x0ff1c613ed0bff1b,
+    0xf3fbf8071c03140e,0xfdfd00f913111be8,0xf103f30aff0300f5,0xfbf9f1faf500f40a,0x0000fefde0fffdef,0xf8f0000c030a0701,
+    0xf7fafd0606f71017,0xed16120ffaf90909,0xf00a020106f4f50b,0xf20efff90ffdf30c,0x010c0406ff02010d,0x0200fc140cf8fdf7,
+    0x151f0a10dc03b2e5,0xf3151af1c8eb54da,0xebea04e3f41adcf4,0x120e13f8f90709ec,0xf3f7f90e23e6140a,0xf0d203faf20df6eb,
+    0x3a21dff71dbfe107,0x0523f20d1344ff04,0x1ef0cce9d5200f11,0x0e33fd29c5eaef09,0x0b09f7f40f06f605,0x0120070907f2fbfc,
+    0x1bee0402f7f0e404,0xf51a2e0e0612f115,0xe109ff0504030419,0x2e0022fa03fc2df8,0x02fcfcf51afef1f9,0xe606020404070a0e,
+    0x0bd1effdf3f503fe,0x20ea071bf4fad114,0xfe101af51feb19f3,0x0bffede3fe1fdffa,0xf7f30beded19f0eb,0x09fbde0b1af70f06,
+    0x27e405fa0408eaf4,0xdb15150ef8d9ef28,0xf61605070c06d305,0xfdeb1dd8e2f9f5db,0x090c010a1226f5ea,0x0011ef05f90df105,
+    0x0019f4f40cf3fd19,0x09f7e60bdf00fa0f,0xd9e4f8020a150704,0xf93bf6e2f911d3fb,0xf402ecfc00fcfa16,0x05f2100408f411fd,
+    0x061ef1f9ed05fc0e,0x17f322ed010c00ff,0xffff041bfdffff1a,0xf0081812f3eb04fd,0xeaeef0f70e0c10f5,0x01e9eeedec0e1000,
+    0x01f4f40a16041800,0xff0c0d02fa011307,0x04201df41400df14,0xd9f00ef703f4fefc,0xd3e1d90c22e2ed44,0xfb31e9e7f516f3f8,
+    0xcd04170af1e42d0e,0xe9e321c806e7c0d6,0xebfdfd00100c0afd,0xf810fb1504f10ff3,0x05fc03caf92712ef,0x0e2c2a0b0ff12401,
+    0xeae70ffd0816100d,0x112f0ff5e9efeafd,0xf215010626f30e15,0xefd8e8ee140d0fd8,0xfafbf3f8130e0909,0x0efa12f4080bf7f6,
+    0x070008fb0adb020b,0xfc01edfdf509e8f6,0x0b0212070611ff01,0xf401fdef0b000bfe,0x19150bee11fcffe9,0xffeef90ee8fd3716,
+    0x182ae317c0e536db,0xeb0ee315d90bfb0b,0x0aeb04eefeedf700,0x04ef0b07effdb80c,0x0ff72cf5190ed2f9,0xfae51111e018c8ed,
+    0x1701ffeb1c0305f0,0xfaebf8f409110a1b,0xe60607f9dce8ce0c,0x06e9e6fadb02240b,0x262a01ea16000cfd,0x090724daeb251d07,
+    0x07c600fce6de12e5,0xf00f10f714eee713,0x12eefc03faed0604,0x27d70410e1f9020a,0x06f7e6f7fa08f4fc,0x1402f6e9ed11f410,
+    0xfdf5d60df4140213,0x1cfd16ec1efd1447,0x0fd2e90cf1070616,0xf9f2fef70fedffff,0x00fc17f7140af806,0xf81bf60000fcf314,
+    0x031711f50af91711,0x0efa01090911f207,0x0ae2fdf30efede0d,0xfde9f0fb000cf6fd,0xba18e521f2feed03,0x25e9e8e112e00f2b,
+    0x03ef2a20030f1af9,0xc4002207e7cceef0,0xe9fdfaf50306d803,0xf8df04f0f11202fc,0xf104f71efb0a21f7,0xf4e70ceb0becfd0c,
+    0x04f9dd0c1df7fd24,0xf3fadaeafeff02e9,0x1c19ec0312d808fa,0x0cd602060804f015,0x040af6eff50d13ff,0x0803fffbf9fbf90a,
+    0x5b25ffefd6e219f5,0xee04231f240430b3,0xfcf608fcf5080303,0x08f6f7f6fb09fa09,0x0efb0302df070cf3,0xf00d0008f7f01b19,
+    0xf50202fffe05f101,0xfbf6f9f7080208ef,0xfbfbfaf9f60308f6,0xf8faee07f802fa0d,0x03e7000f2cf82b07,0x07f6e909ffef1813,
+    0x01f9110bc7e51e0c,0x1d1f362f022040f7,0xfe00f608defd0be0,0x14f8eb100bf41ffc,0x01ec1a0e0504e7fc,0xe5dd05030e090e02,
+    0x08e80a0102fee7f5,0x08051fdf0acdecfa,0x15ee1204eb0500e3,0x07ff04f317f5f618,0x16e80204dffcf8f5,0x10fa0a0707e5ebf0,
+    0x170e070813f90f0d,0x0adaebf7fe0dfcf5,0x0c0bd0fb05ee0af4,0x071e27f7dd10fcee,0xec37fdf9f74e070f,0xf102eae604040bfb,
+    0xffe50acd06f622ed,0xf609e904f2f2f747,0x0bfefdf415f514c7,0x0f29ee06f11d1dd0,0x00f907f510fd0302,0x04f7fffa07010ff3,
+    0x0bef04fde7f5e2f7,0xfe1010dffc15de16,0x15f9feef061113e5,0x0500e512f9091103,0x07f004fc02f903ef,0xf70df10708ecf30a,
+    0x08041509ddef1ada,0xecf2101101f7faf2,0x18060512f7220b0a,0x09f2d8f809100317,0xe90f030405fffe1d,0x1ffa0ff8f8fb1105,
+    0x02ebfc0c0a0d071e,0xf1fe0c0cfdfded0f,0x19232cf42efdd615,0x0fde15120e1ae7f0,0x19d0f81412dce544,0x09fbdbf5df0dca12,
+    0xedecf80d1a03ec13,0x00f9f3de1ffcdaee,0xebf30dfc08f9090a,0xec19060ce701f702,0xfad61c234b2fd627,0x0cfad3df2a221bee,
+    0x1edc09f2f00ae311,0xfdd7fddcfffdf1f6,0x0ee91cfdc503e1fd,0x29e9e6de01f3fff8,0xfefeee1006f611fe,0x1af805051b0007fc,
+    0xf4e41bf205ecf716,0xf8fa09b4f402f125,0x14f6e4f1e1f3e318,0xecf009edc5021b03,0xea11ea090a0cebd1,0xed040100f3e50b1f,
+    0x0a0909f8f1030a0e,0x07fbe700f8fb03fd,0xf725fb19f616f0e6,0x0bf0fdfa21000004,0x0107050be6fd07fb,0xf703f6f0040a150f,
+    0x2418e10b11f01f04,0x04eb29dc0cde0026,0xc80ffc08dff5e81f,0x0c01ecec11dc000f,0xf9f2f918d00ced00,0xf9fef70605fb06fe,
+    0xfeeff8040ae7040b,0x050201fa14f70305,0xd51108e90eeddf06,0xe8ff101102fddb19,0xfded2ef8f0f608f6,0xf30fed1cf601fe20,
+    0x0d0bf5fb12fffd0c,0x0a10060f01000903,0xa60d19ebbcfe0d0e,0xee32100ee905f8d7,0x200505050a03f9fb,0x0010fc0cfcff0afc,
+    0x1c09f4060ef5f204,0x352def01f501e5fa,0xf70607fbef07051a,0xe2e3fbe906f30efd,0x2710d11018e60bfd,0xfffe070805f30bef,
+    0x24060f070707e6fc,0x04ee1b1af9010202,0x03ef0423d70efff2,0xf615d826f8f10703,0xf5e1010600e70313,0xfcf8001e06101416,
+    0x0d2b040ed71413f5,0x211301e70205060d,0xfce4e8eff63b1827,0xede70c0dfcf3fa03,0xf4f6f60a0bd606f4,0xf307fdf9fff61011,
+    0xe20a06fc211c0305,0x16f50edfdc2df30e,0xe913020ef9ecfa05,0xec1308000bfa0001,0x1013fafb140d0805,0x0c01e809ec0eea06,
+    0x3be5fe0cdbf400e7,0x01fb0813f7da1810,0x08061203ffebfb13,0xf107fef907090cf7,0x010d0f00e814fd08,0x00100119f7000611,
+    0x06e331011e3dc9f3,0x24ea0de43b38e423,0x0505121ae6fb10f2,0xfef7f2fff51df50e,0x020af7f9f51406f3,0xf30004f017f8fae9,
+    0x04f41b1fe8f3e807,0xf202f00f05dfcc1a,0xe40622fbf1040015,0xf8d5ed0d0b13f304,0x160103faf5fdf902,0xfed4f8071005ebe3,
+    0x1b08f2fe191df405,0x0a152af7fb0ff0f7,0x1e0c2316e3e6de16,0x1ff60cfcef13d2fd,0x1d04f306031bf708,0xfe0502d7f618dc11,
+    0x12d2fb21e9f60509,0xf6fffbec22e4e9e4,0xf31c0afefe180ef7,0x0f0cee1906fcecec,0xe2fcedf1fafa33f7,0x330ff60efe1943da,
+    0xdef800070109ea16,0x01d6f60d01fcf518,0xf72a0705160e3126,0xf0ffebdc060df51f,0x08fdddfd05fdb9da,0x0306cbf8e9f22f11,
+    0x1039f422dbe112f5,0x190a07eef7ed1a46,0x1bf00101fefafbfb,0x1b04e7f724fedc07,0x02fe201209fb17da,0xfde6291feef7c7f0,
+    0xedf80b03fdde15fa,0xf404f218d51212f9,0x08f7f60505fefb0d,0xe706ff0a0a14ea04,0xfcf10bf21bfd2309,0x0d00f6fc0d0e07e9,
+    0xfe1408f4f208f3ef,0x18140af6f904e9ee,0xf1fd0601ee1c0c0d,0x0101fdf6f308fa0b,0x130203fc08f8f503,0xf4f40e0405f0f5fe,
+    0xf0f92a1cec080de3,0xc30af71ff6f9f2f5,0x08cd2001ddd5e4c8,0x0f27ec16e7ea1f29,0x08e12519090b1305,0xd9d317fb180ed9ee,
+    0xf90900fbf508ff10,0x051002fd1c080b0b,0x190cfb170cf607f9,0x04f5f0f0f904ffe0,0x03f615f6f30ffd1e,0xefdef9e2e6ee091b,
+    0x02f3fef6080fe9f6,0x08effafc0cf70006,0xfdf1ea0f17e0e5fd,0xf007140a00f40706,0xff08fd0e0c2725dd,0x0602f630ebf6f901,
+    0xe1edfd08ff0de1f3,0xe4e8f700f80ae31e,0xf607f8eafc0eee08,0x0ff2e7f70d04e71d,0xfaea04f6000af8f4,0xe908010b05fa15fb,
+    0xeef2fc1a0bdbfce7,0xec0af2f412f0ff09,0xfc0f00f800f8fa07,0x0314f5fdfe03f3f3,0x1a00010f21f9dffc,0xf7fc1df3fae401ff,
+    0x0ef411f00a1a1707,0x15f80a16f5fd08f8,0x01f0f1eef1effef0,0xfff5f41100ff2c17,0x12cef6d8131716ea,0x0d020f2b03192c03,
+    0x08eed9da48c104d0,0xfa334805f4ede526,0x010f0201f601fa01,0xf31505fbfb0004fa,0x200bfcfa112213fc,0x000bf1efeff8f40e,
+    0xfbfc1e020003fdfd,0x1eda00f00efef738,0xf9f4f303f5fa01fc,0x05e607ff10f9f7f6,0xf4a60214fefb11e9,0x0e26e5e3f0082a04,
+    0x0ff9ececede82306,0x19fd1f0323fc1dfc,0xe8fc09f1180d1be7,0x0300270301fd1cfb,0x0e2603ffef080705,0x0106200a1404f20d,
+    0xf60d0605f803fa01,0x00ec08effc0a0cf5,0x04faf4fbe413250a,0x081a05f90119070e,0xe83002f2fdfe06e4,0xf0e5f00efa25f0f6,
+    0xfb31f9edec262326,0xeaf34f08fc0fc813,0x05fd07f81301160c,0x0800fcf50df7fe12,0x01efee19dd16f9fc,0xe40310efef020612,
+    0xf80dffe92324f1fa,0xf8ff18e9fbeb01ef,0xfcfef9faf50f120d,0xfbfd00f5f6130806,0xeec6ed0606240ae9,0xfaee25060a05ea09,
+    0x0f0fff1f1db6cde0,0xf8e9e816f107fef4,0x00f3fefdfbfc07f2,0x00f701ebfb0cff0b,0xeced040aeffb0ffc,0x02fcf9e8131b04fa,
+    0xf7f02bfb06f707fa,0x09e00b13f6f5250c,0xf5d21002fe11da1a,0xf910ea0503130625,0x001b01f6fb050ce0,0xeffd0a000406ee02,
+    0xf306f300f5f905ef,0x05110d02fcf415fa,0xdf00f0f9fff7e4e9,0xf4110600e207f4f5,0xe70d0e0f22ff0cf1,0x151c181326f9e903,
+    0x33de073a1105e9df,0x0afc372bfd350701,0x0efe132513491ce7,0x2e18df36f1021ff1,0xe6f801f6fc01fafd,0x02f50214fef80009,
+    0xf4f9f7f70201f914,0x02fcf9fcebfafaf1,0xf103fdf9d331e801,0xd7f9ff1b02070408,0xfc0706f8f012ef09,0x0be5edf1fd0b28ee,
+    0xeafef9fc33f9d1ed,0xfaeaed12deefd8f7,0x0306f8041ef8fefd,0x0ff2040500f1fd01,0xd32a1aecffa7ef21,0x9307f147df9e483d,
+    0xf10fe6e7f5f6f400,0xf31005ed06da33f2,0x01fd1cec03fee836,0xfe16f1fb07090109,0x24fd0504fd0afefa,0x0bdcf9f9010606fd,
+    0x112be3fbe612320c,0xf5f7a3e718f1f9bd,0x1714c4f7f50704f8,0x060707fffae9fa0d,0x102c1611e70212ef,0x09fd02ff01fe06fb,
+    0x12e106f6ebf4ff00,0x1707deef06cbf415,0xfef1fa0d10f814f9,0xe61cfdfef3f7f701,0xfc0c1d1500f61bfc,0x131d24f1fafd0717,
+    0xfbe6f102c6e512f7,0xfee1f8f60fddc7fc,0xfb2ce9d3070116fd,0x47f3cd3e13f12810,0xf4ebfafbf50a0aff,0x02e01406f70a17fe,
+    0x0013ea21000d1202,0x0e01071803010cf4,0xdff7fb0afc1ffeeb,0xfe05faf0f0fcea13,0xfe060613e0d201e6,0x0af218fe0b201a0e,
+    0x1cca08f7ba13d4fd,0x070400f0000105fc,0x0bf2eeecfb38011e,0xe8050108fa0be4fd,0xf3fef8fc04062b15,0xfbf7eb0a1806f3f7,
+    0x03f20318fb11ee0f,0x011701f81f19ccf0,0xf6ebed180ee015f2,0xf11022f70de4f41d,0xf20211fdeefc09ff,0xf40806ed04170c0d,
+    0xf9041a110e08d1f1,0xfe0b0e01f8e308de,0xfe130507faf70202,0xf20a0ffb0902f4f7,0xf209f9fc020a2df2,0xf501ebf2fe00f10c,
+    0xff0bf311fb0a0700,0x07f9f0f402f4fb06,0xf51026262414f4f3,0xeb00033128d3cb03,0xfa120e0ffd08edf0,0x1fddf8f201fef312,
+    0x07ee020cfcde1a39,0xeff8dee1f521dcfd,0x105f251508cb28e6,0x3d1608de03e11113,0xf8f301f51004feff,0x0bf511f9fcf805f7,
+    0xec05fbf4f910fffd,0x0511fdf100030ade,0xf1080af90e111cf7,0x0ef313e606021c0f,0xe9f403fcea0003ed,0xf2f4e7f7edf5eefb,
+    0x01f310f820000909,0xf0190413fbf7fee7,0x062822121e4301fc,0x0f04f20fdaea01f3,0xf41a070dfbf00014,0xeaf7fe0816fdf302,
+    0xce2906f71914041c,0x07180f04e62b26f7,0xf71202f5f0f6f912,0x05e40e0e13f8030e,0xfbfaf7f9f3080210,0xfdff06f8fffc0900,
+    0xfa08f7f2f7060b04,0xf70807e20df0e105,0xffd906f401fdf0fe,0x10061808e0f10c02,0x2bf8e7f734d0ff0e,0xf522f6e9031cfacc,
+    0x0df3fb03e910f9fb,0xef1312f9fb03f101,0xe51404f6fd010d0f,0xfbdeef09ee02e7ff,0x1228dffb3009f52a,0x331814feda191fde,
+    0x020ef6fbf1fd0f09,0x0201f8edf707070d,0x040c1901e8ebcbe6,0x0ff6dff403fff347,0x0cefd1061701f2ff,0xfefb08070604f4f9,
+    0x2a0317080ce51116,0xf2170c1d15090301,0x1013f112e40c0913,0x1f0317f8fb0f08e9,0xbef6fb2b12dce91c,0xeb0720fd04eb10ec,
+    0xf60a040e0bea1307,0xf50df3f6eff319fc,0x04fbff01110cf904,0xfffff7ffffea0b15,0x1709fc130cfa0409,0x14090afce6fb1003,
+    0x06f9ed031210e106,0xfdf10511eff3fff8,0xebff021a0a00081c,0xea04f9e1faed02eb,0x0204f7fff4ea0608,0xe90ef20509050d07,
+    0xf7ed07e4050d1702,0x13f405050203080c,0x0d13ff0f0febeef6,0x0d04f8f107f0f70f,0xf8e8edf0060bdffe,0x18fa261f0af201f3,
+    0xeffc030e04ef0dfe,0xfb070c0600f309fd,0x09e909f5fa0a0805,0xf20a0bf4f9f3e203,0xfb020e14f6ff0bfc,0x0afaf51100fa170a,
+    0x0c01f6f512fdfdf0,0x0deefc100100f821,0xe6041ef4eb2e190a,0x0dfef9fc1215100f,0xf2eb19f91ae60f08,0x08faf7f51c051911,
+    0xf3fb1c07f61717ed,0x05e8030bf10219f0,0xf0ec0c060a0e0dfe,0xfcf5f4ff02f3020c,0x18effc1d04fa0008,0x010507f310e716fc,
+    0xc80c1a0107c4e1fd,0x031b0102f2f60a07,0xf7c41ec7fc1af9c3,0x02ea0b03d9fc0d0e,0xecf30a0b110a0d0e,0xf904f30a1304ecfb,
+    0x06f2e9cfe7040aef,0x1af6f81610fe0234,0x14f3ff00ff0c2116,0x06f80f070010000d,0xfee6e005ed04f8f1,0xe0f118040d021d14,
+    0x24f5fbf51df5dfe5,0xf904f60cffecd12c,0x00e80301ed04eef9,0x03ee0a070000f80f,0xfefc080de6fdfb0c,0xf70b070a0afa02f3,
+    0xfceee807f502fe05,0x15eff5df04f903ee,0x5207f7080a0bf811,0xeffce3ff17000c0f,0x1af3f1e50100f9ef,0xf8fbfceb03f5f1fc,
+    0x00f8fefc16f208e8,0xf4f7f805110012f3,0xdeff0202d905fa01,0x1cebfdd7ed0bfae5,0xfc1119f8d81d0c08,0x0df802f6f4ece303,
+    0x0ae7f52d25071ff6,0xfaf20e03ff0b0cf4,0x030df9e515f9fa00,0x20df0ada1e02dce7,0xfcf6f4f60f0f00e0,0xfcf0fb12f5f1f8ee,
+    0x20c2e10e1509e6fd,0x0a1f0bed052f0144,0xde10fae70d0be926,0xf3f211f808e71bf4,0x060cdcf039f9fad8,0xc6f91a0510ebd418,
+    0xf5fd22ff0301e306,0xe7d91700eb0c08f7,0xf2d707f817f82bf4,0x160ada331203131c,0xff2ce61cf40e1312,0x04fdf5e2ebedf51a,
+    0x0804ff050208f6f0,0x0b1beb12f9ee0300,0xeae5f8e010fa0e25,0xc9f0e60a0f0d0df3,0x040f13e5ecf3daf6,0x02fb0b0eec031b10,
+    0xea0b23d80c0cdde2,0x03e2dd06faeae3cd,0xe8f4f5080a08f31a,0x001206e317f4dd07,0xee2524fbfbbc0e02,0x030f0cf32f0ee100,
+    0x0f0c0f07f7ebf40a,0x0a060104e70c03f7,0x0be3f4f5fdecf705,0xfce5fefe07f40903,0xffff0a03fcffffeb,0xe109f208e9100df2,
+    0xd905ffec05f7c9f0,0xf30c2dfe09f60e05,0x023038fc0ef3d7d0,0x622de3270c1b1931,0xeffb0a09eb01e9f5,0xf904e1fffbf8e909,
+    0x0b0fff00070905fc,0xf102fdf8fc001610,0x05f3ec0420d50ef7,0x311a00e8be2c3614,0xf1e5f203f41331ec,0xfcf6090815f1fb07,
+    0x02edf01602fe08f5,0x0e061903f5fd0116,0xfef0091c1b1f1804,0xd9f6e4d6f9f1fa1b,0xd9f60c0d280d2c0b,0xf51d32f62fe51124,
+    0x06f8efe8ec08f905,0x06f512040dfdf4f3,0x221de1edfbfb06e7,0x111308fb13fdd7ef,0xfe07f006e7ec0c09,0x0cf2ebf102f91b03,
+    0xffc8f701da06ffeb,0x1cee0d0bf7f1f9f6,0x06080bfd05eefa05,0xf30cee020604f6ef,0xf1f3f31205030ffc,0x272f15f8dcf51715,
+    0xf51bcfeee507ed17,0x1001360df509edea,0x1ffef70311090204,0x1bcf0407f205f3d4,0x1a07f5ebfd0f08f6,0xf614eb0cfbf9fc1a,
+    0xf2f8f8f316f514e1,0x1312f6f6f7ee01fa,0x1307412e1b0c04d2,0x12fff9efdd1a1b02,0x1702fd030e0c09f0,0xf8ff09020307f40f,
+    0xf2f70d1400ef10fa,0xf51aff09f501dfde,0x15fcfd030707fefc,0xfe04f7f5050cfdf6,0x3d060af3071cf7fc,0x0a1a0c00f7fae41a,
+    0xe613e90704090800,0x09170cea17030f09,0x0e0ef0031f2f04f5,0xf4f9180bf4f31eeb,0x0639ecf1da1811c7,0xf6fd1e313a1bd708,
+    0x0201f5190701e90b,0xfa00f9e7fde4fc17,0xf914f9e110e6f3ee,0xe4ed250afc07010a,0xe815fa0cfdee0e02,0xfa081a040aee01dd,
+    0x2fccf804c4defa17,0x311710f1dcfa2bdf,0xf8f3fa06f82b0802,0xfa001301f0f201e9,0xddf1e4161dfd4212,0x0802ecd604fe0107,
+    0xeaf6f80504330ae1,0xf0d3f901edf81506,0x0b1203050dfe090b,0xfd08eb0df50711eb,0x0dd63d0627f122f9,0x0b1c062cf90a26f3,
+    0x1906fa14fef1ef0d,0x0b07f9f908faf4f0,0xfdf2eb11d5e31706,0xe9f30fd100171c08,0xfc19e00ade1305f8,0xe4ed0124ed11deca,
+    0x13e9cb00f10d1106,0xf704efdb10f308f3,0xd2f314f7ece80805,0xed0a09e1efeaece9,0xfbc402efd70518e3,0x2ef0fb12ed1ce4fa,
+    0xf8171305e4f40400,0x0510fa060d011606,0x12fef0f5f711da03,0xfa12ed09fef9f403,0xd4ebdd1215d2e923,0xedffdadafc10f9ee,
+    0x02f0f5fdfcf511f1,0xf901eaeaf50f1405,0xe912f8f50be6c314,0xf80df5e107fcf2f4,0x03f6f4e50c59e81a,0xfbfd18f416f72f1d,
+    0xee1a18f50b03f901,0x120deb04f40a1af6,0x01f3fef4f901f007,0xe813fcf40ef8fef1,0x06ec13f42ef4e70a,0x1ad40502f6ebf6fd,
+    0x1fff0af8f000effb,0x04050c00141119fe,0xee040c1212ed1a1f,0x14f9f00aede323e9,0xf600e1ef21e8f400,0x2afbe2130104f10b,
+    0x2dfc1916f6201f14,0xf217ec030efafbe6,0xf42a1af905e6f5e6,0x00d1ee05000c00f6,0x181df810f6090708,0xee172113f6f7250a,
+    0x0bfefffae60c03f8,0x0ef0f70ef50bfff6,0xe7fb0c0ced10ec14,0xf80ef4e102f8f8e3,0xe3000d08f7e3f3f9,0x0cfb18fc07ff01f7,
+    0x371250f8eceefef6,0xf8f110dd0309fb06,0x06fef40df3f408e8,0x0607f20506f0ebf8,0x06100b0cfcfcf206,0x06f1f0f7fb07fbfb,
+    0x060e1605ef07f007,0x0de628070a06fd05,0xfadf222ac6d3db22,0xfd0801001601061e,0xfef714eb19f7e907,0xfbf0f40ef800e2f8,
+    0x20e7f61030e7f6f9,0xf81df11b09eb1011,0xf4222317e4ec0944,0x15c4ca12f02e1de9,0xff35e4f5f2f11ae5,0x03f7e401e8ed01fe,
+    0xf2d5e90aeb0825f9,0x1507e30d1f131818,0x26ebe6fcfce7e309,0xf80e092ae5f6da26,0x09fc011afdfc1203,0xebf7fe1817170af5,
+    0xf3e0f510fa10e608,0x0b051d050607eb06,0xfcf9030a0bf7fa0b,0xf8fa0bff0706fdfd,0x0ebe1a0ed60a00fe,0xf9fbf6e0f3f1ba10,
+    0x0738edf8ed28fcf7,0x0c082f08100fddf1,0xf409f10e11fbef04,0x090e090dfffbe7f3,0xfb0efc18f8e807dd,0x05fc0d0dfaf510f9,
+    0x1f18060de0ecdb02,0xe0f7e82dfefe02f6,0x261d00f40613f3ff,0xd7f6e9ffff05fa0d,0x05fd1de817fbf9e0,0xf309f5091005f902,
+    0x0be1013034e803fe,0x0cf2fbf31df830e5,0x0cec07f912ea1700,0xe00b1f1bf80b3212,0x25f225f9da1d070f,0xedfcf7f60a0a0642,
+    0xff022e1924cc0aeb,0xf511190a0e0df308,0x0efad8efdf1dff18,0xfffeefe1e619e0fa,0x29fe0111150bfd0e,0xeaf1f4f0f9f0ff21,
+    0x12e5fbee14180805,0xfafaffe5fc03190c,0x09070d040906f00a,0xef04f5070800fef3,0xf10600fe15f8ffeb,0x05fd0f18fe09fdf1,
+    0xfdd00e14230302dd,0xdc2ae4c7ff0ee305,0x2224ee1bfd080112,0xf711e6e3f4f72200,0x00ff0efe00fbf805,0xf9e1e515fa01e513,
+    0xe603e418f8d30c06,0x0c08f4fe08ff1001,0xf90a07faf5fbfe08,0xfc03ef04fdf3faee,0x0df0e01aec0908ef,0x1308e1edfdea190c,
+    0x36011f19370b0821,0x0b09f7b21b2a1101,0x40ee0c2211121101,0xe0dd3b0de70907f4,0xf307e8f917001afd,0xe8e61d1f1efee9fc,
+    0xf9f4f701fe0d2504,0x1efce0e4f901dc16,0xf0f5f107f000030d,0xfd0cf417f9f90c01,0xf80c06071407f204,0x0702fcfbfff2f820,
+    0xf6dd11f4ff05081a,0xf5080df3fefa0800,0xfb0900fd24f7e706,0x0e06080918fc17f0,0xe5181de7251cca02,0x18ed0becf4d921dd,
+    0x13d8dddefed6fad6,0x13df08ce0c20f8ea,0xf806fb0ce2fefeec,0x0901ed0a0bff0cf2,0x280a11032514fdfe,0x0820f7ec11f4f7fc,
+    0x0ffff61204f220dd,0xeff4f332defd42de,0xef0efc02f54a1c03,0x1af003e0f700ff14,0x0dfe04fc01070aeb,0xf6f61af0fff2faec,
+    0x2701fb2cf0e10f0b,0x03fffafaee001207,0xe8d30dfc04eb39f7,0x05d8fd0515fff700,0xf41600001503f402,0xf7ff0efd09edfefd,
+    0x0f08e5fdf9fc09fe,0x3a38f9c80bed2c02,0xecfbfe0706f40106,0xfdf9e9fd0608e305,0xf3fcf7d2f9fb1b28,0xf5f21deef4ed0e0e,
+    0xf1f705f4f9fbf7ed,0xecff21140e18f0f8,0xdd0eef26f4f70e01,0x090801f80c05f7fd,0x1106f619f40d1215,0x121fe8131b07e5f6,
+    0x0d03f8f3f8fd0e09,0x01f3f2fa0504f8fa,0x180af715dcf6e7fb,0x0c04e529fefec717,0xfe010afafbf8db0a,0xfdf40814f40beff4,
+    0xe429090506f800f3,0xff2be7faf901f7fc,0xffe106f0130512db,0xe720e1040c0f02f5,0xf502000b0efafffb,0x0cfd03f201fdf900,
+    0xc053f9cf0d2210fc,0xdc2126d0cc1205e2,0x140727eb12f7fb15,0x05e6eed02004e820,0xf2e118f40ce7e406,0xf4e6040d07eee70b,
+    0x06ee010e090a1d00,0x0e0c141602fdfbe5,0x150ee6200021240a,0xf223130412f63e03,0x00ecf9f102f8f0e3,0x08f6fffce0013309,
+    0x06280205cbe82d09,0xfc2bd108e515f00b,0xf21af91916fe1dfb,0x0bed14e1080b1401,0xfbf902f905f4f6f4,0x02fb06f9f402fb0a,
+    0x0f0bd5170f12eafc,0x0a15e6f40517e9ff,0xcb0cfa1211f6e8ea,0xfe040eff04d6270c,0xeae1fa0c00f2ee0b,0xf8fb00f510f41404,
+    0x25e707fc1615f6f6,0x09e6edfff0f50001,0xf904f90726ebf907,0xef10ddea0309f303,0xfee81cc8e3b805c3,0x19e504dbf1dd0f1b,
+    0x0b05fd1207f8fdf6,0x0d0a0107f80a0bfb,0xcaf5f80ce216e529,0x08131829ee0dfbf6,0xfde7fadffb2f200a,0x1319273019f7e407,
+    0x190cfcfbf0f0f60b,0xe00d1521e80ed81f,0x1533f12df91c1d1b,0xe30ff5ebfbdff5f5,0x0cd30305210adf21,0xef0bf4f90ee0f0ec,
+    0x060810e80df41b1c,0x030e09f7f80c01e7,0xf201fd0305fa0f0e,0x190f18f907fcdef1,0xf9f6010cfeee140a,0x07000f11f6fb0f01,
+    0xfcfafe02d3e8dfee,0xdfefd9f91915e203,0xd7e10aeff6fd0400,0x1f09f212fa04fa0f,0x082628f10b07f6f6,0x04fe08b7f00a02f0,
+    0x41001bfbf6fcf8f7,0x074beff51802e001,0xf1202b17f7dc2209,0xf2dae71bf614240f,0xef0c07ffe504fef7,0x09f909f21403f9f6,
+    0xfbd4b7fbe7c9e90f,0xedf8210addf32e27,0x06e9f801fe03faf1,0x1bf7fcf8f3141aed,0x260cf62002ee0143,0x0e1505111e1fed13,
+    0xeffcfe0e14f20203,0x0ffd061415feeef0,0x1905ec0513e9da06,0xdbdfe11e21090702,0x1decf0f91301e7de,0x010bde1926fbe0d4,
+    0x0819090efa0a0417,0x1deffbf8da01f60c,0x10fbfdfefa06060a,0x012405fefdfc0503,0xd7e9110d2402e6e9,0xc8e8ef07f422dd04,
+    0x000908fc0f0af90b,0x16ddf405f10a070e,0xe318f4f910f5edfc,0xf4fbff1efdfc0e01,0x1df1ef06ec10eb0c,0xdedb2fd8ff07d8f0,
+    0x04e306fa091ae7e1,0x000810101402e604,0xfdfbf8e700e7ebfb,0xfa0ceb16fb0800ec,0x09f709fd0a090bea,0x0a04f20506fef5f9,
+    0x15110af20401f2ff,0x13e10b0efbe30efa,0xf60dfbf6ea0be519,0xf4ebf807f8e809e7,0x03f6cdfe0ef4fd00,0xe0f9ec0406fed712,
+    0x00f9f90d0610dd05,0xedfdf9fc07020fff,0xe6fc09eb171af6fd,0x0b0b2a060b02fefb,0xdfb1fdebfc0a06e4,0x1026e7f212050d13,
+    0xeffaf3fdf90b0cf8,0x06f203e100f30802,0x00080bf7ed050ffb,0x0001f5030705f504,0xfe1df405f8f00b0c,0x0709f4f513040cfc,
+    0x03fb0ef6faf4f4f2,0x050a100703f7ff08,0x05f8f5fb04f503e6,0x0e3d0d010ef2f508,0xf1e9dbdeede81aec,0xdc0128d9e8251ee6,
+    0x03def21603fd10fd,0x050de91202f1f119,0xe41711f702fa12f5,0xfbf81815f7f402ea,0x0c0502effa0f02e3,0x1808100bdb0eec0d,
+    0x0a0b07fdf4e824f7,0x0ced03f8070be826,0x10f6fefedf121bf3,0x03ff04180b060d17,0xf6f512f5f109fff1,0xf0f603e909ff1009,
+    0xe9dce926f437ccee,0x060d3dfbde47edff,0x21dcfaf30719fe00,0xfed7e4fef6d8160a,0xf4df0216e8ef1cea,0x140804e2ffffddd8,
+    0x021513fd0611050e,0xf727fc13fbefdf1a,0x12efedeaffe807f4,0xf204f604fb09ff0f,0xfdf0f908f9f7f60a,0xf301ebf10706f102,
+    0x14050d0d00021f09,0xffe60411050df405,0x0a0615effceee417,0xe902150f020bf60f,0x19f4041af5000dec,0xb92cc00c0c0de4f5,
+    0x0b16fdfe26e1fd1e,0x0c1dc7fd12122b1f,0xefe7050307e604fa,0x0bfbf8dd04f72ff7,0xf7042bedeff6e90b,0x09e0091cf70ffb16,
+    0x10d90efcfe0cf207,0xf606fdfafbfdf5ed,0xebfa16f7d2edecef,0x1ae64326d607e3e7,0xf8f91a0cecf7faf9,0x06f6f9fafb120808,
+    0x032328fa1f1ff4fa,0x1df336e5e9dd51be,0xfdfffd0afef7050c,0x0401dde0fc13fb08,0x11f5ec10fc020ffa,0xdffa0c1cfa10fd00,
+    0x15ec2018ed29f012,0xf6fdec33fefad01c,0x0ae401dd3b12df1c,0xb6033f1949dcee1e,0xe1fc07050e04eef0,0x02250e09011a05d2,
+    0x01fa19f80505f70d,0xf9e8fd08f605e900,0x0a14fdfdfff613f9,0xf611ede7e7eafbcf,0x0c0cfdf10beef9f1,0xec03041af8fcfe09,
+    0x000207fc04f007fc,0x0a0bfd0407fcf4f7,0xd816de051bcdfff4,0xe7e922f600feed28,0xff08f50105f106f7,0x091415fbff03f0f2,
+    0x0a0916faf50ee80d,0xf30507fcef0c10f0,0x060cfac91dfbe6f1,0x140609e347010b05,0xfafdf0001bfefd11,0xe4ef2e1aeafcedfd,
+    0xfce00ceb2c07f512,0x1708fbfaff0fe6ea,0x080709080ef0ebf8,0xfffd1bec0101f1fc,0x25e5f9e206f6f7fe,0xddd412fa1309f6ff,
+    0x1529e7390c043d02,0x02ffd40b161007f5,0x191c15efeff3e0e5,0xe60826c9fedf0ddc,0x0cf70e0edfdff7da,0xec02d40f08eb05da,
+    0x08f8080df4fc1d12,0xf8ff06fe08f8fc10,0xedd60a1035051a05,0x1f20fdfff5defeff,0xff0f1114f51bf403,0xf30b0a0400fa060a,
+    0xfa0afe1c0dfaf80e,0x1911fe0bf8f8e502,0x16ebfb0811e12504,0x0dde1af9eefaf805,0x020cfa25f0f6eff1,0xf7ff0707ede6f1ed,
+    0x0922fcfee017380c,0x15f5ef0b0713fdfa,0xf60705150b091bd3,0xf908f8e6150309f9,0xd7eef4dce8ef15e7,0x07faeffc0a0cfe01,
+    0xe10f13fef6fc21fd,0x0600fd0405fa190b,0xf9fcffeae92be7f6,0x133bef09f6ff0b06,0x1a01f310f9e70d02,0x01feedfaf8f904dc,
+    0x1a35211109ff141c,0xfcf1f6edf42effbf,0x14e40a11f9d80807,0x1806f20afe0af6d5,0x0af2faf8e900eb10,0xe306d8001c11eae1,
+    0x020d0dfeef18f10a,0x30062ee70e15221e,0xfaf4f8fef8f8f8ff,0x11160708f7fb0a0a,0xfde1e006e619e929,0xe4ffeb0ef4f9f3e4,
+    0xf20409241f23d906,0x08f1e0fff1f1fddd,0xeaf1f606e7fe05f4,0x0ff4eb0e351b00f5,0x2440db06d02a10c0,0x3bf6020be73119dc,
+    0x30ff17fbd7fbe40e,0x0f013ef31a1bfb0a,0x0d11f909f9fcfcf1,0xe516ee040808ea16,0xf015e610150cedf7,0x0b16010413f00efc,
+    0xf418f8f30bf006fe,0xfefbfdf6eaf709f6,0x1a12e703f31cf406,0x06140315f6f806ec,0x0c0100fff31a11f5,0x08fe0cf50706f3f5,
+    0xf8fcf70818fd0fff,0xf8fbf205fe091008,0xfffb0c0502fedb03,0x1ffd0a01f609f5f2,0xe90bea2114f8050f,0x0e021507faef2112,
+    0xfef6fd10e5fbf704,0x03fce2141202fdf9,0xfe37171e0fd3f816,0xd7fcf7e2fcea0df7,0x08dc0205dc03f40a,0x02262d050e04e7e3,
+    0x10fb08ea1e001d0c,0xff170d1514000516,0xf6e10fdf2726090e,0xe605190f08081115,0x02130a171ff412fe,0x01f5f2031bee1b2a,
+    0xe4e7fdf6fe0d0ad2,0xfae7fd000ae212ec,0xfbe612fd151915f0,0xe3151ef5030d09fa,0xf3fb0419f2faf800,0xed1b04e7f61315f3,
+    0xc2e90afb99dba004,0xd6ec2b07a5dcea2c,0x00fa0afffb1b06f8,0x0b030e13fe0408fc,0x0e1503fcf10efefb,0xf308edf60414f703,
+    0x09f2f8f8f6f90908,0x14e8e9f3faf71503,0xfff8effd030cf401,0xfae1ff1601fd15ff,0xea1e1907fa05d3fb,0xf5ffecdd15f8060b,
+    0x1cf10b0814f6e313,0xe00215f6eef5f0ff,0x11dfdbf0fd01eb0c,0x0c19ec16eb1ef4fe,0x14041706040dfcf9,0xf4fc1110e8f5f3f7,
+    0xe6e4b61904eef304,0x350b39ef080eeea5,0x23f51be418f40d03,0xf31be50afbfdf90d,0xe1e616e3001a0b11,0xedfffb0b1ce50de5,
+    0x160f15d4201c1ef5,0xe4e1ee02ca0e061d,0xfef403f80e0519f6,0xfd0501fd0104ee0d,0x1ff3d9f8ec0f35f2,0x13eeb8defc3b0c35,
+    0x5d1007e7105a16e2,0x0df117eb12010bfc,0x110bf513fde90ff3,0xfb05180afcedf517,0x2210170d11de00fe,0xf8fe1012f2f9efeb,
+    0xf502f1fcf501fdfe,0xf019e7f0f300fe0c,0x0107ea10d218cd0f,0xc9f714fce3fc05d7,0x07f20701f80113f9,0xddfe17f2f1f330ec,
+    0x03fc00ee00ff05fb,0x0400120e07faefe5,0x0d0313fafa020008,0x0710f40629ff0808,0xfc040de70519df15,0xf11e2afb0df3f9ea,
+    0x0d09e50101f91405,0xf4fa11f8f9e4f926,0x0a211012f8fcf501,0xf1e4daf1f9f5ee1f,0xfa0035e001e210f0,0x15f9eed511d6eb00,
+    0x0b07e3e7e4f9d900,0x0be9f10ce1fefd04,0xe02a1c07ffdd14ea,0x1731fb36ec2222f0,0xffeaeef636f1f3f7,0x130bfb040206fe05,
+    0x030cf2f8fbfc02d9,0x0d04140ff2fff70e,0xfa0706f6e50be8ff,0xf701f521eeedda07,0x1504110309f60ae4,0xd9e314f40b01d40c,
+    0x08062beb36d7d808,0xfeff05fdedfdea12,0x020eef010314f705,0xe80105ff05fb07fb,0x13ecf3fd01fa0008,0xf1db0e1c07ef0000,
+    0x0efd06f805e7ea0b,0x00f514f2f6f302ee,0xfce7f2f20325f508,0x1de5e909f6f800f1,0x160601ec17fe09fc,0xfd10080808011906,
+    0xf30ffcca13241bfb,0x0b0f17edf3f50717,0x0d0800fb15ffe3f8,0xe50910fefff30107,0x070b0216e514fafe,0x04f8ebeb08fc07f6,
+    0x09dbf20e01040c1f,0xf902f71a03eef119,0xdb0108e5eeefeef2,0x12e825e516ceea01,0x1d340c00ff02e817,0x09f211e4fc06f7f9,
+    0xf5f21cfd1300e515,0x24060d2109f31b16,0x08eaf7fb0419fb0a,0xeaec150701f5ed10,0x0b01fdf90afafb17,0xfbe3112bf81206f3,
+    0x12f70d11f5fa31e7,0xf02a00e5f3e80b1c,0xe919efef0cfe1a0a,0xea080900f90dedfe,0x28e30bfe1721f007,0x06f112e306021929,
+    0x0d0204fe09fc1209,0xfbfa02ffeefcf201,0xf529000bfde9e911,0x0a04ed2bec00260f,0x02001602e6ee0402,0xfe1106f8eaffdaf9,
+    0x04160d18f2ffde0b,0xf80ff21716e716fa,0xfbf0f8fc0a1cda16,0xf2fef9ec18fa1ff4,0xe30413e1e203f4e7,0x09cde7040210dc0b,
+    0x15cd0f1c0ee20a1e,0xfd0aee25fcdd0123,0x03fbfa0ee300f8f5,0x202806120e0505fb,0x17fd34fcd7f5dff8,0xe0f228f00607ecf8,
+    0xfe06e6e80bf0ea1a,0x1202d8011d16ffff,0x0018fe0ce6f902f1,0xf8070dfc00020f00,0xf815110d28ed0607,0x01f4f9ea0a060d04,
+    0x2116fae2f4080213,0x0d01e40b04f509f8,0xfc0ff9f50feff704,0xe9f706f40d001308,0x09f90afe17030df9,0xfafa0710f50ff105,
+    0x0ac4123304361706,0xea0306fc00e60cfa,0xfae7fe2b0de1e3eb,0x06f6eee9faf22bed,0xf0fc09fe01090e01,0x041af10817f10704,
+    0xea090410fbf7f1e4,0xe0cbf0e801f5e0f6,0xff0de6072610e7ea,0x050bebda0209edf6,0xfbf2080f0de211e8,0xf60103ecfdfbdcf6,
+    0xfd01faf2fcf702fa,0x07e60cf8fafb0208,0xf21d17071c10df15,0x011115130e0f14f8,0x05fa0af9ef11030f,0x01e81113f5f7f9ce,
+    0x0efcf706e7ef0c20,0x080502130919daef,0xe206150af825f232,0x0fe2ff0ef1f2ce0c,0xf006040202eee735,0xe908fd13daf2f8f5,
+    0x09edf8f6fdf80df1,0x0a0ffb08f0070eea,0xed0302e702010bf2,0xe4091004e1e2fbf5,0xcbe520e1feff250b,0x17e9ccc0f7f8ef15,
+    0x1004e2e725110923,0xdfe3f21eecfe1312,0xf406fefafcf812f5,0x050800fd0af2fc03,0x0efe1009060d05f2,0x0101f5fa00f80f01,
+    0xe81c0ff3190bedfb,0xe9f7ef1702fb1cf0,0x0000051218aed815,0x15fcf8f9f61ef202,0xf4eeedfefb100dfd,0xfee1d6130be50e03,
+    0x17080401cef310f8,0xfcf7e20e0e0921fe,0xea1affecfafee6fb,0x18f3e5ee2139f9f9,0xdf040cf20be1e605,0x0bf0110807f802f5,
+    0xe10b0e050ff5f709,0xfa16f204e3f40704,0x080c04ebfdfe0110,0x03f914efef09fc05,0x051209f7120d1c04,0xeff4fb0a1fe10025,
+    0xe9180af5e9f40a0c,0x0505061b02f7f400,0x0df41708001833ea,0x1e052bfe06f6fc08,0x2df7f31ddef50223,0x10f918120d05eb0e,
+    0x010518fd0e0113fd,0x012015061702ebee,0xfd05f209fe1d0b17,0x13eefb0501f50d0d,0xe500fc0202050300,0x12ec08f70105fbec,
+    0x060afaf20cf1f5ff,0xf6ee0cf4eaf5f1f3,0x1b0be401e201f41e,0x0bfcf3010704fe03,0xeed8e7eaefe2e5f0,0xfee30208f3fadf1a,
+    0xf2effe0012ccf801,0xf81012ef0e0d03fc,0x19060407fc15e918,0x182b0536e41c0ff3,0x1a0bfaecf5122307,0x0eea060704f816fd,
+    0xec0a0bf20303fe05,0x01eeed10f2120b02,0x0e22fefa0a0df2fc,0xe30707ea0c17e4f5,0x060f18f40ff306fc,0x210cf9e9daf3100b,
+    0xfdee0a26ece0f2cf,0x1f0231151d1f3fec,0x1d01f617ff01ed18,0xf2d3feedfad1cc0a,0xff00fe03f0001713,0xff0efbf603f619fd,
+    0xf9ec12ef14f10302,0x0eeaf90af8f6130c,0x18f12309ed1301fd,0x10d5eeed1307f0f3,0xf9f10f0804fcfbe4,0xf4110cec12f211ee,
+    0xff0f0b030f000107,0xf21102ffea0c0b14,0xf10ee4f81716d2e7,0x28b9fb1e1c06ebfc,0x07feef1d12fbce0f,0x091dfeea1804f302,
+    0x26d503dff2eef704,0x000e071af71622fd,0x0ef1de0ce820ed27,0xfaef1b26e6fde413,0xddfd2310f4f2ebf1,0xf41a02f0f5070a07,
+    0xfcf418eee72607f6,0xdef7f4eff2f7221d,0xfc1e0e0a0df1f007,0x02060bec1400e602,0xfb240aeeef05f5fa,0xf7eff2fdeffff3f1,
+    0x08f1fff8f21ff511,0xfce4120af5fb1dea,0xf420ebde0d1aee15,0xf3f1ea1feb0108d0,0x0ee90e04e3290928,0x0ce12f22da31e217,
+    0xfa1bfffe0005ebe2,0x0e0eed0f1a11f9e5,0x090cfe07090f110a,0xfefbeee1030d05fd,0x0e27fbf4f2d72add,0x13130a0c15101007,
+    0x130100f5fa080cce,0xf903070bf3031ce1,0x01f9e6f208200904,0xfc190703faf2f40b,0xe6f722f420fc20f4,0x0f26da0debe3dc16,
+    0xf804f3150ff8ea07,0xf6f0f404ff01e9fb,0x03e9e7f6f0e6f113,0x06eaf7fefa13f8fd,0xeef01501f714e9c5,0xec103fdafa08d00e,
+    0xf4d6fb1bf8001814,0xe7f611f8f8f6f426,0xe5f0fb0411070107,0x07f21804ecf5f80d,0x11e61014f321ef0b,0xe2fde3dd1ffcf2e8,
+    0x0101f2f5140b04f8,0xff050c06e500fb08,0xe206fa0a1406fcfa,0x03d50f031c0bdfee,0xfaecddfd25fe17d7,0xede1081b12f1f907,
+    0xef12f42a10db291e,0xeae1f72a08f313e0,0xe3f90b0ef934e32c,0x07230e10da03fdcf,0xfae9f102fbf9f805,0x130c0cecfbff0404,
+    0x00feed0c1707f9f6,0xfbfaec0702fa290e,0xf9102cdc03f8d7e5,0xe807ebff10ed33ca,0x05faeffff5f3fd00,0xcc04f4fe0bf6fb1b,
+    0x031cfb02ced33bfe,0xdbdcf913eee1e413,0xebcfe4f8e8fee8de,0x05001604fd00ede3,0x13f3030df1070201,0xd6081709f6f6f9f3,
+    0x01dc140c18fad7fc,0x0e081d1bfb06f8e5,0x1603e5e81d0b05f5,0x24f9edf72403cb2f,0x0120e51416d5f0f5,0x0309f6150bed0001,
+    0x02f6fa161a1c00fc,0x1ae3e206fc070e0b,0x0dfd10e8faf7efe1,0x19f6dade2608ef1a,0xfadb1df3e7fb0008,0xfaf6f302e4140ce8,
+    0xf00e15f70e01d0dd,0xfd0d17f307fd070a,0x12fb0521e40b120d,0xeb10ec1b1703f2f1,0x2534effee326ddee,0x140cfe0710f10b12,
+    0xf0fb05130e15fced,0x05e8f2fe04e60bf3,0xfff9f50fed0608f3,0xffe4071709010500,0x02fb1004e8fbfff8,0xfcf6f40c0106f807,
+    0x10120901152b14ec,0xfdfee511021cef0d,0xfbdb07ece9e208ed,0xf5f4ff2810040ae1,0x0211fdfd4d130808,0x1920fe07f90306fc,
+    0x0fe7eb1c10130bec,0xee0c0eec040b03fd,0x0efefaf0fcf9fbf6,0x0e13010505011203,0xf7f7f90e16eafa10,0x04fb09010ef8edf2,
+    0x10f7ec12fc06f93e,0xef0836f5f60edeee,0xf60002efecf0f8f6,0xfcf6160f0cfcfcff,0x1f26ef1cdf12f400,0xfae114f8ec16df00,
+    0x11ed04fcf9ee0f20,0xe4eef0e6fb14f81e,0xeae5f03dfafbe2d0,0xd4f115ac211cfbad,0xdcfddaf30002faef,0xf3e10cfd080fff1f,
+    0x1ef50706f5f7f8e6,0xf8180007fcf7fe1f,0x1ce6ea26f614010f,0xfb201206f3020ff7,0xfdfd04f1f9e915f9,0xf505d6f0df1f23f8,
+    0x071a1bf4ef1901f3,0xf50f0df30103e60c,0x05ff01f9f2070904,0x00f6fbf4fe05fa06,0xe8f107f909eb0d0f,0x0df2f6cdfa00090d,
+    0xe60ff426e916fb02,0xf623e0fc03f11202,0x112a21e7071cf7f6,0xeaf9c3e1082def22,0xe81502fcfc140000,0xfaf4f8120c0212fd,
+    0x0cf70603f8050d0f,0x0afdef0301f3f3f6,0xe80414f123f7090b,0x1bfdefefe81aeef3,0x11f4f3fefa10f101,0xf90417f40a07f6fa,
+    0xfc02fdf20bfd0a04,0x11faf507f60d0909,0x08fdfdf60b031604,0xee0bfae8f419ea0e,0xfb020217ed0b090c,0x11fef413f10d13f5,
+    0xf511f0f2f509f4f8,0xf5f3130af1f9f108,0x0efa0c0b02eff6fc,0x00dad71e00000a05,0xf5fc0005f9f107ff,0x0afffdf507010ef1,
+    0x12fb00f30500071c,0xf804f314d816de0a,0x1806feffe505f508,0xf0cf0efd0de707e6,0xfdf6eecef1d01c34,0x0efe1703eef6ec19,
+    0x230dfbff0e243819,0x1017ddeffee349f9,0x020914ed020bf605,0x13eee00cfb102df3,0x030af30af2eee60f,0xf116e202fb060df2,
+    0x08fef8e7180be229,0x0a0cf0f503f3f10b,0xfddc08f0edfff3f9,0x05ffeff80a0a0dec,0x04ef000015fef7fc,0xf4fb0110fff8020a,
+    0xfdf2ed09010ff101,0xfb06e1f70d01f612,0xeafb0af304fce706,0x04fa16f9edffcffb,0xf5b9ea04f8dceff0,0x23fed52feeefe633,
+    0x0016ec06f80efd0c,0x04f71306060bfcfa,0x13010a01eee1f300,0x0d120819f9fa0a11,0xfef4fee2f3f903fa,0x0afe10fdf7ea10fa,
+    0x15fcfae50700fb07,0x14e3050711000e07,0x16f8021114eefd0a,0x1d12e7ef070f19f9,0xf3fdfbfcfe08ecf4,0xda11e9f9ffede402,
+    0xf10d010feceb130c,0xf70d0df4e605e1ff,0xfef1f315e903ee35,0x02f0fcf8f7f101ea,0x15f4e9f705030b09,0x0febffd8031be7e4,
+    0xf2e4f803ec13d123,0x13fff10dec15fc25,0x0b02e1f2f7cce5c7,0xfd3628f8e003f3fa,0xfd11e80121f415f2,0xebefe1eee6072c13,
+    0x15fb082b25ab1a35,0xe7fd8159e456491b,0xcbf3150b10e3ebfe,0xf3e92fe42203dae5,0x17291327f936e4c9,0xe4f0cce4cc140525,
+    0x03e703220424e428,0x04f8e8f227fd3814,0xed0809fffc08d314,0x090905e7eb0303fa,0xf40f2e0b0ce308df,0xb71ff7d3e1e711f8,
+    0x0bfbfcf007eef8f4,0xf9fffff5fb09df00,0x140b060ef9fee104,0xf7fa0200090afefb,0xf7ece20b01f50afa,0xf6f8081afcf4fc08,
+    0x40e10224fdf4f205,0xfcd7040506fe11ef,0x0a0b0b090bf8feff,0x010c050406fff507,0xe8f220f8ee0c0727,0x141dbee9092ee70a,
+    0x0aef0d2df1fe1614,0x12f5f603dcf6fef8,0x0004fe03ff130615,0xfe0ff6f7140d13f9,0x1112060ef9feebf8,0xeff8fefbeffd05ef,
+    0x00f4f105f80607df,0x1507573dede5386b,0xfb22ee00fc071e00,0xf10b1006e7102802,0x0c05fd16e111d4df,0xe9040e05f0f61cf6,
+    0x071c37e7d70dcd41,0x0c1d1426fdf0ebff,0x000ff2f3ec00f7e9,0xf8f5e014faf50606,0x09eb0605e4fa0a08,0xf328f224d4120f02,
+    0x14f204160fff0916,0x12f0fe05f615ea06,0xf51ae9fe13be070f,0x31f40de6e612e929,0x0e1603f36a11d205,0xd40224f725fa150e,
+    0xff11f6f80ae6ed06,0xfcfe1ff4fafb0405,0x041e17ebf80ef6f9,0x0b0a0b08eb070704,0x14ff05ee1a1befea,0x250cf4f1f901ef02,
+    0x0c070df60c0deff5,0x0b0bf1f30b0bf307,0xfa0a0b191038ff13,0xfe050ffdfcf5ffe7,0xfffaf00af2070ff8,0x15fb0d1df4faeb06,
+    0xf514e6e60afe0623,0x00f6f3fef3fa021a,0xebf3f71604f7e30a,0xecd9e10909f0e3f5,0x1503fdfb06f1f8f4,0x08fa0cf203f202f2,
+    0x2e26260ce8da2b23,0x1c1ef9f7050ff30d,0x05edf11506ef08df,0x1911190a0307fa09,0xef1d0e0002081c06,0x070ed1ed0ed40cee,
+    0xdce5cfedfd1219e0,0x1bfd160ef60711df,0xba3205f11bfb04de,0x013cfd160e0129f4,0xd00624d803b51008,0x08f5ff06cfe8ddfe,
+    0x0dfc07fefefa03f9,0x0c03100718f7040b,0xf118f010ef0a1108,0xeafd1417ee141618,0xecfdf2ea10070c3e,0xea06e8fffbe604d4,
+    0xe42213d4001bef01,0x08faf70403f20505,0x0dfd0b0a03e5eefe,0xdf1504ebfe02f0ff,0x19e3040bcd241102,0xfe0a23ede20bf7f1,
+    0xf506f6fde5f80c11,0xff00060bfdf40000,0x31ec0f0207f91f00,0x185016f6f4dcef17,0xe90dfcf40b15e81f,0xf8141155e9051ccf,
+    0xfa061e04effdebfd,0x0e1204edfe05f6f7,0x12f5ec0907f10714,0xf4140701180cf315,0x101fe800e3f7031c,0x2118fc9cf7f9d2f7,
+    0xf8f11632e8f8ddf6,0xf9e90b22f71518f3,0x1622e11819ed0df9,0xef05e6f201dcdbf0,0xf41128f80f17fcff,0xf4f9eae102fc2300,
+    0x0201f8f4f90efa0a,0x01fc0f08f5fa0cfc,0xffd2dd08e2e3230d,0x09e20400dd141501,0xf3f9fd1004180df9,0xeaf6f9effbfd08f8,
+    0xe8d515f31408f2e9,0xddfb20020ae9dcf2,0x00f3e70dfb011019,0xee13eef40e10fc0d,0x0d03f5ec05f5e514,0xe4f21becea20e50f,
+    0xdb01f7ed070bfafa,0x2b03fbfcf30aeaf1,0xf003eee601f012f2,0xe6f1eeea0f06f9f6,0x02fdff07fb06f206,0xfaf310fbf9f8fe00,
+    0x090006fe06080fef,0xf0fae5fb00f801f3,0x0713f3fefc1deaf7,0xf8f0fe07ff060205,0x2021e802f607f1fd,0x3f08f0f4e61bf80d,
+    0x05f3fa0b05ee02f4,0xf5ebee040405f810,0xfd00eeeef508fb0c,0xe9f618060211d4f3,0xc9d5dd0fe4d006cf,0xd5d5e4ca27fb180a,
+    0xd30c0301f30f34eb,0xda0219abe10bf01e,0x1c0006f90af015ec,0xf8fc10050efb03ed,0xe9fc30e5cfd701f1,0xebe709e7e1e409fc,
+    0x07f90ef705ea1bf5,0xfdffee0614f600dc,0x201fccecf9eaf01a,0xf90f10d82403193a,0x1032f01acd12fa0f,0x1efa102cf70b0dd9,
+    0x09ee341014030dde,0xda3219de22f3fd17,0x2913db190cf6f818,0xfdedf41702f7dc1b,0xe0c3e51140d7b5b4,0xdbe9191fc90a1ea7,
+    0xfd02fb190001f210,0xf728effc1401fdf6,0x0af6fa1dffff16f9,0x0ae2bbfdf3f20905,0xe70008f114edeffa,0x010901ff080700fb,
+    0x00060207ff1000fc,0xfefe03000502041a,0xfcf101e80508fc00,0xf5f507e4181a12f9,0x0ceee8f7fd13ff10,0xfb0603060e081112,
+    0x31fdfffbf0d7ea13,0xed0b072f0713d2f0,0xef0204fdfd020706,0xdfef03ebccf6021b,0x08dce0f609e7f90b,0xeaf9ffed2004e904,
+    0x14fff208f6232f04,0x08e115f007fa0015,0xf0e50a010903f2f6,0x33f9f409f3f60a02,0xfc180e100e061001,0xfbee060011090b00,
+    0x27f802ef213828cf,0x1107e6e8efe1dc20,0x0b1e12f8bf010d09,0xe2f22a020d051605,0xe7f001030f171c05,0xf11ee60301fa0c27,
+    0xf42f1022f4e11625,0x0e13674538e60a14,0x192210f807f1eefc,0xf6faee0308f12f24,0x03ddfbe7000323db,0x00070b34f5f616fe,
+    0x16c77ff11bc5ea01,0x2005ccd0e6180cdd,0x26fbf3f6edf50f0b,0xd1081218f803e5ff,0x13f7100b08fef707,0x0205fb01f700dff6,
+    0x1bfa0af805ef19eb,0xeff80d0af9ed0101,0x26f8e2100ee9fbf5,0xe8191afc031924e3,0xee10fdfee30302fd,0xf6e5ecfbfff5f5e2,
+    0xf60b0cfc1de3fb09,0xe51710e82d0bfb14,0x062e2407b61c022c,0x0034020ffa04feeb,0xf61e0005f3f80c14,0xf4e0fbedfffadb08,
+    0x0df1f7fc2a02f2f8,0xf9fee90b0af9f70a,0xfa15e617100500dc,0xfcfaf3efe4ce23eb,0x19ff05f510f6d9f6,0x08f72efef9eef029,
+    0xf9f9fbf61afefe16,0xfe04efebe718fafa,0x02100306fe1004f3,0x080afcf6fa0b04ec,0xfd18fd0001ec1bed,0xe80ce50402fe1418,
+    0xf4f11c211cf7ea14,0x0ffd011205fcfd01,0x0d081f04f6e2ee10,0x04faf60cf603f3eb,0x0d07f6093bf9d6dc,0xe7f50cf6ec03e2fb,
+    0x010bfde70e1f25fe,0x030bfdea1912ec1e,0xfafcfe03f6fffcf7,0xf0fae7fcf2ef0207,0x14cedfead1f00414,0xf305faedfde73522,
+    0x060ff0f0f1fef604,0xf5061ffb1107eae7,0x13f3fc0107fd0001,0xe50803030301dd11,0xfb0e05324ad42c34,0xee2b25e321f4eb31,
+    0xf90ffc101310ecf2,0xf7f4ebe814fe1700,0xfee2190c09f3fcea,0x08ea30e6eb0a1307,0x0a1001f909fdfc02,0x07f8ecf7fb130905,
+    0x0be50737e4f707d2,0xf7063b04f20911f1,0x02f6f4faff1005fc,0xfef4fb0809f4e5ec,0x1700f9eefb0bfafb,0xfbf5f2f507fd08e5,
+    0x00fcd4dcf214ea0c,0x31ed0e0c16e6eb0c,0xe5fcfafe0e0ed625,0xfaf7f2e701dede11,0xf429ea02d3f80eea,0xeff413020310d71f,
+    0xf50004fc02150d02,0x0915f60612fcfd06,0x0cfef4ce0431f430,0xf0c91de801201c09,0x08f3e2060ef8e43b,0xfb0ce704f90913e5,
+    0xf7180015f7130b07,0xf5080b03ee010305,0xd4040e0f1204fe15,0x010f0df2151210f1,0x1f16fdfeec0705f5,0x040016fdf2e8030d,
+    0x06f2f30a14c6f9e7,0xfc0504ee010b19fa,0x0c03f00afaf0040a,0xfeee0fdaf4f10312,0xfe2edb27f719e90f,0x24d40fcc13260f4c,
+    0xf90700fa06130300,0x0907ffffff06f4fe,0xf805edee1c1800fb,0x04dbfe1d0afa2f18,0x0d040601feecfef1,0x0bfb02ea06f208fa,
+    0x0d29eeee45a2f3b8,0xf305c9f0140e18fd,0xe82b210f061f0304,0xfc0ecb3208f2e2fa,0xf7d9e900f7110ce3,0xfafb1214ed201b02,
+    0xe8f02c3b4912e2f9,0x29e1fe050d24ddbc,0x02f20e080bfb140b,0x0900fb14f0fe08ff,0xcff60fef130908d4,0xe6e604e6f80a1611,
+    0xf00bfaf6ff141b0f,0x1b0f27f40ded13f8,0x1117ff06fbdcf6f4,0x2eed1c1dfcf1effe,0xfc0a04f509fb0f07,0xf2f3070402fdfa0b,
+    0x06e616051bf70f14,0x04fce9f1050c0308,0xf1ff220b0deef0fb,0x11f413c112f5f705,0x12ecfe010cf21800,0x0af3f9fffff8f1f1,
+    0xfcecf8fafb0705fd,0xff17faf6fbe80e0b,0xfa17190dd4f2c911,0x00062e39d60e0118,0xf4ceef04f20e030d,0x05040c0a03030001,
+    0x02f50af8f0fdf401,0x05fa0e070e03fdfb,0x16f71cf9ee3b14f6,0xff0a0c19091cd7f5,0x09d0e6021322f405,0xf209ef08f407ea00,
+    0x1610fc0bfffe0bfa,0xffeee2e9f0e613df,0x0cdf05ee17ecff15,0x00ff10f204ecfcff,0xfd08effbf3f505f7,0x06fbff030ffc0802,
+    0x12d40feff6daef21,0x102804ed07ecffda,0xe3e8100fd2f7f5f3,0xf80af510dc03ec1e,0x0b05200104f8f91a,0xef000cf50b03f6fc,
+    0x0bfaf3faee0ef9ec,0xf5170c04ec0c0a08,0xf4e2225cacc3b3e7,0x3feecbd8df3ad5cf,0xff051421f1f40af7,0x0dfd0d1af3080d06,
+    0xfaf815e707130bec,0xfeee0d0603f8dc14,0xfb231d0e040c0e07,0xf2ef031a0f0101f6,0xf713e7e01009f0fb,0x0f0f0de3f504fdf5,
+    0xe4d5dce9dce7f519,0x15dc17d008d65be9,0x0cf514f9d70e0fe7,0x1ce205020209f803,0xfce8e9f1d216d502,0xfc16f4050fef010a,
+    0x0005ef17fafa1a01,0x04f109110bf50bfb,0xf1e705f12ff2f9e9,0x310723a91e1f19eb,0x03cdee110eec03e6,0xecf0050f24f2cdd2,
+    0x12f7000002020a00,0x01f3fa050ffffdf6,0xf65007e744eee429,0xf1d7113d192705f3,0xeceafd1410feeaef,0x10fcf31a18c4091c,
+    0x430ffeea02f5ecd9,0xe415cb0cee00f0e9,0x11f6e601f10a1dfa,0xf8e2022cfb0af0f4,0xebe2f1fced041401,0x0beef807fbf4f41c,
+    0xee0c000df416fb08,0x0cfe0019fbf700eb,0xf20509120006fcdb,0x14e2f006e7fc1202,0xf419ed1810190226,0xefe9f2f9f6ed12dd,
+    0x02fbf1f905fefbf8,0xf0070e1104fa14f1,0xe22206f3072b3716,0x09ebff190125e801,0xf42af1090aeef211,0xdde63ce2f8f3bdf2,
+    0x13fcf8090df213f0,0xf7fa0bf8fefd1efd,0xec22cd0d09e1f918,0xe931fbd31afbf7ef,0x10e80f05001becf9,0xf01bfcf710d52d08,
+    0x1b31e4f0080721ff,0x19fe01220400eef8,0xe4f0f22ee002ebe9,0x040ce5ef0601fcf5,0x0508ff0d0ef905f4,0xeb11e9fcf811f810,
+    0xf7f0ea0a1ef2daec,0x08fb3deb06051bef,0xe4060fe8d2f7171d,0xdbf2ddeae115fe08,0x1b2af71dd848152c,0x3be745c1061818f5,
+    0x00e2fcf4eef8f9da,0xf500e6f716f8eee4,0xe404fb10f7e8f8f9,0xf20606f917fef0e5,0x01ee100aff100301,0xed05f7fdfe0609ef,
+    0x0d0be410e1e406f2,0x09e7eee40016cd0d,0x0b21051ef5ef07f7,0x08fa04100fef10fb,0x060a0210f1130608,0x06f80a02fafef9fd,
+    0x25f7f2e00ffff007,0xf9190100ff14f803,0xece5fff9fdeffdf9,0x040afef6f3f10b15,0x08e3210ff021ef0d,0x15ff14eff7e912e7,
+    0x0608eaf119fc2101,0xf3f013f700ec0414,0x05e327e2000cd818,0x20e1020b120fed0f,0x240af2050d0e14d7,0x02dafe08f4fb08f1,
+    0x0418d0d40d02322e,0x040ff600110b0f24,0xf0ffeaf102f812f5,0xfa0f12e300fe0907,0xf5fa0de617ff020d,0xf505fbe91001f504,
+    0x260f0af205ed0bfd,0x0e0dfdf31a030a23,0x11fd14101af21107,0x08fb10f607d819fa,0xfa06ecfef4f7d910,0x2c1af0fe3b11db01,
+    0x0501fe00f203f7f0,0x0304f6f9fafd0905,0xf80adde30f2b1fb8,0x141ffcf1020eb80f,0xf5fd050112f6e8ef,0xf9f616dc0a0cfe15,
+    0x07e50100e1cef819,0xe710eddff300f4df,0xf80a0bf018050311,0xf906fbfe0cfbfd07,0x02c9e3f814eb0926,0x0b1bdf12200c13de,
+    0x1e0706070a061a01,0x0139fefcf1e11cf8,0x0a14fb0911f700fe,0x010b09fd05f5fd0d,0xfd14e80df0f10df5,0x0b10eaf3070e0d07,
+    0x032204ef0000d209,0x080cf1f90001dd01,0xf6f41afefb0cedf9,0xf9170ff5fc130105,0x0eee2de8fd0d0e01,0x01ea2c1ee11413df,
+    0x1205f9ea12f801f2,0x0afcf3162902e20b,0x20f6f6121904020c,0xe411f8ff0afbe70a,0x0503eafe10fdffe8,0x08f7ed1d12fa0700,
+    0x0cfaed0ffa081115,0xfaf6f60807f8fc0e,0xf7fafae70febf4f5,0x06f82a07010428ef,0xf8d8f7090ce3070a,0xfffa00f9000fee2b,
+    0x23123e051614fbfe,0x2ffffcbe1c0df0fa,0x2422fcfaf8f503fb,0xe70cd01e0bfd1418,0xf7f6fbfd05170cfa,0x10ebfddee6fa0e11,
+    0x0e03f00103ec06f7,0xf0f90a0bf700f301,0x041301fd05070800,0x0e131f040ef90df9,0xedf0051305f6200c,0xfeea09ed0cf80926,
+    0xf0fe0d14eeff000e,0xfe0203fef9f8120c,0x01e1e516f11238f3,0xfa0a0c2ef50d21f0,0xf911120b060df70d,0x051808e7f90d0014,
+    0xe4eb141708f3fcf2,0xb6f52409030524e5,0xcc0dfee2fb1415f9,0x0dd7ef0b0ef9fe0d,0xf623f00be8100306,0xed1904ed0c10f302,
+    0xf022f5ece30751f6,0xf70efcfcf10b20ea,0xf7ee030504e500ef,0x0c011f02fae7f602,0x1319f90315fd02fe,0x18010a1701fd0a19,
+    0xf2080800050ae8f3,0x11f9f6fafef602f5,0x0ffa0bf804d6ca38,0xf52ee6eef5f3f30b,0xea090704fb1efff6,0x1a00d709f9eee6f6,
+    0xfd24f70d0ff716dd,0xff0ed6f80c0225f1,0x1afe0f10fcf2f7f9,0xf2fef2ef0a13f821,0x03f315050b0801f9,0x0e0614e6090ae4fb,
+    0x0401ed02e8e926f0,0xfb0d1afaef04f501,0xf3fe04ff09f7f813,0x121e1406091eeefc,0x10193e0afa1d08fa,0x0a04f9421b092f2f,
+    0xd4091bfe06eb0708,0xf9e4faf0e71a0403,0xeaf1ee092f02f02b,0x2401f8ec0ff7f5e8,0xe73e0f130ef84316,0xf0eefd090006141b,
+    0x11e5d2f60503150e,0x0707fe0310f52e07,0x0e22e8f8f100f8e9,0xf9fceefe14fa372b,0xf514170af7f7fcef,0x0107e6f8f91b06ec,
+    0x0a1204f0fafe10ee,0x00fef8fa050c0810,0x02f605fe191dedfc,0x051af3f731ec050e,0x0dfe1a1cf8e2fbfa,0x13ef23fd0e030208,
+    0x011cfd021113f4f9,0x14e0090c03ebef0c,0x14f906ee0510ec0b,0x06f2fbedff081106,0x05020105f40cfef8,0xfaf61118fbfbe009,
+    0xf8f2f8f8f515f1f9,0xecf9ea13100a12f2,0x1cf11ed7e41afafd,0x39ffe3efece70ae3,0x22ea09f6fcfb020e,0xfa1fe70008f50711,
+    0x03f6f5e8ecf702ee,0x0be529090a0cf400,0xfb0a0b040d1416f1,0xedfcf909f90d0904,0x1ff00ee203f5e7fc,0xeafe041afb0b2707,
+    0xf604f707f1fbf2e9,0x0703f9f50d0807fa,0x15d61112f2eee0de,0x17e4d507f5fd43e1,0xf721101a0c072def,0xf1160efb42d51718,
+    0x0b1908ef02f6dc05,0xf0e51027f4fb471f,0xf306fff806e8ec00,0x08f2faf9010006f4,0xf8f7100dedecf4f0,0x14d621f5f3270508,
+    0xf20106e7fffd0103,0xfb02e01f070df70b,0x03f3030cef000cf4,0xf4fd0feefbfffd01,0xf7e716f20d07eefd,0x0a04f2f2faf21700,
+    0xcadfd60502cf1304,0x220bea1bf6defbf0,0x0ff7e10ff1fb4601,0x072616fd0c03e5fc,0x1cf4211afc2029fc,0xd6ebf50b0400deff,
+    0xe80615e2eefb0ee6,0x04f9ef0ed8e42704,0x12ef1511ff06eeef,0x0500e8fbf40a0b01,0x0c05fff811fc0003,0xf0e9f5ff13f5e800,
+    0xf1ea070efe1217fe,0x03e20600f8f8f200,0x26feef082a01140f,0x16eaf5ed02f617e6,0x08ec021202f00f11,0xedf910f10e06030c,
+    0xe40cfd0809f10df4,0x15f6e51ff9f3f509,0xfcf9fd0abd091a07,0xfc0ef20cedf20703,0x09e9eee006f1e5f5,0xf5fff701effafbff,
+    0xddfa08f903ebf0fa,0x101dff010c151615,0xf10401001819fde7,0xfefd0809030a11fe,0xfc1deb05d9e4ff04,0xf51eea01e815dfde,
+    0xf536eb071ee9f4e3,0xcef6f71bfe2510e5,0x0c0003fef8edf913,0x08f8fb0301080003,0x41e42a1bf70201fc,0x120ef6f1ecf9f925,
+    0xf740f10818fdf620,0x030f1ef6f4fddded,0x2402f608e7fc0f06,0xfc0609000904df04,0xf5f92207faf5a6ed,0x001a1631f2e1dad8,
+    0x0a1d05f518efdd0f,0x080df5040f0bffe3,0xee0504070908070d,0x0bf700e811060fe6,0xe7e0f4e5e9fb1314,0x0709100ee10b1109,
+    0xf207e820def70601,0x0bf712f1df0102e2,0xf5f109171306f730,0xe702f303ee1018ed,0xecfd0501f10ef6f5,0xee0902070f1005fc,
+    0xefecf715270af80f,0xcaf2cccce90718f1,0xf6ffe616160e020b,0x0803fb18fcf1f0ef,0x15100e1204f7060b,0x08140a14fc021aff,
+    0xfffc14071a1916ee,0xfc031e18f80312f2,0x160210f5110905fd,0xfa0015fcf5fafcfe,0x0f051ef4ed05ff0a,0x18fef9f3f10a30f3,
+    0xd9a80d072512f9cb,0x0ced27de1de8c13e,0xfd16fcf60e04eff6,0x11ee05ee0ef604ff,0x030bfcf913001300,0xe01a181cfc040712,
+    0x26f30ffef809fff4,0xfb09fe1003070102,0xf11ee9dc010a0ef9,0xda2b03f80ef4e314,0x1d040df701f9f50d,0xfbfb0bfe0d03fffa,
+    0xf5edeaee0c0510fc,0xe50c0705fdebd403,0xedf719f3031a0218,0xfe0301ed0b060ffe,0xf5220e13fa2ef0e6,0x13f51feb09e2defe,
+    0x102c04e6efe60af1,0x03f2060e0af9faf2,0xfb0406f7060c0405,0xe3030a050c08e6fc,0xe31a1cf220ea00ec,0x24f90c0f0ee5f9f5,
+    0xf01e0e0bed0f000d,0xfefe00f0f007fee7,0x500d240adc051a00,0xecbdea14f8fb21ee,0x340107163714e4fa,0xea09e3340ef40fd9,
+    0xf20004f800fdff03,0x03f8060bfdfc03f5,0xef06f7fd10ff05fb,0xe81c05edfaf0e807,0x051edae5dcefe9ff,0xe919300f0c2616ed,
+    0xd80c0c030bdee3f2,0xf92c0ef01af6eaca,0x0e0218f6120600fd,0x023408fa0e12ecf3,0x05fcded811260c24,0xeff4050bfef8fc07,
+    0xf5481906f50311f5,0xe800def614010e12,0xfdfcf9ce41441fe6,0xdaf437bae1e7ea18,0xe0170a17bf0bf1cd,0x1b1b01dbf02303e9,
+    0xfceef3e5f909fcf2,0x10eb08f0210aff0d,0x0f0e0cfff6f9fe13,0x0c2604ecd120d5f9,0xf42ad1f3e5071512,0xd2f4ec0af301030d,
+    0x1b1a090b0b140800,0xf3ed01da001d08ee,0x032704fae204f508,0xf102ea02ee05011d,0xe50609e7f913ef3c,0xda112bd2150df4f1,
+    0xee001b0cfef301d0,0xfef6ea28ec1013e5,0xf32c3dfefc1edf13,0x18bdecf6d3e9d2e5,0xfbfce9fd04e70504,0xf5f800f011f8e1fe,
+    0x1decfcf0ebfbfd06,0x09f520eddbfcdc00,0x11f805040403f905,0xf00b0e050ffef60a,0x10f2f8eef4040e0b,0x080a07f5ef1def1d,
+    0x110f0a0c07010cf5,0xf708200c02f2d22d,0x0e0bf9140a00f80a,0x002303000807f7f9,0xe3ea030bfbf2090c,0x06ecf1fcfbf0fa0d,
+    0x04170f00040bf40b,0x1502fffe0cfefbfa,0x0b18051b0e0ce7d9,0xf40dec4305fbd90c,0xe7fe31e20731f8f1,0x01f503e41b163200,
+    0xfd0116ee030af8ed,0xf5f9fceaff0f04f4,0xf502250d0d132605,0xed29faf10af1031f,0x0e14f8051215122c,0x07f20305f914f8fb,
+    0x1d18bdf8f0180a09,0xf6170adce5e6fb3a,0x0b0b0408f91c1215,0x0306df16fafefaef,0x1d0e02faf211fc0d,0x0606fa0206ecedfc,
+    0xf2f5da0907fb19ec,0xe3dd2bf71dd00ffe,0xf6fa00f51402dd07,0xe115d61feff20bf1,0x120901f91015f70e,0xfb08f0f106f502fb,
+    0x30df1ef4d4010901,0x2800fc1107d9fc0b,0x02ec04fbfdeed4ec,0xfbe914f3fde610e8,0x06090bf007cce5f3,0xe4de17eb11eeee06,
+    0xfbea1e06eb120cf7,0xf6f7df16e5f2f215,0xf604f7fff8f20700,0x0a03ecfafc0deffd,0xef1ff9ebdaebe3fe,0xedf23c34c71bfe13,
+    0x05e90600ed0810e8,0x10e1faf1f0f00c19,0x1e17fa07060c0df1,0xf00ae0fd00011420,0xdf11f816e902fc0d,0xf5160ef5f90c1b04,
+    0xf000fc10f1f6f3d3,0x0ef20cf3f913f3d9,0xf510040732f7af08,0xdae9e4300612ebdf,0xdf000411fffbe7f1,0xfe041101e3fbfff2,
+    0x0a12f8eef20df2e0,0xe50224e2d4024be3,0xf510050508f8fee0,0xfa16f703ea0beb0d,0xfee6f60e11f9f6ef,0xeb080cf20003f310,
+    0x11f1f1f810060306,0xfbeffefc040b070d,0xca1706042011e9f4,0x02f4e108f5fe1816,0xf3dde013e7bbfaf7,0x0dcc0319d2cee422,
+    0xf4fee7f9def70f1e,0xfd0e1fe8fdeee1e2,0xedecf2fdf4ede7f7,0x0f04fb05fcffe7eb,0x04fcf209f0f604fe,0x0df8f8ff13010100,
+    0xe8c0f218efeaedfa,0xf4e20afa1105fad5,0xe60cf1eee6ff0c03,0x05e6eae9022a1216,0xebdae423de2e3efa,0x23f817cde2e60004,
+    0x14e41716e311f7fb,0xf0091eee21d8ec35,0xef0bf5130301eef3,0x02f3f403fd0bf018,0xee10fe0a0e0509fc,0x00fd0af8101611fb,
+    0x000509f30cf5fd14,0xfc001611fe0d10fb,0x23160ae9f920f425,0xf9c7f00a0e0de910,0x0007f804e7eb0803,0xf4f2f4050608f605,
+    0xf2120815f7dd050a,0x0215eadcc600f803,0xfd03f82a12e5f307,0xfcf1010aedf01cd1,0xd2f40be7f3c32012,0xe0e61a1df8fde5dc,
+    0x150ffbe008f10a18,0x1709070c2718cff8,0x0e05fcdf1df12dfa,0x01ec1bdbe50814fb,0x1003ff02f700fded,0xf70cfd0f050408ec,
+    0xfc0d14ed16e50a0f,0x2ef3071c110306fa,0x0e2f1101fc1adbef,0x19fe1bd2f1fb0922,0x110fd8eff5000704,0x0cf9fdfe07f213eb,
+    0x0c111016020518dd,0xf814051c0009fbf4,0x070c0811f811fdff,0xecf4fff7faf701e7,0xe7cb1de902f51800,0x15a924ed16ce1809,
+    0xecf3e812f20eebec,0xf312c83efbec040e,0xe9311a1a12f5effd,0x1f27fcd7f500ef07,0xfafcf8090d0fe406,0x031b0411ff08f406,
+    0x0ce8080a0a11ecf9,0xf005f50d08f716f4,0xee0211e70402dbf2,0x180eed0205f4e814,0xef061714ea00d40b,0x02040e13ed120a05,
+    0x12f8000f07fceee7,0x10ff03eff3ff0c01,0x160f0022f0f31df4,0x05dfeaf9f8192b08,0xe3feea00fbf7fc03,0x09fd12f8eafb060d,
+    0xf721f505f21412e0,0xebfef106e2dde6b9,0xf7f5f90bf0f9e700,0xdd09f10710030102,0xf204f9f7fe0e1003,0xec060006fdff1500,
+    0xf20801fc14f5f708,0x010d0811fbe902f6,0x0bf3f618e4daf0d6,0xdff8150c17ebd9e5,0x110bd3fe1aeddaf9,0x101f1cfaf6011211,
+    0x00eef502fbe70e00,0x03f9d6f8fc07f6fd,0xf000f0f61e06f110,0x05f80ae8dd150ff3,0xfbe8ef0b0d0fe5ed,0x0f05edf1100afdf8,
+    0x10fe0cfbee3b09f9,0x02f30bf9fe150af7,0x0bb4140bec1e1cf4,0xf30bfed60becf60a,0xf0eadd08f9100cfc,0xfee4f4110606fef9,
+    0x0317fb2c0e0620ec,0xfff5d5f2e803fbfc,0xeefee209e9f51dff,0x021b521ef3f2cee7,0x14091e0803fdccd0,0x071e22e3f2f10304,
+    0x140df90400f5f6e0,0xfc09f7080b0700ca,0x0de700f80d040e05,0xfc04fe0505f7080e,0x04f915fcefffec37,0xe8f3f718dde919f6,
+    0x290bebed02091b03,0x1d0fe6f004fae90e,0xfb0ef1f9fb19f717,0x030001faf2080ff7,0xfb15f2ea010d1b11,0x13f214f90eea00f8,
+    0xecf4e8fe09d50eea,0x0be30a070d0ff1e6,0xee2efd0a0d1517ec,0x07180d04000adf1d,0xf122ba14ecf9cf3b,0x35fbef43eaf6eb04,
+    0xffef11db07effc23,0x231306ff1f14d902,0xf6fdf51423e4f210,0x0efe0af4f0ed1506,0xede3f30123f10d34,0x082a0d08fffc2813,
+    0xe53a213724ca28f4,0xdcf71af4f0060915,0xecf704e9f60fdc03,0x2d271c1221ebc0eb,0x030af61700eb1509,0x07e407170bfae4e1,
+    0xf5f6d204f5220dd0,0x00fff1fcfa3904f3,0xf3fdfdfdf10806fb,0x04f70cf9f80cfbf9,0x32defbfde710eef3,0x0de3e80219d9cfd8,
+    0x03d0edfb21f2dffd,0xe7d918e50ef608ed,0x0b142009cb0af623,0xe4f920f50f09fc14,0xf6381813e5e632fd,0x0ddbede1ff13eb35,
+    0x29f1fe0c250ef237,0xfc0b0700fae60eee,0x05fbfd060bfbf70b,0xf90d0bf611f3e2f4,0xe9ff050c00fc00ff,0xd805f4ef0aec0504,
+    0xfafef30213e110f7,0x03fe06fbf7ef1df2,0xdf0dd0f5e301fce0,0xdd05fbfbf804ef09,0x08170607020f1801,0x0313fd10fffc07e1,
+    0xf2f3faf50dd1f8fc,0x1efd150af7072704,0x03170207ed170cfd,0xe2fc04f106eb12fc,0xf30a410e18f4db04,0xf3f9e2df24f7fbf9,
+    0xfc09fcf300fdee00,0xf1fd0813110e0d0a,0x0c16e8e4f903d424,0xfed108f9fe18e31b,0xfb00ebf5020fee14,0xf7f7112f0520ff0e,
+    0xf9060b0316f2ef0d,0xedfc15f9060cfae8,0x36d82e09d839f7e9,0xe2f04c16ccd5f91e,0x07fd010008f5fdf9,0x08f304f6f605fbf5,
+    0xede2fcf80ee61d06,0x19fafff506fb0213,0xf6de01e40aed00e5,0x19221d06f30ce30d,0x08ddcef4fa5b1cfd,0xeff59d600c13e50d,
+    0x060ee91806e6f2f8,0xffe405fa08090e0d,0xf10c15ea170de6eb,0x1713e012110ad8f7,0x02e8dae9ddecdae3,0xf7112014fb0bfee8,
+    0x200e25f90e0b0011,0xe91fdc15052337db,0x00f9fbfa1308effa,0xf1fafc0f10e7f5f3,0xe8fe03f4f60406ea,0x0c0005e607fdf707,
+    0x08ce1ff2dfeef519,0xee32fa1efce8050d,0xf519f1f5170602f7,0x12091d0709f92309,0x12f9dbf9dfd51d21,0xe1f4ff5016dce912,
+    0x0110cbfb191a0409,0x1f00f61700f1f904,0xf0feef010ef3ecf8,0x1a14fa0df5f7c724,0x1c0ae205150bea1d,0x0a02df0cf9001502,
+    0x1a04f1f22af4e8d9,0x04fae9fce3f340df,0xf5f40703f3fdfe03,0xfb08f803fd090f21,0x0d44ef2a30f3faee,0xf2e9f3e22908bfed,
+    0xfef7e224fa2bf6f3,0xe702fe070917db2a,0x0f01fff7fa0d04f9,0xf4fbf7f3ec070a0f,0x1113fa00100411fa,0xfd03fff7fd0e13f5,
+    0xf4080621ff09cef9,0xe12ade0306fccff7,0xedfaf70d080dfdf5,0xf3e4ef0702111109,0x120d09040602f6f0,0x1cf2130b081812fa,
+    0x010007f6fd0beef8,0xef0ef906fd06fe14,0x21dfe5e71a2b0d05,0xdc0d12070720de2a,0x070af904f6120203,0xe70ff4ee151708e8,
+    0x0ce4e01507ff1502,0x07d94b0c0ce9112a,0x02f91afce7efcafd,0xf209f6e6e91825e9,0x0007d3f7f43003bc,0x01f716080800fa0a,
+    0xe7f30c0f051ae901,0xfc001b0ce6020bed,0x22d3fd15fbfbcb15,0xf0fce9eff504ef15,0x28fb122002e8e801,0xf219110411020cfb,
+    0x0717f4ec2ae7100a,0x1c0ae0fd0d0e060f,0xfe431415d0c7320f,0x52e91c37d61f23e4,0x04140e0bf1020007,0xff00ffeb05fff5fb,
+    0xf3e905f7080b090f,0x1718f410e90213fc,0xffec0000fbf7f600,0xfb0ef2f20400f8ee,0xf90d0bedfd0f1008,0xffeded13ec0d0601,
+    0xfff9faf30402e115,0x2934fdf2e9030910,0x0ff818fde315110e,0x0500ff1dfbf3fbef,0xfb090d061de7e5e2,0xfa0005fd02fce511,
+    0x36daeaf70bf6fcea,0xea06f405fff72809,0xeee7d7010d18e7f7,0x020af8e90606db08,0x03f5f70bfd272007,0x1a11f819e211fa05,
+    0x070807f80a0dfbf3,0x060307f6f9f7f2f3,0x1615071debd4092a,0xd0eee9fdf1122a27,0x0804f0d402d807ea,0x19f7eaeaf2f81230,
+    0xefd422fa1cf8dbfd,0x0b00160b12f520fd,0xeaf9f3ece037271e,0x06fec2f0f40ad6da,0xfadbf8ff0408f8ef,0xfdfe0202fa18ca17,
+    0xf3400325cfdd0cec,0x0bf2ec1af3e30514,0xe9c500f01adefc0f,0xeef101152b100ce7,0x5df40cfdf723ee08,0xfa09fc000aef041e,
+    0xf317f0fc05f5ed05,0x0f0df2f5fafff3f7,0xf8e40afc2005fb1b,0x0f141bee0834eefa,0xed25fe01f11aed10,0xff020d0efe0bf0f1,
+    0xf7f30209fb010502,0x0f0ef5fd0d02111b,0xe916d10629fc030e,0xea03f41a0ae2d6e6,0xeef3fb131decf3e7,0xf000f5f00a051309,
+    0x0ddadefefef608f9,0x1eedf1ea0eeefbda,0xf402010cf706f200,0xfbd103fe0c0013ec,0x02120309e41104fe,0xf8e706091de2f5ef,
+    0xf1a40cfcf01039af,0xf801ecfefcf11d16,0xf711edf206f2fb07,0x12fad1e5f916ee24,0xf6eee9f4f9f4fa1c,0x01f9f70a0b0e1efb,
+    0x13ea03f5f11001f6,0x19100df510e7dd12,0x2c132300e4e8e617,0x1812cbe6f9e01303,0x0ff4f13d19f6ebf2,0xdc070cf421111b32,
+    0xf7def2180deb11ee,0xf608f4f7edfdfa18,0xe609011c05f725d9,0x03fe021815ecda00,0xe5181b04150fe2f4,0x15f7fcefdce8dffd,
+    0xe606070f070cf90e,0x092afbf308fdf715,0xd70d0ae1f5eb0cf3,0xf004f1f502ffdd05,0xea12fdddf207fa19,0x15090e150efe110f,
+    0x0b2d1401d907ede9,0xf635fb00fd131b05,0xa9e3f0011908e0fc,0x1c3906ffe5fc280a,0x0ffff3fcfe28eff5,0xf7ef040d04fb1d00,
+    0x0201f2d814f80212,0x09f1050ee713e9ec,0x08000a1001fa27fe,0xfc10fd0801fb051f,0xddfbd9e11d130b08,0x0be3ff0ed50302f5,
+    0xee2b090516dcebf1,0xe325cdf7f6f7e3ee,0xfe15e0fd15ed0902,0x0c002edaeffdfa01,0xf1d2effefc24d80f,0xd3f0d503d7fe3114,
+    0xfa0fe1e6ef2fe81b,0x0f1906fff81311fd,0x08fe0a0903e9f8fb,0xeff4eefdfbfcffde,0xecf3f20ad905d4eb,0x02251c05e6f10f0c,
+    0x100fedfcff0204f6,0xfcfcf7040a000803,0x0eededae46fd26e8,0xceeca4f020281efd,0x160101fe08f8fff8,0x06c5f9f107faf901,
+    0x1909fdecfafaf507,0xf5e6f717ef010106,0xf1f206f903f8f801,0x0d11f6f0fb0af70b,0xfb08fe02050e0307,0x07ee1000ff0aff0e,
+    0x0b0cfc15e9f91108,0xf914fd0d070f280b,0xf812e80501f9f6ff,0xf2f4021cfa11070d,0xdf22dcfc0d1132fd,0x17370cf1f4f6131d,
+    0x040cec0008f80806,0x050214f4fffcee11,0xe6020f1ae600df05,0xf60108ea08ec2ce2,0x2920faedcd291213,0xfff4f203f32bfffc,
+    0xdaf40b0101f817ef,0x0b20eef3e400fef1,0x3756c92833e11406,0xd915b945e7f95d4c,0x2cdef60c00ec0d05,0xe31703f808031909,
+    0x082f20f9e5f3cffb,0x18eef314edf1bce3,0x1401f3f7df05ef10,0x15ff0d0605f515fa,0x16e5fef8fa0aedff,0x0df41b1123eff711,
+    0xf8ff07e1e3d63fec,0xd1e906fd2d09dc13,0x090c04091708e5ff,0xfe14e80afe0a12f2,0xf328f5e3e80d02f9,0xe0ef11fa1205fbf3,
+    0x14dcca182c050848,0xfcc50908f60204ea,0xd9f7fffd03f4f9ff,0xea012017fafa10ff,0x10f3e5112a0b05ea,0x27f1e20703051211,
+    0xeaf20d0cfcf803fd,0xf419030cf8fbfdf3,0xffe1f705070dfeea,0xfa03e9eceef2082e,0x14efe80302f91827,0xec1220f1e1091422,
+    0xf6fd10e5f617e51f,0xf4f80e01f7e8e60d,0xeffbe2270d0b0610,0xe113e8e7f532100f,0xe8f1000f010aee09,0xfd0301ed0aec1309,
+    0xf701f0fa0d1707f5,0x0119eff813f91106,0xe9dd37f030d1c8e8,0xeceec3073200c097,0x08f1070511f3f1fe,0x04fc021006140102,
+    0xf313f80de5081fee,0x16e501ffba000008,0x06ebfe000a18eefa,0x0617ff16fcf0ecfc,0x04e8fe07f5fdfbfb,0x1cf705f81cfe27ee,
+    0x022a260cf5f70b19,0x04fdfb0ce709ffe5,0x02f805060cec0104,0x08edf00c0afbfb16,0xec0bf91113fe0a0d,0xe704020cf805fb01,
+    0x1af717eaddf7f8de,0x020f021bfbeb13f6,0xef14170cf6f011e1,0x2014ede3d501fde9,0x1e5a51e10ce33011,0x0203f21b07e1ecfb,
+    0xeeecd30af7fc0ee5,0xe913130dfcef0fef,0xf607fdf81efdf6ee,0xfa18f0e1e30d2703,0x01ef16eff40a08e6,0xf60eeff60c03d7f2,
+    0x0100f80ffd12130c,0x0216ece705fb06fe,0x04f30e030410ed0c,0xf6f507effff9f11f,0x13eef8030809f811,0x0326100ef50bfd0e,
+    0xe6f407efe6f5f9fd,0x0bf7f4ef01f4f7d7,0x140c020912edf2ff,0xf9f700faf60600ff,0x03220ad1dffc2de5,0x0b05260b12ee5cf3,
+    0x34fff0e70df0fdee,0xeed2f709faf6fd05,0x011cf914260bf80d,0xf5fd1709ee0d180a,0xff08fdff041506f6,0xe1fa0dea0afbf11b,
+    0xe7ec0de3f20c0d21,0x0208f6f43bfbf935,0xf91b1dd4fd1cef23,0x49f4f414d71c08dd,0xe0062610fa05f902,0xf6f028efde091bf7,
+    0x1cee13fbf8f40904,0x0107030ffd09f503,0xfbe60a0df40f0517,0x1102f9f7010913f0,0xedf0131609110dea,0x1efed8f11404f8e4,
+    0x070ff0f2030b19f3,0xffebf503010410f5,0xee17faded9141c03,0xeff0e6150ef615f2,0xe71c12200fd90af8,0x0f0b51fcdb1207fd,
+    0xf9e207f8f7180d05,0xf73807ceed050319,0x13f50f1112ffce00,0xd3121d1fe2e8e7fc,0x270bf311dcf5cde6,0xfdff0108e90d19f5,
+    0x2bdd32f503e5e914,0x0be0f8d7030802de,0xfdfe0cf01a020010,0xf4f401f1fa0c0cf5,0xfdff690608fcc9d6,0xff0efdf1f21bea00,
+    0x18e7fffafdff02ff,0xf0e700f3020cfbfb,0xeb030a05040ded12,0x0419e9ebf1fc0403,0x1a20f8f9fb0f2de8,0xfcf81d02010deef3,
+    0x1aecc7bf18200500,0xdcfdc409e0ed0a32,0x0806fbf7fa0104f3,0x09f91bf807f9f5fc,0xe1f1f912fd03f10d,0xf60d040509e7f9f6,
+    0xdd1e1026f7fdf811,0xf7da08ddecf609fc,0xefef12fffaf9edef,0xfcf6e8faf8fb1ff1,0xd1fd230106211c34,0x03f9dc110420dd06,
+    0xe12426e90ce9d7dd,0xefede805f5c8fd06,0xfcfb1b01f5f3f903,0xfbf7fd02e0fd0612,0x1206fdfaf3eacc0c,0xff04fd19051fde08,
+    0xf5fc0c12ecfdfa27,0xfa1d13101d0de5f7,0xed011204e508fbf0,0xfa0ffb0202130c07,0xf3fbf509fc0603ff,0x0408fb06fd01fb03,
+    0x0b0ef109f0e71505,0xf916f8f119d90701,0x17f4ebe0f6ec081e,0x010b15f30101f8e4,0x00f424ec03f8d60d,0xf40e07021001fdf7,
+    0x000bee0513041619,0x14f10cf80dee30e1,0x09def60b0a05eff6,0xf72007eb020c0ef8,0x0a0bf10807da200e,0xfa3bb82f0c141f22,
+    0xfbfdf51bfaf417fb,0xdd020ff5130b08d1,0xfbf7e4fdfee01b06,0x00dbf90d01fc12f8,0xffeb1ef215f8e600,0x13ee16effeefe5f2,
+    0xfd39fa2e2f19d5d5,0xd2e217dadc01e722,0x1008e1050de9f406,0x11f8091524ebf3ed,0x4b080ac2f90c221e,0xfdd8ec03de0210fe,
+    0x062208f0fa0319f6,0x11e1030ef5000a04,0xe8fc29e8f3300612,0xeefc15ea15fe3f08,0x031a14ee0508ece9,0xf0080ff105fb07fb,
+    0x0ee902fa0602fbfb,0x08f3ed0a04f1eff9,0x021d140def24f0fe,0xec0cf20a181d2a1d,0xfdfb00c50be909fe,0xe6de0a2a02edffdd,
+    0x0f0ff9f4f3f205ff,0x03f21ffc08fceff8,0xf9f61108f20611f7,0xf5fe0a13f6fcfa16,0x00d202010d15e500,0xfc0508ed04de10f3,
+    0x020d10f2fbf2030a,0xf1f7100ff4f10d11,0x09ed07f7110d0615,0xfc08e6132207e00a,0xe9f0dce20a17fdd9,0x10251ae10401d3ff,
+    0x00221a08fc071ffd,0xf4f71b14f500f608,0xeae614f9f908f1f2,0x2e130b0a11fdf305,0xdbee19f12bdbe434,0x06f42a1e1714192c,
+    0xc7c1250f262ce5ec,0x4628ea1de3ecf7c1,0xf11adbf4e10a0af4,0xecfcd7f811e91703,0x160bfc11fefceaff,0x0f220003fafc1b06,
+    0xfaf1fe19bce2f613,0xf7ff15fa17f622f0,0x07d20dffd002f3f0,0x110ecbdeff25e5eb,0x0324082638edc7ee,0x030a0bfe10fd25ec,
+    0x1116060602feeb00,0xf8e2e80a02f81a0b,0x06f2fcf2f4f8fe03,0xf1fcfcfb09f7f401,0x0607fed708ddeefc,0x05fb0603fd05d9d5,
+    0xeb0e1ef5ea010a07,0xf70303000806fce4,0xb5f30905eef90318,0x05ca00eb0e05f5fc,0xea14f90ceaff1bf6,0xfd09f604ff060802,
+    0xfef916e4071cfd10,0x0801ce06040f32dd,0xec17d9e30bee20fc,0xe3f83e0d1116ebda,0x00e208170be70b09,0xeaedff10ef0effe8,
+    0x15f50e0c0e22dcfb,0xe9fff50021fcf60c,0xea11060423ec1802,0xfdfc030afde9fc10,0x09e80f110c01fc09,0x06f60bf8faea181d,
+    0x00e6f6000408f901,0xf90afcf411070711,0x010cf5fb0303ecf8,0xe6f40e0f1008f3f7,0x251b06f1fb16ecff,0xf70321fa05f40bdd,
+    0x171904f5e5122df7,0xcbeb0b16f2ef2430,0x25fd04170b042be7,0xbcf107ee22f8fc0b,0x2b01f3f01cef0007,0x000c25fb010efb0b,
+    0x3a1df8c5fa130313,0xf7fae1dffd1d0a0a,0x16e5f60af6f306eb,0x04fdf70408e910fe,0xd6dce5ef02e303e9,0x2f11391eddf6d70c,
+    0x2be0d5ff1008ecf9,0x191614ef0c02eb28,0x060dfbed040dfffc,0xeaeb07f9fcf50f16,0xfee50afa02f81afe,0xf50a09fd00fc08f7,
+    0xf0f1fa04fb0905da,0xeaf6120001ffe0f6,0x04f1defbfdf61bde,0x0d18031b02151c2e,0xf2dc1a0c020304ed,0xffedf4e6fbe9f4f5,
+    0x1e06eced31c503df,0xf524e007f6181fdd,0xf2f301110100fbf4,0x0bf0f4f626f80707,0xf205e605f302fff8,0x02f90d0601fdf80b,
+    0xf804e914f01907f0,0xe213cefd11ed38ed,0xd905f9082b28c13a,0xf409ecf11cea0a41,0x021cff020805c815,0xea100b1fe708d0f5,
+    0xeaf000fff4f2ee36,0xeaeff60a0ffb0803,0x0fdf280e03e4f506,0x19172d0108e441fa,0xe8f4070c1e0a1be4,0x22f115f9fffbf7ea,
+    0xf61beb0c071401fe,0xfff9f80e030bec07,0x08f81ae8142b39ef,0xed1008e405f2df20,0xf526eae709f907f7,0xfc21ee1200f8f6fd,
+    0xedfdf418fcf217fd,0x0700cbe70702f2df,0x2100ecf401e4fe1a,0x211100f9fcee1916,0x32030a00ebf20adc,0x05fc0006f2f5eeda,
+    0x0dff1a03fa0b04ff,0xf2f6f308eb18fff6,0xf51fff010cf817f6,0x0afbfc05fd06062a,0xfdfd08f4fcf2d50e,0xf2d0280f1ff502ee,
+    0x10f303f6f611f60d,0xf5ddf40105f6f4f6,0x350debf71609fefa,0x0b2c020bfbf10504,0x24f0fcfc0210f7fe,0x0ffc04f5fc10e30e,
+    0x04f9e30bfee5e4ec,0xec0a21de09ef0503,0x03f1fd03e0c41d43,0xfc01f20809160e10,0x1511ecdc1148ef08,0xef14f4fef4040a07,
+    0x1601fc01f508ee04,0xe206f21517150bf2,0x100012fd06e8150e,0x060b2a0e043732e0,0x080208ed1afce3e7,0xfeefc7271b0600f7,
+    0xf60c00f4010bf5f9,0xfeebec020200f5f1,0xf9090aec0004f908,0xfa011cff0a193506,0x3319f00309fe0318,0x022606fdfb0318ff,
+    0x0900fb04080ef40f,0x0c09fd0506f301f4,0x130e04fe04051008,0xfd120a00190af410,0xf9080203fdfd0e00,0xfdfdfaf3f100f5f6,
+    0xf719f3ef0502e8f8,0xdceb20e3fe1ed3f8,0xe0ba01f12e3bcc12,0xe2f606ffe92bd103,0x000f0ed412f316f6,0xfb0bfd0bf4050c16,
+    0x10000404fbfa14ef,0xfa0319fcf906fef9,0xd9d224e9e5030ff8,0xd12303181c42fd0f,0x00f1110821ef0d0d,0x0ff7ec10fcf413f9,
+    0x0104faf60df40af0,0xedf10006f906cbef,0xfae2d81aebc8ff1a,0x1a3f25ef1df214ee,0x1629cdc41601e6f3,0xe618e9f316e7f82b,
+    0xe0f7090ad5fb17ef,0x15e00d3ccaf4fdef,0xfe0a12e550f0faeb,0xfbe8bb00f1003520,0x06eff3fdf30b0102,0x1402fff4ef0206fc,
+    0xe6221c06fcfe0315,0x03f9f213030507f4,0xe30af1f2c30407f1,0x041026f30b27df09,0xfb01f610fffd0c17,0xf3f3fb0502fbf206,
+    0x07f40ffc0d0003fa,0x1404030ef602fdf0,0x0318f20d00f3020f,0xee1311f6f7efe603,0x4513e715f1070901,0x032605e4f30f0b19,
+    0xf3ec07e80105e5fb,0x0d011b070a00f9e5,0xfedd28ebba032210,0x22091727eeeae316,0x131def33e917ebfe,0xf8fc111e22fff7fb,
+    0x0712fa01ff13f607,0xecf3e7f80b171506,0x4e07eb04dfca001f,0x1909f60fe6101bf0,0x01fe01e4eef1f9be,0x02ebea0131fb1700,
+    0xf9eef3fdec100501,0x0c02e9f60b04f109,0x2c4bfafe140834f2,0x171c05190118ff00,0xecf3f8f9fe0a110f,0xf10df2060ff7fbf5,
+    0x0d071bfef615e606,0x2108040d08f204ec,0x1309edf8f914f2eb,0x0114060c0afb0b20,0x13fc07f900fae9d0,0xf913ef0afcfaf8e6,
+    0xe7e8cd02e6faeaf0,0x3bd9f3fb13012524,0xf0060befe401f209,0x04fef6fe08fbff06,0xfef70e04d910eed6,0xe70fe8fd11f3e821,
+    0xf61005111004f9e2,0x0dfc13fc10f61f0e,0x1307f70302f80bed,0x02fc1a0602fbfe0c,0xe9d901050b13fc0e,0x230a07e60e040001,
+    0x97f8fd090f242712,0x09133cf4f3163d0b,0xd5152605fa0916e6,0xe1170ff201f3f2f2,0xea0e060924ee1215,0x1c020107f2ed0e07,
+    0x10091807effb04d8,0xe7050e05fc110815,0xf4ee06f6fd150d09,0x050907f2f6070e11,0x0ff409e8f2f1efe3,0xeefd1500d4fe02e6,
+    0xf9080c0d1b0d06fb,0x06050602fee906f9,0xf5f0ef1042cee111,0xe4dde63ee5eb0613,0x2d0710fc01eb12ff,0xf1f80fe80a08010a,
+    0xe811fff8f000fe05,0x1b02180e07f4f5e6,0x09ed11011a1ff0e9,0x141fe8f4f9f60513,0xf9ee1214f3e1eed2,0xf11baf02eb07e6fa,
+    0xfd20ed0e08fbf6ea,0x07ee0704fbfafe0c,0x140af1e5e8eb1afa,0xf406040d14fd180d,0x1215ff2404f105f5,0x140d24ed0de7eaff,
+    0x0203fb0bfbfbf802,0x20f3202400faff07,0xfc190305fa0fcbef,0xf309f4d4db164c07,0xd4fc10fdebf1f3f3,0xec26ef1afdf1dce1,
+    0xef060f01f6140d22,0xfe0a0913ed08eddc,0xff07f2f7001aff11,0x0bfee8fdf200fff9,0xfcec1e090dfc13fb,0x04f7e4140f030703,
+    0xfb040706f7faf30f,0x040e18f314eaff14,0x13ffe50201001a0e,0x0902f711f70202fd,0xd41dfee8e40e5234,0x0ffedbf9e319c6e6,
+    0x0aeb0e35f9e60004,0xebd6e321fa22000b,0xff0307fff9fd2200,0x0613f0f91904f60d,0x10110202f5f6fbf8,0x0716080ff9ef030b,
+    0x0500f2f2d1fb062c,0xeaf9e801e0fcfe08,0xf7180b0a0d0816ff,0xf810e1ffec1020eb,0xfe0a01f6070f0911,0x0d0b02f507f50a0a,
+    0xebf1ecf2f4000f15,0x12fd060d11fbf00c,0x0fe7e7f21cecfc0b,0xe7edf00d1df0080f,0x0d0011f7ec0507fb,0x07fd07e8ed07130c,
+    0xf505fd0c090403f7,0xfee00d05f4ed05f5,0xda1bfa0c172e08ec,0xeef4ffed03fbea0e,0xf701060600fc0908,0xf9fe03f7030701f9,
+    0x0a33080c21de08f9,0x0deb0a0630f3fee9,0x11140f000a03ff01,0x1809dfeb081cfa02,0xff07fb16e604f2db,0xef041ffe04e6f9e7,
+    0x14ffd42bd124d4d5,0xd01cf41afddcbbef,0x06f1080106fa09f5,0xf217dd0bf6061705,0xf7fc05f7f1050bf9,0xff0a1b0df60005f8,
+    0x29fe02e40c3c3800,0xfb06f2f511fd1306,0xfeff05e81122f8f7,0x0aea1bfef8041bf6,0x0020eaf4fd0f1d17,0xf5f7dc03ffe804f6,
+    0xe817f3f2f3050efb,0x010c0303eefb02ec,0xf1f7e5defa0fde05,0x26daeb09f321e8ff,0xffff0af81106efef,0x12050c02f2fefdff,
+    0x20eaf6e940f053dd,0xef021e180ae41ad8,0xfee7ebe406bbecf9,0xdcf3e517181b240e,0x131009e01a09fdfb,0x06fc07f7f5fc09fa,
+    0x3524c905f5fbd3f3,0xf70bfc060414f4e7,0x050320f62a03fcf3,0xed10fdfa091501eb,0x170c02f7dffb14f9,0x031e11020507fe02,
+    0x0d0da9ce21420c2d,0xfafd2d10cf2be23a,0xe2adf02f1718cffd,0x1318fff9fe0ef925,0x12fc0903fc06f807,0xf915f003e2eedd07,
+    0xde0ae0ef010cf8ff,0x07e2fb0ee8001900,0xf6cb2512caf22118,0xc5e633cd28221f23,0x1ce4091309140e03,0xef01efe321f3f7fd,
+    0x1330f8d34143e5c4,0xe3f83924ee3c25e0,0xfd18000f1aef1609,0x03091608060616f4,0x01150cff18fd0c09,0xf816f1070d0ff2fb,
+    0x01100307df0404f1,0x10f6f607060cf60e,0x0ef70cf4fd100107,0xf1ee06f6ff0cf9f5,0x021813ea2e0cd4f0,0x06050203e5fef5ff,
+    0xfb0e2bf243d508fc,0x08d9e513e1f10bf6,0xf3df1237201311e9,0xe9051df7db0d0af0,0x1d07e8fbea1702e9,0x16ebe9dcfdf6faf6,
+    0x07e8e100082112fa,0xeb2b010af9040515,0xf3ef2205fee8e220,0xc1ff4aeef855f043,0xf4ebeae7f008fbea,0x010213e9ea0bd0f7,
+    0xf8deed0e25e3f907,0x1415c8d9e40d111d,0xebe3241ff9f8250e,0xfd0d0911191233d8,0x24e669131d3f27dc,0xec35e7dbd7cbd906,
+    0x0efcb3261d1414d4,0xc3e01cdefefbe438,0x0df71ffced090f06,0xf20d1af90cf3fced,0x07efeef1f40f0f0d,0x0eeaf61209fcfb00,
+    0x01fb07120504efe7,0xfc0df80903f50d0b,0xfe0804070e0109f5,0xf7fbeef40b05ff08,0x01e70306e5051de8,0x0ee9c3de0ddbf617,
+    0x0e41f00f1e02f521,0x34e8f102e71aeee2,0xe3fc05110904060b,0xf7ff1df70c190ddf,0xf903f5fe041af10c,0x0decf108eb1406ed,
+    0x0a0f25f7e81b0d15,0x3b04f919c60ea2d3,0xe80a0bf5f60509f9,0x02020109fbfb06f7,0xede0dae70e0c1801,0xe1ecd8f3090afe0f,
+    0xe50bdc05f906f8ed,0xc40414f316f9d52d,0x021cf9fc11f413e5,0x24fedcf3f70a020a,0x150a090721f114eb,0xfef101f3f8fb29ec,
+    0x1b310121ea1307e1,0xf5f014f3ea05fde0,0x09020a08fd0e2408,0xec00fefc040b17fc,0xdf0131f2f2ec091c,0x1cdcd9eb0eff1df8,
+    0x0209e520f0f61dff,0xe811fdf0f2fdfb03,0x0aedfa03fb0b12f6,0xf8f80bfcee020111,0xee1e020edff21115,0x21130118280e05e2,
+    0x01f6f9ea1409f8ef,0xe6ee190c05f3bef1,0xf5fe0507fe00effe,0xeefbfbeef4030702,0xbc3bf41833f1ed06,0xf82ae4ea14ede5fe,
+    0xfe000afd0febf6e6,0x0709110cf8e308f0,0xedfcb619f419e620,0x310109ee0803ede2,0xe50af5fdf409f2f9,0x060df91105091409,
+    0xf4f201ff14fa0604,0xe31d0ffa1805100d,0x05f507e1d7fd3cc1,0x0ff9e8d915e4f81d,0xd3fbdd01000d270f,0x0402eb1def0829c8,
+    0x1e001d092405e409,0x00bf0a21003a3711,0x0cdd13ff12fafd0e,0xefe30dfe120cf01d,0xff0a1c0ef30b1cfe,0x0a22f70bf507150b,
+    0x00fa130409faed06,0xed010ff2fd00342d,0xf1fb02f8f31504fc,0x10f4ee03040004f6,0x011803270ff5de19,0xede1e1280806f5d2,
+    0x02fe01fa07f208e9,0x0e08f1ff0801f604,0xe6db19dd09eff703,0x39040dee0c2312f3,0xfee8ffea1c130de3,0x22ecf415f2eeffd4,
+    0x0308fffc0c161a07,0x0ff8ef030bfefa09,0xf50df6070af8140b,0x0301f208e80810f4,0xfb08020503fc0405,0x00fe07eef4f5fafa,
+    0x25efcc0a2f380008,0xfa1d010c24ffef2c,0xfff61f05f9f0d2fb,0xec0507f0fc07ee09,0xebeffaef0f0e0ffa,0x1001f1edf309ffe9,
+    0x0bf900f810000b11,0x0426fa12fc1100fd,0xf4f512f4fd09f4e9,0x03f3e4ff0012fe06,0xf428f2f2dc001b15,0x0010fd13130aff0b,
+    0x30fffbd0f207ecfd,0x19f3f90cfe082603,0x0a0df9ff280b05fa,0xeefd0eff11070af7,0xebd3dce14edc0a0f,0xdb073c19060ae016,
+    0x06030bfbff07f50c,0xf8f0100cf3ed19f2,0x0203fc131def0fff,0xf70d01ecf1080fff,0x0af019fdf615f50d,0xfa0af40ef10a06f9,
+    0x14e1eddaf921cfe3,0x0c25cce413080bfa,0xf2ff0413eae40aeb,0xf5001e0ff3ea14fe,0xe6fb0c1402f0fffe,0x08eaf01e0e110fdd,
+    0x10fa03fd07071513,0xeef3fbfa00f8fffa,0xf7e9d31a02fa00ed,0xe3120afde40909ed,0x0301eff7fdfaf0f4,0x00f4f70800edf706,
+    0x00010efef306f309,0xf9f70905f706f103,0x10ebc4f317070df5,0x14eee612e624ee0f,0xea28cb11fc020c0a,0xf2e0010521ff2d31,
+    0xff03d6f6d93ae7de,0xfbf402f71612f1eb,0x11dbf5f20512fee1,0x0a4508fbdce51bd4,0x0a091106ff1c0317,0x0eeff705fd0ffdfa,
+    0x18b81a02121c06f9,0xcb0008f507d6ed05,0x1214f61112e2fb16,0xecfd06e5f820f0fb,0x1a0c11110b100dfe,0xf9170aeb1a0e080c,
+    0xede8f4fb09f717f1,0xf3f508edf6f407fa,0xe5ddf0feecd9ed18,0x0f01f000e3fed8e0,0xf1040afae409110f,0xf002fceff2fe0409,
+    0x2313f41c0205fcf3,0x1405faf6fb0be809,0x1df2f0e83121eb23,0xf0f318d0f5ee21d8,0xfb0c16f003291aff,0xf10a01faf0ff0bfe,
+    0x13110bfdfaed03fc,0x06fee5e6f6fd04ea,0x0af10e0408180405,0xe0f4f415f50e0500,0x091403ece8fc0b07,0xe6fe0f19e3040806,
+    0x06fff7080900fefa,0xf9f4f206f904f909,0xfbf2211bd718f0fb,0xe7e20100fff412d1,0x21f714ea00020d1f,0x111111f3ff2801fc,
+    0xe40a061212000d1b,0xf73dffe9ebe8212c,0xfc07fc0ef9e51101,0x0c020df5f4ffeadb,0x0301f8fa11040121,0xfd0d050917def004,
+    0xf104f1f800f016f9,0x050820ecfdfc16fe,0xf60cf0ea13070ef3,0xfb0f12f70bf80a02,0x0003070d0cf5f3f7,0x070107fa07001303,
+    0x0efcf80214f2e4f6,0x18f2ec1d09072f12,0x2004eef20f0b060b,0xfcf0e918fcfc1e22,0xf41301edf72603e0,0x28090bf7fc09ec1e,
+    0xf9d5ef12c20f1118,0xf1fdf4e41ffd0019,0xf513ed20f9e7fbd9,0xe80c19f011f0e00c,0xfa1514f714ed0500,0x08f709f1f3f4f909,
+    0xeeebd312f701e001,0x170e1304f706eb21,0xede1eaeafff3f3f4,0x0001fe15ff08fa36,0x09ecf3ffff1f0bfd,0xd1f4061bef00e6ec,
+    0xf1fb1213f112ea34,0x250afdebea1635e3,0xf0fe0df01100fdf2,0x0cf420f40000f20c,0xe405ee1119e1fcfa,0xf0f6261910f1f3f4,
+    0xf211bbfdf116ed0e,0x1a18f2f9cd1a0a10,0x03e520f809f21bec,0xeaeae5fbf60ae00a,0x0feff0f0f90df712,0xea02100a07f3f615,
+    0x07c135eb18eb02f9,0x2d06d109e4fdcb12,0xec09f50910010e09,0x0806f0f205f4fafc,0xfdd442184511e7d2,0xf61829de1103292a,
+    0x0512f3f9f5e70e05,0x09fb0a0d09fe17fd,0x0f26fef4e221ea23,0x0714131df80df8fc,0x01f2e427b41e28e7,0x04011a1421f12a18,
+    0x100becfbe0f6fa09,0x07f8fbf4fdeb0ff7,0xf5c5090902e2eef7,0xee0c1a16f1f10e23,0x2308ecee090afb0e,0x0505050e10fbf2d9,
+    0x0512ff01d7051dd6,0x0d05de0508f7fd33,0x001d1f0c0d17e9fd,0xf407fef110e225f8,0x0af906f905f8fcfd,0xf8f9060806faf9fa,
+    0x1b102c09130c01d5,0x0b06fd2aeff41a06,0x1301ff0bf7dc0ee1,0x12ef0a04f4fafaee,0x1804f110ec0b12f7,0xf504f706f5f4f708,
+    0xed0bfefb13ea09f0,0xfb0ff5fdf9fa0003,0x25f8e4ec06f314e9,0x090404f205f9fb04,0x3bfbf1e8091ee4d9,0xfb3b2cf514f5d8e4,
+    0xe0e5dfd92506cd01,0x031e083e030304e6,0x22c8eafefb39dbd4,0xf5f0ef0504fbf321,0x2840f7e9fe060c0f,0xf701030bfcfff708,
+    0xfaf209e5110c07e8,0x27fe1d1a15df03ff,0xf704f2ef17edf700,0x19fb160b11d6fe11,0x1cee07091d0bf016,0x00051ae3eaf5dcc5,
+    0xfbfd021ff812f5dc,0xfeffeef8fef5f815,0x17fa040c10fe271e,0xf322f9f11009080e,0xe905fee41b02f80e,0x23e9ecdb16faec09,
+    0x03e920d10d12e007,0x0311fd081cfbf3f6,0x030a1e25c526ffda,0x02f9ea1e1b1cfd39,0xfd0d03faedf3fd07,0x0114120e09f414f6,
+    0xf1e1bfde18f01c01,0xf8e615dc07f0ed22,0xf8121002fb0b0dfe,0xfcf0f1ee0306f50a,0x0cee0c06fc0d0d16,0xe7002708f9f90efe,
+    0x16061a03f1070412,0xf3020114fa030c05,0x03fbfd03f7fa0009,0xff01fdf403fff5fc,0xf9eae10af703df10,0x1103f8f4fc12140e,
+    0xe9070207f70a0212,0x01fef90bf8f707e5,0xf5f8f30bfa09f1f5,0xfc0d01f805f009f1,0xd90dcf00fb0b2001,0x09dbdfd1fefe05bc,
+    0xf102f9fa01f5dbec,0x11f8f400f7fbfc13,0x0730270803e05ee1,0xd5fddedbeb13f2e1,0x1311120506052eeb,0xf511162c14faf20d,
+    0xfbf3f1f206eefe1e,0xfcf815f4f5eed8ff,0x01ee08f605ff09fa,0x24fefafb030a1205,0x1d27082e1bf320fa,0x0afa224afde711d8,
+    0xfff8f90016fcfefc,0xf319f707080411e8,0x12ef0711ea0502dd,0x0404eb0d17f7faf7,0x11f5fff30ef22e00,0x2702ef0613f6f5f9,
+    0x05f9f90ffa190711,0x0d04e5f5140aff09,0xfffb0020fafb1317,0x07cdf201f80325fe,0x1af80c0f060df30b,0xff00f1f401effb07,
+    0xfc3b040811ed1103,0x0221eff1f82221ea,0xfbf4040df70706f3,0x1029090f02f9030d,0x252afffa2fc30bdc,0x03ecde0bfd111cda,
+    0x183ae222062cf0ea,0x25f4250dfa042217,0xfae7e8e623fd0900,0x05151903f3ddf819,0x1b1efcfcea03f3f0,0x07fc1cf911f812e5,
+    0xece8fce3f71615fc,0x07021504f1dbfcfe,0xfdddfd080007f603,0x000bec06fb020304,0xf2eaff02fe19fa02,0xfcf40301f70603fe,
+    0x15dff7e902e3ee12,0x0e29ec050d06df00,0xead7020f25cb060c,0xfaffedf70cf10911,0x011afdcc02ca1f13,0x23e608cfe229f2e8,
+    0xe1cd18ecf201f7d9,0x06e5ec0500080605,0x0beee812030402dd,0xf306f115f3fbf0f6,0xeb100a130ee6fcef,0xf1d713d80401fdf4,
+    0xe31310fbf703f1f9,0xe3d9000e08fdf42d,0x1020e60ddef9feff,0x1711df11f3fe1aed,0x1904190ae3f3f707,0xf8e4f5fafc000617,
+    0x00f50f0e0202f705,0xf80803fd090c09fb,0xfafbec02ef18f1e3,0x15dd1d1bce0808fd,0x0b0af40a020313e0,0x0c0c12ef0ff7f0f1,
+    0x0110f0ff23e7070d,0xf6e2221a0ee2fe17,0x09020303d408ebf7,0x07dc03edf9f6f3f0,0x13eb1b15e303f922,0xe81f16f80cfdf806,
+    0x1af90afb03080308,0xdffb0ff7fef5f4f8,0xef080301f50ef90b,0xeff905f6f5f218fc,0xda271d2a07e941ff,0x11ecffe0c937d5f3,
+    0x03140004f70202ff,0x14fbf80e0e05fdf6,0xfd28dc02ed0f18fe,0xe615f4ee1bdf0521,0x12e10621c41209ea,0xf8071d0c1201ebe8,
+    0x11122ffd20f9dbd4,0xd403f1e3010510ef,0xf6e4ff03f0041412,0xfcf7141b04e63212,0xef02f10709edf106,0xe206fb06e9f8d716,
+    0xfbe9250fe6210e13,0xcfeae11e171f0114,0x3c0edfe7012925f4,0x06f11232100bd30b,0xf6ea01f30ee804e1,0x14080615f7fa04f2,
+    0xf426ca0ffadc0006,0xf222f62bf508f9e1,0x07fef3f516f5fc08,0x0df50d0404fcf7fd,0x06f5fd1efff6130a,0x0418f606f703d6fe,
+    0xfffefd03f0f2f80f,0xf9fdf7f2faf9f7fb,0xe2f4060201fe06fb,0x00e406faf8050102,0xf012090b0ef8f4f8,0xf91018fc11f401f1,
+    0xfaf213f824fef900,0x1609ef0bfb0a09f2,0x081100f7111d0eea,0x0307ec05fa11fe43,0xfa00f9fc26f502e7,0xfe0f17fe03ff02fc,
+    0xf81416fa14e5f919,0xe900191117e1ebde,0x0df30ad702fdf8dc,0x000702fe12fc0701,0xebe3e429df2026ef,0xfce703ee1f1bce1a,
+    0x09fb1305f507070f,0x031811fc13fc00f1,0x2ffbf4fbd2eaffe9,0xf9f9f9e6fd0606ef,0x1b08f1f4f8cbf50e,0xc4f0ff19f403f106,
+    0x05fb09fc16020d04,0x000dfa02040aff11,0xcdf7f4fcfa05e3ea,0xf009f00306021017,0xfcdef0010bf1f3e0,0x0ceb1a09f7f403ed,
+    0xea00ff12da12dffa,0xfb06f20a12fbde1e,0x1320effaf20de3f6,0xf600f807f2f6f70f,0xcc16e4060900fd25,0x1b0ef1f2eafaf223,
+    0x08fbf111131404f4,0x0a1604ef12010508,0xe5dceffce2fe17f1,0x200226cb20eb0df9,0xe9000f1dec021209,0xede60621f9e1eade,
+    0x102b07f12ad10017,0x1af1fa04f4f4d5fe,0xeae6f5fdfae6c900,0xb82400f7d116f620,0x09df09080cfbe4fd,0xe9000af1fcf5e20b,
+    0xf002dc1208f80b10,0xe4f5db0612e3e606,0x2de81cc313080cf9,0xcdf83ffb17f8dc23,0xd4d90bf516170c00,0x19e6e2201c0cec0b,
+    0x231c061cf81bfd26,0x271d08fe070bdb12,0xec17fa17ee190cf0,0xe3fc070b16feffcb,0x100e04f6fd040400,0xff01fb0ffd070309,
+    0x0b0a0a07f903f0dd,0xec1b1024070f02ed,0x1c11ffff13fd16f6,0xf1d40a18eb03fb06,0x15e00426e8ee0e03,0xecc21900e6f5ec0f,
+    0x37edf4eadde5dc0b,0xfa0910f2da14dbf6,0x06aade21defbf819,0xf214e130160d2923,0xf101fa28ec45f8ed,0xe10328fb2203ebee,
+    0x03fcfcfee5faf606,0xe616fbf3f6f40d17,0xf50cfc0504f50e02,0xf805f4fafd05fb0d,0x0506fcf9e4fbf51c,0x01faf6dff5ff01e5,
+    0xe814010403f30bea,0xf622d8150a02fffe,0xc82527f8fa1ee4eb,0x1d0347f40f25f1dd,0x0bf801f712f6fbf9,0xfbf60df404040017,
+    0x03fc0107f5f5ecf3,0xf80a0efe150dff01,0xfe080b07191df3f7,0xf504fe03f509f20e,0x1fee000bf6090704,0x0ffc0afa0f03f9ed,
+    0xfad4fe02f409ece1,0xf4fe0fe009fcf40b,0xed06fef90c361b26,0xccfcdb0c2c03d820,0x0c24020800f8030b,0xf9e4e7fdf8050e09,
+    0x1323012f111112e3,0x10f8fef6030cf5e8,0x140206ee0ae8e806,0xf4f5f604100bfeea,0x07f4f90cfaeefdf5,0xfc03110bfb14fdf9,
+    0x01deec15f8310afb,0x1900061103fa08ef,0x13f8161aed0503ec,0x0e19f10df21b00dd,0x0c21f6f5c81ffcdb,0xfceff117f6ea0b04,
+    0xeb1c1cecdce914d9,0xd2ed122528d40110,0xf12f00f200fbea06,0xfb16f60a09ff09e0,0x0c07060e12050400,0xfd08f601e80004f6,
+    0x9cbdf907f43915d5,0x01f511d518ecd4f9,0x120ff11eec0a0f14,0x12f1f702f2e308e5,0xfe01010601f61010,0xe90d0aeeef0b11e9,
+    0xee0e0e021b070bfe,0xfeebf6ff0516fdf7,0xe9f51af4e800f4fd,0x01030a0ed90decf9,0xf7edfb0909fe1301,0x092af1ef090a060f,
+    0xf20e0d01ed0ffa2a,0xedf6f4f70e00f40a,0xf5d7121310080407,0xefebf7f8e61c1601,0xdc12cbe9ff100107,0x0bfa19e505c80925,
+    0xf1e1f9fa15071bfe,0x07fb10fafbfe0eef,0x0bf5fdf00c00e907,0x060703faf70c29f4,0x0800fb0309feedf8,0xf00efc0308fadaea,
+    0x10e60f1b06f1fcfb,0x1303ecfc18040e0e,0xeeff0ed20816ede6,0xe4ddf8d6f5104632,0xf113f30818d2030a,0x0109e925dfe7fdff,
+    0xf602f805fcfa0306,0x03f2f5fcf9f608f4,0xf11206f415070206,0x00ebe7f6f90bf7fd,0xf9f6f11decfaf7fb,0x14f5eb0404f8fe18,
+    0x160e04f40918140e,0xfdf7fafdf7faf7fb,0x0c1a12f808eb0cf4,0x20e908dc1114f703,0xfe07fbfe06e210fa,0x24f61b1dee0bdeff,
+    0x4ce80107f70bf6fc,0xf924f2f61d0112d8,0x13ff13eefceff4f6,0x20182b20def10e1f,0x10f51c0b06f5eef6,0x04f200fbf00cf709,
+    0xf10a14fb18f5fff4,0x1af505f900fdf1f4,0xf5fce814fee4fbed,0xf608190b08e9e801,0xe911ef02fc2606fd,0x03090715f601e8e0,
+    0xfd0430f807ff32eb,0x0e0bec11ea091ddf,0x0e21fa18160626ee,0xff27fa0ef10047fe,0xfd23e0fe080b0d0d,0xeffaf500f4f20cfd,
+    0xfaf8ff03f6ed0a06,0xfff6ef04fd0305f7,0x07010cef0c1d130d,0xf4e202e6110bfdfb,0xf61204f60711fcf0,0xf4fcf4f80b0606fe,
+    0xfeddec1cf903effd,0xe100ff0dee04eb07,0xe702f9de09f22f20,0x2709030fe30d0131,0x1b08090c09fa0108,0xe918e010ffe81402,
+    0xd4ff21fff7d80f0d,0x2605320805030be8,0xf616180702f4e507,0xfa0c150cf0fa08ef,0xef26050313eeca00,0xe5f4111a050dfd08,
+    0xe0efe4130cfff9fd,0xf3edf90f0bf41801,0xfe1801e91605d914,0x1ffd07fd0bead8e1,0xf820dd24b639fbf7,0x2cedf01eed04cf0f,
+    0x08f7e2ec1ef3f0f6,0xf6fe000ee7fdd70a,0x050f0ef9f409eafc,0xf7f00d0f04010904,0x0cfffc011df409fd,0x0801d704f30bfcf7,
+    0xf0f402210a0206ef,0xe0fd0d05f60efb07,0x070ae4fde83514d5,0x0d14d7021a04ec07,0x1afb0b0bf5f9f31f,0x0afb2302f4100e0c,
+    0x082605e9d51bed10,0xfef7f8f503002be6,0xf810fbf51edf24dd,0xfd19e910210dd30e,0x0c0bf5fcfef7f7f4,0x1617021a05fd1cfb,
+    0xe8070af1fce80711,0xed041908e4e9fa13,0xf514f0f11cc70f1b,0xe8f3cdf413282509,0xe50200eb02fbe70a,0xf502f00c1205da0a,
+    0xf902110bfb040ef1,0xfcf904f207f80f07,0xfd17fafcf6fd042d,0xf6ff06ff1c03e5fa,0xfef9fb22ee0917e3,0x1605e72104f5ed03,
+    0xfc13f4fdf9f5fbe2,0x02fd0b19fb19000e,0xf606fa03fbfdf507,0xfa0e01fcf7f90afe,0x03feff09fcee0107,0xf1faf911fafbf50c,
+    0x03292ce0e804d1f3,0xcb0213f4ce0a0407,0xf8fb07f500f1040d,0xff010c0614f60d12,0x0a04def70a1dec27,0xe0fe0aeffe01fefa,
+    0x1114fb1427eb1311,0xe509fd00e114fe07,0x2cf71103000edd05,0xfbda03befce500ee,0xebdf02f9f8fcf6fc,0xfb0ce51a0c0013fe,
+    0x03f3fef8f30bffed,0x0b08fcee03f6080c,0x27e1ef0f0000dc15,0xf60e052a09fbe800,0xe9fbfd17d50c0802,0xef0703ca0316fcf7,
+    0x19fd2b1915003edf,0xe6ffff12db0e02e0,0x49e7dcef06fef7fe,0xd9fceee32dfadbdb,0xe906def3fa0afc08,0x0c09e5031c01f1f0,
+    0x040b0e1eefc910ee,0x040dfce0100ef90f,0xf81b0e11e4fafc06,0x05280811f4ffe5f0,0x2122d6d0c8363e16,0x32c7cd32f1261b48,
+    0x0c120ff1d50ef318,0x1113f203fc0e32f0,0x06ebf2fe030805ff,0xee32ed09fe0006fa,0xdc0dfa00ee09f400,0x1dfef013f108e5eb,
+    0xf8fbf2fe040812f9,0x1cf9ecf8fe0b0705,0xf1f6fa04fe18e60a,0xeff7ed0cf50e3ae2,0xfacce9e83d15c1e7,0x0e1ffd2df1fbd41d,
+    0xf9deed0becec1cf3,0xf1dfc8dce906dc32,0x46ff2614cebfe7f2,0xece9f60bede6e2e9,0x05d809e0ebf9fee6,0xfdeafb0eeaf22408,
+    0x08ff071809f016d7,0x091debe60b090ff6,0x1ee205f40e00eaf1,0x070608fef0efef01,0x4438e4ddedfef233,0xda14ce031a0d35c7,
+    0x1505020009fbf308,0xf20402f1fffe0e0a,0x02ed0af5fdf623ec,0x24e00206dfe6f3ef,0x10080cf11404fa0b,0x0101f00cf5161e19,
+    0x0901000ce6f81503,0x0119000405f9ff06,0x00fe01fbe7f1ff08,0x0109050424fcb912,0xec070314f80f01f2,0xff0cfff5040b15f8,
+    0xedea140b040bd30a,0x0fe1ee11da2319e5,0xf903e8f7e614fdf7,0x070523070404ecf3,0x0d1512e3f907fbfa,0x131507f9e6ec1810,
+    0x120ffaf0faeefa14,0x1afef60a1103200c,0xd502f2fa2405e116,0xf9390a0fec1001f6,0xfdfc0df30008dc29,0x0ef803fefa0ffa11,
+    0xfac311f6f4f505fe,0xfc1aedfeed05fef2,0x3831020c09111bf4,0xf702e2dff6061ee1,0x05020ffafa02fc04,0x18f0f4fbf3fa2908,
+    0x0fdaf3ff1c050806,0xf0002b0e1808efdd,0xe6edf2f8fcfd0cfd,0xf9061305070af216,0x0ff9ffedf8efddfc,0x16dcee15ea01f7ef,
+    0x010429fff2f50919,0x0d09f71816f917dc,0x1013ea01fc1106fa,0xfa080bfa080bfd00,0xf706fcf60efb0104,0x0a04f705040aff06,
+    0x05080ff60f0cf709,0x0a17e126f31bfcf5,0x1e14fee5eb10d414,0x0008bc0b0e03dd12,0x1c0afb07fdef01f6,0xec11e2e50406f006,
+    0x00ebe9f807eafbf8,0x08041c01e9eb1dfa,0xe8081b0d02f211f0,0xf8def6fd0f050400,0xff13fdf0f6cb18ff,0xfbfa18f0faf0fee9,
+    0x08f90000f0f00902,0x0c02f815f70616f3,0x10fa080deee9f813,0xe6fcd804fc06ebff,0xf6e2f501ca1ee8e9,0xe3ebea171cf1e11a,
+    0xe8140607e81dfb06,0x02fd010012e7e1f3,0xf00302f8f3ffeef2,0x04fb05ecf5f3010e,0x24fac840fff8edf2,0x0a3ad4f61d0b20e7,
+    0x01e30910e6f6fd0e,0x0f0cedf2fdfcf6ff,0xf60d081701eae615,0x1e2d095018d807e7,0x0ce2f32a1ee00925,0xecd8392eea07101e,
+    0xf91705dd16172f15,0x14080feeebf60515,0x15e8130b0a02ec06,0xf6fced07f80212f9,0xeefceeec27ffeaec,0xfaf40c002bf20719,
+    0x0302f700051502ed,0xfbf208eb14100a03,0x17f9de110b030c03,0xf8f403e805fcf0fb,0x06d8e802e61a02f7,0x09f01b0eeee520fe,
+    0xfbe0010bfb0a1400,0xf11b10101302040e,0xf0effe21f41bf50d,0x1ff7e206fb0ee509,0x14150410050a0d24,0xeefa03fd09eceb0a,
+    0x02fc1129fdf3fa0d,0xf30203f501fef3ff,0xf801f3d8ddd115f8,0xed340efe0ffeea29,0xfaef190612f6ea06,0x20e305d3fd1a11f1,
+    0x00f1e7f301f01d04,0xdc0206182b1d3be0,0x0f050b111800fafd,0x14e40b0ceafc05f9,0x0b2c1706d3d7f321,0xef0a040edef8091e,
+    0x11241704080e0a0f,0x10f716ee1c00f0fb,0x060112051bf6fd04,0x03f400320511e2e5,0x16e8f3ebf918f30e,0xf7f3050c04fd11f4,
+    0x0c133e24ec100a0f,0xf4f0ff14dc17e91b,0xd0ee18ea01fe19f8,0xfed7fdf9f206e1f8,0x152c03ff00e71315,0x10f90dfd16071523,
+    0x09f1ffece9f50404,0x06e5f2f801f51a21,0x080b25f3fafdf5f3,0x220ddd37e3f51e06,0x061a09ece3fbf6ef,0xfd15d2f1e72016dc,
+    0xd60207f507e2ffed,0x14de0114f4f5fd15,0xec03090fe602d200,0xf10d031609eb11f1,0xb7dd22f80bf4fe07,0x1b0705dbf3eb19fc,
+    0xf2ef15bde0d8eb05,0x040cff1e1d09c8fe,0x04f8fb020004f302,0xfdff0aeef4f8fc10,0x0dfe0f0bfd0ffaee,0xff0304e70811f414,
+    0xf402ec070e21f1ec,0x010c1b17040902fc,0x101c0218fcf4d614,0x130d01fdea09e63b,0xe124f1ed29ffe512,0x0ce6d7ff05fcf706,
+    0xf5dcf21108f8eef4,0xf7fdf615dc15d1ef,0x1ee50007f3ee05f9,0xf012e8093f0cc5f9,0xfe0b17f7fb0d06f2,0x0cf9f00ef002ffef,
+    0x030918fc16fff3fb,0x0a01f81009f20215,0xf7f9edf50508f0f5,0xf4f50e0703f403fa,0xda2529f325e108f7,0x0525fbc521f6dd02,
+    0xdcecf6f00e04f807,0x02f80a0b1401f10c,0x11f712f802f3d3e1,0xf601f8f0fa0e25ed,0xdeff07070304fee7,0xf9f103eff20d12f7,
+    0x450d11d40b17040a,0x1cef3b050ef300bf,0x0ff0fdf9e9f7f601,0x01eaf6080df6ec0c,0x07ff03f207eefa0f,0xfc080c0cfffb02f3,
+    0xfe2e062af507cf0e,0x221c0be12f0a0d3b,0xfe2af71bfdfe1804,0xf62ffe0a070fdbf5,0xf4fcc0e22ad9ec16,0xe40e2c1cd10efef3,
+    0xe7d0b3f72efcf2d2,0x01ece70f05050df0,0xf61f1616fa17f00c,0x10db2706f711e2fb,0x10ede7131cdc0cf7,0xe81a06e9f6f91a1b,
+    0xf219dffd1a05c1fd,0x0801251fe80ceffb,0x0817f60ef6f120eb,0xf0f3fd00f8fa090c,0xdaf8030627ec0f00,0xf3de0cdb1913eecd,
+    0x1ae7f90cea09fd28,0xfa0cf8f4fc0cd8e2,0xf6e9f9f617081915,0xe4f50e09f2fc0a0b,0x05fa1717e1d6f7ea,0x0ff3e1f7f61816f4,
+    0x0c04f3f9fcfc0fef,0x080efb0dfb06f501,0x1600f814f721f6fd,0x0807fa06e9fb08ff,0xf70405030cf7fdef,0x1b090b0efef41e12,
+    0xecfcfb0afe171d11,0x1cec11fa140fe505,0xf52510fff30d1618,0x0e012d0f221fdbf0,0x2bfaf8f008faecdf,0x01fff60613f60506,
+    0x24fff507080ef31c,0x0109fdf001f3fdff,0x05f0ef091606ee07,0xfcfe0be2edfefc18,0xee0720050d19ee11,0x0918f413f5f81dd2,
+    0x259cb8ee11467cac,0x2b21b2264e810760,0xfef8f1060b03f912,0xfe0bfcf9f1fc19ff,0xf5e6f715fd16ffd7,0xedef19fd0019fd09,
+    0xf402f2163afa22e5,0xf208e902000cdd18,0x1801f900ff15e6ee,0x1d0221f00e0aed02,0x1a07e8ee01f4e6ef,0x07f5fd00e6160d2e,
+    0x0912fc10151fdfed,0xffdf18f0080cedf7,0x1b0000fef9051f05,0xfce403edf206f6f0,0xf6e8fce5000f1008,0xfb20061cf9dc03f6,
+    0x15012727f9f728eb,0x0cf7fc14050823fe,0x001004edf5faf7f3,0x0915fcfc07f60401,0xfb150514000cf802,0xe6f9fc0c0afaf101,
+    0x0014fbf60403f1ea,0xfd00ff090e00faf7,0xf4f10aff0dfe0805,0xfd03020b130c02f6,0x0ffb00f6f40b1501,0xf3eefffb08f6f505,
+    0xead31b18ede93708,0xecf2ba01eb1cf925,0xfcf4f60af6070711,0x13fffff0fb14081a,0xef0ff7f60109ef18,0x10dd0902e6120d1c,
+    0xedeafe05ff0e0df9,0xf7fd070a0309f1fe,0xfe04fafafa090103,0x06fbfafb06f9ed0b,0xf60afa0afbfdf606,0xfa10ed0bf20cf3fe,
+    0xef02f8eb04e3fbeb,0xe71d19f2070c01fb,0x16020b06f909e1f9,0x03f3feeb0cfa0013,0xfc311d0116133013,0x212c0c1b1fdb1f09,
+    0x1209100ff205fee8,0xf9effdf40aef03ee,0x040f0ef9f002faff,0xe1f31d0e14f10101,0xff0ffcfef606f2fe,0xf4020214f3e51307,
+    0xf81503fc07f0e5e9,0xfffd0301e80ce9da,0xe8edf621ef06edfd,0x16ddfbf9dced0ef6,0x0ae30304eafa09f7,0xe0f3190109f604f9,
+    0x1bec0f1711120304,0x1103f3ef00fffdf1,0xddfef1250530161e,0x260ceaf7ee0f211d,0x1bccd31deb2909f7,0xe8f82112fd0ff707,
+    0xfdf511efe916f6eb,0x0fff1ef209fdfd07,0xfbf7020aee03f8e5,0xf1fa14fffeecf6fc,0x08e000e7f9f014ff,0xfaef09f40f071811,
+    0x05f70108fb020ff6,0x081b16eb0dfafef1,0xfef6feeb02f4f8ef,0x0a01041300f2f6fd,0x0cdf00e311fd06ed,0x29f50907e601d9d9,
+    0xeffc01fd0afbe7fd,0x20edf915fcf1f804,0x100fedf8d5fe0809,0xf10220fc001bda2a,0x100eff13f00701f5,0xf0fdfdf7fcf7fefb,
+    0xfd09ed000612fdfc,0xfc0425fa090203ff,0x06f8040bf119f8fd,0xf9e4eb0112fa02fb,0xef05fef4f0fd00f9,0xe91afbf305fe0017,
+    0xdd061e19f7f20c0a,0x2c08eceff5fa23f8,0x2106fff3fbd13220,0x3cea0352350cf0e4,0x0e2229f8f516230d,0x0bf211fbf70ef503,
+    0x0d03ec0dd03b10f2,0xfcf923f3f2ee35fe,0x10360e0e1b05ffd9,0x0fcffc2efd0001f8,0xfc01fbfe00fceb04,0x13e206e603000507,
+    0x04e904f9060b29f7,0xfe10fef50d020205,0xf5d7ff1de01d03e3,0xe71bef080bf322f5,0xe51dee10ec1221ed,0x1e1dfeef0413f40c,
+    0xe204f002e5fbe9fb,0xfffaf0080c02f80a,0x13fa20fd19dd17f8,0xe60504f4e415f904,0x0100f30206f8ebef,0x08effe14f6f0f6f1,
+    0x18de160c0eee22f8,0x081afbf9f60c18ff,0xf00902fefafe1cee,0x000628f715f2e603,0x0bfb240dfbe20708,0x07ec26ef0efd000c,
+    0xf1e2260af70ae9f0,0x0f03e3f6f715e8fe,0x1107080403f7fdfa,0x000f00fef1ed0710,0xf70c02fd0f12f1d8,0xf110f808060d10fd,
+    0x01cf140116f712f6,0x09ee10e8071c040e,0xeed2f8210015f9fb,0xff0c2af30e07fc07,0x070512fb16ff0cf1,0xeb0a0503f710fb0b,
+    0x17fdfe1213f612f7,0xf0181fe6f8fafd15,0xf631e4ff21ddee01,0x0de211ffe8f1dc25,0x030f04fd05f405f6,0x00f510effa0df4e9,
+    0x0cf7061006060903,0x0405031e00f9e7f7,0xfadbfaf5ef17caff,0xfee827ff36f719dc,0x1fe3f6ee0a00021e,0x0719c33507f710c8,
+    0x1a0afafaf50501f4,0x081be8feebeced2a,0xf203f10ffcf6eff6,0x0809eb11fef8f716,0x07f90527fad3f2fc,0xf81415023c16ebec,
+    0x0817fc2819e82a0d,0xecf7ebf5fedf1435,0x12213dfcbb0ddacf,0x31e8153df520e3f0,0x00f500fe0cf1e1f9,0x050afdf2f5f8f50d,
+    0xfefc01e64aeeff3b,0xf00bd938f8b5e8d3,0x20041b0af0fdf9fe,0xf8f307f902001216,0xf2fd0c10ceea08e1,0xfc18f31c0002e9de,
+    0x02dc10e7df01f8e3,0xfcce26e5fae6c900,0xfd0d161108fff123,0xf3f8f4f007f90501,0x061205edfe09e211,0xf60f21fe08f2de04,
+    0xf907beeb16b2f704,0xe31b3aaa2efbf719,0x011b5b0b190df333,0xeadff0d4edee161f,0xff0bec03f618eee8,0xf7011a27f3f2fa0a,
+    0xd40a1511dcf7fedd,0x100df1fc11f7d609,0x13fffafdf5faecfd,0x0d0b06061a17e5e9,0xefd4fce40ee1eeff,0x0f091f0fd9e50623,
+    0xf300fe04090beffb,0xf702d21209060c11,0x12f6f9e6dc130a0f,0x24db010ef7fff915,0xe1474432ebfffcf9,0x2d0fffef13aa21f3,
+    0x180e0119effc01f7,0xd8f7f20d2d0ff20b,0xee170209161be3e4,0xfeee03f305ffd1ea,0xfb05020e240701ef,0x03f2f9fcf917f408,
+    0x0ffb1eebf31504e5,0x00020322eb081017,0xfef9f8fc06fbf400,0xf8f703fc03fcfe01,0x160a0de80512f605,0x351bebf7f6cfe0f8,
+    0x020702fd0ee92119,0xff16f60ffa00fff0,0xf9f7f9faf7fd0dfc,0x04f3e2f228f9f5ed,0x1a20f8f6fdebf803,0xf7050bfedcef10e6,
+    0xf4120adf06e9f6fa,0x14041ce52de0f622,0x18e0ea120efbf508,0xf90703fbe60919f1,0xdfefef0e08c0e4e3,0xe2e101f5f413dc13,
+    0x0aeedbeff9eaef11,0x00fdb803fcd505f2,0x2110f60c06040002,0x0afe02f701fbfa0e,0xfee8fc13f012f0ef,0xfe19e71603f41613,
+    0xf90a0b06e5f10bfa,0xdbde0b0f13fefddb,0xf504f901100604f9,0x1e0bfcfc08fa0012,0xecc6e9f4f7e61216,0x05f8f7e2050fdcdc,
+    0x0e17f2fc16ea2001,0xfef7fbfa00011407,0xf300f5ece30d01ea,0xedef07011b0f17f7,0x140ef20b0700101c,0xf7183507f810e1ea,
+    0xd4ce0fe9020f020d,0xf7000df42ae609e7,0xcb0fee0105050712,0xf908e7fc0afa0b13,0x2815ff29f518e00c,0x1011d91f0c37d9eb,
+    0x02e5f4df0e0dd005,0x0dff1f08e9faf0e0,0x0a45f20511fbe0f3,0xf42106f71df9290c,0xf309f5f505f50707,0xfb05f80407f20907,
+    0xf22bfc0ae1eddbe8,0xf2e5e1db0afe0211,0x32ecd9eefb213b06,0x1f0ad2f1ff1f05f0,0x0552e9ecf2112ffb,0x1df3360413c8ee23,
+    0xff1e0d07ee04f7fc,0x1c0720f238f80ef9,0x1c16061e0da2fb09,0x053331ccdc2cf925,0xc201251b0e0a20f3,0x1efc3008e8e3ea11,
+    0x08c706fd11e80e06,0x0ef8030feff0000b,0xf111fc050302f9f8,0x04000534fcf3f3f4,0xf802fffff6f300fb,0x0807e9f8f10cf600,
+    0x0ce9fcf3f703feff,0xf9eaf90dedfd2619,0x0503faf704f1dcf8,0xe5190de4e1fefdfd,0x0f08f0fa0afff90a,0xf72d10fa17f51425,
+    0x2aff05180c3ac20a,0x15fc0338ebd2d504,0xef1a0209ea090f17,0x1dfce1ee1ef4fee8,0xdb0500170b06fb0e,0x02f5e510fa1f0afa,
+    0xe706fb03eef7fc11,0x06f702fb0d00ff00,0x0bfa0ff612fd0010,0x0dfa03f1f1f90503,0x21021300ec060823,0x0e12d913fefff615,
+    0xfcf20decf8f3d9ef,0xf214e3fefbfcef21,0xc8010b193214deeb,0x01dafa1a1108f7ea,0x1c1c2d2d11e3de09,0xfa120dfadef223fe,
+    0xe3e203ece31cf2f8,0x0302061218191a2c,0x1ed8160106fefcf6,0xfe011304faeade05,0x15e11fecebfeff03,0xff0cf6121ef913fe,
+    0x18ecf818f81eff08,0x0614e12fe7a92a1c,0xeafee3f7030be60c,0xf416d80803fa0715,0x06f508fb01eaef05,0x05fc1df7fa0103ec,
+    0x0c06ff08fcf0fe07,0xe707f1f7fb08f800,0x0608060bf8fe0def,0xfdff0bf40301f1fd,0xd6e815f9e507f702,0x23dae30ff6ecff1f,
+    0x0f0ccfe1eb062610,0xe0f60007191df3fe,0xf9fce3f21efff4fd,0xe21ae306d0edede5,0x12ff0ed2fa0c1eed,0x14f6e240cdce0b31,
+    0x12ea03100bf7040e,0xf910fa0504fcf1f5,0x02db1af9eb270208,0xf30cff0f09f10ded,0x05090c0b30f20c03,0xfd0c2adaf008170a,
+    0xfa191002fceae313,0x0cea1b2b0301e7fb,0x0c141ee6e5f32be5,0xe318fad12a030a2f,0xfefcdaeefeeef3fa,0xecfffb05d11406f3,
+    0x16cbd301dd0b03fd,0xf81b18fc0af50717,0x09f8ee02f026dd03,0xebf506edfc1113fa,0xdc0ff9e4d2ee26e7,0xdd00d5daf80e0611,
+    0xeafbff11ea11fedc,0xf5021d0ef4050c27,0x100ffa01fb14f4fd,0xfbec030506fc0c25,0xea0e0ef5e31ef415,0xd80ffefc1a10f922,
+    0xf6fcff08f8e0141a,0x0a060806ef0dfafb,0x05bd0405f3fcf2fc,0xe921050cddffe5f8,0xff1de1c5ebe31901,0xeede02f726f41712,
+    0xfb0ee511132726f1,0x4efff6e2f5de2601,0x1530f1e72d272c2f,0xee0153d21c1fe7f1,0x18f70a2cff030908,0x070bfb1009f9f1f1,
+    0xf61efbe2e91132e8,0x10fcf61809f812e7,0x141fdc04f2fed8f0,0xe0f10d140af8eb0c,0x0bfd08f9d8070804,0xe4e1eef7f5fa05fd,
+    0xfdf00905eb0cf113,0xef140eee01000b0a,0xf0f5f3fb0d0df4fe,0x18110ded070f0f04,0x09f6f0f9180c15fc,0xf3fefe04f008f812,
+    0xef1eec0a000213e3,0xf5f80205fff414fa,0x37e312eafef2d0ef,0x0bfb2df3fe19dc15,0xef0a0201fff700ee,0xffe7fdfd10f70905,
+    0x05e1f9fd09fa18df,0x1af7e2e4fdd716ec,0xfff9fbf6e9fe0903,0x130eee17ef08011d,0xf8e0f1fe11fa16e4,0xfcf1f300e6f709fc,
+    0xef40f9f219e70e14,0x070cd9040c17dbf1,0x05f3f1d514fefa29,0x192e172600170035,0xc60a1224f5f70016,0xe4141704e5d0e20a,
+    0x09050202f3010301,0x0ae607f9040b0cf1,0xf5fa051e0ae1f102,0xfef5ebdf08faef1d,0x25edffe5db040922,0xfe1b0f0e11f32309,
+    0xf103faf0ff0dec05,0x102efeff05fe0aff,0x01f6fa03010cff0c,0x0cf2fff6faf90b09,0x17f6faf41be203f9,0xfde6091af7fdee0d,
+    0xe907112448020ad3,0xf8fc2022e11cf2fc,0x0e1df80727f31900,0x30061511f30531fd,0x08fff6f3fdf5f501,0xf7f6e4fbf9ec0316,
+    0x330e0b0ef808fcf8,0xfd07f9ed070218fc,0xf8e01c03caddce1b,0xf9ff20d219d1fafc,0xf2f30ce3ef040bf1,0xe42af8f2f90d2e0b,
+    0xf3f0f5070e0902f9,0x04f2f60bf5fd0eff,0xeef2d71ef417fefd,0x050b0a0df90706dd,0x03f200fcf5eb000f,0xfae2fe0df503faf1,
+    0x1debe400180af4e5,0xf00fea0700111c02,0x061dc5d6fdcb38e6,0x1916bc26122f0cd7,0xc90012e72b040c0a,0x0026f81dc5fa1516,
+    0x00f2f6f301f2fa0f,0xf704f9fb09061109,0x181ffb0a00f30822,0x17f80afde2ff2cd5,0x0df9eb0816fcf0e4,0x1b10ece7fd0eeff4,
+    0xfb0df506f7f7f209,0x0e0e1d12f6fbfbfb,0x0dfbffe413fbee0c,0xfe00d4070b0a0af4,0x21ede80e02fbf8dd,0xe80fdbf40f1310f8,
+    0xf6fe01f0fbf80aed,0x0ee803f109110ef8,0xf90cf6020a00030b,0xfd240be104f211f6,0xe5fe0226f708f207,0xf73115f1f01dea0e,
+    0x09c655c411b02810,0xbe03c13a100c1bf5,0x27ff0f030f06dd0f,0x0bcfedfa00fbe608,0xec0707f0fb0c100a,0x06f90a100ef9edf7,
+    0x0ffa0d0610f8f407,0xfafbef0cee0bfbfa,0x07fd1911d7ea000c,0x16f912fde7f7f3f7,0xf50602ff0603050c,0x0c00f60708fff7fb,
+    0xfefefe150808f70a,0xfd0c0b2916e7e304,0xf9f0df05e606fd06,0xf2ee16e604e6f422,0x13f515eeef011411,0xfdfc09f3010912f8,
+    0x1d06fb02f9efe212,0x0dda1403f0f0f733,0xe8faf0eaf62401fd,0x09ef02f524fd0cf9,0xd0080210eef748fc,0xfdfdf3f302f1f9f4,
+    0x03f40c02f0faef04,0xfe070e0c0ffef5fe,0xfcf2060f14edf2fa,0x0bf8f1030409f609,0xde1503fffefde932,0xfff3ed00e502f3e0,
+    0xff23eefc162ad30d,0xf2e7050d0cf2f1e5,0xe0070af109f00dff,0xfbf5dae41408031f,0xf704f30605fe0d0a,0x1105e216ef090cfb,
+    0xf6ef0b01fdf3ed02,0xfe04fefafd10fbfa,0x0e00df08f5ee30f5,0xcef7fcf2fc0308df,0xf4f7ed10ff1015e0,0x08f8e113fffa0015,
+    0xff051cf51102fbf8,0x0aef14e90f07eef4,0xf7e3d52cececfe18,0xdf14cef4d016d9e3,0xeaed1812e5041ee2,0x220803feeadedf0f,
+    0xf50812231bf0efee,0x0ef5eb04020624fe,0x0ce505fc05e804f9,0xfff700fdf60b0012,0xe600060beffcf922,0xf5e808f5001013eb,
+    0x0df2e3071617ff0d,0xf6fb071cf2030929,0xfa09ecf2f4fef9e6,0x0c02fa2407f94103,0x0005ee0e1ae5f507,0x170bde462416e407,
+    0xef0afdf4f3eb24ff,0xebff06fcf20b0bfd,0x0819dfeced0bfd08,0x10e0f5e6f0160401,0xf80f251709f4e50c,0xfdee07f515f9f7fc,
+    0xebfe17e7f3ea04fb,0xea0825fdffeaf90e,0x0ff50b01e80d0ef5,0x0e16130201f706f6,0x0000021c01f32b01,0x012af812fefae54a,
+    0xe3f9ec0f1d1310f0,0x1c0f191b1004e705,0xe650c4e2f82cf011,0x33020011fa330acd,0xf7db1116f11e0c0b,0xfaee0f0d03f3e8f6,
+    0xfa08f4e3b8f90d06,0x0efd2304fa36c613,0xfedbe51025d6e7f9,0x20f70eecfffbfa0d,0x0cd4fb000a10190c,0x0e0815ff04fa07f7,
+    0xd3e8f80e1e1cdc1b,0xf1fd2a1209f7010c,0xfaf0e4ddf40d1109,0xfcf50adff7e6c403,0xf9f701f4fefc0305,0xe7f4fffdf80a15f9,
+    0xdc0909fe15f8090a,0x20fd050cfeeff0ff,0x0703fe08f8f8ff02,0x0808ff1408010509,0x0af7f6030a0a04fd,0x0108f1ee0d04fa0a,
+    0x202a1e08f112ec16,0x02dc150e0afad50f,0x0c06f31ff80211f4,0x181307f612020025,0x06eb120efff0fb00,0xfc00fafffffeff0e,
+    0xfa0c07040606e8ec,0xeafef7f914effd14,0x0819f00cecfff816,0xe8fa0f02f90c0d0a,0xfdf8e404ee0912f9,0xf8fe22d1f911e02a,
+    0x02e7f0f8f90c21f0,0xf5e2dd16fd02d306,0x01060f00ef0101d2,0xf8f0020d09030ff9,0xf7edfa0de30b30ec,0xe504e0edfff31222,
+    0xe70914030cea0708,0x00f31606eff0e5f5,0xed090001e5050af7,0x0717f3141c081601,0xf0e4f3f51cf307f8,0x03fdf52406ee1b19,
+    0x2140310b03f9d530,0x1e1031f43fe3f5ff,0xf302eef2ec00e2ec,0x16fdfafb0ef5090c,0x02f5eff3ec0f06f6,0xf313f2ef06fcf110,
+    0x09140cf9f1f91807,0x0f19de00001811ec,0x0f1b24fc1413eb04,0x0b54f9e6eb0a0006,0x2318030618fc1c03,0xee01e9f5e70c0405,
+    0x21f0f3f00afbf1f0,0x08040906f6f8ff09,0x0f22fef5f9f5f215,0xfc0c08fef9100509,0x3f04e5ddef13fc00,0x2b05f10ff8fffefb,
+    0x13fbe9e536f8e2d1,0xfb0b0c2cd10ada1e,0xfede08170316dd0a,0x0f01ebec01ecef14,0x0df102020cff16fb,0xfb161af5f3ff10f1,
+    0x0e0609f4ec010aff,0xee0933ef02ee02ea,0xf9c308a644b7fa28,0x58f69f2945354960,0xde06f61decf317e9,0x040fedfdecd31fd9,
+    0xfb0c03c8ecff10f7,0x2a1006dcdf0e1a10,0x18fa0dff07fd060d,0xe9eb00e9f7e2ea1d,0xf7b02516e5011009,0x1f1901e5e4ff03ef,
+    0x443afd1104f9d116,0xeb1615ef3c02f215,0xfcf1e60f0913e5f7,0x1f0e2200fc060b04,0x270b0c01f926f5fc,0x0bf6f60a0f02e709,
+    0xf026121001edf70a,0xf3010c230204482e,0x02fa07def6f6f209,0x06ea10f4fe09f8e1,0xf50ffb10ed1bd000,0xf4fe1fd3f9f80eff,
+    0xe60001f507f7f916,0x16f6f32fe70719dc,0xf6edeedc2f0f0f07,0x1d10ff20f807eff6,0xfdf1060af0fde714,0xfffd011dfb02ee15,
+    0xf412f9e40df4e6f1,0xfd1d06e609fbf41a,0xf60406eff4f5ec01,0x0510fdff0407ec0c,0x20ea3516fbf931fa,0xf5eedf020e002206,
+    0xd4ea02050be30f08,0x13f611e3051b070f,0x0b08e7f9f8170ff4,0x060e02fafbf7f810,0x160304fd0ef2e8fc,0x03f707fb0bd927f4,
+    0x0301f303f51615f9,0x18190a0503f3f70c,0xec0200010002160d,0x07f70dfbfa04fe06,0xc5f6fe24100e1107,0xcc090ae2e90dfc16,
+    0x09170b092e9f0c07,0x12fe272200fde808,0xf304f4f3f5fe13f8,0xf4f4f7fefefbfb09,0x04f0e712052d20f5,0x2e08061cc900f1fb,
+    0x15121afa133fbdf7,0x0afefce3f1010de7,0x08fff8fcec05e71d,0xea0eff0501ff0b00,0x0ee122fceed2e901,0x21f202e1f3db0e08,
+    0xe30bfafece0622fe,0x00edf0f201091a26,0xfdfb01f8fc16e201,0xfcfe12140e0408ee,0x12fb0e022bd50d00,0x0aa0cceaf609f71d,
+    0x0beff5ef0e140302,0x000c01ee0f0cfefa,0xe4220c08e5f7d90b,0x0ef400f700fdcb13,0x14fe0ef6110705fb,0x0404fdf10e00090e,
+    0x33db24c4d801d2e4,0x1618d2eb151a0504,0xf2f7ffed00fa070a,0xeceffdf4f11109fa,0x01faf200090feaf9,0x0bfaf3f1f802f00c,
+    0xec201d13fb072c05,0x2df704f2fd1e3f18,0xf510f0deed0afc01,0xfeff1f14f5010304,0xee01ff03f40a0801,0x03e1fc01f90407fe,
+    0xe8f600f4fa0a00fd,0xdbe6f10af3f3f608,0xe30b35f106eaff10,0x1017150f370f320c,0xf2ef0507fa090301,0x040df9f611070e2c,
+    0x5611110408f61003,0xf0e115ecf91e08ff,0x0ef4fa16f3ffeef0,0x00eaf50e0b07f8f1,0x120d0ce40ded25ff,0xedfe020d15050bf9,
+    0x0728fe050a1718f3,0xf807f618f8f8f109,0xe9151ceee0e9f3fd,0x030af40d29101cff,0x21fcfc0b09f10508,0x010ee60b00f41b01,
+    0xf8eaf6e8eef70aec,0x1bf6e8f0100c05f2,0xfa2f141335192300,0xd3f30210dc140e06,0xf104f0fe0422fdfb,0x14ff100e110ef216,
+    0xdb04daf73707fb0b,0x222ef6240efe0631,0x0e120602deefe219,0xf4f4f007070d10f7,0xf6fd10ee0dfcf5fb,0xe20906eee5db101f,
+    0xf9f0120afcedf7ee,0xfa09fa01e716fa05,0x35fe1e07ed030402,0x02061104ef02dffc,0x11052900fceb14f1,0xf10814eefde9fdea,
+    0xfcf70af710faf3fc,0x0bff050907feff0c,0x00fbf5fd0102fc03,0xff12e601f9fc1005,0xfef6ecf60a090309,0x07121304f6f8080a,
+    0x0617fb1500eb1b2d,0xf6fe0815191105f4,0xf003fe0df805090a,0x2414feec190d0af0,0xfd020ffd02feecfd,0x13f9edf301070cff,
+    0x03ecfc07020001dc,0x07f3f90607071cff,0xfdfde3efe910feec,0xfd180307f209f605,0xf7ed09ed04f3faff,0xfa12fa07060af4f3,
+    0xfee0191f1a17e710,0x18fcf4f420031af3,0x1d16ef081201f9fc,0xf8f8f3ecf80cfa03,0x22f1e606040ffcf4,0x0c04fde2f5fef9e7,
+    0xe20f04fc120de80c,0xf90bfc06f005020a,0xeff50dee04f717fb,0x02020aeaf1f21929,0xee08f60cfef107e4,0x1dfdfc0bf910ea02,
+    0xef11f6ef10ffff07,0x040debfdfefdfd02,0x2840f2f3fb020ce9,0xf2fe02de26fce7e8,0xeb0713de17f013db,0xfcf8d72819ec0ff1,
+    0x040d02ff03060d07,0x05f4fcfbf606fe0f,0xf003ed0efe030f10,0x0c080a0c061814f8,0xe009fdfcea06fc06,0xedec06fe10040a0b,
+    0xfef1f705ecfaf0f3,0xf4f1f8f007ea160e,0x0008fdfbf6ffecfb,0xffef19f8f30ef701,0x0deff0fafa09e3f5,0x1bfa1a37fb2b0c18,
+    0xf7fcf40709fb0ae9,0xfd11090b02f10b03,0xd7fe1ee4060c0ef6,0x001e08e715fb091a,0x0b11f8e4f5e9120b,0xf2f523db0c1d321c,
+    0x01f72ee2f4f81a08,0xdbf708ce11e6f0d3,0xf00e0305e6fa1c04,0x090fedf20203f40d,0x0612f1fc00d016ec,0xeac3013cdaecfeea,
+    0xe20f00f2fff7ec01,0x0307db0804f9f2f7,0xfff0f21805f1f5dd,0x26ebefe613120d14,0x120df613f016100a,0xfe050f0a1cfff103,
+    0xfc01fb0fe8062d12,0xf0f015efef0df60f,0x110911faf9fc1702,0xfef2030aff15fc06,0x1205fc080f061104,0x1315e50e20f3ecfa,
+    0xe3dee60a010cf3f5,0x1fc2f7fbfffc16f4,0xf801f6f50c0a0a02,0x0e0e02f8faff0603,0xf9091ffcf104f005,0x11e5edfdfbffebfe,
+    0xeefbf5f70705f7fa,0x06f706fcf4fef608,0xfafe0cec05f4f7f6,0xf70cfaec00f90009,0x13f90d0a19090cf5,0x16e9fdfa08f10918,
+    0xe8fa00fa070507ea,0x000a04f611f1140e,0xef17e721171fff00,0x142ef8ff19013429,0x08f801f1f0f9ff07,0x111008fe0601f20e,
+    0xd6daf502f2fd060c,0xee1f19140921f2f6,0x0c1716040d10ee00,0xf7f9f50816fffe14,0xf6170707eb0b07fd,0xff02f915f9090b03,
+    0x03ef240bfb1c22f4,0xf407f2e8fdffd0f2,0x0ae209f8e80115f5,0x15fd01f907fcf7fe,0x22f30cfd0afe08d7,0xf5d7fc02fafb07fd,
+    0x0426faf029f8ea07,0xdc0f3205f6f1fcf9,0xf40cf302ec06f8f2,0xef0e14fa01f518e7,0x0cfa11f710f6e6fe,0xf90de3e5f8fcffee,
+    0x10d30109fe012216,0xf7fa0bfd17ec1729,0x161cfc04fefe05ef,0xe3200312effc14f8,0x12f401050c0befe3,0x0303e801f6f9f700,
+    0x0af5f20811fd0c14,0x06ff1306fa090cf2,0xfbf0060520e50301,0xf1eef60f070e2019,0xfd0224070cf8f1db,0x0ddffc15e809f608,
+    0x02fbf3fc06f7f3ef,0x0a0302f0f3f8100d,0x1b1ce819d9090401,0xf40f0cf9eb02fc2d,0xf103ea18eb121feb,0x11032cf010e5070b,
+    0xf3f8f9fcfcf603fa,0xfe0d080b08f6ff03,0x04fffbfbee0aec00,0x0409f7fefa1407fa,0xf2f82601101aeb2e,0xdcf604fe0807de18,
+    0x0b011a0ce90ae8f3,0x00e71be6f3d8e7de,0xee071c0301f902ea,0x12f0060ceb07ffde,0x0010012806e518f5,0xf800ef0f270a2307,
+    0x13fefcfcfaf5fffe,0xf914010206fdfefa,0xdafef2f710fd050b,0x0e220d26f9e9f9de,0xf0fb15d9f5f90d05,0x00f8f50e090516df,
+    0xf91304e4f5eff1ff,0xe2141009dd1debe2,0x20e6f419e6110a28,0xf1d30d090bf3edcf,0xe8c0a1ffdadc0df5,0x24e4d97823f30cd9,
+    0x0b13fd030003f2fc,0x081724f4080af1f7,0xfeebfceefe11b9d8,0x35f6e209ff10bbfe,0xdb06f1fbfcfffa12,0x04fef90efa02101e,
+    0xf305ee06fb000006,0xfc140eed01fe0211,0xf60907e12818f8ed,0x10f702d103082305,0xed01fbcfebee08fa,0x17f80503180bf2fc,
+    0x19000800f9010dfa,0xed0dff03fb02ff04,0xe9fe14f0e2fcf90f,0x0c05001dffeee50c,0xddf2ef1912f803fa,0xfa09ec000b14fc00,
+    0xff0f0510fd001cfa,0xf8fc09f6fe04f7fc,0x14e7020d21edd312,0x2b0e17eeea1205e9,0x04eaf5ee08f927f1,0x020108f106f8d8cd,
+    0x0b05f102f01508e4,0xf5011513fff50409,0x1307020518fc080e,0x0802e00d04010cfa,0x01ffebfe0e08174c,0xf1f9f4f7f8fc0005,
+    0x01e707051106f7f8,0x051007effaff1010,0xfc27dad70cdc1cf2,0x1c0403ebff210dff,0x02f3f4f3e5fad1fd,0x0cf2eb15f8fff1ed,
+    0xc9bf0f023cfa1f49,0xbecfe10ef30c4208,0x060b030a0105ee02,0x0c0e03f0ff051613,0xfbfb010204faf3fa,0xfd0fe3f3071c1a03,
+    0x0012090705fdf30c,0xed040ffe0308e5fa,0xfb0b1bfb0dfde413,0xffed07eb1303dce7,0x0bff06f40cf1f605,0x160f07eefb020403,
+    0x1dff05e204f6edf0,0xfaf516f1ee0611ef,0xfb1df7fc14ecf701,0x000208f309fd0f0b,0x0407f8fdf7030404,0xfbf9f7140c08f8f8,
+    0xc0090f07fb0018e4,0xff15ff00fcfc09f3,0x07fbfb070ffeee00,0x2210faf8f0150612,0x01080d0c03ebec13,0xf0f20bfc10f703fd,
+    0x1be507f20c12f9fe,0x04b707fdfbe41f10,0x05e4fe09f6f4f50a,0xfef6f6d908000608,0x0be50208e0d2f5dc,0x0f091df4e4c9f223,
+    0x13ff15060be500f7,0xe7f7faf3fcf91ad8,0xe3ed0f0401f4f8f2,0x0d1015fc14ffe3fa,0x090e060ddf02e2fa,0x101ae5d6161d17f4,
+    0xf024fdf3fe0205fd,0x1bf1e21aed0ff1f6,0xd7063ef212ef18fa,0xefff040be508d709,0x1a16e817f0150be1,0x33eaf20d0b1cf0ef,
+    0xd511edf514f401f7,0xf306d735fbed1a10,0xed19d4fae3f2c60b,0x0810120714e30a02,0x14f0ec00250c0f05,0xf8ef0412ed0acbf4,
+    0x071dfaf409fb0d1d,0xf7fc05f70efd20e9,0x16eb01060a1a2d07,0x09f7eef2e90bfc00,0x07021210d9f90b11,0x1fe7f40305e40208,
+    0x110412f2f805f70d,0xfdf8d1cf18df2a2e,0xe6f8ed181037240e,0x041e1a03200e08e4,0xead1f404fbff170c,0xe0f8fafbf2eaf7ed,
+    0xf7fdebeb010b03ee,0xfc0c08ee10eafcf5,0xfefdf9fc11f4fe0d,0x05faf615f6fef202,0xfe0a13ee0f0e0705,0x01f8fbfe1a0ffdf8,
+    0x010cf1f80301eb20,0x11f433040101fceb,0xf41a14070af3f90c,0x0ed50ce613e4f9f8,0x00ef06f9f113f901,0x120df9060507d90c,
+    0x030c1efc130d0e17,0xfaedf611f3f205e3,0x14050307df04fd10,0xf5ec071aff031d0d,0x1105f2fd0bfef513,0xfb0cfced0b01ed02,
+    0xf8f8090bfcf709f8,0xf00a170303ee01fc,0x0de7faf6f7f713e2,0xff18e5f60ef807f7,0xdfe7e026e8ecf9cf,0x34f118c8171cf8f6,
+    0xe1e2f3eeeceb13fc,0x05ff19e8f000f116,0x08eaf100ef04f4f4,0x00100aedfff4fa0e,0xc92207071c1412f4,0x06f900062926f4ef,
+    0xecfbd9f9230dedf6,0x111a312f04feb9c3,0x05f2fdeb01160124,0x0d460b06f6f71e01,0x0107f2b8e21b58eb,0x2202cff8011dde01,
+    0xfdfb0bcc1c0bf005,0x1a1ae1e0e52de2e1,0x11f7c821140409f1,0x0f03fb000fece008,0x16202bc0082af5f4,0xfef7070dfef624f4,
+    0x0ddeeae506160014,0xf8d4cfd1fa100116,0x01e9f3f90407f502,0xf70c0815faf41efa,0xf2fb0f0ef30b2ad9,0x14ebf0fa1f031a0c,
+    0x00050815ff00dea8,0xfdf6540d41f5c8e7,0xf51b02d1250d0bdf,0xeb15fefc0b13dbeb,0x00fdf3fc170cefee,0x161a150c07fffe13,
+    0x27060e0c0ff5040a,0xee31fe05070dfc2c,0x3004f30dfe0b2114,0xe9d9361fe009fbfd,0x11faf7faf8ff0a11,0x1206e6fbf40d04e9,
+    0x0f2118d0d41dd605,0xeb19bdf41809f9c4,0xfdedfdfe090ee3f6,0xfced14f10ffbf60f,0xff04f00813fffd05,0x01fcf6f1f8f80a09,
+    0x280df9f4e3171f0b,0x04ea03ef15021b23,0xfeff101a0df92b14,0x141aefedf5fa1409,0xfae9ed1cfd37f535,0xf2f3de1bb9f703eb,
+    0xec2cec140f13fd14,0x0a0eee34e610f7f4,0x020ddf04e2e42ff9,0x2725140902eb0df6,0x03f4fce6031502f8,0xfb061118ef0d0b18,
+    0xf413e90df106e70a,0x2608ff09fef9e60f,0x07ea1a09f30309e8,0xfd170f26f4ecd9e0,0x0622bd1213e2e3d8,0xf300c5da0bfdfb03,
+    0x02fef6df05ebe712,0x07f9fd360d00e10b,0x26e7f4091ef2eee5,0x210deaeeefca030a,0x201b010604041905,0xf6fbfffff1150e0f,
+    0xfcd2f10f09f611fb,0x09fbe70402071df3,0x0b08e81e1ced2331,0xfa051eeb28ee16de,0x06e4bb2de0081600,0xcfebbcf503faba0f,
+    0x120713fef203d7e7,0x0c0d030ff40a1104,0xdb0ee806012b1506,0x0c1afef5e60b06f3,0xece50d0bebd9f7fe,0xf30a15fce70e03f2,
+    0x17fcf5f6ee0b1aea,0x07ec12f0e9fb030f,0xfc1906dbf6ffe92b,0x1f0bf91520eddd02,0x072f180ce404c821,0xfd060216080ef810,
+    0x18d0171fee03fd1c,0x060adcf41202e606,0xfefbf9f9e01be2ec,0xf5ec00fd190c04f0,0x0ff70a1e09edd506,0x0b2508060f081513,
+    0xfbeb1d360ff9d70b,0xfffbdadd2110e8ec,0xe617fa00fdfb01fc,0xe7f80028030be4fc,0x0c12100bf9122200,0x23010c12f805fe11,
+    0x9d10e401ed09fd2f,0xfefeed070621dad9,0xfb010605fdf7fe01,0x041210ff05fa09ff,0x0ae4fef8fef2f3f5,0x05070505e5f4eefb,
+    0xedfaff091201e6fa,0xfae0e0f6fefdfd01,0x0f1cfcec111c1e3a,0x2dff2c130a1038d9,0xfffef22fdbe929df,0xe10b2c1a10f6c7e5,
+    0xd717f20b13faf5fb,0xfbf70103fafe0ae4,0xff0609e81ae70d22,0x0612f0f0f3f207f3,0x1717010c0bd8d10d,0x0fe20522e9040e01,
+    0xe9110afc23f600f3,0x0b13050d06f10206,0x0bf2f9fcf4170815,0xfaf2f7f60afce4f9,0x10dfd6ea212de9ea,0x1203e4edde20df20,
+    0x25cc14ffe914f7f1,0x04faf8d0f108df00,0x0a010af80c08ec1d,0x0100edf903f8faf4,0xd1d6ebe2e9e73429,0x22f30df1e31cb3ff,
+    0xec2605ec07fce80b,0xfae8f30001e9cf03,0xfaf1f607f7e9e911,0x0d1cfa09f8040ede,0x10ffe2fbf2f50aec,0xfe12f2f5f309f615,
+    0xde2cd5cd3eb1f938,0xee0919fd1258dae5,0xf2fdfbf203f5fae3,0xf4eaf2ff090224fc,0x04f922fa0f0bfe0c,0x050d0bf3d8fd0109,
+    0x26e207f721211600,0xdfc4fdff02f1dc03,0x1109fafdf0fe0ffb,0x0f1808fff201ddf6,0x040313290621e5e9,0xe109f9e514150a00,
+    0xfa21f10609f41a1e,0xf006010a0bfa27ff,0xfdfd0fe71e07f5f9,0x1815ed0a0a0aedfe,0xf90f0ffdefff05fd,0x12080f0002f1f8ff,
+    0x0512faf5f7fe0df2,0xfb00fe02eafb15f8,0xf3edea08eef9f81b,0xfb0810edf2e60208,0xf6be00f725eefaf5,0xc91307d905e713f2,
+    0xd907feef0c0afe06,0x15f4e10210fc05de,0x08fc0f00f4f01d1b,0xf7f01928fffe08fe,0xf817e501ff0930fb,0x010af3f219121a06,
+    0xef27f223fa06db0c,0x190521d017fce1f0,0x07fcff01fde5f4f4,0x0209ed0405e7ef14,0x050e141908f917fd,0x2018fbfafcefeee9,
+    0x34131efc24fc2802,0x1b242715ef2722f9,0xd8301d1811e7f910,0x00f60705feef1bff,0xfe06ee07fce503fd,0x0110ebeefefd0e05,
+    0xdee8070806ff0220,0x14e2f7de06fd03cd,0xebf40b11ebecfac2,0xf4e50809fafef601,0xf503040c03120bf3,0xfeffff01000209f9,
+    0xf705020afb01e60d,0xe5f6fc0507f2e7f7,0x04fded070cf3df02,0xfcfdf609fdf9e809,0xf2fc040531f0f8fd,0x030f000918151ad4,
+    0xf00adcfbfa12f133,0xf30bee08fbee0cfc,0x04e606fe0c0d181d,0xeceefc1811182207,0xff1a09fcf101fef8,0x0ce9e903e6010cfd,
+    0xedff01feff05f8f9,0x01f807070cfefcee,0xf5020a17fffa0215,0x2702032312f907e1,0xea0c100cf710ff03,0xe50bc4170eff0a20,
+    0xf6ecf508e5ed03ea,0xed0e0efd03fae9fc,0xf2e80afef8142a0e,0xfeede62ef10ce7f8,0xef00130f0501f603,0xf7091707f3070ffe,
+    0x03e30807020122da,0xf9fa0ced0c05dc19,0x110d0703fb07ea02,0xf3f2f5f0f3010612,0xf3f00bf719f331e8,0x07f50900fb021903,
+    0x0fdd0d0a19e6fe01,0x0efefd07f00706fc,0xe41b14181203db16,0xe0140914f719edf2,0x03de01e62aeae30b,0xe40011f1171fe4f4,
+    0xd9e7ceecf0c111dd,0xcbece61e0fe4e8dc,0x1308fc25f619fb08,0xfdfdd9ebf2ed26e8,0xfe121bfbecf5f7eb,0x0315f107061718ff,
+    0x13081309f2fe1910,0x1407f40c08fd020a,0x15cc01fb160efd20,0xd620000e193a3cfe,0x09fefcf1ec021004,0x06e0faf1fd0609f8,
+    0x02ec0ae40649161e,0xf808110302e6daf6,0x070b041afbfddb15,0xfd0bf5e910100611,0xedf2f3061cfc08e9,0xe9da02fa090d20f6,
+    0xeff7e1fdf3ecf70a,0x00060315f70d04f1,0x1de607160002fa06,0x02fe13f0f3fd3409,0xdbf9e1fcf3f401eb,0x11d90516f305fcfb,
+    0x07fbfc0201f9f3fd,0xf8071203fc060205,0xf9eef204060410f7,0xfa02eef203f4040f,0x1506ee0afbde0dc9,0xe916ec042d132810,
+    0xe201040a1328f604,0xf0ca02f11806e8fe,0xee0dfd0f10f1f822,0xef0e0df4e8050202,0x0ffb1305ece40113,0x10f01306f8070d0a,
+    0x11feee2703f41dfc,0xfbf80cfd040a0e03,0xfc1210f0021b17f6,0x10f11102140a0f17,0xd54bebfdfef222ef,0xef15f83cf4ec3210,
+    0x02f50501fef30102,0x09f9fb10101d00ff,0x11e311f810fef517,0xed29122d24fa0707,0xfc04fff6fbdce013,0xef070b08fcf704fb,
+    0x1e1a07fa0908d1fe,0x0605d8e8f10d2ec6,0xde120e192901e2f3,0x0003d4eef6f71a36,0xf513160213efe80c,0x2ef120ed28f7fd0d,
+    0x9affdaf9fb070df9,0x1c0aeefdf6ee0afe,0x240510051aeecff9,0xfae0e90002ffe209,0xf0caf0d60805ded8,0xe1fff2dd1312ec2f,
+    0x1506f5ecfa0b10f5,0x05e80e03020003fe,0xfedc28e5f4f52cef,0x12ff100a0706e5eb,0xe60d1b02f01f2805,0x1b1615f7f8f41502,
+    0xe6f209050be4fd04,0xfd100409f402edfe,0xcb080afd0ee30bf1,0xf5f1eeff1bf603fe,0xf8f8ddf31e1af902,0xdfe906e23f21fcf8,
+    0x1eeee80b14ebfbf6,0xedf0e7e301e5f8f4,0xe308f0fdfcf4e8fc,0x080b03f601180be2,0xf7f8f2f7f915e708,0xeaddfd02edfdfdf2,
+    0xed1c060819ecff11,0xecfeffc7e5f323df,0x023d1a0ae2d3ef11,0x1119292aea16ebda,0xf2080e04ff0100f4,0xfb090ffc01f5fc12,
+    0x13ffef1af4fed6ef,0x0dfbf5f603f109f4,0x09dce2fefd2104e1,0xfedef0da0517f4f1,0xf903f90403040303,0xfc0800f2fcfd05f7,
+    0xf6fe0afb0afdf7f0,0x02f2110e101110e8,0x4ca80618120f1001,0xf908d90eebeede01,0xc60ff5fc00ed02dd,0x0bf409ccdce2edf0,
+    0xef0bfcfcf703e5f0,0x0bf0fb010b04f40c,0x00f7f500120ae7fa,0xf8101806fef9030c,0xeffb20fc090a0bfd,0xf4e10bc01e190007,
+    0x0ff9fffbaa05e9fb,0xdee82c19f7f3e913,0xfd1ee6eb1801f90e,0xfe0e02dd0a0715fc,0x060714f80af1e80a,0xfbff0315021315ee,
+    0xfb311df155111608,0x0fe04324f81614e4,0xed0dfd04f4f60717,0x0af50010ff0d08fd,0xfd19f4c5fe4ce43d,0x06c8e1eeeedfe0f6,
+    0x02ffe312130425fd,0xfefa14e9fa0f0815,0x0a0cdecbff252b3f,0x1ef7d810f53d3a1e,0xe0eb0803fb02eff8,0xdde1d60cfa00fef0,
+    0x02db1be91a291af6,0x360205e1320e2129,0x0bfbedf1f5c91135,0xf201081801111ced,0x21faef1213321bbe,0x13f8de091d120915,
+    0xeb17060e03021cf6,0x0decff2706fded10,0x0c0617eaecf5fb02,0xef0520f5f4f8fbec,0x0417ffe6fef12510,0xf80e0de805f621ff,
+    0x0404f20c0eeb02fb,0x03ec16010a100ce8,0xc3161c06f4b90704,0xf620f8491713eada,0x0be6ec07f30c0002,0x07eef9f1f40301e0,
+    0x110efb1809050ffb,0x07fcf7f8f9fc2a13,0x0606ff0908080bfb,0xfd040400f4fdfc01,0xe5eb220bf2f80c03,0x0af6e90202f001f1,
+    0xeb0600fcf3f50602,0x05f603fdf6030a08,0xe9f5f9efeb1d210c,0xf61f0bf903c70626,0xec0314f01aeb13fd,0x16da02fc0815f003,
+    0xfa20f808f80705f6,0x05ff2002ed0ce6f7,0xea070e0ef80a01f9,0xf81219f9fff71702,0xef0710f02f14e9f8,0x1affe00f020f27f6,
+    0xfb0007e50217e702,0x0a15e2f8e8f60e02,0x172506f70a110118,0xee0516fc0d00ecfb,0x03d207f6f50b010f,0xdbfd14f6f6fafd2d,
+    0xf90c0feafcf4f402,0x03f3f90c06f30006,0xf400feeb0b1212fd,0x1819e9eaf9ed0e03,0xf8f203f81af20aff,0x0a1a10eaf307011e,
+    0xf40bfae81afd1af8,0x1806f0e0ec0b0fef,0x16ec03e8070de608,0x12ec0aeec3ed040d,0xfcf8d8f2031af2fb,0x231d1df6e7fd0cff,
+    0xf10df90908f30cf1,0xfdf5070504f8f406,0xebfce506e0e70df8,0x1013e3ee00ff1dfb,0xf8e70cef0440ed1c,0xf7f103e4041d1c4d,
+    0xf315f70ff9ee00fa,0xf4f603f4fe0c09f3,0xba122cffc9f4eff0,0x05f9c83d0805c714,0x02f7eed80e03040e,0xfb1301f9f1f31a0c,
+    0x19ccd31106de1dea,0xf60c39e4e3eafa2f,0x1af91fe10323eff8,0x0b0805f404fbfd0a,0x161cd8d2f3f6f9ee,0xe6e915080e0b1d02,
+    0xeeeb2f1d14d327fd,0xf8fef440eb064642,0xecf41ef40df00df0,0x01e5ede8eeeff710,0x08001bfee901e820,0x13fb191aff0ae8e5,
+    0xf9fcf8ec06ebee01,0xfffe02f50605f4ff,0xf90018040a0400fc,0xf80d030cf61a01f2,0xe9f9080c0af9ebf8,0x051300fdf0050106,
+    0xf8fbfcf611000cfe,0x1302f70007fd06ed,0xf1f0ff031003f3f8,0x05f7edf50708020a,0x14e70e18f3fd20f7,0xfa131bed1206dd0f,
+    0x0afdf506eff9de12,0xee0b110d06faeee2,0x04f707ed1effe0f3,0xfee0e4f0110612f4,0x1cffe000e8ee1919,0x00eb00172de7f807,
+    0xc8f807f8130af5f4,0xffe7f8090bff01f9,0xf60bee0c22dc0522,0x1b000dfafbf90a0e,0x0001ec2519021013,0x16f0000df300f7f9,
+    0xe811040bf5ebf711,0xf8f304eb06ff060c,0x192412f247f7cf03,0x0de5e21b0707031e,0xe826defc011e080d,0xd018fa0af9080705,
+    0xe714d5040700d436,0x2106bce8221ef5f1,0xeb3c0d02172be01c,0x090427fc1ee5f131,0xfef30bf20004f703,0x05ed0700f4fefbf5,
+    0xfdfc13fef5f5f701,0x1bce1904040eec11,0x9d08f8fbf6e801f0,0x000afc111c042c0c,0x090106f20503faf8,0xee0106f80e05f7ee,
+    0x05fbfef3100d06f4,0xf9f70cfd08fdf603,0x0ce4f2f0f8de11c1,0x13e0e0ee25032d2d,0x0d0d09fe0ef2f70b,0x0af803090404f7ee,
+    0xf0040ee60505f002,0xf40cff080df3eaf9,0xff0d1006160bf905,0xf9f7f4ef1bfdfffc,0xdfe5e2ebdc0816f7,0xe1030cfbf4fa060d,
+    0xf211def201fafde3,0xf5fcfc220314f8de,0x02dc080d051305f5,0x14f517dd21f4dd1b,0xfbf107fdf6ffd2fb,0xecff050fea11e111,
+    0x1803ef03fa06e6e9,0xfe05f6eaf309dc16,0xf718e5f93eca1403,0x4105d9bf0dfc53f1,0x1811f134f1e7fdfb,0x1a1d0bfe14eef50b,
+    0xfe1febfdf9f5ffeb,0x1c130a0b2110d8fc,0xfbf6051705fdeffb,0x02080b13f004fd05,0xe2eee7fdf816fe02,0xf1e2ef0608f1f904,
+    0x000502f0050802ff,0x0d07f7faf9f8fb04,0x1908ebf611ff0d01,0xfa12fb0cea06f7fa,0xd619defae801b202,0xf0e328f8f30a38e6,
+    0xf6e3f0ecebda0c0f,0x0204181216fcf801,0x0319020810f7f4df,0x130af5c9f60b08e0,0x0902e603e9c7f8ec,0x5636fa000d0f0110,
+    0xfa01ec1efae016fb,0x0cf3ea00fd00da01,0x040201df05e3eb35,0xfb092f06f9efe104,0x06f00a010aeee60c,0x03140dfbf7fb1aef,
+    0x16f2cadf08132711,0xfad734331bdec1f4,0x03fd04fc06f609fc,0xff0f06ff0607fcff,0xe507dcfdfc3f10ef,0x03132edf16ef0cf1,
+    0xeff3f6f8f8080e04,0x03f604ff10f0010a,0x0df3f60cfff403ff,0x0a04eee9fc11e9e5,0xdef61c4d17c8ac02,0x1e240fbbe613fd06,
+    0x0502fef8feedff05,0xf119ee0e0bfbf6f1,0xfff90204e8ebf3ff,0x0a0a020bfefb2717,0xe106f9c004fa00f7,0x1dbb00f5ecfa39ff,
+    0xfe1a050ff9fa1006,0x00040af522f30de7,0x05f9f8f81efb0eff,0xf81005f2f7f30700,0xf21dfaf90111f104,0x0d16060f010eef0b,
+    0xcc22fef7f21602fa,0xecdb0cf7f7eee906,0x0d3728f5edfffd27,0xef16140f02fc2205,0x0e0cfcf507fdf517,0xfd01f017f002fc0e,
+    0xfd03fdef16f3d308,0xfa08fbeef007e3ec,0xe20a10fa141b1d18,0x210bcbe7252017e8,0xe2d1eb1c18dce205,0x0cf0f3df0704f9f3,
+    0xfcef1be8e8e4f6c9,0x1f060fe9100ee621,0xe81c4216b7f2f0ff,0x01fd0d11fefb0b22,0x0c0ce80cfff6e2eb,0x1f070bfc180af4fc,
+    0xf0edeef9fb0d0c16,0xfd1b1dde14f3e623,0x0df5091012d1f0fb,0xea0a050108f819e8,0xe60e08f7eef6f400,0xf61d05100510eb05,
+    0x02ec22f4f1f0f001,0x171feae3d9f8fc40,0xf7dc14070602ff3e,0x00e3d2f7e1041f0d,0x020900fbfd150cfb,0x08fff205f305ecfe,
+    0xf1e713eef0ed16fd,0x290a08edf3061909,0x0cf400ee12f8ed08,0xefdcea09fff71ed9,0x1106fafc1ff5d10e,0x04f70f18fa05dffd,
+    0xec08fc0d08ef0603,0x0ee907eb11001ffc,0xf1fff7f4fc081ceb,0x07fbfe03e90d0c0f,0x32f3e3e711090de4,0x07e4f4f805022a02,
+    0xecebf0fcdb0c01d7,0x00f7df0c15fa0209,0xde050401f415090b,0x0dfb11fc23f302fb,0xf5f603ff0af4f0f9,0x040801fa0ffd25fc,
+    0x04f608f7f80a0ef6,0x04f60f100cfff8ff,0x0408ecfce7e715eb,0xfcf4ef040ff30203,0xfaf0ff0afff9f3f0,0xfefdf6010101f4f5,
+    0xf30e181522020423,0xee07fd33eaf024c9,0x1a0a03f301fdee18,0x04ee0ffe07f60807,0xd1f40c01fe0104f9,0xf0f61000fbf70cfc,
+    0x1b102be521efe0f3,0xe416c525f034e4eb,0xf8ffecf82ffa07f1,0xf708eaf00cfafc11,0x080bf901fc03f20e,0x05fc0a09fe08fcf4,
+    0x0cee2a0afadbffd2,0x1b092cd809fe022d,0xe5fce602f6ee1e03,0xe9ec2910fae6d907,0x15f5f1fcf2f6fdfb,0xf5030cfe11f0f1e5,
+    0x1df401f0ee041000,0x0be905fce70e03ea,0x060ffa060cf0ebe2,0x12faddf50f0ae5f2,0xf8ff1de502f50af2,0xed1a000ffd050210,
+    0x063cc9f6e034d61b,0x2cff0ad8fd0ff142,0xff0405f715110e19,0x0512f1040a0313f8,0xeaea211ef611132b,0xddfdf10e0505beff,
+    0x00101b0e07faea14,0xfcf2020004f01003,0x030bf9e0cfe21d00,0xcffc2017eff7e4fa,0xfb00fb000406f300,0x00fcfbf60305f6fc,
+    0x06eef71d010d0ee9,0x11db0efdfa25d5ed,0xf0fdf720da230709,0x090b02110f14dcf4,0xf4f813f907f80204,0xfe010dffff0004f7,
+    0x030014fc0c1af4ef,0xecde1b2305fceef3,0xc3f0c6ebe51013eb,0x2009fbff0b04e135,0x09fb121de7f004ea,0xfe132311e507e8ef,
+    0xf4ff0bf1fa02e804,0x0eef06e40ee6f4ea,0xfbeff505f910fc0b,0xf80312f704fd0cf4,0x08f0f7ebfdf1effa,0xf0f6f2ec071207fc,
+    0xf2fa04d6150eea10,0xf3e9ebf6f310e608,0x0cff062d00e725e8,0x060bf4ef1fea0ffa,0xf9f4f80b00f9ff0a,0xf7fe1209f904fe01,
+    0x0d07fd050d0809f8,0xf90a0bf806ff0907,0x10c107f002183401,0xf61eea080af1070b,0x04f501040904fb05,0x03fbff0c07fceb01,
+    0x0fe4f1f7020a1cf1,0x00dc101ff00fe8f2,0xd6f405eff0f80212,0x0e192e11fcef171b,0xfc00c0f9ec11e5f0,0x1d2ae4ebdf0205fc,
+    0xf811050f0cee1dfd,0x1ef9fd0605110206,0xfd11e811f210f3fa,0x150be2fc0c0208f1,0xe511fffbe206e9fc,0xe6f2e9fcfff50416,
+    0xebc3250112be342e,0xe2f5bc35f7091606,0xf5191c27ec09240c,0xec071bf9f50fdce1,0xfcec1504eeed0311,0xf2011dff0b13f2f9,
+    0xfbe5050ace00ecf5,0xfdf2eef6fbfae2fd,0xfe33be171e1335fb,0xff06ede3fe05d931,0xff26140d0ae01afb,0x21eee0f2fe0bef00,
+    0x0cfa020c04ff05fa,0xfaff0801fd01f7fd,0x09da0feb0b05cbf3,0x2be0d81f0102fb11,0x2c0df7e4eceffefd,0x06d1f226070bca09,
+    0xfe0bfa1303f8010d,0xfc01f4f8fcfa0202,0xfcea1003fe3403d2,0x190d0dfedbd243fa,0xf218e3f0072407d0,0x002324f1e7f911fa,
+    0x1638fc0f07431c07,0x010d072803def1ff,0x2706e811f0f0e31b,0xe4f41de50ce2273b,0x0009050ffdfaf8f8,0xf60216e4fa2017e2,
+    0xeffdfdfe02fbff03,0x0209f1fd0bfefa07,0x11e2eef8fbfa00f2,0xed0e1b14f0ed0afd,0x05fb0ffd060aff04,0x04fdf7fcf4f7f604,
+    0xe813f6e1f5fb0424,0x04edf30504fffc03,0xfafc17fcd2f60708,0x0ffef4170418f307,0x070906f716f4fff4,0x0e06ea1511fef40b,
+    0xf804f1fe0dfafbf7,0xea020cfc0c161d17,0x06fefd35e82d200c,0xffe4f4d703fb2a07,0xebff120a10001004,0xf803fbfff3050815,
+    0xfbf1dffaef03190f,0x190ff4ff0a101017,0x0ffafaef13de070c,0xee0feafb1425dae3,0x1b0112fd0bf70802,0x08fb09f7ff08e406,
+    0xe4d90aff0a08f8ec,0xe1fb0510070906e7,0xe2193a05fa12f003,0xffd5fd01020cfb09,0x072ae7000ae8ee0c,0x061f183e12f80ee2,
+    0xf5f803fef4fafb0f,0x0d0c060bfefef3fb,0x0807010af90cf9f4,0xf7f30e0207f90506,0xbaf01617203a2ae6,0xe639f50c1a1b0b33,
+    0xd806a70b0f02ec34,0xeb0df901f90912cf,0xfef915fcfffd08f6,0xf01212fb0ffd0e00,0xf3e4eef30cf0f404,0xf5f50e0e0817180b,
+    0x0508fc111f0afa03,0x04f3e900e3f6d403,0x031918121ee20011,0x0f1af6f40403f0f2,0xdeecfffff9eefbd9,0x0f140d03fef1e516,
+    0x26f10208fdece3f6,0xf3ea04fa16030812,0xf3fd01f6f61110f2,0xefe6090403130913,0xe11ee90e0cf60c03,0xf3fadbe85920fa18,
+    0x03030725e3e5df1c,0xf00dfe01e6eeedf7,0x0b0d01ef250cf7fc,0xf205fff9f3f8f8fc,0xfe0c0501e82b1ef5,0xedf413f215fcec02,
+    0xf9ef0af314edfffa,0x170be6091809eb10,0x02fb07fffd0000e9,0xea07f20fe7f80109,0x0415ecf6f71c0802,0xf31b00f90802f8f8,
+    0x080c0105f604f507,0xfbfcfbf60bf6f7f8,0xe1ebfef2e7f026ff,0x1a1122f62127ef40,0x18c2fc04e2280b26,0xf1360af90beae3e5,
+    0xee0803f5eefc04fb,0xfff2fce504fde3f3,0xfa0cfeff09f5f002,0x0703070608f8f902,0xf20912fc08df11f5,0x00f6f1ebfbfa00fa,
+    0x2ec112e406ef1400,0x070af0f20f12f11e,0x03f5f605e9e10e0f,0xeb140e11faecea06,0xfbf5ebf8fa060006,0x02020af909090c10,
+    0xeff2f217e4f013ec,0x0c0423d7effefa0c,0x0603faf6fc1a0801,0xf5110cedf219f70c,0xfa12ebf1e8e906f5,0x101d03e5201210e8,
+    0xdbc3000e0bee22ff,0xfd1e07fbf9f710f1,0x03eaf8f4f70ce8f7,0xf903eef7030aedfb,0x19cae6ede20dfefa,0xf703efe7eb32d3e4,
+    0x230010ee060cef1e,0x14f8faaaf83de905,0xed3b1afb190a1507,0x2d0cdde5e300faf6,0x20f800fa04fbe427,0x07f3211b1b0817e1,
+    0x012914ef15f4d8fe,0x0306f70de5f005ee,0x0ef2f33efff2f7f7,0x0005d6002afdf8f1,0x1f291e1521f40aff,0xfc2ae0f0ee25f70c,
+    0xe6dd0bedff01f809,0xe90ffaff2907eafb,0x05ffecf505fef9f8,0xf70915f401e9ebef,0x0cf8f51304120000,0xff09f8fef0e9fe1b,
+    0x0220fc12fe1912e8,0xf8191118fdf3f8ed,0xf1f2021de400f819,0xdfdfe2f4fa0a3722,0xf10c10fa0807170a,0xf508fe09ecf6ffee,
+    0xf7eb080dfffb010b,0xf003f61af40afeff,0xfbf7fff90806f3fd,0xf50afd0bef0406f9,0x26efef08f3050302,0x16e3fefe01f2ff02,
+    0x17111afdf8b6ebee,0x04d1c82ce9211ffd,0xf2290224cf0ffa0a,0xd10024ea1bba27eb,0x04f416e4f7150c19,0xfbe90afc12e2f1f5,
+    0x01050ef109f9f905,0xfd03faf5fcf506f9,0x1819ecef011cdb0e,0x0b0c34120e03fbee,0xf0fbf31116f50d0d,0x13f7deed00fc12fb,
+    0x29f1fffffc0226f1,0xff2ee0f61b0c16cb,0x14d81ef40a102002,0xffe40cdf00170b07,0xfed901ed0df0fe0e,0x161ee20214ebfe21,
+    0xffeffe040a01fd04,0x06c1f514f803ffea,0x1412ff151ffc1a11,0x26053b07f00e1ee4,0x1ffc04f5f3f0f60f,0xfa0803f1ff0405ec,
+    0xfdd8ef1001f0faff,0x050609fff60fffff,0xf7e415ef051805f8,0xdc08e3f7ed18fbf3,0xfc06f7120cfe0908,0x030b160ef7eeebef,
+    0x0a3ce91e18ecf605,0x24fb08d0e9f61f06,0x0d09f8f3f5f91cdb,0xe4e50a070cf3f706,0x170300fdece1daf7,0x2524e5f5e111150f,
+    0x12fb12110e03f508,0xf0fb04fa07050317,0x00f3f9070bfffef4,0xf7f7f2edf3041609,0x1107ede20b211efb,0xf92df9d903f500d6,
+    0x0d150505fd04e8e6,0xff0c4ae5020f2ee9,0x26ff14f8e8cfe8f6,0xf1ea0ef3f9f308f6,0x10f901f7e3fc01eb,0x04f1f0ff09f70100,
+    0x0615f9ecf710fdfb,0xf00a06ec19f7f4ec,0xe5c7ee2cc6ebfc00,0xee010de5e016ec1b,0xf923090df508fcfe,0xebd21305d70afce4,
+    0x08dc0c0119f90409,0x02d808f7dd01e910,0x03131eff160b1af7,0xe6fff6f80dec1d08,0xf8141212f7f3e015,0x120f0e06fc05df01,
+    0xee0efbf8f6fcff01,0xfd06f902ff0dff11,0xec0bf70e07ff07fc,0x01fcf805ed1204fa,0x0a08fb0cfe00fb08,0x09050dfdebfc14fc,
+    0x0015d63ff6dec7ea,0x1f13ec243c1b1200,0x0517f106ff0703f3,0x04171bf50bf10108,0xeaeb0afff70df6ff,0x02080207fe00fe02,
+    0x08f50bf4240c0c05,0xe90b05edfd0602ff,0xf2fef6f328e901e5,0xf1fb0808ff07ed07,0x1bfffefdfff608ff,0xfb0fea0515132107,
+    0x04ec1f020706ee2c,0xf703ff0409f7dee2,0x150a0f17fc0614fc,0xff250ef8f40cfbe6,0xe2e9f7e7df16e6dc,0xdf0fee1029f4f812,
+    0xf9fdf3dfeaf1f7e7,0x150bf613f1f9f5db,0xeff9260b080bf20b,0xf61a02fe0c0cfafc,0xf7fff8e40508f009,0xfa0103e8060601e2,
+    0x0601f6ea13ed0012,0xfe1bfaf805f8fefa,0xe9210605f5dceeff,0xfb210b06f11ae9fd,0xfae3f6e5eaf6fefb,0xf806031efcf60212,
+    0xf9000ef9ff0ff20a,0x0df5030bf6080df9,0x150000f9edd513fa,0x0403f134ebea19f3,0xdeca3e2bfdf2fc15,0x1ff3eef2ef21f3ff,
+    0xe5002008fde41a0a,0x0626f0edfcebe11c,0x00fb00fefbf10c0f,0xfd19f71af91a050e,0xe9f308ff01f107c9,0xfd152fdef121cb18,
+    0x06e6edf40ef90616,0x09fdff09fa0d1714,0xf1e9e51f0ffee4f5,0xf7f1d4250f1e17ee,0xc9fa0612091511f2,0x1e0116ebfff0dd21,
+    0xf300fdf710feee13,0x0afc090606fe01f5,0xfae00715fcc00112,0x02ef0601de1a01f3,0x0c44f5100406edf9,0xf701d8ed16e80edb,
+    0xe00c0321fcf91b1d,0x0c0610eef5fd0a1a,0x17fe20ff06f701f2,0x000120edf90ff0ea,0x1011fc19121efd22,0x00f7edfc00faea0a,
+    0xee0007f1e8032c2d,0xe8160df406ffe207,0x38f4f5e71ef4001b,0x0af6f7f202f7080a,0x1defbf0af2d51bf1,0x0228131ffb0206ff,
+    0x10e3fe0b09f7fe1b,0x0211ff0af1ebf0fe,0xf628e4fc0b08f1ef,0xd9fd03ed1cecfae1,0xe618ff14f1f706f3,0x110a0d19f9f50cf1,
+    0x1801e236e9e5082e,0x0407391fa407dce6,0xf11d0be3e3f028fb,0x1bf0170710e6ed00,0xe405ecf908130bfd,0xf9f102080606f000,
+    0xfef9ecf1f40202ef,0x08fc1111ecf40102,0x24efe3e80302f6f5,0xd6f7021f0532fa2b,0x0cf90cf41c2ae424,0x24ef0b10edecfbf1,
+    0x19f304e33cebfd04,0x19f5e40d08061010,0xed17fa0b0adfee0a,0x171b15e5011601fa,0xee0807f40b0400fe,0x040ff9e90eef0105,
+    0xf4f007e8f2fdf10c,0xf41113fb0af10827,0xc1fa1af4fe181504,0x01eb320c0af50304,0x090ff30deaf20105,0xf40b0a12fdda0214,
+    0xe209f8fff8eff3f5,0xfaf11212eaf50dfa,0xfc13e5fff6fde51b,0xf3ce35f8ece2e414,0xefe61a0fd4e0ebf7,0xf8fcf8ea1c090fdb,
+    0x20d218ec0afffce1,0x042009fb02eefe07,0x0de6fd09fb1510e7,0x06fa13162ae7120b,0xfbd3150af40c24eb,0xe5e42dc426eef4fd,
+    0x0905140310e924e1,0xbbe50cf31cf80ed8,0x02f508faf3f3f9f9,0x0efefc040706fa05,0xfe0421fc1fed24f0,0x0b06041518fd0601,
+    0x00f84d02054d3fe4,0xeb0700d2fab60d1d,0x11f338fad3f5f8d6,0x1e00dfddeb130106,0x13190cfa1b04fa0b,0xf01702f8f206e7fb,
+    0x0ddce4f20c2202f5,0x0a0c0e0601f0070f,0xf015d5014ce33314,0xffdbd4f3fb26ed1b,0xf4ea1612eb27d322,0x11f203f5170a1ffe,
+    0x16fc06041319ecf9,0xeefaf6e4ecf4fa16,0x13f8ebecf504f9ea,0xe90beffc0400ef17,0x13fffa0ff0fbf1f4,0x0f0406e9fddb1625,
+    0x0d1727ff090d1cf5,0x01f0cde6f50f0fe5,0xdb0ef70eedf0e804,0x10fb10fb16fbf616,0x031221fe060b1ef2,0x0a0a0a15e714eff2,
+    0xf1fa0afee834e207,0xe1ec0a17f0f1f5d9,0xfceef9fbf7f6f70a,0xe5fb1af9ffff02ee,0xfbf413090cf6f1e2,0x100ef0df08fd241d,
+    0xf60706d6da2e2cfe,0x04f5f0f3f8f804f6,0xf50a00f5f3fef3fa,0x21ee1401000200f4,0x130bf0f5031ef108,0x02190cff0ef9ebf5,
+    0xfe10ece70c24ecfc,0x1108f2e00f05140b,0xfbfe19030a03e7f4,0x02df022eccfd1300,0x01e7fb11ddf21dfd,0x08f909ed18fb0f0c,
+    0x22e4222c09153f03,0xf219f8f8ec0af316,0xf7fef8f305e6f7f4,0xfa1ee900f7fafdfc,0x0600f40b0014fbfe,0x03fe0df616fde6f7,
+    0x1eff0ff8f0dafb09,0xec1f00e1250ce31c,0xe717efd3fbcc1407,0xf1fc37f1ede218e4,0x12f6f5010de30ded,0x06fa06fa0a121af4,
+    0xeed0ffdbe605f511,0xedfd2d1404f0f90a,0x02ec0305041407f6,0x0812ee05fefdf002,0x0d00f80a030400f9,0xfe0b15fdfb0202f7,
+    0x272af411040eff27,0x09070623e006fa12,0xffe1024513e32cf7,0x1afc021d23440335,0xf404fd030bff0f05,0xfffbfdfefe0e08f9,
+    0xf20401fb0b040905,0xeb1a1502f3f6defa,0xc7f8fbef130900e7,0x1316ec02f7e916eb,0xe915f505fc0139f0,0x0fff122505f022f9,
+    0xcb22f1f9f810eae8,0xc0f21320d607ed02,0xfce7fb18f50909f1,0xf904daea15f81104,0xee0ed1f521dd250e,0x050cf8262aff4007,
+    0xf603ffe909f90823,0xfae9edf9f0f6fbfa,0xe706f7f9f4feeaea,0x00feff0200fb1109,0x02f600ed13f11918,0xf0030c010201eff3,
+    0xe51ff0dfe017ffe6,0x261fdbf4c045e5df,0xecfa0312f2f5e806,0xf90cecfc0df6f601,0xf50000ffebfd0704,0xfe03060501f61008,
+    0x04e837ce2021e5c9,0x2d11c8e3044ae32b,0x0bd10c0520e0f4e2,0xfc1401fd0dee05fa,0xfd0be50bdf0a20f7,0xe0051010f6121dd0,
+    0xf00d04040118fafa,0x01f5f90e1609fdf4,0xff15e8f6f70df5ed,0xfc00000ef6020027,0xe00ee9d2f5e5e312,0xd92ccf130118fc06,
+    0x283e090bf901fcfe,0xefe5ff3ac7f63454,0x09f90501fd11d3e1,0x1320f00bf9f41113,0x0af8e9fc03f7040f,0xf2ef1bec10f6ef06,
+    0x1b0825f8ef0bf800,0xeefffef32ae5f107,0xf802efff11fa01fa,0xe4f4e50c0b10fefd,0x04fa0f0f02fc170f,0x0fee34fbd8ed0b0b,
+    0x0c39fd01c8400bf1,0x191aee0a13eaeded,0x02f305200d270e2d,0x05d01fedf21c10fa,0x02490603e4e60e1f,0xeffde900ef200e18,
+    0x0f04f2f3fe0701fd,0xf716e1fa0c0514f0,0xeddde004fdef09f9,0xd802f9fd0a1615e1,0xfc04f5f1f10a0610,0xfedbf90020f3f0fa,
+    0xffeef3090e0afcfa,0xfe1eed0c05160003,0xed380bd3fbb7ee1c,0xbe051dce1adfe10b,0xead3dce0ffe026bc,0xe610edd20f1c2d1c,
+    0xf40eec0b18030ff3,0xecfa1502fb0201fb,0xf10d040bf9ff12f5,0xfef8f2ed02f9ff05,0x48dd00e3ef2b1209,0x08270ffef51b09f5,
+    0xf2fff6f603f4f407,0x00f7f3f2f5f50d00,0xedfb0116031be6f9,0xdcf705fd030cfef2,0xfdf0fbf1140102eb,0xf0ff2bdd0904f2f7,
+    0x0902def8fa18061c,0x01f32004f3e8f612,0xfadbffeefd13e3f7,0xec08090505f4d90f,0xee1af00adcfd12f1,0xf0dd040bf90400f7,
+    0x0b0106f6f5120a08,0x06f5fbfef5f5f80c,0xd1edf8f00703f1e2,0xf81dd1f306e7f0e3,0xfdf6f61504080b25,0x0a2b0307e7efddf0,
+    0x1314f3ee0d0c0830,0x09fef702010307dc,0xf33b0616ebd50ff9,0xfff7dffdecf807fa,0xe6ef03e5cf001fd7,0xd2e6ebeaedf4db04,
+    0xf8ff0002f8fe11ff,0xf503ff0302fb1101,0xfff301f9f200f00b,0x03ff12f90f0d1e03,0x0803ec09fa162af2,0xf30511cbecf203fa,
+    0xfb03180cfc102202,0xf008e8eb181202e5,0x0cf8edecf40a1ffa,0xde0019eff5fd09f5,0x04f5f9f104f11007,0x07ece512fefcec19,
+    0xfe0afef0eff40c00,0x250304fcea0a0bfa,0xe13be01a0cfc15ff,0xe3ea051cf02c0601,0x00ed060023e90127,0x02fa13e0f10e33f1,
+    0x09ff02f1011e091d,0xe50bd80dfdfb0006,0xf2072d21eaeef41c,0xd22f0b05c824051d,0x150305f5eefe08fd,0xfc06e515fb020509,
+    0xfff905fc040f020d,0xf1f5c121070406fc,0x15f2dd07f1ffe9df,0xeff70dee0cf906fe,0x01fe1307e00831e9,0x12e2efdef5d8dd0b,
+    0xece22ffbd8f4c718,0x1219fd0e07f11710,0x07f0fef50afb0104,0xf904f60c0a06f5fb,0x051cf11505080707,0xf6f1eef8f602f007,
+    0xf30dd41814eb070a,0x1ae6ecd3f5eaf50a,0x030c1a04f8f3060a,0xe70af40bfc00020d,0xfc0303f8ee1bfdff,0x03e703fe0813f714,
+    0x23e319fcfbf106ff,0x15e8ebe1d4d7fb03,0xf1030ef60300f30c,0xf70115f9e10b17f6,0xf42bdceae7092dd8,0x21fccb080413fb09,
+    0x0d00fd17e0c8da34,0xe2102209f60514f1,0xf31d01f4ca0931fc,0xfff2f216fe01f1f4,0xf31512fc08e80307,0x012e0901f5040efc,
+    0x1708f104d7e6d615,0xda3604fce7f60314,0xfde8fdf2ef1afffe,0xebf10c060a0019f7,0x1838f9eae9f0e9ee,0x13fe04eee7f72803,
+    0xf9f40d060c1011f4,0x0bfc0f090b010bf8,0xeffff90af1f723f5,0xf8fe07faec0a1400,0x043020f82c04090b,0x110c190c0313fbe9,
+    0x00fee308fedaf703,0x0fea03f3f407ce08,0xe7f6fc0b061b2eef,0xef09f6fd0a07e811,0x14dbdcb3e30103c6,0x0b0c041cfd1c1b07,
+    0xef0b01e2fa0beef9,0xf90d0511fb020508,0xf320f318eb03e0f8,0xe20806f814ececf1,0xf4e9e6f719152214,0x1b2fe7fefa06f1e0,
+    0x130703eef70ef7fc,0xff12ff0b0aff0ef3,0xe00025f8dbfa23d1,0x12e9ea010c130a08,0xfdeb0afd0706fd00,0x0de1ea04130df507,
+    0x24f3e4e5e916d3f5,0x0bfb11f1f00c14e9,0x2e030a0e00131702,0xf1f1faf8010003f6,0x0a0de9fcf5effaee,0x04090c09000af8f9,
+    0x281dfc1e21ee1706,0xe7f5110df822dbe6,0x04d9fc1f14dc16f4,0x0ae00beb0a2320f1,0x1b0d061122f60127,0x181ef8b7dcc2200a,
+    0x022a0f1118ea1911,0xd4f4db29e1e0f4ef,0x070106070bf7fd07,0xf7010b070bfdf003,0xc6fbfafc171516ff,0xe008f3faf3ea1701,
+    0xe30ae7e2e80ddbf0,0xedf81207e6fd1212,0xe2eb1019effffff5,0x0dfe0e01eaf809e3,0x15fd020ffeeaf2ef,0x11140afb160be5fa,
+    0x0633fc0112fce80d,0x0b2d0af31eeff6ec,0x07fe12fefb04f8fb,0x04e5ed110802fdfa,0xeb02fb0103ed19d0,0x1704edfef3ff0511,
+    0xc3fcf3aaf81ce60c,0xee1b17e6f7fceb23,0xf613190609ebe3dc,0xebf20f171a0fff10,0xe0eff33bf6100308,0x1f0f0908f0ea02f0,
+    0x2610fff30c120b06,0x0cfd00f50af8ea0d,0xe41b05f9dfe7071c,0x13fd0305f9fd06e1,0xfefa08fb0e1b02e4,0xecfce2f8ef0736f3,
+    0xeff1ef060810ded7,0x22fc0af208f4fe10,0x0b03f0fde3fd0e0b,0x17000df800f31205,0xf03efb02df031122,0xf2f81418fafdef27,
+    0xefddf21e053d1603,0xfe1a4c332afe09e8,0x25ffe804f4250e07,0x03120b16e4ebecf5,0x12f3f60dfeeff9e6,0x001402f50cf2250c,
+    0x160a2017e003fe01,0x0fdadee6f7bc13c6,0x1e312016fddecb29,0x161bf92901011244,0x000501fadb1a06f9,0x1cf8271e0510fb0d,
+    0x02defa0219fdf9f5,0xeb0ff5f8fef21f0f,0xfc18061d04f806fd,0xf5090711f6f8db02,0xd51ffad8f30117ee,0x1e33f6dfd11bd0f3,
+    0xfc0408f2f6fef80d,0x0bf124d4fff4ddfc,0x0ae21702f10402e8,0xf034fc16cae21404,0x1ae703f9fbf016fe,0x0006e404f3f1fbfd,
+    0xfac31513ffeef708,0x1728130605f8ea16,0xcee5f0e3f009fb2a,0xe30c0ad3f70923f9,0xeff6fcf9fef0e10b,0xf700f01be0122408,
+    0xfe040706071009fe,0xf2ef02fd0e060cec,0x190ff120ff1be808,0xf1192e26e3de280d,0x02190b0af2ebf201,0x260a06e80a010c0c,
+    0x0dda1300eeeaf6fb,0xefe321ee0f140f0d,0x03fe15e7f901faf5,0xebf1010006f4e90c,0x2c22d9f4fbed1e16,0xeafbdc06fd033be2,
+    0x0803f014170301d9,0xfff400eb12eae417,0x0008051afe1f092e,0x0c0fdb52eb1d1d34,0x07e7f4f2f4eb2a08,0xe91100190df7211a,
+    0xeb38172022f61211,0xea342aec330de4dc,0x0918faf2f8050f14,0x15f2fe1102fdfc08,0x0b1bf6ffe9ffdfee,0xed00020dfbf1e3f9,
+    0x1f170f0108f1ff01,0xf02307fc0f03f9f3,0xd7faf3221500e002,0x1c12ebf3f4ecff05,0x1312f00feff02cfe,0xe3ece509fb14e8fc,
+    0xcc0ff2f2fc0cefe9,0x1618e523f6f7f7f4,0x102e11fdebe43ac7,0xe502f1f010eedef9,0x0ff9ff080f061c17,0xfdf6f90bdfe3fb09,
+    0x0d02f90405f70ee9,0xeef201f11e101635,0xfaf6eb0de30aeb15,0xf3f60411ff100af4,0xe9091fe72407e52a,0x00e0daeb0e0bf8d1,
+    0x22ddf2e712efeb0a,0xf9150005e3141919,0x061cf4d1e1110b01,0xfa0ef1121e08e42d,0xfeecf50e1cf7f5e8,0x14ecf510070e0c05,
+    0xf9030deefc0b2400,0xf1fbee07f40f0ff2,0x28ddecf823d5e4fe,0xe12df007401edf06,0xd8e8f9f3e1f80303,0x13f5e90ebb2af301,
+    0xec03f513e0ee060d,0x09060d20f410f90c,0x0ef50af2ecffe3ee,0x01f61112eefa1dfc,0x0c08171e14fce1ee,0x02fcd404f0070ef8,
+    0x24e5d50ad4222429,0xee3018eee210e904,0xfffb0e080bf2fb04,0x0cf1f7110610f3f7,0xf209041a02f215ef,0xf5100af3fef604fd,
+    0x31fc0415c406f501,0x19f50bbe2d0509f1,0x200deafb11f50235,0x220efae5f00af8e8,0x0ef4bbf604e70dff,0xef0405ec290ef421,
+    0xfd0d0ef911fcf010,0xe9fb08f1eef5edf6,0xfaf80a0c01e00bff,0xf5ea0be82f0ff713,0xc1b91c5004e7f828,0xfefff60e13edff0a,
+    0xea0c0010feed04f4,0xfefc04ff04fbec11,0xf3d5dbe6f6f927d6,0x02060318f81904f9,0xf7fb210bf3ffedf0,0x130bf417f505f60f,
+    0xf3ff15f804f10ef3,0xf1edeff8fdecc91e,0x0423dc18f5e83bf4,0x03ef1ee33702f100,0xeb0b05fa00f30c01,0x0b1124162610fefc,
+    0x0107120b0f0e0d08,0x04fefdfeef090cf8,0xf21bfb190215fd0d,0x03fb08dc261b1f11,0x0808f4fceef7ea06,0x05fb0afc0c02ee1e,
+    0x07f80d0fe90c09f9,0xfe07f90bfcfbfa10,0x0817ee0b17eadef0,0x3018fff309def513,0xfe10f206e8f310ed,0x1406da00c9f00712,
+    0x0a0409f4e6ec07e6,0xf703040c00f112fb,0xeb09f8ec00f5f811,0xf2210f09fbeffdfd,0x1b021ff0f60d0324,0x02df19061512e50e,
+    0xf9fefdf50300f007,0xfef5fcf0fdf90209,0xeeee0a0e0709fefb,0xe2ee02f0fd0909f5,0xfffb07111c1b1801,0xf4f5f501fb0c0e00,
+    0x352dceff07ffede9,0xf604fcf8e80c0503,0xf4011610fffafe13,0x0cfffe03fadf15e6,0xe62f02f3d40e10e1,0xfae60118f90c1b04,
+    0x070b0a080419fe19,0xfae90b1afd07e7ec,0xf2fef8fe0eec2e2c,0x0800181518ebfdfd,0x091201090109fd10,0x0916efe3e40f1306,
+    0x0000f608010a0108,0xfcff0a1701f403fe,0xe30c26f5f90b06f3,0xf9eb070121f70303,0x06070bf802130906,0x132001fa0705fbfd,
+    0x16e11301eacdcb11,0x08f722251a0dac2e,0xf42209f1e9e2fbdb,0x141cf50e13173411,0xda1708f00d18eb0e,0x030d0922f602f302,
+    0xd3b93831f0dbd809,0x12035fb41be83604,0xfa05fd02fcfb04fc,0x0405fa05030304fc,0x0ef804e1eafe14fd,0x0a0919f604fef5fd,
+    0xed1409fc000e0401,0x16ed1cef04f02226,0x1cfc0b08fa00d6f3,0xd50ef6feec091705,0xf1f6f30d0c042bfb,0xeadf27ee09252d15,
+    0x0700fae7f8e7f4f6,0x18ff08100ffafaf2,0xd1c415faebc70800,0xeed300f90a0bec0a,0xe801fa08090ff4e2,0xf719f8f7f30cfa00,
+    0xf7f7fdf11510ff0a,0xec0ae808f110f812,0x07080cfcfd010600,0x0603fafffa0cfcf6,0x0316060c051c04fe,0xf3ebee00fc11e302,
+    0xddf51503f50afd0b,0x0a17f7f815ebf4ea,0x06ec0c15f90f0fde,0xea0200e80a02151d,0xf80501252b2cf6d4,0x1903f72013ce3ca1,
+    0x14fbf00e0904ff1c,0xf6f7150d200fea0b,0x121a0f0bf6ee19fb,0x0ffd00f30a0207fd,0x28250a20520ff4cb,0x10eacae1edf0beeb,
+    0x08cadd170f0c141e,0xf802f2e7e9e815af,0x0500f2ff0af5fcf7,0x20f710eb091210f2,0x01eef5f100f0e602,0x1712f5fb2102f7ea,
+    0xfa0305fe0412ff13,0x000b070107ececef,0xeb2cfeef031a241f,0xfe021a120ef4f914,0xf4fb0a04ed09f9ee,0xf915fdf9f80400fd,
+    0x192607f923e70e0b,0x05e90de8e001fb19,0x05d416070219e606,0xf9fc18281002cd3a,0xf813f10e11f909f5,0xf5f804f9fdff0d03,
+    0x06070b0bfa05f3f9,0xf4fa0f0512030c06,0xd90733e83f0f5105,0x01f783f4c75d31f9,0xfe00fa11ef2b1308,0xf408f415fa011ade,
+    0xfefff104fbf0f9fb,0x00f4f70404020d06,0x1839312a240ffd03,0x06ddfc03e511f7ff,0x43f5ee0d0911e101,0xfae6080807e5c5f3,
+    0x05dfff040409e617,0xed18090010eae4f2,0xef0906d2f6fe22ef,0xeb02f9f51b032f28,0xe80af004edece6f0,0xf3e21af6eb11f7e5,
+    0xf91bfd00ec211507,0x01061802f2fe03fa,0x05ed170517281df5,0xf3eee9cb0915d7dc,0xff070cf402f5fd02,0xfcf1f00f0b0af6ef,
+    0x0af3e4fef7f0fd1c,0x0c03f5c8e9e4d80a,0xf9e9faf507edeb02,0x02f0f50bf50b0208,0xf4eb08020604f207,0xff01fff70104edf4,
+    0xf3f2fd04f5fe0fe6,0x17200b0cfff4f009,0xf30421f9e80dfbed,0xf9f302e1100ffd0a,0xf91a1af4c401f912,0x11e0f4f3130df4f2,
+    0xf8f91506100c0ee1,0x0d14f319eeff0514,0x1c230e2d09f7fbe5,0x01db021723dad6ea,0x0d2614eaedfee905,0x08ee020703f4fb0e,
+    0xdd10f6f613fb03db,0xc40a130ef3f1ede3,0x07e5f80604faed01,0x12110ff700f70204,0x01f708f0e60510ed,0x02f0fc0f0cfe19f3,
+    0xfff6351122040ded,0x10facbf6dd112e0d,0xd5ec15010df115f6,0x090b22e12001f620,0x0027190be2241b19,0xf9fde2091a1f12f7,
+    0x17fc1cf8fcf1f704,0xe110ff1200fd0cfc,0x0005f6f422fce5fd,0x06f1f9fae8f705fa,0xf101e70ee824eafd,0xf5342ff70b0405e2,
+    0x0706fd0cf9f3130f,0xfef10efcfe100af6,0x13fae9fcf10be813,0x1a07f6ec00f3f30a,0x0514f9f1ee0d11f4,0x00e9f31c15eef80e,
+    0x00fef70108edfe00,0xfddfe411fbf9f4e2,0x05f204ed1cfefe00,0x0609fbf20a091d00,0xe70e0e2d0e21d41d,0x0dea040508f711dc,
+    0x0304e110f012e62e,0x02072a0211f9e605,0x0c09eb151916eb0b,0x1bf4e1f9ff22f2f2,0x0fd60ad524f908ec,0xed1cf803fddee8e9,
+    0xf7fe000705fa01f1,0xfcfcfd09faf4fc10,0x12e600fef10102fd,0xfc1205ef070bfe04,0xf2f8ff07fc021619,0x00fc04f616efd9f6,
+    0x0ff5f9da122615f0,0x1e010ee0f6fef4f8,0x1206f4ef00fe1908,0xf5edf80102fe070f,0xf029070d020b080e,0xe2ebe603ed0a0a0e,
+    0x532bf0261c43e8f1,0x19240ef2f9ea07dc,0x2d35090919fd1704,0xf5ebe800f00ffa03,0xf5f801090afff9fc,0xf3eee5f8fafefde8,
+    0xf32809f7f9f4c1eb,0xec10fdeaff06ece0,0x0ca70a242132fa1d,0xff1e390ee9fe0dfa,0xe41805112dfe0de4,0xf3f23cf01aecee09,
+    0x0feadb1eef0722ed,0xf7fe19dcf0db111a,0x02db070df7f73908,0xe700221aeff6d502,0xf820250120e855e3,0xdc08fbd3440903ee,
+    0x040ddce3eb20ee34,0xef0b081f0c17f2fa,0x0110f50005f708e6,0xf74205f70b0bedea,0x06feeddfe5e22bdd,0x140cd7fbfa10151f,
+    0x1c27f404f80323df,0x1308e6fbd20419dc,0xf5de0624ed19e104,0x09f308240feb32ef,0xe3fdef25fdf8fd03,0xf0bf140ceb051a0d,
+    0xf50e27eb19f50ef9,0x13f3deed0af6c905,0x2af10b06dd06e402,0x16f51a150d0ef3f5,0x0812faf51de8fff4,0x0df7f705fbf511fb,
+    0x02460f01f702dc0d,0x08ece6f50213d800,0x08e913f1fe0c02d6,0x03070cf2f5fcfae8,0x001500f2eee611f8,0xf90402fef8fa0cf9,
+    0xd7dde81f07182ced,0x0b15030de5ff0406,0x0d13ef0de4ef0108,0xf2f501fc2405fc05,0x00082427cfca2f16,0x2c182906ff420d00,
+    0x1002fa0b10f4f9f2,0x0411ef11030f13ec,0xfb1402fef70225dc,0x1313080802eada01,0x0f30061111100af3,0x01f70b1822ee2008,
+    0xfe18fa010bebe602,0xfa0aff0a12150906,0xdf12080c06f40cfe,0xdc0cfd04f303f40a,0x190916ffdffa27d3,0xedf12f2fc4f1172e,
+    0xe80c01ec28e406f3,0x030fed01f506f302,0xfefc0201020e001e,0xe806f40eeef4edfb,0xfcf7f8d8090e07db,0x03f8fafddbee12f3,
+    0x0de2f9e0f411edfb,0xedf623fcfbfc1f1d,0xe80d0b14e9fbf0ee,0x080ff4faf21a06ff,0xfd07f50414fde718,0x10ee04e5f305eaed,
+    0xeeee13f9edfa1af4,0xe9f717140aeaed0f,0xfcf1f9fafdf50a0e,0xf127fef4f2fc0900,0xf00707150afd1ced,0x0b121811eadde407,
+    0x0a20e3080b0509fe,0xfa0c0af503fef10b,0x3c2ef61706f6010b,0xfd14c8e8ed1e0819,0xb4c2f9f8656673ed,0x24e0f2ae10fd4e06,
+    0xf80bfa13f818100e,0x1e2117f9080bfbf0,0x13ff150bfb08eb0c,0xeeebf20118161500,0xfd00040e0203f402,0xf009ee25f813f704,
+    0x05f4ff01fbfc11ff,0xf2fef3eef602f1f2,0x10edff0201ec0ae8,0x0914f01ceded00fc,0x090f07f5040602f9,0xfdfff4fffcfb0810,
+    0xf10506f206020ce5,0xefde0aee01fbeded,0x0215fe0cf5f8f2fc,0x02030cef0c07f207,0x0819fe26e5f1fe21,0x16f5e6ede61c0f04,
+    0x05031b1ac504ce18,0x35fbedf5f3ee3115,0x1924ff08ebf6fbed,0xe318d9e2020f1609,0xf6fc05edf8000317,0xf60114e4e9e9fffd,
+    0x0409f00a03f30c08,0x0107090702fb020d,0x09f301090efaf5ff,0xeb120ae8f0f10bf5,0x0b100300ee1bf504,0xeef0fcfc07000efa,
+    0x04d6f3f9091bebe1,0xfee6ed250f050925,0x01120111fcf90a07,0xfd19eefff404020c,0x11031106f22602f0,0xf9f32702f3fff0ea,
+    0x202b35e4f0242d14,0x12071220cee714c7,0xd01e18ec2b1248fd,0xfdefe0142106f509,0x07f911060426ffe4,0x230103f0fa11eae3,
+    0x220efb02000e2107,0xc7050df4f0e0f54b,0xe522110b010b17dc,0xeedaeffd10014f17,0x06f116000bed0bf9,0x0904f616090bfcf1,
+    0xf1f8e815ea07ffee,0x0cfbf300de08f2e3,0x0af6f413fff4e417,0x09ea0909f3130cf9,0x1ef3fdf1fe00e205,0xfcf20802f6f5f502,
+    0x0605f208cbf915f2,0x06fbee0017ee1517,0x06120205fefee706,0x03d116f5dde41831,0xfef6e3dd05d43ed7,0x14f1edeef22216d4,
+    0x0008f3000af200be,0x0718eb2e09013d11,0xea021efb11221513,0x070f0dec33f3fcf5,0x1a21110a02072001,0x011716001c1f070a,
+    0x13fae30414fef101,0x0611f0e4050dee10,0xef05f2edecf80dff,0xedd905f307f3f7ff,0x111fdb0ef61d2b20,0xec0bffff12dde4ee,
+    0xf704f8070f0000ff,0x09ec0819f5040f15,0xf31321fbe2fdf310,0x19f2030f0cfc0df6,0xec3ceef0fff7ed1c,0xe2160015edf71500,
+    0xfdfe130681f425d0,0x20ec1607dad4050f,0x0c05f7f413e2ff25,0xf401e9fddc00fb20,0x01fcf208faf8faff,0x080a08110111efee,
+    0xfb20ede0ef07ff02,0xddf0240817f5e711,0xfe0e0001effff501,0x13ef11000aff00fd,0xfe40e30f0707e825,0x07c7c3e9f4060ff6,
+    0xff131212ffedff01,0xf2f7fbede7fff003,0xf2f0f5fef507f128,0xf7eb0b0cf9fc1300,0xcdf8fb10fe07eb04,0xf7f2ece7f8dc060c,
+    0xf2f10602fd3b13f3,0xf408fade0bee2f29,0x0c150debf2e4220f,0x0219feee05e2ff0e,0x241704f215f6f704,0xd6e7f0fcdff5df0f,
+    0xf8f00df808f0f6fc,0x021306000900f60a,0xf111ff1605e717d7,0xfbe8d807232b05ee,0xff0cf2f81fe9fbf2,0xecf30aeef4141109,
+    0xf50107fcf1d8090e,0x0afd0ef70901eff3,0x24340f0211f60705,0x29e402f6fc1915fe,0xe3dcf6fedaddfad6,0xbae1faecedf109ff,
+    0x0b2508121913fd2a,0x0d1102152ef4ecfb,0xfa3b1805120624f0,0x1df6d9e704e812ea,0x1c02e9fe000df6ea,0xfc02f0f3f3f7fef0,
+    0x0b04f6080215fc07,0x0400e6011016e402,0x11fbea130a1fecc2,0xf3f414f712fc0e14,0xfbec10e3c30ad21f,0x14f4e5e912fffc12,
+    0x3201f8f608e532fd,0xe3e2fee2f60e172b,0xe808fc08fa000304,0x05f106fafc0b0301,0x05071f0d09d50c0b,0xfd16f20cdde9f100,
+    0x04f1fdf20cfe020c,0xe801f909ffeef6f0,0x0618d70414132f16,0xe3f5d4f9001f1b05,0x0f16e5fbecf81c24,0xf90b0d011009f0f7,
+    0xebe506152914ea12,0x10dcf8ffe6ea1105,0x07f1072103dd04f2,0x0ffdffef0815f2e1,0x10d90d1cdd242bf1,0xf2f112e40a10190d,
+    0xf7f4fe01010ff3fb,0xf609fef706f90004,0xfa07020313f42300,0xf3dffff20efefdfb,0x0606fb00e90202fb,0x000007f807fc05f8,
+    0xeb0a05fcfa16f0f8,0xdcf1e5d20609f207,0x04faef0e13e3f1f4,0x07feea13130efc16,0x6be5fae7352a16dc,0x10db350115fcbad0,
+    0x0e110bfdfaeef903,0x00ff090517030502,0x100d14e113fdeffd,0xeffdf90b07f8fd07,0x2afde4ee000bf8fd,0x0bd40308fc0ce807,
+    0x98f3010b0132dcf7,0xe22a2ef01ce80401,0xe30e050405edfb01,0x040c0001050d080e,0xde33fff7fa22081b,0xfde3ec14ed1611fb,
+    0xf90313f731f6e6db,0x0f03ea0fdff3ef1e,0x0e0d02f3080431f2,0x18e6f330f2f7f730,0xfc120adb04f50df8,0x10e4091ffcf7fd13,
+    0xdbde05fa17ee03da,0xf6e41901f809f404,0x19edd7d4070220d3,0x15ff16f7fa06ecfa,0x400e3b0210ffe2d0,0x1cfb0505e9f7ecf4,
+    0x0c191209f8ede812,0x0b0c19e9ec0fe0ff,0xf8122716e818b603,0x332edc18f9daed1a,0xf00a2300f0f10b33,0x3ae525eb08190827,
+    0x191327050bdb12ff,0xd002f8d501fd021a,0x020b011df81711e7,0xfeeb1118ed191807,0x0ff20200140bf502,0x011dfcf101ff20f6,
+    0x02f00901f101ec00,0x04faea17fdf905ff,0x1e04f5f1f5fc04ea,0x1108ee05fffff4de,0xef09f300eee60ef9,0xfe0a19ff0105f1fc,
+    0xd6180214e5f10bf1,0x1c2efb0008f8042e,0xf30711f5cef90cfd,0x06ef1dfc05040d1f,0xfff815eaf4f8fd06,0x050c09f3f4fdf00e,
+    0x1403da02eae01113,0x1109f217f30a16f8,0xffec0df41e0c03c7,0xfbfdfdf4e7000202,0x0e35f3fafb13d0fe,0x04d90d24f9050ff1,
+    0xf5372864f70833b2,0x1e0a41d335e9bcba,0x1106130237061afa,0x0f1e1b020a06120a,0xf70ef42ce5e915f9,0x03ffd6eefa0910f2,
+    0xf7160fe7f5dcdd05,0x0eec040d06f3ea08,0xef0ef9fc07181d02,0xfaee1404fa07f503,0xf6e9eefa0306fdfe,0x121109e9fef00cec,
+    0x07d71609ecb4f621,0x00d4ebebf20bd903,0x010bf7f5fb1fede9,0x0908190201fe0514,0x0dfff6faeef60ee6,0x090efd11090b1210,
+    0xec28180b1f0f1600,0x1b100802f305e4fd,0xf116d4c72b13ff2c,0x3d1a1103fa18b4fc,0x08f203fdf40b0401,0xfcf001fc0c04f408,
+    0xf808fb180bf801ef,0xf40609fbf4091b18,0xeef4db03e7e701db,0x08e3f3ed17efe2fb,0x15f0f1f01102e5ff,0x02040a1ff101fffd,
+    0x0dfff20800faebfa,0xfffdfa07fcf0020f,0xf8faf70700020507,0xfef90ef905060907,0x05ff391ff6f73323,0x041efe2612c61243,
+    0xdf01da09e6e100ec,0x16f9efe7fd1ae316,0x05b011e4f812f009,0x040dd7f4f0eeb41b,0xed13f7070109ebf3,0x0d01ebe903f4f700,
+    0x1006110afffefa23,0x03dbe7091101d5e1,0x1506061625f4f0f5,0xe0f40d09f4fce0f3,0x68fcf408ec02f51b,0xe4e8182119673e0f,
+    0x0406f2fafb12f204,0x06fffaed0d03f312,0xfc0ef3030efd0510,0xf7ecfdfef7f20612,0x08f6e003d7f70bfa,0x0406d0effd03e008,
+    0xf9071aec0c0cfafe,0x05020702030f12e8,0x070316f8120719fc,0x300100f8ea0a09f9,0xe3e9c9d10afefdfe,0x0ef52af301ecd7f3,
+    0xf71afd0ced1dfeff,0x14e40aebed08eb06,0x19fc130cfdf9d1f3,0xe7160e060313e600,0x06030311e70d0c0b,0xe808050713e9e90b,
+    0x08e7330cfe231b03,0xd70e0af91706dcfb,0x0dff51f1fcd3d9fe,0x3f0b0a033443030d,0x0df60201f9f9faff,0xf30df6f711000301,
+    0x1dfb0909f607f30a,0x12281107f5ef1803,0xfe1c19050cf7ff0d,0xfdf705e0fc0b28d3,0x07f300edffdef0d7,0xf4d90ee701f8f1ea,
+    0xee030eea1d0b161a,0x1e11fef3fcde0b09,0x08f2fa0201f6f6f8,0x0cfd0d100102fb12,0x170718fff61b3e0b,0x0500f5f3f9f0f7f8,
+    0x1a0afcfa12f8050e,0x02f6fff4060df7eb,0xf0ff03fbfa0e0801,0x07fe14fbf90e100c,0x0dc7d9ee051e0bea,0x0e1513f1f4de0103,
+    0x0ddd0000f9080622,0x04f4f40bdc061504,0xfe01f0232bfe02d5,0xf215c9050406f914,0x050a0afe09f409f6,0x090e18f8fcf5f609,
+    0x4c1ee703f50813ea,0xcbe6df2812d645eb,0x03fa23f4fb030d02,0x16f5ec21efe30b0f,0xf6f5fb15fd0aeaf6,0x0b34eb0b1e051906,
+    0x0819f308e7e92410,0x11060400f2f41ef4,0x13de0f0e080316d1,0xcefddf32ef0edde4,0x05fc0912fafd0b07,0x0000040309ff0f10,
+    0x1210dffb382b120e,0xf3170bcde9c8d701,0x00f3de05151127e4,0xfc18f6004508f7dc,0xe6e411f8ec0ee5ff,0x0ddc060afb0afd1c,
+    0x0cf7010a1d053dea,0x03180ffddc22fcc8,0xfb081bfc0a030bf6,0xfe061de8fb07f115,0x04f9f40e18e812eb,0xfb2815fdf6f6f9da,
+    0xf815fe19f4edec19,0x0aeffaf7f118f200,0x1dec0200f5ff0202,0xf008efedff040d17,0xfb0df504fc041104,0xfc00f4f2f31308f6,
+    0x06e80bf6e5fddd1b,0x23d5010005011613,0x2f555207e7d51019,0xcef2171128ee02c7,0x2812ed113b05ecd3,0x0bcacdc208f5fdd5,
+    0x00010afd0105fbfe,0xec06eae6f5002009,0xfbe7fcf5ece629ea,0xf111fd03eef8feed,0x381104e204fc0104,0xf5d4fbf30e1df9ff,
+    0xfff0f000ec25e8ea,0x18f90503f2f5f711,0x02f4020908f40c05,0xfb08010cf7040fee,0xf12216fe18fb0d05,0xddf22af81d06f9fb,
+    0xe61ffe04040c0ae4,0x19d4f1fad4f30d05,0xf0fe17f701020e01,0x13f9f40cf606f6ed,0x320104e6ff04f6ed,0xf709010ff3fafa03,
+    0x12e20ee9fff6ff01,0xf80e26fa0bf5d8e5,0xfb01dac93218f3ee,0x03f30b09e00c13e2,0x0be008f50d06fc03,0xf00c0e06f4050818,
+    0xff37170bf60f25ec,0x0916f9071b110eee,0xc7f1ee0207ffdd03,0x080c110300fa010b,0x0f11fbdbf9f6f6ff,0xfde5070120f7f3e2,
+    0x05f517feddeff6f8,0xf9f0ecebf6f60128,0x0aeae303fde81725,0xf9f70900eefc1a00,0xf9ff13f6112b19f4,0x2bf0390213f9fcea,
+    0xfaf409f4f8080807,0xf7fbf20d0802f2f5,0xe40b01010d0c06fd,0xfb01f2060cf7f1f8,0x0ffcf72bfe00fdf4,0xf4f10723f00930fa,
+    0xf800dcff1ce20cf8,0xfe06daf7121805f3,0x40e5fce4030820f9,0x0e0afefce8f112fa,0xf71cebf3f5030c09,0x190e100d13f6f4fa,
+    0x0df10eed31f6dbee,0xec0be001dd13ffe2,0x031215cdea09f71d,0x0bfa0af9102019d9,0xf204fd1d0cf7f9f9,0x060d09f6eefcf90d,
+    0xf31624fddb06c41a,0x0a2024ec26171d12,0x072303090af7d506,0xed0110fffcfbed0c,0xfdfffa20151bfa15,0xfa0004eff40711ec,
+    0xf8cefb01e6cadd10,0x07f742e91b2105dd,0x2deb05090df809f7,0xf60208030c02f8ff,0xf3bef6f3f0cbd12b,0x15154f12370cfab5,
+    0x2216181cfff7d008,0xe50cdefce1e7f6f5,0xf2ea19021901e7ec,0x0dfffeefe9fef2f9,0xf9e3f7f911093507,0x1bfff914ee110a04,
+    0xf7f8fafafd11fcfe,0x02f4f7effe06fd0d,0xfa1e0c2443eddae9,0xf6f2e7ffe103fe0f,0xf917080221190efe,0x0b00faf4180b01fb,
+    0x285105f6ddf314d1,0xec0e12df3eaf1934,0x06e3e8f51bf3190c,0xf701e81afae62311,0x1dff27e1fbfde9f1,0xfd1bd70335f40328,
+    0x10120f170000d303,0xf503ebeceefa01f3,0xe81be3e4eff0082a,0xd5fb16e611f5f3d2,0xf004ec190ef80d08,0x20f6ff0cedff050f,
+    0xe225020b10fbe4fb,0x17f62222ecfd21ec,0xff1605ed1cf30b19,0x00f8f019f5fdfd04,0xf211f8fe1c0904fb,0x0e020802f3fef513,
+    0x1108460f0f0f03fe,0x34eb0b090dfe0614,0xf33ded1b0a191fed,0x05110b1df9f8000d,0x1831e6061adb24f1,0x37f6f02a0be9370e,
+    0x06d4fd0904120715,0x0f03f5ff08fbfe01,0xfde2fb1cf7f7fee4,0x09f2fc1019f921ff,0x06e8e20ef6ddf1f5,0x0cf90c04f8ecee02,
+    0x0213f9f5fd0bfa04,0x00ed0205dcf8f9fc,0xf0fb14f719fde60b,0x030cf30efc19f8e4,0xfd02050c0bec0bfa,0x070af4fb030d090c,
+    0x0c0c02ebf705f712,0xfd10f0f71b110ef3,0x0d0ef61f1dc4f8f8,0x06fefd061503f019,0xfb24f0d1fd490212,0x3237e1f908ede922,
+    0xfb150e0ef7150504,0xf70aff140805fc0b,0x12ff07eb1bf7f10e,0xf7000209fbf9fa09,0xebfb1e0503fe0007,0x0f1eef141300f401,
+    0x13020c0cf9f711f6,0x0c07fe0c040e0301,0x061801fff00cf320,0xfe06100feb1230f9,0xf6f10dfeebe715fc,0xfef603fd040e09fe,
+    0x0a04fe0313fbf610,0xf205fff204e9020c,0x02f9bf16f1fc002c,0xf212e7f8100d1a3f,0x0e12edca124b2bf0,0x0f1bf01ef80af00c,
+    0x1d0f3542fb02320a,0x1503ff0205f328f3,0xefe2eefd2ffa152c,0xe60dfbfbebeb1ad2,0x1904191cf5fe0afc,0x271a0ff212070306,
+    0xf5fc18f31c1fcfe1,0xe8de0b0ffbfc02f2,0x0b0419f82aefe20a,0x0bf1faf0eefb0305,0x19ebf424f43af5ea,0x0643cd29d3140e08,
+    0x0504061ce9f910f1,0xfff3f3f7eff50dee,0x33eddff8fa1cf813,0xdbf7010fdafa01e1,0xf60b09f5fdfaffff,0xfffff40407fff7f4,
+    0xfa03f8f503fbfa11,0x03f4f6f60401fd08,0x20ee25f3060f19ea,0x13fb05eb03cd18f6,0x04fd0ef5dbcf28ef,0x1d00f0011913ff26,
+    0x14fae8f9ebf80f0c,0x16fdffec0ff4031f,0x0d1c3c1d19dfff21,0xff07e013ddee042c,0xfa30eef5faf20fdf,0x0b220e0502ef1cf9,
+    0x11c21c16e50fe4f4,0x15fa1e1dfb001b10,0x0b0df1f2f7ff1cff,0xf403f6f8fb0ffded,0x171efb0523232219,0x120f0402e711f801,
+    0xeaeff506e5051901,0xf1ff0ffb0cfafef2,0xe00d05fbfe0e0408,0xfa0f031308f5f908,0xeef4f002f3f6090a,0xf6fffb0bfbf5e1ff,
+    0xf216061df61a2103,0xf7fbf3e40bfc1007,0xdf2ae315fad61125,0x13fb07f8d1f10b06,0x0a09fe0cfde73002,0x09fddb0518fe2a10,
+    0x0cfdfc0909f0e60b,0x12feed06ee0e1006,0xea1b0d070807f30b,0xf3eb1bf1142b23de,0xf62414fd16fc0614,0xf6fa0200fe02030b,
+    0x0ce6eb0a180a19fa,0xf0050817f6f92be8,0xe808ed0de21229fc,0xcae6e1dfd4f6e0e3,0xd4f72823190906fa,0xda1408ea19fc062a,
+    0x21051d09f2102818,0xe5e9101df90d2b07,0x250024d8dddde115,0xf11cfc20f5d5f8e5,0x12ef2a1a04ed0915,0xfb04fbef0a0403f5,
+    0xf2e2fdf2e5e814f0,0xf8e6ed0700f1f6f2,0xf1d50117f4fc0b02,0xed06dc04ef1f0a14,0xf3f3ee07f9fb061c,0x09d6fc040100020d,
+    0xe90802fafc11f404,0x0702ff020408faf5,0xf4f213e4f8261e2b,0xc8030d25050423f3,0xfefaf1f7fae1f4f3,0xf711fae1040bd3e7,
+    0x03f801f201dbe1fc,0x240dd3eaf5e8fb13,0x0c271b16d6cc10ef,0xfa03ebd23efaedbe,0x141debf52cc7c8ea,0x13f1fef805f2be09,
+    0x04fcf3f1dcfc190f,0xfd06fd10fdecf006,0x0408eb202115edfb,0x0a0c12f922fcf606,0x1a14100700f1eb30,0x02000cd2fefef6e6,
+    0xde1dd3f10406fce7,0x1202eb13e5f7ec06,0x161bf9f00511e6f4,0x3516f614fa1006f3,0xe2270d17f02207f6,0x0eebd7100d0f27f7,
+    0x01fdf0fb0712f901,0xf8f01a0002fe0619,0x02e9fd0e0df9f610,0x0205ebfd0c0ae902,0xf5ebf4eff0f417fa,0x09230f03fff9ec01,
+    0x0c09f7fa10eeea0f,0xfa0d18fefd02e3f7,0xfe0005f722fce708,0xe801f7f623fd20ed,0x11fd2f160312fd08,0xe5181eed00f6eaea,
+    0x052016fd03f0f8f5,0x0f1801080bfaf81b,0x081605ebef04010a,0xfbf708eff30be001,0xf70e1bf2fee802f6,0x10ec06190a05f2d9,
+    0xec070cf7f30914ec,0x0c07fafff3f0f112,0xf9f1080200f61aeb,0xe9f0eb0306140a0e,0xf703eb17f313fef1,0xf400e9df07f511f7,
+    0x0af8ef0b060a12f7,0x0104f8ebf90bff06,0x0c01f9fcf9100b18,0x01fd1203fffdf3f2,0x1a252b185b8ffe02,0x02b9b148f26b0a59,
+    0x25dd0c09f4d9e4ed,0xf5f62ee9cdd70d03,0x1009fc130ef9f203,0xf8051b0f0bfb0aef,0x08fe0112f9090006,0xf2fc0df313fbe8f8,
+    0x0812fd02fcf90202,0x06fd11050b000109,0xff06e8f7f70bdbe8,0xe316120d04c513fe,0xe104ef190eebfd01,0xf6f5f9fd020004fe,
+    0x00fef518f6f0eb0b,0xfdfa0cf511f70b06,0xe1f8210c103bded5,0x05ea29fd01e70a12,0xf6fb11fcf624e307,0xf302f3f0220109f8,
+    0x1448b21b0a07de0e,0xe702e8fb01e81624,0x03eb1f0610f00000,0xf2f6050101f609f7,0xd2e2dffc24f9ebfb,0x04e9beffd30cee09,
+    0xf5f80afffc0eff08,0x0ceb10011c0614fa,0xf6f8090df10f0519,0x06f906fb08fafbf3,0x01f9e4240d09e7ec,0xee0501fafb07e8f5,
+    0xf1090d11fc05160a,0xfdfd1009fcf906f3,0xbc1511fff60ef0ff,0x1be6f20106f81703,0x38ef060312e700fe,0x2129082306040c15,
+    0xfdf503f7f5ebf41a,0xfdff0efe11060e08,0xf2d5bce90dff12ea,0x2604f9cfc31ff918,0x0be4d4f8fd242ae6,0x15e0511809eadccc,
+    0xf0010de90edd1b17,0x0bfa021219f90801,0x1641e3ee06201f03,0xe8ed17140106eaf6,0x0100f6f703f80609,0x04e6fdecfbf4010e,
+    0xe2e20c0e0b15e103,0x0d0cf9f20d0402f0,0x0224e5f8e2eef810,0xfa092c13f3ee3205,0xea0a02e92907f802,0x1e1afee9f1fc16f4,
+    0x1a05c605ebfcef0a,0x141bf100ebf7e8db,0xeaf8bcdbfe6b3af9,0xbb10cb07f6efb7e0,0x00e0da0408000dda,0xdfed15d825000433,
+    0x05fbf619f5fcec01,0xfd1414fd0a0bf7fa,0xfc0f03f9f9e4eb20,0xed0cf5fbe4fd0304,0xf4e9d4fee708f7ee,0xf404081701f6ea11,
+    0x03e1230adf070ce2,0x0d042e13feff1ae9,0x0ded1503faf9f913,0x0316f5fd00ece6fd,0xff231c180cf7e1dd,0x1e0f0e2c0907f512,
+    0x0d0200f30bfff8f5,0x04f10a020003f90d,0xfb05f802fe1c2ef7,0x17f800f00f011420,0x1503f607f0e40e07,0xfa0ef5d600100909,
+    0x0a0de904ff56eeea,0x1bf451d9eaf1f7c9,0xef04f5eeebd9ef01,0xdb08e904fc07f019,0x25ecfb01f9110bef,0xf719cf35fbd229e2,
+    0x051dfe10ebf6e30b,0xfff415030c101af7,0xf0e4150d07f90aed,0x0908e6f6fffe06f3,0xed041dd841f7d727,0xeeebf60916e625ef,
+    0x03f02aca0526fb12,0xf3112bbf1b1cf4f9,0x13fe07d832e9ed1d,0xf7fe001eec042c0d,0xf9fc0805140202f0,0x13161ddbfde5e9e2,
+    0xf913e409fde51837,0x1de51a1ef4fffdf7,0x0c043ad3120b080c,0x11181a0aef180106,0xf806f71625eeeb0f,0xe5feea0fed151de3,
+    0x0904ed17dff4f30c,0xf70a0500ffeaf6f2,0xeb1af8fc1f1b25fd,0xffec02f504f5eb00,0x03f6f50cf60fef06,0xecfbe5f5fe0c0807,
+    0x0813f40f1cf60bed,0xbe1eef10ea06deea,0x14fb1e1617f80e05,0x0feff604dff61408,0x1815e5cc012737c8,0xfb0a171c1c111412,
+    0x141f0cddfb20ea0c,0xf510fc12eafdfff8,0xfc07ffef062cebe7,0x01e9fcff05f20807,0x10e80d0bf209fcf5,0x011109e8fc0128fe,
+    0x0308190202e6220f,0xdcfa11dd39dfce16,0xebf80f0c0e0b07ea,0x17f606fd07fc04fc,0xf200fe0b16080413,0xfd0dfe0af609fd0d,
+    0x070b19e70908eb38,0xfd2b16ff0ee81025,0x05faf000fb00ef26,0xfd2227d80d02f907,0x08f8edf7f107d500,0x1f0d04ebeefd210c,
+    0x03f2f4f414d810e1,0x1c0020dd011eca03,0xfac5d014e1553319,0x0a04e10144f99cda,0xfbf2142801e60b10,0x060719fdfbf2e804,
+    0xf2fb12f7cc002918,0xf3fb08fb0e00f2de,0x1700fdf7f6f7f918,0x00ee1fed08ee0ce0,0xf80a12fcf2f80fee,0xecffebea19fcd2e9,
+    0x0f12da07ffe2f700,0x46112731fb0ad1dd,0x03fef7f50cf41efb,0x0efcfbe828f51dfb,0x02f71a10172ce810,0xe3c3fb0f1110040b,
+    0xf1eff50212181cfd,0xde0bdbecfd14fb04,0x03180e14fff7da02,0xff1be8f80aeae9e1,0xfff50100221ff30b,0xfa25f109000a0703,
+    0xcddc3b08f721ed03,0x1300f732d702f004,0xd009f816061609d2,0x2a051cedf9171f11,0xf511060bee2a09dd,0xf5f9fd03350c1e2a,
+    0xe9110ce9f4f0020d,0x0ef818f1fdf708e1,0xf7ebe8d9f51ada10,0x17e0451043e51fd5,0x02def7231ddc19ef,0xea10070aefec07f8,
+    0xeef715f701f6ebed,0x05100609ed08100c,0x05040314f20925f8,0x040009f703f80df6,0xf411fffd12010403,0xe3f4f7f7f806f2fa,
+    0xfbf1fbf4fce6f606,0xfdef251df800ebfe,0xd001db10dcfdfc04,0xf64a1f0ee804f116,0x10fcf70bfd12edf4,0xfd06fb0f080310fa,
+    0x1726270bfc08f7fc,0x1a07f025f709eb01,0xf50ff9dffb00f9fb,0xff08fdfefc0e03ef,0xfa0ae810f11e09f5,0xf8161c0c0303fe11,
+    0x0a0bdcffe8eceaed,0x1aec11e4fdf41a03,0xf0f6fb1a0b0b1510,0xf5da1b001402f6dd,0xf00411f7f011ef05,0x0a29090c120af9f5,
+    0x1604dffb0b0fe2e5,0xfaf7ea03161413f6,0x0902fc0ee714fff5,0xebeaf20d02e913fa,0x081feeeefe02e3f2,0xf80aeafcfc05cc04,
+    0xf110030c0a240406,0xf60a1e13f0030b13,0xf2f2fb04f10f00ea,0xfffc1312f8fdf908,0x031101040bfe0bfd,0x0317f5fc07ff14f9,
+    0x0102eeeff7f9d21c,0x27fbdf151a02f1f5,0xf6b805d105d3ff0a,0xe8082307fff8ea0e,0xedf9fb0301f5ff04,0xea00240120fe0709,
+    0x110405000805f52b,0x100eef0ad50aeaf6,0x0dd0f9e1eced1508,0x262806fd0d111131,0xd70108ecf8f516df,0x132efffa1fe8ef23,
+    0xf7fa1825fefe2709,0xedfdeef7fb0c0912,0x1d0301eae019fcf8,0xe3fa1a0ae8ece1ca,0x27fe0bee191702f3,0xd632f8fdf60708ea,
+    0xf807e818df0cb718,0xe23c120011f01400,0xfee5322911e8edf4,0xc2fd01be09370236,0xeaeffc20fc2408f6,0x0dfc0ef3e8ff0efb,
+    0x0beefde20005200f,0x120eede1fa20d8eb,0xf50b0a0009f4e51b,0x00031311fe0a0230,0x36d9e4e8edddf3eb,0x0424fd0ee8f32209,
+    0xfbfa00e3f002fae6,0x1714d80dfbfae4e7,0x0f071508040515d4,0x32f41afbfbfd03ea,0x11f1ef0a02efe604,0xf9faf006160512fe,
+    0x0bf7db090e02f708,0xf30fffddecfd07ef,0xe3000a09e1f1e5f1,0x070e21e60d19f106,0xefedee1f0d0f17fd,0x1219d70124170702,
+    0xf8d61c03f00ee106,0xf20828fddb0a14dd,0xfe040bf702f50bd8,0x0bf0e709f6fa02fa,0xfed300ddf9f60b08,0xfa05d4e7e7f9c30b,
+    0x1600daf20ef0ec0f,0x03ea0b103deeecf9,0x0800100e07f4d8fa,0x08030812ff17f5fa,0xf8f70c1100081ffa,0xe4100ad9020afae8,
+    0xfbfd1fff21fdfbfc,0xfe0412f4fd090bea,0x2901f31bee0f0704,0x08ef0117020207d3,0xfef9f908f709f603,0xf0fdf6f2f4ff0808,
+    0x03141f000e020700,0x10f52007081bfc07,0xe92d1be4c204de55,0x11f70a1022ff19fc,0x16f31ff201fff6fb,0x11f1fb0106e5e5ee,
+    0xf105fffa041513e1,0x05050b1e0c040400,0xebf30af0011001fe,0xfdf8fb0206f8f5fc,0xf30315f4ebdcf6f8,0xe8040aee060a0bf9,
+    0xf5e60f10021cf6eb,0x03f108f6f40d0a07,0xfd0d04f5f0f00cfa,0x00cf08fcfaf10af4,0xf6f40503f907e2f9,0x090308f716fafbff,
+    0xe7f60e0b07ec07ff,0xecfbef0001050fff,0x05e9f90306fa05fc,0xf1110efbf6f30606,0x1802eb0a040500f3,0xf41612fe02eef4eb,
+    0xef181b1a23c80e23,0x08f731fadb3107f2,0x080ff5f207fff2e9,0x0c160c08f412f30f,0x201403e0f600eff8,0x06e409f9eefc0dfe,
+    0x0016ff00f2e803f8,0xeceff9f409f21004,0x1813141de60610f9,0xf5efeaf8f4f521f2,0xf0f548100fe3477f,0xfd140b33d807bdef,
+    0xee15171be6f50a19,0xfbefe411f5250505,0xd8f407edf2270d03,0xe3e0de0f0fed080c,0x05e9f1281410ce09,0xf73410f2fde1e91b,
+    0x120709eb0b19fb18,0xf9eef00815e0fbf7,0xfff90a16eff31007,0x04e81105fff4f5e3,0x1ef1d10303fe32f6,0xf810090f10070900,
+    0x05ff1a01f61fcf2e,0x1808f316d4271307,0xe0f2edd5f6f2dc24,0x03fdede824fdeb1e,0xf20f0c02f9051c11,0x1bf622fa0206fcf6,
+    0xf0e1f80914d7011a,0xfdf5ff2f120b17f3,0x1912250deff70fff,0x07f4fffdfbfefefb,0xecfae9f06910ef2f,0xde300c150b1c02bd,
+    0xf8f0fff5140a0606,0x060f02010703f7fe,0xf0200603dcfc18fb,0xf6f103ed0efef007,0xef12fe1d1301f4f7,0x15fbe606ff0d1617,
+    0x08fff301f7f30204,0xea0205ee02f40802,0xfef80a0cef0f0c19,0x03f0eb04ed090cec,0xfaf6f8f7100bf30b,0xf5f20df3010cf4f5,
+    0xfe1e04ede40d08eb,0x0ef50010fe170ff9,0xc9ff080fde0fc7f4,0x05f5e010204c1c08,0xd7fe00242ae3d806,0x0910efea1424fef5,
+    0x022df420f71c1a08,0xe4ff16e8f208e12d,0xfb1526e919fc25ca,0x07e703010af8f51d,0xe800f8fe08fa27f6,0xf40bec02f9170d0e,
+    0xf3d0d517e5e0d6ed,0x1a0317eb35ffc804,0xd8f0150ff71f062c,0xd12205e40de10a16,0x2d10ffe900feda07,0x0214eff4f0ee1d15,
+    0xfdfc0f19f907fcef,0xfa1bbc02f10b0f1d,0xef250c081509f90c,0x0cf7f30901fcfdfe,0xf7fe0807e2fa0641,0x03fe00f8eef8fbfc,
+    0x0e0705fc04050606,0x0ffaee11f303fcf3,0x110b0617ee0612dd,0x0ff3f80efd090111,0xf7100c10f9fce6fa,0x15f7f80c070efef5,
+    0xf811f7f70afffc02,0xeb06f5fd070cf705,0x19d0183302030cf3,0x1306f6292dfbf7f9,0xf312f11cedf0fc04,0x0be51206e400080f,
+    0x0c040022291ceac9,0x1afcfd062e172d23,0x1b070006ee04f717,0x0115eff007f7180b,0x0cf40b010701f2f3,0xf80bfc0e0f210e08,
+    0x01fc0d2cd9060c10,0xe8150818fa050ef3,0xfbe414dc00230ffc,0x020bfe14060dfe11,0xc2110d030531f10f,0x1b100bf3e823ff01,
+    0xf9eaefeeff01fffb,0xffeb0bfa0f031700,0x06f117defad40219,0xe8131109d039e9f9,0x02fcf3ed0c011c1d,0x0c05fe02f4f410fc,
+    0xff1306e406f7f7f0,0xe70e1e0f3715140f,0x101de4fe0a19f5f0,0x0cfbeb0311f4f601,0x13ddfbda0d12d9e9,0x061309123afe0915,
+    0x02f1f803f4090dfe,0x15220900e0f037e6,0x07ed05ea05dff206,0x16f910ce2a17091a,0x0a181804e0f4e4fc,0x071801012d17f713,
+    0x051e0800e9f312e9,0xfff8e71cf9f6f1fd,0x0fe5210dccd9e4d8,0x03fe3200dafba6c6,0xe200ee014011151b,0x02ffedf30adbda26,
+    0xfef601e5de162b15,0x030d041626f9fde3,0x06da050eeefb051c,0xe9fcf2ee0906f60f,0xf8050d0bf5fb0502,0xef00f3e909130807,
+    0x17ebd9f10d0ff1fc,0x1bf514f1ec03f3f5,0x0aec0619d5e3e2f2,0x0eeae801e1e71203,0x08030b0f20f6f206,0xe9ff0f050a18f005,
+    0x01fd01f7fef90c08,0xff09e3f804f80af9,0x120301f720de14e8,0x04efca2223120b07,0x06f8fcf602ff06ff,0x05f404fd04fcfb0a,
+    0x3be6ee18f10127c8,0xff1a32b6d18bffff,0xfe260c1333fd17f8,0xe2eb0a00f410fe04,0xfb120506e00c1006,0x2109f10cfeeedddf,
+    0xef0211f7f50ef104,0xe5f30ff705ff1605,0x1cfbfafd1419ea08,0xe315fd07f50bf005,0xf6021416f2ecede9,0xdc22f7021b0b11e1,
+    0x13f40e05f8e70408,0x0eff0706fef61901,0x02eb08fdf30803f7,0xf9fd11fdfd020802,0x141105fcf6060606,0xfaf5fe000f10140d,
+    0xda39f5e51e1cfa1e,0x2617eafff9061221,0x1f0c26f30101ee19,0xfc030c23f40fdb05,0xd1f9020f1d01fce0,0xf4ebd7f2f0ea11f2,
+    0xe3d7fe01ff17e4ef,0xfbf8f5d60a01e918,0xfff2070ffd09dce3,0xf602fd11e5f024f9,0xee02130101f6ec05,0xdcdf03fc1d05f504,
+    0xf52bcabbedfdf702,0x0bf5e905fb1d3318,0x2712f70ef2222fe5,0xdff2feebf908120a,0x08e9f41701fd17f1,0x020104040ff7f2ff,
+    0x570c2cebf70ce2dc,0x15f60917ed00fec5,0xebfb090fe4f4e611,0x1002f7eefedd08e7,0xdee0e817f5e3ff07,0xebfe10f411e11117,
+    0x1ffdedf3ebe9ffec,0xeb16f5ee07fcfd18,0xfe0ee4faf7e31505,0x0c17120bfd0c1819,0x1e3a05e80017e20e,0xf5e7172804f90124,
+    0xf50a0afbe5f20ee5,0xebd8f0010c0cfe0f,0x01210edc09db2710,0xf008e82111042909,0xf8e40700fb040505,0xfeeefaf90e06f3f9,
+    0x03caf1fd04d80aef,0xfa021501003016c6,0xf10af9fedffdfbf3,0x0aec0b0f1014efeb,0x18e1f10af9f20007,0x271bf10bfd040a24,
+    0x1f16f8063402e6db,0x0100ebf8f3fce615,0xd500e4fce1f1eef3,0x12c507fa09022202,0xd203fbfe0b0df602,0xf5d5f5ef01bfffff,
+    0xe724fd1c1e230fd0,0x07fe0e02ed03ff0a,0xfe260115d0ffe80e,0xf1061c12010b0218,0xedfc0900edfd09f6,0x06f0040bf6ef110a,
+    0x1ffc09ff081c2202,0x0c1cf017e104090a,0xf6100b130009f905,0x0606f8f807f8f4fa,0xfef004f3fc1e1aed,0xe313f22402fe0fea,
+    0x01f812110ce3ed00,0xf620f2fffdf70bdf,0xf4fc0105f7000001,0xf3e70d22f405131b,0x02ebfdedf3e8f611,0x1c211efc07dfeee0,
+    0x48ef23fb16ef1fcc,0xfc060ceb0f061ad5,0xe713d2eff91317fc,0xf5f01301f4120efc,0xefe009d30e030508,0xe405e213ffeaf904,
+    0x0a1ae1e20a2617b9,0x41f5ecfeea1b1204,0xf8e20df8f5f8f900,0x36021a0afcf1fff1,0xed040906fffe04f2,0xfb0900f7f40705ff,
+    0x00220605cc2cfa06,0x1beaedf40bf1d10a,0xe6fb03020108f70b,0xfeb8f7f8fcf803ed,0xf40217e9f2d2fdf4,0x16fb11ffefeac2f7,
+    0xf5ff16da29feff04,0xff0a3237cd4c1eea,0xbefe12031b10f0f6,0x11dbef0dff0c15fb,0xf914f2e613f8d519,0xedfa2ef6ed0328fe,
+    0x0323fef3f7f8d307,0x0607001c05f111f8,0xf0f90ee1f923e707,0x00f023fc0f0af211,0xf0fc10e62710ffe5,0xd9ee0ef01ef8f909,
+    0xf9fceff616020607,0x00fa152e10fd09f5,0x02ab2c06fae90e23,0x04bc3ced12c807ef,0xf8fbf6071812f6f5,0x0a060bf80d00f40b,
+    0x0b1509fe17001be6,0xeb09e2ddf817db10,0x09fae9ef201af9dd,0x0f020efb0a02ea1d,0xea0f06f80b131afb,0x06f4f4fffe19f309,
+    0x0df8f806fc0b1101,0x1bfffcf4fe00f9e3,0x1713e5d7012e1106,0xeff501eb02040901,0x0103df02e7c4f0fe,0xe31af6281a0ef325,
+    0x0306f5dbf203fc01,0xf1dc16f008fad6f4,0x1301f1fdde14fdfb,0xf200f4e1e3000dd8,0xc2fa08fcf01be707,0x0bd9f12ffa270e02,
+    0xff09f603e30b47ee,0xfedf0605ed070ff3,0xf935e000edf02421,0xf5f6c00fe1fd0bfc,0xfe1710f600e324ef,0xac0f16fce22620da,
+    0xf712f9070517fd0b,0xf1f0fff3f7010310,0xeb1dbbdb103c3040,0x1c21f934c71c18f8,0x1201f7f1d107e5ee,0xf4e805050e00c206,
+    0x231f06f30ef8e919,0x0812f72f0a0b02f8,0xeff7220902e31606,0x01050806fef3fdff,0xfbf2f8fe0ee6fa11,0x2f12fcef070f16e9,
+    0xf10e230915fe0109,0x2d45f6fc2d14f915,0xdef235f6d3e0fafa,0xfe00c2010509f4f2,0xf2caebe6fed9f3e2,0xf4f0fb09f014ef09,
+    0x04f6f7edf900f6f8,0x0800f4e61100ed01,0x4418f6f907fa1cf8,0xe60723f1fa100630,0x051af1f511fd17fa,0x0f0c05f6ecfe2808,
+    0xeeead92d1a25fffe,0x06e5fb01fd1af414,0xf70e1e21f4eded03,0x11040beef70b00ed,0x00020407ed02f7e4,0x12ecf9f4f6fbfc03,
+    0x0aea05e41bfc1a00,0xfdf40ae706e72eff,0x02e1fcc9da0a4004,0xf4060b2916141f2b,0x0a150b0202fee702,0xfbea0903f9fdfee5,
+    0x14ff10f602e22600,0xff0de7110401f7f0,0xf6040508ef10faff,0x1c000f01fcef09fc,0xf9ef270d10012703,0xcd13f721fe07290f,
+    0x1128eeed1a04f4f0,0xec2cc92ccae0e603,0xecf9d4e6f7f3f2f9,0x0af50ae90d04f9bf,0x07e81ff2fc1e02fe,0xf5f0fd16080e0afd,
+    0xebf7e5141af3fff3,0xfd0106f6f50c2726,0x09110f07070d00f9,0x0cf4fcfef9ff08d9,0xf006f80404fbf509,0x04f3f4fbf9f9fdfe,
+    0x28f40c01f2210419,0xece1ff12ffee14e4,0x10fc09f401e5faf7,0x11ee1904f40a0d11,0xe7160af6f31315f8,0xff0d002305e8ef00,
+    0xd3f90b2812e4ecbd,0xf01e1b26eb081edc,0x19e63702effae002,0x0ff624f6030c150b,0x0efd0809eee7ded2,0x28f0eff906ceef28,
+    0x130c1e1705f8f304,0x01f01c08f91119f8,0xebf60119dff51508,0x040f1c130ff4e306,0xf9db02fa15f713f8,0x1913dbfc280eeffa,
+    0x0104fcf82904081a,0x2ceaf0faf30910fd,0x200dfdda1013011f,0x1e2926f3fdfce8f4,0x0a4ad7c4250b2642,0x290fb60ce305cd2a,
+    0x3a1a1a16f2efecec,0xe9f002fef3f802ed,0xf2fefa0ae6f1020c,0x00f8132a05f9050a,0x1200d8f9fff019fe,0xf1fe10e90efe0d23,
+    0xfff0190deb1102f4,0xf7f5170702ea00f9,0x14fdf5100c0ae722,0xfe271d06f909f3fd,0x06fefd04f90afb00,0xff0512fdf8f1edf4,
+    0x29f1f9f7f8f20bff,0x10ec180b0d011304,0x03e70eeeede7e3f3,0xf0f6ecfd261310fd,0x1cf30a09160103d7,0xf5e80903fa0d11fe,
+    0x0bf804ebfee63508,0xd4fd130af70f1221,0xfdfc10040a0608f0,0xfcff0ffcf90604fc,0x030e231700e00609,0xe200e704f1f22afa,
+    0xfe05f6f70cf4000c,0x011801fbe80af1f9,0xf0e9e3061315f014,0x1c16fe0af80b1c32,0xd9020112010300fd,0x02f6faf500ee0001,
+    0xea0cf6090de6e8f9,0x0ef4f304ee17e8ef,0x08ff20f90d07dac1,0xd3d9c9e502dd13f1,0xf11819eef10405eb,0xeafef52017f2e614,
+    0xfdff02171ce50709,0x0afaecf2f1e3e61d,0x14e3f006ec10f91d,0x1e1619f20a10fe01,0x04fae8f5090cf305,0x09101ee40a0cf8e4,
+    0xf80420ff26fffe07,0x111717eb0a05241b,0xe0060d110908f102,0x2414ffeef805fcee,0xf6ed0401e2f50827,0x17eb08140301e61a,
+    0x1af4001801071402,0xedebf5fc0903f10d,0xcef5fdf4f0190d1e,0x180d13dd00dd1ae3,0xd404e0001105f515,0x09fbf124f0f2120b,
+    0x0dd30b12fef0e6fc,0xfdef060c1b07ddf6,0x071eff19140c07f1,0xf50317e807020eff,0x011b0d0bfa0a1aeb,0xe2edff160605edf4,
+    0xfa05f40003f00705,0xee00f00e03100900,0x0317ea00fdece30b,0x0a0af312e80404f9,0xfa030e0205ec10f3,0xfff3fe04f8f2f1ec,
+    0x0616fdf9dafc0b1a,0x0d00ff1ce90f04f9,0x0803f80f15f80902,0x07f0fc10040b1104,0x27dcee02fe141d0e,0xfcd3f0e30e01e90b,
+    0x310d2a050df6ee01,0x26e825fd0efee5fe,0x0701fdfeed040ffc,0x0cf21ff00ef83722,0xf6e9fb10e90502f6,0x16021105fef811ee,
+    0xd6effc13ff11f211,0xdbf51b011803e0fa,0x06f4f9ea1bee0de5,0xf0fbfe0104f6f6f3,0x100703ece814f10d,0xffe6010f0c16ffe9,
+    0xef08d7f0ebf9f011,0xe5ebf7f413030aee,0x03e4dcfe0a142412,0x0513250e0f17f612,0x021bf70b07ee14fb,0xf713010606f2eff2,
+    0xe8ec19fcf815fbfa,0xe81a19fffc0cdcf1,0xf50f1706f3e71cdf,0x03f5f40a16f4ef04,0xf908fc050004fef8,0x00f805f6fafcfbf6,
+    0x68ec2029f3cef233,0x042cf0f3d4ec2bf3,
+};
+
+/// Operating points: for calibration_rates[i] (δ), the smallest probability threshold whose wrong-hit
+/// rate on the validation split was <= δ overall and on every source (2.0: none qualified).
+inline constexpr std::array<double, 10> calibration_rates{0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3};
+inline constexpr std::array<double, 10> calibration_thresholds{0.99099999999999999, 0.99099999999999999, 0.99099999999999999, 0.98009999999999997, 0.96960000000000002, 0.96789999999999998, 0.96789999999999998, 0.94610000000000005, 0.89019999999999999, 0.89019999999999999};
+/// Whether dev (reported, not tuned on) had precision >= 0.95 on every source at that threshold.
+inline constexpr std::array<bool, 10> dev_meets_bar{false, false, false, false, false, false, false, false, false, false};
+
+/// Token idf per hash bucket (token hash % idf_buckets), in 1/16 units, computed on the training
+/// split; packed little-endian like embed_codes.
+inline constexpr std::size_t idf_buckets = 32768;
+inline constexpr std::array<std::uint64_t, 4096> idf_codes{
+    0xbbc68ec6c6b4c68e,0x86bbb47793b0c6c6,0xbbc6a5b0a77cc694,0xbbc6b095c6c6c6b0,0xbbb4bbbb79b49b58,0xb0c6a7c6b0c6a9a5,
+    0x6c9e9cc67cb0a0c6,0x8bbbc69c8f90bbc6,0xc6a37a907bbb99a9,0xc6c6b4629cbbb4b4,0xc675b0c686c692b4,0xbb97c681a7b495a9,
+    0xc689c696a7c6b0bb,0xa0917cb0bba9c6bb,0x9ec6c6b0aca5c6c6,0xc6c6acc6bbc69cb4,0xc6c6bbc6a0c693c6,0x93a99bc6ac7b877f,
+    0xa55e9276c6909cc6,0xc687b493ac99c666,0x7fb0b0b4a1b4a9b4,0xbbbbc6b0c692a5b0,0xbba9a9b086c694c6,0xbba3b49bc6997c8b,
+    0x8693c688bbaca7bb,0xc6bbc676c6c6a5bb,0xbb82b0c68bb498c6,0xb496c6b0a5c6bbb0,0xc681a7c6a1a5c693,0xbb908eb4acc6b48e,
+    0xc6c6c690c6c6c6c6,0xa5c6c68bacbbc6a7,0xb44c89839793b4a9,0xc6bbc6c6b0b4766e,0x9286acb0c6a995c6,0x40c68ba5b4bb9dbb,
+    0x9ec6c693acb4c6c6,0xc650bbbbb4c65da9,0xacb4a587c693a3bb,0xb487c6b4bbc69abb,0xc6c6a3c6c6c6a9ac,0x766ebbbb6aa16bb0,
+    0xa7b0a9c6a5c6b497,0x9aa58171bb9d8898,0x88b0c6bb97bbb49c,0xb0c6b0c6b099a7b4,0xb038a799c696c6a5,0xb0bb9ac6b4b4c6b0,
+    0x71bbbbb4c677b0c6,0xac5fc69b52c6c6bb,0x896a91b0b09ac69c,0x9d9c86c6b49d9ebb,0xa9b4b4a3bba5a083,0x95b4b49cc6b4c6bb,
+    0xc6acacb0c6c6bb71,0xb4bba5bb98c6bbb4,0x7d6ec6bbbb9e8dc6,0xc6c6c6a7acbbc6c6,0xbba0a7c69aa5c69d,0xa1bba59dc6b4c66c,
+    0x8ec68f8b98a5a7b4,0xac7ec6a96da0aca1,0x5197c6acc6c6acc6,0xacbbc684a0b4bbbb,0xc6c6c686c6c6bbbb,0xa7a79e93c6a0a98a,
+    0xc6b490bb719289ac,0x7198c67fa0aca1bb,0x9eb4c6928dc6a9b4,0x9083a95ec68cbbc6,0xc6985dc6b0c6c6bb,0xc6bbc6acacc6c6c6,
+    0x79a794c6c6a54eb0,0xb0bbb4c6c6c6bbbb,0xbbac65888268b49d,0xaca99e9ca094c699,0xb0a7bb9ba5c68c93,0x9bc6a5bb9796a386,
+    0x7e99c6bbb0bb7582,0xc67cb0c6a9619b59,0xa3c6a99cbbc6c6c6,0xc6c6c6c6c696bba0,0x99c6b4c6b0349a97,0xc6acbbc6b4ac80c6,
+    0xc6b0bb8ca9b0c6bb,0x96c68ab493c6a95e,0xb4b05076b0b0c690,0x9aaca1a585a1a78c,0xc6b4c66dbbbba3c6,0xb4bbacbba97bc6b4,
+    0xa5b4b4c69bbbb4ac,0xc6a99ec6939ec6c6,0x2ec69ac6bb95c6a9,0xb0c6b4b09e879aa1,0x80b4a392bbc69184,0xbbc6b47db4c6c692,
+    0xc6c68b93a7a7bb7e,0x95c6acc6c68085b4,0xc69cb4c6bbac99b0,0xc6bbc6bbbbb4c69c,0xb0bba7c6c6c6acb0,0xb4b47cc6b4c6c6c6,
+    0xc6bb66a1c6b0c668,0xbbc6c68fc6bbbb83,0x8ba59dc6a5c6bb95,0xc67abba99ea0c69a,0xb4bba989c684c6c6,0x99c6b4bb97a1c665,
+    0xa0c6c6b4acac93c6,0xbb9187a39997bbbb,0xa5c6b0c66ca061c6,0xc6a7acb49390c6a0,0xacbbc6c6ac8790a5,0xc6bb9bac59c69594,
+    0xc6a3acc67cb4b454,0x8fc69ba9b070c6c6,0xb0b0c6a7b096b494,0xc6bb9d8ac6c6bbb0,0xb4a5c69ac6a7c6c6,0xc6acbb9a7869b4c6,
+    0x8ea7c6c6c6c6c6c6,0xb4a395b4b4c6bbbb,0xbbb4a5bbbbb0a5c6,0xc6c6b4c6b4827991,0x6db0b4c68fb0c6c6,0xa3a7c6c6bb73c6c6,
+    0xb0b0a7ac9bc6a9c6,0x8dbbbb5a9bbbbba9,0xc65bc6a9b0b0b48d,0xb0bb7cc6c63ca98e,0xb478c6a7a991b443,0xc69cc6c6c68cb4ac,
+    0xc6c6a9b09e659590,0xc6c6c6c6c679bbc6,0xc6c6b0acc6b0c691,0xc6c67dc687a0bbb0,0x99a97890c6bbbbb4,0x57bbb0a38690968c,
+    0xc6c6757e91c6a990,0xc684c69da941c6a1,0xc699c699b098b49a,0xa9bbbbc699b4bb7a,0xa9924b559984c689,0x8774839cbbb49ec6,
+    0xa5c6b0c69b7dbb9d,0x94b09bbb9abbc6c6,0x71c696bb80bbb497,0xc6c6c6a1c6b49b6c,0xbba9ac8658b4c6b4,0xa9b4a9b0b4c6a9c6,
+    0xc69199a79e8bbbc6,0xbbb49ca3bba19cc6,0xa5c6c6c69ab4908a,0xb4acb4c68fc68dc6,0xc68395b4b0c69d9c,0xa3c6827a22a0b0c6,
+    0xb0bbbb98bbbbb464,0xc695bbb4bba1bb86,0xbbc699bb91c6c6c6,0xa19ca9c6c68cc6b4,0x6cc6b0ac768fc68a,0x9eb4b4b0a3c6c6c6,
+    0x7dbbbb93c666c69d,0xc6a76bc6bba095c6,0xacc6b4a9b088a9bb,0xbb957ab4b4c6bbc6,0x85a1a7bb8bb471c6,0x79a9c6b0bba7c6c6,
+    0xc6acb0bbb47cc693,0xac6dbba593b4bb90,0x95c6acbba0c673c6,0xa3c6c6aca09ba5a9,0xa9988b83bbbbbb9d,0xbbc6c6bb61c6c686,
+    0x77909a639b9cb4c6,0x4ec6c6b08fc6c691,0xc6a5a7b4bbc6b0bb,0xc6c6bb9bc6c6c6bb,0xa7b4b0c69ec6c685,0xa9a1c6bb57c67479,
+    0xc6b0a9b470c68fc6,0xb45cc6988cc65db0,0xbbb095bbc6bb71b4,0x99bbac6ca7bba7b4,0xc657a5c6c6b07786,0xc6c6ac9da7acc692,
+    0xb09d8bc6b4c69aac,0x9ac6b07072bb65bb,0x9998c6b4c69e7ba7,0x96c6c6c67591ac9b,0xc6b0acc69cbb7c9a,0xc6b495c69eb4b0c6,
+    0xc6908ba3b0a084c6,0xb4a5b0c6b0b4a78f,0x88a9a9a9ac94bbb0,0xac9ac6a7a98da5b0,0xbb99b4c6a1c6bb9b,0x83a3bba98e4d58bb,
+    0xc6a5bb77a7c69bb4,0xc6c692acac6da0a7,0x76c6c6b0c6b4a097,0xbba5c6bbb0758089,0xb4c69cbb85a5bbc6,0xc6b4b0bb94bb79b4,
+    0xc6b4ac80c6c690c6,0x94c69ba7bba1c659,0x84c69e7bb4a78fc6,0xc670c6a9c6c6b497,0xb4c6bb909c95ac8e,0xa982bbc6c6bb9eac,
+    0xc6b0a59ea056bbbb,0xc6c68fc670a3c6c6,0xb0c6bbc6a1bba3a0,0xb06f78c6c68088a1,0x9c7f90c6a5b4b4bb,0x98c6a9b0a7bbc681,
+    0xa5b4bbb0a9a7a1a5,0xbba1c6b4b0c6c69e,0xc683a588a980a98a,0xbbbbc6c6c69e98c6,0xb0c6acc69d64b0a1,0xc6b4c6c699c6c6c6,
+    0xbbc6bba994c6bbc6,0xc6bb8c90c69dc6c6,0x9bacc67fc6ac37c6,0x998d8197a1c6a791,0xc6b09e7dc6b0c69b,0x8678c6c6c6c689bb,
+    0x9cb0c6bbb4c6bbbb,0xc67da1bb76b4a398,0xa0bb7fa577c6a9c6,0xc6916fa778a7c6bb,0x8693c689bbb4c6ac,0x60c69599bbacc6bb,
+    0xc6a09ba7a1c6a3c6,0xbbbba79ea585b495,0xc6a5b498b46f7ab0,0xbbb4acc6c69cc6b0,0xc69394bbc6c6a7a5,0x86b4bb9ec6819eb4,
+    0xc6c69c95a1b0b0b4,0xc6a9c6acb49cb4a0,0xacc6bba3b4c6a5bb,0xbbb48ca184719ea9,0x6dc6c690bb87c6bb,0xc6bb7ea0c65fa555,
+    0xc6c693c69dc6bbbb,0x9cc6b4999bb4c6c6,0xc6b495bbc6b0bbc6,0x79bb91b082c6b4c6,0x91b472c6bbc6c6a3,0xac79bb9869a9a3c6,
+    0xac95c6b0bb7ca7c6,0x91a9c6c6b08cbba1,0x82b0a9a9b4a599a1,0xb4b4b0c688bb9a97,0xbbbbb472c6bbb09b,0xb486c6c675c6c6a7,
+    0xa7c69d75bbbba0c6,0x9395937e91c67388,0xa9bbc6c6a7b0a3a1,0xb4bbbbbbac55c6c6,0xc691a3b0b46dbba9,0xc6a7c6a7a0c684a5,
+    0xa38ca1a37f88c6c6,0x9083bbacb4c6bbc6,0x8fc6c6c696c6c6a9,0xac9dc6b491c690bb,0xb4bbb0bb9bc6c6c6,0xb4c6a972bb9cc650,
+    0x73bbc6c696739bbb,0x7ec6a3c6bbb47bc6,0x7ab4acac9a9b917f,0xb08e66c6c6bbbbbb,0x7bb0bb90c6a7c6c6,0x4784bbc6a3a9c6c6,
+    0xc6a97fc6c6c69ec6,0xbbbb70c69dc681c6,0xbbc6b4b0a0845dbb,0xa1838fc6c6acc6bb,0x832f9aa5bb9bc6c6,0xc6c6a19d80a3bbb4,
+    0x9cbbc680bba75fa3,0x9dbba9c6a3c6a0c6,0xc6618c8290c6c6c6,0xc6bb7da3a58fc6c6,0xb47894b0c683bbb0,0xb4acb4c6c6b49473,
+    0xb0b45aa1c6c6c6b4,0x9099c6a0c6979bb4,0xa7c6bba79aa1b0a9,0xa380a7bbb4c6c678,0xb4a993a3bbac9cc6,0xa9a5a7bba7bbbba1,
+    0xbb97bbc6756b8b76,0xa9b4bbc658bbc6a9,0x9069c6759791a3c6,0xb497b4c670a1b4a9,0xc696c6c6a9a74379,0xc6c6a363a1bb9cc6,
+    0x9695a3c6c6b0a5b4,0xb0b47c9ebb9cb4c6,0xc696c6bb7dc6a1b0,0xbbbbbbb4899b9488,0xc696c6c6c6a97aac,0xbb92c6a3825259b4,
+    0xbba5c6c69696909b,0xbbc6b07fc6bb95ac,0xbbac8ea9bb7f4bac,0xc6acc6a196c691c6,0xa9b4a5bba59395c6,0xa7438fa5b4c6bb9c,
+    0xac94a581acbbc6c6,0xb48fa998c6bbc6b0,0xa0a3bbac94c6c6c6,0xbb7ec69ac6b469c6,0xbba1ac95a9c6c6bb,0x6168bb90c6c66ca5,
+    0x7ac6bba3c6c6c6b0,0x79b0bbbbc6b4bba9,0xc6b0bbb4c6b4bb61,0x8fbb96bba9c6bb6b,0x84c6bbb09e8dbbbb,0xb485c6c6a98e8ab4,
+    0x9cbbb4bba96e88c6,0xb0acc6949ac6c6c6,0x8cbba9bb99bbc6bb,0xb0c6bbc66ac6bbc6,0xc65db057bbb4c6a7,0xc6bbc6b0b065998f,
+    0xacc6a9a5c687bbbb,0xc66674a9b488c69d,0x9e7cc6a3bb95b49b,0xb4a9c6a9c6a7c6b4,0x6cc6b097b098c686,0xc6c6c6c6bb87a7c6,
+    0xa188bba79dbb8fb0,0xc6c6c694c6bba0bb,0x7cb4b494bbc6a391,0xc6a7c6c691a3bb86,0xc6a9c6a7c6c68ba7,0xacb0aca5a9acbbbb,
+    0xb0969b658dc6c6a0,0xb4bbc6c6c6c680bb,0xc6bbc6b088c6c681,0x498ea985c6c6c6a7,0xc6b4bbb4c6c69b6d,0x9977c68bc6a9c6a7,
+    0xb0bbc6667f78a07c,0xc68e8ba5b0c6b0c6,0xc6bb7cc695b4b49a,0xbbbbc6b48da16ec6,0x93c6b4a5c6c6bb9e,0xc6c6c6a9b4bbc6c6,
+    0xa99bc6bbc66eb072,0xac9ec6bba996c6c6,0xb4bba7ac94a1c6c6,0x88bbc676a9c6c68e,0xa990b0b4b4c6acbb,0xbbbbc6bb899d8ba7,
+    0x71b4c66ac677acb0,0x79ac7fc68dacc6c6,0xc6c69aa371bbbb7f,0xc6c6c6c6bb8c9ba7,0xc69bc6c6b0c67e99,0x99c6b4867fc69590,
+    0xbbbba0bbbb8fb4c6,0xc6c67ec6857eb02e,0xa55e6289c6c65dbb,0xbb8f9ec67ca0c686,0xc6aca394bb9ca1a3,0x8fb4c69ac6b0aca9,
+    0xa9bb85c6749bc6bb,0xc6c696c6a1b0bb91,0xa7b482c6b4c6b46c,0x97c6c6b0b0b4a1bb,0xb06891b07087c6b4,0xc6bbbbc6bbc6a3c6,
+    0xbbbbb4bbc6c6b07b,0x99c6c6b4b4b4bb68,0xbbc6c68596a1c6c6,0xbbbbc6b4a9c691b4,0xa7868f699cbb6fbb,0xbb8568bbb0c6b4ac,
+    0x9dc68b9eb0bbb08c,0xc698a97e85c669ac,0xb471c6c6bb70b0b4,0xc6bbc6c6ac91b482,0xb0a7c6acc6b4a0b0,0x98a95fa5bba9c6ac,
+    0xac89a0b0c6ac93c6,0xacc6c68887b0bbbb,0x8bacbbb497bbb0bb,0xc6a5bbc6a5b0c696,0xb0c6acc6bb9bc695,0xbbb0c6bbc6b4a9a0,
+    0xa9c6b4bbc6c6b0a0,0xb0c6bbc6bbc69bb4,0x94c69a91c6bbbbbb,0xc6c6a9c67fc6b48f,0xb4c6bbb0c6c672b4,0xaca5bba5c6c67eb0,
+    0x7dacbba541b4b469,0x7cc6a1c697c6c6a1,0xa5c668c6c6c6c6ac,0xc6c6bbc6bb9dc688,0xc6b49da5c6c6b4a1,0xb0b4bb94b099acc6,
+    0xb095bb94a0a3a9bb,0x67bba782a9ac9a6c,0xa9a7c6bbbbc6c678,0x95a1bbac66a9b4c6,0x74c6c6b0c6c686c6,0xbbc6b4c6c6a0a39c,
+    0xacb4c6c6b0b0c6bb,0xa3bbbbbbac91b4b4,0xc6acc6bba3bba3c6,0xa5a9c6c66ab47cc6,0xa7a1bba1acb09cac,0xa5bbb46ac6a1c6b4,
+    0xb4b0b0a5b4b4a9c6,0xa79ec692c6b4a5b4,0xb0857495a7bb93ac,0xa7c6c6a5a9acac93,0xbbbb7168c6b467a7,0xbbb0acbbbbbba792,
+    0xa1b4b4a18591c6b4,0x7c76a9bbc6a7b4c6,0xa0c6c6b4c6acb074,0xc6c6c6a7a5a7c6c6,0xa386c68d89b088bb,0xc6b078bbbbc6b0c6,
+    0xc6c6c6c6c6a3b0c6,0x5479bb7bb4c6bbc6,0xc696a9c6a9c6c6b4,0xbbac7b8ab4c6bb90,0x9199c6bbc6b072c6,0xa9a0b48f93c6c6bb,
+    0xb0ac88b4c6bbc685,0xc6c691a0819da3b4,0xc687c69ec6a5c6b4,0xbb939bc6c6ac96bb,0xb4a976899b8a9db4,0xc6c691c6a19d9ea3,
+    0xb0c6a0629b839dc6,0xbb8ebbc6869db093,0xbbb4b0a37eac8d91,0xa3c6999ca9bbbba5,0xacc6c6957ba1b480,0x8bbbbbc698c6a99c,
+    0xbbb477b4c6acc685,0xc6c69ca7a9bbbb78,0x84c6a9c6b4bbbbc6,0x74c6c6b0b0bbbba1,0xc6c6c689b0c6a9c6,0xacc6c6b097b0c6b0,
+    0xc6c69b8cc6b087c6,0x79c65ebb9e89acc6,0xb4bbbb85c6bbc6c6,0xbbb4bbc69eb4c6a7,0xc6a9b48e9b7dc6a7,0xc6c679ac9ca3a1b4,
+    0xc6c6bb8b93a7b4bb,0xc6c6c6c674c698ac,0xa58cc6c695bbb092,0x9aa0c68abbacb4bb,0xbba97cc698b4bb7a,0xacacbbbb7771bb8f,
+    0x94bbbbb48fc6a795,0x8aa9b4c69d9cc6c6,0x89b49cbbc6b476b4,0xc6c6648e6bbbb492,0x69bbc69bb0a99cac,0xc6c6c6bbc694b4bb,
+    0x96c6c6c6c663c679,0xc699c6bbbbbbc6b4,0xb4c6bb9ac6c66ba9,0xb0bb7ca3bb87b0c6,0x8197a5c6bba0aca5,0xbbbbbb6ca757bbc6,
+    0xc6668da195c69ec6,0xc6c6c6bbc6b47da7,0x9dc6a3bbacbbb4b4,0xb0b4c6c6a96487bb,0x95879aa997c671b4,0x62bb939bc6a7acb4,
+    0xc67988b49a94b4c6,0xacbbc69d9dc66ac6,0x839cbbc6c68db4c6,0x9bc687b49bc67c7c,0xac8f83c6c6c6c6a1,0xb0a7a9c6bb89769b,
+    0x86a39a9cc6c6c68f,0xa9bba0bba791bba9,0x865db4a5c69dacbb,0xc6a7bba9c6bbb4c6,0xc6b094a7c6b0c6a5,0xa7a79ebb97c6a597,
+    0x9c9d7ebbbbc6c6ac,0xbbc6bbc6777bbbc6,0x9cc6c6b09e9bbbc6,0xb07396b09cc67683,0xbbc6c6bb9c8aacac,0x90c6a7b468ac5cbb,
+    0x8fc671a0b4bbc6c6,0x80c6ac85c692c6ac,0x95a1b4789bbbb4b4,0xa5b0c6b49d90c681,0x75bbbba5b0b48f90,0xc695bbc6c6b0a9a3,
+    0x6fc67d9996737eac,0x94acb467acbbbbc6,0x76a5bbbbc6b0c68d,0xc6c6acc6acbb7ebb,0x71c669bba98e81c6,0xbbc6c6bb99c6ac83,
+    0xc6c6a7a777c6bbb0,0xa95dc6a7c69e73c6,0xc68cb45ebbc6c6c6,0xc6aca75097c6b083,0xbb98b4bba1b4c6c6,0xc685c6a3bbb48c9d,
+    0xc693bba97fc6949e,0x76c6a0c6acb4c6b0,0xa980b0a3c652a5bb,0x9eb085c6c6b4b4c6,0xc6ac9eb4b4c6a9bb,0x6c8b88bba7c6b4c6,
+    0xbb7c98c6bbc6a3b0,0x55bbc6b0bb7dbbc6,0xbbbbbb90b4a9c6bb,0xc67fac99a0bbc6a9,0xa1bbc6a1aca0b4a3,0x29c6bba7c6aca9a9,
+    0xbbbbacc67e9dc6b0,0xa1bbc6a3bbb4c69d,0xa791bba5a7a091b0,0xc69a90a39ea37bb0,0xb4c687b49dbba045,0x94a5b489a5a3a789,
+    0x6ab4b4b47d989bbb,0x75bba5a9a799a979,0xa5958e90bba989c6,0xb4a3c6c6c6bba0b0,0xacbb845ebb86c6a5,0xa3819ab4ac9e74c6,
+    0xc6b4c6c6ac83bbc6,0xb0c6bb8bacb0818f,0xbba198c6bb96a5b4,0x6faca5a5b0bbb4c6,0xb4bbc6a5c6c6958f,0xc6a5b0c6977e87c6,
+    0x8fc6c6b4bbc671c6,0xb0acb0b0bbbb828b,0xa7c65ec694ac908a,0xbbc6bbb0bbc6b0a5,0x8ac6c686c673c6a5,0xc6c68bc6a3c6a98a,
+    0x92bb75b49da98ac6,0xacb4c69eb4c6c6c6,0xc6a08c97bb95a9a5,0xa9bba57dbbb4a7b4,0xb4c6c6b0acbba9b4,0xb4a977b497c681c6,
+    0xc6a3c68ba3a5c6a1,0xac9ab4bbb0c6c6a7,0xb4c6bb8b8cc683b4,0xc6c6c6bb9db0bbc6,0xa0c6c69394c6a7c6,0xc68ebbbbb486c6a9,
+    0xa9bb7fa1c6c6c653,0xbb9ebbb09ec6c6a5,0xb4966b8f95a5bb90,0xc6bb6772b0acc6b4,0x9672a3b091c686b4,0xaca1c695c68a978b,
+    0xbbbba0c696c68ca1,0xc6bba5a7c6c6c6b0,0x96bbac7fbbc6ac98,0xbb83b4c6bbb0a9a7,0xb0c6b4c6a19dacc6,0x63c6bbc6c6c6b4c6,
+    0xa39ba9c6c6bb8a79,0x85c6bb84c6acb4c6,0xa09ebba3bb99bbb0,0xa794c6c6659ba7ac,0x7ea7b4b497c68c82,0xc6a526a9c6bb7bbb,
+    0x8eb4a172bba1c6bb,0xbba17ac6bb9bc69a,0x56a7c694bbbb78c6,0x5c56b4bb6cc6c6bb,0xa7b09e84bb8fc6c6,0x3a8892bbb482b4a7,
+    0xb0b4c6a7c6c6bbb4,0xc697c665c6bba5ac,0xb471bba9a969a7bb,0x93a7bb8890879dbb,0xc6b4acc6b4c6c6bb,0x85a5a19bbb95acbb,
+    0x64a3b4989dacacc6,0xa7c6acbbb4bb8cc6,0xc6b4b4c6b0c6b499,0x83756a9c5ac6c6b0,0xacc6bbc6b4865c7c,0xbbbbbb6c88c677c6,
+    0x9a9dc660b0ac9ac6,0x976491c6a7c6c6c6,0xb4c699c67b86bb98,0xbb63bb8da0c69ca0,0xacb4c6b0c6c6b0ac,0xc6c6c6bbc68cc69c,
+    0x8eb48fc6c6c6bb89,0xbbc6c6bbc6c6bb89,0xa7bb9aa1c680c69c,0x9683bbc6b08cc6b0,0x83c6a0c694b4c6c6,0xb48fb4c69dc660c6,
+    0xc67295c6b4bba09d,0xacc6acb088c6bbbb,0xc6b49eac5987919b,0xa9c68da0aca9b4bb,0x7ec66e829cbbacc6,0xbbbb90b47bc6bbc6,
+    0xbbc6bbb4c67fbb91,0xa0a5b0a9b47fbbc6,0xbb8dc685b4a3bb95,0xc6b09a58bbb48d9d,0x79c690bb9dac95b4,0xb49bc6c67dc689b4,
+    0xc6c666a5a1c6a3a3,0xb0c6c6acac87bbbb,0xb4a7bba3c69295b4,0xc697c6a3a7b4c6bb,0xa7acb4a5a798b0b4,0xb4c6c6a047acbbbb,
+    0xb465acbbc6c6c6b0,0x95c6b0bb76b090c6,0xbbc6a3c69c75c681,0xc676c69895c6c6c6,0xb4b4b4bbbb8f8599,0x83856cb465bbbba1,
+    0xb4a7a1c6a5b4bbbb,0xbbbbc6a9956ca395,0x74c6c6bbb09ba1c6,0xa57ac686959cc6bb,0x90b0acbbc6867285,0x9dc6bb67b4bbc6a7,
+    0xc69ac6c667a795c6,0xc6a19e868dc66ac6,0xb07d90c69c708bc6,0xa3a56778c6c6b4bb,0xb4b49e8ec6c6a9c6,0xbbc6c6c6a987ac9c,
+    0xc699bbc69bb48ca0,0xbb7aa7a082b0b4a7,0xa7bbb4c6b4c6bb8d,0xb095b48fc6bbc6a3,0x8bc6b0acb4bbbbb4,0xacbbc6b08fbb88c6,
+    0xbbb0b48586a1b0c6,0xc69cc6c68cbbc6c6,0xa1c6b48797bba3a7,0xc6a9b485a5c6acc6,0xc6bbc677a0b4bba5,0x9d95b4c6c6bbb4c6,
+    0xacc6bbc6b4997a7b,0xa0c670a0c6bbc6c6,0x8c7db4c69cc6bbb0,0xc6a795c6c6c6bbb4,0x88c6c6bbacc67dc6,0xbbc6bbb0bbacb0c6,
+    0xa0bbbbc6c6a7bbb4,0x82ac97a5c6c6a0c6,0xc6a592a7a5c6918b,0xb4b0c69dbbac9ca9,0xc675a5707dbbbba0,0xbbbb7ca1b467b07e,
+    0xc6bbc6b0bb9b99bb,0x61c6b4aca089919c,0x91acb0bb8bc6b4c6,0xc6c6c6b0c6a3c6b0,0xbb967fc66c98799b,0xb4c6a980a98fa07a,
+    0xbbc6a7bbc6b4bbac,0xbbc6c6a376b09b87,0xbba389b086a7b0bb,0xbb84bb6b7984c6c6,0x95b073c69790bbbb,0xc6a5bbb4bb78c6c6,
+    0xb4c6b4bb988a9aac,0x66acbb959d9e93ac,0xbbc693c692c67bc6,0xbbc6c6bbb08bb0b0,0x92c6ac93b0b4c6ac,0x799d9ba7a3c6a19e,
+    0xb0b46cbba7c6b492,0xa3a5c6ac9087c6c6,0xb060bbc6a1c6c6c6,0xc699c6a7c6ac74c6,0xbbb0b4b4bbbb9dc6,0xa96eaca08686c6c6,
+    0xbba3b4a7a0c6acb4,0x8ea1ac9d8bc6758f,0xacc6b4ac859eb47d,0xa995b4bbbba96789,0xb0c6b4a7c6c6b0c6,0xb493a91fc6a594b0,
+    0x91c6bb969cb48eac,0xb4a5b4bba0c6b4ac,0x9bbbc6c676c6c6b4,0xc6acb0c6c6bb8191,0xc6c6a7b4b06097c6,0xc6bbbb9191c6bba1,
+    0xb4b082c6c6aca165,0xbbc66fbbc67e918b,0xbba5a3b4bbaca196,0xb491bb8da37bac80,0xbbc6c6bbb4a9c6c6,0xc6c67ec6c6bba397,
+    0xc6a9bba3ac94c6c6,0xbb8b9271bbb0b0bb,0xbbc6c6b4c6a989c6,0xa795b0b4bba7bb7a,0x969dc6b4c6bbc6c6,0xac75c6b4b0c6c6a3,
+    0x72b4bba0887bb484,0xc68bc6c6c673ac8e,0xc6bbb4a1c67fc660,0xc68a7978a1ac93a7,0x7d9ac6c6c6bbbb80,0xa5a3b4a9a19a79c6,
+    0x6b9d89b4c6bb79c6,0x74c6a3c6c68ca0c6,0xaca99cc68194c6bb,0x86a1c669a099b0c6,0x8688b0a1c6a7bbc6,0xc6b0c699c6c6b0c6,
+    0xa0aca9b4bbb0b4bb,0xb4c6b0a3a9b492bb,0x947ac6706cc6b4c6,0xc6b4c6a0ac7c76ac,0xbbb0c6acc6a5c69c,0x89c6c6a1b0bbbbbb,
+    0xc6b0c6b4c6a79db0,0x6bb08b9cbb89c6b0,0xbb619a86a147b0b4,0xa1c697c69ebbc6bb,0xbbc6c67fa5b4b0c6,0x8bc6a9c6bbbbc6b0,
+    0xc6a985bb8cc6c6ac,0xc6b0bbc6bb989e72,0x88b4c6c6bbb4bb71,0xa7b0c686a3a1c653,0xbbc694bbbb9dbbbb,0xb4a5c6c689909ac6,
+    0xb0c6bbc6c6a395b0,0x98a38fac36c6bbbb,0x98c6c687c69ea5c6,0xc6bb98bb6699bbbb,0xc6b4bbc6b4b4a061,0xc68bc6a3c6b0bb92,
+    0xb4c6c69da7a7c6bb,0xc6b4bba971a7bb8c,0xb075a9c6b0c6a966,0xc663c6bba5bb82bb,0x70a98f59bbc6acc6,0xc68e8ba1c69dc6a3,
+    0x7fa07fb4c6c6c693,0xacb4a1a5bb8b5278,0xc6a5819bbb9dc64e,0xb4b47aacb4c6b4c6,0xbb7b66b467c6a3ac,0x4c85c6c672b4c6c6,
+    0xa7c672bbbbbbb4bb,0xc6c6c68774b4bbc6,0xb4bb7a9389c6a3bb,0xb0c6a395b48f89a3,0xc694889bc69aa9a1,0xbbbbc6b4c68d65b4,
+    0xbbc6aca3b08fbbb4,0xb095a17b8ebba5c6,0x588e6998c6bbb4a7,0x8fc6c6c6bb9189a3,0x97c6bbc6c6a1c6a1,0xc6c6a794a99bb46b,
+    0xb4b4bbb4c6a0c6a1,0xc6a3b4a7a79558c6,0xc6a0bbbba3bba5c6,0xc679b0a1b09ec693,0xa1acbb9c9cbbc6a7,0xc6b0c6c6c6c6c6b0,
+    0xb0a78fc6bba9a0c6,0xbb78c6a3a98db46b,0xc6c6b0c6a1a0bb7c,0xaca7c681c680a5c6,0xb4b0c6c6a5bb8da0,0xa5c691a3bbbbc66d,
+    0xbbc6946eaca3958f,0xacbb82c6799abbc6,0xc699a7c692bb97c6,0xc6b0c6bbbbb47f8b,0xbbc69e7bc6c6c6ac,0x8a66c67991a7c69c,
+    0xbbc664c64db096a5,0xc6c6a9b06c836fb0,0x90c6bbc6c6bbbbc6,0xa7c6c6bbbbbbaca9,0xb0b497c6c6658ba7,0xb4bbb4ac9795ac9b,
+    0x80c6c6ac8e7a9ea7,0xbbc6c6a59b8ac692,0x6649bbbbbbbb99c6,0xa7a7a3c6bbc6bbc6,0x9dbb86c683acc6a9,0xbbc6c6c6a9b4c6a3,
+    0xb49ab4c6c6a9b4c6,0xc6bbac9ea99dbbc6,0xb4a1b4bbc6c6c688,0x96995783c6969798,0x9da5ac9c877fb4c6,0xa7b49dc6a0a7c6c6,
+    0xc6b099c6c6b4bb56,0xb093bbc6b471a1c6,0xa3c6b4a3b4c6c6a1,0xa1c6a9c67988a9bb,0xb4acbba7b0b4a7a9,0xc6a7b4a1c6a785c6,
+    0x8bc6c683b4ac8cbb,0xc6c6a9c6b049bbac,0xc6bba7a7c6b48db0,0xb0c69b89b0bba3a9,0x9bbbbbb4948dc6ac,0xc675b4bbc6c6b4b4,
+    0xc657c6c6a9c6bbb4,0x9ca5b0a08dc6c6c6,0x7cac86c6a13fb4b4,0xbb9584a0a58bb0a9,0x9d6a9799b4c6c68b,0xb4b4a393bb9578b4,
+    0x799a91a1bbbbc67f,0xc6bba1c6bbc6748e,0xaca9a7a7c6a096c6,0xa9a7c6a1c6b4c6c6,0x7b90bba9aca9bba3,0xb4a591b4c6c6b4c6,
+    0xa7c6c6bbc6acbbc6,0xc6c6bbc677a39cc6,0xbbbb56c6b071c6bb,0xb0c66fc6c6bbc6bb,0xc6c6a9bba7c6a9b4,0xc6869b9ac6bbbbb4,
+    0xc6998dacb46db0c6,0xc699a9c6c6c6c6bb,0xc6799b6facbb7ac6,0xb4c6c6a9b49c91bb,0xa7c6a9bbb4c6ac8d,0xc6c6c69db4c6bbbb,
+    0x8650b4acb0b485bb,0xc68266ac9d9288ac,0xbbb4b0c6bbb4c6a7,0xa07ec6bb93a9b4b4,0xbba3bbb4acc6c6bb,0x85b485c6b0b0b08b,
+    0xb4c666acc6c67ac6,0xc68bc6a78bc6bbc6,0xbba9c6a096c6b4c6,0xc6a5c6b0c69ba9bb,0xb0acc6c6c6bbbb7b,0xa3c673c6c6c690a3,
+    0xa992c6b0b0c6b4b0,0x92b085c6c6bbc6b4,0xbbc6c69cc669c6c6,0xc6bbbb89ac86c6b4,0xbbc6c68fa5b4c6b4,0xac97a5a9995bc6c6,
+    0xc6748cc6c6bba5a9,0xbbb08bc6c6bbb090,0x8c8abbc6c6bbc6bb,0xacc6bb7abbc696a5,0x9a5cc6ac85a7c6bb,0xc6b4a1c6bbc6c6c6,
+    0xa79db4b0b4c68989,0x62985ba5c6b4b4c6,0xa991b0c69cc6b47c,0xc6c669a5a19773c6,0x8bc6acc6c6c6a0c6,0xc69e90bbbb91a3a3,
+    0x8eb4a77da5c69260,0x9cc6c6c6bbbbc69c,0xb0c6b4b0c6acc6bb,0xb4c6c686c6bba3b0,0xb0a0b0c672acc675,0x9db09e8bc6bb6391,
+    0xa9c6c6b4bb90c63c,0xa9c6b4c6c6a3bbb0,0xa0c6a9c69aac91b4,0xac7d5fc6c6b48ac6,0xb4c6b4bb95b06eb4,0xb4c674a5c671b4bb,
+    0xac98c688aca3c68e,0x68c6a0c6a9b4c6c6,0xc6c6bb83b0bbc6c6,0x7199c6a5c6a5b4a3,0xc6b4c6c6c6bbbbbb,0x9d79ac8fc6c6b4c6,
+    0xc6c6b0a796b4bbc6,0xb09da9c6c6c66094,0xc69cc6bba1c6b0c6,0xb4a5a79584a1a5c6,0xa5c6b4ac86a9c6b4,0xbb7cb4c68cc678b0,
+    0xa98a9ac6986879bb,0xbb9bc67fa1a0a570,0xc6c6709d7dc675a9,0xb49b7bc688959cb4,0x9ec6bba0c6c6b493,0xbb80c6c6c6c63dc6,
+    0xbb7295c6c6b4c6c6,0x6fbbc6c68f8ab4bb,0x7f95bbb4acc6634f,0xbb6c8ba39d9c8eb4,0x959bb08bbb31c6c6,0xbbb086bb7ec6a9c6,
+    0x83a09ec687acc6a1,0x86c6bbb4c687a076,0xc682bbc6bb7ea78c,0xc6bb9890c6c6c6a0,0xbbc6c69cc6c6c6c6,0xc6c6c6a9a78dbbb4,
+    0x8b6b7fb0bbc6c68e,0x937ec6bbb457c69b,0xa3c6c697a393c6c6,0x64b49eb4bbbbacb0,0xa5868cbba3b480a3,0xbbbbc6aca082c693,
+    0xbbbb88c6bbb4a7bb,0x999da583b4a9b0bb,0xb0bba3b0bbb0b4a7,0xbb99c68d8bc6c6c6,0xb4bbb0b4c6a5c6bb,0xb4c6c6c6acc674ac,
+    0xc6c6bb979ab0a9bb,0xbbc69196a5bbc686,0x8cc68cbb9d74bb8b,0xb49283c6c6a1bbc6,0xa9909d94acbb7788,0xbba1b4c6bb889bc6,
+    0xb4b4c6b4b49445a9,0xbbc6acbba7c6bbbb,0xc6a3c6c6c6aca5b0,0xb0c6c693bba3c6b0,0x8bb4bbb4b4a7b484,0xa9c6c694b0b079c6,
+    0xc6c6c6b4c6b0bb88,0xb4c6c6c67fa9c69e,0xa1c6c6c6c6b48fac,0xa791b49cb4b0b0b0,0xb4b496c6bbbb95b0,0xc6a97bb091c693ac,
+    0xb09eb48bbb9185c6,0x6eb091c6b06d9cc6,0x96c6999dc691c6b0,0xa9b0c6a583b4c6b0,0xa1c6c6b48f91c6c6,0xc6c6c6c6c6c6c67f,
+    0xb45ca9a3c69ebb9e,0xc6bbb0bb93a0b09e,0xc6b0a9c6a98fc6c6,0xbba1a984b4c685b4,0xa3a3c682a3c6b0a1,0xbbc6c6999dbb64b4,
+    0x94c6ac9699ac599a,0xc66aa199a0bbc69c,0x9395a1c6c6bbc69b,0xb0629281c6b4acb4,0xc6c6c693a0c6b4bb,0x92acaca5b0bbbb83,
+    0xbbc659c697b4c6c6,0xa9c6b476b0c6a9c6,0x5d63817bc6a9c670,0xbb9dc6b4a7bb9abb,0xbbb4acc6919eb0c6,0xacc67bb0b095bb75,
+    0xb4b06fc6bbbb6ba7,0xa7a37e9d9795c69e,0xc686bbb4b49eb097,0xc67d93c6a3c6a58b,0xb485bb95bbc673a5,0xa7bbc67759867bc6,
+    0xc687c6c6b0bb89c6,0xc6a0c6acc6a7a7a7,0xbba0c6bbacbba59c,0xc6a1c6c6b4c687a3,0x586db474c6c6c6b4,0xb490b4bbb0c6a093,
+    0xc6a7c69aacbba9c6,0xc6b0b0ac9dbbc68a,0x8fb0c6b4a19eb0c6,0xc6b0b4b0a9bba183,0x9dc69375b08ab0bb,0xbbb0c68ac6b086bb,
+    0xc6c6bbc6a7a7b075,0xc6a0b4948ec68684,0x7dacb0b48293b0c6,0xb4bbbba5b058c68b,0xa9c67db0c6b0a77c,0xc6bbb4c67cc6a79c,
+    0x9dbbb0c6b460c6b4,0xac94b06081718eac,0xb0a3a590c693bbc6,0x95c693acc6c69db4,0xc6bbb4bbc6b4b49d,0xb432c6bb6f83c6c6,
+    0xc6ac60acc6c6b4bb,0xc6b0bb51b0c6b4b4,0xa99dc6a574bbac84,0x9dbbbbc68cbbbb93,0x8dbbb0b49a938e98,0x939bc6bbc6856781,
+    0x69b4c6a99a85bbbb,0xb4c6839da993bb74,0x86c6a793a3c6c6bb,0xc6bbc6a3a3c69695,0x81c6c6bb85acc6c6,0xa0c6a5c6a7acb479,
+    0x9ca0c6bbc6c6b0c6,0xbbbbc6acb4b48b83,0xc6c6c678b4bbb4c6,0xc6b0b4c6c6c6b09b,0x9bc6c668a3b4c6c6,0xc6bbbb8eac969e60,
+    0xbb9ec6bb9da5c6a5,0xc68dbbc6a7948ab4,0x86acc6b0ac7f9a40,0xbbacbbc6bbc6c6a7,0xc6959dbbbba7c6c6,0xbbc6c6a9ac9abb93,
+    0xc69789a7b4c6b0b0,0xbb9cb4b0a5c6bbc6,0x9e97a9bbc6a3a0bb,0xb4a7c6bbb0bb9da7,0x5365bbc6c6c6b097,0x71c6a9c6a7bbbbbb,
+    0xbb8bc6a991c6c6a3,0xc6a06aa7bb89c6bb,0xc6a5c68e9798c6c6,0xc698c690a5acacac,0xc6a0a1b0bbc6b4c6,0xa9bbacb4c6c6bbc6,
+    0xa1a989c69b9bbbc6,0x80c6bbb0c6c687ac,0xbbbba19db0c686bb,0x5ca5a9bb9b75c68e,0xc6b4a7bba9929c76,0xbb90c69dc69a9ea7,
+    0xc69eb4bba3a7b4a3,0x85b48395c6a975b0,0x9587aca79d9972c6,0xc67db08db4a1a9b4,0xc69dbbc647b4b0c6,0x933891c69ec688bb,
+    0x9d8b9ac6b0b4bb9d,0xc6a9bbc695bbac85,0xbbb0b442bb75a1c6,0xa3c6c695858bbbc6,0x8ea96f959aa78bac,0xc69e8395b488c677,
+    0xb478c6bbb0bbbba9,0xc6c6bb6fc6b09e99,0xbba7b4a9bbb0c6bb,0xc6b0c6c6c6c68f95,0x9eb4c6a7958aac71,0xbba5c67eb4a1bbc6,
+    0xc6c6bb52c6c6847a,0xaca785b494acb0bb,0xa7906c95c6a7bba3,0xc65fa99aa7c6ac73,0xa9b4979bc6c6c6bb,0xbbbb9eb49cb098c6,
+    0xc6a5a598c6b497c6,0x9dc6bbc6a5a9c6b0,0xacb4c6ac889d9abb,0xb4b0b0c675c6b0c6,0xbbc6a092829db4c6,0xc6bb86c667c6c6c6,
+    0xbba1a541c6bbbb93,0xbb7aacc69dc675ac,0x8dc69cc69c7dbb6d,0xbbb485c686c6c6bb,0xc670a0c6c6b0bba7,0x90bbbb7fbbbbbb9b,
+    0xbba798c6bbc6a0c6,0xb07d63c690a7b4c6,0xb446819cc6c6b499,0xc6c69dc6778d5ac6,0x82bbbbbbb47a9787,0xc6c6bbc6c6bbbbc6,
+    0x88a5bbc6a08fb4c6,0x8692bbc6769cb09e,0x93b077b0c6c678c6,0xc6b4acb0c6bba585,0xbbc6c6c688c673c6,0x9db48677bbc6bbc6,
+    0x7ea3c67eb0a3bbb4,0xc6c66a9ec6bbc682,0xa7c6bbc6b4a79da5,0x8fa0a9acc6c693bb,0xac95b4b49a89c686,0xa9bbbbc6c6c685a7,
+    0xc6a992bb3987c68e,0xb48bacc6a09bc65d,0xbbc6c6ac9ec6609b,0xc69dc68db45fb4bb,0xb4bba9c6b08fbbac,0xc6c6c6b4c688b0b0,
+    0xc69293b4c68dbbc6,0xbbc6acb0c69795b0,0x99bb8bb0b4c6bbc6,0xc6c6c6c6bbc68cbb,0xc6b0c68ab4bbc6a3,0xa0b49ebba3bbb463,
+    0xa9c6968a7bc6949c,0x4ca1b09dc6b492ac,0xb4c6798ec6b0c6c6,0xc6c6c69168bb79bb,0xbbbbc69bb0bbb4c6,0xb0c6775ab4c6bb90,
+    0xb4bbac818ca9a1a1,0x90b4c6b4a79e91c6,0xb093c69cc6a9a7c6,0xa96e839c7abbc69a,0xbba1a9a7c6b4bba5,0xbbbba0c69da999a1,
+    0xa0b0b4bba99bc6bb,0xa5a5c6b0c6a7c6c6,0xa5b0c694c698c67d,0xc6c6a77db4acac64,0xc6b485b493a5bbb0,0xa5b4b06cb075c6c6,
+    0x86c6bbc6c6a5a3c6,0xc6bba9bbb4acc6c6,0x9abbc69dbbb4b4c6,0x5b938893a7a394c6,0xc6bbbba94d90bb83,0xa9a9c672bbbbc682,
+    0xa5bb68acc6c6a3bb,0xc6c6c68d9a91b48d,0xc6a79ca385c6bb72,0xbbc666a9acc6b4c6,0xc69bb4c69ac6b4a3,0xb0a5c6c6c695c6a7,
+    0x9ec6acacbbc66dc6,0xacc6c6b4c6c69698,0xa1a5a1a59cc6b0bb,0xc6b0c6bbbbc6a0bb,0x85b4c6bbbbb0a997,0x98c695c6a5c69a97,
+    0xb0a59d6facc6c69b,0xc6c6b0a7c6a3bbc6,0xa58abbc6bbc6c6a0,0xa9a5c6b0c6c69bac,0xa5b0bb89c6b497bb,0xc6c6b096b4c6b0a9,
+    0xc6a975939797bba1,0xbbb0c68a9387c6c6,0xbbb0b0c6a9a7b4c6,0xc6bbc6c698b4c6a5,0xa37cb475c6b0bbbb,0xbb9193a5acbb80c6,
+    0x99b4ac7d9ea3c6ac,0xa99bac80b4bb8cc6,0xc6c6b0b4bbc6b47d,0xc6b4b44ac6b09590,0x97c6c6a5c695a5a5,0xa995b4acc698b4c6,
+    0x9cbbc6b0c6bbb4c6,0xb056bb83bb74b095,0xc6a0aca7acbb9e64,0x93c6bbbbbb9bc6c6,0xa7bba3c66fbb9893,0xbb83c6a1a7a7c6b4,
+    0xb4c6acb4876d8fc6,0xb480a397c68cc69c,0xa999c6c6bbc68ec6,0x86ac8289928ac6bb,0xc6b4c6b0bbc6b0b4,0xbba96caca5bba3c6,
+    0x97c683a0a996b0c6,0x81a7b07fb0bba0c6,0x93b4c6bbc6bbc696,0xc699b4c6c680a1c6,0xb478c6b4acb0b4c6,0xc68db4a0a791c6bb,
+    0x79b0c692b0a7bbc6,0xb05facbbbba1a091,0xbbc6acbb90c6c691,0x86c6bba19dbbc6a0,0xacb0c6b4bbbbbbc6,0xc6bbbbc6c6c6c6bb,
+    0xa1c6b0b4bbc6bbb0,0x9bc6a7a1c68993bb,0xb0b4c699b4c6a39d,0x93bb9a9ca9a190bb,0x898ea7a3b0c6c6bb,0x9cb4c6a5bb90b0a1,
+    0xa09ec6b0c6b09cb4,0x9b8365b099c6c6ac,0xbb977bb0bbbbc69e,0xbb73c69eacb4886a,0xa9c67fc69ba9aca1,0x98c6b0bba96dc6bb,
+    0xa171c665bba9c691,0xa3acbb91a9bbb4ac,0xbbc6b0c684b4c667,0xa99dc6bbc6acc693,0x9bbbb0bbc6c6bbc6,0x61c6c6a3889884b4,
+    0x8378c6bba778c687,0x7fb4c6bb9ea7c696,0xb4b4bb87808ea7c6,0xc6bb82c6c6a1a975,0xbbb4acb0a982b4b0,0xc69895b4bb69c6b0,
+    0x86acbbbb9dc6c6a9,0xc689c66aa9b09da9,0xc6bbc6a1a9bba5bb,0x9c9d96b49ac69cb4,0x9e8b8e78a772bbc6,0x8fa3bbc6c6a9c6bb,
+    0xbbc67fb468b4c6b4,0xbb77bb81bbc6a5b4,0xb4c6b4c6bbb4c6c6,0xbba7c6835cc68093,0xbb9dbbc6bbc6acc6,0xc6c6a991bb7a6ac6,
+    0x25a5829ea9b4b4bb,0xbb99c6bb649980c6,0xc6b431a5c681c6bb,0xb4bb93c6bbc6b4b4,0xc69bbbc6c6c6b478,0xc6c6c6c6bbc6acc6,
+    0xbbb0b4acb4aca9bb,0x77c6c6bbc6c6b4a9,0xc6a5b0c6bbbb82c6,0x7ec6c6b089908dbb,0xa1c6a5aca3c6b0c6,0xc6bbb4bb9e9cbb9d,
+    0xa99189c689bba0bb,0xc69580719dac6699,0xb438bba0c6c6a0c6,0xac918b7fc6bbc6bb,0xc6c6a5acc66cc69a,0xbbb473c6c6a3c685,
+    0x64c6c6b488a3bb7c,0xb4c6b0979cc6c6c6,0xa9c6a7b4a7c687ac,0xb0b0b0a3c6b46997,0xb4c6c6c67aa0c6b0,0xc6c6c6bb9d8a97a9,
+    0xbb8698b4a5a3b48f,0xb0978dc6ac9dc689,0x95c6c6a9c6a9c697,0xc6608da75595b07e,0xbba08db4c6c6a967,0x6895bba3b4b4c6c6,
+    0xc6c695b4c686bb96,0x88a9bbbbc6868bb0,0xbbbb8374a9b4c6a5,0xc682b0bbc6b0a9b0,0x8497b0a7a59ac6c6,0x99c6a0c6c66876bb,
+    0x8e9cb0b4a0acc6c6,0xc6bb8ac6c6b093a0,0xc69dc694b07b9e9d,0xb47089c6c6b0b0c6,0xb4a774bbb47c6dac,0xc6ac76aca996bb5b,
+    0xa1c6c6a5a1a0acac,0xc6c6b4bba1c6c696,0x9c8fc675c6c6c6bb,0xa5ac8bc6c6bbc6a0,0x7bb484c6a981aca0,0xc69ebbc6c6a3bb88,
+    0x71bb99bb9ec67bc6,0xa0c680aca09db0b0,0x9ca5c6c6c6c6a0b4,0x9da17d90bbbb6bc6,0x8393c6bbacc6c6b4,0xb0c6bbc69ec6b4b0,
+    0xb49dc6b0c689bbb4,0xa387c6bbc6c6bb76,0xa3c6c6bbc6b4bbb4,0xbb9ea384c6bbc6a1,0xb4a9c6c6bb8aa391,0xb490a193c68ba99b,
+    0xa3c6a5ac567abb7b,0xc6a587b4bbc6bb65,0xbbc6c68ca5a9c6c6,0xacbb96c6c69ca7bb,0xc6c6c6bb8079acb4,0x89b4c6b434a993b4,
+    0x98a798c6a18d7bc6,0xc6c685c6bbbbc6a0,0xbba9c6a5c6b0c6c6,0x7786bb87c6a5ac93,0x81c663bbbbc6acbb,0xc6a0bba0b4b4c699,
+    0xc68ba1b0b094b09a,0xc6bbc6c6a3a7bbb4,0xc66e81a9c6bbbb6e,0xbbbbbbc6c69b78c6,0xb4c69cb42ba59bbb,0x729bb4c6c6bba3a9,
+    0x975cc6c6a199a59a,0xa0a5bbc6c6acc69e,0xb0c6bbbbb48da1a5,0x9cc6a9c6bb97c6bb,0xb482b444a3a5bb97,0x8fc67ac6c691a3ac,
+    0xc6a5c6c6acacc6bb,0x78c6bba0b4bbbb9e,0xc68fa7bba0b4a3bb,0xaca5c6a0a7c68dc6,0xc6c6bb809e85b0b4,0xb4bbb090a74bc6a3,
+    0xb49dc6a9b0b0c68f,0xa5c6a79ea9c68b89,0xacbbbba386c69783,0x9d7ac6b493c6b46a,0xc6c6a7a1c6c693c6,0x8869a7bb9297bb97,
+    0x99b091bbc662acc6,0xc6c6bbc6a0a1c6c6,0xc6bbb0a0bbb0bbc6,0xbbbbc6c6c664c6b0,0xc6c6c671b4c66a88,0xa0b4c6b4c6acc6c6,
+    0xacb4c6c6c6b4c6a0,0xc6b0b0bbc6bb9b95,0xb44d8ec6bb85a5b4,0x6bb4c65f9b8da7b0,0xc6bb83a5b4b49e98,0xc6b49bc6a386a994,
+    0xc6b0b0c699c6c691,0xc690bbc69ebbb4ac,0xc6ac8fc69ac6a9c6,0xb0c69dc693c6b0a9,0x84b0c66fbbc6a7b0,0x78bb9cc67fa9c6a7,
+    0x999097a3bbc69ea3,0xc6bbbbc6c6c6a0bb,0xc68cbbb486b4c6c6,0xb4c6bbacbbb0b4bb,0x95b4c6bbbbb4a9bb,0xbbc64680bbc6c6a9,
+    0xbbbbc69081c6bbc6,0x96b4c6c6c684bbb0,0xacb48db0a3c683c6,0xc6c6c68ba7a381a1,0xbbc6c69bacbba7b4,0x68a591acc695c6bb,
+    0x8cc684a795a5bbbb,0xbba3c6979ac6bbbb,0x7080a79ec67f289c,0xc69ba1acc6b0c67c,0xb4c6bbc69dc69d7c,0xc6a0a5a989c67fa9,
+    0xa3c6a19bacc68ab0,0xc6909ec6b4744eb0,0xc6b07852bba5b4a1,0xc6acc6a0c677b4b4,0xc6c6b0b4b086c6bb,0x8cbbc6c6918297c6,
+    0xc6a39a94829dbbc6,0xac956bbbb096bbc6,0x8fbbc67d3ec6c6a9,0xbbaca5b0a5c65cc6,0x90bbbbbb917db09a,0x5a99c6a1bbc6bbc6,
+    0x9ea095c66cc6c6a9,0x6f81c68871bbc693,0xb4a19bb0a995c6c6,0x9dbb7f76c6c67c97,0xc6ac80b4a34f89a9,0x9d9e7ec6635dc6c6,
+    0x65c6c68facc6a9b0,0xa59dc6c68074c699,0xa3c6bbc6c6b4acb4,0xbbc6bba39bc6a9c6,0xc6c68f95a3bb9e71,0xc692c6bba985bb73,
+    0xc6c6bbb4b098b09b,0xc690c6bb81c6b4bb,0xc6c6c6a1c664c699,0xb0c68191a7b4bb9d,0xc6c6bb2984a09e60,0xbbacc692a9b49b8c,
+    0x809eb48ec6bbb4ac,0xc69b96c69dbb95c6,0x998f8696bbc6acbb,0x96c6c6bba793a1c6,0xc6c6acb0c695bb93,0x8bb4c664bb89b091,
+    0xc6bbaca9b4a1b4c6,0xc6b4bbb0bbc6c6c6,0x80bbacc69a9b7e99,0xa1c68ca0a9bbbba3,0x9985b4b0898195a9,0xb0acb497b4b47ca7,
+    0xc69ac685a096c698,0xb4c6c6bba3bbb0b0,0x96c6c66dbbbb8492,0xbbc6b0aca3c6c6c6,0x9c74c6c6bb82c6c6,0xc6a572bbb489c675,
+    0x787dbbc67295a9c6,0xb4a78b66bbbbc6c6,0x74b4b4c6b4a0acbb,0x8fc6b4a786bb7dc6,0xc6c6c6aca3c6bbb4,0xc6bbbbc6a9bbacbb,
+    0xb48eb4b4bbbbacb4,0xc68eb0bba0a78d75,0x83a5c6a0b4a99abb,0xa585a5c6b0b4b4a9,0xa7bb86c6b4c6b4b4,0xa7bbc68fb09abbc6,
+    0x7f7ebbacbb8ea094,0xc6bb8cc6bb88aca7,0xc685a7b46fc6c646,0x98b0b0c68bc6bbbb,0x7bbbc6717cc6bbbb,0xa1c6c6b086bbbb6f,
+    0xa39cc6a3b0b4b095,0xc664acb4b4acbb6f,0xc6acc6a9b4c6c68b,0xbbc6b091b0b0c6b4,0xa1acb4c687b4c6a3,0xc698b0c68583c6c6,
+    0xbbc6bb83bb8b96c6,0xc6c6b4c6b4c69687,0x4190c69495a57cb0,0x98c692c6c6c6c6c6,0xc68bc695a7b0b4c6,0x75b077c6b4b43399,
+    0x5894c68278a3a395,0xc66dbbc6a1b09dc6,0x6ab4bbbba9a5acb4,0x80955eb463c6b060,0x8eb0c6a7a1c687c6,0x5cbb90c69c8f90b4,
+    0x98b4b48bbbc6a5c6,0xc6a5b0a3bbaca9b4,0xa184bbb0b4b0b4b0,0x7cc6b4bbb0c67fb4,0xb0b4c6c6c6c68ec6,0x82c6a3c698b4c6b0,
+    0x85a7c6b4b4bbbbc6,0xbba7c69abb8dc6bb,0xc6a5c6c692a5bb9d,0xa0739740c69ebb81,0x8a798589a7c671a5,0x90b09aa9a7c6c673,
+    0xaca577c661a5c6c6,0x865b61bb93a589c6,0xbbbbc6bb9caca3c6,0xc67cc6a9c69b839d,0xc6b493a5c68f6ec6,0xb4b4c6b4b4a3746d,
+    0x6ab0c6b4c6bb93c6,0x999ebba985b49ea5,0xc69c9dc6c6b0c697,0xa5bbb4c6c6b0bbc6,0xa5a5bbc6c6bb6db0,0xc6939cb4acbb8585,
+    0xc6c6c6b0bbc6c698,0xc6bb96bbc6bbc6c6,0xc6b49dc6bba08b7d,0xbb73a7868fc6a196,0xb4c6bb95acc6c6b4,0x89c6a5a58fa79e92,
+    0xbb91c6c6958fa959,0xb4bbc6b0999aa062,0xa9b0a9a7c661c698,0x866e8fb073bb9d77,0x9ca3c6bb757bb4a1,0x9e9ac6bbb4a7b4b4,
+    0xb49e90976486b497,0xc66fc6c69bacb0c6,0x8fc6bb92c6a9b4c6,0xa996bbc6c68fc67f,0xbbb0bb9d76bbbbc6,0xc6b4c69ea7bbbba9,
+    0xb474b496c6b496bb,0x99827cb0c69b8bbb,0xa7a7a9b498c68ea7,0xb4c69dc6c6aca5b4,0xbbc69d9774bb879c,0x28c6c6b084c675c6,
+    0x7bbb8197c6a9a1b4,0xac8cc693b0aca074,0xa9c690b4b4b49eb4,0xc6c675b0c6c69cbb,0xc6bba7bbc6c6c6a1,0xc6bbc6aca7c6806a,
+    0xbb998d8239c6c6bb,0x9979bbc6b0bb9ec6,0xc68facbb707fb493,0xbbc675b4b490c6bb,0x9ab08299c6a1c6a7,0xc6c6bbbbbb9db0c6,
+    0xc6c68fa99ebb9c9b,0xc6a1a1c6bb9cacc6,0xa9a7acbb9bc6c6c6,0xb0c6c6b0c6c69792,0x91c6c6a36e80c6b4,0xb4c697aca9c666bb,
+    0xbb7da0b4c6c65eb4,0xbb61b4558bbbc6bb,0xb09dc6a9c6c671c6,0x7cc6c6aca7c6a5bb,0xc68b7bc6a9c6c6c6,0xb497c6c6c671c627,
+    0xbbc6c6908fc6c69b,0xbbc6a5c689c6a9c6,0xacb4bbb4879844c6,0xb47cb4b4c6a7c6bb,0xacc6c6bbb4aca9b4,0xac6fbb83ac8599a9,
+    0xa9c684b4bbb06cc6,0x9dbb3bc6a98ec697,0xa5b0aca9bbb4c6a9,0xc6bbc6c6c6aca5a7,0xc6bbc6c6b0bb6fbb,0xc6c6b0c6a390a0b0,
+    0xa797a99688a9b489,0x81bbb097a0a9c698,0xbb9bbbc6a1bbc6c6,0xb48ea9c6a7a99cc6,0xc6c69a88c686c6bb,0x8b797cb4c6bbb0c6,
+    0xc6a1c6c6c6c6bbc6,0x97c67ebbb0bbb4c6,0xc68ebbc644b0bbc6,0xc69469c6bbc6a99d,0x8ec6b4b4a5b0bbc6,0xc6c6a9bb9cc6c6c6,
+    0xbbc6bba3b0c6bbc6,0xb4a9c6b0c6b0b4c6,0xc6c69dacbbb47b90,0xbbc6c6b47bc6c6b0,0xbbb069c6c6bba1bb,0xbbc67ba9b0bbc6c6,
+    0xacc6bba5c6b4b475,0x88a1b4bbb482c6a9,0xbbc6bba7c6c688bb,0xb4c6b4c6c6c681c6,0xa7bbac95b4a0a1c6,0xa5bbc676aca3b0c6,
+    0xbbc6bba7c6bbc69e,0xa3a38d63b0c69db4,0xbb99c6c67f8687bb,0x96a5b091bbc69798,0xc68bbb87c6a0b4c6,0xc6c693bbb4a5c687,
+    0xc6bbc6c6b4bba780,0xacb4bbb0bbb09bbb,0x7693b4c69ab4c6bb,0xa5c6bbc6bb70a3b4,0xbbb4c69cacbbbba7,0xbbc6a9c6c6c673c6,
+    0xbbc6b0b442c6b4ac,0xc6c6bbc6a193b0a9,0x88aca0c6ac97a0b0,0x84b0c6a3bbbbc69b,0xc6c6a37493b0a0bb,0xc690a0a9a1bba7bb,
+    0xc6bbacc6c6bbb0c6,0xc6bbbbc6a0c6acac,0xbb8ba96facb4c6ac,0x7bc6c6c69b93b0c6,0x90bb817e98c6bbc6,0xc6b49ca1c69dc6ac,
+    0x3390c6a99cb4c672,0xc6c66ebb78a5c6a5,0xb4bb65b09ec6c6bb,0x92bba9a378939ac6,0xc6a1bbc6c6b49ebb,0xbbc69698b49ab097,
+    0xb0c69ca9b07fb0a3,0xc673bbc6c69e899a,0xa190b4a1bba1b0bb,0x9c7bc6a939bbb4bb,0xa09dbbc620c6a79a,0x91c6c6a976a7c65e,
+    0xa5bbb4c6c6c6bbc6,0xc6b0b47cc6c6a06b,0xb496a9b4b0b4c6c6,0xb0a5a9c6a1a9a098,0xbb7fc66facc68583,0xbbbba79eb0b48dc6,
+    0x8eb0a5c6c69785c6,0xc6a9b4b0c6b49bbb,0xb0a3c6b46bc6b074,0x9dc67bb48a91a9c6,0xbb79a5acc67ec6c6,0xb09ba7a96b8194b4,
+    0xb4c6c6acc6a3bbb4,0xa761a0c6bbc6c6c6,0xc6c6bbc6b48b7094,0xbbc666bb9c959d81,0xa79890a7acbb56a9,0xc6bbbb7bb0b4b4b4,
+    0xa1c69c84c6858ba7,0xac6e81c69560a769,0x91acbbb4b0a9ac9c,0xc6bbc6a3c697bb93,0xc691bba9bbc6a590,0x9daca9c69095c6c6,
+    0x97c6c6b0bbb0c6c6,0x8ac6b4c6b097c6b4,0xa9a0bbc6c690b4c6,0xb4a9c6a0bbb4acbb,0xa7bbc6b4c6aca7b4,0xaca0a38e9e9c7bc6,
+    0xacbbc65ec676c67a,0xc6bbb0c6c69bbbb0,0xbba5c6a590bbc6bb,0x9e99bba798acc6c6,0x917fc6bbc67ab4bb,0xa1b08ab0c6a966ac,
+    0xc6bbb4bbbb70b487,0xb469bbc6b0bbc68c,0xbbacc6bbbbc6b4a3,0x7f7ab4a99dc6c6bb,0xa5c6c67f888295b4,0x52bba58295b0c6b0,
+    0xc69098a3c6c6c6bb,0xb48b8d8db496b4b0,0xac889db4c69dbba1,0xc6988abb87b087a5,0xa9b4c695a9bbc6b4,0xc6b4bbb4a9a97c99,
+    0xbbb479c689c68551,0xc6a086c6aca9bbbb,0xa7c6bb9b9ca79ea9,0xb4b0bb7089b4c6bb,0x8c897bc6bb7c9770,0xc6c6bb78a9c6c6b0,
+    0xc68b7d93bbb49cac,0xa9c68db4bbc6b0a1,0xb09c7e9bbbbbc685,0x72c6b4c6ac95b49d,0xbbc6bbbb9656c6b0,0xc6acacc6a0b0bba9,
+    0x82a7b44fc63f888b,0xa9c6989cc67fc6b0,0x798bb48fbbbbb49c,0xb0b0c6c6c6c6a9a9,0xbbc67daca9c69dac,0x73989db0bbbbc6bb,
+    0xbbc68a9b9d9db4bb,0xac83b0ac8a797483,0x89b095b4bba9739c,0xb4c6b4ac8f9855c6,0xa9bbbb95a0b0c6bb,0xa095a3a3b4bb9ea9,
+    0xa9bbc6b4bbbb97b4,0x9c9569c6b49e97c6,0xc6c6bb9abbbba095,0xc6acc6b48d9a62b4,0xa5c6acbbb4c680c6,0x95c698b4c69985a0,
+    0x8997a0a5c6acc691,0xc6bbc695c6c6acbb,0x9b93bbc6bbc69da7,0x97c69e93c67e99c6,0xbbc677c6b4bb8bc6,0x84a3c6b0a786a5bb,
+    0xb0878fc6c6bbbbb4,0xa598c6a3bbc699b0,0x99c6bbc6c6c6c6bb,0xacc6c6a9bbbbbbc6,0xac97c6c6a5c6c696,0xc6c6bb86c6b4c6ac,
+    0xb0acbbc691c662bb,0x9ba799b0b0bbc6b0,0xb4c6c6858dc6c67e,0xc673bbb089c6bbc6,0xbbc6b0c6c6bba58e,0xb0a9a99ec69e979a,
+    0xa3bba9c6bbc6bba5,0x9cc6b4bbbbb4bbac,0xc6c69bac7985bbb4,0xa393a3958680c682,0x95acbbc6c68a71bb,0xc6b49aa3b49dc6bb,
+    0x77bbc6bbc6bba09d,0xc66c99b49eb49ac6,0xb489bbc6b47787ac,0xc6bb6ec6a79e9a70,0xc6c6b460a9c6bba0,0xb49a976fbb93a787,
+    0xc6c66a9ca586b4b4,0xc686759e95a5b0c6,0xbbbbbbc69cc6c6b4,0x9b7980a7c698c6b0,0xb48cc6acacac90b4,0xb4c6816c8ea9a5b4,
+    0xacb4c699c6a7a9c6,0xacbb996fbbc6bba5,0xa3b4acc6b481c6bb,0xc6a9c6bbbb428689,0x92b09da9c6b4a579,0xbba3bbbbbb8095c6,
+    0xb4c6c6acb09583bb,0xc6a7b49dc6acb0a7,0xb09ac6a5c6bbc6ac,0xc6c6a9bbc6a9c6b0,0xb0bba7a9a7bbb4c6,0x81c6c6b4c64f8ec6,
+    0xc68cc68981bbb4c6,0xb4c6a9c6acc6b4c6,0xb492c6bbb4497ec6,0xc6acc6b4c685b0c6,0xacb0c66a81c6ac8a,0xb485a7a9c6bbbb9d,
+    0x95a1c6c6c6b49ca7,0xbbb0c6a79099c699,0x9570bb97b4c699a7,0xc6b4c69a64bbc65b,0x7bb4a0a593c6a790,0xa5c6c6978dc6b493,
+    0xbba097bba5c6c6a9,0x92bba0bb9581c68b,0xa0c69ebb74bba99b,0xc696a9bbc67aa5b4,0x9c6097c6c693b4c6,0x6cac5688c6a3a377,
+    0xa3c6bb93a9bb60c6,0xbba3c6b0b44aacac,0xa0c69dbb87c68793,0xa3a9c6a99885bbac,0x86bb54b4a9bbb495,0xbbbbc6a7c69d9575,
+    0x72a1a7a1bb9da0b4,0xc6c6b4c69dc6c6c6,0xc676c6bba9a1b4bb,0xaca9c6a1c6c697c6,0x8b4293a0c642b0c6,0xc6a9c6a990b4a5a5,
+    0x68c681b0b0c6a3c6,0xc6a7c6a9c6a0c6c6,0x9dc68ea586bb68bb,0xc66da17cb496bb9d,0xc6c6b0bbc688c6a1,0xb09977bbc69aac8e,
+    0xb49aa9b096b0c6a0,0x968cb0886fa1c6a3,0x9b5491c68b6bc6c6,0xc6c6c6b4bbbb9bc6,0x89bbc699c697b4bb,0xbbb497c691b4c6a7,
+    0xb0c6b4bba3bbc6c6,0x7cbb99c6b48bb09e,0xbb81bba597c6c6c6,0x91728658b0bbc683,0xa7c6bbbb8fb0c69d,0xa5b4c6c69190c6c6,
+    0xc6c6b4c6c693a1bb,0xc6c672a7bbbba7bb,0xc696b0c69baca9bb,0xc6b0acb4ac94b06c,0xc6c6c6c6c6c6bbc6,0xc6c67f87b0579db4,
+    0xc6a992a35ec6b4b4,0x93bbbbc669b0c67d,0xc6b0a7c6b4c6a088,0x85a9c6a3b4acbb91,0x7bc6c6b0bba1c66c,0xc6c6a07786789b6a,
+    0xc6a7b4c659acacbb,0xc6c6c6c6bba180ac,0xb4bbc6b4bbc6c6a0,0x76c6c686c6c6bbc6,0xbb14b487c6bbc6a3,0xc6b49cc68dc6c697,
+    0xb48cbb9ea9c6c69d,0xa9bbc6c6c6957fb4,0xc6c6bb84bbbba1a0,0xc6c6b49bc69ca396,0xa7acc6bbc6aca3bb,0xb0a3ac6bc6a9a35a,
+    0x7fc67fa7a3c6bbc6,0xc6c6c6bb74905875,0xa7a9c6c66c77c6a9,0xbbacc6bb6bc6a0c6,0xa0b0b0b4a5a9bbc6,0xc6b472bbc6bb86b4,
+    0xb09dbbac79c6c6b4,0xbbbbbbaca0c67c87,0xc6bb8dc6a0a1bb9e,0xacc6708facbbc6a1,0xc690c69c959db4c6,0x71c6bba1c6bbc686,
+    0xacbbc68ec6a74ec6,0xc6a095a1a5b4a7bb,0xb4bbbbbbc6b0c69c,0xa0acb4c69e98bba3,0xbb8fa9b4a9b0c6bb,0xbb94c6bbb4b0bbc6,
+    0xc6acbbb0b09e8aac,0x96bbc650b4bbacc6,0xbbbba5b0c6ac5cb4,0x91c679b4bbbbac63,0x94a5bb9dc6bb93a0,0xb494a3918bc6c6b4,
+    0xb0b0c69aa9a9bbc6,0xc6c6a799c6918cb0,0x6dc698c6c6c681c6,0xa9bb7ba9bb5da9bb,0xb4c69bb491c6bba3,0x90bba1bbc658a9b0,
+    0xbbc6c6b4a053c6bb,0xa1b0c6a1a34a94c6,0xa1c6bbbb93a0c6c6,0x5cc6aca1bbbbc661,0x95a0bbb09cbb62c6,0xa1bbb45d6a9c99b4,
+    0xac91acb4689b4fac,0xc67038c691bba78c,0x68a584acc697b0bb,0xbbbb95c6a1acac3a,0xa1c6c6c6c6a3619c,0x95bbac9aacbb8165,
+    0xc6c6bbb466c69392,0xc67cb49ebbb4a7b4,0x91c6a5b4bbc6b4b0,0xacc69bc67d989b80,0x8ebbc6c6b09998c6,0xa79d95bbbbb49b9d,
+    0xa3c6bbac8fb0c6b4,0xa1a06fc6c6825fc6,0xc6bbac9268a1a0c6,0xc6acc6a1b0b0b4c6,0x4ec69bac77c6a0c6,0xa189a0c6c6ac7f5a,
+    0xc6bb54acbb9ebba5,0x88c69cc6c6b4bbc6,0x924fbbc6bb86bb95,0xc6c6a9b0a7c6b484,0x9d7cb0bbc68ec6c6,0x66869e8eb4c6bb8b,
+    0xa95cc6c6bba9c693,0xa7c6a5bb98a04eb4,0xa7a990c6c69bbba5,0xc69eb0bbb45dc691,0xa0b496c6b470b0bb,0xbb94b4bb60a3c6bb,
+    0xa9a5b4b0a579b0a3,0xbbacc695c6a3bbbb,0xc6bbc6c695ac8cc6,0xa1c6bba0c6c6bbc6,0x8bb496c6bbc6a388,0xacbbb0a3c6b07491,
+    0xc6bb8ec6825ea787,0x959db0c6b4a793b0,0xa597b4ac958885bb,0x9098c6a790ac9d9c,0xc6c6c6acb489c6b4,0xc6b0aca790bbbbbb,
+    0x61c6a597bbc6c69e,0xa57ec6bbc6b4c6b0,0xc6a9c6bba1b4b4c6,0xb496c67d9cc6c6c6,0xb4c6c6c695bb98c6,0xc6c6798abbc6a0a1,
+    0x94a7a9999ba17c5b,0xc6ac81c6999cbb8d,0xa1bbc6c6bbb0b081,0x89c6bb8690a7c6c6,0xb0b49b8cc6879b7f,0xa3a199c6c6c67397,
+    0x7eb4c6b4a9c6c6bb,0xc680c6a1b0bb9b6c,0xb09cbb73c6b497c6,0xa5c693bbb0b0bbc6,0xa7459d97c66cc63b,0x5f8da5c6b499a3b0,
+    0x95a7b49283c6c6a3,0xc699bbc6b4c6c69e,0xbb876fc673b07d91,0x859669b09bacc6bb,0xaca1c6b0869ba167,0xbbbb86a9c67290b0,
+    0xa7bbc686c6ac9cb4,0xc6b0a9b4bbb49687,0xc6b07d9c6cb4a1b4,0x8c9db4bb9dbbbbc6,0xa18cbbb0b48f91b4,0xbba9b4bbb0b4c6b0,
+    0xb4a19bb4bb85957d,0x8fb0b0c680bb907a,0x97c682a9c6b49abb,0xacc6ac6cbb9da36b,0xc6b4bbc6c6a9c6bb,0xbbbba7c6ac9e93bb,
+    0xb0bbc6a9a3acc6c6,0xc6acb08ac6bba086,0xb4c6bb7fb4c6a3a3,0xacc6bbacb496ac91,0xb0c6bb97c6b0bbc6,0xa9c6acbbc6bbbbbb,
+    0xc6a9b095bbc6a3c6,0x9dbbbbc66ac6bb79,0xc69cb0bbc6acc6bb,0x7fc691bb72a7b0b4,0x7b9bc6a3bba191a1,0xb4bbc6c6c6b0c686,
+    0xc6c67c6cc65dc68b,0xc69c9cbbb4b4c69a,0xc6bbc6c69989a9ac,0xc6c6acb0b4a386b0,0xbbbba3bbc67bbbbb,0x85bb688db4c6c65b,
+    0xa99786a17dc68bc6,0xb4a7c67eb07fbbc6,0xc6c6c67c56a3b4a3,0xa7bb93b09bbbc6b4,0x909cbb9dacb4c695,0x7b9eac9cc6a587a1,
+    0xa1c6a1bba9c6c65c,0x6699acb49ea997c6,0x885fb0a1b47db0bb,0xbb8493a795a7b0bb,0xb481b0c6c6a3bbc6,0x4e8bc68dac8a97bb,
+    0xc685c6acc6bbbb95,0x8ba1a7c6c6923981,0x75a9bb789ea1bb6b,0xbb5e9cc6c68b68c6,0xbba983a7c6b4bbc6,0xc69b8375acbb9d95,
+    0xa9858cbbbbb0c69e,0xbbbb978ec6c697bb,0xbbacc6c68fb0b0a7,0x95a9c6b060aca98d,0x95a1b0b4bbc6c67a,0xb49591b4bbbbc6b4,
+    0x90bbbba95fb4c6bb,0xa5bbc6b4bbbb85a0,0x99a59aac7591839b,0xc69aacc696c682a0,0xa1a17697c6acc648,0xc6a186c681c69dbb,
+    0xbbb48ea189a3c6c6,0xbb9762bbb0a9c65a,0xbb75acacc6c658ac,0x97bbc6a7b4c6a583,0xc6a7b0bbc680c6c6,0xbbac85c688b0c6b4,
+    0xa97fa7a5bb8bc692,0xa19ea0c6c6bbacc6,0xc6bbbb957ab493b0,0xbbc68fbb8ebb82c6,0xac6fc69175c679a3,0xbba9c6b052bb7cb4,
+    0x2173b4c6956aa3b4,0xc6bbb495ac7f9eb4,0x90c6777a92bb9bac,0xbb9595bb899bbbbb,0xc68cc6707298a3bb,0xb45ca3bb7ab0c6c6,
+    0xbbacc6c6c6c6c6c6,0xc67db4c6816ac6b4,0xa9765aa98a8bacc6,0xb49d91a987909db4,0x8bc6709ba1a9c6c6,0xa1c68fc6b47abbc6,
+    0xc6a180c6bbc69eb4,0x81acc6c6c6a3bbc6,0x9bb0bb9ca190b4ac,0xb0c6b0c6a9a1c6ac,0xc6a7c68db4c68f78,0x7ac65fc6a9b4bb9c,
+    0xac9591b0c6929172,0xb0c6897fac93a965,0xa35fbbb4a3a1b0c6,0xc6bbbb8ba39ebbc6,0xbb83a7b0c694bbb4,0xb4c6bbb4c6c6bbc6,
+    0xa7c6c6c6b0c69ac6,0x9ac6c6c6c6c682b0,0xa9ac9ebb8bc6c671,0xc6a3b43c90a1c6b4,0xb4b4b4a3bbb0b0ac,0xbbc69086b4a9c6a7,
+    0xc68d82c64688bbac,0xb0c6bbbb918a66a3,0xb488bbc6c6c6a3c6,0x9c97c66a98c6a98c,0xa1c6bb7c9bb0b4c6,0xacb4b0c69aa590c6,
+    0xa3a99e429ca593c6,0xc6c6c6c6b0a7c6c6,0x9896b0a3a5c670c6,0xb488c6a7b09d957c,0x95b0c6c6a1bba1a3,0xc6b0a5bbc6c693a0,
+    0x7abb9190bb7995c6,0xa1bbc6bbb4a097a7,0xb4b0c6c6b4a1bbbb,0xaca3c69abb8b8393,0xbb95b0b49088a1b4,0x5f9cc6b4a7989bbb,
+    0xc6aca9b4c6a0c684,0xa3c6a19cbba9bb8e,0x8ec6bb8d86bbc691,0x7ebbbbc6bba3bbbb,0xa3b493b4c6ac7dc6,0xa9c6c6b0c6c6bbc6,
+    0xa3bb97c6c6bbb4bb,0xb071b495bba990bb,0xc6c6c6acb4bba7b4,0xb090b089c6c67dc6,0xc6c6b093c6bbc6ac,0xb4bb86c680bbb4b0,
+    0xc684c69e72a5a09e,0xa5939e82c6bbbbbb,0xc67ca5b4b472b0a9,0xa9b4a1c6c69a778f,0xbba98fc67ebbb4a5,0xb0a3c698c6b0bbbb,
+    0x8bc6acc68f9dbbc6,0xc66d744da1bba96c,0x9ac6c6c6c63fc6bb,0xb47ab4bbc6c6b0bb,0x9a7abb99b4c6c6bb,0xc6a7b0c696c6bb8b,
+    0x9ec6c6acbba5a0c6,0xbb7bc6c6c6bb8ab0,0x9dbba777c682b46f,0xbb96659db0a1c6c6,0x6ab49cbbac8a71a0,0xacb4b4b09eb49ab0,
+    0xb0c6c6a9a5c695a5,0xa5c6b4c6b0bbc697,0x7ec698988686979d,0xa3bbc6bb83bbc680,0xa1c67eacb4c6bbc6,0x8d9395a378c6bbc6,
+    0xc66e8487b0bbc6bb,0xbb7ac6b0c6c6b087,0x9982c6c6a0b4a1bb,0xc6988fbba9b0c667,0xc6a030b48069c670,0xa7c6a5c69ab48e35,
+    0xa9a5c6bb67c686c6,0xc6c6bbb0c68db4b0,0xc6c6ac87c682a3b4,0x51b0b4bbacc6c6a9,0xb4b0c6bbc68bc6c6,0xb4bb94b47eb4b0c6,
+    0xc6c6a9b483c6c6a7,0xbbc6b0c665c6bbb4,0xa9a18ebbbbb4c69c,0xa3bbb49ebb969c99,0x85c691c6c6bbb4bb,0xa7b0c6839cb46cbb,
+    0xc68fc6bbac93acb4,0xc68bc6a386c6c695,0xc6bba7bbc6c666c6,0xa5bba570b0a19b85,0xbbc6c6a59aacc66d,0x9ac6bba0b4c6bbac,
+    0xa976b4b4c6c6a7bb,0xc6b4c6c6c6b0bba1,0xa7c6acc6c6a195c6,0xbb8ec6a3c6c696a7,0xbba9689ec66db4c6,0xc69ebbb095acc6b0,
+    0xbbc6a9c6bbc6c695,0xa9c6c6bbbbbb5ab0,0x56b4bbc6c6799484,0x729d8bbb6ec6c6c6,0xa9c695bbb0bbc6c6,0xb4a78bbb9cb4c69e,
+    0xa9ac9c9dc676a793,0x3093c6a9aca37c74,0x70c68a818dc664c6,0xacc6acc69a559986,0xbbc6877a9ec6b0ac,0xc6bbc6b0bbc6bbc6,
+    0xbb86a9bbbba389c6,0xc6b4b0bb4eb4a58b,0xaca0bbc682c6c6b0,0x9c9390b0bba3c6b4,0xc6b0b0bbbb86bbc6,0xa79597a3ac9ec6c6,
+    0xc67fbbc68fbbb4c6,0xbbc6a079a9b4b4c6,0xc6b4c6bb7ba1c6a7,0xb09e8dc6bb9ac687,0xa3a9b4a9c6b097a9,0xa9c69591a7a1c686,
+    0xa769c6a75cb4a96c,0xa9bbbb78b0c685ac,0xc6c6b0bbbbc6bbc6,0xc6c6a7c6c6a9b4a9,0x6e8fa3c69890bbc6,0xbbb481928d61bb83,
+    0xb0bbacc6c6c6c6c6,0xc684b481ac9aa0ac,0x6c7cb4a5c68ca7c6,0x849ac6c6c6bbacb4,0xa9b0b4c6c6a5a16a,0xa97ec683bba38287,
+    0xa7a5c6bba95fbb9c,0xb4c658c68180b05e,0xacc6c6aca77f6cb4,0x9ba7c67686b0c6a7,0xc685c6a5b4b4c686,0xc6b0c6b49e93bb97,
+    0x91c6bbbbaca0828b,0xc6b084bba9a094ac,0xc6bbc6c6a0c68fc6,0xa5a5c66dbb6dc68a,0xc6bb9db0c6c6bbb4,0xb4c6b4c69ec6b4b4,
+    0xb0a7a9bba5c6bbc6,0xbba0bb9ec68bb0bb,0xb4c6b0a9a39d7789,0x9ea5799abbc6c6b0,0xa3c6c6a0c6c6a3bb,0xc6c6bbacc6a5bbc6,
+    0xb4bb97c66cc6a782,0xa78dbb758893c6c6,0x98a391c6c6b4bb75,0xb089a9c69da7a965,0x84b4c6c6bbc6c69e,0xbb63bbbbb4b46ec6,
+    0xc6c6a5bba9b4ac80,0xa9a998c6bb7db4c6,0x6999c6bb6bc6bbc6,0xa7a7acc690c6b4c6,0x4bc6c6b0b4bb8398,0x7bbbc6c6bbbba0ac,
+    0xacbbc6b0c6bbaca7,0xb4b49ec664a9a1bb,0xa9acc6a9a5c6bb9e,0x937cacb4c6c686ac,0x8895b0b4a7bb9e96,0x8e718ac690c6bbb0,
+    0xb0bba99cc6c6b4bb,0xc6b4c6c6ac7abbc6,0x71acb08886b0c699,0xbba7bb78c665c69d,0xbbc6c6b4b4b4b4a0,0xbbc652bbc6c6a5b4,
+    0xc6bbc6c6c6bb8da1,0xc6b4bbc68d9ebb93,0xc6bbb4c6c6c6c6c6,0x4693c6b4a7b4b4a3,0xc6c643bb7bb4c6c6,0xbb82bb9186b0bb7d,
+    0x71a583b487b491a7,0xbb89bbb49dc6a98b,0xc6c6bb88b0bb86bb,0xc680a5acacbb82c6,0xc6b4a9c6c66cbb89,0xa1bbc6acb4b4c68a,
+    0xb0c6c6c6c6c6c6a1,0x76c69a897e81a1b4,0xc6c6b080bb99b4ac,0xbbc68bbbbb97c6a9,0xc6b4c6a763c6c67a,0xb4a9c697c6c6bb8d,
+    0x91c68fb07e8bbbc6,0x9bbba5bb9a8bc6b4,0xb484a7bba5c662bb,0xb4bba3bb5279bba5,0x888c87c69c70bbc6,0xc679a1bbc67e93a3,
+    0x89ac91b4a0c6a9a7,0x9d6ea59bb4b0c6a1,0xc6c6c6a3bbc69093,0xc6bbbb89b4c6a5b0,0x8b66c675c6c669b4,0xa7c699b4bbc6b4c6,
+    0xb488c695c651bbb4,0xbbbb93c68bc6a3c6,0xb4a0bbbba78c9dbb,0xacb0a5c6a9c6bbbb,0xb4a5a5bb9083bbac,0xa7c68ec6c6acb4ac,
+    0xc6b0b4bba7c6918f,0xc6bbc6b4c68a71a5,0xc6aca7bbc69b94c6,0x7e89b0c6a9c672bb,0xc6bbc66495b458a3,0x85c6a9c675bbac6e,
+    0x9ec6a999bb8bb4c6,0x8eacc66db4c6acc6,0xb4a0b4b094b0c6b4,0x7093b0a776a9c6c6,0xc69c8da5b4a98bb4,0xb0a1a7b4bb9886b0,
+    0xb0949b7d9ebbbbbb,0xbb91c6898fbbc6c6,0x9bb0a7b4c68396c6,0xbb8890acbbbba9bb,0xc6bbb4b4c6b4c699,0xc6a57ab0bbc6a3b0,
+    0xa18ac6c6b4bb83b0,0xa7b07c938dc691c6,0xc67365c6c6a9bbbb,0xc6bbb0bbc68eac90,0x999eb0a390c6b4b0,0x6abbac8fb4bb6eb4,
+    0xbb7ac6bbc6c6bb72,0xb0bba9acb489c6c6,0xa7c6bb81c6b0bba9,0x9ca995a1bbc68792,0xac9eacc6c6c6a1b0,0x6facb0c69d608dc6,
+    0xa9b4bba7c6b087c6,0x678b878b80c652c6,0xc67fb4a7c6858bc6,0xc6b4bbc69dbba77f,0x9887bba7c67ea0c6,0x97b0a7c6b4b0959e,
+    0xc6aca5acc6a7c670,0xb49ac677c6acbbbb,0xc67b95b0b490c69c,0xc6acc6c6a7c6c6c6,0xc682c6b4b0bbc685,0xb49eb0bbbbc6c6bb,
+    0xc6bbc6bbc6a1b49d,0xc6b4c6c6c656b4b4,0xbbbbbba1b0c6b076,0x8899c6acc6a3c6bb,0xc6a9bbb0c6bbc6c6,0xacc6b4acbbc69a9d,
+    0xc6acc6c6c6c6a59d,0xa3a36ec6a78ec6b4,0xc6c691bbc6a3bbbb,0xb09ac6b460a9b4c6,0x93c6c6bb99c6bb71,0xa5c6bb88b4b4c6c6,
+    0xc6a775c6c6b095a5,0xc6c6acbb83c6c6c6,0xc6bbc6b499a3b0b4,0xc65bc6c6a5c69a71,0x6682c6b0b4a0a3b4,0xbb9cbbc6bbc6b4ac,
+    0xb0bba3b4c6bbb0c6,0xb0a0c6bb9abbc699,0xb06da9b0a09ea7a7,0xc69ac6ac64b0b090,0xc6c6c6959cbb99a1,0xb4bbc6a3bba9bbc6,
+    0xbb73c6bb7ba3bb91,0xc693bbb48cb4c6a7,0xb4a3a5a3bba1c6b4,0xc67965a79988bbbb,0xb0c6b4b0a9c6c6a9,0xc691c6acb4b48f78,
+    0xbb9e6093bbbbbb93,0xc6bba7c6c6b4c6bb,0x6b83bba9ac29c686,0x91c6b4c6bb7ea76e,0x93c68063bba79cc6,0x7ec67ea0c6b42eb4,
+    0x53b4bbb47792c6a9,0x91a5c6bb8e8ba1c6,0x9a96c6bbb0c6c6c6,0xc6c6988f6e67bbc6,0xa9c688c695c6acbb,0xbbc6b49ac6b4bba3,
+    0x90bb9ec679c68bbb,0xc6b4c69dbb988fa7,0x99c6b4bba0bbb498,0xc6bbc6bbc690b4a0,0xc6a3c675a0a1a5c6,0xc6908da79e8ec6c6,
+    0xa5a9c6c6c6b0a7c6,0xbba9bb80bba597c6,0x8693bba0b0c6bb9c,0xc6c661a5c6a3c6a1,0xb4c6a0c6bbc6bbb0,0xc6c6c6c6a0c6b4c6,
+    0xa361bbbbb0a3a59c,0x91bb9bc6b0a7c6a9,0xac8fc6c6c68db49b,0xb4acc6a57075c689,0x96bbb0acc6b0b463,0xb4c6c6bb8bb090ac,
+    0xb4c6a3bb8180b4c6,0xc6aca9bb9b6ab481,0xc68d8ca76fc6acc6,0xc6a9c6a574bbbb81,0x76c6c6c6b492bba7,0xb4c6949dc6b4c6bb,
+    0xbba5c69ec68d6a81,0x93c6c69986a7c6c6,0xc689a9c6bb8dc6bb,0xc698c6a5bba5a5c6,0xb4ac747cbbc68fa7,0xc6bb50c68dbb6dc6,
+    0x74a1a9c6c6c6bb9e,0xac7887c67ac6c682,0xb4bbc6c6c690a9b4,0xc6b0788ac6c66da1,0xc6c686c6819b7677,0xc6c6a9a767a1acac,
+    0xc6c6c6b0bba9c6a5,0xc6c6c69bc6c6c6c6,0x8da5b47ec6c6c6bb,0xa5a0bba5bbbbbb94,0xc68583a7b4b0bbb4,0xb4c6acb4c6c6b093,
+    0xc6c6c680b08861b4,0xbb7cc696b4c6c672,0xb4c6a5a794b4b08b,0xc6bbb0a7b08c99c6,0xc6b0bbc670c683b4,0xc69ac68885b09263,
+    0x9ac6c6a9c6c6b0a1,0xb49bc6a7a9c6ac9e,0xc6c6a7a9c686bbc6,0xbbbb95a5c680a09a,0xc692c6c6bbbbbbbb,0x7da7bbc6a9ac6b9c,
+    0x91c696bbbb668ea0,0x9c9595bb5895b08d,0xa7acc6a7bbb0a0c6,0xa0c6a3bbbbc6b48c,0xbbc6c6c69ba58bc6,0xb45fa979bb718c7f,
+    0x88b0c6b0bbbba7c6,0xc6bba0c6b09aac6d,0xc688699ac683a3c6,0x5f617ac6b4bbbbbb,0x9bc6c6acbbc6a5c6,0xc6bb6f7ab4a3bbbb,
+    0x9785b4bbc6bbbba9,0xc6bba5ac91c6a79d,0x91b4c65db4b09dbb,0xc6acc6c6a9acbbc6,0x95c6c6c6b4c67e4f,0xa58b9e9dc6ac9a8e,
+    0xc6c69e9eb4c685c6,0x8774b4a3c6bb82bb,0x99bb97a3bbaca7b4,0xbbb4c675c6bb86bb,0xc6bbbb99c69ac699,0x40c6a7826889b0b4,
+    0xb098b4bba5bb778b,0xa99ac689a99a85c6,0xa9bb7bc6c6b0c6b0,0x6ec6bbc6a18fc6b4,0xa59db48b87bb9da9,0xb4c6a770c6aca7a1,
+    0xb4b4c6bbbb89b08d,0xb4a7bbaca99da7ac,0xbb91c6c691a1c6c6,0xaca0c6a9c6c6acc6,0xa9bbbbc6b4a38db4,0xa7c6c6a9c6b4c6b0,
+    0xc6a1c6bbb0c6bbc6,0x8ebbc660bbc6c6c6,0xc6c6b4bbbbb095bb,0xa799918260c6b4a5,0xb473c6a96f98bba9,0xc6c6a7a194acc6c6,
+    0x7ec6b4a9b49dc6c6,0x8cc6c67db4a0c6c6,0x8dc6b0c6bbbb2785,0xa3a7c6b4b4a9b4a3,0xc69ec6c6b0bb9bb0,0xc6c686bbacc6acc6,
+    0xbbbba7bbbbb0c6c6,0xa9a9c6bbacc6bb79,0x9ba7c6acc6a7c681,0xacb0b0bbc6b085c6,0xacc6b49dbbb4a38a,0xb0c6a9c679c664bb,
+    0xc6c6bbc6b0b4738a,0xb4acb0c68bc6c67e,0xa9c695b0a7b4a788,0x9cbba7c6b4c6c6c6,0x7455ac70bb90a3b4,0xc6a0c6b4acacacc6,
+    0x9a858dacc6bbc695,0x58867ebba988bbbb,0xbb9394c67bb4a0c6,0xbbc6b4b0c6bba5b0,0xb4a9b077b0a1c6a1,0xb491b482a38cb0a7,
+    0xb0c6c694c6bbc6c6,0xa0c6c69ab498bb9d,0x97c6b09e9a9cc6c6,0xac3db0b0c6c6a191,0xacc66ca7bbc6bbc6,0xa7a9c66c51a7bbb4,
+    0x957f80a7ac8c67c6,0x53c6c680a7c6a7b0,0x85a9c6c67ca18fbb,0xb0a5b4c6989c8eb0,0xb09393bbb0c6bbc6,0xbbc6bb87c654b4bb,
+    0xa5c6bb7dc6bba5b4,0x92b4b0c6c6c6bb99,0xa5a7bb89acc6c695,0xa0c6c69c70768fac,0x8ec690b48f96bb9a,0xc6acc6c6bba9bbb0,
+    0x55c6bbb4c6a7c6bb,0x95c6bb9e7dbb78b4,0xc6c69582b4aca195,0xc6c6b0bb9ec6bbc6,0x9674aca1bba5b4ac,0x9eb4a19e70c6a7b4,
+    0xc696aca9b44bc6a5,0xc6c6a39aa5c69ba9,0xa3a7a5c6bbc693a1,0x9bb4c6c6c68abba0,0xbba3c6c694c67895,0x7fa7c6b08ac6c6c6,
+    0xac87c6b4a7bbc6b4,0xa1a5c69aa9c699bb,0xc6bba0a5c6a99e8e,0xc6bba57cc6bb8e9e,0xb4a39e93c6bbc686,0xc6b0bbb0c6c6c690,
+    0x88b4c6bbb0a7a1c6,0xa7c6a0c6acbba1a9,0xb0b4b4c69c81ac9c,0x70c69abbc672b0b4,0x88bbc69cb0c6c6bb,0xa19a7ec6c6a59b9c,
+    0xa7b0c6bbc6a7a3bb,0xc69ebbc67bc6c6c6,0xc6b0b481b09b7fa7,0xa1c68bb4b4a55a9c,0xb482c6b0c689c6c6,0xa9c67ca9bbc68ab0,
+    0xaca54dac92a3a996,0xbba7c6acc6b0c699,0xa5a0b0bbb4c6bbbb,0xc698acc69ca5b4a7,0xc6bbc6a1c6c653c6,0xbbc6bbb4bb76a0b0,
+    0xc6a7c6a9b4a586b4,0x76c6c6c6c6c6c6a9,0x9b93a181c6b4b4c6,0x8e9aacb0a3b0b4bb,0xb0aca5b4a1b4b05c,0xbb95b48862a375a1,
+    0x6ac6c6c6a1c6acc6,0xbb81bb629ca990c6,0xc688bbb4b48e88c6,0x7074c662c6c6a0b4,0xc6acc6a3a7b0bbb4,0xc6559ac6bba997c6,
+    0xb080c6c6a99e6fbb,0xbb8b9bb085a7c6c6,0xc6a0a3c6aca5a5bb,0x9dc6c6b4bbb0bbc6,0xbba19aa168c68571,0xbb7ea1bb7685a7b4,
+    0xc69586acb4a9b4ac,0xbba5b48dbbbb8bbb,0xc6a9b08fc6bbbbc6,0x94c6979e93bbbb81,0xb48f916cacc6bb89,0xc68395c6c6c69ec6,
+    0xb4a7bb9dbb9ec6c6,0xacb4c6b4a79cc694,0xc6529ab4c69ac6ac,0xa0c6a9b48fc682ac,0xc6c6c6c6c6b0a7c6,0xbbb0bbbba796c6bb,
+    0xb0b093b4b49ebbc6,0x908d81c69482a094,0xc67bc6a7c69cb4c6,0xbbc6b46493acbbbb,0xb4bbc69eb4a1bba7,0xb4c6c682a9a5acc6,
+    0x91c6a59378868f96,0x98b4b4b4c6aca5b0,0x94c6a9c6bba3a9bb,0xc679c69895bbbb9d,0xbbc6a1b0b0c66c73,0x9ebbb4b0a5b0c6a9,
+    0xb4bbbbb0acbb5e95,0xc6b0b4b4c65e9db4,0xa389bbb481c6a9c6,0xa9c6b4b4c6acc6b0,0xc65c878bbbbbb4b4,0xc6bbc6c6b4c6b49b,
+    0xb4bbbbacc6a9b0bb,0x89a089bba0bb85c6,0xbba1a5bb989cc6a5,0x8976c6a9bbc66d7e,0xbba7bbacbb80c6bb,0xbbac85c6b0a7bb79,
+    0xc6c6a793acbbacbb,0x96b0c6acc6b0c68b,0x88a9b0bbbb7dbb97,0xc698c6c6bbc6b4a7,0xa174c6bb7278c6a5,0xb48f959cacc69ebb,
+    0xc693b4bbb06bacc6,0x68bba3bbc6bb93ac,0x86bbb499c6b4b4bb,0xc6c695a9bb9997c6,0xa9a0a17e999bc6c6,0xb4c6b092c6809595,
+    0x9bc69d95bbbbc6ac,0x51c679a3bb797da0,0x8bbb91bbbba17c98,0xc6bbbbb0a073b4a9,0x9a678d8a96bbb4a7,0xbb72b4c676b0c6b4,
+    0xc6a9b0b493a978a5,0x9dbbacc6c6c68e77,0xa99e7cc6a089c6a9,0xbbb4c690a5c6a0b4,0xacb4c6b0acc6c6c6,0xc691a396bbc6acbb,
+    0xc6bba19dbbc6c6a1,0x82aca9b0b0bbc675,0xc6a385c6c6c6acb0,0x9bc6a7b48877c6c6,0x78c69278a9a9c6bb,0x9da17397c697a9b4,
+    0xacb07cb093acc6c6,0xac3ab4a5c6c6bb4b,0xb0b4bba794bbc6b0,0xb4c6c6b09a94bbbb,0x8abbb49db4b4997a,0x9e90c6c691c698bb,
+    0x96a9c6acc66f5358,0xc6a9c6bbbbbb8ea7,0xc6b4ac96acc68ba0,0xa9b4b489b0c6b0c6,0xb4b092a9a78ac6b4,0xb0c698acb463b074,
+    0xa5c6a9a5bba3b46d,0xa77ec6b4c676bbc6,0xbbbb907e8bc69dc6,0xc6bbc6c6bba1c687,0x8ec66d83b491bbc6,0x8198bbacc687296c,
+    0xc68c7dbbb0c6bba3,0x82a3bbb0bbc690c6,0xc6c6c6acb099acb0,0x82bbc6bb8bc6c6bb,0xc6bba980c6c694c6,0xbbbbbbb095c69dc6,
+    0xc67e7581c6b4b4ac,0xb4c6c6c6c6c6c696,0x6ea1a7bbc6c6a3c6,0xa99d999cb4c6c695,0xc6bbbb80c6b4b0a7,0xa7c6bbbba186b0c6,
+    0xb4c6c6bbc6c6a7a5,0x9eb0c6b49cb48696,0xc6c6c6c682c6a7c6,0x69bbc6bb9d7b9a9b,0xb4c6b0bb62b46ebb,0x8bc6c69b90c6a1a7,
+    0x89acc6c6a377c6c6,0xbba1c6c6c6b0b093,0xa5b0bbc6c6c6c6bb,0xa9c6c6a0bba3a3c6,0xb4c6bbc6949ec697,0xc6bbc68a80c69e89,
+    0x7ec6c67ec6a1c6c6,0xbbc6a5b4c67c82c6,0xc6a5c6bba38696c6,0xc6c6c6bba97fbbc6,0x8cc698c679c6c6bb,0xbbbb8f99799b83ac,
+    0x80966695c6b492c6,0xb4c696a0bb899e63,0xc6c6c6a98dbbbbc6,0xc6acc69270b08aac,0xb0bbaca08a82aca1,0x93c6c6c6c6a9a1a9,
+    0xa5c6bbacb0b4bb9e,0xb083aca54fc6c6c6,0xacbb7e9aa9b08c70,0xa597949ac6b0b485,0xc6c6a1c69eb49dc6,0xb0c6c6c6bb937aa9,
+    0xc6a794c64eb0609a,0xc6c680999eb4c673,0xc6c6c670bbb4c6b0,0xb4c6c6a79c62a9c6,0x88c67dc6c6a0c6c6,0xb093b095c6c6b4c6,
+    0xb4c6bbbb92bbc6bb,0xa0c696c6b0c6a1b4,0xacb47db4b493b4c6,0xb0c6a78198c6bba5,0xc6c6c6a5c6bbbb9d,0xa7bb9bc6a797c6a7,
+    0x9a899ec64078a3c6,0xb4a9a7bbacb0bbbb,0xb4b4c6c6b0bbbba9,0x4eb09cc66194c665,0xaca0a9c6c6b4a1b4,0xc6c69d92a598a9c6,
+    0xb0c6c688c6bb7bc6,0x9dc6b0c694a18ec6,0x9583bba9c6c6c6ac,0xc69bc6c6c6bbb0c6,0x86bb8da9bbbbb4bb,0xc6b0c6b08791b48a,
+    0x98b4c6bbc6c6b4b4,0xbbc6acc6b0acb07e,0xb0c6c6c69da3a998,0xbb79b0c6c6b4b492,0xb4c67cc6bbb0b0b0,0xbbbb6f74c6b481c6,
+    0x86bbc6b4c6b4a3c6,0xa9b0a169c6b0b4a3,0x69c6c6bbc6c66a94,0xc68575a097b480c6,0xa575b486c6c6c6b0,0xacc6c6c688c6bbac,
+    0xc6bb8fc6847879c6,0xc6a58bb0c6c6bbbb,0xa1acacc6c6b4c6c6,0xc6b4bbc6b0c69a8b,0x868788c6b483acb4,0xb4b0bb5969c681a5,
+    0xc6bbb09b78c67a65,0xbb9cc6bb73c685c6,0xbb97c6bba7c6b49d,0xc6ac9ac69dbbb4a1,0x9c9cacb482b4b089,0x89a3b47b879cbb7c,
+    0xc6948ec6c6c692c6,0xb49b999cc68cc6b4,0xb4bbb4a7bb8cc6b0,0x8cc6acc694bb849d,0x9bc68b97b0c6c6b4,0xc6c676a1978da994,
+    0xc6bbc6c6a59b8392,0xc68bbba3b0bbbbbb,0xbbc6bba5aca3c6bb,0x9386b4a774a0a5bb,0x9cc6c6c688937f86,0xc671bbacc698c6b0,
+    0xb0c6acbba186c6c6,0xc6c69ab4c68dc68b,0xbba9c6bbc6a3a1c6,0xa3c661a7b0a3a7bb,0xc6acc6b4b49ac682,0xa9a0c68bc6c6bbc6,
+    0xc6c69ac6c6b4b07a,0x8bbb9e98bbbb91a9,0xacb0b4a1bba97fc6,0xa1bba18669b0a9b4,0xa1bb87956c7f9ab4,0x98b4986fbbc6a1c6,
+    0x93c6b4c69ea399c6,0xa3ac6bc6b07fc694,0xbbc6c6bb96c6b086,0x5937b4518bc6c6c6,0xc6c6b4c69ca3a783,0xbbacc6bb6cb4acc6,
+    0xa59dc6c6a7c6959d,0xbb9c85c6b4a595a7,0xc6c6c6b4bb9ec685,0xc6c6a39cc68988b4,0x8bbb8facc6a777c6,0xc6758bc6a996b481,
+    0x7fb08fb4a3aca9a3,0x7fb48fbbb4a9c6c6,0xb493a3c6c6ac88c6,0x82b4a0bbc6bbc68d,0xc67cbbb49dc6c6b4,0xacb08fb4bb8a9d95,
+    0xc693acc6c6a9c6a7,0xacc6938fc674b076,0x7cc6b4bbbbc6b0ac,0xa3a999acc6c6bbbb,0x67c6bbc68dbb9c96,0xbb908d7cb0b4bbc6,
+    0xc68bbba799c6c6c6,0xb0c6bb86c6c68ab4,0xa08771c6bbc6c6b0,0xacb4c6c6bbc675b0,0xc6c6bbc6a76e8396,0xa0a39cc6b097a99c,
+    0xacc6a1aca5b4b473,0xaca1c6bba0bb9ec6,0x88c69ea9a39cb0c6,0xc6978c99b4a0bb80,0x88bba3c6a7c6a9ac,0x9bb081c67bc6a1c6,
+    0xac9ba95d83bbbbac,0xc6b0b499bb9964b0,0xb4bba181c6c681c6,0xa1c6c67bacb4c6c6,0xacc6b4bbc6a7a7b0,0xb08dbb9389c68388,
+    0xc6aca5b0c6a7bbbb,0xacc6a964b49cc6c6,0xc684a7a05db4c699,0xb4a590bb87c697bb,0xb496c6bbc69a8eb4,0xc6bbc66db48399c6,
+    0xbb7fbb95c6b4a186,0xb497a0738ac6c64f,0xb4c6b4b4b497c66f,0xbb8ea5b4a9c6b494,0xa5c68a9c8bc6a3a9,0x90bba7bbc6a1b4c6,
+    0x98bbb4b090bba7bb,0x7884a7c69bac9ec6,0xb4bbc6b086b0bb62,0x9e77c6c6b47389a5,0xbb8471a9b4bb9ca1,0xb4a198b4a09481bb,
+    0xc680b4c6b4b4b0b0,0x99c6aca9a391b4b4,0xc6c666c690b08a88,0x80bbc6c65cc6a3ac,0x83a973c68cb4b4bb,0xbbc694c6a980c6c6,
+    0xc6b0bbc6b4b495c6,0x3ab0bbb0a9c66eb4,0x7fbb9998c6bbbbb4,0xc67ab0b4bb8fbbac,0xb09cc6c665bbc6b4,0xc667c6c6c6a1a0b4,
+    0xc69bb4c6c6acbbac,0xacb49669bbb0b4b4,0xa970b4b0b0b0c6bb,0x95bb75a7c654c65f,0xa7b4b49bc69ea3c6,0xc6a97e92c66a9ab4,
+    0xb0c6bbb0acc68eb4,0xb48a94c6c6c67ac6,0xb08a786c97b0bbc6,0xc695c6bbbba36bb4,0xa0c697b49cb4c6c6,0xaca5c6c6bb9da324,
+    0xa9b09c9490c6a06f,0xa3c6c6c6c69cb0c6,0xa1c68b7db49aa1bb,0xbbbba5bb97a7a19e,0xc6a1b4a77fb457ac,0xac917bc6a1c6a986,
+    0xacc6a3bb97c6c6c6,0xb0c6bb83c68396bb,0xc6c6c6a9b4c6a99d,0xb4c698c6c672a1b4,0xc6c682bba5a59561,0xc6c67f9cc68b95c6,
+    0xa0b4c6acc670acb4,0xbbbbb48c8199c6c6,0xc6bbbbc695b4bb5a,0xa3c67a9abb8db0bb,0xc6bbb4c688c6a9c6,0xa7976ebb8a86c6c6,
+    0x94b4b0b49cbba7bb,0xa9b455b4bba9a78b,0x93b09eacc6b0c6c6,0xc68ebb7db0bb7dbb,0xc6c6bb87c6a9c689,0xb4bbc6bb6375a987,
+    0x8dbbc6a0a9bbbba5,0xbbc6c6acbbac91b0,0x83c6bbbbb493bb8e,0xa1c6a5b4a5849ac6,0x63a3c6a19e99bb93,0xa7779aa9c6bba0c6,
+    0xc6c6bbb4a59382c6,0xb07fa1ac9bc6b4c6,0xb0c6bbc6c6bbb4a3,0xc6bb74b0c680bba5,0xc6c6bb84b4a7a996,0x7bb44eacc6c6c6c6,
+    0x65b4947c9bbb7fa5,0x8ec677a5a7c697b4,0xa9c6c6bba386c6c6,0xbbc68ea98bb0c686,0xa0839895bbc6bbb4,0xc6a5b488bbb49d9d,
+    0xc6b0b4acbbbba983,0xbb8bbb74a97b90c6,0xc68cbbc6bb5eb49a,0x5ac6c6a0839d97bb,0xc6c69b8fbbb0a5c6,0x868fbbacc69aa798,
+    0x9ca9a9bba5bbb0b4,0xbbc6a7bbc68dacc6,0xa9c68f94bb93c685,0xb4c68ac6bb91a788,0xb4c68585acb497b4,0xc696a5c6a5a3b492,
+    0xc6c6c6b4917877a1,0x8dbba19b95a5c66b,0xc683c6b47ab491b4,0x958bb08fb4c6aca3,0x96b4bbc6a5b4aca9,0x78c6c6c6c6a79eb0,
+    0xc6bbb0b4b0a1a795,0x9bbb7bc68ca951c6,0xb095bbbbb487a3b4,0xc67a86c6a9a3c673,0x60b0bbc6a1ac7a84,0x6f6cc6c6a797a965,
+    0xc6b4c6c6bba0c693,0xbbb4bba0c68da7a9,0x74acc6b46bb094ac,0x68c6a97fc6a19b9a,0xc6a7bba5b0c693bb,0xb4acbbb498c687bb,
+    0x93999eac85bbc69d,0xa0c699ac7463a1c6,0xc6c6acc6b0c6959e,0xb488c6bb9089bbbb,0x83c678c6c6aca3ac,0xbbc6a9b49497a9a9,
+    0xbbc6c695bb87b474,0xbbbb506c9eb4c6c6,0xa9c675bbbbc68ca7,0x9367c6c6bbc68eb4,0x8ebba9acbb94c69e,0x919dbbb4c6bbbbbb,
+    0xc69cc6a57aa9c6ac,0x66868ac69b9982bb,0xb46fc6a39b76a7c6,0xa3bbbb8870c6bbb0,0xa9bbb0bbc6c6c681,0x7da9c6c6c6acc6a5,
+    0xc6c6c6bbbba9c6c6,0xc6a570bb918faca5,0x95a3b4bbc6bba37d,0xa7c69ac6b4b06fa9,0x69c6a7c6766db073,0x57acb04e9598a797,
+    0xbba9c6b0c6bbb4c6,0xa099c6c6b4c681c6,0xc6c6bbbb59b4b4c6,0xa18fa5c6acb025bb,0xc688a773a5bbb49a,0xbbc698c6b4ac8693,
+    0x9c9bc69da9c6c6bb,0xb4c68cc6c6a5c689,0xc6c69ac6c65cb4bb,0xb4bbc68d96c6a9b4,0xc6c6b4c6c6bb9698,0x81a9c6c6b4bbb088,
+    0xbb72b4b0a5959c89,0xc696b4c69d96a9bb,0x97bb85c6969ac6c6,0xb0b4acb47dc6a3a5,0xb4b0a794c6c6c6b4,0x7fc6b4bbc670a3bb,
+    0xb4b094c6c6a9c666,0xb49bc68b8fb4a5bb,0x86b4724e6364b4bb,0x9790bbc6a1c6acb0,0xbb9ab49bbbc686c6,0xa5b4c67aa96dc6bb,
+    0xa9bbacbbc6bb86c6,0x81bb9a86ac98c691,0x6f979d9eb4c6b0a1,0xb4c6a0b0bba78880,0x45a5bbc664b4c693,0x7dbb9da3bbb4b0b0,
+    0xbbbbbb5395ac99c6,0x91b4a7c6b0b4b06b,0x7f5c91798bb4ac99,0xb4c6c6c6c6c6a9a5,0xb08f90a79b9880b0,0x79b4acacbb91c6bb,
+    0xbbb0b07ea9a0a782,0xc6c6c6c6acb0a9c6,0xc6a7c6a3a9a799c6,0x6ec6a9b0c6acb4c6,0x56a1c6c69e93408e,0xbbc693c6c694c6c6,
+    0xc67ac662b4c6a09d,0x5993bbc6a39c8b98,0xbb9ec6a98fa79abb,0x9cbb88749bc6c6b4,0xc6a1b0c688c6b4c6,0xb4c6c6bbb4acc6c6,
+    0xc6bba99eb0c67cc6,0xc6bbb0b4acacc6a1,0x6ec6c67abbb0ac95,0xb099c6acb0c6b0ac,0xa9c6b47b8975a9a3,0xc6acbba5b493acb4,
+    0xc6a1a9c6c6c6c6bb,0xbb92bbb49d759a9d,0xc6c6c6bb9761c6b4,0xc6b095878dbb7bc6,0x79b0b4c6aca5c6a9,0xc69dbba596bbbbbb,
+    0xc682bb63c66ac6a7,0xc6c6a0c686c69cbb,0xa7ac8ec6b4c6acbb,0xc6b4c6c6a991b4ac,0x95a0c6acc6c691c6,0xc6c6c6c67ab0c68f,
+    0xb08b77c68fa5a5bb,0xa7c6c6968aa5c6bb,0xa06a4ac680bbc6c6,0xc6b47d769bc6c6ac,0xbbb0c6818ec6bbc6,0x857a7dc6a0b4b4a3,
+    0xc6bb5bc6b086b4a5,0xa9c675bb9a759db0,0xc6c6c6bba5c69da7,0x9cc695a7c67ea588,0xb0c69dc6aca08e98,0xb0a1b4c6c6a1a9b4,
+    0x95bbbbb4b486b0b4,0xc672bbb495acc694,0xa9a7b49783c6c6b0,0x74c698c6b498bba5,0xbb97c6a3b0b0bb90,0xbb88bbc6c6c6c6c6,
+    0x72bbc6acbb49bbc6,0xc6c6c6ac946ac6c6,0xbbc6bb91bbb0b0b4,0xbba5c6bbc6a7a3a1,0xc6c6acc6bbb0c6a5,0xc699a988bbbb86b4,
+    0xacc6ac99c6c6c697,0x87c6bbc6c68cb4ac,0xc6c6887fc6b4bbbb,0xc6c693b4c6bbc665,0xc67fb0bbbbc6a0a9,0xc6c6c6a38770b4a0,
+    0xb4bb4c71c697998f,0x9b58c69cc695c6a9,0xbb7e8fc696a99d9e,0x9aa7c6c6c6a3c6c6,0xb4c6c6c692a795a7,0xc6c6b4a748a1b4c6,
+    0xc6769c9dc6acc6c6,0xc695c6ac7ba5c6ac,0xc6a99075b4bbc6c6,0xc6bba9b4c6bba390,0xa1bb9793bbbbb46c,0xc6a7c6a3bb819cc6,
+    0xa5bba9c6919eb4c6,0x89bbb093c6c6ac78,0xc6a3c6c6bb7683b4,0xb462c6a59bb4a78b,0x878a86bbc6b4a7b0,0xb49d9cc6c680c6c6,
+    0xbba791c66fa3c6b0,0xa0b49dbb8361c6c6,0x7fc69ca1c6a58f70,0x74b4b4b09bc6bbbb,0xc6bbc6c6b0a9c6c6,0xbbc6c699bba0c6b0,
+    0xa9c6c6c693c69dc6,0xc6a99ebb6aa3acb0,0x6871a9b088a5bbbb,0xb0c6b4a7b0bba97f,0xa9acac5fa3c699ac,0xc690c693b4a0bbb4,
+    0xbb9c919ec68dc68a,0xbba9bbc6c6c69bbb,0xbbc6a7bb81bbc6bb,0x7eb469c6a0b4b0a5,0x95c6c6bb928dbbb4,0xa584a98e919ac678,
+    0xa7b4bb8585ac89a3,0x97b485c6b0574e91,0xc68e879abbbbc6b0,0xa378bbc6acbba399,0xa05886a5bbbbc6c6,0xbbbbac68c6a9acbb,
+    0xb4a9acb0c6c68f95,0xb4b0bbbbbbc686c6,0xc69ca1c6c6a9c6c6,0xc6c6c6bba3bbb4c6,0xac8874b4b4bbc6c6,0xc6acc683c67c96c6,
+    0xac7ab4c6c695b0a3,0xbbbba9c6a5c68195,0xb4c68c76a5c6a5bb,0xa9c6c68ac6acbbc6,0xb0c641c6bbb094bb,0xc6b0bbaca59a74c6,
+    0xc6bbb0bbc6c682a0,0x82c6c6a1bbb098c6,0xc677bb9dc6b4a18c,0xac8bc67abbb4a3c6,0xa9a9c6a9c666c6c6,0x67b49bacbb9ab4a7,
+    0x4a99c695b4b0a797,0xb08c9cbb9588a98d,0xb0c66cc6bb65c6ac,0x9b956bb4c6bba9c6,0xacb0c6bba0c69aa7,0xbba7c6bb99b4c6b4,
+    0xc6ac64a1c6a0938b,0xbbc6c6b4c6c6c6c6,0x6a80c6c6a981c6c6,0xbbc6bb5fb0b0a7bb,0xbbc6848c6cc6b4ac,0xc655c6a99dbb9eb4,
+    0xbb93bbc681b4a991,0xc6a086b070c6c697,0xc6c6c6a3c6bba5b4,0x8e9e7cc6bbc6bbbb,0xb4b4b070bbc6759a,0xa995a79a6e95b4b0,
+    0xc6968ea9b4bb70b4,0xc6c6acc670a59dc6,0xbbc6a9a7bbacb4b0,0x8ec69e858fb0c6a9,0xa3a096c6c6a5c6ac,0xc663b45ebba3c6c6,
+    0xb4bba930c6bbbbc6,0x68a5bbb0c6658bbb,0xc6b4b4c6c6bbc6c6,0x57b4b4acb0bbc6bb,0x5b62b4bbc6c6c69b,0xc6719390b4c6a5bb,
+    0xc6b09ebbc6bbb4b0,0xb4c6bba390617abb,0xbba7c6a3bbc6c6b4,0x85c6a7bbc6c6bbbb,0xb4c6c6a3b467a5c6,0xb4aca1bb5cb4a9bb,
+    0x94c6bbc6b4ac7aa1,0xc6bba7c6c6c6b49c,0x92c66abbac8e8ec6,0xc69bc6c6bbb0a9b4,0x74a1bbc6c6c67599,0x8cbbc69ca3c6c6a1,
+    0x92a5bb83c67b99c6,0xc6bbb0c6717ba7c6,0xa99cb4bba0c6a768,0x808fc682b0a9c695,0x979ca1c6c6c6acb4,0x99c6ac94c6bb957e,
+    0xbbc6a1a9b4bba0a3,0xa3c6a0bbac9393a7,0xb4c6a9c67fbb858b,0xa56e61c6c681c699,0xc670a377b47c7fa1,0xacc6c6b4968ec6bb,
+    0x97b09e9758c6b091,0xa9a0c6b093b0bbb0,0xa79cbba7c6c67aa9,0xc6c6c6b4b089a7c6,0xa9c6bba9bbbbc6c6,0x9cb4684485b0bbc6,
+    0xa1b0ac91c69cbbc6,0xbb78bbc6c6c6c6c6,0xb4a3ac907ac6b4bb,0xb0bb9629bbbba9c6,0xc698bb9ba9bb8eb0,0xb0b4bbc6a5b4c6a7,
+    0xc6c6c6a97dac62a9,0x9db4acc6aca3b06d,0xa9c6bba9a743c6a5,0x72c6b4b49aa3bbc6,0xac9c6ec682a1bbbb,0xbb83c6c663a9b4ac,
+    0xc6b0a5c6bbbb9e96,0xbbc6c6a0bb8bc6ac,0xc699c6acc6a59898,0xac9bacc6bbb4acc6,0xc6c6c6938256c6b0,0xbbbba7c6bbc6c66e,
+    0x9dc6c6a5b0b08fa7,0xbba59ea581c6bbb4,0xa771c6c69e75c6c6,0xb0c6c6a9bb9ec6a9,0x679354c66cc6b0bb,0x7fb0bbb4a087c6bb,
+    0xb0a7b4acbbb4a37d,0xc6b0c6c6c6c6c6a9,0x8db4c6c6a7b0c6ac,0x8fa3b0c68bbbb089,0xbbc6acbba0c6bbc6,0xc6acc6b4c683bb71,
+    0xb498c6c6acc68ab4,0xacc6c6c6c6c6a1a5,0xa7bb699574acb4ac,0xb4937cc6a0c682c6,0xc6a0b49ec6977fc6,0xb4bbb4a79dbbc68c,
+    0xbbb4c67a7985a7bb,0x979bc67b77c6aca7,0xbbc6a56fa5b4acc6,0xb4bb93c69eb476b4,0xbbbbb4c65c67c6c6,0xc6a1c6c6bba3c6b4,
+    0x9e9ba0c6bb959dbb,0xb0c6c6c69ab490bb,0xb06d90c687b49083,0x9992bbb0b091b489,0xb0c6a0b4a093976e,0x8dbbbba5a98b7f90,
+    0xacc6b0659bc6a5ac,0x8cb438c6c6a550c6,0xc6bb7dbbb4b0c6c6,0xbbc6c697c6bbc67e,0x9dc6b4b0c6c6c6c6,0xc6b0bbc69c69a0a5,
+    0x85c6a5c675bba0b4,0xa768c6a7a3b4c6bb,0x8c7cb479bbc6b09a,0x9a889dc6a3b0bbc6,0x9eb0b4c6a0c68bc6,0xc6c699b4c6b4acc6,
+    0xc6c67dbb9aa9b0bb,0xb4a9c6c6a7a3b455,0xa1bb8bb095b4b4b4,0x70a5b0b479bba1a1,0xc6bba9c6c69ac69a,0xb495b4acc6c6b490,
+    0x7a5d9cc6a5b4b4c6,0x83b4acb07e8dc6c6,0xc69bb0bbbbbbc6c6,0x9aac83c6a5bbbbc6,0xa3acb0c6bb8dc6b4,0xc69597b0acc6b484,
+    0xa7b4c6c6c66bc6bb,0xc6a9c6b49ec6b0a0,0xb4b4c6c6bbb4c69b,0x88c6acacb468b4b4,0xbbc6bbb084aca9c6,0xc6a9c6bb90a18c83,
+    0x83a7726c82c6759e,0xa39da1c6c6c6bbc6,0xbb9073c6b0c6c69c,0xc69797c6c6a58db0,0xc68b7facc6bbb068,0x96bbac90bb83bba3,
+    0xc6c6a9c677bbb4a9,0xa5c6c6bbb4b4a98a,0xac98b48fbbb0bbc6,0xac79b0b4b49dc6c6,0x7db4a9bbbbb4bb99,0x97bb9ca1c6bba579,
+    0xc69cb4a59dac9dc6,0xb483bbc6b4648fb4,0xc6a37bc6c6c6a96a,0xb0c6bbc6c6b48c95,0xbbc6c6bbc6c6939e,0xb4a9b087acc6c6a7,
+    0xc6c6bba7c6c6c6c6,0xbbc6bbc6c6b4bb93,0xbbc6b0ac8697c672,0x4ec6b08ac69ca1c6,0xc6c6a5b4c6a5c6c6,0x8495a3c6a570a9bb,
+    0x8fb491bb69b0bb91,0xc68073a783a9a5c6,0xc6acb4c6c6c6b093,0xaca9c6bba59ba9c6,0x9575c6c6a3b4acc6,0xa9bb979dacbb9890,
+    0xc6b0a3a1c6b4c688,0x89c6bbbbc6bbc6c6,0xa0bb70b4bbacb061,0xc6c6acc69db089b4,0x4885bba3a9c6c6c6,0xbbac7bc6a77e957b,
+    0xc6bbb4a1bba1acb4,0x99acb08fc6a098b4,0x8a84ac59c6a96bc6,0xb0c6a59b9ec695bb,0xbbc6c6a7c6b4bbc6,0xbbc6c687bb76c6a9,
+    0xc679ac869d7cb4a0,0xc6c6c687b09bb0a5,0x7bb4bbb0c6bbc6a1,0xb0c6c684c64ec698,0xa7bbbb9ca9c6acb4,0x9082c6bbacc6a9b0,
+    0xc6c6b4bb84c6c6ac,0xa594c687c69eb05d,0xc6c6c654acc6bb91,0xbb818f63b4c6acbb,0xc6acc6c6bbc689c6,0xb0c6b480c6acbba7,
+    0x6abb69a0a7c69286,0xb4a7b492acc63291,0x71c6c6a5a7c6acc6,0xb49cbbbb9bbb6eb0,0xa9c6a0c6989ea9bb,0xb498c6c6b483c6b4,
+    0xb4c6c6b49186c6c6,0x9aa3a760c6c6a3a9,0xc6939dc659c69c7d,0x5a876dc6ac689689,0xc6a789bba7bbb4c6,0xc69eb485acb48d88,
+    0xc6c6a9b0b4acb4a9,0x72c6c6b489bbb4c6,0x97b063bbc6c6b4c6,0xc6c6ac8ec6bbc685,0xa7c6c6999e8ba397,0xc6b0a0a9c67ec6a1,
+    0xc6bbc6b07bb499bb,0x9bac91bb9593bbb4,0xc6c684b093c6b48d,0x97b4ac9ac686c69c,0xb0bb7fc6a38ebbb4,0xc6b4ac997ac6bbb0,
+    0xbbc6b0b4c6bbb4a9,0xc6bbbb86a7739375,0x9cb4c6a1c6c6a1c6,0xbbc69dc6c69db054,0xc67878b09bacb0c6,0x999c86a5a0b0c684,
+    0xc6a9b0767bbba5b0,0x9ab4b0c6a5b0c670,0xb4c6c6c6c6bb86bb,0xb0acc6c6a3b4c698,0x1e92bba0c6c6c687,0xc690b0c691b4c6bb,
+    0xbb47c6b4b0c6c68e,0xbbc6a1b0c6c6b09d,0xc658acc6c6c68395,0xb4a792c6c6a3a3c6,0xc6c6bbc69ea5bbbb,0x59bbc65ebba73399,
+    0xc69189a9b4a58ba3,0xc6c6c69c9096c677,0x8cc6c6c6bbc6bb98,0xc68bc696c6819396,0x8ebb9d4ea3bb9a83,0x69c6a76bbb9e83c6,
+    0xbb9398c6b476ac93,0x8ca9b0aca79ba98f,0xb4bb90b4c6a9c6c6,0xc67fc6c66c9ba7c6,0x9a80a7a1c6a0c69d,0xa9ac9dbbc67b7ea3,
+    0x3b8d90a1c6c6bb69,0x85a0bbbbc6c6bbb0,0xb4c689ac79c6bbac,0x94c6b087b0919a90,0x93c6c6c663c6c6bb,0x956dc6b0b4acb4bb,
+    0xc67fc6c68fbbbbbb,0x86c6c6c6a1b4b067,0xb486858b6b94c6a9,0xbbb4a75ab0c6c683,0x8885acb06bbbc6bb,0xb0b0a5b4a381acbb,
+    0x90b0a0acc6768ec6,0x97c695b4acb0c6c6,0xb0b4b498bbc69177,0xb0b4a099a98bc6ac,0xa98a9ea9c6bb789b,0xa5bba1c6c6bbbbc6,
+    0xbba96876bbb4a5ac,0xb0b0a78c7db4c68a,0xc6939e86ac89bb9d,0x78a5ac6fa9c6a378,0xbb919695a57fbb4b,0xb4bb79b499b4b0c6,
+    0xa7c6c6a997c6b0b0,0x93a5a5a99081c67d,0x8ca3c68fc6c6b0c6,0xc684c6bbc6c6c6c6,0xb09bbbc694ac35bb,0x8bbbc6a9c6bb7f80,
+    0xa98b9aa5c6a7a7c6,0xb4bbc6b4b4bbc681,0x55bb82b4b0bbbbac,0xc6bba192c69cc6a9,0xc6a7a590bbacc6bb,0xa7c6c6b0a0c6ac8c,
+    0xc6acc684c6c6ac9d,0xa1a080c674bbb071,0x9abba7acb069c6a1,0xa78c636ac6b0b4c6,0xb0c6c6b0c690a59c,0xa5a99bc6c6c6bb90,
+    0x8396a9578bc6c6bb,0xbbc661bb6746b4a5,0x87c6989e8f6f90bb,0xc683c695a5acc6bb,0x95c6a195c6b4bbb0,0xc6b4c6865079a5a9,
+    0xc691c6b0c6bb84bb,0xc6a1c6bbc6a98b81,0xbba5c675b46c81c6,0xbba5b4c6b496c6a3,0x98869ec699745fb4,0xb4bbc6bba3b4c69d,
+    0x65bba7b4c6c6a980,0xc68b79acbbc6a0c6,0xc6c6c6b4a76fc6c6,0xb0c68f71b4acc6bb,0x9b6272c6889cbb4b,0x89c6a57791c6a7c6,
+    0x86a5c695c6b4a59e,0xb0a7b475b09bc693,0xb4949bbb5ba9a3bb,0xc6c6c696b477bba9,0x5bb47c69c6bbc692,0xc6c6c6b0a080c6bb,
+    0xacc6b4c6b065aca9,0xc6c6c6c6ac8595b4,0xc68daca5b0b0c6b4,0x91c6859582806b97,0x868080ac9085b090,0x6abbc6b4c697c6a3,
+    0x7972a591ac71c6ac,0xb4c6c6c6998bc675,0x9dc698b0bb8854bb,0xc6b0bb5fb49aa1bb,0xc69c7383ac979cc6,0x839797c6c69d7abb,
+    0xbbbb7cc694454f71,0xa7c68eacac86a3a9,0x728ca7bbc6c6a3c6,0x98a7a59599ac9dbb,0xa3b4b06da5a0a58d,0x72c6c6bbbbc695c6,
+    0xbbb4bbb466c677a1,0xb4a381c6bbacacb4,0x7dc67aa3a36ec6c6,0x91bba1acc6a597c6,0x99b0c6c664c6bbb4,0xa9b4868baca7c69b,
+    0xbbc6c6a774b0b0c6,0x81b4b0c659b090bb,0x9e95a79e93a77d95,0xb4b4c687bbb4a7ac,0xbba99c83a0c6c6c6,0xb07fa7a7bbc6a9bb,
+    0xc685b4b0a7c6a7b0,0x9390a0c69ec6bb7c,0xa9a5c6b4a9ac6cbb,0xa5c67783b4c6c685,0x8c77a5c6a395a7a5,0x8593b493c6c6c694,
+    0xc6b491c6c6c670c6,0x9d9dacaca0b4ac72,0xb4acc6a1b0bbc6c6,0x89b018a1c6c68dc6,0xc6a0818ebbc6c6c6,0xc6b4c6c698c69bb0,
+    0xacc68bc680c6ac9d,0xc6b4c6a7bbc6b4bb,0x5db0bbb4a5c6bbbb,0xa3bbb4c6b4a3c6c6,0xc699b4bb98a9bba9,0xbb95bba1bbc68ca3,
+    0x7cc6acc6c6c69cc6,0xbbb4c6acbb8dc6a9,0xc6bba1a56fa1bbb0,0xbba5c6c6bbbbc6b0,0xb0c6a9c6c68f90a7,0xc6939279b4bb76bb,
+    0xb0ac8ec6bb99c6bb,0xc6a7b0bbc6c6b491,0xc684c6c6bbc692c6,0xbb8c4bbbbbb0ac8b,0xc67abbb49da1c6c6,0xc6ac9dc6acb4b4b0,
+    0xbb7981bbaca7acc6,0xc6a97fc6b46fbbbb,0x88a5c69dc6b0a1c6,0xbb899ca16fc6b4c6,0x9a99c6c6a3c6c6b0,0x94aca7c68bb4b4bb,
+    0x92ac94c6b4c6b096,0xb4c6c6c6c696bb91,0x9c8e83a9c6b4bbb0,0xa9bb9e9bc6c68cac,0xc69ea7c6bbc6bb93,0xc687c662bbb490bb,
+    0xbbbbc6c6bba9959e,0xc6c6c6ac96b488a0,0xb0c69da0a0b09789,0x9e7ea1c6bbbbc690,0xa9c6c6bbbbbb9db0,0xc6c6ac94c6c681b4,
+    0xb0c6497eb4a5c67c,0xbb86c6a7a578c6c6,0xc6bb87bbbbb0b49d,0xbbbba3c642b0c6c6,0xc6bbacc6c67bb49e,0xbbc6bb9ca7c6c6c6,
+    0x987e46bbb076b0a7,0xbba3bba5a5c6bb95,0xbbc6a9c6c6b0bbbb,0x719bbb73a3c69ac6,0xc6c6bba0bb8f79bb,0xc6aca07ec66492a5,
+    0xc68aa7a5c686c6c6,0xb06869bbb4b0bb8d,0x73c688c6b09cc6c6,0xc6bbb06050c68ec6,0xbb8ebbacb4c6c697,0xacc69cc6bbc6bbac,
+    0xb490c6bb9db48da9,0xa37c5a838ec6a998,0x7b8db08dbba76cb4,0xc6bbbbc6a79cc6bb,0x77bbc6a99bc61b91,0x75c6c6b4c6c6c6c6,
+    0x9898a77ac6c6b45c,0xb0c6b088bba98ea3,0xb4bba1c69d9ba9c6,0xc6c6bb22c6bbb4c6,0xb4a9c6a9b4c6b082,0x99c6b491a3b4c6c6,
+    0xbbc6bb90c6c69dc6,0x92a9c6c699c66598,0x5395807881ac8eac,0x9ea1a3b0a5c6c6a5,0xb4c6a3a997b0c6a9,0xc6c6b48da365ac9c,
+    0xb4c6a7b4c69da9a5,0xbbc6b0c6b4bb8bbb,0xa7c6a19d90c6b4bb,0xa5ac9dc6c6b4c695,0xbbbbbbbb54979dbb,0x72b4b4a042c6bba7,
+    0x8993b4bbbbc6887c,0xbb9592a5b4c6c696,0xc688c6c6c6c6a5b4,0xbbc6c6a5bbc6aca0,0xc6968058c6a171c6,0xc6c6aca795b4c686,
+    0x96acbbc65fa3b0c6,0x8ab076c6ac9dbbb0,0x84c6b0a9a0acc6c6,0x76bb938f74a99ba7,0xc6b44879a0c6a795,0xc6c6c695bb84c6a3,
+    0xb0acbbc6c6c6c6a9,0xc677c68dbbb49697,0xc6a7bba5c68ab0c6,0xa1b4a3c6a5c6c6bb,0xb4bb88c6c6a9bbc6,0xbb60c6b4b0b0a9bb,
+    0xc6a3b4c6c6c68fbb,0xa39aa1bb33c6c68d,0xa7c6bbc6bbb0c6c6,0xc6b47ca5b0c6acb4,0x9ec6b4c6c6c6b09b,0xbb85c6a09585bbbb,
+    0x9db4b4c695995bc6,0xbbc6b4bbc69b9cc6,0xc68bbba19dc6c6c6,0x99bbc6c6bb9ebba9,0xb47dbbc6b0a9a1c6,0xbb7181b4a5c6c6c6,
+    0xc6bba9bba0c6b069,0x7ab078a9629dbbc6,0xc692a79bbbc69cc6,0xa388bb8eb0bbc6c6,0x93c6b4c6bba1c6c6,0x39a0a3c6c69cc6a1,
+    0xc6c693659b9c8643,0xc6c6b4c6b4a1bbb0,0x9893c6c6bb94a1c6,0xb07dc698c696b4c6,0xc69cb4b484b4a59e,0xbbbbc6a9bbc6c6c6,
+    0xb4c69388c67eb470,0xbbbbc67bbb569a8b,0xa1acb0b0a3bbb07e,0xb4bbb49596c6bba7,0xacc6b4c6c6a3bb6b,0xc6c6c6b0a974a06f,
+    0x9ac6b0969186acc6,0xa0c69da1a1c6bbac,0xb499b453a7ac97bb,0x8ab4bbc6a5bbc6c6,0xc6b09ba18e646e7a,0xc695b0acc6a5acc6,
+    0xa773bbc6bbc6c6b0,0xbbc6a0c691b0c695,0xbbc6c67dbb8da9c6,0xa9b0bbc6a9c69bc6,0xb4bbacbb9dbbbb95,0xc6a1a58e979eb0c6,
+    0xa9c69e71a7a97db4,0xacbb9bc6acbbc6c6,0xb0c6b0997593bbac,0xb4c683c660a5c699,0xa3b4a17fc6c69a98,0x99bbb0c6bbbbc69a,
+    0xbbb0a3acb4a7acbb,0xc6a5a3c6bb8f95a9,0x48a7c6a5a9c6c689,0x53aca9bbacc698a1,0x96c6bb9dc6a97b97,0xa9b46bc6c6acb4b0,
+    0xc67c2486b07bb491,0xc672c6b495c6acc6,0xb0a371b09ca95f97,0x85c697c6b4c6c6a5,0x9cc691c6a9bba9a0,0xa15bb0bbc691a7bb,
+    0x62bb86a19cacbb85,0x8547b04c956d40c6,0xbbb0c6c6b47d8eac,0xb493c665bbc673a1,0xa3b4c6b495ac91c6,0xb4bbb09dc6bb8696,
+    0xc68e85ac76c68ebb,0xc66fb4c6ac9e93bb,0x999ac66181b08fbb,0xb0c6a186acbba3bb,0xa7c6bbc69bc6b4c6,0xc6c6bbac89a3c6c6,
+    0xb0bbbbbb99b4b4b0,0xa5988c8aa78f84c6,0xc6bba5b4c6c6a1b0,0xc68ec695b4a991bb,0x97b0a9a79bc6b4a0,0xc68d53a7c6c69491,
+    0xacb0ac9cc696a0c6,0xa7b48abbb0b47abb,0xa1acc6a58eac9c95,0xc6bbacb0b49da7bb,0xbb9195c6c6c6aca9,0xc6a3bbb494a0a3ac,
+    0x69c666bba9b4a79c,0xbbc68fa18db0c6bb,0xc68cbb99bb9ba7b4,0xb4c6bb968e79b491,0x59c6b4a7a7b0c6c6,0x8c8cbbbbc6bbbba3,
+    0xb0a1a3c6786cc6bb,0x56c6c6bba0a395a5,0x9570bbbbbb66c69e,0x99acb0bb72acc6b4,0xaca97cb4c6bbb4c6,0x85c69d87b0b09b83,
+    0xc6acbb967a86bba9,0xc6c6a5c6c6acb0c6,0xa5bb8f8997b090c6,0xc6a5c6c6a380c6c6,0xc69c98bbb0c6c69b,0xc69ec6c69e76b4bb,
+    0xb0a768bba7b49ebb,0x9bbbbbc66d9bbbc6,0xb4b4c6c690a5c6bb,0xc69a9ec6c693a5a0,0xc6b4bb9bbbc679c6,0xa79ebbc687a771c6,
+    0x8da9c6c696c67380,0x96bbb4bb8f9c87a9,0xbb76c6c6c6c6c6ac,0xbba3a996c6a9b0a0,0xb4c65eb4bbb4c6b4,0x9e9b92a397c6c6c6,
+    0x8dbb9ca0bb8ebbb0,0x8fc6c697c6a3c6bb,0x9781bbb4939781b0,0x999099bb7771c6bb,0xbba191aca5a9c6c6,0x99bbc6ac79a5c6a1,
+    0xb4bbc69c69b0a7c6,0xc6c688bbc64f9a99,0x90c65ab4b4c6b488,0xc6c6acc6b4c695ac,0x99c680c6a9b0c6a7,0xc694b4c6bb6cb0a5,
+    0xbbc65b6ba98b95c6,0xc6ac67b0c6c6bbb0,0x91a9c6b4c683ac8b,0xa3c6b484bb74b4bb,0xc67180a1a5bbc6b4,0xbbb474a3c679bb88,
+    0xa1acc6acc694c6b0,0xb4bba9b4c6c6c6b4,0xc6c6b0a9bbbbb0c6,0xc69eb0c697a7c6c6,0x85b49580c6c6c697,0x95c6c6bbc6c6bb5e,
+    0x98bbbb95a9bb96a7,0xc6b4b490c6a98a8b,0xb4acc69885bbc697,0xa0b0a75dbba7c6c6,0xbb9ac6c6c688bbc6,0xc6b4b4b495a1a9b0,
+    0xb087a7c6c6bbc690,0x9888b4acbb8dbb89,0xc6a3bbc6a788c6c6,0xc69b91bbb4a173c6,0xa17576acb0bb56bb,0xc6988d8196acbbc6,
+    0xc6c6a9c675bbbbb4,0xc690bbb48bc67cc6,0xc6658fb493bb9ec6,0xc6bbc69bc6c65cc6,0xc6c67dbba1c6c6c6,0xa0bbc6b42b62c6c6,
+    0xbbacbbb0c6c6bb9d,0xbb9dc6bbac9bb47c,0xb09b6a90966ca57a,0xc667bbb0b49abbb0,0x9bb47ac6629b99ac,0xa9a9bba9ac8dc6c6,
+    0xa59a8f9aa0919b9d,0xa0a1c6c6bb968fb4,0x9ebbbbc6a9a9a985,0xbbbbc6c683929cbb,0x9879a5c6a178c6bb,0x97a7b0bbc670c682,
+    0xa9b493b0c6bb9ac6,0x7bb4c6a1bbc6c68b,0xc6b49a8dbbb0b09e,0xa993c6779cbb98b0,0xc6c6a0c6c69cbbb0,0xbbbbc6c695c6acac,
+    0xbbc6b496bb9db0b4,0xc6a5a3a98672a39d,0x927c75c68bac98a5,0xbbbba39dc6c67f60,0xbba9c661b09ea7b4,0xbb75c6768555a5c6,
+    0x9c9e8e97c6bb9ec6,0xb4a0bbc687ac4c8b,0xc6c6c6a7bba7c6a1,0xb0b0b084c69a89c6,0xc69abb8f8fc6bb72,0xc6a7a794bbac95c6,
+    0x9597bbbbc6866ab4,0xacb4c6c66ac6a5c6,0xacc6c69232b0a583,0xa08da9c6c6bb9c81,0xc6c6a7c698a7bbb0,0x688ab49ba79dbbc6,
+    0xbbc6a99da77a9495,0x94b4b0c6c6c6a7bb,0xb478b0bbc6b088a9,0xc6b4bb82bbb4bbb0,0xa9c6508d68bbc687,0xa19099898381b08c,
+    0x99b0ac969e9aa9b0,0xc6c6c6a0c6a3c6c6,0xc6c6b4b47b73bbc6,0xb4a9acbbc67089bb,0x60b05c91c6b0b4bb,0xa195b0c698bbc64a,
+    0x92bbc672bbc6b0b4,0xc6c6bbc6a5c6bb89,0x9582bbc661a589a9,0xa9c6b0c6b0b4a39e,0x9ab49ca9c69574c6,0xc6a78ec6c6997591,
+    0x838072c6a38382c6,0xc6bbc6c6a1c6c6c6,0xc6bb67b06fc6b4ac,0x817bc6bba9929cb0,0xc6c673c6bbbb86b4,0x8ac6c6c68361bba7,
+    0xc6acb4c6a797bb8d,0x67b4a0a3a9b49db0,0x8e97c69ec6bb8eb4,0xa98495c6c68a9cb4,0x9bc6bba597bbc6a3,0x91c689a9b4c6c67c,
+    0x9b8b6bc6bbb47a76,0xa16dc69db0b4c69c,0xb0c6a1669dbb9da5,0x7ca7acb4b4b4c6bb,0x70c6bb67a5846897,0xb0acb4b0bbb0c69a,
+    0x77bbc6bbc6b488c6,0xb0c69dc6c6b4a1c6,0xc6a0c6c6bbbbbba0,0xc6c66ea5acc6b4c6,0x99c6c6a9a1c6b4b4,0xc6bb65c6c693c6b0,
+    0x8bbb98c646c6c6c6,0xc6c6b4a7c6b0b47c,0xb4c6bb9d8ebbc68a,0xa3b4a7c6c6bbc6a3,0xc6a9c6c6c66dc6a7,0xb478c69887c66cb4,
+    0x9aac9ea3c6c6c6bb,0x979773c6c6a09a7f,0x90bbb0b48c85c69b,0xbbc6b4a1b4c6b49b,0xa0c68fa7828dc68b,0xa99ca1c684a98ac6,
+    0xbbacc6b0c6a7b481,0x94a1a1bbc6c6a7c6,0xb4bbbb99b4c6c6bb,0xc681b46a989abbc6,0x87bba7a0a793c6bb,0xbba5c6c6a3c6798a,
+    0x9e57a0acb0c6c6b0,0xb49c9ebba377a3c6,0xa998c6c6bbb0a9b0,0xbba38f9d69b08cb0,0xc6bbb4b0bba7c6c6,0xb496b4bb66a771c6,
+    0xa780c6bbb4b0c64b,0xa1c6b0b4b09a9ac6,0xb4bbbb8cc6959ac6,0x84a3a1c6bb9378bb,0x79bb8ebbc6bb879d,0xb4bb95b4bb95c6a0,
+    0x7498bba999c6c6c6,0xa9b09dbbbbb0859a,0xb4c6bbb0b0c6c6bb,0x879190a39e7250a0,0xc6bb5dbb9ec6c6c6,0xa1c6a5bb5fb4a3c6,
+    0xc6b0b0bbbbb469bb,0xa5c67b9ca3c6bbc6,0xa18dc6a74c6b83bb,0xbba9c6c6c6c648ac,0xb4b0ac8b81c67793,0xc6a7bbb4c6a3bb7c,
+    0xb44e9999c6a9866c,0xc68dc6c6c6c6b4bb,0xa5bbacbb56a0c6c6,0xc6b08399c6c672a5,0x91b4b4a197bb7ec6,0xa383c6bbc68ea7bb,
+    0xacb4c6c6c6b4a5b0,0xc6bb56b07b898b90,0xacb4b4bbbb7dbbc6,0xc6aca5bbbbc6ac96,0xbb74c6b4ac8b5e7f,0x91a97cbbacb4b0a5,
+    0xc6b4bbc6909791a1,0xc6bbbbb0a79dacc6,0xc6bba9c6a9b487c6,0x93a7b0b4c6908bbb,0xb095c6c6c6c6acc6,0xc6c691b0bb9884c6,
+    0xc6b0c6bbb4c6b48c,0x5a94c6c6787965bb,0xb0a1a587ac83c685,0xc695b0b0c6b4bbb4,0xb4bb8ac6a7c6b49b,0xb4b0ac90ac9ebb9a,
+    0x98acc6ac9b7d7db4,0xa9b0c6c695bbb4ac,0xc6bbb0acc6b493c6,0xa38ba5bba3a5c6c6,0xbbacc6b478c6bbac,0x66bbbba3a378bbbb,
+    0xc6c6acc6c6c6bbbb,0xbbbbb4c683b49bac,0x89a99d83bbb492b4,0xbbbbb4b48dc6b0bb,0xa3b073c6b0bbac87,0xbb6bc6bb7886a18d,
+    0xa98b818287bb9d9c,0xc6a7c6bbbb8fb4b0,0xc6a3c6a1bba18458,0xacb0bb8f97c6c6a7,0x86b46dbbc6c677c6,0xc6bbc6c693bbbbc6,
+    0xbb92bbc6c670c6c6,0xb4a5a5c6acac87c6,0xbb9c8a84bbc6a0ac,0x5abbb4bbc6c6a5b0,0xbb88856ea3b0bbc6,0xac6b48c6c6b48bc6,
+    0xb4b0a7c6c6bb86c6,0x99ac9ab4b093c6c6,0xb08b9b8bb09bbbc6,0xa9789ec648bbc6b4,0xb4a9c6a99ea0bbb4,0xa7bba9b4a0b485c6,
+    0xc6c686a742b4c675,0xa198b4a0a7b0bbc6,0xc6b440bbb4a79bc6,0xbbc6bbb4b4c6acb0,0xc6bbbbc6c670c688,0xb44ec6bba9bb9db4,
+    0xb477bbb073bbbb93,0xb4c6a3a78288a3a3,0xb0c6a094c6b08391,0x9abb95bbb0b0b053,0xb4b0b0a357a9c666,0x4a9e7ea3b4b08e69,
+    0xc6c6c6c6c697a3b4,0x909bc6acbbacbb89,0xb4c69db0a9bbbbbb,0x8fb4b46eacc6b46c,0xc6c6bbb4c6bbacbb,0xc6acc66fc69bc6c6,
+    0xbbc6b08cc6bba194,0xacacac88bb81a37d,0xa5c6918bc68589c6,0xc6c6bba9c6c681a9,0xacc6c6c6c6c67ea0,0xbb87b0bbc6c6b481,
+    0x69b4acb4b494a0bb,0x7376a17e7cc6c6c6,0xc6959e8ca0a39895,0xc6bb72b0c6a0c6c6,0x818ec6c6a99e76bb,0x7d95bbc6bb83a1b0,
+    0xbbbb90a3bb79c697,0x4db4acbbb0c6c69c,0xac81bbc6c694a962,0xc6c660c6c69dacc6,0xc6a1a9c6a5c620c6,0x66c6c6c69c76b0bb,
+    0xb093c69856b4b48a,0xc690c6c686bbc69b,0xc6a5819593bba7c6,0x8ac677c6c6b08da7,0xb48facc6c67f98ac,0xc69daca7649495a1,
+    0x94aca3a7bbc6a05b,0xc66db0c6c679c6c6,0xc6c6b090987997c6,0x8eb0bbc6c6a9a9b0,0x8bc6bbc69dbba7a0,0xb4c6c6c6b4b089c6,
+    0xc6a1c6c6b4bbc6c6,0xbbbbc6b0b0b483bb,0x8ec6c67ba998b4a7,0x73bbc6c6c6c6bbac,0xc6acc640b4bb8ab0,0xc6b4c66c8fb081c6,
+    0x9495a1bb958aa7ac,0xbba0bba79bb49a93,0x9cb4c6bba9ac85bb,0xa7a0b08bbbc6a992,0xc6bba9c69e77c690,0xc691c654b495a9c6,
+    0xc6c6c6c6b0a7c673,0xc694bbc6a98ab095,0xb4a77ec6a9a7c6c6,0x9eb4c6957ec6c6bb,0xacac9da5b4c6a0c6,0xb4a9a997acc6b4c6,
+    0xc6bbacb48abbbbb4,0xc6586ab4b07cc6c6,0xb0acb4c6a5c691ac,0x9ec6b4bb729591b4,0xa3c6a9c6b4c697bb,0xc6c6b4c6c6c6b0a0,
+    0x92b4827da98ea775,0x8c97c6c68ea186bb,0xb0b0c6bbc68bc6c6,0xc6a39eb4c6c66fc6,0xbbbbc6c6c6bb86c6,0xa9c69bc6b4c681ac,
+    0xc645c6a7c69a99bb,0xbbb4bbc682b0a793,0x8f94bbc6bb7cc6c6,0xc6b0c6b48aacc6c6,0xa7b4c6acc6bb9b8c,0xc6c6b0c6c6c698a7,
+    0xbbc6c6bbbbc66c97,0xb05ac696b4c6b4ac,0xa1c6bb92c6aca98e,0xb4b09db0918abb8b,0x89c6bba9b4bb9bc6,0x7db4acb0acb4aca7,
+    0xa590b48fc6c6a99e,0xb49da9a0b494c6b0,0xa9c6c6a0bbc6c6bb,0xc6c6a0bbbbb4c662,0x82bbc68bc69da1bb,0xb4c686b086bb5da7,
+    0xc67ea1bbc6ac9dc6,0xbbc6acc6c6c6bbc6,0xbba1c6b44aa967b4,0xc68d8e8ba9acc6a7,0xbbc6bb84c664c6bb,0xa37eacc6b0b4c6bb,
+    0xbbbba08c7f81bb6d,0xa1c6bb777cc69b80,0xc673bb76a1b4bbc6,0xc6bbc67dc6c6b49c,0x84bb9cb06fbb9e9e,0xbb9588acb4acc6b0,
+    0xc6bbb0a9c67580b4,0xa7c6c660c6c68fc6,0x9ebbc6bb9e68c6c6,0xb0c6a3bb86c6a3bb,0x98b0c6b49e91bbac,0x8e6dc69ea17d8cb4,
+    0x839ebb8c91a5c6c6,0xb4ac71c6bb87c6a3,0xc6a9a3a7c6c6c6c6,0xc69ac6b4a9c647bb,0xc6a9b4c69eb094b4,0x99a9c6a75facc6c6,
+    0xb4bbaca7acc6bb6c,0xb4b098c6c6988eac,0xc6bb9bbbb4c6bbc6,0xc6ac3087c6bb9c83,0x728098a5c677c6c6,0x97b4c6c6b4bbbba7,
+    0xb4c6acbb9eb0c68f,0xb4a38fc6bba3c6a9,0xc6ac91b0c6c685a3,0x7fb4c693c6b0c6c6,0x84acc6bbb47ebb7c,0xc6b0c69097a3a08e,
+    0xb0a79c9dc68fbb85,0xc6c6b4c6728bc6bb,0xa9a9c6c6ac5cb4bb,0x95bb988388c6c667,0xb0a5c6a3b0ac9993,0xbbb49a5cc6bba1c6,
+    0xbb78bb9b9bc6bba0,0xc6c698c6bbb4b0c6,0xbbc67c9abbb0c6a1,0xc6889dbbc6bb6c8f,0x9da3bbb0bbc6b4ac,0x9eb4b08b9289ac98,
+    0xbb84acc6bbc6aca5,0x90c6c6c6c6b0c6a7,0xbb63bbc6b4c6c68e,0xa3c6a99ac6a996ac,0x73c6c6b4c6c6b0c6,0x50bba1bbc6a7c6c6,
+    0xc6b44d819394a5a3,0x8b97b49eb4bba9c6,0x98b0b4c69c8785c6,0xacc6bbc686bb9e7e,0x52c6bbc6a7c6a3bb,0xb4c6b09aa1c69ec6,
+    0xc6b0989378a5c6c6,0xbbc6acc68f73c6ac,0x99c678c6a3a385bb,0x96a0c6bb79b07ca3,0xc6a1b48fa5b0c65d,0x9bc6bb948eb4bba5,
+    0x6a91ac7fa9bbc685,0xa9848760ac9cbb91,0xc6a59999c6a993bb,0x9caca7bb95a1bbb4,0xaca3a1c6c6bbc6a9,0xb4b0a9a085bba7c6,
+    0xc663c6c6b4b0bbbb,0xac7bc6c6b4c6bbbb,0x9c6594bbb4a1a5c6,0xbb9c93c6b4bbb4b0,0x8bb0bba993c6c68f,0xa39b956dc6b4c6ac,
+    0xc6a0c6817fc695b4,0xb0c6bbc6c6a9a377,0xc687c6b0c6c6c6bb,0xc6b4bb95a3a3c692,0xa7a1c6b483c6bbbb,0x73b4bbc6c6a9aca3,
+    0x966ea1c68fbbb0a0,0x8facc6a1b094acb0,0xbbc68aa3bbbbacb4,0xc6c67fbbc6acc6c6,0x91a386c6a7a7b4bb,0xa0a0c6c678c6acbb,
+    0xbbb08e7eaca9bba9,0xbba38090c6c6b0c6,0xc6bbc6b0b4c6a96c,0x7fc6c6a9c69eac8d,0x909d94bb96c6b48d,0x7bbb85a5c6b489ac,
+    0xc67495bb9ac6bbac,0xa9a9acc6bbc6878b,0xb0c67ab0c6c6c6bb,0xa7bbbbc6c6ac95c6,0xc6948cc6acbb9a80,0x6ec67687b4c6bbc6,
+    0x92b0b4bbbbc6c677,0x9990c68dacb4c6ac,0xc6c6c6a5b093a7c6,0xc6b0b4c6c6bb9578,0xc6c6b4b0c65dbbc6,0xbb71a191a9b4c6c6,
+    0x8bc6acbbc6c69bc6,0x859ec6a0bb7cbbc6,0xc6acc6c6c6c6b095,0x6e8489bba58d8bb4,0xb0c6c6c6c69a83a3,0xc6c6a9c6a380c6a7,
+    0x8fb09c88a9c69d98,0xb490bbacaca9c6a7,0x94ac86a9a1a5c6a9,0xb099bbbbbbc6c6c6,0x368fc6a5c6a1ac9a,0xacbbb0bb9cc693a9,
+    0xc6c69eb4c6a993c6,0xc6c6938ba0a9b494,0xacb4c6b4769d57c6,0xb09ec6868a84ac8d,0x9bc6b0c6c6c6b470,0xbbc6b0bbc6ac9dbb,
+    0x45b4c66cc69b85b0,0xb4bbc6918bbbc6b4,0xbbc6c6c6c6807fc6,0xc6c6c6bbc6a58e8f,0xc646b4bb90c6b4b4,0x9ab4b49cc6c6c6b4,
+    0xa798c6c6c684bbc6,0xb49dc6bbb497b0b0,0x19b0c689a1c69e8f,0xc69199b46bb0c6c6,0x9cc6bbc66bbbc6b0,0xc6c6bb91b49cc6c6,
+    0xb0b08dbbc6b09a7f,0xb4bbb4bbc6c693c6,0x95a5c68690b471b4,0xb49ec6c6c6bb97bb,0xbbc6bbbb96bbbbb0,0x8fc6a3b4bb79a1b0,
+    0xbbbbc6acc695b0c6,0xacc6c6a1c68dbbbb,0xa3b0c6b4b0bb90c6,0x8053c6b4c6bbb48a,0xc6c686a5b4c6b487,0xc696c6ac8391a36f,
+    0xc6c696bbb0a183c6,0xc6819b88b499c6c6,0xc6acb0c6a1c68da3,0xc6bbbb9dbbb4a5a9,0x7dbbc6b4c69db47d,0xbbb07c8fa9b47fc6,
+    0xc6c6a7a995c6b0b4,0xbbc69192b09ec6c6,0x84a9b080bbb0a1c6,0xa0c66cc6c6a981b0,0xacb4bbc66dc6c6bb,0xc6a168b0c6a3ac75,
+    0x9e95bba5c685bbb4,0xa7b4a3bb8e18c6a1,0xc6b08bc6b4b4a7b4,0xb0bb96bba379b4ac,0x909d96c6a7b0c6c6,0xb4c6ac56b0acc6c6,
+    0xc677b0837e8a99a5,0xbb7db49b9870c684,0xbb9c9bbbc6bbbb9c,0x6fc68eacc6a1c6a5,0xbbbba9a1859dbbc6,0xb4b4c6c6b0a3a7c6,
+    0xacc6c6c6b4b46cc6,0xbbbb7dc6acb4c6c6,0xc6c6bb8691a59dbb,0x87a9acc6a9c64fb0,0xc6bbac7fb0c6bba7,0x93b4c6bb8c9dbbc6,
+    0x91c692c6b0808ea5,0xac9ac6b4bba9c693,0xc6c6b08bbbc69b80,0xbbc6bb9db06fb47d,0xc6a7b4b0c6b0c6bb,0xb4bbbbbb79879da7,
+    0xbbb4c6bba19977c6,0x8fa082a9b081c66d,0x9ac68c9451a7c69d,0x99ac87c6c6c6acac,0xbbb09d789b95c695,0xc697c69880c695c6,
+    0xbbbbbba7c66eb4c6,0xc6a18a95976ebbb4,0xc6a1a5b481a0b49d,0xb4c6bb969ec6c6b4,0xa9a7b05f93897bb4,0xc6bbc6c6b494c6b4,
+    0xc6c6c6b499a1a3a0,0xc6b4bbc6c6b4c680,0xb4b4c6c6b460c6bb,0xc6bba7c6a7bb4f9e,0xbb7dc6b48492c68e,0x8cb47e80c698a1bb,
+    0xacbbc6a096a5a7a3,0xa3a78f8fc6a1c669,0xb0a1bb9d58bbb0c6,0xc686b4a0c6bbb4bb,0x9bc6b0a1c6b4c6a1,0xc6a5a1c6c6a58cc6,
+    0x54b0a5c6bba7c6c6,0xacc6bbb06ebbc6bb,0xaca0b4979d93c6c6,0x926abba3a78bc6c6,
+};
+
+}  // namespace pair_verifier_weights
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/pair_verifier_weights.hpp ----
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+LLMFAST_BEGIN_NAMESPACE
+
+/// What PairVerifier knows about one prompt: computed once (entry_data / query), compared per pair.
+struct PairText {
+    std::vector<std::uint32_t> tokens;         ///< token hashes in order (a CJK character or a word each)
+    std::vector<std::uint32_t> token_set;      ///< sorted unique token hashes
+    std::vector<float> token_set_idf;          ///< idf of each token_set entry
+    std::vector<std::uint32_t> unique_tokens;  ///< (hash) of tokens occurring once, sorted
+    std::vector<std::uint16_t> unique_pos;     ///< their positions, parallel to unique_tokens
+    std::vector<std::uint32_t> bigrams;        ///< sorted token-bigram hashes (a multiset)
+    std::vector<std::uint32_t> trigrams;       ///< sorted token-trigram hashes (a multiset)
+    std::vector<std::uint32_t> char_trigrams;  ///< sorted code-point trigrams inside Latin words
+    float idf_total = 0;                       ///< sum of token_set_idf
+    std::uint32_t cjk_tokens = 0;              ///< how many tokens are CJK characters
+    GuardSignature guards;                     ///< the hit guards' view of the original prompt
+
+    [[nodiscard]] std::size_t memory_bytes() const noexcept {
+        return (tokens.capacity() + token_set.capacity() + unique_tokens.capacity() + bigrams.capacity() +
+                trigrams.capacity() + char_trigrams.capacity()) *
+                   sizeof(std::uint32_t) +
+               token_set_idf.capacity() * sizeof(float) + unique_pos.capacity() * sizeof(std::uint16_t) +
+               guards.memory_bytes();
+    }
+};
+
+/// The names of PairVerifier's features, in order (the training script's columns).
+inline constexpr std::array<std::string_view, 32> pair_feature_names{
+    "similarity",        "cjk_share",        "token_dice",         "idf_jaccard",       "idf_contain_min",
+    "idf_contain_max",   "bigram_dice",      "trigram_dice",       "char3_dice",        "lcs_max",
+    "lcs_min",           "kendall_discord",  "bigram_discord",     "log_shared",        "log_len_min",
+    "log_len_max",       "len_ratio",        "max_unshared_idf",   "unshared_idf_sum",  "log_unshared_a",
+    "log_unshared_b",    "veto_numbers",     "veto_negation",      "veto_names",        "veto_term_order",
+    "number_diff",       "negation_diff",    "has_numbers",        "same_bag_reordered", "first_token_same",
+    "last_token_same",   "hashed_cosine",
+};
+inline constexpr std::size_t pair_feature_count = pair_feature_names.size();
+
+struct PairVerifierOptions {
+    /// The hit guards act as a gate: a pair one of them vetoes gets probability 0 (the model was
+    /// calibrated with this gate; turning guards off here raises the wrong-hit rate above the
+    /// calibration's).
+    HitGuards guards{};
+    /// Use the similarity the cache passes in (calibrated for HashingEmbedder with default options).
+    /// false: ignore it and use the verifier's own lexical cosine in its place, valid with any embedder.
+    bool use_similarity = true;
+};
+
+namespace detail {
+
+/// Token hashes and per-bucket idf: the bucket of a token is `hash % table size`.
+constexpr std::uint64_t pair_token_seed = 0x50564B54ULL;
+
+/// Byte `k` of a table packed little-endian into 64-bit words (how the generated header stores its
+/// byte tables: one hex literal per 8 bytes keeps the header small and needs no decoding at start-up).
+constexpr std::uint8_t pair_packed_byte(std::span<const std::uint64_t> words, std::size_t k) noexcept {
+    return static_cast<std::uint8_t>(words[k / 8] >> (8 * (k % 8)));
+}
+
+/// An idf table in 1/16 units: the training tool's plain bytes, or the shipped packed words; empty: 1.
+struct PairIdfTable {
+    std::span<const std::uint8_t> bytes{};
+    std::span<const std::uint64_t> packed{};
+
+    [[nodiscard]] float operator()(std::uint32_t hash) const noexcept {
+        if (!packed.empty()) return static_cast<float>(pair_packed_byte(packed, hash % (packed.size() * 8))) * (1.0F / 16.0F);
+        if (bytes.empty()) return 1.0F;
+        return static_cast<float>(bytes[hash % bytes.size()]) * (1.0F / 16.0F);
+    }
+};
+
+inline std::uint32_t pair_mix(std::uint32_t a, std::uint32_t b) noexcept {
+    std::uint64_t x = (static_cast<std::uint64_t>(a) << 32 | b) * 0x9E3779B97F4A7C15ULL;
+    x ^= x >> 29;
+    return static_cast<std::uint32_t>(x >> 32);
+}
+
+/// Tokenizes the normalized prompt: every CJK code point is a token, every run of other word
+/// characters is a token (a word); separators split. Latin words also give code-point trigrams.
+inline PairText pair_analyse(std::string_view prompt, const PairIdfTable& idf_table) {
+    PairText text;
+    std::string normalized;
+    normalize_prompt(prompt, normalized);
+    constexpr std::size_t npos = std::string_view::npos;
+    const std::string_view view = normalized;
+    std::size_t word_start = npos;
+    std::size_t starts[3] = {0, 0, 0};
+    std::size_t word_chars = 0;
+    const auto end_word = [&](std::size_t end) {
+        if (word_start == npos) return;
+        const std::string_view word = view.substr(word_start, end - word_start);
+        text.tokens.push_back(static_cast<std::uint32_t>(xxh3_64(word, pair_token_seed)));
+        if (word_chars < 3) text.char_trigrams.push_back(static_cast<std::uint32_t>(xxh3_64(word, pair_token_seed + 3)));
+        word_start = npos;
+        word_chars = 0;
+    };
+    std::size_t pos = 0;
+    while (pos < view.size()) {
+        const CodePoint cp = next_code_point(view, pos);
+        if (is_cjk(cp.value)) {
+            end_word(pos);
+            text.tokens.push_back(static_cast<std::uint32_t>(xxh3_64(view.substr(pos, cp.length), pair_token_seed)));
+            ++text.cjk_tokens;
+        } else if (is_separator(cp.value)) {
+            end_word(pos);
+        } else {
+            if (word_start == npos) word_start = pos;
+            starts[0] = starts[1];
+            starts[1] = starts[2];
+            starts[2] = pos;
+            ++word_chars;
+            if (word_chars >= 3) {
+                text.char_trigrams.push_back(
+                    static_cast<std::uint32_t>(xxh3_64(view.substr(starts[0], pos + cp.length - starts[0]), pair_token_seed + 3)));
+            }
+        }
+        pos += cp.length;
+    }
+    end_word(view.size());
+
+    const std::size_t n = text.tokens.size();
+    for (std::size_t i = 0; i + 1 < n; ++i) text.bigrams.push_back(pair_mix(text.tokens[i], text.tokens[i + 1]));
+    for (std::size_t i = 0; i + 2 < n; ++i) {
+        text.trigrams.push_back(pair_mix(pair_mix(text.tokens[i], text.tokens[i + 1]), text.tokens[i + 2]));
+    }
+    std::sort(text.bigrams.begin(), text.bigrams.end());
+    std::sort(text.trigrams.begin(), text.trigrams.end());
+    std::sort(text.char_trigrams.begin(), text.char_trigrams.end());
+
+    // Sorted (hash, position) to find the unique tokens and the set.
+    std::vector<std::uint64_t> keyed(n);
+    for (std::size_t i = 0; i < n; ++i) keyed[i] = static_cast<std::uint64_t>(text.tokens[i]) << 32 | i;
+    std::sort(keyed.begin(), keyed.end());
+    for (std::size_t i = 0; i < n;) {
+        std::size_t j = i + 1;
+        const auto hash = static_cast<std::uint32_t>(keyed[i] >> 32);
+        while (j < n && static_cast<std::uint32_t>(keyed[j] >> 32) == hash) ++j;
+        text.token_set.push_back(hash);
+        const float idf = idf_table(hash);
+        text.token_set_idf.push_back(idf);
+        text.idf_total += idf;
+        if (j == i + 1 && (keyed[i] & 0xFFFFFFFFU) <= 0xFFFFU) {
+            text.unique_tokens.push_back(hash);
+            text.unique_pos.push_back(static_cast<std::uint16_t>(keyed[i] & 0xFFFFU));
+        }
+        i = j;
+    }
+    text.guards = make_guard_signature(prompt);
+    return text;
+}
+
+/// Size of the intersection of two sorted multisets.
+inline std::size_t pair_common(std::span<const std::uint32_t> a, std::span<const std::uint32_t> b) noexcept {
+    std::size_t i = 0, j = 0, common = 0;
+    while (i < a.size() && j < b.size()) {
+        if (a[i] < b[j]) {
+            ++i;
+        } else if (b[j] < a[i]) {
+            ++j;
+        } else {
+            ++common;
+            ++i;
+            ++j;
+        }
+    }
+    return common;
+}
+
+inline float pair_dice(std::span<const std::uint32_t> a, std::span<const std::uint32_t> b) noexcept {
+    if (a.empty() && b.empty()) return 1.0F;
+    return static_cast<float>(2.0 * static_cast<double>(pair_common(a, b)) / static_cast<double>(a.size() + b.size()));
+}
+
+/// Fraction of discordant pairs among (position in a, position in b) sorted by position in a.
+inline float pair_discordance(std::span<std::pair<std::uint16_t, std::uint16_t>> shared) noexcept {
+    if (shared.size() < 2) return 0.0F;
+    std::sort(shared.begin(), shared.end());
+    std::size_t discordant = 0;
+    for (std::size_t i = 0; i < shared.size(); ++i) {
+        for (std::size_t j = i + 1; j < shared.size(); ++j) discordant += shared[j].second < shared[i].second ? 1 : 0;
+    }
+    const double pairs = static_cast<double>(shared.size()) * static_cast<double>(shared.size() - 1) / 2.0;
+    return static_cast<float>(static_cast<double>(discordant) / pairs);
+}
+
+/// Longest common subsequence of two token sequences (each capped at 128 tokens), by rows.
+inline std::size_t pair_lcs(std::span<const std::uint32_t> a, std::span<const std::uint32_t> b) noexcept {
+    constexpr std::size_t cap = 128;
+    a = a.first(std::min(a.size(), cap));
+    b = b.first(std::min(b.size(), cap));
+    std::array<std::uint8_t, cap + 1> prev{}, cur{};
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        cur[0] = 0;
+        for (std::size_t j = 0; j < b.size(); ++j) {
+            cur[j + 1] = a[i] == b[j] ? static_cast<std::uint8_t>(prev[j] + 1) : std::max(prev[j + 1], cur[j]);
+        }
+        std::swap(prev, cur);
+    }
+    return prev[b.size()];
+}
+
+/// The learned part of the model looks at what differs between the two prompts: the tokens, token
+/// bigrams and Latin code-point trigrams that only one side has (a substitution "怎么" -> "如何" is
+/// a paraphrase, a changed bigram at a swapped chunk's edge is not), each hashed into one of
+/// `pair_embed_buckets` rows of a trained embedding table. At most `pair_max_diff_items` per side.
+inline constexpr std::size_t pair_embed_buckets = 16384;
+inline constexpr std::size_t pair_max_diff_items = 64;
+
+struct PairDiff {
+    std::array<std::uint16_t, pair_max_diff_items> a{}, b{};
+    std::size_t na = 0, nb = 0;
+};
+
+/// Merges two sorted hash lists (duplicates allowed), recording the buckets of values only one side has.
+inline void pair_diff_merge(std::span<const std::uint32_t> a, std::span<const std::uint32_t> b, std::uint32_t salt,
+                            PairDiff& out) noexcept {
+    const auto bucket = [salt](std::uint32_t h) {
+        return static_cast<std::uint16_t>(pair_mix(h, salt) % pair_embed_buckets);
+    };
+    std::size_t i = 0, j = 0;
+    while (i < a.size() || j < b.size()) {
+        if (j == b.size() || (i < a.size() && a[i] < b[j])) {
+            const std::uint32_t h = a[i];
+            if (out.na < pair_max_diff_items) out.a[out.na++] = bucket(h);
+            while (i < a.size() && a[i] == h) ++i;
+        } else if (i == a.size() || b[j] < a[i]) {
+            const std::uint32_t h = b[j];
+            if (out.nb < pair_max_diff_items) out.b[out.nb++] = bucket(h);
+            while (j < b.size() && b[j] == h) ++j;
+        } else {
+            const std::uint32_t h = a[i];
+            while (i < a.size() && a[i] == h) ++i;
+            while (j < b.size() && b[j] == h) ++j;
+        }
+    }
+}
+
+/// The difference items of a pair (a = the new prompt, b = the cached one).
+inline PairDiff pair_diff(const PairText& a, const PairText& b) noexcept {
+    PairDiff out;
+    pair_diff_merge(a.token_set, b.token_set, 0x746F6BU, out);
+    pair_diff_merge(a.bigrams, b.bigrams, 0x626967U, out);
+    pair_diff_merge(a.char_trigrams, b.char_trigrams, 0x636833U, out);
+    return out;
+}
+
+/// The features of the pair (a = the new prompt, b = the cached one), written into `out`.
+inline void pair_features(const PairText& a, const PairText& b, float similarity, std::span<float> out) noexcept {
+    const auto clamp01 = [](double x) { return static_cast<float>(x < 0 ? 0 : (x > 1 ? 1 : x)); };
+    const double len_a = static_cast<double>(a.tokens.size()), len_b = static_cast<double>(b.tokens.size());
+    const double len_min = std::min(len_a, len_b), len_max = std::max(len_a, len_b);
+    // Set intersection with idf.
+    double idf_shared = 0, max_unshared = 0, unshared_sum = 0;
+    std::size_t shared = 0, only_a = 0, only_b = 0;
+    {
+        std::size_t i = 0, j = 0;
+        while (i < a.token_set.size() || j < b.token_set.size()) {
+            if (j == b.token_set.size() || (i < a.token_set.size() && a.token_set[i] < b.token_set[j])) {
+                max_unshared = std::max(max_unshared, static_cast<double>(a.token_set_idf[i]));
+                unshared_sum += a.token_set_idf[i];
+                ++only_a;
+                ++i;
+            } else if (i == a.token_set.size() || b.token_set[j] < a.token_set[i]) {
+                max_unshared = std::max(max_unshared, static_cast<double>(b.token_set_idf[j]));
+                unshared_sum += b.token_set_idf[j];
+                ++only_b;
+                ++j;
+            } else {
+                idf_shared += a.token_set_idf[i];
+                ++shared;
+                ++i;
+                ++j;
+            }
+        }
+    }
+    const double idf_union = static_cast<double>(a.idf_total) + static_cast<double>(b.idf_total) - idf_shared;
+    // Token multiset Dice: sorted copies would allocate; the sequences' sets are close enough for
+    // prompts (repeats are rare), so use set sizes.
+    const double token_dice = (a.token_set.empty() && b.token_set.empty())
+                                  ? 1.0
+                                  : 2.0 * static_cast<double>(shared) / static_cast<double>(a.token_set.size() + b.token_set.size());
+    // Order of the tokens both contain once.
+    std::array<std::pair<std::uint16_t, std::uint16_t>, 64> order{};
+    std::size_t n_order = 0;
+    {
+        std::size_t i = 0, j = 0;
+        while (i < a.unique_tokens.size() && j < b.unique_tokens.size() && n_order < order.size()) {
+            if (a.unique_tokens[i] < b.unique_tokens[j]) {
+                ++i;
+            } else if (b.unique_tokens[j] < a.unique_tokens[i]) {
+                ++j;
+            } else {
+                order[n_order++] = {a.unique_pos[i], b.unique_pos[j]};
+                ++i;
+                ++j;
+            }
+        }
+    }
+    const float kendall = pair_discordance(std::span(order.data(), n_order));
+    const std::size_t lcs = pair_lcs(a.tokens, b.tokens);
+    const bool cjk_order_same = same_cjk_order(a.guards.cjk_bigrams, b.guards.cjk_bigrams);
+    // Hashed cosine of token + bigram sets (a lexical similarity of the verifier's own).
+    const double bigram_common = static_cast<double>(pair_common(a.bigrams, b.bigrams));
+    const double own_cos_den = std::sqrt((static_cast<double>(a.token_set.size() + a.bigrams.size())) *
+                                         (static_cast<double>(b.token_set.size() + b.bigrams.size())));
+    const double own_cos = own_cos_den > 0 ? (static_cast<double>(shared) + bigram_common) / own_cos_den : 0.0;
+
+    const HitGuards only_numbers{.numbers = true, .negation = false, .latin_names = false, .term_order = false};
+    const HitGuards only_negation{.numbers = false, .negation = true, .latin_names = false, .term_order = false};
+    const HitGuards only_names{.numbers = false, .negation = false, .latin_names = true, .term_order = false};
+    const HitGuards only_order{.numbers = false, .negation = false, .latin_names = false, .term_order = true};
+    std::size_t number_diff = 0;
+    {
+        const auto& na = a.guards.numbers;
+        const auto& nb = b.guards.numbers;
+        std::size_t i = 0, j = 0;
+        while (i < na.size() || j < nb.size()) {
+            if (j == nb.size() || (i < na.size() && na[i] < nb[j])) {
+                ++number_diff;
+                ++i;
+            } else if (i == na.size() || nb[j] < na[i]) {
+                ++number_diff;
+                ++j;
+            } else {
+                ++i;
+                ++j;
+            }
+        }
+    }
+    const double cjk_share = (len_a + len_b) > 0 ? static_cast<double>(a.cjk_tokens + b.cjk_tokens) / (len_a + len_b) : 0.0;
+    const bool same_bag = a.token_set == b.token_set && a.tokens.size() == b.tokens.size() && a.tokens != b.tokens;
+
+    std::size_t k = 0;
+    out[k++] = similarity;
+    out[k++] = static_cast<float>(cjk_share);
+    out[k++] = static_cast<float>(token_dice);
+    out[k++] = idf_union > 0 ? clamp01(idf_shared / idf_union) : 1.0F;
+    out[k++] = clamp01(std::min(a.idf_total > 0 ? idf_shared / a.idf_total : 1.0, b.idf_total > 0 ? idf_shared / b.idf_total : 1.0));
+    out[k++] = clamp01(std::max(a.idf_total > 0 ? idf_shared / a.idf_total : 1.0, b.idf_total > 0 ? idf_shared / b.idf_total : 1.0));
+    out[k++] = pair_dice(a.bigrams, b.bigrams);
+    out[k++] = pair_dice(a.trigrams, b.trigrams);
+    out[k++] = pair_dice(a.char_trigrams, b.char_trigrams);
+    out[k++] = len_max > 0 ? static_cast<float>(static_cast<double>(lcs) / len_max) : 1.0F;
+    out[k++] = len_min > 0 ? static_cast<float>(static_cast<double>(lcs) / len_min) : 1.0F;
+    out[k++] = kendall;
+    out[k++] = cjk_order_same ? 0.0F : 1.0F;
+    out[k++] = static_cast<float>(std::log1p(static_cast<double>(shared)));
+    out[k++] = static_cast<float>(std::log1p(len_min));
+    out[k++] = static_cast<float>(std::log1p(len_max));
+    out[k++] = len_max > 0 ? static_cast<float>(len_min / len_max) : 1.0F;
+    out[k++] = static_cast<float>(max_unshared);
+    out[k++] = static_cast<float>(std::log1p(unshared_sum));
+    out[k++] = static_cast<float>(std::log1p(static_cast<double>(only_a)));
+    out[k++] = static_cast<float>(std::log1p(static_cast<double>(only_b)));
+    out[k++] = check_hit_guards(a.guards, b.guards, only_numbers) != GuardVeto::None ? 1.0F : 0.0F;
+    out[k++] = check_hit_guards(a.guards, b.guards, only_negation) != GuardVeto::None ? 1.0F : 0.0F;
+    out[k++] = check_hit_guards(a.guards, b.guards, only_names) != GuardVeto::None ? 1.0F : 0.0F;
+    out[k++] = check_hit_guards(a.guards, b.guards, only_order) != GuardVeto::None ? 1.0F : 0.0F;
+    out[k++] = static_cast<float>(std::log1p(static_cast<double>(number_diff)));
+    out[k++] = static_cast<float>(a.guards.negations > b.guards.negations ? a.guards.negations - b.guards.negations
+                                                                          : b.guards.negations - a.guards.negations);
+    out[k++] = (a.guards.numbers.empty() && b.guards.numbers.empty()) ? 0.0F : 1.0F;
+    out[k++] = same_bag ? 1.0F : 0.0F;
+    out[k++] = (!a.tokens.empty() && !b.tokens.empty() && a.tokens.front() == b.tokens.front()) ? 1.0F : 0.0F;
+    out[k++] = (!a.tokens.empty() && !b.tokens.empty() && a.tokens.back() == b.tokens.back()) ? 1.0F : 0.0F;
+    out[k++] = static_cast<float>(own_cos);
+}
+
+}  // namespace detail
+
+/// The built-in HitVerifier (see the header comment). Thread-safety: immutable; share one instance.
+class PairVerifier {
+public:
+    using Options = PairVerifierOptions;
+    using EntryData = PairText;
+    using Query = PairText;
+
+    PairVerifier() : PairVerifier(Options{}) {}
+    explicit PairVerifier(Options options) : options_(options) {
+        static_assert(pair_verifier_weights::feature_count == pair_feature_count &&
+                          pair_verifier_weights::embed_buckets == detail::pair_embed_buckets &&
+                          pair_verifier_weights::embed_codes.size() * 8 >= detail::pair_embed_buckets * pair_verifier_weights::embed_dim,
+                      "pair_verifier_weights.hpp was generated for another feature set: rerun scripts/train_verifier.py");
+    }
+
+    [[nodiscard]] const Options& options() const noexcept { return options_; }
+    /// The guards it gates on (HitVerifier's optional `hit_guards()`: a cache must not apply them again).
+    [[nodiscard]] const HitGuards& hit_guards() const noexcept { return options_.guards; }
+
+    /// What the verifier keeps per cached prompt (computed once, at insertion).
+    [[nodiscard]] EntryData entry_data(std::string_view cached_prompt) const {
+        return detail::pair_analyse(cached_prompt, shipped_idf());
+    }
+    /// What the verifier keeps per lookup (computed once, before the first candidate).
+    [[nodiscard]] Query query(std::string_view new_prompt) const { return detail::pair_analyse(new_prompt, shipped_idf()); }
+    [[nodiscard]] static std::size_t entry_bytes(const EntryData& entry) noexcept { return entry.memory_bytes(); }
+
+    /// The features of a prepared pair (for tools and tests; `out.size()` must be pair_feature_count).
+    void features(const Query& query, const EntryData& entry, float similarity, std::span<float> out) const noexcept {
+        detail::pair_features(query, entry, similarity, out);
+        if (!options_.use_similarity) out[0] = out[pair_feature_count - 1];
+    }
+
+    /// The probability that the answer cached for `entry`'s prompt is right for `query`'s prompt.
+    /// Per candidate: the dense features, the difference items' mean embeddings, one hidden layer —
+    /// a few thousand multiply-adds and no allocation.
+    [[nodiscard]] double probability(const Query& query, const EntryData& entry, float similarity) const noexcept {
+        if (check_hit_guards(query.guards, entry.guards, options_.guards) != GuardVeto::None) return 0.0;
+        namespace w = pair_verifier_weights;
+        std::array<float, w::inputs> in{};
+        features(query, entry, similarity, std::span(in).first<pair_feature_count>());
+        for (std::size_t i = 0; i < pair_feature_count; ++i) {
+            const float v = std::isfinite(in[i]) ? in[i] : 0.0F;
+            in[i] = (v - w::feature_mean[i]) * w::feature_inv_std[i];
+        }
+        const detail::PairDiff diff = detail::pair_diff(query, entry);
+        const std::array<float, w::embed_dim> ua = pool(diff.a, diff.na);
+        const std::array<float, w::embed_dim> ub = pool(diff.b, diff.nb);
+        for (std::size_t d = 0; d < w::embed_dim; ++d) {
+            in[pair_feature_count + d] = ua[d] * ub[d];
+            in[pair_feature_count + w::embed_dim + d] = std::fabs(ua[d] - ub[d]);
+        }
+        double logit = w::output_bias;
+        for (std::size_t h = 0; h < w::hidden; ++h) {
+            float a = w::hidden_bias[h];
+            const float* row = &w::hidden_weights[h * w::inputs];
+            for (std::size_t i = 0; i < w::inputs; ++i) a += row[i] * in[i];
+            if (a > 0.0F) logit += static_cast<double>(a) * static_cast<double>(w::output_weights[h]);
+        }
+        if (!std::isfinite(logit)) return 0.0;
+        return 1.0 / (1.0 + std::exp(-logit));
+    }
+
+    /// The plain form: analyses both prompts, then as above.
+    [[nodiscard]] double probability(std::string_view new_prompt, std::string_view cached_prompt, float similarity) const {
+        return probability(query(new_prompt), entry_data(cached_prompt), similarity);
+    }
+
+    /// The probability threshold whose wrong-hit rate on the calibration (validation) split was at most
+    /// `max_wrong_hit_rate` on the mix and on every source: the operating point of the largest
+    /// calibrated rate <= the asked one. Below the smallest calibrated rate: 2.0 (no hit qualifies).
+    [[nodiscard]] static double threshold_for(double max_wrong_hit_rate) noexcept {
+        namespace w = pair_verifier_weights;
+        double threshold = 2.0;
+        for (std::size_t i = 0; i < w::calibration_rates.size(); ++i) {
+            if (w::calibration_rates[i] <= max_wrong_hit_rate + 1e-12) threshold = std::min(threshold, w::calibration_thresholds[i]);
+        }
+        return threshold;
+    }
+
+    /// The embedder whose similarity the model was trained with (empty with use_similarity = false).
+    [[nodiscard]] std::string calibration_identity() const {
+        return options_.use_similarity ? std::string(pair_verifier_weights::embedder_identity) : std::string();
+    }
+
+    /// True when the shipped dev figures met precision >= 0.95 on every dev source at this rate (or a
+    /// smaller calibrated one): the bar for `SemanticTier::Auto`.
+    [[nodiscard]] bool recommends_semantic_tier(double max_wrong_hit_rate) const noexcept {
+        namespace w = pair_verifier_weights;
+        if (!options_.use_similarity) return false;
+        for (std::size_t i = 0; i < w::calibration_rates.size(); ++i) {
+            if (w::calibration_rates[i] <= max_wrong_hit_rate + 1e-12 && w::dev_meets_bar[i]) return true;
+        }
+        return false;
+    }
+
+private:
+    static detail::PairIdfTable shipped_idf() noexcept { return {.bytes = {}, .packed = pair_verifier_weights::idf_codes}; }
+
+    /// Mean embedding of one side's difference items (zero for none).
+    static std::array<float, pair_verifier_weights::embed_dim> pool(std::span<const std::uint16_t> items, std::size_t n) noexcept {
+        namespace w = pair_verifier_weights;
+        std::array<std::int32_t, w::embed_dim> sum{};
+        for (std::size_t k = 0; k < n; ++k) {
+            const std::size_t base = static_cast<std::size_t>(items[k]) * w::embed_dim;
+            for (std::size_t d = 0; d < w::embed_dim; ++d) {
+                sum[d] += static_cast<std::int8_t>(detail::pair_packed_byte(w::embed_codes, base + d));
+            }
+        }
+        std::array<float, w::embed_dim> out{};
+        if (n == 0) return out;
+        const float inv = 1.0F / static_cast<float>(n);
+        for (std::size_t d = 0; d < w::embed_dim; ++d) out[d] = static_cast<float>(sum[d]) * w::embed_scale[d] * inv;
+        return out;
+    }
+
+    Options options_;
+};
+
+static_assert(HitVerifier<PairVerifier>, "llmfast::PairVerifier must model llmfast::HitVerifier");
+static_assert(hit_verifier_traits<PairVerifier>::prepared && hit_verifier_traits<PairVerifier>::threshold_for &&
+              hit_verifier_traits<PairVerifier>::calibration_identity && hit_verifier_traits<PairVerifier>::applies_hit_guards);
+
+LLMFAST_END_NAMESPACE
+// ---- end llmfast/pair_verifier.hpp ----
 // ---- begin llmfast/compressor.hpp ----
 // llmfast/compressor.hpp — rule-based, model-free prompt compression: fewer tokens for the same request.
 //
