@@ -325,6 +325,12 @@ TEST_CASE("shared cache: Redis killed mid-run: nothing throws, every call answer
         return b->lookup("after", "scope-a").response() == "back";
     }));
     CHECK(b->lookup("before", "scope-a"));  // kept locally through the restart
+    // B's feed noticed that Redis lost its content (the stream it had read is gone) and went on.
+    CHECK(eventually([&] { return b->stats().shared_resets >= 1; }));
+    CHECK(eventually([&] {
+        a->insert("after the reset", "scope-a", "fed");
+        return b->stats().shared_applied >= 2;  // "before" and at least one record since the restart
+    }));
 }
 
 TEST_CASE("shared cache: a corrupt or forged value is a counted miss, never served") {
