@@ -107,6 +107,7 @@
 #include <llmfast/eviction_policy.hpp>
 #include <llmfast/flat_index.hpp>
 #include <llmfast/hit_guards.hpp>
+#include <llmfast/shared_tier.hpp>
 #include <llmfast/subscription.hpp>
 #include <llmfast/vector_index.hpp>
 
@@ -129,6 +130,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -137,6 +139,18 @@
 #include <fmt/format.h>
 
 LLMFAST_BEGIN_NAMESPACE
+
+namespace detail {
+// The handle type of a shared tier's change feed (what `follow` returns), or a placeholder.
+template <class T, bool = shared_tier_traits<T>::has_change_feed>
+struct SharedFollowHandle {
+    using type = std::monostate;
+};
+template <class T>
+struct SharedFollowHandle<T, true> {
+    using type = decltype(std::declval<T&>().follow(std::declval<SharedFollowCallback>()));
+};
+}  // namespace detail
 
 enum class SemanticTier : std::uint8_t {
     Auto,  ///< on, unless the embedder declares itself lexical (`embedder_traits<E>::lexical`)
@@ -173,6 +187,13 @@ struct SemanticCacheOptions {
     std::size_t shards = 16;             ///< independently locked partitions (>= 1; capped at max_entries)
     EmbedderFailure embedder_failure = EmbedderFailure::Miss;  ///< see EmbedderFailure
     SnapshotVectors snapshot_vectors = SnapshotVectors::Auto;  ///< see SnapshotVectors
+    /// With a shared tier that has locks (`shared_tier_traits<S>::has_lock`): how long `get_or_compute`
+    /// waits for another replica that computes the same prompt before computing locally (>= 0; 0 =
+    /// never wait). Measured on the steady clock, not the cache's clock.
+    std::chrono::milliseconds shared_lock_wait{200};
+    /// The cross-replica lock's expiry in the shared tier (> 0): a replica that dies while computing
+    /// blocks the others for at most this (they compute themselves after `shared_lock_wait` anyway).
+    std::chrono::milliseconds shared_lock_ttl{5000};
 };
 
 enum class MatchKind : std::uint8_t {
@@ -230,6 +251,24 @@ struct SemanticCacheStats {
     std::uint64_t embedder_failures = 0;
     /// Entries whose vector `load` took from the snapshot instead of embedding the prompt again.
     std::uint64_t vectors_loaded = 0;
+    // ---- the shared tier (`attach_shared`; all zero without one) ----
+    /// Local misses answered by the shared tier (stored locally, served as MatchKind::Exact). Also
+    /// counted in `exact_hits`: shared_hits <= exact_hits, and hit_rate() counts each lookup once.
+    std::uint64_t shared_hits = 0;
+    std::uint64_t shared_misses = 0;       ///< the shared tier answered: not there (or expired by this cache's clock)
+    std::uint64_t shared_unavailable = 0;  ///< the shared tier did not answer in its bound (down, slow, restarting): went on local-only
+    /// Entries from the shared tier (lookup or change feed) whose prompt does not hash to their key, or
+    /// a feed record with a malformed key: never served or stored. A value the tier itself cannot
+    /// decode is a NotFound to the cache (a shared miss), counted in the tier's own stats.
+    std::uint64_t shared_corrupt = 0;
+    std::uint64_t shared_writes = 0;           ///< write-through inserts, erases and scope purges the tier applied
+    std::uint64_t shared_write_failures = 0;   ///< write-throughs the tier did not apply (Unavailable, or it threw): never thrown to the caller
+    std::uint64_t shared_applied = 0;          ///< change-feed inserts from other replicas stored locally
+    std::uint64_t shared_tombstones_applied = 0;  ///< change-feed erase / purge records applied locally
+    std::uint64_t shared_gaps = 0;             ///< the change feed lost its place (trimmed): the tier replays live entries
+    std::uint64_t shared_resets = 0;           ///< the change feed found the store emptied (restart without persistence): local entries kept
+    std::uint64_t shared_lock_waits = 0;       ///< get_or_compute found another replica computing the prompt and waited for it
+    std::uint64_t shared_lock_timeouts = 0;    ///< ... and its entry did not appear within shared_lock_wait: computed locally
     std::size_t entries = 0;
     std::size_t memory_bytes = 0;   ///< accounted bytes of all entries (strings, vectors, bookkeeping)
 
@@ -242,9 +281,12 @@ struct SemanticCacheStats {
 /// The response cache. `E` embeds prompts for the semantic tier (models `Embedder`); `Index` is the
 /// per-scope vector index (`VectorIndex`: FlatIndex, exact; HnswIndex from llmfast/hnsw_index.hpp,
 /// approximate, for millions); `C` is the clock (`Clock`, wall clock by default); `Policy` picks a
-/// shard's eviction victim (`EvictionPolicy`: LruPolicy by default, or LfuPolicy).
+/// shard's eviction victim (`EvictionPolicy`: LruPolicy by default, or LfuPolicy); `Shared` is the
+/// type of a store shared by several replicas (`SharedTier`, llmfast/shared_tier.hpp: RedisTier from
+/// llmfast/redis_tier.hpp), attached with `attach_shared`; the default `NoSharedTier` compiles all
+/// of that away.
 /// Thread-safety: every member function may be called concurrently (see the header comment).
-template <class E, class Index = FlatIndex, class C = WallClock, class Policy = LruPolicy>
+template <class E, class Index = FlatIndex, class C = WallClock, class Policy = LruPolicy, class Shared = NoSharedTier>
 class SemanticCache {
     static_assert(Embedder<E>, "llmfast::SemanticCache<E>: E must model llmfast::Embedder — it needs dimension() "
                                "and a const embed(std::string_view, std::span<float>)");
@@ -258,6 +300,10 @@ class SemanticCache {
                   "llmfast::SemanticCache<E, Index, C, Policy>: Policy must model llmfast::EvictionPolicy — it needs "
                   "a default constructor, a nested default-constructible `Hook`, on_insert(Hook&), noexcept "
                   "on_access(Hook&) and on_remove(Hook&), and victim(const Hook*) returning Hook*");
+    static_assert(std::is_same_v<Shared, NoSharedTier> || SharedTier<Shared>,
+                  "llmfast::SemanticCache<E, Index, C, Policy, Shared>: Shared must model llmfast::SharedTier (or be "
+                  "llmfast::NoSharedTier) — it needs lookup(scope, key) -> SharedLookup, insert(const SharedEntry&), "
+                  "erase(scope, key) and purge_scope(scope) -> SharedStatus");
 
 public:
     using Options = SemanticCacheOptions;
@@ -266,6 +312,7 @@ public:
     using IndexType = Index;
     using ClockType = C;
     using PolicyType = Policy;
+    using SharedTierType = Shared;
 
     /// With a stateless clock (the default WallClock).
     explicit SemanticCache(E embedder = E{}, Options options = {}, IndexOptions index_options = {})
@@ -278,6 +325,40 @@ public:
 
     SemanticCache(const SemanticCache&) = delete;
     SemanticCache& operator=(const SemanticCache&) = delete;
+    /// Stops following the shared tier's change feed (joins its thread) before anything else goes.
+    ~SemanticCache() { detach_shared_locked_out(); }
+
+    /// Attaches a shared tier (before first use or at any time; thread-safe); nullptr detaches. The
+    /// cache keeps the shared_ptr, so the tier lives while the cache uses it (also through async calls
+    /// in flight). With a change feed (`shared_tier_traits<Shared>::has_change_feed`) the cache follows
+    /// it from now on: other replicas' inserts (with their embeddings) enter the local exact tier and
+    /// vector index, their erase / purge tombstones apply locally. Replacing or detaching a tier stops
+    /// the old feed first (waits for its thread). What is already local stays.
+    void attach_shared(std::shared_ptr<Shared> tier)
+        requires(!std::is_same_v<Shared, NoSharedTier>)
+    {
+        std::lock_guard attach_lock(shared_.attach_mutex);
+        if constexpr (shared_tier_traits<Shared>::has_change_feed) shared_.follow.reset();
+        std::shared_ptr<Shared> old;
+        {
+            std::lock_guard lock(shared_.mutex);
+            old = std::exchange(shared_.tier, tier);
+        }
+        old.reset();  // outside the lock: a tier's destructor may answer its queued async calls
+        if constexpr (shared_tier_traits<Shared>::has_change_feed) {
+            if (tier) shared_.follow.emplace(tier->follow([this](const SharedChange& change) { apply_shared_change(change); }));
+        }
+    }
+
+    /// True while a shared tier is attached.
+    [[nodiscard]] bool shared_attached() const noexcept {
+        if constexpr (has_shared) {
+            std::lock_guard lock(shared_.mutex);
+            return shared_.tier != nullptr;
+        } else {
+            return false;
+        }
+    }
 
     [[nodiscard]] const Options& options() const noexcept { return options_; }
     [[nodiscard]] const E& embedder() const noexcept { return embedder_; }
@@ -298,7 +379,7 @@ public:
         const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
         Prepared prepared = prepare(key, scope, make_text(prompt, std::move(response)));
         stamp(prepared, entry_ttl);
-        return insert_prepared(std::move(prepared), true);
+        return insert_and_share(std::move(prepared), false);
     }
 
     class Leader;
@@ -333,6 +414,9 @@ public:
             Flight flight = begin_keyed(key, prompt, scope);
             if (LookupResult* cached = std::get_if<LookupResult>(&flight)) return std::move(*cached);
             if (Leader* leader = std::get_if<Leader>(&flight)) {
+                if constexpr (shared_tier_traits<Shared>::has_lock) {
+                    if (std::optional<LookupResult> other = cross_replica_flight(*leader, key, scope)) return std::move(*other);
+                }
                 std::string response;
                 try {
                     response = std::string(std::invoke(fn));
@@ -362,11 +446,17 @@ public:
     template <class F>
         requires std::invocable<std::decay_t<F>&, LookupResult> && std::constructible_from<std::decay_t<F>, F>
     void lookup_async(std::string_view prompt, std::string_view scope, F&& done) {
+        if constexpr (shared_tier_traits<Shared>::has_lookup_async) {
+            if (std::shared_ptr<Shared> tier = shared_tier()) {
+                lookup_async_shared(*tier, prompt, scope, std::forward<F>(done));
+                return;
+            }
+        }
         std::decay_t<F> callback(std::forward<F>(done));
         if constexpr (embedder_traits<E>::has_embed_async) {
             const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
             LookupResult first = lookup_exact(key, now_ns());
-            if (!first) first = lookup_shared(key);
+            if (!first) first = lookup_shared(key, scope);
             std::shared_ptr<Scope> target = (first || !semantic_) ? nullptr : semantic_scope(scope);
             if (first || !target) {
                 if (!first) stats_.misses.fetch_add(1, std::memory_order_relaxed);
@@ -396,26 +486,38 @@ public:
         }
     }
 
-    /// Removes the entry for (`scope`, normalized `prompt`); false if there was none.
+    /// Removes the entry for (`scope`, normalized `prompt`); false if there was none. With a shared
+    /// tier attached, also erases it there (a tombstone every replica applies; bounded, a failure is
+    /// counted, never thrown) and returns true when either held it.
     bool erase(std::string_view prompt, std::string_view scope) {
         const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
-        Shard& shard = shard_for(key);
-        std::lock_guard lock(shard.mutex);
-        Node* node = shard.store.find(key);
-        if (node == nullptr) return false;
-        remove_locked(shard, *node);
-        return true;
+        bool erased = erase_local(key);
+        if constexpr (has_shared) {
+            if (std::shared_ptr<Shared> tier = shared_tier()) {
+                const SharedStatus status = shared_call([&] { return tier->erase(scope, detail::cache_key_hex(key)); });
+                count_write(status != SharedStatus::Unavailable);
+                erased = erased || status == SharedStatus::Ok;
+            }
+        }
+        return erased;
     }
 
-    /// Removes every entry of `scope`; returns how many. Entries inserted into the scope while this
-    /// runs may survive (they are then in a fresh scope).
+    /// Removes every entry of `scope`; returns how many (locally). Entries inserted into the scope while
+    /// this runs may survive (they are then in a fresh scope). With a shared tier attached, also purges
+    /// the scope there (every replica applies the tombstone; administrative: the tier may need several
+    /// round trips; a failure is counted, never thrown).
     std::size_t erase_scope(std::string_view scope) {
-        const std::shared_ptr<Scope> victim = scopes_.detach(scope);
-        if (!victim) return 0;
-        return remove_entries_if([&](const Entry& entry) { return entry.scope == victim; });
+        const std::size_t removed = erase_scope_local(scope);
+        if constexpr (has_shared) {
+            if (std::shared_ptr<Shared> tier = shared_tier()) {
+                count_write(shared_call([&] { return tier->purge_scope(scope); }) != SharedStatus::Unavailable);
+            }
+        }
+        return removed;
     }
 
-    /// Removes every entry.
+    /// Removes every entry — locally only: a shared tier keeps its entries (use `erase_scope` to
+    /// remove a scope everywhere).
     void clear() {
         scopes_.detach_all();
         remove_entries_if([](const Entry&) { return true; });
@@ -446,6 +548,22 @@ public:
         s.unusable_embeddings = stats_.unusable_embeddings.load(std::memory_order_relaxed);
         s.embedder_failures = stats_.embedder_failures.load(std::memory_order_relaxed);
         s.vectors_loaded = stats_.vectors_loaded.load(std::memory_order_relaxed);
+        if constexpr (has_shared) {
+            const SharedCounters& c = *shared_.counters;
+            const auto get = [](const std::atomic<std::uint64_t>& n) { return n.load(std::memory_order_relaxed); };
+            s.shared_hits = get(c.hits);
+            s.shared_misses = get(c.misses);
+            s.shared_unavailable = get(c.unavailable);
+            s.shared_corrupt = get(c.corrupt);
+            s.shared_writes = get(c.writes);
+            s.shared_write_failures = get(c.write_failures);
+            s.shared_applied = get(c.applied);
+            s.shared_tombstones_applied = get(c.tombstones_applied);
+            s.shared_gaps = get(c.gaps);
+            s.shared_resets = get(c.resets);
+            s.shared_lock_waits = get(c.lock_waits);
+            s.shared_lock_timeouts = get(c.lock_timeouts);
+        }
         s.entries = entry_count_.load(std::memory_order_relaxed);
         s.memory_bytes = memory_bytes_.load(std::memory_order_relaxed);
         return s;
@@ -584,6 +702,14 @@ private:
         if (options.shards == 0) {
             throw Error(ErrorCode::InvalidArgument, fmt::format("SemanticCacheOptions::shards must be >= 1 (got {})", options.shards));
         }
+        if (options.shared_lock_wait < std::chrono::milliseconds::zero()) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("SemanticCacheOptions::shared_lock_wait must be >= 0 (got {} ms)", options.shared_lock_wait.count()));
+        }
+        if (options.shared_lock_ttl <= std::chrono::milliseconds::zero()) {
+            throw Error(ErrorCode::InvalidArgument,
+                        fmt::format("SemanticCacheOptions::shared_lock_ttl must be > 0 (got {} ms)", options.shared_lock_ttl.count()));
+        }
         return options;
     }
 
@@ -650,7 +776,7 @@ private:
     // The lookup path, one step per tier; `key` was computed once by the public call.
     LookupResult lookup_keyed(const detail::CacheKey& key, std::string_view prompt, std::string_view scope) {
         if (LookupResult exact = lookup_exact(key, now_ns()); exact) return exact;
-        if (LookupResult shared = lookup_shared(key); shared) return shared;
+        if (LookupResult shared = lookup_shared(key, scope); shared) return shared;
         if (semantic_) {
             if (LookupResult similar = lookup_semantic(prompt, scope); similar) return similar;
         }
@@ -697,9 +823,403 @@ private:
         return hit(MatchKind::Exact, 1.0F, entry, now);
     }
 
-    // The slot for a tier shared across processes, between the exact and the semantic tier: it gets
-    // the key computed above; a hit would be inserted locally and returned. No shared tier yet.
-    LookupResult lookup_shared(const detail::CacheKey& /*key*/) { return {}; }
+    // ---- the shared tier (attach_shared) ----
+    // Between the exact and the semantic tier: a local miss asks the shared tier for the same key; a
+    // hit is stored locally (no write-through: it is there already) and served as Exact.
+
+    static constexpr bool has_shared = !std::is_same_v<Shared, NoSharedTier>;
+
+    // Counters the tier's async callbacks update: shared, so a write-through still in flight when
+    // the cache is destroyed counts into memory that is still alive.
+    struct SharedCounters {
+        std::atomic<std::uint64_t> hits{0}, misses{0}, unavailable{0}, corrupt{0}, writes{0}, write_failures{0}, applied{0},
+            tombstones_applied{0}, gaps{0}, resets{0}, lock_waits{0}, lock_timeouts{0};
+    };
+    using FollowHandle = typename detail::SharedFollowHandle<Shared>::type;
+    struct SharedState {
+        mutable std::mutex mutex;  // guards `tier`; callers take a copy of the shared_ptr and call outside it
+        std::shared_ptr<Shared> tier;
+        std::mutex attach_mutex;  // serializes attach_shared and the destructor; guards `follow`
+        std::optional<FollowHandle> follow;
+        std::shared_ptr<SharedCounters> counters = std::make_shared<SharedCounters>();
+    };
+    struct NoSharedState {};
+
+    [[nodiscard]] std::shared_ptr<Shared> shared_tier() const {
+        if constexpr (has_shared) {
+            std::lock_guard lock(shared_.mutex);
+            return shared_.tier;
+        } else {
+            return nullptr;
+        }
+    }
+
+    // The destructor's half of attach_shared(nullptr): stop the feed (its callback uses this cache)
+    // while every member is still alive.
+    void detach_shared_locked_out() noexcept {
+        if constexpr (has_shared) {
+            std::lock_guard attach_lock(shared_.attach_mutex);
+            if constexpr (shared_tier_traits<Shared>::has_change_feed) shared_.follow.reset();
+        }
+    }
+
+    SharedCounters& shared_counters() const noexcept { return *shared_.counters; }
+    static void bump(std::atomic<std::uint64_t>& counter) noexcept { counter.fetch_add(1, std::memory_order_relaxed); }
+
+    // A shared tier's call whose failure must never become the caller's: anything it throws
+    // (std::bad_alloc, a misbehaving model) is Unavailable.
+    template <class F>
+    static auto shared_call(F&& call) noexcept -> decltype(call()) {
+        try {
+            return call();
+        } catch (...) {
+            using R = decltype(call());
+            if constexpr (std::is_same_v<R, SharedStatus>) {
+                return SharedStatus::Unavailable;
+            } else {
+                R r{};
+                r.status = SharedStatus::Unavailable;
+                return r;
+            }
+        }
+    }
+
+    void count_write(bool applied) const noexcept {
+        if constexpr (has_shared) bump(applied ? shared_counters().writes : shared_counters().write_failures);
+    }
+
+    // What other replicas need of a prepared insertion: the prompt, the response, the normalized
+    // vector (so they do not embed again), the embedder's identity (they use the vector only when it
+    // is theirs), created and the TTL (their local expiry is created + ttl, as here).
+    SharedEntry shared_entry_of(const Prepared& prepared) const {
+        SharedEntry entry;
+        entry.scope = std::string(prepared.scope);
+        entry.key = detail::cache_key_hex(prepared.key);
+        entry.prompt = prepared.text->prompt;
+        entry.response = prepared.text->response;
+        entry.embedding = prepared.vector;
+        entry.embedder = identity_;
+        entry.created_ns = prepared.created;
+        entry.ttl = std::chrono::nanoseconds(std::max<std::int64_t>(1, prepared.expires - prepared.created));
+        return entry;
+    }
+
+    // Stores locally, then writes through to the shared tier when one is attached: `insert_async`
+    // when the tier has it and `sync` is false (the caller may be an event loop), else `insert`.
+    bool insert_and_share(Prepared prepared, bool sync) {
+        if constexpr (has_shared) {
+            if (std::shared_ptr<Shared> tier = shared_tier()) {
+                SharedEntry entry = shared_entry_of(prepared);
+                const bool stored = insert_prepared(std::move(prepared), true);
+                write_through(*tier, std::move(entry), sync);
+                return stored;
+            }
+        }
+        (void)sync;
+        return insert_prepared(std::move(prepared), true);
+    }
+
+    void write_through(Shared& tier, SharedEntry entry, bool sync) noexcept {
+        if constexpr (has_shared) {
+            if constexpr (shared_tier_traits<Shared>::has_insert_async) {
+                if (!sync) {
+                    try {
+                        tier.insert_async(entry, [counters = shared_.counters](SharedStatus status) {
+                            bump(status == SharedStatus::Ok ? counters->writes : counters->write_failures);
+                        });
+                    } catch (...) {
+                        bump(shared_counters().write_failures);
+                    }
+                    return;
+                }
+            }
+            count_write(shared_call([&] { return tier.insert(entry); }) == SharedStatus::Ok);
+        } else {
+            (void)tier;
+            (void)entry;
+            (void)sync;
+        }
+    }
+
+    LookupResult lookup_shared(const detail::CacheKey& key, std::string_view scope) {
+        if constexpr (has_shared) {
+            std::shared_ptr<Shared> tier = shared_tier();
+            if (!tier) return {};
+            const std::string hex = detail::cache_key_hex(key);
+            SharedLookup found = shared_call([&] { return tier->lookup(scope, hex); });
+            return accept_shared(key, scope, found, true);
+        } else {
+            (void)key;
+            (void)scope;
+            return {};
+        }
+    }
+
+    // The shared tier's answer for `key`: on Ok (an entry of this scope whose prompt hashes to the
+    // key, alive by this cache's clock) stored locally and returned as an Exact hit (counted when
+    // `count_hit`); otherwise a counted miss / unavailable / corrupt and an empty result.
+    LookupResult accept_shared(const detail::CacheKey& key, std::string_view scope, const SharedLookup& found, bool count_hit) {
+        SharedCounters& counters = shared_counters();
+        if (found.status == SharedStatus::Unavailable) {
+            bump(counters.unavailable);
+            return {};
+        }
+        if (found.status != SharedStatus::Ok) {
+            bump(counters.misses);
+            return {};
+        }
+        const SharedEntry& entry = found.entry;
+        if (entry.scope != scope || detail::prompt_cache_key(entry.scope, entry.prompt) != key) {
+            bump(counters.corrupt);  // a store that returned another key's entry: never served
+            return {};
+        }
+        const std::int64_t now = now_ns();
+        Prepared prepared = prepared_from_shared(key, entry);
+        if (prepared.expires <= now || entry.ttl <= std::chrono::nanoseconds::zero()) {
+            bump(counters.misses);  // expired by our clock (clocks of replicas differ a little)
+            return {};
+        }
+        const std::int64_t created = prepared.created;
+        std::shared_ptr<const std::string> response = response_of(prepared.text);
+        insert_prepared(std::move(prepared), false);
+        if (count_hit) {
+            bump(counters.hits);
+            stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
+        }
+        return LookupResult{MatchKind::Exact, 1.0F, std::chrono::nanoseconds(std::max<std::int64_t>(0, now - created)), std::move(response)};
+    }
+
+    // A shared entry as a local insertion: expiry = created + ttl (the TTL runs from the original
+    // insert on whichever replica); the entry's embedding is used when it is this embedder's (same
+    // named identity and dimension), else the prompt is embedded here.
+    Prepared prepared_from_shared(const detail::CacheKey& key, const SharedEntry& entry) {
+        Prepared prepared;
+        prepared.key = key;
+        prepared.scope = entry.scope;
+        prepared.text = make_text(entry.prompt, entry.response);
+        prepared.created = entry.created_ns;
+        prepared.expires = expiry(entry.created_ns, entry.ttl);
+        if (semantic_) {
+            prepared.verify = verifier_.entry_data(prepared.text->prompt);
+            if (embedder_traits<E>::has_identity && entry.embedder == identity_ && entry.embedding.size() == dimension_) {
+                prepared.vector = entry.embedding;
+                if (!normalize_loaded(prepared.vector)) prepared.vector.clear();
+            } else {
+                prepared.vector.resize(dimension_);
+                if (!embed_normalized(prepared.text->prompt, prepared.vector)) prepared.vector.clear();
+            }
+        }
+        return prepared;
+    }
+
+    bool erase_local(const detail::CacheKey& key) {
+        Shard& shard = shard_for(key);
+        std::lock_guard lock(shard.mutex);
+        Node* node = shard.store.find(key);
+        if (node == nullptr) return false;
+        remove_locked(shard, *node);
+        return true;
+    }
+
+    std::size_t erase_scope_local(std::string_view scope) {
+        const std::shared_ptr<Scope> victim = scopes_.detach(scope);
+        if (!victim) return 0;
+        return remove_entries_if([&](const Entry& entry) { return entry.scope == victim; });
+    }
+
+    // The change feed's callback, on the feed's thread. Never throws (a failure skips that record).
+    void apply_shared_change(const SharedChange& change) noexcept {
+        if constexpr (has_shared) {
+            SharedCounters& counters = shared_counters();
+            try {
+                switch (change.kind) {
+                    case SharedChange::Kind::Insert: apply_shared_insert(change.entry); break;
+                    case SharedChange::Kind::Erase: {
+                        detail::CacheKey key;
+                        if (!detail::parse_cache_key_hex(change.key, key)) {
+                            bump(counters.corrupt);
+                            break;
+                        }
+                        erase_local(key);
+                        bump(counters.tombstones_applied);
+                        break;
+                    }
+                    case SharedChange::Kind::PurgeScope:
+                        erase_scope_local(change.scope);
+                        bump(counters.tombstones_applied);
+                        break;
+                    case SharedChange::Kind::Gap: bump(counters.gaps); break;
+                    case SharedChange::Kind::Reset: bump(counters.resets); break;
+                    case SharedChange::Kind::RebuildDone: break;
+                }
+            } catch (...) {
+                // std::bad_alloc or a throwing embedder (EmbedderFailure::Throw): that record is skipped.
+            }
+        } else {
+            (void)change;
+        }
+    }
+
+    // Another replica's insert (or a replay after a gap). Verified (its prompt must hash to its key:
+    // a forged or damaged record is counted and skipped); skipped when we already hold that key at
+    // least as new (our own inserts come back on the feed; a newer local one wins).
+    void apply_shared_insert(const SharedEntry& entry) {
+        const detail::CacheKey key = detail::prompt_cache_key(entry.scope, entry.prompt);
+        if (entry.ttl <= std::chrono::nanoseconds::zero() || detail::cache_key_hex(key) != entry.key) {
+            bump(shared_counters().corrupt);
+            return;
+        }
+        if (expiry(entry.created_ns, entry.ttl) <= now_ns()) return;  // expired while in the feed
+        {
+            Shard& shard = shard_for(key);
+            std::lock_guard lock(shard.mutex);
+            if (Node* node = shard.store.find(key); node != nullptr && node->value.created >= entry.created_ns) return;
+        }
+        insert_prepared(prepared_from_shared(key, entry), false);
+        bump(shared_counters().applied);
+    }
+
+    // lookup_async with a tier that has lookup_async: the exact tier here; on a miss the tier's
+    // lookup runs on its worker, whose callback stores a hit locally or runs the semantic tier there
+    // (with embed_async, on the embedder's thread), then calls `done` once.
+    template <class F>
+    void lookup_async_shared(Shared& tier, std::string_view prompt, std::string_view scope, F&& done) {
+        // Shared, because the tier may copy its callback (std::function) and `done` may be move-only.
+        auto callback = std::make_shared<std::decay_t<F>>(std::forward<F>(done));
+        const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
+        if (LookupResult exact = lookup_exact(key, now_ns()); exact) {
+            std::invoke(*callback, std::move(exact));
+            return;
+        }
+        auto step = [this, key, text = std::string(prompt), scope_name = std::string(scope), callback](SharedLookup found) mutable {
+            LookupResult result;
+            try {
+                result = accept_shared(key, scope_name, found, true);
+            } catch (...) {
+                result = {};
+            }
+            if (result || !semantic_) {
+                if (!result) stats_.misses.fetch_add(1, std::memory_order_relaxed);
+                std::invoke(*callback, std::move(result));
+                return;
+            }
+            semantic_async(std::move(text), scope_name, [callback](LookupResult r) mutable { std::invoke(*callback, std::move(r)); });
+        };
+        try {
+            tier.lookup_async(scope, detail::cache_key_hex(key), std::move(step));
+        } catch (...) {
+            // The tier could not take the call (std::bad_alloc): go on local-only, here.
+            bump(shared_counters().unavailable);
+            semantic_async(std::string(prompt), scope, [callback](LookupResult r) mutable { std::invoke(*callback, std::move(r)); });
+        }
+    }
+
+    // The semantic tier for an async lookup whose exact and shared tiers missed; `done` once, counted
+    // (a miss counts in `misses`). Never throws: a failure is a miss.
+    template <class F>
+    void semantic_async(std::string prompt, std::string_view scope, F done) noexcept {
+        LookupResult result;
+        try {
+            std::shared_ptr<Scope> target = semantic_ ? semantic_scope(scope) : nullptr;
+            if constexpr (embedder_traits<E>::has_embed_async) {
+                if (target) {
+                    auto shared_done = std::make_shared<F>(std::move(done));
+                    embedder_.embed_async(prompt, [this, target, text = prompt, shared_done](std::vector<float>&& vector,
+                                                                                             std::exception_ptr error) mutable {
+                        LookupResult r;
+                        try {
+                            if (error) {
+                                stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
+                            } else if (vector.size() == dimension_ && normalize_usable(vector)) {
+                                r = search_semantic(text, target, vector);
+                            } else if (vector.size() != dimension_) {
+                                stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
+                            }
+                        } catch (...) {
+                            r = {};
+                        }
+                        if (!r) stats_.misses.fetch_add(1, std::memory_order_relaxed);
+                        std::invoke(*shared_done, std::move(r));
+                    });
+                    return;
+                }
+            } else {
+                if (target) result = lookup_semantic(prompt, scope);
+            }
+        } catch (...) {
+            result = {};  // no caller left to throw to (EmbedderFailure::Throw included)
+        }
+        if (!result) stats_.misses.fetch_add(1, std::memory_order_relaxed);
+        std::invoke(done, std::move(result));
+    }
+
+    // get_or_compute's cross-replica single flight, for this call's local Leader. Acquired: the
+    // leader keeps the lock (its complete writes through synchronously, then unlocks). Held: waits up
+    // to shared_lock_wait for the other replica's entry; found: stored locally, the local flight
+    // completed with it, returned as Coalesced. Otherwise (Unavailable, timed out): nullopt, the
+    // caller computes.
+    std::optional<LookupResult> cross_replica_flight(Leader& leader, const detail::CacheKey& key, std::string_view scope) {
+        std::shared_ptr<Shared> tier = shared_tier();
+        if (!tier) return std::nullopt;
+        SharedCounters& counters = shared_counters();
+        const std::string hex = detail::cache_key_hex(key);
+        SharedLock lock;
+        try {
+            lock = tier->try_lock(scope, hex, options_.shared_lock_ttl);
+        } catch (...) {
+            lock.state = SharedLock::State::Unavailable;
+        }
+        if (lock.state == SharedLock::State::Acquired) {
+            leader.lock_.lock = std::move(lock);
+            leader.lock_.tier = std::move(tier);
+            return std::nullopt;
+        }
+        if (lock.state == SharedLock::State::Unavailable) {
+            bump(counters.unavailable);
+            return std::nullopt;
+        }
+        bump(counters.lock_waits);
+        const SharedLookup found = wait_for_shared_entry(*tier, scope, hex);
+        if (found.status == SharedStatus::Unavailable) {
+            bump(counters.unavailable);
+            return std::nullopt;
+        }
+        LookupResult result;
+        if (found.found()) {
+            try {
+                result = accept_shared(key, scope, found, false);
+            } catch (...) {
+                result = {};
+            }
+        }
+        if (!result) {
+            bump(counters.lock_timeouts);
+            return std::nullopt;
+        }
+        // This call did not run its function after all: it received another replica's response.
+        stats_.computations.fetch_sub(1, std::memory_order_relaxed);
+        stats_.coalesced.fetch_add(1, std::memory_order_relaxed);
+        leader.release()->complete(result.response_ptr);
+        result.match = MatchKind::Coalesced;
+        return result;
+    }
+
+    // Polls the tier for (scope, key) until it is there, the tier is unavailable or shared_lock_wait
+    // passed (steady clock): the tier's own `wait_for_entry` when it has one.
+    SharedLookup wait_for_shared_entry(Shared& tier, std::string_view scope, const std::string& hex) {
+        const std::chrono::milliseconds max_wait = options_.shared_lock_wait;
+        if constexpr (requires { tier.wait_for_entry(scope, std::string_view(hex), max_wait); }) {
+            return shared_call([&] { return tier.wait_for_entry(scope, std::string_view(hex), max_wait); });
+        } else {
+            constexpr auto poll = std::chrono::milliseconds(2);
+            const auto until = std::chrono::steady_clock::now() + max_wait;
+            for (;;) {
+                SharedLookup found = shared_call([&] { return tier.lookup(scope, hex); });
+                if (found.status != SharedStatus::NotFound || std::chrono::steady_clock::now() + poll > until) return found;
+                std::this_thread::sleep_for(poll);
+            }
+        }
+    }
 
     // Embeds into `out` and L2-normalizes it, so the index's inner product is the cosine whatever the
     // embedder returns. False (and counted in `unusable_embeddings`) for a zero or non-finite vector:
@@ -1057,6 +1577,14 @@ private:
     std::atomic<std::size_t> entry_count_{0};
     std::atomic<std::size_t> memory_bytes_{0};
     Counters stats_;
+    [[no_unique_address]] std::conditional_t<has_shared, SharedState, NoSharedState> shared_;
+
+    // The cross-replica lock a get_or_compute Leader holds (Acquired), released when its flight ends.
+    struct LeaderLock {
+        SharedLock lock;
+        std::shared_ptr<Shared> tier;
+    };
+    using LeaderLockSlot = std::conditional_t<shared_tier_traits<Shared>::has_lock, LeaderLock, NoSharedState>;
 
 public:
     // ---- the single flight's handles (declared above, defined here: they hold private types) ----
@@ -1070,7 +1598,7 @@ public:
         Leader() noexcept = default;
         Leader(Leader&& other) noexcept
             : cache_(std::exchange(other.cache_, nullptr)), key_(other.key_), prompt_(std::move(other.prompt_)),
-              scope_(std::move(other.scope_)), flight_(std::move(other.flight_)) {}
+              scope_(std::move(other.scope_)), flight_(std::move(other.flight_)), lock_(std::exchange(other.lock_, {})) {}
         Leader& operator=(Leader&& other) noexcept {
             if (this != &other) {
                 abandon();
@@ -1079,6 +1607,7 @@ public:
                 prompt_ = std::move(other.prompt_);
                 scope_ = std::move(other.scope_);
                 flight_ = std::move(other.flight_);
+                lock_ = std::exchange(other.lock_, {});
             }
             return *this;
         }
@@ -1105,7 +1634,9 @@ public:
                 stored = response_of(text);
                 Prepared prepared = cache_->prepare(key_, scope_, std::move(text));
                 cache_->stamp(prepared, entry_ttl);
-                cache_->insert_prepared(std::move(prepared), true);
+                // Holding the cross-replica lock: write through before unlocking, so a replica that
+                // takes the lock next finds the entry.
+                cache_->insert_and_share(std::move(prepared), holds_shared_lock());
             } catch (...) {
                 fail(std::current_exception());
                 throw;
@@ -1139,8 +1670,27 @@ public:
                std::shared_ptr<typename Flights::Flight> flight)
             : cache_(owner), key_(key), prompt_(prompt), scope_(scope), flight_(std::move(flight)) {}
 
-        // Takes the flight out of the shard's table (later callers no longer join it) and out of this handle.
+        [[nodiscard]] bool holds_shared_lock() const noexcept {
+            if constexpr (shared_tier_traits<Shared>::has_lock) {
+                return lock_.tier != nullptr;
+            } else {
+                return false;
+            }
+        }
+
+        // Takes the flight out of the shard's table (later callers no longer join it) and out of this
+        // handle; releases the cross-replica lock if it holds one.
         std::shared_ptr<typename Flights::Flight> release() noexcept {
+            if constexpr (shared_tier_traits<Shared>::has_lock) {
+                if (lock_.tier) {
+                    try {
+                        lock_.tier->unlock(lock_.lock);
+                    } catch (...) {
+                        // the lock expires on its own (shared_lock_ttl)
+                    }
+                    lock_ = {};
+                }
+            }
             std::shared_ptr<typename Flights::Flight> flight = std::move(flight_);
             Shard& shard = cache_->shard_for(key_);
             {
@@ -1156,6 +1706,7 @@ public:
         std::string prompt_;
         std::string scope_;
         std::shared_ptr<typename Flights::Flight> flight_;
+        [[no_unique_address]] LeaderLockSlot lock_{};
     };
 
     /// A caller that waits for another caller's computation (from `begin`), without blocking when it

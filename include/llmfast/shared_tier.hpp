@@ -131,6 +131,11 @@ concept SharedTier = requires(T& tier, std::string_view scope, std::string_view 
     { tier.purge_scope(scope) } -> std::same_as<SharedStatus>;
 };
 
+/// The "no shared tier" marker: SemanticCache's default `Shared` parameter. It is never attached,
+/// and the cache removes all of its shared-tier code for it (`if constexpr`), so a cache without a
+/// shared tier pays nothing for the option. Not a model of SharedTier.
+struct NoSharedTier {};
+
 /// What a shared tier optionally provides, detected from its members. Specialize it for a type you
 /// cannot change.
 template <class T>
