@@ -96,8 +96,9 @@ struct Server {
         : config(std::move(c)), upstream(config, metrics), embedder(llmfast::HashingEmbedderOptions{.dimension = config.embedding_dimension}),
           access_log(config.access_log), pipeline(config), admission(config.admission, config.tenants), cache(config) {
         if (config.batching.enabled) sim_batcher = std::make_unique<SimBatcher>(config);
-        // Cache calls that may wait on the embedding server. Enough threads that concurrent lookups
-        // reach the embedder together (it batches them into one request), bounded by its deadline.
+        // Cache calls that may wait on the embedding server or Redis. Enough threads that concurrent
+        // lookups reach the embedder together (it batches them into one request), bounded by its
+        // deadline; a Redis call is bounded by --redis-timeout-ms.
         if (cache.remote()) cache_pool.emplace(16);
         metrics.extra = [this](std::string& out) {
             out += "# HELP llmfast_admission_running Requests holding a running slot.\n# TYPE llmfast_admission_running gauge\n";
@@ -123,8 +124,9 @@ struct Server {
     AdmissionController admission;
     ResponseCache cache;
     std::unique_ptr<SimBatcher> sim_batcher;
-    /// With a remote embedder (--embeddings-url): cache lookups and stores run here, never on an
-    /// event-loop thread (an embedding is a network round trip). After `cache`: destroyed first.
+    /// With a remote embedder (--embeddings-url) or the shared tier (--redis): cache lookups, stores
+    /// and purges run here, never on an event-loop thread (an embedding or a Redis call is a network
+    /// round trip). After `cache`: destroyed first.
     std::optional<net::thread_pool> cache_pool;
     std::atomic<bool> draining{false};
     std::atomic<std::size_t> connections{0};
@@ -963,7 +965,14 @@ private:
             co_return co_await respond_error(std::move(error));
         }
         if (!parse_purge(request_.body(), model, tenant, error)) co_return co_await respond_error(std::move(error));
-        const std::size_t removed = server_.cache.purge(model, tenant);
+        std::size_t removed = 0;
+        if (server_.cache_pool) {  // with the shared tier a purge scans Redis: never on the event loop
+            net::thread_pool::executor_type pool = server_.cache_pool->get_executor();
+            auto task = [this, &model, &tenant]() -> net::awaitable<std::size_t> { co_return server_.cache.purge(model, tenant); };
+            removed = co_await net::co_spawn(pool, task, net::use_awaitable);
+        } else {
+            removed = server_.cache.purge(model, tenant);
+        }
         reply = fmt::format(R"({{"purged":{}}})", removed);
         co_await respond(200, "application/json", std::move(reply));
     }
