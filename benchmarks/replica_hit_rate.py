@@ -160,12 +160,14 @@ def main():
                 results.append(r)
                 print("  %-22s done in %.1f s" % (r["label"], r["seconds"]), flush=True)
     print()
-    print("| run | hit rate (exact + semantic) | no backend call (+ coalesced) | exact | semantic | coalesced | miss | shared hits | intact / answered | errors |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | hit rate (exact + semantic) | no backend call (+ coalesced) | exact | semantic | coalesced | miss "
+          "| Redis GET hits | entries from the feed | Redis unavailable | intact / answered | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print("| %s | %.1f %% | %.1f %% | %d | %d | %d | %d | %d | %d / %d | %d |"
+        print("| %s | %.1f %% | %.1f %% | %d | %d | %d | %d | %d | %d | %d | %d / %d | %d |"
               % (r["label"], r["hit_rate"], r["no_backend_rate"], r["exact"], r["semantic"], r["coalesced"], r["miss"],
-                 r["llmfast_cache_shared_hits_total"], r["intact"], r["answered"], r["errors"]))
+                 r["llmfast_cache_shared_hits_total"], r["llmfast_cache_shared_applied_total"],
+                 r["llmfast_cache_shared_unavailable_total"], r["intact"], r["answered"], r["errors"]))
     one, shared4 = results[0], results[3]
     gap = one["hit_rate"] - shared4["hit_rate"]
     gap_nb = one["no_backend_rate"] - shared4["no_backend_rate"]
