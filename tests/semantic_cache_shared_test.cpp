@@ -473,6 +473,47 @@ TEST_CASE("shared cache: lookup_async goes to the tier's worker on a local miss,
     CHECK(moved_future.get());
 }
 
+TEST_CASE("shared cache: begin_async finds, leads or follows from the tier's worker") {
+    RedisServer server;
+    auto a = make_cache(server.port());
+    using AsyncCache = llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::WallClock,
+                                              llmfast::LruPolicy, AsyncTier>;
+    AsyncCache b({}, semantic_options());
+    b.attach_shared(std::make_shared<AsyncTier>(AsyncTier{make_tier(server.port())}));
+    a->insert("in redis", "scope-a", "R");
+    REQUIRE(eventually([&] { return a->stats().shared_writes >= 1; }));
+    const auto begin = [&](const char* prompt) {
+        std::promise<AsyncCache::Flight> done;
+        auto future = done.get_future();
+        b.begin_async(prompt, "scope-a", [&done](AsyncCache::Flight&& flight) { done.set_value(std::move(flight)); });
+        REQUIRE(future.wait_for(20s) == std::future_status::ready);
+        return future.get();
+    };
+    AsyncCache::Flight found = begin("in redis");
+    REQUIRE(std::holds_alternative<llmfast::LookupResult>(found));
+    CHECK(std::get<llmfast::LookupResult>(found).response() == "R");
+    CHECK(b.stats().shared_hits == 1);
+
+    AsyncCache::Flight first = begin("new prompt");
+    REQUIRE(std::holds_alternative<AsyncCache::Leader>(first));
+    AsyncCache::Flight second = begin("new prompt");
+    REQUIRE(std::holds_alternative<AsyncCache::Follower>(second));
+    const llmfast::LookupResult computed = std::get<AsyncCache::Leader>(first).complete("N");
+    CHECK(computed.match == MatchKind::Computed);
+    const llmfast::LookupResult coalesced = std::get<AsyncCache::Follower>(second).wait();
+    CHECK(coalesced.match == MatchKind::Coalesced);
+    CHECK(coalesced.response() == "N");
+    // The leader's complete wrote through (insert_async from the event loop's point of view).
+    CHECK(eventually([&] { return a->lookup("new prompt", "scope-a").response() == "N"; }));
+    // Without a tier: begin's answer, on this thread.
+    llmfast::SemanticCache<llmfast::HashingEmbedder> plain({}, semantic_options());
+    bool called = false;
+    plain.begin_async("x", "s", [&](llmfast::SemanticCache<llmfast::HashingEmbedder>::Flight&& flight) {
+        called = std::holds_alternative<llmfast::SemanticCache<llmfast::HashingEmbedder>::Leader>(flight);
+    });
+    CHECK(called);
+}
+
 TEST_CASE("shared cache: attach, replace and detach while other threads use the cache") {
     RedisServer server;
     Cache cache({}, semantic_options());
@@ -499,4 +540,21 @@ TEST_CASE("shared cache: attach, replace and detach while other threads use the 
     stop = true;
     for (std::thread& u : users) u.join();
     CHECK(cache.stats().shared_writes + cache.stats().shared_write_failures > 0);
+}
+
+TEST_CASE("shared cache: destroying the cache that last owns the tier answers every async call once") {
+    RedisServer server;
+    std::atomic<int> answered{0};
+    {
+        Cache cache({}, semantic_options());
+        cache.attach_shared(make_tier(server.port()));  // the cache is the tier's only owner
+        cache.insert(k_prompt, "s", "ML");
+        for (int i = 0; i < 200; ++i) {
+            cache.lookup_async("prompt " + std::to_string(i), "s", [&answered](llmfast::LookupResult) { answered.fetch_add(1); });
+        }
+        cache.lookup_async(k_paraphrase, "s", [&answered](llmfast::LookupResult r) { answered.fetch_add(r.hit() ? 1 : 1000); });
+    }
+    // The tier's destructor ran inside the cache's: queued calls were answered (Unavailable, then the
+    // local semantic tier) while the cache's members were still alive.
+    CHECK(answered.load() == 201);
 }

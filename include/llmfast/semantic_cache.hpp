@@ -38,6 +38,21 @@
 // network embedders will complete from their own threads). Readiness callbacks follow
 // llmfast/subscription.hpp: at most once, outside every lock, race-free cancellation.
 //
+// Several replicas (gateway processes) can share entries through a shared tier (llmfast/shared_tier.hpp;
+// RedisTier in llmfast/redis_tier.hpp), the fifth template parameter, attached at run time:
+//
+//     llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::WallClock,
+//                            llmfast::LruPolicy, llmfast::RedisTier> cache;
+//     cache.attach_shared(std::make_shared<llmfast::RedisTier>(llmfast::RedisTierOptions{.url = url}));
+//
+// A local exact miss then asks the tier (a hit is stored locally and served as Exact), inserts write
+// through, erase / erase_scope propagate, and the tier's change feed fills the local exact tier and
+// vector index with other replicas' entries (their embeddings travel with them), so semantic lookups
+// stay local. `lookup_async` / `begin_async` do the tier's part on its worker thread; `get_or_compute`
+// computes once across replicas with the tier's lock. The tier's faults (down, slow, a value that is
+// not ours) are counted in SemanticCacheStats::shared_*, never thrown; `clear`, `save` and `load`
+// stay local. Without a tier (`NoSharedTier`, the default) none of this is compiled.
+//
 // What it includes is what it needs by concept: `Embedder` (llmfast/embedder.hpp), `VectorIndex`
 // (llmfast/vector_index.hpp), `EvictionPolicy` (llmfast/eviction_policy.hpp), `Clock`
 // (llmfast/clock.hpp), plus llmfast/flat_index.hpp because `FlatIndex` is the default `Index`, and
@@ -397,6 +412,28 @@ public:
     /// Never blocks on another caller's computation. Throws what the embedder throws.
     [[nodiscard]] Flight begin(std::string_view prompt, std::string_view scope) {
         return begin_keyed(detail::prompt_cache_key(scope, prompt), prompt, scope);
+    }
+
+    /// The callback form of `begin`, for event loops with a shared tier: `done(Flight)` is called
+    /// exactly once with what `begin` would return (counted the same). The exact tier answers on this
+    /// thread; on a local miss with an attached tier that has `lookup_async` (RedisTier), the tier's
+    /// lookup, the semantic tier and the flight's join-or-start run on the tier's worker thread, so
+    /// this thread never waits for the network — `done` may run on either thread (post it to your
+    /// executor). Without such a tier: `done(begin(prompt, scope))` here. `prompt` and `scope` need
+    /// only live until this returns; the cache must outlive the call; `done` must not throw and may
+    /// be move-only. With `EmbedderFailure::Throw` and no tier, the embedder's exception propagates
+    /// (then `done` is not called); on the worker an embedder failure is a miss.
+    template <class F>
+        requires std::invocable<std::decay_t<F>&, Flight&&> && std::constructible_from<std::decay_t<F>, F>
+    void begin_async(std::string_view prompt, std::string_view scope, F&& done) {
+        if constexpr (shared_tier_traits<Shared>::has_lookup_async) {
+            if (std::shared_ptr<Shared> tier = shared_tier()) {
+                begin_async_shared(*tier, prompt, scope, std::forward<F>(done));
+                return;
+            }
+        }
+        std::decay_t<F> callback(std::forward<F>(done));
+        std::invoke(callback, begin(prompt, scope));
     }
 
     /// The cached response, or `fn()`'s result (stored, then returned). Concurrent calls that miss on
@@ -786,6 +823,11 @@ private:
 
     Flight begin_keyed(const detail::CacheKey& key, std::string_view prompt, std::string_view scope) {
         if (LookupResult cached = lookup_keyed(key, prompt, scope); cached) return Flight(std::in_place_type<LookupResult>, std::move(cached));
+        return flight_after_miss(key, prompt, scope);
+    }
+
+    // begin's second half, after every tier missed (and counted the miss): join or start the flight.
+    Flight flight_after_miss(const detail::CacheKey& key, std::string_view prompt, std::string_view scope) {
         Shard& shard = shard_for(key);
         std::shared_ptr<typename Flights::Flight> flight;
         {
@@ -854,13 +896,27 @@ private:
         }
     }
 
-    // The destructor's half of attach_shared(nullptr): stop the feed (its callback uses this cache)
-    // while every member is still alive.
+    // The destructor's attach_shared(nullptr), while every member is still alive: stop the feed (its
+    // callback uses this cache), then let go of the tier — if this was its last owner, its destructor
+    // answers the async calls still queued, whose callbacks use this cache too.
     void detach_shared_locked_out() noexcept {
         if constexpr (has_shared) {
             std::lock_guard attach_lock(shared_.attach_mutex);
             if constexpr (shared_tier_traits<Shared>::has_change_feed) shared_.follow.reset();
+            std::shared_ptr<Shared> last;
+            {
+                std::lock_guard lock(shared_.mutex);
+                last = std::move(shared_.tier);
+            }
+            last.reset();
         }
+    }
+
+    // Whether this thread's last shared lookup found the tier unavailable: get_or_compute then skips
+    // the lock (a second wait for a tier that is down would double the time a miss costs).
+    static bool& shared_down_here() noexcept {
+        thread_local bool down = false;
+        return down;
     }
 
     SharedCounters& shared_counters() const noexcept { return *shared_.counters; }
@@ -947,6 +1003,7 @@ private:
             if (!tier) return {};
             const std::string hex = detail::cache_key_hex(key);
             SharedLookup found = shared_call([&] { return tier->lookup(scope, hex); });
+            shared_down_here() = found.status == SharedStatus::Unavailable;
             return accept_shared(key, scope, found, true);
         } else {
             (void)key;
@@ -1114,6 +1171,29 @@ private:
         }
     }
 
+    // begin_async with a tier that has lookup_async: lookup_async_shared's steps, then (all missed)
+    // the flight's join-or-start, on whichever thread the last step completed.
+    template <class F>
+    void begin_async_shared(Shared& tier, std::string_view prompt, std::string_view scope, F&& done) {
+        auto callback = std::make_shared<std::decay_t<F>>(std::forward<F>(done));
+        const detail::CacheKey key = detail::prompt_cache_key(scope, prompt);
+        lookup_async_shared(tier, prompt, scope,
+                            [this, key, text = std::string(prompt), scope_name = std::string(scope), callback](LookupResult found) mutable {
+                                if (found) {
+                                    std::invoke(*callback, Flight(std::in_place_type<LookupResult>, std::move(found)));
+                                    return;
+                                }
+                                std::optional<Flight> flight;
+                                try {
+                                    flight.emplace(flight_after_miss(key, text, scope_name));
+                                } catch (...) {
+                                    // std::bad_alloc: nothing joined or started; the caller computes without a flight
+                                    flight.emplace(std::in_place_type<LookupResult>);
+                                }
+                                std::invoke(*callback, std::move(*flight));
+                            });
+    }
+
     // The semantic tier for an async lookup whose exact and shared tiers missed; `done` once, counted
     // (a miss counts in `misses`). Never throws: a failure is a miss.
     template <class F>
@@ -1160,7 +1240,7 @@ private:
     // caller computes.
     std::optional<LookupResult> cross_replica_flight(Leader& leader, const detail::CacheKey& key, std::string_view scope) {
         std::shared_ptr<Shared> tier = shared_tier();
-        if (!tier) return std::nullopt;
+        if (!tier || std::exchange(shared_down_here(), false)) return std::nullopt;
         SharedCounters& counters = shared_counters();
         const std::string hex = detail::cache_key_hex(key);
         SharedLock lock;
