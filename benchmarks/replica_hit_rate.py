@@ -172,6 +172,8 @@ def main():
     gap = one["hit_rate"] - shared4["hit_rate"]
     gap_nb = one["no_backend_rate"] - shared4["no_backend_rate"]
     print()
+    if args.quick:
+        print("(--quick: %d requests are too few to judge the goal; it checks that everything runs)" % one["requests"])
     print("goal (%d shared replicas within 2 points of 1 replica): hit rate %.1f vs %.1f (%+.1f points): %s; "
           "no backend call %.1f vs %.1f (%+.1f points): %s"
           % (args.replicas, shared4["hit_rate"], one["hit_rate"], -gap, "met" if gap <= 2 else "NOT met",
