@@ -5,10 +5,15 @@
 //     SET PX + XADD of the same bytes, one connection each, one round trip per insert;
 //   - a Redis outage: what a lookup costs when Redis is stopped (SIGSTOP: the command timeout fires)
 //     and when it is gone (killed: refused at once, then the backoff answers without I/O).
+//   - through SemanticCache with the tier attached: a shared hit (local miss -> GET -> verified,
+//     stored locally) vs RedisTier::lookup alone, and what a lookup / get_or_compute of the cache costs
+//     while Redis is stopped.
 // Interleaved rounds (ours, baseline, ...); the figure is the ratio, absolute times are context.
 // The entry is a realistic one: a 1 KiB response and a 384-dimension embedding (~2.7 KB encoded).
 // Without redis-server it says so and exits 0 (CI installs it; scripts/install_deps.sh).
+#include <llmfast/hashing_embedder.hpp>
 #include <llmfast/redis_tier.hpp>
+#include <llmfast/semantic_cache.hpp>
 
 #include "bench_common.hpp"
 
@@ -204,6 +209,94 @@ int main(int argc, char** argv) {
               llmfast::bench::Better::Lower);
     table.add("inserts/s (insert vs pipelined SET PX + XADD)", ours_rate, raw_rate, "1/s", llmfast::bench::Better::Higher);
 
+    // ---- through SemanticCache ----
+    using SharedCache = llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::WallClock,
+                                               llmfast::LruPolicy, llmfast::RedisTier>;
+    auto cache_tier = std::make_shared<llmfast::RedisTier>(llmfast::RedisTierOptions{.port = server.port, .key_prefix = "bench-cache"});
+    // The semantic tier on (dimension 384, the default of HashingEmbedder): a shared hit carries the
+    // embedding into the local index without embedding the prompt again.
+    const llmfast::SemanticCacheOptions cache_options{.semantic_tier = llmfast::SemanticTier::On};
+    SharedCache writer({}, cache_options);
+    SharedCache reader({}, cache_options);
+    writer.attach_shared(cache_tier);
+    const std::string cache_scope = entry.scope;
+    writer.insert(entry.prompt, cache_scope, entry.response);
+    const std::string cache_key = llmfast::detail::cache_key_hex(llmfast::detail::prompt_cache_key(cache_scope, entry.prompt));
+    for (int i = 0; i < 2000 && cache_tier->lookup(cache_scope, cache_key).status != llmfast::SharedStatus::Ok; ++i) {
+        std::this_thread::sleep_for(1ms);  // the write-through is asynchronous
+    }
+    // The reader (its own tier object, as another replica would have) follows the stream too; its local
+    // copy is dropped (`clear`: local only) before each timed call, so every lookup goes to Redis.
+    reader.attach_shared(std::make_shared<llmfast::RedisTier>(llmfast::RedisTierOptions{.port = server.port, .key_prefix = "bench-cache"}));
+    std::vector<double> shared_p50, shared_p99, tier_p50, tier_p99;
+    std::size_t shared_missed = 0;
+    const auto run_cache = [&] {
+        std::vector<double> t;
+        t.reserve(static_cast<std::size_t>(lookups));
+        for (int i = 0; i < lookups; ++i) {
+            reader.clear();  // local only: the next lookup must go to Redis
+            const auto start = std::chrono::steady_clock::now();
+            const llmfast::LookupResult found = reader.lookup(entry.prompt, cache_scope);
+            t.push_back(micros_since(start));
+            if (!found) ++shared_missed;
+        }
+        shared_p50.push_back(llmfast::bench::percentile(t, 50));
+        shared_p99.push_back(llmfast::bench::percentile(t, 99));
+        return 0;
+    };
+    const auto run_tier = [&] {
+        std::vector<double> t;
+        t.reserve(static_cast<std::size_t>(lookups));
+        for (int i = 0; i < lookups; ++i) {
+            reader.clear();  // the same work outside the timed part on both sides
+            const auto start = std::chrono::steady_clock::now();
+            const llmfast::SharedLookup found = cache_tier->lookup(cache_scope, cache_key);
+            t.push_back(micros_since(start));
+            if (!found.found()) ++shared_missed;
+        }
+        tier_p50.push_back(llmfast::bench::percentile(t, 50));
+        tier_p99.push_back(llmfast::bench::percentile(t, 99));
+        return 0;
+    };
+    llmfast::bench::interleave(options.rounds, run_cache, run_tier);
+    table.add("cache shared hit p50 (SemanticCache::lookup vs RedisTier::lookup)", llmfast::bench::median(shared_p50),
+              llmfast::bench::median(tier_p50), "us", llmfast::bench::Better::Lower);
+    table.add("cache shared hit p99 (SemanticCache::lookup vs RedisTier::lookup)", llmfast::bench::median(shared_p99),
+              llmfast::bench::median(tier_p99), "us", llmfast::bench::Better::Lower);
+
+    const int cache_outage_calls = options.quick ? 20 : 200;
+    ::kill(server.pid, SIGSTOP);
+    std::vector<double> cache_stopped, compute_stopped;
+    std::size_t cache_failed = 0;
+    for (int i = 0; i < cache_outage_calls; ++i) {
+        const std::string prompt = "outage prompt " + std::to_string(i);
+        auto start = std::chrono::steady_clock::now();
+        try {
+            if (reader.lookup(prompt, cache_scope)) ++cache_failed;  // nothing to find: a hit would be wrong
+        } catch (...) {
+            ++cache_failed;
+        }
+        cache_stopped.push_back(micros_since(start) / 1000.0);
+        start = std::chrono::steady_clock::now();
+        try {
+            if (reader.get_or_compute(prompt + "?", cache_scope, [] { return std::string("computed"); }).response() != "computed")
+                ++cache_failed;
+        } catch (...) {
+            ++cache_failed;
+        }
+        compute_stopped.push_back(micros_since(start) / 1000.0);
+        std::this_thread::sleep_for(1ms);
+    }
+    ::kill(server.pid, SIGCONT);
+    for (int i = 0; i < 2000 && cache_tier->lookup(cache_scope, cache_key).status == llmfast::SharedStatus::Unavailable; ++i) {
+        std::this_thread::sleep_for(1ms);  // Redis answers again (after the tier's backoff)
+    }
+    table.add_absolute("outage: SemanticCache::lookup vs stopped Redis, max", *std::max_element(cache_stopped.begin(), cache_stopped.end()), "ms");
+    table.add_absolute("outage: SemanticCache::lookup vs stopped Redis, p50", llmfast::bench::percentile(cache_stopped, 50), "ms");
+    table.add_absolute("outage: SemanticCache::get_or_compute (miss) vs stopped Redis, max",
+                       *std::max_element(compute_stopped.begin(), compute_stopped.end()), "ms");
+    const llmfast::SemanticCacheStats rs = reader.stats();
+
     // ---- outage ----
     const int outage_calls = options.quick ? 20 : 200;
     ::kill(server.pid, SIGSTOP);
@@ -235,6 +328,10 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(s.lookups), static_cast<unsigned long long>(s.hits),
                 static_cast<unsigned long long>(s.unavailable), static_cast<unsigned long long>(s.dropped_connections),
                 static_cast<unsigned long long>(s.connect_failures));
+    std::printf("through SemanticCache: shared hits %llu, unavailable %llu; lookups that missed while Redis ran %zu; "
+                "failed or wrong calls while Redis was stopped %zu\n",
+                static_cast<unsigned long long>(rs.shared_hits), static_cast<unsigned long long>(rs.shared_unavailable),
+                shared_missed, cache_failed);
     std::puts("goals: exact-hit p99 <= 1.5x raw GET (ratio >= 0.67), inserts/s >= 0.6x raw, outage <= 5 ms, 0 failed requests");
     return 0;
 }

@@ -73,14 +73,17 @@
 // scope + normalized prompt; the others wait for its result or its exception (`begin`: the others
 // get a Follower and wait without blocking). A Leader or Follower handle is used by one thread at a
 // time; the cache must outlive it. `load` and `clear`
-// are not atomic with respect to concurrent lookups (a lookup during `load` may miss).
+// are not atomic with respect to concurrent lookups (a lookup during `load` may miss). A shared tier
+// may be attached, replaced or detached at any time; its change feed's callback runs on the tier's
+// thread and takes the same locks as any caller; async completions run on the tier's workers.
 //
 // Time: the clock `C` (default: WallClock) gives wall-clock time, held in a `ClockRef<C>`; entries
 // store creation and expiry as nanoseconds since the clock's epoch, so TTLs survive save/load across a
 // restart. Tests inject `ManualClock` by reference: `SemanticCache<E, FlatIndex, ManualClock> c(clock)`.
 //
 // Errors: the constructor throws Error(InvalidArgument) for invalid options (the message names the
-// field); `insert`, `get_or_compute` and `Leader::complete` throw Error(InvalidArgument) for a zero
+// field); `attach_shared` throws Error(HandlerFailed) when the tier's change feed cannot start (nothing
+// else of a shared tier's is ever thrown: its faults are counted); `insert`, `get_or_compute` and `Leader::complete` throw Error(InvalidArgument) for a zero
 // TTL, and propagate what `fn` throws, and what the embedder throws with `EmbedderFailure::Throw` (waiters of a single flight get the same
 // exception; `Follower::try_result` / `wait` rethrow it); `Leader::complete` on an ended flight and
 // the Follower calls on a cancelled Follower throw Error(Closed); `save` throws
@@ -348,7 +351,9 @@ public:
     /// in flight). With a change feed (`shared_tier_traits<Shared>::has_change_feed`) the cache follows
     /// it from now on: other replicas' inserts (with their embeddings) enter the local exact tier and
     /// vector index, their erase / purge tombstones apply locally. Replacing or detaching a tier stops
-    /// the old feed first (waits for its thread). What is already local stays.
+    /// the old feed first (waits for its thread). What is already local stays. Throws
+    /// Error(HandlerFailed) when the tier's `follow` throws (e.g. no thread could be started): the
+    /// cache is then left without a tier.
     void attach_shared(std::shared_ptr<Shared> tier)
         requires(!std::is_same_v<Shared, NoSharedTier>)
     {
@@ -361,7 +366,19 @@ public:
         }
         old.reset();  // outside the lock: a tier's destructor may answer its queued async calls
         if constexpr (shared_tier_traits<Shared>::has_change_feed) {
-            if (tier) shared_.follow.emplace(tier->follow([this](const SharedChange& change) { apply_shared_change(change); }));
+            if (!tier) return;
+            try {
+                shared_.follow.emplace(tier->follow([this](const SharedChange& change) { apply_shared_change(change); }));
+            } catch (const std::exception& e) {
+                // Without its feed the tier would serve exact hits but never the semantic ones it
+                // promises: leave no tier attached, and say why.
+                {
+                    std::lock_guard lock(shared_.mutex);
+                    shared_.tier.reset();
+                }
+                throw Error(ErrorCode::HandlerFailed,
+                            fmt::format("SemanticCache::attach_shared: the shared tier's change feed did not start ({})", e.what()));
+            }
         }
     }
 
