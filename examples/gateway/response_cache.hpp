@@ -313,6 +313,38 @@ public:
     /// True when a cache call may wait on the network (a remote embedder, or the shared tier): cache
     /// calls must not run on an event-loop thread.
     [[nodiscard]] bool remote() const noexcept { return cache_.embedder().remote() || shared_attached(); }
+    /// The single flight across replicas, for a leader of this replica's flight (the library's
+    /// `begin` leaders do not take the shared tier's lock — only the blocking `get_or_compute` does —
+    /// so the gateway takes it here and waits without blocking a thread, server.cpp `wait_replica`):
+    /// Acquired (this replica computes; `unlock_across_replicas` when the request ends), Held
+    /// (another replica computes: poll the cache for its entry for up to `replica_wait()`, then
+    /// compute), Unavailable (no shared tier, or Redis did not answer: compute). A Redis call: only
+    /// on the cache pool (where every cache step runs with --redis).
+    [[nodiscard]] llmfast::SharedLock lock_across_replicas(const std::string& scope, std::string_view prompt) {
+#if LLMFAST_GATEWAY_REDIS
+        if (shared_) {
+            // The lock's key: any string every replica derives alike from the prompt (the scope is
+            // part of the tier's lock key already).
+            std::string key;
+            for (const unsigned char byte : sha256(prompt)) fmt::format_to(std::back_inserter(key), "{:02x}", byte);
+            return shared_->try_lock(scope, key, cache_.options().shared_lock_ttl);
+        }
+#endif
+        (void)scope;
+        (void)prompt;
+        return {};
+    }
+    void unlock_across_replicas(const llmfast::SharedLock& lock) {
+#if LLMFAST_GATEWAY_REDIS
+        if (shared_ && lock.acquired()) shared_->unlock(lock);
+#else
+        (void)lock;
+#endif
+    }
+    /// How long a request waits for another replica's answer: the lock's expiry (a replica that died
+    /// while computing holds the others up for at most this).
+    [[nodiscard]] std::chrono::milliseconds replica_wait() const noexcept { return cache_.options().shared_lock_ttl; }
+
     [[nodiscard]] bool shared_attached() const noexcept {
 #if LLMFAST_GATEWAY_REDIS
         return shared_ != nullptr;
@@ -457,6 +489,8 @@ private:
         line("llmfast_redis_dropped_connections_total", "counter", "Connections dropped after an I/O error or a timeout.", r.dropped_connections);
         line("llmfast_redis_reconnects_total", "counter", "Connections opened after a failure (Redis back).", r.reconnects);
         line("llmfast_redis_async_rejected_total", "counter", "Asynchronous Redis calls answered Unavailable because the tier's queue was full.", r.async_rejected);
+        line("llmfast_redis_locks_acquired_total", "counter", "Cross-replica locks taken: this replica computed the answer.", r.locks_acquired);
+        line("llmfast_redis_locks_held_total", "counter", "Cross-replica locks found held: another replica was computing the answer.", r.locks_held);
         line("llmfast_redis_stream_records_total", "counter", "Change-stream records the change feed delivered.", r.stream_records);
         line("llmfast_redis_gaps_total", "counter", "The change feed's position was trimmed from a stream (a gap; entries rebuilt).", r.gaps);
         line("llmfast_redis_resets_total", "counter", "The change feed found a stream younger than its position (Redis lost its data).", r.resets);

@@ -1139,12 +1139,34 @@ def test_redis():
             p2, f2, u2, d2 = content_chunks(raw2)
             check(kind == "exact" and p1 == p2 and len(p2) == 9 and u1 == u2 and d2, "streamed on B: %s %s vs %s" % (kind, p2, p1))
 
+            # the same request on A and B at once: computed once (B waits for A's answer: coalesced)
+            body = json.dumps({"model": "llmfast-sim", "temperature": 0, "max_tokens": 600, "stream": True,
+                               "messages": [{"role": "user", "content": "computed once across replicas"}]}).encode()
+            s = socket.create_connection(("127.0.0.1", a.port), timeout=20)
+            try:
+                s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+                got = b""
+                while got.count(b"content") < 3:  # A is answering (and holds the lock)
+                    part = s.recv(65536)
+                    check(part, "A's stream ended early")
+                    got += part
+                kind, raw_b = ask(b, "computed once across replicas", max_tokens=600, stream=True)
+                while part:
+                    part = s.recv(65536)
+                    got += part
+            finally:
+                s.close()
+            check(b"x-llmfast-cache: miss" in got.lower() and kind == "coalesced", "A: %s, B: %s" % (got[:200], kind))
+            check(len(content_chunks(raw_b)[0]) == 600, "B replays A's 600 chunks")
+            check(total(b, "llmfast_redis_locks_held_total") >= 1 and total(a, "llmfast_redis_locks_acquired_total") >= 1, "the lock")
+
             # semantic: B's local index follows A's inserts (embeddings travel with the entries)
             check(ask(a, "how do I reset my password?")[0] == "miss", "new on A")
             deadline = time.monotonic() + 10
-            while from_b() < before + 3 and time.monotonic() < deadline:  # B has A's three entries (a GET hit or the feed)
+            while from_b() < before + 4 and time.monotonic() < deadline:  # B has A's four entries (a GET hit or the feed)
                 time.sleep(0.01)
-            check(from_b() >= before + 3, "B has A's three inserts")
+            check(from_b() >= before + 4, "B has A's four inserts")
             check(ask(b, "how do I reset my password??")[0] == "semantic", "a paraphrase on B is a semantic hit on A's entry")
 
             # a purge on A reaches B (a tombstone on the stream); it runs on A's cache pool
