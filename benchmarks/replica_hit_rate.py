@@ -44,6 +44,7 @@ ap.add_argument("--build", default=os.path.join(ROOT, "build", "default"), help=
 ap.add_argument("--quick", action="store_true", help="the demo's --quick sequence: 40 requests, 8 clients")
 ap.add_argument("--time-scale", type=float, default=100.0, help="simulated time runs F times faster [100]")
 ap.add_argument("--replicas", type=int, default=4)
+ap.add_argument("--redis-timeout-ms", type=int, help="the gateways' --redis-timeout-ms (default: theirs, 4 ms)")
 ap.add_argument("--json", help="also write the results here")
 ap.add_argument("demo_args", nargs="*", help="more llmfast-demo options (after --)")
 args = ap.parse_args()
@@ -78,6 +79,8 @@ def run(workload, tmp, replicas, redis, prefix):
     flags = [config_path if a == workload["config_placeholder"] else a for a in workload["flags"]]
     if redis is not None:
         flags += ["--redis", redis.url, "--redis-prefix", prefix]
+        if args.redis_timeout_ms:
+            flags += ["--redis-timeout-ms", str(args.redis_timeout_ms)]
     requests = workload["requests"]
     records = [None] * len(requests)
     with contextlib.ExitStack() as stack:
