@@ -322,7 +322,9 @@ public:
     /// on the cache pool (where every cache step runs with --redis).
     [[nodiscard]] llmfast::SharedLock lock_across_replicas(const std::string& scope, std::string_view prompt) {
 #if LLMFAST_GATEWAY_REDIS
-        if (shared_) {
+        // Redis just failed (this request's lookup most likely found it so): do not spend a second
+        // timeout on the lock — a Redis outage adds one bound to a miss, not two.
+        if (shared_ && shared_->stats().connected) {
             // The lock's key: any string every replica derives alike from the prompt (the scope is
             // part of the tier's lock key already).
             std::string key;
