@@ -15,6 +15,8 @@
 #include <cstdlib>
 #include <future>
 #include <memory>
+#include <span>
+#include <string_view>
 #include <string>
 #include <thread>
 #include <vector>
@@ -87,6 +89,18 @@ struct AsyncTier : PlainTier {
 static_assert(!llmfast::shared_tier_traits<PlainTier>::has_change_feed);
 static_assert(llmfast::shared_tier_traits<llmfast::RedisTier>::has_change_feed);
 static_assert(llmfast::shared_tier_traits<llmfast::RedisTier>::has_lock);
+
+// HashingEmbedder that counts its calls (shared by copies): shows whether a replica embedded a prompt.
+struct CountingEmbedder {
+    llmfast::HashingEmbedder inner{};
+    std::shared_ptr<std::atomic<int>> calls = std::make_shared<std::atomic<int>>(0);
+    [[nodiscard]] std::size_t dimension() const noexcept { return inner.dimension(); }
+    [[nodiscard]] std::string identity() const { return inner.identity(); }
+    void embed(std::string_view text, std::span<float> out) const {
+        calls->fetch_add(1);
+        inner.embed(text, out);
+    }
+};
 
 // The second process of the two-process test: this binary, re-executed with
 // LLMFAST_SHARED_CACHE_CHILD_PORT set, runs its own cache on the same Redis before Catch's main:
@@ -311,6 +325,12 @@ TEST_CASE("shared cache: Redis killed mid-run: nothing throws, every call answer
         return b->lookup("after", "scope-a").response() == "back";
     }));
     CHECK(b->lookup("before", "scope-a"));  // kept locally through the restart
+    // B's feed noticed that Redis lost its content (the stream it had read is gone) and went on.
+    CHECK(eventually([&] { return b->stats().shared_resets >= 1; }));
+    CHECK(eventually([&] {
+        a->insert("after the reset", "scope-a", "fed");
+        return b->stats().shared_applied >= 2;  // "before" and at least one record since the restart
+    }));
 }
 
 TEST_CASE("shared cache: a corrupt or forged value is a counted miss, never served") {
@@ -557,4 +577,80 @@ TEST_CASE("shared cache: destroying the cache that last owns the tier answers ev
     // The tier's destructor ran inside the cache's: queued calls were answered (Unavailable, then the
     // local semantic tier) while the cache's members were still alive.
     CHECK(answered.load() == 201);
+}
+
+TEST_CASE("shared cache: embeddings travel with the entries; another embedder embeds locally") {
+    RedisServer server;
+    using CountingCache = llmfast::SemanticCache<CountingEmbedder, llmfast::FlatIndex, llmfast::WallClock, llmfast::LruPolicy,
+                                                 llmfast::RedisTier>;
+    CountingEmbedder same_a, same_b;
+    CountingEmbedder other{llmfast::HashingEmbedder({.seed = 7}), std::make_shared<std::atomic<int>>(0)};
+    REQUIRE(other.identity() != same_a.identity());
+    CountingCache a(same_a, semantic_options());
+    CountingCache b(same_b, semantic_options());
+    CountingCache c(other, semantic_options());
+    a.attach_shared(make_tier(server.port()));
+    b.attach_shared(make_tier(server.port()));
+    c.attach_shared(make_tier(server.port()));
+    a.insert(k_prompt, "scope-a", "ML");
+    a.insert("something else entirely", "scope-a", "other");
+    REQUIRE(eventually([&] { return b.stats().shared_applied >= 2 && c.stats().shared_applied >= 2; }));
+    CHECK(same_a.calls->load() == 2);  // A embedded its own two inserts
+    CHECK(same_b.calls->load() == 0);  // B indexed A's vectors as they came
+    CHECK(other.calls->load() == 2);   // C's embedder is another model: it embedded both prompts itself
+    const llmfast::LookupResult similar = b.lookup(k_paraphrase, "scope-a");
+    CHECK(similar.match == MatchKind::Semantic);
+    CHECK(same_b.calls->load() == 1);  // the query only
+    CHECK(c.lookup(k_paraphrase, "scope-a").hit());
+}
+
+TEST_CASE("shared cache: a replica whose stream position was trimmed counts the gap and rebuilds") {
+    RedisServer server;
+    llmfast::RedisTierOptions o = tier_options(server.port());
+    o.stream_buckets = 1;
+    o.stream_max_len = 10;  // MAXLEN ~ trims whole stream nodes (100 records by default)
+    o.follow_batch = 10;
+    auto a = std::make_unique<Cache>(llmfast::HashingEmbedder{}, semantic_options());
+    a->attach_shared(std::make_shared<llmfast::RedisTier>(o));
+    a->insert(k_prompt, "scope-a", "ML");
+    for (int i = 0; i < 499; ++i) a->insert("filler " + std::to_string(i), "scope-a", "f");
+    REQUIRE(eventually([&] { return a->stats().shared_writes >= 500; }));
+    Cache b({}, semantic_options());
+    b.attach_shared(std::make_shared<llmfast::RedisTier>(o));
+    REQUIRE(eventually([&] { return b.size() == 500; }));
+    CHECK(b.stats().shared_gaps == 1);
+    CHECK(b.stats().shared_applied == 500);
+    CHECK(b.lookup(k_paraphrase, "scope-a").match == MatchKind::Semantic);  // the rebuild carried the vectors
+}
+
+TEST_CASE("shared cache: lookups, inserts and the feed at once on two replicas") {
+    RedisServer server;
+    auto a = make_cache(server.port());
+    auto b = make_cache(server.port());
+    std::atomic<bool> stop{false};
+    std::atomic<int> served_wrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+        Cache& cache = t == 0 ? *a : *b;
+        threads.emplace_back([&cache] {
+            for (int i = 0; i < 300; ++i) cache.insert("prompt " + std::to_string(i % 50), "s", "answer " + std::to_string(i % 50));
+        });
+        threads.emplace_back([&cache, &stop, &served_wrong] {
+            while (!stop.load()) {
+                for (int i = 0; i < 50; ++i) {
+                    const llmfast::LookupResult r = cache.lookup("prompt " + std::to_string(i), "s");
+                    if (r.match == MatchKind::Exact && r.response() != "answer " + std::to_string(i)) served_wrong.fetch_add(1);
+                }
+                (void)cache.erase("prompt 7", "s");
+            }
+        });
+    }
+    threads[0].join();
+    threads[2].join();
+    stop = true;
+    threads[1].join();
+    threads[3].join();
+    CHECK(served_wrong.load() == 0);
+    CHECK(a->stats().shared_corrupt == 0);
+    CHECK(b->stats().shared_corrupt == 0);
 }
