@@ -323,8 +323,10 @@ public:
     [[nodiscard]] llmfast::SharedLock lock_across_replicas(const std::string& scope, std::string_view prompt) {
 #if LLMFAST_GATEWAY_REDIS
         // Redis just failed (this request's lookup most likely found it so): do not spend a second
-        // timeout on the lock — a Redis outage adds one bound to a miss, not two.
-        if (shared_ && shared_->stats().connected) {
+        // timeout on the lock — a Redis outage adds one bound to a miss, not two. With a remote
+        // embedder no lock either: each poll of the wait is a lookup, which would embed the prompt
+        // over the network every time.
+        if (shared_ && shared_->stats().connected && !cache_.embedder().remote()) {
             // The lock's key: any string every replica derives alike from the prompt (the scope is
             // part of the tier's lock key already).
             std::string key;
