@@ -125,6 +125,7 @@ struct Options {
     bool progress = true;
     bool quick = false;
     std::string gateway_path;  // --through-gateway: the llmfast-gateway binary ("" = in process)
+    std::string dump_gateway_path;  // --dump-gateway-workload: write the requests + gateway settings, run nothing
 };
 
 struct OptionSpec {
@@ -222,6 +223,11 @@ std::vector<OptionSpec> option_specs(Options& o) {
          "free 127.0.0.1 port, its simulated backend on the same latency model) and print the table as its clients "
          "measured it (scripts/demo.sh --gateway)",
          [&o](std::string_view v) { o.gateway_path = std::string(v); }},
+        {"--dump-gateway-workload", "PATH",
+         "write the gateway runs' request sequence (each request's kind, HTTP body and expected answer) and the "
+         "semantic-cache run's gateway flags and config file as JSON to PATH, and run nothing (other drivers, "
+         "e.g. benchmarks/replica_hit_rate.py, replay it)",
+         [&o](std::string_view v) { o.dump_gateway_path = std::string(v); }},
         {"--json", "PATH", "also write the results as JSON to PATH", [&o](std::string_view v) { o.json_path = std::string(v); }},
         {"--quick", "", "tiny run for tests: 40 requests, 8 clients, outputs x0.25",
          [&o](std::string_view) {
@@ -1709,7 +1715,7 @@ void gateway_send(HttpConnection& connection, const Prompt& prompt, bool stream,
 // simulated GPU (the gateway's continuous engine: with --sim-max-batch 1 it serves one request at a
 // time, as the demo's plain run does), and its response cache, prompt compression and batching
 // switched on only where the row says.
-std::vector<std::string> gateway_flags(const Options& o, const GatewayRow& row, const std::string& config_path) {
+Json gateway_config(const Options& o, const GatewayRow& row) {
     const std::string model(cache_scope.substr(0, cache_scope.find('|')));
     Json config = {{"simulated", {{"overhead_ms", o.overhead_ms}, {"prefill_ms_per_token", o.prefill_ms_per_token},
                                   {"decode_ms_per_token", o.decode_ms_per_token}, {"batch_item_ms", o.batch_item_ms},
@@ -1718,6 +1724,11 @@ std::vector<std::string> gateway_flags(const Options& o, const GatewayRow& row, 
                               {"similarity_threshold", make_cache(o, false)->options().similarity_threshold}}}};
     config["models"][model] = {{"backend", "simulated"}};
     if (row.compression) config["models"][model]["compression"] = {{"builtin", {"english", "chinese"}}};
+    return config;
+}
+
+std::vector<std::string> gateway_flags(const Options& o, const GatewayRow& row, const std::string& config_path) {
+    const Json config = gateway_config(o, row);
     {
         std::ofstream file(config_path);
         file << config.dump(2) << "\n";
@@ -1838,6 +1849,31 @@ Json gateway_summary_json(const GatewaySummary& s, const GatewayRun& r) {
     if (!first_error.empty()) j["first_error"] = first_error;
     j["real_seconds"] = r.real_seconds;
     return j;
+}
+
+// --dump-gateway-workload: what the semantic-cache run sends and how its gateway is configured, for
+// drivers that replay it another way (several replicas: benchmarks/replica_hit_rate.py).
+void dump_gateway_workload(const Options& o, const Demo& demo) {
+    const GatewayRow row{.key = "cache", .name = "semantic cache", .cache = true};
+    const std::string placeholder = "@CONFIG@";
+    Json out = {{"config", gateway_config(o, row)}, {"flags", Json::array()}, {"config_placeholder", placeholder},
+                {"clients", o.clients}, {"time_scale", o.time_scale}, {"requests", Json::array()}};
+    const std::string config_path =
+        (std::filesystem::temp_directory_path() / fmt::format("llmfast-demo-dump-{}.json", ::getpid())).string();
+    for (const std::string& flag : gateway_flags(o, row, config_path)) out["flags"].push_back(flag == config_path ? placeholder : flag);
+    std::error_code ignored;
+    std::filesystem::remove(config_path, ignored);
+    for (const Request& r : demo.sequence()) {
+        const Prompt& prompt = demo.pool()[r.prompt];
+        std::string expected;
+        for (const auto& piece : examples::simulated_answer(prompt.output_tokens, examples::asks_in_chinese(prompt.text)))
+            expected += piece;
+        out["requests"].push_back({{"kind", std::string(kind_name(r.kind))}, {"prompt", r.prompt},
+                                   {"body", gateway_request_body(prompt, false)}, {"expected", expected}});
+    }
+    std::ofstream file(o.dump_gateway_path);
+    file << out.dump(1) << "\n";
+    if (!file) throw llmfast::Error(llmfast::ErrorCode::IoError, fmt::format("cannot write '{}'", o.dump_gateway_path));
 }
 
 // The gateway table: the demo's rows that a client of the gateway can see. The in-process demo's
@@ -1971,6 +2007,15 @@ int main(int argc, char** argv) {
                            {"requests", demo.sequence().size()},
                            {"new", kinds[0]}, {"repeat", kinds[1]}, {"paraphrase", kinds[2]}};
 
+        if (!o.dump_gateway_path.empty()) {
+#if defined(__unix__)
+            dump_gateway_workload(o, demo);
+            fmt::print("gateway workload written to {}\n", o.dump_gateway_path);
+            return 0;
+#else
+            throw llmfast::Error(llmfast::ErrorCode::InvalidArgument, "--dump-gateway-workload needs a POSIX system");
+#endif
+        }
         if (!o.gateway_path.empty()) {
 #if defined(__unix__)
             const int code = run_through_gateway(o, demo, out);

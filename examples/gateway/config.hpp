@@ -141,6 +141,15 @@ struct CacheConfig {
     std::string embeddings_model;        ///< with embeddings_url (required)
     std::size_t embeddings_dimension = 0;  ///< with embeddings_url (required, > 0)
     std::string embeddings_api_key;      ///< from --embeddings-key-file or $LLMFAST_EMBEDDINGS_API_KEY ("" = none)
+    /// The shared tier (llmfast::RedisTier): "" = none; else redis://[[user]:password@]host[:port][/db].
+    /// Replicas on the same Redis and prefix share their answers; cache steps then run on the cache
+    /// pool (a Redis round trip never waits on an event-loop thread).
+    std::string redis_url;
+    std::string redis_prefix = "llmfast";   ///< every key starts with it (one Redis, several deployments)
+    std::chrono::milliseconds redis_timeout{4};  ///< the tier's bound on each Redis call (connect, reply)
+    /// From --redis-password-file or $LLMFAST_REDIS_PASSWORD: already spliced into redis_url by the
+    /// parser; kept to mask it in error messages ("" = none, or the URL's own).
+    std::string redis_password;
 };
 
 struct ApiKey {

@@ -76,6 +76,13 @@ Flags:
   --embeddings-model NAME  the model of --embeddings-url (required with it)
   --embeddings-dimension N its vectors' width (required with it)
   --embeddings-key-file FILE  the API key for --embeddings-url
+  --redis URL              share the response cache with every replica on this Redis (llmfast::RedisTier):
+                           redis://[[user]:password@]host[:port][/db]; needs the cache (an error with
+                           --no-cache). Redis down or slow: the cache works locally, no request fails
+  --redis-prefix P         the key prefix of this deployment on that Redis (no braces) [llmfast]
+  --redis-timeout-ms N     the bound on each Redis call (connect, every reply) [4]
+  --redis-password-file FILE  the Redis password (AUTH), so it is not in the URL (visible in ps);
+                           also $LLMFAST_REDIS_PASSWORD. An ACL user goes in the URL: redis://user:@host
   --admin-key-file FILE    the admin key (POST /admin/cache/purge); also $LLMFAST_ADMIN_KEY. None: 403
 Request headers: x-llmfast-priority (0..max_priority, higher first), x-llmfast-deadline-ms, x-request-id,
   Cache-Control: no-cache (skip the cache lookup) / no-store (do not store the answer).
@@ -496,6 +503,42 @@ void load_config_text(std::string_view text, const std::string& path, Config& co
     }
 }
 
+namespace {
+
+// --redis and its companions, after every flag was read. The URL itself is checked by the tier when
+// the server starts (one URL parser: llmfast::RedisTier's); here: what the flags say together.
+void apply_redis_flags(CacheConfig& cache, std::string password) {
+    if (cache.redis_url.empty()) {
+        if (!password.empty()) throw ConfigError("--redis-password-file / $LLMFAST_REDIS_PASSWORD: needs --redis URL");
+        return;
+    }
+    // Without the cache there is nothing to share: an error, not a silently ignored flag.
+    if (!cache.enabled) throw ConfigError("--redis: the response cache is off (--no-cache or cache.enabled: false); the shared tier needs it");
+    if (cache.redis_prefix.empty() || cache.redis_prefix.find_first_of("{}") != std::string::npos)
+        throw ConfigError("--redis-prefix: must be non-empty and without braces (they delimit Redis Cluster hash tags)");
+    constexpr std::string_view scheme = "redis://";
+    if (!cache.redis_url.starts_with(scheme))
+        throw ConfigError("--redis: the URL must start with redis:// (hiredis 0.14 has no TLS for rediss://)");
+    const std::string rest = cache.redis_url.substr(scheme.size());
+    const std::size_t at = rest.rfind('@');
+    const std::string credentials = at == std::string::npos ? std::string() : rest.substr(0, at);
+    const std::size_t colon = credentials.find(':');
+    // redis://secret@host and redis://user:secret@host carry a password; redis://user:@host only a user
+    const bool url_has_password = at != std::string::npos && (colon == std::string::npos || colon + 1 < credentials.size());
+    if (password.empty()) {
+        if (url_has_password)
+            std::fputs("llmfast-gateway: warning: --redis carries a password, visible in ps; use --redis-password-file\n", stderr);
+        return;
+    }
+    if (url_has_password) throw ConfigError("--redis-password-file: the --redis URL has a password already; give it once");
+    if (password.find_first_of("\r\n") != std::string::npos) throw ConfigError("--redis-password-file: the password must be one line");
+    const std::string user = at == std::string::npos ? std::string() : credentials.substr(0, colon);
+    cache.redis_url = std::string(scheme) + user + ":" + password + "@" + (at == std::string::npos ? rest : rest.substr(at + 1));
+    cache.redis_password = std::move(password);  // for masking it in error messages
+}
+
+}  // namespace
+
 Config parse_command_line(int argc, char** argv) {
     Config config;
     std::string upstream_ca;
@@ -503,6 +546,7 @@ Config parse_command_line(int argc, char** argv) {
     std::vector<std::string> upstream_urls;
     bool sim_models_given = false;
     std::string admin_key;
+    std::string redis_password;
     const auto trim_key = [](std::string_view text, const std::string& where) {
         while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
         while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) text.remove_prefix(1);
@@ -568,6 +612,10 @@ Config parse_command_line(int argc, char** argv) {
         else if (flag == "--embeddings-key-file") config.cache.embeddings_api_key = trim(read_file(value(), flag));
         else if (flag == "--embeddings-key")
             throw ConfigError(flag + ": keys never go on the command line (visible in ps); use --embeddings-key-file or $LLMFAST_EMBEDDINGS_API_KEY");
+        else if (flag == "--redis") config.cache.redis_url = value();
+        else if (flag == "--redis-prefix") config.cache.redis_prefix = value();
+        else if (flag == "--redis-timeout-ms") config.cache.redis_timeout = std::chrono::milliseconds(parse_uint(value(), flag, 1, 10000));
+        else if (flag == "--redis-password-file") redis_password = trim(read_file(value(), flag));
         else if (flag == "--admin-key-file") admin_key = trim_key(read_file(value(), flag), flag);
         else if (flag == "--admin-key") throw ConfigError(flag + ": keys never go on the command line (visible in ps); use --admin-key-file or $LLMFAST_ADMIN_KEY");
         else if (flag == "--sim-max-batch") config.batching.max_batch_size = parse_uint(value(), flag, 1, 1024);
@@ -597,6 +645,9 @@ Config parse_command_line(int argc, char** argv) {
             if (const char* key = std::getenv("LLMFAST_EMBEDDINGS_API_KEY"); key != nullptr && *key != '\0')
                 config.cache.embeddings_api_key = trim(key);
     }
+    if (redis_password.empty())
+        if (const char* password = std::getenv("LLMFAST_REDIS_PASSWORD"); password != nullptr && *password != '\0') redis_password = trim(password);
+    apply_redis_flags(config.cache, std::move(redis_password));
     if (config.threads == 0) config.threads = std::max(1U, std::thread::hardware_concurrency());
     config.batching.enabled = config.batching.mode != BatchingMode::off;
     return config;

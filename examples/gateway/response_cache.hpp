@@ -19,6 +19,14 @@
 // (GatewayEmbedder below); then `remote()` is true and server.cpp runs every cache step on its cache
 // pool, never on an event-loop thread.
 //
+// Shared tier (--redis URL, built with hiredis: LLMFAST_GATEWAY_REDIS): an llmfast::RedisTier attached
+// to the cache, so replicas on one Redis (and one --redis-prefix) share their answers: a local miss
+// asks Redis (one GET, bounded by --redis-timeout-ms), every stored answer is written through, and
+// each replica's local semantic index follows the others' inserts on Redis's stream. A Redis call is
+// network I/O, so `remote()` is true then too (the same cache-pool path as --embeddings-url). Redis
+// down, slow or restarting never fails a request: the tier answers Unavailable within its bound and
+// the cache goes on locally (counted; /metrics shows it).
+//
 // Thread-safety: ResponseCache may be used from any thread (SemanticCache is thread-safe; the scope
 // registry has a mutex). ResponseCapture and wait_ready belong to one request on its strand.
 #pragma once
@@ -32,6 +40,9 @@
 #if LLMFAST_GATEWAY_HTTP_EMBEDDER
 #include <llmfast/curl_transport.hpp>
 #include <llmfast/openai_embedder.hpp>
+#endif
+#if LLMFAST_GATEWAY_REDIS
+#include <llmfast/redis_tier.hpp>
 #endif
 #include <llmfast/sse.hpp>
 
@@ -276,7 +287,12 @@ private:
 /// The gateway's cache: the SemanticCache plus which scopes belong to which model (for purges).
 class ResponseCache {
 public:
+#if LLMFAST_GATEWAY_REDIS
+    using Shared = llmfast::RedisTier;
+    using Cache = llmfast::SemanticCache<GatewayEmbedder, llmfast::FlatIndex, llmfast::WallClock, llmfast::LruPolicy, Shared>;
+#else
     using Cache = llmfast::SemanticCache<GatewayEmbedder>;
+#endif
 
     explicit ResponseCache(const Config& config)
         : config_(config.cache),
@@ -290,10 +306,56 @@ public:
                                                // a dead embedding server is a miss, never a failed request
                                                .embedder_failure = llmfast::EmbedderFailure::Miss,
                                                .snapshot_vectors = config.cache.embeddings_url.empty() ? llmfast::SnapshotVectors::Off
-                                                                                                         : llmfast::SnapshotVectors::On}) {}
+                                                                                                         : llmfast::SnapshotVectors::On}) {
+        if (!config.cache.redis_url.empty()) attach_redis(config.cache);
+    }
 
-    /// True when the embedder is behind the network: cache calls must not run on an event-loop thread.
-    [[nodiscard]] bool remote() const noexcept { return cache_.embedder().remote(); }
+    /// True when a cache call may wait on the network (a remote embedder, or the shared tier): cache
+    /// calls must not run on an event-loop thread.
+    [[nodiscard]] bool remote() const noexcept { return cache_.embedder().remote() || shared_attached(); }
+    /// The single flight across replicas, for a leader of this replica's flight (the library's
+    /// `begin` leaders do not take the shared tier's lock — only the blocking `get_or_compute` does —
+    /// so the gateway takes it here and waits without blocking a thread, server.cpp `wait_replica`):
+    /// Acquired (this replica computes; `unlock_across_replicas` when the request ends), Held
+    /// (another replica computes: poll the cache for its entry for up to `replica_wait()`, then
+    /// compute), Unavailable (no shared tier, or Redis did not answer: compute). A Redis call: only
+    /// on the cache pool (where every cache step runs with --redis).
+    [[nodiscard]] llmfast::SharedLock lock_across_replicas(const std::string& scope, std::string_view prompt) {
+#if LLMFAST_GATEWAY_REDIS
+        // Redis just failed (this request's lookup most likely found it so): do not spend a second
+        // timeout on the lock — a Redis outage adds one bound to a miss, not two. With a remote
+        // embedder no lock either: each poll of the wait is a lookup, which would embed the prompt
+        // over the network every time.
+        if (shared_ && shared_->stats().connected && !cache_.embedder().remote()) {
+            // The lock's key: any string every replica derives alike from the prompt (the scope is
+            // part of the tier's lock key already).
+            std::string key;
+            for (const unsigned char byte : sha256(prompt)) fmt::format_to(std::back_inserter(key), "{:02x}", byte);
+            return shared_->try_lock(scope, key, cache_.options().shared_lock_ttl);
+        }
+#endif
+        (void)scope;
+        (void)prompt;
+        return {};
+    }
+    void unlock_across_replicas(const llmfast::SharedLock& lock) {
+#if LLMFAST_GATEWAY_REDIS
+        if (shared_ && lock.acquired()) shared_->unlock(lock);
+#else
+        (void)lock;
+#endif
+    }
+    /// How long a request waits for another replica's answer: the lock's expiry (a replica that died
+    /// while computing holds the others up for at most this).
+    [[nodiscard]] std::chrono::milliseconds replica_wait() const noexcept { return cache_.options().shared_lock_ttl; }
+
+    [[nodiscard]] bool shared_attached() const noexcept {
+#if LLMFAST_GATEWAY_REDIS
+        return shared_ != nullptr;
+#else
+        return false;
+#endif
+    }
 
     [[nodiscard]] bool enabled() const noexcept { return config_.enabled; }
     /// Whether `request` may be cached at all (enabled, deterministic unless configured otherwise, n == 1).
@@ -321,10 +383,22 @@ public:
     }
 
     /// Removes the entries of `model` (and `tenant`, when given), or everything when `model` is
-    /// empty and `tenant` is empty. Returns how many entries went.
+    /// empty and `tenant` is empty. Returns how many entries went (here). With the shared tier each
+    /// purged scope is purged on Redis too (a tombstone every replica applies); "everything" then
+    /// purges every scope this replica stored or served, and clears the rest locally. Blocking (the
+    /// shared tier's purge scans Redis): server.cpp calls it on the cache pool when remote().
     std::size_t purge(const std::string& model, const std::string& tenant) {
         if (model.empty() && tenant.empty()) {
             const std::size_t before = cache_.stats().entries;
+            if (shared_attached()) {
+                std::vector<std::string> all;
+                {
+                    std::lock_guard lock(mutex_);
+                    for (const auto& [model_name, set] : scopes_)
+                        for (const auto& tenant_scope : set) all.push_back(tenant_scope.second);
+                }
+                for (const std::string& scope : all) cache_.erase_scope(scope);
+            }
             cache_.clear();
             std::lock_guard lock(mutex_);
             scopes_.clear();
@@ -365,9 +439,73 @@ public:
         out += "# HELP llmfast_cache_embedder_failures_total Embedder calls that failed (counted as cache misses).\n"
                "# TYPE llmfast_cache_embedder_failures_total counter\n";
         out += fmt::format("llmfast_cache_embedder_failures_total {}\n", stats.embedder_failures);
+#if LLMFAST_GATEWAY_REDIS
+        if (shared_) render_shared(out, stats, shared_->stats());
+#endif
     }
 
 private:
+#if LLMFAST_GATEWAY_REDIS
+    void attach_redis(const CacheConfig& c) {
+        try {
+            shared_ = std::make_shared<Shared>(llmfast::RedisTierOptions{
+                .url = c.redis_url, .key_prefix = c.redis_prefix,
+                .connect_timeout = std::chrono::duration_cast<std::chrono::microseconds>(c.redis_timeout),
+                .command_timeout = std::chrono::duration_cast<std::chrono::microseconds>(c.redis_timeout)});
+        } catch (const llmfast::Error& e) {
+            // The tier's message repeats the URL: never print a password that came from a file.
+            std::string what = e.what();
+            if (!c.redis_password.empty())
+                for (std::size_t at = what.find(c.redis_password); at != std::string::npos; at = what.find(c.redis_password, at))
+                    what.replace(at, c.redis_password.size(), "***");
+            throw ConfigError("--redis: " + what);
+        }
+        // One bounded call now: says at start-up whether Redis answers (the gateway starts either way
+        // and goes on locally until Redis is reachable; a down Redis is never a failed request).
+        const llmfast::SharedLookup probe = shared_->lookup("llmfast-gateway:probe", "0");
+        if (probe.status == llmfast::SharedStatus::Unavailable)
+            std::fputs("llmfast-gateway: warning: --redis: Redis does not answer now; the cache works locally until it does\n", stderr);
+        cache_.attach_shared(shared_);
+    }
+
+    // Prometheus lines of the shared tier: the cache's view (SemanticCacheStats::shared_*) and the
+    // tier's own (RedisTierStats): llmfast_cache_shared_* and llmfast_redis_*.
+    static void render_shared(std::string& out, const llmfast::SemanticCacheStats& c, const llmfast::RedisTierStats& r) {
+        const auto line = [&out](std::string_view name, std::string_view type, std::string_view help, auto value) {
+            out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
+        };
+        line("llmfast_cache_shared_hits_total", "counter", "Local cache misses answered by the shared tier (also counted as exact hits).", c.shared_hits);
+        line("llmfast_cache_shared_misses_total", "counter", "Local cache misses the shared tier did not have either.", c.shared_misses);
+        line("llmfast_cache_shared_unavailable_total", "counter",
+             "Shared-tier lookups that got no answer within the bound (Redis down, slow, restarting): the cache went on locally.", c.shared_unavailable);
+        line("llmfast_cache_shared_corrupt_total", "counter", "Shared-tier entries rejected (prompt does not hash to its key, or not this embedder): misses, never served.", c.shared_corrupt);
+        line("llmfast_cache_shared_writes_total", "counter", "Write-throughs (inserts, erases, scope purges) the shared tier applied.", c.shared_writes);
+        line("llmfast_cache_shared_write_failures_total", "counter", "Write-throughs the shared tier did not apply (never a failed request).", c.shared_write_failures);
+        line("llmfast_cache_shared_applied_total", "counter", "Other replicas' inserts stored locally from the change feed.", c.shared_applied);
+        line("llmfast_cache_shared_tombstones_applied_total", "counter", "Other replicas' erases and purges applied from the change feed.", c.shared_tombstones_applied);
+        line("llmfast_cache_shared_gaps_total", "counter", "The change feed lost its place (trimmed stream): live entries were replayed.", c.shared_gaps);
+        line("llmfast_cache_shared_resets_total", "counter", "The change feed found Redis emptied (a restart without persistence): local entries kept.", c.shared_resets);
+        line("llmfast_redis_connected", "gauge", "1 when the last Redis call of the request path reached Redis, 0 while it fails or backs off.", r.connected ? 1 : 0);
+        line("llmfast_redis_unavailable_total", "counter", "Redis calls answered Unavailable (down, slow, backing off, pool exhausted).", r.unavailable);
+        line("llmfast_redis_corrupt_values_total", "counter", "Redis values that did not decode or were of another scope/key: misses, never served.", r.corrupt_values);
+        line("llmfast_redis_connects_total", "counter", "Connections opened to Redis (request pool and change feed).", r.connects);
+        line("llmfast_redis_connect_failures_total", "counter", "Connection attempts to Redis that failed.", r.connect_failures);
+        line("llmfast_redis_dropped_connections_total", "counter", "Connections dropped after an I/O error or a timeout.", r.dropped_connections);
+        line("llmfast_redis_reconnects_total", "counter", "Connections opened after a failure (Redis back).", r.reconnects);
+        line("llmfast_redis_async_rejected_total", "counter", "Asynchronous Redis calls answered Unavailable because the tier's queue was full.", r.async_rejected);
+        line("llmfast_redis_locks_acquired_total", "counter", "Cross-replica locks taken: this replica computed the answer.", r.locks_acquired);
+        line("llmfast_redis_locks_held_total", "counter", "Cross-replica locks found held: another replica was computing the answer.", r.locks_held);
+        line("llmfast_redis_stream_records_total", "counter", "Change-stream records the change feed delivered.", r.stream_records);
+        line("llmfast_redis_gaps_total", "counter", "The change feed's position was trimmed from a stream (a gap; entries rebuilt).", r.gaps);
+        line("llmfast_redis_resets_total", "counter", "The change feed found a stream younger than its position (Redis lost its data).", r.resets);
+    }
+
+    std::shared_ptr<Shared> shared_;  // also attached to cache_ (which keeps it alive while it uses it)
+#else
+    [[noreturn]] static void attach_redis(const CacheConfig&) {
+        throw ConfigError("--redis: this llmfast-gateway was built without hiredis (the llmfast::redis component: libhiredis-dev)");
+    }
+#endif
     CacheConfig config_;
     Cache cache_;
     std::mutex mutex_;

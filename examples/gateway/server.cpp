@@ -96,8 +96,9 @@ struct Server {
         : config(std::move(c)), upstream(config, metrics), embedder(llmfast::HashingEmbedderOptions{.dimension = config.embedding_dimension}),
           access_log(config.access_log), pipeline(config), admission(config.admission, config.tenants), cache(config) {
         if (config.batching.enabled) sim_batcher = std::make_unique<SimBatcher>(config);
-        // Cache calls that may wait on the embedding server. Enough threads that concurrent lookups
-        // reach the embedder together (it batches them into one request), bounded by its deadline.
+        // Cache calls that may wait on the embedding server or Redis. Enough threads that concurrent
+        // lookups reach the embedder together (it batches them into one request), bounded by its
+        // deadline; a Redis call is bounded by --redis-timeout-ms.
         if (cache.remote()) cache_pool.emplace(16);
         metrics.extra = [this](std::string& out) {
             out += "# HELP llmfast_admission_running Requests holding a running slot.\n# TYPE llmfast_admission_running gauge\n";
@@ -123,8 +124,9 @@ struct Server {
     AdmissionController admission;
     ResponseCache cache;
     std::unique_ptr<SimBatcher> sim_batcher;
-    /// With a remote embedder (--embeddings-url): cache lookups and stores run here, never on an
-    /// event-loop thread (an embedding is a network round trip). After `cache`: destroyed first.
+    /// With a remote embedder (--embeddings-url) or the shared tier (--redis): cache lookups, stores
+    /// and purges run here, never on an event-loop thread (an embedding or a Redis call is a network
+    /// round trip). After `cache`: destroyed first.
     std::optional<net::thread_pool> cache_pool;
     std::atomic<bool> draining{false};
     std::atomic<std::size_t> connections{0};
@@ -718,6 +720,10 @@ private:
                 step = co_await cache_step(again_step);  // the leader abandoned: look up / lead / follow again
             }
         }
+        if (step == CacheStep::WaitReplica) {  // another replica computes this prompt (--redis)
+            step = co_await wait_replica(request, deadline);
+            if (gone_.gone) co_return;
+        }
         if (step == CacheStep::Hit) co_return co_await replay_cached(request);
         extra_headers_.emplace_back("x-llmfast-cache", "miss");
         model_metrics_->cache_misses.fetch_add(1, std::memory_order_relaxed);
@@ -767,7 +773,7 @@ private:
     }
 
     // ---- the response cache (response_cache.hpp); plain functions but replay_cached / purge_cache ----
-    enum class CacheStep { Bypass, Hit, Lead, Follow };
+    enum class CacheStep { Bypass, Hit, Lead, Follow, WaitReplica };
 
     /// Runs `step` here (in-process embedder: bounded CPU work) or, with a remote embedder, on the
     /// cache pool, resuming this coroutine on its own executor when it is done: the event loop never
@@ -808,17 +814,54 @@ private:
         if (auto* leader = std::get_if<ResponseCache::Cache::Leader>(&flight)) {
             leader_.emplace(std::move(*leader));
             capture_.emplace();
-            return CacheStep::Lead;
+            // With the shared tier: is another replica computing this prompt? (A Redis call: this
+            // step runs on the cache pool then. Without the tier: Unavailable at once, no I/O.)
+            replica_lock_ = server_.cache.lock_across_replicas(cache_scope_, request.cache_prompt);
+            return replica_lock_.state == llmfast::SharedLock::State::Held ? CacheStep::WaitReplica : CacheStep::Lead;
         }
         follower_.emplace(std::move(std::get<ResponseCache::Cache::Follower>(flight)));
         return CacheStep::Follow;
     }
+    /// Another replica holds the lock for this prompt: polls the cache (the other replica's entry
+    /// arrives through the change feed or a GET) until it is there — Hit, replayed as `coalesced`,
+    /// and this replica's flight is abandoned so that its local followers look up again and find it —
+    /// or until `replica_wait()` or the request's deadline passed or the client went away (Lead:
+    /// compute it here). A timer on this strand between polls (2 ms doubling to 50 ms); each lookup
+    /// on the cache pool.
+    net::awaitable<CacheStep> wait_replica(const ChatRequest& request, Clock::time_point deadline) {
+        net::steady_timer timer(co_await net::this_coro::executor);
+        std::function<CacheStep()> peek_step = [this, &request] { return replica_peek(request); };
+        const Clock::time_point until = std::min(deadline, Clock::now() + server_.cache.replica_wait());
+        std::chrono::milliseconds poll{2};
+        boost::system::error_code ec;
+        while (!gone_.gone && Clock::now() + poll < until) {
+            timer.expires_after(poll);
+            co_await timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+            if (gone_.gone) break;
+            const CacheStep peeked = co_await cache_step(peek_step);
+            if (peeked == CacheStep::Hit) co_return CacheStep::Hit;
+            poll = std::min(poll * 2, std::chrono::milliseconds(50));
+        }
+        co_return CacheStep::Lead;
+    }
+    CacheStep replica_peek(const ChatRequest& request) {
+        const llmfast::LookupResult found = server_.cache.cache().lookup(request.cache_prompt, cache_scope_);
+        if (!found.hit() || !take_hit(found, true)) return CacheStep::Lead;
+        if (leader_ && leader_->active()) leader_->abandon();
+        leader_.reset();
+        capture_.reset();
+        return CacheStep::Hit;
+    }
     /// A cached (or coalesced) answer to replay; false if it does not decode (then: no cache).
-    bool take_hit(const llmfast::LookupResult& found) {
+    /// `other_replica`: the answer another replica computed while this request waited (coalesced).
+    bool take_hit(const llmfast::LookupResult& found, bool other_replica = false) {
         if (!CachedAnswer::decode(found.response(), cached_)) return false;
         std::string_view kind = "exact";
         std::atomic<std::uint64_t>* counter = &model_metrics_->cache_exact;
-        if (found.match == llmfast::MatchKind::Semantic) {
+        if (other_replica) {
+            kind = "coalesced";
+            counter = &model_metrics_->cache_coalesced;
+        } else if (found.match == llmfast::MatchKind::Semantic) {
             kind = "semantic";
             counter = &model_metrics_->cache_semantic;
         } else if (found.match == llmfast::MatchKind::Coalesced) {
@@ -911,6 +954,11 @@ private:
     }
     /// The end of a request: a flight still led is abandoned (followers compute themselves).
     void settle_cache() {
+        if (replica_lock_.acquired()) {  // the other replicas stop waiting for this one (a Redis call: on the pool)
+            if (server_.cache_pool)
+                net::post(*server_.cache_pool, [server = &server_, lock = std::move(replica_lock_)] { server->cache.unlock_across_replicas(lock); });
+        }
+        replica_lock_ = {};
         if (leader_ && leader_->active()) leader_->abandon();
         leader_.reset();
         follower_.reset();
@@ -963,7 +1011,14 @@ private:
             co_return co_await respond_error(std::move(error));
         }
         if (!parse_purge(request_.body(), model, tenant, error)) co_return co_await respond_error(std::move(error));
-        const std::size_t removed = server_.cache.purge(model, tenant);
+        std::size_t removed = 0;
+        if (server_.cache_pool) {  // with the shared tier a purge scans Redis: never on the event loop
+            net::thread_pool::executor_type pool = server_.cache_pool->get_executor();
+            auto task = [this, &model, &tenant]() -> net::awaitable<std::size_t> { co_return server_.cache.purge(model, tenant); };
+            removed = co_await net::co_spawn(pool, task, net::use_awaitable);
+        } else {
+            removed = server_.cache.purge(model, tenant);
+        }
         reply = fmt::format(R"({{"purged":{}}})", removed);
         co_await respond(200, "application/json", std::move(reply));
     }
@@ -1057,6 +1112,7 @@ private:
     // the response cache's state of the current request (settle_cache ends it)
     std::optional<ResponseCache::Cache::Leader> leader_;
     std::optional<ResponseCache::Cache::Follower> follower_;
+    llmfast::SharedLock replica_lock_;  // the cross-replica lock this request's flight holds (--redis)
     std::optional<ResponseCapture> capture_;
     CachedAnswer cached_;
     std::string cache_scope_;

@@ -131,6 +131,9 @@ struct RedisTierStats {
     std::uint64_t gaps = 0;             ///< a follower's position was trimmed from the stream
     std::uint64_t rebuilt_entries = 0;  ///< entries replayed after gaps
     std::uint64_t resets = 0;           ///< a follower found the stream younger than its position (Redis lost its data)
+    /// The last request-path call that used a connection reached Redis (false before the first one,
+    /// and from a failed call until one succeeds again: Redis down, slow, or the tier backing off).
+    bool connected = false;
 };
 
 namespace detail {
@@ -674,6 +677,7 @@ public:
         s.gaps = get(counters_.gaps);
         s.rebuilt_entries = get(counters_.rebuilt_entries);
         s.resets = get(counters_.resets);
+        s.connected = counters_.connected.load(std::memory_order_relaxed);
         return s;
     }
 
@@ -685,6 +689,7 @@ private:
         std::atomic<std::uint64_t> lookups{0}, hits{0}, misses{0}, unavailable{0}, corrupt_values{0}, inserts{0}, erases{0},
             purges{0}, connects{0}, connect_failures{0}, dropped_connections{0}, reconnects{0}, async_rejected{0},
             locks_acquired{0}, locks_held{0}, stream_records{0}, gaps{0}, rebuilt_entries{0}, resets{0};
+        std::atomic<bool> connected{false};
     };
 
     // One queued call: runs on a worker; `stopping` when the tier is being destroyed (answer
@@ -850,6 +855,7 @@ private:
             }
             if (!lease->dead()) {
                 pool_.idle.push_back(std::move(lease));
+                counters_.connected.store(true, std::memory_order_relaxed);
                 pool_.consecutive_failures = 0;
                 pool_.backoff = std::chrono::milliseconds::zero();
             } else {
@@ -871,6 +877,7 @@ private:
     // answer Unavailable without I/O; after it, one call probes again.
     void failed_locked() {
         pool_.failed = true;
+        counters_.connected.store(false, std::memory_order_relaxed);
         if (++pool_.consecutive_failures < options_.failures_before_backoff) return;
         pool_.backoff = pool_.backoff == std::chrono::milliseconds::zero()
                             ? options_.reconnect_backoff_min

@@ -14,8 +14,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Chromium, Gateway, FakeUpstream, check, fail, find_chromium, free_port, self_signed, skip_or_fail,  # noqa: E402
-                     sse_events, vm_rss_kb)
+from harness import (Chromium, Gateway, FakeUpstream, RedisServer, check, fail, find_chromium, free_port, self_signed,  # noqa: E402
+                     skip_or_fail, sse_events, vm_rss_kb)
 
 SIM = ["--sim-time-scale", "50"]
 CHAT = {"model": "llmfast-sim", "messages": [{"role": "user", "content": "hello there"}]}
@@ -1070,6 +1070,171 @@ def test_embeddings():
                        (["--embeddings-key", "x"], "never go on the command line")]:
         proc = subprocess.run([os.environ["LLMFAST_GATEWAY"], "--port", "0", *args], capture_output=True, text=True, timeout=20)
         check(proc.returncode != 0 and what in proc.stderr, "%s: exit %s, stderr %s" % (args, proc.returncode, proc.stderr[-300:]))
+
+
+def metric_total(text, name):
+    """The sum of a metric's samples over every label set (0 when absent)."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    return sum(float(v) for v in re.findall(r"^%s(?:\{[^}]*\})? (\S+)$" % re.escape(name), text, re.M))
+
+
+def wait_total(gw, name, at_least, timeout=10):
+    """Polls /metrics until `name` reaches `at_least` (bounded); returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = metric_total(gw.request("GET", "/metrics")[2], name)
+        if value >= at_least or time.monotonic() > deadline:
+            return value
+        time.sleep(0.01)
+
+
+def test_redis():
+    # The shared tier (--redis): two gateways on one real redis-server share their answers; Redis
+    # killed: every request is still answered (locally), counted; Redis restarted: shared again.
+    gateway = os.environ["LLMFAST_GATEWAY"]
+    probe = subprocess.run([gateway, "--port", "0", "--redis", "redis://127.0.0.1:1", "--redis-prefix", "a{b"],
+                           capture_output=True, text=True, timeout=20)
+    if "without hiredis" in probe.stderr:
+        skip_or_fail("this llmfast-gateway was built without hiredis (libhiredis-dev): --redis is unsupported")
+    check(probe.returncode == 2 and "--redis-prefix" in probe.stderr, "a bad --redis-prefix: %s %s" % (probe.returncode, probe.stderr[-300:]))
+    with tempfile.TemporaryDirectory() as tmp, RedisServer() as redis:
+        # A generous Redis bound (the default is 4 ms): on a loaded test machine one slow reply would
+        # turn an expected shared hit into a miss; the outage below is a refused connection (at once).
+        admin = os.path.join(tmp, "admin.key")
+        with open(admin, "w") as f:
+            f.write("admin-secret\n")
+        flags = ["--sim-time-scale", "50", "--access-log", "off", "--cache-semantic", "--redis", redis.url,
+                 "--redis-prefix", "test-%d" % os.getpid(), "--redis-timeout-ms", "200", "--admin-key-file", admin]
+        with Gateway(*flags) as a, Gateway(*flags) as b:
+            def ask(gw, text, **fields):
+                body = dict(model="llmfast-sim", temperature=0, max_tokens=6, messages=[{"role": "user", "content": text}])
+                body.update(fields)
+                status, h, raw = post_chat(gw, body)
+                check(status == 200, "status %s: %s" % (status, raw[:300]))
+                return h.get("x-llmfast-cache"), raw
+
+            def total(gw, name):
+                return metric_total(gw.request("GET", "/metrics")[2], name)
+            writes = "llmfast_cache_shared_writes_total"
+            from_b = lambda: total(b, "llmfast_cache_shared_hits_total") + total(b, "llmfast_cache_shared_applied_total")  # noqa: E731
+            check(total(a, "llmfast_redis_connected") == 1, "connected after the start-up probe")
+
+            # stream=false: answered by A (miss, written through), then an exact hit on B
+            before = from_b()
+            kind, raw1 = ask(a, "what does a shared cache share?")
+            check(kind == "miss", "first on A: %s" % kind)
+            check(wait_total(a, writes, 1) >= 1, "A wrote its answer to Redis")
+            kind, raw2 = ask(b, "what does a shared cache share?")
+            check(kind == "exact", "the same request on B: %s" % kind)
+            check(json.loads(raw1)["choices"][0]["message"]["content"] == json.loads(raw2)["choices"][0]["message"]["content"],
+                  "B replays A's answer")
+            check(from_b() > before, "B's hit came from Redis (a GET or the change feed)")
+
+            # streamed, with usage: the replay on B has A's chunks and usage
+            det = dict(stream=True, stream_options={"include_usage": True}, max_tokens=9)
+            kind, raw1 = ask(a, "stream it from another replica", **det)
+            check(kind == "miss", "streamed on A: %s" % kind)
+            check(wait_total(a, writes, 2) >= 2, "A wrote the streamed answer")
+            kind, raw2 = ask(b, "stream it from another replica", **det)
+            p1, f1, u1, d1 = content_chunks(raw1)
+            p2, f2, u2, d2 = content_chunks(raw2)
+            check(kind == "exact" and p1 == p2 and len(p2) == 9 and u1 == u2 and d2, "streamed on B: %s %s vs %s" % (kind, p2, p1))
+
+            # the same request on A and B at once: computed once (B waits for A's answer: coalesced)
+            body = json.dumps({"model": "llmfast-sim", "temperature": 0, "max_tokens": 600, "stream": True,
+                               "messages": [{"role": "user", "content": "computed once across replicas"}]}).encode()
+            s = socket.create_connection(("127.0.0.1", a.port), timeout=20)
+            try:
+                s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+                got = b""
+                while got.count(b"content") < 3:  # A is answering (and holds the lock)
+                    part = s.recv(65536)
+                    check(part, "A's stream ended early")
+                    got += part
+                kind, raw_b = ask(b, "computed once across replicas", max_tokens=600, stream=True)
+                while part:
+                    part = s.recv(65536)
+                    got += part
+            finally:
+                s.close()
+            check(b"x-llmfast-cache: miss" in got.lower() and kind == "coalesced", "A: %s, B: %s" % (got[:200], kind))
+            check(len(content_chunks(raw_b)[0]) == 600, "B replays A's 600 chunks")
+            check(total(b, "llmfast_redis_locks_held_total") >= 1 and total(a, "llmfast_redis_locks_acquired_total") >= 1, "the lock")
+
+            # semantic: B's local index follows A's inserts (embeddings travel with the entries)
+            check(ask(a, "how do I reset my password?")[0] == "miss", "new on A")
+            deadline = time.monotonic() + 10
+            while from_b() < before + 4 and time.monotonic() < deadline:  # B has A's four entries (a GET hit or the feed)
+                time.sleep(0.01)
+            check(from_b() >= before + 4, "B has A's four inserts")
+            check(ask(b, "how do I reset my password??")[0] == "semantic", "a paraphrase on B is a semantic hit on A's entry")
+
+            # a purge on A reaches B (a tombstone on the stream); it runs on A's cache pool
+            status, _, raw = a.request("POST", "/admin/cache/purge", {"model": "llmfast-sim"},
+                                       {"Authorization": "Bearer admin-secret", "Content-Type": "application/json"})
+            check(status == 200 and json.loads(raw)["purged"] >= 3, "purge on A: %s %s" % (status, raw))
+            check(wait_total(b, "llmfast_cache_shared_tombstones_applied_total", 1) >= 1, "B applied A's purge")
+            check(ask(b, "what does a shared cache share?")[0] == "miss", "purged on A: a miss on B too")
+
+            # Redis killed: every request still answered (misses go to the backend), counted unavailable
+            redis.kill()
+            for gw in (a, b):
+                check(ask(gw, "asked while Redis is down")[0] == "miss", "Redis down: a miss")
+                check(ask(gw, "asked while Redis is down", stream=True)[0] == "exact", "Redis down: the local tier still answers")
+            for gw in (a, b):
+                text = gw.request("GET", "/metrics")[2]
+                check(metric_total(text, "llmfast_cache_shared_unavailable_total") + metric_total(text, "llmfast_cache_shared_write_failures_total") >= 1,
+                      "Redis down is counted")
+                check(metric_total(text, "llmfast_redis_unavailable_total") >= 1 and metric_total(text, "llmfast_redis_connected") == 0,
+                      "the tier's view: unavailable, not connected")
+                check_metrics_text(text.decode())
+
+            # Redis back (empty, no persistence): after the replicas reconnect (backoff <= 1 s), an
+            # answer of A is again a hit on B. Bounded: a few fresh prompts until one is shared.
+            redis.start()
+            shared_again = False
+            deadline = time.monotonic() + 15
+            i = 0
+            while not shared_again and time.monotonic() < deadline:
+                i += 1
+                prompt = "after the restart, question %d" % i
+                done = total(a, writes)
+                check(ask(a, prompt)[0] == "miss", "a fresh prompt on A")
+                if wait_total(a, writes, done + 1, timeout=2) < done + 1:
+                    time.sleep(0.2)  # A still backing off: its write was dropped (counted); try another prompt
+                    continue
+                shared_again = ask(b, prompt)[0] == "exact"
+            check(shared_again, "shared again within 15 s of the restart (%d prompts)" % i)
+            check(total(a, "llmfast_redis_reconnects_total") >= 1 and total(a, "llmfast_redis_connected") == 1, "A reconnected")
+
+        # the password from a file (AUTH), never on the command line or in an error message
+        password = os.path.join(tmp, "redis.password")
+        with open(password, "w") as f:
+            f.write("s3cret-pw\n")
+        with RedisServer("--requirepass", "s3cret-pw") as secure:
+            with Gateway("--sim-time-scale", "50", "--access-log", "off", "--redis", secure.url, "--redis-timeout-ms", "200",
+                         "--redis-password-file", password) as g:
+                status, _, _ = post_chat(g, dict(CHAT, temperature=0))
+                check(status == 200 and wait_total(g, writes, 1) >= 1, "an answer written with AUTH")
+                with open("/proc/%d/cmdline" % g.proc.pid, "rb") as f:
+                    check(b"s3cret-pw" not in f.read(), "the password is not in argv (ps)")
+                keys = secure.command("DBSIZE", password="s3cret-pw")
+                check(keys.startswith(b":") and int(keys[1:]) >= 2, "entry + stream in Redis: %r" % keys)
+
+        # bad flags: a clear start-up error (exit 2, as every flag error), the password never echoed
+        for args, what in [(["--redis", "http://127.0.0.1:6379"], "redis://"),
+                           (["--redis", "redis://127.0.0.1:99999"], "port"),
+                           (["--redis", "redis://127.0.0.1/x"], "database"),
+                           (["--redis", "redis://127.0.0.1", "--no-cache"], "cache is off"),
+                           (["--redis", "redis://127.0.0.1", "--redis-timeout-ms", "0"], "--redis-timeout-ms"),
+                           (["--redis-password-file", password], "needs --redis"),
+                           (["--redis", "redis://:inline@127.0.0.1", "--redis-password-file", password], "has a password already"),
+                           (["--redis", "redis://127.0.0.1:0", "--redis-password-file", password], "port")]:
+            proc = subprocess.run([gateway, "--port", "0", *args], capture_output=True, text=True, timeout=20)
+            check(proc.returncode == 2 and what in proc.stderr, "%s: exit %s, stderr %s" % (args, proc.returncode, proc.stderr[-300:]))
+            check("s3cret-pw" not in proc.stderr, "%s: the password is masked: %s" % (args, proc.stderr[-300:]))
 
 
 if __name__ == "__main__":

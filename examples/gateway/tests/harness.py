@@ -11,6 +11,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -127,6 +128,87 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---- a real redis-server (the cache's shared tier) ---------------------------------------------
+def _die_with_parent():
+    """preexec_fn: the child gets SIGKILL when this process dies (a killed test leaves no server behind)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class RedisServer:
+    """redis-server on a free 127.0.0.1 port, no persistence (--save '' --appendonly no), its files in a
+    temporary directory; always stopped on exit. kill() and start() again: an outage and a restart on
+    the same port (empty: nothing persisted). A missing redis-server: skip (77) here, fail in CI."""
+
+    def __init__(self, *extra):
+        self.binary = shutil.which("redis-server") or ("/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None)
+        if self.binary is None:
+            skip_or_fail("redis-server is not installed (Debian: redis-server; scripts/install_deps.sh)")
+        self.port = free_port()
+        self.extra = list(extra)
+        self.proc = None
+        self.dir = None
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def start(self, timeout=10):
+        self.dir = self.dir or tempfile.mkdtemp(prefix="llmfast-redis-")
+        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", self.dir, *self.extra],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + timeout
+        while True:  # ready when it answers PING (+PONG, or -NOAUTH with requirepass)
+            check(self.proc.poll() is None, "redis-server exited at start (%s)" % self.proc.returncode)
+            try:
+                reply = self.command("PING")
+                if reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH"):
+                    return self
+            except OSError:
+                pass
+            check(time.monotonic() < deadline, "redis-server did not answer PING within %s s" % timeout)
+            time.sleep(0.02)
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def command(self, *args, password=None, timeout=2):
+        """One RESP command (after AUTH when `password`); the raw reply bytes (enough for tests)."""
+        def encode(words):
+            out = b"*%d\r\n" % len(words)
+            for w in words:
+                w = w if isinstance(w, bytes) else str(w).encode()
+                out += b"$%d\r\n%s\r\n" % (len(w), w)
+            return out
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            data = (encode(["AUTH", password]) if password else b"") + encode(args)
+            s.sendall(data)
+            got = b""
+            want = 2 if password else 1
+            while got.count(b"\r\n") < want:
+                part = s.recv(65536)
+                if not part:
+                    break
+                got += part
+            return got.split(b"\r\n", 1)[1] if password else got
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return False
 
 
 # ---- a scripted fake upstream -------------------------------------------------------------------
