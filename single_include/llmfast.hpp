@@ -9139,7 +9139,10 @@ public:
     /// `lookup_async` returns. `done` must not throw. An embedder failure reported through
     /// `embed_async` is always a counted miss (`embedder_failures`: there is no caller left to throw
     /// to); with a synchronous embedder and `EmbedderFailure::Throw` its exception propagates from
-    /// this call, and `done` is then not called.
+    /// this call, and `done` is then not called. With a shared tier that has `lookup_async`
+    /// (RedisTier), a local exact miss goes to the tier's worker, which stores a shared hit locally or
+    /// runs the semantic tier there, then calls `done` (a move-only `done` is fine); a tier without
+    /// it is asked with its blocking `lookup` on this thread (bounded by the tier).
     template <class F>
         requires std::invocable<std::decay_t<F>&, LookupResult> && std::constructible_from<std::decay_t<F>, F>
     void lookup_async(std::string_view prompt, std::string_view scope, F&& done) {
