@@ -558,3 +558,60 @@ TEST_CASE("shared cache: destroying the cache that last owns the tier answers ev
     // local semantic tier) while the cache's members were still alive.
     CHECK(answered.load() == 201);
 }
+
+// ---- review: the order of one caller's writes (insert is written through asynchronously) ----
+
+namespace {
+// What Redis itself holds for (scope, prompt), read through a tier of its own (no feed, no cache).
+llmfast::SharedLookup in_redis(llmfast::RedisTier& tier, std::string_view scope, std::string_view prompt) {
+    return tier.lookup(scope, llmfast::detail::cache_key_hex(llmfast::detail::prompt_cache_key(scope, prompt)));
+}
+}  // namespace
+
+TEST_CASE("shared cache: an erase right after an insert on the same thread is not undone by the queued write-through") {
+    RedisServer server;
+    auto a = make_cache(server.port(), {.semantic_tier = llmfast::SemanticTier::Off});
+    constexpr int n = 200;
+    for (int i = 0; i < n; ++i) {
+        const std::string prompt = "erased prompt " + std::to_string(i);
+        a->insert(prompt, "s", "stale");
+        a->erase(prompt, "s");  // returns only after the tier applied (or failed) the erase
+    }
+    // Every write of `a` has been answered: n async inserts and n erases.
+    REQUIRE(eventually([&] { return a->stats().shared_writes + a->stats().shared_write_failures >= 2 * n; }));
+    llmfast::RedisTier reader(tier_options(server.port()));
+    int resurrected = 0;
+    for (int i = 0; i < n; ++i) {
+        if (in_redis(reader, "s", "erased prompt " + std::to_string(i)).found()) ++resurrected;
+    }
+    CHECK(resurrected == 0);
+    // And a replica that follows the stream from its start ends up without them either.
+    auto c = make_cache(server.port(), {.semantic_tier = llmfast::SemanticTier::Off});
+    // Its feed delivers all 2n records (n inserts, n tombstones), each applied.
+    REQUIRE(eventually([&] { return c->stats().shared_applied + c->stats().shared_tombstones_applied >= 2 * n; }));
+    int served = 0;
+    for (int i = 0; i < n; ++i) {
+        if (c->lookup("erased prompt " + std::to_string(i), "s").hit()) ++served;
+    }
+    CHECK(served == 0);
+}
+
+TEST_CASE("shared cache: the later of two inserts of one prompt is what Redis keeps") {
+    RedisServer server;
+    auto a = make_cache(server.port(), {.semantic_tier = llmfast::SemanticTier::Off});
+    constexpr int n = 200;
+    for (int i = 0; i < n; ++i) {
+        const std::string prompt = "rewritten prompt " + std::to_string(i);
+        a->insert(prompt, "s", "old");
+        a->insert(prompt, "s", "new");
+    }
+    REQUIRE(eventually([&] { return a->stats().shared_writes + a->stats().shared_write_failures >= 2 * n; }));
+    REQUIRE(a->stats().shared_write_failures == 0);
+    llmfast::RedisTier reader(tier_options(server.port()));
+    int stale = 0;
+    for (int i = 0; i < n; ++i) {
+        const llmfast::SharedLookup found = in_redis(reader, "s", "rewritten prompt " + std::to_string(i));
+        if (!found.found() || found.entry.response != "new") ++stale;
+    }
+    CHECK(stale == 0);
+}
