@@ -875,8 +875,12 @@ private:
             if (std::shared_ptr<typename Flights::Flight> pending = shard.flights.join(key))
                 return Flight(std::in_place_type<Follower>, Follower(&stats_, std::move(pending)));
             // Another caller may have finished its flight between our lookup and taking the lock.
-            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact)
+            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact) {
+                // That lookup is this exact hit, not also the miss its tiers counted: hit_rate()
+                // counts each lookup once.
+                stats_.misses.fetch_sub(1, std::memory_order_relaxed);
                 return Flight(std::in_place_type<LookupResult>, std::move(exact));
+            }
             flight = shard.flights.start(key);
         }
         stats_.computations.fetch_add(1, std::memory_order_relaxed);
