@@ -1231,3 +1231,21 @@ TEST_CASE("stats: a begin that finds the entry inserted after its tiers missed c
     CHECK(stats.misses == 0);
     CHECK(stats.hit_rate() == 1.0);
 }
+
+TEST_CASE("verifier step: report() with another cache's result is ignored by both caches", "[cache]") {
+    llmfast::ManualClock clock;
+    TunableVerifier verifier;
+    VerifiedCache a(clock, llmfast::HashingEmbedder{}, semantic_options(), {}, verifier);
+    VerifiedCache b(clock, llmfast::HashingEmbedder{}, semantic_options(), {}, verifier);
+    a.insert("how do I reset my password", "s", "answer a");
+    b.insert("how do I reset my password", "s", "answer b");
+    const auto from_b = b.lookup("how can I reset my password", "s");
+    REQUIRE(from_b.match == MatchKind::Semantic);
+    for (int i = 0; i < 100; ++i) CHECK_FALSE(a.report(from_b, false));  // not a hit `a` served
+    CHECK(a.stats().reported_hits == 0);
+    CHECK(b.stats().reported_hits == 0);  // nor fed to b behind its back
+    CHECK(b.stats().threshold_raises == 0);
+    CHECK(b.lookup("how can I reset my password", "s").match == MatchKind::Semantic);
+    CHECK(b.report(from_b, true));  // its own cache takes it
+    CHECK(b.stats().reported_hits == 1);
+}
