@@ -558,7 +558,8 @@ public:
 
     /// Feedback on a Semantic hit the HitVerifier served: the application learned whether its answer
     /// was right. Feeds the hit's scope's monitor, which raises the scope's operating point when wrong
-    /// hits exceed max_wrong_hit_rate. False (ignored) for other results or without a HitVerifier.
+    /// hits exceed max_wrong_hit_rate. False (ignored) for other results (misses, Exact hits, hits of
+    /// another cache, hits of a scope erased since) or without a HitVerifier.
     bool report(const LookupResult& hit, bool right) { return verifier_.report(hit.verifier_scope, hit.verified_probability, right); }
 
     /// Removes the entry for (`scope`, normalized `prompt`); false if there was none. With a shared
