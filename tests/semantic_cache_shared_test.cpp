@@ -616,3 +616,51 @@ TEST_CASE("shared cache: the later of two inserts of one prompt is what Redis ke
     }
     CHECK(stale == 0);
 }
+
+// ---- review: the verifier step with a shared tier ----
+
+namespace {
+// Gives every candidate the probability it is told to.
+struct FixedVerifier {
+    std::shared_ptr<std::atomic<double>> p = std::make_shared<std::atomic<double>>(0.99);
+    double probability(std::string_view, std::string_view, float) const { return p->load(); }
+};
+using VerifiedSharedCache = llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::WallClock,
+                                                   llmfast::LruPolicy, llmfast::RedisTier, FixedVerifier>;
+}  // namespace
+
+TEST_CASE("shared cache with a verifier: a shared hit is Exact (not verified), a semantic hit on a followed entry is") {
+    RedisServer server;
+    FixedVerifier verifier;
+    VerifiedSharedCache a({}, semantic_options(), {}, verifier);
+    VerifiedSharedCache b({}, semantic_options(), {}, verifier);
+    a.attach_shared(make_tier(server.port()));
+    b.attach_shared(make_tier(server.port()));
+    a.insert(k_prompt, "s", "ML");
+    a.insert("only exact", "s", "E");
+    REQUIRE(eventually([&] { return b.stats().shared_applied >= 2; }));
+    // A followed entry is verified like a local one: served at the verifier's probability...
+    const llmfast::LookupResult semantic = b.lookup(k_paraphrase, "s");
+    REQUIRE(semantic.match == MatchKind::Semantic);
+    CHECK(semantic.response() == "ML");
+    CHECK(semantic.verified_probability == Approx(0.99));
+    CHECK(b.report(semantic, true));
+    CHECK(b.stats().reported_hits == 1);
+    // ... and rejected below the operating point (1 - δ = 0.95).
+    verifier.p->store(0.5);
+    CHECK_FALSE(b.lookup(k_paraphrase, "s"));
+    CHECK(b.stats().verifier_rejections >= 1);
+    // An entry of the shared tier served to a replica without a semantic tier (found in Redis, or
+    // already applied from its feed) is Exact: nothing verified, nothing to report; and a's report
+    // of b's hit is ignored.
+    VerifiedSharedCache c({}, {.semantic_tier = llmfast::SemanticTier::Off}, {}, verifier);
+    c.attach_shared(make_tier(server.port()));
+    const llmfast::LookupResult exact = c.lookup("only exact", "s");
+    REQUIRE(exact.response() == "E");
+    CHECK(exact.match == MatchKind::Exact);
+    CHECK(exact.verified_probability == 0.0);
+    CHECK_FALSE(c.report(exact, false));
+    CHECK_FALSE(a.report(semantic, false));
+    CHECK(a.stats().reported_hits + c.stats().reported_hits == 0);
+    CHECK(b.stats().reported_hits == 1);
+}
