@@ -24,7 +24,9 @@
 // Time bounds: every call of the request path (lookup, insert, erase, try_lock) waits at most about
 // `command_timeout` for a pooled connection and for each socket read or write (plus `connect_timeout`
 // when it has to open a connection), and returns Unavailable — never throws — when Redis is down,
-// slow or restarting. A timed-out connection is dead in hiredis 0.14 and is dropped; after
+// slow or restarting. A blocking insert, erase or purge_scope of a key whose async insert a worker
+// is writing waits for it first (one caller's writes of a key stay in order), at most about
+// `connect_timeout` + 4 × `command_timeout` more. A timed-out connection is dead in hiredis 0.14 and is dropped; after
 // `failures_before_backoff` failures in a row new connections are attempted only after a backoff
 // (doubling from `reconnect_backoff_min` to `reconnect_backoff_max`; Unavailable at once meanwhile,
 // then one call probes). Everything is counted in `stats()`.
