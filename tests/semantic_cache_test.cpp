@@ -1249,3 +1249,34 @@ TEST_CASE("verifier step: report() with another cache's result is ignored by bot
     CHECK(b.report(from_b, true));  // its own cache takes it
     CHECK(b.stats().reported_hits == 1);
 }
+
+TEST_CASE("verifier step: a snapshot loads into a verified cache, whose loaded entries are verified", "[cache]") {
+    llmfast::ManualClock clock;
+    TunableVerifier verifier;
+    VerifiedCache a(clock, llmfast::HashingEmbedder{}, semantic_options(), {}, verifier);
+    a.insert("how do I reset my password", "s", "answer");
+    const std::string snapshot = a.save_to_string();
+    VerifiedCache b(clock, llmfast::HashingEmbedder{}, semantic_options(), {}, verifier);
+    b.insert("how do I reset my password", "t", "other scope");
+    const auto before = b.lookup("how can I reset my password", "t");
+    REQUIRE(before.match == MatchKind::Semantic);
+    b.load_from_string(snapshot);
+    CHECK(b.size() == 1);
+    const auto hit = b.lookup("how can I reset my password", "s");
+    REQUIRE(hit.match == MatchKind::Semantic);
+    CHECK(hit.response() == "answer");
+    CHECK(hit.verified_probability == Approx(0.99));
+    CHECK(b.report(hit, true));
+    CHECK_FALSE(b.report(before, false));  // its scope left with the load
+    verifier.p->store(0.5);
+    CHECK_FALSE(b.lookup("how can I reset my password", "s"));
+    CHECK(b.stats().verifier_rejections == 1);
+    // A snapshot of the guards-only cache loads into the verified one too (same embedder).
+    llmfast::ManualClock other;
+    Cache plain = make_cache(other);
+    plain.insert("how do I reset my password", "g", "guards");
+    VerifiedCache c(clock, llmfast::HashingEmbedder{}, semantic_options(), {}, verifier);
+    c.load_from_string(plain.save_to_string());
+    verifier.p->store(0.99);
+    CHECK(c.lookup("how can I reset my password", "g").verified_probability == Approx(0.99));
+}
