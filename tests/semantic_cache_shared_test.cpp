@@ -12,9 +12,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -663,4 +666,73 @@ TEST_CASE("shared cache with a verifier: a shared hit is Exact (not verified), a
     CHECK_FALSE(a.report(semantic, false));
     CHECK(a.stats().reported_hits + c.stats().reported_hits == 0);
     CHECK(b.stats().reported_hits == 1);
+}
+
+// ---- review: an erase racing a shared lookup's local store ----
+
+namespace {
+// Holds its first embedding of "victim" after `arm()` until `release()`: the window between a shared
+// lookup's GET and the local store of what it found (this embedder is not the writer's, so the
+// entry's vector is not used and the prompt is embedded here).
+struct GateEmbedder {
+    struct Gate {
+        std::mutex mutex;
+        std::condition_variable changed;
+        bool armed = false, entered = false, released = false;
+    };
+    std::shared_ptr<Gate> gate = std::make_shared<Gate>();
+    std::size_t dimension() const { return 2; }
+    void embed(std::string_view text, std::span<float> out) const {
+        out[0] = 1.0F;
+        out[1] = 0.0F;
+        if (text != "victim") return;
+        std::unique_lock lock(gate->mutex);
+        if (!gate->armed) return;
+        gate->armed = false;
+        gate->entered = true;
+        gate->changed.notify_all();
+        gate->changed.wait_for(lock, 20s, [&] { return gate->released; });
+    }
+    void arm() const {
+        std::lock_guard lock(gate->mutex);
+        gate->armed = true;
+    }
+    bool wait_entered() const {
+        std::unique_lock lock(gate->mutex);
+        return gate->changed.wait_for(lock, 20s, [&] { return gate->entered; });
+    }
+    void release() const {
+        {
+            std::lock_guard lock(gate->mutex);
+            gate->released = true;
+        }
+        gate->changed.notify_all();
+    }
+};
+}  // namespace
+
+TEST_CASE("shared cache: an erase while a shared lookup stores what it found does not leave the entry behind") {
+    RedisServer server;
+    auto a = make_cache(server.port());
+    GateEmbedder gate;
+    llmfast::SemanticCache<GateEmbedder, llmfast::FlatIndex, llmfast::WallClock, llmfast::LruPolicy, llmfast::RedisTier> b(gate, semantic_options());
+    b.attach_shared(make_tier(server.port()));
+    a->insert("victim", "s", "V");
+    REQUIRE(eventually([&] { return a->stats().shared_writes >= 1 && b.stats().shared_applied >= 1; }));
+    b.clear();  // local only: b's next lookup asks Redis
+    gate.arm();
+    llmfast::LookupResult during;
+    std::thread looker([&] { during = b.lookup("victim", "s"); });  // GET found it; stores it (held in the embedder)
+    const bool entered = gate.wait_entered();
+    if (entered) {
+        CHECK(a->erase("victim", "s"));
+        // b's feed applied the tombstone while its lookup still held what the GET returned.
+        CHECK(eventually([&] { return b.stats().shared_tombstones_applied >= 1; }));
+    }
+    gate.release();
+    looker.join();
+    REQUIRE(entered);
+    CHECK((!during || during.response() == "V"));  // read before the erase: may be served once
+    CHECK_FALSE(b.lookup("victim", "s"));           // but the erase happened: not kept
+    CHECK(b.size() == 0);
 }
