@@ -573,6 +573,10 @@ public:
                 const SharedStatus status = shared_call([&] { return tier->erase(scope, detail::cache_key_hex(key)); });
                 count_write(status != SharedStatus::Unavailable);
                 erased = erased || status == SharedStatus::Ok;
+                // A shared lookup whose GET ran before the tier's erase may have stored the entry
+                // since the first removal: remove it again (later ones see the bump and do not store).
+                count_erasure();
+                erased = erase_local(key) || erased;
             }
         }
         return erased;
@@ -587,6 +591,7 @@ public:
         if constexpr (has_shared) {
             if (std::shared_ptr<Shared> tier = shared_tier()) {
                 count_write(shared_call([&] { return tier->purge_scope(scope); }) != SharedStatus::Unavailable);
+                count_erasure();  // shared lookups asked before the purge do not store what they found
             }
         }
         return removed;
@@ -929,6 +934,10 @@ private:
         std::mutex attach_mutex;  // serializes attach_shared and the destructor; guards `follow`
         std::optional<FollowHandle> follow;
         std::shared_ptr<SharedCounters> counters = std::make_shared<SharedCounters>();
+        // Bumped by every erase / purge (local or from the feed) before its local removal. A shared
+        // lookup reads it before asking the tier and stores what it found only if it is unchanged
+        // (checked under the shard lock), so an entry erased meanwhile is not stored again.
+        std::atomic<std::uint64_t> erasures{0};
     };
     struct NoSharedState {};
 
@@ -965,6 +974,16 @@ private:
     }
 
     SharedCounters& shared_counters() const noexcept { return *shared_.counters; }
+    std::uint64_t erasures_now() const noexcept {
+        if constexpr (has_shared) {
+            return shared_.erasures.load(std::memory_order_acquire);
+        } else {
+            return 0;
+        }
+    }
+    void count_erasure() noexcept {
+        if constexpr (has_shared) shared_.erasures.fetch_add(1, std::memory_order_acq_rel);
+    }
     static void bump(std::atomic<std::uint64_t>& counter) noexcept { counter.fetch_add(1, std::memory_order_relaxed); }
 
     // A shared tier's call whose failure must never become the caller's: anything it throws
@@ -1047,9 +1066,10 @@ private:
             std::shared_ptr<Shared> tier = shared_tier();
             if (!tier) return {};
             const std::string hex = detail::cache_key_hex(key);
+            const std::uint64_t erasures = erasures_now();
             SharedLookup found = shared_call([&] { return tier->lookup(scope, hex); });
             shared_down_here() = found.status == SharedStatus::Unavailable;
-            return accept_shared(key, scope, found, true);
+            return accept_shared(key, scope, found, true, erasures);
         } else {
             (void)key;
             (void)scope;
@@ -1059,8 +1079,11 @@ private:
 
     // The shared tier's answer for `key`: on Ok (an entry of this scope whose prompt hashes to the
     // key, alive by this cache's clock) stored locally and returned as an Exact hit (counted when
-    // `count_hit`); otherwise a counted miss / unavailable / corrupt and an empty result.
-    LookupResult accept_shared(const detail::CacheKey& key, std::string_view scope, const SharedLookup& found, bool count_hit) {
+    // `count_hit`); otherwise a counted miss / unavailable / corrupt and an empty result. `erasures`
+    // is erasures_now() from before the tier was asked: after an erase since, it is served (it was
+    // read before the erase) but not stored.
+    LookupResult accept_shared(const detail::CacheKey& key, std::string_view scope, const SharedLookup& found, bool count_hit,
+                               std::uint64_t erasures) {
         SharedCounters& counters = shared_counters();
         if (found.status == SharedStatus::Unavailable) {
             bump(counters.unavailable);
@@ -1083,7 +1106,7 @@ private:
         }
         const std::int64_t created = prepared.created;
         std::shared_ptr<const std::string> response = response_of(prepared.text);
-        insert_prepared(std::move(prepared), false);
+        insert_prepared(std::move(prepared), false, erasures);
         if (count_hit) {
             bump(counters.hits);
             stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
@@ -1115,6 +1138,7 @@ private:
     }
 
     bool erase_local(const detail::CacheKey& key) {
+        count_erasure();  // before the shard lock: a shared lookup storing after it sees the bump
         Shard& shard = shard_for(key);
         std::lock_guard lock(shard.mutex);
         Node* node = shard.store.find(key);
@@ -1124,6 +1148,7 @@ private:
     }
 
     std::size_t erase_scope_local(std::string_view scope) {
+        count_erasure();
         verifier_.forget(scope);  // the scope's feedback goes with its entries
         const std::shared_ptr<Scope> victim = scopes_.detach(scope);
         if (!victim) return 0;
@@ -1194,10 +1219,11 @@ private:
             std::invoke(*callback, std::move(exact));
             return;
         }
-        auto step = [this, key, text = std::string(prompt), scope_name = std::string(scope), callback](SharedLookup found) mutable {
+        const std::uint64_t erasures = erasures_now();
+        auto step = [this, key, text = std::string(prompt), scope_name = std::string(scope), callback, erasures](SharedLookup found) mutable {
             LookupResult result;
             try {
-                result = accept_shared(key, scope_name, found, true);
+                result = accept_shared(key, scope_name, found, true, erasures);
             } catch (...) {
                 result = {};
             }
@@ -1305,6 +1331,7 @@ private:
             return std::nullopt;
         }
         bump(counters.lock_waits);
+        const std::uint64_t erasures = erasures_now();
         const SharedLookup found = wait_for_shared_entry(*tier, scope, hex);
         if (found.status == SharedStatus::Unavailable) {
             bump(counters.unavailable);
@@ -1313,7 +1340,7 @@ private:
         LookupResult result;
         if (found.found()) {
             try {
-                result = accept_shared(key, scope, found, false);
+                result = accept_shared(key, scope, found, false, erasures);
             } catch (...) {
                 result = {};
             }
@@ -1487,11 +1514,14 @@ private:
         return bytes;
     }
 
-    bool insert_prepared(Prepared prepared, bool count_insertion) {
+    // `unless_erased_since`: an erasures_now() value; the entry is not stored when an erase or purge
+    // began since (checked under the shard lock, which the erase's local removal also takes).
+    bool insert_prepared(Prepared prepared, bool count_insertion, std::optional<std::uint64_t> unless_erased_since = std::nullopt) {
         Shard& shard = shard_for(prepared.key);
         for (;;) {
             std::shared_ptr<Scope> scope = scopes_.find_or_create(prepared.scope);
             std::lock_guard lock(shard.mutex);
+            if (unless_erased_since && erasures_now() != *unless_erased_since) return false;
             // erase_scope/clear mark a scope erased before removing its entries shard by shard; checking
             // under the shard lock means either we see the mark or they will see (and remove) our entry.
             if (scope->erased.load(std::memory_order_acquire)) continue;
