@@ -595,8 +595,8 @@ public:
     /// not throw. Writes of one key reach Redis in the order they were made: the workers run one
     /// write of a key at a time, in queue order, and a later blocking `insert`, `erase` or
     /// `purge_scope` of the key waits (bounded) for the one running and supersedes the queued ones
-    /// (answered Ok without I/O: the later write replaces their effect), so an erase right after an
-    /// insert is never undone by it.
+    /// (their `done` gets Ok, on that write's thread, without I/O: the later write replaces their
+    /// effect), so an erase right after an insert is never undone by it.
     template <class F>
         requires std::invocable<std::decay_t<F>&, SharedStatus> && std::constructible_from<std::decay_t<F>, F>
     void insert_async(const SharedEntry& entry, F&& done) {
