@@ -736,3 +736,27 @@ TEST_CASE("shared cache: an erase while a shared lookup stores what it found doe
     CHECK_FALSE(b.lookup("victim", "s"));           // but the erase happened: not kept
     CHECK(b.size() == 0);
 }
+
+TEST_CASE("shared cache: a shared lookup does not replace a newer local insert of the same prompt with what it read") {
+    RedisServer server;
+    auto a = make_cache(server.port());
+    GateEmbedder gate;
+    llmfast::SemanticCache<GateEmbedder, llmfast::FlatIndex, llmfast::WallClock, llmfast::LruPolicy, llmfast::RedisTier> b(gate, semantic_options());
+    b.attach_shared(make_tier(server.port()));
+    a->insert("victim", "s", "old");
+    REQUIRE(eventually([&] { return a->stats().shared_writes >= 1 && b.stats().shared_applied >= 1; }));
+    b.clear();  // local only: b's next lookup asks Redis
+    gate.arm();
+    llmfast::LookupResult during;
+    std::thread looker([&] { during = b.lookup("victim", "s"); });  // GET found "old"; held before storing it
+    const bool entered = gate.wait_entered();
+    if (entered) {
+        b.insert("victim", "s", "new");  // newer, stored locally and written through
+        CHECK(eventually([&] { return b.stats().shared_writes >= 1; }));
+    }
+    gate.release();
+    looker.join();
+    REQUIRE(entered);
+    CHECK(b.lookup("victim", "s").response() == "new");
+    CHECK(eventually([&] { return a->lookup("victim", "s").response() == "new"; }));  // a follows it too
+}
