@@ -1106,7 +1106,7 @@ private:
         }
         const std::int64_t created = prepared.created;
         std::shared_ptr<const std::string> response = response_of(prepared.text);
-        insert_prepared(std::move(prepared), false, erasures);
+        insert_prepared(std::move(prepared), false, FromShared{erasures});
         if (count_hit) {
             bump(counters.hits);
             stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
@@ -1190,7 +1190,8 @@ private:
 
     // Another replica's insert (or a replay after a gap). Verified (its prompt must hash to its key:
     // a forged or damaged record is counted and skipped); skipped when we already hold that key at
-    // least as new (our own inserts come back on the feed; a newer local one wins).
+    // least as new (our own inserts come back on the feed; a newer local one wins): checked first
+    // (no embedding for nothing), and again under the shard lock when it is stored.
     void apply_shared_insert(const SharedEntry& entry) {
         const detail::CacheKey key = detail::prompt_cache_key(entry.scope, entry.prompt);
         if (entry.ttl <= std::chrono::nanoseconds::zero() || detail::cache_key_hex(key) != entry.key) {
@@ -1203,8 +1204,9 @@ private:
             std::lock_guard lock(shard.mutex);
             if (Node* node = shard.store.find(key); node != nullptr && node->value.created >= entry.created_ns) return;
         }
-        insert_prepared(prepared_from_shared(key, entry), false);
-        bump(shared_counters().applied);
+        // No erasure check: the feed's records come in order with its tombstones (an erase of this key
+        // is a later record), and an unrelated erase must not lose a record that does not come again.
+        if (insert_prepared(prepared_from_shared(key, entry), false, FromShared{})) bump(shared_counters().applied);
     }
 
     // lookup_async with a tier that has lookup_async: the exact tier here; on a miss the tier's
@@ -1514,18 +1516,27 @@ private:
         return bytes;
     }
 
-    // `unless_erased_since`: an erasures_now() value; the entry is not stored when an erase or purge
-    // began since (checked under the shard lock, which the erase's local removal also takes).
-    bool insert_prepared(Prepared prepared, bool count_insertion, std::optional<std::uint64_t> unless_erased_since = std::nullopt) {
+    // How an insertion treats what is there: a caller's replaces it; an entry from the shared tier
+    // (a lookup's or the feed's) is stored only if the key's local entry, if any, is older, and (a
+    // lookup's) no erase began since `erasures`, an erasures_now() value from before the tier was
+    // asked (checked under the shard lock, which the erase's local removal also takes).
+    struct FromShared {
+        std::optional<std::uint64_t> erasures;
+    };
+
+    bool insert_prepared(Prepared prepared, bool count_insertion, std::optional<FromShared> from_shared = std::nullopt) {
         Shard& shard = shard_for(prepared.key);
         for (;;) {
             std::shared_ptr<Scope> scope = scopes_.find_or_create(prepared.scope);
             std::lock_guard lock(shard.mutex);
-            if (unless_erased_since && erasures_now() != *unless_erased_since) return false;
+            if (from_shared && from_shared->erasures && erasures_now() != *from_shared->erasures) return false;
             // erase_scope/clear mark a scope erased before removing its entries shard by shard; checking
             // under the shard lock means either we see the mark or they will see (and remove) our entry.
             if (scope->erased.load(std::memory_order_acquire)) continue;
-            if (Node* old = shard.store.find(prepared.key)) remove_locked(shard, *old);
+            if (Node* old = shard.store.find(prepared.key)) {
+                if (from_shared && old->value.created >= prepared.created) return false;  // a newer local one wins
+                remove_locked(shard, *old);
+            }
 
             Entry entry;
             entry.id = next_id_.fetch_add(1, std::memory_order_relaxed) * shard_count_ +
