@@ -292,7 +292,7 @@ struct SemanticCacheStats {
     std::uint64_t shared_corrupt = 0;
     std::uint64_t shared_writes = 0;           ///< write-through inserts, erases and scope purges the tier applied
     std::uint64_t shared_write_failures = 0;   ///< write-throughs the tier did not apply (Unavailable, or it threw): never thrown to the caller
-    std::uint64_t shared_applied = 0;          ///< change-feed inserts from other replicas stored locally
+    std::uint64_t shared_applied = 0;          ///< change-feed inserts stored locally (other replicas'; ours only when our copy was evicted or erased meanwhile)
     std::uint64_t shared_tombstones_applied = 0;  ///< change-feed erase / purge records applied locally
     std::uint64_t shared_gaps = 0;             ///< the change feed lost its place (trimmed): the tier replays live entries
     std::uint64_t shared_resets = 0;           ///< the change feed found the store emptied (restart without persistence): local entries kept
