@@ -8371,6 +8371,10 @@ public:
     /// Even the most confident hits were wrong too often: serve nothing.
     [[nodiscard]] bool exhausted() const noexcept { return exhausted_.load(std::memory_order_relaxed); }
 
+    /// Whether this state belongs to the step whose counters are `counters` (a result of another
+    /// cache must not feed this one's monitor, nor the other's behind its back).
+    [[nodiscard]] bool owned_by(const VerifiedStepCounters* counters) const noexcept { return counters_ == counters; }
+
     /// Records the outcome of a hit served at `probability`.
     void report(double probability, bool right) {
         std::lock_guard lock(mutex_);
@@ -8567,10 +8571,10 @@ public:
     }
 
     /// Feeds the outcome of a hit served in `scope` at `probability` to the scope's monitor. False when
-    /// there is no state (not a hit this step served).
+    /// there is no state or it is another step's (not a hit this step served).
     bool report(const std::weak_ptr<VerifierScopeState>& scope, double probability, bool right) {
         const std::shared_ptr<VerifierScopeState> state = scope.lock();
-        if (!state) return false;
+        if (!state || !state->owned_by(&counters_)) return false;
         state->report(probability, right);
         return true;
     }
@@ -8919,7 +8923,7 @@ struct SemanticCacheStats {
     std::uint64_t shared_corrupt = 0;
     std::uint64_t shared_writes = 0;           ///< write-through inserts, erases and scope purges the tier applied
     std::uint64_t shared_write_failures = 0;   ///< write-throughs the tier did not apply (Unavailable, or it threw): never thrown to the caller
-    std::uint64_t shared_applied = 0;          ///< change-feed inserts from other replicas stored locally
+    std::uint64_t shared_applied = 0;          ///< change-feed inserts stored locally (other replicas'; ours only when our copy was evicted or erased meanwhile)
     std::uint64_t shared_tombstones_applied = 0;  ///< change-feed erase / purge records applied locally
     std::uint64_t shared_gaps = 0;             ///< the change feed lost its place (trimmed): the tier replays live entries
     std::uint64_t shared_resets = 0;           ///< the change feed found the store emptied (restart without persistence): local entries kept
@@ -9188,7 +9192,8 @@ public:
 
     /// Feedback on a Semantic hit the HitVerifier served: the application learned whether its answer
     /// was right. Feeds the hit's scope's monitor, which raises the scope's operating point when wrong
-    /// hits exceed max_wrong_hit_rate. False (ignored) for other results or without a HitVerifier.
+    /// hits exceed max_wrong_hit_rate. False (ignored) for other results (misses, Exact hits, hits of
+    /// another cache, hits of a scope erased since) or without a HitVerifier.
     bool report(const LookupResult& hit, bool right) { return verifier_.report(hit.verifier_scope, hit.verified_probability, right); }
 
     /// Removes the entry for (`scope`, normalized `prompt`); false if there was none. With a shared
@@ -9202,6 +9207,10 @@ public:
                 const SharedStatus status = shared_call([&] { return tier->erase(scope, detail::cache_key_hex(key)); });
                 count_write(status != SharedStatus::Unavailable);
                 erased = erased || status == SharedStatus::Ok;
+                // A shared lookup whose GET ran before the tier's erase may have stored the entry
+                // since the first removal: remove it again (later ones see the bump and do not store).
+                count_erasure();
+                erased = erase_local(key) || erased;
             }
         }
         return erased;
@@ -9216,6 +9225,7 @@ public:
         if constexpr (has_shared) {
             if (std::shared_ptr<Shared> tier = shared_tier()) {
                 count_write(shared_call([&] { return tier->purge_scope(scope); }) != SharedStatus::Unavailable);
+                count_erasure();  // shared lookups asked before the purge do not store what they found
             }
         }
         return removed;
@@ -9505,8 +9515,12 @@ private:
             if (std::shared_ptr<typename Flights::Flight> pending = shard.flights.join(key))
                 return Flight(std::in_place_type<Follower>, Follower(&stats_, std::move(pending)));
             // Another caller may have finished its flight between our lookup and taking the lock.
-            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact)
+            if (LookupResult exact = lookup_exact_locked(shard, key, now_ns()); exact) {
+                // That lookup is this exact hit, not also the miss its tiers counted: hit_rate()
+                // counts each lookup once.
+                stats_.misses.fetch_sub(1, std::memory_order_relaxed);
                 return Flight(std::in_place_type<LookupResult>, std::move(exact));
+            }
             flight = shard.flights.start(key);
         }
         stats_.computations.fetch_add(1, std::memory_order_relaxed);
@@ -9554,6 +9568,10 @@ private:
         std::mutex attach_mutex;  // serializes attach_shared and the destructor; guards `follow`
         std::optional<FollowHandle> follow;
         std::shared_ptr<SharedCounters> counters = std::make_shared<SharedCounters>();
+        // Bumped by every erase / purge (local or from the feed) before its local removal. A shared
+        // lookup reads it before asking the tier and stores what it found only if it is unchanged
+        // (checked under the shard lock), so an entry erased meanwhile is not stored again.
+        std::atomic<std::uint64_t> erasures{0};
     };
     struct NoSharedState {};
 
@@ -9590,6 +9608,16 @@ private:
     }
 
     SharedCounters& shared_counters() const noexcept { return *shared_.counters; }
+    std::uint64_t erasures_now() const noexcept {
+        if constexpr (has_shared) {
+            return shared_.erasures.load(std::memory_order_acquire);
+        } else {
+            return 0;
+        }
+    }
+    void count_erasure() noexcept {
+        if constexpr (has_shared) shared_.erasures.fetch_add(1, std::memory_order_acq_rel);
+    }
     static void bump(std::atomic<std::uint64_t>& counter) noexcept { counter.fetch_add(1, std::memory_order_relaxed); }
 
     // A shared tier's call whose failure must never become the caller's: anything it throws
@@ -9672,9 +9700,10 @@ private:
             std::shared_ptr<Shared> tier = shared_tier();
             if (!tier) return {};
             const std::string hex = detail::cache_key_hex(key);
+            const std::uint64_t erasures = erasures_now();
             SharedLookup found = shared_call([&] { return tier->lookup(scope, hex); });
             shared_down_here() = found.status == SharedStatus::Unavailable;
-            return accept_shared(key, scope, found, true);
+            return accept_shared(key, scope, found, true, erasures);
         } else {
             (void)key;
             (void)scope;
@@ -9684,8 +9713,11 @@ private:
 
     // The shared tier's answer for `key`: on Ok (an entry of this scope whose prompt hashes to the
     // key, alive by this cache's clock) stored locally and returned as an Exact hit (counted when
-    // `count_hit`); otherwise a counted miss / unavailable / corrupt and an empty result.
-    LookupResult accept_shared(const detail::CacheKey& key, std::string_view scope, const SharedLookup& found, bool count_hit) {
+    // `count_hit`); otherwise a counted miss / unavailable / corrupt and an empty result. `erasures`
+    // is erasures_now() from before the tier was asked: after an erase since, it is served (it was
+    // read before the erase) but not stored.
+    LookupResult accept_shared(const detail::CacheKey& key, std::string_view scope, const SharedLookup& found, bool count_hit,
+                               std::uint64_t erasures) {
         SharedCounters& counters = shared_counters();
         if (found.status == SharedStatus::Unavailable) {
             bump(counters.unavailable);
@@ -9708,7 +9740,7 @@ private:
         }
         const std::int64_t created = prepared.created;
         std::shared_ptr<const std::string> response = response_of(prepared.text);
-        insert_prepared(std::move(prepared), false);
+        insert_prepared(std::move(prepared), false, FromShared{erasures});
         if (count_hit) {
             bump(counters.hits);
             stats_.exact_hits.fetch_add(1, std::memory_order_relaxed);
@@ -9740,6 +9772,7 @@ private:
     }
 
     bool erase_local(const detail::CacheKey& key) {
+        count_erasure();  // before the shard lock: a shared lookup storing after it sees the bump
         Shard& shard = shard_for(key);
         std::lock_guard lock(shard.mutex);
         Node* node = shard.store.find(key);
@@ -9749,6 +9782,7 @@ private:
     }
 
     std::size_t erase_scope_local(std::string_view scope) {
+        count_erasure();
         verifier_.forget(scope);  // the scope's feedback goes with its entries
         const std::shared_ptr<Scope> victim = scopes_.detach(scope);
         if (!victim) return 0;
@@ -9790,7 +9824,8 @@ private:
 
     // Another replica's insert (or a replay after a gap). Verified (its prompt must hash to its key:
     // a forged or damaged record is counted and skipped); skipped when we already hold that key at
-    // least as new (our own inserts come back on the feed; a newer local one wins).
+    // least as new (our own inserts come back on the feed; a newer local one wins): checked first
+    // (no embedding for nothing), and again under the shard lock when it is stored.
     void apply_shared_insert(const SharedEntry& entry) {
         const detail::CacheKey key = detail::prompt_cache_key(entry.scope, entry.prompt);
         if (entry.ttl <= std::chrono::nanoseconds::zero() || detail::cache_key_hex(key) != entry.key) {
@@ -9803,8 +9838,9 @@ private:
             std::lock_guard lock(shard.mutex);
             if (Node* node = shard.store.find(key); node != nullptr && node->value.created >= entry.created_ns) return;
         }
-        insert_prepared(prepared_from_shared(key, entry), false);
-        bump(shared_counters().applied);
+        // No erasure check: the feed's records come in order with its tombstones (an erase of this key
+        // is a later record), and an unrelated erase must not lose a record that does not come again.
+        if (insert_prepared(prepared_from_shared(key, entry), false, FromShared{})) bump(shared_counters().applied);
     }
 
     // lookup_async with a tier that has lookup_async: the exact tier here; on a miss the tier's
@@ -9819,10 +9855,11 @@ private:
             std::invoke(*callback, std::move(exact));
             return;
         }
-        auto step = [this, key, text = std::string(prompt), scope_name = std::string(scope), callback](SharedLookup found) mutable {
+        const std::uint64_t erasures = erasures_now();
+        auto step = [this, key, text = std::string(prompt), scope_name = std::string(scope), callback, erasures](SharedLookup found) mutable {
             LookupResult result;
             try {
-                result = accept_shared(key, scope_name, found, true);
+                result = accept_shared(key, scope_name, found, true, erasures);
             } catch (...) {
                 result = {};
             }
@@ -9930,6 +9967,7 @@ private:
             return std::nullopt;
         }
         bump(counters.lock_waits);
+        const std::uint64_t erasures = erasures_now();
         const SharedLookup found = wait_for_shared_entry(*tier, scope, hex);
         if (found.status == SharedStatus::Unavailable) {
             bump(counters.unavailable);
@@ -9938,7 +9976,7 @@ private:
         LookupResult result;
         if (found.found()) {
             try {
-                result = accept_shared(key, scope, found, false);
+                result = accept_shared(key, scope, found, false, erasures);
             } catch (...) {
                 result = {};
             }
@@ -10112,15 +10150,27 @@ private:
         return bytes;
     }
 
-    bool insert_prepared(Prepared prepared, bool count_insertion) {
+    // How an insertion treats what is there: a caller's replaces it; an entry from the shared tier
+    // (a lookup's or the feed's) is stored only if the key's local entry, if any, is older, and (a
+    // lookup's) no erase began since `erasures`, an erasures_now() value from before the tier was
+    // asked (checked under the shard lock, which the erase's local removal also takes).
+    struct FromShared {
+        std::optional<std::uint64_t> erasures;
+    };
+
+    bool insert_prepared(Prepared prepared, bool count_insertion, std::optional<FromShared> from_shared = std::nullopt) {
         Shard& shard = shard_for(prepared.key);
         for (;;) {
             std::shared_ptr<Scope> scope = scopes_.find_or_create(prepared.scope);
             std::lock_guard lock(shard.mutex);
+            if (from_shared && from_shared->erasures && erasures_now() != *from_shared->erasures) return false;
             // erase_scope/clear mark a scope erased before removing its entries shard by shard; checking
             // under the shard lock means either we see the mark or they will see (and remove) our entry.
             if (scope->erased.load(std::memory_order_acquire)) continue;
-            if (Node* old = shard.store.find(prepared.key)) remove_locked(shard, *old);
+            if (Node* old = shard.store.find(prepared.key)) {
+                if (from_shared && old->value.created >= prepared.created) return false;  // a newer local one wins
+                remove_locked(shard, *old);
+            }
 
             Entry entry;
             entry.id = next_id_.fetch_add(1, std::memory_order_relaxed) * shard_count_ +

@@ -12,9 +12,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string_view>
 #include <string>
@@ -653,4 +655,203 @@ TEST_CASE("shared cache: lookups, inserts and the feed at once on two replicas")
     CHECK(served_wrong.load() == 0);
     CHECK(a->stats().shared_corrupt == 0);
     CHECK(b->stats().shared_corrupt == 0);
+}
+
+// ---- review: the order of one caller's writes (insert is written through asynchronously) ----
+
+namespace {
+// What Redis itself holds for (scope, prompt), read through a tier of its own (no feed, no cache).
+llmfast::SharedLookup in_redis(llmfast::RedisTier& tier, std::string_view scope, std::string_view prompt) {
+    return tier.lookup(scope, llmfast::detail::cache_key_hex(llmfast::detail::prompt_cache_key(scope, prompt)));
+}
+}  // namespace
+
+TEST_CASE("shared cache: an erase right after an insert on the same thread is not undone by the queued write-through") {
+    RedisServer server;
+    auto a = make_cache(server.port(), {.semantic_tier = llmfast::SemanticTier::Off});
+    constexpr int n = 200;
+    for (int i = 0; i < n; ++i) {
+        const std::string prompt = "erased prompt " + std::to_string(i);
+        a->insert(prompt, "s", "stale");
+        a->erase(prompt, "s");  // returns only after the tier applied (or failed) the erase
+    }
+    // Every write of `a` has been answered: n async inserts and n erases.
+    REQUIRE(eventually([&] { return a->stats().shared_writes + a->stats().shared_write_failures >= 2 * n; }));
+    llmfast::RedisTier reader(tier_options(server.port()));
+    int resurrected = 0;
+    for (int i = 0; i < n; ++i) {
+        if (in_redis(reader, "s", "erased prompt " + std::to_string(i)).found()) ++resurrected;
+    }
+    CHECK(resurrected == 0);
+    // And a replica that follows the stream from its start ends up without them either.
+    auto c = make_cache(server.port(), {.semantic_tier = llmfast::SemanticTier::Off});
+    // Its feed delivers the n tombstones (one stream: scope "s" is in one bucket), after whatever
+    // insert records reached the stream.
+    REQUIRE(eventually([&] { return c->stats().shared_tombstones_applied >= n; }));
+    int served = 0;
+    for (int i = 0; i < n; ++i) {
+        if (c->lookup("erased prompt " + std::to_string(i), "s").hit()) ++served;
+    }
+    CHECK(served == 0);
+}
+
+TEST_CASE("shared cache: the later of two inserts of one prompt is what Redis keeps") {
+    RedisServer server;
+    auto a = make_cache(server.port(), {.semantic_tier = llmfast::SemanticTier::Off});
+    constexpr int n = 200;
+    for (int i = 0; i < n; ++i) {
+        const std::string prompt = "rewritten prompt " + std::to_string(i);
+        a->insert(prompt, "s", "old");
+        a->insert(prompt, "s", "new");
+    }
+    REQUIRE(eventually([&] { return a->stats().shared_writes + a->stats().shared_write_failures >= 2 * n; }));
+    REQUIRE(a->stats().shared_write_failures == 0);
+    llmfast::RedisTier reader(tier_options(server.port()));
+    int stale = 0;
+    for (int i = 0; i < n; ++i) {
+        const llmfast::SharedLookup found = in_redis(reader, "s", "rewritten prompt " + std::to_string(i));
+        if (!found.found() || found.entry.response != "new") ++stale;
+    }
+    CHECK(stale == 0);
+}
+
+// ---- review: the verifier step with a shared tier ----
+
+namespace {
+// Gives every candidate the probability it is told to.
+struct FixedVerifier {
+    std::shared_ptr<std::atomic<double>> p = std::make_shared<std::atomic<double>>(0.99);
+    double probability(std::string_view, std::string_view, float) const { return p->load(); }
+};
+using VerifiedSharedCache = llmfast::SemanticCache<llmfast::HashingEmbedder, llmfast::FlatIndex, llmfast::WallClock,
+                                                   llmfast::LruPolicy, llmfast::RedisTier, FixedVerifier>;
+}  // namespace
+
+TEST_CASE("shared cache with a verifier: a shared hit is Exact (not verified), a semantic hit on a followed entry is") {
+    RedisServer server;
+    FixedVerifier verifier;
+    VerifiedSharedCache a({}, semantic_options(), {}, verifier);
+    VerifiedSharedCache b({}, semantic_options(), {}, verifier);
+    a.attach_shared(make_tier(server.port()));
+    b.attach_shared(make_tier(server.port()));
+    a.insert(k_prompt, "s", "ML");
+    a.insert("only exact", "s", "E");
+    REQUIRE(eventually([&] { return b.stats().shared_applied >= 2; }));
+    // A followed entry is verified like a local one: served at the verifier's probability...
+    const llmfast::LookupResult semantic = b.lookup(k_paraphrase, "s");
+    REQUIRE(semantic.match == MatchKind::Semantic);
+    CHECK(semantic.response() == "ML");
+    CHECK(semantic.verified_probability == Approx(0.99));
+    CHECK(b.report(semantic, true));
+    CHECK(b.stats().reported_hits == 1);
+    // ... and rejected below the operating point (1 - δ = 0.95).
+    verifier.p->store(0.5);
+    CHECK_FALSE(b.lookup(k_paraphrase, "s"));
+    CHECK(b.stats().verifier_rejections >= 1);
+    // An entry of the shared tier served to a replica without a semantic tier (found in Redis, or
+    // already applied from its feed) is Exact: nothing verified, nothing to report; and a's report
+    // of b's hit is ignored.
+    VerifiedSharedCache c({}, {.semantic_tier = llmfast::SemanticTier::Off}, {}, verifier);
+    c.attach_shared(make_tier(server.port()));
+    const llmfast::LookupResult exact = c.lookup("only exact", "s");
+    REQUIRE(exact.response() == "E");
+    CHECK(exact.match == MatchKind::Exact);
+    CHECK(exact.verified_probability == 0.0);
+    CHECK_FALSE(c.report(exact, false));
+    CHECK_FALSE(a.report(semantic, false));
+    CHECK(a.stats().reported_hits + c.stats().reported_hits == 0);
+    CHECK(b.stats().reported_hits == 1);
+}
+
+// ---- review: an erase racing a shared lookup's local store ----
+
+namespace {
+// Holds its first embedding of "victim" after `arm()` until `release()`: the window between a shared
+// lookup's GET and the local store of what it found (this embedder is not the writer's, so the
+// entry's vector is not used and the prompt is embedded here).
+struct GateEmbedder {
+    struct Gate {
+        std::mutex mutex;
+        std::condition_variable changed;
+        bool armed = false, entered = false, released = false;
+    };
+    std::shared_ptr<Gate> gate = std::make_shared<Gate>();
+    std::size_t dimension() const { return 2; }
+    void embed(std::string_view text, std::span<float> out) const {
+        out[0] = 1.0F;
+        out[1] = 0.0F;
+        if (text != "victim") return;
+        std::unique_lock lock(gate->mutex);
+        if (!gate->armed) return;
+        gate->armed = false;
+        gate->entered = true;
+        gate->changed.notify_all();
+        gate->changed.wait_for(lock, 20s, [&] { return gate->released; });
+    }
+    void arm() const {
+        std::lock_guard lock(gate->mutex);
+        gate->armed = true;
+    }
+    bool wait_entered() const {
+        std::unique_lock lock(gate->mutex);
+        return gate->changed.wait_for(lock, 20s, [&] { return gate->entered; });
+    }
+    void release() const {
+        {
+            std::lock_guard lock(gate->mutex);
+            gate->released = true;
+        }
+        gate->changed.notify_all();
+    }
+};
+}  // namespace
+
+TEST_CASE("shared cache: an erase while a shared lookup stores what it found does not leave the entry behind") {
+    RedisServer server;
+    auto a = make_cache(server.port());
+    GateEmbedder gate;
+    llmfast::SemanticCache<GateEmbedder, llmfast::FlatIndex, llmfast::WallClock, llmfast::LruPolicy, llmfast::RedisTier> b(gate, semantic_options());
+    b.attach_shared(make_tier(server.port()));
+    a->insert("victim", "s", "V");
+    REQUIRE(eventually([&] { return a->stats().shared_writes >= 1 && b.stats().shared_applied >= 1; }));
+    b.clear();  // local only: b's next lookup asks Redis
+    gate.arm();
+    llmfast::LookupResult during;
+    std::thread looker([&] { during = b.lookup("victim", "s"); });  // GET found it; stores it (held in the embedder)
+    const bool entered = gate.wait_entered();
+    if (entered) {
+        CHECK(a->erase("victim", "s"));
+        // b's feed applied the tombstone while its lookup still held what the GET returned.
+        CHECK(eventually([&] { return b.stats().shared_tombstones_applied >= 1; }));
+    }
+    gate.release();
+    looker.join();
+    REQUIRE(entered);
+    CHECK((!during || during.response() == "V"));  // read before the erase: may be served once
+    CHECK_FALSE(b.lookup("victim", "s"));           // but the erase happened: not kept
+    CHECK(b.size() == 0);
+}
+
+TEST_CASE("shared cache: a shared lookup does not replace a newer local insert of the same prompt with what it read") {
+    RedisServer server;
+    auto a = make_cache(server.port());
+    GateEmbedder gate;
+    llmfast::SemanticCache<GateEmbedder, llmfast::FlatIndex, llmfast::WallClock, llmfast::LruPolicy, llmfast::RedisTier> b(gate, semantic_options());
+    b.attach_shared(make_tier(server.port()));
+    a->insert("victim", "s", "old");
+    REQUIRE(eventually([&] { return a->stats().shared_writes >= 1 && b.stats().shared_applied >= 1; }));
+    b.clear();  // local only: b's next lookup asks Redis
+    gate.arm();
+    llmfast::LookupResult during;
+    std::thread looker([&] { during = b.lookup("victim", "s"); });  // GET found "old"; held before storing it
+    const bool entered = gate.wait_entered();
+    if (entered) {
+        b.insert("victim", "s", "new");  // newer, stored locally and written through
+        CHECK(eventually([&] { return b.stats().shared_writes >= 1; }));
+    }
+    gate.release();
+    looker.join();
+    REQUIRE(entered);
+    CHECK(b.lookup("victim", "s").response() == "new");
+    CHECK(eventually([&] { return a->lookup("victim", "s").response() == "new"; }));  // a follows it too
 }

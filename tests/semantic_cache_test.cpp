@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <latch>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -1165,4 +1167,116 @@ TEST_CASE("verifier step: concurrent lookups, reports and erase_scope", "[cache]
     // A report after its scope was erased reaches nothing (and is not counted).
     CHECK(cache.stats().reported_hits <= static_cast<std::uint64_t>(served.load()));
     CHECK(cache.stats().reported_hits > 0);
+}
+
+// ---- review: counters, and report() on results it did not serve ----
+
+namespace {
+
+// Holds the first embedding of "race prompt" until released: the window between a lookup's tiers
+// and the flight's join-or-start. That vector is orthogonal to every other, so it finds no candidate.
+struct GateEmbedder {
+    struct Gate {
+        std::mutex mutex;
+        std::condition_variable changed;
+        bool armed = true, entered = false, released = false;
+    };
+    std::shared_ptr<Gate> gate = std::make_shared<Gate>();
+    std::size_t dimension() const { return 2; }
+    void embed(std::string_view text, std::span<float> out) const {
+        out[0] = 0.0F;
+        out[1] = 1.0F;
+        if (text != "race prompt") return;
+        std::unique_lock lock(gate->mutex);
+        if (!gate->armed) return;
+        gate->armed = false;
+        gate->entered = true;
+        gate->changed.notify_all();
+        gate->changed.wait_for(lock, 20s, [&] { return gate->released; });
+        out[0] = 1.0F;
+        out[1] = 0.0F;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("stats: a begin that finds the entry inserted after its tiers missed counts one lookup, an exact hit", "[cache]") {
+    llmfast::ManualClock clock;
+    GateEmbedder embedder;
+    llmfast::SemanticCache<GateEmbedder, llmfast::FlatIndex, llmfast::ManualClock> cache(clock, embedder, semantic_options());
+    cache.insert("seed", "s", "x");  // the scope has an index, so the lookup embeds its prompt
+    std::optional<llmfast::SemanticCache<GateEmbedder, llmfast::FlatIndex, llmfast::ManualClock>::Flight> flight;
+    std::thread looker([&] { flight.emplace(cache.begin("race prompt", "s")); });
+    bool entered = false;
+    {
+        std::unique_lock lock(embedder.gate->mutex);
+        entered = embedder.gate->changed.wait_for(lock, 20s, [&] { return embedder.gate->entered; });
+    }
+    if (entered) cache.insert("race prompt", "s", "R");  // lands between the lookup's miss and its flight
+    {
+        std::lock_guard lock(embedder.gate->mutex);
+        embedder.gate->released = true;
+    }
+    embedder.gate->changed.notify_all();
+    looker.join();
+    REQUIRE(entered);
+    REQUIRE(flight);
+    const auto* found = std::get_if<llmfast::LookupResult>(&*flight);
+    REQUIRE(found != nullptr);
+    CHECK(found->match == MatchKind::Exact);
+    CHECK(found->response() == "R");
+    const llmfast::SemanticCacheStats stats = cache.stats();
+    CHECK(stats.exact_hits + stats.semantic_hits + stats.misses == 1);  // one lookup, counted once
+    CHECK(stats.exact_hits == 1);
+    CHECK(stats.misses == 0);
+    CHECK(stats.hit_rate() == 1.0);
+}
+
+TEST_CASE("verifier step: report() with another cache's result is ignored by both caches", "[cache]") {
+    llmfast::ManualClock clock;
+    TunableVerifier verifier;
+    VerifiedCache a(clock, llmfast::HashingEmbedder{}, semantic_options(), {}, verifier);
+    VerifiedCache b(clock, llmfast::HashingEmbedder{}, semantic_options(), {}, verifier);
+    a.insert("how do I reset my password", "s", "answer a");
+    b.insert("how do I reset my password", "s", "answer b");
+    const auto from_b = b.lookup("how can I reset my password", "s");
+    REQUIRE(from_b.match == MatchKind::Semantic);
+    for (int i = 0; i < 100; ++i) CHECK_FALSE(a.report(from_b, false));  // not a hit `a` served
+    CHECK(a.stats().reported_hits == 0);
+    CHECK(b.stats().reported_hits == 0);  // nor fed to b behind its back
+    CHECK(b.stats().threshold_raises == 0);
+    CHECK(b.lookup("how can I reset my password", "s").match == MatchKind::Semantic);
+    CHECK(b.report(from_b, true));  // its own cache takes it
+    CHECK(b.stats().reported_hits == 1);
+}
+
+TEST_CASE("verifier step: a snapshot loads into a verified cache, whose loaded entries are verified", "[cache]") {
+    llmfast::ManualClock clock;
+    TunableVerifier verifier;
+    VerifiedCache a(clock, llmfast::HashingEmbedder{}, semantic_options(), {}, verifier);
+    a.insert("how do I reset my password", "s", "answer");
+    const std::string snapshot = a.save_to_string();
+    VerifiedCache b(clock, llmfast::HashingEmbedder{}, semantic_options(), {}, verifier);
+    b.insert("how do I reset my password", "t", "other scope");
+    const auto before = b.lookup("how can I reset my password", "t");
+    REQUIRE(before.match == MatchKind::Semantic);
+    b.load_from_string(snapshot);
+    CHECK(b.size() == 1);
+    const auto hit = b.lookup("how can I reset my password", "s");
+    REQUIRE(hit.match == MatchKind::Semantic);
+    CHECK(hit.response() == "answer");
+    CHECK(hit.verified_probability == Approx(0.99));
+    CHECK(b.report(hit, true));
+    CHECK_FALSE(b.report(before, false));  // its scope left with the load
+    verifier.p->store(0.5);
+    CHECK_FALSE(b.lookup("how can I reset my password", "s"));
+    CHECK(b.stats().verifier_rejections == 1);
+    // A snapshot of the guards-only cache loads into the verified one too (same embedder).
+    llmfast::ManualClock other;
+    Cache plain = make_cache(other);
+    plain.insert("how do I reset my password", "g", "guards");
+    VerifiedCache c(clock, llmfast::HashingEmbedder{}, semantic_options(), {}, verifier);
+    c.load_from_string(plain.save_to_string());
+    verifier.p->store(0.99);
+    CHECK(c.lookup("how can I reset my password", "g").verified_probability == Approx(0.99));
 }

@@ -24,7 +24,9 @@
 // Time bounds: every call of the request path (lookup, insert, erase, try_lock) waits at most about
 // `command_timeout` for a pooled connection and for each socket read or write (plus `connect_timeout`
 // when it has to open a connection), and returns Unavailable — never throws — when Redis is down,
-// slow or restarting. A timed-out connection is dead in hiredis 0.14 and is dropped; after
+// slow or restarting. A blocking insert, erase or purge_scope of a key whose async insert a worker
+// is writing waits for it first (one caller's writes of a key stay in order), at most about
+// `connect_timeout` + 4 × `command_timeout` more. A timed-out connection is dead in hiredis 0.14 and is dropped; after
 // `failures_before_backoff` failures in a row new connections are attempted only after a backoff
 // (doubling from `reconnect_backoff_min` to `reconnect_backoff_max`; Unavailable at once meanwhile,
 // then one call probes). Everything is counted in `stats()`.
@@ -75,6 +77,7 @@
 #include <string_view>
 #include <thread>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -501,7 +504,10 @@ public:
     /// SET key value PX ttl + XADD stream MAXLEN ~ cap, pipelined: one round trip. Ok when both were
     /// applied; Unavailable otherwise. Throws Error(InvalidArgument) for an entry the codec rejects.
     SharedStatus insert(const SharedEntry& entry) {
-        return insert_value(entry.scope, entry.key, entry.ttl, detail::encode_shared_entry(entry));
+        std::string value = detail::encode_shared_entry(entry);
+        const std::string name = entry_key(entry.scope, entry.key);
+        after_async_writes([&](std::string_view queued) { return queued == name; });
+        return insert_value(entry.scope, entry.key, entry.ttl, value);
     }
 
     /// DEL + an erase tombstone on the stream (every follower drops its copy), one round trip. Ok when
@@ -510,6 +516,7 @@ public:
         const std::string name = entry_key(scope, key);
         const std::string stream = stream_key(bucket_of(scope));
         const std::string cap = fmt::format("{}", options_.stream_max_len);
+        after_async_writes([&](std::string_view queued) { return queued == name; });
         Lease lease = acquire();
         if (!lease) return unavailable();
         lease->append({"DEL", name});
@@ -531,7 +538,9 @@ public:
         const std::size_t bucket = bucket_of(scope);
         const std::string stream = stream_key(bucket);
         const std::string cap = fmt::format("{}", options_.stream_max_len);
-        const std::string pattern = fmt::format("{}*", detail::redis_glob_escape(entry_key(scope, "")));
+        const std::string prefix = entry_key(scope, "");
+        const std::string pattern = fmt::format("{}*", detail::redis_glob_escape(prefix));
+        after_async_writes([&](std::string_view queued) { return queued.substr(0, prefix.size()) == prefix; });
         Lease lease = acquire();
         if (!lease) return unavailable();
         lease->append({"XADD", stream, "MAXLEN", "~", cap, "*", "t", "p", "s", scope});
@@ -569,8 +578,8 @@ public:
         requires std::invocable<std::decay_t<F>&, SharedLookup> && std::constructible_from<std::decay_t<F>, F>
     void lookup_async(std::string_view scope, std::string_view key, F&& done) {
         auto task = [this, scope_copy = std::string(scope), key_copy = std::string(key),
-                     callback = std::decay_t<F>(std::forward<F>(done))](bool stopping) mutable {
-            if (stopping) {
+                     callback = std::decay_t<F>(std::forward<F>(done))](AsyncRun run) mutable {
+            if (run != AsyncRun::Run) {
                 unavailable();
                 SharedLookup result;
                 result.status = SharedStatus::Unavailable;
@@ -579,22 +588,31 @@ public:
                 std::invoke(callback, lookup(scope_copy, key_copy));
             }
         };
-        enqueue(std::move(task));
+        enqueue({}, std::move(task));
     }
 
     /// `insert` on one of the tier's worker threads (the write-through of a caller that must not
     /// block, e.g. an event loop); `done(SharedStatus)` runs there exactly once, or on this thread
     /// (Unavailable) when the queue is full. The entry is encoded here first, so an entry the codec
     /// rejects throws Error(InvalidArgument) from this call (and `done` is not called). `done` must
-    /// not throw.
+    /// not throw. Writes of one key reach Redis in the order they were made: the workers run one
+    /// write of a key at a time, in queue order, and a later blocking `insert`, `erase` or
+    /// `purge_scope` of the key waits (bounded) for the one running and supersedes the queued ones
+    /// (their `done` gets Ok, on that write's thread, without I/O: the later write replaces their
+    /// effect), so an erase right after an insert is never undone by it.
     template <class F>
         requires std::invocable<std::decay_t<F>&, SharedStatus> && std::constructible_from<std::decay_t<F>, F>
     void insert_async(const SharedEntry& entry, F&& done) {
+        std::string name = entry_key(entry.scope, entry.key);
         auto task = [this, value = detail::encode_shared_entry(entry), scope_copy = entry.scope, key_copy = entry.key, ttl = entry.ttl,
-                     callback = std::decay_t<F>(std::forward<F>(done))](bool stopping) mutable {
-            std::invoke(callback, stopping ? unavailable() : insert_value(scope_copy, key_copy, ttl, value));
+                     callback = std::decay_t<F>(std::forward<F>(done))](AsyncRun run) mutable {
+            switch (run) {
+                case AsyncRun::Run: std::invoke(callback, insert_value(scope_copy, key_copy, ttl, value)); break;
+                case AsyncRun::Stopping: std::invoke(callback, unavailable()); break;
+                case AsyncRun::Superseded: std::invoke(callback, SharedStatus::Ok); break;
+            }
         };
-        enqueue(std::move(task));
+        enqueue(std::move(name), std::move(task));
     }
 
     /// SET lock token NX PX ttl: Acquired (this replica computes; `unlock` after inserting), Held
@@ -692,9 +710,15 @@ private:
         std::atomic<bool> connected{false};
     };
 
-    // One queued call: runs on a worker; `stopping` when the tier is being destroyed (answer
-    // Unavailable without I/O).
-    using AsyncTask = std::function<void(bool stopping)>;
+    // How a queued call is answered: run on a worker; Stopping, the tier is being destroyed (answer
+    // Unavailable without I/O); Superseded, a later blocking write of the same key replaces it
+    // (an insert answers Ok without I/O).
+    enum class AsyncRun : std::uint8_t { Run, Stopping, Superseded };
+    // One queued call; `name` is the entry key an insert writes (empty for a lookup).
+    struct AsyncTask {
+        std::string name;
+        std::function<void(AsyncRun)> run;
+    };
 
     static Options validated(Options o) {
         const auto invalid = [](std::string_view field, auto value, std::string_view rule) {
@@ -736,20 +760,48 @@ private:
         return at;
     }
 
-    // Queues `task` for a worker; a full queue (or a tier being destroyed) runs it here, stopping.
-    void enqueue(AsyncTask task) {
+    // Queues `run` for a worker (`name`: the entry an insert writes); a full queue (or a tier being
+    // destroyed) answers it here, stopping.
+    template <class Run>
+    void enqueue(std::string name, Run&& run) {
         {
             std::unique_lock lock(async_.mutex);
             if (!async_.stopping && async_.tasks.size() < options_.async_queue) {
                 if (async_.threads.empty()) start_async_locked();
-                async_.tasks.push_back(std::move(task));
+                async_.tasks.push_back(AsyncTask{std::move(name), std::function<void(AsyncRun)>(std::forward<Run>(run))});
                 lock.unlock();
-                async_.wake.notify_one();
+                async_.wake.notify_all();  // a worker may skip this task (its key is being written): wake every one
                 return;
             }
         }
         counters_.async_rejected.fetch_add(1, std::memory_order_relaxed);
-        task(true);
+        run(AsyncRun::Stopping);
+    }
+
+    // Before a blocking write of the entries `matches` selects (by entry key): their async inserts
+    // still queued are superseded (answered Ok: this later write replaces their effect), and one a
+    // worker is running is waited for, at most about one command's bound (connect + the pool's wait
+    // + a write and two replies), so one caller's writes of a key reach Redis in the order made.
+    template <class Match>
+    void after_async_writes(Match matches) {
+        std::vector<AsyncTask> superseded;
+        {
+            std::unique_lock lock(async_.mutex);
+            if (async_.running.empty() && async_.tasks.empty()) return;
+            for (auto it = async_.tasks.begin(); it != async_.tasks.end();) {
+                if (!it->name.empty() && matches(std::string_view(it->name))) {
+                    superseded.push_back(std::move(*it));
+                    it = async_.tasks.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+            const auto bound = options_.connect_timeout + 4 * options_.command_timeout;
+            async_.wake.wait_for(lock, bound, [&] {
+                return std::none_of(async_.running.begin(), async_.running.end(), [&](const std::string& n) { return matches(std::string_view(n)); });
+            });
+        }
+        for (AsyncTask& task : superseded) task.run(AsyncRun::Superseded);
     }
 
     SharedStatus insert_value(std::string_view scope, std::string_view key, std::chrono::nanoseconds ttl, const std::string& value) {
@@ -905,23 +957,37 @@ private:
         for (std::size_t i = 0; i < options_.async_threads; ++i) async_.threads.emplace_back([this] { async_loop(); });
     }
 
+    // The first queued task a worker may run: a lookup, or an insert of a key no worker is writing
+    // (one write of a key at a time, in queue order); every task once stopping (no I/O then).
+    typename std::deque<AsyncTask>::iterator runnable_locked() {
+        if (async_.stopping) return async_.tasks.begin();
+        return std::find_if(async_.tasks.begin(), async_.tasks.end(),
+                            [&](const AsyncTask& t) { return t.name.empty() || !async_.running.contains(t.name); });
+    }
+
     void async_loop() {
         for (;;) {
             AsyncTask task;
+            bool stopping = false;
             {
                 std::unique_lock lock(async_.mutex);
-                async_.wake.wait(lock, [&] { return async_.stopping || !async_.tasks.empty(); });
+                async_.wake.wait(lock, [&] { return async_.stopping || runnable_locked() != async_.tasks.end(); });
                 if (async_.tasks.empty()) return;  // stopping, nothing left
-                task = std::move(async_.tasks.front());
-                async_.tasks.pop_front();
+                const auto it = runnable_locked();
+                task = std::move(*it);
+                async_.tasks.erase(it);
+                stopping = async_.stopping;
+                if (!stopping && !task.name.empty()) async_.running.insert(task.name);
             }
-            task(stopping_async());
+            task.run(stopping ? AsyncRun::Stopping : AsyncRun::Run);
+            if (!stopping && !task.name.empty()) {
+                {
+                    std::lock_guard lock(async_.mutex);
+                    async_.running.erase(task.name);
+                }
+                async_.wake.notify_all();  // workers skipping this key, and a blocking write waiting for it
+            }
         }
-    }
-
-    bool stopping_async() {
-        std::lock_guard lock(async_.mutex);
-        return async_.stopping;
     }
 
     void stop_async() noexcept {
@@ -1248,6 +1314,7 @@ private:
         std::mutex mutex;
         std::condition_variable wake;
         std::deque<AsyncTask> tasks;
+        std::unordered_set<std::string> running;  // entry keys a worker is writing now
         std::vector<std::thread> threads;
         bool stopping = false;
     } async_;

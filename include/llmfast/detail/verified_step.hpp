@@ -91,6 +91,10 @@ public:
     /// Even the most confident hits were wrong too often: serve nothing.
     [[nodiscard]] bool exhausted() const noexcept { return exhausted_.load(std::memory_order_relaxed); }
 
+    /// Whether this state belongs to the step whose counters are `counters` (a result of another
+    /// cache must not feed this one's monitor, nor the other's behind its back).
+    [[nodiscard]] bool owned_by(const VerifiedStepCounters* counters) const noexcept { return counters_ == counters; }
+
     /// Records the outcome of a hit served at `probability`.
     void report(double probability, bool right) {
         std::lock_guard lock(mutex_);
@@ -287,10 +291,10 @@ public:
     }
 
     /// Feeds the outcome of a hit served in `scope` at `probability` to the scope's monitor. False when
-    /// there is no state (not a hit this step served).
+    /// there is no state or it is another step's (not a hit this step served).
     bool report(const std::weak_ptr<VerifierScopeState>& scope, double probability, bool right) {
         const std::shared_ptr<VerifierScopeState> state = scope.lock();
-        if (!state) return false;
+        if (!state || !state->owned_by(&counters_)) return false;
         state->report(probability, right);
         return true;
     }
