@@ -1142,7 +1142,8 @@ def test_redis():
             check(kind == "exact" and p1 == p2 and len(p2) == 9 and u1 == u2 and d2, "streamed on B: %s %s vs %s" % (kind, p2, p1))
 
             # the same request on A and B at once: computed once (B waits for A's answer: coalesced)
-            body = json.dumps({"model": "llmfast-sim", "temperature": 0, "max_tokens": 600, "stream": True,
+            # 2,400 tokens at time scale 50: A streams for ~0.6 s, long enough for B to ask on a loaded machine
+            body = json.dumps({"model": "llmfast-sim", "temperature": 0, "max_tokens": 2400, "stream": True,
                                "messages": [{"role": "user", "content": "computed once across replicas"}]}).encode()
             s = socket.create_connection(("127.0.0.1", a.port), timeout=20)
             try:
@@ -1153,14 +1154,14 @@ def test_redis():
                     part = s.recv(65536)
                     check(part, "A's stream ended early")
                     got += part
-                kind, raw_b = ask(b, "computed once across replicas", max_tokens=600, stream=True)
+                kind, raw_b = ask(b, "computed once across replicas", max_tokens=2400, stream=True)
                 while part:
                     part = s.recv(65536)
                     got += part
             finally:
                 s.close()
             check(b"x-llmfast-cache: miss" in got.lower() and kind == "coalesced", "A: %s, B: %s" % (got[:200], kind))
-            check(len(content_chunks(raw_b)[0]) == 600, "B replays A's 600 chunks")
+            check(len(content_chunks(raw_b)[0]) == 2400, "B replays A's 2,400 chunks")
             check(total(b, "llmfast_redis_locks_held_total") >= 1 and total(a, "llmfast_redis_locks_acquired_total") >= 1, "the lock")
 
             # semantic: B's local index follows A's inserts (embeddings travel with the entries)
