@@ -9169,20 +9169,7 @@ public:
             }
             embedder_.embed_async(prompt, [this, target = std::move(target), text = std::string(prompt),
                                            callback = std::move(callback)](std::vector<float>&& vector, std::exception_ptr error) mutable {
-                LookupResult result;
-                try {
-                    if (error) {
-                        stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
-                    } else if (vector.size() == dimension_ && normalize_usable(vector)) {
-                        result = search_semantic(text, target, vector);
-                    } else if (vector.size() != dimension_) {
-                        stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
-                    }
-                } catch (...) {
-                    result = {};  // a failed search is a miss: `done` runs exactly once, never throws here
-                }
-                if (!result) stats_.misses.fetch_add(1, std::memory_order_relaxed);
-                std::invoke(callback, std::move(result));
+                std::invoke(callback, search_embedded(text, target, vector, error));
             });
         } else {
             LookupResult result = lookup(prompt, scope);
@@ -9902,6 +9889,27 @@ private:
                             });
     }
 
+    // The semantic tier's answer from an asynchronous embedding (`error` set when the embedder failed):
+    // the search's result, or a miss, counted (with the embedder failure, if any). Never throws: a
+    // failed search is a miss, so the caller's `done` runs exactly once.
+    LookupResult search_embedded(std::string_view text, const std::shared_ptr<Scope>& target, std::vector<float>& vector,
+                                 const std::exception_ptr& error) noexcept {
+        LookupResult result;
+        try {
+            if (error) {
+                stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
+            } else if (vector.size() == dimension_ && normalize_usable(vector)) {
+                result = search_semantic(text, target, vector);
+            } else if (vector.size() != dimension_) {
+                stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
+            }
+        } catch (...) {
+            result = {};
+        }
+        if (!result) stats_.misses.fetch_add(1, std::memory_order_relaxed);
+        return result;
+    }
+
     // The semantic tier for an async lookup whose exact and shared tiers missed; `done` once, counted
     // (a miss counts in `misses`). Never throws: a failure is a miss.
     template <class F>
@@ -9914,20 +9922,7 @@ private:
                     auto shared_done = std::make_shared<F>(std::move(done));
                     embedder_.embed_async(prompt, [this, target, text = prompt, shared_done](std::vector<float>&& vector,
                                                                                              std::exception_ptr error) mutable {
-                        LookupResult r;
-                        try {
-                            if (error) {
-                                stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
-                            } else if (vector.size() == dimension_ && normalize_usable(vector)) {
-                                r = search_semantic(text, target, vector);
-                            } else if (vector.size() != dimension_) {
-                                stats_.embedder_failures.fetch_add(1, std::memory_order_relaxed);
-                            }
-                        } catch (...) {
-                            r = {};
-                        }
-                        if (!r) stats_.misses.fetch_add(1, std::memory_order_relaxed);
-                        std::invoke(*shared_done, std::move(r));
+                        std::invoke(*shared_done, search_embedded(text, target, vector, error));
                     });
                     return;
                 }
