@@ -33,6 +33,7 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using llmfast_test::eventually;
 using llmfast_test::RedisServer;
+using llmfast_test::run_self_child;
 
 namespace {
 
@@ -175,18 +176,9 @@ TEST_CASE("redis tier: two processes see each other's inserts") {
     RedisServer server;
     llmfast::RedisTier tier(options_for(server));
     REQUIRE(tier.insert(make_entry("scope-a", "from-parent", "written by the parent")) == llmfast::SharedStatus::Ok);
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        const std::string port = std::to_string(server.port());
-        ::setenv("LLMFAST_REDIS_CHILD_PORT", port.c_str(), 1);
-        ::execl("/proc/self/exe", "redis_tier_test", static_cast<char*>(nullptr));
-        ::_exit(127);
-    }
-    int status = 0;
-    REQUIRE(::waitpid(child, &status, 0) == child);
-    REQUIRE(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);
+    const std::optional<int> exit_code = run_self_child("LLMFAST_REDIS_CHILD_PORT", std::to_string(server.port()));
+    REQUIRE(exit_code.has_value());
+    CHECK(*exit_code == 0);
     const llmfast::SharedLookup found = tier.lookup("scope-a", "from-child");
     REQUIRE(found.found());
     CHECK(found.entry.response == "written by the child");

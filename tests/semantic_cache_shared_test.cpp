@@ -30,6 +30,7 @@ using namespace std::chrono_literals;
 using llmfast::MatchKind;
 using llmfast_test::eventually;
 using llmfast_test::RedisServer;
+using llmfast_test::run_self_child;
 
 namespace {
 
@@ -227,18 +228,9 @@ TEST_CASE("shared cache: two caches in two processes see each other's exact and 
     cache->insert("parent exact prompt", "scope-a", "from the parent");
     cache->insert(k_prompt, "scope-a", "ML (parent)");
     REQUIRE(eventually([&] { return cache->stats().shared_writes >= 2; }));
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        const std::string port = std::to_string(server.port());
-        ::setenv("LLMFAST_SHARED_CACHE_CHILD_PORT", port.c_str(), 1);
-        ::execl("/proc/self/exe", "semantic_cache_shared_test", static_cast<char*>(nullptr));
-        ::_exit(127);
-    }
-    int status = 0;
-    REQUIRE(::waitpid(child, &status, 0) == child);
-    REQUIRE(WIFEXITED(status));
-    CHECK(WEXITSTATUS(status) == 0);  // 3: no exact hit, 4: no semantic hit, 5: writes did not reach Redis
+    const std::optional<int> exit_code = run_self_child("LLMFAST_SHARED_CACHE_CHILD_PORT", std::to_string(server.port()));
+    REQUIRE(exit_code.has_value());
+    CHECK(*exit_code == 0);  // 3: no exact hit, 4: no semantic hit, 5: writes did not reach Redis
     CHECK(eventually([&] { return cache->lookup("child exact prompt", "scope-a").response() == "from the child"; }));
     CHECK(eventually([&] {
         const llmfast::LookupResult r = cache->lookup(k_child_paraphrase, "scope-a");

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -181,6 +182,22 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
         std::this_thread::sleep_for(5ms);
     }
     return pred();
+}
+
+/// Runs this test program again in a child process (`/proc/self/exe`, no arguments) with the
+/// environment variable `env` set to `value` — the child's side of a two-process test reads it —
+/// and waits for it. Its exit code, or nullopt when it could not start or did not exit normally.
+inline std::optional<int> run_self_child(const char* env, const std::string& value) {
+    const pid_t child = ::fork();
+    if (child < 0) return std::nullopt;
+    if (child == 0) {
+        ::setenv(env, value.c_str(), 1);
+        ::execl("/proc/self/exe", "child", static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    int status = 0;
+    if (::waitpid(child, &status, 0) != child || !WIFEXITED(status)) return std::nullopt;
+    return WEXITSTATUS(status);
 }
 
 }  // namespace llmfast_test
